@@ -1,0 +1,25 @@
+"""dryml-core's own plugin: numpy argument codecs and trusted modules, through the hooks."""
+
+from __future__ import annotations
+
+from dryml.hookspecs import hookimpl
+from dryml.records import ArgCodecRecord
+
+__all__ = ["dryml_arg_codecs", "dryml_trusted_modules"]
+
+
+@hookimpl
+def dryml_arg_codecs() -> list[ArgCodecRecord]:
+    """numpy arrays and numpy scalars as constructor arguments."""
+    return [
+        ArgCodecRecord("numpy.ndarray", types=["numpy:ndarray"],
+                       impl="dryml._numpy_codec:ARRAY"),
+        ArgCodecRecord("numpy.scalar", types=["numpy:generic"],
+                       impl="dryml._numpy_codec:SCALAR"),
+    ]
+
+
+@hookimpl
+def dryml_trusted_modules() -> list[str]:
+    """dryml's own modules."""
+    return ["dryml"]

@@ -1,0 +1,304 @@
+"""``save_object`` and ``load_object``: an Object graph to one ``.dry`` file and back."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import io
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from dryml import _registry
+from dryml._encoding import Decoder, Encoder
+from dryml._object import Object
+from dryml._trust import TrustPolicy, class_path
+from dryml._version import __version__
+from dryml.errors import DrymlError, FormatError, SerializationError
+from dryml.format._container import FORMAT_VERSION, ContainerReader, ContainerWriter, Limits
+from dryml.format._manifest import Manifest, NodeRecord, parse_manifest
+from dryml.format._store import LoadStore, SaveStore
+
+__all__ = ["LoadSession", "SaveSession", "load_object", "open_container", "save_object"]
+
+Source = str | os.PathLike[str] | IO[bytes]
+
+
+def _hook_chain(cls: type, name: str) -> list[Any]:
+    """Every definition of hook ``name`` in ``cls``'s MRO, base class first."""
+    return [klass.__dict__[name] for klass in reversed(cls.__mro__) if name in klass.__dict__]
+
+
+class SaveSession:
+    """Writes one object graph: nodes children-first, shared children once."""
+
+    def __init__(self, writer: ContainerWriter) -> None:
+        self.writer = writer
+        self.nodes: list[dict[str, Any]] = []
+        self.done: set[str] = set()
+        self.active: set[str] = set()
+        self.plugins: dict[str, str] = {}
+        self.frameworks: dict[str, str] = {}
+        self._count = 0
+        self._encoder = Encoder(writer=self, on_object=self.add_object)
+
+    # MemberWriter
+    def _name(self, suffix: str) -> str:
+        self._count += 1
+        return f"m{self._count:06d}{suffix}"
+
+    def add_array(self, array: Any) -> str:
+        name = self._name(".npy")
+        self.writer.add_array(name, array)
+        return name
+
+    def add_bytes(self, data: bytes) -> str:
+        name = self._name(".bin")
+        self.writer.add_bytes(name, bytes(data))
+        return name
+
+    def record_version(self, package: str, version: str | None = None,
+                       framework: tuple[str, str] | None = None) -> None:
+        if package != "dryml-core":
+            self.plugins[package] = version or _dist_version(package)
+        if framework is not None:
+            self.frameworks[framework[0]] = framework[1]
+
+    # graph
+    def add_object(self, obj: Object) -> str:
+        dry_id = obj.dry_id
+        if dry_id in self.done:
+            return dry_id
+        if dry_id in self.active:
+            raise SerializationError(
+                f"{type(obj).__qualname__} {dry_id!r} contains itself (a cycle); an object "
+                "graph must be a tree or a DAG")
+        self.active.add(dry_id)
+        owner = f"{type(obj).__qualname__} {dry_id!r}"
+        args = [self._encode(v, f"{owner}: dry_args[{i}]") for i, v in enumerate(obj.dry_args)]
+        kwargs = {k: self._encode(v, f"{owner}: dry_kwargs[{k!r}]")
+                  for k, v in obj._dry_kwargs.items() if k != "dry_id"}
+        state: dict[str, Any] = {}
+        store = SaveStore(self, state, owner)
+        for hook in _hook_chain(type(obj), "save_object_imp"):
+            _call_user(hook, obj, store, f"{owner}: save_object_imp", SerializationError)
+        self.nodes.append({"id": dry_id, "cls": class_path(type(obj)),
+                           "dry_mut": type(obj).dry_mut, "args": args, "kwargs": kwargs,
+                           "state": state})
+        self.active.discard(dry_id)
+        self.done.add(dry_id)
+        return dry_id
+
+    def _encode(self, value: Any, where: str) -> Any:
+        try:
+            return self._encoder.encode(value)
+        except DrymlError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a codec failed: say where
+            raise SerializationError(f"{where}: {type(exc).__name__}: {exc}") from exc
+
+    def encode_state(self, value: Any, where: str) -> dict[str, Any]:
+        serializer = _registry.serializer_for(type(value))
+        if serializer is None:
+            from dryml._values import BadValue, capture
+
+            try:
+                capture(value)
+            except BadValue as exc:
+                raise SerializationError(f"{where}{''.join(exc.path)}: {exc.reason}") from None
+            return {"value": self._encode(value, where)}
+        try:
+            meta = serializer.impl.dump(value, self)
+        except DrymlError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise SerializationError(f"{where}: serializer {serializer.name!r} failed: "
+                                     f"{type(exc).__name__}: {exc}") from exc
+        self.record_version(serializer.package)
+        return {"serializer": serializer.name, "package": serializer.package, "meta": meta}
+
+
+class LoadSession:
+    """Rebuilds an object graph from a checked manifest."""
+
+    def __init__(self, reader: ContainerReader, manifest: Manifest, trust: TrustPolicy) -> None:
+        self.reader = reader
+        self.manifest = manifest
+        self.objects: dict[str, Object] = {}
+        self._decoder = Decoder(trust, reader=self, objects=self.objects)
+        self.trust = trust
+
+    def get_array(self, name: str) -> Any:
+        return self.reader.read_array(name)
+
+    def get_bytes(self, name: str) -> bytes:
+        return self.reader.read_bytes(name)
+
+    def framework_version(self, framework: str) -> str | None:
+        return self.manifest.frameworks.get(framework)
+
+    def decode_state(self, entry: Any, where: str) -> Any:
+        if not isinstance(entry, dict):
+            raise FormatError(f"{where}: a stored entry must be an object")
+        if "value" in entry:
+            return self._decode(entry["value"], where)
+        serializer = _registry.serializer_by_name(str(entry.get("serializer")),
+                                                  str(entry.get("package")))
+        try:
+            return serializer.impl.load(entry.get("meta"), self)
+        except DrymlError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise SerializationError(f"{where}: serializer {serializer.name!r} could not "
+                                     f"read its data: {type(exc).__name__}: {exc}") from exc
+
+    def _decode(self, data: Any, where: str) -> Any:
+        try:
+            return self._decoder.decode(data, where)
+        except RecursionError:
+            raise FormatError(f"{where}: values nested too deeply") from None
+
+    def build(self) -> Object:
+        for node in self.manifest.objects:
+            self._build_node(node)
+        if self.manifest.root not in self.objects:
+            raise FormatError(f"the root object {self.manifest.root!r} is not in the file")
+        return self.objects[self.manifest.root]
+
+    def _build_node(self, node: NodeRecord) -> None:
+        if node.id in self.objects:
+            raise FormatError(f"the object id {node.id!r} appears twice in the file")
+        cls = self.trust.resolve_object_class(node.cls)
+        owner = f"{cls.__qualname__} {node.id!r}"
+        args = self._decode(node.args, f"{owner}: dry_args")
+        kwargs = self._decode(node.kwargs, f"{owner}: dry_kwargs")
+        if "dry_id" in kwargs:
+            raise FormatError(f"{owner}: dry_id belongs to the node, not to its kwargs")
+        obj = _call_user(lambda: cls(*args, dry_id=node.id, **kwargs), None, None,
+                         f"{owner}: rebuilding from the file", SerializationError)
+        store = LoadStore(self, node.state, owner)
+        for hook in _hook_chain(cls, "load_object_imp"):
+            _call_user(hook, obj, store, f"{owner}: load_object_imp", SerializationError)
+        self.objects[node.id] = obj
+
+
+def _call_user(fn: Any, obj: Any, store: Any, where: str, error: type[DrymlError]) -> Any:
+    """Run user code; a non-dryml exception becomes ``error`` naming where it happened."""
+    try:
+        return fn() if obj is None else fn(obj, store)
+    except DrymlError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise error(f"{where} failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _dist_version(package: str) -> str:
+    import importlib.metadata as md
+
+    try:
+        return md.version(package)
+    except md.PackageNotFoundError:
+        return "unknown"
+
+
+def _write(obj: Object, stream: IO[bytes], compress: bool) -> None:
+    writer = ContainerWriter(stream, compress=compress)
+    session = SaveSession(writer)
+    session.add_object(obj)
+    writer.finish({
+        "format": "dryml",
+        "format_version": FORMAT_VERSION,
+        "dryml_version": __version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "root": obj.dry_id,
+        "plugins": session.plugins,
+        "frameworks": session.frameworks,
+        "objects": session.nodes,
+    })
+
+
+def save_object(obj: Object, dest: Source, *, compress: bool = True) -> bool:
+    """Save ``obj`` (and every Object it holds, once each) to ``dest``; returns True.
+
+    ``dest`` is a path or a writable binary file. Writing to a path is atomic: a temporary file
+    in the same directory is written, flushed to disk and renamed over ``dest``, so a crash
+    never leaves a half-written file there. ``compress=False`` skips zstd for every member.
+    """
+    if not isinstance(obj, Object):
+        raise SerializationError(f"save_object saves dryml Objects, got {type(obj).__name__}")
+    if not isinstance(dest, (str, os.PathLike)):
+        _write(obj, dest, compress)
+        return True
+    path = Path(dest)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with open(fd, "wb", buffering=1 << 20) as stream:
+            _write(obj, stream, compress)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    return True
+
+
+@contextlib.contextmanager
+def open_container(source: Source, limits: Limits | None) -> Iterator[
+    tuple[ContainerReader, Manifest]
+]:
+    """Open and check a ``.dry`` file's container and manifest."""
+    if isinstance(source, (str, os.PathLike)):
+        try:
+            stream: IO[bytes] = open(source, "rb")  # noqa: SIM115 - closed below
+        except FileNotFoundError:
+            raise FileNotFoundError(f"no .dry file at {os.fspath(source)!r}") from None
+    elif hasattr(source, "seek") and getattr(source, "seekable", lambda: True)():
+        stream = source
+    else:
+        stream = io.BytesIO(source.read())
+    try:
+        reader = ContainerReader(stream, limits)
+        manifest = parse_manifest(reader.manifest)
+        reader.set_members(manifest.members)
+        yield reader, manifest
+    finally:
+        if stream is not source:
+            stream.close()
+
+
+def load_object(source: Source, *, trust: Iterable[str] = (), limits: Limits | None = None
+                ) -> Object:
+    """Load the Object saved in ``source`` (a path or a readable binary file).
+
+    Nothing is unpickled. Classes resolve only as described in :mod:`dryml._trust`: Object
+    subclasses already in this process or from trusted modules (plugins' and ``trust=``).
+    Shared children come back shared. Errors are :class:`dryml.errors.DrymlError` subclasses.
+    """
+    with open_container(source, limits) as (reader, manifest):
+        _warn_version_skew(manifest)
+        return LoadSession(reader, manifest, TrustPolicy(trust)).build()
+
+
+def _warn_version_skew(manifest: Manifest) -> None:
+    import warnings
+
+    from dryml.errors import DrymlVersionWarning
+
+    for package, version in manifest.plugins.items():
+        installed = _dist_version(package)
+        if "unknown" not in (installed, version) and installed.split(".")[0] != version.split(
+                ".")[0]:
+            warnings.warn(
+                f"the file was written with {package} {version}; {installed} is installed. "
+                "If loading fails, install the version that wrote it.",
+                DrymlVersionWarning, stacklevel=3)

@@ -1,0 +1,131 @@
+"""``Object``: a class whose instances remember the arguments they were built from."""
+
+from __future__ import annotations
+
+import abc
+import threading
+import uuid
+import weakref
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from dryml._values import capture_call
+from dryml.errors import ArgumentError
+
+if TYPE_CHECKING:
+    from dryml._objectdef import ObjectDef
+    from dryml.format import LoadStore, SaveStore
+
+__all__ = ["Object", "ObjectMeta", "class_registry"]
+
+# Every Object subclass that exists in this process, by "module:QualName". Looking a class up
+# here is always safe (it is already imported and is an Object), and it finds classes defined
+# inside functions, which no import path reaches.
+_classes: weakref.WeakValueDictionary[str, type[Object]] = weakref.WeakValueDictionary()
+_classes_lock = threading.Lock()
+
+
+def class_registry() -> weakref.WeakValueDictionary[str, type[Object]]:
+    """The live registry of Object subclasses by ``"module:QualName"``."""
+    return _classes
+
+
+class ObjectMeta(abc.ABCMeta):
+    """Captures constructor arguments before ``__init__`` runs; users never call it."""
+
+    def __init__(cls, name: str, bases: tuple[type, ...], namespace: dict[str, Any]) -> None:
+        super().__init__(name, bases, namespace)
+        with _classes_lock:
+            _classes[f"{cls.__module__}:{cls.__qualname__}"] = cls  # type: ignore[assignment]
+
+    def __call__(cls, *args: Any, dry_id: str | None = None, **kwargs: Any) -> Any:
+        if dry_id is None:
+            dry_id = str(uuid.uuid4())
+        elif type(dry_id) is not str or not dry_id:
+            raise ArgumentError(
+                f"{cls.__qualname__}: dry_id must be a non-empty str, got {dry_id!r}"
+            )
+        dry_args, dry_kwargs = capture_call(args, kwargs, cls.__qualname__)
+        dry_kwargs["dry_id"] = dry_id
+        obj = cls.__new__(cls)
+        obj.__dict__["_dry_args"] = dry_args
+        obj.__dict__["_dry_kwargs"] = dry_kwargs
+        obj.__init__(*args, **kwargs)
+        return obj
+
+
+class Object(metaclass=ObjectMeta):
+    """Base class of everything dryml can define, save, load, select and rebuild.
+
+    Subclasses write an ordinary ``__init__``; the arguments a caller passes are recorded in
+    :attr:`dry_args` and :attr:`dry_kwargs` (with a ``dry_id``), whether or not ``__init__``
+    calls ``super().__init__``.
+
+    >>> class Data(Object):
+    ...     def __init__(self, data):
+    ...         self.data = data
+    >>> d = Data([1, 2, 3], dry_id="d1")
+    >>> d.dry_args, d.dry_kwargs
+    (([1, 2, 3],), {'dry_id': 'd1'})
+
+    State beyond the arguments is saved by ``save_object_imp(self, store)`` and restored by
+    ``load_object_imp(self, store)``; every class in the MRO that defines them is called, base
+    class first.
+    """
+
+    #: True when instances change after construction (trained models), so two objects built
+    #: from one definition may hold different state.
+    dry_mut: ClassVar[bool] = False
+    #: The framework whose compute context this class needs ("default": none).
+    dry_framework: ClassVar[str] = "default"
+
+    _dry_args: tuple[Any, ...]
+    _dry_kwargs: dict[str, Any]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """Accept and ignore anything, so subclasses may call ``super().__init__(...)``."""
+
+    @property
+    def dry_args(self) -> tuple[Any, ...]:
+        """The positional arguments the caller passed (treat as read-only)."""
+        return self._dry_args
+
+    @property
+    def dry_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments the caller passed, plus ``dry_id`` (a copy)."""
+        return dict(self._dry_kwargs)
+
+    @property
+    def dry_id(self) -> str:
+        """The unique id of this object (a uuid4 string unless the caller gave one)."""
+        return str(self._dry_kwargs["dry_id"])
+
+    def definition(self) -> ObjectDef:
+        """A fresh :class:`ObjectDef` that builds a copy of this object (same ``dry_id``).
+
+        Nested Objects become nested ObjectDefs; mutating the result never changes ``self``.
+        """
+        from dryml._objectdef import ObjectDef
+
+        return ObjectDef.from_object(self)
+
+    def save_self(self, path: Any, **kwargs: Any) -> bool:
+        """Save this object to ``path`` (a path or a binary file); see :func:`save_object`."""
+        from dryml._io import save_object
+
+        return save_object(self, path, **kwargs)
+
+    def save_object_imp(self, store: SaveStore) -> None:
+        """Save state beyond the constructor arguments into ``store`` (override)."""
+
+    def load_object_imp(self, store: LoadStore) -> None:
+        """Restore state saved by :meth:`save_object_imp` from ``store`` (override)."""
+
+    def __repr__(self) -> str:
+        return repr(
+            {
+                "cls": type(self),
+                "dry_mut": type(self).dry_mut,
+                "dry_args": self._dry_args,
+                "dry_kwargs": self._dry_kwargs,
+            }
+        )

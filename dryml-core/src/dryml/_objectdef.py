@@ -1,0 +1,163 @@
+"""``ObjectDef``: a definition that builds Objects, compares structurally, and is plain JSON."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from dryml._values import capture_call, copy_value, values_equal
+from dryml.errors import ArgumentError
+
+if TYPE_CHECKING:
+    from dryml._object import Object
+
+__all__ = ["ObjectDef"]
+
+
+class ObjectDef:
+    """How to build an Object: its class and constructor arguments.
+
+    >>> from dryml import Object
+    >>> class Point(Object):
+    ...     def __init__(self, x, y=0):
+    ...         self.x, self.y = x, y
+    >>> d = ObjectDef(Point, 1, y=2)
+    >>> p = d.build()
+    >>> (p.x, p.y, p.dry_args)
+    (1, 2, (1,))
+
+    Without a ``dry_id`` every ``build()`` makes a new object with a fresh id; with one, the
+    object gets that id. Within one ``build()``, nested definitions sharing a ``dry_id`` build
+    one shared instance.
+    """
+
+    __slots__ = ("_args", "_cls", "_kwargs", "_mut")
+    __hash__ = None  # type: ignore[assignment]  # mutable, structural equality
+
+    def __init__(self, cls: type[Object], *args: Any, dry_mut: bool | None = None,
+                 **kwargs: Any) -> None:
+        from dryml._object import Object
+
+        if not (isinstance(cls, type) and issubclass(cls, Object)):
+            raise ArgumentError(f"ObjectDef needs a dryml.Object subclass, got {cls!r}")
+        self._cls = cls
+        self._args, self._kwargs = capture_call(args, kwargs, f"ObjectDef({cls.__qualname__})")
+        self._mut = cls.dry_mut if dry_mut is None else bool(dry_mut)
+
+    # -- accessors ----------------------------------------------------------------------------
+    @property
+    def cls(self) -> type[Object]:
+        """The Object subclass this definition builds."""
+        return self._cls
+
+    @property
+    def args(self) -> tuple[Any, ...]:
+        """Positional constructor arguments."""
+        return self._args
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        """Keyword constructor arguments (including ``dry_id`` when the definition has one)."""
+        return self._kwargs
+
+    @property
+    def dry_id(self) -> str | None:
+        """The id objects built from this definition get, or None for a fresh id each build."""
+        value = self._kwargs.get("dry_id")
+        return value if isinstance(value, str) else None
+
+    @property
+    def dry_mut(self) -> bool:
+        """Whether objects of this definition change after construction."""
+        return self._mut
+
+    # -- construction -------------------------------------------------------------------------
+    @classmethod
+    def from_object(cls, obj: Object) -> ObjectDef:
+        """The definition of an existing object (a deep copy; nested Objects become defs)."""
+        new = cls.__new__(cls)
+        new._cls = type(obj)
+        new._args = copy_value(obj._dry_args, _to_def)
+        new._kwargs = copy_value(obj._dry_kwargs, _to_def)
+        new._mut = type(obj).dry_mut
+        return new
+
+    def copy(self) -> ObjectDef:
+        """An independent deep copy."""
+        return _to_def(self)
+
+    def without_id(self) -> ObjectDef:
+        """This definition with no top-level ``dry_id`` (builds fresh objects)."""
+        new = self.copy()
+        new._kwargs.pop("dry_id", None)
+        return new
+
+    def build(self) -> Object:
+        """Build a new Object from this definition."""
+        return _build(self, {})
+
+    # -- plain JSON ---------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """A plain-JSON, human-readable form; :meth:`from_dict` reads it back."""
+        from dryml._encoding import Encoder
+
+        encoded = Encoder().encode(self)
+        assert isinstance(encoded, dict)
+        encoded.pop("__dry__")
+        return encoded
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], trust: Iterable[str] = ()) -> ObjectDef:
+        """Read :meth:`to_dict` output; classes resolve under the same trust rules as files."""
+        from dryml._encoding import Decoder
+        from dryml._trust import TrustPolicy
+        from dryml.errors import FormatError
+
+        if not isinstance(data, dict):
+            raise FormatError(f"ObjectDef.from_dict needs a dict, got {type(data).__name__}")
+        result = Decoder(TrustPolicy(trust)).decode({**data, "__dry__": "def"})
+        assert isinstance(result, ObjectDef)
+        return result
+
+    # -- comparison and display ---------------------------------------------------------------
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ObjectDef):
+            return NotImplemented
+        return (
+            self._cls is other._cls
+            and self._mut == other._mut
+            and values_equal(self._args, other._args)
+            and values_equal(self._kwargs, other._kwargs)
+        )
+
+    def __repr__(self) -> str:
+        return repr(
+            {"cls": self._cls, "dry_mut": self._mut, "dry_args": self._args,
+             "dry_kwargs": self._kwargs}
+        )
+
+
+def _to_def(value: Any) -> ObjectDef:
+    if isinstance(value, ObjectDef):
+        new = ObjectDef.__new__(ObjectDef)
+        new._cls, new._mut = value._cls, value._mut
+        new._args = copy_value(value._args, _to_def)
+        new._kwargs = copy_value(value._kwargs, _to_def)
+        return new
+    return ObjectDef.from_object(value)
+
+
+def _build(definition: ObjectDef, memo: dict[str, Object]) -> Object:
+    dry_id = definition.dry_id
+    if dry_id is not None and dry_id in memo:
+        return memo[dry_id]
+
+    def on_object(value: Any) -> Any:
+        return _build(value, memo) if isinstance(value, ObjectDef) else value
+
+    args = copy_value(definition.args, on_object)
+    kwargs = copy_value(definition.kwargs, on_object)
+    obj = definition.cls(*args, **kwargs)
+    if dry_id is not None:
+        memo[dry_id] = obj
+    return obj

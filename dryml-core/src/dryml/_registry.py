@@ -1,0 +1,130 @@
+"""Cached lookups over plugin records: codecs and serializers by type, trusted modules."""
+
+from __future__ import annotations
+
+import functools
+import threading
+from typing import Any
+
+import attrs
+
+from dryml.errors import BackendUnavailableError, PluginError
+from dryml.records import ArgCodecRecord, SerializerRecord, load_ref
+
+__all__ = [
+    "Resolved",
+    "arg_codec_by_name",
+    "arg_codec_for",
+    "clear_caches",
+    "serializer_by_name",
+    "serializer_for",
+    "trusted_modules",
+    "type_path",
+]
+
+_lock = threading.Lock()
+
+
+@attrs.frozen
+class Resolved:
+    """A record together with its loaded implementation."""
+
+    name: str
+    package: str
+    impl: Any
+
+
+def type_path(tp: type) -> str:
+    """``"module:QualName"`` of a class, the form records and files use."""
+    return f"{tp.__module__}:{tp.__qualname__}"
+
+
+def _index(hook: str) -> dict[str, tuple[str, ArgCodecRecord | SerializerRecord]]:
+    from dryml.plugins import get_plugin_manager
+
+    manager = get_plugin_manager()
+    by_name: dict[str, tuple[str, ArgCodecRecord | SerializerRecord]] = {}
+    for plugin, record in manager.records(hook):
+        if record.name in by_name and by_name[record.name][0] != plugin:
+            other = manager.distribution_of(by_name[record.name][0])
+            raise PluginError(
+                f"{hook}: the name {record.name!r} is registered by both {other} and "
+                f"{manager.distribution_of(plugin)}; uninstall or disable one of them "
+                "(DRYML_DISABLED_PLUGINS)."
+            )
+        by_name[record.name] = (plugin, record)
+    return by_name
+
+
+@functools.cache
+def _by_name(hook: str) -> dict[str, tuple[str, ArgCodecRecord | SerializerRecord]]:
+    with _lock:
+        return _index(hook)
+
+
+@functools.cache
+def _by_type_path(hook: str) -> dict[str, str]:
+    return {tp: name for name, (_, rec) in _by_name(hook).items() for tp in rec.types}
+
+
+@functools.cache
+def _load(hook: str, name: str) -> Resolved:
+    _, record = _by_name(hook)[name]
+    return Resolved(record.name, record.package, load_ref(record.impl))
+
+
+def _for_type(hook: str, tp: type) -> Resolved | None:
+    paths = _by_type_path(hook)
+    for klass in tp.__mro__:
+        name = paths.get(type_path(klass))
+        if name is not None:
+            return _load(hook, name)
+    return None
+
+
+@functools.cache
+def arg_codec_for(tp: type) -> Resolved | None:
+    """The argument codec for values of type ``tp`` (matched over its MRO), or None."""
+    return _for_type("dryml_arg_codecs", tp)
+
+
+@functools.cache
+def serializer_for(tp: type) -> Resolved | None:
+    """The store serializer for values of type ``tp`` (matched over its MRO), or None."""
+    return _for_type("dryml_serializers", tp)
+
+
+def _by_name_or_missing(hook: str, name: str, package: str, what: str) -> Resolved:
+    if name not in _by_name(hook):
+        raise BackendUnavailableError(
+            f"this file needs the {what} {name!r} from the package {package!r}, which is not "
+            f"installed or not active: pip install {package} (see `dryml plugins`)."
+        )
+    return _load(hook, name)
+
+
+def arg_codec_by_name(name: str, package: str) -> Resolved:
+    """The argument codec a file names; BackendUnavailableError naming ``package`` if absent."""
+    return _by_name_or_missing("dryml_arg_codecs", name, package, "argument codec")
+
+
+def serializer_by_name(name: str, package: str) -> Resolved:
+    """The serializer a file names; BackendUnavailableError naming ``package`` if absent."""
+    return _by_name_or_missing("dryml_serializers", name, package, "serializer")
+
+
+@functools.cache
+def trusted_modules() -> tuple[str, ...]:
+    """Module prefixes every plugin trusts (``dryml_trusted_modules``)."""
+    from dryml.plugins import get_plugin_manager
+
+    out: list[str] = []
+    for _, entry in get_plugin_manager().records("dryml_trusted_modules"):
+        out.append(str(entry))
+    return tuple(out)
+
+
+def clear_caches() -> None:
+    """Forget every cached lookup (after plugins change)."""
+    for fn in (_by_name, _by_type_path, _load, arg_codec_for, serializer_for, trusted_modules):
+        fn.cache_clear()

@@ -1,0 +1,146 @@
+"""Constructor-argument values: checking at construction, copying, equality.
+
+Allowed values: None, bool, int, float, str, bytes, list, tuple, dict, Objects, ObjectDefs,
+classes (by import path), and any type a plugin registers an argument codec for (core registers
+numpy arrays and scalars that way). Anything else is refused at construction with the path of
+the offending value, e.g. ``dry_kwargs['opt'][2]``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dryml import _registry
+from dryml.errors import ArgumentError
+
+__all__ = ["ATOMS", "BadValue", "capture", "copy_value", "values_equal"]
+
+ATOMS: frozenset[type] = frozenset({type(None), bool, int, float, str, bytes})
+
+
+class BadValue(Exception):
+    """Internal: carries the path of a refused value up to where it can be named."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.path: list[str] = []
+
+
+def _is_object(value: Any) -> bool:
+    from dryml._object import Object
+    from dryml._objectdef import ObjectDef
+
+    return isinstance(value, (Object, ObjectDef))
+
+
+def check_class(value: type) -> None:
+    """A class is allowed when it can be found again by its import path."""
+    from dryml._object import Object
+
+    if issubclass(value, Object):
+        return
+    if "<locals>" in value.__qualname__:
+        raise BadValue(
+            f"the class {value.__qualname__} is defined inside a function, so it cannot be "
+            "found again by its import path; define it at module level"
+        )
+
+
+def capture(value: Any) -> Any:
+    """Check ``value`` and return an independent copy of its containers.
+
+    Objects and ObjectDefs are kept by reference (that is what lets shared children stay
+    shared); arrays and codec values are kept by reference too.
+    """
+    tp = type(value)
+    if tp in ATOMS:
+        return value
+    if tp is list:
+        return [_capture_item(v, i) for i, v in enumerate(value)]
+    if tp is tuple:
+        return tuple([_capture_item(v, i) for i, v in enumerate(value)])
+    if tp is dict:
+        out = {}
+        for key, item in value.items():
+            try:
+                key = capture(key)
+                hash(key)
+            except (BadValue, TypeError) as exc:
+                raise BadValue(f"the dict key {key!r} is not allowed: {exc}") from None
+            out[key] = _capture_item(item, key)
+        return out
+    if isinstance(value, type):
+        check_class(value)
+        return value
+    if _is_object(value):
+        return value
+    codec = _registry.arg_codec_for(tp)
+    if codec is None:
+        raise BadValue(
+            f"values of type {tp.__module__}.{tp.__qualname__} cannot be recorded; use None, "
+            "bool, int, float, str, bytes, list, tuple, dict, numpy arrays, Objects, ObjectDefs, "
+            "classes, or install the backend whose argument codec handles this type"
+        )
+    try:
+        codec.impl.check(value)
+    except ValueError as exc:
+        raise BadValue(str(exc)) from None
+    return value
+
+
+def _capture_item(value: Any, key: Any) -> Any:
+    try:
+        return capture(value)
+    except BadValue as exc:
+        exc.path.insert(0, f"[{key!r}]")
+        raise
+
+
+def capture_call(args: tuple[Any, ...], kwargs: dict[str, Any], where: str) -> tuple[
+    tuple[Any, ...], dict[str, Any]
+]:
+    """Capture constructor arguments; ArgumentError names the bad one (``dry_args[1]['x']``)."""
+    try:
+        captured_args = tuple([_capture_item(v, i) for i, v in enumerate(args)])
+    except BadValue as exc:
+        raise ArgumentError(f"{where}: dry_args{''.join(exc.path)}: {exc.reason}") from None
+    try:
+        captured_kwargs = {k: _capture_item(v, k) for k, v in kwargs.items()}
+    except BadValue as exc:
+        raise ArgumentError(f"{where}: dry_kwargs{''.join(exc.path)}: {exc.reason}") from None
+    return captured_args, captured_kwargs
+
+
+def copy_value(value: Any, on_object: Any) -> Any:
+    """Deep-copy an argument value; Objects and ObjectDefs go through ``on_object``."""
+    tp = type(value)
+    if tp in ATOMS or isinstance(value, type):
+        return value
+    if tp is list:
+        return [copy_value(v, on_object) for v in value]
+    if tp is tuple:
+        return tuple([copy_value(v, on_object) for v in value])
+    if tp is dict:
+        return {k: copy_value(v, on_object) for k, v in value.items()}
+    if _is_object(value):
+        return on_object(value)
+    codec = _registry.arg_codec_for(tp)
+    return codec.impl.copy(value) if codec is not None else value
+
+
+def values_equal(a: Any, b: Any) -> bool:
+    """Structural equality of argument values (arrays compare by dtype, shape and content)."""
+    ta, tb = type(a), type(b)
+    if ta is not tb:
+        return False
+    if ta in ATOMS or isinstance(a, type):
+        return bool(a == b) or (ta is float and a != a and b != b)
+    if ta is list or ta is tuple:
+        return len(a) == len(b) and all(values_equal(x, y) for x, y in zip(a, b))
+    if ta is dict:
+        return a.keys() == b.keys() and all(values_equal(a[k], b[k]) for k in a)
+    codec = _registry.arg_codec_for(ta)
+    if codec is not None:
+        return bool(codec.impl.equal(a, b))
+    return bool(a == b)

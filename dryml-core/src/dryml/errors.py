@@ -1,0 +1,100 @@
+"""The one exception hierarchy of dryml.
+
+Every error dryml raises on purpose derives from :class:`DrymlError`, so a caller can catch the
+whole family with one ``except``. Each message says what was wrong, where, and what to do.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ArgumentError",
+    "BackendUnavailableError",
+    "ChecksumError",
+    "ClassNotFoundError",
+    "ContextIncompatibilityError",
+    "DrymlError",
+    "DrymlPluginWarning",
+    "DrymlVersionWarning",
+    "DrymlWarning",
+    "FormatError",
+    "FormatVersionError",
+    "LimitExceededError",
+    "NoContextError",
+    "PluginError",
+    "ResourcesUnavailableError",
+    "SerializationError",
+    "UntrustedClassError",
+    "WorkerCrashedError",
+]
+
+
+class DrymlError(Exception):
+    """Root of every error dryml raises on purpose."""
+
+
+class ArgumentError(DrymlError, TypeError):
+    """A constructor argument has a type dryml cannot record (raised at construction)."""
+
+
+class SerializationError(DrymlError):
+    """A value could not be written to, or read from, a ``.dry`` file."""
+
+
+class FormatError(DrymlError):
+    """A ``.dry`` file is malformed: truncated, empty, wrong types, bad member names."""
+
+
+class FormatVersionError(FormatError):
+    """A ``.dry`` file was written by a newer format version than this dryml understands."""
+
+
+class ChecksumError(FormatError):
+    """A member of a ``.dry`` file does not match the checksum recorded for it."""
+
+
+class LimitExceededError(FormatError):
+    """A ``.dry`` file declares or holds more than the reader's bounds (a zip/zstd bomb)."""
+
+
+class UntrustedClassError(DrymlError):
+    """A file names a class that is not trusted, or that is not a ``dryml.Object`` subclass."""
+
+
+class ClassNotFoundError(DrymlError):
+    """A trusted module does not define the class a file names."""
+
+
+class PluginError(DrymlError):
+    """A plugin could not be loaded or conflicts with another plugin."""
+
+
+class BackendUnavailableError(DrymlError, ImportError):
+    """A feature needs a backend package that is not installed (the message names it)."""
+
+
+class ContextIncompatibilityError(DrymlError):
+    """The current compute context does not satisfy a requirement."""
+
+
+class NoContextError(DrymlError):
+    """Code that needs a compute context ran outside any context."""
+
+
+class ResourcesUnavailableError(DrymlError):
+    """A resource request can never be met on this machine."""
+
+
+class WorkerCrashedError(DrymlError):
+    """A worker process died while running a call."""
+
+
+class DrymlWarning(UserWarning):
+    """Root of every warning dryml emits."""
+
+
+class DrymlPluginWarning(DrymlWarning):
+    """A plugin failed to load and was recorded as unavailable."""
+
+
+class DrymlVersionWarning(DrymlWarning):
+    """A file was written with a different major version of a framework or plugin."""

@@ -1,0 +1,86 @@
+"""The ``.dry`` file format: stores for Object state, and the interfaces plugins implement.
+
+See ``docs/format.md`` for the byte layout and the manifest. Plugins that put framework values
+into files implement :class:`Serializer` (for ``store.put``) or :class:`ArgCodec` (for
+constructor arguments) and register them with the ``dryml_serializers`` /
+``dryml_arg_codecs`` hooks.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from dryml.format._container import FORMAT_VERSION, Limits, MemberInfo
+from dryml.format._manifest import Manifest, NodeRecord
+from dryml.format._store import LoadStore, SaveStore, read_manifest
+
+__all__ = [
+    "FORMAT_VERSION",
+    "ArgCodec",
+    "Limits",
+    "LoadStore",
+    "Manifest",
+    "MemberInfo",
+    "MemberReader",
+    "MemberWriter",
+    "NodeRecord",
+    "SaveStore",
+    "Serializer",
+    "read_manifest",
+]
+
+
+class MemberWriter(Protocol):
+    """Where serializers and codecs put binary data while a file is written."""
+
+    def add_array(self, array: Any) -> str:
+        """Store a numpy array as a ``.npy`` member; returns the member name."""
+
+    def add_bytes(self, data: bytes) -> str:
+        """Store raw bytes as a member; returns the member name."""
+
+    def record_version(self, package: str, version: str | None = None,
+                       framework: tuple[str, str] | None = None) -> None:
+        """Record a plugin's version (and a framework's, e.g. ``("torch", "2.13.0")``)."""
+
+
+class MemberReader(Protocol):
+    """Where serializers and codecs read binary members back (checksums verified)."""
+
+    def get_array(self, name: str) -> Any:
+        """A ``.npy`` member as a numpy array."""
+
+    def get_bytes(self, name: str) -> bytes:
+        """A member's raw bytes."""
+
+    def framework_version(self, framework: str) -> str | None:
+        """The framework version recorded when the file was written, if any."""
+
+
+class Serializer(Protocol):
+    """Puts values of some types into a store (``store.put``) and reads them back."""
+
+    def dump(self, value: Any, writer: MemberWriter) -> Any:
+        """Write ``value``; return JSON-able metadata that :meth:`load` receives."""
+
+    def load(self, meta: Any, reader: MemberReader) -> Any:
+        """Rebuild the value from ``meta`` and members; raise dryml errors on bad input."""
+
+
+class ArgCodec(Protocol):
+    """Lets a type be an Object constructor argument."""
+
+    def check(self, value: Any) -> None:
+        """Raise ValueError (with the reason) when this particular value cannot be recorded."""
+
+    def encode(self, value: Any, writer: MemberWriter | None) -> Any:
+        """JSON for ``value``; large data goes to ``writer`` when it is not None."""
+
+    def decode(self, data: Any, reader: MemberReader | None) -> Any:
+        """The value back from :meth:`encode`'s JSON."""
+
+    def copy(self, value: Any) -> Any:
+        """An independent copy (used by ``definition()`` and ``build()``)."""
+
+    def equal(self, a: Any, b: Any) -> bool:
+        """Structural equality (used by ``ObjectDef.__eq__``)."""

@@ -1,0 +1,121 @@
+"""Every hook a dryml plugin can implement.
+
+A plugin is a module (or object) named by an entry point in the ``dryml`` group::
+
+    [project.entry-points.dryml]
+    torch = "dryml_torch._plugin"
+
+and implements any of these hooks with :data:`dryml.hookimpl`. Registration hooks return
+lists of frozen records from :mod:`dryml.records`; records name implementations lazily, so
+listing plugins never imports a framework.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+from dryml.records import (
+    ArgCodecRecord,
+    ContextRecord,
+    DatasetAdapterRecord,
+    ResourceProviderRecord,
+    SerializerRecord,
+    TrainerRecord,
+)
+
+__all__ = ["PROJECT_NAME", "hookimpl", "hookspec"]
+
+PROJECT_NAME = "dryml"
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+@hookspec
+def dryml_serializers() -> list[SerializerRecord]:
+    """Serializers for values put into a ``.dry`` store with ``store.put(name, value)``.
+
+    Example::
+
+        @hookimpl
+        def dryml_serializers():
+            return [SerializerRecord("torch.module", types=["torch.nn.modules.module:Module"],
+                                     impl="dryml_torch._serializers:ModuleSerializer",
+                                     package="dryml-torch")]
+    """
+
+
+@hookspec
+def dryml_arg_codecs() -> list[ArgCodecRecord]:
+    """Codecs that let extra types be Object constructor arguments.
+
+    Example::
+
+        @hookimpl
+        def dryml_arg_codecs():
+            return [ArgCodecRecord("torch.dtype", types=["torch:dtype"],
+                                   impl="dryml_torch._codecs:DtypeCodec", package="dryml-torch")]
+    """
+
+
+@hookspec
+def dryml_dataset_adapters() -> list[DatasetAdapterRecord]:
+    """Adapters converting dryml Datasets to a framework (``ds.tf()``, ``ds.torch()``).
+
+    Example::
+
+        @hookimpl
+        def dryml_dataset_adapters():
+            return [DatasetAdapterRecord("tf", impl="dryml_tf._data:adapter", package="dryml-tf")]
+    """
+
+
+@hookspec
+def dryml_trainers() -> list[TrainerRecord]:
+    """Trainables and components a backend offers.
+
+    Example::
+
+        @hookimpl
+        def dryml_trainers():
+            return [TrainerRecord("sklearn.estimator", framework="sklearn",
+                                  impl="dryml_sklearn.models:Estimator", package="dryml-sklearn")]
+    """
+
+
+@hookspec
+def dryml_resource_providers() -> list[ResourceProviderRecord]:
+    """Providers that report the resources of this machine (cpu, gpu).
+
+    Example::
+
+        @hookimpl
+        def dryml_resource_providers():
+            return [ResourceProviderRecord("gpu", impl="mypkg.nvml:provider", package="mypkg")]
+    """
+
+
+@hookspec
+def dryml_contexts() -> list[ContextRecord]:
+    """Per-framework preparation of a worker process, run before the framework is imported.
+
+    Example::
+
+        @hookimpl
+        def dryml_contexts():
+            return [ContextRecord("torch", impl="dryml_torch._context:prepare",
+                                  package="dryml-torch")]
+    """
+
+
+@hookspec
+def dryml_trusted_modules() -> list[str]:
+    """Module prefixes whose ``dryml.Object`` subclasses a ``.dry`` file may name.
+
+    A plugin trusts its own modules so that files holding its Objects load without ``trust=``.
+
+    Example::
+
+        @hookimpl
+        def dryml_trusted_modules():
+            return ["dryml_torch"]
+    """
