@@ -20,10 +20,13 @@ from dryml.hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from dryml._io import load_object, save_object
+    from dryml.repo import Repo, Selector
 
 __all__ = [
     "Object",
     "ObjectDef",
+    "Repo",
+    "Selector",
     "__version__",
     "errors",
     "hookimpl",
@@ -35,8 +38,13 @@ __all__ = [
 _LAZY = {
     "save_object": ("dryml._io", "save_object"),
     "load_object": ("dryml._io", "load_object"),
+    "Repo": ("dryml.repo", "Repo"),
+    "Selector": ("dryml.repo", "Selector"),
 }
-_LAZY_MODULES = frozenset({"format", "plugins", "records", "testing", "hookspecs"})
+_LAZY_MODULES = frozenset(
+    {"context", "data", "format", "hookspecs", "metrics", "models", "plugins", "records",
+     "repo", "testing"}
+)
 
 
 def __getattr__(name: str) -> Any:

@@ -1,0 +1,7 @@
+"""Compute-context records of dryml-sklearn (no framework import here)."""
+
+from __future__ import annotations
+
+from dryml.records import ContextRecord
+
+CONTEXTS: list[ContextRecord] = []

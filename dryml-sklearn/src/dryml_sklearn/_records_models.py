@@ -1,0 +1,7 @@
+"""Trainable and component records of dryml-sklearn (no framework import here)."""
+
+from __future__ import annotations
+
+from dryml.records import TrainerRecord
+
+TRAINERS: list[TrainerRecord] = []
