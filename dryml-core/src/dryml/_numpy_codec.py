@@ -40,7 +40,7 @@ class ArrayCodec:
     def encode(self, value: np.ndarray, writer: MemberWriter | None) -> Any:
         if writer is not None and value.nbytes > INLINE_BYTES:
             return {"member": writer.add_array(value)}
-        data = np.ascontiguousarray(value)
+        data = value if value.flags.c_contiguous else value.copy(order="C")
         return {"dtype": data.dtype.str, "shape": list(data.shape),
                 "b64": base64.b64encode(data.tobytes()).decode("ascii")}
 
@@ -60,7 +60,7 @@ class ArrayCodec:
         if count * dtype.itemsize != len(raw):
             raise FormatError(f"array data holds {len(raw)} bytes; shape {shape} needs "
                               f"{count * dtype.itemsize}")
-        return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
+        return np.frombuffer(raw, dtype=dtype).reshape(tuple(shape)).copy()
 
     def copy(self, value: np.ndarray) -> np.ndarray:
         return value.copy()

@@ -150,7 +150,8 @@ class ContainerWriter:
         """Add a member holding ``array`` as a whole ``.npy`` file (never pickled)."""
         if array.dtype.hasobject:
             raise FormatError("arrays of Python objects would need pickle; refused")
-        array = np.ascontiguousarray(array) if not array.flags.f_contiguous else array
+        if not (array.flags.c_contiguous or array.flags.f_contiguous):
+            array = array.copy(order="C")  # np.ascontiguousarray would make 0-d arrays 1-d
         header = io.BytesIO()
         np.lib.format.write_array_header_2_0(
             header, np.lib.format.header_data_from_array_1_0(array))
@@ -171,13 +172,24 @@ class ContainerWriter:
 
 
 def _decompress(data: bytes, raw_size: int, what: str) -> bytes:
+    """Decompress at most ``raw_size + 1`` bytes: a bomb is caught before it can grow."""
+    chunks: list[bytes] = []
+    got = 0
     try:
-        out = zstandard.ZstdDecompressor().decompressobj().decompress(data)
+        with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)) as stream:
+            while got <= raw_size:
+                chunk = stream.read(min(raw_size + 1 - got, 1 << 24))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                got += len(chunk)
     except zstandard.ZstdError as exc:
         raise FormatError(f"{what}: corrupt zstd data ({exc})") from None
-    if len(out) != raw_size:
-        raise FormatError(f"{what}: decompressed to {len(out)} bytes, expected {raw_size}")
-    return out
+    if got != raw_size:
+        raise LimitExceededError(
+            f"{what}: decompresses to {'more than ' if got > raw_size else ''}{min(got, raw_size)} bytes, "
+            f"but declares {raw_size}")
+    return b"".join(chunks)
 
 
 class ContainerReader:

@@ -1,0 +1,68 @@
+"""Test helpers: craft .dry files (valid ones rewritten into hostile ones) and test classes."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import xxhash
+import zstandard
+
+from dryml import Object
+from dryml.format._container import _TRAILER, ContainerReader
+
+
+class Leaf(Object):
+    """An Object with one argument."""
+
+    def __init__(self, value: Any = None) -> None:
+        self.value = value
+
+
+class Holder(Object):
+    """An Object with nested Objects and stored arrays."""
+
+    def __init__(self, *children: Any, scale: float = 1.0) -> None:
+        self.children = children
+        self.scale = scale
+        self.weights = np.arange(5000, dtype=np.float32) * scale
+
+    def save_object_imp(self, store: Any) -> None:
+        store.put("weights", self.weights)
+        store.put("info", {"epochs": 3, "pair": (1, 2)})
+
+    def load_object_imp(self, store: Any) -> None:
+        self.weights = store.get("weights")
+        self.info = store.get("info")
+
+
+def sample_bytes() -> bytes:
+    """A valid file with shared children, arrays, bytes and numpy scalars."""
+    from dryml import save_object
+
+    shared = Leaf({"k": [1, 2.5, None, True], "b": b"x" * 5000})
+    root = Holder(shared, [shared, Leaf(np.float32(2))], scale=2.0)
+    buf = io.BytesIO()
+    save_object(root, buf)
+    return buf.getvalue()
+
+
+def rewrite_manifest(data: bytes, edit: Callable[[dict[str, Any]], None]) -> bytes:
+    """Apply ``edit`` to the manifest and rebuild a file with a *valid* manifest checksum.
+
+    The members are kept byte for byte, so what the reader sees is exactly the edited
+    manifest: this reaches the checks behind the checksum.
+    """
+    reader = ContainerReader(io.BytesIO(data))
+    manifest = reader.manifest
+    edit(manifest)
+    raw = json.dumps(manifest).encode()
+    stored = zstandard.ZstdCompressor().compress(raw)
+    offset = reader.manifest_end
+    body = data[:offset]
+    trailer = _TRAILER.pack(offset, len(stored), len(raw), xxhash.xxh3_64_intdigest(stored),
+                            reader.version, 0, b"DRYMLEND")
+    return body + stored + trailer

@@ -1,0 +1,154 @@
+"""Object: argument capture, definitions, errors at construction."""
+
+from __future__ import annotations
+
+import doctest
+import uuid
+from typing import Any
+
+import numpy as np
+import pytest
+
+from dryml import Object, ObjectDef
+from dryml.errors import ArgumentError, DrymlError
+
+SEED_EXAMPLE = """
+>>> class Data(Object):
+...     def __init__(self, data):
+...         pass
+>>> d = Data([1, 2, 3, 4, 5])
+>>> d.dry_args
+([1, 2, 3, 4, 5],)
+>>> d.dry_kwargs
+{'dry_id': 'e18d670c-b3b8-41b3-a941-3c2f7bf0b11e'}
+>>> d
+{'cls': <class '__main__.Data'>, 'dry_mut': False, 'dry_args': ([1, 2, 3, 4, 5],), 'dry_kwargs': {'dry_id': 'e18d670c-b3b8-41b3-a941-3c2f7bf0b11e'}}
+"""
+
+
+def test_seed_interactive_example_as_doctest(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The issue's transcript, verbatim; uuid4 is pinned so the printed id is the same one.
+    monkeypatch.setattr(uuid, "uuid4", lambda: uuid.UUID("e18d670c-b3b8-41b3-a941-3c2f7bf0b11e"))
+    test = doctest.DocTestParser().get_doctest(
+        SEED_EXAMPLE, {"Object": Object, "__name__": "__main__"}, "seed", None, 0)
+    runner = doctest.DocTestRunner(optionflags=doctest.REPORT_NDIFF)
+    runner.run(test)
+    assert runner.summarize(verbose=False).failed == 0
+    assert runner.summarize(verbose=False).attempted == 5
+
+
+class NoSuper(Object):
+    def __init__(self, a: Any, b: int = 2) -> None:
+        self.a, self.b = a, b
+
+
+class WithSuper(Object):
+    def __init__(self, a: Any, b: int = 2) -> None:
+        super().__init__(a, b=b)
+        self.a, self.b = a, b
+
+
+class Child(WithSuper):
+    def __init__(self, a: Any, *rest: Any, extra: str = "x", **more: Any) -> None:
+        super().__init__(a)
+        self.rest, self.extra, self.more = rest, extra, more
+
+
+class GrandChild(Child):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+
+
+@pytest.mark.parametrize("cls", [NoSuper, WithSuper])
+def test_records_only_what_the_caller_passed(cls: type[Object]) -> None:
+    assert cls(1).dry_args == (1,)
+    assert cls(1, 5).dry_args == (1, 5)
+    obj = cls(1, b=5)
+    assert obj.dry_args == (1,)
+    assert {k: v for k, v in obj.dry_kwargs.items() if k != "dry_id"} == {"b": 5}
+    assert obj.b == 5
+
+
+def test_multi_level_hierarchy_with_star_args() -> None:
+    obj = GrandChild(1, 2, 3, extra="y", z=[4])
+    assert obj.dry_args == (1, 2, 3)
+    assert obj.dry_kwargs == {"extra": "y", "z": [4], "dry_id": obj.dry_id}
+    assert (obj.a, obj.rest, obj.extra, obj.more, obj.b) == (1, (2, 3), "y", {"z": [4]}, 2)
+    rebuilt = obj.definition().build()
+    assert (rebuilt.rest, rebuilt.more, rebuilt.dry_id) == ((2, 3), {"z": [4]}, obj.dry_id)
+
+
+def test_dry_id_is_uuid4_unless_given() -> None:
+    a, b = NoSuper(1), NoSuper(1)
+    assert a.dry_id != b.dry_id
+    assert uuid.UUID(a.dry_id).version == 4
+    assert NoSuper(1, dry_id="mine").dry_id == "mine"
+    with pytest.raises(ArgumentError, match="dry_id must be a non-empty str"):
+        NoSuper(1, dry_id=3)
+
+
+def test_caller_containers_are_copied_at_construction() -> None:
+    data = [1, {"a": [2]}]
+    obj = NoSuper(data)
+    data[1]["a"].append(3)  # type: ignore[index]
+    assert obj.dry_args == ([1, {"a": [2]}],)
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "where"),
+    [
+        ((object(),), {}, r"dry_args\[0\]"),
+        (([1, {2}],), {}, r"dry_args\[0\]\[1\]"),
+        ((1,), {"b": {"opt": [0, 1, lambda: 0]}}, r"dry_kwargs\['b'\]\['opt'\]\[2\]"),
+        ((np.array([object()], dtype=object),), {}, r"dry_args\[0\].*pickle"),
+        ((1,), {"b": {frozenset({1}): 3}}, r"dry_kwargs\['b'\].*dict key"),
+    ],
+)
+def test_bad_argument_is_refused_at_construction_naming_it(
+    args: tuple[Any, ...], kwargs: dict[str, Any], where: str
+) -> None:
+    with pytest.raises(ArgumentError, match=where) as info:
+        NoSuper(*args, **kwargs)
+    assert isinstance(info.value, DrymlError) and isinstance(info.value, TypeError)
+
+
+def test_class_defined_in_function_is_refused_as_argument() -> None:
+    class Local:
+        pass
+
+    with pytest.raises(ArgumentError, match="inside a function"):
+        NoSuper(Local)
+    assert NoSuper(np.float32).dry_args == (np.float32,)
+
+
+def test_definition_is_fresh_and_independent() -> None:
+    inner = NoSuper(np.arange(3))
+    outer = NoSuper([inner, {"k": inner}], b=(inner,))
+    d1 = outer.definition()
+    assert isinstance(d1.args[0][0], ObjectDef)
+    assert d1.args[0][0] == inner.definition()
+    d1.args[0].append("changed")
+    d1.args[0][0].args[0][0] = 99
+    assert len(outer.dry_args[0]) == 2
+    assert inner.dry_args[0][0] == 0
+    assert outer.definition() != d1
+    assert outer.definition() == outer.definition()
+    assert outer.definition() is not outer.definition()
+
+
+def test_objects_nested_anywhere_become_nested_defs() -> None:
+    leaf = NoSuper(1)
+    obj = NoSuper((leaf,), b={"x": [leaf]})
+    d = obj.definition()
+    assert d.args[0][0] == leaf.definition()
+    assert d.kwargs["b"]["x"][0] == leaf.definition()
+
+
+def test_repr_is_the_definition_dict_form() -> None:
+    obj = NoSuper(1, dry_id="i")
+    expected = (
+        "{'cls': <class 'test_object.NoSuper'>, 'dry_mut': False, 'dry_args': (1,), "
+        "'dry_kwargs': {'dry_id': 'i'}}"
+    )
+    assert repr(obj).replace("tests.core.", "") == expected
+    assert repr(obj.definition()) == repr(obj)

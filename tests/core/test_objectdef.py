@@ -1,0 +1,134 @@
+"""ObjectDef: building, sharing, structural equality and the plain-JSON form."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from dryml import Object, ObjectDef
+from dryml.errors import ArgumentError, UntrustedClassError
+
+
+class Part(Object):
+    def __init__(self, value: Any = None, *, child: Any = None) -> None:
+        self.value, self.child = value, child
+
+
+class Pair(Object):
+    def __init__(self, left: Any, right: Any) -> None:
+        self.left, self.right = left, right
+
+
+def test_accessors_and_build() -> None:
+    d = ObjectDef(Part, 3, child=None)
+    assert (d.cls, d.args, d.kwargs, d.dry_id, d.dry_mut) == (Part, (3,), {"child": None},
+                                                              None, False)
+    obj = d.build()
+    assert isinstance(obj, Part) and obj.value == 3
+    assert obj.dry_args == (3,)
+
+
+def test_without_id_builds_fresh_ids_with_id_builds_that_id() -> None:
+    d = ObjectDef(Part, 1)
+    assert d.build().dry_id != d.build().dry_id
+    fixed = ObjectDef(Part, 1, dry_id="abc")
+    assert fixed.build().dry_id == "abc"
+    assert fixed.without_id().dry_id is None
+
+
+def test_nested_defs_with_one_id_build_one_shared_instance() -> None:
+    shared = ObjectDef(Part, "s", dry_id="shared-1")
+    obj = ObjectDef(Pair, shared, [shared, {"x": shared}]).build()
+    assert obj.left is obj.right[0] is obj.right[1]["x"]
+    again = ObjectDef(Pair, shared, shared).build()
+    assert again.left is not obj.left  # sharing holds within one build only
+    fresh = ObjectDef(Pair, ObjectDef(Part, 1), ObjectDef(Part, 1)).build()
+    assert fresh.left is not fresh.right
+
+
+def test_build_does_not_alias_definition_values() -> None:
+    d = ObjectDef(Part, [1, 2])
+    obj = d.build()
+    obj.value.append(3)
+    assert d.args == ([1, 2],)
+
+
+def test_structural_equality() -> None:
+    assert ObjectDef(Part, np.arange(3)) == ObjectDef(Part, np.arange(3))
+    assert ObjectDef(Part, np.arange(3)) != ObjectDef(Part, np.arange(3.0))
+    assert ObjectDef(Part, (1,)) != ObjectDef(Part, [1])
+    assert ObjectDef(Part, 1) != ObjectDef(Pair, 1, 2)
+    assert ObjectDef(Part, math.nan) == ObjectDef(Part, math.nan)
+
+
+def test_non_object_class_is_refused() -> None:
+    with pytest.raises(ArgumentError, match="dryml.Object subclass"):
+        ObjectDef(dict)  # type: ignore[arg-type]
+
+
+def test_to_dict_is_plain_readable_json() -> None:
+    d = ObjectDef(Pair, ObjectDef(Part, (1, b"\x00"), dry_id="p"), {"lr": 0.1, 3: "x"})
+    text = json.dumps(d.to_dict(), indent=1)
+    assert '"cls": "test_objectdef:Pair"' in text.replace("tests.core.", "")
+    assert ObjectDef.from_dict(json.loads(text)) == d
+
+
+def test_from_dict_applies_trust_rules() -> None:
+    data = ObjectDef(Part, 1).to_dict()
+    data["cls"] = "os:system"
+    with pytest.raises(UntrustedClassError, match="not a dryml.Object subclass"):
+        ObjectDef.from_dict(data)
+    data["cls"] = "some_module_nobody_imported:Thing"
+    with pytest.raises(UntrustedClassError, match="not imported and not trusted"):
+        ObjectDef.from_dict(data)
+
+
+# -- hypothesis: nested argument structures round-trip ---------------------------------------
+
+atoms = (
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=8)
+    | st.binary(max_size=16)
+    | hnp.arrays(st.sampled_from([np.float32, np.int64, np.bool_, np.uint8]),
+                 hnp.array_shapes(min_dims=0, max_dims=2, max_side=3))
+    | st.sampled_from([np.float32(1.5), np.int16(-3), np.bool_(True)])
+)
+hashable_keys = st.integers() | st.text(max_size=6) | st.tuples(st.integers(), st.text(max_size=3))
+values = st.recursive(
+    atoms,
+    lambda inner: st.lists(inner, max_size=3)
+    | st.tuples(inner, inner)
+    | st.dictionaries(hashable_keys, inner, max_size=3)
+    | st.builds(lambda v: ObjectDef(Part, v), inner),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(values, values)
+def test_hypothesis_to_dict_round_trip(a: Any, b: Any) -> None:
+    d = ObjectDef(Pair, a, b)
+    back = ObjectDef.from_dict(json.loads(json.dumps(d.to_dict())))
+    assert back == d
+
+
+@settings(max_examples=100, deadline=None)
+@given(values, values)
+def test_hypothesis_save_load_round_trip(a: Any, b: Any) -> None:
+    import io
+
+    from dryml import load_object, save_object
+
+    obj = Pair(a, b)
+    buf = io.BytesIO()
+    save_object(obj, buf)
+    buf.seek(0)
+    loaded = load_object(buf)
+    assert loaded.definition() == obj.definition()
+    assert type(loaded) is Pair

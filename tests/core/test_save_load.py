@@ -1,0 +1,242 @@
+"""save_object / load_object / save_self: round trips, sharing, hooks, atomic writes."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from dryfiles import Holder, Leaf
+
+from dryml import Object, load_object, save_object
+from dryml.errors import SerializationError
+from dryml.format import read_manifest
+
+
+def test_round_trip_through_a_path(tmp_path: Path) -> None:
+    shared = Leaf([1, 2])
+    root = Holder(shared, [shared], scale=3.0)
+    assert save_object(root, tmp_path / "m.dry") is True
+    loaded = load_object(tmp_path / "m.dry")
+    assert type(loaded) is Holder and loaded.dry_id == root.dry_id
+    assert loaded.children[0] is loaded.children[1][0]
+    np.testing.assert_array_equal(loaded.weights, root.weights)
+    assert loaded.weights.dtype == np.float32
+    assert loaded.info == {"epochs": 3, "pair": (1, 2)}
+    assert loaded.definition() == root.definition()
+
+
+def test_save_self_and_binary_files(tmp_path: Path) -> None:
+    obj = Leaf({"a": (1, 2.5)})
+    assert obj.save_self(str(tmp_path / "a.dry")) is True
+    assert load_object(str(tmp_path / "a.dry")).value == {"a": (1, 2.5)}
+    with tempfile.TemporaryFile() as handle:
+        save_object(obj, handle)
+        handle.seek(0)
+        assert load_object(handle).value == {"a": (1, 2.5)}
+    with open(tmp_path / "b.dry", "wb") as handle:
+        save_object(obj, handle)
+    with open(tmp_path / "b.dry", "rb") as handle:
+        assert load_object(handle).dry_id == obj.dry_id
+
+
+def test_shared_child_is_stored_once_and_stays_shared() -> None:
+    child = Leaf(np.zeros(10_000))
+    a, b = Leaf(child), Leaf(child)
+    both = Leaf([a, b])
+    buf = io.BytesIO()
+    save_object(both, buf)
+    manifest = read_manifest(io.BytesIO(buf.getvalue()))
+    assert [n.id for n in manifest.objects].count(child.dry_id) == 1
+    assert len([m for m in manifest.members.values() if m.kind == "npy"]) == 1
+    loaded = load_object(io.BytesIO(buf.getvalue()))
+    assert loaded.value[0].value is loaded.value[1].value
+
+
+calls: list[str] = []
+
+
+class Base(Object):
+    def save_object_imp(self, store: Any) -> None:
+        calls.append("Base.save")
+        store.put("base", 1)
+
+    def load_object_imp(self, store: Any) -> None:
+        calls.append("Base.load")
+        self.base = store.get("base")
+
+
+class Middle(Base):
+    pass  # defines no hook: nothing to call for this class
+
+
+class Derived(Middle):
+    def save_object_imp(self, store: Any) -> None:
+        calls.append("Derived.save")
+        store.put("derived", 2)
+
+    def load_object_imp(self, store: Any) -> None:
+        calls.append("Derived.load")
+        assert self.base == 1, "the base class hook must have run first"
+        self.derived = store.get("derived")
+
+
+def test_every_class_in_the_mro_gets_its_hooks_base_first() -> None:
+    calls.clear()
+    buf = io.BytesIO()
+    save_object(Derived(), buf)
+    buf.seek(0)
+    loaded = load_object(buf)
+    assert calls == ["Base.save", "Derived.save", "Base.load", "Derived.load"]
+    assert (loaded.base, loaded.derived) == (1, 2)
+
+
+class Clash(Base):
+    def save_object_imp(self, store: Any) -> None:
+        store.put("base", 3)
+
+
+def test_a_name_put_twice_is_an_error_not_a_silent_overwrite() -> None:
+    with pytest.raises(SerializationError, match="already put"):
+        save_object(Clash(), io.BytesIO())
+
+
+class Fails(Object):
+    def save_object_imp(self, store: Any) -> None:
+        store.put("big", np.ones(1_000_000))
+        raise RuntimeError("disk full (simulated)")
+
+
+def test_failed_save_leaves_the_old_file_and_no_temp(tmp_path: Path) -> None:
+    target = tmp_path / "model.dry"
+    save_object(Leaf(1), target)
+    before = target.read_bytes()
+    with pytest.raises(SerializationError, match="disk full"):
+        save_object(Fails(), target)
+    assert target.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.dry"]
+
+
+def test_killed_writer_never_leaves_a_half_written_target(tmp_path: Path) -> None:
+    script = textwrap.dedent("""
+        import os, sys, numpy as np
+        from dryml import Object, save_object
+        class Big(Object):
+            def save_object_imp(self, store):
+                store.put("a", np.ones(2_000_000))
+                os._exit(9)  # dies in the middle of writing
+        save_object(Big(), sys.argv[1])
+    """)
+    target = tmp_path / "x.dry"
+    proc = subprocess.run([sys.executable, "-c", script, str(target)], capture_output=True)
+    assert proc.returncode == 9
+    assert not target.exists()
+
+
+def test_unstorable_value_names_where_it_is() -> None:
+    class Bad(Object):
+        def save_object_imp(self, store: Any) -> None:
+            store.put("x", {"k": [1, object()]})
+
+    with pytest.raises(SerializationError, match=r"store\['x'\]\['k'\]\[1\]"):
+        save_object(Bad(), io.BytesIO())
+
+
+def test_cycle_through_stored_state_is_refused() -> None:
+    class Loop(Object):
+        def save_object_imp(self, store: Any) -> None:
+            store.put("me", self)
+
+    with pytest.raises(SerializationError, match="cycle"):
+        save_object(Loop(), io.BytesIO())
+
+
+def test_compression_only_where_it_pays() -> None:
+    rng = np.random.default_rng(0)
+    obj = Leaf({"zeros": np.zeros(500_000, np.float32), "noise": rng.random(500_000, np.float32)})
+    buf = io.BytesIO()
+    save_object(obj, buf)
+    members = read_manifest(io.BytesIO(buf.getvalue())).members
+    # members are numbered in the order the values were encoded: zeros first, then noise
+    assert [members[n].compression for n in sorted(members)] == ["zstd", "none"]
+    assert len(buf.getvalue()) < 2_100_000 + 100_000
+    loaded = load_object(io.BytesIO(buf.getvalue()))
+    np.testing.assert_array_equal(loaded.value["noise"], obj.value["noise"])
+    assert not loaded.value["zeros"].any()
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_array_layouts_and_dtypes_survive(order: str) -> None:
+    arrays = {
+        "f": np.asarray(np.arange(6000, dtype=np.float64).reshape(60, 100), order=order),
+        "s": np.arange(12)[::3],
+        "d": np.array(["2020-01-01"] * 2000, dtype="datetime64[s]"),
+        "u": np.array(["ab", "cde"] * 1000),
+        "c": np.ones(3000, dtype=np.complex64),
+        "z": np.zeros((0, 5)),
+        "0d": np.array(7.0),
+    }
+    obj = Leaf(arrays)
+    buf = io.BytesIO()
+    save_object(obj, buf)
+    loaded = load_object(io.BytesIO(buf.getvalue())).value
+    for key, value in arrays.items():
+        assert loaded[key].dtype == value.dtype and loaded[key].shape == value.shape, key
+        np.testing.assert_array_equal(loaded[key], value)
+
+
+MAIN_SCRIPT = """
+import sys
+from dryml import Object, load_object, save_object
+
+class Model(Object):
+    def __init__(self, width, *, name="m"):
+        self.width = width
+    def save_object_imp(self, store):
+        store.put("trained", True)
+    def load_object_imp(self, store):
+        self.trained = store.get("trained")
+
+if sys.argv[1] == "save":
+    save_object(Model(4, name="x"), sys.argv[2])
+loaded = load_object(sys.argv[2])
+print(type(loaded).__module__, type(loaded).__name__, loaded.width, loaded.trained)
+"""
+
+
+def test_classes_defined_in_a_main_script(tmp_path: Path) -> None:
+    script = tmp_path / "script.py"
+    script.write_text(MAIN_SCRIPT)
+    target = tmp_path / "m.dry"
+    for mode in ("save", "load"):  # the second run loads what the first one saved
+        out = subprocess.run([sys.executable, str(script), mode, str(target)],
+                             capture_output=True, text=True, check=True).stdout
+        assert out.split() == ["__main__", "Model", "4", "True"]
+
+
+def test_installed_module_classes_load_in_a_fresh_process(tmp_path: Path) -> None:
+    pkg = tmp_path / "mymodels"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text(
+        "from dryml import Object\nclass Net(Object):\n"
+        "    def __init__(self, layers):\n        self.layers = layers\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    save = "from mymodels import Net; from dryml import save_object; save_object(Net([3,4]), 'n.dry')"
+    subprocess.run([sys.executable, "-c", save], cwd=tmp_path, env=env, check=True)
+    refused = ("from dryml import load_object\ntry:\n    load_object('n.dry')\n"
+               "except Exception as e:\n    print(type(e).__name__)\n"
+               "import sys; print('mymodels' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", refused], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["UntrustedClassError", "False"]
+    trusted = "from dryml import load_object; print(load_object('n.dry', trust=['mymodels']).layers)"
+    out = subprocess.run([sys.executable, "-c", trusted], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[3, 4]"
