@@ -12,6 +12,7 @@ __all__ = [
     "ChecksumError",
     "ClassNotFoundError",
     "ContextIncompatibilityError",
+    "DatasetError",
     "DrymlError",
     "DrymlPluginWarning",
     "DrymlVersionWarning",
@@ -20,9 +21,12 @@ __all__ = [
     "FormatVersionError",
     "LimitExceededError",
     "NoContextError",
+    "NotIndexedError",
+    "NotSupervisedError",
     "PluginError",
     "ResourcesUnavailableError",
     "SerializationError",
+    "UnknownLengthError",
     "UntrustedClassError",
     "WorkerCrashedError",
 ]
@@ -86,6 +90,22 @@ class ResourcesUnavailableError(DrymlError):
 
 class WorkerCrashedError(DrymlError):
     """A worker process died while running a call."""
+
+
+class DatasetError(DrymlError, ValueError):
+    """A Dataset was given bad input or asked for something its data cannot do."""
+
+
+class NotSupervisedError(DatasetError):
+    """An operation needs ``(x, y)`` elements but the Dataset is not supervised."""
+
+
+class NotIndexedError(DatasetError):
+    """An operation needs ``(i, x)`` elements but the Dataset is not indexed."""
+
+
+class UnknownLengthError(DatasetError, TypeError):
+    """``len()`` of a Dataset whose size is not known (a ``TypeError``, like ``len(gen)``)."""
 
 
 class DrymlWarning(UserWarning):
