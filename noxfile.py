@@ -1,0 +1,135 @@
+# /// script
+# dependencies = ["nox>=2025.2.9"]
+# ///
+"""The one task runner of the dryml monorepo; the `PACKAGES` table drives every session.
+
+`python3 -m nox` runs the CI set (lint, typecheck, tests per package, core_isolated,
+integration, docs); `python3 -m nox -s bench` runs the benchmarks. `nox -l` lists sessions.
+
+Every session builds its own virtualenv with pip (not uv: the CPU build of torch is a local
+wheel that only pip's configured find-links sees) and installs every pin in
+`constraints.txt` with `-c`, so torch resolves to the CPU wheel and tool versions stay put.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import nox
+
+nox.needs_version = ">=2025.2.9"
+nox.options.default_venv_backend = "virtualenv"
+nox.options.error_on_external_run = True
+# Plain `nox` runs exactly what CI runs; `bench` is on demand only.
+nox.options.sessions = ["lint", "typecheck", "tests", "core_isolated", "integration", "docs"]
+
+ROOT = Path(__file__).parent
+CONSTRAINTS = ("-c", str(ROOT / "constraints.txt"))
+TEST_TOOLS = ("pytest>=8", "hypothesis>=6.100")
+STRICT_ENV = {"DRYML_STRICT_PLUGINS": "1"}
+EXAMPLE_TIMEOUT_S = 300
+
+
+@dataclass(frozen=True)
+class Package:
+    """One distribution of the monorepo and how its test session installs and runs it."""
+
+    path: str  #: the package folder (holds pyproject.toml)
+    tests: str  #: the test folder `pytest` runs for this package
+    extras: tuple[str, ...] = ()  #: pip extras installed with it (e.g. tensorflow-cpu)
+    backend: str | None = None  #: entry-point name of the backend; None for core
+
+    def requirement(self, *, editable: bool) -> list[str]:
+        """pip arguments that install this package (with its extras) from the local tree."""
+        target = str(ROOT / self.path) + (f"[{','.join(self.extras)}]" if self.extras else "")
+        return ["-e", target] if editable else [target]
+
+
+PACKAGES: dict[str, Package] = {
+    "core": Package("dryml-core", "tests/core"),
+    "tf": Package("dryml-tf", "tests/tf", extras=("cpu",), backend="tf"),
+    "torch": Package("dryml-torch", "tests/torch", backend="torch"),
+    "sklearn": Package("dryml-sklearn", "tests/sklearn", backend="sklearn"),
+    "xgboost": Package("dryml-xgboost", "tests/xgboost", backend="xgboost"),
+}
+BACKENDS = [name for name, pkg in PACKAGES.items() if pkg.backend]
+LINT_PATHS = [f"{pkg.path}/src" for pkg in PACKAGES.values()] + ["tests", "benchmarks", "docs"]
+
+
+def install(session: nox.Session, names: list[str], *extra: str, editable: bool = True) -> None:
+    """Install the named packages (always with dryml-core) plus `extra` requirements."""
+    wanted = ["core", *(name for name in names if name != "core")]
+    args = [arg for name in wanted for arg in PACKAGES[name].requirement(editable=editable)]
+    session.install(*CONSTRAINTS, *args, *extra)
+
+
+def require_env(names: list[str]) -> dict[str, str]:
+    """Environment for test runs: strict plugins, and the named backends must not skip."""
+    backends = [PACKAGES[name].backend for name in names if PACKAGES[name].backend]
+    return {**STRICT_ENV, "DRYML_REQUIRE_BACKENDS": ",".join(b for b in backends if b)}
+
+
+@nox.session
+@nox.parametrize("package", list(PACKAGES), ids=list(PACKAGES))
+def tests(session: nox.Session, package: str) -> None:
+    """Test one package in a venv holding only it and dryml-core: undeclared deps fail."""
+    install(session, [package], *TEST_TOOLS)
+    session.run("pytest", PACKAGES[package].tests, *session.posargs, env=require_env([package]))
+
+
+@nox.session
+def core_isolated(session: nox.Session) -> None:
+    """Build and install dryml-core alone (non-editable, no backend) and run its tests."""
+    install(session, ["core"], *TEST_TOOLS, editable=False)
+    session.run("pytest", PACKAGES["core"].tests, *session.posargs, env=STRICT_ENV)
+    # The console script comes with the wheel; once dryml.cli exists it must run bare.
+    has_cli = "import importlib.util; print(importlib.util.find_spec('dryml.cli') is not None)"
+    if str(session.run("python", "-c", has_cli, silent=True)).strip() == "True":
+        session.run("dryml", "plugins", env=STRICT_ENV)
+
+
+@nox.session
+def integration(session: nox.Session) -> None:
+    """All five distributions installed together (non-editable): discovery, no conflicts."""
+    install(session, list(PACKAGES), *TEST_TOOLS, editable=False)
+    session.run("pip", "check")
+    session.run("pytest", "tests/integration", *session.posargs, env=require_env(list(PACKAGES)))
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff over every package's sources, the tests, benchmarks and doc examples."""
+    session.install(*CONSTRAINTS, "ruff")
+    session.run("ruff", "check", *LINT_PATHS, *session.posargs)
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict on dryml-core (configuration in mypy.ini)."""
+    install(session, ["core"], "mypy")
+    session.run("mypy", *session.posargs)
+
+
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """Run every benchmarks/bench_*.py script (prints tables; never part of CI)."""
+    install(session, list(PACKAGES))
+    for script in sorted((ROOT / "benchmarks").glob("bench_*.py")):
+        session.run("python", str(script), *session.posargs, env=STRICT_ENV)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Run every docs/examples/*.py script with everything installed; any failure fails."""
+    install(session, list(PACKAGES))
+    scripts = sorted((ROOT / "docs" / "examples").glob("*.py"))
+    if not scripts:
+        session.error("no scripts in docs/examples")
+    for script in scripts:
+        session.log(f"example: {script.relative_to(ROOT)}")
+        # coreutils' timeout: a hung example fails the session (exit 124) instead of CI.
+        session.run(
+            "timeout", "--kill-after=10", str(EXAMPLE_TIMEOUT_S), "python", str(script),
+            env=STRICT_ENV, external=True,
+        )
