@@ -1,0 +1,302 @@
+"""torch values in ``.dry`` files: tensors as raw ``.npy`` members, dtypes, devices, sizes.
+
+A tensor's bytes go into the file through a numpy view of its CPU buffer (no copy for a
+contiguous CPU tensor), as a ``.npy`` member that the container checksums while writing, and
+come back with ``torch.from_numpy`` on the array the reader filled in place. dtypes numpy lacks
+(bfloat16, float8, complex32...) travel as same-width unsigned integers, bits unchanged, with
+the torch dtype recorded beside them. Nothing is pickled: no ``torch.save``/``torch.load``.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import warnings
+import weakref
+from typing import Any
+
+import numpy as np
+import torch
+
+from dryml.errors import DrymlVersionWarning, FormatError
+
+__all__ = [
+    "DEVICE",
+    "DTYPE",
+    "PACKAGE",
+    "SIZE",
+    "TENSOR",
+    "check_versions",
+    "decode_tensor",
+    "encode_tensor",
+    "note_versions",
+    "tensor_problem",
+]
+
+PACKAGE = "dryml-torch"
+#: Tensors up to this many bytes are written inline (base64) in the manifest.
+INLINE_BYTES = 4096
+
+_NATIVE = ("bool", "uint8", "int8", "int16", "int32", "int64", "uint16", "uint32", "uint64",
+           "float16", "float32", "float64", "complex64", "complex128")
+# dtypes numpy has no dtype for, and the unsigned integer of the same width that carries them.
+_CARRIED = {"bfloat16": "uint16", "complex32": "uint32", "float8_e4m3fn": "uint8",
+            "float8_e4m3fnuz": "uint8", "float8_e5m2": "uint8", "float8_e5m2fnuz": "uint8",
+            "float8_e8m0fnu": "uint8", "float4_e2m1fn_x2": "uint8", "bits8": "uint8",
+            "bits16": "uint16"}
+_BY_NAME: dict[str, torch.dtype] = {
+    name: getattr(torch, name) for name in (*_NATIVE, *_CARRIED)
+    if isinstance(getattr(torch, name, None), torch.dtype)
+}
+_NAME = {dtype: name for name, dtype in _BY_NAME.items()}
+_DEVICE = re.compile(r"^[a-z_]+(:[0-9]+)?$")
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """The name a file records for ``dtype``; ValueError for dtypes it cannot hold."""
+    name = _NAME.get(dtype)
+    if name is None:
+        raise ValueError(f"tensors of dtype {dtype} cannot be saved (quantized and sub-byte "
+                         "dtypes are not supported); convert with .to(...) or .dequantize()")
+    return name
+
+
+def dtype_from_name(name: Any) -> torch.dtype:
+    """The torch dtype a file names; FormatError for anything else."""
+    if not isinstance(name, str) or name not in _BY_NAME:
+        raise FormatError(f"unknown or unsupported torch dtype {name!r} in the file")
+    return _BY_NAME[name]
+
+
+def tensor_problem(value: torch.Tensor) -> str | None:
+    """Why ``value`` cannot be saved, or None."""
+    if value.layout != torch.strided:
+        return f"{value.layout} tensors cannot be saved; convert with .to_dense()"
+    if value.is_quantized:
+        return "quantized tensors cannot be saved; convert with .dequantize()"
+    if value.is_nested:
+        return "nested tensors cannot be saved; save their components"
+    if value.device.type == "meta":
+        return "meta tensors hold no data; materialize the tensor first"
+    try:
+        dtype_name(value.dtype)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def _to_numpy(value: torch.Tensor) -> np.ndarray:
+    """A numpy array over the tensor's CPU bytes (a view when already CPU and contiguous)."""
+    t = value.detach()
+    if t.device.type != "cpu":
+        t = t.cpu()
+    t = t.resolve_conj().resolve_neg()
+    if not t.is_contiguous():
+        t = t.contiguous()
+    carrier = _CARRIED.get(_NAME[t.dtype])
+    if carrier is not None:
+        t = t.view(getattr(torch, carrier))
+    return t.numpy()
+
+
+def encode_tensor(value: torch.Tensor, writer: Any | None, inline: int = INLINE_BYTES
+                  ) -> dict[str, Any]:
+    """JSON for a tensor: dtype, shape, device; bytes inline or as a ``.npy`` member."""
+    problem = tensor_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    meta: dict[str, Any] = {"dtype": _NAME[value.dtype], "shape": list(value.shape)}
+    if value.device.type != "cpu":
+        meta["device"] = str(value.device)
+    if value.requires_grad:
+        meta["requires_grad"] = True
+    if isinstance(value, torch.nn.Parameter):
+        meta["parameter"] = True
+    array = _to_numpy(value)
+    if writer is not None:
+        note_versions(writer)
+    if writer is not None and array.nbytes > inline:
+        meta["member"] = writer.add_array(array)
+    else:
+        meta["b64"] = base64.b64encode(array.tobytes()).decode("ascii")
+    return meta
+
+
+def _carrier_dtype(dtype: torch.dtype) -> np.dtype[Any]:
+    name = _NAME[dtype]
+    return np.dtype(_CARRIED.get(name, "bool" if name == "bool" else name))
+
+
+def decode_tensor(meta: Any, reader: Any | None) -> torch.Tensor:
+    """A CPU tensor back from :func:`encode_tensor`'s JSON (a CUDA tensor comes back on CPU)."""
+    if not isinstance(meta, dict):
+        raise FormatError("a torch tensor entry must be an object")
+    dtype = dtype_from_name(meta.get("dtype"))
+    shape = meta.get("shape")
+    if not (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)):
+        raise FormatError(f"bad torch tensor shape {shape!r}")
+    carrier = _carrier_dtype(dtype)
+    if reader is not None:
+        check_versions(reader)
+    if "member" in meta:
+        if reader is None:
+            raise FormatError("a tensor member reference outside a .dry file")
+        array = reader.get_array(meta["member"])
+        if array.dtype.newbyteorder("=") != carrier or list(array.shape) != shape:
+            raise FormatError(f"tensor member {meta['member']!r} holds {array.dtype} "
+                              f"{list(array.shape)}, the entry says {carrier} {shape}")
+        if not array.dtype.isnative:
+            array = array.astype(carrier)
+    else:
+        raw = base64.b64decode(str(meta.get("b64", "")), validate=True)
+        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        if count * carrier.itemsize != len(raw):
+            raise FormatError(f"tensor data holds {len(raw)} bytes; shape {shape} of "
+                              f"{meta['dtype']} needs {count * carrier.itemsize}")
+        array = np.frombuffer(raw, dtype=carrier).reshape(tuple(shape)).copy()
+    if not array.flags.writeable:
+        array = array.copy()
+    tensor = torch.from_numpy(array)
+    if tensor.dtype != dtype:
+        tensor = tensor.view(dtype)
+    if meta.get("parameter") is True:
+        return torch.nn.Parameter(tensor, requires_grad=meta.get("requires_grad") is True)
+    if meta.get("requires_grad") is True and (dtype.is_floating_point or dtype.is_complex):
+        tensor.requires_grad_(True)
+    return tensor
+
+
+# -- framework versions ------------------------------------------------------------------------
+
+_noted: weakref.WeakSet[Any] = weakref.WeakSet()
+_checked: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def note_versions(writer: Any) -> None:
+    """Record dryml-torch's and torch's versions in the file being written (once)."""
+    try:
+        if writer in _noted:
+            return
+        _noted.add(writer)
+    except TypeError:  # not weak-referenceable: record every time
+        pass
+    writer.record_version(PACKAGE, framework=("torch", torch.__version__.split("+")[0]))
+
+
+def check_versions(reader: Any) -> None:
+    """Warn DrymlVersionWarning once per file written under another major torch version."""
+    try:
+        if reader in _checked:
+            return
+        _checked.add(reader)
+    except TypeError:
+        pass
+    written = reader.framework_version("torch")
+    installed = torch.__version__.split("+")[0]
+    if written and written.split(".")[0] != installed.split(".")[0]:
+        warnings.warn(
+            f"the file was written with torch {written}; torch {installed} is installed. "
+            "Tensors are stored as raw arrays and should load, but check the results, or "
+            f"install torch=={written}.", DrymlVersionWarning, stacklevel=4)
+
+
+# -- argument codecs ---------------------------------------------------------------------------
+
+class TensorCodec:
+    """``torch.Tensor`` (and ``nn.Parameter``) arguments; dtype, shape, requires_grad kept."""
+
+    def check(self, value: torch.Tensor) -> None:
+        problem = tensor_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+
+    def encode(self, value: torch.Tensor, writer: Any | None) -> Any:
+        return encode_tensor(value, writer)
+
+    def decode(self, data: Any, reader: Any | None) -> torch.Tensor:
+        return decode_tensor(data, reader)
+
+    def copy(self, value: torch.Tensor) -> torch.Tensor:
+        clone = value.detach().clone()
+        if isinstance(value, torch.nn.Parameter):
+            return torch.nn.Parameter(clone, requires_grad=value.requires_grad)
+        return clone.requires_grad_(value.requires_grad)
+
+    def equal(self, a: torch.Tensor, b: torch.Tensor) -> bool:
+        if a.dtype != b.dtype or a.shape != b.shape or a.device != b.device:
+            return False
+        left, right = _to_numpy(a), _to_numpy(b)
+        return left.tobytes() == right.tobytes() or bool(
+            (a.is_floating_point() or a.is_complex())
+            and torch.equal(torch.isnan(a.detach()), torch.isnan(b.detach()))
+            and torch.equal(torch.nan_to_num(a.detach()), torch.nan_to_num(b.detach())))
+
+
+class DtypeCodec:
+    """``torch.float32`` and the other dtypes as arguments (by name)."""
+
+    def check(self, value: torch.dtype) -> None:
+        dtype_name(value)
+
+    def encode(self, value: torch.dtype, writer: Any | None) -> Any:
+        return dtype_name(value)
+
+    def decode(self, data: Any, reader: Any | None) -> torch.dtype:
+        return dtype_from_name(data)
+
+    def copy(self, value: torch.dtype) -> torch.dtype:
+        return value
+
+    def equal(self, a: torch.dtype, b: torch.dtype) -> bool:
+        return a == b
+
+
+class DeviceCodec:
+    """``torch.device("cuda:0")`` as an argument (by its string)."""
+
+    def check(self, value: torch.device) -> None:
+        pass
+
+    def encode(self, value: torch.device, writer: Any | None) -> Any:
+        return str(value)
+
+    def decode(self, data: Any, reader: Any | None) -> torch.device:
+        if not isinstance(data, str) or not _DEVICE.match(data):
+            raise FormatError(f"bad torch device {data!r} in the file")
+        try:
+            return torch.device(data)
+        except RuntimeError as exc:
+            raise FormatError(f"unknown torch device {data!r}: {exc}") from None
+
+    def copy(self, value: torch.device) -> torch.device:
+        return value
+
+    def equal(self, a: torch.device, b: torch.device) -> bool:
+        return a == b
+
+
+class SizeCodec:
+    """``torch.Size`` as an argument (a list of ints)."""
+
+    def check(self, value: torch.Size) -> None:
+        pass
+
+    def encode(self, value: torch.Size, writer: Any | None) -> Any:
+        return [int(d) for d in value]
+
+    def decode(self, data: Any, reader: Any | None) -> torch.Size:
+        if not (isinstance(data, list) and all(type(d) is int and d >= 0 for d in data)):
+            raise FormatError(f"bad torch.Size {data!r} in the file")
+        return torch.Size(data)
+
+    def copy(self, value: torch.Size) -> torch.Size:
+        return value
+
+    def equal(self, a: torch.Size, b: torch.Size) -> bool:
+        return a == b
+
+
+TENSOR = TensorCodec()
+DTYPE = DtypeCodec()
+DEVICE = DeviceCodec()
+SIZE = SizeCodec()

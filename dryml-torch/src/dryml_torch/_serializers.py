@@ -1,0 +1,213 @@
+"""``store.put`` serializers of dryml-torch: tensors, module weights, optimizer state.
+
+A module is saved as its ``state_dict()`` (parameters and persistent buffers), an optimizer
+or LR scheduler as its ``state_dict()``; loading gives the state dict back, never a module:
+the Object rebuilds its module from its constructor arguments and restores the weights with
+torch's own idiom::
+
+    def save_object_imp(self, store):
+        store.put("net", self.net)          # an nn.Module
+        store.put("opt", self.opt)          # an optimizer
+
+    def load_object_imp(self, store):
+        self.net.load_state_dict(store.get("net"))
+        self.opt.load_state_dict(store.get("opt"))
+
+Every tensor is a raw ``.npy`` member (tensors sharing storage, like tied weights, once);
+everything else in a state dict is JSON. Nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from typing import Any
+
+import torch
+
+from dryml.errors import FormatError, SerializationError
+from dryml_torch._codecs import check_versions, decode_tensor, encode_tensor, note_versions
+
+__all__ = ["MODULE", "STATE_DICT", "TENSOR"]
+
+_TAG = "~"
+
+
+def _storage_key(t: torch.Tensor) -> tuple[Any, ...] | None:
+    """Tensors with equal keys are views of the same bytes (tied weights)."""
+    try:
+        storage = t.untyped_storage()
+    except (RuntimeError, NotImplementedError):
+        return None
+    if storage.nbytes() == 0:
+        return None
+    return (t.device, storage.data_ptr(), t.storage_offset(), tuple(t.shape), t.stride(),
+            t.dtype)
+
+
+class _TreeWriter:
+    """Nested state (dicts, lists, tuples, numbers, str, None, tensors) as JSON + members."""
+
+    def __init__(self, writer: Any) -> None:
+        self.writer = writer
+        self.seen: dict[tuple[Any, ...], int] = {}
+        self.tensors: list[dict[str, Any]] = []
+
+    def encode(self, value: Any, path: str) -> Any:  # noqa: PLR0911 - one branch per kind
+        tp = type(value)
+        if value is None or tp is bool or tp is int or tp is str:
+            return value
+        if tp is float:
+            return value if math.isfinite(value) else {_TAG: "float", "value": repr(value)}
+        if isinstance(value, torch.Tensor):
+            return {_TAG: "tensor", "index": self._tensor(value, path)}
+        if tp is list:
+            return [self.encode(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        if tp is tuple:
+            return {_TAG: "tuple", "items": [self.encode(v, f"{path}[{i}]")
+                                             for i, v in enumerate(value)]}
+        if isinstance(value, dict):
+            items = [[self.encode(k, f"{path}<key>"), self.encode(v, f"{path}[{k!r}]")]
+                     for k, v in value.items()]
+            if all(type(k) is str for k in value) and _TAG not in value:
+                return dict(zip(value, (v for _, v in items), strict=True))
+            return {_TAG: "dict", "items": items}
+        raise SerializationError(
+            f"{path}: a {tp.__module__}.{tp.__qualname__} in a torch state dict cannot be "
+            "saved safely (only tensors, numbers, str, None, lists, tuples and dicts); "
+            "store it separately with store.put")
+
+    def _tensor(self, t: torch.Tensor, path: str) -> int:
+        key = _storage_key(t)
+        if key is not None and key in self.seen:
+            return self.seen[key]
+        try:
+            meta = encode_tensor(t, self.writer)
+        except ValueError as exc:
+            raise SerializationError(f"{path}: {exc}") from None
+        self.tensors.append(meta)
+        index = len(self.tensors) - 1
+        if key is not None:
+            self.seen[key] = index
+        return index
+
+
+class _TreeReader:
+    """Reads what :class:`_TreeWriter` wrote; malformed data raises FormatError."""
+
+    def __init__(self, tensors: list[torch.Tensor]) -> None:
+        self.tensors = tensors
+
+    def decode(self, data: Any) -> Any:
+        tp = type(data)
+        if data is None or tp in (bool, int, str, float):
+            return data
+        if tp is list:
+            return [self.decode(v) for v in data]
+        if tp is not dict:
+            raise FormatError(f"unexpected {tp.__name__} in a torch state dict")
+        kind = data.get(_TAG)
+        if kind is None:
+            return {k: self.decode(v) for k, v in data.items()}
+        if kind == "float" and data.get("value") in ("nan", "inf", "-inf"):
+            return float(data["value"])
+        if kind == "tensor" and type(data.get("index")) is int and 0 <= data["index"] < len(
+                self.tensors):
+            return self.tensors[data["index"]]
+        if kind == "tuple" and type(data.get("items")) is list:
+            return tuple(self.decode(v) for v in data["items"])
+        if kind == "dict" and type(data.get("items")) is list:
+            out = {}
+            for pair in data["items"]:
+                if type(pair) is not list or len(pair) != 2:
+                    raise FormatError("a torch state dict entry must be a [key, value] pair")
+                out[self.decode(pair[0])] = self.decode(pair[1])
+            return out
+        raise FormatError(f"malformed {kind!r} entry in a torch state dict")
+
+
+def _dump_tree(value: Any, writer: Any) -> dict[str, Any]:
+    note_versions(writer)
+    tree = _TreeWriter(writer)
+    data = tree.encode(value, "")
+    return {"tree": data, "tensors": tree.tensors}
+
+
+def _load_tree(meta: Any, reader: Any) -> Any:
+    if not isinstance(meta, dict) or type(meta.get("tensors")) is not list:
+        raise FormatError("a torch state entry must hold a 'tensors' list")
+    check_versions(reader)
+    tensors = [decode_tensor(m, reader) for m in meta["tensors"]]
+    return _TreeReader(tensors).decode(meta.get("tree"))
+
+
+class TensorSerializer:
+    """``store.put(name, tensor)``: the tensor back on CPU with its dtype and shape."""
+
+    def dump(self, value: torch.Tensor, writer: Any) -> Any:
+        try:
+            return encode_tensor(value, writer)
+        except ValueError as exc:
+            raise SerializationError(str(exc)) from None
+
+    def load(self, meta: Any, reader: Any) -> torch.Tensor:
+        return decode_tensor(meta, reader)
+
+
+class ModuleSerializer:
+    """``store.put(name, module)``: its ``state_dict()``; ``store.get`` returns that dict.
+
+    Restore with ``module.load_state_dict(store.get(name))``. The dict's ``_metadata`` (the
+    per-submodule versions ``load_state_dict`` consults) is kept.
+    """
+
+    def dump(self, value: torch.nn.Module, writer: Any) -> Any:
+        state = value.state_dict()
+        meta = _dump_tree(dict(state), writer)
+        meta["module"] = f"{type(value).__module__}:{type(value).__qualname__}"
+        meta["metadata"] = _metadata_json(getattr(state, "_metadata", None))
+        return meta
+
+    def load(self, meta: Any, reader: Any) -> OrderedDict[str, Any]:
+        tree = _load_tree(meta, reader)
+        if not isinstance(tree, dict):
+            raise FormatError("a module state dict must be a dict")
+        state: OrderedDict[str, Any] = OrderedDict(tree)
+        metadata = meta.get("metadata")
+        if metadata is not None:
+            if not isinstance(metadata, dict) or not all(
+                    isinstance(v, dict) for v in metadata.values()):
+                raise FormatError("a module state dict's metadata must map str to objects")
+            state._metadata = OrderedDict(metadata)  # type: ignore[attr-defined]
+        return state
+
+
+def _metadata_json(metadata: Any) -> dict[str, Any] | None:
+    if metadata is None:
+        return None
+    out: dict[str, Any] = {}
+    for prefix, entry in metadata.items():
+        out[str(prefix)] = {str(k): v for k, v in dict(entry).items()
+                            if v is None or type(v) in (bool, int, str)}
+    return out
+
+
+class StateDictSerializer:
+    """Optimizers and LR schedulers: ``store.put`` saves ``state_dict()``, ``get`` returns it.
+
+    Restore with ``optimizer.load_state_dict(store.get(name))``; the state's tensors come back
+    on CPU and torch moves them to the parameters' device.
+    """
+
+    def dump(self, value: Any, writer: Any) -> Any:
+        meta = _dump_tree(value.state_dict(), writer)
+        meta["class"] = f"{type(value).__module__}:{type(value).__qualname__}"
+        return meta
+
+    def load(self, meta: Any, reader: Any) -> Any:
+        return _load_tree(meta, reader)
+
+
+TENSOR = TensorSerializer()
+MODULE = ModuleSerializer()
+STATE_DICT = StateDictSerializer()
