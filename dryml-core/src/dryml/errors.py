@@ -17,13 +17,16 @@ __all__ = [
     "DrymlPluginWarning",
     "DrymlVersionWarning",
     "DrymlWarning",
+    "DuplicateObjectError",
     "FormatError",
     "FormatVersionError",
     "LimitExceededError",
     "NoContextError",
+    "ObjectNotFoundError",
     "NotIndexedError",
     "NotSupervisedError",
     "PluginError",
+    "RepoError",
     "ResourcesUnavailableError",
     "SerializationError",
     "UnknownLengthError",
@@ -106,6 +109,18 @@ class NotIndexedError(DatasetError):
 
 class UnknownLengthError(DatasetError, TypeError):
     """``len()`` of a Dataset whose size is not known (a ``TypeError``, like ``len(gen)``)."""
+
+
+class RepoError(DrymlError):
+    """A repository could not be opened, or an operation on it is not possible."""
+
+
+class DuplicateObjectError(RepoError):
+    """An object with this ``dry_id`` is already in the repository (pass ``replace=True``)."""
+
+
+class ObjectNotFoundError(RepoError, KeyError):
+    """No object in the repository matches the id or selector given."""
 
 
 class DrymlWarning(UserWarning):
