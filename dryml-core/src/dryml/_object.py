@@ -46,7 +46,7 @@ class ObjectMeta(abc.ABCMeta):
             )
         dry_args, dry_kwargs = capture_call(args, kwargs, cls.__qualname__)
         dry_kwargs["dry_id"] = dry_id
-        obj = cls.__new__(cls)
+        obj: Any = cls.__new__(cls)  # type: ignore[call-arg, arg-type]
         obj.__dict__["_dry_args"] = dry_args
         obj.__dict__["_dry_kwargs"] = dry_kwargs
         obj.__init__(*args, **kwargs)

@@ -82,16 +82,27 @@ def _for_type(hook: str, tp: type) -> Resolved | None:
     return None
 
 
-@functools.cache
+# Per-type caches (plain dicts: functools.cache cannot be typed for `type` keys).
+_codec_cache: dict[type, Resolved | None] = {}
+_serializer_cache: dict[type, Resolved | None] = {}
+
+
 def arg_codec_for(tp: type) -> Resolved | None:
     """The argument codec for values of type ``tp`` (matched over its MRO), or None."""
-    return _for_type("dryml_arg_codecs", tp)
+    try:
+        return _codec_cache[tp]
+    except KeyError:
+        found = _codec_cache[tp] = _for_type("dryml_arg_codecs", tp)
+        return found
 
 
-@functools.cache
 def serializer_for(tp: type) -> Resolved | None:
     """The store serializer for values of type ``tp`` (matched over its MRO), or None."""
-    return _for_type("dryml_serializers", tp)
+    try:
+        return _serializer_cache[tp]
+    except KeyError:
+        found = _serializer_cache[tp] = _for_type("dryml_serializers", tp)
+        return found
 
 
 def _by_name_or_missing(hook: str, name: str, package: str, what: str) -> Resolved:
@@ -126,5 +137,7 @@ def trusted_modules() -> tuple[str, ...]:
 
 def clear_caches() -> None:
     """Forget every cached lookup (after plugins change)."""
-    for fn in (_by_name, _by_type_path, _load, arg_codec_for, serializer_for, trusted_modules):
+    for fn in (_by_name, _by_type_path, _load, trusted_modules):
         fn.cache_clear()
+    _codec_cache.clear()
+    _serializer_cache.clear()

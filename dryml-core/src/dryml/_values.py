@@ -137,7 +137,7 @@ def values_equal(a: Any, b: Any) -> bool:
     if ta in ATOMS or isinstance(a, type):
         return bool(a == b) or (ta is float and a != a and b != b)
     if ta is list or ta is tuple:
-        return len(a) == len(b) and all(values_equal(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(values_equal(x, y) for x, y in zip(a, b, strict=True))
     if ta is dict:
         return a.keys() == b.keys() and all(values_equal(a[k], b[k]) for k in a)
     codec = _registry.arg_codec_for(ta)

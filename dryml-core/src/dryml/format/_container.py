@@ -155,7 +155,7 @@ class ContainerWriter:
         header = io.BytesIO()
         np.lib.format.write_array_header_2_0(
             header, np.lib.format.header_data_from_array_1_0(array))
-        data = memoryview(_as_bytes(array))
+        data = _as_bytes(array).data
         self._add(name, [header.getvalue(), data], "npy")
 
     def finish(self, manifest: dict[str, Any]) -> None:
@@ -186,9 +186,8 @@ def _decompress(data: bytes, raw_size: int, what: str) -> bytes:
     except zstandard.ZstdError as exc:
         raise FormatError(f"{what}: corrupt zstd data ({exc})") from None
     if got != raw_size:
-        raise LimitExceededError(
-            f"{what}: decompresses to {'more than ' if got > raw_size else ''}{min(got, raw_size)} bytes, "
-            f"but declares {raw_size}")
+        amount = f"more than {raw_size}" if got > raw_size else str(got)
+        raise LimitExceededError(f"{what}: decompresses to {amount} bytes, but declares {raw_size}")
     return b"".join(chunks)
 
 
@@ -320,7 +319,7 @@ class ContainerReader:
             array = np.frombuffer(buf[header_len:], dtype=dtype).copy()
             return array.reshape(shape, order="F" if fortran else "C")
         array = np.empty(shape, dtype=dtype, order="F" if fortran else "C")
-        target = memoryview(_as_bytes(array))
+        target = _as_bytes(array).data
         self.stream.seek(info.offset + header_len)
         got = self.stream.readinto(target) if nbytes else 0  # type: ignore[attr-defined]
         if got != nbytes:
