@@ -4,7 +4,8 @@
 """The one task runner of the dryml monorepo; the `PACKAGES` table drives every session.
 
 `python3 -m nox` runs the CI set (lint, typecheck, tests per package, core_isolated,
-integration, docs); `python3 -m nox -s bench` runs the benchmarks. `nox -l` lists sessions.
+integration, docs); `python3 -m nox -s tour` runs the main job, `-s bench` the benchmarks,
+and `nox -l` lists every session.
 
 Every session builds its own virtualenv with pip (not uv: the CPU build of torch is a local
 wheel that only pip's configured find-links sees) and installs every pin in
@@ -109,6 +110,13 @@ def typecheck(session: nox.Session) -> None:
     """mypy --strict on dryml-core (configuration in mypy.ini)."""
     install(session, ["core"], "mypy")
     session.run("mypy", *session.posargs)
+
+
+@nox.session(default=False)
+def tour(session: nox.Session) -> None:
+    """The main job for now: the runnable tour (define, save, load, inspect) on dryml-core."""
+    install(session, ["core"], editable=False)
+    session.run("python", "docs/examples/tour.py", env=STRICT_ENV)
 
 
 @nox.session(default=False)
