@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dryml.hookspecs import hookimpl
-from dryml.records import ArgCodecRecord
+from dryml.records import ArgCodecRecord, ResourceProviderRecord
 
-__all__ = ["dryml_arg_codecs", "dryml_trusted_modules"]
+__all__ = ["dryml_arg_codecs", "dryml_resource_providers", "dryml_trusted_modules"]
 
 
 @hookimpl
@@ -23,3 +23,12 @@ def dryml_arg_codecs() -> list[ArgCodecRecord]:
 def dryml_trusted_modules() -> list[str]:
     """dryml's own modules."""
     return ["dryml"]
+
+
+@hookimpl
+def dryml_resource_providers() -> list[ResourceProviderRecord]:
+    """CPUs (this process's affinity mask) and GPUs through NVML (none without a driver)."""
+    return [
+        ResourceProviderRecord("cpu", impl="dryml.context._resources:CPU"),
+        ResourceProviderRecord("gpu", impl="dryml.context._gpu:NVML"),
+    ]
