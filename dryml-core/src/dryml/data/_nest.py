@@ -1,0 +1,165 @@
+"""Nested structures of a Dataset element: tuples and dicts nest, everything else is a leaf.
+
+Written here rather than taken from ``optree``/``tf.nest``: core must not depend on a framework,
+the rules are small (tuples, namedtuples, dicts; lists are leaves), and the hot paths need
+structure-specialised code (``compile_builder``) that a generic library does not give.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import attrs
+
+from dryml.errors import DatasetError
+
+__all__ = [
+    "LEAF",
+    "TreeDef",
+    "compile_builder",
+    "compile_slicer",
+    "flatten",
+    "leaves",
+    "map_structure",
+    "structure_of",
+]
+
+
+@attrs.frozen
+class TreeDef:
+    """The shape of a nested element: ``kind`` is ``"leaf"``, ``"tuple"`` or ``"dict"``."""
+
+    kind: str
+    node_type: type | None = None
+    keys: tuple[Any, ...] = ()
+    children: tuple[TreeDef, ...] = ()
+    num_leaves: int = 1
+
+    def describe(self) -> str:
+        """A short human-readable form, used in error messages."""
+        if self.kind == "leaf":
+            return "x"
+        if self.kind == "dict":
+            inner = ", ".join(f"{k!r}: {c.describe()}" for k, c in zip(self.keys, self.children))
+            return "{" + inner + "}"
+        return "(" + ", ".join(c.describe() for c in self.children) + ")"
+
+
+LEAF = TreeDef("leaf")
+
+
+def _sorted_keys(d: dict[Any, Any]) -> tuple[Any, ...]:
+    try:
+        return tuple(sorted(d))
+    except TypeError:  # keys of mixed types: keep insertion order
+        return tuple(d)
+
+
+def structure_of(value: Any) -> TreeDef:
+    """The :class:`TreeDef` of ``value``."""
+    if type(value) is tuple or isinstance(value, tuple):
+        children = tuple(structure_of(v) for v in value)
+        return TreeDef("tuple", type(value), (), children, sum(c.num_leaves for c in children))
+    if isinstance(value, dict):
+        keys = _sorted_keys(value)
+        children = tuple(structure_of(value[k]) for k in keys)
+        return TreeDef("dict", type(value), keys, children, sum(c.num_leaves for c in children))
+    return LEAF
+
+
+def leaves(value: Any, out: list[Any] | None = None) -> list[Any]:
+    """The leaves of ``value`` in structure order."""
+    if out is None:
+        out = []
+    if isinstance(value, tuple):
+        for v in value:
+            leaves(v, out)
+    elif isinstance(value, dict):
+        for k in _sorted_keys(value):
+            leaves(value[k], out)
+    else:
+        out.append(value)
+    return out
+
+
+def flatten(value: Any) -> tuple[list[Any], TreeDef]:
+    """``(leaves, treedef)`` of ``value``."""
+    return leaves(value), structure_of(value)
+
+
+def _expr(td: TreeDef, leaf_expr: Callable[[int], str], ns: dict[str, Any], pos: list[int]) -> str:
+    if td.kind == "leaf":
+        i = pos[0]
+        pos[0] += 1
+        return leaf_expr(i)
+    parts = [_expr(c, leaf_expr, ns, pos) for c in td.children]
+    if td.kind == "dict":
+        key_names = []
+        for k in td.keys:
+            name = f"K{len(ns)}"
+            ns[name] = k
+            key_names.append(name)
+        body = "{" + ", ".join(f"{k}: {p}" for k, p in zip(key_names, parts)) + "}"
+        if td.node_type is dict:
+            return body
+        name = f"T{len(ns)}"
+        ns[name] = td.node_type
+        return f"{name}({body})"
+    body = "(" + "".join(p + ", " for p in parts) + ")"
+    if td.node_type is tuple:
+        return body
+    name = f"T{len(ns)}"
+    ns[name] = td.node_type
+    return f"{name}(*{body})" if hasattr(td.node_type, "_fields") else f"{name}({body})"
+
+
+def _is_flat_tuple(td: TreeDef) -> bool:
+    return td.kind == "tuple" and td.node_type is tuple and all(c.kind == "leaf" for c in td.children)
+
+
+def compile_builder(td: TreeDef) -> Callable[[Sequence[Any]], Any] | None:
+    """A fast function from a flat sequence of leaves to the nested element, or None when a
+    tuple of the leaves already *is* the element (a flat tuple such as ``(x, y)``)."""
+    if _is_flat_tuple(td):
+        return None
+    if td.kind == "leaf":
+        return lambda flat: flat[0]
+    ns: dict[str, Any] = {}
+    code = "lambda a: " + _expr(td, lambda i: f"a[{i}]", ns, [0])
+    return eval(code, ns)  # noqa: S307 - code built only from the structure above
+
+
+def compile_slicer(
+    td: TreeDef, columns: Sequence[Any], convert: Callable[[Any], Any] | None = None
+) -> Callable[[Any], Any]:
+    """``f(index)`` building one element from ``columns[j][index]`` for every leaf ``j``,
+    optionally passing each leaf through ``convert``; the batch hot path of in-memory data."""
+    ns: dict[str, Any] = {f"L{j}": c for j, c in enumerate(columns)}
+    if convert is not None:
+        ns["F"] = convert
+        leaf_expr: Callable[[int], str] = lambda i: f"F(L{i}[s])"  # noqa: E731
+    else:
+        leaf_expr = lambda i: f"L{i}[s]"  # noqa: E731
+    code = "lambda s: " + _expr(td, leaf_expr, ns, [0])
+    return eval(code, ns)  # noqa: S307 - code built only from the structure above
+
+
+def map_structure(fn: Callable[[Any], Any], value: Any) -> Any:
+    """``value`` with ``fn`` applied to every leaf."""
+    if isinstance(value, tuple):
+        items = [map_structure(fn, v) for v in value]
+        return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
+    if isinstance(value, dict):
+        return type(value)((k, map_structure(fn, value[k])) for k in _sorted_keys(value))
+    return fn(value)
+
+
+def check_same(td: TreeDef, other: TreeDef, where: str) -> None:
+    """Raise :class:`DatasetError` when two elements have different structures."""
+    if td != other:
+        raise DatasetError(
+            f"ragged structure: {where} has the structure {other.describe()} but the first "
+            f"element has {td.describe()}; every element must have the same nesting of "
+            "tuples/dicts."
+        )

@@ -1,0 +1,157 @@
+"""In-memory columns behind a :class:`NumpyDataset`: every view is index arithmetic.
+
+Batching, take, skip, shuffle and indexing only change which rows are read and in what order;
+iteration then slices whole batches out of the columns (views, no copy, no per-example Python)
+with code specialised to the element's structure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Union
+
+import attrs
+import numpy as np
+
+from dryml.data._gen import shuffle_indices
+from dryml.data._nest import TreeDef, compile_builder, compile_slicer
+
+__all__ = ["Positional", "Table"]
+
+Selection = Union[slice, np.ndarray]
+
+
+@attrs.frozen
+class Positional:
+    """An index column computed when iterating: positions, from ``start``, in the row order
+    the first ``at`` view operations give (so it follows later shuffles)."""
+
+    at: int
+    start: int
+
+
+@attrs.frozen
+class SliceOp:
+    """Keep positions ``[start, stop)`` of the current order."""
+
+    start: int
+    stop: int
+
+
+@attrs.frozen
+class ShuffleOp:
+    """Shuffle the current order through a buffer (None: a full permutation)."""
+
+    buffer_size: int | None
+    seed: int | None
+
+
+def _compose(sel: Selection, a: int, b: int) -> Selection:
+    if isinstance(sel, slice):
+        return slice(sel.start + a, sel.start + b)
+    return sel[a:b]
+
+
+def _as_indices(sel: Selection) -> np.ndarray:
+    return np.arange(sel.start, sel.stop) if isinstance(sel, slice) else sel
+
+
+@attrs.frozen
+class Table:
+    """Columns with ``n`` rows each, read through a chain of view operations."""
+
+    n: int
+    columns: tuple[Any, ...]
+    td: TreeDef
+    ops: tuple[SliceOp | ShuffleOp, ...] = ()
+    _cache: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
+
+    @property
+    def rows(self) -> int:
+        """How many rows the view selects."""
+        count = self.n
+        for op in self.ops:
+            if isinstance(op, SliceOp):
+                count = max(min(op.stop, count) - op.start, 0) if op.start < count else 0
+        return count
+
+    @property
+    def deterministic(self) -> bool:
+        """Whether every iteration reads the same rows in the same order."""
+        return all(not isinstance(op, ShuffleOp) or op.seed is not None for op in self.ops)
+
+    def with_op(self, op: SliceOp | ShuffleOp) -> Table:
+        """This view followed by ``op``."""
+        return Table(self.n, self.columns, self.td, (*self.ops, op))
+
+    def restructure(self, td: TreeDef, picks: Sequence[int]) -> Table:
+        """The same rows with the columns ``picks`` arranged as ``td``."""
+        return Table(self.n, tuple(self.columns[j] for j in picks), td, self.ops)
+
+    def with_index(self, start: int) -> Table:
+        """Elements become ``(i, element)`` with positional indices from ``start``."""
+        td = TreeDef("tuple", tuple, (), (TreeDef("leaf"), self.td), self.td.num_leaves + 1)
+        return Table(self.n, (Positional(len(self.ops), start), *self.columns), td, self.ops)
+
+    def resolve(self) -> tuple[Selection, list[Any]]:
+        """The selected rows in order, and the columns with positional indices computed."""
+        cached = self._cache.get("resolved")
+        if cached is not None:
+            return cached
+        sel: Selection = slice(0, self.n)
+        count = self.n
+        cols = list(self.columns)
+        for k in range(len(self.ops) + 1):
+            for j, col in enumerate(cols):
+                if isinstance(col, Positional) and col.at == k:
+                    index = np.zeros(self.n, dtype=np.int64)
+                    index[sel] = np.arange(col.start, col.start + count, dtype=np.int64)
+                    cols[j] = index
+            if k == len(self.ops):
+                break
+            op = self.ops[k]
+            if isinstance(op, SliceOp):
+                a, b = min(op.start, count), min(op.stop, count)
+                sel, count = _compose(sel, a, max(a, b)), max(b - a, 0)
+            else:
+                perm = shuffle_indices(count, op.buffer_size, np.random.default_rng(op.seed))
+                sel = _as_indices(sel)[perm]
+        if self.deterministic:
+            self._cache["resolved"] = (sel, cols)
+        return sel, cols
+
+    def arrays(self) -> Any:
+        """The selected rows as one nested structure of arrays (views when possible)."""
+        sel, cols = self.resolve()
+        flat = [col[sel] for col in cols]
+        build = compile_builder(self.td)
+        return tuple(flat) if build is None else build(flat)
+
+    def iterate(
+        self, batch_size: int | None, drop: bool, convert: Callable[[Any], Any] | None = None
+    ) -> Iterator[Any]:
+        """Iterate examples, or batches of ``batch_size``, passing leaves through ``convert``."""
+        sel, cols = self.resolve()
+        count = self.rows
+        if batch_size is None:
+            return self._iterate_rows(sel, cols, convert)
+        stop = count - count % batch_size if drop else count
+        if isinstance(sel, slice):
+            base = sel.start
+            picks: list[Any] = [slice(base + s, base + min(s + batch_size, stop))
+                                for s in range(0, stop, batch_size)]
+        else:
+            picks = [sel[s:s + batch_size] for s in range(0, stop, batch_size)]
+        return map(compile_slicer(self.td, cols, convert), picks)
+
+    def _iterate_rows(
+        self, sel: Selection, cols: list[Any], convert: Callable[[Any], Any] | None
+    ) -> Iterator[Any]:
+        picked = [col[sel] for col in cols]
+        if convert is not None:
+            picked = [convert(col) for col in picked]
+        if self.td.kind == "leaf":
+            return iter(picked[0])
+        build = compile_builder(self.td)
+        zipped = zip(*picked)
+        return zipped if build is None else map(build, zipped)

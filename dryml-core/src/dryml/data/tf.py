@@ -1,0 +1,23 @@
+"""``TFDataset``, provided by ``dryml-tf`` (seed-compatible import path).
+
+``from dryml.data.tf import TFDataset`` resolves through the plugin registry's
+``dryml_dataset_adapters`` records and raises :class:`~dryml.errors.BackendUnavailableError`
+("pip install dryml-tf") when the backend is not installed. Importing this module imports
+nothing from TensorFlow; asking for ``TFDataset`` does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["TFDataset"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "TFDataset":
+        from dryml.data._adapters import adapter
+
+        value = adapter("tf").dataset_class
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'dryml.data.tf' has no attribute {name!r}")
