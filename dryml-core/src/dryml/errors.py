@@ -21,6 +21,7 @@ __all__ = [
     "FormatError",
     "FormatVersionError",
     "LimitExceededError",
+    "MetricError",
     "NoContextError",
     "NotIndexedError",
     "NotSupervisedError",
@@ -133,3 +134,7 @@ class DrymlPluginWarning(DrymlWarning):
 
 class DrymlVersionWarning(DrymlWarning):
     """A file was written with a different major version of a framework or plugin."""
+
+
+class MetricError(DrymlError, ValueError):
+    """Targets and predictions cannot be scored together (lengths, shapes, classes)."""

@@ -1,0 +1,172 @@
+"""Metrics over numpy arrays: the same definitions as scikit-learn, without depending on it.
+
+Each function takes the true targets and the predictions of every example (nothing dropped)
+and matches scikit-learn's value for the same inputs to 1e-9 (``tests/core/test_metrics.py``
+checks each against scikit-learn where it is installed).
+
+Classification predictions may be labels (1-D) or scores/probabilities (2-D, one column per
+class, or 1-D probabilities of the positive class for the probabilistic metrics); targets may
+be labels or one-hot rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from dryml.errors import MetricError
+
+__all__ = [
+    "accuracy",
+    "balanced_accuracy",
+    "log_loss",
+    "macro_f1",
+    "mean_absolute_error",
+    "mean_squared_error",
+    "r2",
+    "roc_auc",
+]
+
+
+def _n(y_true: np.ndarray, y_pred: np.ndarray) -> None:
+    if len(y_true) != len(y_pred):
+        raise MetricError(f"{len(y_true)} targets but {len(y_pred)} predictions; every "
+                          "example needs one prediction")
+    if len(y_true) == 0:
+        raise MetricError("no examples to score")
+
+
+def labels_of(values: Any) -> np.ndarray:
+    """Class labels from labels (1-D, or (n, 1)) or from scores/one-hot rows (argmax)."""
+    array = np.asarray(values)
+    if array.ndim == 2 and array.shape[1] == 1:
+        return array[:, 0]
+    if array.ndim == 2:
+        return np.argmax(array, axis=1)
+    if array.ndim != 1:
+        raise MetricError(f"expected labels (n,) or scores (n, classes), got shape {array.shape}")
+    return array
+
+
+def accuracy(y_true: Any, y_pred: Any) -> float:
+    """Fraction of examples whose predicted label equals the true label."""
+    t, p = labels_of(y_true), labels_of(y_pred)
+    _n(t, p)
+    return float(np.mean(t == p))
+
+
+def _confusion(t: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    classes, inverse = np.unique(np.concatenate([t, p]), return_inverse=True)
+    k = len(classes)
+    ti, pi = inverse[: len(t)], inverse[len(t):]
+    matrix = np.bincount(ti * k + pi, minlength=k * k).reshape(k, k)
+    return classes, matrix
+
+
+def balanced_accuracy(y_true: Any, y_pred: Any) -> float:
+    """Mean recall over the classes present in the targets."""
+    t, p = labels_of(y_true), labels_of(y_pred)
+    _n(t, p)
+    _, matrix = _confusion(t, p)
+    support = matrix.sum(axis=1)
+    present = support > 0
+    return float(np.mean(np.diag(matrix)[present] / support[present]))
+
+
+def macro_f1(y_true: Any, y_pred: Any) -> float:
+    """Unweighted mean F1 over every label seen in targets or predictions (0 where undefined)."""
+    t, p = labels_of(y_true), labels_of(y_pred)
+    _n(t, p)
+    _, matrix = _confusion(t, p)
+    tp = np.diag(matrix).astype(np.float64)
+    denominator = matrix.sum(axis=0) + matrix.sum(axis=1)
+    f1 = np.divide(2 * tp, denominator, out=np.zeros_like(tp), where=denominator > 0)
+    return float(np.mean(f1))
+
+
+def _probabilities(y_true: np.ndarray, y_prob: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Targets as class indices and probabilities as an (n, classes) float array."""
+    prob = np.asarray(y_prob, dtype=np.float64)
+    if prob.ndim == 1:
+        prob = np.stack([1 - prob, prob], axis=1)
+    if prob.ndim != 2:
+        raise MetricError(f"probabilities must be (n,) or (n, classes), got {prob.shape}")
+    t = labels_of(y_true)
+    classes = np.unique(t)
+    if not np.issubdtype(t.dtype, np.integer) or (len(classes) and (
+            classes.min() < 0 or classes.max() >= prob.shape[1])):
+        if len(classes) != prob.shape[1]:
+            raise MetricError(
+                f"targets hold {len(classes)} classes but the probabilities have "
+                f"{prob.shape[1]} columns; use integer labels 0..{prob.shape[1] - 1}")
+        t = np.searchsorted(classes, t)
+    _n(t, prob)
+    return t.astype(np.int64), prob
+
+
+def log_loss(y_true: Any, y_prob: Any) -> float:
+    """Mean negative log-likelihood of the true class; probabilities clipped to [eps, 1-eps]."""
+    t, prob = _probabilities(np.asarray(y_true), y_prob)
+    eps = np.finfo(prob.dtype).eps
+    prob = np.clip(prob, eps, 1 - eps)
+    return float(-np.mean(np.log(prob[np.arange(len(t)), t])))
+
+
+def _binary_auc(positive: np.ndarray, score: np.ndarray) -> float:
+    n_pos = int(positive.sum())
+    n_neg = len(positive) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        raise MetricError("ROC AUC needs both positive and negative examples of every class")
+    order = np.argsort(score, kind="mergesort")
+    sorted_scores = score[order]
+    ranks = np.empty(len(score), dtype=np.float64)
+    # average ranks for ties (Mann-Whitney U equals the trapezoidal area under the ROC curve)
+    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
+    average = first + (counts + 1) / 2.0
+    ranks[order] = np.repeat(average, counts)
+    u = ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0
+    return float(u / (n_pos * n_neg))
+
+
+def roc_auc(y_true: Any, y_prob: Any) -> float:
+    """Binary ROC AUC, or the unweighted one-vs-rest mean over classes for more than two."""
+    t, prob = _probabilities(np.asarray(y_true), y_prob)
+    if prob.shape[1] == 2:
+        return _binary_auc(t == 1, prob[:, 1])
+    return float(np.mean([_binary_auc(t == c, prob[:, c]) for c in range(prob.shape[1])]))
+
+
+def _regression(y_true: Any, y_pred: Any) -> tuple[np.ndarray, np.ndarray]:
+    t = np.asarray(y_true, dtype=np.float64)
+    p = np.asarray(y_pred, dtype=np.float64)
+    if t.ndim == 1 and p.ndim == 2 and p.shape[1] == 1:
+        p = p[:, 0]
+    if p.ndim == 1 and t.ndim == 2 and t.shape[1] == 1:
+        t = t[:, 0]
+    if t.shape != p.shape:
+        raise MetricError(f"targets {t.shape} and predictions {p.shape} differ in shape")
+    _n(t, p)
+    return t.reshape(len(t), -1), p.reshape(len(p), -1)
+
+
+def mean_squared_error(y_true: Any, y_pred: Any) -> float:
+    """Mean squared error (averaged over outputs)."""
+    t, p = _regression(y_true, y_pred)
+    return float(np.mean(np.mean((t - p) ** 2, axis=0)))
+
+
+def mean_absolute_error(y_true: Any, y_pred: Any) -> float:
+    """Mean absolute error (averaged over outputs)."""
+    t, p = _regression(y_true, y_pred)
+    return float(np.mean(np.mean(np.abs(t - p), axis=0)))
+
+
+def r2(y_true: Any, y_pred: Any) -> float:
+    """Coefficient of determination, averaged over outputs (1.0 / 0.0 for constant targets)."""
+    t, p = _regression(y_true, y_pred)
+    ss_res = ((t - p) ** 2).sum(axis=0)
+    ss_tot = ((t - t.mean(axis=0)) ** 2).sum(axis=0)
+    scores = np.where(ss_tot > 0, 1 - ss_res / np.where(ss_tot > 0, ss_tot, 1),
+                      np.where(ss_res == 0, 1.0, 0.0))
+    return float(np.mean(scores))

@@ -1,0 +1,67 @@
+"""dryml.metrics computes the same values as scikit-learn, to 1e-9, over random inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dryml.metrics import arrays as F
+
+metrics = pytest.importorskip("sklearn.metrics")
+
+
+def _classification(seed: int, n: int, k: int, ties: bool) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, n)
+    y[:k] = np.arange(k)  # every class present
+    logits = rng.normal(size=(n, k))
+    if ties:
+        logits = np.round(logits, 1)
+    prob = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    return y, prob
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(10, 300), k=st.integers(2, 6),
+       ties=st.booleans())
+def test_classification_metrics_match_sklearn(seed: int, n: int, k: int, ties: bool) -> None:
+    y, prob = _classification(seed, n, k, ties)
+    labels = prob.argmax(axis=1)
+    assert F.accuracy(y, prob) == pytest.approx(metrics.accuracy_score(y, labels), abs=1e-9)
+    assert F.balanced_accuracy(y, prob) == pytest.approx(
+        metrics.balanced_accuracy_score(y, labels), abs=1e-9)
+    assert F.macro_f1(y, labels) == pytest.approx(
+        metrics.f1_score(y, labels, average="macro", zero_division=0), abs=1e-9)
+    assert F.log_loss(y, prob) == pytest.approx(metrics.log_loss(y, prob), abs=1e-9)
+    if k == 2:
+        expected = metrics.roc_auc_score(y, prob[:, 1])
+        assert F.roc_auc(y, prob[:, 1]) == pytest.approx(expected, abs=1e-9)
+    else:
+        expected = metrics.roc_auc_score(y, prob, multi_class="ovr")
+    assert F.roc_auc(y, prob) == pytest.approx(expected, abs=1e-9)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(2, 300), outputs=st.integers(1, 3))
+def test_regression_metrics_match_sklearn(seed: int, n: int, outputs: int) -> None:
+    rng = np.random.default_rng(seed)
+    shape = (n,) if outputs == 1 else (n, outputs)
+    y, pred = rng.normal(size=shape) * 10, rng.normal(size=shape) * 10
+    assert F.mean_squared_error(y, pred) == pytest.approx(
+        metrics.mean_squared_error(y, pred), abs=1e-9)
+    assert F.mean_absolute_error(y, pred) == pytest.approx(
+        metrics.mean_absolute_error(y, pred), abs=1e-9)
+    assert F.r2(y, pred) == pytest.approx(metrics.r2_score(y, pred), abs=1e-9)
+
+
+def test_string_labels_and_constant_targets() -> None:
+    y = np.array(["cat", "dog", "dog", "emu"])
+    p = np.array(["cat", "dog", "emu", "emu"])
+    assert F.macro_f1(y, p) == pytest.approx(metrics.f1_score(y, p, average="macro"), abs=1e-12)
+    assert F.balanced_accuracy(y, p) == pytest.approx(
+        metrics.balanced_accuracy_score(y, p), abs=1e-12)
+    const = np.ones(5)
+    assert F.r2(const, const) == metrics.r2_score(const, const) == 1.0
+    assert F.r2(const, const + 1) == metrics.r2_score(const, const + 1)
