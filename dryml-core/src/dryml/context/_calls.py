@@ -1,0 +1,144 @@
+"""A call as plain messages: encoded by the caller, run by a worker, decoded back.
+
+Both the calling process and workers (for nested calls) use these, so a nested call that a
+worker cannot run itself is forwarded to the caller's scheduler untouched.
+"""
+
+from __future__ import annotations
+
+import pickle
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from dryml._object import Object
+from dryml.context import _protocol
+from dryml.context._lifecycle import enter_compute, iter_objects, leave_compute
+from dryml.errors import DrymlError
+
+__all__ = ["RemoteTraceback", "apply_reply", "encode_call", "run_call"]
+
+_KEEP_STATE = ("_dry_args", "_dry_kwargs")
+
+
+class RemoteTraceback(Exception):
+    """The traceback of an exception raised in a worker (set as the ``__cause__``)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return "\n\n" + self.text.rstrip()
+
+
+def encode_call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+                update_objs: bool) -> dict[str, Any]:
+    """The message that runs ``fn(*args, **kwargs)`` in a worker."""
+    data, blobs, trust = _protocol.dumps((args, kwargs))
+    return {"fn": _protocol.function_payload(fn),
+            "classes": _protocol.local_classes([args, kwargs]) if blobs else [],
+            "args": data, "blobs": blobs, "trust": trust, "update_objs": update_objs}
+
+
+_fn_cache: dict[Any, Callable[..., Any]] = {}
+
+
+def _function(payload: tuple[str, Any]) -> Callable[..., Any]:
+    key = (payload[0], payload[1] if payload[0] == "val" else tuple(payload[1]))
+    fn = _fn_cache.get(key)
+    if fn is None:
+        fn = _protocol.load_function(payload)
+        if len(_fn_cache) > 256:
+            _fn_cache.clear()
+        _fn_cache[key] = fn
+    return fn
+
+
+def run_call(msg: dict[str, Any]) -> dict[str, Any]:
+    """Run a call message here (in a worker); the reply never raises."""
+    try:
+        _protocol.register_classes(msg["classes"])
+        fn = _function(msg["fn"])
+        args, kwargs = _protocol.loads(msg["args"], msg["blobs"], msg["trust"])
+        entered = enter_compute([args, kwargs])
+        try:
+            result = fn(*args, **kwargs)
+        finally:
+            leave_compute(entered)
+        data, blobs, trust = _protocol.dumps(result)
+        reply: dict[str, Any] = {"ok": True, "result": data, "blobs": blobs, "trust": trust}
+        if msg["update_objs"]:
+            objs = [o for o in iter_objects([args, kwargs])]
+            reply["updated"] = _protocol.dumps(objs)
+        return reply
+    except BaseException as exc:  # noqa: BLE001 - everything goes back to the caller
+        return error_reply(exc)
+
+
+def error_reply(exc: BaseException) -> dict[str, Any]:
+    text = "".join(traceback.format_exception(exc))
+    try:
+        data, blobs, trust = _protocol.dumps(exc)
+        pickle.loads(data) if not blobs else None  # the caller must be able to rebuild it
+    except Exception:  # noqa: BLE001
+        data, blobs, trust = b"", [], []
+    return {"ok": False, "exc": data, "blobs": blobs, "trust": trust,
+            "type": f"{type(exc).__module__}.{type(exc).__qualname__}", "message": str(exc),
+            "traceback": text}
+
+
+def _rebuild_error(reply: dict[str, Any]) -> BaseException:
+    exc: BaseException | None = None
+    if reply["exc"]:
+        try:
+            exc = _protocol.loads(reply["exc"], reply["blobs"], reply["trust"])
+        except Exception:  # noqa: BLE001
+            exc = None
+    if not isinstance(exc, BaseException):
+        exc = DrymlError(f"the call raised {reply['type']}: {reply['message']} (the exception "
+                         "could not be sent back; its traceback follows)")
+    exc.__cause__ = RemoteTraceback(reply["traceback"])
+    return exc
+
+
+def apply_reply(reply: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """The call's return value, or raise its exception; apply object updates in place."""
+    if not reply["ok"]:
+        raise _rebuild_error(reply)
+    originals: dict[str, Object] = {}
+    if "updated" in reply:
+        mine = list(iter_objects([args, kwargs]))
+        theirs = _protocol.loads(*reply["updated"])
+        originals = {o.dry_id: o for o in mine}
+        replaced = {id(new): originals.get(new.dry_id, new) for new in theirs}
+        for new in theirs:
+            old = originals.get(new.dry_id)
+            if old is not None and type(old) is type(new):
+                _update(old, new, replaced)
+    result = _protocol.loads(reply["result"], reply["blobs"], reply["trust"])
+    if originals:
+        if isinstance(result, Object) and result.dry_id in originals:
+            return originals[result.dry_id]
+    return result
+
+
+def _swap(value: Any, replaced: dict[int, Object]) -> Any:
+    if isinstance(value, Object):
+        return replaced.get(id(value), value)
+    if isinstance(value, list):
+        return [_swap(v, replaced) for v in value]
+    if isinstance(value, tuple) and type(value) is tuple:
+        return tuple(_swap(v, replaced) for v in value)
+    if isinstance(value, dict) and type(value) is dict:
+        return {k: _swap(v, replaced) for k, v in value.items()}
+    return value
+
+
+def _update(old: Object, new: Object, replaced: dict[int, Object]) -> None:
+    """Give ``old`` the state of ``new`` in place (the constructor arguments stay ``old``'s)."""
+    kept = {k: old.__dict__[k] for k in _KEEP_STATE if k in old.__dict__}
+    state = {k: _swap(v, replaced) for k, v in new.__dict__.items() if k not in _KEEP_STATE}
+    old.__dict__.clear()
+    old.__dict__.update(state)
+    old.__dict__.update(kept)

@@ -1,0 +1,80 @@
+"""``compute_context``: run a function in a worker that meets its requirements."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from dryml.context import _nested
+from dryml.context._calls import apply_reply, encode_call
+from dryml.context._lifecycle import enter_compute, leave_compute
+from dryml.context._resources import Requirement, normalize_requirement, requirement_of_objects
+from dryml.context._runtime import execute
+from dryml.context._state import current_context
+
+__all__ = ["compute", "compute_context"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+_UNSET: Any = object()
+
+
+def compute_context(ctx_reqs: Requirement | None = None, *, update_objs: bool = False,
+                    call_timeout: float | None = None,
+                    resource_timeout: float | None = None) -> Callable[[F], F]:
+    """Decorate a function (or method) so that each call runs in a compute context.
+
+    ``ctx_reqs`` is ``{framework: {resource: amount}}``; ``None`` takes the frameworks of the
+    Objects passed in (``'default'`` when there are none). Each call may override with the
+    keyword arguments ``call_context_reqs=``, ``call_update_objs=``, ``call_timeout=`` and
+    ``call_resource_timeout=``.
+
+    Outside any context the call runs in a warm worker process prepared for the requirement;
+    inside a worker whose context satisfies it, it runs inline; otherwise the worker asks its
+    caller's scheduler for a suitable worker. Objects passed in travel as ``.dry`` bytes; with
+    ``update_objs`` their new state comes back into the caller's objects in place. An
+    exception raised by the function is raised in the caller, with the remote traceback as its
+    ``__cause__``; a worker that dies raises :class:`~dryml.errors.WorkerCrashedError`, one
+    that runs past ``call_timeout`` seconds raises :class:`TimeoutError`.
+    """
+
+    def decorate(fn: F) -> F:
+        if getattr(fn, "__dry_context_wrapped__", False):
+            return fn
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, call_context_reqs: Any = _UNSET, call_update_objs: Any = _UNSET,
+                    call_timeout: Any = _UNSET, call_resource_timeout: Any = _UNSET,
+                    **kwargs: Any) -> Any:
+            reqs = ctx_reqs if call_context_reqs is _UNSET else call_context_reqs
+            if reqs is None:
+                reqs = requirement_of_objects([args, kwargs])
+            normalize_requirement(reqs)  # reject a malformed requirement here, at once
+            update = update_objs if call_update_objs is _UNSET else bool(call_update_objs)
+            timeout = default_timeout if call_timeout is _UNSET else call_timeout
+            wait = resource_timeout if call_resource_timeout is _UNSET else call_resource_timeout
+            ctx = current_context()
+            if ctx is not None and ctx.satisfies(reqs):
+                entered = enter_compute([args, kwargs])
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    leave_compute(entered)
+            msg = encode_call(fn, args, kwargs, update)
+            if ctx is not None:
+                reply = _nested.forward(msg, reqs, {"call_timeout": timeout,
+                                                    "resource_timeout": wait})
+            else:
+                reply = execute(reqs, msg, call_timeout=timeout, resource_timeout=wait)
+            return apply_reply(reply, args, kwargs)
+
+        wrapper.__dry_context_wrapped__ = True  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    default_timeout = call_timeout
+    return decorate
+
+
+def compute(fn: F) -> F:
+    """``compute_context()`` with every default: requirements from the Objects passed in."""
+    return compute_context()(fn)

@@ -1,0 +1,223 @@
+"""The warm worker pool: workers keyed by context, kept after a call, reused by the next.
+
+A worker holds its grant for as long as it lives (its framework keeps the GPU memory it took),
+so idle workers are stopped when a request needs what they hold, when the pool is at its cap,
+or after ``idle_timeout`` seconds.
+"""
+
+from __future__ import annotations
+
+import atexit
+import math
+import os
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from dryml.context._handle import WorkerHandle
+from dryml.context._resources import Request
+from dryml.context._scheduler import Grant, Scheduler
+from dryml.errors import BackendUnavailableError, ResourcesUnavailableError
+
+__all__ = ["Pool", "WorkerInfo"]
+
+_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+@attrs.frozen
+class WorkerInfo:
+    """What :func:`dryml.context.workers` reports about one worker."""
+
+    pid: int
+    shares: Mapping[str, Mapping[str, float]]
+    busy: bool
+
+
+def context_plugins(frameworks: list[str]) -> dict[str, str]:
+    """``{framework: impl ref}`` from ``dryml_contexts``; BackendUnavailableError if missing."""
+    from dryml.plugins import get_plugin_manager
+
+    found = {rec.framework: rec.impl
+             for rec in get_plugin_manager().iter_records("dryml_contexts")}
+    out = {}
+    for fw in frameworks:
+        if fw == "default":
+            continue
+        if fw not in found:
+            raise BackendUnavailableError(
+                f"no installed plugin provides the {fw!r} compute context (known: "
+                f"{sorted(found) or 'none'}); install its backend, e.g. pip install dryml-{fw}")
+        out[fw] = found[fw]
+    return out
+
+
+def worker_env(grant: Grant, plugins: Mapping[str, str]) -> dict[str, str]:
+    """The environment a worker starts with: only its GPUs visible, threads = CPUs granted."""
+    from dryml.context._state import ComputeContext
+    from dryml.records import load_ref
+
+    env = dict(os.environ)
+    gpus = sorted((r for r in grant.resources.values() if r.kind == "gpu"),
+                  key=lambda r: r.index)
+    env["CUDA_VISIBLE_DEVICES"] = ",".join(str(r.info.get("uuid", r.index)) for r in gpus)
+    cpus = sum(a for n, a in grant.totals().items() if n.startswith("cpu/"))
+    for var in _THREAD_VARS:
+        env[var] = str(max(1, math.ceil(cpus - 1e-9)))
+    ctx = ComputeContext.from_grant(grant.to_dict())
+    for ref in plugins.values():
+        env.update(load_ref(ref).environment(ctx))
+    return env
+
+
+class Pool:
+    """Warm workers for one caller, drawing resources from one :class:`Scheduler`."""
+
+    def __init__(self, scheduler: Scheduler, max_workers: int | None = None,
+                 idle_timeout: float = 300.0) -> None:
+        self.scheduler = scheduler
+        self.max_workers = max_workers or max(2, min(8, len(scheduler.resources()) or 2))
+        self.idle_timeout = idle_timeout
+        self.cond = scheduler.cond
+        self.workers: list[WorkerHandle] = []
+        self._starting = 0
+        self._closed = False
+        self._reaper = threading.Thread(target=self._reap, name="dryml-pool-reaper",
+                                        daemon=True)
+        self._reaper.start()
+        atexit.register(self.shutdown)
+
+    # -- checkout / checkin -------------------------------------------------------------------
+    def checkout(self, request: dict[str, Request], timeout: float | None = None,
+                 held: Grant | None = None) -> WorkerHandle:
+        """A worker for ``request``: an idle warm one, or a new one once resources allow."""
+        self.scheduler.check_possible(request, held)
+        plugins = context_plugins(list(request))
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            victim = None
+            with self.cond:
+                if self._closed:
+                    raise ResourcesUnavailableError("the worker pool was shut down")
+                for worker in self.workers:  # most recently used first
+                    if not worker.busy and worker.key == request:
+                        worker.busy = True
+                        return worker
+                grant = None
+                if len(self.workers) + self._starting < self.max_workers:
+                    grant = self.scheduler.try_acquire(request)
+                if grant is not None:
+                    self._starting += 1
+                else:
+                    victim = self._victim(request)
+                    if victim is None:
+                        remaining = None if deadline is None else deadline - time.monotonic()
+                        if remaining is not None and remaining <= 0:
+                            raise ResourcesUnavailableError(
+                                f"waited {timeout}s for {self._wanted(request)}; busy workers "
+                                f"still hold {self._held()}")
+                        self.cond.wait(remaining)
+                        continue
+                    self.workers.remove(victim)
+            if victim is not None:
+                self._retire(victim)
+                continue
+            return self._start(grant, plugins)
+
+    def _start(self, grant: Grant, plugins: dict[str, str]) -> WorkerHandle:
+        try:
+            worker = WorkerHandle(grant, plugins, worker_env(grant, plugins))
+        except BaseException:
+            with self.cond:
+                self._starting -= 1
+            self.scheduler.release(grant)
+            raise
+        with self.cond:
+            self._starting -= 1
+            self.workers.insert(0, worker)
+        return worker
+
+    def _victim(self, request: dict[str, Request]) -> WorkerHandle | None:
+        """An idle worker whose stopping lets ``request`` proceed (least recently used)."""
+        idle = sorted((w for w in self.workers if not w.busy), key=lambda w: w.last_used)
+        if not idle:
+            return None
+        if len(self.workers) + self._starting >= self.max_workers:
+            return idle[0]
+        for worker in idle:
+            if self.scheduler.fits_with(request, [worker.grant]):
+                return worker
+        if self.scheduler.fits_with(request, [w.grant for w in idle]):
+            return idle[0]
+        return None
+
+    def checkin(self, worker: WorkerHandle) -> None:
+        """Return a worker after a call; a dead one is dropped and its resources released."""
+        if not worker.alive():
+            with self.cond:
+                if worker in self.workers:
+                    self.workers.remove(worker)
+            self._retire(worker)
+            return
+        with self.cond:
+            worker.busy = False
+            worker.last_used = time.monotonic()
+            if worker in self.workers:
+                self.workers.remove(worker)
+                self.workers.insert(0, worker)
+            self.scheduler.notify()
+
+    def _retire(self, worker: WorkerHandle) -> None:
+        worker.stop()
+        self.scheduler.release(worker.grant)
+
+    # -- bookkeeping --------------------------------------------------------------------------
+    def _wanted(self, request: dict[str, Request]) -> str:
+        return str({fw: r.as_dict() for fw, r in request.items()})
+
+    def _held(self) -> str:
+        return str([dict(w.grant.totals()) for w in self.workers if w.busy])
+
+    def _reap(self) -> None:
+        while True:
+            expired = []
+            with self.cond:
+                if self._closed:
+                    return
+                now = time.monotonic()
+                for worker in list(self.workers):
+                    if not worker.busy and now - worker.last_used >= self.idle_timeout:
+                        self.workers.remove(worker)
+                        expired.append(worker)
+                if not expired:
+                    idle = [w.last_used for w in self.workers if not w.busy]
+                    wait = (min(idle) + self.idle_timeout - now) if idle else None
+                    self.cond.wait(wait)
+            for worker in expired:
+                self._retire(worker)
+
+    def info(self) -> list[WorkerInfo]:
+        """Every worker now alive."""
+        with self.cond:
+            return [WorkerInfo(w.pid, {k: dict(v) for k, v in w.grant.shares.items()}, w.busy)
+                    for w in self.workers]
+
+    def shutdown(self) -> None:
+        """Stop every worker (idle ones now, busy ones are killed)."""
+        with self.cond:
+            self._closed = True
+            workers, self.workers = self.workers, []
+            self.cond.notify_all()
+        for worker in workers:
+            if worker.busy:
+                worker.kill()
+            else:
+                worker.stop(wait=0.5)
+            self.scheduler.release(worker.grant)
+        atexit.unregister(self.shutdown)
+
+
+_ = Any

@@ -1,0 +1,210 @@
+"""How calls travel between the caller and a worker.
+
+Messages are length-prefixed pickles on a pipe. Inside a message, every ``dryml.Object`` travels
+as ``.dry`` bytes (never pickled): the pickler replaces it by a persistent id. Functions travel
+by reference when importable and by value (cloudpickle) when defined in ``__main__``, the REPL
+or a function body. Classes of Objects that the worker could not import are sent by value too.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import os
+import pickle
+import struct
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import cloudpickle
+
+from dryml._object import Object
+
+__all__ = ["Channel", "ChannelClosed", "dumps", "function_payload", "loads",
+           "load_function", "local_classes", "register_classes"]
+
+_HEADER = struct.Struct("!Q")
+PROTOCOL = 5
+
+
+class ChannelClosed(EOFError):
+    """The other end of a channel went away."""
+
+
+class Channel:
+    """Length-prefixed messages over a pair of pipe file descriptors.
+
+    Reads are unbuffered so that ``select`` on :attr:`read_fd` tells the truth.
+    """
+
+    def __init__(self, read_fd: int, write_fd: int) -> None:
+        self.read_fd = read_fd
+        self.write_fd = write_fd
+        self.closed = False
+
+    def send_bytes(self, data: bytes) -> None:
+        """Write one message (blocking)."""
+        view = memoryview(_HEADER.pack(len(data)) + data) if len(data) < 1 << 16 else None
+        try:
+            if view is None:
+                self._write_all(memoryview(_HEADER.pack(len(data))))
+                view = memoryview(data)
+            self._write_all(view)
+        except OSError as exc:
+            raise ChannelClosed(f"the other end is gone ({exc})") from exc
+
+    def _write_all(self, view: memoryview) -> None:
+        while view:
+            view = view[os.write(self.write_fd, view):]
+
+    def _read_exact(self, size: int) -> bytes:
+        buf = bytearray(size)
+        view = memoryview(buf)
+        got = 0
+        while got < size:
+            n = os.readv(self.read_fd, [view[got:]])
+            if n == 0:
+                raise ChannelClosed("the other end closed the channel")
+            got += n
+        return bytes(buf)
+
+    def recv_bytes(self) -> bytes:
+        """Read one message (blocking); ChannelClosed at end of file."""
+        try:
+            (size,) = _HEADER.unpack(self._read_exact(_HEADER.size))
+            return self._read_exact(size)
+        except OSError as exc:
+            raise ChannelClosed(str(exc)) from exc
+
+    def close(self) -> None:
+        """Close both ends (idempotent)."""
+        if not self.closed:
+            self.closed = True
+            for fd in (self.read_fd, self.write_fd):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+
+
+class _Pickler(cloudpickle.Pickler):
+    def __init__(self, file: io.BytesIO, blobs: list[bytes]) -> None:
+        super().__init__(file, protocol=PROTOCOL)
+        self.blobs = blobs
+        self.seen: dict[int, int] = {}
+
+    def persistent_id(self, obj: Any) -> Any:  # noqa: D102
+        if isinstance(obj, Object):
+            index = self.seen.get(id(obj))
+            if index is None:
+                from dryml._io import save_object
+
+                buf = io.BytesIO()
+                save_object(obj, buf, compress=False)
+                index = self.seen[id(obj)] = len(self.blobs)
+                self.blobs.append(buf.getvalue())
+            return ("dry", index)
+        return None
+
+
+class _Unpickler(pickle.Unpickler):
+    def __init__(self, file: io.BytesIO, blobs: list[bytes], trust: Iterable[str]) -> None:
+        super().__init__(file)
+        self.blobs = blobs
+        self.trust = tuple(trust)
+        self.loaded: dict[int, Object] = {}
+
+    def persistent_load(self, pid: Any) -> Any:  # noqa: D102
+        kind, index = pid
+        if kind != "dry":
+            raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
+        if index not in self.loaded:
+            from dryml._io import load_object
+
+            self.loaded[index] = load_object(io.BytesIO(self.blobs[index]), trust=self.trust)
+        return self.loaded[index]
+
+
+def dumps(value: Any) -> tuple[bytes, list[bytes], list[str]]:
+    """``(pickle, dry blobs, modules to trust)`` of a value whose Objects travel as .dry."""
+    from dryml.context._lifecycle import iter_objects
+
+    blobs: list[bytes] = []
+    buf = io.BytesIO()
+    _Pickler(buf, blobs).dump(value)
+    modules = sorted({type(o).__module__ for o in iter_objects([value])}) if blobs else []
+    return buf.getvalue(), blobs, modules
+
+
+def loads(data: bytes, blobs: list[bytes], trust: Iterable[str]) -> Any:
+    """Inverse of :func:`dumps`."""
+    return _Unpickler(io.BytesIO(data), blobs, trust).load()
+
+
+def _importable(module: str) -> bool:
+    return module not in ("__main__", "__mp_main__", "__console__") and module in sys.modules \
+        and getattr(sys.modules[module], "__spec__", None) is not None
+
+
+def _resolve(module: str, qualname: str) -> Any:
+    value: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def _unwrap(value: Any) -> Any:
+    while getattr(value, "__dry_context_wrapped__", False):
+        value = value.__wrapped__
+    return value
+
+
+def function_payload(fn: Callable[..., Any]) -> tuple[str, Any]:
+    """``("ref", (module, qualname))`` for an importable function, else ``("val", bytes)``."""
+    module = getattr(fn, "__module__", None)
+    qualname = getattr(fn, "__qualname__", "")
+    if module and _importable(module) and "<" not in qualname:
+        try:
+            if _unwrap(_resolve(module, qualname)) is fn:
+                return "ref", (module, qualname)
+        except AttributeError:
+            pass
+    return "val", cloudpickle.dumps(fn, protocol=PROTOCOL)
+
+
+def load_function(payload: tuple[str, Any]) -> Callable[..., Any]:
+    """Inverse of :func:`function_payload` (in the worker)."""
+    kind, data = payload
+    if kind == "ref":
+        return _unwrap(_resolve(*data))  # type: ignore[no-any-return]
+    return pickle.loads(data)  # type: ignore[no-any-return]
+
+
+def local_classes(values: Iterable[Any]) -> list[bytes]:
+    """Classes of Objects among ``values`` that a worker could not import, cloudpickled."""
+    from dryml.context._lifecycle import iter_objects
+
+    out = []
+    done: set[type] = set()
+    for obj in iter_objects(values):
+        cls = type(obj)
+        if cls in done:
+            continue
+        done.add(cls)
+        if not _importable(cls.__module__) or "<" in cls.__qualname__:
+            out.append(cloudpickle.dumps(cls, protocol=PROTOCOL))
+    return out
+
+
+def register_classes(payloads: Iterable[bytes]) -> None:
+    """Define classes sent by :func:`local_classes` in this process (the worker)."""
+    from dryml._object import class_registry
+
+    for data in payloads:
+        cls = pickle.loads(data)
+        class_registry()[f"{cls.__module__}:{cls.__qualname__}"] = cls
+        _KEEP.append(cls)  # the registry holds classes weakly
+
+
+_KEEP: list[type] = []

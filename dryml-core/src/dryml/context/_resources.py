@@ -1,0 +1,148 @@
+"""What exists on this machine (resources) and what a call asks for (requests).
+
+A resource is one device with capacity 1.0 (``cpu/3``, ``gpu/0``); requests may take fractions
+of it. A requirement names frameworks: ``{'torch': {'gpu/0': 0.5, 'num_cpus': 2}}``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
+
+import attrs
+
+from dryml.errors import ContextIncompatibilityError
+
+__all__ = [
+    "CpuProvider",
+    "Request",
+    "Requirement",
+    "Resource",
+    "ResourceProvider",
+    "normalize_requirement",
+    "parse_request",
+    "requirement_of_objects",
+]
+
+Requirement = Mapping[str, Mapping[str, float]]
+_KEY = re.compile(r"^(cpu|gpu)/(\d+)$")
+_COUNT_KEYS = {"num_cpus": "cpu", "num_gpus": "gpu"}
+
+
+@attrs.frozen
+class Resource:
+    """One device: ``name`` like ``"gpu/0"``; ``info`` holds facts a worker needs.
+
+    For GPUs ``info`` has ``memory_total`` (bytes), ``uuid`` and ``model``; ``index`` is what
+    ``CUDA_VISIBLE_DEVICES`` calls the device.
+    """
+
+    kind: str
+    index: int
+    info: Mapping[str, Any] = attrs.field(factory=dict, converter=dict)
+
+    @property
+    def name(self) -> str:
+        """``kind/index``, the key requests use."""
+        return f"{self.kind}/{self.index}"
+
+
+class ResourceProvider(Protocol):
+    """What a ``ResourceProviderRecord``'s ``impl`` names: reports resources of one kind."""
+
+    def resources(self) -> list[Resource]:
+        """Every device of this kind on this machine (an empty list when there are none)."""
+        ...
+
+
+class CpuProvider:
+    """The CPUs this process may run on (its affinity mask, not the machine's total)."""
+
+    def resources(self) -> list[Resource]:
+        """One ``cpu/i`` per CPU this process may use."""
+        try:
+            cpus = sorted(os.sched_getaffinity(0))
+        except AttributeError:  # not Linux
+            cpus = list(range(os.cpu_count() or 1))
+        return [Resource("cpu", i, {"os_cpu": cpu}) for i, cpu in enumerate(cpus)]
+
+
+CPU = CpuProvider()
+
+
+@attrs.frozen
+class Request:
+    """One framework's normalized request: exact devices with fractions, plus whole counts."""
+
+    specific: tuple[tuple[str, float], ...] = ()
+    num_cpus: int = 0
+    num_gpus: int = 0
+
+    def as_dict(self) -> dict[str, float]:
+        """The request in the user's notation."""
+        out: dict[str, float] = dict(self.specific)
+        if self.num_cpus:
+            out["num_cpus"] = self.num_cpus
+        if self.num_gpus:
+            out["num_gpus"] = self.num_gpus
+        return out
+
+
+def parse_request(framework: str, spec: Mapping[str, Any]) -> Request:
+    """One framework's request from ``{resource: amount}`` (ContextIncompatibilityError if bad)."""
+    if not isinstance(spec, Mapping):
+        raise ContextIncompatibilityError(
+            f"the requirement for {framework!r} must be a dict of resources, got {spec!r}")
+    specific: dict[str, float] = {}
+    counts = {"cpu": 0, "gpu": 0}
+    for key, amount in spec.items():
+        if key in _COUNT_KEYS:
+            if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
+                raise ContextIncompatibilityError(
+                    f"{framework}: {key} must be a whole number >= 0, got {amount!r}")
+            counts[_COUNT_KEYS[key]] = amount
+            continue
+        if not isinstance(key, str) or not _KEY.match(key):
+            raise ContextIncompatibilityError(
+                f"{framework}: unknown resource {key!r}; use 'cpu/N', 'gpu/N', 'num_cpus' or "
+                "'num_gpus'")
+        if (isinstance(amount, bool) or not isinstance(amount, (int, float))
+                or not math.isfinite(amount) or not 0 < amount <= 1):
+            raise ContextIncompatibilityError(
+                f"{framework}: {key} must be a fraction in (0, 1], got {amount!r}")
+        specific[key] = float(amount)
+    return Request(tuple(sorted(specific.items())), counts["cpu"], counts["gpu"])
+
+
+def normalize_requirement(reqs: Requirement | None) -> dict[str, Request]:
+    """``{framework: Request}`` from the user's notation; ``None`` or ``{}`` is ``default``.
+
+    A requirement asking for no CPU gets one whole CPU; a framework gets no GPU unless it asks
+    (GPUs a worker was not granted are hidden from it, so two workers never share a GPU by
+    accident).
+    """
+    if reqs is None or not reqs:
+        reqs = {"default": {}}
+    if not isinstance(reqs, Mapping):
+        raise ContextIncompatibilityError(
+            f"a context requirement is a dict {{framework: {{resource: amount}}}}, got {reqs!r}")
+    out = {str(fw): parse_request(str(fw), spec or {}) for fw, spec in reqs.items()}
+    if len(out) > 1:
+        out.pop("default", None)  # any framework context satisfies 'default'
+    if not any(r.num_cpus or any(k.startswith("cpu/") for k, _ in r.specific)
+               for r in out.values()):
+        first = min(out)
+        out[first] = attrs.evolve(out[first], num_cpus=1)
+    return dict(sorted(out.items()))
+
+
+def requirement_of_objects(values: Iterable[Any]) -> dict[str, dict[str, float]]:
+    """``{framework: {}}`` for every Object (nested ones too) among ``values``."""
+    from dryml.context._lifecycle import iter_objects
+
+    frameworks = {type(obj).dry_framework for obj in iter_objects(values)}
+    frameworks.discard("default")
+    return {fw: {} for fw in sorted(frameworks)} or {"default": {}}

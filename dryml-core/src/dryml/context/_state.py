@@ -1,0 +1,129 @@
+"""The compute context this process runs in (set in workers, absent in the caller)."""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from dryml.context._resources import Request, Requirement, parse_request
+from dryml.errors import ContextIncompatibilityError, NoContextError
+
+__all__ = ["ComputeContext", "context_check", "current_context", "set_current_context"]
+
+
+@attrs.frozen
+class ComputeContext:
+    """Where a worker runs: its frameworks and the resources granted to each.
+
+    ``shares`` is ``{framework: {resource name: amount}}``; ``resources`` maps each granted
+    resource name to facts about it (``kind``, ``index``, ``info``).
+    """
+
+    shares: Mapping[str, Mapping[str, float]]
+    resources: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
+
+    @classmethod
+    def from_grant(cls, data: Mapping[str, Any]) -> ComputeContext:
+        """From :meth:`Grant.to_dict` data."""
+        return cls(data["shares"], data["resources"])
+
+    def cpu_threads(self, framework: str | None = None) -> int:
+        """How many threads the CPUs granted (to ``framework``, or to all) are worth (>= 1)."""
+        names = self.shares.get(framework, {}) if framework else {
+            n: a for share in self.shares.values() for n, a in share.items()}
+        total = sum(a for n, a in dict(names).items() if n.startswith("cpu/"))
+        return max(1, math.ceil(total - 1e-9))
+
+    def local_gpus(self, framework: str) -> list[dict[str, Any]]:
+        """The GPUs granted to ``framework`` as the worker sees them.
+
+        Each is ``{"ordinal": CUDA ordinal in the worker, "fraction": share, "memory_total":
+        bytes or None, "uuid": ..., "fake": bool}``; ordinals count every GPU the worker was
+        granted (all its frameworks), in index order, as ``CUDA_VISIBLE_DEVICES`` lists them.
+        """
+        every = sorted({n for share in self.shares.values() for n in share
+                        if n.startswith("gpu/")}, key=lambda n: int(n.split("/")[1]))
+        out = []
+        for name, fraction in sorted(self.shares.get(framework, {}).items()):
+            if not name.startswith("gpu/"):
+                continue
+            info = dict(self.resources.get(name, {}).get("info", {}))
+            out.append({"ordinal": every.index(name), "fraction": fraction,
+                        "memory_total": info.get("memory_total"), "uuid": info.get("uuid"),
+                        "fake": bool(info.get("fake"))})
+        return sorted(out, key=lambda g: g["ordinal"])
+
+    @property
+    def frameworks(self) -> tuple[str, ...]:
+        """The frameworks this context was prepared for (``'default'``: none)."""
+        return tuple(self.shares)
+
+    def amount(self, framework: str, kind: str) -> float:
+        """Total amount of ``kind`` (``'cpu'``/``'gpu'``) granted to ``framework``."""
+        share = self.shares.get(framework, {})
+        return sum(a for n, a in share.items() if n.startswith(kind + "/"))
+
+    def devices(self, framework: str, kind: str) -> list[tuple[int, float]]:
+        """``(index, fraction)`` of each ``kind`` device granted to ``framework``, in order."""
+        share = self.shares.get(framework, {})
+        return sorted((int(n.split("/")[1]), a) for n, a in share.items()
+                      if n.startswith(kind + "/"))
+
+    def satisfies(self, reqs: Requirement | None) -> bool:
+        """Whether this context meets ``reqs`` (``'default'`` is met by any context)."""
+        if not reqs:
+            return True
+        return all(self._meets(fw, parse_request(str(fw), spec or {}))
+                   for fw, spec in reqs.items())
+
+    def _meets(self, framework: str, req: Request) -> bool:
+        if framework == "default":
+            merged: dict[str, float] = {}
+            for share in self.shares.values():
+                for name, amount in share.items():
+                    merged[name] = merged.get(name, 0.0) + amount
+            share: Mapping[str, float] = merged
+        elif framework in self.shares:
+            share = self.shares[framework]
+        else:
+            return False
+        if any(share.get(name, 0.0) + 1e-9 < amount for name, amount in req.specific):
+            return False
+        whole = {kind: sum(1 for n, a in share.items() if n.startswith(kind + "/") and a >= 1)
+                 for kind in ("cpu", "gpu")}
+        return whole["cpu"] >= req.num_cpus and whole["gpu"] >= req.num_gpus
+
+
+_current: ComputeContext | None = None
+_lock = threading.Lock()
+
+
+def current_context() -> ComputeContext | None:
+    """The context this process runs in, or None outside any (in the calling process)."""
+    return _current
+
+
+def set_current_context(ctx: ComputeContext | None) -> None:
+    """Set by the worker once it is prepared."""
+    global _current
+    with _lock:
+        _current = ctx
+
+
+def context_check(reqs: Requirement) -> None:
+    """Raise unless the current compute context satisfies ``reqs``.
+
+    ``NoContextError`` outside any context; ``ContextIncompatibilityError`` when the context
+    lacks a framework or a resource ``reqs`` names.
+    """
+    ctx = _current
+    if ctx is None:
+        raise NoContextError(
+            f"no compute context is active, so requirements {reqs!r} cannot be met here; run "
+            "this code through a function decorated with dryml.context.compute_context")
+    if not ctx.satisfies(reqs):
+        raise ContextIncompatibilityError(f"Context doesn't satisfy requirements {reqs!r}")

@@ -1,0 +1,87 @@
+"""The worker process: ``python -m dryml.context._worker READ_FD WRITE_FD LIFELINE_FD``.
+
+It reads a setup message (the caller's ``sys.path`` and its grant), prepares each framework
+through the ``dryml_contexts`` plugin before the framework is imported, says it is ready, then
+runs calls one at a time until told to stop or until its caller goes away. A thread blocked on
+the lifeline pipe ends the worker the moment the caller dies (no polling, no orphans).
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import os
+import pickle
+import sys
+import threading
+import traceback
+from typing import Any
+
+__all__ = ["main"]
+
+
+def _watch_lifeline(fd: int) -> None:
+    try:
+        while os.read(fd, 1):
+            pass
+    except OSError:
+        pass
+    os._exit(70)  # the caller is gone: never outlive it
+
+
+def _prepare(setup: dict[str, Any]) -> Any:
+    from dryml.context._state import ComputeContext, set_current_context
+    from dryml.records import load_ref
+
+    ctx = ComputeContext(setup["shares"], setup["resources"])
+    cpus = {int(r["info"]["os_cpu"]) for r in setup["resources"].values()
+            if r["kind"] == "cpu" and "os_cpu" in r["info"]}
+    if cpus and hasattr(os, "sched_setaffinity"):
+        try:
+            os.sched_setaffinity(0, cpus)  # the worker runs on the CPUs it was granted
+        except OSError:
+            pass
+    for framework in ctx.frameworks:
+        ref = setup["plugins"].get(framework)
+        if ref is not None:
+            load_ref(ref).prepare(ctx)
+    set_current_context(ctx)
+    return ctx
+
+
+def main(argv: list[str]) -> int:
+    """Serve calls on the given file descriptors."""
+    faulthandler.enable()
+    read_fd, write_fd, lifeline_fd = (int(a) for a in argv[:3])
+    threading.Thread(target=_watch_lifeline, args=(lifeline_fd,), daemon=True,
+                     name="dryml-lifeline").start()
+    from dryml.context._protocol import Channel, ChannelClosed
+
+    channel = Channel(read_fd, write_fd)
+    setup = pickle.loads(channel.recv_bytes())
+    sys.path[:] = setup["sys_path"]
+    try:
+        _prepare(setup)
+    except BaseException:  # noqa: BLE001 - report why this worker cannot serve
+        channel.send_bytes(pickle.dumps(("failed", traceback.format_exc())))
+        return 1
+    from dryml.context import _nested
+    from dryml.context._calls import run_call
+
+    _nested.set_channel(channel)
+    channel.send_bytes(pickle.dumps(("ready", os.getpid())))
+    while True:
+        try:
+            kind, msg = pickle.loads(channel.recv_bytes())
+        except ChannelClosed:
+            return 0
+        if kind == "stop":
+            return 0
+        reply = run_call(msg)
+        try:
+            channel.send_bytes(pickle.dumps(("reply", reply), protocol=5))
+        except ChannelClosed:
+            return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

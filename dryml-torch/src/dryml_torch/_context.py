@@ -1,0 +1,45 @@
+"""Prepares a worker process for PyTorch (imports torch only in :meth:`prepare`).
+
+The caller has already set ``CUDA_VISIBLE_DEVICES`` to the GPUs granted (none: empty) and the
+BLAS/OpenMP thread variables to the CPUs granted. Here: torch's own thread pools, and for a
+fractional GPU ``torch.cuda.set_per_process_memory_fraction`` so the caching allocator stays
+under its share.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dryml.context import ComputeContext
+
+__all__ = ["CONTEXT", "TorchContext"]
+
+
+class TorchContext:
+    """The ``torch`` compute context."""
+
+    def environment(self, ctx: ComputeContext) -> dict[str, str]:
+        """Variables the worker starts with (read by torch when it loads)."""
+        # Fewer, larger cached blocks make the memory cap below a tighter bound.
+        return {"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"} if ctx.local_gpus(
+            "torch") else {}
+
+    def prepare(self, ctx: ComputeContext) -> None:
+        """Import torch, set its threads and cap GPU memory at the granted fractions."""
+        import torch
+
+        threads = ctx.cpu_threads("torch")
+        torch.set_num_threads(threads)
+        try:
+            torch.set_num_interop_threads(max(1, min(threads, 4)))
+        except RuntimeError:  # already set (only allowed once, before parallel work)
+            pass
+        gpus = ctx.local_gpus("torch")
+        if gpus and torch.cuda.is_available():
+            for gpu in gpus:
+                if gpu["fraction"] < 1:
+                    torch.cuda.set_per_process_memory_fraction(gpu["fraction"], gpu["ordinal"])
+
+
+CONTEXT = TorchContext()
