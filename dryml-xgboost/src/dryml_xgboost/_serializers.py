@@ -1,0 +1,218 @@
+"""``store.put`` serializers of dryml-xgboost: Boosters and the scikit-learn wrappers.
+
+Trees go into the file as XGBoost's own UBJSON model (``Booster.save_raw("ubj")``), one
+binary member, which carries the best iteration and score and the feature names; the
+booster's training configuration (``save_config``) and, for ``XGBClassifier`` /
+``XGBRegressor`` and the other ``XGBModel`` classes, the constructor parameters
+(``get_params()``) and ``evals_result_`` are JSON in the manifest. ``store.get`` returns a
+new, equivalent object whose predictions are bit-identical. Nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import warnings
+import weakref
+from typing import Any
+
+import numpy as np
+import xgboost
+
+from dryml.errors import BackendUnavailableError, DrymlVersionWarning, FormatError, SerializationError
+
+__all__ = ["BOOSTER", "SKLEARN_MODEL"]
+
+PACKAGE = "dryml-xgboost"
+_TAG = "~"
+_checked: weakref.WeakSet[Any] = weakref.WeakSet()
+# Parameters XGBModel.load_model overwrites from the booster; the user's values come back.
+_RESET_AFTER_LOAD = ("objective", "booster", "base_score", "feature_types", "enable_categorical")
+
+
+def _version() -> str:
+    return str(xgboost.__version__)
+
+
+def _note_versions(writer: Any) -> None:
+    writer.record_version(PACKAGE, framework=("xgboost", _version()))
+
+
+def _check_versions(reader: Any) -> None:
+    try:
+        if reader in _checked:
+            return
+        _checked.add(reader)
+    except TypeError:
+        pass
+    written = reader.framework_version("xgboost")
+    if written and written.split(".")[0] != _version().split(".")[0]:
+        warnings.warn(
+            f"the file was written with xgboost {written}; xgboost {_version()} is installed. "
+            "XGBoost reads models of older versions; if loading fails, install "
+            f"xgboost=={written}.", DrymlVersionWarning, stacklevel=4)
+
+
+def _dump_booster(booster: xgboost.Booster, writer: Any) -> dict[str, Any]:
+    raw = booster.save_raw(raw_format="ubj")
+    return {"format": "ubj", "model": writer.add_bytes(raw), "config": booster.save_config()}
+
+
+def _load_booster_into(booster: xgboost.Booster, meta: dict[str, Any], reader: Any) -> None:
+    if meta.get("format") != "ubj" or not isinstance(meta.get("model"), str):
+        raise FormatError("an XGBoost entry must name a 'ubj' model member")
+    try:
+        booster.load_model(bytearray(reader.get_bytes(meta["model"])))
+    except xgboost.core.XGBoostError as exc:
+        raise FormatError(f"XGBoost could not read the model in the file: {exc}") from None
+
+
+class BoosterSerializer:
+    """``xgboost.Booster``: UBJSON model plus training configuration."""
+
+    def dump(self, value: xgboost.Booster, writer: Any) -> Any:
+        _note_versions(writer)
+        return _dump_booster(value, writer)
+
+    def load(self, meta: Any, reader: Any) -> xgboost.Booster:
+        if not isinstance(meta, dict):
+            raise FormatError("an XGBoost Booster entry must be an object")
+        _check_versions(reader)
+        booster = xgboost.Booster()
+        _load_booster_into(booster, meta, reader)
+        config = meta.get("config")
+        if isinstance(config, str):
+            booster.load_config(config)
+        return booster
+
+
+def _model_class(path: Any) -> type[xgboost.XGBModel]:
+    """Only XGBModel subclasses that xgboost itself defines (never a class the file picks)."""
+    import importlib
+
+    if not isinstance(path, str) or ":" not in path:
+        raise FormatError(f"bad XGBoost model class {path!r} in the file")
+    module, _, name = path.partition(":")
+    if module != "xgboost" and not module.startswith("xgboost."):
+        raise FormatError(f"{path!r} is not an XGBoost class; refused")
+    try:
+        value = getattr(importlib.import_module(module), name, None)
+    except ImportError as exc:
+        raise FormatError(f"{path!r} cannot be imported: {exc}") from None
+    if not (isinstance(value, type) and issubclass(value, xgboost.XGBModel)):
+        raise FormatError(f"{path!r} is not an xgboost XGBModel class; refused")
+    return value
+
+
+class SklearnModelSerializer:
+    """``XGBClassifier``, ``XGBRegressor`` and other ``XGBModel`` s, fitted or not."""
+
+    def dump(self, value: xgboost.XGBModel, writer: Any) -> Any:
+        _note_versions(writer)
+        meta: dict[str, Any] = {
+            "class": f"{type(value).__module__}:{type(value).__qualname__}",
+            "params": _encode(value.get_params(deep=False), "params"),
+            "fitted": bool(value.__sklearn_is_fitted__()),
+        }
+        if meta["fitted"]:
+            meta.update(_dump_booster(value.get_booster(), writer))
+            if getattr(value, "evals_result_", None) is not None:
+                meta["evals_result"] = _encode(value.evals_result_, "evals_result_")
+        return meta
+
+    def load(self, meta: Any, reader: Any) -> xgboost.XGBModel:
+        if not isinstance(meta, dict) or not isinstance(meta.get("params"), dict):
+            raise FormatError("an XGBoost model entry must hold its params")
+        _check_versions(reader)
+        cls = _model_class(meta.get("class"))
+        params = _decode(meta["params"])
+        model = cls(**params)
+        if meta.get("fitted") is True:
+            if meta.get("format") != "ubj" or not isinstance(meta.get("model"), str):
+                raise FormatError("an XGBoost entry must name a 'ubj' model member")
+            try:
+                model.load_model(bytearray(reader.get_bytes(meta["model"])))
+            except xgboost.core.XGBoostError as exc:
+                raise FormatError(f"XGBoost could not read the model in the file: {exc}"
+                                  ) from None
+            except ImportError as exc:
+                raise BackendUnavailableError(
+                    f"loading an {cls.__name__} needs scikit-learn, which XGBoost's "
+                    f"scikit-learn interface uses ({exc}): pip install 'dryml-xgboost[sklearn]'"
+                ) from exc
+            if isinstance(meta.get("config"), str):
+                model.get_booster().load_config(meta["config"])
+            for key in _RESET_AFTER_LOAD:
+                if key in params:
+                    setattr(model, key, params[key])
+            if "evals_result" in meta:
+                model.evals_result_ = _decode(meta["evals_result"])
+        return model
+
+
+def _encode(value: Any, path: str) -> Any:  # noqa: PLR0911 - one branch per kind
+    """Parameters as JSON; callables and other objects are refused with the reason."""
+    tp = type(value)
+    if value is None or tp in (bool, int, str):
+        return value
+    if tp is float:
+        return value if math.isfinite(value) else {_TAG: "float", "value": repr(value)}
+    if isinstance(value, np.generic) and not value.dtype.hasobject:
+        return _encode(value.item(), path)
+    if isinstance(value, np.ndarray) and not value.dtype.hasobject:
+        data = np.ascontiguousarray(value)
+        return {_TAG: "ndarray", "dtype": data.dtype.str, "shape": list(data.shape),
+                "b64": base64.b64encode(data.tobytes()).decode("ascii")}
+    if tp is list:
+        return [_encode(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if tp is tuple:
+        return {_TAG: "tuple", "items": [_encode(v, f"{path}[{i}]") for i, v in enumerate(value)]}
+    if isinstance(value, dict):
+        if all(type(k) is str for k in value) and _TAG not in value:
+            return {k: _encode(v, f"{path}[{k!r}]") for k, v in value.items()}
+        return {_TAG: "dict", "items": [[_encode(k, path), _encode(v, f"{path}[{k!r}]")]
+                                        for k, v in value.items()]}
+    raise SerializationError(
+        f"XGBoost {path}: {tp.__module__}.{tp.__qualname__} values (callbacks, custom "
+        "objectives or metrics) cannot be saved safely; set them to None or a name before "
+        "saving and pass them again after loading")
+
+
+def _decode(data: Any) -> Any:  # noqa: PLR0911 - one branch per kind
+    tp = type(data)
+    if data is None or tp in (bool, int, str, float):
+        return data
+    if tp is list:
+        return [_decode(v) for v in data]
+    if tp is not dict:
+        raise FormatError(f"unexpected {tp.__name__} in XGBoost parameters")
+    kind = data.get(_TAG)
+    if kind is None:
+        return {k: _decode(v) for k, v in data.items()}
+    if kind == "float" and data.get("value") in ("nan", "inf", "-inf"):
+        return float(data["value"])
+    if kind == "tuple" and type(data.get("items")) is list:
+        return tuple(_decode(v) for v in data["items"])
+    if kind == "dict" and type(data.get("items")) is list:
+        if not all(type(p) is list and len(p) == 2 for p in data["items"]):
+            raise FormatError("an XGBoost parameter dict entry must be a [key, value] pair")
+        return {_decode(k): _decode(v) for k, v in data["items"]}
+    if kind == "ndarray":
+        return _decode_array(data)
+    raise FormatError(f"malformed {kind!r} entry in XGBoost parameters")
+
+
+def _decode_array(data: dict[str, Any]) -> np.ndarray:
+    try:
+        dtype = np.dtype(str(data["dtype"]))
+        shape = tuple(int(d) for d in data["shape"])
+        raw = base64.b64decode(str(data["b64"]), validate=True)
+        if dtype.hasobject:
+            raise ValueError("object arrays need pickle")
+        return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
+    except (KeyError, TypeError, ValueError) as exc:
+        raise FormatError(f"malformed array in XGBoost parameters: {exc}") from None
+
+
+BOOSTER = BoosterSerializer()
+SKLEARN_MODEL = SklearnModelSerializer()
