@@ -4,4 +4,6 @@ from __future__ import annotations
 
 from dryml.records import DatasetAdapterRecord
 
-ADAPTERS: list[DatasetAdapterRecord] = []
+ADAPTERS: list[DatasetAdapterRecord] = [
+    DatasetAdapterRecord("tf", impl="dryml_tf._data_adapter:ADAPTER", package="dryml-tf"),
+]

@@ -1,0 +1,51 @@
+"""The ``dryml_dataset_adapters`` implementation of dryml-torch: anything to ``TorchDataset``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from dryml.data import Dataset
+from dryml_torch.data import TorchDataset
+
+__all__ = ["ADAPTER", "TorchAdapter", "to_torch_leaf"]
+
+
+def to_torch_leaf(leaf: Any) -> Any:
+    """One leaf as a tensor, sharing memory where possible: ``torch.from_numpy`` for arrays,
+    DLPack for tensors of other frameworks (TensorFlow, JAX, CuPy)."""
+    if type(leaf) is np.ndarray:
+        if leaf.dtype.kind in "biufc":
+            return torch.from_numpy(leaf)
+        return leaf
+    if isinstance(leaf, torch.Tensor):
+        return leaf
+    if isinstance(leaf, np.generic):
+        return torch.from_numpy(np.asarray(leaf)) if leaf.dtype.kind in "biufc" else leaf
+    if hasattr(leaf, "__dlpack__"):
+        return torch.from_dlpack(leaf)
+    if isinstance(leaf, (bool, int, float, complex)):
+        return torch.as_tensor(leaf)
+    return leaf
+
+
+class TorchAdapter:
+    """Converts any dryml Dataset to a :class:`TorchDataset` (lazily, per element)."""
+
+    framework = "torch"
+
+    @property
+    def dataset_class(self) -> type[TorchDataset]:
+        """``TorchDataset``."""
+        return TorchDataset
+
+    def convert(self, ds: Dataset) -> TorchDataset:
+        """``ds`` as a TorchDataset; numpy and CPU TensorFlow data are shared, not copied."""
+        if isinstance(ds, TorchDataset):
+            return ds
+        return TorchDataset._generic(lambda: ds._iter_converted(to_torch_leaf), ds._meta)
+
+
+ADAPTER = TorchAdapter()
