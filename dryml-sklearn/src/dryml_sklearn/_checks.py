@@ -1,0 +1,137 @@
+"""Which scikit-learn types a file may hold beyond skops' defaults, and the checks that make
+them safe to trust.
+
+skops trusts scikit-learn's public estimators by default but deliberately not the objects that
+hold raw node indices (decision trees, histogram-gradient-boosting predictors, KD/ball trees):
+scikit-learn indexes with them without bounds checks, so a crafted file could crash the process
+at ``predict``. This plugin trusts those types *because* it checks every index they hold right
+after loading, before the model is handed to the caller (:func:`check_loaded`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from dryml.errors import FormatError
+
+__all__ = ["EXTRA_TRUSTED", "check_loaded"]
+
+_METRICS = "sklearn.metrics._dist_metrics"
+#: Types trusted on top of skops' defaults (checked by :func:`check_loaded` where needed).
+EXTRA_TRUSTED: tuple[str, ...] = (
+    "sklearn.tree._tree.Tree",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.neighbors._kd_tree.KDTree",
+    "sklearn.neighbors._ball_tree.BallTree",
+    # parameter-free distance metrics only: weighted/matrix metrics index with their own sizes
+    *(f"{_METRICS}.{name}Distance{bits}" for name in ("Euclidean", "Manhattan", "Chebyshev")
+      for bits in ("64", "32")),
+    # MLP's optimizer state (plain numpy arrays and floats), kept for warm starts
+    "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
+    "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
+)
+
+
+def _bad(what: str, why: str) -> FormatError:
+    return FormatError(f"the file's {what} is inconsistent ({why}); the file is damaged or "
+                       "was crafted, so the model was not returned")
+
+
+def _check_children(left: np.ndarray, right: np.ndarray, leaf: np.ndarray, what: str) -> None:
+    """Internal nodes point forward to existing nodes (no cycles, nothing out of range)."""
+    n = len(left)
+    ids = np.arange(n)
+    inner = ~leaf
+    for side, child in (("left", left), ("right", right)):
+        child = child.astype(np.int64)
+        if np.any(inner & ((child <= ids) | (child >= n))):
+            raise _bad(what, f"a {side} child index is out of range")
+
+
+def check_tree(tree: Any, n_features: int | None) -> None:
+    """Bounds of a fitted ``sklearn.tree._tree.Tree`` (DecisionTree*, forests, GB)."""
+    left, right = tree.children_left, tree.children_right
+    leaf = left == -1
+    if np.any(leaf != (right == -1)):
+        raise _bad("decision tree", "a node has exactly one child")
+    _check_children(left, right, leaf, "decision tree")
+    limit = tree.n_features if n_features is None else min(tree.n_features, n_features)
+    feature = tree.feature[~leaf]
+    if np.any((feature < 0) | (feature >= limit)):
+        raise _bad("decision tree", "a split uses a feature index out of range")
+    if tree.value.shape[0] != tree.node_count:
+        raise _bad("decision tree", "its value array does not match its node count")
+
+
+def check_predictor(pred: Any, n_features: int | None) -> None:
+    """Bounds of a HistGradientBoosting ``TreePredictor``."""
+    nodes = pred.nodes
+    leaf = nodes["is_leaf"].astype(bool)
+    _check_children(nodes["left"], nodes["right"], leaf, "histogram gradient boosting tree")
+    inner = nodes[~leaf]
+    limit = np.iinfo(np.int64).max if n_features is None else n_features
+    if np.any((inner["feature_idx"] < 0) | (inner["feature_idx"] >= limit)):
+        raise _bad("histogram gradient boosting tree", "a feature index is out of range")
+    cat = inner[inner["is_categorical"].astype(bool)]
+    for name in ("binned_left_cat_bitsets", "raw_left_cat_bitsets"):
+        if len(cat) and np.any(cat["bitset_idx"] >= len(getattr(pred, name))):
+            raise _bad("histogram gradient boosting tree", f"a {name} index is out of range")
+
+
+def check_binary_tree(tree: Any) -> None:
+    """Bounds of a ``KDTree`` / ``BallTree`` (KNeighbors*)."""
+    state = tree.__getstate__()
+    data, idx, node_data, bounds = (np.asarray(a) for a in state[:4])
+    n_levels, n_nodes = int(state[5]), int(state[6])
+    n = data.shape[0]
+    what = type(tree).__name__
+    if idx.shape != (n,) or np.any((idx < 0) | (idx >= n)):
+        raise _bad(what, "a sample index is out of range")
+    if n_nodes != 2 ** n_levels - 1 or node_data.shape != (n_nodes,):
+        raise _bad(what, "its node count does not match its depth")
+    if bounds.ndim != 3 or bounds.shape[1:] != (n_nodes, data.shape[1]):
+        raise _bad(what, "its node bounds have the wrong shape")
+    start, end = node_data["idx_start"], node_data["idx_end"]
+    if np.any((start < 0) | (start > end) | (end > n)):
+        raise _bad(what, "a node's sample range is out of range")
+    inner = np.flatnonzero(node_data["is_leaf"] == 0)
+    if np.any(2 * inner + 2 >= n_nodes):
+        raise _bad(what, "an inner node has no children")
+    weights = state[12] if len(state) > 12 else None
+    if weights is not None and np.asarray(weights).shape != (n,):
+        raise _bad(what, "its sample weights do not match its data")
+
+
+def check_loaded(value: Any) -> None:
+    """Check every index-holding object reachable from a loaded estimator."""
+    from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
+    from sklearn.neighbors._ball_tree import BallTree
+    from sklearn.neighbors._kd_tree import KDTree
+    from sklearn.tree._tree import Tree
+
+    seen: set[int] = set()
+    stack: list[tuple[Any, int | None]] = [(value, None)]
+    while stack:
+        obj, n_features = stack.pop()
+        if id(obj) in seen or obj is None or isinstance(obj, (str, bytes, int, float)):
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, Tree):
+            check_tree(obj, n_features)
+        elif isinstance(obj, TreePredictor):
+            check_predictor(obj, n_features)
+        elif isinstance(obj, (KDTree, BallTree)):
+            check_binary_tree(obj)
+        elif isinstance(obj, np.ndarray):
+            if obj.dtype.hasobject:
+                stack.extend((item, n_features) for item in obj.ravel())
+        elif isinstance(obj, (list, tuple)):
+            stack.extend((item, n_features) for item in obj)
+        elif isinstance(obj, dict):
+            stack.extend((item, n_features) for item in obj.values())
+        elif hasattr(obj, "__dict__"):
+            own = getattr(obj, "n_features_in_", None)
+            inner = own if isinstance(own, (int, np.integer)) else n_features
+            stack.extend((item, inner) for item in vars(obj).values())

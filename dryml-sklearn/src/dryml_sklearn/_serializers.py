@@ -1,0 +1,93 @@
+"""Fitted scikit-learn estimators in ``.dry`` files, through skops.io (never pickle).
+
+The estimator's structure goes through skops (a small zip holding skops' JSON schema and small
+arrays, stored as one member); large arrays (tree nodes, coefficients, support vectors...) go
+into the ``.dry`` file as raw ``.npy`` members (see :mod:`dryml_sklearn._skops_arrays`), which
+keeps save and load close to joblib's speed.
+
+Loading trusts skops' default types plus :data:`dryml_sklearn._checks.EXTRA_TRUSTED` (index
+checked after load) plus whatever the caller passed as ``load_object(trust=[...])`` (module
+prefixes or exact ``module.Class`` names). Anything else raises ``UntrustedClassError``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import sklearn
+import skops
+
+from dryml.errors import DrymlVersionWarning, FormatError, UntrustedClassError
+from dryml_sklearn import _checks, _skops_arrays
+
+__all__ = ["ESTIMATOR", "EstimatorSerializer"]
+
+PACKAGE = "dryml-sklearn"
+
+
+def _version_key(version: str, parts: int) -> tuple[str, ...]:
+    return tuple(version.split(".")[:parts])
+
+
+def warn_on_skew(reader: Any, framework: str, installed: str, parts: int) -> None:
+    """Warn (DrymlVersionWarning) when the file's ``framework`` version differs in its first
+    ``parts`` components from the installed one."""
+    written = reader.framework_version(framework)
+    if written and _version_key(written, parts) != _version_key(installed, parts):
+        warnings.warn(
+            f"the file was written with {framework} {written}; {installed} is installed. "
+            f"Predictions may differ; if loading fails, pip install '{framework}=={written}'.",
+            DrymlVersionWarning, stacklevel=4)
+
+
+def _untrusted_by_caller(reader: Any, names: list[str]) -> tuple[list[str], list[str]]:
+    """Split ``names`` into (trusted by the caller's ``trust=``, still untrusted)."""
+    policy = getattr(reader, "trust", None)
+    prefixes = tuple(getattr(policy, "caller", ()))
+    ok = [n for n in names if any(n == p or n.startswith(p + ".") for p in prefixes)]
+    return ok, [n for n in names if n not in ok]
+
+
+class EstimatorSerializer:
+    """``store.put(name, fitted_estimator)`` for scikit-learn estimators (BaseEstimator)."""
+
+    def dump(self, value: Any, writer: Any) -> dict[str, Any]:
+        """Write the estimator: skops' schema as one member, big arrays as ``.npy`` members."""
+        writer.record_version(PACKAGE, framework=("scikit-learn", sklearn.__version__))
+        writer.record_version(PACKAGE, framework=("skops", skops.__version__))
+        data, arrays = _skops_arrays.dumps(value, writer)
+        return {"skops": writer.add_bytes(data), "arrays": arrays,
+                "type": f"{type(value).__module__}.{type(value).__qualname__}"}
+
+    def load(self, meta: Any, reader: Any) -> Any:
+        """Rebuild the estimator; untrusted types raise UntrustedClassError naming them."""
+        if not isinstance(meta, dict) or not isinstance(meta.get("skops"), str):
+            raise FormatError("a scikit-learn entry must name its skops member")
+        warn_on_skew(reader, "scikit-learn", sklearn.__version__, parts=2)
+        data = reader.get_bytes(meta["skops"])
+        try:
+            tree, unsafe = _skops_arrays.load_tree(data, list(_checks.EXTRA_TRUSTED))
+        except (ValueError, TypeError, KeyError) as exc:
+            # skops' own messages say what is wrong (e.g. a newer protocol: upgrade skops)
+            raise FormatError(f"the scikit-learn data cannot be read: {exc}") from None
+        _, bad = _untrusted_by_caller(reader, sorted(unsafe))
+        if bad:
+            raise UntrustedClassError(_untrusted_message(bad))
+        with _skops_arrays.reading(reader):
+            value = tree.construct()
+        _checks.check_loaded(value)
+        return value
+
+
+def _untrusted_message(names: list[str]) -> str:
+    listed = ", ".join(repr(n) for n in names)
+    return (
+        f"the file holds scikit-learn object type(s) {listed} that dryml-sklearn does not "
+        "trust, so nothing was loaded (a type is code that runs at load and predict time). "
+        f"If you trust this file, pass trust=[{names[0]!r}, ...] to load_object "
+        "(exact types or their module)."
+    )
+
+
+ESTIMATOR = EstimatorSerializer()

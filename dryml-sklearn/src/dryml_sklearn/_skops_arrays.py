@@ -1,0 +1,147 @@
+"""Large numpy arrays of a skops dump go to the ``.dry`` file as raw ``.npy`` members.
+
+skops writes every array with ``np.save`` into a zip member, which is most of its cost for big
+models (a 200-tree forest is a few hundred node arrays). skops dispatches state getters with a
+``functools.singledispatch`` function and node loaders through ``NODE_TYPE_MAPPING``, its two
+extension points: we register a getter for ``np.ndarray`` that, only while a dryml save is
+running (a context variable holds the writer), hands large arrays to the dryml writer and
+records a ``DrymlArrayNode``; at every other time it calls skops' own getter, so other users of
+skops in the process see no change. ``DrymlArrayNode`` is a new loader name, so it changes
+nothing for skops' own files either.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import io
+import json
+import zipfile
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import skops
+from skops.io import _numpy as skops_numpy
+from skops.io._audit import NODE_TYPE_MAPPING, Node, get_tree
+from skops.io._protocol import PROTOCOL
+from skops.io._utils import (
+    LoadContext,
+    SaveContext,
+    TrustedTypes,
+    _get_state,
+    get_state,
+    read_schema,
+)
+
+from dryml.errors import FormatError
+
+__all__ = ["LOADER", "MIN_MEMBER_BYTES", "DrymlArrayNode", "dumps", "load_tree", "reading",
+           "writing"]
+
+LOADER = "DrymlArrayNode"
+#: Arrays at least this big become their own member; smaller ones stay in skops' zip, where a
+#: member's fixed cost (alignment, manifest entry) would outweigh the copy saved.
+MIN_MEMBER_BYTES = 2048
+
+_writer: contextvars.ContextVar[tuple[Any, dict[int, str]] | None] = contextvars.ContextVar(
+    "dryml_sklearn_writer", default=None)
+_reader: contextvars.ContextVar[Any] = contextvars.ContextVar("dryml_sklearn_reader",
+                                                             default=None)
+
+
+@contextlib.contextmanager
+def writing(writer: Any) -> Iterator[dict[int, str]]:
+    """Within this block, large arrays that skops meets go to ``writer``; yields id -> member."""
+    members: dict[int, str] = {}
+    token = _writer.set((writer, members))
+    try:
+        yield members
+    finally:
+        _writer.reset(token)
+
+
+@contextlib.contextmanager
+def reading(reader: Any) -> Iterator[None]:
+    """Within this block, ``DrymlArrayNode`` reads its member from ``reader``."""
+    token = _reader.set(reader)
+    try:
+        yield
+    finally:
+        _reader.reset(token)
+
+
+def ndarray_get_state(obj: Any, save_context: SaveContext) -> dict[str, Any]:
+    """skops' ndarray getter, except that big plain arrays go to the active dryml writer."""
+    active = _writer.get()
+    if (active is None or type(obj) is not np.ndarray or obj.dtype.hasobject
+            or obj.nbytes < MIN_MEMBER_BYTES):
+        return skops_numpy.ndarray_get_state(obj, save_context)
+    writer, members = active
+    name = members.get(id(obj))
+    if name is None:
+        save_context.memoize(obj)  # keep it alive so its id is not reused during this dump
+        name = members[id(obj)] = writer.add_array(obj)
+    return {"__class__": "ndarray", "__module__": "numpy", "__loader__": LOADER,
+            "member": name}
+
+
+class DrymlArrayNode(Node):
+    """A plain ``numpy.ndarray`` stored as a ``.npy`` member of the enclosing ``.dry`` file."""
+
+    def __init__(self, state: dict[str, Any], load_context: LoadContext,
+                 trusted: TrustedTypes | None = None) -> None:
+        super().__init__(state, load_context, trusted)
+        self.trusted = self._get_trusted(trusted, [np.ndarray])
+        member = state.get("member")
+        if not isinstance(member, str):
+            raise FormatError(f"a scikit-learn array entry names no member ({member!r})")
+        self.member = member
+        self.children = {}
+
+    def _construct(self) -> np.ndarray:
+        reader = _reader.get()
+        if reader is None:
+            raise FormatError("a dryml array member outside a .dry file")
+        array = reader.get_array(self.member)
+        if type(array) is not np.ndarray or array.dtype.hasobject:
+            raise FormatError(f"member {self.member!r} is not a plain numeric array")
+        return array  # type: ignore[no-any-return]
+
+
+def dumps(value: Any, writer: Any) -> tuple[bytes, int]:
+    """skops' zip for ``value`` with big arrays in ``writer``; returns (zip bytes, count).
+
+    The body of ``skops.io.dumps`` except that the schema is written as compact JSON: skops
+    indents it, which makes ``json`` fall back to its pure-Python encoder (the single biggest
+    cost of saving a large forest).
+    """
+    buffer = io.BytesIO()
+    with writing(writer) as members, zipfile.ZipFile(buffer, "w") as zip_file:
+        context = SaveContext(zip_file=zip_file)
+        state = get_state(value, context)
+        context.clear_memo()
+        state["protocol"] = context.protocol
+        state["_skops_version"] = skops.__version__
+        zip_file.writestr("schema.json", json.dumps(state, separators=(",", ":")))
+    return buffer.getvalue(), len(members)
+
+
+def load_tree(data: bytes, trusted: list[str]) -> tuple[Node, set[str]]:
+    """skops' node tree of a zip (nothing constructed yet) and the types it does not trust.
+
+    The first half of ``skops.io.loads``: the caller audits the returned set and then calls
+    ``construct()`` inside :func:`reading`.
+    """
+    with zipfile.ZipFile(io.BytesIO(data)) as zip_file:
+        schema, context = read_schema(zip_file)
+        tree = get_tree(schema, context, trusted=trusted)
+    return tree, tree.get_unsafe_set() - set(trusted)
+
+
+def _install() -> None:
+    _get_state.register(np.ndarray)(ndarray_get_state)
+    NODE_TYPE_MAPPING[(LOADER, PROTOCOL)] = DrymlArrayNode
+
+
+_install()
