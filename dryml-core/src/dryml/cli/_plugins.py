@@ -1,0 +1,64 @@
+"""``dryml plugins``: every plugin found, its distribution, version, status and hooks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+__all__ = ["register", "run"]
+
+_DESCRIPTION = """\
+List dryml's plugins: core's built-ins and every entry point of the 'dryml' group, with the
+distribution and version that provide each, its status (active, unavailable with the reason,
+or blocked by DRYML_DISABLED_PLUGINS / DRYML_DISABLE_PLUGIN_AUTOLOAD) and the hooks it
+implements. Listing plugins imports no framework."""
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``plugins`` command."""
+    parser = subparsers.add_parser(
+        "plugins", help="list plugins, their status and hooks", description=_DESCRIPTION)
+    parser.add_argument("--json", action="store_true", help="print JSON for machines")
+    parser.add_argument("--check", action="store_true",
+                        help="exit with status 1 when a plugin is unavailable")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the plugin table (or JSON); 1 with ``--check`` when one is unavailable."""
+    import warnings
+
+    import attrs
+
+    from dryml.errors import DrymlPluginWarning
+    from dryml.plugins import get_plugin_manager
+
+    with warnings.catch_warnings():
+        # The table says which plugins are unavailable and why; no need to warn as well.
+        warnings.simplefilter("ignore", DrymlPluginWarning)
+        infos = get_plugin_manager().infos()
+    if args.json:
+        json.dump([attrs.asdict(info) for info in infos], sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(render(infos) + "\n")
+    broken = any(info.status == "unavailable" for info in infos)
+    return 1 if args.check and broken else 0
+
+
+def render(infos: list[Any]) -> str:
+    """The text table; a non-active plugin's reason goes on an indented line below its row."""
+    from dryml.cli._text import table
+
+    headers = ("NAME", "DISTRIBUTION", "VERSION", "STATUS", "HOOKS")
+    rows = [(info.name, info.distribution or "-", info.version or "-", info.status,
+             ", ".join(h.removeprefix("dryml_") for h in info.hooks) or "-") for info in infos]
+    lines = table(headers, rows).splitlines()
+    out = [lines[0]]
+    for info, line in zip(infos, lines[1:], strict=True):
+        out.append(line)
+        if info.reason:
+            out.append(f"    {info.status}: {info.reason}")
+    return "\n".join(out)
