@@ -165,8 +165,8 @@ def _case(name: str, build: Any, output: Any) -> SerializerCase:
 class TestTorchConformance(SerializerConformance):
     """Round trip, fresh process, backend missing, corruption, inspect, version skew."""
 
-    cases = [
+    cases = (
         _case("mlp_adam", build_mlp, mlp_output),
         _case("tensor_args", build_tensor_args, tensor_args_output),
         _case("tied_weights", build_tied, tied_output),
-    ]
+    )

@@ -135,8 +135,8 @@ def _case(name: str, build: Any, output: Any) -> SerializerCase:
 class TestXGBoostConformance(SerializerConformance):
     """Round trip, fresh process, backend missing, corruption, inspect, version skew."""
 
-    cases = [
+    cases = (
         _case("booster", build_booster, booster_output),
         _case("classifier", build_classifier, classifier_output),
         _case("regressor", build_regressor, regressor_output),
-    ]
+    )

@@ -19,7 +19,12 @@ from typing import Any
 import numpy as np
 import xgboost
 
-from dryml.errors import BackendUnavailableError, DrymlVersionWarning, FormatError, SerializationError
+from dryml.errors import (
+    BackendUnavailableError,
+    DrymlVersionWarning,
+    FormatError,
+    SerializationError,
+)
 
 __all__ = ["BOOSTER", "SKLEARN_MODEL"]
 

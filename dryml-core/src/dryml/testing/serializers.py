@@ -59,9 +59,9 @@ functions that build an Object holding framework values and compute a comparable
             return obj.net(torch.ones(3, 4)).numpy()
 
     class TestTorchConformance(SerializerConformance):
-        cases = [SerializerCase("linear", build=build_net, output=net_output,
+        cases = (SerializerCase("linear", build=build_net, output=net_output,
                                 plugin="torch", package="dryml-torch",
-                                frameworks=("torch",), framework_modules=("torch",))]
+                                frameworks=("torch",), framework_modules=("torch",)),)
 
 ``build`` and ``output`` must be module-level functions (no lambdas, no closures) and the
 Object classes must be module-level classes: the subprocess checks import them by name from

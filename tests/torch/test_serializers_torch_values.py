@@ -1,0 +1,335 @@
+"""dryml-torch: every dtype and layout of tensor, module/optimizer idioms, refusals, trust."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import warnings
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dryml import Object, load_object, save_object
+from dryml.errors import (
+    ArgumentError,
+    DrymlVersionWarning,
+    FormatError,
+    SerializationError,
+    UntrustedClassError,
+)
+from dryml.format import read_manifest
+from dryml.testing.serializers import rewrite_frameworks
+
+if not os.environ.get("DRYML_REQUIRE_BACKENDS"):
+    pytest.importorskip("torch")
+import torch  # noqa: E402
+
+from dryml_torch import _codecs  # noqa: E402
+
+DTYPES = sorted(_codecs._BY_NAME)
+
+
+class Holder(Object):
+    """Holds any argument; stores ``self.state`` entries with store.put."""
+
+    def __init__(self, value: Any = None) -> None:
+        self.value = value
+        self.state: dict[str, Any] = {}
+
+    def save_object_imp(self, store: Any) -> None:
+        for name, value in self.state.items():
+            store.put(name, value)
+
+    def load_object_imp(self, store: Any) -> None:
+        self.state = {name: store.get(name) for name in store.names()}
+
+
+def round_trip(obj: Object, **kwargs: Any) -> Any:
+    buf = io.BytesIO()
+    save_object(obj, buf)
+    buf.seek(0)
+    return load_object(buf, **kwargs)
+
+
+def bits(t: torch.Tensor) -> bytes:
+    return _codecs._to_numpy(t).tobytes()
+
+
+def random_tensor(dtype_name: str, shape: tuple[int, ...], seed: int) -> torch.Tensor:
+    dtype = _codecs._BY_NAME[dtype_name]
+    count = int(np.prod(shape)) if shape else 1
+    if count == 0:
+        return torch.empty(shape, dtype=dtype)
+    raw = np.random.default_rng(seed).integers(0, 256, count * dtype.itemsize, dtype=np.uint8)
+    if dtype == torch.bool:
+        raw = raw % 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # complex32 is "experimental"
+        return torch.from_numpy(raw).view(dtype).reshape(shape)
+
+
+@pytest.mark.filterwarnings("ignore:ComplexHalf support is experimental")
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(dtype=st.sampled_from(DTYPES),
+       shape=st.lists(st.integers(0, 40), min_size=0, max_size=3).map(tuple),
+       seed=st.integers(0, 2**32 - 1), transpose=st.booleans(), as_state=st.booleans())
+def test_every_dtype_and_shape_round_trips_bit_for_bit(
+        dtype: str, shape: tuple[int, ...], seed: int, transpose: bool, as_state: bool) -> None:
+    tensor = random_tensor(dtype, shape, seed)
+    if transpose and tensor.dim() >= 2:
+        tensor = tensor.transpose(0, 1)  # not contiguous
+    obj = Holder(None if as_state else tensor)
+    if as_state:
+        obj.state["t"] = tensor
+    loaded = round_trip(obj)
+    back = loaded.state["t"] if as_state else loaded.value
+    assert back.dtype == tensor.dtype and back.shape == tensor.shape
+    assert back.device.type == "cpu"
+    assert bits(back) == bits(tensor)
+
+
+def test_large_tensors_are_npy_members_and_load_writable_and_independent() -> None:
+    big = torch.randn(1000, 100)
+    half = torch.randn(5000).to(torch.bfloat16)
+    obj = Holder(big)
+    obj.state["half"] = half
+    buf = io.BytesIO()
+    save_object(obj, buf)
+    kinds = sorted(info.kind for info in read_manifest(io.BytesIO(buf.getvalue())).members.values())
+    assert kinds == ["npy", "npy"]
+    loaded = load_object(io.BytesIO(buf.getvalue()))
+    assert torch.equal(loaded.value, big) and loaded.value.data_ptr() != big.data_ptr()
+    loaded.value += 1  # writable
+    assert torch.equal(loaded.state["half"].view(torch.int16), half.view(torch.int16))
+
+
+def test_parameter_and_requires_grad_are_kept() -> None:
+    param = torch.nn.Parameter(torch.randn(3, 3))
+    frozen = torch.nn.Parameter(torch.randn(2), requires_grad=False)
+    leaf = torch.randn(4, requires_grad=True)
+    loaded = round_trip(Holder([param, frozen, leaf]))
+    p, f, leaf_back = loaded.value
+    assert isinstance(p, torch.nn.Parameter) and p.requires_grad
+    assert isinstance(f, torch.nn.Parameter) and not f.requires_grad
+    assert not isinstance(leaf_back, torch.nn.Parameter) and leaf_back.requires_grad
+
+
+def test_dtype_device_size_arguments_and_definitions() -> None:
+    obj = Holder({"dtype": torch.bfloat16, "device": torch.device("cuda:1"),
+                  "size": torch.Size([2, 3]), "t": torch.arange(3)})
+    loaded = round_trip(obj)
+    assert loaded.value["dtype"] is torch.bfloat16
+    assert loaded.value["device"] == torch.device("cuda:1")
+    assert loaded.value["size"] == torch.Size([2, 3])
+    assert obj.definition() == loaded.definition()
+    rebuilt = obj.definition().build()
+    assert torch.equal(rebuilt.value["t"], obj.value["t"])
+    assert rebuilt.value["t"].data_ptr() != obj.value["t"].data_ptr()  # a copy
+
+
+def _edit_nodes(data: bytes, edit: Any) -> bytes:
+    """Rewrite the manifest's object nodes (keeping a valid manifest checksum)."""
+    import xxhash
+    import zstandard
+
+    from dryml.format._container import _TRAILER, ContainerReader
+
+    reader = ContainerReader(io.BytesIO(data))
+    manifest = reader.manifest
+    edit(manifest["objects"])
+    raw = json.dumps(manifest).encode()
+    stored = zstandard.ZstdCompressor().compress(raw)
+    offset = reader.manifest_end
+    return data[:offset] + stored + _TRAILER.pack(
+        offset, len(stored), len(raw), xxhash.xxh3_64_intdigest(stored), reader.version, 0,
+        b"DRYMLEND")
+
+
+def test_a_tensor_saved_from_cuda_loads_on_cpu() -> None:
+    buf = io.BytesIO()
+    save_object(Holder(torch.randn(2000)), buf)
+
+    def to_cuda(nodes: list[dict[str, Any]]) -> None:
+        nodes[0]["args"][0]["data"]["device"] = "cuda:0"  # what a CUDA tensor records
+
+    loaded = load_object(io.BytesIO(_edit_nodes(buf.getvalue(), to_cuda)))
+    assert loaded.value.device.type == "cpu" and loaded.value.shape == (2000,)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: torch.randn(3, 3).to_sparse(),
+    lambda: torch.quantize_per_tensor(torch.randn(3), 0.1, 0, torch.qint8),
+    lambda: torch.empty(3, device="meta"),
+], ids=["sparse", "quantized", "meta"])
+def test_unsupported_tensors_are_refused_with_the_fix(make: Any) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        value = make()
+    with pytest.raises(ArgumentError, match=r"dense|dequantize|materialize"):
+        Holder(value)
+    obj = Holder()
+    obj.state["t"] = value
+    with pytest.raises(SerializationError, match=r"dense|dequantize|materialize"):
+        save_object(obj, io.BytesIO())
+
+
+@pytest.mark.parametrize("meta", [
+    {"dtype": "object", "shape": [1], "b64": "AA=="},
+    {"dtype": "float32", "shape": [3], "b64": "AAAA"},
+    {"dtype": "float32", "shape": [-1], "b64": ""},
+    "not a dict",
+])
+def test_malformed_tensor_entries_raise_format_error(meta: Any) -> None:
+    with pytest.raises(FormatError):
+        _codecs.TENSOR.decode(meta, None)
+
+
+class Trainer(Object):
+    """A model and its optimizer, saved with the documented idiom."""
+
+    dry_mut = True
+
+    def __init__(self, width: int) -> None:
+        torch.manual_seed(0)
+        self.net = torch.nn.Sequential(torch.nn.Linear(4, width), torch.nn.LayerNorm(width),
+                                       torch.nn.Linear(width, 1))
+        self.opt = torch.optim.AdamW(self.net.parameters(), lr=0.05, betas=(0.8, 0.95))
+
+    def step(self) -> None:
+        x = torch.linspace(-1, 1, 64).reshape(16, 4)
+        self.opt.zero_grad()
+        self.net(x).pow(2).mean().backward()
+        self.opt.step()
+
+    def save_object_imp(self, store: Any) -> None:
+        store.put("net", self.net)
+        store.put("opt", self.opt)
+
+    def load_object_imp(self, store: Any) -> None:
+        self.net.load_state_dict(store.get("net"))
+        self.opt.load_state_dict(store.get("opt"))
+
+
+def test_training_continues_identically_after_loading() -> None:
+    original = Trainer(64)
+    for _ in range(3):
+        original.step()
+    loaded = round_trip(original)
+    assert loaded.opt.param_groups[0]["betas"] == (0.8, 0.95)
+    for _ in range(2):
+        original.step()
+        loaded.step()
+    for a, b in zip(original.net.parameters(), loaded.net.parameters(), strict=True):
+        assert bits(a) == bits(b)
+
+
+def test_tied_weights_are_stored_once() -> None:
+    emb = torch.nn.Embedding(1000, 16)
+    head = torch.nn.Linear(16, 1000, bias=False)
+    head.weight = emb.weight
+    model = torch.nn.ModuleDict({"emb": emb, "head": head})
+    obj = Holder()
+    obj.state["model"] = model
+    buf = io.BytesIO()
+    save_object(obj, buf)
+    assert len(read_manifest(io.BytesIO(buf.getvalue())).members) == 1
+    state = load_object(io.BytesIO(buf.getvalue())).state["model"]
+    assert list(state) == ["emb.weight", "head.weight"]
+    assert torch.equal(state["head.weight"], emb.weight.detach())
+
+
+def test_a_state_dict_value_that_needs_pickle_is_refused() -> None:
+    class Extra(torch.nn.Module):
+        def get_extra_state(self) -> Any:
+            return {"fn": print}
+
+        def set_extra_state(self, state: Any) -> None:
+            self.extra = state
+
+    obj = Holder()
+    obj.state["m"] = Extra()
+    with pytest.raises(SerializationError, match=r"builtin_function_or_method.*store\.put"):
+        save_object(obj, io.BytesIO())
+
+
+def test_extra_state_of_plain_values_comes_back() -> None:
+    class Extra(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.extra: Any = {"vocab": ["a", "b"], 3: (1.5, float("inf"))}
+
+        def get_extra_state(self) -> Any:
+            return self.extra
+
+        def set_extra_state(self, state: Any) -> None:
+            self.extra = state
+
+    obj = Holder()
+    obj.state["m"] = Extra()
+    fresh = Extra()
+    fresh.extra = None
+    fresh.load_state_dict(round_trip(obj).state["m"])
+    assert fresh.extra == {"vocab": ["a", "b"], 3: (1.5, float("inf"))}
+
+
+def test_module_classes_are_trusted_arguments_but_not_all_of_torch() -> None:
+    obj = Holder(torch.nn.GELU)
+    assert round_trip(obj).value is torch.nn.GELU
+    buf = io.BytesIO()
+    save_object(Holder(torch.nn.GELU), buf)
+
+    def to_package_importer(nodes: list[dict[str, Any]]) -> None:
+        nodes[0]["args"][0]["path"] = "torch.package:PackageImporter"
+
+    with pytest.raises(UntrustedClassError, match="torch.package"):
+        load_object(io.BytesIO(_edit_nodes(buf.getvalue(), to_package_importer)))
+
+
+def test_version_skew_warns_once_per_file() -> None:
+    obj = Trainer(64)
+    buf = io.BytesIO()
+    save_object(obj, buf)
+    skewed = rewrite_frameworks(buf.getvalue(), {"torch": "1.13.1"})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        load_object(io.BytesIO(skewed))
+    skew = [w for w in caught if issubclass(w.category, DrymlVersionWarning)]
+    assert len(skew) == 1 and "torch 1.13.1" in str(skew[0].message)
+
+
+def test_loading_never_unpickles(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pickle
+
+    obj = Trainer(64)
+    obj.step()
+    buf = io.BytesIO()
+    save_object(obj, buf)
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("unpickling during load")
+
+    monkeypatch.setattr(pickle, "loads", refuse)
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "Unpickler", refuse)
+    monkeypatch.setattr(torch, "load", refuse)
+    loaded = load_object(io.BytesIO(buf.getvalue()))
+    assert bits(loaded.net[0].weight) == bits(obj.net[0].weight)
+
+
+def test_listing_plugins_and_records_imports_no_torch() -> None:
+    code = ("import sys, dryml\n"
+            "from dryml.plugins import get_plugin_manager\n"
+            "pm = get_plugin_manager()\n"
+            "names = [r.name for _, r in pm.records('dryml_serializers')]\n"
+            "names += [r.name for _, r in pm.records('dryml_arg_codecs')]\n"
+            "assert 'torch.nn.Module' in names and 'torch.Tensor' in names, names\n"
+            "print(sorted(m for m in ('torch', 'numpy.torch') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=120)
+    assert out.stdout.strip() == "[]"
