@@ -13,13 +13,12 @@ from dryml_torch.data import TorchDataset
 __all__ = ["ADAPTER", "TorchAdapter", "to_torch_leaf"]
 
 
-def to_torch_leaf(leaf: Any) -> Any:
-    """One leaf as a tensor, sharing memory where possible: ``torch.from_numpy`` for arrays,
-    DLPack for tensors of other frameworks (TensorFlow, JAX, CuPy)."""
+def _to_torch_leaf(leaf: Any) -> Any:
     if type(leaf) is np.ndarray:
-        if leaf.dtype.kind in "biufc":
+        try:
             return torch.from_numpy(leaf)
-        return leaf
+        except TypeError:  # strings, objects: torch has no such dtype
+            return leaf
     if isinstance(leaf, torch.Tensor):
         return leaf
     if isinstance(leaf, np.generic):
@@ -29,6 +28,24 @@ def to_torch_leaf(leaf: Any) -> Any:
     if isinstance(leaf, (bool, int, float, complex)):
         return torch.as_tensor(leaf)
     return leaf
+
+
+def _for_column(column: Any) -> Any:
+    """Slices of a numeric array column go straight to ``torch.from_numpy``."""
+    if type(column) is np.ndarray and column.dtype.kind in "biufc":
+        return torch.from_numpy
+    return _to_torch_leaf
+
+
+class _ToTorch:
+    """One leaf as a tensor, sharing memory where possible: ``torch.from_numpy`` for arrays,
+    DLPack for tensors of other frameworks (TensorFlow, JAX, CuPy)."""
+
+    __call__ = staticmethod(_to_torch_leaf)
+    for_column = staticmethod(_for_column)
+
+
+to_torch_leaf = _ToTorch()
 
 
 class TorchAdapter:

@@ -131,16 +131,16 @@ def compile_builder(td: TreeDef) -> Callable[[Sequence[Any]], Any] | None:
 
 
 def compile_slicer(
-    td: TreeDef, columns: Sequence[Any], convert: Callable[[Any], Any] | None = None
+    td: TreeDef, columns: Sequence[Any], converts: Sequence[Callable[[Any], Any] | None] = ()
 ) -> Callable[[Any], Any]:
-    """``f(index)`` building one element from ``columns[j][index]`` for every leaf ``j``,
-    optionally passing each leaf through ``convert``; the batch hot path of in-memory data."""
+    """``f(index)`` building one element from ``columns[j][index]`` for every leaf ``j``, passing
+    leaf ``j`` through ``converts[j]`` when given; the batch hot path of in-memory data."""
     ns: dict[str, Any] = {f"L{j}": c for j, c in enumerate(columns)}
-    if convert is not None:
-        ns["F"] = convert
-        leaf_expr: Callable[[int], str] = lambda i: f"F(L{i}[s])"  # noqa: E731
-    else:
-        leaf_expr = lambda i: f"L{i}[s]"  # noqa: E731
+    ns.update({f"F{j}": f for j, f in enumerate(converts) if f is not None})
+
+    def leaf_expr(i: int) -> str:
+        return f"F{i}(L{i}[s])" if f"F{i}" in ns else f"L{i}[s]"
+
     code = "lambda s: " + _expr(td, leaf_expr, ns, [0])
     return eval(code, ns)  # noqa: S307 - code built only from the structure above
 

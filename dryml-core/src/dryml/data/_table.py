@@ -46,6 +46,13 @@ class ShuffleOp:
     seed: int | None
 
 
+def _for_column(convert: Callable[[Any], Any], column: Any) -> Callable[[Any], Any] | None:
+    """The converter for slices of one column: ``convert.for_column(column)`` when the
+    converter offers one (e.g. ``torch.from_numpy`` itself for numeric arrays), else it."""
+    special = getattr(convert, "for_column", None)
+    return convert if special is None else special(column)
+
+
 def _compose(sel: Selection, a: int, b: int) -> Selection:
     if isinstance(sel, slice):
         return slice(sel.start + a, sel.start + b)
@@ -142,7 +149,8 @@ class Table:
                                 for s in range(0, stop, batch_size)]
         else:
             picks = [sel[s:s + batch_size] for s in range(0, stop, batch_size)]
-        return map(compile_slicer(self.td, cols, convert), picks)
+        converts = [_for_column(convert, col) for col in cols] if convert is not None else []
+        return map(compile_slicer(self.td, cols, converts), picks)
 
     def _iterate_rows(
         self, sel: Selection, cols: list[Any], convert: Callable[[Any], Any] | None

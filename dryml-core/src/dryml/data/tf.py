@@ -17,7 +17,5 @@ def __getattr__(name: str) -> Any:
     if name == "TFDataset":
         from dryml.data._adapters import adapter
 
-        value = adapter("tf").dataset_class
-        globals()[name] = value
-        return value
+        return adapter("tf").dataset_class  # not cached: follows the active plugins
     raise AttributeError(f"module 'dryml.data.tf' has no attribute {name!r}")

@@ -17,7 +17,5 @@ def __getattr__(name: str) -> Any:
     if name == "TorchDataset":
         from dryml.data._adapters import adapter
 
-        value = adapter("torch").dataset_class
-        globals()[name] = value
-        return value
+        return adapter("torch").dataset_class  # not cached: follows the active plugins
     raise AttributeError(f"module 'dryml.data.torch' has no attribute {name!r}")
