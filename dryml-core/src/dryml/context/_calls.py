@@ -58,8 +58,10 @@ def _function(payload: tuple[str, Any]) -> Callable[..., Any]:
 def run_call(msg: dict[str, Any]) -> dict[str, Any]:
     """Run a call message here (in a worker); the reply never raises."""
     try:
-        _protocol.register_classes(msg["classes"])
         fn = _function(msg["fn"])
+        # After the function: unpickling a function by value may define a throwaway copy of a
+        # class it uses, and that copy replaces the registry entry (held weakly) until it dies.
+        _protocol.register_classes(msg["classes"])
         args, kwargs = _protocol.loads(msg["args"], msg["blobs"], msg["trust"])
         entered = enter_compute([args, kwargs])
         try:
@@ -109,7 +111,7 @@ def apply_reply(reply: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, 
     originals: dict[str, Object] = {}
     if "updated" in reply:
         mine = list(iter_objects([args, kwargs]))
-        theirs = _protocol.loads(*reply["updated"])
+        theirs = list(iter_objects(_protocol.loads(*reply["updated"])))
         originals = {o.dry_id: o for o in mine}
         replaced = {id(new): originals.get(new.dry_id, new) for new in theirs}
         for new in theirs:

@@ -193,7 +193,8 @@ def local_classes(values: Iterable[Any]) -> list[bytes]:
             continue
         done.add(cls)
         if not _importable(cls.__module__) or "<" in cls.__qualname__:
-            out.append(cloudpickle.dumps(cls, protocol=PROTOCOL))
+            out.append(cloudpickle.dumps((cls.__module__, cls.__qualname__, cls),
+                                         protocol=PROTOCOL))
     return out
 
 
@@ -202,8 +203,9 @@ def register_classes(payloads: Iterable[bytes]) -> None:
     from dryml._object import class_registry
 
     for data in payloads:
-        cls = pickle.loads(data)
-        class_registry()[f"{cls.__module__}:{cls.__qualname__}"] = cls
+        module, qualname, cls = pickle.loads(data)
+        cls.__module__, cls.__qualname__ = module, qualname  # cloudpickle may shorten these
+        class_registry()[f"{module}:{qualname}"] = cls
         _KEEP.append(cls)  # the registry holds classes weakly
 
 

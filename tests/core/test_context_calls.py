@@ -1,0 +1,373 @@
+"""Calls run in warm worker processes: arguments, results, errors, updates, nesting."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import dryml
+import dryml.context as ctx
+from dryml import Object
+from dryml.context import (
+    ContextIncompatibilityError,
+    FakeGpuProvider,
+    NoContextError,
+    Resource,
+    ResourcesUnavailableError,
+    compute_context,
+    context_check,
+)
+from dryml.errors import DrymlError
+
+
+class FakeCpus:
+    """Eight pretend CPUs: scheduling tests do not depend on this machine's core count."""
+
+    def resources(self) -> list[Resource]:
+        return [Resource("cpu", i) for i in range(8)]
+
+
+@pytest.fixture(autouse=True)
+def fake_machine() -> Iterator[None]:
+    ctx.configure(providers=[FakeCpus(), FakeGpuProvider(4, memory_total=8 << 30)],
+                  max_workers=4)
+    yield
+    ctx.configure()
+
+
+class Counter(Object):
+    """State beyond the arguments, saved and loaded through the hooks."""
+
+    dry_mut = True
+
+    def __init__(self, start: int, step: int = 1) -> None:
+        self.count = start
+        self.step = step
+
+    def save_object_imp(self, store: Any) -> None:
+        store.put("count", self.count)
+
+    def load_object_imp(self, store: Any) -> None:
+        self.count = store.get("count")
+
+    @compute_context(update_objs=True)
+    def bump(self, times: int = 1) -> int:
+        self.count += self.step * times
+        return self.count
+
+
+class Refuses(Object):
+    """An Object that cannot be pickled: it must travel as .dry bytes."""
+
+    def __reduce__(self) -> Any:
+        raise TypeError("pickling a dryml Object is not allowed")
+
+
+class Holder(Object):
+    def __init__(self, inner: Counter) -> None:
+        self.inner = inner
+
+
+@compute_context()
+def where() -> dict[str, Any]:
+    current = ctx.current_context()
+    assert current is not None
+    return {"pid": os.getpid(), "shares": {k: dict(v) for k, v in current.shares.items()},
+            "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"), "gpus": current.local_gpus("tf")}
+
+
+@compute_context()
+def add(obj: Counter, amount: int = 0, *, extra: Counter | None = None) -> int:
+    return obj.count + amount + (extra.count if extra is not None else 0)
+
+
+@compute_context()
+def echo(value: Any) -> Any:
+    return value
+
+
+@compute_context()
+def fail(message: str) -> None:
+    raise ValueError(message)
+
+
+class Unpicklable(Exception):
+    def __reduce__(self) -> Any:
+        raise TypeError("no")
+
+
+@compute_context()
+def fail_unpicklable() -> None:
+    raise Unpicklable("odd")
+
+
+def test_a_call_runs_in_another_process_and_the_worker_stays_warm() -> None:
+    first, second = where(), where()
+    assert first["pid"] != os.getpid()
+    assert first["pid"] == second["pid"]
+    assert [w.pid for w in ctx.workers()] == [first["pid"]]
+
+
+def test_outside_a_context_context_check_raises_no_context() -> None:
+    with pytest.raises(NoContextError, match="no compute context"):
+        context_check({"default": {}})
+
+
+def test_objects_travel_as_dry_bytes_positional_and_keyword() -> None:
+    assert add(Counter(3), 4, extra=Counter(10)) == 17
+    assert echo(Refuses(dry_id="r1")).dry_id == "r1"  # pickling it would raise
+
+
+def test_update_objs_copies_state_back_in_place() -> None:
+    c = Counter(1, step=5)
+    same = c
+    assert c.bump(times=2) == 11
+    assert c is same and c.count == 11 and c.step == 5
+    assert c.bump() == 16 and c.count == 16
+
+
+def test_without_update_objs_the_callers_object_is_untouched() -> None:
+    c = Counter(1)
+    assert compute_context()(Counter.bump.__wrapped__)(c) == 2
+    assert c.count == 1
+    assert Counter.bump(c, call_update_objs=False) == 2 and c.count == 1
+
+
+def test_returning_an_argument_returns_the_callers_object_when_updating() -> None:
+    c = Counter(7)
+
+    @compute_context(update_objs=True)
+    def same(obj: Counter) -> Counter:
+        obj.count += 1
+        return obj
+
+    assert same(c) is c and c.count == 8
+
+
+def test_nested_objects_are_updated_and_keep_their_identity() -> None:
+    inner = Counter(2)
+    holder = Holder(inner)
+
+    @compute_context(update_objs=True)
+    def grow(h: Holder) -> None:
+        h.inner.count = 40
+
+    grow(holder)
+    assert holder.inner is inner and inner.count == 40
+
+
+def test_exceptions_come_back_with_the_remote_traceback() -> None:
+    with pytest.raises(ValueError, match="broken on purpose") as info:
+        fail("broken on purpose")
+    cause = info.value.__cause__
+    assert cause is not None and "in fail" in str(cause) and "raise ValueError" in str(cause)
+
+
+def test_an_exception_that_cannot_travel_becomes_a_dryml_error_naming_it() -> None:
+    with pytest.raises(DrymlError, match="Unpicklable: odd") as info:
+        fail_unpicklable()
+    assert "fail_unpicklable" in str(info.value.__cause__)
+
+
+def test_the_context_check_in_a_default_worker() -> None:
+    def needs_tf() -> str:
+        context_check({"tf": {}})
+        return "ran"
+
+    wrapped = compute_context()(needs_tf)
+    with pytest.raises(ContextIncompatibilityError,
+                       match=r"Context doesn't satisfy requirements \{'tf': \{\}\}"):
+        wrapped()
+
+
+def test_requirements_come_from_the_objects_framework() -> None:
+    class NeedsNothing(Object):
+        pass
+
+    @compute_context()
+    def frameworks(*objs: Object) -> tuple[str, ...]:
+        return ctx.current_context().frameworks  # type: ignore[union-attr]
+
+    assert frameworks(NeedsNothing()) == ("default",)
+    assert frameworks() == ("default",)
+
+
+def test_gpu_grants_show_in_the_worker_environment() -> None:
+    seen = where(call_context_reqs={"default": {"gpu/2": 0.5, "cpu/0": 0.5}})
+    assert seen["shares"] == {"default": {"gpu/2": 0.5, "cpu/0": 0.5}}
+    assert seen["cuda"] == "GPU-fake-0002"
+    plain = where()
+    assert plain["cuda"] == ""  # a worker sees no GPU it was not granted
+
+
+def test_a_request_that_can_never_be_met_fails_at_once() -> None:
+    with pytest.raises(ResourcesUnavailableError, match="4 GPUs"):
+        where(call_context_reqs={"default": {"num_gpus": 5}})
+
+
+def test_a_request_that_can_be_met_later_waits_and_can_time_out(tmp_path: Any) -> None:
+    gate = tmp_path / "gate"
+
+    @compute_context({"default": {"gpu/0": 1.0, "cpu/0": 0.1}})
+    def hold(path: str) -> int:
+        import time
+
+        while not os.path.exists(path):
+            time.sleep(0.01)
+        return os.getpid()
+
+    results: list[int] = []
+    holder = threading.Thread(target=lambda: results.append(hold(str(gate))))
+    holder.start()
+    try:
+        with pytest.raises(ResourcesUnavailableError, match="waited 0.5s"):
+            where(call_context_reqs={"default": {"gpu/0": 0.5, "cpu/1": 0.1}},
+                  call_resource_timeout=0.5)
+    finally:
+        gate.write_text("go")
+        holder.join()
+    assert results
+    assert where(call_context_reqs={"default": {"gpu/0": 0.5, "cpu/1": 0.1}})["cuda"]
+
+
+def test_concurrent_calls_never_overcommit_a_gpu(tmp_path: Any) -> None:
+    log = tmp_path / "log"
+
+    @compute_context()
+    def use(path: str, tag: str) -> None:
+        import time
+
+        current = ctx.current_context()
+        assert current is not None
+        share = dict(current.shares["default"])
+        with open(path, "a") as f:
+            f.write(f"start {tag} {share.get('gpu/0', 0)}\n")
+        time.sleep(0.05)
+        with open(path, "a") as f:
+            f.write(f"end {tag} {share.get('gpu/0', 0)}\n")
+
+    fractions = [0.5, 0.25, 0.75, 1.0, 0.5, 0.25] * 2
+
+    def run(i: int, fraction: float) -> None:
+        use(str(log), str(i), call_context_reqs={"default": {"gpu/0": fraction,
+                                                              "cpu/0": 0.01}})
+
+    threads = [threading.Thread(target=run, args=(i, f)) for i, f in enumerate(fractions)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    in_use, peak = 0.0, 0.0
+    events = log.read_text().split("\n")[:-1]
+    assert len(events) == 2 * len(fractions)
+    for line in events:
+        kind, _, amount = line.split()
+        in_use += float(amount) if kind == "start" else -float(amount)
+        peak = max(peak, in_use)
+    assert peak <= 1 + 1e-9
+
+
+@compute_context()
+def outer(n: int) -> tuple[int, int, tuple[str, ...]]:
+    inner_pid, frameworks = inner_gpu(n)
+    return os.getpid(), inner_pid, frameworks
+
+
+@compute_context({"default": {"gpu/3": 0.5, "cpu/5": 0.1}})
+def inner_gpu(n: int) -> tuple[int, tuple[str, ...]]:
+    return os.getpid(), tuple(ctx.current_context().shares["default"])  # type: ignore[union-attr]
+
+
+@compute_context()
+def outer_inline() -> tuple[int, int]:
+    return os.getpid(), echo(os.getpid())
+
+
+def test_nested_calls_run_inline_when_satisfied_and_are_forwarded_otherwise() -> None:
+    me, inner = outer_inline()
+    assert me == inner  # 'default' is met by the worker's own context
+    outer_pid, inner_pid, names = outer(1)
+    assert outer_pid != inner_pid and "gpu/3" in names
+
+
+def test_main_script_functions_and_classes_travel_by_value(tmp_path: Any) -> None:
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent("""
+        import dryml, dryml.context
+        from dryml import Object
+
+        OFFSET = 100
+
+        class Acc(Object):
+            def __init__(self, total=0):
+                self.total = total
+            def save_object_imp(self, store):
+                store.put("total", self.total)
+            def load_object_imp(self, store):
+                self.total = store.get("total")
+
+        def helper(x):
+            return x + OFFSET
+
+        def work(acc, x):
+            acc.total += helper(x)
+            return Acc(acc.total * 2)
+
+        work = dryml.context.compute_context(update_objs=True)(work)
+        acc = Acc()
+        doubled = work(acc, 1)
+        print(acc.total, type(doubled).__name__, doubled.total)
+    """))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["101", "Acc", "202"]
+
+
+def test_the_issue_example_typed_in_the_repl() -> None:
+    session = textwrap.dedent("""\
+        import dryml, dryml.context
+        def test_method():
+            import dryml
+            dryml.context.context_check({'tf': {}})
+            return 6
+
+        test_method = dryml.context.compute_context()(test_method)
+        try:
+            test_method()
+        except dryml.context.ContextIncompatibilityError as e:
+            print("raised:", e)
+
+    """)
+    out = subprocess.run([sys.executable, "-i", "-q"], input=session, capture_output=True,
+                         text=True, timeout=120)
+    assert "raised: Context doesn't satisfy requirements {'tf': {}}" in out.stdout, out.stderr
+
+
+def test_decorating_twice_changes_nothing() -> None:
+    assert compute_context()(echo) is echo
+
+
+def test_dryml_context_is_reachable_lazily() -> None:
+    assert dryml.context.compute_context is compute_context
+
+
+def test_a_nested_call_needing_what_its_caller_holds_fails_instead_of_deadlocking() -> None:
+    @compute_context({"default": {"gpu/1": 1.0, "cpu/0": 0.1}})
+    def outer_gpu() -> None:
+        inner_gpu_1()
+
+    with pytest.raises(ResourcesUnavailableError, match="calling context holds"):
+        outer_gpu()
+
+
+@compute_context({"default": {"gpu/1": 0.5, "gpu/2": 0.5, "cpu/0": 0.1}})
+def inner_gpu_1() -> None:
+    pass

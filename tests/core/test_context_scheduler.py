@@ -1,0 +1,164 @@
+"""The scheduler grants fractions of fake GPUs and CPUs and never grants more than exists."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dryml.context import FakeGpuProvider, NvmlProvider, Resource, ResourcesUnavailableError
+from dryml.context._resources import normalize_requirement
+from dryml.context._scheduler import Scheduler
+from dryml.errors import ContextIncompatibilityError
+
+
+class FakeCpus:
+    """Eight pretend CPUs (no affinity pinning: they name no OS cpu)."""
+
+    def resources(self) -> list[Resource]:
+        return [Resource("cpu", i) for i in range(8)]
+
+
+def scheduler(gpus: int = 4) -> Scheduler:
+    return Scheduler([FakeCpus(), FakeGpuProvider(gpus, memory_total=8 << 30)])
+
+
+def req(reqs: dict) -> dict:
+    return normalize_requirement(reqs)
+
+
+def test_fractional_gpus_are_shared_up_to_one_and_no_further() -> None:
+    s = scheduler()
+    a = s.try_acquire(req({"tf": {"gpu/1": 0.5}, "torch": {"gpu/1": 0.5}}))
+    assert a is not None
+    assert a.shares["tf"]["gpu/1"] == 0.5 and a.shares["torch"]["gpu/1"] == 0.5
+    assert s.try_acquire(req({"torch": {"gpu/1": 0.1}})) is None
+    s.release(a)
+    third = [s.try_acquire(req({"torch": {"gpu/1": 1 / 3}})) for _ in range(3)]
+    assert all(g is not None for g in third)
+    assert s.try_acquire(req({"torch": {"gpu/1": 0.01}})) is None
+
+
+def test_whole_counts_take_free_whole_devices() -> None:
+    s = scheduler()
+    half = s.try_acquire(req({"tf": {"gpu/0": 0.5}}))
+    assert half is not None
+    three = s.try_acquire(req({"torch": {"num_gpus": 3}}))
+    assert three is not None
+    assert sorted(three.shares["torch"]) == ["cpu/1", "gpu/1", "gpu/2", "gpu/3"]
+    assert s.try_acquire(req({"torch": {"num_gpus": 1}})) is None
+
+
+def test_an_empty_requirement_gets_one_cpu_and_no_gpu() -> None:
+    grant = scheduler().try_acquire(req({}))
+    assert grant is not None
+    assert dict(grant.shares) == {"default": {"cpu/0": 1.0}}
+
+
+def test_impossible_requests_fail_at_once_saying_what_exists() -> None:
+    s = scheduler(gpus=2)
+    with pytest.raises(ResourcesUnavailableError, match=r"2 GPUs \(gpu/0\.\.gpu/1\)"):
+        s.check_possible(req({"torch": {"num_gpus": 3}}))
+    with pytest.raises(ResourcesUnavailableError, match="gpu/5 does not exist"):
+        s.check_possible(req({"torch": {"gpu/5": 0.5}}))
+    with pytest.raises(ResourcesUnavailableError, match="can never be met"):
+        s.check_possible(req({"tf": {"gpu/0": 0.75}, "torch": {"gpu/0": 0.5}}))
+    s.check_possible(req({"torch": {"num_gpus": 2}}))  # possible: no error
+
+
+def test_a_nested_request_cannot_count_on_what_its_caller_holds() -> None:
+    s = scheduler(gpus=1)
+    outer = s.try_acquire(req({"tf": {"gpu/0": 0.75}}))
+    assert outer is not None
+    with pytest.raises(ResourcesUnavailableError, match="calling context holds"):
+        s.check_possible(req({"torch": {"gpu/0": 0.5}}), held=outer)
+    s.check_possible(req({"torch": {"gpu/0": 0.25}}), held=outer)
+
+
+@pytest.mark.parametrize("bad", [
+    {"torch": {"gpu/0": 1.5}}, {"torch": {"gpu/0": 0}}, {"torch": {"tpu/0": 1}},
+    {"torch": {"num_gpus": 0.5}}, {"torch": {"num_cpus": -1}}, {"torch": 3}, [1, 2],
+])
+def test_malformed_requirements_are_refused_with_a_reason(bad: object) -> None:
+    with pytest.raises(ContextIncompatibilityError):
+        normalize_requirement(bad)  # type: ignore[arg-type]
+
+
+_SPEC = st.dictionaries(
+    st.sampled_from(["tf", "torch", "default"]),
+    st.dictionaries(
+        st.sampled_from(["gpu/0", "gpu/1", "cpu/0", "cpu/3", "num_gpus", "num_cpus"]),
+        st.sampled_from([0.25, 0.5, 1.0, 1, 2]), max_size=3),
+    max_size=2)
+
+
+def _fix(spec: dict) -> dict:
+    return {fw: {k: (int(v) if k.startswith("num_") else min(float(v), 1.0))
+                 for k, v in r.items()} for fw, r in spec.items()}
+
+
+@settings(max_examples=150)
+@given(st.lists(st.tuples(_SPEC, st.booleans()), max_size=25))
+def test_grants_never_exceed_capacity(ops: list) -> None:
+    s = scheduler(gpus=2)
+    held = []
+    for spec, release_one in ops:
+        grant = s.try_acquire(req(_fix(spec)))
+        if grant is not None:
+            held.append(grant)
+        if release_one and held:
+            s.release(held.pop(0))
+        used: dict[str, float] = {}
+        for g in held:
+            for name, amount in g.totals().items():
+                used[name] = used.get(name, 0) + amount
+        assert all(v <= 1 + 1e-9 for v in used.values()), used
+        free = s.free()
+        assert all(abs(free[n] - (1 - used.get(n, 0))) < 1e-6 for n in free)
+
+
+def test_threads_racing_for_one_gpu_never_share_it() -> None:
+    s = scheduler(gpus=1)
+    owners: list[int] = []
+    errors: list[str] = []
+
+    def grab(i: int) -> None:
+        for _ in range(50):
+            g = s.try_acquire(req({"torch": {"gpu/0": 1.0, "cpu/0": 0.01}}))
+            if g is None:
+                continue
+            owners.append(i)
+            if len(owners) > 1:
+                errors.append(f"{owners} hold gpu/0 together")
+            owners.remove(i)
+            s.release(g)
+
+    threads = [threading.Thread(target=grab, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+
+
+def test_no_driver_means_zero_gpus_and_importing_touches_no_nvml() -> None:
+    assert isinstance(NvmlProvider().resources(), list)  # [] here; never raises
+    code = ("import sys, dryml.context; "
+            "print('pynvml' in sys.modules, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["False", "False"]
+
+
+def test_cuda_visible_devices_restricts_nvml_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dryml.context._gpu import _visible
+
+    found = [{"nvml_index": i, "uuid": f"GPU-{i}aaa"} for i in range(4)]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,GPU-0")
+    assert [g["nvml_index"] for g in _visible(found)] == [2, 0]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert _visible(found) == []
