@@ -1,0 +1,186 @@
+"""Definitions as plain JSON: from live objects, from a file's manifest, and their digests.
+
+The repository keeps every object's definition in the form :meth:`ObjectDef.to_dict` writes
+(``{"cls", "dry_mut", "dry_args", "dry_kwargs"}``, nested definitions tagged ``"def"``) so
+that queries never open a ``.dry`` file and never import a class.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import math
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from dryml._encoding import TAG
+from dryml._objectdef import ObjectDef
+from dryml._trust import class_path
+from dryml.errors import FormatError
+
+if TYPE_CHECKING:
+    from dryml.format._container import ContainerReader
+
+__all__ = [
+    "category_digest",
+    "class_mros",
+    "flatten_metadata",
+    "manifest_definition",
+    "scalar_entries",
+]
+
+
+def class_mros(definition: ObjectDef) -> dict[str, list[str]]:
+    """Every class a definition names (its own, nested ones, class values) with its MRO."""
+    found: dict[str, list[str]] = {}
+
+    def add(cls: type) -> None:
+        path = class_path(cls)
+        if path not in found:
+            found[path] = [class_path(k) for k in cls.__mro__ if k is not object]
+
+    def walk(value: Any) -> None:
+        if isinstance(value, ObjectDef):
+            add(value.cls)
+            for item in value.args:
+                walk(item)
+            for item in value.kwargs.values():
+                walk(item)
+        elif isinstance(value, type):
+            add(value)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                walk(item)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                walk(key)
+                walk(item)
+
+    walk(definition)
+    return found
+
+
+def _strip_ids(node: Any) -> Any:
+    """A copy of a definition JSON with every definition's ``dry_id`` removed."""
+    if isinstance(node, list):
+        return [_strip_ids(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _strip_ids(v) for k, v in node.items()}
+    if (node.get(TAG) == "def" or (TAG not in node and "cls" in node)) and isinstance(
+            out.get("dry_kwargs"), dict):
+        out["dry_kwargs"] = {k: v for k, v in out["dry_kwargs"].items() if k != "dry_id"}
+    return out
+
+
+def category_digest(definition: dict[str, Any]) -> str:
+    """A digest shared by every object built from one definition, whatever their dry_ids."""
+    canon = json.dumps(_strip_ids(definition), sort_keys=True, separators=(",", ":"),
+                       ensure_ascii=True)
+    return hashlib.sha256(canon.encode()).hexdigest()[:32]
+
+
+def _kind(value: Any) -> tuple[str, Any] | None:
+    """The index's (type code, value) for a JSON scalar, or None for anything else."""
+    if value is None:
+        return "n", None
+    if value is True or value is False:
+        return "b", int(value)
+    if type(value) is int:
+        return ("i", value) if -(2**63) <= value < 2**63 else None
+    if type(value) is float:
+        return ("f", value) if math.isfinite(value) else None
+    if type(value) is str:
+        return "s", value
+    return None
+
+
+def scalar_entries(definition: dict[str, Any], metadata: dict[str, Any]
+                   ) -> Iterator[tuple[str, str, Any]]:
+    """(key, type code, value) rows for the index: args ``a.N``, kwargs ``k.NAME``, metadata
+    ``m.dotted.path``. Non-scalar values get type code ``x`` so that presence is known."""
+    for i, value in enumerate(definition.get("dry_args", [])):
+        kind = _kind(value)
+        yield (f"a.{i}", *kind) if kind else (f"a.{i}", "x", None)
+    for name, value in definition.get("dry_kwargs", {}).items():
+        kind = _kind(value)
+        yield (f"k.{name}", *kind) if kind else (f"k.{name}", "x", None)
+    for key, value in flatten_metadata(metadata):
+        kind = _kind(value)
+        yield (f"m.{key}", *kind) if kind else (f"m.{key}", "x", None)
+
+
+def flatten_metadata(metadata: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """``{"metrics": {"acc": 1}}`` -> ``("metrics", {...}), ("metrics.acc", 1)``."""
+    for key, value in metadata.items():
+        path = f"{prefix}{key}"
+        yield path, value
+        if isinstance(value, dict):
+            yield from flatten_metadata(value, path + ".")
+
+
+class _Members:
+    """Reads a file's binary members so their values can be kept inline in the index."""
+
+    def __init__(self, reader: ContainerReader) -> None:
+        self.reader = reader
+
+    def get_array(self, name: str) -> Any:
+        return self.reader.read_array(name)
+
+    def get_bytes(self, name: str) -> bytes:
+        return self.reader.read_bytes(name)
+
+    def framework_version(self, framework: str) -> str | None:
+        return None
+
+
+def manifest_definition(raw: dict[str, Any], reader: ContainerReader | None) -> dict[str, Any]:
+    """The root object's definition JSON rebuilt from a raw manifest (imports no class).
+
+    Object references become nested definitions; binary members are read back inline when a
+    reader is given, as :meth:`ObjectDef.to_dict` would have written them.
+    """
+    nodes = {n.get("id"): n for n in raw.get("objects", []) if isinstance(n, dict)}
+    members = _Members(reader) if reader is not None else None
+
+    def node_def(dry_id: Any, depth: int) -> dict[str, Any]:
+        node = nodes.get(dry_id)
+        if node is None or depth > 200:
+            raise FormatError(f"the manifest refers to object {dry_id!r}, which it lacks")
+        kwargs = {k: value(v, depth) for k, v in dict(node.get("kwargs", {})).items()}
+        kwargs["dry_id"] = dry_id
+        return {"cls": node.get("cls"), "dry_mut": bool(node.get("dry_mut", False)),
+                "dry_args": [value(v, depth) for v in list(node.get("args", []))],
+                "dry_kwargs": kwargs}
+
+    def value(data: Any, depth: int) -> Any:
+        if isinstance(data, list):
+            return [value(v, depth) for v in data]
+        if not isinstance(data, dict):
+            return data
+        kind = data.get(TAG)
+        if kind == "object":
+            return {TAG: "def", **node_def(data.get("id"), depth + 1)}
+        if kind == "bytes" and "member" in data and members is not None:
+            raw_bytes = members.get_bytes(str(data["member"]))
+            return {TAG: "bytes", "b64": base64.b64encode(raw_bytes).decode("ascii")}
+        if kind == "codec" and isinstance(data.get("data"), dict) and "member" in data["data"]:
+            return _inline_codec(data, members)
+        return {k: value(v, depth) for k, v in data.items()}
+
+    return node_def(raw.get("root"), 0)
+
+
+def _inline_codec(data: dict[str, Any], members: _Members | None) -> dict[str, Any]:
+    from dryml import _registry
+
+    if members is None:
+        return data
+    try:
+        codec = _registry.arg_codec_by_name(str(data["codec"]), str(data["package"]))
+        decoded = codec.impl.decode(data["data"], members)
+        return {**data, "data": codec.impl.encode(decoded, None)}
+    except Exception:  # noqa: BLE001 - a missing plugin: keep the reference, match what we can
+        return data

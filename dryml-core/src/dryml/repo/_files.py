@@ -1,0 +1,140 @@
+"""The repository's files: naming, atomic writes, and index rows rebuilt from a file."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import hashlib
+import json
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from dryml._io import open_container, save_object
+from dryml._object import Object
+from dryml.errors import DrymlError, FormatError
+from dryml.repo._defjson import category_digest, manifest_definition
+from dryml.repo._index import INDEX_NAME, Row
+from dryml.repo._selector import known_mro
+
+__all__ = ["file_name", "is_repo_file", "row_from_file", "temp_files", "write_file"]
+
+_SAFE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,120}$")
+
+
+def file_name(dry_id: str) -> str:
+    """``<dry_id>.dry`` when the id is a safe file name, else a digest of it."""
+    if _SAFE.match(dry_id):
+        return f"{dry_id}.dry"
+    return f"id-{hashlib.sha256(dry_id.encode()).hexdigest()[:40]}.dry"
+
+
+def is_repo_file(name: str) -> bool:
+    """Files the repository itself keeps (the index and SQLite's companions), not objects."""
+    return name.startswith(INDEX_NAME)
+
+
+def temp_files(directory: Path, name: str | None = None) -> list[Path]:
+    """Temporary files of unfinished writes (of file ``name``, or all)."""
+    pattern = f".{name}.*.tmp" if name else ".*.tmp"
+    return sorted(directory.glob(pattern))
+
+
+def write_file(obj: Object, directory: Path, name: str, token: str, durable: bool) -> int:
+    """Write ``obj`` to ``directory/name`` atomically; returns the file's size.
+
+    The bytes go to a temporary file that is renamed over ``name`` only when complete, so a
+    crash never leaves a partial ``.dry`` file. ``durable`` adds fsyncs (file and directory)
+    for power-loss safety; without them the write is still safe against a killed process.
+    """
+    path = directory / name
+    if durable:
+        save_object(obj, path)
+        return path.stat().st_size
+    tmp = directory / f".{name}.{token}.tmp"
+    try:
+        with open(tmp, "wb", buffering=1 << 20) as stream:
+            save_object(obj, stream)
+            size = stream.tell()
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return size
+
+
+def row_from_file(path: Path, metadata: dict[str, Any] | None = None
+                  ) -> tuple[Row, dict[str, list[str]], bool]:
+    """An index row for ``path`` from its manifest; reads no member except small values
+    that a definition holds inline. Returns (row, class MROs, whether the MROs are known).
+
+    Raises DrymlError (or OSError) when the file is not a readable ``.dry`` file.
+    """
+    with open_container(path, None) as (reader, manifest):
+        raw = reader.manifest
+        definition = manifest_definition(raw, reader)
+        mros, known = _file_mros(raw, definition)
+        if metadata is None:
+            stored = raw.get("metadata")
+            metadata = stored if isinstance(stored, dict) else {}
+        created = _created(manifest.created, path)
+    row = {"id": manifest.root, "cls": definition["cls"], "cat": category_digest(definition),
+           "definition": json.dumps(definition), "metadata": json.dumps(metadata),
+           "file": path.name, "size": path.stat().st_size, "created": created}
+    if not isinstance(row["cls"], str):
+        raise FormatError("the root object has no class path")
+    return row, mros, known
+
+
+def _file_mros(raw: dict[str, Any], definition: dict[str, Any]
+               ) -> tuple[dict[str, list[str]], bool]:
+    """Class MROs from the manifest's optional ``classes`` table, else from classes this
+    process already has (nothing is imported), else just the class itself."""
+    stored = raw.get("classes")
+    paths = set(_class_paths(definition))
+    mros: dict[str, list[str]] = {}
+    known = True
+    for path in paths:
+        entry = stored.get(path) if isinstance(stored, dict) else None
+        if isinstance(entry, list) and all(isinstance(p, str) for p in entry):
+            mros[path] = list(entry)
+            continue
+        mro = known_mro(path)
+        known = known and mro is not None
+        mros[path] = mro or [path]
+    return mros, known
+
+
+def _class_paths(value: Any) -> list[str]:
+    out: list[str] = []
+    if isinstance(value, list):
+        for item in value:
+            out += _class_paths(item)
+    elif isinstance(value, dict):
+        tag = value.get("__dry__")
+        if tag == "class" and isinstance(value.get("path"), str):
+            out.append(value["path"])
+        if isinstance(value.get("cls"), str) and (tag == "def" or tag is None):
+            out.append(value["cls"])
+        for item in value.values():
+            out += _class_paths(item)
+    return out
+
+
+def _created(stamp: str, path: Path) -> float:
+    try:
+        return datetime.datetime.fromisoformat(stamp).timestamp()
+    except (TypeError, ValueError):
+        with contextlib.suppress(OSError):
+            return path.stat().st_mtime
+        return time.time()
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line saying why a file was skipped."""
+    if isinstance(exc, DrymlError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,210 @@
+"""The repository's SQLite index: schema, connections, transactions, rows.
+
+Tables (all derived from the ``.dry`` files except ``intents``, which is a write-ahead list of
+adds and deletes in flight, and metadata set after an object was added):
+
+- ``objects``: one row per object: ``id``, ``cls``, ``cat`` (configuration digest),
+  ``definition`` and ``metadata`` (JSON), ``file``, ``size``, ``created``.
+- ``kv``: one row per top-level argument (``a.N``), keyword (``k.NAME``) and metadata path
+  (``m.a.b``): type code ``t`` and scalar ``value``; indexed by ``(key, value)``.
+- ``classes`` / ``class_bases``: every class a definition names, with its MRO (so that
+  subclass queries need no import).
+- ``intents``: adds and deletes that started and have not finished, with the owning process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from dryml.errors import RepoError
+from dryml.repo._defjson import scalar_entries
+
+__all__ = ["INDEX_NAME", "Index", "Row", "owner_alive", "process_identity"]
+
+INDEX_NAME = ".dryml-index.sqlite"
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS objects (
+    id TEXT PRIMARY KEY, cls TEXT NOT NULL, cat TEXT NOT NULL, definition TEXT NOT NULL,
+    metadata TEXT NOT NULL, file TEXT NOT NULL UNIQUE, size INTEGER NOT NULL,
+    created REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS objects_cls ON objects (cls);
+CREATE INDEX IF NOT EXISTS objects_cat ON objects (cat);
+CREATE INDEX IF NOT EXISTS objects_created ON objects (created);
+CREATE TABLE IF NOT EXISTS kv (
+    id TEXT NOT NULL, key TEXT NOT NULL, t TEXT NOT NULL, value,
+    PRIMARY KEY (id, key)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS kv_value ON kv (key, value, t, id);
+CREATE TABLE IF NOT EXISTS classes (path TEXT PRIMARY KEY, mro TEXT NOT NULL,
+    known INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS class_bases (base TEXT NOT NULL, path TEXT NOT NULL,
+    PRIMARY KEY (base, path)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS intents (
+    token TEXT PRIMARY KEY, op TEXT NOT NULL, id TEXT NOT NULL, file TEXT NOT NULL,
+    host TEXT NOT NULL, pid INTEGER NOT NULL, pstart TEXT NOT NULL, started REAL NOT NULL,
+    row TEXT);
+CREATE INDEX IF NOT EXISTS intents_id ON intents (id);
+"""
+
+Row = dict[str, Any]
+COLUMNS = ("id", "cls", "cat", "definition", "metadata", "file", "size", "created")
+
+
+def _start_time(pid: int) -> str:
+    """The kernel's start time of ``pid`` (tells a live owner from a reused pid), or ''."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[19].decode()
+    except (OSError, IndexError):
+        return ""
+
+
+def process_identity() -> tuple[str, int, str]:
+    """(host, pid, start time) of this process, recorded with each intent."""
+    return socket.gethostname(), os.getpid(), _start_time(os.getpid())
+
+
+def owner_alive(host: str, pid: int, pstart: str) -> bool:
+    """Whether the process that recorded an intent may still be running."""
+    if host != socket.gethostname():
+        return True  # another machine's process: we cannot tell, so assume it is alive
+    if pid == os.getpid():
+        return pstart == _start_time(pid)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return not pstart or pstart == _start_time(pid)
+
+
+class Index:
+    """One connection per process (reopened after ``fork``), serialised by a lock."""
+
+    def __init__(self, path: str, durable: bool) -> None:
+        self.path = path
+        self.durable = durable
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        self._pid = -1
+
+    # -- connection ---------------------------------------------------------------------------
+    def conn(self) -> sqlite3.Connection:
+        """The connection of this process (a fresh one after a fork)."""
+        if self._conn is None or self._pid != os.getpid():
+            try:
+                conn = sqlite3.connect(self.path, timeout=120, isolation_level=None,
+                                       check_same_thread=False)
+                _retry(lambda: conn.execute("PRAGMA journal_mode=WAL"))
+                conn.execute(f"PRAGMA synchronous={'FULL' if self.durable else 'NORMAL'}")
+                conn.execute("PRAGMA foreign_keys=OFF")
+            except sqlite3.DatabaseError as exc:
+                raise RepoError(f"the repository index {self.path!r} cannot be opened: {exc}. "
+                                "Delete it and run 'dryml repo reindex DIR' to rebuild it "
+                                "from the .dry files") from None
+            self._conn, self._pid = conn, os.getpid()
+        return self._conn
+
+    def close(self) -> None:
+        """Close this process's connection."""
+        with self._lock:
+            if self._conn is not None and self._pid == os.getpid():
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("PRAGMA optimize")
+                self._conn.close()
+            self._conn = None
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction (``BEGIN IMMEDIATE``: writers queue, readers go on)."""
+        with self._lock:
+            conn = self.conn()
+            _retry(lambda: conn.execute("BEGIN IMMEDIATE"))
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            _retry(lambda: conn.execute("COMMIT"))
+
+    def query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run a read query and return every row."""
+        with self._lock:
+            return _retry(lambda: self.conn().execute(sql, list(params)).fetchall())
+
+    def ensure_schema(self) -> bool:
+        """Create the tables when missing; returns whether the index was already built."""
+        with self.write() as conn:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute("INSERT OR IGNORE INTO info VALUES ('schema', ?)", (SCHEMA_VERSION,))
+            found = conn.execute("SELECT value FROM info WHERE key = 'schema'").fetchone()
+            if found and int(found[0]) > SCHEMA_VERSION:
+                raise RepoError(f"the index {self.path!r} was written by a newer dryml "
+                                f"(schema {found[0]}); upgrade dryml-core")
+            return conn.execute("SELECT 1 FROM info WHERE key = 'built'").fetchone() is not None
+
+    # -- rows ---------------------------------------------------------------------------------
+    @staticmethod
+    def put_row(conn: sqlite3.Connection, row: Row) -> None:
+        """Insert or replace one object's row and its kv entries."""
+        definition = json.loads(row["definition"])
+        metadata = json.loads(row["metadata"])
+        conn.execute("DELETE FROM kv WHERE id = ?", (row["id"],))
+        conn.execute(f"INSERT OR REPLACE INTO objects ({', '.join(COLUMNS)}) VALUES "
+                     f"({', '.join('?' * len(COLUMNS))})", [row[c] for c in COLUMNS])
+        conn.executemany("INSERT OR REPLACE INTO kv VALUES (?, ?, ?, ?)",
+                         [(row["id"], k, t, v) for k, t, v in scalar_entries(definition, metadata)])
+
+    @staticmethod
+    def put_metadata(conn: sqlite3.Connection, dry_id: str, metadata: dict[str, Any]) -> None:
+        """Replace one object's metadata (and its kv entries)."""
+        conn.execute("UPDATE objects SET metadata = ? WHERE id = ?", (json.dumps(metadata), dry_id))
+        conn.execute("DELETE FROM kv WHERE id = ? AND key GLOB 'm.*'", (dry_id,))
+        conn.executemany("INSERT OR REPLACE INTO kv VALUES (?, ?, ?, ?)",
+                         [(dry_id, k, t, v) for k, t, v in scalar_entries({}, metadata)])
+
+    @staticmethod
+    def remove_row(conn: sqlite3.Connection, dry_id: str) -> None:
+        """Delete one object's row and kv entries."""
+        conn.execute("DELETE FROM objects WHERE id = ?", (dry_id,))
+        conn.execute("DELETE FROM kv WHERE id = ?", (dry_id,))
+
+    @staticmethod
+    def put_classes(conn: sqlite3.Connection, mros: dict[str, list[str]], known: bool) -> None:
+        """Record class MROs; a known MRO replaces a guessed one, never the reverse."""
+        for path, mro in mros.items():
+            old = conn.execute("SELECT known FROM classes WHERE path = ?", (path,)).fetchone()
+            if old is not None and (old[0] or not known):
+                continue
+            conn.execute("INSERT OR REPLACE INTO classes VALUES (?, ?, ?)",
+                         (path, json.dumps(mro), int(known)))
+            conn.execute("DELETE FROM class_bases WHERE path = ?", (path,))
+            conn.executemany("INSERT OR IGNORE INTO class_bases VALUES (?, ?)",
+                             [(base, path) for base in {path, *mro}])
+
+
+def _retry(fn: Any, attempts: int = 50) -> Any:
+    """Run ``fn``, retrying while SQLite reports the database busy or locked."""
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            if attempt == attempts - 1:
+                raise RepoError(f"the repository index stayed locked: {exc}") from None
+            time.sleep(min(0.01 * 2**attempt, 1.0))
+    return None

@@ -1,0 +1,139 @@
+"""Lazy objects: what ``Repo.get`` returns before an object's file is read.
+
+A lazy object is an instance of a private subclass of the object's real class, holding only
+where its file is. ``isinstance`` works on it, and ``dry_id`` and ``definition()`` are answered
+from the index. The first use of anything else (an attribute, a method that reads state) loads
+the file and turns the instance into the real object in place: it takes the loaded object's
+state and class, so every reference to it sees the loaded object.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from dryml.errors import RepoError
+
+if TYPE_CHECKING:
+    from dryml._object import Object
+    from dryml._objectdef import ObjectDef
+
+__all__ = ["LazyState", "is_loaded", "load_now", "make_lazy"]
+
+_STATE = "_dry_lazy_state"
+_lock = threading.RLock()
+_lazy_classes: dict[type, type] = {}
+_lazy_metas: dict[type, type] = {}
+
+
+@attrs.define
+class LazyState:
+    """Where a lazy object's file is, and what the index knows about it."""
+
+    dry_id: str
+    path: str
+    cls_path: str
+    trust: tuple[str, ...]
+    definition: dict[str, Any] | None = None
+    repo: Any = None
+
+
+def _lazy_meta(meta: type) -> type:
+    """A metaclass like ``meta`` whose classes stay out of dryml's class registry."""
+    found = _lazy_metas.get(meta)
+    if found is None:
+        def init(cls: type, name: str, bases: tuple[type, ...], ns: dict[str, Any]) -> None:
+            type.__init__(cls, name, bases, ns)
+
+        found = _lazy_metas[meta] = type(f"Lazy{meta.__name__}", (meta,), {"__init__": init})
+    return found
+
+
+def _getattr(self: Any, name: str) -> Any:
+    if name == _STATE or name.startswith("__"):
+        raise AttributeError(name)
+    load_now(self)
+    return getattr(self, name)
+
+
+def _setattr(self: Any, name: str, value: Any) -> None:
+    load_now(self)
+    setattr(self, name, value)
+
+
+def _delattr(self: Any, name: str) -> None:
+    load_now(self)
+    delattr(self, name)
+
+
+def _dry_id(self: Any) -> str:
+    return self.__dict__[_STATE].dry_id  # type: ignore[no-any-return]
+
+
+def _definition(self: Any) -> ObjectDef:
+    from dryml._objectdef import ObjectDef
+
+    state: LazyState = self.__dict__[_STATE]
+    if state.definition is None and state.repo is not None:
+        state.definition = state.repo._definition_json(state.dry_id)
+    if state.definition is None:
+        return load_now(self).definition()
+    return ObjectDef.from_dict(state.definition, trust=state.trust)
+
+
+def _repr(self: Any) -> str:
+    state: LazyState = self.__dict__[_STATE]
+    return f"<{type(self).__qualname__} {state.dry_id!r} (not loaded yet)>"
+
+
+def _lazy_class(cls: type) -> type:
+    found = _lazy_classes.get(cls)
+    if found is None:
+        namespace = {
+            "__module__": cls.__module__, "__qualname__": cls.__qualname__,
+            "__getattr__": _getattr, "__setattr__": _setattr, "__delattr__": _delattr,
+            "__repr__": _repr, "dry_id": property(_dry_id), "definition": _definition,
+            "_dry_real_class": cls,
+        }
+        found = _lazy_classes[cls] = _lazy_meta(type(cls))(cls.__name__, (cls,), namespace)
+    return found
+
+
+def make_lazy(cls: type[Object], state: LazyState) -> Object:
+    """An unloaded stand-in of class ``cls`` for the object ``state`` describes."""
+    with _lock:
+        lazy = _lazy_class(cls)
+    obj = object.__new__(lazy)
+    obj.__dict__[_STATE] = state
+    return obj  # type: ignore[return-value]
+
+
+def is_loaded(obj: Any) -> bool:
+    """Whether ``obj`` is a real object (not a lazy stand-in waiting for its file)."""
+    return _STATE not in getattr(obj, "__dict__", {})
+
+
+def load_now(obj: Any) -> Object:
+    """Load a lazy object's file now (no-op for loaded objects); returns ``obj`` itself."""
+    from dryml._io import load_object
+
+    with _lock:
+        state = obj.__dict__.get(_STATE)
+        if state is None:
+            return obj  # type: ignore[no-any-return]
+        real_cls = type(obj)._dry_real_class
+        try:
+            loaded = load_object(state.path, trust=state.trust)
+        except FileNotFoundError:
+            raise RepoError(f"the file of object {state.dry_id!r} ({state.path}) is gone; run "
+                            "'dryml repo check' on the repository") from None
+        if type(loaded) is not real_cls or loaded.dry_id != state.dry_id:
+            raise RepoError(f"{state.path} holds {type(loaded).__qualname__} "
+                            f"{loaded.dry_id!r}, not the indexed {real_cls.__qualname__} "
+                            f"{state.dry_id!r}; run 'dryml repo reindex' on the repository")
+        object.__setattr__(obj, "__class__", real_cls)
+        obj.__dict__.clear()
+        obj.__dict__.update(loaded.__dict__)
+        return obj  # type: ignore[no-any-return]

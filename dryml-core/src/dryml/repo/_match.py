@@ -1,0 +1,278 @@
+"""Value matchers: plain values, classes, predicates, ``In``, ``Range``, ``Not``.
+
+A matcher tests one argument value as stored in a definition's JSON (see ``_defjson``), so the
+same code answers a live ``Selector(...)(obj)`` call and a repository query. Where it can, a
+matcher also compiles to an SQL condition over one row of the index's ``kv`` table (columns
+``t``: type code, ``value``), which lets the repository filter without Python.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+from dryml._encoding import TAG, Encoder
+from dryml._trust import class_path
+
+__all__ = ["In", "Matcher", "MatchContext", "Not", "Range", "to_matcher"]
+
+SQL = tuple[str, list[Any]]
+
+
+class MatchContext(Protocol):
+    """What matching needs besides the JSON: class MROs and decoding for predicates."""
+
+    def mro(self, path: str) -> tuple[str, ...]:
+        """Class paths of the class at ``path`` and its bases (just itself when unknown)."""
+
+    def decode(self, value: Any) -> Any:
+        """A stored JSON value as a Python value (raises DrymlError when it cannot)."""
+
+
+class Matcher:
+    """Base of everything that can stand for an argument value in a :class:`Selector`."""
+
+    def match(self, value: Any, ctx: MatchContext) -> bool:
+        """Whether the stored JSON ``value`` matches."""
+        raise NotImplementedError
+
+    def kv_sql(self) -> SQL | None:
+        """An exact SQL condition on a ``kv`` row (``t``, ``value``), or None."""
+        return None
+
+    def __call__(self, value: Any) -> bool:
+        """Test a live Python value (plain values, Objects and ObjectDefs)."""
+        from dryml.repo._selector import LiveContext
+
+        return self.match(Encoder().encode(value), LiveContext.for_value(value))
+
+
+def _scalar(value: Any) -> tuple[str, Any] | None:
+    from dryml.repo._defjson import _kind
+
+    return _kind(value)
+
+
+def json_equal(a: Any, b: Any) -> bool:
+    """Equality of two JSON values that, like ``ObjectDef ==``, tells 1, 1.0 and True apart."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, list):
+        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
+    return bool(a == b)
+
+
+class _Eq(Matcher):
+    def __init__(self, value: Any) -> None:
+        self.raw = value
+        self.encoded = Encoder().encode(value)
+
+    def match(self, value: Any, ctx: MatchContext) -> bool:
+        return json_equal(value, self.encoded)
+
+    def kv_sql(self) -> SQL | None:
+        kind = _scalar(self.encoded)
+        if kind is None:
+            return None
+        if kind[0] == "n":
+            return "t = 'n'", []
+        return "(t = ? AND value = ?)", list(kind)
+
+    def __repr__(self) -> str:
+        return repr(self.raw)
+
+
+class _IsClass(Matcher):
+    """A class as a value matches a class value that is it or a subclass (whole MRO); against
+    a nested object it matches when the object is an instance."""
+
+    def __init__(self, cls: type) -> None:
+        self.cls = cls
+        self.path = class_path(cls)
+
+    def match(self, value: Any, ctx: MatchContext) -> bool:
+        if isinstance(value, dict) and value.get(TAG) in ("class", "def"):
+            path = value.get("path") if value.get(TAG) == "class" else value.get("cls")
+            return isinstance(path, str) and self.path in ctx.mro(path)
+        return False
+
+    def __repr__(self) -> str:
+        return self.cls.__qualname__
+
+
+class _Pred(Matcher):
+    def __init__(self, fn: Callable[[Any], Any]) -> None:
+        self.fn = fn
+
+    def match(self, value: Any, ctx: MatchContext) -> bool:
+        from dryml.errors import DrymlError
+
+        try:
+            decoded = ctx.decode(value)
+        except DrymlError:
+            return False
+        return bool(self.fn(decoded))
+
+    def __repr__(self) -> str:
+        return getattr(self.fn, "__name__", repr(self.fn))
+
+
+class _Seq(Matcher):
+    def __init__(self, items: list[Any] | tuple[Any, ...]) -> None:
+        self.is_tuple = isinstance(items, tuple)
+        self.items = [to_matcher(v) for v in items]
+
+    def match(self, value: Any, ctx: MatchContext) -> bool:
+        if self.is_tuple:
+            if not (isinstance(value, dict) and value.get(TAG) == "tuple"):
+                return False
+            value = value.get("items")
+        if not isinstance(value, list) or len(value) != len(self.items):
+            return False
+        return all(m.match(v, ctx) for m, v in zip(self.items, value))
+
+    def __repr__(self) -> str:
+        inner = ", ".join(map(repr, self.items))
+        return f"({inner},)" if self.is_tuple else f"[{inner}]"
+
+
+class _Map(Matcher):
+    def __init__(self, items: dict[str, Any]) -> None:
+        self.items = {k: to_matcher(v) for k, v in items.items()}
+
+    def match(self, value: Any, ctx: MatchContext) -> bool:
+        if not isinstance(value, dict) or TAG in value or value.keys() != self.items.keys():
+            return False
+        return all(m.match(value[k], ctx) for k, m in self.items.items())
+
+    def __repr__(self) -> str:
+        return repr(self.items)
+
+
+class In(Matcher):
+    """Matches when the value matches any of ``values``: ``In(1, 2, 3)`` or ``In([1, 2])``.
+
+    >>> In("adam", "sgd")("sgd"), In([1, 2])(3)
+    (True, False)
+    """
+
+    def __init__(self, *values: Any) -> None:
+        if len(values) == 1 and isinstance(values[0], (list, tuple, set, frozenset, range)):
+            values = tuple(values[0])
+        self.options = [to_matcher(v) for v in values]
+
+    def match(self, value: Any, ctx: MatchContext) -> bool:
+        return any(m.match(value, ctx) for m in self.options)
+
+    def kv_sql(self) -> SQL | None:
+        parts = [m.kv_sql() for m in self.options]
+        if not parts:
+            return "0", []
+        if any(p is None for p in parts):
+            return None
+        return ("(" + " OR ".join(p[0] for p in parts) + ")",  # type: ignore[index]
+                [x for p in parts for x in p[1]])  # type: ignore[index]
+
+    def __repr__(self) -> str:
+        return f"In({', '.join(map(repr, self.options))})"
+
+
+class Range(Matcher):
+    """Matches numbers (or strings) in the closed interval ``[lo, hi]``; None leaves a side
+    open. Booleans never match.
+
+    >>> Range(0.5, 1.0)(0.75), Range(lo=10)(3), Range(hi=10)(3)
+    (True, False, True)
+    """
+
+    def __init__(self, lo: Any = None, hi: Any = None) -> None:
+        if lo is None and hi is None:
+            raise ValueError("Range needs lo, hi or both")
+        for bound in (lo, hi):
+            if bound is not None and (isinstance(bound, bool) or not isinstance(
+                    bound, (int, float, str))):
+                raise ValueError(f"Range bounds are numbers or strings, got {bound!r}")
+        self.lo, self.hi = lo, hi
+        self.text = isinstance(lo, str) or isinstance(hi, str)
+
+    def match(self, value: Any, ctx: MatchContext) -> bool:
+        if isinstance(value, dict) and value.get(TAG) == "float":
+            value = {"inf": float("inf"), "-inf": float("-inf")}.get(value.get("value"))
+        if value is None or isinstance(value, bool):
+            return False
+        if self.text != isinstance(value, str) or not isinstance(value, (int, float, str)):
+            return False
+        return (self.lo is None or value >= self.lo) and (self.hi is None or value <= self.hi)
+
+    def kv_sql(self) -> SQL | None:
+        conds = ["t = 's'" if self.text else "t IN ('i', 'f')"]
+        params: list[Any] = []
+        if self.lo is not None:
+            conds.append("value >= ?")
+            params.append(self.lo)
+        if self.hi is not None:
+            conds.append("value <= ?")
+            params.append(self.hi)
+        return "(" + " AND ".join(conds) + ")", params
+
+    def __repr__(self) -> str:
+        return f"Range({self.lo!r}, {self.hi!r})"
+
+
+class Not(Matcher):
+    """Matches when ``inner`` (a value, a matcher or a Selector) does not.
+
+    >>> Not(In(1, 2))(3)
+    True
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = to_matcher(inner)
+
+    def match(self, value: Any, ctx: MatchContext) -> bool:
+        return not self.inner.match(value, ctx)
+
+    def kv_sql(self) -> SQL | None:
+        inner = self.inner.kv_sql()
+        return None if inner is None else (f"NOT {inner[0]}", inner[1])
+
+    def __repr__(self) -> str:
+        return f"Not({self.inner!r})"
+
+
+def to_matcher(value: Any) -> Matcher:
+    """The matcher a Selector uses for an argument value given by the caller."""
+    from dryml._object import Object
+    from dryml._objectdef import ObjectDef
+
+    if isinstance(value, Matcher):
+        return value
+    if isinstance(value, type):
+        return _IsClass(value)
+    if isinstance(value, (Object, ObjectDef)):
+        return _Eq(value)
+    if isinstance(value, (list, tuple)) and _has_matcher(value):
+        return _Seq(value)
+    if isinstance(value, dict) and _has_matcher(value.values()) and all(
+            isinstance(k, str) for k in value) and TAG not in value:
+        return _Map(value)
+    if callable(value):
+        return _Pred(value)
+    return _Eq(value)
+
+
+def _has_matcher(values: Iterable[Any]) -> bool:
+    from dryml._object import Object
+    from dryml._objectdef import ObjectDef
+
+    for value in values:
+        if isinstance(value, (Matcher, type)) or (
+                callable(value) and not isinstance(value, (Object, ObjectDef))):
+            return True
+        if isinstance(value, (list, tuple)) and _has_matcher(value):
+            return True
+        if isinstance(value, dict) and _has_matcher(value.values()):
+            return True
+    return False

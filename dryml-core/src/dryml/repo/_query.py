@@ -1,0 +1,103 @@
+"""Turning ``get(selector, where=, order_by=, descending=, limit=)`` into SQL (+ Python)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from dryml.repo._match import SQL, MatchContext, Matcher, to_matcher
+from dryml.repo._selector import Selector, key_sql
+
+__all__ = ["COLUMN_KEYS", "Plan", "metadata_value", "plan_query"]
+
+#: ``order_by`` names that sort by an index column rather than by a metadata key.
+COLUMN_KEYS = {"created": "o.created", "size": "o.size", "dry_id": "o.id", "id": "o.id",
+               "class": "o.cls", "file": "o.file"}
+_MISSING = object()
+
+
+@attrs.define
+class Plan:
+    """SQL for the candidates, and the Python check (if any) that finishes the query."""
+
+    queries: list[SQL]
+    python: Callable[[dict[str, Any], dict[str, Any], MatchContext], bool] | None
+    limit: int | None
+
+
+def metadata_value(metadata: dict[str, Any], key: str) -> Any:
+    """The value at dotted ``key`` in ``metadata`` (``_MISSING`` when absent)."""
+    value: Any = metadata
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return _MISSING
+        value = value[part]
+    return value
+
+
+def plan_query(selector: Selector | None, where: dict[str, Any] | None, order_by: str | None,
+               descending: bool, limit: int | None, columns: str) -> Plan:
+    """Plan a query; ``columns`` are the ``o.`` columns to fetch."""
+    conds: list[SQL] = []
+    exact = True
+    if selector is not None:
+        cond, sel_exact = selector.sql()
+        exact = exact and sel_exact
+        if cond is not None:
+            conds.append(cond)
+    py_where: list[tuple[str, Matcher]] = []
+    for key, wanted in (where or {}).items():
+        matcher = to_matcher(wanted)
+        cond = key_sql(f"m.{key}", matcher)
+        if cond is None:
+            py_where.append((key, matcher))
+            conds.append(("o.id IN (SELECT id FROM kv WHERE key = ?)", [f"m.{key}"]))
+        else:
+            conds.append(cond)
+    exact = exact and not py_where
+    python = None if exact else _python_check(selector, py_where)
+    sql_limit = limit if exact else None
+    where_sql = " AND ".join(f"({c})" for c, _ in conds) or "1"
+    params = [p for _, ps in conds for p in ps]
+    direction = "DESC" if descending else "ASC"
+    if order_by is None:
+        return Plan([(f"SELECT {columns} FROM objects o WHERE {where_sql} ORDER BY o.created, "
+                      f"o.id{_limit(sql_limit)}", params)], python, limit)
+    if order_by in COLUMN_KEYS:
+        column = COLUMN_KEYS[order_by]
+        return Plan([(f"SELECT {columns} FROM objects o WHERE {where_sql} ORDER BY {column} "
+                      f"{direction}, o.id{_limit(sql_limit)}", params)], python, limit)
+    # Sort by a metadata value: walk the kv index in value order, then the objects without it.
+    key = f"m.{order_by}"
+    has = (f"SELECT {columns} FROM kv m JOIN objects o ON o.id = m.id WHERE m.key = ? AND "
+           f"m.t != 'x' AND {where_sql} ORDER BY m.value {direction}, o.id{_limit(sql_limit)}")
+    lacks = (f"SELECT {columns} FROM objects o WHERE {where_sql} AND NOT EXISTS (SELECT 1 FROM "
+             f"kv m WHERE m.id = o.id AND m.key = ? AND m.t != 'x') ORDER BY o.created, o.id"
+             f"{_limit(sql_limit)}")
+    return Plan([(has, [key, *params]), (lacks, [*params, key])], python, limit)
+
+
+def _limit(limit: int | None) -> str:
+    return "" if limit is None else f" LIMIT {int(limit)}"
+
+
+def _python_check(selector: Selector | None, py_where: list[tuple[str, Matcher]]
+                  ) -> Callable[[dict[str, Any], dict[str, Any], MatchContext], bool]:
+    def check(definition: dict[str, Any], metadata: dict[str, Any], ctx: MatchContext) -> bool:
+        if selector is not None and not selector.match_definition(definition, ctx):
+            return False
+        for key, matcher in py_where:
+            value = metadata_value(metadata, key)
+            if value is _MISSING or not matcher.match(value, ctx):
+                return False
+        return True
+
+    return check
+
+
+def loads(text: str) -> Any:
+    """Parse JSON stored in the index."""
+    return json.loads(text)

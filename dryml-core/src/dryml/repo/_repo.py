@@ -1,0 +1,399 @@
+"""``Repo``: a directory of ``.dry`` files with an SQLite index that answers queries."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+import warnings
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from dryml._object import Object
+from dryml._trust import TrustPolicy
+from dryml.errors import DrymlWarning, DuplicateObjectError, ObjectNotFoundError, RepoError
+from dryml.repo import _maintenance
+from dryml.repo._defjson import category_digest, class_mros
+from dryml.repo._files import file_name, write_file
+from dryml.repo._index import INDEX_NAME, Index, process_identity
+from dryml.repo._lazy import LazyState, is_loaded, load_now, make_lazy
+from dryml.repo._query import plan_query
+from dryml.repo._select import Target, as_selector, target_ids
+
+__all__ = ["Repo"]
+
+
+class Repo:
+    """An indexed directory of saved Objects.
+
+    ``Repo(directory, create=False, trust=(), durable=False)`` opens a repository; a missing
+    directory is an error unless ``create=True``. Each object is one ``<dry_id>.dry`` file;
+    the index (``.dryml-index.sqlite`` in the directory, SQLite in WAL mode) answers every
+    query, so no file is read until an object is used. ``trust`` names modules whose classes
+    may be imported to load objects (see :func:`dryml.load_object`). ``durable=True`` fsyncs
+    every write (safe against power loss; without it writes are safe against crashes of the
+    process, and faster).
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], create: bool = False, *,
+                 trust: Iterable[str] = (), durable: bool = False) -> None:
+        self.directory = Path(directory).absolute()
+        if not self.directory.is_dir():
+            if not create:
+                raise RepoError(f"no repository at {str(self.directory)!r}: the directory does "
+                                "not exist. Pass create=True to make a new one")
+            self.directory.mkdir(parents=True, exist_ok=True)
+        self.trust = (trust,) if isinstance(trust, str) else tuple(trust)
+        self.durable = durable
+        self._index = Index(str(self.directory / INDEX_NAME), durable)
+        self._live: weakref.WeakValueDictionary[str, Object] = weakref.WeakValueDictionary()
+        self._known_classes: set[str] = set()
+        #: Files skipped (name, why) when this open had to build the index from the files.
+        self.skipped: list[tuple[str, str]] = []
+        if not self._index.ensure_schema():
+            self.skipped = _maintenance.reindex(self._index, self.directory).skipped
+            if self.skipped:
+                names = ", ".join(n for n, _ in self.skipped[:10])
+                warnings.warn(f"{len(self.skipped)} file(s) in {self.directory} are not "
+                              f"readable objects and were skipped: {names}",
+                              DrymlWarning, stacklevel=2)
+        _maintenance.recover(self._index, self.directory)
+
+    # -- adding -------------------------------------------------------------------------------
+    def add_object(self, obj: Object, *, metadata: dict[str, Any] | None = None,
+                   replace: bool = False) -> str:
+        """Save ``obj`` (with the Objects nested in it, once each) and index it; returns its
+        ``dry_id``. ``metadata`` is any JSON dict kept in the index and queryable. An id that
+        is already in the repository is an error unless ``replace=True``."""
+        return self.add_objects([obj], metadata=metadata, replace=replace)[0]
+
+    def add_objects(self, objs: Iterable[Object], *, metadata: dict[str, Any] | None = None,
+                    replace: bool = False) -> list[str]:
+        """Add many objects at once (one index transaction): faster than ``add_object`` in a
+        loop. Nothing is added when one of the ids is already there (unless ``replace``)."""
+        prepared = [self._prepare(obj, metadata) for obj in objs]
+        ids = [row["id"] for row, _ in prepared]
+        if len(set(ids)) != len(ids):
+            raise DuplicateObjectError("the same object (dry_id) appears twice in one add")
+        self._write(prepared, replace, keep_metadata=False)
+        return ids
+
+    def _prepare(self, obj: Object, metadata: dict[str, Any] | None) -> tuple[dict[str, Any],
+                                                                                Object]:
+        if not isinstance(obj, Object):
+            raise RepoError(f"a Repo keeps dryml Objects, got {type(obj).__name__}")
+        load_now(obj)
+        if metadata is not None and not isinstance(metadata, dict):
+            raise RepoError(f"metadata must be a dict, got {type(metadata).__name__}")
+        definition = obj.definition()
+        data = definition.to_dict()
+        try:
+            meta_json = None if metadata is None else json.dumps(metadata)
+        except (TypeError, ValueError) as exc:
+            raise RepoError(f"metadata must be plain JSON (dicts, lists, str, numbers, bool, "
+                            f"None): {exc}") from None
+        row = {"id": obj.dry_id, "cls": data["cls"], "cat": category_digest(data),
+               "definition": json.dumps(data), "metadata": meta_json,
+               "file": file_name(obj.dry_id), "size": 0, "created": time.time(),
+               "mros": class_mros(definition)}
+        return row, obj
+
+    def _write(self, prepared: list[tuple[dict[str, Any], Object]], replace: bool,
+               keep_metadata: bool) -> None:
+        token = uuid.uuid4().hex
+        host, pid, pstart = process_identity()
+        with self._index.write() as conn:
+            for i, (row, _) in enumerate(prepared):
+                old = conn.execute("SELECT file, metadata FROM objects WHERE id = ?",
+                                   (row["id"],)).fetchone()
+                if old is not None and not replace:
+                    raise DuplicateObjectError(
+                        f"an object with dry_id {row['id']!r} is already in {self.directory} "
+                        "(pass replace=True to overwrite it)")
+                busy = conn.execute("SELECT pid, host FROM intents WHERE id = ?",
+                                    (row["id"],)).fetchone()
+                if busy is not None:
+                    raise RepoError(f"object {row['id']!r} is being written by process "
+                                    f"{busy[0]} on {busy[1]}; try again when it is done")
+                if old is not None:
+                    row["file"] = old[0]
+                    if row["metadata"] is None or keep_metadata:
+                        row["metadata"] = old[1]
+                row["metadata"] = row["metadata"] or "{}"
+                mros = row.pop("mros")
+                if not self._known_classes.issuperset(mros):
+                    Index.put_classes(conn, mros, known=True)
+                    self._known_classes.update(mros)
+                conn.execute("INSERT INTO intents VALUES (?, 'add', ?, ?, ?, ?, ?, ?, ?)",
+                             (f"{token}-{i}", row["id"], row["file"], host, pid, pstart,
+                              time.time(), json.dumps(row)))
+        done = 0
+        try:
+            for row, obj in prepared:
+                row["size"] = write_file(obj, self.directory, row["file"], token, self.durable)
+                done += 1
+        finally:
+            with self._index.write() as conn:
+                for i, (row, obj) in enumerate(prepared):
+                    if i < done:
+                        Index.put_row(conn, row)
+                    conn.execute("DELETE FROM intents WHERE token = ?", (f"{token}-{i}",))
+        for row, obj in prepared:
+            self._cache(row["id"], obj)
+
+    def _cache(self, dry_id: str, obj: Object) -> None:
+        try:
+            self._live[dry_id] = obj
+        except TypeError:  # not weak-referenceable (__slots__): simply not cached
+            pass
+
+    # -- metadata -----------------------------------------------------------------------------
+    def metadata(self, target: str | Object) -> dict[str, Any]:
+        """The metadata of one object (by dry_id or object)."""
+        dry_id = self._one_id(target)
+        rows = self._index.query("SELECT metadata FROM objects WHERE id = ?", [dry_id])
+        return json.loads(rows[0][0])  # type: ignore[no-any-return]
+
+    def set_metadata(self, target: str | Object, metadata: dict[str, Any], *,
+                     merge: bool = True) -> None:
+        """Set an object's metadata: merged into the top level of what is there (default),
+        or replacing it with ``merge=False``. Kept in the index (see docs/repo.md)."""
+        dry_id = self._one_id(target)
+        if not isinstance(metadata, dict):
+            raise RepoError(f"metadata must be a dict, got {type(metadata).__name__}")
+        with self._index.write() as conn:
+            found = conn.execute("SELECT metadata FROM objects WHERE id = ?", (dry_id,)).fetchone()
+            if found is None:
+                raise ObjectNotFoundError(f"no object {dry_id!r} in {self.directory}")
+            new = {**json.loads(found[0]), **metadata} if merge else dict(metadata)
+            try:
+                json.dumps(new)
+            except (TypeError, ValueError) as exc:
+                raise RepoError(f"metadata must be plain JSON: {exc}") from None
+            Index.put_metadata(conn, dry_id, new)
+
+    # -- reading ------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return int(self._index.query("SELECT count(*) FROM objects")[0][0])
+
+    def __contains__(self, item: object) -> bool:
+        try:
+            return bool(self.ids(item))  # type: ignore[arg-type]
+        except (TypeError, RepoError):
+            return False
+
+    def __iter__(self) -> Iterator[Object]:
+        """Every object, lazily, one at a time (none is kept by the repository)."""
+        for dry_id in self.ids():
+            found = self.get(dry_id)
+            if found:
+                yield found[0]
+
+    def ids(self, target: Target = None, *, where: dict[str, Any] | None = None,
+            order_by: str | None = None, descending: bool = False,
+            limit: int | None = None) -> list[str]:
+        """The dry_ids :meth:`get` would return, without making any object."""
+        return [r[0] for r in self._select(target, where, order_by, descending, limit)]
+
+    def get(self, target: Target = None, *, where: dict[str, Any] | None = None,
+            order_by: str | None = None, descending: bool = False,
+            limit: int | None = None) -> list[Object]:
+        """The objects that ``target`` selects, always as a list, loaded lazily.
+
+        ``target``: None (all), a dry_id, an Object, an ObjectDef (with a dry_id: that object;
+        without: every object built from it), a :class:`Selector`, a predicate on ObjectDefs,
+        or a list of these (their union). ``where`` filters on metadata
+        (``{"metrics.accuracy": Range(0.9, None)}``); ``order_by`` is a metadata key or one
+        of ``created``, ``size``, ``dry_id``, ``class``, ``file``.
+        """
+        rows = self._select(target, where, order_by, descending, limit)
+        return [self._object_for(r) for r in rows]
+
+    def get_one(self, target: Target = None, **kwargs: Any) -> Object:
+        """The one object ``target`` selects; ObjectNotFoundError when none, RepoError when
+        several."""
+        found = self.ids(target, **{**kwargs, "limit": 2})
+        if not found:
+            raise ObjectNotFoundError(f"no object in {self.directory} matches {target!r}")
+        if len(found) > 1:
+            raise RepoError(f"more than one object in {self.directory} matches {target!r} "
+                            f"(for example {found[0]!r} and {found[1]!r}); narrow the selector")
+        return self.get(found[0])[0]
+
+    def load(self, target: str | Object) -> Object:
+        """The object with this dry_id, loaded now."""
+        return load_now(self.get_one(target))
+
+    def info(self, target: str | Object) -> dict[str, Any]:
+        """What the index holds about one object: id, class, file, size, created,
+        definition (JSON) and metadata."""
+        dry_id = self._one_id(target)
+        row = self._index.query("SELECT id, cls, file, size, created, definition, metadata "
+                                "FROM objects WHERE id = ?", [dry_id])[0]
+        return {"dry_id": row[0], "class": row[1], "file": row[2], "size": row[3],
+                "created": row[4], "definition": json.loads(row[5]),
+                "metadata": json.loads(row[6])}
+
+    def apply(self, fn: Callable[..., Any], target: Target = None, *,
+              where: dict[str, Any] | None = None, order_by: str | None = None,
+              descending: bool = False, limit: int | None = None,
+              fn_args: tuple[Any, ...] = (), fn_kwargs: dict[str, Any] | None = None,
+              progress: bool | None = None) -> list[Any]:
+        """``fn(obj, *fn_args, **fn_kwargs)`` for every selected object, one at a time (each
+        is loaded when ``fn`` uses it and released after, unless ``fn`` keeps it); returns the
+        results. A progress bar (tqdm) shows on long runs in a terminal; ``progress`` forces
+        it on or off."""
+        from tqdm.auto import tqdm
+
+        ids = self.ids(target, where=where, order_by=order_by, descending=descending,
+                       limit=limit)
+        disable = (not progress) if progress is not None else (None if len(ids) > 10 else True)
+        results = []
+        for dry_id in tqdm(ids, desc="dryml repo apply", unit="obj", disable=disable):
+            found = self.get(dry_id)
+            if found:
+                results.append(fn(found[0], *fn_args, **(fn_kwargs or {})))
+            del found
+        return results
+
+    # -- changing -----------------------------------------------------------------------------
+    def save(self, target: Target | Object = None) -> int:
+        """Write objects changed in memory back to their files: every object of this
+        repository loaded in this process (default), or those ``target`` selects. Metadata is
+        kept. Returns how many were saved."""
+        if target is None:
+            objs = [o for o in list(self._live.values()) if is_loaded(o)]
+        elif isinstance(target, Object):
+            objs = [target]
+        else:
+            objs = [o for o in self.get(target) if is_loaded(o)]
+        missing = [o.dry_id for o in objs if o.dry_id not in self]
+        if missing:
+            raise ObjectNotFoundError(f"not in {self.directory}: {missing[:5]}; use add_object")
+        if objs:
+            self._write([self._prepare(o, None) for o in objs], True, keep_metadata=True)
+        return len(objs)
+
+    def delete(self, target: Target) -> int:
+        """Remove the selected objects (index rows, then files); returns how many."""
+        if target is None:
+            raise RepoError("delete(None) would delete everything; pass a selector")
+        ids = self.ids(target)
+        token = uuid.uuid4().hex
+        host, pid, pstart = process_identity()
+        files = []
+        with self._index.write() as conn:
+            for i, dry_id in enumerate(ids):
+                found = conn.execute("SELECT file FROM objects WHERE id = ?", (dry_id,)).fetchone()
+                if found is None:
+                    continue
+                Index.remove_row(conn, dry_id)
+                conn.execute("INSERT INTO intents VALUES (?, 'delete', ?, ?, ?, ?, ?, ?, NULL)",
+                             (f"{token}-{i}", dry_id, found[0], host, pid, pstart, time.time()))
+                files.append((f"{token}-{i}", found[0]))
+                self._live.pop(dry_id, None)
+        for _, name in files:
+            try:
+                (self.directory / name).unlink()
+            except FileNotFoundError:
+                pass
+        with self._index.write() as conn:
+            conn.executemany("DELETE FROM intents WHERE token = ?", [(t,) for t, _ in files])
+        return len(files)
+
+    # -- maintenance --------------------------------------------------------------------------
+    def check(self) -> _maintenance.CheckReport:
+        """Compare the index with the files (after finishing interrupted writes)."""
+        return _maintenance.check(self._index, self.directory)
+
+    def reindex(self) -> _maintenance.ReindexReport:
+        """Rebuild the index from the ``.dry`` files (metadata in the index is kept)."""
+        return _maintenance.reindex(self._index, self.directory)
+
+    def close(self) -> None:
+        """Close the index connection (the repository can still be used: it reopens)."""
+        self._index.close()
+
+    def __enter__(self) -> Repo:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Repo({str(self.directory)!r})"
+
+    # -- internals ----------------------------------------------------------------------------
+    def _one_id(self, target: str | Object) -> str:
+        if isinstance(target, Object):
+            return target.dry_id
+        if isinstance(target, str):
+            return target
+        raise RepoError(f"expected a dry_id or an Object, got {target!r}")
+
+    def _select(self, target: Target, where: dict[str, Any] | None, order_by: str | None,
+                descending: bool, limit: int | None) -> list[tuple[Any, ...]]:
+        selector = as_selector(target, self.trust)
+        exact_ids = target_ids(target)
+        if exact_ids is not None and where is None and order_by is None:
+            return self._by_ids(exact_ids, limit)
+        plan = plan_query(selector, where, order_by, descending, limit,
+                          "o.id, o.cls, o.file, o.definition, o.metadata"
+                          if selector is not None or where else "o.id, o.cls, o.file")
+        rows: list[tuple[Any, ...]] = []
+        for sql, params in plan.queries:
+            rows += self._index.query(sql, params)
+        if plan.python is not None:
+            ctx = _IndexContext(self)
+            rows = [r for r in rows
+                    if plan.python(json.loads(r[3]), json.loads(r[4]), ctx)]
+        return rows if plan.limit is None else rows[:plan.limit]
+
+    def _by_ids(self, ids: list[str], limit: int | None) -> list[tuple[Any, ...]]:
+        out = []
+        for dry_id in dict.fromkeys(ids):
+            out += self._index.query("SELECT id, cls, file FROM objects WHERE id = ?", [dry_id])
+        return out if limit is None else out[:limit]
+
+    def _object_for(self, row: tuple[Any, ...]) -> Object:
+        dry_id, cls_path, name = row[0], row[1], row[2]
+        found = self._live.get(dry_id)
+        if found is not None:
+            return found
+        cls = TrustPolicy(self.trust).resolve_object_class(cls_path)
+        definition = json.loads(row[3]) if len(row) > 3 else None
+        obj = make_lazy(cls, LazyState(dry_id, str(self.directory / name), cls_path,
+                                       self.trust, definition, self))
+        self._cache(dry_id, obj)
+        return obj
+
+    def _definition_json(self, dry_id: str) -> dict[str, Any] | None:
+        rows = self._index.query("SELECT definition FROM objects WHERE id = ?", [dry_id])
+        return json.loads(rows[0][0]) if rows else None
+
+    def _class_mros(self) -> dict[str, list[str]]:
+        return {p: json.loads(m) for p, m in self._index.query("SELECT path, mro FROM classes")}
+
+
+class _IndexContext:
+    """Match context over the index: MROs from the classes table, decoding under trust."""
+
+    def __init__(self, repo: Repo) -> None:
+        from dryml._encoding import Decoder
+        from dryml.repo._selector import known_mro
+
+        self._mros = repo._class_mros()
+        self._known = known_mro
+        self._decoder = Decoder(TrustPolicy(repo.trust))
+
+    def mro(self, path: str) -> tuple[str, ...]:
+        if path not in self._mros:
+            self._mros[path] = self._known(path) or [path]
+        return tuple(self._mros[path])
+
+    def decode(self, value: Any) -> Any:
+        return self._decoder.decode(value)
+
