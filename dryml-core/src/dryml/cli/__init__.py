@@ -29,6 +29,7 @@ __all__ = ["COMMANDS", "build_parser", "main"]
 COMMANDS: list[str] = [
     "dryml.cli._plugins",
     "dryml.cli._inspect",
+    "dryml.cli._repo",
 ]
 
 

@@ -109,7 +109,7 @@ def _render_node(nodes: dict[str, NodeReport], dry_id: str, depth: int, shown: s
     if node is None:
         out.append(f"{pad}<missing object {dry_id}>")
         return
-    trust = "trusted" if node.trusted else f"NOT TRUSTED: {node.trust_reason}"
+    trust = f"{'trusted' if node.trusted else 'NOT TRUSTED'}: {node.trust_reason}"
     if dry_id in shown:
         out.append(f"{pad}{node.cls}  (shared: the same object {dry_id[:8]} as above)")
         return

@@ -1,0 +1,194 @@
+"""``dryml repo ls|show|check|reindex DIR``: look into a repository without loading objects.
+
+Everything comes from the repository's index, so no class is imported and no ``.dry`` file
+is read (except by ``check`` and ``reindex``, which read manifests only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+__all__ = ["parse_where", "register", "run_check", "run_ls", "run_reindex", "run_show"]
+
+_OPS = (">=", "<=", "!=", ">", "<", "=")
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``repo`` command and its subcommands."""
+    parser = subparsers.add_parser(
+        "repo", help="list, show, check and reindex a repository of .dry files",
+        description="Query a dryml repository (a directory of .dry files with an index).")
+    sub = parser.add_subparsers(title="repo commands", metavar="ACTION")
+
+    ls = sub.add_parser("ls", help="list objects (a table, or --json)",
+                        description="List the objects of a repository, filtered and sorted.")
+    ls.add_argument("directory", metavar="DIR")
+    ls.add_argument("--class", dest="cls", metavar="NAME",
+                    help="only objects of this class or a subclass (Name, pkg.mod.Name or "
+                         "pkg.mod:Name)")
+    ls.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
+                    help="metadata KEY (dotted, e.g. metrics.accuracy) or kwargs.NAME / "
+                         "args.N compared with VALUE (JSON, else text); operators = != >= <= "
+                         "> <; repeat to combine")
+    ls.add_argument("--order-by", metavar="KEY",
+                    help="a metadata key, or created, size, dry_id, class, file")
+    ls.add_argument("--desc", action="store_true", help="sort in descending order")
+    ls.add_argument("--limit", type=int, metavar="N", help="show at most N objects")
+    ls.add_argument("--json", action="store_true", help="print JSON for machines")
+    ls.set_defaults(run=run_ls)
+
+    show = sub.add_parser("show", help="everything the index holds about one object")
+    show.add_argument("directory", metavar="DIR")
+    show.add_argument("dry_id", metavar="ID")
+    show.add_argument("--json", action="store_true", help="print JSON for machines")
+    show.set_defaults(run=run_show)
+
+    check = sub.add_parser("check", help="verify that the index matches the files",
+                           description="Finish interrupted writes, then compare the index "
+                                       "with the .dry files. Exit status 1 when they differ.")
+    check.add_argument("directory", metavar="DIR")
+    check.add_argument("--json", action="store_true", help="print JSON for machines")
+    check.set_defaults(run=run_check)
+
+    reindex = sub.add_parser("reindex", help="rebuild the index from the .dry files")
+    reindex.add_argument("directory", metavar="DIR")
+    reindex.set_defaults(run=run_reindex)
+
+
+def _open(directory: str) -> Any:
+    from dryml.repo import Repo
+
+    return Repo(directory)
+
+
+def parse_where(items: list[str]) -> tuple[dict[str, Any], dict[str, Any], dict[int, Any]]:
+    """``--where`` items as (metadata filters, kwargs matchers, args matchers)."""
+    from dryml.errors import RepoError
+
+    meta: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {}
+    args: dict[int, Any] = {}
+    for item in items:
+        op = next((o for o in _OPS if o in item), None)
+        if op is None:
+            raise RepoError(f"--where {item!r}: expected KEY=VALUE (or != >= <= > <)")
+        key, _, text = item.partition(op)
+        matcher = _matcher(op, _value(text.strip()))
+        key = key.strip()
+        if key.startswith("kwargs."):
+            kwargs[key[len("kwargs."):]] = matcher
+        elif key.startswith("args.") and key[5:].isdigit():
+            args[int(key[5:])] = matcher
+        else:
+            meta[key] = matcher
+    return meta, kwargs, args
+
+
+def _value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _matcher(op: str, value: Any) -> Any:
+    from dryml.repo import Not, Range
+    from dryml.repo._match import AllOf
+
+    if op == "=":
+        return value
+    if op == "!=":
+        return Not(value)
+    if op in (">=", ">"):
+        rng = Range(lo=value)
+    else:
+        rng = Range(hi=value)
+    return rng if len(op) == 2 else AllOf(rng, Not(value))
+
+
+def run_ls(args: argparse.Namespace) -> int:
+    """List objects as a table (or JSON)."""
+    from dryml.cli._text import human_size, table
+    from dryml.repo import Selector
+    from dryml.repo._match import to_matcher
+
+    meta, kwargs, positional = parse_where(args.where)
+    selector = None
+    if args.cls or kwargs or positional:
+        count = max(positional) + 1 if positional else 0
+        arg_list = [positional.get(i, to_matcher(lambda _: True)) for i in range(count)]
+        selector = Selector(args.cls, args=arg_list, kwargs=kwargs)
+    repo = _open(args.directory)
+    entries = repo.entries(selector, where=meta or None, order_by=args.order_by,
+                           descending=args.desc, limit=args.limit)
+    if args.json:
+        json.dump(entries, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    rows = [[e["dry_id"], e["class"].rpartition(":")[2], _arguments(e["definition"]),
+             human_size(e["size"]), json.dumps(e["metadata"]) if e["metadata"] else ""]
+            for e in entries]
+    sys.stdout.write(table(["DRY_ID", "CLASS", "ARGUMENTS", "SIZE", "METADATA"], rows) + "\n")
+    sys.stdout.write(f"{len(entries)} object(s)\n")
+    return 0
+
+
+def _arguments(definition: dict[str, Any], width: int = 50) -> str:
+    parts = [_short(v) for v in definition.get("dry_args", [])]
+    parts += [f"{k}={_short(v)}" for k, v in definition.get("dry_kwargs", {}).items()
+              if k != "dry_id"]
+    text = ", ".join(parts)
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, dict) and value.get("__dry__") == "def":
+        return str(value.get("cls", "?")).rpartition(":")[2] + "(...)"
+    if isinstance(value, dict) and value.get("__dry__") == "class":
+        return str(value.get("path", "?")).rpartition(":")[2]
+    return json.dumps(value)
+
+
+def run_show(args: argparse.Namespace) -> int:
+    """Show one object's index entry."""
+    import datetime
+
+    entry = _open(args.directory).info(args.dry_id)
+    if args.json:
+        json.dump(entry, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    created = datetime.datetime.fromtimestamp(entry["created"], datetime.timezone.utc)
+    out = [f"dry_id:     {entry['dry_id']}", f"class:      {entry['class']}",
+           f"file:       {entry['file']} ({entry['size']} bytes)",
+           f"created:    {created.isoformat(timespec='seconds')}",
+           "metadata:   " + json.dumps(entry["metadata"], indent=2).replace("\n", "\n            "),
+           "definition: " + json.dumps(entry["definition"], indent=2).replace(
+               "\n", "\n            ")]
+    sys.stdout.write("\n".join(out) + "\n")
+    return 0
+
+
+def run_check(args: argparse.Namespace) -> int:
+    """Check the index against the files; 1 when they differ."""
+    import attrs
+
+    report = _open(args.directory).check()
+    if args.json:
+        json.dump({**attrs.asdict(report), "ok": report.ok}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(report.format() + "\n")
+    return 0 if report.ok else 1
+
+
+def run_reindex(args: argparse.Namespace) -> int:
+    """Rebuild the index from the files."""
+    report = _open(args.directory).reindex()
+    sys.stdout.write(f"indexed {report.indexed} object(s)\n")
+    for name, why in report.skipped:
+        sys.stdout.write(f"skipped {name}: {why}\n")
+    return 0
