@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import attrs
+import numpy as np
 import tensorflow as tf
 
 from dryml.data import Dataset, NumpyDataset
@@ -34,8 +35,9 @@ def _one_arg(fn: Callable[[Any], Any]) -> Callable[..., Any]:
 
 
 def to_numpy_leaf(leaf: Any) -> Any:
-    """An eager tensor as a numpy array (shares CPU memory where TensorFlow allows)."""
-    return leaf.numpy() if hasattr(leaf, "numpy") else leaf
+    """A tensor as a numpy array: a read-only view of a CPU tensor's memory (``.numpy()``
+    would copy), a copy to the host for device tensors."""
+    return np.asarray(leaf) if isinstance(leaf, tf.Tensor) else leaf
 
 
 class TFDataset(Dataset):

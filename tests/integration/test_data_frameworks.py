@@ -1,0 +1,74 @@
+"""dryml.data across numpy, TensorFlow and PyTorch: the issue's example as a doctest, and
+conversions between the frameworks (DLPack between tf and torch)."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import os
+
+import numpy as np
+import pytest
+
+
+def _need(name: str):
+    if os.environ.get("DRYML_REQUIRE_BACKENDS"):
+        return importlib.import_module(name)
+    return pytest.importorskip(name)
+
+
+tf = _need("tensorflow")
+torch = _need("torch")
+
+from dryml.data import NumpyDataset  # noqa: E402
+
+ISSUE_EXAMPLE = """
+>>> data = np.random.random((32, 10, 10))
+>>> from dryml.data import NumpyDataset
+>>> ds = NumpyDataset(data)
+>>> ds.peek().shape
+(32, 10, 10)
+>>> type(ds.tf().unbatch().peek())
+<class 'tensorflow.python.framework.ops.EagerTensor'>
+>>> ds.tf().peek().shape
+TensorShape([32, 10, 10])
+>>> ds.tf().unbatch().peek().shape
+TensorShape([10, 10])
+>>> type(ds.torch().peek())
+<class 'torch.Tensor'>
+"""
+
+
+def test_issue_example_as_a_doctest() -> None:
+    test = doctest.DocTestParser().get_doctest(ISSUE_EXAMPLE, {"np": np}, "issue-5", None, 0)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    runner.run(test)
+    result = runner.summarize(verbose=False)
+    assert result.attempted == 8 and result.failed == 0
+
+
+def test_tf_leaves_reach_torch_and_numpy_without_copy() -> None:
+    from dryml_tf.data import to_numpy_leaf
+    from dryml_torch._data_adapter import to_torch_leaf
+
+    x = np.arange(12, dtype=np.float32).reshape(6, 2)
+    tf_ds = NumpyDataset(x, batch_size=3).tf()
+    assert tf_ds.torch().peek().tolist() == tf_ds.peek().numpy().tolist()
+    tensor = tf_ds.peek()
+    as_torch, as_numpy = to_torch_leaf(tensor), to_numpy_leaf(tensor)
+    assert isinstance(as_torch, torch.Tensor) and isinstance(as_numpy, np.ndarray)
+    assert as_torch.data_ptr() == as_numpy.ctypes.data  # both views of TensorFlow's buffer
+
+
+def test_torch_to_tf_and_back_keeps_values_dtypes_and_structure() -> None:
+    from dryml.data.torch import TorchDataset
+
+    base = torch.utils.data.TensorDataset(torch.arange(10.0).reshape(5, 2), torch.arange(5))
+    ds = TorchDataset(base, supervised=True).batch(2)
+    as_tf = ds.tf()
+    assert as_tf.supervised and as_tf.batch_size == 2 and len(as_tf) == 3
+    back = as_tf.torch().collect()
+    for (bx, by), (ox, oy) in zip(back, ds.collect()):
+        assert bx.dtype == ox.dtype and by.dtype == oy.dtype
+        assert torch.equal(bx, ox) and torch.equal(by, oy)
+    assert [int(b[1].shape[0]) for b in as_tf.numpy()] == [2, 2, 1]

@@ -1,0 +1,106 @@
+"""dryml-tf's TFDataset and ``ds.tf()`` (one module: importing TensorFlow is slow)."""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+import numpy as np
+import pytest
+
+if os.environ.get("DRYML_REQUIRE_BACKENDS"):
+    tf = importlib.import_module("tensorflow")
+else:
+    tf = pytest.importorskip("tensorflow")
+
+from dryml.data import NumpyDataset  # noqa: E402
+from dryml.errors import DatasetError  # noqa: E402
+
+
+def xy(n: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    return np.arange(n * 2, dtype=np.float32).reshape(n, 2), np.arange(n, dtype=np.int64)
+
+
+def test_seed_import_path_and_issue_example() -> None:
+    from dryml.data.tf import TFDataset
+    from dryml_tf.data import TFDataset as Direct
+
+    assert TFDataset is Direct
+    ds = NumpyDataset(np.random.random((32, 10, 10)))
+    assert isinstance(ds.tf(), TFDataset)
+    assert ds.tf().peek().shape == tf.TensorShape([32, 10, 10])
+    assert ds.tf().unbatch().peek().shape == tf.TensorShape([10, 10])
+    assert len(ds.tf()) == 1 and len(ds.tf().unbatch()) == 32
+
+
+@pytest.mark.parametrize("in_memory", [True, False])
+@pytest.mark.parametrize("batch", [None, 3])
+def test_round_trip_numpy_tf_numpy(in_memory: bool, batch: int | None) -> None:
+    x, y = xy(7)
+    flags = (y % 2 == 0)
+    if in_memory:
+        ds = NumpyDataset(({"x": x, "flag": flags}, y), supervised=True).unbatch()
+    else:
+        items = [({"x": x[i], "flag": flags[i]}, y[i]) for i in range(7)]
+        ds = NumpyDataset(lambda: iter(items), supervised=True)
+    ds = ds.batch(batch) if batch else ds
+    back = ds.tf().numpy()
+    assert back.supervised and back.batch_size == batch
+    got, want = back.collect(), ds.collect()
+    assert len(got) == len(want)
+    for (gx, gy), (wx, wy) in zip(got, want):
+        assert set(gx) == {"x", "flag"}
+        for g, w in ((gx["x"], wx["x"]), (gx["flag"], wx["flag"]), (gy, wy)):
+            g, w = np.asarray(g), np.asarray(w)
+            assert g.dtype == w.dtype and g.shape == w.shape
+            np.testing.assert_array_equal(g, w)
+
+
+def test_operations_delegate_to_tf_data() -> None:
+    from dryml.data.tf import TFDataset
+
+    x, y = xy(10)
+    ds = TFDataset(tf.data.Dataset.from_tensor_slices((x, y)), supervised=True)
+    assert len(ds) == 10 and ds.supervised
+    batched = ds.batch(4)
+    assert [int(b[1].shape[0]) for b in batched] == [4, 4, 2] and len(batched) == 3
+    assert len(ds.batch(4, drop_remainder=True)) == 2
+    assert [int(v) for _, v in batched.unbatch().skip(8)] == [8, 9]
+    assert [int(v) for _, v in ds.take(2)] == [0, 1]
+    # map hands the function the element itself, (x, y) here, not unpacked arguments
+    doubled = ds.map(lambda el: (el[0] * 2, el[1]))
+    assert doubled.peek()[0].numpy().tolist() == [0.0, 2.0]
+    assert NumpyDataset(x).unbatch().tf().map(lambda v: v + 1).peek().numpy().tolist() == [1, 2]
+    assert batched.map(lambda el: (el[0], el[1] * 10)).peek()[1].numpy().tolist() == [0, 10,
+                                                                                      20, 30]
+    assert batched.apply_y(lambda v: -v).peek()[1].numpy().tolist() == [0, -1, -2, -3]
+    assert batched.map_batches(lambda el: el[1]).peek().numpy().tolist() == [0, 1, 2, 3]
+    indexed = batched.as_indexed(5)
+    i, (_, yb) = indexed.peek()
+    assert i.numpy().tolist() == [5, 6, 7, 8] and indexed.indexed
+    assert indexed.as_not_indexed().as_not_supervised().peek().shape == (4, 2)
+    assert isinstance(ds.prefetch().tf_data, tf.data.Dataset)
+
+
+def test_seeded_shuffle_is_a_reproducible_permutation() -> None:
+    from dryml.data.tf import TFDataset
+
+    ds = TFDataset(tf.data.Dataset.range(50)).batch(8)
+    shuffled = ds.shuffle(seed=7)
+    order = [int(v) for b in shuffled for v in b]
+    assert sorted(order) == list(range(50)) and order != list(range(50))
+    assert [int(v) for b in shuffled for v in b] == order
+    assert [len(b) for b in shuffled][:2] == [8, 8]
+
+
+def test_bad_input() -> None:
+    from dryml.data.tf import TFDataset
+
+    with pytest.raises(DatasetError, match="needs a tf.data.Dataset"):
+        TFDataset(np.zeros(3))
+    with pytest.raises(DatasetError, match=r"\(x, y\)"):
+        TFDataset(tf.data.Dataset.range(3), supervised=True)
+    with pytest.raises(DatasetError, match=r"batch\(batch_size\) must be >= 1"):
+        TFDataset(tf.data.Dataset.range(3)).batch(0)
+    with pytest.raises(DatasetError, match=r"take\(n\) must be >= 0"):
+        TFDataset(tf.data.Dataset.range(3)).take(-1)

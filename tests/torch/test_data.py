@@ -1,0 +1,131 @@
+"""dryml-torch's TorchDataset and ``ds.torch()``: sharing memory, round trips, DataLoader."""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+import numpy as np
+import pytest
+
+if os.environ.get("DRYML_REQUIRE_BACKENDS"):
+    torch = importlib.import_module("torch")
+else:
+    torch = pytest.importorskip("torch")
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.extra import numpy as hnp  # noqa: E402
+from torch.utils.data import DataLoader, IterableDataset, TensorDataset  # noqa: E402
+
+from dryml.data import NumpyDataset  # noqa: E402
+from dryml.errors import DatasetError  # noqa: E402
+
+
+def test_seed_import_path_and_backend_class() -> None:
+    from dryml.data.torch import TorchDataset
+    from dryml_torch.data import TorchDataset as Direct
+
+    assert TorchDataset is Direct
+    assert isinstance(NumpyDataset(np.zeros(3)).torch(), TorchDataset)
+
+
+def test_numpy_to_torch_shares_memory() -> None:
+    x = np.zeros((8, 3), dtype=np.float32)
+    y = np.arange(8)
+    batch_x, batch_y = NumpyDataset((x, y), supervised=True, batch_size=4).torch().peek()
+    batch_x[0, 0] = 7.0
+    assert x[0, 0] == 7.0
+    assert np.shares_memory(batch_y.numpy(), y)
+    row = NumpyDataset(x).unbatch().torch().peek()
+    row[1] = 5.0
+    assert x[0, 1] == 5.0
+
+
+def test_torch_to_numpy_shares_cpu_memory() -> None:
+    from dryml_torch.data import TorchDataset
+
+    t = torch.zeros(6, 2)
+    arr = TorchDataset(TensorDataset(t)).numpy().peek()[0]
+    assert isinstance(arr, np.ndarray) and np.shares_memory(arr, t.numpy())
+
+
+dtypes = st.sampled_from([np.float32, np.float64, np.int32, np.int64, np.uint8, np.bool_])
+
+
+@settings(max_examples=25, deadline=None)
+@given(x=hnp.arrays(dtypes, hnp.array_shapes(min_dims=1, max_dims=3, max_side=5)),
+       batch=st.one_of(st.none(), st.integers(1, 4)))
+def test_round_trip_numpy_torch_numpy(x: np.ndarray, batch: int | None) -> None:
+    y = np.arange(len(x))
+    ds = NumpyDataset(({"x": x, "flag": y % 2 == 0}, y), supervised=True, batch_size=batch)
+    ds = ds if batch else ds.unbatch()
+    back = ds.torch().numpy().collect()
+    for (bx, by), (ox, oy) in zip(back, ds.collect()):
+        assert set(bx) == {"x", "flag"}
+        for got, want in ((bx["x"], ox["x"]), (bx["flag"], ox["flag"]), (by, oy)):
+            got, want = np.asarray(got), np.asarray(want)
+            assert got.dtype == want.dtype and got.shape == want.shape
+            np.testing.assert_array_equal(got, want)
+    assert len(back) == len(ds.collect())
+
+
+def test_wraps_torch_datasets_and_loaders() -> None:
+    from dryml.data.torch import TorchDataset
+
+    base = TensorDataset(torch.arange(10.0).reshape(5, 2), torch.arange(5))
+    ds = TorchDataset(base, supervised=True)
+    assert len(ds) == 5 and not ds.batched
+    assert [b[1].tolist() for b in ds.batch(2)] == [[0, 1], [2, 3], [4]]
+    loader = TorchDataset(DataLoader(base, batch_size=2), supervised=True)
+    assert loader.batch_size == 2 and len(loader) == 3
+    x, y = loader.peek()  # DataLoader collates into lists; elements are tuples again
+    assert isinstance(loader.peek(), tuple) and x.shape == (2, 2)
+    assert [int(v) for _, v in loader.unbatch()] == [0, 1, 2, 3, 4]
+
+    class Stream(IterableDataset):
+        def __iter__(self):
+            return iter(torch.arange(4))
+
+    stream = TorchDataset(Stream())
+    assert [int(v) for v in stream.shuffle(seed=1)] != [] and stream.count() == 4
+    assert sorted(int(v) for v in stream.shuffle(seed=1)) == [0, 1, 2, 3]
+
+
+def test_generic_operations_stay_in_torch() -> None:
+    from dryml.data.torch import TorchDataset
+
+    ds = TorchDataset(TensorDataset(torch.arange(6.0)))
+    batched = ds.map(lambda el: el[0] * 2).batch(4).as_indexed(10)
+    idx, values = batched.peek()
+    assert isinstance(idx, torch.Tensor) and idx.tolist() == [10, 11, 12, 13]
+    assert values.tolist() == [0.0, 2.0, 4.0, 6.0]
+    assert [v.tolist() for v in batched.as_not_indexed()] == [[0, 2, 4, 6], [8, 10]]
+
+
+def test_torch_result_works_in_a_dataloader() -> None:
+    x = np.arange(20, dtype=np.float32).reshape(10, 2)
+    y = np.arange(10)
+    batched = NumpyDataset((x, y), supervised=True, batch_size=4).torch()
+    got = [yb.tolist() for _, yb in DataLoader(batched, batch_size=None)]
+    assert got == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    examples = NumpyDataset((x, y), supervised=True).unbatch().torch()
+    got = [yb.tolist() for _, yb in DataLoader(examples, batch_size=5)]
+    assert got == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]
+    # two workers split the examples instead of each reading all of them
+    workers = DataLoader(examples, batch_size=None, num_workers=2)
+    assert sorted(int(yb) for _, yb in workers) == list(range(10))
+
+
+def test_bad_input() -> None:
+    from dryml.data.torch import TorchDataset
+
+    with pytest.raises(DatasetError, match="one-shot iterator"):
+        TorchDataset(iter([torch.zeros(2)]))
+    with pytest.raises(DatasetError, match="ds.torch()"):
+        TorchDataset(NumpyDataset(np.zeros(2)))
+    with pytest.raises(DatasetError, match="cannot read"):
+        TorchDataset(3)
+    ragged = TorchDataset([torch.zeros(2), torch.zeros(3)])
+    with pytest.raises(DatasetError, match="ragged elements"):
+        ragged.batch(2).collect()
