@@ -10,6 +10,8 @@ the torch dtype recorded beside them. Nothing is pickled: no ``torch.save``/``to
 from __future__ import annotations
 
 import base64
+import functools
+import importlib.metadata
 import re
 import warnings
 import weakref
@@ -172,6 +174,15 @@ _noted: weakref.WeakSet[Any] = weakref.WeakSet()
 _checked: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
+@functools.cache
+def _plugin_version() -> str:
+    """This package's installed version (a metadata lookup costs ~1 ms: done once)."""
+    try:
+        return importlib.metadata.version(PACKAGE)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def note_versions(writer: Any) -> None:
     """Record dryml-torch's and torch's versions in the file being written (once)."""
     try:
@@ -180,7 +191,8 @@ def note_versions(writer: Any) -> None:
         _noted.add(writer)
     except TypeError:  # not weak-referenceable: record every time
         pass
-    writer.record_version(PACKAGE, framework=("torch", torch.__version__.split("+")[0]))
+    writer.record_version(PACKAGE, _plugin_version(),
+                          framework=("torch", torch.__version__.split("+")[0]))
 
 
 def check_versions(reader: Any) -> None:

@@ -11,6 +11,8 @@ new, equivalent object whose predictions are bit-identical. Nothing is pickled.
 from __future__ import annotations
 
 import base64
+import functools
+import importlib.metadata
 import math
 import warnings
 import weakref
@@ -39,8 +41,17 @@ def _version() -> str:
     return str(xgboost.__version__)
 
 
+@functools.cache
+def _plugin_version() -> str:
+    """This package's installed version (a metadata lookup costs ~1 ms: done once)."""
+    try:
+        return importlib.metadata.version(PACKAGE)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def _note_versions(writer: Any) -> None:
-    writer.record_version(PACKAGE, framework=("xgboost", _version()))
+    writer.record_version(PACKAGE, _plugin_version(), framework=("xgboost", _version()))
 
 
 def _check_versions(reader: Any) -> None:
