@@ -123,6 +123,9 @@ class DuplicateObjectError(RepoError):
 class ObjectNotFoundError(RepoError, KeyError):
     """No object in the repository matches the id or selector given."""
 
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
 
 class DrymlWarning(UserWarning):
     """Root of every warning dryml emits."""

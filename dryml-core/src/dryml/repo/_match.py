@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from dryml._encoding import TAG, Encoder
 from dryml._trust import class_path
 
-__all__ = ["In", "Matcher", "MatchContext", "Not", "Range", "to_matcher"]
+__all__ = ["AllOf", "In", "Matcher", "MatchContext", "Not", "Range", "to_matcher"]
 
 SQL = tuple[str, list[Any]]
 
@@ -240,6 +240,27 @@ class Not(Matcher):
 
     def __repr__(self) -> str:
         return f"Not({self.inner!r})"
+
+
+class AllOf(Matcher):
+    """Matches when every one of ``matchers`` does (used by the command line's ``>`` and
+    ``<``: ``AllOf(Range(lo=1), Not(1))``)."""
+
+    def __init__(self, *matchers: Any) -> None:
+        self.parts = [to_matcher(m) for m in matchers]
+
+    def match(self, value: Any, ctx: MatchContext) -> bool:
+        return all(m.match(value, ctx) for m in self.parts)
+
+    def kv_sql(self) -> SQL | None:
+        parts = [m.kv_sql() for m in self.parts]
+        if any(p is None for p in parts) or not parts:
+            return None
+        return ("(" + " AND ".join(p[0] for p in parts) + ")",  # type: ignore[index]
+                [x for p in parts for x in p[1]])  # type: ignore[index]
+
+    def __repr__(self) -> str:
+        return f"AllOf({', '.join(map(repr, self.parts))})"
 
 
 def to_matcher(value: Any) -> Matcher:

@@ -231,11 +231,18 @@ class Repo:
         """What the index holds about one object: id, class, file, size, created,
         definition (JSON) and metadata."""
         dry_id = self._one_id(target)
-        row = self._index.query("SELECT id, cls, file, size, created, definition, metadata "
-                                "FROM objects WHERE id = ?", [dry_id])[0]
-        return {"dry_id": row[0], "class": row[1], "file": row[2], "size": row[3],
-                "created": row[4], "definition": json.loads(row[5]),
-                "metadata": json.loads(row[6])}
+        rows = self._index.query(f"SELECT {_FULL} FROM objects o WHERE id = ?", [dry_id])
+        if not rows:
+            raise ObjectNotFoundError(f"no object {dry_id!r} in {self.directory}")
+        return _entry(rows[0])
+
+    def entries(self, target: Target = None, *, where: dict[str, Any] | None = None,
+                order_by: str | None = None, descending: bool = False,
+                limit: int | None = None) -> list[dict[str, Any]]:
+        """What :meth:`info` says about every selected object, straight from the index (no
+        class is imported, no file is read)."""
+        rows = self._select(target, where, order_by, descending, limit, full=True)
+        return [_entry(r) for r in rows]
 
     def apply(self, fn: Callable[..., Any], target: Target = None, *,
               where: dict[str, Any] | None = None, order_by: str | None = None,
@@ -335,14 +342,14 @@ class Repo:
         raise RepoError(f"expected a dry_id or an Object, got {target!r}")
 
     def _select(self, target: Target, where: dict[str, Any] | None, order_by: str | None,
-                descending: bool, limit: int | None) -> list[tuple[Any, ...]]:
+                descending: bool, limit: int | None, full: bool = False
+                ) -> list[tuple[Any, ...]]:
         selector = as_selector(target, self.trust)
         exact_ids = target_ids(target)
-        if exact_ids is not None and where is None and order_by is None:
+        if exact_ids is not None and where is None and order_by is None and not full:
             return self._by_ids(exact_ids, limit)
         plan = plan_query(selector, where, order_by, descending, limit,
-                          "o.id, o.cls, o.file, o.definition, o.metadata"
-                          if selector is not None or where else "o.id, o.cls, o.file")
+                          _FULL if full or selector is not None or where else "o.id, o.cls, o.file")
         rows: list[tuple[Any, ...]] = []
         for sql, params in plan.queries:
             rows += self._index.query(sql, params)
@@ -376,6 +383,14 @@ class Repo:
 
     def _class_mros(self) -> dict[str, list[str]]:
         return {p: json.loads(m) for p, m in self._index.query("SELECT path, mro FROM classes")}
+
+
+_FULL = "o.id, o.cls, o.file, o.definition, o.metadata, o.size, o.created"
+
+
+def _entry(row: tuple[Any, ...]) -> dict[str, Any]:
+    return {"dry_id": row[0], "class": row[1], "file": row[2], "size": row[5],
+            "created": row[6], "definition": json.loads(row[3]), "metadata": json.loads(row[4])}
 
 
 class _IndexContext:
