@@ -61,9 +61,8 @@ def model_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path,
     (root / "dp_models.py").write_text(MODELS)
     sys.path.insert(0, str(root))
     try:
-        import numpy as np
-
         import dp_models  # type: ignore[import-not-found]
+        import numpy as np
 
         shared = dp_models.Leaf(np.arange(3, dtype=np.int64))
         big = dp_models.Leaf(np.ones((64, 32), dtype=np.float64))

@@ -263,7 +263,10 @@ def _class_trust(policy: TrustPolicy, path: str, used_as: str) -> tuple[bool, st
     module, _, name = path.partition(":")
     if used_as == "argument class" and module == "builtins" and name in _INERT_BUILTINS:
         return True, "an inert builtin type"
-    return policy.explain(path)
+    trusted, reason = policy.explain(path)
+    if not trusted and module == "__main__":
+        reason = "from a script (__main__): loads only in a script that defines it"
+    return trusted, reason
 
 
 def _scan_node(node: NodeRecord, classes_of: dict[str, str], members: dict[str, str]
