@@ -64,11 +64,11 @@ class Repo:
 
     # -- adding -------------------------------------------------------------------------------
     def add_object(self, obj: Object, *, metadata: dict[str, Any] | None = None,
-                   replace: bool = False) -> str:
-        """Save ``obj`` (with the Objects nested in it, once each) and index it; returns its
-        ``dry_id``. ``metadata`` is any JSON dict kept in the index and queryable. An id that
-        is already in the repository is an error unless ``replace=True``."""
-        return self.add_objects([obj], metadata=metadata, replace=replace)[0]
+                   replace: bool = False) -> None:
+        """Save ``obj`` (with the Objects nested in it, once each) and index it.
+        ``metadata`` is any JSON dict kept in the index and queryable. An id that is already
+        in the repository is an error unless ``replace=True``."""
+        self.add_objects([obj], metadata=metadata, replace=replace)
 
     def add_objects(self, objs: Iterable[Object], *, metadata: dict[str, Any] | None = None,
                     replace: bool = False) -> list[str]:
