@@ -84,7 +84,7 @@ def _tf_pair(x: np.ndarray, y: np.ndarray) -> tuple[Callable[[], int], Callable[
 def _element_pair(x: np.ndarray, y: np.ndarray) -> tuple[Callable[[], int], Callable[[], int]]:
     def plain() -> int:
         seen = 0
-        for _xi, _yi in zip(x, y):
+        for _xi, _yi in zip(x, y, strict=True):
             seen += 1
         return seen
 

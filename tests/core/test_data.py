@@ -133,7 +133,7 @@ def test_apply_x_y_and_supervision() -> None:
 def test_indexing() -> None:
     x, y = xy(5)
     ds = NumpyDataset((x, y), supervised=True).unbatch().as_indexed(start=100)
-    i, (xi, yi) = ds.peek()
+    i, (_, yi) = ds.peek()
     assert (int(i), int(yi)) == (100, 0) and ds.indexed
     assert [int(i) for i, _ in ds.skip(3)] == [103, 104]
     batched = NumpyDataset((x, y), supervised=True, batch_size=2).as_indexed()

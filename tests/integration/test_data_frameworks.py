@@ -68,7 +68,7 @@ def test_torch_to_tf_and_back_keeps_values_dtypes_and_structure() -> None:
     as_tf = ds.tf()
     assert as_tf.supervised and as_tf.batch_size == 2 and len(as_tf) == 3
     back = as_tf.torch().collect()
-    for (bx, by), (ox, oy) in zip(back, ds.collect()):
+    for (bx, by), (ox, oy) in zip(back, ds.collect(), strict=True):
         assert bx.dtype == ox.dtype and by.dtype == oy.dtype
         assert torch.equal(bx, ox) and torch.equal(by, oy)
     assert [int(b[1].shape[0]) for b in as_tf.numpy()] == [2, 2, 1]

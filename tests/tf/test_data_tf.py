@@ -48,7 +48,7 @@ def test_round_trip_numpy_tf_numpy(in_memory: bool, batch: int | None) -> None:
     assert back.supervised and back.batch_size == batch
     got, want = back.collect(), ds.collect()
     assert len(got) == len(want)
-    for (gx, gy), (wx, wy) in zip(got, want):
+    for (gx, gy), (wx, wy) in zip(got, want, strict=True):
         assert set(gx) == {"x", "flag"}
         for g, w in ((gx["x"], wx["x"]), (gx["flag"], wx["flag"]), (gy, wy)):
             g, w = np.asarray(g), np.asarray(w)
@@ -76,7 +76,7 @@ def test_operations_delegate_to_tf_data() -> None:
     assert batched.apply_y(lambda v: -v).peek()[1].numpy().tolist() == [0, -1, -2, -3]
     assert batched.map_batches(lambda el: el[1]).peek().numpy().tolist() == [0, 1, 2, 3]
     indexed = batched.as_indexed(5)
-    i, (_, yb) = indexed.peek()
+    i, _ = indexed.peek()
     assert i.numpy().tolist() == [5, 6, 7, 8] and indexed.indexed
     assert indexed.as_not_indexed().as_not_supervised().peek().shape == (4, 2)
     assert isinstance(ds.prefetch().tf_data, tf.data.Dataset)

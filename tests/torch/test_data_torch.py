@@ -61,7 +61,7 @@ def test_round_trip_numpy_torch_numpy(x: np.ndarray, batch: int | None) -> None:
     ds = NumpyDataset(({"x": x, "flag": y % 2 == 0}, y), supervised=True, batch_size=batch)
     ds = ds if batch else ds.unbatch()
     back = ds.torch().numpy().collect()
-    for (bx, by), (ox, oy) in zip(back, ds.collect()):
+    for (bx, by), (ox, oy) in zip(back, ds.collect(), strict=True):
         assert set(bx) == {"x", "flag"}
         for got, want in ((bx["x"], ox["x"]), (bx["flag"], ox["flag"]), (by, oy)):
             got, want = np.asarray(got), np.asarray(want)
@@ -79,7 +79,7 @@ def test_wraps_torch_datasets_and_loaders() -> None:
     assert [b[1].tolist() for b in ds.batch(2)] == [[0, 1], [2, 3], [4]]
     loader = TorchDataset(DataLoader(base, batch_size=2), supervised=True)
     assert loader.batch_size == 2 and len(loader) == 3
-    x, y = loader.peek()  # DataLoader collates into lists; elements are tuples again
+    x, _ = loader.peek()  # DataLoader collates into lists; elements are tuples again
     assert isinstance(loader.peek(), tuple) and x.shape == (2, 2)
     assert [int(v) for _, v in loader.unbatch()] == [0, 1, 2, 3, 4]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import os
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from dryml.errors import (
     UntrustedClassError,
 )
 from dryml.format import read_manifest
-from dryml.testing.serializers import rewrite_frameworks
+from dryml.testing.serializers import rewrite_frameworks, rewrite_manifest
 
 if not os.environ.get("DRYML_REQUIRE_BACKENDS"):
     pytest.importorskip("torch")
@@ -135,20 +134,7 @@ def test_dtype_device_size_arguments_and_definitions() -> None:
 
 def _edit_nodes(data: bytes, edit: Any) -> bytes:
     """Rewrite the manifest's object nodes (keeping a valid manifest checksum)."""
-    import xxhash
-    import zstandard
-
-    from dryml.format._container import _TRAILER, ContainerReader
-
-    reader = ContainerReader(io.BytesIO(data))
-    manifest = reader.manifest
-    edit(manifest["objects"])
-    raw = json.dumps(manifest).encode()
-    stored = zstandard.ZstdCompressor().compress(raw)
-    offset = reader.manifest_end
-    return data[:offset] + stored + _TRAILER.pack(
-        offset, len(stored), len(raw), xxhash.xxh3_64_intdigest(stored), reader.version, 0,
-        b"DRYMLEND")
+    return rewrite_manifest(data, lambda manifest: edit(manifest["objects"]))
 
 
 def test_a_tensor_saved_from_cuda_loads_on_cpu() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from dryml.errors import BackendUnavailableError
 from dryml.records import load_ref
@@ -61,7 +61,7 @@ class _NumpyAdapter:
         return NumpyDataset._generic(lambda: ds._iter_converted(convert), ds._meta)
 
 
-def adapter(framework: str) -> Any:
+def adapter(framework: str) -> DatasetAdapter:
     """The adapter for ``framework``; :class:`BackendUnavailableError` naming the package to
     install when no installed backend registers one, or when its framework cannot be imported."""
     if framework == "numpy":
@@ -72,7 +72,8 @@ def adapter(framework: str) -> Any:
         if record.framework != framework:
             continue
         try:
-            return load_ref(record.impl)
+            found: DatasetAdapter = load_ref(record.impl)
+            return found
         except ImportError as exc:
             raise BackendUnavailableError(
                 f"converting a Dataset to {framework} needs {record.package} and its framework, "

@@ -69,7 +69,8 @@ class Dataset(abc.ABC):
 
     def _rows(self, leaf: Any) -> Iterable[Any]:
         """The examples of one batch leaf, in order."""
-        return iter(leaf)
+        rows: Iterable[Any] = iter(leaf)
+        return rows
 
     def _index_batch(self, start: int, n: int) -> Any:
         """The index leaf of a batch of ``n`` examples starting at ``start``."""

@@ -85,7 +85,7 @@ def batcher(
                 check_same(first, td, f"element {pos + k}")
             flat.append(lv)
         try:
-            cols = [stack(list(col)) for col in zip(*flat)]
+            cols = [stack(list(col)) for col in zip(*flat, strict=True)]
         except (ValueError, RuntimeError, TypeError) as exc:
             raise DatasetError(
                 f"ragged elements: elements {pos}..{pos + len(chunk) - 1} cannot be stacked into "
@@ -123,7 +123,7 @@ def unbatcher(it: Iterable[Any], rows: Callable[[Any], Iterable[Any]]) -> Iterat
             raise DatasetError(
                 f"cannot unbatch: the leaves of one batch have different lengths {sorted(sizes)}."
             )
-        zipped = zip(*[rows(leaf) for leaf in lv])
+        zipped = zip(*[rows(leaf) for leaf in lv], strict=True)
         yield from (zipped if build is None else map(build, zipped))
 
 
@@ -138,12 +138,12 @@ def buffer_shuffle(
     """
     buf: list[Any] = []
     if buffer_size is not None:
-        draws = iter(())
+        draws: Iterator[int] = iter(())
         source = iter(it)
         for el in islice(source, buffer_size):
             buf.append(el)
         for el in source:
-            j = next(draws, None)
+            j: int | None = next(draws, None)
             if j is None:
                 draws = iter(rng.integers(0, len(buf), size=_CHUNK).tolist())
                 j = next(draws)

@@ -41,7 +41,8 @@ class TreeDef:
         if self.kind == "leaf":
             return "x"
         if self.kind == "dict":
-            inner = ", ".join(f"{k!r}: {c.describe()}" for k, c in zip(self.keys, self.children))
+            pairs = zip(self.keys, self.children, strict=True)
+            inner = ", ".join(f"{k!r}: {c.describe()}" for k, c in pairs)
             return "{" + inner + "}"
         return "(" + ", ".join(c.describe() for c in self.children) + ")"
 
@@ -100,7 +101,7 @@ def _expr(td: TreeDef, leaf_expr: Callable[[int], str], ns: dict[str, Any], pos:
             name = f"K{len(ns)}"
             ns[name] = k
             key_names.append(name)
-        body = "{" + ", ".join(f"{k}: {p}" for k, p in zip(key_names, parts)) + "}"
+        body = "{" + ", ".join(f"{k}: {p}" for k, p in zip(key_names, parts, strict=True)) + "}"
         if td.node_type is dict:
             return body
         name = f"T{len(ns)}"
@@ -115,7 +116,8 @@ def _expr(td: TreeDef, leaf_expr: Callable[[int], str], ns: dict[str, Any], pos:
 
 
 def _is_flat_tuple(td: TreeDef) -> bool:
-    return td.kind == "tuple" and td.node_type is tuple and all(c.kind == "leaf" for c in td.children)
+    flat = all(c.kind == "leaf" for c in td.children)
+    return td.kind == "tuple" and td.node_type is tuple and flat
 
 
 def compile_builder(td: TreeDef) -> Callable[[Sequence[Any]], Any] | None:
@@ -127,7 +129,8 @@ def compile_builder(td: TreeDef) -> Callable[[Sequence[Any]], Any] | None:
         return lambda flat: flat[0]
     ns: dict[str, Any] = {}
     code = "lambda a: " + _expr(td, lambda i: f"a[{i}]", ns, [0])
-    return eval(code, ns)  # noqa: S307 - code built only from the structure above
+    builder: Callable[[Sequence[Any]], Any] = eval(code, ns)  # noqa: S307 - from td only
+    return builder
 
 
 def compile_slicer(
@@ -142,7 +145,8 @@ def compile_slicer(
         return f"F{i}(L{i}[s])" if f"F{i}" in ns else f"L{i}[s]"
 
     code = "lambda s: " + _expr(td, leaf_expr, ns, [0])
-    return eval(code, ns)  # noqa: S307 - code built only from the structure above
+    slicer: Callable[[Any], Any] = eval(code, ns)  # noqa: S307 - built from td only
+    return slicer
 
 
 def map_structure(fn: Callable[[Any], Any], value: Any) -> Any:

@@ -62,7 +62,7 @@ def _list_table(items: list[Any]) -> Table:
         lv, other = flatten(item)
         if other != td:
             check_same(td, other, f"element {k}")
-        for col, leaf in zip(columns, lv):
+        for col, leaf in zip(columns, lv, strict=True):
             col.append(leaf)
     stacked = []
     for j, col in enumerate(columns):
@@ -258,12 +258,12 @@ class NumpyDataset(Dataset):
         if body_part is not None:
             offset += sum(c.num_leaves for c in td.children[:body_part])
             td = td.children[body_part]
-        picks = range(offset, offset + td.num_leaves)
+        picks = list(range(offset, offset + td.num_leaves))
         if self.indexed and "indexed" not in changes:  # keep the index in front
             itd = self._table.td.children[0]
             td = TreeDef("tuple", tuple, (), (itd, td), itd.num_leaves + td.num_leaves)
             picks = [*range(itd.num_leaves), *picks]
-        table = self._table.restructure(td, list(picks))
+        table = self._table.restructure(td, picks)
         return self._of_table(table, self._with(**changes))
 
     def as_not_indexed(self) -> Dataset:

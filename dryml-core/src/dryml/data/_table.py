@@ -8,7 +8,7 @@ with code specialised to the element's structure.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Union
+from typing import Any
 
 import attrs
 import numpy as np
@@ -18,7 +18,7 @@ from dryml.data._nest import TreeDef, compile_builder, compile_slicer
 
 __all__ = ["Positional", "Table"]
 
-Selection = Union[slice, np.ndarray]
+Selection = slice | np.ndarray
 
 
 @attrs.frozen
@@ -102,7 +102,7 @@ class Table:
 
     def resolve(self) -> tuple[Selection, list[Any]]:
         """The selected rows in order, and the columns with positional indices computed."""
-        cached = self._cache.get("resolved")
+        cached: tuple[Selection, list[Any]] | None = self._cache.get("resolved")
         if cached is not None:
             return cached
         sel: Selection = slice(0, self.n)
@@ -161,5 +161,5 @@ class Table:
         if self.td.kind == "leaf":
             return iter(picked[0])
         build = compile_builder(self.td)
-        zipped = zip(*picked)
+        zipped = zip(*picked, strict=True)
         return zipped if build is None else map(build, zipped)

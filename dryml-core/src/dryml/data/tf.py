@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["TFDataset"]
+__all__ = ["TFDataset"]  # noqa: F822 - resolved by __getattr__
 
 
 def __getattr__(name: str) -> Any:
