@@ -141,6 +141,16 @@ class SklearnModelSerializer:
             raise FormatError("an XGBoost model entry must hold its params")
         _check_versions(reader)
         cls = _model_class(meta.get("class"))
+        try:
+            return self._build(cls, meta, reader)
+        except ImportError as exc:
+            raise BackendUnavailableError(
+                f"loading an {cls.__name__} needs scikit-learn, which XGBoost's scikit-learn "
+                f"interface uses ({exc}): pip install 'dryml-xgboost[sklearn]'") from exc
+
+    @staticmethod
+    def _build(cls: type[xgboost.XGBModel], meta: dict[str, Any], reader: Any
+               ) -> xgboost.XGBModel:
         params = _decode(meta["params"])
         model = cls(**params)
         if meta.get("fitted") is True:
@@ -151,11 +161,6 @@ class SklearnModelSerializer:
             except xgboost.core.XGBoostError as exc:
                 raise FormatError(f"XGBoost could not read the model in the file: {exc}"
                                   ) from None
-            except ImportError as exc:
-                raise BackendUnavailableError(
-                    f"loading an {cls.__name__} needs scikit-learn, which XGBoost's "
-                    f"scikit-learn interface uses ({exc}): pip install 'dryml-xgboost[sklearn]'"
-                ) from exc
             if isinstance(meta.get("config"), str):
                 model.get_booster().load_config(meta["config"])
             for key in _RESET_AFTER_LOAD:

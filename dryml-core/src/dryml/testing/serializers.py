@@ -102,6 +102,8 @@ __all__ = [
     "check_inspect_without_framework",
     "check_round_trip",
     "check_version_skew",
+    "rewrite_frameworks",
+    "rewrite_manifest",
 ]
 
 #: Seconds a subprocess check may take (importing a framework is the slow part).
@@ -369,22 +371,35 @@ def check_inspect_without_framework(case: SerializerCase, tmp: Path) -> None:
             f"{result['frameworks']}")
 
 
-def rewrite_frameworks(data: bytes, frameworks: dict[str, str]) -> bytes:
-    """A copy of a ``.dry`` file whose manifest records other framework versions."""
+def rewrite_manifest(data: bytes, edit: Callable[[dict[str, Any]], None]) -> bytes:
+    """A copy of a ``.dry`` file whose manifest ``edit`` changed in place (members kept).
+
+    The new manifest gets a valid checksum, so a loader sees exactly the edited manifest:
+    useful to test what a file written elsewhere (another version, a CUDA machine) does.
+    """
     import xxhash
     import zstandard
 
     from dryml.format._container import _TRAILER, ContainerReader
 
     reader = ContainerReader(io.BytesIO(data))
-    manifest = dict(reader.manifest)
-    manifest["frameworks"] = {**manifest.get("frameworks", {}), **frameworks}
+    manifest = json.loads(json.dumps(reader.manifest))
+    edit(manifest)
     raw = json.dumps(manifest, separators=(",", ":")).encode()
     stored = zstandard.ZstdCompressor().compress(raw)
     offset = reader.manifest_end
     trailer = _TRAILER.pack(offset, len(stored), len(raw), xxhash.xxh3_64_intdigest(stored),
                             reader.version, 0, b"DRYMLEND")
     return data[:offset] + stored + trailer
+
+
+def rewrite_frameworks(data: bytes, frameworks: dict[str, str]) -> bytes:
+    """A copy of a ``.dry`` file whose manifest records other framework versions."""
+
+    def edit(manifest: dict[str, Any]) -> None:
+        manifest["frameworks"] = {**manifest.get("frameworks", {}), **frameworks}
+
+    return rewrite_manifest(data, edit)
 
 
 def _other_major(version: str) -> str:
