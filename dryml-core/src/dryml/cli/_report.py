@@ -164,7 +164,7 @@ class _Scan:
             return f"<ndarray {_dtype_name(data.get('dtype'))} {_shape(data.get('shape'))}>"
         if name == "numpy.scalar":
             return _numpy_scalar(data)
-        return f"<{name} from {value.get('package')}>"
+        return f"<{name} {self.summary(data, where, _MAX_DEPTH - 1)} from {value.get('package')}>"
 
     def _items(self, items: list[Any], where: str, depth: int) -> str:
         parts = [self.summary(v, where, depth + 1) for v in items[:_MAX_ITEMS]]
@@ -202,8 +202,8 @@ class _Scan:
         if isinstance(entry, dict) and "value" in entry:
             return self.summary(entry["value"], where)
         if isinstance(entry, dict) and "serializer" in entry:
-            self._collect(entry.get("meta"), where)
-            return f"<{entry['serializer']} from {entry.get('package')}>"
+            meta = self.summary(entry.get("meta"), where, _MAX_DEPTH - 1)
+            return f"<{entry['serializer']} {meta} from {entry.get('package')}>"
         return "<malformed entry>"
 
 
