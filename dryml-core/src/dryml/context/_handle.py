@@ -91,7 +91,8 @@ class WorkerHandle:
         """Whether the process still runs."""
         return self.proc.poll() is None
 
-    def _receive(self, timeout: float | None, doing: str) -> tuple[str, Any]:
+    def _receive(self, timeout: float | None, doing: str,
+                 limit: float | None = None) -> tuple[str, Any]:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -99,7 +100,7 @@ class WorkerHandle:
             if not events:
                 self.kill()
                 raise TimeoutError(
-                    f"the call took longer than call_timeout={timeout}s while {doing}; its "
+                    f"the call took longer than call_timeout={limit or timeout}s while {doing}; its "
                     f"worker (pid {self.pid}) was stopped and will be replaced")
             if any(key.data == "data" for key, _ in events):
                 try:
@@ -120,7 +121,19 @@ class WorkerHandle:
 
     def call(self, msg: dict[str, Any], timeout: float | None,
              on_nested: NestedHandler) -> dict[str, Any]:
-        """Send one call and wait for its reply, serving nested calls the worker forwards."""
+        """Send one call and wait for its reply, serving nested calls the worker forwards.
+
+        If anything interrupts the wait (Ctrl-C in the caller), the worker is killed: its state
+        is unknown and it must not answer the next call with this one's result.
+        """
+        try:
+            return self._call(msg, timeout, on_nested)
+        except BaseException:
+            self.kill()
+            raise
+
+    def _call(self, msg: dict[str, Any], timeout: float | None,
+              on_nested: NestedHandler) -> dict[str, Any]:
         try:
             self.channel.send_bytes(pickle.dumps(("call", msg), protocol=5))
         except ChannelClosed:
@@ -128,8 +141,7 @@ class WorkerHandle:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            kind, payload = self._receive(remaining if timeout is not None else None,
-                                          "running a call")
+            kind, payload = self._receive(remaining, "running a call", timeout)
             if kind == "reply":
                 return payload  # type: ignore[no-any-return]
             reply = on_nested(self, payload)

@@ -1,0 +1,156 @@
+"""Workers that crash, hang or lose their caller: the caller hears at once, nothing leaks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import dryml.context as ctx
+import dryml.errors
+from dryml.context import FakeGpuProvider, Resource, WorkerCrashedError, compute_context
+
+
+class FakeCpus:
+    def resources(self) -> list[Resource]:
+        return [Resource("cpu", i) for i in range(4)]
+
+
+@pytest.fixture(autouse=True)
+def fake_machine() -> Iterator[None]:
+    ctx.configure(providers=[FakeCpus(), FakeGpuProvider(1)], max_workers=3)
+    yield
+    ctx.configure()
+
+
+GPU = {"default": {"gpu/0": 1.0, "cpu/0": 0.5}}
+
+
+@compute_context(GPU)
+def pid() -> int:
+    return os.getpid()
+
+
+@compute_context(GPU)
+def die(how: str) -> None:
+    if how == "segfault":
+        import ctypes
+
+        ctypes.string_at(0)
+    elif how == "exit":
+        os._exit(3)
+    elif how == "sigkill":  # what the OOM killer does
+        os.kill(os.getpid(), signal.SIGKILL)
+    elif how == "hang":
+        time.sleep(120)
+
+
+def gone(worker_pid: int, within: float = 10.0) -> bool:
+    """True once ``worker_pid`` no longer runs (a zombie counts as gone)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{worker_pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+        if state in ("Z", "X"):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize(("how", "says"), [
+    ("segfault", "SIGSEGV"), ("exit", "exited with status 3"), ("sigkill", "SIGKILL"),
+])
+def test_a_dying_worker_raises_and_is_replaced(how: str, says: str) -> None:
+    before = pid()
+    with pytest.raises(WorkerCrashedError, match=says):
+        die(how)
+    assert gone(before)
+    assert before not in [w.pid for w in ctx.workers()]
+    after = pid()  # needs the whole GPU again: the dead worker's grant was released
+    assert after != before
+
+
+def test_call_timeout_stops_the_worker_and_raises_timeout_error() -> None:
+    before = pid()
+    with pytest.raises(TimeoutError, match="call_timeout=0.5"):
+        die("hang", call_timeout=0.5)
+    assert gone(before)
+    assert pid() != before
+
+
+def test_a_failing_worker_preparation_is_reported() -> None:
+    with pytest.raises(dryml.errors.BackendUnavailableError, match="nosuchframework"):
+        pid(call_context_reqs={"nosuchframework": {}})
+
+
+CALLER = textwrap.dedent("""
+    import os, sys, time
+    import dryml.context as ctx
+
+    @ctx.compute_context({'default': {'cpu/0': 0.5}})
+    def idle_pid():
+        return os.getpid()
+
+    @ctx.compute_context({'default': {'cpu/0': 0.25}})
+    def busy(path):
+        with open(path, 'w') as f:
+            f.write(str(os.getpid()))
+        time.sleep(120)
+
+    print(idle_pid(), flush=True)
+    busy(sys.argv[1])
+""")
+
+
+def _start_caller(tmp_path: Path) -> tuple[subprocess.Popen[str], list[int]]:
+    script = tmp_path / "caller.py"
+    script.write_text(CALLER)
+    marker = tmp_path / "busy_pid"
+    proc = subprocess.Popen([sys.executable, str(script), str(marker)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    idle = int(proc.stdout.readline())
+    deadline = time.monotonic() + 60
+    while not (marker.exists() and marker.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return proc, [idle, int(marker.read_text())]
+
+
+def test_ctrl_c_in_the_caller_stops_its_workers(tmp_path: Path) -> None:
+    proc, workers = _start_caller(tmp_path)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert "KeyboardInterrupt" in err
+    assert all(gone(w) for w in workers)
+
+
+def test_no_worker_outlives_a_killed_caller(tmp_path: Path) -> None:
+    proc, workers = _start_caller(tmp_path)
+    proc.kill()
+    proc.wait(timeout=30)
+    assert all(gone(w) for w in workers)
+
+
+
+def test_an_interrupted_call_never_leaves_its_worker_to_answer_the_next(tmp_path: Path) -> None:
+    import threading
+
+    before = pid()
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))  # Ctrl-C mid-call
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            die("hang")
+    finally:
+        timer.cancel()
+    assert gone(before)
+    assert pid() != before
