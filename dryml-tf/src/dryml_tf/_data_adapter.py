@@ -9,9 +9,12 @@ import tensorflow as tf
 
 from dryml.data import Dataset, NumpyDataset
 from dryml.data._nest import map_structure
+from dryml.errors import DatasetError
 from dryml_tf.data import TFDataset
 
 __all__ = ["ADAPTER", "TFAdapter"]
+
+_EMPTY = object()
 
 
 def _spec(leaf: Any, batched: bool) -> tf.TensorSpec:
@@ -47,7 +50,12 @@ class TFAdapter:
                 tf_ds = tf_ds.batch(m.batch_size, drop_remainder=m.drop_remainder)
         else:
             src = ds.numpy()
-            first = src.peek()
+            first = next(iter(src), _EMPTY)
+            if first is _EMPTY:
+                raise DatasetError(
+                    "cannot convert an empty dataset from a generator to tf: there is no element "
+                    "to learn the dtypes and shapes from."
+                )
             spec = map_structure(lambda leaf: _spec(leaf, m.batch_size is not None), first)
             tf_ds = tf.data.Dataset.from_generator(lambda: iter(src), output_signature=spec)
             if m.length is not None:

@@ -167,7 +167,7 @@ class Dataset(abc.ABC):
         if self.batched:
             m = self._meta
             return self.unbatch().map(fn).batch(m.batch_size or 1, m.drop_remainder)
-        return self._derive(lambda: map(fn, self), self._meta)
+        return self._map_top(fn)
 
     def map_batches(self, fn: Callable[[Any], Any]) -> Dataset:
         """Apply ``fn`` to every batch of a batched dataset."""
@@ -175,10 +175,10 @@ class Dataset(abc.ABC):
         if not self.batched:
             raise DatasetError("map_batches() needs a batched dataset: call .batch(n) first, or "
                                "use .map(fn) for single examples.")
-        meta = self._with(examples=None)  # fn may change the batch sizes
-        return self._derive(lambda: map(fn, self), meta)
+        return self._map_top(fn, self._with(examples=None))  # fn may change the batch sizes
 
     def _map_top(self, fn: Callable[[Any], Any], meta: Meta | None = None) -> Dataset:
+        """Apply ``fn`` to every top-level element (frameworks override to stay native)."""
         return self._derive(lambda: map(fn, self), meta or self._meta)
 
     def apply_x(self, fn: Callable[[Any], Any]) -> Dataset:
