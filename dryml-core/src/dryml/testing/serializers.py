@@ -23,8 +23,8 @@ What is checked for each case
     checksummed reader).
 ``check_inspect_without_framework``
     in a subprocess where importing the framework fails, :func:`dryml.format.read_manifest`
-    still reads the file, which names the backend's package and the framework versions;
-    no framework module was imported.
+    and ``dryml inspect FILE`` still read the file, which names the backend's package and the
+    framework versions; no framework module was imported.
 ``check_version_skew``
     the manifest records each framework's version; a file claiming a different major version
     loads with a :class:`~dryml.errors.DrymlVersionWarning` that names the framework.
@@ -231,6 +231,12 @@ _CHILD = textwrap.dedent("""
             result["plugins"] = dict(m.plugins)
             result["frameworks"] = dict(m.frameworks)
             result["classes"] = [node.cls for node in m.objects]
+            import contextlib, io
+            from dryml.cli import main
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                result["inspect_rc"] = main(["inspect", spec["file"]])
+            result["inspect_out"] = out.getvalue()
         else:
             from dryml import load_object
             from dryml.records import load_ref
@@ -356,13 +362,15 @@ def check_corrupted_member(case: SerializerCase, tmp: Path) -> None:
 
 
 def check_inspect_without_framework(case: SerializerCase, tmp: Path) -> None:
-    """Reading the manifest works where the framework cannot be imported, importing none."""
+    """``read_manifest`` and ``dryml inspect`` work without the framework, importing none."""
     _, path = _saved(case, tmp)
     result = _run_child({"mode": "manifest", "file": str(path),
                          "block": list(case.framework_modules),
                          "watch": list(case.framework_modules)}, tmp)
     assert result["ok"], f"read_manifest failed: {result.get('error')}: {result.get('message')}"
-    assert result["imported"] == [], f"reading the manifest imported {result['imported']}"
+    assert result["imported"] == [], f"inspecting the file imported {result['imported']}"
+    assert result["inspect_rc"] == 0, f"dryml inspect failed:\n{result['inspect_out']}"
+    assert case.package in result["inspect_out"], result["inspect_out"]
     assert case.package in result["plugins"], (
         f"the manifest must record {case.package!r}; it records {result['plugins']}")
     for framework in case.frameworks:
