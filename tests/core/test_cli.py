@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -13,6 +15,8 @@ from typing import Any
 
 import pytest
 from dryfiles import rewrite_manifest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from test_plugins import GOOD, SWITCHES, make_distribution
 
 from dryml import save_object
@@ -290,3 +294,37 @@ def test_a_new_command_module_plugs_in_with_one_line(
     monkeypatch.setattr(cli, "COMMANDS", [*cli.COMMANDS, "dp_cli_hello"])
     assert main(["hello", "world"]) == 0
     assert capsys.readouterr().out == "hello world\n"
+
+
+_KINDS = ["tuple", "dict", "float", "bytes", "class", "def", "object", "codec", "nonsense"]
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8) | st.sampled_from(["m000001.npy", "os:system", "a" * 100]),
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.text(max_size=5), inner, max_size=4)
+    | st.fixed_dictionaries({"__dry__": st.sampled_from(_KINDS)},
+                            optional={"items": inner, "member": inner, "path": inner,
+                                      "cls": inner, "id": inner, "data": inner,
+                                      "dry_args": inner, "dry_kwargs": inner, "b64": inner,
+                                      "value": inner, "codec": inner}),
+    max_leaves=12)
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(args=st.lists(_JSON, max_size=3), kwargs=st.dictionaries(st.text(max_size=5), _JSON,
+                                                                max_size=3),
+       state=st.dictionaries(st.text(min_size=1, max_size=5), _JSON, max_size=3))
+def test_inspect_never_crashes_on_odd_values(
+        model_file: tuple[Path, Path, Any], tmp_path: Path, args: list[Any],
+        kwargs: dict[str, Any], state: dict[str, Any]) -> None:
+    path, _, _ = model_file
+
+    def edit(manifest: dict[str, Any]) -> None:
+        node = manifest["objects"][0]
+        node["args"], node["kwargs"], node["state"] = args, kwargs, state
+
+    odd = tmp_path / "odd.dry"
+    odd.write_bytes(rewrite_manifest(path.read_bytes(), edit))
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        assert main(["inspect", str(odd)]) in (0, 1)
+        assert main(["inspect", "--json", str(odd)]) in (0, 1)

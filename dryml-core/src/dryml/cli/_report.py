@@ -21,6 +21,7 @@ __all__ = ["ClassReport", "FileReport", "MemberReport", "NodeReport", "build_rep
 _MAX_ITEMS = 6
 _MAX_STR = 40
 _MAX_DEPTH = 4
+_MAX_SUMMARY = 200
 
 
 @attrs.frozen
@@ -255,6 +256,10 @@ def _npy_description(stream: IO[bytes], info: MemberInfo) -> str:
     return f"{dtype.name} {tuple(shape)}"
 
 
+def _clip(text: str) -> str:
+    return text if len(text) <= _MAX_SUMMARY else text[:_MAX_SUMMARY - 4] + " ..."
+
+
 def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
@@ -273,9 +278,11 @@ def _scan_node(node: NodeRecord, classes_of: dict[str, str], members: dict[str, 
                ) -> tuple[_Scan, list[str], dict[str, str], dict[str, str]]:
     scan = _Scan(classes_of, members)
     short = f"{node.cls.rpartition(':')[2]} {node.id[:8]}"
-    args = [scan.summary(v, f"{short}: args[{i}]") for i, v in enumerate(node.args)]
-    kwargs = {k: scan.summary(v, f"{short}: kwargs[{k!r}]") for k, v in node.kwargs.items()}
-    state = {k: scan.state_entry(v, f"{short}: state[{k!r}]") for k, v in node.state.items()}
+    args = [_clip(scan.summary(v, f"{short}: args[{i}]")) for i, v in enumerate(node.args)]
+    kwargs = {k: _clip(scan.summary(v, f"{short}: kwargs[{k!r}]"))
+              for k, v in node.kwargs.items()}
+    state = {k: _clip(scan.state_entry(v, f"{short}: state[{k!r}]"))
+             for k, v in node.state.items()}
     return scan, args, kwargs, state
 
 
