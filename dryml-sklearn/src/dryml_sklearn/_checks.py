@@ -28,6 +28,10 @@ EXTRA_TRUSTED: tuple[str, ...] = (
     # parameter-free distance metrics only: weighted/matrix metrics index with their own sizes
     *(f"{_METRICS}.{name}Distance{bits}" for name in ("Euclidean", "Manhattan", "Chebyshev")
       for bits in ("64", "32")),
+    # HistGradientBoosting's categorical preprocessing: skops audits a partial's function and
+    # arguments on their own, and check_array only validates its input
+    "functools.partial",
+    "sklearn.utils.validation.check_array",
     # MLP's optimizer state (plain numpy arrays and floats), kept for warm starts
     "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
     "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",

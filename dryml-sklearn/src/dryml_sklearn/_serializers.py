@@ -64,7 +64,10 @@ class EstimatorSerializer:
         """Rebuild the estimator; untrusted types raise UntrustedClassError naming them."""
         if not isinstance(meta, dict) or not isinstance(meta.get("skops"), str):
             raise FormatError("a scikit-learn entry must name its skops member")
+        # scikit-learn changes fitted attributes between minor versions (it warns itself on
+        # unpickling across any version), so a different major.minor warns here
         warn_on_skew(reader, "scikit-learn", sklearn.__version__, parts=2)
+        warn_on_skew(reader, "skops", skops.__version__, parts=1)
         data = reader.get_bytes(meta["skops"])
         try:
             tree, unsafe = _skops_arrays.load_tree(data, list(_checks.EXTRA_TRUSTED))
