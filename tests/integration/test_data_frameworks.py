@@ -11,14 +11,20 @@ import numpy as np
 import pytest
 
 
-def _need(name: str):
-    if os.environ.get("DRYML_REQUIRE_BACKENDS"):
-        return importlib.import_module(name)
-    return pytest.importorskip(name)
+def _need(*names: str):
+    """Import ``names`` in order (skip when missing, unless CI requires the backends)."""
+    for name in names:
+        if os.environ.get("DRYML_REQUIRE_BACKENDS"):
+            module = importlib.import_module(name)
+        else:
+            module = pytest.importorskip(name)
+    return module
 
 
-tf = _need("tensorflow")
-torch = _need("torch")
+# "torch.utils.data" first: tests/torch is importable as a namespace package "torch".
+tf = _need("dryml_tf", "tensorflow")
+_need("dryml_torch", "torch.utils.data")
+torch = importlib.import_module("torch")
 
 from dryml.data import NumpyDataset  # noqa: E402
 

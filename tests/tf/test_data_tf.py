@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 if os.environ.get("DRYML_REQUIRE_BACKENDS"):
+    importlib.import_module("dryml_tf")
     tf = importlib.import_module("tensorflow")
 else:
+    pytest.importorskip("dryml_tf")
     tf = pytest.importorskip("tensorflow")
 
 from dryml.data import NumpyDataset  # noqa: E402

@@ -8,10 +8,15 @@ import os
 import numpy as np
 import pytest
 
+# "torch.utils.data", not "torch": tests/torch is importable as a namespace package "torch"
+# (tests/ is on sys.path for tests/conftest.py), which would make a plain "torch" check pass.
 if os.environ.get("DRYML_REQUIRE_BACKENDS"):
+    importlib.import_module("dryml_torch")
     torch = importlib.import_module("torch")
 else:
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("dryml_torch")
+    pytest.importorskip("torch.utils.data")
+    torch = importlib.import_module("torch")
 
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
