@@ -9,7 +9,6 @@ The README's tour shows the same code, step by step.
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 import tempfile
@@ -81,16 +80,10 @@ def main() -> None:
         manifest = read_manifest(path)
         for node in manifest.objects:
             print(f"  {node.cls}  id={node.id[:8]}  state={sorted(node.state)}")
-        inspect_with_cli(path)
+        # The same from the shell: `dryml inspect pipe.dry` (`python -m dryml.cli` here, so
+        # that the tour needs no console script on PATH).
+        subprocess.run([sys.executable, "-m", "dryml.cli", "inspect", str(path)], check=True)
     print("tour done")
-
-
-def inspect_with_cli(path: Path) -> None:
-    """Run ``dryml inspect FILE`` when this dryml-core has the command line tool."""
-    if importlib.util.find_spec("dryml.cli") is None:
-        return
-    command = [sys.executable, "-c", "from dryml.cli import main; main()", "inspect", str(path)]
-    subprocess.run(command, check=True, timeout=120)
 
 
 if __name__ == "__main__":
