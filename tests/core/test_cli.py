@@ -138,6 +138,19 @@ def test_plugins_in_strict_mode_fails_with_the_message(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_a_broken_plugin_is_one_warning_line_and_inspect_still_works(
+        model_file: tuple[Path, Path, Any], tmp_path: Path) -> None:
+    path, _, _ = model_file
+    make_distribution(tmp_path, "dp-broken", {"broken": "dp_broken"},
+                      {"dp_broken": "raise ImportError('needs libfoo')\n"})
+    result = run_cli("inspect", str(path), env={"PYTHONPATH": str(tmp_path)})
+    assert result.returncode == 0
+    assert result.stderr == ("dryml: warning: dryml plugin 'broken' (dp-broken) is unavailable: "
+                             "importing dp_broken failed: ImportError: needs libfoo; see "
+                             "`dryml plugins`\n")
+    assert "objects (3, root first):" in result.stdout
+
+
 def _core_version() -> str:
     from dryml import __version__
 

@@ -21,7 +21,9 @@ import argparse
 import importlib
 import os
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
+from typing import TextIO
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
@@ -59,7 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     try:
-        status: int = run(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _warning_printer(warnings.showwarning)
+            status: int = run(args)
     except DrymlError as exc:
         return _fail(str(exc))
     except OSError as exc:
@@ -71,6 +75,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RecursionError:
         return _fail("the input is nested too deeply to show")
     return status
+
+
+def _warning_printer(default: Callable[..., None]) -> Callable[..., None]:
+    """dryml's own warnings as one ``dryml: warning: ...`` line; others as ``default`` shows."""
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: TextIO | None = None, line: str | None = None) -> None:
+        from dryml.errors import DrymlWarning
+
+        if issubclass(category, DrymlWarning):
+            print(f"dryml: warning: {message}", file=file or sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    return show
 
 
 def _fail(message: str) -> int:
