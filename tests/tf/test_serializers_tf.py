@@ -1,0 +1,234 @@
+"""dryml-tf: Keras 3 models and TensorFlow values in .dry files.
+
+The shared conformance suite (dryml.testing.serializers) runs on one Object holding a trained
+Sequential model (with optimizer state), a functional model, a registered subclassed model and
+TensorFlow values as constructor arguments and stored values; only its fresh-process check
+imports TensorFlow in a subprocess. The other tests run in this process and share one import.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from dryml import Object, load_object, save_object
+from dryml.errors import ClassNotFoundError, FormatError, UntrustedClassError
+from dryml.format import read_manifest
+from dryml.testing.serializers import SerializerCase, SerializerConformance
+
+if not os.environ.get("DRYML_REQUIRE_BACKENDS"):
+    pytest.importorskip("tensorflow")
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@functools.cache
+def scaled_model_class() -> type:
+    """A subclassed Keras model registered as serializable (defined on first use, so that
+    importing this module does not import TensorFlow)."""
+    import keras
+
+    @keras.saving.register_keras_serializable(package="dryml_tests")
+    class ScaledModel(keras.Model):
+        def __init__(self, units: int = 4, scale: float = 2.0, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.units, self.scale = units, scale
+            self.hidden = keras.layers.Dense(units, activation="tanh")
+            self.out = keras.layers.Dense(2)
+
+        def call(self, x: Any) -> Any:
+            return self.out(self.hidden(x)) * self.scale
+
+        def get_config(self) -> dict[str, Any]:
+            return {**super().get_config(), "units": self.units, "scale": self.scale}
+
+    return ScaledModel
+
+
+def make_data() -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic inputs and targets."""
+    rng = np.random.default_rng(0)
+    return (rng.normal(size=(48, 5)).astype("float32"),
+            rng.normal(size=(48, 2)).astype("float32"))
+
+
+class KerasModels(Object):
+    """Three kinds of Keras model in the store, TensorFlow values as arguments."""
+
+    dry_framework = "tf"
+
+    def __init__(self, offset: Any, table: Any, dtype: Any, counter: Any) -> None:
+        scaled_model_class()  # the module that defines the Keras classes is imported
+        self.models: dict[str, Any] = {}
+        self.values: dict[str, Any] = {}
+
+    def save_object_imp(self, store: Any) -> None:
+        for name, model in self.models.items():
+            store.put(f"model.{name}", model)
+        for name, value in self.values.items():
+            store.put(f"value.{name}", value)
+
+    def load_object_imp(self, store: Any) -> None:
+        for key in store.names():
+            kind, _, name = key.partition(".")
+            (self.models if kind == "model" else self.values)[name] = store.get(key)
+
+
+def build_models(train: bool = True) -> KerasModels:
+    """Small trained models (Sequential with Adam state, functional, subclassed) and values."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    x, y = make_data()
+    seq = keras.Sequential([keras.Input((5,)), keras.layers.Dense(16, activation="relu"),
+                            keras.layers.BatchNormalization(), keras.layers.Dense(2)])
+    inp = keras.Input((5,))
+    func = keras.Model(inp, keras.layers.Dense(2)(keras.layers.Dense(8)(inp)))
+    sub = scaled_model_class()(units=3)
+    sub(x[:1])
+    for model in (seq, func, sub):
+        model.compile(optimizer="adam", loss="mse")
+        if train:
+            model.fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=0)
+    obj = KerasModels(tf.constant([1.5, -2.0]), tf.constant(np.arange(2000, dtype=np.int64)),
+                      tf.bfloat16, tf.Variable([3, 4], trainable=False))
+    obj.models = {"seq": seq, "func": func, "sub": sub}
+    obj.values = {"half": tf.constant([[0.5, 1.25]], dtype=tf.bfloat16),
+                  "words": tf.constant([b"a", b"\xff\x00"]),
+                  "weights": tf.Variable(np.linspace(0, 1, 3000, dtype=np.float32))}
+    return obj
+
+
+def models_output(obj: KerasModels) -> dict[str, np.ndarray]:
+    """Predictions of every model, the values, the arguments (bfloat16 as its bits)."""
+    x, _ = make_data()
+    out = {name: np.asarray(model(x, training=False)) for name, model in obj.models.items()}
+    out["half"] = obj.values["half"].numpy().view(np.uint16)
+    out["words"] = np.frombuffer(b"|".join(obj.values["words"].numpy()), dtype=np.uint8)
+    out["weights"] = obj.values["weights"].numpy()
+    offset, table, dtype, counter = obj.dry_args
+    out["offset"], out["table"], out["counter"] = offset.numpy(), table.numpy(), counter.numpy()
+    out["args"] = np.asarray([dtype.name == "bfloat16", counter.trainable is False])
+    out["adam"] = np.concatenate([np.ravel(v.numpy()).astype(np.float64)
+                                  for v in obj.models["seq"].optimizer.variables])
+    return out
+
+
+class TestTFConformance(SerializerConformance):
+    """Round trip, fresh process, backend missing, corruption, inspect, version skew."""
+
+    cases = (
+        SerializerCase("keras", build=build_models, output=models_output, plugin="tf",
+                       package="dryml-tf", frameworks=("tensorflow", "keras"),
+                       framework_modules=("tensorflow", "keras")),
+    )
+
+
+def _save_load(obj: Object, **load: Any) -> Any:
+    buf = io.BytesIO()
+    save_object(obj, buf)
+    buf.seek(0)
+    return load_object(buf, **load)
+
+
+def test_training_continues_identically_from_the_optimizer_state() -> None:
+    x, y = make_data()
+    obj = build_models()
+    loaded = _save_load(obj)
+    for name in ("seq", "sub"):
+        a, b = obj.models[name], loaded.models[name]
+        assert int(b.optimizer.iterations.numpy()) == int(a.optimizer.iterations.numpy()) > 0
+        a.fit(x, y, epochs=1, batch_size=16, shuffle=False, verbose=0)
+        b.fit(x, y, epochs=1, batch_size=16, shuffle=False, verbose=0)
+        assert np.asarray(a(x)).tobytes() == np.asarray(b(x)).tobytes()
+
+
+def test_file_layout_weights_are_npy_members_and_the_config_is_keras_json(
+        tmp_path: Path) -> None:
+    import json
+
+    obj = build_models(train=False)
+    save_object(obj, tmp_path / "m.dry")
+    manifest = read_manifest(tmp_path / "m.dry")
+    entry = manifest.objects[0].state["model.seq"]
+    assert entry["serializer"] == "keras.model" and entry["meta"]["class"] == "Sequential"
+    assert len(entry["meta"]["weights"]) == len(obj.models["seq"].weights)
+    assert all("member" in w["data"] for w in entry["meta"]["weights"])
+    from dryml._io import open_container
+
+    with open_container(tmp_path / "m.dry", None) as (reader, _):
+        config = json.loads(reader.read_bytes(entry["meta"]["config"]))
+    assert config["class_name"] == "Sequential" and "compile_config" in config
+    assert set(manifest.frameworks) >= {"tensorflow", "keras"}
+
+
+def test_a_lambda_layer_is_refused_by_keras_safe_mode() -> None:
+    import keras
+
+    obj = build_models(train=False)
+    obj.models = {"lam": keras.Sequential([keras.Input((5,)),
+                                           keras.layers.Lambda(lambda z: z * 2)])}
+    keras.config.enable_unsafe_deserialization()  # a process-wide switch must not matter
+    try:
+        with pytest.raises(UntrustedClassError, match="Lambda"):
+            _save_load(obj)
+    finally:
+        from keras.src.saving.serialization_lib import SafeModeScope
+
+        SafeModeScope(True).__enter__()  # undo the process-wide switch
+
+
+def test_an_unregistered_custom_class_names_what_to_import() -> None:
+    import keras
+
+    obj = build_models(train=False)
+    buf = io.BytesIO()
+    save_object(obj, buf)
+    registry = keras.saving.get_custom_objects()
+    key = "dryml_tests>ScaledModel"
+    cls = registry.pop(key)
+    try:
+        buf.seek(0)
+        with pytest.raises(ClassNotFoundError, match="register_keras_serializable"):
+            load_object(buf)
+    finally:
+        registry[key] = cls
+
+
+def test_tensor_arguments_keep_dtype_shape_and_compare_structurally() -> None:
+    import tensorflow as tf
+
+    values = [tf.constant(v, dtype=d) for v, d in [
+        ([[1, 2], [3, 4]], tf.int8), ([True, False], tf.bool), ([1 + 2j], tf.complex64),
+        (np.zeros((0, 3)), tf.float16), ([0.1, 0.2], tf.bfloat16), ([b"x", b"yz"], tf.string),
+        (7.0, tf.float64)]]
+    for value in values:
+        obj = KerasModels(value, value, tf.int32, tf.Variable(value))
+        definition = obj.definition()
+        assert definition == obj.definition()
+        loaded = _save_load(obj)
+        for got in (loaded.dry_args[0], loaded.dry_args[3]):
+            assert got.dtype == value.dtype and got.shape == value.shape
+            assert np.asarray(got.numpy()).tolist() == np.asarray(value.numpy()).tolist()
+        rebuilt = definition.build()
+        assert rebuilt.dry_args[0].dtype == value.dtype
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert KerasModels(values[0], values[0], tf.int32, tf.Variable(1)).definition() != \
+            KerasModels(values[1], values[0], tf.int32, tf.Variable(1)).definition()
+
+
+def test_a_damaged_weight_count_is_a_format_error() -> None:
+    from dryml_tf._serializers import _arrays_in
+
+    obj = build_models(train=False)
+    with pytest.raises(FormatError, match="holds 1 weight arrays"):
+        _arrays_in(obj.models["seq"].weights, [{}], None, "weight")
