@@ -22,7 +22,7 @@ import nox
 nox.needs_version = ">=2025.2.9"
 nox.options.default_venv_backend = "virtualenv"
 nox.options.error_on_external_run = True
-# Plain `nox` runs exactly what CI runs; `bench` is on demand only.
+# Plain `nox` (and so CI) runs exactly these, in this order; `tour` and `bench` run on demand.
 nox.options.sessions = ["lint", "typecheck", "tests", "core_isolated", "integration", "docs"]
 
 ROOT = Path(__file__).parent
@@ -54,8 +54,9 @@ PACKAGES: dict[str, Package] = {
     "sklearn": Package("dryml-sklearn", "tests/sklearn", backend="sklearn"),
     "xgboost": Package("dryml-xgboost", "tests/xgboost", backend="xgboost"),
 }
-BACKENDS = [name for name, pkg in PACKAGES.items() if pkg.backend]
-LINT_PATHS = [f"{pkg.path}/src" for pkg in PACKAGES.values()] + ["tests", "benchmarks", "docs"]
+LINT_PATHS = [
+    *(f"{pkg.path}/src" for pkg in PACKAGES.values()), "tests", "benchmarks", "docs", "noxfile.py"
+]
 
 
 def install(session: nox.Session, names: list[str], *extra: str, editable: bool = True) -> None:
@@ -67,8 +68,8 @@ def install(session: nox.Session, names: list[str], *extra: str, editable: bool 
 
 def require_env(names: list[str]) -> dict[str, str]:
     """Environment for test runs: strict plugins, and the named backends must not skip."""
-    backends = [PACKAGES[name].backend for name in names if PACKAGES[name].backend]
-    return {**STRICT_ENV, "DRYML_REQUIRE_BACKENDS": ",".join(b for b in backends if b)}
+    backends = [backend for name in names if (backend := PACKAGES[name].backend)]
+    return {**STRICT_ENV, "DRYML_REQUIRE_BACKENDS": ",".join(backends)}
 
 
 @nox.session
@@ -110,14 +111,14 @@ def typecheck(session: nox.Session) -> None:
     session.run("mypy", *session.posargs)
 
 
-@nox.session(default=False)
+@nox.session
 def tour(session: nox.Session) -> None:
     """The main job for now: the runnable tour (define, save, load, inspect) on dryml-core."""
     install(session, ["core"], editable=False)
     session.run("python", "docs/examples/tour.py", env=STRICT_ENV)
 
 
-@nox.session(default=False)
+@nox.session
 def bench(session: nox.Session) -> None:
     """Run every benchmarks/bench_*.py script (prints tables; never part of CI)."""
     install(session, list(PACKAGES))
