@@ -67,7 +67,10 @@ functions that build an Object holding framework values and compute a comparable
 Object classes must be module-level classes: the subprocess checks import them by name from
 the same file. ``output`` returns a numpy array, or a dict or list of numpy arrays (convert
 framework tensors with ``.numpy()``). Import the framework inside functions where you can:
-the module is imported in the subprocess whose plugin is switched off.
+the module is imported in the subprocess whose plugin is switched off. A case's Object must
+hold at least one value that needs the backend's serializers or codecs; a framework *class*
+passed as an argument is not enough (with the plugin off, its trusted modules are gone too
+and loading stops earlier, at the class, with ``UntrustedClassError``).
 
 Each subclass gets one test per check and case (``test_round_trip[linear]`` ...). Set
 ``DRYML_REQUIRE_BACKENDS`` in CI so that a missing framework fails instead of skipping
