@@ -211,7 +211,7 @@ def _write(obj: Object, stream: IO[bytes], compress: bool) -> None:
         "format": "dryml",
         "format_version": FORMAT_VERSION,
         "dryml_version": __version__,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "root": obj.dry_id,
         "plugins": session.plugins,
         "frameworks": session.frameworks,

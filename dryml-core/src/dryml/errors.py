@@ -11,6 +11,7 @@ __all__ = [
     "BackendUnavailableError",
     "ChecksumError",
     "ClassNotFoundError",
+    "ConfigurationError",
     "ContextIncompatibilityError",
     "DatasetError",
     "DrymlError",
@@ -22,6 +23,7 @@ __all__ = [
     "FormatVersionError",
     "LimitExceededError",
     "MetricError",
+    "NotTrainedError",
     "NoContextError",
     "NotIndexedError",
     "NotSupervisedError",
@@ -141,3 +143,11 @@ class DrymlVersionWarning(DrymlWarning):
 
 class MetricError(DrymlError, ValueError):
     """Targets and predictions cannot be scored together (lengths, shapes, classes)."""
+
+
+class ConfigurationError(DrymlError, ValueError):
+    """A component was given a value it cannot work with (the message says which and why)."""
+
+
+class NotTrainedError(DrymlError):
+    """A Trainable was asked to predict before it was trained."""

@@ -1,0 +1,56 @@
+"""Getting every target and prediction out of Datasets and Trainables, as numpy arrays."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from dryml.errors import MetricError
+
+__all__ = ["targets_and_predictions"]
+
+
+def _columns(data: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, y)`` of every example of a supervised Dataset, stacked (nothing dropped)."""
+    ds = data.numpy()
+    if ds.indexed:
+        ds = ds.as_not_indexed()
+    if not ds.supervised:
+        raise MetricError("metrics need a supervised Dataset: elements (x, y) "
+                          "(use NumpyDataset((x, y), supervised=True) or .as_supervised())")
+    xs, ys = [], []
+    for x, y in ds:
+        xs.append(np.asarray(x))
+        ys.append(np.asarray(y))
+    if not xs:
+        raise MetricError("the Dataset has no examples to score")
+    join = np.concatenate if ds.batched else np.stack
+    return join(xs), join(ys)
+
+
+def targets_and_predictions(model_or_predictions: Any, data: Any = None
+                            ) -> tuple[np.ndarray, np.ndarray]:
+    """``(y_true, y_pred)`` from a Trainable and a Dataset, from an ``eval`` output Dataset, or
+    from predictions (array or Dataset of ``x``) aligned with a supervised Dataset."""
+    from dryml.data import Dataset
+    from dryml.models import Trainable
+
+    if isinstance(model_or_predictions, Trainable):
+        if data is None:
+            raise MetricError("scoring a Trainable needs the Dataset to evaluate it on")
+        pred, y = _columns(model_or_predictions.eval(data))
+        return y, pred
+    if isinstance(model_or_predictions, Dataset) and data is None:
+        pred, y = _columns(model_or_predictions)  # an eval() output: (prediction, y)
+        return y, pred
+    if data is None:
+        raise MetricError("predictions need the supervised Dataset holding their targets")
+    _, y = _columns(data)
+    if isinstance(model_or_predictions, Dataset):
+        preds = model_or_predictions.numpy()
+        parts = [np.asarray(p) for p in preds]
+        pred = (np.concatenate if preds.batched else np.stack)(parts)
+    else:
+        pred = np.asarray(model_or_predictions)
+    return y, pred

@@ -1,0 +1,44 @@
+"""Running a Trainable's train/eval in a worker of its framework (see ``dryml.context``)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from dryml.context import compute_context
+
+if TYPE_CHECKING:
+    from dryml.data import Dataset
+    from dryml.models._trainable import Trainable
+
+__all__ = ["remote_eval", "remote_train"]
+
+
+def _portable(data: Dataset | None) -> Dataset | None:
+    """Datasets cross to the worker as numpy (framework pipelines cannot be pickled)."""
+    if data is None:
+        return None
+    from dryml.data import NumpyDataset
+
+    return data if isinstance(data, NumpyDataset) else data.numpy()
+
+
+def _train_here(trainable: Trainable, data: Dataset, valid: Dataset | None) -> None:
+    trainable.train(data, valid)
+
+
+def _eval_here(trainable: Trainable, data: Dataset) -> Dataset:
+    return trainable.eval(data)
+
+
+_train_in_worker = compute_context(update_objs=True)(_train_here)
+_eval_in_worker = compute_context()(_eval_here)
+
+
+def remote_train(trainable: Trainable, data: Dataset, valid: Dataset | None) -> None:
+    """Train in a worker for the trainable's framework; its new state comes back in place."""
+    _train_in_worker(trainable, _portable(data), _portable(valid))
+
+
+def remote_eval(trainable: Trainable, data: Dataset) -> Any:
+    """Evaluate in a worker for the trainable's framework."""
+    return _eval_in_worker(trainable, _portable(data))

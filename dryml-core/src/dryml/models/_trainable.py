@@ -1,0 +1,168 @@
+"""``Trainable``: an Object that trains on a Dataset and predicts, in its framework's context."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import attrs
+
+from dryml._object import Object
+from dryml.errors import ContextIncompatibilityError, NotTrainedError
+
+if TYPE_CHECKING:
+    from dryml.data import Dataset
+    from dryml.format import LoadStore, SaveStore
+
+__all__ = ["TrainState", "Trainable"]
+
+EVAL_BATCH = 1024
+
+
+@attrs.define
+class TrainState:
+    """Where training stands: ``status`` is "untrained", "training" or "trained";
+    ``progress`` is what a backend needs to resume (e.g. ``{"epoch": 3}``); ``history`` holds one
+    dict of metrics per epoch."""
+
+    status: str = "untrained"
+    progress: dict[str, Any] = attrs.field(factory=dict)
+    history: list[dict[str, float]] = attrs.field(factory=list)
+
+
+class Trainable(Object):
+    """An Object that learns from a supervised Dataset and predicts.
+
+    Subclasses (one per backend) implement :meth:`fit` and :meth:`predict`; the base class keeps
+    the train state (saved with the object), runs training and evaluation inside a compute
+    context for :attr:`dry_framework`, and shapes evaluation output like its input.
+
+    * ``train(data)`` trains unless already trained; an interrupted training resumes from the
+      progress a backend recorded.
+    * ``eval(data)`` returns a Dataset with the same structure as ``data`` (indexed, supervised,
+      batched the same way) with predictions in place of ``x``: class probabilities for
+      classifiers, values for regressors.
+
+    Outside any compute context, ``train`` and ``eval`` of a framework's Trainable run in a warm
+    worker process for that framework (``dryml.context``), and the trained state comes back into
+    this object. Inside a context that satisfies the framework they run in place.
+    """
+
+    dry_mut: ClassVar[bool] = True
+    #: "classifier" (eval gives class probabilities) or "regressor" (eval gives values).
+    task: ClassVar[str] = "classifier"
+
+    # -- the train state ----------------------------------------------------------------------
+    @property
+    def train_state(self) -> TrainState:
+        """The train state (created on first use, so subclasses need not call super)."""
+        state = self.__dict__.get("_train_state")
+        if state is None:
+            state = self.__dict__["_train_state"] = TrainState()
+        return state
+
+    @property
+    def trained(self) -> bool:
+        """Whether training finished."""
+        return self.train_state.status == "trained"
+
+    def save_object_imp(self, store: SaveStore) -> None:
+        store.put("train_state", attrs.asdict(self.train_state))
+
+    def load_object_imp(self, store: LoadStore) -> None:
+        raw = store.get("train_state", None)
+        if isinstance(raw, dict):
+            self.__dict__["_train_state"] = TrainState(
+                status=str(raw.get("status", "untrained")),
+                progress=dict(raw.get("progress", {})),
+                history=list(raw.get("history", [])))
+
+    # -- what backends implement --------------------------------------------------------------
+    def fit(self, data: Dataset, valid: Dataset | None) -> None:
+        """Train on ``data`` (supervised), validating on ``valid`` when given (override)."""
+        raise NotImplementedError(f"{type(self).__qualname__} does not implement fit()")
+
+    def predict(self, x: Any) -> Any:
+        """Predictions for one numpy batch of inputs (override)."""
+        raise NotImplementedError(f"{type(self).__qualname__} does not implement predict()")
+
+    def prep_train(self) -> None:
+        """Called before training (e.g. put a network in training mode)."""
+
+    def prep_eval(self) -> None:
+        """Called before evaluation (e.g. put a network in inference mode)."""
+
+    # -- public API ---------------------------------------------------------------------------
+    def train(self, data: Dataset, valid: Dataset | None = None) -> None:
+        """Train on a supervised Dataset (from any framework) unless already trained."""
+        if self._dispatch():
+            from dryml.models._remote import remote_train
+
+            remote_train(self, data, valid)
+            return
+        if self.trained:
+            return
+        self.train_state.status = "training"
+        self.prep_train()
+        self.fit(data, valid)
+        self.train_state.status = "trained"
+
+    def eval(self, data: Dataset) -> Dataset:
+        """Predictions in place of ``x``, in a Dataset shaped like ``data`` (all examples)."""
+        if self._dispatch():
+            from dryml.models._remote import remote_eval
+
+            return remote_eval(self, data)  # type: ignore[no-any-return]
+        if not self.trained:
+            raise NotTrainedError(
+                f"{type(self).__qualname__} {self.dry_id!r} is not trained; call train() first "
+                "or load a trained one")
+        self.prep_eval()
+        return predictions_like(data, self.predict)
+
+    def _dispatch(self) -> bool:
+        """Whether this call must go to a worker for this object's framework."""
+        framework = type(self).dry_framework
+        if framework == "default":
+            return False
+        from dryml.context import current_context
+
+        ctx = current_context()
+        if ctx is None:
+            return True
+        if not ctx.satisfies({framework: {}}):
+            raise ContextIncompatibilityError(
+                f"{type(self).__qualname__} needs a {framework!r} context; this code runs in "
+                f"{ctx!r}. Call it from outside any context, or from a {framework!r} one.")
+        return False
+
+
+def predictions_like(data: Dataset, predict: Any) -> Dataset:
+    """Apply ``predict`` to every batch of ``x`` of ``data`` (as numpy); keep the structure."""
+    import numpy as np
+
+    from dryml.data import NumpyDataset
+
+    source = data.numpy()
+    batched = source.batched
+    if not batched:
+        source = source.batch(EVAL_BATCH)
+    xs: list[Any] = []
+    ys: list[Any] = []
+    idx: list[Any] = []
+    for element in source:
+        body = element
+        if source.indexed:
+            idx.append(element[0])
+            body = element[1]
+        if source.supervised:
+            x, y = body
+            ys.append(y)
+        else:
+            x = body
+        xs.append(np.asarray(predict(x)))
+    preds = np.concatenate(xs) if xs else np.empty((0,))
+    body_out: Any = (preds, np.concatenate(ys)) if source.supervised else preds
+    out: Any = (np.concatenate(idx), body_out) if source.indexed else body_out
+    result = NumpyDataset(out, supervised=source.supervised, indexed=source.indexed,
+                          batch_size=data.batch_size if batched else None)
+    return result if batched else result.unbatch()

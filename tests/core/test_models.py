@@ -1,0 +1,176 @@
+"""dryml.models (Trainable, TrainSpec, Pipe) and Dataset-level metrics, with numpy models."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+import pytest
+
+from dryml import ObjectDef, load_object, metrics, save_object
+from dryml.data import NumpyDataset
+from dryml.errors import ConfigurationError, MetricError, NotTrainedError
+from dryml.metrics import arrays
+from dryml.models import EarlyStopping, Pipe, Trainable, TrainSpec
+from dryml.repo import Selector
+
+
+class Centering(Trainable):
+    """Learns the mean of x and subtracts it (a transform step)."""
+
+    task = "regressor"
+
+    def __init__(self, spec: TrainSpec | None = None) -> None:
+        self.mean: np.ndarray | None = None
+
+    def fit(self, data: Any, valid: Any) -> None:
+        x = np.concatenate([np.asarray(b[0]) for b in data.numpy().batch(64)])
+        self.mean = x.mean(axis=0)
+
+    def predict(self, x: Any) -> Any:
+        assert self.mean is not None
+        return np.asarray(x) - self.mean
+
+    def save_object_imp(self, store: Any) -> None:
+        if self.mean is not None:
+            store.put("mean", self.mean)
+
+    def load_object_imp(self, store: Any) -> None:
+        self.mean = store.get("mean", None)
+
+
+class Nearest(Trainable):
+    """Nearest class mean, trained for ``spec.epochs`` 'epochs' (records progress)."""
+
+    def __init__(self, spec: TrainSpec, fail_at_epoch: int | None = None) -> None:
+        self.spec, self.fail_at_epoch = spec, fail_at_epoch
+        self.centers: np.ndarray | None = None
+
+    def fit(self, data: Any, valid: Any) -> None:
+        start = self.train_state.progress.get("epoch", 0)
+        for epoch in range(start, self.spec.epochs):
+            if epoch == self.fail_at_epoch:
+                self.fail_at_epoch = None
+                raise RuntimeError("interrupted")
+            x, y = (np.concatenate(part) for part in zip(*data.numpy().batch(50), strict=True))
+            self.centers = np.stack([x[y == c].mean(axis=0) for c in np.unique(y)])
+            self.train_state.progress["epoch"] = epoch + 1
+            self.train_state.history.append({"epoch": epoch + 1.0})
+
+    def predict(self, x: Any) -> Any:
+        assert self.centers is not None
+        d = -((np.asarray(x)[:, None, :] - self.centers[None]) ** 2).sum(-1)
+        e = np.exp(d - d.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    def save_object_imp(self, store: Any) -> None:
+        if self.centers is not None:
+            store.put("centers", self.centers)
+
+    def load_object_imp(self, store: Any) -> None:
+        self.centers = store.get("centers", None)
+
+
+def blobs(n: int = 300, seed: int = 0) -> NumpyDataset:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    x = rng.normal(size=(n, 2)) + np.array([[0, 0], [4, 0], [0, 4]])[y]
+    return NumpyDataset((x, y), supervised=True)
+
+
+def test_train_eval_and_state_survive_save_load() -> None:
+    model = Nearest(TrainSpec(epochs=3))
+    assert model.train_state.status == "untrained"
+    with pytest.raises(NotTrainedError, match="call train"):
+        model.eval(blobs())
+    model.train(blobs())
+    assert model.trained and model.train_state.progress == {"epoch": 3}
+    out = model.eval(blobs(seed=1))
+    assert out.supervised and out.batch_size == 300
+    probs, _ = out.peek()
+    assert probs.shape == (300, 3)
+    assert metrics.accuracy(out) > 0.9
+    buf = io.BytesIO()
+    save_object(model, buf)
+    loaded = load_object(io.BytesIO(buf.getvalue()))
+    assert loaded.trained and len(loaded.train_state.history) == 3
+    np.testing.assert_array_equal(loaded.eval(blobs(seed=1)).peek()[0], probs)
+
+
+def test_eval_keeps_structure_of_unbatched_and_indexed_data() -> None:
+    model = Nearest(TrainSpec(epochs=1))
+    model.train(blobs())
+    data = blobs(seed=2).unbatch().as_indexed()
+    out = model.eval(data)
+    assert (out.indexed, out.supervised, out.batched, len(out)) == (True, True, False, 300)
+    i, (p, y) = out.peek()
+    assert i == 0 and p.shape == (3,) and y == data.peek()[1][1]
+
+
+def test_interrupted_training_resumes_from_recorded_progress() -> None:
+    model = Nearest(TrainSpec(epochs=4), fail_at_epoch=2)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        model.train(blobs())
+    assert model.train_state.status == "training" and model.train_state.progress["epoch"] == 2
+    buf = io.BytesIO()
+    save_object(model, buf)
+    resumed = load_object(io.BytesIO(buf.getvalue()))
+    resumed.fail_at_epoch = None
+    resumed.train(blobs())
+    assert resumed.trained and [h["epoch"] for h in resumed.train_state.history] == [1, 2, 3, 4]
+
+
+def test_pipe_trains_steps_in_order_and_resumes_after_finished_steps() -> None:
+    center, clf = Centering(), Nearest(TrainSpec(epochs=2))
+    pipe = Pipe(center, clf)
+    pipe.train(blobs())
+    assert pipe.trained and pipe.train_state.progress["steps_done"] == 2
+    assert metrics.accuracy(pipe, blobs(seed=3)) > 0.9
+    # a pipe whose first step is done only trains the rest
+    fresh = Pipe(center, Nearest(TrainSpec(epochs=1)))
+    before = center.mean.copy()
+    fresh.train(blobs(seed=9))
+    np.testing.assert_array_equal(center.mean, before)
+    buf = io.BytesIO()
+    save_object(pipe, buf)
+    loaded = load_object(io.BytesIO(buf.getvalue()))
+    np.testing.assert_array_equal(loaded.eval(blobs(seed=3)).peek()[0],
+                                  pipe.eval(blobs(seed=3)).peek()[0])
+
+
+def test_components_are_part_of_the_definition_and_selectable() -> None:
+    spec = TrainSpec(epochs=5, batch_size=16, validation_split=0.2,
+                     early_stopping=EarlyStopping(patience=2), seed=3)
+    model = Nearest(spec)
+    d = model.definition()
+    assert d.args[0].kwargs["early_stopping"].kwargs["patience"] == 2
+    rebuilt = ObjectDef.from_dict(d.to_dict()).build()
+    assert rebuilt.spec.early_stopping.patience == 2
+    assert Selector(Nearest, args=(Selector(TrainSpec, kwargs={"epochs": 5}),))(model)
+    assert not Selector(Nearest, args=(Selector(TrainSpec, kwargs={"epochs": 6}),))(model)
+
+
+def test_train_spec_rejects_nonsense() -> None:
+    with pytest.raises(ConfigurationError, match="validation data"):
+        TrainSpec(early_stopping=EarlyStopping())
+    with pytest.raises(ConfigurationError, match="validation_split"):
+        TrainSpec(validation_split=1.5)
+
+
+def test_metrics_accept_model_eval_output_or_predictions() -> None:
+    model = Nearest(TrainSpec(epochs=1))
+    model.train(blobs())
+    test = blobs(seed=5)
+    probs = model.eval(test).peek()[0]
+    y = test.peek()[1]
+    expected = arrays.accuracy(y, probs)
+    assert metrics.accuracy(model, test) == metrics.accuracy(model.eval(test)) == expected
+    assert metrics.accuracy(probs, test) == expected
+    assert metrics.accuracy(probs, test.unbatch().batch(7)) == expected  # nothing dropped
+    scores = metrics.score(model, test, ["accuracy", "macro_f1", "log_loss", "roc_auc"])
+    assert scores["accuracy"] == expected and 0 < scores["log_loss"] < 1
+    with pytest.raises(MetricError, match="supervised"):
+        metrics.accuracy(probs, NumpyDataset(test.peek()[0]))
+    with pytest.raises(MetricError, match="unknown metrics"):
+        metrics.score(model, test, ["acc"])
