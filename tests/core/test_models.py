@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -174,3 +174,17 @@ def test_metrics_accept_model_eval_output_or_predictions() -> None:
         metrics.accuracy(probs, NumpyDataset(test.peek()[0]))
     with pytest.raises(MetricError, match="unknown metrics"):
         metrics.score(model, test, ["acc"])
+
+
+# -- the trainer conformance suite, run on a core-only trainable ------------------------------
+
+from dryml.testing.trainers import TrainerCase, TrainerConformance  # noqa: E402
+
+
+def build_nearest() -> Nearest:
+    return Nearest(TrainSpec(epochs=2))
+
+
+class TestNumpyTrainerConformance(TrainerConformance):
+    cases: ClassVar[list[TrainerCase]] = [TrainerCase("nearest", build_nearest, "classifier", min_score=0.95,
+                         component=Selector(TrainSpec, kwargs={"epochs": 2}))]
