@@ -169,6 +169,7 @@ def test_unsupported_tensors_are_refused_with_the_fix(make: Any) -> None:
     {"dtype": "object", "shape": [1], "b64": "AA=="},
     {"dtype": "float32", "shape": [3], "b64": "AAAA"},
     {"dtype": "float32", "shape": [-1], "b64": ""},
+    {"dtype": "float32", "shape": [1], "b64": "not base64!"},
     "not a dict",
 ])
 def test_malformed_tensor_entries_raise_format_error(meta: Any) -> None:

@@ -126,7 +126,7 @@ def encode_tensor(value: torch.Tensor, writer: Any | None, inline: int = INLINE_
 
 def _carrier_dtype(dtype: torch.dtype) -> np.dtype[Any]:
     name = _NAME[dtype]
-    return np.dtype(_CARRIED.get(name, "bool" if name == "bool" else name))
+    return np.dtype(_CARRIED.get(name, name))
 
 
 def decode_tensor(meta: Any, reader: Any | None) -> torch.Tensor:
@@ -150,7 +150,10 @@ def decode_tensor(meta: Any, reader: Any | None) -> torch.Tensor:
         if not array.dtype.isnative:
             array = array.astype(carrier)
     else:
-        raw = base64.b64decode(str(meta.get("b64", "")), validate=True)
+        try:
+            raw = base64.b64decode(str(meta.get("b64", "")), validate=True)
+        except ValueError as exc:  # binascii.Error
+            raise FormatError(f"bad base64 tensor data: {exc}") from None
         count = int(np.prod(shape, dtype=np.int64)) if shape else 1
         if count * carrier.itemsize != len(raw):
             raise FormatError(f"tensor data holds {len(raw)} bytes; shape {shape} of "
