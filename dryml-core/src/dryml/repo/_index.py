@@ -69,9 +69,15 @@ def _start_time(pid: int) -> str:
         return ""
 
 
+_identity: tuple[str, int, str] | None = None
+
+
 def process_identity() -> tuple[str, int, str]:
     """(host, pid, start time) of this process, recorded with each intent."""
-    return socket.gethostname(), os.getpid(), _start_time(os.getpid())
+    global _identity  # noqa: PLW0603 - computed once per process (and again after a fork)
+    if _identity is None or _identity[1] != os.getpid():
+        _identity = (socket.gethostname(), os.getpid(), _start_time(os.getpid()))
+    return _identity
 
 
 def owner_alive(host: str, pid: int, pstart: str) -> bool:

@@ -26,6 +26,8 @@ class Plan:
     queries: list[SQL]
     python: Callable[[dict[str, Any], dict[str, Any], MatchContext], bool] | None
     limit: int | None
+    #: The last query only adds rows after the others: skip it when they filled the limit.
+    last_fills: bool = False
 
 
 def metadata_value(metadata: dict[str, Any], key: str) -> Any:
@@ -49,8 +51,14 @@ def plan_query(selector: Selector | None, where: dict[str, Any] | None, order_by
         if cond is not None:
             conds.append(cond)
     py_where: list[tuple[str, Matcher]] = []
+    order_cond: SQL | None = None
     for key, wanted in (where or {}).items():
         matcher = to_matcher(wanted)
+        if key == order_by and order_by not in COLUMN_KEYS and _positive(matcher):
+            # Filter on the sort key inside the sorted walk of the kv index (m.t, m.value).
+            order_cond = matcher.kv_sql()
+            if order_cond is not None:
+                continue
         cond = key_sql(f"m.{key}", matcher)
         if cond is None:
             py_where.append((key, matcher))
@@ -72,12 +80,27 @@ def plan_query(selector: Selector | None, where: dict[str, Any] | None, order_by
                       f"{direction}, o.id{_limit(sql_limit)}", params)], python, limit)
     # Sort by a metadata value: walk the kv index in value order, then the objects without it.
     key = f"m.{order_by}"
+    # (t and value are kv's columns: bare, they refer to m here; objects has no such column.)
+    on_m, m_params = order_cond if order_cond is not None else ("1", [])
     has = (f"SELECT {columns} FROM kv m JOIN objects o ON o.id = m.id WHERE m.key = ? AND "
-           f"m.t != 'x' AND {where_sql} ORDER BY m.value {direction}, o.id{_limit(sql_limit)}")
-    lacks = (f"SELECT {columns} FROM objects o WHERE {where_sql} AND NOT EXISTS (SELECT 1 FROM "
-             f"kv m WHERE m.id = o.id AND m.key = ? AND m.t != 'x') ORDER BY o.created, o.id"
-             f"{_limit(sql_limit)}")
-    return Plan([(has, [key, *params]), (lacks, [*params, key])], python, limit)
+           f"m.t != 'x' AND {on_m} AND {where_sql} ORDER BY m.value {direction}, o.id"
+           f"{_limit(sql_limit)}")
+    queries = [(has, [key, *m_params, *params])]
+    if order_cond is None:  # rows lacking the sort key come last
+        lacks = (f"SELECT {columns} FROM objects o WHERE {where_sql} AND NOT EXISTS (SELECT 1 "
+                 f"FROM kv m WHERE m.id = o.id AND m.key = ? AND m.t != 'x') ORDER BY "
+                 f"o.created, o.id{_limit(sql_limit)}")
+        queries.append((lacks, [*params, key]))
+    return Plan(queries, python, limit, last_fills=True)
+
+
+def _positive(matcher: Matcher) -> bool:
+    """Matchers that only ever match scalars (so never a row lacking the key)."""
+    from dryml.repo._match import In, Range, _Eq
+
+    if isinstance(matcher, In):
+        return all(type(m) is _Eq for m in matcher.options)
+    return type(matcher) in (Range, _Eq)
 
 
 def _limit(limit: int | None) -> str:

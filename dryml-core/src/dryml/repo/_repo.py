@@ -8,7 +8,7 @@ import time
 import uuid
 import warnings
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,11 +70,20 @@ class Repo:
         in the repository is an error unless ``replace=True``."""
         self.add_objects([obj], metadata=metadata, replace=replace)
 
-    def add_objects(self, objs: Iterable[Object], *, metadata: dict[str, Any] | None = None,
+    def add_objects(self, objs: Iterable[Object], *,
+                    metadata: dict[str, Any] | Sequence[dict[str, Any]] | None = None,
                     replace: bool = False) -> list[str]:
         """Add many objects at once (one index transaction): faster than ``add_object`` in a
-        loop. Nothing is added when one of the ids is already there (unless ``replace``)."""
-        prepared = [self._prepare(obj, metadata) for obj in objs]
+        loop; returns their dry_ids. ``metadata`` is one dict for all, or one per object.
+        Nothing is added when one of the ids is already there (unless ``replace``)."""
+        objs = list(objs)
+        if metadata is None or isinstance(metadata, dict):
+            metas: Sequence[dict[str, Any] | None] = [metadata] * len(objs)
+        else:
+            metas = list(metadata)
+            if len(metas) != len(objs):
+                raise RepoError(f"{len(objs)} objects but {len(metas)} metadata dicts")
+        prepared = [self._prepare(obj, meta) for obj, meta in zip(objs, metas)]
         ids = [row["id"] for row, _ in prepared]
         if len(set(ids)) != len(ids):
             raise DuplicateObjectError("the same object (dry_id) appears twice in one add")
@@ -351,7 +360,10 @@ class Repo:
         plan = plan_query(selector, where, order_by, descending, limit,
                           _FULL if full or selector is not None or where else "o.id, o.cls, o.file")
         rows: list[tuple[Any, ...]] = []
-        for sql, params in plan.queries:
+        for n, (sql, params) in enumerate(plan.queries):
+            if (n and plan.last_fills and plan.python is None and plan.limit is not None
+                    and len(rows) >= plan.limit):
+                break
             rows += self._index.query(sql, params)
         if plan.python is not None:
             ctx = _IndexContext(self)
