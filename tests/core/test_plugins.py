@@ -74,13 +74,13 @@ def _clean(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 @pytest.fixture
-def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """An empty site directory on sys.path (its modules are forgotten afterwards)."""
     directory = tmp_path / "site"
     directory.mkdir()
     monkeypatch.syspath_prepend(str(directory))
     before = set(sys.modules)
-    yield directory  # type: ignore[misc]
+    yield directory
     for name in set(sys.modules) - before:
         if name.startswith("dp_"):
             del sys.modules[name]
