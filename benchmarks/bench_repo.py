@@ -164,7 +164,7 @@ def main() -> None:
     print(f"\n{opts.objects:,} objects in the repository ({total:,} after the adds); "
           f"{os.cpu_count()} CPUs, load average {load} (other work slows the wall times)\n")
     for row in [headers, tuple("-" * w for w in widths), *rows]:
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip())
 
 
 if __name__ == "__main__":

@@ -96,7 +96,7 @@ def test_four_processes_adding_500_each(tmp_path: Path, env: dict[str, str]) -> 
     Repo(directory, create=True)
     procs = [_worker(tmp_path, env, directory, f"w{w}", 500) for w in range(4)]
     for proc in procs:
-        out, err = proc.communicate(timeout=600)
+        _out, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err.decode()
     repo = _assert_consistent(directory)
     assert len(repo) == 2000

@@ -102,10 +102,7 @@ def _matcher(op: str, value: Any) -> Any:
         return value
     if op == "!=":
         return Not(value)
-    if op in (">=", ">"):
-        rng = Range(lo=value)
-    else:
-        rng = Range(hi=value)
+    rng = Range(lo=value) if op in (">=", ">") else Range(hi=value)
     return rng if len(op) == 2 else AllOf(rng, Not(value))
 
 
@@ -161,7 +158,7 @@ def run_show(args: argparse.Namespace) -> int:
         json.dump(entry, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
-    created = datetime.datetime.fromtimestamp(entry["created"], datetime.timezone.utc)
+    created = datetime.datetime.fromtimestamp(entry["created"], datetime.UTC)
     out = [f"dry_id:     {entry['dry_id']}", f"class:      {entry['class']}",
            f"file:       {entry['file']} ({entry['size']} bytes)",
            f"created:    {created.isoformat(timespec='seconds')}",

@@ -147,7 +147,9 @@ class Index:
     def query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a read query and return every row."""
         with self._lock:
-            return _retry(lambda: self.conn().execute(sql, list(params)).fetchall())
+            rows: list[tuple[Any, ...]] = _retry(
+                lambda: self.conn().execute(sql, list(params)).fetchall())
+            return rows
 
     def ensure_schema(self) -> bool:
         """Create the tables when missing; returns whether the index was already built."""

@@ -10,7 +10,7 @@ state and class, so every reference to it sees the loaded object.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 
@@ -105,9 +105,9 @@ def make_lazy(cls: type[Object], state: LazyState) -> Object:
     """An unloaded stand-in of class ``cls`` for the object ``state`` describes."""
     with _lock:
         lazy = _lazy_class(cls)
-    obj = object.__new__(lazy)
+    obj: Any = object.__new__(lazy)
     obj.__dict__[_STATE] = state
-    return obj  # type: ignore[return-value]
+    return cast("Object", obj)
 
 
 def is_loaded(obj: Any) -> bool:

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from dryml._encoding import TAG, Encoder
 from dryml._trust import class_path
 
-__all__ = ["AllOf", "In", "Matcher", "MatchContext", "Not", "Range", "to_matcher"]
+__all__ = ["AllOf", "In", "MatchContext", "Matcher", "Not", "Range", "to_matcher"]
 
 SQL = tuple[str, list[Any]]
 
@@ -58,7 +58,7 @@ def json_equal(a: Any, b: Any) -> bool:
     if type(a) is not type(b):
         return False
     if isinstance(a, list):
-        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b, strict=False))
     if isinstance(a, dict):
         return a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
     return bool(a == b)
@@ -131,7 +131,7 @@ class _Seq(Matcher):
             value = value.get("items")
         if not isinstance(value, list) or len(value) != len(self.items):
             return False
-        return all(m.match(v, ctx) for m, v in zip(self.items, value))
+        return all(m.match(v, ctx) for m, v in zip(self.items, value, strict=False))
 
     def __repr__(self) -> str:
         inner = ", ".join(map(repr, self.items))
@@ -199,7 +199,7 @@ class Range(Matcher):
 
     def match(self, value: Any, ctx: MatchContext) -> bool:
         if isinstance(value, dict) and value.get(TAG) == "float":
-            value = {"inf": float("inf"), "-inf": float("-inf")}.get(value.get("value"))
+            value = {"inf": float("inf"), "-inf": float("-inf")}.get(str(value.get("value")))
         if value is None or isinstance(value, bool):
             return False
         if self.text != isinstance(value, str) or not isinstance(value, (int, float, str)):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -83,7 +84,7 @@ class Repo:
             metas = list(metadata)
             if len(metas) != len(objs):
                 raise RepoError(f"{len(objs)} objects but {len(metas)} metadata dicts")
-        prepared = [self._prepare(obj, meta) for obj, meta in zip(objs, metas)]
+        prepared = [self._prepare(obj, meta) for obj, meta in zip(objs, metas, strict=False)]
         ids = [row["id"] for row, _ in prepared]
         if len(set(ids)) != len(ids):
             raise DuplicateObjectError("the same object (dry_id) appears twice in one add")
@@ -146,7 +147,7 @@ class Repo:
                 done += 1
         finally:
             with self._index.write() as conn:
-                for i, (row, obj) in enumerate(prepared):
+                for i, (row, _) in enumerate(prepared):
                     if i < done:
                         Index.put_row(conn, row)
                     conn.execute("DELETE FROM intents WHERE token = ?", (f"{token}-{i}",))
@@ -154,10 +155,8 @@ class Repo:
             self._cache(row["id"], obj)
 
     def _cache(self, dry_id: str, obj: Object) -> None:
-        try:
+        with contextlib.suppress(TypeError):  # not weak-referenceable: simply not cached
             self._live[dry_id] = obj
-        except TypeError:  # not weak-referenceable (__slots__): simply not cached
-            pass
 
     # -- metadata -----------------------------------------------------------------------------
     def metadata(self, target: str | Object) -> dict[str, Any]:
@@ -262,7 +261,7 @@ class Repo:
         is loaded when ``fn`` uses it and released after, unless ``fn`` keeps it); returns the
         results. A progress bar (tqdm) shows on long runs in a terminal; ``progress`` forces
         it on or off."""
-        from tqdm.auto import tqdm
+        from tqdm.auto import tqdm  # type: ignore[import-untyped]
 
         ids = self.ids(target, where=where, order_by=order_by, descending=descending,
                        limit=limit)
@@ -312,10 +311,8 @@ class Repo:
                 files.append((f"{token}-{i}", found[0]))
                 self._live.pop(dry_id, None)
         for _, name in files:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 (self.directory / name).unlink()
-            except FileNotFoundError:
-                pass
         with self._index.write() as conn:
             conn.executemany("DELETE FROM intents WHERE token = ?", [(t,) for t, _ in files])
         return len(files)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Union
+from typing import Any
 
 from dryml._object import Object
 from dryml._objectdef import ObjectDef
@@ -12,8 +12,8 @@ from dryml.repo._selector import Selector, _Combined
 
 __all__ = ["Target", "as_selector", "target_ids"]
 
-Target = Union[None, str, Object, ObjectDef, Selector, Callable[[ObjectDef], Any], list[Any],
-               tuple[Any, ...]]
+Target = (None | str | Object | ObjectDef | Selector | Callable[[ObjectDef], Any] | list[Any]
+          | tuple[Any, ...])
 
 
 class _IdSelector(Selector):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from dryml._encoding import TAG, Decoder
@@ -83,7 +84,7 @@ class Selector(Matcher):
     False
     """
 
-    def __init__(self, cls: type | str | None = None, args: Any = None,
+    def __init__(self, cls: type | str | Callable[[type], Any] | None = None, args: Any = None,
                  kwargs: dict[str, Any] | None = None) -> None:
         if cls is not None and not isinstance(cls, (type, str)) and not callable(cls):
             raise TypeError(f"Selector cls must be a class, a class name or None, got {cls!r}")
@@ -143,7 +144,7 @@ class Selector(Matcher):
             return False
         if self._exact and set(kwargs) - {"dry_id"} != set(self.kwargs):
             return False
-        if not all(m.match(v, ctx) for m, v in zip(self.args, args)):
+        if not all(m.match(v, ctx) for m, v in zip(self.args, args, strict=False)):
             return False
         return all(k in kwargs and m.match(kwargs[k], ctx) for k, m in self.kwargs.items())
 
@@ -263,7 +264,7 @@ class _JsonSeq(Matcher):
                 return False
             value = value.get("items")
         return isinstance(value, list) and len(value) == len(self.items) and all(
-            m.match(v, ctx) for m, v in zip(self.items, value))
+            m.match(v, ctx) for m, v in zip(self.items, value, strict=False))
 
 
 class _JsonMap(Matcher):
