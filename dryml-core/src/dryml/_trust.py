@@ -72,6 +72,9 @@ class TrustPolicy:
             return True, "an Object class already loaded in this process"
         if self.module_trusted(module):
             return True, "from a trusted module"
+        if module in sys.modules:
+            return False, (f"module {module!r} is imported but defines no dryml.Object "
+                           f"subclass {path.partition(':')[2]!r}")
         return False, f"module {module!r} is not imported and not trusted"
 
     def resolve_object_class(self, path: Any) -> type[Object]:
@@ -116,8 +119,6 @@ class TrustPolicy:
         value = self._lookup(module, qualname, path)
         if not isinstance(value, type):
             raise UntrustedClassError(f"{path!r} is not a class")
-        if issubclass(value, Object):
-            return value
         return value
 
     @staticmethod
