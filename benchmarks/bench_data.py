@@ -1,6 +1,6 @@
 """Benchmark: one pass over 1,000,000 x 32 float32 rows with int64 labels, batches of 256.
 
-Side by side in one run (median of REPEAT passes each, passes interleaved):
+Side by side in one run (best of REPEAT passes each, passes interleaved):
 
 - ``NumpyDataset(...).batch(256).torch()`` against a plain loop slicing numpy and calling
   ``torch.from_numpy`` (target: >= 0.9x its throughput);
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import statistics
 import time
 from collections.abc import Callable
 
@@ -32,16 +31,22 @@ COLS, BATCH = 32, 256
 REPEAT = int(os.environ.get("DRYML_BENCH_REPEAT", 5))
 
 
-def _median_seconds(fns: dict[str, Callable[[], int]]) -> dict[str, float]:
-    """Interleave the passes so that machine noise hits every contender alike."""
+def _best_seconds(fns: dict[str, Callable[[], int]]) -> dict[str, float]:
+    """Best of REPEAT interleaved passes (more for sub-0.1 s passes): on shared cores the
+    minimum is the least noisy estimate of what each contender costs."""
     times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(REPEAT):
+    repeat = REPEAT
+    done = 0
+    while done < repeat:
         for name, fn in fns.items():
             start = time.perf_counter()
             seen = fn()
             times[name].append(time.perf_counter() - start)
             assert seen == ROWS, (name, seen)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+        done += 1
+        if done == 1 and max(t[0] for t in times.values()) < 0.1:
+            repeat = REPEAT * 5
+    return {name: min(ts) for name, ts in times.items()}
 
 
 def _torch_pair(x: np.ndarray, y: np.ndarray) -> tuple[Callable[[], int], Callable[[], int]]:
@@ -107,11 +112,11 @@ def main() -> None:
         pairs["batch(256).torch() vs from_numpy loop"] = (_torch_pair, 0.9)
     if importlib.util.find_spec("tensorflow"):
         pairs["batch(256).tf() vs tf.data from_tensor_slices"] = (_tf_pair, 0.8)
-    print(f"{ROWS:,} x {COLS} float32 rows + int64 labels, batch {BATCH}, median of {REPEAT}")
+    print(f"{ROWS:,} x {COLS} float32 rows + int64 labels, batch {BATCH}, best of >= {REPEAT}")
     print(f"{'case':48} {'baseline':>10} {'dryml':>10} {'ratio':>7} {'target':>7}")
     for name, (make, target) in pairs.items():
         plain, dryml = make(x, y)
-        t = _median_seconds({"plain": plain, "dryml": dryml})
+        t = _best_seconds({"plain": plain, "dryml": dryml})
         ratio = t["plain"] / t["dryml"]
         mark = "ok" if ratio >= target else "MISS"
         print(f"{name:48} {t['plain']:9.3f}s {t['dryml']:9.3f}s {ratio:6.2f}x {target:5.2f}x "

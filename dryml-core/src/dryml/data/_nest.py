@@ -2,7 +2,7 @@
 
 Written here rather than taken from ``optree``/``tf.nest``: core must not depend on a framework,
 the rules are small (tuples, namedtuples, dicts; lists are leaves), and the hot paths need
-structure-specialised code (``compile_builder``) that a generic library does not give.
+structure-specialised builders (``compile_builder``) that a generic library does not give.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ __all__ = [
     "LEAF",
     "TreeDef",
     "compile_builder",
-    "compile_slicer",
     "flatten",
     "leaves",
     "map_structure",
@@ -131,22 +130,6 @@ def compile_builder(td: TreeDef) -> Callable[[Sequence[Any]], Any] | None:
     code = "lambda a: " + _expr(td, lambda i: f"a[{i}]", ns, [0])
     builder: Callable[[Sequence[Any]], Any] = eval(code, ns)  # noqa: S307 - from td only
     return builder
-
-
-def compile_slicer(
-    td: TreeDef, columns: Sequence[Any], converts: Sequence[Callable[[Any], Any] | None] = ()
-) -> Callable[[Any], Any]:
-    """``f(index)`` building one element from ``columns[j][index]`` for every leaf ``j``, passing
-    leaf ``j`` through ``converts[j]`` when given; the batch hot path of in-memory data."""
-    ns: dict[str, Any] = {f"L{j}": c for j, c in enumerate(columns)}
-    ns.update({f"F{j}": f for j, f in enumerate(converts) if f is not None})
-
-    def leaf_expr(i: int) -> str:
-        return f"F{i}(L{i}[s])" if f"F{i}" in ns else f"L{i}[s]"
-
-    code = "lambda s: " + _expr(td, leaf_expr, ns, [0])
-    slicer: Callable[[Any], Any] = eval(code, ns)  # noqa: S307 - built from td only
-    return slicer
 
 
 def map_structure(fn: Callable[[Any], Any], value: Any) -> Any:

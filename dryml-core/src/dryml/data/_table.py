@@ -8,13 +8,14 @@ with code specialised to the element's structure.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from itertools import chain
 from typing import Any
 
 import attrs
 import numpy as np
 
 from dryml.data._gen import shuffle_indices
-from dryml.data._nest import TreeDef, compile_builder, compile_slicer
+from dryml.data._nest import TreeDef, compile_builder
 
 __all__ = ["Positional", "Table"]
 
@@ -51,6 +52,16 @@ def _for_column(convert: Callable[[Any], Any], column: Any) -> Callable[[Any], A
     converter offers one (e.g. ``torch.from_numpy`` itself for numeric arrays), else it."""
     special = getattr(convert, "for_column", None)
     return convert if special is None else special(column)
+
+
+def _picks(sel: Selection, stop: int, size: int) -> Iterator[Any]:
+    """What to index the columns with for each batch: slices of a contiguous selection (views),
+    or chunks of an index array (gathers)."""
+    if isinstance(sel, slice):
+        base = sel.start
+        ends = chain(range(base + size, base + stop, size), (base + stop,))
+        return map(slice, range(base, base + stop, size), ends)
+    return (sel[s:s + size] for s in range(0, stop, size))
 
 
 def _compose(sel: Selection, a: int, b: int) -> Selection:
@@ -143,14 +154,23 @@ class Table:
         if batch_size is None:
             return self._iterate_rows(sel, cols, convert)
         stop = count - count % batch_size if drop else count
-        if isinstance(sel, slice):
-            base = sel.start
-            picks: list[Any] = [slice(base + s, base + min(s + batch_size, stop))
-                                for s in range(0, stop, batch_size)]
-        else:
-            picks = [sel[s:s + batch_size] for s in range(0, stop, batch_size)]
-        converts = [_for_column(convert, col) for col in cols] if convert is not None else []
-        return map(compile_slicer(self.td, cols, converts), picks)
+        # C-level iterators only (map/zip over bound __getitem__, slices made by map): no
+        # Python code runs per batch.
+        leaf_iters: list[Iterator[Any]] = []
+        for col in cols:
+            it: Iterator[Any] = map(col.__getitem__, _picks(sel, stop, batch_size))
+            if convert is not None:
+                it = map(_for_column(convert, col), it)
+            leaf_iters.append(it)
+        return self._assemble(leaf_iters)
+
+    def _assemble(self, leaf_iters: list[Iterator[Any]]) -> Iterator[Any]:
+        if self.td.kind == "leaf":
+            return leaf_iters[0]
+        build = compile_builder(self.td)
+        # strict=False: columns have equal lengths by construction, and strict costs ~10%.
+        zipped = zip(*leaf_iters, strict=False)
+        return zipped if build is None else map(build, zipped)
 
     def _iterate_rows(
         self, sel: Selection, cols: list[Any], convert: Callable[[Any], Any] | None
@@ -158,8 +178,4 @@ class Table:
         picked = [col[sel] for col in cols]
         if convert is not None:
             picked = [convert(col) for col in picked]
-        if self.td.kind == "leaf":
-            return iter(picked[0])
-        build = compile_builder(self.td)
-        zipped = zip(*picked, strict=True)
-        return zipped if build is None else map(build, zipped)
+        return self._assemble([iter(col) for col in picked])
