@@ -47,11 +47,12 @@ class ShuffleOp:
     seed: int | None
 
 
-def _for_column(convert: Callable[[Any], Any], column: Any) -> Callable[[Any], Any] | None:
+def _for_column(convert: Callable[[Any], Any], column: Any) -> Callable[[Any], Any]:
     """The converter for slices of one column: ``convert.for_column(column)`` when the
     converter offers one (e.g. ``torch.from_numpy`` itself for numeric arrays), else it."""
     special = getattr(convert, "for_column", None)
-    return convert if special is None else special(column)
+    chosen: Callable[[Any], Any] = convert if special is None else special(column)
+    return chosen
 
 
 def _picks(sel: Selection, stop: int, size: int) -> Iterator[Any]:
