@@ -134,3 +134,14 @@ def test_bad_input() -> None:
     ragged = TorchDataset([torch.zeros(2), torch.zeros(3)])
     with pytest.raises(DatasetError, match="ragged elements"):
         ragged.batch(2).collect()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_device_tensors_move_to_the_cpu_only_for_numpy() -> None:
+    from dryml.data.torch import TorchDataset
+
+    on_gpu = TensorDataset(torch.arange(6.0, device="cuda").reshape(3, 2))
+    ds = TorchDataset(on_gpu).batch(2)
+    assert ds.torch().peek()[0].device.type == "cuda"
+    back = ds.numpy().peek()[0]
+    assert isinstance(back, np.ndarray) and back.tolist() == [[0.0, 1.0], [2.0, 3.0]]
