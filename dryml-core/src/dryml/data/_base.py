@@ -241,8 +241,7 @@ class Dataset(abc.ABC):
         start = check_count(start, "as_indexed(start)", minimum=0)
         if self.indexed:
             return self
-        meta = Meta(True, self.supervised, self.batch_size, self._meta.drop_remainder,
-                    self._meta.length, self._meta.examples)
+        meta = self._with(indexed=True)
         if not self.batched:
             return self._derive(lambda: zip(count(start), self), meta)
         index_batch = self._index_batch
