@@ -164,18 +164,48 @@ def test_fitted_estimator_round_trips_bit_identically(name: str, tmp_path: Path)
 
 def test_big_arrays_are_npy_members_and_skops_keeps_only_the_structure(tmp_path: Path) -> None:
     x, y = make_classification(3000, 6, n_informative=4, random_state=0)
-    forest = ensemble.RandomForestClassifier(8, random_state=0).fit(x, y)
+    forest = ensemble.RandomForestClassifier(12, random_state=0).fit(x, y)
     path = tmp_path / "forest.dry"
-    _round_trip(forest, path)
+    loaded = _round_trip(forest, path)
+    assert len(loaded.estimators_) == 12
+    assert loaded.predict_proba(x).tobytes() == forest.predict_proba(x).tobytes()
     manifest = read_manifest(path)
     arrays = [m for m in manifest.members.values() if m.kind == "npy"]
-    assert len(arrays) >= 16  # each tree's node and value arrays
+    node_bytes = sum(e.tree_.__getstate__()["nodes"].nbytes for e in forest.estimators_)
+    # the trees' node arrays, concatenated, are one member
+    assert any(node_bytes <= m.raw_size < node_bytes + 1024 for m in arrays)
     entry = manifest.objects[0].state["model"]
     assert entry["serializer"] == "sklearn.estimator" and entry["package"] == "dryml-sklearn"
     assert entry["meta"]["type"].endswith("RandomForestClassifier")
     skops_zip = manifest.members[entry["meta"]["skops"]]
-    assert skops_zip.raw_size < sum(m.raw_size for m in arrays)
+    assert skops_zip.raw_size < sum(m.raw_size for m in arrays) / 10
     assert set(manifest.frameworks) >= {"scikit-learn", "skops"}
+
+
+@pytest.mark.parametrize("state", [
+    {"count": 2, "kind": "object", "shape": None, "args": None,
+     "state": {"keys": ["a"], "constant": {}, "plain": {"a": [1]}, "scalars": {},
+               "arrays": {}, "batches": {}, "nodes": {}}},
+    {"count": 1, "kind": "object", "shape": None, "args": None,
+     "state": {"keys": ["a", "b"], "constant": {"a": 1}, "plain": {}, "scalars": {},
+               "arrays": {}, "batches": {}, "nodes": {}}},
+    {"count": 1, "kind": "object", "shape": None, "args": None,
+     "state": {"keys": ["a"], "constant": {"a": [1, 2]}, "plain": {}, "scalars": {},
+               "arrays": {}, "batches": {}, "nodes": {}}},
+    {"count": 1, "kind": "pickle", "shape": None, "args": None, "state": {}},
+    {"count": 1, "kind": "object", "shape": [3], "args": None,
+     "state": {"keys": [], "constant": {}, "plain": {}, "scalars": {}, "arrays": {},
+               "batches": {}, "nodes": {}}},
+], ids=["short-column", "missing-column", "non-plain-constant", "unknown-kind", "bad-shape"])
+def test_a_malformed_batch_of_estimators_is_a_format_error(state: dict[str, Any]) -> None:
+    from skops.io._utils import LoadContext
+
+    from dryml_sklearn._skops_batch import DrymlBatchNode
+
+    full = {"__class__": "DecisionTreeClassifier", "__module__": "sklearn.tree._classes",
+            "__loader__": "DrymlBatchNode", **state}
+    with pytest.raises(FormatError):
+        DrymlBatchNode(full, LoadContext(src=None, protocol=2))  # type: ignore[arg-type]
 
 
 def test_loading_never_unpickles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -262,9 +292,10 @@ def _break_kd_tree(model: Any) -> Any:
 
 @pytest.mark.parametrize("build,breaker", [
     (lambda: ensemble.RandomForestClassifier(3, random_state=0).fit(X, Y), _break_tree),
+    (lambda: ensemble.RandomForestClassifier(12, random_state=0).fit(X, Y), _break_tree),
     (lambda: ensemble.HistGradientBoostingClassifier(max_iter=3).fit(X, Y), _break_predictor),
     (lambda: neighbors.KNeighborsClassifier(algorithm="kd_tree").fit(X, Y), _break_kd_tree),
-], ids=["decision-tree", "hist-gradient-boosting", "kd-tree"])
+], ids=["decision-tree", "batched-trees", "hist-gradient-boosting", "kd-tree"])
 def test_out_of_range_node_indices_are_refused_before_predict(
         build: Any, breaker: Any, tmp_path: Path) -> None:
     with pytest.raises(FormatError, match="out of range"):

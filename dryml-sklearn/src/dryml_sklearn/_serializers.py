@@ -2,8 +2,10 @@
 
 The estimator's structure goes through skops (a small zip holding skops' JSON schema and small
 arrays, stored as one member); large arrays (tree nodes, coefficients, support vectors...) go
-into the ``.dry`` file as raw ``.npy`` members (see :mod:`dryml_sklearn._skops_arrays`), which
-keeps save and load close to joblib's speed.
+into the ``.dry`` file as raw ``.npy`` members (:mod:`dryml_sklearn._skops_arrays`), and lists
+of same-type estimators (a forest's trees) are written column-wise with their arrays
+concatenated (:mod:`dryml_sklearn._skops_batch`), which keeps save and load at or below
+joblib's time.
 
 Loading trusts skops' default types plus :data:`dryml_sklearn._checks.EXTRA_TRUSTED` (index
 checked after load) plus whatever the caller passed as ``load_object(trust=[...])`` (module
@@ -56,8 +58,8 @@ class EstimatorSerializer:
         """Write the estimator: skops' schema as one member, big arrays as ``.npy`` members."""
         writer.record_version(PACKAGE, framework=("scikit-learn", sklearn.__version__))
         writer.record_version(PACKAGE, framework=("skops", skops.__version__))
-        data, arrays = _skops_arrays.dumps(value, writer)
-        return {"skops": writer.add_bytes(data), "arrays": arrays,
+        data, _ = _skops_arrays.dumps(value, writer)
+        return {"skops": writer.add_bytes(data),
                 "type": f"{type(value).__module__}.{type(value).__qualname__}"}
 
     def load(self, meta: Any, reader: Any) -> Any:

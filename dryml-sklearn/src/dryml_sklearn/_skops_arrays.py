@@ -36,8 +36,8 @@ from skops.io._utils import (
 
 from dryml.errors import FormatError
 
-__all__ = ["LOADER", "MIN_MEMBER_BYTES", "DrymlArrayNode", "dumps", "load_tree", "reading",
-           "writing"]
+__all__ = ["LOADER", "MIN_MEMBER_BYTES", "DrymlArrayNode", "current_reader", "current_writer",
+           "dumps", "load_tree", "reading", "writing"]
 
 LOADER = "DrymlArrayNode"
 #: Arrays at least this big become their own member; smaller ones stay in skops' zip, where a
@@ -71,13 +71,34 @@ def reading(reader: Any) -> Iterator[None]:
         _reader.reset(token)
 
 
+def current_writer() -> Any:
+    """The dryml writer of the save running in this context, or None."""
+    current = _writer.get()
+    return None if current is None else current[0]
+
+
+def current_reader() -> Any:
+    """The dryml reader of the load running in this context (FormatError when none)."""
+    reader = _reader.get()
+    if reader is None:
+        raise FormatError("dryml array members outside a .dry file")
+    return reader
+
+
 def ndarray_get_state(obj: Any, save_context: SaveContext) -> dict[str, Any]:
-    """skops' ndarray getter, except that big plain arrays go to the active dryml writer."""
-    active = _writer.get()
-    if (active is None or type(obj) is not np.ndarray or obj.dtype.hasobject
+    """skops' ndarray getter, except that big plain arrays go to the active dryml writer (and
+    object arrays of same-type estimators, e.g. boosting stages, become one batch node)."""
+    from dryml_sklearn._skops_batch import batch_state
+
+    current = _writer.get()
+    if current is not None and type(obj) is np.ndarray and obj.dtype.hasobject and obj.size:
+        state = batch_state(list(obj.ravel()), save_context, shape=obj.shape)
+        if state is not None:
+            return state
+    if (current is None or type(obj) is not np.ndarray or obj.dtype.hasobject
             or obj.nbytes < MIN_MEMBER_BYTES):
         return skops_numpy.ndarray_get_state(obj, save_context)
-    writer, members = active
+    writer, members = current
     name = members.get(id(obj))
     if name is None:
         save_context.memoize(obj)  # keep it alive so its id is not reused during this dump
@@ -100,10 +121,7 @@ class DrymlArrayNode(Node):
         self.children = {}
 
     def _construct(self) -> np.ndarray:
-        reader = _reader.get()
-        if reader is None:
-            raise FormatError("a dryml array member outside a .dry file")
-        array = reader.get_array(self.member)
+        array = current_reader().get_array(self.member)
         if type(array) is not np.ndarray or array.dtype.hasobject:
             raise FormatError(f"member {self.member!r} is not a plain numeric array")
         return array  # type: ignore[no-any-return]
@@ -140,8 +158,11 @@ def load_tree(data: bytes, trusted: list[str]) -> tuple[Node, set[str]]:
 
 
 def _install() -> None:
+    from dryml_sklearn import _skops_batch
+
     _get_state.register(np.ndarray)(ndarray_get_state)
     NODE_TYPE_MAPPING[(LOADER, PROTOCOL)] = DrymlArrayNode
+    _skops_batch.install()
 
 
 _install()

@@ -1,0 +1,263 @@
+"""Lists of same-type objects (a forest's trees, boosting stages) as one skops node.
+
+skops describes every attribute of every object as a node of its own and every array as its
+own ``.npy`` entry, which makes a 200-tree forest ~12,000 nodes and ~1,000 arrays whose
+bookkeeping costs more than the data. Here such a list is written column-wise:
+
+* attributes whose value is the same plain scalar in every item (most hyper-parameters) are
+  written once; plain scalars that vary are one JSON list;
+* arrays of one dtype and trailing shape (tree nodes, values, ``classes_``...) are concatenated
+  into one ``.npy`` member of the ``.dry`` file and split (as views) on load;
+* same-type objects below (each tree's ``tree_``) are batched the same way, recursively;
+* anything else stays an ordinary skops node per item.
+
+Loading mirrors skops: estimators are rebuilt like its ``ObjectNode`` (``cls.__new__`` then
+``__setstate__``) and decision-tree storage like its ``TreeNode`` (``Tree(*args)`` then
+``__setstate__``), only after skops' audit has checked each item class and every child node
+against the trusted types. Like :mod:`dryml_sklearn._skops_arrays`, this is used only while a
+dryml save is running.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from skops.io._audit import NODE_TYPE_MAPPING, Node, get_tree
+from skops.io._general import list_get_state, object_get_state
+from skops.io._protocol import PROTOCOL
+from skops.io._sklearn import tree_get_state
+from skops.io._trusted_types import SKLEARN_ESTIMATOR_TYPE_NAMES, SKLEARN_INTERNAL_TYPE_NAMES
+from skops.io._utils import (
+    LoadContext,
+    SaveContext,
+    TrustedTypes,
+    _get_state,
+    get_module,
+    get_state,
+    gettype,
+)
+
+from dryml.errors import FormatError
+
+__all__ = ["LOADER", "MIN_ITEMS", "DrymlBatchNode", "batch_state", "install"]
+
+LOADER = "DrymlBatchNode"
+#: Shorter lists are left to skops (the saving would not pay for the extra node kind).
+MIN_ITEMS = 8
+_PLAIN = (bool, int, float, str, type(None))
+
+
+def _split(item: Any, cls: type) -> tuple[str, dict[str, Any], dict[str, Any]] | None:
+    """(kind, constructor args by position, state) of one item, or None if not batchable."""
+    getter = _get_state.dispatch(cls)
+    if getter is object_get_state and hasattr(cls, "__getstate__"):
+        state = item.__getstate__()
+        return ("object", {}, state) if isinstance(state, dict) else None
+    if getter is tree_get_state:  # skops' own reduce-based node for decision-tree storage
+        ctor, args, state = item.__reduce__()
+        if ctor is cls and isinstance(state, dict):
+            return "reduce", {str(i): a for i, a in enumerate(args)}, state
+    return None
+
+
+def _array_column(values: list[Any], writer: Any) -> dict[str, Any] | None:
+    first = values[0]
+    if not all(type(v) is np.ndarray and v.ndim >= 1 and v.dtype == first.dtype
+               and v.shape[1:] == first.shape[1:] for v in values) or first.dtype.hasobject:
+        return None
+    # dtype= keeps a structured dtype's padding (tree nodes), which plain concatenate drops
+    return {"member": writer.add_array(np.concatenate(values, dtype=first.dtype)),
+            "lengths": [len(v) for v in values]}
+
+
+def _columns(dicts: list[dict[str, Any]], save_context: SaveContext, writer: Any
+             ) -> dict[str, Any] | None:
+    keys = list(dicts[0])
+    if any(list(d) != keys or not all(type(k) is str for k in d) for d in dicts):
+        return None
+    out: dict[str, Any] = {"keys": keys, "constant": {}, "plain": {}, "scalars": {},
+                           "arrays": {}, "batches": {}, "nodes": {}}
+    for key in keys:
+        values = [d[key] for d in dicts]
+        first = values[0]
+        if all(type(v) in _PLAIN for v in values):
+            if all(type(v) is type(first) and v == first for v in values):
+                out["constant"][key] = first
+            else:
+                out["plain"][key] = values
+        elif isinstance(first, np.generic) and not first.dtype.hasobject and all(
+                type(v) is type(first) for v in values):
+            out["scalars"][key] = writer.add_array(np.array(values, dtype=first.dtype))
+        elif (column := _array_column(values, writer)) is not None:
+            out["arrays"][key] = column
+        elif (batch := batch_state(values, save_context, min_items=1)) is not None:
+            out["batches"][key] = batch
+        else:
+            out["nodes"][key] = [get_state(v, save_context) for v in values]
+    return out
+
+
+def batch_state(items: list[Any], save_context: SaveContext, shape: tuple[int, ...] | None
+                = None, min_items: int = MIN_ITEMS) -> dict[str, Any] | None:
+    """The batch node state for ``items``, or None to leave them to skops."""
+    from dryml_sklearn._skops_arrays import current_writer
+
+    writer = current_writer()
+    if writer is None or len(items) < min_items:
+        return None
+    cls = type(items[0])
+    if any(type(item) is not cls for item in items):
+        return None
+    parts = [_split(item, cls) for item in items]
+    if any(p is None for p in parts) or len({p[0] for p in parts if p}) != 1:
+        return None
+    kind = parts[0][0] if parts[0] else ""
+    args = _columns([p[1] for p in parts if p], save_context, writer) if kind == "reduce" \
+        else None
+    state = _columns([p[2] for p in parts if p], save_context, writer)
+    if state is None or (kind == "reduce" and args is None):
+        return None
+    for item in items:
+        save_context.memoize(item)  # keep ids unique while this dump runs
+    return {"__class__": cls.__name__, "__module__": get_module(cls), "__loader__": LOADER,
+            "kind": kind, "count": len(items), "shape": None if shape is None else list(shape),
+            "args": args, "state": state}
+
+
+def list_state(obj: list[Any], save_context: SaveContext) -> dict[str, Any]:
+    """skops' list getter, except that a batch of same-type objects becomes one node."""
+    if type(obj) is list and obj:
+        state = batch_state(obj, save_context)
+        if state is not None:
+            return state
+    return list_get_state(obj, save_context)
+
+
+class _Columns:
+    """The load side of :func:`_columns`: values of item ``i`` on demand."""
+
+    def __init__(self, data: Any, count: int, load_context: LoadContext,
+                 trusted: TrustedTypes | None) -> None:
+        if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
+            raise FormatError("a batch of scikit-learn objects is malformed")
+        self.keys: list[str] = data["keys"]
+        parts = [data.get(k) for k in ("constant", "plain", "scalars", "arrays", "batches",
+                                       "nodes")]
+        if not all(isinstance(p, dict) for p in parts):
+            raise FormatError("a batch of scikit-learn objects is malformed")
+        self.constant, self.plain, scalars, arrays, batches, nodes = parts
+        if not all(isinstance(m, str) for m in scalars.values()):
+            raise FormatError("a batch's scalar column is malformed")
+        self.scalars: dict[str, str] = scalars
+        if set(self.keys) != set().union(*parts) or sum(len(p) for p in parts) != len(self.keys):
+            raise FormatError("a batch of scikit-learn objects has inconsistent columns")
+        values = [*self.constant.values(), *(v for c in self.plain.values() for v in c)]
+        if any(type(v) not in _PLAIN for v in values) or any(
+                not isinstance(c, list) or len(c) != count for c in self.plain.values()):
+            raise FormatError("a batch of scikit-learn objects holds non-plain values")
+        self.arrays: dict[str, tuple[str, list[int]]] = {}
+        for key, column in arrays.items():
+            lengths = column.get("lengths") if isinstance(column, dict) else None
+            member = column.get("member") if isinstance(column, dict) else None
+            if not (isinstance(member, str) and isinstance(lengths, list)
+                    and len(lengths) == count
+                    and all(type(n) is int and n >= 0 for n in lengths)):
+                raise FormatError(f"a batch's array column {key!r} is malformed")
+            self.arrays[key] = (member, lengths)
+        self.batches = {k: get_tree(v, load_context, trusted=trusted) for k, v in batches.items()}
+        self.nodes = {key: [get_tree(v, load_context, trusted=trusted) for v in column]
+                      for key, column in nodes.items() if isinstance(column, list)}
+        if any(len(column) != count for column in self.nodes.values()) or len(
+                self.nodes) != len(nodes):
+            raise FormatError("a batch of scikit-learn objects has inconsistent columns")
+        self.count = count
+
+    def children(self) -> list[Node]:
+        return [*self.batches.values(), *(n for c in self.nodes.values() for n in c)]
+
+    def build(self, reader: Any) -> list[dict[str, Any]]:
+        split: dict[str, Any] = {}
+        for key, member in self.scalars.items():
+            whole = reader.get_array(member)
+            if whole.shape != (self.count,):
+                raise FormatError(f"a batch's scalar column {key!r} has the wrong length")
+            split[key] = list(whole)
+        for key, (member, lengths) in self.arrays.items():
+            whole = reader.get_array(member)
+            if whole.ndim < 1 or whole.shape[0] != sum(lengths):
+                raise FormatError(f"a batch's array column {key!r} does not match its lengths")
+            split[key] = np.split(whole, np.cumsum(lengths)[:-1])
+        batches = {key: list(node.construct()) for key, node in self.batches.items()}
+        if any(len(v) != self.count for v in batches.values()):
+            raise FormatError("a nested batch has the wrong number of items")
+        out = []
+        for i in range(self.count):
+            attrs = {}
+            for key in self.keys:
+                if key in self.constant:
+                    attrs[key] = self.constant[key]
+                elif key in self.plain:
+                    attrs[key] = self.plain[key][i]
+                elif key in split:
+                    attrs[key] = split[key][i]
+                elif key in batches:
+                    attrs[key] = batches[key][i]
+                else:
+                    attrs[key] = self.nodes[key][i].construct()
+            out.append(attrs)
+        return out
+
+
+class DrymlBatchNode(Node):
+    """Rebuilds a list (or object array) of same-type objects written by :func:`batch_state`."""
+
+    def __init__(self, state: dict[str, Any], load_context: LoadContext,
+                 trusted: TrustedTypes | None = None) -> None:
+        super().__init__(state, load_context, trusted)
+        self.trusted = self._get_trusted(
+            trusted, SKLEARN_ESTIMATOR_TYPE_NAMES + SKLEARN_INTERNAL_TYPE_NAMES)
+        count, shape, kind = state.get("count"), state.get("shape"), state.get("kind")
+        if type(count) is not int or count < 0 or kind not in ("object", "reduce"):
+            raise FormatError("a batch of scikit-learn objects is malformed")
+        if shape is not None and not (isinstance(shape, list) and all(
+                type(n) is int and n >= 0 for n in shape) and int(np.prod(shape)) == count):
+            raise FormatError("a batch of scikit-learn objects has a bad shape")
+        self.count, self.shape, self.kind = count, shape, kind
+        self.args = _Columns(state.get("args"), count, load_context, trusted) \
+            if kind == "reduce" else None
+        self.state = _Columns(state.get("state"), count, load_context, trusted)
+        args_children = self.args.children() if self.args is not None else []
+        self.children = {"items": [*args_children, *self.state.children()]}
+
+    def _construct(self) -> Any:
+        from dryml_sklearn._skops_arrays import current_reader
+
+        reader = current_reader()
+        cls = gettype(self.module_name, self.class_name)
+        states = self.state.build(reader)
+        if self.args is not None:
+            args = self.args.build(reader)
+            items = [cls(*(a[str(j)] for j in range(len(a)))) for a in args]
+            for item, attrs in zip(items, states, strict=True):
+                item.__setstate__(attrs)
+        else:
+            items = []
+            for attrs in states:
+                item = cls.__new__(cls)
+                if hasattr(item, "__setstate__"):
+                    item.__setstate__(attrs)
+                else:
+                    item.__dict__.update(attrs)
+                items.append(item)
+        if self.shape is None:
+            return items
+        out = np.empty(self.count, dtype=object)
+        out[:] = items
+        return out.reshape(self.shape)
+
+
+def install() -> None:
+    """Register the list getter and the node loader with skops (see the module docstring)."""
+    _get_state.register(list)(list_state)
+    NODE_TYPE_MAPPING[(LOADER, PROTOCOL)] = DrymlBatchNode
