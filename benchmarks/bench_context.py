@@ -4,8 +4,8 @@ Rows: a trivial decorated call with a small Object argument on a warm worker, ag
 ``multiprocessing.Pool.apply`` of the same function and against a new spawned process per call
 (the original dryml design); then the cold start of a torch and a tf worker against a bare
 ``python -c "import torch"`` / ``import tensorflow`` (timed to the end of the import, without
-the interpreter's teardown, since a worker's cold start ends when it is ready). Targets: warm call median < 2 ms; cold
-start within the framework's import time + 0.3 s.
+the interpreter's teardown, since a worker's cold start ends when it is ready). Targets: warm
+call median < 2 ms; cold start within the framework's import time + 0.3 s.
 
 Run: ``python benchmarks/bench_context.py`` (about a minute; frameworks that are not installed
 are skipped).

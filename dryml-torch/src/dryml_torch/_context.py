@@ -8,6 +8,7 @@ under its share.
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -31,10 +32,9 @@ class TorchContext:
 
         threads = ctx.cpu_threads("torch")
         torch.set_num_threads(threads)
-        try:
+        # Only allowed once, before any parallel work: a second prepare must not fail.
+        with contextlib.suppress(RuntimeError):
             torch.set_num_interop_threads(max(1, min(threads, 4)))
-        except RuntimeError:  # already set (only allowed once, before parallel work)
-            pass
         gpus = ctx.local_gpus("torch")
         if gpus and torch.cuda.is_available():
             for gpu in gpus:

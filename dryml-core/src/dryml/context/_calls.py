@@ -119,9 +119,8 @@ def apply_reply(reply: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, 
             if old is not None and type(old) is type(new):
                 _update(old, new, replaced)
     result = _protocol.loads(reply["result"], reply["blobs"], reply["trust"])
-    if originals:
-        if isinstance(result, Object) and result.dry_id in originals:
-            return originals[result.dry_id]
+    if originals and isinstance(result, Object) and result.dry_id in originals:
+        return originals[result.dry_id]
     return result
 
 

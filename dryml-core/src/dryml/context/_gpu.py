@@ -6,6 +6,7 @@ a scheduler first asks what exists, never at import.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any
 
@@ -44,10 +45,8 @@ class NvmlProvider:
         except Exception:  # noqa: BLE001
             return []
         finally:
-            try:
+            with contextlib.suppress(Exception):
                 pynvml.nvmlShutdown()
-            except Exception:  # noqa: BLE001, S110
-                pass
         return [Resource("gpu", i, info) for i, info in enumerate(_visible(found))]
 
 

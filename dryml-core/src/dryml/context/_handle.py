@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import selectors
@@ -60,10 +61,8 @@ class WorkerHandle:
             raise
         finally:
             for fd in passed:
-                try:
+                with contextlib.suppress(OSError):
                     os.close(fd)
-                except OSError:
-                    pass
         self.pid = self.proc.pid
         self.channel = Channel(from_worker_r, to_worker_w)
         self._pidfd = os.pidfd_open(self.pid) if hasattr(os, "pidfd_open") else None
@@ -100,8 +99,8 @@ class WorkerHandle:
             if not events:
                 self.kill()
                 raise TimeoutError(
-                    f"the call took longer than call_timeout={limit or timeout}s while {doing}; its "
-                    f"worker (pid {self.pid}) was stopped and will be replaced")
+                    f"the call took longer than call_timeout={limit or timeout}s while "
+                    f"{doing}; its worker (pid {self.pid}) was stopped and will be replaced")
             if any(key.data == "data" for key, _ in events):
                 try:
                     return pickle.loads(self.channel.recv_bytes())  # type: ignore[no-any-return]
@@ -163,18 +162,14 @@ class WorkerHandle:
     def kill(self) -> None:
         """Kill the process (if running) and close everything (idempotent)."""
         if self.proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 self.proc.kill()
-            except ProcessLookupError:
-                pass
             self.proc.wait()
         if self._lifeline >= 0:
             os.close(self._lifeline)
             self._lifeline = -1
-        try:
+        with contextlib.suppress(OSError, ValueError, RuntimeError):
             self._selector.close()
-        except (OSError, ValueError, RuntimeError):
-            pass
         self.channel.close()
         if self._pidfd is not None:
             os.close(self._pidfd)

@@ -13,7 +13,6 @@ import os
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any
 
 import attrs
 
@@ -125,6 +124,7 @@ class Pool:
             if victim is not None:
                 self._retire(victim)
                 continue
+            assert grant is not None
             return self._start(grant, plugins)
 
     def _start(self, grant: Grant, plugins: dict[str, str]) -> WorkerHandle:
@@ -218,6 +218,3 @@ class Pool:
                 worker.stop(wait=0.5)
             self.scheduler.release(worker.grant)
         atexit.unregister(self.shutdown)
-
-
-_ = Any

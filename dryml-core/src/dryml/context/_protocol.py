@@ -8,6 +8,7 @@ or a function body. Classes of Objects that the worker could not import are sent
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import io
 import os
@@ -21,8 +22,16 @@ import cloudpickle
 
 from dryml._object import Object
 
-__all__ = ["Channel", "ChannelClosed", "dumps", "function_payload", "loads",
-           "load_function", "local_classes", "register_classes"]
+__all__ = [
+    "Channel",
+    "ChannelClosed",
+    "dumps",
+    "function_payload",
+    "load_function",
+    "loads",
+    "local_classes",
+    "register_classes",
+]
 
 _HEADER = struct.Struct("!Q")
 PROTOCOL = 5
@@ -82,13 +91,11 @@ class Channel:
         if not self.closed:
             self.closed = True
             for fd in (self.read_fd, self.write_fd):
-                try:
+                with contextlib.suppress(OSError):
                     os.close(fd)
-                except OSError:
-                    pass
 
 
-class _Pickler(cloudpickle.Pickler):
+class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
     def __init__(self, file: io.BytesIO, blobs: list[bytes]) -> None:
         super().__init__(file, protocol=PROTOCOL)
         self.blobs = blobs

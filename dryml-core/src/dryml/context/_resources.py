@@ -32,6 +32,10 @@ _KEY = re.compile(r"^(cpu|gpu)/(\d+)$")
 _COUNT_KEYS = {"num_cpus": "cpu", "num_gpus": "gpu"}
 
 
+def _as_dict(value: Mapping[str, Any]) -> dict[str, Any]:
+    return dict(value)
+
+
 @attrs.frozen
 class Resource:
     """One device: ``name`` like ``"gpu/0"``; ``info`` holds facts a worker needs.
@@ -42,7 +46,7 @@ class Resource:
 
     kind: str
     index: int
-    info: Mapping[str, Any] = attrs.field(factory=dict, converter=dict)
+    info: Mapping[str, Any] = attrs.field(factory=dict, converter=_as_dict)
 
     @property
     def name(self) -> str:

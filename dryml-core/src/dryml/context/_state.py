@@ -81,12 +81,13 @@ class ComputeContext:
                    for fw, spec in reqs.items())
 
     def _meets(self, framework: str, req: Request) -> bool:
+        share: Mapping[str, float]
         if framework == "default":
             merged: dict[str, float] = {}
-            for share in self.shares.values():
-                for name, amount in share.items():
+            for part in self.shares.values():
+                for name, amount in part.items():
                     merged[name] = merged.get(name, 0.0) + amount
-            share: Mapping[str, float] = merged
+            share = merged
         elif framework in self.shares:
             share = self.shares[framework]
         else:

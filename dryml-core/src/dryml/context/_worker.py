@@ -8,6 +8,7 @@ the lifeline pipe ends the worker the moment the caller dies (no polling, no orp
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import os
 import pickle
@@ -36,10 +37,8 @@ def _prepare(setup: dict[str, Any]) -> Any:
     cpus = {int(r["info"]["os_cpu"]) for r in setup["resources"].values()
             if r["kind"] == "cpu" and "os_cpu" in r["info"]}
     if cpus and hasattr(os, "sched_setaffinity"):
-        try:
+        with contextlib.suppress(OSError):
             os.sched_setaffinity(0, cpus)  # the worker runs on the CPUs it was granted
-        except OSError:
-            pass
     for framework in ctx.frameworks:
         ref = setup["plugins"].get(framework)
         if ref is not None:
