@@ -6,6 +6,7 @@ from __future__ import annotations
 import doctest
 import importlib
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -51,6 +52,13 @@ def test_issue_example_as_a_doctest() -> None:
     runner.run(test)
     result = runner.summarize(verbose=False)
     assert result.attempted == 8 and result.failed == 0
+
+
+def test_docs_data_page_examples_run() -> None:
+    page = Path(__file__).resolve().parents[2] / "docs" / "data.md"
+    result = doctest.testfile(str(page), module_relative=False, globs={"np": np},
+                              optionflags=doctest.ELLIPSIS)
+    assert result.attempted >= 8 and result.failed == 0
 
 
 def test_tf_leaves_reach_torch_and_numpy_without_copy() -> None:
