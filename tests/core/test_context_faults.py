@@ -154,3 +154,10 @@ def test_an_interrupted_call_never_leaves_its_worker_to_answer_the_next(tmp_path
         timer.cancel()
     assert gone(before)
     assert pid() != before
+
+
+def test_a_worker_killed_while_idle_is_replaced_without_bothering_the_next_call() -> None:
+    before = pid()
+    os.kill(before, signal.SIGKILL)
+    assert gone(before)
+    assert pid() != before

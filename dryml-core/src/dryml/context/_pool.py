@@ -101,10 +101,18 @@ class Pool:
             with self.cond:
                 if self._closed:
                     raise ResourcesUnavailableError("the worker pool was shut down")
+                dead = [w for w in self.workers if not w.busy and not w.alive()]
                 for worker in self.workers:  # most recently used first
-                    if not worker.busy and worker.key == request:
+                    if not worker.busy and worker.key == request and worker not in dead:
                         worker.busy = True
                         return worker
+                if dead:  # died while idle (killed from outside): forget, free, look again
+                    victim = dead[0]
+                    self.workers.remove(victim)
+            if victim is not None:
+                self._retire(victim)
+                continue
+            with self.cond:
                 grant = None
                 if len(self.workers) + self._starting < self.max_workers:
                     grant = self.scheduler.try_acquire(request)
