@@ -110,11 +110,11 @@ def bench_keras(tmp: Path, repeat: int) -> list[tuple[Row, Row]]:
 
 def table(rows: list[tuple[Row, Row]]) -> str:
     """The side-by-side table: native vs dryml time and size, with ratios."""
-    head = (f"{'case':42} {'native':>9} {'save s':>7} {'x':>5} {'native':>7} {'load s':>7} "
+    head = (f"{'case':44} {'native':>9} {'save s':>7} {'x':>5} {'native':>7} {'load s':>7} "
             f"{'x':>5} {'native MB':>9} {'MB':>7} {'x':>5}")
     lines = [head, "-" * len(head)]
     for (_, ns, nl, nb), (label, ds, dl, db) in rows:
-        lines.append(f"{label:42} {ns:9.3f} {ds:7.3f} {ds / ns:5.2f} {nl:7.3f} {dl:7.3f} "
+        lines.append(f"{label:44} {ns:9.3f} {ds:7.3f} {ds / ns:5.2f} {nl:7.3f} {dl:7.3f} "
                      f"{dl / nl:5.2f} {nb / 2**20:9.1f} {db / 2**20:7.1f} {db / nb:5.2f}")
     return "\n".join(lines)
 
