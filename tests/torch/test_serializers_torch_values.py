@@ -320,3 +320,31 @@ def test_listing_plugins_and_records_imports_no_torch() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=120)
     assert out.stdout.strip() == "[]"
+
+
+def test_backend_installed_without_torch_names_torch(tmp_path: Any) -> None:
+    """dryml-torch present but torch missing: BackendUnavailableError saying pip install torch."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    path = str(tmp_path / "args.dry")
+    env = {**os.environ, "DRYML_REQUIRE_BACKENDS": "1"}
+    save = (f"import sys; sys.path.insert(0, {here!r})\n"
+            "import test_serializers_torch as t\n"
+            "from dryml import save_object\n"
+            f"save_object(t.build_tensor_args(), {path!r})\n")
+    subprocess.run([sys.executable, "-c", save], check=True, timeout=120, env=env)
+    load = (f"import sys; sys.path.insert(0, {here!r})\n"
+            "class Block:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] == 'torch':\n"
+            "            raise ModuleNotFoundError(\"No module named 'torch'\")\n"
+            "sys.meta_path.insert(0, Block())\n"
+            "from dryml import load_object\n"
+            "from dryml.errors import BackendUnavailableError\n"
+            "try:\n"
+            f"    load_object({path!r}, trust=['test_serializers_torch'])\n"
+            "except BackendUnavailableError as exc:\n"
+            "    print('BackendUnavailableError:', exc)\n")
+    out = subprocess.run([sys.executable, "-c", load], capture_output=True, text=True,
+                         timeout=120, env=env, check=False)
+    assert "BackendUnavailableError: dryml-torch needs torch" in out.stdout, out.stderr[-2000:]
+    assert "pip install torch" in out.stdout

@@ -18,7 +18,15 @@ import weakref
 from typing import Any
 
 import numpy as np
-import torch
+
+try:
+    import torch
+except ImportError as _exc:  # the backend is installed without its framework
+    from dryml.errors import BackendUnavailableError
+
+    raise BackendUnavailableError(
+        f"dryml-torch needs torch, which cannot be imported ({_exc}): pip install torch"
+    ) from _exc
 
 from dryml.errors import DrymlVersionWarning, FormatError
 

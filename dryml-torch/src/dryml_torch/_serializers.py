@@ -23,7 +23,14 @@ import math
 from collections import OrderedDict
 from typing import Any
 
-import torch
+try:
+    import torch
+except ImportError as _exc:  # the backend is installed without its framework
+    from dryml.errors import BackendUnavailableError
+
+    raise BackendUnavailableError(
+        f"dryml-torch needs torch, which cannot be imported ({_exc}): pip install torch"
+    ) from _exc
 
 from dryml.errors import FormatError, SerializationError
 from dryml_torch._codecs import check_versions, decode_tensor, encode_tensor, note_versions

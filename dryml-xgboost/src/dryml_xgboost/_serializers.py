@@ -19,7 +19,15 @@ import weakref
 from typing import Any
 
 import numpy as np
-import xgboost
+
+try:
+    import xgboost
+except ImportError as _exc:  # the backend is installed without its framework
+    from dryml.errors import BackendUnavailableError
+
+    raise BackendUnavailableError(
+        f"dryml-xgboost needs xgboost, which cannot be imported ({_exc}): pip install xgboost"
+    ) from _exc
 
 from dryml.errors import (
     BackendUnavailableError,
