@@ -99,6 +99,7 @@ from dryml._object import Object
 __all__ = [
     "SerializerCase",
     "SerializerConformance",
+    "assert_bit_identical",
     "check_backend_missing",
     "check_corrupted_member",
     "check_fresh_process_load",
@@ -160,16 +161,18 @@ class SerializerCase:
         return sorted(set(out))
 
     def import_path(self) -> list[str]:
-        """``sys.path`` entries a subprocess needs to import this case's module."""
-        module = sys.modules.get(self.build.__module__)
-        file = getattr(module, "__file__", None)
-        if not file:
-            return []
-        path = Path(file).resolve()
-        depth = len(self.build.__module__.split("."))
-        if path.name == "__init__.py":
-            depth += 1
-        return [str(path.parents[depth - 1])]
+        """``sys.path`` entries a subprocess needs to import this case's modules."""
+        out: list[str] = []
+        for name in dict.fromkeys((self.build.__module__, self.output.__module__)):
+            file = getattr(sys.modules.get(name), "__file__", None)
+            if not file:
+                continue
+            path = Path(file).resolve()
+            depth = len(name.split(".")) + (path.name == "__init__.py")
+            root = str(path.parents[depth - 1])
+            if root not in out:
+                out.append(root)
+        return out
 
 
 # -- comparing outputs -------------------------------------------------------------------------
