@@ -4,4 +4,7 @@ from __future__ import annotations
 
 from dryml.records import TrainerRecord
 
-TRAINERS: list[TrainerRecord] = []
+TRAINERS: list[TrainerRecord] = [
+    TrainerRecord("xgboost.trainable", framework="xgboost",
+                  impl="dryml_xgboost.models:XGBoostTrainable", package="dryml-xgboost"),
+]

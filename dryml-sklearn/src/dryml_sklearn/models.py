@@ -1,0 +1,165 @@
+"""scikit-learn models from components: :class:`Estimator` and :class:`SklearnTrainable`.
+
+An :class:`Estimator` names any scikit-learn estimator class by its dotted path, with its
+parameters; nested Estimators (Pipeline steps, a meta-estimator's ``estimator=``) are
+Estimators too, so the whole model is a plain-value definition that can be saved, selected
+with a Selector and searched over. :class:`SklearnTrainable` trains it inside a ``sklearn``
+compute context and evaluates it: class probabilities (``predict_proba``) for classifiers,
+values (``predict``) for regressors.
+
+>>> from dryml_sklearn.models import Estimator, SklearnTrainable
+>>> pipe = Estimator("sklearn.pipeline.Pipeline", steps=[
+...     ("scale", Estimator("sklearn.preprocessing.StandardScaler")),
+...     ("clf", Estimator("sklearn.linear_model.LogisticRegression", max_iter=500))])
+>>> model = SklearnTrainable(pipe, task="classifier")
+>>> model.estimator.params["steps"][1][1].cls
+'sklearn.linear_model.LogisticRegression'
+
+scikit-learn is imported only when an estimator is built (in the worker that trains it).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from dryml import Object
+from dryml.errors import ConfigurationError
+from dryml.models import Trainable, TrainSpec
+
+if TYPE_CHECKING:
+    from dryml.data import Dataset
+    from dryml.format import LoadStore, SaveStore
+
+__all__ = ["Estimator", "SklearnTrainable"]
+
+TASKS = ("classifier", "regressor")
+
+
+class Estimator(Object):
+    """A scikit-learn estimator: its class as a dotted path, and its parameters.
+
+    ``cls`` is e.g. ``"sklearn.ensemble.RandomForestClassifier"`` (``"module:Class"`` works
+    too). Parameters are plain values or nested Estimators, in lists, tuples and dicts, e.g. a
+    Pipeline's ``steps=[("scale", Estimator(...)), ("clf", Estimator(...))]``. The class must
+    come from a module a dryml plugin trusts (scikit-learn's estimator families,
+    ``xgboost.sklearn``) or from a module already imported where it is built.
+    """
+
+    def __init__(self, cls: str, /, **params: Any) -> None:
+        if not isinstance(cls, str) or not cls:
+            raise ConfigurationError(
+                f"Estimator needs the estimator class as a dotted path string such as "
+                f"'sklearn.linear_model.LogisticRegression', got {cls!r}")
+        self.cls = cls
+        self.params = params
+
+    def build(self, seed: int | None = None) -> Any:
+        """A new, unfitted scikit-learn estimator (nested Estimators built too).
+
+        With ``seed``, every estimator built here that has a ``random_state`` parameter and
+        was not given one gets ``random_state=seed``, so training is repeatable.
+        """
+        from dryml_sklearn._models_util import estimator_class
+
+        cls = estimator_class(self.cls)
+        params = {k: _build_value(v, seed) for k, v in self.params.items()}
+        try:
+            model = cls(**params)
+        except TypeError as exc:
+            raise ConfigurationError(f"{self.cls} does not take these parameters: {exc}"
+                                     ) from None
+        if seed is not None and "random_state" not in params and \
+                "random_state" in model.get_params(deep=False):
+            model.set_params(random_state=seed)
+        return model
+
+
+def _build_value(value: Any, seed: int | None) -> Any:
+    """Build the Estimators inside a parameter value (lists, tuples, dicts walked)."""
+    from dryml import ObjectDef
+
+    if isinstance(value, ObjectDef) and issubclass(value.cls, Estimator):
+        value = value.build()
+    if isinstance(value, Estimator):
+        return value.build(seed)
+    if isinstance(value, list):
+        return [_build_value(v, seed) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_build_value(v, seed) for v in value)
+    if isinstance(value, dict):
+        return {k: _build_value(v, seed) for k, v in value.items()}
+    return value
+
+
+class SklearnTrainable(Trainable):
+    """Trains an :class:`Estimator` with one ``fit`` in a ``sklearn`` compute context.
+
+    ``task`` is ``"classifier"`` (eval gives ``predict_proba``: one column per class, in the
+    order of the sorted labels, so use labels 0..n-1) or ``"regressor"`` (eval gives
+    ``predict``). ``spec`` (optional, a :class:`~dryml.models.TrainSpec`) gives the seed
+    (default 0: estimators with a ``random_state`` left unset get it) and a
+    ``validation_split``: that fraction of the training data (chosen with the seed) is held
+    out when no validation Dataset is passed, and its scores go into the train state's
+    history. Epochs, batch size and early stopping do not apply to a single ``fit``.
+    """
+
+    dry_framework = "sklearn"
+
+    def __init__(self, estimator: Estimator, task: str = "classifier",
+                 spec: TrainSpec | None = None) -> None:
+        if not isinstance(estimator, Estimator):
+            raise ConfigurationError(
+                f"SklearnTrainable needs an Estimator(...) component, got {estimator!r}")
+        if task not in TASKS:
+            raise ConfigurationError(f"task must be 'classifier' or 'regressor', got {task!r}")
+        self.estimator, self.spec = estimator, spec
+        self.task = task  # type: ignore[misc]  # per-instance value of Trainable.task
+        self.model: Any = None
+
+    def fit(self, data: Dataset, valid: Dataset | None) -> None:
+        """Build the estimator (seeded) and fit it on every example of ``data``."""
+        from dryml_sklearn._models_util import as_arrays, split_off
+
+        spec = self.spec if self.spec is not None else TrainSpec()
+        x, y = as_arrays(data)
+        x_valid = y_valid = None
+        if valid is not None:
+            x_valid, y_valid = as_arrays(valid)
+        elif spec.validation_split > 0:
+            x, y, x_valid, y_valid = split_off(x, y, spec.validation_split, spec.seed)
+        model = self.estimator.build(seed=spec.seed)
+        if self.task == "classifier" and not hasattr(model, "predict_proba"):
+            raise ConfigurationError(
+                f"{self.estimator.cls} has no predict_proba with these parameters, and a "
+                "classifier's eval gives class probabilities: use e.g. SVC(probability=True), "
+                "wrap it in sklearn.calibration.CalibratedClassifierCV, or use task='regressor'")
+        model.fit(x, y)
+        self.model = model
+        self.train_state.progress = {"fitted": True, "examples": len(x)}
+        if x_valid is not None and y_valid is not None:
+            self.train_state.history = [self._scores(x_valid, y_valid)]
+
+    def _scores(self, x: Any, y: Any) -> dict[str, float]:
+        """Validation scores, named like other backends' (``val_`` prefix)."""
+        from dryml.metrics import arrays
+
+        pred = self.predict(x)
+        if self.task == "classifier":
+            return {"val_accuracy": arrays.accuracy(y, pred),
+                    "val_loss": arrays.log_loss(y, pred)}
+        return {"val_loss": arrays.mean_squared_error(y, pred), "val_r2": arrays.r2(y, pred)}
+
+    def predict(self, x: Any) -> Any:
+        """Class probabilities (classifier) or values (regressor) for a numpy batch."""
+        if self.model is None:
+            raise ConfigurationError("SklearnTrainable.predict before training")
+        if self.task == "classifier":
+            return self.model.predict_proba(x)
+        return self.model.predict(x)
+
+    def save_object_imp(self, store: SaveStore) -> None:
+        if self.model is not None:
+            store.put("model", self.model)
+
+    def load_object_imp(self, store: LoadStore) -> None:
+        self.model = store.get("model", None)

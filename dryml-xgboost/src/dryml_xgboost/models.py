@@ -1,0 +1,172 @@
+"""XGBoost models from components: :class:`XGBoostTrainable`.
+
+``XGBoostTrainable(task, spec, **xgb_params)`` trains an ``xgboost.XGBClassifier`` or
+``XGBRegressor`` (XGBoost's scikit-learn interface, built from ``xgb_params``) inside an
+``xgboost`` compute context, with a progress bar over boosting rounds and early stopping on
+validation data. The training procedure is a :class:`dryml.models.TrainSpec`, the same one other
+frameworks read:
+
+>>> from dryml.models import EarlyStopping, TrainSpec
+>>> from dryml_xgboost.models import XGBoostTrainable
+>>> spec = TrainSpec(validation_split=0.2, early_stopping=EarlyStopping(patience=10), seed=3)
+>>> model = XGBoostTrainable("classifier", spec, n_estimators=500, max_depth=4)
+>>> model.xgb_params
+{'n_estimators': 500, 'max_depth': 4}
+
+XGBoost is imported only when the model trains (in the worker that trains it).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from dryml.errors import BackendUnavailableError, ConfigurationError
+from dryml.models import Trainable, TrainSpec
+
+if TYPE_CHECKING:
+    from dryml.data import Dataset
+    from dryml.format import LoadStore, SaveStore
+
+__all__ = ["XGBoostTrainable"]
+
+TASKS = ("classifier", "regressor")
+#: Set from the TrainSpec and by the trainable itself, never through ``xgb_params``.
+_RESERVED = {"early_stopping_rounds": "spec=TrainSpec(early_stopping=EarlyStopping(patience=N))",
+             "callbacks": "nothing (the trainable adds its progress bar and early stopping)"}
+
+
+class XGBoostTrainable(Trainable):
+    """An ``XGBClassifier`` / ``XGBRegressor`` trained with early stopping.
+
+    ``xgb_params`` are the scikit-learn wrapper's parameters (``n_estimators`` is the most
+    boosting rounds, default 100; ``learning_rate``, ``max_depth``...). From ``spec`` (default
+    ``TrainSpec()``): ``seed`` becomes ``random_state`` unless given; ``validation_split``
+    holds out that fraction of the training data (chosen with the seed) when no validation
+    Dataset is passed to ``train``; ``early_stopping`` stops after ``patience`` rounds without
+    improvement of the validation metric (``monitor="val_loss"``: the last of ``eval_metric``,
+    else the objective's default; ``"val_<name>"``: XGBoost metric ``<name>``, e.g.
+    ``"val_auc"`` with ``mode="max"``), and prediction then uses the best round only.
+    Epochs, batch size and shuffling do not apply to boosting.
+
+    Eval gives class probabilities ``(n, classes)`` for classifiers (labels must be
+    0..classes-1) and values ``(n,)`` for regressors. Per-round metrics are in
+    ``train_state.history`` (``loss``, ``val_loss`` and each metric by name).
+    """
+
+    dry_framework = "xgboost"
+
+    def __init__(self, task: str = "classifier", spec: TrainSpec | None = None,
+                 **xgb_params: Any) -> None:
+        if task not in TASKS:
+            raise ConfigurationError(f"task must be 'classifier' or 'regressor', got {task!r}")
+        if spec is not None and not isinstance(spec, TrainSpec):
+            raise ConfigurationError(f"spec must be a TrainSpec or None, got {spec!r}")
+        for name, instead in _RESERVED.items():
+            if name in xgb_params:
+                raise ConfigurationError(f"XGBoostTrainable sets {name!r} itself; pass {instead}")
+        self.spec, self.xgb_params = spec, xgb_params
+        self.task = task  # type: ignore[misc]  # per-instance value of Trainable.task
+        self.model: Any = None
+
+    def fit(self, data: Dataset, valid: Dataset | None) -> None:
+        """Boost on ``data``; validate (and stop early) on ``valid`` or a split of ``data``."""
+        try:
+            import xgboost
+
+            from dryml_xgboost import _models_util as util
+        except ImportError as exc:  # XGBClassifier / XGBRegressor need scikit-learn
+            raise BackendUnavailableError(
+                f"XGBoostTrainable needs XGBoost's scikit-learn interface ({exc}): "
+                "pip install 'dryml-xgboost[sklearn]'") from exc
+
+        spec = self.spec if self.spec is not None else TrainSpec()
+        x, y = util.as_arrays(data)
+        x_valid = y_valid = None
+        if valid is not None:
+            x_valid, y_valid = util.as_arrays(valid)
+        elif spec.validation_split > 0:
+            x, y, x_valid, y_valid = util.split_off(x, y, spec.validation_split, spec.seed)
+        params = dict(self.xgb_params)
+        params.setdefault("random_state", spec.seed)
+        user_jobs = params.get("n_jobs")
+        if user_jobs is None:
+            params["n_jobs"] = _context_threads()
+        rounds = int(params.get("n_estimators") or 100)
+        callbacks: list[Any] = [util.ProgressBar(rounds, f"xgboost {self.task}")]
+        stopping = spec.early_stopping
+        if stopping is not None and x_valid is not None:
+            metric = _monitored_metric(stopping.monitor, params)
+            callbacks.append(xgboost.callback.EarlyStopping(
+                rounds=stopping.patience, metric_name=metric, maximize=stopping.mode == "max",
+                min_delta=stopping.min_delta, save_best=False))
+        cls = xgboost.XGBClassifier if self.task == "classifier" else xgboost.XGBRegressor
+        model = cls(**params, callbacks=callbacks)
+        eval_set = [(x, y)] if x_valid is None else [(x, y), (x_valid, y_valid)]
+        model.fit(x, y, eval_set=eval_set, verbose=False)
+        # callbacks are code (not saved); the thread count was this worker's
+        model.set_params(callbacks=None, n_jobs=user_jobs)
+        self.model = model
+        history = util.history_of(model.evals_result())
+        self.train_state.history = history
+        self.train_state.progress = {"rounds": len(history)}
+        best = _best_iteration(model)
+        if best is not None:
+            self.train_state.progress["best_iteration"] = best
+
+    def predict(self, x: Any) -> Any:
+        """Class probabilities (classifier) or values (regressor) for a numpy batch; after
+        early stopping only the rounds up to the best one are used."""
+        if self.model is None:
+            raise ConfigurationError("XGBoostTrainable.predict before training")
+        if self.task == "classifier":
+            return self.model.predict_proba(x)
+        return self.model.predict(x)
+
+    @property
+    def best_iteration(self) -> int | None:
+        """The best boosting round (0-based) found by early stopping, else None."""
+        return None if self.model is None else _best_iteration(self.model)
+
+    def save_object_imp(self, store: SaveStore) -> None:
+        if self.model is not None:
+            store.put("model", self.model)
+
+    def load_object_imp(self, store: LoadStore) -> None:
+        self.model = store.get("model", None)
+
+
+def _context_threads() -> int | None:
+    """The CPU threads the current compute context grants XGBoost (None outside one)."""
+    from dryml.context import current_context
+
+    ctx = current_context()
+    return None if ctx is None else ctx.cpu_threads("xgboost")
+
+
+def _monitored_metric(monitor: str, params: dict[str, Any]) -> str | None:
+    """The XGBoost metric early stopping watches (None: XGBoost's default, the last one);
+    a named metric is added to ``params['eval_metric']`` when missing."""
+    if monitor in ("val_loss", "loss"):
+        return None
+    name = monitor.removeprefix("val_")
+    current = params.get("eval_metric")
+    if current is None:
+        params["eval_metric"] = name
+    elif isinstance(current, str):
+        if current != name:
+            params["eval_metric"] = [current, name]
+    elif isinstance(current, (list, tuple)):
+        if name not in current:
+            params["eval_metric"] = [*current, name]
+    else:
+        raise ConfigurationError(
+            f"early stopping on {monitor!r} needs eval_metric as a metric name or a list of "
+            f"names, got {current!r}")
+    return name
+
+
+def _best_iteration(model: Any) -> int | None:
+    try:
+        return int(model.best_iteration)
+    except AttributeError:
+        return None
