@@ -15,6 +15,7 @@ prefixes or exact ``module.Class`` names). Anything else raises ``UntrustedClass
 from __future__ import annotations
 
 import warnings
+import weakref
 from typing import Any
 
 import sklearn
@@ -26,6 +27,7 @@ from dryml_sklearn import _checks, _skops_arrays
 __all__ = ["ESTIMATOR", "EstimatorSerializer"]
 
 PACKAGE = "dryml-sklearn"
+_checked: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def _version_key(version: str, parts: int) -> tuple[str, ...]:
@@ -40,7 +42,21 @@ def warn_on_skew(reader: Any, framework: str, installed: str, parts: int) -> Non
         warnings.warn(
             f"the file was written with {framework} {written}; {installed} is installed. "
             f"Predictions may differ; if loading fails, pip install '{framework}=={written}'.",
-            DrymlVersionWarning, stacklevel=4)
+            DrymlVersionWarning, stacklevel=5)
+
+
+def _check_versions(reader: Any) -> None:
+    """Warn about version skew once per file."""
+    try:
+        if reader in _checked:
+            return
+        _checked.add(reader)
+    except TypeError:  # not weak-referenceable: check every time
+        pass
+    # scikit-learn changes fitted attributes between minor versions (it warns itself on
+    # unpickling across any version), so a different major.minor warns here
+    warn_on_skew(reader, "scikit-learn", sklearn.__version__, parts=2)
+    warn_on_skew(reader, "skops", skops.__version__, parts=1)
 
 
 def _untrusted_by_caller(reader: Any, names: list[str]) -> tuple[list[str], list[str]]:
@@ -66,10 +82,7 @@ class EstimatorSerializer:
         """Rebuild the estimator; untrusted types raise UntrustedClassError naming them."""
         if not isinstance(meta, dict) or not isinstance(meta.get("skops"), str):
             raise FormatError("a scikit-learn entry must name its skops member")
-        # scikit-learn changes fitted attributes between minor versions (it warns itself on
-        # unpickling across any version), so a different major.minor warns here
-        warn_on_skew(reader, "scikit-learn", sklearn.__version__, parts=2)
-        warn_on_skew(reader, "skops", skops.__version__, parts=1)
+        _check_versions(reader)
         data = reader.get_bytes(meta["skops"])
         try:
             tree, unsafe = _skops_arrays.load_tree(data, list(_checks.EXTRA_TRUSTED))

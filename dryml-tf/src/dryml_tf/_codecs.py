@@ -9,15 +9,48 @@ and viewed back. String tensors are stored as a list of base64 items. Nothing is
 from __future__ import annotations
 
 import base64
+import warnings
+import weakref
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
 from dryml._numpy_codec import ARRAY
-from dryml.errors import FormatError
+from dryml.errors import DrymlVersionWarning, FormatError
 
-__all__ = ["DTYPE", "TENSOR", "VARIABLE", "array_from_json", "array_to_json"]
+__all__ = ["DTYPE", "TENSOR", "VARIABLE", "array_from_json", "array_to_json", "check_versions",
+           "record_versions"]
+
+PACKAGE = "dryml-tf"
+_checked: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def record_versions(writer: Any) -> None:
+    """Record dryml-tf's, TensorFlow's and Keras' versions in the file being written."""
+    import keras
+
+    writer.record_version(PACKAGE, framework=("tensorflow", tf.__version__))
+    writer.record_version(PACKAGE, framework=("keras", keras.__version__))
+
+
+def check_versions(reader: Any) -> None:
+    """Warn DrymlVersionWarning (once per file) for another major TensorFlow/Keras version."""
+    import keras
+
+    try:
+        if reader in _checked:
+            return
+        _checked.add(reader)
+    except TypeError:  # not weak-referenceable: check every time
+        pass
+    for name, installed in (("tensorflow", tf.__version__), ("keras", keras.__version__)):
+        written = reader.framework_version(name)
+        if written and written.split(".")[0] != installed.split(".")[0]:
+            warnings.warn(
+                f"the file was written with {name} {written}; {installed} is installed. If "
+                f"loading fails or results differ, pip install '{name}=={written}'.",
+                DrymlVersionWarning, stacklevel=5)
 
 _UINT = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 
@@ -38,6 +71,8 @@ def array_to_json(array: np.ndarray, dtype: tf.DType, writer: Any | None,
     ``member=True`` always writes a ``.npy`` member (when a writer is given); otherwise the
     numpy codec's rule applies (inline when small).
     """
+    if writer is not None:
+        record_versions(writer)
     out: dict[str, Any] = {"dtype": dtype.name, "shape": list(array.shape)}
     if dtype == tf.string:
         out["strings"] = [base64.b64encode(bytes(s)).decode("ascii") for s in array.ravel()]
@@ -55,6 +90,8 @@ def array_from_json(data: Any, reader: Any | None) -> tuple[np.ndarray, tf.DType
     """The numpy array and TensorFlow dtype :func:`array_to_json` wrote."""
     if not isinstance(data, dict):
         raise FormatError("a TensorFlow value entry must be an object")
+    if reader is not None:
+        check_versions(reader)
     dtype = _tf_dtype(data.get("dtype"))
     shape = data.get("shape")
     if not (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)):

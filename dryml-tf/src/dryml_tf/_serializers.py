@@ -19,28 +19,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from dryml.errors import ClassNotFoundError, DrymlVersionWarning, FormatError, UntrustedClassError
-from dryml_tf._codecs import array_from_json, array_to_json
+from dryml.errors import ClassNotFoundError, FormatError, UntrustedClassError
+from dryml_tf._codecs import array_from_json, array_to_json, check_versions, record_versions
 
 __all__ = ["KERAS_MODEL", "TF_VALUE", "KerasModelSerializer", "TFValueSerializer"]
-
-PACKAGE = "dryml-tf"
-
-
-def _record(writer: Any) -> None:
-    writer.record_version(PACKAGE, framework=("tensorflow", tf.__version__))
-    writer.record_version(PACKAGE, framework=("keras", keras.__version__))
-
-
-def _warn_on_skew(reader: Any) -> None:
-    for name, installed in (("tensorflow", tf.__version__), ("keras", keras.__version__)):
-        written = reader.framework_version(name)
-        if written and written.split(".")[0] != installed.split(".")[0]:
-            warnings.warn(
-                f"the file was written with {name} {written}; {installed} is installed. If "
-                f"loading fails or results differ, pip install '{name}=={written}'.",
-                DrymlVersionWarning, stacklevel=4)
-
 
 def _arrays_out(variables: list[Any], writer: Any) -> list[dict[str, Any]]:
     return [array_to_json(np.asarray(v.numpy()), tf.as_dtype(v.dtype), writer, member=True)
@@ -66,7 +48,7 @@ class KerasModelSerializer:
 
     def dump(self, value: Any, writer: Any) -> dict[str, Any]:
         """Keras' JSON config as a member, weights and optimizer variables as arrays."""
-        _record(writer)
+        record_versions(writer)
         config = keras.saving.serialize_keras_object(value)
         meta: dict[str, Any] = {
             "class": config.get("class_name"),
@@ -82,7 +64,7 @@ class KerasModelSerializer:
         """Rebuild in safe mode, then assign weights (and optimizer state when recorded)."""
         if not isinstance(meta, dict) or not isinstance(meta.get("config"), str):
             raise FormatError("a Keras model entry must name its config member")
-        _warn_on_skew(reader)
+        check_versions(reader)
         try:
             config = json.loads(reader.get_bytes(meta["config"]))
         except ValueError as exc:
@@ -132,7 +114,7 @@ class TFValueSerializer:
 
     def dump(self, value: Any, writer: Any) -> dict[str, Any]:
         """The value's array, dtype, shape (and variable flags)."""
-        _record(writer)
+        record_versions(writer)
         out = array_to_json(np.asarray(value.numpy()), value.dtype, writer, member=True)
         if isinstance(value, tf.Variable):
             out["variable"] = {"trainable": bool(value.trainable),
@@ -141,7 +123,7 @@ class TFValueSerializer:
 
     def load(self, meta: Any, reader: Any) -> Any:
         """A tensor (or a new variable) with the recorded value."""
-        _warn_on_skew(reader)
+        check_versions(reader)
         array, dtype = array_from_json(meta, reader)
         variable = meta.get("variable")
         if isinstance(variable, dict):
