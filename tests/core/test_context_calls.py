@@ -213,19 +213,22 @@ def test_a_request_that_can_never_be_met_fails_at_once() -> None:
 
 
 def test_a_request_that_can_be_met_later_waits_and_can_time_out(tmp_path: Any) -> None:
-    gate = tmp_path / "gate"
+    gate, started = tmp_path / "gate", tmp_path / "started"
 
     @compute_context({"default": {"gpu/0": 1.0, "cpu/0": 0.1}})
-    def hold(path: str) -> int:
+    def hold(path: str, started: str) -> int:
         import time
 
+        open(started, "w").close()
         while not os.path.exists(path):
             time.sleep(0.01)
         return os.getpid()
 
     results: list[int] = []
-    holder = threading.Thread(target=lambda: results.append(hold(str(gate))))
+    holder = threading.Thread(target=lambda: results.append(hold(str(gate), str(started))))
     holder.start()
+    while not started.exists() and holder.is_alive():  # gpu/0 is now held
+        threading.Event().wait(0.01)
     try:
         with pytest.raises(ResourcesUnavailableError, match="waited 0.5s"):
             where(call_context_reqs={"default": {"gpu/0": 0.5, "cpu/1": 0.1}},
@@ -371,3 +374,25 @@ def test_a_nested_call_needing_what_its_caller_holds_fails_instead_of_deadlockin
 @compute_context({"default": {"gpu/1": 0.5, "gpu/2": 0.5, "cpu/0": 0.1}})
 def inner_gpu_1() -> None:
     pass
+
+
+def test_relative_paths_follow_the_callers_working_directory(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    @compute_context()
+    def read(name: str) -> str:
+        with open(name) as f:
+            return f.read()
+
+    where()  # a warm worker, started in another directory
+    (tmp_path / "note.txt").write_text("here")
+    monkeypatch.chdir(tmp_path)
+    assert read("note.txt") == "here"
+
+
+def test_worker_output_reaches_the_callers_stdout(capfd: pytest.CaptureFixture[str]) -> None:
+    @compute_context()
+    def shout() -> None:
+        print("hello from the worker")
+
+    shout()
+    assert "hello from the worker" in capfd.readouterr().out

@@ -6,6 +6,7 @@ worker cannot run itself is forwarded to the caller's scheduler untouched.
 
 from __future__ import annotations
 
+import os
 import pickle
 import traceback
 from collections.abc import Callable
@@ -36,7 +37,7 @@ def encode_call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str,
                 update_objs: bool) -> dict[str, Any]:
     """The message that runs ``fn(*args, **kwargs)`` in a worker."""
     data, blobs, trust = _protocol.dumps((args, kwargs))
-    return {"fn": _protocol.function_payload(fn),
+    return {"fn": _protocol.function_payload(fn), "cwd": os.getcwd(),
             "classes": _protocol.local_classes([args, kwargs]) if blobs else [],
             "args": data, "blobs": blobs, "trust": trust, "update_objs": update_objs}
 
@@ -58,6 +59,8 @@ def _function(payload: tuple[str, Any]) -> Callable[..., Any]:
 def run_call(msg: dict[str, Any]) -> dict[str, Any]:
     """Run a call message here (in a worker); the reply never raises."""
     try:
+        if msg["cwd"] != os.getcwd():  # relative paths mean what they mean in the caller
+            os.chdir(msg["cwd"])
         fn = _function(msg["fn"])
         # After the function: unpickling a function by value may define a throwaway copy of a
         # class it uses, and that copy replaces the registry entry (held weakly) until it dies.

@@ -62,6 +62,7 @@ def worker_env(grant: Grant, plugins: Mapping[str, str]) -> dict[str, str]:
     env = dict(os.environ)
     gpus = sorted((r for r in grant.resources.values() if r.kind == "gpu"),
                   key=lambda r: r.index)
+    env.setdefault("PYTHONUNBUFFERED", "1")  # a worker's prints show when they happen
     env["CUDA_VISIBLE_DEVICES"] = ",".join(str(r.info.get("uuid", r.index)) for r in gpus)
     cpus = sum(a for n, a in grant.totals().items() if n.startswith("cpu/"))
     for var in _THREAD_VARS:
