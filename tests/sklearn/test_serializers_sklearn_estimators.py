@@ -300,3 +300,51 @@ def test_out_of_range_node_indices_are_refused_before_predict(
         build: Any, breaker: Any, tmp_path: Path) -> None:
     with pytest.raises(FormatError, match="out of range"):
         _round_trip(breaker(build()), tmp_path / "bad.dry")
+
+
+class Configured(Object):
+    """Takes an estimator class as a constructor argument."""
+
+    def __init__(self, estimator: type, **params: Any) -> None:
+        self.model = estimator(**params)
+
+
+def test_estimator_classes_are_trusted_constructor_arguments(tmp_path: Path) -> None:
+    obj = Configured(ensemble.RandomForestClassifier, n_estimators=3)
+    save_object(obj, tmp_path / "c.dry")
+    loaded = load_object(tmp_path / "c.dry")
+    assert loaded.dry_args[0] is ensemble.RandomForestClassifier
+    assert loaded.model.get_params() == obj.model.get_params()
+
+
+def test_a_class_outside_the_estimator_modules_is_refused_as_an_argument(
+        tmp_path: Path) -> None:
+    from sklearn.utils import Bunch
+
+    save_object(Configured(Bunch), tmp_path / "b.dry")
+    with pytest.raises(UntrustedClassError, match="sklearn.utils"):
+        load_object(tmp_path / "b.dry")
+
+
+def test_version_skew_warns_once_per_file(tmp_path: Path) -> None:
+    from dryml.errors import DrymlVersionWarning
+    from dryml.testing.serializers import rewrite_frameworks
+
+    class Pair(Holder):
+        def save_object_imp(self, store: Any) -> None:
+            store.put("other", self.model)
+
+        def load_object_imp(self, store: Any) -> None:
+            store.get("other")
+
+    obj = Pair()
+    obj.model = linear_model.Ridge().fit(XR, YR)
+    save_object(obj, tmp_path / "p.dry")
+    skewed = tmp_path / "skewed.dry"
+    skewed.write_bytes(rewrite_frameworks((tmp_path / "p.dry").read_bytes(),
+                                          {"scikit-learn": "0.24.2"}))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        load_object(skewed)
+    messages = [str(w.message) for w in caught if issubclass(w.category, DrymlVersionWarning)]
+    assert len(messages) == 1 and "scikit-learn 0.24.2" in messages[0]

@@ -232,3 +232,17 @@ def test_a_damaged_weight_count_is_a_format_error() -> None:
     obj = build_models(train=False)
     with pytest.raises(FormatError, match="holds 1 weight arrays"):
         _arrays_in(obj.models["seq"].weights, [{}], None, "weight")
+
+
+class LayerStack(Object):
+    """Takes a Keras layer class as a constructor argument."""
+
+    def __init__(self, layer: type, units: int) -> None:
+        self.layer = layer(units)
+
+
+def test_keras_layer_classes_are_trusted_constructor_arguments() -> None:
+    import keras
+
+    loaded = _save_load(LayerStack(keras.layers.Dense, 3))
+    assert loaded.dry_args[0] is keras.layers.Dense and loaded.layer.units == 3
