@@ -1,0 +1,244 @@
+"""The main job: compare models from four frameworks on one footing.
+
+1. loads scikit-learn's bundled digits data (no download) into a supervised Dataset and splits
+   it into train and test with a fixed seed;
+2. defines models across scikit-learn, XGBoost, PyTorch and Keras, each from components
+   (estimators, networks, optimizers, losses, one shared training procedure);
+3. trains each inside its own compute context (a warm worker process per framework), TF and
+   torch at the same time, with progress shown;
+4. scores every test example with ``dryml.metrics``;
+5. stores each trained model in a Repo with its metrics as metadata;
+6. prints a leaderboard from a Repo query and writes a PNG chart of the metrics;
+7. reloads the best model from the Repo in a fresh process and checks that its test
+   predictions equal the ones computed before saving.
+
+Run: ``python docs/examples/compare_frameworks.py [--task regression] [--out DIR] [--quick]``.
+The main process imports neither TensorFlow nor PyTorch: definitions are plain Objects, and
+all framework work happens in the workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dryml import metrics
+from dryml.context import compute_context, shutdown_workers
+from dryml.data import NumpyDataset
+from dryml.models import EarlyStopping, Trainable, TrainSpec
+from dryml.repo import Repo, Selector
+
+CLASSIFICATION = ("accuracy", "macro_f1", "log_loss")
+REGRESSION = ("r2", "mse", "mae")
+
+
+# -- 1. data ----------------------------------------------------------------------------------
+def load_data(task: str, seed: int = 0) -> tuple[NumpyDataset, NumpyDataset, int]:
+    """Train and test Datasets (80/20, fixed seed) and the number of features."""
+    from sklearn.datasets import load_diabetes, load_digits
+
+    if task == "classification":
+        x, y = load_digits(return_X_y=True)
+        x, y = (x / 16.0).astype(np.float32), y.astype(np.int64)
+    else:
+        x, y = load_diabetes(return_X_y=True)
+        x = ((x - x.mean(axis=0)) / x.std(axis=0)).astype(np.float32)
+        y = ((y - y.mean()) / y.std()).astype(np.float32)  # standardized target, R^2 unchanged
+    order = np.random.default_rng(seed).permutation(len(x))
+    cut = int(0.8 * len(x))
+    train, test = order[:cut], order[cut:]
+    return (NumpyDataset((x[train], y[train]), supervised=True),
+            NumpyDataset((x[test], y[test]), supervised=True), x.shape[1])
+
+
+# -- 2. models from components ----------------------------------------------------------------
+def define_models(task: str, n_features: int, quick: bool) -> dict[str, Trainable]:
+    """At least one model per framework, each built from components."""
+    from dryml_sklearn.models import Estimator, SklearnTrainable
+    from dryml_tf import models as keras
+    from dryml_torch import models as torch
+    from dryml_xgboost.models import XGBoostTrainable
+
+    classify = task == "classification"
+    kind = "classifier" if classify else "regressor"
+    outputs = 10 if classify else 1
+    # one training procedure, shared by the torch, Keras and XGBoost models
+    spec = TrainSpec(epochs=3 if quick else 60, batch_size=32, validation_split=0.1,
+                     early_stopping=EarlyStopping(patience=5), seed=0)
+    torch_layers = [("Linear", {"in_features": n_features, "out_features": 128}),
+                    ("ReLU", {}), ("Linear", {"in_features": 128, "out_features": outputs})]
+    keras_layers = [("Dense", {"units": 128, "activation": "relu"}),
+                    ("Dense", {"units": outputs,
+                               **({"activation": "softmax"} if classify else {})})]
+    trees = 20 if quick else 300
+    if classify:
+        linear = Estimator("sklearn.linear_model.LogisticRegression", max_iter=2000)
+        forest = Estimator("sklearn.ensemble.RandomForestClassifier", n_estimators=trees,
+                           random_state=0)
+        torch_loss, keras_loss = torch.Loss("CrossEntropyLoss"), keras.Loss(
+            "SparseCategoricalCrossentropy")
+    else:
+        linear = Estimator("sklearn.linear_model.Ridge", alpha=1.0)
+        forest = Estimator("sklearn.ensemble.RandomForestRegressor", n_estimators=trees,
+                           random_state=0)
+        torch_loss, keras_loss = torch.Loss("MSELoss"), keras.Loss("MeanSquaredError")
+    return {
+        "sklearn linear": SklearnTrainable(linear, task=kind),
+        "sklearn random forest": SklearnTrainable(forest, task=kind),
+        "xgboost": XGBoostTrainable(task=kind, spec=spec, n_estimators=trees, max_depth=4,
+                                    learning_rate=0.1),
+        "torch mlp": torch.TorchTrainable(torch.Sequential(torch_layers),
+                                          torch.Optimizer("Adam", lr=1e-3), torch_loss, spec,
+                                          task=kind),
+        "keras mlp": keras.KerasTrainable(keras.Sequential(keras_layers,
+                                                           input_shape=(n_features,)),
+                                          keras.Optimizer("Adam", learning_rate=1e-3),
+                                          keras_loss, spec, task=kind),
+    }
+
+
+# -- 3-5. train, score and store, inside the model's own compute context ----------------------
+@compute_context()  # the requirement comes from the Object passed in: its framework
+def train_score_store(model: Trainable, train: NumpyDataset, test: NumpyDataset,
+                      repo_dir: str, name: str, names: tuple[str, ...]) -> dict[str, Any]:
+    """Runs in a worker for the model's framework; returns scores and test predictions."""
+    start = time.perf_counter()
+    model.train(train)
+    seconds = time.perf_counter() - start
+    out = model.eval(test)
+    scores = metrics.score(out, metrics=list(names))
+    Repo(repo_dir).add_object(model, metadata={
+        "name": name, "framework": type(model).dry_framework, "metrics": scores,
+        "train_seconds": round(seconds, 2)})
+    return {"id": model.dry_id, "scores": scores, "seconds": seconds,
+            "predictions": np.asarray(out.peek()[0])}
+
+
+def train_all(models: dict[str, Trainable], train: NumpyDataset, test: NumpyDataset,
+              repo_dir: Path, names: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """Every model in its own worker; TF and torch are submitted first, so they run together."""
+    order = sorted(models, key=lambda n: type(models[n]).dry_framework not in ("tf", "torch"))
+    results: dict[str, dict[str, Any]] = {}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(models)) as pool:
+        futures = {}
+        for name in order:
+            print(f"[dryml] queued   {name:<22} ({type(models[name]).dry_framework} worker)",
+                  flush=True)
+            futures[pool.submit(train_score_store, models[name], train, test, str(repo_dir),
+                                name, names)] = name
+        for future in concurrent.futures.as_completed(futures):
+            name = futures[future]
+            results[name] = future.result()
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in results[name]["scores"].items())
+            print(f"[dryml] finished {name:<22} in {results[name]['seconds']:6.1f} s: {shown}",
+                  flush=True)
+    return results
+
+
+# -- 6. leaderboard and chart -----------------------------------------------------------------
+def leaderboard(repo: Repo, key: str, descending: bool, names: tuple[str, ...]
+                ) -> list[dict[str, Any]]:
+    """Rows of the leaderboard, straight from a Repo query on the metrics metadata."""
+    entries = repo.entries(Selector(Trainable), order_by=f"metrics.{key}",
+                           descending=descending)
+    print(f"\n{'rank':<5}{'model':<24}{'framework':<10}" + "".join(f"{n:>11}" for n in names)
+          + f"{'train s':>9}")
+    for rank, entry in enumerate(entries, 1):
+        meta = entry["metadata"]
+        print(f"{rank:<5}{meta['name']:<24}{meta['framework']:<10}"
+              + "".join(f"{meta['metrics'][n]:>11.4f}" for n in names)
+              + f"{meta['train_seconds']:>9.1f}")
+    return entries
+
+
+def chart(entries: list[dict[str, Any]], names: tuple[str, ...], path: Path) -> None:
+    """A PNG with one bar chart per metric."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [e["metadata"]["name"] for e in entries]
+    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 4.5))
+    for ax, metric in zip(axes, names, strict=True):
+        values = [e["metadata"]["metrics"][metric] for e in entries]
+        bars = ax.barh(labels, values, color="#4c72b0")
+        ax.bar_label(bars, fmt="%.3f", padding=2, fontsize=8)
+        ax.set_title(metric)
+        ax.invert_yaxis()
+        ax.margins(x=0.25)
+    fig.suptitle("dryml: one dataset, four frameworks")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# -- 7. reload the best model in a fresh process ----------------------------------------------
+RELOAD = """
+import sys, numpy as np
+from dryml.repo import Repo
+model = Repo(sys.argv[1]).get_one(sys.argv[2])
+data = np.load(sys.argv[3])
+from dryml.data import NumpyDataset
+out = model.eval(NumpyDataset((data["x"], data["y"]), supervised=True))
+np.save(sys.argv[4], np.asarray(out.peek()[0]))
+"""
+
+
+def check_reload(repo_dir: Path, best_id: str, test: NumpyDataset, expected: np.ndarray,
+                 out: Path) -> None:
+    x, y = test.peek()
+    np.savez(out / "test.npz", x=x, y=y)
+    subprocess.run([sys.executable, "-c", RELOAD, str(repo_dir), best_id, str(out / "test.npz"),
+                    str(out / "reloaded.npy")], check=True)
+    reloaded = np.load(out / "reloaded.npy")
+    if reloaded.dtype != expected.dtype or not np.array_equal(reloaded, expected):
+        raise SystemExit("the reloaded best model predicts differently from before saving")
+    print(f"\nreloaded the best model ({best_id}) in a fresh process: "
+          f"its {len(expected)} test predictions are identical")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", choices=["classification", "regression"],
+                        default="classification")
+    parser.add_argument("--out", type=Path, default=Path("compare-out"),
+                        help="folder for the repo, the chart and scratch files")
+    parser.add_argument("--quick", action="store_true", help="few epochs/trees (for tests)")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    args.out.mkdir(parents=True, exist_ok=True)
+    repo_dir = args.out / f"repo-{args.task}-{int(time.time())}"
+    repo = Repo(repo_dir, create=True)
+    names = CLASSIFICATION if args.task == "classification" else REGRESSION
+    train, test, n_features = load_data(args.task)
+    print(f"[dryml] {args.task}: {len(train.peek()[0])} train / {len(test.peek()[0])} test "
+          f"examples, {n_features} features")
+    models = define_models(args.task, n_features, args.quick)
+    try:
+        results = train_all(models, train, test, repo_dir, names)
+    finally:
+        shutdown_workers()
+    key = names[0]
+    entries = leaderboard(repo, key, descending=True, names=names)
+    chart(entries, names, args.out / f"metrics-{args.task}.png")
+    print(f"\nchart: {args.out / f'metrics-{args.task}.png'}")
+    best = entries[0]
+    expected = next(r["predictions"] for r in results.values() if r["id"] == best["dry_id"])
+    check_reload(repo_dir, best["dry_id"], test, expected, args.out)
+    summary = {e["metadata"]["name"]: e["metadata"]["metrics"] for e in entries}
+    (args.out / f"leaderboard-{args.task}.json").write_text(json.dumps(summary, indent=1))
+    print(f"total time: {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
