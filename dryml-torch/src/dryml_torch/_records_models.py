@@ -4,4 +4,17 @@ from __future__ import annotations
 
 from dryml.records import TrainerRecord
 
-TRAINERS: list[TrainerRecord] = []
+PACKAGE = "dryml-torch"
+
+TRAINERS: list[TrainerRecord] = [
+    TrainerRecord("torch.trainable", framework="torch",
+                  impl="dryml_torch.models:TorchTrainable", package=PACKAGE),
+    TrainerRecord("torch.sequential", framework="torch",
+                  impl="dryml_torch.models:Sequential", package=PACKAGE),
+    TrainerRecord("torch.network", framework="torch",
+                  impl="dryml_torch.models:Network", package=PACKAGE),
+    TrainerRecord("torch.optimizer", framework="torch",
+                  impl="dryml_torch.models:Optimizer", package=PACKAGE),
+    TrainerRecord("torch.loss", framework="torch",
+                  impl="dryml_torch.models:Loss", package=PACKAGE),
+]

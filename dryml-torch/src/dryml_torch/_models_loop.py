@@ -1,0 +1,237 @@
+"""The training loop of ``TorchTrainable`` (imported only inside a torch worker).
+
+Reproducibility and resume rest on one rule: everything random in an epoch (the shuffle order,
+dropout) is drawn from generators seeded by ``(spec.seed, epoch)``, never carried over from the
+previous epoch. An epoch therefore depends only on the weights and optimizer state it starts
+from, both of which a mid-training save keeps, so a resumed training ends exactly where the
+uninterrupted one does.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from dryml.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from dryml.data import Dataset
+    from dryml_torch.models import TorchTrainable
+
+__all__ = ["context_device", "dataset_arrays", "model_inputs", "probabilities", "run_training",
+           "split_validation"]
+
+_CHUNK = 4096  # rows per batch when gathering an unbatched Dataset, and for validation
+
+
+def context_device() -> torch.device:
+    """``cuda:N`` for the first GPU the torch context was granted, else the CPU."""
+    from dryml.context import current_context
+
+    ctx = current_context()
+    if ctx is None:  # no context (a direct call): whatever this process can use
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    gpus = ctx.local_gpus("torch")
+    if gpus and torch.cuda.is_available():
+        return torch.device(f"cuda:{gpus[0]['ordinal']}")
+    return torch.device("cpu")
+
+
+def dataset_arrays(data: Dataset, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Every ``(x, y)`` of a supervised Dataset (any framework) as two numpy arrays."""
+    if not data.supervised:
+        raise ConfigurationError(f"the {what} data must be a supervised Dataset of (x, y); "
+                                 "build it with supervised=True or call .as_supervised()")
+    source = data.numpy()
+    if source.indexed:
+        source = source.as_not_indexed()
+    if not source.batched:
+        source = source.batch(_CHUNK)
+    xs: list[np.ndarray] = []
+    ys: list[np.ndarray] = []
+    for x, y in source:
+        xs.append(np.asarray(x))
+        ys.append(np.asarray(y))
+    if not xs:
+        raise ConfigurationError(f"the {what} data is empty")
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def split_validation(x: np.ndarray, y: np.ndarray, fraction: float, seed: int
+                     ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """A random ``fraction`` of the rows (chosen with ``seed``) for validation; both parts keep
+    the original row order."""
+    n = len(x)
+    n_valid = int(round(n * fraction))
+    if not 0 < n_valid < n:
+        raise ConfigurationError(f"validation_split={fraction} leaves no validation or no "
+                                 f"training rows out of {n}; change it or pass valid data")
+    order = np.random.default_rng(seed).permutation(n)
+    valid, train = np.sort(order[:n_valid]), np.sort(order[n_valid:])
+    return (x[train], y[train]), (x[valid], y[valid])
+
+
+def _param(net: torch.nn.Module) -> torch.Tensor | None:
+    return next(iter(net.parameters()), None)
+
+
+def model_inputs(net: torch.nn.Module, x: Any, on_device: bool = True) -> torch.Tensor:
+    """``x`` as a tensor of the network's floating dtype (on its device if ``on_device``)."""
+    t = torch.as_tensor(np.ascontiguousarray(x))
+    p = _param(net)
+    if p is not None:
+        if t.is_floating_point() and t.dtype != p.dtype:
+            t = t.to(p.dtype)
+        if on_device:
+            t = t.to(p.device)
+    return t
+
+
+def probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """Class probabilities: softmax over classes; one logit is a binary problem's sigmoid."""
+    if logits.shape[-1] == 1:
+        p = torch.sigmoid(logits)
+        return torch.cat([1 - p, p], dim=-1)
+    return torch.softmax(logits, dim=-1)
+
+
+def _loss_inputs(out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Align outputs and targets: class indices as int64; one output column for a 1-d target."""
+    if not y.is_floating_point() and out.ndim == y.ndim + 1 and out.shape[-1] > 1:
+        return out, y.long()
+    if out.ndim == y.ndim + 1 and out.shape[-1] == 1:
+        out = out.squeeze(-1)
+    if out.is_floating_point() and y.dtype != out.dtype:
+        y = y.to(out.dtype)
+    return out, y
+
+
+def _correct(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """How many rows the logits classify right."""
+    if out.ndim == y.ndim + 1 and out.shape[-1] > 1:
+        pred, true = out.argmax(-1), y.long()
+    elif out.ndim == y.ndim + 1:
+        pred, true = (out.squeeze(-1) > 0).long(), y.long()
+    else:  # one-hot or probability targets
+        pred, true = out.argmax(-1), y.argmax(-1)
+    return (pred == true).sum()
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return int(np.random.SeedSequence([seed % 2**63, epoch]).generate_state(1, np.uint64)[0]
+               >> 1)
+
+
+def _train_epoch(net: torch.nn.Module, opt: Any, loss_fn: Any, x: torch.Tensor,
+                 y: torch.Tensor, batch_size: int, order: torch.Tensor,
+                 device: torch.device) -> float:
+    net.train()
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        xb, yb = x[idx].to(device, non_blocking=True), y[idx].to(device, non_blocking=True)
+        opt.zero_grad(set_to_none=True)
+        out, target = _loss_inputs(net(xb), yb)
+        loss = loss_fn(out, target)
+        loss.backward()
+        opt.step()
+        total += loss.detach() * len(idx)
+    return float(total) / len(order)
+
+
+def _validate(net: torch.nn.Module, loss_fn: Any, x: torch.Tensor, y: torch.Tensor,
+              classifier: bool, device: torch.device) -> dict[str, float]:
+    net.eval()
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    with torch.no_grad():
+        for start in range(0, len(x), _CHUNK):
+            xb, yb = x[start:start + _CHUNK].to(device), y[start:start + _CHUNK].to(device)
+            out = net(xb)
+            total += loss_fn(*_loss_inputs(out, yb)).double() * len(xb)
+            if classifier:
+                correct += _correct(out, yb)
+    net.train()
+    logs = {"val_loss": float(total) / len(x)}
+    if classifier:
+        logs["val_accuracy"] = int(correct) / len(x)
+    return logs
+
+
+def _early_stop(model: TorchTrainable, net: torch.nn.Module, logs: dict[str, float],
+                progress: dict[str, Any]) -> bool:
+    """Track the best epoch (keeping its weights); whether patience ran out."""
+    stopper = model.spec.early_stopping
+    value = logs.get(stopper.monitor)
+    if value is None:
+        raise ConfigurationError(f"early stopping monitors {stopper.monitor!r}, which training "
+                                 f"does not report; use one of {sorted(logs)}")
+    if stopper.improved(value, progress.get("best")):
+        progress.update(best=value, best_epoch=logs["epoch"], wait=0)
+        if model._best is None:
+            model._best = copy.deepcopy(net)
+        else:
+            model._best.load_state_dict(net.state_dict())
+        return False
+    progress["wait"] = int(progress.get("wait", 0)) + 1
+    return progress["wait"] >= stopper.patience
+
+
+def _as_tensors(net: torch.nn.Module, x: np.ndarray, y: np.ndarray
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    tx = model_inputs(net, x, on_device=False)  # batches move to the device one at a time
+    return tx, torch.as_tensor(np.ascontiguousarray(y))
+
+
+def run_training(model: TorchTrainable, net: torch.nn.Module, device: torch.device,
+                 data: Dataset, valid: Dataset | None) -> None:
+    """Train ``net`` from the epoch ``model.train_state.progress`` says, per ``model.spec``."""
+    spec = model.spec
+    x, y = dataset_arrays(data, "training")
+    if valid is not None:
+        vx, vy = dataset_arrays(valid, "validation")
+    elif spec.validation_split > 0:
+        (x, y), (vx, vy) = split_validation(x, y, spec.validation_split, spec.seed)
+    else:
+        vx = vy = None
+    tx, ty = _as_tensors(net, x, y)
+    valid_t = _as_tensors(net, vx, vy) if vx is not None and vy is not None else None
+    loss_fn = model.loss.build().to(device)
+    classifier = model.task == "classifier"
+    state = model.train_state
+    progress = state.progress
+    first = int(progress.get("epoch", 0))
+    bar = tqdm(total=spec.epochs, initial=first, desc=f"torch {type(model).__name__}",
+               unit="epoch", file=sys.stderr, dynamic_ncols=True)
+    try:
+        for epoch in range(first, spec.epochs):
+            seed = _epoch_seed(spec.seed, epoch)
+            torch.manual_seed(seed)  # dropout and other in-model randomness of this epoch
+            order = (torch.randperm(len(tx), generator=torch.Generator().manual_seed(seed))
+                     if spec.shuffle else torch.arange(len(tx)))
+            logs: dict[str, float] = {"epoch": epoch + 1, "loss": _train_epoch(
+                net, model._opt, loss_fn, tx, ty, spec.batch_size, order, device)}
+            if valid_t is not None:
+                logs.update(_validate(net, loss_fn, *valid_t, classifier, device))
+            state.history.append(logs)
+            progress["epoch"] = epoch + 1
+            stop = spec.early_stopping is not None and _early_stop(model, net, logs, progress)
+            bar.set_postfix({k: v for k, v in logs.items() if k != "epoch"}, refresh=False)
+            bar.update(1)
+            model.on_epoch_end(dict(logs))
+            if stop:
+                progress["stopped_epoch"] = epoch + 1
+                bar.write(f"early stopping after epoch {epoch + 1}: best "
+                          f"{spec.early_stopping.monitor}={progress['best']:.6g} at epoch "
+                          f"{progress['best_epoch']}", file=sys.stderr)
+                break
+    finally:
+        bar.close()
+    if model._best is not None:  # end with the best weights seen
+        net.load_state_dict(model._best.state_dict())
+        model._best = None

@@ -1,0 +1,295 @@
+"""PyTorch models from reusable components: networks, optimizers, losses, ``TorchTrainable``.
+
+Every component holds only plain values (layer class names and their keyword arguments), so a
+definition is JSON, can be selected with a Selector and searched over, and building it imports
+no torch: torch is imported inside the methods that run in a torch worker.
+
+>>> from dryml.models import EarlyStopping, TrainSpec
+>>> from dryml_torch.models import Loss, Optimizer, Sequential, TorchTrainable
+>>> net = Sequential([("Linear", {"in_features": 4, "out_features": 16}), ("ReLU", {}),
+...                   ("Linear", {"in_features": 16, "out_features": 3})])
+>>> model = TorchTrainable(net, Optimizer("Adam", lr=1e-2), Loss("CrossEntropyLoss"),
+...                        TrainSpec(epochs=20, validation_split=0.2,
+...                                  early_stopping=EarlyStopping(patience=3), seed=0))
+>>> model.task
+'classifier'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from dryml._object import Object
+from dryml._objectdef import ObjectDef
+from dryml.errors import ConfigurationError
+from dryml.models import Trainable, TrainSpec
+
+if TYPE_CHECKING:
+    import torch
+
+    from dryml.data import Dataset
+    from dryml.format import LoadStore, SaveStore
+
+__all__ = ["Loss", "Network", "Optimizer", "Sequential", "TorchTrainable"]
+
+TASKS = ("classifier", "regressor")
+
+
+def _torch_class(namespace: str, name: str, base: str, what: str) -> Any:
+    """The class ``name`` of ``torch.nn`` / ``torch.optim``, checked to be a ``base``."""
+    import importlib
+
+    module = importlib.import_module(namespace)
+    cls = getattr(module, name, None)
+    root = importlib.import_module(base.rsplit(".", 1)[0])
+    base_cls = getattr(root, base.rsplit(".", 1)[1])
+    # Only classes torch defines under its own layers/optimizers: never e.g. DataParallel
+    # (torch.nn.parallel joins process groups) or a function that happens to live there.
+    prefix = namespace + ".modules" if namespace == "torch.nn" else namespace
+    if not (isinstance(cls, type) and issubclass(cls, base_cls)
+            and cls.__module__.startswith(prefix)):
+        raise ConfigurationError(
+            f"{what} {name!r} is not a class of {prefix}; use a class name such as "
+            f"{'Linear' if what == 'layer' else 'Adam' if what == 'optimizer' else 'MSELoss'}")
+    return cls
+
+
+def _check_kwargs(kwargs: Any, where: str) -> dict[str, Any]:
+    if not isinstance(kwargs, Mapping) or not all(isinstance(k, str) for k in kwargs):
+        raise ConfigurationError(f"{where}: keyword arguments must be a dict with str keys, "
+                                 f"got {kwargs!r}")
+    return dict(kwargs)
+
+
+class Network(Object):
+    """Base of network components: :meth:`build` returns a new ``torch.nn.Module``.
+
+    Subclass it for a custom architecture; keep constructor arguments plain (sizes, names) and
+    import torch inside ``build``, so the definition stays framework-free::
+
+        class MLP(Network):
+            def __init__(self, width: int):
+                self.width = width
+
+            def build(self):
+                import torch
+                return torch.nn.Sequential(torch.nn.Linear(4, self.width), torch.nn.ReLU(),
+                                           torch.nn.Linear(self.width, 3))
+    """
+
+    def build(self) -> torch.nn.Module:
+        """A freshly initialized module (override)."""
+        raise NotImplementedError(f"{type(self).__qualname__} does not implement build()")
+
+
+class Sequential(Network):
+    """``torch.nn.Sequential`` from ``(layer class name, kwargs)`` pairs.
+
+    >>> Sequential([("Linear", {"in_features": 8, "out_features": 2}), ("Softplus", {})])
+    ... # doctest: +ELLIPSIS
+    {...}
+
+    Names are classes of ``torch.nn`` (``"Linear"``, ``"Conv2d"``, ``"ReLU"``, ``"Dropout"``,
+    ``"BatchNorm1d"``, ``"Flatten"``...), checked when the module is built.
+    """
+
+    def __init__(self, layers: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
+        if isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence) or not layers:
+            raise ConfigurationError("Sequential needs a non-empty list of (layer class name, "
+                                     "kwargs) pairs")
+        checked: list[tuple[str, dict[str, Any]]] = []
+        for i, layer in enumerate(layers):
+            if (not isinstance(layer, Sequence) or isinstance(layer, str) or len(layer) != 2
+                    or not isinstance(layer[0], str)):
+                raise ConfigurationError(
+                    f"Sequential layer {i} must be a (class name, kwargs) pair such as "
+                    f"('Linear', {{'in_features': 4, 'out_features': 8}}), got {layer!r}")
+            checked.append((layer[0], _check_kwargs(layer[1], f"Sequential layer {i}")))
+        self.layers = checked
+
+    def build(self) -> torch.nn.Module:
+        """The ``torch.nn.Sequential`` of the layers, freshly initialized."""
+        import torch
+
+        return torch.nn.Sequential(*(
+            _torch_class("torch.nn", name, "torch.nn.Module", "layer")(**kwargs)
+            for name, kwargs in self.layers))
+
+
+class Optimizer(Object):
+    """A ``torch.optim`` optimizer by class name, e.g. ``Optimizer("Adam", lr=1e-3)``."""
+
+    def __init__(self, name: str = "Adam", **kwargs: Any) -> None:
+        if not isinstance(name, str):
+            raise ConfigurationError(f"Optimizer name must be a str such as 'Adam', got {name!r}")
+        self.name, self.kwargs = name, kwargs
+
+    def build(self, params: Any) -> torch.optim.Optimizer:
+        """The optimizer over ``params``."""
+        cls = _torch_class("torch.optim", self.name, "torch.optim.Optimizer", "optimizer")
+        return cls(params, **self.kwargs)  # type: ignore[no-any-return]
+
+
+class Loss(Object):
+    """A ``torch.nn`` loss by class name, e.g. ``Loss("CrossEntropyLoss", label_smoothing=0.1)``.
+
+    A classifier's loss takes the network's logits; ``predict`` applies the softmax (or the
+    sigmoid for a single output, e.g. with ``"BCEWithLogitsLoss"``).
+    """
+
+    def __init__(self, name: str, **kwargs: Any) -> None:
+        if not isinstance(name, str):
+            raise ConfigurationError(f"Loss name must be a str such as 'MSELoss', got {name!r}")
+        self.name, self.kwargs = name, kwargs
+
+    def build(self) -> torch.nn.Module:
+        """The loss module."""
+        return _torch_class(  # type: ignore[no-any-return]
+            "torch.nn", self.name, "torch.nn.Module", "loss")(**self.kwargs)
+
+
+def _build_network(network: Any) -> torch.nn.Module:
+    """The module of a network component: a Network, an ObjectDef of one, or an Object that
+    holds its module as ``.module``."""
+    import torch
+
+    if isinstance(network, ObjectDef):
+        network = network.build()
+    if isinstance(network, Network):
+        module = network.build()
+    else:
+        module = getattr(network, "module", None)
+    if not isinstance(module, torch.nn.Module):
+        raise ConfigurationError(
+            f"the network {type(network).__qualname__} gave no torch.nn.Module; pass a "
+            "Sequential, a Network subclass whose build() returns a module, or an Object "
+            "(or its ObjectDef) holding the module as .module")
+    return module
+
+
+class TorchTrainable(Trainable):
+    """A torch network trained from components: ``network``, ``optimizer``, ``loss``, ``spec``.
+
+    * ``network``: a :class:`Sequential`, a :class:`Network` subclass, or an ``ObjectDef`` of an
+      Object holding a custom ``torch.nn.Module`` as ``.module`` (built in the worker).
+    * ``optimizer`` (default ``Optimizer("Adam", lr=1e-3)``), ``loss`` (default
+      ``CrossEntropyLoss`` for classifiers, ``MSELoss`` for regressors), ``spec`` (a
+      :class:`~dryml.models.TrainSpec`: epochs, batch size, validation split, early stopping,
+      seed, shuffle).
+    * ``task``: ``"classifier"`` (``predict`` gives class probabilities) or ``"regressor"``.
+
+    Training runs on the device of the torch compute context (``cuda:N`` when the context was
+    granted a GPU, else the CPU), shows a progress bar (epoch, loss, validation metrics) on
+    stderr, and is deterministic for a given ``spec.seed``. While training, the saved state
+    holds the optimizer and the early-stopping best weights, so a training saved mid-way
+    resumes where it stopped and ends as the uninterrupted one would.
+    """
+
+    dry_framework: ClassVar[str] = "torch"
+
+    def __init__(self, network: Any, optimizer: Optimizer | None = None,
+                 loss: Loss | None = None, spec: TrainSpec | None = None,
+                 task: str = "classifier") -> None:
+        if task not in TASKS:
+            raise ConfigurationError(f"task must be 'classifier' or 'regressor', got {task!r}")
+        if not isinstance(network, (Object, ObjectDef)):
+            raise ConfigurationError(
+                f"network must be a dryml Object (e.g. Sequential) or ObjectDef, got "
+                f"{type(network).__qualname__}")
+        self.network = network
+        self.optimizer = optimizer if optimizer is not None else Optimizer("Adam", lr=1e-3)
+        self.loss = loss if loss is not None else Loss(
+            "CrossEntropyLoss" if task == "classifier" else "MSELoss")
+        self.spec = spec if spec is not None else TrainSpec()
+        self.task = task  # type: ignore[misc]
+        self._net: Any = None
+        self._opt: Any = None
+        self._best: Any = None
+
+    # -- torch state --------------------------------------------------------------------------
+    def _ensure_net(self) -> Any:
+        if self._net is None:
+            import torch
+
+            torch.manual_seed(self.spec.seed)  # the initial weights follow the seed
+            self._net = _build_network(self.network)
+        return self._net
+
+    def _place(self, device: Any, optimizer: bool) -> Any:
+        """The network on ``device`` (and its optimizer, when asked, with its state there)."""
+        net = self._ensure_net()
+        moved = next(iter(net.parameters()), None)
+        if moved is not None and moved.device != device:
+            state = self._opt.state_dict() if self._opt is not None else None
+            net.to(device)
+            if state is not None:  # rebuilt so its state follows the parameters' device
+                self._opt = self.optimizer.build(net.parameters())
+                self._opt.load_state_dict(state)
+            if self._best is not None:
+                self._best.to(device)
+        if optimizer and self._opt is None:
+            self._opt = self.optimizer.build(net.parameters())
+        return net
+
+    def save_object_imp(self, store: SaveStore) -> None:
+        if self._net is None:
+            return
+        store.put("model", self._net)
+        if self.train_state.status == "training":  # what a resumed training needs
+            if self._opt is not None:
+                store.put("optimizer", self._opt)
+            if self._best is not None:
+                store.put("best_model", self._best)
+
+    def load_object_imp(self, store: LoadStore) -> None:
+        self._net = self._opt = self._best = None
+        if "model" not in store:
+            return
+        # Rebuilt from the arguments, then the weights restored (docs/backends.md): no code
+        # comes from the file.
+        self._ensure_net().load_state_dict(store.get("model"))
+        if "optimizer" in store:
+            self._opt = self.optimizer.build(self._net.parameters())
+            self._opt.load_state_dict(store.get("optimizer"))
+        if "best_model" in store:
+            import copy
+
+            self._best = copy.deepcopy(self._net)
+            self._best.load_state_dict(store.get("best_model"))
+
+    # -- Trainable ----------------------------------------------------------------------------
+    def prep_train(self) -> None:
+        if self._net is not None:
+            self._net.train()
+
+    def prep_eval(self) -> None:
+        if self._net is not None:
+            self._net.eval()
+
+    def fit(self, data: Dataset, valid: Dataset | None) -> None:
+        from dryml_torch._models_loop import context_device, run_training
+
+        device = context_device()
+        net = self._place(device, optimizer=True)
+        run_training(self, net, device, data, valid)
+
+    def on_epoch_end(self, logs: dict[str, float]) -> None:
+        """Called after each epoch (its ``logs``: epoch, loss, validation metrics); override to
+        log or to checkpoint, e.g. ``save_object(self, path)``: a file saved here resumes from
+        this epoch when loaded and trained again."""
+
+    def predict(self, x: Any) -> Any:
+        import torch
+
+        from dryml_torch._models_loop import context_device, model_inputs, probabilities
+
+        net = self._place(context_device(), optimizer=False)
+        net.eval()
+        with torch.no_grad():
+            out = net(model_inputs(net, x))
+        if self.task == "classifier":
+            out = probabilities(out)
+        elif out.ndim > 1 and out.shape[-1] == 1:
+            out = out.squeeze(-1)
+        return out.detach().cpu().numpy()

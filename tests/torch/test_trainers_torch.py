@@ -1,0 +1,271 @@
+"""dryml-torch's TorchTrainable: the trainer conformance suite, early stopping, determinism,
+progress output, resume from a mid-training checkpoint, device, components."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pytest
+
+if not os.environ.get("DRYML_REQUIRE_BACKENDS"):
+    pytest.importorskip("torch")
+
+from dryml import ObjectDef, load_object, save_object
+from dryml.errors import ConfigurationError
+from dryml.models import EarlyStopping, TrainSpec
+from dryml.repo import Selector
+from dryml.testing.trainers import (
+    TrainerCase,
+    TrainerConformance,
+    classification_data,
+    regression_data,
+)
+from dryml_torch.models import Loss, Network, Optimizer, Sequential, TorchTrainable
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def mlp(outputs: int = 3, width: int = 16) -> Sequential:
+    return Sequential([("Linear", {"in_features": 4, "out_features": width}), ("ReLU", {}),
+                       ("Linear", {"in_features": width, "out_features": outputs})])
+
+
+def build_classifier() -> TorchTrainable:
+    return TorchTrainable(mlp(), Optimizer("Adam", lr=1e-2), Loss("CrossEntropyLoss"),
+                          TrainSpec(epochs=8, batch_size=32, seed=0))
+
+
+def build_regressor() -> TorchTrainable:
+    return TorchTrainable(mlp(outputs=1), Optimizer("Adam", lr=1e-2), Loss("MSELoss"),
+                          TrainSpec(epochs=15, batch_size=32, seed=0), task="regressor")
+
+
+class TestTorchTrainers(TrainerConformance):
+    cases: ClassVar[list[TrainerCase]] = [
+        TrainerCase("mlp_classifier", build_classifier, "classifier", min_score=0.95,
+                    component=Selector(Optimizer, args=("Adam",), kwargs={"lr": 1e-2})),
+        TrainerCase("mlp_regressor", build_regressor, "regressor", min_score=0.95,
+                    component=Selector(Loss, args=("MSELoss",))),
+    ]
+
+
+def predictions(model: TorchTrainable, data: Any | None = None) -> np.ndarray:
+    data = classification_data(seed=1) if data is None else data
+    return np.asarray(model.eval(data).peek()[0])
+
+
+def with_validation(epochs: int, early: EarlyStopping | None = None, seed: int = 0,
+                    net: Any = None) -> TorchTrainable:
+    return TorchTrainable(net or mlp(), Optimizer("Adam", lr=2e-2), Loss("CrossEntropyLoss"),
+                          TrainSpec(epochs=epochs, batch_size=32, validation_split=0.25,
+                                    early_stopping=early, seed=seed))
+
+
+def test_predictions_are_probabilities_and_values() -> None:
+    clf = with_validation(2)
+    clf.train(classification_data())
+    probs = predictions(clf)
+    assert probs.shape == (600, 3) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    history = clf.train_state.history
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert {"loss", "val_loss", "val_accuracy"} <= set(history[-1])
+    reg = build_regressor()
+    reg.train(regression_data())
+    assert predictions(reg, regression_data(seed=1)).shape == (600,)
+
+
+def test_early_stopping_stops_early_and_restores_the_best_weights() -> None:
+    model = with_validation(100, EarlyStopping(patience=2, min_delta=1e-3))
+    model.train(classification_data())
+    history, progress = model.train_state.history, model.train_state.progress
+    best = progress["best_epoch"]
+    assert len(history) < 100, "early stopping never stopped"
+    assert progress["stopped_epoch"] == len(history) == best + 2
+    assert history[best - 1]["val_loss"] == min(h["val_loss"] for h in history)
+    # the weights are those after the best epoch: equal to a training that ends there
+    ends_at_best = with_validation(best)
+    ends_at_best.train(classification_data())
+    last_epoch = with_validation(len(history))
+    last_epoch.train(classification_data())
+    assert np.array_equal(predictions(model), predictions(ends_at_best))
+    assert not np.array_equal(predictions(model), predictions(last_epoch))
+
+
+def test_early_stopping_on_a_maximized_metric() -> None:
+    # val_accuracy saturates: with a huge min_delta nothing after epoch 1 counts as better
+    model = with_validation(50, EarlyStopping(patience=1, monitor="val_accuracy", mode="max",
+                                              min_delta=2.0))
+    model.train(classification_data())
+    assert model.train_state.progress["stopped_epoch"] == 2
+    assert model.train_state.progress["best_epoch"] == 1
+
+
+def test_early_stopping_on_an_unknown_metric_says_which_exist() -> None:
+    model = with_validation(3, EarlyStopping(monitor="val_f1"))
+    with pytest.raises(ConfigurationError, match="val_accuracy"):
+        model.train(classification_data())
+
+
+def test_training_is_deterministic_with_a_seed() -> None:
+    runs = []
+    for seed in (3, 3, 4):
+        model = with_validation(3, EarlyStopping(patience=5), seed=seed,
+                                net=Sequential([*mlp().layers[:2], ("Dropout", {"p": 0.3}),
+                                                mlp().layers[2]]))
+        model.train(classification_data())
+        runs.append((predictions(model), model.train_state.history))
+    assert np.array_equal(runs[0][0], runs[1][0]) and runs[0][1] == runs[1][1]
+    assert not np.array_equal(runs[0][0], runs[2][0])
+
+
+class Checkpointing(TorchTrainable):
+    """Saves itself after every epoch and crashes after ``crash_after`` epochs."""
+
+    def __init__(self, *args: Any, path: str, crash_after: int | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.path, self.crash_after = path, crash_after
+
+    def on_epoch_end(self, logs: dict[str, float]) -> None:
+        save_object(self, self.path)
+        if logs["epoch"] == self.crash_after:
+            raise RuntimeError("simulated crash")
+
+
+def test_training_resumes_from_a_mid_training_checkpoint(tmp_path: Path) -> None:
+    spec = TrainSpec(epochs=5, batch_size=32, validation_split=0.25,
+                     early_stopping=EarlyStopping(patience=10), seed=1)
+    parts = (mlp(), Optimizer("Adam", lr=2e-2), Loss("CrossEntropyLoss"), spec)
+    reference = TorchTrainable(*parts)
+    reference.train(classification_data())
+
+    path = tmp_path / "checkpoint.dry"
+    crashing = Checkpointing(*parts, path=str(path), crash_after=3)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        crashing.train(classification_data())
+    resumed = load_object(path, trust=[__name__])
+    assert resumed.train_state.status == "training"
+    assert resumed.train_state.progress["epoch"] == 3
+    resumed.train(classification_data())
+    assert resumed.trained
+    assert [h["epoch"] for h in resumed.train_state.history] == [1, 2, 3, 4, 5]
+    assert resumed.train_state.history == reference.train_state.history
+    assert np.array_equal(predictions(resumed), predictions(reference))
+
+
+def test_progress_bar_shows_epochs_loss_and_validation_metric(tmp_path: Path) -> None:
+    script = textwrap.dedent("""
+        from dryml.models import TrainSpec
+        from dryml.testing.trainers import classification_data
+        from dryml_torch.models import Sequential, TorchTrainable
+        net = Sequential([("Linear", {"in_features": 4, "out_features": 3})])
+        model = TorchTrainable(net, spec=TrainSpec(epochs=4, validation_split=0.2))
+        model.train(classification_data(n=200))
+        print("trained", model.trained)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "TQDM_DISABLE": ""})
+    assert done.returncode == 0, done.stderr
+    assert "trained True" in done.stdout
+    last = done.stderr.replace("\r", "\n").strip().splitlines()[-1]
+    assert "4/4" in last and "epoch" in last, done.stderr
+    assert "loss=" in last and "val_loss=" in last and "val_accuracy=" in last, last
+
+
+def test_definitions_are_plain_values_and_import_no_torch() -> None:
+    script = textwrap.dedent("""
+        import json, sys
+        from dryml import ObjectDef
+        from dryml.models import TrainSpec
+        from dryml_torch.models import Loss, Optimizer, Sequential, TorchTrainable
+        net = Sequential([("Linear", {"in_features": 4, "out_features": 3})])
+        model = TorchTrainable(net, Optimizer("SGD", lr=0.1, momentum=0.9), Loss("CrossEntropyLoss"),
+                               TrainSpec(epochs=2))
+        d = ObjectDef.from_dict(json.loads(json.dumps(model.definition().to_dict())))
+        assert d.build().optimizer.kwargs == {"lr": 0.1, "momentum": 0.9}
+        assert "torch" not in sys.modules, "building a definition imported torch"
+    """)
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+
+
+def test_bad_components_are_refused_with_a_fix() -> None:
+    with pytest.raises(ConfigurationError, match="pair such as"):
+        Sequential(["Linear"])
+    with pytest.raises(ConfigurationError, match="task"):
+        TorchTrainable(mlp(), task="ranker")
+    with pytest.raises(ConfigurationError, match="torch.nn.modules"):
+        Sequential([("DataParallel", {"module": None})]).build()
+    with pytest.raises(ConfigurationError, match="torch.optim"):
+        Optimizer("Nope").build([])
+    model = TorchTrainable(Sequential([("NoSuchLayer", {})]))
+    with pytest.raises(ConfigurationError, match="NoSuchLayer"):
+        model.train(classification_data(n=50))
+
+
+class Custom(Network):
+    """A hand-written module (not a Sequential)."""
+
+    def __init__(self, width: int) -> None:
+        self.width = width
+
+    def build(self) -> Any:
+        import torch
+
+        class Residual(torch.nn.Module):
+            def __init__(self, width: int) -> None:
+                super().__init__()
+                self.inp = torch.nn.Linear(4, width)
+                self.hidden = torch.nn.Linear(width, width)
+                self.out = torch.nn.Linear(width, 3)
+
+            def forward(self, x: Any) -> Any:
+                h = torch.relu(self.inp(x))
+                return self.out(h + torch.relu(self.hidden(h)))
+
+        return Residual(self.width)
+
+
+def test_custom_network_from_an_object_definition(tmp_path: Path) -> None:
+    model = TorchTrainable(ObjectDef(Custom, 8), Optimizer("Adam", lr=2e-2),
+                           spec=TrainSpec(epochs=5, seed=2))
+    model.train(classification_data())
+    from dryml import metrics
+
+    assert metrics.accuracy(model, classification_data(seed=1)) > 0.95
+    path = tmp_path / "custom.dry"
+    save_object(model, path)
+    loaded = load_object(path, trust=[__name__])
+    assert np.array_equal(predictions(loaded), predictions(model))
+
+
+def test_device_comes_from_the_context() -> None:
+    import torch
+
+    from dryml.context import compute_context
+
+    @compute_context({"torch": {}})
+    def device_of_trained() -> str:
+        model = build_classifier()
+        model.train(classification_data(n=60))
+        return str(next(model._net.parameters()).device)
+
+    assert device_of_trained() == "cpu"  # no GPU requested: none granted
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device here")
+
+    @compute_context({"torch": {"num_gpus": 1}})
+    def device_on_gpu() -> tuple[str, Any]:
+        model = build_classifier()
+        model.train(classification_data())
+        return str(next(model._net.parameters()).device), predictions(model)
+
+    device, probs = device_on_gpu()
+    assert device.startswith("cuda:")
+    assert probs.shape == (600, 3)
