@@ -1,0 +1,162 @@
+"""dryml-sklearn Trainables: the trainer conformance suite, Pipelines of Estimators, seeds.
+
+Training called from the test process runs in a real ``sklearn`` compute context (a worker
+process) and the trained state comes back, as it does for users.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import Any, ClassVar
+
+import numpy as np
+import pytest
+
+from dryml import ObjectDef
+from dryml.errors import ConfigurationError, UntrustedClassError
+from dryml.models import TrainSpec
+from dryml.repo import Selector
+from dryml.testing.trainers import (
+    TrainerCase,
+    TrainerConformance,
+    classification_data,
+    regression_data,
+)
+
+if not os.environ.get("DRYML_REQUIRE_BACKENDS"):
+    pytest.importorskip("sklearn")
+    pytest.importorskip("skops")
+
+from dryml_sklearn.models import Estimator, SklearnTrainable  # noqa: E402
+
+LOGREG = "sklearn.linear_model.LogisticRegression"
+
+
+def scaled_logreg() -> Estimator:
+    return Estimator("sklearn.pipeline.Pipeline", steps=[
+        ("scale", Estimator("sklearn.preprocessing.StandardScaler")),
+        ("clf", Estimator(LOGREG, C=0.5, max_iter=500))])
+
+
+def build_pipeline_classifier() -> SklearnTrainable:
+    return SklearnTrainable(scaled_logreg(), task="classifier")
+
+
+def build_forest_classifier() -> SklearnTrainable:
+    return SklearnTrainable(
+        Estimator("sklearn.ensemble.RandomForestClassifier", n_estimators=20),
+        spec=TrainSpec(seed=3))
+
+
+def build_ridge_regressor() -> SklearnTrainable:
+    return SklearnTrainable(Estimator("sklearn.linear_model:Ridge", alpha=0.1), "regressor")
+
+
+class TestSklearnTrainers(TrainerConformance):
+    cases: ClassVar[list[TrainerCase]] = [
+        TrainerCase("pipeline", build_pipeline_classifier, "classifier", min_score=0.95,
+                    component=Selector(Estimator, args=("sklearn.pipeline.Pipeline",))),
+        TrainerCase("forest", build_forest_classifier, "classifier", min_score=0.95,
+                    component=Selector(TrainSpec, kwargs={"seed": 3})),
+        TrainerCase("ridge", build_ridge_regressor, "regressor", min_score=0.95,
+                    component=Selector(Estimator, kwargs={"alpha": 0.1})),
+    ]
+
+
+def _arrays(data: Any) -> tuple[np.ndarray, np.ndarray]:
+    x, y = data.peek()
+    return np.asarray(x), np.asarray(y)
+
+
+def test_pipeline_of_estimators_equals_the_same_scikit_learn_pipeline() -> None:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    model = build_pipeline_classifier()
+    model.train(classification_data())
+    assert isinstance(model.model, Pipeline)
+    assert list(model.model.named_steps) == ["scale", "clf"]
+    x, y = _arrays(classification_data())
+    np.testing.assert_allclose(model.model.named_steps["scale"].mean_, x.mean(axis=0),
+                               rtol=1e-5)
+    plain = Pipeline([("scale", StandardScaler()),
+                      ("clf", LogisticRegression(C=0.5, max_iter=500))]).fit(x, y)
+    test_x, _ = _arrays(classification_data(seed=1))
+    probs = np.asarray(model.eval(classification_data(seed=1)).peek()[0])
+    assert probs.shape == (600, 3)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-6)  # float32 in, float32 out
+    np.testing.assert_array_equal(probs, plain.predict_proba(test_x))
+
+
+def test_same_seed_same_predictions_other_seed_differs() -> None:
+    def forest(seed: int) -> SklearnTrainable:
+        return SklearnTrainable(Estimator("sklearn.ensemble.ExtraTreesRegressor",
+                                          n_estimators=10, max_features=0.5),
+                                "regressor", spec=TrainSpec(seed=seed))
+
+    test = regression_data(seed=1)
+    preds = []
+    for seed in (7, 7, 8):
+        model = forest(seed)
+        model.train(regression_data())
+        assert model.model.random_state == seed
+        preds.append(np.asarray(model.eval(test).peek()[0]))
+    np.testing.assert_array_equal(preds[0], preds[1])
+    assert not np.array_equal(preds[0], preds[2])
+
+
+def test_seed_reaches_nested_estimators_but_not_ones_given_a_random_state() -> None:
+    bag = Estimator("sklearn.ensemble.BaggingClassifier", n_estimators=3,
+                    estimator=Estimator("sklearn.tree.DecisionTreeClassifier"))
+    built = bag.build(seed=5)
+    assert built.random_state == 5 and built.estimator.random_state == 5
+    fixed = Estimator("sklearn.tree.DecisionTreeClassifier", random_state=1).build(seed=5)
+    assert fixed.random_state == 1
+
+
+def test_validation_split_holds_out_data_and_records_scores() -> None:
+    model = SklearnTrainable(scaled_logreg(), spec=TrainSpec(validation_split=0.25, seed=2))
+    model.train(classification_data())
+    assert model.train_state.progress["examples"] == 450
+    (scores,) = model.train_state.history
+    assert scores["val_accuracy"] > 0.9 and 0 < scores["val_loss"] < 1
+
+
+def test_classifier_without_probabilities_is_refused_with_the_fix() -> None:
+    model = SklearnTrainable(Estimator("sklearn.svm.LinearSVC"))
+    with pytest.raises(ConfigurationError, match="predict_proba"):
+        model.train(classification_data(n=60))
+    assert not model.trained
+
+
+def test_estimator_classes_must_come_from_trusted_or_imported_modules() -> None:
+    with pytest.raises(UntrustedClassError, match="not trusted"):
+        Estimator("some_unknown_module.Model").build()
+    with pytest.raises(ConfigurationError, match="not a scikit-learn estimator"):
+        Estimator("sklearn.preprocessing.scale").build()
+    with pytest.raises(ConfigurationError, match="cannot be found"):
+        Estimator("sklearn.linear_model.NoSuchModel").build()
+    with pytest.raises(ConfigurationError, match="dotted path"):
+        Estimator("LogisticRegression").build()
+    with pytest.raises(ConfigurationError, match="regressor"):
+        SklearnTrainable(scaled_logreg(), task="clustering")
+
+
+def test_definitions_are_json_and_build_without_importing_scikit_learn() -> None:
+    code = (
+        "import json, sys\n"
+        "from dryml import ObjectDef\n"
+        "from dryml_sklearn.models import Estimator, SklearnTrainable\n"
+        "from dryml.models import TrainSpec\n"
+        "m = SklearnTrainable(Estimator('sklearn.pipeline.Pipeline', steps=[('s', "
+        "Estimator('sklearn.preprocessing.StandardScaler'))]), spec=TrainSpec(seed=1))\n"
+        "d = ObjectDef.from_dict(json.loads(json.dumps(m.definition().to_dict())))\n"
+        "assert d.build().estimator.params['steps'][0][1].cls.endswith('StandardScaler')\n"
+        "assert 'sklearn' not in sys.modules, 'sklearn imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    rebuilt = ObjectDef.from_dict(build_pipeline_classifier().definition().to_dict()).build()
+    assert isinstance(rebuilt.estimator.params["steps"][1][1], Estimator)
