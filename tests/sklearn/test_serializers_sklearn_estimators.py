@@ -6,8 +6,8 @@ Files are real ``.dry`` files written with ``save_object`` and read with ``load_
 from __future__ import annotations
 
 import os
-import sys
 import pickle
+import sys
 import warnings
 from pathlib import Path
 from typing import Any

@@ -11,6 +11,7 @@ the arrays.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import warnings
 from typing import Any
@@ -82,13 +83,20 @@ class KerasModelSerializer:
         return model
 
 
-def _deserialize(config: Any) -> Any:
-    from keras.src.saving.serialization_lib import SafeModeScope
-
-    # SafeModeScope as well as the argument: a process-wide
-    # keras.config.enable_unsafe_deserialization() would otherwise override safe_mode=True.
+def _safe_mode_scope() -> Any:
+    """Keras' safe-mode scope: as well as the argument, since a process-wide
+    ``keras.config.enable_unsafe_deserialization()`` would otherwise override
+    ``safe_mode=True``."""
     try:
-        with SafeModeScope(True), warnings.catch_warnings():
+        from keras.src.saving.serialization_lib import SafeModeScope
+    except ImportError:  # moved in some Keras release: the argument still applies
+        return contextlib.nullcontext()
+    return SafeModeScope(True)
+
+
+def _deserialize(config: Any) -> Any:
+    try:
+        with _safe_mode_scope(), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*compile.*", category=UserWarning)
             return keras.saving.deserialize_keras_object(config, safe_mode=True)
     except ValueError as exc:
