@@ -1,0 +1,146 @@
+"""dryml-xgboost's XGBoostTrainable: the trainer conformance suite, early stopping on a
+validation split (stops early, keeps the best round), seeds, progress shown.
+
+Training called from the test process runs in a real ``xgboost`` compute context (a worker
+process) and the trained state comes back, as it does for users.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from typing import ClassVar
+
+import numpy as np
+import pytest
+
+from dryml import load_object, save_object
+from dryml.errors import ConfigurationError
+from dryml.models import EarlyStopping, TrainSpec
+from dryml.repo import Selector
+from dryml.testing.trainers import (
+    TrainerCase,
+    TrainerConformance,
+    classification_data,
+    regression_data,
+)
+
+if not os.environ.get("DRYML_REQUIRE_BACKENDS"):
+    pytest.importorskip("xgboost")
+    pytest.importorskip("sklearn")
+
+from dryml_xgboost.models import XGBoostTrainable  # noqa: E402
+
+
+def stopping_spec(patience: int = 5, seed: int = 0, **kwargs: object) -> TrainSpec:
+    return TrainSpec(validation_split=0.25, seed=seed,
+                     early_stopping=EarlyStopping(patience=patience, **kwargs))
+
+
+def build_classifier() -> XGBoostTrainable:
+    return XGBoostTrainable("classifier", stopping_spec(), n_estimators=200, max_depth=3)
+
+
+def build_regressor() -> XGBoostTrainable:
+    return XGBoostTrainable("regressor", TrainSpec(seed=1), n_estimators=60, max_depth=3)
+
+
+class TestXGBoostTrainers(TrainerConformance):
+    cases: ClassVar[list[TrainerCase]] = [
+        TrainerCase("classifier", build_classifier, "classifier", min_score=0.95,
+                    component=Selector(EarlyStopping, kwargs={"patience": 5})),
+        TrainerCase("regressor", build_regressor, "regressor", min_score=0.9,
+                    component=Selector(TrainSpec, kwargs={"seed": 1})),
+    ]
+
+
+def test_early_stopping_stops_before_n_estimators_and_predicts_with_the_best_round() -> None:
+    model = XGBoostTrainable("classifier", stopping_spec(patience=5), n_estimators=1000,
+                             learning_rate=0.5)
+    model.train(classification_data())
+    rounds, best = model.train_state.progress["rounds"], model.best_iteration
+    print(f"stopped after {rounds} of 1000 rounds; best round {best}")
+    assert best is not None and rounds < 1000
+    history = model.train_state.history
+    assert len(history) == rounds == best + 1 + 5  # stopped `patience` rounds after the best
+    val_loss = [h["val_loss"] for h in history]
+    assert int(np.argmin(val_loss)) == best
+    assert model.train_state.progress["best_iteration"] == best
+    x = np.asarray(classification_data(seed=1).peek()[0])
+    probs = np.asarray(model.eval(classification_data(seed=1)).peek()[0])
+    np.testing.assert_array_equal(
+        probs, model.model.predict_proba(x, iteration_range=(0, best + 1)))
+    assert not np.array_equal(probs, model.model.predict_proba(x, iteration_range=(0, rounds)))
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-6)
+    loaded = load_object(io.BytesIO(_saved(model)))
+    assert loaded.best_iteration == best
+    np.testing.assert_array_equal(np.asarray(loaded.eval(classification_data(seed=1)).peek()[0]),
+                                  probs)
+
+
+def _saved(model: XGBoostTrainable) -> bytes:
+    buf = io.BytesIO()
+    save_object(model, buf)
+    return buf.getvalue()
+
+
+def test_early_stopping_on_a_named_metric_to_maximize() -> None:
+    binary = classification_data().map_batches(lambda b: (b[0], (b[1] > 0).astype(np.int64)))
+    spec = stopping_spec(patience=3, monitor="val_auc", mode="max")
+    model = XGBoostTrainable("classifier", spec, n_estimators=500, learning_rate=0.5)
+    model.train(binary)
+    history = model.train_state.history
+    assert "val_auc" in history[0] and len(history) < 500
+    best = model.best_iteration
+    assert best is not None and history[best]["val_auc"] == max(h["val_auc"] for h in history)
+    assert model.eval(binary).peek()[0].shape == (600, 2)
+
+
+def test_same_seed_same_predictions_other_seed_differs() -> None:
+    test = regression_data(seed=1)
+    preds = []
+    for seed in (4, 4, 5):
+        model = XGBoostTrainable("regressor", TrainSpec(seed=seed), n_estimators=30,
+                                 subsample=0.7, colsample_bynode=0.5)
+        model.train(regression_data())
+        preds.append(np.asarray(model.eval(test).peek()[0]))
+    np.testing.assert_array_equal(preds[0], preds[1])
+    assert not np.array_equal(preds[0], preds[2])
+
+
+_PROGRESS = """
+from dryml.models import TrainSpec
+from dryml.testing.trainers import classification_data
+from dryml_xgboost.models import XGBoostTrainable
+XGBoostTrainable("classifier", TrainSpec(validation_split=0.2), n_estimators=7).train(
+    classification_data(n=200))
+"""
+
+
+def test_progress_bar_shows_rounds_and_metrics_on_stderr() -> None:
+    done = subprocess.run([sys.executable, "-c", _PROGRESS], capture_output=True, text=True,
+                          check=True, timeout=300)
+    assert "xgboost classifier" in done.stderr
+    assert "7/7" in done.stderr and "val_mlogloss=" in done.stderr
+
+
+def test_parameters_the_trainable_sets_itself_are_refused() -> None:
+    with pytest.raises(ConfigurationError, match="EarlyStopping"):
+        XGBoostTrainable(early_stopping_rounds=5)
+    with pytest.raises(ConfigurationError, match="regressor"):
+        XGBoostTrainable("ranker")
+
+
+def test_definition_builds_without_importing_xgboost() -> None:
+    code = (
+        "import json, sys\n"
+        "from dryml import ObjectDef\n"
+        "from dryml_xgboost.models import XGBoostTrainable\n"
+        "m = XGBoostTrainable('regressor', n_estimators=5, max_depth=2)\n"
+        "d = ObjectDef.from_dict(json.loads(json.dumps(m.definition().to_dict())))\n"
+        "assert d.build().xgb_params == {'n_estimators': 5, 'max_depth': 2}\n"
+        "assert 'xgboost' not in sys.modules and 'sklearn' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
