@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 import xgboost
-from tqdm.auto import tqdm  # type: ignore[import-untyped]
+from tqdm.auto import tqdm  # type: ignore[import-untyped, unused-ignore]
 
 from dryml.errors import ConfigurationError, DatasetError
 
