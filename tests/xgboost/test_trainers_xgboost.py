@@ -144,3 +144,22 @@ def test_definition_builds_without_importing_xgboost() -> None:
         "assert 'xgboost' not in sys.modules and 'sklearn' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+_NO_SKLEARN = """
+import sys
+sys.modules["sklearn"] = None  # as if scikit-learn were not installed
+from dryml.errors import BackendUnavailableError
+from dryml.testing.trainers import classification_data
+from dryml_xgboost.models import XGBoostTrainable
+try:
+    XGBoostTrainable(n_estimators=2).fit(classification_data(n=50), None)
+except BackendUnavailableError as exc:
+    print(exc)
+"""
+
+
+def test_missing_scikit_learn_names_the_extra_to_install() -> None:
+    done = subprocess.run([sys.executable, "-c", _NO_SKLEARN], capture_output=True, text=True,
+                          check=True, timeout=120)
+    assert "pip install 'dryml-xgboost[sklearn]'" in done.stdout

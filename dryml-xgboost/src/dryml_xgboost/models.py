@@ -71,6 +71,7 @@ class XGBoostTrainable(Trainable):
     def fit(self, data: Dataset, valid: Dataset | None) -> None:
         """Boost on ``data``; validate (and stop early) on ``valid`` or a split of ``data``."""
         try:
+            import sklearn  # noqa: F401 - XGBClassifier / XGBRegressor fail without it
             import xgboost
 
             from dryml_xgboost import _models_util as util
