@@ -167,6 +167,17 @@ class In(Matcher):
         return any(m.match(value, ctx) for m in self.options)
 
     def kv_sql(self) -> SQL | None:
+        scalars = [_scalar(m.encoded) if type(m) is _Eq else None for m in self.options]
+        if self.options and all(k is not None for k in scalars):
+            # value IN (...) per type code, so that the (key, value) index is used.
+            groups: dict[str, list[Any]] = {}
+            for kind in scalars:
+                groups.setdefault(kind[0], []).append(kind[1])  # type: ignore[index]
+            conds = [("t = 'n'", []) if t == "n" else
+                     (f"(t = ? AND value IN ({', '.join('?' * len(vs))}))", [t, *vs])
+                     for t, vs in groups.items()]
+            return ("(" + " OR ".join(c for c, _ in conds) + ")",
+                    [p for _, ps in conds for p in ps])
         parts = [m.kv_sql() for m in self.options]
         if not parts:
             return "0", []

@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 
 from dryml.repo._match import SQL, MatchContext, Matcher, to_matcher
-from dryml.repo._selector import Selector, key_sql
+from dryml.repo._selector import Cond, Selector, key_cond
 
 __all__ = ["COLUMN_KEYS", "Plan", "metadata_value", "plan_query"]
 
@@ -17,6 +17,16 @@ __all__ = ["COLUMN_KEYS", "Plan", "metadata_value", "plan_query"]
 COLUMN_KEYS = {"created": "o.created", "size": "o.size", "dry_id": "o.id", "id": "o.id",
                "class": "o.cls", "file": "o.file"}
 _MISSING = object()
+
+
+class _Present(Matcher):
+    """Any value: the key only has to be there (Python checks the rest)."""
+
+    def kv_sql(self) -> SQL | None:
+        return "1", []
+
+
+_ANY = _Present()
 
 
 @attrs.define
@@ -41,15 +51,13 @@ def metadata_value(metadata: dict[str, Any], key: str) -> Any:
 
 
 def plan_query(selector: Selector | None, where: dict[str, Any] | None, order_by: str | None,
-               descending: bool, limit: int | None, columns: str) -> Plan:
-    """Plan a query; ``columns`` are the ``o.`` columns to fetch."""
-    conds: list[SQL] = []
+               descending: bool, limit: int | None, columns: str, full_columns: str) -> Plan:
+    """Plan a query; ``columns`` are the ``o.`` columns to fetch, ``full_columns`` those when
+    Python must finish the query (they start with id, cls, file, definition, metadata)."""
+    conds: list[Cond] = []
     exact = True
     if selector is not None:
-        cond, sel_exact = selector.sql()
-        exact = exact and sel_exact
-        if cond is not None:
-            conds.append(cond)
+        conds, exact = selector.conds()
     py_where: list[tuple[str, Matcher]] = []
     order_cond: SQL | None = None
     for key, wanted in (where or {}).items():
@@ -59,32 +67,41 @@ def plan_query(selector: Selector | None, where: dict[str, Any] | None, order_by
             order_cond = matcher.kv_sql()
             if order_cond is not None:
                 continue
-        cond = key_sql(f"m.{key}", matcher)
+        cond = key_cond(f"m.{key}", matcher)
         if cond is None:
             py_where.append((key, matcher))
-            conds.append(("o.id IN (SELECT id FROM kv WHERE key = ?)", [f"m.{key}"]))
-        else:
-            conds.append(cond)
+            cond = key_cond(f"m.{key}", _ANY)
+        assert cond is not None
+        conds.append(cond)
     exact = exact and not py_where
     python = None if exact else _python_check(selector, py_where)
+    columns = columns if exact else full_columns
     sql_limit = limit if exact else None
-    where_sql = " AND ".join(f"({c})" for c, _ in conds) or "1"
-    params = [p for _, ps in conds for p in ps]
     direction = "DESC" if descending else "ASC"
-    if order_by is None:
-        return Plan([(f"SELECT {columns} FROM objects o WHERE {where_sql} ORDER BY o.created, "
-                      f"o.id{_limit(sql_limit)}", params)], python, limit)
-    if order_by in COLUMN_KEYS:
-        column = COLUMN_KEYS[order_by]
-        return Plan([(f"SELECT {columns} FROM objects o WHERE {where_sql} ORDER BY {column} "
-                      f"{direction}, o.id{_limit(sql_limit)}", params)], python, limit)
-    # Sort by a metadata value: walk the kv index in value order, then the objects without it.
+    walk = order_by is not None and order_by not in COLUMN_KEYS and (
+        not conds or min(c.rank for c in conds) > 0)
+    # The most selective condition finds the rows (through an index); the others test each
+    # row. A sorted walk of the sort key's index finds them itself: every condition tests.
+    driver = None if walk or not conds else min(conds, key=lambda c: c.rank)
+    parts = [(c.drive if c is driver else c.check, c.params) for c in conds]
+    parts.sort(key=lambda p: p[0] != (driver.drive if driver else None))
+    where_sql = " AND ".join(f"({c})" for c, _ in parts) or "1"
+    params = [p for _, ps in parts for p in ps]
+    # With a driving condition the unary + keeps SQLite from scanning the sort index instead.
+    sort_prefix = "+" if driver is not None and driver.rank < 5 else ""
+    if order_by is None or order_by in COLUMN_KEYS:
+        column = COLUMN_KEYS.get(order_by or "created", "o.created")
+        return Plan([(f"SELECT {columns} FROM objects o WHERE {where_sql} ORDER BY "
+                      f"{sort_prefix}{column} {direction}, o.id{_limit(sql_limit)}", params)],
+                    python, limit)
+    # Sort by a metadata value, then the objects without it.
     key = f"m.{order_by}"
     # (t and value are kv's columns: bare, they refer to m here; objects has no such column.)
     on_m, m_params = order_cond if order_cond is not None else ("1", [])
-    has = (f"SELECT {columns} FROM kv m JOIN objects o ON o.id = m.id WHERE m.key = ? AND "
-           f"m.t != 'x' AND {on_m} AND {where_sql} ORDER BY m.value {direction}, o.id"
-           f"{_limit(sql_limit)}")
+    # CROSS JOIN keeps the join order: walk the sort key's index, stop at the limit.
+    join = "kv m CROSS JOIN objects o" if walk else "objects o JOIN kv m"
+    has = (f"SELECT {columns} FROM {join} ON o.id = m.id WHERE m.key = ? AND m.t != 'x' AND "
+           f"{on_m} AND {where_sql} ORDER BY m.value {direction}, o.id{_limit(sql_limit)}")
     queries = [(has, [key, *m_params, *params])]
     if order_cond is None:  # rows lacking the sort key come last
         lacks = (f"SELECT {columns} FROM objects o WHERE {where_sql} AND NOT EXISTS (SELECT 1 "

@@ -139,7 +139,7 @@ class Repo:
                     self._known_classes.update(mros)
                 conn.execute("INSERT INTO intents VALUES (?, 'add', ?, ?, ?, ?, ?, ?, ?)",
                              (f"{token}-{i}", row["id"], row["file"], host, pid, pstart,
-                              time.time(), json.dumps(row)))
+                              time.time(), json.dumps({"metadata": row["metadata"]})))
         done = 0
         try:
             for row, obj in prepared:
@@ -355,7 +355,7 @@ class Repo:
         if exact_ids is not None and where is None and order_by is None and not full:
             return self._by_ids(exact_ids, limit)
         plan = plan_query(selector, where, order_by, descending, limit,
-                          _FULL if full or selector is not None or where else "o.id, o.cls, o.file")
+                          _FULL if full else "o.id, o.cls, o.file", _FULL)
         rows: list[tuple[Any, ...]] = []
         for n, (sql, params) in enumerate(plan.queries):
             if (n and plan.last_fills and plan.python is None and plan.limit is not None

@@ -7,8 +7,8 @@ from typing import Any
 
 from dryml._object import Object
 from dryml._objectdef import ObjectDef
-from dryml.repo._match import SQL, MatchContext
-from dryml.repo._selector import Selector, _Combined
+from dryml.repo._match import MatchContext
+from dryml.repo._selector import Cond, Selector, _Combined
 
 __all__ = ["Target", "as_selector", "target_ids"]
 
@@ -26,8 +26,9 @@ class _IdSelector(Selector):
     def match_definition(self, data: dict[str, Any], ctx: MatchContext) -> bool:
         return data.get("dry_kwargs", {}).get("dry_id") in self.ids
 
-    def sql(self) -> tuple[SQL | None, bool]:
-        return (f"o.id IN ({', '.join('?' * len(self.ids))})", list(self.ids)), True
+    def conds(self) -> tuple[list[Cond], bool]:
+        sql = f"o.id IN ({', '.join('?' * len(self.ids))})"
+        return [Cond(sql, sql, list(self.ids), -1)], True
 
     def __repr__(self) -> str:
         return repr(self.ids[0]) if len(self.ids) == 1 else repr(self.ids)
@@ -49,8 +50,8 @@ class _FnSelector(Selector):
             return False
         return bool(self.fn(definition))
 
-    def sql(self) -> tuple[SQL | None, bool]:
-        return None, False
+    def conds(self) -> tuple[list[Cond], bool]:
+        return [], False
 
     def __repr__(self) -> str:
         return getattr(self.fn, "__name__", repr(self.fn))

@@ -5,14 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import attrs
+
 from dryml._encoding import TAG, Decoder
 from dryml._object import Object
 from dryml._objectdef import ObjectDef
 from dryml._trust import TrustPolicy, class_path
 from dryml.repo._defjson import category_digest, class_mros
-from dryml.repo._match import SQL, MatchContext, Matcher, to_matcher
+from dryml.repo._match import MatchContext, Matcher, to_matcher
 
-__all__ = ["LiveContext", "Selector"]
+__all__ = ["Cond", "LiveContext", "Selector", "key_cond"]
 
 
 class LiveContext:
@@ -164,32 +166,28 @@ class Selector(Matcher):
             return False
 
     # -- SQL ----------------------------------------------------------------------------------
-    def sql(self) -> tuple[SQL | None, bool]:
-        """A condition on the index's ``objects o`` rows and whether it is exact (no Python
-        check needed). None: no SQL filter (every row is a candidate)."""
+    def conds(self) -> tuple[list[Cond], bool]:
+        """Conditions on the index's ``objects o`` rows, all of which must hold, and whether
+        they are exact (no Python check needed). No conditions: every row is a candidate."""
         if self._digest is not None:
-            return ("o.cat = ?", [self._digest]), True
-        conds: list[SQL] = []
+            return [Cond("o.cat = ?", "o.cat = ?", [self._digest], 0)], True
+        conds: list[Cond] = []
         exact = True
         if isinstance(self.cls, type):
-            conds.append(("o.cls IN (SELECT path FROM class_bases WHERE base = ?)",
-                          [class_path(self.cls)]))
+            conds.append(_class_cond("base = ?", [class_path(self.cls)]))
         elif isinstance(self.cls, str):
-            conds.append(_name_sql(self.cls, self._exact))
+            conds.append(_name_cond(self.cls, self._exact))
         elif self.cls is not None:
             exact = False
         keyed = [(f"a.{i}", m) for i, m in enumerate(self.args)]
         keyed += [(f"k.{k}", m) for k, m in self.kwargs.items()]
         for key, matcher in keyed:
-            cond = key_sql(key, matcher)
+            cond = key_cond(key, matcher)
             if cond is None:
                 exact = False
-                conds.append(("o.id IN (SELECT id FROM kv WHERE key = ?)", [key]))
-            else:
-                conds.append(cond)
-        if not conds:
-            return None, exact
-        return (" AND ".join(c for c, _ in conds), [p for _, ps in conds for p in ps]), exact
+                cond = _kv_cond(key, "1", [], 3)
+            conds.append(cond)
+        return conds, exact
 
     # -- combination --------------------------------------------------------------------------
     def __or__(self, other: Selector) -> Selector:
@@ -217,24 +215,57 @@ def _name_matches(name: str, path: str) -> bool:
     return name in (qualname, f"{module}.{qualname}") or qualname.endswith("." + name)
 
 
-def _name_sql(name: str, exact: bool) -> SQL:
+@attrs.frozen
+class Cond:
+    """One SQL condition on ``objects o``: ``drive`` may use an index to find the rows (put it
+    first), ``check`` tests one row cheaply; ``rank`` orders how selective it usually is."""
+
+    drive: str
+    check: str
+    params: list[Any]
+    rank: int
+
+
+def _class_cond(where: str, params: list[Any]) -> Cond:
+    sub = f"o.cls IN (SELECT path FROM class_bases WHERE {where})"
+    return Cond(sub, "+" + sub, params, 5)
+
+
+def _kv_cond(key: str, cond: str, params: list[Any], rank: int) -> Cond:
+    # Bare t and value name the kv row of the subquery (objects has no such columns).
+    return Cond(f"o.id IN (SELECT id FROM kv WHERE key = ? AND {cond})",
+                f"EXISTS (SELECT 1 FROM kv k WHERE k.id = o.id AND k.key = ? AND {cond})",
+                [key, *params], rank)
+
+
+def _name_cond(name: str, exact: bool) -> Cond:
     """SQL twin of :func:`_name_matches` over ``class_bases`` (GLOB is case-sensitive)."""
     if exact:
-        return "o.cls = ?", [name]
+        return Cond("o.cls = ?", "+o.cls = ?", [name], 5)
     if ":" in name:
-        return "o.cls IN (SELECT path FROM class_bases WHERE base = ?)", [name]
+        return _class_cond("base = ?", [name])
     splits = [f"{name[:i]}:{name[i + 1:]}" for i, ch in enumerate(name) if ch == "."]
     conds = ["base GLOB ?", "base GLOB ?"] + ["base = ?"] * len(splits)
-    return (f"o.cls IN (SELECT path FROM class_bases WHERE {' OR '.join(conds)})",
-            [f"*:{name}", f"*.{name}", *splits])
+    return _class_cond(" OR ".join(conds), [f"*:{name}", f"*.{name}", *splits])
 
 
-def key_sql(key: str, matcher: Matcher) -> SQL | None:
-    """An exact condition on ``o`` for one kv key, or None when the matcher does not compile."""
+def key_cond(key: str, matcher: Matcher) -> Cond | None:
+    """An exact condition for one kv key, or None when the matcher does not compile."""
+    from dryml.repo._match import In, Range, _Eq
+
     cond = matcher.kv_sql()
     if cond is None:
         return None
-    return f"o.id IN (SELECT id FROM kv WHERE key = ? AND {cond[0]})", [key, *cond[1]]
+    positive = type(matcher) is _Eq or (
+        isinstance(matcher, In) and all(type(m) is _Eq for m in matcher.options))
+    rank = 0 if positive else 1 if isinstance(matcher, Range) else 2
+    return _kv_cond(key, cond[0], cond[1], rank)
+
+
+def opaque(conds: list[Cond], joiner: str) -> Cond:
+    """Conditions joined by AND / OR into one (which does not drive: rank 8)."""
+    sql = "(" + f" {joiner} ".join(f"({c.drive})" for c in conds) + ")"
+    return Cond(sql, sql, [p for c in conds for p in c.params], 8)
 
 
 def _def_value_matcher(value: Any) -> Matcher:
@@ -296,17 +327,14 @@ class _Combined(Selector):
         test = any if self.op == "or" else all
         return test(p.match_definition(data, ctx) for p in self.parts)
 
-    def sql(self) -> tuple[SQL | None, bool]:
-        compiled = [p.sql() for p in self.parts]
+    def conds(self) -> tuple[list[Cond], bool]:
+        compiled = [p.conds() for p in self.parts]
         exact = all(e for _, e in compiled)
-        conds = [c for c, _ in compiled if c is not None]
-        if self.op == "or" and len(conds) < len(compiled):
-            return None, False
-        if not conds:
-            return None, exact
-        joiner = " OR " if self.op == "or" else " AND "
-        return ("(" + joiner.join(f"({c})" for c, _ in conds) + ")",
-                [p for _, ps in conds for p in ps]), exact
+        if self.op == "and":
+            return [c for cs, _ in compiled for c in cs], exact
+        if any(not cs for cs, _ in compiled):  # one part takes every row
+            return [], exact
+        return [opaque([opaque(cs, "AND") for cs, _ in compiled], "OR")], exact
 
     def __repr__(self) -> str:
         return "(" + f" {'|' if self.op == 'or' else '&'} ".join(map(repr, self.parts)) + ")"
