@@ -171,7 +171,8 @@ def test_progress_bar_shows_epochs_loss_and_validation_metric(tmp_path: Path) ->
         print("trained", model.trained)
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "TQDM_DISABLE": ""})
+                          timeout=300,
+                          env={k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"})
     assert done.returncode == 0, done.stderr
     assert "trained True" in done.stdout
     last = done.stderr.replace("\r", "\n").strip().splitlines()[-1]

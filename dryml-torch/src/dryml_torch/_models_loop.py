@@ -21,6 +21,7 @@ from dryml.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from dryml.data import Dataset
+    from dryml.models import EarlyStopping
     from dryml_torch.models import TorchTrainable
 
 __all__ = ["context_device", "dataset_arrays", "model_inputs", "probabilities", "run_training",
@@ -67,7 +68,7 @@ def split_validation(x: np.ndarray, y: np.ndarray, fraction: float, seed: int
     """A random ``fraction`` of the rows (chosen with ``seed``) for validation; both parts keep
     the original row order."""
     n = len(x)
-    n_valid = int(round(n * fraction))
+    n_valid = round(n * fraction)
     if not 0 < n_valid < n:
         raise ConfigurationError(f"validation_split={fraction} leaves no validation or no "
                                  f"training rows out of {n}; change it or pass valid data")
@@ -163,10 +164,9 @@ def _validate(net: torch.nn.Module, loss_fn: Any, x: torch.Tensor, y: torch.Tens
     return logs
 
 
-def _early_stop(model: TorchTrainable, net: torch.nn.Module, logs: dict[str, float],
-                progress: dict[str, Any]) -> bool:
+def _early_stop(model: TorchTrainable, stopper: EarlyStopping, net: torch.nn.Module,
+                logs: dict[str, float], progress: dict[str, Any]) -> bool:
     """Track the best epoch (keeping its weights); whether patience ran out."""
-    stopper = model.spec.early_stopping
     value = logs.get(stopper.monitor)
     if value is None:
         raise ConfigurationError(f"early stopping monitors {stopper.monitor!r}, which training "
@@ -179,7 +179,7 @@ def _early_stop(model: TorchTrainable, net: torch.nn.Module, logs: dict[str, flo
             model._best.load_state_dict(net.state_dict())
         return False
     progress["wait"] = int(progress.get("wait", 0)) + 1
-    return progress["wait"] >= stopper.patience
+    return bool(progress["wait"] >= stopper.patience)
 
 
 def _as_tensors(net: torch.nn.Module, x: np.ndarray, y: np.ndarray
@@ -193,14 +193,14 @@ def run_training(model: TorchTrainable, net: torch.nn.Module, device: torch.devi
     """Train ``net`` from the epoch ``model.train_state.progress`` says, per ``model.spec``."""
     spec = model.spec
     x, y = dataset_arrays(data, "training")
+    valid_xy: tuple[np.ndarray, np.ndarray] | None = None
     if valid is not None:
-        vx, vy = dataset_arrays(valid, "validation")
+        valid_xy = dataset_arrays(valid, "validation")
     elif spec.validation_split > 0:
-        (x, y), (vx, vy) = split_validation(x, y, spec.validation_split, spec.seed)
-    else:
-        vx = vy = None
+        (x, y), valid_xy = split_validation(x, y, spec.validation_split, spec.seed)
     tx, ty = _as_tensors(net, x, y)
-    valid_t = _as_tensors(net, vx, vy) if vx is not None and vy is not None else None
+    valid_t = _as_tensors(net, *valid_xy) if valid_xy is not None else None
+    stopper = spec.early_stopping
     loss_fn = model.loss.build().to(device)
     classifier = model.task == "classifier"
     state = model.train_state
@@ -220,14 +220,14 @@ def run_training(model: TorchTrainable, net: torch.nn.Module, device: torch.devi
                 logs.update(_validate(net, loss_fn, *valid_t, classifier, device))
             state.history.append(logs)
             progress["epoch"] = epoch + 1
-            stop = spec.early_stopping is not None and _early_stop(model, net, logs, progress)
+            stop = stopper is not None and _early_stop(model, stopper, net, logs, progress)
             bar.set_postfix({k: v for k, v in logs.items() if k != "epoch"}, refresh=False)
             bar.update(1)
             model.on_epoch_end(dict(logs))
-            if stop:
+            if stop and stopper is not None:
                 progress["stopped_epoch"] = epoch + 1
                 bar.write(f"early stopping after epoch {epoch + 1}: best "
-                          f"{spec.early_stopping.monitor}={progress['best']:.6g} at epoch "
+                          f"{stopper.monitor}={progress['best']:.6g} at epoch "
                           f"{progress['best_epoch']}", file=sys.stderr)
                 break
     finally:

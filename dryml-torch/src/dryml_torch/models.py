@@ -94,7 +94,7 @@ class Sequential(Network):
     ``"BatchNorm1d"``, ``"Flatten"``...), checked when the module is built.
     """
 
-    def __init__(self, layers: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
+    def __init__(self, layers: Sequence[Any]) -> None:
         if isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence) or not layers:
             raise ConfigurationError("Sequential needs a non-empty list of (layer class name, "
                                      "kwargs) pairs")
@@ -156,10 +156,8 @@ def _build_network(network: Any) -> torch.nn.Module:
 
     if isinstance(network, ObjectDef):
         network = network.build()
-    if isinstance(network, Network):
-        module = network.build()
-    else:
-        module = getattr(network, "module", None)
+    module = (network.build() if isinstance(network, Network)
+              else getattr(network, "module", None))
     if not isinstance(module, torch.nn.Module):
         raise ConfigurationError(
             f"the network {type(network).__qualname__} gave no torch.nn.Module; pass a "
