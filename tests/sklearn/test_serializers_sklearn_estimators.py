@@ -348,3 +348,38 @@ def test_version_skew_warns_once_per_file(tmp_path: Path) -> None:
         load_object(skewed)
     messages = [str(w.message) for w in caught if issubclass(w.category, DrymlVersionWarning)]
     assert len(messages) == 1 and "scikit-learn 0.24.2" in messages[0]
+
+
+class Wraps(Object):
+    """Takes an estimator instance as a constructor argument."""
+
+    def __init__(self, estimator: Any) -> None:
+        self.estimator = estimator
+
+
+def test_estimators_are_constructor_arguments_compared_by_parameters(tmp_path: Path) -> None:
+    config = pipeline.make_pipeline(preprocessing.StandardScaler(),
+                                    linear_model.LogisticRegression(C=2.0))
+    obj = Wraps(config)
+    definition = obj.definition()
+    assert definition.without_id() == Wraps(pipeline.make_pipeline(
+        preprocessing.StandardScaler(), linear_model.LogisticRegression(C=2.0))
+    ).definition().without_id()
+    assert definition.without_id() != Wraps(
+        linear_model.LogisticRegression(C=2.0)).definition().without_id()
+    assert definition.build().dry_args[0] is not config  # an independent copy
+    fitted = Wraps(ensemble.RandomForestClassifier(10, random_state=0).fit(X, Y))
+    save_object(fitted, tmp_path / "w.dry")
+    loaded = load_object(tmp_path / "w.dry")
+    assert loaded.dry_args[0].predict_proba(X).tobytes() == \
+        fitted.dry_args[0].predict_proba(X).tobytes()
+    from dryml import ObjectDef
+
+    again = ObjectDef.from_dict(definition.to_dict()).build()
+    assert again.dry_args[0].get_params()["logisticregression__C"] == 2.0
+
+
+def test_an_untrusted_estimator_argument_is_refused(tmp_path: Path) -> None:
+    save_object(Wraps(HandMadeClassifier().fit(X, Y)), tmp_path / "h.dry")
+    with pytest.raises(UntrustedClassError, match="HandMadeClassifier"):
+        load_object(tmp_path / "h.dry")

@@ -8,7 +8,10 @@ SERIALIZERS: list[SerializerRecord] = [
     SerializerRecord("sklearn.estimator", types=["sklearn.base:BaseEstimator"],
                      impl="dryml_sklearn._serializers:ESTIMATOR", package="dryml-sklearn"),
 ]
-ARG_CODECS: list[ArgCodecRecord] = []
+ARG_CODECS: list[ArgCodecRecord] = [
+    ArgCodecRecord("sklearn.estimator", types=["sklearn.base:BaseEstimator"],
+                   impl="dryml_sklearn._codecs:ESTIMATOR_ARG", package="dryml-sklearn"),
+]
 #: Framework modules whose classes may be passed as constructor arguments in files: the
 #: estimator families (an estimator class is inert until the Object builds it with its own
 #: arguments). Not `sklearn` as a whole: its utilities and dataset fetchers are no such thing.

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import warnings
 import weakref
+import zipfile
 from typing import Any
 
 import sklearn
@@ -24,7 +25,7 @@ import skops
 from dryml.errors import DrymlVersionWarning, FormatError, UntrustedClassError
 from dryml_sklearn import _checks, _skops_arrays
 
-__all__ = ["ESTIMATOR", "EstimatorSerializer"]
+__all__ = ["ESTIMATOR", "EstimatorSerializer", "load_estimator", "record_versions"]
 
 PACKAGE = "dryml-sklearn"
 _checked: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -43,6 +44,12 @@ def warn_on_skew(reader: Any, framework: str, installed: str, parts: int) -> Non
             f"the file was written with {framework} {written}; {installed} is installed. "
             f"Predictions may differ; if loading fails, pip install '{framework}=={written}'.",
             DrymlVersionWarning, stacklevel=5)
+
+
+def record_versions(writer: Any) -> None:
+    """Record dryml-sklearn's, scikit-learn's and skops' versions in the file."""
+    writer.record_version(PACKAGE, framework=("scikit-learn", sklearn.__version__))
+    writer.record_version(PACKAGE, framework=("skops", skops.__version__))
 
 
 def _check_versions(reader: Any) -> None:
@@ -72,8 +79,7 @@ class EstimatorSerializer:
 
     def dump(self, value: Any, writer: Any) -> dict[str, Any]:
         """Write the estimator: skops' schema as one member, big arrays as ``.npy`` members."""
-        writer.record_version(PACKAGE, framework=("scikit-learn", sklearn.__version__))
-        writer.record_version(PACKAGE, framework=("skops", skops.__version__))
+        record_versions(writer)
         data, _ = _skops_arrays.dumps(value, writer)
         return {"skops": writer.add_bytes(data),
                 "type": f"{type(value).__module__}.{type(value).__qualname__}"}
@@ -82,20 +88,26 @@ class EstimatorSerializer:
         """Rebuild the estimator; untrusted types raise UntrustedClassError naming them."""
         if not isinstance(meta, dict) or not isinstance(meta.get("skops"), str):
             raise FormatError("a scikit-learn entry must name its skops member")
+        return load_estimator(reader.get_bytes(meta["skops"]), reader)
+
+
+def load_estimator(data: bytes, reader: Any | None) -> Any:
+    """An estimator from skops bytes written by :func:`_skops_arrays.dumps` (members, if
+    any, and the caller's ``trust=`` come from ``reader``)."""
+    if reader is not None:
         _check_versions(reader)
-        data = reader.get_bytes(meta["skops"])
-        try:
-            tree, unsafe = _skops_arrays.load_tree(data, list(_checks.EXTRA_TRUSTED))
-        except (ValueError, TypeError, KeyError) as exc:
-            # skops' own messages say what is wrong (e.g. a newer protocol: upgrade skops)
-            raise FormatError(f"the scikit-learn data cannot be read: {exc}") from None
-        _, bad = _untrusted_by_caller(reader, sorted(unsafe))
-        if bad:
-            raise UntrustedClassError(_untrusted_message(bad))
-        with _skops_arrays.reading(reader):
-            value = tree.construct()
-        _checks.check_loaded(value)
-        return value
+    try:
+        tree, unsafe = _skops_arrays.load_tree(data, list(_checks.EXTRA_TRUSTED))
+    except (ValueError, TypeError, KeyError, zipfile.BadZipFile) as exc:
+        # skops' own messages say what is wrong (e.g. a newer protocol: upgrade skops)
+        raise FormatError(f"the scikit-learn data cannot be read: {exc}") from None
+    _, bad = _untrusted_by_caller(reader, sorted(unsafe))
+    if bad:
+        raise UntrustedClassError(_untrusted_message(bad))
+    with _skops_arrays.reading(reader):
+        value = tree.construct()
+    _checks.check_loaded(value)
+    return value
 
 
 def _untrusted_message(names: list[str]) -> str:

@@ -52,9 +52,10 @@ _reader: contextvars.ContextVar[Any] = contextvars.ContextVar("dryml_sklearn_rea
 
 @contextlib.contextmanager
 def writing(writer: Any) -> Iterator[dict[int, str]]:
-    """Within this block, large arrays that skops meets go to ``writer``; yields id -> member."""
+    """Within this block, large arrays that skops meets go to ``writer`` (when it is not None);
+    yields id -> member."""
     members: dict[int, str] = {}
-    token = _writer.set((writer, members))
+    token = _writer.set(None if writer is None else (writer, members))
     try:
         yield members
     finally:
