@@ -136,7 +136,7 @@ def test_ctrl_c_in_the_caller_stops_its_workers(tmp_path: Path) -> None:
 def test_no_worker_outlives_a_killed_caller(tmp_path: Path) -> None:
     proc, workers = _start_caller(tmp_path)
     proc.kill()
-    proc.wait(timeout=30)
+    proc.communicate(timeout=30)
     assert all(gone(w) for w in workers)
 
 
