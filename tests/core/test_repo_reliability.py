@@ -41,7 +41,7 @@ WORKER = textwrap.dedent("""
     import dryml.repo._repo as repo_module
 
     directory, worker, count, crash = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-    repo = Repo(directory)
+    repo = Repo(directory, durable=worker.endswith("durable"))
     if crash != "none":
         # Kill this process with SIGKILL at an exact point of add_object / delete.
         real_write = repo_module.write_file
@@ -59,6 +59,9 @@ WORKER = textwrap.dedent("""
             repo_module.Path.unlink = lambda self, *a, **k: os.kill(os.getpid(), signal.SIGKILL)
             repo.delete(victim)
     for i in range(count):
+        if i % 50 == 0:  # query while the others write: this worker's objects are all there
+            assert len(repo.ids(where={"worker": worker})) == i
+            assert len(repo.get(Selector(Item), limit=5)) == min(5, len(repo))
         repo.add_object(Item(worker, i), metadata={"worker": worker, "i": i})
     print("done", flush=True)
 """)
@@ -107,6 +110,16 @@ def test_four_processes_adding_500_each(tmp_path: Path, env: dict[str, str]) -> 
 
     sample = repo.get(Selector(Item), limit=3)
     assert all(obj.payload.shape == (20000,) for obj in sample)
+
+
+def test_durable_mode_writers(tmp_path: Path, env: dict[str, str]) -> None:
+    directory = tmp_path / "repo"
+    Repo(directory, create=True, durable=True)
+    procs = [_worker(tmp_path, env, directory, f"w{w}-durable", 30) for w in range(2)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err.decode()
+    assert len(_assert_consistent(directory)) == 60
 
 
 @pytest.mark.parametrize("point", ["before-write", "mid-write", "after-write", "delete"])
