@@ -1,0 +1,219 @@
+"""dryml-tf's KerasTrainable: the trainer conformance suite, early stopping, determinism,
+progress output, probabilities, components."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pytest
+
+if not os.environ.get("DRYML_REQUIRE_BACKENDS"):
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("keras")
+
+from dryml import ObjectDef, load_object, metrics, save_object
+from dryml.errors import ConfigurationError
+from dryml.models import EarlyStopping, TrainSpec
+from dryml.repo import Selector
+from dryml.testing.trainers import (
+    TrainerCase,
+    TrainerConformance,
+    classification_data,
+    regression_data,
+)
+from dryml_tf.models import KerasTrainable, Loss, Metric, Network, Optimizer, Sequential
+
+
+def mlp(outputs: int = 3, width: int = 16, dropout: float = 0.0) -> Sequential:
+    layers: list[Any] = [("Dense", {"units": width, "activation": "relu"})]
+    if dropout:
+        layers.append(("Dropout", {"rate": dropout}))
+    return Sequential([*layers, ("Dense", {"units": outputs})], input_shape=(4,))
+
+
+def build_classifier() -> KerasTrainable:
+    return KerasTrainable(mlp(), Optimizer("Adam", learning_rate=1e-2),
+                          Loss("SparseCategoricalCrossentropy", from_logits=True),
+                          TrainSpec(epochs=8, batch_size=32, seed=0))
+
+
+def build_regressor() -> KerasTrainable:
+    return KerasTrainable(mlp(outputs=1), Optimizer("Adam", learning_rate=1e-2),
+                          Loss("MeanSquaredError"), TrainSpec(epochs=15, batch_size=32, seed=0),
+                          task="regressor", metrics=[Metric("MeanAbsoluteError")])
+
+
+class TestKerasTrainers(TrainerConformance):
+    cases: ClassVar[list[TrainerCase]] = [
+        TrainerCase("keras_classifier", build_classifier, "classifier", min_score=0.95,
+                    component=Selector(Optimizer, args=("Adam",),
+                                       kwargs={"learning_rate": 1e-2})),
+        TrainerCase("keras_regressor", build_regressor, "regressor", min_score=0.95,
+                    component=Selector(Loss, args=("MeanSquaredError",))),
+    ]
+
+
+def predictions(model: KerasTrainable, data: Any | None = None) -> np.ndarray:
+    data = classification_data(seed=1) if data is None else data
+    return np.asarray(model.eval(data).peek()[0])
+
+
+def with_validation(epochs: int, early: EarlyStopping | None = None, seed: int = 0,
+                    net: Any = None) -> KerasTrainable:
+    return KerasTrainable(net or mlp(), Optimizer("Adam", learning_rate=2e-2),
+                          spec=TrainSpec(epochs=epochs, batch_size=32, validation_split=0.25,
+                                         early_stopping=early, seed=seed))
+
+
+def test_predictions_are_probabilities_and_values() -> None:
+    clf = with_validation(2)  # default loss: SparseCategoricalCrossentropy on logits
+    clf.train(classification_data())
+    probs = predictions(clf)
+    assert probs.shape == (600, 3) and probs.dtype == np.float32
+    assert (probs >= 0).all()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    history = clf.train_state.history
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(history[-1])
+    # a network ending in a softmax, with a loss on probabilities: outputs as they are
+    softmax = Sequential([*mlp().layers[:-1], ("Dense", {"units": 3, "activation": "softmax"})],
+                         input_shape=(4,))
+    plain = KerasTrainable(softmax, Optimizer("Adam", learning_rate=2e-2),
+                           Loss("sparse_categorical_crossentropy"), TrainSpec(epochs=3))
+    plain.train(classification_data())
+    assert metrics.accuracy(plain, classification_data(seed=1)) > 0.9
+    np.testing.assert_allclose(predictions(plain).sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_early_stopping_stops_early_and_restores_the_best_weights() -> None:
+    model = with_validation(100, EarlyStopping(patience=2, min_delta=1e-3))
+    model.train(classification_data())
+    history, progress = model.train_state.history, model.train_state.progress
+    best = progress["best_epoch"]
+    assert len(history) < 100, "early stopping never stopped"
+    assert progress["stopped_epoch"] == len(history) == progress["epoch"]
+    assert history[best - 1]["val_loss"] == min(h["val_loss"] for h in history)
+    # the weights are those after the best epoch: equal to a training that ends there
+    ends_at_best = with_validation(best)
+    ends_at_best.train(classification_data())
+    assert np.array_equal(predictions(model), predictions(ends_at_best))
+    assert ends_at_best.train_state.history == history[:best]
+    last_epoch = with_validation(len(history))
+    last_epoch.train(classification_data())
+    assert not np.array_equal(predictions(model), predictions(last_epoch))
+
+
+def test_early_stopping_on_an_unknown_metric_says_which_exist() -> None:
+    model = with_validation(3, EarlyStopping(monitor="val_f1"))
+    with pytest.raises(ConfigurationError, match="val_accuracy"):
+        model.train(classification_data(n=100))
+
+
+def test_training_is_deterministic_with_a_seed() -> None:
+    runs = []
+    for seed in (3, 3, 4):
+        model = with_validation(3, EarlyStopping(patience=5), seed=seed, net=mlp(dropout=0.3))
+        model.train(classification_data())
+        runs.append((predictions(model), model.train_state.history))
+    assert np.array_equal(runs[0][0], runs[1][0]) and runs[0][1] == runs[1][1]
+    assert not np.array_equal(runs[0][0], runs[2][0])
+
+
+def test_progress_bar_shows_epochs_loss_and_validation_metric() -> None:
+    script = textwrap.dedent("""
+        import sys
+        from dryml.models import TrainSpec
+        from dryml.testing.trainers import classification_data
+        from dryml_tf.models import KerasTrainable, Sequential
+        net = Sequential([("Dense", {"units": 3})], input_shape=(4,))
+        model = KerasTrainable(net, spec=TrainSpec(epochs=4, validation_split=0.2))
+        model.train(classification_data(n=200))
+        print("trained", model.trained)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "TQDM_DISABLE": ""})
+    assert done.returncode == 0, done.stderr
+    assert "trained True" in done.stdout
+    bars = [line for line in done.stderr.replace("\r", "\n").splitlines()
+            if line.startswith("keras classifier")]
+    assert bars, done.stderr
+    assert "4/4" in bars[-1] and "epoch" in bars[-1], bars[-1]
+    assert all(f"{name}=" in bars[-1] for name in ("loss", "val_loss", "val_accuracy")), bars[-1]
+
+
+def test_definitions_are_plain_values_and_import_no_framework() -> None:
+    script = textwrap.dedent("""
+        import json, sys
+        from dryml import ObjectDef
+        from dryml.models import TrainSpec
+        from dryml_tf.models import KerasTrainable, Loss, Metric, Optimizer, Sequential
+        net = Sequential([("Dense", {"units": 3})], input_shape=(4,))
+        model = KerasTrainable(net, Optimizer("SGD", learning_rate=0.1, momentum=0.9),
+                               Loss("SparseCategoricalCrossentropy", from_logits=True),
+                               TrainSpec(epochs=2), metrics=["accuracy", Metric("AUC")])
+        d = ObjectDef.from_dict(json.loads(json.dumps(model.definition().to_dict())))
+        rebuilt = d.build()
+        assert rebuilt.optimizer.kwargs == {"learning_rate": 0.1, "momentum": 0.9}
+        assert rebuilt.model.input_shape == (4,) and rebuilt.metrics[1].name == "AUC"
+        bad = [m for m in ("tensorflow", "keras") if m in sys.modules]
+        assert not bad, f"building a definition imported {bad}"
+    """)
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+
+
+def test_bad_components_are_refused_with_a_fix() -> None:
+    with pytest.raises(ConfigurationError, match="pair such as"):
+        Sequential(["Dense"], input_shape=(4,))
+    with pytest.raises(ConfigurationError, match="input_shape"):
+        Sequential([("Dense", {"units": 1})], input_shape=4)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="runs code"):
+        Sequential([("Lambda", {"function": "print"})], input_shape=(4,))
+    with pytest.raises(ConfigurationError, match="task"):
+        KerasTrainable(mlp(), task="ranker")
+    with pytest.raises(ConfigurationError, match="metrics"):
+        KerasTrainable(mlp(), metrics="accuracy")
+    model = KerasTrainable(Sequential([("NoSuchLayer", {})], input_shape=(4,)))
+    with pytest.raises(ConfigurationError, match="NoSuchLayer"):
+        model.train(classification_data(n=50))
+
+
+class Residual(Network):
+    """A functional Keras model (not a Sequential)."""
+
+    def __init__(self, width: int) -> None:
+        self.width = width
+
+    def build(self) -> Any:
+        import keras
+
+        inp = keras.Input((4,))
+        h = keras.layers.Dense(self.width, activation="relu")(inp)
+        h = keras.layers.Add()([h, keras.layers.Dense(self.width, activation="relu")(h)])
+        return keras.Model(inp, keras.layers.Dense(3)(h))
+
+
+def test_custom_network_from_an_object_definition(tmp_path: Path) -> None:
+    model = KerasTrainable(ObjectDef(Residual, 8), Optimizer("Adam", learning_rate=2e-2),
+                           spec=TrainSpec(epochs=5, seed=2))
+    model.train(classification_data())
+    assert metrics.accuracy(model, classification_data(seed=1)) > 0.95
+    path = tmp_path / "custom.dry"
+    save_object(model, path)
+    loaded = load_object(path, trust=[__name__])
+    assert np.array_equal(predictions(loaded), predictions(model))
+
+
+def test_regressor_predicts_one_value_per_example() -> None:
+    model = KerasTrainable(mlp(outputs=1), spec=TrainSpec(epochs=2), task="regressor")
+    assert model.loss.name == "MeanSquaredError" and model.metrics == ("mae",)
+    model.train(regression_data(n=200))
+    values = predictions(model, regression_data(seed=1))
+    assert values.shape == (600,) and values.dtype == np.float32
+    assert [h["epoch"] for h in model.train_state.history] == [1, 2]
+    assert "mae" in model.train_state.history[-1]
