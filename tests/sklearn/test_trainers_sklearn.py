@@ -6,6 +6,7 @@ process) and the trained state comes back, as it does for users.
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -14,9 +15,9 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
-from dryml import ObjectDef
+from dryml import ObjectDef, load_object, metrics, save_object
 from dryml.errors import ConfigurationError, UntrustedClassError
-from dryml.models import TrainSpec
+from dryml.models import Pipe, Trainable, TrainSpec
 from dryml.repo import Selector
 from dryml.testing.trainers import (
     TrainerCase,
@@ -143,6 +144,55 @@ def test_estimator_classes_must_come_from_trusted_or_imported_modules() -> None:
         Estimator("LogisticRegression").build()
     with pytest.raises(ConfigurationError, match="regressor"):
         SklearnTrainable(scaled_logreg(), task="clustering")
+
+
+class NearestMean(Trainable):
+    """A numpy classifier (framework "default": runs in this process): nearest class mean."""
+
+    def __init__(self) -> None:
+        self.centers: np.ndarray | None = None
+
+    def fit(self, data: Any, valid: Any) -> None:
+        x, y = (np.concatenate(part) for part in zip(*data.numpy().batch(100), strict=True))
+        self.centers = np.stack([x[y == c].mean(axis=0) for c in np.unique(y)])
+
+    def predict(self, x: Any) -> Any:
+        assert self.centers is not None
+        d = -((np.asarray(x)[:, None, :] - self.centers[None]) ** 2).sum(-1)
+        e = np.exp(d - d.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    def save_object_imp(self, store: Any) -> None:
+        if self.centers is not None:
+            store.put("centers", self.centers)
+
+    def load_object_imp(self, store: Any) -> None:
+        self.centers = store.get("centers", None)
+
+
+def test_transformer_step_feeds_the_next_step_of_a_pipe_across_frameworks() -> None:
+    scaler = SklearnTrainable(Estimator("sklearn.preprocessing.StandardScaler"),
+                              task="transformer")
+    pipe = Pipe(scaler, NearestMean())
+    pipe.train(classification_data())
+    assert scaler.trained and pipe.trained and pipe.task == "classifier"
+    x, _ = _arrays(classification_data())
+    scaled = np.asarray(scaler.eval(classification_data()).peek()[0])
+    np.testing.assert_allclose(scaled.mean(axis=0), 0, atol=1e-5)
+    np.testing.assert_array_equal(scaled, scaler.model.transform(x))
+    assert metrics.accuracy(pipe, classification_data(seed=1)) > 0.95
+    loaded = load_object(io.BytesIO(_saved(pipe)))
+    np.testing.assert_array_equal(loaded.eval(classification_data(seed=1)).peek()[0],
+                                  pipe.eval(classification_data(seed=1)).peek()[0])
+    with pytest.raises(ConfigurationError, match="no transform"):
+        SklearnTrainable(Estimator("sklearn.linear_model.Ridge"),
+                         task="transformer").train(regression_data(n=50))
+
+
+def _saved(obj: Any) -> bytes:
+    buf = io.BytesIO()
+    save_object(obj, buf)
+    return buf.getvalue()
 
 
 def test_definitions_are_json_and_build_without_importing_scikit_learn() -> None:

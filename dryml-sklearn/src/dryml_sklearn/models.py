@@ -5,7 +5,8 @@ parameters; nested Estimators (Pipeline steps, a meta-estimator's ``estimator=``
 Estimators too, so the whole model is a plain-value definition that can be saved, selected
 with a Selector and searched over. :class:`SklearnTrainable` trains it inside a ``sklearn``
 compute context and evaluates it: class probabilities (``predict_proba``) for classifiers,
-values (``predict``) for regressors.
+values (``predict``) for regressors, transformed inputs (``transform``) for transformers (a
+step of a :class:`dryml.models.Pipe`, e.g. a scaler in front of a torch network).
 
 >>> from dryml_sklearn.models import Estimator, SklearnTrainable
 >>> pipe = Estimator("sklearn.pipeline.Pipeline", steps=[
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Estimator", "SklearnTrainable"]
 
-TASKS = ("classifier", "regressor")
+TASKS = ("classifier", "regressor", "transformer")
 
 
 class Estimator(Object):
@@ -95,12 +96,15 @@ class SklearnTrainable(Trainable):
     """Trains an :class:`Estimator` with one ``fit`` in a ``sklearn`` compute context.
 
     ``task`` is ``"classifier"`` (eval gives ``predict_proba``: one column per class, in the
-    order of the sorted labels, so use labels 0..n-1) or ``"regressor"`` (eval gives
-    ``predict``). ``spec`` (optional, a :class:`~dryml.models.TrainSpec`) gives the seed
-    (default 0: estimators with a ``random_state`` left unset get it) and a
-    ``validation_split``: that fraction of the training data (chosen with the seed) is held
-    out when no validation Dataset is passed, and its scores go into the train state's
-    history. Epochs, batch size and early stopping do not apply to a single ``fit``.
+    order of the sorted labels, so use labels 0..n-1), ``"regressor"`` (eval gives
+    ``predict``) or ``"transformer"`` (eval gives ``transform``: the step of a
+    :class:`~dryml.models.Pipe` that prepares the next step's inputs).
+
+    ``spec`` (optional, a :class:`~dryml.models.TrainSpec`) gives the seed (default 0:
+    estimators with a ``random_state`` left unset get it) and a ``validation_split``: that
+    fraction of the training data (chosen with the seed) is held out when no validation
+    Dataset is passed, and its scores go into the train state's history. Epochs, batch size
+    and early stopping do not apply to a single ``fit``.
     """
 
     dry_framework = "sklearn"
@@ -111,7 +115,8 @@ class SklearnTrainable(Trainable):
             raise ConfigurationError(
                 f"SklearnTrainable needs an Estimator(...) component, got {estimator!r}")
         if task not in TASKS:
-            raise ConfigurationError(f"task must be 'classifier' or 'regressor', got {task!r}")
+            raise ConfigurationError(
+                f"task must be 'classifier', 'regressor' or 'transformer', got {task!r}")
         self.estimator, self.spec = estimator, spec
         self.task = task  # type: ignore[misc]  # per-instance value of Trainable.task
         self.model: Any = None
@@ -133,10 +138,14 @@ class SklearnTrainable(Trainable):
                 f"{self.estimator.cls} has no predict_proba with these parameters, and a "
                 "classifier's eval gives class probabilities: use e.g. SVC(probability=True), "
                 "wrap it in sklearn.calibration.CalibratedClassifierCV, or use task='regressor'")
+        if self.task == "transformer" and not hasattr(model, "transform"):
+            raise ConfigurationError(
+                f"{self.estimator.cls} has no transform(); task='transformer' is for "
+                "preprocessing steps such as sklearn.preprocessing.StandardScaler")
         model.fit(x, y)
         self.model = model
         self.train_state.progress = {"fitted": True, "examples": len(x)}
-        if x_valid is not None and y_valid is not None:
+        if x_valid is not None and y_valid is not None and self.task != "transformer":
             self.train_state.history = [self._scores(x_valid, y_valid)]
 
     def _scores(self, x: Any, y: Any) -> dict[str, float]:
@@ -150,11 +159,14 @@ class SklearnTrainable(Trainable):
         return {"val_loss": arrays.mean_squared_error(y, pred), "val_r2": arrays.r2(y, pred)}
 
     def predict(self, x: Any) -> Any:
-        """Class probabilities (classifier) or values (regressor) for a numpy batch."""
+        """Class probabilities (classifier), values (regressor) or transformed inputs
+        (transformer) for a numpy batch."""
         if self.model is None:
             raise ConfigurationError("SklearnTrainable.predict before training")
         if self.task == "classifier":
             return self.model.predict_proba(x)
+        if self.task == "transformer":
+            return self.model.transform(x)
         return self.model.predict(x)
 
     def save_object_imp(self, store: SaveStore) -> None:
