@@ -242,7 +242,11 @@ def test_custom_network_from_an_object_definition(tmp_path: Path) -> None:
     assert metrics.accuracy(model, classification_data(seed=1)) > 0.95
     path = tmp_path / "custom.dry"
     save_object(model, path)
+    import torch
+
+    rng_state = torch.random.get_rng_state()
     loaded = load_object(path, trust=[__name__])
+    assert torch.equal(torch.random.get_rng_state(), rng_state), "loading reseeded torch"
     assert np.array_equal(predictions(loaded), predictions(model))
 
 
@@ -270,3 +274,32 @@ def test_device_comes_from_the_context() -> None:
     device, probs = device_on_gpu()
     assert device.startswith("cuda:")
     assert probs.shape == (600, 3)
+
+
+def test_a_checkpoint_from_the_stopping_epoch_runs_no_more_epochs(tmp_path: Path) -> None:
+    # nothing after epoch 1 improves by 10: early stopping ends the run after epoch 2
+    spec = TrainSpec(epochs=6, validation_split=0.25, seed=2,
+                     early_stopping=EarlyStopping(patience=1, min_delta=10.0))
+    parts = (mlp(), Optimizer("Adam", lr=2e-2), Loss("CrossEntropyLoss"), spec)
+    reference = TorchTrainable(*parts)
+    reference.train(classification_data())
+    assert reference.train_state.progress["stopped_epoch"] == 2
+    path = tmp_path / "checkpoint.dry"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        Checkpointing(*parts, path=str(path), crash_after=2).train(classification_data())
+    resumed = load_object(path, trust=[__name__])
+    resumed.train(classification_data())
+    assert resumed.train_state.history == reference.train_state.history
+    assert np.array_equal(predictions(resumed), predictions(reference))
+
+
+def test_trainers_are_registered_through_the_plugin() -> None:
+    from dryml.plugins import get_plugin_manager
+    from dryml.records import load_ref
+
+    records = {r.name: r for _, r in get_plugin_manager().records("dryml_trainers")
+               if r.package == "dryml-torch"}
+    assert set(records) == {"torch.trainable", "torch.sequential", "torch.network",
+                            "torch.optimizer", "torch.loss"}
+    assert load_ref(records["torch.trainable"].impl) is TorchTrainable
+    assert all(r.framework == "torch" for r in records.values())

@@ -206,10 +206,17 @@ def run_training(model: TorchTrainable, net: torch.nn.Module, device: torch.devi
     state = model.train_state
     progress = state.progress
     first = int(progress.get("epoch", 0))
+    epochs = range(first, spec.epochs)
+    if stopper is not None and int(progress.get("wait", 0)) >= stopper.patience:
+        # saved at the very epoch that stopped (e.g. by on_epoch_end): nothing is left to run
+        progress.setdefault("stopped_epoch", first)
+        epochs = range(0)
     bar = tqdm(total=spec.epochs, initial=first, desc=f"torch {type(model).__name__}",
                unit="epoch", file=sys.stderr, dynamic_ncols=True)
-    try:
-        for epoch in range(first, spec.epochs):
+    cuda = [device.index or 0] if device.type == "cuda" else []
+    # Epochs reseed torch's generators; the caller's random state is restored afterwards.
+    with torch.random.fork_rng(devices=cuda), bar:
+        for epoch in epochs:
             seed = _epoch_seed(spec.seed, epoch)
             torch.manual_seed(seed)  # dropout and other in-model randomness of this epoch
             order = (torch.randperm(len(tx), generator=torch.Generator().manual_seed(seed))
@@ -230,8 +237,6 @@ def run_training(model: TorchTrainable, net: torch.nn.Module, device: torch.devi
                           f"{stopper.monitor}={progress['best']:.6g} at epoch "
                           f"{progress['best_epoch']}", file=sys.stderr)
                 break
-    finally:
-        bar.close()
     if model._best is not None:  # end with the best weights seen
         net.load_state_dict(model._best.state_dict())
         model._best = None

@@ -210,8 +210,10 @@ class TorchTrainable(Trainable):
         if self._net is None:
             import torch
 
-            torch.manual_seed(self.spec.seed)  # the initial weights follow the seed
-            self._net = _build_network(self.network)
+            # The initial weights follow the seed; the caller's random state is left as it was.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.spec.seed)
+                self._net = _build_network(self.network)
         return self._net
 
     def _place(self, device: Any, optimizer: bool) -> Any:
