@@ -396,3 +396,28 @@ def test_worker_output_reaches_the_callers_stdout(capfd: pytest.CaptureFixture[s
 
     shout()
     assert "hello from the worker" in capfd.readouterr().out
+
+
+def _wait_until(condition: Any, within: float = 20.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_idle_workers_stop_after_the_idle_timeout() -> None:
+    ctx.configure(providers=[FakeCpus()], idle_timeout=0.3)
+    worker = where()["pid"]
+    assert _wait_until(lambda: not ctx.workers())
+    assert where()["pid"] != worker
+
+
+def test_the_pool_never_keeps_more_workers_than_its_cap() -> None:
+    ctx.configure(providers=[FakeCpus()], max_workers=2)
+    pids = {where(call_context_reqs={"default": {f"cpu/{i}": 0.5}})["pid"] for i in range(4)}
+    assert len(pids) == 4  # four different requirements: four workers over time...
+    assert len(ctx.workers()) == 2  # ...but never more than two alive
