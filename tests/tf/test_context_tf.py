@@ -76,3 +76,10 @@ def test_a_tf_worker_is_limited_to_its_cpus_and_fake_gpu() -> None:
     assert facts["intra"] == 2
     assert facts["visible_gpus"] == []  # CUDA sees no fake GPU; preparing did not fail
     assert facts["gpus"][0]["fraction"] == 0.5
+
+
+def test_the_docs_show_the_same_example() -> None:
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "context.md").read_text()
+    assert EXAMPLE.strip() in page
