@@ -98,7 +98,9 @@ def test_early_stopping_stops_early_and_restores_the_best_weights() -> None:
     best = progress["best_epoch"]
     assert len(history) < 100, "early stopping never stopped"
     assert progress["stopped_epoch"] == len(history) == progress["epoch"]
-    assert history[best - 1]["val_loss"] == min(h["val_loss"] for h in history)
+    best_loss = history[best - 1]["val_loss"]
+    assert best_loss == min(h["val_loss"] for h in history[:best])
+    assert all(h["val_loss"] > best_loss - 1e-3 for h in history[best:])  # none better by min_delta
     # the weights are those after the best epoch: equal to a training that ends there
     ends_at_best = with_validation(best)
     ends_at_best.train(classification_data())
@@ -198,8 +200,8 @@ class Residual(Network):
         return keras.Model(inp, keras.layers.Dense(3)(h))
 
 
-def test_custom_network_from_an_object_definition(tmp_path: Path) -> None:
-    model = KerasTrainable(ObjectDef(Residual, 8), Optimizer("Adam", learning_rate=2e-2),
+def test_custom_network_and_a_network_definition(tmp_path: Path) -> None:
+    model = KerasTrainable(Residual(8), Optimizer("Adam", learning_rate=2e-2),
                            spec=TrainSpec(epochs=5, seed=2))
     model.train(classification_data())
     assert metrics.accuracy(model, classification_data(seed=1)) > 0.95
@@ -207,6 +209,12 @@ def test_custom_network_from_an_object_definition(tmp_path: Path) -> None:
     save_object(model, path)
     loaded = load_object(path, trust=[__name__])
     assert np.array_equal(predictions(loaded), predictions(model))
+    # an ObjectDef builds the network in the worker (here of a class the worker trusts; the
+    # context sends no trust for classes that only ObjectDefs name)
+    from_def = KerasTrainable(ObjectDef(Sequential, mlp().layers, input_shape=(4,)),
+                              spec=TrainSpec(epochs=2, seed=2))
+    from_def.train(classification_data())
+    assert predictions(from_def).shape == (600, 3)
 
 
 def test_regressor_predicts_one_value_per_example() -> None:
