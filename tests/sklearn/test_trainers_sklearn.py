@@ -210,3 +210,17 @@ def test_definitions_are_json_and_build_without_importing_scikit_learn() -> None
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
     rebuilt = ObjectDef.from_dict(build_pipeline_classifier().definition().to_dict()).build()
     assert isinstance(rebuilt.estimator.params["steps"][1][1], Estimator)
+
+
+def test_trainer_records_name_the_public_classes() -> None:
+    from dryml import Object
+    from dryml.plugins import get_plugin_manager
+    from dryml.records import load_ref
+
+    records = {r.name: r for p, r in get_plugin_manager().records("dryml_trainers")
+               if p == "sklearn"}
+    assert set(records) == {"sklearn.estimator", "sklearn.trainable"}
+    assert load_ref(records["sklearn.estimator"].impl) is Estimator
+    assert load_ref(records["sklearn.trainable"].impl) is SklearnTrainable
+    assert all(r.framework == "sklearn" and issubclass(load_ref(r.impl), Object)
+               for r in records.values())

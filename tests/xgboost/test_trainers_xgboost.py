@@ -163,3 +163,12 @@ def test_missing_scikit_learn_names_the_extra_to_install() -> None:
     done = subprocess.run([sys.executable, "-c", _NO_SKLEARN], capture_output=True, text=True,
                           check=True, timeout=120)
     assert "pip install 'dryml-xgboost[sklearn]'" in done.stdout
+
+
+def test_trainer_record_names_the_public_class() -> None:
+    from dryml.plugins import get_plugin_manager
+    from dryml.records import load_ref
+
+    (record,) = [r for p, r in get_plugin_manager().records("dryml_trainers") if p == "xgboost"]
+    assert (record.name, record.framework) == ("xgboost.trainable", "xgboost")
+    assert load_ref(record.impl) is XGBoostTrainable
