@@ -108,3 +108,20 @@ def test_a_torch_data_pipeline_feeds_a_tf_model() -> None:
     batches = torch_batches(10)
     assert sum(len(b) for b in batches) == 10
     assert np.isfinite(tf_fit(batches))
+
+
+@compute_context({"tf": {"gpu/0": 0.5}, "torch": {"gpu/0": 0.5}})
+def both_frameworks() -> dict[str, Any]:
+    current = ctx.current_context()
+    assert current is not None
+    ctx.context_check({"tf": {"gpu/0": 0.5}})
+    ctx.context_check({"torch": {"gpu/0": 0.5}})
+    return {"frameworks": current.frameworks, "tf": current.local_gpus("tf"),
+            "torch": current.local_gpus("torch")}
+
+
+def test_one_requirement_naming_both_frameworks_gets_one_worker_with_each_share() -> None:
+    facts = both_frameworks()  # the idle side-by-side workers hold gpu/0: they are stopped
+    assert facts["frameworks"] == ("tf", "torch")
+    assert [g["fraction"] for g in facts["tf"]] == [0.5]
+    assert [g["fraction"] for g in facts["torch"]] == [0.5]
