@@ -46,6 +46,8 @@ def die(how: str) -> None:
         ctypes.string_at(0)
     elif how == "exit":
         os._exit(3)
+    elif how == "sys.exit":
+        sys.exit(4)
     elif how == "sigkill":  # what the OOM killer does
         os.kill(os.getpid(), signal.SIGKILL)
     elif how == "hang":
@@ -68,6 +70,7 @@ def gone(worker_pid: int, within: float = 10.0) -> bool:
 
 @pytest.mark.parametrize(("how", "says"), [
     ("segfault", "SIGSEGV"), ("exit", "exited with status 3"), ("sigkill", "SIGKILL"),
+    ("sys.exit", "exited with status 4"),
 ])
 def test_a_dying_worker_raises_and_is_replaced(how: str, says: str) -> None:
     before = pid()

@@ -74,10 +74,11 @@ def run_call(msg: dict[str, Any]) -> dict[str, Any]:
         data, blobs, trust = _protocol.dumps(result)
         reply: dict[str, Any] = {"ok": True, "result": data, "blobs": blobs, "trust": trust}
         if msg["update_objs"]:
-            objs = [o for o in iter_objects([args, kwargs])]
-            reply["updated"] = _protocol.dumps(objs)
+            reply["updated"] = _protocol.dumps(list(iter_objects([args, kwargs])))
         return reply
-    except BaseException as exc:  # noqa: BLE001 - everything goes back to the caller
+    except SystemExit:
+        raise  # sys.exit() ends the worker, as it would a process: WorkerCrashedError
+    except BaseException as exc:  # noqa: BLE001 - everything else goes back to the caller
         return error_reply(exc)
 
 
