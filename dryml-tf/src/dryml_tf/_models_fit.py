@@ -103,7 +103,7 @@ def split_off(x: np.ndarray, y: np.ndarray, fraction: float, seed: int
 
 
 class ProgressBar(keras.callbacks.Callback):  # type: ignore[misc]
-    """A tqdm bar over epochs (to stderr): epoch, loss and validation metrics."""
+    """A tqdm bar over epochs (to stderr): epoch, training loss and validation metrics."""
 
     def __init__(self, total: int, desc: str) -> None:
         super().__init__()
@@ -118,8 +118,9 @@ class ProgressBar(keras.callbacks.Callback):  # type: ignore[misc]
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         """Advance one epoch; show its metrics."""
         if self.bar is not None:
-            self.bar.set_postfix({k: f"{float(v):.4g}" for k, v in (logs or {}).items()},
-                                 refresh=False)
+            shown = {k: f"{float(v):.4g}" for k, v in (logs or {}).items()
+                     if k == "loss" or k.startswith("val_")}
+            self.bar.set_postfix(shown, refresh=False)
             self.bar.update(1)
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
@@ -192,6 +193,7 @@ def run_fit(trainable: KerasTrainable, data: Dataset, valid: Dataset | None) -> 
               validation_data=validation, shuffle=spec.shuffle, callbacks=callbacks)
     if early is not None:
         state.progress["best_epoch"] = int(early.best_epoch) + 1
+        state.progress["best"] = float(early.best)
         if early.stopped_epoch > 0:
             state.progress["stopped_epoch"] = int(early.stopped_epoch) + 1
 

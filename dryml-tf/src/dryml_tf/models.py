@@ -219,7 +219,8 @@ class KerasTrainable(Trainable):
     on stderr and is deterministic for a given ``spec.seed`` (``keras.utils.set_random_seed``
     and TensorFlow's op determinism, which the worker keeps on). Per-epoch logs go to
     ``train_state.history``; ``train_state.progress`` holds ``epoch`` and, with early
-    stopping, ``best_epoch`` and ``stopped_epoch`` (1-based).
+    stopping, ``best`` (the best monitored value), ``best_epoch`` and, when it stopped early,
+    ``stopped_epoch`` (epochs count from 1).
     """
 
     dry_framework: ClassVar[str] = "tf"
