@@ -283,3 +283,14 @@ def test_untrusted_class_is_refused_when_getting(tmp_path: Path) -> None:
 
     with pytest.raises(UntrustedClassError, match="trust"):
         repo.get(Selector("Far"))
+
+
+def test_lazy_objects_pickle_as_the_loaded_object(repo: Repo) -> None:
+    import pickle
+
+    model = Model(4)
+    repo.add_object(model)
+    lazy = Repo(repo.directory).get_one(model.dry_id)
+    assert not is_loaded(lazy)
+    copy = pickle.loads(pickle.dumps(lazy))
+    assert type(copy) is Model and copy.weights.shape == (4,) and copy.dry_id == model.dry_id

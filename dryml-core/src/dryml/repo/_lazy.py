@@ -83,6 +83,11 @@ def _definition(self: Any) -> ObjectDef:
     return ObjectDef.from_dict(state.definition, trust=state.trust)
 
 
+def _reduce_ex(self: Any, protocol: Any) -> Any:
+    # Pickling (e.g. to send to a worker process) sends the loaded object.
+    return load_now(self).__reduce_ex__(protocol)
+
+
 def _repr(self: Any) -> str:
     state: LazyState = self.__dict__[_STATE]
     return f"<{type(self).__qualname__} {state.dry_id!r} (not loaded yet)>"
@@ -94,7 +99,8 @@ def _lazy_class(cls: type) -> type:
         namespace = {
             "__module__": cls.__module__, "__qualname__": cls.__qualname__,
             "__getattr__": _getattr, "__setattr__": _setattr, "__delattr__": _delattr,
-            "__repr__": _repr, "dry_id": property(_dry_id), "definition": _definition,
+            "__repr__": _repr, "__reduce_ex__": _reduce_ex, "dry_id": property(_dry_id),
+            "definition": _definition,
             "_dry_real_class": cls,
         }
         found = _lazy_classes[cls] = _lazy_meta(type(cls))(cls.__name__, (cls,), namespace)
