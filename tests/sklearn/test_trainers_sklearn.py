@@ -7,6 +7,7 @@ process) and the trained state comes back, as it does for users.
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -14,6 +15,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dryml import ObjectDef, load_object, metrics, save_object
 from dryml.errors import ConfigurationError, UntrustedClassError
@@ -224,3 +227,27 @@ def test_trainer_records_name_the_public_classes() -> None:
     assert load_ref(records["sklearn.trainable"].impl) is SklearnTrainable
     assert all(r.framework == "sklearn" and issubclass(load_ref(r.impl), Object)
                for r in records.values())
+
+
+_names = st.from_regex(r"[a-z][a-z_0-9]{0,8}", fullmatch=True)
+_leaves = (st.none() | st.booleans() | st.integers(-2**40, 2**40) | st.text(max_size=8)
+           | st.floats(allow_nan=False))
+_params = st.dictionaries(_names, st.recursive(
+    _leaves,
+    lambda inner: (st.lists(inner, max_size=3) | st.tuples(_names, inner)
+                   | st.dictionaries(_names, inner, max_size=3)
+                   | st.builds(lambda kw: Estimator("sklearn.tree.DecisionTreeClassifier",
+                                                    **kw),
+                               st.dictionaries(_names, inner, max_size=2))),
+    max_leaves=8), max_size=4)
+
+
+@settings(max_examples=60)
+@given(_params)
+def test_estimator_definitions_survive_json_whatever_the_nesting(params: dict[str, Any]
+                                                                ) -> None:
+    model = SklearnTrainable(Estimator("sklearn.pipeline.Pipeline", **params))
+    data = json.loads(json.dumps(model.definition().to_dict()))
+    rebuilt = ObjectDef.from_dict(data).build()
+    assert rebuilt.definition() == model.definition()
+    assert Selector(SklearnTrainable, args=(Selector(Estimator, kwargs=params),))(rebuilt)
