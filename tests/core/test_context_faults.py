@@ -164,3 +164,28 @@ def test_a_worker_killed_while_idle_is_replaced_without_bothering_the_next_call(
     os.kill(before, signal.SIGKILL)
     assert gone(before)
     assert pid() != before
+
+
+FORKER = textwrap.dedent("""
+    import os, sys
+    import dryml.context as ctx
+
+    @ctx.compute_context()
+    def pid():
+        return os.getpid()
+
+    first = pid()
+    child = os.fork()
+    if child == 0:  # its own (empty) pool; exiting normally runs atexit
+        sys.exit(0 if ctx.workers() == [] else 1)
+    _, status = os.waitpid(child, 0)
+    print(os.waitstatus_to_exitcode(status), pid() == first)
+""")
+
+
+def test_a_forked_child_neither_uses_nor_stops_its_parents_workers(tmp_path: Path) -> None:
+    script = tmp_path / "forker.py"
+    script.write_text(FORKER)
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=120)
+    assert out.stdout.split() == ["0", "True"], out.stderr

@@ -159,6 +159,17 @@ class WorkerHandle:
                 pass
         self.kill()
 
+    def forget(self) -> None:
+        """In a forked child: close the inherited pipes without touching the parent's worker.
+
+        The lifeline must close here too, or the worker would outlive its real caller.
+        """
+        for fd in (self._lifeline, self.channel.read_fd, self.channel.write_fd, self._pidfd):
+            if fd is not None and fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._lifeline, self._pidfd, self.channel.closed = -1, None, True
+
     def kill(self) -> None:
         """Kill the process (if running) and close everything (idempotent)."""
         if self.proc.poll() is None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import os
 import threading
 from collections.abc import Iterable
 from typing import Any
@@ -16,6 +18,21 @@ __all__ = ["configure", "execute", "get_pool", "resources", "shutdown_workers", 
 _pool: Pool | None = None
 _lock = threading.Lock()
 _settings: dict[str, Any] = {"providers": None, "max_workers": None, "idle_timeout": 300.0}
+
+
+def _after_fork_in_child() -> None:
+    """A forked child starts with no pool: the parent's workers are the parent's."""
+    global _pool, _lock
+    pool, _pool, _lock = _pool, None, threading.Lock()
+    if pool is not None:
+        atexit.unregister(pool.shutdown)
+        for worker in list(pool.workers):
+            worker.forget()
+        pool.workers = []
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def get_pool() -> Pool:
