@@ -175,10 +175,11 @@ class NearestMean(Trainable):
 
 def test_transformer_step_feeds_the_next_step_of_a_pipe_across_frameworks() -> None:
     scaler = SklearnTrainable(Estimator("sklearn.preprocessing.StandardScaler"),
-                              task="transformer")
+                              task="transformer", spec=TrainSpec(validation_split=0.2))
     pipe = Pipe(scaler, NearestMean())
     pipe.train(classification_data())
     assert scaler.trained and pipe.trained and pipe.task == "classifier"
+    assert scaler.model.n_samples_seen_ == 600  # a transformer fits on all the data
     x, _ = _arrays(classification_data())
     scaled = np.asarray(scaler.eval(classification_data()).peek()[0])
     np.testing.assert_allclose(scaled.mean(axis=0), 0, atol=1e-5)

@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from dryml import Object
-from dryml.errors import ConfigurationError
+from dryml.errors import ConfigurationError, NotTrainedError
 from dryml.models import Trainable, TrainSpec
 
 if TYPE_CHECKING:
@@ -103,8 +103,8 @@ class SklearnTrainable(Trainable):
     ``spec`` (optional, a :class:`~dryml.models.TrainSpec`) gives the seed (default 0:
     estimators with a ``random_state`` left unset get it) and a ``validation_split``: that
     fraction of the training data (chosen with the seed) is held out when no validation
-    Dataset is passed, and its scores go into the train state's history. Epochs, batch size
-    and early stopping do not apply to a single ``fit``.
+    Dataset is passed, and its scores go into the train state's history (a transformer fits
+    on all the data). Epochs, batch size and early stopping do not apply to a single ``fit``.
     """
 
     dry_framework = "sklearn"
@@ -130,7 +130,7 @@ class SklearnTrainable(Trainable):
         x_valid = y_valid = None
         if valid is not None:
             x_valid, y_valid = as_arrays(valid)
-        elif spec.validation_split > 0:
+        elif spec.validation_split > 0 and self.task != "transformer":
             x, y, x_valid, y_valid = split_off(x, y, spec.validation_split, spec.seed)
         model = self.estimator.build(seed=spec.seed)
         if self.task == "classifier" and not hasattr(model, "predict_proba"):
@@ -162,7 +162,7 @@ class SklearnTrainable(Trainable):
         """Class probabilities (classifier), values (regressor) or transformed inputs
         (transformer) for a numpy batch."""
         if self.model is None:
-            raise ConfigurationError("SklearnTrainable.predict before training")
+            raise NotTrainedError("SklearnTrainable.predict before training: call train() first")
         if self.task == "classifier":
             return self.model.predict_proba(x)
         if self.task == "transformer":

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from dryml.errors import BackendUnavailableError, ConfigurationError
+from dryml.errors import BackendUnavailableError, ConfigurationError, NotTrainedError
 from dryml.models import Trainable, TrainSpec
 
 if TYPE_CHECKING:
@@ -118,7 +118,7 @@ class XGBoostTrainable(Trainable):
         """Class probabilities (classifier) or values (regressor) for a numpy batch; after
         early stopping only the rounds up to the best one are used."""
         if self.model is None:
-            raise ConfigurationError("XGBoostTrainable.predict before training")
+            raise NotTrainedError("XGBoostTrainable.predict before training: call train() first")
         if self.task == "classifier":
             return self.model.predict_proba(x)
         return self.model.predict(x)
