@@ -28,6 +28,8 @@ nox.options.sessions = ["lint", "typecheck", "tests", "core_isolated", "integrat
 ROOT = Path(__file__).parent
 CONSTRAINTS = ("-c", str(ROOT / "constraints.txt"))
 TEST_TOOLS = ("pytest>=8", "hypothesis>=6.100")
+# What the doc examples use beyond the packages themselves (e.g. matplotlib for charts).
+DOCS_REQUIREMENTS = ("-r", str(ROOT / "docs" / "requirements.txt"))
 STRICT_ENV = {"DRYML_STRICT_PLUGINS": "1"}
 EXAMPLE_TIMEOUT_S = 300
 
@@ -52,7 +54,7 @@ PACKAGES: dict[str, Package] = {
     "tf": Package("dryml-tf", "tests/tf", extras=("cpu",), backend="tf"),
     "torch": Package("dryml-torch", "tests/torch", backend="torch"),
     "sklearn": Package("dryml-sklearn", "tests/sklearn", backend="sklearn"),
-    "xgboost": Package("dryml-xgboost", "tests/xgboost", backend="xgboost"),
+    "xgboost": Package("dryml-xgboost", "tests/xgboost", extras=("sklearn",), backend="xgboost"),
 }
 LINT_PATHS = [
     *(f"{pkg.path}/src" for pkg in PACKAGES.values()), "tests", "benchmarks", "docs", "noxfile.py"
@@ -129,7 +131,7 @@ def bench(session: nox.Session) -> None:
 @nox.session
 def docs(session: nox.Session) -> None:
     """Run every docs/examples/*.py script with everything installed; any failure fails."""
-    install(session, list(PACKAGES))
+    install(session, list(PACKAGES), *DOCS_REQUIREMENTS)
     scripts = sorted((ROOT / "docs" / "examples").glob("*.py"))
     if not scripts:
         session.error("no scripts in docs/examples")
