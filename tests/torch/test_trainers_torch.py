@@ -16,7 +16,8 @@ import pytest
 if not os.environ.get("DRYML_REQUIRE_BACKENDS"):
     pytest.importorskip("torch")
 
-from dryml import ObjectDef, load_object, save_object
+from dryml import Object, ObjectDef, load_object, save_object
+from dryml.context import compute_context
 from dryml.errors import ConfigurationError
 from dryml.models import EarlyStopping, TrainSpec
 from dryml.repo import Selector
@@ -233,8 +234,8 @@ class Custom(Network):
         return Residual(self.width)
 
 
-def test_custom_network_from_an_object_definition(tmp_path: Path) -> None:
-    model = TorchTrainable(ObjectDef(Custom, 8), Optimizer("Adam", lr=2e-2),
+def test_custom_network_subclass(tmp_path: Path) -> None:
+    model = TorchTrainable(Custom(8), Optimizer("Adam", lr=2e-2),
                            spec=TrainSpec(epochs=5, seed=2))
     model.train(classification_data())
     from dryml import metrics
@@ -250,10 +251,35 @@ def test_custom_network_from_an_object_definition(tmp_path: Path) -> None:
     assert np.array_equal(predictions(loaded), predictions(model))
 
 
+class Holder(Object):
+    """An Object that builds and holds its module (torch imported when it is built)."""
+
+    def __init__(self, width: int) -> None:
+        import torch
+
+        self.module = torch.nn.Sequential(torch.nn.Linear(4, width), torch.nn.Tanh(),
+                                          torch.nn.Linear(width, 1))
+
+
+@compute_context({"torch": {}})
+def r2_of_trained(model: TorchTrainable) -> float:
+    """Train and score in a torch worker (which imports this module to run this function:
+    sent from here, the ObjectDef's class would be refused as untrusted there)."""
+    from dryml import metrics
+
+    model.train(regression_data())
+    return metrics.r2(model, regression_data(seed=1))
+
+
+def test_network_from_the_definition_of_an_object_holding_a_module() -> None:
+    # the Object (which imports torch when built) is only built in the worker
+    model = TorchTrainable(ObjectDef(Holder, 8), Optimizer("Adam", lr=2e-2),
+                           spec=TrainSpec(epochs=10, seed=0), task="regressor")
+    assert r2_of_trained(model) > 0.95
+
+
 def test_device_comes_from_the_context() -> None:
     import torch
-
-    from dryml.context import compute_context
 
     @compute_context({"torch": {}})
     def device_of_trained() -> str:
