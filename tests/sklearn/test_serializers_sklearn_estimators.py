@@ -383,3 +383,16 @@ def test_an_untrusted_estimator_argument_is_refused(tmp_path: Path) -> None:
     save_object(Wraps(HandMadeClassifier().fit(X, Y)), tmp_path / "h.dry")
     with pytest.raises(UntrustedClassError, match="HandMadeClassifier"):
         load_object(tmp_path / "h.dry")
+
+
+def test_boosting_batches_keep_shared_objects_shared(tmp_path: Path) -> None:
+    boosting = ensemble.GradientBoostingClassifier(n_estimators=12, random_state=0).fit(X, Y)
+    loaded = _round_trip(boosting, tmp_path / "gb.dry")
+    trees = loaded.estimators_.ravel()
+    assert loaded.estimators_.shape == boosting.estimators_.shape
+    assert all(t.random_state is trees[0].random_state for t in trees)
+    assert loaded.predict_proba(X).tobytes() == boosting.predict_proba(X).tobytes()
+    hist = ensemble.HistGradientBoostingClassifier(max_iter=12, early_stopping=False).fit(X, Y)
+    loaded = _round_trip(hist, tmp_path / "hgb.dry")
+    assert [len(row) for row in loaded._predictors] == [len(row) for row in hist._predictors]
+    assert loaded.predict_proba(X).tobytes() == hist.predict_proba(X).tobytes()

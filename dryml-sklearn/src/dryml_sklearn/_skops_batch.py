@@ -8,7 +8,8 @@ bookkeeping costs more than the data. Here such a list is written column-wise:
   written once; plain scalars that vary are one JSON list;
 * arrays of one dtype and trailing shape (tree nodes, values, ``classes_``...) are concatenated
   into one ``.npy`` member of the ``.dry`` file and split (as views) on load;
-* same-type objects below (each tree's ``tree_``) are batched the same way, recursively;
+* same-type objects below (each tree's ``tree_``) are batched the same way, recursively, and
+  one object that every item refers to (boosting's ``RandomState``) is written once;
 * anything else stays an ordinary skops node per item.
 
 Loading mirrors skops: estimators are rebuilt like its ``ObjectNode`` (``cls.__new__`` then
@@ -66,9 +67,14 @@ def _array_column(values: list[Any], writer: Any) -> dict[str, Any] | None:
     if not all(type(v) is np.ndarray and v.ndim >= 1 and v.dtype == first.dtype
                and v.shape[1:] == first.shape[1:] for v in values) or first.dtype.hasobject:
         return None
+    lengths = [len(v) for v in values]
+    if not any(lengths) and first.dtype.names is None:
+        # all empty (e.g. categorical bitsets of numeric-only boosting): no member, whose
+        # bytes would be all header
+        return {"empty": first.dtype.str, "tail": list(first.shape[1:]), "lengths": lengths}
     # dtype= keeps a structured dtype's padding (tree nodes), which plain concatenate drops
     return {"member": writer.add_array(np.concatenate(values, dtype=first.dtype)),
-            "lengths": [len(v) for v in values]}
+            "lengths": lengths}
 
 
 def _columns(dicts: list[dict[str, Any]], save_context: SaveContext, writer: Any
@@ -77,7 +83,7 @@ def _columns(dicts: list[dict[str, Any]], save_context: SaveContext, writer: Any
     if any(list(d) != keys or not all(type(k) is str for k in d) for d in dicts):
         return None
     out: dict[str, Any] = {"keys": keys, "constant": {}, "plain": {}, "scalars": {},
-                           "arrays": {}, "batches": {}, "nodes": {}}
+                           "arrays": {}, "batches": {}, "shared": {}, "nodes": {}}
     for key in keys:
         values = [d[key] for d in dicts]
         first = values[0]
@@ -86,6 +92,8 @@ def _columns(dicts: list[dict[str, Any]], save_context: SaveContext, writer: Any
                 out["constant"][key] = first
             else:
                 out["plain"][key] = values
+        elif all(v is first for v in values):  # one object (e.g. boosting's RandomState)
+            out["shared"][key] = get_state(first, save_context)
         elif isinstance(first, np.generic) and not first.dtype.hasobject and all(
                 type(v) is type(first) for v in values):
             out["scalars"][key] = writer.add_array(np.array(values, dtype=first.dtype))
@@ -99,7 +107,8 @@ def _columns(dicts: list[dict[str, Any]], save_context: SaveContext, writer: Any
 
 
 def batch_state(items: list[Any], save_context: SaveContext, shape: tuple[int, ...] | None
-                = None, min_items: int = MIN_ITEMS) -> dict[str, Any] | None:
+                = None, min_items: int = MIN_ITEMS, nested: bool = False
+                ) -> dict[str, Any] | None:
     """The batch node state for ``items``, or None to leave them to skops."""
     from dryml_sklearn._skops_arrays import current_writer
 
@@ -122,16 +131,40 @@ def batch_state(items: list[Any], save_context: SaveContext, shape: tuple[int, .
         save_context.memoize(item)  # keep ids unique while this dump runs
     return {"__class__": cls.__name__, "__module__": get_module(cls), "__loader__": LOADER,
             "kind": kind, "count": len(items), "shape": None if shape is None else list(shape),
-            "args": args, "state": state}
+            "nested": nested, "args": args, "state": state}
 
 
 def list_state(obj: list[Any], save_context: SaveContext) -> dict[str, Any]:
-    """skops' list getter, except that a batch of same-type objects becomes one node."""
+    """skops' list getter, except that a batch of same-type objects (or a list of equally long
+    lists of them, like HistGradientBoosting's predictors) becomes one node."""
     if type(obj) is list and obj:
-        state = batch_state(obj, save_context)
-        if state is not None:
-            return state
+        if all(type(row) is list for row in obj):
+            width = len(obj[0])
+            if width and all(len(row) == width for row in obj):
+                flat = [item for row in obj for item in row]
+                state = batch_state(flat, save_context, shape=(len(obj), width), nested=True)
+                if state is not None:
+                    return state
+        else:
+            state = batch_state(obj, save_context)
+            if state is not None:
+                return state
     return list_get_state(obj, save_context)
+
+
+def _empty(column: dict[str, Any], lengths: list[int], key: str) -> np.ndarray:
+    """The empty array every item of an all-empty column holds."""
+    tail = column.get("tail")
+    if any(lengths) or not (isinstance(tail, list) and all(
+            type(n) is int and n >= 0 for n in tail)) or not isinstance(column["empty"], str):
+        raise FormatError(f"a batch's empty array column {key!r} is malformed")
+    try:
+        dtype = np.dtype(column["empty"])
+    except TypeError:
+        raise FormatError(f"a batch's array column {key!r} has a bad dtype") from None
+    if dtype.hasobject:
+        raise FormatError(f"a batch's array column {key!r} holds Python objects; refused")
+    return np.empty((0, *tail), dtype=dtype)
 
 
 class _Columns:
@@ -142,11 +175,11 @@ class _Columns:
         if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
             raise FormatError("a batch of scikit-learn objects is malformed")
         self.keys: list[str] = data["keys"]
-        parts = [data.get(k) for k in ("constant", "plain", "scalars", "arrays", "batches",
-                                       "nodes")]
+        parts = [data.get(k, {}) for k in ("constant", "plain", "scalars", "arrays", "batches",
+                                           "shared", "nodes")]
         if not all(isinstance(p, dict) for p in parts):
             raise FormatError("a batch of scikit-learn objects is malformed")
-        self.constant, self.plain, scalars, arrays, batches, nodes = parts
+        self.constant, self.plain, scalars, arrays, batches, shared, nodes = parts
         if not all(isinstance(m, str) for m in scalars.values()):
             raise FormatError("a batch's scalar column is malformed")
         self.scalars: dict[str, str] = scalars
@@ -157,15 +190,20 @@ class _Columns:
                 not isinstance(c, list) or len(c) != count for c in self.plain.values()):
             raise FormatError("a batch of scikit-learn objects holds non-plain values")
         self.arrays: dict[str, tuple[str, list[int]]] = {}
+        self.empty: dict[str, np.ndarray] = {}
         for key, column in arrays.items():
             lengths = column.get("lengths") if isinstance(column, dict) else None
-            member = column.get("member") if isinstance(column, dict) else None
-            if not (isinstance(member, str) and isinstance(lengths, list)
-                    and len(lengths) == count
+            if not (isinstance(lengths, list) and len(lengths) == count
                     and all(type(n) is int and n >= 0 for n in lengths)):
                 raise FormatError(f"a batch's array column {key!r} is malformed")
-            self.arrays[key] = (member, lengths)
+            if "empty" in column:
+                self.empty[key] = _empty(column, lengths, key)
+            elif isinstance(column.get("member"), str):
+                self.arrays[key] = (column["member"], lengths)
+            else:
+                raise FormatError(f"a batch's array column {key!r} names no member")
         self.batches = {k: get_tree(v, load_context, trusted=trusted) for k, v in batches.items()}
+        self.shared = {k: get_tree(v, load_context, trusted=trusted) for k, v in shared.items()}
         self.nodes = {key: [get_tree(v, load_context, trusted=trusted) for v in column]
                       for key, column in nodes.items() if isinstance(column, list)}
         if any(len(column) != count for column in self.nodes.values()) or len(
@@ -174,10 +212,12 @@ class _Columns:
         self.count = count
 
     def children(self) -> list[Node]:
-        return [*self.batches.values(), *(n for c in self.nodes.values() for n in c)]
+        return [*self.batches.values(), *self.shared.values(),
+                *(n for c in self.nodes.values() for n in c)]
 
     def build(self, reader: Any) -> list[dict[str, Any]]:
-        split: dict[str, Any] = {}
+        split: dict[str, Any] = {key: [empty.copy() for _ in range(self.count)]
+                                 for key, empty in self.empty.items()}
         for key, member in self.scalars.items():
             whole = reader.get_array(member)
             if whole.shape != (self.count,):
@@ -189,6 +229,7 @@ class _Columns:
                 raise FormatError(f"a batch's array column {key!r} does not match its lengths")
             split[key] = np.split(whole, np.cumsum(lengths)[:-1])
         batches = {key: list(node.construct()) for key, node in self.batches.items()}
+        shared = {key: node.construct() for key, node in self.shared.items()}
         if any(len(v) != self.count for v in batches.values()):
             raise FormatError("a nested batch has the wrong number of items")
         out = []
@@ -203,6 +244,8 @@ class _Columns:
                     attrs[key] = split[key][i]
                 elif key in batches:
                     attrs[key] = batches[key][i]
+                elif key in shared:
+                    attrs[key] = shared[key]
                 else:
                     attrs[key] = self.nodes[key][i].construct()
             out.append(attrs)
@@ -218,12 +261,14 @@ class DrymlBatchNode(Node):
         self.trusted = self._get_trusted(
             trusted, SKLEARN_ESTIMATOR_TYPE_NAMES + SKLEARN_INTERNAL_TYPE_NAMES)
         count, shape, kind = state.get("count"), state.get("shape"), state.get("kind")
-        if type(count) is not int or count < 0 or kind not in ("object", "reduce"):
+        nested = state.get("nested", False)
+        if type(count) is not int or count < 0 or kind not in ("object", "reduce") or (
+                type(nested) is not bool or (nested and (shape is None or len(shape) != 2))):
             raise FormatError("a batch of scikit-learn objects is malformed")
         if shape is not None and not (isinstance(shape, list) and all(
                 type(n) is int and n >= 0 for n in shape) and int(np.prod(shape)) == count):
             raise FormatError("a batch of scikit-learn objects has a bad shape")
-        self.count, self.shape, self.kind = count, shape, kind
+        self.count, self.shape, self.kind, self.nested = count, shape, kind, nested
         self.args = _Columns(state.get("args"), count, load_context, trusted) \
             if kind == "reduce" else None
         self.state = _Columns(state.get("state"), count, load_context, trusted)
@@ -252,6 +297,9 @@ class DrymlBatchNode(Node):
                 items.append(item)
         if self.shape is None:
             return items
+        if self.nested:
+            width = self.shape[1]
+            return [items[i * width:(i + 1) * width] for i in range(self.shape[0])]
         out = np.empty(self.count, dtype=object)
         out[:] = items
         return out.reshape(self.shape)
