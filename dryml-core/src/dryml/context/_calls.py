@@ -83,6 +83,7 @@ def run_call(msg: dict[str, Any]) -> dict[str, Any]:
 
 
 def error_reply(exc: BaseException) -> dict[str, Any]:
+    """A reply carrying ``exc`` (pickled when it can be rebuilt) and its traceback text."""
     text = "".join(traceback.format_exception(exc))
     try:
         data, blobs, trust = _protocol.dumps(exc)
