@@ -38,7 +38,8 @@ class Pipe(Trainable):
     def trained(self) -> bool:
         return all(step.trained for step in self.steps)
 
-    def train(self, data: Dataset, valid: Dataset | None = None) -> None:
+    def train(self, data: Dataset, valid: Dataset | None = None, *,
+              context_reqs: dict[str, Any] | None = None) -> None:
         self.train_state.status = "training"
         for i, step in enumerate(self.steps):
             step.train(data, valid)
@@ -48,7 +49,7 @@ class Pipe(Trainable):
                 valid = step.eval(valid) if valid is not None else None
         self.train_state.status = "trained"
 
-    def eval(self, data: Dataset) -> Dataset:
+    def eval(self, data: Dataset, *, context_reqs: dict[str, Any] | None = None) -> Dataset:
         for step in self.steps:
             data = step.eval(data)
         return data

@@ -34,11 +34,17 @@ _train_in_worker = compute_context(update_objs=True)(_train_here)
 _eval_in_worker = compute_context()(_eval_here)
 
 
-def remote_train(trainable: Trainable, data: Dataset, valid: Dataset | None) -> None:
+def _reqs(trainable: Trainable, reqs: dict[str, Any] | None) -> dict[str, Any]:
+    return reqs if reqs is not None else {type(trainable).dry_framework: {}}
+
+
+def remote_train(trainable: Trainable, data: Dataset, valid: Dataset | None,
+                 reqs: dict[str, Any] | None = None) -> None:
     """Train in a worker for the trainable's framework; its new state comes back in place."""
-    _train_in_worker(trainable, _portable(data), _portable(valid))
+    _train_in_worker(trainable, _portable(data), _portable(valid),
+                     call_context_reqs=_reqs(trainable, reqs))
 
 
-def remote_eval(trainable: Trainable, data: Dataset) -> Any:
+def remote_eval(trainable: Trainable, data: Dataset, reqs: dict[str, Any] | None = None) -> Any:
     """Evaluate in a worker for the trainable's framework."""
-    return _eval_in_worker(trainable, _portable(data))
+    return _eval_in_worker(trainable, _portable(data), call_context_reqs=_reqs(trainable, reqs))

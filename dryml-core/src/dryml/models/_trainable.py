@@ -92,12 +92,18 @@ class Trainable(Object):
         """Called before evaluation (e.g. put a network in inference mode)."""
 
     # -- public API ---------------------------------------------------------------------------
-    def train(self, data: Dataset, valid: Dataset | None = None) -> None:
-        """Train on a supervised Dataset (from any framework) unless already trained."""
+    def train(self, data: Dataset, valid: Dataset | None = None, *,
+              context_reqs: dict[str, Any] | None = None) -> None:
+        """Train on a supervised Dataset (from any framework) unless already trained.
+
+        ``context_reqs`` is the compute-context requirement used when this call goes to a
+        worker (default ``{framework: {}}``: one CPU, no GPU), e.g.
+        ``{"torch": {"num_gpus": 1}}`` or ``{"tf": {"gpu/0": 0.5}}``.
+        """
         if self._dispatch():
             from dryml.models._remote import remote_train
 
-            remote_train(self, data, valid)
+            remote_train(self, data, valid, context_reqs)
             return
         if self.trained:
             return
@@ -106,12 +112,15 @@ class Trainable(Object):
         self.fit(data, valid)
         self.train_state.status = "trained"
 
-    def eval(self, data: Dataset) -> Dataset:
-        """Predictions in place of ``x``, in a Dataset shaped like ``data`` (all examples)."""
+    def eval(self, data: Dataset, *, context_reqs: dict[str, Any] | None = None) -> Dataset:
+        """Predictions in place of ``x``, in a Dataset shaped like ``data`` (all examples).
+
+        ``context_reqs``: as for :meth:`train`, when this call goes to a worker.
+        """
         if self._dispatch():
             from dryml.models._remote import remote_eval
 
-            return remote_eval(self, data)  # type: ignore[no-any-return]
+            return remote_eval(self, data, context_reqs)  # type: ignore[no-any-return]
         if not self.trained:
             raise NotTrainedError(
                 f"{type(self).__qualname__} {self.dry_id!r} is not trained; call train() first "
