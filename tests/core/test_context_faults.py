@@ -105,8 +105,10 @@ CALLER = textwrap.dedent("""
 
     @ctx.compute_context({'default': {'cpu/0': 0.25}})
     def busy(path):
+        import subprocess
+        child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])
         with open(path, 'w') as f:
-            f.write(str(os.getpid()))
+            f.write(f"{os.getpid()} {child.pid}")
         time.sleep(120)
 
     print(idle_pid(), flush=True)
@@ -123,12 +125,13 @@ def _start_caller(tmp_path: Path) -> tuple[subprocess.Popen[str], list[int]]:
     assert proc.stdout is not None
     idle = int(proc.stdout.readline())
     deadline = time.monotonic() + 60
-    while not (marker.exists() and marker.read_text()) and time.monotonic() < deadline:
+    while not (marker.exists() and len(marker.read_text().split()) == 2) \
+            and time.monotonic() < deadline:
         time.sleep(0.05)
-    return proc, [idle, int(marker.read_text())]
+    return proc, [idle, *map(int, marker.read_text().split())]
 
 
-def test_ctrl_c_in_the_caller_stops_its_workers(tmp_path: Path) -> None:
+def test_ctrl_c_in_the_caller_stops_its_workers_and_their_children(tmp_path: Path) -> None:
     proc, workers = _start_caller(tmp_path)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
@@ -136,7 +139,7 @@ def test_ctrl_c_in_the_caller_stops_its_workers(tmp_path: Path) -> None:
     assert all(gone(w) for w in workers)
 
 
-def test_no_worker_outlives_a_killed_caller(tmp_path: Path) -> None:
+def test_no_worker_nor_its_child_outlives_a_killed_caller(tmp_path: Path) -> None:
     proc, workers = _start_caller(tmp_path)
     proc.kill()
     proc.communicate(timeout=30)

@@ -173,6 +173,9 @@ class WorkerHandle:
     def kill(self) -> None:
         """Kill the process (if running) and close everything (idempotent)."""
         if self.proc.poll() is None:
+            # The worker leads its own process group: its children (data loaders...) go too.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signal.SIGKILL)
             with contextlib.suppress(ProcessLookupError):
                 self.proc.kill()
             self.proc.wait()

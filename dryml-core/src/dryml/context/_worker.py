@@ -12,6 +12,7 @@ import contextlib
 import faulthandler
 import os
 import pickle
+import signal
 import sys
 import threading
 import traceback
@@ -21,12 +22,14 @@ __all__ = ["main"]
 
 
 def _watch_lifeline(fd: int) -> None:
-    try:
+    with contextlib.suppress(OSError):
         while os.read(fd, 1):
             pass
-    except OSError:
-        pass
-    os._exit(70)  # the caller is gone: never outlive it
+    # The caller is gone: never outlive it, nor leave this worker's own children behind (the
+    # worker leads its process group).
+    with contextlib.suppress(OSError):
+        os.killpg(os.getpgid(0), signal.SIGKILL)
+    os._exit(70)
 
 
 def _prepare(setup: dict[str, Any]) -> Any:
