@@ -127,6 +127,46 @@ def test_training_is_deterministic_with_a_seed() -> None:
     assert not np.array_equal(runs[0][0], runs[2][0])
 
 
+class Checkpointing(KerasTrainable):
+    """Saves itself after every epoch and crashes after ``crash_after`` epochs."""
+
+    def __init__(self, *args: Any, path: str, crash_after: int | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.path, self.crash_after = path, crash_after
+
+    def on_epoch_end(self, logs: dict[str, float]) -> None:
+        save_object(self, self.path)
+        if logs["epoch"] == self.crash_after:
+            raise RuntimeError("simulated crash")
+
+
+@pytest.mark.parametrize(("epochs", "crash_after"), [(6, 3), (40, None)])
+def test_training_resumes_from_a_mid_training_checkpoint(tmp_path: Path, epochs: int,
+                                                         crash_after: int | None) -> None:
+    spec = TrainSpec(epochs=epochs, batch_size=32, validation_split=0.25,
+                     early_stopping=EarlyStopping(patience=2, min_delta=1e-3), seed=1)
+    parts = (mlp(dropout=0.2), Optimizer("Adam", learning_rate=2e-2), None, spec)
+    reference = KerasTrainable(*parts)
+    reference.train(classification_data())
+    ran = reference.train_state.progress["epoch"]
+    # (40, None): early stopping ends the run; resume from the checkpoint of the epoch before
+    crash_after = crash_after or ran - 1
+    path = tmp_path / "checkpoint.dry"
+    crashing = Checkpointing(*parts, path=str(path), crash_after=crash_after)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        crashing.train(classification_data())
+    resumed = load_object(path, trust=[__name__])
+    assert resumed.train_state.status == "training"
+    assert resumed.train_state.progress["epoch"] == crash_after
+    resumed.crash_after = None
+    resumed.train(classification_data())
+    assert resumed.trained
+    assert resumed.train_state.history == reference.train_state.history
+    assert resumed.train_state.progress == reference.train_state.progress
+    assert np.array_equal(predictions(resumed), predictions(reference))
+
+
 def test_progress_bar_shows_epochs_loss_and_validation_metric() -> None:
     script = textwrap.dedent("""
         import sys

@@ -12,13 +12,15 @@ import tensorflow as tf
 from tqdm.auto import tqdm  # type: ignore[import-untyped]
 
 from dryml._objectdef import ObjectDef
-from dryml.errors import ConfigurationError, DatasetError
+from dryml.errors import ConfigurationError, DatasetError, FormatError
 
 if TYPE_CHECKING:
     from dryml.data import Dataset
+    from dryml.format import LoadStore, SaveStore
     from dryml_tf.models import KerasTrainable
 
-__all__ = ["keras_callable", "keras_class", "predict", "run_fit"]
+__all__ = ["keras_callable", "keras_class", "load_training", "predict", "run_fit",
+           "save_training"]
 
 _EXAMPLES = {"layer": "Dense", "optimizer": "Adam", "loss": "SparseCategoricalCrossentropy",
              "metric": "AUC"}
@@ -105,15 +107,15 @@ def split_off(x: np.ndarray, y: np.ndarray, fraction: float, seed: int
 class ProgressBar(keras.callbacks.Callback):  # type: ignore[misc]
     """A tqdm bar over epochs (to stderr): epoch, training loss and validation metrics."""
 
-    def __init__(self, total: int, desc: str) -> None:
+    def __init__(self, total: int, desc: str, initial: int = 0) -> None:
         super().__init__()
-        self.total, self.desc = total, desc
+        self.total, self.desc, self.initial = total, desc, initial
         self.bar: Any = None
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         """Open the bar."""
-        self.bar = tqdm(total=self.total, desc=self.desc, unit="epoch", file=sys.stderr,
-                        dynamic_ncols=True)
+        self.bar = tqdm(total=self.total, initial=self.initial, desc=self.desc, unit="epoch",
+                        file=sys.stderr, dynamic_ncols=True)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         """Advance one epoch; show its metrics."""
@@ -130,25 +132,48 @@ class ProgressBar(keras.callbacks.Callback):  # type: ignore[misc]
             self.bar = None
 
 
-class Recorder(keras.callbacks.Callback):  # type: ignore[misc]
-    """Writes each epoch's logs to the trainable's train state and calls its
-    ``on_epoch_end``; checks that early stopping's metric exists."""
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):  # type: ignore[misc]
+    """Keras' EarlyStopping whose state (best value and epoch, epochs waited, best weights)
+    can be set when a saved training resumes."""
 
-    def __init__(self, trainable: KerasTrainable, monitor: str | None) -> None:
+    def __init__(self, resume: dict[str, Any] | None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.resume = resume
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        """Reset, then take the saved state when resuming."""
+        super().on_train_begin(logs)
+        if self.resume:
+            self.best, self.best_epoch = self.resume["best"], self.resume["best_epoch"]
+            self.wait, self.best_weights = self.resume["wait"], self.resume["best_weights"]
+
+
+class Recorder(keras.callbacks.Callback):  # type: ignore[misc]
+    """Writes each epoch's logs (and early stopping's state) to the trainable's train state
+    and calls its ``on_epoch_end``; checks that early stopping's metric exists."""
+
+    def __init__(self, trainable: KerasTrainable, early: ResumableEarlyStopping | None) -> None:
         super().__init__()
-        self.trainable, self.monitor = trainable, monitor
+        self.trainable, self.early = trainable, early
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         """Record the epoch."""
         logs = logs or {}
-        if self.monitor is not None and self.monitor not in logs:
+        early = self.early
+        if early is not None and early.monitor not in logs:
             raise ConfigurationError(
-                f"early stopping monitors {self.monitor!r}, which training does not report; "
+                f"early stopping monitors {early.monitor!r}, which training does not report; "
                 f"it reports {sorted(logs)} (add the metric to KerasTrainable's metrics)")
         row = {"epoch": float(epoch + 1), **{k: float(v) for k, v in logs.items()}}
         state = self.trainable.train_state
         state.history.append(row)
         state.progress["epoch"] = epoch + 1
+        if early is not None and early.best is not None:
+            state.progress.update(best=float(early.best), best_epoch=int(early.best_epoch) + 1,
+                                  wait=int(early.wait))
+            self.trainable._best_weights = early.best_weights
+            if self.model.stop_training:
+                state.progress["stopped_epoch"] = epoch + 1
         self.trainable.on_epoch_end(dict(row))
 
 
@@ -162,8 +187,34 @@ def _compile(trainable: KerasTrainable) -> keras.Model:
     return model
 
 
+def rng_variables(model: keras.Model) -> list[Any]:
+    """The model's random state beyond its weights (dropout's seed generators)."""
+    weights = {id(v) for v in model.weights}
+    return [v for v in model.variables if id(v) not in weights]
+
+
+def _stream(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, shuffle: bool,
+            first: int, last: int) -> Any:
+    """Training batches of epochs ``first..last-1``; each epoch's order depends only on
+    ``(seed, epoch)``, so a resumed training sees the batches the uninterrupted one would."""
+    xs, ys = tf.constant(x), tf.constant(y)
+    n = len(x)
+
+    def epoch_indices(epoch: Any) -> Any:
+        order = tf.range(n, dtype=tf.int64)
+        if shuffle:
+            order = tf.random.experimental.stateless_shuffle(
+                order, seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
+        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+
+    return (tf.data.Dataset.range(first, last).flat_map(epoch_indices)
+            .map(lambda i: (tf.gather(xs, i), tf.gather(ys, i)))
+            .prefetch(tf.data.AUTOTUNE))
+
+
 def run_fit(trainable: KerasTrainable, data: Dataset, valid: Dataset | None) -> None:
-    """Build, compile and fit the trainable's model as its TrainSpec says."""
+    """Build, compile and fit the trainable's model as its TrainSpec says; a training saved
+    mid-way (status "training", a model and progress) continues from its last epoch."""
     spec = trainable.spec
     x, y = as_arrays(data)
     validation: tuple[np.ndarray, np.ndarray] | None = None
@@ -171,31 +222,61 @@ def run_fit(trainable: KerasTrainable, data: Dataset, valid: Dataset | None) -> 
         validation = as_arrays(valid)
     elif spec.validation_split > 0:
         (x, y), validation = split_off(x, y, spec.validation_split, spec.seed)
-    # Seeds the initial weights, shuffling and dropout; op determinism makes the kernels
-    # themselves reproducible (a process-wide switch: the worker keeps it on).
+    state = trainable.train_state
+    first = int(state.progress.get("epoch", 0)) if trainable._keras is not None else 0
+    # Seeds the initial weights and dropout (batch order is seeded in _stream); op determinism
+    # makes the kernels reproducible too (a process-wide switch: the worker keeps it on).
     keras.utils.set_random_seed(spec.seed)
     tf.config.experimental.enable_op_determinism()
-    model = _compile(trainable)
-    trainable._keras = model
-    state = trainable.train_state
-    state.history, state.progress = [], {"epoch": 0}
+    if first == 0:
+        trainable._keras = _compile(trainable)
+        state.history, state.progress = [], {"epoch": 0}
+    model = trainable._keras
     stopping = spec.early_stopping if validation is not None else None
-    callbacks: list[Any] = [
-        Recorder(trainable, None if stopping is None else stopping.monitor),
-        ProgressBar(spec.epochs, f"keras {trainable.task}")]
-    early: Any = None
+    early: ResumableEarlyStopping | None = None
     if stopping is not None:
-        early = keras.callbacks.EarlyStopping(
-            monitor=stopping.monitor, patience=stopping.patience, min_delta=stopping.min_delta,
-            mode=stopping.mode, restore_best_weights=True)
-        callbacks.append(early)
-    model.fit(x, y, batch_size=spec.batch_size, epochs=spec.epochs, verbose=0,
-              validation_data=validation, shuffle=spec.shuffle, callbacks=callbacks)
-    if early is not None:
-        state.progress["best_epoch"] = int(early.best_epoch) + 1
-        state.progress["best"] = float(early.best)
-        if early.stopped_epoch > 0:
-            state.progress["stopped_epoch"] = int(early.stopped_epoch) + 1
+        resume = None
+        if first and "best" in state.progress:
+            resume = {"best": state.progress["best"], "wait": state.progress["wait"],
+                      "best_epoch": state.progress["best_epoch"] - 1,
+                      "best_weights": trainable._best_weights}
+        early = ResumableEarlyStopping(
+            resume, monitor=stopping.monitor, patience=stopping.patience,
+            min_delta=stopping.min_delta, mode=stopping.mode, restore_best_weights=True)
+    callbacks = [ProgressBar(spec.epochs, f"keras {trainable.task}", initial=first),
+                 *([early] if early is not None else []), Recorder(trainable, early)]
+    if first >= spec.epochs or "stopped_epoch" in state.progress:
+        # saved after its last epoch: only what fit's end would have done is left
+        if trainable._best_weights is not None:
+            model.set_weights(trainable._best_weights)
+    else:
+        model.fit(_stream(x, y, spec.batch_size, spec.seed, spec.shuffle, first, spec.epochs),
+                  epochs=spec.epochs, initial_epoch=first, verbose=0, shuffle=False,
+                  steps_per_epoch=-(-len(x) // spec.batch_size), validation_data=validation,
+                  validation_batch_size=spec.batch_size, callbacks=callbacks)
+    trainable._best_weights = None
+    state.progress.pop("wait", None)
+
+
+def save_training(trainable: KerasTrainable, store: SaveStore) -> None:
+    """What a training saved mid-way needs to resume exactly: dropout's random state and
+    early stopping's best weights."""
+    store.put("rng", [np.asarray(v.numpy()) for v in rng_variables(trainable._keras)])
+    if trainable._best_weights is not None:
+        store.put("best_weights", [np.asarray(w) for w in trainable._best_weights])
+
+
+def load_training(trainable: KerasTrainable, store: LoadStore) -> None:
+    """The mirror of :func:`save_training`."""
+    variables = rng_variables(trainable._keras)
+    arrays = store.get("rng")
+    if not isinstance(arrays, list) or len(arrays) != len(variables):
+        raise FormatError(f"the file holds {len(arrays)} random-state arrays; the model has "
+                          f"{len(variables)}")
+    for var, array in zip(variables, arrays, strict=True):
+        var.assign(array)
+    weights = store.get("best_weights", None)
+    trainable._best_weights = None if weights is None else list(weights)
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:

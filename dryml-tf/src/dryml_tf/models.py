@@ -248,6 +248,7 @@ class KerasTrainable(Trainable):
         self.task = task  # type: ignore[misc]
         self.metrics = tuple(metrics)
         self._keras: Any = None
+        self._best_weights: Any = None
 
     @property
     def keras_model(self) -> keras.Model | None:
@@ -255,12 +256,21 @@ class KerasTrainable(Trainable):
         return self._keras
 
     def save_object_imp(self, store: SaveStore) -> None:
-        if self._keras is not None:
-            # weights, compile config and optimizer state (dryml-tf's Keras serializer)
-            store.put("model", self._keras)
+        if self._keras is None:
+            return
+        # weights, compile config and optimizer state (dryml-tf's Keras serializer)
+        store.put("model", self._keras)
+        if self.train_state.status == "training":
+            from dryml_tf._models_fit import save_training
+
+            save_training(self, store)
 
     def load_object_imp(self, store: LoadStore) -> None:
-        self._keras = store.get("model", None)
+        self._keras, self._best_weights = store.get("model", None), None
+        if self._keras is not None and "rng" in store:
+            from dryml_tf._models_fit import load_training
+
+            load_training(self, store)
 
     def fit(self, data: Dataset, valid: Dataset | None) -> None:
         from dryml_tf._models_fit import run_fit
@@ -269,7 +279,9 @@ class KerasTrainable(Trainable):
 
     def on_epoch_end(self, logs: dict[str, float]) -> None:
         """Called after each epoch with its logs (epoch, loss, validation metrics); override to
-        log or checkpoint."""
+        log or to checkpoint, e.g. ``save_object(self, path)``: a file saved here resumes from
+        this epoch when loaded and trained again, and ends as the uninterrupted training
+        would."""
 
     def predict(self, x: Any) -> Any:
         """Class probabilities ``(n, classes)`` (classifier) or values (regressor: ``(n,)`` for
