@@ -15,13 +15,16 @@ from dryml.context._state import current_context
 
 __all__ = ["compute", "compute_context"]
 
-F = TypeVar("F", bound=Callable[..., Any])
+R = TypeVar("R")
+#: What decorating gives: the function's own arguments plus the ``call_*`` keywords.
+ComputeFunction = Callable[..., R]
 _UNSET: Any = object()
 
 
 def compute_context(ctx_reqs: Requirement | None = None, *, update_objs: bool = False,
                     call_timeout: float | None = None,
-                    resource_timeout: float | None = None) -> Callable[[F], F]:
+                    resource_timeout: float | None = None
+                    ) -> Callable[[Callable[..., R]], ComputeFunction[R]]:
     """Decorate a function (or method) so that each call runs in a compute context.
 
     ``ctx_reqs`` is ``{framework: {resource: amount}}``; ``None`` takes the frameworks of the
@@ -38,14 +41,14 @@ def compute_context(ctx_reqs: Requirement | None = None, *, update_objs: bool = 
     that runs past ``call_timeout`` seconds raises :class:`TimeoutError`.
     """
 
-    def decorate(fn: F) -> F:
+    def decorate(fn: Callable[..., R]) -> ComputeFunction[R]:
         if getattr(fn, "__dry_context_wrapped__", False):
             return fn
 
         @functools.wraps(fn)
         def wrapper(*args: Any, call_context_reqs: Any = _UNSET, call_update_objs: Any = _UNSET,
                     call_timeout: Any = _UNSET, call_resource_timeout: Any = _UNSET,
-                    **kwargs: Any) -> Any:
+                    **kwargs: Any) -> R:
             reqs = ctx_reqs if call_context_reqs is _UNSET else call_context_reqs
             if reqs is None:
                 reqs = requirement_of_objects([args, kwargs])
@@ -66,15 +69,15 @@ def compute_context(ctx_reqs: Requirement | None = None, *, update_objs: bool = 
                                                     "resource_timeout": wait})
             else:
                 reply = execute(reqs, msg, call_timeout=timeout, resource_timeout=wait)
-            return apply_reply(reply, args, kwargs)
+            return apply_reply(reply, args, kwargs)  # type: ignore[no-any-return]
 
         wrapper.__dry_context_wrapped__ = True  # type: ignore[attr-defined]
-        return wrapper  # type: ignore[return-value]
+        return wrapper
 
     default_timeout = call_timeout
     return decorate
 
 
-def compute(fn: F) -> F:
+def compute(fn: Callable[..., R]) -> ComputeFunction[R]:
     """``compute_context()`` with every default: requirements from the Objects passed in."""
     return compute_context()(fn)
