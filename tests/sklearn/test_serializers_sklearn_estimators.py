@@ -196,7 +196,14 @@ def test_big_arrays_are_npy_members_and_skops_keeps_only_the_structure(tmp_path:
     {"count": 1, "kind": "object", "shape": [3], "args": None,
      "state": {"keys": [], "constant": {}, "plain": {}, "scalars": {}, "arrays": {},
                "batches": {}, "nodes": {}}},
-], ids=["short-column", "missing-column", "non-plain-constant", "unknown-kind", "bad-shape"])
+    {"count": 1, "kind": "reduce", "shape": None,
+     "args": {"keys": [], "constant": {}, "plain": {}},
+     "state": {"keys": [], "constant": {}, "plain": {}}},
+    {"count": 1, "kind": "object", "shape": None, "args": None,
+     "state": {"keys": ["a"], "constant": {}, "plain": {},
+               "arrays": {"a": {"empty": "O", "tail": [], "lengths": [0]}}}},
+], ids=["short-column", "missing-column", "non-plain-constant", "unknown-kind", "bad-shape",
+        "calls-an-estimator-class", "object-dtype"])
 def test_a_malformed_batch_of_estimators_is_a_format_error(state: dict[str, Any]) -> None:
     from skops.io._utils import LoadContext
 

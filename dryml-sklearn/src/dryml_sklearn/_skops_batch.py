@@ -47,6 +47,7 @@ LOADER = "DrymlBatchNode"
 #: Shorter lists are left to skops (the saving would not pay for the extra node kind).
 MIN_ITEMS = 8
 _PLAIN = (bool, int, float, str, type(None))
+_TREE = "sklearn.tree._tree.Tree"
 
 
 def _split(item: Any, cls: type) -> tuple[str, dict[str, Any], dict[str, Any]] | None:
@@ -268,6 +269,9 @@ class DrymlBatchNode(Node):
         if shape is not None and not (isinstance(shape, list) and all(
                 type(n) is int and n >= 0 for n in shape) and int(np.prod(shape)) == count):
             raise FormatError("a batch of scikit-learn objects has a bad shape")
+        if kind == "reduce" and f"{self.module_name}.{self.class_name}" != _TREE:
+            # only the class skops itself rebuilds by calling it (its TreeNode)
+            raise FormatError(f"a batch may only rebuild {_TREE} by calling its class")
         self.count, self.shape, self.kind, self.nested = count, shape, kind, nested
         self.args = _Columns(state.get("args"), count, load_context, trusted) \
             if kind == "reduce" else None
