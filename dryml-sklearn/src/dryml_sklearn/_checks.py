@@ -137,5 +137,5 @@ def check_loaded(value: Any) -> None:
             stack.extend((item, n_features) for item in obj.values())
         elif hasattr(obj, "__dict__"):
             own = getattr(obj, "n_features_in_", None)
-            inner = own if isinstance(own, (int, np.integer)) else n_features
+            inner = int(own) if isinstance(own, (int, np.integer)) else n_features
             stack.extend((item, inner) for item in vars(obj).values())

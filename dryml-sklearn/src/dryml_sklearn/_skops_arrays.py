@@ -119,13 +119,13 @@ class DrymlArrayNode(Node):
         if not isinstance(member, str):
             raise FormatError(f"a scikit-learn array entry names no member ({member!r})")
         self.member = member
-        self.children = {}
+        self.children: dict[str, Any] = {}
 
     def _construct(self) -> np.ndarray:
         array = current_reader().get_array(self.member)
         if type(array) is not np.ndarray or array.dtype.hasobject:
             raise FormatError(f"member {self.member!r} is not a plain numeric array")
-        return array  # type: ignore[no-any-return]
+        return array
 
 
 def dumps(value: Any, writer: Any) -> tuple[bytes, int]:
