@@ -10,6 +10,7 @@ import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -192,3 +193,39 @@ def test_a_forked_child_neither_uses_nor_stops_its_parents_workers(tmp_path: Pat
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                          timeout=120)
     assert out.stdout.split() == ["0", "True"], out.stderr
+
+
+class GhostContext:
+    """A context plugin whose framework is not installed."""
+
+    def environment(self, context: Any) -> dict[str, str]:
+        return {}
+
+    def prepare(self, context: Any) -> None:
+        import no_such_framework_xyz  # type: ignore[import-not-found]  # noqa: F401
+
+
+GHOST = GhostContext()
+
+
+def test_a_backend_whose_framework_is_missing_says_so() -> None:
+    from dryml.plugins import get_plugin_manager
+    from dryml.records import ContextRecord
+
+    class Plugin:
+        @dryml.hookimpl
+        def dryml_contexts(self) -> list[ContextRecord]:
+            return [ContextRecord("ghost", impl=f"{__name__}:GHOST", package="dryml-ghost")]
+
+    manager = get_plugin_manager()
+    manager.register(Plugin(), "ghost-plugin")
+    try:
+        @compute_context({"ghost": {}})
+        def call() -> None:
+            pass
+
+        with pytest.raises(dryml.errors.BackendUnavailableError,
+                           match="could not be prepared(.|\n)*no_such_framework_xyz"):
+            call()
+    finally:
+        manager.unregister("ghost-plugin")

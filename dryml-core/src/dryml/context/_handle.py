@@ -15,7 +15,7 @@ from typing import Any
 
 from dryml.context._protocol import Channel, ChannelClosed
 from dryml.context._scheduler import Grant
-from dryml.errors import WorkerCrashedError
+from dryml.errors import BackendUnavailableError, WorkerCrashedError
 
 __all__ = ["WorkerHandle"]
 
@@ -79,8 +79,10 @@ class WorkerHandle:
             raise
         if kind != "ready":
             self.kill()
-            raise WorkerCrashedError(
-                f"a worker for {self.describe()} could not be prepared:\n{info}")
+            missing, text = info
+            error = BackendUnavailableError if missing else WorkerCrashedError
+            raise error(f"a worker for {self.describe()} could not be prepared (is the "
+                        f"framework installed?); its error:\n{text}")
 
     def describe(self) -> str:
         """``{'torch': {'gpu/0': 0.5, 'cpu/1': 1.0}}``-like text for messages."""

@@ -63,8 +63,9 @@ def main(argv: list[str]) -> int:
     sys.path[:] = setup["sys_path"]
     try:
         _prepare(setup)
-    except BaseException:  # noqa: BLE001 - report why this worker cannot serve
-        channel.send_bytes(pickle.dumps(("failed", traceback.format_exc())))
+    except BaseException as exc:  # noqa: BLE001 - report why this worker cannot serve
+        channel.send_bytes(pickle.dumps(
+            ("failed", (isinstance(exc, ImportError), traceback.format_exc()))))
         return 1
     from dryml.context import _nested
     from dryml.context._calls import run_call
