@@ -176,14 +176,15 @@ def test_a_lambda_layer_is_refused_by_keras_safe_mode() -> None:
     obj = build_models(train=False)
     obj.models = {"lam": keras.Sequential([keras.Input((5,)),
                                            keras.layers.Lambda(lambda z: z * 2)])}
+    from keras.src.backend.common import global_state
+
+    before = global_state.get_global_attribute("safe_mode_saving")
     keras.config.enable_unsafe_deserialization()  # a process-wide switch must not matter
     try:
         with pytest.raises(UntrustedClassError, match="Lambda"):
             _save_load(obj)
     finally:
-        from keras.src.saving.serialization_lib import SafeModeScope
-
-        SafeModeScope(True).__enter__()  # undo the process-wide switch
+        global_state.set_global_attribute("safe_mode_saving", before)
 
 
 def test_an_unregistered_custom_class_names_what_to_import() -> None:
