@@ -97,7 +97,8 @@ class Sequential(Network):
 
     def __init__(self, layers: Sequence[tuple[str, Mapping[str, Any]]],
                  input_shape: Sequence[int | None]) -> None:
-        if isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence) or not layers:
+        given: Any = layers  # checked at run time: definitions may come from files
+        if isinstance(given, (str, bytes)) or not isinstance(given, Sequence) or not given:
             raise ConfigurationError("Sequential needs a non-empty list of (layer class name, "
                                      "kwargs) pairs")
         checked: list[tuple[str, dict[str, Any]]] = []
@@ -146,7 +147,7 @@ class Optimizer(Object):
         from dryml_tf._models_fit import keras_class
 
         cls = keras_class("optimizers", self.name, keras.optimizers.Optimizer, "optimizer")
-        return cls(**self.kwargs)  # type: ignore[no-any-return]
+        return cls(**self.kwargs)
 
 
 class Loss(Object):
@@ -220,7 +221,8 @@ class KerasTrainable(Trainable):
     and TensorFlow's op determinism, which the worker keeps on). Per-epoch logs go to
     ``train_state.history``; ``train_state.progress`` holds ``epoch`` and, with early
     stopping, ``best`` (the best monitored value), ``best_epoch`` and, when it stopped early,
-    ``stopped_epoch`` (epochs count from 1).
+    ``stopped_epoch`` (epochs count from 1). A training saved mid-way (from
+    :meth:`on_epoch_end`) resumes from its last epoch and ends as the uninterrupted one would.
     """
 
     dry_framework: ClassVar[str] = "tf"
