@@ -189,7 +189,7 @@ def test_progress_bar_shows_epochs_loss_and_validation_metric() -> None:
     assert all(f"{name}=" in bars[-1] for name in ("loss", "val_loss", "val_accuracy")), bars[-1]
 
 
-def test_definitions_are_plain_values_and_import_no_framework() -> None:
+def test_definitions_and_trainer_records_import_no_framework() -> None:
     script = textwrap.dedent("""
         import json, sys
         from dryml import ObjectDef
@@ -203,8 +203,16 @@ def test_definitions_are_plain_values_and_import_no_framework() -> None:
         rebuilt = d.build()
         assert rebuilt.optimizer.kwargs == {"learning_rate": 0.1, "momentum": 0.9}
         assert rebuilt.model.input_shape == (4,) and rebuilt.metrics[1].name == "AUC"
+        from dryml.plugins import get_plugin_manager
+        from dryml.records import load_ref
+        records = {r.name: r for _, r in get_plugin_manager().records("dryml_trainers")
+                   if r.package == "dryml-tf"}
+        assert set(records) == {"tf.trainable", "tf.sequential", "tf.network", "tf.optimizer",
+                                "tf.loss", "tf.metric"}, sorted(records)
+        assert load_ref(records["tf.trainable"].impl) is KerasTrainable
+        assert all(r.framework == "tf" for r in records.values())
         bad = [m for m in ("tensorflow", "keras") if m in sys.modules]
-        assert not bad, f"building a definition imported {bad}"
+        assert not bad, f"building a definition or listing trainers imported {bad}"
     """)
     subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
 
