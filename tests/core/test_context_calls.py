@@ -421,3 +421,16 @@ def test_the_pool_never_keeps_more_workers_than_its_cap() -> None:
     pids = {where(call_context_reqs={"default": {f"cpu/{i}": 0.5}})["pid"] for i in range(4)}
     assert len(pids) == 4  # four different requirements: four workers over time...
     assert len(ctx.workers()) == 2  # ...but never more than two alive
+
+
+def test_an_object_passed_next_to_its_holder_arrives_once() -> None:
+    inner = Counter(1)
+    holder = Holder(inner)
+
+    @compute_context(update_objs=True)
+    def bump_both(h: Holder, c: Counter) -> bool:
+        c.count += 10
+        return h.inner is c
+
+    assert bump_both(holder, inner) is True
+    assert holder.inner is inner and inner.count == 11

@@ -95,22 +95,26 @@ class Channel:
                     os.close(fd)
 
 
+class _Bundle(Object):
+    """Every Object of one message as one ``.dry`` graph, so that shared children stay shared
+    (a model passed next to the trainable that holds it arrives as one model, not two)."""
+
+    def __init__(self, *objs: Object) -> None:
+        pass
+
+
 class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
-    def __init__(self, file: io.BytesIO, blobs: list[bytes]) -> None:
+    def __init__(self, file: io.BytesIO) -> None:
         super().__init__(file, protocol=PROTOCOL)
-        self.blobs = blobs
+        self.objects: list[Object] = []
         self.seen: dict[int, int] = {}
 
     def persistent_id(self, obj: Any) -> Any:  # noqa: D102
         if isinstance(obj, Object):
             index = self.seen.get(id(obj))
             if index is None:
-                from dryml._io import save_object
-
-                buf = io.BytesIO()
-                save_object(obj, buf, compress=False)
-                index = self.seen[id(obj)] = len(self.blobs)
-                self.blobs.append(buf.getvalue())
+                index = self.seen[id(obj)] = len(self.objects)
+                self.objects.append(obj)
             return ("dry", index)
         return None
 
@@ -120,28 +124,36 @@ class _Unpickler(pickle.Unpickler):
         super().__init__(file)
         self.blobs = blobs
         self.trust = tuple(trust)
-        self.loaded: dict[int, Object] = {}
+        self.objects: tuple[Any, ...] | None = None
 
     def persistent_load(self, pid: Any) -> Any:  # noqa: D102
         kind, index = pid
         if kind != "dry":
             raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
-        if index not in self.loaded:
+        if self.objects is None:
             from dryml._io import load_object
 
-            self.loaded[index] = load_object(io.BytesIO(self.blobs[index]), trust=self.trust)
-        return self.loaded[index]
+            bundle = load_object(io.BytesIO(self.blobs[0]), trust=self.trust)
+            if not isinstance(bundle, _Bundle):
+                raise pickle.UnpicklingError("the message's .dry member is not a bundle")
+            self.objects = bundle.dry_args
+        return self.objects[index]
 
 
 def dumps(value: Any) -> tuple[bytes, list[bytes], list[str]]:
     """``(pickle, dry blobs, modules to trust)`` of a value whose Objects travel as .dry."""
+    from dryml._io import save_object
     from dryml.context._lifecycle import iter_objects
 
-    blobs: list[bytes] = []
     buf = io.BytesIO()
-    _Pickler(buf, blobs).dump(value)
-    modules = sorted({type(o).__module__ for o in iter_objects([value])}) if blobs else []
-    return buf.getvalue(), blobs, modules
+    pickler = _Pickler(buf)
+    pickler.dump(value)
+    if not pickler.objects:
+        return buf.getvalue(), [], []
+    dry = io.BytesIO()
+    save_object(_Bundle(*pickler.objects), dry, compress=False)
+    modules = sorted({type(o).__module__ for o in iter_objects([value])})
+    return buf.getvalue(), [dry.getvalue()], modules
 
 
 def loads(data: bytes, blobs: list[bytes], trust: Iterable[str]) -> Any:
