@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from dryml.errors import DuplicateObjectError
 from dryml.repo import Repo, Selector
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and processes")
@@ -62,7 +63,8 @@ WORKER = textwrap.dedent("""
         if i % 50 == 0:  # query while the others write: this worker's objects are all there
             assert len(repo.ids(where={"worker": worker})) == i
             assert len(repo.get(Selector(Item), limit=5)) == min(5, len(repo))
-        repo.add_object(Item(worker, i), metadata={"worker": worker, "i": i})
+        repo.add_object(Item(worker, i, dry_id=f"{worker}-{i}"),
+                        metadata={"worker": worker, "i": i})
     print("done", flush=True)
 """)
 
@@ -190,3 +192,20 @@ def test_corrupt_and_foreign_files_are_reported_and_skipped(tmp_path: Path,
     report = repo.check()
     assert not report.ok and [n for n, _ in report.unreadable] == [good[1].name]
     assert len(repo.get()) == 3
+
+
+def test_a_dead_writers_unfinished_add_does_not_block_an_open_repo(
+        tmp_path: Path, env: dict[str, str]) -> None:
+    directory = tmp_path / "repo"
+    repo = Repo(directory, create=True)  # opened before the writer dies: no recovery at open
+    proc = _worker(tmp_path, env, directory, "crash", 1, "after-write")
+    assert proc.wait(timeout=120) == -signal.SIGKILL
+    assert len(repo) == 0  # the file is there, but the add never finished
+    from repo_items import Item
+
+    with pytest.raises(DuplicateObjectError):  # the dead add is finished first: it is there
+        repo.add_object(Item("again", 0, dry_id="crash-0"))
+    assert repo.ids() == ["crash-0"]
+    repo.add_object(Item("again", 0, dry_id="crash-0"), replace=True)
+    assert repo.load("crash-0").worker == "again"
+    assert _assert_consistent(directory).metadata("crash-0") == {"worker": "crash", "i": 0}

@@ -17,7 +17,7 @@ from dryml.repo._index import Index, owner_alive
 if TYPE_CHECKING:
     import sqlite3
 
-__all__ = ["CheckReport", "ReindexReport", "check", "recover", "reindex"]
+__all__ = ["CheckReport", "ReindexReport", "check", "recover", "recover_intent", "reindex"]
 
 
 @attrs.define
@@ -77,14 +77,16 @@ def recover(index: Index, directory: Path) -> int:
             found = conn.execute("SELECT op, id, file, row FROM intents WHERE token = ?",
                                  (token,)).fetchone()
             if found is not None:
-                _recover_one(conn, directory, *found)
+                recover_intent(conn, directory, *found)
                 conn.execute("DELETE FROM intents WHERE token = ?", (token,))
                 done += 1
     return done
 
 
-def _recover_one(conn: sqlite3.Connection, directory: Path, op: str, dry_id: str, name: str,
-                 prepared: str | None) -> None:
+def recover_intent(conn: sqlite3.Connection, directory: Path, op: str, dry_id: str, name: str,
+                   prepared: str | None) -> None:
+    """Finish (add: index the file if it is there and whole) or complete (delete: remove the
+    file) one write whose process died."""
     path = directory / name
     for tmp in temp_files(directory, name):
         with contextlib.suppress(OSError):

@@ -8,10 +8,12 @@ from typing import Any
 
 import attrs
 
+from dryml._trust import TrustPolicy
 from dryml.repo._match import SQL, MatchContext, Matcher, to_matcher
 from dryml.repo._selector import Cond, Selector, key_cond
 
-__all__ = ["COLUMN_KEYS", "Plan", "metadata_value", "plan_query"]
+__all__ = ["COLUMN_KEYS", "FULL_COLUMNS", "IndexContext", "Plan", "entry", "metadata_value",
+           "plan_query"]
 
 #: ``order_by`` names that sort by an index column rather than by a metadata key.
 COLUMN_KEYS = {"created": "o.created", "size": "o.size", "dry_id": "o.id", "id": "o.id",
@@ -138,6 +140,34 @@ def _python_check(selector: Selector | None, py_where: list[tuple[str, Matcher]]
     return check
 
 
-def loads(text: str) -> Any:
-    """Parse JSON stored in the index."""
-    return json.loads(text)
+FULL_COLUMNS = "o.id, o.cls, o.file, o.definition, o.metadata, o.size, o.created"
+
+
+def entry(row: tuple[Any, ...]) -> dict[str, Any]:
+    """An index row (:data:`FULL_COLUMNS`) as the dict ``Repo.info`` returns."""
+    return {"dry_id": row[0], "class": row[1], "file": row[2], "size": row[5],
+            "created": row[6], "definition": json.loads(row[3]), "metadata": json.loads(row[4])}
+
+
+class IndexContext:
+    """Match context over a Repo's index: MROs from the classes table, decoding under the
+    repository's trust."""
+
+    def __init__(self, repo: Any) -> None:
+        from dryml._encoding import Decoder
+        from dryml.repo._selector import known_mro
+
+        self._mros = repo._class_mros()
+        self._known = known_mro
+        self._decoder = Decoder(TrustPolicy(repo.trust))
+
+    def mro(self, path: str) -> tuple[str, ...]:
+        """The MRO the index recorded, else one this process knows, else just ``path``."""
+        if path not in self._mros:
+            self._mros[path] = self._known(path) or [path]
+        return tuple(self._mros[path])
+
+    def decode(self, value: Any) -> Any:
+        """Decode a stored value (for predicates)."""
+        return self._decoder.decode(value)
+

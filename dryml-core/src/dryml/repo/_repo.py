@@ -19,8 +19,11 @@ from dryml.errors import DrymlWarning, DuplicateObjectError, ObjectNotFoundError
 from dryml.repo import _maintenance
 from dryml.repo._defjson import category_digest, class_mros
 from dryml.repo._files import file_name, write_file
-from dryml.repo._index import INDEX_NAME, Index, process_identity
+from dryml.repo._index import INDEX_NAME, Index, owner_alive, process_identity
 from dryml.repo._lazy import LazyState, is_loaded, load_now, make_lazy
+from dryml.repo._query import FULL_COLUMNS as _FULL
+from dryml.repo._query import IndexContext as _IndexContext
+from dryml.repo._query import entry as _entry
 from dryml.repo._query import plan_query
 from dryml.repo._select import Target, as_selector, target_ids
 
@@ -115,6 +118,14 @@ class Repo:
                keep_metadata: bool) -> None:
         token = uuid.uuid4().hex
         host, pid, pstart = process_identity()
+        ids = [row["id"] for row, _ in prepared]
+        for start in range(0, len(ids), 500):  # a writer that died on one of these ids?
+            chunk = ids[start:start + 500]
+            owners = self._index.query("SELECT host, pid, pstart FROM intents WHERE id IN "
+                                       f"({', '.join('?' * len(chunk))})", chunk)
+            if any(not owner_alive(*owner) for owner in owners):
+                _maintenance.recover(self._index, self.directory)  # finish its write first
+                break
         with self._index.write() as conn:
             for i, (row, _) in enumerate(prepared):
                 old = conn.execute("SELECT file, metadata FROM objects WHERE id = ?",
@@ -392,32 +403,3 @@ class Repo:
 
     def _class_mros(self) -> dict[str, list[str]]:
         return {p: json.loads(m) for p, m in self._index.query("SELECT path, mro FROM classes")}
-
-
-_FULL = "o.id, o.cls, o.file, o.definition, o.metadata, o.size, o.created"
-
-
-def _entry(row: tuple[Any, ...]) -> dict[str, Any]:
-    return {"dry_id": row[0], "class": row[1], "file": row[2], "size": row[5],
-            "created": row[6], "definition": json.loads(row[3]), "metadata": json.loads(row[4])}
-
-
-class _IndexContext:
-    """Match context over the index: MROs from the classes table, decoding under trust."""
-
-    def __init__(self, repo: Repo) -> None:
-        from dryml._encoding import Decoder
-        from dryml.repo._selector import known_mro
-
-        self._mros = repo._class_mros()
-        self._known = known_mro
-        self._decoder = Decoder(TrustPolicy(repo.trust))
-
-    def mro(self, path: str) -> tuple[str, ...]:
-        if path not in self._mros:
-            self._mros[path] = self._known(path) or [path]
-        return tuple(self._mros[path])
-
-    def decode(self, value: Any) -> Any:
-        return self._decoder.decode(value)
-
