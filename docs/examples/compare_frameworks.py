@@ -136,7 +136,11 @@ def train_all(models: dict[str, Trainable], train: NumpyDataset, test: NumpyData
                                 name, names)] = name
         for future in concurrent.futures.as_completed(futures):
             name = futures[future]
-            results[name] = future.result()
+            try:
+                results[name] = future.result()
+            except Exception as exc:  # noqa: BLE001 - report it, keep the other models
+                print(f"[dryml] FAILED   {name:<22}: {type(exc).__name__}: {exc}", flush=True)
+                continue
             shown = ", ".join(f"{k} {v:.4f}" for k, v in results[name]["scores"].items())
             print(f"[dryml] finished {name:<22} in {results[name]['seconds']:6.1f} s: {shown}",
                   flush=True)
@@ -227,6 +231,9 @@ def main(argv: list[str] | None = None) -> int:
         results = train_all(models, train, test, repo_dir, names)
     finally:
         shutdown_workers()
+    if not results:
+        print("no model finished training", file=sys.stderr)
+        return 1
     key = names[0]
     entries = leaderboard(repo, key, descending=True, names=names)
     chart(entries, names, args.out / f"metrics-{args.task}.png")
@@ -237,6 +244,10 @@ def main(argv: list[str] | None = None) -> int:
     summary = {e["metadata"]["name"]: e["metadata"]["metrics"] for e in entries}
     (args.out / f"leaderboard-{args.task}.json").write_text(json.dumps(summary, indent=1))
     print(f"total time: {time.perf_counter() - start:.1f} s")
+    failed = sorted(set(models) - set(results))
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 

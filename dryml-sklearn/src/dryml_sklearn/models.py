@@ -123,15 +123,16 @@ class SklearnTrainable(Trainable):
 
     def fit(self, data: Dataset, valid: Dataset | None) -> None:
         """Build the estimator (seeded) and fit it on every example of ``data``."""
-        from dryml_sklearn._models_util import as_arrays, split_off
+        from dryml.models import split_validation, supervised_arrays
 
         spec = self.spec if self.spec is not None else TrainSpec()
-        x, y = as_arrays(data)
+        x, y = supervised_arrays(data)
         x_valid = y_valid = None
         if valid is not None:
-            x_valid, y_valid = as_arrays(valid)
+            x_valid, y_valid = supervised_arrays(valid, "validation")
         elif spec.validation_split > 0 and self.task != "transformer":
-            x, y, x_valid, y_valid = split_off(x, y, spec.validation_split, spec.seed)
+            (x, y), (x_valid, y_valid) = split_validation(x, y, spec.validation_split,
+                                                          spec.seed)
         model = self.estimator.build(seed=spec.seed)
         if self.task == "classifier" and not hasattr(model, "predict_proba"):
             raise ConfigurationError(

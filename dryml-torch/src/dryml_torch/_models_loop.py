@@ -18,16 +18,16 @@ import torch
 from tqdm import tqdm
 
 from dryml.errors import ConfigurationError
+from dryml.models import split_validation, supervised_arrays
 
 if TYPE_CHECKING:
     from dryml.data import Dataset
     from dryml.models import EarlyStopping
     from dryml_torch.models import TorchTrainable
 
-__all__ = ["context_device", "dataset_arrays", "model_inputs", "probabilities", "run_training",
-           "split_validation"]
+__all__ = ["context_device", "model_inputs", "probabilities", "run_training"]
 
-_CHUNK = 4096  # rows per batch when gathering an unbatched Dataset, and for validation
+_CHUNK = 4096  # rows per validation batch
 
 
 def context_device() -> torch.device:
@@ -41,40 +41,6 @@ def context_device() -> torch.device:
     if gpus and torch.cuda.is_available():
         return torch.device(f"cuda:{gpus[0]['ordinal']}")
     return torch.device("cpu")
-
-
-def dataset_arrays(data: Dataset, what: str) -> tuple[np.ndarray, np.ndarray]:
-    """Every ``(x, y)`` of a supervised Dataset (any framework) as two numpy arrays."""
-    if not data.supervised:
-        raise ConfigurationError(f"the {what} data must be a supervised Dataset of (x, y); "
-                                 "build it with supervised=True or call .as_supervised()")
-    source = data.numpy()
-    if source.indexed:
-        source = source.as_not_indexed()
-    if not source.batched:
-        source = source.batch(_CHUNK)
-    xs: list[np.ndarray] = []
-    ys: list[np.ndarray] = []
-    for x, y in source:
-        xs.append(np.asarray(x))
-        ys.append(np.asarray(y))
-    if not xs:
-        raise ConfigurationError(f"the {what} data is empty")
-    return np.concatenate(xs), np.concatenate(ys)
-
-
-def split_validation(x: np.ndarray, y: np.ndarray, fraction: float, seed: int
-                     ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """A random ``fraction`` of the rows (chosen with ``seed``) for validation; both parts keep
-    the original row order."""
-    n = len(x)
-    n_valid = round(n * fraction)
-    if not 0 < n_valid < n:
-        raise ConfigurationError(f"validation_split={fraction} leaves no validation or no "
-                                 f"training rows out of {n}; change it or pass valid data")
-    order = np.random.default_rng(seed).permutation(n)
-    valid, train = np.sort(order[:n_valid]), np.sort(order[n_valid:])
-    return (x[train], y[train]), (x[valid], y[valid])
 
 
 def _param(net: torch.nn.Module) -> torch.Tensor | None:
@@ -192,10 +158,10 @@ def run_training(model: TorchTrainable, net: torch.nn.Module, device: torch.devi
                  data: Dataset, valid: Dataset | None) -> None:
     """Train ``net`` from the epoch ``model.train_state.progress`` says, per ``model.spec``."""
     spec = model.spec
-    x, y = dataset_arrays(data, "training")
+    x, y = supervised_arrays(data, "training")
     valid_xy: tuple[np.ndarray, np.ndarray] | None = None
     if valid is not None:
-        valid_xy = dataset_arrays(valid, "validation")
+        valid_xy = supervised_arrays(valid, "validation")
     elif spec.validation_split > 0:
         (x, y), valid_xy = split_validation(x, y, spec.validation_split, spec.seed)
     tx, ty = _as_tensors(net, x, y)

@@ -5,52 +5,10 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-import numpy as np
 import xgboost
 from tqdm.auto import tqdm  # type: ignore[import-untyped, unused-ignore]
 
-from dryml.errors import ConfigurationError, DatasetError
-
-__all__ = ["ProgressBar", "as_arrays", "history_of", "split_off"]
-
-#: rows per batch when gathering an unbatched Dataset into arrays
-_CHUNK = 8192
-
-
-def as_arrays(data: Any) -> tuple[np.ndarray, np.ndarray]:
-    """``(x, y)`` of every example of a supervised Dataset (any framework) as numpy arrays."""
-    ds = data.numpy()
-    if ds.indexed:
-        ds = ds.as_not_indexed()
-    if not ds.supervised:
-        raise DatasetError("training needs a supervised Dataset of (x, y) elements; use "
-                           "NumpyDataset((x, y), supervised=True) or .as_supervised()")
-    if not ds.batched:  # whole batches cut from the arrays: ~80x faster than row by row
-        ds = ds.batch(_CHUNK)
-    xs: list[np.ndarray] = []
-    ys: list[np.ndarray] = []
-    for x, y in ds:
-        xs.append(np.asarray(x))
-        ys.append(np.asarray(y))
-    if not xs:
-        raise DatasetError("the training Dataset has no examples")
-    return np.concatenate(xs), np.concatenate(ys)
-
-
-def split_off(x: np.ndarray, y: np.ndarray, fraction: float, seed: int
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """A random ``fraction`` of the examples (chosen with ``seed``) as validation data:
-    ``(x_train, y_train, x_valid, y_valid)``."""
-    n = len(x)
-    n_valid = round(n * fraction)
-    if n_valid < 1 or n_valid >= n:
-        raise ConfigurationError(
-            f"validation_split={fraction} of {n} examples leaves no training or no "
-            "validation examples; change validation_split or pass validation data")
-    order = np.random.default_rng(seed).permutation(n)
-    train, valid = np.sort(order[n_valid:]), np.sort(order[:n_valid])
-    return x[train], y[train], x[valid], y[valid]
-
+__all__ = ["ProgressBar", "history_of"]
 
 def _last(log: dict[str, Any], data_name: str) -> dict[str, float]:
     return {name: float(values[-1]) for name, values in log.get(data_name, {}).items() if values}

@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from dryml.errors import BackendUnavailableError, ConfigurationError, NotTrainedError
-from dryml.models import Trainable, TrainSpec
+from dryml.models import Trainable, TrainSpec, split_validation, supervised_arrays
 
 if TYPE_CHECKING:
     from dryml.data import Dataset
@@ -81,12 +81,13 @@ class XGBoostTrainable(Trainable):
                 "pip install 'dryml-xgboost[sklearn]'") from exc
 
         spec = self.spec if self.spec is not None else TrainSpec()
-        x, y = util.as_arrays(data)
+        x, y = supervised_arrays(data)
         x_valid = y_valid = None
         if valid is not None:
-            x_valid, y_valid = util.as_arrays(valid)
+            x_valid, y_valid = supervised_arrays(valid, "validation")
         elif spec.validation_split > 0:
-            x, y, x_valid, y_valid = util.split_off(x, y, spec.validation_split, spec.seed)
+            (x, y), (x_valid, y_valid) = split_validation(x, y, spec.validation_split,
+                                                          spec.seed)
         params = dict(self.xgb_params)
         params.setdefault("random_state", spec.seed)
         user_jobs = params.get("n_jobs")

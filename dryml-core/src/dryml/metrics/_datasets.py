@@ -13,20 +13,13 @@ __all__ = ["targets_and_predictions"]
 
 def _columns(data: Any) -> tuple[np.ndarray, np.ndarray]:
     """``(x, y)`` of every example of a supervised Dataset, stacked (nothing dropped)."""
-    ds = data.numpy()
-    if ds.indexed:
-        ds = ds.as_not_indexed()
-    if not ds.supervised:
-        raise MetricError("metrics need a supervised Dataset: elements (x, y) "
-                          "(use NumpyDataset((x, y), supervised=True) or .as_supervised())")
-    xs, ys = [], []
-    for x, y in ds:
-        xs.append(np.asarray(x))
-        ys.append(np.asarray(y))
-    if not xs:
-        raise MetricError("the Dataset has no examples to score")
-    join = np.concatenate if ds.batched else np.stack
-    return join(xs), join(ys)
+    from dryml.errors import DatasetError
+    from dryml.models import supervised_arrays
+
+    try:
+        return supervised_arrays(data, "scored")
+    except DatasetError as exc:
+        raise MetricError(f"metrics need {exc}") from None
 
 
 def targets_and_predictions(model_or_predictions: Any, data: Any = None

@@ -9,8 +9,18 @@ the framework Trainables (``dryml_sklearn.models``, ``dryml_xgboost.models``,
 
 from __future__ import annotations
 
+from dryml.models._arrays import split_validation, supervised_arrays
 from dryml.models._pipe import Pipe
 from dryml.models._spec import EarlyStopping, TrainSpec
 from dryml.models._trainable import Trainable, TrainState, predictions_like
 
-__all__ = ["EarlyStopping", "Pipe", "TrainSpec", "TrainState", "Trainable", "predictions_like"]
+__all__ = [
+    "EarlyStopping",
+    "Pipe",
+    "TrainSpec",
+    "TrainState",
+    "Trainable",
+    "predictions_like",
+    "split_validation",
+    "supervised_arrays",
+]

@@ -1,0 +1,54 @@
+"""Datasets as arrays for the backends' trainers: gathering and the validation split.
+
+Every backend holds out the *same* rows for a given seed, so models of different frameworks
+trained with one TrainSpec are validated on the same examples.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from dryml.errors import ConfigurationError, DatasetError
+
+__all__ = ["split_validation", "supervised_arrays"]
+
+#: rows per batch when gathering an unbatched Dataset (whole batches cut from the arrays are
+#: ~80x faster than row by row)
+CHUNK = 8192
+
+
+def supervised_arrays(data: Any, what: str = "training") -> tuple[np.ndarray, np.ndarray]:
+    """``(x, y)`` of every example of a supervised Dataset (any framework) as numpy arrays."""
+    ds = data.numpy()
+    if ds.indexed:
+        ds = ds.as_not_indexed()
+    if not ds.supervised:
+        raise DatasetError(f"the {what} data must be a supervised Dataset of (x, y) elements; "
+                           "use NumpyDataset((x, y), supervised=True) or .as_supervised()")
+    if not ds.batched:
+        ds = ds.batch(CHUNK)
+    xs: list[np.ndarray] = []
+    ys: list[np.ndarray] = []
+    for x, y in ds:
+        xs.append(np.asarray(x))
+        ys.append(np.asarray(y))
+    if not xs:
+        raise DatasetError(f"the {what} data has no examples")
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def split_validation(x: np.ndarray, y: np.ndarray, fraction: float, seed: int
+                     ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """``((x_train, y_train), (x_valid, y_valid))``: a random ``fraction`` of the rows, chosen
+    with ``seed``, for validation; both parts keep the original row order."""
+    n = len(x)
+    n_valid = round(n * fraction)
+    if not 0 < n_valid < n:
+        raise ConfigurationError(
+            f"validation_split={fraction} of {n} examples leaves no training or no validation "
+            "examples; change validation_split or pass validation data")
+    order = np.random.default_rng(seed).permutation(n)
+    valid, train = np.sort(order[:n_valid]), np.sort(order[n_valid:])
+    return (x[train], y[train]), (x[valid], y[valid])
