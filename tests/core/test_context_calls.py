@@ -434,3 +434,27 @@ def test_an_object_passed_next_to_its_holder_arrives_once() -> None:
 
     assert bump_both(holder, inner) is True
     assert holder.inner is inner and inner.count == 11
+
+
+def test_classes_named_by_object_defs_are_trusted_in_the_worker(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "recipes_mod.py").write_text(textwrap.dedent("""
+        from dryml import Object
+
+        class Dish(Object):
+            def __init__(self, salt=1):
+                self.salt = salt
+    """))
+    where()  # a warm worker, started before the module's folder was on sys.path
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from recipes_mod import Dish  # type: ignore[import-not-found]
+
+    class Recipe(Object):
+        def __init__(self, make: dryml.ObjectDef, kinds: tuple[type, ...] = ()) -> None:
+            self.make = make
+
+    @compute_context()
+    def cook(recipe: Recipe) -> int:
+        return recipe.make.build().salt  # type: ignore[no-any-return]
+
+    assert cook(Recipe(dryml.ObjectDef(Dish, salt=3), kinds=(Dish,))) == 3

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import sys
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -37,7 +38,7 @@ def encode_call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str,
                 update_objs: bool) -> dict[str, Any]:
     """The message that runs ``fn(*args, **kwargs)`` in a worker."""
     data, blobs, trust = _protocol.dumps((args, kwargs))
-    return {"fn": _protocol.function_payload(fn), "cwd": os.getcwd(),
+    return {"fn": _protocol.function_payload(fn), "cwd": os.getcwd(), "sys_path": sys.path,
             "classes": _protocol.local_classes([args, kwargs]) if blobs else [],
             "args": data, "blobs": blobs, "trust": trust, "update_objs": update_objs}
 
@@ -61,6 +62,8 @@ def run_call(msg: dict[str, Any]) -> dict[str, Any]:
     try:
         if msg["cwd"] != os.getcwd():  # relative paths mean what they mean in the caller
             os.chdir(msg["cwd"])
+        if msg["sys_path"] != sys.path:  # and so do imports
+            sys.path[:] = msg["sys_path"]
         fn = _function(msg["fn"])
         # After the function: unpickling a function by value may define a throwaway copy of a
         # class it uses, and that copy replaces the registry entry (held weakly) until it dies.

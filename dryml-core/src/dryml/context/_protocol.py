@@ -25,6 +25,7 @@ from dryml._object import Object
 __all__ = [
     "Channel",
     "ChannelClosed",
+    "classes_in",
     "dumps",
     "function_payload",
     "load_function",
@@ -143,7 +144,6 @@ class _Unpickler(pickle.Unpickler):
 def dumps(value: Any) -> tuple[bytes, list[bytes], list[str]]:
     """``(pickle, dry blobs, modules to trust)`` of a value whose Objects travel as .dry."""
     from dryml._io import save_object
-    from dryml.context._lifecycle import iter_objects
 
     buf = io.BytesIO()
     pickler = _Pickler(buf)
@@ -152,8 +152,38 @@ def dumps(value: Any) -> tuple[bytes, list[bytes], list[str]]:
         return buf.getvalue(), [], []
     dry = io.BytesIO()
     save_object(_Bundle(*pickler.objects), dry, compress=False)
-    modules = sorted({type(o).__module__ for o in iter_objects([value])})
+    modules = sorted({c.__module__ for c in classes_in([value])} - {"builtins"})
     return buf.getvalue(), [dry.getvalue()], modules
+
+
+def classes_in(values: Iterable[Any]) -> list[type]:
+    """Classes the values name: of Objects, of ObjectDefs, and classes passed as values.
+
+    The caller has them all imported, so the worker may trust their modules.
+    """
+    from dryml._objectdef import ObjectDef
+
+    found: dict[type, None] = {}
+    seen: set[int] = set()
+    stack = list(values)
+    while stack:
+        value = stack.pop()
+        if id(value) in seen:
+            continue
+        seen.add(id(value))
+        if isinstance(value, type):
+            found[value] = None
+        elif isinstance(value, Object):
+            found[type(value)] = None
+            stack.extend((*value.dry_args, *value._dry_kwargs.values()))
+        elif isinstance(value, ObjectDef):
+            found[value.cls] = None
+            stack.extend((*value.args, *value.kwargs.values()))
+        elif isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, (list, tuple, set, frozenset)):
+            stack.extend(value)
+    return list(found)
 
 
 def loads(data: bytes, blobs: list[bytes], trust: Iterable[str]) -> Any:
@@ -201,16 +231,11 @@ def load_function(payload: tuple[str, Any]) -> Callable[..., Any]:
 
 
 def local_classes(values: Iterable[Any]) -> list[bytes]:
-    """Classes of Objects among ``values`` that a worker could not import, cloudpickled."""
-    from dryml.context._lifecycle import iter_objects
-
+    """Object classes named among ``values`` that a worker could not import, cloudpickled."""
     out = []
-    done: set[type] = set()
-    for obj in iter_objects(values):
-        cls = type(obj)
-        if cls in done:
+    for cls in classes_in(values):
+        if not issubclass(cls, Object):
             continue
-        done.add(cls)
         if not _importable(cls.__module__) or "<" in cls.__qualname__:
             out.append(cloudpickle.dumps((cls.__module__, cls.__qualname__, cls),
                                          protocol=PROTOCOL))
