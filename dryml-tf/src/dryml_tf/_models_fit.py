@@ -12,7 +12,8 @@ import tensorflow as tf
 from tqdm.auto import tqdm  # type: ignore[import-untyped]
 
 from dryml._objectdef import ObjectDef
-from dryml.errors import ConfigurationError, DatasetError, FormatError
+from dryml.errors import ConfigurationError, FormatError
+from dryml.models import split_validation, supervised_arrays
 
 if TYPE_CHECKING:
     from dryml.data import Dataset
@@ -69,39 +70,6 @@ def _build_network(network: Any) -> keras.Model:
             "a Network subclass whose build() returns a model, or an Object (or its ObjectDef) "
             "holding the model as .model")
     return model
-
-
-def as_arrays(data: Dataset) -> tuple[np.ndarray, np.ndarray]:
-    """``(x, y)`` of every example of a supervised Dataset (any framework) as numpy arrays."""
-    ds = data.numpy()
-    if ds.indexed:
-        ds = ds.as_not_indexed()
-    if not ds.supervised:
-        raise DatasetError("training needs a supervised Dataset of (x, y) elements; use "
-                           "NumpyDataset((x, y), supervised=True) or .as_supervised()")
-    xs, ys = [], []
-    for x, y in ds:
-        xs.append(np.asarray(x))
-        ys.append(np.asarray(y))
-    if not xs:
-        raise DatasetError("the training Dataset has no examples")
-    join = np.concatenate if ds.batched else np.stack
-    return join(xs), join(ys)
-
-
-def split_off(x: np.ndarray, y: np.ndarray, fraction: float, seed: int
-              ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """A random ``fraction`` of the rows (chosen with ``seed``) for validation; both parts keep
-    the original row order."""
-    n = len(x)
-    n_valid = round(n * fraction)
-    if n_valid < 1 or n_valid >= n:
-        raise ConfigurationError(
-            f"validation_split={fraction} of {n} examples leaves no training or no "
-            "validation examples; change validation_split or pass validation data")
-    order = np.random.default_rng(seed).permutation(n)
-    valid, train = np.sort(order[:n_valid]), np.sort(order[n_valid:])
-    return (x[train], y[train]), (x[valid], y[valid])
 
 
 class ProgressBar(keras.callbacks.Callback):  # type: ignore[misc]
@@ -216,12 +184,12 @@ def run_fit(trainable: KerasTrainable, data: Dataset, valid: Dataset | None) -> 
     """Build, compile and fit the trainable's model as its TrainSpec says; a training saved
     mid-way (status "training", a model and progress) continues from its last epoch."""
     spec = trainable.spec
-    x, y = as_arrays(data)
+    x, y = supervised_arrays(data)
     validation: tuple[np.ndarray, np.ndarray] | None = None
     if valid is not None:
-        validation = as_arrays(valid)
-    elif spec.validation_split > 0:
-        (x, y), validation = split_off(x, y, spec.validation_split, spec.seed)
+        validation = supervised_arrays(valid, "validation")
+    elif spec.validation_split > 0:  # the split every backend makes with this seed
+        (x, y), validation = split_validation(x, y, spec.validation_split, spec.seed)
     state = trainable.train_state
     first = int(state.progress.get("epoch", 0)) if trainable._keras is not None else 0
     # Seeds the initial weights and dropout (batch order is seeded in _stream); op determinism
