@@ -243,3 +243,21 @@ def test_every_error_here_is_a_dryml_error() -> None:
     for exc in (UntrustedClassError, ChecksumError, LimitExceededError, FormatVersionError,
                 ClassNotFoundError, BackendUnavailableError):
         assert issubclass(exc, DrymlError)
+
+
+def test_damage_in_an_array_header_is_a_checksum_error() -> None:
+    import numpy as np
+    from dryfiles import Leaf
+
+    from dryml import save_object
+    from dryml.format import read_manifest
+
+    for array in (np.arange(1000.0), np.arange(10_000.0)):  # read whole, read streamed
+        buf = io.BytesIO()
+        save_object(Leaf(array), buf, compress=False)
+        good = buf.getvalue()
+        info = next(iter(read_manifest(io.BytesIO(good)).members.values()))
+        damaged = bytearray(good)
+        damaged[info.offset + 20] ^= 0x41  # inside the .npy header's dict
+        with pytest.raises(ChecksumError):
+            load(bytes(damaged))

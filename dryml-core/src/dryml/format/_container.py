@@ -282,6 +282,21 @@ class ContainerReader:
             raise ChecksumError(
                 f"member {name!r} does not match its checksum: the file is damaged")
 
+    def _verify_stored(self, name: str, info: MemberInfo) -> None:
+        """Check a member's checksum by streaming its stored bytes."""
+        hasher = xxhash.xxh3_64()
+        self.stream.seek(info.offset)
+        left = info.size
+        while left > 0:
+            chunk = self.stream.read(min(left, 1 << 22))
+            if not chunk:
+                break
+            hasher.update(chunk)
+            left -= len(chunk)
+        if left or f"xxh3_64:{hasher.hexdigest()}" != info.checksum:
+            raise ChecksumError(
+                f"member {name!r} does not match its checksum: the file is damaged")
+
     def read_array(self, name: str) -> np.ndarray:
         """A ``.npy`` member as an array, read straight into its buffer (no pickle)."""
         info = self.info(name)
@@ -291,7 +306,13 @@ class ContainerReader:
             return self._parse_npy(name, memoryview(self.read_bytes(name)), None)
         self.stream.seek(info.offset)
         prefix = self.stream.read(min(info.size, self.limits.max_header_bytes))
-        return self._parse_npy(name, memoryview(prefix), info)
+        if len(prefix) == info.size:  # a small member: check it whole before reading its header
+            self._verify(name, info, prefix)
+        try:
+            return self._parse_npy(name, memoryview(prefix), info)
+        except FormatError:
+            self._verify_stored(name, info)  # damage is a ChecksumError, not a parse error
+            raise
 
     def _parse_npy(self, name: str, buf: memoryview, info: MemberInfo | None) -> np.ndarray:
         fp = io.BytesIO(buf)
@@ -302,7 +323,7 @@ class ContainerReader:
             if reader is None:
                 raise ValueError(f"unsupported .npy version {major}")
             shape, fortran, dtype = reader(fp, max_header_size=self.limits.max_header_bytes)
-        except (ValueError, SyntaxError, TypeError, OverflowError, struct.error) as exc:
+        except Exception as exc:  # noqa: BLE001 - numpy's header parser raises many kinds
             raise FormatError(f"member {name!r} is not a valid .npy array ({exc})") from None
         if dtype.hasobject:
             raise FormatError(f"member {name!r} holds Python objects, which need pickle; refused")
