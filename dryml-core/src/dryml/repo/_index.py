@@ -168,9 +168,10 @@ class Index:
     @staticmethod
     def put_row(conn: sqlite3.Connection, row: Row) -> None:
         """Insert or replace one object's row and its kv entries."""
-        definition = json.loads(row["definition"])
+        definition = row.get("data") or json.loads(row["definition"])
         metadata = json.loads(row["metadata"])
-        conn.execute("DELETE FROM kv WHERE id = ?", (row["id"],))
+        if not row.get("new"):
+            conn.execute("DELETE FROM kv WHERE id = ?", (row["id"],))
         conn.execute(f"INSERT OR REPLACE INTO objects ({', '.join(COLUMNS)}) VALUES "
                      f"({', '.join('?' * len(COLUMNS))})", [row[c] for c in COLUMNS])
         conn.executemany("INSERT OR REPLACE INTO kv VALUES (?, ?, ?, ?)",

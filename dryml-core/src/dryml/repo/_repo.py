@@ -111,46 +111,17 @@ class Repo:
         row = {"id": obj.dry_id, "cls": data["cls"], "cat": category_digest(data),
                "definition": json.dumps(data), "metadata": meta_json,
                "file": file_name(obj.dry_id), "size": 0, "created": time.time(),
-               "mros": class_mros(definition)}
+               "mros": class_mros(definition), "data": data}
         return row, obj
 
     def _write(self, prepared: list[tuple[dict[str, Any], Object]], replace: bool,
                keep_metadata: bool) -> None:
         token = uuid.uuid4().hex
-        host, pid, pstart = process_identity()
-        ids = [row["id"] for row, _ in prepared]
-        for start in range(0, len(ids), 500):  # a writer that died on one of these ids?
-            chunk = ids[start:start + 500]
-            owners = self._index.query("SELECT host, pid, pstart FROM intents WHERE id IN "
-                                       f"({', '.join('?' * len(chunk))})", chunk)
-            if any(not owner_alive(*owner) for owner in owners):
-                _maintenance.recover(self._index, self.directory)  # finish its write first
-                break
-        with self._index.write() as conn:
-            for i, (row, _) in enumerate(prepared):
-                old = conn.execute("SELECT file, metadata FROM objects WHERE id = ?",
-                                   (row["id"],)).fetchone()
-                if old is not None and not replace:
-                    raise DuplicateObjectError(
-                        f"an object with dry_id {row['id']!r} is already in {self.directory} "
-                        "(pass replace=True to overwrite it)")
-                busy = conn.execute("SELECT pid, host FROM intents WHERE id = ?",
-                                    (row["id"],)).fetchone()
-                if busy is not None:
-                    raise RepoError(f"object {row['id']!r} is being written by process "
-                                    f"{busy[0]} on {busy[1]}; try again when it is done")
-                if old is not None:
-                    row["file"] = old[0]
-                    if row["metadata"] is None or keep_metadata:
-                        row["metadata"] = old[1]
-                row["metadata"] = row["metadata"] or "{}"
-                mros = row.pop("mros")
-                if not self._known_classes.issuperset(mros):
-                    Index.put_classes(conn, mros, known=True)
-                    self._known_classes.update(mros)
-                conn.execute("INSERT INTO intents VALUES (?, 'add', ?, ?, ?, ?, ?, ?, ?)",
-                             (f"{token}-{i}", row["id"], row["file"], host, pid, pstart,
-                              time.time(), json.dumps({"metadata": row["metadata"]})))
+        try:
+            self._begin_writes(prepared, token, replace, keep_metadata)
+        except _DeadWriter:  # a dead process left a write of one of these ids: finish it
+            _maintenance.recover(self._index, self.directory)
+            self._begin_writes(prepared, token, replace, keep_metadata)
         done = 0
         try:
             for row, obj in prepared:
@@ -164,6 +135,38 @@ class Repo:
                     conn.execute("DELETE FROM intents WHERE token = ?", (f"{token}-{i}",))
         for row, obj in prepared:
             self._cache(row["id"], obj)
+
+    def _begin_writes(self, prepared: list[tuple[dict[str, Any], Object]], token: str,
+                      replace: bool, keep_metadata: bool) -> None:
+        """Check the ids and record the intents (one transaction)."""
+        host, pid, pstart = process_identity()
+        with self._index.write() as conn:
+            for i, (row, _) in enumerate(prepared):
+                old = conn.execute("SELECT file, metadata FROM objects WHERE id = ?",
+                                   (row["id"],)).fetchone()
+                if old is not None and not replace:
+                    raise DuplicateObjectError(
+                        f"an object with dry_id {row['id']!r} is already in {self.directory} "
+                        "(pass replace=True to overwrite it)")
+                for busy in conn.execute("SELECT host, pid, pstart FROM intents WHERE id = ?",
+                                         (row["id"],)).fetchall():
+                    if not owner_alive(*busy):
+                        raise _DeadWriter
+                    raise RepoError(f"object {row['id']!r} is being written by process "
+                                    f"{busy[1]} on {busy[0]}; try again when it is done")
+                row["new"] = old is None
+                if old is not None:
+                    row["file"] = old[0]
+                    if row["metadata"] is None or keep_metadata:
+                        row["metadata"] = old[1]
+                row["metadata"] = row["metadata"] or "{}"
+                mros = row["mros"]
+                if not self._known_classes.issuperset(mros):
+                    Index.put_classes(conn, mros, known=True)
+                    self._known_classes.update(mros)
+                conn.execute("INSERT INTO intents VALUES (?, 'add', ?, ?, ?, ?, ?, ?, ?)",
+                             (f"{token}-{i}", row["id"], row["file"], host, pid, pstart,
+                              time.time(), json.dumps({"metadata": row["metadata"]})))
 
     def _cache(self, dry_id: str, obj: Object) -> None:
         with contextlib.suppress(TypeError):  # not weak-referenceable: simply not cached
@@ -403,3 +406,7 @@ class Repo:
 
     def _class_mros(self) -> dict[str, list[str]]:
         return {p: json.loads(m) for p, m in self._index.query("SELECT path, mro FROM classes")}
+
+
+class _DeadWriter(Exception):
+    """Internal: an intent on an id being added belongs to a process that died."""
