@@ -243,6 +243,10 @@ def main(argv: list[str] | None = None) -> int:
     check_reload(repo_dir, best["dry_id"], test, expected, args.out)
     summary = {e["metadata"]["name"]: e["metadata"]["metrics"] for e in entries}
     (args.out / f"leaderboard-{args.task}.json").write_text(json.dumps(summary, indent=1))
+    imported = sorted(m for m in ("tensorflow", "torch", "keras", "xgboost", "sklearn")
+                      if m in sys.modules)
+    print(f"frameworks imported by the main process: {', '.join(imported) or 'none'} "
+          "(training and evaluation ran in the workers)")
     print(f"total time: {time.perf_counter() - start:.1f} s")
     failed = sorted(set(models) - set(results))
     if failed:

@@ -1,0 +1,38 @@
+"""The main job (docs/examples/compare_frameworks.py) in its reduced mode, end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "docs" / "examples" / "compare_frameworks.py"
+MODELS = {"sklearn linear", "sklearn random forest", "xgboost", "torch mlp", "keras mlp"}
+
+
+@pytest.mark.parametrize(("task", "metrics"), [("classification", ["accuracy", "macro_f1",
+                                                                   "log_loss"]),
+                                               ("regression", ["r2", "mse", "mae"])])
+def test_main_job_quick(tmp_path: Path, task: str, metrics: list[str]) -> None:
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--task", task, "--quick",
+                           "--out", str(tmp_path)], capture_output=True, text=True,
+                          timeout=900, env={**os.environ, "TQDM_DISABLE": "1"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = proc.stdout
+    for name in MODELS:
+        assert f"finished {name}" in out
+    assert "in a fresh process: its" in out and "identical" in out
+    png = tmp_path / f"metrics-{task}.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    board = json.loads((tmp_path / f"leaderboard-{task}.json").read_text())
+    assert set(board) == MODELS
+    assert all(set(scores) == set(metrics) for scores in board.values())
+    ranked = [scores[metrics[0]] for scores in board.values()]
+    assert ranked == sorted(ranked, reverse=True)  # the leaderboard is sorted by its metric
+    # the main process never imported TensorFlow or PyTorch: framework work ran in workers
+    line = next(x for x in out.splitlines() if x.startswith("frameworks imported by the main"))
+    assert "tensorflow" not in line and "torch" not in line, line
