@@ -39,7 +39,9 @@ def _prepare(setup: dict[str, Any]) -> Any:
     ctx = ComputeContext(setup["shares"], setup["resources"])
     cpus = {int(r["info"]["os_cpu"]) for r in setup["resources"].values()
             if r["kind"] == "cpu" and "os_cpu" in r["info"]}
-    if cpus and hasattr(os, "sched_setaffinity"):
+    # Pinning is opt-in: thread counts already follow the grant, and a pinned worker cannot
+    # move off a core that other programs keep busy (imports then run markedly slower).
+    if cpus and os.environ.get("DRYML_PIN_CPUS") == "1" and hasattr(os, "sched_setaffinity"):
         with contextlib.suppress(OSError):
             os.sched_setaffinity(0, cpus)  # the worker runs on the CPUs it was granted
     for framework in ctx.frameworks:
