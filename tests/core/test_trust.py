@@ -261,3 +261,21 @@ def test_damage_in_an_array_header_is_a_checksum_error() -> None:
         damaged[info.offset + 20] ^= 0x41  # inside the .npy header's dict
         with pytest.raises(ChecksumError):
             load(bytes(damaged))
+
+
+def test_class_argument_reexported_by_a_trusted_module_is_checked_by_its_own_module(
+        good: bytes) -> None:
+    def edit(m: dict[str, Any]) -> None:  # dryml._io imports pathlib.Path: not trusted
+        m["objects"][0]["args"] = [{"__dry__": "class", "path": "dryml._io:Path"}]
+
+    with pytest.raises(UntrustedClassError, match=r"pathlib\.Path.*not trusted"):
+        load(rewrite_manifest(good, edit))
+
+
+def test_untrusted_class_from_a_missing_plugin_names_the_package(good: bytes) -> None:
+    def edit(m: dict[str, Any]) -> None:
+        m["plugins"] = {"dryml-notinstalled": "1.0.0"}
+        m["objects"][-1]["cls"] = "dryml_notinstalled.models:Net"
+
+    with pytest.raises(BackendUnavailableError, match="pip install dryml-notinstalled"):
+        load(rewrite_manifest(good, edit))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import io
 import os
 import tempfile
@@ -16,7 +17,13 @@ from dryml._encoding import Decoder, Encoder
 from dryml._object import Object
 from dryml._trust import TrustPolicy, class_path
 from dryml._version import __version__
-from dryml.errors import DrymlError, FormatError, SerializationError
+from dryml.errors import (
+    BackendUnavailableError,
+    DrymlError,
+    FormatError,
+    SerializationError,
+    UntrustedClassError,
+)
 from dryml.format._container import FORMAT_VERSION, ContainerReader, ContainerWriter, Limits
 from dryml.format._manifest import Manifest, NodeRecord, parse_manifest
 from dryml.format._store import LoadStore, SaveStore
@@ -161,8 +168,16 @@ class LoadSession:
             raise FormatError(f"{where}: values nested too deeply") from None
 
     def build(self) -> Object:
-        for node in self.manifest.objects:
-            self._build_node(node)
+        try:
+            for node in self.manifest.objects:
+                self._build_node(node)
+        except UntrustedClassError as exc:
+            missing = [p for p in self.manifest.plugins if _dist_version(p) == "unknown"]
+            if missing:
+                raise BackendUnavailableError(
+                    f"{exc}; the file was written with {', '.join(missing)}, which is not "
+                    f"installed here: pip install {' '.join(missing)}") from exc
+            raise
         if self.manifest.root not in self.objects:
             raise FormatError(f"the root object {self.manifest.root!r} is not in the file")
         return self.objects[self.manifest.root]
@@ -194,6 +209,7 @@ def _call_user(fn: Any, obj: Any, store: Any, where: str, error: type[DrymlError
         raise error(f"{where} failed: {type(exc).__name__}: {exc}") from exc
 
 
+@functools.cache
 def _dist_version(package: str) -> str:
     import importlib.metadata as md
 

@@ -70,7 +70,13 @@ def _by_type_path(hook: str) -> dict[str, str]:
 @functools.cache
 def _load(hook: str, name: str) -> Resolved:
     _, record = _by_name(hook)[name]
-    return Resolved(record.name, record.package, load_ref(record.impl))
+    try:
+        impl = load_ref(record.impl)
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            f"{record.name!r} from {record.package} cannot be loaded ({exc}); install what it "
+            f"needs, e.g. pip install --upgrade {record.package}") from exc
+    return Resolved(record.name, record.package, impl)
 
 
 def _for_type(hook: str, tp: type) -> Resolved | None:

@@ -99,7 +99,7 @@ class TrustPolicy:
 
     def resolve_arg_class(self, path: Any) -> type:
         """A class passed as an argument value (see the module docstring for the rules)."""
-        from dryml._object import Object, class_registry
+        from dryml._object import class_registry
 
         module, qualname = self._split(path)
         found = class_registry().get(path)
@@ -119,6 +119,10 @@ class TrustPolicy:
         value = self._lookup(module, qualname, path)
         if not isinstance(value, type):
             raise UntrustedClassError(f"{path!r} is not a class")
+        if not self.module_trusted(value.__module__):  # a name re-exported from elsewhere
+            raise UntrustedClassError(
+                f"{path!r} is {value.__module__}.{value.__qualname__}, from a module that is "
+                f"not trusted; nothing was called. " + _HOW.format(module=value.__module__))
         return value
 
     @staticmethod

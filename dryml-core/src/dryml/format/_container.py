@@ -98,8 +98,6 @@ def _as_bytes(array: np.ndarray) -> np.ndarray:
 
 
 def _worth_compressing(data: bytes | memoryview) -> bool:
-    if len(data) < 512:
-        return False
     sample = bytes(data[:_SAMPLE])
     return len(_CCTX.compress(sample)) < 0.8 * len(sample)
 
@@ -130,8 +128,9 @@ class ContainerWriter:
         raw_size = sum(len(c) for c in chunks)
         self._align()
         offset = self.pos
-        if self.compress and _worth_compressing(chunks[-1]):
-            payload = _CCTX.compress(b"".join(chunks))
+        if self.compress and raw_size >= 512 and (raw_size <= _SAMPLE
+                                                  or _worth_compressing(chunks[-1])):
+            payload = _CCTX.compress(b"".join(chunks))  # small members: one try, no sample
             if len(payload) < 0.9 * raw_size:
                 self._write(payload)
                 self.members[name] = MemberInfo(offset, len(payload), raw_size, "zstd",
