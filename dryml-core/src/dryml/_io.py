@@ -48,6 +48,7 @@ class SaveSession:
         self.active: set[str] = set()
         self.plugins: dict[str, str] = {}
         self.frameworks: dict[str, str] = {}
+        self.classes: dict[str, list[str]] = {}
         self._count = 0
         self._encoder = Encoder(writer=self, on_object=self.add_object)
 
@@ -91,6 +92,7 @@ class SaveSession:
         store = SaveStore(self, state, owner)
         for hook in _hook_chain(type(obj), "save_object_imp"):
             _call_user(hook, obj, store, f"{owner}: save_object_imp", SerializationError)
+        _add_classes(self.classes, [type(obj), obj.dry_args, obj._dry_kwargs])
         self.nodes.append({"id": dry_id, "cls": class_path(type(obj)),
                            "dry_mut": type(obj).dry_mut, "args": args, "kwargs": kwargs,
                            "state": state})
@@ -219,7 +221,28 @@ def _dist_version(package: str) -> str:
         return "unknown"
 
 
-def _write(obj: Object, stream: IO[bytes], compress: bool) -> None:
+def _add_classes(out: dict[str, list[str]], values: Any) -> None:
+    """The MRO (as class paths) of every class among ``values`` (nested in containers and
+    definitions too), so that an index can answer subclass queries without importing."""
+    from dryml._objectdef import ObjectDef
+
+    stack = [values]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, type):
+            path = class_path(value)
+            if path not in out:
+                out[path] = [class_path(k) for k in value.__mro__ if k is not object]
+        elif isinstance(value, (list, tuple)):
+            stack.extend(value)
+        elif isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, ObjectDef):
+            stack.extend([value.cls, value.args, value.kwargs])
+
+
+def _write(obj: Object, stream: IO[bytes], compress: bool,
+           metadata: dict[str, Any] | None = None) -> None:
     writer = ContainerWriter(stream, compress=compress)
     session = SaveSession(writer)
     session.add_object(obj)
@@ -232,11 +255,13 @@ def _write(obj: Object, stream: IO[bytes], compress: bool) -> None:
         "plugins": session.plugins,
         "frameworks": session.frameworks,
         "objects": session.nodes,
+        "classes": session.classes,
+        **({} if metadata is None else {"metadata": metadata}),
     })
 
 
-def save_object(obj: Object, dest: Source, *, compress: bool = True, durable: bool = True
-                ) -> bool:
+def save_object(obj: Object, dest: Source, *, compress: bool = True, durable: bool = True,
+                metadata: dict[str, Any] | None = None) -> bool:
     """Save ``obj`` (and every Object it holds, once each) to ``dest``; returns True.
 
     ``dest`` is a path or a writable binary file. Writing to a path is atomic: a temporary file
@@ -244,18 +269,21 @@ def save_object(obj: Object, dest: Source, *, compress: bool = True, durable: bo
     a crash never leaves a half-written file there. ``durable=False`` skips the two ``fsync``
     calls: the rename still protects against a crashed or killed process, but not against
     power loss or a kernel crash (it saves about 30 ms per 100 MB on a typical disk).
-    ``compress=False`` skips zstd for every member.
+    ``compress=False`` skips zstd for every member. ``metadata`` (plain JSON) is kept in the
+    manifest, where a Repo's index is rebuilt from.
     """
     if not isinstance(obj, Object):
         raise SerializationError(f"save_object saves dryml Objects, got {type(obj).__name__}")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise SerializationError(f"metadata must be a dict, got {type(metadata).__name__}")
     if not isinstance(dest, (str, os.PathLike)):
-        _write(obj, dest, compress)
+        _write(obj, dest, compress, metadata)
         return True
     path = Path(dest)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with open(fd, "wb", buffering=1 << 20) as stream:
-            _write(obj, stream, compress)
+            _write(obj, stream, compress, metadata)
             stream.flush()
             if durable:
                 os.fsync(stream.fileno())

@@ -120,6 +120,22 @@ class Object(metaclass=ObjectMeta):
     def load_object_imp(self, store: LoadStore) -> None:
         """Restore state saved by :meth:`save_object_imp` from ``store`` (override)."""
 
+    # The compute lifecycle (see dryml.context): inside a worker, an Object enters compute
+    # mode before a call uses it and leaves it after; each hook of every class in the MRO runs,
+    # base class first. Framework state (a network on a GPU) belongs here, so an Object can be
+    # described, saved and selected without touching a device.
+    def compute_prepare_imp(self) -> None:
+        """Prepare to enter compute mode (override)."""
+
+    def load_compute_imp(self) -> None:
+        """Build framework state when entering compute mode (override)."""
+
+    def save_compute_imp(self) -> None:
+        """Move framework state back into saveable form when leaving compute mode (override)."""
+
+    def compute_cleanup_imp(self) -> None:
+        """Release framework resources after leaving compute mode (override)."""
+
     def __repr__(self) -> str:
         return repr(
             {

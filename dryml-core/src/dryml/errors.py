@@ -23,10 +23,10 @@ __all__ = [
     "FormatVersionError",
     "LimitExceededError",
     "MetricError",
-    "NotTrainedError",
     "NoContextError",
     "NotIndexedError",
     "NotSupervisedError",
+    "NotTrainedError",
     "ObjectNotFoundError",
     "PluginError",
     "RepoError",
@@ -88,6 +88,11 @@ class ContextIncompatibilityError(DrymlError):
 
 class NoContextError(DrymlError):
     """Code that needs a compute context ran outside any context."""
+
+
+# Shown (in tracebacks and reprs) where users import them from; pickling still resolves,
+# since dryml.context re-exports both.
+ContextIncompatibilityError.__module__ = NoContextError.__module__ = "dryml.context"
 
 
 class ResourcesUnavailableError(DrymlError):

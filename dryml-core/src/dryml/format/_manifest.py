@@ -38,6 +38,10 @@ class Manifest:
     members: dict[str, MemberInfo]
     plugins: dict[str, str] = attrs.field(factory=dict)
     frameworks: dict[str, str] = attrs.field(factory=dict)
+    #: the MRO (class paths) of every class the file names, for indexes that import nothing
+    classes: dict[str, list[str]] = attrs.field(factory=dict)
+    #: JSON metadata given to save_object (a Repo keeps metrics here)
+    metadata: dict[str, Any] | None = None
 
 
 def _strict(tp: type) -> Any:

@@ -42,7 +42,8 @@ def temp_files(directory: Path, name: str | None = None) -> list[Path]:
     return sorted(directory.glob(pattern))
 
 
-def write_file(obj: Object, directory: Path, name: str, token: str, durable: bool) -> int:
+def write_file(obj: Object, directory: Path, name: str, token: str, durable: bool,
+               metadata: dict[str, Any] | None = None) -> int:
     """Write ``obj`` to ``directory/name`` atomically; returns the file's size.
 
     The bytes go to a temporary file that is renamed over ``name`` only when complete, so a
@@ -51,12 +52,12 @@ def write_file(obj: Object, directory: Path, name: str, token: str, durable: boo
     """
     path = directory / name
     if durable:
-        save_object(obj, path)
+        save_object(obj, path, metadata=metadata)
         return path.stat().st_size
     tmp = directory / f".{name}.{token}.tmp"
     try:
         with open(tmp, "wb", buffering=1 << 20) as stream:
-            save_object(obj, stream)
+            save_object(obj, stream, metadata=metadata)
             size = stream.tell()
         os.replace(tmp, path)
     except BaseException:

@@ -125,7 +125,9 @@ class Repo:
         done = 0
         try:
             for row, obj in prepared:
-                row["size"] = write_file(obj, self.directory, row["file"], token, self.durable)
+                meta = json.loads(row["metadata"]) if row.get("metadata") else None
+                row["size"] = write_file(obj, self.directory, row["file"], token, self.durable,
+                                         meta)
                 done += 1
         finally:
             with self._index.write() as conn:
