@@ -9,6 +9,7 @@ pools sized to the CPUs.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -24,7 +25,10 @@ class TFContext:
         """Variables the worker starts with (read by TensorFlow when it loads)."""
         threads = str(ctx.cpu_threads("tf"))
         return {"TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": "1"
-                if threads == "1" else "2"}
+                if threads == "1" else "2",
+                # TensorFlow's C++ start-up chatter would bury progress bars; the user's
+                # own setting wins
+                "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
 
     def prepare(self, ctx: ComputeContext) -> None:
         """Import TensorFlow and configure its devices before first use."""
