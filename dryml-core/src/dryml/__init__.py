@@ -42,7 +42,7 @@ _LAZY = {
     "Selector": ("dryml.repo", "Selector"),
 }
 _LAZY_MODULES = frozenset(
-    {"context", "data", "format", "hookspecs", "metrics", "models", "plugins", "records",
+    {"backend", "context", "data", "format", "hookspecs", "metrics", "models", "plugins", "records",
      "repo", "testing"}
 )
 

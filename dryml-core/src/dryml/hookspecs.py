@@ -3,7 +3,7 @@
 A plugin is a module (or object) named by an entry point in the ``dryml`` group::
 
     [project.entry-points.dryml]
-    torch = "dryml_torch._plugin"
+    torch = "dryml_torch._plugin:plugin"
 
 and implements any of these hooks with :data:`dryml.hookimpl`. Registration hooks return
 lists of frozen records from :mod:`dryml.records`; records name implementations lazily, so
