@@ -109,7 +109,8 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on dryml-core (configuration in mypy.ini)."""
-    install(session, ["core"], "mypy")
+    # pytest too: dryml.testing is a pytest plugin and is checked against pytest's types.
+    install(session, ["core"], "mypy", *TEST_TOOLS)
     session.run("mypy", *session.posargs)
 
 
