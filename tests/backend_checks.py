@@ -64,7 +64,10 @@ def require_backend(name: str) -> None:
         md.distribution(BACKENDS[name])
     except md.PackageNotFoundError:
         missing.append(BACKENDS[name])
-    if importlib.util.find_spec(FRAMEWORKS[name]) is None:
+    # `tests/` is on sys.path, so `tests/torch` alone would pass for a `torch` namespace
+    # package: a real framework has a file behind it.
+    spec = importlib.util.find_spec(FRAMEWORKS[name])
+    if spec is None or spec.origin is None:
         missing.append(f"the {FRAMEWORKS[name]} module")
     if not missing:
         return
