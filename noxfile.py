@@ -4,8 +4,9 @@
 """The one task runner of the dryml monorepo; the `PACKAGES` table drives every session.
 
 `python3 -m nox` runs the CI set (lint, typecheck, tests per package, core_isolated,
-integration, docs); `python3 -m nox -s tour` runs the main job, `-s bench` the benchmarks,
-and `nox -l` lists every session.
+integration, docs); `python3 -m nox -s main` runs the main job (the cross-framework
+comparison), `-s tour` the core-only tour, `-s bench` the benchmarks, and `nox -l` lists
+every session.
 
 Every session builds its own virtualenv with pip (not uv: the CPU build of torch is a local
 wheel that only pip's configured find-links sees) and installs every pin in
@@ -22,7 +23,8 @@ import nox
 nox.needs_version = ">=2025.2.9"
 nox.options.default_venv_backend = "virtualenv"
 nox.options.error_on_external_run = True
-# Plain `nox` (and so CI) runs exactly these, in this order; `tour` and `bench` run on demand.
+# Plain `nox` (and so CI) runs exactly these, in this order; `main`, `tour` and `bench` run on
+# demand.
 nox.options.sessions = ["lint", "typecheck", "tests", "core_isolated", "integration", "docs"]
 
 ROOT = Path(__file__).parent
@@ -115,8 +117,19 @@ def typecheck(session: nox.Session) -> None:
 
 
 @nox.session
+def main(session: nox.Session) -> None:
+    """The main job: every framework's models compared on one footing (README's first command).
+
+    Extra arguments go to the script, e.g. `nox -s main -- --task regression`.
+    """
+    install(session, list(PACKAGES), *DOCS_REQUIREMENTS, editable=False)
+    session.run("python", "docs/examples/compare_frameworks.py", *session.posargs,
+                env=STRICT_ENV)
+
+
+@nox.session
 def tour(session: nox.Session) -> None:
-    """The main job for now: the runnable tour (define, save, load, inspect) on dryml-core."""
+    """The runnable tour of dryml-core alone (define, save, load, inspect)."""
     install(session, ["core"], editable=False)
     session.run("python", "docs/examples/tour.py", env=STRICT_ENV)
 

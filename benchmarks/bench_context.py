@@ -112,7 +112,7 @@ def bench_cold(framework: str, module: str, reps: int = 5) -> tuple[float, float
     for _ in range(reps):
         bare.append(_bare_import(module))
         cold.append(_cold_start(framework))
-    return min(cold), min(bare), statistics.median(c - b for c, b in zip(cold, bare))
+    return min(cold), min(bare), statistics.median(c - b for c, b in zip(cold, bare, strict=True))
 
 
 def main() -> None:

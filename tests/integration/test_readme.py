@@ -1,7 +1,9 @@
-"""The README's promises hold: CI runs its test command, and its tour is the runnable tour."""
+"""The README's promises hold: its main command runs the cross-framework comparison, CI runs
+its test command, and its tour is the runnable tour."""
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -20,7 +22,13 @@ def _two_commands() -> list[str]:
 
 def test_readme_has_two_commands_and_ci_runs_the_test_command() -> None:
     main_job, test_suite = _two_commands()
-    assert "docs/examples/tour.py" in main_job
+    session = re.fullmatch(r"python3 -m pip install nox && python3 -m nox -s (\w+)", main_job)
+    assert session, main_job
+    # the nox session the README names runs the main job's script
+    tree = ast.parse((ROOT / "noxfile.py").read_text(encoding="utf-8"))
+    body = next(node for node in tree.body
+                if isinstance(node, ast.FunctionDef) and node.name == session.group(1))
+    assert "docs/examples/compare_frameworks.py" in ast.unparse(body)
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
     assert test_suite in ci, f".ci/run does not run the README's test command {test_suite!r}"
 
