@@ -45,13 +45,13 @@ WORKER = textwrap.dedent("""
     if crash != "none":
         # Kill this process with SIGKILL at an exact point of add_object / delete.
         real_write = repo_module.write_file
-        def write_then_die(obj, directory, name, token, durable):
+        def write_then_die(obj, directory, name, token, durable, metadata=None):
             if crash == "before-write":
                 os.kill(os.getpid(), signal.SIGKILL)
             if crash == "mid-write":
                 real_replace = os.replace
                 os.replace = lambda a, b: os.kill(os.getpid(), signal.SIGKILL)
-            real_write(obj, directory, name, token, durable)
+            real_write(obj, directory, name, token, durable, metadata)
             os.kill(os.getpid(), signal.SIGKILL)  # after the rename, before the index commit
         repo_module.write_file = write_then_die
         if crash == "delete":

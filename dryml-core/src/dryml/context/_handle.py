@@ -37,6 +37,16 @@ def _death(code: int | None) -> str:
     return f"exited with status {code} (os._exit or sys.exit in the called code?)"
 
 
+def _dying(pid: int) -> bool:
+    """True while a killed process is torn down: its main thread is a zombie already, but
+    ``waitpid`` cannot reap it until its other threads have gone (Linux; False elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X")
+    except (OSError, IndexError):
+        return False
+
+
 class WorkerHandle:
     """A running worker prepared for one context; used by one call at a time."""
 
@@ -89,8 +99,8 @@ class WorkerHandle:
         return str({fw: dict(share) for fw, share in self.grant.shares.items()})
 
     def alive(self) -> bool:
-        """Whether the process still runs."""
-        return self.proc.poll() is None
+        """Whether the process still runs (a process that is being torn down does not)."""
+        return self.proc.poll() is None and not _dying(self.pid)
 
     def _receive(self, timeout: float | None, doing: str,
                  limit: float | None = None) -> tuple[str, Any]:

@@ -165,11 +165,14 @@ class TrainerConformance:
             assert np.array_equal(np.load(out), before), f"{case.name}: fresh process differs"
 
     def test_resume(self) -> None:
+        from dryml.models import Trainable
+
         for case in self.cases:
             model = self._trained(case)
             buf = io.BytesIO()
             save_object(model, buf)
             loaded = load_object(io.BytesIO(buf.getvalue()))
+            assert isinstance(loaded, Trainable), case.name
             assert loaded.trained, case.name
             test = _data(case, seed=1)
             before = _predictions(loaded, test)
