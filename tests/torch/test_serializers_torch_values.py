@@ -346,5 +346,6 @@ def test_backend_installed_without_torch_names_torch(tmp_path: Any) -> None:
             "    print('BackendUnavailableError:', exc)\n")
     out = subprocess.run([sys.executable, "-c", load], capture_output=True, text=True,
                          timeout=120, env=env, check=False)
-    assert "BackendUnavailableError: dryml-torch needs torch" in out.stdout, out.stderr[-2000:]
+    assert out.stdout.startswith("BackendUnavailableError: "), out.stderr[-2000:]
+    assert "dryml-torch needs torch" in out.stdout and "pip install torch" in out.stdout
     assert "pip install torch" in out.stdout
