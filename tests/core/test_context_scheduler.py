@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import types
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -162,3 +164,53 @@ def test_cuda_visible_devices_restricts_nvml_gpus(monkeypatch: pytest.MonkeyPatc
     assert [g["nvml_index"] for g in _visible(found)] == [2, 0]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert _visible(found) == []
+
+
+def test_nvml_is_installed_with_core_and_reports_no_gpu_without_a_driver() -> None:
+    import importlib.metadata
+
+    assert importlib.metadata.version("nvidia-ml-py")  # declared by dryml-core, not `pynvml`
+    import pynvml
+
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError:  # no driver (as on CI): zero GPUs, no error
+        assert NvmlProvider().resources() == []
+    else:
+        pynvml.nvmlShutdown()
+        pytest.skip("this machine has an NVIDIA driver")
+
+
+class _StandInNvml(types.ModuleType):
+    """The pynvml calls NvmlProvider makes, answering for two GPUs (a driver's answers)."""
+
+    def __init__(self) -> None:
+        super().__init__("pynvml")
+        self.shutdowns = 0
+
+    def nvmlInit(self) -> None: ...
+    def nvmlShutdown(self) -> None:
+        self.shutdowns += 1
+    def nvmlDeviceGetCount(self) -> int:
+        return 2
+    def nvmlDeviceGetHandleByIndex(self, i: int) -> int:
+        return i
+    def nvmlDeviceGetUUID(self, h: int) -> bytes:
+        return f"GPU-{h}1234".encode()
+    def nvmlDeviceGetName(self, h: int) -> str:
+        return "NVIDIA H200"
+    def nvmlDeviceGetMemoryInfo(self, h: int) -> Any:
+        return types.SimpleNamespace(total=(h + 1) << 30)
+
+
+def test_nvml_gpus_become_resources_in_visible_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    nvml = _StandInNvml()
+    monkeypatch.setitem(sys.modules, "pynvml", nvml)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    gpus = NvmlProvider().resources()
+    assert [(g.kind, g.index, g.info["uuid"], g.info["memory_total"]) for g in gpus] == [
+        ("gpu", 0, "GPU-01234", 1 << 30), ("gpu", 1, "GPU-11234", 2 << 30)]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    (only,) = NvmlProvider().resources()
+    assert (only.index, only.info["nvml_index"], only.info["model"]) == (0, 1, "NVIDIA H200")
+    assert nvml.shutdowns == 2  # NVML is shut down after each look
