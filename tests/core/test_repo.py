@@ -253,6 +253,22 @@ def test_reindex_keeps_metadata(repo: Repo) -> None:
     assert repo.metadata(obj) == {"metrics": {"accuracy": 0.5}}
 
 
+def test_metadata_is_in_the_files_and_survives_a_lost_index(repo: Repo) -> None:
+    first, second = Data(1), Data(2)
+    repo.add_object(first, metadata={"metrics": {"accuracy": 0.5}})
+    repo.add_object(second)
+    repo.set_metadata(second, {"note": "later"})
+    repo.save(second)  # writes the index's metadata into its file
+    repo.close()
+    for path in repo.directory.glob(".dryml-index.sqlite*"):
+        path.unlink()
+    rebuilt = Repo(repo.directory)
+    assert rebuilt.metadata(first.dry_id) == {"metrics": {"accuracy": 0.5}}
+    assert rebuilt.metadata(second.dry_id) == {"note": "later"}
+    assert rebuilt.get(Selector(Data), order_by="metrics.accuracy", limit=1)[0].dry_id == \
+        first.dry_id
+
+
 def test_large_array_arguments_are_queryable(repo: Repo) -> None:
     big = np.arange(5000, dtype=np.float64)
     repo.add_object(Data(big))
