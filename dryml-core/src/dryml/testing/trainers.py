@@ -49,15 +49,16 @@ from typing import Any, ClassVar
 import attrs
 import numpy as np
 
-from dryml import load_object, save_object
+from dryml import Object, load_object, save_object
 
 __all__ = ["TrainerCase", "TrainerConformance", "classification_data", "regression_data"]
 
 
 @attrs.frozen
 class TrainerCase:
-    """One trainable to check: ``build()`` returns it untrained; ``module_build`` is
-    ``"module:function"`` of the same builder when a fresh-process check should rebuild it."""
+    """One trainable to check: ``build()`` returns it untrained; ``task`` is "classifier" or
+    "regressor"; its test score must reach ``min_score``; ``component`` (a Selector, optional)
+    matches one of its components (see ``test_component_selection``)."""
 
     name: str
     build: Callable[[], Any]
@@ -191,14 +192,56 @@ class TrainerConformance:
             assert _contains_match(case.component, definition), case.name
             repo = Repo(tmp_path / case.name, create=True)
             repo.add_object(model)
-            found = repo.get(Selector(Trainable, kwargs=None, args=None))
-            assert len(found) == 1, case.name
+            repo.add_object(Holder(0))  # not a trainable: never found
+            query = _selector_through(case.component, definition)
+            assert query is not None, f"{case.name}: no argument holds the component"
+            for selector in (query, Selector(Trainable) & query):
+                found = repo.get(selector)
+                assert [m.dry_id for m in found] == [model.dry_id], case.name
+
+
+class Holder(Object):
+    """A plain Object stored beside the trainable in ``test_component_selection``."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+
+def _selector_through(component: Any, definition: Any) -> Any:
+    """A Selector of the definition's class that reaches ``component`` through the argument
+    holding it: the component's own Selector where the argument is it, else a predicate."""
+    from dryml.repo import Selector
+
+    def holds(value: Any) -> bool:
+        return _contains_match(component, value)
+
+    for i, arg in enumerate(definition.args):
+        if holds(arg):
+            here = component if _matches(component, arg) else holds
+            return Selector(definition.cls, args=(*[_anything] * i, here))
+    for key, arg in definition.kwargs.items():
+        if key != "dry_id" and holds(arg):
+            here = component if _matches(component, arg) else holds
+            return Selector(definition.cls, kwargs={key: here})
+    return None
+
+
+def _anything(value: Any) -> bool:
+    return True
+
+
+def _matches(selector: Any, value: Any) -> bool:
+    from dryml import ObjectDef
+
+    return isinstance(value, ObjectDef) and bool(selector(value))
 
 
 def _contains_match(selector: Any, value: Any) -> bool:
     """Whether ``selector`` matches ``value`` or any definition nested in its arguments."""
-    from dryml import ObjectDef
+    from dryml import Object, ObjectDef
 
+    if isinstance(value, Object):
+        value = value.definition()
     if isinstance(value, ObjectDef):
         if selector(value):
             return True
