@@ -10,7 +10,7 @@ import pytest
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
-@pytest.mark.parametrize("page", ["objects.md"])
+@pytest.mark.parametrize("page", ["objects.md", "trainables.md"])
 def test_doc_page_examples_run(page: str) -> None:
     result = doctest.testfile(str(DOCS / page), module_relative=False,
                               globs={"__name__": "docs"},
