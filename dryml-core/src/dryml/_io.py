@@ -27,6 +27,7 @@ from dryml.errors import (
 from dryml.format._container import FORMAT_VERSION, ContainerReader, ContainerWriter, Limits
 from dryml.format._manifest import Manifest, NodeRecord, parse_manifest
 from dryml.format._store import LoadStore, SaveStore
+from dryml.format._stored import RenamingReader, StoredValue, member_map
 
 __all__ = ["LoadSession", "SaveSession", "load_object", "open_container", "save_object"]
 
@@ -50,6 +51,7 @@ class SaveSession:
         self.frameworks: dict[str, str] = {}
         self.classes: dict[str, list[str]] = {}
         self._count = 0
+        self._added: list[str] = []  # member names in order (each entry records its own)
         self._encoder = Encoder(writer=self, on_object=self.add_object)
 
     # MemberWriter
@@ -60,11 +62,13 @@ class SaveSession:
     def add_array(self, array: Any) -> str:
         name = self._name(".npy")
         self.writer.add_array(name, array)
+        self._added.append(name)
         return name
 
     def add_bytes(self, data: bytes) -> str:
         name = self._name(".bin")
         self.writer.add_bytes(name, bytes(data))
+        self._added.append(name)
         return name
 
     def record_version(self, package: str, version: str | None = None,
@@ -109,6 +113,8 @@ class SaveSession:
             raise SerializationError(f"{where}: {type(exc).__name__}: {exc}") from exc
 
     def encode_state(self, value: Any, where: str) -> dict[str, Any]:
+        if isinstance(value, StoredValue):  # written back as it was read, not decoded
+            return value.write(self)
         serializer = _registry.serializer_for(type(value))
         if serializer is None:
             from dryml._values import BadValue, capture
@@ -118,6 +124,7 @@ class SaveSession:
             except BadValue as exc:
                 raise SerializationError(f"{where}{''.join(exc.path)}: {exc.reason}") from None
             return {"value": self._encode(value, where)}
+        first = len(self._added)
         try:
             meta = serializer.impl.dump(value, self)
         except DrymlError:
@@ -126,7 +133,10 @@ class SaveSession:
             raise SerializationError(f"{where}: serializer {serializer.name!r} failed: "
                                      f"{type(exc).__name__}: {exc}") from exc
         self.record_version(serializer.package)
-        return {"serializer": serializer.name, "package": serializer.package, "meta": meta}
+        # The members it wrote, so that the value can be read without decoding it
+        # (dryml.format._stored); names map to themselves in the file that first holds them.
+        return {"serializer": serializer.name, "package": serializer.package, "meta": meta,
+                "members": {name: name for name in self._added[first:]}}
 
 
 class LoadSession:
@@ -155,13 +165,29 @@ class LoadSession:
             return self._decode(entry["value"], where)
         serializer = _registry.serializer_by_name(str(entry.get("serializer")),
                                                   str(entry.get("package")))
+        names = member_map(entry, where)
+        reader = self if names is None else RenamingReader(self, names)
         try:
-            return serializer.impl.load(entry.get("meta"), self)
+            return serializer.impl.load(entry.get("meta"), reader)
         except DrymlError:
             raise
         except Exception as exc:  # noqa: BLE001
             raise SerializationError(f"{where}: serializer {serializer.name!r} could not "
                                      f"read its data: {type(exc).__name__}: {exc}") from exc
+
+    def stored_state(self, entry: Any, where: str) -> StoredValue:
+        """A stored entry read (members checksum-verified) but not decoded."""
+        if not isinstance(entry, dict):
+            raise FormatError(f"{where}: a stored entry must be an object")
+        names = None if "value" in entry else member_map(entry, where)
+        if names is None:  # a plain value, or a file that does not list the members
+            return StoredValue.ready(self.decode_state(entry, where), where)
+        _registry.require_serializer(str(entry.get("serializer")), str(entry.get("package")))
+        members = {original: (self.reader.read_array(name)
+                              if self.reader.info(name).kind == "npy"
+                              else self.reader.read_bytes(name))
+                   for original, name in names.items()}
+        return StoredValue(entry, members, self.manifest.frameworks, where)
 
     def _decode(self, data: Any, where: str) -> Any:
         try:

@@ -125,6 +125,13 @@ def arg_codec_by_name(name: str, package: str) -> Resolved:
     return _by_name_or_missing("dryml_arg_codecs", name, package, "argument codec")
 
 
+def require_serializer(name: str, package: str) -> None:
+    """BackendUnavailableError naming ``package`` when no active plugin has the serializer
+    ``name``; its implementation (and so its framework) is not imported."""
+    if name not in _by_name("dryml_serializers"):
+        _by_name_or_missing("dryml_serializers", name, package, "serializer")
+
+
 def serializer_by_name(name: str, package: str) -> Resolved:
     """The serializer a file names; BackendUnavailableError naming ``package`` if absent."""
     return _by_name_or_missing("dryml_serializers", name, package, "serializer")

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from dryml.format._container import FORMAT_VERSION, Limits, MemberInfo
 from dryml.format._manifest import Manifest, NodeRecord
 from dryml.format._store import LoadStore, SaveStore, read_manifest
+from dryml.format._stored import StoredValue
 
 __all__ = [
     "FORMAT_VERSION",
@@ -26,6 +27,7 @@ __all__ = [
     "NodeRecord",
     "SaveStore",
     "Serializer",
+    "StoredValue",
     "read_manifest",
 ]
 

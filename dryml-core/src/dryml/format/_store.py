@@ -11,6 +11,7 @@ from dryml.errors import FormatError, SerializationError
 if TYPE_CHECKING:
     from dryml._io import LoadSession, SaveSession
     from dryml.format._manifest import Manifest
+    from dryml.format._stored import StoredValue
 
 __all__ = ["LoadStore", "SaveStore", "read_manifest"]
 
@@ -19,7 +20,8 @@ class SaveStore:
     """Named values of one Object being saved.
 
     ``put(name, value)`` takes numpy arrays, bytes, JSON-able values (tuples and non-str keys
-    kept), other Objects, and any type a plugin registers a serializer for.
+    kept), other Objects, any type a plugin registers a serializer for, and a
+    :class:`~dryml.format.StoredValue` from ``LoadStore.get_deferred`` (written back as read).
     """
 
     def __init__(self, session: SaveSession, state: dict[str, Any], owner: str) -> None:
@@ -61,6 +63,15 @@ class LoadStore:
             raise FormatError(f"{self._owner}: the file has no stored value {name!r} "
                               f"(it has {sorted(self._state)})")
         return self._session.decode_state(self._state[name], f"{self._owner}: store[{name!r}]")
+
+    def get_deferred(self, name: str) -> StoredValue:
+        """The value put under ``name``, read but not decoded: :meth:`StoredValue.load`
+        decodes it (importing its framework only then), and ``SaveStore.put`` writes it back
+        unchanged. For framework state that a process may hold without using it."""
+        if name not in self._state:
+            raise FormatError(f"{self._owner}: the file has no stored value {name!r} "
+                              f"(it has {sorted(self._state)})")
+        return self._session.stored_state(self._state[name], f"{self._owner}: store[{name!r}]")
 
     def __contains__(self, name: object) -> bool:
         return name in self._state
