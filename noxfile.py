@@ -95,8 +95,9 @@ def core_isolated(session: nox.Session) -> None:
 
 @nox.session
 def integration(session: nox.Session) -> None:
-    """All five distributions installed together (non-editable): discovery, no conflicts."""
-    install(session, list(PACKAGES), *TEST_TOOLS, editable=False)
+    """All five distributions installed together (non-editable): discovery, no conflicts,
+    and the main job in its reduced mode (so the doc examples' requirements too)."""
+    install(session, list(PACKAGES), *TEST_TOOLS, *DOCS_REQUIREMENTS, editable=False)
     session.run("pip", "check")
     session.run("pytest", "tests/integration", *session.posargs, env=require_env(list(PACKAGES)))
 
