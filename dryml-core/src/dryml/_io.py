@@ -27,7 +27,7 @@ from dryml.errors import (
 from dryml.format._container import FORMAT_VERSION, ContainerReader, ContainerWriter, Limits
 from dryml.format._manifest import Manifest, NodeRecord, parse_manifest
 from dryml.format._store import LoadStore, SaveStore
-from dryml.format._stored import RenamingReader, StoredValue, member_map
+from dryml.format._stored import SharedReader, StoredValue, member_map
 
 __all__ = ["LoadSession", "SaveSession", "load_object", "open_container", "save_object"]
 
@@ -148,12 +148,15 @@ class LoadSession:
         self.objects: dict[str, Object] = {}
         self._decoder = Decoder(trust, reader=self, objects=self.objects)
         self.trust = trust
+        # the member names of the entry being decoded (its serializer's names -> this file's)
+        self._names: dict[str, str] = {}
+        self._shared: SharedReader | None = None
 
     def get_array(self, name: str) -> Any:
-        return self.reader.read_array(name)
+        return self.reader.read_array(self._names.get(name, name))
 
     def get_bytes(self, name: str) -> bytes:
-        return self.reader.read_bytes(name)
+        return self.reader.read_bytes(self._names.get(name, name))
 
     def framework_version(self, framework: str) -> str | None:
         return self.manifest.frameworks.get(framework)
@@ -165,15 +168,16 @@ class LoadSession:
             return self._decode(entry["value"], where)
         serializer = _registry.serializer_by_name(str(entry.get("serializer")),
                                                   str(entry.get("package")))
-        names = member_map(entry, where)
-        reader = self if names is None else RenamingReader(self, names)
+        outer, self._names = self._names, member_map(entry, where) or {}
         try:
-            return serializer.impl.load(entry.get("meta"), reader)
+            return serializer.impl.load(entry.get("meta"), self)
         except DrymlError:
             raise
         except Exception as exc:  # noqa: BLE001
             raise SerializationError(f"{where}: serializer {serializer.name!r} could not "
                                      f"read its data: {type(exc).__name__}: {exc}") from exc
+        finally:
+            self._names = outer
 
     def stored_state(self, entry: Any, where: str) -> StoredValue:
         """A stored entry read (members checksum-verified) but not decoded."""
@@ -187,7 +191,9 @@ class LoadSession:
                               if self.reader.info(name).kind == "npy"
                               else self.reader.read_bytes(name))
                    for original, name in names.items()}
-        return StoredValue(entry, members, self.manifest.frameworks, where)
+        if self._shared is None:
+            self._shared = SharedReader(self.manifest.frameworks, self.trust)
+        return StoredValue(entry, members, self._shared, where)
 
     def _decode(self, data: Any, where: str) -> Any:
         try:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from dryml import Object
 from dryml.errors import ConfigurationError, NotTrainedError
+from dryml.format import Deferred
 from dryml.models import Trainable, TrainSpec
 
 if TYPE_CHECKING:
@@ -108,6 +109,9 @@ class SklearnTrainable(Trainable):
     """
 
     dry_framework = "sklearn"
+    #: The fitted model. Loaded from a file it stays encoded until first used, so a process
+    #: that only holds, saves or forwards the trainable never imports the framework.
+    model = Deferred()
 
     def __init__(self, estimator: Estimator, task: str = "classifier",
                  spec: TrainSpec | None = None) -> None:
@@ -171,8 +175,9 @@ class SklearnTrainable(Trainable):
         return self.model.predict(x)
 
     def save_object_imp(self, store: SaveStore) -> None:
-        if self.model is not None:
-            store.put("model", self.model)
+        held = SklearnTrainable.model.raw(self)  # a model loaded and never used is not decoded
+        if held is not None:
+            store.put("model", held)
 
     def load_object_imp(self, store: LoadStore) -> None:
-        self.model = store.get("model", None)
+        self.model = store.get_deferred("model") if "model" in store else None

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     import keras
 
     from dryml.data import Dataset
-    from dryml.format import LoadStore, SaveStore
+    from dryml.format import LoadStore, SaveStore, StoredValue
 
 __all__ = ["KerasTrainable", "Loss", "Metric", "Network", "Optimizer", "Sequential"]
 
@@ -249,16 +249,41 @@ class KerasTrainable(Trainable):
         self.spec = spec if spec is not None else TrainSpec()
         self.task = task  # type: ignore[misc]
         self.metrics = tuple(metrics)
-        self._keras: Any = None
+        self._keras_model: Any = None
         self._best_weights: Any = None
+        # State loaded from a file, still encoded: decoded (TensorFlow imported) on first use,
+        # so a process that only holds, saves or forwards the model never imports TensorFlow.
+        self._stored: dict[str, StoredValue] = {}
 
     @property
     def keras_model(self) -> keras.Model | None:
         """The trained Keras model (None before training; in the process that holds it)."""
         return self._keras
 
+    @property
+    def _keras(self) -> Any:
+        if self._keras_model is None and self._stored:
+            self._restore()
+        return self._keras_model
+
+    @_keras.setter
+    def _keras(self, value: Any) -> None:
+        self._keras_model = value
+
+    def _restore(self) -> None:
+        """Decode the stored model (and what a resumable training needs)."""
+        stored, self._stored = self._stored, {}
+        loaded = {name: value.load() for name, value in stored.items()}
+        self._keras_model = loaded.get("model")
+        if self._keras_model is not None and "rng" in loaded:
+            from dryml_tf._models_fit import load_training
+
+            load_training(self, loaded)  # type: ignore[arg-type]  # a dict reads as a store
+
     def save_object_imp(self, store: SaveStore) -> None:
-        if self._keras is None:
+        if self._keras_model is None:  # never used here: the loaded state goes back as read
+            for name, value in self._stored.items():
+                store.put(name, value)
             return
         # weights, compile config and optimizer state (dryml-tf's Keras serializer)
         store.put("model", self._keras)
@@ -268,11 +293,9 @@ class KerasTrainable(Trainable):
             save_training(self, store)
 
     def load_object_imp(self, store: LoadStore) -> None:
-        self._keras, self._best_weights = store.get("model", None), None
-        if self._keras is not None and "rng" in store:
-            from dryml_tf._models_fit import load_training
-
-            load_training(self, store)
+        self._keras_model, self._best_weights = None, None
+        self._stored = {name: store.get_deferred(name) for name in store.names()
+                        if name in ("model", "rng", "best_weights")}
 
     def fit(self, data: Dataset, valid: Dataset | None) -> None:
         from dryml_tf._models_fit import run_fit

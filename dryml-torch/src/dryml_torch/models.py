@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     import torch
 
     from dryml.data import Dataset
-    from dryml.format import LoadStore, SaveStore
+    from dryml.format import LoadStore, SaveStore, StoredValue
 
 __all__ = ["Loss", "Network", "Optimizer", "Sequential", "TorchTrainable"]
 
@@ -204,6 +204,9 @@ class TorchTrainable(Trainable):
         self._net: Any = None
         self._opt: Any = None
         self._best: Any = None
+        # State loaded from a file, still encoded: decoded (torch imported) on first use, so
+        # a process that only holds, saves or forwards the model never imports torch.
+        self._stored: dict[str, StoredValue] = {}
 
     # -- torch state --------------------------------------------------------------------------
     def _ensure_net(self) -> Any:
@@ -214,7 +217,24 @@ class TorchTrainable(Trainable):
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(self.spec.seed)
                 self._net = _build_network(self.network)
+            self._restore()
         return self._net
+
+    def _restore(self) -> None:
+        """Load the stored weights (and optimizer / best weights of a resumable training)."""
+        stored, self._stored = self._stored, {}
+        if "model" in stored:
+            # Rebuilt from the arguments, then the weights restored (docs/backends.md): no code
+            # comes from the file.
+            self._net.load_state_dict(stored["model"].load())
+        if "optimizer" in stored:
+            self._opt = self.optimizer.build(self._net.parameters())
+            self._opt.load_state_dict(stored["optimizer"].load())
+        if "best_model" in stored:
+            import copy
+
+            self._best = copy.deepcopy(self._net)
+            self._best.load_state_dict(stored["best_model"].load())
 
     def _place(self, device: Any, optimizer: bool) -> Any:
         """The network on ``device`` (and its optimizer, when asked, with its state there)."""
@@ -233,7 +253,9 @@ class TorchTrainable(Trainable):
         return net
 
     def save_object_imp(self, store: SaveStore) -> None:
-        if self._net is None:
+        if self._net is None:  # never used here: the loaded state goes back as it was read
+            for name, value in self._stored.items():
+                store.put(name, value)
             return
         store.put("model", self._net)
         if self.train_state.status == "training":  # what a resumed training needs
@@ -244,19 +266,8 @@ class TorchTrainable(Trainable):
 
     def load_object_imp(self, store: LoadStore) -> None:
         self._net = self._opt = self._best = None
-        if "model" not in store:
-            return
-        # Rebuilt from the arguments, then the weights restored (docs/backends.md): no code
-        # comes from the file.
-        self._ensure_net().load_state_dict(store.get("model"))
-        if "optimizer" in store:
-            self._opt = self.optimizer.build(self._net.parameters())
-            self._opt.load_state_dict(store.get("optimizer"))
-        if "best_model" in store:
-            import copy
-
-            self._best = copy.deepcopy(self._net)
-            self._best.load_state_dict(store.get("best_model"))
+        self._stored = {name: store.get_deferred(name)
+                        for name in ("model", "optimizer", "best_model") if name in store}
 
     # -- Trainable ----------------------------------------------------------------------------
     def prep_train(self) -> None:

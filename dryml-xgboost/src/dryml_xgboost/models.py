@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from dryml.errors import BackendUnavailableError, ConfigurationError, NotTrainedError
+from dryml.format import Deferred
 from dryml.models import Trainable, TrainSpec, split_validation, supervised_arrays
 
 if TYPE_CHECKING:
@@ -54,6 +55,9 @@ class XGBoostTrainable(Trainable):
     """
 
     dry_framework = "xgboost"
+    #: The fitted model. Loaded from a file it stays encoded until first used, so a process
+    #: that only holds, saves or forwards the trainable never imports the framework.
+    model = Deferred()
 
     def __init__(self, task: str = "classifier", spec: TrainSpec | None = None,
                  **xgb_params: Any) -> None:
@@ -130,11 +134,12 @@ class XGBoostTrainable(Trainable):
         return None if self.model is None else _best_iteration(self.model)
 
     def save_object_imp(self, store: SaveStore) -> None:
-        if self.model is not None:
-            store.put("model", self.model)
+        held = XGBoostTrainable.model.raw(self)  # a model loaded and never used is not decoded
+        if held is not None:
+            store.put("model", held)
 
     def load_object_imp(self, store: LoadStore) -> None:
-        self.model = store.get("model", None)
+        self.model = store.get_deferred("model") if "model" in store else None
 
 
 def _context_threads() -> int | None:

@@ -13,11 +13,12 @@ from typing import Any, Protocol
 from dryml.format._container import FORMAT_VERSION, Limits, MemberInfo
 from dryml.format._manifest import Manifest, NodeRecord
 from dryml.format._store import LoadStore, SaveStore, read_manifest
-from dryml.format._stored import StoredValue
+from dryml.format._stored import Deferred, StoredValue
 
 __all__ = [
     "FORMAT_VERSION",
     "ArgCodec",
+    "Deferred",
     "Limits",
     "LoadStore",
     "Manifest",

@@ -15,14 +15,15 @@ Member names: a serializer refers to its members by the names it was given when 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
 from dryml.errors import DrymlError, FormatError, SerializationError
 
-__all__ = ["RenamingReader", "StoredValue", "member_map"]
+__all__ = ["Deferred", "SharedReader", "StoredValue", "member_map"]
 
 
 class StoredValue:
@@ -32,20 +33,25 @@ class StoredValue:
     versions the file recorded. Build one through ``LoadStore.get_deferred``.
     """
 
-    __slots__ = ("_decoded", "_entry", "_members", "frameworks", "where")
+    __slots__ = ("_decoded", "_entry", "_members", "_reader", "where")
 
     def __init__(self, entry: Mapping[str, Any] | None, members: dict[str, Any],
-                 frameworks: Mapping[str, str], where: str, decoded: Any = ...) -> None:
+                 reader: SharedReader | None, where: str, decoded: Any = ...) -> None:
         self._entry = dict(entry) if entry is not None else None
         self._members = members
-        self.frameworks = dict(frameworks)
+        self._reader = reader if reader is not None else SharedReader({})
         self.where = where
         self._decoded = decoded
 
     @classmethod
     def ready(cls, value: Any, where: str) -> StoredValue:
         """A stored value that was decoded already (plain values need no framework)."""
-        return cls(None, {}, {}, where, decoded=value)
+        return cls(None, {}, None, where, decoded=value)
+
+    @property
+    def frameworks(self) -> dict[str, str]:
+        """The framework versions the file it came from recorded."""
+        return self._reader.frameworks
 
     @property
     def serializer(self) -> str | None:
@@ -72,7 +78,8 @@ class StoredValue:
         serializer = _registry.serializer_by_name(str(self._entry.get("serializer")),
                                                   str(self._entry.get("package")))
         try:
-            return serializer.impl.load(self._entry.get("meta"), _MemoryReader(self))
+            with self._reader.serving(self):
+                return serializer.impl.load(self._entry.get("meta"), self._reader)
         except DrymlError:
             raise
         except Exception as exc:  # noqa: BLE001 - say which value failed
@@ -88,7 +95,7 @@ class StoredValue:
             renamed[original] = (session.add_array(data) if isinstance(data, np.ndarray)
                                  else session.add_bytes(data))
         session.record_version(str(self._entry.get("package")))
-        for framework, version in self.frameworks.items():
+        for framework, version in self._reader.frameworks.items():
             session.frameworks.setdefault(framework, version)
         return {"serializer": self._entry.get("serializer"), "package": self._entry.get("package"),
                 "meta": self._entry.get("meta"), "members": renamed}
@@ -98,6 +105,38 @@ class StoredValue:
             return f"StoredValue(ready {type(self._decoded).__name__})"
         return (f"StoredValue(serializer={self.serializer!r}, package={self.package!r}, "
                 f"{len(self._members)} members, {self.nbytes} bytes)")
+
+
+class Deferred:
+    """An attribute for framework state that may still be encoded: reading it decodes a
+    :class:`StoredValue` (once) and returns the value; :meth:`raw` gives what is held.
+
+    >>> class Model(Object):                                # doctest: +SKIP
+    ...     fitted = Deferred()
+    ...     def save_object_imp(self, store):
+    ...         if Model.fitted.raw(self) is not None:
+    ...             store.put("fitted", Model.fitted.raw(self))   # not decoded to be saved
+    ...     def load_object_imp(self, store):
+    ...         self.fitted = store.get_deferred("fitted") if "fitted" in store else None
+    """
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._slot = f"_dry_deferred_{name}"
+
+    def __get__(self, obj: Any, objtype: type | None = None) -> Any:
+        if obj is None:
+            return self
+        value = obj.__dict__.get(self._slot)
+        if isinstance(value, StoredValue):
+            value = obj.__dict__[self._slot] = value.load()
+        return value
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        obj.__dict__[self._slot] = value
+
+    def raw(self, obj: Any) -> Any:
+        """What ``obj`` holds: the value, a still-encoded StoredValue, or None."""
+        return obj.__dict__.get(self._slot)
 
 
 def member_map(entry: Mapping[str, Any], where: str) -> dict[str, str] | None:
@@ -111,50 +150,48 @@ def member_map(entry: Mapping[str, Any], where: str) -> dict[str, str] | None:
     return found
 
 
-class RenamingReader:
-    """A reader that translates a serializer's original member names into this file's."""
+class SharedReader:
+    """The reader serializers get for the stored values of one file.
 
-    def __init__(self, reader: Any, names: Mapping[str, str]) -> None:
-        self._reader = reader
-        self._names = names
+    One per file, so that a serializer's once-per-file checks (version warnings keyed on the
+    reader) stay once per file; :meth:`serving` says whose members it serves.
+    """
 
-    def _name(self, name: str) -> str:
-        return self._names.get(name, name)
+    def __init__(self, frameworks: Mapping[str, str], trust: Any = None) -> None:
+        self.frameworks = dict(frameworks)
+        #: the loading call's trust policy (``load_object(trust=...)``), which serializers
+        #: that resolve types themselves (skops) consult when the value is decoded later
+        self.trust = trust
+        self._current: list[StoredValue] = []
 
-    def get_array(self, name: str) -> Any:
-        return self._reader.get_array(self._name(name))
-
-    def get_bytes(self, name: str) -> bytes:
-        return self._reader.get_bytes(self._name(name))  # type: ignore[no-any-return]
-
-    def framework_version(self, framework: str) -> str | None:
-        return self._reader.framework_version(framework)  # type: ignore[no-any-return]
-
-
-class _MemoryReader:
-    """Serves a stored value's members (by their original names) to its serializer."""
-
-    def __init__(self, stored: StoredValue) -> None:
-        self._stored = stored
+    @contextlib.contextmanager
+    def serving(self, stored: StoredValue) -> Iterator[None]:
+        """Serve ``stored``'s members for the ``with`` block (nests)."""
+        self._current.append(stored)
+        try:
+            yield
+        finally:
+            self._current.pop()
 
     def _member(self, name: str) -> Any:
+        stored = self._current[-1]
         try:
-            return self._stored._members[name]
+            return stored._members[name]
         except (KeyError, TypeError):
-            raise FormatError(f"{self._stored.where}: the value refers to a member {name!r} "
-                              "it does not hold") from None
+            raise FormatError(f"{stored.where}: the value refers to a member {name!r} it does "
+                              "not hold") from None
 
     def get_array(self, name: str) -> Any:
         data = self._member(name)
         if not isinstance(data, np.ndarray):
-            raise FormatError(f"{self._stored.where}: member {name!r} is not an array")
+            raise FormatError(f"{self._current[-1].where}: member {name!r} is not an array")
         return data
 
     def get_bytes(self, name: str) -> bytes:
         data = self._member(name)
         if isinstance(data, np.ndarray):
-            raise FormatError(f"{self._stored.where}: member {name!r} is an array, not bytes")
+            raise FormatError(f"{self._current[-1].where}: member {name!r} is an array")
         return data  # type: ignore[no-any-return]
 
     def framework_version(self, framework: str) -> str | None:
-        return self._stored.frameworks.get(framework)
+        return self.frameworks.get(framework)
