@@ -240,3 +240,17 @@ def test_installed_module_classes_load_in_a_fresh_process(tmp_path: Path) -> Non
     out = subprocess.run([sys.executable, "-c", trusted], cwd=tmp_path, env=env,
                          capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[3, 4]"
+
+
+def test_a_serializer_may_keep_a_member_uncompressed() -> None:
+    from dryml._io import SaveSession
+    from dryml.format._container import ContainerWriter
+
+    writer = ContainerWriter(io.BytesIO())
+    session = SaveSession(writer)
+    zeros = bytes(100_000)
+    kept, packed = session.add_bytes(zeros, compress=False), session.add_bytes(zeros)
+    arrays = session.add_array(np.zeros(50_000), compress=False)
+    assert writer.members[kept].compression == "none"
+    assert writer.members[packed].compression == "zstd"
+    assert writer.members[arrays].compression == "none"

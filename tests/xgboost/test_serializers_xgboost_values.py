@@ -192,3 +192,19 @@ def test_loading_never_unpickles(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(pickle, name, refuse)
     back = load_object(io.BytesIO(buf.getvalue())).model
     assert np.array_equal(back.predict_proba(x), obj.model.predict_proba(x))
+
+
+def test_the_model_is_stored_as_xgboost_writes_it() -> None:
+    """UBJSON goes in uncompressed (save at save_model's speed), byte for byte."""
+    from dryml.format import read_manifest
+
+    x, y = data()
+    holder = Holder()
+    holder.model = xgb.XGBClassifier(n_estimators=30, max_depth=3).fit(x, y)
+    buf = io.BytesIO()
+    save_object(holder, buf)
+    members = read_manifest(io.BytesIO(buf.getvalue())).members
+    raw = bytes(holder.model.get_booster().save_raw(raw_format="ubj"))
+    (ubj,) = [info for info in members.values() if info.raw_size == len(raw)]
+    assert ubj.compression == "none"
+    assert raw in buf.getvalue()

@@ -59,15 +59,15 @@ class SaveSession:
         self._count += 1
         return f"m{self._count:06d}{suffix}"
 
-    def add_array(self, array: Any) -> str:
+    def add_array(self, array: Any, *, compress: bool = True) -> str:
         name = self._name(".npy")
-        self.writer.add_array(name, array)
+        self.writer.add_array(name, array, compress=compress)
         self._added.append(name)
         return name
 
-    def add_bytes(self, data: bytes) -> str:
+    def add_bytes(self, data: bytes, *, compress: bool = True) -> str:
         name = self._name(".bin")
-        self.writer.add_bytes(name, bytes(data))
+        self.writer.add_bytes(name, bytes(data), compress=compress)
         self._added.append(name)
         return name
 

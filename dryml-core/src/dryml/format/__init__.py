@@ -36,11 +36,14 @@ __all__ = [
 class MemberWriter(Protocol):
     """Where serializers and codecs put binary data while a file is written."""
 
-    def add_array(self, array: Any) -> str:
-        """Store a numpy array as a ``.npy`` member; returns the member name."""
+    def add_array(self, array: Any, *, compress: bool = True) -> str:
+        """Store a numpy array as a ``.npy`` member; returns the member name.
 
-    def add_bytes(self, data: bytes) -> str:
-        """Store raw bytes as a member; returns the member name."""
+        ``compress=False`` stores it as it is even when compressing would pay (for data whose
+        owner prefers save speed to size); ``True`` lets the file decide."""
+
+    def add_bytes(self, data: bytes, *, compress: bool = True) -> str:
+        """Store raw bytes as a member; returns the member name (``compress`` as above)."""
 
     def record_version(self, package: str, version: str | None = None,
                        framework: tuple[str, str] | None = None) -> None:

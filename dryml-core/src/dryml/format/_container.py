@@ -132,14 +132,15 @@ class ContainerWriter:
         if pad:
             self._write(bytes(pad))
 
-    def _add(self, name: str, chunks: list[bytes | memoryview], kind: str) -> None:
+    def _add(self, name: str, chunks: list[bytes | memoryview], kind: str,
+             compress: bool = True) -> None:
         check_member_name(name)
         if name in self.members:
             raise FormatError(f"member {name!r} written twice")
         raw_size = sum(len(c) for c in chunks)
         self._align()
         offset = self.pos
-        if self.compress and raw_size >= 512 and (raw_size <= _SAMPLE
+        if self.compress and compress and raw_size >= 512 and (raw_size <= _SAMPLE
                                                   or _worth_compressing(chunks[-1])):
             payload = _CCTX.compress(b"".join(chunks))  # small members: one try, no sample
             if len(payload) < 0.9 * raw_size:
@@ -152,11 +153,11 @@ class ContainerWriter:
         self.members[name] = MemberInfo(offset, raw_size, raw_size, "none",
                                         _checksum(*chunks), kind)
 
-    def add_bytes(self, name: str, data: bytes) -> None:
-        """Add a member holding ``data``."""
-        self._add(name, [data], "bytes")
+    def add_bytes(self, name: str, data: bytes, compress: bool = True) -> None:
+        """Add a member holding ``data`` (``compress=False``: never compressed)."""
+        self._add(name, [data], "bytes", compress)
 
-    def add_array(self, name: str, array: np.ndarray) -> None:
+    def add_array(self, name: str, array: np.ndarray, compress: bool = True) -> None:
         """Add a member holding ``array`` as a whole ``.npy`` file (never pickled)."""
         if array.dtype.hasobject:
             raise FormatError("arrays of Python objects would need pickle; refused")
@@ -166,7 +167,7 @@ class ContainerWriter:
         np.lib.format.write_array_header_2_0(
             header, np.lib.format.header_data_from_array_1_0(array))
         data = _as_bytes(array).data
-        self._add(name, [header.getvalue(), data], "npy")
+        self._add(name, [header.getvalue(), data], "npy", compress)
 
     def finish(self, manifest: dict[str, Any]) -> None:
         """Write the manifest (with the member table) and the trailer."""
