@@ -310,3 +310,14 @@ def test_lazy_objects_pickle_as_the_loaded_object(repo: Repo) -> None:
     assert not is_loaded(lazy)
     copy = pickle.loads(pickle.dumps(lazy))
     assert type(copy) is Model and copy.weights.shape == (4,) and copy.dry_id == model.dry_id
+
+
+def test_apply_shows_progress_when_asked_and_stays_quiet_on_short_runs(
+        repo: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    repo.add_objects([Data(i) for i in range(12)])
+    assert sorted(repo.apply(lambda d: d.dry_args[0], Selector(Data), progress=True)) == list(
+        range(12))
+    shown = capsys.readouterr().err
+    assert "dryml repo apply" in shown and "12/12" in shown
+    repo.apply(lambda d: d.dry_args[0], Selector(Data, args=(3,)))  # one object: no bar
+    assert "dryml repo apply" not in capsys.readouterr().err
