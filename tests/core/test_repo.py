@@ -321,3 +321,10 @@ def test_apply_shows_progress_when_asked_and_stays_quiet_on_short_runs(
     assert "dryml repo apply" in shown and "12/12" in shown
     repo.apply(lambda d: d.dry_args[0], Selector(Data, args=(3,)))  # one object: no bar
     assert "dryml repo apply" not in capsys.readouterr().err
+
+
+def test_repo_and_selector_come_from_the_top_level_package() -> None:
+    from dryml import Repo as TopRepo
+    from dryml import Selector as TopSelector
+
+    assert TopRepo is Repo and TopSelector is Selector
