@@ -254,3 +254,49 @@ def test_a_serializer_may_keep_a_member_uncompressed() -> None:
     assert writer.members[kept].compression == "none"
     assert writer.members[packed].compression == "zstd"
     assert writer.members[arrays].compression == "none"
+
+
+CONCURRENT_SAVES = """
+import io, sys, threading
+import numpy as np
+from dryml import Object, load_object, save_object
+
+class Blob(Object):
+    def __init__(self, seed):
+        self.parts = None
+    def save_object_imp(self, store):
+        for i, part in enumerate(self.parts):
+            store.put(f"p{i}", part)
+
+def work(seed, errors):
+    try:
+        for round in range(15):
+            blob = Blob(seed)
+            rng = np.random.default_rng(seed * 100 + round)
+            # compressible members (zstd) of several sizes, and an incompressible one
+            blob.parts = [np.repeat(rng.integers(0, 9, 4096), 64).astype(np.int32),
+                          np.zeros(300_000), rng.random(200_000), bytes(50_000)]
+            buf = io.BytesIO()
+            save_object(blob, buf)
+            load_object(io.BytesIO(buf.getvalue()))
+    except BaseException as exc:
+        errors.append(exc)
+
+errors = []
+threads = [threading.Thread(target=work, args=(s, errors)) for s in range(8)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print("errors", errors)
+sys.exit(1 if errors else 0)
+"""
+
+
+def test_threads_saving_at_once_share_no_compressor(tmp_path: Path) -> None:
+    """zstd compressors are not thread-safe: sharing one crashed the process (SIGSEGV)."""
+    script = tmp_path / "concurrent.py"
+    script.write_text(CONCURRENT_SAVES)
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:])

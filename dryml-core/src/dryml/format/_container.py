@@ -47,11 +47,24 @@ _MEMBER_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*(/[A-Za-z0-9_][A-Za-z0-
 _SAMPLE = 64 * 1024
 # Level 1: a 200-tree forest's members compress to a fifth at ~0.5 GB/s; level 3 shrinks
 # them ~10% more at ~60% of the speed (measured with benchmarks/bench_serializers_tf_sklearn).
-_CCTX = zstandard.ZstdCompressor(level=1)
+_LEVEL = 1
 # Only to decide whether a large member is worth compressing: a negative ("fast") level
 # answers in ~4 us per sample (level 1: ~200 us), and data that it cannot shrink by 20% is
 # not worth level 1's time either (trained float weights: ~0.9 at any level).
-_PROBE = zstandard.ZstdCompressor(level=-1)
+_PROBE_LEVEL = -1
+# A ZstdCompressor must not be used by two threads at once (it releases the GIL while it
+# works; sharing one crashed the process when threads saved concurrently): one per thread.
+_local = threading.local()
+
+
+def _compressor(level: int) -> zstandard.ZstdCompressor:
+    found: dict[int, zstandard.ZstdCompressor] | None = getattr(_local, "compressors", None)
+    if found is None:
+        found = _local.compressors = {}
+    if level not in found:
+        found[level] = zstandard.ZstdCompressor(level=level)
+    return found[level]
+
 _DIRECT = 1 << 20
 # Members at least this large are checksummed in a thread while they are written: xxhash and
 # numpy's tofile both release the GIL, so on two cores the checksum costs no wall time.
@@ -110,7 +123,7 @@ def _as_bytes(array: np.ndarray) -> np.ndarray:
 
 def _worth_compressing(data: bytes | memoryview) -> bool:
     sample = bytes(data[:_SAMPLE])
-    return len(_PROBE.compress(sample)) < 0.8 * len(sample)
+    return len(_compressor(_PROBE_LEVEL).compress(sample)) < 0.8 * len(sample)
 
 
 class ContainerWriter:
@@ -152,7 +165,8 @@ class ContainerWriter:
         offset = self.pos
         if self.compress and compress and raw_size >= 512 and (raw_size <= _SAMPLE
                                                   or _worth_compressing(chunks[-1])):
-            payload = _CCTX.compress(b"".join(chunks))  # small members: one try, no sample
+            # small members: one try, no sample
+            payload = _compressor(_LEVEL).compress(b"".join(chunks))
             if len(payload) < 0.9 * raw_size:
                 self._write(payload)
                 self.members[name] = MemberInfo(offset, len(payload), raw_size, "zstd",
@@ -199,7 +213,7 @@ class ContainerWriter:
         """Write the manifest (with the member table) and the trailer."""
         manifest = {**manifest, "members": {k: attrs.asdict(v) for k, v in self.members.items()}}
         raw = json.dumps(manifest, separators=(",", ":"), allow_nan=False).encode()
-        stored = _CCTX.compress(raw)
+        stored = _compressor(_LEVEL).compress(raw)
         self._align()
         offset = self.pos
         self._write(stored)
