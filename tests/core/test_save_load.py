@@ -300,3 +300,22 @@ def test_threads_saving_at_once_share_no_compressor(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:])
+
+
+@pytest.mark.parametrize("where", [0.0, 0.5, 0.999])
+def test_a_large_member_is_read_whole_and_damage_anywhere_is_found(where: float) -> None:
+    """A large member is read straight into its array and checksummed whole."""
+    from dryml.errors import ChecksumError
+
+    rng = np.random.default_rng(5)
+    obj = Leaf({"w": rng.random(5_000_000, np.float32)})  # 20 MB, incompressible
+    buf = io.BytesIO()
+    save_object(obj, buf)
+    data = buf.getvalue()
+    np.testing.assert_array_equal(load_object(io.BytesIO(data)).value["w"], obj.value["w"])
+    raw = obj.value["w"].tobytes()
+    at = data.find(raw[:64]) + int(where * (len(raw) - 1))
+    damaged = bytearray(data)
+    damaged[at] ^= 0x01
+    with pytest.raises(ChecksumError):
+        load_object(io.BytesIO(bytes(damaged)))
