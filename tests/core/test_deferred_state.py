@@ -38,7 +38,9 @@ class BlobSerializer:
     def dump(self, value, writer):
         weights = writer.add_array(value.weights)
         # the weights' member name is kept inside another member, not in the metadata
-        inner = writer.add_bytes(json.dumps({"label": value.label, "weights": weights}).encode())
+        text = json.dumps({"label": value.label, "weights": weights}).encode()
+        # padded past the size where compressing is tried, and kept raw on purpose
+        inner = writer.add_bytes(text + b" " * 4096, compress=False)
         return {"inner": inner}
 
     def load(self, meta, reader):
@@ -197,3 +199,18 @@ def _holder(fakefw: Any, tag: str, weights: np.ndarray) -> Holder:
     holder = Holder(tag)
     holder.blob = fakefw.Blob(tag, weights)
     return holder
+
+
+def test_a_written_back_value_keeps_each_members_compression(fakefw: Any) -> None:
+    data = _saved(_holder(fakefw, "z", np.zeros(100_000)))  # weights compress; inner is raw
+    _forget_framework()
+    again = _saved(load_object(io.BytesIO(data)))
+    assert "fakefw" not in sys.modules
+
+    def compressions(blob: bytes) -> list[str]:
+        manifest = read_manifest(io.BytesIO(blob))
+        (node,) = manifest.objects
+        names = node.state["blob"]["members"].values()
+        return sorted(manifest.members[name].compression for name in names)
+
+    assert compressions(data) == compressions(again) == ["none", "zstd"]

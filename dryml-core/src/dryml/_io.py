@@ -27,7 +27,7 @@ from dryml.errors import (
 from dryml.format._container import FORMAT_VERSION, ContainerReader, ContainerWriter, Limits
 from dryml.format._manifest import Manifest, NodeRecord, parse_manifest
 from dryml.format._store import LoadStore, SaveStore
-from dryml.format._stored import SharedReader, StoredValue, member_map
+from dryml.format._stored import SharedReader, StoredValue, load_entry, member_map
 
 __all__ = ["LoadSession", "SaveSession", "load_object", "open_container", "save_object"]
 
@@ -166,16 +166,9 @@ class LoadSession:
             raise FormatError(f"{where}: a stored entry must be an object")
         if "value" in entry:
             return self._decode(entry["value"], where)
-        serializer = _registry.serializer_by_name(str(entry.get("serializer")),
-                                                  str(entry.get("package")))
         outer, self._names = self._names, member_map(entry, where) or {}
         try:
-            return serializer.impl.load(entry.get("meta"), self)
-        except DrymlError:
-            raise
-        except Exception as exc:  # noqa: BLE001
-            raise SerializationError(f"{where}: serializer {serializer.name!r} could not "
-                                     f"read its data: {type(exc).__name__}: {exc}") from exc
+            return load_entry(entry, self, where)
         finally:
             self._names = outer
 
@@ -187,13 +180,14 @@ class LoadSession:
         if names is None:  # a plain value, or a file that does not list the members
             return StoredValue.ready(self.decode_state(entry, where), where)
         _registry.require_serializer(str(entry.get("serializer")), str(entry.get("package")))
-        members = {original: (self.reader.read_array(name)
-                              if self.reader.info(name).kind == "npy"
-                              else self.reader.read_bytes(name))
-                   for original, name in names.items()}
+        infos = {original: self.reader.info(name) for original, name in names.items()}
+        members = {original: (self.reader.read_array(names[original]) if info.kind == "npy"
+                              else self.reader.read_bytes(names[original]))
+                   for original, info in infos.items()}
         if self._shared is None:
             self._shared = SharedReader(self.manifest.frameworks, self.trust)
-        return StoredValue(entry, members, self._shared, where)
+        return StoredValue(entry, members, self._shared, where, compressed=frozenset(
+            original for original, info in infos.items() if info.compression != "none"))
 
     def _decode(self, data: Any, where: str) -> Any:
         try:

@@ -111,12 +111,16 @@ def serializer_for(tp: type) -> Resolved | None:
         return found
 
 
-def _by_name_or_missing(hook: str, name: str, package: str, what: str) -> Resolved:
+def _require(hook: str, name: str, package: str, what: str) -> None:
     if name not in _by_name(hook):
         raise BackendUnavailableError(
             f"this file needs the {what} {name!r} from the package {package!r}, which is not "
             f"installed or not active: pip install {package} (see `dryml plugins`)."
         )
+
+
+def _by_name_or_missing(hook: str, name: str, package: str, what: str) -> Resolved:
+    _require(hook, name, package, what)
     return _load(hook, name)
 
 
@@ -128,8 +132,7 @@ def arg_codec_by_name(name: str, package: str) -> Resolved:
 def require_serializer(name: str, package: str) -> None:
     """BackendUnavailableError naming ``package`` when no active plugin has the serializer
     ``name``; its implementation (and so its framework) is not imported."""
-    if name not in _by_name("dryml_serializers"):
-        _by_name_or_missing("dryml_serializers", name, package, "serializer")
+    _require("dryml_serializers", name, package, "serializer")
 
 
 def serializer_by_name(name: str, package: str) -> Resolved:

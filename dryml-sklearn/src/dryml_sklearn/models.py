@@ -175,9 +175,7 @@ class SklearnTrainable(Trainable):
         return self.model.predict(x)
 
     def save_object_imp(self, store: SaveStore) -> None:
-        held = SklearnTrainable.model.raw(self)  # a model loaded and never used is not decoded
-        if held is not None:
-            store.put("model", held)
+        SklearnTrainable.model.save(self, store)  # a model loaded and never used is not decoded
 
     def load_object_imp(self, store: LoadStore) -> None:
-        self.model = store.get_deferred("model") if "model" in store else None
+        SklearnTrainable.model.load(self, store)

@@ -134,12 +134,10 @@ class XGBoostTrainable(Trainable):
         return None if self.model is None else _best_iteration(self.model)
 
     def save_object_imp(self, store: SaveStore) -> None:
-        held = XGBoostTrainable.model.raw(self)  # a model loaded and never used is not decoded
-        if held is not None:
-            store.put("model", held)
+        XGBoostTrainable.model.save(self, store)  # a model loaded and never used is not decoded
 
     def load_object_imp(self, store: LoadStore) -> None:
-        self.model = store.get_deferred("model") if "model" in store else None
+        XGBoostTrainable.model.load(self, store)
 
 
 def _context_threads() -> int | None:

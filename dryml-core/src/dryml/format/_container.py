@@ -112,6 +112,10 @@ def _checksum(*chunks: bytes | memoryview) -> str:
     hasher = xxhash.xxh3_64()
     for chunk in chunks:
         hasher.update(chunk)
+    return _hexdigest(hasher)
+
+
+def _hexdigest(hasher: Any) -> str:
     return f"xxh3_64:{hasher.hexdigest()}"
 
 
@@ -186,7 +190,7 @@ class ContainerWriter:
                     self._write(chunk)
             finally:
                 thread.join()
-            checksum = f"xxh3_64:{hasher.hexdigest()}"
+            checksum = _hexdigest(hasher)
         else:
             for chunk in chunks:
                 self._write(chunk)
@@ -344,7 +348,7 @@ class ContainerReader:
                 break
             hasher.update(chunk)
             left -= len(chunk)
-        if left or f"xxh3_64:{hasher.hexdigest()}" != info.checksum:
+        if left or _hexdigest(hasher) != info.checksum:
             raise ChecksumError(
                 f"member {name!r} does not match its checksum: the file is damaged")
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from dryml.errors import DrymlError, FormatError, SerializationError
 
-__all__ = ["Deferred", "SharedReader", "StoredValue", "member_map"]
+__all__ = ["Deferred", "SharedReader", "StoredValue", "load_entry", "member_map"]
 
 
 class StoredValue:
@@ -33,12 +33,14 @@ class StoredValue:
     versions the file recorded. Build one through ``LoadStore.get_deferred``.
     """
 
-    __slots__ = ("_decoded", "_entry", "_members", "_reader", "where")
+    __slots__ = ("_compressed", "_decoded", "_entry", "_members", "_reader", "where")
 
     def __init__(self, entry: Mapping[str, Any] | None, members: dict[str, Any],
-                 reader: SharedReader | None, where: str, decoded: Any = ...) -> None:
+                 reader: SharedReader | None, where: str, decoded: Any = ...,
+                 compressed: frozenset[str] = frozenset()) -> None:
         self._entry = dict(entry) if entry is not None else None
         self._members = members
+        self._compressed = compressed  # original names of the members stored compressed
         self._reader = reader if reader is not None else SharedReader({})
         self.where = where
         self._decoded = decoded
@@ -73,30 +75,24 @@ class StoredValue:
         """Decode the value (its framework is imported now). Each call decodes again."""
         if self._entry is None:
             return self._decoded
-        from dryml import _registry
-
-        serializer = _registry.serializer_by_name(str(self._entry.get("serializer")),
-                                                  str(self._entry.get("package")))
-        try:
-            with self._reader.serving(self):
-                return serializer.impl.load(self._entry.get("meta"), self._reader)
-        except DrymlError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - say which value failed
-            raise SerializationError(f"{self.where}: serializer {serializer.name!r} could not "
-                                     f"read its data: {type(exc).__name__}: {exc}") from exc
+        with self._reader.serving(self):
+            return load_entry(self._entry, self._reader, self.where)
 
     def write(self, session: Any) -> dict[str, Any]:
-        """The entry for a new file: members added to ``session`` (a SaveSession), renamed."""
+        """The entry for a new file: members added to ``session`` (a SaveSession), renamed,
+        each compressed as it was in the file it came from."""
         if self._entry is None:
             return session.encode_state(self._decoded, self.where)  # type: ignore[no-any-return]
         renamed = {}
         for original, data in self._members.items():
-            renamed[original] = (session.add_array(data) if isinstance(data, np.ndarray)
-                                 else session.add_bytes(data))
-        session.record_version(str(self._entry.get("package")))
-        for framework, version in self._reader.frameworks.items():
-            session.frameworks.setdefault(framework, version)
+            compress = original in self._compressed
+            renamed[original] = (session.add_array(data, compress=compress)
+                                 if isinstance(data, np.ndarray)
+                                 else session.add_bytes(data, compress=compress))
+        package = str(self._entry.get("package"))
+        session.record_version(package)
+        for framework in self._reader.frameworks.items():
+            session.record_version(package, framework=framework)
         return {"serializer": self._entry.get("serializer"), "package": self._entry.get("package"),
                 "meta": self._entry.get("meta"), "members": renamed}
 
@@ -112,15 +108,15 @@ class Deferred:
     :class:`StoredValue` (once) and returns the value; :meth:`raw` gives what is held.
 
     >>> class Model(Object):                                # doctest: +SKIP
-    ...     fitted = Deferred()
+    ...     fitted = Deferred()          # stored under the name "fitted"
     ...     def save_object_imp(self, store):
-    ...         if Model.fitted.raw(self) is not None:
-    ...             store.put("fitted", Model.fitted.raw(self))   # not decoded to be saved
+    ...         Model.fitted.save(self, store)   # not decoded to be saved
     ...     def load_object_imp(self, store):
-    ...         self.fitted = store.get_deferred("fitted") if "fitted" in store else None
+    ...         Model.fitted.load(self, store)   # decoded when self.fitted is first read
     """
 
     def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
         self._slot = f"_dry_deferred_{name}"
 
     def __get__(self, obj: Any, objtype: type | None = None) -> Any:
@@ -137,6 +133,33 @@ class Deferred:
     def raw(self, obj: Any) -> Any:
         """What ``obj`` holds: the value, a still-encoded StoredValue, or None."""
         return obj.__dict__.get(self._slot)
+
+    def save(self, obj: Any, store: Any) -> None:
+        """``store.put`` what ``obj`` holds under the attribute's name (nothing if None);
+        a value never used since it was loaded goes back without being decoded."""
+        held = self.raw(obj)
+        if held is not None:
+            store.put(self._name, held)
+
+    def load(self, obj: Any, store: Any) -> None:
+        """Set the attribute from ``store`` (still encoded), or to None when it is absent."""
+        self.__set__(obj, store.get_deferred(self._name) if self._name in store else None)
+
+
+def load_entry(entry: Mapping[str, Any], reader: Any, where: str) -> Any:
+    """Decode a serializer's entry with ``reader``; any failure is a dryml error naming
+    ``where`` (BackendUnavailableError when the serializer's plugin is missing)."""
+    from dryml import _registry
+
+    serializer = _registry.serializer_by_name(str(entry.get("serializer")),
+                                              str(entry.get("package")))
+    try:
+        return serializer.impl.load(entry.get("meta"), reader)
+    except DrymlError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - say which value failed
+        raise SerializationError(f"{where}: serializer {serializer.name!r} could not read its "
+                                 f"data: {type(exc).__name__}: {exc}") from exc
 
 
 def member_map(entry: Mapping[str, Any], where: str) -> dict[str, str] | None:
