@@ -102,11 +102,14 @@ class Pool:
             with self.cond:
                 if self._closed:
                     raise ResourcesUnavailableError("the worker pool was shut down")
-                dead = [w for w in self.workers if not w.busy and not w.alive()]
+                # alive()'s /proc look is paid only by the worker about to be handed out
+                dead = [w for w in self.workers if not w.busy and w.proc.poll() is not None]
                 for worker in self.workers:  # most recently used first
                     if not worker.busy and worker.key == request and worker not in dead:
-                        worker.busy = True
-                        return worker
+                        if worker.alive():
+                            worker.busy = True
+                            return worker
+                        dead.append(worker)  # being torn down after a kill
                 if dead:  # died while idle (killed from outside): forget, free, look again
                     victim = dead[0]
                     self.workers.remove(victim)
