@@ -5,6 +5,11 @@ contiguous CPU tensor), as a ``.npy`` member that the container checksums while 
 come back with ``torch.from_numpy`` on the array the reader filled in place. dtypes numpy lacks
 (bfloat16, float8, complex32...) travel as same-width unsigned integers, bits unchanged, with
 the torch dtype recorded beside them. Nothing is pickled: no ``torch.save``/``torch.load``.
+
+Layout is kept as ``torch.save`` keeps it: a tensor whose strides are not the row-major ones
+(``channels_last``, a transpose, a slice, an ``expand``) records its strides and stores the
+storage region its elements span, as a flat array; it comes back over that region with the
+same strides (``Tensor.set_``), so memory formats survive and memory stays what the file holds.
 """
 
 from __future__ import annotations
@@ -12,9 +17,11 @@ from __future__ import annotations
 import base64
 import functools
 import importlib.metadata
+import math
 import re
 import warnings
 import weakref
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -53,13 +60,14 @@ _NATIVE = ("bool", "uint8", "int8", "int16", "int32", "int64", "uint16", "uint32
 _CARRIED = {"bfloat16": "uint16", "complex32": "uint32", "float8_e4m3fn": "uint8",
             "float8_e4m3fnuz": "uint8", "float8_e5m2": "uint8", "float8_e5m2fnuz": "uint8",
             "float8_e8m0fnu": "uint8", "float4_e2m1fn_x2": "uint8", "bits8": "uint8",
-            "bits16": "uint16"}
+            "bits16": "uint16", "bits1x8": "uint8", "bits2x4": "uint8", "bits4x2": "uint8"}
 _BY_NAME: dict[str, torch.dtype] = {
     name: getattr(torch, name) for name in (*_NATIVE, *_CARRIED)
     if isinstance(getattr(torch, name, None), torch.dtype)
 }
 _NAME = {dtype: name for name, dtype in _BY_NAME.items()}
 _DEVICE = re.compile(r"^[a-z_]+(:[0-9]+)?$")
+_MAX_DIM = 2**62  # a larger size or stride cannot describe memory
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -95,6 +103,14 @@ def tensor_problem(value: torch.Tensor) -> str | None:
     return None
 
 
+def _carried(t: torch.Tensor) -> np.ndarray:
+    """The numpy array of a contiguous CPU tensor (numpy-less dtypes as unsigned integers)."""
+    carrier = _CARRIED.get(_NAME[t.dtype])
+    if carrier is not None:
+        t = t.view(getattr(torch, carrier))
+    return t.numpy()
+
+
 def _to_numpy(value: torch.Tensor) -> np.ndarray:
     """A numpy array over the tensor's CPU bytes (a view when already CPU and contiguous)."""
     t = value.detach()
@@ -103,10 +119,42 @@ def _to_numpy(value: torch.Tensor) -> np.ndarray:
     t = t.resolve_conj().resolve_neg()
     if not t.is_contiguous():
         t = t.contiguous()
-    carrier = _CARRIED.get(_NAME[t.dtype])
-    if carrier is not None:
-        t = t.view(getattr(torch, carrier))
-    return t.numpy()
+    return _carried(t)
+
+
+def row_major(shape: Sequence[int]) -> list[int]:
+    """The strides of a contiguous (row-major) tensor of ``shape``."""
+    strides, step = [0] * len(shape), 1
+    for i in range(len(shape) - 1, -1, -1):
+        strides[i] = step
+        step *= max(int(shape[i]), 1)
+    return strides
+
+
+def extent(shape: Sequence[int], stride: Sequence[int]) -> int:
+    """How many storage elements a tensor of ``shape`` and ``stride`` spans (0 when empty)."""
+    if any(d == 0 for d in shape):
+        return 0
+    return 1 + sum((d - 1) * s for d, s in zip(shape, stride, strict=True))
+
+
+def _layout(value: torch.Tensor) -> tuple[list[int] | None, np.ndarray]:
+    """The strides to record (None for row-major) and the bytes to store.
+
+    A row-major tensor stores its elements; any other stores the storage region its elements
+    span (its own bytes for a dense layout such as channels_last, the gaps of a slice, one
+    copy of an expanded row), which is what comes back under the same strides.
+    """
+    t = value.detach()
+    if t.is_conj() or t.is_neg():
+        t = t.resolve_conj().resolve_neg()
+    stride = list(t.stride())
+    if stride == row_major(t.shape):
+        return None, _to_numpy(t)
+    region = torch.as_strided(t, (extent(t.shape, stride),), (1,), t.storage_offset())
+    if region.device.type != "cpu":
+        region = region.cpu()
+    return stride, _carried(region.contiguous())
 
 
 def encode_tensor(value: torch.Tensor, writer: Any | None, inline: int = INLINE_BYTES
@@ -122,7 +170,9 @@ def encode_tensor(value: torch.Tensor, writer: Any | None, inline: int = INLINE_
         meta["requires_grad"] = True
     if isinstance(value, torch.nn.Parameter):
         meta["parameter"] = True
-    array = _to_numpy(value)
+    stride, array = _layout(value)
+    if stride is not None:
+        meta["stride"] = stride
     if writer is not None:
         note_versions(writer)
     if writer is not None and array.nbytes > inline:
@@ -137,24 +187,27 @@ def _carrier_dtype(dtype: torch.dtype) -> np.dtype[Any]:
     return np.dtype(_CARRIED.get(name, name))
 
 
-def decode_tensor(meta: Any, reader: Any | None) -> torch.Tensor:
-    """A CPU tensor back from :func:`encode_tensor`'s JSON (a CUDA tensor comes back on CPU)."""
-    if not isinstance(meta, dict):
-        raise FormatError("a torch tensor entry must be an object")
-    dtype = dtype_from_name(meta.get("dtype"))
-    shape = meta.get("shape")
-    if not (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)):
-        raise FormatError(f"bad torch tensor shape {shape!r}")
+def _stride(meta: dict[str, Any], shape: list[int]) -> list[int] | None:
+    stride = meta.get("stride")
+    if stride is None:
+        return None
+    if not (isinstance(stride, list) and len(stride) == len(shape)
+            and all(type(s) is int and 0 <= s < _MAX_DIM for s in stride)):
+        raise FormatError(f"bad torch tensor strides {stride!r} for shape {shape}")
+    return stride
+
+
+def _stored_array(meta: dict[str, Any], reader: Any | None, dtype: torch.dtype,
+                  stored: list[int]) -> np.ndarray:
+    """The array of the stored elements (shape ``stored``), checked against the entry."""
     carrier = _carrier_dtype(dtype)
-    if reader is not None:
-        check_versions(reader)
     if "member" in meta:
         if reader is None:
             raise FormatError("a tensor member reference outside a .dry file")
         array = reader.get_array(meta["member"])
-        if array.dtype.newbyteorder("=") != carrier or list(array.shape) != shape:
+        if array.dtype.newbyteorder("=") != carrier or list(array.shape) != stored:
             raise FormatError(f"tensor member {meta['member']!r} holds {array.dtype} "
-                              f"{list(array.shape)}, the entry says {carrier} {shape}")
+                              f"{list(array.shape)}, the entry says {carrier} {stored}")
         if not array.dtype.isnative:
             array = array.astype(carrier)
     else:
@@ -162,16 +215,40 @@ def decode_tensor(meta: Any, reader: Any | None) -> torch.Tensor:
             raw = base64.b64decode(str(meta.get("b64", "")), validate=True)
         except ValueError as exc:  # binascii.Error
             raise FormatError(f"bad base64 tensor data: {exc}") from None
-        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        count = math.prod(stored)
         if count * carrier.itemsize != len(raw):
-            raise FormatError(f"tensor data holds {len(raw)} bytes; shape {shape} of "
-                              f"{meta['dtype']} needs {count * carrier.itemsize}")
-        array = np.frombuffer(raw, dtype=carrier).reshape(tuple(shape)).copy()
+            raise FormatError(f"tensor data holds {len(raw)} bytes; {stored} elements of "
+                              f"{meta['dtype']} need {count * carrier.itemsize}")
+        array = np.frombuffer(raw, dtype=carrier).reshape(tuple(stored)).copy()
     if not array.flags.writeable:
         array = array.copy()
-    tensor = torch.from_numpy(array)
+    return array
+
+
+def decode_tensor(meta: Any, reader: Any | None) -> torch.Tensor:
+    """A CPU tensor back from :func:`encode_tensor`'s JSON (a CUDA tensor comes back on CPU),
+    with the strides it was saved with."""
+    if not isinstance(meta, dict):
+        raise FormatError("a torch tensor entry must be an object")
+    dtype = dtype_from_name(meta.get("dtype"))
+    shape = meta.get("shape")
+    if not (isinstance(shape, list) and all(type(d) is int and 0 <= d < _MAX_DIM
+                                            for d in shape)):
+        raise FormatError(f"bad torch tensor shape {shape!r}")
+    stride = _stride(meta, shape)
+    if reader is not None:
+        check_versions(reader)
+    stored = shape if stride is None else [extent(shape, stride)]
+    tensor = torch.from_numpy(_stored_array(meta, reader, dtype, stored))
     if tensor.dtype != dtype:
         tensor = tensor.view(dtype)
+    if stride is not None:
+        try:
+            tensor = torch.empty(0, dtype=dtype).set_(tensor.untyped_storage(), 0, shape,
+                                                      stride)
+        except (RuntimeError, ValueError, OverflowError) as exc:
+            raise FormatError(f"torch tensor of shape {shape} and strides {stride} cannot "
+                              f"be restored: {exc}") from None
     if meta.get("parameter") is True:
         return torch.nn.Parameter(tensor, requires_grad=meta.get("requires_grad") is True)
     if meta.get("requires_grad") is True and (dtype.is_floating_point or dtype.is_complex):

@@ -1,0 +1,154 @@
+"""dryml-torch keeps tensor layout as ``torch.save`` does (issue 11).
+
+channels_last weights, transposes, slices and expanded tensors come back with their strides,
+as arguments, ``store.put`` tensors and state-dict entries; a file's strides are checked.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from typing import Any
+
+import pytest
+
+from dryml import Object, load_object, save_object
+from dryml.errors import FormatError
+from dryml.format import read_manifest
+from dryml.testing.serializers import rewrite_manifest
+
+if not os.environ.get("DRYML_REQUIRE_BACKENDS"):
+    pytest.importorskip("torch")
+import torch  # noqa: E402
+
+
+class Holder(Object):
+    """Holds any argument; stores ``self.state`` entries with store.put."""
+
+    def __init__(self, value: Any = None) -> None:
+        self.value = value
+        self.state: dict[str, Any] = {}
+
+    def save_object_imp(self, store: Any) -> None:
+        for name, value in self.state.items():
+            store.put(name, value)
+
+    def load_object_imp(self, store: Any) -> None:
+        self.state = {name: store.get(name) for name in store.names()}
+
+
+class ChannelsLastNet(Object):
+    """A conv net trained in channels_last, restored with ``load_state_dict(assign=True)``."""
+
+    def __init__(self) -> None:
+        torch.manual_seed(0)
+        self.net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8))
+
+    def save_object_imp(self, store: Any) -> None:
+        store.put("net", self.net)
+
+    def load_object_imp(self, store: Any) -> None:
+        self.net.load_state_dict(store.get("net"), assign=True)
+
+
+def round_trip(obj: Object) -> Any:
+    buf = io.BytesIO()
+    save_object(obj, buf)
+    buf.seek(0)
+    return load_object(buf)
+
+
+def same(a: torch.Tensor, b: torch.Tensor) -> None:
+    assert (b.dtype, b.shape, b.stride()) == (a.dtype, a.shape, a.stride())
+    assert torch.equal(a.detach().resolve_conj(), b.detach())
+
+
+def layouts() -> dict[str, torch.Tensor]:
+    gen = torch.Generator().manual_seed(5)
+    base = torch.randn(10, 20, generator=gen)
+    return {
+        "channels_last_conv_weight": torch.nn.Conv2d(3, 16, 3).weight.to(
+            memory_format=torch.channels_last),
+        "channels_last_3d": torch.randn(2, 4, 3, 5, 6, generator=gen).to(
+            memory_format=torch.channels_last_3d),
+        "transposed": torch.randn(300, 40, generator=gen).t(),
+        "sliced_view": base[2:5, 3:17:2],
+        "column": base[:, 7],
+        "expanded": torch.randn(50, generator=gen).expand(40, 50),
+        "permuted_bfloat16": torch.randn(4, 5, 6, generator=gen).to(torch.bfloat16).permute(
+            2, 0, 1),
+        "empty_transposed": torch.zeros(0, 3).t(),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(layouts()))
+def test_strides_come_back_as_arguments_tensors_and_state(name: str) -> None:
+    value = layouts()[name]
+    obj = Holder({"t": value})
+    obj.state["put"] = value
+    obj.state["tree"] = {"entry": value, "other": torch.ones(3)}
+    loaded = round_trip(obj)
+    same(value, loaded.value["t"])
+    same(value, loaded.state["put"])
+    same(value, loaded.state["tree"]["entry"])
+
+
+def test_channels_last_parameters_and_buffers_stay_channels_last() -> None:
+    obj = ChannelsLastNet()
+    obj.net.to(memory_format=torch.channels_last)
+    x = torch.randn(2, 3, 9, 9).to(memory_format=torch.channels_last)
+    obj.net.eval()
+    with torch.no_grad():
+        expected = obj.net(x)
+    loaded = round_trip(obj)
+    weight = loaded.net[0].weight
+    assert isinstance(weight, torch.nn.Parameter)
+    assert weight.is_contiguous(memory_format=torch.channels_last)
+    assert not weight.is_contiguous()
+    for key, value in obj.net.state_dict().items():
+        same(value, loaded.net.state_dict()[key])
+    loaded.net.eval()
+    with torch.no_grad():
+        assert torch.equal(loaded.net(x), expected)
+
+
+def test_a_view_stores_only_the_region_it_spans() -> None:
+    base = torch.randn(1000, 1000)
+    obj = Holder()
+    obj.state["rows"] = base[10:12]  # two rows of a 4 MB tensor
+    obj.state["wide"] = torch.randn(2000).expand(1000, 2000)  # 8 MB as one row
+    buf = io.BytesIO()
+    save_object(obj, buf)
+    assert len(buf.getvalue()) < 20_000
+    loaded = load_object(io.BytesIO(buf.getvalue()))
+    same(obj.state["rows"], loaded.state["rows"])
+    same(obj.state["wide"], loaded.state["wide"])
+    assert loaded.state["wide"].untyped_storage().nbytes() == 2000 * 4
+
+
+def _strided_file() -> bytes:
+    obj = Holder(torch.randn(30, 40).t())
+    buf = io.BytesIO()
+    save_object(obj, buf)
+    assert read_manifest(io.BytesIO(buf.getvalue())).members  # the region is a member
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("stride", [[1, 41], [1], [1, -40], [1, 2**70], "1,40", [1.0, 40]])
+def test_strides_a_file_cannot_back_are_a_format_error(stride: Any) -> None:
+    def edit(manifest: dict[str, Any]) -> None:
+        manifest["objects"][0]["args"][0]["data"]["stride"] = stride
+
+    with pytest.raises(FormatError, match="stride|holds"):
+        load_object(io.BytesIO(rewrite_manifest(_strided_file(), edit)))
+
+
+def test_a_file_without_strides_loads_contiguous() -> None:
+    """Files written before layouts were kept hold row-major data and no strides."""
+    def edit(manifest: dict[str, Any]) -> None:
+        data = manifest["objects"][0]["args"][0]["data"]
+        del data["stride"]
+        data["shape"] = [1200]
+
+    loaded = load_object(io.BytesIO(rewrite_manifest(_strided_file(), edit)))
+    assert loaded.value.shape == (1200,) and loaded.value.is_contiguous()
