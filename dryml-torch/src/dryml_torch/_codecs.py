@@ -66,7 +66,11 @@ _BY_NAME: dict[str, torch.dtype] = {
     if isinstance(getattr(torch, name, None), torch.dtype)
 }
 _NAME = {dtype: name for name, dtype in _BY_NAME.items()}
-_DEVICE = re.compile(r"^[a-z_]+(:[0-9]+)?$")
+_DEVICE = re.compile(r"^([a-z_]+)(:[0-9]{1,6})?$")
+#: Device types a file may name (torch's own DeviceType names): a fixed table, never looked up.
+_DEVICE_TYPES = frozenset({"cpu", "cuda", "mps", "xpu", "meta", "hpu", "xla", "mtia", "ipu",
+                           "lazy", "maia", "hip", "ve", "vulkan", "mkldnn", "opengl", "opencl",
+                           "ideep", "fpga", "privateuseone"})
 _MAX_DIM = 2**62  # a larger size or stride cannot describe memory
 
 
@@ -361,7 +365,8 @@ class DeviceCodec:
         return str(value)
 
     def decode(self, data: Any, reader: Any | None) -> torch.device:
-        if not isinstance(data, str) or not _DEVICE.match(data):
+        match = _DEVICE.match(data) if isinstance(data, str) else None
+        if match is None or match.group(1) not in _DEVICE_TYPES:
             raise FormatError(f"bad torch device {data!r} in the file")
         try:
             return torch.device(data)

@@ -36,22 +36,37 @@ __all__ = ["Loss", "Network", "Optimizer", "Sequential", "TorchTrainable"]
 TASKS = ("classifier", "regressor")
 
 
-def _torch_class(namespace: str, name: str, base: str, what: str) -> Any:
-    """The class ``name`` of ``torch.nn`` / ``torch.optim``, checked to be a ``base``."""
-    import importlib
+_NAMESPACES = {"layer": "torch.nn.modules", "loss": "torch.nn.modules",
+               "optimizer": "torch.optim"}
+_EXAMPLES = {"layer": "Linear", "loss": "MSELoss", "optimizer": "Adam"}
 
-    module = importlib.import_module(namespace)
-    cls = getattr(module, name, None)
-    root = importlib.import_module(base.rsplit(".", 1)[0])
-    base_cls = getattr(root, base.rsplit(".", 1)[1])
-    # Only classes torch defines under its own layers/optimizers: never e.g. DataParallel
-    # (torch.nn.parallel joins process groups) or a function that happens to live there.
-    prefix = namespace + ".modules" if namespace == "torch.nn" else namespace
-    if not (isinstance(cls, type) and issubclass(cls, base_cls)
-            and cls.__module__.startswith(prefix)):
-        raise ConfigurationError(
-            f"{what} {name!r} is not a class of {prefix}; use a class name such as "
-            f"{'Linear' if what == 'layer' else 'Adam' if what == 'optimizer' else 'MSELoss'}")
+
+def _torch_class(what: str, name: str) -> Any:
+    """The layer / loss (``torch.nn.modules``) or optimizer (``torch.optim``) class ``name``.
+
+    ``name`` may come from a file, so it is resolved only through dryml's trust rules
+    (:meth:`~dryml.backend.TrustPolicy.resolve_named_class`): a plain class name, looked up in
+    a framework module this backend declares, defined under it and of the right base class.
+    Nothing is imported because of the name: never e.g. ``DataParallel`` (``torch.nn.parallel``
+    joins process groups), a test module, or a function that happens to live there.
+    """
+    import torch
+
+    from dryml.backend import TrustPolicy
+    from dryml.errors import ClassNotFoundError, UntrustedClassError
+
+    namespace = _NAMESPACES[what]
+    base = torch.optim.Optimizer if what == "optimizer" else torch.nn.Module
+    hint = (f"{what} {name!r} is not a class of {namespace}; use a class name such as "
+            f"{_EXAMPLES[what]!r}")
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ConfigurationError(hint)
+    try:
+        cls = TrustPolicy().resolve_named_class(f"{namespace}:{name}", base=base)
+    except (UntrustedClassError, ClassNotFoundError) as exc:
+        raise ConfigurationError(f"{hint} ({exc})") from None
+    if not cls.__module__.startswith(namespace + "."):
+        raise ConfigurationError(f"{hint} (it is defined in {cls.__module__})")
     return cls
 
 
@@ -113,7 +128,7 @@ class Sequential(Network):
         import torch
 
         return torch.nn.Sequential(*(
-            _torch_class("torch.nn", name, "torch.nn.Module", "layer")(**kwargs)
+            _torch_class("layer", name)(**kwargs)
             for name, kwargs in self.layers))
 
 
@@ -127,7 +142,7 @@ class Optimizer(Object):
 
     def build(self, params: Any) -> torch.optim.Optimizer:
         """The optimizer over ``params``."""
-        cls = _torch_class("torch.optim", self.name, "torch.optim.Optimizer", "optimizer")
+        cls = _torch_class("optimizer", self.name)
         return cls(params, **self.kwargs)  # type: ignore[no-any-return]
 
 
@@ -145,8 +160,7 @@ class Loss(Object):
 
     def build(self) -> torch.nn.Module:
         """The loss module."""
-        return _torch_class(  # type: ignore[no-any-return]
-            "torch.nn", self.name, "torch.nn.Module", "loss")(**self.kwargs)
+        return _torch_class("loss", self.name)(**self.kwargs)  # type: ignore[no-any-return]
 
 
 def _build_network(network: Any) -> torch.nn.Module:
