@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dryml.hookspecs import hookimpl
-from dryml.records import ArgCodecRecord, ResourceProviderRecord
+from dryml.records import ArgCodecRecord, ResourceProviderRecord, SamplerRecord
 
-__all__ = ["dryml_arg_codecs", "dryml_resource_providers", "dryml_trusted_modules"]
+__all__ = ["dryml_arg_codecs", "dryml_resource_providers", "dryml_samplers",
+           "dryml_trusted_modules"]
 
 
 @hookimpl
@@ -31,4 +32,16 @@ def dryml_resource_providers() -> list[ResourceProviderRecord]:
     return [
         ResourceProviderRecord("cpu", impl="dryml.context._resources:CPU"),
         ResourceProviderRecord("gpu", impl="dryml.context._gpu:NVML"),
+    ]
+
+
+@hookimpl
+def dryml_samplers() -> list[SamplerRecord]:
+    """grid and random (no extra dependency) and Optuna's samplers (``dryml-core[optuna]``)."""
+    optuna = "dryml-core[optuna]"
+    return [
+        SamplerRecord("grid", impl="dryml.search._samplers:GridSampler"),
+        SamplerRecord("random", impl="dryml.search._samplers:RandomSampler"),
+        *(SamplerRecord(name, impl=f"dryml.search._optuna:{name}", extra=optuna)
+          for name in ("tpe", "cmaes", "nsga2", "gp")),
     ]

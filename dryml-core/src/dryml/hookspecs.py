@@ -19,6 +19,7 @@ from dryml.records import (
     ContextRecord,
     DatasetAdapterRecord,
     ResourceProviderRecord,
+    SamplerRecord,
     SerializerRecord,
     TrainerRecord,
 )
@@ -109,13 +110,33 @@ def dryml_contexts() -> list[ContextRecord]:
 
 @hookspec
 def dryml_trusted_modules() -> list[str]:
-    """Module prefixes whose ``dryml.Object`` subclasses a ``.dry`` file may name.
+    """Modules a ``.dry`` file may make dryml import, whose classes it may then name.
 
     A plugin trusts its own modules so that files holding its Objects load without ``trust=``.
+    Each entry is both an exact module that may be imported because a file named it (or a
+    module under it) and a prefix: classes defined in it or below it are trusted once imported.
+    A submodule is never imported itself: the declared module is, and must load it (see
+    :meth:`dryml.backend.TrustPolicy.import_named`). Declare only modules whose import has no
+    side effects beyond defining classes.
 
     Example::
 
         @hookimpl
         def dryml_trusted_modules():
             return ["dryml_torch"]
+    """
+
+
+@hookspec
+def dryml_samplers() -> list[SamplerRecord]:
+    """Samplers for hyperparameter searches (``Search(..., sampler="name")``).
+
+    ``impl`` names a callable taking the search's seed and returning an object with the
+    :class:`dryml.search.Sampler` methods (``start``, ``ask``, ``tell``, ``should_prune``).
+
+    Example::
+
+        @hookimpl
+        def dryml_samplers():
+            return [SamplerRecord("anneal", impl="mypkg.search:AnnealSampler", package="mypkg")]
     """

@@ -16,6 +16,7 @@ __all__ = [
     "ContextRecord",
     "DatasetAdapterRecord",
     "ResourceProviderRecord",
+    "SamplerRecord",
     "SerializerRecord",
     "TrainerRecord",
     "load_ref",
@@ -100,3 +101,18 @@ class ContextRecord:
     framework: str
     impl: str
     package: str
+
+
+@attrs.frozen
+class SamplerRecord:
+    """A hyperparameter-search sampler, chosen by ``name`` in ``Search(sampler=name)``.
+
+    ``impl`` names a callable ``impl(seed) -> sampler`` (see :mod:`dryml.search`); it is
+    imported only when the sampler is chosen, so an optional engine (Optuna) is imported only
+    then. ``extra`` is the pip extra that installs what it needs (``"dryml-core[optuna]"``).
+    """
+
+    name: str
+    impl: str
+    package: str = "dryml-core"
+    extra: str | None = None

@@ -1,0 +1,68 @@
+"""Data for scoring trials: the hold-out split and k folds, identical for every trial."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from dryml.search._space import Space
+
+__all__ = ["make_folds", "split_for_scoring"]
+
+DEFAULT_HOLDOUT = 0.2
+
+
+def _validation_split(space: Space) -> float:
+    """The largest ``validation_split`` of a TrainSpec anywhere in the space (0 if none)."""
+    from dryml._objectdef import ObjectDef
+    from dryml.models import TrainSpec
+
+    found: list[float] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, ObjectDef):
+            if issubclass(value.cls, TrainSpec):
+                split = value.kwargs.get("validation_split")
+                if isinstance(split, float):
+                    found.append(split)
+            for v in (*value.args, *value.kwargs.values()):
+                walk(v)
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                walk(v)
+        elif isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+
+    walk(space.definition)
+    return max(found, default=0.0)
+
+
+def split_for_scoring(space: Space, train: Any, seed: int) -> tuple[Any, Any]:
+    """``(train, valid)``: the TrainSpec's ``validation_split`` of ``train`` held out for
+    scoring (20% when the space has none), the same rows for every trial."""
+    from dryml.data import NumpyDataset
+    from dryml.models import split_validation, supervised_arrays
+
+    fraction = _validation_split(space) or DEFAULT_HOLDOUT
+    x, y = supervised_arrays(train)
+    (xt, yt), (xv, yv) = split_validation(x, y, fraction, seed)
+    return (NumpyDataset((xt, yt), supervised=True), NumpyDataset((xv, yv), supervised=True))
+
+
+def make_folds(train: Any, k: int, seed: int) -> list[tuple[Any, Any]]:
+    """``k`` (train, valid) pairs of a seeded shuffle of ``train``."""
+    from dryml.data import NumpyDataset
+    from dryml.models import supervised_arrays
+
+    x, y = supervised_arrays(train)
+    order = np.random.default_rng(seed).permutation(len(x))
+    parts = np.array_split(order, k)
+    out = []
+    for i in range(k):
+        valid = np.sort(parts[i])
+        rest = np.sort(np.concatenate([p for j, p in enumerate(parts) if j != i]))
+        out.append((NumpyDataset((x[rest], y[rest]), supervised=True),
+                    NumpyDataset((x[valid], y[valid]), supervised=True)))
+    return out

@@ -1,0 +1,153 @@
+"""Optuna's samplers and pruners through its ask/tell interface (``dryml-core[optuna]``).
+
+Each marker becomes the Optuna distribution of the same range (``trial.suggest_float``,
+``suggest_int``, ``suggest_categorical`` on the Choice's labels), so a sampler and seed give
+the same suggestions as Optuna used directly. The study lives in SQLite inside the Repo
+directory (``.dryml-search/optuna.sqlite``), so a killed search resumes with the sampler's
+whole history.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from dryml.errors import BackendUnavailableError, ConfigurationError
+from dryml.search._markers import ChoiceSpec, NumberSpec
+from dryml.search._report import TrialPruned
+from dryml.search._samplers import Asked, TrialInfo
+from dryml.search._space import Space
+
+__all__ = ["OptunaSampler", "TrialPruned", "cmaes", "gp", "import_optuna", "make_pruner",
+           "nsga2", "suggest", "tpe"]
+
+
+def import_optuna() -> Any:
+    """``optuna``, or BackendUnavailableError naming the extra to install."""
+    try:
+        import optuna
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            "this sampler or pruner needs Optuna: pip install 'dryml-core[optuna]'") from exc
+    return optuna
+
+
+def suggest(trial: Any, name: str, spec: NumberSpec | ChoiceSpec) -> Any:
+    """Ask an Optuna trial for a marker's value (the same distribution as the marker)."""
+    if isinstance(spec, ChoiceSpec):
+        return trial.suggest_categorical(name, list(spec.labels))
+    if spec.kind == "int":
+        return trial.suggest_int(name, int(spec.low), int(spec.high), step=int(spec.step or 1),
+                                 log=spec.log)
+    return trial.suggest_float(name, float(spec.low), float(spec.high), step=spec.step,
+                               log=spec.log)
+
+
+def make_pruner(pruner: Any) -> Any:
+    """An Optuna pruner from a name ("median", "hyperband", "asha"/"successive_halving",
+    "none") or an ``optuna.pruners.BasePruner`` instance."""
+    optuna = import_optuna()
+    if isinstance(pruner, optuna.pruners.BasePruner):
+        return pruner
+    names = {"median": optuna.pruners.MedianPruner,
+             "hyperband": optuna.pruners.HyperbandPruner,
+             "asha": optuna.pruners.SuccessiveHalvingPruner,
+             "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
+             "none": optuna.pruners.NopPruner}
+    if pruner not in names:
+        raise ConfigurationError(f"unknown pruner {pruner!r}; the known ones are "
+                                 f"{', '.join(sorted(names))}, or an Optuna pruner instance")
+    return names[pruner]()
+
+
+class OptunaSampler:
+    """A dryml sampler driving an Optuna study (any ``optuna.samplers.BaseSampler``)."""
+
+    def __init__(self, sampler: Any) -> None:
+        self.optuna_sampler = sampler
+        self.pruner: Any = None
+
+    def set_pruner(self, pruner: Any) -> None:
+        """Use an Optuna pruner (name or instance, see :func:`make_pruner`)."""
+        self.pruner = make_pruner(pruner)
+
+    def start(self, space: Space, directions: list[str], name: str, state_dir: Path,
+              history: list[TrialInfo]) -> None:
+        optuna = import_optuna()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.space = space
+        self.storage_url = f"sqlite:///{Path(state_dir) / 'optuna.sqlite'}"
+        self.study = optuna.create_study(
+            storage=self.storage_url, study_name=name, directions=directions,
+            sampler=self.optuna_sampler, pruner=self.pruner, load_if_exists=True)
+        known = {t.number: t for t in history}
+        running = optuna.trial.TrialState.RUNNING
+        for frozen in self.study.get_trials(deepcopy=False, states=(running,)):
+            info = known.get(frozen.number)
+            if info is not None and info.status == "complete" and info.values:
+                self.study.tell(frozen.number, info.values)
+            elif info is not None and info.status == "pruned":
+                self.study.tell(frozen.number, state=optuna.trial.TrialState.PRUNED)
+            else:
+                self.study.tell(frozen.number, state=optuna.trial.TrialState.FAIL)
+
+    def ask(self) -> Asked | None:
+        trial = self.study.ask()
+        definition, params = self.space.sample(lambda name, spec: suggest(trial, name, spec))
+        return Asked(trial.number, params, definition, trial)
+
+    def tell(self, asked: Asked, status: str, values: list[float] | None) -> None:
+        optuna = import_optuna()
+        states = optuna.trial.TrialState
+        if status == "complete" and values is not None:
+            self.study.tell(asked.handle, values)
+        else:
+            self.study.tell(asked.handle, state=states.PRUNED if status == "pruned"
+                            else states.FAIL)
+
+    def reporter_args(self, asked: Asked) -> dict[str, Any] | None:
+        """What a worker needs to report epochs of this trial to the study (None: no pruner)."""
+        if self.pruner is None:
+            return None
+        return {"storage": self.storage_url, "study": self.study.study_name,
+                "trial_id": asked.handle._trial_id}
+
+
+def worker_reporter(args: dict[str, Any], monitor: str) -> Any:
+    """In the worker: a reporter that sends ``logs[monitor]`` to the Optuna trial."""
+    optuna = import_optuna()
+    study = optuna.load_study(study_name=args["study"], storage=args["storage"])
+    trial = optuna.trial.Trial(study, args["trial_id"])
+
+    def report(step: int, logs: dict[str, float]) -> bool:
+        if monitor not in logs:
+            return False
+        trial.report(float(logs[monitor]), step)
+        return bool(trial.should_prune())
+
+    return report
+
+
+def _sampler(cls_name: str, seed: int | None, **kwargs: Any) -> OptunaSampler:
+    optuna = import_optuna()
+    return OptunaSampler(getattr(optuna.samplers, cls_name)(seed=seed, **kwargs))
+
+
+def tpe(seed: int | None = None) -> OptunaSampler:
+    """Optuna's TPE sampler."""
+    return _sampler("TPESampler", seed)
+
+
+def cmaes(seed: int | None = None) -> OptunaSampler:
+    """Optuna's CMA-ES sampler (numeric parameters)."""
+    return _sampler("CmaEsSampler", seed)
+
+
+def nsga2(seed: int | None = None) -> OptunaSampler:
+    """Optuna's NSGA-II sampler (multi-objective)."""
+    return _sampler("NSGAIISampler", seed)
+
+
+def gp(seed: int | None = None) -> OptunaSampler:
+    """Optuna's Gaussian-process sampler (needs torch and scipy in the search process)."""
+    return _sampler("GPSampler", seed)

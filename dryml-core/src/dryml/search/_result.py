@@ -1,0 +1,125 @@
+"""What a search gives back: the trials table, the best trial, the Pareto front, plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from dryml.errors import ObjectNotFoundError, RepoError
+
+__all__ = ["SearchResult", "leaderboard_text", "pareto_front"]
+
+
+def _dominates(a: list[float], b: list[float], directions: list[str]) -> bool:
+    sign = [1.0 if d == "maximize" else -1.0 for d in directions]
+    ge = all(s * x >= s * y for s, x, y in zip(sign, a, b, strict=True))
+    gt = any(s * x > s * y for s, x, y in zip(sign, a, b, strict=True))
+    return ge and gt
+
+
+def pareto_front(trials: list[dict[str, Any]], directions: list[str]) -> list[dict[str, Any]]:
+    """The complete trials no other complete trial beats on every objective."""
+    done = [t for t in trials if t["status"] == "complete" and t["values"]]
+    return [t for t in done
+            if not any(_dominates(o["values"], t["values"], directions) for o in done)]
+
+
+def ranked(trials: list[dict[str, Any]], directions: list[str]) -> list[dict[str, Any]]:
+    """Complete trials, best first (by the first objective)."""
+    done = [t for t in trials if t["status"] == "complete" and t["values"]]
+    return sorted(done, key=lambda t: t["values"][0], reverse=directions[0] == "maximize")
+
+
+def leaderboard_text(name: str, trials: list[dict[str, Any]], directions: list[str],
+                     metric_names: list[str], top: int = 10) -> str:
+    """A plain-text table of the best trials."""
+    rows = ranked(trials, directions)[:top]
+    counts: dict[str, int] = {}
+    for t in trials:
+        counts[t["status"]] = counts.get(t["status"], 0) + 1
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    lines = [f"search {name!r}: {len(trials)} trials ({summary or 'none'})"]
+    if not rows:
+        return "\n".join(lines)
+    head = f"{'rank':<5}{'trial':>6}" + "".join(f"{m:>14}" for m in metric_names)
+    lines.append(head + f"{'seconds':>9}  params")
+    for rank, t in enumerate(rows, 1):
+        params = ", ".join(f"{k}={_short(v)}" for k, v in t["params"].items())
+        lines.append(f"{rank:<5}{t['number']:>6}"
+                     + "".join(f"{v:>14.6g}" for v in t["values"])
+                     + f"{t['seconds'] or 0:>9.2f}  {params}")
+    return "\n".join(lines)
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+class SearchResult:
+    """The outcome of a search, read from its Repo.
+
+    ``trials`` is the table (one dict per trial: number, params, metrics, values, status,
+    seconds, dry_id, error); ``best`` loads the best trial's trained model; ``pareto`` is the
+    Pareto front of a multi-objective search.
+    """
+
+    def __init__(self, repo: Any, name: str, trials: list[dict[str, Any]],
+                 directions: list[str], metric_names: list[str],
+                 stopped: str | None = None) -> None:
+        self.repo, self.name, self.trials = repo, name, trials
+        self.directions, self.metric_names, self.stopped = directions, metric_names, stopped
+
+    @property
+    def best_trial(self) -> dict[str, Any]:
+        """The best complete trial (by the first objective)."""
+        rows = ranked(self.trials, self.directions)
+        if not rows:
+            raise ObjectNotFoundError(f"search {self.name!r} has no complete trial")
+        return rows[0]
+
+    @property
+    def best_params(self) -> dict[str, Any]:
+        """The params of the best trial."""
+        return dict(self.best_trial["params"])
+
+    @property
+    def best_value(self) -> float:
+        """The first objective's value of the best trial."""
+        return float(self.best_trial["values"][0])
+
+    @property
+    def best(self) -> Any:
+        """The best trial's trained model, loaded from the Repo."""
+        trial = self.best_trial
+        if not trial["kept"]:
+            raise RepoError(f"the model of trial {trial['number']} was not kept (keep=...)")
+        return self.repo.load(trial["dry_id"])
+
+    @property
+    def pareto(self) -> list[dict[str, Any]]:
+        """The trials on the Pareto front (every objective, each in its direction)."""
+        return pareto_front(self.trials, self.directions)
+
+    def to_frame(self) -> Any:
+        """The trials as a pandas DataFrame (one column per param and per metric)."""
+        import pandas as pd  # type: ignore[import-untyped,unused-ignore]
+
+        rows = [{"number": t["number"], "status": t["status"], "seconds": t["seconds"],
+                 **{f"params.{k}": v for k, v in t["params"].items()},
+                 **{f"metrics.{k}": v for k, v in t["metrics"].items()},
+                 "dry_id": t["dry_id"], "error": t["error"]} for t in self.trials]
+        return pd.DataFrame(rows)
+
+    def leaderboard(self, top: int = 10) -> str:
+        """The best trials as a text table."""
+        return leaderboard_text(self.name, self.trials, self.directions, self.metric_names, top)
+
+    def plot(self, path: str | Path) -> Path:
+        """Write a PNG: the optimization history (value per trial, best so far) and the value
+        against each numeric parameter. Needs matplotlib."""
+        from dryml.search._plot import plot_history
+
+        return plot_history(self, Path(path))
+
+    def __repr__(self) -> str:
+        return f"SearchResult({self.name!r}, {len(self.trials)} trials)"

@@ -1,0 +1,305 @@
+"""``Search``: run a sampler over a space, train every trial in its framework's context, keep
+every trial in a Repo, resume after a crash."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import sys
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from dryml._objectdef import ObjectDef
+from dryml.errors import ConfigurationError, DrymlError
+from dryml.search import _store
+from dryml.search._result import SearchResult
+from dryml.search._samplers import FINISHED, Asked, TrialInfo, get_sampler
+from dryml.search._space import Space
+from dryml.search._trial import resolve_metrics, train_and_score
+
+__all__ = ["Search"]
+
+_NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+
+
+def _trainable_defs(space: Space) -> list[ObjectDef]:
+    from dryml.search._markers import ChoiceSpec, marker_spec
+
+    spec = marker_spec(space.definition)
+    if isinstance(spec, ChoiceSpec):
+        return list(spec.options)
+    return [space.definition]
+
+
+class Search:
+    """A hyperparameter search over a definition with markers.
+
+    ``space``: an ObjectDef of a Trainable (or a Choice of them) with ``Float``/``Int``/
+    ``Choice`` markers in its arguments. ``metric``: a ``dryml.metrics`` name or a callable
+    ``metric(model, dataset) -> float``, or a list of them (multi-objective, with one
+    ``direction`` each; default: from the metric's name). ``repo``: a Repo or a directory
+    (created when missing) that keeps every trial. ``name``: the search's name in the repo;
+    running a search with the same name again resumes it. ``sampler``: "grid", "random",
+    "tpe", "cmaes", "nsga2", "gp" (the last four need ``dryml-core[optuna]``) or an Optuna
+    sampler. ``n_trials`` counts finished trials (complete or pruned); ``timeout`` stops
+    starting trials after that many seconds; ``parallel`` runs that many trials at once;
+    ``folds`` scores by k-fold cross-validation; ``keep``: which trained models stay in the
+    repo ("all", "best", "none"; metadata is kept either way); ``max_failures``: stop after
+    that many failed trials in one run. With a ``pruner`` ("median", "hyperband", "asha" or
+    an Optuna pruner), each epoch's ``monitor`` value (default ``val_<metric>``, in the first
+    metric's direction) is reported and unpromising trials stop early.
+    """
+
+    def __init__(self, space: Any, *, metric: Any = "accuracy", direction: Any = None,
+                 repo: Any, name: str, sampler: Any = "random", pruner: Any = None,
+                 n_trials: int | None = None, timeout: float | None = None,
+                 parallel: int = 1, seed: int | None = 0, folds: int | None = None,
+                 keep: str = "all", max_failures: int | None = None,
+                 progress: bool | None = None, context_reqs: dict[str, Any] | None = None,
+                 monitor: str | None = None) -> None:
+        from dryml.models import Trainable
+        from dryml.repo import Repo
+
+        self.space = space if isinstance(space, Space) else Space(space)
+        for definition in _trainable_defs(self.space):
+            if not issubclass(definition.cls, Trainable):
+                raise ConfigurationError(
+                    f"a search trains Trainables; {definition.cls.__qualname__} is not one")
+        if not name or not set(name) <= _NAME_OK:
+            raise ConfigurationError(f"a search name is letters, digits, '-', '_' and '.', "
+                                     f"got {name!r}")
+        self.metrics, self.directions = resolve_metrics(metric, direction)
+        self.monitor = monitor or f"val_{self.metrics[0][0]}"
+        self.sampler_name, self.sampler = get_sampler(sampler, seed)
+        if pruner is not None:
+            if not hasattr(self.sampler, "set_pruner"):
+                raise ConfigurationError("pruners need an Optuna sampler (tpe, cmaes, ...)")
+            self.sampler.set_pruner(pruner)
+        if self.sampler_name == "grid":
+            self.space.check_grid()
+            n_trials = len(self.space.grid()) if n_trials is None else n_trials
+        if n_trials is None and timeout is None:
+            raise ConfigurationError("give n_trials (or a timeout) for a search")
+        if keep not in ("all", "best", "none"):
+            raise ConfigurationError(f"keep is 'all', 'best' or 'none', got {keep!r}")
+        if parallel < 1 or (folds is not None and folds < 2):
+            raise ConfigurationError("parallel must be >= 1 and folds >= 2")
+        self.repo = repo if isinstance(repo, Repo) else Repo(Path(repo), create=True)
+        self.name, self.n_trials, self.timeout = name, n_trials, timeout
+        self.parallel, self.seed, self.folds, self.keep = parallel, seed, folds, keep
+        self.max_failures = max_failures if max_failures is not None else max(
+            10, n_trials or 10)
+        self.progress, self.context_reqs = progress, context_reqs
+        self._lock = threading.Lock()
+
+    # -- settings and resume ------------------------------------------------------------------
+    def _settings(self) -> dict[str, Any]:
+        return {"space": self.space.to_dict(), "sampler": self.sampler_name,
+                "metrics": [n for n, _ in self.metrics], "directions": self.directions,
+                "seed": self.seed, "folds": self.folds, "n_trials": self.n_trials}
+
+    def trials(self) -> list[dict[str, Any]]:
+        """Every trial recorded so far (from the Repo)."""
+        return _store.load_trials(self.repo, self.name)
+
+    def result(self, stopped: str | None = None) -> SearchResult:
+        """The search's result as the Repo holds it now."""
+        return SearchResult(self.repo, self.name, self.trials(), self.directions,
+                            [n for n, _ in self.metrics], stopped)
+
+    # -- running ------------------------------------------------------------------------------
+    def run(self, train: Any, valid: Any = None) -> SearchResult:
+        """Run (or resume) the search on ``train``, scoring on ``valid`` (default: the
+        ``validation_split`` of the definition's TrainSpec, else a 20% split)."""
+        from dryml.search._data import make_folds, split_for_scoring
+
+        state = _store.state_dir(self.repo.directory)
+        _store.write_settings(state, self.name, self._settings())
+        rows = self.trials()
+        _store.mark_running_failed(self.repo, rows)
+        if self.folds:
+            folds, valid = make_folds(train, self.folds, self.seed or 0), None
+        else:
+            folds = None
+            if valid is None:
+                train, valid = split_for_scoring(self.space, train, self.seed or 0)
+        history = [TrialInfo(r["number"], r["status"], r["params"], r["values"]) for r in rows]
+        self.sampler.start(self.space, self.directions, self.name, state, history)
+        self._best = self._initial_best(rows)
+        self._finished = sum(r["status"] in FINISHED for r in rows)
+        return self._loop(train, valid, folds, rows)
+
+    def _initial_best(self, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+        done = [r for r in rows if r["status"] == "complete" and r["values"]]
+        if not done:
+            return None
+        sign = 1 if self.directions[0] == "maximize" else -1
+        return max(done, key=lambda r: sign * r["values"][0])
+
+    def _loop(self, train: Any, valid: Any, folds: Any, rows: list[dict[str, Any]]
+              ) -> SearchResult:
+        from tqdm.auto import tqdm  # type: ignore[import-untyped]
+
+        start = time.monotonic()
+        failures, stopped = 0, None
+        target = self.n_trials
+        show = sys.stderr.isatty() if self.progress is None else self.progress
+        bar = tqdm(total=target, initial=min(self._finished, target or 0),
+                   desc=f"search {self.name}", unit="trial", disable=not show)
+        in_flight: dict[cf.Future[Any], tuple[Asked, Any]] = {}
+        exhausted = False
+        pool = cf.ThreadPoolExecutor(self.parallel, thread_name_prefix="dryml-search")
+        try:
+            while True:
+                while (len(in_flight) < self.parallel and not exhausted
+                       and (target is None or self._finished + len(in_flight) < target)
+                       and (self.timeout is None or time.monotonic() - start < self.timeout)
+                       and failures < self.max_failures):
+                    asked = self.sampler.ask()
+                    if asked is None:
+                        exhausted = True
+                        break
+                    model = self._begin(asked)
+                    if model is None:
+                        failures += 1
+                        continue
+                    future = pool.submit(train_and_score, model, train, valid, self.metrics,
+                                         folds, self._report_args(asked),
+                                         call_context_reqs=self._reqs(model))
+                    in_flight[future] = (asked, model)
+                if not in_flight:
+                    break
+                done, _ = cf.wait(in_flight, return_when=cf.FIRST_COMPLETED)
+                for future in done:
+                    asked, model = in_flight.pop(future)
+                    if not self._finish(asked, model, future):
+                        failures += 1
+                    else:
+                        bar.update(1)
+                    if self._best is not None:
+                        bar.set_postfix_str(f"best {self._best['values'][0]:.4g} "
+                                            f"(trial {self._best['number']})")
+            if failures >= self.max_failures:
+                stopped = f"stopped after {failures} failed trials (max_failures)"
+        except KeyboardInterrupt:
+            stopped = "interrupted (Ctrl-C)"
+            self._interrupt(in_flight)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            bar.close()
+        result = self.result(stopped)
+        if show:
+            print(result.leaderboard(), file=sys.stderr)
+            if stopped:
+                print(f"search {self.name!r}: {stopped}", file=sys.stderr)
+        return result
+
+    def _report_args(self, asked: Asked) -> dict[str, Any] | None:
+        args = getattr(self.sampler, "reporter_args", None)
+        optuna = args(asked) if args is not None else None
+        return None if optuna is None else {"optuna": optuna, "monitor": self.monitor}
+
+    def _reqs(self, model: Any) -> dict[str, Any] | None:
+        if self.context_reqs is None:
+            return {type(model).dry_framework: {}}
+        return self.context_reqs
+
+    def _meta(self, asked: Asked, model: Any, **fields: Any) -> dict[str, Any]:
+        return {"search": self.name, "trial": asked.number, "params": asked.params,
+                "framework": type(model).dry_framework if model is not None else None,
+                "metrics": {}, "values": None, "seconds": None, "error": None,
+                "kept": False, **fields}
+
+    def _begin(self, asked: Asked) -> Any:
+        """Build the trial's model and record it as running (None when it cannot be built)."""
+        try:
+            model = asked.definition.build()
+        except Exception as exc:  # noqa: BLE001 - a bad sampled value fails the trial only
+            record = _store.TrialRecord(self.name, asked.number)
+            error = f"building the model failed: {type(exc).__name__}: {exc}"
+            with self._lock:
+                self.repo.add_object(record, metadata=self._meta(
+                    asked, None, status="failed", error=error))
+            self.sampler.tell(asked, "failed", None)
+            return None
+        with self._lock:
+            self.repo.add_object(model, metadata=self._meta(asked, model, status="running"))
+        return model
+
+    def _finish(self, asked: Asked, model: Any, future: cf.Future[Any]) -> bool:
+        """Record how a trial ended; True when it finished."""
+        try:
+            out = future.result()
+        except Exception as exc:  # noqa: BLE001 - a failing trial is recorded, the search goes on
+            from dryml.search._report import TrialPruned
+
+            status = "pruned" if isinstance(exc, TrialPruned) else "failed"
+            error = None if status == "pruned" else f"{type(exc).__name__}: {exc}"
+            history = getattr(model, "train_state", None)
+            last = dict(history.history[-1]) if history and history.history else {}
+            with self._lock:
+                self.repo.set_metadata(model, {"status": status, "error": error,
+                                               "metrics": last})
+            self.sampler.tell(asked, status, None)
+            return status == "pruned"
+        if out.get("pruned"):
+            meta = self._meta(asked, model, status="pruned", metrics=out["metrics"],
+                              seconds=round(out["seconds"], 4), kept=self.keep == "all")
+            with self._lock:
+                if self.keep == "all":
+                    self.repo.add_object(model, metadata=meta, replace=True)
+                else:
+                    self.repo.set_metadata(model, meta)
+            self._finished += 1
+            self.sampler.tell(asked, "pruned", None)
+            return True
+        values = [out["metrics"][n] for n, _ in self.metrics]
+        meta = self._meta(asked, model, status="complete", metrics=out["metrics"],
+                          values=values, seconds=round(out["seconds"], 4))
+        best = self._best is None or self._better(values, self._best["values"])
+        keep = self.keep == "all" or (self.keep == "best" and best)
+        with self._lock:
+            if keep:
+                meta["kept"] = True
+                self.repo.add_object(model, metadata=meta, replace=True)
+            else:
+                self.repo.set_metadata(model, meta)
+            if best and self.keep == "best" and self._best is not None:
+                self._drop_model(self._best)
+        row = {"number": asked.number, "values": values, "dry_id": model.dry_id}
+        if best:
+            self._best = row
+        self._finished += 1
+        self.sampler.tell(asked, "complete", values)
+        return True
+
+    def _better(self, values: list[float], best: list[float]) -> bool:
+        return values[0] > best[0] if self.directions[0] == "maximize" else values[0] < best[0]
+
+    def _drop_model(self, row: dict[str, Any]) -> None:
+        """keep="best": the old best's file becomes its untrained definition (metadata stays)."""
+        definition = self.repo.get_one(row["dry_id"]).definition()
+        meta = self.repo.metadata(row["dry_id"])
+        self.repo.add_object(definition.build(), metadata={**meta, "kept": False},
+                             replace=True)
+
+    def _interrupt(self, in_flight: dict[cf.Future[Any], tuple[Asked, Any]]) -> None:
+        from dryml.context import shutdown_workers
+
+        for asked, model in in_flight.values():
+            with self._lock:
+                self.repo.set_metadata(model, {"status": "interrupted",
+                                               "error": "interrupted (Ctrl-C)"})
+            self.sampler.tell(asked, "failed", None)
+        shutdown_workers()  # the threads waiting on workers return at once
+
+
+def search_names(repo: Any) -> Iterable[str]:
+    """Names of the searches a repo holds."""
+    state = Path(repo.directory) / _store.STATE_DIR
+    return sorted(p.stem for p in state.glob("*.json")) if state.exists() else []
+
+
+_ = DrymlError  # re-exported through errors users catch

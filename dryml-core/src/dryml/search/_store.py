@@ -1,0 +1,94 @@
+"""A search's state in its Repo: the settings file and one entry per trial.
+
+Each trial is an entry of the Repo: the trial's model (untrained while it runs, trained when
+kept) with metadata ``{"search", "trial", "params", "metrics", "values", "status",
+"seconds", "error", "kept"}``. A trial whose model could not be built is a
+:class:`TrialRecord`. The settings (space, sampler, metrics) are JSON in
+``<repo>/.dryml-search/<name>.json``, next to Optuna's SQLite storage.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from dryml._object import Object
+from dryml.errors import ConfigurationError
+
+__all__ = ["TrialRecord", "load_trials", "mark_running_failed", "state_dir", "write_settings"]
+
+STATE_DIR = ".dryml-search"
+
+
+class TrialRecord(Object):
+    """A trial with no model to keep (its definition could not be built)."""
+
+    def __init__(self, search: str, number: int) -> None:
+        self.search, self.number = search, number
+
+
+def state_dir(repo_dir: Path) -> Path:
+    """``<repo>/.dryml-search`` (the Repo ignores dot-names)."""
+    path = Path(repo_dir) / STATE_DIR
+    path.mkdir(exist_ok=True)
+    return path
+
+
+def write_settings(directory: Path, name: str, settings: dict[str, Any]) -> None:
+    """Write a new search's settings, or check that a resumed one has the same."""
+    path = directory / f"{name}.json"
+    if path.exists():
+        old = json.loads(path.read_text())
+        changed = sorted(k for k in settings if k != "n_trials" and old.get(k) != settings[k])
+        if changed:
+            raise ConfigurationError(
+                f"a search named {name!r} already exists in this repo with another "
+                f"{', '.join(changed)}; give the new search another name (or resume the old "
+                "one with its own settings)")
+        return
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(settings, fh, indent=1)
+    os.replace(tmp, path)
+
+
+def read_settings(repo_dir: Path, name: str) -> dict[str, Any] | None:
+    """A search's settings, or None when there is no such search."""
+    path = Path(repo_dir) / STATE_DIR / f"{name}.json"
+    if not path.exists():
+        return None
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def load_trials(repo: Any, name: str) -> list[dict[str, Any]]:
+    """Every trial of a search, one row each (the Repo index alone: nothing is loaded)."""
+    rows: dict[int, dict[str, Any]] = {}
+    for entry in repo.entries(where={"search": name}):
+        meta = entry["metadata"]
+        if not isinstance(meta.get("trial"), int):
+            continue
+        row = {"number": meta["trial"], "params": meta.get("params", {}),
+               "metrics": meta.get("metrics", {}), "values": meta.get("values"),
+               "status": meta.get("status"), "seconds": meta.get("seconds"),
+               "dry_id": entry["dry_id"], "kept": meta.get("kept", False),
+               "error": meta.get("error"), "framework": meta.get("framework")}
+        old = rows.get(row["number"])
+        if old is None or (old["status"] == "running" and row["status"] != "running"):
+            rows[row["number"]] = row
+    return [rows[n] for n in sorted(rows)]
+
+
+def mark_running_failed(repo: Any, trials: list[dict[str, Any]]) -> int:
+    """Trials a killed search left running are failed (they are sampled again)."""
+    count = 0
+    for row in trials:
+        if row["status"] == "running":
+            error = "the search stopped while this trial ran (killed)"
+            repo.set_metadata(row["dry_id"], {"status": "failed", "error": error})
+            row.update(status="failed", error=error)
+            count += 1
+    return count

@@ -1,0 +1,129 @@
+"""One trial's work, run in a worker of the model's framework: train, then score."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from dryml.context import compute_context
+from dryml.errors import ConfigurationError, MetricError
+
+__all__ = ["MAXIMIZE", "MINIMIZE", "resolve_metrics", "train_and_score"]
+
+MAXIMIZE = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "r2")
+MINIMIZE = ("log_loss", "mse", "mae")
+
+Metric = tuple[str, Callable[..., float]]
+
+
+def resolve_metrics(metric: Any, direction: Any) -> tuple[list[Metric], list[str]]:
+    """``([(name, fn)], [direction])`` from a metric (name or callable on (model, dataset)) or a
+    list of them, and a direction ("maximize"/"minimize") or a list of them."""
+    from dryml import metrics as dm
+
+    items = list(metric) if isinstance(metric, (list, tuple)) else [metric]
+    if not items:
+        raise ConfigurationError("metric: give at least one metric")
+    resolved: list[Metric] = []
+    for item in items:
+        if isinstance(item, str):
+            if item not in dm.METRICS:
+                raise MetricError(f"unknown metric {item!r}; the known ones are "
+                                  f"{', '.join(sorted(dm.METRICS))}, or pass a callable "
+                                  "metric(model, dataset) -> float")
+            resolved.append((item, dm.METRICS[item]))
+        elif callable(item):
+            resolved.append((getattr(item, "__name__", "metric"), item))
+        else:
+            raise MetricError(f"a metric is a name or a callable, got {item!r}")
+    if direction is None:
+        directions = []
+        for name, _ in resolved:
+            if name not in MAXIMIZE + MINIMIZE:
+                raise ConfigurationError(
+                    f"metric {name!r}: say whether to maximize or minimize it (direction=...)")
+            directions.append("maximize" if name in MAXIMIZE else "minimize")
+    else:
+        directions = list(direction) if isinstance(direction, (list, tuple)) else [direction]
+    if len(directions) != len(resolved) or any(
+            d not in ("maximize", "minimize") for d in directions):
+        raise ConfigurationError(
+            f"direction: one of 'maximize'/'minimize' per metric ({len(resolved)}), "
+            f"got {direction!r}")
+    names = [n for n, _ in resolved]
+    if len(set(names)) != len(names):
+        raise ConfigurationError(f"metric names repeat: {names}")
+    return resolved, directions
+
+
+def _score(model: Any, valid: Any, metrics: list[Metric]) -> dict[str, float]:
+    return {name: float(fn(model, valid)) for name, fn in metrics}
+
+
+class _EpochHook:
+    """Reports every epoch a Trainable's ``on_epoch_end`` sees (torch, Keras) while active."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def __enter__(self) -> None:
+        from dryml.search._report import report_epoch
+
+        original = getattr(self.model, "on_epoch_end", None)
+        if original is None:
+            return
+        count = [0]
+
+        def on_epoch_end(logs: dict[str, float]) -> None:
+            original(logs)
+            count[0] += 1
+            report_epoch(int(logs.get("epoch", logs.get("round", count[0]))), logs)
+
+        self.model.__dict__["on_epoch_end"] = on_epoch_end
+
+    def __exit__(self, *exc: Any) -> None:
+        self.model.__dict__.pop("on_epoch_end", None)
+
+
+def _train_and_score(model: Any, train: Any, valid: Any, metrics: list[Metric],
+                     folds: list[tuple[Any, Any]] | None,
+                     report: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Runs in the worker: train (on each fold, when folds are given) and score. With
+    ``report`` (a pruner's study), each epoch is reported and a pruned trial returns early."""
+    from dryml.search._report import TrialPruned, reporting
+
+    start = time.perf_counter()
+    reporter = None
+    if report is not None:
+        from dryml.search._optuna import worker_reporter
+
+        reporter = worker_reporter(report["optuna"], report["monitor"])
+    try:
+        with reporting(reporter), _EpochHook(model):
+            return _run(model, train, valid, metrics, folds, start)
+    except TrialPruned:
+        history = model.train_state.history
+        last = {k: float(v) for k, v in history[-1].items()} if history else {}
+        return {"pruned": True, "metrics": last, "seconds": time.perf_counter() - start}
+
+
+def _run(model: Any, train: Any, valid: Any, metrics: list[Metric],
+         folds: list[tuple[Any, Any]] | None, start: float) -> dict[str, Any]:
+    if folds:
+        scores: list[dict[str, float]] = []
+        definition = model.definition().without_id()
+        for i, (fold_train, fold_valid) in enumerate(folds):
+            fold_model = model if i == len(folds) - 1 else definition.build()
+            fold_model.train(fold_train)
+            scores.append(_score(fold_model, fold_valid, metrics))
+        result = {name: sum(s[name] for s in scores) / len(scores) for name, _ in metrics}
+    else:
+        model.train(train)
+        result = _score(model, valid, metrics)
+    return {"metrics": result, "seconds": time.perf_counter() - start}
+
+
+#: the same function run in a warm worker for the model's framework; the trained state comes
+#: back into the caller's model
+train_and_score = compute_context(update_objs=True)(_train_and_score)

@@ -1,0 +1,212 @@
+"""Search with the core samplers: real workers, real Repo files, resume, failures."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from dryml import ObjectDef
+from dryml.data import NumpyDataset
+from dryml.errors import BackendUnavailableError, ConfigurationError, MetricError
+from dryml.models import Trainable, supervised_arrays
+from dryml.repo import Range, Repo, Selector
+from dryml.search import Choice, Float, Int, Search
+
+
+class Toy(Trainable):
+    """Nearest class mean, with the means moved by ``shift`` (worse as it grows)."""
+
+    def __init__(self, shift: float = 0.0, epochs: int = 1, crash: str = "no") -> None:
+        self.shift, self.epochs, self.crash = shift, epochs, crash
+        self.centers: Any = None
+
+    def fit(self, data: Any, valid: Any) -> None:
+        if self.crash == "segfault":
+            os.kill(os.getpid(), signal.SIGSEGV)
+        if self.crash == "raise":
+            raise ValueError("this configuration does not train")
+        x, y = supervised_arrays(data)
+        centers = np.stack([x[y == c].mean(axis=0) for c in np.unique(y)])
+        for epoch in range(self.epochs):
+            self.centers = centers + self.shift * (self.epochs - epoch) / self.epochs
+            self.train_state.history.append({"epoch": epoch + 1, "val_accuracy": -self.shift})
+            self.on_epoch_end(dict(self.train_state.history[-1]))
+
+    def on_epoch_end(self, logs: dict[str, float]) -> None:
+        """Nothing to do (the search wraps it to report epochs)."""
+
+    def predict(self, x: Any) -> Any:
+        d = -((np.asarray(x)[:, None, :] - self.centers[None]) ** 2).sum(-1)
+        e = np.exp(d - d.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    def save_object_imp(self, store: Any) -> None:
+        if self.centers is not None:
+            store.put("centers", self.centers)
+
+    def load_object_imp(self, store: Any) -> None:
+        self.centers = store.get("centers", None)
+
+
+class Other(Toy):
+    """Another model class, for Choices between definitions."""
+
+
+def blobs(n: int = 300, seed: int = 0) -> NumpyDataset:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    x = rng.normal(size=(n, 2)) + np.array([[0, 0], [4, 0], [0, 4]])[y]
+    return NumpyDataset((x.astype(np.float32), y), supervised=True)
+
+
+def space() -> ObjectDef:
+    return ObjectDef(Toy, shift=Float(0.0, 4.0))
+
+
+def test_random_search_keeps_every_trial_in_the_repo(tmp_path: Path) -> None:
+    search = Search(space(), metric="accuracy", repo=tmp_path / "repo", name="s1",
+                    sampler="random", n_trials=5, seed=3)
+    result = search.run(blobs())
+    assert [t["number"] for t in result.trials] == [0, 1, 2, 3, 4]
+    assert all(t["status"] == "complete" for t in result.trials)
+    best = result.best
+    assert isinstance(best, Toy) and best.trained
+    assert best.shift == result.best_params["shift"]
+    assert result.best_value == max(t["metrics"]["accuracy"] for t in result.trials)
+    repo = Repo(tmp_path / "repo")
+    assert len(repo.get(Selector(Toy), where={"search": "s1"})) == 5
+    # queryable by params and metrics
+    low = repo.get(Selector(Toy), where={"params.shift": Range(None, 2.0)})
+    assert {m.dry_id for m in low} == {t["dry_id"] for t in result.trials
+                                       if t["params"]["shift"] <= 2.0}
+    top = repo.get(Selector(Toy), order_by="metrics.accuracy", descending=True, limit=1)
+    assert repo.metadata(top[0])["metrics"]["accuracy"] == result.best_value
+    pytest.importorskip("pandas")
+    frame = result.to_frame()
+    assert list(frame["number"]) == [0, 1, 2, 3, 4] and "params.shift" in frame
+    assert "rank" in result.leaderboard()
+
+
+def test_plot_writes_the_history_png(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    result = Search(space(), repo=tmp_path / "repo", name="p", n_trials=3).run(blobs())
+    png = result.plot(tmp_path / "out" / "history.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_same_seed_gives_the_same_trials(tmp_path: Path) -> None:
+    runs = []
+    for name in ("a", "b"):
+        result = Search(space(), repo=tmp_path / "repo", name=name, sampler="random",
+                        n_trials=4, seed=11).run(blobs())
+        runs.append([t["params"] for t in result.trials])
+    assert runs[0] == runs[1]
+    other = Search(space(), repo=tmp_path / "repo", name="c", sampler="random", n_trials=4,
+                   seed=12).run(blobs())
+    assert [t["params"] for t in other.trials] != runs[0]
+
+
+def test_grid_over_a_conditional_space_and_keep_best(tmp_path: Path) -> None:
+    grid = Choice(ObjectDef(Toy, shift=Choice(0.0, 3.0), epochs=Int(1, 2)), ObjectDef(Other),
+                  labels=["toy", "other"])
+    result = Search(grid, repo=tmp_path / "repo", name="g", sampler="grid",
+                    keep="best").run(blobs())
+    params = [t["params"] for t in result.trials]
+    assert len(params) == 5
+    assert {"model": "other"} in params
+    assert all(("toy.shift" in p) == (p["model"] == "toy") for p in params)
+    assert sum(t["kept"] for t in result.trials) == 1
+    assert result.best.trained
+    repo = Repo(tmp_path / "repo")
+    dropped = [repo.get_one(t["dry_id"]) for t in result.trials if not t["kept"]]
+    assert dropped and not any(m.trained for m in dropped)
+    assert all(repo.metadata(m)["metrics"]["accuracy"] > 0 for m in dropped)
+
+
+def test_failures_are_recorded_and_the_search_goes_on(tmp_path: Path) -> None:
+    choice = ObjectDef(Toy, shift=Float(0.0, 1.0), crash=Choice("no", "raise", "segfault"))
+    result = Search(choice, repo=tmp_path / "repo", name="f", sampler="random", n_trials=3,
+                    seed=0, max_failures=20).run(blobs())
+    by_status: dict[str, list[dict[str, Any]]] = {}
+    for t in result.trials:
+        by_status.setdefault(t["status"], []).append(t)
+    assert len(by_status["complete"]) == 3
+    crashes = {t["params"]["crash"]: t["error"] for t in by_status["failed"]}
+    assert "raise" in crashes and "segfault" in crashes
+    assert "ValueError" in crashes["raise"]
+    assert "WorkerCrashedError" in crashes["segfault"]
+    assert all(t["params"]["crash"] == "no" for t in by_status["complete"])
+
+
+def test_max_failures_stops_a_search_that_only_fails(tmp_path: Path) -> None:
+    result = Search(ObjectDef(Toy, shift=Float(0.0, 1.0), crash="raise"),
+                    repo=tmp_path / "repo", name="x", n_trials=10, max_failures=2).run(blobs())
+    assert [t["status"] for t in result.trials] == ["failed", "failed"]
+    assert "max_failures" in (result.stopped or "")
+
+
+def test_valid_data_and_folds_and_callable_metrics(tmp_path: Path) -> None:
+    def negative_shift(model: Any, data: Any) -> float:
+        return -float(model.shift)
+
+    result = Search(space(), metric=["accuracy", negative_shift],
+                    direction=["maximize", "maximize"], repo=tmp_path / "repo", name="m",
+                    n_trials=4, folds=3).run(blobs())
+    assert all(set(t["metrics"]) == {"accuracy", "negative_shift"} for t in result.trials)
+    assert result.pareto and all(t["status"] == "complete" for t in result.pareto)
+    other = Search(space(), repo=tmp_path / "repo", name="v", n_trials=2).run(
+        blobs(200, 1), valid=blobs(100, 2))
+    assert len(other.trials) == 2
+
+
+@pytest.mark.parametrize(("kwargs", "error", "message"), [
+    ({"metric": "acuracy"}, MetricError, "known ones are"),
+    ({"sampler": "annealing"}, ConfigurationError, "unknown sampler 'annealing'"),
+    ({"sampler": "grid"}, ConfigurationError, "continuous range"),
+    ({"keep": "some"}, ConfigurationError, "keep is"),
+    ({"n_trials": None}, ConfigurationError, "n_trials"),
+    ({"metric": len}, ConfigurationError, "maximize or minimize"),
+    ({"name": "a b"}, ConfigurationError, "search name"),
+])
+def test_bad_settings_fail_before_any_trial(tmp_path: Path, kwargs: dict[str, Any],
+                                            error: type[Exception], message: str) -> None:
+    settings: dict[str, Any] = {"repo": tmp_path / "repo", "name": "bad", "n_trials": 2,
+                                **kwargs}
+    with pytest.raises(error, match=message):
+        Search(space(), **settings).run(blobs())
+    assert not (tmp_path / "repo").exists() or not Repo(tmp_path / "repo").get()
+
+
+def test_optuna_missing_names_the_extra(tmp_path: Path) -> None:
+    code = textwrap.dedent(f"""
+        import sys
+        sys.modules["optuna"] = None  # as if it were not installed
+        from dryml import ObjectDef
+        from dryml.search import Search, Float
+        from test_search import Toy
+        try:
+            Search(ObjectDef(Toy, shift=Float(0.0, 1.0)), repo={str(tmp_path / 'r')!r},
+                   name="o", sampler="tpe", n_trials=1)
+        except ImportError as exc:
+            print(type(exc).__name__, exc)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=Path(__file__).parent, check=True).stdout
+    assert "BackendUnavailableError" in out and "dryml-core[optuna]" in out
+    assert BackendUnavailableError.__mro__[1:3] == (BackendUnavailableError.__mro__[1],
+                                                    ImportError)
+
+
+def test_a_different_search_under_an_existing_name_is_refused(tmp_path: Path) -> None:
+    Search(space(), repo=tmp_path / "repo", name="n", n_trials=1).run(blobs())
+    with pytest.raises(ConfigurationError, match="already exists"):
+        Search(ObjectDef(Toy, shift=Float(0.0, 9.0)), repo=tmp_path / "repo", name="n",
+               n_trials=1).run(blobs())
