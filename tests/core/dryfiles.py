@@ -66,3 +66,46 @@ def rewrite_manifest(data: bytes, edit: Callable[[dict[str, Any]], None]) -> byt
     trailer = _TRAILER.pack(offset, len(stored), len(raw), xxhash.xxh3_64_intdigest(stored),
                             reader.version, 0, b"DRYMLEND")
     return body + stored + trailer
+
+
+#: a member as crafted files hold it: (stored bytes, raw size, compression, kind)
+Member = tuple[bytes, int, str, str]
+
+
+def explode(data: bytes) -> tuple[dict[str, Any], dict[str, Member]]:
+    """A file's manifest (without its member table) and its members' stored bytes."""
+    reader = ContainerReader(io.BytesIO(data))
+    manifest = dict(reader.manifest)
+    table = manifest.pop("members")
+    members = {name: (data[m["offset"]:m["offset"] + m["size"]], m["raw_size"],
+                      m["compression"], m["kind"]) for name, m in table.items()}
+    return manifest, members
+
+
+def build_file(manifest: dict[str, Any], members: dict[str, Member], *,
+               version: int = 1, manifest_raw: bytes | None = None) -> bytes:
+    """Lay out a whole .dry file byte by byte with *valid* checksums everywhere, so that what
+    a crafted file says reaches the checks behind the checksums. ``manifest_raw`` replaces
+    the manifest's JSON text (for manifests that are not JSON objects, or are huge)."""
+    out = bytearray(b"DRYML\x00\r\n" + version.to_bytes(4, "little") + bytes(52))
+    table: dict[str, Any] = {}
+    for name, (stored, raw_size, compression, kind) in members.items():
+        out += bytes(-len(out) % 64)
+        table[name] = {"offset": len(out), "size": len(stored), "raw_size": raw_size,
+                       "compression": compression, "kind": kind,
+                       "checksum": "xxh3_64:" + xxhash.xxh3_64_hexdigest(stored)}
+        out += stored
+    out += bytes(-len(out) % 64)
+    raw = manifest_raw if manifest_raw is not None else json.dumps(
+        {**manifest, "members": table}).encode()
+    stored = zstandard.ZstdCompressor().compress(raw)
+    offset = len(out)
+    out += stored
+    out += _TRAILER.pack(offset, len(stored), len(raw), xxhash.xxh3_64_intdigest(stored),
+                         version, 0, b"DRYMLEND")
+    return bytes(out)
+
+
+def zstd(raw: bytes) -> bytes:
+    """``raw`` compressed as a .dry member is."""
+    return zstandard.ZstdCompressor(level=3).compress(raw)

@@ -37,7 +37,7 @@ def test_records_come_from_the_records_modules(tmp_path: Path,
         trusted = [t for p, t in manager.records("dryml_trusted_modules") if p == "fake"]
         adapters = [r for p, r in manager.records("dryml_dataset_adapters") if p == "fake"]
     assert names == ["fake.thing"]
-    assert trusted == ["fakebackend", "fakefw.layers"]
+    assert trusted == ["fakebackend", "fakebackend.models", "fakebackend.data", "fakefw.layers"]
     assert adapters == []  # no _records_data module: no records, no error
     assert "fakefw" not in sys.modules
 

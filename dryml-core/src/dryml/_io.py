@@ -7,6 +7,7 @@ import datetime
 import functools
 import io
 import os
+import struct
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from dryml.errors import (
     BackendUnavailableError,
     DrymlError,
     FormatError,
+    LimitExceededError,
     SerializationError,
     UntrustedClassError,
 )
@@ -335,6 +337,9 @@ def open_container(source: Source, limits: Limits | None) -> Iterator[
 ]:
     """Open and check a ``.dry`` file's container and manifest."""
     if isinstance(source, (str, os.PathLike)):
+        if os.path.isdir(source):
+            raise FormatError(f"{os.fspath(source)!r} is a directory, not a .dry file (a folder "
+                              "of .dry files is opened with dryml.Repo)")
         try:
             stream: IO[bytes] = open(source, "rb")  # noqa: SIM115 - closed below
         except FileNotFoundError:
@@ -346,24 +351,43 @@ def open_container(source: Source, limits: Limits | None) -> Iterator[
     try:
         reader = ContainerReader(stream, limits)
         manifest = parse_manifest(reader.manifest)
+        if manifest.format_version != reader.version:
+            raise FormatError(
+                f"the manifest says format version {manifest.format_version} but the file's "
+                f"header and trailer say {reader.version}: the file was altered")
         reader.set_members(manifest.members)
         yield reader, manifest
+    except DrymlError:
+        raise
+    except MemoryError:
+        raise LimitExceededError(
+            "the file needs more memory than this process has; if it is a legitimately large "
+            "model, raise the limits (dryml.format.Limits) and make room") from None
+    except _FILE_DRIVEN as exc:
+        # Whatever a file's bytes can make go wrong while reading it is a dryml error.
+        raise FormatError(f"the file could not be read: {type(exc).__name__}: {exc}") from exc
     finally:
         if stream is not source:
             stream.close()
 
 
-def load_object(source: Source, *, trust: Iterable[str] = (), limits: Limits | None = None
-                ) -> Object:
+_FILE_DRIVEN = (ValueError, TypeError, OverflowError, KeyError, IndexError, AttributeError,
+                RecursionError, UnicodeError, struct.error)
+
+
+def load_object(source: Source, *, trust: Iterable[str] = (), limits: Limits | None = None,
+                allow_code: bool = False) -> Object:
     """Load the Object saved in ``source`` (a path or a readable binary file).
 
     Nothing is unpickled. Classes resolve only as described in :mod:`dryml._trust`: Object
     subclasses already in this process or from trusted modules (plugins' and ``trust=``).
     Shared children come back shared. Errors are :class:`dryml.errors.DrymlError` subclasses.
+    ``allow_code=True`` is the explicit opt-in for a file that carries code of its own (a Keras
+    ``Lambda`` layer): only pass it for a file you wrote or otherwise trust to run code.
     """
     with open_container(source, limits) as (reader, manifest):
         _warn_version_skew(manifest)
-        return LoadSession(reader, manifest, TrustPolicy(trust)).build()
+        return LoadSession(reader, manifest, TrustPolicy(trust, allow_code=allow_code)).build()
 
 
 def _warn_version_skew(manifest: Manifest) -> None:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dryml.errors import FormatError
+from dryml.format._container import zero_padding
 
 if TYPE_CHECKING:
     from dryml.format import MemberReader, MemberWriter
@@ -17,13 +18,49 @@ __all__ = ["ARRAY", "SCALAR"]
 INLINE_BYTES = 4096
 
 
+def _as_tuples(descr: Any, depth: int = 0) -> Any:
+    """A structured dtype's descr read from JSON (lists) as numpy wants it (tuples)."""
+    if depth > 16:
+        raise FormatError("a numpy dtype is nested too deeply")
+    if isinstance(descr, str):
+        return descr
+    if not isinstance(descr, list) or len(descr) > 10_000:
+        raise FormatError(f"bad numpy dtype description {descr!r:.80}")
+    fields = []
+    for field in descr:
+        if not (isinstance(field, list) and len(field) in (2, 3) and isinstance(field[0], str)):
+            raise FormatError(f"bad numpy dtype field {field!r:.80}")
+        shape = () if len(field) == 2 else field[2]
+        if not (isinstance(shape, list | tuple) and all(type(d) is int and 0 <= d < 2**31
+                                                         for d in shape)):
+            raise FormatError(f"bad numpy dtype field shape {shape!r:.80}")
+        fields.append((field[0], _as_tuples(field[1], depth + 1), tuple(shape)))
+    return fields
+
+
+def _descr(dtype: np.dtype[Any]) -> Any:
+    """JSON form of a dtype: its ``str``, or for records the full description (field names,
+    offsets and padding), which ``dtype.str`` (``|V24``) would lose."""
+    if dtype.fields is None and dtype.subdtype is None:
+        return dtype.str
+    return np.lib.format.dtype_to_descr(dtype)
+
+
 def _dtype(descr: Any) -> np.dtype[Any]:
-    if not isinstance(descr, str):
+    if isinstance(descr, list):
+        try:
+            dtype = np.lib.format.descr_to_dtype(_as_tuples(descr))
+        except FormatError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - numpy raises several kinds here
+            raise FormatError(f"bad numpy dtype description ({exc})") from None
+    elif not isinstance(descr, str):
         raise FormatError(f"a numpy dtype must be a str, got {type(descr).__name__}")
-    try:
-        dtype = np.dtype(descr)
-    except TypeError as exc:
-        raise FormatError(f"unknown numpy dtype {descr!r}") from exc
+    else:
+        try:
+            dtype = np.dtype(descr)
+        except TypeError as exc:
+            raise FormatError(f"unknown numpy dtype {descr!r}") from exc
     if dtype.hasobject:
         raise FormatError("numpy object dtypes need pickle; refused")
     return dtype
@@ -41,7 +78,8 @@ class ArrayCodec:
         if writer is not None and value.nbytes > INLINE_BYTES:
             return {"member": writer.add_array(value)}
         data = value if value.flags.c_contiguous else value.copy(order="C")
-        return {"dtype": data.dtype.str, "shape": list(data.shape),
+        data = zero_padding(data)
+        return {"dtype": _descr(data.dtype), "shape": list(data.shape),
                 "b64": base64.b64encode(data.tobytes()).decode("ascii")}
 
     def decode(self, data: Any, reader: MemberReader | None) -> np.ndarray:
@@ -60,7 +98,8 @@ class ArrayCodec:
         if count * dtype.itemsize != len(raw):
             raise FormatError(f"array data holds {len(raw)} bytes; shape {shape} needs "
                               f"{count * dtype.itemsize}")
-        return np.frombuffer(raw, dtype=dtype).reshape(tuple(shape)).copy()
+        # bytearray: a writable buffer of our own (ndarray.copy would not copy record padding)
+        return np.frombuffer(bytearray(raw), dtype=dtype).reshape(tuple(shape))
 
     def copy(self, value: np.ndarray) -> np.ndarray:
         return value.copy()
@@ -78,7 +117,8 @@ class ScalarCodec:
             raise ValueError("numpy object scalars need pickle")
 
     def encode(self, value: np.generic, writer: MemberWriter | None) -> Any:
-        return {"dtype": value.dtype.str, "b64": base64.b64encode(value.tobytes()).decode()}
+        data = zero_padding(np.asarray(value))
+        return {"dtype": _descr(value.dtype), "b64": base64.b64encode(data.tobytes()).decode()}
 
     def decode(self, data: Any, reader: MemberReader | None) -> np.generic:
         if not isinstance(data, dict):

@@ -30,6 +30,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from dryml._trust import TrustPolicy
 from dryml.hookspecs import hookimpl
 from dryml.records import (
     ArgCodecRecord,
@@ -39,7 +40,7 @@ from dryml.records import (
     TrainerRecord,
 )
 
-__all__ = ["BackendPlugin"]
+__all__ = ["BackendPlugin", "TrustPolicy"]
 
 
 class BackendPlugin:
@@ -63,8 +64,11 @@ class BackendPlugin:
 
     @hookimpl
     def dryml_trusted_modules(self) -> list[str]:
-        """The backend's own package, plus the framework modules it trusts."""
-        return [self.package, *self._records("serializers", "TRUSTED_MODULES")]
+        """The backend's own package and its ``models`` and ``data`` modules (where its Objects
+        live), plus the framework modules it trusts: each one a module a file may make dryml
+        import, whose classes are trusted once imported."""
+        return [self.package, f"{self.package}.models", f"{self.package}.data",
+                *self._records("serializers", "TRUSTED_MODULES")]
 
     @hookimpl
     def dryml_serializers(self) -> list[SerializerRecord]:

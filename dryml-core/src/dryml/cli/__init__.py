@@ -60,6 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if run is None:
         parser.print_help(sys.stderr)
         return 2
+    from dryml.cli._text import SafeText
+
+    out, err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = SafeText(out), SafeText(err)
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _warning_printer(warnings.showwarning)
@@ -74,6 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc))
     except RecursionError:
         return _fail("the input is nested too deeply to show")
+    finally:
+        sys.stdout, sys.stderr = out, err
     return status
 
 
@@ -93,5 +99,7 @@ def _warning_printer(default: Callable[..., None]) -> Callable[..., None]:
 
 
 def _fail(message: str) -> int:
-    print(f"dryml: error: {message}", file=sys.stderr)
+    from dryml.cli._text import terminal_safe
+
+    print(terminal_safe(f"dryml: error: {message}"), file=sys.stderr)
     return 1

@@ -3,8 +3,38 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, TextIO
 
-__all__ = ["human_size", "table"]
+__all__ = ["SafeText", "human_size", "table", "terminal_safe"]
+
+# C0 and C1 control characters (but newline and tab) and the bidirectional overrides: what a
+# file could use to move the cursor, recolour or rewrite a terminal, or reorder a line.
+_UNSAFE = {
+    code: f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    for code in (*range(0x00, 0x20), *range(0x7F, 0xA0), *range(0x202A, 0x202F),
+                 *range(0x2066, 0x206A))
+    if code not in (0x0A, 0x09)
+}
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` with every control character escaped (``\\x1b``...), newlines and tabs kept."""
+    return text.translate(_UNSAFE)
+
+
+class SafeText:
+    """A text stream that escapes control characters in everything written to it: the CLI
+    writes through it, so nothing a file supplies reaches a terminal as an escape sequence."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        """Write ``text`` escaped."""
+        return self._stream.write(terminal_safe(text))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 def human_size(size: int) -> str:

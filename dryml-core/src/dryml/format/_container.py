@@ -73,13 +73,31 @@ _OVERLAP = 8 << 20
 
 @attrs.frozen
 class Limits:
-    """Bounds a reader enforces, so a hostile file cannot exhaust memory (zip/zstd bombs)."""
+    """Bounds a reader enforces, so a hostile file cannot exhaust memory (zip/zstd bombs).
 
-    max_manifest_bytes: int = 256 * 2**20
+    Peak memory while reading stays within a small multiple of the bytes the file really holds:
+    a raw member is exactly as large as its stored bytes; a compressed member (or the manifest)
+    may decompress to at most ``max_ratio`` times its stored size, or to ``ratio_floor`` bytes
+    whatever its ratio, and never to more than ``max_member_bytes`` (``max_manifest_bytes``); the
+    manifest may hold at most ``max_manifest_elements`` JSON values. Writers never produce a file
+    these defaults refuse (a member that would compress beyond ``max_ratio`` is stored raw).
+    Raise them for a legitimately larger file: ``load_object(path, limits=Limits(...))``.
+    """
+
+    max_manifest_bytes: int = 64 * 2**20
     max_member_bytes: int = 32 * 2**30
     max_members: int = 1_000_000
     max_header_bytes: int = 65536
+    max_manifest_elements: int = 2_000_000
+    max_ratio: int = 200
+    ratio_floor: int = 16 * 2**20
 
+    def allowed_raw(self, stored: int, cap: int) -> int:
+        """The most bytes ``stored`` compressed bytes may decompress to."""
+        return min(cap, max(self.ratio_floor, self.max_ratio * stored))
+
+
+_DEFAULT = Limits()
 
 @attrs.frozen
 class MemberInfo:
@@ -123,6 +141,43 @@ def _as_bytes(array: np.ndarray) -> np.ndarray:
     """A flat uint8 view of a C- or Fortran-contiguous array's buffer (no copy)."""
     flat = array.T if array.flags.f_contiguous and not array.flags.c_contiguous else array
     return flat.reshape(-1).view(np.uint8)
+
+
+def _covered(dtype: np.dtype[Any], offset: int, mask: np.ndarray) -> None:
+    """Mark the bytes of ``dtype`` at ``offset`` that hold data (not padding) in ``mask``."""
+    if dtype.fields:
+        for field in dtype.fields.values():
+            _covered(field[0], offset + field[1], mask)
+    elif dtype.subdtype is not None:
+        base, shape = dtype.subdtype
+        for i in range(int(np.prod(shape))):
+            _covered(base, offset + i * base.itemsize, mask)
+    else:
+        mask[offset:offset + dtype.itemsize] = 0xFF
+
+
+def _padding_mask(dtype: np.dtype[Any]) -> np.ndarray | None:
+    """A byte mask (0xFF for data, 0 for padding) of a structured dtype with padding, or None
+    when every byte of an element holds data."""
+    if not dtype.fields and dtype.subdtype is None:
+        return None
+    mask = np.zeros(dtype.itemsize, dtype=np.uint8)
+    _covered(dtype, 0, mask)
+    return None if mask.all() else mask
+
+
+def zero_padding(array: np.ndarray) -> np.ndarray:
+    """``array`` itself, or a copy whose padding bytes are zero when its (structured) dtype has
+    padding: never write the heap bytes that sit between a record's fields."""
+    mask = _padding_mask(array.dtype)
+    if mask is None:
+        return array
+    if not (array.flags.c_contiguous or array.flags.f_contiguous):
+        array = array.copy(order="C")
+    zeroed = (_as_bytes(array).reshape(-1, array.dtype.itemsize) & mask).reshape(-1)
+    if array.flags.f_contiguous and not array.flags.c_contiguous:
+        return zeroed.view(array.dtype).reshape(array.shape[::-1]).T  # type: ignore[no-any-return]
+    return zeroed.view(array.dtype).reshape(array.shape)  # type: ignore[no-any-return]
 
 
 def _worth_compressing(data: bytes | memoryview) -> bool:
@@ -171,7 +226,8 @@ class ContainerWriter:
                                                   or _worth_compressing(chunks[-1])):
             # small members: one try, no sample
             payload = _compressor(_LEVEL).compress(b"".join(chunks))
-            if len(payload) < 0.9 * raw_size:
+            if len(payload) < 0.9 * raw_size and raw_size <= _DEFAULT.allowed_raw(
+                    len(payload), _DEFAULT.max_member_bytes):
                 self._write(payload)
                 self.members[name] = MemberInfo(offset, len(payload), raw_size, "zstd",
                                                 _checksum(payload), kind)
@@ -207,6 +263,7 @@ class ContainerWriter:
             raise FormatError("arrays of Python objects would need pickle; refused")
         if not (array.flags.c_contiguous or array.flags.f_contiguous):
             array = array.copy(order="C")  # np.ascontiguousarray would make 0-d arrays 1-d
+        array = zero_padding(array)
         header = io.BytesIO()
         np.lib.format.write_array_header_2_0(
             header, np.lib.format.header_data_from_array_1_0(array))
@@ -217,6 +274,11 @@ class ContainerWriter:
         """Write the manifest (with the member table) and the trailer."""
         manifest = {**manifest, "members": {k: attrs.asdict(v) for k, v in self.members.items()}}
         raw = json.dumps(manifest, separators=(",", ":"), allow_nan=False).encode()
+        if len(raw) > _DEFAULT.max_manifest_bytes:
+            raise LimitExceededError(
+                f"the manifest would be {len(raw)} bytes, over the {_DEFAULT.max_manifest_bytes} "
+                "that readers accept by default: store large values through store.put (members) "
+                "rather than as constructor arguments")
         stored = _compressor(_LEVEL).compress(raw)
         self._align()
         offset = self.pos
@@ -226,24 +288,32 @@ class ContainerWriter:
                                   TRAILER_MAGIC))
 
 
-def _decompress(data: bytes, raw_size: int, what: str) -> bytes:
-    """Decompress at most ``raw_size + 1`` bytes: a bomb is caught before it can grow."""
-    chunks: list[bytes] = []
+def _decompress(data: bytes, raw_size: int, what: str) -> bytearray:
+    """Decompress exactly ``raw_size`` bytes into one buffer (no chunk list, no join, so the
+    peak is the result itself); one byte more, or fewer, is an error."""
+    out = bytearray(raw_size)
+    view = memoryview(out)
     got = 0
     try:
         with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)) as stream:
-            while got <= raw_size:
-                chunk = stream.read(min(raw_size + 1 - got, 1 << 24))
-                if not chunk:
+            while got < raw_size:
+                n = stream.readinto(view[got:got + (1 << 24)])
+                if not n:
                     break
-                chunks.append(chunk)
-                got += len(chunk)
+                got += n
+            extra = stream.read(1) if got == raw_size else b""
     except zstandard.ZstdError as exc:
         raise FormatError(f"{what}: corrupt zstd data ({exc})") from None
-    if got != raw_size:
-        amount = f"more than {raw_size}" if got > raw_size else str(got)
+    if got != raw_size or extra:
+        amount = f"more than {raw_size}" if extra else str(got)
         raise LimitExceededError(f"{what}: decompresses to {amount} bytes, but declares {raw_size}")
-    return b"".join(chunks)
+    return out
+
+
+def _count_elements(raw: bytes | bytearray) -> int:
+    """An upper bound of the JSON values in ``raw`` (structural characters), counted before
+    parsing: json.loads of 64 MiB of ``[{},{},...]`` would take gigabytes."""
+    return raw.count(b",") + raw.count(b"[") + raw.count(b"{") + raw.count(b":")
 
 
 class ContainerReader:
@@ -255,11 +325,11 @@ class ContainerReader:
         self.size = stream.seek(0, io.SEEK_END)
         if self.size == 0:
             raise FormatError("the file is empty; it is not a .dry file")
+        if self._read_at(0, min(self.size, len(MAGIC))) != MAGIC[:min(self.size, len(MAGIC))]:
+            raise FormatError("not a .dry file: it does not start with dryml's marker")
         if self.size < HEADER_SIZE + _TRAILER.size:
             raise FormatError(f"the file is truncated ({self.size} bytes); not a whole .dry file")
         header = self._read_at(0, HEADER_SIZE)
-        if header[:8] != MAGIC:
-            raise FormatError("not a .dry file (bad magic bytes at the start)")
         self.version = struct.unpack_from("<I", header, 8)[0]
         trailer = self._read_at(self.size - _TRAILER.size, _TRAILER.size)
         offset, stored_size, raw_size, digest, version, _, magic = _TRAILER.unpack(trailer)
@@ -267,19 +337,32 @@ class ContainerReader:
             raise FormatError("the file is truncated or damaged: no end-of-file marker")
         if version != self.version:
             raise FormatError("header and trailer disagree on the format version")
-        if (offset < HEADER_SIZE or offset + stored_size > self.size - _TRAILER.size
-                or raw_size > self.limits.max_manifest_bytes):
-            raise LimitExceededError(
+        if offset < HEADER_SIZE or offset + stored_size > self.size - _TRAILER.size:
+            raise FormatError(
                 f"manifest bounds out of range (offset {offset}, {stored_size} bytes stored, "
-                f"{raw_size} bytes raw, limit {self.limits.max_manifest_bytes})")
+                f"in a file of {self.size} bytes): the file is damaged")
+        allowed = self.limits.allowed_raw(stored_size, self.limits.max_manifest_bytes)
+        if raw_size > allowed:
+            raise LimitExceededError(
+                f"the manifest declares {raw_size} bytes from {stored_size} stored, over the "
+                f"limit of {allowed} (Limits.max_manifest_bytes / max_ratio)")
         stored = self._read_at(offset, stored_size)
         if xxhash.xxh3_64_intdigest(stored) != digest:
             raise ChecksumError("the manifest does not match its checksum: the file is damaged")
         self.manifest_end = offset
+        raw = _decompress(stored, raw_size, "manifest")
+        elements = _count_elements(raw)
+        if elements > self.limits.max_manifest_elements:
+            raise LimitExceededError(
+                f"the manifest holds up to {elements} JSON values, over the limit of "
+                f"{self.limits.max_manifest_elements} (Limits.max_manifest_elements)")
         try:
-            self.manifest = json.loads(_decompress(stored, raw_size, "manifest"))
+            self.manifest = json.loads(raw)
         except (ValueError, RecursionError) as exc:
             raise FormatError(f"the manifest is not valid JSON ({exc})") from None
+        except MemoryError:
+            raise LimitExceededError("the manifest does not fit in memory") from None
+        del raw
         if not isinstance(self.manifest, dict):
             raise FormatError("the manifest is not a JSON object")
         if self.version > FORMAT_VERSION:
@@ -310,11 +393,14 @@ class ContainerReader:
             if (info.offset < HEADER_SIZE or info.size < 0
                     or info.offset + info.size > self.manifest_end):
                 raise FormatError(f"member {name!r} lies outside the file's data area")
-            if info.raw_size > self.limits.max_member_bytes or info.raw_size < 0 or (
+            allowed = (info.size if info.compression == "none" else
+                       self.limits.allowed_raw(info.size, self.limits.max_member_bytes))
+            if info.raw_size > allowed or info.raw_size < 0 or (
                     info.compression == "none" and info.raw_size != info.size):
                 raise LimitExceededError(
-                    f"member {name!r} declares {info.raw_size} bytes, over the limit of "
-                    f"{self.limits.max_member_bytes} or inconsistent with its stored size")
+                    f"member {name!r} declares {info.raw_size} bytes from {info.size} stored, "
+                    f"over the limit of {allowed} (Limits.max_member_bytes / max_ratio) or "
+                    "inconsistent with its stored size")
         self.members = members
 
     def info(self, name: str) -> MemberInfo:
@@ -329,7 +415,7 @@ class ContainerReader:
         stored = self._read_at(info.offset, info.size)
         self._verify(name, info, stored)
         if info.compression == "zstd":
-            return _decompress(stored, info.raw_size, f"member {name!r}")
+            return bytes(_decompress(stored, info.raw_size, f"member {name!r}"))
         return stored
 
     def _verify(self, name: str, info: MemberInfo, *chunks: bytes | memoryview) -> None:
@@ -358,7 +444,11 @@ class ContainerReader:
         if info.kind != "npy":
             raise FormatError(f"member {name!r} is {info.kind!r}, not an array")
         if info.compression == "zstd":
-            return self._parse_npy(name, memoryview(self.read_bytes(name)), None)
+            stored = self._read_at(info.offset, info.size)
+            self._verify(name, info, stored)
+            raw = _decompress(stored, info.raw_size, f"member {name!r}")
+            del stored
+            return self._parse_npy(name, memoryview(raw), None)
         self.stream.seek(info.offset)
         prefix = self.stream.read(min(info.size, self.limits.max_header_bytes))
         if len(prefix) == info.size:  # a small member: check it whole before reading its header
@@ -391,8 +481,8 @@ class ContainerReader:
         if nbytes != total:
             raise FormatError(f"member {name!r}: the array needs {nbytes} bytes, the member "
                               f"holds {total}")
-        if info is None:
-            array = np.frombuffer(buf[header_len:], dtype=dtype).copy()
+        if info is None:  # a decompressed buffer of our own: the array keeps it, no copy
+            array = np.frombuffer(buf[header_len:], dtype=dtype)
             return array.reshape(shape, order="F" if fortran else "C")
         array = np.empty(shape, dtype=dtype, order="F" if fortran else "C")
         target = _as_bytes(array).data
