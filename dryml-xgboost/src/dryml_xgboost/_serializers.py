@@ -35,6 +35,7 @@ from dryml.errors import (
     FormatError,
     SerializationError,
 )
+from dryml_xgboost._validate import check_config, check_model
 
 __all__ = ["BOOSTER", "SKLEARN_MODEL"]
 
@@ -78,20 +79,51 @@ def _check_versions(reader: Any) -> None:
 
 
 def _dump_booster(booster: xgboost.Booster, writer: Any) -> dict[str, Any]:
+    config = booster.save_config()
+    if '"multi_output_tree"' in config:
+        raise SerializationError(
+            "XGBoost multi-target trees (multi_strategy='multi_output_tree', experimental in "
+            "XGBoost) cannot be saved: dryml validates every model before XGBoost loads it "
+            "and does not know their layout; use multi_strategy='one_output_per_tree'")
     raw = booster.save_raw(raw_format="ubj")
     # Stored as XGBoost writes it: zstd would shrink UBJSON to about a third but cost more
     # than XGBoost's own save (docs/backends.md, "Speed"); saving runs at save_model's speed.
     return {"format": "ubj", "model": writer.add_bytes(raw, compress=False),
-            "config": booster.save_config()}
+            "config": config}
+
+
+def _checked_model(meta: dict[str, Any], reader: Any) -> tuple[bytearray, str | None]:
+    """The model member and configuration, validated before XGBoost's parsers see them."""
+    if meta.get("format") != "ubj" or not isinstance(meta.get("model"), str):
+        raise FormatError("an XGBoost entry must name a 'ubj' model member")
+    raw = reader.get_bytes(meta["model"])
+    if not isinstance(raw, bytes | bytearray):
+        raise FormatError("the XGBoost model member must hold bytes")
+    doc = check_model(bytes(raw))
+    config = meta.get("config")
+    if config is not None:
+        if not isinstance(config, str):
+            raise FormatError("an XGBoost entry's config must be a JSON string")
+        check_config(config, doc)
+    return bytearray(raw), config
+
+
+def _load_checked(target: Any, raw: bytearray, config: str | None) -> None:
+    """Hand validated bytes to XGBoost; any failure of its loaders is a FormatError."""
+    try:
+        target.load_model(raw)
+        if config is not None:
+            booster = target if isinstance(target, xgboost.Booster) else target.get_booster()
+            booster.load_config(config)
+    except ImportError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - XGBoost's Python layer raises many kinds
+        raise FormatError(f"XGBoost could not read the model in the file: {exc}") from None
 
 
 def _load_booster_into(booster: xgboost.Booster, meta: dict[str, Any], reader: Any) -> None:
-    if meta.get("format") != "ubj" or not isinstance(meta.get("model"), str):
-        raise FormatError("an XGBoost entry must name a 'ubj' model member")
-    try:
-        booster.load_model(bytearray(reader.get_bytes(meta["model"])))
-    except xgboost.core.XGBoostError as exc:
-        raise FormatError(f"XGBoost could not read the model in the file: {exc}") from None
+    raw, config = _checked_model(meta, reader)
+    _load_checked(booster, raw, config)
 
 
 class BoosterSerializer:
@@ -107,9 +139,6 @@ class BoosterSerializer:
         _check_versions(reader)
         booster = xgboost.Booster()
         _load_booster_into(booster, meta, reader)
-        config = meta.get("config")
-        if isinstance(config, str):
-            booster.load_config(config)
         return booster
 
 
@@ -165,15 +194,8 @@ class SklearnModelSerializer:
         params = _decode(meta["params"])
         model = cls(**params)
         if meta.get("fitted") is True:
-            if meta.get("format") != "ubj" or not isinstance(meta.get("model"), str):
-                raise FormatError("an XGBoost entry must name a 'ubj' model member")
-            try:
-                model.load_model(bytearray(reader.get_bytes(meta["model"])))
-            except xgboost.core.XGBoostError as exc:
-                raise FormatError(f"XGBoost could not read the model in the file: {exc}"
-                                  ) from None
-            if isinstance(meta.get("config"), str):
-                model.get_booster().load_config(meta["config"])
+            raw, config = _checked_model(meta, reader)
+            _load_checked(model, raw, config)
             for key in _RESET_AFTER_LOAD:
                 if key in params:
                     setattr(model, key, params[key])

@@ -1,0 +1,152 @@
+"""A strict, bounded decoder for the UBJSON dialect XGBoost writes (``save_raw("ubj")``).
+
+XGBoost's own reader trusts every length and count in the bytes it is given; this decoder
+reads the same grammar and refuses anything else, so a model member reaches XGBoost only
+after every byte of it was accounted for:
+
+- objects ``{`` (keys: ``L`` + big-endian int64 length + bytes) ... ``}``;
+- arrays ``[#L n`` (n values), ``[$T#L n`` (n big-endian numbers of type ``T`` in ``d i U I
+  l L``) or ``[`` ... ``]``;
+- scalars ``S`` (string), ``d`` (float32), ``i U I l L`` (integers), ``T F Z``.
+
+Lengths and counts must fit in the bytes that follow (a count can never make the decoder,
+or XGBoost after it, allocate more than the member holds), nesting is at most
+``MAX_DEPTH`` deep, keys are unique, strings are UTF-8, and the document ends exactly at
+the end of the member. Typed arrays come back as read-only numpy views of the member's bytes.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import numpy as np
+
+from dryml.errors import FormatError
+
+__all__ = ["MAX_DEPTH", "decode"]
+
+MAX_DEPTH = 32
+_TYPED = {"d": np.dtype(">f4"), "i": np.dtype("i1"), "U": np.dtype("u1"),
+          "I": np.dtype(">i2"), "l": np.dtype(">i4"), "L": np.dtype(">i8")}
+_SCALAR = {ord("i"): struct.Struct(">b"), ord("U"): struct.Struct(">B"),
+           ord("I"): struct.Struct(">h"), ord("l"): struct.Struct(">i"),
+           ord("L"): struct.Struct(">q"), ord("d"): struct.Struct(">f")}
+_I64 = struct.Struct(">q")
+
+
+class _Decoder:
+    def __init__(self, data: bytes | bytearray | memoryview) -> None:
+        self.view = memoryview(data).toreadonly()
+        self.data = bytes(self.view) if not isinstance(data, bytes) else data
+        self.pos = 0
+        self.end = len(self.data)
+
+    def fail(self, what: str) -> FormatError:
+        return FormatError(f"the XGBoost model is not valid UBJSON: {what} at byte {self.pos}")
+
+    def byte(self) -> int:
+        if self.pos >= self.end:
+            raise self.fail("unexpected end")
+        value = self.data[self.pos]
+        self.pos += 1
+        return value
+
+    def expect(self, char: str) -> None:
+        if self.byte() != ord(char):
+            raise self.fail(f"expected {char!r}")
+
+    def length(self, size: int, what: str) -> int:
+        """An ``L`` int64 count of ``size``-byte items that must fit in what is left."""
+        self.expect("L")
+        if self.pos + 8 > self.end:
+            raise self.fail("unexpected end")
+        (n,) = _I64.unpack_from(self.data, self.pos)
+        self.pos += 8
+        if n < 0 or n * max(size, 1) > self.end - self.pos:
+            raise self.fail(f"{what} of {n} does not fit in the remaining "
+                            f"{self.end - self.pos} bytes")
+        return int(n)
+
+    def string(self) -> str:
+        n = self.length(1, "string length")
+        raw = self.data[self.pos:self.pos + n]
+        self.pos += n
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise self.fail("a string is not UTF-8") from None
+
+    def value(self, depth: int) -> Any:
+        marker = self.byte()
+        scalar = _SCALAR.get(marker)
+        if scalar is not None:
+            if self.pos + scalar.size > self.end:
+                raise self.fail("unexpected end")
+            (number,) = scalar.unpack_from(self.data, self.pos)
+            self.pos += scalar.size
+            return number
+        if marker == ord("S"):
+            return self.string()
+        if marker in (ord("{"), ord("[")):
+            if depth >= MAX_DEPTH:
+                raise self.fail(f"nesting deeper than {MAX_DEPTH}")
+            return self.object(depth + 1) if marker == ord("{") else self.array(depth + 1)
+        if marker == ord("T"):
+            return True
+        if marker == ord("F"):
+            return False
+        if marker == ord("Z"):
+            return None
+        self.pos -= 1
+        raise self.fail(f"unsupported marker {chr(marker)!r}")
+
+    def object(self, depth: int) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        while True:
+            if self.pos >= self.end:
+                raise self.fail("unterminated object")
+            if self.data[self.pos] == ord("}"):
+                self.pos += 1
+                return out
+            key = self.string()
+            if key in out:
+                raise self.fail(f"duplicate key {key!r}")
+            out[key] = self.value(depth)
+
+    def array(self, depth: int) -> Any:
+        if self.pos >= self.end:
+            raise self.fail("unterminated array")
+        head = self.data[self.pos]
+        if head == ord("$"):
+            self.pos += 1
+            kind = chr(self.byte())
+            dtype = _TYPED.get(kind)
+            if dtype is None:
+                raise self.fail(f"unsupported typed-array type {kind!r}")
+            self.expect("#")
+            n = self.length(dtype.itemsize, "typed array count")
+            out = np.frombuffer(self.view, dtype=dtype, count=n, offset=self.pos)
+            self.pos += n * dtype.itemsize
+            return out
+        if head == ord("#"):
+            self.pos += 1
+            n = self.length(1, "array count")
+            return [self.value(depth) for _ in range(n)]
+        items: list[Any] = []
+        while True:
+            if self.pos >= self.end:
+                raise self.fail("unterminated array")
+            if self.data[self.pos] == ord("]"):
+                self.pos += 1
+                return items
+            items.append(self.value(depth))
+
+
+def decode(data: bytes | bytearray | memoryview) -> Any:
+    """The document in ``data``; FormatError unless it is exactly one well-formed value."""
+    decoder = _Decoder(data)
+    result = decoder.value(0)
+    if decoder.pos != decoder.end:
+        raise decoder.fail("trailing bytes after the document")
+    return result

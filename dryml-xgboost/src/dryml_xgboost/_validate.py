@@ -1,0 +1,383 @@
+"""Check an XGBoost model document before XGBoost's own parser sees it.
+
+XGBoost's loader trusts what it reads: a node index, a category segment or a tree id out of
+range is read or written out of bounds (one changed byte can kill the process with SIGSEGV).
+:func:`check_model` decodes the UBJSON member with :mod:`dryml_xgboost._ubjson` and checks the
+document against XGBoost's model schema (``doc/model.schema`` and the loaders of XGBoost 2.x
+and 3.x): types, array lengths, counts that agree with each other, indices in range, trees
+that are trees. :func:`check_config` checks the training configuration JSON against the
+model. Anything else is a :class:`~dryml.errors.FormatError`; nothing here imports XGBoost.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import numpy as np
+
+from dryml.errors import FormatError
+from dryml_xgboost._ubjson import decode
+
+__all__ = ["MAX_CATEGORY", "MAX_FEATURES", "check_config", "check_model"]
+
+#: Features a model may declare: XGBoost sizes per-thread buffers by it when predicting.
+MAX_FEATURES = 1 << 24
+#: Category codes a categorical split may name (XGBoost's own bound: codes are float32s).
+MAX_CATEGORY = 1 << 24
+_MAX_CLASSES = 1 << 16
+_ROOT_PARENT = (-1, 2**31 - 1)
+_DELETED_SPLIT = 2**31 - 1
+_INT = re.compile(r"^-?[0-9]{1,19}$")
+_FEATURE_TYPES = frozenset({"q", "c", "int", "i", "float"})
+_BOOSTERS = ("gbtree", "dart", "gblinear")
+
+
+def _fail(where: str, what: str) -> FormatError:
+    return FormatError(f"the XGBoost model in the file is invalid: {where}: {what}; "
+                       "the file is damaged or was not written by dryml")
+
+
+def _obj(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _fail(where, "expected an object")
+    return value
+
+
+def _str(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise _fail(where, "expected a string")
+    return value
+
+
+def _int_str(value: Any, where: str, lo: int, hi: int) -> int:
+    """An integer parameter written as a decimal string (XGBoost stores parameters so)."""
+    text = _str(value, where)
+    if not _INT.match(text) or not lo <= int(text) <= hi:
+        raise _fail(where, f"{text[:40]!r} is not an integer in [{lo}, {hi}]")
+    return int(text)
+
+
+def _ints(value: Any, where: str, n: int | None = None) -> np.ndarray:
+    """An integer array (typed, or a list of integers) as int64, of length ``n`` if given."""
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "iu":
+            raise _fail(where, f"expected integers, got {value.dtype}")
+        out = value.astype(np.int64)
+    elif isinstance(value, list) and all(type(v) is int for v in value):
+        out = np.array(value, dtype=np.int64) if value else np.zeros(0, np.int64)
+    else:
+        raise _fail(where, "expected an array of integers")
+    if n is not None and out.size != n:
+        raise _fail(where, f"{out.size} entries, expected {n}")
+    return out
+
+
+def _floats(value: Any, where: str, n: int | None = None) -> None:
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind != "f":
+            raise _fail(where, f"expected numbers, got {value.dtype}")
+        size = value.size
+    elif isinstance(value, list) and all(type(v) in (int, float) for v in value):
+        size = len(value)
+    else:
+        raise _fail(where, "expected an array of numbers")
+    if n is not None and size != n:
+        raise _fail(where, f"{size} entries, expected {n}")
+
+
+def _in(values: np.ndarray, lo: int, hi: int, where: str) -> None:
+    """Every value in ``[lo, hi)``."""
+    if values.size and (int(values.min()) < lo or int(values.max()) >= hi):
+        raise _fail(where, f"values must lie in [{lo}, {hi})")
+
+
+def _base_score(text: str, outputs: int) -> None:
+    body = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+    try:
+        values = [float(v) for v in body.split(",")]
+    except ValueError:
+        raise _fail("learner_model_param.base_score", f"{text[:40]!r} is not a number list"
+                    ) from None
+    if len(values) != 1 and len(values) != outputs:
+        raise _fail("learner_model_param.base_score", f"{len(values)} values for {outputs} "
+                    "outputs")
+
+
+class _Model:
+    """The learner-level facts later checks need."""
+
+    def __init__(self, learner: dict[str, Any]) -> None:
+        param = _obj(learner.get("learner_model_param"), "learner_model_param")
+        self.param = param
+        where = "learner_model_param"
+        self.num_feature = _int_str(param.get("num_feature"), f"{where}.num_feature", 0,
+                                    MAX_FEATURES)
+        self.num_class = _int_str(param.get("num_class", "0"), f"{where}.num_class", 0,
+                                  _MAX_CLASSES)
+        self.num_target = _int_str(param.get("num_target", "1"), f"{where}.num_target", 1,
+                                   _MAX_CLASSES)
+        if self.num_class > 0 and self.num_target > 1:
+            raise _fail(where, "num_class and num_target cannot both be set")
+        self.outputs = self.num_class if self.num_class > 0 else self.num_target
+        if "boost_from_average" in param:
+            _int_str(param["boost_from_average"], f"{where}.boost_from_average", 0, 1)
+        if "base_score" in param:
+            _base_score(_str(param["base_score"], f"{where}.base_score"), self.outputs)
+        self.iterations = 0
+
+
+def _check_learner_meta(learner: dict[str, Any], model: _Model) -> None:
+    for key in ("feature_names", "feature_types"):
+        values = learner.get(key, [])
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise _fail(key, "expected an array of strings")
+        if values and len(values) != model.num_feature:
+            raise _fail(key, f"{len(values)} entries for {model.num_feature} features")
+        if key == "feature_types" and not set(values) <= _FEATURE_TYPES:
+            raise _fail(key, f"types must be among {sorted(_FEATURE_TYPES)}")
+    attributes = _obj(learner.get("attributes", {}), "attributes")
+    if not all(isinstance(v, str) for v in attributes.values()):
+        raise _fail("attributes", "values must be strings")
+    objective = _obj(learner.get("objective"), "objective")
+    name = _str(objective.get("name"), "objective.name")
+    if name.startswith("multi:"):
+        classes = _obj(objective.get("softmax_multiclass_param"),
+                       "objective.softmax_multiclass_param")
+        if _int_str(classes.get("num_class"), "objective num_class", 0,
+                    _MAX_CLASSES) != model.num_class or model.num_class < 1:
+            raise _fail("objective", "num_class disagrees with the model's")
+
+
+def _check_attributes_after(learner: dict[str, Any], model: _Model) -> None:
+    best = learner.get("attributes", {}).get("best_iteration")
+    if best is not None:
+        _int_str(best, "attributes.best_iteration", 0, max(model.iterations - 1, 0))
+
+
+def _check_tree(tree: Any, where: str, model: _Model, budget: list[int]) -> None:
+    tree = _obj(tree, where)
+    param = _obj(tree.get("tree_param"), f"{where}.tree_param")
+    n = _int_str(param.get("num_nodes"), f"{where}.num_nodes", 1, 2**31 - 1)
+    _int_str(param.get("num_feature"), f"{where}.num_feature", 0, MAX_FEATURES)
+    deleted_declared = _int_str(param.get("num_deleted", "0"), f"{where}.num_deleted", 0, n)
+    leaf_size = _int_str(param.get("size_leaf_vector", "1"), f"{where}.size_leaf_vector",
+                         0, 2**31 - 1)
+    if leaf_size > 1:
+        raise _fail(where, "multi-target trees (multi_strategy='multi_output_tree') are not "
+                    "supported by dryml")
+    for key in ("loss_changes", "sum_hessian", "base_weights", "split_conditions"):
+        _floats(tree.get(key), f"{where}.{key}", n)
+    left = _ints(tree.get("left_children"), f"{where}.left_children", n)
+    right = _ints(tree.get("right_children"), f"{where}.right_children", n)
+    parents = _ints(tree.get("parents"), f"{where}.parents", n)
+    split = _ints(tree.get("split_indices"), f"{where}.split_indices", n)
+    default_left = _ints(tree.get("default_left"), f"{where}.default_left", n)
+    _in(default_left, 0, 2, f"{where}.default_left")
+    _in(split, 0, 2**31, f"{where}.split_indices")
+    leaf = left == -1
+    if not np.array_equal(leaf, right == -1):
+        raise _fail(where, "a node has exactly one child")
+    internal = np.flatnonzero(~leaf)
+    children = np.concatenate([left[internal], right[internal]])
+    _in(children, 1, n, f"{where} child indices")
+    if np.unique(children).size != children.size:
+        raise _fail(where, "a node is the child of two nodes")
+    deleted = leaf & (split == _DELETED_SPLIT) & (default_left == 1)
+    deleted[0] = False
+    if deleted[children].any():
+        raise _fail(where, "a deleted node is still a child")
+    if not np.array_equal(parents[children], np.concatenate([internal, internal])):
+        raise _fail(where, "parents disagree with children")
+    if int(parents[0]) not in _ROOT_PARENT:
+        raise _fail(where, "the root has a parent")
+    _in(parents[1:], 0, n, f"{where}.parents")
+    _in(split[internal], 0, model.num_feature, f"{where} split features")
+    if int(deleted.sum()) != deleted_declared:
+        raise _fail(where, "num_deleted disagrees with the nodes")
+    # Every live node hangs under the root (no cycles, no orphans): walk down from it.
+    seen = 1
+    frontier = np.zeros(1, dtype=np.int64)
+    while frontier.size:
+        frontier = frontier[~leaf[frontier]]
+        frontier = np.concatenate([left[frontier], right[frontier]])
+        seen += frontier.size
+    if seen != n - int(deleted.sum()):
+        raise _fail(where, "nodes unreachable from the root")
+    if "split_type" in tree:
+        _check_categorical(tree, where, n, leaf, budget)
+
+
+def _check_categorical(tree: dict[str, Any], where: str, n: int, leaf: np.ndarray,
+                       budget: list[int]) -> None:
+    split_type = _ints(tree["split_type"], f"{where}.split_type", n)
+    _in(split_type, 0, 2, f"{where}.split_type")
+    nodes = _ints(tree.get("categories_nodes"), f"{where}.categories_nodes")
+    segments = _ints(tree.get("categories_segments"), f"{where}.categories_segments",
+                     nodes.size)
+    sizes = _ints(tree.get("categories_sizes"), f"{where}.categories_sizes", nodes.size)
+    categories = _ints(tree.get("categories"), f"{where}.categories")
+    if not np.array_equal(nodes, np.flatnonzero(split_type == 1)):
+        raise _fail(where, "categories_nodes disagree with split_type")
+    if leaf[nodes].any():
+        raise _fail(where, "a leaf has a categorical split")
+    _in(sizes, 1, categories.size + 1, f"{where}.categories_sizes")
+    _in(segments, 0, categories.size, f"{where}.categories_segments")
+    if nodes.size and int((segments + sizes).max()) > categories.size:
+        raise _fail(where, "a category segment runs past the categories")
+    _in(categories, 0, MAX_CATEGORY, f"{where}.categories")
+    for begin, size in zip(segments.tolist(), sizes.tolist(), strict=True):
+        # XGBoost stores each split as a bitset up to its largest category.
+        budget[0] -= (int(categories[begin:begin + size].max()) // 32 + 1) * 4
+    if budget[0] < 0:
+        raise _fail(where, "categorical splits would need far more memory than the file holds")
+
+
+def _check_cats(cats: Any, model: _Model) -> None:
+    cats = _obj(cats, "cats")
+    enc = cats.get("enc", [])
+    if not isinstance(enc, list) or (enc and len(enc) != model.num_feature):
+        raise _fail("cats.enc", f"expected an array of {model.num_feature} columns")
+    segments = _ints(cats.get("feature_segments", []), "cats.feature_segments")
+    if (enc or segments.size) and (segments.size != len(enc) + 1 or segments[0] != 0
+                                   or (np.diff(segments) < 0).any()):
+        raise _fail("cats.feature_segments", "not the offsets of the columns")
+    sorted_idx = _ints(cats.get("sorted_idx", []), "cats.sorted_idx")
+    total = int(segments[-1]) if segments.size else 0
+    if sorted_idx.size not in (0, total):
+        raise _fail("cats.sorted_idx", f"{sorted_idx.size} entries for {total} categories")
+    for f, column in enumerate(enc):
+        where = f"cats.enc[{f}]"
+        column = _obj(column, where)
+        k = int(segments[f + 1] - segments[f])
+        if "offsets" in column:
+            offsets = _ints(column["offsets"], f"{where}.offsets")
+            values = _ints(column.get("values"), f"{where}.values")
+            if offsets.size != (k + 1 if k else offsets.size) or offsets.size == 1 or (
+                    offsets.size and (offsets[0] != 0 or (np.diff(offsets) < 0).any()
+                                      or offsets[-1] != values.size)) or (
+                    offsets.size == 0 and (k or values.size)):
+                raise _fail(where, "string offsets disagree with the values")
+        else:
+            _int_str(str(column.get("type")), f"{where}.type", 9, 16)
+            if not isinstance(column.get("type"), int):
+                raise _fail(f"{where}.type", "expected an integer")
+            _ints(column.get("values"), f"{where}.values", k)
+        if sorted_idx.size and k:
+            part = np.sort(sorted_idx[segments[f]:segments[f + 1]])
+            if not np.array_equal(part, np.arange(k)):
+                raise _fail("cats.sorted_idx", f"column {f} is not a permutation")
+
+
+def _check_gbtree(booster: dict[str, Any], model: _Model, size: int) -> int:
+    body = _obj(booster.get("model"), "gradient_booster.model")
+    param = _obj(body.get("gbtree_model_param"), "gbtree_model_param")
+    num_trees = _int_str(param.get("num_trees"), "gbtree_model_param.num_trees", 0, size)
+    _int_str(param.get("num_parallel_tree", "1"), "gbtree_model_param.num_parallel_tree", 1,
+             max(num_trees, 1))
+    trees = body.get("trees")
+    if not isinstance(trees, list) or len(trees) != num_trees:
+        raise _fail("trees", f"expected {num_trees} trees")
+    tree_info = _ints(body.get("tree_info"), "tree_info", num_trees)
+    _in(tree_info, 0, model.outputs, "tree_info")
+    if "iteration_indptr" in body:
+        indptr = _ints(body["iteration_indptr"], "iteration_indptr")
+        if indptr.size < 1 or indptr[0] != 0 or indptr[-1] != num_trees or (
+                np.diff(indptr) < 0).any():
+            raise _fail("iteration_indptr", "not the offsets of the boosting rounds")
+        model.iterations = indptr.size - 1
+    else:
+        model.iterations = num_trees
+    budget = [64 * 2**20 + 16 * size]
+    for i, tree in enumerate(trees):
+        if not isinstance(tree, dict) or type(tree.get("id")) is not int or tree["id"] != i:
+            raise _fail(f"trees[{i}]", "tree ids must be 0, 1, 2... in order")
+        _check_tree(tree, f"trees[{i}]", model, budget)
+    if "cats" in body:
+        _check_cats(body["cats"], model)
+    return num_trees
+
+
+def _check_booster(learner: dict[str, Any], model: _Model, size: int) -> None:
+    booster = _obj(learner.get("gradient_booster"), "gradient_booster")
+    name = booster.get("name")
+    if name not in _BOOSTERS:
+        raise _fail("gradient_booster.name", f"must be one of {_BOOSTERS}")
+    if name == "gbtree":
+        _check_gbtree(booster, model, size)
+    elif name == "dart":
+        inner = _obj(booster.get("gbtree"), "dart.gbtree")
+        if inner.get("name") != "gbtree":
+            raise _fail("dart.gbtree.name", "must be 'gbtree'")
+        num_trees = _check_gbtree(inner, model, size)
+        _floats(booster.get("weight_drop"), "dart.weight_drop", num_trees)
+    else:
+        body = _obj(booster.get("model"), "gblinear.model")
+        _floats(body.get("weights"), "gblinear.weights",
+                (model.num_feature + 1) * max(model.outputs, 1))
+        rounds = body.get("boosted_rounds", 0)
+        if type(rounds) is not int or not 0 <= rounds <= 2**31 - 1:
+            raise _fail("gblinear.boosted_rounds", "expected a non-negative integer")
+        model.iterations = rounds
+
+
+def check_model(data: bytes) -> dict[str, Any]:
+    """Decode and check a UBJSON model; returns the document (FormatError if invalid)."""
+    doc = _obj(decode(data), "the document")
+    version = doc.get("version")
+    if isinstance(version, np.ndarray):
+        version = version.tolist()
+    if not (isinstance(version, list) and len(version) == 3
+            and all(type(v) is int and v >= 0 for v in version)):
+        raise _fail("version", "expected [major, minor, patch]")
+    learner = _obj(doc.get("learner"), "learner")
+    model = _Model(learner)
+    _check_learner_meta(learner, model)
+    _check_booster(learner, model, len(data))
+    _check_attributes_after(learner, model)
+    return doc
+
+
+def _plain(node: Any, where: str = "config") -> None:
+    """Only what XGBoost's JSON reader reads as written: printable ASCII strings, ..."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            _plain(key, where)
+            _plain(value, f"{where}.{key}")
+    elif isinstance(node, list):
+        for value in node:
+            _plain(value, where)
+    elif isinstance(node, str):
+        if not node.isascii() or not node.isprintable() or "\\" in node:
+            raise _fail(where, "strings must be printable ASCII")
+    elif node is not None and type(node) not in (bool, int):
+        raise _fail(where, f"unexpected {type(node).__name__}")
+
+
+def check_config(config: str, doc: dict[str, Any]) -> str:
+    """The training configuration JSON, checked against the model ``doc``; returns it."""
+    if len(config) > 16 * 2**20:
+        raise _fail("config", "too large")
+    try:
+        parsed = json.loads(config)
+    except (ValueError, RecursionError):
+        raise _fail("config", "not valid JSON") from None
+    _plain(parsed)
+    learner = _obj(_obj(parsed, "config").get("learner"), "config.learner")
+    model = doc["learner"]
+    for key in ("learner_model_param", "objective"):
+        if key in learner and learner[key] != model[key]:
+            raise _fail(f"config.{key}", "disagrees with the model")
+    booster = learner.get("gradient_booster", {})
+    name = model["gradient_booster"]["name"]
+    if _obj(booster, "config.gradient_booster").get("name", name) != name:
+        raise _fail("config.gradient_booster", "disagrees with the model")
+    train = _obj(learner.get("learner_train_param", {}), "config.learner_train_param")
+    if train.get("booster", name) != name or train.get("objective", model["objective"][
+            "name"]) != model["objective"]["name"]:
+        raise _fail("config.learner_train_param", "disagrees with the model")
+    if train.get("multi_strategy", "one_output_per_tree") != "one_output_per_tree":
+        raise _fail("config.learner_train_param.multi_strategy",
+                    "only one_output_per_tree is supported by dryml")
+    return config
