@@ -48,12 +48,20 @@ def register(subparsers: Any) -> None:
 
     check = sub.add_parser("check", help="verify that the index matches the files",
                            description="Finish interrupted writes, then compare the index "
-                                       "with the .dry files. Exit status 1 when they differ.")
+                                       "with the .dry files: every indexed file must exist "
+                                       "and have the manifest digest recorded when it was "
+                                       "indexed; ids held by two files are listed with what "
+                                       "to remove. Exit status 1 when they differ.")
     check.add_argument("directory", metavar="DIR")
     check.add_argument("--json", action="store_true", help="print JSON for machines")
     check.set_defaults(run=run_check)
 
-    reindex = sub.add_parser("reindex", help="rebuild the index from the .dry files")
+    reindex = sub.add_parser(
+        "reindex", help="rebuild the index from the .dry files",
+        description="Rebuild the index from the .dry files (metadata in the index is kept). "
+                    "A damaged index file is kept aside and replaced. Of several files that "
+                    "hold one id, DRY_ID.dry (else the first by name) is indexed and the "
+                    "others are listed.")
     reindex.add_argument("directory", metavar="DIR")
     reindex.set_defaults(run=run_reindex)
 
@@ -183,9 +191,18 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def run_reindex(args: argparse.Namespace) -> int:
-    """Rebuild the index from the files."""
-    report = _open(args.directory).reindex()
+    """Rebuild the index from the files (a damaged index is moved aside and replaced)."""
+    from dryml.repo import Repo
+
+    repo = Repo(args.directory, repair=True)
+    report = repo.rebuilt if repo.rebuilt is not None else repo.reindex()
+    if report.damaged_index is not None:
+        sys.stdout.write(f"the index was damaged ({report.damage}): kept it as "
+                         f"{report.damaged_index} and built a new one from the .dry files "
+                         f"(metadata recovered from it for {report.salvaged} object(s))\n")
     sys.stdout.write(f"indexed {report.indexed} object(s)\n")
+    for dup in report.duplicates:
+        sys.stdout.write(f"duplicate: {dup.summary()}\n  {dup.advice(str(repo.directory))}\n")
     for name, why in report.skipped:
         sys.stdout.write(f"skipped {name}: {why}\n")
     return 0

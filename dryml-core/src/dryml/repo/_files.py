@@ -1,4 +1,11 @@
-"""The repository's files: naming, atomic writes, and index rows rebuilt from a file."""
+"""The repository's files: naming, atomic writes, stamps, and index rows rebuilt from a file.
+
+A file's *stamp* is what the index records to notice any later change to it: its size, its
+modification time (nanoseconds) and its manifest digest. The digest is the xxh3 checksum of
+the stored manifest that every ``.dry`` file keeps in its 48-byte trailer, so taking a stamp
+reads 48 bytes; the manifest holds every argument and every member's checksum, so a file whose
+digest is unchanged holds the same objects (or fails its member checksums when loaded).
+"""
 
 from __future__ import annotations
 
@@ -10,16 +17,20 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+import attrs
 
 from dryml._io import open_container, save_object
 from dryml._object import Object
 from dryml.errors import DrymlError, FormatError
+from dryml.format._container import _TRAILER, HEADER_SIZE, TRAILER_MAGIC
 from dryml.repo._defjson import category_digest, manifest_definition
 from dryml.repo._index import INDEX_NAME, Row
 from dryml.repo._selector import known_mro
 
-__all__ = ["file_name", "is_repo_file", "row_from_file", "temp_files", "write_file"]
+__all__ = ["Stamp", "file_name", "is_repo_file", "read_stamp", "row_from_file", "temp_files",
+           "write_file"]
 
 _SAFE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,120}$")
 
@@ -42,9 +53,33 @@ def temp_files(directory: Path, name: str | None = None) -> list[Path]:
     return sorted(directory.glob(pattern))
 
 
+@attrs.frozen
+class Stamp:
+    """What a file was when it was indexed: size, mtime (ns) and manifest digest."""
+
+    size: int
+    mtime: int
+    digest: str
+
+
+def read_stamp(stream: IO[bytes]) -> Stamp:
+    """The stamp of an open ``.dry`` file (reads its trailer; FormatError when it has none)."""
+    if stream.writable():
+        stream.flush()
+    stat = os.fstat(stream.fileno())
+    if stat.st_size < HEADER_SIZE + _TRAILER.size:
+        raise FormatError(f"the file is truncated ({stat.st_size} bytes); not a whole .dry file")
+    stream.seek(stat.st_size - _TRAILER.size)
+    trailer = stream.read(_TRAILER.size)
+    if len(trailer) != _TRAILER.size or trailer[-len(TRAILER_MAGIC):] != TRAILER_MAGIC:
+        raise FormatError("the file is truncated or damaged: no end-of-file marker")
+    digest = _TRAILER.unpack(trailer)[3]
+    return Stamp(stat.st_size, stat.st_mtime_ns, f"xxh3_64:{digest:016x}")
+
+
 def write_file(obj: Object, directory: Path, name: str, token: str, durable: bool,
-               metadata: dict[str, Any] | None = None) -> int:
-    """Write ``obj`` to ``directory/name`` atomically; returns the file's size.
+               metadata: dict[str, Any] | None = None) -> Stamp:
+    """Write ``obj`` to ``directory/name`` atomically; returns the file's stamp.
 
     The bytes go to a temporary file that is renamed over ``name`` only when complete, so a
     crash never leaves a partial ``.dry`` file. ``durable`` adds fsyncs (file and directory)
@@ -53,18 +88,19 @@ def write_file(obj: Object, directory: Path, name: str, token: str, durable: boo
     path = directory / name
     if durable:
         save_object(obj, path, metadata=metadata)
-        return path.stat().st_size
+        with open(path, "rb") as written:
+            return read_stamp(written)
     tmp = directory / f".{name}.{token}.tmp"
     try:
-        with open(tmp, "wb", buffering=1 << 20) as stream:
+        with open(tmp, "w+b", buffering=1 << 20) as stream:
             save_object(obj, stream, metadata=metadata)
-            size = stream.tell()
-        os.replace(tmp, path)
+            stamp = read_stamp(stream)  # flushed first: nothing is written after the stamp
+        os.replace(tmp, path)  # a rename keeps the file's mtime
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    return size
+    return stamp
 
 
 def row_from_file(path: Path, metadata: dict[str, Any] | None = None
@@ -74,17 +110,20 @@ def row_from_file(path: Path, metadata: dict[str, Any] | None = None
 
     Raises DrymlError (or OSError) when the file is not a readable ``.dry`` file.
     """
-    with open_container(path, None) as (reader, manifest):
-        raw = reader.manifest
-        definition = manifest_definition(raw, reader)
-        mros, known = _file_mros(raw, definition)
-        if metadata is None:
-            stored = raw.get("metadata")
-            metadata = stored if isinstance(stored, dict) else {}
-        created = _created(manifest.created, path)
+    with open(path, "rb") as stream:
+        stamp = read_stamp(stream)
+        with open_container(stream, None) as (reader, manifest):
+            raw = reader.manifest
+            definition = manifest_definition(raw, reader)
+            mros, known = _file_mros(raw, definition)
+            if metadata is None:
+                stored = raw.get("metadata")
+                metadata = stored if isinstance(stored, dict) else {}
+            created = _created(manifest.created, path)
     row = {"id": manifest.root, "cls": definition["cls"], "cat": category_digest(definition),
            "definition": json.dumps(definition), "metadata": json.dumps(metadata),
-           "file": path.name, "size": path.stat().st_size, "created": created}
+           "file": path.name, "size": stamp.size, "created": created,
+           "digest": stamp.digest, "mtime": stamp.mtime}
     if not isinstance(row["cls"], str):
         raise FormatError("the root object has no class path")
     return row, mros, known

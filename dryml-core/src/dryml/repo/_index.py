@@ -4,7 +4,10 @@ Tables (all derived from the ``.dry`` files except ``intents``, which is a write
 adds and deletes in flight, and metadata set after an object was added):
 
 - ``objects``: one row per object: ``id``, ``cls``, ``cat`` (configuration digest),
-  ``definition`` and ``metadata`` (JSON), ``file``, ``size``, ``created``.
+  ``definition`` and ``metadata`` (JSON), ``file``, ``size``, ``created``, and what the file
+  was when it was indexed: ``digest`` (the manifest checksum from the file's trailer) and
+  ``mtime`` (nanoseconds). Both are NULL in rows written by dryml-core before they existed
+  (filled by the next ``check``, ``reindex`` or load of the object).
 - ``kv``: one row per top-level argument (``a.N``), keyword (``k.NAME``) and metadata path
   (``m.a.b``): type code ``t`` and scalar ``value``; indexed by ``(key, value)``.
 - ``classes`` / ``class_bases``: every class a definition names, with its MRO (so that
@@ -27,7 +30,8 @@ from typing import Any
 from dryml.errors import RepoError
 from dryml.repo._defjson import scalar_entries
 
-__all__ = ["INDEX_NAME", "Index", "Row", "owner_alive", "process_identity"]
+__all__ = ["INDEX_NAME", "Index", "IndexDamagedError", "Row", "is_damage", "owner_alive",
+           "process_identity"]
 
 INDEX_NAME = ".dryml-index.sqlite"
 SCHEMA_VERSION = 1
@@ -37,7 +41,7 @@ CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS objects (
     id TEXT PRIMARY KEY, cls TEXT NOT NULL, cat TEXT NOT NULL, definition TEXT NOT NULL,
     metadata TEXT NOT NULL, file TEXT NOT NULL UNIQUE, size INTEGER NOT NULL,
-    created REAL NOT NULL);
+    created REAL NOT NULL, digest TEXT, mtime INTEGER);
 CREATE INDEX IF NOT EXISTS objects_cls ON objects (cls);
 CREATE INDEX IF NOT EXISTS objects_cat ON objects (cat);
 CREATE INDEX IF NOT EXISTS objects_created ON objects (created);
@@ -57,7 +61,31 @@ CREATE INDEX IF NOT EXISTS intents_id ON intents (id);
 """
 
 Row = dict[str, Any]
-COLUMNS = ("id", "cls", "cat", "definition", "metadata", "file", "size", "created")
+COLUMNS = ("id", "cls", "cat", "definition", "metadata", "file", "size", "created", "digest",
+           "mtime")
+# Columns added after the first release (an older index gets them on open: they may be NULL).
+_ADDED = (("digest", "TEXT"), ("mtime", "INTEGER"))
+_DAMAGED = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+
+
+class IndexDamagedError(RepoError):
+    """The index file is not a readable SQLite database (garbage, truncated, malformed).
+    ``dryml repo reindex DIR`` (or ``Repo(DIR, repair=True)``) rebuilds it from the files.
+    ``reason`` is what SQLite said."""
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def is_damage(exc: BaseException) -> bool:
+    """Whether an SQLite error says the database file itself is damaged."""
+    if not isinstance(exc, sqlite3.DatabaseError):
+        return False
+    if getattr(exc, "sqlite_errorname", None) in _DAMAGED:
+        return True
+    text = str(exc)
+    return "malformed" in text or "not a database" in text
 
 
 def _start_time(pid: int) -> str:
@@ -116,11 +144,32 @@ class Index:
                 conn.execute(f"PRAGMA synchronous={'FULL' if self.durable else 'NORMAL'}")
                 conn.execute("PRAGMA foreign_keys=OFF")
             except sqlite3.DatabaseError as exc:
+                if is_damage(exc):
+                    raise self.damaged(exc) from None
                 raise RepoError(f"the repository index {self.path!r} cannot be opened: {exc}. "
-                                "Delete it and run 'dryml repo reindex DIR' to rebuild it "
-                                "from the .dry files") from None
+                                "Run 'dryml repo reindex DIR' to rebuild it from the .dry "
+                                "files") from None
             self._conn, self._pid = conn, os.getpid()
         return self._conn
+
+    def damaged(self, exc: BaseException | str) -> IndexDamagedError:
+        """The error for a damaged index file (what happened, and the command that fixes it)."""
+        directory = os.path.dirname(self.path)
+        return IndexDamagedError(
+            f"the repository index {self.path!r} is damaged ({exc}). Run "
+            f"'dryml repo reindex {directory}' (or open it with Repo(..., repair=True)) to "
+            "rebuild it from the .dry files, which hold every object; the damaged index is "
+            "kept beside them", str(exc))
+
+    @contextlib.contextmanager
+    def _translated(self) -> Iterator[None]:
+        """SQLite's "malformed" / "not a database" errors as :class:`IndexDamagedError`."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            if is_damage(exc):
+                raise self.damaged(exc) from None
+            raise
 
     def close(self) -> None:
         """Close this process's connection."""
@@ -134,19 +183,20 @@ class Index:
     @contextlib.contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         """A write transaction (``BEGIN IMMEDIATE``: writers queue, readers go on)."""
-        with self._lock:
+        with self._lock, self._translated():
             conn = self.conn()
             _retry(lambda: conn.execute("BEGIN IMMEDIATE"))
             try:
                 yield conn
             except BaseException:
-                conn.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):  # a damaged file may refuse it too
+                    conn.execute("ROLLBACK")
                 raise
             _retry(lambda: conn.execute("COMMIT"))
 
     def query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a read query and return every row."""
-        with self._lock:
+        with self._lock, self._translated():
             rows: list[tuple[Any, ...]] = _retry(
                 lambda: self.conn().execute(sql, list(params)).fetchall())
             return rows
@@ -162,7 +212,20 @@ class Index:
             if found and int(found[0]) > SCHEMA_VERSION:
                 raise RepoError(f"the index {self.path!r} was written by a newer dryml "
                                 f"(schema {found[0]}); upgrade dryml-core")
+            present = {r[1] for r in conn.execute("PRAGMA table_info(objects)").fetchall()}
+            for column, kind in _ADDED:
+                if column not in present:
+                    conn.execute(f"ALTER TABLE objects ADD COLUMN {column} {kind}")
             return conn.execute("SELECT 1 FROM info WHERE key = 'built'").fetchone() is not None
+
+    def integrity_problem(self) -> str | None:
+        """What SQLite's ``quick_check`` finds wrong with the index file, or None."""
+        try:
+            found = self.query("PRAGMA quick_check")
+        except IndexDamagedError as exc:
+            return exc.reason
+        lines = [str(r[0]) for r in found]
+        return None if lines == ["ok"] else "; ".join(lines[:3])
 
     # -- rows ---------------------------------------------------------------------------------
     @staticmethod

@@ -131,7 +131,10 @@ def load_now(obj: Any) -> Object:
             return obj  # type: ignore[no-any-return]
         real_cls = type(obj)._dry_real_class
         try:
-            loaded = load_object(state.path, trust=state.trust)
+            if state.repo is not None:  # checks that the file is still the one indexed
+                loaded = state.repo._load_file(state.dry_id)
+            else:
+                loaded = load_object(state.path, trust=state.trust)
         except FileNotFoundError:
             raise RepoError(f"the file of object {state.dry_id!r} ({state.path}) is gone; run "
                             "'dryml repo check' on the repository") from None

@@ -1,68 +1,77 @@
-"""Keeping the index true to the files: recovery of interrupted writes, reindex, check."""
+"""Keeping the index true to the files: recovery of interrupted writes, reindex, and
+rebuilding a damaged index (``check`` is in ``_check``)."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import shlex
+import sqlite3
+import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import attrs
 
-from dryml._io import open_container
-from dryml.repo._files import describe_error, is_repo_file, row_from_file, temp_files
+from dryml.repo._files import describe_error, file_name, is_repo_file, row_from_file, temp_files
 from dryml.repo._index import Index, owner_alive
 
-if TYPE_CHECKING:
-    import sqlite3
+__all__ = ["Duplicate", "ReindexReport", "object_files", "recover", "recover_intent",
+           "reindex"]
 
-__all__ = ["CheckReport", "ReindexReport", "check", "recover", "recover_intent", "reindex"]
+
+@attrs.define
+class Duplicate:
+    """Files that hold the same object id. ``files[0]`` is the one the index uses (``indexed``)
+    or the one ``reindex`` indexes: the file named ``<dry_id>.dry`` if there is one, else the
+    first name in sort order. ``identical``: every file has the same manifest digest."""
+
+    dry_id: str
+    files: list[str]
+    indexed: bool
+    identical: bool
+
+    @classmethod
+    def of(cls, dry_id: str, files: Sequence[tuple[str, str | None]], indexed: bool
+           ) -> Duplicate:
+        """From (name, digest) pairs; ``indexed``: the first pair is the indexed file."""
+        ordered = list(files) if indexed else sorted(files, key=lambda f: _preference(dry_id, f[0]))
+        digests = {d for _, d in ordered}
+        return cls(dry_id, [n for n, _ in ordered], indexed,
+                   len(digests) == 1 and None not in digests)
+
+    def summary(self) -> str:
+        """Which files hold the id, and which one counts."""
+        role = "indexed" if self.indexed else "reindex indexes it"
+        kind = "identical copies" if self.identical else "files that differ"
+        others = ", ".join(self.files[1:])
+        return (f"object {self.dry_id!r} is in {len(self.files)} {kind}: {self.files[0]} "
+                f"({role}), {others}")
+
+    def advice(self, directory: str) -> str:
+        """What to run to resolve it."""
+        rm = "rm " + " ".join(shlex.quote(os.path.join(directory, n)) for n in self.files[1:])
+        if self.identical:
+            return f"remove the extra copies: {rm}"
+        where = shlex.quote(directory)
+        return (f"keep {self.files[0]}: {rm}; or keep another: remove the others and run "
+                f"'dryml repo reindex {where}'")
 
 
 @attrs.define
 class ReindexReport:
-    """What a reindex found: how many objects it indexed and which files it skipped, why."""
+    """What a reindex did: how many objects it indexed, which files it skipped and why,
+    which ids it found in more than one file (and which file it indexed), and where it kept
+    a damaged index that it replaced (``damaged_index``, else None)."""
 
     indexed: int = 0
     skipped: list[tuple[str, str]] = attrs.field(factory=list)
-
-
-@attrs.define
-class CheckReport:
-    """Whether the index matches the files. ``ok`` is True when it does; files that are not
-    objects (foreign or corrupt and not indexed) are listed in ``skipped`` but are no fault."""
-
-    objects: int = 0
-    files: int = 0
-    missing: list[str] = attrs.field(factory=list)
-    unindexed: list[str] = attrs.field(factory=list)
-    mismatched: list[tuple[str, str]] = attrs.field(factory=list)
-    unreadable: list[tuple[str, str]] = attrs.field(factory=list)
-    skipped: list[tuple[str, str]] = attrs.field(factory=list)
-    in_progress: list[str] = attrs.field(factory=list)
-    recovered: int = 0
-
-    @property
-    def ok(self) -> bool:
-        """True when every indexed object has its file, intact, and every object file is
-        indexed."""
-        return not (self.missing or self.unindexed or self.mismatched or self.unreadable)
-
-    def format(self) -> str:
-        """A readable summary, one problem per line."""
-        lines = [f"{self.objects} objects indexed, {self.files} object files"]
-        lines += [f"MISSING FILE  {n} (indexed, file gone)" for n in self.missing]
-        lines += [f"NOT INDEXED   {n} (run 'dryml repo reindex')" for n in self.unindexed]
-        lines += [f"MISMATCH      {n}: {why}" for n, why in self.mismatched]
-        lines += [f"UNREADABLE    {n}: {why}" for n, why in self.unreadable]
-        lines += [f"skipped       {n}: {why}" for n, why in self.skipped]
-        lines += [f"in progress   {n} (another process is writing it)" for n in self.in_progress]
-        if self.recovered:
-            lines.append(f"recovered {self.recovered} interrupted write(s)")
-        lines.append("OK: the index matches the files" if self.ok else
-                     "INCONSISTENT: run 'dryml repo reindex DIR' to rebuild the index")
-        return "\n".join(lines)
+    duplicates: list[Duplicate] = attrs.field(factory=list)
+    damaged_index: str | None = None
+    damage: str | None = None
+    salvaged: int = 0
 
 
 def recover(index: Index, directory: Path) -> int:
@@ -114,7 +123,7 @@ def recover_intent(conn: sqlite3.Connection, directory: Path, op: str, dry_id: s
         Index.put_row(conn, row)
 
 
-def _object_files(directory: Path) -> tuple[list[str], list[tuple[str, str]]]:
+def object_files(directory: Path) -> tuple[list[str], list[tuple[str, str]]]:
     """(candidate object file names, foreign files with why) in ``directory``."""
     names: list[str] = []
     foreign: list[tuple[str, str]] = []
@@ -131,84 +140,93 @@ def _object_files(directory: Path) -> tuple[list[str], list[tuple[str, str]]]:
     return sorted(names), foreign
 
 
+def _preference(dry_id: str, name: str) -> tuple[bool, str]:
+    """Sort key: the file named after the id first, then by name (reindex is deterministic)."""
+    return name != file_name(dry_id), name
+
+
 def reindex(index: Index, directory: Path) -> ReindexReport:
-    """Rebuild the index from the ``.dry`` files, keeping metadata already in the index."""
-    recover(index, directory)
+    """Rebuild the index from the ``.dry`` files, keeping metadata already in the index.
+
+    A damaged index file is first moved aside (kept, with the metadata that can still be read
+    from it reused) and a new one is built. When several files hold one id, the file named
+    ``<dry_id>.dry`` is indexed, else the first by name; the others are reported.
+    """
     report = ReindexReport()
+    old_meta: dict[str, str] | None = None
+    report.damage = index.integrity_problem()
+    if report.damage is not None:
+        report.damaged_index, old_meta = set_aside(index)
+        report.salvaged = len(old_meta)
+    index.ensure_schema()
+    recover(index, directory)
     with index.write() as conn:
-        old_meta = dict(conn.execute("SELECT id, metadata FROM objects").fetchall())
-        names, report.skipped = _object_files(directory)
+        if old_meta is None:
+            old_meta = dict(conn.execute("SELECT id, metadata FROM objects").fetchall())
+        names, report.skipped = object_files(directory)
         conn.execute("DELETE FROM objects")
         conn.execute("DELETE FROM kv")
-        seen: dict[str, str] = {}
+        holders: dict[str, list[tuple[str, str | None]]] = {}
         for name in names:
             try:
                 row, mros, known = row_from_file(directory / name, None)
             except Exception as exc:  # noqa: BLE001 - report the file, go on with the rest
                 report.skipped.append((name, describe_error(exc)))
                 continue
-            if row["id"] in seen:
-                report.skipped.append((name, f"dry_id {row['id']!r} is also in {seen[row['id']]}"))
-                continue
-            seen[row["id"]] = name
+            found = holders.setdefault(row["id"], [])
+            found.append((name, row["digest"]))
+            if len(found) > 1 and _preference(row["id"], name) > _preference(
+                    row["id"], found[0][0]):
+                continue  # names come sorted: only the file named after the id goes first
+            if len(found) > 1:
+                found.insert(0, found.pop())
+                row["new"] = False  # replaces the row of the file indexed before it
+            else:
+                row["new"] = True
+                report.indexed += 1
             if row["id"] in old_meta:
                 row["metadata"] = old_meta[row["id"]]
             Index.put_classes(conn, mros, known)
             Index.put_row(conn, row)
-            report.indexed += 1
         conn.execute("INSERT OR REPLACE INTO info VALUES ('built', '1')")
+    report.duplicates = [Duplicate.of(i, f, indexed=True) for i, f in sorted(holders.items())
+                         if len(f) > 1]
     report.skipped.sort()
     return report
 
 
-def check(index: Index, directory: Path) -> CheckReport:
-    """Compare the index with the files (reads every indexed file's manifest)."""
-    report = CheckReport(recovered=recover(index, directory))
-    rows = index.query("SELECT id, file, size FROM objects")
-    live = {r[0]: r for r in index.query("SELECT file, host, pid, pstart FROM intents")}
-    report.in_progress = sorted(live)
-    report.objects = len(rows)
-    names, report.skipped = _object_files(directory)
-    on_disk = set(names)
-    indexed_files = set()
-    for dry_id, name, size in rows:
-        indexed_files.add(name)
-        if name not in on_disk:
-            if name not in live:
-                report.missing.append(name)
-            continue
-        problem = _check_file(directory / name, dry_id, size)
-        if problem is not None:
-            (report.unreadable if problem[0] else report.mismatched).append((name, problem[1]))
-    for name in names:
-        if name in indexed_files or name in live:
-            continue
-        try:
-            with open_container(directory / name, None) as (_, manifest):
-                root = manifest.root
-        except Exception as exc:  # noqa: BLE001 - a foreign or corrupt file: skipped
-            report.skipped.append((name, describe_error(exc)))
-            continue
-        report.unindexed.append(f"{name} (object {root!r})")
-    report.files = len(names) - sum(1 for n, _ in report.skipped if n in on_disk)
-    for tmp in temp_files(directory):
-        owner = tmp.name[1:].split(".dry.")[0] + ".dry"
-        if owner not in live:
-            report.skipped.append((tmp.name, "a leftover temporary file"))
-    report.skipped.sort()
-    return report
+def set_aside(index: Index) -> tuple[str, dict[str, str]]:
+    """Move a damaged index file (and its WAL companions) aside; returns where it went and
+    the metadata (id -> JSON) still readable from it. A new, empty index replaces it."""
+    index.close()
+    kept = f"{index.path}.damaged-{time.strftime('%Y%m%dT%H%M%S')}"
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(index.path + suffix, kept + suffix)
+    return kept, _salvage(kept)
 
 
-def _check_file(path: Path, dry_id: str, size: int) -> tuple[bool, str] | None:
+def _salvage(path: str) -> dict[str, str]:
+    """Whatever ``id -> metadata`` rows can still be read from a damaged index (best effort:
+    reading stops at the first damaged page)."""
+    found: dict[str, str] = {}
     try:
-        actual = path.stat().st_size
-        with open_container(path, None) as (_, manifest):
-            root = manifest.root
-    except Exception as exc:  # noqa: BLE001
-        return True, describe_error(exc)
-    if root != dry_id:
-        return False, f"the index says {dry_id!r}, the file holds {root!r}"
-    if actual != size:
-        return False, f"the index says {size} bytes, the file has {actual}"
-    return None
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return found
+    try:
+        for dry_id, metadata in conn.execute("SELECT id, metadata FROM objects"):
+            if isinstance(dry_id, str) and _is_json_dict(metadata):
+                found[dry_id] = metadata
+    except sqlite3.Error:
+        pass
+    finally:
+        conn.close()
+    return found
 
+
+def _is_json_dict(text: Any) -> bool:
+    try:
+        return isinstance(text, str) and isinstance(json.loads(text), dict)
+    except ValueError:
+        return False

@@ -16,7 +16,7 @@ from typing import Any
 from dryml._object import Object
 from dryml._trust import TrustPolicy
 from dryml.errors import DrymlWarning, DuplicateObjectError, ObjectNotFoundError, RepoError
-from dryml.repo import _maintenance
+from dryml.repo import _check, _maintenance
 from dryml.repo._defjson import category_digest, class_mros
 from dryml.repo._files import file_name, write_file
 from dryml.repo._index import INDEX_NAME, Index, owner_alive, process_identity
@@ -26,6 +26,7 @@ from dryml.repo._query import IndexContext as _IndexContext
 from dryml.repo._query import entry as _entry
 from dryml.repo._query import plan_query
 from dryml.repo._select import Target, as_selector, target_ids
+from dryml.repo._verify import load_checked
 
 __all__ = ["Repo"]
 
@@ -43,7 +44,7 @@ class Repo:
     """
 
     def __init__(self, directory: str | os.PathLike[str], create: bool = False, *,
-                 trust: Iterable[str] = (), durable: bool = False) -> None:
+                 trust: Iterable[str] = (), durable: bool = False, repair: bool = False) -> None:
         self.directory = Path(directory).absolute()
         if not self.directory.is_dir():
             if not create:
@@ -57,14 +58,30 @@ class Repo:
         self._known_classes: set[str] = set()
         #: Files skipped (name, why) when this open had to build the index from the files.
         self.skipped: list[tuple[str, str]] = []
-        if not self._index.ensure_schema():
-            self.skipped = _maintenance.reindex(self._index, self.directory).skipped
-            if self.skipped:
-                names = ", ".join(n for n, _ in self.skipped[:10])
-                warnings.warn(f"{len(self.skipped)} file(s) in {self.directory} are not "
-                              f"readable objects and were skipped: {names}",
-                              DrymlWarning, stacklevel=2)
+        #: What rebuilding the index at this open did (a new or damaged index), else None.
+        self.rebuilt: _maintenance.ReindexReport | None = None
+        damaged = repair and self._index.integrity_problem() is not None
+        if damaged or not self._index.ensure_schema():  # (reindex moves a damaged one aside)
+            self.rebuilt = _maintenance.reindex(self._index, self.directory)
+        if self.rebuilt is not None:
+            self.skipped = self.rebuilt.skipped
+            self._warn_rebuilt(self.rebuilt)
         _maintenance.recover(self._index, self.directory)
+
+    def _warn_rebuilt(self, report: _maintenance.ReindexReport) -> None:
+        if report.skipped:
+            names = ", ".join(n for n, _ in report.skipped[:10])
+            warnings.warn(f"{len(report.skipped)} file(s) in {self.directory} are not "
+                          f"readable objects and were skipped: {names}", DrymlWarning,
+                          stacklevel=3)
+        for dup in report.duplicates[:10]:
+            advice = dup.advice(str(self.directory))
+            warnings.warn(f"in {self.directory}: {dup.summary()}; {advice}", DrymlWarning,
+                          stacklevel=3)
+        if report.damaged_index is not None:
+            warnings.warn(f"the index of {self.directory} was damaged ({report.damage}); it "
+                          f"was rebuilt from the .dry files and the damaged file kept as "
+                          f"{report.damaged_index}", DrymlWarning, stacklevel=3)
 
     # -- adding -------------------------------------------------------------------------------
     def add_object(self, obj: Object, *, metadata: dict[str, Any] | None = None,
@@ -111,6 +128,7 @@ class Repo:
         row = {"id": obj.dry_id, "cls": data["cls"], "cat": category_digest(data),
                "definition": json.dumps(data), "metadata": meta_json,
                "file": file_name(obj.dry_id), "size": 0, "created": time.time(),
+               "digest": None, "mtime": None,
                "mros": class_mros(definition), "data": data}
         return row, obj
 
@@ -126,8 +144,8 @@ class Repo:
         try:
             for row, obj in prepared:
                 meta = json.loads(row["metadata"]) if row.get("metadata") else None
-                row["size"] = write_file(obj, self.directory, row["file"], token, self.durable,
-                                         meta)
+                stamp = write_file(obj, self.directory, row["file"], token, self.durable, meta)
+                row.update(size=stamp.size, mtime=stamp.mtime, digest=stamp.digest)
                 done += 1
         finally:
             with self._index.write() as conn:
@@ -334,12 +352,17 @@ class Repo:
         return len(files)
 
     # -- maintenance --------------------------------------------------------------------------
-    def check(self) -> _maintenance.CheckReport:
-        """Compare the index with the files (after finishing interrupted writes)."""
-        return _maintenance.check(self._index, self.directory)
+    def check(self) -> _check.CheckReport:
+        """Compare the index with the files (after finishing interrupted writes): every
+        indexed file must exist, hold its object and have the manifest digest recorded when
+        it was indexed; ids held by two files are reported as duplicates. Raises
+        IndexDamagedError (a RepoError) when the index file itself is damaged."""
+        return _check.check(self._index, self.directory)
 
     def reindex(self) -> _maintenance.ReindexReport:
-        """Rebuild the index from the ``.dry`` files (metadata in the index is kept)."""
+        """Rebuild the index from the ``.dry`` files (metadata in the index is kept). A
+        damaged index file is moved aside and replaced; of several files holding one id,
+        ``<dry_id>.dry`` (else the first by name) is indexed and the rest reported."""
         return _maintenance.reindex(self._index, self.directory)
 
     def close(self) -> None:
@@ -401,6 +424,10 @@ class Repo:
                                        self.trust, definition, self))
         self._cache(dry_id, obj)
         return obj
+
+    def _load_file(self, dry_id: str) -> Object:
+        """Load ``dry_id`` from its file, refusing a file that changed since it was indexed."""
+        return load_checked(self._index, self.directory, dry_id, self.trust)
 
     def _definition_json(self, dry_id: str) -> dict[str, Any] | None:
         rows = self._index.query("SELECT definition FROM objects WHERE id = ?", [dry_id])

@@ -1,0 +1,225 @@
+"""Files changed behind a Repo's back, ids in two files, a damaged index: all noticed, all
+fixable from the command line (real .dry files, real SQLite index files)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from dryml import Object, save_object
+from dryml.cli import main
+from dryml.errors import RepoError
+from dryml.repo import Repo, Selector
+
+
+WEIGHTS = np.random.default_rng(0).random(1000)
+
+
+class Net(Object):
+    def __init__(self, layers: int, lr: float = 0.1) -> None:
+        self.layers = layers
+        self.weights = WEIGHTS.copy()  # incompressible: stored raw
+
+    def save_object_imp(self, store: Any) -> None:
+        store.put("weights", self.weights)
+
+    def load_object_imp(self, store: Any) -> None:
+        self.weights = store.get("weights")
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    status = main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Repo:
+    repo = Repo(tmp_path / "repo", create=True)
+    repo.add_object(Net(1, dry_id="net"))
+    repo.add_objects([Net(10 + i, dry_id=f"other{i}") for i in range(3)])
+    return repo
+
+
+def _tamper_same_size(path: Path) -> int:
+    """Overwrite ``path`` with a file of the same size, id and class but other arguments,
+    and give it back its old mtime (as a copy with preserved times would). Returns the new
+    ``layers``."""
+    before = path.stat()
+    other = path.with_name("other.tmp")
+    for layers in range(2, 10):
+        save_object(Net(layers, dry_id="net"), other, metadata={})
+        if other.stat().st_size == before.st_size:
+            break
+    assert other.stat().st_size == before.st_size, "no same-size variant found"
+    os.replace(other, path)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    return layers
+
+
+def test_a_same_size_file_with_other_arguments_fails_check(
+        repo: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    assert repo.check().ok
+    layers = _tamper_same_size(repo.directory / "net.dry")
+    report = repo.check()
+    assert not report.ok
+    [(name, why)] = report.mismatched
+    assert name == "net.dry"
+    assert "changed after it was indexed" in why
+    assert "args=[1]" in why and f"args=[{layers}]" in why
+    status, out, _ = _cli(capsys, "repo", "check", str(repo.directory))
+    assert status == 1
+    assert ("MISMATCH      net.dry: the file changed after it was indexed: its arguments "
+            "differ from the index") in out
+    assert f"INCONSISTENT: run 'dryml repo reindex {repo.directory}'" in out
+
+
+def test_a_load_through_the_repo_refuses_a_tampered_file(repo: Repo) -> None:
+    layers = _tamper_same_size(repo.directory / "net.dry")
+    fresh = Repo(repo.directory)
+    [found] = fresh.get(Selector(Net, args=(1,)))  # the index still says layers=1
+    with pytest.raises(RepoError, match="net.dry changed after it was indexed as object 'net'"):
+        _ = found.layers
+    with pytest.raises(RepoError, match="dryml repo reindex"):
+        Repo(repo.directory).load("net")
+    assert [o.layers for o in fresh.get(Selector(Net, args=(10,)))] == [10]  # others load
+    # reindex takes the file as it is now: queries then match what loads
+    fresh.reindex()
+    assert fresh.get(Selector(Net, args=(1,))) == []
+    assert [o.layers for o in Repo(repo.directory).get(Selector(Net, args=(layers,)))] == [
+        layers]
+    assert fresh.check().ok
+
+
+def test_a_damaged_member_with_an_unchanged_manifest_fails_check(repo: Repo) -> None:
+    path = repo.directory / "net.dry"
+    data = bytearray(path.read_bytes())
+    at = bytes(data).index(WEIGHTS.tobytes()[800:840])
+    data[at] ^= 0xFF  # same size, same manifest: only the member's checksum can tell
+    path.write_bytes(bytes(data))
+    report = repo.check()
+    assert not report.ok
+    [(name, why)] = report.unreadable
+    assert name == "net.dry" and "does not match its checksum" in why
+
+
+def test_duplicate_ids_are_reported_with_both_paths(
+        repo: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    directory = repo.directory
+    shutil.copyfile(directory / "other0.dry", directory / "backup.dry")  # an identical copy
+    save_object(Net(99, dry_id="net"), directory / "aaa.dry")  # same id, other content
+    report = repo.check()
+    assert not report.ok and not report.unindexed
+    by_id = {d.dry_id: d for d in report.duplicates}
+    assert by_id["other0"].files == ["other0.dry", "backup.dry"] and by_id["other0"].identical
+    assert by_id["net"].files == ["net.dry", "aaa.dry"] and not by_id["net"].identical
+    status, out, _ = _cli(capsys, "repo", "check", str(directory))
+    assert status == 1
+    assert ("DUPLICATE     object 'other0' is in 2 identical copies: other0.dry (indexed), "
+            "backup.dry") in out
+    assert f"remove the extra copies: rm {directory / 'backup.dry'}" in out
+    assert ("DUPLICATE     object 'net' is in 2 files that differ: net.dry (indexed), "
+            "aaa.dry") in out
+    assert f"keep net.dry: rm {directory / 'aaa.dry'}" in out
+    assert "an object id is in more than one file" in out
+
+    # reindex is deterministic: the file named after the id wins, whatever sorts first
+    for _ in range(2):
+        status, out, _ = _cli(capsys, "repo", "reindex", str(directory))
+        assert status == 0 and "indexed 4 object(s)" in out
+        assert "duplicate: object 'net' is in 2 files that differ: net.dry (indexed), aaa.dry" in out
+        assert Repo(directory).info("net")["file"] == "net.dry"
+        assert Repo(directory).load("net").layers == 1
+    # doing what the report says resolves it
+    (directory / "backup.dry").unlink()
+    (directory / "aaa.dry").unlink()
+    status, out, _ = _cli(capsys, "repo", "check", str(directory))
+    assert status == 0 and "OK: the index matches the files" in out
+
+
+def test_reindex_of_copies_without_the_canonical_name_picks_the_first_by_name(
+        tmp_path: Path) -> None:
+    directory = tmp_path / "repo"
+    directory.mkdir()
+    save_object(Net(2, dry_id="x"), directory / "b.dry")
+    save_object(Net(3, dry_id="x"), directory / "a.dry")
+    with pytest.warns(UserWarning, match="object 'x' is in 2 files that differ: a.dry"):
+        repo = Repo(directory)
+    assert repo.info("x")["file"] == "a.dry"
+    [dup] = repo.reindex().duplicates
+    assert dup.files == ["a.dry", "b.dry"]
+    [dup] = repo.check().duplicates
+    assert dup.files == ["a.dry", "b.dry"] and dup.indexed
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_a_damaged_index_is_rebuilt_by_reindex(
+        repo: Repo, capsys: pytest.CaptureFixture[str], damage: str) -> None:
+    directory = repo.directory
+    repo.add_objects([Net(i, dry_id=f"many{i}") for i in range(300)], metadata={"batch": 1})
+    repo.close()
+    index = directory / ".dryml-index.sqlite"
+    data = index.read_bytes()
+    index.write_bytes(os.urandom(len(data)) if damage == "garbage" else data[:len(data) // 2])
+    with pytest.raises(RepoError, match=f"is damaged .*Run 'dryml repo reindex {directory}'"):
+        Repo(directory)
+    status, _, err = _cli(capsys, "repo", "ls", str(directory))
+    assert status == 1 and "dryml repo reindex" in err
+    status, out, _ = _cli(capsys, "repo", "reindex", str(directory))
+    assert status == 0
+    assert "the index was damaged" in out and "indexed 304 object(s)" in out
+    kept = [p for p in directory.glob(".dryml-index.sqlite.damaged-*")
+            if not p.name.endswith(("-wal", "-shm"))]
+    assert len(kept) == 1 and kept[0].name in out  # kept aside, not deleted
+    fresh = Repo(directory)
+    assert len(fresh) == 304 and fresh.load("net").layers == 1
+    assert fresh.metadata("many7") == {"batch": 1}  # metadata given to add is in the files
+    status, out, _ = _cli(capsys, "repo", "check", str(directory))
+    assert status == 0 and "OK" in out
+
+
+def _old_index(directory: Path) -> None:
+    """Make the index what dryml-core wrote before it recorded stamps (no such columns)."""
+    with sqlite3.connect(directory / ".dryml-index.sqlite") as conn:
+        conn.execute("ALTER TABLE objects DROP COLUMN digest")
+        conn.execute("ALTER TABLE objects DROP COLUMN mtime")
+    conn.close()
+
+
+def test_an_index_written_before_digests_opens_and_check_records_them(repo: Repo) -> None:
+    repo.close()
+    _old_index(repo.directory)
+    old = Repo(repo.directory)
+    assert old.load("other1").layers == 11  # a load compares the definition and records it
+    report = old.check()
+    assert report.ok and report.stamped == 3
+    rows = old._index.query("SELECT id, digest, mtime FROM objects")
+    assert all(digest and mtime for _, digest, mtime in rows)
+    assert old.check().stamped == 0
+
+
+def test_an_old_index_still_catches_a_tampered_file(repo: Repo) -> None:
+    repo.close()
+    _old_index(repo.directory)
+    _tamper_same_size(repo.directory / "net.dry")
+    old = Repo(repo.directory)
+    with pytest.raises(RepoError, match="is not the file that was indexed as object 'net'"):
+        _ = old.get(Selector(Net, args=(1,)))[0].layers
+    [(name, why)] = old.check().mismatched
+    assert name == "net.dry" and "its arguments differ from the index" in why
+
+
+def test_check_json_lists_duplicates(repo: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    shutil.copyfile(repo.directory / "net.dry", repo.directory / "copy.dry")
+    status, out, _ = _cli(capsys, "repo", "check", str(repo.directory), "--json")
+    report = json.loads(out)
+    assert status == 1 and not report["ok"]
+    assert report["duplicates"] == [{"dry_id": "net", "files": ["net.dry", "copy.dry"],
+                                     "indexed": True, "identical": True}]
