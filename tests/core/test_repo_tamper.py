@@ -18,7 +18,6 @@ from dryml.cli import main
 from dryml.errors import RepoError
 from dryml.repo import Repo, Selector
 
-
 WEIGHTS = np.random.default_rng(0).random(1000)
 
 
