@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,9 @@ from dryml.search import Choice, Float, Int, Search
 class Toy(Trainable):
     """Nearest class mean, with the means moved by ``shift`` (worse as it grows)."""
 
-    def __init__(self, shift: float = 0.0, epochs: int = 1, crash: str = "no") -> None:
-        self.shift, self.epochs, self.crash = shift, epochs, crash
+    def __init__(self, shift: float = 0.0, epochs: int = 1, crash: str = "no",
+                 pause: float = 0.0) -> None:
+        self.shift, self.epochs, self.crash, self.pause = shift, epochs, crash, pause
         self.centers: Any = None
 
     def fit(self, data: Any, valid: Any) -> None:
@@ -33,6 +35,7 @@ class Toy(Trainable):
             os.kill(os.getpid(), signal.SIGSEGV)
         if self.crash == "raise":
             raise ValueError("this configuration does not train")
+        time.sleep(self.pause)  # long enough to be killed mid-trial
         x, y = supervised_arrays(data)
         centers = np.stack([x[y == c].mean(axis=0) for c in np.unique(y)])
         for epoch in range(self.epochs):
@@ -210,3 +213,65 @@ def test_a_different_search_under_an_existing_name_is_refused(tmp_path: Path) ->
     with pytest.raises(ConfigurationError, match="already exists"):
         Search(ObjectDef(Toy, shift=Float(0.0, 9.0)), repo=tmp_path / "repo", name="n",
                n_trials=1).run(blobs())
+
+
+KILLED_SEARCH = """
+import sys
+from dryml import ObjectDef
+from dryml.search import Float, Search
+from test_search import Toy, blobs
+Search(ObjectDef(Toy, shift=Float(0.0, 4.0), pause=0.4), repo=sys.argv[1], name="k",
+       sampler=sys.argv[2], n_trials=6, seed=5).run(blobs())
+"""
+
+
+def run_killed_then_resume(tmp_path: Path, sampler: str) -> list[dict[str, Any]]:
+    """Start a search in a subprocess, SIGKILL it after two finished trials, resume it here."""
+    repo_dir = tmp_path / "repo"
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_SEARCH, str(repo_dir), sampler],
+                            cwd=Path(__file__).parent)
+    try:
+        finished: list[dict[str, Any]] = []
+        for _ in range(600):
+            if proc.poll() is not None:
+                break
+            if (repo_dir / ".dryml-index.sqlite").exists():
+                finished = Repo(repo_dir).entries(where={"search": "k", "status": "complete"})
+                if len(finished) >= 2:
+                    break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the search ended before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    before = {e["metadata"]["trial"]: e for e in Repo(repo_dir).entries(
+        where={"search": "k", "status": "complete"})}
+    assert 2 <= len(before) < 6
+    result = Search(ObjectDef(Toy, shift=Float(0.0, 4.0), pause=0.4), repo=repo_dir,
+                    name="k", sampler=sampler, n_trials=6, seed=5).run(blobs())
+    complete = [t for t in result.trials if t["status"] == "complete"]
+    numbers = [t["number"] for t in result.trials]
+    assert len(complete) == 6 and len(set(numbers)) == len(numbers)
+    for number, entry in before.items():  # nothing finished before the kill was redone
+        again = next(t for t in complete if t["number"] == number)
+        assert again["dry_id"] == entry["dry_id"] and again["params"] == entry["metadata"][
+            "params"]
+    assert all(t["error"] and "killed" in t["error"] for t in result.trials
+               if t["status"] == "failed")
+    assert all(Repo(repo_dir).load(t["dry_id"]).trained for t in complete)
+    return result.trials
+
+
+def test_a_search_killed_mid_run_resumes_to_exactly_n_trials(tmp_path: Path) -> None:
+    trials = run_killed_then_resume(tmp_path, "random")
+    uninterrupted = Search(ObjectDef(Toy, shift=Float(0.0, 4.0)), repo=tmp_path / "other",
+                           name="k", sampler="random", n_trials=6, seed=5)
+    # the random sampler draws trial n from (seed, n): the completed trials' params are the
+    # uninterrupted search's trials of the same numbers
+    for t in trials:
+        if t["status"] == "complete":
+            uninterrupted.sampler.start(uninterrupted.space, ["maximize"], "k", tmp_path, [])
+            uninterrupted.sampler.next_number = t["number"]
+            assert uninterrupted.sampler.ask().params == t["params"]

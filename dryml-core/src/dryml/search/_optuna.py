@@ -128,8 +128,15 @@ def worker_reporter(args: dict[str, Any], monitor: str) -> Any:
     return report
 
 
-def _sampler(cls_name: str, seed: int | None, **kwargs: Any) -> OptunaSampler:
+def _sampler(cls_name: str, seed: int | None, needs: tuple[str, ...] = (),
+             **kwargs: Any) -> OptunaSampler:
     optuna = import_optuna()
+    import importlib.util
+
+    missing = [m for m in needs if importlib.util.find_spec(m) is None]
+    if missing:
+        raise BackendUnavailableError(
+            f"Optuna's {cls_name} needs {', '.join(missing)}: pip install {' '.join(missing)}")
     return OptunaSampler(getattr(optuna.samplers, cls_name)(seed=seed, **kwargs))
 
 
@@ -140,7 +147,7 @@ def tpe(seed: int | None = None) -> OptunaSampler:
 
 def cmaes(seed: int | None = None) -> OptunaSampler:
     """Optuna's CMA-ES sampler (numeric parameters)."""
-    return _sampler("CmaEsSampler", seed)
+    return _sampler("CmaEsSampler", seed, ("cmaes",))
 
 
 def nsga2(seed: int | None = None) -> OptunaSampler:
@@ -150,4 +157,4 @@ def nsga2(seed: int | None = None) -> OptunaSampler:
 
 def gp(seed: int | None = None) -> OptunaSampler:
     """Optuna's Gaussian-process sampler (needs torch and scipy in the search process)."""
-    return _sampler("GPSampler", seed)
+    return _sampler("GPSampler", seed, ("scipy", "torch"))

@@ -117,7 +117,7 @@ def _normalize(space: Any) -> ObjectDef:
             f"a search space is an ObjectDef (or a Choice of ObjectDefs) with markers in its "
             f"arguments; got a {type(space).__name__}{where}: wrap it, e.g. "
             "ObjectDef(MyTrainable, lr=Float(1e-4, 1e-1, log=True))")
-    space = space.copy()  # nested Objects (markers included) become definitions
+    space = _strip_marker_ids(space.copy())  # nested Objects (markers too) become definitions
     assert isinstance(space, ObjectDef)
     spec = marker_spec(space)
     if isinstance(spec, NumberSpec):
@@ -132,6 +132,22 @@ def _normalize(space: Any) -> ObjectDef:
                 f"a Choice at the top of a search space chooses between definitions; the "
                 f"options {bad} are not ObjectDefs (markers must be inside an ObjectDef)")
     return space
+
+
+def _strip_marker_ids(value: Any) -> Any:
+    """Markers lose the random ``dry_id`` an Object gets, so equal spaces compare equal."""
+    if isinstance(value, ObjectDef):
+        new = ObjectDef.__new__(ObjectDef)
+        new._cls, new._mut = value.cls, value.dry_mut
+        new._args = tuple(_strip_marker_ids(v) for v in value.args)
+        new._kwargs = {k: _strip_marker_ids(v) for k, v in value.kwargs.items()
+                       if not (k == "dry_id" and issubclass(value.cls, Marker))}
+        return new
+    if type(value) in (list, tuple):
+        return type(value)(_strip_marker_ids(v) for v in value)
+    if type(value) is dict:
+        return {k: _strip_marker_ids(v) for k, v in value.items()}
+    return value
 
 
 def _to_defs(value: Any) -> Any:

@@ -1,0 +1,132 @@
+"""Search with Optuna's samplers and pruners: parity with Optuna used directly, its storage in
+the Repo, pruning from per-epoch reports, multi-objective, resume after SIGKILL."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+if not os.environ.get("DRYML_REQUIRE_OPTUNA"):
+    pytest.importorskip("optuna")
+import optuna
+from test_search import Toy, blobs, run_killed_then_resume
+
+from dryml import ObjectDef
+from dryml.errors import BackendUnavailableError
+from dryml.search import Choice, Float, Int, Search
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def objective_value(model: Any, data: Any) -> float:
+    """A smooth function of the params (so both runs tell the sampler the same values)."""
+    penalty = {"a": 0.0, "b": 0.3}[model.crash] if model.crash in ("a", "b") else 0.0
+    return -((model.shift - 1.3) ** 2) - 0.1 * model.epochs - penalty
+
+
+class Labelled(Toy):
+    """Toy with a categorical that does not crash ("a"/"b" only label the option)."""
+
+    def fit(self, data: Any, valid: Any) -> None:
+        crash, self.crash = self.crash, "no"
+        try:
+            super().fit(data, valid)
+        finally:
+            self.crash = crash
+
+
+def test_tpe_suggests_what_optuna_used_directly_suggests(tmp_path: Path) -> None:
+    space = ObjectDef(Labelled, shift=Float(0.0, 4.0), epochs=Int(1, 3), crash=Choice("a", "b"))
+    result = Search(space, metric=objective_value, direction="maximize",
+                    repo=tmp_path / "repo", name="tpe", sampler="tpe", n_trials=14,
+                    seed=7).run(blobs())
+
+    def objective(trial: optuna.Trial) -> float:
+        shift = trial.suggest_float("shift", 0.0, 4.0)
+        epochs = trial.suggest_int("epochs", 1, 3)
+        crash = trial.suggest_categorical("crash", ["a", "b"])
+        return -((shift - 1.3) ** 2) - 0.1 * epochs - {"a": 0.0, "b": 0.3}[crash]
+
+    direct = optuna.create_study(direction="maximize",
+                                 sampler=optuna.samplers.TPESampler(seed=7))
+    direct.optimize(objective, n_trials=14)
+    assert [t["params"] for t in result.trials] == [t.params for t in direct.trials]
+    assert result.best_value == pytest.approx(direct.best_value)
+    # the study is kept in SQLite inside the Repo directory
+    storage = tmp_path / "repo" / ".dryml-search" / "optuna.sqlite"
+    stored = optuna.load_study(study_name="tpe", storage=f"sqlite:///{storage}")
+    assert len(stored.trials) == 14
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in stored.trials)
+
+
+def test_an_optuna_sampler_instance(tmp_path: Path) -> None:
+    space = ObjectDef(Toy, shift=Float(0.0, 4.0))
+    result = Search(space, repo=tmp_path / "repo", name="inst", n_trials=3,
+                    sampler=optuna.samplers.RandomSampler(seed=1)).run(blobs())
+    direct = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    direct.optimize(lambda t: t.suggest_float("shift", 0.0, 4.0), n_trials=3)
+    assert [t["params"] for t in result.trials] == [t.params for t in direct.trials]
+
+
+def test_cmaes_runs_or_names_what_it_needs(tmp_path: Path) -> None:
+    import importlib.util
+
+    space = ObjectDef(Toy, shift=Float(0.0, 4.0))
+    if importlib.util.find_spec("cmaes") is None:
+        with pytest.raises(BackendUnavailableError, match="pip install cmaes"):
+            Search(space, repo=tmp_path / "repo", name="cma", n_trials=3, sampler="cmaes")
+        return
+    cma = Search(space, repo=tmp_path / "repo", name="cma", n_trials=3, sampler="cmaes")
+    assert len(cma.run(blobs()).trials) == 3
+
+
+def test_a_median_pruner_stops_unpromising_trials_from_epoch_reports(tmp_path: Path) -> None:
+    space = ObjectDef(Toy, shift=Float(0.0, 4.0), epochs=4)
+    result = Search(space, repo=tmp_path / "repo", name="prune", sampler="tpe", n_trials=12,
+                    seed=0, pruner=optuna.pruners.MedianPruner(n_startup_trials=3)
+                    ).run(blobs())
+    statuses = [t["status"] for t in result.trials]
+    assert len(result.trials) == 12 and "pruned" in statuses
+    for t in result.trials:
+        if t["status"] == "pruned":
+            assert t["metrics"]["val_accuracy"] == pytest.approx(-t["params"]["shift"])
+            assert t["metrics"]["epoch"] < 4
+    storage = tmp_path / "repo" / ".dryml-search" / "optuna.sqlite"
+    stored = optuna.load_study(study_name="prune", storage=f"sqlite:///{storage}")
+    assert sum(t.state == optuna.trial.TrialState.PRUNED for t in stored.trials) == \
+        statuses.count("pruned")
+
+
+@pytest.mark.parametrize("pruner", ["median", "hyperband", "asha"])
+def test_pruners_by_name(tmp_path: Path, pruner: str) -> None:
+    search = Search(ObjectDef(Toy, shift=Float(0.0, 4.0), epochs=3), repo=tmp_path / "r",
+                    name="p", sampler="tpe", n_trials=2, pruner=pruner)
+    assert len(search.run(blobs()).trials) == 2
+
+
+def test_multi_objective_search_gives_the_pareto_front(tmp_path: Path) -> None:
+    def shift(model: Any, data: Any) -> float:
+        return float(model.shift)
+
+    result = Search(ObjectDef(Toy, shift=Float(0.0, 4.0)), metric=["accuracy", shift],
+                    direction=["maximize", "maximize"], repo=tmp_path / "repo", name="mo",
+                    sampler="nsga2", n_trials=8, seed=1).run(blobs())
+    front = result.pareto
+    assert front
+    done = [t for t in result.trials if t["status"] == "complete"]
+    for t in front:  # nobody is at least as good on both and better on one
+        assert not any(o["values"][0] >= t["values"][0] and o["values"][1] >= t["values"][1]
+                       and o["values"] != t["values"] for o in done)
+
+
+def test_a_killed_tpe_search_resumes_with_its_study(tmp_path: Path) -> None:
+    trials = run_killed_then_resume(tmp_path, "tpe")
+    storage = tmp_path / "repo" / ".dryml-search" / "optuna.sqlite"
+    stored = optuna.load_study(study_name="k", storage=f"sqlite:///{storage}")
+    states = {t.number: t.state for t in stored.trials}
+    assert all(states[t["number"]] == optuna.trial.TrialState.COMPLETE
+               for t in trials if t["status"] == "complete")
+    assert optuna.trial.TrialState.RUNNING not in states.values()
