@@ -1,10 +1,19 @@
-"""One worker process seen from the caller: start it, call it, notice when it dies."""
+"""One worker process seen from the caller: start it, call it, notice when it dies.
+
+The caller starts a keeper process, which forks the worker (see :mod:`dryml.context._keeper`).
+``proc`` is the keeper (the caller's child, leader of the session and process group that the
+worker and its children share); ``pid`` is the worker. The keeper exits as the worker did,
+after ending everything the worker started, so its exit status is the worker's. The keeper is
+never reaped before its process group has been killed: until then its pid (the group id) cannot
+be reused, so ``killpg`` can never reach an unrelated process.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import pickle
+import select
 import selectors
 import signal
 import subprocess
@@ -20,6 +29,8 @@ from dryml.errors import BackendUnavailableError, WorkerCrashedError
 __all__ = ["WorkerHandle"]
 
 NestedHandler = Callable[["WorkerHandle", tuple[Any, Any, Any]], dict[str, Any]]
+KEEPER_GRACE = 10.0
+"""Seconds to wait for a keeper to end its worker's processes before killing the group."""
 
 
 def _death(code: int | None) -> str:
@@ -35,6 +46,16 @@ def _death(code: int | None) -> str:
                "SIGABRT": " (native code aborted)"}.get(name, "")
         return f"was killed by {name}{why}"
     return f"exited with status {code} (os._exit or sys.exit in the called code?)"
+
+
+def _pidfd(pid: int) -> int | None:
+    with contextlib.suppress(OSError, AttributeError):
+        return os.pidfd_open(pid)
+    return None
+
+
+def _readable(fd: int, timeout: float) -> bool:
+    return bool(select.select([fd], [], [], timeout)[0])
 
 
 def _dying(pid: int) -> bool:
@@ -62,7 +83,8 @@ class WorkerHandle:
         passed = (to_worker_r, from_worker_w, life_r)
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "dryml.context._worker", *map(str, passed)],
+                [sys.executable, "-m", "dryml.context._worker", *map(str, passed),
+                 str(os.getpid())],
                 pass_fds=passed, env=dict(env), stdin=subprocess.DEVNULL,
                 start_new_session=True)  # Ctrl-C reaches the caller only; it stops workers
         except BaseException:
@@ -73,9 +95,10 @@ class WorkerHandle:
             for fd in passed:
                 with contextlib.suppress(OSError):
                     os.close(fd)
-        self.pid = self.proc.pid
+        self.pid = self.proc.pid  # the keeper's until the worker says which it is
         self.channel = Channel(from_worker_r, to_worker_w)
-        self._pidfd = os.pidfd_open(self.pid) if hasattr(os, "pidfd_open") else None
+        self._pidfd = _pidfd(self.proc.pid)  # the keeper's
+        self._worker_pidfd: int | None = None
         self._selector = selectors.DefaultSelector()
         self._selector.register(self.channel.read_fd, selectors.EVENT_READ, "data")
         if self._pidfd is not None:
@@ -87,7 +110,14 @@ class WorkerHandle:
         except BaseException:
             self.kill()
             raise
-        if kind != "ready":
+        if kind == "ready":
+            self.pid = int(info)
+            # The worker's own end shows at once even while a process it forked still holds
+            # its end of the channel (the keeper exits only after ending such processes).
+            self._worker_pidfd = _pidfd(self.pid)
+            if self._worker_pidfd is not None:
+                self._selector.register(self._worker_pidfd, selectors.EVENT_READ, "exit")
+        else:
             self.kill()
             missing, text = info
             error = BackendUnavailableError if missing else WorkerCrashedError
@@ -98,9 +128,50 @@ class WorkerHandle:
         """``{'torch': {'gpu/0': 0.5, 'cpu/1': 1.0}}``-like text for messages."""
         return str({fw: dict(share) for fw, share in self.grant.shares.items()})
 
+    def exited(self) -> bool:
+        """Whether the keeper or the worker has ended (cheap; reaps nothing)."""
+        if self.proc.returncode is not None:
+            return True
+        for fd in (self._pidfd, self._worker_pidfd):
+            if fd is not None and _readable(fd, 0):
+                return True
+        if self._pidfd is None:  # no pidfd (not Linux): ask without reaping
+            try:
+                info = os.waitid(os.P_PID, self.proc.pid,
+                                 os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                return True
+            if info is not None:
+                return True
+            try:
+                os.kill(self.pid, 0)
+            except ProcessLookupError:
+                return True
+            except PermissionError:
+                pass
+        return False
+
     def alive(self) -> bool:
-        """Whether the process still runs (a process that is being torn down does not)."""
-        return self.proc.poll() is None and not _dying(self.pid)
+        """Whether the worker still runs (a process that is being torn down does not)."""
+        return not self.exited() and not _dying(self.pid)
+
+    def _wait_exit(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the keeper to exit, without reaping it."""
+        if self.proc.returncode is not None:
+            return True
+        if self._pidfd is not None:
+            return _readable(self._pidfd, timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if os.waitid(os.P_PID, self.proc.pid,
+                             os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                    return True
+            except ChildProcessError:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
 
     def _receive(self, timeout: float | None, doing: str,
                  limit: float | None = None) -> tuple[str, Any]:
@@ -121,11 +192,10 @@ class WorkerHandle:
             self._crashed(doing)
 
     def _crashed(self, doing: str) -> None:
-        try:
-            code = self.proc.wait(timeout=1.0)
-        except subprocess.TimeoutExpired:
-            code = None
+        # The keeper is ending what the worker started and will exit with the worker's status.
+        ended = self._wait_exit(KEEPER_GRACE)
         self.kill()
+        code = self.proc.returncode if ended else None
         raise WorkerCrashedError(
             f"the worker (pid {self.pid}) for {self.describe()} {_death(code)} while {doing}; "
             "its resources were released and the next call starts a new worker")
@@ -166,8 +236,8 @@ class WorkerHandle:
         if self.alive():
             try:
                 self.channel.send_bytes(pickle.dumps(("stop", None)))
-                self.proc.wait(timeout=wait)
-            except (ChannelClosed, subprocess.TimeoutExpired):
+                self._wait_exit(wait)
+            except ChannelClosed:
                 pass
         self.kill()
 
@@ -176,27 +246,36 @@ class WorkerHandle:
 
         The lifeline must close here too, or the worker would outlive its real caller.
         """
-        for fd in (self._lifeline, self.channel.read_fd, self.channel.write_fd, self._pidfd):
+        for fd in (self._lifeline, self.channel.read_fd, self.channel.write_fd, self._pidfd,
+                   self._worker_pidfd):
             if fd is not None and fd >= 0:
                 with contextlib.suppress(OSError):
                     os.close(fd)
-        self._lifeline, self._pidfd, self.channel.closed = -1, None, True
+        self._lifeline, self._pidfd, self._worker_pidfd = -1, None, None
+        self.channel.closed = True
 
     def kill(self) -> None:
-        """Kill the process (if running) and close everything (idempotent)."""
-        if self.proc.poll() is None:
-            # The worker leads its own process group: its children (data loaders...) go too.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.pid, signal.SIGKILL)
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.kill()
-            self.proc.wait()
+        """End the worker and every process it started, then close everything (idempotent).
+
+        Closing the lifeline tells the keeper to do it: it kills the worker and every
+        descendant, also those in their own session. Should the keeper not exit in time (or be
+        gone already), the process group is killed: the keeper leads it and, unreaped, keeps
+        its id from being reused.
+        """
         if self._lifeline >= 0:
             os.close(self._lifeline)
             self._lifeline = -1
+        if self.proc.returncode is None:
+            self._wait_exit(KEEPER_GRACE)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+            self.proc.wait()
         with contextlib.suppress(OSError, ValueError, RuntimeError):
             self._selector.close()
         self.channel.close()
-        if self._pidfd is not None:
-            os.close(self._pidfd)
-            self._pidfd = None
+        for fd in (self._pidfd, self._worker_pidfd):
+            if fd is not None:
+                os.close(fd)
+        self._pidfd = self._worker_pidfd = None

@@ -103,7 +103,7 @@ class Pool:
                 if self._closed:
                     raise ResourcesUnavailableError("the worker pool was shut down")
                 # alive()'s /proc look is paid only by the worker about to be handed out
-                dead = [w for w in self.workers if not w.busy and w.proc.poll() is not None]
+                dead = [w for w in self.workers if not w.busy and w.exited()]
                 for worker in self.workers:  # most recently used first
                     if not worker.busy and worker.key == request and worker not in dead:
                         if worker.alive():

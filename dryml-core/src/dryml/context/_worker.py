@@ -1,9 +1,10 @@
-"""The worker process: ``python -m dryml.context._worker READ_FD WRITE_FD LIFELINE_FD``.
+"""The worker process: ``python -m dryml.context._worker READ_FD WRITE_FD LIFELINE_FD CALLER``.
 
-It reads a setup message (the caller's ``sys.path`` and its grant), prepares each framework
-through the ``dryml_contexts`` plugin before the framework is imported, says it is ready, then
-runs calls one at a time until told to stop or until its caller goes away. A thread blocked on
-the lifeline pipe ends the worker the moment the caller dies (no polling, no orphans).
+It first forks: the parent stays behind as the keeper (:mod:`dryml.context._keeper`), which
+holds the lifeline from the caller and ends the worker and everything it started when either
+the caller or the worker goes away. The child reads a setup message (the caller's ``sys.path``
+and its grant), prepares each framework through the ``dryml_contexts`` plugin before the
+framework is imported, says it is ready, then runs calls one at a time until told to stop.
 """
 
 from __future__ import annotations
@@ -12,24 +13,13 @@ import contextlib
 import faulthandler
 import os
 import pickle
-import signal
 import sys
-import threading
 import traceback
 from typing import Any
 
+from dryml.context import _keeper
+
 __all__ = ["main"]
-
-
-def _watch_lifeline(fd: int) -> None:
-    with contextlib.suppress(OSError):
-        while os.read(fd, 1):
-            pass
-    # The caller is gone: never outlive it, nor leave this worker's own children behind (the
-    # worker leads its process group).
-    with contextlib.suppress(OSError):
-        os.killpg(os.getpgid(0), signal.SIGKILL)
-    os._exit(70)
 
 
 def _prepare(setup: dict[str, Any]) -> Any:
@@ -54,10 +44,11 @@ def _prepare(setup: dict[str, Any]) -> Any:
 
 def main(argv: list[str]) -> int:
     """Serve calls on the given file descriptors."""
-    faulthandler.enable()
     read_fd, write_fd, lifeline_fd = (int(a) for a in argv[:3])
-    threading.Thread(target=_watch_lifeline, args=(lifeline_fd,), daemon=True,
-                     name="dryml-lifeline").start()
+    caller = int(argv[3]) if len(argv) > 3 else os.getppid()
+    # Fork before anything else runs (one thread, no framework): the parent stays the keeper.
+    _keeper.watch_keeper(_keeper.start(lifeline_fd, caller, (read_fd, write_fd)))
+    faulthandler.enable()
     from dryml.context._protocol import Channel, ChannelClosed
 
     channel = Channel(read_fd, write_fd)
