@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -275,3 +276,32 @@ def test_a_search_killed_mid_run_resumes_to_exactly_n_trials(tmp_path: Path) -> 
             uninterrupted.sampler.start(uninterrupted.space, ["maximize"], "k", tmp_path, [])
             uninterrupted.sampler.next_number = t["number"]
             assert uninterrupted.sampler.ask().params == t["params"]
+
+
+def test_parallel_trials_run_at_once_in_separate_workers(tmp_path: Path) -> None:
+    result = Search(ObjectDef(Toy, shift=Float(0.0, 1.0), pause=0.5), repo=tmp_path / "repo",
+                    name="par", n_trials=4, parallel=2).run(blobs())
+    spans = sorted((t["started"], t["finished"]) for t in result.trials)
+    assert len(spans) == 4 and all(t["status"] == "complete" for t in result.trials)
+    # some trial started (in its worker) before the one before it had finished
+    assert any(b[0] < a[1] for a, b in itertools.pairwise(spans))
+
+
+def test_dryml_search_show_prints_the_trials_and_the_best(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]
+                                                          ) -> None:
+    from dryml.cli import main
+
+    result = Search(space(), repo=tmp_path / "repo", name="cli", n_trials=3).run(blobs())
+    assert main(["search", "show", str(tmp_path / "repo"), "cli"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("complete") >= 3 and f"best: trial {result.best_trial['number']}" in out
+    assert main(["search", "ls", str(tmp_path / "repo")]) == 0
+    assert "cli: sampler random" in capsys.readouterr().out
+    assert main(["search", "show", str(tmp_path / "repo"), "cli", "--json"]) == 0
+    import json
+
+    shown = json.loads(capsys.readouterr().out)
+    assert [t["number"] for t in shown["trials"]] == [0, 1, 2]
+    assert main(["search", "show", str(tmp_path / "repo"), "nope"]) == 1
+    assert "no search named 'nope'" in capsys.readouterr().err

@@ -32,6 +32,7 @@ COMMANDS: list[str] = [
     "dryml.cli._plugins",
     "dryml.cli._inspect",
     "dryml.cli._repo",
+    "dryml.cli._search",
 ]
 
 

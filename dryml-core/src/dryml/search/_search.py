@@ -246,7 +246,8 @@ class Search:
             return status == "pruned"
         if out.get("pruned"):
             meta = self._meta(asked, model, status="pruned", metrics=out["metrics"],
-                              seconds=round(out["seconds"], 4), kept=self.keep == "all")
+                              seconds=round(out["seconds"], 4), kept=self.keep == "all",
+                              started=out["started"], finished=out["finished"])
             with self._lock:
                 if self.keep == "all":
                     self.repo.add_object(model, metadata=meta, replace=True)
@@ -257,7 +258,8 @@ class Search:
             return True
         values = [out["metrics"][n] for n, _ in self.metrics]
         meta = self._meta(asked, model, status="complete", metrics=out["metrics"],
-                          values=values, seconds=round(out["seconds"], 4))
+                          values=values, seconds=round(out["seconds"], 4),
+                          started=out["started"], finished=out["finished"])
         best = self._best is None or self._better(values, self._best["values"])
         keep = self.keep == "all" or (self.keep == "best" and best)
         with self._lock:

@@ -75,7 +75,8 @@ def load_trials(repo: Any, name: str) -> list[dict[str, Any]]:
                "metrics": meta.get("metrics", {}), "values": meta.get("values"),
                "status": meta.get("status"), "seconds": meta.get("seconds"),
                "dry_id": entry["dry_id"], "kept": meta.get("kept", False),
-               "error": meta.get("error"), "framework": meta.get("framework")}
+               "error": meta.get("error"), "framework": meta.get("framework"),
+               "started": meta.get("started"), "finished": meta.get("finished")}
         old = rows.get(row["number"])
         if old is None or (old["status"] == "running" and row["status"] != "running"):
             rows[row["number"]] = row

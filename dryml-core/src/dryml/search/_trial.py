@@ -94,6 +94,7 @@ def _train_and_score(model: Any, train: Any, valid: Any, metrics: list[Metric],
     from dryml.search._report import TrialPruned, reporting
 
     start = time.perf_counter()
+    started = time.time()
     reporter = None
     if report is not None:
         from dryml.search._optuna import worker_reporter
@@ -101,11 +102,12 @@ def _train_and_score(model: Any, train: Any, valid: Any, metrics: list[Metric],
         reporter = worker_reporter(report["optuna"], report["monitor"])
     try:
         with reporting(reporter), _EpochHook(model):
-            return _run(model, train, valid, metrics, folds, start)
+            out = _run(model, train, valid, metrics, folds, start)
     except TrialPruned:
         history = model.train_state.history
         last = {k: float(v) for k, v in history[-1].items()} if history else {}
-        return {"pruned": True, "metrics": last, "seconds": time.perf_counter() - start}
+        out = {"pruned": True, "metrics": last, "seconds": time.perf_counter() - start}
+    return {**out, "started": started, "finished": time.time()}
 
 
 def _run(model: Any, train: Any, valid: Any, metrics: list[Metric],
