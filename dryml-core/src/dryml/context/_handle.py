@@ -55,7 +55,19 @@ def _pidfd(pid: int) -> int | None:
 
 
 def _readable(fd: int, timeout: float) -> bool:
-    return bool(select.select([fd], [], [], timeout)[0])
+    poller = select.poll()  # not select(): a busy caller may have fd numbers above 1023
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(timeout * 1000))
+
+
+def _keeper_exited(pid: int) -> bool:
+    """Whether the child ``pid`` has exited, without reaping it (where ``waitid`` exists)."""
+    if not hasattr(os, "waitid"):
+        return False
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
 
 
 def _dying(pid: int) -> bool:
@@ -136,12 +148,7 @@ class WorkerHandle:
             if fd is not None and _readable(fd, 0):
                 return True
         if self._pidfd is None:  # no pidfd (not Linux): ask without reaping
-            try:
-                info = os.waitid(os.P_PID, self.proc.pid,
-                                 os.WEXITED | os.WNOHANG | os.WNOWAIT)
-            except ChildProcessError:
-                return True
-            if info is not None:
+            if _keeper_exited(self.proc.pid):
                 return True
             try:
                 os.kill(self.pid, 0)
@@ -161,17 +168,18 @@ class WorkerHandle:
             return True
         if self._pidfd is not None:
             return _readable(self._pidfd, timeout)
-        deadline = time.monotonic() + timeout
-        while True:
+        if not hasattr(os, "waitid"):  # cannot wait without reaping: reap
             try:
-                if os.waitid(os.P_PID, self.proc.pid,
-                             os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
-                    return True
-            except ChildProcessError:
+                self.proc.wait(timeout)
                 return True
+            except subprocess.TimeoutExpired:
+                return False
+        deadline = time.monotonic() + timeout
+        while not _keeper_exited(self.proc.pid):
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.01)
+        return True
 
     def _receive(self, timeout: float | None, doing: str,
                  limit: float | None = None) -> tuple[str, Any]:

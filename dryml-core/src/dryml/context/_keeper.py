@@ -105,13 +105,16 @@ def _keep(worker: int, lifeline: int, caller: int) -> int | None:
         signal.signal(signum, note)
     signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
     prctl(PR_SET_PDEATHSIG, signal.SIGUSR1)
+    poller = select.poll()  # not select(): the lifeline keeps the caller's fd number, maybe >1023
+    for fd in (lifeline, wake_r):
+        poller.register(fd, select.POLLIN)
     while True:
         if os.getppid() != caller or received:
             return None
         status = _reap(worker)
         if status is not None:
             return status
-        ready, _, _ = select.select([lifeline, wake_r], [], [])
+        ready = {fd for fd, _ in poller.poll()}
         if lifeline in ready and not os.read(lifeline, 4096):
             return None  # the caller died, or closed the lifeline to have the worker ended
         if wake_r in ready:
