@@ -7,9 +7,11 @@ of same-type estimators (a forest's trees) are written column-wise with their ar
 concatenated (:mod:`dryml_sklearn._skops_batch`), which keeps save and load at or below
 joblib's time.
 
-Loading trusts skops' default types plus :data:`dryml_sklearn._checks.EXTRA_TRUSTED` (index
-checked after load) plus whatever the caller passed as ``load_object(trust=[...])`` (module
-prefixes or exact ``module.Class`` names). Anything else raises ``UntrustedClassError``.
+Loading never consults a hand-kept list: :mod:`dryml_sklearn._trust` classifies every type and
+callable the entry names by rules over the installed scikit-learn, numpy and scipy (objects of
+their data and estimator classes are trusted; callables only narrowly), plus the caller's
+``load_object(trust=[...])`` (module prefixes or exact names for objects, exact names only for
+callables). Anything else raises ``UntrustedClassError`` naming it, before anything is built.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import sklearn
 import skops
 
 from dryml.errors import DrymlVersionWarning, FormatError, UntrustedClassError
-from dryml_sklearn import _checks, _skops_arrays
+from dryml_sklearn import _checks, _skops_arrays, _trust
 
 __all__ = ["ESTIMATOR", "EstimatorSerializer", "load_estimator", "record_versions"]
 
@@ -66,12 +68,10 @@ def _check_versions(reader: Any) -> None:
     warn_on_skew(reader, "skops", skops.__version__, parts=1)
 
 
-def _untrusted_by_caller(reader: Any, names: list[str]) -> tuple[list[str], list[str]]:
-    """Split ``names`` into (trusted by the caller's ``trust=``, still untrusted)."""
+def _caller_trust(reader: Any) -> tuple[str, ...]:
+    """The caller's ``load_object(trust=[...])`` entries."""
     policy = getattr(reader, "trust", None)
-    prefixes = tuple(getattr(policy, "caller", ()))
-    ok = [n for n in names if any(n == p or n.startswith(p + ".") for p in prefixes)]
-    return ok, [n for n in names if n not in ok]
+    return tuple(getattr(policy, "caller", ()))
 
 
 class EstimatorSerializer:
@@ -97,11 +97,11 @@ def load_estimator(data: bytes, reader: Any | None) -> Any:
     if reader is not None:
         _check_versions(reader)
     try:
-        tree, unsafe = _skops_arrays.load_tree(data, list(_checks.EXTRA_TRUSTED))
-    except (ValueError, TypeError, KeyError, zipfile.BadZipFile) as exc:
+        tree = _skops_arrays.load_tree(data)
+    except (ValueError, TypeError, KeyError, AttributeError, zipfile.BadZipFile) as exc:
         # skops' own messages say what is wrong (e.g. a newer protocol: upgrade skops)
         raise FormatError(f"the scikit-learn data cannot be read: {exc}") from None
-    _, bad = _untrusted_by_caller(reader, sorted(unsafe))
+    bad = _trust.untrusted(tree, _caller_trust(reader))
     if bad:
         raise UntrustedClassError(_untrusted_message(bad))
     with _skops_arrays.reading(reader):
@@ -110,13 +110,13 @@ def load_estimator(data: bytes, reader: Any | None) -> Any:
     return value
 
 
-def _untrusted_message(names: list[str]) -> str:
-    listed = ", ".join(repr(n) for n in names)
+def _untrusted_message(findings: list[_trust.Finding]) -> str:
+    listed = "; ".join(f"{f.kind} {f.name!r} ({f.why})" for f in findings)
     return (
-        f"the file holds scikit-learn object type(s) {listed} that dryml-sklearn does not "
-        "trust, so nothing was loaded (a type is code that runs at load and predict time). "
-        f"If you trust this file, pass trust=[{names[0]!r}, ...] to load_object "
-        "(exact types or their module)."
+        f"the file holds scikit-learn content that dryml-sklearn does not trust: {listed}; "
+        "nothing was loaded (a type or function is code that runs at load and predict time). "
+        f"If you trust this file, pass trust=[{findings[0].name!r}, ...] to load_object "
+        "(objects: their exact class or its module; callables: their exact name only)."
     )
 
 

@@ -22,10 +22,15 @@ from typing import Any
 
 import numpy as np
 import skops
-from skops.io import _numpy as skops_numpy
-from skops.io._audit import NODE_TYPE_MAPPING, Node, get_tree
-from skops.io._protocol import PROTOCOL
-from skops.io._utils import (
+
+from dryml_sklearn._skops_import import defaults_unused, import_skops
+
+import_skops()  # before any skops.io module: see dryml_sklearn._skops_import
+
+from skops.io import _numpy as skops_numpy  # noqa: E402 - after import_skops()
+from skops.io._audit import NODE_TYPE_MAPPING, Node, get_tree  # noqa: E402 - after import_skops()
+from skops.io._protocol import PROTOCOL  # noqa: E402 - after import_skops()
+from skops.io._utils import (  # noqa: E402 - after import_skops()
     LoadContext,
     SaveContext,
     TrustedTypes,
@@ -34,10 +39,10 @@ from skops.io._utils import (
     read_schema,
 )
 
-from dryml.errors import FormatError
+from dryml.errors import FormatError  # noqa: E402 - after import_skops()
 
 __all__ = ["LOADER", "MIN_MEMBER_BYTES", "DrymlArrayNode", "current_reader", "current_writer",
-           "dumps", "load_tree", "reading", "writing"]
+           "dumps", "load_tree", "reading", "writing", "zero_padding"]
 
 LOADER = "DrymlArrayNode"
 #: Arrays at least this big become their own member; smaller ones stay in skops' zip, where a
@@ -86,6 +91,22 @@ def current_reader() -> Any:
     return reader
 
 
+def zero_padding(array: np.ndarray) -> np.ndarray:
+    """``array``, or a copy of it whose padding bytes are zero when its structured dtype has
+    any (a tree's nodes: the bytes between fields are whatever the heap held)."""
+    names = array.dtype.names
+    if names is None:
+        return array
+    used = sum(array.dtype.fields[n][0].itemsize for n in names)  # type: ignore[index]
+    if used == array.dtype.itemsize and all(array.dtype[n].names is None for n in names):
+        return array
+    out = np.zeros(array.shape, dtype=array.dtype)
+    for name in names:
+        field = array[name]
+        out[name] = zero_padding(field) if field.dtype.names is not None else field
+    return out
+
+
 def ndarray_get_state(obj: Any, save_context: SaveContext) -> dict[str, Any]:
     """skops' ndarray getter, except that big plain arrays go to the active dryml writer (and
     object arrays of same-type estimators, e.g. boosting stages, become one batch node)."""
@@ -96,6 +117,10 @@ def ndarray_get_state(obj: Any, save_context: SaveContext) -> dict[str, Any]:
         state = batch_state(list(obj.ravel()), save_context, shape=obj.shape)
         if state is not None:
             return state
+    if current is not None and type(obj) is np.ndarray and obj.dtype.names is not None:
+        padded, obj = obj, zero_padding(obj)
+        if obj is not padded:
+            save_context.memoize(padded)  # keep the original's id reserved during this dump
     if (current is None or type(obj) is not np.ndarray or obj.dtype.hasobject
             or obj.nbytes < MIN_MEMBER_BYTES):
         return skops_numpy.ndarray_get_state(obj, save_context)
@@ -146,24 +171,25 @@ def dumps(value: Any, writer: Any) -> tuple[bytes, int]:
     return buffer.getvalue(), len(members)
 
 
-def load_tree(data: bytes, trusted: list[str]) -> tuple[Node, set[str]]:
-    """skops' node tree of a zip (nothing constructed yet) and the types it does not trust.
+def load_tree(data: bytes) -> Node:
+    """skops' node tree of a zip, nothing constructed or imported yet.
 
-    The first half of ``skops.io.loads``: the caller audits the returned set and then calls
-    ``construct()`` inside :func:`reading`.
+    The first half of ``skops.io.loads``: the caller audits the tree
+    (:func:`dryml_sklearn._trust.untrusted`) and then calls ``construct()`` inside
+    :func:`reading`. skops' own default lists are not consulted.
     """
-    with zipfile.ZipFile(io.BytesIO(data)) as zip_file:
+    with zipfile.ZipFile(io.BytesIO(data)) as zip_file, defaults_unused():
         schema, context = read_schema(zip_file)
-        tree = get_tree(schema, context, trusted=trusted)
-    return tree, tree.get_unsafe_set() - set(trusted)
+        return get_tree(schema, context, trusted=[])
 
 
 def _install() -> None:
-    from dryml_sklearn import _skops_batch
+    from dryml_sklearn import _birch, _skops_batch
 
     _get_state.register(np.ndarray)(ndarray_get_state)
     NODE_TYPE_MAPPING[(LOADER, PROTOCOL)] = DrymlArrayNode
     _skops_batch.install()
+    _birch.install()
 
 
 _install()

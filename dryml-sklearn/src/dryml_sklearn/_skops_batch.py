@@ -24,12 +24,16 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from skops.io._audit import NODE_TYPE_MAPPING, Node, get_tree
-from skops.io._general import list_get_state, object_get_state
-from skops.io._protocol import PROTOCOL
-from skops.io._sklearn import tree_get_state
-from skops.io._trusted_types import SKLEARN_ESTIMATOR_TYPE_NAMES, SKLEARN_INTERNAL_TYPE_NAMES
-from skops.io._utils import (
+
+from dryml_sklearn._skops_import import import_skops
+
+import_skops()  # before any skops.io module: see dryml_sklearn._skops_import
+
+from skops.io._audit import NODE_TYPE_MAPPING, Node, get_tree  # noqa: E402 - after import_skops()
+from skops.io._general import list_get_state, object_get_state  # noqa: E402 - after import_skops()
+from skops.io._protocol import PROTOCOL  # noqa: E402 - after import_skops()
+from skops.io._sklearn import tree_get_state  # noqa: E402 - after import_skops()
+from skops.io._utils import (  # noqa: E402 - after import_skops()
     LoadContext,
     SaveContext,
     TrustedTypes,
@@ -39,7 +43,7 @@ from skops.io._utils import (
     gettype,
 )
 
-from dryml.errors import FormatError
+from dryml.errors import FormatError  # noqa: E402 - after import_skops()
 
 __all__ = ["LOADER", "MIN_ITEMS", "DrymlBatchNode", "batch_state", "install"]
 
@@ -64,6 +68,8 @@ def _split(item: Any, cls: type) -> tuple[str, dict[str, Any], dict[str, Any]] |
 
 
 def _array_column(values: list[Any], writer: Any) -> dict[str, Any] | None:
+    from dryml_sklearn._skops_arrays import zero_padding
+
     first = values[0]
     if not all(type(v) is np.ndarray and v.ndim >= 1 and v.dtype == first.dtype
                and v.shape[1:] == first.shape[1:] for v in values) or first.dtype.hasobject:
@@ -73,8 +79,9 @@ def _array_column(values: list[Any], writer: Any) -> dict[str, Any] | None:
         # all empty (e.g. categorical bitsets of numeric-only boosting): no member, whose
         # bytes would be all header
         return {"empty": first.dtype.str, "tail": list(first.shape[1:]), "lengths": lengths}
-    # dtype= keeps a structured dtype's padding (tree nodes), which plain concatenate drops
-    return {"member": writer.add_array(np.concatenate(values, dtype=first.dtype)),
+    # dtype= keeps a structured dtype's layout (tree nodes), which plain concatenate drops
+    whole = zero_padding(np.concatenate(values, dtype=first.dtype))
+    return {"member": writer.add_array(whole),
             "lengths": lengths}
 
 
@@ -259,8 +266,7 @@ class DrymlBatchNode(Node):
     def __init__(self, state: dict[str, Any], load_context: LoadContext,
                  trusted: TrustedTypes | None = None) -> None:
         super().__init__(state, load_context, trusted)
-        self.trusted = self._get_trusted(
-            trusted, SKLEARN_ESTIMATOR_TYPE_NAMES + SKLEARN_INTERNAL_TYPE_NAMES)
+        self.trusted = self._get_trusted(trusted, [])  # dryml_sklearn._trust audits
         count, shape, kind = state.get("count"), state.get("shape"), state.get("kind")
         nested = state.get("nested", False)
         if type(count) is not int or count < 0 or kind not in ("object", "reduce") or (

@@ -1,0 +1,314 @@
+"""Which objects a scikit-learn entry of a ``.dry`` file may hold: rules, not a list.
+
+skops describes a fitted estimator as a tree of nodes, each naming a type (``module.Class``) or a
+callable (``module.function``). Before anything is constructed, :func:`untrusted` walks that
+tree and sorts every name into one of three kinds, each with its own rule:
+
+* **objects** (an estimator, a loss, a kernel, a CV splitter, a dtype, a sparse matrix...):
+  rebuilt from their stored state, or by calling their class with stored arguments. Trusted by
+  default when the class is a Python class defined by scikit-learn (outside its tests,
+  ``externals``, ``experimental`` and build helpers); a compiled scikit-learn class only when
+  dryml-sklearn checks its content after loading (:data:`dryml_sklearn._checks.EXTRA_TRUSTED`:
+  decision trees, neighbour trees, parameter-free distance metrics); numpy's data types
+  (``dtype``, scalar types, ``ndarray``, masked arrays, random generators); scipy's sparse
+  matrices and arrays and B-splines (checked after loading); Python's plain data types.
+* **callables** (a function or a class stored as a value, e.g. ``FunctionTransformer(func=...)``,
+  ``SelectKBest(score_func=...)``, a bound method, an ``operator`` getter): called later with
+  the caller's data, so trusted narrowly: numpy and scipy ufuncs; Python functions defined in
+  scikit-learn's estimator and metrics packages (not ``sklearn.utils``, ``sklearn.datasets``,
+  ``sklearn.model_selection`` or configuration helpers, which read and write files or change
+  global state); the functions scikit-learn's own estimators in the same file use as parameter
+  defaults (``FeatureAgglomeration``'s ``numpy.mean``); array-API standard functions of the
+  vendored ``array_api_compat`` numpy namespace; scikit-learn and numpy classes trusted as
+  objects above (calling them builds an estimator or a scalar). Nothing from ``builtins``
+  (``eval``, ``exec``, ``open``, ``getattr``...), ``operator`` or a bound method is trusted.
+* **containers** (``functools.partial``): trusted; their function and arguments are audited as
+  their own nodes.
+
+A caller's ``trust=`` entry widens this: a module prefix (``"mypkg"``) or exact name
+(``"mypkg.models.MyEstimator"``) trusts *objects* of those classes; a *callable* is trusted only
+by its exact name (``"mypkg.features.log_scale"``, ``"builtins.abs"``): a module entry never
+makes a function of that module loadable.
+
+Names are resolved without importing anything a file chose: a module already imported is looked
+up; otherwise only the top-level subpackage of scikit-learn, numpy or scipy that contains it is
+imported (computed from the installed package, tests and vendored code excluded), and the name
+must then be loaded. Anything else is reported untrusted, and nothing was constructed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+import re
+import sys
+import types
+from collections.abc import Iterable
+from functools import cache
+from typing import Any
+
+import numpy as np
+
+from dryml_sklearn import _checks
+
+__all__ = ["Finding", "untrusted"]
+
+_ROOTS = ("sklearn", "numpy", "scipy")
+#: Module name parts never imported or trusted.
+_EXCLUDED_PARTS = frozenset({
+    "tests", "testing", "_testing", "conftest", "externals", "experimental", "_build_utils",
+    "__check_build", "__main__", "estimator_checks", "f2py", "distutils", "_distributor_init",
+})
+#: scikit-learn packages whose functions are not pure computations on their arguments: data
+#: set loaders and writers, configuration, discovery, parallel/caching helpers, model selection
+#: routines that fit and spawn workers.
+_IMPURE_FUNCTION_PACKAGES = ("sklearn.utils", "sklearn.datasets", "sklearn._config",
+                             "sklearn.model_selection", "sklearn.inspection", "sklearn.base")
+_ARRAY_API = re.compile(r"^(sklearn\.externals|scipy\._lib)\.array_api_compat\."
+                        r"(numpy|common)\._aliases$")
+_PLAIN_BUILTINS = frozenset({
+    "builtins.int", "builtins.float", "builtins.str", "builtins.bool", "builtins.complex",
+    "builtins.bytes", "builtins.bytearray", "builtins.list", "builtins.tuple", "builtins.set",
+    "builtins.frozenset", "builtins.dict", "builtins.slice", "builtins.NoneType",
+    "collections.OrderedDict", "collections.defaultdict",
+})
+_CONTAINERS = frozenset({"functools.partial"})
+_COMPILED = "a compiled scikit-learn class holding arrays that dryml-sklearn does not check"
+
+
+class Finding:
+    """One untrusted name and why (``kind`` is ``"object"`` or ``"callable"``)."""
+
+    def __init__(self, name: str, kind: str, why: str) -> None:
+        self.name, self.kind, self.why = name, kind, why
+
+    def __repr__(self) -> str:
+        return f"Finding({self.name!r}, {self.kind!r}, {self.why!r})"
+
+
+def _excluded(module: str) -> bool:
+    return any(part in _EXCLUDED_PARTS for part in module.split("."))
+
+
+@cache
+def _importable(root: str) -> frozenset[str]:
+    """The top-level subpackages of ``root`` that a file may make dryml import."""
+    package = sys.modules.get(root)
+    if package is None:
+        return frozenset()
+    return frozenset(f"{root}.{info.name}" for info in pkgutil.iter_modules(package.__path__)
+                     if info.name not in _EXCLUDED_PARTS)
+
+
+def _resolve(module: str, qualname: str) -> Any:
+    """The object ``module.qualname`` names, importing at most one declared subpackage;
+    None when it cannot be found that way."""
+    root = module.split(".")[0]
+    if _excluded(module) or not re.fullmatch(r"[A-Za-z_][\w.]*", module):
+        return None
+    if module not in sys.modules:
+        if root not in _ROOTS or root not in sys.modules:
+            return None
+        head = ".".join(module.split(".")[:2])
+        if head not in _importable(root):
+            return None
+        try:
+            importlib.import_module(head)
+        except ImportError:
+            return None
+        if module not in sys.modules:
+            return None
+    value: Any = sys.modules[module]
+    for part in qualname.split("."):
+        value = getattr(value, part, None)
+        if value is None:
+            return None
+    return value
+
+
+def _defined_in(obj: Any, root: str) -> bool:
+    module = getattr(obj, "__module__", None) or ""
+    return (module == root or module.startswith(root + ".")) and not _excluded(module)
+
+
+def _compiled(cls: type) -> bool:
+    module = sys.modules.get(cls.__module__)
+    origin = getattr(module, "__file__", None) or ""
+    return not origin.endswith(".py")
+
+
+def _object_ok(cls: Any, name: str) -> str | None:
+    """None when instances of ``cls`` are trusted by default, else why not."""
+    if name in _PLAIN_BUILTINS or name in _CONTAINERS:
+        return None
+    if not isinstance(cls, type):
+        return "it is not a class"
+    if name in _checks.EXTRA_TRUSTED:
+        return None
+    if _defined_in(cls, "sklearn"):
+        if _compiled(cls):
+            return _COMPILED
+        return None
+    if _defined_in(cls, "numpy"):
+        if issubclass(cls, (np.dtype, np.generic, np.random.RandomState, np.random.Generator,
+                            np.random.BitGenerator, np.random.SeedSequence)) or cls in (
+                np.ndarray, np.ma.MaskedArray):
+            return None
+        return "not one of numpy's data types"
+    if _defined_in(cls, "scipy"):
+        import scipy.interpolate
+        import scipy.sparse
+
+        if issubclass(cls, (scipy.sparse.spmatrix, scipy.sparse.sparray,
+                            scipy.interpolate.BSpline)):
+            return None
+        return "not a scipy sparse matrix or spline"
+    return "not defined by scikit-learn, numpy or scipy"
+
+
+def _callable_ok(obj: Any, name: str, defaults: set[int]) -> str | None:
+    """None when the callable ``obj`` is trusted by default, else why not."""
+    if name in _checks.EXTRA_TRUSTED or name in _PLAIN_BUILTINS or id(obj) in defaults:
+        return None
+    if isinstance(obj, np.ufunc) or type(obj).__name__ == "ufunc":
+        return None
+    module = getattr(obj, "__module__", None) or ""
+    if isinstance(obj, type):
+        ok = _object_ok(obj, name) is None and not name.startswith(("builtins.", "scipy."))
+        return None if ok and (_defined_in(obj, "sklearn") or issubclass(
+            obj, (np.generic, np.dtype))) else "a class called with the caller's data"
+    if isinstance(obj, types.FunctionType):
+        if _ARRAY_API.match(module):
+            return None
+        if _defined_in(obj, "sklearn") and not module.startswith(
+                tuple(p + "." for p in _IMPURE_FUNCTION_PACKAGES) + _IMPURE_FUNCTION_PACKAGES):
+            return None
+    return "a function called with the caller's data"
+
+
+def _caller_trusts(name: str, kind: str, trust: tuple[str, ...]) -> bool:
+    if kind == "callable":
+        return name in trust
+    return any(name == p or name.startswith(p + ".") for p in trust)
+
+
+def _walk(root: Any) -> Iterable[tuple[Any, str]]:
+    """(node, kind) for every node of a skops tree, kind ``"object"`` or ``"callable"``."""
+    from skops.io._audit import Node
+    from skops.io._general import FunctionNode, MethodNode, OperatorFuncNode, TypeNode
+    from skops.io._sklearn import ReduceNode
+
+    seen: set[int] = set()
+    stack: list[tuple[Any, str]] = [(root, "object")]
+    while stack:
+        node, kind = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        called = isinstance(node, TypeNode) and kind != "constructor"
+        if called or isinstance(node, (FunctionNode, MethodNode, OperatorFuncNode)):
+            kind = "callable"
+        yield node, ("object" if kind == "constructor" else kind)
+        children = getattr(node, "children", {}) or {}
+        for key, child in children.items():
+            items = child if isinstance(child, list) else (
+                list(child.values()) if isinstance(child, dict) else [child])
+            for item in items:
+                if isinstance(item, Node):
+                    nested = "constructor" if (isinstance(node, ReduceNode)
+                                               and key == "constructor") else "object"
+                    stack.append((item, nested))
+
+
+def _holds_arrays(node: Any) -> bool:
+    """Whether any node below ``node`` is an array (data a compiled class could index with)."""
+    return any(child is not node and (child.class_name in ("ndarray", "MaskedArray")
+                                      or "sparse" in str(child.module_name))
+               for child, _ in _walk(node))
+
+
+def _name(node: Any) -> tuple[str, str, str]:
+    """(full name, module, qualname) a node asks for."""
+    from skops.io._general import MethodNode
+
+    if isinstance(node, MethodNode):
+        return (f"{node.obj.module_name}.{node.obj.class_name}.{node.func}",
+                node.obj.module_name, f"{node.obj.class_name}.{node.func}")
+    module, qualname = str(node.module_name), str(node.class_name)
+    return f"{module}.{qualname}", module, qualname
+
+
+def _defaults_of(classes: list[Any]) -> set[int]:
+    """ids of the callables scikit-learn estimators among ``classes`` use as defaults."""
+    out: set[int] = set()
+    for cls in classes:
+        try:
+            params = inspect.signature(cls).parameters.values()
+        except (TypeError, ValueError):
+            continue
+        out.update(id(p.default) for p in params if callable(p.default)
+                   and not isinstance(p.default, type))
+    return out
+
+
+def untrusted(tree: Any, trust: Iterable[str] = ()) -> list[Finding]:
+    """Every name in the skops ``tree`` that is not trusted (see the module docstring)."""
+    from skops.io._general import MethodNode, OperatorFuncNode
+
+    caller = tuple(trust)
+    findings: dict[str, Finding] = {}
+    pending: list[tuple[str, Any, str]] = []
+    estimators: list[Any] = []
+    for node, kind in _walk(tree):
+        if node.module_name is None or node.class_name is None:
+            continue
+        name, module, qualname = _name(node)
+        if name in findings:
+            continue
+        if isinstance(node, (MethodNode, OperatorFuncNode)):
+            if not _caller_trusts(name, "callable", caller):
+                findings[name] = Finding(name, kind, "a bound method or operator getter")
+            continue
+        if kind == "object" and (name in _PLAIN_BUILTINS or name in _CONTAINERS):
+            continue
+        if _caller_trusts(name, kind, caller):
+            value = _resolve_for_caller(module, qualname)
+            if kind == "object" and not isinstance(value, type) and value is not None:
+                findings[name] = Finding(name, kind, "it is not a class")
+            continue
+        value = _resolve(module, qualname)
+        if value is None:
+            findings[name] = Finding(name, kind, "not found without importing other modules")
+            continue
+        if kind == "object":
+            why = _object_ok(value, name)
+            if why == _COMPILED and not _holds_arrays(node):
+                why = None  # parameters only (a loss): nothing it could index with
+            if why is not None:
+                findings[name] = Finding(name, kind, why)
+            elif isinstance(value, type) and _defined_in(value, "sklearn"):
+                estimators.append(value)
+        else:
+            pending.append((name, value, kind))
+    defaults = _defaults_of(estimators)
+    for name, value, kind in pending:
+        why = _callable_ok(value, name, defaults)
+        if why is not None and name not in findings:
+            findings[name] = Finding(name, kind, why)
+    return sorted(findings.values(), key=lambda f: f.name)
+
+
+def _resolve_for_caller(module: str, qualname: str) -> Any:
+    """A caller-trusted name: its module may be imported (the caller trusts it)."""
+    if _excluded(module) or not re.fullmatch(r"[A-Za-z_][\w.]*", module):
+        return None
+    try:
+        value: Any = importlib.import_module(module)
+    except ImportError:
+        return None
+    for part in qualname.split("."):
+        value = getattr(value, part, None)
+        if value is None:
+            return None
+    return value
