@@ -168,7 +168,7 @@ def run_show(args: argparse.Namespace) -> int:
         return 0
     created = datetime.datetime.fromtimestamp(entry["created"], datetime.UTC)
     out = [f"dry_id:     {entry['dry_id']}", f"class:      {entry['class']}",
-           f"file:       {entry['file']} ({entry['size']} bytes)",
+           f"file:       {entry['file']} ({entry['size']} bytes, manifest {entry['digest']})",
            f"created:    {created.isoformat(timespec='seconds')}",
            "metadata:   " + json.dumps(entry["metadata"], indent=2).replace("\n", "\n            "),
            "definition: " + json.dumps(entry["definition"], indent=2).replace(

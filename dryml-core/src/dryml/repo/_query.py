@@ -140,13 +140,14 @@ def _python_check(selector: Selector | None, py_where: list[tuple[str, Matcher]]
     return check
 
 
-FULL_COLUMNS = "o.id, o.cls, o.file, o.definition, o.metadata, o.size, o.created"
+FULL_COLUMNS = "o.id, o.cls, o.file, o.definition, o.metadata, o.size, o.created, o.digest"
 
 
 def entry(row: tuple[Any, ...]) -> dict[str, Any]:
     """An index row (:data:`FULL_COLUMNS`) as the dict ``Repo.info`` returns."""
     return {"dry_id": row[0], "class": row[1], "file": row[2], "size": row[5],
-            "created": row[6], "definition": json.loads(row[3]), "metadata": json.loads(row[4])}
+            "created": row[6], "digest": row[7], "definition": json.loads(row[3]),
+            "metadata": json.loads(row[4])}
 
 
 class IndexContext:

@@ -40,7 +40,13 @@ class Repo:
     query, so no file is read until an object is used. ``trust`` names modules whose classes
     may be imported to load objects (see :func:`dryml.load_object`). ``durable=True`` fsyncs
     every write (safe against power loss; without it writes are safe against crashes of the
-    process, and faster).
+    process, and faster). A damaged index file is an error that says to run
+    ``dryml repo reindex``; ``repair=True`` moves it aside and rebuilds it from the files
+    instead (``rebuilt`` then says what that did).
+
+    Loading an object checks that its file still has the manifest digest recorded in the
+    index: a file changed behind the repository's back is a RepoError, never an object whose
+    arguments differ from what the query matched (see ``docs/repo.md``).
     """
 
     def __init__(self, directory: str | os.PathLike[str], create: bool = False, *,
@@ -270,8 +276,8 @@ class Repo:
         return load_now(self.get_one(target))
 
     def info(self, target: str | Object) -> dict[str, Any]:
-        """What the index holds about one object: id, class, file, size, created,
-        definition (JSON) and metadata."""
+        """What the index holds about one object: id, class, file, size, created, digest
+        (of the file's manifest, as indexed), definition (JSON) and metadata."""
         dry_id = self._one_id(target)
         rows = self._index.query(f"SELECT {_FULL} FROM objects o WHERE id = ?", [dry_id])
         if not rows:
