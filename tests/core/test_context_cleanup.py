@@ -162,6 +162,14 @@ def test_a_worker_stopped_by_its_pool_takes_its_children_with_it(
     assert tracked.wait_gone() == []
 
 
+def test_a_worker_killed_from_outside_while_idle_takes_its_children_with_it(
+        tmp_path: Path, tracked: Tracked) -> None:
+    worker, *_ = start_children(str(tmp_path / "pids"))
+    _track_marker(tracked, (tmp_path / "pids").read_text())
+    os.kill(worker, signal.SIGKILL)  # what the OOM killer does; the caller is not even asked
+    assert tracked.wait_gone() == []
+
+
 HARNESS = textwrap.dedent("""
     # A child subreaper: whatever the caller leaves behind re-parents here and is listed.
     import ctypes, json, os, signal, subprocess, sys, time
