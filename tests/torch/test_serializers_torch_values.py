@@ -150,19 +150,70 @@ def test_a_tensor_saved_from_cuda_loads_on_cpu() -> None:
 
 @pytest.mark.parametrize("make", [
     lambda: torch.randn(3, 3).to_sparse(),
-    lambda: torch.quantize_per_tensor(torch.randn(3), 0.1, 0, torch.qint8),
+    lambda: torch.zeros(3, dtype=torch.uint4),
     lambda: torch.empty(3, device="meta"),
-], ids=["sparse", "quantized", "meta"])
+], ids=["sparse", "sub-byte", "meta"])
 def test_unsupported_tensors_are_refused_with_the_fix(make: Any) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         value = make()
-    with pytest.raises(ArgumentError, match=r"dense|dequantize|materialize"):
+    with pytest.raises(ArgumentError, match=r"dense|\.to\(|materialize"):
         Holder(value)
     obj = Holder()
     obj.state["t"] = value
-    with pytest.raises(SerializationError, match=r"dense|dequantize|materialize"):
+    with pytest.raises(SerializationError, match=r"dense|\.to\(|materialize"):
         save_object(obj, io.BytesIO())
+
+
+def _quantized() -> list[torch.Tensor]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # quantized tensors are deprecated in torch
+        x = torch.randn(64, 40)
+        return [torch.quantize_per_tensor(x, 0.05, 3, torch.qint8).t(),
+                torch.quantize_per_tensor(x[:, 1], 0.01, 0, torch.qint32),
+                torch.quantize_per_channel(x, torch.rand(64, dtype=torch.float64) + 0.1,
+                                           torch.arange(64), 0, torch.quint8),
+                torch.quantize_per_channel(x, torch.rand(40) + 0.1, torch.rand(40), 1,
+                                           torch.quint8),  # float qparams (embeddings)
+                torch.quantize_per_tensor(x[:3, :5], 0.1, 2, torch.quint4x2)]
+
+
+def _same_quantized(a: torch.Tensor, b: torch.Tensor) -> None:
+    assert (b.dtype, b.shape, b.stride(), b.qscheme()) == (a.dtype, a.shape, a.stride(),
+                                                            a.qscheme())
+    assert torch.equal(a.int_repr(), b.int_repr()) and torch.equal(a.dequantize(),
+                                                                   b.dequantize())
+
+
+def test_quantized_tensors_round_trip_as_arguments_and_state() -> None:
+    values = _quantized()
+    obj = Holder(values)
+    obj.state["q"] = {"values": values}
+    loaded = round_trip(obj)
+    for a, b, c in zip(values, loaded.value, loaded.state["q"]["values"], strict=True):
+        _same_quantized(a, b)
+        _same_quantized(a, c)
+    assert loaded.definition() == obj.definition()
+
+
+@pytest.mark.parametrize("edit", [
+    lambda d: d["quantizer"].update(scheme="per_tensor_symmetric"),
+    lambda d: d["quantizer"].update(axis=5),
+    lambda d: d["quantizer"].pop("scales"),
+    lambda d: d.update(nbytes=d["nbytes"] + 1),
+    lambda d: d.update(offset=10**9),
+    lambda d: d.update(stride=[1, 2**40]),
+    lambda d: d.pop("stride"),
+], ids=["scheme", "axis", "scales", "nbytes", "offset", "stride", "no-stride"])
+def test_malformed_quantized_entries_are_a_format_error(edit: Any) -> None:
+    buf = io.BytesIO()
+    save_object(Holder(_quantized()[2]), buf)
+
+    def change(nodes: list[dict[str, Any]]) -> None:
+        edit(nodes[0]["args"][0]["data"])
+
+    with pytest.raises(FormatError):
+        load_object(io.BytesIO(_edit_nodes(buf.getvalue(), change)))
 
 
 @pytest.mark.parametrize("meta", [

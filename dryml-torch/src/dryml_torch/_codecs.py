@@ -36,6 +36,13 @@ except ImportError as _exc:  # the backend is installed without its framework
     ) from _exc
 
 from dryml.errors import DrymlVersionWarning, FormatError
+from dryml_torch._quantized import (
+    QUANTIZED,
+    copy_quantized,
+    decode_quantized,
+    encode_quantized,
+    quantized_problem,
+)
 
 __all__ = [
     "DEVICE",
@@ -66,6 +73,7 @@ _BY_NAME: dict[str, torch.dtype] = {
     if isinstance(getattr(torch, name, None), torch.dtype)
 }
 _NAME = {dtype: name for name, dtype in _BY_NAME.items()}
+_QNAME = {dtype: name for name, dtype in QUANTIZED.items()}
 _DEVICE = re.compile(r"^([a-z_]+)(:[0-9]{1,6})?$")
 #: Device types a file may name (torch's own DeviceType names): a fixed table, never looked up.
 _DEVICE_TYPES = frozenset({"cpu", "cuda", "mps", "xpu", "meta", "hpu", "xla", "mtia", "ipu",
@@ -76,18 +84,20 @@ _MAX_DIM = 2**62  # a larger size or stride cannot describe memory
 
 def dtype_name(dtype: torch.dtype) -> str:
     """The name a file records for ``dtype``; ValueError for dtypes it cannot hold."""
-    name = _NAME.get(dtype)
+    name = _NAME.get(dtype) or _QNAME.get(dtype)
     if name is None:
-        raise ValueError(f"tensors of dtype {dtype} cannot be saved (quantized and sub-byte "
-                         "dtypes are not supported); convert with .to(...) or .dequantize()")
+        raise ValueError(f"tensors of dtype {dtype} cannot be saved (sub-byte integer dtypes "
+                         "have no storage format, torch.save refuses them too); convert with "
+                         ".to(...)")
     return name
 
 
 def dtype_from_name(name: Any) -> torch.dtype:
-    """The torch dtype a file names; FormatError for anything else."""
-    if not isinstance(name, str) or name not in _BY_NAME:
+    """The torch dtype a file names (from fixed tables); FormatError for anything else."""
+    dtype = (_BY_NAME.get(name) or QUANTIZED.get(name)) if isinstance(name, str) else None
+    if dtype is None:
         raise FormatError(f"unknown or unsupported torch dtype {name!r} in the file")
-    return _BY_NAME[name]
+    return dtype
 
 
 def tensor_problem(value: torch.Tensor) -> str | None:
@@ -95,7 +105,7 @@ def tensor_problem(value: torch.Tensor) -> str | None:
     if value.layout != torch.strided:
         return f"{value.layout} tensors cannot be saved; convert with .to_dense()"
     if value.is_quantized:
-        return "quantized tensors cannot be saved; convert with .dequantize()"
+        return quantized_problem(value)
     if value.is_nested:
         return "nested tensors cannot be saved; save their components"
     if value.device.type == "meta":
@@ -167,16 +177,20 @@ def encode_tensor(value: torch.Tensor, writer: Any | None, inline: int = INLINE_
     problem = tensor_problem(value)
     if problem is not None:
         raise ValueError(problem)
-    meta: dict[str, Any] = {"dtype": _NAME[value.dtype], "shape": list(value.shape)}
+    meta: dict[str, Any] = {"dtype": dtype_name(value.dtype), "shape": list(value.shape)}
     if value.device.type != "cpu":
         meta["device"] = str(value.device)
     if value.requires_grad:
         meta["requires_grad"] = True
     if isinstance(value, torch.nn.Parameter):
         meta["parameter"] = True
-    stride, array = _layout(value)
-    if stride is not None:
-        meta["stride"] = stride
+    if value.is_quantized:
+        array = encode_quantized(value, meta, lambda t: encode_tensor(t, writer, inline))
+        meta["nbytes"] = array.nbytes
+    else:
+        stride, array = _layout(value)
+        if stride is not None:
+            meta["stride"] = stride
     if writer is not None:
         note_versions(writer)
     if writer is not None and array.nbytes > inline:
@@ -242,6 +256,13 @@ def decode_tensor(meta: Any, reader: Any | None) -> torch.Tensor:
     stride = _stride(meta, shape)
     if reader is not None:
         check_versions(reader)
+    if dtype in _QNAME:
+        nbytes = meta.get("nbytes")
+        if type(nbytes) is not int or not 0 <= nbytes < _MAX_DIM:
+            raise FormatError(f"bad quantized tensor size {nbytes!r}")
+        data = _stored_array(meta, reader, torch.uint8, [nbytes])
+        return decode_quantized(meta, dtype, shape, stride, data,
+                                lambda entry: decode_tensor(entry, reader))
     stored = shape if stride is None else [extent(shape, stride)]
     tensor = torch.from_numpy(_stored_array(meta, reader, dtype, stored))
     if tensor.dtype != dtype:
@@ -321,6 +342,8 @@ class TensorCodec:
         return decode_tensor(data, reader)
 
     def copy(self, value: torch.Tensor) -> torch.Tensor:
+        if value.is_quantized:
+            return copy_quantized(value)
         clone = value.detach().clone()
         if isinstance(value, torch.nn.Parameter):
             return torch.nn.Parameter(clone, requires_grad=value.requires_grad)
@@ -329,6 +352,9 @@ class TensorCodec:
     def equal(self, a: torch.Tensor, b: torch.Tensor) -> bool:
         if a.dtype != b.dtype or a.shape != b.shape or a.device != b.device:
             return False
+        if a.is_quantized:
+            return bool(a.qscheme() == b.qscheme() and torch.equal(a.int_repr(), b.int_repr())
+                        and torch.equal(a.dequantize(), b.dequantize()))
         left, right = _to_numpy(a), _to_numpy(b)
         return left.tobytes() == right.tobytes() or bool(
             (a.is_floating_point() or a.is_complex())
