@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable
 from typing import NoReturn
 
-__all__ = ["descendants", "start"]
+__all__ = ["descendants", "prctl", "start", "watch_keeper"]
 
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
