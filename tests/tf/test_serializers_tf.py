@@ -160,8 +160,14 @@ def test_file_layout_weights_are_npy_members_and_the_config_is_keras_json(
     manifest = read_manifest(tmp_path / "m.dry")
     entry = manifest.objects[0].state["model.seq"]
     assert entry["serializer"] == "keras.model" and entry["meta"]["class"] == "Sequential"
-    assert len(entry["meta"]["weights"]) == len(obj.models["seq"].weights)
-    assert all("member" in w["data"] for w in entry["meta"]["weights"])
+    # Keras' own save walk: one entry per layer (or optimizer) that holds variables
+    state = entry["meta"]["state"]
+    assert [e["path"] for e in state] == [
+        "layers/dense", "layers/batch_normalization", "layers/dense_1", "optimizer"]
+    arrays = [v for e in state[:3] for v in e["vars"].values()]
+    assert len(arrays) == len(obj.models["seq"].weights)
+    assert all("member" in w["data"] for e in state for w in e["vars"].values())
+    assert entry["meta"]["assets"] == []
     from dryml._io import open_container
 
     with open_container(tmp_path / "m.dry", None) as (reader, _):
@@ -170,21 +176,71 @@ def test_file_layout_weights_are_npy_members_and_the_config_is_keras_json(
     assert set(manifest.frameworks) >= {"tensorflow", "keras"}
 
 
-def test_a_lambda_layer_is_refused_by_keras_safe_mode() -> None:
+def _lambda_models() -> KerasModels:
     import keras
 
     obj = build_models(train=False)
-    obj.models = {"lam": keras.Sequential([keras.Input((5,)),
-                                           keras.layers.Lambda(lambda z: z * 2)])}
+    obj.models = {"lam": keras.Sequential([keras.Input((5,)), keras.layers.Dense(3),
+                                           keras.layers.Lambda(lambda z: z * 2 + 1)])}
+    return obj
+
+
+def _no_safe_mode_advice(caught: list[warnings.WarningMessage]) -> None:
+    texts = [str(w.message) for w in caught]
+    assert not [t for t in texts if "safe_mode" in t], texts
+
+
+def test_saving_a_lambda_layer_warns_that_loading_will_need_allow_code() -> None:
+    from dryml.errors import DrymlWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        save_object(_lambda_models(), io.BytesIO())
+    ours = [w for w in caught if issubclass(w.category, DrymlWarning)]
+    assert len(ours) == 1 and "load_object(path, allow_code=True)" in str(ours[0].message)
+    assert "Lambda 'lambda'" in str(ours[0].message)
+    _no_safe_mode_advice(caught)
+
+
+def test_a_lambda_layer_is_refused_by_default_with_dryml_advice() -> None:
+    import keras
+
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        save_object(_lambda_models(), buf)
     from keras.src.backend.common import global_state
 
     before = global_state.get_global_attribute("safe_mode_saving")
     keras.config.enable_unsafe_deserialization()  # a process-wide switch must not matter
     try:
-        with pytest.raises(UntrustedClassError, match="Lambda"):
-            _save_load(obj)
+        buf.seek(0)
+        with pytest.raises(UntrustedClassError) as info, \
+                warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            load_object(buf)
     finally:
         global_state.set_global_attribute("safe_mode_saving", before)
+    assert ("the file contains Python code (a Keras Lambda layer), pass allow_code=True to "
+            "load_object if you trust it") in str(info.value)
+    assert "safe_mode" not in str(info.value) and "safe_mode" not in repr(info.value.__cause__)
+    _no_safe_mode_advice(caught)
+
+
+def test_allow_code_loads_a_lambda_layer_that_predicts_identically() -> None:
+    obj = _lambda_models()
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        save_object(obj, buf)
+    buf.seek(0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded = load_object(buf, allow_code=True)
+    x, _ = make_data()
+    assert np.asarray(loaded.models["lam"](x)).tobytes() == \
+        np.asarray(obj.models["lam"](x)).tobytes()
+    _no_safe_mode_advice(caught)
 
 
 def test_an_unregistered_custom_class_names_what_to_import() -> None:

@@ -1,12 +1,18 @@
-"""Keras 3 models and TensorFlow values in ``.dry`` files (never pickle, never a Lambda).
+"""Keras 3 models and TensorFlow values in ``.dry`` files (never pickle).
 
 A model is written the way Keras' own ``.keras`` format describes it, minus the zip and HDF5:
 the architecture (with build and compile config) is Keras' JSON config from
-``keras.saving.serialize_keras_object``; every weight, then every optimizer variable, is a raw
-``.npy`` member. Loading rebuilds the model with ``keras.saving.deserialize_keras_object`` in
-Keras' safe mode (no Python lambdas or bytecode; only built-in Keras classes and classes
-registered with ``keras.saving.register_keras_serializable`` in this process), then assigns
-the arrays.
+``keras.saving.serialize_keras_object``; the state is what Keras' own save walk produces
+(every saveable's variables as ``.npy`` members, the optimizer's included, and the files
+layers write as assets, such as lookup vocabularies, as members: see
+:mod:`dryml_tf._keras_state`). Loading rebuilds the model with
+``keras.saving.deserialize_keras_object`` in Keras' safe mode (only built-in Keras classes and
+classes registered with ``keras.saving.register_keras_serializable`` in this process), then
+runs Keras' load walk and finalizes every layer.
+
+Python code in a model (a ``Lambda`` layer's lambda, stored by Keras as marshalled bytecode)
+runs only when the caller opts in with ``load_object(path, allow_code=True)``; saving such a
+model warns that the file will need it.
 """
 
 from __future__ import annotations
@@ -20,15 +26,21 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from dryml.errors import ClassNotFoundError, FormatError, UntrustedClassError
+from dryml.errors import (
+    ClassNotFoundError,
+    DrymlWarning,
+    FormatError,
+    SerializationError,
+    UntrustedClassError,
+)
 from dryml_tf._codecs import array_from_json, array_to_json, check_versions, record_versions
+from dryml_tf._keras_state import finalize_layers, load_state, save_state
 
 __all__ = ["KERAS_MODEL", "TF_VALUE", "KerasModelSerializer", "TFValueSerializer"]
 
-def _arrays_out(variables: list[Any], writer: Any) -> list[dict[str, Any]]:
-    return [array_to_json(np.asarray(v.numpy()), tf.as_dtype(v.dtype), writer, member=True)
-            for v in variables]
-
+#: The refusal when a file holds code and the caller did not pass ``allow_code=True``.
+CODE_REFUSED = ("the file contains Python code (a Keras Lambda layer), pass allow_code=True to "
+                "load_object if you trust it")
 
 def _arrays_in(variables: list[Any], entries: Any, reader: Any, what: str) -> None:
     if not isinstance(entries, list) or len(entries) != len(variables):
@@ -48,21 +60,34 @@ class KerasModelSerializer:
     subclassed)."""
 
     def dump(self, value: Any, writer: Any) -> dict[str, Any]:
-        """Keras' JSON config as a member, weights and optimizer variables as arrays."""
+        """Keras' JSON config as a member; variables and assets as Keras' save walk gives."""
         record_versions(writer)
-        config = keras.saving.serialize_keras_object(value)
-        meta: dict[str, Any] = {
-            "class": config.get("class_name"),
-            "config": writer.add_bytes(json.dumps(config).encode()),
-            "weights": _arrays_out(value.weights, writer),
-        }
+        with warnings.catch_warnings():  # Keras' lambda warning advises safe_mode=False
+            warnings.filterwarnings("ignore", message=".*lambda.*", category=UserWarning)
+            config = keras.saving.serialize_keras_object(value)
+        code = code_layers(config)
+        if code:
+            warnings.warn(
+                f"the Keras model holds Python code ({_describe(code)}): loading the file will "
+                "need load_object(path, allow_code=True), which runs that code; to avoid "
+                "this, replace the Lambda with a layer class registered with "
+                "keras.saving.register_keras_serializable", DrymlWarning, stacklevel=4)
+        try:
+            config_bytes = json.dumps(config).encode()
+        except (TypeError, ValueError) as exc:
+            raise SerializationError(f"the Keras model's config is not JSON ({exc})") from None
         optimizer = getattr(value, "optimizer", None)
-        if optimizer is not None and getattr(optimizer, "built", False):
-            meta["optimizer"] = _arrays_out(optimizer.variables, writer)
-        return meta
+        return {
+            "class": config.get("class_name"),
+            "config": writer.add_bytes(config_bytes),
+            **save_state(value, writer),
+            "optimizer_built": bool(optimizer is not None and getattr(optimizer, "built",
+                                                                      False)),
+        }
 
     def load(self, meta: Any, reader: Any) -> Any:
-        """Rebuild in safe mode, then assign weights (and optimizer state when recorded)."""
+        """Rebuild in safe mode (Lambda code only with ``allow_code``), restore the state
+        through Keras' load walk, finalize every layer."""
         if not isinstance(meta, dict) or not isinstance(meta.get("config"), str):
             raise FormatError("a Keras model entry must name its config member")
         check_versions(reader)
@@ -70,20 +95,66 @@ class KerasModelSerializer:
             config = json.loads(reader.get_bytes(meta["config"]))
         except ValueError as exc:
             raise FormatError(f"the Keras config is not valid JSON ({exc})") from None
-        model = _deserialize(config)
-        _arrays_in(model.weights, meta.get("weights"), reader, "weight")
-        if "optimizer" in meta:
-            optimizer = getattr(model, "optimizer", None)
+        code = code_layers(config)
+        allow_code = getattr(getattr(reader, "trust", None), "allow_code", False) is True
+        if code and not allow_code:
+            raise UntrustedClassError(f"{CODE_REFUSED} ({_describe(code)}); nothing was run")
+        model = _deserialize(config, allow_code=allow_code)
+        optimizer = getattr(model, "optimizer", None)
+        if "state" not in meta:  # written by dryml-tf 0.1.0: model.weights in order
+            _legacy_load(model, meta, reader)
+            return model
+        if meta.get("optimizer_built"):
             if optimizer is None:
                 raise FormatError("the file holds optimizer state but the model's compile "
                                   "config has no optimizer")
             if not optimizer.built:
                 optimizer.build(model.trainable_variables)
-            _arrays_in(optimizer.variables, meta["optimizer"], reader, "optimizer variable")
+        load_state(model, meta, reader)
         return model
 
 
-def _safe_mode_scope() -> Any:
+def _legacy_load(model: Any, meta: dict[str, Any], reader: Any) -> None:
+    _arrays_in(model.weights, meta.get("weights"), reader, "weight")
+    if "optimizer" in meta:
+        optimizer = getattr(model, "optimizer", None)
+        if optimizer is None:
+            raise FormatError("the file holds optimizer state but the model's compile "
+                              "config has no optimizer")
+        if not optimizer.built:
+            optimizer.build(model.trainable_variables)
+        _arrays_in(optimizer.variables, meta["optimizer"], reader, "optimizer variable")
+    finalize_layers(model)
+
+
+def code_layers(config: Any) -> list[str]:
+    """Names of the layers (or objects) in a Keras config that carry Python code: Keras writes
+    a lambda as ``{"class_name": "__lambda__", ...}`` (marshalled bytecode)."""
+    found: list[str] = []
+
+    def walk(node: Any, owner: str) -> None:
+        if isinstance(node, dict):
+            if node.get("class_name") == "__lambda__":
+                found.append(owner)
+                return
+            inner = node.get("config")
+            if isinstance(node.get("class_name"), str) and isinstance(inner, dict):
+                owner = f"{node['class_name']} {inner.get('name', '')!r}".strip()
+            for child in node.values():
+                walk(child, owner)
+        elif isinstance(node, list):
+            for child in node:
+                walk(child, owner)
+
+    walk(config, "the model")
+    return list(dict.fromkeys(found))
+
+
+def _describe(code: list[str]) -> str:
+    return "in " + ", ".join(code)
+
+
+def _safe_mode_scope(safe: bool) -> Any:
     """Keras' safe-mode scope: as well as the argument, since a process-wide
     ``keras.config.enable_unsafe_deserialization()`` would otherwise override
     ``safe_mode=True``."""
@@ -91,21 +162,18 @@ def _safe_mode_scope() -> Any:
         from keras.src.saving.serialization_lib import SafeModeScope
     except ImportError:  # moved in some Keras release: the argument still applies
         return contextlib.nullcontext()
-    return SafeModeScope(True)
+    return SafeModeScope(safe)
 
 
-def _deserialize(config: Any) -> Any:
+def _deserialize(config: Any, allow_code: bool = False) -> Any:
     try:
-        with _safe_mode_scope(), warnings.catch_warnings():
+        with _safe_mode_scope(not allow_code), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*compile.*", category=UserWarning)
-            return keras.saving.deserialize_keras_object(config, safe_mode=True)
+            return keras.saving.deserialize_keras_object(config, safe_mode=not allow_code)
     except ValueError as exc:
         if "safe_mode" in str(exc) or "lambda" in str(exc).lower():
-            raise UntrustedClassError(
-                f"the Keras model holds Python code (a Lambda layer or lambda function), "
-                f"which Keras' safe mode refuses to load: {exc}. Replace the Lambda with a "
-                "layer class registered with keras.saving.register_keras_serializable."
-            ) from None
+            # Keras' own advice (safe_mode=False) is not something dryml offers
+            raise UntrustedClassError(f"{CODE_REFUSED}; nothing was run") from None
         raise FormatError(f"Keras could not rebuild the model: {exc}") from None
     except TypeError as exc:
         if "Could not locate" in str(exc) or "register_keras_serializable" in str(exc):

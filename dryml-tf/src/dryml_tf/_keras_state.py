@@ -1,0 +1,211 @@
+"""A Keras model's state (variables and assets) exactly as Keras' own ``.keras`` format sees it.
+
+Keras saves a model by walking its saveables (the model, its layers, nested models, the
+optimizer) and calling each one's ``save_own_variables(store)`` and ``save_assets(dir)``;
+loading calls ``load_own_variables(store)`` and ``load_assets(dir)``, and layers finish their
+own state there (``Normalization`` recomputes its mean and variance, lookup layers rebuild
+their tables from the vocabulary file). dryml runs Keras' own walk with two stores of its
+own: variables become ``.npy`` members, and every file a layer writes into its asset
+directory becomes a member of the ``.dry`` file (never pickle). On load the asset files are
+written back into a fresh temporary directory (checked relative paths, bounded count and
+size) for ``load_assets``, and every layer with restored variables is finalized
+(``finalize_state()``), as Keras' loaders do.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+from keras.src.saving import saving_lib
+
+from dryml.errors import FormatError, SerializationError
+from dryml_tf._codecs import array_from_json, array_to_json
+
+__all__ = ["MAX_ASSET_BYTES", "MAX_ASSET_FILES", "finalize_layers", "load_state", "save_state"]
+
+#: At most this many asset files per model (Keras' lookup layers write one each).
+MAX_ASSET_FILES = 10_000
+#: At most this many bytes of asset files per model, written and read.
+MAX_ASSET_BYTES = 2 * 2**30
+_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}$")
+_MAX_DEPTH = 64
+
+
+class _VariableStore(saving_lib.NpzIOStore):  # type: ignore[misc]
+    """Keras' weights-store interface over dicts: ``make`` while saving, ``get`` while
+    loading (arrays decoded from the file on demand). Subclasses Keras' store so that
+    Keras' type check accepts it; nothing of the parent's file handling is used."""
+
+    def __init__(self, load: Any = None) -> None:
+        self.contents: dict[str, Any] = {}
+        self._load = load
+        self.used: set[str] = set()
+
+    def make(self, path: str, metadata: Any = None) -> dict[str, Any]:
+        self.contents[path] = {}
+        return self.contents[path]  # type: ignore[no-any-return]
+
+    def get(self, path: str) -> dict[str, Any]:
+        self.used.add(path)
+        return self._load(path) if self._load is not None else {}
+
+    def has_path(self, path: str) -> bool:
+        return self._load is not None and self._load(path, probe=True)
+
+    def close(self) -> None:
+        pass
+
+
+def _array(value: Any) -> tuple[np.ndarray, tf.DType]:
+    """numpy data and TensorFlow dtype of whatever a layer put into its store (a variable, a
+    tensor, a numpy array or scalar, a Python value)."""
+    if hasattr(value, "numpy") and not isinstance(value, (np.ndarray, np.generic)):
+        return np.asarray(value.numpy()), tf.as_dtype(value.dtype)
+    array = np.asarray(value)
+    if array.dtype.kind in "OSU":  # text: TensorFlow's string type
+        tensor = tf.convert_to_tensor(array)
+        return np.asarray(tensor.numpy()), tensor.dtype
+    return array, tf.as_dtype(array.dtype)
+
+
+def save_state(model: Any, writer: Any) -> dict[str, Any]:
+    """Run Keras' save walk; ``{"state": [...], "assets": [...]}`` for the entry's meta."""
+    store = _VariableStore()
+    assets = saving_lib.DiskIOStore("assets", mode="w")
+    try:
+        saving_lib._save_state(model, store, assets, "", set())
+        state = []
+        for path, values in store.contents.items():
+            if not values:
+                continue
+            arrays = {}
+            for key, value in values.items():
+                array, dtype = _array(value)
+                arrays[str(key)] = array_to_json(array, dtype, writer, member=True)
+            state.append({"path": path, "vars": arrays})
+        return {"state": state, "assets": _assets_out(Path(assets.working_dir), writer)}
+    finally:
+        assets.close()
+
+
+def _assets_out(root: Path, writer: Any) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    total = 0
+    for dirpath, _dirs, files in os.walk(root):
+        for name in sorted(files):
+            file = Path(dirpath, name)
+            rel = file.relative_to(root).as_posix()
+            if file.is_symlink() or not file.is_file():
+                raise SerializationError(f"a Keras layer wrote {rel!r} into its assets, which "
+                                         "is not a plain file; dryml stores only files")
+            _check_asset_path(rel, SerializationError)
+            data = file.read_bytes()
+            total += len(data)
+            if len(out) >= MAX_ASSET_FILES or total > MAX_ASSET_BYTES:
+                raise SerializationError(
+                    f"the model's assets exceed dryml-tf's bounds ({MAX_ASSET_FILES} files, "
+                    f"{MAX_ASSET_BYTES} bytes): raise dryml_tf._keras_state.MAX_ASSET_FILES/"
+                    "MAX_ASSET_BYTES in both the saving and the loading process")
+            out.append({"path": rel, "member": writer.add_bytes(data)})
+    return sorted(out, key=lambda a: str(a["path"]))
+
+
+def _check_asset_path(rel: Any, error: type[Exception]) -> list[str]:
+    parts = rel.split("/") if isinstance(rel, str) else []
+    if not parts or len(parts) > _MAX_DEPTH or not all(
+            _PART.match(p) and p not in (".", "..") for p in parts):
+        raise error(f"invalid Keras asset path {rel!r}: asset paths are relative paths of "
+                    "letters, digits, '_', '-' and '.'")
+    return parts
+
+
+def _write_assets(entries: Any, reader: Any, root: Path) -> None:
+    if not isinstance(entries, list) or len(entries) > MAX_ASSET_FILES:
+        raise FormatError(f"a Keras model's assets must be a list of at most "
+                          f"{MAX_ASSET_FILES} files")
+    total = 0
+    for entry in entries:
+        if not isinstance(entry, dict) or not isinstance(entry.get("member"), str):
+            raise FormatError("a Keras asset entry must name its path and member")
+        parts = _check_asset_path(entry.get("path"), FormatError)
+        data = reader.get_bytes(entry["member"])
+        total += len(data)
+        if total > MAX_ASSET_BYTES:
+            raise FormatError(f"the model's assets exceed {MAX_ASSET_BYTES} bytes (raise "
+                              "dryml_tf._keras_state.MAX_ASSET_BYTES if you trust the file)")
+        target = root.joinpath(*parts)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(target, "xb") as f:  # a path listed twice is an error, not an overwrite
+                f.write(data)
+        except (FileExistsError, IsADirectoryError, NotADirectoryError):
+            raise FormatError(f"the Keras asset {entry['path']!r} is listed twice or "
+                              "clashes with a directory") from None
+
+
+def _state_loader(entries: Any, reader: Any) -> Any:
+    if not isinstance(entries, list):
+        raise FormatError("a Keras model's state must be a list of saveables")
+    by_path: dict[str, dict[str, Any]] = {}
+    for entry in entries:
+        if not (isinstance(entry, dict) and isinstance(entry.get("path"), str)
+                and isinstance(entry.get("vars"), dict)):
+            raise FormatError("a Keras state entry must have a 'path' and 'vars'")
+        if entry["path"] in by_path:
+            raise FormatError(f"the Keras state lists {entry['path']!r} twice")
+        by_path[entry["path"]] = entry["vars"]
+
+    def load(path: str, probe: bool = False) -> Any:
+        if probe:
+            return path in by_path or any(p.startswith(path + "/") for p in by_path)
+        return {key: array_from_json(value, reader)[0]
+                for key, value in by_path.get(path, {}).items()}
+
+    return by_path, load
+
+
+def load_state(model: Any, meta: dict[str, Any], reader: Any) -> None:
+    """Run Keras' load walk over the recorded state and assets, then finalize layers."""
+    by_path, load = _state_loader(meta.get("state"), reader)
+    store = _VariableStore(load)
+    failed: set[int] = set()
+    errors: dict[int, Any] = {}
+    extra = {}
+    if "failed_saveables" in inspect.signature(saving_lib._load_state).parameters:
+        extra = {"failed_saveables": failed, "error_msgs": errors}
+    with tempfile.TemporaryDirectory(prefix="dryml-keras-assets-") as tmp:
+        assets = None
+        if meta.get("assets"):
+            _write_assets(meta["assets"], reader, Path(tmp))
+            assets = saving_lib.DiskIOStore(tmp, mode="r")
+        try:
+            saving_lib._load_state(model, store, assets, "", False, set(), **extra)
+        except (ValueError, TypeError, KeyError, OSError, tf.errors.OpError) as exc:
+            raise FormatError(f"Keras could not restore the model's state: {exc}") from None
+    if errors:
+        what = "; ".join(f"{getattr(obj, 'name', obj)!s}: {exc}" for obj, exc in
+                         errors.values())
+        raise FormatError(f"Keras could not restore the model's state ({what})")
+    missing = sorted(set(by_path) - store.used)
+    if missing:
+        raise FormatError(f"the file holds Keras state for {missing} that the rebuilt model "
+                          "does not have (was the model's class changed since it was saved?)")
+    finalize_layers(model)
+
+
+def finalize_layers(model: Any) -> None:
+    """``finalize_state()`` on every layer (nested models too) that holds variables, as Keras'
+    loaders do after restoring them (an adapted ``Normalization`` derives its mean and
+    variance there)."""
+    flatten = getattr(model, "_flatten_layers", None)
+    layers = list(flatten(include_self=True, recursive=True)) if flatten else [model]
+    for layer in layers:
+        if callable(getattr(layer, "finalize_state", None)) and layer.weights:
+            layer.finalize_state()

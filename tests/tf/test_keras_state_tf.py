@@ -1,0 +1,158 @@
+"""Keras layer state beyond weights (issue 11): finalized layers, assets, bounds on assets.
+
+Files are real ``.dry`` files; hostile ones are real files whose manifest was rewritten with a
+valid checksum, so the edit reaches the asset checks behind the checksum. The fresh-process
+loads of the same layers are in test_zoo_tf.py.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from dryml import load_object, save_object
+from dryml.errors import FormatError, SerializationError
+from dryml.format import read_manifest
+from dryml.testing.serializers import rewrite_manifest
+
+if not os.environ.get("DRYML_REQUIRE_BACKENDS"):
+    pytest.importorskip("tensorflow")
+
+import keras_zoo  # noqa: E402 - tests/tf is on sys.path (pytest's prepend import mode)
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _holder(model: Any) -> keras_zoo.Holder:
+    holder = keras_zoo.Holder()
+    holder.model = model
+    return holder
+
+
+def _round_trip(model: Any) -> Any:
+    buf = io.BytesIO()
+    save_object(_holder(model), buf)
+    buf.seek(0)
+    return load_object(buf).model
+
+
+def _same(model: Any, loaded: Any, kind: str) -> None:
+    want, got = keras_zoo.run(model, kind), keras_zoo.run(loaded, kind)
+    assert want.dtype == got.dtype and want.shape == got.shape
+    assert want.tobytes() == got.tobytes(), f"max difference {np.max(np.abs(want - got))}"
+
+
+def test_an_adapted_normalization_predicts_identically_alone_and_in_nested_models() -> None:
+    cases = keras_zoo.cases()
+    for name in ("Normalization", "Normalization-nested-models"):
+        build, kind = cases[name]
+        model = build()
+        _same(model, _round_trip(model), kind)
+
+
+@pytest.mark.parametrize("layer", ["StringLookup", "IntegerLookup", "TextVectorization"])
+def test_an_adapted_vocabulary_layer_round_trips_in_int_and_tf_idf_modes(layer: str) -> None:
+    cases = keras_zoo.cases()
+    for mode in ("int", "tf_idf"):
+        build, kind = cases[f"{layer}-{mode}"]
+        model = build()
+        _same(model, _round_trip(model), kind)
+
+
+def _saved_lookup(tmp_path: Path) -> tuple[Any, Path]:
+    build, _ = keras_zoo.cases()["StringLookup-int"]
+    model = build()
+    path = tmp_path / "lookup.dry"
+    save_object(_holder(model), path)
+    return model, path
+
+
+def _model_meta(manifest: dict[str, Any]) -> dict[str, Any]:
+    return manifest["objects"][0]["state"]["model"]["meta"]  # type: ignore[no-any-return]
+
+
+def test_the_vocabulary_is_a_member_of_the_file(tmp_path: Path) -> None:
+    from dryml._io import open_container
+
+    model, path = _saved_lookup(tmp_path)
+    assets = read_manifest(path).objects[0].state["model"]["meta"]["assets"]
+    assert [a["path"] for a in assets] == ["layers/string_lookup/vocabulary.txt"]
+    with open_container(path, None) as (reader, _):
+        text = reader.read_bytes(assets[0]["member"]).decode()
+    assert text.splitlines() == model.layers[0].get_vocabulary(include_special_tokens=True)
+
+
+@pytest.mark.parametrize("bad", ["../escaped.txt", "/tmp/escaped.txt", "a/../../escaped.txt",
+                                 "layers\\x.txt", "", "a//b.txt"])
+def test_an_asset_path_outside_the_asset_folder_is_a_format_error(tmp_path: Path,
+                                                                  bad: str) -> None:
+    _, path = _saved_lookup(tmp_path)
+
+    def edit(manifest: dict[str, Any]) -> None:
+        _model_meta(manifest)["assets"][0]["path"] = bad
+
+    hostile = rewrite_manifest(path.read_bytes(), edit)
+    with pytest.raises(FormatError, match="invalid Keras asset path"):
+        load_object(io.BytesIO(hostile))
+    assert not (tmp_path.parent / "escaped.txt").exists()
+
+
+def test_an_asset_listed_twice_is_a_format_error(tmp_path: Path) -> None:
+    _, path = _saved_lookup(tmp_path)
+
+    def edit(manifest: dict[str, Any]) -> None:
+        assets = _model_meta(manifest)["assets"]
+        assets.append(dict(assets[0]))
+
+    with pytest.raises(FormatError, match="listed twice"):
+        load_object(io.BytesIO(rewrite_manifest(path.read_bytes(), edit)))
+
+
+def test_assets_beyond_the_bounds_are_refused_on_save_and_on_load(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dryml_tf import _keras_state
+
+    model, path = _saved_lookup(tmp_path)
+    monkeypatch.setattr(_keras_state, "MAX_ASSET_BYTES", 8)
+    with pytest.raises(FormatError, match="exceed 8 bytes"):
+        load_object(path)
+    with pytest.raises(SerializationError, match="MAX_ASSET_BYTES"):
+        save_object(_holder(model), tmp_path / "again.dry")
+    monkeypatch.setattr(_keras_state, "MAX_ASSET_BYTES", 2**20)
+    monkeypatch.setattr(_keras_state, "MAX_ASSET_FILES", 0)
+    with pytest.raises(FormatError, match="at most 0 files"):
+        load_object(path)
+
+
+def test_state_for_a_layer_the_model_lacks_is_a_format_error(tmp_path: Path) -> None:
+    build, _ = keras_zoo.cases()["Normalization-nested-models"]
+    path = tmp_path / "n.dry"
+    save_object(_holder(build()), path)
+
+    def edit(manifest: dict[str, Any]) -> None:
+        state = _model_meta(manifest)["state"]
+        state.append({**state[0], "path": "layers/not_there"})
+
+    with pytest.raises(FormatError, match="not_there"):
+        load_object(io.BytesIO(rewrite_manifest(path.read_bytes(), edit)))
+
+
+def test_a_file_in_the_first_layout_loads_finalized(tmp_path: Path) -> None:
+    # dryml-tf 0.1.0 wrote model.weights in order under "weights" (no state walk, no assets)
+    build, kind = keras_zoo.cases()["Normalization"]
+    model = build()
+    path = tmp_path / "old.dry"
+    save_object(_holder(model), path)
+
+    def edit(manifest: dict[str, Any]) -> None:
+        meta = _model_meta(manifest)
+        meta["weights"] = [v for entry in meta.pop("state") for v in entry["vars"].values()]
+        del meta["assets"], meta["optimizer_built"]
+
+    old = rewrite_manifest(path.read_bytes(), edit)
+    _same(model, load_object(io.BytesIO(old)).model, kind)
