@@ -121,8 +121,10 @@ def ndarray_get_state(obj: Any, save_context: SaveContext) -> dict[str, Any]:
         padded, obj = obj, zero_padding(obj)
         if obj is not padded:
             save_context.memoize(padded)  # keep the original's id reserved during this dump
+    # structured arrays always become members: np.save into skops' zip copies records field
+    # by field through a buffer whose padding bytes are uninitialised heap memory
     if (current is None or type(obj) is not np.ndarray or obj.dtype.hasobject
-            or obj.nbytes < MIN_MEMBER_BYTES):
+            or (obj.nbytes < MIN_MEMBER_BYTES and obj.dtype.names is None)):
         return skops_numpy.ndarray_get_state(obj, save_context)
     writer, members = current
     name = members.get(id(obj))

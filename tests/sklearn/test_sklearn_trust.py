@@ -1,0 +1,259 @@
+"""What a scikit-learn entry may hold by default, what ``trust=`` adds, Birch, padding bytes and
+what a load imports (issues 10 and 11).
+
+Files are real ``.dry`` files written with ``save_object`` and read with ``load_object``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from dryml import load_object, save_object
+from dryml.errors import UntrustedClassError
+from dryml.format import read_manifest
+
+if not os.environ.get("DRYML_REQUIRE_BACKENDS"):
+    pytest.importorskip("sklearn")
+    pytest.importorskip("skops")
+
+from sklearn import (  # noqa: E402 - after the skip
+    calibration,
+    cluster,
+    ensemble,
+    feature_selection,
+    impute,
+    linear_model,
+    model_selection,
+    preprocessing,
+    tree,
+)
+from sklearn.datasets import load_diabetes, load_iris  # noqa: E402
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+from sklearn_zoo import Holder  # noqa: E402
+
+X, Y = load_iris(return_X_y=True)
+XR, YR = load_diabetes(return_X_y=True)
+XR, YR = XR[:150], YR[:150]
+
+
+def _round_trip(model: Any, path: Path, **load: Any) -> Any:
+    holder = Holder()
+    holder.model = model
+    save_object(holder, path)
+    return load_object(path, **load).model
+
+
+def _stacking() -> Any:
+    return ensemble.StackingClassifier([("a", linear_model.LogisticRegression(max_iter=300)),
+                                        ("b", tree.DecisionTreeClassifier(random_state=0))])
+
+
+# estimators the issue names as refused by default, each with what it is fitted on
+COMMON = {
+    "SimpleImputer": (lambda: impute.SimpleImputer(), "clf", "transform"),
+    "SelectKBest": (lambda: feature_selection.SelectKBest(k=2), "clf", "transform"),
+    "SelectKBest-chi2": (lambda: feature_selection.SelectKBest(feature_selection.chi2, k=2),
+                         "clf", "transform"),
+    "GridSearchCV": (lambda: model_selection.GridSearchCV(
+        linear_model.LogisticRegression(max_iter=300), {"C": [0.5, 1.0]}), "clf",
+        "predict_proba"),
+    "CalibratedClassifierCV": (lambda: calibration.CalibratedClassifierCV(
+        linear_model.LogisticRegression(max_iter=300)), "clf", "predict_proba"),
+    "TweedieRegressor": (lambda: linear_model.TweedieRegressor(), "reg", "predict"),
+    "StackingClassifier": (_stacking, "clf", "predict_proba"),
+    "VotingRegressor": (lambda: ensemble.VotingRegressor(
+        [("a", linear_model.Ridge()), ("b", linear_model.LinearRegression())]), "reg",
+        "predict"),
+    "FeatureAgglomeration": (lambda: cluster.FeatureAgglomeration(), "clf", "transform"),
+    "SplineTransformer": (lambda: preprocessing.SplineTransformer(), "clf", "transform"),
+    "KBinsDiscretizer": (lambda: preprocessing.KBinsDiscretizer(quantile_method="linear"),
+                         "clf", "transform"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(COMMON))
+def test_common_estimators_load_without_trust(name: str, tmp_path: Path) -> None:
+    build, kind, method = COMMON[name]
+    x, y = (X, Y) if kind == "clf" else (XR, YR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = build().fit(x, y)
+    loaded = _round_trip(model, tmp_path / "m.dry")
+    assert type(loaded) is type(model)
+    before, after = (_dense(getattr(m, method)(x)) for m in (model, loaded))
+    assert before.dtype == after.dtype and before.tobytes() == after.tobytes()
+
+
+def _dense(out: Any) -> np.ndarray:
+    return out.toarray() if hasattr(out, "toarray") else np.asarray(out)
+
+
+def _save_transformer(func: Any, path: Path) -> Path:
+    holder = Holder()
+    holder.model = preprocessing.FunctionTransformer(func=func).fit(X)
+    save_object(holder, path)
+    return path
+
+
+@pytest.mark.parametrize("func", [eval, exec, compile, open, getattr, __import__],
+                         ids=lambda f: f.__name__)
+def test_trusting_builtins_does_not_trust_its_functions(func: Any, tmp_path: Path) -> None:
+    path = _save_transformer(func, tmp_path / "fn.dry")
+    name = f"{func.__module__}.{func.__name__}"  # open is io.open
+    for trust in ([], ["builtins"], [func.__module__]):
+        with pytest.raises(UntrustedClassError) as err:
+            load_object(path, trust=trust)
+        assert repr(name) in str(err.value) and "exact name" in str(err.value)
+    # the exact name is the explicit opt-in
+    loaded = load_object(path, trust=[name]).model
+    assert loaded.func is func
+
+
+def double(x: Any) -> Any:
+    """A user function (for the exact-name test)."""
+    return x * 2
+
+
+def test_a_user_function_needs_its_exact_name(tmp_path: Path) -> None:
+    path = _save_transformer(double, tmp_path / "fn.dry")
+    with pytest.raises(UntrustedClassError, match="double"):
+        load_object(path, trust=[__name__])
+    loaded = load_object(path, trust=[f"{__name__}.double"]).model
+    assert loaded.transform(X).tobytes() == (X * 2).tobytes()
+
+
+@pytest.mark.parametrize("func", [np.save, np.loadtxt, os.system],
+                         ids=lambda f: f.__name__)
+def test_functions_that_touch_files_or_run_commands_are_refused(func: Any,
+                                                                 tmp_path: Path) -> None:
+    path = _save_transformer(func, tmp_path / "fn.dry")
+    with pytest.raises(UntrustedClassError, match=func.__name__):
+        load_object(path, trust=[func.__module__])
+
+
+def test_ufuncs_and_sklearn_score_functions_are_trusted(tmp_path: Path) -> None:
+    path = _save_transformer(np.log1p, tmp_path / "fn.dry")
+    assert load_object(path).model.transform(X).tobytes() == np.log1p(X).tobytes()
+
+
+def test_birch_round_trips_and_keeps_learning(tmp_path: Path) -> None:
+    model = cluster.Birch(n_clusters=3, threshold=0.3).fit(X[:100])
+    loaded = _round_trip(model, tmp_path / "birch.dry")
+    for method in ("predict", "transform"):
+        assert getattr(loaded, method)(X).tobytes() == getattr(model, method)(X).tobytes()
+    # the CF-tree came back whole (views, leaf links): further learning gives the same model
+    model.partial_fit(X[100:])
+    loaded.partial_fit(X[100:])
+    assert loaded.predict(X).tobytes() == model.predict(X).tobytes()
+    assert loaded.subcluster_centers_.tobytes() == model.subcluster_centers_.tobytes()
+
+
+def _dirty_nodes(model: Any) -> None:
+    """Rebuild every tree's node array with 0xFF in its padding bytes (same field values)."""
+    for est in getattr(model, "estimators_", [model]):
+        state = est.tree_.__getstate__()
+        clean = state["nodes"]
+        dirty = np.frombuffer(b"\xff" * clean.nbytes, dtype=clean.dtype).copy()
+        for field in clean.dtype.names:
+            dirty[field] = clean[field]
+        state["nodes"] = dirty
+        est.tree_.__setstate__(state)
+
+
+def _structured_arrays(path: Path) -> list[np.ndarray]:
+    """Every structured array the file holds: ``.npy`` members and arrays in skops' zips."""
+    from dryml.format._container import ContainerReader
+
+    manifest = read_manifest(path)
+    out = []
+    with open(path, "rb") as stream:
+        reader = ContainerReader(stream)
+        reader.set_members(manifest.members)
+        for name, info in manifest.members.items():
+            if info.kind == "npy":
+                array = reader.read_array(name)
+                if array.dtype.names:
+                    out.append(array)
+                continue
+            data = reader.read_bytes(name)
+            if data[:2] != b"PK":
+                continue
+            with zipfile.ZipFile(io.BytesIO(data)) as zf:
+                for inner in zf.namelist():
+                    if inner.endswith(".npy"):
+                        array = np.load(io.BytesIO(zf.read(inner)), allow_pickle=False)
+                        if array.dtype.names:
+                            out.append(array)
+    return out
+
+
+@pytest.mark.parametrize("build", [
+    lambda: tree.DecisionTreeClassifier(max_depth=2, random_state=0),  # in skops' zip
+    lambda: tree.DecisionTreeClassifier(random_state=0),  # its own member
+    lambda: ensemble.RandomForestClassifier(10, random_state=0),  # trees batched
+], ids=["small-tree", "tree", "forest"])
+def test_padding_bytes_of_tree_nodes_are_zero(build: Any, tmp_path: Path) -> None:
+    clean, dirty = build().fit(X, Y), build().fit(X, Y)
+    _dirty_nodes(dirty)
+    _round_trip(clean, tmp_path / "clean.dry")
+    loaded = _round_trip(dirty, tmp_path / "dirty.dry")
+    assert loaded.predict_proba(X).tobytes() == clean.predict_proba(X).tobytes()
+    written = [_structured_arrays(tmp_path / f"{n}.dry") for n in ("clean", "dirty")]
+    assert written[0] and len(written[0]) == len(written[1])
+    for a, b in zip(*written, strict=True):
+        assert a.tobytes() == b.tobytes()
+        used = np.zeros(a.dtype.itemsize, dtype=bool)
+        for dtype, offset in (a.dtype.fields[n][:2] for n in a.dtype.names):
+            used[offset:offset + dtype.itemsize] = True
+        assert not used.all()  # the node dtype has padding
+        rows = np.frombuffer(a.tobytes(), dtype=np.uint8).reshape(-1, a.dtype.itemsize)
+        assert not rows[:, ~used].any()
+
+
+LOAD_SCRIPT = textwrap.dedent("""
+    import json, sys, time
+    sys.path.insert(0, sys.argv[2])
+    import sklearn_zoo  # dryml and numpy only
+    before = set(sys.modules)
+    from dryml import load_object
+    model = load_object(sys.argv[1]).model
+    print(json.dumps({"type": type(model).__name__,
+                      "frameworks": sorted({m.split(".")[0] for m in set(sys.modules) - before}
+                                           & {"torch", "tensorflow", "keras", "xgboost",
+                                              "sklearn", "jax"})}))
+""")
+
+
+def test_a_fresh_process_load_imports_neither_torch_nor_tensorflow(tmp_path: Path) -> None:
+    path = tmp_path / "lr.dry"
+    holder = Holder()
+    holder.model = linear_model.LogisticRegression(max_iter=300).fit(X, Y)
+    save_object(holder, path)
+    done = subprocess.run([sys.executable, "-c", LOAD_SCRIPT, str(path), str(HERE)],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report == {"type": "LogisticRegression", "frameworks": ["sklearn"]}
+
+
+def test_other_skops_users_keep_skops_defaults(tmp_path: Path) -> None:
+    import skops.io
+
+    _round_trip(linear_model.LogisticRegression(max_iter=300).fit(X, Y), tmp_path / "m.dry")
+    data = skops.io.dumps(linear_model.LogisticRegression(max_iter=300).fit(X, Y))
+    assert skops.io.get_untrusted_types(data=data) == []
+    assert type(skops.io.loads(data)).__name__ == "LogisticRegression"
