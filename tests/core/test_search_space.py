@@ -142,3 +142,16 @@ def test_clashing_names_and_grids_over_continuous_ranges_are_refused() -> None:
                                                                                name="a")))
     with pytest.raises(DrymlError, match="continuous range"):
         Space(ObjectDef(Opt, "x", lr=Float(0.1, 1.0))).check_grid()
+
+
+def test_equal_markers_with_one_name_are_one_parameter() -> None:
+    width = Int(8, 64, name="width")
+    space = Space(ObjectDef(Net, [ObjectDef(Layer, width), ObjectDef(Layer, Int(8, 64,
+                                                                               name="width"))]))
+    assert space.names == ["width"]
+    draws = iter([16, 32])
+    model = space.sample(lambda name, spec: next(draws))[0].build()
+    assert [layer.out_features for layer in model.layers] == [16, 16]
+    with pytest.raises(ConfigurationError, match="several markers are named 'width'"):
+        Space(ObjectDef(Net, [ObjectDef(Layer, width), ObjectDef(Layer, Int(8, 32,
+                                                                            name="width"))]))

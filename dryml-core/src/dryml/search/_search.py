@@ -47,9 +47,11 @@ class Search:
     starting trials after that many seconds; ``parallel`` runs that many trials at once;
     ``folds`` scores by k-fold cross-validation; ``keep``: which trained models stay in the
     repo ("all", "best", "none"; metadata is kept either way); ``max_failures``: stop after
-    that many failed trials in one run. With a ``pruner`` ("median", "hyperband", "asha" or
-    an Optuna pruner), each epoch's ``monitor`` value (default ``val_<metric>``, in the first
-    metric's direction) is reported and unpromising trials stop early.
+    that many failed trials in one run. ``context_reqs`` gives each framework's trials their
+    resources, e.g. ``{"torch": {"gpu/0": 0.5}}`` (two torch trials share GPU 0). With a
+    ``pruner`` ("median", "hyperband", "asha" or an Optuna pruner), each epoch's ``monitor``
+    value (default ``val_<metric>``, in the first metric's direction) is reported and
+    unpromising trials stop early.
     """
 
     def __init__(self, space: Any, *, metric: Any = "accuracy", direction: Any = None,
@@ -202,9 +204,8 @@ class Search:
         return None if optuna is None else {"optuna": optuna, "monitor": self.monitor}
 
     def _reqs(self, model: Any) -> dict[str, Any] | None:
-        if self.context_reqs is None:
-            return {type(model).dry_framework: {}}
-        return self.context_reqs
+        framework = type(model).dry_framework
+        return {framework: dict((self.context_reqs or {}).get(framework, {}))}
 
     def _meta(self, asked: Asked, model: Any, **fields: Any) -> dict[str, Any]:
         return {"search": self.name, "trial": asked.number, "params": asked.params,

@@ -196,13 +196,17 @@ class Space:
             _Walker(on_marker).walk(value, path)
 
         visit(self.definition, "", ())
-        names = [p.name for p in found]
-        dups = sorted({n for n in names if names.count(n) > 1})
-        if dups:
-            raise ConfigurationError(
-                f"several markers are named {dups}; give them different names with "
-                "Float(..., name='...') / Int(..., name=...) / Choice(..., name=...)")
-        return found
+        unique: dict[str, Param] = {}
+        for p in found:
+            first = unique.setdefault(p.name, p)
+            # one explicit name on equal markers ties them: one value for both places
+            if first is not p and (p.spec.name is None or p.spec != first.spec):
+                raise ConfigurationError(
+                    f"several markers are named {p.name!r} ({first.path or 'top'} and "
+                    f"{p.path}); give them different names with Float(..., name='...') / "
+                    "Int(..., name=...) / Choice(..., name=...), or give equal markers one "
+                    "name to tie them to one value")
+        return list(unique.values())
 
     @property
     def names(self) -> list[str]:
@@ -216,7 +220,7 @@ class Space:
         params: dict[str, Any] = {}
 
         def on_marker(spec: NumberSpec | ChoiceSpec, name: str, path: str) -> Any:
-            value = suggest(name, spec)
+            value = params[name] if name in params else suggest(name, spec)
             params[name] = value
             if isinstance(spec, ChoiceSpec):
                 if value not in spec.labels:
