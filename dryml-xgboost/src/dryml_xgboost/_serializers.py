@@ -29,6 +29,7 @@ except ImportError as _exc:  # the backend is installed without its framework
         f"dryml-xgboost needs xgboost, which cannot be imported ({_exc}): pip install xgboost"
     ) from _exc
 
+from dryml.backend import TrustPolicy
 from dryml.errors import (
     BackendUnavailableError,
     DrymlVersionWarning,
@@ -142,22 +143,17 @@ class BoosterSerializer:
         return booster
 
 
-def _model_class(path: Any) -> type[xgboost.XGBModel]:
-    """Only XGBModel subclasses that xgboost itself defines (never a class the file picks)."""
-    import importlib
+def _model_class(path: Any, reader: Any) -> type[xgboost.XGBModel]:
+    """The ``XGBModel`` subclass a file names, resolved by the loading call's trust policy.
 
-    if not isinstance(path, str) or ":" not in path:
-        raise FormatError(f"bad XGBoost model class {path!r} in the file")
-    module, _, name = path.partition(":")
-    if module != "xgboost" and not module.startswith("xgboost."):
-        raise FormatError(f"{path!r} is not an XGBoost class; refused")
-    try:
-        value = getattr(importlib.import_module(module), name, None)
-    except ImportError as exc:
-        raise FormatError(f"{path!r} cannot be imported: {exc}") from None
-    if not (isinstance(value, type) and issubclass(value, xgboost.XGBModel)):
-        raise FormatError(f"{path!r} is not an xgboost XGBModel class; refused")
-    return value
+    Only classes from modules decided before anything is imported resolve (``xgboost.sklearn``,
+    which this plugin declares, and the caller's ``trust=``); a module the file names is never
+    imported because it named it (``xgboost.testing`` unpickles caches from the working
+    directory when imported).
+    """
+    policy = getattr(reader, "trust", None) or TrustPolicy()
+    cls = policy.resolve_named_class(path, base=xgboost.XGBModel)
+    return cls  # type: ignore[no-any-return]
 
 
 class SklearnModelSerializer:
@@ -180,7 +176,7 @@ class SklearnModelSerializer:
         if not isinstance(meta, dict) or not isinstance(meta.get("params"), dict):
             raise FormatError("an XGBoost model entry must hold its params")
         _check_versions(reader)
-        cls = _model_class(meta.get("class"))
+        cls = _model_class(meta.get("class"), reader)
         try:
             return self._build(cls, meta, reader)
         except ImportError as exc:

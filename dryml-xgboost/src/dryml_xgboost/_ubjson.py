@@ -41,6 +41,7 @@ class _Decoder:
         self.data = bytes(self.view) if not isinstance(data, bytes) else data
         self.pos = 0
         self.end = len(self.data)
+        self.strings: dict[bytes, str] = {}
 
     def fail(self, what: str) -> FormatError:
         return FormatError(f"the XGBoost model is not valid UBJSON: {what} at byte {self.pos}")
@@ -58,24 +59,28 @@ class _Decoder:
 
     def length(self, size: int, what: str) -> int:
         """An ``L`` int64 count of ``size``-byte items that must fit in what is left."""
-        self.expect("L")
-        if self.pos + 8 > self.end:
-            raise self.fail("unexpected end")
-        (n,) = _I64.unpack_from(self.data, self.pos)
-        self.pos += 8
-        if n < 0 or n * max(size, 1) > self.end - self.pos:
-            raise self.fail(f"{what} of {n} does not fit in the remaining "
-                            f"{self.end - self.pos} bytes")
+        pos, data = self.pos, self.data
+        if pos + 9 > self.end or data[pos] != 76:  # "L"
+            raise self.fail("expected an 'L' length")
+        n = _I64.unpack_from(data, pos + 1)[0]
+        self.pos = pos = pos + 9
+        if n < 0 or n * size > self.end - pos:
+            raise self.fail(f"{what} of {n} does not fit in the remaining {self.end - pos} "
+                            "bytes")
         return int(n)
 
     def string(self) -> str:
         n = self.length(1, "string length")
-        raw = self.data[self.pos:self.pos + n]
-        self.pos += n
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise self.fail("a string is not UTF-8") from None
+        pos = self.pos
+        raw = self.data[pos:pos + n]
+        self.pos = pos + n
+        text = self.strings.get(raw)
+        if text is None:
+            try:
+                text = self.strings[raw] = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise self.fail("a string is not UTF-8") from None
+        return text
 
     def value(self, depth: int) -> Any:
         marker = self.byte()
@@ -118,13 +123,13 @@ class _Decoder:
         if self.pos >= self.end:
             raise self.fail("unterminated array")
         head = self.data[self.pos]
-        if head == ord("$"):
-            self.pos += 1
-            kind = chr(self.byte())
-            dtype = _TYPED.get(kind)
+        if head == 36:  # "$": a typed array
+            if self.pos + 3 > self.end or self.data[self.pos + 2] != 35:  # "#"
+                raise self.fail("expected '$' type '#'")
+            dtype = _TYPED.get(chr(self.data[self.pos + 1]))
             if dtype is None:
-                raise self.fail(f"unsupported typed-array type {kind!r}")
-            self.expect("#")
+                raise self.fail(f"unsupported typed-array type {chr(self.data[self.pos + 1])!r}")
+            self.pos += 3
             n = self.length(dtype.itemsize, "typed array count")
             out = np.frombuffer(self.view, dtype=dtype, count=n, offset=self.pos)
             self.pos += n * dtype.itemsize

@@ -156,12 +156,16 @@ def _check_attributes_after(learner: dict[str, Any], model: _Model) -> None:
         _int_str(best, "attributes.best_iteration", 0, max(model.iterations - 1, 0))
 
 
-def _check_tree(tree: Any, where: str, model: _Model, budget: list[int]) -> None:
+_NODE_ARRAYS = ("left_children", "right_children", "parents", "split_indices", "default_left")
+
+
+def _tree_arrays(tree: Any, where: str) -> tuple[int, int, list[np.ndarray]]:
+    """A tree's node count, declared deleted nodes and node arrays (lengths checked)."""
     tree = _obj(tree, where)
     param = _obj(tree.get("tree_param"), f"{where}.tree_param")
     n = _int_str(param.get("num_nodes"), f"{where}.num_nodes", 1, 2**31 - 1)
     _int_str(param.get("num_feature"), f"{where}.num_feature", 0, MAX_FEATURES)
-    deleted_declared = _int_str(param.get("num_deleted", "0"), f"{where}.num_deleted", 0, n)
+    declared = _int_str(param.get("num_deleted", "0"), f"{where}.num_deleted", 0, n)
     leaf_size = _int_str(param.get("size_leaf_vector", "1"), f"{where}.size_leaf_vector",
                          0, 2**31 - 1)
     if leaf_size > 1:
@@ -169,51 +173,88 @@ def _check_tree(tree: Any, where: str, model: _Model, budget: list[int]) -> None
                     "supported by dryml")
     for key in ("loss_changes", "sum_hessian", "base_weights", "split_conditions"):
         _floats(tree.get(key), f"{where}.{key}", n)
-    left = _ints(tree.get("left_children"), f"{where}.left_children", n)
-    right = _ints(tree.get("right_children"), f"{where}.right_children", n)
-    parents = _ints(tree.get("parents"), f"{where}.parents", n)
-    split = _ints(tree.get("split_indices"), f"{where}.split_indices", n)
-    default_left = _ints(tree.get("default_left"), f"{where}.default_left", n)
-    _in(default_left, 0, 2, f"{where}.default_left")
-    _in(split, 0, 2**31, f"{where}.split_indices")
+    return n, declared, [_ints(tree.get(k), f"{where}.{k}", n) for k in _NODE_ARRAYS]
+
+
+def _check_trees(trees: list[Any], model: _Model, budget: list[int]) -> None:
+    """Every tree is a tree: all trees' nodes are checked at once (vectorised)."""
+    sizes, declared = [], []
+    columns: list[list[np.ndarray]] = [[] for _ in _NODE_ARRAYS]
+    for i, tree in enumerate(trees):
+        if not isinstance(tree, dict) or type(tree.get("id")) is not int or tree["id"] != i:
+            raise _fail(f"trees[{i}]", "tree ids must be 0, 1, 2... in order")
+        n, deleted_declared, arrays = _tree_arrays(tree, f"trees[{i}]")
+        sizes.append(n)
+        declared.append(deleted_declared)
+        for column, array in zip(columns, arrays, strict=True):
+            column.append(array)
+    if not trees:
+        return
+    left, right, parents, split, default_left = (np.concatenate(c) for c in columns)
+    n_nodes = np.array(sizes, dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(n_nodes)[:-1]])
+    size_of, base = np.repeat(n_nodes, n_nodes), np.repeat(offsets, n_nodes)
+    tree_of = np.repeat(np.arange(len(trees)), n_nodes)
+
+    def bad(nodes: np.ndarray, what: str) -> None:
+        if nodes.any():
+            raise _fail(f"trees[{tree_of[np.flatnonzero(nodes)[0]]}]", what)
+
+    bad((default_left < 0) | (default_left > 1), "default_left must be 0 or 1")
+    bad((split < 0) | (split >= 2**31), "split_indices out of range")
     leaf = left == -1
-    if not np.array_equal(leaf, right == -1):
-        raise _fail(where, "a node has exactly one child")
+    bad(leaf != (right == -1), "a node has exactly one child")
     internal = np.flatnonzero(~leaf)
-    children = np.concatenate([left[internal], right[internal]])
-    _in(children, 1, n, f"{where} child indices")
+    for child in (left[internal], right[internal]):
+        bad(np.isin(np.arange(left.size), internal[(child < 1) | (child >= size_of[internal])]),
+            "a child index is out of range")
+    bad(np.isin(np.arange(left.size), internal[split[internal] >= model.num_feature]),
+        f"a split uses a feature outside the model's {model.num_feature}")
+    children = np.concatenate([left[internal], right[internal]]) + np.tile(base[internal], 2)
     if np.unique(children).size != children.size:
-        raise _fail(where, "a node is the child of two nodes")
+        raise _fail("trees", "a node is the child of two nodes")
     deleted = leaf & (split == _DELETED_SPLIT) & (default_left == 1)
-    deleted[0] = False
-    if deleted[children].any():
-        raise _fail(where, "a deleted node is still a child")
-    if not np.array_equal(parents[children], np.concatenate([internal, internal])):
-        raise _fail(where, "parents disagree with children")
-    if int(parents[0]) not in _ROOT_PARENT:
-        raise _fail(where, "the root has a parent")
-    _in(parents[1:], 0, n, f"{where}.parents")
-    _in(split[internal], 0, model.num_feature, f"{where} split features")
-    if int(deleted.sum()) != deleted_declared:
-        raise _fail(where, "num_deleted disagrees with the nodes")
-    # Every live node hangs under the root (no cycles, no orphans): walk down from it.
-    seen = 1
-    frontier = np.zeros(1, dtype=np.int64)
+    deleted[offsets] = False
+    bad(np.isin(np.arange(left.size), children[deleted[children]]),
+        "a deleted node is still a child")
+    if not np.array_equal(parents[children], np.tile(internal - base[internal], 2)):
+        raise _fail("trees", "parents disagree with children")
+    if not np.isin(parents[offsets], _ROOT_PARENT).all():
+        raise _fail("trees", "a root has a parent")
+    non_root = np.ones(left.size, dtype=bool)
+    non_root[offsets] = False
+    bad(non_root & ((parents < 0) | (parents >= size_of)), "a parent index is out of range")
+    deleted_count = np.add.reduceat(deleted.astype(np.int64), offsets)
+    if not np.array_equal(deleted_count, np.array(declared)):
+        raise _fail("trees", "num_deleted disagrees with the nodes")
+    # Every live node hangs under its root (no cycles, no orphans): walk down from the roots.
+    seen = np.zeros(left.size, dtype=bool)
+    frontier = offsets
+    seen[frontier] = True
     while frontier.size:
         frontier = frontier[~leaf[frontier]]
-        frontier = np.concatenate([left[frontier], right[frontier]])
-        seen += frontier.size
-    if seen != n - int(deleted.sum()):
-        raise _fail(where, "nodes unreachable from the root")
-    if "split_type" in tree:
-        _check_categorical(tree, where, n, leaf, budget)
+        frontier = np.concatenate([left[frontier] + base[frontier],
+                                   right[frontier] + base[frontier]])
+        seen[frontier] = True
+    if not np.array_equal(np.add.reduceat(seen.astype(np.int64), offsets),
+                          n_nodes - deleted_count):
+        raise _fail("trees", "nodes unreachable from the root")
+    for i, tree in enumerate(trees):
+        if "split_type" in tree:
+            start = int(offsets[i])
+            _check_categorical(tree, f"trees[{i}]", sizes[i], leaf[start:start + sizes[i]],
+                               budget)
 
 
 def _check_categorical(tree: dict[str, Any], where: str, n: int, leaf: np.ndarray,
                        budget: list[int]) -> None:
     split_type = _ints(tree["split_type"], f"{where}.split_type", n)
-    _in(split_type, 0, 2, f"{where}.split_type")
     nodes = _ints(tree.get("categories_nodes"), f"{where}.categories_nodes")
+    if not split_type.any() and nodes.size == 0:
+        for key in ("categories_segments", "categories_sizes", "categories"):
+            _ints(tree.get(key), f"{where}.{key}", 0)
+        return
+    _in(split_type, 0, 2, f"{where}.split_type")
     segments = _ints(tree.get("categories_segments"), f"{where}.categories_segments",
                      nodes.size)
     sizes = _ints(tree.get("categories_sizes"), f"{where}.categories_sizes", nodes.size)
@@ -289,11 +330,7 @@ def _check_gbtree(booster: dict[str, Any], model: _Model, size: int) -> int:
         model.iterations = indptr.size - 1
     else:
         model.iterations = num_trees
-    budget = [64 * 2**20 + 16 * size]
-    for i, tree in enumerate(trees):
-        if not isinstance(tree, dict) or type(tree.get("id")) is not int or tree["id"] != i:
-            raise _fail(f"trees[{i}]", "tree ids must be 0, 1, 2... in order")
-        _check_tree(tree, f"trees[{i}]", model, budget)
+    _check_trees(trees, model, [64 * 2**20 + 16 * size])
     if "cats" in body:
         _check_cats(body["cats"], model)
     return num_trees
