@@ -152,3 +152,56 @@ def test_a_file_without_strides_loads_contiguous() -> None:
 
     loaded = load_object(io.BytesIO(rewrite_manifest(_strided_file(), edit)))
     assert loaded.value.shape == (1200,) and loaded.value.is_contiguous()
+
+
+class Views(torch.nn.Module):
+    """Buffers viewing a parameter's memory, and a separate tensor of the same values."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.randn(300, 40))
+        self.register_buffer("rows", self.weight.detach()[10:20])
+        self.register_buffer("transposed", self.weight.detach().t())
+        self.register_buffer("copy", self.weight.detach().clone())
+
+
+def test_views_of_one_storage_come_back_as_views_of_one_storage() -> None:
+    obj = Holder()
+    obj.state["m"] = Views()
+    buf = io.BytesIO()
+    save_object(obj, buf)
+    assert len(read_manifest(io.BytesIO(buf.getvalue())).members) == 2  # region + copy
+    state = load_object(io.BytesIO(buf.getvalue())).state["m"]
+    original = obj.state["m"].state_dict()
+    for key, value in original.items():
+        same(value, state[key])
+    storage = state["weight"].untyped_storage().data_ptr()
+    assert state["rows"].untyped_storage().data_ptr() == storage
+    assert state["transposed"].untyped_storage().data_ptr() == storage
+    assert state["copy"].untyped_storage().data_ptr() != storage
+    assert state["rows"].storage_offset() == 400
+    state["weight"][10, 0] = 123.0  # writes through, as in the saved module
+    assert state["rows"][0, 0] == 123.0 and state["transposed"][0, 10] == 123.0
+
+
+def _views_file() -> bytes:
+    obj = Holder()
+    obj.state["m"] = Views()
+    buf = io.BytesIO()
+    save_object(obj, buf)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("edit", [
+    lambda t: t[1].update(base=7),
+    lambda t: t[1].update(offset=12_000 - 399),
+    lambda t: t[1].update(offset=-1),
+    lambda t: t[1].update(dtype="float64"),
+    lambda t: t[1].update(stride=[2000, 1]),
+], ids=["base", "offset-past-end", "negative-offset", "dtype", "stride-past-end"])
+def test_a_view_that_does_not_fit_its_region_is_a_format_error(edit: Any) -> None:
+    def change(manifest: dict[str, Any]) -> None:
+        edit(manifest["objects"][0]["state"]["m"]["meta"]["tensors"])
+
+    with pytest.raises(FormatError):
+        load_object(io.BytesIO(rewrite_manifest(_views_file(), change)))

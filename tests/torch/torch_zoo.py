@@ -201,6 +201,7 @@ def _cases() -> dict[str, Case]:
         "module/buffers_of_every_kind": _module(zm.Buffers, (3, 6)),
         "module/extra_state": _module(zm.WithExtra, (3, 4)),
         "module/transposed_parameter": _module(_transposed_linear, (3, 5)),
+        "module/buffers_viewing_a_parameter": _module(zm.SharedViews, (3, 4)),
         "module/bfloat16_linear": _module(lambda: nn.Linear(8, 4).to(torch.bfloat16), (3, 8),
                                           dtype="bfloat16"),
         "train/sgd_momentum_steplr": _training(
@@ -368,16 +369,17 @@ def _tree(value: Any, tensors: list[Any]) -> Any:
     return {"repr": type(value).__qualname__}  # e.g. a function in a scheduler's state
 
 
-def _sharing(tensors: list[Any]) -> list[list[int]]:
-    """Which tensors of a state share memory (tied weights): groups of positions."""
-    groups: dict[Any, list[int]] = {}
+def _sharing(tensors: list[Any]) -> list[list[list[int]]]:
+    """Which tensors of a state share memory (tied weights, views of one buffer): groups of
+    [position, storage offset relative to the group's first]."""
+    groups: dict[Any, list[tuple[int, int]]] = {}
     for i, t in enumerate(tensors):
         if t.is_quantized or t.numel() == 0:
             continue
-        key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.stride()),
-               tuple(t.shape), t.dtype)
-        groups.setdefault(key, []).append(i)
-    return sorted(g for g in groups.values() if len(g) > 1)
+        key = (t.untyped_storage().data_ptr(), t.dtype)
+        groups.setdefault(key, []).append((i, t.storage_offset()))
+    return sorted([[i, offset - min(o for _, o in g)] for i, offset in g]
+                  for g in groups.values() if len(g) > 1)
 
 
 def _state_print(value: Any) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["Buffers", "TiedLM", "WithExtra"]
+__all__ = ["Buffers", "SharedViews", "TiedLM", "WithExtra"]
 
 
 class TiedLM(torch.nn.Module):
@@ -49,3 +49,16 @@ class WithExtra(torch.nn.Linear):
 
     def set_extra_state(self, state: Any) -> None:
         self.vocab = state
+
+
+class SharedViews(torch.nn.Module):
+    """Buffers that are views of a parameter's memory (a slice and a transpose of it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.randn(6, 4))
+        self.register_buffer("first_rows", self.weight.detach()[:2])
+        self.register_buffer("transposed", self.weight.detach().t())
+
+    def forward(self, x: Any) -> Any:
+        return x @ self.transposed + self.first_rows.sum()

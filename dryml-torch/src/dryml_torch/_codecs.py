@@ -52,9 +52,12 @@ __all__ = [
     "TENSOR",
     "check_versions",
     "decode_tensor",
+    "decode_view",
     "encode_tensor",
+    "extent",
     "note_versions",
     "tensor_problem",
+    "view_meta",
 ]
 
 PACKAGE = "dryml-torch"
@@ -243,16 +246,39 @@ def _stored_array(meta: dict[str, Any], reader: Any | None, dtype: torch.dtype,
     return array
 
 
-def decode_tensor(meta: Any, reader: Any | None) -> torch.Tensor:
-    """A CPU tensor back from :func:`encode_tensor`'s JSON (a CUDA tensor comes back on CPU),
-    with the strides it was saved with."""
+def _shape(meta: Any) -> list[int]:
     if not isinstance(meta, dict):
         raise FormatError("a torch tensor entry must be an object")
-    dtype = dtype_from_name(meta.get("dtype"))
     shape = meta.get("shape")
     if not (isinstance(shape, list) and all(type(d) is int and 0 <= d < _MAX_DIM
                                             for d in shape)):
         raise FormatError(f"bad torch tensor shape {shape!r}")
+    return shape
+
+
+def _over(base: torch.Tensor, dtype: torch.dtype, offset: int, shape: list[int],
+          stride: list[int]) -> torch.Tensor:
+    """A tensor over ``base``'s memory with this layout; FormatError if it does not fit."""
+    try:
+        return torch.empty(0, dtype=dtype).set_(base.untyped_storage(), offset, shape, stride)
+    except (RuntimeError, ValueError, OverflowError) as exc:
+        raise FormatError(f"torch tensor of shape {shape}, strides {stride} and offset "
+                          f"{offset} cannot be restored: {exc}") from None
+
+
+def _finish(meta: dict[str, Any], tensor: torch.Tensor) -> torch.Tensor:
+    if meta.get("parameter") is True:
+        return torch.nn.Parameter(tensor, requires_grad=meta.get("requires_grad") is True)
+    if meta.get("requires_grad") is True and (tensor.is_floating_point() or tensor.is_complex()):
+        tensor.requires_grad_(True)
+    return tensor
+
+
+def decode_tensor(meta: Any, reader: Any | None) -> torch.Tensor:
+    """A CPU tensor back from :func:`encode_tensor`'s JSON (a CUDA tensor comes back on CPU),
+    with the strides it was saved with."""
+    shape = _shape(meta)
+    dtype = dtype_from_name(meta.get("dtype"))
     stride = _stride(meta, shape)
     if reader is not None:
         check_versions(reader)
@@ -268,17 +294,33 @@ def decode_tensor(meta: Any, reader: Any | None) -> torch.Tensor:
     if tensor.dtype != dtype:
         tensor = tensor.view(dtype)
     if stride is not None:
-        try:
-            tensor = torch.empty(0, dtype=dtype).set_(tensor.untyped_storage(), 0, shape,
-                                                      stride)
-        except (RuntimeError, ValueError, OverflowError) as exc:
-            raise FormatError(f"torch tensor of shape {shape} and strides {stride} cannot "
-                              f"be restored: {exc}") from None
-    if meta.get("parameter") is True:
-        return torch.nn.Parameter(tensor, requires_grad=meta.get("requires_grad") is True)
-    if meta.get("requires_grad") is True and (dtype.is_floating_point or dtype.is_complex):
-        tensor.requires_grad_(True)
-    return tensor
+        tensor = _over(tensor, dtype, 0, shape, stride)
+    return _finish(meta, tensor)
+
+
+def view_meta(value: torch.Tensor, base: int, offset: int) -> dict[str, Any]:
+    """JSON for a tensor over a shared region: region ``base`` of the same stored value,
+    starting ``offset`` elements into it (views of one storage stay one storage)."""
+    meta: dict[str, Any] = {"dtype": dtype_name(value.dtype), "shape": list(value.shape),
+                            "stride": list(value.stride()), "base": base, "offset": offset}
+    if value.requires_grad:
+        meta["requires_grad"] = True
+    if isinstance(value, torch.nn.Parameter):
+        meta["parameter"] = True
+    return meta
+
+
+def decode_view(meta: Any, bases: list[torch.Tensor]) -> torch.Tensor:
+    """A tensor :func:`view_meta` described, over its decoded region in ``bases``."""
+    shape = _shape(meta)
+    dtype = dtype_from_name(meta.get("dtype"))
+    stride, base, offset = _stride(meta, shape), meta.get("base"), meta.get("offset")
+    if not (stride is not None and type(base) is int and 0 <= base < len(bases)
+            and type(offset) is int and 0 <= offset < _MAX_DIM
+            and bases[base].dtype == dtype):
+        raise FormatError(f"bad shared torch tensor entry (base {base!r}, offset {offset!r}, "
+                          f"dtype {meta.get('dtype')!r})")
+    return _finish(meta, _over(bases[base], dtype, offset, shape, stride))
 
 
 # -- framework versions ------------------------------------------------------------------------

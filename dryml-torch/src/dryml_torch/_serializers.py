@@ -13,8 +13,10 @@ torch's own idiom::
         self.net.load_state_dict(store.get("net"))
         self.opt.load_state_dict(store.get("opt"))
 
-Every tensor is a raw ``.npy`` member (tensors sharing storage, like tied weights, once);
-everything else in a state dict is JSON. Nothing is pickled.
+Every tensor is a raw ``.npy`` member; everything else in a state dict is JSON. Tensors that
+share memory come back sharing it, as after ``torch.load``: the same view (tied weights) is
+stored once, and overlapping views of one storage (a slice of a buffer beside the buffer, a
+transpose of a weight) are stored as one region that each is a view of. Nothing is pickled.
 """
 
 from __future__ import annotations
@@ -33,7 +35,16 @@ except ImportError as _exc:  # the backend is installed without its framework
     ) from _exc
 
 from dryml.errors import FormatError, SerializationError
-from dryml_torch._codecs import check_versions, decode_tensor, encode_tensor, note_versions
+from dryml_torch._codecs import (
+    check_versions,
+    decode_tensor,
+    decode_view,
+    encode_tensor,
+    extent,
+    note_versions,
+    tensor_problem,
+    view_meta,
+)
 
 __all__ = ["MODULE", "STATE_DICT", "TENSOR"]
 
@@ -52,13 +63,43 @@ def _storage_key(t: torch.Tensor) -> tuple[Any, ...] | None:
             t.dtype)
 
 
+def _region(t: torch.Tensor) -> tuple[Any, int, int] | None:
+    """(storage, first, end) of the storage elements ``t`` spans, when it may share them."""
+    if (t.is_quantized or t.is_conj() or t.is_neg() or t.numel() == 0
+            or _storage_key(t) is None):
+        return None
+    first = t.storage_offset()
+    return ((t.device, t.untyped_storage().data_ptr(), t.dtype), first,
+            first + extent(t.shape, t.stride()))
+
+
+def _shared_groups(tensors: list[torch.Tensor]) -> list[list[int]]:
+    """Positions of tensors whose memory overlaps (the same storage), grouped."""
+    spans: dict[Any, list[tuple[int, int, int]]] = {}
+    for i, t in enumerate(tensors):
+        region = _region(t)
+        if region is not None:
+            spans.setdefault(region[0], []).append((region[1], region[2], i))
+    groups: list[list[int]] = []
+    for items in spans.values():
+        items.sort()
+        end = -1
+        for first, stop, i in items:
+            if first < end:
+                groups[-1].append(i)
+            else:
+                groups.append([i])
+            end = max(end, stop) if first < end else stop
+    return [g for g in groups if len(g) > 1]
+
+
 class _TreeWriter:
     """Nested state (dicts, lists, tuples, numbers, str, None, tensors) as JSON + members."""
 
     def __init__(self, writer: Any) -> None:
         self.writer = writer
         self.seen: dict[tuple[Any, ...], int] = {}
-        self.tensors: list[dict[str, Any]] = []
+        self.pending: list[torch.Tensor] = []
 
     def encode(self, value: Any, path: str) -> Any:  # noqa: PLR0911 - one branch per kind
         tp = type(value)
@@ -88,15 +129,32 @@ class _TreeWriter:
         key = _storage_key(t)
         if key is not None and key in self.seen:
             return self.seen[key]
-        try:
-            meta = encode_tensor(t, self.writer)
-        except ValueError as exc:
-            raise SerializationError(f"{path}: {exc}") from None
-        self.tensors.append(meta)
-        index = len(self.tensors) - 1
+        problem = tensor_problem(t)
+        if problem is not None:
+            raise SerializationError(f"{path}: {problem}")
+        self.pending.append(t)
+        index = len(self.pending) - 1
         if key is not None:
             self.seen[key] = index
         return index
+
+    def finish(self) -> dict[str, Any]:
+        """Write the tensors: overlapping views as views of one stored region each."""
+        metas: list[dict[str, Any] | None] = [None] * len(self.pending)
+        bases: list[dict[str, Any]] = []
+        for group in _shared_groups(self.pending):
+            regions = [_region(self.pending[i]) for i in group]
+            first = min(r[1] for r in regions if r is not None)
+            stop = max(r[2] for r in regions if r is not None)
+            anchor = self.pending[group[0]].detach()
+            bases.append(encode_tensor(
+                torch.as_strided(anchor, (stop - first,), (1,), first), self.writer))
+            for i in group:
+                t = self.pending[i]
+                metas[i] = view_meta(t, len(bases) - 1, t.storage_offset() - first)
+        tensors = [meta if meta is not None else encode_tensor(t, self.writer)
+                   for t, meta in zip(self.pending, metas, strict=True)]
+        return {"tensors": tensors, **({"bases": bases} if bases else {})}
 
 
 class _TreeReader:
@@ -137,14 +195,20 @@ def _dump_tree(value: Any, writer: Any) -> dict[str, Any]:
     note_versions(writer)
     tree = _TreeWriter(writer)
     data = tree.encode(value, "")
-    return {"tree": data, "tensors": tree.tensors}
+    return {"tree": data, **tree.finish()}
 
 
 def _load_tree(meta: Any, reader: Any) -> Any:
     if not isinstance(meta, dict) or type(meta.get("tensors")) is not list:
         raise FormatError("a torch state entry must hold a 'tensors' list")
+    if type(meta.get("bases", [])) is not list:
+        raise FormatError("a torch state entry's 'bases' must be a list")
     check_versions(reader)
-    tensors = [decode_tensor(m, reader) for m in meta["tensors"]]
+    bases = [decode_tensor(m, reader) for m in meta.get("bases", [])]
+    if any(b.dim() != 1 or b.is_quantized for b in bases):
+        raise FormatError("a shared torch storage region must be a flat tensor")
+    tensors = [decode_view(m, bases) if isinstance(m, dict) and "base" in m
+               else decode_tensor(m, reader) for m in meta["tensors"]]
     return _TreeReader(tensors).decode(meta.get("tree"))
 
 
