@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -400,3 +401,15 @@ def test_backend_installed_without_torch_names_torch(tmp_path: Any) -> None:
     assert out.stdout.startswith("BackendUnavailableError: "), out.stderr[-2000:]
     assert "dryml-torch needs torch" in out.stdout and "pip install torch" in out.stdout
     assert "pip install torch" in out.stdout
+
+
+def test_a_quantizer_made_of_quantized_tensors_is_a_format_error() -> None:
+    buf = io.BytesIO()
+    save_object(Holder(_quantized()[2]), buf)
+
+    def nest(nodes: list[dict[str, Any]]) -> None:
+        data = nodes[0]["args"][0]["data"]
+        data["quantizer"]["scales"] = json.loads(json.dumps(data))  # scales are quantized
+
+    with pytest.raises(FormatError):
+        load_object(io.BytesIO(_edit_nodes(buf.getvalue(), nest)))

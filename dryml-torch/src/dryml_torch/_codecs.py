@@ -288,7 +288,7 @@ def decode_tensor(meta: Any, reader: Any | None) -> torch.Tensor:
             raise FormatError(f"bad quantized tensor size {nbytes!r}")
         data = _stored_array(meta, reader, torch.uint8, [nbytes])
         return decode_quantized(meta, dtype, shape, stride, data,
-                                lambda entry: decode_tensor(entry, reader))
+                                lambda entry: _decode_plain(entry, reader))
     stored = shape if stride is None else [extent(shape, stride)]
     tensor = torch.from_numpy(_stored_array(meta, reader, dtype, stored))
     if tensor.dtype != dtype:
@@ -296,6 +296,13 @@ def decode_tensor(meta: Any, reader: Any | None) -> torch.Tensor:
     if stride is not None:
         tensor = _over(tensor, dtype, 0, shape, stride)
     return _finish(meta, tensor)
+
+
+def _decode_plain(meta: Any, reader: Any | None) -> torch.Tensor:
+    """A quantizer's scales or zero points: a plain (never quantized) tensor."""
+    if isinstance(meta, dict) and meta.get("dtype") in QUANTIZED:
+        raise FormatError("a quantizer's scales and zero points must be plain tensors")
+    return decode_tensor(meta, reader)
 
 
 def view_meta(value: torch.Tensor, base: int, offset: int) -> dict[str, Any]:
