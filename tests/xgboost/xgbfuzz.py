@@ -105,7 +105,8 @@ def build_models() -> dict[str, Any]:
             ("booster_cat", {"tree_method": "hist", "max_cat_to_onehot": 1}, 3)):
         label = _target(tag, params.get("num_class", 0))
         data = xgb.DMatrix(inputs(tag), label=label, enable_categorical=True)
-        out[tag] = xgb.train({**small, **params}, data, rounds)
+        base = {"nthread": 1} if params.get("booster") == "gblinear" else small
+        out[tag] = xgb.train({**base, **params}, data, rounds)
     clf = xgb.XGBClassifier(n_estimators=3, **small)
     out["classifier_multi"] = clf.fit(inputs("classifier_multi"),
                                       _target("classifier_multi", 3))
@@ -225,6 +226,8 @@ def scan(data: bytes) -> dict[str, list[tuple[int, str]]]:
         slots["count"].append((pos + 1, "L"))
         (n,) = struct.unpack_from(">q", data, pos + 1)
         pos += 9
+        if not 0 <= n <= len(data) - pos:  # a mutated count: stop scanning this member
+            raise ValueError(f"count {n} past the end")
         return int(n)
 
     def value() -> None:

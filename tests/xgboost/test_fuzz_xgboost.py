@@ -1,0 +1,143 @@
+"""A crafted XGBoost member never kills the loading process (issue 10, item 2).
+
+Files are real models saved by dryml whose UBJSON model member (or training configuration)
+was changed and then given *valid* checksums, so the bytes reach the model checks; each case
+loads (and, when it loads, predicts) in a worker subprocess with a memory cap and a timeout.
+Without the checks (dryml before issue 10), 10 of the 20 crafted cases below kill the process
+(SIGSEGV, one SIGABRT) and about one random mutation in ten does.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+if not os.environ.get("DRYML_REQUIRE_BACKENDS"):
+    pytest.importorskip("xgboost")
+    pytest.importorskip("sklearn")
+    pytest.importorskip("pandas")
+
+import xgbfuzz
+
+from dryml_xgboost._ubjson import decode
+
+BAD = ("crash", "hang", "other")
+
+
+@pytest.fixture(scope="module")
+def files() -> dict[str, bytes]:
+    return xgbfuzz.saved_files()
+
+
+def _tree(doc: dict[str, Any], i: int = 0) -> dict[str, Any]:
+    booster = doc["learner"]["gradient_booster"]
+    model = booster["gbtree"]["model"] if booster["name"] == "dart" else booster["model"]
+    return model["trees"][i]  # type: ignore[no-any-return]
+
+
+def _model(doc: dict[str, Any]) -> dict[str, Any]:
+    booster = doc["learner"]["gradient_booster"]
+    return booster["gbtree"]["model"] if booster["name"] == "dart" else booster["model"]  # type: ignore[no-any-return]
+
+
+def _set(tree: dict[str, Any], key: str, index: int, value: int) -> None:
+    array = np.array(tree[key])
+    array[index] = value
+    tree[key] = array
+
+
+def _cat_tree(doc: dict[str, Any]) -> dict[str, Any]:
+    return next(t for t in _model(doc)["trees"] if len(t["categories_nodes"]))
+
+
+# Each edit is one way XGBoost's loader or predictor reads out of bounds (on dryml without
+# the checks, most of these end in SIGSEGV).
+CRAFTED: dict[str, tuple[str, Callable[[dict[str, Any]], None]]] = {
+    "left child out of range": ("booster_gbtree",
+                                lambda d: _set(_tree(d), "left_children", 0, 10**6)),
+    "negative right child": ("regressor", lambda d: _set(_tree(d), "right_children", 0, -7)),
+    "parent out of range": ("booster_dart", lambda d: _set(_tree(d), "parents", 1, 10**6)),
+    "child cycle": ("ranker", lambda d: _set(_tree(d), "left_children", 0, 0)),
+    "split feature out of range": ("classifier_multi",
+                                   lambda d: _set(_tree(d), "split_indices", 0, 10**6)),
+    "duplicate tree id": ("classifier_binary",
+                          lambda d: _model(d)["trees"][1].update(id=0)),
+    "tree id out of range": ("regressor", lambda d: _model(d)["trees"][0].update(id=99)),
+    "num_nodes larger than the arrays": (
+        "booster_gbtree", lambda d: _tree(d)["tree_param"].update(num_nodes="100000")),
+    "category segment past the categories": (
+        "booster_cat", lambda d: _set(_cat_tree(d), "categories_segments", 0, 10**6)),
+    "categorical node out of range": (
+        "regressor_cat", lambda d: _set(_cat_tree(d), "categories_nodes", 0, 10**6)),
+    "huge category": ("booster_cat", lambda d: _set(_cat_tree(d), "categories", 0, 2**31 - 1)),
+    "encoder segments past the categories": (
+        "regressor_cat",
+        lambda d: _model(d)["cats"].update(feature_segments=np.array([0, 9, 9, 10**6],
+                                                                     dtype=">i4"))),
+    "encoder sorted index out of range": (
+        "regressor_cat",
+        lambda d: _model(d)["cats"].update(sorted_idx=np.full(13, 10**6, dtype=">i4"))),
+    "tree_info group out of range": (
+        "classifier_multi", lambda d: _set(_model(d), "tree_info", 0, 1000)),
+    "iteration_indptr past the trees": (
+        "classifier_multi", lambda d: _set(_model(d), "iteration_indptr", 1, 10**6)),
+    "num_class larger than base_score": (
+        "classifier_multi",
+        lambda d: d["learner"]["learner_model_param"].update(num_class="1000")),
+    "gblinear weights too short": (
+        "booster_linear",
+        lambda d: d["learner"]["gradient_booster"]["model"].update(weights=[0.5])),
+    "num_feature huge": ("regressor",
+                         lambda d: d["learner"]["learner_model_param"].update(
+                             num_feature="4294967295")),
+}
+
+
+def _crafted(files: dict[str, bytes], tag: str, edit: Callable[[dict[str, Any]], None]
+             ) -> bytes:
+    doc = decode(xgbfuzz.model_member(files[tag]))
+    edit(doc)
+    return xgbfuzz.with_model(files[tag], xgbfuzz.encode(doc))
+
+
+def _raw_crafted(files: dict[str, bytes]) -> list[tuple[str, bytes]]:
+    """Byte-level lies XGBoost's UBJSON reader believes (lengths past the end)."""
+    member = xgbfuzz.model_member(files["regressor"])
+    key = member.index(b"learner") - 8  # the int64 length of the first key
+    long_key = member[:key] + struct.pack(">q", 2**40) + member[key + 8:]
+    count = member.index(b"[$d#L") + 5
+    long_array = member[:count] + struct.pack(">q", 2**28) + member[count + 8:]
+    return [("regressor", xgbfuzz.with_model(files["regressor"], long_key)),
+            ("regressor", xgbfuzz.with_model(files["regressor"], long_array))]
+
+
+def test_every_model_kind_loads_and_predicts_as_saved(files: dict[str, bytes]) -> None:
+    """The checks accept every kind of model XGBoost writes (nothing legitimate refused)."""
+    outcomes = xgbfuzz.run_cases(list(files.items()))
+    assert set(outcomes.values()) == {"loaded"}, outcomes
+
+
+def test_crafted_models_are_format_errors_not_crashes(files: dict[str, bytes]) -> None:
+    cases = [(tag, _crafted(files, tag, edit)) for tag, edit in CRAFTED.values()]
+    cases += _raw_crafted(files)
+    outcomes = xgbfuzz.run_cases(cases)
+    names = [*CRAFTED, "key length past the end", "array count past the end"]
+    got = {names[i]: outcome for i, outcome in outcomes.items()}
+    assert got == dict.fromkeys(names, "FormatError")
+
+
+def test_fuzz_model_members_never_crash(files: dict[str, bytes]) -> None:
+    """Random mutations (numbers, strings, counts, array lengths, raw bytes, configuration)
+    end in a loaded model or a dryml error: never a signal, a hang or another exception."""
+    cases = xgbfuzz.make_cases(files, 270, seed=2026)
+    outcomes = xgbfuzz.run_cases(cases)
+    counts = xgbfuzz.summarize(outcomes)
+    assert len(outcomes) == len(cases)
+    assert not [o for o in outcomes.values() if o.startswith(BAD)], counts
+    assert counts["FormatError"] > len(cases) // 3, counts
+    assert counts["loaded"] > 0, counts
