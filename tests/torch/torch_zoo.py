@@ -238,10 +238,14 @@ def _cases() -> dict[str, Case]:
             "RAdam", {"lr": 0.01, "decoupled_weight_decay": True, "weight_decay": 0.01}),
         "train/lbfgs": _training("LBFGS", {"lr": 0.5, "history_size": 4, "max_iter": 3}),
     }
+    known = {name for name in (*DTYPES, *QUANTIZED)  # an older torch lacks a few
+             if isinstance(getattr(torch, name, None), torch.dtype)}
     for name in DTYPES:
-        cases[f"dtype/{name}"] = _tensor(lambda name=name: _random_bits(name, (3, 5)))
+        if name in known:
+            cases[f"dtype/{name}"] = _tensor(lambda name=name: _random_bits(name, (3, 5)))
     for name in QUANTIZED:
-        cases[f"dtype/{name}"] = _tensor(lambda name=name: _quantized(name))
+        if name in known:
+            cases[f"dtype/{name}"] = _tensor(lambda name=name: _quantized(name))
     for name, make in _layouts().items():
         cases[f"layout/{name}"] = _tensor(make)
     return cases
