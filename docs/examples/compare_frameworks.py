@@ -13,6 +13,12 @@
    predictions equal the ones computed before saving.
 
 Run: ``python docs/examples/compare_frameworks.py [--task regression] [--out DIR] [--quick]``.
+
+With ``--search N`` it runs one hyperparameter search of N trials instead (``dryml.search``):
+the space is a ``Choice`` across the four frameworks, each with its own tuned parameters, on
+the same data and split; trials are scored on the TrainSpec's validation split of the training
+data, every trial is kept in the Repo, and it prints the best trial per framework (with its
+test score) and writes the history plot.
 The main process imports neither TensorFlow nor PyTorch: definitions are plain Objects, and
 all framework work happens in the workers.
 """
@@ -210,6 +216,97 @@ def check_reload(repo_dir: Path, best_id: str, test: NumpyDataset, expected: np.
           f"its {len(expected)} test predictions are identical")
 
 
+# -- --search N: one search across the four frameworks ----------------------------------------
+def search_space(task: str, n_features: int, quick: bool) -> Any:
+    """A Choice across the frameworks, each definition with its own markers."""
+    from dryml import ObjectDef
+    from dryml.search import Choice, Float, Int
+    from dryml_sklearn.models import Estimator, SklearnTrainable
+    from dryml_tf import models as keras
+    from dryml_torch import models as torch
+    from dryml_xgboost.models import XGBoostTrainable
+
+    classify = task == "classification"
+    kind = "classifier" if classify else "regressor"
+    outputs = 10 if classify else 1
+    spec = ObjectDef(TrainSpec, epochs=3 if quick else 30, batch_size=32, validation_split=0.1,
+                     early_stopping=ObjectDef(EarlyStopping, patience=5), seed=0)
+    width = Int(32, 256, log=True, name="torch.width")  # one value for both layers
+    torch_net = ObjectDef(torch.Sequential, [
+        ("Linear", {"in_features": n_features, "out_features": width}), ("ReLU", {}),
+        ("Linear", {"in_features": width, "out_features": outputs})])
+    keras_net = ObjectDef(keras.Sequential, [
+        ("Dense", {"units": Int(32, 256, log=True), "activation": "relu"}),
+        ("Dense", {"units": outputs, **({"activation": "softmax"} if classify else {})})],
+        input_shape=(n_features,))
+    linear = (ObjectDef(Estimator, "sklearn.linear_model.LogisticRegression",
+                        C=Float(1e-2, 1e2, log=True), max_iter=2000) if classify else
+              ObjectDef(Estimator, "sklearn.linear_model.Ridge", alpha=Float(1e-3, 1e2, log=True)))
+    torch_loss = ObjectDef(torch.Loss, "CrossEntropyLoss" if classify else "MSELoss")
+    keras_loss = ObjectDef(keras.Loss, "SparseCategoricalCrossentropy" if classify
+                           else "MeanSquaredError")
+    return Choice(
+        ObjectDef(SklearnTrainable, linear, task=kind),
+        ObjectDef(XGBoostTrainable, task=kind, spec=spec,
+                  n_estimators=Int(20, 60) if quick else Int(50, 400, log=True),
+                  max_depth=Int(2, 8), learning_rate=Float(0.02, 0.3, log=True)),
+        ObjectDef(torch.TorchTrainable, torch_net,
+                  ObjectDef(torch.Optimizer, "Adam", lr=Float(1e-4, 1e-2, log=True)),
+                  torch_loss, spec, task=kind),
+        ObjectDef(keras.KerasTrainable, keras_net,
+                  ObjectDef(keras.Optimizer, "Adam", learning_rate=Float(1e-4, 1e-2, log=True)),
+                  keras_loss, spec, task=kind),
+        labels=["sklearn", "xgboost", "torch", "keras"])
+
+
+def run_search(args: argparse.Namespace) -> int:
+    """``--search N``: one search of N trials across the frameworks; best per framework."""
+    import importlib.util
+
+    from dryml.search import Search
+
+    start = time.perf_counter()
+    args.out.mkdir(parents=True, exist_ok=True)
+    repo_dir = args.out / f"search-{args.task}-{int(time.time())}"
+    names = CLASSIFICATION if args.task == "classification" else REGRESSION
+    train, test, n_features = load_data(args.task)
+    sampler = "tpe" if importlib.util.find_spec("optuna") else "random"
+    print(f"[dryml] search: {args.search} trials ({sampler} sampler) across four frameworks, "
+          f"{names[0]} on the validation split; repo {repo_dir}")
+    search = Search(search_space(args.task, n_features, args.quick), metric=names[0],
+                    repo=repo_dir, name="frameworks", sampler=sampler, n_trials=args.search,
+                    seed=0, progress=True)
+    try:
+        result = search.run(train)
+        best_per: dict[str, dict[str, Any]] = {}
+        for trial in result.trials:
+            if trial["status"] != "complete":
+                continue
+            framework = trial["params"]["model"]
+            old = best_per.get(framework)
+            if old is None or (trial["values"][0] > old["values"][0]) == (
+                    result.directions[0] == "maximize"):
+                best_per[framework] = trial
+        print(f"\n{'framework':<10}{'trial':>6}{'valid ' + names[0]:>16}"
+              f"{'test ' + names[0]:>15}  params")
+        for framework, trial in sorted(best_per.items(),
+                                       key=lambda kv: -kv[1]["values"][0]):
+            model = result.repo.load(trial["dry_id"])
+            test_score = metrics.METRICS[names[0]](model, test)
+            params = ", ".join(f"{k.split('.', 1)[-1]}={v:.4g}" if isinstance(v, float)
+                               else f"{k.split('.', 1)[-1]}={v}"
+                               for k, v in trial["params"].items() if k != "model")
+            print(f"{framework:<10}{trial['number']:>6}{trial['values'][0]:>16.4f}"
+                  f"{test_score:>15.4f}  {params}")
+    finally:
+        shutdown_workers()
+    plot = result.plot(args.out / f"search-history-{args.task}.png")
+    print(f"\nhistory plot: {plot}\n`dryml search show {repo_dir} frameworks` shows every trial")
+    print(f"total time: {time.perf_counter() - start:.1f} s")
+    done = sum(t["status"] == "complete" for t in result.trials)
+    return 0 if done == args.search else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", choices=["classification", "regression"],
@@ -217,7 +314,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("compare-out"),
                         help="folder for the repo, the chart and scratch files")
     parser.add_argument("--quick", action="store_true", help="few epochs/trees (for tests)")
+    parser.add_argument("--search", type=int, metavar="N",
+                        help="run a hyperparameter search of N trials across the frameworks "
+                             "instead of the fixed comparison")
     args = parser.parse_args(argv)
+    if args.search:
+        return run_search(args)
     start = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
     repo_dir = args.out / f"repo-{args.task}-{int(time.time())}"

@@ -19,8 +19,13 @@ def plot_history(result: Any, path: Path) -> Path:
     done = [t for t in result.trials if t["status"] == "complete" and t["values"]]
     numeric = sorted({k for t in done for k, v in t["params"].items()
                       if isinstance(v, (int, float)) and not isinstance(v, bool)})
-    fig, axes = plt.subplots(1, 1 + len(numeric), figsize=(5 * (1 + len(numeric)), 4),
-                             squeeze=False)
+    panels = 1 + len(numeric)
+    cols = min(4, panels)
+    rows = -(-panels // cols)
+    fig, grid = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.6 * rows), squeeze=False)
+    axes = [list(grid.flat)]
+    for ax in axes[0][panels:]:
+        ax.set_visible(False)
     maximize = result.directions[0] == "maximize"
     numbers = [t["number"] for t in done]
     values = [t["values"][0] for t in done]
@@ -34,9 +39,12 @@ def plot_history(result: Any, path: Path) -> Path:
     ax.set_ylabel(result.metric_names[0])
     ax.set_title(f"search {result.name}")
     ax.legend()
-    for ax, name in zip(axes[0][1:], numeric, strict=True):
+    for ax, name in zip(axes[0][1:panels], numeric, strict=True):
         points = [(t["params"][name], t["values"][0]) for t in done if name in t["params"]]
-        ax.scatter([p[0] for p in points], [p[1] for p in points], s=14)
+        xs = [p[0] for p in points]
+        ax.scatter(xs, [p[1] for p in points], s=14)
+        if xs and min(xs) > 0 and max(xs) / min(xs) > 20:
+            ax.set_xscale("log")
         ax.set_xlabel(name)
         ax.set_ylabel(result.metric_names[0])
     fig.tight_layout()
