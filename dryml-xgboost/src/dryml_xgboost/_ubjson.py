@@ -27,8 +27,9 @@ from dryml.errors import FormatError
 __all__ = ["MAX_DEPTH", "decode"]
 
 MAX_DEPTH = 32
-_TYPED = {"d": np.dtype(">f4"), "i": np.dtype("i1"), "U": np.dtype("u1"),
-          "I": np.dtype(">i2"), "l": np.dtype(">i4"), "L": np.dtype(">i8")}
+_TYPED = {ord("d"): np.dtype(">f4"), ord("i"): np.dtype("i1"), ord("U"): np.dtype("u1"),
+          ord("I"): np.dtype(">i2"), ord("l"): np.dtype(">i4"), ord("L"): np.dtype(">i8")}
+_CONSTANTS = {ord("T"): True, ord("F"): False, ord("Z"): None}
 _SCALAR = {ord("i"): struct.Struct(">b"), ord("U"): struct.Struct(">B"),
            ord("I"): struct.Struct(">h"), ord("l"): struct.Struct(">i"),
            ord("L"): struct.Struct(">q"), ord("d"): struct.Struct(">f")}
@@ -45,17 +46,6 @@ class _Decoder:
 
     def fail(self, what: str) -> FormatError:
         return FormatError(f"the XGBoost model is not valid UBJSON: {what} at byte {self.pos}")
-
-    def byte(self) -> int:
-        if self.pos >= self.end:
-            raise self.fail("unexpected end")
-        value = self.data[self.pos]
-        self.pos += 1
-        return value
-
-    def expect(self, char: str) -> None:
-        if self.byte() != ord(char):
-            raise self.fail(f"expected {char!r}")
 
     def length(self, size: int, what: str) -> int:
         """An ``L`` int64 count of ``size``-byte items that must fit in what is left."""
@@ -83,66 +73,85 @@ class _Decoder:
         return text
 
     def value(self, depth: int) -> Any:
-        marker = self.byte()
-        scalar = _SCALAR.get(marker)
-        if scalar is not None:
-            if self.pos + scalar.size > self.end:
-                raise self.fail("unexpected end")
-            (number,) = scalar.unpack_from(self.data, self.pos)
-            self.pos += scalar.size
-            return number
-        if marker == ord("S"):
-            return self.string()
-        if marker in (ord("{"), ord("[")):
+        pos = self.pos
+        if pos >= self.end:
+            raise self.fail("unexpected end")
+        marker = self.data[pos]
+        self.pos = pos + 1
+        if marker == 91 or marker == 123:  # "[" or "{"
             if depth >= MAX_DEPTH:
                 raise self.fail(f"nesting deeper than {MAX_DEPTH}")
-            return self.object(depth + 1) if marker == ord("{") else self.array(depth + 1)
-        if marker == ord("T"):
-            return True
-        if marker == ord("F"):
-            return False
-        if marker == ord("Z"):
-            return None
-        self.pos -= 1
+            return self.array(depth + 1) if marker == 91 else self.object(depth + 1)
+        scalar = _SCALAR.get(marker)
+        if scalar is not None:
+            if pos + 1 + scalar.size > self.end:
+                raise self.fail("unexpected end")
+            self.pos = pos + 1 + scalar.size
+            return scalar.unpack_from(self.data, pos + 1)[0]
+        if marker == 83:  # "S"
+            return self.string()
+        if marker in _CONSTANTS:
+            return _CONSTANTS[marker]
+        self.pos = pos
         raise self.fail(f"unsupported marker {chr(marker)!r}")
 
     def object(self, depth: int) -> dict[str, Any]:
         out: dict[str, Any] = {}
+        data, end, strings, value = self.data, self.end, self.strings, self.value
         while True:
-            if self.pos >= self.end:
+            pos = self.pos
+            if pos >= end:
                 raise self.fail("unterminated object")
-            if self.data[self.pos] == ord("}"):
-                self.pos += 1
+            if data[pos] == 125:  # "}"
+                self.pos = pos + 1
                 return out
-            key = self.string()
+            # a key: "L", big-endian int64 length, UTF-8 bytes (inlined: the hot path)
+            if pos + 9 > end or data[pos] != 76:
+                raise self.fail("expected an 'L' key length")
+            n = _I64.unpack_from(data, pos + 1)[0]
+            pos += 9
+            if n < 0 or n > end - pos:
+                raise self.fail(f"key length {n} does not fit in the remaining {end - pos} "
+                                "bytes")
+            raw = data[pos:pos + n]
+            self.pos = pos + n
+            key = strings.get(raw)
+            if key is None:
+                try:
+                    key = strings[raw] = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise self.fail("a key is not UTF-8") from None
             if key in out:
                 raise self.fail(f"duplicate key {key!r}")
-            out[key] = self.value(depth)
+            out[key] = value(depth)
 
     def array(self, depth: int) -> Any:
-        if self.pos >= self.end:
+        pos, data, end = self.pos, self.data, self.end
+        if pos >= end:
             raise self.fail("unterminated array")
-        head = self.data[self.pos]
-        if head == 36:  # "$": a typed array
-            if self.pos + 3 > self.end or self.data[self.pos + 2] != 35:  # "#"
-                raise self.fail("expected '$' type '#'")
-            dtype = _TYPED.get(chr(self.data[self.pos + 1]))
+        head = data[pos]
+        if head == 36:  # "$": a typed array "$", type, "#L", int64 count, big-endian items
+            if pos + 12 > end or data[pos + 2] != 35 or data[pos + 3] != 76:
+                raise self.fail("expected '$' type '#L' count")
+            dtype = _TYPED.get(data[pos + 1])
             if dtype is None:
-                raise self.fail(f"unsupported typed-array type {chr(self.data[self.pos + 1])!r}")
-            self.pos += 3
-            n = self.length(dtype.itemsize, "typed array count")
-            out = np.frombuffer(self.view, dtype=dtype, count=n, offset=self.pos)
-            self.pos += n * dtype.itemsize
-            return out
-        if head == ord("#"):
-            self.pos += 1
+                raise self.fail(f"unsupported typed-array type {chr(data[pos + 1])!r}")
+            n = _I64.unpack_from(data, pos + 4)[0]
+            pos += 12
+            if n < 0 or n * dtype.itemsize > end - pos:
+                raise self.fail(f"typed array count {n} does not fit in the remaining "
+                                f"{end - pos} bytes")
+            self.pos = pos + n * dtype.itemsize
+            return np.frombuffer(self.view, dtype=dtype, count=n, offset=pos)
+        if head == 35:  # "#": a counted array
+            self.pos = pos + 1
             n = self.length(1, "array count")
             return [self.value(depth) for _ in range(n)]
         items: list[Any] = []
         while True:
-            if self.pos >= self.end:
+            if self.pos >= end:
                 raise self.fail("unterminated array")
-            if self.data[self.pos] == ord("]"):
+            if data[self.pos] == 93:  # "]"
                 self.pos += 1
                 return items
             items.append(self.value(depth))

@@ -211,7 +211,7 @@ def _check_trees(trees: list[Any], model: _Model, budget: list[int]) -> None:
     bad(np.isin(np.arange(left.size), internal[split[internal] >= model.num_feature]),
         f"a split uses a feature outside the model's {model.num_feature}")
     children = np.concatenate([left[internal], right[internal]]) + np.tile(base[internal], 2)
-    if np.unique(children).size != children.size:
+    if children.size and np.bincount(children, minlength=left.size).max() > 1:
         raise _fail("trees", "a node is the child of two nodes")
     deleted = leaf & (split == _DELETED_SPLIT) & (default_left == 1)
     deleted[offsets] = False
