@@ -167,9 +167,15 @@ class Search:
                     if model is None:
                         failures += 1
                         continue
+                    # the running record is written while the worker trains (a trial killed
+                    # before it exists has nothing to resume: its sampler slot is failed)
+                    running = self._meta(asked, model, status="running")
+                    record = _untrained(asked.definition, model.dry_id)
                     future = pool.submit(train_and_score, model, train, valid, self.metrics,
                                          folds, self._report_args(asked),
                                          call_context_reqs=self._reqs(model))
+                    with self._lock:
+                        self.repo.add_object(record, metadata=running)
                     in_flight[future] = (asked, model)
                 if not in_flight:
                     break
@@ -225,8 +231,6 @@ class Search:
                     asked, None, status="failed", error=error))
             self.sampler.tell(asked, "failed", None)
             return None
-        with self._lock:
-            self.repo.add_object(model, metadata=self._meta(asked, model, status="running"))
         return model
 
     def _finish(self, asked: Asked, model: Any, future: cf.Future[Any]) -> bool:
@@ -285,8 +289,8 @@ class Search:
         """keep="best": the old best's file becomes its untrained definition (metadata stays)."""
         definition = self.repo.get_one(row["dry_id"]).definition()
         meta = self.repo.metadata(row["dry_id"])
-        self.repo.add_object(definition.build(), metadata={**meta, "kept": False},
-                             replace=True)
+        self.repo.add_object(_untrained(definition.without_id(), row["dry_id"]),
+                             metadata={**meta, "kept": False}, replace=True)
 
     def _interrupt(self, in_flight: dict[cf.Future[Any], tuple[Asked, Any]]) -> None:
         from dryml.context import shutdown_workers
@@ -297,6 +301,12 @@ class Search:
                                                "error": "interrupted (Ctrl-C)"})
             self.sampler.tell(asked, "failed", None)
         shutdown_workers()  # the threads waiting on workers return at once
+
+
+def _untrained(definition: ObjectDef, dry_id: str) -> Any:
+    """A fresh (untrained) object of ``definition`` with the given ``dry_id``."""
+    return ObjectDef(definition.cls, *definition.args, dry_mut=definition.dry_mut,
+                     **{**definition.kwargs, "dry_id": dry_id}).build()
 
 
 def search_names(repo: Any) -> Iterable[str]:
