@@ -307,3 +307,35 @@ def test_dryml_search_show_prints_the_trials_and_the_best(tmp_path: Path,
     assert [t["number"] for t in shown["trials"]] == [0, 1, 2]
     assert main(["search", "show", str(tmp_path / "repo"), "nope"]) == 1
     assert "no search named 'nope'" in capsys.readouterr().err
+
+
+INTERRUPTED_SEARCH = """
+import sys
+from dryml import ObjectDef
+from dryml.search import Float, Search
+from test_search import Toy, blobs
+result = Search(ObjectDef(Toy, shift=Float(0.0, 4.0), pause=1.0), repo=sys.argv[1], name="i",
+                n_trials=50).run(blobs())
+print("STOPPED:", result.stopped, flush=True)
+"""
+
+
+def test_ctrl_c_ends_a_search_cleanly(tmp_path: Path) -> None:
+    repo_dir = tmp_path / "repo"
+    proc = subprocess.Popen([sys.executable, "-c", INTERRUPTED_SEARCH, str(repo_dir)],
+                            cwd=Path(__file__).parent, stdout=subprocess.PIPE, text=True)
+    try:
+        for _ in range(600):
+            if proc.poll() is not None or ((repo_dir / ".dryml-index.sqlite").exists() and len(
+                    Repo(repo_dir).entries(where={"search": "i", "status": "complete"})) >= 1):
+                break
+            time.sleep(0.05)
+        time.sleep(0.3)  # into the next trial
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and "STOPPED: interrupted (Ctrl-C)" in out
+    statuses = [e["metadata"]["status"] for e in Repo(repo_dir).entries(where={"search": "i"})]
+    assert "complete" in statuses and "interrupted" in statuses and "running" not in statuses
