@@ -286,7 +286,7 @@ def _check_cats(cats: Any, model: _Model) -> None:
         raise _fail("cats.feature_segments", "not the offsets of the columns")
     sorted_idx = _ints(cats.get("sorted_idx", []), "cats.sorted_idx")
     total = int(segments[-1]) if segments.size else 0
-    if sorted_idx.size not in (0, total):
+    if "sorted_idx" in cats and sorted_idx.size != total:
         raise _fail("cats.sorted_idx", f"{sorted_idx.size} entries for {total} categories")
     for f, column in enumerate(enc):
         where = f"cats.enc[{f}]"
@@ -295,10 +295,9 @@ def _check_cats(cats: Any, model: _Model) -> None:
         if "offsets" in column:
             offsets = _ints(column["offsets"], f"{where}.offsets")
             values = _ints(column.get("values"), f"{where}.values")
-            if offsets.size != (k + 1 if k else offsets.size) or offsets.size == 1 or (
-                    offsets.size and (offsets[0] != 0 or (np.diff(offsets) < 0).any()
-                                      or offsets[-1] != values.size)) or (
-                    offsets.size == 0 and (k or values.size)):
+            if offsets.size != (k + 1 if k else 0) or (k and (
+                    offsets[0] != 0 or (np.diff(offsets) < 0).any()
+                    or offsets[-1] != values.size)) or (not k and values.size):
                 raise _fail(where, "string offsets disagree with the values")
         else:
             _int_str(str(column.get("type")), f"{where}.type", 9, 16)
