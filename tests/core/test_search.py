@@ -339,3 +339,9 @@ def test_ctrl_c_ends_a_search_cleanly(tmp_path: Path) -> None:
     assert proc.returncode == 0 and "STOPPED: interrupted (Ctrl-C)" in out
     statuses = [e["metadata"]["status"] for e in Repo(repo_dir).entries(where={"search": "i"})]
     assert "complete" in statuses and "interrupted" in statuses and "running" not in statuses
+
+
+def test_a_timeout_stops_starting_trials(tmp_path: Path) -> None:
+    result = Search(ObjectDef(Toy, shift=Float(0.0, 1.0), pause=0.2), repo=tmp_path / "repo",
+                    name="t", timeout=0.1).run(blobs())
+    assert len(result.trials) >= 1 and all(t["status"] == "complete" for t in result.trials)
