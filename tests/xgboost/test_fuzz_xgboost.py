@@ -20,7 +20,6 @@ import pytest
 if not os.environ.get("DRYML_REQUIRE_BACKENDS"):
     pytest.importorskip("xgboost")
     pytest.importorskip("sklearn")
-    pytest.importorskip("pandas")
 
 import xgbfuzz
 
@@ -76,7 +75,7 @@ CRAFTED: dict[str, tuple[str, Callable[[dict[str, Any]], None]]] = {
         "regressor_cat", lambda d: _set(_cat_tree(d), "categories_nodes", 0, 10**6)),
     "huge category": ("booster_cat", lambda d: _set(_cat_tree(d), "categories", 0, 2**31 - 1)),
     "encoder segments past the categories": (
-        "regressor_cat",
+        "regressor_cat",  # (needs pandas: skipped without it)
         lambda d: _model(d)["cats"].update(feature_segments=np.array([0, 9, 9, 10**6],
                                                                      dtype=">i4"))),
     "encoder sorted index out of range": (
@@ -123,10 +122,11 @@ def test_every_model_kind_loads_and_predicts_as_saved(files: dict[str, bytes]) -
 
 
 def test_crafted_models_are_format_errors_not_crashes(files: dict[str, bytes]) -> None:
-    cases = [(tag, _crafted(files, tag, edit)) for tag, edit in CRAFTED.values()]
+    crafted = {name: case for name, case in CRAFTED.items() if case[0] in files}
+    cases = [(tag, _crafted(files, tag, edit)) for tag, edit in crafted.values()]
     cases += _raw_crafted(files)
     outcomes = xgbfuzz.run_cases(cases)
-    names = [*CRAFTED, "key length past the end", "array count past the end"]
+    names = [*crafted, "key length past the end", "array count past the end"]
     got = {names[i]: outcome for i, outcome in outcomes.items()}
     assert got == dict.fromkeys(names, "FormatError")
 

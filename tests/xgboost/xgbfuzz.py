@@ -61,38 +61,60 @@ class Held(Object):
 
 
 # ---------------------------------------------------------------- models and their data
-def _frame(n: int) -> Any:
-    import pandas as pd
+#: feature types of the categorical Booster's numpy input (category codes, a number, codes)
+CAT_TYPES = ["c", "q", "c"]
 
+
+def _codes(n: int) -> np.ndarray:
     rng = np.random.default_rng(3)
-    return pd.DataFrame({
-        "colour": pd.Categorical(rng.choice(["red", "green", "blue", "cyan", "pink", "gold"],
-                                            n)),
-        "x": rng.normal(size=n).astype(np.float32),
-        "size": pd.Categorical(rng.choice([10, 20, 30, 40, 50, 60, 70], n)),
-    })
+    return np.stack([rng.integers(0, 6, n), rng.normal(size=n), rng.integers(0, 7, n)],
+                    axis=1).astype(np.float32)
+
+
+def has_pandas() -> bool:
+    """Whether pandas is installed (the model with string categories needs it)."""
+    import importlib.util
+
+    return importlib.util.find_spec("pandas") is not None
 
 
 def inputs(tag: str) -> Any:
     """The features each model predicts on (deterministic: the worker rebuilds them)."""
     rng = np.random.default_rng(1)
-    if tag.endswith("cat"):
-        return _frame(160)
+    if tag == "booster_cat":
+        return _codes(160)
+    if tag == "regressor_cat":  # string and integer categories: XGBoost's category encoder
+        import pandas as pd
+
+        codes = _codes(160)
+        colours = np.array(["red", "green", "blue", "cyan", "pink", "gold"])
+        return pd.DataFrame({
+            "colour": pd.Categorical(colours[codes[:, 0].astype(int)]),
+            "x": codes[:, 1],
+            "size": pd.Categorical((codes[:, 2].astype(int) + 1) * 10)})
     return rng.normal(size=(160, 5)).astype(np.float32)
 
 
 def _target(tag: str, classes: int = 0) -> np.ndarray:
-    x = inputs(tag)
-    score = (x["x"].to_numpy() + x["colour"].cat.codes.to_numpy() % 3 - 1.0
-             if tag.endswith("cat") else x[:, 0] + x[:, 1] * x[:, 2])
+    x = _codes(160) if tag.endswith("cat") else inputs(tag)
+    score = (x[:, 1] + x[:, 0] % 3 - 1.0 if tag.endswith("cat")
+             else x[:, 0] + x[:, 1] * x[:, 2])
     if classes:
         edges = np.quantile(score, np.linspace(0, 1, classes + 1)[1:-1])
         return np.digitize(score, edges).astype(np.int64)
     return score.astype(np.float32)
 
 
+def _dmatrix(tag: str, label: Any = None) -> Any:
+    import xgboost as xgb
+
+    return xgb.DMatrix(inputs(tag), label=label, enable_categorical=True,
+                       feature_types=CAT_TYPES if tag == "booster_cat" else None)
+
+
 def build_models() -> dict[str, Any]:
-    """Boosters (gbtree, dart, gblinear, categorical) and the scikit-learn wrappers."""
+    """Boosters (gbtree, dart, gblinear, categorical) and the scikit-learn wrappers (the
+    regressor on string categories only when pandas is installed)."""
     import xgboost as xgb
 
     small = {"max_depth": 3, "nthread": 1}
@@ -103,8 +125,7 @@ def build_models() -> dict[str, Any]:
             ("booster_linear", {"booster": "gblinear", "objective": "multi:softprob",
                                 "num_class": 3}, 3),
             ("booster_cat", {"tree_method": "hist", "max_cat_to_onehot": 1}, 3)):
-        label = _target(tag, params.get("num_class", 0))
-        data = xgb.DMatrix(inputs(tag), label=label, enable_categorical=True)
+        data = _dmatrix(tag, _target(tag, params.get("num_class", 0)))
         base = {"nthread": 1} if params.get("booster") == "gblinear" else small
         out[tag] = xgb.train({**base, **params}, data, rounds)
     clf = xgb.XGBClassifier(n_estimators=3, **small)
@@ -119,9 +140,10 @@ def build_models() -> dict[str, Any]:
     ranker = xgb.XGBRanker(n_estimators=3, **small)
     out["ranker"] = ranker.fit(inputs("ranker"), _target("ranker", 4),
                                qid=np.repeat(np.arange(16), 10))
-    out["regressor_cat"] = xgb.XGBRegressor(
-        n_estimators=3, enable_categorical=True, tree_method="hist", max_cat_to_onehot=1,
-        **small).fit(inputs("regressor_cat"), _target("regressor_cat"))
+    if has_pandas():
+        out["regressor_cat"] = xgb.XGBRegressor(
+            n_estimators=3, enable_categorical=True, tree_method="hist", max_cat_to_onehot=1,
+            **small).fit(inputs("regressor_cat"), _target("regressor_cat"))
     return out
 
 
@@ -141,10 +163,9 @@ def predict(held: Any) -> np.ndarray:
     """Use a loaded model the way a user would."""
     import xgboost as xgb
 
-    x = inputs(held.tag)
     if isinstance(held.model, xgb.Booster):
-        return np.asarray(held.model.predict(xgb.DMatrix(x, enable_categorical=True)))
-    return np.asarray(held.model.predict(x))
+        return np.asarray(held.model.predict(_dmatrix(held.tag)))
+    return np.asarray(held.model.predict(inputs(held.tag)))
 
 
 # ---------------------------------------------------------------- file surgery
