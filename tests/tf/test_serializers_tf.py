@@ -303,3 +303,30 @@ def test_keras_layer_classes_are_trusted_constructor_arguments() -> None:
 
     loaded = _save_load(LayerStack(keras.layers.Dense, 3))
     assert loaded.dry_args[0] is keras.layers.Dense and loaded.layer.units == 3
+
+
+def test_a_keras_module_the_file_names_is_never_imported() -> None:
+    # Keras imports any module under keras/keras_hub/... that a config names to find a class;
+    # dryml refuses a config naming a module that is not imported yet, before Keras runs
+    import sys
+
+    import keras
+
+    module = "keras.src.backend.numpy.core"  # not imported by `import keras`
+    assert module not in sys.modules
+
+    class Doubler(keras.layers.Layer):
+        def call(self, x: Any) -> Any:
+            return x * 2
+
+    Doubler.__module__ = module
+    registered = keras.saving.register_keras_serializable(package="dryml_hostile")(Doubler)
+    obj = build_models(train=False)
+    obj.models = {"hostile": keras.Sequential([keras.Input((5,)), registered()])}
+    buf = io.BytesIO()
+    save_object(obj, buf)
+    keras.saving.get_custom_objects().pop("dryml_hostile>Doubler")
+    buf.seek(0)
+    with pytest.raises(UntrustedClassError, match=f"names module '{module}'.*nothing was "):
+        load_object(buf)
+    assert module not in sys.modules

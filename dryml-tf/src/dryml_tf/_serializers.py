@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 import warnings
 from typing import Any
 
@@ -93,12 +94,13 @@ class KerasModelSerializer:
         check_versions(reader)
         try:
             config = json.loads(reader.get_bytes(meta["config"]))
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise FormatError(f"the Keras config is not valid JSON ({exc})") from None
         code = code_layers(config)
         allow_code = getattr(getattr(reader, "trust", None), "allow_code", False) is True
         if code and not allow_code:
             raise UntrustedClassError(f"{CODE_REFUSED} ({_describe(code)}); nothing was run")
+        _check_modules(config)
         model = _deserialize(config, allow_code=allow_code)
         optimizer = getattr(model, "optimizer", None)
         if "state" not in meta:  # written by dryml-tf 0.1.0: model.weights in order
@@ -131,23 +133,43 @@ def code_layers(config: Any) -> list[str]:
     """Names of the layers (or objects) in a Keras config that carry Python code: Keras writes
     a lambda as ``{"class_name": "__lambda__", ...}`` (marshalled bytecode)."""
     found: list[str] = []
-
-    def walk(node: Any, owner: str) -> None:
+    stack: list[tuple[Any, str]] = [(config, "the model")]
+    while stack:
+        node, owner = stack.pop()
         if isinstance(node, dict):
             if node.get("class_name") == "__lambda__":
                 found.append(owner)
-                return
+                continue
             inner = node.get("config")
             if isinstance(node.get("class_name"), str) and isinstance(inner, dict):
-                owner = f"{node['class_name']} {inner.get('name', '')!r}".strip()
-            for child in node.values():
-                walk(child, owner)
+                owner = f"{node['class_name']} {inner.get('name', '')!r}"
+            stack.extend((child, owner) for child in reversed(node.values()))
         elif isinstance(node, list):
-            for child in node:
-                walk(child, owner)
-
-    walk(config, "the model")
+            stack.extend((child, owner) for child in reversed(node))
     return list(dict.fromkeys(found))
+
+
+def _check_modules(config: Any) -> None:
+    """Keras imports a module a config names (under ``keras``, ``keras_hub``...) to find a
+    class; a file must not make it import anything. Every module named must already be
+    imported: Keras' own are once Keras is, and a registered class's module is where it was
+    registered."""
+    stack = [config]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            module = node.get("module")
+            if "class_name" in node and module is not None and (
+                    not isinstance(module, str) or module not in sys.modules):
+                raise UntrustedClassError(
+                    f"the Keras config names module {module!r} (class "
+                    f"{node.get('class_name')!r}), which is not imported; nothing was "
+                    "imported. If you trust the file, import the module that defines the "
+                    "class (registered with keras.saving.register_keras_serializable) "
+                    "before load_object.")
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
 
 
 def _describe(code: list[str]) -> str:
