@@ -61,6 +61,8 @@ def _datasets() -> dict[str, tuple[Any, Any]]:
         "labels": (iris_y, None),
         "multilabel": ([(1, 2), (3,), (1, 3), (2,)], None),
         "int-clf": ((iris_x * 2).astype(int), iris_y),
+        "binary": (iris_x[:100], iris_y[:100]),
+        "kernel": (iris_x[:50] @ iris_x[:50].T, None),
     }
 
 
@@ -74,6 +76,9 @@ _INPUT = {
     "MultiTaskElasticNet": "multi-reg", "MultiTaskElasticNetCV": "multi-reg",
     "MultiTaskLasso": "multi-reg", "MultiTaskLassoCV": "multi-reg",
     "LatentDirichletAllocation": "digits", "NMF": "digits", "MiniBatchNMF": "digits",
+    "CCA": "multi-reg", "PLSCanonical": "multi-reg", "PLSSVD": "multi-reg",
+    "FixedThresholdClassifier": "binary", "TunedThresholdClassifierCV": "binary",
+    "KernelCenterer": "kernel",
 }
 
 
@@ -103,6 +108,10 @@ def _required(cls: type, kind: str) -> dict[str, Any]:
                   if kind == "reg" else [("a", LogisticRegression()),
                                          ("b", LogisticRegression(C=0.5))])
     args: dict[str, Any] = {}
+    if cls.__name__ == "SelfTrainingClassifier":  # estimator=None is not accepted at fit
+        args["estimator"] = base
+    if cls.__name__ == "FrozenEstimator":  # wraps an already fitted estimator
+        return {"estimator": base.fit(*_datasets()[kind])}
     for param in inspect.signature(cls.__init__).parameters.values():
         if param.default is not inspect.Parameter.empty or param.name == "self" or \
                 param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
@@ -113,7 +122,7 @@ def _required(cls: type, kind: str) -> dict[str, Any]:
             "transformers": [("scale", StandardScaler(), [0, 1]),
                              ("pass", "passthrough", [2, 3])],
             "transformer_list": [("scale", StandardScaler()), ("pass", "passthrough")],
-            "param_grid": {"C": [0.5, 1.0]} if kind != "reg" else {"fit_intercept": [True]},
+            "param_grid": {"C": [0.5, 1.0]},
             "param_distributions": {"C": [0.5, 1.0]},
             "dictionary": np.random.RandomState(0).normal(size=(3, 4)),
         }[param.name]
@@ -189,9 +198,11 @@ def outputs(model: Any, kind: str) -> dict[str, Any]:
         for key, value in sorted(vars(model).items()):
             if key.endswith("_") and not key.startswith("_"):
                 try:
-                    out[f"attr:{key}"] = _plain(value)
+                    plain = _plain(value)
                 except Exception:  # noqa: BLE001 - not array-like
                     continue
+                if isinstance(plain, np.ndarray) and not plain.dtype.hasobject:
+                    out[f"attr:{key}"] = plain
     return out
 
 
