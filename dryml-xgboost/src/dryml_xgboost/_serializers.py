@@ -5,7 +5,9 @@ binary member, which carries the best iteration and score and the feature names;
 booster's training configuration (``save_config``) and, for ``XGBClassifier`` /
 ``XGBRegressor`` and the other ``XGBModel`` classes, the constructor parameters
 (``get_params()``) and ``evals_result_`` are JSON in the manifest. ``store.get`` returns a
-new, equivalent object whose predictions are bit-identical. Nothing is pickled.
+new, equivalent object whose predictions are bit-identical. Nothing is pickled, and no byte
+of a file reaches XGBoost's parsers before :mod:`dryml_xgboost._validate` has checked the
+model and configuration (XGBoost's loader trusts every index it reads).
 """
 
 from __future__ import annotations
