@@ -257,3 +257,13 @@ def test_other_skops_users_keep_skops_defaults(tmp_path: Path) -> None:
     data = skops.io.dumps(linear_model.LogisticRegression(max_iter=300).fit(X, Y))
     assert skops.io.get_untrusted_types(data=data) == []
     assert type(skops.io.loads(data)).__name__ == "LogisticRegression"
+
+
+def test_a_spline_whose_parts_disagree_is_refused(tmp_path: Path) -> None:
+    from dryml.errors import FormatError
+
+    model = preprocessing.SplineTransformer().fit(X)
+    spline = model.bsplines_[0]
+    spline._c = spline._c[:2]  # fewer coefficients than the knots need
+    with pytest.raises(FormatError, match="B-spline"):
+        _round_trip(model, tmp_path / "spline.dry")

@@ -108,8 +108,27 @@ def check_binary_tree(tree: Any) -> None:
         raise _bad(what, "its sample weights do not match its data")
 
 
+def check_spline(spline: Any) -> None:
+    """A scipy ``BSpline`` rebuilt from its state (not its constructor) is one its constructor
+    accepts: knots, coefficients and degree agree (compiled evaluation trusts them)."""
+    from scipy.interpolate import BSpline
+
+    try:
+        t, c, k = spline.t, spline.c, spline.k
+        if not (isinstance(t, np.ndarray) and isinstance(c, np.ndarray)
+                and type(k) in (int, np.int64) and spline.extrapolate in (True, False,
+                                                                          "periodic")):
+            raise ValueError("bad attribute types")
+        BSpline(t, c, int(k), extrapolate=spline.extrapolate)
+        if c.shape[0] < len(t) - int(k) - 1:
+            raise ValueError("too few coefficients")
+    except (AttributeError, ValueError, TypeError) as exc:
+        raise _bad("B-spline", str(exc)) from None
+
+
 def check_loaded(value: Any) -> None:
     """Check every index-holding object reachable from a loaded estimator."""
+    from scipy.interpolate import BSpline
     from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
     from sklearn.neighbors._ball_tree import BallTree
     from sklearn.neighbors._kd_tree import KDTree
@@ -128,6 +147,8 @@ def check_loaded(value: Any) -> None:
             check_predictor(obj, n_features)
         elif isinstance(obj, (KDTree, BallTree)):
             check_binary_tree(obj)
+        elif isinstance(obj, BSpline):
+            check_spline(obj)
         elif isinstance(obj, np.ndarray):
             if obj.dtype.hasobject:
                 stack.extend((item, n_features) for item in obj.ravel())

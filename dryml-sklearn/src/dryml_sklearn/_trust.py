@@ -59,12 +59,15 @@ _ROOTS = ("sklearn", "numpy", "scipy")
 _EXCLUDED_PARTS = frozenset({
     "tests", "testing", "_testing", "conftest", "externals", "experimental", "_build_utils",
     "__check_build", "__main__", "estimator_checks", "f2py", "distutils", "_distributor_init",
+    "callback",  # scikit-learn's callbacks may start a manager process
 })
 #: scikit-learn packages whose functions are not pure computations on their arguments: data
 #: set loaders and writers, configuration, discovery, parallel/caching helpers, model selection
-#: routines that fit and spawn workers.
+#: routines that fit and spawn workers, exporters that write files, callbacks that start
+#: processes.
 _IMPURE_FUNCTION_PACKAGES = ("sklearn.utils", "sklearn.datasets", "sklearn._config",
-                             "sklearn.model_selection", "sklearn.inspection", "sklearn.base")
+                             "sklearn.model_selection", "sklearn.inspection", "sklearn.base",
+                             "sklearn.tree._export", "sklearn.callback")
 _ARRAY_API = re.compile(r"^(sklearn\.externals|scipy\._lib)\.array_api_compat\."
                         r"(numpy|common)\._aliases$")
 _PLAIN_BUILTINS = frozenset({
@@ -181,8 +184,9 @@ def _callable_ok(obj: Any, name: str, defaults: set[int]) -> str | None:
     if isinstance(obj, types.FunctionType):
         if _ARRAY_API.match(module):
             return None
-        if _defined_in(obj, "sklearn") and not module.startswith(
-                tuple(p + "." for p in _IMPURE_FUNCTION_PACKAGES) + _IMPURE_FUNCTION_PACKAGES):
+        impure = module == "sklearn" or any(
+            module == p or module.startswith(p + ".") for p in _IMPURE_FUNCTION_PACKAGES)
+        if _defined_in(obj, "sklearn") and not impure:
             return None
     return "a function called with the caller's data"
 
