@@ -20,7 +20,7 @@ import pytest
 
 from dryml import Object, load_object, save_object
 from dryml.errors import ClassNotFoundError, FormatError, UntrustedClassError
-from dryml.format import read_manifest
+from dryml.format import Deferred, read_manifest
 from dryml.testing.serializers import SerializerCase, SerializerConformance
 
 if not os.environ.get("DRYML_REQUIRE_BACKENDS"):
@@ -330,3 +330,32 @@ def test_a_keras_module_the_file_names_is_never_imported() -> None:
     with pytest.raises(UntrustedClassError, match=f"names module '{module}'.*nothing was "):
         load_object(buf)
     assert module not in sys.modules
+
+
+class DeferredKeras(Object):
+    """Holds its Keras model as a stored value decoded on first use (as the trainables do)."""
+
+    model = Deferred()
+
+    def save_object_imp(self, store: Any) -> None:
+        DeferredKeras.model.save(self, store)
+
+    def load_object_imp(self, store: Any) -> None:
+        DeferredKeras.model.load(self, store)
+
+
+def test_allow_code_reaches_a_lambda_model_decoded_later() -> None:
+    obj = DeferredKeras()
+    obj.model = _lambda_models().models["lam"]
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        save_object(obj, buf)
+    buf.seek(0)
+    refused = load_object(buf)
+    with pytest.raises(UntrustedClassError, match="pass allow_code=True to load_object"):
+        refused.model  # noqa: B018 - decoding is what refuses
+    buf.seek(0)
+    allowed = load_object(buf, allow_code=True)
+    x, _ = make_data()
+    assert np.asarray(allowed.model(x)).tobytes() == np.asarray(obj.model(x)).tobytes()
