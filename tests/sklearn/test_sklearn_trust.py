@@ -257,6 +257,12 @@ def test_other_skops_users_keep_skops_defaults(tmp_path: Path) -> None:
     data = skops.io.dumps(linear_model.LogisticRegression(max_iter=300).fit(X, Y))
     assert skops.io.get_untrusted_types(data=data) == []
     assert type(skops.io.loads(data)).__name__ == "LogisticRegression"
+    from scipy.special import expit
+
+    for func in (np.log1p, expit):  # skops' default ufunc lists, computed on demand
+        data = skops.io.dumps(preprocessing.FunctionTransformer(func=func).fit(X))
+        assert skops.io.get_untrusted_types(data=data) == []
+        assert skops.io.loads(data).func is func
 
 
 def test_a_spline_whose_parts_disagree_is_refused(tmp_path: Path) -> None:

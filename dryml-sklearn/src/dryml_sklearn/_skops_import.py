@@ -5,13 +5,18 @@ When ``skops.io`` is first imported it computes its default trusted estimator na
 ``pkgutil.walk_packages`` meets on the way, including the vendored array-API adapters for
 torch (seconds, and torch in ``sys.modules`` of a process that only wanted a LogisticRegression).
 
+It also lists scipy's and numpy's ufuncs by name, looking each scipy one up across every
+loaded module (seconds once scikit-learn is imported).
+
 dryml-sklearn decides trust itself (:mod:`dryml_sklearn._trust`, by rules applied to the types a
-file names), so it never needs that list. Importing skops through :func:`import_skops` makes
-the list lazy instead: ``all_estimators`` is answered with an empty list while skops' modules
-run, and the name is then rebound, in every skops module that imported it, to a list that
-computes skops' own value on first use. Other users of skops in the process see the same
-defaults as before, computed when they first need them; while dryml builds a node tree
-(:func:`defaults_unused`) the list reads as empty and is not computed.
+file names), so it never needs these lists. Importing skops through :func:`import_skops` makes
+them lazy instead: ``all_estimators`` is answered with an empty list while skops' modules run,
+and the name is then rebound, in every skops module that imported it, to a list that computes
+skops' own value on first use; skops' ``get_public_type_names`` is wrapped the same way (lists
+computed on first use) for exactly the import of ``skops.io._trusted_types``. Other users of
+skops in the process see the same defaults as before, computed when they first need them;
+while dryml builds a node tree (:func:`defaults_unused`) the lists read as empty and are not
+computed.
 """
 
 from __future__ import annotations
@@ -97,18 +102,43 @@ def _skops_value() -> list[str]:
             if get_type_name(cls).startswith("sklearn.")]
 
 
+class _LazyTypeNames:
+    """An import-time hook: just before ``skops.io._trusted_types`` is loaded, make skops'
+    ``get_public_type_names`` return lazy lists (restored by :func:`import_skops`)."""
+
+    target = "skops.io._trusted_types"
+
+    def __init__(self) -> None:
+        self.restore: tuple[Any, Any] | None = None
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        utils = sys.modules.get("skops.io._utils")
+        if name == self.target and utils is not None and self.restore is None:
+            real = utils.get_public_type_names
+            self.restore = (utils, real)
+            utils.get_public_type_names = lambda module, oftype: _LazyNames(
+                lambda: real(module=module, oftype=oftype))
+        # None: the ordinary finders load the module
+
+
 def import_skops() -> None:
-    """Import ``skops.io`` with its default estimator list made lazy (see the module doc)."""
+    """Import ``skops.io`` with its default type lists made lazy (see the module doc)."""
     if "skops.io" in sys.modules:
         return
     import sklearn.utils
 
     real = sklearn.utils.all_estimators
+    hook = _LazyTypeNames()
     sklearn.utils.all_estimators = lambda type_filter=None: []
+    sys.meta_path.insert(0, hook)
     try:
         import skops.io  # noqa: F401 - the import is the point
     finally:
         sklearn.utils.all_estimators = real
+        sys.meta_path.remove(hook)
+        if hook.restore is not None:
+            utils, original = hook.restore
+            utils.get_public_type_names = original
     placeholder = sys.modules["skops.io._trusted_types"].__dict__[_NAME]
     lazy = _LazyNames(_skops_value)
     for name, module in list(sys.modules.items()):
