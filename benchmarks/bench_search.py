@@ -178,7 +178,8 @@ def run_ray(kind: str, n: int, train: Any, valid: Any) -> tuple[float, float] | 
     start = time.perf_counter()
     tuner = tune.Tuner(tune.with_resources(trainable, {"cpu": 1}), param_space=space,
                        tune_config=tune.TuneConfig(num_samples=n, metric="accuracy",
-                                                   mode="max"))
+                                                   mode="max"),
+                       run_config=tune.RunConfig(verbose=0))
     best = tuner.fit().get_best_result().metrics["accuracy"]
     seconds = time.perf_counter() - start
     ray.shutdown()
@@ -197,6 +198,16 @@ def run_dryml(kind: str, space: Any, n: int, parallel: int, train: Any, valid: A
     return time.perf_counter() - start, result.best_value
 
 
+def show(kind: str, runner: str, row: tuple[float, float] | None, base: tuple[float, float]
+         ) -> None:
+    """One line of the table."""
+    if row is None:
+        print(f"{kind:<16}{runner:<22}{'(ray not installed)':>30}", flush=True)
+        return
+    print(f"{kind:<16}{runner:<22}{row[0]:>9.1f}{row[1]:>10.4f}{row[0] / base[0]:>10.2f}x",
+          flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=40)
@@ -208,18 +219,12 @@ def main() -> None:
     train, valid = digits()
     print(f"\n{'objective':<16}{'runner':<22}{'wall s':>9}{'best acc':>10}{'vs optuna':>11}")
     for kind, space in dryml_spaces().items():
-        rows: list[tuple[str, tuple[float, float] | None]] = []
-        optuna_row = run_optuna(kind, args.trials, train, valid)
-        rows.append(("optuna direct", optuna_row))
-        rows.append(("dryml serial", run_dryml(kind, space, args.trials, 1, train, valid)))
-        rows.append(("dryml parallel=2", run_dryml(kind, space, args.trials, 2, train, valid)))
-        rows.append(("ray tune direct", run_ray(kind, args.trials, train, valid)))
-        for runner, row in rows:
-            if row is None:
-                print(f"{kind:<16}{runner:<22}{'(ray not installed)':>30}")
-                continue
-            print(f"{kind:<16}{runner:<22}{row[0]:>9.1f}{row[1]:>10.4f}"
-                  f"{row[0] / optuna_row[0]:>10.2f}x", flush=True)
+        base = run_optuna(kind, args.trials, train, valid)
+        show(kind, "optuna direct", base, base)
+        for parallel in (1, 2):
+            row = run_dryml(kind, space, args.trials, parallel, train, valid)
+            show(kind, "dryml serial" if parallel == 1 else "dryml parallel=2", row, base)
+        show(kind, "ray tune direct", run_ray(kind, args.trials, train, valid), base)
     shutdown_workers()
 
 

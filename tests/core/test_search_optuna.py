@@ -21,6 +21,13 @@ from dryml.search import Choice, Float, Int, Search
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
+def journal(repo: Path) -> optuna.storages.JournalStorage:
+    from optuna.storages.journal import JournalFileBackend
+
+    return optuna.storages.JournalStorage(
+        JournalFileBackend(str(repo / ".dryml-search" / "optuna.journal")))
+
+
 def objective_value(model: Any, data: Any) -> float:
     """A smooth function of the params (so both runs tell the sampler the same values)."""
     penalty = {"a": 0.0, "b": 0.3}[model.crash] if model.crash in ("a", "b") else 0.0
@@ -55,9 +62,8 @@ def test_tpe_suggests_what_optuna_used_directly_suggests(tmp_path: Path) -> None
     direct.optimize(objective, n_trials=14)
     assert [t["params"] for t in result.trials] == [t.params for t in direct.trials]
     assert result.best_value == pytest.approx(direct.best_value)
-    # the study is kept in SQLite inside the Repo directory
-    storage = tmp_path / "repo" / ".dryml-search" / "optuna.sqlite"
-    stored = optuna.load_study(study_name="tpe", storage=f"sqlite:///{storage}")
+    # the study is kept inside the Repo directory
+    stored = optuna.load_study(study_name="tpe", storage=journal(tmp_path / "repo"))
     assert len(stored.trials) == 14
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in stored.trials)
 
@@ -94,8 +100,7 @@ def test_a_median_pruner_stops_unpromising_trials_from_epoch_reports(tmp_path: P
         if t["status"] == "pruned":
             assert t["metrics"]["val_accuracy"] == pytest.approx(-t["params"]["shift"])
             assert t["metrics"]["epoch"] < 4
-    storage = tmp_path / "repo" / ".dryml-search" / "optuna.sqlite"
-    stored = optuna.load_study(study_name="prune", storage=f"sqlite:///{storage}")
+    stored = optuna.load_study(study_name="prune", storage=journal(tmp_path / "repo"))
     assert sum(t.state == optuna.trial.TrialState.PRUNED for t in stored.trials) == \
         statuses.count("pruned")
 
@@ -124,9 +129,16 @@ def test_multi_objective_search_gives_the_pareto_front(tmp_path: Path) -> None:
 
 def test_a_killed_tpe_search_resumes_with_its_study(tmp_path: Path) -> None:
     trials = run_killed_then_resume(tmp_path, "tpe")
-    storage = tmp_path / "repo" / ".dryml-search" / "optuna.sqlite"
-    stored = optuna.load_study(study_name="k", storage=f"sqlite:///{storage}")
+    stored = optuna.load_study(study_name="k", storage=journal(tmp_path / "repo"))
     states = {t.number: t.state for t in stored.trials}
     assert all(states[t["number"]] == optuna.trial.TrialState.COMPLETE
                for t in trials if t["status"] == "complete")
     assert optuna.trial.TrialState.RUNNING not in states.values()
+
+
+def test_the_study_can_live_in_sqlite(tmp_path: Path) -> None:
+    Search(ObjectDef(Toy, shift=Float(0.0, 4.0)), repo=tmp_path / "repo", name="sq",
+           sampler="tpe", n_trials=2, storage="sqlite").run(blobs())
+    storage = tmp_path / "repo" / ".dryml-search" / "optuna.sqlite"
+    stored = optuna.load_study(study_name="sq", storage=f"sqlite:///{storage}")
+    assert len(stored.trials) == 2

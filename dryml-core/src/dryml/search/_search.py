@@ -51,7 +51,8 @@ class Search:
     resources, e.g. ``{"torch": {"gpu/0": 0.5}}`` (two torch trials share GPU 0). With a
     ``pruner`` ("median", "hyperband", "asha" or an Optuna pruner), each epoch's ``monitor``
     value (default ``val_<metric>``, in the first metric's direction) is reported and
-    unpromising trials stop early.
+    unpromising trials stop early. ``storage``: where an Optuna study is kept in the repo
+    directory, "journal" (Optuna's journal file, default) or "sqlite".
     """
 
     def __init__(self, space: Any, *, metric: Any = "accuracy", direction: Any = None,
@@ -60,7 +61,7 @@ class Search:
                  parallel: int = 1, seed: int | None = 0, folds: int | None = None,
                  keep: str = "all", max_failures: int | None = None,
                  progress: bool | None = None, context_reqs: dict[str, Any] | None = None,
-                 monitor: str | None = None) -> None:
+                 monitor: str | None = None, storage: str = "journal") -> None:
         from dryml.models import Trainable
         from dryml.repo import Repo
 
@@ -75,6 +76,10 @@ class Search:
         self.metrics, self.directions = resolve_metrics(metric, direction)
         self.monitor = monitor or f"val_{self.metrics[0][0]}"
         self.sampler_name, self.sampler = get_sampler(sampler, seed)
+        if hasattr(self.sampler, "storage_kind"):
+            if storage not in ("journal", "sqlite"):
+                raise ConfigurationError(f"storage is 'journal' or 'sqlite', got {storage!r}")
+            self.sampler.storage_kind = storage
         if pruner is not None:
             if not hasattr(self.sampler, "set_pruner"):
                 raise ConfigurationError("pruners need an Optuna sampler (tpe, cmaes, ...)")
