@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -273,3 +274,18 @@ def test_a_spline_whose_parts_disagree_is_refused(tmp_path: Path) -> None:
     spline._c = spline._c[:2]  # fewer coefficients than the knots need
     with pytest.raises(FormatError, match="B-spline"):
         _round_trip(model, tmp_path / "spline.dry")
+
+
+def test_a_compiled_class_holding_unchecked_arrays_is_refused(tmp_path: Path) -> None:
+    from sklearn.neighbors import KNeighborsClassifier
+
+    vi = np.linalg.inv(np.cov(X.T))
+    model = KNeighborsClassifier(algorithm="ball_tree", metric="mahalanobis",
+                                 metric_params={"VI": vi}).fit(X, Y)
+    with pytest.raises(UntrustedClassError, match="MahalanobisDistance") as err:
+        _round_trip(model, tmp_path / "knn.dry")
+    assert "compiled scikit-learn class holding arrays" in str(err.value)
+    name = re.search(r"'(sklearn\.metrics\.[\w.]+MahalanobisDistance\w*)'", str(err.value))
+    assert name is not None
+    loaded = _round_trip(model, tmp_path / "knn.dry", trust=[name.group(1)])
+    assert loaded.predict(X).tobytes() == model.predict(X).tobytes()

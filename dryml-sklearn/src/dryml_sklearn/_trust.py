@@ -108,8 +108,9 @@ def _resolve(module: str, qualname: str) -> Any:
     """The object ``module.qualname`` names, importing at most one declared subpackage;
     None when it cannot be found that way."""
     root = module.split(".")[0]
-    if _excluded(module) or not re.fullmatch(r"[A-Za-z_][\w.]*", module):
-        return None
+    if _excluded(module) or not re.fullmatch(r"[A-Za-z_][\w.]*", module) or any(
+            part.startswith("__") for part in qualname.split(".")):
+        return None  # a dunder path (``f.__globals__``) reaches beyond the module
     if module not in sys.modules:
         if root not in _ROOTS or root not in sys.modules:
             return None
