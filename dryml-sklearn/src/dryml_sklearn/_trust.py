@@ -7,7 +7,8 @@ tree and sorts every name into one of three kinds, each with its own rule:
 * **objects** (an estimator, a loss, a kernel, a CV splitter, a dtype, a sparse matrix...):
   rebuilt from their stored state, or by calling their class with stored arguments. Trusted by
   default when the class is a Python class defined by scikit-learn (outside its tests,
-  ``externals``, ``experimental`` and build helpers); a compiled scikit-learn class only when
+  ``externals``, ``experimental``, ``callback`` and build helpers); a compiled scikit-learn
+  class when its stored state holds no array (the Cython losses: a few parameters) or when
   dryml-sklearn checks its content after loading (:data:`dryml_sklearn._checks.EXTRA_TRUSTED`:
   decision trees, neighbour trees, parameter-free distance metrics); numpy's data types
   (``dtype``, scalar types, ``ndarray``, masked arrays, random generators); scipy's sparse
@@ -16,7 +17,8 @@ tree and sorts every name into one of three kinds, each with its own rule:
   ``SelectKBest(score_func=...)``, a bound method, an ``operator`` getter): called later with
   the caller's data, so trusted narrowly: numpy and scipy ufuncs; Python functions defined in
   scikit-learn's estimator and metrics packages (not ``sklearn.utils``, ``sklearn.datasets``,
-  ``sklearn.model_selection`` or configuration helpers, which read and write files or change
+  ``sklearn.model_selection``, ``sklearn.inspection``, ``sklearn.base``, ``sklearn.callback``,
+  the tree exporters or the package root, which read and write files, start workers or change
   global state); the functions scikit-learn's own estimators in the same file use as parameter
   defaults (``FeatureAgglomeration``'s ``numpy.mean``); array-API standard functions of the
   vendored ``array_api_compat`` numpy namespace; scikit-learn and numpy classes trusted as
@@ -26,7 +28,8 @@ tree and sorts every name into one of three kinds, each with its own rule:
   their own nodes.
 
 A caller's ``trust=`` entry widens this: a module prefix (``"mypkg"``) or exact name
-(``"mypkg.models.MyEstimator"``) trusts *objects* of those classes; a *callable* is trusted only
+(``"mypkg.models.MyEstimator"``) trusts *objects* of those classes (their module may then be
+imported, and the class is called with stored arguments); a *callable* is trusted only
 by its exact name (``"mypkg.features.log_scale"``, ``"builtins.abs"``): a module entry never
 makes a function of that module loadable.
 
