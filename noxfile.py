@@ -33,6 +33,10 @@ TEST_TOOLS = ("pytest>=8", "hypothesis>=6.100")
 # What the doc examples use beyond the packages themselves (e.g. matplotlib for charts).
 DOCS_REQUIREMENTS = ("-r", str(ROOT / "docs" / "requirements.txt"))
 STRICT_ENV = {"DRYML_STRICT_PLUGINS": "1"}
+# dryml.search's Optuna samplers (the dryml-core[optuna] extra) and what its result tables and
+# plots use: installed where search tests run, which then fail rather than skip without them.
+SEARCH_REQUIREMENTS = ("optuna>=3.4", "pandas", "matplotlib>=3.7")
+SEARCH_ENV = {"DRYML_REQUIRE_OPTUNA": "1"}
 EXAMPLE_TIMEOUT_S = 300
 
 
@@ -80,8 +84,10 @@ def require_env(names: list[str]) -> dict[str, str]:
 @nox.parametrize("package", list(PACKAGES), ids=list(PACKAGES))
 def tests(session: nox.Session, package: str) -> None:
     """Test one package in a venv holding only it and dryml-core: undeclared deps fail."""
-    install(session, [package], *TEST_TOOLS)
-    session.run("pytest", PACKAGES[package].tests, *session.posargs, env=require_env([package]))
+    search = SEARCH_REQUIREMENTS if package == "core" else ()
+    install(session, [package], *TEST_TOOLS, *search)
+    env = {**require_env([package]), **(SEARCH_ENV if package == "core" else {})}
+    session.run("pytest", PACKAGES[package].tests, *session.posargs, env=env)
 
 
 @nox.session
@@ -97,9 +103,11 @@ def core_isolated(session: nox.Session) -> None:
 def integration(session: nox.Session) -> None:
     """All five distributions installed together (non-editable): discovery, no conflicts,
     and the main job in its reduced mode (so the doc examples' requirements too)."""
-    install(session, list(PACKAGES), *TEST_TOOLS, *DOCS_REQUIREMENTS, editable=False)
+    install(session, list(PACKAGES), *TEST_TOOLS, *DOCS_REQUIREMENTS, *SEARCH_REQUIREMENTS,
+            editable=False)
     session.run("pip", "check")
-    session.run("pytest", "tests/integration", *session.posargs, env=require_env(list(PACKAGES)))
+    session.run("pytest", "tests/integration", *session.posargs,
+                env={**require_env(list(PACKAGES)), **SEARCH_ENV})
 
 
 @nox.session
@@ -123,7 +131,7 @@ def main(session: nox.Session) -> None:
 
     Extra arguments go to the script, e.g. `nox -s main -- --task regression`.
     """
-    install(session, list(PACKAGES), *DOCS_REQUIREMENTS, editable=False)
+    install(session, list(PACKAGES), *DOCS_REQUIREMENTS, *SEARCH_REQUIREMENTS, editable=False)
     session.run("python", "docs/examples/compare_frameworks.py", *session.posargs,
                 env=STRICT_ENV)
 
@@ -138,7 +146,7 @@ def tour(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Run every benchmarks/bench_*.py script (prints tables; never part of CI)."""
-    install(session, list(PACKAGES))
+    install(session, list(PACKAGES), *SEARCH_REQUIREMENTS)
     for script in sorted((ROOT / "benchmarks").glob("bench_*.py")):
         session.run("python", str(script), *session.posargs, env=STRICT_ENV)
 
@@ -146,7 +154,7 @@ def bench(session: nox.Session) -> None:
 @nox.session
 def docs(session: nox.Session) -> None:
     """Run every docs/examples/*.py script with everything installed; any failure fails."""
-    install(session, list(PACKAGES), *DOCS_REQUIREMENTS)
+    install(session, list(PACKAGES), *DOCS_REQUIREMENTS, *SEARCH_REQUIREMENTS)
     scripts = sorted((ROOT / "docs" / "examples").glob("*.py"))
     if not scripts:
         session.error("no scripts in docs/examples")
