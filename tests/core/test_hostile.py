@@ -317,3 +317,12 @@ def test_padding_of_structured_arrays_is_zeroed_on_save(tmp_path: Path, count: i
     assert (loaded["left"] == nodes["left"]).all() and (loaded["value"] == 0.5).all()
     padding = loaded.view(np.uint8).reshape(count, 24)[:, 2:8]
     assert not padding.any()
+
+
+def test_the_format_page_examples_run() -> None:
+    import doctest
+
+    page = Path(__file__).resolve().parents[2] / "docs" / "format.md"
+    result = doctest.testfile(str(page), module_relative=False, globs={"__name__": "docs"})
+    assert result.attempted >= 3
+    assert result.failed == 0
