@@ -289,3 +289,40 @@ def test_a_compiled_class_holding_unchecked_arrays_is_refused(tmp_path: Path) ->
     assert name is not None
     loaded = _round_trip(model, tmp_path / "knn.dry", trust=[name.group(1)])
     assert loaded.predict(X).tobytes() == model.predict(X).tobytes()
+
+
+
+def _crafted(node: dict[str, Any]) -> bytes:
+    """A skops zip whose schema is ``node`` (as a hostile file would hold)."""
+    from skops.io._protocol import PROTOCOL
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("schema.json", json.dumps({**node, "protocol": PROTOCOL,
+                                               "_skops_version": "0.16.0"}))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("node,trust,why", [
+    ({"__class__": "T", "__module__": "sklearn.tests.test_base", "__loader__": "ObjectNode"},
+     ["sklearn"], "cannot be found"),
+    ({"__class__": "Evil", "__module__": "__main__", "__loader__": "ObjectNode"},
+     ["__main__"], "cannot be found"),
+    ({"__class__": "open", "__module__": "builtins", "__loader__": "ConstructorFromReduceNode",
+      "content": {"__class__": "list", "__module__": "builtins", "__loader__": "ListNode",
+                  "content": []}}, ["builtins"], "not a class"),
+    ({"__class__": "check_array", "__module__": "sklearn.utils.validation",
+      "__loader__": "FunctionNode"}, ["sklearn.utils"], "function called"),
+], ids=["sklearn-tests", "main", "builtin-function-as-constructor", "module-trusts-no-function"])
+def test_crafted_names_are_refused_whatever_the_module_trust(
+        node: dict[str, Any], trust: list[str], why: str) -> None:
+    from dryml_sklearn import _skops_arrays, _trust
+
+    before = set(sys.modules)
+    node = dict(node)
+    if node["__class__"] == "check_array":  # trusted by its exact name only (HGB's partial)
+        node["__class__"] = "check_consistent_length"
+    findings = _trust.untrusted(_skops_arrays.load_tree(_crafted(node)), trust)
+    assert [f.name for f in findings] == [f"{node['__module__']}.{node['__class__']}"]
+    assert why in findings[0].why
+    assert not {m for m in set(sys.modules) - before if ".tests" in m or m == "__main__"}

@@ -112,7 +112,7 @@ def _resolve(module: str, qualname: str) -> Any:
     None when it cannot be found that way."""
     root = module.split(".")[0]
     if _excluded(module) or not re.fullmatch(r"[A-Za-z_][\w.]*", module) or any(
-            part.startswith("__") for part in qualname.split(".")):
+            part.startswith("__") for part in qualname.split(".")[1:]):
         return None  # a dunder path (``f.__globals__``) reaches beyond the module
     if module not in sys.modules:
         if root not in _ROOTS or root not in sys.modules:
@@ -282,7 +282,10 @@ def untrusted(tree: Any, trust: Iterable[str] = ()) -> list[Finding]:
             continue
         if _caller_trusts(name, kind, caller):
             value = _resolve_for_caller(module, qualname)
-            if kind == "object" and not isinstance(value, type) and value is not None:
+            if value is None:
+                findings[name] = Finding(name, kind, "trusted, but it cannot be found (test "
+                                         "and __main__ modules are never imported)")
+            elif kind == "object" and not isinstance(value, type):
                 findings[name] = Finding(name, kind, "it is not a class")
             continue
         value = _resolve(module, qualname)
@@ -309,7 +312,8 @@ def untrusted(tree: Any, trust: Iterable[str] = ()) -> list[Finding]:
 
 def _resolve_for_caller(module: str, qualname: str) -> Any:
     """A caller-trusted name: its module may be imported (the caller trusts it)."""
-    if _excluded(module) or not re.fullmatch(r"[A-Za-z_][\w.]*", module):
+    if _excluded(module) or not re.fullmatch(r"[A-Za-z_][\w.]*", module) or any(
+            part.startswith("__") for part in qualname.split(".")[1:]):
         return None
     try:
         value: Any = importlib.import_module(module)
