@@ -91,6 +91,74 @@ def test_check_and_reindex(repo_dir: Path, capsys: pytest.CaptureFixture[str]) -
     assert status == 0 and report["ok"] and report["objects"] == 4
 
 
-def test_missing_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_directory_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     status, _, err = _run(capsys, "repo", "ls", str(tmp_path / "nope"))
     assert status == 1 and "does not exist" in err
+
+
+def test_read_only_commands_never_create_a_repository(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "plain"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("an ordinary folder")
+    for argv in (["ls"], ["show", "x"], ["check"]):
+        status, out, err = _run(capsys, "repo", argv[0], str(folder), *argv[1:])
+        assert status == 1 and out == ""
+        assert err == (f"dryml: error: {str(folder)!r} is not a dryml repository (it has no "
+                       f".dryml-index.sqlite). To make it one, indexing the .dry files in it: "
+                       f"dryml repo init {folder}\n")
+        assert "create=True" not in err
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
+
+
+def test_missing_directory_says_how_to_make_one(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, _, err = _run(capsys, "repo", "ls", str(tmp_path / "nope"))
+    assert status == 1
+    assert err == (f"dryml: error: no repository at {str(tmp_path / 'nope')!r}: it does not "
+                   f"exist. To make a new one: dryml repo init {tmp_path / 'nope'}\n")
+    assert not (tmp_path / "nope").exists()
+
+
+def test_init_makes_a_repository_of_a_folder_of_dry_files(
+        repo_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "files"
+    folder.mkdir()
+    for name in ("net1.dry", "forest.dry"):
+        (folder / name).write_bytes((repo_dir / name).read_bytes())
+    status, out, _ = _run(capsys, "repo", "init", str(folder))
+    assert status == 0
+    assert out == (f"made {folder} a repository: indexed 2 object(s)\n"
+                   f"list them with: dryml repo ls {folder}\n")
+    status, out, _ = _run(capsys, "repo", "ls", str(folder))
+    assert status == 0 and out.splitlines()[-1] == "2 object(s)"
+    status, out, _ = _run(capsys, "repo", "init", str(folder))
+    assert status == 0 and out == f"{folder} is already a repository (2 object(s))\n"
+
+
+def test_show_accepts_an_unambiguous_prefix(
+        repo_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = _run(capsys, "repo", "show", str(repo_dir), "fo")
+    assert status == 0 and "dry_id:     forest" in out
+    status, out, err = _run(capsys, "repo", "show", str(repo_dir), "net")
+    assert status == 1 and out == ""
+    assert err == (f"dryml: error: 'net' is the start of more than one dry_id in {repo_dir}: "
+                   "net0 (Net), net1 (Net), net2 (Net), net3 (Net); give more of the id\n")
+
+
+def test_show_accepts_the_short_id_ls_prints(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    repo = Repo(tmp_path / "r", create=True)
+    net = Net(3)
+    repo.add_object(net)
+    status, out, _ = _run(capsys, "repo", "show", str(repo.directory), net.dry_id[:8])
+    assert status == 0 and f"dry_id:     {net.dry_id}" in out
+
+
+def test_order_by_an_unknown_key_names_the_keys_that_exist(
+        repo_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, err = _run(capsys, "repo", "ls", str(repo_dir), "--order-by", "accuracy")
+    assert status == 1 and out == ""
+    assert err == (f"dryml: error: cannot order by 'accuracy': no object in {repo_dir} has that "
+                   "metadata key. Metadata keys: metrics.accuracy; or one of created, size, "
+                   "dry_id, class, file\n")

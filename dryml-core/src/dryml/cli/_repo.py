@@ -1,7 +1,10 @@
-"""``dryml repo ls|show|check|reindex DIR``: look into a repository without loading objects.
+"""``dryml repo init|ls|show|check|reindex DIR``: look into a repository without loading
+objects.
 
 Everything comes from the repository's index, so no class is imported and no ``.dry`` file
-is read (except by ``check`` and ``reindex``, which read manifests only).
+is read (except by ``init``, ``check`` and ``reindex``, which read manifests only). Only
+``init`` (and ``reindex``, which rebuilds an index) creates an index: the read-only commands
+refuse a directory that is not a repository and say how to make one.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ import json
 import sys
 from typing import Any
 
-__all__ = ["parse_where", "register", "run_check", "run_ls", "run_reindex", "run_show"]
+__all__ = ["parse_where", "register", "run_check", "run_init", "run_ls", "run_reindex",
+           "run_show"]
 
 _OPS = (">=", "<=", "!=", ">", "<", "=")
 
@@ -22,6 +26,13 @@ def register(subparsers: Any) -> None:
         "repo", help="list, show, check and reindex a repository of .dry files",
         description="Query a dryml repository (a directory of .dry files with an index).")
     sub = parser.add_subparsers(title="repo commands", metavar="ACTION")
+
+    init = sub.add_parser("init", help="make DIR a repository (indexing its .dry files)",
+                          description="Make DIR a repository: create it if needed, and index "
+                                      "the .dry files already in it. Python: "
+                                      "Repo(DIR, create=True).")
+    init.add_argument("directory", metavar="DIR")
+    init.set_defaults(run=run_init)
 
     ls = sub.add_parser("ls", help="list objects (a table, or --json)",
                         description="List the objects of a repository, filtered and sorted.")
@@ -42,7 +53,8 @@ def register(subparsers: Any) -> None:
 
     show = sub.add_parser("show", help="everything the index holds about one object")
     show.add_argument("directory", metavar="DIR")
-    show.add_argument("dry_id", metavar="ID")
+    show.add_argument("dry_id", metavar="ID",
+                      help="the object's dry_id, or any unambiguous start of it")
     show.add_argument("--json", action="store_true", help="print JSON for machines")
     show.set_defaults(run=run_show)
 
@@ -67,9 +79,55 @@ def register(subparsers: Any) -> None:
 
 
 def _open(directory: str) -> Any:
-    from dryml.repo import Repo
+    """The Repo at ``directory``; a RepoError saying how to make one when there is none
+    (never creates an index)."""
+    from pathlib import Path
 
+    from dryml.errors import RepoError
+    from dryml.repo import Repo
+    from dryml.repo._index import INDEX_NAME
+
+    _require_directory(directory)
+    if not (Path(directory) / INDEX_NAME).is_file():
+        raise RepoError(f"{directory!r} is not a dryml repository (it has no {INDEX_NAME}). "
+                        f"To make it one, indexing the .dry files in it: dryml repo init "
+                        f"{_quoted(directory)}")
     return Repo(directory)
+
+
+def _require_directory(directory: str) -> None:
+    from pathlib import Path
+
+    from dryml.errors import RepoError
+
+    path = Path(directory)
+    if not path.is_dir():
+        what = "is not a directory" if path.exists() else "does not exist"
+        raise RepoError(f"no repository at {directory!r}: it {what}. To make a new one: "
+                        f"dryml repo init {_quoted(directory)}")
+
+
+def _quoted(directory: str) -> str:
+    import shlex
+
+    return shlex.quote(directory)
+
+
+def run_init(args: argparse.Namespace) -> int:
+    """Make a repository (or say that it already is one)."""
+    from pathlib import Path
+
+    from dryml.repo import Repo
+    from dryml.repo._index import INDEX_NAME
+
+    existed = (Path(args.directory) / INDEX_NAME).is_file()
+    repo = Repo(args.directory, create=True)
+    if existed:
+        sys.stdout.write(f"{repo.directory} is already a repository ({len(repo)} object(s))\n")
+        return 0
+    sys.stdout.write(f"made {repo.directory} a repository: indexed {len(repo)} object(s)\n")
+    sys.stdout.write(f"list them with: dryml repo ls {_quoted(args.directory)}\n")
+    return 0
 
 
 def parse_where(items: list[str]) -> tuple[dict[str, Any], dict[str, Any], dict[int, Any]]:
@@ -161,7 +219,8 @@ def run_show(args: argparse.Namespace) -> int:
     """Show one object's index entry."""
     import datetime
 
-    entry = _open(args.directory).info(args.dry_id)
+    repo = _open(args.directory)
+    entry = repo.info(repo.full_id(args.dry_id))
     if args.json:
         json.dump(entry, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -194,6 +253,7 @@ def run_reindex(args: argparse.Namespace) -> int:
     """Rebuild the index from the files (a damaged index is moved aside and replaced)."""
     from dryml.repo import Repo
 
+    _require_directory(args.directory)
     repo = Repo(args.directory, repair=True)
     report = repo.rebuilt if repo.rebuilt is not None else repo.reindex()
     if report.damaged_index is not None:

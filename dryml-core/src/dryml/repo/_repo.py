@@ -21,6 +21,7 @@ from dryml.repo._defjson import category_digest, class_mros
 from dryml.repo._files import file_name, write_file
 from dryml.repo._index import INDEX_NAME, Index, owner_alive, process_identity
 from dryml.repo._lazy import LazyState, is_loaded, load_now, make_lazy
+from dryml.repo._query import COLUMN_KEYS
 from dryml.repo._query import FULL_COLUMNS as _FULL
 from dryml.repo._query import IndexContext as _IndexContext
 from dryml.repo._query import entry as _entry
@@ -284,6 +285,30 @@ class Repo:
             raise ObjectNotFoundError(f"no object {dry_id!r} in {self.directory}")
         return _entry(rows[0])
 
+    def full_id(self, prefix: str) -> str:
+        """The dry_id that is ``prefix`` or starts with it (the short ids ``dryml repo ls``
+        and ``dryml inspect`` show). ObjectNotFoundError when none does; RepoError listing
+        the matches when several do."""
+        if self._index.query("SELECT 1 FROM objects WHERE id = ?", [prefix]):
+            return prefix
+        rows = self._index.query(
+            "SELECT id, cls FROM objects WHERE id >= ? AND id < ? ORDER BY id LIMIT 11",
+            [prefix, prefix + "\U0010ffff"]) if prefix else []
+        if not rows:
+            raise ObjectNotFoundError(f"no object {prefix!r} in {self.directory}")
+        if len(rows) > 1:
+            shown = ", ".join(f"{i} ({c.rpartition(':')[2]})" for i, c in rows[:10])
+            more = " and more" if len(rows) > 10 else ""
+            raise RepoError(f"{prefix!r} is the start of more than one dry_id in "
+                            f"{self.directory}: {shown}{more}; give more of the id")
+        return str(rows[0][0])
+
+    def metadata_keys(self) -> list[str]:
+        """Every dotted metadata key with a scalar value in some object (what ``where`` and
+        ``order_by`` can use), sorted."""
+        rows = self._index.query("SELECT DISTINCT key FROM kv WHERE key GLOB 'm.*' AND t != 'x'")
+        return sorted(str(r[0])[2:] for r in rows)
+
     def entries(self, target: Target = None, *, where: dict[str, Any] | None = None,
                 order_by: str | None = None, descending: bool = False,
                 limit: int | None = None) -> list[dict[str, Any]]:
@@ -395,6 +420,8 @@ class Repo:
     def _select(self, target: Target, where: dict[str, Any] | None, order_by: str | None,
                 descending: bool, limit: int | None, full: bool = False
                 ) -> list[tuple[Any, ...]]:
+        if order_by is not None and order_by not in COLUMN_KEYS:
+            self._check_order_key(order_by)
         selector = as_selector(target, self.trust)
         exact_ids = target_ids(target)
         if exact_ids is not None and where is None and order_by is None and not full:
@@ -412,6 +439,19 @@ class Repo:
             rows = [r for r in rows
                     if plan.python(json.loads(r[3]), json.loads(r[4]), ctx)]
         return rows if plan.limit is None else rows[:plan.limit]
+
+    def _check_order_key(self, key: str) -> None:
+        """An ``order_by`` metadata key no object has is a mistake (``accuracy`` for
+        ``metrics.accuracy``): say which keys exist."""
+        if self._index.query("SELECT 1 FROM kv WHERE key = ? AND t != 'x' LIMIT 1", [f"m.{key}"]):
+            return
+        if not self._index.query("SELECT 1 FROM objects LIMIT 1"):
+            return  # an empty repository: nothing to sort, nothing to suggest
+        keys = self.metadata_keys()
+        known = ", ".join(keys[:30]) + (", ..." if len(keys) > 30 else "") or "none"
+        raise RepoError(f"cannot order by {key!r}: no object in {self.directory} has that "
+                        f"metadata key. Metadata keys: {known}; or one of "
+                        f"{', '.join(k for k in COLUMN_KEYS if k != 'id')}")
 
     def _by_ids(self, ids: list[str], limit: int | None) -> list[tuple[Any, ...]]:
         out = []
