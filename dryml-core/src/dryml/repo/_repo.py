@@ -21,11 +21,10 @@ from dryml.repo._defjson import category_digest, class_mros
 from dryml.repo._files import file_name, write_file
 from dryml.repo._index import INDEX_NAME, Index, owner_alive, process_identity
 from dryml.repo._lazy import LazyState, is_loaded, load_now, make_lazy
-from dryml.repo._query import COLUMN_KEYS
+from dryml.repo._query import COLUMN_KEYS, plan_query
 from dryml.repo._query import FULL_COLUMNS as _FULL
 from dryml.repo._query import IndexContext as _IndexContext
 from dryml.repo._query import entry as _entry
-from dryml.repo._query import plan_query
 from dryml.repo._select import Target, as_selector, target_ids
 from dryml.repo._verify import load_checked
 
