@@ -19,7 +19,6 @@ from dryml._object import Object
 from dryml._trust import TrustPolicy, class_path
 from dryml._version import __version__
 from dryml.errors import (
-    BackendUnavailableError,
     DrymlError,
     FormatError,
     LimitExceededError,
@@ -202,11 +201,11 @@ class LoadSession:
             for node in self.manifest.objects:
                 self._build_node(node)
         except UntrustedClassError as exc:
-            missing = [p for p in self.manifest.plugins if _dist_version(p) == "unknown"]
-            if missing:
-                raise BackendUnavailableError(
-                    f"{exc}; the file was written with {', '.join(missing)}, which is not "
-                    f"installed here: pip install {' '.join(missing)}") from exc
+            paths = [n.cls for n in self.manifest.objects if n.id not in self.objects]
+            missing = _registry.missing_backend([*paths, *self.manifest.classes],
+                                                self.manifest.plugins)
+            if missing is not None:
+                raise missing from exc
             raise
         if self.manifest.root not in self.objects:
             raise FormatError(f"the root object {self.manifest.root!r} is not in the file")
@@ -376,7 +375,7 @@ _FILE_DRIVEN = (ValueError, TypeError, OverflowError, KeyError, IndexError, Attr
 
 
 def load_object(source: Source, *, trust: Iterable[str] = (), limits: Limits | None = None,
-                allow_code: bool = False) -> Object:
+                allow_code: bool = False, mmap: bool = False, verify: bool = True) -> Object:
     """Load the Object saved in ``source`` (a path or a readable binary file).
 
     Nothing is unpickled. Classes resolve only as described in :mod:`dryml._trust`: Object
@@ -384,8 +383,18 @@ def load_object(source: Source, *, trust: Iterable[str] = (), limits: Limits | N
     Shared children come back shared. Errors are :class:`dryml.errors.DrymlError` subclasses.
     ``allow_code=True`` is the explicit opt-in for a file that carries code of its own (a Keras
     ``Lambda`` layer): only pass it for a file you wrote or otherwise trust to run code.
+
+    ``mmap=True`` (for a path or a real file) returns every uncompressed array member as a
+    read-only ``numpy.memmap`` over the file instead of a copy: nothing is read until used,
+    and processes that load the same file share its pages. With ``verify=True`` (the default)
+    each mapped member's checksum is streamed through the mapping while loading (no copy);
+    ``verify=False`` checks only bounds and ``.npy`` headers, so that opening a huge model
+    takes milliseconds; check the data later with :func:`dryml.format.verify`. Members that
+    are compressed, and non-array members, are read and verified as usual.
     """
     with open_container(source, limits) as (reader, manifest):
+        if mmap:
+            reader.map_arrays(verify)
         _warn_version_skew(manifest)
         return LoadSession(reader, manifest, TrustPolicy(trust, allow_code=allow_code)).build()
 

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from dryml.format._container import FORMAT_VERSION, Limits, MemberInfo
 from dryml.format._manifest import Manifest, NodeRecord
-from dryml.format._store import LoadStore, SaveStore, read_manifest
+from dryml.format._store import LoadStore, SaveStore, read_manifest, verify
 from dryml.format._stored import Deferred, StoredValue
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "Serializer",
     "StoredValue",
     "read_manifest",
+    "verify",
 ]
 
 

@@ -373,6 +373,20 @@ class ContainerReader:
                 f"with pip install -U 'dryml-core>={needs}'"
             )
         self.members: dict[str, MemberInfo] = {}
+        self.mapped = False
+        self.verify_mapped = True
+
+    def map_arrays(self, verify: bool = True) -> None:
+        """Return raw ``.npy`` members as read-only ``np.memmap`` arrays backed by the file
+        (when the stream is a real file; other streams are read as usual). ``verify``: stream
+        each mapped member's checksum through the mapping when it is read (no copy); without
+        it only the member's bounds and ``.npy`` header are checked (see ``verify``)."""
+        try:
+            self.stream.fileno()
+        except (AttributeError, OSError, ValueError):
+            return
+        self.mapped = True
+        self.verify_mapped = verify
 
     def _read_at(self, offset: int, size: int) -> bytes:
         self.stream.seek(offset)
@@ -422,6 +436,10 @@ class ContainerReader:
         if _checksum(*chunks) != info.checksum:
             raise ChecksumError(
                 f"member {name!r} does not match its checksum: the file is damaged")
+
+    def verify_member(self, name: str) -> None:
+        """Check one member's checksum by streaming its stored bytes (ChecksumError)."""
+        self._verify_stored(name, self.info(name))
 
     def _verify_stored(self, name: str, info: MemberInfo) -> None:
         """Check a member's checksum by streaming its stored bytes."""
@@ -484,6 +502,8 @@ class ContainerReader:
         if info is None:  # a decompressed buffer of our own: the array keeps it, no copy
             array = np.frombuffer(buf[header_len:], dtype=dtype)
             return array.reshape(shape, order="F" if fortran else "C")
+        if self.mapped and nbytes:
+            return self._map_array(name, info, buf[:header_len], shape, fortran, dtype)
         array = np.empty(shape, dtype=dtype, order="F" if fortran else "C")
         target = _as_bytes(array).data
         self.stream.seek(info.offset + header_len)
@@ -491,4 +511,15 @@ class ContainerReader:
         if got != nbytes:
             raise FormatError(f"member {name!r} is truncated")
         self._verify(name, info, buf[:header_len], target)
+        return array
+
+    def _map_array(self, name: str, info: MemberInfo, header: memoryview, shape: Any,
+                   fortran: bool, dtype: np.dtype[Any]) -> np.ndarray:
+        """A read-only array over the member's bytes in the file (pages shared with every
+        process that maps the same file), its checksum streamed through the mapping."""
+        array: np.ndarray = np.memmap(self.stream, dtype=dtype, mode="r", shape=tuple(shape),
+                                      offset=info.offset + len(header),
+                                      order="F" if fortran else "C")
+        if self.verify_mapped and info.size > self.limits.max_header_bytes:  # else checked
+            self._verify(name, info, header, _as_bytes(array).data)
         return array

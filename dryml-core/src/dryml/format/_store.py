@@ -10,10 +10,11 @@ from dryml.errors import FormatError, SerializationError
 
 if TYPE_CHECKING:
     from dryml._io import LoadSession, SaveSession
+    from dryml.format._container import Limits
     from dryml.format._manifest import Manifest
     from dryml.format._stored import StoredValue
 
-__all__ = ["LoadStore", "SaveStore", "read_manifest"]
+__all__ = ["LoadStore", "SaveStore", "read_manifest", "verify"]
 
 
 class SaveStore:
@@ -90,3 +91,18 @@ def read_manifest(source: str | os.PathLike[str] | IO[bytes]) -> Manifest:
 
     with open_container(source, None) as (_, manifest):
         return manifest
+
+
+def verify(source: str | os.PathLike[str] | IO[bytes], limits: Limits | None = None) -> int:
+    """Check every member of a ``.dry`` file against its checksum, streaming the stored
+    bytes (nothing is decoded or imported); returns the number of members checked.
+
+    Raises :class:`~dryml.errors.ChecksumError` naming the first damaged member. Use it after
+    ``load_object(path, mmap=True, verify=False)``, which checks only bounds and headers.
+    """
+    from dryml._io import open_container
+
+    with open_container(source, limits) as (reader, manifest):
+        for name in manifest.members:
+            reader.verify_member(name)
+        return len(manifest.members)

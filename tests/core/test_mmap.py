@@ -1,0 +1,194 @@
+"""load_object(path, mmap=True): read-only arrays backed by the file, checksums on demand."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from dryfiles import Leaf, build_file, explode
+
+from dryml import Object, load_object, save_object
+from dryml.errors import ChecksumError, FormatError
+from dryml.format import read_manifest, verify
+
+
+def _records(rng: np.random.Generator) -> np.ndarray:
+    out = np.zeros(20_000, dtype=np.dtype([("a", "i1"), ("b", "f8")], align=True))
+    out["b"] = rng.standard_normal(len(out))
+    return out
+
+
+def _arrays() -> dict[str, Any]:
+    rng = np.random.default_rng(0)
+    return {
+        "big": rng.standard_normal(300_000, dtype=np.float32),  # 1.2 MB, raw
+        "fortran": np.asfortranarray(rng.standard_normal((300, 200))),
+        "records": _records(rng),  # padding compresses: read as usual
+        "ints": np.arange(100_000, dtype=np.int64),  # compresses: read as usual
+        "small": np.arange(10, dtype=np.int16),  # inline in the manifest
+    }
+
+
+def _saved(tmp_path: Path) -> tuple[Path, dict[str, Any]]:
+    arrays = _arrays()
+    path = tmp_path / "w.dry"
+    save_object(Leaf(arrays), path)
+    return path, arrays
+
+
+def _data_offset(path: Path, array: np.ndarray) -> int:
+    """Where the first array member holding ``array``'s bytes starts its data."""
+    raw = path.read_bytes()
+    needle = np.ascontiguousarray(array).tobytes()[:64]
+    return raw.index(needle)
+
+
+def test_raw_array_members_are_read_only_memmaps_of_the_file(tmp_path: Path) -> None:
+    path, arrays = _saved(tmp_path)
+    loaded = load_object(path, mmap=True).value
+    for key in ("big", "fortran"):
+        got = loaded[key]
+        assert isinstance(got, np.memmap), key
+        assert Path(got.filename) == path.resolve()
+        assert not got.flags.writeable
+        assert got.flags.aligned
+        assert got.offset == _data_offset(path, arrays[key].T if key == "fortran"
+                                          else arrays[key])
+        assert got.offset % 64 == 0  # members and .npy data start on 64-byte boundaries
+        np.testing.assert_array_equal(got, arrays[key])
+        with pytest.raises(ValueError, match="read-only"):
+            got[0] = 1
+    assert loaded["fortran"].flags.f_contiguous
+    assert loaded["records"].dtype == arrays["records"].dtype
+    np.testing.assert_array_equal(loaded["records"], arrays["records"])
+    # a compressed member and an inline array are ordinary, writable arrays
+    for key in ("ints", "small"):
+        assert not isinstance(loaded[key], np.memmap)
+        np.testing.assert_array_equal(loaded[key], arrays[key])
+    assert not isinstance(load_object(path).value["big"], np.memmap)
+
+
+def test_mapped_arrays_see_the_file_not_a_copy(tmp_path: Path) -> None:
+    path, _ = _saved(tmp_path)
+    got = load_object(path, mmap=True).value["big"]
+    with open(path, "r+b") as handle:  # change the file under the mapping (not via dryml)
+        handle.seek(got.offset)
+        handle.write(np.float32(42.0).tobytes())
+    assert got[0] == np.float32(42.0)
+    assert load_object(path, mmap=True, verify=False).value["big"][0] == np.float32(42.0)
+    with pytest.raises(ChecksumError, match="does not match its checksum"):
+        load_object(path, mmap=True)
+
+
+def test_damage_is_caught_at_load_or_by_verify(tmp_path: Path) -> None:
+    path, arrays = _saved(tmp_path)
+    assert verify(path) == len(read_manifest(path).members)
+    offset = load_object(path, mmap=True).value["big"].offset + 4 * 150_000
+    raw = bytearray(path.read_bytes())
+    raw[offset] ^= 0x40
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ChecksumError, match=r"member 'm\d+\.npy' does not match"):
+        load_object(path, mmap=True)  # verify=True: every mapped member checked at load
+    with pytest.raises(ChecksumError):
+        load_object(path)
+    lazy = load_object(path, mmap=True, verify=False).value  # bounds and headers only
+    assert not np.array_equal(lazy["big"], arrays["big"])
+    np.testing.assert_array_equal(lazy["fortran"], arrays["fortran"])
+    with pytest.raises(ChecksumError, match="does not match its checksum"):
+        verify(path)
+    with open(path, "rb") as handle, pytest.raises(ChecksumError):
+        verify(handle)
+
+
+def test_a_lying_npy_header_is_refused_before_mapping(tmp_path: Path) -> None:
+    """A hostile file (checksums recomputed) whose header claims more data than the member
+    holds is a FormatError even with verify=False; a damaged header is a ChecksumError."""
+    path, _ = _saved(tmp_path)
+    manifest, members = explode(path.read_bytes())
+    name, (stored, raw_size, compression, kind) = next(
+        (k, m) for k, m in members.items() if b"(300000,)" in m[0][:128])
+    forged = stored.replace(b"(300000,)", b"(900000,)", 1)
+    path.write_bytes(build_file(manifest, {**members, name: (forged, raw_size, compression,
+                                                             kind)}))
+    with pytest.raises(FormatError, match="the array needs 3600000 bytes"):
+        load_object(path, mmap=True, verify=False)
+    damaged = build_file(manifest, members).replace(b"(300000,)", b"(900000,)", 1)
+    path.write_bytes(damaged)
+    with pytest.raises(ChecksumError):
+        load_object(path, mmap=True, verify=False)
+
+
+def test_streams_and_saving_a_mapped_object_again(tmp_path: Path) -> None:
+    path, arrays = _saved(tmp_path)
+    # a stream that is not a file: arrays are read as usual
+    plain = load_object(io.BytesIO(path.read_bytes()), mmap=True).value
+    assert not isinstance(plain["big"], np.memmap)
+    np.testing.assert_array_equal(plain["big"], arrays["big"])
+    # an object whose arrays are mapped saves again (its data streams from the mapping)
+    mapped = load_object(path, mmap=True)
+    save_object(mapped, tmp_path / "again.dry")
+    again = load_object(tmp_path / "again.dry").value
+    for key, value in arrays.items():
+        np.testing.assert_array_equal(again[key], value)
+    save_object(mapped, path)  # over the mapped file itself: atomic rename, mapping intact
+    np.testing.assert_array_equal(mapped.value["big"], arrays["big"])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/smaps")
+def test_pages_are_shared_with_other_processes(tmp_path: Path) -> None:
+    """Two processes map the file: its pages are file-backed (shared page cache), not copies
+    in each process's anonymous memory."""
+    path, _ = _saved(tmp_path)
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        import dryfiles  # noqa: F401 - the Leaf class
+        from dryml import load_object
+        arrays = load_object({str(path)!r}, mmap=True).value
+        total = float(arrays["big"].sum())  # touch every page
+        text = open("/proc/self/smaps").read()
+        rss = 0
+        current = False
+        for line in text.splitlines():
+            if line[:1].isalnum() and "-" in line.split()[0] and len(line.split()) >= 5:
+                current = line.rstrip().endswith({str(path.resolve())!r})
+            elif current and line.startswith("Rss:"):
+                rss += int(line.split()[1])
+        print(rss, total)
+    """)
+    runs = [subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                           check=True, cwd=tmp_path) for _ in range(2)]
+    for run in runs:
+        rss_kb, _ = run.stdout.split()
+        assert int(rss_kb) * 1024 >= 1_200_000  # the big array's pages come from the file
+
+
+class StateHolder(Object):
+    """Keeps a framework state dict in its store."""
+
+    def __init__(self) -> None:
+        self.state: Any = None
+
+    def save_object_imp(self, store: Any) -> None:
+        store.put("state", self.state)
+
+    def load_object_imp(self, store: Any) -> None:
+        self.state = store.get("state")
+
+
+def test_torch_state_loads_with_mmap(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    net = torch.nn.Linear(300, 200)
+    holder = StateHolder()
+    holder.state = {"weight": net.weight.detach(), "bias": net.bias.detach()}
+    save_object(holder, tmp_path / "t.dry")
+    state = load_object(tmp_path / "t.dry", mmap=True).state
+    for key, value in holder.state.items():
+        assert torch.equal(state[key], value)
+        state[key].add_(1)  # the backend hands out writable tensors (it copies mapped arrays)
