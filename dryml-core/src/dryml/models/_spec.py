@@ -2,10 +2,34 @@
 
 from __future__ import annotations
 
+import hashlib
+import math
+import numbers
+from typing import Literal
+
 from dryml._object import Object
 from dryml.errors import ConfigurationError
 
-__all__ = ["EarlyStopping", "TrainSpec"]
+__all__ = ["AUTO_SEED", "EarlyStopping", "TrainSpec", "derived_seed"]
+
+#: The default ``TrainSpec(seed=...)``: each trained object derives its own seed from its id.
+AUTO_SEED: Literal["auto"] = "auto"
+#: Seeds are below 2**32 (NumPy's legacy seeding and scikit-learn's ``random_state`` limit);
+#: derived ones below 2**31, which every backend's seed parameter accepts.
+SEED_LIMIT = 2**32
+
+
+def derived_seed(dry_id: str) -> int:
+    """The reproducible seed of the object with id ``dry_id`` (in ``[0, 2**31)``).
+
+    A saved and reloaded object, or one rebuilt from its definition with the same id, gets
+    the same seed; a new copy (a new id) gets another.
+
+    >>> derived_seed("model-1") == derived_seed("model-1") != derived_seed("model-2")
+    True
+    """
+    digest = hashlib.blake2b(dry_id.encode(), digest_size=8, person=b"dryml-seed").digest()
+    return int.from_bytes(digest, "big") >> 33
 
 
 class EarlyStopping(Object):
@@ -30,6 +54,12 @@ class EarlyStopping(Object):
 class TrainSpec(Object):
     """A training procedure: epochs, batch size, validation split, early stopping, seed.
 
+    ``seed="auto"`` (the default) gives each trained object its own reproducible randomness:
+    the seed is derived from the trained object's ``dry_id`` (:func:`derived_seed`), so copies
+    of one definition train differently while a saved, reloaded or rebuilt object (same id)
+    trains the same. An int in ``[0, 2**32)`` is exactly that seed, for every object. Backends
+    read the seed to use with :meth:`seed_for` (or :attr:`Trainable.train_seed`).
+
     One TrainSpec is reused across problems and frameworks: a torch training loop, Keras
     ``fit`` and XGBoost's boosting rounds all read it (a backend ignores what does not apply,
     e.g. ``batch_size`` for scikit-learn).
@@ -38,18 +68,48 @@ class TrainSpec(Object):
     ...                  early_stopping=EarlyStopping(patience=3), seed=7)
     >>> spec.epochs, spec.early_stopping.patience
     (20, 3)
+    >>> spec.seed_for(spec), TrainSpec().seed_for(spec) == derived_seed(spec.dry_id)
+    (7, True)
     """
 
     def __init__(self, epochs: int = 10, batch_size: int = 32, validation_split: float = 0.0,
-                 early_stopping: EarlyStopping | None = None, seed: int = 0,
-                 shuffle: bool = True) -> None:
-        if epochs < 1 or batch_size < 1:
-            raise ConfigurationError("epochs and batch_size must be at least 1")
-        if not 0.0 <= validation_split < 1.0:
-            raise ConfigurationError(f"validation_split must be in [0, 1), got {validation_split}")
+                 early_stopping: EarlyStopping | None = None,
+                 seed: int | Literal["auto"] = AUTO_SEED, shuffle: bool = True) -> None:
+        for name, value in (("epochs", epochs), ("batch_size", batch_size)):
+            if not _is_int(value) or value < 1:
+                raise ConfigurationError(
+                    f"TrainSpec {name} must be a whole number >= 1, got {value!r}")
+        if (isinstance(validation_split, bool) or not isinstance(validation_split, (int, float))
+                or not math.isfinite(validation_split) or not 0.0 <= validation_split < 1.0):
+            raise ConfigurationError(
+                f"TrainSpec validation_split must be a number in [0, 1), got {validation_split!r}")
+        if early_stopping is not None and not isinstance(early_stopping, EarlyStopping):
+            raise ConfigurationError(
+                "TrainSpec early_stopping must be an EarlyStopping or None, got "
+                f"{type(early_stopping).__qualname__}")
+        if seed != AUTO_SEED and not (_is_int(seed) and 0 <= int(seed) < SEED_LIMIT):
+            raise ConfigurationError(
+                f"TrainSpec seed must be 'auto' (each trained object derives its own seed from "
+                f"its dry_id) or a whole number in [0, 2**32), got {seed!r}")
+        if not isinstance(shuffle, bool):
+            raise ConfigurationError(f"TrainSpec shuffle must be True or False, got {shuffle!r}")
         if early_stopping is not None and validation_split == 0.0:
             raise ConfigurationError(
                 "early stopping needs validation data: set validation_split > 0")
         self.epochs, self.batch_size = epochs, batch_size
         self.validation_split, self.early_stopping = validation_split, early_stopping
-        self.seed, self.shuffle = seed, shuffle
+        #: True under ``seed="auto"``: :meth:`seed_for` derives the seed from the trained id.
+        self.auto_seed = seed == AUTO_SEED
+        #: The explicit seed (0 under ``"auto"``, for code that reads it directly; use
+        #: :meth:`seed_for` to get the seed an object trains with).
+        self.seed: int = 0 if self.auto_seed else int(seed)
+        self.shuffle = shuffle
+
+    def seed_for(self, trained: Object) -> int:
+        """The seed ``trained`` (the object this spec trains) uses: the explicit seed, or
+        under ``"auto"`` the one derived from ``trained.dry_id``."""
+        return derived_seed(trained.dry_id) if self.auto_seed else self.seed
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)

@@ -8,6 +8,7 @@ import attrs
 
 from dryml._object import Object
 from dryml.errors import ContextIncompatibilityError, NotTrainedError
+from dryml.models._spec import TrainSpec, derived_seed
 
 if TYPE_CHECKING:
     from dryml.data import Dataset
@@ -75,6 +76,16 @@ class Trainable(Object):
                 status=str(raw.get("status", "untrained")),
                 progress=dict(raw.get("progress", {})),
                 history=list(raw.get("history", [])))
+
+    @property
+    def train_seed(self) -> int:
+        """The seed this object trains with: its ``spec``'s explicit seed, or (under the default
+        ``TrainSpec(seed="auto")``, or without a spec) one derived from its ``dry_id``, so every
+        copy of a definition trains differently and a reloaded or rebuilt one the same."""
+        spec = getattr(self, "spec", None)
+        if isinstance(spec, TrainSpec):
+            return spec.seed_for(self)
+        return derived_seed(self.dry_id)
 
     # -- what backends implement --------------------------------------------------------------
     def fit(self, data: Dataset, valid: Dataset | None) -> None:
