@@ -341,3 +341,94 @@ def test_inspect_never_crashes_on_odd_values(
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         assert main(["inspect", str(odd)]) in (0, 1)
         assert main(["inspect", "--json", str(odd)]) in (0, 1)
+
+
+# -- what a user sees when a file needs a backend that is not installed ----------------------
+
+FAKE = "dryml_fakefw.models:Net"
+NEEDS_FAKEFW = ("this file needs the package 'dryml-fakefw' (it holds "
+                "'dryml_fakefw.models:Net', written with dryml-fakefw 1.0), which is not "
+                "installed here: pip install dryml-fakefw")
+
+
+def _fakefw_file(tmp_path: Path) -> tuple[Path, str]:
+    """A file written by a backend that is not installed here (``dryml-fakefw``)."""
+    from dryfiles import Leaf
+
+    from dryml import save_object
+
+    leaf = Leaf(3)
+    path = tmp_path / f"{leaf.dry_id}.dry"
+    save_object(leaf, path)
+
+    def edit(manifest: dict[str, Any]) -> None:
+        manifest["objects"][0]["cls"] = FAKE
+        manifest["classes"] = {FAKE: [FAKE, "dryml._object:Object"]}
+        manifest["plugins"] = {"dryml-fakefw": "1.0"}
+
+    path.write_bytes(rewrite_manifest(path.read_bytes(), edit))
+    return path, leaf.dry_id
+
+
+def test_loading_a_file_of_a_missing_backend_says_which_package_to_install(
+        tmp_path: Path) -> None:
+    from dryml import load_object
+    from dryml.errors import BackendUnavailableError
+
+    path, _ = _fakefw_file(tmp_path)
+    with pytest.raises(BackendUnavailableError) as caught:
+        load_object(path)
+    assert str(caught.value) == NEEDS_FAKEFW
+    assert "dryml_fakefw" not in sys.modules
+
+
+def test_repo_get_of_a_missing_backend_says_the_same(tmp_path: Path) -> None:
+    from dryml.errors import BackendUnavailableError
+    from dryml.repo import Repo
+
+    folder = tmp_path / "repo"
+    folder.mkdir()
+    _, dry_id = _fakefw_file(folder)
+    repo = Repo(folder)
+    assert repo.ids() == [dry_id]
+    for call in (lambda: repo.get(dry_id), lambda: repo.load(dry_id), lambda: list(repo)):
+        with pytest.raises(BackendUnavailableError) as caught:
+            call()
+        assert str(caught.value) == NEEDS_FAKEFW
+
+
+def test_a_codec_of_a_missing_backend_says_which_package_to_install(tmp_path: Path) -> None:
+    from dryfiles import Holder
+
+    from dryml import load_object
+    from dryml.errors import BackendUnavailableError
+
+    path = tmp_path / "holder.dry"
+    save_object(Holder(), path)
+
+    def edit(manifest: dict[str, Any]) -> None:
+        value = manifest["objects"][0]["state"]["weights"]["value"]
+        value["codec"], value["package"] = "fakefw.tensor", "dryml-fakefw"
+
+    path.write_bytes(rewrite_manifest(path.read_bytes(), edit))
+    with pytest.raises(BackendUnavailableError) as caught:
+        load_object(path, trust=["dryfiles"])
+    assert str(caught.value) == (
+        "this file needs the package 'dryml-fakefw' (for its argument codec 'fakefw.tensor'), "
+        "which is not installed or not active here: pip install dryml-fakefw (`dryml plugins` "
+        "lists the active plugins)")
+
+
+def test_inspect_of_a_directory_or_a_text_file_says_it_is_not_a_dry_file(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "models"
+    folder.mkdir()
+    assert main(["inspect", str(folder)]) == 1
+    assert capsys.readouterr().err == (
+        f"dryml: error: {str(folder)!r} is a directory, not a .dry file (a folder of .dry "
+        "files is opened with dryml.Repo)\n")
+    text = tmp_path / "x.dry"
+    text.write_text("just some text, not a model\n")
+    assert main(["inspect", str(text)]) == 1
+    assert capsys.readouterr().err == (
+        "dryml: error: not a .dry file: it does not start with dryml's marker\n")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -16,6 +17,7 @@ __all__ = [
     "arg_codec_by_name",
     "arg_codec_for",
     "clear_caches",
+    "missing_backend",
     "serializer_by_name",
     "serializer_for",
     "trusted_modules",
@@ -114,9 +116,51 @@ def serializer_for(tp: type) -> Resolved | None:
 def _require(hook: str, name: str, package: str, what: str) -> None:
     if name not in _by_name(hook):
         raise BackendUnavailableError(
-            f"this file needs the {what} {name!r} from the package {package!r}, which is not "
-            f"installed or not active: pip install {package} (see `dryml plugins`)."
+            f"this file needs the package {package!r} (for its {what} {name!r}), which is "
+            f"not installed or not active here: pip install {package} (`dryml plugins` lists "
+            "the active plugins)"
         )
+
+
+def missing_backend(cls_paths: Iterable[str], plugins: Mapping[str, Any]
+                    ) -> BackendUnavailableError | None:
+    """Why a file's classes cannot be found, as one error naming the package to install:
+    when the module of one of ``cls_paths`` is not installed and a plugin the file was
+    written with (``plugins``: distribution -> version, from its manifest) is not installed
+    either. None otherwise (the caller's own error then stands).
+
+    Finding out imports nothing: only whether a top-level module exists is asked."""
+    import importlib.util
+    import sys
+
+    missing = {str(p): str(v) for p, v in plugins.items() if not _installed(str(p))}
+    if not missing:
+        return None
+    for cls_path in cls_paths:
+        top = str(cls_path).partition(":")[0].split(".")[0]
+        if not top.isidentifier() or top in sys.modules or importlib.util.find_spec(top):
+            continue
+        named = [p for p in missing if p.replace("-", "_").lower() == top.lower()]
+        named = named or list(missing)
+        written = ", ".join(f"{p} {missing[p]}" for p in named)
+        many = len(named) > 1
+        return BackendUnavailableError(
+            f"this file needs the package{'s' if many else ''} "
+            f"{', '.join(repr(p) for p in named)} (it holds {cls_path!r}, written with "
+            f"{written}), which {'are' if many else 'is'} not installed here: "
+            f"pip install {' '.join(named)}")
+    return None
+
+
+@functools.cache
+def _installed(distribution: str) -> bool:
+    import importlib.metadata
+
+    try:
+        importlib.metadata.distribution(distribution)
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        return False
+    return True
 
 
 def _by_name_or_missing(hook: str, name: str, package: str, what: str) -> Resolved:

@@ -15,7 +15,13 @@ from typing import Any
 
 from dryml._object import Object
 from dryml._trust import TrustPolicy
-from dryml.errors import DrymlWarning, DuplicateObjectError, ObjectNotFoundError, RepoError
+from dryml.errors import (
+    DrymlWarning,
+    DuplicateObjectError,
+    ObjectNotFoundError,
+    RepoError,
+    UntrustedClassError,
+)
 from dryml.repo import _check, _maintenance
 from dryml.repo._defjson import category_digest, class_mros
 from dryml.repo._files import file_name, write_file
@@ -463,12 +469,31 @@ class Repo:
         found = self._live.get(dry_id)
         if found is not None:
             return found
-        cls = TrustPolicy(self.trust).resolve_object_class(cls_path)
+        try:
+            cls = TrustPolicy(self.trust).resolve_object_class(cls_path)
+        except UntrustedClassError as exc:
+            missing = self._missing_backend(cls_path, name)
+            if missing is not None:
+                raise missing from exc
+            raise
         definition = json.loads(row[3]) if len(row) > 3 else None
         obj = make_lazy(cls, LazyState(dry_id, str(self.directory / name), cls_path,
                                        self.trust, definition, self))
         self._cache(dry_id, obj)
         return obj
+
+    def _missing_backend(self, cls_path: str, name: str) -> Exception | None:
+        """The error naming the package to install when ``cls_path`` comes from a plugin
+        that is not installed (its file's manifest says which plugins wrote it)."""
+        from dryml._registry import missing_backend
+        from dryml.errors import DrymlError
+        from dryml.format import read_manifest
+
+        try:
+            plugins = read_manifest(self.directory / name).plugins
+        except (DrymlError, OSError):
+            return None
+        return missing_backend([cls_path], plugins)
 
     def _load_file(self, dry_id: str) -> Object:
         """Load ``dry_id`` from its file, refusing a file that changed since it was indexed."""
