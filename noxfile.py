@@ -121,7 +121,8 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on dryml-core (configuration in mypy.ini)."""
     # pytest too: dryml.testing is a pytest plugin and is checked against pytest's types.
-    install(session, ["core"], "mypy", *TEST_TOOLS)
+    # and the search extras: dryml.search is checked against Optuna's and matplotlib's types.
+    install(session, ["core"], "mypy", *TEST_TOOLS, *SEARCH_REQUIREMENTS)
     session.run("mypy", *session.posargs)
 
 
