@@ -281,7 +281,7 @@ def test_a_search_killed_mid_run_resumes_to_exactly_n_trials(tmp_path: Path) -> 
 def test_parallel_trials_run_at_once_in_separate_workers(tmp_path: Path) -> None:
     # two warm workers first: a worker's cold start must not decide the test
     Search(space(), repo=tmp_path / "repo", name="warm", n_trials=2, parallel=2).run(blobs())
-    result = Search(ObjectDef(Toy, shift=Float(0.0, 1.0), pause=0.5), repo=tmp_path / "repo",
+    result = Search(ObjectDef(Toy, shift=Float(0.0, 1.0), pause=1.0), repo=tmp_path / "repo",
                     name="par", n_trials=4, parallel=2).run(blobs())
     spans = sorted((t["started"], t["finished"]) for t in result.trials)
     assert len(spans) == 4 and all(t["status"] == "complete" for t in result.trials)

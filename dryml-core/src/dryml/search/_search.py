@@ -156,6 +156,7 @@ class Search:
         bar = tqdm(total=target, initial=min(self._finished, target or 0),
                    desc=f"search {self.name}", unit="trial", disable=not show)
         in_flight: dict[cf.Future[Any], tuple[Asked, Any]] = {}
+        records: list[tuple[Any, dict[str, Any]]] = []
         exhausted = False
         pool = cf.ThreadPoolExecutor(self.parallel, thread_name_prefix="dryml-search")
         try:
@@ -179,9 +180,13 @@ class Search:
                     future = pool.submit(train_and_score, model, train, valid, self.metrics,
                                          folds, self._report_args(asked),
                                          call_context_reqs=self._reqs(model))
-                    with self._lock:
-                        self.repo.add_object(record, metadata=running)
+                    records.append((record, running))
                     in_flight[future] = (asked, model)
+                if records:  # after every new trial was handed to its worker
+                    with self._lock:
+                        self.repo.add_objects([r for r, _ in records],
+                                              metadata=[m for _, m in records])
+                    records.clear()
                 if not in_flight:
                     break
                 done, _ = cf.wait(in_flight, return_when=cf.FIRST_COMPLETED)
