@@ -69,6 +69,10 @@ _DIRECT = 1 << 20
 # Members at least this large are checksummed in a thread while they are written: xxhash and
 # numpy's tofile both release the GIL, so on two cores the checksum costs no wall time.
 _OVERLAP = 8 << 20
+# Members at least this large are compressed piece by piece straight into a real file, so
+# that saving never holds a whole large member (or its compressed copy) in memory.
+_STREAM = 32 << 20
+_PIECE = 4 << 20
 
 
 @attrs.frozen
@@ -180,6 +184,12 @@ def zero_padding(array: np.ndarray) -> np.ndarray:
     return zeroed.view(array.dtype).reshape(array.shape)  # type: ignore[no-any-return]
 
 
+def _pays(stored: int, raw_size: int) -> bool:
+    """Compressed data is kept when it saves 10% and readers' default ratio cap accepts it."""
+    return stored < 0.9 * raw_size and raw_size <= _DEFAULT.allowed_raw(
+        stored, _DEFAULT.max_member_bytes)
+
+
 def _worth_compressing(data: bytes | memoryview) -> bool:
     sample = bytes(data[:_SAMPLE])
     return len(_compressor(_PROBE_LEVEL).compress(sample)) < 0.8 * len(sample)
@@ -197,6 +207,7 @@ class ContainerWriter:
             self._real_file = stream.seekable()
         except (AttributeError, OSError, ValueError):
             self._real_file = False
+        self._base = stream.tell() if self._real_file else 0
         self.pos = 0
         self._write(MAGIC + struct.pack("<I", FORMAT_VERSION) + bytes(HEADER_SIZE - 12))
 
@@ -224,14 +235,16 @@ class ContainerWriter:
         offset = self.pos
         if self.compress and compress and raw_size >= 512 and (raw_size <= _SAMPLE
                                                   or _worth_compressing(chunks[-1])):
-            # small members: one try, no sample
-            payload = _compressor(_LEVEL).compress(b"".join(chunks))
-            if len(payload) < 0.9 * raw_size and raw_size <= _DEFAULT.allowed_raw(
-                    len(payload), _DEFAULT.max_member_bytes):
-                self._write(payload)
-                self.members[name] = MemberInfo(offset, len(payload), raw_size, "zstd",
-                                                _checksum(payload), kind)
-                return
+            if raw_size >= _STREAM and self._real_file:
+                if self._compress_streaming(name, chunks, raw_size, kind, offset):
+                    return
+            else:  # small members: one try, no sample
+                payload = _compressor(_LEVEL).compress(b"".join(chunks))
+                if _pays(len(payload), raw_size):
+                    self._write(payload)
+                    self.members[name] = MemberInfo(offset, len(payload), raw_size, "zstd",
+                                                    _checksum(payload), kind)
+                    return
         if raw_size >= _OVERLAP:
             hasher = xxhash.xxh3_64()
 
@@ -252,6 +265,41 @@ class ContainerWriter:
                 self._write(chunk)
             checksum = _checksum(*chunks)
         self.members[name] = MemberInfo(offset, raw_size, raw_size, "none", checksum, kind)
+
+    def _compress_streaming(self, name: str, chunks: list[bytes | memoryview], raw_size: int,
+                            kind: str, offset: int) -> bool:
+        """Compress a large member piece by piece straight into the file (never the whole
+        member in memory: its source may be a memory map larger than RAM). When it does not
+        pay after all, what was written is cut off again and False returned."""
+        compressor = _compressor(_LEVEL).compressobj(size=raw_size)
+        hasher = xxhash.xxh3_64()
+        written = 0
+
+        def emit(out: bytes) -> None:
+            nonlocal written
+            if out:
+                hasher.update(out)
+                self._write(out)
+                written += len(out)
+
+        for chunk in chunks:
+            view = memoryview(chunk).cast("B")
+            for start in range(0, len(view), _PIECE):
+                emit(compressor.compress(view[start:start + _PIECE]))
+                if written >= 0.9 * raw_size:
+                    break
+            if written >= 0.9 * raw_size:
+                break
+        else:
+            emit(compressor.flush())
+            if _pays(written, raw_size):
+                self.members[name] = MemberInfo(offset, written, raw_size, "zstd",
+                                                _hexdigest(hasher), kind)
+                return True
+        self.stream.seek(self._base + offset)
+        self.stream.truncate()
+        self.pos = offset
+        return False
 
     def add_bytes(self, name: str, data: bytes, compress: bool = True) -> None:
         """Add a member holding ``data`` (``compress=False``: never compressed)."""
