@@ -16,6 +16,7 @@ from pathlib import Path
 import attrs
 
 from dryml._io import open_container
+from dryml.format._stale import stale_temps
 from dryml.repo._files import Stamp, describe_error, read_stamp, temp_files
 from dryml.repo._index import Index
 from dryml.repo._maintenance import Duplicate, object_files, recover
@@ -39,6 +40,9 @@ class CheckReport:
     duplicates: list[Duplicate] = attrs.field(factory=list)
     skipped: list[tuple[str, str]] = attrs.field(factory=list)
     in_progress: list[str] = attrs.field(factory=list)
+    #: Temporary files of writes that will never finish (``(name, what and why)``): the next
+    #: save into the folder removes them; they do not make the index inconsistent.
+    stale_temps: list[tuple[str, str]] = attrs.field(factory=list)
     recovered: int = 0
     stamped: int = 0
     directory: str = ""
@@ -62,6 +66,8 @@ class CheckReport:
                       f"              {dup.advice(self.directory)}"]
         lines += [f"skipped       {n}: {why}" for n, why in self.skipped]
         lines += [f"in progress   {n} (another process is writing it)" for n in self.in_progress]
+        lines += [f"STALE TEMP    {n} ({why}): the next save into this folder removes it, or "
+                  "delete it" for n, why in self.stale_temps]
         if self.recovered:
             lines.append(f"recovered {self.recovered} interrupted write(s)")
         if self.stamped:
@@ -137,13 +143,28 @@ def check(index: Index, directory: Path) -> CheckReport:
         else:
             report.unindexed.append(f"{files[0][0]} (object {root!r})")
     report.files = len(names) - sum(1 for n, _ in report.skipped if n in on_disk)
+    stale = {t.path.name: t for t in stale_temps(directory)}
     for tmp in temp_files(directory):
         owner_name = tmp.name[1:].split(".dry.")[0] + ".dry"
-        if owner_name not in live:
-            report.skipped.append((tmp.name, "a leftover temporary file"))
+        if tmp.name in stale:
+            left = stale[tmp.name]
+            report.stale_temps.append((tmp.name, f"{_size(left.size)}; {left.why}"))
+        elif owner_name not in live:  # a live writer's, or one written to within the hour
+            report.in_progress.append(tmp.name)
     report.skipped.sort()
     report.stamped = _record(index, stamps)
     return report
+
+
+def _size(n: int) -> str:
+    if n < 1024:
+        return f"{n} bytes"
+    value, unit = n / 1024, "KB"
+    for bigger in ("MB", "GB", "TB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, bigger
+    return f"{value:.1f} {unit}"
 
 
 def _check_file(path: Path, dry_id: str, size: int, mtime: int | None, digest: str | None,

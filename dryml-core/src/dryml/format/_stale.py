@@ -1,0 +1,130 @@
+"""Temporary files of interrupted writes: named after their writer, removed once it is gone.
+
+``save_object`` writes a path through a temporary file beside it that is renamed over the
+target when complete. A writer killed midway (SIGKILL, the OOM killer, a power cut) leaves the
+temporary behind, as large as what it had written. :func:`make_temp` names each temporary after
+its writer, ``.<name>.<host>-<pid>-<start>.<random>.tmp`` (the machine, the pid and the
+kernel's start time of the writing process), and first removes the temporaries in that folder
+whose writer has provably ended: same machine, and the pid is gone or now belongs to a process
+that started at another time. A live writer's temporary is never touched. Temporaries without
+a writer in their name (from an older dryml, or from another machine on a shared file system)
+are removed only once nothing has written to them for :data:`ABANDONED_AFTER` seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import stat
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import attrs
+
+from dryml._process import host_tag, process_alive, start_time
+
+__all__ = ["ABANDONED_AFTER", "SWEEP_INTERVAL", "StaleTemp", "make_temp", "remove_stale_temps",
+           "stale_temps"]
+
+#: Seconds without a write after which a temporary that names no writer (or a writer on
+#: another machine) counts as abandoned.
+ABANDONED_AFTER = 3600.0
+#: One process looks for stale temporaries in one folder at most this often (seconds): listing
+#: a folder of 10,000 files costs tens of milliseconds, more than saving a small object.
+SWEEP_INTERVAL = 10.0
+
+_NAME_MAX = 255
+_WRITER = re.compile(r"\.(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-(?P<start>\d+)\.[^.]+\.tmp$")
+_swept: dict[str, float] = {}
+_swept_lock = threading.Lock()
+
+
+@attrs.frozen
+class StaleTemp:
+    """A temporary file left by a write that will never finish: ``path``, ``size`` in bytes,
+    and ``why`` it is stale (which writer ended, or how long it has been untouched)."""
+
+    path: Path
+    size: int
+    why: str
+
+
+def _writer_prefix(name: str) -> str:
+    start = start_time(os.getpid()) or "0"
+    return f".{name}.{host_tag()}-{os.getpid()}-{start}."
+
+
+def make_temp(path: Path) -> tuple[int, str]:
+    """Create the temporary file for writing ``path`` (beside it, mode 0600, named after this
+    process); returns ``(fd, temp path)`` like :func:`tempfile.mkstemp`. Stale temporaries of
+    dead writers in that folder are removed first (at most every :data:`SWEEP_INTERVAL` s)."""
+    path = Path(path)
+    _sweep(path.parent)
+    prefix = _writer_prefix(path.name)
+    if len(prefix) + 12 > _NAME_MAX:  # a very long name: the plain form (cleaned by age)
+        prefix = f".{path.name}."
+    return tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
+
+
+def _sweep(directory: Path) -> None:
+    key = os.path.abspath(directory)
+    now = time.monotonic()
+    with _swept_lock:
+        last = _swept.get(key)
+        if last is not None and now - last < SWEEP_INTERVAL:
+            return
+        _swept[key] = now
+        if len(_swept) > 4096:
+            _swept.clear()
+    with contextlib.suppress(OSError):  # cleaning up is a courtesy: never fail a save for it
+        remove_stale_temps(directory)
+
+
+def stale_temps(directory: Path) -> list[StaleTemp]:
+    """Every temporary file in ``directory`` whose write will never finish, by name."""
+    found = []
+    now = time.time()
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if not (entry.name.startswith(".") and entry.name.endswith(".tmp")):
+                continue
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if not stat.S_ISREG(info.st_mode) or (uid is not None and info.st_uid != uid):
+                continue  # only our own files: another user's writer cannot be checked
+            why = _why_stale(entry.name, info.st_mtime, now)
+            if why is not None:
+                found.append(StaleTemp(Path(entry.path), info.st_size, why))
+    return sorted(found, key=lambda t: t.path.name)
+
+
+def _why_stale(name: str, mtime: float, now: float) -> str | None:
+    match = _WRITER.search(name)
+    if match is not None and match["host"] == host_tag():
+        pid = int(match["pid"])
+        start = "" if match["start"] == "0" else match["start"]
+        if process_alive(pid, start):
+            return None
+        return f"its writer (pid {pid}) has ended"
+    idle = now - mtime
+    if idle >= ABANDONED_AFTER:
+        return f"nothing has written to it for {idle / 3600:.1f} hours"
+    return None
+
+
+def remove_stale_temps(directory: Path) -> list[StaleTemp]:
+    """Remove the stale temporaries of :func:`stale_temps`; returns those removed."""
+    removed = []
+    for temp in stale_temps(directory):
+        try:
+            temp.path.unlink()
+        except OSError:
+            continue
+        removed.append(temp)
+    return removed

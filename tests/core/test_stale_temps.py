@@ -1,0 +1,159 @@
+"""A writer SIGKILLed mid-save leaves a temporary file; the next save into the folder removes it
+(never a live writer's), and ``dryml repo check`` reports it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dryml import Object, save_object
+from dryml.format._stale import ABANDONED_AFTER, make_temp
+
+MB = 1 << 20
+
+# Writes a large object (64 MB) to DIR/NAME and stops midway, before the write is complete:
+# with save_object (inside save_object_imp, after the big member went out) or with the
+# temporary file save_object uses (make_temp). Prints the temporary's name, then waits.
+CHILD = textwrap.dedent("""
+    import os, sys, time
+    from pathlib import Path
+    import numpy as np
+    from dryml import Object, save_object
+    from dryml.format._stale import make_temp
+
+    directory, name, how = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+
+    def pause():
+        temps = sorted(p.name for p in directory.glob(f".{name}.*.tmp"))
+        print(temps[-1] if temps else "none", flush=True)
+        time.sleep(600)
+
+    class Big(Object):
+        def save_object_imp(self, store):
+            store.put("weights", np.ones(64 << 17))  # 64 MB of float64
+            store.put("more", np.zeros(1 << 20))  # pushes the big member out of any buffer
+            pause()
+
+    if how == "save_object":
+        save_object(Big(), directory / name, compress=False)
+    else:
+        fd, tmp = make_temp(directory / name)
+        os.write(fd, bytes(64 << 20))
+        pause()
+""")
+
+
+class Small(Object):
+    def __init__(self, value: int = 1) -> None:
+        self.value = value
+
+
+@pytest.fixture
+def writers() -> Iterator[list[subprocess.Popen[str]]]:
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        assert proc.stdout is not None
+        proc.stdout.close()
+
+
+def start_writer(writers: list[subprocess.Popen[str]], directory: Path, name: str,
+                 how: str) -> tuple[subprocess.Popen[str], Path]:
+    """A child process stopped midway through writing ``name``, and its temporary file."""
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(directory), name, how],
+                            stdout=subprocess.PIPE, text=True)
+    writers.append(proc)
+    assert proc.stdout is not None
+    temp = proc.stdout.readline().strip()
+    assert temp.startswith(f".{name}.") and temp.endswith(".tmp"), temp
+    path = directory / temp
+    assert path.stat().st_size >= 32 * MB  # the large object went out, in part at least
+    return proc, path
+
+
+def kill(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+
+
+def run_next_save(directory: Path, how: str) -> None:
+    if how == "save_object":
+        assert save_object(Small(), directory / "next.dry")
+        assert (directory / "next.dry").is_file()
+    else:
+        fd, tmp = make_temp(directory / "next.dry")
+        os.close(fd)
+        os.unlink(tmp)
+
+
+SAVE_OBJECT = pytest.param(
+    "save_object", marks=pytest.mark.xfail(
+        strict=True, reason="until save_object creates its temporary with make_temp (lead)"))
+
+
+@pytest.mark.parametrize("how", [SAVE_OBJECT, "make_temp"])
+def test_the_next_save_removes_a_killed_writers_temp_and_keeps_a_live_ones(
+        tmp_path: Path, writers: list[subprocess.Popen[str]], how: str) -> None:
+    killed, killed_temp = start_writer(writers, tmp_path, "big.dry", how)
+    live, live_temp = start_writer(writers, tmp_path, "big.dry", how)
+    kill(killed)
+    assert killed_temp.exists()  # what a SIGKILL leaves behind today
+    run_next_save(tmp_path, how)
+    assert not killed_temp.exists()
+    assert live_temp.exists() and live.poll() is None  # a live writer's file is untouched
+    assert not (tmp_path / "big.dry").exists()
+    kill(live)
+
+
+def test_temporaries_that_name_no_writer_are_removed_only_when_abandoned(
+        tmp_path: Path) -> None:
+    old, recent = tmp_path / ".a.dry.k3j4h5g6.tmp", tmp_path / ".b.dry.x9y8z7w6.tmp"
+    for path in (old, recent):
+        path.write_bytes(b"partial")
+    then = time.time() - ABANDONED_AFTER - 60
+    os.utime(old, (then, then))
+    foreign = tmp_path / ".c.dry.0badf00d-1-1.abcdefgh.tmp"  # another machine's writer
+    foreign.write_bytes(b"partial")
+    fd, mine = make_temp(tmp_path / "d.dry")
+    os.close(fd)
+    assert not old.exists()
+    assert recent.exists() and foreign.exists() and Path(mine).exists()
+
+
+def test_repo_check_reports_a_killed_writers_temp(
+        tmp_path: Path, writers: list[subprocess.Popen[str]]) -> None:
+    from dryml.repo import Repo
+
+    directory = tmp_path / "repo"
+    repo = Repo(directory, create=True)
+    repo.add_object(Small(2))
+    live_fd, live_temp = make_temp(directory / "other.dry")  # this process writes it
+    killed, killed_temp = start_writer(writers, directory, "model.dry", "make_temp")
+    kill(killed)
+    try:
+        out = subprocess.run([sys.executable, "-m", "dryml.cli", "repo", "check", str(directory)],
+                             capture_output=True, text=True, check=False)
+    finally:
+        os.close(live_fd)
+    lines = [line for line in out.stdout.splitlines() if "STALE TEMP" in line]
+    assert len(lines) == 1, out.stdout + out.stderr
+    assert killed_temp.name in lines[0]
+    assert f"its writer (pid {killed.pid}) has ended" in lines[0]
+    assert "64.0 MB" in lines[0]
+    assert f"in progress   {Path(live_temp).name}" in out.stdout
+    report = repo.check()
+    assert [name for name, _ in report.stale_temps] == [killed_temp.name]
+    assert report.ok  # the index still matches the files
+    assert killed_temp.exists()  # check reports; the next save removes it
+    assert len(repo) == 1
