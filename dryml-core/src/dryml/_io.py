@@ -319,15 +319,19 @@ def save_object(obj: Object, dest: Source, *, compress: bool = True, durable: bo
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    if not durable:
-        return True
+    if durable:
+        fsync_directory(path.parent)
+    return True
+
+
+def fsync_directory(directory: str | os.PathLike[str]) -> None:
+    """Flush a directory's entries (a rename into it) to disk; skipped where unsupported."""
     with contextlib.suppress(OSError):
-        dir_fd = os.open(path.parent, os.O_RDONLY)
+        dir_fd = os.open(directory, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-    return True
 
 
 @contextlib.contextmanager

@@ -21,7 +21,7 @@ from typing import IO, Any
 
 import attrs
 
-from dryml._io import open_container, save_object
+from dryml._io import fsync_directory, open_container, save_object
 from dryml._object import Object
 from dryml.errors import DrymlError, FormatError
 from dryml.format._container import _TRAILER, HEADER_SIZE, TRAILER_MAGIC
@@ -86,20 +86,20 @@ def write_file(obj: Object, directory: Path, name: str, token: str, durable: boo
     for power-loss safety; without them the write is still safe against a killed process.
     """
     path = directory / name
-    if durable:
-        save_object(obj, path, metadata=metadata)
-        with open(path, "rb") as written:
-            return read_stamp(written)
     tmp = directory / f".{name}.{token}.tmp"
     try:
         with open(tmp, "w+b", buffering=1 << 20) as stream:
             save_object(obj, stream, metadata=metadata)
             stamp = read_stamp(stream)  # flushed first: nothing is written after the stamp
+            if durable:
+                os.fsync(stream.fileno())
         os.replace(tmp, path)  # a rename keeps the file's mtime
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    if durable:
+        fsync_directory(directory)
     return stamp
 
 
