@@ -43,6 +43,8 @@ class _Decoder:
         self.pos = 0
         self.end = len(self.data)
         self.strings: dict[bytes, str] = {}
+        # typed arrays are views of this (a slice and a view cost less than np.frombuffer)
+        self.bytes_array = np.frombuffer(self.view, dtype=np.uint8)
 
     def fail(self, what: str) -> FormatError:
         return FormatError(f"the XGBoost model is not valid UBJSON: {what} at byte {self.pos}")
@@ -142,7 +144,7 @@ class _Decoder:
                 raise self.fail(f"typed array count {n} does not fit in the remaining "
                                 f"{end - pos} bytes")
             self.pos = pos + n * dtype.itemsize
-            return np.frombuffer(self.view, dtype=dtype, count=n, offset=pos)
+            return self.bytes_array[pos:self.pos].view(dtype)
         if head == 35:  # "#": a counted array
             self.pos = pos + 1
             n = self.length(1, "array count")

@@ -59,12 +59,14 @@ def _int_str(value: Any, where: str, lo: int, hi: int) -> int:
     return int(text)
 
 
-def _ints(value: Any, where: str, n: int | None = None) -> np.ndarray:
-    """An integer array (typed, or a list of integers) as int64, of length ``n`` if given."""
+def _ints(value: Any, where: str, n: int | None = None, *, native: bool = True
+          ) -> np.ndarray:
+    """An integer array (typed, or a list of integers) of length ``n`` if given: int64, or
+    with ``native=False`` a typed array as it is (callers that concatenate convert once)."""
     if isinstance(value, np.ndarray):
         if value.dtype.kind not in "iu":
             raise _fail(where, f"expected integers, got {value.dtype}")
-        out = value.astype(np.int64)
+        out = value.astype(np.int64) if native else value
     elif isinstance(value, list) and all(type(v) is int for v in value):
         out = np.array(value, dtype=np.int64) if value else np.zeros(0, np.int64)
     else:
@@ -173,7 +175,8 @@ def _tree_arrays(tree: Any, where: str) -> tuple[int, int, list[np.ndarray]]:
                     "supported by dryml")
     for key in ("loss_changes", "sum_hessian", "base_weights", "split_conditions"):
         _floats(tree.get(key), f"{where}.{key}", n)
-    return n, declared, [_ints(tree.get(k), f"{where}.{k}", n) for k in _NODE_ARRAYS]
+    return n, declared, [_ints(tree.get(k), f"{where}.{k}", n, native=False)
+                         for k in _NODE_ARRAYS]
 
 
 def _check_trees(trees: list[Any], model: _Model, budget: list[int]) -> None:
@@ -190,7 +193,8 @@ def _check_trees(trees: list[Any], model: _Model, budget: list[int]) -> None:
             column.append(array)
     if not trees:
         return
-    left, right, parents, split, default_left = (np.concatenate(c) for c in columns)
+    left, right, parents, split, default_left = (np.concatenate(c).astype(np.int64)
+                                                  for c in columns)
     n_nodes = np.array(sizes, dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(n_nodes)[:-1]])
     size_of, base = np.repeat(n_nodes, n_nodes), np.repeat(offsets, n_nodes)
@@ -246,14 +250,18 @@ def _check_trees(trees: list[Any], model: _Model, budget: list[int]) -> None:
                                budget)
 
 
+_CATEGORY_ARRAYS = ("categories_nodes", "categories_segments", "categories_sizes", "categories")
+
+
 def _check_categorical(tree: dict[str, Any], where: str, n: int, leaf: np.ndarray,
                        budget: list[int]) -> None:
-    split_type = _ints(tree["split_type"], f"{where}.split_type", n)
+    raw = tree["split_type"]
+    if isinstance(raw, np.ndarray) and raw.dtype.kind in "iu" and raw.size == n and all(
+            isinstance(tree.get(k), np.ndarray) and tree[k].size == 0 for k in _CATEGORY_ARRAYS
+            ) and not raw.any():
+        return  # no categorical split (every tree XGBoost 3 writes carries these arrays)
+    split_type = _ints(raw, f"{where}.split_type", n)
     nodes = _ints(tree.get("categories_nodes"), f"{where}.categories_nodes")
-    if not split_type.any() and nodes.size == 0:
-        for key in ("categories_segments", "categories_sizes", "categories"):
-            _ints(tree.get(key), f"{where}.{key}", 0)
-        return
     _in(split_type, 0, 2, f"{where}.split_type")
     segments = _ints(tree.get("categories_segments"), f"{where}.categories_segments",
                      nodes.size)
