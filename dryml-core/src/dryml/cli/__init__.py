@@ -33,6 +33,7 @@ COMMANDS: list[str] = [
     "dryml.cli._inspect",
     "dryml.cli._repo",
     "dryml.cli._search",
+    "dryml.cli._resources",
 ]
 
 

@@ -129,7 +129,7 @@ class Pool:
                         if remaining is not None and remaining <= 0:
                             raise ResourcesUnavailableError(
                                 f"waited {timeout}s for {self._wanted(request)}; busy workers "
-                                f"still hold {self._held()}")
+                                f"still hold {self._held()}{self.scheduler.blockers()}")
                         self.cond.wait(remaining)
                         continue
                     self.workers.remove(victim)

@@ -1,18 +1,22 @@
 """One scheduler per calling process: grants resources, never more than exist.
 
 Every compute call (from any thread, and nested calls forwarded by workers) asks this scheduler.
-A request that can never be met fails at once; one that can be met later waits.
+A request that can never be met fails at once; one that can be met later waits. GPU shares are
+also checked against, and recorded in, the machine-wide ledger (:mod:`dryml.context._ledger`),
+so independent processes never grant more than 1.0 of a GPU between them.
 """
 
 from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
 
+from dryml.context._ledger import Holding, Ledger, ledger_key, open_ledger
 from dryml.context._resources import Request, Resource, ResourceProvider
 from dryml.errors import ResourcesUnavailableError
 
@@ -20,6 +24,8 @@ __all__ = ["Grant", "Scheduler", "describe_resources"]
 
 _EPS = 1e-9
 _ids = itertools.count(1)
+#: How often a request waiting on another process's grant looks at the ledger again (s).
+LEDGER_POLL = 0.25
 
 
 @attrs.frozen
@@ -95,6 +101,12 @@ class Scheduler:
         self._kinds: dict[str, list[str]] = {}
         self.cond = threading.Condition(threading.RLock())
         self.generation = 0
+        self._ledger: Ledger | None = None
+        self._keys: dict[str, str] = {}  # resource name -> ledger key, for ledger resources
+        self._blockers: list[Holding] = []
+        self._others: dict[str, float] = {}  # what other processes held at the last look
+        self._blocked_at: float | None = None
+        self._poller: threading.Thread | None = None
 
     # -- what exists ------------------------------------------------------------------------
     def resources(self) -> dict[str, Resource]:
@@ -112,6 +124,13 @@ class Scheduler:
                         found[res.name] = res
                 self._resources = found
                 self._free = {name: 1.0 for name in found}
+                self._ledger = open_ledger()
+                self._keys = {}
+                if self._ledger is not None:
+                    for name, res in found.items():
+                        key = ledger_key(res)
+                        if key is not None:
+                            self._keys[name] = key
                 self._kinds = {}
                 for name, res in sorted(found.items(), key=lambda kv: (kv[1].kind, kv[1].index)):
                     self._kinds.setdefault(res.kind, []).append(name)
@@ -149,18 +168,84 @@ class Scheduler:
                 f"{describe_resources(resources.values())}. Ask for less.")
 
     def try_acquire(self, request: Mapping[str, Request]) -> Grant | None:
-        """A grant if ``request`` fits in what is free now, else None (never waits)."""
+        """A grant if ``request`` fits in what is free now, else None (never waits).
+
+        A request touching GPUs in the ledger is checked against what other processes hold
+        and recorded there in one transaction; when it does not fit only because of them,
+        :meth:`blockers` says who holds what and waiters are woken every :data:`LEDGER_POLL`
+        seconds to look again.
+        """
         with self.cond:
             self.resources()
-            free = dict(self._free)
-            shares = _fit(request, free, self._kinds)
-            if shares is None:
-                return None
-            self._free = free
             assert self._resources is not None
-            names = {n for share in shares.values() for n in share}
-            return Grant(next(_ids), dict(request), shares,
-                         {n: self._resources[n] for n in sorted(names)})
+            if self._ledger is None or not self._touches_ledger(request):
+                free = dict(self._free)
+                shares = _fit(request, free, self._kinds)
+                if shares is None:
+                    return None
+                self._free = free
+                return self._grant(request, shares)
+            with self._ledger.transaction() as tx:
+                self._others = tx.used_by_others()
+                free = self._minus_others(dict(self._free))
+                shares = _fit(request, free, self._kinds)
+                if shares is None:
+                    if _fit(request, dict(self._free), self._kinds) is not None:
+                        self._blocked(tx.holdings(), request)
+                    else:
+                        self._blockers = []
+                    return None
+                self._blockers = []
+                grant = self._grant(request, shares)
+                tx.record(grant.id, {self._keys[n]: (n, a) for n, a in grant.totals().items()
+                                     if n in self._keys})
+            for name, amount in grant.totals().items():
+                self._free[name] = round(self._free[name] - amount, 9)
+            return grant
+
+    def _grant(self, request: Mapping[str, Request],
+               shares: dict[str, dict[str, float]]) -> Grant:
+        assert self._resources is not None
+        names = {n for share in shares.values() for n in share}
+        return Grant(next(_ids), dict(request), shares,
+                     {n: self._resources[n] for n in sorted(names)})
+
+    def _touches_ledger(self, request: Mapping[str, Request]) -> bool:
+        return any(req.num_gpus or any(name in self._keys for name, _ in req.specific)
+                   for req in request.values()) and bool(self._keys)
+
+    # -- other processes ----------------------------------------------------------------------
+    def _blocked(self, holdings: list[Holding], request: Mapping[str, Request]) -> None:
+        """Note who blocks ``request`` and keep waiters polling the ledger."""
+        wanted = {self._keys[n] for req in request.values() for n, _ in req.specific
+                  if n in self._keys}
+        self._blockers = [h for h in holdings if not wanted or h.resource in wanted]
+        self._blocked_at = time.monotonic()
+        if self._poller is None or not self._poller.is_alive():
+            self._poller = threading.Thread(target=self._poll, name="dryml-ledger-poll",
+                                            daemon=True)
+            self._poller.start()
+
+    def _poll(self) -> None:
+        while True:
+            time.sleep(LEDGER_POLL)
+            with self.cond:
+                last = self._blocked_at
+                if last is None or time.monotonic() - last > 4 * LEDGER_POLL:
+                    self._poller = None
+                    return  # nobody has been turned away lately
+                self.generation += 1
+                self.cond.notify_all()
+
+    def blockers(self) -> str:
+        """What other processes held when a request last did not fit because of them
+        (``''`` when none did): ``"other processes on this machine hold 0.7 of gpu/0 ..."``."""
+        with self.cond:
+            if not self._blockers:
+                return ""
+            return ("; other processes on this machine hold "
+                    + ", ".join(h.describe() for h in self._blockers)
+                    + " (their grants end when they stop their workers or exit)")
 
     def fits_with(self, request: Mapping[str, Request], grants: Iterable[Grant]) -> bool:
         """Whether ``request`` would fit if ``grants`` were released."""
@@ -169,13 +254,23 @@ class Scheduler:
             for grant in grants:
                 for name, amount in grant.totals().items():
                     free[name] = min(1.0, round(free[name] + amount, 9))
+            if self._touches_ledger(request):
+                free = self._minus_others(free)
             return _fit(request, free, self._kinds) is not None
+
+    def _minus_others(self, free: dict[str, float]) -> dict[str, float]:
+        """``free`` less what other processes held at the last look at the ledger."""
+        for name, key in self._keys.items():
+            free[name] = max(0.0, round(free[name] - self._others.get(key, 0.0), 9))
+        return free
 
     def release(self, grant: Grant) -> None:
         """Give a grant's resources back and wake whoever waits."""
         with self.cond:
             for name, amount in grant.totals().items():
                 self._free[name] = min(1.0, round(self._free[name] + amount, 9))
+            if self._ledger is not None and any(n in self._keys for n in grant.totals()):
+                self._ledger.release(grant.id)
             self.generation += 1
             self.cond.notify_all()
 

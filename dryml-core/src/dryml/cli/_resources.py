@@ -1,0 +1,56 @@
+"""``dryml resources``: the GPU shares every dryml process on this machine holds (the ledger)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+__all__ = ["register", "run"]
+
+_DESCRIPTION = """\
+List the grants in this machine's resource ledger: which dryml process (pid and command) holds
+how much of which GPU, and since when. Grants of processes that have ended (killed ones
+included) are dropped before listing. The ledger lives in $DRYML_LEDGER_DIR, else
+$XDG_RUNTIME_DIR/dryml, else <tempdir>/dryml-<uid>; DRYML_LEDGER=process turns it off."""
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``resources`` command."""
+    parser = subparsers.add_parser(
+        "resources", help="list the GPU shares dryml processes hold on this machine",
+        description=_DESCRIPTION)
+    parser.add_argument("--json", action="store_true", help="print JSON for machines")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the grants (or JSON)."""
+    import datetime
+
+    import attrs
+
+    from dryml.cli._text import table
+    from dryml.context._ledger import Ledger, ledger_dir, ledger_enabled
+
+    if not ledger_enabled():
+        sys.stdout.write("the machine-wide ledger is off (DRYML_LEDGER=process): each process "
+                         "accounts only for its own workers\n")
+        return 0
+    directory = ledger_dir()
+    holdings = Ledger(directory).holdings() if (directory / "ledger.sqlite").exists() else []
+    if args.json:
+        json.dump([attrs.asdict(h) for h in holdings], sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    sys.stdout.write(f"ledger: {directory / 'ledger.sqlite'}\n")
+    if not holdings:
+        sys.stdout.write("no grants: no dryml process on this machine holds a GPU share\n")
+        return 0
+    rows = [(str(h.pid), h.name, f"{h.amount:g}", h.resource,
+             datetime.datetime.fromtimestamp(h.since).isoformat(sep=" ", timespec="seconds"),
+             h.command) for h in holdings]
+    sys.stdout.write(table(("PID", "RESOURCE", "AMOUNT", "DEVICE", "SINCE", "COMMAND"), rows)
+                     + "\n")
+    return 0

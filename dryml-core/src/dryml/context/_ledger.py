@@ -1,0 +1,221 @@
+"""The machine-wide ledger: GPU shares granted by every dryml process of this user.
+
+Each process's :class:`~dryml.context._scheduler.Scheduler` grants its own workers; the ledger
+lets independent processes (two notebooks, a notebook and a script) see each other's grants,
+so that together they never give out more than 1.0 of a GPU. It is a small SQLite database in
+a per-user runtime directory (``$DRYML_LEDGER_DIR``, else ``$XDG_RUNTIME_DIR/dryml``, else
+``<tempdir>/dryml-<uid>``, created with mode 0700). A row names the process holding a grant by
+pid *and* kernel start time, so the grants of a process that died (SIGKILL included) are
+dropped by the next process that looks, and a reused pid is never taken for the holder.
+
+GPUs are keyed by uuid (processes that see different ``CUDA_VISIBLE_DEVICES`` agree on which
+device is which). Pretend GPUs (``info["fake"]``) stay per process unless their ``info`` has
+``ledger=True`` (tests declare such GPUs to exercise the ledger). CPUs are accounted per process.
+
+``DRYML_LEDGER=process`` turns the ledger off: each process accounts only for its own workers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import attrs
+
+from dryml._process import process_alive, process_command, start_time
+from dryml.context._resources import Resource
+from dryml.errors import ConfigurationError
+
+__all__ = ["Holding", "Ledger", "ledger_dir", "ledger_enabled", "ledger_key", "open_ledger"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS grants (
+    pid INTEGER NOT NULL, pstart TEXT NOT NULL, command TEXT NOT NULL,
+    grant_id INTEGER NOT NULL, resource TEXT NOT NULL, name TEXT NOT NULL,
+    amount REAL NOT NULL, since REAL NOT NULL
+)
+"""
+_FILE = "ledger.sqlite"
+
+
+@attrs.frozen
+class Holding:
+    """One grant row: ``amount`` of ``resource`` (a GPU uuid; ``name`` is what the holder
+    calls it, e.g. ``gpu/0``) held by process ``pid`` running ``command`` since ``since``."""
+
+    pid: int
+    command: str
+    resource: str
+    name: str
+    amount: float
+    since: float
+
+    def describe(self) -> str:
+        """``"0.7 of gpu/0 (GPU-...) held by pid 123 (python train.py)"``."""
+        return (f"{self.amount:g} of {self.name} ({self.resource}) held by pid {self.pid} "
+                f"({self.command or 'command unknown'})")
+
+
+def ledger_enabled() -> bool:
+    """False when ``DRYML_LEDGER=process`` asks for per-process accounting."""
+    mode = os.environ.get("DRYML_LEDGER", "machine").strip().lower() or "machine"
+    if mode not in ("machine", "process"):
+        raise ConfigurationError(
+            f"DRYML_LEDGER must be 'machine' (the default: one accounting of GPU shares for "
+            f"every dryml process on this machine) or 'process', got {mode!r}")
+    return mode == "machine"
+
+
+def ledger_dir() -> Path:
+    """The per-user directory that holds the ledger (see the module docstring)."""
+    explicit = os.environ.get("DRYML_LEDGER_DIR")
+    if explicit:
+        return Path(explicit)
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and os.path.isdir(runtime) and os.access(runtime, os.W_OK):
+        return Path(runtime) / "dryml"
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    return Path(tempfile.gettempdir()) / f"dryml-{uid}"
+
+
+def ledger_key(resource: Resource) -> str | None:
+    """The machine-wide name of ``resource`` in the ledger, or None if it is per process."""
+    if resource.kind != "gpu":
+        return None
+    if resource.info.get("fake") and not resource.info.get("ledger"):
+        return None
+    return str(resource.info.get("uuid") or resource.name)
+
+
+class Ledger:
+    """The ledger database of one directory; one connection per process, used under a lock."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.path = directory / _FILE
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._pid = -1
+        self._me: tuple[int, str, str] | None = None
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is None or self._pid != os.getpid():  # reopened after a fork
+            _private_dir(self.directory)
+            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout = 30000")
+            conn.execute(_SCHEMA)
+            self._conn, self._pid = conn, os.getpid()
+            pid = os.getpid()
+            self._me = (pid, start_time(pid), process_command(pid) or " ".join(sys.argv))
+        return self._conn
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """An exclusive transaction (other processes wait), with dead holders dropped."""
+        with self._lock:
+            conn = self._connect()
+            assert self._me is not None
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                tx = Transaction(conn, self._me)
+                tx.drop_dead()
+                yield tx
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def release(self, grant_id: int) -> None:
+        """Forget this process's rows of grant ``grant_id``."""
+        with self.transaction() as tx:
+            tx.release(grant_id)
+
+    def holdings(self) -> list[Holding]:
+        """Every grant on the machine (dead holders dropped first)."""
+        with self.transaction() as tx:
+            return tx.holdings(others_only=False)
+
+
+class Transaction:
+    """What a process may do with the ledger while it holds the write lock."""
+
+    def __init__(self, conn: sqlite3.Connection, me: tuple[int, str, str]) -> None:
+        self.conn = conn
+        self.pid, self.pstart, self.command = me
+
+    def drop_dead(self) -> None:
+        """Delete the rows of processes that have ended (or whose pid was reused)."""
+        owners = self.conn.execute("SELECT DISTINCT pid, pstart FROM grants").fetchall()
+        for pid, pstart in owners:
+            mine = pid == self.pid and pstart == self.pstart
+            if not mine and not process_alive(pid, pstart):
+                self.conn.execute("DELETE FROM grants WHERE pid = ? AND pstart = ?",
+                                  (pid, pstart))
+
+    def holdings(self, others_only: bool = True) -> list[Holding]:
+        """Rows of other processes (or of every process)."""
+        rows = self.conn.execute(
+            "SELECT pid, pstart, command, resource, name, amount, since FROM grants "
+            "ORDER BY since, pid").fetchall()
+        return [Holding(pid, command, resource, name, amount, since)
+                for pid, pstart, command, resource, name, amount, since in rows
+                if not (others_only and pid == self.pid and pstart == self.pstart)]
+
+    def used_by_others(self) -> dict[str, float]:
+        """Total amount of each ledger resource that other processes hold."""
+        used: dict[str, float] = {}
+        for holding in self.holdings():
+            used[holding.resource] = round(used.get(holding.resource, 0.0) + holding.amount, 9)
+        return used
+
+    def record(self, grant_id: int, amounts: Mapping[str, tuple[str, float]]) -> None:
+        """Record ``{ledger key: (name, amount)}`` as held by this process for ``grant_id``."""
+        now = time.time()
+        self.conn.executemany(
+            "INSERT INTO grants (pid, pstart, command, grant_id, resource, name, amount, since) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(self.pid, self.pstart, self.command, grant_id, key, name, amount, now)
+             for key, (name, amount) in amounts.items()])
+
+    def release(self, grant_id: int) -> None:
+        """Delete this process's rows of ``grant_id``."""
+        self.conn.execute("DELETE FROM grants WHERE pid = ? AND pstart = ? AND grant_id = ?",
+                          (self.pid, self.pstart, grant_id))
+
+
+def _private_dir(directory: Path) -> None:
+    """Create ``directory`` (0700) or check that it is ours and not writable by others."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = directory.stat()
+    if hasattr(os, "getuid") and info.st_uid != os.getuid():
+        raise ConfigurationError(
+            f"the dryml resource ledger directory {directory} belongs to another user; set "
+            "DRYML_LEDGER_DIR to a directory of yours, or DRYML_LEDGER=process")
+    if info.st_mode & 0o022:
+        raise ConfigurationError(
+            f"the dryml resource ledger directory {directory} is writable by others; make it "
+            f"private (chmod 700 {directory}) or set DRYML_LEDGER_DIR")
+
+
+_ledgers: dict[Path, Ledger] = {}
+_ledgers_lock = threading.Lock()
+
+
+def open_ledger() -> Ledger | None:
+    """This process's ledger for the current settings, or None under ``DRYML_LEDGER=process``."""
+    if not ledger_enabled():
+        return None
+    directory = ledger_dir().absolute()
+    with _ledgers_lock:
+        ledger = _ledgers.get(directory)
+        if ledger is None:
+            ledger = _ledgers[directory] = Ledger(directory)
+        return ledger

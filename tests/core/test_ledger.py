@@ -1,0 +1,148 @@
+"""The machine-wide ledger: two independent processes never hold more than 1.0 of one GPU.
+
+Each test runs real separate Python processes that declare the same pretend GPU (a fake whose
+``info`` asks for the ledger) and ask for 0.7 of it; the ledger lives in a directory of the
+test's own (``DRYML_LEDGER_DIR``) so that nothing else on the machine shares it.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+HOLDER = textwrap.dedent("""
+    import os, sys
+    from dryml.context import CpuProvider, Resource, compute_context, configure
+    from dryml.errors import ResourcesUnavailableError
+
+    class SharedGpu:
+        def resources(self):
+            return [Resource("gpu", 0, {"uuid": sys.argv[1], "model": "Fake GPU",
+                                        "memory_total": 1 << 30, "fake": True,
+                                        "ledger": True})]
+
+    configure(providers=[CpuProvider(), SharedGpu()])
+
+    @compute_context({"default": {"gpu/0": 0.7}})
+    def use():
+        return os.getpid()
+
+    print("ready", flush=True)
+    for line in sys.stdin:  # "try SECONDS": ask for 0.7 of gpu/0, waiting that long at most
+        try:
+            print("granted", use(call_resource_timeout=float(line.split()[1])), flush=True)
+        except ResourcesUnavailableError as exc:
+            print("unavailable", " ".join(str(exc).split()), flush=True)
+""")
+
+
+class Holder:
+    """A separate Python process that asks for 0.7 of the shared GPU when told to."""
+
+    def __init__(self, script: Path, gpu: str, env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen([sys.executable, str(script), gpu], env=env, text=True,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert self.read() == "ready"
+
+    def ask(self, timeout: float) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(f"try {timeout}\n")
+        self.proc.stdin.flush()
+
+    def read(self) -> str:
+        assert self.proc.stdout is not None
+        return self.proc.stdout.readline().strip()
+
+    def answered_within(self, seconds: float) -> bool:
+        assert self.proc.stdout is not None
+        return bool(select.select([self.proc.stdout], [], [], seconds)[0])
+
+    def request(self, timeout: float) -> str:
+        self.ask(timeout)
+        return self.read()
+
+    def sigkill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        assert self.proc.wait() == -signal.SIGKILL
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None and not stream.closed:
+                stream.close()
+
+
+@pytest.fixture
+def start(tmp_path: Path) -> Iterator[object]:
+    script = tmp_path / "holder.py"
+    script.write_text(HOLDER)
+    gpu = f"GPU-ledger-test-{uuid.uuid4()}"
+    env = {**os.environ, "DRYML_LEDGER_DIR": str(tmp_path / "ledger")}
+    env.pop("DRYML_LEDGER", None)
+    started: list[Holder] = []
+
+    def make(**extra: str) -> Holder:
+        holder = Holder(script, gpu, {**env, **extra})
+        started.append(holder)
+        return holder
+
+    make.env = env  # type: ignore[attr-defined]
+    yield make
+    for holder in started:
+        holder.close()
+
+
+def cli_resources(env: dict[str, str]) -> str:
+    out = subprocess.run([sys.executable, "-m", "dryml.cli", "resources"], env=env,
+                         capture_output=True, text=True, check=True)
+    return out.stdout
+
+
+def test_a_second_process_waits_or_fails_naming_the_first_until_it_is_killed(start) -> None:
+    first, second = start(), start()
+    assert first.request(30).startswith("granted")
+    answer = second.request(1)
+    assert answer.startswith("unavailable"), answer
+    assert "0.7 of gpu/0 (GPU-ledger-test-" in answer
+    assert f"held by pid {first.proc.pid} (" in answer and "holder.py" in answer
+    listing = cli_resources(start.env)
+    assert f"{first.proc.pid}" in listing and "gpu/0" in listing and "0.7" in listing
+    assert "holder.py" in listing
+
+    second.ask(120)  # waits for the first process's grant...
+    assert not second.answered_within(1.0)
+    first.sigkill()  # ...which ends with it, SIGKILL included
+    answer = second.read()
+    assert answer.startswith("granted"), answer
+    listing = cli_resources(start.env)
+    assert f"{first.proc.pid}" not in listing and f"{second.proc.pid}" in listing
+    assert start().request(1).startswith("unavailable")  # and the second one now holds it
+
+
+def test_per_process_accounting_when_asked(start) -> None:
+    first, second = start(DRYML_LEDGER="process"), start(DRYML_LEDGER="process")
+    assert first.request(30).startswith("granted")
+    assert second.request(30).startswith("granted")  # each counts only its own workers
+    assert "ledger is off" in cli_resources({**start.env, "DRYML_LEDGER": "process"})
+
+
+def test_dryml_resources_with_no_grants(tmp_path: Path) -> None:
+    env = {**os.environ, "DRYML_LEDGER_DIR": str(tmp_path / "none")}
+    env.pop("DRYML_LEDGER", None)
+    assert "no grants" in cli_resources(env)
