@@ -101,8 +101,9 @@ def test_read_only_commands_never_create_a_repository(
     folder = tmp_path / "plain"
     folder.mkdir()
     (folder / "notes.txt").write_text("an ordinary folder")
-    for argv in (["ls"], ["show", "x"], ["check"]):
-        status, out, err = _run(capsys, "repo", argv[0], str(folder), *argv[1:])
+    for argv in (["repo", "ls"], ["repo", "show", "x"], ["repo", "check"], ["search", "ls"],
+                 ["search", "show", "x"]):
+        status, out, err = _run(capsys, *argv[:2], str(folder), *argv[2:])
         assert status == 1 and out == ""
         assert err == (f"dryml: error: {str(folder)!r} is not a dryml repository (it has no "
                        f".dryml-index.sqlite). To make it one, indexing the .dry files in it: "

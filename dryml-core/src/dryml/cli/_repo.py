@@ -14,8 +14,8 @@ import json
 import sys
 from typing import Any
 
-__all__ = ["parse_where", "register", "run_check", "run_init", "run_ls", "run_reindex",
-           "run_show"]
+__all__ = ["open_repository", "parse_where", "register", "run_check", "run_init", "run_ls",
+           "run_reindex", "run_show"]
 
 _OPS = (">=", "<=", "!=", ">", "<", "=")
 
@@ -23,7 +23,7 @@ _OPS = (">=", "<=", "!=", ">", "<", "=")
 def register(subparsers: Any) -> None:
     """Add the ``repo`` command and its subcommands."""
     parser = subparsers.add_parser(
-        "repo", help="list, show, check and reindex a repository of .dry files",
+        "repo", help="init, list, show, check and reindex a repository of .dry files",
         description="Query a dryml repository (a directory of .dry files with an index).")
     sub = parser.add_subparsers(title="repo commands", metavar="ACTION")
 
@@ -78,9 +78,9 @@ def register(subparsers: Any) -> None:
     reindex.set_defaults(run=run_reindex)
 
 
-def _open(directory: str) -> Any:
-    """The Repo at ``directory``; a RepoError saying how to make one when there is none
-    (never creates an index)."""
+def open_repository(directory: str) -> Any:
+    """The Repo at ``directory`` for a read-only command: a RepoError saying how to make one
+    when there is none (never creates an index)."""
     from pathlib import Path
 
     from dryml.errors import RepoError
@@ -184,7 +184,7 @@ def run_ls(args: argparse.Namespace) -> int:
         count = max(positional) + 1 if positional else 0
         arg_list = [positional.get(i, to_matcher(lambda _: True)) for i in range(count)]
         selector = Selector(args.cls, args=arg_list, kwargs=kwargs)
-    repo = _open(args.directory)
+    repo = open_repository(args.directory)
     entries = repo.entries(selector, where=meta or None, order_by=args.order_by,
                            descending=args.desc, limit=args.limit)
     if args.json:
@@ -219,7 +219,7 @@ def run_show(args: argparse.Namespace) -> int:
     """Show one object's index entry."""
     import datetime
 
-    repo = _open(args.directory)
+    repo = open_repository(args.directory)
     entry = repo.info(repo.full_id(args.dry_id))
     if args.json:
         json.dump(entry, sys.stdout, indent=2)
@@ -240,7 +240,7 @@ def run_check(args: argparse.Namespace) -> int:
     """Check the index against the files; 1 when they differ."""
     import attrs
 
-    report = _open(args.directory).check()
+    report = open_repository(args.directory).check()
     if args.json:
         json.dump({**attrs.asdict(report), "ok": report.ok}, sys.stdout, indent=2)
         sys.stdout.write("\n")

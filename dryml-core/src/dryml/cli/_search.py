@@ -31,9 +31,9 @@ def register(subparsers: Any) -> None:
 
 
 def _open(directory: str) -> Any:
-    from dryml.repo import Repo
+    from dryml.cli._repo import open_repository
 
-    return Repo(directory)
+    return open_repository(directory)  # (never creates an index: says how to make one)
 
 
 def run_ls(args: argparse.Namespace) -> int:
