@@ -132,6 +132,19 @@ def test_python_blocks_of_the_page_run_as_written(page: Path, tmp_path: Path) ->
     assert not failures, "\n".join(failures)
 
 
+_FRAMEWORK_IMPORT = re.compile(
+    r"^\W*(from|import)\s+(dryml_tf|dryml_torch|dryml_sklearn|dryml_xgboost|tensorflow|keras|"
+    r"torch|sklearn|xgboost)\b", re.M)
+
+
+def test_pages_run_here_import_no_backend() -> None:
+    """Core runs these pages with no backend installed: a page that imports one belongs in
+    BACKEND_PAGES (its blocks then run in the integration session)."""
+    found = [block.where for page in CORE_PAGES for block in python_blocks(page)
+             if _FRAMEWORK_IMPORT.search(block.code)]
+    assert found == []
+
+
 def test_readme_tour_leaves_the_file_it_tells_you_to_inspect(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from dryml.cli import main
