@@ -146,3 +146,25 @@ def test_dryml_resources_with_no_grants(tmp_path: Path) -> None:
     env = {**os.environ, "DRYML_LEDGER_DIR": str(tmp_path / "none")}
     env.pop("DRYML_LEDGER", None)
     assert "no grants" in cli_resources(env)
+
+
+def test_an_unusable_ledger_says_what_to_do(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from dryml.context import CpuProvider, Resource, ResourcesUnavailableError
+    from dryml.context._resources import normalize_requirement
+    from dryml.context._scheduler import Scheduler
+
+    class SharedGpu:
+        def resources(self) -> list[Resource]:
+            return [Resource("gpu", 0, {"uuid": "GPU-ledger-unusable", "fake": True,
+                                        "ledger": True})]
+
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    monkeypatch.setenv("DRYML_LEDGER_DIR", str(not_a_dir))
+    monkeypatch.delenv("DRYML_LEDGER", raising=False)
+    request = normalize_requirement({"default": {"gpu/0": 0.5}})
+    with pytest.raises(ResourcesUnavailableError, match="DRYML_LEDGER=process"):
+        Scheduler([CpuProvider(), SharedGpu()]).try_acquire(request)
+    monkeypatch.setenv("DRYML_LEDGER", "process")
+    assert Scheduler([CpuProvider(), SharedGpu()]).try_acquire(request) is not None

@@ -31,7 +31,7 @@ import attrs
 
 from dryml._process import process_alive, process_command, start_time
 from dryml.context._resources import Resource
-from dryml.errors import ConfigurationError
+from dryml.errors import ConfigurationError, ResourcesUnavailableError
 
 __all__ = ["Holding", "Ledger", "ledger_dir", "ledger_enabled", "ledger_key", "open_ledger"]
 
@@ -121,9 +121,15 @@ class Ledger:
     def transaction(self) -> Iterator[Transaction]:
         """An exclusive transaction (other processes wait), with dead holders dropped."""
         with self._lock:
-            conn = self._connect()
+            try:
+                conn = self._connect()
+                conn.execute("BEGIN IMMEDIATE")
+            except (sqlite3.Error, OSError) as exc:
+                raise ResourcesUnavailableError(
+                    f"the machine-wide resource ledger {self.path} cannot be used ({exc}); "
+                    "fix or remove it, point DRYML_LEDGER_DIR elsewhere, or set "
+                    "DRYML_LEDGER=process for per-process accounting") from exc
             assert self._me is not None
-            conn.execute("BEGIN IMMEDIATE")
             try:
                 tx = Transaction(conn, self._me)
                 tx.drop_dead()
