@@ -85,7 +85,9 @@ def require_env(names: list[str]) -> dict[str, str]:
 def tests(session: nox.Session, package: str) -> None:
     """Test one package in a venv holding only it and dryml-core: undeclared deps fail."""
     search = SEARCH_REQUIREMENTS if package == "core" else ()
-    install(session, [package], *TEST_TOOLS, *search)
+    # pandas: XGBoost's string-category encoder is tested through a DataFrame
+    more = ("pandas",) if package == "xgboost" else ()
+    install(session, [package], *TEST_TOOLS, *search, *more)
     env = {**require_env([package]), **(SEARCH_ENV if package == "core" else {})}
     session.run("pytest", PACKAGES[package].tests, *session.posargs, env=env)
 
