@@ -97,12 +97,7 @@ def run_next_save(directory: Path, how: str) -> None:
         os.unlink(tmp)
 
 
-SAVE_OBJECT = pytest.param(
-    "save_object", marks=pytest.mark.xfail(
-        strict=True, reason="until save_object creates its temporary with make_temp (lead)"))
-
-
-@pytest.mark.parametrize("how", [SAVE_OBJECT, "make_temp"])
+@pytest.mark.parametrize("how", ["save_object", "make_temp"])
 def test_the_next_save_removes_a_killed_writers_temp_and_keeps_a_live_ones(
         tmp_path: Path, writers: list[subprocess.Popen[str]], how: str) -> None:
     killed, killed_temp = start_writer(writers, tmp_path, "big.dry", how)

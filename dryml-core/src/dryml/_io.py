@@ -8,7 +8,6 @@ import functools
 import io
 import os
 import struct
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -27,6 +26,7 @@ from dryml.errors import (
 )
 from dryml.format._container import FORMAT_VERSION, ContainerReader, ContainerWriter, Limits
 from dryml.format._manifest import Manifest, NodeRecord, parse_manifest
+from dryml.format._stale import make_temp
 from dryml.format._store import LoadStore, SaveStore
 from dryml.format._stored import SharedReader, StoredValue, load_entry, member_map
 
@@ -307,7 +307,7 @@ def save_object(obj: Object, dest: Source, *, compress: bool = True, durable: bo
         _write(obj, dest, compress, metadata)
         return True
     path = Path(dest)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = make_temp(path)  # named after this process; drops dead writers' temps
     try:
         with open(fd, "wb", buffering=1 << 20) as stream:
             _write(obj, stream, compress, metadata)
