@@ -168,3 +168,17 @@ def test_an_unusable_ledger_says_what_to_do(tmp_path: Path,
         Scheduler([CpuProvider(), SharedGpu()]).try_acquire(request)
     monkeypatch.setenv("DRYML_LEDGER", "process")
     assert Scheduler([CpuProvider(), SharedGpu()]).try_acquire(request) is not None
+
+
+def test_a_reused_pid_is_not_taken_for_the_holder(tmp_path: Path) -> None:
+    from dryml._process import start_time
+    from dryml.context._ledger import Ledger
+
+    ledger = Ledger(tmp_path / "ledger")
+    parent = os.getppid()  # alive; rows name it with its real start time or another one
+    with ledger.transaction() as tx:
+        for pstart in (start_time(parent), "1"):
+            tx.conn.execute("INSERT INTO grants VALUES (?, ?, 'x', 1, 'GPU-a', 'gpu/0', 0.25, 0)",
+                            (parent, pstart))
+    holdings = ledger.holdings()  # the row whose start time does not match is dropped
+    assert [(h.pid, h.amount) for h in holdings] == [(parent, 0.25)]
