@@ -104,3 +104,22 @@ def test_a_pruner_stops_torch_trials_from_their_epoch_reports(tmp_path: Path) ->
     pruned = [t for t in result.trials if t["status"] == "pruned"]
     assert pruned, [t["metrics"] for t in result.trials]
     assert all(t["metrics"]["epoch"] < 6 and "val_accuracy" in t["metrics"] for t in pruned)
+
+
+def test_a_pruner_stops_xgboost_trials_from_their_round_reports(tmp_path: Path) -> None:
+    # XGBoost reports each boosting round (through XGBoostTrainable.on_epoch_end); the search
+    # minimizes log loss and the pruner watches the validation log loss, the same direction.
+    if not os.environ.get("DRYML_REQUIRE_OPTUNA"):
+        pytest.importorskip("optuna")
+    import optuna
+
+    train, test = digits()
+    space = ObjectDef(XGBoostTrainable, n_estimators=30, max_depth=2,
+                      learning_rate=Float(1e-4, 0.5, log=True),
+                      spec=ObjectDef(TrainSpec, validation_split=0.2, seed=0))
+    result = Search(space, metric="log_loss", direction="minimize", monitor="val_mlogloss",
+                    repo=tmp_path / "repo", name="prune-xgb", sampler="tpe", n_trials=8, seed=0,
+                    pruner=optuna.pruners.MedianPruner(n_startup_trials=2)).run(train, test)
+    pruned = [t for t in result.trials if t["status"] == "pruned"]
+    assert pruned, [t["metrics"] for t in result.trials]
+    assert all("val_mlogloss" in t["metrics"] and t["metrics"]["round"] < 30 for t in pruned), pruned

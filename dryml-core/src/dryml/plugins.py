@@ -48,6 +48,7 @@ from dryml.records import (
     ContextRecord,
     DatasetAdapterRecord,
     ResourceProviderRecord,
+    SamplerRecord,
     SerializerRecord,
     TrainerRecord,
 )
@@ -72,6 +73,7 @@ _RECORD_TYPES: dict[str, type] = {
     "dryml_resource_providers": ResourceProviderRecord,
     "dryml_contexts": ContextRecord,
     "dryml_trusted_modules": str,
+    "dryml_samplers": SamplerRecord,
 }
 
 

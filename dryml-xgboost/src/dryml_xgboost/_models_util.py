@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import xgboost
@@ -17,9 +18,10 @@ def _last(log: dict[str, Any], data_name: str) -> dict[str, float]:
 class ProgressBar(xgboost.callback.TrainingCallback):
     """A tqdm bar over boosting rounds (to stderr): round, training loss, validation metric."""
 
-    def __init__(self, total: int, desc: str) -> None:
+    def __init__(self, total: int, desc: str,
+                 on_round: Callable[[dict[str, float]], None] | None = None) -> None:
         super().__init__()
-        self.total, self.desc = total, desc
+        self.total, self.desc, self.on_round = total, desc, on_round
         self.bar: Any = None
 
     def before_training(self, model: Any) -> Any:
@@ -30,13 +32,15 @@ class ProgressBar(xgboost.callback.TrainingCallback):
 
     def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
         """Advance one round; show the latest metrics. Never asks to stop."""
-        shown: dict[str, str] = {}
+        logs: dict[str, float] = {}
         for data_name, prefix in (("validation_0", ""), ("validation_1", "val_")):
             for name, value in _last(evals_log, data_name).items():
-                shown[prefix + name] = f"{value:.4g}"
+                logs[prefix + name] = float(value)
         if self.bar is not None:
-            self.bar.set_postfix(shown, refresh=False)
+            self.bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()}, refresh=False)
             self.bar.update(1)
+        if self.on_round is not None:  # e.g. a search's pruner, through on_epoch_end
+            self.on_round({"round": epoch + 1, **logs})
         return False
 
     def after_training(self, model: Any) -> Any:

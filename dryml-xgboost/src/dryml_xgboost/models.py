@@ -98,7 +98,8 @@ class XGBoostTrainable(Trainable):
         if user_jobs is None:
             params["n_jobs"] = _context_threads()
         rounds = int(params.get("n_estimators") or 100)
-        callbacks: list[Any] = [util.ProgressBar(rounds, f"xgboost {self.task}")]
+        callbacks: list[Any] = [util.ProgressBar(rounds, f"xgboost {self.task}",
+                                                 on_round=self.on_epoch_end)]
         stopping = spec.early_stopping
         if stopping is not None and x_valid is not None:
             metric = _monitored_metric(stopping.monitor, params)
@@ -118,6 +119,10 @@ class XGBoostTrainable(Trainable):
         best = _best_iteration(model)
         if best is not None:
             self.train_state.progress["best_iteration"] = best
+
+    def on_epoch_end(self, logs: dict[str, float]) -> None:
+        """Called after each boosting round with its ``logs`` (``round`` and the latest
+        metrics, ``val_`` for validation); override to log. A search's pruner listens here."""
 
     def predict(self, x: Any) -> Any:
         """Class probabilities (classifier) or values (regressor) for a numpy batch; after

@@ -66,6 +66,8 @@ class _EpochHook:
 
     def __init__(self, model: Any) -> None:
         self.model = model
+        #: the last epoch's logs (XGBoost fills its history only once boosting ends)
+        self.last: dict[str, float] = {}
 
     def __enter__(self) -> None:
         from dryml.search._report import report_epoch
@@ -77,6 +79,7 @@ class _EpochHook:
 
         def on_epoch_end(logs: dict[str, float]) -> None:
             original(logs)
+            self.last = dict(logs)
             count[0] += 1
             report_epoch(int(logs.get("epoch", logs.get("round", count[0]))), logs)
 
@@ -100,12 +103,13 @@ def _train_and_score(model: Any, train: Any, valid: Any, metrics: list[Metric],
         from dryml.search._optuna import worker_reporter
 
         reporter = worker_reporter(report["optuna"], report["monitor"])
+    hook = _EpochHook(model)
     try:
-        with reporting(reporter), _EpochHook(model):
+        with reporting(reporter), hook:
             out = _run(model, train, valid, metrics, folds, start)
     except TrialPruned:
         history = model.train_state.history
-        last = {k: float(v) for k, v in history[-1].items()} if history else {}
+        last = {k: float(v) for k, v in (history[-1] if history else hook.last).items()}
         out = {"pruned": True, "metrics": last, "seconds": time.perf_counter() - start}
     return {**out, "started": started, "finished": time.time()}
 
