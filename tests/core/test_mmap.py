@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import random
 import subprocess
 import sys
 import textwrap
@@ -11,10 +12,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from dryfiles import Leaf, build_file, explode
+from dryfiles import Leaf, build_file, explode, rewrite_manifest
 
 from dryml import Object, load_object, save_object
-from dryml.errors import ChecksumError, FormatError
+from dryml.errors import ChecksumError, DrymlError, FormatError
 from dryml.format import read_manifest, verify
 
 
@@ -192,3 +193,44 @@ def test_torch_state_loads_with_mmap(tmp_path: Path) -> None:
     for key, value in holder.state.items():
         assert torch.equal(state[key], value)
         state[key].add_(1)  # the backend hands out writable tensors (it copies mapped arrays)
+
+
+def test_hostile_files_with_mmap_raise_only_dryml_errors(tmp_path: Path) -> None:
+    """Headers and member tables mutated with every checksum recomputed: mapping them loads
+    or raises a dryml error, with or without verification (never a crash or another error)."""
+    rng = np.random.default_rng(3)
+    values = {"raw": rng.standard_normal(20_000), "zstd": np.arange(20_000) % 7}
+    source = tmp_path / "s.dry"
+    save_object(Leaf(values), source)
+    manifest, members = explode(source.read_bytes())
+    names = sorted(members)
+    chooser = random.Random(5)
+    path = tmp_path / "h.dry"
+    outcomes = {"loaded": 0, "refused": 0}
+    for case in range(300):
+        edited = dict(members)
+        name = chooser.choice(names)
+        stored, raw_size, compression, kind = edited[name]
+        if case % 2:  # a header byte (or a byte just past it)
+            at = chooser.randrange(min(len(stored), 200))
+            data = bytearray(stored)
+            data[at] = chooser.choice([0, 0x20, 0x27, 0x28, 0x29, 0x2C, 0x31, 0x39, 0xFF])
+            edited[name] = (bytes(data), raw_size, compression, kind)
+            path.write_bytes(build_file(manifest, edited))
+        else:  # the member table: offsets and sizes moved
+            field = chooser.choice(["offset", "size", "raw_size"])
+            delta = chooser.choice([-4096, -64, -1, 1, 64, 4096, 2**40])
+
+            def edit(m: dict[str, Any], name: str = name, field: str = field,
+                     delta: int = delta) -> None:
+                m["members"][name][field] += delta
+
+            path.write_bytes(rewrite_manifest(build_file(manifest, edited), edit))
+        for verify_data in (False, True):
+            try:
+                loaded = load_object(path, mmap=True, verify=verify_data).value
+                float(np.sum(loaded["raw"]))  # touch every mapped page
+                outcomes["loaded"] += 1
+            except DrymlError:
+                outcomes["refused"] += 1
+    assert outcomes["loaded"] and outcomes["refused"], outcomes  # both paths were reached

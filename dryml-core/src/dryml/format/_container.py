@@ -191,7 +191,7 @@ def _pays(stored: int, raw_size: int) -> bool:
 
 
 def _worth_compressing(data: bytes | memoryview) -> bool:
-    sample = bytes(data[:_SAMPLE])
+    sample = memoryview(data)[:_SAMPLE]  # zstd reads the buffer itself: no copy
     return len(_compressor(_PROBE_LEVEL).compress(sample)) < 0.8 * len(sample)
 
 
