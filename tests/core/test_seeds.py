@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from pathlib import Path
 
@@ -107,28 +106,3 @@ def test_an_explicit_seed_is_exactly_that_seed_for_every_copy() -> None:
 def test_invalid_specs_fail_at_construction(kwargs: dict, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         TrainSpec(**kwargs)
-
-
-HAVE_SKLEARN = importlib.util.find_spec("dryml_sklearn") is not None
-
-
-@pytest.mark.skipif(not HAVE_SKLEARN, reason="dryml-sklearn is not installed")
-@pytest.mark.xfail(strict=True, reason="until dryml-sklearn seeds with Trainable.train_seed")
-def test_sklearn_random_forest_copies_differ_and_a_reload_trains_the_same(
-        tmp_path: Path) -> None:
-    from dryml_sklearn.models import Estimator, SklearnTrainable
-
-    rng = np.random.default_rng(1)
-    x = rng.normal(size=(120, 4))
-    train = NumpyDataset((x, (x[:, 0] + x[:, 1] > 0).astype(np.int64)), supervised=True)
-    definition = ObjectDef(SklearnTrainable, Estimator(
-        "sklearn.ensemble.RandomForestClassifier", n_estimators=5, max_depth=3))
-    a, b = definition.build(), definition.build()
-    save_object(a, tmp_path / "a.dry")
-    a_again = load_object(tmp_path / "a.dry")
-    for model in (a, b, a_again):
-        model.train(train)
-    probe = NumpyDataset(rng.normal(size=(200, 4)))
-    pa, pb, pa2 = (m.eval(probe).numpy().peek() for m in (a, b, a_again))
-    assert not np.array_equal(pa, pb)
-    assert np.array_equal(pa, pa2)

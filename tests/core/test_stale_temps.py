@@ -154,8 +154,6 @@ def test_repo_check_reports_a_killed_writers_temp(
     assert len(repo) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="until repo/_files.write_file creates its temporary "
-                   "with make_temp (lead: /work/notes/stale-repo.patch)")
 def test_the_next_repo_save_removes_a_killed_writers_temp(
         tmp_path: Path, writers: list[subprocess.Popen[str]]) -> None:
     from dryml.repo import Repo

@@ -183,18 +183,18 @@ def _stream(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, shuffle: b
 def run_fit(trainable: KerasTrainable, data: Dataset, valid: Dataset | None) -> None:
     """Build, compile and fit the trainable's model as its TrainSpec says; a training saved
     mid-way (status "training", a model and progress) continues from its last epoch."""
-    spec = trainable.spec
+    spec, seed = trainable.spec, trainable.train_seed
     x, y = supervised_arrays(data)
     validation: tuple[np.ndarray, np.ndarray] | None = None
     if valid is not None:
         validation = supervised_arrays(valid, "validation")
     elif spec.validation_split > 0:  # the split every backend makes with this seed
-        (x, y), validation = split_validation(x, y, spec.validation_split, spec.seed)
+        (x, y), validation = split_validation(x, y, spec.validation_split, seed)
     state = trainable.train_state
     first = int(state.progress.get("epoch", 0)) if trainable._keras is not None else 0
     # Seeds the initial weights and dropout (batch order is seeded in _stream); op determinism
     # makes the kernels reproducible too (a process-wide switch: the worker keeps it on).
-    keras.utils.set_random_seed(spec.seed)
+    keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
     if first == 0:
         trainable._keras = _compile(trainable)
@@ -218,7 +218,7 @@ def run_fit(trainable: KerasTrainable, data: Dataset, valid: Dataset | None) -> 
         if trainable._best_weights is not None:
             model.set_weights(trainable._best_weights)
     else:
-        model.fit(_stream(x, y, spec.batch_size, spec.seed, spec.shuffle, first, spec.epochs),
+        model.fit(_stream(x, y, spec.batch_size, seed, spec.shuffle, first, spec.epochs),
                   epochs=spec.epochs, initial_epoch=first, verbose=0, shuffle=False,
                   steps_per_epoch=-(-len(x) // spec.batch_size), validation_data=validation,
                   validation_batch_size=spec.batch_size, callbacks=callbacks)

@@ -1,7 +1,7 @@
 """The training loop of ``TorchTrainable`` (imported only inside a torch worker).
 
 Reproducibility and resume rest on one rule: everything random in an epoch (the shuffle order,
-dropout) is drawn from generators seeded by ``(spec.seed, epoch)``, never carried over from the
+dropout) is drawn from generators seeded by ``(train_seed, epoch)``, never carried over from the
 previous epoch. An epoch therefore depends only on the weights and optimizer state it starts
 from, both of which a mid-training save keeps, so a resumed training ends exactly where the
 uninterrupted one does.
@@ -163,7 +163,7 @@ def run_training(model: TorchTrainable, net: torch.nn.Module, device: torch.devi
     if valid is not None:
         valid_xy = supervised_arrays(valid, "validation")
     elif spec.validation_split > 0:
-        (x, y), valid_xy = split_validation(x, y, spec.validation_split, spec.seed)
+        (x, y), valid_xy = split_validation(x, y, spec.validation_split, model.train_seed)
     tx, ty = _as_tensors(net, x, y)
     valid_t = _as_tensors(net, *valid_xy) if valid_xy is not None else None
     stopper = spec.early_stopping
@@ -183,7 +183,7 @@ def run_training(model: TorchTrainable, net: torch.nn.Module, device: torch.devi
     # Epochs reseed torch's generators; the caller's random state is restored afterwards.
     with torch.random.fork_rng(devices=cuda), bar:
         for epoch in epochs:
-            seed = _epoch_seed(spec.seed, epoch)
+            seed = _epoch_seed(model.train_seed, epoch)
             torch.manual_seed(seed)  # dropout and other in-model randomness of this epoch
             order = (torch.randperm(len(tx), generator=torch.Generator().manual_seed(seed))
                      if spec.shuffle else torch.arange(len(tx)))

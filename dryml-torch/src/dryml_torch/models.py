@@ -193,7 +193,7 @@ class TorchTrainable(Trainable):
 
     Training runs on the device of the torch compute context (``cuda:N`` when the context was
     granted a GPU, else the CPU), shows a progress bar (epoch, loss, validation metrics) on
-    stderr, and is deterministic for a given ``spec.seed``. While training, the saved state
+    stderr, and is deterministic for a given ``train_seed``. While training, the saved state
     holds the optimizer and the early-stopping best weights, so a training saved mid-way
     resumes where it stopped and ends as the uninterrupted one would.
     """
@@ -229,7 +229,7 @@ class TorchTrainable(Trainable):
 
             # The initial weights follow the seed; the caller's random state is left as it was.
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(self.spec.seed)
+                torch.manual_seed(self.train_seed)
                 self._net = _build_network(self.network)
             self._restore()
         return self._net

@@ -41,7 +41,8 @@ class XGBoostTrainable(Trainable):
 
     ``xgb_params`` are the scikit-learn wrapper's parameters (``n_estimators`` is the most
     boosting rounds, default 100; ``learning_rate``, ``max_depth``...). From ``spec`` (default
-    ``TrainSpec()``): ``seed`` becomes ``random_state`` unless given; ``validation_split``
+    ``TrainSpec()``): the seed (``train_seed``) becomes ``random_state`` unless given;
+    ``validation_split``
     holds out that fraction of the training data (chosen with the seed) when no validation
     Dataset is passed to ``train``; ``early_stopping`` stops after ``patience`` rounds without
     improvement of the validation metric (``monitor="val_loss"``: the last of ``eval_metric``,
@@ -91,9 +92,9 @@ class XGBoostTrainable(Trainable):
             x_valid, y_valid = supervised_arrays(valid, "validation")
         elif spec.validation_split > 0:
             (x, y), (x_valid, y_valid) = split_validation(x, y, spec.validation_split,
-                                                          spec.seed)
+                                                          self.train_seed)
         params = dict(self.xgb_params)
-        params.setdefault("random_state", spec.seed)
+        params.setdefault("random_state", self.train_seed)
         user_jobs = params.get("n_jobs")
         if user_jobs is None:
             params["n_jobs"] = _context_threads()

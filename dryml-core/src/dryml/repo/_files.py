@@ -25,6 +25,7 @@ from dryml._io import fsync_directory, open_container, save_object
 from dryml._object import Object
 from dryml.errors import DrymlError, FormatError
 from dryml.format._container import _TRAILER, HEADER_SIZE, TRAILER_MAGIC
+from dryml.format._stale import make_temp
 from dryml.repo._defjson import category_digest, manifest_definition
 from dryml.repo._index import INDEX_NAME, Row
 from dryml.repo._selector import known_mro
@@ -86,9 +87,9 @@ def write_file(obj: Object, directory: Path, name: str, token: str, durable: boo
     for power-loss safety; without them the write is still safe against a killed process.
     """
     path = directory / name
-    tmp = directory / f".{name}.{token}.tmp"
+    fd, tmp = make_temp(path)  # named after this process; drops dead writers' temps
     try:
-        with open(tmp, "w+b", buffering=1 << 20) as stream:
+        with open(fd, "w+b", buffering=1 << 20) as stream:
             save_object(obj, stream, metadata=metadata)
             stamp = read_stamp(stream)  # flushed first: nothing is written after the stamp
             if durable:
