@@ -7,6 +7,7 @@ import random
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +184,31 @@ class StateHolder(Object):
         self.state = store.get("state")
 
 
+def test_copy_on_write_arrays_are_writable_and_leave_the_file_alone(tmp_path: Path) -> None:
+    path, arrays = _saved(tmp_path)
+    before = path.read_bytes()
+    got = load_object(path, mmap="c").value["big"]
+    assert isinstance(got, np.memmap) and got.flags.writeable
+    got[:10] = 7.0
+    assert got[0] == 7.0
+    assert path.read_bytes() == before  # the write stayed in this process
+    np.testing.assert_array_equal(load_object(path, mmap=True).value["big"], arrays["big"])
+    with pytest.raises(ValueError, match="copy-on-write"):
+        load_object(path, mmap="w+")
+
+
+def _mapped_from(path: Path, address: int) -> bool:
+    """Whether ``address`` lies in a mapping of ``path`` in this process (Linux)."""
+    target = str(path.resolve())
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            fields = line.split()
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            if start <= address < end:
+                return fields[-1] == target
+    return False
+
+
 def test_torch_state_loads_with_mmap(tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
     net = torch.nn.Linear(300, 200)
@@ -193,6 +219,17 @@ def test_torch_state_loads_with_mmap(tmp_path: Path) -> None:
     for key, value in holder.state.items():
         assert torch.equal(state[key], value)
         state[key].add_(1)  # the backend hands out writable tensors (it copies mapped arrays)
+    # copy-on-write: torch takes the mapped arrays as they are (no copy, no warning)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        state = load_object(tmp_path / "t.dry", mmap="c").state
+    weight = state["weight"]
+    assert torch.equal(weight, holder.state["weight"])
+    if sys.platform.startswith("linux"):
+        assert _mapped_from(tmp_path / "t.dry", weight.data_ptr())
+    before = (tmp_path / "t.dry").read_bytes()
+    weight.add_(1)
+    assert (tmp_path / "t.dry").read_bytes() == before
 
 
 def test_hostile_files_with_mmap_raise_only_dryml_errors(tmp_path: Path) -> None:

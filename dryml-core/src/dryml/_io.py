@@ -379,7 +379,8 @@ _FILE_DRIVEN = (ValueError, TypeError, OverflowError, KeyError, IndexError, Attr
 
 
 def load_object(source: Source, *, trust: Iterable[str] = (), limits: Limits | None = None,
-                allow_code: bool = False, mmap: bool = False, verify: bool = True) -> Object:
+                allow_code: bool = False, mmap: bool | str = False,
+                verify: bool = True) -> Object:
     """Load the Object saved in ``source`` (a path or a readable binary file).
 
     Nothing is unpickled. Classes resolve only as described in :mod:`dryml._trust`: Object
@@ -394,11 +395,16 @@ def load_object(source: Source, *, trust: Iterable[str] = (), limits: Limits | N
     each mapped member's checksum is streamed through the mapping while loading (no copy);
     ``verify=False`` checks only bounds and ``.npy`` headers, so that opening a huge model
     takes milliseconds; check the data later with :func:`dryml.format.verify`. Members that
-    are compressed, and non-array members, are read and verified as usual.
+    are compressed, and non-array members, are read and verified as usual. ``mmap="c"`` maps
+    them copy-on-write instead: writable arrays whose pages stay shared until written (a
+    write changes this process's copy only, never the file), which frameworks that need
+    writable memory (``torch.from_numpy``) take without copying.
     """
+    if mmap not in (False, True, "r", "c"):
+        raise ValueError(f"mmap={mmap!r}: use True (read-only), 'c' (copy-on-write) or False")
     with open_container(source, limits) as (reader, manifest):
         if mmap:
-            reader.map_arrays(verify)
+            reader.map_arrays(verify, "c" if mmap == "c" else "r")
         _warn_version_skew(manifest)
         return LoadSession(reader, manifest, TrustPolicy(trust, allow_code=allow_code)).build()
 

@@ -20,7 +20,7 @@ import json
 import re
 import struct
 import threading
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import attrs
 import numpy as np
@@ -451,19 +451,23 @@ class ContainerReader:
                 f"with pip install -U 'dryml-core>={needs}'"
             )
         self.members: dict[str, MemberInfo] = {}
-        self.mapped = False
+        self.mapped = ""  # "", or the np.memmap mode of raw array members
         self.verify_mapped = True
 
-    def map_arrays(self, verify: bool = True) -> None:
-        """Return raw ``.npy`` members as read-only ``np.memmap`` arrays backed by the file
-        (when the stream is a real file; other streams are read as usual). ``verify``: stream
-        each mapped member's checksum through the mapping when it is read (no copy); without
-        it only the member's bounds and ``.npy`` header are checked (see ``verify``)."""
+    def map_arrays(self, verify: bool = True, mode: str = "r") -> None:
+        """Return raw ``.npy`` members as ``np.memmap`` arrays backed by the file (when the
+        stream is a real file; other streams are read as usual): read-only with ``mode="r"``,
+        copy-on-write with ``mode="c"`` (writable; a write makes a private copy of that page
+        and never reaches the file). ``verify``: stream each mapped member's checksum
+        through the mapping when it is read (no copy); without it only the member's bounds
+        and ``.npy`` header are checked (see ``dryml.format.verify``)."""
+        if mode not in ("r", "c"):
+            raise ValueError(f"mmap mode {mode!r}: use 'r' (read-only) or 'c' (copy-on-write)")
         try:
             self.stream.fileno()
         except (AttributeError, OSError, ValueError):
             return
-        self.mapped = True
+        self.mapped = mode
         self.verify_mapped = verify
 
     def _read_at(self, offset: int, size: int) -> bytes:
@@ -599,7 +603,9 @@ class ContainerReader:
                    fortran: bool, dtype: np.dtype[Any]) -> np.ndarray:
         """A read-only array over the member's bytes in the file (pages shared with every
         process that maps the same file), its checksum streamed through the mapping."""
-        array: np.ndarray = np.memmap(self.stream, dtype=dtype, mode="r", shape=tuple(shape),
+        mode: Literal["r", "c"] = "c" if self.mapped == "c" else "r"
+        array: np.ndarray = np.memmap(self.stream, dtype=dtype, mode=mode,
+                                      shape=tuple(shape),
                                       offset=info.offset + len(header),
                                       order="F" if fortran else "C")
         if self.verify_mapped and info.size > self.limits.max_header_bytes:  # else checked
