@@ -109,3 +109,15 @@ def build_file(manifest: dict[str, Any], members: dict[str, Member], *,
 def zstd(raw: bytes) -> bytes:
     """``raw`` compressed as a .dry member is."""
     return zstandard.ZstdCompressor(level=3).compress(raw)
+
+
+def json_paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every path (keys and indices) into a decoded JSON value, the value itself first."""
+    out = [prefix]
+    if isinstance(node, dict):
+        for key, value in node.items():
+            out += json_paths(value, (*prefix, key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            out += json_paths(value, (*prefix, i))
+    return out

@@ -8,7 +8,7 @@ import random
 from typing import Any
 
 import pytest
-from dryfiles import rewrite_manifest, sample_bytes
+from dryfiles import json_paths, rewrite_manifest, sample_bytes
 
 from dryml import load_object
 from dryml.errors import DrymlError
@@ -25,20 +25,9 @@ JUNK: list[Any] = [None, True, 0, -1, 2**70, 1.5, float("inf"), "", "x", "../x",
                    {"__dry__": "dict", "items": [[[1], 2]]}, {"__dry__": "class", "path": 3}]
 
 
-def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    out = [prefix]
-    if isinstance(node, dict):
-        for key, value in node.items():
-            out += _paths(value, (*prefix, key))
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            out += _paths(value, (*prefix, i))
-    return out
-
-
 def _mutate_manifest(rng: random.Random, manifest: dict[str, Any]) -> None:
     for _ in range(rng.randint(1, 3)):
-        paths = [p for p in _paths(manifest) if p]
+        paths = [p for p in json_paths(manifest) if p]
         path = rng.choice(paths)
         parent = manifest
         for key in path[:-1]:

@@ -27,7 +27,7 @@ from typing import Any
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent / "core"))
-from dryfiles import build_file, explode  # noqa: E402
+from dryfiles import build_file, explode, json_paths  # noqa: E402
 
 from dryml import Object  # noqa: E402
 
@@ -139,20 +139,9 @@ def make_file(backend: str) -> bytes:
     return out.stdout
 
 
-def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    out = [prefix]
-    if isinstance(node, dict):
-        for key, value in node.items():
-            out += _paths(value, (*prefix, key))
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            out += _paths(value, (*prefix, i))
-    return out
-
-
 def _mutate_manifest(rng: random.Random, manifest: dict[str, Any]) -> None:
     for _ in range(rng.randint(1, 3)):
-        paths = [p for p in _paths(manifest) if p]
+        paths = [p for p in json_paths(manifest) if p]
         path = rng.choice(paths)
         parent: Any = manifest
         for key in path[:-1]:

@@ -124,13 +124,7 @@ class TrustPolicy:
             raise UntrustedClassError(
                 f"the file names the class {path!r}, and module {module!r} is not trusted; "
                 "nothing was imported. " + _HOW.format(module=module))
-        value = self._lookup(module, qualname, path)
-        if not isinstance(value, type):
-            raise UntrustedClassError(f"{path!r} is not a class")
-        if not self.module_trusted(value.__module__):  # a name re-exported from elsewhere
-            raise UntrustedClassError(
-                f"{path!r} is {value.__module__}.{value.__qualname__}, from a module that is "
-                "not trusted; nothing was called. " + _HOW.format(module=value.__module__))
+        value = self._trusted_class(module, qualname, path)
         if base is not None and not issubclass(value, base):
             names = base if isinstance(base, tuple) else (base,)
             raise UntrustedClassError(
@@ -200,13 +194,17 @@ class TrustPolicy:
                 f"the file passes the class {path!r} as an argument, and module {module!r} is "
                 f"not trusted; nothing was imported. " + _HOW.format(module=module)
             )
+        return self._trusted_class(module, qualname, path)
+
+    def _trusted_class(self, module: str, qualname: str, path: str) -> type:
+        """The class at ``module:qualname``, defined in a trusted module."""
         value = self._lookup(module, qualname, path)
         if not isinstance(value, type):
             raise UntrustedClassError(f"{path!r} is not a class")
         if not self.module_trusted(value.__module__):  # a name re-exported from elsewhere
             raise UntrustedClassError(
                 f"{path!r} is {value.__module__}.{value.__qualname__}, from a module that is "
-                f"not trusted; nothing was called. " + _HOW.format(module=value.__module__))
+                "not trusted; nothing was called. " + _HOW.format(module=value.__module__))
         return value
 
     def _lookup(self, module: str, qualname: str, path: str) -> Any:
