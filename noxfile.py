@@ -149,7 +149,8 @@ def tour(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Run every benchmarks/bench_*.py script (prints tables; never part of CI)."""
-    install(session, list(PACKAGES), *SEARCH_REQUIREMENTS)
+    # safetensors and Ray Tune: the comparison rows of bench_speed.py and bench_search.py
+    install(session, list(PACKAGES), *SEARCH_REQUIREMENTS, "safetensors", "ray[tune]>=2.9")
     for script in sorted((ROOT / "benchmarks").glob("bench_*.py")):
         session.run("python", str(script), *session.posargs, env=STRICT_ENV)
 

@@ -24,7 +24,7 @@ TESTS = str(Path(__file__).parent)
 MEMORY_CAP = 1536 * 2**20
 
 
-def run_hostile(code: str, cwd: Path, timeout: float = 120) -> dict[str, Any]:
+def run_hostile(code: str, cwd: Path, timeout: float = 300) -> dict[str, Any]:
     """Run ``code`` (which sets a dict ``result``) in a fresh interpreter with a memory cap;
     returns ``result`` plus the peak resident memory in MiB and the exit status."""
     script = textwrap.dedent(f"""
