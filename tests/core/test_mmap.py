@@ -7,7 +7,6 @@ import random
 import subprocess
 import sys
 import textwrap
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ import numpy as np
 import pytest
 from dryfiles import Leaf, build_file, explode, rewrite_manifest
 
-from dryml import Object, load_object, save_object
+from dryml import load_object, save_object
 from dryml.errors import ChecksumError, DrymlError, FormatError
 from dryml.format import read_manifest, verify
 
@@ -171,19 +170,6 @@ def test_pages_are_shared_with_other_processes(tmp_path: Path) -> None:
         assert int(rss_kb) * 1024 >= 1_200_000  # the big array's pages come from the file
 
 
-class StateHolder(Object):
-    """Keeps a framework state dict in its store."""
-
-    def __init__(self) -> None:
-        self.state: Any = None
-
-    def save_object_imp(self, store: Any) -> None:
-        store.put("state", self.state)
-
-    def load_object_imp(self, store: Any) -> None:
-        self.state = store.get("state")
-
-
 def test_copy_on_write_arrays_are_writable_and_leave_the_file_alone(tmp_path: Path) -> None:
     path, arrays = _saved(tmp_path)
     before = path.read_bytes()
@@ -195,41 +181,6 @@ def test_copy_on_write_arrays_are_writable_and_leave_the_file_alone(tmp_path: Pa
     np.testing.assert_array_equal(load_object(path, mmap=True).value["big"], arrays["big"])
     with pytest.raises(ValueError, match="copy-on-write"):
         load_object(path, mmap="w+")
-
-
-def _mapped_from(path: Path, address: int) -> bool:
-    """Whether ``address`` lies in a mapping of ``path`` in this process (Linux)."""
-    target = str(path.resolve())
-    with open("/proc/self/maps") as maps:
-        for line in maps:
-            fields = line.split()
-            start, end = (int(x, 16) for x in fields[0].split("-"))
-            if start <= address < end:
-                return fields[-1] == target
-    return False
-
-
-def test_torch_state_loads_with_mmap(tmp_path: Path) -> None:
-    torch = pytest.importorskip("torch")
-    net = torch.nn.Linear(300, 200)
-    holder = StateHolder()
-    holder.state = {"weight": net.weight.detach(), "bias": net.bias.detach()}
-    save_object(holder, tmp_path / "t.dry")
-    state = load_object(tmp_path / "t.dry", mmap=True).state
-    for key, value in holder.state.items():
-        assert torch.equal(state[key], value)
-        state[key].add_(1)  # the backend hands out writable tensors (it copies mapped arrays)
-    # copy-on-write: torch takes the mapped arrays as they are (no copy, no warning)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        state = load_object(tmp_path / "t.dry", mmap="c").state
-    weight = state["weight"]
-    assert torch.equal(weight, holder.state["weight"])
-    if sys.platform.startswith("linux"):
-        assert _mapped_from(tmp_path / "t.dry", weight.data_ptr())
-    before = (tmp_path / "t.dry").read_bytes()
-    weight.add_(1)
-    assert (tmp_path / "t.dry").read_bytes() == before
 
 
 def test_hostile_files_with_mmap_raise_only_dryml_errors(tmp_path: Path) -> None:

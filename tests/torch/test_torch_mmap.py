@@ -1,0 +1,68 @@
+"""Memory-mapped loading of torch state (``load_object(path, mmap=...)``): tensors equal to
+what was saved; copy-on-write tensors backed by the file, whose writes never reach it."""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dryml import Object, load_object, save_object
+
+if not os.environ.get("DRYML_REQUIRE_BACKENDS"):
+    pytest.importorskip("torch")
+    pytest.importorskip("dryml_torch")
+
+import torch  # noqa: E402
+
+
+class StateHolder(Object):
+    """Keeps a framework state dict in its store."""
+
+    def __init__(self) -> None:
+        self.state: Any = None
+
+    def save_object_imp(self, store: Any) -> None:
+        store.put("state", self.state)
+
+    def load_object_imp(self, store: Any) -> None:
+        self.state = store.get("state")
+
+
+
+def _mapped_from(path: Path, address: int) -> bool:
+    """Whether ``address`` lies in a mapping of ``path`` in this process (Linux)."""
+    target = str(path.resolve())
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            fields = line.split()
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            if start <= address < end:
+                return fields[-1] == target
+    return False
+
+
+def test_torch_state_loads_with_mmap(tmp_path: Path) -> None:
+    net = torch.nn.Linear(300, 200)
+    holder = StateHolder()
+    holder.state = {"weight": net.weight.detach(), "bias": net.bias.detach()}
+    save_object(holder, tmp_path / "t.dry")
+    state = load_object(tmp_path / "t.dry", mmap=True).state
+    for key, value in holder.state.items():
+        assert torch.equal(state[key], value)
+        state[key].add_(1)  # the backend hands out writable tensors (it copies mapped arrays)
+    # copy-on-write: torch takes the mapped arrays as they are (no copy, no warning)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        state = load_object(tmp_path / "t.dry", mmap="c").state
+    weight = state["weight"]
+    assert torch.equal(weight, holder.state["weight"])
+    if sys.platform.startswith("linux"):
+        assert _mapped_from(tmp_path / "t.dry", weight.data_ptr())
+    before = (tmp_path / "t.dry").read_bytes()
+    weight.add_(1)
+    assert (tmp_path / "t.dry").read_bytes() == before
