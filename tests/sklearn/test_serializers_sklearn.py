@@ -8,7 +8,6 @@ one, and the other checks (backend missing, corruption, inspect, version skew) r
 from __future__ import annotations
 
 import os
-import sys
 from typing import Any
 
 import numpy as np
@@ -16,32 +15,6 @@ import pytest
 
 from dryml import Object
 from dryml.testing.serializers import SerializerCase, SerializerConformance
-
-
-class _HideTestFolders:
-    """Under pytest, tests/ is on sys.path (rootdir conftest), so where torch is not installed
-    tests/torch/ passes for a namespace package 'torch'; sklearn's estimator discovery (run
-    when skops is imported) would import it and scipy would then take it for PyTorch. This
-    import hook makes such names fail to import, as they would outside pytest."""
-
-    def __init__(self) -> None:
-        import importlib.util
-
-        self.names = set()
-        for name in ("torch", "tf", "xgboost"):
-            spec = importlib.util.find_spec(name)
-            if spec is not None and spec.origin is None and all(
-                    os.path.basename(os.path.dirname(p)) == "tests"
-                    for p in spec.submodule_search_locations or ()):
-                self.names.add(name)
-
-    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
-        if name in self.names:
-            raise ModuleNotFoundError(f"No module named {name!r}")
-
-
-if not any(type(f).__name__ == "_HideTestFolders" for f in sys.meta_path):
-    sys.meta_path.insert(0, _HideTestFolders())
 
 if not os.environ.get("DRYML_REQUIRE_BACKENDS"):
     pytest.importorskip("sklearn")
