@@ -182,3 +182,19 @@ def test_a_reused_pid_is_not_taken_for_the_holder(tmp_path: Path) -> None:
                             (parent, pstart))
     holdings = ledger.holdings()  # the row whose start time does not match is dropped
     assert [(h.pid, h.amount) for h in holdings] == [(parent, 0.25)]
+
+
+def test_a_holders_command_keeps_the_script_name_however_deep_its_folder() -> None:
+    from dryml._process import process_command
+
+    deep = "/" + "/".join(["a-rather-long-folder-name"] * 12) + "/runs/train.py"
+    proc = subprocess.Popen([sys.executable, "-c", "import time; print('up', flush=True); "
+                             "time.sleep(60)", deep, "--lr", "0.1"], stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == b"up\n"  # exec is done
+        shown = process_command(proc.pid)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert len(shown) <= 120
+    assert "runs/train.py" in shown and shown.endswith("--lr 0.1"), shown

@@ -57,8 +57,22 @@ def process_command(pid: int, limit: int = 120) -> str:
             raw = cmdline.read()
     except OSError:
         return ""
-    text = " ".join(part.decode(errors="replace") for part in raw.split(b"\0") if part)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    text = " ".join(_short_arg(part.decode(errors="replace")) for part in raw.split(b"\0")
+                    if part)
+    if len(text) <= limit:
+        return text
+    # Cut the middle, not the end: the script or module a user would recognise is usually
+    # the first word or two and the last few (``python .../train.py --lr 0.1``).
+    head = limit // 3
+    return text[:head] + "..." + text[len(text) - (limit - head - 3):]
+
+
+def _short_arg(arg: str, keep: int = 2) -> str:
+    """A long path argument shortened to its last ``keep`` parts (``.../runs/train.py``)."""
+    parts = arg.split("/")
+    if len(arg) <= 40 or len(parts) <= keep + 1:
+        return arg
+    return ".../" + "/".join(parts[-keep:])
 
 
 def host_tag() -> str:
