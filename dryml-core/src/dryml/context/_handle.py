@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from dryml import progress
 from dryml.context._protocol import Channel, ChannelClosed
 from dryml.context._scheduler import Grant
 from dryml.errors import BackendUnavailableError, WorkerCrashedError
@@ -220,6 +221,8 @@ class WorkerHandle:
         except BaseException:
             self.kill()
             raise
+        finally:
+            progress.forget(self.pid)  # tracks the call left open (or its crash cut short)
 
     def _call(self, msg: dict[str, Any], timeout: float | None,
               on_nested: NestedHandler) -> dict[str, Any]:
@@ -233,6 +236,9 @@ class WorkerHandle:
             kind, payload = self._receive(remaining, "running a call", timeout)
             if kind == "reply":
                 return payload  # type: ignore[no-any-return]
+            if kind == "progress":  # drawn by this process's one display
+                progress.deliver(payload, self.pid)
+                continue
             reply = on_nested(self, payload)
             try:
                 self.channel.send_bytes(pickle.dumps(("nested_reply", reply), protocol=5))

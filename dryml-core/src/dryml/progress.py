@@ -1,0 +1,185 @@
+"""Progress of training, drawn by the calling process as one display.
+
+Training code (a backend's epoch loop, a search) opens a :func:`track` per running model or
+trial, updates it with the count done and the latest metrics, and prints :func:`status` lines.
+In the calling process these draw one display: one line per running track (label, framework,
+epoch or round, metrics, elapsed time, ETA) with status lines printed above it. Inside a
+compute-context worker nothing is drawn: every event travels to the calling process over the
+worker's channel, so workers of several frameworks running at once share the caller's display.
+
+On a terminal the display is live (redrawn in place); on a pipe or a log file it is plain
+lines: one when a track starts, at most one per track every ``interval`` seconds, one when it
+ends. ``DRYML_PROGRESS`` chooses: ``auto`` (default: live on a terminal, else plain),
+``live``, ``plain`` or ``off`` (no tracks drawn; status lines still print);
+``DRYML_PROGRESS_INTERVAL`` sets the seconds between plain lines (default 10).
+:func:`configure` does the same from Python.
+
+>>> from dryml import progress
+>>> with progress.track("my model", framework="numpy", total=3) as bar:  # doctest: +SKIP
+...     for epoch in range(3):
+...         bar.update(epoch + 1, {"loss": 1.0 / (epoch + 1)})
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+from collections.abc import Mapping
+from types import TracebackType
+from typing import IO, Any
+
+__all__ = ["Track", "configure", "label_of", "status", "track"]
+
+Event = dict[str, Any]
+
+_ids = itertools.count(1)
+_SEND_EVERY = 0.25
+"""Seconds between two updates of one track that a worker sends (the last one always goes)."""
+
+
+class Track:
+    """One running model or trial on the display; a context manager that closes it on exit.
+
+    Made by :func:`track`. ``update`` takes the absolute count done (epochs, rounds, trials)
+    and, optionally, the latest metrics; ``status`` prints a line above the display, prefixed
+    with the track's label; ``close`` ends the line (with an optional summary).
+    """
+
+    def __init__(self, label: str, framework: str, total: int | None, unit: str,
+                 initial: int) -> None:
+        self.key = next(_ids)
+        self.label, self.framework, self.total, self.unit = label, framework, total, unit
+        self.done = int(initial)
+        self.metrics: dict[str, float] = {}
+        self.closed = False
+        self._sent = 0.0
+        self._pending = False
+        _emit({"op": "open", "key": self.key, "label": label, "framework": framework,
+               "total": None if total is None else int(total), "unit": unit,
+               "initial": int(initial)})
+
+    def update(self, done: int, metrics: Mapping[str, float] | None = None) -> None:
+        """``done`` units are finished (an absolute count); ``metrics``: the latest values."""
+        if self.closed:
+            return
+        self.done = int(done)
+        if metrics is not None:
+            self.metrics = {str(k): float(v) for k, v in metrics.items()}
+        now = time.monotonic()
+        if _worker_channel() is not None and now - self._sent < _SEND_EVERY:
+            self._pending = True  # a worker sends a few updates a second at most
+            return
+        self._sent, self._pending = now, False
+        _emit({"op": "update", "key": self.key, "done": self.done, "metrics": self.metrics})
+
+    def _flush(self) -> None:
+        if self._pending:
+            self._pending = False
+            _emit({"op": "update", "key": self.key, "done": self.done, "metrics": self.metrics})
+
+    def status(self, message: str) -> None:
+        """Print ``message`` above the display, prefixed with this track's label."""
+        self._flush()
+        _emit({"op": "status", "key": self.key, "message": str(message)})
+
+    def close(self, summary: str | None = None) -> None:
+        """End the track (idempotent); ``summary`` is shown on its last line."""
+        if self.closed:
+            return
+        self.closed = True
+        _emit({"op": "close", "key": self.key, "done": self.done, "metrics": self.metrics,
+               "summary": summary})
+
+    def __enter__(self) -> Track:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close(None if kind is None else f"failed: {kind.__name__}")
+
+
+def track(label: str, *, framework: str, total: int | None, unit: str = "epoch",
+          initial: int = 0) -> Track:
+    """Open a line on the display for one model or trial.
+
+    ``label`` names it (see :func:`label_of`), ``framework`` is shown next to it, ``total`` is
+    the number of ``unit`` s planned (``None``: unknown), ``initial`` the count already done
+    (a resumed training).
+    """
+    return Track(label, framework, total, unit, initial)
+
+
+def status(message: str) -> None:
+    """Print a status line above the display (not tied to any track)."""
+    _emit({"op": "status", "key": None, "message": str(message)})
+
+
+def label_of(model: Any) -> str:
+    """The label every backend gives a model: its class, task and short id, e.g.
+    ``KerasTrainable classifier 1a2b3c4d``."""
+    parts = [type(model).__name__]
+    task = getattr(model, "task", None)
+    if isinstance(task, str) and task:
+        parts.append(task)
+    dry_id = getattr(model, "dry_id", None)
+    if isinstance(dry_id, str):
+        parts.append(dry_id[:8])
+    return " ".join(parts)
+
+
+def configure(mode: str | None = None, *, stream: IO[str] | None = None,
+              interval: float | None = None) -> None:
+    """Choose how this process draws progress (``None`` keeps a setting as it is).
+
+    ``mode``: ``"auto"``, ``"live"``, ``"plain"`` or ``"off"`` (default: ``DRYML_PROGRESS``,
+    else ``"auto"``); ``stream``: where to draw (default ``sys.stderr``); ``interval``: seconds
+    between two plain lines of one track (default: ``DRYML_PROGRESS_INTERVAL``, else 10).
+    """
+    from dryml import _progress_board
+
+    _progress_board.board().configure(mode, stream, interval)
+
+
+# -- where events go ------------------------------------------------------------------------
+_send_lock = threading.Lock()
+
+
+def _worker_channel() -> Any:
+    from dryml.context import _nested
+
+    return _nested._channel
+
+
+def _emit(event: Event) -> None:
+    channel = _worker_channel()
+    if channel is None:
+        deliver(event, os.getpid())
+        return
+    import pickle
+
+    from dryml.context import _nested
+    from dryml.context._protocol import ChannelClosed
+
+    data = pickle.dumps(("progress", event))
+    with _nested._lock:  # the channel is shared with nested calls
+        try:
+            channel.send_bytes(data)
+        except ChannelClosed:
+            pass  # the caller is gone; the worker is about to be ended
+
+
+def deliver(event: Event, origin: int) -> None:
+    """Draw an event from process ``origin`` (this one, or a worker) on this process's
+    display. The worker machinery calls this for every event a worker sends."""
+    from dryml import _progress_board
+
+    _progress_board.board().handle(event, origin)
+
+
+def forget(origin: int) -> None:
+    """Close the tracks a process left open (a worker whose call ended or died)."""
+    from dryml import _progress_board
+
+    _progress_board.board().forget(origin)
