@@ -19,13 +19,15 @@ from tqdm import tqdm
 
 from dryml.errors import ConfigurationError
 from dryml.models import split_validation, supervised_arrays
+from dryml_torch._procedure import EpochContext
 
 if TYPE_CHECKING:
     from dryml.data import Dataset
     from dryml.models import EarlyStopping
+    from dryml_torch._procedure import TorchProcedure
     from dryml_torch.models import TorchTrainable
 
-__all__ = ["context_device", "model_inputs", "probabilities", "run_training"]
+__all__ = ["context_device", "loss_inputs", "model_inputs", "probabilities", "run_training"]
 
 _CHUNK = 4096  # rows per validation batch
 
@@ -67,7 +69,7 @@ def probabilities(logits: torch.Tensor) -> torch.Tensor:
     return torch.softmax(logits, dim=-1)
 
 
-def _loss_inputs(out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def loss_inputs(out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Align outputs and targets: class indices as int64; one output column for a 1-d target."""
     if not y.is_floating_point() and out.ndim == y.ndim + 1 and out.shape[-1] > 1:
         return out, y.long()
@@ -94,23 +96,6 @@ def _epoch_seed(seed: int, epoch: int) -> int:
                >> 1)
 
 
-def _train_epoch(net: torch.nn.Module, opt: Any, loss_fn: Any, x: torch.Tensor,
-                 y: torch.Tensor, batch_size: int, order: torch.Tensor,
-                 device: torch.device) -> float:
-    net.train()
-    total = torch.zeros((), dtype=torch.float64, device=device)
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
-        xb, yb = x[idx].to(device, non_blocking=True), y[idx].to(device, non_blocking=True)
-        opt.zero_grad(set_to_none=True)
-        out, target = _loss_inputs(net(xb), yb)
-        loss = loss_fn(out, target)
-        loss.backward()
-        opt.step()
-        total += loss.detach() * len(idx)
-    return float(total) / len(order)
-
-
 def _validate(net: torch.nn.Module, loss_fn: Any, x: torch.Tensor, y: torch.Tensor,
               classifier: bool, device: torch.device) -> dict[str, float]:
     net.eval()
@@ -120,7 +105,7 @@ def _validate(net: torch.nn.Module, loss_fn: Any, x: torch.Tensor, y: torch.Tens
         for start in range(0, len(x), _CHUNK):
             xb, yb = x[start:start + _CHUNK].to(device), y[start:start + _CHUNK].to(device)
             out = net(xb)
-            total += loss_fn(*_loss_inputs(out, yb)).double() * len(xb)
+            total += loss_fn(*loss_inputs(out, yb)).double() * len(xb)
             if classifier:
                 correct += _correct(out, yb)
     net.train()
@@ -148,6 +133,19 @@ def _early_stop(model: TorchTrainable, stopper: EarlyStopping, net: torch.nn.Mod
     return bool(progress["wait"] >= stopper.patience)
 
 
+def _epoch_logs(procedure: TorchProcedure, logs: Any) -> dict[str, float]:
+    """A procedure's epoch metrics, checked: a dict of names to numbers."""
+    try:
+        checked = {k: float(v) for k, v in logs.items() if isinstance(k, str)}
+    except (AttributeError, TypeError, ValueError):
+        checked = None
+    if checked is None or len(checked) != len(logs) or "epoch" in checked:
+        raise ConfigurationError(
+            f"{type(procedure).__qualname__}.train_epoch must return a dict of metric names "
+            f"to numbers such as {{'loss': 0.25}} (without 'epoch'), got {logs!r}")
+    return checked
+
+
 def _as_tensors(net: torch.nn.Module, x: np.ndarray, y: np.ndarray
                 ) -> tuple[torch.Tensor, torch.Tensor]:
     tx = model_inputs(net, x, on_device=False)  # batches move to the device one at a time
@@ -169,6 +167,7 @@ def run_training(model: TorchTrainable, net: torch.nn.Module, device: torch.devi
     stopper = spec.early_stopping
     loss_fn = model.loss.build().to(device)
     classifier = model.task == "classifier"
+    procedure = model.procedure
     state = model.train_state
     progress = state.progress
     first = int(progress.get("epoch", 0))
@@ -187,8 +186,9 @@ def run_training(model: TorchTrainable, net: torch.nn.Module, device: torch.devi
             torch.manual_seed(seed)  # dropout and other in-model randomness of this epoch
             order = (torch.randperm(len(tx), generator=torch.Generator().manual_seed(seed))
                      if spec.shuffle else torch.arange(len(tx)))
-            logs: dict[str, float] = {"epoch": epoch + 1, "loss": _train_epoch(
-                net, model._opt, loss_fn, tx, ty, spec.batch_size, order, device)}
+            ctx = EpochContext(model, net, model._opt, loss_fn, device, tx, ty, order,
+                               spec.batch_size, epoch, seed)
+            logs = {"epoch": epoch + 1, **_epoch_logs(procedure, procedure.train_epoch(ctx))}
             if valid_t is not None:
                 logs.update(_validate(net, loss_fn, *valid_t, classifier, device))
             state.history.append(logs)

@@ -24,6 +24,12 @@ from dryml._object import Object
 from dryml._objectdef import ObjectDef
 from dryml.errors import ConfigurationError
 from dryml.models import Trainable, TrainSpec
+from dryml_torch._procedure import (
+    EpochContext,
+    GradientAccumulation,
+    MixupProcedure,
+    TorchProcedure,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -31,7 +37,8 @@ if TYPE_CHECKING:
     from dryml.data import Dataset
     from dryml.format import LoadStore, SaveStore, StoredValue
 
-__all__ = ["Loss", "Network", "Optimizer", "Sequential", "TorchTrainable"]
+__all__ = ["EpochContext", "GradientAccumulation", "Loss", "MixupProcedure", "Network",
+           "Optimizer", "Sequential", "TorchProcedure", "TorchTrainable"]
 
 TASKS = ("classifier", "regressor")
 
@@ -190,6 +197,10 @@ class TorchTrainable(Trainable):
       :class:`~dryml.models.TrainSpec`: epochs, batch size, validation split, early stopping,
       seed, shuffle).
     * ``task``: ``"classifier"`` (``predict`` gives class probabilities) or ``"regressor"``.
+    * ``procedure``: how each epoch trains, a :class:`TorchProcedure` (the default: one
+      optimizer step per minibatch), e.g. :class:`MixupProcedure` or
+      :class:`GradientAccumulation`, or your own subclass. dryml's epoch loop around it does
+      validation, early stopping, history, progress, resume and the per-epoch seeds.
 
     Training runs on the device of the torch compute context (``cuda:N`` when the context was
     granted a GPU, else the CPU), shows a progress bar (epoch, loss, validation metrics) on
@@ -202,9 +213,13 @@ class TorchTrainable(Trainable):
 
     def __init__(self, network: Any, optimizer: Optimizer | None = None,
                  loss: Loss | None = None, spec: TrainSpec | None = None,
-                 task: str = "classifier") -> None:
+                 task: str = "classifier", procedure: TorchProcedure | None = None) -> None:
         if task not in TASKS:
             raise ConfigurationError(f"task must be 'classifier' or 'regressor', got {task!r}")
+        if procedure is not None and not isinstance(procedure, TorchProcedure):
+            raise ConfigurationError(
+                f"procedure must be a TorchProcedure (e.g. MixupProcedure(0.2) or a subclass "
+                f"of TorchProcedure), got {type(procedure).__qualname__}")
         if not isinstance(network, (Object, ObjectDef)):
             raise ConfigurationError(
                 f"network must be a dryml Object (e.g. Sequential) or ObjectDef, got "
@@ -215,6 +230,7 @@ class TorchTrainable(Trainable):
             "CrossEntropyLoss" if task == "classifier" else "MSELoss")
         self.spec = spec if spec is not None else TrainSpec()
         self.task = task  # type: ignore[misc]
+        self.procedure = procedure if procedure is not None else TorchProcedure()
         self._net: Any = None
         self._opt: Any = None
         self._best: Any = None

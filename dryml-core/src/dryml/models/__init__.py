@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dryml.models._arrays import split_validation, supervised_arrays
 from dryml.models._pipe import Pipe
+from dryml.models._procedure import TrainingProcedure
 from dryml.models._spec import EarlyStopping, TrainSpec
 from dryml.models._trainable import Trainable, TrainState, predictions_like
 
@@ -20,6 +21,7 @@ __all__ = [
     "TrainSpec",
     "TrainState",
     "Trainable",
+    "TrainingProcedure",
     "predictions_like",
     "split_validation",
     "supervised_arrays",

@@ -1,0 +1,30 @@
+"""``TrainingProcedure``: the loop that trains a model, as a component of its definition."""
+
+from __future__ import annotations
+
+from dryml._object import Object
+
+__all__ = ["TrainingProcedure"]
+
+
+class TrainingProcedure(Object):
+    """Base of every backend's training procedures: *how* a Trainable trains.
+
+    A procedure is a component like the optimizer or the loss: passed to a Trainable as
+    ``procedure=``, it is part of the definition, saved in the ``.dry`` file, shown by
+    ``ObjectDef``, matched by a ``Selector`` and searched over with ``Choice``. Each backend
+    subclasses it with the hooks its loop calls (``dryml_torch.models.TorchProcedure``:
+    ``train_epoch`` / ``train_step``; ``dryml_tf.models.KerasProcedure``: ``train_step`` /
+    ``build_optimizer``); the backend keeps the outer loop (validation, early stopping,
+    history, progress, resume, per-epoch seeds), so every procedure gets them.
+
+    Keep constructor arguments plain values (``alpha``, ``steps``) and import the framework
+    inside the hooks, so a definition builds without the framework.
+
+    >>> from dryml.repo import Selector
+    >>> class Plain(TrainingProcedure):
+    ...     def __init__(self, steps: int = 1):
+    ...         self.steps = steps
+    >>> Selector(TrainingProcedure, kwargs={"steps": 2})(Plain(steps=2))
+    True
+    """

@@ -1,0 +1,206 @@
+"""Training procedures of ``TorchTrainable``: how an epoch trains, as a component.
+
+The classes here import no torch at module level (a definition builds without it); their
+hooks run in a torch worker, inside dryml's epoch loop (``_models_loop.run_training``), which
+keeps validation, early stopping, history, progress, checkpoint/resume and the per-epoch seeds
+for every procedure.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from dryml.errors import ConfigurationError
+from dryml.models import TrainingProcedure
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from dryml_torch.models import TorchTrainable
+
+__all__ = ["EpochContext", "GradientAccumulation", "MixupProcedure", "TorchProcedure"]
+
+
+@attrs.define(eq=False)
+class EpochContext:
+    """What a procedure's epoch works with (built by dryml for each epoch).
+
+    * ``trainable``: the :class:`~dryml_torch.models.TorchTrainable` being trained;
+    * ``net``, ``optimizer``, ``loss_fn``, ``device``: the module (in training mode), its
+      optimizer, the loss module and the device both are on;
+    * ``x``, ``y``: all training inputs and targets (CPU tensors, ``x`` in the network's
+      dtype); ``order``: this epoch's row order (shuffled per ``TrainSpec.shuffle``);
+      ``batch_size``: ``TrainSpec.batch_size``;
+    * ``epoch`` (counting from 0) and ``seed``: this epoch's seed, derived from
+      ``(trainable.train_seed, epoch)``; torch's global generator is seeded with it before the
+      epoch (dropout), and :attr:`generator` / :attr:`rng` are streams of their own from it,
+      so a procedure's randomness is reproducible and a resumed training repeats it.
+    """
+
+    trainable: TorchTrainable
+    net: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    loss_fn: Any
+    device: torch.device
+    x: torch.Tensor
+    y: torch.Tensor
+    order: torch.Tensor
+    batch_size: int
+    epoch: int
+    seed: int
+    _generator: Any = None
+    _rng: Any = None
+
+    @property
+    def num_batches(self) -> int:
+        """How many batches :meth:`batches` yields."""
+        return -(-len(self.order) // self.batch_size)
+
+    @property
+    def num_examples(self) -> int:
+        """How many training rows the epoch sees."""
+        return len(self.order)
+
+    def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """``(x, y)`` batches in this epoch's order, on :attr:`device`."""
+        x, y, order, device, size = self.x, self.y, self.order, self.device, self.batch_size
+        for start in range(0, len(order), size):
+            idx = order[start:start + size]
+            yield x[idx].to(device, non_blocking=True), y[idx].to(device, non_blocking=True)
+
+    def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The loss of outputs ``out`` for targets ``y`` (aligned as dryml's loop does: class
+        indices as int64, one output column squeezed for a 1-d target)."""
+        from dryml_torch._models_loop import loss_inputs
+
+        return self.loss_fn(*loss_inputs(out, y))  # type: ignore[no-any-return]
+
+    @property
+    def generator(self) -> torch.Generator:
+        """A CPU ``torch.Generator`` of this epoch (e.g. for ``torch.randperm``)."""
+        if self._generator is None:
+            import torch
+
+            self._generator = torch.Generator().manual_seed(_stream_seed(self.seed, 1))
+        return self._generator  # type: ignore[no-any-return]
+
+    @property
+    def rng(self) -> np.random.Generator:
+        """A NumPy generator of this epoch (e.g. for ``rng.beta``)."""
+        if self._rng is None:
+            import numpy as np
+
+            self._rng = np.random.default_rng([self.seed, 2])
+        return self._rng  # type: ignore[no-any-return]
+
+
+def _stream_seed(seed: int, stream: int) -> int:
+    import numpy as np
+
+    state = np.random.SeedSequence([seed, stream]).generate_state(1, np.uint64)[0]
+    return int(state >> 1)
+
+
+class TorchProcedure(TrainingProcedure):
+    """The default procedure of :class:`~dryml_torch.models.TorchTrainable`: one optimizer
+    step per minibatch, the epoch's loss the mean over its rows.
+
+    Subclass it for another loop and pass it as ``TorchTrainable(..., procedure=...)``:
+    override :meth:`train_step` (what one batch does) or :meth:`train_epoch` (the whole
+    epoch). Constructor arguments are the procedure's parameters (plain values), saved with
+    the model and searchable. Hooks run in the torch worker: import torch inside them.
+    """
+
+    def train_epoch(self, ctx: EpochContext) -> dict[str, float]:
+        """Train one epoch; return its metrics (at least ``{"loss": ...}``): they join the
+        epoch's logs (with ``epoch`` and the validation metrics dryml adds)."""
+        import torch
+
+        ctx.net.train()
+        total = torch.zeros((), dtype=torch.float64, device=ctx.device)
+        for xb, yb in ctx.batches():
+            total += self.train_step(ctx, xb, yb).detach() * len(xb)
+        return {"loss": float(total) / ctx.num_examples}
+
+    def train_step(self, ctx: EpochContext, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Train on one batch; return its (mean) loss tensor."""
+        opt = ctx.optimizer
+        opt.zero_grad(set_to_none=True)
+        loss = ctx.loss(ctx.net(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+
+class MixupProcedure(TorchProcedure):
+    """Mixup (Zhang et al., 2018): each batch trains on convex mixtures of pairs of examples,
+    ``lam * x + (1 - lam) * x[perm]``, with the loss mixed the same way; ``lam`` is drawn
+    from ``Beta(alpha, alpha)`` per batch (reproducibly, from the epoch's seed).
+
+    >>> MixupProcedure(alpha=0.4).alpha
+    0.4
+    """
+
+    def __init__(self, alpha: float = 0.2) -> None:
+        if (isinstance(alpha, bool) or not isinstance(alpha, numbers.Real)
+                or not math.isfinite(alpha) or alpha <= 0):
+            raise ConfigurationError(f"MixupProcedure alpha must be a number > 0 (e.g. 0.2), "
+                                     f"got {alpha!r}")
+        self.alpha = float(alpha)
+
+    def train_step(self, ctx: EpochContext, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """One optimizer step on the mixed batch."""
+        import torch
+
+        if not x.is_floating_point():
+            raise ConfigurationError(f"MixupProcedure mixes inputs, which must be floating "
+                                     f"point; these are {x.dtype}")
+        lam = float(ctx.rng.beta(self.alpha, self.alpha))
+        perm = torch.randperm(len(x), generator=ctx.generator).to(x.device)
+        opt = ctx.optimizer
+        opt.zero_grad(set_to_none=True)
+        out = ctx.net(lam * x + (1.0 - lam) * x[perm])
+        loss = lam * ctx.loss(out, y) + (1.0 - lam) * ctx.loss(out, y[perm])
+        loss.backward()
+        opt.step()
+        return loss
+
+
+class GradientAccumulation(TorchProcedure):
+    """One optimizer step every ``steps`` batches, on the mean of their gradients (a larger
+    effective batch in the same memory); an epoch's last, shorter group steps too, so no
+    gradient crosses an epoch boundary (and a resumed training repeats the same steps).
+
+    >>> GradientAccumulation(steps=4).steps
+    4
+    """
+
+    def __init__(self, steps: int = 4) -> None:
+        if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
+            raise ConfigurationError(f"GradientAccumulation steps must be a whole number >= 1, "
+                                     f"got {steps!r}")
+        self.steps = int(steps)
+
+    def train_epoch(self, ctx: EpochContext) -> dict[str, float]:
+        """The epoch, stepping the optimizer after every ``steps`` batches."""
+        import torch
+
+        net, opt, n = ctx.net, ctx.optimizer, ctx.num_batches
+        net.train()
+        total = torch.zeros((), dtype=torch.float64, device=ctx.device)
+        opt.zero_grad(set_to_none=True)
+        for i, (xb, yb) in enumerate(ctx.batches()):
+            group = min(self.steps, n - (i // self.steps) * self.steps)
+            loss = ctx.loss(net(xb), yb)
+            (loss / group).backward()
+            total += loss.detach() * len(xb)
+            if (i + 1) % self.steps == 0 or i + 1 == n:
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+        return {"loss": float(total) / ctx.num_examples}
