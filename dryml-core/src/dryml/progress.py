@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import IO, Any
 
-__all__ = ["Track", "configure", "label_of", "status", "track"]
+__all__ = ["Track", "configure", "early_stopping_message", "label_of", "status", "track"]
 
 Event = dict[str, Any]
 
@@ -127,6 +127,14 @@ def label_of(model: Any) -> str:
     if isinstance(dry_id, str):
         parts.append(dry_id[:8])
     return " ".join(parts)
+
+
+def early_stopping_message(unit: str, stopped: int, monitor: str, best: float | None,
+                           best_at: int) -> str:
+    """What every backend says when early stopping ends a training, e.g.
+    ``early stopping after epoch 9: best val_loss=0.3121 at epoch 4``."""
+    value = "" if best is None else f"={best:.6g}"
+    return f"early stopping after {unit} {stopped}: best {monitor}{value} at {unit} {best_at}"
 
 
 def configure(mode: str | None = None, *, stream: IO[str] | None = None,

@@ -2,32 +2,42 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from typing import Any
 
 import xgboost
-from tqdm.auto import tqdm  # type: ignore[import-untyped, unused-ignore]
+
+from dryml import progress
 
 __all__ = ["ProgressBar", "history_of"]
+
 
 def _last(log: dict[str, Any], data_name: str) -> dict[str, float]:
     return {name: float(values[-1]) for name, values in log.get(data_name, {}).items() if values}
 
 
 class ProgressBar(xgboost.callback.TrainingCallback):
-    """A tqdm bar over boosting rounds (to stderr): round, training loss, validation metric."""
+    """The model's line on the caller's progress display (:mod:`dryml.progress`): round,
+    training and validation metrics; says when early stopping ended training.
 
-    def __init__(self, total: int, desc: str,
+    ``model`` is the trainable (its label, see :func:`dryml.progress.label_of`) or a label.
+    """
+
+    def __init__(self, total: int, model: Any,
                  on_round: Callable[[dict[str, float]], None] | None = None) -> None:
         super().__init__()
-        self.total, self.desc, self.on_round = total, desc, on_round
-        self.bar: Any = None
+        self.total, self.on_round = total, on_round
+        self.label = model if isinstance(model, str) else progress.label_of(model)
+        spec = None if isinstance(model, str) else getattr(model, "spec", None)
+        stopping = getattr(spec, "early_stopping", None)
+        self.monitor = getattr(stopping, "monitor", None)
+        self.track: progress.Track | None = None
+        self.done = 0
 
     def before_training(self, model: Any) -> Any:
-        """Open the bar."""
-        self.bar = tqdm(total=self.total, desc=self.desc, unit="round", file=sys.stderr,
-                        dynamic_ncols=True)
+        """Open the track."""
+        self.track = progress.track(self.label, framework="xgboost", total=self.total,
+                                    unit="round")
         return model
 
     def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
@@ -36,18 +46,24 @@ class ProgressBar(xgboost.callback.TrainingCallback):
         for data_name, prefix in (("validation_0", ""), ("validation_1", "val_")):
             for name, value in _last(evals_log, data_name).items():
                 logs[prefix + name] = float(value)
-        if self.bar is not None:
-            self.bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()}, refresh=False)
-            self.bar.update(1)
+        self.done = epoch + 1
+        if self.track is not None:
+            self.track.update(self.done, logs)
         if self.on_round is not None:  # e.g. a search's pruner, through on_epoch_end
             self.on_round({"round": epoch + 1, **logs})
         return False
 
     def after_training(self, model: Any) -> Any:
-        """Close the bar (early stopping may leave it short of its total)."""
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
+        """Say so if early stopping ended training; close the track."""
+        if self.track is not None:
+            best = model.attr("best_iteration") if hasattr(model, "attr") else None
+            if best is not None and self.done < self.total:
+                score = model.attr("best_score")
+                self.track.status(progress.early_stopping_message(
+                    "round", self.done, self.monitor or "val_loss",
+                    None if score is None else float(score), int(best) + 1))
+            self.track.close()
+            self.track = None
         return model
 
 

@@ -99,7 +99,7 @@ class XGBoostTrainable(Trainable):
         if user_jobs is None:
             params["n_jobs"] = _context_threads()
         rounds = int(params.get("n_estimators") or 100)
-        callbacks: list[Any] = [util.ProgressBar(rounds, f"xgboost {self.task}",
+        callbacks: list[Any] = [util.ProgressBar(rounds, self,
                                                  on_round=self.on_epoch_end)]
         stopping = spec.early_stopping
         if stopping is not None and x_valid is not None:
