@@ -3,14 +3,13 @@ in a ``tf`` worker)."""
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
 import tensorflow as tf
-from tqdm.auto import tqdm  # type: ignore[import-untyped]
 
+from dryml import progress
 from dryml._objectdef import ObjectDef
 from dryml.errors import ConfigurationError, FormatError
 from dryml.models import split_validation, supervised_arrays
@@ -73,31 +72,42 @@ def _build_network(network: Any) -> keras.Model:
 
 
 class ProgressBar(keras.callbacks.Callback):  # type: ignore[misc]
-    """A tqdm bar over epochs (to stderr): epoch, training loss and validation metrics."""
+    """The model's line on the caller's progress display (:mod:`dryml.progress`): epoch,
+    training loss and validation metrics; says when early stopping ended training.
 
-    def __init__(self, total: int, desc: str, initial: int = 0) -> None:
+    ``trainable`` is the KerasTrainable (its label, see :func:`dryml.progress.label_of`) or a
+    label.
+    """
+
+    def __init__(self, total: int, trainable: Any, initial: int = 0) -> None:
         super().__init__()
-        self.total, self.desc, self.initial = total, desc, initial
-        self.bar: Any = None
+        self.total, self.initial, self.trainable = total, initial, trainable
+        self.label = trainable if isinstance(trainable, str) else progress.label_of(trainable)
+        self.track: progress.Track | None = None
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
-        """Open the bar."""
-        self.bar = tqdm(total=self.total, initial=self.initial, desc=self.desc, unit="epoch",
-                        file=sys.stderr, dynamic_ncols=True)
+        """Open the track."""
+        self.track = progress.track(self.label, framework="tf", total=self.total,
+                                    initial=self.initial)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        """Advance one epoch; show its metrics."""
-        if self.bar is not None:
-            shown = {k: f"{float(v):.4g}" for k, v in (logs or {}).items()
-                     if k == "loss" or k.startswith("val_")}
-            self.bar.set_postfix(shown, refresh=False)
-            self.bar.update(1)
+        """Advance to ``epoch + 1``; show its loss and validation metrics."""
+        if self.track is not None:
+            self.track.update(epoch + 1, {k: float(v) for k, v in (logs or {}).items()
+                                          if k == "loss" or k.startswith("val_")})
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
-        """Close the bar (early stopping may leave it short of its total)."""
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
+        """Say so if early stopping ended training; close the track."""
+        if self.track is None:
+            return
+        state = getattr(getattr(self.trainable, "train_state", None), "progress", {})
+        stopping = getattr(getattr(self.trainable, "spec", None), "early_stopping", None)
+        if "stopped_epoch" in state and "best_epoch" in state and stopping is not None:
+            self.track.status(progress.early_stopping_message(
+                "epoch", int(state["stopped_epoch"]), stopping.monitor,
+                float(state["best"]) if "best" in state else None, int(state["best_epoch"])))
+        self.track.close()
+        self.track = None
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):  # type: ignore[misc]
@@ -211,7 +221,7 @@ def run_fit(trainable: KerasTrainable, data: Dataset, valid: Dataset | None) -> 
         early = ResumableEarlyStopping(
             resume, monitor=stopping.monitor, patience=stopping.patience,
             min_delta=stopping.min_delta, mode=stopping.mode, restore_best_weights=True)
-    callbacks = [ProgressBar(spec.epochs, f"keras {trainable.task}", initial=first),
+    callbacks = [ProgressBar(spec.epochs, trainable, initial=first),
                  *([early] if early is not None else []), Recorder(trainable, early)]
     if first >= spec.epochs or "stopped_epoch" in state.progress:
         # saved after its last epoch: only what fit's end would have done is left
