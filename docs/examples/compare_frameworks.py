@@ -7,8 +7,10 @@
 3. trains each inside its own compute context (a warm worker process per framework), TF and
    torch at the same time, with progress shown;
 4. scores every test example with ``dryml.metrics``;
-5. stores each trained model in a Repo with its metrics as metadata;
-6. prints a leaderboard from a Repo query and writes a PNG chart of the metrics;
+5. stores each trained model in one Repo per task (``<out>/repo-<task>``, kept across runs:
+   each run's models carry their ``run`` in the metadata) and prints how to look at it;
+6. prints this run's leaderboard from a Repo query and writes a PNG chart of the metrics and
+   training times (``dryml.plot.compare``);
 7. reloads the best model from the Repo in a fresh process and checks that its test
    predictions equal the ones computed before saving.
 
@@ -28,6 +30,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import json
+import shlex
 import subprocess
 import sys
 import time
@@ -36,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from dryml import metrics
+from dryml import metrics, plot
 from dryml.context import compute_context, shutdown_workers
 from dryml.data import NumpyDataset
 from dryml.models import EarlyStopping, Trainable, TrainSpec
@@ -44,6 +47,13 @@ from dryml.repo import Repo, Selector
 
 CLASSIFICATION = ("accuracy", "macro_f1", "log_loss")
 REGRESSION = ("r2", "mse", "mae")
+#: What the chart's title says about each task's data (scikit-learn's bundled data sets).
+DATA_SETS = {
+    "classification": "handwritten digits (scikit-learn load_digits: 8x8 images, 10 classes)",
+    "regression": "diabetes progression (scikit-learn load_diabetes: 10 features)",
+}
+STANDARDIZED = ("the target is standardized (zero mean, unit variance): mse and mae are in "
+                "units of the target's standard deviation; r2 is unchanged")
 
 
 # -- 1. data ----------------------------------------------------------------------------------
@@ -114,7 +124,8 @@ def define_models(task: str, n_features: int, quick: bool) -> dict[str, Trainabl
 # -- 3-5. train, score and store, inside the model's own compute context ----------------------
 @compute_context()  # the requirement comes from the Object passed in: its framework
 def train_score_store(model: Trainable, train: NumpyDataset, test: NumpyDataset,
-                      repo_dir: str, name: str, names: tuple[str, ...]) -> dict[str, Any]:
+                      repo_dir: str, name: str, names: tuple[str, ...], run: str
+                      ) -> dict[str, Any]:
     """Runs in a worker for the model's framework; returns scores and test predictions."""
     start = time.perf_counter()
     model.train(train)
@@ -123,13 +134,13 @@ def train_score_store(model: Trainable, train: NumpyDataset, test: NumpyDataset,
     scores = metrics.score(out, metrics=list(names))
     Repo(repo_dir).add_object(model, metadata={
         "name": name, "framework": type(model).dry_framework, "metrics": scores,
-        "train_seconds": round(seconds, 2)})
+        "train_seconds": round(seconds, 2), "run": run})
     return {"id": model.dry_id, "scores": scores, "seconds": seconds,
             "predictions": np.asarray(out.peek()[0])}
 
 
 def train_all(models: dict[str, Trainable], train: NumpyDataset, test: NumpyDataset,
-              repo_dir: Path, names: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+              repo_dir: Path, names: tuple[str, ...], run: str) -> dict[str, dict[str, Any]]:
     """Every model in its own worker; TF and torch are submitted first, so they run together."""
     order = sorted(models, key=lambda n: type(models[n]).dry_framework not in ("tf", "torch"))
     results: dict[str, dict[str, Any]] = {}
@@ -139,7 +150,7 @@ def train_all(models: dict[str, Trainable], train: NumpyDataset, test: NumpyData
             print(f"[dryml] queued   {name:<22} ({type(models[name]).dry_framework} worker)",
                   flush=True)
             futures[pool.submit(train_score_store, models[name], train, test, str(repo_dir),
-                                name, names)] = name
+                                name, names, run)] = name
         for future in concurrent.futures.as_completed(futures):
             name = futures[future]
             try:
@@ -154,10 +165,10 @@ def train_all(models: dict[str, Trainable], train: NumpyDataset, test: NumpyData
 
 
 # -- 6. leaderboard and chart -----------------------------------------------------------------
-def leaderboard(repo: Repo, key: str, descending: bool, names: tuple[str, ...]
+def leaderboard(repo: Repo, key: str, descending: bool, names: tuple[str, ...], run: str
                 ) -> list[dict[str, Any]]:
-    """Rows of the leaderboard, straight from a Repo query on the metrics metadata."""
-    entries = repo.entries(Selector(Trainable), order_by=f"metrics.{key}",
+    """This run's rows of the leaderboard, straight from a Repo query on the metadata."""
+    entries = repo.entries(Selector(Trainable), where={"run": run}, order_by=f"metrics.{key}",
                            descending=descending)
     print(f"\n{'rank':<5}{'model':<24}{'framework':<10}" + "".join(f"{n:>11}" for n in names)
           + f"{'train s':>9}")
@@ -169,26 +180,23 @@ def leaderboard(repo: Repo, key: str, descending: bool, names: tuple[str, ...]
     return entries
 
 
-def chart(entries: list[dict[str, Any]], names: tuple[str, ...], path: Path) -> None:
-    """A PNG with one bar chart per metric."""
-    import matplotlib
+def chart(entries: list[dict[str, Any]], names: tuple[str, ...], task: str, n_test: int,
+          path: Path) -> None:
+    """A PNG with one bar chart per metric and one of training time, the best model marked."""
+    plot.compare(entries, names, title=f"{DATA_SETS[task]}: {task}, scored on {n_test} "
+                 "held-out test examples", note=STANDARDIZED if task == "regression" else None,
+                 path=path)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    labels = [e["metadata"]["name"] for e in entries]
-    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 4.5))
-    for ax, metric in zip(axes, names, strict=True):
-        values = [e["metadata"]["metrics"][metric] for e in entries]
-        bars = ax.barh(labels, values, color="#4c72b0")
-        ax.bar_label(bars, fmt="%.3f", padding=2, fontsize=8)
-        ax.set_title(metric)
-        ax.invert_yaxis()
-        ax.margins(x=0.25)
-    fig.suptitle("dryml: one dataset, four frameworks")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+def where_to_look(repo_dir: Path, run: str, key: str, runs: int) -> None:
+    """Say where the Repo is and the command that lists this run's models in it."""
+    shown = shlex.quote(str(repo_dir))
+    args = f"repo ls {shown} --where run={run} --order-by metrics.{key} --desc"
+    print(f"\nrepo: {repo_dir} ({runs} run{'s' * (runs != 1)} kept there; this one is "
+          f"run={run})\nlook at this run's models: dryml {args}")
+    script = Path(sys.executable).parent / "dryml"
+    if sys.prefix != sys.base_prefix and script.exists():  # a virtualenv (nox): say which dryml
+        print(f"  (with this environment's dryml: {shlex.quote(str(script))} {args})")
 
 
 # -- 7. reload the best model in a fresh process ----------------------------------------------
@@ -322,24 +330,31 @@ def main(argv: list[str] | None = None) -> int:
         return run_search(args)
     start = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
-    repo_dir = args.out / f"repo-{args.task}-{int(time.time())}"
+    # one Repo per task, kept across runs; each run's models carry their run in the metadata
+    repo_dir = (args.out / f"repo-{args.task}").absolute()
     repo = Repo(repo_dir, create=True)
+    run = time.strftime("%Y%m%d-%H%M%S") + ("-quick" if args.quick else "")
     names = CLASSIFICATION if args.task == "classification" else REGRESSION
     train, test, n_features = load_data(args.task)
-    print(f"[dryml] {args.task}: {len(train.peek()[0])} train / {len(test.peek()[0])} test "
-          f"examples, {n_features} features")
+    n_test = len(test.peek()[0])
+    print(f"[dryml] {args.task} on {DATA_SETS[args.task]}: {len(train.peek()[0])} train / "
+          f"{n_test} test examples, {n_features} features"
+          + (f"; {STANDARDIZED}" if args.task == "regression" else ""))
+    print(f"[dryml] repo: {repo_dir} (run={run})")
     models = define_models(args.task, n_features, args.quick)
     try:
-        results = train_all(models, train, test, repo_dir, names)
+        results = train_all(models, train, test, repo_dir, names, run)
     finally:
         shutdown_workers()
     if not results:
         print("no model finished training", file=sys.stderr)
         return 1
     key = names[0]
-    entries = leaderboard(repo, key, descending=True, names=names)
-    chart(entries, names, args.out / f"metrics-{args.task}.png")
+    entries = leaderboard(repo, key, descending=True, names=names, run=run)
+    chart(entries, names, args.task, n_test, args.out / f"metrics-{args.task}.png")
     print(f"\nchart: {args.out / f'metrics-{args.task}.png'}")
+    runs = {e["metadata"].get("run") for e in repo.entries(Selector(Trainable))}
+    where_to_look(repo_dir, run, key, len(runs))
     best = entries[0]
     expected = next(r["predictions"] for r in results.values() if r["id"] == best["dry_id"])
     check_reload(repo_dir, best["dry_id"], test, expected, args.out)

@@ -116,10 +116,12 @@ class SearchResult:
 
     def plot(self, path: str | Path) -> Path:
         """Write a PNG: the optimization history (value per trial, best so far) and the value
-        against each numeric parameter. Needs matplotlib."""
-        from dryml.search._plot import plot_history
+        against each numeric parameter (:func:`dryml.plot.search_history`). Needs
+        ``dryml-core[plot]``."""
+        from dryml.plot import search_history
 
-        return plot_history(self, Path(path))
+        search_history(self, path)
+        return Path(path)
 
     def __repr__(self) -> str:
         return f"SearchResult({self.name!r}, {len(self.trials)} trials)"

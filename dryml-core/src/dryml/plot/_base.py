@@ -1,0 +1,197 @@
+"""What every chart shares: matplotlib on demand, metric directions and ranges, sources."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dryml.errors import BackendUnavailableError, ConfigurationError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["BEST_COLOR", "BOUNDS", "COLOR", "EXTRA", "axis_range", "direction_of",
+           "direction_text", "entry_label", "entry_value", "finish", "framework_of", "is_better",
+           "label_best", "lookup", "new_figure", "no_values_error", "repo_entries",
+           "short_class"]
+
+EXTRA = "dryml-core[plot]"
+COLOR = "#8da0cb"  #: every bar or point
+BEST_COLOR = "#e6550d"  #: the best model's bar
+#: What each known metric can reach (None: unbounded on that side).
+BOUNDS: dict[str, tuple[float | None, float | None]] = {
+    "accuracy": (0.0, 1.0), "balanced_accuracy": (0.0, 1.0), "macro_f1": (0.0, 1.0),
+    "roc_auc": (0.0, 1.0), "r2": (None, 1.0), "log_loss": (0.0, None), "mse": (0.0, None),
+    "mae": (0.0, None), "seconds": (0.0, None), "train_seconds": (0.0, None),
+    "loss": (0.0, None),
+}
+_LOWER = ("seconds", "train_seconds", "loss", "val_loss")
+
+
+def new_figure(width: float, height: float) -> Figure:
+    """A Figure that belongs to no GUI and leaves pyplot's backend and state alone;
+    BackendUnavailableError naming the extra when matplotlib is missing."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            f"dryml.plot needs matplotlib, which is not installed: pip install '{EXTRA}' "
+            "(or pip install matplotlib)") from exc
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def finish(fig: Figure, path: str | Path | None, dpi: int = 120) -> Figure:
+    """Save ``fig`` to ``path`` (folders created; the format from the suffix) when given."""
+    if path is not None:
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(target, dpi=dpi)
+    return fig
+
+
+def direction_of(metric: str, given: Mapping[str, str] | None = None) -> str | None:
+    """"maximize", "minimize" or None (unknown) for a metric name (``metrics.`` and ``val_``
+    prefixes ignored); ``given`` (name -> direction) wins."""
+    from dryml.search._trial import MAXIMIZE, MINIMIZE
+
+    if given and metric in given:
+        found = given[metric]
+        if found not in ("maximize", "minimize"):
+            raise ConfigurationError(f"direction of {metric!r} is {found!r}; give 'maximize' "
+                                     "or 'minimize'")
+        return found
+    name = metric.removeprefix("metrics.").removeprefix("val_")
+    if name in MAXIMIZE:
+        return "maximize"
+    if name in MINIMIZE or name in _LOWER:
+        return "minimize"
+    return None
+
+
+def direction_text(direction: str | None) -> str:
+    """What a panel says about its metric's direction."""
+    return {"maximize": "higher is better", "minimize": "lower is better"}.get(
+        direction or "", "")
+
+
+def is_better(a: float, b: float, direction: str | None) -> bool:
+    """Whether ``a`` beats ``b`` (higher wins when the direction is unknown)."""
+    return a < b if direction == "minimize" else a > b
+
+
+def axis_range(values: Sequence[float], metric: str, *, room: float = 0.1
+               ) -> tuple[float, float]:
+    """Limits that make the spread of ``values`` visible: zero is kept when it is near
+    (relative to the spread), the metric's bounds are never crossed (accuracy never runs past
+    1), and ``room`` (a fraction of the spread) is left beyond the largest value."""
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return 0.0, 1.0
+    low, high = min(finite), max(finite)
+    spread = high - low or max(abs(high) * 0.02, 1e-3)
+    floor, ceiling = BOUNDS.get(metric.removeprefix("metrics.").removeprefix("val_"),
+                                (None, None))
+    lo = 0.0 if 0 <= low <= spread else low - 0.8 * spread
+    hi = high + room * spread
+    if floor is not None:
+        lo = max(lo, floor)
+    if ceiling is not None:
+        hi = min(hi, ceiling)
+    if hi <= lo:
+        hi = lo + spread
+    return lo, hi
+
+
+def lookup(metadata: Mapping[str, Any], key: str) -> Any:
+    """The value at a dotted metadata key (``metrics.accuracy``), or None."""
+    value: Any = metadata
+    for part in key.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def entry_value(entry: Mapping[str, Any], key: str) -> float | None:
+    """A Repo entry's number at metadata key ``key``, else at ``metrics.<key>``."""
+    meta = entry.get("metadata", {})
+    value = lookup(meta, key)
+    if value is None and not key.startswith("metrics."):
+        value = lookup(meta, f"metrics.{key}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def short_class(cls_path: str) -> str:
+    """``TorchTrainable`` for ``dryml_torch.models:TorchTrainable``."""
+    return cls_path.rpartition(":")[2].rpartition(".")[2] or cls_path
+
+
+def framework_of(cls_path: str) -> str:
+    """``torch`` for ``dryml_torch.models:TorchTrainable``; else the top-level module."""
+    top = cls_path.partition(":")[0].partition(".")[0]
+    return top.removeprefix("dryml_") if top.startswith("dryml_") else top
+
+
+def entry_label(entry: Mapping[str, Any], key: str | Callable[[Mapping[str, Any]], Any]) -> str:
+    """What an entry is called: ``key`` of its metadata, or its class and short id."""
+    if callable(key):
+        return str(key(entry))
+    if key == "class":
+        return short_class(str(entry.get("class", "")))
+    found = lookup(entry.get("metadata", {}), key)
+    if found is None and key == "framework":
+        return framework_of(str(entry.get("class", "")))
+    if found is None:
+        cls = short_class(str(entry.get("class", "object")))
+        return f"{cls} {str(entry.get('dry_id', ''))[:8]}".strip()
+    return str(found)
+
+
+def repo_entries(source: Any, target: Any = None, where: dict[str, Any] | None = None
+                 ) -> list[dict[str, Any]]:
+    """Entries from a Repo (selected by ``target`` and ``where``) or a list of entries."""
+    from dryml.repo import Repo
+
+    if isinstance(source, Repo):
+        return source.entries(target, where=where)
+    if target is not None or where is not None:
+        raise ConfigurationError("target= and where= select from a Repo; this source is "
+                                 f"{type(source).__name__}")
+    if isinstance(source, Mapping) or not isinstance(source, Iterable):
+        raise ConfigurationError(
+            f"expected a Repo or a list of Repo entries (Repo.entries()), got {source!r:.80}")
+    entries = list(source)
+    bad = [e for e in entries if not isinstance(e, Mapping) or "metadata" not in e]
+    if bad:
+        raise ConfigurationError(f"not a Repo entry (a dict with 'metadata'): {bad[0]!r:.80}; "
+                                 "use Repo.entries() or Repo.info()")
+    return [dict(e) for e in entries]
+
+
+def no_values_error(metric: str, entries: Sequence[Mapping[str, Any]]) -> ConfigurationError:
+    """The error for a metric no entry has, naming the numeric keys that exist."""
+    keys: set[str] = set()
+
+    def walk(value: Any, prefix: str) -> None:
+        if isinstance(value, Mapping):
+            for k, v in value.items():
+                walk(v, f"{prefix}{k}.")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            keys.add(prefix[:-1])
+
+    for entry in entries:
+        walk(entry.get("metadata", {}), "")
+    known = ", ".join(sorted(keys)[:30]) or "none"
+    return ConfigurationError(f"no entry has a number at {metric!r} (nor metrics.{metric}); "
+                              f"numeric metadata keys: {known}")
+
+
+def label_best(texts: Iterable[Any], best: int) -> None:
+    """Bold the ``best``-th of ``texts`` (tick labels or value labels)."""
+    for i, text in enumerate(texts):
+        if i == best:
+            text.set_fontweight("bold")

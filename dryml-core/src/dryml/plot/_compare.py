@@ -1,0 +1,181 @@
+"""``compare``: one horizontal bar chart per metric, plus training time, best model marked."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from dryml.errors import ConfigurationError
+from dryml.plot._base import (
+    BEST_COLOR,
+    COLOR,
+    axis_range,
+    direction_of,
+    direction_text,
+    entry_label,
+    entry_value,
+    finish,
+    is_better,
+    label_best,
+    new_figure,
+    no_values_error,
+    repo_entries,
+)
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = ["compare"]
+
+
+@attrs.frozen
+class _Row:
+    label: str
+    scores: dict[str, float]
+    seconds: float | None
+
+
+def compare(results: Any, metrics: Sequence[str] | None = None, *, target: Any = None,
+            where: dict[str, Any] | None = None, label: str = "name",
+            seconds: str | Mapping[str, float] | None = "train_seconds",
+            directions: Mapping[str, str] | None = None, best_by: str | None = None,
+            title: str | None = None, note: str | None = None,
+            path: str | Path | None = None) -> Figure:
+    """A comparison chart of models: one panel of horizontal bars per metric, then a panel of
+    training time (when known), models in the order given (a leaderboard's order).
+
+    ``results``: a :class:`~dryml.repo.Repo` (``target``/``where`` select, as in
+    ``Repo.entries``), a list of Repo entries, or a mapping ``{model label: {metric: value}}``.
+    Entries are named by their metadata key ``label`` (else class and short id) and scored at
+    ``metrics.<metric>``; ``metrics`` defaults to every metric of the first model.
+    ``seconds``: the metadata (or score) key holding training seconds, or a mapping
+    ``{label: seconds}``; None leaves the time panel out.
+
+    Each panel says whether higher or lower is better (from the metric's name, or
+    ``directions={"metric": "maximize" | "minimize"}``) and zooms to the values' spread within
+    the metric's range (accuracy never past 1). The best model by ``best_by`` (default: the
+    first metric) is drawn in orange with a bold name in every panel. ``title`` heads the
+    figure (name the data set and task); ``note`` is a smaller line under it (e.g. how the
+    target was scaled). Returns the matplotlib Figure; ``path`` also saves it (PNG, SVG, PDF by
+    suffix). Needs ``dryml-core[plot]``.
+    """
+    rows = _rows(results, target, where, label, seconds, metrics)
+    if not rows:
+        raise ConfigurationError("nothing to compare: the source holds no models")
+    names = list(metrics) if metrics is not None else list(rows[0].scores)
+    missing = [m for m in names if all(m not in r.scores for r in rows)]
+    if missing and not isinstance(results, Mapping):
+        raise no_values_error(missing[0], repo_entries(results, target, where))
+    if missing:
+        raise ConfigurationError(f"no model has a value for {missing[0]!r}; metrics given: "
+                                 f"{sorted({k for r in rows for k in r.scores})}")
+    key = best_by or names[0]
+    key_dir = direction_of(key, directions)
+    scored = [i for i, r in enumerate(rows) if key in r.scores]
+    best = scored[0] if scored else -1
+    for i in scored:
+        if is_better(rows[i].scores[key], rows[best].scores[key], key_dir):
+            best = i
+    timed = [r.seconds for r in rows if r.seconds is not None]
+    panels = len(names) + (1 if timed else 0)
+    fig = new_figure(3.6 * panels + 1.6, 1.6 + 0.42 * len(rows))
+    axes = fig.subplots(1, panels, sharey=True, squeeze=False)[0]
+    labels = [r.label for r in rows]
+    for ax, name in zip(axes, names, strict=False):
+        values = [r.scores.get(name, float("nan")) for r in rows]
+        _panel(ax, labels, values, name, direction_of(name, directions), best, "{:.4f}")
+    if timed:
+        values = [float("nan") if r.seconds is None else r.seconds for r in rows]
+        _panel(axes[-1], labels, values, "training time (s)", "minimize", best, "{:.1f} s",
+               log=min(timed) > 0 and max(timed) / min(timed) > 30)
+    axes[0].invert_yaxis()
+    label_best(axes[0].get_yticklabels(), best)
+    if best >= 0:
+        axes[0].set_ylabel(f"orange: best by {key}")
+    fig.suptitle("\n".join(t for t in (title or f"{len(rows)} models compared", note) if t),
+                 fontsize=12)
+    return finish(fig, path)
+
+
+def _panel(ax: Axes, labels: list[str], values: list[float], name: str,
+           direction: str | None, best: int, fmt: str, log: bool = False) -> None:
+    """One metric's bars, its direction in the title, the best model's bar in orange."""
+    if log:
+        ax.set_xscale("log")
+        finite = [v for v in values if v == v and v > 0]
+        lo, hi = min(finite) / 2, max(finite) * 1.3
+    else:
+        lo, hi = axis_range(values, name, room=0.06)
+    ys = range(len(labels))
+    widths = [v - lo if v == v else 0.0 for v in values]
+    colors = [BEST_COLOR if i == best else COLOR for i in ys]
+    ax.barh(list(ys), widths, left=lo, color=colors, height=0.7)
+    ax.set_yticks(list(ys), labels)
+    ax.set_xlim(lo, hi)
+    if lo < 0 < hi:
+        ax.axvline(0, color="0.3", linewidth=0.8)
+    texts = []
+    for y, v in zip(ys, values, strict=True):
+        if v != v:  # NaN: a model without this value gets no bar and no label
+            continue
+        # the value at the bar's end: inside it, or just outside a short one
+        short = (_scale(ax, v) - _scale(ax, lo)) / (_scale(ax, hi) - _scale(ax, lo)) < 0.4
+        texts.append(ax.text(v, y, (" " + fmt.format(v)) if short else (fmt.format(v) + " "),
+                             ha="left" if short else "right", va="center", fontsize=8))
+    # this panel's best value in bold (the orange bar is the best model by ``best_by``)
+    shown = [v for v in values if v == v]
+    top = shown[0] if shown else None
+    for v in shown:
+        if top is not None and is_better(v, top, direction):
+            top = v
+    label_best(texts, shown.index(top) if top is not None else -1)
+    hint = direction_text(direction)
+    ax.set_title(f"{name}\n({hint})" if hint else name, fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_axisbelow(True)
+
+
+def _scale(ax: Axes, value: float) -> float:
+    """``value`` where the axis draws it (log axes: its logarithm)."""
+    return math.log10(value) if ax.get_xscale() == "log" else value
+
+
+def _rows(results: Any, target: Any, where: dict[str, Any] | None, label: str,
+          seconds: str | Mapping[str, float] | None, wanted: Sequence[str] | None
+          ) -> list[_Row]:
+    """The models to draw, from a Repo, its entries or a mapping of scores."""
+    taken: float | None
+    if isinstance(results, Mapping):
+        if target is not None or where is not None:
+            raise ConfigurationError("target= and where= select from a Repo; results is a "
+                                     "mapping of scores")
+        rows = []
+        for name, scores in results.items():
+            values = {k: float(v) for k, v in dict(scores).items()}
+            taken = values.pop(seconds, None) if isinstance(seconds, str) else None
+            if isinstance(seconds, Mapping):
+                taken = seconds.get(name)
+            rows.append(_Row(str(name), values, None if taken is None else float(taken)))
+        return rows
+    rows = []
+    for entry in repo_entries(results, target, where):
+        name = entry_label(entry, label)
+        metrics = entry.get("metadata", {}).get("metrics", {})
+        values = {k: float(v) for k, v in metrics.items()
+                  if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        for key in wanted or ():  # a metric kept elsewhere in the metadata
+            found = entry_value(entry, key)
+            if key not in values and found is not None:
+                values[key] = found
+        taken = None
+        if isinstance(seconds, str):
+            taken = entry_value(entry, seconds)
+        elif isinstance(seconds, Mapping):
+            taken = seconds.get(name)
+        rows.append(_Row(name, values, taken))
+    return rows

@@ -1,0 +1,74 @@
+"""``search_history``: a search's optimization history and its value against each parameter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dryml.plot._base import (
+    BEST_COLOR,
+    COLOR,
+    axis_range,
+    direction_text,
+    finish,
+    new_figure,
+)
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["search_history"]
+
+
+def search_history(result: Any, path: str | Path | None = None) -> Figure:
+    """The value of each complete trial with the best so far, then one scatter per numeric
+    parameter (value against the parameter; a log axis when it spans more than 20x). The
+    best trial is orange and every panel says whether higher or lower is better.
+
+    ``result``: a :class:`~dryml.search.SearchResult` (``SearchResult.plot`` calls this).
+    Returns the Figure; ``path`` also saves it. Needs ``dryml-core[plot]``.
+    """
+    done = [t for t in result.trials if t["status"] == "complete" and t["values"]]
+    numeric = sorted({k for t in done for k, v in t["params"].items()
+                      if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    panels = 1 + len(numeric)
+    cols = min(4, panels)
+    rows = -(-panels // cols)
+    fig = new_figure(4.5 * cols, 3.6 * rows + 0.4)
+    axes = list(fig.subplots(rows, cols, squeeze=False).flat)
+    for ax in axes[panels:]:
+        ax.set_visible(False)
+    maximize = result.directions[0] == "maximize"
+    metric = result.metric_names[0]
+    ylabel = f"{metric} ({direction_text(result.directions[0])})"
+    numbers = [t["number"] for t in done]
+    values = [t["values"][0] for t in done]
+    best: list[float] = []
+    for v in values:
+        best.append(v if not best else (max if maximize else min)(best[-1], v))
+    winner = best[-1] if best else None
+    colors = [BEST_COLOR if v == winner else COLOR for v in values]
+    limits = axis_range(values, metric, room=0.15) if values else None
+    ax = axes[0]
+    ax.scatter(numbers, values, s=16, c=colors, edgecolors="0.25", linewidths=0.5,
+               label="trial", zorder=3)
+    ax.step(numbers, best, where="post", color=BEST_COLOR, label="best so far")
+    ax.set_xlabel("trial")
+    ax.set_ylabel(ylabel)
+    ax.set_title("optimization history")
+    ax.legend(fontsize=8)
+    for ax, name in zip(axes[1:panels], numeric, strict=True):
+        points = [(t["params"][name], t["values"][0]) for t in done if name in t["params"]]
+        xs = [p[0] for p in points]
+        ax.scatter(xs, [p[1] for p in points], s=16, zorder=3, edgecolors="0.25",
+                   linewidths=0.5, c=[BEST_COLOR if p[1] == winner else COLOR for p in points])
+        if xs and min(xs) > 0 and max(xs) / min(xs) > 20:
+            ax.set_xscale("log")
+        ax.set_xlabel(name)
+        ax.set_ylabel(ylabel)
+    for ax in axes[:panels]:
+        if limits is not None:
+            ax.set_ylim(*limits)
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"search {result.name!r}: {len(done)} complete trials", fontsize=12)
+    return finish(fig, path, dpi=100)
