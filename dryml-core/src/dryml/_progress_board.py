@@ -110,6 +110,12 @@ class Board:
             if interval is not None:
                 self._interval = float(interval)
 
+    def reset(self) -> None:
+        """Back to the environment's settings (and ``sys.stderr``)."""
+        with self.lock:
+            self._stop_live()
+            self._mode = self._stream = self._interval = None
+
     @property
     def stream(self) -> IO[str]:
         """Where the display is drawn (``sys.stderr`` unless configured)."""
@@ -196,7 +202,8 @@ class Board:
     def _opened(self, state: TrackState, now: float) -> None:
         mode = self.mode()
         if mode == "plain":
-            total = "" if state.total is None else f" ({state.total} {state.unit}s)"
+            plural = "" if state.total == 1 else "s"
+            total = "" if state.total is None else f" ({state.total} {state.unit}{plural})"
             self._write(f"{state.title}: started{total}")
             state.last_line = now
         elif mode == "live":
@@ -216,6 +223,7 @@ class Board:
         mode = self.mode()
         if state.task is not None and self._live is not None:
             self._live.remove_task(state.task)
+            self._live.refresh()  # the next line goes above the display without the track
             self.print(line_of(state, now, summary, closing=True))
             if not self.tracks:
                 self._stop_live()

@@ -30,7 +30,8 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import IO, Any
 
-__all__ = ["Track", "configure", "early_stopping_message", "label_of", "status", "track"]
+__all__ = ["Track", "configure", "early_stopping_message", "label_of", "reset", "status",
+           "track"]
 
 Event = dict[str, Any]
 
@@ -148,6 +149,13 @@ def configure(mode: str | None = None, *, stream: IO[str] | None = None,
     from dryml import _progress_board
 
     _progress_board.board().configure(mode, stream, interval)
+
+
+def reset() -> None:
+    """Undo :func:`configure`: the environment's settings again, drawing on ``sys.stderr``."""
+    from dryml import _progress_board
+
+    _progress_board.board().reset()
 
 
 # -- where events go ------------------------------------------------------------------------

@@ -128,6 +128,7 @@ class SklearnTrainable(Trainable):
 
     def fit(self, data: Dataset, valid: Dataset | None) -> None:
         """Build the estimator (seeded) and fit it on every example of ``data``."""
+        from dryml import progress
         from dryml.models import split_validation, supervised_arrays
 
         spec = self.spec if self.spec is not None else TrainSpec()
@@ -148,11 +149,15 @@ class SklearnTrainable(Trainable):
             raise ConfigurationError(
                 f"{self.estimator.cls} has no transform(); task='transformer' is for "
                 "preprocessing steps such as sklearn.preprocessing.StandardScaler")
-        model.fit(x, y)
-        self.model = model
-        self.train_state.progress = {"fitted": True, "examples": len(x)}
-        if x_valid is not None and y_valid is not None and self.task != "transformer":
-            self.train_state.history = [self._scores(x_valid, y_valid)]
+        # one fit is one step: the model's line on the caller's display (dryml.progress)
+        with progress.track(progress.label_of(self), framework="sklearn", total=1,
+                            unit="fit") as bar:
+            model.fit(x, y)
+            self.model = model
+            self.train_state.progress = {"fitted": True, "examples": len(x)}
+            if x_valid is not None and y_valid is not None and self.task != "transformer":
+                self.train_state.history = [self._scores(x_valid, y_valid)]
+            bar.update(1, self.train_state.history[-1] if self.train_state.history else None)
 
     def _scores(self, x: Any, y: Any) -> dict[str, float]:
         """Validation scores, named like other backends' (``val_`` prefix)."""

@@ -147,14 +147,17 @@ class Search:
 
     def _loop(self, train: Any, valid: Any, folds: Any, rows: list[dict[str, Any]]
               ) -> SearchResult:
-        from tqdm.auto import tqdm  # type: ignore[import-untyped]
+        from dryml import progress
 
         start = time.monotonic()
         failures, stopped = 0, None
         target = self.n_trials
         show = sys.stderr.isatty() if self.progress is None else self.progress
-        bar = tqdm(total=target, initial=min(self._finished, target or 0),
-                   desc=f"search {self.name}", unit="trial", disable=not show)
+        # the search's line on the caller's display; each trial's model has its own line
+        bar = progress.track(f"search {self.name}", framework=self.sampler_name,
+                             total=target, unit="trial",
+                             initial=min(self._finished, target or 0)
+                             ) if self.progress is not False else None
         in_flight: dict[cf.Future[Any], tuple[Asked, Any]] = {}
         records: list[tuple[Any, dict[str, Any]]] = []
         exhausted = False
@@ -192,13 +195,11 @@ class Search:
                 done, _ = cf.wait(in_flight, return_when=cf.FIRST_COMPLETED)
                 for future in done:
                     asked, model = in_flight.pop(future)
+                    best = self._best
                     if not self._finish(asked, model, future):
                         failures += 1
-                    else:
-                        bar.update(1)
-                    if self._best is not None:
-                        bar.set_postfix_str(f"best {self._best['values'][0]:.4g} "
-                                            f"(trial {self._best['number']})")
+                    if bar is not None:
+                        self._show(bar, best)
             if failures >= self.max_failures:
                 stopped = f"stopped after {failures} failed trials (max_failures)"
         except KeyboardInterrupt:
@@ -206,13 +207,25 @@ class Search:
             self._interrupt(in_flight)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-            bar.close()
+            if bar is not None:
+                bar.close(stopped)
         result = self.result(stopped)
         if show:
             print(result.leaderboard(), file=sys.stderr)
             if stopped:
                 print(f"search {self.name!r}: {stopped}", file=sys.stderr)
         return result
+
+    def _show(self, bar: Any, best_before: dict[str, Any] | None) -> None:
+        """The search's line after a trial ended: trials finished and the best value; a
+        status line when the trial is the new best."""
+        best = self._best
+        metric = self.metrics[0][0]
+        bar.update(self._finished, None if best is None else {
+            f"best {metric}": best["values"][0], "best trial": best["number"]})
+        if best is not None and best is not best_before:
+            bar.status(f"trial {best['number']} is the best so far: {metric}="
+                       f"{best['values'][0]:.4g} ({best['dry_id'][:8]})")
 
     def _report_args(self, asked: Asked) -> dict[str, Any] | None:
         args = getattr(self.sampler, "reporter_args", None)
