@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -36,3 +37,15 @@ def test_main_job_quick(tmp_path: Path, task: str, metrics: list[str]) -> None:
     # the main process never imported TensorFlow or PyTorch: framework work ran in workers
     line = next(x for x in out.splitlines() if x.startswith("frameworks imported by the main"))
     assert "tensorflow" not in line and "torch" not in line, line
+    # it says where its Repo is and how to look at this run's models in it; the command works
+    repo = tmp_path / f"repo-{task}"
+    assert f"repo: {repo} (1 run kept there; this one is run=" in out
+    look = next(x for x in out.splitlines() if x.startswith("look at this run's models: "))
+    command = look.removeprefix("look at this run's models: ")
+    assert command.startswith(f"dryml repo ls {repo} --where run=")
+    assert command.endswith(f"--order-by metrics.{metrics[0]} --desc")
+    shown = subprocess.run([sys.executable, "-m", "dryml.cli", *shlex.split(command)[1:]],
+                           capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.rstrip().endswith("5 object(s)")
+    assert all(f'"name": "{name}"' in shown.stdout for name in MODELS)
