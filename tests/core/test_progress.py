@@ -1,0 +1,124 @@
+"""dryml.progress in one process: the plain lines, the switches, the shared wording."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from dryml import progress
+from dryml._progress_board import Board
+
+CLOCK = r"\d+:\d\d"
+
+
+@pytest.fixture
+def out(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
+    monkeypatch.delenv("DRYML_PROGRESS", raising=False)
+    monkeypatch.delenv("DRYML_PROGRESS_INTERVAL", raising=False)
+    stream = io.StringIO()
+    progress.configure(stream=stream)
+    yield stream
+    progress.reset()
+
+
+def test_a_pipe_gets_plain_lines_at_start_and_end(out: io.StringIO) -> None:
+    with progress.track("mlp", framework="torch", total=5) as bar:
+        for epoch in range(5):
+            bar.update(epoch + 1, {"loss": 0.5, "val_loss": 0.25})
+        bar.status("early stopping after epoch 5")
+    progress.status("[dryml] finished mlp")
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "mlp · torch: started (5 epochs)"
+    assert lines[1] == "mlp · torch: early stopping after epoch 5"
+    assert re.fullmatch(rf"mlp · torch: finished at epoch 5/5 in {CLOCK}, "
+                        r"loss=0\.5 val_loss=0\.25", lines[2]), lines[2]
+    assert lines[3:] == ["[dryml] finished mlp"]
+    assert "\r" not in out.getvalue() and "\x1b" not in out.getvalue()
+
+
+def test_periodic_lines_come_at_most_every_interval(out: io.StringIO) -> None:
+    progress.configure(interval=0)
+    with progress.track("trees", framework="xgboost", total=3, unit="round") as bar:
+        for i in range(3):
+            bar.update(i + 1, {"val_rmse": 1.5})
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "trees · xgboost: started (3 rounds)"
+    assert re.fullmatch(rf"trees · xgboost: round 1/3, val_rmse=1\.5, {CLOCK}, ETA {CLOCK}",
+                        lines[1]), lines[1]
+    assert len(lines) == 5 and lines[4].startswith("trees · xgboost: finished at round 3/3")
+
+    out.truncate(0), out.seek(0)
+    progress.configure(interval=3600)
+    with progress.track("trees", framework="xgboost", total=3, unit="round") as bar:
+        for i in range(3):
+            bar.update(i + 1)
+    assert [line.split(":")[1] for line in out.getvalue().splitlines()] == [
+        " started (3 rounds)", " finished at round 3/3 in 0"]
+
+
+def test_off_draws_no_track_but_keeps_status_lines(out: io.StringIO,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DRYML_PROGRESS", "off")
+    with progress.track("mlp", framework="tf", total=2) as bar:
+        bar.update(2)
+        bar.status("early stopping after epoch 2")
+    progress.status("[dryml] done")
+    assert out.getvalue().splitlines() == ["mlp · tf: early stopping after epoch 2",
+                                           "[dryml] done"]
+
+
+def test_a_failing_training_says_so_on_its_last_line(out: io.StringIO) -> None:
+    with pytest.raises(ValueError), progress.track("mlp", framework="tf", total=4) as bar:
+        bar.update(1)
+        raise ValueError("nan loss")
+    assert out.getvalue().splitlines()[-1].startswith(
+        "mlp · tf: failed: ValueError at epoch 1/4 in ")
+
+
+def test_a_terminal_gets_the_live_display_unless_plain_is_forced(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    leader, follower = os.openpty()
+    try:
+        with open(follower, "w", closefd=False) as tty:
+            board = Board()
+            board.configure(None, tty, None)
+            monkeypatch.delenv("DRYML_PROGRESS", raising=False)
+            assert board.mode() == "live"
+            monkeypatch.setenv("DRYML_PROGRESS", "plain")
+            assert board.mode() == "plain"
+            monkeypatch.setenv("DRYML_PROGRESS", "auto")
+            board.configure(None, io.StringIO(), None)
+            assert board.mode() == "plain"  # not a terminal
+            monkeypatch.setenv("DRYML_PROGRESS", "live")
+            assert board.mode() == "live"
+    finally:
+        os.close(leader), os.close(follower)
+
+
+def test_an_ascii_log_gets_the_line_without_the_dot(out: io.StringIO) -> None:
+    raw = io.BytesIO()
+    progress.configure(stream=io.TextIOWrapper(raw, encoding="ascii"))
+    with progress.track("mlp", framework="torch", total=1):
+        pass
+    assert raw.getvalue().decode("ascii").splitlines()[0] == "mlp - torch: started (1 epoch)"
+
+
+def test_a_bad_mode_is_refused_with_the_choices() -> None:
+    with pytest.raises(ValueError, match="'auto', 'live', 'plain', 'off'"):
+        progress.configure("fancy")
+
+
+def test_every_backend_words_labels_and_early_stopping_alike() -> None:
+    from dryml.models import Trainable
+
+    class Net(Trainable):
+        task = "classifier"
+
+    model = Net(dry_id="1a2b3c4d-0000")
+    assert progress.label_of(model) == "Net classifier 1a2b3c4d"
+    assert progress.early_stopping_message("epoch", 9, "val_loss", 0.31214, 4) == (
+        "early stopping after epoch 9: best val_loss=0.31214 at epoch 4")
