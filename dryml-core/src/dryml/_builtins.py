@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dryml.hookspecs import hookimpl
-from dryml.records import ArgCodecRecord, ResourceProviderRecord, SamplerRecord
+from dryml.records import ArgCodecRecord, ExecutorRecord, ResourceProviderRecord, SamplerRecord
 
-__all__ = ["dryml_arg_codecs", "dryml_resource_providers", "dryml_samplers",
-           "dryml_trusted_modules"]
+__all__ = ["dryml_arg_codecs", "dryml_executors", "dryml_resource_providers",
+           "dryml_samplers", "dryml_trusted_modules"]
 
 
 @hookimpl
@@ -44,4 +44,14 @@ def dryml_samplers() -> list[SamplerRecord]:
         SamplerRecord("random", impl="dryml.search._samplers:RandomSampler"),
         *(SamplerRecord(name, impl=f"dryml.search._optuna:{name}", extra=optuna)
           for name in ("tpe", "cmaes", "nsga2", "gp")),
+    ]
+
+
+@hookimpl
+def dryml_executors() -> list[ExecutorRecord]:
+    """``local`` (the warm process pool, the default) and ``ray`` (``dryml-core[ray]``)."""
+    return [
+        ExecutorRecord("local", impl="dryml.context._executor:LocalExecutor"),
+        ExecutorRecord("ray", impl="dryml.context._ray:RayExecutor", extra="dryml-core[ray]",
+                       requires="ray"),
     ]

@@ -18,6 +18,7 @@ from dryml.records import (
     ArgCodecRecord,
     ContextRecord,
     DatasetAdapterRecord,
+    ExecutorRecord,
     ResourceProviderRecord,
     SamplerRecord,
     SerializerRecord,
@@ -139,4 +140,21 @@ def dryml_samplers() -> list[SamplerRecord]:
         @hookimpl
         def dryml_samplers():
             return [SamplerRecord("anneal", impl="mypkg.search:AnnealSampler", package="mypkg")]
+    """
+
+
+@hookspec
+def dryml_executors() -> list[ExecutorRecord]:
+    """Executors that run compute-context calls (``dryml.context.configure(executor=name)``).
+
+    ``impl`` names a callable taking the keyword options of ``configure`` (``address=`` ...)
+    and returning an object with the :class:`dryml.context.Executor` methods (``execute``,
+    ``shutdown``, ``workers``). Core registers ``local`` (the warm process pool, the default)
+    and ``ray`` (``dryml-core[ray]``).
+
+    Example::
+
+        @hookimpl
+        def dryml_executors():
+            return [ExecutorRecord("slurm", impl="mypkg.slurm:SlurmExecutor", package="mypkg")]
     """

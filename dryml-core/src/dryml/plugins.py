@@ -47,6 +47,7 @@ from dryml.records import (
     ArgCodecRecord,
     ContextRecord,
     DatasetAdapterRecord,
+    ExecutorRecord,
     ResourceProviderRecord,
     SamplerRecord,
     SerializerRecord,
@@ -74,6 +75,7 @@ _RECORD_TYPES: dict[str, type] = {
     "dryml_contexts": ContextRecord,
     "dryml_trusted_modules": str,
     "dryml_samplers": SamplerRecord,
+    "dryml_executors": ExecutorRecord,
 }
 
 

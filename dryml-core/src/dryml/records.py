@@ -15,6 +15,7 @@ __all__ = [
     "ArgCodecRecord",
     "ContextRecord",
     "DatasetAdapterRecord",
+    "ExecutorRecord",
     "ResourceProviderRecord",
     "SamplerRecord",
     "SerializerRecord",
@@ -116,3 +117,20 @@ class SamplerRecord:
     impl: str
     package: str = "dryml-core"
     extra: str | None = None
+
+
+@attrs.frozen
+class ExecutorRecord:
+    """Where compute-context calls run, chosen by ``name`` (``configure(executor=name)``).
+
+    ``impl`` names a callable ``impl(**options) -> executor`` (see
+    :class:`dryml.context.Executor`); it is imported only when the executor is chosen, so an
+    optional engine (Ray) is imported only then. ``extra`` is the pip extra that installs what
+    it needs (``"dryml-core[ray]"``), ``requires`` the module that extra provides.
+    """
+
+    name: str
+    impl: str
+    package: str = "dryml-core"
+    extra: str | None = None
+    requires: str | None = None

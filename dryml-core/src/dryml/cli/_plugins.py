@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         sys.stdout.write(render(infos) + "\n")
+        sys.stdout.write(render_executors() + "\n")
     broken = any(info.status == "unavailable" for info in infos)
     return 1 if args.check and broken else 0
 
@@ -62,3 +63,23 @@ def render(infos: list[Any]) -> str:
         if info.reason:
             out.append(f"    {info.status}: {info.reason}")
     return "\n".join(out)
+
+
+def render_executors() -> str:
+    """One indented line naming the executors the plugins register (``configure(executor=)``),
+    without importing them: which is chosen, and what a missing one needs."""
+    import importlib.util
+
+    from dryml.context._executor import chosen_executor
+    from dryml.plugins import get_plugin_manager
+
+    chosen = chosen_executor()[0]
+    parts = []
+    for plugin, rec in get_plugin_manager().records("dryml_executors"):
+        notes = [f"from {plugin}"]
+        if rec.name == chosen:
+            notes.insert(0, "chosen")
+        if rec.requires is not None and importlib.util.find_spec(rec.requires) is None:
+            notes.append(f"needs pip install '{rec.extra or rec.package}'")
+        parts.append(f"{rec.name} ({', '.join(notes)})")
+    return "  executors: " + ", ".join(parts)

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import pickle
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from dryml.context._protocol import Channel
 
-__all__ = ["forward", "set_channel"]
+__all__ = ["forward", "set_channel", "set_forwarder"]
 
 _channel: Channel | None = None
+_forwarder: Callable[[dict[str, Any], Any, dict[str, Any]], dict[str, Any]] | None = None
 _lock = threading.Lock()
 
 
@@ -24,8 +26,16 @@ def set_channel(channel: Channel) -> None:
     _channel = channel
 
 
+def set_forwarder(fn: Callable[[dict[str, Any], Any, dict[str, Any]], dict[str, Any]]) -> None:
+    """How a worker with no channel to its caller (a Ray actor) runs nested calls."""
+    global _forwarder
+    _forwarder = fn
+
+
 def forward(msg: dict[str, Any], reqs: Any, options: dict[str, Any]) -> dict[str, Any]:
     """Have the caller run ``msg`` under ``reqs``; returns the reply."""
+    if _forwarder is not None:
+        return _forwarder(msg, reqs, options)
     if _channel is None:
         raise RuntimeError("forward() runs only inside a dryml worker")
     with _lock:  # one nested call at a time per worker: the channel is shared

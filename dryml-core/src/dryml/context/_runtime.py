@@ -13,7 +13,8 @@ from dryml.context._pool import Pool, WorkerInfo
 from dryml.context._resources import Requirement, ResourceProvider, normalize_requirement
 from dryml.context._scheduler import Grant, Scheduler
 
-__all__ = ["configure", "execute", "get_pool", "resources", "shutdown_workers", "workers"]
+__all__ = ["configure", "execute", "execute_local", "get_pool", "local_workers", "resources",
+           "shutdown_local", "shutdown_workers", "workers"]
 
 _pool: Pool | None = None
 _lock = threading.Lock()
@@ -46,13 +47,24 @@ def get_pool() -> Pool:
 
 
 def configure(*, providers: Iterable[ResourceProvider] | None = None,
-              max_workers: int | None = None, idle_timeout: float = 300.0) -> None:
+              max_workers: int | None = None, idle_timeout: float = 300.0,
+              executor: str | None = None, address: str | None = None) -> None:
     """Stop every worker and start over with new settings.
+
+    ``executor``: where calls run, a name from the ``dryml_executors`` hook: ``"local"`` (this
+    machine's warm worker pool) or ``"ray"`` (warm Ray actors; ``dryml-core[ray]``); default:
+    ``DRYML_EXECUTOR``, else local. ``address``: the Ray cluster (default: ``RAY_ADDRESS``,
+    else a Ray instance started on this machine). See docs/cluster.md.
 
     ``providers``: resource providers to use instead of the plugins' (tests pass
     ``[CpuProvider(), FakeGpuProvider(4)]``); ``max_workers``: the cap on live workers (default:
     the number of resources, between 2 and 8); ``idle_timeout``: seconds an idle worker lives.
     """
+    from dryml.context import _executor
+
+    if address is not None and executor is None:
+        executor = "ray"
+    _executor.set_default(executor, {"address": address} if address is not None else {})
     shutdown_workers()
     with _lock:
         _settings.update(providers=None if providers is None else list(providers),
@@ -60,7 +72,15 @@ def configure(*, providers: Iterable[ResourceProvider] | None = None,
 
 
 def shutdown_workers() -> None:
-    """Stop every worker of this process (the next call starts fresh ones)."""
+    """Stop every worker of this process, on every executor (the next call starts fresh ones)."""
+    from dryml.context._executor import shutdown_executors
+
+    shutdown_executors()
+    shutdown_local()
+
+
+def shutdown_local() -> None:
+    """Stop the local pool's workers."""
     global _pool
     with _lock:
         pool, _pool = _pool, None
@@ -69,7 +89,18 @@ def shutdown_workers() -> None:
 
 
 def workers() -> list[WorkerInfo]:
-    """The live workers of this process: pid, resources, busy or idle."""
+    """The live workers of this process (on every executor): pid, resources, busy or idle."""
+    from dryml.context._executor import LocalExecutor, started_executors
+
+    found = local_workers()
+    for executor in started_executors():
+        if not isinstance(executor, LocalExecutor):
+            found.extend(executor.workers())
+    return found
+
+
+def local_workers() -> list[WorkerInfo]:
+    """The local pool's live workers."""
     return [] if _pool is None else _pool.info()
 
 
@@ -79,8 +110,23 @@ def resources() -> dict[str, float]:
 
 
 def execute(reqs: Requirement | None, msg: dict[str, Any], *, call_timeout: float | None,
-            resource_timeout: float | None, held: Grant | None = None) -> dict[str, Any]:
-    """Run a call message in a worker that meets ``reqs``; returns the worker's reply."""
+            resource_timeout: float | None) -> dict[str, Any]:
+    """Run a call message on the chosen executor (see :mod:`dryml.context._executor`)."""
+    from dryml.context._executor import LOCAL, chosen_executor, get_executor
+
+    name, options = chosen_executor()
+    if name == LOCAL:
+        return execute_local(reqs, msg, call_timeout=call_timeout,
+                             resource_timeout=resource_timeout)
+    reply: dict[str, Any] = get_executor(name, options).execute(
+        reqs, msg, call_timeout=call_timeout, resource_timeout=resource_timeout)
+    return reply
+
+
+def execute_local(reqs: Requirement | None, msg: dict[str, Any], *,
+                  call_timeout: float | None, resource_timeout: float | None,
+                  held: Grant | None = None) -> dict[str, Any]:
+    """Run a call message in a local worker that meets ``reqs``; returns the worker's reply."""
     pool = get_pool()
     request = normalize_requirement(reqs)
     worker = pool.checkout(request, resource_timeout, held)
@@ -95,7 +141,8 @@ def _on_nested(worker: WorkerHandle, payload: tuple[Any, Any, Any]) -> dict[str,
 
     msg, reqs, options = payload
     try:
-        return execute(reqs, msg, call_timeout=options.get("call_timeout"),
-                       resource_timeout=options.get("resource_timeout"), held=worker.grant)
+        return execute_local(reqs, msg, call_timeout=options.get("call_timeout"),
+                             resource_timeout=options.get("resource_timeout"),
+                             held=worker.grant)
     except Exception as exc:  # noqa: BLE001 - the nested caller gets it as its own error
         return error_reply(exc)

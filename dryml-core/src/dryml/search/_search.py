@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from dryml._objectdef import ObjectDef
+from dryml.context._executor import executor_names, using_executor
 from dryml.errors import ConfigurationError, DrymlError
 from dryml.search import _store
 from dryml.search._result import SearchResult
@@ -52,7 +53,11 @@ class Search:
     ``pruner`` ("median", "hyperband", "asha" or an Optuna pruner), each epoch's ``monitor``
     value (default ``val_<metric>``, in the first metric's direction) is reported and
     unpromising trials stop early. ``storage``: where an Optuna study is kept in the repo
-    directory, "journal" (Optuna's journal file, default) or "sqlite".
+    directory, "journal" (Optuna's journal file, default) or "sqlite". ``executor``: where
+    trials train, "local" (this machine's workers) or "ray" (a Ray cluster, see
+    docs/cluster.md); default: the process's executor (``dryml.context.configure``,
+    ``DRYML_EXECUTOR``). The Repo stays here either way: trained models come back as ``.dry``
+    bytes and this process writes them.
     """
 
     def __init__(self, space: Any, *, metric: Any = "accuracy", direction: Any = None,
@@ -61,7 +66,8 @@ class Search:
                  parallel: int = 1, seed: int | None = 0, folds: int | None = None,
                  keep: str = "all", max_failures: int | None = None,
                  progress: bool | None = None, context_reqs: dict[str, Any] | None = None,
-                 monitor: str | None = None, storage: str = "journal") -> None:
+                 monitor: str | None = None, storage: str = "journal",
+                 executor: str | None = None) -> None:
         from dryml.models import Trainable
         from dryml.repo import Repo
 
@@ -99,6 +105,10 @@ class Search:
         self.max_failures = max_failures if max_failures is not None else max(
             10, n_trials or 10)
         self.progress, self.context_reqs = progress, context_reqs
+        if executor is not None and executor not in executor_names():
+            raise ConfigurationError(f"unknown executor {executor!r}; the known ones are "
+                                     f"{', '.join(executor_names())}")
+        self.executor = executor
         self._lock = threading.Lock()
 
     # -- settings and resume ------------------------------------------------------------------
@@ -180,7 +190,7 @@ class Search:
                     # before it exists has nothing to resume: its sampler slot is failed)
                     running = self._meta(asked, model, status="running")
                     record = _untrained(asked.definition, model.dry_id)
-                    future = pool.submit(train_and_score, model, train, valid, self.metrics,
+                    future = pool.submit(self._train, model, train, valid, self.metrics,
                                          folds, self._report_args(asked),
                                          call_context_reqs=self._reqs(model))
                     records.append((record, running))
@@ -226,6 +236,11 @@ class Search:
         if best is not None and best is not best_before:
             bar.status(f"trial {best['number']} is the best so far: {metric}="
                        f"{best['values'][0]:.4g} ({best['dry_id'][:8]})")
+
+    def _train(self, *args: Any, **kwargs: Any) -> Any:
+        """One trial's training, on this search's executor (in a thread of the loop)."""
+        with using_executor(self.executor):
+            return train_and_score(*args, **kwargs)
 
     def _report_args(self, asked: Asked) -> dict[str, Any] | None:
         args = getattr(self.sampler, "reporter_args", None)

@@ -1,0 +1,233 @@
+"""The ``ray`` executor: compute-context calls in warm Ray actors across a cluster.
+
+A requirement ``{framework: {...}}`` becomes one actor's Ray resources (:func:`ray_resources`):
+CPUs and GPUs summed over its frameworks, ``'cpu/N'``/``'gpu/N'`` fractions as shares of one
+device (Ray chooses the node and the device), ``num_cpus``/``num_gpus`` as whole devices. Actors
+are kept warm per requirement and reused; an idle actor is stopped when a new one waits for the
+resources it holds. Ray is imported only here, when this executor is chosen.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+import time
+from typing import Any
+
+import attrs
+
+from dryml.context._pool import WorkerInfo, context_plugins
+from dryml.context._resources import Request, normalize_requirement
+from dryml.errors import BackendUnavailableError, ResourcesUnavailableError, WorkerCrashedError
+
+__all__ = ["RayExecutor", "ray_resources"]
+
+EVICT_AFTER = 2.0
+"""Seconds a new actor may wait for resources before an idle actor of another context goes."""
+_POLL = 0.1
+
+
+def ray_resources(request: dict[str, Request]) -> tuple[float, float,
+                                                       dict[str, dict[str, float]]]:
+    """``(num_cpus, num_gpus, shares)`` of one actor for a normalized request.
+
+    ``shares`` is the context the actor runs in: the devices the request names, plus
+    ``cpu/i``/``gpu/i`` entries of 1.0 for whole counts, so that ``context_check`` and nested
+    calls see the same context as in a local worker.
+    """
+    cpus = gpus = 0.0
+    shares: dict[str, dict[str, float]] = {}
+    for framework, req in request.items():
+        share = dict(req.specific)
+        for kind, count in (("cpu", req.num_cpus), ("gpu", req.num_gpus)):
+            taken = {int(n.split("/")[1]) for n in share if n.startswith(kind + "/")}
+            index = 0
+            for _ in range(count):
+                while index in taken:
+                    index += 1
+                share[f"{kind}/{index}"] = 1.0
+                taken.add(index)
+        cpus += sum(a for n, a in share.items() if n.startswith("cpu/"))
+        gpus += sum(a for n, a in share.items() if n.startswith("gpu/"))
+        shares[framework] = share
+    if gpus > 1 and abs(gpus - round(gpus)) > 1e-9:
+        gpus = math.ceil(gpus)  # Ray takes a fraction of one GPU or whole GPUs
+    return round(cpus, 6), round(gpus, 6), shares
+
+
+@attrs.define(eq=False)
+class _Actor:
+    handle: Any
+    key: tuple[Any, ...]
+    shares: dict[str, dict[str, float]]
+    pid: int = 0
+    node: str = ""
+    gpus: list[str] = attrs.field(factory=list)
+    busy: bool = True
+    last_used: float = attrs.field(factory=time.monotonic)
+
+
+def _env() -> dict[str, str]:
+    """Variables the actor takes from the driver (dryml's switches)."""
+    return {k: v for k, v in os.environ.items() if k.startswith("DRYML_")}
+
+
+class RayExecutor:
+    """Runs calls in warm Ray actors; ``address`` (default ``RAY_ADDRESS``, else a local Ray)."""
+
+    def __init__(self, address: str | None = None) -> None:
+        import importlib
+
+        ray: Any = importlib.import_module("ray")  # typed as Any: the extra may be absent
+        self.ray = ray
+        if not ray.is_initialized():
+            address = address or os.environ.get("RAY_ADDRESS") or None
+            extra: dict[str, Any] = {} if address else {"include_dashboard": False}
+            ray.init(address=address, logging_level=logging.WARNING, **extra)
+        self.remote_cls: Any = ray.remote(max_restarts=0, max_task_retries=0)(
+            _actor_class())
+        self.cond = threading.Condition()
+        self.actors: list[_Actor] = []
+        self._closed = False
+
+    # -- placement ---------------------------------------------------------------------------
+    def _check_possible(self, cpus: float, gpus: float, wanted: str) -> None:
+        nodes = [n["Resources"] for n in self.ray.nodes() if n.get("Alive")]
+        if any(n.get("CPU", 0.0) + 1e-9 >= cpus and n.get("GPU", 0.0) + 1e-9 >= gpus
+               for n in nodes):
+            return
+        sizes = [{"CPU": n.get("CPU", 0.0), "GPU": n.get("GPU", 0.0)} for n in nodes]
+        raise ResourcesUnavailableError(
+            f"no node of the Ray cluster can ever run {wanted} (num_cpus={cpus}, "
+            f"num_gpus={gpus}); its nodes have {sizes}. Ask for less, or add a node that has it")
+
+    def _take_idle(self, key: tuple[Any, ...]) -> _Actor | None:
+        for actor in sorted(self.actors, key=lambda a: -a.last_used):
+            if not actor.busy and actor.key == key:
+                actor.busy = True
+                return actor
+        return None
+
+    def _checkout(self, reqs: Any, timeout: float | None) -> _Actor:
+        request = normalize_requirement(reqs)
+        key = tuple(sorted(request.items()))
+        with self.cond:
+            if self._closed:
+                raise ResourcesUnavailableError("the Ray executor was shut down")
+            found = self._take_idle(key)
+            if found is not None:
+                return found
+        cpus, gpus, shares = ray_resources(request)
+        wanted = str({fw: r.as_dict() for fw, r in request.items()})
+        self._check_possible(cpus, gpus, wanted)
+        plugins = context_plugins(list(request))
+        setup = {"shares": shares, "resources": {n: {"kind": n.split("/")[0],
+                                                     "index": int(n.split("/")[1]), "info": {}}
+                                                 for s in shares.values() for n in s},
+                 "plugins": plugins, "env": _env(), "cpus": cpus,
+                 "sys_path": list(__import__("sys").path)}
+        handle = self.remote_cls.options(num_cpus=cpus, num_gpus=gpus).remote(setup)
+        ready = handle.ready.remote()
+        start = time.monotonic()
+        while True:
+            done, _ = self.ray.wait([ready], timeout=_POLL)
+            if done:
+                return self._started(handle, ready, key, shares, wanted)
+            victim = None
+            with self.cond:
+                found = self._take_idle(key)
+                if found is None and time.monotonic() - start > EVICT_AFTER:
+                    idle = sorted((a for a in self.actors if not a.busy),
+                                  key=lambda a: a.last_used)
+                    if idle:
+                        victim = idle[0]
+                        self.actors.remove(victim)
+            if found is not None:
+                self.ray.kill(handle)
+                return found
+            if victim is not None:
+                self.ray.kill(victim.handle)
+            if timeout is not None and time.monotonic() - start > timeout:
+                self.ray.kill(handle)
+                raise ResourcesUnavailableError(
+                    f"waited {timeout}s for a Ray actor with {wanted} (num_cpus={cpus}, "
+                    f"num_gpus={gpus}); the cluster has {self.ray.available_resources()} free")
+
+    def _started(self, handle: Any, ready: Any, key: tuple[Any, ...],
+                 shares: dict[str, dict[str, float]], wanted: str) -> _Actor:
+        try:
+            info = self.ray.get(ready)
+        except self.ray.exceptions.RayError as exc:
+            self.ray.kill(handle)
+            raise WorkerCrashedError(f"the Ray actor for {wanted} died while starting: "
+                                     f"{exc}") from None
+        if "failed" in info:
+            self.ray.kill(handle)
+            missing, text = info["failed"]
+            error = BackendUnavailableError if missing else WorkerCrashedError
+            raise error(f"a Ray actor for {wanted} could not be prepared (is the framework "
+                        f"installed on the cluster's nodes?); its error:\n{text}")
+        actor = _Actor(handle, key, shares, info["pid"], info["node"], info["gpus"])
+        with self.cond:
+            self.actors.append(actor)
+        return actor
+
+    def _checkin(self, actor: _Actor, dead: bool) -> None:
+        with self.cond:
+            if dead:
+                if actor in self.actors:
+                    self.actors.remove(actor)
+            else:
+                actor.busy = False
+                actor.last_used = time.monotonic()
+            self.cond.notify_all()
+        if dead:
+            self.ray.kill(actor.handle)
+
+    # -- the executor API --------------------------------------------------------------------
+    def execute(self, reqs: Any, msg: dict[str, Any], *, call_timeout: float | None,
+                resource_timeout: float | None) -> dict[str, Any]:
+        """Run one call message in a warm actor meeting ``reqs``; return its reply."""
+        actor = self._checkout(reqs, resource_timeout)
+        dead = True
+        try:
+            ref = actor.handle.call.remote(msg)
+            try:
+                reply: dict[str, Any] = self.ray.get(ref, timeout=call_timeout)
+            except self.ray.exceptions.GetTimeoutError:
+                raise TimeoutError(
+                    f"the call took longer than call_timeout={call_timeout}s; its Ray actor "
+                    f"(pid {actor.pid}) was stopped and will be replaced") from None
+            except self.ray.exceptions.RayError as exc:
+                raise WorkerCrashedError(
+                    f"the Ray actor (pid {actor.pid}, node {actor.node[:12]}) for "
+                    f"{actor.shares} died while running a call ({type(exc).__name__}); the "
+                    "next call starts a new actor") from None
+            dead = False
+            return reply
+        finally:
+            self._checkin(actor, dead)
+
+    def workers(self) -> list[WorkerInfo]:
+        """The live actors: pid (on its node), shares, busy or idle."""
+        with self.cond:
+            return [WorkerInfo(a.pid, a.shares, a.busy) for a in self.actors]
+
+    def shutdown(self) -> None:
+        """Kill every actor this executor started (Ray stays connected)."""
+        with self.cond:
+            self._closed = True
+            actors, self.actors = self.actors, []
+        for actor in actors:
+            try:
+                self.ray.kill(actor.handle)
+            except Exception:  # noqa: BLE001,S110 - an actor already gone is fine
+                pass
+
+
+def _actor_class() -> type:
+    from dryml.context._ray_actor import DrymlActor
+
+    return DrymlActor

@@ -1,0 +1,82 @@
+"""The Ray actor that serves dryml calls: one warm worker prepared for one context.
+
+It runs in a Ray worker process. Its constructor prepares each framework through the
+``dryml_contexts`` plugin (environment first, then ``prepare``) before anything imports the
+framework, sets the compute context, and routes nested calls that this context cannot run to
+the Ray executor (a new actor, owned by this one). Calls arrive as the same messages the local
+pool sends (Objects inside as ``.dry`` bytes) and run through :func:`run_call`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import traceback
+from typing import Any
+
+__all__ = ["DrymlActor"]
+
+_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def _forward_nested(msg: dict[str, Any], reqs: Any, options: dict[str, Any]) -> dict[str, Any]:
+    from dryml.context._calls import error_reply
+    from dryml.context._executor import get_executor
+
+    try:
+        reply: dict[str, Any] = get_executor("ray").execute(
+            reqs, msg, call_timeout=options.get("call_timeout"),
+            resource_timeout=options.get("resource_timeout"))
+        return reply
+    except Exception as exc:  # noqa: BLE001 - the nested caller gets it as its own error
+        return error_reply(exc)
+
+
+class DrymlActor:
+    """A warm worker for one context (made a Ray actor class by the executor)."""
+
+    def __init__(self, setup: dict[str, Any]) -> None:
+        self.failure: tuple[bool, str] | None = None
+        try:
+            self._prepare(setup)
+        except BaseException as exc:  # noqa: BLE001 - reported by ready(), the actor is dropped
+            self.failure = (isinstance(exc, ImportError), traceback.format_exc())
+
+    def _prepare(self, setup: dict[str, Any]) -> None:
+        from dryml.context import _nested
+        from dryml.context._state import ComputeContext, set_current_context
+        from dryml.records import load_ref
+
+        os.environ.update(setup["env"])
+        threads = str(max(1, math.ceil(setup["cpus"] - 1e-9)))
+        for var in _THREAD_VARS:
+            os.environ[var] = threads
+        sys.path[:] = [*setup["sys_path"], *(p for p in sys.path if p not in setup["sys_path"])]
+        ctx = ComputeContext(setup["shares"], setup["resources"])
+        plugins = [load_ref(setup["plugins"][fw]) for fw in ctx.frameworks
+                   if fw in setup["plugins"]]
+        for plugin in plugins:  # before any framework import, as a local worker's environment
+            os.environ.update(plugin.environment(ctx))
+        for plugin in plugins:
+            plugin.prepare(ctx)
+        set_current_context(ctx)
+        _nested.set_forwarder(_forward_nested)
+
+    def ready(self) -> dict[str, Any]:
+        """Where this actor runs (pid, node, GPU ids), or why it could not be prepared."""
+        import ray
+
+        if self.failure is not None:
+            return {"failed": self.failure}
+        return {"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id(),
+                "gpus": [str(g) for g in ray.get_gpu_ids()]}
+
+    def call(self, msg: dict[str, Any]) -> dict[str, Any]:
+        """Run one call message; the reply never raises (as in a local worker)."""
+        from dryml.context._calls import run_call
+
+        if not os.path.isdir(msg["cwd"]):  # another machine: the driver's folder is not here
+            msg = {**msg, "cwd": os.getcwd()}
+        return run_call(msg)
