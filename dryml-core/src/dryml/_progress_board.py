@@ -91,16 +91,18 @@ class Board:
         self.lock = threading.RLock()
         self.tracks: dict[tuple[int, Any], TrackState] = {}
         self._mode: str | None = None
-        self._stream: IO[str] | None = None
+        self._stream: IO[str] | str | None = None
         self._interval: float | None = None
         self._live: Any = None
 
     # -- settings ---------------------------------------------------------------------------
-    def configure(self, mode: str | None, stream: IO[str] | None,
+    def configure(self, mode: str | None, stream: IO[str] | str | None,
                   interval: float | None) -> None:
         """See :func:`dryml.progress.configure`."""
         if mode is not None and mode not in MODES:
             raise ValueError(f"progress mode {mode!r} is not one of {MODES}")
+        if isinstance(stream, str) and stream not in ("stdout", "stderr"):
+            raise ValueError(f"progress stream {stream!r} is 'stdout', 'stderr' or a file")
         with self.lock:
             self._stop_live()
             if mode is not None:
@@ -119,7 +121,11 @@ class Board:
     @property
     def stream(self) -> IO[str]:
         """Where the display is drawn (``sys.stderr`` unless configured)."""
-        return self._stream if self._stream is not None else sys.stderr
+        if self._stream is None or self._stream == "stderr":
+            return sys.stderr
+        if self._stream == "stdout":
+            return sys.stdout
+        return self._stream  # type: ignore[return-value]
 
     def mode(self) -> str:
         """``live``, ``plain`` or ``off``, as settings and the stream decide."""

@@ -138,13 +138,16 @@ def early_stopping_message(unit: str, stopped: int, monitor: str, best: float | 
     return f"early stopping after {unit} {stopped}: best {monitor}{value} at {unit} {best_at}"
 
 
-def configure(mode: str | None = None, *, stream: IO[str] | None = None,
+def configure(mode: str | None = None, *, stream: IO[str] | str | None = None,
               interval: float | None = None) -> None:
     """Choose how this process draws progress (``None`` keeps a setting as it is).
 
     ``mode``: ``"auto"``, ``"live"``, ``"plain"`` or ``"off"`` (default: ``DRYML_PROGRESS``,
-    else ``"auto"``); ``stream``: where to draw (default ``sys.stderr``); ``interval``: seconds
-    between two plain lines of one track (default: ``DRYML_PROGRESS_INTERVAL``, else 10).
+    else ``"auto"``); ``stream``: where to draw, a text file or ``"stdout"``/``"stderr"``
+    (whatever ``sys.stdout``/``sys.stderr`` is when a line is drawn; default ``"stderr"``);
+    ``interval``: seconds between two plain lines of one track (default:
+    ``DRYML_PROGRESS_INTERVAL``, else 10). Call it in the calling process: workers draw
+    nothing themselves. :func:`reset` undoes it.
     """
     from dryml import _progress_board
 
