@@ -28,7 +28,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 #: Pages whose blocks import a framework or train through a backend.
-BACKEND_PAGES = {"backends.md", "context.md", "data.md", "models.md", "trainables.md"}
+#: (plot.md too: its charts need matplotlib, which core_isolated does not install.)
+BACKEND_PAGES = {"backends.md", "context.md", "data.md", "models.md", "plot.md",
+                 "trainables.md"}
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)```(?P<lang>[\w+-]*)[^\n]*$")
 _SKIP = re.compile(r"^\s*<!--\s*not run:\s*(?P<why>.+?)\s*-->\s*$")
 _FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
