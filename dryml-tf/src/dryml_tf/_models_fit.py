@@ -3,6 +3,8 @@ in a ``tf`` worker)."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import keras
@@ -13,6 +15,7 @@ from dryml import progress
 from dryml._objectdef import ObjectDef
 from dryml.errors import ConfigurationError, FormatError
 from dryml.models import split_validation, supervised_arrays
+from dryml_tf._procedure import StepContext
 
 if TYPE_CHECKING:
     from dryml.data import Dataset
@@ -159,7 +162,8 @@ def _compile(trainable: KerasTrainable) -> keras.Model:
     from dryml_tf.models import Metric
 
     model = _build_network(trainable.model)
-    model.compile(optimizer=trainable.optimizer.build(), loss=trainable.loss.build(),
+    model.compile(optimizer=trainable.procedure.build_optimizer(trainable),
+                  loss=trainable.loss.build(),
                   metrics=[m.build() if isinstance(m, Metric) else m
                            for m in trainable.metrics])
     return model
@@ -188,6 +192,26 @@ def _stream(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, shuffle: b
     return (tf.data.Dataset.range(first, last).flat_map(epoch_indices)
             .map(lambda i: (tf.gather(xs, i), tf.gather(ys, i)))
             .prefetch(tf.data.AUTOTUNE))
+
+
+@contextlib.contextmanager
+def _procedure_step(trainable: KerasTrainable, model: keras.Model, seed: int) -> Iterator[None]:
+    """While fitting, the model's ``train_step`` is the procedure's (when it has its own)."""
+    procedure = trainable.procedure
+    if not procedure.replaces_train_step():
+        yield
+        return
+    ctx = StepContext(trainable, model, seed)
+
+    def train_step(data: Any) -> Any:
+        return procedure.train_step(ctx, data)
+
+    model.train_step, model.train_function = train_step, None
+    try:
+        yield
+    finally:  # the model goes back to Keras' step (a later fit rebuilds its function)
+        del model.train_step
+        model.train_function = None
 
 
 def run_fit(trainable: KerasTrainable, data: Dataset, valid: Dataset | None) -> None:
@@ -228,10 +252,12 @@ def run_fit(trainable: KerasTrainable, data: Dataset, valid: Dataset | None) -> 
         if trainable._best_weights is not None:
             model.set_weights(trainable._best_weights)
     else:
-        model.fit(_stream(x, y, spec.batch_size, seed, spec.shuffle, first, spec.epochs),
-                  epochs=spec.epochs, initial_epoch=first, verbose=0, shuffle=False,
-                  steps_per_epoch=-(-len(x) // spec.batch_size), validation_data=validation,
-                  validation_batch_size=spec.batch_size, callbacks=callbacks)
+        with _procedure_step(trainable, model, seed):
+            model.fit(_stream(x, y, spec.batch_size, seed, spec.shuffle, first, spec.epochs),
+                      epochs=spec.epochs, initial_epoch=first, verbose=0, shuffle=False,
+                      steps_per_epoch=-(-len(x) // spec.batch_size),
+                      validation_data=validation, validation_batch_size=spec.batch_size,
+                      callbacks=callbacks)
     trainable._best_weights = None
     state.progress.pop("wait", None)
 

@@ -26,6 +26,12 @@ from dryml._object import Object
 from dryml._objectdef import ObjectDef
 from dryml.errors import ConfigurationError
 from dryml.models import Trainable, TrainSpec
+from dryml_tf._procedure import (
+    GradientAccumulation,
+    KerasProcedure,
+    MixupProcedure,
+    StepContext,
+)
 
 if TYPE_CHECKING:
     import keras
@@ -33,7 +39,8 @@ if TYPE_CHECKING:
     from dryml.data import Dataset
     from dryml.format import LoadStore, SaveStore, StoredValue
 
-__all__ = ["KerasTrainable", "Loss", "Metric", "Network", "Optimizer", "Sequential"]
+__all__ = ["GradientAccumulation", "KerasProcedure", "KerasTrainable", "Loss", "Metric",
+           "MixupProcedure", "Network", "Optimizer", "Sequential", "StepContext"]
 
 TASKS = ("classifier", "regressor")
 #: Layers that run Python code or read files: never built from a definition (a definition can
@@ -215,6 +222,9 @@ class KerasTrainable(Trainable):
       early stopping with ``keras.callbacks.EarlyStopping(restore_best_weights=True)``, seed,
       shuffle).
     * ``task``: ``"classifier"`` (``predict`` gives class probabilities) or ``"regressor"``.
+    * ``procedure``: how ``fit`` trains, a :class:`KerasProcedure` (the default: Keras' own
+      step), e.g. :class:`MixupProcedure` or :class:`GradientAccumulation`, or your own
+      subclass; validation, early stopping, history, progress and resume stay dryml's.
 
     Training runs in a ``tf`` worker, shows a progress bar (epoch, loss, validation metrics)
     on stderr and is deterministic for a given ``spec.seed`` (``keras.utils.set_random_seed``
@@ -230,9 +240,14 @@ class KerasTrainable(Trainable):
     def __init__(self, model: Any, optimizer: Optimizer | None = None,
                  loss: Loss | None = None, spec: TrainSpec | None = None,
                  task: str = "classifier",
-                 metrics: Sequence[str | Metric] | None = None) -> None:
+                 metrics: Sequence[str | Metric] | None = None,
+                 procedure: KerasProcedure | None = None) -> None:
         if task not in TASKS:
             raise ConfigurationError(f"task must be 'classifier' or 'regressor', got {task!r}")
+        if procedure is not None and not isinstance(procedure, KerasProcedure):
+            raise ConfigurationError(
+                f"procedure must be a KerasProcedure (e.g. MixupProcedure(0.2) or a subclass "
+                f"of KerasProcedure), got {type(procedure).__qualname__}")
         if not isinstance(model, (Object, ObjectDef)):
             raise ConfigurationError(
                 f"model must be a dryml Object (e.g. Sequential) or ObjectDef, got "
@@ -249,6 +264,7 @@ class KerasTrainable(Trainable):
         self.spec = spec if spec is not None else TrainSpec()
         self.task = task  # type: ignore[misc]
         self.metrics = tuple(metrics)
+        self.procedure = procedure if procedure is not None else KerasProcedure()
         self._keras_model: Any = None
         self._best_weights: Any = None
         # State loaded from a file, still encoded: decoded (TensorFlow imported) on first use,
