@@ -10,13 +10,12 @@ uninterrupted one does.
 from __future__ import annotations
 
 import copy
-import sys
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
+from dryml import progress as dryml_progress
 from dryml.errors import ConfigurationError
 from dryml.models import split_validation, supervised_arrays
 from dryml_torch._procedure import EpochContext
@@ -176,8 +175,8 @@ def run_training(model: TorchTrainable, net: torch.nn.Module, device: torch.devi
         # saved at the very epoch that stopped (e.g. by on_epoch_end): nothing is left to run
         progress.setdefault("stopped_epoch", first)
         epochs = range(0)
-    bar = tqdm(total=spec.epochs, initial=first, desc=f"torch {type(model).__name__}",
-               unit="epoch", file=sys.stderr, dynamic_ncols=True)
+    bar = dryml_progress.track(dryml_progress.label_of(model), framework="torch",
+                               total=spec.epochs, initial=first)
     cuda = [device.index or 0] if device.type == "cuda" else []
     # Epochs reseed torch's generators; the caller's random state is restored afterwards.
     with torch.random.fork_rng(devices=cuda), bar:
@@ -194,14 +193,13 @@ def run_training(model: TorchTrainable, net: torch.nn.Module, device: torch.devi
             state.history.append(logs)
             progress["epoch"] = epoch + 1
             stop = stopper is not None and _early_stop(model, stopper, net, logs, progress)
-            bar.set_postfix({k: v for k, v in logs.items() if k != "epoch"}, refresh=False)
-            bar.update(1)
+            bar.update(epoch + 1, {k: v for k, v in logs.items() if k != "epoch"})
             model.on_epoch_end(dict(logs))
             if stop and stopper is not None:
                 progress["stopped_epoch"] = epoch + 1
-                bar.write(f"early stopping after epoch {epoch + 1}: best "
-                          f"{stopper.monitor}={progress['best']:.6g} at epoch "
-                          f"{progress['best_epoch']}", file=sys.stderr)
+                bar.status(dryml_progress.early_stopping_message(
+                    "epoch", epoch + 1, stopper.monitor, float(progress["best"]),
+                    int(progress["best_epoch"])))
                 break
     if model._best is not None:  # end with the best weights seen
         net.load_state_dict(model._best.state_dict())
