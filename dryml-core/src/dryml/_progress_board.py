@@ -9,6 +9,7 @@ each other and the lines printed between them). It is imported only when a track
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 import threading
@@ -94,6 +95,7 @@ class Board:
         self._stream: IO[str] | str | None = None
         self._interval: float | None = None
         self._live: Any = None
+        self._atexit = False
 
     # -- settings ---------------------------------------------------------------------------
     def configure(self, mode: str | None, stream: IO[str] | str | None,
@@ -242,7 +244,15 @@ class Board:
 
             self._live = live_progress(self.stream)
             self._live.start()
+            if not self._atexit:  # a process that ends mid-training gets its cursor back
+                self._atexit = True
+                atexit.register(self.stop)
         return self._live
+
+    def stop(self) -> None:
+        """Take the live display down (the tracks stay open)."""
+        with self.lock:
+            self._stop_live()
 
     def _stop_live(self) -> None:
         live, self._live = self._live, None
