@@ -25,7 +25,8 @@ nox.options.default_venv_backend = "virtualenv"
 nox.options.error_on_external_run = True
 # Plain `nox` (and so CI) runs exactly these, in this order; `main`, `tour` and `bench` run on
 # demand.
-nox.options.sessions = ["lint", "typecheck", "tests", "core_isolated", "integration", "docs"]
+nox.options.sessions = ["lint", "typecheck", "tests", "core_isolated", "integration", "docs",
+                        "ray"]
 
 ROOT = Path(__file__).parent
 CONSTRAINTS = ("-c", str(ROOT / "constraints.txt"))
@@ -113,6 +114,16 @@ def integration(session: nox.Session) -> None:
 
 
 @nox.session
+def ray(session: nox.Session) -> None:
+    """The Ray executor (dryml-core[ray]) on a real two-node Ray cluster that the tests start
+    on loopback; a Ray that cannot start fails the session (nothing is skipped)."""
+    # dryml-sklearn: docs/examples/cluster_ray.py's search runs on the cluster too
+    session.install(*CONSTRAINTS, "-e", f"{ROOT / 'dryml-core'}[ray]",
+                    *PACKAGES["sklearn"].requirement(editable=True), *TEST_TOOLS)
+    session.run("pytest", "tests/ray", *session.posargs, env=STRICT_ENV)
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     """ruff over every package's sources, the tests, benchmarks and doc examples."""
     session.install(*CONSTRAINTS, "ruff")
@@ -158,7 +169,8 @@ def bench(session: nox.Session) -> None:
 @nox.session
 def docs(session: nox.Session) -> None:
     """Run every docs/examples/*.py script with everything installed; any failure fails."""
-    install(session, list(PACKAGES), *DOCS_REQUIREMENTS, *SEARCH_REQUIREMENTS)
+    # ray: examples/cluster_ray.py runs against a Ray instance it starts on this machine
+    install(session, list(PACKAGES), *DOCS_REQUIREMENTS, *SEARCH_REQUIREMENTS, "ray>=2.9")
     scripts = sorted((ROOT / "docs" / "examples").glob("*.py"))
     if not scripts:
         session.error("no scripts in docs/examples")

@@ -1,0 +1,109 @@
+"""A real two-node Ray cluster on loopback, started with ``ray start --block`` as this test
+session's own subprocesses and stopped by ending exactly their process groups (never
+``ray stop``, which kills every Ray process of the machine by name)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = ["RAY_ENV", "RayCluster", "free_port", "running_cluster"]
+
+START_TIMEOUT = 180.0
+#: for the nodes and every driver: no usage reports; no token authentication (loopback only;
+#: Ray enables it by itself when a token file exists in ~/.ray)
+RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _ray_cli() -> str:
+    cli = Path(sys.executable).with_name("ray")
+    if not cli.exists():
+        raise RuntimeError(f"the ray command is not next to {sys.executable}: install "
+                           "dryml-core[ray] (the ray tests fail rather than skip without it)")
+    return str(cli)
+
+
+class RayCluster:
+    """Head (1 CPU, 2 declared GPUs) plus a worker node (1 CPU), both on 127.0.0.1."""
+
+    def __init__(self) -> None:
+        self.temp = tempfile.mkdtemp(prefix="dr", dir="/tmp")  # short: Ray's socket paths
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.logs: list[Path] = []
+
+    def _start(self, *args: str) -> None:
+        log = Path(self.temp) / f"node{len(self.procs)}.log"
+        self.logs.append(log)
+        env = {**os.environ, **RAY_ENV}
+        with open(log, "wb") as out:
+            self.procs.append(subprocess.Popen(
+                [_ray_cli(), "start", "--block", "--disable-usage-stats", *args],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                start_new_session=True))
+
+    def start(self) -> RayCluster:
+        self._start("--head", "--node-ip-address=127.0.0.1", f"--port={self.port}",
+                    "--num-cpus=1", "--num-gpus=2", "--include-dashboard=false",
+                    f"--temp-dir={self.temp}")
+        self._wait_nodes(1)
+        self._start(f"--address={self.address}", "--node-ip-address=127.0.0.1",
+                    "--num-cpus=1", "--num-gpus=0")
+        self._wait_nodes(2)
+        return self
+
+    def _wait_nodes(self, count: int) -> None:
+        code = ("import ray,sys; ray.init(address=sys.argv[1], logging_level='ERROR'); "
+                "print(sum(1 for n in ray.nodes() if n['Alive']))")
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            for proc, log in zip(self.procs, self.logs, strict=True):
+                if proc.poll() is not None:
+                    raise RuntimeError(f"ray start exited with {proc.returncode}:\n"
+                                       f"{log.read_text(errors='replace')[-3000:]}")
+            out = subprocess.run([sys.executable, "-c", code, self.address],
+                                 capture_output=True, text=True, timeout=120,
+                                 env={**os.environ, **RAY_ENV})
+            if out.returncode == 0 and out.stdout.strip().isdigit() and \
+                    int(out.stdout.strip()) >= count:
+                return
+            time.sleep(1.0)
+        raise RuntimeError(f"the Ray cluster did not reach {count} nodes in {START_TIMEOUT}s:\n"
+                           + "\n".join(p.read_text(errors="replace")[-2000:] for p in self.logs))
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):  # ray start --block ends its node's processes
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in reversed(self.procs):
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                pass
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # what is left in its own group
+            proc.wait()
+
+
+@contextlib.contextmanager
+def running_cluster() -> Iterator[RayCluster]:
+    cluster = RayCluster()
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()

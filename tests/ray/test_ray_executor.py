@@ -1,0 +1,108 @@
+"""The ``ray`` executor on a real two-node Ray cluster: placement, fractional GPUs, faults."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import ray
+import toys
+from cluster import RayCluster
+
+import dryml.context as dc
+from dryml.errors import ResourcesUnavailableError, WorkerCrashedError
+
+
+def run_at_once(fn: Callable[..., Any], args: list[tuple[Any, ...]]) -> list[Any]:
+    with ThreadPoolExecutor(len(args)) as pool:
+        return list(pool.map(lambda a: fn(*a), args))
+
+
+def test_calls_land_on_both_nodes(cluster: RayCluster, tmp_path: Path) -> None:
+    # each node has one CPU and each call takes one: two calls at once need both nodes
+    nodes = run_at_once(toys.meet, [(str(tmp_path), 2), (str(tmp_path), 2)])
+    alive = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+    assert len(alive) == 2
+    assert set(nodes) == alive
+
+
+def test_half_gpu_calls_run_two_per_declared_gpu_and_never_more(cluster: RayCluster,
+                                                                 tmp_path: Path) -> None:
+    folder = tmp_path / "running"
+    folder.mkdir()
+    # six calls asking half a GPU each; the head node declares two GPUs: four fit at once
+    seen = run_at_once(toys.half_gpu, [(str(folder), 4)] * 6)
+    assert all(s["full"] for s in seen), seen  # four ran at once...
+    assert {s["gpu"] for s in seen} == {"0", "1"}, seen  # ...on both declared GPUs
+    assert all(s["cuda"] == s["gpu"] for s in seen), seen  # each sees only its GPU
+    assert max(s["most_here"] for s in seen) == 2, seen  # two shared a GPU
+    assert all(s["most_here"] <= 2 and s["most_total"] <= 4 for s in seen), seen  # never more
+
+
+def test_update_objs_errors_and_warm_reuse(cluster: RayCluster) -> None:
+    counter = toys.Counter(5)
+    first = toys.bump(counter)
+    assert toys.bump(counter) == first  # the same warm actor serves the next call
+    assert counter.count == 7  # the actor's changes came back into the caller's object
+    assert [w.pid for w in dc.workers()] == [first]
+    with pytest.raises(ValueError, match="fails in its actor") as info:
+        toys.fails()
+    assert "fails in its actor" in str(info.value.__cause__)  # the remote traceback
+    assert toys.bump(counter) == first  # an exception does not cost the actor
+
+
+def test_nested_call_from_an_actor_runs_in_an_actor_meeting_its_needs(
+        cluster: RayCluster) -> None:
+    outer_pid, inner = toys.outer()
+    assert inner["pid"] != outer_pid and inner["gpus"]
+
+
+def test_an_actor_killed_mid_call_is_a_worker_crash_and_the_next_call_works(
+        cluster: RayCluster, tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    errors: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            toys.hang(str(pid_file))
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    thread = threading.Thread(target=call)
+    thread.start()
+    for _ in range(6000):
+        if pid_file.exists() and pid_file.read_text():
+            break
+        time.sleep(0.05)
+    os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    thread.join(120)
+    assert not thread.is_alive()
+    assert len(errors) == 1 and isinstance(errors[0], WorkerCrashedError), errors
+    assert "died while running a call" in str(errors[0])
+    counter = toys.Counter()
+    toys.bump(counter)
+    assert counter.count == 1
+
+
+def test_a_call_past_its_timeout_stops_its_actor(cluster: RayCluster, tmp_path: Path) -> None:
+    with pytest.raises(TimeoutError, match="call_timeout"):
+        toys.hang(str(tmp_path / "pid"), call_timeout=2)
+    counter = toys.Counter()
+    toys.bump(counter)
+    assert counter.count == 1
+
+
+@pytest.mark.parametrize("reqs", [{"default": {"num_gpus": 3}}, {"torch": {"num_cpus": 2}},
+                                  {"default": {"gpu/0": 0.5, "num_cpus": 2}}])
+def test_a_requirement_no_node_can_meet_fails_at_once(cluster: RayCluster,
+                                                      reqs: dict[str, Any]) -> None:
+    # no resource_timeout: waiting for resources that no node has would hang for ever
+    with pytest.raises(ResourcesUnavailableError, match="no node of the Ray cluster"):
+        toys.bump(toys.Counter(), call_context_reqs=reqs)
