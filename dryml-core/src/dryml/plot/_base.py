@@ -81,11 +81,12 @@ def is_better(a: float, b: float, direction: str | None) -> bool:
     return a < b if direction == "minimize" else a > b
 
 
-def axis_range(values: Sequence[float], metric: str, *, room: float = 0.1
-               ) -> tuple[float, float]:
+def axis_range(values: Sequence[float], metric: str, *, room: float = 0.1,
+               below: float = 0.8) -> tuple[float, float]:
     """Limits that make the spread of ``values`` visible: zero is kept when it is near
     (relative to the spread), the metric's bounds are never crossed (accuracy never runs past
-    1), and ``room`` (a fraction of the spread) is left beyond the largest value."""
+    1), ``room`` (a fraction of the spread) is left beyond the largest value and ``below``
+    under the smallest (bars need length there; points do not)."""
     finite = [v for v in values if math.isfinite(v)]
     if not finite:
         return 0.0, 1.0
@@ -93,7 +94,7 @@ def axis_range(values: Sequence[float], metric: str, *, room: float = 0.1
     spread = high - low or max(abs(high) * 0.02, 1e-3)
     floor, ceiling = BOUNDS.get(metric.removeprefix("metrics.").removeprefix("val_"),
                                 (None, None))
-    lo = 0.0 if 0 <= low <= spread else low - 0.8 * spread
+    lo = 0.0 if 0 <= low <= spread else low - below * spread
     hi = high + room * spread
     if floor is not None:
         lo = max(lo, floor)

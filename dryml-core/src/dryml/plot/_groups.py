@@ -76,7 +76,7 @@ def metric_by_group(source: Any, metric: str, by: str | Callable[[Mapping[str, A
         ax.scatter(xs, values, s=22, c=colors, edgecolors="0.25", linewidths=0.5, zorder=3,
                    clip_on=False)
     ax.set_xticks(positions, [f"{n}\n(n={len(groups[n])})" for n in names])
-    ax.set_ylim(*axis_range(every, metric, room=0.15))
+    ax.set_ylim(*axis_range(every, metric, room=0.15, below=0.15))
     hint = direction_text(resolved)
     ax.set_ylabel(f"{metric} ({hint})" if hint else metric)
     group_name = by if isinstance(by, str) else getattr(by, "__name__", "group")

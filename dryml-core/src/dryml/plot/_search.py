@@ -48,7 +48,7 @@ def search_history(result: Any, path: str | Path | None = None) -> Figure:
         best.append(v if not best else (max if maximize else min)(best[-1], v))
     winner = best[-1] if best else None
     colors = [BEST_COLOR if v == winner else COLOR for v in values]
-    limits = axis_range(values, metric, room=0.15) if values else None
+    limits = axis_range(values, metric, room=0.15, below=0.15) if values else None
     ax = axes[0]
     ax.scatter(numbers, values, s=16, c=colors, edgecolors="0.25", linewidths=0.5,
                label="trial", zorder=3)
