@@ -1,0 +1,178 @@
+"""Training procedures as components of KerasTrainable: a user's own ``train_step`` trains
+with dryml's validation, early stopping, history and resume; the shipped MixupProcedure and
+GradientAccumulation; saved, selected, searched over and deterministic like any component."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+if not os.environ.get("DRYML_REQUIRE_BACKENDS"):
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("keras")
+
+from dryml import ObjectDef, load_object, save_object
+from dryml.errors import ConfigurationError
+from dryml.models import EarlyStopping, TrainingProcedure, TrainSpec
+from dryml.repo import Repo, Selector
+from dryml.search import Choice, Search
+from dryml.testing.trainers import classification_data
+from dryml_tf.models import (
+    GradientAccumulation,
+    KerasProcedure,
+    KerasTrainable,
+    MixupProcedure,
+    Optimizer,
+    Sequential,
+    StepContext,
+)
+
+
+def mlp(width: int = 16, dropout: float = 0.0) -> Sequential:
+    layers: list[Any] = [("Dense", {"units": width, "activation": "relu"})]
+    if dropout:
+        layers.append(("Dropout", {"rate": dropout}))
+    return Sequential([*layers, ("Dense", {"units": 3})], input_shape=(4,))
+
+
+def model(procedure: Any = None, epochs: int = 3, early: EarlyStopping | None = None,
+          batch_size: int = 32, split: float = 0.25, optimizer: Any = None,
+          dropout: float = 0.0) -> KerasTrainable:
+    return KerasTrainable(mlp(dropout=dropout), optimizer or Optimizer("Adam", learning_rate=2e-2),
+                          spec=TrainSpec(epochs=epochs, batch_size=batch_size,
+                                         validation_split=split, early_stopping=early, seed=0),
+                          procedure=procedure)
+
+
+def predictions(trained: KerasTrainable) -> np.ndarray:
+    return np.asarray(trained.eval(classification_data(n=200, seed=1)).peek()[0])
+
+
+class ClippedStep(KerasProcedure):
+    """A user's procedure: Keras' step with the gradients clipped to a global norm."""
+
+    def __init__(self, max_norm: float = 1.0) -> None:
+        self.max_norm = max_norm
+
+    def train_step(self, ctx: StepContext, data: Any) -> Any:
+        import tensorflow as tf
+
+        x, y = data
+        with tf.GradientTape() as tape:
+            y_pred = ctx.model(x, training=True)
+            loss = ctx.loss(x, y, y_pred)
+        weights = ctx.model.trainable_weights
+        grads, _ = tf.clip_by_global_norm(tape.gradient(loss, weights), self.max_norm)
+        ctx.optimizer.apply_gradients(zip(grads, weights, strict=True))
+        return {**ctx.metrics(x, y, y_pred), "loss": loss}
+
+
+class Checkpointing(KerasTrainable):
+    """Saves itself after every epoch and crashes after ``crash_after`` epochs."""
+
+    def __init__(self, *args: Any, path: str, crash_after: int | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.path, self.crash_after = path, crash_after
+
+    def on_epoch_end(self, logs: dict[str, float]) -> None:
+        save_object(self, self.path)
+        if logs["epoch"] == self.crash_after:
+            raise RuntimeError("simulated crash")
+
+
+def test_a_users_train_step_gets_validation_early_stopping_and_history() -> None:
+    # nothing after epoch 1 improves val_loss by 10: early stopping ends the run after epoch 2
+    trained = model(ClippedStep(max_norm=0.5), epochs=20, early=EarlyStopping(patience=1, min_delta=10.0))
+    trained.train(classification_data(n=300))
+    history, progress = trained.train_state.history, trained.train_state.progress
+    assert [h["epoch"] for h in history] == [1.0, 2.0]
+    assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(history[-1])
+    assert progress["stopped_epoch"] == 2 and progress["best_epoch"] == 1
+    assert history[-1]["val_accuracy"] > 0.8
+
+
+def test_mixup_saves_with_the_model_and_resumes_identically(tmp_path: Path) -> None:
+    parts = (mlp(dropout=0.2), Optimizer("Adam", learning_rate=2e-2))
+    spec = TrainSpec(epochs=4, validation_split=0.25, early_stopping=EarlyStopping(patience=10),
+                     seed=3)
+    reference = KerasTrainable(*parts, spec=spec, procedure=MixupProcedure(alpha=0.3))
+    reference.train(classification_data(n=300))
+    path = tmp_path / "checkpoint.dry"
+    crashing = Checkpointing(*parts, spec=spec, procedure=MixupProcedure(alpha=0.3), path=str(path),
+                             crash_after=2)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        crashing.train(classification_data(n=300))
+    resumed = load_object(path, trust=[__name__])
+    assert isinstance(resumed.procedure, MixupProcedure) and resumed.procedure.alpha == 0.3
+    resumed.crash_after = None
+    resumed.train(classification_data(n=300))
+    assert resumed.train_state.history == reference.train_state.history
+    assert np.array_equal(predictions(resumed), predictions(reference))
+    # mixup's training metrics are on mixed batches: unlike the default procedure's
+    plain = KerasTrainable(*parts, spec=spec)
+    plain.train(classification_data(n=300))
+    assert plain.train_state.history[-1]["loss"] < reference.train_state.history[-1]["loss"]
+
+
+def test_gradient_accumulation_is_a_larger_batch() -> None:
+    # 4 accumulated batches of 30 rows (same order) step SGD as one batch of 120 rows would
+    sgd = Optimizer("SGD", learning_rate=0.1)
+    accumulated = model(GradientAccumulation(steps=4), batch_size=30, split=0.0, optimizer=sgd)
+    large = model(None, batch_size=120, split=0.0, optimizer=sgd)
+    for trained in (accumulated, large):
+        trained.train(classification_data(n=480))
+    np.testing.assert_allclose(predictions(accumulated), predictions(large), rtol=1e-4,
+                               atol=1e-6)
+
+
+def test_selector_finds_models_by_procedure(tmp_path: Path) -> None:
+    repo = Repo(str(tmp_path / "repo"), create=True)
+    built = {"default": model(), "mixup": model(MixupProcedure(alpha=0.4)),
+             "accumulate": model(GradientAccumulation(steps=2)), "clipped": model(ClippedStep())}
+    for m in built.values():
+        repo.add_object(m)
+    names = {m.dry_id: name for name, m in built.items()}
+
+    def found(procedure: Selector) -> set[str]:
+        return {names[m.dry_id] for m in repo.get(
+            Selector(KerasTrainable, kwargs={"procedure": procedure}))}
+
+    assert found(Selector(MixupProcedure, kwargs={"alpha": 0.4})) == {"mixup"}
+    assert found(Selector(GradientAccumulation)) == {"accumulate"}
+    assert found(Selector(TrainingProcedure)) == {"mixup", "accumulate", "clipped"}
+
+
+def test_search_over_a_choice_of_procedures_is_deterministic(tmp_path: Path) -> None:
+    space = ObjectDef(KerasTrainable, ObjectDef(Sequential, mlp(8).layers, input_shape=(4,)),
+                      optimizer=ObjectDef(Optimizer, "Adam", learning_rate=2e-2),
+                      spec=ObjectDef(TrainSpec, epochs=2),
+                      procedure=Choice(ObjectDef(KerasProcedure),
+                                       ObjectDef(MixupProcedure, alpha=0.3),
+                                       labels=["keras", "mixup"]))
+    result = Search(space, metric="accuracy", repo=str(tmp_path / "repo"), name="procedures",
+                    sampler="grid", n_trials=2).run(classification_data(n=300),
+                                                    classification_data(n=100, seed=1))
+    assert [t["status"] for t in result.trials] == ["complete", "complete"]
+    assert {t["params"]["procedure"] for t in result.trials} == {"keras", "mixup"}
+    mixup = Repo(str(tmp_path / "repo")).get(
+        Selector(KerasTrainable, kwargs={"procedure": Selector(MixupProcedure)}))
+    # (an attribute loads the lazy entry: Trainable.train_state, a property, does not yet)
+    assert len(mixup) == 1 and isinstance(mixup[0].procedure, MixupProcedure) and mixup[0].trained
+    # the trial's definition with its dry_id (seed="auto") trains the same as the trial did
+    again = mixup[0].definition().build()
+    again.train(classification_data(n=300))
+    assert again.train_state.history == mixup[0].train_state.history
+
+
+def test_bad_procedures_are_refused_with_a_fix() -> None:
+    with pytest.raises(ConfigurationError, match="KerasProcedure"):
+        KerasTrainable(mlp(), procedure=Optimizer("Adam"))  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="alpha"):
+        MixupProcedure(-1)
+    with pytest.raises(ConfigurationError, match="steps"):
+        GradientAccumulation(1.5)  # type: ignore[arg-type]
