@@ -182,11 +182,12 @@ def test_progress_bar_shows_epochs_loss_and_validation_metric() -> None:
                           timeout=300, env={**os.environ, "TQDM_DISABLE": ""})
     assert done.returncode == 0, done.stderr
     assert "trained True" in done.stdout
-    bars = [line for line in done.stderr.replace("\r", "\n").splitlines()
-            if line.startswith("keras classifier")]
-    assert bars, done.stderr
-    assert "4/4" in bars[-1] and "epoch" in bars[-1], bars[-1]
-    assert all(f"{name}=" in bars[-1] for name in ("loss", "val_loss", "val_accuracy")), bars[-1]
+    # no terminal: plain lines from dryml.progress, labelled like every backend's
+    lines = [line for line in done.stderr.splitlines() if " · tf: " in line]
+    assert lines and lines[0].startswith("KerasTrainable classifier "), done.stderr
+    assert lines[0].endswith(" · tf: started (4 epochs)"), lines
+    assert "finished at epoch 4/4" in lines[-1], lines
+    assert all(f"{name}=" in lines[-1] for name in ("loss", "val_loss", "val_accuracy")), lines
 
 
 def test_definitions_and_trainer_records_import_no_framework() -> None:

@@ -122,8 +122,11 @@ XGBoostTrainable("classifier", TrainSpec(validation_split=0.2), n_estimators=7).
 def test_progress_bar_shows_rounds_and_metrics_on_stderr() -> None:
     done = subprocess.run([sys.executable, "-c", _PROGRESS], capture_output=True, text=True,
                           check=True, timeout=300)
-    assert "xgboost classifier" in done.stderr
-    assert "7/7" in done.stderr and "val_mlogloss=" in done.stderr
+    # no terminal: plain lines from dryml.progress, labelled like every backend's
+    lines = [line for line in done.stderr.splitlines() if " · xgboost: " in line]
+    assert lines and lines[0].startswith("XGBoostTrainable classifier "), done.stderr
+    assert lines[0].endswith(" · xgboost: started (7 rounds)"), lines
+    assert "finished at round 7/7" in lines[-1] and "val_mlogloss=" in lines[-1], lines
 
 
 def test_parameters_the_trainable_sets_itself_are_refused() -> None:
