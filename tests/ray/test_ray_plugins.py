@@ -1,0 +1,65 @@
+"""Executors are plugins: listed by ``dryml plugins``, chosen by name, Ray imported only then."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cluster import RAY_ENV, RayCluster
+
+import dryml.context as dc
+from dryml.errors import ConfigurationError
+from dryml.plugins import get_plugin_manager
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_core_registers_local_and_ray_executors() -> None:
+    records = {r.name: r for r in get_plugin_manager().iter_records("dryml_executors")}
+    assert set(records) >= {"local", "ray"}
+    assert records["ray"].extra == "dryml-core[ray]"
+
+
+def test_dryml_plugins_lists_the_executors() -> None:
+    out = subprocess.run([sys.executable, "-m", "dryml.cli", "plugins"], capture_output=True,
+                         text=True, check=True,
+                         env={**os.environ, "DRYML_EXECUTOR": "ray"}).stdout
+    line = out.splitlines()[-1]
+    assert line.strip().startswith("executors:")
+    assert "local (from core)" in line and "ray (chosen, from core)" in line
+
+
+def test_an_unknown_executor_is_refused_with_the_known_names() -> None:
+    with pytest.raises(ConfigurationError, match="known ones are local, ray"):
+        dc.configure(executor="slurm")
+
+
+def test_local_calls_and_listing_plugins_never_import_ray() -> None:
+    code = """
+import sys
+import dryml.context as dc
+from dryml.cli import main
+
+@dc.compute_context({"default": {}})
+def one():
+    return 1
+
+assert one() == 1
+main(["plugins"])
+print("ray" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env={k: v for k, v in os.environ.items()
+                                          if k not in ("DRYML_EXECUTOR", "RAY_ADDRESS")})
+    assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_the_docs_example_runs_on_the_cluster(cluster: RayCluster) -> None:
+    env = {**os.environ, **RAY_ENV, "RAY_ADDRESS": cluster.address}
+    out = subprocess.run([sys.executable, str(ROOT / "docs" / "examples" / "cluster_ray.py")],
+                         capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "calls ran in Ray actor process" in out.stdout
