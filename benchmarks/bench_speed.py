@@ -244,9 +244,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true",
                         help="1 MB and 100 MB only, a 10,000-object repository, no cold start")
     parser.add_argument("--only", choices=["files", "xgb", "repo", "cold"], action="append")
+    parser.add_argument("--sizes", help="file sizes in MB, comma-separated (e.g. 1,1024): "
+                        "instead of 1, 100, 1024 (and 4096 with --huge)")
     opts = parser.parse_args()
     sizes = [MB, 100 * MB] + ([] if opts.quick else [1024 * MB]) + (
         [4096 * MB] if opts.huge else [])
+    if opts.sizes:
+        sizes = [int(s) * MB for s in opts.sizes.split(",")]
     parts = opts.only or ["files", "xgb", "repo", "cold"]
     with tempfile.TemporaryDirectory(dir=os.environ.get("DRYML_BENCH_DIR")) as tmp:
         if "files" in parts:

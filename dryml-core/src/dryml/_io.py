@@ -309,9 +309,8 @@ def save_object(obj: Object, dest: Source, *, compress: bool = True, durable: bo
     path = Path(dest)
     fd, tmp = make_temp(path)  # named after this process; drops dead writers' temps
     try:
-        with open(fd, "wb", buffering=1 << 20) as stream:
+        with open(fd, "wb", buffering=0) as stream:  # the writer gathers its own writes
             _write(obj, stream, compress, metadata)
-            stream.flush()
             if durable:
                 os.fsync(stream.fileno())
         os.replace(tmp, path)

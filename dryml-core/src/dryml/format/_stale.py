@@ -52,9 +52,15 @@ class StaleTemp:
     why: str
 
 
+_writer: tuple[int, str] = (-1, "")
+
+
 def _writer_prefix(name: str) -> str:
-    start = start_time(os.getpid()) or "0"
-    return f".{name}.{host_tag()}-{os.getpid()}-{start}."
+    global _writer  # noqa: PLW0603 - this process's tag, read from /proc once (per fork)
+    pid = os.getpid()
+    if _writer[0] != pid:
+        _writer = (pid, f"{host_tag()}-{pid}-{start_time(pid) or '0'}")
+    return f".{name}.{_writer[1]}."
 
 
 def make_temp(path: Path) -> tuple[int, str]:
