@@ -11,6 +11,7 @@ import pytest
 
 from dryml import progress
 from dryml._progress_board import Board
+from dryml.context import compute_context
 
 CLOCK = r"\d+:\d\d"
 
@@ -122,3 +123,24 @@ def test_every_backend_words_labels_and_early_stopping_alike() -> None:
     assert progress.label_of(model) == "Net classifier 1a2b3c4d"
     assert progress.early_stopping_message("epoch", 9, "val_loss", 0.31214, 4) == (
         "early stopping after epoch 9: best val_loss=0.31214 at epoch 4")
+
+
+@compute_context({"default": {}})
+def _fork_and_report() -> str:
+    pid = os.fork()
+    if pid == 0:  # a process the worker forked (as a data loader does): its events go nowhere
+        progress.status("from the forked child")
+        os._exit(0)
+    os.waitpid(pid, 0)
+    with progress.track("in the worker", framework="numpy", total=1) as bar:
+        bar.update(1)
+    return "ok"
+
+
+def test_a_worker_sends_its_lines_to_the_caller_and_its_forked_children_do_not(
+        out: io.StringIO) -> None:
+    assert _fork_and_report() == "ok"
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "in the worker · numpy: started (1 epoch)"
+    assert lines[1].startswith("in the worker · numpy: finished at epoch 1/1 in ")
+    assert len(lines) == 2

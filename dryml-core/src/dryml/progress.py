@@ -165,10 +165,20 @@ def reset() -> None:
 _send_lock = threading.Lock()
 
 
+_worker_pid: int | None = None
+"""The pid of the worker whose channel carries this process's events (see :func:`_bind`)."""
+
+
+def _bind() -> None:
+    """In a worker, once its channel to the caller is set: send events there from now on."""
+    global _worker_pid
+    _worker_pid = os.getpid()
+
+
 def _worker_channel() -> Any:
     from dryml.context import _nested
 
-    return _nested._channel
+    return _nested._channel if _worker_pid is not None else None
 
 
 def _emit(event: Event) -> None:
@@ -176,6 +186,8 @@ def _emit(event: Event) -> None:
     if channel is None:
         deliver(event, os.getpid())
         return
+    if os.getpid() != _worker_pid:
+        return  # a process the worker forked (a data loader): the channel is not its own
     import pickle
 
     from dryml.context import _nested

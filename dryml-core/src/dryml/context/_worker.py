@@ -64,6 +64,9 @@ def main(argv: list[str]) -> int:
     from dryml.context._calls import run_call
 
     _nested.set_channel(channel)
+    from dryml import progress
+
+    progress._bind()  # progress goes to the caller's display (dryml.progress)
     channel.send_bytes(pickle.dumps(("ready", os.getpid())))
     while True:
         try:
