@@ -7,6 +7,7 @@ test's own (``DRYML_LEDGER_DIR``) so that nothing else on the machine shares it.
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import signal
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 
 HOLDER = textwrap.dedent("""
-    import os, sys
+    import json, os, sys
     from dryml.context import CpuProvider, Resource, compute_context, configure
     from dryml.errors import ResourcesUnavailableError
 
@@ -32,23 +33,29 @@ HOLDER = textwrap.dedent("""
 
     configure(providers=[CpuProvider(), SharedGpu()])
 
-    @compute_context({"default": {"gpu/0": 0.7}})
+    @compute_context()
     def use():
         return os.getpid()
 
+    # what to ask for: 0.7 of gpu/0 unless HOLDER_REQS says otherwise (JSON)
+    reqs = json.loads(os.environ.get("HOLDER_REQS") or '{"default": {"gpu/0": 0.7}}')
     print("ready", flush=True)
-    for line in sys.stdin:  # "try SECONDS": ask for 0.7 of gpu/0, waiting that long at most
+    for line in sys.stdin:  # "try SECONDS": ask for reqs, waiting that long at most
         try:
-            print("granted", use(call_resource_timeout=float(line.split()[1])), flush=True)
+            print("granted", use(call_context_reqs=reqs,
+                                 call_resource_timeout=float(line.split()[1])), flush=True)
         except ResourcesUnavailableError as exc:
             print("unavailable", " ".join(str(exc).split()), flush=True)
 """)
 
 
 class Holder:
-    """A separate Python process that asks for 0.7 of the shared GPU when told to."""
+    """A separate Python process that asks for 0.7 of the shared GPU (or ``reqs``) when told
+    to."""
 
-    def __init__(self, script: Path, gpu: str, env: dict[str, str]) -> None:
+    def __init__(self, script: Path, gpu: str, env: dict[str, str],
+                 reqs: dict[str, dict[str, float]] | None = None) -> None:
+        env = {**env, "HOLDER_REQS": json.dumps(reqs)} if reqs else env
         self.proc = subprocess.Popen([sys.executable, str(script), gpu], env=env, text=True,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         assert self.read() == "ready"
@@ -97,8 +104,8 @@ def start(tmp_path: Path) -> Iterator[object]:
     env.pop("DRYML_LEDGER", None)
     started: list[Holder] = []
 
-    def make(**extra: str) -> Holder:
-        holder = Holder(script, gpu, {**env, **extra})
+    def make(reqs: dict[str, dict[str, float]] | None = None, **extra: str) -> Holder:
+        holder = Holder(script, gpu, {**env, **extra}, reqs)
         started.append(holder)
         return holder
 
@@ -198,3 +205,56 @@ def test_a_holders_command_keeps_the_script_name_however_deep_its_folder() -> No
         proc.wait()
     assert len(shown) <= 120
     assert "runs/train.py" in shown and shown.endswith("--lr 0.1"), shown
+
+
+# -- CPUs: the ones a requirement names are held machine-wide --------------------------------
+
+CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def test_cpus_of_two_processes_never_exceed_the_machine_and_a_killed_holder_frees_them(
+        start) -> None:
+    first = start({"default": {"num_cpus": CPUS}})  # every core of this machine
+    second = start({"default": {"num_cpus": 1}})
+    assert first.request(30).startswith("granted")
+    answer = second.request(1)
+    assert answer.startswith("unavailable"), answer
+    assert "1 of cpu/0 (cpu:" in answer, answer
+    assert f"held by pid {first.proc.pid} (" in answer and "holder.py" in answer
+    listing = cli_resources(start.env)
+    assert f"{first.proc.pid}" in listing and f"cpu/{CPUS - 1}" in listing
+
+    second.ask(120)  # waits for the first process's CPUs...
+    assert not second.answered_within(1.0)
+    first.sigkill()  # ...which it gives back by dying, SIGKILL included
+    answer = second.read()
+    assert answer.startswith("granted"), answer
+    listing = cli_resources(start.env)
+    assert f"{first.proc.pid}" not in listing and f"{second.proc.pid}" in listing
+
+
+def test_fractions_of_one_cpu_add_up_across_processes(start) -> None:
+    first, second = start({"default": {"cpu/0": 0.6}}), start({"default": {"cpu/0": 0.6}})
+    assert first.request(30).startswith("granted")
+    answer = second.request(1)
+    assert answer.startswith("unavailable") and "0.6 of cpu/0" in answer, answer
+    assert start({"default": {"cpu/0": 0.4}}).request(30).startswith("granted")
+
+
+def test_the_default_cpu_of_a_worker_is_not_held_machine_wide(start) -> None:
+    """A requirement that names no CPU (every ordinary call) is never blocked by another
+    program's CPUs, and blocks nobody: it is accounted in its own process only."""
+    holder = start({"default": {"num_cpus": CPUS}})
+    assert holder.request(30).startswith("granted")
+    plain = start({"default": {}})
+    assert plain.request(30).startswith("granted")
+    listing = cli_resources(start.env)
+    assert f"{holder.proc.pid}" in listing and f"{plain.proc.pid}" not in listing
+
+
+def test_per_process_cpu_accounting_when_asked(start) -> None:
+    every = {"default": {"num_cpus": CPUS}}
+    first = start(every, DRYML_LEDGER="process")
+    second = start(every, DRYML_LEDGER="process")
+    assert first.request(30).startswith("granted")
+    assert second.request(30).startswith("granted")

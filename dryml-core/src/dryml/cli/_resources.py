@@ -1,4 +1,5 @@
-"""``dryml resources``: the GPU shares every dryml process on this machine holds (the ledger)."""
+"""``dryml resources``: the GPU shares and CPUs every dryml process on this machine holds (the
+ledger)."""
 
 from __future__ import annotations
 
@@ -11,15 +12,17 @@ __all__ = ["register", "run"]
 
 _DESCRIPTION = """\
 List the grants in this machine's resource ledger: which dryml process (pid and command) holds
-how much of which GPU, and since when. Grants of processes that have ended (killed ones
-included) are dropped before listing. The ledger lives in $DRYML_LEDGER_DIR, else
-$XDG_RUNTIME_DIR/dryml, else <tempdir>/dryml-<uid>; DRYML_LEDGER=process turns it off."""
+how much of which GPU or CPU, and since when. CPUs appear when a requirement names them
+(num_cpus, cpu/N); the one CPU a worker gets by default is accounted in its own process only.
+Grants of processes that have ended (killed ones included) are dropped before listing. The
+ledger lives in $DRYML_LEDGER_DIR, else $XDG_RUNTIME_DIR/dryml, else <tempdir>/dryml-<uid>;
+DRYML_LEDGER=process turns it off."""
 
 
 def register(subparsers: Any) -> None:
     """Add the ``resources`` command."""
     parser = subparsers.add_parser(
-        "resources", help="list the GPU shares dryml processes hold on this machine",
+        "resources", help="list the GPU shares and CPUs dryml processes hold on this machine",
         description=_DESCRIPTION)
     parser.add_argument("--json", action="store_true", help="print JSON for machines")
     parser.set_defaults(run=run)
@@ -46,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     sys.stdout.write(f"ledger: {directory / 'ledger.sqlite'}\n")
     if not holdings:
-        sys.stdout.write("no grants: no dryml process on this machine holds a GPU share\n")
+        sys.stdout.write("no grants: no dryml process on this machine holds a GPU share or a CPU\n")
         return 0
     rows = [(str(h.pid), h.name, f"{h.amount:g}", h.resource,
              datetime.datetime.fromtimestamp(h.since).isoformat(sep=" ", timespec="seconds"),

@@ -1,16 +1,22 @@
-"""The machine-wide ledger: GPU shares granted by every dryml process of this user.
+"""The machine-wide ledger: GPU shares and CPUs granted by every dryml process of this user.
 
 Each process's :class:`~dryml.context._scheduler.Scheduler` grants its own workers; the ledger
 lets independent processes (two notebooks, a notebook and a script) see each other's grants,
-so that together they never give out more than 1.0 of a GPU. It is a small SQLite database in
-a per-user runtime directory (``$DRYML_LEDGER_DIR``, else ``$XDG_RUNTIME_DIR/dryml``, else
-``<tempdir>/dryml-<uid>``, created with mode 0700). A row names the process holding a grant by
-pid *and* kernel start time, so the grants of a process that died (SIGKILL included) are
-dropped by the next process that looks, and a reused pid is never taken for the holder.
+so that together they never give out more than 1.0 of a GPU or of a CPU. It is a small SQLite
+database in a per-user runtime directory (``$DRYML_LEDGER_DIR``, else
+``$XDG_RUNTIME_DIR/dryml``, else ``<tempdir>/dryml-<uid>``, created with mode 0700). A row
+names the process holding a grant by pid *and* kernel start time, so the grants of a process
+that died (SIGKILL included) are dropped by the next process that looks, and a reused pid is
+never taken for the holder.
 
 GPUs are keyed by uuid (processes that see different ``CUDA_VISIBLE_DEVICES`` agree on which
-device is which). Pretend GPUs (``info["fake"]``) stay per process unless their ``info`` has
-``ledger=True`` (tests declare such GPUs to exercise the ledger). CPUs are accounted per process.
+device is which), CPUs by the operating system's CPU number (``cpu:3``; processes with
+different affinity masks agree too). Pretend devices (a ``FakeGpuProvider``'s GPUs, CPUs that
+no ``os_cpu`` names) stay per process unless their ``info`` has ``ledger=True`` (tests declare
+such devices to exercise the ledger). Only CPUs a requirement names (``num_cpus``, ``cpu/N``)
+are recorded: the one CPU a requirement that names none gets by default is accounted in its
+own process only, so ordinary use and parallel test runs never wait for each other's idle
+workers.
 
 ``DRYML_LEDGER=process`` turns the ledger off: each process accounts only for its own workers.
 """
@@ -47,8 +53,8 @@ _FILE = "ledger.sqlite"
 
 @attrs.frozen
 class Holding:
-    """One grant row: ``amount`` of ``resource`` (a GPU uuid; ``name`` is what the holder
-    calls it, e.g. ``gpu/0``) held by process ``pid`` running ``command`` since ``since``."""
+    """One grant row: ``amount`` of ``resource`` (a GPU uuid or ``cpu:N``; ``name`` is what the
+    holder calls it, e.g. ``gpu/0``) held by process ``pid`` running ``command`` since ``since``."""
 
     pid: int
     command: str
@@ -68,8 +74,8 @@ def ledger_enabled() -> bool:
     mode = os.environ.get("DRYML_LEDGER", "machine").strip().lower() or "machine"
     if mode not in ("machine", "process"):
         raise ConfigurationError(
-            f"DRYML_LEDGER must be 'machine' (the default: one accounting of GPU shares for "
-            f"every dryml process on this machine) or 'process', got {mode!r}")
+            f"DRYML_LEDGER must be 'machine' (the default: one accounting of GPU shares and CPUs "
+            f"for every dryml process on this machine) or 'process', got {mode!r}")
     return mode == "machine"
 
 
@@ -87,11 +93,17 @@ def ledger_dir() -> Path:
 
 def ledger_key(resource: Resource) -> str | None:
     """The machine-wide name of ``resource`` in the ledger, or None if it is per process."""
+    info = resource.info
+    if resource.kind == "cpu":
+        if info.get("ledger"):
+            return f"cpu:{info.get('os_cpu', resource.index)}"
+        os_cpu = info.get("os_cpu")
+        return None if os_cpu is None else f"cpu:{os_cpu}"
     if resource.kind != "gpu":
         return None
-    if resource.info.get("fake") and not resource.info.get("ledger"):
+    if info.get("fake") and not info.get("ledger"):
         return None
-    return str(resource.info.get("uuid") or resource.name)
+    return str(info.get("uuid") or resource.name)
 
 
 class Ledger:

@@ -79,11 +79,16 @@ CPU = CpuProvider()
 
 @attrs.frozen
 class Request:
-    """One framework's normalized request: exact devices with fractions, plus whole counts."""
+    """One framework's normalized request: exact devices with fractions, plus whole counts.
+
+    ``default_cpu`` marks the one CPU given to a requirement that names none: it is accounted
+    in this process only, never in the machine-wide ledger (see ``dryml.context._ledger``).
+    """
 
     specific: tuple[tuple[str, float], ...] = ()
     num_cpus: int = 0
     num_gpus: int = 0
+    default_cpu: bool = False
 
     def as_dict(self) -> dict[str, float]:
         """The request in the user's notation."""
@@ -124,9 +129,9 @@ def parse_request(framework: str, spec: Mapping[str, Any]) -> Request:
 def normalize_requirement(reqs: Requirement | None) -> dict[str, Request]:
     """``{framework: Request}`` from the user's notation; ``None`` or ``{}`` is ``default``.
 
-    A requirement asking for no CPU gets one whole CPU; a framework gets no GPU unless it asks
-    (GPUs a worker was not granted are hidden from it, so two workers never share a GPU by
-    accident).
+    A requirement asking for no CPU gets one whole CPU (``default_cpu``: accounted in this
+    process only); a framework gets no GPU unless it asks (GPUs a worker was not granted are
+    hidden from it, so two workers never share a GPU by accident).
     """
     if reqs is None or not reqs:
         reqs = {"default": {}}
@@ -139,7 +144,7 @@ def normalize_requirement(reqs: Requirement | None) -> dict[str, Request]:
     if not any(r.num_cpus or any(k.startswith("cpu/") for k, _ in r.specific)
                for r in out.values()):
         first = min(out)
-        out[first] = attrs.evolve(out[first], num_cpus=1)
+        out[first] = attrs.evolve(out[first], num_cpus=1, default_cpu=True)
     return dict(sorted(out.items()))
 
 

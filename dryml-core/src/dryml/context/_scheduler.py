@@ -1,9 +1,11 @@
 """One scheduler per calling process: grants resources, never more than exist.
 
 Every compute call (from any thread, and nested calls forwarded by workers) asks this scheduler.
-A request that can never be met fails at once; one that can be met later waits. GPU shares are
-also checked against, and recorded in, the machine-wide ledger (:mod:`dryml.context._ledger`),
-so independent processes never grant more than 1.0 of a GPU between them.
+A request that can never be met fails at once; one that can be met later waits. GPU shares and
+the CPUs a requirement names are also checked against, and recorded in, the machine-wide ledger
+(:mod:`dryml.context._ledger`), so independent processes never grant more than 1.0 of a GPU or
+a CPU between them. The one CPU a requirement that names none gets by default is accounted here
+only.
 """
 
 from __future__ import annotations
@@ -50,6 +52,11 @@ class Grant:
         return {"shares": {fw: dict(s) for fw, s in self.shares.items()},
                 "resources": {n: {"kind": r.kind, "index": r.index, "info": dict(r.info)}
                               for n, r in self.resources.items()}}
+
+
+def _kind(name: str) -> str:
+    """``"cpu"`` of ``"cpu/3"``."""
+    return name.partition("/")[0]
 
 
 def describe_resources(resources: Iterable[Resource]) -> str:
@@ -105,6 +112,7 @@ class Scheduler:
         self._keys: dict[str, str] = {}  # resource name -> ledger key, for ledger resources
         self._blockers: list[Holding] = []
         self._others: dict[str, float] = {}  # what other processes held at the last look
+        self._recorded: set[int] = set()  # ids of grants this process wrote to the ledger
         self._blocked_at: float | None = None
         self._poller: threading.Thread | None = None
 
@@ -170,15 +178,17 @@ class Scheduler:
     def try_acquire(self, request: Mapping[str, Request]) -> Grant | None:
         """A grant if ``request`` fits in what is free now, else None (never waits).
 
-        A request touching GPUs in the ledger is checked against what other processes hold
-        and recorded there in one transaction; when it does not fit only because of them,
+        A request touching ledger resources (GPUs, CPUs it names) is checked against what other
+        processes hold and recorded there in one transaction; when it does not fit only
+        because of them,
         :meth:`blockers` says who holds what and waiters are woken every :data:`LEDGER_POLL`
         seconds to look again.
         """
         with self.cond:
             self.resources()
             assert self._resources is not None
-            if self._ledger is None or not self._touches_ledger(request):
+            kinds = self._ledger_kinds(request)
+            if self._ledger is None or not kinds:
                 free = dict(self._free)
                 shares = _fit(request, free, self._kinds)
                 if shares is None:
@@ -187,18 +197,19 @@ class Scheduler:
                 return self._grant(request, shares)
             with self._ledger.transaction() as tx:
                 self._others = tx.used_by_others()
-                free = self._minus_others(dict(self._free))
+                free = self._minus_others(dict(self._free), kinds)
                 shares = _fit(request, free, self._kinds)
                 if shares is None:
                     if _fit(request, dict(self._free), self._kinds) is not None:
-                        self._blocked(tx.holdings(), request)
+                        self._blocked(tx.holdings(), request, kinds)
                     else:
                         self._blockers = []
                     return None
                 self._blockers = []
                 grant = self._grant(request, shares)
                 tx.record(grant.id, {self._keys[n]: (n, a) for n, a in grant.totals().items()
-                                     if n in self._keys})
+                                     if n in self._keys and _kind(n) in kinds})
+                self._recorded.add(grant.id)
             for name, amount in grant.totals().items():
                 self._free[name] = round(self._free[name] - amount, 9)
             return grant
@@ -210,16 +221,30 @@ class Scheduler:
         return Grant(next(_ids), dict(request), shares,
                      {n: self._resources[n] for n in sorted(names)})
 
-    def _touches_ledger(self, request: Mapping[str, Request]) -> bool:
-        return any(req.num_gpus or any(name in self._keys for name, _ in req.specific)
-                   for req in request.values()) and bool(self._keys)
+    def _ledger_kinds(self, request: Mapping[str, Request]) -> set[str]:
+        """The kinds of resources (``gpu``, ``cpu``) ``request`` accounts machine-wide: those
+        it names and the ledger knows; never the CPU a requirement gets by default."""
+        if not self._keys:
+            return set()
+        asked: set[str] = set()
+        for req in request.values():
+            if req.num_gpus:
+                asked.add("gpu")
+            if req.num_cpus and not req.default_cpu:
+                asked.add("cpu")
+            asked.update(_kind(name) for name, _ in req.specific if name in self._keys)
+        return asked & {_kind(name) for name in self._keys}
 
     # -- other processes ----------------------------------------------------------------------
-    def _blocked(self, holdings: list[Holding], request: Mapping[str, Request]) -> None:
+    def _blocked(self, holdings: list[Holding], request: Mapping[str, Request],
+                 kinds: set[str]) -> None:
         """Note who blocks ``request`` and keep waiters polling the ledger."""
         wanted = {self._keys[n] for req in request.values() for n, _ in req.specific
                   if n in self._keys}
-        self._blockers = [h for h in holdings if not wanted or h.resource in wanted]
+        whole = {kind for req in request.values()
+                 for kind, count in (("cpu", req.num_cpus), ("gpu", req.num_gpus)) if count}
+        self._blockers = [h for h in holdings if _kind(h.name) in kinds
+                          and (h.resource in wanted or _kind(h.name) in whole)]
         self._blocked_at = time.monotonic()
         if self._poller is None or not self._poller.is_alive():
             self._poller = threading.Thread(target=self._poll, name="dryml-ledger-poll",
@@ -254,14 +279,17 @@ class Scheduler:
             for grant in grants:
                 for name, amount in grant.totals().items():
                     free[name] = min(1.0, round(free[name] + amount, 9))
-            if self._touches_ledger(request):
-                free = self._minus_others(free)
+            kinds = self._ledger_kinds(request)
+            if kinds:
+                free = self._minus_others(free, kinds)
             return _fit(request, free, self._kinds) is not None
 
-    def _minus_others(self, free: dict[str, float]) -> dict[str, float]:
-        """``free`` less what other processes held at the last look at the ledger."""
+    def _minus_others(self, free: dict[str, float], kinds: set[str]) -> dict[str, float]:
+        """``free`` less what other processes held of ``kinds`` at the last look at the
+        ledger."""
         for name, key in self._keys.items():
-            free[name] = max(0.0, round(free[name] - self._others.get(key, 0.0), 9))
+            if _kind(name) in kinds:
+                free[name] = max(0.0, round(free[name] - self._others.get(key, 0.0), 9))
         return free
 
     def release(self, grant: Grant) -> None:
@@ -269,7 +297,8 @@ class Scheduler:
         with self.cond:
             for name, amount in grant.totals().items():
                 self._free[name] = min(1.0, round(self._free[name] + amount, 9))
-            if self._ledger is not None and any(n in self._keys for n in grant.totals()):
+            if self._ledger is not None and grant.id in self._recorded:
+                self._recorded.discard(grant.id)
                 self._ledger.release(grant.id)
             self.generation += 1
             self.cond.notify_all()
