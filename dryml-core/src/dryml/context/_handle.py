@@ -25,7 +25,9 @@ from typing import Any
 from dryml import progress
 from dryml.context._protocol import Channel, ChannelClosed
 from dryml.context._scheduler import Grant
+from dryml.context._stderr import StderrForwarder, noise_pattern
 from dryml.errors import BackendUnavailableError, WorkerCrashedError
+from dryml.records import load_ref
 
 __all__ = ["WorkerHandle"]
 
@@ -90,6 +92,7 @@ class WorkerHandle:
         self.key = grant.request
         self.busy = True
         self.last_used = time.monotonic()
+        noise = noise_pattern(map(load_ref, plugins.values()))  # before any process starts
         to_worker_r, to_worker_w = os.pipe()
         from_worker_r, from_worker_w = os.pipe()
         life_r, self._lifeline = os.pipe()
@@ -99,6 +102,7 @@ class WorkerHandle:
                 [sys.executable, "-m", "dryml.context._worker", *map(str, passed),
                  str(os.getpid())],
                 pass_fds=passed, env=dict(env), stdin=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,  # forwarded by this process, without framework noise
                 start_new_session=True)  # Ctrl-C reaches the caller only; it stops workers
         except BaseException:
             for fd in (*passed, from_worker_r, to_worker_w, self._lifeline):
@@ -109,6 +113,8 @@ class WorkerHandle:
                 with contextlib.suppress(OSError):
                     os.close(fd)
         self.pid = self.proc.pid  # the keeper's until the worker says which it is
+        assert self.proc.stderr is not None
+        self._stderr = StderrForwarder(self.proc.stderr, noise, f"dryml-stderr-{self.pid}")
         self.channel = Channel(from_worker_r, to_worker_w)
         self._pidfd = _pidfd(self.proc.pid)  # the keeper's
         self._worker_pidfd: int | None = None
@@ -286,6 +292,7 @@ class WorkerHandle:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.kill()
             self.proc.wait()
+        self._stderr.join(1.0)  # its last lines (a crash's) show before the caller goes on
         with contextlib.suppress(OSError, ValueError, RuntimeError):
             self._selector.close()
         self.channel.close()

@@ -1,0 +1,99 @@
+"""A worker's stderr, forwarded by its caller line by line, without its framework's noise.
+
+A worker writes its stderr (and so does everything it starts) into a pipe that a thread of the
+caller reads. Each line goes to the caller's ``sys.stderr`` as it is at that moment, so a live
+progress display draws it above itself, except lines that a ``dryml_contexts`` implementation
+declares known start-up noise with its optional ``stderr_noise`` attribute (regular
+expressions searched in each line; e.g. TensorFlow's C++ start-up notices).
+``DRYML_FRAMEWORK_LOGS=1`` shows every line again, and backends then leave their frameworks'
+own log levels alone. Because the caller reads the pipe, what a worker writes just before it
+dies (a fatal native error, a faulthandler traceback) is still shown.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import os
+import re
+import select
+import sys
+import threading
+from collections.abc import Iterable
+from typing import IO
+
+__all__ = ["SWITCH", "StderrForwarder", "framework_logs_shown", "noise_pattern"]
+
+SWITCH = "DRYML_FRAMEWORK_LOGS"
+"""The environment variable that shows frameworks' own log lines (``1``)."""
+_PARTIAL_WAIT_MS = 100  # a line without its end yet (a prompt, a \r update) waits this long
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)")
+
+
+def framework_logs_shown() -> bool:
+    """Whether ``DRYML_FRAMEWORK_LOGS`` asks for frameworks' own log lines (1/true/yes/on)."""
+    return os.environ.get(SWITCH, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def noise_pattern(impls: Iterable[object]) -> re.Pattern[str] | None:
+    """One pattern for every line the context implementations call noise; None for none (or
+    when ``DRYML_FRAMEWORK_LOGS`` asks for everything)."""
+    if framework_logs_shown():
+        return None
+    patterns = [p for impl in impls for p in getattr(impl, "stderr_noise", ())]
+    return re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
+
+
+class StderrForwarder:
+    """A daemon thread copying a worker's stderr pipe to ``sys.stderr`` until end-of-file."""
+
+    def __init__(self, pipe: IO[bytes], noise: re.Pattern[str] | None, name: str) -> None:
+        self._pipe = pipe
+        self._noise = noise
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def join(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for the last lines (after the worker has ended)."""
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        fd = self._pipe.fileno()
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        pending = ""
+        try:
+            while True:
+                if pending and not poller.poll(_PARTIAL_WAIT_MS):
+                    _write(pending)
+                    pending = ""
+                    continue
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    break
+                pending += decoder.decode(chunk)
+                cut = max(pending.rfind("\n"), pending.rfind("\r")) + 1
+                if cut:
+                    _write("".join(line for line in _LINE.findall(pending[:cut])
+                                   if not self._is_noise(line)))
+                    pending = pending[cut:]
+            _write(pending + decoder.decode(b"", final=True))
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                self._pipe.close()
+
+    def _is_noise(self, line: str) -> bool:
+        return self._noise is not None and self._noise.search(line.rstrip("\r\n")) is not None
+
+
+def _write(text: str) -> None:
+    stream = sys.stderr
+    if not text or stream is None:
+        return
+    with contextlib.suppress(OSError, ValueError):
+        stream.write(text)
+        stream.flush()
