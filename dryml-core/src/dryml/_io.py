@@ -269,7 +269,7 @@ def _add_classes(out: dict[str, list[str]], values: Any) -> None:
 
 
 def _write(obj: Object, stream: IO[bytes], compress: bool,
-           metadata: dict[str, Any] | None = None) -> None:
+           metadata: dict[str, Any] | None = None) -> ContainerWriter:
     writer = ContainerWriter(stream, compress=compress)
     session = SaveSession(writer)
     session.add_object(obj)
@@ -285,6 +285,7 @@ def _write(obj: Object, stream: IO[bytes], compress: bool,
         "classes": session.classes,
         **({} if metadata is None else {"metadata": metadata}),
     })
+    return writer
 
 
 def save_object(obj: Object, dest: Source, *, compress: bool = True, durable: bool = True,

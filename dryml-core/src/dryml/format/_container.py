@@ -241,6 +241,8 @@ class ContainerWriter:
         self._pending: list[bytes] = []
         self._pending_size = 0
         self.pos = 0
+        #: the xxh3-64 of the stored manifest (the trailer's), once :meth:`finish` returned
+        self.digest = 0
         self._write(MAGIC + struct.pack("<I", FORMAT_VERSION) + bytes(HEADER_SIZE - 12))
 
     def _write(self, data: bytes | memoryview) -> None:
@@ -379,7 +381,7 @@ class ContainerWriter:
         self._align()
         offset = self.pos
         self._write(stored)
-        digest = xxhash.xxh3_64_intdigest(stored)
+        digest = self.digest = xxhash.xxh3_64_intdigest(stored)
         self._write(_TRAILER.pack(offset, len(stored), len(raw), digest, FORMAT_VERSION, 0,
                                   TRAILER_MAGIC))
         if self._fd >= 0:

@@ -32,10 +32,12 @@ __all__ = ["ABANDONED_AFTER", "SWEEP_INTERVAL", "StaleTemp", "make_temp", "remov
 #: Seconds without a write after which a temporary that names no writer (or a writer on
 #: another machine) counts as abandoned.
 ABANDONED_AFTER = 3600.0
-#: One process looks for stale temporaries in one folder at most this often (seconds): listing
-#: a folder of 10,000 files costs tens of milliseconds, more than saving a small object.
+#: One process looks for stale temporaries in one folder at most this often (seconds), and
+#: no more often than a hundred times as long as the last look took: listing a folder of
+#: 10,000 files costs tens of milliseconds, more than saving a small object.
 SWEEP_INTERVAL = 10.0
 
+_SWEEP_SHARE = 100.0  # wait at least this many times as long as the last sweep took
 _NAME_MAX = 255
 _WRITER = re.compile(r"\.(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-(?P<start>\d+)\.[^.]+\.tmp$")
 _swept: dict[str, float] = {}
@@ -79,14 +81,20 @@ def _sweep(directory: Path) -> None:
     key = os.path.abspath(directory)
     now = time.monotonic()
     with _swept_lock:
-        last = _swept.get(key)
-        if last is not None and now - last < SWEEP_INTERVAL:
+        due = _swept.get(key)
+        if due is not None and now < due:
             return
-        _swept[key] = now
+        _swept[key] = now + SWEEP_INTERVAL
         if len(_swept) > 4096:
             _swept.clear()
     with contextlib.suppress(OSError):  # cleaning up is a courtesy: never fail a save for it
         remove_stale_temps(directory)
+    # A folder of 100,000 files takes tens of milliseconds to list: sweep it so rarely that
+    # listing costs at most 1% of the time (a Repo's own writes are recovered through its
+    # index anyway).
+    took = time.monotonic() - now
+    with _swept_lock:
+        _swept[key] = max(_swept.get(key, 0.0), now + max(SWEEP_INTERVAL, _SWEEP_SHARE * took))
 
 
 def stale_temps(directory: Path) -> list[StaleTemp]:

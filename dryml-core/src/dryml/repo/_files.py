@@ -21,7 +21,7 @@ from typing import IO, Any
 
 import attrs
 
-from dryml._io import fsync_directory, open_container, save_object
+from dryml._io import _write, fsync_directory, open_container
 from dryml._object import Object
 from dryml.errors import DrymlError, FormatError
 from dryml.format._container import _TRAILER, HEADER_SIZE, TRAILER_MAGIC
@@ -89,11 +89,13 @@ def write_file(obj: Object, directory: Path, name: str, token: str, durable: boo
     path = directory / name
     fd, tmp = make_temp(path)  # named after this process; drops dead writers' temps
     try:
-        with open(fd, "w+b", buffering=1 << 20) as stream:
-            save_object(obj, stream, metadata=metadata)
-            stamp = read_stamp(stream)  # flushed first: nothing is written after the stamp
+        with open(fd, "wb", buffering=0) as stream:  # the writer gathers its own writes
+            writer = _write(obj, stream, True, metadata)
             if durable:
                 os.fsync(stream.fileno())
+            # what read_stamp would read back: nothing is written after this
+            stat = os.fstat(stream.fileno())
+        stamp = Stamp(stat.st_size, stat.st_mtime_ns, f"xxh3_64:{writer.digest:016x}")
         os.replace(tmp, path)  # a rename keeps the file's mtime
     except BaseException:
         with contextlib.suppress(OSError):
