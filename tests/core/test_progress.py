@@ -144,3 +144,21 @@ def test_a_worker_sends_its_lines_to_the_caller_and_its_forked_children_do_not(
     assert lines[0] == "in the worker · numpy: started (1 epoch)"
     assert lines[1].startswith("in the worker · numpy: finished at epoch 1/1 in ")
     assert len(lines) == 2
+
+
+@pytest.mark.parametrize("width", [30, 60, 80, 120, 200])
+def test_a_live_line_stays_one_line_and_keeps_count_and_eta(width: int) -> None:
+    from dryml._progress_board import TrackState
+    from dryml._progress_live import render_line
+
+    state = TrackState("XGBoostTrainable classifier 5be3a7c1", "xgboost", 300, "round", 0, 21,
+                       started=0.0, metrics={"mlogloss": 0.006, "val_mlogloss": 0.0828})
+    line = render_line(state, 1.5, width).plain
+    assert len(line) < width and "\n" not in line
+    assert re.search(r"  round 21/300 .*\d:\d\d ETA \d:\d\d$", line), line
+    if width >= 80:  # the whole label first
+        assert line.startswith("XGBoostTrainable classifier 5be3a7c1 · xgboost ")
+    if width >= 120:  # then the bar
+        assert " xgboost ━━━━━━━━━━━━━━━━━━━━  round" in line
+    if width >= 200:  # then every metric
+        assert "  mlogloss=0.006 val_mlogloss=0.0828  " in line

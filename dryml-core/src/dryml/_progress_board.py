@@ -2,9 +2,9 @@
 
 The board keeps every open track, from this process and from its workers, and draws them with
 one view: live (rich, redrawn in place on a terminal), plain (periodic lines for pipes and log
-files) or off. rich draws the live view: it is well kept, thread-safe, draws several task lines
-in one ``Live`` region and prints other output above it (tqdm's ``position=`` bars overwrite
-each other and the lines printed between them). It is imported only when a track opens.
+files) or off. rich draws the live view: it is well kept, thread-safe, redraws a region of
+several lines in place and prints other output above it (tqdm's ``position=`` bars overwrite
+each other and the lines printed between them). It is imported only when a live view starts.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class TrackState:
     started: float
     metrics: dict[str, float] = attrs.field(factory=dict)
     last_line: float = 0.0
-    task: Any = None  #: the live view's task id
+    live: bool = False  #: drawn by the live view
 
     @property
     def title(self) -> str:
@@ -190,9 +190,7 @@ class Board:
         """A line above the display (or just a line)."""
         with self.lock:
             if self._live is not None:
-                from rich.text import Text
-
-                self._live.console.print(Text(line), soft_wrap=True)
+                self._live.print(line)
             else:
                 self._write(line)
 
@@ -216,33 +214,32 @@ class Board:
             state.last_line = now
         elif mode == "live":
             live = self._start_live()
-            state.task = live.add_task(state.title, total=state.total, completed=state.done,
-                                       count=state.count(), metrics="")
+            state.live = True
+            live.states = tuple(s for s in self.tracks.values() if s.live)
+            live.refresh()
 
     def _updated(self, state: TrackState, now: float) -> None:
-        if state.task is not None and self._live is not None:
-            self._live.update(state.task, completed=state.done, count=state.count(),
-                              metrics=metrics_text(state.metrics))
-        elif self.mode() == "plain" and now - state.last_line >= self.interval():
+        if state.live:
+            return  # the live view redraws a few times a second
+        if self.mode() == "plain" and now - state.last_line >= self.interval():
             state.last_line = now
             self._write(line_of(state, now))
 
     def _closed(self, state: TrackState, now: float, summary: str | None) -> None:
-        mode = self.mode()
-        if state.task is not None and self._live is not None:
-            self._live.remove_task(state.task)
-            self._live.refresh()  # the next line goes above the display without the track
-            self.print(line_of(state, now, summary, closing=True))
-            if not self.tracks:
+        if state.live and self._live is not None:
+            self._live.states = tuple(s for s in self.tracks.values() if s.live)
+            self._live.refresh()  # the last line goes above the display without the track
+            self._live.print(line_of(state, now, summary, closing=True))
+            if not self._live.states:
                 self._stop_live()
-        elif mode == "plain":
+        elif not state.live and self.mode() == "plain":
             self._write(line_of(state, now, summary, closing=True))
 
     def _start_live(self) -> Any:
         if self._live is None:
-            from dryml._progress_live import live_progress
+            from dryml._progress_live import LiveView
 
-            self._live = live_progress(self.stream)
+            self._live = LiveView(self.stream)
             self._live.start()
             if not self._atexit:  # a process that ends mid-training gets its cursor back
                 self._atexit = True
@@ -259,7 +256,7 @@ class Board:
         if live is not None:
             live.stop()
             for state in self.tracks.values():
-                state.task = None
+                state.live = False
 
 
 _board: Board | None = None
