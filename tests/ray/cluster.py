@@ -18,6 +18,12 @@ from pathlib import Path
 __all__ = ["RAY_ENV", "RayCluster", "free_port", "running_cluster"]
 
 START_TIMEOUT = 180.0
+START_ATTEMPTS = 3
+
+
+class NodeExited(RuntimeError):
+    """A ``ray start`` process ended while the cluster was starting."""
+
 #: for the nodes and every driver: no usage reports; no token authentication (loopback only;
 #: Ray enables it by itself when a token file exists in ~/.ray)
 RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
@@ -48,7 +54,7 @@ class RayCluster:
         self.logs: list[Path] = []
 
     def _start(self, *args: str) -> None:
-        log = Path(self.temp) / f"node{len(self.procs)}.log"
+        log = Path(self.temp) / f"node{len(self.logs)}-{time.monotonic_ns()}.log"
         self.logs.append(log)
         env = {**os.environ, **RAY_ENV}
         with open(log, "wb") as out:
@@ -62,9 +68,19 @@ class RayCluster:
                     "--num-cpus=1", "--num-gpus=2", "--include-dashboard=false",
                     f"--temp-dir={self.temp}")
         self._wait_nodes(1)
-        self._start(f"--address={self.address}", "--node-ip-address=127.0.0.1",
-                    "--num-cpus=1", "--num-gpus=0")
-        self._wait_nodes(2)
+        for attempt in range(START_ATTEMPTS):
+            # a loaded machine can time a joining node out ("the current node timed out
+            # during startup"): that node exits; start it again
+            self._start(f"--address={self.address}", "--node-ip-address=127.0.0.1",
+                        "--num-cpus=1", "--num-gpus=0")
+            try:
+                self._wait_nodes(2)
+                return self
+            except NodeExited:
+                if attempt == START_ATTEMPTS - 1:
+                    raise
+                self.procs.pop().wait()
+                self.logs.pop()
         return self
 
     def _wait_nodes(self, count: int) -> None:
@@ -74,8 +90,8 @@ class RayCluster:
         while time.monotonic() < deadline:
             for proc, log in zip(self.procs, self.logs, strict=True):
                 if proc.poll() is not None:
-                    raise RuntimeError(f"ray start exited with {proc.returncode}:\n"
-                                       f"{log.read_text(errors='replace')[-3000:]}")
+                    raise NodeExited(f"ray start exited with {proc.returncode}:\n"
+                                     f"{log.read_text(errors='replace')[-3000:]}")
             out = subprocess.run([sys.executable, "-c", code, self.address],
                                  capture_output=True, text=True, timeout=120,
                                  env={**os.environ, **RAY_ENV})

@@ -8,6 +8,7 @@ is kept in a Repo with its params and metrics, and a search killed half-way resu
 from __future__ import annotations
 
 from dryml.search._markers import Choice, Float, Int
+from dryml.search._ray_tune import collect_tune, tune_search
 from dryml.search._report import TrialPruned, report_epoch
 from dryml.search._result import SearchResult
 from dryml.search._samplers import Asked, GridSampler, RandomSampler, Sampler, TrialInfo
@@ -16,4 +17,4 @@ from dryml.search._space import Param, Space
 
 __all__ = ["Asked", "Choice", "Float", "GridSampler", "Int", "Param", "RandomSampler",
            "Sampler", "Search", "SearchResult", "Space", "TrialInfo", "TrialPruned",
-           "report_epoch"]
+           "collect_tune", "report_epoch", "tune_search"]

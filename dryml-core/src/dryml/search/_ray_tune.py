@@ -1,0 +1,146 @@
+"""A dryml space driven by Ray Tune: ``param_space`` plus a Tune trainable, trials into a Repo.
+
+For users who already run Ray Tune and want its schedulers (ASHA, PBT) to drive dryml
+definitions::
+
+    trainable, param_space = tune_search(space, train, valid, metric="accuracy")
+    results = tune.Tuner(trainable, param_space=param_space,
+                         tune_config=tune.TuneConfig(metric="accuracy", mode="max",
+                                                     num_samples=20)).fit()
+    collect_tune(results, repo, name="tuned")   # every finished trial lands in the Repo
+
+Each trial builds the definition for Tune's config, trains it in the Tune trial's process
+(prepared for its framework like a dryml worker), reports every epoch's logs (so ASHA can stop
+it) and finally the metrics, with the trained model saved as a ``.dry`` file in the trial's
+checkpoint. :func:`collect_tune` runs on the driver and writes those models into the Repo with the
+same metadata as ``Search`` trials. Needs ``dryml-core[ray]`` with Ray Tune (``ray[tune]``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+from dryml.search._markers import ChoiceSpec
+from dryml.search._space import Space
+from dryml.search._trial import resolve_metrics
+
+__all__ = ["collect_tune", "param_space", "tune_search"]
+
+MODEL_FILE = "model.dry"
+
+
+def param_space(space: Any) -> dict[str, Any]:
+    """Tune's ``param_space`` for a dryml space (one entry per marker, by its name)."""
+    tune = _tune()
+    out: dict[str, Any] = {}
+    for param in (space if isinstance(space, Space) else Space(space)).params:
+        spec = param.spec
+        if isinstance(spec, ChoiceSpec):
+            out[param.name] = tune.choice(list(spec.labels))
+        elif spec.kind == "int":
+            step = int(spec.step or 1)
+            high = int(spec.high) + 1  # Tune's integer ranges exclude the upper bound
+            out[param.name] = (tune.lograndint(int(spec.low), high) if spec.log and step == 1
+                               else tune.randint(int(spec.low), high) if step == 1
+                               else tune.qrandint(int(spec.low), int(spec.high), step))
+        elif spec.step is not None:
+            out[param.name] = tune.quniform(spec.low, spec.high, spec.step)
+        else:
+            out[param.name] = (tune.loguniform if spec.log else tune.uniform)(spec.low,
+                                                                            spec.high)
+    return out
+
+
+def _tune() -> Any:
+    """``ray.tune`` (typed as Any: the extra may be absent where dryml is type-checked)."""
+    import importlib
+
+    return importlib.import_module("ray.tune")
+
+
+def _enter_context(framework: str) -> None:
+    """Make this Tune trial process a dryml context for ``framework`` (prepared once)."""
+    from dryml.context._pool import context_plugins
+    from dryml.context._state import ComputeContext, current_context, set_current_context
+    from dryml.records import load_ref
+
+    if current_context() is not None:
+        return
+    ctx = ComputeContext({framework: {}})
+    for ref in context_plugins([framework]).values():
+        plugin = load_ref(ref)
+        os.environ.update(plugin.environment(ctx))
+        plugin.prepare(ctx)
+    set_current_context(ctx)
+
+
+def tune_search(space: Any, train: Any, valid: Any, *, metric: Any = "accuracy",
+                direction: Any = None) -> tuple[Callable[[dict[str, Any]], None],
+                                                dict[str, Any]]:
+    """``(trainable, param_space)`` for ``tune.Tuner`` from a dryml space.
+
+    The trainable reports each epoch's logs and then the metrics (by name) with the trained
+    model in its checkpoint; give the Tuner the first metric's name and mode.
+    """
+    space = space if isinstance(space, Space) else Space(space)
+    metrics, _ = resolve_metrics(metric, direction)
+
+    def trainable(config: dict[str, Any]) -> None:
+        from dryml._io import save_object
+        from dryml.search._trial import _train_and_score
+
+        tune = _tune()
+        model = space.build_def(config).build()
+        _enter_context(type(model).dry_framework)
+        original = getattr(model, "on_epoch_end", None)
+        if original is not None:
+            def on_epoch_end(logs: dict[str, float]) -> None:
+                original(logs)
+                tune.report({k: float(v) for k, v in logs.items()
+                             if isinstance(v, (int, float))})
+
+            model.__dict__["on_epoch_end"] = on_epoch_end
+        out = _train_and_score(model, train, valid, metrics, None)
+        model.__dict__.pop("on_epoch_end", None)
+        folder = tempfile.mkdtemp(prefix="dryml-tune-")
+        save_object(model, os.path.join(folder, MODEL_FILE))
+        try:
+            tune.report({**out["metrics"], "dryml_seconds": out["seconds"]},
+                        checkpoint=tune.Checkpoint.from_directory(folder))
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)  # Tune has copied it to its storage
+
+    return trainable, param_space(space)
+
+
+def collect_tune(results: Any, repo: Any, name: str, *, metric: Any = "accuracy",
+            trust: tuple[str, ...] = ()) -> int:
+    """Write every finished trial of a Tune ``ResultGrid`` into ``repo`` (on the driver);
+    returns how many. Metadata as ``Search`` trials: ``search``, ``trial``, ``params``,
+    ``metrics``, ``values``, ``status``."""
+    from pathlib import Path
+
+    from dryml._io import load_object
+    from dryml.repo import Repo
+
+    repo = repo if isinstance(repo, Repo) else Repo(Path(repo), create=True)
+    names = [n for n, _ in resolve_metrics(metric, None)[0]]
+    count = 0
+    for number, result in enumerate(results):
+        if result.error is not None or result.checkpoint is None:
+            continue
+        with result.checkpoint.as_directory() as folder:
+            model = load_object(os.path.join(folder, MODEL_FILE), trust=trust)
+        metrics = {k: v for k, v in result.metrics.items() if k in names}
+        repo.add_object(model, metadata={
+            "search": name, "trial": number, "params": dict(result.config),
+            "framework": type(model).dry_framework, "metrics": metrics,
+            "values": [metrics[n] for n in names], "status": "complete", "kept": True,
+            "seconds": result.metrics.get("dryml_seconds"), "error": None,
+            "runner": "ray-tune"})
+        count += 1
+    return count
