@@ -5,6 +5,9 @@ GradientAccumulation; saved, selected, searched over and deterministic like any 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -176,3 +179,18 @@ def test_bad_procedures_are_refused_with_a_fix() -> None:
         MixupProcedure(-1)
     with pytest.raises(ConfigurationError, match="steps"):
         GradientAccumulation(1.5)  # type: ignore[arg-type]
+
+
+def test_a_definition_with_a_procedure_is_json_and_imports_no_framework() -> None:
+    script = textwrap.dedent("""
+        import json, sys
+        from dryml import ObjectDef
+        from dryml_tf.models import GradientAccumulation, KerasTrainable, Sequential
+        net = Sequential([("Dense", {"units": 3})], input_shape=(4,))
+        model = KerasTrainable(net, procedure=GradientAccumulation(steps=2))
+        d = ObjectDef.from_dict(json.loads(json.dumps(model.definition().to_dict())))
+        assert d.build().procedure.steps == 2
+        bad = [m for m in ("tensorflow", "keras") if m in sys.modules]
+        assert not bad, f"building a definition imported {bad}"
+    """)
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)

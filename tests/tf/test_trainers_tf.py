@@ -209,7 +209,8 @@ def test_definitions_and_trainer_records_import_no_framework() -> None:
         records = {r.name: r for _, r in get_plugin_manager().records("dryml_trainers")
                    if r.package == "dryml-tf"}
         assert set(records) == {"tf.trainable", "tf.sequential", "tf.network", "tf.optimizer",
-                                "tf.loss", "tf.metric"}, sorted(records)
+                                "tf.loss", "tf.metric", "tf.procedure", "tf.mixup",
+                                "tf.gradient_accumulation"}, sorted(records)
         assert load_ref(records["tf.trainable"].impl) is KerasTrainable
         assert all(r.framework == "tf" for r in records.values())
         bad = [m for m in ("tensorflow", "keras") if m in sys.modules]

@@ -5,6 +5,9 @@ GradientAccumulation; saved, selected, searched over and deterministic like any 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -223,3 +226,18 @@ def test_bad_procedures_are_refused_with_a_fix() -> None:
         GradientAccumulation(steps=0)
     with pytest.raises(ConfigurationError, match="dict of metric names"):
         model(BadEpoch(), epochs=1).train(classification_data(n=60))
+
+
+def test_a_definition_with_a_procedure_is_json_and_imports_no_torch() -> None:
+    script = textwrap.dedent("""
+        import json, sys
+        from dryml import ObjectDef
+        from dryml_torch.models import MixupProcedure, Sequential, TorchTrainable
+        net = Sequential([("Linear", {"in_features": 4, "out_features": 3})])
+        model = TorchTrainable(net, procedure=MixupProcedure(alpha=0.3))
+        d = ObjectDef.from_dict(json.loads(json.dumps(model.definition().to_dict())))
+        assert d.build().procedure.alpha == 0.3
+        assert d.to_dict()["dry_kwargs"]["procedure"]["cls"].endswith("models:MixupProcedure")
+        assert "torch" not in sys.modules, "building a definition imported torch"
+    """)
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)

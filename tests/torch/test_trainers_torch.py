@@ -326,6 +326,7 @@ def test_trainers_are_registered_through_the_plugin() -> None:
     records = {r.name: r for _, r in get_plugin_manager().records("dryml_trainers")
                if r.package == "dryml-torch"}
     assert set(records) == {"torch.trainable", "torch.sequential", "torch.network",
-                            "torch.optimizer", "torch.loss"}
+                            "torch.optimizer", "torch.loss", "torch.procedure", "torch.mixup",
+                            "torch.gradient_accumulation"}
     assert load_ref(records["torch.trainable"].impl) is TorchTrainable
     assert all(r.framework == "torch" for r in records.values())

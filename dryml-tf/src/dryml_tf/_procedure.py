@@ -98,6 +98,8 @@ class KerasProcedure(TrainingProcedure):
     and searchable; import TensorFlow and Keras inside the hooks.
     """
 
+    __module__ = "dryml_tf.models"  # the class path files name (public, stable)
+
     def build_optimizer(self, trainable: KerasTrainable) -> keras.optimizers.Optimizer:
         """The optimizer the model is compiled with (default: the trainable's component)."""
         return trainable.optimizer.build()
@@ -120,6 +122,8 @@ class MixupProcedure(KerasProcedure):
     >>> MixupProcedure(alpha=0.4).alpha
     0.4
     """
+
+    __module__ = "dryml_tf.models"  # the class path files name (public, stable)
 
     def __init__(self, alpha: float = 0.2) -> None:
         if (isinstance(alpha, bool) or not isinstance(alpha, numbers.Real)
@@ -158,6 +162,8 @@ class GradientAccumulation(KerasProcedure):
     >>> GradientAccumulation(steps=4).steps
     4
     """
+
+    __module__ = "dryml_tf.models"  # the class path files name (public, stable)
 
     def __init__(self, steps: int = 4) -> None:
         if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:

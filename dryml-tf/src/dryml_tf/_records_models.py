@@ -10,5 +10,7 @@ TRAINERS: list[TrainerRecord] = [
     TrainerRecord(f"tf.{name}", framework="tf", impl=f"dryml_tf.models:{cls}", package=_PKG)
     for name, cls in (("trainable", "KerasTrainable"), ("sequential", "Sequential"),
                       ("network", "Network"), ("optimizer", "Optimizer"), ("loss", "Loss"),
-                      ("metric", "Metric"))
+                      ("metric", "Metric"), ("procedure", "KerasProcedure"),
+                      ("mixup", "MixupProcedure"),
+                      ("gradient_accumulation", "GradientAccumulation"))
 ]

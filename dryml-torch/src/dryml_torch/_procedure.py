@@ -117,6 +117,8 @@ class TorchProcedure(TrainingProcedure):
     the model and searchable. Hooks run in the torch worker: import torch inside them.
     """
 
+    __module__ = "dryml_torch.models"  # the class path files name (public, stable)
+
     def train_epoch(self, ctx: EpochContext) -> dict[str, float]:
         """Train one epoch; return its metrics (at least ``{"loss": ...}``): they join the
         epoch's logs (with ``epoch`` and the validation metrics dryml adds)."""
@@ -146,6 +148,8 @@ class MixupProcedure(TorchProcedure):
     >>> MixupProcedure(alpha=0.4).alpha
     0.4
     """
+
+    __module__ = "dryml_torch.models"  # the class path files name (public, stable)
 
     def __init__(self, alpha: float = 0.2) -> None:
         if (isinstance(alpha, bool) or not isinstance(alpha, numbers.Real)
@@ -180,6 +184,8 @@ class GradientAccumulation(TorchProcedure):
     >>> GradientAccumulation(steps=4).steps
     4
     """
+
+    __module__ = "dryml_torch.models"  # the class path files name (public, stable)
 
     def __init__(self, steps: int = 4) -> None:
         if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:

@@ -17,4 +17,10 @@ TRAINERS: list[TrainerRecord] = [
                   impl="dryml_torch.models:Optimizer", package=PACKAGE),
     TrainerRecord("torch.loss", framework="torch",
                   impl="dryml_torch.models:Loss", package=PACKAGE),
+    TrainerRecord("torch.procedure", framework="torch",
+                  impl="dryml_torch.models:TorchProcedure", package=PACKAGE),
+    TrainerRecord("torch.mixup", framework="torch",
+                  impl="dryml_torch.models:MixupProcedure", package=PACKAGE),
+    TrainerRecord("torch.gradient_accumulation", framework="torch",
+                  impl="dryml_torch.models:GradientAccumulation", package=PACKAGE),
 ]
