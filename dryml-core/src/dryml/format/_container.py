@@ -15,6 +15,7 @@ seek to the end. Checksums are xxh3-64: an integrity check at ~30 GB/s, not auth
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -216,6 +217,17 @@ def _worth_compressing(data: bytes | memoryview) -> bool:
     return len(_compressor(_PROBE_LEVEL).compress(sample)) < 0.8 * len(sample)
 
 
+@functools.lru_cache(maxsize=256)
+def _npy_header(dtype: np.dtype[Any], shape: tuple[int, ...], fortran: bool) -> bytes:
+    """numpy's own version 2.0 ``.npy`` header (the same shapes are saved again and again:
+    numpy formats it in Python each time)."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_2_0(
+        header, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": fortran,
+                 "shape": shape})
+    return header.getvalue()
+
+
 class ContainerWriter:
     """Writes a ``.dry`` container to a binary stream in one forward pass.
 
@@ -362,15 +374,16 @@ class ContainerWriter:
         if not (array.flags.c_contiguous or array.flags.f_contiguous):
             array = array.copy(order="C")  # np.ascontiguousarray would make 0-d arrays 1-d
         array = zero_padding(array)
-        header = io.BytesIO()
-        np.lib.format.write_array_header_2_0(
-            header, np.lib.format.header_data_from_array_1_0(array))
+        fortran = array.flags.f_contiguous and not array.flags.c_contiguous
         data = _as_bytes(array).data
-        self._add(name, [header.getvalue(), data], "npy", compress)
+        self._add(name, [_npy_header(array.dtype, array.shape, fortran), data], "npy", compress)
 
     def finish(self, manifest: dict[str, Any]) -> None:
         """Write the manifest (with the member table) and the trailer."""
-        manifest = {**manifest, "members": {k: attrs.asdict(v) for k, v in self.members.items()}}
+        manifest = {**manifest, "members": {
+            k: {"offset": v.offset, "size": v.size, "raw_size": v.raw_size,
+                "compression": v.compression, "checksum": v.checksum, "kind": v.kind}
+            for k, v in self.members.items()}}
         raw = json.dumps(manifest, separators=(",", ":"), allow_nan=False).encode()
         if len(raw) > _DEFAULT.max_manifest_bytes:
             raise LimitExceededError(
