@@ -57,7 +57,10 @@ class Search:
     trials train, "local" (this machine's workers) or "ray" (a Ray cluster, see
     docs/cluster.md); default: the process's executor (``dryml.context.configure``,
     ``DRYML_EXECUTOR``). The Repo stays here either way: trained models come back as ``.dry``
-    bytes and this process writes them.
+    bytes and this process writes them. The search draws its line (trials done, best value)
+    on the caller's progress display (docs/progress.md) unless ``progress=False``; the
+    leaderboard is printed at the end with ``progress=True``, or by default when stderr is a
+    terminal.
     """
 
     def __init__(self, space: Any, *, metric: Any = "accuracy", direction: Any = None,
