@@ -162,3 +162,19 @@ def test_a_live_line_stays_one_line_and_keeps_count_and_eta(width: int) -> None:
         assert " xgboost ━━━━━━━━━━━━━━━━━━━━  round" in line
     if width >= 200:  # then every metric
         assert "  mlogloss=0.006 val_mlogloss=0.0828  " in line
+
+
+def test_an_executor_without_a_channel_can_carry_the_events(out: io.StringIO) -> None:
+    sent: list[dict[str, object]] = []
+    progress.set_sender(sent.append)
+    try:
+        with progress.track("on a cluster", framework="torch", total=2) as bar:
+            bar.update(2, {"loss": 0.5})
+    finally:
+        progress.set_sender(None)
+    assert out.getvalue() == ""  # nothing drawn where the events were made
+    for event in sent:  # the caller's executor hands them to its display
+        progress.deliver(event, origin=4242)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "on a cluster · torch: started (2 epochs)"
+    assert lines[-1].startswith("on a cluster · torch: finished at epoch 2/2 in ")

@@ -26,12 +26,12 @@ import itertools
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import IO, Any
 
-__all__ = ["Track", "configure", "early_stopping_message", "label_of", "reset", "status",
-           "track"]
+__all__ = ["Track", "configure", "deliver", "early_stopping_message", "forget", "label_of",
+           "reset", "set_sender", "status", "track"]
 
 Event = dict[str, Any]
 
@@ -69,7 +69,8 @@ class Track:
         if metrics is not None:
             self.metrics = {str(k): float(v) for k, v in metrics.items()}
         now = time.monotonic()
-        if _worker_channel() is not None and now - self._sent < _SEND_EVERY:
+        if (_sender is not None or _worker_channel() is not None) \
+                and now - self._sent < _SEND_EVERY:
             self._pending = True  # a worker sends a few updates a second at most
             return
         self._sent, self._pending = now, False
@@ -181,7 +182,21 @@ def _worker_channel() -> Any:
     return _nested._channel if _worker_pid is not None else None
 
 
+_sender: Callable[[Event], None] | None = None
+
+
+def set_sender(send: Callable[[Event], None] | None) -> None:
+    """Where this process sends its events instead of drawing them (an executor's worker that
+    has no dryml channel, e.g. a Ray actor, passes a function that gets them to the caller,
+    whose executor hands each to :func:`deliver`); ``None`` draws here again."""
+    global _sender
+    _sender = send
+
+
 def _emit(event: Event) -> None:
+    if _sender is not None:
+        _sender(event)
+        return
     channel = _worker_channel()
     if channel is None:
         deliver(event, os.getpid())
