@@ -262,3 +262,32 @@ def test_dryml_data_imports_no_framework() -> None:
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_in_memory_reads_a_generator_once_into_arrays_that_pickle() -> None:
+    import pickle
+
+    reads: list[int] = []
+
+    def rows() -> Iterator[tuple[np.ndarray, np.int64]]:
+        reads.append(1)
+        return ((np.full(2, i, dtype=np.float32), np.int64(i)) for i in range(5))
+
+    for batch_size in (None, 2):
+        source = NumpyDataset(rows, supervised=True)
+        source = source.batch(batch_size) if batch_size else source
+        ds = source.as_indexed().in_memory()
+        assert (ds.supervised, ds.indexed, ds.batch_size, len(ds)) == (
+            True, True, batch_size, 3 if batch_size else 5)
+        again = pickle.loads(pickle.dumps(ds))  # no generator inside any more
+        idx, (x, y) = next(iter(again.unbatch().batch(5)))
+        assert idx.tolist() == y.tolist() == list(range(5)) and x[:, 0].tolist() == list(range(5))
+    assert len(reads) == 2  # one pass each; iterating the copies read nothing
+    in_memory = NumpyDataset(np.arange(4))
+    assert in_memory.in_memory() is in_memory
+
+
+def test_empty_datasets_iterate_and_stay_empty_in_memory() -> None:
+    assert list(NumpyDataset([], supervised=True)) == []
+    empty = NumpyDataset(lambda: iter([]), batch_size=3).in_memory()
+    assert list(empty) == [] and len(empty) == 0 and empty.batch_size == 3

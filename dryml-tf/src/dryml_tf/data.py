@@ -40,6 +40,11 @@ def to_numpy_leaf(leaf: Any) -> Any:
     return np.asarray(leaf) if isinstance(leaf, tf.Tensor) else leaf
 
 
+def _from_memory(data: Dataset) -> Dataset:
+    """A pickled TFDataset again (see ``TFDataset.__reduce__``)."""
+    return data.tf()
+
+
 class TFDataset(Dataset):
     """A Dataset over a ``tf.data.Dataset`` whose elements follow dryml's conventions.
 
@@ -84,6 +89,12 @@ class TFDataset(Dataset):
         return iter(self.tf_data)
 
     _to_numpy_leaf = staticmethod(to_numpy_leaf)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as its elements read into numpy (:meth:`in_memory`) and rebuilt with
+        ``from_tensor_slices``: a ``tf.data`` pipeline itself cannot be pickled, and this lets a
+        TFDataset be an argument of a ``compute_context`` call."""
+        return (_from_memory, (self.in_memory(),))
 
     # ---- delegated to tf.data ------------------------------------------------------------
 

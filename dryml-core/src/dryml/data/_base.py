@@ -288,6 +288,22 @@ class Dataset(abc.ABC):
 
         return adapter("numpy").convert(self)
 
+    def in_memory(self) -> Dataset:
+        """Every element read once, now, into numpy arrays in memory: a ``NumpyDataset`` with
+        the same structure (supervised, indexed, batch size) that needs neither this source nor
+        its framework, so it can be pickled and sent to another process. ``train`` and ``eval``
+        called outside a compute context send their data to the worker this way.
+
+        Batches are cut again at ``batch_size`` (irregular batch sizes, e.g. after
+        ``map_batches``, are not kept), and an unseeded shuffle of a framework pipeline is
+        frozen into the order this one pass read. In-memory numpy data is returned as is.
+        """
+        from dryml.data._numpy import NumpyDataset
+
+        src = self.numpy()
+        assert isinstance(src, NumpyDataset)
+        return src.in_memory()
+
     def tf(self) -> Dataset:
         """This data as a ``TFDataset`` (needs ``dryml-tf``)."""
         from dryml.data._adapters import adapter

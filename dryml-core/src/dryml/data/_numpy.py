@@ -76,6 +76,32 @@ def _list_table(items: list[Any]) -> Table:
     return Table(len(items), tuple(stacked), td)
 
 
+def _batches_table(batches: Iterator[Any]) -> Table:
+    """The examples of every batch, concatenated into one column per leaf."""
+    parts: list[list[np.ndarray]] = []
+    td = LEAF
+    for k, batch in enumerate(batches):
+        flat, other = flatten(batch)
+        if k == 0:
+            td, parts = other, [[] for _ in flat]
+        elif other != td:
+            check_same(td, other, f"batch {k}")
+        for part, leaf in zip(parts, flat, strict=True):
+            part.append(np.asarray(leaf))
+    if not parts:
+        return Table(0, (), LEAF)
+    try:
+        cols = tuple(np.concatenate(part) for part in parts)
+    except ValueError as exc:
+        raise DatasetError(f"ragged batches: the leaves of {td.describe()} differ in shape "
+                           f"from batch to batch ({exc}).") from exc
+    sizes = {len(col) for col in cols}
+    if len(sizes) > 1:
+        raise DatasetError(f"mismatched lengths: the leaves of {td.describe()} have "
+                           f"{sorted(sizes)} examples in total.")
+    return Table(sizes.pop(), cols, td)
+
+
 class _Reiterable:
     """Calls a user factory for every iteration and refuses one that hands back the same
     exhausted iterator."""
@@ -289,4 +315,18 @@ class NumpyDataset(Dataset):
     def numpy(self) -> NumpyDataset:
         """This dataset itself."""
         return self
+
+    def in_memory(self) -> NumpyDataset:
+        """Every element read once, now, into numpy arrays in memory (in-memory data is
+        returned as is); see :meth:`Dataset.in_memory`."""
+        if self._table is not None:
+            return self
+        m = self._meta
+        if m.batch_size is None:
+            items = list(self)
+            table = _list_table(items) if items else Table(0, (), LEAF)
+        else:
+            table = _batches_table(iter(self))
+        meta = Meta(m.indexed, m.supervised, None, False, table.n, table.n)
+        return self._of_table(table, meta.batched(m.batch_size, False) if m.batch_size else meta)
 

@@ -166,6 +166,8 @@ class Table:
         return self._assemble(leaf_iters)
 
     def _assemble(self, leaf_iters: list[Iterator[Any]]) -> Iterator[Any]:
+        if not leaf_iters:  # an empty list of elements: no columns, no rows
+            return iter(())
         if self.td.kind == "leaf":
             return leaf_iters[0]
         build = compile_builder(self.td)

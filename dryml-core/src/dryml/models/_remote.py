@@ -14,12 +14,9 @@ __all__ = ["remote_eval", "remote_train"]
 
 
 def _portable(data: Dataset | None) -> Dataset | None:
-    """Datasets cross to the worker as numpy (framework pipelines cannot be pickled)."""
-    if data is None:
-        return None
-    from dryml.data import NumpyDataset
-
-    return data if isinstance(data, NumpyDataset) else data.numpy()
+    """Datasets cross to the worker as numpy arrays read here (``in_memory``): a framework
+    pipeline cannot be pickled, and the worker of another framework must not import it."""
+    return None if data is None else data.in_memory()
 
 
 def _train_here(trainable: Trainable, data: Dataset, valid: Dataset | None) -> None:
