@@ -50,7 +50,7 @@ def test_periodic_lines_come_at_most_every_interval(out: io.StringIO) -> None:
     assert lines[0] == "trees · xgboost: started (3 rounds)"
     assert re.fullmatch(rf"trees · xgboost: round 1/3, val_rmse=1\.5, {CLOCK}, ETA {CLOCK}",
                         lines[1]), lines[1]
-    assert len(lines) == 5 and lines[4].startswith("trees · xgboost: finished at round 3/3")
+    assert len(lines) == 4 and lines[3].startswith("trees · xgboost: finished at round 3/3")
 
     out.truncate(0), out.seek(0)
     progress.configure(interval=3600)

@@ -221,6 +221,8 @@ class Board:
     def _updated(self, state: TrackState, now: float) -> None:
         if state.live:
             return  # the live view redraws a few times a second
+        if state.total is not None and state.done >= state.total:
+            return  # its last line comes when it closes
         if self.mode() == "plain" and now - state.last_line >= self.interval():
             state.last_line = now
             self._write(line_of(state, now))
