@@ -141,3 +141,48 @@ def test_fuzz_model_members_never_crash(files: dict[str, bytes]) -> None:
     assert not [o for o in outcomes.values() if o.startswith(BAD)], counts
     assert counts["FormatError"] > len(cases) // 3, counts
     assert counts["loaded"] > 0, counts
+
+
+def _outcome(member: bytes, by_columns: bool) -> str:
+    from dryml.errors import FormatError
+    from dryml_xgboost._validate import check_model
+
+    try:
+        check_model(member, by_columns=by_columns, cache=False)
+    except FormatError:
+        return "FormatError"
+    return "accepted"
+
+
+def test_checks_by_columns_agree_with_checks_value_by_value(files: dict[str, bytes]) -> None:
+    """Trees read and checked by columns (the fast path, issue 16) accept and refuse exactly
+    the members that reading and checking every value one by one does: random mutations and
+    the crafted cases (no process dies either way: nothing here reaches XGBoost)."""
+    from dryml_xgboost._ubjson import Records
+
+    members = [xgbfuzz.model_member(data) for _, data in xgbfuzz.make_cases(files, 400, 11)]
+    crafted = {name: case for name, case in CRAFTED.items() if case[0] in files}
+    members += [xgbfuzz.model_member(_crafted(files, tag, edit))
+                for tag, edit in crafted.values()]
+    members += [xgbfuzz.model_member(data) for _, data in _raw_crafted(files)]
+    members += [xgbfuzz.model_member(data) for data in files.values()]
+    outcomes = [(_outcome(m, True), _outcome(m, False)) for m in members]
+    assert [i for i, (fast, slow) in enumerate(outcomes) if fast != slow] == []
+    assert sum(fast == "FormatError" for fast, _ in outcomes) > len(members) // 3
+    doc = decode(xgbfuzz.model_member(files["regressor"]), frozenset({"trees"}))
+    assert isinstance(doc["learner"]["gradient_booster"]["model"]["trees"], Records)
+
+
+def test_a_member_checked_once_is_not_checked_again_but_a_changed_one_is(
+        files: dict[str, bytes]) -> None:
+    from dryml.errors import FormatError
+    from dryml_xgboost._validate import check_model
+
+    member = xgbfuzz.model_member(files["regressor"])
+    assert check_model(member) is check_model(bytes(bytearray(member)))  # remembered
+    bad = _crafted(files, "regressor", CRAFTED["negative right child"][1])
+    bad_member = xgbfuzz.model_member(bad)
+    assert len(bad_member) == len(member)
+    for _ in range(2):
+        with pytest.raises(FormatError):
+            check_model(bad_member)

@@ -7,18 +7,25 @@ document against XGBoost's model schema (``doc/model.schema`` and the loaders of
 and 3.x): types, array lengths, counts that agree with each other, indices in range, trees
 that are trees. :func:`check_config` checks the training configuration JSON against the
 model. Anything else is a :class:`~dryml.errors.FormatError`; nothing here imports XGBoost.
+
+Trees are checked by columns (vectorised over all nodes of all trees), and a member checked
+once in a process is remembered by its bytes (:class:`_Checked`), so loading it again costs
+a hash and a comparison rather than the checks.
 """
 
 from __future__ import annotations
 
+import collections
 import json
 import re
+import threading
 from typing import Any
 
 import numpy as np
+import xxhash
 
 from dryml.errors import FormatError
-from dryml_xgboost._ubjson import decode
+from dryml_xgboost._ubjson import Records, decode
 
 __all__ = ["MAX_CATEGORY", "MAX_FEATURES", "check_config", "check_model"]
 
@@ -32,6 +39,8 @@ _DELETED_SPLIT = 2**31 - 1
 _INT = re.compile(r"^-?[0-9]{1,19}$")
 _FEATURE_TYPES = frozenset({"q", "c", "int", "i", "float"})
 _BOOSTERS = ("gbtree", "dart", "gblinear")
+_BY_COLUMNS = frozenset({"trees"})
+_INT_ARRAYS = frozenset({"tree_info", "iteration_indptr"})
 
 
 def _fail(where: str, what: str) -> FormatError:
@@ -193,12 +202,90 @@ def _check_trees(trees: list[Any], model: _Model, budget: list[int]) -> None:
             column.append(array)
     if not trees:
         return
-    left, right, parents, split, default_left = (np.concatenate(c).astype(np.int64)
-                                                  for c in columns)
+    nodes = [np.concatenate(c).astype(np.int64) for c in columns]
     n_nodes = np.array(sizes, dtype=np.int64)
+    leaf, offsets = _check_nodes(n_nodes, np.array(declared, dtype=np.int64), nodes, model)
+    for i, tree in enumerate(trees):
+        if "split_type" in tree:
+            start = int(offsets[i])
+            _check_categorical(tree, f"trees[{i}]", sizes[i], leaf[start:start + sizes[i]],
+                               budget)
+
+
+def _param_column(trees: Records, key: str, default: int, lo: int, hi: int) -> np.ndarray:
+    """A ``tree_param`` integer of every tree (read by columns), each within ``[lo, hi]``."""
+    values = trees.decimals.get(("tree_param", key))
+    if values is None:
+        return np.full(len(trees), default, dtype=np.int64)
+    bad = np.flatnonzero((values < lo) | (values > hi))
+    if bad.size:
+        raise _fail(f"trees[{bad[0]}].{key}", f"{values[bad[0]]} is not an integer in "
+                    f"[{lo}, {hi}]")
+    return values
+
+
+def _check_tree_records(trees: Records, model: _Model, budget: list[int]) -> None:
+    """:func:`_check_trees` for trees read by columns: tree 0 is checked as a document
+    (types, keys), and since every tree has its layout, the others by columns."""
+    first = trees.first
+    _tree_arrays(first, "trees[0]")
+    n = len(trees)
+    ids = trees.ints.get(("id",))
+    if ids is None or not np.array_equal(ids, np.arange(n)):
+        bad = 0 if ids is None else int(np.flatnonzero(ids != np.arange(n))[0])
+        raise _fail(f"trees[{bad}]", "tree ids must be 0, 1, 2... in order")
+    n_nodes = _param_column(trees, "num_nodes", 0, 1, 2**31 - 1)
+    _param_column(trees, "num_feature", 0, 0, MAX_FEATURES)
+    declared = _param_column(trees, "num_deleted", 0, 0, 2**31 - 1)
+    if (declared > n_nodes).any():
+        bad = int(np.flatnonzero(declared > n_nodes)[0])
+        raise _fail(f"trees[{bad}].num_deleted", "more deleted nodes than nodes")
+    leaf_size = _param_column(trees, "size_leaf_vector", 1, 0, 2**31 - 1)
+    if (leaf_size > 1).any():
+        raise _fail(f"trees[{int(np.flatnonzero(leaf_size > 1)[0])}]", "multi-target trees "
+                    "(multi_strategy='multi_output_tree') are not supported by dryml")
+    for key in ("loss_changes", "sum_hessian", "base_weights", "split_conditions",
+                *_NODE_ARRAYS):
+        counts = trees.typed[(key,)][2]
+        if not np.array_equal(counts, n_nodes):
+            bad = int(np.flatnonzero(counts != n_nodes)[0])
+            raise _fail(f"trees[{bad}].{key}", f"{counts[bad]} entries, expected "
+                        f"{n_nodes[bad]}")
+    nodes = [trees.column((key,)) for key in _NODE_ARRAYS]
+    leaf, offsets = _check_nodes(n_nodes, declared, nodes, model)
+    if "split_type" not in first:
+        return
+    for i in _categorical_records(trees, n_nodes):
+        start, size = int(offsets[i]), int(n_nodes[i])
+        _check_categorical(trees.element(i), f"trees[{i}]", size, leaf[start:start + size],
+                           budget)
+
+
+def _categorical_records(trees: Records, n_nodes: np.ndarray) -> list[int]:
+    """The trees whose categorical fields need a look (all, unless every tree is laid out
+    as XGBoost writes trees without categorical splits)."""
+    every = list(range(len(trees)))
+    split = trees.typed.get(("split_type",))
+    if split is None or split[0].kind not in "iu" or not all(
+            (k,) in trees.typed for k in _CATEGORY_ARRAYS):
+        return every
+    plain = split[2] == n_nodes
+    for key in _CATEGORY_ARRAYS:
+        plain &= trees.typed[(key,)][2] == 0
+    values = trees.column(("split_type",))
+    owner = np.repeat(np.arange(len(trees)), split[2])
+    plain[owner[values != 0]] = False
+    return np.flatnonzero(~plain).tolist()
+
+
+def _check_nodes(n_nodes: np.ndarray, declared: np.ndarray, nodes: list[np.ndarray],
+                 model: _Model) -> tuple[np.ndarray, np.ndarray]:
+    """The node arrays of all trees end to end (int64): returns the leaf mask and where
+    each tree begins."""
+    left, right, parents, split, default_left = nodes
     offsets = np.concatenate([[0], np.cumsum(n_nodes)[:-1]])
     size_of, base = np.repeat(n_nodes, n_nodes), np.repeat(offsets, n_nodes)
-    tree_of = np.repeat(np.arange(len(trees)), n_nodes)
+    tree_of = np.repeat(np.arange(n_nodes.size), n_nodes)
 
     def bad(nodes: np.ndarray, what: str) -> None:
         if nodes.any():
@@ -209,18 +296,22 @@ def _check_trees(trees: list[Any], model: _Model, budget: list[int]) -> None:
     leaf = left == -1
     bad(leaf != (right == -1), "a node has exactly one child")
     internal = np.flatnonzero(~leaf)
+
+    def bad_at(nodes: np.ndarray, what: str) -> None:
+        if nodes.size:
+            raise _fail(f"trees[{tree_of[nodes.min()]}]", what)
+
     for child in (left[internal], right[internal]):
-        bad(np.isin(np.arange(left.size), internal[(child < 1) | (child >= size_of[internal])]),
-            "a child index is out of range")
-    bad(np.isin(np.arange(left.size), internal[split[internal] >= model.num_feature]),
-        f"a split uses a feature outside the model's {model.num_feature}")
+        bad_at(internal[(child < 1) | (child >= size_of[internal])],
+               "a child index is out of range")
+    bad_at(internal[split[internal] >= model.num_feature],
+           f"a split uses a feature outside the model's {model.num_feature}")
     children = np.concatenate([left[internal], right[internal]]) + np.tile(base[internal], 2)
     if children.size and np.bincount(children, minlength=left.size).max() > 1:
         raise _fail("trees", "a node is the child of two nodes")
     deleted = leaf & (split == _DELETED_SPLIT) & (default_left == 1)
     deleted[offsets] = False
-    bad(np.isin(np.arange(left.size), children[deleted[children]]),
-        "a deleted node is still a child")
+    bad_at(children[deleted[children]], "a deleted node is still a child")
     if not np.array_equal(parents[children], np.tile(internal - base[internal], 2)):
         raise _fail("trees", "parents disagree with children")
     if not np.isin(parents[offsets], _ROOT_PARENT).all():
@@ -229,7 +320,7 @@ def _check_trees(trees: list[Any], model: _Model, budget: list[int]) -> None:
     non_root[offsets] = False
     bad(non_root & ((parents < 0) | (parents >= size_of)), "a parent index is out of range")
     deleted_count = np.add.reduceat(deleted.astype(np.int64), offsets)
-    if not np.array_equal(deleted_count, np.array(declared)):
+    if not np.array_equal(deleted_count, declared):
         raise _fail("trees", "num_deleted disagrees with the nodes")
     # Every live node hangs under its root (no cycles, no orphans): walk down from the roots.
     seen = np.zeros(left.size, dtype=bool)
@@ -243,11 +334,7 @@ def _check_trees(trees: list[Any], model: _Model, budget: list[int]) -> None:
     if not np.array_equal(np.add.reduceat(seen.astype(np.int64), offsets),
                           n_nodes - deleted_count):
         raise _fail("trees", "nodes unreachable from the root")
-    for i, tree in enumerate(trees):
-        if "split_type" in tree:
-            start = int(offsets[i])
-            _check_categorical(tree, f"trees[{i}]", sizes[i], leaf[start:start + sizes[i]],
-                               budget)
+    return leaf, offsets
 
 
 _CATEGORY_ARRAYS = ("categories_nodes", "categories_segments", "categories_sizes", "categories")
@@ -325,7 +412,7 @@ def _check_gbtree(booster: dict[str, Any], model: _Model, size: int) -> int:
     _int_str(param.get("num_parallel_tree", "1"), "gbtree_model_param.num_parallel_tree", 1,
              max(num_trees, 1))
     trees = body.get("trees")
-    if not isinstance(trees, list) or len(trees) != num_trees:
+    if not isinstance(trees, list | Records) or len(trees) != num_trees:
         raise _fail("trees", f"expected {num_trees} trees")
     tree_info = _ints(body.get("tree_info"), "tree_info", num_trees)
     _in(tree_info, 0, model.outputs, "tree_info")
@@ -337,7 +424,11 @@ def _check_gbtree(booster: dict[str, Any], model: _Model, size: int) -> int:
         model.iterations = indptr.size - 1
     else:
         model.iterations = num_trees
-    _check_trees(trees, model, [64 * 2**20 + 16 * size])
+    budget = [64 * 2**20 + 16 * size]
+    if isinstance(trees, Records):
+        _check_tree_records(trees, model, budget)
+    else:
+        _check_trees(trees, model, budget)
     if "cats" in body:
         _check_cats(body["cats"], model)
     return num_trees
@@ -366,9 +457,66 @@ def _check_booster(learner: dict[str, Any], model: _Model, size: int) -> None:
         model.iterations = rounds
 
 
-def check_model(data: bytes) -> dict[str, Any]:
-    """Decode and check a UBJSON model; returns the document (FormatError if invalid)."""
-    doc = _obj(decode(data), "the document")
+class _Checked:
+    """Model members checked in this process, kept (bytes and all) so that loading the same
+    bytes again skips the checks: a hit needs the same length, the same xxh3-128 digest
+    and then equal bytes (compared in full), so only what was checked is ever let through.
+    Bounded: the most recent members up to 64 MB in all."""
+
+    LIMIT = 64 * 2**20
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.entries: collections.OrderedDict[tuple[int, bytes], tuple[bytes, Any]] = (
+            collections.OrderedDict())
+        self.size = 0
+
+    def get(self, data: bytes) -> tuple[tuple[int, bytes], Any]:
+        key = (len(data), xxhash.xxh3_128_digest(data))
+        with self.lock:
+            entry = self.entries.get(key)
+            if entry is not None and entry[0] == data:
+                self.entries.move_to_end(key)
+                return key, entry[1]
+        return key, None
+
+    def put(self, key: tuple[int, bytes], data: bytes, doc: Any) -> None:
+        if len(data) > self.LIMIT // 4:
+            return
+        with self.lock:
+            if key in self.entries:
+                return
+            self.entries[key] = (data, doc)
+            self.size += len(data)
+            while self.size > self.LIMIT:
+                self.size -= len(self.entries.popitem(last=False)[1][0])
+
+
+_CHECKED = _Checked()
+
+
+def check_model(data: bytes, *, by_columns: bool = True, cache: bool = True
+                ) -> dict[str, Any]:
+    """:func:`_check_model`, remembered: the same bytes checked before in this process
+    return at once (see :class:`_Checked`; ``cache=False`` always checks)."""
+    if not cache or type(data) is not bytes:
+        return _check_model(data, by_columns=by_columns)
+    key, doc = _CHECKED.get(data)
+    if doc is None:
+        doc = _check_model(data, by_columns=by_columns)
+        _CHECKED.put(key, data, doc)
+    return doc  # type: ignore[no-any-return]
+
+
+def _check_model(data: bytes, *, by_columns: bool = True) -> dict[str, Any]:
+    """Decode and check a UBJSON model; returns the document (FormatError if invalid).
+
+    Trees are read and checked by columns (vectorised) where they all share one layout, as
+    the trees XGBoost writes do; ``by_columns=False`` reads every value one by one (the
+    same checks, slower: tests compare the two).
+    """
+    doc = _obj(decode(data, _BY_COLUMNS, _INT_ARRAYS) if by_columns else decode(data),
+               "the document")
     version = doc.get("version")
     if isinstance(version, np.ndarray):
         version = version.tolist()
