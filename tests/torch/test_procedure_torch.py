@@ -9,7 +9,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -22,7 +22,7 @@ from dryml.errors import ConfigurationError
 from dryml.models import EarlyStopping, TrainingProcedure, TrainSpec
 from dryml.repo import Repo, Selector
 from dryml.search import Choice, Search
-from dryml.testing.trainers import classification_data
+from dryml.testing.trainers import TrainerCase, TrainerConformance, classification_data
 from dryml_torch.models import (
     EpochContext,
     GradientAccumulation,
@@ -51,6 +51,22 @@ def model(procedure: Any = None, epochs: int = 4, early: EarlyStopping | None = 
 
 def predictions(trained: TorchTrainable) -> np.ndarray:
     return np.asarray(trained.eval(classification_data(n=200, seed=1)).peek()[0])
+
+
+def build_mixup() -> TorchTrainable:
+    return TorchTrainable(mlp(), Optimizer("Adam", lr=1e-2),
+                          spec=TrainSpec(epochs=8, batch_size=32, seed=0),
+                          procedure=MixupProcedure(alpha=0.2))
+
+
+class TestProcedureTrainers(TrainerConformance):
+    """The whole trainer conformance suite (save/load in a fresh process included) with a
+    procedure, found in a Repo through it."""
+
+    cases: ClassVar[list[TrainerCase]] = [
+        TrainerCase("mlp_mixup", build_mixup, "classifier", min_score=0.95,
+                    component=Selector(MixupProcedure, kwargs={"alpha": 0.2})),
+    ]
 
 
 class ClippedSteps(TorchProcedure):
