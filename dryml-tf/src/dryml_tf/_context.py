@@ -66,8 +66,11 @@ class TFContext:
         threads = ctx.cpu_threads("tf")
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
+        granted = ctx.local_gpus("tf")
+        if not granted:  # CUDA_VISIBLE_DEVICES is empty: no device enumeration at start-up
+            return
         physical = tf.config.list_physical_devices("GPU")
-        mine = [g for g in ctx.local_gpus("tf") if g["ordinal"] < len(physical)]
+        mine = [g for g in granted if g["ordinal"] < len(physical)]
         tf.config.set_visible_devices([physical[g["ordinal"]] for g in mine], "GPU")
         for gpu in mine:
             device = physical[gpu["ordinal"]]

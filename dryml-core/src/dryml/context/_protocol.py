@@ -143,13 +143,13 @@ class _Unpickler(pickle.Unpickler):
 
 def dumps(value: Any) -> tuple[bytes, list[bytes], list[str]]:
     """``(pickle, dry blobs, modules to trust)`` of a value whose Objects travel as .dry."""
-    from dryml._io import save_object
-
     buf = io.BytesIO()
     pickler = _Pickler(buf)
     pickler.dump(value)
     if not pickler.objects:
         return buf.getvalue(), [], []
+    from dryml._io import save_object  # only here: a worker's cold start skips the format
+
     dry = io.BytesIO()
     save_object(_Bundle(*pickler.objects), dry, compress=False)
     modules = sorted({c.__module__ for c in classes_in([value])} - {"builtins"})
