@@ -12,7 +12,8 @@
 Methods run round-robin (each round runs every method once) and rows report medians over the
 rounds (at least three) with ratios to the native path of the same run; loads read from the
 page cache. Missing frameworks (safetensors, xgboost, tensorflow) skip their rows with a
-message. Run: ``python benchmarks/bench_speed.py [--huge] [--repo-objects N] [--quick]``.
+message. Run: ``python benchmarks/bench_speed.py [--huge] [--repo-objects N] [--quick]``
+(``--only files --sizes 1,1024`` for the 1 MB and 1 GB rows alone).
 """
 
 from __future__ import annotations
