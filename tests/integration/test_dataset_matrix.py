@@ -5,19 +5,21 @@ is built there and used in place).
 
 Each case trains a fresh copy of one tiny model with an explicit seed, so every kind must give
 exactly the predictions of the reference trained on in-memory numpy: the data arrived whole and
-in order. Cases run backend by backend so that each backend's worker stays warm.
+in order. Four pretend CPUs keep one worker per backend warm for the whole file.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 from backend_checks import require_backend
 
+import dryml.context as ctx
 from dryml import metrics
-from dryml.context import compute_context
+from dryml.context import Resource, compute_context
 from dryml.data import Dataset, NumpyDataset
 from dryml.models import TrainSpec
 
@@ -30,6 +32,20 @@ KINDS = [f"{source}-{batching}-{index}" for source in SOURCES
          for batching in ("batched", "unbatched") for index in ("indexed", "plain")]
 KINDS += ["numpy.tf-batched-plain", "numpy.tf-unbatched-indexed", "tf.torch-batched-indexed",
           "tf.torch-unbatched-plain"]
+
+
+class FourCpus:
+    """Room for one warm worker per backend, so no case waits for a worker to start again."""
+
+    def resources(self) -> list[Resource]:
+        return [Resource("cpu", i) for i in range(4)]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def warm_workers() -> Iterator[None]:
+    ctx.configure(providers=[FourCpus()], max_workers=4)
+    yield
+    ctx.configure()
 
 
 def _need_frameworks() -> None:
