@@ -64,24 +64,39 @@ class RayCluster:
                 start_new_session=True))
 
     def start(self) -> RayCluster:
-        self._start("--head", "--node-ip-address=127.0.0.1", f"--port={self.port}",
+        # A loaded machine can time a starting node out (Ray waits 30 s for its raylet to
+        # register: "the current node timed out during startup"); that node's `ray start`
+        # exits, and it is started again, the head on a fresh port.
+        def head() -> tuple[str, ...]:
+            self.port = free_port()
+            self.address = f"127.0.0.1:{self.port}"
+            return ("--head", "--node-ip-address=127.0.0.1", f"--port={self.port}",
                     "--num-cpus=1", "--num-gpus=2", "--include-dashboard=false",
                     f"--temp-dir={self.temp}")
-        self._wait_nodes(1)
-        for attempt in range(START_ATTEMPTS):
-            # a loaded machine can time a joining node out ("the current node timed out
-            # during startup"): that node exits; start it again
-            self._start(f"--address={self.address}", "--node-ip-address=127.0.0.1",
-                        "--num-cpus=1", "--num-gpus=0")
-            try:
-                self._wait_nodes(2)
-                return self
-            except NodeExited:
-                if attempt == START_ATTEMPTS - 1:
-                    raise
-                self.procs.pop().wait()
-                self.logs.pop()
+
+        def worker() -> tuple[str, ...]:
+            return (f"--address={self.address}", "--node-ip-address=127.0.0.1",
+                    "--num-cpus=1", "--num-gpus=0")
+
+        for count, node in ((1, head), (2, worker)):
+            for attempt in range(START_ATTEMPTS):
+                self._start(*node())
+                try:
+                    self._wait_nodes(count)
+                    break
+                except NodeExited:
+                    if attempt == START_ATTEMPTS - 1:
+                        raise
+                    self._drop_last()
         return self
+
+    def _drop_last(self) -> None:
+        """Forget the node that exited while starting (ending what is left of its group)."""
+        proc = self.procs.pop()
+        self.logs.pop()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
     def _wait_nodes(self, count: int) -> None:
         code = ("import ray,sys; ray.init(address=sys.argv[1], logging_level='ERROR'); "
