@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 from dryml import Object, ObjectDef
+from dryml.data import NumpyDataset
 from dryml.errors import DuplicateObjectError, ObjectNotFoundError, RepoError
+from dryml.models import Trainable as DryTrainable
 from dryml.repo import In, Not, Range, Repo, Selector, is_loaded
 
 
@@ -328,3 +330,39 @@ def test_repo_and_selector_come_from_the_top_level_package() -> None:
     from dryml import Selector as TopSelector
 
     assert TopRepo is Repo and TopSelector is Selector
+
+
+class Mean(DryTrainable):
+    """A Trainable that learns the mean of x."""
+
+    task = "regressor"
+
+    def __init__(self) -> None:
+        self.mean: np.ndarray | None = None
+
+    def fit(self, data: Any, valid: Any) -> None:
+        self.mean = np.concatenate([np.asarray(b[0]) for b in data.numpy().batch(8)]).mean(0)
+
+    def predict(self, x: Any) -> Any:
+        return np.asarray(x) - self.mean
+
+    def save_object_imp(self, store: Any) -> None:
+        store.put("mean", self.mean)
+
+    def load_object_imp(self, store: Any) -> None:
+        self.mean = store.get("mean", None)
+
+
+def test_a_lazy_trainable_answers_its_properties_from_its_file(repo: Repo) -> None:
+    # A property that reads __dict__ directly (Trainable.train_state) must not run on the
+    # unloaded stand-in: it answered `trained == False` for a trained model.
+    model = Mean()
+    model.train(NumpyDataset((np.ones((10, 2)), np.zeros(10))))
+    assert model.trained
+    repo.add_object(model)
+    lazy = Repo(repo.directory).get_one(model.dry_id)
+    assert not is_loaded(lazy)
+    assert lazy.trained and lazy.train_state.status == "trained"
+    assert is_loaded(lazy) and type(lazy) is Mean
+    again = Repo(repo.directory).get_one(model.dry_id)
+    assert again.dry_id == model.dry_id and not is_loaded(again)  # the id needs no load

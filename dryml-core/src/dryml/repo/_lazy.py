@@ -51,6 +51,23 @@ def _lazy_meta(meta: type) -> type:
     return found
 
 
+# What a lazy object answers without reading its file; every other attribute lookup, the
+# class's own properties and methods included, loads it first.
+_ANSWERED = frozenset({_STATE, "dry_id", "definition", "_dry_real_class"})
+
+
+def _getattribute(self: Any, name: str) -> Any:
+    # __getattr__ alone is not enough: a property of the real class (e.g. a Trainable's
+    # ``train_state``, which creates an empty state when ``__dict__`` has none) would run on
+    # the empty stand-in and answer silently wrong (``trained`` False for a trained model).
+    if name in _ANSWERED or (name.startswith("__") and name.endswith("__")):
+        return object.__getattribute__(self, name)
+    if _STATE in object.__getattribute__(self, "__dict__"):
+        load_now(self)
+        return getattr(self, name)  # the real class now answers, its own hooks included
+    return object.__getattribute__(self, name)
+
+
 def _getattr(self: Any, name: str) -> Any:
     if name == _STATE or name.startswith("__"):
         raise AttributeError(name)
@@ -98,7 +115,8 @@ def _lazy_class(cls: type) -> type:
     if found is None:
         namespace = {
             "__module__": cls.__module__, "__qualname__": cls.__qualname__,
-            "__getattr__": _getattr, "__setattr__": _setattr, "__delattr__": _delattr,
+            "__getattribute__": _getattribute, "__getattr__": _getattr,
+            "__setattr__": _setattr, "__delattr__": _delattr,
             "__repr__": _repr, "__reduce_ex__": _reduce_ex, "dry_id": property(_dry_id),
             "definition": _definition,
             "_dry_real_class": cls,
