@@ -15,6 +15,7 @@ wheel that only pip's configured find-links sees) and installs every pin in
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,11 +69,46 @@ LINT_PATHS = [
 ]
 
 
-def install(session: nox.Session, names: list[str], *extra: str, editable: bool = True) -> None:
+def install(session: nox.Session, names: list[str], *extra: str, editable: bool = True,
+            silent: bool | None = None) -> None:
     """Install the named packages (always with dryml-core) plus `extra` requirements."""
     wanted = ["core", *(name for name in names if name != "core")]
     args = [arg for name in wanted for arg in PACKAGES[name].requirement(editable=editable)]
-    session.install(*CONSTRAINTS, *args, *extra)
+    session.install(*CONSTRAINTS, *args, *extra, silent=silent)
+
+
+def install_inputs_digest(*args: str) -> str:
+    """A hash of everything an install depends on: the arguments, constraints.txt, the docs'
+    requirements and every file of every package (the installs are not editable)."""
+    digest = hashlib.sha256("\0".join(args).encode())
+    files = [ROOT / "constraints.txt", ROOT / "docs" / "requirements.txt"]
+    for pkg in PACKAGES.values():
+        files += sorted(p for p in (ROOT / pkg.path).rglob("*") if p.is_file() and not any(
+            part in {"__pycache__", "build", "dist"} or part.endswith(".egg-info")
+            for part in p.relative_to(ROOT).parts))
+    for path in files:
+        digest.update(f"\0{path.relative_to(ROOT)}\0".encode())
+        digest.update(path.read_bytes() if path.is_file() else b"(missing)")
+    return digest.hexdigest()
+
+
+def install_once(session: nox.Session, names: list[str], *extra: str, what: str) -> None:
+    """`install` (non-editable, pip's progress shown), skipped when the reused environment
+    already holds exactly these inputs (a stamp in the environment records their hash)."""
+    stamp = Path(session.virtualenv.location) / ".dryml-install-inputs"
+    digest = install_inputs_digest(*names, *extra)
+    if stamp.is_file() and stamp.read_text() == digest:
+        session.log(f"reusing environment (inputs unchanged): {session.virtualenv.location}")
+        return
+    if stamp.is_file():
+        session.log(f"sources or requirements changed since the last run: installing {what} "
+                    "again (what is installed already is kept)")
+        stamp.unlink()
+    else:
+        session.log(f"installing {what} (first run only: a few minutes; later runs reuse this "
+                    "environment)")
+    install(session, names, *extra, editable=False, silent=False)
+    stamp.write_text(digest)
 
 
 def require_env(names: list[str]) -> dict[str, str]:
@@ -139,13 +175,18 @@ def typecheck(session: nox.Session) -> None:
     session.run("mypy", *session.posargs)
 
 
-@nox.session
+@nox.session(reuse_venv=True)
 def main(session: nox.Session) -> None:
     """The main job: every framework's models compared on one footing (README's first command).
 
-    Extra arguments go to the script, e.g. `nox -s main -- --task regression`.
+    Extra arguments go to the script, e.g. `nox -s main -- --task regression`. Its environment
+    is kept: later runs reinstall only when a package, constraints.txt or the docs'
+    requirements changed.
     """
-    install(session, list(PACKAGES), *DOCS_REQUIREMENTS, *SEARCH_REQUIREMENTS, editable=False)
+    install_once(session, list(PACKAGES), *DOCS_REQUIREMENTS, *SEARCH_REQUIREMENTS,
+                 what="dryml-core, dryml-tf (tensorflow-cpu, ~1.3 GB installed), dryml-torch "
+                 "(torch CPU, ~0.8 GB), dryml-sklearn (scikit-learn, scipy), dryml-xgboost "
+                 "(xgboost, ~0.7 GB with its NCCL library), optuna, pandas, matplotlib")
     session.run("python", "docs/examples/compare_frameworks.py", *session.posargs,
                 env=STRICT_ENV)
 
