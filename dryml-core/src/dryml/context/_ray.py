@@ -85,7 +85,11 @@ class RayExecutor:
         if not ray.is_initialized():
             address = address or os.environ.get("RAY_ADDRESS") or None
             extra: dict[str, Any] = {} if address else {"include_dashboard": False}
-            ray.init(address=address, logging_level=logging.WARNING, **extra)
+            started = _init(ray, address=address, logging_level=logging.WARNING, **extra)
+            if not address:  # processes this one starts join this Ray instance, not new ones
+                gcs = getattr(started, "address_info", {}).get("gcs_address")
+                if gcs:
+                    os.environ["RAY_ADDRESS"] = gcs
         self.remote_cls: Any = ray.remote(max_restarts=0, max_task_retries=0)(
             _actor_class())
         self.cond = threading.Condition()
@@ -225,6 +229,34 @@ class RayExecutor:
                 self.ray.kill(actor.handle)
             except Exception:  # noqa: BLE001,S110 - an actor already gone is fine
                 pass
+
+
+def _init(ray: Any, **kwargs: Any) -> Any:
+    """``ray.init`` from a thread that lives as long as this process.
+
+    A Ray instance that ``ray.init`` starts here (no address) runs processes that Ray ties to
+    the *thread* that started them (Linux PDEATHSIG): started from a short-lived thread (the
+    first call came from a search's or a script's thread pool), the raylet and GCS would be
+    killed when that thread ends.
+    """
+    if kwargs.get("address") or threading.current_thread() is threading.main_thread():
+        return ray.init(**kwargs)
+    done = threading.Event()
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["ctx"] = ray.init(**kwargs)
+        except BaseException as exc:  # noqa: BLE001 - raised again in the caller
+            box["error"] = exc
+        done.set()
+        threading.Event().wait()  # never ends: Ray's processes live while this thread does
+
+    threading.Thread(target=run, name="dryml-ray-init", daemon=True).start()
+    done.wait()
+    if "error" in box:
+        raise box["error"]
+    return box["ctx"]
 
 
 def _actor_class() -> type:
