@@ -63,3 +63,29 @@ def test_the_docs_example_runs_on_the_cluster(cluster: RayCluster) -> None:
                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "calls ran in Ray actor process" in out.stdout
+
+
+def test_a_ray_instance_dryml_starts_from_a_thread_outlives_the_thread() -> None:
+    # DRYML_EXECUTOR=ray, no address: dryml starts Ray itself, here on its first call, made
+    # from a thread that then ends (as a script's thread pool does); the instance keeps
+    # serving, and RAY_ADDRESS names it for the processes this one starts
+    code = """
+import os, threading
+import dryml.context as dc
+
+@dc.compute_context({"default": {"cpu/0": 0.5}})
+def where():
+    return os.getpid()
+
+first = []
+thread = threading.Thread(target=lambda: first.append(where()))
+thread.start()
+thread.join()
+assert where() == first[0] != os.getpid()
+print("ok", os.environ.get("RAY_ADDRESS", "")[:3] != "")
+"""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**env, **RAY_ENV, "DRYML_EXECUTOR": "ray"}, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split()[-2:] == ["ok", "True"]  # and subprocesses would join it

@@ -234,10 +234,11 @@ class RayExecutor:
 def _init(ray: Any, **kwargs: Any) -> Any:
     """``ray.init`` from a thread that lives as long as this process.
 
-    A Ray instance that ``ray.init`` starts here (no address) runs processes that Ray ties to
-    the *thread* that started them (Linux PDEATHSIG): started from a short-lived thread (the
-    first call came from a search's or a script's thread pool), the raylet and GCS would be
-    killed when that thread ends.
+    Defensive: Ray ties processes it starts to their parent through PDEATHSIG, which Linux
+    fires when the starting *thread* ends; the first call often comes from a pool thread (a
+    search, the main job). Twice the main job's own Ray instance (raylet and GCS) vanished at
+    the end of training when it was started from such a thread; a short test of a thread that
+    ends does not reproduce it, so the cause is not established.
     """
     if kwargs.get("address") or threading.current_thread() is threading.main_thread():
         return ray.init(**kwargs)
