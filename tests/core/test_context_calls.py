@@ -207,6 +207,13 @@ def test_gpu_grants_show_in_the_worker_environment() -> None:
     assert plain["cuda"] == ""  # a worker sees no GPU it was not granted
 
 
+def test_a_fractional_num_gpus_is_a_share_of_one_gpu_in_the_worker() -> None:
+    seen = where(call_context_reqs={"default": {"num_gpus": 0.5, "cpu/0": 0.5}})
+    gpus = {n: a for n, a in seen["shares"]["default"].items() if n.startswith("gpu/")}
+    assert gpus == {"gpu/0": 0.5}  # the first GPU with room: shares fill one GPU first
+    assert seen["cuda"] == "GPU-fake-0000"  # the worker sees that one GPU only
+
+
 def test_a_request_that_can_never_be_met_fails_at_once() -> None:
     with pytest.raises(ResourcesUnavailableError, match="4 GPUs"):
         where(call_context_reqs={"default": {"num_gpus": 5}})

@@ -61,6 +61,51 @@ def test_an_empty_requirement_gets_one_cpu_and_no_gpu() -> None:
     assert dict(grant.shares) == {"default": {"cpu/0": 1.0}}
 
 
+def test_four_half_gpu_requests_run_two_per_gpu_and_never_more() -> None:
+    s = scheduler(gpus=2)
+    half = req({"torch": {"num_gpus": 0.5}})
+    assert half["torch"].gpu_share == 0.5 and half["torch"].as_dict() == {
+        "num_gpus": 0.5, "num_cpus": 1}
+    grants = [s.try_acquire(half) for _ in range(4)]
+    assert all(g is not None for g in grants)
+    per_gpu: dict[str, int] = {}
+    for g in grants:
+        assert g is not None
+        (gpu,) = [n for n in g.shares["torch"] if n.startswith("gpu/")]
+        assert g.shares["torch"][gpu] == 0.5
+        per_gpu[gpu] = per_gpu.get(gpu, 0) + 1
+    assert per_gpu == {"gpu/0": 2, "gpu/1": 2}
+    assert s.try_acquire(half) is None  # a fifth waits: no GPU has half left
+    assert s.try_acquire(req({"torch": {"num_gpus": 0.25}})) is None
+    first = grants[0]
+    assert first is not None
+    s.release(first)
+    assert s.try_acquire(half) is not None
+
+
+def test_a_gpu_share_fills_one_gpu_before_starting_on_the_next() -> None:
+    s = scheduler(gpus=2)
+    quarter = s.try_acquire(req({"torch": {"num_gpus": 0.25}}))
+    assert quarter is not None and "gpu/0" in quarter.shares["torch"]
+    # the next share goes beside the first, so a whole GPU stays free for a whole request
+    assert "gpu/0" in (s.try_acquire(req({"tf": {"num_gpus": 0.75}})) or quarter).shares["tf"]
+    assert s.try_acquire(req({"torch": {"num_gpus": 1}})) is not None
+
+
+def test_a_context_with_a_gpu_share_satisfies_checks_for_that_share_only() -> None:
+    from dryml.context._state import ComputeContext
+
+    grant = scheduler(gpus=2).try_acquire(req({"torch": {"num_gpus": 0.5}}))
+    assert grant is not None
+    ctx = ComputeContext(grant.shares)
+    assert ctx.satisfies({"torch": {"num_gpus": 0.5}})
+    assert ctx.satisfies({"torch": {"num_gpus": 0.25}})
+    assert not ctx.satisfies({"torch": {"num_gpus": 0.75}})
+    assert not ctx.satisfies({"torch": {"num_gpus": 1}})
+    with pytest.raises(ResourcesUnavailableError, match="can never be met"):
+        scheduler(gpus=0).check_possible(req({"torch": {"num_gpus": 0.5}}))
+
+
 def test_impossible_requests_fail_at_once_saying_what_exists() -> None:
     s = scheduler(gpus=2)
     with pytest.raises(ResourcesUnavailableError, match=r"2 GPUs \(gpu/0\.\.gpu/1\)"):
@@ -83,7 +128,9 @@ def test_a_nested_request_cannot_count_on_what_its_caller_holds() -> None:
 
 @pytest.mark.parametrize("bad", [
     {"torch": {"gpu/0": 1.5}}, {"torch": {"gpu/0": 0}}, {"torch": {"tpu/0": 1}},
-    {"torch": {"num_gpus": 0.5}}, {"torch": {"num_cpus": -1}}, {"torch": 3}, [1, 2],
+    {"torch": {"num_gpus": 1.5}}, {"torch": {"num_gpus": -0.5}}, {"torch": {"num_cpus": 0.5}},
+    {"torch": {"num_gpus": 0.5, "gpu/0": 0.5}}, {"torch": {"num_cpus": -1}}, {"torch": 3},
+    [1, 2],
 ])
 def test_malformed_requirements_are_refused_with_a_reason(bad: object) -> None:
     with pytest.raises(ContextIncompatibilityError):
@@ -99,8 +146,14 @@ _SPEC = st.dictionaries(
 
 
 def _fix(spec: dict) -> dict:
-    return {fw: {k: (int(v) if k.startswith("num_") else min(float(v), 1.0))
-                 for k, v in r.items()} for fw, r in spec.items()}
+    fixed = {fw: {k: (v if k == "num_gpus" and v < 1 else int(v) if k.startswith("num_")
+                      else min(float(v), 1.0))
+                  for k, v in r.items()} for fw, r in spec.items()}
+    for r in fixed.values():  # a fractional num_gpus takes any GPU: it names none
+        if isinstance(r.get("num_gpus"), float):
+            for k in [k for k in r if k.startswith("gpu/")]:
+                del r[k]
+    return fixed
 
 
 @settings(max_examples=150)

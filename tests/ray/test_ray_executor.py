@@ -37,12 +37,13 @@ def test_half_gpu_calls_run_two_per_declared_gpu_and_never_more(cluster: RayClus
                                                                  tmp_path: Path) -> None:
     folder = tmp_path / "running"
     folder.mkdir()
-    # six calls asking half a GPU each; the head node declares two GPUs: four fit at once
-    seen = run_at_once(toys.half_gpu, [(str(folder), 4)] * 6)
+    # four calls asking {'default': {'num_gpus': 0.5}}; the head node declares two GPUs
+    seen = run_at_once(toys.half_gpu, [(str(folder), 4)] * 4)
     assert all(s["full"] for s in seen), seen  # four ran at once...
     assert {s["gpu"] for s in seen} == {"0", "1"}, seen  # ...on both declared GPUs
     assert all(s["cuda"] == s["gpu"] for s in seen), seen  # each sees only its GPU
     assert max(s["most_here"] for s in seen) == 2, seen  # two shared a GPU
+    assert sorted(s["gpu"] for s in seen) == ["0", "0", "1", "1"], seen  # two per GPU
     assert all(s["most_here"] <= 2 and s["most_total"] <= 4 for s in seen), seen  # never more
 
 

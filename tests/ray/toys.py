@@ -55,13 +55,14 @@ def meet(folder: str, expected: int) -> str:
     return node_id()
 
 
-@dc.compute_context({"default": {"gpu/0": 0.5, "cpu/0": 0.1}})
+@dc.compute_context({"default": {"num_gpus": 0.5, "cpu/0": 0.1}})
 def half_gpu(folder: str, full: int) -> dict[str, Any]:
-    """Hold half a GPU until ``full`` calls have run at once; what this call saw meanwhile."""
+    """Hold half of any one GPU (a fractional ``num_gpus``) until ``full`` calls have run at
+    once; what this call saw meanwhile."""
     import ray
 
     gpu = ",".join(str(g) for g in ray.get_gpu_ids())
-    dc.context_check({"default": {"gpu/0": 0.5}})
+    dc.context_check({"default": {"num_gpus": 0.5}})
     mine = Path(folder, f"{gpu}-{uuid.uuid4().hex}")
     mine.touch()
     flag = Path(folder).parent / (Path(folder).name + ".full")

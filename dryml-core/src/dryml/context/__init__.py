@@ -8,9 +8,9 @@
 3
 
 A requirement is ``{framework: {resource: amount}}`` with resources ``'cpu/N'``, ``'gpu/N'``
-(fractions allowed), ``'num_cpus'`` and ``'num_gpus'``; ``'default'`` is the framework-free
-context. One scheduler in the calling process grants resources to every call and never grants
-more than exists. See docs/context.md.
+(fractions allowed), ``'num_cpus'`` and ``'num_gpus'`` (whole, or a fraction in (0, 1): a share
+of any one GPU); ``'default'`` is the framework-free context. One scheduler in the calling
+process grants resources to every call and never grants more than exists. See docs/context.md.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 A requirement ``{framework: {...}}`` becomes one actor's Ray resources (:func:`ray_resources`):
 CPUs and GPUs summed over its frameworks, ``'cpu/N'``/``'gpu/N'`` fractions as shares of one
-device (Ray chooses the node and the device), ``num_cpus``/``num_gpus`` as whole devices. Actors
+device (Ray chooses the node and the device), ``num_cpus``/``num_gpus`` as whole devices and a
+fractional ``num_gpus`` as Ray's fractional ``num_gpus`` (a share of one GPU). Actors
 are kept warm per requirement and reused; an idle actor is stopped when a new one waits for the
 resources it holds. Ray is imported only here, when this executor is chosen.
 """
@@ -49,6 +50,10 @@ def ray_resources(request: dict[str, Request]) -> tuple[float, float,
                     index += 1
                 share[f"{kind}/{index}"] = 1.0
                 taken.add(index)
+        if req.gpu_share:  # Ray's fractional num_gpus: a share of one GPU on the chosen node
+            taken = {int(n.split("/")[1]) for n in share if n.startswith("gpu/")}
+            index = min(set(range(len(taken) + 1)) - taken)
+            share[f"gpu/{index}"] = req.gpu_share
         cpus += sum(a for n, a in share.items() if n.startswith("cpu/"))
         gpus += sum(a for n, a in share.items() if n.startswith("gpu/"))
         shares[framework] = share

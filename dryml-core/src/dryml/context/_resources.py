@@ -2,6 +2,8 @@
 
 A resource is one device with capacity 1.0 (``cpu/3``, ``gpu/0``); requests may take fractions
 of it. A requirement names frameworks: ``{'torch': {'gpu/0': 0.5, 'num_cpus': 2}}``.
+``num_gpus`` may also be a fraction in (0, 1): a share of whichever one GPU is free enough
+(``{'torch': {'num_gpus': 0.5}}``: two such calls share one GPU).
 """
 
 from __future__ import annotations
@@ -83,12 +85,14 @@ class Request:
 
     ``default_cpu`` marks the one CPU given to a requirement that names none: it is accounted
     in this process only, never in the machine-wide ledger (see ``dryml.context._ledger``).
+    ``gpu_share`` is a fractional ``num_gpus`` (in (0, 1)): that share of any one GPU.
     """
 
     specific: tuple[tuple[str, float], ...] = ()
     num_cpus: int = 0
     num_gpus: int = 0
     default_cpu: bool = False
+    gpu_share: float = 0.0
 
     def as_dict(self) -> dict[str, float]:
         """The request in the user's notation."""
@@ -97,6 +101,8 @@ class Request:
             out["num_cpus"] = self.num_cpus
         if self.num_gpus:
             out["num_gpus"] = self.num_gpus
+        elif self.gpu_share:
+            out["num_gpus"] = self.gpu_share
         return out
 
 
@@ -107,11 +113,18 @@ def parse_request(framework: str, spec: Mapping[str, Any]) -> Request:
             f"the requirement for {framework!r} must be a dict of resources, got {spec!r}")
     specific: dict[str, float] = {}
     counts = {"cpu": 0, "gpu": 0}
+    gpu_share = 0.0
     for key, amount in spec.items():
+        if key == "num_gpus" and _is_fraction(amount):
+            gpu_share = float(amount)
+            continue
         if key in _COUNT_KEYS:
+            if isinstance(amount, float) and amount.is_integer():
+                amount = int(amount)
             if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
+                extra = " or a fraction in (0, 1) (a share of one GPU)" if key == "num_gpus" else ""
                 raise ContextIncompatibilityError(
-                    f"{framework}: {key} must be a whole number >= 0, got {amount!r}")
+                    f"{framework}: {key} must be a whole number >= 0{extra}, got {amount!r}")
             counts[_COUNT_KEYS[key]] = amount
             continue
         if not isinstance(key, str) or not _KEY.match(key):
@@ -123,7 +136,18 @@ def parse_request(framework: str, spec: Mapping[str, Any]) -> Request:
             raise ContextIncompatibilityError(
                 f"{framework}: {key} must be a fraction in (0, 1], got {amount!r}")
         specific[key] = float(amount)
-    return Request(tuple(sorted(specific.items())), counts["cpu"], counts["gpu"])
+    if gpu_share and any(k.startswith("gpu/") for k in specific):
+        raise ContextIncompatibilityError(
+            f"{framework}: a fractional num_gpus ({gpu_share}) cannot be combined with a named "
+            "GPU; ask for 'gpu/N': share instead")
+    return Request(tuple(sorted(specific.items())), counts["cpu"], counts["gpu"],
+                   gpu_share=gpu_share)
+
+
+def _is_fraction(amount: Any) -> bool:
+    """Whether ``amount`` is a number strictly between 0 and 1."""
+    return (not isinstance(amount, bool) and isinstance(amount, (int, float))
+            and math.isfinite(amount) and 0 < amount < 1)
 
 
 def normalize_requirement(reqs: Requirement | None) -> dict[str, Request]:

@@ -94,6 +94,16 @@ def _fit(request: Mapping[str, Request], free: dict[str, float],
             for name in whole[:count]:
                 free[name] = 0.0
                 share[name] = 1.0
+        if req.gpu_share:
+            # best fit: the GPU with the least room that still holds the share, so that
+            # fractional calls fill one GPU before they start on the next
+            room = [n for n in kinds.get("gpu", [])
+                    if n not in share and free[n] + _EPS >= req.gpu_share]
+            if not room:
+                return None
+            name = min(room, key=lambda n: (free[n], n))
+            free[name] = round(free[name] - req.gpu_share, 9)
+            share[name] = req.gpu_share
         shares[fw] = share
     return shares
 
@@ -228,7 +238,7 @@ class Scheduler:
             return set()
         asked: set[str] = set()
         for req in request.values():
-            if req.num_gpus:
+            if req.num_gpus or req.gpu_share:
                 asked.add("gpu")
             if req.num_cpus and not req.default_cpu:
                 asked.add("cpu")
@@ -242,7 +252,8 @@ class Scheduler:
         wanted = {self._keys[n] for req in request.values() for n, _ in req.specific
                   if n in self._keys}
         whole = {kind for req in request.values()
-                 for kind, count in (("cpu", req.num_cpus), ("gpu", req.num_gpus)) if count}
+                 for kind, count in (("cpu", req.num_cpus), ("gpu", req.num_gpus or req.gpu_share))
+                 if count}
         self._blockers = [h for h in holdings if _kind(h.name) in kinds
                           and (h.resource in wanted or _kind(h.name) in whole)]
         self._blocked_at = time.monotonic()

@@ -96,6 +96,9 @@ class ComputeContext:
             return False
         whole = {kind: sum(1 for n, a in share.items() if n.startswith(kind + "/") and a >= 1)
                  for kind in ("cpu", "gpu")}
+        if req.gpu_share and not any(n.startswith("gpu/") and a + 1e-9 >= req.gpu_share
+                                     for n, a in share.items()):
+            return False
         return whole["cpu"] >= req.num_cpus and whole["gpu"] >= req.num_gpus
 
 
