@@ -107,3 +107,18 @@ def test_a_requirement_no_node_can_meet_fails_at_once(cluster: RayCluster,
     # no resource_timeout: waiting for resources that no node has would hang for ever
     with pytest.raises(ResourcesUnavailableError, match="no node of the Ray cluster"):
         toys.bump(toys.Counter(), call_context_reqs=reqs)
+
+
+def test_a_large_array_goes_by_reference_once_and_arrives_writable(cluster: RayCluster) -> None:
+    import numpy as np
+
+    from dryml.context._executor import chosen_executor, get_executor
+
+    executor = get_executor(*chosen_executor())  # the one the session configured
+    puts, hits = executor.store_puts, executor.store_hits
+    x = np.arange(300_000, dtype=np.float64)  # 2.4 MB: above the 1 MiB by-reference size
+    assert toys.doubled_sum(x) == toys.doubled_sum(x) == float(2 * x.sum())
+    assert x[1] == 1.0  # the caller's array is untouched
+    assert (executor.store_puts - puts, executor.store_hits - hits) == (1, 1)
+    assert toys.doubled_sum(np.ones(10)) == 20.0  # small arrays travel in the message
+    assert executor.store_puts - puts == 1

@@ -15,6 +15,7 @@ from cluster import RAY_ENV, RayCluster
 from toys import Toy, blobs
 
 from dryml import ObjectDef
+from dryml.context._executor import get_executor
 from dryml.repo import Repo
 from dryml.search import Float, Search
 
@@ -23,6 +24,7 @@ N_TRIALS = 6
 DRIVER = """
 import sys
 from dryml import ObjectDef
+from dryml.context._executor import get_executor
 from dryml.search import Float, Search
 from toys import Toy, blobs
 Search(ObjectDef(Toy, shift=Float(0.0, 4.0), pause=1.0), repo=sys.argv[1], name="k",
@@ -71,3 +73,16 @@ def test_a_ray_search_whose_driver_is_killed_resumes_to_exactly_n_trials(
     assert all("killed" in (t["error"] or "") for t in result.trials if t["status"] == "failed")
     repo = Repo(repo_dir)
     assert all(repo.load(t["dry_id"]).trained for t in complete)  # the driver wrote them
+
+
+def test_a_ray_search_puts_its_training_data_into_the_object_store_once(
+        cluster: RayCluster, tmp_path: Path) -> None:
+    executor = get_executor("ray")
+    puts, hits = executor.store_puts, executor.store_hits
+    data = blobs(n=300_000)  # x: 2.4 MB, y: 2.4 MB, both above the 1 MiB by-reference size
+    result = Search(ObjectDef(Toy, shift=Float(0.0, 4.0)), repo=tmp_path / "repo", name="d",
+                    sampler="random", n_trials=4, seed=1, parallel=2, executor="ray").run(data)
+    assert [t["status"] for t in result.trials] == ["complete"] * 4
+    put = executor.store_puts - puts
+    assert put >= 1  # the data went through Ray's object store...
+    assert executor.store_hits - hits == 3 * put  # ...once: the other three trials reused it

@@ -140,3 +140,10 @@ def blobs(n: int = 300, seed: int = 0) -> NumpyDataset:
     y = rng.integers(0, 3, n)
     x = rng.normal(size=(n, 2)) + np.array([[0, 0], [4, 0], [0, 4]])[y]
     return NumpyDataset((x.astype(np.float32), y), supervised=True)
+
+
+@dc.compute_context({"default": {}})
+def doubled_sum(x: Any) -> float:
+    """Double ``x`` in place (the array arrives writable) and sum it."""
+    x *= 2
+    return float(x.sum())

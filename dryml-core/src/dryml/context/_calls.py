@@ -35,12 +35,20 @@ class RemoteTraceback(Exception):
 
 
 def encode_call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
-                update_objs: bool) -> dict[str, Any]:
-    """The message that runs ``fn(*args, **kwargs)`` in a worker."""
-    data, blobs, trust = _protocol.dumps((args, kwargs))
-    return {"fn": _protocol.function_payload(fn), "cwd": os.getcwd(), "sys_path": sys.path,
-            "classes": _protocol.local_classes([args, kwargs]) if blobs else [],
-            "args": data, "blobs": blobs, "trust": trust, "update_objs": update_objs}
+                update_objs: bool, out_of_band: int | None = None) -> dict[str, Any]:
+    """The message that runs ``fn(*args, **kwargs)`` in a worker.
+
+    ``out_of_band``: array buffers of at least this many bytes are left out of the pickle, in
+    the message's ``buffers`` (an executor that ships them its own way, e.g. Ray's object store).
+    """
+    buffers: list[Any] | None = [] if out_of_band is not None else None
+    data, blobs, trust = _protocol.dumps((args, kwargs), buffers, out_of_band or 0)
+    msg = {"fn": _protocol.function_payload(fn), "cwd": os.getcwd(), "sys_path": sys.path,
+           "classes": _protocol.local_classes([args, kwargs]) if blobs else [],
+           "args": data, "blobs": blobs, "trust": trust, "update_objs": update_objs}
+    if buffers:
+        msg["buffers"] = buffers
+    return msg
 
 
 _fn_cache: dict[Any, Callable[..., Any]] = {}
@@ -68,7 +76,8 @@ def run_call(msg: dict[str, Any]) -> dict[str, Any]:
         # After the function: unpickling a function by value may define a throwaway copy of a
         # class it uses, and that copy replaces the registry entry (held weakly) until it dies.
         _protocol.register_classes(msg["classes"])
-        args, kwargs = _protocol.loads(msg["args"], msg["blobs"], msg["trust"])
+        args, kwargs = _protocol.loads(msg["args"], msg["blobs"], msg["trust"],
+                                       msg.get("buffers"))
         entered = enter_compute([args, kwargs])
         try:
             result = fn(*args, **kwargs)

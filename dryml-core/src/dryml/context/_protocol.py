@@ -105,8 +105,9 @@ class _Bundle(Object):
 
 
 class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
-    def __init__(self, file: io.BytesIO) -> None:
-        super().__init__(file, protocol=PROTOCOL)
+    def __init__(self, file: io.BytesIO,
+                 buffer_callback: Callable[[pickle.PickleBuffer], bool] | None = None) -> None:
+        super().__init__(file, protocol=PROTOCOL, buffer_callback=buffer_callback)
         self.objects: list[Object] = []
         self.seen: dict[int, int] = {}
 
@@ -121,8 +122,9 @@ class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
 
 
 class _Unpickler(pickle.Unpickler):
-    def __init__(self, file: io.BytesIO, blobs: list[bytes], trust: Iterable[str]) -> None:
-        super().__init__(file)
+    def __init__(self, file: io.BytesIO, blobs: list[bytes], trust: Iterable[str],
+                 buffers: Iterable[Any] | None = None) -> None:
+        super().__init__(file, buffers=buffers)
         self.blobs = blobs
         self.trust = tuple(trust)
         self.objects: tuple[Any, ...] | None = None
@@ -141,10 +143,23 @@ class _Unpickler(pickle.Unpickler):
         return self.objects[index]
 
 
-def dumps(value: Any) -> tuple[bytes, list[bytes], list[str]]:
-    """``(pickle, dry blobs, modules to trust)`` of a value whose Objects travel as .dry."""
+def dumps(value: Any, buffers: list[pickle.PickleBuffer] | None = None,
+          min_size: int = 0) -> tuple[bytes, list[bytes], list[str]]:
+    """``(pickle, dry blobs, modules to trust)`` of a value whose Objects travel as .dry.
+
+    With ``buffers`` (a list to fill), buffers of at least ``min_size`` bytes that support
+    pickle protocol 5 (contiguous numpy arrays) travel out of band: they are appended to
+    ``buffers`` instead of being copied into the pickle (see :func:`loads`).
+    """
     buf = io.BytesIO()
-    pickler = _Pickler(buf)
+    callback = None
+    if buffers is not None:
+        def callback(pb: pickle.PickleBuffer) -> bool:
+            if pb.raw().nbytes < min_size:
+                return True  # small: in band
+            buffers.append(pb)
+            return False
+    pickler = _Pickler(buf, callback)
     pickler.dump(value)
     if not pickler.objects:
         return buf.getvalue(), [], []
@@ -186,9 +201,11 @@ def classes_in(values: Iterable[Any]) -> list[type]:
     return list(found)
 
 
-def loads(data: bytes, blobs: list[bytes], trust: Iterable[str]) -> Any:
-    """Inverse of :func:`dumps`."""
-    return _Unpickler(io.BytesIO(data), blobs, trust).load()
+def loads(data: bytes, blobs: list[bytes], trust: Iterable[str],
+          buffers: Iterable[Any] | None = None) -> Any:
+    """Inverse of :func:`dumps`; ``buffers``: the out-of-band buffers, in order (writable
+    ones, such as ``bytearray``, give writable arrays)."""
+    return _Unpickler(io.BytesIO(data), blobs, trust, buffers).load()
 
 
 def _importable(module: str) -> bool:

@@ -10,11 +10,14 @@ resources it holds. Ray is imported only here, when this executor is chosen.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
+import pickle
 import threading
 import time
+from collections import OrderedDict
 from typing import Any
 
 import attrs
@@ -25,6 +28,12 @@ from dryml.errors import BackendUnavailableError, ResourcesUnavailableError, Wor
 
 __all__ = ["RayExecutor", "ray_resources"]
 
+BY_REF_MIN = 1 << 20
+"""Bytes from which an argument's array buffer or ``.dry`` blob goes through Ray's object store
+(``DRYML_RAY_BY_REF_MIN`` overrides): put once, cached by content on the driver, passed by
+reference, so calls that share data (a search's trials) do not send it again."""
+STORE_CACHE = 4 << 30
+"""Bytes of object-store entries the driver keeps referenced (least recently used go first)."""
 EVICT_AFTER = 2.0
 """Seconds a new actor may wait for resources before an idle actor of another context goes."""
 _POLL = 0.1
@@ -100,6 +109,48 @@ class RayExecutor:
         self.cond = threading.Condition()
         self.actors: list[_Actor] = []
         self._closed = False
+        self.out_of_band = int(os.environ.get("DRYML_RAY_BY_REF_MIN", BY_REF_MIN))
+        self._store: OrderedDict[str, tuple[Any, int]] = OrderedDict()
+        self.store_puts = 0
+        """Buffers and blobs this executor put into Ray's object store."""
+        self.store_hits = 0
+        """Times a call reused one already there instead of sending it again."""
+
+    # -- data through the object store ---------------------------------------------------------
+    def _stored(self, data: Any) -> Any:
+        """An ObjectRef holding ``data`` (bytes or a buffer), put once per content."""
+        view = data.raw() if isinstance(data, pickle.PickleBuffer) else memoryview(data)
+        digest = hashlib.blake2b(view, digest_size=20).hexdigest()
+        with self.cond:
+            found = self._store.get(digest)
+            if found is not None:
+                self._store.move_to_end(digest)
+                self.store_hits += 1
+                return found[0]
+        if isinstance(data, pickle.PickleBuffer):
+            import numpy as np
+
+            ref = self.ray.put(np.frombuffer(view, dtype=np.uint8))
+        else:
+            ref = self.ray.put(bytes(data))
+        with self.cond:
+            self.store_puts += 1
+            self._store[digest] = (ref, view.nbytes)
+            total = sum(size for _, size in self._store.values())
+            while total > STORE_CACHE and len(self._store) > 1:
+                _, (_, size) = self._store.popitem(last=False)
+                total -= size
+        return ref
+
+    def _by_ref(self, msg: dict[str, Any]) -> dict[str, Any]:
+        """``msg`` with its out-of-band buffers and large ``.dry`` blobs as ObjectRefs."""
+        buffers = msg.get("buffers") or []
+        large = [len(b) >= self.out_of_band for b in msg["blobs"]]
+        if not buffers and not any(large):
+            return msg
+        blobs = [self._stored(b) if big else b
+                 for b, big in zip(msg["blobs"], large, strict=True)]
+        return {**msg, "buffers": [self._stored(b) for b in buffers], "blobs": blobs}
 
     # -- placement ---------------------------------------------------------------------------
     def _check_possible(self, cpus: float, gpus: float, wanted: str) -> None:
@@ -202,7 +253,7 @@ class RayExecutor:
         actor = self._checkout(reqs, resource_timeout)
         dead = True
         try:
-            ref = actor.handle.call.remote(msg)
+            ref = actor.handle.call.remote(self._by_ref(msg))
             try:
                 reply: dict[str, Any] = self.ray.get(ref, timeout=call_timeout)
             except self.ray.exceptions.GetTimeoutError:
@@ -229,6 +280,7 @@ class RayExecutor:
         with self.cond:
             self._closed = True
             actors, self.actors = self.actors, []
+            self._store.clear()
         for actor in actors:
             try:
                 self.ray.kill(actor.handle)

@@ -79,4 +79,18 @@ class DrymlActor:
 
         if not os.path.isdir(msg["cwd"]):  # another machine: the driver's folder is not here
             msg = {**msg, "cwd": os.getcwd()}
+        if msg.get("buffers") or any(not isinstance(b, bytes) for b in msg["blobs"]):
+            msg = _resolved(msg)
         return run_call(msg)
+
+
+def _resolved(msg: dict[str, Any]) -> dict[str, Any]:
+    """``msg`` with the ObjectRefs the driver sent (large data, see ``RayExecutor._by_ref``)
+    read from this node's object store: buffers as writable copies, blobs as bytes."""
+    import ray
+
+    refs = [b for b in [*msg.get("buffers", []), *msg["blobs"]] if isinstance(b, ray.ObjectRef)]
+    got = dict(zip([id(r) for r in refs], ray.get(refs), strict=True))
+    buffers = [bytearray(memoryview(got[id(b)])) for b in msg.get("buffers", [])]
+    blobs = [got[id(b)] if isinstance(b, ray.ObjectRef) else b for b in msg["blobs"]]
+    return {**msg, "buffers": buffers, "blobs": blobs}

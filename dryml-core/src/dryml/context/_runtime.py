@@ -13,8 +13,8 @@ from dryml.context._pool import Pool, WorkerInfo
 from dryml.context._resources import Requirement, ResourceProvider, normalize_requirement
 from dryml.context._scheduler import Grant, Scheduler
 
-__all__ = ["configure", "execute", "execute_local", "get_pool", "local_workers", "resources",
-           "shutdown_local", "shutdown_workers", "workers"]
+__all__ = ["configure", "execute", "execute_local", "get_pool", "local_workers", "out_of_band",
+           "resources", "shutdown_local", "shutdown_workers", "workers"]
 
 _pool: Pool | None = None
 _lock = threading.Lock()
@@ -121,6 +121,19 @@ def execute(reqs: Requirement | None, msg: dict[str, Any], *, call_timeout: floa
     reply: dict[str, Any] = get_executor(name, options).execute(
         reqs, msg, call_timeout=call_timeout, resource_timeout=resource_timeout)
     return reply
+
+
+def out_of_band() -> int | None:
+    """The size from which the chosen executor takes array buffers out of band (its
+    ``out_of_band`` attribute: the Ray executor ships them through its object store), or None
+    (the local pool: buffers travel inside the message)."""
+    from dryml.context._executor import LOCAL, chosen_executor, get_executor
+
+    name, options = chosen_executor()
+    if name == LOCAL:
+        return None
+    size: int | None = getattr(get_executor(name, options), "out_of_band", None)
+    return size
 
 
 def execute_local(reqs: Requirement | None, msg: dict[str, Any], *,
