@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["RAY_ENV", "RayCluster", "free_port", "running_cluster"]
+__all__ = ["LOOPBACK", "RAY_ENV", "RayCluster", "free_port", "running_cluster"]
 
 START_TIMEOUT = 180.0
 START_ATTEMPTS = 3
@@ -28,10 +28,19 @@ class NodeExited(RuntimeError):
 #: Ray enables it by itself when a token file exists in ~/.ray)
 RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
 
+#: the nodes' address: loopback, but not 127.0.0.1. Ray 2.60's ``ray start`` passes
+#: ``--node-ip-address`` through ``ray._private.services.resolve_ip_for_localhost``, which
+#: replaces ``127.0.0.1``, ``localhost`` and ``::1`` by the machine's routable address (the
+#: nodes then registered as e.g. 192.0.2.2). The only switch that keeps 127.0.0.1,
+#: ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, also refuses every worker node. Any other address
+#: of 127.0.0.0/8 is loopback on Linux and Ray keeps it as given. (Ray's gRPC servers still
+#: listen on every interface; the tests only ever connect through this address.)
+LOOPBACK = "127.0.0.2"
+
 
 def free_port() -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((LOOPBACK, 0))
         return int(s.getsockname()[1])
 
 
@@ -44,12 +53,12 @@ def _ray_cli() -> str:
 
 
 class RayCluster:
-    """Head (1 CPU, 2 declared GPUs) plus a worker node (1 CPU), both on 127.0.0.1."""
+    """Head (1 CPU, 2 declared GPUs) plus a worker node (1 CPU), both on :data:`LOOPBACK`."""
 
     def __init__(self) -> None:
         self.temp = tempfile.mkdtemp(prefix="dr", dir="/tmp")  # short: Ray's socket paths
         self.port = free_port()
-        self.address = f"127.0.0.1:{self.port}"
+        self.address = f"{LOOPBACK}:{self.port}"
         self.procs: list[subprocess.Popen[bytes]] = []
         self.logs: list[Path] = []
 
@@ -69,13 +78,13 @@ class RayCluster:
         # exits, and it is started again, the head on a fresh port.
         def head() -> tuple[str, ...]:
             self.port = free_port()
-            self.address = f"127.0.0.1:{self.port}"
-            return ("--head", "--node-ip-address=127.0.0.1", f"--port={self.port}",
+            self.address = f"{LOOPBACK}:{self.port}"
+            return ("--head", f"--node-ip-address={LOOPBACK}", f"--port={self.port}",
                     "--num-cpus=1", "--num-gpus=2", "--include-dashboard=false",
                     f"--temp-dir={self.temp}")
 
         def worker() -> tuple[str, ...]:
-            return (f"--address={self.address}", "--node-ip-address=127.0.0.1",
+            return (f"--address={self.address}", f"--node-ip-address={LOOPBACK}",
                     "--num-cpus=1", "--num-gpus=0")
 
         for count, node in ((1, head), (2, worker)):

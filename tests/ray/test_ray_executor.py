@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import ray
 import toys
-from cluster import RayCluster
+from cluster import LOOPBACK, RayCluster
 
 import dryml.context as dc
 from dryml.errors import ResourcesUnavailableError, WorkerCrashedError
@@ -31,6 +31,8 @@ def test_calls_land_on_both_nodes(cluster: RayCluster, tmp_path: Path) -> None:
     alive = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
     assert len(alive) == 2
     assert set(nodes) == alive
+    # both nodes registered at the loopback address they were given, not the machine's
+    assert {n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]} == {LOOPBACK}
 
 
 def test_half_gpu_calls_run_two_per_declared_gpu_and_never_more(cluster: RayCluster,
