@@ -8,7 +8,6 @@ for every procedure.
 
 from __future__ import annotations
 
-import math
 import numbers
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +15,7 @@ import attrs
 
 from dryml.errors import ConfigurationError
 from dryml.models import TrainingProcedure
+from dryml.models._procedure import positive_number
 
 if TYPE_CHECKING:
     import keras
@@ -126,11 +126,7 @@ class MixupProcedure(KerasProcedure):
     __module__ = "dryml_tf.models"  # the class path files name (public, stable)
 
     def __init__(self, alpha: float = 0.2) -> None:
-        if (isinstance(alpha, bool) or not isinstance(alpha, numbers.Real)
-                or not math.isfinite(alpha) or alpha <= 0):
-            raise ConfigurationError(f"MixupProcedure alpha must be a number > 0 (e.g. 0.2), "
-                                     f"got {alpha!r}")
-        self.alpha = float(alpha)
+        self.alpha = positive_number("MixupProcedure", "alpha", alpha, "0.2")
 
     def train_step(self, ctx: StepContext, data: Any) -> Any:
         """One optimizer step on the mixed batch."""

@@ -8,7 +8,6 @@ for every procedure.
 
 from __future__ import annotations
 
-import math
 import numbers
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -17,6 +16,7 @@ import attrs
 
 from dryml.errors import ConfigurationError
 from dryml.models import TrainingProcedure
+from dryml.models._procedure import positive_number
 
 if TYPE_CHECKING:
     import numpy as np
@@ -152,11 +152,7 @@ class MixupProcedure(TorchProcedure):
     __module__ = "dryml_torch.models"  # the class path files name (public, stable)
 
     def __init__(self, alpha: float = 0.2) -> None:
-        if (isinstance(alpha, bool) or not isinstance(alpha, numbers.Real)
-                or not math.isfinite(alpha) or alpha <= 0):
-            raise ConfigurationError(f"MixupProcedure alpha must be a number > 0 (e.g. 0.2), "
-                                     f"got {alpha!r}")
-        self.alpha = float(alpha)
+        self.alpha = positive_number("MixupProcedure", "alpha", alpha, "0.2")
 
     def train_step(self, ctx: EpochContext, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """One optimizer step on the mixed batch."""

@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
-from dryml._object import Object
+import math
+import numbers
 
-__all__ = ["TrainingProcedure"]
+from dryml._object import Object
+from dryml.errors import ConfigurationError
+
+__all__ = ["TrainingProcedure", "positive_number"]
+
+
+def positive_number(owner: str, name: str, value: object, example: str) -> float:
+    """``value`` as a float when it is a finite real number > 0; else a ConfigurationError
+    naming ``owner``'s argument ``name`` and an ``example`` of a good value."""
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+            or not math.isfinite(value) or value <= 0):
+        raise ConfigurationError(f"{owner} {name} must be a number > 0 (e.g. {example}), "
+                                 f"got {value!r}")
+    return float(value)
 
 
 class TrainingProcedure(Object):
