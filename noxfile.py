@@ -4,9 +4,9 @@
 """The one task runner of the dryml monorepo; the `PACKAGES` table drives every session.
 
 `python3 -m nox` runs the CI set (lint, typecheck, tests per package, core_isolated,
-integration, docs); `python3 -m nox -s main` runs the main job (the cross-framework
-comparison), `-s tour` the core-only tour, `-s bench` the benchmarks, and `nox -l` lists
-every session.
+integration, docs, ray), each session removing its environment when it ends (`drops_env`);
+`python3 -m nox -s main` runs the main job (the cross-framework comparison), `-s tour` the
+core-only tour, `-s bench` the benchmarks, and `nox -l` lists every session.
 
 Every session builds its own virtualenv with pip (not uv: the CPU build of torch is a local
 wheel that only pip's configured find-links sees) and installs every pin in
@@ -15,9 +15,14 @@ wheel that only pip's configured find-links sees) and installs every pin in
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import os
+import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import nox
 
@@ -111,6 +116,30 @@ def install_once(session: nox.Session, names: list[str], *extra: str, what: str)
     stamp.write_text(digest)
 
 
+def drops_env(func: Callable[..., None]) -> Callable[..., None]:
+    """Remove the session's virtualenv when it ends (passed or failed).
+
+    The CI set builds eleven environments of up to 3.5 GB each (13 GB together); kept, they
+    once filled a CI machine's disk before the last session. Plain `nox` rebuilds them on the
+    next run anyway, so removing them loses nothing; `nox -r` (reuse) or `DRYML_KEEP_ENVS=1`
+    keeps them, e.g. to look into a failure.
+    """
+
+    @functools.wraps(func)
+    def run(session: nox.Session, *args: Any, **kwargs: Any) -> None:
+        try:
+            func(session, *args, **kwargs)
+        finally:
+            location = session.virtualenv.location
+            keep = os.environ.get("DRYML_KEEP_ENVS", "") not in {"", "0"}
+            if location and not keep and not session.virtualenv.reuse_existing:
+                session.log(f"removing this session's environment {location} (disk space; "
+                            "DRYML_KEEP_ENVS=1 or `nox -r` keeps it)")
+                shutil.rmtree(location, ignore_errors=True)
+
+    return run
+
+
 def require_env(names: list[str]) -> dict[str, str]:
     """Environment for test runs: strict plugins, and the named backends must not skip."""
     backends = [backend for name in names if (backend := PACKAGES[name].backend)]
@@ -119,6 +148,7 @@ def require_env(names: list[str]) -> dict[str, str]:
 
 @nox.session
 @nox.parametrize("package", list(PACKAGES), ids=list(PACKAGES))
+@drops_env
 def tests(session: nox.Session, package: str) -> None:
     """Test one package in a venv holding only it and dryml-core: undeclared deps fail."""
     search = SEARCH_REQUIREMENTS if package == "core" else ()
@@ -130,6 +160,7 @@ def tests(session: nox.Session, package: str) -> None:
 
 
 @nox.session
+@drops_env
 def core_isolated(session: nox.Session) -> None:
     """Build and install dryml-core alone (non-editable, no backend) and run its tests."""
     install(session, ["core"], *TEST_TOOLS, editable=False)
@@ -139,6 +170,7 @@ def core_isolated(session: nox.Session) -> None:
 
 
 @nox.session
+@drops_env
 def integration(session: nox.Session) -> None:
     """All five distributions installed together (non-editable): discovery, no conflicts,
     and the main job in its reduced mode (so the doc examples' requirements too)."""
@@ -150,6 +182,7 @@ def integration(session: nox.Session) -> None:
 
 
 @nox.session
+@drops_env
 def ray(session: nox.Session) -> None:
     """The Ray executor (dryml-core[ray]) on a real two-node Ray cluster that the tests start
     on loopback; a Ray that cannot start fails the session (nothing is skipped)."""
@@ -160,6 +193,7 @@ def ray(session: nox.Session) -> None:
 
 
 @nox.session
+@drops_env
 def lint(session: nox.Session) -> None:
     """ruff over every package's sources, the tests, benchmarks and doc examples."""
     session.install(*CONSTRAINTS, "ruff")
@@ -167,6 +201,7 @@ def lint(session: nox.Session) -> None:
 
 
 @nox.session
+@drops_env
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on dryml-core (configuration in mypy.ini)."""
     # pytest too: dryml.testing is a pytest plugin and is checked against pytest's types.
@@ -208,6 +243,7 @@ def bench(session: nox.Session) -> None:
 
 
 @nox.session
+@drops_env
 def docs(session: nox.Session) -> None:
     """Run every docs/examples/*.py script with everything installed; any failure fails."""
     # ray: examples/cluster_ray.py runs against a Ray instance it starts on this machine
