@@ -56,9 +56,11 @@ class Package:
     extras: tuple[str, ...] = ()  #: pip extras installed with it (e.g. tensorflow-cpu)
     backend: str | None = None  #: entry-point name of the backend; None for core
 
-    def requirement(self, *, editable: bool) -> list[str]:
-        """pip arguments that install this package (with its extras) from the local tree."""
-        target = str(ROOT / self.path) + (f"[{','.join(self.extras)}]" if self.extras else "")
+    def requirement(self, *, editable: bool, more_extras: tuple[str, ...] = ()) -> list[str]:
+        """pip arguments that install this package (with its extras and `more_extras`) from
+        the local tree."""
+        extras = (*self.extras, *more_extras)
+        target = str(ROOT / self.path) + (f"[{','.join(extras)}]" if extras else "")
         return ["-e", target] if editable else [target]
 
 
@@ -75,10 +77,12 @@ LINT_PATHS = [
 
 
 def install(session: nox.Session, names: list[str], *extra: str, editable: bool = True,
-            silent: bool | None = None) -> None:
-    """Install the named packages (always with dryml-core) plus `extra` requirements."""
+            silent: bool | None = None, core_extras: tuple[str, ...] = ()) -> None:
+    """Install the named packages (always with dryml-core, with `core_extras`) plus `extra`
+    requirements."""
     wanted = ["core", *(name for name in names if name != "core")]
-    args = [arg for name in wanted for arg in PACKAGES[name].requirement(editable=editable)]
+    args = [arg for name in wanted for arg in PACKAGES[name].requirement(
+        editable=editable, more_extras=core_extras if name == "core" else ())]
     session.install(*CONSTRAINTS, *args, *extra, silent=silent)
 
 
@@ -140,6 +144,16 @@ def drops_env(func: Callable[..., None]) -> Callable[..., None]:
     return run
 
 
+def isolated(*command: str) -> tuple[str, ...]:
+    """`command` in a network namespace of its own whose only interface is loopback
+    (util-linux's `unshare --net`, then tests/ray/isolated_net.py sets loopback up): what it
+    starts listens on 127.0.0.1 there and nothing outside can reach it, nor can it download.
+    Needs root (or unprivileged user namespaces: `unshare --net --map-root-user`)."""
+    user = () if os.geteuid() == 0 else ("--map-root-user",)
+    return ("unshare", "--net", *user, "--", "python", str(ROOT / "tests" / "ray" /
+                                                             "isolated_net.py"), *command)
+
+
 def require_env(names: list[str]) -> dict[str, str]:
     """Environment for test runs: strict plugins, and the named backends must not skip."""
     backends = [backend for name in names if (backend := PACKAGES[name].backend)]
@@ -185,11 +199,16 @@ def integration(session: nox.Session) -> None:
 @drops_env
 def ray(session: nox.Session) -> None:
     """The Ray executor (dryml-core[ray]) on a real two-node Ray cluster that the tests start
-    on loopback; a Ray that cannot start fails the session (nothing is skipped)."""
-    # dryml-sklearn: docs/examples/cluster_ray.py's search runs on the cluster too
-    session.install(*CONSTRAINTS, "-e", f"{ROOT / 'dryml-core'}[ray]",
-                    *PACKAGES["sklearn"].requirement(editable=True), *TEST_TOOLS)
-    session.run("pytest", "tests/ray", *session.posargs, env=STRICT_ENV)
+    on loopback; a Ray that cannot start fails the session (nothing is skipped).
+
+    pytest runs in a network namespace of its own (`isolated`), so every server Ray starts
+    listens on 127.0.0.1 of that namespace only."""
+    # every backend and the docs' requirements: the main job (compare_frameworks.py) runs on
+    # the cluster and must give the local pool's leaderboard
+    install(session, list(PACKAGES), *TEST_TOOLS, *DOCS_REQUIREMENTS, *SEARCH_REQUIREMENTS,
+            core_extras=("ray",))
+    session.run(*isolated("pytest", "tests/ray", *session.posargs), env=STRICT_ENV,
+                external=True)
 
 
 @nox.session
@@ -239,13 +258,18 @@ def bench(session: nox.Session) -> None:
     # safetensors and Ray Tune: the comparison rows of bench_speed.py and bench_search.py
     install(session, list(PACKAGES), *SEARCH_REQUIREMENTS, "safetensors", "ray[tune]>=2.9")
     for script in sorted((ROOT / "benchmarks").glob("bench_*.py")):
-        session.run("python", str(script), *session.posargs, env=STRICT_ENV)
+        # isolated: bench_ray.py's cluster then listens on loopback only (see `isolated`)
+        session.run(*isolated("python", str(script), *session.posargs), env=STRICT_ENV,
+                    external=True)
 
 
 @nox.session
 @drops_env
 def docs(session: nox.Session) -> None:
-    """Run every docs/examples/*.py script with everything installed; any failure fails."""
+    """Run every docs/examples/*.py script with everything installed; any failure fails.
+
+    Each runs in a network namespace of its own (`isolated`): an example that tried to
+    download would fail, and the local Ray instance of cluster_ray.py listens on loopback."""
     # ray: examples/cluster_ray.py runs against a Ray instance it starts on this machine
     install(session, list(PACKAGES), *DOCS_REQUIREMENTS, *SEARCH_REQUIREMENTS, "ray>=2.9")
     scripts = sorted((ROOT / "docs" / "examples").glob("*.py"))
@@ -254,7 +278,6 @@ def docs(session: nox.Session) -> None:
     for script in scripts:
         session.log(f"example: {script.relative_to(ROOT)}")
         # coreutils' timeout: a hung example fails the session (exit 124) instead of CI.
-        session.run(
-            "timeout", "--kill-after=10", str(EXAMPLE_TIMEOUT_S), "python", str(script),
-            env=STRICT_ENV, external=True,
-        )
+        session.run(*isolated(
+            "timeout", "--kill-after=10", str(EXAMPLE_TIMEOUT_S), "python", str(script)),
+            env=STRICT_ENV, external=True)

@@ -8,7 +8,9 @@
    Tune used directly on the same cluster (2 concurrent trials, nothing saved).
 
 The cluster is started here (``ray start --block`` head with 1 CPU and a second node with 1
-CPU, both on this machine) and stopped at the end. Run: ``python benchmarks/bench_ray.py``.
+CPU, both on this machine, at 127.0.0.1) and stopped at the end. Run it in a network
+namespace of its own, where Ray listens on loopback only (``nox -s bench`` does):
+``unshare --net -- python tests/ray/isolated_net.py python benchmarks/bench_ray.py``.
 Targets (issue 13): Ray-executor call overhead within 2x of a bare Ray task; the trials faster
 than Ray Tune direct.
 """

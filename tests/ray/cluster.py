@@ -15,7 +15,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["LOOPBACK", "RAY_ENV", "RayCluster", "free_port", "running_cluster"]
+__all__ = ["LOOPBACK", "RAY_ENV", "RayCluster", "free_port", "listening_addresses",
+           "running_cluster"]
 
 START_TIMEOUT = 180.0
 START_ATTEMPTS = 3
@@ -28,20 +29,36 @@ class NodeExited(RuntimeError):
 #: Ray enables it by itself when a token file exists in ~/.ray)
 RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
 
-#: the nodes' address: loopback, but not 127.0.0.1. Ray 2.60's ``ray start`` passes
-#: ``--node-ip-address`` through ``ray._private.services.resolve_ip_for_localhost``, which
-#: replaces ``127.0.0.1``, ``localhost`` and ``::1`` by the machine's routable address (the
-#: nodes then registered as e.g. 192.0.2.2). The only switch that keeps 127.0.0.1,
-#: ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, also refuses every worker node. Any other address
-#: of 127.0.0.0/8 is loopback on Linux and Ray keeps it as given. (Ray's gRPC servers still
-#: listen on every interface; the tests only ever connect through this address.)
-LOOPBACK = "127.0.0.2"
+#: the nodes' address. The tests run in a network namespace of their own whose only interface
+#: is loopback (``nox -s ray`` starts them through ``unshare --net`` and ``isolated_net.py``):
+#: there Ray finds no routable address, keeps 127.0.0.1 as the nodes' address, and every
+#: server it starts listens on 127.0.0.1 only. (Outside such a namespace Ray 2.60 replaces
+#: 127.0.0.1 by the machine's routable address and its gRPC servers listen on every interface,
+#: which is why the tests refuse to run there.)
+LOOPBACK = "127.0.0.1"
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind((LOOPBACK, 0))
         return int(s.getsockname()[1])
+
+
+def listening_addresses() -> set[str]:
+    """The local addresses of every listening TCP socket in this network namespace, e.g.
+    ``127.0.0.1`` or ``::ffff:127.0.0.1`` (read from ``/proc/net/tcp`` and ``tcp6``)."""
+    found: set[str] = set()
+    for name, family in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
+        with open(f"/proc/self/net/{name}") as table:
+            for line in table.readlines()[1:]:
+                fields = line.split()
+                if fields[3] != "0A":  # TCP_LISTEN
+                    continue
+                raw = bytes.fromhex(fields[1].split(":")[0])
+                # the kernel prints each 32-bit word in host (little-endian) order
+                packed = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+                found.add(socket.inet_ntop(family, packed))
+    return found
 
 
 def _ray_cli() -> str:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import ray
 import toys
-from cluster import LOOPBACK, RayCluster
+from cluster import LOOPBACK, RayCluster, listening_addresses
 
 import dryml.context as dc
 from dryml.errors import ResourcesUnavailableError, WorkerCrashedError
@@ -33,6 +33,14 @@ def test_calls_land_on_both_nodes(cluster: RayCluster, tmp_path: Path) -> None:
     assert set(nodes) == alive
     # both nodes registered at the loopback address they were given, not the machine's
     assert {n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]} == {LOOPBACK}
+
+
+def test_every_server_of_the_cluster_listens_on_loopback_only(cluster: RayCluster,
+                                                              tmp_path: Path) -> None:
+    run_at_once(toys.meet, [(str(tmp_path), 2), (str(tmp_path), 2)])  # workers up on both nodes
+    addresses = listening_addresses()
+    assert addresses  # the GCS, the raylets, the object managers, the workers...
+    assert addresses <= {LOOPBACK, f"::ffff:{LOOPBACK}"}, addresses
 
 
 def test_half_gpu_calls_run_two_per_declared_gpu_and_never_more(cluster: RayCluster,

@@ -86,3 +86,27 @@ def test_a_ray_search_puts_its_training_data_into_the_object_store_once(
     put = executor.store_puts - puts
     assert put >= 1  # the data went through Ray's object store...
     assert executor.store_hits - hits == 3 * put  # ...once: the other three trials reused it
+
+
+def test_a_pruner_gets_the_epochs_of_trials_on_the_cluster_through_the_drivers_machine(
+        cluster: RayCluster, tmp_path: Path) -> None:
+    import optuna
+    import ray
+
+    result = Search(ObjectDef(Toy, shift=Float(0.0, 4.0), epochs=4), repo=tmp_path / "repo",
+                    name="p", sampler="tpe", n_trials=10, seed=0, parallel=2, executor="ray",
+                    pruner=optuna.pruners.MedianPruner(n_startup_trials=3)).run(blobs())
+    statuses = [t["status"] for t in result.trials]
+    assert len(statuses) == 10 and "pruned" in statuses, statuses
+    for t in result.trials:
+        if t["status"] == "pruned":
+            assert t["metrics"]["epoch"] < 4
+            assert t["metrics"]["val_accuracy"] == -t["params"]["shift"]
+    # every epoch report went through the relay on the driver's node, which alone opened the
+    # study's files beside the Repo
+    where = get_executor("ray").report_relay()
+    relay = ray.get_actor(where["name"], namespace=where["namespace"])
+    assert ray.get(relay.ready.remote()) == ray.get_runtime_context().get_node_id()
+    reports = ray.get(relay.count.remote())
+    ran = sum(t["metrics"]["epoch"] if t["status"] == "pruned" else 4 for t in result.trials)
+    assert reports == ran, (reports, ran)

@@ -111,16 +111,23 @@ def fails() -> None:
 
 
 class Toy(Trainable):
-    """Nearest class mean, moved by ``shift``; ``pause`` makes a trial last long enough."""
+    """Nearest class mean, moved by ``shift``; ``pause`` makes a trial last long enough;
+    ``epochs`` > 1 reports each epoch (``val_accuracy`` = -shift) for a search's pruner."""
 
-    def __init__(self, shift: float = 0.0, pause: float = 0.0) -> None:
-        self.shift, self.pause = shift, pause
+    def __init__(self, shift: float = 0.0, pause: float = 0.0, epochs: int = 1) -> None:
+        self.shift, self.pause, self.epochs = shift, pause, epochs
         self.centers: Any = None
 
     def fit(self, data: Any, valid: Any) -> None:
         time.sleep(self.pause)
         x, y = supervised_arrays(data)
         self.centers = np.stack([x[y == c].mean(axis=0) for c in np.unique(y)]) + self.shift
+        for epoch in range(1, self.epochs + 1):
+            self.train_state.history.append({"epoch": epoch, "val_accuracy": -self.shift})
+            self.on_epoch_end(dict(self.train_state.history[-1]))
+
+    def on_epoch_end(self, logs: dict[str, float]) -> None:
+        """Nothing to do (the search wraps it to report epochs)."""
 
     def predict(self, x: Any) -> Any:
         d = -((np.asarray(x)[:, None, :] - self.centers[None]) ** 2).sum(-1)

@@ -115,6 +115,7 @@ class RayExecutor:
         """Buffers and blobs this executor put into Ray's object store."""
         self.store_hits = 0
         """Times a call reused one already there instead of sending it again."""
+        self._relay: tuple[dict[str, str], Any] | None = None
 
     # -- data through the object store ---------------------------------------------------------
     def _stored(self, data: Any) -> Any:
@@ -275,15 +276,38 @@ class RayExecutor:
         with self.cond:
             return [WorkerInfo(a.pid, a.shares, a.busy) for a in self.actors]
 
+    def report_relay(self) -> dict[str, str]:
+        """The relay on the driver's node that calls send reports through (started once):
+        ``{"name": ..., "namespace": ...}`` for :func:`dryml.context._ray_relay.relay_reporter`.
+        """
+        with self.cond:
+            if self._relay is None:
+                from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+                from dryml.context._ray_relay import ReportRelay
+
+                context = self.ray.get_runtime_context()
+                name = f"dryml-report-relay-{os.getpid()}-{id(self):x}"
+                handle = self.ray.remote(num_cpus=0, max_restarts=0)(ReportRelay).options(
+                    name=name, runtime_env={"env_vars": _env()},
+                    scheduling_strategy=NodeAffinitySchedulingStrategy(
+                        node_id=context.get_node_id(), soft=False)).remote()
+                self.ray.get(handle.ready.remote(), timeout=300)
+                self._relay = {"name": name, "namespace": context.namespace}, handle
+            return dict(self._relay[0])
+
     def shutdown(self) -> None:
-        """Kill every actor this executor started (Ray stays connected)."""
+        """Kill every actor this executor started, the report relay too (Ray stays
+        connected)."""
         with self.cond:
             self._closed = True
             actors, self.actors = self.actors, []
             self._store.clear()
-        for actor in actors:
+            relay, self._relay = self._relay, None
+        handles = [actor.handle for actor in actors] + ([relay[1]] if relay else [])
+        for handle in handles:
             try:
-                self.ray.kill(actor.handle)
+                self.ray.kill(handle)
             except Exception:  # noqa: BLE001,S110 - an actor already gone is fine
                 pass
 

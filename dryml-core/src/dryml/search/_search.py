@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from dryml._objectdef import ObjectDef
-from dryml.context._executor import executor_names, using_executor
+from dryml.context._executor import chosen_executor, executor_names, get_executor, using_executor
 from dryml.errors import ConfigurationError, DrymlError
 from dryml.search import _store
 from dryml.search._result import SearchResult
@@ -246,9 +246,20 @@ class Search:
             return train_and_score(*args, **kwargs)
 
     def _report_args(self, asked: Asked) -> dict[str, Any] | None:
+        """What the trial's worker needs to report its epochs to the pruner (None: no pruner).
+        An executor that runs trials on other machines (``ray``) offers a relay on this one,
+        so the pruner's files beside the Repo are never opened elsewhere."""
         args = getattr(self.sampler, "reporter_args", None)
         optuna = args(asked) if args is not None else None
-        return None if optuna is None else {"optuna": optuna, "monitor": self.monitor}
+        if optuna is None:
+            return None
+        report: dict[str, Any] = {"optuna": optuna, "monitor": self.monitor}
+        with using_executor(self.executor):
+            name, options = chosen_executor()
+        relay = getattr(get_executor(name, options), "report_relay", None)
+        if relay is not None:
+            report["relay"] = relay()
+        return report
 
     def _reqs(self, model: Any) -> dict[str, Any] | None:
         framework = type(model).dry_framework

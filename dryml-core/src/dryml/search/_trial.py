@@ -89,6 +89,18 @@ class _EpochHook:
         self.model.__dict__.pop("on_epoch_end", None)
 
 
+REPORTER_FACTORY = "dryml.search._trial:make_reporter"
+"""Where a relay on the driver's machine finds :func:`make_reporter`."""
+
+
+def make_reporter(report: dict[str, Any]) -> Any:
+    """The reporter of one trial: its epochs go to the pruner's study (``report["optuna"]``,
+    files beside the Repo) and it says whether the trial should stop."""
+    from dryml.search._optuna import worker_reporter
+
+    return worker_reporter(report["optuna"], report["monitor"])
+
+
 def _train_and_score(model: Any, train: Any, valid: Any, metrics: list[Metric],
                      folds: list[tuple[Any, Any]] | None,
                      report: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -100,9 +112,13 @@ def _train_and_score(model: Any, train: Any, valid: Any, metrics: list[Metric],
     started = time.time()
     reporter = None
     if report is not None:
-        from dryml.search._optuna import worker_reporter
+        args = {k: v for k, v in report.items() if k != "relay"}
+        if "relay" in report:  # on a cluster: through the relay on the driver's machine
+            from dryml.context._ray_relay import relay_reporter
 
-        reporter = worker_reporter(report["optuna"], report["monitor"])
+            reporter = relay_reporter(report["relay"], REPORTER_FACTORY, args)
+        else:
+            reporter = make_reporter(args)
     hook = _EpochHook(model)
     try:
         with reporting(reporter), hook:
