@@ -43,12 +43,13 @@ def test_every_server_of_the_cluster_listens_on_loopback_only(cluster: RayCluste
     assert addresses <= {LOOPBACK, f"::ffff:{LOOPBACK}"}, addresses
 
 
-def test_half_gpu_calls_run_two_per_declared_gpu_and_never_more(cluster: RayCluster,
-                                                                 tmp_path: Path) -> None:
+@pytest.mark.parametrize("call", [toys.half_gpu, toys.half_gpu_torch], ids=["default", "torch"])
+def test_half_gpu_calls_run_two_per_declared_gpu_and_never_more(
+        cluster: RayCluster, tmp_path: Path, call: Callable[..., Any]) -> None:
     folder = tmp_path / "running"
     folder.mkdir()
-    # four calls asking {'default': {'num_gpus': 0.5}}; the head node declares two GPUs
-    seen = run_at_once(toys.half_gpu, [(str(folder), 4)] * 4)
+    # four calls asking {framework: {'num_gpus': 0.5}}; the head node declares two GPUs
+    seen = run_at_once(call, [(str(folder), 4)] * 4)
     assert all(s["full"] for s in seen), seen  # four ran at once...
     assert {s["gpu"] for s in seen} == {"0", "1"}, seen  # ...on both declared GPUs
     assert all(s["cuda"] == s["gpu"] for s in seen), seen  # each sees only its GPU

@@ -59,10 +59,20 @@ def meet(folder: str, expected: int) -> str:
 def half_gpu(folder: str, full: int) -> dict[str, Any]:
     """Hold half of any one GPU (a fractional ``num_gpus``) until ``full`` calls have run at
     once; what this call saw meanwhile."""
+    return _hold_half_gpu("default", folder, full)
+
+
+@dc.compute_context({"torch": {"num_gpus": 0.5, "cpu/0": 0.1}})
+def half_gpu_torch(folder: str, full: int) -> dict[str, Any]:
+    """:func:`half_gpu` in a context prepared for torch (its ``dryml_contexts`` hook ran)."""
+    return _hold_half_gpu("torch", folder, full)
+
+
+def _hold_half_gpu(framework: str, folder: str, full: int) -> dict[str, Any]:
     import ray
 
     gpu = ",".join(str(g) for g in ray.get_gpu_ids())
-    dc.context_check({"default": {"num_gpus": 0.5}})
+    dc.context_check({framework: {"num_gpus": 0.5}})
     mine = Path(folder, f"{gpu}-{uuid.uuid4().hex}")
     mine.touch()
     flag = Path(folder).parent / (Path(folder).name + ".full")
