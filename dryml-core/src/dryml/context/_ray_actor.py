@@ -47,6 +47,7 @@ class DrymlActor:
     def _prepare(self, setup: dict[str, Any]) -> None:
         from dryml.context import _nested
         from dryml.context._state import ComputeContext, set_current_context
+        from dryml.context._stderr import filter_own_stderr, noise_pattern
         from dryml.records import load_ref
 
         os.environ.update(setup["env"])
@@ -57,6 +58,9 @@ class DrymlActor:
         ctx = ComputeContext(setup["shares"], setup["resources"])
         plugins = [load_ref(setup["plugins"][fw]) for fw in ctx.frameworks
                    if fw in setup["plugins"]]
+        # Ray copies this process's stderr to the driver: the frameworks' start-up noise stays
+        # out of it, as the local pool's caller drops it (DRYML_FRAMEWORK_LOGS=1 keeps it)
+        self.stderr = filter_own_stderr(noise_pattern(plugins))
         for plugin in plugins:  # before any framework import, as a local worker's environment
             os.environ.update(plugin.environment(ctx))
         for plugin in plugins:

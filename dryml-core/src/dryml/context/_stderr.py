@@ -22,7 +22,8 @@ import threading
 from collections.abc import Iterable
 from typing import IO
 
-__all__ = ["SWITCH", "StderrForwarder", "framework_logs_shown", "noise_pattern"]
+__all__ = ["SWITCH", "StderrForwarder", "filter_own_stderr", "framework_logs_shown",
+           "noise_pattern"]
 
 SWITCH = "DRYML_FRAMEWORK_LOGS"
 """The environment variable that shows frameworks' own log lines (``1``)."""
@@ -47,9 +48,11 @@ def noise_pattern(impls: Iterable[object]) -> re.Pattern[str] | None:
 class StderrForwarder:
     """A daemon thread copying a worker's stderr pipe to ``sys.stderr`` until end-of-file."""
 
-    def __init__(self, pipe: IO[bytes], noise: re.Pattern[str] | None, name: str) -> None:
+    def __init__(self, pipe: IO[bytes], noise: re.Pattern[str] | None, name: str,
+                 out: IO[str] | None = None) -> None:
         self._pipe = pipe
         self._noise = noise
+        self._out = out  # None: sys.stderr as it is at each write
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -67,7 +70,7 @@ class StderrForwarder:
         try:
             while True:
                 if pending and not poller.poll(_PARTIAL_WAIT_MS):
-                    _write(pending)
+                    _write(pending, self._out)
                     pending = ""
                     continue
                 chunk = os.read(fd, 65536)
@@ -77,9 +80,9 @@ class StderrForwarder:
                 cut = max(pending.rfind("\n"), pending.rfind("\r")) + 1
                 if cut:
                     _write("".join(line for line in _LINE.findall(pending[:cut])
-                                   if not self._is_noise(line)))
+                                   if not self._is_noise(line)), self._out)
                     pending = pending[cut:]
-            _write(pending + decoder.decode(b"", final=True))
+            _write(pending + decoder.decode(b"", final=True), self._out)
         except OSError:
             pass
         finally:
@@ -90,8 +93,23 @@ class StderrForwarder:
         return self._noise is not None and self._noise.search(line.rstrip("\r\n")) is not None
 
 
-def _write(text: str) -> None:
-    stream = sys.stderr
+def filter_own_stderr(noise: re.Pattern[str] | None) -> StderrForwarder | None:
+    """Drop ``noise`` lines from what this process (and what it starts) writes to fd 2.
+
+    For workers whose stderr no dryml caller reads (a Ray actor: Ray copies it to the
+    driver): fd 2 becomes a pipe, and a thread copies its lines, less the noise, to where fd 2
+    pointed before. Nothing happens for no pattern."""
+    if noise is None:
+        return None
+    original = os.fdopen(os.dup(2), "w", encoding="utf-8", errors="replace")
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    return StderrForwarder(os.fdopen(read_end, "rb"), noise, "dryml-own-stderr", original)
+
+
+def _write(text: str, out: IO[str] | None = None) -> None:
+    stream = out if out is not None else sys.stderr
     if not text or stream is None:
         return
     with contextlib.suppress(OSError, ValueError):
