@@ -176,6 +176,31 @@ def test_an_exception_that_cannot_travel_becomes_a_dryml_error_naming_it() -> No
     assert "fail_unpicklable" in str(info.value.__cause__)
 
 
+@compute_context()
+def raise_from(module: str) -> None:
+    """Import ``module`` in the worker and raise its ``Oops``."""
+    import importlib
+
+    raise importlib.import_module(module).Oops("raised in the worker")
+
+
+def test_an_exception_of_a_module_the_caller_never_imported_is_not_imported_for_it(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    name = f"worker_only_{os.getpid()}"
+    (tmp_path / f"{name}.py").write_text("class Oops(Exception):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))  # the worker takes the caller's sys.path
+    # not imported here: it comes back as a DrymlError naming it, and stays not imported
+    with pytest.raises(DrymlError, match=f"raised {name}.Oops: raised in the worker") as info:
+        raise_from(name)
+    assert "raise importlib.import_module" in str(info.value.__cause__)
+    assert name not in sys.modules
+    # imported here (as code catching it by name has): the exception itself comes back
+    oops = __import__(name).Oops
+    with pytest.raises(oops, match="raised in the worker"):
+        raise_from(name)
+    sys.modules.pop(name)
+
+
 def test_the_context_check_in_a_default_worker() -> None:
     def needs_tf() -> str:
         context_check({"tf": {}})

@@ -37,7 +37,10 @@ SCRIPT = textwrap.dedent("""
 
     print("trained", train(), flush=True)
     print("-- a failing call --", file=sys.stderr, flush=True)
-    bad_reshape()  # (re-raising TensorFlow's error imports TensorFlow here, in the caller)
+    try:
+        bad_reshape()
+    finally:  # TensorFlow's error comes back without importing TensorFlow here
+        print("caller imported tensorflow:", "tensorflow" in sys.modules, flush=True)
 """)
 
 NOISE = ("All log messages before absl::InitializeLog()", "NodeDef mentions attribute")
@@ -76,6 +79,7 @@ def test_real_errors_and_the_workers_own_stderr_still_show(
         # the call's TensorFlow error reaches the caller and its traceback is printed
         assert "Traceback (most recent call last)" in done.stderr
         assert "InvalidArgumentError" in done.stderr and "reshape" in done.stderr
+        assert "caller imported tensorflow: False" in done.stdout
 
 
 def test_dryml_framework_logs_shows_the_noise_again(

@@ -104,12 +104,24 @@ def error_reply(exc: BaseException) -> dict[str, Any]:
         data, blobs, trust = b"", [], []
     return {"ok": False, "exc": data, "blobs": blobs, "trust": trust,
             "type": f"{type(exc).__module__}.{type(exc).__qualname__}", "message": str(exc),
-            "traceback": text}
+            "module": type(exc).__module__, "traceback": text}
 
 
 def _rebuild_error(reply: dict[str, Any]) -> BaseException:
+    """The worker's exception as the caller raises it.
+
+    Rebuilt as itself when its class's module is already imported here. Otherwise (e.g.
+    TensorFlow's ``InvalidArgumentError`` in a caller that never imported TensorFlow, as the
+    main job's) it comes back as a :class:`DrymlError` naming its type: rebuilding it would
+    import that framework in the caller, with its start-up time and log lines, and code that
+    catches the class by name has imported its module already."""
     exc: BaseException | None = None
-    if reply["exc"]:
+    module = reply.get("module")
+    if reply["exc"] and module is not None and module not in sys.modules:
+        exc = DrymlError(f"the call raised {reply['type']}: {reply['message']} (not rebuilt "
+                         f"here: {module} is not imported in this process; the remote "
+                         "traceback follows)")
+    elif reply["exc"]:
         try:
             exc = _protocol.loads(reply["exc"], reply["blobs"], reply["trust"])
         except Exception:  # noqa: BLE001
