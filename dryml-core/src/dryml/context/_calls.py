@@ -110,14 +110,14 @@ def error_reply(exc: BaseException) -> dict[str, Any]:
 def _rebuild_error(reply: dict[str, Any]) -> BaseException:
     """The worker's exception as the caller raises it.
 
-    Rebuilt as itself when its class's module is already imported here. Otherwise (e.g.
-    TensorFlow's ``InvalidArgumentError`` in a caller that never imported TensorFlow, as the
-    main job's) it comes back as a :class:`DrymlError` naming its type: rebuilding it would
-    import that framework in the caller, with its start-up time and log lines, and code that
-    catches the class by name has imported its module already."""
+    Rebuilt as itself when the top-level package of its class's module is already imported
+    here. Otherwise (e.g. TensorFlow's ``InvalidArgumentError`` in a caller that never imported
+    TensorFlow, as the main job's) it comes back as a :class:`DrymlError` naming its type:
+    rebuilding it would import that framework in the caller, with its start-up time and log
+    lines, and code that catches the class by name has imported its package already."""
     exc: BaseException | None = None
     module = reply.get("module")
-    if reply["exc"] and module is not None and module not in sys.modules:
+    if reply["exc"] and module is not None and module.split(".")[0] not in sys.modules:
         exc = DrymlError(f"the call raised {reply['type']}: {reply['message']} (not rebuilt "
                          f"here: {module} is not imported in this process; the remote "
                          "traceback follows)")
