@@ -8,14 +8,13 @@ for every procedure.
 
 from __future__ import annotations
 
-import numbers
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from dryml.errors import ConfigurationError
 from dryml.models import TrainingProcedure
-from dryml.models._procedure import positive_number
+from dryml.models._procedure import positive_number, whole_number
 
 if TYPE_CHECKING:
     import keras
@@ -162,10 +161,7 @@ class GradientAccumulation(KerasProcedure):
     __module__ = "dryml_tf.models"  # the class path files name (public, stable)
 
     def __init__(self, steps: int = 4) -> None:
-        if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
-            raise ConfigurationError(f"GradientAccumulation steps must be a whole number >= 1, "
-                                     f"got {steps!r}")
-        self.steps = int(steps)
+        self.steps = whole_number("GradientAccumulation", "steps", steps)
 
     def build_optimizer(self, trainable: KerasTrainable) -> keras.optimizers.Optimizer:
         """The trainable's optimizer, accumulating ``steps`` batches per update."""

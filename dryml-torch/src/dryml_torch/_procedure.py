@@ -8,7 +8,6 @@ for every procedure.
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +15,7 @@ import attrs
 
 from dryml.errors import ConfigurationError
 from dryml.models import TrainingProcedure
-from dryml.models._procedure import positive_number
+from dryml.models._procedure import positive_number, whole_number
 
 if TYPE_CHECKING:
     import numpy as np
@@ -184,10 +183,7 @@ class GradientAccumulation(TorchProcedure):
     __module__ = "dryml_torch.models"  # the class path files name (public, stable)
 
     def __init__(self, steps: int = 4) -> None:
-        if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
-            raise ConfigurationError(f"GradientAccumulation steps must be a whole number >= 1, "
-                                     f"got {steps!r}")
-        self.steps = int(steps)
+        self.steps = whole_number("GradientAccumulation", "steps", steps)
 
     def train_epoch(self, ctx: EpochContext) -> dict[str, float]:
         """The epoch, stepping the optimizer after every ``steps`` batches."""

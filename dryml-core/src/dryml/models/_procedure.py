@@ -21,6 +21,15 @@ def positive_number(owner: str, name: str, value: object, example: str) -> float
     return float(value)
 
 
+def whole_number(owner: str, name: str, value: object, least: int = 1) -> int:
+    """``value`` as an int when it is a whole number >= ``least`` (not a bool); else a
+    ConfigurationError naming ``owner``'s argument ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+        raise ConfigurationError(f"{owner} {name} must be a whole number >= {least}, "
+                                 f"got {value!r}")
+    return int(value)
+
+
 class TrainingProcedure(Object):
     """Base of every backend's training procedures: *how* a Trainable trains.
 
