@@ -10,10 +10,18 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import sys
 from typing import Any
 
 from hypothesis import settings
+
+# Ctrl-C tests send SIGINT to this process and to the programs it starts. A shell starts
+# background jobs with SIGINT ignored (`cmd &` in a script), and an ignored SIGINT is inherited
+# through exec, so Python would never raise KeyboardInterrupt: handle it as Python does by
+# default (children then start with SIGINT at its default again).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 settings.register_profile("dryml", deadline=None)
 settings.register_profile("ci", parent=settings.get_profile("dryml"), derandomize=True,
