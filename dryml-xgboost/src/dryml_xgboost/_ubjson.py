@@ -452,7 +452,9 @@ def _records(data: bytes, buf: np.ndarray, body: int, n: int, first: dict[str, A
         return None
     # every constant of every element (one unaligned fixed-size view per constant)
     for where, const in zip(constants, (p for p in parts if isinstance(p, bytes)), strict=True):
-        if not (_view(buf, np.dtype(f"V{len(const)}"))[where] == np.void(const)).all():
+        # the constant's bytes of every element gathered end to end, compared as bytes
+        # (a third of the time of comparing np.void values; never more bytes than the file)
+        if _view(buf, np.dtype(f"V{len(const)}"))[where].tobytes() != const * n:
             return None
     out.end = int(pos[-1])
     return out

@@ -273,8 +273,9 @@ def _categorical_records(trees: Records, n_nodes: np.ndarray) -> list[int]:
     for key in _CATEGORY_ARRAYS:
         plain &= trees.typed[(key,)][2] == 0
     values = trees.column(("split_type",))
-    owner = np.repeat(np.arange(len(trees)), split[2])
-    plain[owner[values != 0]] = False
+    if values.any():  # some categorical split: which trees
+        owner = np.repeat(np.arange(len(trees)), split[2])
+        plain[owner[values != 0]] = False
     return np.flatnonzero(~plain).tolist()
 
 
