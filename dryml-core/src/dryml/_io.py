@@ -65,9 +65,11 @@ class SaveSession:
         self._added.append(name)
         return name
 
-    def add_bytes(self, data: bytes, *, compress: bool = True) -> str:
+    def add_bytes(self, data: bytes | memoryview, *, compress: bool = True) -> str:
         name = self._name(".bin")
-        self.writer.add_bytes(name, bytes(data), compress=compress)
+        # a memoryview is written (or copied, when small) before this returns: no copy here
+        self.writer.add_bytes(name, data if type(data) is memoryview else bytes(data),
+                              compress=compress)
         self._added.append(name)
         return name
 

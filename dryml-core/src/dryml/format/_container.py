@@ -367,9 +367,11 @@ class ContainerWriter:
         self.pos = offset
         return False
 
-    def add_bytes(self, name: str, data: bytes, compress: bool = True) -> None:
-        """Add a member holding ``data`` (``compress=False``: never compressed)."""
-        self._add(name, [data], "bytes", compress)
+    def add_bytes(self, name: str, data: bytes | memoryview, compress: bool = True) -> None:
+        """Add a member holding ``data`` (``compress=False``: never compressed); a memoryview
+        is consumed before this returns."""
+        self._add(name, [memoryview(data).cast("B") if type(data) is memoryview else data],
+                  "bytes", compress)
 
     def add_array(self, name: str, array: np.ndarray, compress: bool = True) -> None:
         """Add a member holding ``array`` as a whole ``.npy`` file (never pickled)."""
