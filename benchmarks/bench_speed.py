@@ -4,7 +4,9 @@
   against ``np.save``/``np.load`` and safetensors (``save_file``/``load_file`` and
   ``safe_open``), including ``load_object(path, mmap=True)`` with and without verification;
 * time to first use of one tensor of a large file: ``mmap=True`` vs ``safe_open``;
-* XGBoost 500 trees: save vs ``save_model``, load vs ``load_model``;
+* XGBoost 500 trees: save vs ``save_model``, load vs ``load_model`` (once as a process
+  loads the same model again, from the memo of checked members, and once with the
+  model checks run on every load);
 * ``Repo.add_object`` of a small Object, one call each, in a large repository (both
   durabilities);
 * TensorFlow worker cold start vs a bare ``import tensorflow``.
