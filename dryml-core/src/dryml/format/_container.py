@@ -370,8 +370,12 @@ class ContainerWriter:
     def add_bytes(self, name: str, data: bytes | memoryview, compress: bool = True) -> None:
         """Add a member holding ``data`` (``compress=False``: never compressed); a memoryview
         is consumed before this returns."""
-        self._add(name, [memoryview(data).cast("B") if type(data) is memoryview else data],
-                  "bytes", compress)
+        if type(data) is memoryview:
+            # a view is written as is only to a real file, before this returns; a stream may
+            # keep what it is given (XGBoost reuses the buffer behind the view), and a view
+            # that is not C-contiguous cannot be cast to bytes: both are copied
+            data = (data.cast("B") if data.c_contiguous and self._fd >= 0 else bytes(data))
+        self._add(name, [data], "bytes", compress)
 
     def add_array(self, name: str, array: np.ndarray, compress: bool = True) -> None:
         """Add a member holding ``array`` as a whole ``.npy`` file (never pickled)."""
@@ -414,10 +418,10 @@ class ContainerWriter:
             self.stream.seek(self._base + self.pos)  # the stream's own position, after ours
 
 
-# check_circular=False: a manifest that refers to itself cannot be built from values the
-# encoders return (a cycle ends as a RecursionError, which finish reports), and the check
-# costs a third of encoding a small manifest.
-_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False, check_circular=False)
+# check_circular stays on: a caller's metadata dict goes into the manifest as given, and a
+# cycle in it must be a clean error (without the check, a high recursion limit lets the
+# encoder overflow the C stack and kill the process).
+_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
 def _decompress(data: bytes, raw_size: int, what: str) -> bytearray:
