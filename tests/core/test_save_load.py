@@ -319,3 +319,51 @@ def test_a_large_member_is_read_whole_and_damage_anywhere_is_found(where: float)
     damaged[at] ^= 0x01
     with pytest.raises(ChecksumError):
         load_object(io.BytesIO(bytes(damaged)))
+
+
+def test_a_memoryview_member_is_copied_for_a_stream_and_when_not_contiguous() -> None:
+    from dryml._io import SaveSession
+    from dryml.format._container import ContainerWriter
+
+    class Keeping(io.BytesIO):
+        """A stream that keeps what it is given (allowed to, as far as it knows)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.kept: list[Any] = []
+
+        def write(self, data: Any) -> int:
+            self.kept.append(data)
+            return super().write(data)
+
+    stream = Keeping()
+    session = SaveSession(ContainerWriter(stream))
+    source = bytearray(b"x" * 100_000)
+    session.add_bytes(memoryview(source), compress=False)
+    source[:] = bytes(len(source))  # the producer reuses its buffer (XGBoost does)
+    assert b"x" * 100_000 in b"".join(bytes(part) for part in stream.kept)
+    # a view that is not C-contiguous is taken as its bytes
+    grid = np.arange(20, dtype=np.uint8).reshape(4, 5)
+    name = session.add_bytes(memoryview(grid.T), compress=False)
+    assert session.writer.members[name].raw_size == 20
+
+
+def test_metadata_that_contains_itself_is_refused_cleanly(tmp_path: Path) -> None:
+    script = textwrap.dedent("""
+        import sys
+        from dryfiles import Leaf
+        from dryml import save_object
+        sys.setrecursionlimit(200_000)  # as ML code often sets it
+        loop = {}
+        loop["self"] = loop
+        try:
+            save_object(Leaf(1), sys.argv[1], metadata=loop)
+        except Exception as exc:
+            print("refused:", type(exc).__name__, exc)
+    """)
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "m.dry")],
+                         capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert out.returncode == 0, out.stderr[-2000:]  # not a crash of the saving process
+    assert "refused:" in out.stdout and "ircular" in out.stdout, out.stdout
+    assert not (tmp_path / "m.dry").exists()

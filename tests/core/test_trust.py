@@ -265,8 +265,8 @@ def test_damage_in_an_array_header_is_a_checksum_error() -> None:
 
 def test_class_argument_reexported_by_a_trusted_module_is_checked_by_its_own_module(
         good: bytes) -> None:
-    def edit(m: dict[str, Any]) -> None:  # dryml._io imports pathlib.Path: not trusted
-        m["objects"][0]["args"] = [{"__dry__": "class", "path": "dryml._io:Path"}]
+    def edit(m: dict[str, Any]) -> None:  # dryml.format._stale imports pathlib.Path
+        m["objects"][0]["args"] = [{"__dry__": "class", "path": "dryml.format._stale:Path"}]
 
     with pytest.raises(UntrustedClassError, match=r"pathlib\.Path.*not trusted"):
         load(rewrite_manifest(good, edit))

@@ -186,3 +186,85 @@ def test_a_member_checked_once_is_not_checked_again_but_a_changed_one_is(
     for _ in range(2):
         with pytest.raises(FormatError):
             check_model(bad_member)
+
+
+def _node_rules_hold(trees: Any, num_feature: int) -> bool:
+    """XGBoost's node rules, tree by tree in plain Python (the reference the vectorised
+    checks must agree with): children in range and named once, parents that agree, deleted
+    nodes nobody's child, num_deleted right, every live node reachable from the root."""
+    for i in range(len(trees)):
+        tree = trees.element(i) if hasattr(trees, "element") else trees[i]
+        n = int(tree["tree_param"]["num_nodes"])
+        left, right, parents, split, default = (
+            [int(v) for v in tree[k]] for k in ("left_children", "right_children", "parents",
+                                                 "split_indices", "default_left"))
+        if any(d not in (0, 1) for d in default) or any(not 0 <= s < 2**31 for s in split):
+            return False
+        parent_of: dict[int, int] = {}
+        for node in range(n):
+            if (left[node] == -1) != (right[node] == -1):
+                return False
+            if left[node] == -1:
+                continue
+            if split[node] >= num_feature:
+                return False
+            for child in (left[node], right[node]):
+                if not 1 <= child < n or child in parent_of or parents[child] != node:
+                    return False
+                parent_of[child] = node
+        if parents[0] not in (-1, 2**31 - 1):
+            return False
+        if any(not 0 <= parents[node] < n for node in range(1, n)):
+            return False
+        deleted = {node for node in range(1, n) if left[node] == -1
+                   and split[node] == 2**31 - 1 and default[node] == 1}
+        if deleted & set(parent_of) or len(deleted) != int(
+                tree["tree_param"].get("num_deleted", "0")):
+            return False
+        seen, frontier = {0}, [0]
+        while frontier:
+            frontier = [c for node in frontier if left[node] != -1
+                        for c in (left[node], right[node])]
+            seen.update(frontier)
+        if len(seen) != n - len(deleted):
+            return False
+    return True
+
+
+def test_node_checks_agree_with_a_plain_walk_of_each_tree(files: dict[str, bytes]) -> None:
+    """Issue 16 made the node checks cheaper (fewer vectorised passes): node-array values
+    changed at random (children, parents, split features, default directions, set to
+    boundary values, neighbours, other nodes' values) are refused exactly when a plain
+    per-tree walk of XGBoost's node rules says the trees are broken."""
+    import random
+
+    from dryml.errors import FormatError
+    from dryml_xgboost._validate import check_model
+
+    rng = random.Random(16)
+    member = xgbfuzz.model_member(files["booster_gbtree"])
+    doc = decode(member, frozenset({"trees"}))
+    trees = _model(doc)["trees"]
+    num_feature = int(doc["learner"]["learner_model_param"]["num_feature"])
+    assert _node_rules_hold(trees, num_feature)
+    keys = ("left_children", "right_children", "parents", "split_indices", "default_left")
+    verdicts = []
+    for _ in range(300):
+        data = bytearray(member)
+        for _ in range(rng.choice((1, 1, 2))):
+            dtype, pos, counts = trees.typed[(rng.choice(keys),)]
+            t = rng.randrange(len(trees))
+            n = int(counts[t])
+            j = rng.randrange(n)
+            value = rng.choice((-1, 0, 1, n - 1, n, 2**31 - 1, rng.randrange(-3, n + 3), 255))
+            at = int(pos[t]) + j * dtype.itemsize
+            data[at:at + dtype.itemsize] = np.array([value]).astype(dtype).tobytes()
+        changed = decode(bytes(data), frozenset({"trees"}))
+        expected = _node_rules_hold(_model(changed)["trees"], num_feature)
+        try:
+            check_model(bytes(data), cache=False)
+            verdicts.append((expected, True))
+        except FormatError:
+            verdicts.append((expected, False))
+    assert [i for i, (want, got) in enumerate(verdicts) if want != got] == []
+    assert 60 < sum(not got for _, got in verdicts) < 300  # both verdicts are exercised

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import datetime
 import functools
 import io
 import os
 import struct
+import time
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import IO, Any
 
 from dryml import _registry
@@ -66,9 +65,11 @@ class SaveSession:
         self._added.append(name)
         return name
 
-    def add_bytes(self, data: bytes, *, compress: bool = True) -> str:
+    def add_bytes(self, data: bytes | memoryview, *, compress: bool = True) -> str:
         name = self._name(".bin")
-        self.writer.add_bytes(name, bytes(data), compress=compress)
+        # a memoryview is written (or copied, when small) before this returns: no copy here
+        self.writer.add_bytes(name, data if type(data) is memoryview else bytes(data),
+                              compress=compress)
         self._added.append(name)
         return name
 
@@ -277,7 +278,7 @@ def _write(obj: Object, stream: IO[bytes], compress: bool,
         "format": "dryml",
         "format_version": FORMAT_VERSION,
         "dryml_version": __version__,
-        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
         "root": obj.dry_id,
         "plugins": session.plugins,
         "frameworks": session.frameworks,
@@ -307,20 +308,20 @@ def save_object(obj: Object, dest: Source, *, compress: bool = True, durable: bo
     if not isinstance(dest, (str, os.PathLike)):
         _write(obj, dest, compress, metadata)
         return True
-    path = Path(dest)
+    path = os.fspath(dest)
     fd, tmp = make_temp(path)  # named after this process; drops dead writers' temps
     try:
         with open(fd, "wb", buffering=0) as stream:  # the writer gathers its own writes
             _write(obj, stream, compress, metadata)
             if durable:
-                os.fsync(stream.fileno())
+                os.fsync(fd)  # the data is on disk before the name points to it
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
     if durable:
-        fsync_directory(path.parent)
+        fsync_directory(os.path.dirname(path) or ".")  # and the name itself
     return True
 
 

@@ -89,18 +89,19 @@ def _dump_booster(booster: xgboost.Booster, writer: Any) -> dict[str, Any]:
             "XGBoost multi-target trees (multi_strategy='multi_output_tree', experimental in "
             "XGBoost) cannot be saved: dryml validates every model before XGBoost loads it "
             "and does not know their layout; use multi_strategy='one_output_per_tree'")
-    raw = _ubj_bytes(booster)
     # Stored as XGBoost writes it: zstd would shrink UBJSON to about a third but cost more
     # than XGBoost's own save (docs/backends.md, "Speed"); saving runs at save_model's speed.
-    return {"format": "ubj", "model": writer.add_bytes(raw, compress=False),
+    # The view of XGBoost's own buffer is written before add_bytes returns (no copy), and
+    # nothing calls XGBoost in between.
+    return {"format": "ubj", "model": writer.add_bytes(_ubj_view(booster), compress=False),
             "config": config}
 
 
-def _ubj_bytes(booster: xgboost.Booster) -> bytes:
-    """``booster.save_raw("ubj")`` as bytes in one copy: save_raw zero-fills a bytearray and
-    copies into it, and the writer would copy that into bytes again (three passes over the
-    model, about a tenth of save_model's time); XGBoost's C call, where it is there, with
-    ``ctypes.string_at`` makes one."""
+def _ubj_view(booster: xgboost.Booster) -> bytes | memoryview:
+    """``booster.save_raw("ubj")`` without a copy: save_raw zero-fills a bytearray and copies
+    into it (two passes over the model, about a tenth of save_model's time); XGBoost's C
+    call, where it is there, returns its own buffer, which this views. The view is valid
+    until the next XGBoost call on this booster and thread: write it at once."""
     lib = getattr(xgboost.core, "_LIB", None)
     call = getattr(lib, "XGBoosterSaveModelToBuffer", None)
     args = getattr(xgboost.core, "make_jcargs", None)
@@ -110,7 +111,10 @@ def _ubj_bytes(booster: xgboost.Booster) -> bytes:
     pointer = ctypes.POINTER(ctypes.c_char)()
     xgboost.core._check_call(call(booster.handle, args(format="ubj"), ctypes.byref(length),
                                   ctypes.byref(pointer)))
-    return ctypes.string_at(pointer, length.value)
+    if not length.value:
+        return b""
+    buffer = (ctypes.c_char * length.value).from_address(ctypes.addressof(pointer.contents))
+    return memoryview(buffer).cast("B")
 
 
 def _checked_model(meta: dict[str, Any], reader: Any) -> tuple[bytes, str | None]:

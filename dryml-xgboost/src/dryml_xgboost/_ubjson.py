@@ -52,7 +52,6 @@ _INT_DTYPES = {ord("i"): np.dtype("i1"), ord("U"): np.dtype("u1"), ord("I"): np.
                ord("l"): np.dtype(">i4"), ord("L"): np.dtype(">i8")}
 _CODE_OF = {dtype: bytes([code]) for code, dtype in _TYPED.items()}
 _MAX_DIGITS = 10  # decimal strings read by columns (longer ones: the value-by-value path)
-_POW10 = 10 ** np.arange(_MAX_DIGITS - 1, -1, -1, dtype=np.int64)
 
 
 class _Decoder:
@@ -439,19 +438,23 @@ def _records(data: bytes, buf: np.ndarray, body: int, n: int, first: dict[str, A
             if (count < 1).any() or (count > _MAX_DIGITS).any() or int(
                     (pos + count).max()) > end:
                 return None
-            cols = np.arange(_MAX_DIGITS)
-            digits = buf[np.minimum(pos[:, None] + cols, end - 1)].astype(np.int64) - 48
-            used = cols < count[:, None]
-            if ((digits < 0) | (digits > 9))[used].any():
-                return None
-            power = _POW10[np.clip(cols + _MAX_DIGITS - count[:, None], 0, _MAX_DIGITS - 1)]
-            out.decimals[at] = (np.where(used, digits, 0) * power).sum(axis=1)
+            # digit by digit, as many rounds as the longest string (tree counts: 1 to 4)
+            value = np.zeros(n, dtype=np.int64)
+            for d in range(int(count.max())):
+                live = count > d
+                digit = buf[np.minimum(pos + d, end - 1)].astype(np.int64) - 48
+                if (live & (digit.view(np.uint64) > 9)).any():  # not 0-9 (below wraps)
+                    return None
+                value = np.where(live, value * 10 + digit, value)
+            out.decimals[at] = value
             pos = pos + count
     if not np.array_equal(pos[:-1], starts[1:]):
         return None
     # every constant of every element (one unaligned fixed-size view per constant)
     for where, const in zip(constants, (p for p in parts if isinstance(p, bytes)), strict=True):
-        if not (_view(buf, np.dtype(f"V{len(const)}"))[where] == np.void(const)).all():
+        # the constant's bytes of every element gathered end to end, compared as bytes
+        # (a third of the time of comparing np.void values; never more bytes than the file)
+        if _view(buf, np.dtype(f"V{len(const)}"))[where].tobytes() != const * n:
             return None
     out.end = int(pos[-1])
     return out

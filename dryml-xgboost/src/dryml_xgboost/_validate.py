@@ -273,65 +273,81 @@ def _categorical_records(trees: Records, n_nodes: np.ndarray) -> list[int]:
     for key in _CATEGORY_ARRAYS:
         plain &= trees.typed[(key,)][2] == 0
     values = trees.column(("split_type",))
-    owner = np.repeat(np.arange(len(trees)), split[2])
-    plain[owner[values != 0]] = False
+    if values.any():  # some categorical split: which trees
+        owner = np.repeat(np.arange(len(trees)), split[2])
+        plain[owner[values != 0]] = False
     return np.flatnonzero(~plain).tolist()
 
 
 def _check_nodes(n_nodes: np.ndarray, declared: np.ndarray, nodes: list[np.ndarray],
                  model: _Model) -> tuple[np.ndarray, np.ndarray]:
     """The node arrays of all trees end to end (int64): returns the leaf mask and where
-    each tree begins."""
+    each tree begins.
+
+    Each check is one or two passes over the nodes (issue 16: a 500-tree model has ~45,000
+    nodes and every pass costs tens of microseconds): ranges ``[lo, hi)`` are tested as one
+    unsigned comparison, and "no node is the child of two nodes" follows from "every child's
+    parent is the node that names it" plus "no node names one child twice"."""
     left, right, parents, split, default_left = nodes
-    offsets = np.concatenate([[0], np.cumsum(n_nodes)[:-1]])
+    offsets = np.zeros(n_nodes.size, dtype=np.int64)
+    np.cumsum(n_nodes[:-1], out=offsets[1:])
     size_of, base = np.repeat(n_nodes, n_nodes), np.repeat(offsets, n_nodes)
-    tree_of = np.repeat(np.arange(n_nodes.size), n_nodes)
+    u64 = np.uint64
+
+    def tree(node: Any) -> str:
+        return f"trees[{int(np.searchsorted(offsets, node, 'right')) - 1}]"
 
     def bad(nodes: np.ndarray, what: str) -> None:
+        """Fail naming the tree of the first node flagged (non-zero) in ``nodes``."""
         if nodes.any():
-            raise _fail(f"trees[{tree_of[np.flatnonzero(nodes)[0]]}]", what)
+            raise _fail(tree(np.flatnonzero(nodes)[0]), what)
 
-    bad((default_left < 0) | (default_left > 1), "default_left must be 0 or 1")
-    bad((split < 0) | (split >= 2**31), "split_indices out of range")
+    bad(default_left & -2, "default_left must be 0 or 1")
+    bad(split >> 31, "split_indices out of range")
     leaf = left == -1
     bad(leaf != (right == -1), "a node has exactly one child")
     internal = np.flatnonzero(~leaf)
-
-    def bad_at(nodes: np.ndarray, what: str) -> None:
-        if nodes.size:
-            raise _fail(f"trees[{tree_of[nodes.min()]}]", what)
-
-    for child in (left[internal], right[internal]):
-        bad_at(internal[(child < 1) | (child >= size_of[internal])],
-               "a child index is out of range")
-    bad_at(internal[split[internal] >= model.num_feature],
-           f"a split uses a feature outside the model's {model.num_feature}")
-    children = np.concatenate([left[internal], right[internal]]) + np.tile(base[internal], 2)
-    if children.size and np.bincount(children, minlength=left.size).max() > 1:
+    lo, hi, at, top = left[internal], right[internal], base[internal], size_of[internal] - 1
+    # 1 <= child < size, as one unsigned comparison (a negative child wraps around)
+    out_of_range = ((lo - 1).view(u64) >= top.view(u64)) | ((hi - 1).view(u64) >= top.view(u64))
+    if out_of_range.any():
+        raise _fail(tree(internal[out_of_range][0]), "a child index is out of range")
+    wide = split[internal] >= model.num_feature
+    if wide.any():
+        raise _fail(tree(internal[wide][0]),
+                    f"a split uses a feature outside the model's {model.num_feature}")
+    lo += at
+    hi += at
+    # A child named twice (by two nodes, or twice by one) cannot have its parent's index in
+    # parents for both: the two checks below are "every node is the child of one node".
+    if (lo == hi).any():
         raise _fail("trees", "a node is the child of two nodes")
+    own = internal - at
+    if not (np.array_equal(parents[lo], own) and np.array_equal(parents[hi], own)):
+        raise _fail("trees", "parents disagree with children")
     deleted = leaf & (split == _DELETED_SPLIT) & (default_left == 1)
     deleted[offsets] = False
-    bad_at(children[deleted[children]], "a deleted node is still a child")
-    if not np.array_equal(parents[children], np.tile(internal - base[internal], 2)):
-        raise _fail("trees", "parents disagree with children")
+    if deleted[lo].any() or deleted[hi].any():
+        raise _fail("trees", "a deleted node is still a child")
     if not np.isin(parents[offsets], _ROOT_PARENT).all():
         raise _fail("trees", "a root has a parent")
-    non_root = np.ones(left.size, dtype=bool)
-    non_root[offsets] = False
-    bad(non_root & ((parents < 0) | (parents >= size_of)), "a parent index is out of range")
-    deleted_count = np.add.reduceat(deleted.astype(np.int64), offsets)
+    outside = parents.view(u64) >= size_of.view(u64)  # parents < 0 or >= size
+    outside[offsets] = False
+    bad(outside, "a parent index is out of range")
+    deleted_count = np.add.reduceat(deleted, offsets, dtype=np.int64)
     if not np.array_equal(deleted_count, declared):
         raise _fail("trees", "num_deleted disagrees with the nodes")
     # Every live node hangs under its root (no cycles, no orphans): walk down from the roots.
     seen = np.zeros(left.size, dtype=bool)
     frontier = offsets
     seen[frontier] = True
+    branch = ~leaf
     while frontier.size:
-        frontier = frontier[~leaf[frontier]]
-        frontier = np.concatenate([left[frontier] + base[frontier],
-                                   right[frontier] + base[frontier]])
+        frontier = frontier[branch[frontier]]
+        at = base[frontier]
+        frontier = np.concatenate([left[frontier] + at, right[frontier] + at])
         seen[frontier] = True
-    if not np.array_equal(np.add.reduceat(seen.astype(np.int64), offsets),
+    if not np.array_equal(np.add.reduceat(seen, offsets, dtype=np.int64),
                           n_nodes - deleted_count):
         raise _fail("trees", "nodes unreachable from the root")
     return leaf, offsets

@@ -43,8 +43,10 @@ class MemberWriter(Protocol):
         ``compress=False`` stores it as it is even when compressing would pay (for data whose
         owner prefers save speed to size); ``True`` lets the file decide."""
 
-    def add_bytes(self, data: bytes, *, compress: bool = True) -> str:
-        """Store raw bytes as a member; returns the member name (``compress`` as above)."""
+    def add_bytes(self, data: bytes | memoryview, *, compress: bool = True) -> str:
+        """Store raw bytes as a member; returns the member name (``compress`` as above).
+        A ``memoryview`` is read before this returns and never kept, so it may view memory
+        its owner reuses afterwards (a framework's own output buffer: no copy)."""
 
     def record_version(self, package: str, version: str | None = None,
                        framework: tuple[str, str] | None = None) -> None:

@@ -16,8 +16,8 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import secrets
 import stat
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -39,6 +39,8 @@ SWEEP_INTERVAL = 10.0
 
 _SWEEP_SHARE = 100.0  # wait at least this many times as long as the last sweep took
 _NAME_MAX = 255
+_CREATE = (os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+           | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
 _WRITER = re.compile(r"\.(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-(?P<start>\d+)\.[^.]+\.tmp$")
 _swept: dict[str, float] = {}
 _swept_lock = threading.Lock()
@@ -65,19 +67,27 @@ def _writer_prefix(name: str) -> str:
     return f".{name}.{_writer[1]}."
 
 
-def make_temp(path: Path) -> tuple[int, str]:
+def make_temp(path: str | os.PathLike[str]) -> tuple[int, str]:
     """Create the temporary file for writing ``path`` (beside it, mode 0600, named after this
     process); returns ``(fd, temp path)`` like :func:`tempfile.mkstemp`. Stale temporaries of
     dead writers in that folder are removed first (at most every :data:`SWEEP_INTERVAL` s)."""
-    path = Path(path)
-    _sweep(path.parent)
-    prefix = _writer_prefix(path.name)
+    directory, name = os.path.split(os.fspath(path))
+    _sweep(directory or ".")
+    prefix = _writer_prefix(name)
     if len(prefix) + 12 > _NAME_MAX:  # a very long name: the plain form (cleaned by age)
-        prefix = f".{path.name}."
-    return tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
+        prefix = f".{name}."
+    # what tempfile.mkstemp does (an exclusive create, mode 0600, never following a link),
+    # without its per-call setup: this runs once per save
+    for _ in range(100):
+        tmp = os.path.join(directory, f"{prefix}{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, _CREATE, 0o600), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary file name beside {os.fspath(path)!r}")
 
 
-def _sweep(directory: Path) -> None:
+def _sweep(directory: str) -> None:
     key = os.path.abspath(directory)
     now = time.monotonic()
     with _swept_lock:
@@ -88,7 +98,7 @@ def _sweep(directory: Path) -> None:
         if len(_swept) > 4096:
             _swept.clear()
     with contextlib.suppress(OSError):  # cleaning up is a courtesy: never fail a save for it
-        remove_stale_temps(directory)
+        remove_stale_temps(Path(directory))
     # A folder of 100,000 files takes tens of milliseconds to list: sweep it so rarely that
     # listing costs at most 1% of the time (a Repo's own writes are recovered through its
     # index anyway).
