@@ -100,7 +100,9 @@ def test_a_pruner_gets_the_epochs_of_trials_on_the_cluster_through_the_drivers_m
     assert len(statuses) == 10 and "pruned" in statuses, statuses
     for t in result.trials:
         if t["status"] == "pruned":
-            assert t["metrics"]["epoch"] < 4
+            # stopped at the report of some epoch: the last one too, when the pruner only
+            # then judged it worse than the median (trials run two at a time, in any order)
+            assert 1 <= t["metrics"]["epoch"] <= 4
             assert t["metrics"]["val_accuracy"] == -t["params"]["shift"]
     # every epoch report went through the relay on the driver's node, which alone opened the
     # study's files beside the Repo
