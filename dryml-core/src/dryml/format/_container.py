@@ -397,8 +397,13 @@ class ContainerWriter:
         try:
             raw = _JSON.encode(manifest).encode()
         except RecursionError:
-            raise FormatError("the manifest is nested too deeply or refers to itself (a "
-                              "serializer returned a cyclic value)") from None
+            raise FormatError("the manifest is nested too deeply: flatten the metadata, or store "
+                              "deep values through store.put") from None
+        except ValueError as exc:
+            if "ircular reference" not in str(exc):
+                raise
+            raise FormatError("circular reference: the metadata (or a value a serializer "
+                              "returned) contains itself; save values without cycles") from None
         if len(raw) > _DEFAULT.max_manifest_bytes:
             raise LimitExceededError(
                 f"the manifest would be {len(raw)} bytes, over the {_DEFAULT.max_manifest_bytes} "
