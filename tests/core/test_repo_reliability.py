@@ -15,6 +15,7 @@ import pytest
 
 from dryml.errors import DuplicateObjectError
 from dryml.repo import Repo, Selector
+from dryml.repo._index import CHECKPOINT_EVERY, INDEX_NAME
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and processes")
 
@@ -209,3 +210,57 @@ def test_a_dead_writers_unfinished_add_does_not_block_an_open_repo(
     repo.add_object(Item("again", 0, dry_id="crash-0"), replace=True)
     assert repo.load("crash-0").worker == "again"
     assert _assert_consistent(directory).metadata("crash-0") == {"worker": "crash", "i": 0}
+
+
+def _objects_in_the_database_file(directory: Path, copy: Path) -> int:
+    """How many objects the index's main file holds by itself (its write-ahead log left out)."""
+    import shutil
+    import sqlite3
+
+    shutil.copyfile(directory / INDEX_NAME, copy)
+    conn = sqlite3.connect(copy)
+    try:
+        return int(conn.execute("SELECT count(*) FROM objects").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def test_adds_reach_the_database_file_while_the_repo_stays_open_and_close_ends_the_thread(
+        tmp_path: Path, env: dict[str, str]) -> None:
+    """The write-ahead log is checkpointed by a background thread (not inside an add's
+    commit): the index file itself catches up while the Repo is open, and ``close()`` leaves no
+    thread behind; neither does a Repo that is dropped without ``close()``."""
+    import threading
+
+    from repo_items import Item
+
+    directory = tmp_path / "repo"
+    repo = Repo(directory, create=True)
+    count = 3 * CHECKPOINT_EVERY
+    for i in range(count):
+        repo.add_object(Item("w", i, dry_id=f"w-{i}"))
+    in_file, deadline = 0, time.monotonic() + 30
+    while in_file < 2 * CHECKPOINT_EVERY and time.monotonic() < deadline:
+        time.sleep(0.05)
+        in_file = _objects_in_the_database_file(directory, tmp_path / "copy.sqlite")
+    assert in_file >= 2 * CHECKPOINT_EVERY, "no checkpoint reached the index file"
+
+    def checkpointers() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "dryml-index-checkpoint"]
+
+    assert len(checkpointers()) == 1
+    repo.close()
+    assert checkpointers() == []
+    assert len(Repo(directory)) == count  # and everything is still there
+
+    dropped = Repo(directory)
+    for i in range(CHECKPOINT_EVERY):
+        dropped.add_object(Item("d", i, dry_id=f"d-{i}"))
+    threads = checkpointers()
+    assert len(threads) == 1
+    del dropped
+    import gc
+
+    gc.collect()
+    threads[0].join(timeout=30)
+    assert not threads[0].is_alive()

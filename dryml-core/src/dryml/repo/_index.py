@@ -24,6 +24,7 @@ import socket
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -35,6 +36,14 @@ __all__ = ["INDEX_NAME", "Index", "IndexDamagedError", "Row", "is_damage", "owne
 
 INDEX_NAME = ".dryml-index.sqlite"
 SCHEMA_VERSION = 1
+# SQLite's automatic checkpoint copies the write-ahead log into the database file (with fsyncs)
+# inside whichever commit crosses its threshold, so one add in about forty paid for the pages of
+# the forty before it (measured: the median commit 67 us, the mean 278 us). A background thread
+# of this process checkpoints instead, every CHECKPOINT_EVERY commits, off the caller's path
+# (PASSIVE: it never blocks a reader or a writer); SQLite's own checkpoint stays as a backstop
+# at WAL_BACKSTOP_PAGES (about 40 MB of log) should the thread fall behind.
+CHECKPOINT_EVERY = 100
+WAL_BACKSTOP_PAGES = 10_000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT);
@@ -132,6 +141,8 @@ class Index:
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._pid = -1
+        self._commits = 0
+        self._checkpointer: _Checkpointer | None = None
 
     # -- connection ---------------------------------------------------------------------------
     def conn(self) -> sqlite3.Connection:
@@ -143,6 +154,7 @@ class Index:
                 _retry(lambda: conn.execute("PRAGMA journal_mode=WAL"))
                 conn.execute(f"PRAGMA synchronous={'FULL' if self.durable else 'NORMAL'}")
                 conn.execute("PRAGMA foreign_keys=OFF")
+                conn.execute(f"PRAGMA wal_autocheckpoint={WAL_BACKSTOP_PAGES}")
             except sqlite3.DatabaseError as exc:
                 if is_damage(exc):
                     raise self.damaged(exc) from None
@@ -150,6 +162,7 @@ class Index:
                                 "Run 'dryml repo reindex DIR' to rebuild it from the .dry "
                                 "files") from None
             self._conn, self._pid = conn, os.getpid()
+            self._checkpointer, self._commits = None, 0  # a parent's thread is not ours
         return self._conn
 
     def damaged(self, exc: BaseException | str) -> IndexDamagedError:
@@ -174,6 +187,9 @@ class Index:
     def close(self) -> None:
         """Close this process's connection."""
         with self._lock:
+            if self._checkpointer is not None and self._pid == os.getpid():
+                self._checkpointer.stop()
+            self._checkpointer = None
             if self._conn is not None and self._pid == os.getpid():
                 # No ANALYZE / PRAGMA optimize: the planner's defaults suit these queries, and
                 # statistics made it scan a whole class instead of the index (measured).
@@ -193,6 +209,13 @@ class Index:
                     conn.execute("ROLLBACK")
                 raise
             _retry(lambda: conn.execute("COMMIT"))
+            self._commits += 1
+            if self._commits % CHECKPOINT_EVERY == 0:
+                if self._checkpointer is None:
+                    self._checkpointer = _Checkpointer(self.path)
+                    # A Repo dropped without close() must not leave its thread behind.
+                    weakref.finalize(self, self._checkpointer.stop, wait=False)
+                self._checkpointer.request()
 
     def query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a read query and return every row."""
@@ -266,6 +289,49 @@ class Index:
             conn.execute("DELETE FROM class_bases WHERE path = ?", (path,))
             conn.executemany("INSERT OR IGNORE INTO class_bases VALUES (?, ?)",
                              [(base, path) for base in {path, *mro}])
+
+
+class _Checkpointer:
+    """A daemon thread with its own connection that checkpoints the index's write-ahead log
+    when asked (``PASSIVE``: it copies what no reader still needs and never waits for a lock).
+    A checkpoint that is cut short (the process exits, a busy database) loses nothing: the log
+    still holds every frame, and the next checkpoint or SQLite's own backstop copies it."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="dryml-index-checkpoint",
+                                        daemon=True)
+        self._thread.start()
+
+    def request(self) -> None:
+        """Ask for a checkpoint (returns at once)."""
+        self._wake.set()
+
+    def stop(self, wait: bool = True) -> None:
+        """End the thread (after the checkpoint in progress, if any, when ``wait``)."""
+        self._stopping = True
+        self._wake.set()
+        if wait and self._thread is not threading.current_thread():
+            self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        conn: sqlite3.Connection | None = None
+        try:
+            while True:
+                self._wake.wait()
+                self._wake.clear()
+                if self._stopping:
+                    return
+                with contextlib.suppress(sqlite3.Error):
+                    if conn is None:
+                        conn = sqlite3.connect(self._path, timeout=0, isolation_level=None,
+                                               check_same_thread=False)
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        finally:
+            if conn is not None:
+                conn.close()
 
 
 def _retry(fn: Any, attempts: int = 50) -> Any:
