@@ -230,10 +230,15 @@ def test_adds_reach_the_database_file_while_the_repo_stays_open_and_close_ends_t
     """The write-ahead log is checkpointed by a background thread (not inside an add's
     commit): the index file itself catches up while the Repo is open, and ``close()`` leaves no
     thread behind; neither does a Repo that is dropped without ``close()``."""
+    import gc
     import threading
 
     from repo_items import Item
 
+    def checkpointers() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if t.name == "dryml-index-checkpoint"}
+
+    earlier = checkpointers()  # other tests' Repos may not be collected yet
     directory = tmp_path / "repo"
     repo = Repo(directory, create=True)
     count = 3 * CHECKPOINT_EVERY
@@ -244,23 +249,19 @@ def test_adds_reach_the_database_file_while_the_repo_stays_open_and_close_ends_t
         time.sleep(0.05)
         in_file = _objects_in_the_database_file(directory, tmp_path / "copy.sqlite")
     assert in_file >= 2 * CHECKPOINT_EVERY, "no checkpoint reached the index file"
-
-    def checkpointers() -> list[threading.Thread]:
-        return [t for t in threading.enumerate() if t.name == "dryml-index-checkpoint"]
-
-    assert len(checkpointers()) == 1
+    started = checkpointers() - earlier
+    assert len(started) == 1
     repo.close()
-    assert checkpointers() == []
+    assert not any(thread.is_alive() for thread in started)
     assert len(Repo(directory)) == count  # and everything is still there
 
     dropped = Repo(directory)
     for i in range(CHECKPOINT_EVERY):
         dropped.add_object(Item("d", i, dry_id=f"d-{i}"))
-    threads = checkpointers()
-    assert len(threads) == 1
+    started = checkpointers() - earlier
+    assert len(started) == 1
     del dropped
-    import gc
-
     gc.collect()
-    threads[0].join(timeout=30)
-    assert not threads[0].is_alive()
+    for thread in started:
+        thread.join(timeout=30)
+        assert not thread.is_alive()
