@@ -43,21 +43,35 @@ WORKER = textwrap.dedent("""
 
     directory, worker, count, crash = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     repo = Repo(directory, durable=worker.endswith("durable"))
+    replace = False
     if crash != "none":
-        # Kill this process with SIGKILL at an exact point of add_object / delete.
-        real_write = repo_module.write_file
-        def write_then_die(obj, directory, name, token, durable, metadata=None):
+        # Kill this process with SIGKILL at an exact point of add_object / delete. A new
+        # object's add writes a temporary (write_temp), then in one index transaction
+        # journals and renames it (os.replace) and commits; a replace renames through
+        # write_file between its two transactions.
+        real_temp, real_replace = repo_module.write_temp, os.replace
+        def die():
+            os.kill(os.getpid(), signal.SIGKILL)
+        def temp_then_die(*args, **kwargs):
             if crash == "before-write":
-                os.kill(os.getpid(), signal.SIGKILL)
+                die()
+            written = real_temp(*args, **kwargs)
+            if crash == "temp-written":
+                die()
+            return written
+        def replace_then_die(src, dst):
             if crash == "mid-write":
-                real_replace = os.replace
-                os.replace = lambda a, b: os.kill(os.getpid(), signal.SIGKILL)
-            real_write(obj, directory, name, token, durable, metadata)
-            os.kill(os.getpid(), signal.SIGKILL)  # after the rename, before the index commit
-        repo_module.write_file = write_then_die
+                die()  # journaled, not renamed
+            real_replace(src, dst)
+            die()  # renamed, not committed
+        repo_module.write_temp = temp_then_die
+        if crash in ("mid-write", "after-write", "replace-after-write"):
+            os.replace = replace_then_die
+        if crash == "replace-after-write":
+            replace = True
         if crash == "delete":
             victim = repo.ids(Selector(Item))[0]
-            repo_module.Path.unlink = lambda self, *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+            repo_module.Path.unlink = lambda self, *a, **k: die()
             repo.delete(victim)
     for i in range(count):
         if i % 50 == 0:  # query while the others write: this worker's objects are all there
@@ -66,8 +80,9 @@ WORKER = textwrap.dedent("""
             before = len(repo)
             found = len(repo.get(Selector(Item), limit=5))
             assert min(5, before) <= found <= min(5, len(repo))
-        repo.add_object(Item(worker, i, dry_id=f"{worker}-{i}"),
-                        metadata={"worker": worker, "i": i})
+        dry_id = "setup-0" if replace else f"{worker}-{i}"
+        repo.add_object(Item(worker, i, dry_id=dry_id), metadata={"worker": worker, "i": i},
+                        replace=replace)
         if i == 0:
             print("adding", flush=True)
     print("done", flush=True)
@@ -129,7 +144,8 @@ def test_durable_mode_writers(tmp_path: Path, env: dict[str, str]) -> None:
     assert len(_assert_consistent(directory)) == 60
 
 
-@pytest.mark.parametrize("point", ["before-write", "mid-write", "after-write", "delete"])
+@pytest.mark.parametrize("point", ["before-write", "temp-written", "mid-write", "after-write",
+                                   "replace-after-write", "delete"])
 def test_sigkill_at_each_step_of_a_write(tmp_path: Path, env: dict[str, str], point: str) -> None:
     directory = tmp_path / "repo"
     Repo(directory, create=True)
@@ -138,8 +154,13 @@ def test_sigkill_at_each_step_of_a_write(tmp_path: Path, env: dict[str, str], po
     proc = _worker(tmp_path, env, directory, "crash", 1, point)
     assert proc.wait(timeout=120) == -signal.SIGKILL
     repo = _assert_consistent(directory)
-    expected = {"before-write": 3, "mid-write": 3, "after-write": 4, "delete": 2}[point]
+    expected = {"before-write": 3, "temp-written": 3, "mid-write": 3, "after-write": 4,
+                "replace-after-write": 3, "delete": 2}[point]
     assert len(repo) == expected
+    if point == "replace-after-write":  # the new file was in place: the replace is finished
+        assert repo.metadata("setup-0") == {"worker": "crash", "i": 0}
+    if point == "after-write":  # the journal found the renamed file, with its metadata
+        assert repo.metadata("crash-0") == {"worker": "crash", "i": 0}
     from repo_items import Item
 
     for obj in repo.get(Selector(Item)):

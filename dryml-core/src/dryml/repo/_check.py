@@ -97,7 +97,8 @@ def check(index: Index, directory: Path) -> CheckReport:
         raise index.damaged(problem)
     report = CheckReport(recovered=recover(index, directory), directory=str(directory))
     rows = index.query("SELECT id, file, size, mtime, digest, definition FROM objects")
-    live = {r[0]: r for r in index.query("SELECT file, host, pid, pstart FROM intents")}
+    live = {r[0]: r for r in index.query(
+        "SELECT file, host, pid, pstart FROM intents WHERE op != 'session'")}
     report.in_progress = sorted(live)
     report.objects = len(rows)
     names, report.skipped = object_files(directory)
@@ -140,6 +141,9 @@ def check(index: Index, directory: Path) -> CheckReport:
             report.duplicates.append(Duplicate.of(root, [owner, *files], indexed=True))
         elif len(files) > 1:
             report.duplicates.append(Duplicate.of(root, files, indexed=False))
+        elif index.query("SELECT 1 FROM objects WHERE id = ? AND file = ?",
+                         [root, files[0][0]]):
+            continue  # added by another process since the rows above were read
         else:
             report.unindexed.append(f"{files[0][0]} (object {root!r})")
     report.files = len(names) - sum(1 for n, _ in report.skipped if n in on_disk)

@@ -31,7 +31,7 @@ from dryml.repo._index import INDEX_NAME, Row
 from dryml.repo._selector import known_mro
 
 __all__ = ["Stamp", "file_name", "is_repo_file", "read_stamp", "row_from_file", "temp_files",
-           "write_file"]
+           "write_file", "write_temp"]
 
 _SAFE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,120}$")
 
@@ -78,6 +78,26 @@ def read_stamp(stream: IO[bytes]) -> Stamp:
     return Stamp(stat.st_size, stat.st_mtime_ns, f"xxh3_64:{digest:016x}")
 
 
+def write_temp(obj: Object, directory: Path, name: str, durable: bool,
+               metadata: dict[str, Any] | None = None) -> tuple[str, Stamp]:
+    """Write ``obj`` to a temporary file beside ``directory/name`` (named after this process,
+    see :func:`dryml.format._stale.make_temp`); returns its path and the stamp the file will
+    have once renamed (a rename keeps the mtime). ``durable`` fsyncs it."""
+    fd, tmp = make_temp(directory / name)  # drops dead writers' temps (now and then)
+    try:
+        with open(fd, "wb", buffering=0) as stream:  # the writer gathers its own writes
+            writer = _write(obj, stream, True, metadata)
+            if durable:
+                os.fsync(stream.fileno())
+            # what read_stamp would read back: nothing is written after this
+            stat = os.fstat(stream.fileno())
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return tmp, Stamp(stat.st_size, stat.st_mtime_ns, f"xxh3_64:{writer.digest:016x}")
+
+
 def write_file(obj: Object, directory: Path, name: str, token: str, durable: bool,
                metadata: dict[str, Any] | None = None) -> Stamp:
     """Write ``obj`` to ``directory/name`` atomically; returns the file's stamp.
@@ -86,17 +106,9 @@ def write_file(obj: Object, directory: Path, name: str, token: str, durable: boo
     crash never leaves a partial ``.dry`` file. ``durable`` adds fsyncs (file and directory)
     for power-loss safety; without them the write is still safe against a killed process.
     """
-    path = directory / name
-    fd, tmp = make_temp(path)  # named after this process; drops dead writers' temps
+    tmp, stamp = write_temp(obj, directory, name, durable, metadata)
     try:
-        with open(fd, "wb", buffering=0) as stream:  # the writer gathers its own writes
-            writer = _write(obj, stream, True, metadata)
-            if durable:
-                os.fsync(stream.fileno())
-            # what read_stamp would read back: nothing is written after this
-            stat = os.fstat(stream.fileno())
-        stamp = Stamp(stat.st_size, stat.st_mtime_ns, f"xxh3_64:{writer.digest:016x}")
-        os.replace(tmp, path)  # a rename keeps the file's mtime
+        os.replace(tmp, directory / name)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)

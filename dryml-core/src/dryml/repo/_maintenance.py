@@ -17,6 +17,7 @@ import attrs
 
 from dryml.repo._files import describe_error, file_name, is_repo_file, row_from_file, temp_files
 from dryml.repo._index import Index, owner_alive
+from dryml.repo._journal import recover_session
 
 __all__ = ["Duplicate", "ReindexReport", "object_files", "recover", "recover_intent",
            "reindex"]
@@ -85,7 +86,10 @@ def recover(index: Index, directory: Path) -> int:
         for token in dead:
             found = conn.execute("SELECT op, id, file, row FROM intents WHERE token = ?",
                                  (token,)).fetchone()
-            if found is not None:
+            if found is not None and found[0] == "session":
+                done += recover_session(conn, directory, found[2])
+                conn.execute("DELETE FROM intents WHERE token = ?", (token,))
+            elif found is not None:
                 recover_intent(conn, directory, *found)
                 conn.execute("DELETE FROM intents WHERE token = ?", (token,))
                 done += 1

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from dryml._io import fsync_directory
 from dryml._object import Object
 from dryml._trust import TrustPolicy
 from dryml.errors import (
@@ -24,8 +25,9 @@ from dryml.errors import (
 )
 from dryml.repo import _check, _maintenance
 from dryml.repo._defjson import category_digest, class_mros
-from dryml.repo._files import file_name, write_file
+from dryml.repo._files import file_name, write_file, write_temp
 from dryml.repo._index import INDEX_NAME, Index, owner_alive, process_identity
+from dryml.repo._journal import Journal
 from dryml.repo._lazy import LazyState, is_loaded, load_now, make_lazy
 from dryml.repo._query import COLUMN_KEYS, plan_query
 from dryml.repo._query import FULL_COLUMNS as _FULL
@@ -66,6 +68,9 @@ class Repo:
         self.trust = (trust,) if isinstance(trust, str) else tuple(trust)
         self.durable = durable
         self._index = Index(str(self.directory / INDEX_NAME), durable)
+        self._journal = Journal(self._index, self.directory)
+        # A Repo dropped without close() ends its session when collected (or at exit).
+        weakref.finalize(self, self._journal.close)
         self._live: weakref.WeakValueDictionary[str, Object] = weakref.WeakValueDictionary()
         self._known_classes: set[str] = set()
         #: Files skipped (name, why) when this open had to build the index from the files.
@@ -120,8 +125,88 @@ class Repo:
         ids = [row["id"] for row, _ in prepared]
         if len(set(ids)) != len(ids):
             raise DuplicateObjectError("the same object (dry_id) appears twice in one add")
-        self._write(prepared, replace, keep_metadata=False)
+        if replace:
+            self._write(prepared, replace, keep_metadata=False)
+        else:
+            self._add_new(prepared)
         return ids
+
+    def _add_new(self, prepared: list[tuple[dict[str, Any], Object]]) -> None:
+        """Add objects that must not be there yet: files to temporaries, then one
+        transaction that checks the ids, indexes the rows, journals and renames the files
+        (see :mod:`dryml.repo._journal` for what a crash at each point leaves)."""
+        self._journal.ensure(self.durable)
+        temps: list[str] = []
+        try:
+            for row, obj in prepared:
+                meta = json.loads(row["metadata"]) if row.get("metadata") else {}
+                tmp, stamp = write_temp(obj, self.directory, row["file"], self.durable, meta)
+                temps.append(tmp)
+                row.update(size=stamp.size, mtime=stamp.mtime, digest=stamp.digest,
+                           metadata=row["metadata"] or "{}", new=True)
+            try:
+                self._commit_new(prepared, temps)
+            except _DeadWriter:  # a dead process left a write of one of these ids: finish it
+                _maintenance.recover(self._index, self.directory)
+                self._commit_new(prepared, temps)
+            temps = []
+        finally:
+            for tmp in temps:  # not renamed: the add failed
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+        for row, obj in prepared:
+            self._cache(row["id"], obj)
+
+    def _commit_new(self, prepared: list[tuple[dict[str, Any], Object]],
+                    temps: list[str]) -> None:
+        renamed: list[Path] = []
+        try:
+            with self._index.write() as conn:
+                for row, _ in prepared:
+                    self._check_new(conn, row["id"], row["file"])
+                    mros = row["mros"]
+                    if not self._known_classes.issuperset(mros):
+                        Index.put_classes(conn, mros, known=True)
+                    Index.put_row(conn, row)
+                self._journal.record([(row["id"], row["file"]) for row, _ in prepared],
+                                     self.durable)
+                for tmp, (row, _) in zip(temps, prepared, strict=True):
+                    os.replace(tmp, self.directory / row["file"])
+                    renamed.append(self.directory / row["file"])
+                if self.durable:
+                    fsync_directory(self.directory)
+        except BaseException:
+            for path in renamed:  # the rows were rolled back: take their files out again
+                with contextlib.suppress(OSError):
+                    path.unlink()
+            raise
+        for row, _ in prepared:
+            self._known_classes.update(row["mros"])
+
+    def _check_new(self, conn: Any, dry_id: str, name: str) -> None:
+        """Raise unless ``dry_id`` is neither indexed nor being replaced or deleted."""
+        if conn.execute("SELECT 1 FROM objects WHERE id = ?", (dry_id,)).fetchone():
+            raise self._already_there(dry_id)
+        self._check_busy(conn, dry_id)
+        if os.path.exists(self.directory / name) and any(
+                not owner_alive(*r) for r in conn.execute(
+                    "SELECT host, pid, pstart FROM intents WHERE op = 'session'").fetchall()):
+            raise _DeadWriter  # its file, left by a killed add? finish that add first
+
+    def _already_there(self, dry_id: str) -> DuplicateObjectError:
+        return DuplicateObjectError(f"an object with dry_id {dry_id!r} is already in "
+                                    f"{self.directory} (pass replace=True to overwrite it)")
+
+    @staticmethod
+    def _check_busy(conn: Any, dry_id: str) -> None:
+        """Raise when another process is replacing or deleting ``dry_id`` (_DeadWriter when
+        that process died midway: recover, then try again)."""
+        for busy in conn.execute("SELECT host, pid, pstart FROM intents WHERE id = ?",
+                                 (dry_id,)).fetchall():
+            if not owner_alive(*busy):
+                raise _DeadWriter
+            raise RepoError(f"object {dry_id!r} is being written by process {busy[1]} on "
+                            f"{busy[0]}; try again when it is done")
 
     def _prepare(self, obj: Object, metadata: dict[str, Any] | None) -> tuple[dict[str, Any],
                                                                                 Object]:
@@ -177,15 +262,8 @@ class Repo:
                 old = conn.execute("SELECT file, metadata FROM objects WHERE id = ?",
                                    (row["id"],)).fetchone()
                 if old is not None and not replace:
-                    raise DuplicateObjectError(
-                        f"an object with dry_id {row['id']!r} is already in {self.directory} "
-                        "(pass replace=True to overwrite it)")
-                for busy in conn.execute("SELECT host, pid, pstart FROM intents WHERE id = ?",
-                                         (row["id"],)).fetchall():
-                    if not owner_alive(*busy):
-                        raise _DeadWriter
-                    raise RepoError(f"object {row['id']!r} is being written by process "
-                                    f"{busy[1]} on {busy[0]}; try again when it is done")
+                    raise self._already_there(row["id"])
+                self._check_busy(conn, row["id"])
                 row["new"] = old is None
                 if old is not None:
                     row["file"] = old[0]
@@ -403,6 +481,7 @@ class Repo:
 
     def close(self) -> None:
         """Close the index connection (the repository can still be used: it reopens)."""
+        self._journal.close()
         self._index.close()
 
     def __enter__(self) -> Repo:

@@ -1,0 +1,116 @@
+"""The journal of adds: one per process and Repo, gone after close, kept short, and a dead
+process's journal is finished on the next open (real SQLite index, real processes)."""
+
+from __future__ import annotations
+
+import gc
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dryml import Object, save_object
+from dryml.errors import DuplicateObjectError
+from dryml.repo import Repo
+from dryml.repo._index import INDEX_NAME, process_identity
+from dryml.repo._journal import JOURNAL_PREFIX, TRIM_AT
+
+
+class Point(Object):
+    def __init__(self, x: int) -> None:
+        self.x = x
+
+
+def _journals(directory: Path) -> list[Path]:
+    return sorted(directory.glob(f"{JOURNAL_PREFIX}*"))
+
+
+def _sessions(directory: Path) -> list[tuple[str, str]]:
+    conn = sqlite3.connect(directory / INDEX_NAME)
+    try:
+        return conn.execute("SELECT token, file FROM intents WHERE op = 'session'").fetchall()
+    finally:
+        conn.close()
+
+
+def test_a_session_lives_from_the_first_add_until_close_or_collection(tmp_path: Path) -> None:
+    repo = Repo(tmp_path / "repo", create=True)
+    assert _journals(repo.directory) == [] and _sessions(repo.directory) == []
+    repo.add_object(Point(1))
+    (journal,) = _journals(repo.directory)
+    assert [name for _, name in _sessions(repo.directory)] == [journal.name]
+    repo.add_objects([Point(2), Point(3)])
+    assert _journals(repo.directory) == [journal]  # one per process and Repo
+    repo.close()
+    assert _journals(repo.directory) == [] and _sessions(repo.directory) == []
+    repo.add_object(Point(4))  # a closed Repo reopens, with a new session
+    assert len(_journals(repo.directory)) == 1
+    directory = repo.directory
+    del repo
+    gc.collect()
+    assert _journals(directory) == [] and _sessions(directory) == []
+    assert len(Repo(directory)) == 4
+    assert Repo(directory).check().ok
+
+
+def test_the_journal_is_emptied_as_it_grows(tmp_path: Path) -> None:
+    repo = Repo(tmp_path / "repo", create=True)
+    for i in range(400):  # about 60 bytes per entry: twice what TRIM_AT holds
+        repo.add_object(Point(i))
+    (journal,) = _journals(repo.directory)
+    assert 0 < journal.stat().st_size <= TRIM_AT + 200
+    assert len(repo) == 400
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def _plant_dead_session(directory: Path, lines: list[str]) -> Path:
+    """A session intent of a process that has ended, with a journal holding ``lines``."""
+    host, _, _ = process_identity()
+    journal = directory / f"{JOURNAL_PREFIX}deadbeef"
+    journal.write_text("".join(line + "\n" for line in lines))
+    conn = sqlite3.connect(directory / INDEX_NAME)
+    with conn:
+        conn.execute("INSERT INTO intents VALUES ('deadbeef', 'session', '', ?, ?, ?, ?, 0, NULL)",
+                     (journal.name, host, _dead_pid(), ""))
+    conn.close()
+    return journal
+
+
+def test_a_dead_processs_journal_is_finished_and_its_bad_lines_ignored(tmp_path: Path) -> None:
+    directory = tmp_path / "repo"
+    Repo(directory, create=True).close()
+    # What a process killed between its rename and its commit leaves: the file, no row.
+    save_object(Point(7, dry_id="p7"), directory / "p7.dry", metadata={"run": 3})
+    outside = tmp_path / "outside.dry"
+    save_object(Point(8, dry_id="p8"), outside)
+    journal = _plant_dead_session(directory, [
+        json.dumps(["p7", "p7.dry"]),
+        json.dumps(["p8", "../outside.dry"]),  # an edited journal: never outside the folder
+        json.dumps(["p9", "p9.dry"]),  # killed before its rename: no file, nothing to do
+        json.dumps(["p7", f"{INDEX_NAME}"]),  # not an object file
+        '["torn',  # a line cut short by the kill
+    ])
+    repo = Repo(directory)  # the open finishes the dead process's adds
+    assert repo.ids() == ["p7"]
+    assert repo.metadata("p7") == {"run": 3}  # from the file, as the add gave it
+    assert repo.load("p7").x == 7
+    assert not journal.exists() and _sessions(directory) == []
+    assert outside.exists() and repo.check().ok
+
+
+def test_a_stray_file_of_a_dead_add_is_finished_before_the_id_is_taken(tmp_path: Path) -> None:
+    directory = tmp_path / "repo"
+    repo = Repo(directory, create=True)  # open while the other process dies: no recovery yet
+    save_object(Point(1, dry_id="p"), directory / "p.dry", metadata={"by": "dead"})
+    _plant_dead_session(directory, [json.dumps(["p", "p.dry"])])
+    with pytest.raises(DuplicateObjectError):  # the dead add is finished first: it is there
+        repo.add_object(Point(2, dry_id="p"))
+    assert repo.metadata("p") == {"by": "dead"} and repo.load("p").x == 1
