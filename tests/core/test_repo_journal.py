@@ -114,3 +114,25 @@ def test_a_stray_file_of_a_dead_add_is_finished_before_the_id_is_taken(tmp_path:
     with pytest.raises(DuplicateObjectError):  # the dead add is finished first: it is there
         repo.add_object(Point(2, dry_id="p"))
     assert repo.metadata("p") == {"by": "dead"} and repo.load("p").x == 1
+
+
+def test_threads_adding_at_once_share_one_session(tmp_path: Path) -> None:
+    import threading
+
+    repo = Repo(tmp_path / "repo", create=True)
+    start = threading.Barrier(4)
+
+    def add(t: int) -> None:
+        start.wait()
+        for i in range(25):
+            repo.add_object(Point(100 * t + i))
+
+    threads = [threading.Thread(target=add, args=(t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(repo) == 100 and len(_journals(repo.directory)) == 1
+    assert len(_sessions(repo.directory)) == 1
+    repo.close()
+    assert _journals(repo.directory) == [] and Repo(repo.directory).check().ok

@@ -23,6 +23,7 @@ import contextlib
 import json
 import os
 import sqlite3
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -51,12 +52,18 @@ class Journal:
         self._token = ""
         self._name = ""
         self._size = 0
+        self._lock = threading.Lock()
 
     def ensure(self, durable: bool) -> None:
         """Register this process's session (its own committed transaction) and open its
         journal, unless done already; after a fork the child starts its own."""
         if self._pid == os.getpid():
             return
+        with self._lock:  # two threads' first adds: one session
+            if self._pid != os.getpid():
+                self._start(durable)
+
+    def _start(self, durable: bool) -> None:
         token = uuid.uuid4().hex
         name = f"{JOURNAL_PREFIX}{token}"
         fd = os.open(self._directory / name, _OPEN, 0o600)

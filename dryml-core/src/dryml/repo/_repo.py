@@ -477,6 +477,7 @@ class Repo:
         """Rebuild the index from the ``.dry`` files (metadata in the index is kept). A
         damaged index file is moved aside and replaced; of several files holding one id,
         ``<dry_id>.dry`` (else the first by name) is indexed and the rest reported."""
+        self._journal.close()  # a damaged index is replaced, intents and all: start anew
         return _maintenance.reindex(self._index, self.directory)
 
     def close(self) -> None:
