@@ -8,6 +8,7 @@ import io
 import os
 import struct
 import time
+import weakref
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
@@ -148,7 +149,10 @@ class LoadSession:
         self.reader = reader
         self.manifest = manifest
         self.objects: dict[str, Object] = {}
-        self._decoder = Decoder(trust, reader=self, objects=self.objects)
+        # A proxy, not self: a session that referenced itself through its decoder lived (with
+        # every object it built, their arrays, and the open file) until the cyclic garbage
+        # collector ran, so loading a few large files in a loop could run out of memory.
+        self._decoder = Decoder(trust, reader=weakref.proxy(self), objects=self.objects)
         self.trust = trust
         # the member names of the entry being decoded (its serializer's names -> this file's)
         self._names: dict[str, str] = {}
