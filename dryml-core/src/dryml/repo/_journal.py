@@ -27,6 +27,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from dryml._io import fsync_directory
 from dryml.format._stale import remove_stale_temps
@@ -111,10 +112,12 @@ class Journal:
             conn.execute("DELETE FROM intents WHERE token = ?", (self._token,))
 
 
-def finish_add(conn: sqlite3.Connection, directory: Path, dry_id: str, name: str) -> bool:
+def finish_add(conn: sqlite3.Connection, directory: Path, dry_id: str, name: str,
+               metadata: dict[str, Any] | None = None) -> bool:
     """Index ``directory/name`` for ``dry_id`` unless the index already holds it as it is
-    (same file, size and mtime); returns whether it indexed it. An unreadable file, or one
-    that holds another object, is left for ``check`` to report."""
+    (same file, size and mtime); returns whether it indexed it. ``metadata`` replaces what
+    the file holds (a replace's intent records it). An unreadable file, or one that holds
+    another object, is left for ``check`` to report."""
     if not (_plain_name(name) and name.endswith(".dry") and not name.startswith(".")):
         return False
     path = directory / name
@@ -127,7 +130,7 @@ def finish_add(conn: sqlite3.Connection, directory: Path, dry_id: str, name: str
     if found is not None and tuple(found) == (name, stat.st_size, stat.st_mtime_ns):
         return False  # its add committed
     try:
-        row, mros, known = row_from_file(path)  # the metadata the add gave is in the file
+        row, mros, known = row_from_file(path, metadata)  # else the metadata in the file
     except Exception:  # noqa: BLE001 - an unreadable file is reported by check, not indexed
         return False
     if row["id"] != dry_id:

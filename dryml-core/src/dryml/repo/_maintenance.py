@@ -17,7 +17,7 @@ import attrs
 
 from dryml.repo._files import describe_error, file_name, is_repo_file, row_from_file, temp_files
 from dryml.repo._index import Index, owner_alive
-from dryml.repo._journal import recover_session
+from dryml.repo._journal import finish_add, recover_session
 
 __all__ = ["Duplicate", "ReindexReport", "object_files", "recover", "recover_intent",
            "reindex"]
@@ -86,13 +86,14 @@ def recover(index: Index, directory: Path) -> int:
         for token in dead:
             found = conn.execute("SELECT op, id, file, row FROM intents WHERE token = ?",
                                  (token,)).fetchone()
-            if found is not None and found[0] == "session":
+            if found is None:
+                continue
+            if found[0] == "session":
                 done += recover_session(conn, directory, found[2])
-                conn.execute("DELETE FROM intents WHERE token = ?", (token,))
-            elif found is not None:
+            else:
                 recover_intent(conn, directory, *found)
-                conn.execute("DELETE FROM intents WHERE token = ?", (token,))
                 done += 1
+            conn.execute("DELETE FROM intents WHERE token = ?", (token,))
     return done
 
 
@@ -110,21 +111,13 @@ def recover_intent(conn: sqlite3.Connection, directory: Path, op: str, dry_id: s
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
         return
-    if not path.exists():
-        return
     metadata = None
     old = conn.execute("SELECT metadata FROM objects WHERE id = ?", (dry_id,)).fetchone()
     if prepared is not None and json.loads(prepared).get("metadata") is not None:
         metadata = json.loads(json.loads(prepared)["metadata"])
     elif old is not None:
         metadata = json.loads(old[0])
-    try:
-        row, mros, known = row_from_file(path, metadata)
-    except Exception:  # noqa: BLE001 - an unreadable file is reported by check, not indexed
-        return
-    if row["id"] == dry_id:
-        Index.put_classes(conn, mros, known)
-        Index.put_row(conn, row)
+    finish_add(conn, directory, dry_id, name, metadata)
 
 
 def object_files(directory: Path) -> tuple[list[str], list[tuple[str, str]]]:

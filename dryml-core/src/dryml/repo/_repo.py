@@ -139,8 +139,8 @@ class Repo:
         temps: list[str] = []
         try:
             for row, obj in prepared:
-                meta = json.loads(row["metadata"]) if row.get("metadata") else {}
-                tmp, stamp = write_temp(obj, self.directory, row["file"], self.durable, meta)
+                tmp, stamp = write_temp(obj, self.directory, row["file"], self.durable,
+                                        row["meta"] or {})
                 temps.append(tmp)
                 row.update(size=stamp.size, mtime=stamp.mtime, digest=stamp.digest,
                            metadata=row["metadata"] or "{}", new=True)
@@ -171,8 +171,9 @@ class Repo:
                 self._journal.record([(row["id"], row["file"]) for row, _ in prepared],
                                      self.durable)
                 for tmp, (row, _) in zip(temps, prepared, strict=True):
-                    os.replace(tmp, self.directory / row["file"])
-                    renamed.append(self.directory / row["file"])
+                    target = self.directory / row["file"]
+                    os.replace(tmp, target)
+                    renamed.append(target)
                 if self.durable:
                     fsync_directory(self.directory)
         except BaseException:
@@ -223,7 +224,7 @@ class Repo:
             raise RepoError(f"metadata must be plain JSON (dicts, lists, str, numbers, bool, "
                             f"None): {exc}") from None
         row = {"id": obj.dry_id, "cls": data["cls"], "cat": category_digest(data),
-               "definition": json.dumps(data), "metadata": meta_json,
+               "definition": json.dumps(data), "metadata": meta_json, "meta": metadata,
                "file": file_name(obj.dry_id), "size": 0, "created": time.time(),
                "digest": None, "mtime": None,
                "mros": class_mros(definition), "data": data}
