@@ -39,3 +39,22 @@ def test_import_dryml_does_not_load_numpy_or_the_plugin_manager() -> None:
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_worker_does_not_import_the_callers_side_of_dryml_context() -> None:
+    """A worker process imports the package for its own modules; the decorator, the scheduler
+    and the worker handles belong to the caller (importing them slowed every worker's start)."""
+    script = ("import sys, dryml.context._worker, dryml.context._calls, dryml.context._state; "
+              "print(sorted(m for m in ('dryml.context._decorator', 'dryml.context._scheduler', "
+              "'dryml.context._handle', 'dryml.context._runtime') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_dryml_context_still_offers_every_name_it_lists() -> None:
+    import dryml.context
+
+    missing = [name for name in dryml.context.__all__ if not hasattr(dryml.context, name)]
+    assert missing == []
+    assert callable(dryml.context.compute_context) and "compute_context" in dir(dryml.context)
