@@ -5,10 +5,16 @@ from __future__ import annotations
 
 import gc
 import json
+import os
+import signal
 import sqlite3
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 
@@ -136,3 +142,82 @@ def test_threads_adding_at_once_share_one_session(tmp_path: Path) -> None:
     assert len(_sessions(repo.directory)) == 1
     repo.close()
     assert _journals(repo.directory) == [] and Repo(repo.directory).check().ok
+
+
+class Slow(Object):
+    """Loading it in the test's process waits until the test lets it go (a thread stays
+    inside the load); in a forked child it loads at once."""
+
+    entered: ClassVar[threading.Event] = threading.Event()
+    release: ClassVar[threading.Event] = threading.Event()
+    hold_in: ClassVar[int] = -1
+
+    def __init__(self, x: int) -> None:
+        self.x = x
+
+    def load_object_imp(self, store: Any) -> None:
+        if os.getpid() == Slow.hold_in:
+            Slow.entered.set()
+            Slow.release.wait(30)
+
+
+def _run_forked(child: Callable[[], None], timeout: float = 60) -> int:
+    """Fork, run ``child`` in the child (exit 0 when it returns), and return its exit code;
+    the child is killed (and the test fails) if it does not end within ``timeout``."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through its exit code
+        code = 1
+        try:
+            child()
+            code = 0
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    pytest.fail(f"the forked child hung for {timeout} s (a lock held by the parent's thread?)")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is POSIX only")
+def test_a_child_forked_while_threads_hold_repo_locks_can_add_and_load(tmp_path: Path) -> None:
+    repo = Repo(tmp_path, create=True)
+    first, second, new = Slow(1), Slow(2), Point(5)
+    repo.add_objects([first, second, Point(0)])
+    Slow.entered.clear()
+    Slow.release.clear()
+    Slow.hold_in = os.getpid()
+    # one thread is inside a lazy load (user code runs under the loader's lock) ...
+    loading = threading.Thread(target=Repo(tmp_path).load, args=(first.dry_id,))
+    loading.start()
+    assert Slow.entered.wait(30)
+    # ... and another holds the lock of this Repo's index (as between two statements of a
+    # query; not an SQLite transaction, which would rightly make the child's add wait)
+    inside, leave = threading.Event(), threading.Event()
+
+    def hold_index() -> None:
+        with repo._index._lock:
+            inside.set()
+            leave.wait(30)
+
+    writer = threading.Thread(target=hold_index)
+    writer.start()
+    assert inside.wait(30)
+
+    def child() -> None:
+        assert Repo(tmp_path).load(second.dry_id).x == 2
+        repo.add_object(new)
+        assert Repo(tmp_path).load(new.dry_id).x == 5
+
+    try:
+        assert _run_forked(child) == 0
+    finally:
+        Slow.release.set()
+        leave.set()
+        loading.join(30)
+        writer.join(30)
+    assert Repo(tmp_path).load(new.dry_id).x == 5

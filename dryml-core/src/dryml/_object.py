@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import abc
-import threading
 import uuid
 import weakref
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from dryml._forksafe import ForkSafeLock
 from dryml._values import capture_call
 from dryml.errors import ArgumentError
 
@@ -21,7 +21,7 @@ __all__ = ["Object", "ObjectMeta", "class_registry"]
 # here is always safe (it is already imported and is an Object), and it finds classes defined
 # inside functions, which no import path reaches.
 _classes: weakref.WeakValueDictionary[str, type[Object]] = weakref.WeakValueDictionary()
-_classes_lock = threading.Lock()
+_classes_lock = ForkSafeLock()
 
 
 def class_registry() -> weakref.WeakValueDictionary[str, type[Object]]:

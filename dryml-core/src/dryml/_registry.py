@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import functools
-import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
 
+from dryml._forksafe import ForkSafeLock
 from dryml.errors import BackendUnavailableError, PluginError
 from dryml.records import ArgCodecRecord, SerializerRecord, load_ref
 
@@ -24,7 +24,7 @@ __all__ = [
     "type_path",
 ]
 
-_lock = threading.Lock()
+_lock = ForkSafeLock()
 
 
 @attrs.frozen

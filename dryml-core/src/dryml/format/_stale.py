@@ -18,12 +18,12 @@ import os
 import re
 import secrets
 import stat
-import threading
 import time
 from pathlib import Path
 
 import attrs
 
+from dryml._forksafe import ForkSafeLock
 from dryml._process import host_tag, process_alive, start_time
 
 __all__ = ["ABANDONED_AFTER", "SWEEP_INTERVAL", "StaleTemp", "make_temp", "remove_stale_temps",
@@ -43,7 +43,7 @@ _CREATE = (os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
            | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
 _WRITER = re.compile(r"\.(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-(?P<start>\d+)\.[^.]+\.tmp$")
 _swept: dict[str, float] = {}
-_swept_lock = threading.Lock()
+_swept_lock = ForkSafeLock()
 
 
 @attrs.frozen

@@ -28,6 +28,7 @@ import weakref
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from dryml._forksafe import ForkSafeLock
 from dryml.errors import RepoError
 from dryml.repo._defjson import scalar_entries
 
@@ -138,7 +139,7 @@ class Index:
     def __init__(self, path: str, durable: bool) -> None:
         self.path = path
         self.durable = durable
-        self._lock = threading.RLock()
+        self._lock = ForkSafeLock(reentrant=True)
         self._conn: sqlite3.Connection | None = None
         self._pid = -1
         self._commits = 0

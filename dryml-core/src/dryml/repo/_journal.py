@@ -23,12 +23,12 @@ import contextlib
 import json
 import os
 import sqlite3
-import threading
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
+from dryml._forksafe import ForkSafeLock
 from dryml._io import fsync_directory
 from dryml.format._stale import remove_stale_temps
 from dryml.repo._files import row_from_file
@@ -53,7 +53,7 @@ class Journal:
         self._token = ""
         self._name = ""
         self._size = 0
-        self._lock = threading.Lock()
+        self._lock = ForkSafeLock()
 
     def ensure(self, durable: bool) -> None:
         """Register this process's session (its own committed transaction) and open its

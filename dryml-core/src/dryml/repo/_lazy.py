@@ -9,11 +9,11 @@ state and class, so every reference to it sees the loaded object.
 
 from __future__ import annotations
 
-import threading
 from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 
+from dryml._forksafe import ForkSafeLock
 from dryml.errors import RepoError
 
 if TYPE_CHECKING:
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 __all__ = ["LazyState", "is_loaded", "load_now", "make_lazy"]
 
 _STATE = "_dry_lazy_state"
-_lock = threading.RLock()
+_lock = ForkSafeLock(reentrant=True)
 _lazy_classes: dict[type, type] = {}
 _lazy_metas: dict[type, type] = {}
 
