@@ -98,7 +98,7 @@ def write_temp(obj: Object, directory: Path, name: str, durable: bool,
     return tmp, Stamp(stat.st_size, stat.st_mtime_ns, f"xxh3_64:{writer.digest:016x}")
 
 
-def write_file(obj: Object, directory: Path, name: str, token: str, durable: bool,
+def write_file(obj: Object, directory: Path, name: str, durable: bool,
                metadata: dict[str, Any] | None = None) -> Stamp:
     """Write ``obj`` to ``directory/name`` atomically; returns the file's stamp.
 

@@ -242,7 +242,7 @@ class Repo:
         try:
             for row, obj in prepared:
                 meta = json.loads(row["metadata"]) if row.get("metadata") else None
-                stamp = write_file(obj, self.directory, row["file"], token, self.durable, meta)
+                stamp = write_file(obj, self.directory, row["file"], self.durable, meta)
                 row.update(size=stamp.size, mtime=stamp.mtime, digest=stamp.digest)
                 done += 1
         finally:
