@@ -6,17 +6,15 @@ from __future__ import annotations
 import gc
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from forking import run_forked
 
 from dryml import Object, save_object
 from dryml.errors import DuplicateObjectError
@@ -161,28 +159,6 @@ class Slow(Object):
             Slow.release.wait(30)
 
 
-def _run_forked(child: Callable[[], None], timeout: float = 60) -> int:
-    """Fork, run ``child`` in the child (exit 0 when it returns), and return its exit code;
-    the child is killed (and the test fails) if it does not end within ``timeout``."""
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child reports through its exit code
-        code = 1
-        try:
-            child()
-            code = 0
-        finally:
-            os._exit(code)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        time.sleep(0.05)
-    os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
-    pytest.fail(f"the forked child hung for {timeout} s (a lock held by the parent's thread?)")
-
-
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is POSIX only")
 def test_a_child_forked_while_threads_hold_repo_locks_can_add_and_load(tmp_path: Path) -> None:
     repo = Repo(tmp_path, create=True)
@@ -214,7 +190,7 @@ def test_a_child_forked_while_threads_hold_repo_locks_can_add_and_load(tmp_path:
         assert Repo(tmp_path).load(new.dry_id).x == 5
 
     try:
-        assert _run_forked(child) == 0
+        assert run_forked(child) == 0
     finally:
         Slow.release.set()
         leave.set()
