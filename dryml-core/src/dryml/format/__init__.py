@@ -54,7 +54,11 @@ class MemberWriter(Protocol):
 
 
 class MemberReader(Protocol):
-    """Where serializers and codecs read binary members back (checksums verified)."""
+    """Where serializers and codecs read binary members back (checksums verified).
+
+    A reader is valid only during the call it is passed to: the file is closed when the load
+    returns, so read every member the value needs before returning, and do not keep the
+    reader (nor ask it for members later)."""
 
     def get_array(self, name: str) -> Any:
         """A ``.npy`` member as a numpy array."""
