@@ -7,8 +7,10 @@
 * xgboost: a 500-tree Booster, ``store.put("booster", booster)`` vs ``booster.save_model(
   "x.ubj")`` / ``Booster().load_model("x.ubj")`` (the same UBJSON bytes).
 
-Methods run round-robin (every round runs each once; medians over rounds, minimums in
-brackets: on a shared machine the minimum shows the cost without the neighbours' noise),
+Methods run round-robin (every round runs each once, in an order shuffled per round so that
+no method always follows the same one: what ran right after an XGBoost call measured slower,
+by up to ~1 ms at times; medians over rounds, minimums in brackets: on a shared machine
+the minimum shows the cost without the neighbours' noise),
 saves go to fresh paths, loads read from the page cache. ``durable=False`` skips fsync like
 the native paths do; the default durable save is shown beside ``+fsync`` native saves.
 Run: ``python benchmarks/bench_serializers_torch_xgb.py`` (or ``nox -s bench``).
@@ -17,6 +19,7 @@ Run: ``python benchmarks/bench_serializers_torch_xgb.py`` (or ``nox -s bench``).
 from __future__ import annotations
 
 import os
+import random
 import statistics
 import tempfile
 import timeit
@@ -50,8 +53,15 @@ def run(methods: list[Method], tmp: Path, suffix: str = "", repeat: int = REPEAT
     """Median (and min) save and load seconds and the file size of each method."""
     saves: dict[str, list[float]] = {m[0]: [] for m in methods}
     loads: dict[str, list[float]] = {m[0]: [] for m in methods}
+    rng = random.Random(0)  # the same shuffled orders in every run
+
+    def shuffled() -> list[tuple[int, Method]]:
+        order = list(enumerate(methods))
+        rng.shuffle(order)
+        return order
+
     for i in range(repeat):
-        for j, (label, save, _) in enumerate(methods):
+        for j, (label, save, _) in shuffled():
             os.sync()
             start = timeit.default_timer()
             save(tmp / f"f{j}-{i}{suffix}")
@@ -63,7 +73,7 @@ def run(methods: list[Method], tmp: Path, suffix: str = "", repeat: int = REPEAT
         fsync_path(tmp / f"f{j}-{last}{suffix}")
         load(tmp / f"f{j}-{last}{suffix}")
     for _ in range(repeat):
-        for j, (label, _, load) in enumerate(methods):
+        for j, (label, _, load) in shuffled():
             start = timeit.default_timer()
             load(tmp / f"f{j}-{last}{suffix}")
             loads[label].append(timeit.default_timer() - start)
