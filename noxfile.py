@@ -246,6 +246,8 @@ def typecheck(session: nox.Session) -> None:
     # and the search extras: dryml.search is checked against Optuna's and matplotlib's types.
     install(session, ["core"], "mypy", *TEST_TOOLS, *SEARCH_REQUIREMENTS)
     session.run("mypy", *session.posargs)
+    # what users' code sees: a misspelt lazily imported name must stay a type error
+    session.run("mypy", "tests/typing")
 
 
 @nox.session(reuse_venv=True)

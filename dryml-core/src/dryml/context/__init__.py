@@ -74,13 +74,15 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'dryml.context' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"dryml.context.{module}"), name)
-    globals()[name] = value
-    return value
+if not TYPE_CHECKING:  # hidden from type checkers, which would take any name as valid
+
+    def __getattr__(name: str) -> Any:
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module 'dryml.context' has no attribute {name!r}")
+        value = getattr(importlib.import_module(f"dryml.context.{module}"), name)
+        globals()[name] = value
+        return value
 
 
 def __dir__() -> list[str]:

@@ -147,7 +147,8 @@ def load_now(obj: Any) -> Object:
         state = obj.__dict__.get(_STATE)
         if state is None:
             return obj  # type: ignore[no-any-return]
-        real_cls = type(obj)._dry_real_class
+        # (a real class here: a child forked in the middle of the swap below; loaded again)
+        real_cls = getattr(type(obj), "_dry_real_class", type(obj))
         try:
             if state.repo is not None:  # checks that the file is still the one indexed
                 loaded = state.repo._load_file(state.dry_id)
@@ -160,7 +161,14 @@ def load_now(obj: Any) -> Object:
             raise RepoError(f"{state.path} holds {type(loaded).__qualname__} "
                             f"{loaded.dry_id!r}, not the indexed {real_cls.__qualname__} "
                             f"{state.dry_id!r}; run 'dryml repo reindex' on the repository")
+        # Each step leaves a whole object, should another thread fork at any point between
+        # them (the child gets this lock unlocked): the stand-in with the loaded state beside
+        # its record, then the real class with the record still there (is_loaded is False,
+        # so a child that uses it loads it again), then the loaded object. Never a real class
+        # over an empty __dict__, which a child would take for loaded.
+        swapped = dict(loaded.__dict__)
+        swapped[_STATE] = state
+        object.__setattr__(obj, "__dict__", swapped)
         object.__setattr__(obj, "__class__", real_cls)
-        obj.__dict__.clear()
-        obj.__dict__.update(loaded.__dict__)
+        del swapped[_STATE]
         return obj  # type: ignore[no-any-return]
