@@ -10,15 +10,17 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 from forking import run_forked
 
-from dryml import Object, save_object
-from dryml.errors import DuplicateObjectError
+from dryml import Object, load_object, save_object
+from dryml.errors import DuplicateObjectError, RepoError
 from dryml.repo import Repo
+from dryml.repo._files import file_name
 from dryml.repo._index import INDEX_NAME, process_identity
 from dryml.repo._journal import JOURNAL_PREFIX, TRIM_AT
 
@@ -197,3 +199,118 @@ def test_a_child_forked_while_threads_hold_repo_locks_can_add_and_load(tmp_path:
         loading.join(30)
         writer.join(30)
     assert Repo(tmp_path).load(new.dry_id).x == 5
+
+
+def test_ids_whose_file_names_collide_keep_both_objects(tmp_path: Path) -> None:
+    directory = tmp_path / "repo"
+    repo = Repo(directory, create=True)
+    unsafe = "run/1"  # not a safe file name: its file is id-<sha256>.dry
+    spelled_alike = file_name(unsafe)[: -len(".dry")]  # a safe id spelled like that name
+    assert file_name(spelled_alike) == file_name(unsafe)
+    repo.add_object(Point(1, dry_id=unsafe), metadata={"who": "first"})
+    repo.add_object(Point(2, dry_id=spelled_alike), metadata={"who": "second"})
+    repo.add_object(Point(3, dry_id=f"{spelled_alike}-0"), replace=True)  # a replace adds too
+    copied = directory / "p4.dry"  # a file put in the folder, not indexed (yet)
+    save_object(Point(40, dry_id="elsewhere"), copied)
+    repo.add_object(Point(4, dry_id="p4"))  # its own name is taken: it gets another
+    for dry_id, x in ((unsafe, 1), (spelled_alike, 2), (f"{spelled_alike}-0", 3), ("p4", 4)):
+        assert repo.load(dry_id).x == x
+    assert repo.metadata(unsafe) == {"who": "first"}
+    assert load_object(copied).x == 40  # left as it was
+    assert len({e["file"] for e in repo.entries()}) == 4
+    fresh = Repo(directory)
+    assert sorted(fresh.ids()) == sorted([unsafe, spelled_alike, f"{spelled_alike}-0", "p4"])
+    assert fresh.check().unindexed == ["p4.dry (object 'elsewhere')"]  # reported, kept
+
+
+def test_a_dead_sessions_journal_does_not_bring_back_an_object_being_deleted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    directory = tmp_path / "repo"
+    repo = Repo(directory, create=True)
+    repo.add_object(Point(1, dry_id="x"))
+    repo.add_object(Point(2, dry_id="y"))
+    # the process that added x died since; its journal still lists the add
+    _plant_dead_session(directory, [json.dumps(["x", "x.dry"])])
+    real_unlink = Path.unlink
+
+    def unlink(path: Path, *args: Any, **kwargs: Any) -> None:
+        if path.name == "x.dry":  # the delete has committed; another process opens now
+            Repo(directory).close()
+        real_unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    assert repo.delete("x") == 1
+    monkeypatch.undo()
+    fresh = Repo(directory)
+    assert fresh.ids() == ["y"] and not (directory / "x.dry").exists()
+    assert fresh.check().ok
+
+
+def test_an_error_after_the_commit_keeps_the_objects_files(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dryml.repo import _index
+
+    class NoThread:  # as when the process may start no more threads
+        def __init__(self, path: str) -> None:
+            raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(_index, "_Checkpointer", NoThread)
+    repo = Repo(tmp_path / "repo", create=True)
+    for i in range(_index.CHECKPOINT_EVERY + 5):  # past the commit that asks for a checkpoint
+        repo.add_object(Point(i, dry_id=f"p{i}"))
+    repo.close()
+    fresh = Repo(tmp_path / "repo")
+    assert len(fresh) == _index.CHECKPOINT_EVERY + 5 and fresh.check().ok
+
+
+def test_a_process_killed_while_it_waits_to_register_leaves_no_journal(tmp_path: Path) -> None:
+    directory = tmp_path / "repo"
+    Repo(directory, create=True).close()
+    code = ("import sys; from dryml.repo import Repo; from test_repo_journal import Point; "
+            "repo = Repo(sys.argv[1]); print('open', flush=True); sys.stdin.readline(); "
+            "repo.add_object(Point(1))")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-c", code, str(directory)], env=env,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    holder = sqlite3.connect(directory / INDEX_NAME, isolation_level=None)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "open\n"
+        holder.execute("BEGIN IMMEDIATE")  # another writer's long transaction
+        assert proc.stdin is not None
+        proc.stdin.write("add\n")
+        proc.stdin.flush()
+        time.sleep(0.5)  # its first add waits for the index to register its session
+        assert proc.poll() is None
+    finally:
+        proc.kill()
+        proc.communicate()
+        if holder.in_transaction:
+            holder.execute("ROLLBACK")
+        holder.close()
+    assert _journals(directory) == []
+    assert Repo(directory).check().ok
+
+
+def test_closing_a_repo_while_an_add_is_under_way_fails_that_add_cleanly(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dryml.repo import _repo
+
+    directory = tmp_path / "repo"
+    repo = Repo(directory, create=True)
+    real_write_temp = _repo.write_temp
+
+    def closed_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        written = real_write_temp(*args, **kwargs)
+        repo.close()  # as another thread might
+        return written
+
+    monkeypatch.setattr(_repo, "write_temp", closed_meanwhile)
+    with pytest.raises(RepoError, match="closed while an add was under way"):
+        repo.add_object(Point(1, dry_id="p1"))
+    monkeypatch.undo()
+    repo.add_object(Point(2, dry_id="p2"))  # and the Repo goes on
+    assert repo.ids() == ["p2"] and _journals(directory) != []
+    repo.close()
+    assert _journals(directory) == [] and Repo(directory).check().ok
+    assert not list(directory.glob(".*.tmp"))

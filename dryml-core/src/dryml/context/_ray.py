@@ -111,6 +111,7 @@ class RayExecutor:
         self._closed = False
         self.out_of_band = int(os.environ.get("DRYML_RAY_BY_REF_MIN", BY_REF_MIN))
         self._store: OrderedDict[str, tuple[Any, int]] = OrderedDict()
+        self._putting: dict[str, threading.Event] = {}  # digests being put right now
         self.store_puts = 0
         """Buffers and blobs this executor put into Ray's object store."""
         self.store_hits = 0
@@ -122,25 +123,35 @@ class RayExecutor:
         """An ObjectRef holding ``data`` (bytes or a buffer), put once per content."""
         view = data.raw() if isinstance(data, pickle.PickleBuffer) else memoryview(data)
         digest = hashlib.blake2b(view, digest_size=20).hexdigest()
-        with self.cond:
-            found = self._store.get(digest)
-            if found is not None:
-                self._store.move_to_end(digest)
-                self.store_hits += 1
-                return found[0]
-        if isinstance(data, pickle.PickleBuffer):
-            import numpy as np
+        while True:
+            with self.cond:
+                found = self._store.get(digest)
+                if found is not None:
+                    self._store.move_to_end(digest)
+                    self.store_hits += 1
+                    return found[0]
+                putting = self._putting.get(digest)
+                if putting is None:  # this thread puts them; a concurrent call waits for it
+                    self._putting[digest] = threading.Event()
+                    break
+            putting.wait()  # then takes its reference (or puts them itself, had that failed)
+        try:
+            if isinstance(data, pickle.PickleBuffer):
+                import numpy as np
 
-            ref = self.ray.put(np.frombuffer(view, dtype=np.uint8))
-        else:
-            ref = self.ray.put(bytes(data))
-        with self.cond:
-            self.store_puts += 1
-            self._store[digest] = (ref, view.nbytes)
-            total = sum(size for _, size in self._store.values())
-            while total > STORE_CACHE and len(self._store) > 1:
-                _, (_, size) = self._store.popitem(last=False)
-                total -= size
+                ref = self.ray.put(np.frombuffer(view, dtype=np.uint8))
+            else:
+                ref = self.ray.put(bytes(data))
+            with self.cond:
+                self.store_puts += 1
+                self._store[digest] = (ref, view.nbytes)
+                total = sum(size for _, size in self._store.values())
+                while total > STORE_CACHE and len(self._store) > 1:
+                    _, (_, size) = self._store.popitem(last=False)
+                    total -= size
+        finally:
+            with self.cond:
+                self._putting.pop(digest).set()
         return ref
 
     def _by_ref(self, msg: dict[str, Any]) -> dict[str, Any]:

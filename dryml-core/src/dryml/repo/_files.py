@@ -30,8 +30,8 @@ from dryml.repo._defjson import category_digest, manifest_definition
 from dryml.repo._index import INDEX_NAME, Row
 from dryml.repo._selector import known_mro
 
-__all__ = ["Stamp", "file_name", "is_repo_file", "read_stamp", "row_from_file", "temp_files",
-           "write_file", "write_temp"]
+__all__ = ["Stamp", "file_name", "is_repo_file", "read_stamp", "row_from_file",
+           "spare_file_name", "temp_files", "write_file", "write_temp"]
 
 _SAFE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,120}$")
 
@@ -41,6 +41,13 @@ def file_name(dry_id: str) -> str:
     if _SAFE.match(dry_id):
         return f"{dry_id}.dry"
     return f"id-{hashlib.sha256(dry_id.encode()).hexdigest()[:40]}.dry"
+
+
+def spare_file_name(dry_id: str, n: int) -> str:
+    """The ``n``-th other name for ``dry_id``'s file, used when :func:`file_name` is taken
+    (by another object's file, or a file the index does not hold)."""
+    digest = hashlib.sha256(dry_id.encode()).hexdigest()
+    return f"id-{digest}-{n}.dry"
 
 
 def is_repo_file(name: str) -> bool:

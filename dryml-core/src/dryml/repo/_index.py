@@ -209,14 +209,26 @@ class Index:
                 with contextlib.suppress(sqlite3.Error):  # a damaged file may refuse it too
                     conn.execute("ROLLBACK")
                 raise
-            _retry(lambda: conn.execute("COMMIT"))
+            try:
+                _retry(lambda: conn.execute("COMMIT"))
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):  # the connection stays usable
+                    conn.execute("ROLLBACK")
+                raise
             self._commits += 1
             if self._commits % CHECKPOINT_EVERY == 0:
-                if self._checkpointer is None:
-                    self._checkpointer = _Checkpointer(self.path)
-                    # A Repo dropped without close() must not leave its thread behind.
-                    weakref.finalize(self, self._checkpointer.stop, wait=False)
-                self._checkpointer.request()
+                # Committed: nothing after this may fail the caller's write, which would
+                # then undo the files of rows that are in the index (SQLite's own checkpoint
+                # remains should the thread not start).
+                with contextlib.suppress(Exception):
+                    self._request_checkpoint()
+
+    def _request_checkpoint(self) -> None:
+        if self._checkpointer is None:
+            self._checkpointer = _Checkpointer(self.path)
+            # A Repo dropped without close() must not leave its thread behind.
+            weakref.finalize(self, self._checkpointer.stop, wait=False)
+        self._checkpointer.request()
 
     def query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a read query and return every row."""

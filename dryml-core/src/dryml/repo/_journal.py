@@ -30,6 +30,7 @@ from typing import Any
 
 from dryml._forksafe import ForkSafeLock
 from dryml._io import fsync_directory
+from dryml.errors import RepoError
 from dryml.format._stale import remove_stale_temps
 from dryml.repo._files import row_from_file
 from dryml.repo._index import INDEX_NAME, Index, process_identity
@@ -65,26 +66,30 @@ class Journal:
                 self._start(durable)
 
     def _start(self, durable: bool) -> None:
+        # The intent first, then the file: a process killed in between leaves an intent
+        # whose journal is missing, which recovery drops; the other way round, one killed
+        # while waiting for the index would leave a journal that nothing ever removes.
         token = uuid.uuid4().hex
         name = f"{JOURNAL_PREFIX}{token}"
-        fd = os.open(self._directory / name, _OPEN, 0o600)
+        host, pid, pstart = process_identity()
+        with self._index.write() as conn:
+            conn.execute("INSERT INTO intents VALUES (?, 'session', '', ?, ?, ?, ?, ?, NULL)",
+                         (token, name, host, pid, pstart, time.time()))
         try:
-            if durable:
-                fsync_directory(self._directory)
-            host, pid, pstart = process_identity()
-            with self._index.write() as conn:
-                conn.execute("INSERT INTO intents VALUES (?, 'session', '', ?, ?, ?, ?, ?, NULL)",
-                             (token, name, host, pid, pstart, time.time()))
+            fd = os.open(self._directory / name, _OPEN, 0o600)
         except BaseException:
-            os.close(fd)
-            with contextlib.suppress(OSError):
-                os.unlink(self._directory / name)
+            with contextlib.suppress(Exception), self._index.write() as conn:
+                conn.execute("DELETE FROM intents WHERE token = ?", (token,))
             raise
+        if durable:
+            fsync_directory(self._directory)
         self._pid, self._fd, self._token, self._name, self._size = os.getpid(), fd, token, name, 0
 
     def record(self, entries: list[tuple[str, str]], durable: bool) -> None:
         """Append ``(dry_id, file)`` entries; call inside the add's write transaction, before
         its renames (every earlier add has committed by then, so a long journal is emptied)."""
+        if self._pid != os.getpid():
+            raise RepoError("the repository was closed while an add was under way; add again")
         if self._size > TRIM_AT:
             os.ftruncate(self._fd, 0)
             self._size = 0
@@ -102,14 +107,23 @@ class Journal:
         if self._pid != os.getpid():
             self._pid = -1  # a parent's session: the parent ends it
             return
+        try:
+            # in a write transaction: an add of another thread, which journals inside its
+            # own, is never cut in half (nor writes to a closed, perhaps reused, descriptor)
+            with self._index.write() as conn:
+                self._drop_file()
+                conn.execute("DELETE FROM intents WHERE token = ?", (self._token,))
+        except Exception:  # noqa: BLE001 - at exit, or a damaged index: the next open recovers
+            self._drop_file()
+
+    def _drop_file(self) -> None:
+        if self._pid != os.getpid():
+            return
         self._pid = -1
         with contextlib.suppress(OSError):
             os.close(self._fd)
         with contextlib.suppress(OSError):
             os.unlink(self._directory / self._name)
-        # (at exit, or with a damaged index, this may fail: then the next open recovers it)
-        with contextlib.suppress(Exception), self._index.write() as conn:
-            conn.execute("DELETE FROM intents WHERE token = ?", (self._token,))
 
 
 def finish_add(conn: sqlite3.Connection, directory: Path, dry_id: str, name: str,
@@ -155,8 +169,12 @@ def recover_session(conn: sqlite3.Connection, directory: Path, name: str) -> int
                 dry_id, file = json.loads(line)
             except ValueError:
                 continue  # a torn last line: that add never reached its rename
-            if isinstance(dry_id, str) and isinstance(file, str):
-                done += finish_add(conn, directory, dry_id, file)
+            if not (isinstance(dry_id, str) and isinstance(file, str)):
+                continue
+            if conn.execute("SELECT 1 FROM intents WHERE id = ? AND op != 'session'",
+                            (dry_id,)).fetchone():
+                continue  # being replaced or deleted since: that write (or its recovery) ends it
+            done += finish_add(conn, directory, dry_id, file)
         with contextlib.suppress(OSError):
             remove_stale_temps(directory)  # lists the folder once: only after a crash
         with contextlib.suppress(OSError):

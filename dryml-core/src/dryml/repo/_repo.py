@@ -25,7 +25,7 @@ from dryml.errors import (
 )
 from dryml.repo import _check, _maintenance
 from dryml.repo._defjson import category_digest, class_mros
-from dryml.repo._files import file_name, write_file, write_temp
+from dryml.repo._files import file_name, spare_file_name, write_file, write_temp
 from dryml.repo._index import INDEX_NAME, Index, owner_alive, process_identity
 from dryml.repo._journal import Journal
 from dryml.repo._lazy import LazyState, is_loaded, load_now, make_lazy
@@ -163,7 +163,7 @@ class Repo:
         try:
             with self._index.write() as conn:
                 for row, _ in prepared:
-                    self._check_new(conn, row["id"], row["file"])
+                    self._check_new(conn, row)
                     mros = row["mros"]
                     if not self._known_classes.issuperset(mros):
                         Index.put_classes(conn, mros, known=True)
@@ -177,22 +177,49 @@ class Repo:
                 if self.durable:
                     fsync_directory(self.directory)
         except BaseException:
-            for path in renamed:  # the rows were rolled back: take their files out again
+            for path in self._not_indexed(renamed):  # rolled back: take the files out again
                 with contextlib.suppress(OSError):
                     path.unlink()
             raise
         for row, _ in prepared:
             self._known_classes.update(row["mros"])
 
-    def _check_new(self, conn: Any, dry_id: str, name: str) -> None:
-        """Raise unless ``dry_id`` is neither indexed nor being replaced or deleted."""
+    def _not_indexed(self, paths: list[Path]) -> list[Path]:
+        """Those of ``paths`` that no row names, asked anew after a failed write (which may
+        have failed after its commit); none when the index cannot tell: a file the index
+        lacks is reported by ``check``, a row without its file would lose the object."""
+        try:
+            return [p for p in paths if not self._index.query(
+                "SELECT 1 FROM objects WHERE file = ?", [p.name])]
+        except Exception:  # noqa: BLE001 - any failure to read the index: keep the files
+            return []
+
+    def _check_new(self, conn: Any, row: dict[str, Any]) -> None:
+        """Raise unless the row's id is neither indexed nor being replaced or deleted; give
+        it another file name when its own is taken."""
+        dry_id = row["id"]
         if conn.execute("SELECT 1 FROM objects WHERE id = ?", (dry_id,)).fetchone():
             raise self._already_there(dry_id)
         self._check_busy(conn, dry_id)
-        if os.path.exists(self.directory / name) and any(
-                not owner_alive(*r) for r in conn.execute(
-                    "SELECT host, pid, pstart FROM intents WHERE op = 'session'").fetchall()):
+        taken = os.path.exists(self.directory / row["file"])
+        if taken and any(not owner_alive(*r) for r in conn.execute(
+                "SELECT host, pid, pstart FROM intents WHERE op = 'session'").fetchall()):
             raise _DeadWriter  # its file, left by a killed add? finish that add first
+        self._free_file(conn, row, taken)
+
+    def _free_file(self, conn: Any, row: dict[str, Any], taken: bool | None = None) -> None:
+        """Keep a new object off a file that another object's row names (ids such as
+        ``run/1`` and ``id-<digest>`` share a name; reindexed files keep theirs) or that
+        holds something the index does not (a file copied in): either would be overwritten."""
+        name, n = row["file"], 0
+        while (os.path.exists(self.directory / name) if taken is None else taken) or (
+                conn.execute("SELECT 1 FROM objects WHERE file = ?", (name,)).fetchone()):
+            n, taken = n + 1, None
+            if n > 100:
+                raise RepoError(f"no free file name for object {row['id']!r} in "
+                                f"{self.directory}")
+            name = spare_file_name(row["id"], n)
+        row["file"] = name
 
     def _already_there(self, dry_id: str) -> DuplicateObjectError:
         return DuplicateObjectError(f"an object with dry_id {dry_id!r} is already in "
@@ -270,6 +297,8 @@ class Repo:
                     row["file"] = old[0]
                     if row["metadata"] is None or keep_metadata:
                         row["metadata"] = old[1]
+                else:
+                    self._free_file(conn, row)
                 row["metadata"] = row["metadata"] or "{}"
                 mros = row["mros"]
                 if not self._known_classes.issuperset(mros):
