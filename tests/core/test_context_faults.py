@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -229,3 +230,36 @@ def test_a_backend_whose_framework_is_missing_says_so() -> None:
             call()
     finally:
         manager.unregister("ghost-plugin")
+
+
+def _open_fds() -> set[int]:
+    return {int(name) for name in os.listdir("/proc/self/fd")}
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="counts descriptors in /proc")
+def test_stopping_workers_while_a_call_waits_fails_the_call_and_closes_each_descriptor_once(
+        ) -> None:
+    """What a search's Ctrl-C does: the main thread stops the workers while a trial waits on
+    one. The trial hears its worker died; the stop raises nothing (the two threads closed the
+    same descriptors, and a number closed twice may already name another file)."""
+    for _ in range(6):
+        pid()  # a warm worker, so that only the call's own descriptors change below
+        before = _open_fds()
+        errors: list[BaseException] = []
+
+        def trial(errors: list[BaseException] = errors) -> None:
+            try:
+                die("hang")
+            except BaseException as exc:  # noqa: BLE001 - the test inspects it
+                errors.append(exc)
+
+        thread = threading.Thread(target=trial)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while not any(w.busy for w in ctx.workers()) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        ctx.shutdown_workers()
+        thread.join(30)
+        assert not thread.is_alive()
+        assert len(errors) == 1 and isinstance(errors[0], WorkerCrashedError), errors
+        assert _open_fds() <= before  # the worker's own descriptors are all closed

@@ -18,6 +18,7 @@ import selectors
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -92,6 +93,12 @@ class WorkerHandle:
         self.key = grant.request
         self.busy = True
         self.last_used = time.monotonic()
+        # kill() may come from another thread (a pool shut down by Ctrl-C) while a call waits
+        # on this worker's descriptors: it ends the processes at once, and the descriptors are
+        # closed once, by whoever holds them last, never under a thread that polls them (a
+        # number closed twice may by then name another file of this process).
+        self._kill_lock = threading.Lock()
+        self._caller: int | None = None
         noise = noise_pattern(map(load_ref, plugins.values()))  # before any process starts
         to_worker_r, to_worker_w = os.pipe()
         from_worker_r, from_worker_w = os.pipe()
@@ -222,12 +229,19 @@ class WorkerHandle:
         If anything interrupts the wait (Ctrl-C in the caller), the worker is killed: its state
         is unknown and it must not answer the next call with this one's result.
         """
+        with self._kill_lock:
+            self._caller = threading.get_ident()
         try:
             return self._call(msg, timeout, on_nested)
         except BaseException:
             self.kill()
             raise
         finally:
+            with self._kill_lock:
+                self._caller = None
+                killed = self._lifeline < 0
+            if killed:  # by another thread while this one waited: close what it left open
+                self.kill()
             progress.forget(self.pid)  # tracks the call left open (or its crash cut short)
 
     def _call(self, msg: dict[str, Any], timeout: float | None,
@@ -280,23 +294,27 @@ class WorkerHandle:
         Closing the lifeline tells the keeper to do it: it kills the worker and every
         descendant, also those in their own session. Should the keeper not exit in time (or be
         gone already), the process group is killed: the keeper leads it and, unreaped, keeps
-        its id from being reused.
+        its id from being reused. Safe from any thread: while another thread is in
+        :meth:`call`, that thread wakes (the worker is gone) and closes the descriptors.
         """
-        if self._lifeline >= 0:
-            os.close(self._lifeline)
-            self._lifeline = -1
-        if self.proc.returncode is None:
-            self._wait_exit(KEEPER_GRACE)
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.kill()
-            self.proc.wait()
-        self._stderr.join(1.0)  # its last lines (a crash's) show before the caller goes on
-        with contextlib.suppress(OSError, ValueError, RuntimeError):
-            self._selector.close()
-        self.channel.close()
-        for fd in (self._pidfd, self._worker_pidfd):
-            if fd is not None:
-                os.close(fd)
-        self._pidfd = self._worker_pidfd = None
+        with self._kill_lock:
+            if self._lifeline >= 0:
+                os.close(self._lifeline)
+                self._lifeline = -1
+            if self.proc.returncode is None:
+                self._wait_exit(KEEPER_GRACE)
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):
+                    self.proc.kill()
+                self.proc.wait()
+            if self._caller is not None and self._caller != threading.get_ident():
+                return
+            self._stderr.join(1.0)  # its last lines (a crash's) show before the caller goes on
+            with contextlib.suppress(OSError, ValueError, RuntimeError):
+                self._selector.close()
+            self.channel.close()
+            for fd in (self._pidfd, self._worker_pidfd):
+                if fd is not None:
+                    os.close(fd)
+            self._pidfd = self._worker_pidfd = None
