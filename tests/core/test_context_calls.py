@@ -490,3 +490,28 @@ def test_classes_named_by_object_defs_are_trusted_in_the_worker(
         return recipe.make.build().salt  # type: ignore[no-any-return]
 
     assert cook(Recipe(dryml.ObjectDef(Dish, salt=3), kinds=(Dish,))) == 3
+
+
+@compute_context({"default": {"cpu/1": 1.0}})
+def large_result_while_reporting(size: int) -> bytes:
+    from dryml import progress
+
+    def report() -> None:  # a training loop's thread, still reporting as the call returns
+        for i in range(1_000_000):
+            progress.status(f"step {i}")
+
+    threading.Thread(target=report, daemon=True).start()
+    return bytes(range(256)) * (size // 256)
+
+
+def test_a_large_result_arrives_whole_while_the_workers_threads_report_progress() -> None:
+    """A reply larger than the pipe goes out in pieces; progress events from another thread
+    of the worker must not land between them (the caller failed to unpickle the reply)."""
+    from dryml import progress
+
+    progress.configure("off")
+    try:
+        for _ in range(3):
+            assert large_result_while_reporting(8 << 20) == bytes(range(256)) * (32 << 10)
+    finally:
+        progress.reset()

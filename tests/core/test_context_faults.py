@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -232,6 +233,21 @@ def test_a_backend_whose_framework_is_missing_says_so() -> None:
         manager.unregister("ghost-plugin")
 
 
+def _in_thread(fn: Any, *args: Any) -> tuple[threading.Thread, list[BaseException]]:
+    """Start ``fn(*args)`` in a thread (a search's trial); what it raises lands in the list."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            fn(*args)
+        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, errors
+
+
 def _open_fds() -> set[int]:
     return {int(name) for name in os.listdir("/proc/self/fd")}
 
@@ -245,16 +261,7 @@ def test_stopping_workers_while_a_call_waits_fails_the_call_and_closes_each_desc
     for _ in range(6):
         pid()  # a warm worker, so that only the call's own descriptors change below
         before = _open_fds()
-        errors: list[BaseException] = []
-
-        def trial(errors: list[BaseException] = errors) -> None:
-            try:
-                die("hang")
-            except BaseException as exc:  # noqa: BLE001 - the test inspects it
-                errors.append(exc)
-
-        thread = threading.Thread(target=trial)
-        thread.start()
+        thread, errors = _in_thread(die, "hang")
         deadline = time.monotonic() + 30
         while not any(w.busy for w in ctx.workers()) and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -263,3 +270,71 @@ def test_stopping_workers_while_a_call_waits_fails_the_call_and_closes_each_desc
         assert not thread.is_alive()
         assert len(errors) == 1 and isinstance(errors[0], WorkerCrashedError), errors
         assert _open_fds() <= before  # the worker's own descriptors are all closed
+
+
+def test_a_worker_stopped_between_its_checkout_and_the_call_fails_the_call_cleanly(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The workers are shut down after a call took its worker but before it sent anything:
+    the call must not write to the closed descriptors (their numbers may name other files by
+    then); it fails as a call whose worker died does."""
+    from dryml.context import _handle
+
+    pid()  # a warm worker
+    checked_out, shut = threading.Event(), threading.Event()
+    real_call = _handle.WorkerHandle.call
+
+    def call_after_shutdown(self: Any, *args: Any, **kwargs: Any) -> Any:
+        checked_out.set()
+        shut.wait(30)  # the window, widened: the pool is shut down right here
+        return real_call(self, *args, **kwargs)
+
+    monkeypatch.setattr(_handle.WorkerHandle, "call", call_after_shutdown)
+    thread, errors = _in_thread(pid)
+    assert checked_out.wait(30)
+    before = _open_fds()
+    ctx.shutdown_workers()
+    pipes = [os.pipe() for _ in range(8)]  # files opened meanwhile take the freed numbers
+    shut.set()
+    thread.join(30)
+    written = []
+    for read_end, write_end in pipes:
+        os.set_blocking(read_end, False)
+        with contextlib.suppress(BlockingIOError):
+            written.append(os.read(read_end, 1 << 16))
+        os.close(read_end)
+        os.close(write_end)
+    assert written == []  # the call went into none of them
+    assert len(errors) == 1 and isinstance(errors[0], WorkerCrashedError), errors
+    assert "stopped before the call reached it" in str(errors[0])
+    assert _open_fds() < before
+
+
+def test_workers_shut_down_while_one_starts_for_a_call_stop_it_and_fail_the_call() -> None:
+    """Ctrl-C in a search stops the workers while a trial's worker is still starting: that
+    worker must neither run the trial to its end nor live on outside every pool."""
+    from dryml.context import _runtime
+
+    ctx.shutdown_workers()  # no warm worker: the call below starts one
+    thread, errors = _in_thread(die, "hang")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (
+            _runtime._pool is not None and _runtime._pool._starting > 0):
+        time.sleep(0.001)
+    started = time.monotonic()
+    ctx.shutdown_workers()
+    thread.join(60)
+    assert not thread.is_alive() and time.monotonic() - started < 30  # not the 120 s call
+    assert len(errors) == 1 and isinstance(errors[0], dryml.errors.ResourcesUnavailableError)
+    assert "shut down while a worker started" in str(errors[0])
+    assert ctx.workers() == []
+    assert all(gone(child) for child in _children())  # no keeper (with its worker) runs on
+
+
+def _children() -> list[int]:
+    """This process's child processes, from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == os.getpid():
+                found.append(int(stat.parent.name))
+    return found

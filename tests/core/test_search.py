@@ -341,6 +341,36 @@ def test_ctrl_c_ends_a_search_cleanly(tmp_path: Path) -> None:
     assert "complete" in statuses and "interrupted" in statuses and "running" not in statuses
 
 
+CTRL_C_WHILE_RECORDING = """
+import os, signal, sys
+from dryml import ObjectDef
+from dryml.search import Float, Search, _search
+from test_search import Toy, blobs
+
+record = _search.Search._finish
+def finish(self, asked, model, future):  # Ctrl-C pressed while trial 1's end is recorded
+    if asked.number == 1:
+        os.kill(os.getpid(), signal.SIGINT)
+    return record(self, asked, model, future)
+_search.Search._finish = finish
+result = Search(ObjectDef(Toy, shift=Float(0.0, 4.0), pause=0.0), repo=sys.argv[1], name="i",
+                n_trials=5, progress=False).run(blobs())
+print("STOPPED:", result.stopped, flush=True)
+"""
+
+
+def test_ctrl_c_while_a_finished_trial_is_recorded_leaves_no_trial_running(
+        tmp_path: Path) -> None:
+    repo_dir = tmp_path / "repo"
+    out = subprocess.run([sys.executable, "-c", CTRL_C_WHILE_RECORDING, str(repo_dir)],
+                         cwd=Path(__file__).parent, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "STOPPED: interrupted (Ctrl-C)" in out.stdout, out.stderr
+    statuses = {e["metadata"]["trial"]: e["metadata"]["status"]
+                for e in Repo(repo_dir).entries(where={"search": "i"})}
+    assert statuses[0] == statuses[1] == "complete"  # trial 1 ended before the Ctrl-C took
+    assert "running" not in statuses.values()
+
+
 def test_a_timeout_stops_starting_trials(tmp_path: Path) -> None:
     result = Search(ObjectDef(Toy, shift=Float(0.0, 1.0), pause=0.2), repo=tmp_path / "repo",
                     name="t", timeout=0.1).run(blobs())

@@ -133,3 +133,39 @@ def test_a_large_array_goes_by_reference_once_and_arrives_writable(cluster: RayC
     assert (executor.store_puts - puts, executor.store_hits - hits) == (1, 1)
     assert toys.doubled_sum(np.ones(10)) == 20.0  # small arrays travel in the message
     assert executor.store_puts - puts == 1
+
+
+def test_stopping_the_workers_also_stops_a_call_still_waiting_for_room(
+        cluster: RayCluster, tmp_path: Path) -> None:
+    """Ctrl-C in a search with more trials than the cluster has room for: the calls waiting
+    for an actor must fail too, not start once the running ones are killed and run whole."""
+    errors: dict[str, BaseException] = {}
+
+    def call(name: str) -> None:
+        try:
+            toys.hang(str(tmp_path / name))
+        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+            errors[name] = exc
+
+    threads = [threading.Thread(target=call, args=(name,)) for name in ("a", "b", "c")]
+    for thread in threads[:2]:  # one CPU per node, one per call: the cluster is full
+        thread.start()
+    deadline = time.monotonic() + 300
+    while not all((tmp_path / n).exists() for n in "ab") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    threads[2].start()
+    time.sleep(2)  # the third call waits for its actor to be placed
+    assert not (tmp_path / "c").exists()
+    dc.shutdown_workers()
+    for thread in threads:
+        thread.join(120)
+    assert not any(thread.is_alive() for thread in threads)
+    assert isinstance(errors["a"], WorkerCrashedError) and isinstance(errors["b"],
+                                                                      WorkerCrashedError)
+    assert isinstance(errors["c"], ResourcesUnavailableError), errors
+    assert "shut down while an actor started" in str(errors["c"])
+    assert not (tmp_path / "c").exists() and dc.workers() == []
+    deadline = time.monotonic() + 60  # every CPU of the cluster is free again
+    while ray.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert ray.available_resources().get("CPU", 0) == 2

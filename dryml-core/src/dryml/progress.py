@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import threading
 import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
@@ -163,9 +162,6 @@ def reset() -> None:
 
 
 # -- where events go ------------------------------------------------------------------------
-_send_lock = threading.Lock()
-
-
 _worker_pid: int | None = None
 """The pid of the worker whose channel carries this process's events (see :func:`_bind`)."""
 

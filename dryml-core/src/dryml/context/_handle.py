@@ -230,7 +230,14 @@ class WorkerHandle:
         is unknown and it must not answer the next call with this one's result.
         """
         with self._kill_lock:
-            self._caller = threading.get_ident()
+            stopped = self._lifeline < 0
+            if not stopped:
+                self._caller = threading.get_ident()
+        if stopped:  # between its checkout and this call (the workers were shut down)
+            self.kill()  # idempotent: closes what is still open, from this thread
+            raise WorkerCrashedError(
+                f"the worker (pid {self.pid}) for {self.describe()} was stopped before the "
+                "call reached it (the workers were shut down); the next call starts a new one")
         try:
             return self._call(msg, timeout, on_nested)
         except BaseException:
@@ -280,9 +287,9 @@ class WorkerHandle:
 
         The lifeline must close here too, or the worker would outlive its real caller.
         """
-        for fd in (self._lifeline, self.channel.read_fd, self.channel.write_fd, self._pidfd,
-                   self._worker_pidfd):
-            if fd is not None and fd >= 0:
+        channel = () if self.channel.closed else (self.channel.read_fd, self.channel.write_fd)
+        for fd in (self._lifeline, *channel, self._pidfd, self._worker_pidfd):
+            if fd is not None and fd >= 0:  # each once: kill() may have closed some already
                 with contextlib.suppress(OSError):
                     os.close(fd)
         self._lifeline, self._pidfd, self._worker_pidfd = -1, None, None

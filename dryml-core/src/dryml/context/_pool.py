@@ -149,7 +149,13 @@ class Pool:
             raise
         with self.cond:
             self._starting -= 1
-            self.workers.insert(0, worker)
+            closed = self._closed
+            if not closed:
+                self.workers.insert(0, worker)
+        if closed:  # shut down while it started (Ctrl-C): it must not run the call, nor
+            self._retire(worker)  # live on outside every pool with its resources
+            raise ResourcesUnavailableError("the worker pool was shut down while a worker "
+                                            "started for this call")
         return worker
 
     def _victim(self, request: dict[str, Request]) -> WorkerHandle | None:
@@ -167,8 +173,9 @@ class Pool:
         return None
 
     def checkin(self, worker: WorkerHandle) -> None:
-        """Return a worker after a call; a dead one is dropped and its resources released."""
-        if not worker.alive():
+        """Return a worker after a call; a dead one is dropped and its resources released
+        (so is every worker once the pool is shut down)."""
+        if self._closed or not worker.alive():
             with self.cond:
                 if worker in self.workers:
                     self.workers.remove(worker)

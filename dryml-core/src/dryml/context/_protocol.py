@@ -54,7 +54,10 @@ class Channel:
         self.closed = False
 
     def send_bytes(self, data: bytes) -> None:
-        """Write one message (blocking)."""
+        """Write one message (blocking); ChannelClosed once :meth:`close` ran (its numbers
+        may name other files by now)."""
+        if self.closed:
+            raise ChannelClosed("the channel was closed")
         view = memoryview(_HEADER.pack(len(data)) + data) if len(data) < 1 << 16 else None
         try:
             if view is None:
@@ -80,7 +83,9 @@ class Channel:
         return bytes(buf)
 
     def recv_bytes(self) -> bytes:
-        """Read one message (blocking); ChannelClosed at end of file."""
+        """Read one message (blocking); ChannelClosed at end of file or once closed."""
+        if self.closed:
+            raise ChannelClosed("the channel was closed")
         try:
             (size,) = _HEADER.unpack(self._read_exact(_HEADER.size))
             return self._read_exact(size)

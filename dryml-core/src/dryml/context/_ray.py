@@ -182,6 +182,10 @@ class RayExecutor:
                 return actor
         return None
 
+    def _shut_down(self) -> bool:
+        """Whether :meth:`shutdown` ran (asked anew: another thread may have run it)."""
+        return self._closed
+
     def _checkout(self, reqs: Any, timeout: float | None) -> _Actor:
         request = normalize_requirement(reqs)
         key = tuple(sorted(request.items()))
@@ -209,13 +213,18 @@ class RayExecutor:
                 return self._started(handle, ready, key, shares, wanted)
             victim = None
             with self.cond:
-                found = self._take_idle(key)
+                closed = self._shut_down()
+                found = None if closed else self._take_idle(key)
                 if found is None and time.monotonic() - start > EVICT_AFTER:
                     idle = sorted((a for a in self.actors if not a.busy),
                                   key=lambda a: a.last_used)
                     if idle:
                         victim = idle[0]
                         self.actors.remove(victim)
+            if closed:  # shut down (Ctrl-C) while this call waited for room on the cluster
+                self.ray.kill(handle)
+                raise ResourcesUnavailableError("the Ray executor was shut down while an "
+                                                "actor started for this call")
             if found is not None:
                 self.ray.kill(handle)
                 return found
@@ -243,11 +252,18 @@ class RayExecutor:
                         f"installed on the cluster's nodes?); its error:\n{text}")
         actor = _Actor(handle, key, shares, info["pid"], info["node"], info["gpus"])
         with self.cond:
-            self.actors.append(actor)
+            closed = self._closed
+            if not closed:
+                self.actors.append(actor)
+        if closed:  # it must neither run the call nor live on outside every executor
+            self.ray.kill(handle)
+            raise ResourcesUnavailableError("the Ray executor was shut down while an actor "
+                                            "started for this call")
         return actor
 
     def _checkin(self, actor: _Actor, dead: bool) -> None:
         with self.cond:
+            dead = dead or self._closed  # shut down meanwhile: no actor outlives it
             if dead:
                 if actor in self.actors:
                     self.actors.remove(actor)

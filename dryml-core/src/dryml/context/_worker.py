@@ -75,9 +75,12 @@ def main(argv: list[str]) -> int:
             return 0
         if kind == "stop":
             return 0
-        reply = run_call(msg)
+        reply = pickle.dumps(("reply", run_call(msg)), protocol=5)
         try:
-            channel.send_bytes(pickle.dumps(("reply", reply), protocol=5))
+            # Threads the call left running may still send progress events: a reply larger
+            # than the pipe goes out in pieces, and an event between two would corrupt it.
+            with _nested._lock:
+                channel.send_bytes(reply)
         except ChannelClosed:
             return 0
 

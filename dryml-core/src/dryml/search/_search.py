@@ -4,10 +4,12 @@ every trial in a Repo, resume after a crash."""
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
+import signal
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -193,31 +195,36 @@ class Search:
                     # before it exists has nothing to resume: its sampler slot is failed)
                     running = self._meta(asked, model, status="running")
                     record = _untrained(asked.definition, model.dry_id)
-                    future = pool.submit(self._train, model, train, valid, self.metrics,
-                                         folds, self._report_args(asked),
-                                         call_context_reqs=self._reqs(model))
-                    records.append((record, running))
-                    in_flight[future] = (asked, model)
+                    with _interrupt_deferred():  # a trial in flight is in both or neither
+                        future = pool.submit(self._train, model, train, valid, self.metrics,
+                                             folds, self._report_args(asked),
+                                             call_context_reqs=self._reqs(model))
+                        records.append((record, running))
+                        in_flight[future] = (asked, model)
                 if records:  # after every new trial was handed to its worker
-                    with self._lock:
+                    with _interrupt_deferred(), self._lock:
                         self.repo.add_objects([r for r, _ in records],
                                               metadata=[m for _, m in records])
-                    records.clear()
+                        records.clear()
                 if not in_flight:
                     break
                 done, _ = cf.wait(in_flight, return_when=cf.FIRST_COMPLETED)
                 for future in done:
-                    asked, model = in_flight.pop(future)
                     best = self._best
-                    if not self._finish(asked, model, future):
-                        failures += 1
+                    # recorded and told to the sampler whole, or (Ctrl-C before) left to
+                    # _interrupt: never half, which left the trial "running" for good
+                    with _interrupt_deferred():
+                        asked, model = in_flight[future]
+                        if not self._finish(asked, model, future):
+                            failures += 1
+                        del in_flight[future]
                     if bar is not None:
                         self._show(bar, best)
             if failures >= self.max_failures:
                 stopped = f"stopped after {failures} failed trials (max_failures)"
         except KeyboardInterrupt:
             stopped = "interrupted (Ctrl-C)"
-            self._interrupt(in_flight)
+            self._interrupt(in_flight, records)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
             if bar is not None:
@@ -344,15 +351,44 @@ class Search:
         self.repo.add_object(_untrained(definition.without_id(), row["dry_id"]),
                              metadata={**meta, "kept": False}, replace=True)
 
-    def _interrupt(self, in_flight: dict[cf.Future[Any], tuple[Asked, Any]]) -> None:
+    def _interrupt(self, in_flight: dict[cf.Future[Any], tuple[Asked, Any]],
+                   unrecorded: list[tuple[Any, dict[str, Any]]]) -> None:
+        """Record the trials in flight as interrupted (``unrecorded``: those handed to a
+        worker whose running record is not in the repo yet) and stop the workers."""
         from dryml.context import shutdown_workers
 
-        for asked, model in in_flight.values():
-            with self._lock:
-                self.repo.set_metadata(model, {"status": "interrupted",
-                                               "error": "interrupted (Ctrl-C)"})
+        why = {"status": "interrupted", "error": "interrupted (Ctrl-C)"}
+        with self._lock:
+            if unrecorded:
+                self.repo.add_objects([r for r, _ in unrecorded],
+                                      metadata=[{**m, **why} for _, m in unrecorded])
+            new = {r.dry_id for r, _ in unrecorded}
+            for _, model in in_flight.values():
+                if model.dry_id not in new:
+                    self.repo.set_metadata(model, why)
+        for asked, _ in in_flight.values():
             self.sampler.tell(asked, "failed", None)
         shutdown_workers()  # the threads waiting on workers return at once
+
+
+@contextlib.contextmanager
+def _interrupt_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C that arrives inside the block until its end, so that a trial's records
+    are written whole (in the main thread only: signals go there; elsewhere a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[Any] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(frame))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught and previous != signal.SIG_IGN:
+            if callable(previous) and previous is not signal.default_int_handler:
+                previous(signal.SIGINT, caught[0])  # the caller's own handler decides
+            else:
+                raise KeyboardInterrupt
 
 
 def _untrained(definition: ObjectDef, dry_id: str) -> Any:
