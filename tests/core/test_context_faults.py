@@ -338,3 +338,39 @@ def _children() -> list[int]:
             if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == os.getpid():
                 found.append(int(stat.parent.name))
     return found
+
+
+class _SlowToEncode:
+    """An argument whose pickling waits for a signal: its call is still being encoded."""
+
+    def __init__(self) -> None:
+        self.encoding, self.go = threading.Event(), threading.Event()
+
+    def __reduce__(self) -> tuple[Any, tuple[int]]:
+        self.encoding.set()
+        self.go.wait(30)
+        return int, (7,)
+
+
+@compute_context(GPU)
+def echo(value: Any) -> Any:
+    return value
+
+
+def test_a_call_still_encoding_its_arguments_when_the_workers_shut_down_does_not_run() -> None:
+    """A search's Ctrl-C stops the workers while a trial still encodes its data: that trial
+    must not start a fresh pool, run to its end and leave a worker behind."""
+    ctx.shutdown_workers()
+    slow = _SlowToEncode()
+    thread, errors = _in_thread(echo, slow)
+    assert slow.encoding.wait(30)
+    ctx.shutdown_workers()
+    slow.go.set()
+    thread.join(60)
+    assert not thread.is_alive()
+    assert len(errors) == 1 and isinstance(errors[0], dryml.errors.ResourcesUnavailableError)
+    assert "shut down (shutdown_workers) while this call was being prepared" in str(errors[0])
+    assert ctx.workers() == []
+    assert all(gone(child) for child in _children())
+    assert echo(5) == 5  # a call begun after the shutdown starts fresh workers
+    assert len(ctx.workers()) == 1

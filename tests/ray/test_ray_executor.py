@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import ray
 import toys
@@ -169,3 +170,40 @@ def test_stopping_the_workers_also_stops_a_call_still_waiting_for_room(
     while ray.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert ray.available_resources().get("CPU", 0) == 2
+
+
+class _SlowToEncode:
+    """An argument whose pickling waits for a signal: its call is still being encoded."""
+
+    def __init__(self) -> None:
+        self.encoding, self.go = threading.Event(), threading.Event()
+
+    def __reduce__(self) -> tuple[Any, tuple[int]]:
+        self.encoding.set()
+        self.go.wait(60)
+        return np.ones, (3,)
+
+
+def test_a_call_still_encoding_when_the_workers_stop_starts_no_executor(
+        cluster: RayCluster) -> None:
+    """Ctrl-C in a search while a trial still encodes its data: the trial must not make a
+    fresh executor (and actor) after the shutdown and run whole."""
+    slow, errors, results = _SlowToEncode(), [], []
+
+    def call() -> None:
+        try:
+            results.append(toys.doubled_sum(slow))
+        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+            errors.append(exc)
+
+    thread = threading.Thread(target=call)
+    thread.start()
+    assert slow.encoding.wait(120)
+    dc.shutdown_workers()
+    slow.go.set()
+    thread.join(120)
+    assert not thread.is_alive() and results == []
+    assert len(errors) == 1 and isinstance(errors[0], ResourcesUnavailableError), errors
+    assert "while this call was being prepared" in str(errors[0])
+    assert dc.workers() == []
+    assert toys.doubled_sum(np.ones(3)) == 6.0  # a call begun after it starts afresh

@@ -10,7 +10,7 @@ from dryml.context import _nested
 from dryml.context._calls import apply_reply, encode_call
 from dryml.context._lifecycle import enter_compute, leave_compute
 from dryml.context._resources import Requirement, normalize_requirement, requirement_of_objects
-from dryml.context._runtime import execute, out_of_band
+from dryml.context._runtime import call_begun, execute, out_of_band
 from dryml.context._state import current_context
 
 __all__ = ["compute", "compute_context"]
@@ -63,13 +63,14 @@ def compute_context(ctx_reqs: Requirement | None = None, *, update_objs: bool = 
                     return fn(*args, **kwargs)
                 finally:
                     leave_compute(entered)
-            msg = encode_call(fn, args, kwargs, update,
-                              None if ctx is not None else out_of_band())
-            if ctx is not None:
+            if ctx is not None:  # in a worker: the caller's scheduler finds one
+                msg = encode_call(fn, args, kwargs, update)
                 reply = _nested.forward(msg, reqs, {"call_timeout": timeout,
                                                     "resource_timeout": wait})
             else:
-                reply = execute(reqs, msg, call_timeout=timeout, resource_timeout=wait)
+                with call_begun():
+                    msg = encode_call(fn, args, kwargs, update, out_of_band())
+                    reply = execute(reqs, msg, call_timeout=timeout, resource_timeout=wait)
             return apply_reply(reply, args, kwargs)  # type: ignore[no-any-return]
 
         wrapper.__dry_context_wrapped__ = True  # type: ignore[attr-defined]

@@ -127,9 +127,12 @@ def using_executor(name: str | None, **options: Any) -> Iterator[None]:
 
 def get_executor(name: str, options: dict[str, Any] | None = None) -> Any:
     """The executor ``name`` with ``options`` (created once, then reused)."""
+    from dryml.context._runtime import check_not_shut_down
+
     options = {k: v for k, v in (options or {}).items() if v is not None}
     key = (name, tuple(sorted(options.items())))
     with _lock:
+        check_not_shut_down()  # a call begun before shutdown_workers() gets no new executor
         found = _instances.get(key)
         if found is not None:
             return found

@@ -3,21 +3,31 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
+import contextvars
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from dryml.context._handle import WorkerHandle
 from dryml.context._pool import Pool, WorkerInfo
 from dryml.context._resources import Requirement, ResourceProvider, normalize_requirement
 from dryml.context._scheduler import Grant, Scheduler
+from dryml.errors import ResourcesUnavailableError
 
-__all__ = ["configure", "execute", "execute_local", "get_pool", "local_workers", "out_of_band",
+__all__ = ["call_begun", "check_not_shut_down", "configure", "execute", "execute_local",
+           "get_pool", "local_workers", "out_of_band",
            "resources", "shutdown_local", "shutdown_workers", "workers"]
 
 _pool: Pool | None = None
 _lock = threading.Lock()
+# How many times shutdown_workers() ran. A call remembers the count when it begins
+# (call_begun) and is refused workers once it changed: a call still encoding its arguments
+# when the workers were shut down (a search's Ctrl-C) must not start fresh ones and run.
+_shutdowns = 0
+_begun_at: contextvars.ContextVar[int | None] = contextvars.ContextVar("dryml_call_begun",
+                                                                        default=None)
 _settings: dict[str, Any] = {"providers": None, "max_workers": None, "idle_timeout": 300.0}
 
 
@@ -36,10 +46,32 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+@contextlib.contextmanager
+def call_begun() -> Iterator[None]:
+    """Mark a call from this thread as begun: if :func:`shutdown_workers` runs before it
+    reaches a worker, it fails (:func:`check_not_shut_down`) instead of starting new ones."""
+    token = _begun_at.set(_shutdowns)
+    try:
+        yield
+    finally:
+        _begun_at.reset(token)
+
+
+def check_not_shut_down() -> None:
+    """Raise :class:`ResourcesUnavailableError` when the call this thread began (see
+    :func:`call_begun`) has seen :func:`shutdown_workers` run since."""
+    begun = _begun_at.get()
+    if begun is not None and begun != _shutdowns:
+        raise ResourcesUnavailableError(
+            "the workers were shut down (shutdown_workers) while this call was being "
+            "prepared: it did not run; call again to start fresh workers")
+
+
 def get_pool() -> Pool:
     """The process-wide pool (created on first use)."""
     global _pool
     with _lock:
+        check_not_shut_down()  # under the lock: a shutdown bumps the count under it too
         if _pool is None:
             _pool = Pool(Scheduler(_settings["providers"]), _settings["max_workers"],
                          _settings["idle_timeout"])
@@ -72,9 +104,16 @@ def configure(*, providers: Iterable[ResourceProvider] | None = None,
 
 
 def shutdown_workers() -> None:
-    """Stop every worker of this process, on every executor (the next call starts fresh ones)."""
+    """Stop every worker of this process, on every executor (the next call starts fresh ones).
+
+    Calls under way in other threads fail: those running in a worker with
+    :class:`~dryml.errors.WorkerCrashedError`, those still preparing (encoding their
+    arguments, waiting for room) with :class:`~dryml.errors.ResourcesUnavailableError`."""
     from dryml.context._executor import shutdown_executors
 
+    global _shutdowns
+    with _lock:  # first, so that a call begun before cannot reach a new executor or pool
+        _shutdowns += 1
     shutdown_executors()
     shutdown_local()
 
