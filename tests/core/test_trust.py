@@ -279,3 +279,43 @@ def test_untrusted_class_from_a_missing_plugin_names_the_package(good: bytes) ->
 
     with pytest.raises(BackendUnavailableError, match="pip install dryml-notinstalled"):
         load(rewrite_manifest(good, edit))
+
+
+LAZY = """
+import io, sys
+sys.path.insert(0, {tests!r})
+from dryfiles import rewrite_manifest, sample_bytes
+from dryml import load_object
+from dryml.errors import DrymlError
+
+good = sample_bytes()
+watched = ("dryml.testing", "numpy.testing", "numpy.f2py", "pytest")
+assert not [m for m in watched if m in sys.modules]
+for where, path in [("cls", "dryml:testing.fresh_plugin_manager"),
+                    ("arg", "dryml:testing.PluginInfo"), ("cls", "numpy:testing.assert_equal"),
+                    ("arg", "numpy:f2py.X"), ("arg", "numpy:__getattr__")]:
+    def edit(m, where=where, path=path):
+        if where == "cls":
+            m["objects"][-1]["cls"] = path
+        else:
+            m["objects"][0]["args"] = [{{"__dry__": "class", "path": path}}]
+            m["objects"][0]["kwargs"] = {{}}
+    try:
+        load_object(io.BytesIO(rewrite_manifest(good, edit)))
+        print(path, "loaded")
+    except DrymlError as exc:
+        print(path, type(exc).__name__)
+print("imported:", [m for m in watched if m in sys.modules])
+"""
+
+
+def test_a_class_path_through_a_lazy_module_attribute_imports_nothing() -> None:
+    """``dryml:testing.X`` walks dryml's PEP 562 ``__getattr__``, which imports
+    ``dryml.testing`` (and pytest) on demand: the walk must read namespaces, not run them."""
+    script = LAZY.format(tests=str(Path(__file__).parent))
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "imported: []" in out.stdout, out.stdout
+    assert "loaded" not in out.stdout, out.stdout
+    assert out.stdout.count("Error") == 5, out.stdout

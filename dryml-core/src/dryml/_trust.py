@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import builtins
 import importlib
+import inspect
 import re
 import sys
 from collections.abc import Iterable
@@ -39,6 +40,7 @@ __all__ = ["CORE_MODULES", "TrustPolicy", "class_path"]
 
 _PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.<>]*$")
 _MODULE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+_MISSING = object()
 #: Module name parts that are never imported because a file named them.
 _NEVER_PARTS = frozenset({"__main__", "tests", "test", "testing", "conftest", "_testing"})
 #: dryml-core's own modules that define Objects a file may name (imported on demand).
@@ -208,15 +210,25 @@ class TrustPolicy:
         return value
 
     def _lookup(self, module: str, qualname: str, path: str) -> Any:
+        """Walk ``qualname`` from the module without running any code: attributes are read
+        from the namespaces themselves (``vars``, ``inspect.getattr_static``), because a
+        module's ``__getattr__`` (PEP 562, as in ``dryml``, ``numpy`` and ``torch``) imports
+        submodules on demand, and a property or metaclass hook would run code of its own."""
         value: Any = self.import_named(module)
         for part in qualname.split("."):
-            try:
-                value = getattr(value, part)
-            except AttributeError:
+            if part.startswith("__"):
+                raise UntrustedClassError(f"{path!r} names a special attribute ({part!r})")
+            found = (vars(value).get(part, _MISSING) if isinstance(value, ModuleType)
+                     else inspect.getattr_static(value, part, _MISSING))
+            if found is _MISSING:
                 raise ClassNotFoundError(
                     f"module {module!r} defines no {qualname!r} (named in the file as "
-                    f"{path!r}); was the class renamed or moved?"
-                ) from None
+                    f"{path!r}); was the class renamed or moved?")
+            if isinstance(found, ModuleType):
+                raise UntrustedClassError(
+                    f"{path!r} walks into module {found.__name__!r}: a class path names its "
+                    "class's own module ('package.module:Class'); nothing was imported")
+            value = found
         return value
 
 
