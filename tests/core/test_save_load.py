@@ -16,7 +16,7 @@ import pytest
 from dryfiles import Holder, Leaf
 
 from dryml import Object, load_object, save_object
-from dryml.errors import SerializationError
+from dryml.errors import ArgumentError, SerializationError
 from dryml.format import read_manifest
 
 
@@ -367,3 +367,52 @@ def test_metadata_that_contains_itself_is_refused_cleanly(tmp_path: Path) -> Non
     assert out.returncode == 0, out.stderr[-2000:]  # not a crash of the saving process
     assert "refused:" in out.stdout and "ircular" in out.stdout, out.stdout
     assert not (tmp_path / "m.dry").exists()
+
+
+class _Stores(Object):
+    """Puts one value in its state."""
+
+    def __init__(self) -> None:
+        self.held: Any = None
+
+    def save_object_imp(self, store: Any) -> None:
+        store.put("held", self.held)
+
+    def load_object_imp(self, store: Any) -> None:
+        self.held = store.get("held")
+
+
+@pytest.mark.parametrize("value", [
+    np.ma.array([1.0, 2.0, 3.0], mask=[0, 1, 0]),
+    np.ma.array(np.arange(2000.0), mask=np.arange(2000) % 2),
+    np.matrix([[1, 2], [3, 4]]),
+    np.rec.array([(1, 2.0)], dtype=[("a", "i4"), ("b", "f8")]),
+], ids=["masked", "masked-large", "matrix", "recarray"])
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # np.matrix
+def test_a_numpy_array_subclass_is_refused_not_saved_as_a_plain_array(value: Any) -> None:
+    """A masked array came back as a plain array with its masked entries set to 1e20 (its
+    mean went from 2 to 3e19); a matrix lost its products: refuse, saying what to store."""
+    obj = _Stores()
+    obj.held = value
+    with pytest.raises(SerializationError, match=r"numpy array subclass.*np\.asarray"):
+        save_object(obj, io.BytesIO())
+    with pytest.raises(ArgumentError, match=r"dry_args\[0\].*numpy array subclass"):
+        Leaf(value)
+
+
+def test_an_array_loaded_with_mmap_saves_again(tmp_path: Path) -> None:
+    obj = _Stores()
+    data = np.random.default_rng(0).standard_normal(10_000)  # incompressible: mapped
+    obj.held = data
+    save_object(obj, tmp_path / "a.dry")
+    mapped = load_object(tmp_path / "a.dry", mmap=True)
+    assert not mapped.held.flags.writeable  # a view of the file
+    save_object(mapped, tmp_path / "b.dry")
+    np.save(tmp_path / "c.npy", data)
+    obj.held = np.load(tmp_path / "c.npy", mmap_mode="r")
+    assert isinstance(obj.held, np.memmap)
+    save_object(obj, tmp_path / "c.dry")
+    for name in ("b.dry", "c.dry"):
+        again = load_object(tmp_path / name)
+        assert type(again.held) is np.ndarray
+        np.testing.assert_array_equal(again.held, data)

@@ -66,15 +66,31 @@ def _dtype(descr: Any) -> np.dtype[Any]:
     return dtype
 
 
+def _check_plain(value: np.ndarray) -> None:
+    """Refuse an ndarray subclass that would come back as a plain ndarray without what it adds
+    (a masked array's mask: its masked entries would come back as the fill value; a matrix's
+    products; a recarray's field attributes). ``np.memmap`` (what ``mmap=True`` loads) is an
+    ndarray over a file and is saved as one."""
+    if type(value) is not np.ndarray and not isinstance(value, np.memmap):
+        kind = f"{type(value).__module__}.{type(value).__qualname__}"
+        raise ValueError(
+            f"a {kind} (a numpy array subclass) would load back as a plain ndarray, losing "
+            "what the subclass adds (a mask, matrix products, record attributes); store "
+            "np.asarray(value) if that is what you mean, or its parts (a masked array's "
+            "value.data and value.mask)")
+
+
 class ArrayCodec:
     """ndarray: inline base64 when small or outside a file, else a ``.npy`` member."""
 
     def check(self, value: np.ndarray) -> None:
+        _check_plain(value)
         if value.dtype.hasobject:
             raise ValueError("numpy arrays of Python objects (dtype=object) need pickle; "
                              "convert to a numeric or string dtype")
 
     def encode(self, value: np.ndarray, writer: MemberWriter | None) -> Any:
+        _check_plain(value)
         if writer is not None and value.nbytes > INLINE_BYTES:
             return {"member": writer.add_array(value)}
         data = value if value.flags.c_contiguous else value.copy(order="C")

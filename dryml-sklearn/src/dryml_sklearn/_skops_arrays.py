@@ -150,7 +150,7 @@ class DrymlArrayNode(Node):
 
     def _construct(self) -> np.ndarray:
         array = current_reader().get_array(self.member)
-        if type(array) is not np.ndarray or array.dtype.hasobject:
+        if not isinstance(array, np.ndarray) or array.dtype.hasobject:  # np.memmap: mmap=True
             raise FormatError(f"member {self.member!r} is not a plain numeric array")
         return array
 

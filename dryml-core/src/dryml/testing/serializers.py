@@ -9,6 +9,9 @@ What is checked for each case
 ``check_round_trip``
     save, load in this process: the loaded object's output is bit-identical (same dtype,
     shape and bytes) to the original's, and saving did not change the original.
+``check_mmap_load``
+    load with ``mmap=True`` (read-only arrays over the file) and ``mmap="c"``
+    (copy-on-write): outputs bit-identical to the original's.
 ``check_fresh_process_load``
     save here, load in a fresh ``python`` subprocess (same interpreter, so the same venv: the
     nox ``tests`` session of a backend installs only ``dryml-core`` and that backend), and
@@ -305,6 +308,21 @@ def check_round_trip(case: SerializerCase, tmp: Path) -> Object:
     return loaded
 
 
+def check_mmap_load(case: SerializerCase, tmp: Path) -> None:
+    """Load with ``mmap=True`` (read-only arrays over the file) and ``mmap="c"``
+    (copy-on-write): outputs bit-identical to the original's."""
+    from dryml._io import load_object, save_object
+
+    obj = case.build()
+    before = _arrays(case.output(obj))
+    path = tmp / f"{case.name}-mmap.dry"
+    save_object(obj, path)
+    for mode in (True, "c"):
+        loaded = load_object(path, trust=case.trusted(obj), mmap=mode)
+        assert type(loaded) is type(obj), f"mmap={mode!r}: loaded a {type(loaded)}"
+        assert_bit_identical(before, case.output(loaded), f"output after mmap={mode!r} load")
+
+
 def check_fresh_process_load(case: SerializerCase, tmp: Path) -> None:
     """Load in a fresh subprocess; its output is bit-identical to this process's."""
     obj, path = _saved(case, tmp)
@@ -449,6 +467,7 @@ def check_version_skew(case: SerializerCase, tmp: Path) -> None:
 
 CHECKS: dict[str, Callable[[SerializerCase, Path], Any]] = {
     "round_trip": check_round_trip,
+    "mmap_load": check_mmap_load,
     "fresh_process_load": check_fresh_process_load,
     "backend_missing": check_backend_missing,
     "corrupted_member": check_corrupted_member,
@@ -473,6 +492,10 @@ class SerializerConformance:
     def test_round_trip(self, case: SerializerCase, tmp_path: Path) -> None:
         """Outputs are bit-identical after a save/load in this process."""
         check_round_trip(case, tmp_path)
+
+    def test_mmap_load(self, case: SerializerCase, tmp_path: Path) -> None:
+        """Outputs are bit-identical when loaded with ``mmap=True`` and ``mmap="c"``."""
+        check_mmap_load(case, tmp_path)
 
     def test_fresh_process_load(self, case: SerializerCase, tmp_path: Path) -> None:
         """Outputs are bit-identical when the file is loaded in a fresh process."""
