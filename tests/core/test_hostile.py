@@ -326,3 +326,68 @@ def test_the_format_page_examples_run() -> None:
     result = doctest.testfile(str(page), module_relative=False, globs={"__name__": "docs"})
     assert result.attempted >= 3
     assert result.failed == 0
+
+
+# --- members read again and again ------------------------------------------------------------
+
+def _one_big_member() -> tuple[bytes, dict[str, Any], str]:
+    """A file whose root holds one 16 MB array (zeros: a zstd member of a few KB, inside
+    Limits.ratio_floor), its manifest, and the argument entry that refers to the member."""
+    from dryfiles import Leaf
+
+    from dryml import save_object
+
+    buf = io.BytesIO()
+    save_object(Leaf(np.zeros(16 * 2**20 - 4096, dtype=np.uint8)), buf)
+    data = buf.getvalue()
+    manifest, _ = explode(data)
+    return data, manifest, manifest["objects"][0]["args"][0]
+
+
+def test_a_member_referred_to_many_times_is_refused_not_read_each_time(tmp_path: Path) -> None:
+    """A 1 KB file whose one 16 MB member the manifest names 120 times took 1.9 GB to load
+    (a fresh decompressed copy per reference); a writer refers to each member once."""
+    data, _, ref = _one_big_member()
+
+    def edit(m: dict[str, Any]) -> None:
+        m["objects"][0]["args"] = [[ref] * 120]
+
+    hostile = rewrite_manifest(data, edit)
+    assert len(hostile) < 4096
+    result = load_hostile(hostile, tmp_path)
+    assert result["outcome"] == "LimitExceededError", result
+    assert "read more often than the file holds it" in result["message"]
+    assert result["peak_mib"] < 400
+
+
+def test_members_that_share_their_bytes_are_refused(tmp_path: Path) -> None:
+    """100 member-table entries over the same stored bytes, each named once: every check
+    passes per member, and the load took 1.6 GB."""
+    data, _, ref = _one_big_member()
+    (name,) = explode(data)[1]
+
+    def edit(m: dict[str, Any]) -> None:
+        info = m["members"].pop(name)
+        m["members"].update({f"alias{i}.npy": dict(info) for i in range(100)})
+        m["objects"][0]["args"] = [[{**ref, "data": {"member": f"alias{i}.npy"}}
+                                    for i in range(100)]]
+
+    result = load_hostile(rewrite_manifest(data, edit), tmp_path)
+    assert result["outcome"] == "FormatError", result
+    assert "overlap" in result["message"]
+    assert result["peak_mib"] < 400
+
+
+def test_a_file_saved_by_dryml_reads_each_member_once_even_when_shared(tmp_path: Path) -> None:
+    """A child held by several holders (a DAG) is stored once and loads shared: the read
+    budget counts members, not references."""
+    from dryfiles import Leaf
+
+    from dryml import save_object
+
+    child = Leaf(np.arange(100_000, dtype=np.float64))
+    root = Leaf([Leaf(child), Leaf(child), child])
+    save_object(root, tmp_path / "dag.dry")
+    loaded = load_object(tmp_path / "dag.dry")
+    assert loaded.value[0].value is loaded.value[1].value is loaded.value[2]
+    np.testing.assert_array_equal(loaded.value[2].value, child.value)

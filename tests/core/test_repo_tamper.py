@@ -224,3 +224,32 @@ def test_check_json_lists_duplicates(repo: Repo, capsys: pytest.CaptureFixture[s
     assert status == 1 and not report["ok"]
     assert report["duplicates"] == [{"dry_id": "net", "files": ["net.dry", "copy.dry"],
                                      "indexed": True, "identical": True}]
+
+
+class Pair(Object):
+    """Holds a value (another Pair, a list of them, bytes)."""
+
+    def __init__(self, value: Any = None) -> None:
+        self.value = value
+
+
+def test_shared_children_are_indexed_once_each_and_a_crafted_chain_is_skipped(
+        tmp_path: Path) -> None:
+    """Rebuilding the index expanded every holder of a shared child into a full copy, reading
+    its members again each time: a 1 KB file of 17 objects, each holding the next twice,
+    took seconds and hundreds of MB, and a few more levels would never finish."""
+    child = Pair(b"w" * 10_000)  # large bytes: a member of the file, not inline
+    shared = Pair([child, child])
+    node = Pair(0)
+    for _ in range(30):
+        node = Pair([node, node])
+    save_object(shared, tmp_path / "shared.dry")
+    save_object(node, tmp_path / "chain.dry")
+    with pytest.warns(UserWarning, match="skipped"):
+        repo = Repo(tmp_path)  # no index yet: built from the files
+    assert [name for name, _ in repo.skipped] == ["chain.dry"]
+    assert "over 64 MB written out" in repo.skipped[0][1]
+    assert repo.ids() == [shared.dry_id]
+    assert repo.ids(Selector.from_def(shared)) == [shared.dry_id]
+    assert repo.get_one(shared.dry_id).value[0].value == b"w" * 10_000
+    repo.close()

@@ -570,6 +570,7 @@ class ContainerReader:
                 f"with pip install -U 'dryml-core>={needs}'"
             )
         self.members: dict[str, MemberInfo] = {}
+        self._unread = 0
         self.mapped = ""  # "", or the np.memmap mode of raw array members
         self.verify_mapped = True
 
@@ -616,7 +617,27 @@ class ContainerReader:
                     f"member {name!r} declares {info.raw_size} bytes from {info.size} stored, "
                     f"over the limit of {allowed} (Limits.max_member_bytes / max_ratio) or "
                     "inconsistent with its stored size")
+        # Members never share bytes: a writer writes each once, one after another. Overlapping
+        # entries would let a tiny file hold many large members backed by the same bytes.
+        end, last = HEADER_SIZE, ""
+        for name, info in sorted(members.items(), key=lambda m: (m[1].offset, m[1].size)):
+            if info.offset < end and info.size:
+                raise FormatError(f"members {last!r} and {name!r} overlap: the file was altered")
+            if info.size:
+                end, last = info.offset + info.size, name
         self.members = members
+        # Reading is bounded by what the members hold: a writer refers to each member once, so
+        # a file that makes the loader read one member again and again (each read a fresh
+        # decompressed copy) is refused before it takes memory.
+        self._unread = sum(info.raw_size for info in members.values())
+
+    def _charge(self, name: str, info: MemberInfo) -> None:
+        self._unread -= info.raw_size
+        if self._unread < 0:
+            raise LimitExceededError(
+                f"member {name!r} is read more often than the file holds it: the manifest "
+                "refers to its members repeatedly (a writer refers to each once); the file "
+                "was altered")
 
     def info(self, name: str) -> MemberInfo:
         """The member table entry for ``name`` (FormatError when absent)."""
@@ -627,6 +648,7 @@ class ContainerReader:
     def read_bytes(self, name: str) -> bytes:
         """The raw content of a member, checksum verified."""
         info = self.info(name)
+        self._charge(name, info)
         stored = self._read_at(info.offset, info.size)
         self._verify(name, info, stored)
         if info.compression == "zstd":
@@ -662,6 +684,7 @@ class ContainerReader:
         info = self.info(name)
         if info.kind != "npy":
             raise FormatError(f"member {name!r} is {info.kind!r}, not an array")
+        self._charge(name, info)
         if info.compression == "zstd":
             stored = self._read_at(info.offset, info.size)
             self._verify(name, info, stored)

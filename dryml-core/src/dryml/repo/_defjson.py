@@ -144,33 +144,64 @@ def manifest_definition(raw: dict[str, Any], reader: ContainerReader | None) -> 
     """
     nodes = {n.get("id"): n for n in raw.get("objects", []) if isinstance(n, dict)}
     members = _Members(reader) if reader is not None else None
+    # A child shared by several holders is built once (its members read once); the weight
+    # of each definition is how large it is written out in full (shared children repeated),
+    # which a chain of shared children makes exponential in the chain's depth.
+    built: dict[Any, tuple[dict[str, Any], int]] = {}
 
-    def node_def(dry_id: Any, depth: int) -> dict[str, Any]:
+    def node_def(dry_id: Any, depth: int) -> tuple[dict[str, Any], int]:
+        if isinstance(dry_id, str) and dry_id in built:
+            return built[dry_id]
         node = nodes.get(dry_id)
         if node is None or depth > 200:
             raise FormatError(f"the manifest refers to object {dry_id!r}, which it lacks")
-        kwargs = {k: value(v, depth) for k, v in dict(node.get("kwargs", {})).items()}
+        weight = [_NODE_WEIGHT]
+        kwargs = {k: value(v, depth, weight) for k, v in dict(node.get("kwargs", {})).items()}
         kwargs["dry_id"] = dry_id
-        return {"cls": node.get("cls"), "dry_mut": bool(node.get("dry_mut", False)),
-                "dry_args": [value(v, depth) for v in list(node.get("args", []))],
-                "dry_kwargs": kwargs}
+        definition = {"cls": node.get("cls"), "dry_mut": bool(node.get("dry_mut", False)),
+                      "dry_args": [value(v, depth, weight) for v in list(node.get("args", []))],
+                      "dry_kwargs": kwargs}
+        built[dry_id] = (definition, weight[0])
+        return built[dry_id]
 
-    def value(data: Any, depth: int) -> Any:
+    def value(data: Any, depth: int, weight: list[int]) -> Any:
         if isinstance(data, list):
-            return [value(v, depth) for v in data]
+            return [value(v, depth, weight) for v in data]
         if not isinstance(data, dict):
             return data
         kind = data.get(TAG)
         if kind == "object":
-            return {TAG: "def", **node_def(data.get("id"), depth + 1)}
+            child, size = node_def(data.get("id"), depth + 1)
+            _add_weight(weight, size)
+            return {TAG: "def", **child}
         if kind == "bytes" and "member" in data and members is not None:
             raw_bytes = members.get_bytes(str(data["member"]))
+            _add_weight(weight, len(raw_bytes))
             return {TAG: "bytes", "b64": base64.b64encode(raw_bytes).decode("ascii")}
         if kind == "codec" and isinstance(data.get("data"), dict) and "member" in data["data"]:
-            return _inline_codec(data, members)
-        return {k: value(v, depth) for k, v in data.items()}
+            inlined = _inline_codec(data, members)
+            _add_weight(weight, len(str(inlined.get("data"))))
+            return inlined
+        return {k: value(v, depth, weight) for k, v in data.items()}
 
-    return node_def(raw.get("root"), 0)
+    return node_def(raw.get("root"), 0)[0]
+
+
+#: The most a definition rebuilt from a file may weigh written out in full (roughly bytes):
+#: a definition is a tree, so each holder of a shared child repeats it. A few KB of crafted
+#: manifest (a chain of objects each holding the next twice) would otherwise expand to
+#: gigabytes in the index.
+MAX_DEFINITION_WEIGHT = 64 * 2**20
+_NODE_WEIGHT = 1024  # an object written out (with its index entries): at most 65,536 of them
+
+
+def _add_weight(weight: list[int], amount: int) -> None:
+    weight[0] += amount
+    if weight[0] > MAX_DEFINITION_WEIGHT:
+        raise FormatError(
+            f"the root object's definition would be over {MAX_DEFINITION_WEIGHT // 2**20} MB "
+            "written out (objects shared by many holders, each repeated, or large byte "
+            "values as constructor arguments); it is not indexed")
 
 
 def _inline_codec(data: dict[str, Any], members: _Members | None) -> dict[str, Any]:
