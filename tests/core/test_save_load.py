@@ -382,16 +382,17 @@ class _Stores(Object):
         self.held = store.get("held")
 
 
-@pytest.mark.parametrize("value", [
-    np.ma.array([1.0, 2.0, 3.0], mask=[0, 1, 0]),
-    np.ma.array(np.arange(2000.0), mask=np.arange(2000) % 2),
-    np.matrix([[1, 2], [3, 4]]),
-    np.rec.array([(1, 2.0)], dtype=[("a", "i4"), ("b", "f8")]),
+@pytest.mark.parametrize("make", [
+    lambda: np.ma.array([1.0, 2.0, 3.0], mask=[0, 1, 0]),
+    lambda: np.ma.array(np.arange(2000.0), mask=np.arange(2000) % 2),
+    lambda: np.matrix([[1, 2], [3, 4]]),
+    lambda: np.rec.array([(1, 2.0)], dtype=[("a", "i4"), ("b", "f8")]),
 ], ids=["masked", "masked-large", "matrix", "recarray"])
 @pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # np.matrix
-def test_a_numpy_array_subclass_is_refused_not_saved_as_a_plain_array(value: Any) -> None:
+def test_a_numpy_array_subclass_is_refused_not_saved_as_a_plain_array(make: Any) -> None:
     """A masked array came back as a plain array with its masked entries set to 1e20 (its
     mean went from 2 to 3e19); a matrix lost its products: refuse, saying what to store."""
+    value = make()
     obj = _Stores()
     obj.held = value
     with pytest.raises(SerializationError, match=r"numpy array subclass.*np\.asarray"):

@@ -375,3 +375,23 @@ def test_a_timeout_stops_starting_trials(tmp_path: Path) -> None:
     result = Search(ObjectDef(Toy, shift=Float(0.0, 1.0), pause=0.2), repo=tmp_path / "repo",
                     name="t", timeout=0.1).run(blobs())
     assert len(result.trials) >= 1 and all(t["status"] == "complete" for t in result.trials)
+
+
+def test_a_nan_or_infinite_metric_fails_its_trial_and_the_search_goes_on(tmp_path: Path) -> None:
+    """A diverged model scored NaN and the whole search stopped with a bare ValueError from
+    the JSON encoder when it recorded the trial."""
+    def diverges(model: Any, data: Any) -> float:
+        if model.shift > 2:
+            return float("nan")
+        return float("-inf") if model.shift > 1 else -float(model.shift)
+
+    result = Search(space(), metric=diverges, direction="maximize", repo=tmp_path / "repo",
+                    name="nan", sampler="random", n_trials=3, seed=0,
+                    max_failures=50).run(blobs())
+    failed = [t for t in result.trials if t["status"] == "failed"]
+    assert len([t for t in result.trials if t["status"] == "complete"]) == 3
+    assert {t["metrics"]["diverges"] for t in failed} == {"nan", "-inf"}
+    assert all("(NaN or infinite" in t["error"] and t["values"] is None for t in failed)
+    assert -1 <= result.best_value <= 0
+    repo = Repo(tmp_path / "repo")
+    assert len(repo.ids(where={"search": "nan", "status": "failed"})) == len(failed)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
 import functools
 import io
 import os
@@ -274,7 +275,8 @@ def _add_classes(out: dict[str, list[str]], values: Any) -> None:
 
 
 def _write(obj: Object, stream: IO[bytes], compress: bool,
-           metadata: dict[str, Any] | None = None) -> ContainerWriter:
+           metadata: dict[str, Any] | None = None,
+           created: float | None = None) -> ContainerWriter:
     writer = ContainerWriter(stream, compress=compress)
     session = SaveSession(writer)
     session.add_object(obj)
@@ -282,7 +284,10 @@ def _write(obj: Object, stream: IO[bytes], compress: bool,
         "format": "dryml",
         "format_version": FORMAT_VERSION,
         "dryml_version": __version__,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
+        # to the microsecond: a Repo's index orders by it, also when rebuilt from the files
+        "created": datetime.datetime.fromtimestamp(
+            time.time() if created is None else created, datetime.UTC).isoformat(
+            timespec="microseconds"),
         "root": obj.dry_id,
         "plugins": session.plugins,
         "frameworks": session.frameworks,

@@ -62,11 +62,19 @@ def class_mros(definition: ObjectDef) -> dict[str, list[str]]:
 
 
 def _strip_ids(node: Any) -> Any:
-    """A copy of a definition JSON with every definition's ``dry_id`` removed."""
+    """A copy of a definition JSON with every definition's ``dry_id`` removed, in the form
+    that ``ObjectDef ==`` cannot tell apart: ``-0.0`` as ``0.0``, and the items of a dict
+    with non-string keys in a fixed order."""
     if isinstance(node, list):
         return [_strip_ids(v) for v in node]
+    if type(node) is float and node == 0:
+        return 0.0
     if not isinstance(node, dict):
         return node
+    if node.get(TAG) == "dict" and isinstance(node.get("items"), list):
+        items = [_strip_ids(item) for item in node["items"]]
+        items.sort(key=lambda item: json.dumps(item, sort_keys=True))
+        return {**node, "items": items}
     out = {k: _strip_ids(v) for k, v in node.items()}
     if (node.get(TAG) == "def" or (TAG not in node and "cls" in node)) and isinstance(
             out.get("dry_kwargs"), dict):
@@ -88,12 +96,20 @@ def _kind(value: Any) -> tuple[str, Any] | None:
     if value is True or value is False:
         return "b", int(value)
     if type(value) is int:
-        return ("i", value) if -(2**63) <= value < 2**63 else None
+        # beyond 64 bits: the nearest double, typed 'I' so that equality stays exact (in
+        # Python), while ranges and sorting see its place among the numbers
+        return ("i", value) if -(2**63) <= value < 2**63 else ("I", float(value))
     if type(value) is float:
-        return ("f", value) if math.isfinite(value) else None
+        return ("f", value) if value == value else None  # SQLite holds +-inf, not NaN
     if type(value) is str:
         return "s", value
+    if type(value) is dict and value.get(TAG) == "float" and len(value) == 2:
+        infinity = _INFINITIES.get(str(value.get("value")))  # how definitions write +-inf
+        return None if infinity is None else ("f", infinity)
     return None
+
+
+_INFINITIES = {"inf": math.inf, "-inf": -math.inf}
 
 
 def scalar_entries(definition: dict[str, Any], metadata: dict[str, Any]

@@ -86,14 +86,15 @@ def read_stamp(stream: IO[bytes]) -> Stamp:
 
 
 def write_temp(obj: Object, directory: Path, name: str, durable: bool,
-               metadata: dict[str, Any] | None = None) -> tuple[str, Stamp]:
+               metadata: dict[str, Any] | None = None,
+               created: float | None = None) -> tuple[str, Stamp]:
     """Write ``obj`` to a temporary file beside ``directory/name`` (named after this process,
     see :func:`dryml.format._stale.make_temp`); returns its path and the stamp the file will
     have once renamed (a rename keeps the mtime). ``durable`` fsyncs it."""
     fd, tmp = make_temp(directory / name)  # drops dead writers' temps (now and then)
     try:
         with open(fd, "wb", buffering=0) as stream:  # the writer gathers its own writes
-            writer = _write(obj, stream, True, metadata)
+            writer = _write(obj, stream, True, metadata, created)
             if durable:
                 os.fsync(stream.fileno())
             # what read_stamp would read back: nothing is written after this
@@ -106,14 +107,14 @@ def write_temp(obj: Object, directory: Path, name: str, durable: bool,
 
 
 def write_file(obj: Object, directory: Path, name: str, durable: bool,
-               metadata: dict[str, Any] | None = None) -> Stamp:
+               metadata: dict[str, Any] | None = None, created: float | None = None) -> Stamp:
     """Write ``obj`` to ``directory/name`` atomically; returns the file's stamp.
 
     The bytes go to a temporary file that is renamed over ``name`` only when complete, so a
     crash never leaves a partial ``.dry`` file. ``durable`` adds fsyncs (file and directory)
     for power-loss safety; without them the write is still safe against a killed process.
     """
-    tmp, stamp = write_temp(obj, directory, name, durable, metadata)
+    tmp, stamp = write_temp(obj, directory, name, durable, metadata, created)
     try:
         os.replace(tmp, directory / name)
     except BaseException:

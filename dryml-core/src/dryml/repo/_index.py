@@ -30,13 +30,18 @@ from typing import Any
 
 from dryml._forksafe import ForkSafeLock
 from dryml.errors import RepoError
-from dryml.repo._defjson import scalar_entries
+from dryml.repo._defjson import category_digest, scalar_entries
 
 __all__ = ["INDEX_NAME", "Index", "IndexDamagedError", "Row", "is_damage", "owner_alive",
            "process_identity"]
 
 INDEX_NAME = ".dryml-index.sqlite"
 SCHEMA_VERSION = 1
+#: How values are indexed (``info`` key ``values``). 2: +-infinity as REAL (type ``f``, also
+#: when a definition writes it as a tagged value), integers beyond 64 bits as their nearest
+#: double (type ``I``), and configuration digests that ignore the sign of zero and the order
+#: of a dict with non-string keys. An index from before is brought up to date on open.
+VALUES_VERSION = "2"
 # SQLite's automatic checkpoint copies the write-ahead log into the database file (with fsyncs)
 # inside whichever commit crosses its threshold, so one add in about forty paid for the pages of
 # the forty before it (measured: the median commit 67 us, the mean 278 us). A background thread
@@ -252,6 +257,11 @@ class Index:
             for column, kind in _ADDED:
                 if column not in present:
                     conn.execute(f"ALTER TABLE objects ADD COLUMN {column} {kind}")
+            values = conn.execute("SELECT value FROM info WHERE key = 'values'").fetchone()
+            if values is None or values[0] != VALUES_VERSION:
+                _update_values(conn)
+                conn.execute("INSERT OR REPLACE INTO info VALUES ('values', ?)",
+                             (VALUES_VERSION,))
             return conn.execute("SELECT 1 FROM info WHERE key = 'built'").fetchone() is not None
 
     def integrity_problem(self) -> str | None:
@@ -292,16 +302,37 @@ class Index:
 
     @staticmethod
     def put_classes(conn: sqlite3.Connection, mros: dict[str, list[str]], known: bool) -> None:
-        """Record class MROs; a known MRO replaces a guessed one, never the reverse."""
+        """Record class MROs: a known MRO replaces a guessed one (never the reverse) and a
+        different known one (the class's bases changed: the index answers subclass queries
+        with the hierarchy recorded last)."""
         for path, mro in mros.items():
-            old = conn.execute("SELECT known FROM classes WHERE path = ?", (path,)).fetchone()
-            if old is not None and (old[0] or not known):
+            old = conn.execute("SELECT known, mro FROM classes WHERE path = ?",
+                               (path,)).fetchone()
+            if old is not None and ((old[0] and not known) or (
+                    bool(old[0]) == known and old[1] == json.dumps(mro))):
                 continue
             conn.execute("INSERT OR REPLACE INTO classes VALUES (?, ?, ?)",
                          (path, json.dumps(mro), int(known)))
             conn.execute("DELETE FROM class_bases WHERE path = ?", (path,))
             conn.executemany("INSERT OR IGNORE INTO class_bases VALUES (?, ?)",
                              [(base, path) for base in {path, *mro}])
+
+
+def _update_values(conn: sqlite3.Connection) -> None:
+    """Index anew, in the current form, the values an older dryml indexed differently: the
+    key/value rows of objects that have an unindexed (``x``) value, and the configuration
+    digest of definitions with a zero or a dict with non-string keys in them."""
+    stale = conn.execute(
+        "SELECT id, definition, metadata FROM objects WHERE id IN "
+        "(SELECT DISTINCT id FROM kv WHERE t = 'x') OR definition LIKE '%-0.0%' "
+        "OR definition LIKE '%\"dict\"%'").fetchall()
+    for dry_id, definition, metadata in stale:
+        data = json.loads(definition)
+        conn.execute("UPDATE objects SET cat = ? WHERE id = ?", (category_digest(data), dry_id))
+        conn.execute("DELETE FROM kv WHERE id = ?", (dry_id,))
+        conn.executemany("INSERT OR REPLACE INTO kv VALUES (?, ?, ?, ?)",
+                         [(dry_id, k, t, v) for k, t, v in
+                          scalar_entries(data, json.loads(metadata))])
 
 
 class _Checkpointer:

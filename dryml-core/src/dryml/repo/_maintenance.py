@@ -158,11 +158,17 @@ def reindex(index: Index, directory: Path) -> ReindexReport:
     index.ensure_schema()
     recover(index, directory)
     with index.write() as conn:
+        old_created: dict[str, float] = {}
         if old_meta is None:
-            old_meta = dict(conn.execute("SELECT id, metadata FROM objects").fetchall())
+            old_rows = conn.execute("SELECT id, metadata, created FROM objects").fetchall()
+            old_meta = {i: m for i, m, _ in old_rows}
+            old_created = {i: c for i, _, c in old_rows}
         names, report.skipped = object_files(directory)
         conn.execute("DELETE FROM objects")
         conn.execute("DELETE FROM kv")
+        # class hierarchies come from the files again (a class's bases may have changed)
+        conn.execute("DELETE FROM classes")
+        conn.execute("DELETE FROM class_bases")
         holders: dict[str, list[tuple[str, str | None]]] = {}
         for name in names:
             try:
@@ -183,6 +189,8 @@ def reindex(index: Index, directory: Path) -> ReindexReport:
                 report.indexed += 1
             if row["id"] in old_meta:
                 row["metadata"] = old_meta[row["id"]]
+            if row["id"] in old_created:  # files made before 2026-12 hold whole seconds
+                row["created"] = old_created[row["id"]]
             Index.put_classes(conn, mros, known)
             Index.put_row(conn, row)
         conn.execute("INSERT OR REPLACE INTO info VALUES ('built', '1')")

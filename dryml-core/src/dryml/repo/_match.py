@@ -60,8 +60,23 @@ def json_equal(a: Any, b: Any) -> bool:
     if isinstance(a, list):
         return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b, strict=False))
     if isinstance(a, dict):
+        if a.get(TAG) == "dict" and b.get(TAG) == "dict" and a.keys() == b.keys():
+            return _pairs_equal(a.get("items"), b.get("items"))
         return a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
     return bool(a == b)
+
+
+def _pairs_equal(a: Any, b: Any) -> bool:
+    """The items of two dicts with non-string keys, in any order (as ``dict ==``)."""
+    if not (isinstance(a, list) and isinstance(b, list)) or len(a) != len(b):
+        return json_equal(a, b)
+    left = list(b)
+    for item in a:
+        found = next((i for i, other in enumerate(left) if json_equal(item, other)), None)
+        if found is None:
+            return False
+        del left[found]
+    return True
 
 
 class _Eq(Matcher):
@@ -74,7 +89,7 @@ class _Eq(Matcher):
 
     def kv_sql(self) -> SQL | None:
         kind = _scalar(self.encoded)
-        if kind is None:
+        if kind is None or kind[0] == "I":  # an integer beyond 64 bits: equal in Python only
             return None
         if kind[0] == "n":
             return "t = 'n'", []
@@ -168,7 +183,7 @@ class In(Matcher):
 
     def kv_sql(self) -> SQL | None:
         scalars = [_scalar(m.encoded) if type(m) is _Eq else None for m in self.options]
-        if self.options and all(k is not None for k in scalars):
+        if self.options and all(k is not None and k[0] != "I" for k in scalars):
             # value IN (...) per type code, so that the (key, value) index is used.
             groups: dict[str, list[Any]] = {}
             for kind in scalars:
@@ -205,6 +220,11 @@ class Range(Matcher):
             if bound is not None and (isinstance(bound, bool) or not isinstance(
                     bound, (int, float, str))):
                 raise ValueError(f"Range bounds are numbers or strings, got {bound!r}")
+            if isinstance(bound, float) and bound != bound:
+                raise ValueError("a Range bound cannot be NaN (nothing compares with it)")
+        if lo is not None and hi is not None and isinstance(lo, str) != isinstance(hi, str):
+            raise ValueError(f"Range({lo!r}, {hi!r}): the bounds are both numbers or both "
+                             "strings")
         self.lo, self.hi = lo, hi
         self.text = isinstance(lo, str) or isinstance(hi, str)
 
@@ -218,7 +238,9 @@ class Range(Matcher):
         return (self.lo is None or value >= self.lo) and (self.hi is None or value <= self.hi)
 
     def kv_sql(self) -> SQL | None:
-        conds = ["t = 's'" if self.text else "t IN ('i', 'f')"]
+        if not all(_exact_bound(b) for b in (self.lo, self.hi)):
+            return None  # compared in Python (SQLite holds 64-bit integers at most)
+        conds = ["t = 's'" if self.text else "t IN ('i', 'f', 'I')"]
         params: list[Any] = []
         if self.lo is not None:
             conds.append("value >= ?")
@@ -230,6 +252,15 @@ class Range(Matcher):
 
     def __repr__(self) -> str:
         return f"Range({self.lo!r}, {self.hi!r})"
+
+
+def _exact_bound(bound: Any) -> bool:
+    """Whether SQLite compares ``bound`` exactly with every number the index holds: strings,
+    infinities, and numbers within 2**53 (integers beyond 64 bits are held as the nearest
+    double, type ``I``, which differs from them by less than any such bound's distance)."""
+    if bound is None or isinstance(bound, str):
+        return True
+    return abs(bound) < 2**53 or (isinstance(bound, float) and abs(bound) == float("inf"))
 
 
 class Not(Matcher):

@@ -42,14 +42,22 @@ class Plan:
     last_fills: bool = False
 
 
-def metadata_value(metadata: dict[str, Any], key: str) -> Any:
-    """The value at dotted ``key`` in ``metadata`` (``_MISSING`` when absent)."""
-    value: Any = metadata
-    for part in key.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return _MISSING
-        value = value[part]
-    return value
+def metadata_value(metadata: Any, key: str) -> Any:
+    """The value at dotted ``key`` in ``metadata`` (``_MISSING`` when absent). As in the
+    index, ``"a.b"`` names both ``{"a": {"b": v}}`` and ``{"a.b": v}`` (a search's params are
+    named by their dotted paths: ``{"params": {"net.width": 16}}``)."""
+    if not isinstance(metadata, dict):
+        return _MISSING
+    if key in metadata:
+        return metadata[key]
+    dot = key.find(".")
+    while dot >= 0:
+        if key[:dot] in metadata:
+            found = metadata_value(metadata[key[:dot]], key[dot + 1:])
+            if found is not _MISSING:
+                return found
+        dot = key.find(".", dot + 1)
+    return _MISSING
 
 
 def plan_query(selector: Selector | None, where: dict[str, Any] | None, order_by: str | None,

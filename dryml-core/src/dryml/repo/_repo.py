@@ -24,7 +24,7 @@ from dryml.errors import (
     UntrustedClassError,
 )
 from dryml.repo import _check, _maintenance
-from dryml.repo._defjson import category_digest, class_mros
+from dryml.repo._defjson import category_digest, class_mros, flatten_metadata
 from dryml.repo._files import file_name, spare_file_name, write_file, write_temp
 from dryml.repo._index import INDEX_NAME, Index, owner_alive, process_identity
 from dryml.repo._journal import Journal
@@ -37,6 +37,30 @@ from dryml.repo._select import Target, as_selector, target_ids
 from dryml.repo._verify import load_checked
 
 __all__ = ["Repo"]
+
+
+def checked_metadata(metadata: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """``metadata`` as the JSON text the index keeps and the dict that text reads back as
+    (what the file and the index hold: non-string keys become strings). RepoError when it is
+    not plain JSON, or when two of its keys name one query path (``{"a.b": 1}`` beside
+    ``{"a": {"b": 2}}``: ``where={"a.b": ...}`` could not tell them apart)."""
+    if not isinstance(metadata, dict):
+        raise RepoError(f"metadata must be a dict, got {type(metadata).__name__}")
+    try:
+        text = json.dumps(metadata, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        why = ("NaN and infinity are not JSON: store None, or a string such as 'nan'"
+               if "Out of range float" in str(exc) else str(exc))
+        raise RepoError(f"metadata must be plain JSON (dicts, lists, str, numbers, bool, "
+                        f"None): {why}") from None
+    plain: dict[str, Any] = json.loads(text)
+    seen: set[str] = set()
+    for path, _ in flatten_metadata(plain):
+        if path in seen:
+            raise RepoError(f"metadata names {path!r} twice (a key with '.' in it and nested "
+                            "dicts): queries on it could not tell them apart; rename one")
+        seen.add(path)
+    return text, plain
 
 
 class Repo:
@@ -72,7 +96,8 @@ class Repo:
         # A Repo dropped without close() ends its session when collected (or at exit).
         weakref.finalize(self, self._journal.close)
         self._live: weakref.WeakValueDictionary[str, Object] = weakref.WeakValueDictionary()
-        self._known_classes: set[str] = set()
+        # class path -> the MRO this process last recorded for it in the index
+        self._known_classes: dict[str, tuple[str, ...]] = {}
         #: Files skipped (name, why) when this open had to build the index from the files.
         self.skipped: list[tuple[str, str]] = []
         #: What rebuilding the index at this open did (a new or damaged index), else None.
@@ -140,7 +165,7 @@ class Repo:
         try:
             for row, obj in prepared:
                 tmp, stamp = write_temp(obj, self.directory, row["file"], self.durable,
-                                        row["meta"] or {})
+                                        row["meta"] or {}, row["created"])
                 temps.append(tmp)
                 row.update(size=stamp.size, mtime=stamp.mtime, digest=stamp.digest,
                            metadata=row["metadata"] or "{}", new=True)
@@ -164,9 +189,8 @@ class Repo:
             with self._index.write() as conn:
                 for row, _ in prepared:
                     self._check_new(conn, row)
-                    mros = row["mros"]
-                    if not self._known_classes.issuperset(mros):
-                        Index.put_classes(conn, mros, known=True)
+                    if self._new_classes(row["mros"]):
+                        Index.put_classes(conn, row["mros"], known=True)
                     Index.put_row(conn, row)
                 self._journal.record([(row["id"], row["file"]) for row, _ in prepared],
                                      self.durable)
@@ -182,7 +206,11 @@ class Repo:
                     path.unlink()
             raise
         for row, _ in prepared:
-            self._known_classes.update(row["mros"])
+            self._known_classes.update({p: tuple(m) for p, m in row["mros"].items()})
+
+    def _new_classes(self, mros: dict[str, list[str]]) -> bool:
+        """Whether ``mros`` holds a class this process has not recorded with that MRO."""
+        return any(self._known_classes.get(p) != tuple(m) for p, m in mros.items())
 
     def _not_indexed(self, paths: list[Path]) -> list[Path]:
         """Those of ``paths`` that no row names, asked anew after a failed write (which may
@@ -245,13 +273,9 @@ class Repo:
             raise RepoError(f"metadata must be a dict, got {type(metadata).__name__}")
         definition = obj.definition()
         data = definition.to_dict()
-        try:
-            meta_json = None if metadata is None else json.dumps(metadata)
-        except (TypeError, ValueError) as exc:
-            raise RepoError(f"metadata must be plain JSON (dicts, lists, str, numbers, bool, "
-                            f"None): {exc}") from None
+        meta_json, plain = (None, None) if metadata is None else checked_metadata(metadata)
         row = {"id": obj.dry_id, "cls": data["cls"], "cat": category_digest(data),
-               "definition": json.dumps(data), "metadata": meta_json, "meta": metadata,
+               "definition": json.dumps(data), "metadata": meta_json, "meta": plain,
                "file": file_name(obj.dry_id), "size": 0, "created": time.time(),
                "digest": None, "mtime": None,
                "mros": class_mros(definition), "data": data}
@@ -269,7 +293,8 @@ class Repo:
         try:
             for row, obj in prepared:
                 meta = json.loads(row["metadata"]) if row.get("metadata") else None
-                stamp = write_file(obj, self.directory, row["file"], self.durable, meta)
+                stamp = write_file(obj, self.directory, row["file"], self.durable, meta,
+                                   row["created"])
                 row.update(size=stamp.size, mtime=stamp.mtime, digest=stamp.digest)
                 done += 1
         finally:
@@ -301,9 +326,9 @@ class Repo:
                     self._free_file(conn, row)
                 row["metadata"] = row["metadata"] or "{}"
                 mros = row["mros"]
-                if not self._known_classes.issuperset(mros):
+                if self._new_classes(mros):
                     Index.put_classes(conn, mros, known=True)
-                    self._known_classes.update(mros)
+                    self._known_classes.update({p: tuple(m) for p, m in mros.items()})
                 conn.execute("INSERT INTO intents VALUES (?, 'add', ?, ?, ?, ?, ?, ?, ?)",
                              (f"{token}-{i}", row["id"], row["file"], host, pid, pstart,
                               time.time(), json.dumps({"metadata": row["metadata"]})))
@@ -331,11 +356,7 @@ class Repo:
             if found is None:
                 raise ObjectNotFoundError(f"no object {dry_id!r} in {self.directory}")
             new = {**json.loads(found[0]), **metadata} if merge else dict(metadata)
-            try:
-                json.dumps(new)
-            except (TypeError, ValueError) as exc:
-                raise RepoError(f"metadata must be plain JSON: {exc}") from None
-            Index.put_metadata(conn, dry_id, new)
+            Index.put_metadata(conn, dry_id, checked_metadata(new)[1])
 
     # -- reading ------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -508,6 +529,7 @@ class Repo:
         damaged index file is moved aside and replaced; of several files holding one id,
         ``<dry_id>.dry`` (else the first by name) is indexed and the rest reported."""
         self._journal.close()  # a damaged index is replaced, intents and all: start anew
+        self._known_classes = {}  # the hierarchies are recorded anew from the files
         return _maintenance.reindex(self._index, self.directory)
 
     def close(self) -> None:

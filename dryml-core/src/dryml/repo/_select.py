@@ -27,6 +27,8 @@ class _IdSelector(Selector):
         return data.get("dry_kwargs", {}).get("dry_id") in self.ids
 
     def conds(self) -> tuple[list[Cond], bool]:
+        if not self.ids:
+            return [Cond("0", "0", [], -1)], True
         sql = f"o.id IN ({', '.join('?' * len(self.ids))})"
         return [Cond(sql, sql, list(self.ids), -1)], True
 
@@ -72,6 +74,8 @@ def as_selector(target: Target, trust: tuple[str, ...]) -> Selector | None:
             return _IdSelector([target.dry_id])
         return Selector.from_def(target)
     if isinstance(target, (list, tuple)):
+        if not target:
+            return _IdSelector([])  # nothing
         parts = [as_selector(t, trust) for t in target]
         if any(p is None for p in parts):
             return None

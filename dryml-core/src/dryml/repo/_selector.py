@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -246,7 +247,9 @@ def _name_cond(name: str, exact: bool) -> Cond:
         return _class_cond("base = ?", [name])
     splits = [f"{name[:i]}:{name[i + 1:]}" for i, ch in enumerate(name) if ch == "."]
     conds = ["base GLOB ?", "base GLOB ?"] + ["base = ?"] * len(splits)
-    return _class_cond(" OR ".join(conds), [f"*:{name}", f"*.{name}", *splits])
+    # the name is matched literally (as _name_matches does): '*', '?' and '[' escaped
+    literal = re.sub(r"([*?\[])", r"[\1]", name)
+    return _class_cond(" OR ".join(conds), [f"*:{literal}", f"*.{literal}", *splits])
 
 
 def key_cond(key: str, matcher: Matcher) -> Cond | None:
@@ -280,6 +283,11 @@ def _def_value_matcher(value: Any) -> Matcher:
         return _JsonSeq([_def_value_matcher(v) for v in value.get("items", [])], "tuple")
     if isinstance(value, dict) and TAG not in value:
         return _JsonMap({k: _def_value_matcher(v) for k, v in value.items()})
+    if isinstance(value, dict) and value.get(TAG) == "dict" and isinstance(
+            value.get("items"), list) and all(
+            isinstance(i, list) and len(i) == 2 for i in value["items"]):
+        return _JsonPairs([(_def_value_matcher(k), _def_value_matcher(v))
+                           for k, v in value["items"]])
     eq = _Eq.__new__(_Eq)
     eq.raw = eq.encoded = value
     return eq
@@ -306,6 +314,29 @@ class _JsonMap(Matcher):
         return (isinstance(value, dict) and TAG not in value
                 and value.keys() == self.items.keys()
                 and all(m.match(value[k], ctx) for k, m in self.items.items()))
+
+
+class _JsonPairs(Matcher):
+    """A dict with non-string keys (stored as key/value pairs), matched in any order, as
+    ``ObjectDef ==`` compares dicts."""
+
+    def __init__(self, pairs: list[tuple[Matcher, Matcher]]) -> None:
+        self.pairs = pairs
+
+    def match(self, value: Any, ctx: MatchContext) -> bool:
+        if not (isinstance(value, dict) and value.get(TAG) == "dict"):
+            return False
+        items = value.get("items")
+        if not isinstance(items, list) or len(items) != len(self.pairs):
+            return False
+        left = [i for i in items if isinstance(i, list) and len(i) == 2]
+        for key, item in self.pairs:
+            found = next((i for i in left if key.match(i[0], ctx) and item.match(i[1], ctx)),
+                         None)
+            if found is None:
+                return False
+            left.remove(found)
+        return True
 
 
 def _check_selector(other: Any) -> Selector:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import math
 import signal
 import sys
 import threading
@@ -305,11 +306,11 @@ class Search:
             last = dict(history.history[-1]) if history and history.history else {}
             with self._lock:
                 self.repo.set_metadata(model, {"status": status, "error": error,
-                                               "metrics": last})
+                                               "metrics": _json_safe(last)})
             self.sampler.tell(asked, status, None)
             return status == "pruned"
         if out.get("pruned"):
-            meta = self._meta(asked, model, status="pruned", metrics=out["metrics"],
+            meta = self._meta(asked, model, status="pruned", metrics=_json_safe(out["metrics"]),
                               seconds=round(out["seconds"], 4), kept=self.keep == "all",
                               started=out["started"], finished=out["finished"])
             with self._lock:
@@ -321,6 +322,18 @@ class Search:
             self.sampler.tell(asked, "pruned", None)
             return True
         values = [out["metrics"][n] for n, _ in self.metrics]
+        bad = [(n, v) for (n, _), v in zip(self.metrics, values, strict=True)
+               if not math.isfinite(v)]
+        if bad:  # a diverged model: no value to rank it by (Optuna fails such trials too)
+            error = (f"the metric {bad[0][0]!r} is {bad[0][1]} (NaN or infinite: did the "
+                     "model diverge?); the trial counts as failed")
+            meta = self._meta(asked, model, status="failed", metrics=_json_safe(out["metrics"]),
+                              error=error, seconds=round(out["seconds"], 4),
+                              started=out["started"], finished=out["finished"])
+            with self._lock:
+                self.repo.set_metadata(model, meta)
+            self.sampler.tell(asked, "failed", None)
+            return False
         meta = self._meta(asked, model, status="complete", metrics=out["metrics"],
                           values=values, seconds=round(out["seconds"], 4),
                           started=out["started"], finished=out["finished"])
@@ -389,6 +402,12 @@ def _interrupt_deferred() -> Iterator[None]:
                 previous(signal.SIGINT, caught[0])  # the caller's own handler decides
             else:
                 raise KeyboardInterrupt
+
+
+def _json_safe(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Metrics as metadata (plain JSON): a NaN or infinite value is kept as its name."""
+    return {k: repr(v) if isinstance(v, float) and not math.isfinite(v) else v
+            for k, v in metrics.items()}
 
 
 def _untrained(definition: ObjectDef, dry_id: str) -> Any:
