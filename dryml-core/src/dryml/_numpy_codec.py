@@ -70,8 +70,9 @@ def _check_plain(value: np.ndarray) -> None:
     """Refuse an ndarray subclass that would come back as a plain ndarray without what it adds
     (a masked array's mask: its masked entries would come back as the fill value; a matrix's
     products; a recarray's field attributes). ``np.memmap`` (what ``mmap=True`` loads) is an
-    ndarray over a file and is saved as one."""
-    if type(value) is not np.ndarray and not isinstance(value, np.memmap):
+    ndarray over a file and is saved as one; a numpy scalar (which a backend's codec may
+    hand over, as ``tensor.numpy()`` of a 0-d tensor) is saved as a 0-d array, as before."""
+    if type(value) is not np.ndarray and not isinstance(value, (np.memmap, np.generic)):
         kind = f"{type(value).__module__}.{type(value).__qualname__}"
         raise ValueError(
             f"a {kind} (a numpy array subclass) would load back as a plain ndarray, losing "

@@ -102,7 +102,7 @@ class KerasModelSerializer:
             raise UntrustedClassError(f"{CODE_REFUSED} ({_describe(code)}); nothing was run")
         _check_modules(config)
         model = _deserialize(config, allow_code=allow_code)
-        optimizer = getattr(model, "optimizer", None)
+        optimizer = _loss_scaled(model, meta.get("state"))
         if "state" not in meta:  # written by dryml-tf 0.1.0: model.weights in order
             _legacy_load(model, meta, reader)
             return model
@@ -114,6 +114,23 @@ class KerasModelSerializer:
                 optimizer.build(model.trainable_variables)
         load_state(model, meta, reader)
         return model
+
+
+def _loss_scaled(model: Any, state: Any) -> Any:
+    """The model's optimizer, wrapped in a ``LossScaleOptimizer`` again when the file holds
+    one's state: ``compile`` wraps it only under a ``mixed_float16`` policy, and Keras rebuilds
+    a model under the process's policy (float32 in a fresh process), not the one it was
+    saved with, so the saved loss scale and the inner optimizer's slots had nowhere to go."""
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None or isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        return optimizer
+    paths = {e.get("path") for e in state if isinstance(e, dict)} if isinstance(
+        state, list) else set()
+    if not any(isinstance(p, str) and (p == "optimizer/inner_optimizer" or p.startswith(
+            "optimizer/inner_optimizer/")) for p in paths):
+        return optimizer
+    model.optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return model.optimizer
 
 
 def _legacy_load(model: Any, meta: dict[str, Any], reader: Any) -> None:
