@@ -124,10 +124,10 @@ def _loss_scaled(model: Any, state: Any) -> Any:
     optimizer = getattr(model, "optimizer", None)
     if optimizer is None or isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
         return optimizer
-    paths = {e.get("path") for e in state if isinstance(e, dict)} if isinstance(
-        state, list) else set()
-    if not any(isinstance(p, str) and (p == "optimizer/inner_optimizer" or p.startswith(
-            "optimizer/inner_optimizer/")) for p in paths):
+    entries = state if isinstance(state, list) else []
+    paths = [e.get("path") for e in entries if isinstance(e, dict)]
+    inner = "optimizer/inner_optimizer/"
+    if not any(isinstance(p, str) and (p + "/").startswith(inner) for p in paths):
         return optimizer
     model.optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return model.optimizer

@@ -279,12 +279,18 @@ class Index:
         """Insert or replace one object's row and its kv entries."""
         definition = row.get("data") or json.loads(row["definition"])
         metadata = json.loads(row["metadata"])
-        if not row.get("new"):
-            conn.execute("DELETE FROM kv WHERE id = ?", (row["id"],))
         conn.execute(f"INSERT OR REPLACE INTO objects ({', '.join(COLUMNS)}) VALUES "
                      f"({', '.join('?' * len(COLUMNS))})", [row[c] for c in COLUMNS])
+        Index.put_entries(conn, row["id"], definition, metadata, fresh=bool(row.get("new")))
+
+    @staticmethod
+    def put_entries(conn: sqlite3.Connection, dry_id: str, definition: dict[str, Any],
+                    metadata: dict[str, Any], fresh: bool = False) -> None:
+        """Replace one object's key/value entries (``fresh``: it has none yet)."""
+        if not fresh:
+            conn.execute("DELETE FROM kv WHERE id = ?", (dry_id,))
         conn.executemany("INSERT OR REPLACE INTO kv VALUES (?, ?, ?, ?)",
-                         [(row["id"], k, t, v) for k, t, v in scalar_entries(definition, metadata)])
+                         [(dry_id, k, t, v) for k, t, v in scalar_entries(definition, metadata)])
 
     @staticmethod
     def put_metadata(conn: sqlite3.Connection, dry_id: str, metadata: dict[str, Any]) -> None:
@@ -329,10 +335,7 @@ def _update_values(conn: sqlite3.Connection) -> None:
     for dry_id, definition, metadata in stale:
         data = json.loads(definition)
         conn.execute("UPDATE objects SET cat = ? WHERE id = ?", (category_digest(data), dry_id))
-        conn.execute("DELETE FROM kv WHERE id = ?", (dry_id,))
-        conn.executemany("INSERT OR REPLACE INTO kv VALUES (?, ?, ?, ?)",
-                         [(dry_id, k, t, v) for k, t, v in
-                          scalar_entries(data, json.loads(metadata))])
+        Index.put_entries(conn, dry_id, data, json.loads(metadata))
 
 
 class _Checkpointer:

@@ -223,14 +223,16 @@ class Range(Matcher):
             if isinstance(bound, float) and bound != bound:
                 raise ValueError("a Range bound cannot be NaN (nothing compares with it)")
         if lo is not None and hi is not None and isinstance(lo, str) != isinstance(hi, str):
-            raise ValueError(f"Range({lo!r}, {hi!r}): the bounds are both numbers or both "
+            raise ValueError(f"Range({lo!r}, {hi!r}): the bounds must be both numbers or both "
                              "strings")
         self.lo, self.hi = lo, hi
         self.text = isinstance(lo, str) or isinstance(hi, str)
 
     def match(self, value: Any, ctx: MatchContext) -> bool:
         if isinstance(value, dict) and value.get(TAG) == "float":
-            value = {"inf": float("inf"), "-inf": float("-inf")}.get(str(value.get("value")))
+            from dryml.repo._defjson import _INFINITIES
+
+            value = _INFINITIES.get(str(value.get("value")))
         if value is None or isinstance(value, bool):
             return False
         if self.text != isinstance(value, str) or not isinstance(value, (int, float, str)):

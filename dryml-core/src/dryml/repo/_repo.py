@@ -206,11 +206,14 @@ class Repo:
                     path.unlink()
             raise
         for row, _ in prepared:
-            self._known_classes.update({p: tuple(m) for p, m in row["mros"].items()})
+            self._remember_classes(row["mros"])
 
     def _new_classes(self, mros: dict[str, list[str]]) -> bool:
         """Whether ``mros`` holds a class this process has not recorded with that MRO."""
         return any(self._known_classes.get(p) != tuple(m) for p, m in mros.items())
+
+    def _remember_classes(self, mros: dict[str, list[str]]) -> None:
+        self._known_classes.update({p: tuple(m) for p, m in mros.items()})
 
     def _not_indexed(self, paths: list[Path]) -> list[Path]:
         """Those of ``paths`` that no row names, asked anew after a failed write (which may
@@ -269,8 +272,6 @@ class Repo:
         if not isinstance(obj, Object):
             raise RepoError(f"a Repo keeps dryml Objects, got {type(obj).__name__}")
         load_now(obj)
-        if metadata is not None and not isinstance(metadata, dict):
-            raise RepoError(f"metadata must be a dict, got {type(metadata).__name__}")
         definition = obj.definition()
         data = definition.to_dict()
         meta_json, plain = (None, None) if metadata is None else checked_metadata(metadata)
@@ -328,7 +329,7 @@ class Repo:
                 mros = row["mros"]
                 if self._new_classes(mros):
                     Index.put_classes(conn, mros, known=True)
-                    self._known_classes.update({p: tuple(m) for p, m in mros.items()})
+                    self._remember_classes(mros)
                 conn.execute("INSERT INTO intents VALUES (?, 'add', ?, ?, ?, ?, ?, ?, ?)",
                              (f"{token}-{i}", row["id"], row["file"], host, pid, pstart,
                               time.time(), json.dumps({"metadata": row["metadata"]})))

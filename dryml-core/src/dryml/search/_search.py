@@ -311,8 +311,7 @@ class Search:
             return status == "pruned"
         if out.get("pruned"):
             meta = self._meta(asked, model, status="pruned", metrics=_json_safe(out["metrics"]),
-                              seconds=round(out["seconds"], 4), kept=self.keep == "all",
-                              started=out["started"], finished=out["finished"])
+                              kept=self.keep == "all", **_timing(out))
             with self._lock:
                 if self.keep == "all":
                     self.repo.add_object(model, metadata=meta, replace=True)
@@ -328,15 +327,13 @@ class Search:
             error = (f"the metric {bad[0][0]!r} is {bad[0][1]} (NaN or infinite: did the "
                      "model diverge?); the trial counts as failed")
             meta = self._meta(asked, model, status="failed", metrics=_json_safe(out["metrics"]),
-                              error=error, seconds=round(out["seconds"], 4),
-                              started=out["started"], finished=out["finished"])
+                              error=error, **_timing(out))
             with self._lock:
                 self.repo.set_metadata(model, meta)
             self.sampler.tell(asked, "failed", None)
             return False
         meta = self._meta(asked, model, status="complete", metrics=out["metrics"],
-                          values=values, seconds=round(out["seconds"], 4),
-                          started=out["started"], finished=out["finished"])
+                          values=values, **_timing(out))
         best = self._best is None or self._better(values, self._best["values"])
         keep = self.keep == "all" or (self.keep == "best" and best)
         with self._lock:
@@ -402,6 +399,12 @@ def _interrupt_deferred() -> Iterator[None]:
                 previous(signal.SIGINT, caught[0])  # the caller's own handler decides
             else:
                 raise KeyboardInterrupt
+
+
+def _timing(out: dict[str, Any]) -> dict[str, Any]:
+    """When a trial ran, from its worker's report, as its metadata records it."""
+    return {"seconds": round(out["seconds"], 4), "started": out["started"],
+            "finished": out["finished"]}
 
 
 def _json_safe(metrics: dict[str, Any]) -> dict[str, Any]:
