@@ -391,3 +391,67 @@ def test_a_file_saved_by_dryml_reads_each_member_once_even_when_shared(tmp_path:
     loaded = load_object(tmp_path / "dag.dry")
     assert loaded.value[0].value is loaded.value[1].value is loaded.value[2]
     np.testing.assert_array_equal(loaded.value[2].value, child.value)
+
+
+def test_an_object_holding_shared_children_many_levels_deep_is_described_at_once(
+        tmp_path: Path) -> None:
+    """A 2 KB file of 40 objects, each holding the next twice, is 2**40 objects when each use
+    is written out: its repr never ended and ``definition()`` (so ``Repo.add_object``) never
+    returned. Its repr now writes each shared child once; a definition past
+    ``MAX_DEFINITION_NODES`` is refused with a dryml error, and nothing is added."""
+    from dryfiles import Leaf
+
+    from dryml import save_object
+
+    node = Leaf(1)
+    for _ in range(40):
+        node = Leaf([node, node])
+    save_object(node, tmp_path / "chain.dry")
+    assert (tmp_path / "chain.dry").stat().st_size < 4096
+    result = run_hostile(f"""
+        import dryfiles
+        from dryml import load_object
+        from dryml.errors import DefinitionTooLargeError
+        from dryml.repo import Repo
+        obj = load_object({str(tmp_path / "chain.dry")!r})
+        text = repr(obj)
+        result["repr_chars"] = len(text)
+        result["repr_shared"] = text.count(", as above>")
+        for name, call in (("definition", obj.definition),
+                           ("add", lambda: Repo({str(tmp_path / "repo")!r}, create=True)
+                            .add_object(obj))):
+            try:
+                call()
+                result[name] = "done"
+            except DefinitionTooLargeError as exc:
+                result[name] = str(exc)
+        result["in_repo"] = len(Repo({str(tmp_path / "repo")!r}))
+    """, tmp_path, timeout=120)
+    assert result["repr_shared"] == 40 and result["repr_chars"] < 20_000
+    assert "more than 65,536 nested definitions" in result["definition"]
+    assert "save_object" in result["add"]
+    assert result["in_repo"] == 0
+
+
+def test_shared_children_are_written_out_once_in_a_repr_and_in_full_in_a_definition() -> None:
+    from dryfiles import Leaf
+
+    from dryml import ObjectDef
+    from dryml.errors import DefinitionTooLargeError
+
+    child = Leaf(7)
+    pair = Leaf([child, child])
+    assert repr(pair).count("'dry_args': (7,)") == 1
+    assert repr(pair).endswith(f"<Leaf {child.dry_id!r}, as above>],), 'dry_kwargs': "
+                               f"{{'dry_id': {pair.dry_id!r}}}}}")
+    definition = pair.definition()
+    first, second = definition.args[0]
+    assert first == second == child.definition() and first is not second  # a tree, as before
+    built = definition.build()
+    assert built.value[0] is built.value[1] and built.value[0].dry_id == child.dry_id
+    hand_made = ObjectDef(Leaf, 1)
+    for _ in range(20):
+        hand_made = ObjectDef(Leaf, [hand_made, hand_made])
+    assert repr(hand_made).count("<ObjectDef Leaf, as above>") == 20
+    with pytest.raises(DefinitionTooLargeError, match="an ObjectDef of Leaf"):
+        hand_made.copy()

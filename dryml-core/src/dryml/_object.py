@@ -8,7 +8,7 @@ import weakref
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from dryml._forksafe import ForkSafeLock
-from dryml._values import capture_call
+from dryml._values import capture_call, shared_repr
 from dryml.errors import ArgumentError
 
 if TYPE_CHECKING:
@@ -137,11 +137,10 @@ class Object(metaclass=ObjectMeta):
         """Release framework resources after leaving compute mode (override)."""
 
     def __repr__(self) -> str:
-        return repr(
-            {
-                "cls": type(self),
-                "dry_mut": type(self).dry_mut,
-                "dry_args": self._dry_args,
-                "dry_kwargs": self._dry_kwargs,
-            }
-        )
+        # A child shared by several arguments is written out the first time only.
+        return shared_repr(self, lambda: repr({
+            "cls": type(self),
+            "dry_mut": type(self).dry_mut,
+            "dry_args": self._dry_args,
+            "dry_kwargs": self._dry_kwargs,
+        }), lambda: f"<{type(self).__qualname__} {self._dry_kwargs.get('dry_id')!r}, as above>")

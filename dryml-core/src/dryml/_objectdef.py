@@ -5,13 +5,20 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from dryml._values import capture_call, copy_value, values_equal
-from dryml.errors import ArgumentError
+from dryml._values import capture_call, copy_value, shared_repr, values_equal
+from dryml.errors import ArgumentError, DefinitionTooLargeError
 
 if TYPE_CHECKING:
     from dryml._object import Object
 
-__all__ = ["ObjectDef"]
+__all__ = ["MAX_DEFINITION_NODES", "ObjectDef"]
+
+#: The most nested definitions that ``obj.definition()`` or ``ObjectDef.copy()`` makes,
+#: counting a shared object once for every place it is used (a definition is a tree: each
+#: use is written out in full). Far beyond any real model, and reached in under a second. A
+#: chain of objects each holding the next twice is 2**depth definitions: from a 2 KB file,
+#: ``definition()`` (and so ``Repo.add_object``) never returned.
+MAX_DEFINITION_NODES = 65_536
 
 
 class ObjectDef:
@@ -75,16 +82,11 @@ class ObjectDef:
     @classmethod
     def from_object(cls, obj: Object) -> ObjectDef:
         """The definition of an existing object (a deep copy; nested Objects become defs)."""
-        new = cls.__new__(cls)
-        new._cls = type(obj)
-        new._args = copy_value(obj._dry_args, _to_def)
-        new._kwargs = copy_value(obj._dry_kwargs, _to_def)
-        new._mut = type(obj).dry_mut
-        return new
+        return _Copier(obj).copy(obj)
 
     def copy(self) -> ObjectDef:
         """An independent deep copy."""
-        return _to_def(self)
+        return _Copier(self).copy(self)
 
     def without_id(self) -> ObjectDef:
         """This definition with no top-level ``dry_id`` (builds fresh objects)."""
@@ -131,20 +133,44 @@ class ObjectDef:
         )
 
     def __repr__(self) -> str:
-        return repr(
+        # A definition used in several places of a hand-built one is written out once.
+        return shared_repr(self, lambda: repr(
             {"cls": self._cls, "dry_mut": self._mut, "dry_args": self._args,
              "dry_kwargs": self._kwargs}
-        )
+        ), lambda: f"<ObjectDef {self._cls.__qualname__}, as above>")
 
 
-def _to_def(value: Any) -> ObjectDef:
-    if isinstance(value, ObjectDef):
+class _Copier:
+    """Deep-copies Objects and ObjectDefs into a new definition, at most
+    :data:`MAX_DEFINITION_NODES` of them."""
+
+    def __init__(self, root: Object | ObjectDef) -> None:
+        self.root, self.made = root, 0
+
+    def copy(self, value: Object | ObjectDef) -> ObjectDef:
+        self.made += 1
+        if self.made > MAX_DEFINITION_NODES:
+            raise DefinitionTooLargeError(
+                f"the definition of {_name(self.root)} would hold more than "
+                f"{MAX_DEFINITION_NODES:,} nested definitions: it uses shared objects in many "
+                "places, many levels deep, and a definition writes each use out in full. Save "
+                "it with save_object (which stores each object once) instead of asking for its "
+                "definition or adding it to a Repo")
         new = ObjectDef.__new__(ObjectDef)
-        new._cls, new._mut = value._cls, value._mut
-        new._args = copy_value(value._args, _to_def)
-        new._kwargs = copy_value(value._kwargs, _to_def)
+        if isinstance(value, ObjectDef):
+            new._cls, new._mut, args, kwargs = value._cls, value._mut, value._args, value._kwargs
+        else:
+            new._cls, new._mut = type(value), type(value).dry_mut
+            args, kwargs = value._dry_args, value._dry_kwargs
+        new._args = copy_value(args, self.copy)
+        new._kwargs = copy_value(kwargs, self.copy)
         return new
-    return ObjectDef.from_object(value)
+
+
+def _name(value: Object | ObjectDef) -> str:
+    if isinstance(value, ObjectDef):
+        return f"an ObjectDef of {value.cls.__qualname__}"
+    return f"{type(value).__qualname__} {value.dry_id!r}"
 
 
 def _build(definition: ObjectDef, memo: dict[str, Object]) -> Object:

@@ -8,12 +8,14 @@ the offending value, e.g. ``dry_kwargs['opt'][2]``.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from typing import Any
 
 from dryml import _registry
 from dryml.errors import ArgumentError
 
-__all__ = ["ATOMS", "BadValue", "capture", "copy_value", "values_equal"]
+__all__ = ["ATOMS", "BadValue", "capture", "copy_value", "shared_repr", "values_equal"]
 
 ATOMS: frozenset[type] = frozenset({type(None), bool, int, float, str, bytes})
 
@@ -144,3 +146,26 @@ def values_equal(a: Any, b: Any) -> bool:
     if codec is not None:
         return bool(codec.impl.equal(a, b))
     return bool(a == b)
+
+
+_repr_state = threading.local()
+
+
+def shared_repr(node: object, full: Callable[[], str], short: Callable[[], str]) -> str:
+    """``full()`` the first time one repr meets ``node``, ``short()`` each time after.
+
+    A shared child is written out once: a chain of objects each holding the next twice made
+    the plain repr 2**depth long (a 2 KB file loaded into an object whose repr never ended).
+    """
+    seen: set[int] | None = getattr(_repr_state, "seen", None)
+    top = seen is None
+    if seen is None:
+        seen = _repr_state.seen = set()
+    try:
+        if id(node) in seen:
+            return short()
+        seen.add(id(node))
+        return full()
+    finally:
+        if top:
+            _repr_state.seen = None

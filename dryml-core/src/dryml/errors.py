@@ -14,6 +14,7 @@ __all__ = [
     "ConfigurationError",
     "ContextIncompatibilityError",
     "DatasetError",
+    "DefinitionTooLargeError",
     "DrymlError",
     "DrymlPluginWarning",
     "DrymlVersionWarning",
@@ -44,6 +45,11 @@ class DrymlError(Exception):
 
 class ArgumentError(DrymlError, TypeError):
     """A constructor argument has a type dryml cannot record (raised at construction)."""
+
+
+class DefinitionTooLargeError(DrymlError, ValueError):
+    """A definition would hold too many nested definitions (shared objects, each written out
+    wherever it is used, many levels deep)."""
 
 
 class SerializationError(DrymlError):
