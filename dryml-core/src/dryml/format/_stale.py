@@ -6,9 +6,11 @@ temporary behind, as large as what it had written. :func:`make_temp` names each 
 its writer, ``.<name>.<host>-<pid>-<start>.<random>.tmp`` (the machine, the pid and the
 kernel's start time of the writing process), and first removes the temporaries in that folder
 whose writer has provably ended: same machine, and the pid is gone or now belongs to a process
-that started at another time. A live writer's temporary is never touched. Temporaries without
-a writer in their name (from an older dryml, or from another machine on a shared file system)
-are removed only once nothing has written to them for :data:`ABANDONED_AFTER` seconds.
+that started at another time. A live writer's temporary is never touched; one written by
+another machine (a shared file system) is removed once nothing has written to it for
+:data:`ABANDONED_AFTER` seconds. A file whose name is not in this exact form is never a
+temporary of dryml's, however old (a user's ``.notes.tmp`` beside a model was removed an hour
+after its last change by the next save).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from dryml._forksafe import ForkSafeLock
 from dryml._process import host_tag, process_alive, start_time
 
 __all__ = ["ABANDONED_AFTER", "SWEEP_INTERVAL", "StaleTemp", "make_temp", "remove_stale_temps",
-           "stale_temps"]
+           "stale_temps", "temp_target"]
 
 #: Seconds without a write after which a temporary that names no writer (or a writer on
 #: another machine) counts as abandoned.
@@ -41,7 +43,8 @@ _SWEEP_SHARE = 100.0  # wait at least this many times as long as the last sweep 
 _NAME_MAX = 255
 _CREATE = (os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
            | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
-_WRITER = re.compile(r"\.(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-(?P<start>\d+)\.[^.]+\.tmp$")
+_TEMP = re.compile(r"\.(?P<name>.+)\.(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-(?P<start>\d+)"
+                   r"\.[0-9a-f]{8}\.tmp")
 _swept: dict[str, float] = {}
 _swept_lock = ForkSafeLock()
 
@@ -74,8 +77,8 @@ def make_temp(path: str | os.PathLike[str]) -> tuple[int, str]:
     directory, name = os.path.split(os.fspath(path))
     _sweep(directory or ".")
     prefix = _writer_prefix(name)
-    if len(prefix) + 12 > _NAME_MAX:  # a very long name: the plain form (cleaned by age)
-        prefix = f".{name}."
+    if len(prefix) + 12 > _NAME_MAX:  # a very long name: shortened, still named as ours
+        prefix = _writer_prefix(name[:_NAME_MAX - 12 - len(prefix) + len(name)])
     # what tempfile.mkstemp does (an exclusive create, mode 0600, never following a link),
     # without its per-call setup: this runs once per save
     for _ in range(100):
@@ -128,9 +131,18 @@ def stale_temps(directory: Path) -> list[StaleTemp]:
     return sorted(found, key=lambda t: t.path.name)
 
 
+def temp_target(name: str) -> str | None:
+    """The file name a temporary named ``name`` was being written for (possibly shortened,
+    see :func:`make_temp`), or None when ``name`` is not a temporary of dryml's."""
+    match = _TEMP.fullmatch(name)
+    return None if match is None else match["name"]
+
+
 def _why_stale(name: str, mtime: float, now: float) -> str | None:
-    match = _WRITER.search(name)
-    if match is not None and match["host"] == host_tag():
+    match = _TEMP.fullmatch(name)
+    if match is None:
+        return None  # not ours: never touched
+    if match["host"] == host_tag():
         pid = int(match["pid"])
         start = "" if match["start"] == "0" else match["start"]
         if process_alive(pid, start):

@@ -16,7 +16,7 @@ from pathlib import Path
 import attrs
 
 from dryml._io import open_container
-from dryml.format._stale import stale_temps
+from dryml.format._stale import stale_temps, temp_target
 from dryml.repo._files import Stamp, describe_error, read_stamp, temp_files
 from dryml.repo._index import Index
 from dryml.repo._maintenance import Duplicate, object_files, recover
@@ -149,7 +149,7 @@ def check(index: Index, directory: Path) -> CheckReport:
     report.files = len(names) - sum(1 for n, _ in report.skipped if n in on_disk)
     stale = {t.path.name: t for t in stale_temps(directory)}
     for tmp in temp_files(directory):
-        owner_name = tmp.name[1:].split(".dry.")[0] + ".dry"
+        owner_name = temp_target(tmp.name)
         if tmp.name in stale:
             left = stale[tmp.name]
             report.stale_temps.append((tmp.name, f"{_size(left.size)}; {left.why}"))

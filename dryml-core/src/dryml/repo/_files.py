@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import glob
 import hashlib
 import json
 import os
@@ -25,7 +26,7 @@ from dryml._io import _write, fsync_directory, open_container
 from dryml._object import Object
 from dryml.errors import DrymlError, FormatError
 from dryml.format._container import _TRAILER, HEADER_SIZE, TRAILER_MAGIC
-from dryml.format._stale import make_temp
+from dryml.format._stale import make_temp, temp_target
 from dryml.repo._defjson import category_digest, manifest_definition
 from dryml.repo._index import INDEX_NAME, Row
 from dryml.repo._selector import known_mro
@@ -56,9 +57,10 @@ def is_repo_file(name: str) -> bool:
 
 
 def temp_files(directory: Path, name: str | None = None) -> list[Path]:
-    """Temporary files of unfinished writes (of file ``name``, or all)."""
-    pattern = f".{name}.*.tmp" if name else ".*.tmp"
-    return sorted(directory.glob(pattern))
+    """dryml's temporary files of unfinished writes (of file ``name``, or all)."""
+    pattern = f".{glob.escape(name)}.*.tmp" if name else ".*.tmp"
+    return sorted(p for p in directory.glob(pattern)
+                  if (target := temp_target(p.name)) is not None and name in (None, target))
 
 
 @attrs.frozen
