@@ -171,6 +171,46 @@ def test_valid_data_and_folds_and_callable_metrics(tmp_path: Path) -> None:
     assert len(other.trials) == 2
 
 
+def test_a_tie_on_the_first_objective_is_broken_by_the_next_one(tmp_path: Path) -> None:
+    """Found by review: best, keep="best" and `dryml search show` ranked by the first
+    objective only, so the earliest of tied trials won although another was better in the
+    second objective (and so off the Pareto front)."""
+    def same(model: Any, data: Any) -> float:
+        return 1.0
+
+    def shift(model: Any, data: Any) -> float:
+        return float(model.shift)
+
+    result = Search(ObjectDef(Toy, shift=Choice(3.0, 1.0, 2.0)), metric=[same, shift],
+                    direction=["maximize", "minimize"], repo=tmp_path / "repo", name="tie",
+                    sampler="grid", keep="best").run(blobs())
+    assert [t["params"]["shift"] for t in result.trials] == [3.0, 1.0, 2.0]
+    assert result.best_trial["number"] == 1 and result.best.shift == 1.0
+    assert [t["number"] for t in result.pareto] == [1]
+    assert [t["kept"] for t in result.trials] == [False, True, False]
+    assert "rank" in result.leaderboard().splitlines()[1]
+    assert [line.split()[1] for line in result.leaderboard().splitlines()[2:]] == ["1", "2", "0"]
+    out = subprocess.run([sys.executable, "-m", "dryml.cli", "search", "show",
+                          str(tmp_path / "repo"), "tie"], capture_output=True, text=True,
+                         check=True)
+    assert "best: trial 1 " in out.stdout
+
+
+def constant(model: Any, data: Any) -> float:
+    return 0.5
+
+
+def test_keep_best_keeps_the_best_trial_when_a_tied_later_trial_finished_first(
+        tmp_path: Path) -> None:
+    """Found by review: trial 1 finished first and was kept; trial 0, tied, was not kept, yet
+    ranked first, so result.best raised RepoError (its model was never stored)."""
+    result = Search(ObjectDef(Toy, pause=Choice(1.0, 0.0)), metric=constant,
+                    direction="maximize", repo=tmp_path / "repo", name="tied", sampler="grid",
+                    parallel=2, keep="best").run(blobs())
+    assert [t["kept"] for t in result.trials] == [True, False]
+    assert result.best_trial["number"] == 0 and result.best.trained
+
+
 @pytest.mark.parametrize(("kwargs", "error", "message"), [
     ({"metric": "acuracy"}, MetricError, "known ones are"),
     ({"sampler": "annealing"}, ConfigurationError, "unknown sampler 'annealing'"),

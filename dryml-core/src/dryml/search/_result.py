@@ -24,10 +24,17 @@ def pareto_front(trials: list[dict[str, Any]], directions: list[str]) -> list[di
             if not any(_dominates(o["values"], t["values"], directions) for o in done)]
 
 
+def rank_key(values: list[float], directions: list[str]) -> tuple[float, ...]:
+    """Sorts trials best first: by the first objective, ties broken by the next ones (each
+    in its own direction), so that the best of a multi-objective search is on its Pareto
+    front; trials equal in every objective keep their order."""
+    return tuple(-v if d == "maximize" else v for v, d in zip(values, directions, strict=False))
+
+
 def ranked(trials: list[dict[str, Any]], directions: list[str]) -> list[dict[str, Any]]:
-    """Complete trials, best first (by the first objective)."""
+    """Complete trials, best first (see :func:`rank_key`)."""
     done = [t for t in trials if t["status"] == "complete" and t["values"]]
-    return sorted(done, key=lambda t: t["values"][0], reverse=directions[0] == "maximize")
+    return sorted(done, key=lambda t: rank_key(t["values"], directions))
 
 
 def leaderboard_text(name: str, trials: list[dict[str, Any]], directions: list[str],
@@ -71,7 +78,7 @@ class SearchResult:
 
     @property
     def best_trial(self) -> dict[str, Any]:
-        """The best complete trial (by the first objective)."""
+        """The best complete trial: by the first objective, ties broken by the next ones."""
         rows = ranked(self.trials, self.directions)
         if not rows:
             raise ObjectNotFoundError(f"search {self.name!r} has no complete trial")

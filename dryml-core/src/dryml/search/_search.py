@@ -18,7 +18,7 @@ from dryml._objectdef import ObjectDef
 from dryml.context._executor import chosen_executor, executor_names, get_executor, using_executor
 from dryml.errors import ConfigurationError, DrymlError
 from dryml.search import _store
-from dryml.search._result import SearchResult
+from dryml.search._result import SearchResult, rank_key
 from dryml.search._samplers import FINISHED, Asked, TrialInfo, get_sampler
 from dryml.search._space import Space
 from dryml.search._trial import resolve_metrics, train_and_score
@@ -158,8 +158,7 @@ class Search:
         done = [r for r in rows if r["status"] == "complete" and r["values"]]
         if not done:
             return None
-        sign = 1 if self.directions[0] == "maximize" else -1
-        return max(done, key=lambda r: sign * r["values"][0])
+        return min(done, key=lambda r: rank_key(r["values"], self.directions))
 
     def _loop(self, train: Any, valid: Any, folds: Any, rows: list[dict[str, Any]]
               ) -> SearchResult:
@@ -334,7 +333,7 @@ class Search:
             return False
         meta = self._meta(asked, model, status="complete", metrics=out["metrics"],
                           values=values, **_timing(out))
-        best = self._best is None or self._better(values, self._best["values"])
+        best = self._best is None or self._better(values, asked.number, self._best)
         keep = self.keep == "all" or (self.keep == "best" and best)
         with self._lock:
             if keep:
@@ -351,8 +350,11 @@ class Search:
         self.sampler.tell(asked, "complete", values)
         return True
 
-    def _better(self, values: list[float], best: list[float]) -> bool:
-        return values[0] > best[0] if self.directions[0] == "maximize" else values[0] < best[0]
+    def _better(self, values: list[float], number: int, best: dict[str, Any]) -> bool:
+        """Whether a trial ranks before the best so far (as :func:`ranked` orders them: a tie
+        goes to the lower trial number, which parallel trials may finish after)."""
+        return ((rank_key(values, self.directions), number)
+                < (rank_key(best["values"], self.directions), best["number"]))
 
     def _drop_model(self, row: dict[str, Any]) -> None:
         """keep="best": the old best's file becomes its untrained definition (metadata stays)."""
