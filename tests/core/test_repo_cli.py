@@ -10,6 +10,7 @@ import pytest
 
 from dryml import Object
 from dryml.cli import main
+from dryml.errors import RepoError
 from dryml.repo import Repo
 
 
@@ -163,3 +164,71 @@ def test_order_by_an_unknown_key_names_the_keys_that_exist(
     assert err == (f"dryml: error: cannot order by 'accuracy': no object in {repo_dir} has that "
                    "metadata key. Metadata keys: metrics.accuracy; or one of created, size, "
                    "dry_id, class, file\n")
+
+
+def _ids(capsys: pytest.CaptureFixture[str], repo_dir: Path, *args: str) -> list[str]:
+    status, out, err = _run(capsys, "repo", "ls", str(repo_dir), "--json", *args)
+    assert status == 0, err
+    return sorted(e["dry_id"] for e in json.loads(out))
+
+
+def test_where_items_on_one_key_must_all_hold(
+        repo_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by review: the last item on a key replaced the others (4 objects, not 2)."""
+    assert _ids(capsys, repo_dir, "--where", "metrics.accuracy>=0.6",
+                "--where", "metrics.accuracy<=0.7") == ["net1", "net2"]
+    assert _ids(capsys, repo_dir, "--where", "kwargs.lr>0", "--where", "kwargs.lr<0.3",
+                "--where", "kwargs.lr!=0.1") == ["net2"]
+    assert _ids(capsys, repo_dir, "--where", "args.0>=1", "--where", "args.0<3",
+                "--class", "Net") == ["net1", "net2"]
+
+
+def test_strict_comparisons_leave_out_an_equal_int_or_float(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by review: '>1.0' let through 1 (and 'args.0>1' a 1.0): the bound was left out
+    with a JSON inequality, for which 1 and 1.0 differ."""
+    repo = Repo(tmp_path / "r", create=True)
+    for name, value in (("int1", 1), ("float1", 1.0), ("more", 1.5), ("less", 0.5)):
+        repo.add_object(Net(value, dry_id=name), metadata={"score": value})
+    for where in ("score>1.0", "score>1", "args.0>1", "args.0>1.0"):
+        assert _ids(capsys, repo.directory, "--where", where) == ["more"], where
+    for where in ("score<1.0", "args.0<1"):
+        assert _ids(capsys, repo.directory, "--where", where) == ["less"], where
+    assert _ids(capsys, repo.directory, "--where", "score>=1") == ["float1", "int1", "more"]
+
+
+def test_a_value_may_hold_an_operator(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                      ) -> None:
+    """Found by review: 'note=a>b' was read as key 'note=a', operator '>', value 'b'."""
+    repo = Repo(tmp_path / "r", create=True)
+    repo.add_object(Forest(1, dry_id="arrow"), metadata={"note": "a>b", "eq": "x=y"})
+    repo.add_object(Forest(2, dry_id="other"), metadata={"note": "c"})
+    assert _ids(capsys, repo.directory, "--where", "note=a>b") == ["arrow"]
+    assert _ids(capsys, repo.directory, "--where", "eq=x=y") == ["arrow"]
+    assert _ids(capsys, repo.directory, "--where", "note!=a>b") == ["other"]
+
+
+def test_a_negative_limit_is_refused(repo_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by review: --limit -1 (and Repo.get(limit=-1)) silently dropped the last rows."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["repo", "ls", str(repo_dir), "--limit", "-1"])
+    assert exit_info.value.code == 2
+    assert "expected a whole number >= 0, got '-1'" in capsys.readouterr().err
+    repo = Repo(repo_dir)
+    for call in (repo.get, repo.ids, repo.entries):
+        with pytest.raises(RepoError, match="limit is a whole number >= 0"):
+            call(limit=-1)
+    assert len(repo.ids(limit=0)) == 0 and len(repo.ids(limit=2)) == 2
+
+
+@pytest.mark.parametrize(("where", "message"), [
+    ("n>=null", "Range needs lo, hi or both"),
+    ("n>true", "Range bounds are numbers or strings"),
+    ("n>=NaN", "cannot be NaN"),
+])
+def test_a_where_value_that_cannot_compare_is_an_error_line_not_a_traceback(
+        repo_dir: Path, capsys: pytest.CaptureFixture[str], where: str, message: str) -> None:
+    status, _, err = _run(capsys, "repo", "ls", str(repo_dir), "--where", where)
+    assert status == 1
+    assert err.startswith(f"dryml: error: --where {where!r}: ") and message in err
+    assert "Traceback" not in err

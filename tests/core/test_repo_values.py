@@ -61,6 +61,11 @@ def _agree(repo: Repo, objs: dict[str, Val], selector: Selector) -> list[str]:
     (2**64, ["big"]),
     (In(2**64 + 1, 0.5), ["big1", "half"]),
     (0.0, ["neg0"]),  # -0.0 == 0.0; the int 0 is another value
+    (Range(0, 1, inclusive="neither"), ["half"]),  # strict bounds: 0, -0.0 and 1 are out
+    (Range(0.0, 1.0, inclusive="left"), ["half", "neg0", "zero"]),
+    (Range(0, 1.0, inclusive="right"), ["half", "one"]),
+    (Range(None, 2**64, inclusive="neither"), ["bigneg", "half", "neg0", "ninf", "one",
+                                                "zero"]),
 ])
 def test_infinities_and_big_integers_are_found_as_python_finds_them(
         filled: tuple[Repo, dict[str, Val]], matcher: Any, expected: list[str]) -> None:
@@ -213,6 +218,8 @@ def test_range_bounds_that_cannot_compare_are_refused() -> None:
         Range(1, "z")
     with pytest.raises(ValueError, match="NaN"):
         Range(float("nan"), 1)
+    with pytest.raises(ValueError, match="inclusive= is one of 'both', 'left'"):
+        Range(1, 2, inclusive="open")
 
 
 def test_a_class_whose_bases_changed_is_queried_by_its_latest_bases(tmp_path: Path) -> None:

@@ -14,6 +14,8 @@ import json
 import sys
 from typing import Any
 
+from dryml.cli._text import count
+
 __all__ = ["open_repository", "parse_where", "register", "run_check", "run_init", "run_ls",
            "run_reindex", "run_show"]
 
@@ -47,7 +49,7 @@ def register(subparsers: Any) -> None:
     ls.add_argument("--order-by", metavar="KEY",
                     help="a metadata key, or created, size, dry_id, class, file")
     ls.add_argument("--desc", action="store_true", help="sort in descending order")
-    ls.add_argument("--limit", type=int, metavar="N", help="show at most N objects")
+    ls.add_argument("--limit", type=count, metavar="N", help="show at most N objects")
     ls.add_argument("--json", action="store_true", help="print JSON for machines")
     ls.set_defaults(run=run_ls)
 
@@ -131,26 +133,40 @@ def run_init(args: argparse.Namespace) -> int:
 
 
 def parse_where(items: list[str]) -> tuple[dict[str, Any], dict[str, Any], dict[int, Any]]:
-    """``--where`` items as (metadata filters, kwargs matchers, args matchers)."""
+    """``--where`` items as (metadata filters, kwargs matchers, args matchers); items on one
+    key must all hold (``--where 'acc>=0.5' --where 'acc<=0.6'``)."""
     from dryml.errors import RepoError
+    from dryml.repo._match import AllOf
 
     meta: dict[str, Any] = {}
     kwargs: dict[str, Any] = {}
     args: dict[int, Any] = {}
     for item in items:
-        op = next((o for o in _OPS if o in item), None)
+        op, at = _operator(item)
         if op is None:
             raise RepoError(f"--where {item!r}: expected KEY=VALUE (or != >= <= > <)")
-        key, _, text = item.partition(op)
-        matcher = _matcher(op, _value(text.strip()))
-        key = key.strip()
+        key, text = item[:at].strip(), item[at + len(op):].strip()
+        try:
+            matcher = _matcher(op, _value(text))
+        except ValueError as exc:
+            raise RepoError(f"--where {item!r}: {exc}") from None
+        name: Any = key
+        where: dict[Any, Any] = meta
         if key.startswith("kwargs."):
-            kwargs[key[len("kwargs."):]] = matcher
+            where, name = kwargs, key[len("kwargs."):]
         elif key.startswith("args.") and key[5:].isdigit():
-            args[int(key[5:])] = matcher
-        else:
-            meta[key] = matcher
+            where, name = args, int(key[5:])
+        where[name] = AllOf(where[name], matcher) if name in where else matcher
     return meta, kwargs, args
+
+
+def _operator(item: str) -> tuple[str | None, int]:
+    """The first operator in ``item`` and where it is: the key ends there, and the value may
+    hold any of them (``note=a>b``)."""
+    at = min((i for i in (item.find(o) for o in _OPS) if i >= 0), default=-1)
+    if at < 0:
+        return None, -1
+    return next(o for o in _OPS if item.startswith(o, at)), at
 
 
 def _value(text: str) -> Any:
@@ -162,14 +178,14 @@ def _value(text: str) -> Any:
 
 def _matcher(op: str, value: Any) -> Any:
     from dryml.repo import Not, Range
-    from dryml.repo._match import AllOf
 
     if op == "=":
         return value
     if op == "!=":
         return Not(value)
-    rng = Range(lo=value) if op in (">=", ">") else Range(hi=value)
-    return rng if len(op) == 2 else AllOf(rng, Not(value))
+    inclusive = "both" if len(op) == 2 else "neither"
+    return Range(lo=value, inclusive=inclusive) if op[0] == ">" else Range(hi=value,
+                                                                           inclusive=inclusive)
 
 
 def run_ls(args: argparse.Namespace) -> int:

@@ -9,6 +9,8 @@ import argparse
 import json
 from typing import Any
 
+from dryml.cli._text import count
+
 __all__ = ["register", "run_ls", "run_show"]
 
 
@@ -24,7 +26,7 @@ def register(subparsers: Any) -> None:
     show = sub.add_parser("show", help="a search's trials table and its best trial")
     show.add_argument("directory", metavar="REPO")
     show.add_argument("name", metavar="NAME")
-    show.add_argument("--top", type=int, default=20, metavar="N",
+    show.add_argument("--top", type=count, default=20, metavar="N",
                       help="rank at most N trials (default 20)")
     show.add_argument("--json", action="store_true", help="print JSON for machines")
     show.set_defaults(run=run_show)

@@ -56,3 +56,16 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], indent: str = "
         return (indent + "  ".join([*padded, cells[-1]])).rstrip()
 
     return "\n".join([line(headers), *(line(r) for r in rows)])
+
+
+def count(text: str) -> int:
+    """An argparse type: a whole number >= 0 (``--limit -1`` dropped the last row)."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value

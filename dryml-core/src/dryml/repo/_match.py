@@ -8,6 +8,7 @@ matcher also compiles to an SQL condition over one row of the index's ``kv`` tab
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
@@ -207,13 +208,21 @@ class In(Matcher):
 
 class Range(Matcher):
     """Matches numbers (or strings) in the closed interval ``[lo, hi]``; None leaves a side
-    open. Booleans never match.
+    open. ``inclusive`` says which bounds belong to it, as in pandas' ``between``: "both"
+    (the default), "left" (``lo``), "right" (``hi``) or "neither". Booleans never match.
 
     >>> Range(0.5, 1.0)(0.75), Range(lo=10)(3), Range(hi=10)(3)
     (True, False, True)
+    >>> Range(lo=1, inclusive="neither")(1.0), Range(lo=1, inclusive="neither")(1.5)
+    (False, True)
     """
 
-    def __init__(self, lo: Any = None, hi: Any = None) -> None:
+    def __init__(self, lo: Any = None, hi: Any = None, *, inclusive: str = "both") -> None:
+        if inclusive not in _INCLUSIVE:
+            raise ValueError(f"Range inclusive= is one of {', '.join(map(repr, _INCLUSIVE))}, "
+                             f"got {inclusive!r}")
+        self.inclusive = inclusive
+        self.lo_op, self.hi_op = _INCLUSIVE[inclusive]
         if lo is None and hi is None:
             raise ValueError("Range needs lo, hi or both")
         for bound in (lo, hi):
@@ -237,7 +246,8 @@ class Range(Matcher):
             return False
         if self.text != isinstance(value, str) or not isinstance(value, (int, float, str)):
             return False
-        return (self.lo is None or value >= self.lo) and (self.hi is None or value <= self.hi)
+        return ((self.lo is None or _COMPARE[self.lo_op](value, self.lo))
+                and (self.hi is None or _COMPARE[self.hi_op](self.hi, value)))
 
     def kv_sql(self) -> SQL | None:
         if not all(_exact_bound(b) for b in (self.lo, self.hi)):
@@ -245,15 +255,22 @@ class Range(Matcher):
         conds = ["t = 's'" if self.text else "t IN ('i', 'f', 'I')"]
         params: list[Any] = []
         if self.lo is not None:
-            conds.append("value >= ?")
+            conds.append(f"value {self.lo_op} ?")
             params.append(self.lo)
         if self.hi is not None:
-            conds.append("value <= ?")
+            conds.append(f"? {self.hi_op} value")
             params.append(self.hi)
         return "(" + " AND ".join(conds) + ")", params
 
     def __repr__(self) -> str:
-        return f"Range({self.lo!r}, {self.hi!r})"
+        more = "" if self.inclusive == "both" else f", inclusive={self.inclusive!r}"
+        return f"Range({self.lo!r}, {self.hi!r}{more})"
+
+
+#: Range's ``inclusive`` choices: the comparison of a value with ``lo``, and of ``hi`` with it.
+_INCLUSIVE = {"both": (">=", ">="), "left": (">=", ">"), "right": (">", ">="),
+              "neither": (">", ">")}
+_COMPARE = {">=": operator.ge, ">": operator.gt}
 
 
 def _exact_bound(bound: Any) -> bool:

@@ -558,6 +558,9 @@ class Repo:
     def _select(self, target: Target, where: dict[str, Any] | None, order_by: str | None,
                 descending: bool, limit: int | None, full: bool = False
                 ) -> list[tuple[Any, ...]]:
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
+                                  or limit < 0):
+            raise RepoError(f"limit is a whole number >= 0 (or None for all), got {limit!r}")
         if order_by is not None and order_by not in COLUMN_KEYS:
             self._check_order_key(order_by)
         selector = as_selector(target, self.trust)
