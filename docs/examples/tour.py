@@ -21,27 +21,22 @@ from dryml.format import read_manifest
 
 class Scaler(Object):
     """Scales data to a target standard deviation; the factor is learned by `fit`."""
-
     def __init__(self, target_std: float = 1.0) -> None:
         self.target_std = target_std
         self.factor: np.ndarray | None = None
-
     def fit(self, x: np.ndarray) -> Scaler:
         """Learn the per-column factor from ``x``."""
         self.factor = self.target_std / x.std(axis=0)
         return self
-
     # State beyond the constructor arguments goes through the store.
     def save_object_imp(self, store: Any) -> None:
         store.put("factor", self.factor)
-
     def load_object_imp(self, store: Any) -> None:
         self.factor = store.get("factor")
 
 
 class Pipeline(Object):
     """A chain of steps; the steps are Objects too."""
-
     def __init__(self, *steps: Object, name: str = "pipeline") -> None:
         self.steps = steps
         self.name = name

@@ -159,6 +159,34 @@ def test_readme_tour_leaves_the_file_it_tells_you_to_inspect(
     assert "Pipeline" in capsys.readouterr().out
 
 
+PASTE = """
+import code, re, sys
+blocks = re.findall(r"^```python\\n(.*?)^```", open(sys.argv[1]).read(), flags=re.S | re.M)
+console = code.InteractiveConsole()
+for block in blocks:
+    more = False
+    for line in block.splitlines():
+        more = console.push(line)
+    if more:
+        console.push("")
+print("pasted", len(blocks))
+"""
+
+
+def test_readme_tour_can_be_pasted_into_the_python_prompt(tmp_path: Path) -> None:
+    """The README says to paste its blocks into one Python session: the plain prompt ends a
+    class body at its first blank line (found by review: every later method was an
+    IndentationError)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", PASTE, str(ROOT / "README.md")],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert out.returncode == 0 and "pasted" in out.stdout
+    assert "Error" not in out.stderr, out.stderr[-3000:]
+    assert (tmp_path / "pipe.dry").is_file()
+
+
 def test_a_failing_block_is_reported_with_its_page_and_line(tmp_path: Path) -> None:
     page = tmp_path / "page.md"
     page.write_text("# t\n\n```python\nx = 1\n```\n\n```python\n>>> x + 1\n3\n```\n\n"

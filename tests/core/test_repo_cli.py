@@ -232,3 +232,27 @@ def test_a_where_value_that_cannot_compare_is_an_error_line_not_a_traceback(
     assert status == 1
     assert err.startswith(f"dryml: error: --where {where!r}: ") and message in err
     assert "Traceback" not in err
+
+
+def test_a_file_given_as_the_repository_is_named_as_a_file(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """It was told to run 'dryml repo init FILE', which then failed with 'File exists'."""
+    (tmp_path / "model.dry").write_bytes(b"x")
+    status, _, err = _run(capsys, "repo", "ls", str(tmp_path / "model.dry"))
+    assert status == 1 and "it is a file, not a directory" in err
+    assert "dryml inspect FILE" in err and "repo init" not in err
+
+
+@pytest.mark.parametrize("command", ["repo", "search"])
+def test_a_command_without_its_action_lists_its_actions(
+        capsys: pytest.CaptureFixture[str], command: str) -> None:
+    status, _, err = _run(capsys, command)
+    assert status == 2
+    assert f"usage: dryml {command} [-h] ACTION" in err
+    assert "ls" in err and "show" in err
+
+
+def test_search_ls_says_when_there_are_no_searches(
+        repo_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = _run(capsys, "search", "ls", str(repo_dir))
+    assert status == 0 and out.startswith(f"no searches in {repo_dir}")

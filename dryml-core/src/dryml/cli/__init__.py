@@ -59,8 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     run = getattr(args, "run", None)
-    if run is None:
-        parser.print_help(sys.stderr)
+    if run is None:  # a command without its action prints that command's help
+        getattr(args, "help_parser", parser).print_help(sys.stderr)
         return 2
     from dryml.cli._text import SafeText
 

@@ -27,6 +27,7 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "repo", help="init, list, show, check and reindex a repository of .dry files",
         description="Query a dryml repository (a directory of .dry files with an index).")
+    parser.set_defaults(help_parser=parser)  # 'dryml repo' alone lists its actions
     sub = parser.add_subparsers(title="repo commands", metavar="ACTION")
 
     init = sub.add_parser("init", help="make DIR a repository (indexing its .dry files)",
@@ -104,9 +105,12 @@ def _require_directory(directory: str) -> None:
 
     path = Path(directory)
     if not path.is_dir():
-        what = "is not a directory" if path.exists() else "does not exist"
-        raise RepoError(f"no repository at {directory!r}: it {what}. To make a new one: "
-                        f"dryml repo init {_quoted(directory)}")
+        if path.exists():  # a file: 'repo init' would fail on it too
+            raise RepoError(f"no repository at {directory!r}: it is a file, not a directory "
+                            "(a repository is a directory of .dry files; 'dryml inspect FILE' "
+                            "shows one file)")
+        raise RepoError(f"no repository at {directory!r}: it does not exist. To make a new "
+                        f"one: dryml repo init {_quoted(directory)}")
 
 
 def _quoted(directory: str) -> str:

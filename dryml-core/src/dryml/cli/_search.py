@@ -19,6 +19,7 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "search", help="show the hyperparameter searches kept in a repository",
         description="Show the searches (dryml.search.Search) whose trials a repository keeps.")
+    parser.set_defaults(help_parser=parser)  # 'dryml search' alone lists its actions
     sub = parser.add_subparsers(title="search commands", metavar="ACTION")
     ls = sub.add_parser("ls", help="list the searches of a repository")
     ls.add_argument("directory", metavar="REPO")
@@ -44,7 +45,11 @@ def run_ls(args: argparse.Namespace) -> int:
     from dryml.search._store import load_trials, read_settings
 
     repo = _open(args.directory)
-    for name in search_names(repo):
+    names = search_names(repo)
+    if not names:
+        print(f"no searches in {args.directory} (a Search(..., repo=...) keeps its trials "
+              "there)")
+    for name in names:
         settings = read_settings(repo.directory, name) or {}
         trials = load_trials(repo, name)
         done = sum(t["status"] == "complete" for t in trials)
