@@ -253,3 +253,23 @@ def test_shared_children_are_indexed_once_each_and_a_crafted_chain_is_skipped(
     assert repo.ids(Selector.from_def(shared)) == [shared.dry_id]
     assert repo.get_one(shared.dry_id).value[0].value == b"w" * 10_000
     repo.close()
+
+
+def test_reindex_takes_a_changed_files_metadata_from_the_file(
+        repo: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by review: after a file was replaced by another object under the same id,
+    reindex kept the index's metadata, so the new object carried the old one's metrics."""
+    repo.set_metadata("net", {"metrics": {"accuracy": 0.5}})
+    repo.set_metadata("other0", {"metrics": {"accuracy": 0.9}})  # unchanged: kept
+    path = repo.directory / "net.dry"
+    save_object(Net(99, dry_id="net"), path)  # written without a Repo: no metadata
+    repo.close()
+    status, out, _ = _cli(capsys, "repo", "reindex", str(repo.directory))
+    assert status == 0
+    assert "changed: net: its file changed after it was indexed; its metadata is now the " \
+           "file's own" in out
+    again = Repo(repo.directory)
+    assert again.metadata("net") == {} and again.get_one("net").dry_args == (99,)
+    assert again.metadata("other0") == {"metrics": {"accuracy": 0.9}}
+    assert again.ids(where={"metrics.accuracy": 0.5}) == []
+    assert again.reindex().changed == []  # indexed as it is now

@@ -281,6 +281,10 @@ def run_reindex(args: argparse.Namespace) -> int:
                          f"{report.damaged_index} and built a new one from the .dry files "
                          f"(metadata recovered from it for {report.salvaged} object(s))\n")
     sys.stdout.write(f"indexed {report.indexed} object(s)\n")
+    for dry_id in report.changed:
+        sys.stdout.write(f"changed: {dry_id}: its file changed after it was indexed; its "
+                         "metadata is now the file's own (the index's described the old "
+                         "file)\n")
     for dup in report.duplicates:
         sys.stdout.write(f"duplicate: {dup.summary()}\n  {dup.advice(str(repo.directory))}\n")
     for name, why in report.skipped:

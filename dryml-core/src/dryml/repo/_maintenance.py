@@ -73,6 +73,9 @@ class ReindexReport:
     damaged_index: str | None = None
     damage: str | None = None
     salvaged: int = 0
+    #: ids whose file changed since it was indexed: their metadata is the file's own (what
+    #: was written with the object), not the index's, which described the old file
+    changed: list[str] = attrs.field(factory=list)
 
 
 def recover(index: Index, directory: Path) -> int:
@@ -143,7 +146,8 @@ def _preference(dry_id: str, name: str) -> tuple[bool, str]:
 
 
 def reindex(index: Index, directory: Path) -> ReindexReport:
-    """Rebuild the index from the ``.dry`` files, keeping metadata already in the index.
+    """Rebuild the index from the ``.dry`` files, keeping metadata already in the index
+    (except for a file whose digest changed: it gets the metadata written in it).
 
     A damaged index file is first moved aside (kept, with the metadata that can still be read
     from it reused) and a new one is built. When several files hold one id, the file named
@@ -159,10 +163,13 @@ def reindex(index: Index, directory: Path) -> ReindexReport:
     recover(index, directory)
     with index.write() as conn:
         old_created: dict[str, float] = {}
+        old_digest: dict[str, str | None] = {}
         if old_meta is None:
-            old_rows = conn.execute("SELECT id, metadata, created FROM objects").fetchall()
-            old_meta = {i: m for i, m, _ in old_rows}
-            old_created = {i: c for i, _, c in old_rows}
+            old_rows = conn.execute("SELECT id, metadata, created, digest FROM objects"
+                                    ).fetchall()
+            old_meta = {i: m for i, m, _, _ in old_rows}
+            old_created = {i: c for i, _, c, _ in old_rows}
+            old_digest = {i: d for i, _, _, d in old_rows}
         names, report.skipped = object_files(directory)
         conn.execute("DELETE FROM objects")
         conn.execute("DELETE FROM kv")
@@ -187,10 +194,14 @@ def reindex(index: Index, directory: Path) -> ReindexReport:
             else:
                 row["new"] = True
                 report.indexed += 1
-            if row["id"] in old_meta:
-                row["metadata"] = old_meta[row["id"]]
-            if row["id"] in old_created:  # files made before 2026-12 hold whole seconds
-                row["created"] = old_created[row["id"]]
+            was = old_digest.get(row["id"])
+            if was is not None and was != row["digest"]:
+                report.changed.append(row["id"])  # another object now: the file's metadata
+            else:
+                if row["id"] in old_meta:
+                    row["metadata"] = old_meta[row["id"]]
+                if row["id"] in old_created:  # files made before 2026-12 hold whole seconds
+                    row["created"] = old_created[row["id"]]
             Index.put_classes(conn, mros, known)
             Index.put_row(conn, row)
         conn.execute("INSERT OR REPLACE INTO info VALUES ('built', '1')")
