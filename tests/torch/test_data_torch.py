@@ -122,6 +122,80 @@ def test_torch_result_works_in_a_dataloader() -> None:
     assert sorted(int(yb) for _, yb in workers) == list(range(10))
 
 
+def test_operations_on_a_torch_dataset_in_several_workers_give_every_example_once() -> None:
+    """Found by review: each dryml level over a TorchDataset kept every n-th element again,
+    so map() in 2 workers gave 10 of 20 examples and batch(4) built batches of wrong rows."""
+    from dryml.data.torch import TorchDataset
+
+    source = TorchDataset(TensorDataset(torch.arange(20)))
+    for ds, unbatch in ((source.map(lambda el: el[0] * 1), False),
+                        (source.map(lambda el: el[0] * 1).batch(4), True),
+                        (NumpyDataset(np.arange(20)).unbatch().torch().map(lambda v: v), False)):
+        got = []
+        for el in DataLoader(ds, batch_size=None, num_workers=2):
+            got += el.tolist() if unbatch else [int(el)]
+        assert sorted(got) == list(range(20)), ds
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_an_unseeded_shuffle_in_several_workers_is_one_order_per_epoch(batched: bool) -> None:
+    """Found by review: each worker drew its own permutation and kept its share of it, so
+    1000 examples came back as ~730 distinct ones (the rest twice, and some never)."""
+    ds = NumpyDataset(np.arange(1000)).unbatch().shuffle()
+    if batched:
+        ds = NumpyDataset(np.arange(1000), batch_size=50).shuffle()
+    loader = DataLoader(ds.torch(), batch_size=None if batched else 50, num_workers=2)
+    epochs = [torch.cat(list(loader)).tolist() for _ in range(2)]
+    for order in epochs:
+        assert sorted(order) == list(range(1000))
+    assert epochs[0] != epochs[1] and epochs[0] != list(range(1000))  # still shuffled
+
+
+def test_a_batch_of_strings_from_a_dataloader_stays_strings() -> None:
+    """Found by review: torch collates a string field into a tuple of strings, which became a
+    structure: unbatch() cut every name into characters."""
+    from dryml.data.torch import TorchDataset
+
+    class Named(torch.utils.data.Dataset):  # type: ignore[misc]
+        names = ("ab", "cd", "ef", "gh", "ij")
+
+        def __len__(self) -> int:
+            return 5
+
+        def __getitem__(self, i: int) -> tuple[torch.Tensor, str]:
+            return torch.tensor([float(i)]), self.names[i]
+
+    ds = TorchDataset(DataLoader(Named(), batch_size=2), supervised=True)
+    assert [(float(x), y) for x, y in ds.unbatch()] == [
+        (float(i), n) for i, n in enumerate(Named.names)]
+    assert [str(y) for _, y in ds.in_memory().unbatch()] == list(Named.names)
+
+
+def test_a_dataloader_with_a_batch_sampler_is_batched() -> None:
+    """Found by review: its batch_size is None, so it was taken for unbatched data (3
+    'examples' instead of 10)."""
+    from torch.utils.data import BatchSampler, Sampler, SequentialSampler
+
+    from dryml.data.torch import TorchDataset
+
+    x, y = torch.randn(10, 3), torch.arange(10)
+    loader = DataLoader(TensorDataset(x, y),
+                        batch_sampler=BatchSampler(SequentialSampler(range(10)), 4, False))
+    ds = TorchDataset(loader, supervised=True)
+    assert ds.batched and ds.batch_size == 4 and len(ds) == 3
+    assert [int(yb) for _, yb in ds.unbatch()] == list(range(10))
+
+    class Pairs(Sampler):  # type: ignore[type-arg]
+        def __iter__(self):  # type: ignore[no-untyped-def]
+            return iter([[0, 1], [2, 3]])
+
+        def __len__(self) -> int:
+            return 2
+
+    with pytest.raises(DatasetError, match="batch_size=N"):
+        TorchDataset(DataLoader(TensorDataset(x, y), batch_sampler=Pairs()))
+
+
 def test_bad_input() -> None:
     from dryml.data.torch import TorchDataset
 

@@ -227,7 +227,7 @@ class Dataset(abc.ABC):
         src = self.unbatch()
 
         def factory() -> Iterator[Any]:
-            return _gen.buffer_shuffle(src, buf, np.random.default_rng(seed))
+            return _gen.buffer_shuffle(src, buf, _gen.shuffle_rng(seed))
 
         out = self._derive(factory, src._meta)
         m = self._meta

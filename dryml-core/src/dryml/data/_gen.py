@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from typing import Any
@@ -12,7 +14,8 @@ import numpy as np
 from dryml.data._nest import TreeDef, check_same, compile_builder, flatten
 from dryml.errors import DatasetError
 
-__all__ = ["Meta", "batcher", "buffer_shuffle", "shuffle_indices", "unbatcher"]
+__all__ = ["Meta", "batcher", "buffer_shuffle", "shared_shuffle_seeds", "shuffle_indices",
+           "shuffle_rng", "unbatcher"]
 
 _CHUNK = 1024
 
@@ -162,3 +165,41 @@ def shuffle_indices(n: int, buffer_size: int | None, rng: np.random.Generator) -
         return rng.permutation(n)
     return np.fromiter(buffer_shuffle(range(n), buffer_size, rng), dtype=np.int64, count=n)
 
+
+
+class _SharedSeeds:
+    """Seeds for the unseeded shuffles of one pass, from one base every reader agrees on."""
+
+    def __init__(self, base: int) -> None:
+        self.base, self.drawn = base, 0
+
+
+_shared_seeds: contextvars.ContextVar[_SharedSeeds | None] = contextvars.ContextVar(
+    "dryml_shared_shuffle_seeds", default=None)
+
+
+def shuffle_rng(seed: int | None) -> np.random.Generator:
+    """The generator of a shuffle: from ``seed``; without one, fresh entropy, or inside
+    :func:`shared_shuffle_seeds` the next seed of that pass."""
+    shared = _shared_seeds.get()
+    if seed is None and shared is not None:
+        shared.drawn += 1
+        return np.random.default_rng([shared.base, shared.drawn])
+    return np.random.default_rng(seed)
+
+
+@contextlib.contextmanager
+def shared_shuffle_seeds(state: _SharedSeeds | int) -> Iterator[_SharedSeeds]:
+    """Make the unseeded shuffles started inside draw their orders from ``state`` (a base
+    seed, or the state a previous ``with`` returned, to go on drawing in that pass).
+
+    Several readers that each iterate the whole pipeline and keep their share (the workers
+    of a torch ``DataLoader``) must see one order: with fresh entropy each drew its own
+    permutation and kept its share of it, so examples came twice or never.
+    """
+    shared = state if isinstance(state, _SharedSeeds) else _SharedSeeds(state)
+    token = _shared_seeds.set(shared)
+    try:
+        yield shared
+    finally:
+        _shared_seeds.reset(token)

@@ -14,7 +14,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from dryml.data._gen import shuffle_indices
+from dryml.data._gen import shuffle_indices, shuffle_rng
 from dryml.data._nest import TreeDef, compile_builder
 
 __all__ = ["Positional", "Table"]
@@ -133,7 +133,7 @@ class Table:
                 a, b = min(op.start, count), min(op.stop, count)
                 sel, count = _compose(sel, a, max(a, b)), max(b - a, 0)
             else:
-                perm = shuffle_indices(count, op.buffer_size, np.random.default_rng(op.seed))
+                perm = shuffle_indices(count, op.buffer_size, shuffle_rng(op.seed))
                 sel = _as_indices(sel)[perm]
         if self.deterministic:
             self._cache["resolved"] = (sel, cols)
