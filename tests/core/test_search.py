@@ -18,7 +18,7 @@ import pytest
 from dryml import ObjectDef
 from dryml.data import NumpyDataset
 from dryml.errors import BackendUnavailableError, ConfigurationError, MetricError
-from dryml.models import Trainable, supervised_arrays
+from dryml.models import Trainable, TrainSpec, supervised_arrays
 from dryml.repo import Range, Repo, Selector
 from dryml.search import Choice, Float, Int, Search
 
@@ -194,6 +194,51 @@ def test_a_tie_on_the_first_objective_is_broken_by_the_next_one(tmp_path: Path) 
                           str(tmp_path / "repo"), "tie"], capture_output=True, text=True,
                          check=True)
     assert "best: trial 1 " in out.stdout
+
+
+class WithSpec(Toy):
+    """A Toy whose definition holds a TrainSpec (where a search finds validation_split)."""
+
+    def __init__(self, spec: Any = None, shift: float = 0.0) -> None:
+        self.spec, self.shift, self.epochs, self.crash, self.pause = spec, shift, 1, "no", 0.0
+        self.centers = None
+
+
+def rows(model: Any, data: Any) -> float:
+    return float(len(supervised_arrays(data)[1]))
+
+
+@pytest.mark.parametrize("spec", [ObjectDef(TrainSpec, validation_split=0.5),
+                                  ObjectDef(TrainSpec, 1, 32, 0.5)], ids=["keyword", "position"])
+def test_trials_are_scored_on_the_trainspecs_validation_split_however_it_is_passed(
+        tmp_path: Path, spec: ObjectDef) -> None:
+    """Found by review: TrainSpec(10, 32, 0.5) was scored on the default 20% of the rows."""
+    result = Search(ObjectDef(WithSpec, spec, shift=Float(0.0, 1.0)), metric=rows,
+                    direction="maximize", repo=tmp_path / "repo", name="v", n_trials=1,
+                    sampler="random").run(blobs(200))
+    assert result.trials[0]["values"] == [100.0]
+
+
+def test_float_markers_give_floats_under_every_sampler(tmp_path: Path) -> None:
+    """Found by review: Float(1, 3, step=1) gave the ints 1, 2, 3 under the random and grid
+    samplers (floats under Optuna): to scikit-learn max_features=1 and 1.0 differ."""
+    for sampler in ("random", "grid"):
+        result = Search(ObjectDef(Toy, shift=Float(1, 3, step=1)), repo=tmp_path / "repo",
+                        name=sampler, sampler=sampler, n_trials=3, seed=1).run(blobs())
+        shifts = [t["params"]["shift"] for t in result.trials]
+        assert shifts and all(type(v) is float for v in shifts), (sampler, shifts)
+        assert all(type(Repo(tmp_path / "repo").get_one(t["dry_id"]).shift) is float
+                   for t in result.trials)
+
+
+def test_choice_options_python_counts_equal_must_be_named() -> None:
+    """Found by review: Choice(1, 1.0) recorded a trial as 1.0 and built 1 (the lookup and
+    Optuna both see 1 == 1.0), so 1.0 was never tried."""
+    for options in ((1, 1.0), (True, 1), (0, False, 2)):
+        with pytest.raises(ConfigurationError, match="counts as equal"):
+            Choice(*options)
+    space = Choice(1, 1.0, labels=["one", "all"])
+    assert space.options.labels == ("one", "all")
 
 
 def constant(model: Any, data: Any) -> float:

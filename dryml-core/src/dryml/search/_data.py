@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,18 @@ from dryml.search._space import Space
 __all__ = ["make_folds", "split_for_scoring"]
 
 DEFAULT_HOLDOUT = 0.2
+
+
+def _argument(definition: Any, name: str) -> Any:
+    """The constructor argument ``name`` of a definition, passed by keyword or by position
+    (``TrainSpec(10, 32, 0.5)`` was scored on the default 20%, not its 50%)."""
+    kwargs = {k: v for k, v in definition.kwargs.items() if k != "dry_id"}
+    try:
+        bound = inspect.signature(definition.cls.__init__).bind_partial(
+            None, *definition.args, **kwargs)  # (None for self)
+    except TypeError:
+        return kwargs.get(name)
+    return bound.arguments.get(name)
 
 
 def _validation_split(space: Space) -> float:
@@ -23,7 +36,7 @@ def _validation_split(space: Space) -> float:
     def walk(value: Any) -> None:
         if isinstance(value, ObjectDef):
             if issubclass(value.cls, TrainSpec):
-                split = value.kwargs.get("validation_split")
+                split = _argument(value, "validation_split")
                 if isinstance(split, float):
                     found.append(split)
             for v in (*value.args, *value.kwargs.values()):

@@ -40,7 +40,9 @@ class NumberSpec:
                 f"{where}: a grid cannot enumerate the continuous range Float({self.low}, "
                 f"{self.high}); give it a step (Float(..., step=0.1)) or use another sampler")
         count = math.floor((self.high - self.low) / self.step + 1e-9) + 1
-        return [round(self.low + i * self.step, 12) for i in range(count)]
+        # floats, as Optuna gives them: Float(1, 3, step=1) gave the ints 1, 2, 3 here, and
+        # an int and a float mean different models to scikit-learn (max_features=1 vs 1.0)
+        return [float(round(self.low + i * self.step, 12)) for i in range(count)]
 
 
 @attrs.frozen
@@ -160,6 +162,11 @@ def _choice(options: tuple[Any, ...], labels: Any, name: Any) -> ChoiceSpec:
                 f"Choice: labels must be {len(options)} non-empty strs, one per option")
     if len({(type(lab), lab) for lab in made}) != len(made):
         raise ConfigurationError(f"Choice: the options {made} are not all different")
+    if len(set(made)) != len(made):  # 1 == 1.0 == True: one value to Optuna and to lookups
+        raise ConfigurationError(
+            f"Choice: the options {made} hold values Python counts as equal (1 == 1.0 == "
+            "True), which a sampler cannot tell apart (the trial recorded as 1.0 built 1); "
+            "name them: Choice(..., labels=['one', 'all', ...])")
     return ChoiceSpec(tuple(options), tuple(made), name)
 
 

@@ -108,7 +108,7 @@ def _draw(rng: np.random.Generator, spec: NumberSpec | ChoiceSpec) -> Any:
         return float(math.exp(rng.uniform(math.log(low), math.log(high))))
     if spec.step is not None:
         count = math.floor((high - low) / spec.step + 1e-9)
-        return round(low + spec.step * int(rng.integers(count + 1)), 12)
+        return float(round(low + spec.step * int(rng.integers(count + 1)), 12))
     return float(rng.uniform(low, high))
 
 
