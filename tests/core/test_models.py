@@ -176,6 +176,36 @@ def test_metrics_accept_model_eval_output_or_predictions() -> None:
         metrics.score(model, test, ["acc"])
 
 
+def test_an_eval_output_passed_with_the_data_is_refused_not_misscored() -> None:
+    """Found by review: each (prediction, y) pair was stacked into one row and scored as a
+    prediction (0.33 for a true 0.67), or failed with a bare ValueError when batched."""
+    y = np.array([0, 1, 2, 1, 0, 2])
+    pred = np.array([0, 1, 1, 1, 2, 2])
+    test = NumpyDataset((np.zeros((6, 2)), y), supervised=True)
+    evaluated = NumpyDataset((pred, y), supervised=True)
+    assert metrics.accuracy(evaluated) == pytest.approx(4 / 6)
+    for data in (evaluated, evaluated.unbatch(), evaluated.unbatch().batch(4)):
+        with pytest.raises(MetricError, match=r"pass it alone, metric\(model.eval\(data\)\)"):
+            metrics.accuracy(data, test)
+    with pytest.raises(MetricError, match="indexed"):
+        metrics.accuracy(NumpyDataset(pred).as_indexed(), test)
+    assert metrics.accuracy(evaluated.as_not_supervised(), test) == pytest.approx(4 / 6)
+
+
+@pytest.mark.parametrize("shape", [(4,), (4, 1)])
+def test_probabilities_of_one_class_are_not_taken_for_labels(shape: tuple[int, ...]) -> None:
+    """Found by review: a one-unit sigmoid's outputs, all on the right side of 0.5, scored
+    accuracy 0.0 (compared with the labels as they were)."""
+    y = np.array([1, 0, 1, 0])
+    p = np.array([0.9, 0.2, 0.7, 0.1]).reshape(shape)
+    for metric in (arrays.accuracy, arrays.balanced_accuracy, arrays.macro_f1):
+        with pytest.raises(MetricError, match=r"threshold them, e.g. \(p > 0.5\)"):
+            metric(y, p)
+    assert arrays.accuracy(y, (p > 0.5).astype(int)) == 1.0
+    assert arrays.accuracy(y.astype(float), np.array([1.0, 0.0, 1.0, 1.0]).reshape(shape)) \
+        == 0.75  # whole numbers in a float array are labels
+
+
 # -- the trainer conformance suite, run on a core-only trainable ------------------------------
 
 from dryml.testing.trainers import TrainerCase, TrainerConformance  # noqa: E402

@@ -65,3 +65,17 @@ def test_string_labels_and_constant_targets() -> None:
     const = np.ones(5)
     assert F.r2(const, const) == metrics.r2_score(const, const) == 1.0
     assert F.r2(const, const + 1) == metrics.r2_score(const, const + 1)
+
+
+def test_log_loss_of_float32_probabilities_clips_as_sklearn_does() -> None:
+    """Found by review: probabilities from a torch softmax (float32) with exact 0s and 1s were
+    clipped at float64's eps: 9.02 where scikit-learn gives 3.99."""
+    logits = np.array([[200.0, 0, -200], [-5, 0, 5], [0, 4, 0], [200, -200, 0]], np.float32)
+    prob = np.exp(logits - logits.max(axis=1, keepdims=True))
+    prob = (prob / prob.sum(axis=1, keepdims=True)).astype(np.float32)
+    assert (prob == 0).any() and (prob == 1).any()
+    y = np.array([1, 2, 1, 0])
+    # scikit-learn computes in float32 for float32 input: they agree to its precision
+    assert F.log_loss(y, prob) == pytest.approx(metrics.log_loss(y, prob), rel=1e-6)
+    assert F.log_loss(y, prob.astype(np.float64)) == pytest.approx(
+        metrics.log_loss(y, prob.astype(np.float64)), abs=1e-9)

@@ -38,14 +38,23 @@ def _n(y_true: np.ndarray, y_pred: np.ndarray) -> None:
 
 
 def labels_of(values: Any) -> np.ndarray:
-    """Class labels from labels (1-D, or (n, 1)) or from scores/one-hot rows (argmax)."""
+    """Class labels from labels (1-D, or (n, 1)) or from scores/one-hot rows (argmax).
+
+    One column of floats that are not whole numbers is a MetricError, as in scikit-learn: a
+    one-unit sigmoid's probabilities compared with labels 0/1 scored 0.0 (they are scores of
+    the positive class, not labels: threshold them, or give one column per class)."""
     array = np.asarray(values)
     if array.ndim == 2 and array.shape[1] == 1:
-        return array[:, 0]
-    if array.ndim == 2:
+        array = array[:, 0]
+    elif array.ndim == 2:
         return np.asarray(np.argmax(array, axis=1))
     if array.ndim != 1:
         raise MetricError(f"expected labels (n,) or scores (n, classes), got shape {array.shape}")
+    if np.issubdtype(array.dtype, np.floating) and not np.all(np.mod(array, 1) == 0):
+        raise MetricError(
+            "expected class labels but got a column of non-integer numbers (probabilities or "
+            "scores of one class?): threshold them, e.g. (p > 0.5).astype(int), or pass one "
+            "column per class (n, classes)")
     return array
 
 
@@ -87,7 +96,9 @@ def macro_f1(y_true: Any, y_pred: Any) -> float:
 
 def _probabilities(y_true: np.ndarray, y_prob: Any) -> tuple[np.ndarray, np.ndarray]:
     """Targets as class indices and probabilities as an (n, classes) float array."""
-    prob = np.asarray(y_prob, dtype=np.float64)
+    prob = np.asarray(y_prob)
+    if not np.issubdtype(prob.dtype, np.floating) or prob.dtype.itemsize < 8:
+        prob = prob.astype(np.float64)
     if prob.ndim == 1:
         prob = np.stack([1 - prob, prob], axis=1)
     if prob.ndim != 2:
@@ -107,8 +118,12 @@ def _probabilities(y_true: np.ndarray, y_prob: Any) -> tuple[np.ndarray, np.ndar
 
 def log_loss(y_true: Any, y_prob: Any) -> float:
     """Mean negative log-likelihood of the true class; probabilities clipped to [eps, 1-eps]."""
+    # clipped at the input's own precision, as scikit-learn does: float32 probabilities (a
+    # torch softmax) with exact 0s were clipped at float64's eps and scored 9.0 for 3.99
+    given = np.asarray(y_prob)
+    dtype = given.dtype if np.issubdtype(given.dtype, np.floating) else np.float64
     t, prob = _probabilities(np.asarray(y_true), y_prob)
-    eps = np.finfo(prob.dtype).eps
+    eps = np.finfo(dtype).eps
     prob = np.clip(prob, eps, 1 - eps)
     return float(-np.mean(np.log(prob[np.arange(len(t)), t])))
 
