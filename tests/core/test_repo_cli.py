@@ -256,3 +256,19 @@ def test_search_ls_says_when_there_are_no_searches(
         repo_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     status, out, _ = _run(capsys, "search", "ls", str(repo_dir))
     assert status == 0 and out.startswith(f"no searches in {repo_dir}")
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("{not json", "are not JSON"),
+    ("{}", "metrics and directions are missing"),
+])
+def test_damaged_search_settings_are_an_error_line(
+        repo_dir: Path, capsys: pytest.CaptureFixture[str], content: str, message: str) -> None:
+    """Found by review: a damaged .dryml-search/NAME.json was a JSONDecodeError or KeyError
+    traceback from 'dryml search ls' and 'dryml search show'."""
+    (repo_dir / ".dryml-search").mkdir()
+    (repo_dir / ".dryml-search" / "broken.json").write_text(content)
+    for argv in (("search", "ls", str(repo_dir)), ("search", "show", str(repo_dir), "broken")):
+        status, _, err = _run(capsys, *argv)
+        assert status == 1 and err.startswith("dryml: error: the settings of search 'broken' ")
+        assert message in err and "delete it to make the search anew" in err

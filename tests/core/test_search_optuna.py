@@ -142,3 +142,50 @@ def test_the_study_can_live_in_sqlite(tmp_path: Path) -> None:
     storage = tmp_path / "repo" / ".dryml-search" / "optuna.sqlite"
     stored = optuna.load_study(study_name="sq", storage=f"sqlite:///{storage}")
     assert len(stored.trials) == 2
+
+
+def test_a_resumed_seeded_tpe_search_does_not_repeat_its_first_trials(tmp_path: Path) -> None:
+    """Found by review: the resume made the seeded sampler anew, and TPE's random start-up
+    drew trials 0-2 again as trials 3-5."""
+    space = ObjectDef(Labelled, shift=Float(0.0, 4.0), epochs=Int(1, 3), crash=Choice("a", "b"))
+
+    def run(n: int) -> list[dict[str, Any]]:
+        return Search(space, metric=objective_value, direction="maximize",
+                      repo=tmp_path / "repo", name="r", sampler="tpe", n_trials=n,
+                      seed=3).run(blobs()).trials
+
+    first = [t["params"] for t in run(3)]
+    resumed = [t["params"] for t in run(6)]
+    assert resumed[:3] == first and len(resumed) == 6
+    assert not any(p in first for p in resumed[3:])
+    again = Search(space, metric=objective_value, direction="maximize", repo=tmp_path / "two",
+                   name="r", sampler="tpe", n_trials=3, seed=3).run(blobs()).trials
+    assert [t["params"] for t in again] == first  # a seed still gives the same search
+
+
+def test_a_resume_with_another_storage_or_a_lost_study_is_refused(tmp_path: Path) -> None:
+    """Found by review: resumed with storage='sqlite', the search got a fresh study numbered
+    from 0, and its new trials were trained, stored and left out of the results."""
+    from dryml.errors import ConfigurationError
+
+    space = ObjectDef(Toy, shift=Float(0.0, 4.0))
+    Search(space, repo=tmp_path / "repo", name="s", sampler="tpe", n_trials=2).run(blobs())
+    with pytest.raises(ConfigurationError, match="with another storage"):
+        Search(space, repo=tmp_path / "repo", name="s", sampler="tpe", n_trials=4,
+               storage="sqlite").run(blobs())
+    (tmp_path / "repo" / ".dryml-search" / "optuna.journal").unlink()
+    with pytest.raises(ConfigurationError, match="holds 0 trials but the repository records "
+                                                 "trial 1"):
+        Search(space, repo=tmp_path / "repo", name="s", sampler="tpe", n_trials=4).run(blobs())
+
+
+def test_a_pruner_watching_a_key_the_model_never_logs_fails_the_trial_saying_so(
+        tmp_path: Path) -> None:
+    """Found by review: the reporter skipped epochs without the monitor, so a pruner with
+    the wrong key (XGBoost logs val_logloss, not val_log_loss) silently never pruned."""
+    result = Search(ObjectDef(Toy, shift=Float(0.0, 4.0), epochs=2), repo=tmp_path / "repo",
+                    name="p", sampler="tpe", pruner="median", monitor="val_auc", n_trials=2,
+                    max_failures=2).run(blobs())
+    assert [t["status"] for t in result.trials] == ["failed", "failed"]
+    assert "the pruner watches 'val_auc', which this model's epochs do not log (they log " \
+           "epoch, val_accuracy); pass Search(..., monitor=NAME)" in result.trials[0]["error"]

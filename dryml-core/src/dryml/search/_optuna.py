@@ -12,8 +12,11 @@ machine, which dominates short trials).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from dryml.errors import BackendUnavailableError, ConfigurationError
 from dryml.search._markers import ChoiceSpec, NumberSpec
@@ -79,10 +82,12 @@ def make_pruner(pruner: Any) -> Any:
 class OptunaSampler:
     """A dryml sampler driving an Optuna study (any ``optuna.samplers.BaseSampler``)."""
 
-    def __init__(self, sampler: Any) -> None:
+    def __init__(self, sampler: Any, reseed: Callable[[int], Any] | None = None) -> None:
         self.optuna_sampler = sampler
         self.pruner: Any = None
         self.storage_kind = "journal"
+        #: makes the sampler again from a seed, for a resume of a seeded search (see start)
+        self.reseed = reseed
 
     def set_pruner(self, pruner: Any) -> None:
         """Use an Optuna pruner (name or instance, see :func:`make_pruner`)."""
@@ -97,6 +102,18 @@ class OptunaSampler:
             storage=open_storage(self.storage_kind, self.state_dir), study_name=name,
             directions=directions,
             sampler=self.optuna_sampler, pruner=self.pruner, load_if_exists=True)
+        held = len(self.study.trials)
+        if history and max(t.number for t in history) >= held:
+            raise ConfigurationError(
+                f"the Optuna study of search {name!r} holds {held} trials but the repository "
+                f"records trial {max(t.number for t in history)}: its {self.storage_kind} "
+                f"storage in {self.state_dir} was replaced or removed. Resume with the storage "
+                "it was made with, or run the search under another name")
+        if held and self.reseed is not None:
+            # A seeded sampler made anew draws its first trials again: resumed after 3
+            # trials, TPE's random start-up repeated trials 0-2 as 3-5. Its seed goes on
+            # from the trials the study holds instead (the same for every resume there).
+            self.optuna_sampler = self.study.sampler = self.reseed(held)
         known = {t.number: t for t in history}
         running = optuna.trial.TrialState.RUNNING
         for frozen in self.study.get_trials(deepcopy=False, states=(running,)):
@@ -138,8 +155,11 @@ def worker_reporter(args: dict[str, Any], monitor: str) -> Any:
     trial = optuna.trial.Trial(study, args["trial_id"])
 
     def report(step: int, logs: dict[str, float]) -> bool:
-        if monitor not in logs:
-            return False
+        if monitor not in logs:  # the pruner would never prune, and nobody would know
+            raise ConfigurationError(
+                f"the pruner watches {monitor!r}, which this model's epochs do not log (they "
+                f"log {', '.join(sorted(logs)) or 'nothing'}); pass Search(..., monitor=NAME) "
+                "with one of them")
         trial.report(float(logs[monitor]), step)
         return bool(trial.should_prune())
 
@@ -155,7 +175,11 @@ def _sampler(cls_name: str, seed: int | None, needs: tuple[str, ...] = (),
     if missing:
         raise BackendUnavailableError(
             f"Optuna's {cls_name} needs {', '.join(missing)}: pip install {' '.join(missing)}")
-    return OptunaSampler(getattr(optuna.samplers, cls_name)(seed=seed, **kwargs))
+    make = getattr(optuna.samplers, cls_name)
+    if seed is None:
+        return OptunaSampler(make(seed=None, **kwargs))
+    return OptunaSampler(make(seed=seed, **kwargs), reseed=lambda more: make(
+        seed=int(np.random.SeedSequence([seed, more]).generate_state(1)[0]), **kwargs))
 
 
 def tpe(seed: int | None = None) -> OptunaSampler:

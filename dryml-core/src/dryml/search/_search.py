@@ -121,7 +121,8 @@ class Search:
     def _settings(self) -> dict[str, Any]:
         return {"space": self.space.to_dict(), "sampler": self.sampler_name,
                 "metrics": [n for n, _ in self.metrics], "directions": self.directions,
-                "seed": self.seed, "folds": self.folds, "n_trials": self.n_trials}
+                "seed": self.seed, "folds": self.folds, "n_trials": self.n_trials,
+                "storage": getattr(self.sampler, "storage_kind", None)}
 
     def trials(self) -> list[dict[str, Any]]:
         """Every trial recorded so far (from the Repo)."""

@@ -41,7 +41,9 @@ def write_settings(directory: Path, name: str, settings: dict[str, Any]) -> None
     """Write a new search's settings, or check that a resumed one has the same."""
     path = directory / f"{name}.json"
     if path.exists():
-        old = json.loads(path.read_text())
+        old = _read(path, name)
+        if "storage" not in old:  # written before the storage was recorded: Optuna's default
+            old["storage"] = "journal" if settings.get("storage") is not None else None
         changed = sorted(k for k in settings if k != "n_trials" and old.get(k) != settings[k])
         if changed:
             raise ConfigurationError(
@@ -60,7 +62,22 @@ def read_settings(repo_dir: Path, name: str) -> dict[str, Any] | None:
     path = Path(repo_dir) / STATE_DIR / f"{name}.json"
     if not path.exists():
         return None
-    data: dict[str, Any] = json.loads(path.read_text())
+    return _read(path, name)
+
+
+def _read(path: Path, name: str) -> dict[str, Any]:
+    """A settings file, or a ConfigurationError saying what is wrong with it."""
+    try:
+        data = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"the settings of search {name!r} ({path}) are not JSON "
+                                 f"({exc}): restore the file, or delete it to make the search "
+                                 "anew under that name") from None
+    if not (isinstance(data, dict) and isinstance(data.get("metrics"), list)
+            and isinstance(data.get("directions"), list)):
+        raise ConfigurationError(f"the settings of search {name!r} ({path}) are not a search's "
+                                 "settings (metrics and directions are missing): restore the "
+                                 "file, or delete it to make the search anew under that name")
     return data
 
 
