@@ -106,3 +106,30 @@ def test_bad_input() -> None:
         TFDataset(tf.data.Dataset.range(3)).batch(0)
     with pytest.raises(DatasetError, match=r"take\(n\) must be >= 0"):
         TFDataset(tf.data.Dataset.range(3)).take(-1)
+
+
+def test_map_on_one_tuple_elements_gets_the_tuple() -> None:
+    """Found by review: tf.data passes one argument for a 1-tuple (x,), and fn got x (so
+    el[0] took x's first row) where numpy and torch give (x,)."""
+    x = np.arange(12, dtype=np.float32).reshape(4, 3)
+    ds = NumpyDataset((x,)).unbatch()
+    expected = [(row * 2).tolist() for row in x]
+    assert [np.asarray(v).tolist() for v in ds.map(lambda el: el[0] * 2)] == expected
+    assert [np.asarray(v).tolist() for v in ds.tf().map(lambda el: el[0] * 2)] == expected
+    pairs = NumpyDataset((x, np.arange(4)), supervised=True).unbatch().tf()
+    assert [int(v) for v in pairs.map(lambda el: el[1])] == [0, 1, 2, 3]
+    indexed = ds.as_indexed().tf().map(lambda el: el[1][0] * 2)  # (i, (x,))
+    assert [np.asarray(v).tolist() for v in indexed] == expected
+
+
+def test_a_generator_whose_dtypes_change_is_not_cast_silently() -> None:
+    """Found by review: the first element fixed the dtypes and from_generator cast the rest
+    (labels 0, 0.5, 1.7 came out 0, 0, 1)."""
+    rows = [(np.array([1.0, 2.0]), 0), (np.array([3.0, 4.0]), 0.5), (np.array([5.0, 6.0]), 1.7)]
+    ds = NumpyDataset(lambda: iter(rows), supervised=True)
+    with pytest.raises(Exception, match="element 1 holds float64 where the first element held "
+                                        "int64"):
+        list(ds.tf())
+    widened = [(np.array([1.0]), np.int64(1)), (np.array([2.0]), np.int32(2))]
+    assert [int(y) for _, y in NumpyDataset(lambda: iter(widened), supervised=True).tf()] == \
+        [1, 2]  # a cast that loses nothing is fine

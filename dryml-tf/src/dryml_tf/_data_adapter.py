@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from dryml.data import Dataset, NumpyDataset
-from dryml.data._nest import map_structure
+from dryml.data._nest import leaves, map_structure
 from dryml.errors import DatasetError
 from dryml_tf.data import TFDataset
 
@@ -21,6 +21,23 @@ def _spec(leaf: Any, batched: bool) -> tf.TensorSpec:
     arr = np.asarray(leaf)
     shape = (None, *arr.shape[1:]) if batched else arr.shape
     return tf.TensorSpec(shape, tf.as_dtype(arr.dtype))
+
+
+def _same_dtypes(src: Any, spec: Any) -> Any:
+    """The elements of ``src``, each checked against the dtypes of the first (``spec``):
+    ``from_generator`` casts a later element to them silently (labels 0, 0.5, 1.7 came out
+    as 0, 0, 1). A cast that loses nothing (int32 into int64) is fine."""
+    wanted = [np.dtype(s.dtype.as_numpy_dtype) for s in leaves(spec)]
+    for k, element in enumerate(src):
+        for leaf, want in zip(leaves(element), wanted, strict=False):
+            got = np.asarray(leaf).dtype
+            if got != want and not np.can_cast(got, want, "safe"):
+                raise DatasetError(
+                    f"element {k} holds {got} where the first element held {want}: "
+                    f"converting to tf would cast it to {want}, changing its values. Give "
+                    "every element the same dtypes (e.g. np.float32(v) for numbers), or "
+                    "read the data into memory first (ds.in_memory().tf())")
+        yield element
 
 
 class TFAdapter:
@@ -57,7 +74,8 @@ class TFAdapter:
                     "to learn the dtypes and shapes from."
                 )
             spec = map_structure(lambda leaf: _spec(leaf, m.batch_size is not None), first)
-            tf_ds = tf.data.Dataset.from_generator(lambda: iter(src), output_signature=spec)
+            tf_ds = tf.data.Dataset.from_generator(lambda: _same_dtypes(src, spec),
+                                                   output_signature=spec)
             if m.length is not None:
                 tf_ds = tf_ds.apply(tf.data.experimental.assert_cardinality(m.length))
         out = TFDataset.__new__(TFDataset)

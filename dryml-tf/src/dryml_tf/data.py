@@ -25,11 +25,15 @@ def _cardinality(tf_ds: tf.data.Dataset) -> int | None:
     return n if n >= 0 else None
 
 
-def _one_arg(fn: Callable[[Any], Any]) -> Callable[..., Any]:
-    """tf.data calls ``fn(*element)`` for tuples; dryml functions take the element."""
+def _one_arg(fn: Callable[[Any], Any], spec: Any) -> Callable[..., Any]:
+    """tf.data calls ``fn(*element)`` for tuples; dryml functions take the element. Whether
+    the element is a tuple comes from ``spec`` (the dataset's ``element_spec``): one argument
+    is also what tf.data passes for a 1-tuple ``(x,)``, which ``fn`` must get as ``(x,)`` (it
+    got ``x``, so ``el[0]`` took x's first column)."""
+    is_tuple = isinstance(spec, tuple)
 
     def call(*args: Any) -> Any:
-        return fn(args[0] if len(args) == 1 else args)
+        return fn(args if is_tuple else args[0])
 
     return call
 
@@ -113,7 +117,8 @@ class TFDataset(Dataset):
         return self._wrap(self.tf_data.unbatch(), self._meta.unbatched())
 
     def _map_top(self, fn: Callable[[Any], Any], meta: Meta | None = None) -> Dataset:
-        mapped = self.tf_data.map(_one_arg(fn), num_parallel_calls=AUTOTUNE, deterministic=True)
+        mapped = self.tf_data.map(_one_arg(fn, self.tf_data.element_spec),
+                                  num_parallel_calls=AUTOTUNE, deterministic=True)
         return self._wrap(mapped, meta or self._meta)
 
     def map(self, fn: Callable[[Any], Any]) -> Dataset:
