@@ -241,6 +241,24 @@ def test_choice_options_python_counts_equal_must_be_named() -> None:
     assert space.options.labels == ("one", "all")
 
 
+def test_a_built_object_as_the_space_gives_each_trial_its_own_object(tmp_path: Path) -> None:
+    """Found by review: a built Trainable holding markers kept its dry_id in the space, so
+    every trial built that one id and trial 2 stopped the search with DuplicateObjectError;
+    a built object nested in the space, made anew by the next run, made the resume a
+    'different space'."""
+    result = Search(Toy(shift=Float(0.0, 4.0)), repo=tmp_path / "repo", name="built",
+                    n_trials=3, sampler="random").run(blobs())
+    assert len({t["dry_id"] for t in result.trials}) == 3
+    assert all(t["status"] == "complete" for t in result.trials)
+    for n in (2, 4):  # the second run resumes the first, with a TrainSpec built anew
+        again = Search(ObjectDef(WithSpec, TrainSpec(validation_split=0.5),
+                                 shift=Float(0.0, 1.0)), repo=tmp_path / "repo", name="nested",
+                       n_trials=n, sampler="random", seed=1).run(blobs())
+    assert [t["number"] for t in again.trials] == [0, 1, 2, 3]
+    models = [Repo(tmp_path / "repo").get_one(t["dry_id"]) for t in again.trials]
+    assert len({m.spec.dry_id for m in models}) == 4  # each trial its own TrainSpec
+
+
 def constant(model: Any, data: Any) -> float:
     return 0.5
 

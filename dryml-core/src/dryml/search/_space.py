@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterable
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 import attrs
@@ -107,9 +108,7 @@ def _contains_marker(value: Any) -> bool:
 
 
 def _normalize(space: Any) -> ObjectDef:
-    if isinstance(space, Object) and not isinstance(space, Marker):
-        return ObjectDef.from_object(space)
-    if isinstance(space, Marker):
+    if isinstance(space, Object):  # a built Trainable holding markers, or a marker
         space = ObjectDef.from_object(space)
     if not isinstance(space, ObjectDef):
         where = " (it holds markers)" if _contains_marker(_to_defs(space)) else ""
@@ -117,7 +116,16 @@ def _normalize(space: Any) -> ObjectDef:
             f"a search space is an ObjectDef (or a Choice of ObjectDefs) with markers in its "
             f"arguments; got a {type(space).__name__}{where}: wrap it, e.g. "
             "ObjectDef(MyTrainable, lr=Float(1e-4, 1e-1, log=True))")
-    space = _strip_marker_ids(space.copy())  # nested Objects (markers too) become definitions
+    space = space.copy()  # nested Objects (markers too) become definitions
+    counts: dict[str, int] = {}
+    _count_ids(space, counts)
+    # ids that only make objects of one trial the same as another's: the root's (built from
+    # an Object, every trial was that one object: DuplicateObjectError at trial 2) and any
+    # used once (a nested Object built anew each run made a resume a "different space").
+    # An id used in several places stays: it shares one object between them in each trial.
+    unique = {i for i, n in counts.items() if n == 1} | (
+        {space.dry_id} if space.dry_id is not None else set())
+    space = _strip_marker_ids(space, unique)
     assert isinstance(space, ObjectDef)
     spec = marker_spec(space)
     if isinstance(spec, NumberSpec):
@@ -134,20 +142,36 @@ def _normalize(space: Any) -> ObjectDef:
     return space
 
 
-def _strip_marker_ids(value: Any) -> Any:
-    """Markers lose the random ``dry_id`` an Object gets, so equal spaces compare equal."""
+def _strip_marker_ids(value: Any, ids: AbstractSet[str] = frozenset()) -> Any:
+    """Markers lose the random ``dry_id`` an Object gets, so equal spaces compare equal; so do
+    definitions whose id is in ``ids``."""
     if isinstance(value, ObjectDef):
         new = ObjectDef.__new__(ObjectDef)
         new._cls, new._mut = value.cls, value.dry_mut
-        new._args = tuple(_strip_marker_ids(v) for v in value.args)
-        new._kwargs = {k: _strip_marker_ids(v) for k, v in value.kwargs.items()
-                       if not (k == "dry_id" and issubclass(value.cls, Marker))}
+        new._args = tuple(_strip_marker_ids(v, ids) for v in value.args)
+        new._kwargs = {k: _strip_marker_ids(v, ids) for k, v in value.kwargs.items()
+                       if not (k == "dry_id" and (issubclass(value.cls, Marker) or v in ids))}
         return new
     if type(value) in (list, tuple):
-        return type(value)(_strip_marker_ids(v) for v in value)
+        return type(value)(_strip_marker_ids(v, ids) for v in value)
     if type(value) is dict:
-        return {k: _strip_marker_ids(v) for k, v in value.items()}
+        return {k: _strip_marker_ids(v, ids) for k, v in value.items()}
     return value
+
+
+def _count_ids(value: Any, counts: dict[str, int]) -> None:
+    """How many definitions in ``value`` carry each ``dry_id`` (markers' aside)."""
+    if isinstance(value, ObjectDef):
+        if value.dry_id is not None and not issubclass(value.cls, Marker):
+            counts[value.dry_id] = counts.get(value.dry_id, 0) + 1
+        for v in (*value.args, *value.kwargs.values()):
+            _count_ids(v, counts)
+    elif type(value) in (list, tuple):
+        for v in value:
+            _count_ids(v, counts)
+    elif type(value) is dict:
+        for v in value.values():
+            _count_ids(v, counts)
 
 
 def _to_defs(value: Any) -> Any:
