@@ -252,3 +252,28 @@ def test_estimator_definitions_survive_json_whatever_the_nesting(params: dict[st
     rebuilt = ObjectDef.from_dict(data).build()
     assert rebuilt.definition() == model.definition()
     assert Selector(SklearnTrainable, args=(Selector(Estimator, kwargs=params),))(rebuilt)
+
+
+def test_a_search_over_a_pipe_of_sklearn_steps_trains_every_trial(tmp_path: Any) -> None:
+    """Found by review: a Pipe is a 'default' Trainable, so its trials ran in a 'default'
+    worker where the scikit-learn steps refused to train: every trial failed."""
+    from dryml.data import NumpyDataset
+    from dryml.repo import Repo
+    from dryml.search import Float, Search
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 3))
+    y = (x[:, 0] > 0).astype(int)
+    train = NumpyDataset((x[:200], y[:200]), supervised=True)
+    valid = NumpyDataset((x[200:], y[200:]), supervised=True)
+    space = ObjectDef(Pipe, ObjectDef(SklearnTrainable, ObjectDef(
+        Estimator, "sklearn.preprocessing.StandardScaler"), task="transformer"),
+        ObjectDef(SklearnTrainable, ObjectDef(
+            Estimator, "sklearn.linear_model.LogisticRegression", C=Float(0.1, 10, log=True))))
+    result = Search(space, metric="accuracy", repo=tmp_path / "repo", name="pipe",
+                    n_trials=2, sampler="random", seed=0).run(train, valid)
+    assert [t["status"] for t in result.trials] == ["complete", "complete"], result.trials
+    best = result.best
+    assert isinstance(best, Pipe) and best.trained and result.best_value > 0.9
+    assert metrics.accuracy(Repo(tmp_path / "repo").get_one(best.dry_id), valid) == \
+        result.best_value

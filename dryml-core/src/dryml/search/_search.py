@@ -270,8 +270,11 @@ class Search:
         return report
 
     def _reqs(self, model: Any) -> dict[str, Any] | None:
-        framework = type(model).dry_framework
-        return {framework: dict((self.context_reqs or {}).get(framework, {}))}
+        """The trial's worker: the frameworks of the model and of the Trainables in it (a
+        Pipe of scikit-learn steps trains them in one 'sklearn' worker: in a 'default'
+        worker every step refused to train, and every trial failed)."""
+        frameworks = _frameworks(model) or {type(model).dry_framework}
+        return {fw: dict((self.context_reqs or {}).get(fw, {})) for fw in sorted(frameworks)}
 
     def _meta(self, asked: Asked, model: Any, **fields: Any) -> dict[str, Any]:
         return {"search": self.name, "trial": asked.number, "params": asked.params,
@@ -420,6 +423,31 @@ def _untrained(definition: ObjectDef, dry_id: str) -> Any:
     """A fresh (untrained) object of ``definition`` with the given ``dry_id``."""
     return ObjectDef(definition.cls, *definition.args, dry_mut=definition.dry_mut,
                      **{**definition.kwargs, "dry_id": dry_id}).build()
+
+
+def _frameworks(model: Any) -> set[str]:
+    """The frameworks (other than 'default') of ``model`` and the Objects nested in it."""
+    from dryml._object import Object
+
+    found: set[str] = set()
+    seen: set[int] = set()
+    stack: list[Any] = [model]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, Object):
+            if id(value) in seen:
+                continue
+            seen.add(id(value))
+            framework = getattr(type(value), "dry_framework", "default")
+            if framework != "default":
+                found.add(framework)
+            stack.extend(value.dry_args)
+            stack.extend(value.dry_kwargs.values())
+        elif isinstance(value, (list, tuple)):
+            stack.extend(value)
+        elif isinstance(value, dict):
+            stack.extend(value.values())
+    return found
 
 
 def search_names(repo: Any) -> Iterable[str]:
