@@ -330,3 +330,67 @@ def test_trainers_are_registered_through_the_plugin() -> None:
                             "torch.gradient_accumulation"}
     assert load_ref(records["torch.trainable"].impl) is TorchTrainable
     assert all(r.framework == "torch" for r in records.values())
+
+
+@pytest.mark.parametrize("width", [25_000_000, 10**12])
+def test_a_file_whose_layer_sizes_do_not_fit_its_weights_builds_no_network(
+        tmp_path: Path, width: int) -> None:
+    """Found by fuzzing: a 4 KB file whose arguments asked for a 25,000,000-wide layer loaded,
+    and its first predict allocated 760 MB before load_state_dict refused the weights (a
+    10**12-wide one asked for 16 TB). The network's shapes are now compared on the 'meta'
+    device first, in a fresh process whose peak memory is measured."""
+    import io
+    import json
+
+    from dryml.testing.serializers import rewrite_manifest
+
+    model = build_classifier()
+    model.train(classification_data(seed=1))
+    buf = io.BytesIO()
+    save_object(model, buf)
+
+    def widen(manifest: dict[str, Any]) -> None:
+        for node in manifest["objects"]:
+            if node["cls"].endswith(":Sequential"):
+                text = json.dumps(node["args"]).replace('"out_features": 16', (
+                    f'"out_features": {width}'), 1).replace('"in_features": 16', (
+                        f'"in_features": {width}'), 1)
+                node["args"] = json.loads(text)
+
+    path = tmp_path / "wide.dry"
+    path.write_bytes(rewrite_manifest(buf.getvalue(), widen))
+    code = textwrap.dedent(f"""
+        import resource, numpy as np
+        from dryml import load_object
+        from dryml.errors import FormatError
+        model = load_object({str(path)!r})
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        try:
+            model.predict(np.ones((5, 4), "float32"))
+            print("PREDICTED")
+        except FormatError as exc:
+            print("REFUSED", exc)
+        grew = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+        print("GREW_MB", grew // 1024)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, check=False)
+    assert "REFUSED the file's weights do not fit the network its arguments build" in \
+        out.stdout, out.stdout + out.stderr[-2000:]
+    assert f"({width}, 4)" in out.stdout and "(16, 4)" in out.stdout
+    assert int(out.stdout.split("GREW_MB")[1]) < 100
+
+
+def test_patience_zero_stops_at_the_first_epoch_without_improvement() -> None:
+    """Found by review: with patience=0 the resume check took a fresh training for one that
+    had already stopped: no epoch ran, and the untrained model was marked trained."""
+    for patience in (0, 1):
+        model = with_validation(30, EarlyStopping(patience=patience))
+        model.train(classification_data())
+        history, progress = model.train_state.history, model.train_state.progress
+        assert model.trained and len(history) >= 2
+        assert progress["stopped_epoch"] == len(history) == progress["best_epoch"] + 1
+        if patience == 0:
+            zero = predictions(model)
+        else:
+            np.testing.assert_array_equal(predictions(model), zero)  # 0 acts as 1

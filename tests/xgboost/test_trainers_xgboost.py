@@ -11,7 +11,7 @@ import io
 import os
 import subprocess
 import sys
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -175,3 +175,35 @@ def test_trainer_record_names_the_public_class() -> None:
     (record,) = [r for p, r in get_plugin_manager().records("dryml_trainers") if p == "xgboost"]
     assert (record.name, record.framework) == ("xgboost.trainable", "xgboost")
     assert load_ref(record.impl) is XGBoostTrainable
+
+
+@pytest.mark.parametrize("params", [
+    {"eval_metric": ["mlogloss", "merror"]},
+    {"eval_metric": "logloss", "spec": stopping_spec(patience=3, monitor="val_auc",
+                                                      mode="max")},
+], ids=["list", "monitor-adds-a-metric"])
+def test_a_list_of_eval_metrics_trains_and_saves(params: dict[str, Any]) -> None:
+    """Found by review: the model trained, then failed to come back from its worker
+    (SerializationError: 'Unknown metric function ['mlogloss', 'merror']') and was lost."""
+    binary = classification_data().map_batches(lambda b: (b[0], (b[1] > 0).astype(np.int64)))
+    data = binary if "spec" in params else classification_data()
+    spec = params.pop("spec", TrainSpec(validation_split=0.25, seed=0))
+    model = XGBoostTrainable("classifier", spec, n_estimators=20, **params)
+    model.train(data)
+    assert model.trained
+    loaded = load_object(io.BytesIO(_saved(model)))
+    np.testing.assert_array_equal(np.asarray(loaded.eval(data).peek()[0]),
+                                  np.asarray(model.eval(data).peek()[0]))
+
+
+def test_patience_zero_stops_at_the_first_round_without_improvement() -> None:
+    """Found by review: XGBoost stopped after one round with patience=0 (its callback stops
+    after `rounds` rounds without improvement, 0 of them), where the other backends go on
+    until a round does not improve; 0 acts as 1 everywhere."""
+    rounds = []
+    for patience in (0, 1):
+        model = XGBoostTrainable("classifier", stopping_spec(patience=patience),
+                                 n_estimators=300, learning_rate=0.3)
+        model.train(classification_data())
+        rounds.append(model.train_state.progress["rounds"])
+    assert rounds[0] == rounds[1] > 2

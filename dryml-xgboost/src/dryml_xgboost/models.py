@@ -105,14 +105,20 @@ class XGBoostTrainable(Trainable):
         if stopping is not None and x_valid is not None:
             metric = _monitored_metric(stopping.monitor, params)
             callbacks.append(xgboost.callback.EarlyStopping(
-                rounds=stopping.patience, metric_name=metric, maximize=stopping.mode == "max",
+                rounds=max(stopping.patience, 1), metric_name=metric,
+                maximize=stopping.mode == "max",
                 min_delta=stopping.min_delta, save_best=False))
         cls = xgboost.XGBClassifier if self.task == "classifier" else xgboost.XGBRegressor
         model = cls(**params, callbacks=callbacks)
         eval_set = [(x, y)] if x_valid is None else [(x, y), (x_valid, y_valid)]
         model.fit(x, y, eval_set=eval_set, verbose=False)
-        # callbacks are code (not saved); the thread count was this worker's
-        model.set_params(callbacks=None, n_jobs=user_jobs)
+        # callbacks are code (not saved); the thread count was this worker's. Set as
+        # attributes: set_params on a fitted model pushes every parameter into the booster
+        # again, and a list eval_metric arrived there as the string "['mlogloss', 'merror']",
+        # after which saving the trained model failed (it was lost with the worker).
+        model.callbacks, model.n_jobs = None, user_jobs
+        if user_jobs is not None:
+            model.get_booster().set_param("nthread", user_jobs)
         self.model = model
         history = util.history_of(model.evals_result())
         self.train_state.history = history

@@ -34,7 +34,9 @@ def derived_seed(dry_id: str) -> int:
 
 class EarlyStopping(Object):
     """Stop when ``monitor`` (a validation metric, lower is better unless ``mode='max'``) has not
-    improved by ``min_delta`` for ``patience`` epochs; the best weights are kept."""
+    improved by ``min_delta`` for ``patience`` epochs; the best weights are kept.
+    ``patience=0`` stops at the first epoch without improvement, as 1 does (and as Keras
+    does), in every backend."""
 
     def __init__(self, patience: int = 5, monitor: str = "val_loss", min_delta: float = 0.0,
                  mode: str = "min") -> None:
