@@ -193,10 +193,15 @@ class GradientAccumulation(TorchProcedure):
         net.train()
         total = torch.zeros((), dtype=torch.float64, device=ctx.device)
         opt.zero_grad(set_to_none=True)
+        size, rows = ctx.batch_size, ctx.num_examples
         for i, (xb, yb) in enumerate(ctx.batches()):
-            group = min(self.steps, n - (i // self.steps) * self.steps)
+            start = (i // self.steps) * self.steps
+            # each batch weighs by its rows, as in one larger batch: the epoch's last batch
+            # may be short, and weighing it like a full one did not match a batch `steps`
+            # times larger (SGD, 300 rows in batches of 32: predictions differed by 0.02)
+            group_rows = min(rows, (start + self.steps) * size) - start * size
             loss = ctx.loss(net(xb), yb)
-            (loss / group).backward()
+            (loss * (len(xb) / group_rows)).backward()
             total += loss.detach() * len(xb)
             if (i + 1) % self.steps == 0 or i + 1 == n:
                 opt.step()
