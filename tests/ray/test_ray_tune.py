@@ -51,3 +51,29 @@ def test_tune_drives_a_dryml_space_and_its_trials_land_in_a_repo(cluster: RayClu
     model = repo.load(best["dry_id"])
     assert model.trained and best["metadata"]["values"][0] > 0.8
     assert 1e-3 <= best["metadata"]["params"]["estimator.C"] <= 1e2
+
+
+def test_tune_trains_a_pipe_of_sklearn_steps(cluster: RayCluster, tmp_path: Path) -> None:
+    """A Pipe is a 'default' Trainable: its Tune trial entered a 'default' context, where its
+    scikit-learn steps refused to train (as in Search, found by review)."""
+    from dryml.models import Pipe
+    from dryml_sklearn.models import Estimator, SklearnTrainable
+
+    if not ray.is_initialized():
+        ray.init(address=cluster.address)
+    space = ObjectDef(Pipe, ObjectDef(SklearnTrainable, ObjectDef(
+        Estimator, "sklearn.preprocessing.StandardScaler"), task="transformer"),
+        ObjectDef(SklearnTrainable, ObjectDef(
+            Estimator, "sklearn.linear_model.LogisticRegression", C=Float(1e-2, 1e1, log=True),
+            max_iter=200)))
+    train, valid = digits()
+    trainable, params = tune_search(space, train, valid, metric="accuracy")
+    results = tune.Tuner(
+        trainable, param_space=params,
+        tune_config=tune.TuneConfig(metric="accuracy", mode="max", num_samples=2),
+        run_config=tune.RunConfig(storage_path=str(tmp_path / "tune"), verbose=0)).fit()
+    assert not results.errors, [str(r.error)[-500:] for r in results if r.error]
+    assert collect_tune(results, tmp_path / "repo", "piped") == 2
+    best = max(Repo(tmp_path / "repo").entries(where={"search": "piped"}),
+               key=lambda e: e["metadata"]["values"][0])
+    assert best["metadata"]["values"][0] > 0.8

@@ -62,16 +62,16 @@ def _tune() -> Any:
     return importlib.import_module("ray.tune")
 
 
-def _enter_context(framework: str) -> None:
-    """Make this Tune trial process a dryml context for ``framework`` (prepared once)."""
+def _enter_context(frameworks: set[str]) -> None:
+    """Make this Tune trial process a dryml context for ``frameworks`` (prepared once)."""
     from dryml.context._pool import context_plugins
     from dryml.context._state import ComputeContext, current_context, set_current_context
     from dryml.records import load_ref
 
     if current_context() is not None:
         return
-    ctx = ComputeContext({framework: {}})
-    for ref in context_plugins([framework]).values():
+    ctx = ComputeContext({framework: {} for framework in sorted(frameworks)})
+    for ref in context_plugins(sorted(frameworks)).values():
         plugin = load_ref(ref)
         os.environ.update(plugin.environment(ctx))
         plugin.prepare(ctx)
@@ -91,11 +91,13 @@ def tune_search(space: Any, train: Any, valid: Any, *, metric: Any = "accuracy",
 
     def trainable(config: dict[str, Any]) -> None:
         from dryml._io import save_object
+        from dryml.search._search import _frameworks
         from dryml.search._trial import _train_and_score
 
         tune = _tune()
         model = space.build_def(config).build()
-        _enter_context(type(model).dry_framework)
+        # every framework of the Trainables in it (a Pipe of scikit-learn steps: 'sklearn')
+        _enter_context(_frameworks(model) or {type(model).dry_framework})
         original = getattr(model, "on_epoch_end", None)
         if original is not None:
             def on_epoch_end(logs: dict[str, float]) -> None:
