@@ -277,3 +277,29 @@ def test_a_search_over_a_pipe_of_sklearn_steps_trains_every_trial(tmp_path: Any)
     assert isinstance(best, Pipe) and best.trained and result.best_value > 0.9
     assert metrics.accuracy(Repo(tmp_path / "repo").get_one(best.dry_id), valid) == \
         result.best_value
+
+
+def test_a_pipes_context_reqs_reach_its_steps() -> None:
+    """Found by review: Pipe.train and Pipe.eval took context_reqs and dropped them, so a
+    step asked to run on a GPU trained on the CPU without a word."""
+    from dryml.data import NumpyDataset
+    from dryml.errors import ResourcesUnavailableError
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 3))
+    data = NumpyDataset((x, (x[:, 0] > 0).astype(int)), supervised=True)
+
+    def pipe() -> Pipe:
+        return Pipe(SklearnTrainable(Estimator("sklearn.preprocessing.StandardScaler"),
+                                     task="transformer"),
+                    SklearnTrainable(Estimator("sklearn.linear_model.LogisticRegression")))
+
+    with pytest.raises(ResourcesUnavailableError):
+        pipe().train(data, context_reqs={"sklearn": {"num_cpus": 4096}})
+    with pytest.raises(ConfigurationError, match="names 'tf', which no step of this Pipe uses"):
+        pipe().train(data, context_reqs={"tf": {}})
+    trained = pipe()
+    trained.train(data, context_reqs={"sklearn": {"num_cpus": 1}})
+    assert trained.trained and metrics.accuracy(trained, data) > 0.9
+    with pytest.raises(ResourcesUnavailableError):
+        trained.eval(data, context_reqs={"sklearn": {"num_cpus": 4096}})

@@ -40,21 +40,45 @@ class Pipe(Trainable):
 
     def train(self, data: Dataset, valid: Dataset | None = None, *,
               context_reqs: dict[str, Any] | None = None) -> None:
+        """Train the steps in order; ``context_reqs`` gives each step's worker the request
+        for its framework (``{"torch": {"num_gpus": 1}}`` reaches the torch steps)."""
+        self._check_reqs(context_reqs)
         self.train_state.status = "training"
         for i, step in enumerate(self.steps):
-            step.train(data, valid)
+            reqs = _step_reqs(step, context_reqs)
+            step.train(data, valid, context_reqs=reqs)
             self.train_state.progress["steps_done"] = i + 1
             if i + 1 < len(self.steps):
-                data = step.eval(data)
-                valid = step.eval(valid) if valid is not None else None
+                data = step.eval(data, context_reqs=reqs)
+                valid = step.eval(valid, context_reqs=reqs) if valid is not None else None
         self.train_state.status = "trained"
 
     def eval(self, data: Dataset, *, context_reqs: dict[str, Any] | None = None) -> Dataset:
+        """Chain the steps' ``eval`` (``context_reqs`` as for :meth:`train`)."""
+        self._check_reqs(context_reqs)
         for step in self.steps:
-            data = step.eval(data)
+            data = step.eval(data, context_reqs=_step_reqs(step, context_reqs))
         return data
+
+    def _check_reqs(self, reqs: dict[str, Any] | None) -> None:
+        """A request for a framework no step has is a mistake, not something to ignore (the
+        whole request was dropped, so a step asked for a GPU ran on the CPU)."""
+        have = {type(step).dry_framework for step in self.steps}
+        unknown = sorted(set(reqs or {}) - have - {"default"})
+        if unknown:
+            raise ConfigurationError(
+                f"context_reqs names {', '.join(map(repr, unknown))}, which no step of this "
+                f"Pipe uses (its steps use {', '.join(map(repr, sorted(have)))})")
 
     def predict(self, x: Any) -> Any:
         for step in self.steps:
             x = step.predict(x)
         return x
+
+
+def _step_reqs(step: Trainable, reqs: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The part of ``reqs`` for ``step``'s framework (None: the step's default)."""
+    framework = type(step).dry_framework
+    if reqs is None or framework not in reqs:
+        return None
+    return {framework: reqs[framework]}
