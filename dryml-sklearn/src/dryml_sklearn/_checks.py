@@ -127,26 +127,17 @@ def check_spline(spline: Any) -> None:
 
 
 def check_loaded(value: Any) -> None:
-    """Check every index-holding object reachable from a loaded estimator.
-
-    A tree is bounded by the features its estimator says it was fitted on, and an ensemble's
-    members (forests, bagging, boosting: they see the ensemble's own columns, or fewer) by
-    the ensemble's as well: gradient boosting checks the input against its first stage only
-    and hands it to every stage's compiled code, so a later stage claiming 10**9 features
-    read far outside the input (a crafted file crashed the process at ``predict``).
-    """
+    """Check every index-holding object reachable from a loaded estimator."""
     from scipy.interpolate import BSpline
-    from sklearn.ensemble._base import BaseEnsemble
     from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
     from sklearn.neighbors._ball_tree import BallTree
     from sklearn.neighbors._kd_tree import KDTree
     from sklearn.tree._tree import Tree
 
     seen: set[int] = set()
-    # (object, the most features it may use, whether it belongs to an ensemble)
-    stack: list[tuple[Any, int | None, bool]] = [(value, None, False)]
+    stack: list[tuple[Any, int | None]] = [(value, None)]
     while stack:
-        obj, n_features, member = stack.pop()
+        obj, n_features = stack.pop()
         if id(obj) in seen or obj is None or isinstance(obj, (str, bytes, int, float)):
             continue
         seen.add(id(obj))
@@ -160,15 +151,12 @@ def check_loaded(value: Any) -> None:
             check_spline(obj)
         elif isinstance(obj, np.ndarray):
             if obj.dtype.hasobject:
-                stack.extend((item, n_features, member) for item in obj.ravel())
+                stack.extend((item, n_features) for item in obj.ravel())
         elif isinstance(obj, (list, tuple)):
-            stack.extend((item, n_features, member) for item in obj)
+            stack.extend((item, n_features) for item in obj)
         elif isinstance(obj, dict):
-            stack.extend((item, n_features, member) for item in obj.values())
+            stack.extend((item, n_features) for item in obj.values())
         elif hasattr(obj, "__dict__"):
             own = getattr(obj, "n_features_in_", None)
             inner = int(own) if isinstance(own, (int, np.integer)) else n_features
-            if member and n_features is not None:
-                inner = n_features if inner is None else min(inner, n_features)
-            ensemble = isinstance(obj, BaseEnsemble)
-            stack.extend((item, inner, ensemble) for item in vars(obj).values())
+            stack.extend((item, inner) for item in vars(obj).values())
