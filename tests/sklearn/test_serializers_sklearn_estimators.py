@@ -5,8 +5,11 @@ Files are real ``.dry`` files written with ``save_object`` and read with ``load_
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -33,6 +36,7 @@ from sklearn import (  # noqa: E402 - after the skip
     pipeline,
     preprocessing,
     svm,
+    tree,
 )
 from sklearn.base import BaseEstimator, ClassifierMixin  # noqa: E402
 from sklearn.datasets import make_classification, make_regression  # noqa: E402
@@ -376,3 +380,97 @@ def test_boosting_batches_keep_shared_objects_shared(tmp_path: Path) -> None:
     loaded = _round_trip(hist, tmp_path / "hgb.dry")
     assert [len(row) for row in loaded._predictors] == [len(row) for row in hist._predictors]
     assert loaded.predict_proba(X).tobytes() == hist.predict_proba(X).tobytes()
+
+
+# --- members that claim another width than the ensemble gives them ------------------------
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+from sklearn_zoo import Holder as ZooHolder  # noqa: E402 - importable by a fresh process
+
+BIG = 10**9
+
+PREDICT_CRAFTED = """
+import json, sys
+sys.path.insert(0, sys.argv[2])
+import numpy as np
+import sklearn_zoo  # the Holder class
+from dryml import load_object
+from dryml.errors import DrymlError
+try:
+    model = load_object(sys.argv[1]).model
+    model.predict(np.zeros((3, int(sys.argv[3]))))
+    outcome, message = "predicted", ""
+except DrymlError as exc:
+    outcome, message = type(exc).__name__, str(exc)
+except Exception as exc:  # noqa: BLE001 - a plain error is not a crash, but not dryml's
+    outcome, message = "raw " + type(exc).__name__, str(exc)
+print(json.dumps({"outcome": outcome, "message": message}))
+"""
+
+
+def _wide_tree(est: Any, width: int = BIG) -> None:
+    """Give ``est`` a tree that claims ``width`` features and splits on the last one."""
+    from sklearn.tree._tree import Tree
+
+    state = est.tree_.__getstate__()
+    nodes = state["nodes"].copy()
+    nodes["feature"][0] = width - 1
+    wide = Tree(width, est.tree_.n_classes, est.tree_.n_outputs)
+    wide.__setstate__({**state, "nodes": nodes})
+    est.tree_ = wide
+    est.n_features_in_ = width
+
+
+def _widen_later_stages(model: Any) -> Any:
+    for est in np.ravel(model.estimators_)[1:]:
+        _wide_tree(est)
+    return model
+
+
+def _drop_width(model: Any) -> Any:
+    _wide_tree(model)
+    del model.n_features_in_  # predict then checks X against nothing
+    return model
+
+
+def _narrow_bag(model: Any) -> Any:
+    model.estimators_features_ = [cols[:2] for cols in model.estimators_features_]
+    return model
+
+
+@pytest.mark.parametrize("build,craft", [
+    (lambda: ensemble.GradientBoostingRegressor(n_estimators=3, max_depth=2,
+                                                random_state=0).fit(XR, YR),
+     _widen_later_stages),
+    (lambda: ensemble.GradientBoostingClassifier(n_estimators=3, max_depth=2,
+                                                 random_state=0).fit(X, Y),
+     _widen_later_stages),
+    (lambda: ensemble.RandomForestClassifier(3, max_depth=2, random_state=0).fit(X, Y),
+     _widen_later_stages),
+    (lambda: ensemble.IsolationForest(n_estimators=3, random_state=0).fit(X),
+     _widen_later_stages),
+    (lambda: ensemble.BaggingClassifier(n_estimators=3, random_state=0).fit(X, Y), _narrow_bag),
+    (lambda: tree.DecisionTreeClassifier(max_depth=2).fit(X, Y), _drop_width),
+], ids=["gradient-boosting-regressor", "gradient-boosting-classifier", "forest",
+        "isolation-forest", "bagging", "tree-without-width"])
+def test_a_member_wider_than_its_ensemble_is_refused_at_load(
+        build: Any, craft: Any, tmp_path: Path) -> None:
+    # forests and gradient boosting run their trees unchecked on X: predict read past X (SIGSEGV)
+    model = build()
+    holder = ZooHolder()
+    holder.model = model
+    save_object(holder, tmp_path / "good.dry")
+    holder.model = craft(model)
+    save_object(holder, tmp_path / "bad.dry")
+    outcomes = {}
+    for name in ("good", "bad"):
+        path = tmp_path / f"{name}.dry"
+        done = subprocess.run([sys.executable, "-c", PREDICT_CRAFTED, str(path), str(HERE),
+                               str(X.shape[1])],
+                              capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        assert done.returncode == 0, (name, done.returncode, done.stderr[-2000:])
+        outcomes[name] = json.loads(done.stdout.strip().splitlines()[-1])
+    assert outcomes["good"]["outcome"] == "predicted"
+    assert outcomes["bad"]["outcome"] == "FormatError", outcomes["bad"]
+    assert "features" in outcomes["bad"]["message"] or "column" in outcomes["bad"]["message"]

@@ -126,6 +126,72 @@ def check_spline(spline: Any) -> None:
         raise _bad("B-spline", str(exc)) from None
 
 
+def _width(obj: Any) -> int | None:
+    """``obj.n_features_in_`` when it is a plain non-negative integer, else ``None``."""
+    own = getattr(obj, "n_features_in_", None)
+    if isinstance(own, (int, np.integer)) and not isinstance(own, bool) and own >= 0:
+        return int(own)
+    return None
+
+
+def _bagged_widths(obj: Any, width: int, members: list[Any]) -> list[int]:
+    """How many columns each member of a bagging ensemble sees: its stored column subset."""
+    subsets = getattr(obj, "estimators_features_", None)
+    if not isinstance(subsets, list) or len(subsets) != len(members):
+        raise _bad("bagging ensemble", "its column subsets do not match its estimators")
+    for cols in subsets:
+        if (not isinstance(cols, np.ndarray) or cols.ndim != 1 or cols.dtype.kind not in "iu"
+                or len(cols) > width or np.any((cols < 0) | (cols >= width))):
+            raise _bad("bagging ensemble", "a column subset is out of range")
+    return [len(cols) for cols in subsets]
+
+
+def _ensemble_members(obj: Any) -> list[tuple[Any, int]]:
+    """The sub-estimators of a fitted ensemble, each with the number of columns it is given.
+
+    Forests and gradient boosting call their trees with ``check_input=False`` (gradient boosting
+    checks ``X`` against its first tree only), isolation forests too on their stored column
+    subsets, and bagging hands each estimator its column subset: a member that claims another
+    width than the one it is given would read past ``X``. So the ensemble's ``n_features_in_``
+    must be an integer, and each member's (and its tree's) must equal the width it is given.
+    A ``Pipeline`` is not such an ensemble: its steps may legitimately see other widths.
+    """
+    from sklearn.ensemble import BaseEnsemble
+    from sklearn.ensemble._bagging import BaseBagging
+    from sklearn.ensemble._forest import BaseForest
+    from sklearn.ensemble._gb import BaseGradientBoosting
+    from sklearn.ensemble._hist_gradient_boosting.gradient_boosting import (
+        BaseHistGradientBoosting,
+    )
+
+    fitted = vars(obj).get("estimators_", vars(obj).get("_predictors"))
+    kinds = (BaseForest, BaseGradientBoosting, BaseBagging, BaseHistGradientBoosting)
+    if fitted is None or not isinstance(obj, kinds):
+        return []
+    what = type(obj).__name__
+    width = _width(obj)
+    if width is None:
+        raise _bad(what, "its n_features_in_ is missing or not an integer")
+    if not isinstance(obj, BaseEnsemble):  # HistGradientBoosting: predictors get its width
+        return []
+    if isinstance(fitted, np.ndarray) and fitted.dtype.hasobject:
+        members = list(fitted.ravel())
+    elif isinstance(fitted, list):
+        members = list(fitted)
+    else:
+        raise _bad(what, "its estimators_ is not a list of estimators")
+    widths = (_bagged_widths(obj, width, members) if isinstance(obj, BaseBagging)
+              else [width] * len(members))
+    for member, seen in zip(members, widths, strict=True):
+        own = getattr(member, "n_features_in_", None)
+        tree = getattr(member, "tree_", None)
+        if (own is not None and _width(member) != seen) or (
+                tree is not None and getattr(tree, "n_features", None) != seen):
+            raise _bad(what, f"an estimator claims another number of features than the "
+                             f"{seen} it is given")
+    return list(zip(members, widths, strict=True))
+
+
 def check_loaded(value: Any) -> None:
     """Check every index-holding object reachable from a loaded estimator."""
     from scipy.interpolate import BSpline
@@ -157,6 +223,12 @@ def check_loaded(value: Any) -> None:
         elif isinstance(obj, dict):
             stack.extend((item, n_features) for item in obj.values())
         elif hasattr(obj, "__dict__"):
-            own = getattr(obj, "n_features_in_", None)
-            inner = int(own) if isinstance(own, (int, np.integer)) else n_features
+            tree = vars(obj).get("tree_")
+            if isinstance(tree, Tree) and _width(obj) != tree.n_features:
+                # predict checks X against n_features_in_ (not at all when it is missing)
+                raise _bad("decision tree", "its n_features_in_ does not match its tree")
+            own = _width(obj)
+            inner = own if own is not None else n_features
             stack.extend((item, inner) for item in vars(obj).values())
+            # pushed last so visited first: a member is checked with the width it is given
+            stack.extend(_ensemble_members(obj))
