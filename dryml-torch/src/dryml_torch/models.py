@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from dryml._object import Object
 from dryml._objectdef import ObjectDef
-from dryml.errors import ConfigurationError, FormatError
+from dryml.errors import ConfigurationError
 from dryml.models import Trainable, TrainSpec
 from dryml_torch._procedure import (
     EpochContext,
@@ -170,34 +170,6 @@ class Loss(Object):
         return _torch_class("loss", self.name)(**self.kwargs)  # type: ignore[no-any-return]
 
 
-def _check_fits(network: Any, weights: Mapping[str, Any]) -> None:
-    """FormatError unless the network its arguments build holds exactly the stored weights'
-    names and shapes, found by building it on the 'meta' device (no memory): a 4 KB file whose
-    arguments asked for a 25,000,000-wide layer took 760 MB before load_state_dict refused
-    it, and a 10**12-wide one asked for 16 TB. A network that cannot be built there (or has
-    lazy layers) is checked by load_state_dict alone, as before."""
-    import torch
-
-    try:
-        with torch.device("meta"):
-            built = _build_network(network).state_dict()
-        lazy = (torch.nn.parameter.UninitializedParameter,
-                torch.nn.parameter.UninitializedBuffer)
-        if any(isinstance(v, lazy) for v in built.values()):
-            return
-        want = {k: tuple(v.shape) for k, v in built.items()}
-    except Exception:  # noqa: BLE001 - a builder meta tensors do not suit: load_state_dict checks
-        return
-    have = {k: tuple(v.shape) for k, v in weights.items() if hasattr(v, "shape")}
-    if want != have:
-        wrong = sorted(set(want) ^ set(have)) or sorted(k for k in want if want[k] != have[k])
-        raise FormatError(
-            f"the file's weights do not fit the network its arguments build (first "
-            f"differences: {', '.join(wrong[:3])}: the network has "
-            f"{[want.get(k) for k in wrong[:3]]}, the file {[have.get(k) for k in wrong[:3]]}); "
-            "the file is damaged or was crafted, so no network was built")
-
-
 def _build_network(network: Any) -> torch.nn.Module:
     """The module of a network component: a Network, an ObjectDef of one, or an Object that
     holds its module as ``.module``."""
@@ -271,23 +243,20 @@ class TorchTrainable(Trainable):
         if self._net is None:
             import torch
 
-            weights = self._stored["model"].load() if "model" in self._stored else None
-            if weights is not None:
-                _check_fits(self.network, weights)
             # The initial weights follow the seed; the caller's random state is left as it was.
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(self.train_seed)
                 self._net = _build_network(self.network)
-            self._restore(weights)
+            self._restore()
         return self._net
 
-    def _restore(self, weights: Any) -> None:
+    def _restore(self) -> None:
         """Load the stored weights (and optimizer / best weights of a resumable training)."""
         stored, self._stored = self._stored, {}
-        if weights is not None:
+        if "model" in stored:
             # Rebuilt from the arguments, then the weights restored (docs/backends.md): no code
             # comes from the file.
-            self._net.load_state_dict(weights)
+            self._net.load_state_dict(stored["model"].load())
         if "optimizer" in stored:
             self._opt = self.optimizer.build(self._net.parameters())
             self._opt.load_state_dict(stored["optimizer"].load())
