@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from dryml._object import Object
 from dryml._objectdef import ObjectDef
-from dryml.errors import ConfigurationError
+from dryml.errors import ConfigurationError, FormatError
 from dryml.models import Trainable, TrainSpec
 from dryml_torch._procedure import (
     EpochContext,
@@ -187,6 +187,31 @@ def _build_network(network: Any) -> torch.nn.Module:
     return module
 
 
+def _check_stored_shapes(network: Any, state: Any) -> None:
+    """FormatError unless ``state`` has the entries and shapes of the module ``network``
+    builds, learned on the meta device (no memory for the weights) before the real build:
+    a file's layer sizes (say a width of 10**12) must not allocate before they are refused.
+    A network that cannot be built on the meta device is checked by ``load_state_dict``."""
+    import torch
+
+    try:
+        with torch.random.fork_rng(devices=[]), torch.device("meta"):
+            expected = _build_network(network).state_dict()
+    except Exception:  # noqa: BLE001 - user build code may need real tensors; checked later
+        return
+    if not isinstance(state, Mapping) or set(state) != set(expected):
+        raise FormatError("the file's stored weights do not name the parameters of the network "
+                          "its arguments build; the file is damaged or was crafted")
+    for name, want in expected.items():
+        have = state[name]
+        if (isinstance(want, torch.Tensor) and not torch.nn.parameter.is_lazy(want)
+                and (not isinstance(have, torch.Tensor) or have.shape != want.shape)):
+            got = tuple(have.shape) if isinstance(have, torch.Tensor) else type(have).__name__
+            raise FormatError(f"the file's stored {name!r} has shape {got} where the network "
+                              f"its arguments build has {tuple(want.shape)}; the file is "
+                              "damaged or was crafted")
+
+
 class TorchTrainable(Trainable):
     """A torch network trained from components: ``network``, ``optimizer``, ``loss``, ``spec``.
 
@@ -243,28 +268,38 @@ class TorchTrainable(Trainable):
         if self._net is None:
             import torch
 
+            stored = {name: value.load() for name, value in self._stored.items()}
+            if "model" in stored:  # before any memory is spent on the file's layer sizes
+                _check_stored_shapes(self.network, stored["model"])
             # The initial weights follow the seed; the caller's random state is left as it was.
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(self.train_seed)
-                self._net = _build_network(self.network)
-            self._restore()
+                net = _build_network(self.network)
+            self._restore(net, stored)  # the model is unchanged when this raises
+            self._net, self._stored = net, {}
         return self._net
 
-    def _restore(self) -> None:
+    def _restore(self, net: Any, stored: dict[str, Any]) -> None:
         """Load the stored weights (and optimizer / best weights of a resumable training)."""
-        stored, self._stored = self._stored, {}
-        if "model" in stored:
-            # Rebuilt from the arguments, then the weights restored (docs/backends.md): no code
-            # comes from the file.
-            self._net.load_state_dict(stored["model"].load())
-        if "optimizer" in stored:
-            self._opt = self.optimizer.build(self._net.parameters())
-            self._opt.load_state_dict(stored["optimizer"].load())
-        if "best_model" in stored:
-            import copy
+        opt = best = None
+        try:
+            if "model" in stored:
+                # Rebuilt from the arguments, then the weights restored (docs/backends.md): no
+                # code comes from the file.
+                net.load_state_dict(stored["model"])
+            if "optimizer" in stored:
+                opt = self.optimizer.build(net.parameters())
+                opt.load_state_dict(stored["optimizer"])
+            if "best_model" in stored:
+                import copy
 
-            self._best = copy.deepcopy(self._net)
-            self._best.load_state_dict(stored["best_model"].load())
+                best = copy.deepcopy(net)
+                best.load_state_dict(stored["best_model"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+            raise FormatError(f"the file's stored state does not fit the network its "
+                              f"arguments build ({exc}); the file is damaged or was "
+                              "crafted") from None
+        self._opt, self._best = opt, best
 
     def _place(self, device: Any, optimizer: bool) -> Any:
         """The network on ``device`` (and its optimizer, when asked, with its state there)."""
