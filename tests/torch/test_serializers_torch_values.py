@@ -413,3 +413,81 @@ def test_a_quantizer_made_of_quantized_tensors_is_a_format_error() -> None:
 
     with pytest.raises(FormatError):
         load_object(io.BytesIO(_edit_nodes(buf.getvalue(), nest)))
+
+
+def _b64(array: np.ndarray) -> dict[str, Any]:
+    import base64
+
+    return {"dtype": str(array.dtype), "shape": list(array.shape),
+            "b64": base64.b64encode(array.tobytes()).decode()}
+
+
+def _channels(scheme: str, scales: np.ndarray, points: np.ndarray) -> dict[str, Any]:
+    return {"scheme": scheme, "axis": 0, "scales": _b64(scales), "zero_points": _b64(points)}
+
+
+ONES, ZEROS = np.ones(4, np.float32), np.zeros(4, np.float32)
+FLOAT_QPARAMS = "per_channel_affine_float_qparams"
+#: (dtype, storage bytes, quantizer) of a [4, 4] quantized tensor torch never builds
+HOSTILE_QUANTIZERS: dict[str, tuple[str, int, dict[str, Any]]] = {
+    "qint32-float-qparams": ("qint32", 64, _channels(FLOAT_QPARAMS, ONES, ZEROS)),
+    "quint4x2-per-channel-affine": ("quint4x2", 8, _channels(
+        "per_channel_affine", ONES.astype(np.float64), np.zeros(4, np.int64))),
+    "zero-point-out-of-range": ("quint8", 16, {"scheme": "per_tensor_affine", "scale": 0.1,
+                                               "zero_point": 300}),
+    "channel-zero-point-out-of-range": ("qint8", 16, _channels(
+        "per_channel_affine", ONES.astype(np.float64), np.full(4, 10**6, np.int64))),
+    "float-zero-points-affine": ("quint8", 16, _channels("per_channel_affine", ONES, ZEROS)),
+    "integer-zero-points-float-qparams": ("quint8", 16, _channels(
+        FLOAT_QPARAMS, ONES, np.zeros(4, np.int64))),
+    "integer-scales": ("quint8", 16, _channels(FLOAT_QPARAMS, np.ones(4, np.int64), ZEROS)),
+    "infinite-scales": ("qint8", 16, _channels(FLOAT_QPARAMS, np.full(4, np.inf, np.float32), ZEROS)),
+}
+
+USE_QUANTIZED = """
+import json, sys
+sys.path.insert(0, sys.argv[2])
+import torch
+import test_serializers_torch_values  # the Holder class
+from dryml import load_object
+from dryml.errors import DrymlError
+outcomes = {}
+for name, path in json.loads(sys.argv[1]).items():
+    try:
+        t = load_object(path).value
+        repr(t), t.dequantize(), torch.equal(t, t), t.int_repr()
+        outcomes[name] = "used"
+    except DrymlError as exc:
+        outcomes[name] = type(exc).__name__
+    except Exception as exc:  # noqa: BLE001 - not a crash, but not dryml's error either
+        outcomes[name] = "raw " + type(exc).__name__
+    print(json.dumps(outcomes), flush=True)
+"""
+
+
+def test_a_quantizer_torch_never_builds_is_refused_at_load(tmp_path: Any) -> None:
+    # qint32 with float qparams loaded, then crashed torch (SIGILL) at its first dequantize
+    here = os.path.dirname(os.path.abspath(__file__))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # quantized tensors are deprecated in torch
+        good = torch.quantize_per_channel(torch.randn(4, 4), torch.rand(4) + 0.1,
+                                          torch.rand(4), 0, torch.quint8)
+    buf = io.BytesIO()
+    save_object(Holder(good), buf)
+    paths = {"good": str(tmp_path / "good.dry")}
+    (tmp_path / "good.dry").write_bytes(buf.getvalue())
+    for name, (dtype, nbytes, quantizer) in HOSTILE_QUANTIZERS.items():
+        def change(nodes: list[dict[str, Any]], dtype: str = dtype, nbytes: int = nbytes,
+                   quantizer: dict[str, Any] = quantizer) -> None:
+            data = nodes[0]["args"][0]["data"]
+            data.update(dtype=dtype, nbytes=nbytes, quantizer=quantizer,
+                        **{"b64": _b64(np.zeros(nbytes, np.uint8))["b64"]})
+
+        paths[name] = str(tmp_path / f"{name}.dry")
+        (tmp_path / f"{name}.dry").write_bytes(_edit_nodes(buf.getvalue(), change))
+    out = subprocess.run([sys.executable, "-c", USE_QUANTIZED, json.dumps(paths), here],
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    lines = out.stdout.strip().splitlines()
+    outcomes = json.loads(lines[-1]) if lines else {}
+    assert out.returncode == 0, (out.returncode, outcomes, out.stderr[-2000:])
+    assert outcomes == {"good": "used", **dict.fromkeys(HOSTILE_QUANTIZERS, "FormatError")}

@@ -29,6 +29,19 @@ QUANTIZED: dict[str, torch.dtype] = {
 _SCHEMES = {torch.per_tensor_affine: "per_tensor_affine",
             torch.per_channel_affine: "per_channel_affine",
             torch.per_channel_affine_float_qparams: "per_channel_affine_float_qparams"}
+#: The dtypes each scheme is built for: those torch's own quantize_per_tensor /
+#: quantize_per_channel produce. Other pairs reach torch kernels that do not handle them
+#: (qint32 with float qparams: SIGILL at the first dequantize or print).
+_SCHEME_DTYPES = {
+    "per_tensor_affine": ("qint8", "quint8", "qint32", "quint4x2", "quint2x4"),
+    "per_channel_affine": ("qint8", "quint8", "qint32"),
+    "per_channel_affine_float_qparams": ("qint8", "quint8", "quint4x2", "quint2x4"),
+}
+#: Affine zero points torch's quantize functions accept (sub-byte types: their byte's range).
+_ZERO_POINT_RANGE = {"qint8": (-128, 127), "quint8": (0, 255), "qint32": (-2**31, 2**31 - 1),
+                     "quint4x2": (0, 255), "quint2x4": (0, 255)}
+_FLOATS = (torch.float32, torch.float64)
+_INTS = (torch.int32, torch.int64)
 
 
 def quantized_problem(value: torch.Tensor) -> str | None:
@@ -85,25 +98,51 @@ def decode_quantized(meta: dict[str, Any], dtype: torch.dtype, shape: list[int],
         raise FormatError("a quantized torch tensor entry needs strides, an offset and its "
                           "quantizer")
     scheme = quantizer.get("scheme")
+    name = next((n for n, d in QUANTIZED.items() if d == dtype), None)
+    if scheme not in _SCHEME_DTYPES:
+        raise FormatError(f"unknown quantization scheme {scheme!r}")
+    if name is None or name not in _SCHEME_DTYPES[scheme]:
+        raise FormatError(f"a quantized torch tensor of dtype {name or dtype} cannot have the "
+                          f"scheme {scheme!r} (torch builds none)")
+    low, high = _ZERO_POINT_RANGE[name]
     try:
         if scheme == "per_tensor_affine":
             scale, zero_point = quantizer.get("scale"), quantizer.get("zero_point")
-            if not (type(scale) is float and math.isfinite(scale) and type(zero_point) is int):
-                raise FormatError(f"bad quantizer {quantizer!r}")
+            if not (type(scale) is float and math.isfinite(scale) and type(zero_point) is int
+                    and low <= zero_point <= high):
+                raise FormatError(f"bad quantizer {quantizer!r} for dtype {name}")
             empty = torch._empty_affine_quantized([0], scale=scale, zero_point=zero_point,
                                                   dtype=dtype)
-        elif scheme in ("per_channel_affine", "per_channel_affine_float_qparams"):
+        else:
             axis = quantizer.get("axis")
             scales, points = decode(quantizer.get("scales")), decode(quantizer.get("zero_points"))
             if not (type(axis) is int and 0 <= axis < len(shape) and scales.dim() == 1
                     and scales.shape == points.shape and len(scales) == shape[axis]):
                 raise FormatError(f"bad per-channel quantizer (axis {axis!r}) for shape {shape}")
+            _check_channels(scheme, name, scales, points)
             empty = torch._empty_per_channel_affine_quantized(
                 [0], scales=scales, zero_points=points, axis=axis, dtype=dtype)
-        else:
-            raise FormatError(f"unknown quantization scheme {scheme!r}")
         storage = torch.from_numpy(data).untyped_storage()
         return empty.set_(storage, offset, shape, stride)
     except (RuntimeError, ValueError, TypeError, OverflowError) as exc:
         raise FormatError(f"a quantized torch tensor of shape {shape} cannot be rebuilt from "
                           f"the file: {exc}") from None
+
+
+def _check_channels(scheme: str, name: str, scales: torch.Tensor,
+                    points: torch.Tensor) -> None:
+    """Per-channel scales are finite floats; zero points are integers in the dtype's range
+    (affine) or finite floats (float qparams), as torch's quantize_per_channel makes them."""
+    floats = scheme == "per_channel_affine_float_qparams"
+    if scales.dtype not in _FLOATS or not bool(torch.isfinite(scales).all()):
+        raise FormatError(f"a per-channel quantizer's scales must be finite floats, not "
+                          f"{scales.dtype}")
+    if floats:
+        if points.dtype not in _FLOATS or not bool(torch.isfinite(points).all()):
+            raise FormatError(f"a float-qparams quantizer's zero points must be finite floats, "
+                              f"not {points.dtype}")
+        return
+    low, high = _ZERO_POINT_RANGE[name]
+    if points.dtype not in _INTS or bool(((points < low) | (points > high)).any()):
+        raise FormatError(f"a per-channel quantizer's zero points must be integers within "
+                          f"[{low}, {high}] for dtype {name}")
