@@ -417,3 +417,32 @@ def test_an_array_loaded_with_mmap_saves_again(tmp_path: Path) -> None:
         again = load_object(tmp_path / name)
         assert type(again.held) is np.ndarray
         np.testing.assert_array_equal(again.held, data)
+
+
+class Codes(Object):
+    """Keeps a long list of numbers (or a long string) as a JSON value in the store."""
+
+    def __init__(self, n: int, text: bool = False) -> None:
+        self.codes: Any = "a" * n if text else [0] * n
+
+    def save_object_imp(self, store: Any) -> None:
+        store.put("codes", self.codes)
+
+    def load_object_imp(self, store: Any) -> None:
+        self.codes = store.get("codes")
+
+
+def test_a_save_never_writes_a_file_the_default_load_refuses(tmp_path: Path) -> None:
+    """Found by review: a list of 2.1 million zeros as a JSON value saved fine (846 bytes)
+    and load_object refused the file (max_manifest_elements); 30 million zeros (or 50 MB of
+    one letter) compressed past the ratio readers accept."""
+    from dryml.errors import LimitExceededError
+
+    path = tmp_path / "codes.dry"
+    assert save_object(Codes(1_000_000), path)
+    assert len(load_object(path).codes) == 1_000_000
+    for obj in (Codes(2_100_000), Codes(50_000_000, text=True)):
+        with pytest.raises(LimitExceededError, match="store large lists as numpy arrays"):
+            save_object(obj, path)
+        assert len(load_object(path).codes) == 1_000_000  # the old file is left as it was
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["codes.dry"]  # and no temporary

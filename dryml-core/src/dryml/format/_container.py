@@ -412,6 +412,7 @@ class ContainerWriter:
         # a small manifest (one object's) at the fast level: half the time of level 1,
         # a hundred bytes more
         stored = _compressor(_LEVEL if len(raw) > _SAMPLE else _PROBE_LEVEL).compress(raw)
+        _check_readable(raw, stored)
         self._align()
         offset = self.pos
         self._write(stored)
@@ -505,6 +506,22 @@ def _read_hashing(stream: IO[bytes], target: memoryview, hasher: Any) -> int:
         pieces.put(None)
         thread.join()
     return got
+
+
+def _check_readable(raw: bytes, stored: bytes) -> None:
+    """Refuse to write a manifest that readers with the default limits would refuse (found by
+    review: 30 million zeros as JSON saved fine, into a file no default load would read)."""
+    advice = ("store large lists as numpy arrays (store.put, or writer.add_array in a "
+              "serializer) rather than as JSON values")
+    elements = _count_elements(raw)
+    if elements > _DEFAULT.max_manifest_elements:
+        raise LimitExceededError(
+            f"the manifest would hold {elements} JSON values, over the "
+            f"{_DEFAULT.max_manifest_elements} that readers accept by default: {advice}")
+    if len(raw) > _DEFAULT.allowed_raw(len(stored), _DEFAULT.max_manifest_bytes):
+        raise LimitExceededError(
+            f"the manifest would be {len(raw)} bytes compressed to {len(stored)}, a ratio "
+            f"readers refuse by default (a compression bomb to them): {advice}")
 
 
 def _count_elements(raw: bytes | bytearray) -> int:
