@@ -144,11 +144,13 @@ def test_an_unseeded_shuffle_in_several_workers_is_one_order_per_epoch(batched: 
     ds = NumpyDataset(np.arange(1000)).unbatch().shuffle()
     if batched:
         ds = NumpyDataset(np.arange(1000), batch_size=50).shuffle()
-    loader = DataLoader(ds.torch(), batch_size=None if batched else 50, num_workers=2)
-    epochs = [torch.cat(list(loader)).tolist() for _ in range(2)]
-    for order in epochs:
-        assert sorted(order) == list(range(1000))
-    assert epochs[0] != epochs[1] and epochs[0] != list(range(1000))  # still shuffled
+    for persistent in (False, True):  # a persistent worker keeps its torch seed: epochs count
+        loader = DataLoader(ds.torch(), batch_size=None if batched else 50, num_workers=2,
+                            persistent_workers=persistent)
+        epochs = [torch.cat(list(loader)).tolist() for _ in range(2)]
+        for order in epochs:
+            assert sorted(order) == list(range(1000))
+        assert epochs[0] != epochs[1] and epochs[0] != list(range(1000))  # still shuffled
 
 
 def test_a_batch_of_strings_from_a_dataloader_stays_strings() -> None:

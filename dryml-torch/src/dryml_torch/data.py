@@ -42,7 +42,7 @@ _sharding: contextvars.ContextVar[bool] = contextvars.ContextVar("dryml_torch_sh
 
 
 def _shard(factory: Callable[[], Iterator[Any]], worker: int, workers: int,
-           epoch_seed: int) -> Iterator[Any]:
+           epoch_seed: tuple[int, int]) -> Iterator[Any]:
     """Every ``workers``-th element from ``worker`` on, of a pass that every worker of this
     epoch makes alike: unseeded shuffles inside draw from ``epoch_seed`` (torch's base seed,
     one per epoch, shared by the workers), so the workers' shares make up the whole."""
@@ -149,7 +149,12 @@ class TorchDataset(Dataset, IterableDataset):  # type: ignore[misc]
         info = get_worker_info()
         if info is None or info.num_workers <= 1 or _sharding.get():
             return iter(self._factory())
-        return _shard(self._factory, info.id, info.num_workers, info.seed - info.id)
+        # torch seeds worker k of an epoch with base + k, the base shared by the epoch's
+        # workers and new each epoch; a persistent worker keeps its seed, so epochs are
+        # counted too (each worker counts the same)
+        self._epochs = getattr(self, "_epochs", 0) + 1
+        return _shard(self._factory, info.id, info.num_workers,
+                      ((info.seed - info.id) % 2**64, self._epochs))
 
     def _stack(self, items: list[Any]) -> Any:
         if all(isinstance(t, torch.Tensor) for t in items):

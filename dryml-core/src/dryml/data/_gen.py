@@ -170,8 +170,9 @@ def shuffle_indices(n: int, buffer_size: int | None, rng: np.random.Generator) -
 class _SharedSeeds:
     """Seeds for the unseeded shuffles of one pass, from one base every reader agrees on."""
 
-    def __init__(self, base: int) -> None:
-        self.base, self.drawn = base, 0
+    def __init__(self, base: int | tuple[int, ...]) -> None:
+        self.base = (base,) if isinstance(base, int) else tuple(base)
+        self.drawn = 0
 
 
 _shared_seeds: contextvars.ContextVar[_SharedSeeds | None] = contextvars.ContextVar(
@@ -184,12 +185,13 @@ def shuffle_rng(seed: int | None) -> np.random.Generator:
     shared = _shared_seeds.get()
     if seed is None and shared is not None:
         shared.drawn += 1
-        return np.random.default_rng([shared.base, shared.drawn])
+        return np.random.default_rng([*shared.base, shared.drawn])
     return np.random.default_rng(seed)
 
 
 @contextlib.contextmanager
-def shared_shuffle_seeds(state: _SharedSeeds | int) -> Iterator[_SharedSeeds]:
+def shared_shuffle_seeds(state: _SharedSeeds | int | tuple[int, ...]
+                         ) -> Iterator[_SharedSeeds]:
     """Make the unseeded shuffles started inside draw their orders from ``state`` (a base
     seed, or the state a previous ``with`` returned, to go on drawing in that pass).
 
