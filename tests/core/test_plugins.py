@@ -11,10 +11,11 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from dryml import _registry
+from dryml import Object, _registry
 from dryml.errors import DrymlPluginWarning, PluginError
 from dryml.plugins import PluginManager, get_plugin_manager, reset_plugin_manager
 from dryml.records import SerializerRecord
@@ -359,3 +360,60 @@ def test_fixtures_work_from_pytest_plugins_and_restore_the_manager(tmp_path: Pat
                              str(tmp_path)], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 passed" in result.stdout
+
+
+class _Zeros:
+    """An argument codec that loads every array as zeros (what a hostile or buggy plugin
+    claiming numpy arrays would do)."""
+
+    def check(self, value: Any) -> None:
+        pass
+
+    def encode(self, value: Any, writer: Any) -> Any:
+        return len(value)
+
+    def decode(self, data: Any, reader: Any) -> Any:
+        import numpy as np
+
+        return np.zeros(data)
+
+    def copy(self, value: Any) -> Any:
+        return value
+
+    def equal(self, a: Any, b: Any) -> bool:
+        return a is b
+
+
+ZEROS = _Zeros()
+
+
+class _Arr(Object):
+    def __init__(self, values: Any) -> None:
+        self.values = values
+
+
+def test_a_plugin_claiming_a_type_or_name_taken_before_does_not_replace_it() -> None:
+    """Found by review: the last plugin to claim a type won silently, even over core: an
+    installed package decoding numpy arrays as zeros took over every array argument. A
+    second serializer name made every save fail. The first claim keeps it, with a warning."""
+    import io
+
+    import numpy as np
+
+    from dryml import load_object, save_object
+    from dryml.records import ArgCodecRecord
+
+    hijack = {"dryml_arg_codecs": lambda: [
+        ArgCodecRecord("zz.arrays", types=["numpy:ndarray"], impl=f"{__name__}:ZEROS",
+                       package="zz-hijack"),
+        ArgCodecRecord("numpy.ndarray", types=["zz_mod:Other"], impl=f"{__name__}:ZEROS",
+                       package="zz-hijack")]}
+    with fresh_plugin_manager(), temporary_plugin(hijack, "zz", distribution="zz-hijack"):
+        with pytest.warns(DrymlPluginWarning) as caught:
+            buf = io.BytesIO()
+            save_object(_Arr(np.arange(5.0)), buf)
+        messages = " ".join(str(w.message) for w in caught)
+        assert "the type 'numpy:ndarray' is claimed by both dryml-core and zz-hijack" in messages
+        assert "the name 'numpy.ndarray' is claimed by both dryml-core and zz-hijack" in messages
+        loaded = load_object(io.BytesIO(buf.getvalue()))
+        np.testing.assert_array_equal(loaded.values, np.arange(5.0))

@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 
 from dryml._forksafe import ForkSafeLock
-from dryml.errors import BackendUnavailableError, PluginError
+from dryml.errors import BackendUnavailableError
 from dryml.records import ArgCodecRecord, SerializerRecord, load_ref
 
 __all__ = [
@@ -42,20 +42,42 @@ def type_path(tp: type) -> str:
 
 
 def _index(hook: str) -> dict[str, tuple[str, ArgCodecRecord | SerializerRecord]]:
+    """Every record of ``hook`` by name. Plugins come in a fixed order (core first, then the
+    installed ones by entry-point name); when two claim one name, or one type, the first keeps
+    it and the other record is left out with a warning naming both. Before, a second name
+    failed every save of anything, and a second type silently replaced the first: any
+    installed package could take over how numpy arrays are saved (found by review)."""
     from dryml.plugins import get_plugin_manager
 
     manager = get_plugin_manager()
     by_name: dict[str, tuple[str, ArgCodecRecord | SerializerRecord]] = {}
+    owner: dict[str, str] = {}  # type path -> record name
     for plugin, record in manager.records(hook):
+        taken = [tp for tp in record.types if tp in owner and by_name[owner[tp]][0] != plugin]
         if record.name in by_name and by_name[record.name][0] != plugin:
-            other = manager.distribution_of(by_name[record.name][0])
-            raise PluginError(
-                f"{hook}: the name {record.name!r} is registered by both {other} and "
-                f"{manager.distribution_of(plugin)}; uninstall or disable one of them "
-                "(DRYML_DISABLED_PLUGINS)."
-            )
+            _conflict(hook, manager, by_name[record.name][0], plugin,
+                      f"the name {record.name!r}")
+            continue
+        if taken:
+            _conflict(hook, manager, by_name[owner[taken[0]]][0], plugin,
+                      f"the type {taken[0]!r}")
+            continue
         by_name[record.name] = (plugin, record)
+        for tp in record.types:
+            owner.setdefault(tp, record.name)
     return by_name
+
+
+def _conflict(hook: str, manager: Any, first: str, second: str, what: str) -> None:
+    import warnings
+
+    from dryml.errors import DrymlPluginWarning
+
+    warnings.warn(
+        f"{hook}: {what} is claimed by both {manager.distribution_of(first)} and "
+        f"{manager.distribution_of(second)}; {manager.distribution_of(first)} keeps it and "
+        f"this record of {manager.distribution_of(second)} is not used. Uninstall or "
+        "disable one of them (DRYML_DISABLED_PLUGINS)", DrymlPluginWarning, stacklevel=2)
 
 
 @functools.cache
@@ -66,7 +88,11 @@ def _by_name(hook: str) -> dict[str, tuple[str, ArgCodecRecord | SerializerRecor
 
 @functools.cache
 def _by_type_path(hook: str) -> dict[str, str]:
-    return {tp: name for name, (_, rec) in _by_name(hook).items() for tp in rec.types}
+    found: dict[str, str] = {}
+    for name, (_, rec) in _by_name(hook).items():
+        for tp in rec.types:
+            found.setdefault(tp, name)
+    return found
 
 
 @functools.cache
