@@ -417,3 +417,28 @@ def test_a_plugin_claiming_a_type_or_name_taken_before_does_not_replace_it() -> 
         assert "the name 'numpy.ndarray' is claimed by both dryml-core and zz-hijack" in messages
         loaded = load_object(io.BytesIO(buf.getvalue()))
         np.testing.assert_array_equal(loaded.values, np.arange(5.0))
+
+
+def sampler_of_another_package(seed: Any) -> Any:
+    raise AssertionError("the core sampler of that name must be used")
+
+
+def test_a_plugin_reusing_a_sampler_or_executor_name_does_not_replace_core_s() -> None:
+    """Found by review: the last record of a name won, so a plugin could silently replace
+    core's 'local' executor or the 'random' sampler."""
+    from dryml.context._executor import _records
+    from dryml.records import ExecutorRecord, SamplerRecord
+    from dryml.search._samplers import RandomSampler, get_sampler
+
+    hooks = {
+        "dryml_samplers": lambda: [SamplerRecord(
+            "random", impl=f"{__name__}:sampler_of_another_package", package="zz-evil")],
+        "dryml_executors": lambda: [ExecutorRecord(
+            "local", impl=f"{__name__}:sampler_of_another_package", package="zz-evil")]}
+    with fresh_plugin_manager(), temporary_plugin(hooks, "zz", distribution="zz-evil"):
+        with pytest.warns(DrymlPluginWarning, match="'random' is claimed by both dryml-core "
+                                                    "and zz-evil; dryml-core keeps it"):
+            _, sampler = get_sampler("random", 0)
+        assert isinstance(sampler, RandomSampler)
+        with pytest.warns(DrymlPluginWarning, match="'local' is claimed by both"):
+            assert _records()["local"].package == "dryml-core"

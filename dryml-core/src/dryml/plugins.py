@@ -352,6 +352,23 @@ class PluginManager:
         """The records of one hook, without the plugin names."""
         return (record for _, record in self.records(hook_name))
 
+    def records_by_name(self, hook_name: str) -> dict[str, Any]:
+        """The records of one hook by name. When plugins register one name twice the first
+        keeps it (core first, then plugins by entry-point name) and a DrymlPluginWarning names
+        both: a later plugin never silently replaces core's ``local`` executor or a sampler."""
+        found: dict[str, tuple[str, Any]] = {}
+        for plugin, record in self.records(hook_name):
+            if record.name not in found:
+                found[record.name] = (plugin, record)
+            elif found[record.name][0] != plugin:
+                first, second = (self.distribution_of(p) for p in (found[record.name][0],
+                                                                   plugin))
+                warnings.warn(
+                    f"{hook_name}: the name {record.name!r} is claimed by both {first} and "
+                    f"{second}; {first} keeps it. Uninstall or disable one of them "
+                    "(DRYML_DISABLED_PLUGINS)", DrymlPluginWarning, stacklevel=2)
+        return {name: record for name, (_, record) in found.items()}
+
 
 def _check_result(result: Any, expected: type) -> str | None:
     if result is None:

@@ -83,7 +83,7 @@ def executor_names() -> list[str]:
 def _records() -> dict[str, Any]:
     from dryml.plugins import get_plugin_manager
 
-    return {r.name: r for r in get_plugin_manager().iter_records("dryml_executors")}
+    return get_plugin_manager().records_by_name("dryml_executors")
 
 
 def set_default(name: str | None, options: dict[str, Any]) -> None:

@@ -158,7 +158,7 @@ def get_sampler(sampler: Any, seed: int | None) -> tuple[str, Any]:
         raise ConfigurationError(
             f"sampler must be a name ({', '.join(sampler_names())}), an Optuna sampler or an "
             f"object with start/ask/tell; got {sampler!r}")
-    records = {r.name: r for r in get_plugin_manager().iter_records("dryml_samplers")}
+    records = get_plugin_manager().records_by_name("dryml_samplers")
     if sampler not in records:
         raise ConfigurationError(
             f"unknown sampler {sampler!r}; the known ones are {', '.join(sorted(records))}")
