@@ -442,3 +442,55 @@ def test_a_plugin_reusing_a_sampler_or_executor_name_does_not_replace_core_s() -
         assert isinstance(sampler, RandomSampler)
         with pytest.warns(DrymlPluginWarning, match="'local' is claimed by both"):
             assert _records()["local"].package == "dryml-core"
+
+
+class _Fraction:
+    """A codec whose decode divides by what the file says (the docs' FractionCodec)."""
+
+    def __init__(self, n: int, d: int) -> None:
+        self.n, self.d = n, d
+
+
+class _FractionCodec:
+    def check(self, value: Any) -> None:
+        pass
+
+    def encode(self, value: Any, writer: Any) -> Any:
+        return [value.n, value.d]
+
+    def decode(self, data: Any, reader: Any) -> Any:
+        return data[0] / data[1]
+
+    def copy(self, value: Any) -> Any:
+        return value
+
+    def equal(self, a: Any, b: Any) -> bool:
+        return a is b
+
+
+FRACTIONS = _FractionCodec()
+
+
+def test_a_codec_that_fails_on_a_crafted_value_raises_a_dryml_error() -> None:
+    """Found by review: a file with denominator 0 made the plugin's decode raise a bare
+    ZeroDivisionError out of load_object, with no location."""
+    import io
+
+    from dryml import load_object, save_object
+    from dryml.errors import SerializationError
+    from dryml.records import ArgCodecRecord
+    from dryml.testing.serializers import rewrite_manifest
+
+    hooks = {"dryml_arg_codecs": lambda: [ArgCodecRecord(
+        "zz.fraction", types=[f"{__name__}:_Fraction"], impl=f"{__name__}:FRACTIONS",
+        package="zz-fractions")]}
+    with fresh_plugin_manager(), temporary_plugin(hooks, "zz", distribution="zz-fractions"):
+        buf = io.BytesIO()
+        save_object(_Arr(_Fraction(1, 2)), buf)
+
+        def zero(manifest: dict[str, Any]) -> None:
+            manifest["objects"][-1]["args"][0]["data"] = [1, 0]
+
+        with pytest.raises(SerializationError, match=r"'zz.fraction' argument codec of "
+                           r"zz-fractions could not read the value at .*ZeroDivisionError"):
+            load_object(io.BytesIO(rewrite_manifest(buf.getvalue(), zero)))

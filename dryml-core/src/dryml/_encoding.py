@@ -165,8 +165,18 @@ class Decoder:
         return self.objects[dry_id]
 
     def _decode_codec(self, data: dict[str, Any], path: str) -> Any:
+        from dryml.errors import DrymlError, SerializationError
+
         codec = _registry.arg_codec_by_name(_str(data["codec"]), _str(data["package"]))
-        return codec.impl.decode(data["data"], self.reader)
+        try:
+            return codec.impl.decode(data["data"], self.reader)
+        except DrymlError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a plugin's decode: a dryml error, located
+            # (a crafted value made a plugin's codec raise ZeroDivisionError out of load_object)
+            raise SerializationError(
+                f"the {codec.name!r} argument codec of {codec.package} could not read the "
+                f"value at {path or 'top level'}: {type(exc).__name__}: {exc}") from exc
 
     def _reader(self, path: str) -> MemberReader:
         if self.reader is None:
