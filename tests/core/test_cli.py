@@ -17,7 +17,7 @@ import pytest
 from dryfiles import rewrite_manifest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_plugins import GOOD, SWITCHES, make_distribution
+from test_plugins import GOOD, RAISING, SWITCHES, make_distribution
 
 from dryml import save_object
 from dryml.cli import main
@@ -432,3 +432,17 @@ def test_inspect_of_a_directory_or_a_text_file_says_it_is_not_a_dry_file(
     assert main(["inspect", str(text)]) == 1
     assert capsys.readouterr().err == (
         "dryml: error: not a .dry file: it does not start with dryml's marker\n")
+
+
+def test_plugins_check_asks_every_hook_so_a_raising_one_shows_unavailable(tmp_path: Path
+                                                                         ) -> None:
+    """Found by review: a plugin whose hook raises showed 'active' and --check passed; it
+    became unavailable only at its first use, which then told users to look at 'dryml
+    plugins'."""
+    make_distribution(tmp_path, "dp-raising", {"raising": "dp_raising"},
+                      {"dp_raising": RAISING.format(module="dp_raising")}, "1.0")
+    result = run_cli("plugins", "--check", env={"PYTHONPATH": str(tmp_path)})
+    assert result.returncode == 1, result.stdout
+    row = next(line for line in result.stdout.splitlines() if line.startswith("raising"))
+    assert row.split()[:4] == ["raising", "dp-raising", "1.0", "unavailable"]
+    assert "the dp_raising serializers exploded" in result.stdout

@@ -33,12 +33,17 @@ def run(args: argparse.Namespace) -> int:
     import attrs
 
     from dryml.errors import DrymlPluginWarning
-    from dryml.plugins import get_plugin_manager
+    from dryml.plugins import _RECORD_TYPES, get_plugin_manager
 
+    manager = get_plugin_manager()
     with warnings.catch_warnings():
         # The table says which plugins are unavailable and why; no need to warn as well.
         warnings.simplefilter("ignore", DrymlPluginWarning)
-        infos = get_plugin_manager().infos()
+        # Every hook is asked first, so that a plugin whose hook raises or returns the wrong
+        # records shows as unavailable here, not only at its first use (it said "active").
+        for hook in sorted(_RECORD_TYPES):
+            manager.records(hook)
+        infos = manager.infos()
     if args.json:
         json.dump([attrs.asdict(info) for info in infos], sys.stdout, indent=2)
         sys.stdout.write("\n")
