@@ -494,3 +494,49 @@ def test_a_codec_that_fails_on_a_crafted_value_raises_a_dryml_error() -> None:
         with pytest.raises(SerializationError, match=r"'zz.fraction' argument codec of "
                            r"zz-fractions could not read the value at .*ZeroDivisionError"):
             load_object(io.BytesIO(rewrite_manifest(buf.getvalue(), zero)))
+
+
+class _Scale:
+    def __init__(self, factor: float) -> None:
+        self.factor = factor
+
+
+class _ForgetfulCodec(_FractionCodec):
+    """Reads every scale back as 1.0 (the bug the conformance suite must catch)."""
+
+    def encode(self, value: Any, writer: Any) -> Any:
+        return value.factor
+
+    def decode(self, data: Any, reader: Any) -> Any:
+        return _Scale(1.0)
+
+    def equal(self, a: Any, b: Any) -> bool:
+        return bool(a.factor == b.factor)
+
+
+FORGETFUL = _ForgetfulCodec()
+
+
+def _scaled() -> Object:
+    return _Arr(_Scale(2.0))
+
+
+def _scaled_output(obj: Any) -> Any:
+    import numpy as np
+
+    return np.zeros(3)  # does not use the scale: only the definition check can see it
+
+
+def test_the_conformance_round_trip_compares_constructor_arguments(tmp_path: Path) -> None:
+    """Found by review: a codec that read a constructor argument back wrong passed the whole
+    conformance suite when the case's output did not use that argument."""
+    from dryml.records import ArgCodecRecord
+    from dryml.testing.serializers import SerializerCase, check_round_trip
+
+    hooks = {"dryml_arg_codecs": lambda: [ArgCodecRecord(
+        "zz.scale", types=[f"{__name__}:_Scale"], impl=f"{__name__}:FORGETFUL",
+        package="zz-scale")]}
+    case = SerializerCase("scale", _scaled, _scaled_output, plugin="zz", package="zz-scale")
+    with fresh_plugin_manager(), temporary_plugin(hooks, "zz", distribution="zz-scale"), \
+            pytest.raises(AssertionError, match="definition differs from the saved one"):
+        check_round_trip(case, tmp_path)

@@ -304,6 +304,11 @@ def check_round_trip(case: SerializerCase, tmp: Path) -> Object:
     loaded = load_object(path, trust=case.trusted(obj))
     assert type(loaded) is type(obj), f"loaded a {type(loaded)}, saved a {type(obj)}"
     assert loaded.dry_id == obj.dry_id
+    # the constructor arguments too (through the argument codecs): an output that does not
+    # use one would not show a codec that reads it back wrong
+    assert loaded.definition() == obj.definition(), (
+        f"the loaded object's definition differs from the saved one's:\n{loaded.definition()!r}"
+        f"\n!=\n{obj.definition()!r}")
     assert_bit_identical(before, case.output(loaded), "output after loading")
     return loaded
 
