@@ -446,3 +446,29 @@ def test_a_save_never_writes_a_file_the_default_load_refuses(tmp_path: Path) -> 
             save_object(obj, path)
         assert len(load_object(path).codes) == 1_000_000  # the old file is left as it was
     assert sorted(p.name for p in tmp_path.iterdir()) == ["codes.dry"]  # and no temporary
+
+
+@pytest.mark.parametrize(("recorded", "warns"), [
+    ("0.9.0", True), ("0.1.7", False), ("1.0.0", True)])
+def test_a_file_from_another_0x_minor_version_of_a_plugin_warns(recorded: str,
+                                                                 warns: bool) -> None:
+    """Found by review: versions were compared by their major part only, so a file written
+    with dryml-core 0.9 loaded under 0.1 without a word (0.x minor versions break)."""
+    import warnings
+
+    from dryml.errors import DrymlVersionWarning
+    from dryml.testing.serializers import rewrite_manifest
+
+    buf = io.BytesIO()
+    save_object(Leaf(np.arange(3.0)), buf)
+
+    def stamp(manifest: dict[str, Any]) -> None:
+        manifest["plugins"] = {"dryml-core": recorded}
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        load_object(io.BytesIO(rewrite_manifest(buf.getvalue(), stamp)))
+    skew = [w for w in caught if issubclass(w.category, DrymlVersionWarning)]
+    assert bool(skew) == warns, [str(w.message) for w in caught]
+    if warns:
+        assert f"written with dryml-core {recorded}" in str(skew[0].message)

@@ -419,6 +419,14 @@ def load_object(source: Source, *, trust: Iterable[str] = (), limits: Limits | N
         return LoadSession(reader, manifest, TrustPolicy(trust, allow_code=allow_code)).build()
 
 
+def _series(version: str) -> tuple[str, ...]:
+    """The part of a version that promises compatibility: the major version, or major and
+    minor while the major is 0 (a 0.9 file under 0.1 did not warn; the backends pin 0.x minor
+    versions as breaking)."""
+    parts = version.split(".")
+    return tuple(parts[:2]) if parts[0] == "0" else (parts[0],)
+
+
 def _warn_version_skew(manifest: Manifest) -> None:
     import warnings
 
@@ -426,8 +434,7 @@ def _warn_version_skew(manifest: Manifest) -> None:
 
     for package, version in manifest.plugins.items():
         installed = _dist_version(package)
-        if "unknown" not in (installed, version) and installed.split(".")[0] != version.split(
-                ".")[0]:
+        if "unknown" not in (installed, version) and _series(installed) != _series(version):
             warnings.warn(
                 f"the file was written with {package} {version}; {installed} is installed. "
                 "If loading fails, install the version that wrote it.",
