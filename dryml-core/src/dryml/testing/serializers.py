@@ -246,6 +246,10 @@ _CHILD = textwrap.dedent("""
             with contextlib.redirect_stdout(out):
                 result["inspect_rc"] = main(["inspect", spec["file"]])
             result["inspect_out"] = out.getvalue()
+            from dryml.plugins import _RECORD_TYPES, get_plugin_manager
+            manager = get_plugin_manager()
+            for hook in _RECORD_TYPES:  # what listing the plugins asks of each
+                manager.records(hook)
         else:
             from dryml import load_object
             from dryml.records import load_ref
@@ -393,6 +397,14 @@ def check_corrupted_member(case: SerializerCase, tmp: Path) -> None:
 def check_inspect_without_framework(case: SerializerCase, tmp: Path) -> None:
     """``read_manifest`` and ``dryml inspect`` work without the framework, importing none."""
     _, path = _saved(case, tmp)
+    # the framework installed but never imported: inspecting, listing the plugins and asking
+    # their hooks import none of it (with it blocked, as below, nothing could show up here)
+    present = _run_child({"mode": "manifest", "file": str(path),
+                          "watch": list(case.framework_modules)}, tmp)
+    assert present["ok"], f"inspecting failed: {present.get('error')}: {present.get('message')}"
+    assert present["imported"] == [], (
+        f"inspecting the file or listing the plugins imported {present['imported']}: a plugin "
+        "module and its hooks must not import the framework (import it inside the serializer)")
     result = _run_child({"mode": "manifest", "file": str(path),
                          "block": list(case.framework_modules),
                          "watch": list(case.framework_modules)}, tmp)
