@@ -58,7 +58,9 @@ class MemberReader(Protocol):
 
     A reader is valid only during the call it is passed to: the file is closed when the load
     returns, so read every member the value needs before returning, and do not keep the
-    reader (nor ask it for members later)."""
+    reader (nor ask it for members later). Read each member once: a load reads at most what
+    the members hold, so a second read of one is refused (``LimitExceededError``) as a file
+    that names a member again and again would be."""
 
     def get_array(self, name: str) -> Any:
         """A ``.npy`` member as a numpy array."""

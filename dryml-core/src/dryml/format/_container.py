@@ -653,8 +653,9 @@ class ContainerReader:
         if self._unread < 0:
             raise LimitExceededError(
                 f"member {name!r} is read more often than the file holds it: the manifest "
-                "refers to its members repeatedly (a writer refers to each once); the file "
-                "was altered")
+                "refers to its members repeatedly (a writer refers to each once), so the file "
+                "was altered, or a serializer reads one of its members twice (a load may read "
+                "each member once: keep what it returned)")
 
     def info(self, name: str) -> MemberInfo:
         """The member table entry for ``name`` (FormatError when absent)."""
