@@ -540,3 +540,14 @@ def test_the_conformance_round_trip_compares_constructor_arguments(tmp_path: Pat
     with fresh_plugin_manager(), temporary_plugin(hooks, "zz", distribution="zz-scale"), \
             pytest.raises(AssertionError, match="definition differs from the saved one"):
         check_round_trip(case, tmp_path)
+
+
+def test_an_in_process_plugin_listed_in_dryml_disabled_plugins_is_blocked(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: DRYML_DISABLED_PLUGINS blocked entry points only, so the docs'
+    register(MyPlugin(), "mypkg") registered a plugin the user had listed there."""
+    monkeypatch.setenv("DRYML_DISABLED_PLUGINS", "mine")
+    hooks = {"dryml_trusted_modules": lambda: ["mine_mod"]}
+    with fresh_plugin_manager(), temporary_plugin(hooks, "mine") as info:
+        assert info.status == "blocked" and "DRYML_DISABLED_PLUGINS" in str(info.reason)
+        assert "mine_mod" not in _registry.trusted_modules()

@@ -154,6 +154,8 @@ class PluginManager:
             if version is None and distribution is not None:
                 version = _dist_version(distribution)
             self._check_free(plugin, name, distribution)
+            if name != CORE_PLUGIN and name in _env_list("DRYML_DISABLED_PLUGINS"):
+                self.pm.set_blocked(name)  # in-process plugins honour the switch too
             if self.pm.is_blocked(name):
                 return self._set_info(PluginInfo(
                     name, distribution, version, "blocked", "listed in DRYML_DISABLED_PLUGINS"))
