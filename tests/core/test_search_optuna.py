@@ -184,8 +184,11 @@ def test_a_pruner_watching_a_key_the_model_never_logs_fails_the_trial_saying_so(
     """Found by review: the reporter skipped epochs without the monitor, so a pruner with
     the wrong key (XGBoost logs val_logloss, not val_log_loss) silently never pruned."""
     result = Search(ObjectDef(Toy, shift=Float(0.0, 4.0), epochs=2), repo=tmp_path / "repo",
-                    name="p", sampler="tpe", pruner="median", monitor="val_auc", n_trials=2,
-                    max_failures=2).run(blobs())
-    assert [t["status"] for t in result.trials] == ["failed", "failed"]
+                    name="p", sampler="tpe", pruner="median", monitor="val_auc",
+                    n_trials=5).run(blobs())
+    # every trial would fail alike: the search stops at the first, saying why
+    assert [t["status"] for t in result.trials] == ["failed"]
     assert "the pruner watches 'val_auc', which this model's epochs do not log (they log " \
            "epoch, val_accuracy); pass Search(..., monitor=NAME)" in result.trials[0]["error"]
+    assert result.stopped is not None and result.stopped.startswith(
+        "stopped: the pruner watches 'val_auc'")

@@ -20,7 +20,7 @@ import numpy as np
 
 from dryml.errors import BackendUnavailableError, ConfigurationError
 from dryml.search._markers import ChoiceSpec, NumberSpec
-from dryml.search._report import TrialPruned
+from dryml.search._report import MonitorMissingError, TrialPruned
 from dryml.search._samplers import Asked, TrialInfo
 from dryml.search._space import Space
 
@@ -156,7 +156,7 @@ def worker_reporter(args: dict[str, Any], monitor: str) -> Any:
 
     def report(step: int, logs: dict[str, float]) -> bool:
         if monitor not in logs:  # the pruner would never prune, and nobody would know
-            raise ConfigurationError(
+            raise MonitorMissingError(
                 f"the pruner watches {monitor!r}, which this model's epochs do not log (they "
                 f"log {', '.join(sorted(logs)) or 'nothing'}); pass Search(..., monitor=NAME) "
                 "with one of them")

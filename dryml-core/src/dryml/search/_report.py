@@ -12,9 +12,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from dryml.errors import DrymlError
+from dryml.errors import ConfigurationError, DrymlError
 
-__all__ = ["TrialPruned", "active_reporter", "report_epoch", "reporting"]
+__all__ = ["MonitorMissingError", "TrialPruned", "active_reporter", "report_epoch", "reporting"]
 
 _state = threading.local()
 
@@ -24,6 +24,11 @@ Reporter = Callable[[int, dict[str, float]], bool]
 
 class TrialPruned(DrymlError):  # noqa: N818 - the name Optuna users know
     """A search's pruner stopped this trial early (not an error: the trial is 'pruned')."""
+
+
+class MonitorMissingError(ConfigurationError):
+    """The pruner's ``monitor`` is not in the epochs' logs: every trial would fail alike, so
+    the search stops at the first."""
 
 
 def active_reporter() -> Reporter | None:

@@ -152,6 +152,7 @@ class Search:
         history = [TrialInfo(r["number"], r["status"], r["params"], r["values"]) for r in rows]
         self.sampler.start(self.space, self.directions, self.name, state, history)
         self._best = self._initial_best(rows)
+        self._halt: str | None = None  # why the search must start no more trials
         self._finished = sum(r["status"] in FINISHED for r in rows)
         return self._loop(train, valid, folds, rows)
 
@@ -183,7 +184,7 @@ class Search:
                 while (len(in_flight) < self.parallel and not exhausted
                        and (target is None or self._finished + len(in_flight) < target)
                        and (self.timeout is None or time.monotonic() - start < self.timeout)
-                       and failures < self.max_failures):
+                       and failures < self.max_failures and self._halt is None):
                     asked = self.sampler.ask()
                     if asked is None:
                         exhausted = True
@@ -221,7 +222,9 @@ class Search:
                         del in_flight[future]
                     if bar is not None:
                         self._show(bar, best)
-            if failures >= self.max_failures:
+            if self._halt is not None:
+                stopped = f"stopped: {self._halt}"
+            elif failures >= self.max_failures:
                 stopped = f"stopped after {failures} failed trials (max_failures)"
         except KeyboardInterrupt:
             stopped = "interrupted (Ctrl-C)"
@@ -301,10 +304,12 @@ class Search:
         try:
             out = future.result()
         except Exception as exc:  # noqa: BLE001 - a failing trial is recorded, the search goes on
-            from dryml.search._report import TrialPruned
+            from dryml.search._report import MonitorMissingError, TrialPruned
 
             status = "pruned" if isinstance(exc, TrialPruned) else "failed"
             error = None if status == "pruned" else f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, MonitorMissingError):
+                self._halt = str(exc)  # every trial would fail alike: start no more
             history = getattr(model, "train_state", None)
             last = dict(history.history[-1]) if history and history.history else {}
             with self._lock:
