@@ -273,6 +273,7 @@ def test_a_search_over_a_pipe_of_sklearn_steps_trains_every_trial(tmp_path: Any)
     result = Search(space, metric="accuracy", repo=tmp_path / "repo", name="pipe",
                     n_trials=2, sampler="random", seed=0).run(train, valid)
     assert [t["status"] for t in result.trials] == ["complete", "complete"], result.trials
+    assert {t["framework"] for t in result.trials} == {"sklearn"}  # not 'default'
     best = result.best
     assert isinstance(best, Pipe) and best.trained and result.best_value > 0.9
     assert metrics.accuracy(Repo(tmp_path / "repo").get_one(best.dry_id), valid) == \

@@ -281,7 +281,7 @@ class Search:
 
     def _meta(self, asked: Asked, model: Any, **fields: Any) -> dict[str, Any]:
         return {"search": self.name, "trial": asked.number, "params": asked.params,
-                "framework": type(model).dry_framework if model is not None else None,
+                "framework": _framework_label(model) if model is not None else None,
                 "metrics": {}, "values": None, "seconds": None, "error": None,
                 "kept": False, **fields}
 
@@ -428,6 +428,13 @@ def _untrained(definition: ObjectDef, dry_id: str) -> Any:
     """A fresh (untrained) object of ``definition`` with the given ``dry_id``."""
     return ObjectDef(definition.cls, *definition.args, dry_mut=definition.dry_mut,
                      **{**definition.kwargs, "dry_id": dry_id}).build()
+
+
+def _framework_label(model: Any) -> str:
+    """The framework a trial ran in, for its metadata: the model's, or those of the
+    Trainables in it joined by '+' (a Pipe of scikit-learn and torch steps:
+    'sklearn+torch'; it said 'default')."""
+    return "+".join(sorted(_frameworks(model))) or str(type(model).dry_framework)
 
 
 def _frameworks(model: Any) -> set[str]:
