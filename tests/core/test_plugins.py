@@ -551,3 +551,60 @@ def test_an_in_process_plugin_listed_in_dryml_disabled_plugins_is_blocked(
     with fresh_plugin_manager(), temporary_plugin(hooks, "mine") as info:
         assert info.status == "blocked" and "DRYML_DISABLED_PLUGINS" in str(info.reason)
         assert "mine_mod" not in _registry.trusted_modules()
+
+
+class _Bundle:
+    def __init__(self, arrays: list[Any]) -> None:
+        self.arrays = arrays
+
+
+class _Lossy:
+    """Writes 30 members and never reads the second back (state silently lost on load)."""
+
+    def dump(self, value: Any, writer: Any) -> Any:
+        return [writer.add_array(a) for a in value.arrays]
+
+    def load(self, meta: Any, reader: Any) -> Any:
+        import numpy as np
+
+        return _Bundle([reader.get_array(n) if i != 1 else np.zeros(8)
+                        for i, n in enumerate(meta)])
+
+
+LOSSY = _Lossy()
+
+
+class _BundleHolder(Object):
+    def __init__(self) -> None:
+        import numpy as np
+
+        rng = np.random.default_rng(1)
+        self.bundle = _Bundle([rng.standard_normal(8) for _ in range(30)])
+
+    def save_object_imp(self, store: Any) -> None:
+        store.put("bundle", self.bundle)
+
+    def load_object_imp(self, store: Any) -> None:
+        self.bundle = store.get("bundle")
+
+
+def _bundle_output(obj: Any) -> Any:
+    import numpy as np
+
+    return np.stack([a for i, a in enumerate(obj.bundle.arrays) if i != 1])
+
+
+def test_the_conformance_suite_finds_a_member_a_serializer_never_reads(tmp_path: Path) -> None:
+    """Found by review: the corruption check damages a sample of at most 12 members, so one
+    of 30 that the serializer never read back passed (its state was silently lost)."""
+    from dryml.records import SerializerRecord
+    from dryml.testing.serializers import SerializerCase, check_corrupted_member
+
+    hooks = {"dryml_serializers": lambda: [SerializerRecord(
+        "zz.bundle", types=[f"{__name__}:_Bundle"], impl=f"{__name__}:LOSSY",
+        package="zz-bundle")]}
+    case = SerializerCase("bundle", _BundleHolder, _bundle_output, plugin="zz",
+                          package="zz-bundle")
+    with fresh_plugin_manager(), temporary_plugin(hooks, "zz", distribution="zz-bundle"), \
+            pytest.raises(AssertionError, match=r"loading never read the members \["):
+        check_corrupted_member(case, tmp_path)

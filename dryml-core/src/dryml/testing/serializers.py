@@ -375,6 +375,12 @@ def check_corrupted_member(case: SerializerCase, tmp: Path) -> None:
     members = read_manifest(path).members
     assert members, (f"case {case.name!r} wrote no binary member; make its framework value "
                      "big enough to need one")
+    # every member is read by a load (the corruptions below are a sample of them: a member
+    # never read back went unnoticed among 30)
+    unread = sorted(set(members) - _members_read(lambda: load_object(
+        path, trust=case.trusted(obj))))
+    assert not unread, (f"loading never read the members {unread}: is the serializer reading "
+                        "everything it wrote back through the MemberReader?")
     names = sorted(members)
     step = max(1, len(names) // MAX_CORRUPTED_MEMBERS)
     for name in names[::step]:
@@ -392,6 +398,24 @@ def check_corrupted_member(case: SerializerCase, tmp: Path) -> None:
                                  f"{exc}, not ChecksumError") from exc
         raise AssertionError(f"corrupting member {name!r} went unnoticed: is it read back "
                              "through the MemberReader?")
+
+
+def _members_read(load: Callable[[], Any]) -> set[str]:
+    """The names of the members ``load()`` reads (through any ContainerReader)."""
+    from unittest import mock
+
+    from dryml.format._container import ContainerReader
+
+    read: set[str] = set()
+    charge = ContainerReader._charge
+
+    def counting(self: ContainerReader, name: str, info: Any) -> None:
+        read.add(name)
+        charge(self, name, info)
+
+    with mock.patch.object(ContainerReader, "_charge", counting):
+        load()
+    return read
 
 
 def check_inspect_without_framework(case: SerializerCase, tmp: Path) -> None:
