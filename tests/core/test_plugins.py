@@ -608,3 +608,15 @@ def test_the_conformance_suite_finds_a_member_a_serializer_never_reads(tmp_path:
     with fresh_plugin_manager(), temporary_plugin(hooks, "zz", distribution="zz-bundle"), \
             pytest.raises(AssertionError, match=r"loading never read the members \["):
         check_corrupted_member(case, tmp_path)
+
+
+def test_a_record_with_a_malformed_type_path_makes_its_plugin_unavailable_saying_why() -> None:
+    """Found by review: a type path written 'pkg.Model' (not 'pkg:Model') matched no type,
+    so the serializer was never used and nothing said so."""
+    hooks = {"dryml_serializers": lambda: [SerializerRecord(
+        "zz.model", types=["zz_pkg.Model"], impl="zz_pkg:SER")]}
+    with fresh_plugin_manager() as manager, temporary_plugin(hooks, "zz"):
+        with pytest.warns(DrymlPluginWarning, match="'zz_pkg.Model' is not 'module:QualName'"):
+            manager.records("dryml_serializers")
+        info = next(i for i in manager.infos() if i.name == "zz")
+        assert info.status == "unavailable" and "module:QualName" in str(info.reason)

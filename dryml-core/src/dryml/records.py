@@ -34,7 +34,15 @@ def load_ref(ref: str) -> Any:
 
 
 def _type_paths(value: tuple[str, ...] | list[str] | str) -> tuple[str, ...]:
-    return (value,) if isinstance(value, str) else tuple(value)
+    """Type paths, each checked to be ``"module:QualName"``: a path in another form (a dotted
+    ``"pkg.Model"``) matched no type, so the record was silently never used."""
+    paths = (value,) if isinstance(value, str) else tuple(value)
+    for path in paths:
+        module, sep, name = path.partition(":") if isinstance(path, str) else ("", "", "")
+        if not (sep and module and name and ":" not in name):
+            raise ValueError(f"the type path {path!r} is not 'module:QualName' (e.g. "
+                             "'numpy:ndarray', 'mypkg.models:Model')")
+    return paths
 
 
 @attrs.frozen
