@@ -446,3 +446,12 @@ def test_plugins_check_asks_every_hook_so_a_raising_one_shows_unavailable(tmp_pa
     row = next(line for line in result.stdout.splitlines() if line.startswith("raising"))
     assert row.split()[:4] == ["raising", "dp-raising", "1.0", "unavailable"]
     assert "the dp_raising serializers exploded" in result.stdout
+
+
+def test_plugins_names_a_disabled_plugin_name_that_matches_no_plugin() -> None:
+    """Found by review: a misspelt name (the distribution's, 'dryml-torch' for 'torch')
+    blocked nothing and nothing said so."""
+    result = run_cli("plugins", env={"DRYML_DISABLED_PLUGINS": "dryml-nothing"})
+    assert result.returncode == 0
+    assert ("dryml: warning: DRYML_DISABLED_PLUGINS names dryml-nothing, which no plugin is "
+            "called (the names are the NAME column: core") in result.stderr

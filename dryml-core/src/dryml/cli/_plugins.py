@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     import attrs
 
     from dryml.errors import DrymlPluginWarning
-    from dryml.plugins import _RECORD_TYPES, get_plugin_manager
+    from dryml.plugins import _RECORD_TYPES, _env_list, get_plugin_manager
 
     manager = get_plugin_manager()
     with warnings.catch_warnings():
@@ -50,6 +50,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(render(infos) + "\n")
         sys.stdout.write(render_executors() + "\n")
+    unknown = sorted(set(_env_list("DRYML_DISABLED_PLUGINS")) - {i.name for i in infos})
+    if unknown:  # a misspelt name blocks nothing (a distribution name, 'dryml-toy' for 'toy')
+        sys.stderr.write(f"dryml: warning: DRYML_DISABLED_PLUGINS names {', '.join(unknown)}, "
+                         f"which no plugin is called (the names are the NAME column: "
+                         f"{', '.join(i.name for i in infos)})\n")
     broken = any(info.status == "unavailable" for info in infos)
     return 1 if args.check and broken else 0
 
