@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from dryml import _registry
-from dryml.errors import FormatError
+from dryml.errors import DrymlError, FormatError, SerializationError
 
 if TYPE_CHECKING:
     from dryml._object import Object
@@ -165,8 +165,6 @@ class Decoder:
         return self.objects[dry_id]
 
     def _decode_codec(self, data: dict[str, Any], path: str) -> Any:
-        from dryml.errors import DrymlError, SerializationError
-
         codec = _registry.arg_codec_by_name(_str(data["codec"]), _str(data["package"]))
         try:
             return codec.impl.decode(data["data"], self.reader)

@@ -55,29 +55,17 @@ def _index(hook: str) -> dict[str, tuple[str, ArgCodecRecord | SerializerRecord]
     for plugin, record in manager.records(hook):
         taken = [tp for tp in record.types if tp in owner and by_name[owner[tp]][0] != plugin]
         if record.name in by_name and by_name[record.name][0] != plugin:
-            _conflict(hook, manager, by_name[record.name][0], plugin,
-                      f"the name {record.name!r}")
+            manager.warn_claimed(hook, by_name[record.name][0], plugin,
+                                 f"the name {record.name!r}")
             continue
         if taken:
-            _conflict(hook, manager, by_name[owner[taken[0]]][0], plugin,
-                      f"the type {taken[0]!r}")
+            manager.warn_claimed(hook, by_name[owner[taken[0]]][0], plugin,
+                                 f"the type {taken[0]!r}")
             continue
         by_name[record.name] = (plugin, record)
         for tp in record.types:
             owner.setdefault(tp, record.name)
     return by_name
-
-
-def _conflict(hook: str, manager: Any, first: str, second: str, what: str) -> None:
-    import warnings
-
-    from dryml.errors import DrymlPluginWarning
-
-    warnings.warn(
-        f"{hook}: {what} is claimed by both {manager.distribution_of(first)} and "
-        f"{manager.distribution_of(second)}; {manager.distribution_of(first)} keeps it and "
-        f"this record of {manager.distribution_of(second)} is not used. Uninstall or "
-        "disable one of them (DRYML_DISABLED_PLUGINS)", DrymlPluginWarning, stacklevel=2)
 
 
 @functools.cache

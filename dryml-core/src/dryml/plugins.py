@@ -363,13 +363,18 @@ class PluginManager:
             if record.name not in found:
                 found[record.name] = (plugin, record)
             elif found[record.name][0] != plugin:
-                first, second = (self.distribution_of(p) for p in (found[record.name][0],
-                                                                   plugin))
-                warnings.warn(
-                    f"{hook_name}: the name {record.name!r} is claimed by both {first} and "
-                    f"{second}; {first} keeps it. Uninstall or disable one of them "
-                    "(DRYML_DISABLED_PLUGINS)", DrymlPluginWarning, stacklevel=2)
+                self.warn_claimed(hook_name, found[record.name][0], plugin,
+                                  f"the name {record.name!r}")
         return {name: record for name, (_, record) in found.items()}
+
+    def warn_claimed(self, hook_name: str, first: str, second: str, what: str) -> None:
+        """Warn that plugins ``first`` and ``second`` both claim ``what`` in a hook, and that
+        ``first`` (registered earlier) keeps it."""
+        keeps, other = self.distribution_of(first), self.distribution_of(second)
+        warnings.warn(
+            f"{hook_name}: {what} is claimed by both {keeps} and {other}; {keeps} keeps it "
+            f"and this record of {other} is not used. Uninstall or disable one of them "
+            "(DRYML_DISABLED_PLUGINS)", DrymlPluginWarning, stacklevel=3)
 
 
 def _check_result(result: Any, expected: type) -> str | None:

@@ -129,7 +129,7 @@ def _early_stop(model: TorchTrainable, stopper: EarlyStopping, net: torch.nn.Mod
             model._best.load_state_dict(net.state_dict())
         return False
     progress["wait"] = int(progress.get("wait", 0)) + 1
-    return bool(progress["wait"] >= max(stopper.patience, 1))
+    return bool(progress["wait"] >= stopper.rounds)
 
 
 def _epoch_logs(procedure: TorchProcedure, logs: Any) -> dict[str, float]:
@@ -171,7 +171,7 @@ def run_training(model: TorchTrainable, net: torch.nn.Module, device: torch.devi
     progress = state.progress
     first = int(progress.get("epoch", 0))
     epochs = range(first, spec.epochs)
-    if stopper is not None and int(progress.get("wait", 0)) >= max(stopper.patience, 1):
+    if stopper is not None and int(progress.get("wait", 0)) >= stopper.rounds:
         # saved at the very epoch that stopped (e.g. by on_epoch_end): nothing is left to run
         progress.setdefault("stopped_epoch", first)
         epochs = range(0)

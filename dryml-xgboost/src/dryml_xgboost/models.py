@@ -105,8 +105,7 @@ class XGBoostTrainable(Trainable):
         if stopping is not None and x_valid is not None:
             metric = _monitored_metric(stopping.monitor, params)
             callbacks.append(xgboost.callback.EarlyStopping(
-                rounds=max(stopping.patience, 1), metric_name=metric,
-                maximize=stopping.mode == "max",
+                rounds=stopping.rounds, metric_name=metric, maximize=stopping.mode == "max",
                 min_delta=stopping.min_delta, save_best=False))
         cls = xgboost.XGBClassifier if self.task == "classifier" else xgboost.XGBRegressor
         model = cls(**params, callbacks=callbacks)

@@ -187,9 +187,8 @@ def _matcher(op: str, value: Any) -> Any:
         return value
     if op == "!=":
         return Not(value)
-    inclusive = "both" if len(op) == 2 else "neither"
-    return Range(lo=value, inclusive=inclusive) if op[0] == ">" else Range(hi=value,
-                                                                           inclusive=inclusive)
+    bound = {"lo": value} if op[0] == ">" else {"hi": value}
+    return Range(**bound, inclusive="both" if len(op) == 2 else "neither")
 
 
 def run_ls(args: argparse.Namespace) -> int:

@@ -166,7 +166,6 @@ def shuffle_indices(n: int, buffer_size: int | None, rng: np.random.Generator) -
     return np.fromiter(buffer_shuffle(range(n), buffer_size, rng), dtype=np.int64, count=n)
 
 
-
 class _SharedSeeds:
     """Seeds for the unseeded shuffles of one pass, from one base every reader agrees on."""
 

@@ -41,14 +41,14 @@ def targets_and_predictions(model_or_predictions: Any, data: Any = None
         raise MetricError("predictions need the supervised Dataset holding their targets")
     _, y = _columns(data)
     if isinstance(model_or_predictions, Dataset):
-        if model_or_predictions.supervised or model_or_predictions.indexed:
-            # each (prediction, y) pair was stacked into one row and scored as a prediction
+        # each (prediction, y) pair (or index) was stacked into one row and scored as one
+        if model_or_predictions.supervised:
             raise MetricError(
-                "the predictions Dataset is supervised or indexed (an eval() output holds "
-                "(prediction, y) pairs): pass it alone, metric(model.eval(data)), or pass "
-                "predictions only, metric(preds.as_not_indexed().as_not_supervised(), data)"
-                if model_or_predictions.supervised else
-                "the predictions Dataset is indexed: pass preds.as_not_indexed()")
+                "the predictions Dataset is supervised (an eval() output holds (prediction, y) "
+                "pairs): pass it alone, metric(model.eval(data)), or pass predictions only, "
+                "metric(preds.as_not_indexed().as_not_supervised(), data)")
+        if model_or_predictions.indexed:
+            raise MetricError("the predictions Dataset is indexed: pass preds.as_not_indexed()")
         preds = model_or_predictions.numpy()
         parts = [np.asarray(p) for p in preds]
         pred = (np.concatenate if preds.batched else np.stack)(parts)

@@ -96,9 +96,7 @@ def macro_f1(y_true: Any, y_pred: Any) -> float:
 
 def _probabilities(y_true: np.ndarray, y_prob: Any) -> tuple[np.ndarray, np.ndarray]:
     """Targets as class indices and probabilities as an (n, classes) float array."""
-    prob = np.asarray(y_prob)
-    if not np.issubdtype(prob.dtype, np.floating) or prob.dtype.itemsize < 8:
-        prob = prob.astype(np.float64)
+    prob = np.asarray(y_prob, dtype=np.float64)
     if prob.ndim == 1:
         prob = np.stack([1 - prob, prob], axis=1)
     if prob.ndim != 2:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from dryml.errors import ConfigurationError
-from dryml.models._trainable import Trainable
+from dryml.models._trainable import Trainable, frameworks_of
 
 if TYPE_CHECKING:
     from dryml.data import Dataset
@@ -63,7 +63,7 @@ class Pipe(Trainable):
     def _check_reqs(self, reqs: dict[str, Any] | None) -> None:
         """A request for a framework no step has is a mistake, not something to ignore (the
         whole request was dropped, so a step asked for a GPU ran on the CPU)."""
-        have = {type(step).dry_framework for step in self.steps}
+        have = frameworks_of(self)
         unknown = sorted(set(reqs or {}) - have - {"default"})
         if unknown:
             raise ConfigurationError(
@@ -77,8 +77,6 @@ class Pipe(Trainable):
 
 
 def _step_reqs(step: Trainable, reqs: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The part of ``reqs`` for ``step``'s framework (None: the step's default)."""
-    framework = type(step).dry_framework
-    if reqs is None or framework not in reqs:
-        return None
-    return {framework: reqs[framework]}
+    """The part of ``reqs`` for the frameworks of ``step`` (None: the step's default)."""
+    mine = {fw: req for fw, req in (reqs or {}).items() if fw in frameworks_of(step)}
+    return mine or None

@@ -44,6 +44,12 @@ class EarlyStopping(Object):
             raise ConfigurationError(f"EarlyStopping mode is 'min' or 'max', got {mode!r}")
         self.patience, self.monitor, self.min_delta, self.mode = patience, monitor, min_delta, mode
 
+    @property
+    def rounds(self) -> int:
+        """Epochs without improvement that stop training: ``patience``, at least 1 (0 acts as
+        1 in every backend, as in Keras; torch ran no epoch and XGBoost stopped after one)."""
+        return max(int(self.patience), 1)
+
     def improved(self, value: float, best: float | None) -> bool:
         """Whether ``value`` beats ``best`` by more than ``min_delta``."""
         if best is None:

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from dryml.data import Dataset
     from dryml.format import LoadStore, SaveStore
 
-__all__ = ["TrainState", "Trainable"]
+__all__ = ["TrainState", "Trainable", "frameworks_of"]
 
 EVAL_BATCH = 1024
 
@@ -186,3 +186,11 @@ def predictions_like(data: Dataset, predict: Any) -> Dataset:
     result = NumpyDataset(out, supervised=source.supervised, indexed=source.indexed,
                           batch_size=data.batch_size if batched else None)
     return result if batched else result.unbatch()
+
+
+def frameworks_of(obj: Object) -> set[str]:
+    """The frameworks (other than ``"default"``) of ``obj`` and the Objects in its arguments:
+    a worker that trains it needs them all (a Pipe of scikit-learn steps: ``{"sklearn"}``)."""
+    from dryml.context._lifecycle import iter_objects
+
+    return {fw for o in iter_objects([obj]) if (fw := type(o).dry_framework) != "default"}

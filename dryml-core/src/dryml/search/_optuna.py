@@ -103,10 +103,11 @@ class OptunaSampler:
             directions=directions,
             sampler=self.optuna_sampler, pruner=self.pruner, load_if_exists=True)
         held = len(self.study.trials)
-        if history and max(t.number for t in history) >= held:
+        last = max((t.number for t in history), default=-1)
+        if last >= held:
             raise ConfigurationError(
                 f"the Optuna study of search {name!r} holds {held} trials but the repository "
-                f"records trial {max(t.number for t in history)}: its {self.storage_kind} "
+                f"records trial {last}: its {self.storage_kind} "
                 f"storage in {self.state_dir} was replaced or removed. Resume with the storage "
                 "it was made with, or run the search under another name")
         if held and self.reseed is not None:

@@ -91,13 +91,13 @@ def tune_search(space: Any, train: Any, valid: Any, *, metric: Any = "accuracy",
 
     def trainable(config: dict[str, Any]) -> None:
         from dryml._io import save_object
-        from dryml.search._search import _frameworks
+        from dryml.models._trainable import frameworks_of
         from dryml.search._trial import _train_and_score
 
         tune = _tune()
         model = space.build_def(config).build()
         # every framework of the Trainables in it (a Pipe of scikit-learn steps: 'sklearn')
-        _enter_context(_frameworks(model) or {type(model).dry_framework})
+        _enter_context(frameworks_of(model) or {type(model).dry_framework})
         original = getattr(model, "on_epoch_end", None)
         if original is not None:
             def on_epoch_end(logs: dict[str, float]) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 from dryml._objectdef import ObjectDef
 from dryml.context._executor import chosen_executor, executor_names, get_executor, using_executor
 from dryml.errors import ConfigurationError, DrymlError
+from dryml.models._trainable import frameworks_of
 from dryml.search import _store
 from dryml.search._result import SearchResult, rank_key
 from dryml.search._samplers import FINISHED, Asked, TrialInfo, get_sampler
@@ -276,7 +277,7 @@ class Search:
         """The trial's worker: the frameworks of the model and of the Trainables in it (a
         Pipe of scikit-learn steps trains them in one 'sklearn' worker: in a 'default'
         worker every step refused to train, and every trial failed)."""
-        frameworks = _frameworks(model) or {type(model).dry_framework}
+        frameworks = frameworks_of(model) or {type(model).dry_framework}
         return {fw: dict((self.context_reqs or {}).get(fw, {})) for fw in sorted(frameworks)}
 
     def _meta(self, asked: Asked, model: Any, **fields: Any) -> dict[str, Any]:
@@ -434,32 +435,7 @@ def _framework_label(model: Any) -> str:
     """The framework a trial ran in, for its metadata: the model's, or those of the
     Trainables in it joined by '+' (a Pipe of scikit-learn and torch steps:
     'sklearn+torch'; it said 'default')."""
-    return "+".join(sorted(_frameworks(model))) or str(type(model).dry_framework)
-
-
-def _frameworks(model: Any) -> set[str]:
-    """The frameworks (other than 'default') of ``model`` and the Objects nested in it."""
-    from dryml._object import Object
-
-    found: set[str] = set()
-    seen: set[int] = set()
-    stack: list[Any] = [model]
-    while stack:
-        value = stack.pop()
-        if isinstance(value, Object):
-            if id(value) in seen:
-                continue
-            seen.add(id(value))
-            framework = getattr(type(value), "dry_framework", "default")
-            if framework != "default":
-                found.add(framework)
-            stack.extend(value.dry_args)
-            stack.extend(value.dry_kwargs.values())
-        elif isinstance(value, (list, tuple)):
-            stack.extend(value)
-        elif isinstance(value, dict):
-            stack.extend(value.values())
-    return found
+    return "+".join(sorted(frameworks_of(model))) or str(type(model).dry_framework)
 
 
 def search_names(repo: Any) -> Iterable[str]:

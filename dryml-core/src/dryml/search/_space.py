@@ -125,7 +125,7 @@ def _normalize(space: Any) -> ObjectDef:
     # An id used in several places stays: it shares one object between them in each trial.
     unique = {i for i, n in counts.items() if n == 1} | (
         {space.dry_id} if space.dry_id is not None else set())
-    space = _strip_marker_ids(space, unique)
+    space = _strip_ids(space, unique)
     assert isinstance(space, ObjectDef)
     spec = marker_spec(space)
     if isinstance(spec, NumberSpec):
@@ -142,20 +142,20 @@ def _normalize(space: Any) -> ObjectDef:
     return space
 
 
-def _strip_marker_ids(value: Any, ids: AbstractSet[str] = frozenset()) -> Any:
+def _strip_ids(value: Any, ids: AbstractSet[str] = frozenset()) -> Any:
     """Markers lose the random ``dry_id`` an Object gets, so equal spaces compare equal; so do
     definitions whose id is in ``ids``."""
     if isinstance(value, ObjectDef):
         new = ObjectDef.__new__(ObjectDef)
         new._cls, new._mut = value.cls, value.dry_mut
-        new._args = tuple(_strip_marker_ids(v, ids) for v in value.args)
-        new._kwargs = {k: _strip_marker_ids(v, ids) for k, v in value.kwargs.items()
+        new._args = tuple(_strip_ids(v, ids) for v in value.args)
+        new._kwargs = {k: _strip_ids(v, ids) for k, v in value.kwargs.items()
                        if not (k == "dry_id" and (issubclass(value.cls, Marker) or v in ids))}
         return new
     if type(value) in (list, tuple):
-        return type(value)(_strip_marker_ids(v, ids) for v in value)
+        return type(value)(_strip_ids(v, ids) for v in value)
     if type(value) is dict:
-        return {k: _strip_marker_ids(v, ids) for k, v in value.items()}
+        return {k: _strip_ids(v, ids) for k, v in value.items()}
     return value
 
 
