@@ -165,6 +165,9 @@ class LoadSession:
     def get_bytes(self, name: str) -> bytes:
         return self.reader.read_bytes(self._names.get(name, name))
 
+    def member_size(self, name: str) -> int:
+        return self.reader.info(self._names.get(name, name)).raw_size
+
     def framework_version(self, framework: str) -> str | None:
         return self.manifest.frameworks.get(framework)
 

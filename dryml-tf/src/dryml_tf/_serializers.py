@@ -35,6 +35,7 @@ from dryml.errors import (
     UntrustedClassError,
 )
 from dryml_tf._codecs import array_from_json, array_to_json, check_versions, record_versions
+from dryml_tf._deferred import rebuild, stored_bytes
 from dryml_tf._keras_state import finalize_layers, load_state, save_state
 
 __all__ = ["KERAS_MODEL", "TF_VALUE", "KerasModelSerializer", "TFValueSerializer"]
@@ -101,7 +102,9 @@ class KerasModelSerializer:
         if code and not allow_code:
             raise UntrustedClassError(f"{CODE_REFUSED} ({_describe(code)}); nothing was run")
         _check_modules(config)
-        model = _deserialize(config, allow_code=allow_code)
+        stored = stored_bytes([meta.get(key) for key in ("state", "weights", "optimizer")],
+                              reader)
+        model = rebuild(config, lambda part: _deserialize(part, allow_code=allow_code), stored)
         optimizer = _loss_scaled(model, meta.get("state"))
         if "state" not in meta:  # written by dryml-tf 0.1.0: model.weights in order
             _legacy_load(model, meta, reader)

@@ -68,6 +68,11 @@ class MemberReader(Protocol):
     def get_bytes(self, name: str) -> bytes:
         """A member's raw bytes."""
 
+    def member_size(self, name: str) -> int:
+        """Bytes a member holds once read (a ``.npy`` member: its header and data), without
+        reading it: a bound on what a value rebuilt from the file needs, to check before
+        allocating (a crafted file's arguments may ask for far more than it stores)."""
+
     def framework_version(self, framework: str) -> str | None:
         """The framework version recorded when the file was written, if any."""
 

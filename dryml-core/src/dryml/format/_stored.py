@@ -216,5 +216,9 @@ class SharedReader:
             raise FormatError(f"{self._current[-1].where}: member {name!r} is an array")
         return data  # type: ignore[no-any-return]
 
+    def member_size(self, name: str) -> int:
+        data = self._member(name)
+        return int(data.nbytes) if isinstance(data, np.ndarray) else len(data)
+
     def framework_version(self, framework: str) -> str | None:
         return self.frameworks.get(framework)

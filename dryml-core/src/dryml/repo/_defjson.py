@@ -148,6 +148,9 @@ class _Members:
     def get_bytes(self, name: str) -> bytes:
         return self.reader.read_bytes(name)
 
+    def member_size(self, name: str) -> int:
+        return self.reader.info(name).raw_size
+
     def framework_version(self, framework: str) -> str | None:
         return None
 
