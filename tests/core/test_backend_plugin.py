@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -52,3 +53,36 @@ def test_a_records_module_that_fails_makes_the_plugin_unavailable(
         with pytest.warns(DrymlPluginWarning, match="no_such_framework_here"):
             manager.records("dryml_dataset_adapters")
         assert manager.info("broken").status == "unavailable"
+
+
+def test_a_misspelt_records_module_or_name_warns_instead_of_silently_giving_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # found by review: `_records_serializer` (no s) or `ADAPTER = [...]` left the backend
+    # without those records and said nothing
+    _package(tmp_path, "typobackend", {
+        "_records_serializer": "SERIALIZERS = []\n",
+        "_records_data": "PACKAGE = 'typo-backend'\nADAPTER = []\n",
+    })
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with (fresh_plugin_manager() as manager,
+          temporary_plugin(BackendPlugin("typobackend"), "typo"),
+          pytest.warns(DrymlPluginWarning) as caught):
+        manager.records("dryml_dataset_adapters")
+    messages = [str(w.message) for w in caught]
+    assert any("typobackend' has a module _records_serializer, which dryml never reads "
+               "(did you mean _records_serializers?)" in m for m in messages), messages
+    assert any("typobackend._records_data defines ADAPTER, which dryml does not read (did "
+               "you mean ADAPTERS?)" in m for m in messages), messages
+    assert not any("PACKAGE" in m for m in messages)  # a helper constant is no typo
+
+
+@pytest.mark.parametrize("package", ["dryml_torch", "dryml_tf", "dryml_sklearn",
+                                     "dryml_xgboost"])
+def test_the_dryml_backends_records_modules_raise_no_typo_warning(package: str) -> None:
+    pytest.importorskip(package)
+    plugin = BackendPlugin(package)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DrymlPluginWarning)
+        for hook in ("dryml_serializers", "dryml_arg_codecs", "dryml_trusted_modules",
+                     "dryml_dataset_adapters", "dryml_contexts", "dryml_trainers"):
+            getattr(plugin, hook)()

@@ -455,3 +455,20 @@ def test_plugins_names_a_disabled_plugin_name_that_matches_no_plugin() -> None:
     assert result.returncode == 0
     assert ("dryml: warning: DRYML_DISABLED_PLUGINS names dryml-nothing, which no plugin is "
             "called (the names are the NAME column: core") in result.stderr
+
+
+def test_plugins_names_a_misspelt_records_module_of_an_active_backend(tmp_path: Path) -> None:
+    """Found by review: a backend whose `_records_serializer` (no s) module dryml never read
+    showed 'active' and nothing said why it had no serializers."""
+    make_distribution(tmp_path, "dp-typo", {"typo": "dp_typo:plugin"})
+    package = tmp_path / "dp_typo"
+    package.mkdir()
+    (package / "__init__.py").write_text(
+        "from dryml.backend import BackendPlugin\nplugin = BackendPlugin('dp_typo')\n")
+    (package / "_records_serializer.py").write_text("SERIALIZERS = []\n")
+    result = run_cli("plugins", "--check", env={"PYTHONPATH": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    row = next(line for line in result.stdout.splitlines() if line.startswith("typo"))
+    assert row.split()[:4] == ["typo", "dp-typo", "1.0", "active"]
+    assert ("dryml: warning: the backend 'dp_typo' has a module _records_serializer, which "
+            "dryml never reads (did you mean _records_serializers?)") in result.stderr

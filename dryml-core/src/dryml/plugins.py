@@ -62,6 +62,9 @@ __all__ = [
     "reset_plugin_manager",
 ]
 
+#: The end of the warning for an unavailable plugin: ``dryml plugins`` shows those in its table.
+_SEE_TABLE = "; see `dryml plugins`"
+
 CORE_PLUGIN = "core"
 Status = Literal["active", "unavailable", "blocked"]
 
@@ -226,7 +229,7 @@ class PluginManager:
         self._trace(message)
         if _env_flag("DRYML_STRICT_PLUGINS"):
             raise PluginError(message + " (DRYML_STRICT_PLUGINS is set)")
-        warnings.warn(message + "; see `dryml plugins`", DrymlPluginWarning, stacklevel=3)
+        warnings.warn(message + _SEE_TABLE, DrymlPluginWarning, stacklevel=3)
         return info
 
     def _block(self, name: str, dist: str | None, version: str | None, reason: str) -> None:

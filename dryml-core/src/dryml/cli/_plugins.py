@@ -33,17 +33,22 @@ def run(args: argparse.Namespace) -> int:
     import attrs
 
     from dryml.errors import DrymlPluginWarning
-    from dryml.plugins import _RECORD_TYPES, _env_list, get_plugin_manager
+    from dryml.plugins import _RECORD_TYPES, _SEE_TABLE, _env_list, get_plugin_manager
 
     manager = get_plugin_manager()
-    with warnings.catch_warnings():
-        # The table says which plugins are unavailable and why; no need to warn as well.
-        warnings.simplefilter("ignore", DrymlPluginWarning)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DrymlPluginWarning)
         # Every hook is asked first, so that a plugin whose hook raises or returns the wrong
         # records shows as unavailable here, not only at its first use (it said "active").
         for hook in sorted(_RECORD_TYPES):
             manager.records(hook)
         infos = manager.infos()
+    for warning in caught:
+        # the table says which plugins are unavailable and why; the rest (a misspelt records
+        # module of a backend that is active) is said here
+        text = str(warning.message)
+        if not (issubclass(warning.category, DrymlPluginWarning) and text.endswith(_SEE_TABLE)):
+            sys.stderr.write(f"dryml: warning: {text}\n")
     if args.json:
         json.dump([attrs.asdict(info) for info in infos], sys.stdout, indent=2)
         sys.stdout.write("\n")
