@@ -163,6 +163,24 @@ def test_a_resumed_seeded_tpe_search_does_not_repeat_its_first_trials(tmp_path: 
     assert [t["params"] for t in again] == first  # a seed still gives the same search
 
 
+def test_a_resumed_search_with_a_given_optuna_sampler_does_not_repeat_its_first_trials(
+        tmp_path: Path) -> None:
+    """Found by review: a sampler instance made again for the resume (as a script does) drew
+    its first trials again; dryml cannot know its seed, so it reseeds it at random."""
+    space = ObjectDef(Labelled, shift=Float(0.0, 4.0), epochs=Int(1, 3), crash=Choice("a", "b"))
+
+    def run(n: int) -> list[dict[str, Any]]:
+        return Search(space, metric=objective_value, direction="maximize",
+                      repo=tmp_path / "repo", name="r",
+                      sampler=optuna.samplers.TPESampler(seed=3), n_trials=n
+                      ).run(blobs()).trials
+
+    first = [t["params"] for t in run(3)]
+    resumed = [t["params"] for t in run(6)]
+    assert resumed[:3] == first and len(resumed) == 6
+    assert not any(p in first for p in resumed[3:])
+
+
 def test_a_resume_with_another_storage_or_a_lost_study_is_refused(tmp_path: Path) -> None:
     """Found by review: resumed with storage='sqlite', the search got a fresh study numbered
     from 0, and its new trials were trained, stored and left out of the results."""

@@ -115,6 +115,10 @@ class OptunaSampler:
             # trials, TPE's random start-up repeated trials 0-2 as 3-5. Its seed goes on
             # from the trials the study holds instead (the same for every resume there).
             self.optuna_sampler = self.study.sampler = self.reseed(held)
+        elif held and callable(getattr(self.optuna_sampler, "reseed_rng", None)):
+            # The caller's own sampler instance: its seed is not known here, so it goes on
+            # from a random one (Optuna's public reseed), which at least draws no trial again.
+            self.optuna_sampler.reseed_rng()
         known = {t.number: t for t in history}
         running = optuna.trial.TrialState.RUNNING
         for frozen in self.study.get_trials(deepcopy=False, states=(running,)):
