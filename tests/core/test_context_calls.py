@@ -399,7 +399,7 @@ def test_a_nested_call_needing_what_its_caller_holds_fails_instead_of_deadlockin
     def outer_gpu() -> None:
         inner_gpu_1()
 
-    with pytest.raises(ResourcesUnavailableError, match="calling context holds"):
+    with pytest.raises(ResourcesUnavailableError, match="calling contexts hold"):
         outer_gpu()
 
 
@@ -515,3 +515,47 @@ def test_a_large_result_arrives_whole_while_the_workers_threads_report_progress(
             assert large_result_while_reporting(8 << 20) == bytes(range(256)) * (32 << 10)
     finally:
         progress.reset()
+
+
+class _Unrebuildable:
+    def __init__(self, x: int) -> None:
+        self.x = x
+
+    def __reduce__(self) -> Any:
+        return (_Unrebuildable, ())  # pickles; unpickling it fails
+
+
+@compute_context()
+def returns_unrebuildable() -> Any:
+    return _Unrebuildable(1)
+
+
+def test_a_result_that_cannot_be_rebuilt_says_the_call_ran_and_what_to_return() -> None:
+    """Found by review: a bare TypeError from __init__, naming neither the call nor why."""
+    with pytest.raises(dryml.errors.SerializationError,
+                       match="the call ran, but its result could not be rebuilt"):
+        returns_unrebuildable()
+
+
+RELOAD = """
+import importlib, pathlib, sys, time
+sys.path.insert(0, sys.argv[1])
+source = pathlib.Path(sys.argv[1]) / "reloaded_mod.py"
+source.write_text("import dryml.context as dc\\n@dc.compute\\ndef answer():\\n    return 'v1'\\n")
+import reloaded_mod
+print(reloaded_mod.answer())
+source.write_text(source.read_text().replace("'v1'", "'v2, longer'"))  # size: no stale .pyc
+importlib.invalidate_caches()
+importlib.reload(reloaded_mod)
+print(reloaded_mod.answer())
+"""
+
+
+def test_a_module_reloaded_in_the_caller_is_reloaded_in_its_warm_worker(tmp_path: Any) -> None:
+    """Found by review: after importlib.reload (a notebook's %autoreload) the caller ran the
+    new code and the warm worker, silently, the old."""
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    done = subprocess.run([sys.executable, "-c", RELOAD, str(tmp_path)], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.splitlines() == ["v1", "v2, longer"]

@@ -269,6 +269,8 @@ def test_stopping_workers_while_a_call_waits_fails_the_call_and_closes_each_desc
         thread.join(30)
         assert not thread.is_alive()
         assert len(errors) == 1 and isinstance(errors[0], WorkerCrashedError), errors
+        # found by review: it said "killed by SIGKILL (the OOM killer, or someone...)"
+        assert "was stopped by this process, which shut its workers down" in str(errors[0])
         assert _open_fds() <= before  # the worker's own descriptors are all closed
 
 
@@ -374,3 +376,49 @@ def test_a_call_still_encoding_its_arguments_when_the_workers_shut_down_does_not
     assert all(gone(child) for child in _children())
     assert echo(5) == 5  # a call begun after the shutdown starts fresh workers
     assert len(ctx.workers()) == 1
+
+
+CTRL_C_WHILE_MAKING_ROOM = """
+import os, signal, threading, time
+import dryml.context as dc
+from dryml.context import Resource
+
+class TwoCpus:
+    def resources(self):
+        return [Resource("cpu", 0), Resource("cpu", 1)]
+
+dc.configure(providers=[TwoCpus()], max_workers=1)
+
+@dc.compute_context({"default": {"num_cpus": 1}})
+def first():
+    import atexit
+    atexit.register(time.sleep, 3)  # this worker takes seconds to exit when it is stopped
+    return os.getpid()
+
+@dc.compute_context({"default": {"cpu/1": 0.5}})
+def second():
+    return os.getpid()
+
+@dc.compute_context({"default": {"num_cpus": 2}})
+def both():
+    return "got both CPUs"
+
+first()
+threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()  # Ctrl-C
+try:
+    second()  # stops first's worker to make room: interrupted there
+except KeyboardInterrupt:
+    print("interrupted")
+print(both(call_resource_timeout=20))
+dc.shutdown_workers()
+"""
+
+
+def test_ctrl_c_while_the_pool_stops_a_worker_releases_what_it_held(tmp_path: Path) -> None:
+    """Found by review: the stopped worker's grant stayed claimed with no worker holding it,
+    so a later call for both CPUs waited until its timeout."""
+    env = {**os.environ, "DRYML_LEDGER_DIR": str(tmp_path / "ledger")}
+    done = subprocess.run([sys.executable, "-c", CTRL_C_WHILE_MAKING_ROOM], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split("\n")[:2] == ["interrupted", "got both CPUs"]

@@ -121,9 +121,39 @@ def test_a_nested_request_cannot_count_on_what_its_caller_holds() -> None:
     s = scheduler(gpus=1)
     outer = s.try_acquire(req({"tf": {"gpu/0": 0.75}}))
     assert outer is not None
-    with pytest.raises(ResourcesUnavailableError, match="calling context holds"):
-        s.check_possible(req({"torch": {"gpu/0": 0.5}}), held=outer)
-    s.check_possible(req({"torch": {"gpu/0": 0.25}}), held=outer)
+    with pytest.raises(ResourcesUnavailableError, match="calling contexts hold"):
+        s.check_possible(req({"torch": {"gpu/0": 0.5}}), held=(outer,))
+    s.check_possible(req({"torch": {"gpu/0": 0.25}}), held=(outer,))
+
+
+def test_a_nested_request_cannot_count_on_what_any_caller_up_the_chain_holds() -> None:
+    s = scheduler(gpus=1)
+    top = s.try_acquire(req({"tf": {"gpu/0": 0.5}}))
+    middle = s.try_acquire(req({"torch": {"gpu/0": 0.25}}))
+    assert top is not None and middle is not None
+    with pytest.raises(ResourcesUnavailableError, match="calling contexts hold"):
+        s.check_possible(req({"torch": {"gpu/0": 0.5}}), held=(top, middle))
+    s.check_possible(req({"torch": {"gpu/0": 0.25}}), held=(top, middle))
+
+
+def test_named_devices_are_placed_before_another_frameworks_whole_count() -> None:
+    """Found by review: tf (first by name) took gpu/0 for its num_gpus=1, so torch's named
+    gpu/0 share did not fit, and the request was refused as impossible ("Ask for less")."""
+    s = scheduler(gpus=2)
+    both = req({"torch": {"gpu/0": 0.5}, "tf": {"num_gpus": 1}})
+    s.check_possible(both)
+    grant = s.try_acquire(both)
+    assert grant is not None
+    assert grant.shares["torch"] == {"gpu/0": 0.5}
+    assert grant.shares["tf"]["gpu/1"] == 1.0
+
+
+def test_resources_given_to_default_next_to_a_framework_are_refused_not_lost() -> None:
+    """Found by review: {'default': {'num_cpus': 2}, 'torch': {}} ran torch on one CPU."""
+    with pytest.raises(ContextIncompatibilityError,
+                       match=r"give them to one of those, e\.g\. \{'torch': \{'num_cpus': 2\}\}"):
+        req({"default": {"num_cpus": 2}, "torch": {}})
+    assert list(req({"default": {}, "torch": {"num_cpus": 2}})) == ["torch"]
 
 
 @pytest.mark.parametrize("bad", [
@@ -153,6 +183,8 @@ def _fix(spec: dict) -> dict:
         if isinstance(r.get("num_gpus"), float):
             for k in [k for k in r if k.startswith("gpu/")]:
                 del r[k]
+    if len(fixed) > 1:  # 'default' next to a framework asks for nothing (or is refused)
+        fixed.pop("default", None)
     return fixed
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from dryml._object import Object
 from dryml.context import _protocol
 from dryml.context._lifecycle import enter_compute, iter_objects, leave_compute
-from dryml.errors import DrymlError
+from dryml.errors import DrymlError, SerializationError
 
 __all__ = ["RemoteTraceback", "apply_reply", "encode_call", "run_call"]
 
@@ -147,7 +147,15 @@ def apply_reply(reply: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, 
             old = originals.get(new.dry_id)
             if old is not None and type(old) is type(new):
                 _update(old, new, replaced)
-    result = _protocol.loads(reply["result"], reply["blobs"], reply["trust"])
+    try:
+        result = _protocol.loads(reply["result"], reply["blobs"], reply["trust"])
+    except DrymlError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a type whose pickle cannot rebuild it
+        raise SerializationError(
+            f"the call ran, but its result could not be rebuilt in the calling process "
+            f"({type(exc).__name__}: {exc}): return plain values, numpy arrays or dryml "
+            "Objects, or a type whose __reduce__ rebuilds it") from exc
     if originals and isinstance(result, Object) and result.dry_id in originals:
         return originals[result.dry_id]
     return result

@@ -32,7 +32,8 @@ from dryml.records import load_ref
 
 __all__ = ["WorkerHandle"]
 
-NestedHandler = Callable[["WorkerHandle", tuple[Any, Any, Any]], dict[str, Any]]
+#: Serves a nested call a worker forwards: (the worker, the call, seconds left to its own call).
+NestedHandler = Callable[["WorkerHandle", tuple[Any, Any, Any], float | None], dict[str, Any]]
 KEEPER_GRACE = 10.0
 """Seconds to wait for a keeper to end its worker's processes before killing the group."""
 
@@ -91,6 +92,10 @@ class WorkerHandle:
                  startup_timeout: float | None = None) -> None:
         self.grant = grant
         self.key = grant.request
+        #: the grants of the workers waiting on the call this one runs (nested calls)
+        self.callers_hold: tuple[Grant, ...] = ()
+        #: set when this process itself ended the worker during a call (the pool shut down)
+        self.ended_by: str | None = None
         self.busy = True
         self.last_used = time.monotonic()
         # kill() may come from another thread (a pool shut down by Ctrl-C) while a call waits
@@ -204,7 +209,7 @@ class WorkerHandle:
             if not events:
                 self.kill()
                 raise TimeoutError(
-                    f"the call took longer than call_timeout={limit or timeout}s while "
+                    f"the call took longer than call_timeout={limit or timeout:.4g}s while "
                     f"{doing}; its worker (pid {self.pid}) was stopped and will be replaced")
             if any(key.data == "data" for key, _ in events):
                 try:
@@ -218,8 +223,9 @@ class WorkerHandle:
         ended = self._wait_exit(KEEPER_GRACE)
         self.kill()
         code = self.proc.returncode if ended else None
+        death = f"was stopped by {self.ended_by}" if self.ended_by else _death(code)
         raise WorkerCrashedError(
-            f"the worker (pid {self.pid}) for {self.describe()} {_death(code)} while {doing}; "
+            f"the worker (pid {self.pid}) for {self.describe()} {death} while {doing}; "
             "its resources were released and the next call starts a new worker")
 
     def call(self, msg: dict[str, Any], timeout: float | None,
@@ -266,7 +272,8 @@ class WorkerHandle:
             if kind == "progress":  # drawn by this process's one display
                 progress.deliver(payload, self.pid)
                 continue
-            reply = on_nested(self, payload)
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            reply = on_nested(self, payload, remaining)
             try:
                 self.channel.send_bytes(pickle.dumps(("nested_reply", reply), protocol=5))
             except ChannelClosed:

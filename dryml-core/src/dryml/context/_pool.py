@@ -92,8 +92,13 @@ class Pool:
 
     # -- checkout / checkin -------------------------------------------------------------------
     def checkout(self, request: dict[str, Request], timeout: float | None = None,
-                 held: Grant | None = None) -> WorkerHandle:
-        """A worker for ``request``: an idle warm one, or a new one once resources allow."""
+                 held: tuple[Grant, ...] = ()) -> WorkerHandle:
+        """A worker for ``request``: an idle warm one, or a new one once resources allow.
+
+        ``held``: the grants of the workers waiting on this call (a nested call's callers,
+        every level up). Their resources never free up while it waits, and a nested call may
+        start a worker beyond ``max_workers``: its callers fill the slots, and would otherwise
+        wait on it forever (found by review: two levels of nesting hung a 2-worker pool)."""
         self.scheduler.check_possible(request, held)
         plugins = context_plugins(list(request))
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -108,6 +113,7 @@ class Pool:
                     if not worker.busy and worker.key == request and worker not in dead:
                         if worker.alive():
                             worker.busy = True
+                            worker.callers_hold = held
                             return worker
                         dead.append(worker)  # being torn down after a kill
                 if dead:  # died while idle (killed from outside): forget, free, look again
@@ -118,7 +124,7 @@ class Pool:
                 continue
             with self.cond:
                 grant = None
-                if len(self.workers) + self._starting < self.max_workers:
+                if held or len(self.workers) + self._starting < self.max_workers:
                     grant = self.scheduler.try_acquire(request)
                 if grant is not None:
                     self._starting += 1
@@ -137,7 +143,9 @@ class Pool:
                 self._retire(victim)
                 continue
             assert grant is not None
-            return self._start(grant, plugins)
+            worker = self._start(grant, plugins)
+            worker.callers_hold = held
+            return worker
 
     def _start(self, grant: Grant, plugins: dict[str, str]) -> WorkerHandle:
         try:
@@ -190,8 +198,13 @@ class Pool:
             self.scheduler.notify()
 
     def _retire(self, worker: WorkerHandle) -> None:
-        worker.stop()
-        self.scheduler.release(worker.grant)
+        try:
+            worker.stop()
+        finally:  # interrupted (Ctrl-C): still end it, and never keep its claim
+            try:
+                worker.kill()
+            finally:
+                self.scheduler.release(worker.grant)
 
     # -- bookkeeping --------------------------------------------------------------------------
     def _wanted(self, request: dict[str, Request]) -> str:
@@ -232,6 +245,8 @@ class Pool:
             self.cond.notify_all()
         for worker in workers:
             if worker.busy:
+                worker.ended_by = ("this process, which shut its workers down "
+                                   "(dryml.context.shutdown_workers, configure, or its exit)")
                 worker.kill()
             else:
                 worker.stop(wait=0.5)

@@ -231,25 +231,50 @@ def _unwrap(value: Any) -> Any:
     return value
 
 
+# How often each module a function was sent from by reference was reloaded in this process:
+# importlib.reload (and a notebook's %autoreload, which patches the old functions' code) gives
+# the module a new __spec__, and a warm worker, which imported the module once, would go on
+# running the old code (found by review: the caller's answer() said v2, the worker's v1).
+# module name -> (its __spec__ when last seen, generation)
+_sent: dict[str, tuple[Any, int]] = {}
+# In a worker: the generation of each module as the caller last sent it.
+_synced: dict[str, int] = {}
+
+
+def _generation(module: str) -> int:
+    spec = getattr(sys.modules[module], "__spec__", None)
+    known = _sent.get(module)
+    generation = 0 if known is None else known[1] + (known[0] is not spec)
+    _sent[module] = (spec, generation)  # held: an id could be reused, an object cannot
+    return generation
+
+
 def function_payload(fn: Callable[..., Any]) -> tuple[str, Any]:
-    """``("ref", (module, qualname))`` for an importable function, else ``("val", bytes)``."""
+    """``("ref", (module, qualname, generation))`` for an importable function, else
+    ``("val", bytes)``; the generation counts how often this process reloaded the module,
+    so that a worker reloads it too."""
     module = getattr(fn, "__module__", None)
     qualname = getattr(fn, "__qualname__", "")
     if module and _importable(module) and "<" not in qualname:
         try:
             if _unwrap(_resolve(module, qualname)) is fn:
-                return "ref", (module, qualname)
+                return "ref", (module, qualname, _generation(module))
         except AttributeError:
             pass
     return "val", cloudpickle.dumps(fn, protocol=PROTOCOL)
 
 
 def load_function(payload: tuple[str, Any]) -> Callable[..., Any]:
-    """Inverse of :func:`function_payload` (in the worker)."""
+    """Inverse of :func:`function_payload` (in the worker): a module its caller reloaded
+    since this worker imported it is reloaded here first."""
     kind, data = payload
-    if kind == "ref":
-        return _unwrap(_resolve(*data))  # type: ignore[no-any-return]
-    return pickle.loads(data)  # type: ignore[no-any-return]
+    if kind != "ref":
+        return pickle.loads(data)  # type: ignore[no-any-return]
+    module, qualname, generation = data
+    if module in sys.modules and _synced.get(module, 0) < generation:
+        importlib.reload(sys.modules[module])
+    _synced[module] = generation
+    return _unwrap(_resolve(module, qualname))  # type: ignore[no-any-return]
 
 
 def local_classes(values: Iterable[Any]) -> list[bytes]:

@@ -163,8 +163,15 @@ def normalize_requirement(reqs: Requirement | None) -> dict[str, Request]:
         raise ContextIncompatibilityError(
             f"a context requirement is a dict {{framework: {{resource: amount}}}}, got {reqs!r}")
     out = {str(fw): parse_request(str(fw), spec or {}) for fw, spec in reqs.items()}
-    if len(out) > 1:
-        out.pop("default", None)  # any framework context satisfies 'default'
+    if len(out) > 1 and "default" in out:
+        # any framework context satisfies 'default'; what it asks for would be lost
+        default = out.pop("default")
+        if default.as_dict():
+            first = min(out)
+            raise ContextIncompatibilityError(
+                f"the requirement gives resources to 'default' ({default.as_dict()}) next to "
+                f"{', '.join(repr(fw) for fw in sorted(out))}, whose contexts run the call: "
+                f"give them to one of those, e.g. {{{first!r}: {default.as_dict()}}}")
     if not any(r.num_cpus or any(k.startswith("cpu/") for k, _ in r.specific)
                for r in out.values()):
         first = min(out)

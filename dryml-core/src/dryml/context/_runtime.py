@@ -177,7 +177,7 @@ def out_of_band() -> int | None:
 
 def execute_local(reqs: Requirement | None, msg: dict[str, Any], *,
                   call_timeout: float | None, resource_timeout: float | None,
-                  held: Grant | None = None) -> dict[str, Any]:
+                  held: tuple[Grant, ...] = ()) -> dict[str, Any]:
     """Run a call message in a local worker that meets ``reqs``; returns the worker's reply."""
     pool = get_pool()
     request = normalize_requirement(reqs)
@@ -188,13 +188,25 @@ def execute_local(reqs: Requirement | None, msg: dict[str, Any], *,
         pool.checkin(worker)
 
 
-def _on_nested(worker: WorkerHandle, payload: tuple[Any, Any, Any]) -> dict[str, Any]:
+def _on_nested(worker: WorkerHandle, payload: tuple[Any, Any, Any],
+               remaining: float | None) -> dict[str, Any]:
+    """Run a call a worker makes, while it waits: within the time its own call has left
+    (found by review: a 2 s call_timeout fired after a 15 s nested call), never counting on
+    the resources of the workers waiting on it."""
     from dryml.context._calls import error_reply
 
     msg, reqs, options = payload
     try:
-        return execute_local(reqs, msg, call_timeout=options.get("call_timeout"),
-                             resource_timeout=options.get("resource_timeout"),
-                             held=worker.grant)
+        return execute_local(reqs, msg,
+                             call_timeout=_sooner(options.get("call_timeout"), remaining),
+                             resource_timeout=_sooner(options.get("resource_timeout"), remaining),
+                             held=(*worker.callers_hold, worker.grant))
     except Exception as exc:  # noqa: BLE001 - the nested caller gets it as its own error
         return error_reply(exc)
+
+
+def _sooner(timeout: float | None, remaining: float | None) -> float | None:
+    """The smaller of two timeouts (None: no limit)."""
+    if timeout is None or remaining is None:
+        return remaining if timeout is None else timeout
+    return min(timeout, remaining)

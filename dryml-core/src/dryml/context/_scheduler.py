@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -78,15 +78,21 @@ def describe_resources(resources: Iterable[Resource]) -> str:
 
 def _fit(request: Mapping[str, Request], free: dict[str, float],
          kinds: Mapping[str, list[str]]) -> dict[str, dict[str, float]] | None:
-    """Shares per framework if ``request`` fits in ``free`` (which is updated), else None."""
-    shares: dict[str, dict[str, float]] = {}
+    """Shares per framework if ``request`` fits in ``free`` (which is updated), else None.
+
+    Every framework's named devices are placed first, then whole devices, then GPU shares,
+    so that one framework's count never takes the device another one names (found by
+    review: ``{"tf": {"num_gpus": 1}, "torch": {"gpu/0": 0.5}}`` on two GPUs was refused as
+    impossible because tf, first by name, took gpu/0)."""
+    shares: dict[str, dict[str, float]] = {fw: {} for fw in request}
     for fw, req in request.items():
-        share: dict[str, float] = {}
         for name, amount in req.specific:
             if free.get(name, 0.0) + _EPS < amount:
                 return None
             free[name] = round(free[name] - amount, 9)
-            share[name] = amount
+            shares[fw][name] = amount
+    for fw, req in request.items():
+        share = shares[fw]
         for kind, count in (("cpu", req.num_cpus), ("gpu", req.num_gpus)):
             whole = [n for n in kinds.get(kind, []) if n not in share and free[n] >= 1 - _EPS]
             if len(whole) < count:
@@ -94,6 +100,8 @@ def _fit(request: Mapping[str, Request], free: dict[str, float],
             for name in whole[:count]:
                 free[name] = 0.0
                 share[name] = 1.0
+    for fw, req in request.items():
+        share = shares[fw]
         if req.gpu_share:
             # best fit: the GPU with the least room that still holds the share, so that
             # fractional calls fill one GPU before they start on the next
@@ -104,7 +112,6 @@ def _fit(request: Mapping[str, Request], free: dict[str, float],
             name = min(room, key=lambda n: (free[n], n))
             free[name] = round(free[name] - req.gpu_share, 9)
             share[name] = req.gpu_share
-        shares[fw] = share
     return shares
 
 
@@ -161,11 +168,12 @@ class Scheduler:
             return dict(self._free)
 
     # -- granting ---------------------------------------------------------------------------
-    def check_possible(self, request: Mapping[str, Request], held: Grant | None = None) -> None:
+    def check_possible(self, request: Mapping[str, Request],
+                       held: Sequence[Grant] = ()) -> None:
         """Raise ResourcesUnavailableError if ``request`` could never be granted.
 
-        ``held``: a grant that stays claimed while this request waits (the caller of a nested
-        call), so its resources do not count as ever becoming free.
+        ``held``: grants that stay claimed while this request waits (the callers of a nested
+        call, every level up), so their resources do not count as ever becoming free.
         """
         resources = self.resources()
         for req in request.values():
@@ -175,12 +183,12 @@ class Scheduler:
                         f"{name} does not exist; this machine has "
                         f"{describe_resources(resources.values())}")
         full = {name: 1.0 for name in resources}
-        if held is not None:
-            for name, amount in held.totals().items():
+        for grant in held:
+            for name, amount in grant.totals().items():
                 full[name] = round(full[name] - amount, 9)
         if _fit(request, full, self._kinds) is None:
             wanted = {fw: r.as_dict() for fw, r in request.items()}
-            extra = " while the calling context holds its own" if held is not None else ""
+            extra = " while the calling contexts hold their own" if held else ""
             raise ResourcesUnavailableError(
                 f"the request {wanted} can never be met{extra}: this machine has "
                 f"{describe_resources(resources.values())}. Ask for less.")

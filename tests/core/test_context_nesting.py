@@ -1,0 +1,103 @@
+"""Nested calls (a call made inside a worker) never wait on the workers waiting for them, and
+stay within the time their caller's call has left. Real worker processes throughout."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+import dryml.context as ctx
+from dryml.context import Resource, ResourcesUnavailableError, compute_context
+
+
+class TwoCpus:
+    def resources(self) -> list[Resource]:
+        return [Resource("cpu", 0), Resource("cpu", 1)]
+
+
+@pytest.fixture(autouse=True)
+def two_worker_machine() -> Iterator[None]:
+    ctx.configure(providers=[TwoCpus()], max_workers=2)
+    yield
+    ctx.configure()
+
+
+@compute_context({"default": {"cpu/0": 0.25}})
+def inner() -> str:
+    return "inner ran"
+
+
+@compute_context({"default": {"cpu/1": 0.25}})
+def middle() -> str:
+    return inner()
+
+
+@compute_context({"default": {"cpu/0": 0.5}})
+def outer() -> str:
+    return middle()
+
+
+def test_two_levels_of_nesting_in_a_two_worker_pool_complete() -> None:
+    """Found by review: outer and middle filled the pool's two slots while they waited, and
+    inner waited for a slot forever (call_timeout did not help)."""
+    assert outer(call_timeout=120) == "inner ran"
+    assert len(ctx.workers()) == 3  # the nested call went past the cap, its callers waited
+
+
+def test_nested_calls_from_two_threads_complete() -> None:
+    results: list[str] = []
+    threads = [threading.Thread(target=lambda: results.append(middle(call_timeout=120)))
+               for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(150)
+    assert results == ["inner ran", "inner ran"]
+
+
+@compute_context({"default": {"cpu/0": 0.75}})
+def needs_most_of_cpu0() -> None:
+    pass
+
+
+@compute_context({"default": {"cpu/1": 0.25}})
+def middle_asks_for_cpu0() -> None:
+    needs_most_of_cpu0()
+
+
+@compute_context({"default": {"cpu/0": 0.5}})
+def top_holds_half_of_cpu0() -> None:
+    middle_asks_for_cpu0()
+
+
+def test_a_nested_call_needing_what_a_caller_two_levels_up_holds_fails_at_once() -> None:
+    with pytest.raises(ResourcesUnavailableError, match="calling contexts hold"):
+        top_holds_half_of_cpu0(call_timeout=120)
+
+
+@compute_context({"default": {"cpu/1": 0.25}})
+def sleeps(seconds: float) -> str:
+    time.sleep(seconds)
+    return "slept"
+
+
+@compute_context({"default": {"cpu/0": 0.25}})
+def waits_on_a_sleeper(seconds: float) -> str:
+    return sleeps(seconds)
+
+
+def test_the_callers_call_timeout_bounds_its_nested_calls() -> None:
+    """Found by review: a 2 s call_timeout fired only after the 15 s nested call ended."""
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match="call_timeout"):
+        waits_on_a_sleeper(300, call_timeout=2)
+    assert time.monotonic() - started < 150  # not the nested call's 300 s
+
+
+def test_a_nested_call_within_the_callers_time_is_untouched() -> None:
+    assert waits_on_a_sleeper(0.1, call_timeout=120) == "slept"
+
+
