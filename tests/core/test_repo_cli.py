@@ -272,3 +272,26 @@ def test_damaged_search_settings_are_an_error_line(
         status, _, err = _run(capsys, *argv)
         assert status == 1 and err.startswith("dryml: error: the settings of search 'broken' ")
         assert message in err and "delete it to make the search anew" in err
+
+
+class Pair(Object):
+    def __init__(self, first: Any, second: int) -> None:
+        self.first = first
+
+
+def test_where_on_a_later_argument_keeps_objects_whose_earlier_one_cannot_be_imported(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by review: `--where args.1=5` dropped objects whose args.0 was an Object or a
+    class: the placeholder for args.0 decoded (imported) it, which the CLI cannot."""
+    import subprocess
+    import sys
+
+    repo = Repo(tmp_path / "repo", create=True)
+    repo.add_objects([Pair(Net(1), 5, dry_id="nested"), Pair(Net, 5, dry_id="cls"),
+                      Pair(3, 5, dry_id="plain"), Pair(3, 6, dry_id="other")])
+    # a fresh process that never imported this test module: the CLI's situation
+    done = subprocess.run([sys.executable, "-m", "dryml.cli", "repo", "ls",
+                           str(repo.directory), "--where", "args.1=5", "--json"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert sorted(e["dry_id"] for e in json.loads(done.stdout)) == ["cls", "nested", "plain"]

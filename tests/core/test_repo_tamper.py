@@ -7,6 +7,8 @@ import json
 import os
 import shutil
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -273,3 +275,106 @@ def test_reindex_takes_a_changed_files_metadata_from_the_file(
     assert again.metadata("other0") == {"metrics": {"accuracy": 0.9}}
     assert again.ids(where={"metrics.accuracy": 0.5}) == []
     assert again.reindex().changed == []  # indexed as it is now
+
+
+# -- an index edited by hand never reaches outside the folder, nor stops the repair ----------
+
+
+def _edit_index(directory: Path, *statements: tuple[str, tuple[Any, ...]]) -> None:
+    conn = sqlite3.connect(directory / ".dryml-index.sqlite")
+    for sql, params in statements:
+        conn.execute(sql, params)
+    conn.commit()
+    conn.close()
+
+
+def test_a_crafted_delete_intent_never_deletes_a_file_outside_the_folder(
+        repo: Repo, tmp_path: Path) -> None:
+    """Found by review: any open (even 'dryml repo ls') finished a dead process's delete
+    intent, and an intent naming '/abs/path' deleted that file."""
+    repo.close()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    _edit_index(repo.directory, (
+        "INSERT INTO intents VALUES ('t', 'delete', 'x', ?, ?, 999999, '', 0, NULL)",
+        (str(victim), os.uname().nodename)))
+    assert len(Repo(repo.directory).ids()) == 4
+    assert victim.read_text() == "precious"
+
+
+def test_a_crafted_file_name_in_the_index_is_damage_not_a_path_to_follow(
+        repo: Repo, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by review: delete() removed, and add_object(replace=True) overwrote, the file an
+    edited index named ('/abs/victim', '../victim2.txt')."""
+    repo.close()
+    victim, victim2 = tmp_path / "victim.txt", tmp_path / "victim2.txt"
+    victim.write_text("precious")
+    victim2.write_text("precious too")
+    _edit_index(repo.directory,
+                ("UPDATE objects SET file = ? WHERE id = 'net'", (str(victim),)),
+                ("UPDATE objects SET file = '../victim2.txt' WHERE id = 'other0'", ()))
+    again = Repo(repo.directory)
+    for attempt in (lambda: again.delete("net"),
+                    lambda: again.add_object(Net(10, dry_id="other0"), replace=True),
+                    lambda: again.get_one("net").weights):
+        with pytest.raises(RepoError, match="is damaged .*not a .dry file of this folder"):
+            attempt()
+    assert victim.read_text() == "precious" and victim2.read_text() == "precious too"
+    again.close()
+    assert _cli(capsys, "repo", "reindex", str(repo.directory))[0] == 0
+    assert sorted(Repo(repo.directory).ids()) == ["net", "other0", "other1", "other2"]
+
+
+@pytest.mark.parametrize(("what", "sql"), [
+    ("definition", "UPDATE objects SET definition = 'garbage'"),
+    ("metadata", "UPDATE objects SET metadata = 'garbage'"),
+    ("metadata", "UPDATE objects SET metadata = '[1]'"),
+    ("size", "UPDATE objects SET size = 'big'"),
+])
+def test_an_index_value_edited_into_garbage_is_an_error_line_and_reindex_repairs_it(
+        repo: Repo, capsys: pytest.CaptureFixture[str], what: str, sql: str) -> None:
+    """Found by review: tracebacks from 'dryml repo ls', and from reindex, the repair."""
+    repo.close()
+    _edit_index(repo.directory, (sql, ()))
+    status, _, err = _cli(capsys, "repo", "ls", str(repo.directory))
+    assert status == 1
+    assert err.startswith("dryml: error: the repository index") and f"its {what} is" in err
+    assert "dryml repo reindex" in err and "Traceback" not in err
+    assert _cli(capsys, "repo", "reindex", str(repo.directory))[0] == 0
+    assert _cli(capsys, "repo", "ls", str(repo.directory))[0] == 0
+
+
+@pytest.mark.parametrize("intent", [
+    ("t", "delete", "x", "f.dry", "HOST", 99999999999999, "", 0, None),  # no such pid
+    ("t", "add", "x", "f.dry", "HOST", 999999, "", 0, "garbage"),  # not JSON
+])
+def test_a_crafted_intent_neither_stops_an_open_nor_the_repair(
+        repo: Repo, capsys: pytest.CaptureFixture[str], intent: tuple[Any, ...]) -> None:
+    repo.close()
+    row = tuple(os.uname().nodename if v == "HOST" else v for v in intent)
+    _edit_index(repo.directory, ("INSERT INTO intents VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", row))
+    assert _cli(capsys, "repo", "ls", str(repo.directory))[0] == 0
+    assert _cli(capsys, "repo", "reindex", str(repo.directory))[0] == 0
+
+
+@pytest.mark.parametrize("kind", ["fifo", "/dev/zero"])
+def test_a_journal_that_is_not_a_regular_file_does_not_hang_an_open(
+        repo: Repo, kind: str) -> None:
+    """Found by review: a dead session's journal that was a FIFO, or a link to /dev/zero,
+    made every open of the repository hang."""
+    repo.close()
+    name = ".dryml-index.sqlite.adds-deadbeef"
+    if kind == "fifo":
+        os.mkfifo(repo.directory / name)
+    else:
+        os.symlink(kind, repo.directory / name)
+    _edit_index(repo.directory, (
+        "INSERT INTO intents VALUES ('deadbeef', 'session', '', ?, ?, 999999, '', 0, NULL)",
+        (name, os.uname().nodename)))
+    # in a process of its own, which a hang (or a read of /dev/zero) cannot take down with us
+    opening = subprocess.run(
+        [sys.executable, "-c", "import sys; from dryml.repo import Repo; "
+         "print(len(Repo(sys.argv[1]).ids()))", str(repo.directory)],
+        capture_output=True, text=True, timeout=120)
+    assert opening.stdout.strip() == "4", opening.stderr[-2000:]
+    assert not os.path.lexists(repo.directory / name)

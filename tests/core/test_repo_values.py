@@ -252,3 +252,28 @@ def test_a_class_whose_bases_changed_is_queried_by_its_latest_bases(tmp_path: Pa
     repo.reindex()  # hierarchies read from the files again: one per class path
     assert sorted(repo.ids(Selector(A)) + repo.ids(Selector(B))) == sorted(
         [first.dry_id, second.dry_id])
+
+
+def test_numbers_sort_before_a_failed_runs_none_nan_text_or_booleans(tmp_path: Path) -> None:
+    """Found by review: following dryml's own advice for a NaN metric (store None or 'nan'),
+    order_by ranked the failed run best: None first ascending, 'nan' first descending, and
+    True sorted as 1 among the numbers."""
+    repo = Repo(tmp_path / "r", create=True)
+    for name, acc in (("good", 0.9), ("fair", 0.8), ("none", None), ("nan", "nan"),
+                      ("flag", True), ("big", 2**64)):
+        repo.add_object(Val(name, dry_id=name), metadata={"acc": acc})
+    repo.add_object(Val("missing", dry_id="missing"))
+    assert repo.ids(order_by="acc", descending=True, limit=1) == ["big"]
+    assert repo.ids(order_by="acc", limit=1) == ["fair"]
+    descending = repo.ids(order_by="acc", descending=True)
+    assert descending[:3] == ["big", "good", "fair"]
+    assert set(descending[3:6]) == {"none", "nan", "flag"} and descending[6] == "missing"
+    assert repo.ids(order_by="acc")[:3] == ["fair", "good", "big"]
+
+
+def test_the_metadata_of_an_unknown_id_is_object_not_found(tmp_path: Path) -> None:
+    from dryml.errors import ObjectNotFoundError
+
+    repo = Repo(tmp_path / "r", create=True)
+    with pytest.raises(ObjectNotFoundError, match="no object 'nope'"):
+        repo.metadata("nope")  # found by review: a bare IndexError

@@ -195,13 +195,15 @@ def run_ls(args: argparse.Namespace) -> int:
     """List objects as a table (or JSON)."""
     from dryml.cli._text import human_size, table
     from dryml.repo import Selector
-    from dryml.repo._match import to_matcher
+    from dryml.repo._match import Anything
 
     meta, kwargs, positional = parse_where(args.where)
     selector = None
     if args.cls or kwargs or positional:
         count = max(positional) + 1 if positional else 0
-        arg_list = [positional.get(i, to_matcher(lambda _: True)) for i in range(count)]
+        # found by review: a predicate placeholder dropped objects whose earlier argument
+        # was an Object or class the CLI could not import to decode
+        arg_list = [positional.get(i, Anything()) for i in range(count)]
         selector = Selector(args.cls, args=arg_list, kwargs=kwargs)
     repo = open_repository(args.directory)
     entries = repo.entries(selector, where=meta or None, order_by=args.order_by,

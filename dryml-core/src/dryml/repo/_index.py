@@ -127,6 +127,8 @@ def owner_alive(host: str, pid: int, pstart: str) -> bool:
     """Whether the process that recorded an intent may still be running."""
     if host != socket.gethostname():
         return True  # another machine's process: we cannot tell, so assume it is alive
+    if type(pid) is not int or not 0 < pid < 2**31:
+        return False  # an index edited by hand: no process has that id
     if pid == os.getpid():
         return pstart == _start_time(pid)
     try:
@@ -250,6 +252,9 @@ class Index:
                     conn.execute(statement)
             conn.execute("INSERT OR IGNORE INTO info VALUES ('schema', ?)", (SCHEMA_VERSION,))
             found = conn.execute("SELECT value FROM info WHERE key = 'schema'").fetchone()
+            if found and not str(found[0]).isdigit():  # edited by hand: not a newer one
+                conn.execute("UPDATE info SET value = ? WHERE key = 'schema'", (SCHEMA_VERSION,))
+                found = (SCHEMA_VERSION,)
             if found and int(found[0]) > SCHEMA_VERSION:
                 raise RepoError(f"the index {self.path!r} was written by a newer dryml "
                                 f"(schema {found[0]}); upgrade dryml-core")

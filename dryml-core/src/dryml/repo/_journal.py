@@ -23,6 +23,7 @@ import contextlib
 import json
 import os
 import sqlite3
+import stat
 import time
 import uuid
 from pathlib import Path
@@ -132,16 +133,16 @@ def finish_add(conn: sqlite3.Connection, directory: Path, dry_id: str, name: str
     (same file, size and mtime); returns whether it indexed it. ``metadata`` replaces what
     the file holds (a replace's intent records it). An unreadable file, or one that holds
     another object, is left for ``check`` to report."""
-    if not (_plain_name(name) and name.endswith(".dry") and not name.startswith(".")):
+    if not is_object_name(name):
         return False
     path = directory / name
     try:
-        stat = path.stat()
+        on_disk = path.stat()
     except OSError:
         return False  # killed before its rename: there is nothing to finish
     found = conn.execute("SELECT file, size, mtime FROM objects WHERE id = ?",
                          (dry_id,)).fetchone()
-    if found is not None and tuple(found) == (name, stat.st_size, stat.st_mtime_ns):
+    if found is not None and tuple(found) == (name, on_disk.st_size, on_disk.st_mtime_ns):
         return False  # its add committed
     try:
         row, mros, known = row_from_file(path, metadata)  # else the metadata in the file
@@ -160,11 +161,7 @@ def recover_session(conn: sqlite3.Connection, directory: Path, name: str) -> int
     done = 0
     if _plain_name(name, JOURNAL_PREFIX):
         path = directory / name
-        try:
-            text = path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            text = ""
-        for line in text.splitlines():
+        for line in _read_journal(path).splitlines():
             try:
                 dry_id, file = json.loads(line)
             except ValueError:
@@ -180,6 +177,26 @@ def recover_session(conn: sqlite3.Connection, directory: Path, name: str) -> int
         with contextlib.suppress(OSError):
             path.unlink()
     return done
+
+
+def _read_journal(path: Path) -> str:
+    """A dead session's journal, or "" when it cannot be read or is not a regular file (found
+    by review: a FIFO, or a link to /dev/zero, named as a journal hung every open)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return ""
+    with os.fdopen(fd, "rb") as stream:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return ""
+        return stream.read().decode("utf-8", errors="replace")
+
+
+def is_object_name(name: object) -> bool:
+    """Whether ``name`` (read from the index or a journal, which may have been edited by
+    hand) is an object file of the repository: a plain ``.dry`` name, no path."""
+    return (isinstance(name, str) and _plain_name(name) and name.endswith(".dry")
+            and not name.startswith("."))
 
 
 def _plain_name(name: str, prefix: str = "") -> bool:

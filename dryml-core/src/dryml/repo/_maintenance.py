@@ -17,7 +17,7 @@ import attrs
 
 from dryml.repo._files import describe_error, file_name, is_repo_file, row_from_file, temp_files
 from dryml.repo._index import Index, owner_alive
-from dryml.repo._journal import finish_add, recover_session
+from dryml.repo._journal import finish_add, is_object_name, recover_session
 
 __all__ = ["Duplicate", "ReindexReport", "object_files", "recover", "recover_intent",
            "reindex"]
@@ -103,7 +103,10 @@ def recover(index: Index, directory: Path) -> int:
 def recover_intent(conn: sqlite3.Connection, directory: Path, op: str, dry_id: str, name: str,
                    prepared: str | None) -> None:
     """Finish (add: index the file if it is there and whole) or complete (delete: remove the
-    file) one write whose process died."""
+    file) one write whose process died. An intent naming anything but an object file of the
+    repository (an index edited by hand: an absolute path, '../x') is dropped untouched."""
+    if not is_object_name(name):
+        return
     path = directory / name
     for tmp in temp_files(directory, name):
         with contextlib.suppress(OSError):
@@ -114,13 +117,22 @@ def recover_intent(conn: sqlite3.Connection, directory: Path, op: str, dry_id: s
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
         return
-    metadata = None
     old = conn.execute("SELECT metadata FROM objects WHERE id = ?", (dry_id,)).fetchone()
-    if prepared is not None and json.loads(prepared).get("metadata") is not None:
-        metadata = json.loads(json.loads(prepared)["metadata"])
-    elif old is not None:
-        metadata = json.loads(old[0])
+    recorded = _json_dict(prepared)
+    metadata = _json_dict(recorded.get("metadata") if recorded else None)
+    if metadata is None and old is not None:
+        metadata = _json_dict(old[0])
     finish_add(conn, directory, dry_id, name, metadata)
+
+
+def _json_dict(text: Any) -> dict[str, Any] | None:
+    """The dict a JSON text in the index holds, or None (absent, or edited into something
+    else: the file's own metadata is used then)."""
+    try:
+        value = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def object_files(directory: Path) -> tuple[list[str], list[tuple[str, str]]]:
@@ -167,8 +179,11 @@ def reindex(index: Index, directory: Path) -> ReindexReport:
         if old_meta is None:
             old_rows = conn.execute("SELECT id, metadata, created, digest FROM objects"
                                     ).fetchall()
-            old_meta = {i: m for i, m, _, _ in old_rows}
-            old_created = {i: c for i, _, c, _ in old_rows}
+            # what an index edited by hand holds is kept only when it can be (found by review:
+            # metadata that was not a JSON object made reindex, the repair, fail)
+            old_meta = {i: m for i, m, _, _ in old_rows if _is_json_dict(m)}
+            old_created = {i: c for i, _, c, _ in old_rows
+                           if isinstance(c, (int, float)) and not isinstance(c, bool)}
             old_digest = {i: d for i, _, _, d in old_rows}
         names, report.skipped = object_files(directory)
         conn.execute("DELETE FROM objects")
@@ -242,7 +257,5 @@ def _salvage(path: str) -> dict[str, str]:
 
 
 def _is_json_dict(text: Any) -> bool:
-    try:
-        return isinstance(text, str) and isinstance(json.loads(text), dict)
-    except ValueError:
-        return False
+    return _json_dict(text) is not None
+

@@ -48,6 +48,15 @@ class Matcher:
         return self.match(Encoder().encode(value), LiveContext.for_value(value))
 
 
+class Anything(Matcher):
+    """Any value, never decoded: stands for the arguments before the one a query is about
+    (a predicate would have to rebuild each one, importing its class)."""
+
+    def match(self, value: Any, ctx: MatchContext) -> bool:
+        """Always."""
+        return True
+
+
 def _scalar(value: Any) -> tuple[str, Any] | None:
     from dryml.repo._defjson import _kind
 

@@ -110,15 +110,23 @@ def plan_query(selector: Selector | None, where: dict[str, Any] | None, order_by
     on_m, m_params = order_cond if order_cond is not None else ("1", [])
     # CROSS JOIN keeps the join order: walk the sort key's index, stop at the limit.
     join = "kv m CROSS JOIN objects o" if walk else "objects o JOIN kv m"
-    has = (f"SELECT {columns} FROM {join} ON o.id = m.id WHERE m.key = ? AND m.t != 'x' AND "
-           f"{on_m} AND {where_sql} ORDER BY m.value {direction}, o.id{_limit(sql_limit)}")
-    queries = [(has, [key, *m_params, *params])]
+    # Numbers first, in either direction, then the key's other values (found by review: a
+    # failed run's None sorted first ascending, its 'nan' first descending, and True among
+    # the numbers), each part walking the index in order.
+    queries = [(f"SELECT {columns} FROM {join} ON o.id = m.id WHERE m.key = ? AND {types} AND "
+                f"{on_m} AND {where_sql} ORDER BY m.value {direction}, o.id{_limit(sql_limit)}",
+                [key, *m_params, *params])
+               for types in (f"m.t IN {_NUMBERS}", f"m.t NOT IN {_NUMBERS[:-1]}, 'x')")]
     if order_cond is None:  # rows lacking the sort key come last
         lacks = (f"SELECT {columns} FROM objects o WHERE {where_sql} AND NOT EXISTS (SELECT 1 "
                  f"FROM kv m WHERE m.id = o.id AND m.key = ? AND m.t != 'x') ORDER BY "
                  f"o.created, o.id{_limit(sql_limit)}")
         queries.append((lacks, [*params, key]))
     return Plan(queries, python, limit, last_fills=True)
+
+
+#: The index's type codes of numbers (booleans are 'b'), as SQL.
+_NUMBERS = "('i', 'f', 'I')"
 
 
 def _positive(matcher: Matcher) -> bool:
@@ -152,10 +160,21 @@ FULL_COLUMNS = "o.id, o.cls, o.file, o.definition, o.metadata, o.size, o.created
 
 
 def entry(row: tuple[Any, ...]) -> dict[str, Any]:
-    """An index row (:data:`FULL_COLUMNS`) as the dict ``Repo.info`` returns."""
-    return {"dry_id": row[0], "class": row[1], "file": row[2], "size": row[5],
-            "created": row[6], "digest": row[7], "definition": json.loads(row[3]),
-            "metadata": json.loads(row[4])}
+    """An index row (:data:`FULL_COLUMNS`) as the dict ``Repo.info`` returns; ValueError
+    (saying which column) for a row edited into something dryml never writes."""
+    out = {"dry_id": row[0], "class": row[1], "file": row[2], "size": row[5],
+           "created": row[6], "digest": row[7]}
+    for key, text in (("definition", row[3]), ("metadata", row[4])):
+        try:
+            out[key] = json.loads(text)
+        except (TypeError, ValueError):
+            out[key] = None
+        if not isinstance(out[key], dict):
+            raise ValueError(f"object {row[0]!r}: its {key} is not a JSON object")
+    for key in ("size", "created"):
+        if not isinstance(out[key], (int, float)) or isinstance(out[key], bool):
+            raise ValueError(f"object {row[0]!r}: its {key} is not a number")
+    return out
 
 
 class IndexContext:

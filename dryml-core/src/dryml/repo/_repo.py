@@ -27,7 +27,7 @@ from dryml.repo import _check, _maintenance
 from dryml.repo._defjson import category_digest, class_mros, flatten_metadata
 from dryml.repo._files import file_name, spare_file_name, write_file, write_temp
 from dryml.repo._index import INDEX_NAME, Index, owner_alive, process_identity
-from dryml.repo._journal import Journal
+from dryml.repo._journal import Journal, is_object_name
 from dryml.repo._lazy import LazyState, is_loaded, load_now, make_lazy
 from dryml.repo._query import COLUMN_KEYS, plan_query
 from dryml.repo._query import FULL_COLUMNS as _FULL
@@ -320,7 +320,7 @@ class Repo:
                 self._check_busy(conn, row["id"])
                 row["new"] = old is None
                 if old is not None:
-                    row["file"] = old[0]
+                    row["file"] = self._object_file(old[0]).name
                     if row["metadata"] is None or keep_metadata:
                         row["metadata"] = old[1]
                 else:
@@ -343,6 +343,8 @@ class Repo:
         """The metadata of one object (by dry_id or object)."""
         dry_id = self._one_id(target)
         rows = self._index.query("SELECT metadata FROM objects WHERE id = ?", [dry_id])
+        if not rows:  # found by review: a bare IndexError
+            raise ObjectNotFoundError(f"no object {dry_id!r} in {self.directory}")
         return json.loads(rows[0][0])  # type: ignore[no-any-return]
 
     def set_metadata(self, target: str | Object, metadata: dict[str, Any], *,
@@ -418,7 +420,7 @@ class Repo:
         rows = self._index.query(f"SELECT {_FULL} FROM objects o WHERE id = ?", [dry_id])
         if not rows:
             raise ObjectNotFoundError(f"no object {dry_id!r} in {self.directory}")
-        return _entry(rows[0])
+        return self._entry(rows[0])
 
     def full_id(self, prefix: str) -> str:
         """The dry_id that is ``prefix`` or starts with it (the short ids ``dryml repo ls``
@@ -450,7 +452,7 @@ class Repo:
         """What :meth:`info` says about every selected object, straight from the index (no
         class is imported, no file is read)."""
         rows = self._select(target, where, order_by, descending, limit, full=True)
-        return [_entry(r) for r in rows]
+        return [self._entry(r) for r in rows]
 
     def apply(self, fn: Callable[..., Any], target: Target = None, *,
               where: dict[str, Any] | None = None, order_by: str | None = None,
@@ -505,6 +507,7 @@ class Repo:
                 found = conn.execute("SELECT file FROM objects WHERE id = ?", (dry_id,)).fetchone()
                 if found is None:
                     continue
+                self._object_file(found[0])
                 Index.remove_row(conn, dry_id)
                 conn.execute("INSERT INTO intents VALUES (?, 'delete', ?, ?, ?, ?, ?, ?, NULL)",
                              (f"{token}-{i}", dry_id, found[0], host, pid, pstart, time.time()))
@@ -613,10 +616,26 @@ class Repo:
                 raise missing from exc
             raise
         definition = json.loads(row[3]) if len(row) > 3 else None
-        obj = make_lazy(cls, LazyState(dry_id, str(self.directory / name), cls_path,
+        obj = make_lazy(cls, LazyState(dry_id, str(self._object_file(name)), cls_path,
                                        self.trust, definition, self))
         self._cache(dry_id, obj)
         return obj
+
+    def _entry(self, row: tuple[Any, ...]) -> dict[str, Any]:
+        """A row as ``info`` gives it; a row edited by hand into what dryml never writes
+        makes the index damaged (found by review: a traceback in 'dryml repo ls')."""
+        try:
+            return _entry(row)
+        except ValueError as exc:
+            raise self._index.damaged(str(exc)) from None
+
+    def _object_file(self, name: Any) -> Path:
+        """The path of an object file the index names; an index naming anything else (edited
+        by hand: '/etc/x', '../x') is damaged, and nothing outside the folder is touched."""
+        if not is_object_name(name):
+            raise self._index.damaged(f"it names {name!r} as an object's file, which is not "
+                                      "a .dry file of this folder")
+        return self.directory / str(name)
 
     def _missing_backend(self, cls_path: str, name: str) -> Exception | None:
         """The error naming the package to install when ``cls_path`` comes from a plugin
@@ -626,7 +645,7 @@ class Repo:
         from dryml.format import read_manifest
 
         try:
-            plugins = read_manifest(self.directory / name).plugins
+            plugins = read_manifest(self._object_file(name)).plugins
         except (DrymlError, OSError):
             return None
         return missing_backend([cls_path], plugins)

@@ -19,6 +19,7 @@ from dryml.errors import ObjectNotFoundError, RepoError
 from dryml.repo._defjson import manifest_definition
 from dryml.repo._files import Stamp, read_stamp
 from dryml.repo._index import Index, owner_alive
+from dryml.repo._journal import is_object_name
 
 if TYPE_CHECKING:
     from dryml._object import Object
@@ -73,6 +74,9 @@ def load_checked(index: Index, directory: Path, dry_id: str, trust: tuple[str, .
             raise ObjectNotFoundError(f"object {dry_id!r} is no longer in {directory} (it was "
                                       "deleted after it was selected)")
         name, size, digest, definition = rows[0]
+        if not is_object_name(name):  # an index edited by hand: never read outside the folder
+            raise index.damaged(f"it names {name!r} as the file of {dry_id!r}, which is not "
+                                "a .dry file of this folder")
         path = directory / name
         try:
             stream = open(path, "rb")  # noqa: SIM115 - closed below
