@@ -15,7 +15,7 @@ import pytest
 from dryfiles import Leaf, build_file, explode, rewrite_manifest
 
 from dryml import load_object, save_object
-from dryml.errors import ChecksumError, DrymlError, FormatError
+from dryml.errors import ArgumentError, ChecksumError, DrymlError, FormatError
 from dryml.format import read_manifest, verify
 
 
@@ -222,3 +222,43 @@ def test_hostile_files_with_mmap_raise_only_dryml_errors(tmp_path: Path) -> None
             except DrymlError:
                 outcomes["refused"] += 1
     assert outcomes["loaded"] and outcomes["refused"], outcomes  # both paths were reached
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="counts mappings in /proc")
+def test_a_mapped_load_maps_the_file_once_whatever_its_member_count(tmp_path: Path) -> None:
+    """Found by review: one mapping and one descriptor per member, so a 300-tensor model
+    loaded three times took 900 descriptors and the next open failed ('Too many open
+    files'); a crafted file of 30,000 tiny members took every descriptor."""
+    rng = np.random.default_rng(1)
+    arrays = {f"w{i}": rng.standard_normal(2048) for i in range(300)}
+    path = tmp_path / "many.dry"
+    save_object(Leaf(arrays), path)
+    loaded = [load_object(path, mmap=True).value for _ in range(3)]
+    maps = Path("/proc/self/maps").read_text().splitlines()
+    assert sum(line.endswith(str(path)) for line in maps) <= 3
+    for got in loaded:
+        for key, want in arrays.items():
+            assert isinstance(got[key], np.memmap) and np.array_equal(got[key], want)
+
+
+def test_an_array_of_endless_zero_size_elements_is_refused(tmp_path: Path) -> None:
+    """Found by review: 642 bytes loaded as 2**62 elements of dtype V0; the first copy of the
+    object (definition(), a save) then ran practically forever."""
+    buf = io.BytesIO()
+    save_object(Leaf(np.random.default_rng(0).standard_normal(1000)), buf)
+    manifest, members = explode(buf.getvalue())
+    name = next(iter(members))
+    header = io.BytesIO()
+    np.lib.format.write_array_header_2_0(header, {"descr": "|V0", "fortran_order": False,
+                                                  "shape": (2**62,)})
+    members[name] = (header.getvalue(), len(header.getvalue()), "none", "npy")
+    path = tmp_path / "v0.dry"
+    path.write_bytes(build_file(manifest, members))
+    for how in ({}, {"mmap": True}):
+        with pytest.raises(FormatError, match="elements of zero size"):
+            load_object(path, **how)
+    with pytest.raises(ArgumentError, match="more than 65536 zero-size elements"):
+        Leaf(np.zeros(2**17, dtype=np.dtype([])))  # a writer never stores one
+    small = np.zeros(10, dtype=np.dtype([]))
+    save_object(Leaf(small), tmp_path / "ok.dry")
+    assert load_object(tmp_path / "ok.dry").value.shape == (10,)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import base64
+import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from dryml.errors import FormatError
-from dryml.format._container import zero_padding
+from dryml.format._container import MAX_EMPTY_ITEMS, zero_padding
 
 if TYPE_CHECKING:
     from dryml.format import MemberReader, MemberWriter
@@ -89,6 +90,10 @@ class ArrayCodec:
         if value.dtype.hasobject:
             raise ValueError("numpy arrays of Python objects (dtype=object) need pickle; "
                              "convert to a numeric or string dtype")
+        if value.dtype.itemsize == 0 and value.size > MAX_EMPTY_ITEMS:
+            raise ValueError(f"an array of more than {MAX_EMPTY_ITEMS} zero-size elements "
+                             "(readers refuse them: a file's few bytes would stand for "
+                             "endless elements)")
 
     def encode(self, value: np.ndarray, writer: MemberWriter | None) -> Any:
         _check_plain(value)
@@ -111,10 +116,15 @@ class ArrayCodec:
         if not (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)):
             raise FormatError(f"bad numpy array shape {shape!r}")
         raw = base64.b64decode(str(data.get("b64", "")), validate=True)
-        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        count = math.prod(shape)  # exact: a crafted shape cannot overflow it
         if count * dtype.itemsize != len(raw):
             raise FormatError(f"array data holds {len(raw)} bytes; shape {shape} needs "
                               f"{count * dtype.itemsize}")
+        if dtype.itemsize == 0:  # elements of no bytes (dtype V0): numpy cannot view those
+            if count > MAX_EMPTY_ITEMS:
+                raise FormatError(f"an array of {count} elements of zero size, more than the "
+                                  f"{MAX_EMPTY_ITEMS} a writer stores: the data was altered")
+            return np.zeros(tuple(shape), dtype=dtype)
         # bytearray: a writable buffer of our own (ndarray.copy would not copy record padding)
         return np.frombuffer(bytearray(raw), dtype=dtype).reshape(tuple(shape))
 

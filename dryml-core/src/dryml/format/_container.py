@@ -18,12 +18,13 @@ from __future__ import annotations
 import functools
 import io
 import json
+import math
 import os
 import queue
 import re
 import struct
 import threading
-from typing import IO, Any, Literal
+from typing import IO, Any
 
 import attrs
 import numpy as np
@@ -82,6 +83,9 @@ _OVERLAP = 8 << 20
 # that saving never holds a whole large member (or its compressed copy) in memory.
 _STREAM = 32 << 20
 _PIECE = 4 << 20
+#: At most this many elements in an array whose elements take no bytes (dtype ``V0``): such
+#: an array's data is empty whatever its length, so its shape is all that bounds it.
+MAX_EMPTY_ITEMS = 1 << 16
 # Large raw members are read in pieces of this size, each checksummed (in a second thread)
 # while the next is read: small enough to still be in the CPU cache when it is hashed.
 _READ_PIECE = 2 << 20
@@ -381,6 +385,10 @@ class ContainerWriter:
         """Add a member holding ``array`` as a whole ``.npy`` file (never pickled)."""
         if array.dtype.hasobject:
             raise FormatError("arrays of Python objects would need pickle; refused")
+        if array.dtype.itemsize == 0 and array.size > MAX_EMPTY_ITEMS:
+            raise FormatError(f"an array of more than {MAX_EMPTY_ITEMS} zero-size elements "
+                              "(readers refuse them: a file's few bytes would stand for "
+                              "endless elements)")
         if not (array.flags.c_contiguous or array.flags.f_contiguous):
             array = array.copy(order="C")  # np.ascontiguousarray would make 0-d arrays 1-d
         array = zero_padding(array)
@@ -590,6 +598,7 @@ class ContainerReader:
         self._unread = 0
         self.mapped = ""  # "", or the np.memmap mode of raw array members
         self.verify_mapped = True
+        self._whole: np.memmap[Any, Any] | None = None  # the file, once mapped
 
     def map_arrays(self, verify: bool = True, mode: str = "r") -> None:
         """Return raw ``.npy`` members as ``np.memmap`` arrays backed by the file (when the
@@ -740,6 +749,11 @@ class ContainerReader:
         count = 1
         for dim in shape:
             count *= dim
+        if dtype.itemsize == 0 and count > MAX_EMPTY_ITEMS:
+            # found by review: 642 bytes loaded as 2**62 elements, whose first copy (in
+            # definition()) would have run for centuries
+            raise FormatError(f"member {name!r} holds {count} elements of zero size, more "
+                              f"than the {MAX_EMPTY_ITEMS} a writer stores: the file was altered")
         nbytes = count * dtype.itemsize
         total = (info.size if info is not None else len(buf)) - header_len
         if nbytes != total:
@@ -766,15 +780,24 @@ class ContainerReader:
                 f"member {name!r} does not match its checksum: the file is damaged")
         return array
 
+    def _mapping(self) -> np.memmap[Any, Any]:
+        """The whole file, mapped once for all its members (found by review: a mapping, and
+        a descriptor, per member took every descriptor the process had: a 300-tensor model
+        loaded three times failed with 'Too many open files')."""
+        if self._whole is None:
+            size = os.fstat(self.stream.fileno()).st_size
+            self._whole = np.memmap(self.stream, dtype=np.uint8, shape=(size,),
+                                    mode="c" if self.mapped == "c" else "r")
+        return self._whole
+
     def _map_array(self, name: str, info: MemberInfo, header: memoryview, shape: Any,
                    fortran: bool, dtype: np.dtype[Any]) -> np.ndarray:
         """A read-only array over the member's bytes in the file (pages shared with every
         process that maps the same file), its checksum streamed through the mapping."""
-        mode: Literal["r", "c"] = "c" if self.mapped == "c" else "r"
-        array: np.ndarray = np.memmap(self.stream, dtype=dtype, mode=mode,
-                                      shape=tuple(shape),
-                                      offset=info.offset + len(header),
-                                      order="F" if fortran else "C")
+        start = info.offset + len(header)
+        flat = self._mapping()[start:start + math.prod(shape) * dtype.itemsize].view(dtype)
+        array: np.ndarray = flat.reshape(shape[::-1]).T if fortran else flat.reshape(shape)
+        array.offset = start  # type: ignore[attr-defined]  # np.memmap's own attribute
         if self.verify_mapped and info.size > self.limits.max_header_bytes:  # else checked
             self._verify(name, info, header, _as_bytes(array).data)
         return array
