@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dryml.errors import DuplicateObjectError
+from dryml.errors import DuplicateObjectError, RepoError
 from dryml.repo import Repo, Selector
 from dryml.repo._index import CHECKPOINT_EVERY, INDEX_NAME
 
@@ -286,3 +286,60 @@ def test_adds_reach_the_database_file_while_the_repo_stays_open_and_close_ends_t
     for thread in started:
         thread.join(timeout=30)
         assert not thread.is_alive()
+
+
+DELETE = "import sys; from dryml.repo import Repo; print(Repo(sys.argv[1]).delete(sys.argv[2]))"
+
+
+@pytest.mark.parametrize("deleter", ["repo-delete", "delete-ignoring-intents"])
+def test_an_object_deleted_while_another_process_saves_it_is_not_indexed_without_its_file(
+        tmp_path: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+        deleter: str) -> None:
+    """A save (replace) has written the new file and not yet indexed it when another process
+    deletes the object. ``Repo.delete`` refuses (the object is being written); a process that
+    deletes the row and the file without looking at intents (an older dryml-core) makes the
+    save fail: either way the index never lists an object whose file is gone."""
+    import sqlite3
+
+    import numpy as np
+    from repo_items import Item
+
+    import dryml.repo._repo as repo_module
+
+    directory = tmp_path / "repo"
+    repo = Repo(directory, create=True)
+    item = Item("w", 0, dry_id="x")
+    repo.add_object(item)
+    real_write_file = repo_module.write_file
+    deletes: list[subprocess.CompletedProcess[str]] = []
+
+    def write_then_delete(*args: object, **kwargs: object) -> object:
+        stamp = real_write_file(*args, **kwargs)  # the new file is in place, not indexed yet
+        if deleter == "repo-delete":
+            deletes.append(subprocess.run([sys.executable, "-c", DELETE, str(directory), "x"],
+                                          env=env, capture_output=True, text=True, timeout=120))
+        else:
+            conn = sqlite3.connect(directory / INDEX_NAME)
+            with conn:
+                name = conn.execute("SELECT file FROM objects WHERE id = 'x'").fetchone()[0]
+                conn.execute("DELETE FROM objects WHERE id = 'x'")
+                conn.execute("DELETE FROM kv WHERE id = 'x'")
+            conn.close()
+            (directory / name).unlink()
+        return stamp
+
+    monkeypatch.setattr(repo_module, "write_file", write_then_delete)
+    item.payload = np.ones(5)
+    if deleter == "repo-delete":
+        repo.save(item)
+        assert deletes[0].returncode != 0
+        assert "is being written by process" in deletes[0].stderr
+        monkeypatch.undo()
+        after = _assert_consistent(directory)
+        assert after.load("x").payload.tolist() == [1.0] * 5
+        assert after.delete("x") == 1  # once the save is done, the delete goes through
+    else:
+        with pytest.raises(RepoError, match="were deleted"):
+            repo.add_object(item, replace=True)
+        monkeypatch.undo()
+        assert len(_assert_consistent(directory)) == 0

@@ -299,13 +299,46 @@ class Repo:
                 row.update(size=stamp.size, mtime=stamp.mtime, digest=stamp.digest)
                 done += 1
         finally:
-            with self._index.write() as conn:
-                for i, (row, _) in enumerate(prepared):
-                    if i < done:
-                        Index.put_row(conn, row)
-                    conn.execute("DELETE FROM intents WHERE token = ?", (f"{token}-{i}",))
+            lost = self._end_writes(prepared, token, done)
+        if lost:
+            raise RepoError(
+                f"object(s) {lost[:5]} in {self.directory} were deleted, or their write was "
+                "ended by another process, while this process wrote them: they were not saved "
+                "(the index was left as that process made it; 'dryml repo check DIR' shows "
+                "whether it matches the files)")
         for row, obj in prepared:
             self._cache(row["id"], obj)
+
+    def _end_writes(self, prepared: list[tuple[dict[str, Any], Object]], token: str,
+                    done: int) -> list[str]:
+        """Index the first ``done`` written files and drop every intent of ``token`` (one
+        transaction). A row is written only while its intent is still there and, for an
+        object that was in the index, its row too: otherwise another process took the
+        object over (deleted it, or finished this write as a dead one's) and this file is
+        not indexed; it is removed unless a row names it. Returns the ids not indexed."""
+        lost: list[str] = []
+        with self._index.write() as conn:
+            for i, (row, _) in enumerate(prepared):
+                intent = f"{token}-{i}"
+                if i < done:
+                    if self._still_ours(conn, row, intent):
+                        Index.put_row(conn, row)
+                    else:
+                        lost.append(row["id"])
+                        if not conn.execute("SELECT 1 FROM objects WHERE file = ?",
+                                            (row["file"],)).fetchone():
+                            with contextlib.suppress(FileNotFoundError):
+                                (self.directory / row["file"]).unlink()
+                conn.execute("DELETE FROM intents WHERE token = ?", (intent,))
+        return lost
+
+    @staticmethod
+    def _still_ours(conn: Any, row: dict[str, Any], intent: str) -> bool:
+        """Whether this write's intent, and the row it replaces (if any), are still there."""
+        if not conn.execute("SELECT 1 FROM intents WHERE token = ?", (intent,)).fetchone():
+            return False
+        return bool(row["new"]) or conn.execute("SELECT 1 FROM objects WHERE id = ?",
+                                                (row["id"],)).fetchone() is not None
 
     def _begin_writes(self, prepared: list[tuple[dict[str, Any], Object]], token: str,
                       replace: bool, keep_metadata: bool) -> None:
@@ -495,11 +528,30 @@ class Repo:
         return len(objs)
 
     def delete(self, target: Target) -> int:
-        """Remove the selected objects (index rows, then files); returns how many."""
+        """Remove the selected objects (index rows, then files); returns how many. An object
+        that another process is replacing or deleting is a RepoError (nothing is deleted), as
+        it is for an add."""
         if target is None:
             raise RepoError("delete(None) would delete everything; pass a selector")
         ids = self.ids(target)
         token = uuid.uuid4().hex
+        try:
+            files = self._begin_deletes(ids, token)
+        except _DeadWriter:  # a dead process left a write of one of these ids: finish it
+            _maintenance.recover(self._index, self.directory)
+            files = self._begin_deletes(ids, token)
+        for _, name in files:
+            with contextlib.suppress(FileNotFoundError):
+                (self.directory / name).unlink()
+        with self._index.write() as conn:
+            conn.executemany("DELETE FROM intents WHERE token = ?", [(t,) for t, _ in files])
+        return len(files)
+
+    def _begin_deletes(self, ids: list[str], token: str) -> list[tuple[str, str]]:
+        """Remove the rows of ``ids`` and record a delete intent for each (one transaction);
+        returns (intent token, file name) of each object that was there. An object with a
+        live write of another process in flight is refused: its writer would index the
+        file this delete removes."""
         host, pid, pstart = process_identity()
         files = []
         with self._index.write() as conn:
@@ -508,17 +560,14 @@ class Repo:
                 if found is None:
                     continue
                 self._object_file(found[0])
+                self._check_busy(conn, dry_id)
                 Index.remove_row(conn, dry_id)
                 conn.execute("INSERT INTO intents VALUES (?, 'delete', ?, ?, ?, ?, ?, ?, NULL)",
                              (f"{token}-{i}", dry_id, found[0], host, pid, pstart, time.time()))
                 files.append((f"{token}-{i}", found[0]))
-                self._live.pop(dry_id, None)
-        for _, name in files:
-            with contextlib.suppress(FileNotFoundError):
-                (self.directory / name).unlink()
-        with self._index.write() as conn:
-            conn.executemany("DELETE FROM intents WHERE token = ?", [(t,) for t, _ in files])
-        return len(files)
+        for dry_id in ids:
+            self._live.pop(dry_id, None)
+        return files
 
     # -- maintenance --------------------------------------------------------------------------
     def check(self) -> _check.CheckReport:
