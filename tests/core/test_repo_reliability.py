@@ -343,3 +343,50 @@ def test_an_object_deleted_while_another_process_saves_it_is_not_indexed_without
             repo.add_object(item, replace=True)
         monkeypatch.undo()
         assert len(_assert_consistent(directory)) == 0
+
+
+SET_METADATA = ("import sys; from dryml.repo import Repo; "
+                "Repo(sys.argv[1]).set_metadata('x', {'acc': 0.93})")
+
+SAVER = textwrap.dedent("""
+    import os, subprocess, sys
+    import numpy as np
+    import dryml.repo._repo as repo_module
+    from repo_items import Item
+    from dryml.repo import Repo
+
+    directory, how, set_metadata = sys.argv[1], sys.argv[2], sys.argv[3]
+    real_write_file = repo_module.write_file
+    def set_then_write(*args, **kwargs):
+        # another process records metrics while this one writes the file
+        subprocess.run([sys.executable, "-c", set_metadata, directory], check=True)
+        stamp = real_write_file(*args, **kwargs)
+        if how == "killed":
+            os._exit(9)  # the file is in place, the write not finished: recovery ends it
+        return stamp
+    repo_module.write_file = set_then_write
+    repo = Repo(directory)
+    item = repo.load("x")
+    item.payload = np.ones(5)
+    repo.save(item)
+""")
+
+
+@pytest.mark.parametrize("how", ["finished", "killed"])
+def test_metadata_set_by_another_process_during_a_save_is_kept(
+        tmp_path: Path, env: dict[str, str], how: str) -> None:
+    """``save()`` keeps the object's metadata: what the index holds when the save ends (or
+    when recovery finishes the save of a killed process), not what it held when it began."""
+    from repo_items import Item
+
+    directory = tmp_path / "repo"
+    Repo(directory, create=True).add_object(Item("w", 0, dry_id="x"), metadata={"epoch": 1})
+    (tmp_path / "saver.py").write_text(SAVER)
+    proc = subprocess.run([sys.executable, str(tmp_path / "saver.py"), str(directory), how,
+                           SET_METADATA], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == (0 if how == "finished" else 9), proc.stderr
+    repo = _assert_consistent(directory)
+    assert repo.load("x").payload.tolist() == [1.0] * 5
+    assert repo.metadata("x") == {"epoch": 1, "acc": 0.93}
+    repo.reindex()  # the file holds the metadata of when the save began; the index wins
+    assert repo.metadata("x") == {"epoch": 1, "acc": 0.93}

@@ -117,6 +117,7 @@ def recover_intent(conn: sqlite3.Connection, directory: Path, op: str, dry_id: s
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
         return
+    # the metadata the write was given, else (a save keeping it) what the index holds now
     old = conn.execute("SELECT metadata FROM objects WHERE id = ?", (dry_id,)).fetchone()
     recorded = _json_dict(prepared)
     metadata = _json_dict(recorded.get("metadata") if recorded else None)

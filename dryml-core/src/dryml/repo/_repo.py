@@ -315,13 +315,20 @@ class Repo:
         transaction). A row is written only while its intent is still there and, for an
         object that was in the index, its row too: otherwise another process took the
         object over (deleted it, or finished this write as a dead one's) and this file is
-        not indexed; it is removed unless a row names it. Returns the ids not indexed."""
+        not indexed; it is removed unless a row names it. Kept metadata is read again here:
+        a ``set_metadata`` of another process during the write stays (the file holds the
+        metadata of when the write began, as after any later ``set_metadata``; a reindex
+        keeps the index's). Returns the ids not indexed."""
         lost: list[str] = []
         with self._index.write() as conn:
             for i, (row, _) in enumerate(prepared):
                 intent = f"{token}-{i}"
                 if i < done:
                     if self._still_ours(conn, row, intent):
+                        if row["keep"]:  # what the index holds now, set_metadata and all
+                            row["metadata"] = conn.execute(
+                                "SELECT metadata FROM objects WHERE id = ?",
+                                (row["id"],)).fetchone()[0]
                         Index.put_row(conn, row)
                     else:
                         lost.append(row["id"])
@@ -352,9 +359,12 @@ class Repo:
                     raise self._already_there(row["id"])
                 self._check_busy(conn, row["id"])
                 row["new"] = old is None
+                # Kept metadata is the index's: read again when the write ends (another
+                # process may set_metadata meanwhile), and by recovery should this one die.
+                row["keep"] = old is not None and (row["meta"] is None or keep_metadata)
                 if old is not None:
                     row["file"] = self._object_file(old[0]).name
-                    if row["metadata"] is None or keep_metadata:
+                    if row["keep"]:
                         row["metadata"] = old[1]
                 else:
                     self._free_file(conn, row)
@@ -363,9 +373,10 @@ class Repo:
                 if self._new_classes(mros):
                     Index.put_classes(conn, mros, known=True)
                     self._remember_classes(mros)
+                recorded = None if row["keep"] else row["metadata"]
                 conn.execute("INSERT INTO intents VALUES (?, 'add', ?, ?, ?, ?, ?, ?, ?)",
                              (f"{token}-{i}", row["id"], row["file"], host, pid, pstart,
-                              time.time(), json.dumps({"metadata": row["metadata"]})))
+                              time.time(), json.dumps({"metadata": recorded})))
 
     def _cache(self, dry_id: str, obj: Object) -> None:
         with contextlib.suppress(TypeError):  # not weak-referenceable: simply not cached
