@@ -390,3 +390,65 @@ def test_metadata_set_by_another_process_during_a_save_is_kept(
     assert repo.metadata("x") == {"epoch": 1, "acc": 0.93}
     repo.reindex()  # the file holds the metadata of when the save began; the index wins
     assert repo.metadata("x") == {"epoch": 1, "acc": 0.93}
+
+
+MODELS = textwrap.dedent("""
+    from dryml import Object
+
+    class Model(Object):
+        def __init__(self, layers):
+            self.layers = layers
+
+    class BigModel(Model):
+        pass
+""")
+
+REINDEX = "import sys; from dryml.repo import Repo; Repo(sys.argv[1]).reindex()"
+
+REPLACE_AND_DIE = textwrap.dedent("""
+    import os, sys
+    import repo_models
+    import dryml.repo._repo as repo_module
+    from dryml.repo import Repo
+
+    repo = Repo(sys.argv[1])
+    model = repo.load(sys.argv[2])
+    model.layers = 5
+    repo_module.write_file = lambda *args, **kwargs: os._exit(9)  # killed while replacing
+    repo.add_object(model, replace=True)
+""")
+
+
+@pytest.mark.parametrize("between", ["reindex", "dead-replacer"])
+def test_a_long_lived_repo_records_the_classes_of_what_it_adds(
+        tmp_path: Path, env: dict[str, str], between: str) -> None:
+    """A Repo remembers which classes it has recorded in the index, to skip them on the next
+    add. That must not outlive the index's class tables: another process's reindex rebuilds
+    them from the files (without the class of objects since deleted), and an add retried
+    past a dead writer's intent rolled back the transaction that recorded them. Either way the
+    object added next must be found by its class."""
+    (tmp_path / "repo_models.py").write_text(MODELS)
+    from repo_models import BigModel, Model
+
+    directory = tmp_path / "repo"
+    worker = Repo(directory, create=True)  # a search worker, say, that stays open
+    base = Model(0)
+    worker.add_object(base)
+    if between == "reindex":
+        first = BigModel(1)
+        worker.add_object(first)
+        worker.delete(first)
+        subprocess.run([sys.executable, "-c", REINDEX, str(directory)], env=env, check=True,
+                       timeout=120)
+        added = BigModel(2)
+        worker.add_object(added)
+    else:
+        proc = subprocess.run([sys.executable, "-c", REPLACE_AND_DIE, str(directory),
+                               base.dry_id], env=env, timeout=120)
+        assert proc.returncode == 9
+        added = BigModel(2)
+        worker.add_objects([added, base], replace=True)  # meets the dead writer's intent
+    fresh = _assert_consistent(directory)
+    assert fresh.ids(Selector(BigModel)) == [added.dry_id]
+    assert sorted(fresh.ids(Selector(Model))) == sorted([base.dry_id, added.dry_id])
+    assert fresh.ids(Selector("BigModel")) == [added.dry_id]

@@ -11,7 +11,8 @@ adds and deletes in flight, and metadata set after an object was added):
 - ``kv``: one row per top-level argument (``a.N``), keyword (``k.NAME``) and metadata path
   (``m.a.b``): type code ``t`` and scalar ``value``; indexed by ``(key, value)``.
 - ``classes`` / ``class_bases``: every class a definition names, with its MRO (so that
-  subclass queries need no import).
+  subclass queries need no import). ``info`` key :data:`CLASSES_GENERATION` changes whenever
+  a reindex rebuilds them.
 - ``intents``: adds and deletes that started and have not finished, with the owning process.
 """
 
@@ -32,10 +33,13 @@ from dryml._forksafe import ForkSafeLock
 from dryml.errors import RepoError
 from dryml.repo._defjson import category_digest, scalar_entries
 
-__all__ = ["INDEX_NAME", "Index", "IndexDamagedError", "Row", "is_damage", "owner_alive",
-           "process_identity"]
+__all__ = ["CLASSES_GENERATION", "INDEX_NAME", "Index", "IndexDamagedError", "Row", "is_damage",
+           "owner_alive", "process_identity"]
 
 INDEX_NAME = ".dryml-index.sqlite"
+#: ``info`` key of a token that ``reindex`` renews whenever it rebuilds the class tables: a
+#: process that caches which classes it recorded forgets them when the token changes.
+CLASSES_GENERATION = "classes"
 SCHEMA_VERSION = 1
 #: How values are indexed (``info`` key ``values``). 2: +-infinity as REAL (type ``f``, also
 #: when a definition writes it as a tagged value), integers beyond 64 bits as their nearest

@@ -9,6 +9,7 @@ import os
 import shlex
 import sqlite3
 import time
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import attrs
 
 from dryml.repo._files import describe_error, file_name, is_repo_file, row_from_file, temp_files
-from dryml.repo._index import Index, owner_alive
+from dryml.repo._index import CLASSES_GENERATION, Index, owner_alive
 from dryml.repo._journal import finish_add, is_object_name, recover_session
 
 __all__ = ["Duplicate", "ReindexReport", "object_files", "recover", "recover_intent",
@@ -192,6 +193,9 @@ def reindex(index: Index, directory: Path) -> ReindexReport:
         # class hierarchies come from the files again (a class's bases may have changed)
         conn.execute("DELETE FROM classes")
         conn.execute("DELETE FROM class_bases")
+        # every Repo open elsewhere forgets which classes it recorded (see Repo._class_tables)
+        conn.execute("INSERT OR REPLACE INTO info VALUES (?, ?)",
+                     (CLASSES_GENERATION, uuid.uuid4().hex))
         holders: dict[str, list[tuple[str, str | None]]] = {}
         for name in names:
             try:

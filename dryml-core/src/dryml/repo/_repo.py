@@ -26,7 +26,13 @@ from dryml.errors import (
 from dryml.repo import _check, _maintenance
 from dryml.repo._defjson import category_digest, class_mros, flatten_metadata
 from dryml.repo._files import file_name, spare_file_name, write_file, write_temp
-from dryml.repo._index import INDEX_NAME, Index, owner_alive, process_identity
+from dryml.repo._index import (
+    CLASSES_GENERATION,
+    INDEX_NAME,
+    Index,
+    owner_alive,
+    process_identity,
+)
 from dryml.repo._journal import Journal, is_object_name
 from dryml.repo._lazy import LazyState, is_loaded, load_now, make_lazy
 from dryml.repo._query import COLUMN_KEYS, plan_query
@@ -96,8 +102,10 @@ class Repo:
         # A Repo dropped without close() ends its session when collected (or at exit).
         weakref.finalize(self, self._journal.close)
         self._live: weakref.WeakValueDictionary[str, Object] = weakref.WeakValueDictionary()
-        # class path -> the MRO this process last recorded for it in the index
+        # class path -> the MRO this process last recorded for it in the index, valid while
+        # the index's class tables are of generation _class_generation (reindex rebuilds them)
         self._known_classes: dict[str, tuple[str, ...]] = {}
+        self._class_generation: str | None = None
         #: Files skipped (name, why) when this open had to build the index from the files.
         self.skipped: list[tuple[str, str]] = []
         #: What rebuilding the index at this open did (a new or damaged index), else None.
@@ -187,6 +195,7 @@ class Repo:
         renamed: list[Path] = []
         try:
             with self._index.write() as conn:
+                generation = self._class_tables(conn)
                 for row, _ in prepared:
                     self._check_new(conn, row)
                     if self._new_classes(row["mros"]):
@@ -205,15 +214,31 @@ class Repo:
                 with contextlib.suppress(OSError):
                     path.unlink()
             raise
-        for row, _ in prepared:
-            self._remember_classes(row["mros"])
+        self._remember_classes([row["mros"] for row, _ in prepared], generation)
+
+    def _class_tables(self, conn: Any) -> str | None:
+        """The generation of the index's class tables (a token that ``reindex`` renews when
+        it rebuilds them), read in a write transaction; forgets the classes this process
+        recorded when they were rebuilt since (by any process)."""
+        found = conn.execute("SELECT value FROM info WHERE key = ?",
+                             (CLASSES_GENERATION,)).fetchone()
+        generation = None if found is None else str(found[0])
+        if generation != self._class_generation:
+            self._known_classes = {}
+            self._class_generation = generation
+        return generation
 
     def _new_classes(self, mros: dict[str, list[str]]) -> bool:
         """Whether ``mros`` holds a class this process has not recorded with that MRO."""
         return any(self._known_classes.get(p) != tuple(m) for p, m in mros.items())
 
-    def _remember_classes(self, mros: dict[str, list[str]]) -> None:
-        self._known_classes.update({p: tuple(m) for p, m in mros.items()})
+    def _remember_classes(self, mros: list[dict[str, list[str]]],
+                          generation: str | None) -> None:
+        """Note classes recorded by a transaction that committed with class tables of
+        ``generation`` (unless another thread has seen them rebuilt since)."""
+        if generation == self._class_generation:
+            for one in mros:
+                self._known_classes.update({p: tuple(m) for p, m in one.items()})
 
     def _not_indexed(self, paths: list[Path]) -> list[Path]:
         """Those of ``paths`` that no row names, asked anew after a failed write (which may
@@ -352,6 +377,7 @@ class Repo:
         """Check the ids and record the intents (one transaction)."""
         host, pid, pstart = process_identity()
         with self._index.write() as conn:
+            generation = self._class_tables(conn)
             for i, (row, _) in enumerate(prepared):
                 old = conn.execute("SELECT file, metadata FROM objects WHERE id = ?",
                                    (row["id"],)).fetchone()
@@ -372,11 +398,12 @@ class Repo:
                 mros = row["mros"]
                 if self._new_classes(mros):
                     Index.put_classes(conn, mros, known=True)
-                    self._remember_classes(mros)
                 recorded = None if row["keep"] else row["metadata"]
                 conn.execute("INSERT INTO intents VALUES (?, 'add', ?, ?, ?, ?, ?, ?, ?)",
                              (f"{token}-{i}", row["id"], row["file"], host, pid, pstart,
                               time.time(), json.dumps({"metadata": recorded})))
+        # only now: a transaction rolled back (a dead writer's intent) recorded nothing
+        self._remember_classes([row["mros"] for row, _ in prepared], generation)
 
     def _cache(self, dry_id: str, obj: Object) -> None:
         with contextlib.suppress(TypeError):  # not weak-referenceable: simply not cached
@@ -594,6 +621,7 @@ class Repo:
         ``<dry_id>.dry`` (else the first by name) is indexed and the rest reported."""
         self._journal.close()  # a damaged index is replaced, intents and all: start anew
         self._known_classes = {}  # the hierarchies are recorded anew from the files
+        self._class_generation = None
         return _maintenance.reindex(self._index, self.directory)
 
     def close(self) -> None:
