@@ -205,6 +205,32 @@ def test_save_writes_objects_changed_in_memory(repo: Repo) -> None:
     assert repo.check().ok
 
 
+def test_saving_or_replacing_an_object_keeps_its_creation_time(repo: Repo) -> None:
+    """``created`` is when the object was added: an old run saved again (or replaced) does not
+    become the latest, neither in the index nor in an index rebuilt from the files."""
+    import time
+
+    old = Model(2)
+    repo.add_object(old)
+    created = repo.info(old)["created"]
+    time.sleep(0.05)
+    new = Model(3)
+    repo.add_object(new)
+    old.weights = np.ones(2)
+    repo.save(old)
+    assert repo.info(old)["created"] == created
+    repo.add_object(old, metadata={"epoch": 1}, replace=True)
+    assert repo.info(old)["created"] == created
+    assert repo.ids(order_by="created", descending=True) == [new.dry_id, old.dry_id]
+    repo.close()
+    for path in repo.directory.glob(".dryml-index.sqlite*"):
+        path.unlink()
+    rebuilt = Repo(repo.directory)  # the files hold it too
+    assert rebuilt.info(old)["created"] == pytest.approx(created, abs=1e-5)
+    assert rebuilt.ids(order_by="created", descending=True) == [new.dry_id, old.dry_id]
+    assert rebuilt.load(old.dry_id).weights.tolist() == [1.0, 1.0]
+
+
 def test_delete(repo: Repo) -> None:
     ids = repo.add_objects([Data(i) for i in range(4)])
     assert repo.delete(Selector(Data, args=(In(0, 1),))) == 2

@@ -379,7 +379,7 @@ class Repo:
         with self._index.write() as conn:
             generation = self._class_tables(conn)
             for i, (row, _) in enumerate(prepared):
-                old = conn.execute("SELECT file, metadata FROM objects WHERE id = ?",
+                old = conn.execute("SELECT file, metadata, created FROM objects WHERE id = ?",
                                    (row["id"],)).fetchone()
                 if old is not None and not replace:
                     raise self._already_there(row["id"])
@@ -389,7 +389,9 @@ class Repo:
                 # process may set_metadata meanwhile), and by recovery should this one die.
                 row["keep"] = old is not None and (row["meta"] is None or keep_metadata)
                 if old is not None:
-                    row["file"] = self._object_file(old[0]).name
+                    # the object's creation time stays (its file is written with it, too):
+                    # a run saved again is not a newer run
+                    row["file"], row["created"] = self._object_file(old[0]).name, old[2]
                     if row["keep"]:
                         row["metadata"] = old[1]
                 else:
