@@ -146,3 +146,44 @@ def test_a_compiled_model_with_metrics_holding_variables_loads_compiled(
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
     logs = loaded.evaluate(x, np.zeros((16, 2), "float32"), verbose=0, return_dict=True)
     assert {"loss", "mae", "iou"} <= set(logs)
+
+
+def _stateful() -> Any:
+    model = keras.Sequential([keras.Input(batch_size=4, shape=(3, 2)),
+                              keras.layers.LSTM(5, stateful=True), keras.layers.Dense(1)])
+    model.predict(np.zeros((4, 3, 2), "float32"), verbose=0)
+    return model
+
+
+def test_a_stateful_rnn_still_loads(tmp_path: Path) -> None:
+    """Its states are made from zeros of the batch size, which a deferring scope refuses:
+    the weights are bounded on a stateless copy, then the model is rebuilt as it is."""
+    model = _stateful()
+    path = _save_edited(model, tmp_path / "rnn.dry", lambda config: None)
+    loaded = load_object(path, trust=["keras_zoo"]).model
+    assert loaded.layers[0].stateful
+    for want, got in zip(model.weights, loaded.weights, strict=True):
+        np.testing.assert_array_equal(np.asarray(want), np.asarray(got))
+
+
+def _layer_configs(config: dict[str, Any]) -> list[dict[str, Any]]:
+    return [layer["config"] for layer in config["config"]["layers"]]
+
+
+def test_a_stateful_rnn_with_an_endless_batch_or_width_is_refused(tmp_path: Path) -> None:
+    def huge_batch(config: dict[str, Any]) -> None:
+        for layer in _layer_configs(config):
+            if "batch_shape" in layer:
+                layer["batch_shape"] = [10**9, *layer["batch_shape"][1:]]
+        build = config.get("build_config") or {}
+        if build.get("input_shape"):
+            build["input_shape"] = [10**9, *build["input_shape"][1:]]
+
+    def wide(config: dict[str, Any]) -> None:
+        _layer_configs(config)[-1]["units"] = WIDE_UNITS
+
+    with pytest.raises(FormatError, match="batch size 1,000,000,000 is over 65,536"):
+        load_object(_save_edited(_stateful(), tmp_path / "b.dry", huge_batch),
+                    trust=["keras_zoo"])
+    with pytest.raises(FormatError, match="its config asks for"):
+        load_object(_save_edited(_stateful(), tmp_path / "w.dry", wide), trust=["keras_zoo"])

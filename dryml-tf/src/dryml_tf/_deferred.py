@@ -21,8 +21,13 @@ import keras
 
 from dryml.errors import FormatError
 
-__all__ = ["SLACK_BYTES", "rebuild", "stored_bytes"]
+__all__ = ["MAX_STATEFUL_BATCH", "SLACK_BYTES", "rebuild", "stored_bytes"]
 
+#: The largest fixed batch size a stateful layer (an RNN keeping its states between
+#: batches, which Keras allocates for each example of the batch) may have in a file.
+MAX_STATEFUL_BATCH = 65536
+# What Keras says when a layer makes a variable from a value inside a deferring scope.
+_STATELESS_REFUSAL = "create a variable while in a stateless scope"
 #: Bytes a rebuilt model may ask for beyond ``budget``: variables Keras creates but does not
 #: save (a compiled model's metric accumulators, seed generators) are small.
 SLACK_BYTES = 64 * 2**20
@@ -87,9 +92,11 @@ def rebuild(config: Any, deserialize: Callable[[Any], Any], budget: int) -> Any:
     if _registry() is None or not isinstance(config, dict):
         return deserialize(config)
     compile_config = config.get("compile_config")
-    model = _bounded(lambda: deserialize({k: v for k, v in config.items()
-                                          if k != "compile_config"}), budget,
-                     "the Keras model")
+    architecture = {k: v for k, v in config.items() if k != "compile_config"}
+    try:
+        model = _bounded(lambda: deserialize(architecture), budget, "the Keras model")
+    except _MadeFromValue:
+        model = _rebuild_stateful(architecture, deserialize, budget)
     if not compile_config:
         return model
     if not isinstance(compile_config, dict) or type(model).compile is not keras.Model.compile:
@@ -105,16 +112,70 @@ def rebuild(config: Any, deserialize: Callable[[Any], Any], budget: int) -> Any:
     return model
 
 
-def _bounded(build: Callable[[], Any], budget: int, what: str) -> Any:
+class _MadeFromValue(Exception):
+    """A layer made a variable from a value, which a deferring scope refuses."""
+
+
+def _rebuild_stateful(architecture: dict[str, Any], deserialize: Callable[[Any], Any],
+                      budget: int) -> Any:
+    """A model whose layers make variables from values (a stateful RNN's states, made from
+    zeros of the batch size): its weights are bounded on a copy with every layer stateless,
+    its fixed batch size by :data:`MAX_STATEFUL_BATCH`, then it is rebuilt as it is."""
+    _bounded(lambda: deserialize(_without_state(architecture)), budget, "the Keras model",
+             keep=False)
+    batch = _largest_batch(architecture)
+    if batch > MAX_STATEFUL_BATCH:
+        raise FormatError(f"the Keras model: a stateful layer's batch size {batch:,} is over "
+                          f"{MAX_STATEFUL_BATCH:,} (its states would be allocated for every "
+                          "example of that batch); refused before allocating them")
+    return deserialize(architecture)
+
+
+def _without_state(node: Any) -> Any:
+    """``node`` (a Keras config) with every ``"stateful": true`` made false."""
+    if isinstance(node, dict):
+        return {k: (False if k == "stateful" and v is True else _without_state(v))
+                for k, v in node.items()}
+    if isinstance(node, list):
+        return [_without_state(v) for v in node]
+    return node
+
+
+def _largest_batch(node: Any) -> int:
+    """The largest fixed batch size a Keras config gives an input (0 when none is fixed)."""
+    found = 0
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key in ("batch_shape", "batch_input_shape"):
+                shape = item.get(key)
+                if isinstance(shape, list) and shape and type(shape[0]) is int:
+                    found = max(found, shape[0])
+            if type(item.get("batch_size")) is int:
+                found = max(found, item["batch_size"])
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
+
+
+def _bounded(build: Callable[[], Any], budget: int, what: str, keep: bool = True) -> Any:
     """``build()`` with every variable it creates deferred; refused with a ``FormatError``
-    before any is allocated when they need more than ``budget`` + :data:`SLACK_BYTES`."""
+    before any is allocated when they need more than ``budget`` + :data:`SLACK_BYTES`.
+    ``keep=False``: only the check (what was built is dropped, never allocated)."""
     registry = _registry()
     if registry is None:
         return build()
     start = len(registry)
     try:
         with keras.StatelessScope(initialize_variables=False):
-            model = build()
+            try:
+                model = build()
+            except FormatError as exc:
+                if _STATELESS_REFUSAL in str(exc):
+                    raise _MadeFromValue from exc
+                raise
         needed = sum(_nbytes(v) for v in registry[start:])
         if needed > budget + SLACK_BYTES:
             raise FormatError(
@@ -124,6 +185,9 @@ def _bounded(build: Callable[[], Any], budget: int, what: str) -> Any:
     except BaseException:
         del registry[start:]  # never allocated, never to be
         raise
+    if not keep:
+        del registry[start:]
+        return None
     with keras.StatelessScope():  # leaving a scope initializes the deferred variables
         pass
     return model
