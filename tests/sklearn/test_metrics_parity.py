@@ -79,3 +79,67 @@ def test_log_loss_of_float32_probabilities_clips_as_sklearn_does() -> None:
     assert F.log_loss(y, prob) == pytest.approx(metrics.log_loss(y, prob), rel=1e-6)
     assert F.log_loss(y, prob.astype(np.float64)) == pytest.approx(
         metrics.log_loss(y, prob.astype(np.float64)), abs=1e-9)
+
+
+@pytest.mark.parametrize("labels", [np.array([1, 2, 3]), np.array(["ant", "bee", "cat"])])
+def test_labels_that_are_not_0_to_k_map_to_columns_alike_in_every_metric(
+        labels: np.ndarray) -> None:
+    """Found by review: accuracy compared the argmax column with the raw label while
+    log_loss used the sorted order: labels 1, 2, 3 (or strings) scored accuracy 0.0 next to
+    a perfect log_loss. Columns follow the sorted labels, as scikit-learn's classes_."""
+    y, prob = _classification(7, 120, 3, ties=False)
+    named = labels[y]
+    predicted = labels[prob.argmax(axis=1)]
+    assert F.accuracy(named, prob) == pytest.approx(metrics.accuracy_score(named, predicted))
+    assert F.balanced_accuracy(named, prob) == pytest.approx(
+        metrics.balanced_accuracy_score(named, predicted))
+    assert F.macro_f1(named, prob) == pytest.approx(
+        metrics.f1_score(named, predicted, average="macro"))
+    assert F.log_loss(named, prob) == pytest.approx(metrics.log_loss(named, prob))
+    assert F.roc_auc(named, prob) == pytest.approx(
+        metrics.roc_auc_score(named, prob, multi_class="ovr"))
+
+
+def test_predictions_holding_nan_are_a_metric_error_in_every_classification_metric() -> None:
+    """Found by review: a diverged model's NaN rows scored as class 0 (accuracy 1.0 with one
+    NaN row among good ones) and all-NaN predictions an ordinary 0.5 (scikit-learn raises)."""
+    from dryml.errors import MetricError
+
+    y, prob = _classification(3, 50, 2, ties=False)
+    prob[4] = np.nan
+    for metric in (F.accuracy, F.balanced_accuracy, F.macro_f1, F.log_loss, F.roc_auc):
+        with pytest.raises(MetricError, match="NaN or infinity \\(row 4 first\\)"):
+            metric(y, prob)
+
+
+def test_a_class_missing_from_the_training_data_keeps_every_column_in_place() -> None:
+    """Found by review: without a 3 in the training split, predict_proba has 9 columns
+    (classes_ 0,1,2,4..9), and every column from the 4 on was scored as the label before
+    it: accuracy 0.33 where scikit-learn says 0.90."""
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import LogisticRegression
+
+    from dryml import metrics as dm
+    from dryml.context import shutdown_workers
+    from dryml.data import NumpyDataset
+    from dryml_sklearn.models import Estimator, SklearnTrainable
+
+    x, y = load_digits(return_X_y=True)
+    x = (x / 16).astype(np.float32)
+    order = np.random.default_rng(0).permutation(len(x))
+    train, test = order[:1400], order[1400:]
+    keep = train[y[train] != 3]
+    model = SklearnTrainable(Estimator("sklearn.linear_model.LogisticRegression",
+                                       max_iter=2000))
+    try:
+        model.train(NumpyDataset((x[keep], y[keep]), supervised=True))
+        out = model.eval(NumpyDataset((x[test], y[test]), supervised=True))
+        got = dm.score(out, metrics=["accuracy", "macro_f1"])
+    finally:
+        shutdown_workers()
+    assert out.peek()[0].shape[1] == 10
+    direct = LogisticRegression(max_iter=2000, random_state=model.train_seed).fit(
+        x[keep], y[keep]).predict(x[test])
+    assert got["accuracy"] == pytest.approx(metrics.accuracy_score(y[test], direct))
+    assert got["macro_f1"] == pytest.approx(
+        metrics.f1_score(y[test], direct, average="macro"))

@@ -47,6 +47,7 @@ def labels_of(values: Any) -> np.ndarray:
     if array.ndim == 2 and array.shape[1] == 1:
         array = array[:, 0]
     elif array.ndim == 2:
+        _finite(array)
         return np.asarray(np.argmax(array, axis=1))
     if array.ndim != 1:
         raise MetricError(f"expected labels (n,) or scores (n, classes), got shape {array.shape}")
@@ -58,10 +59,46 @@ def labels_of(values: Any) -> np.ndarray:
     return array
 
 
+def _finite(scores: np.ndarray) -> None:
+    """Scores or probabilities with a NaN or an infinity are a MetricError (found by review:
+    a diverged model's NaN rows scored as class 0, and all-NaN ones as an ordinary 0.5)."""
+    if np.issubdtype(scores.dtype, np.inexact) and not np.all(np.isfinite(scores)):
+        row = int(np.argwhere(~np.isfinite(scores))[0][0])
+        raise MetricError(f"the predictions hold NaN or infinity (row {row} first): the model "
+                          "diverged, or its outputs overflowed; there is nothing to score")
+
+
+def _columns(t: np.ndarray, k: int) -> np.ndarray:
+    """The column of (n, k) scores that each target label names: integer labels 0..k-1 name
+    their own column; other labels (strings, or 1..k) the column of their place among the
+    sorted distinct labels, as scikit-learn orders ``classes_``. Every metric maps labels so
+    (found by review: accuracy compared the argmax column with the raw label while log_loss
+    used the sorted order, so labels 1, 2, 3 scored accuracy 0.0 next to a perfect log_loss)."""
+    classes = np.unique(t)
+    if np.issubdtype(t.dtype, np.integer) and (not len(classes) or (
+            classes.min() >= 0 and classes.max() < k)):
+        return t.astype(np.int64)
+    if len(classes) != k:
+        raise MetricError(
+            f"targets hold {len(classes)} classes but the predictions have {k} columns; use "
+            f"integer labels 0..{k - 1}")
+    return np.searchsorted(classes, t).astype(np.int64)
+
+
+def _label_pairs(y_true: Any, y_pred: Any) -> tuple[np.ndarray, np.ndarray]:
+    """True and predicted labels, comparable: a prediction of scores (n, k) is its argmax
+    column, and the targets the columns they name (:func:`_columns`)."""
+    scores = np.asarray(y_pred)
+    t, p = labels_of(y_true), labels_of(y_pred)
+    if scores.ndim == 2 and scores.shape[1] > 1:
+        t = _columns(t, scores.shape[1])
+    _n(t, p)
+    return t, p
+
+
 def accuracy(y_true: Any, y_pred: Any) -> float:
     """Fraction of examples whose predicted label equals the true label."""
-    t, p = labels_of(y_true), labels_of(y_pred)
-    _n(t, p)
+    t, p = _label_pairs(y_true, y_pred)
     return float(np.mean(t == p))
 
 
@@ -75,8 +112,7 @@ def _confusion(t: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def balanced_accuracy(y_true: Any, y_pred: Any) -> float:
     """Mean recall over the classes present in the targets."""
-    t, p = labels_of(y_true), labels_of(y_pred)
-    _n(t, p)
+    t, p = _label_pairs(y_true, y_pred)
     _, matrix = _confusion(t, p)
     support = matrix.sum(axis=1)
     present = support > 0
@@ -85,8 +121,7 @@ def balanced_accuracy(y_true: Any, y_pred: Any) -> float:
 
 def macro_f1(y_true: Any, y_pred: Any) -> float:
     """Unweighted mean F1 over every label seen in targets or predictions (0 where undefined)."""
-    t, p = labels_of(y_true), labels_of(y_pred)
-    _n(t, p)
+    t, p = _label_pairs(y_true, y_pred)
     _, matrix = _confusion(t, p)
     tp = np.diag(matrix).astype(np.float64)
     denominator = matrix.sum(axis=0) + matrix.sum(axis=1)
@@ -101,17 +136,10 @@ def _probabilities(y_true: np.ndarray, y_prob: Any) -> tuple[np.ndarray, np.ndar
         prob = np.stack([1 - prob, prob], axis=1)
     if prob.ndim != 2:
         raise MetricError(f"probabilities must be (n,) or (n, classes), got {prob.shape}")
-    t = labels_of(y_true)
-    classes = np.unique(t)
-    if not np.issubdtype(t.dtype, np.integer) or (len(classes) and (
-            classes.min() < 0 or classes.max() >= prob.shape[1])):
-        if len(classes) != prob.shape[1]:
-            raise MetricError(
-                f"targets hold {len(classes)} classes but the probabilities have "
-                f"{prob.shape[1]} columns; use integer labels 0..{prob.shape[1] - 1}")
-        t = np.searchsorted(classes, t)
+    _finite(prob)
+    t = _columns(labels_of(y_true), prob.shape[1])
     _n(t, prob)
-    return t.astype(np.int64), prob
+    return t, prob
 
 
 def log_loss(y_true: Any, y_prob: Any) -> float:
