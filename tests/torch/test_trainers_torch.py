@@ -397,3 +397,65 @@ def test_patience_zero_stops_at_the_first_epoch_without_improvement() -> None:
             zero = predictions(model)
         else:
             np.testing.assert_array_equal(predictions(model), zero)  # 0 acts as 1
+
+
+def _separable(n: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, 2)).astype(np.float32)
+    return x, (x[:, 0] + x[:, 1] > 0).astype(np.float32)
+
+
+def test_a_one_dimensional_logit_output_is_one_sigmoid_per_row() -> None:
+    """Found by review: a network ending in .squeeze(-1) (here Flatten(start_dim=0)) got a
+    softmax over the whole batch in predict (the test set summed to 1.0), and validation
+    accuracy took the argmax over the batch (0.0 next to a loss of 0.12)."""
+    from dryml import metrics
+    from dryml.context import shutdown_workers
+    from dryml.data import NumpyDataset
+
+    x, y = _separable(800)
+    net = Sequential([("Linear", {"in_features": 2, "out_features": 1}),
+                      ("Flatten", {"start_dim": 0})])
+    model = TorchTrainable(net, Optimizer("Adam", lr=5e-2), Loss("BCEWithLogitsLoss"),
+                           TrainSpec(epochs=20, batch_size=32, seed=0, validation_split=0.25))
+    try:
+        model.train(NumpyDataset((x[:400], y[:400]), supervised=True))
+        out = model.eval(NumpyDataset((x[400:], y[400:]), supervised=True))
+        probabilities = out.peek()[0]
+        accuracy = metrics.accuracy(out)
+    finally:
+        shutdown_workers()
+    assert probabilities.shape == (400, 2)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    assert accuracy > 0.95
+    assert model.train_state.history[-1]["val_accuracy"] > 0.9
+
+
+def test_a_one_column_target_meets_a_one_dimensional_regression_output() -> None:
+    """Found by review: (n,) outputs against (n, 1) targets broadcast to n x n in MSELoss
+    (torch warned), and the model learned the mean: r2 0.004."""
+    from dryml import metrics
+    from dryml.context import shutdown_workers
+    from dryml.data import NumpyDataset
+
+    x, _ = _separable(600)
+    target = (3 * x[:, :1] - 2 * x[:, 1:]).astype(np.float32)  # (n, 1)
+    net = Sequential([("Linear", {"in_features": 2, "out_features": 1}),
+                      ("Flatten", {"start_dim": 0})])
+    model = TorchTrainable(net, Optimizer("Adam", lr=5e-2), spec=TrainSpec(
+        epochs=40, batch_size=32, seed=0), task="regressor")
+    try:
+        model.train(NumpyDataset((x[:400], target[:400]), supervised=True))
+        r2 = metrics.r2(model, NumpyDataset((x[400:], target[400:]), supervised=True))
+    finally:
+        shutdown_workers()
+    assert r2 > 0.99
+
+
+def test_a_classifier_with_a_loss_that_takes_probabilities_is_refused() -> None:
+    """Found by review: Sigmoid + BCELoss trained, and predict applied the sigmoid again
+    (every probability in [0.5, 0.73], accuracy 0.48)."""
+    net = Sequential([("Linear", {"in_features": 2, "out_features": 1}), ("Sigmoid", {})])
+    with pytest.raises(ConfigurationError, match="use Loss\\('BCEWithLogitsLoss'\\)"):
+        TorchTrainable(net, loss=Loss("BCELoss"))
+    TorchTrainable(net, loss=Loss("BCELoss"), task="regressor")  # probabilities as values

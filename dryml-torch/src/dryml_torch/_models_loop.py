@@ -61,7 +61,11 @@ def model_inputs(net: torch.nn.Module, x: Any, on_device: bool = True) -> torch.
 
 
 def probabilities(logits: torch.Tensor) -> torch.Tensor:
-    """Class probabilities: softmax over classes; one logit is a binary problem's sigmoid."""
+    """Class probabilities: softmax over classes; one logit (a column, or a 1-d output of one
+    per row, as ``.squeeze(-1)`` gives) is a binary problem's sigmoid (found by review: a 1-d
+    output got a softmax over the whole batch)."""
+    if logits.ndim == 1:
+        logits = logits.unsqueeze(-1)
     if logits.shape[-1] == 1:
         p = torch.sigmoid(logits)
         return torch.cat([1 - p, p], dim=-1)
@@ -69,11 +73,15 @@ def probabilities(logits: torch.Tensor) -> torch.Tensor:
 
 
 def loss_inputs(out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Align outputs and targets: class indices as int64; one output column for a 1-d target."""
+    """Align outputs and targets: class indices as int64; one output column for a 1-d target,
+    and a one-column target for a 1-d output (found by review: (n,) outputs against (n, 1)
+    targets broadcast to n x n in MSELoss, and the model learned the mean)."""
     if not y.is_floating_point() and out.ndim == y.ndim + 1 and out.shape[-1] > 1:
         return out, y.long()
     if out.ndim == y.ndim + 1 and out.shape[-1] == 1:
         out = out.squeeze(-1)
+    elif y.ndim == out.ndim + 1 and y.shape[-1] == 1:
+        y = y.squeeze(-1)
     if out.is_floating_point() and y.dtype != out.dtype:
         y = y.to(out.dtype)
     return out, y
@@ -83,8 +91,8 @@ def _correct(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """How many rows the logits classify right."""
     if out.ndim == y.ndim + 1 and out.shape[-1] > 1:
         pred, true = out.argmax(-1), y.long()
-    elif out.ndim == y.ndim + 1:
-        pred, true = (out.squeeze(-1) > 0).long(), y.long()
+    elif out.ndim == y.ndim + 1 or out.ndim == 1:  # one logit per row
+        pred, true = (out.reshape(len(out)) > 0).long(), y.reshape(len(y)).long()
     else:  # one-hot or probability targets
         pred, true = out.argmax(-1), y.argmax(-1)
     return (pred == true).sum()

@@ -153,6 +153,10 @@ class Optimizer(Object):
         return cls(params, **self.kwargs)  # type: ignore[no-any-return]
 
 
+#: Losses that take probabilities, not logits: refused for a classifier (see TorchTrainable).
+_TAKE_PROBABILITIES = ("BCELoss",)
+
+
 class Loss(Object):
     """A ``torch.nn`` loss by class name, e.g. ``Loss("CrossEntropyLoss", label_smoothing=0.1)``.
 
@@ -253,6 +257,13 @@ class TorchTrainable(Trainable):
         self.optimizer = optimizer if optimizer is not None else Optimizer("Adam", lr=1e-3)
         self.loss = loss if loss is not None else Loss(
             "CrossEntropyLoss" if task == "classifier" else "MSELoss")
+        if task == "classifier" and getattr(self.loss, "name", None) in _TAKE_PROBABILITIES:
+            # found by review: predict applied the sigmoid a second time, so every
+            # probability lay in [0.5, 0.73] and the scores were wrong without a word
+            raise ConfigurationError(
+                f"a classifier's loss takes the network's logits (predict applies the sigmoid "
+                f"or softmax), but {self.loss.name} takes probabilities: use "
+                "Loss('BCEWithLogitsLoss') and end the network without a Sigmoid")
         self.spec = spec if spec is not None else TrainSpec()
         self.task = task  # type: ignore[misc]
         self.procedure = procedure if procedure is not None else TorchProcedure()
