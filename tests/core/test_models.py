@@ -218,3 +218,17 @@ def build_nearest() -> Nearest:
 class TestNumpyTrainerConformance(TrainerConformance):
     cases: ClassVar[list[TrainerCase]] = [TrainerCase("nearest", build_nearest, "classifier", min_score=0.95,
                          component=Selector(TrainSpec, kwargs={"epochs": 2}))]
+
+
+def test_predictions_scored_against_an_unseeded_shuffle_are_refused() -> None:
+    """Found by review: metric(predictions, data) read the targets in a pass of their own,
+    which an unseeded shuffle ordered anew: a perfect model scored accuracy 0.31."""
+    labels = np.arange(200) % 3
+    data = NumpyDataset((np.zeros((200, 1)), labels), supervised=True)
+    for shuffled, expected in ((data.shuffle(seed=4), 1.0), (data.shuffle(), None)):
+        perfect = np.eye(3)[np.concatenate([y for _, y in shuffled.batch(50)])]  # one pass
+        if expected is None:
+            with pytest.raises(MetricError, match="another order on each pass"):
+                metrics.accuracy(perfect, shuffled)
+        else:
+            assert metrics.accuracy(perfect, shuffled) == expected

@@ -40,6 +40,15 @@ def targets_and_predictions(model_or_predictions: Any, data: Any = None
     if data is None:
         raise MetricError("predictions need the supervised Dataset holding their targets")
     _, y = _columns(data)
+    _, again = _columns(data)
+    if not _same(y, again):
+        # found by review: the targets were read in a pass of their own, in another order
+        # than the predictions' (accuracy 0.31 for a perfect model)
+        raise MetricError(
+            "the Dataset gives its examples in another order on each pass (an unseeded "
+            "shuffle), so predictions made on one pass cannot be paired with the targets of "
+            "another: score the model on it, metric(model, data), or its eval() output, "
+            "metric(model.eval(data)); or shuffle with a seed")
     if isinstance(model_or_predictions, Dataset):
         # each (prediction, y) pair (or index) was stacked into one row and scored as one
         if model_or_predictions.supervised:
@@ -55,3 +64,9 @@ def targets_and_predictions(model_or_predictions: Any, data: Any = None
     else:
         pred = np.asarray(model_or_predictions)
     return y, pred
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two passes gave the same targets (NaN equal to NaN)."""
+    nan_aware = a.dtype.kind in "fc" and b.dtype.kind in "fc"
+    return a.shape == b.shape and bool(np.array_equal(a, b, equal_nan=nan_aware))
