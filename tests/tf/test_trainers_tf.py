@@ -18,8 +18,10 @@ if not os.environ.get("DRYML_REQUIRE_BACKENDS"):
     pytest.importorskip("keras")
 
 from dryml import ObjectDef, load_object, metrics, save_object
+from dryml.context import shutdown_workers
+from dryml.data import NumpyDataset
 from dryml.errors import ConfigurationError
-from dryml.models import EarlyStopping, TrainSpec
+from dryml.models import EarlyStopping, TrainSpec, split_validation
 from dryml.repo import Selector
 from dryml.testing.trainers import (
     TrainerCase,
@@ -269,3 +271,95 @@ def test_regressor_predicts_one_value_per_example() -> None:
     assert values.shape == (600,) and values.dtype == np.float32
     assert [h["epoch"] for h in model.train_state.history] == [1, 2]
     assert "mae" in model.train_state.history[-1]
+
+
+def _binary(n: int = 300) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, 4)).astype(np.float32)
+    return x, (x[:, 0] + 0.5 * rng.normal(size=n) > 0).astype(np.float32)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-z.astype(np.float64)))  # type: ignore[no-any-return]
+
+
+def test_a_one_dimensional_logit_output_is_one_sigmoid_per_row() -> None:
+    """Found by review: a network ending in Reshape(()) (one logit per row) got a softmax
+    over the batch: a row's probability depended on the rest of the batch."""
+    x, y = _binary()
+    net = Sequential([("Dense", {"units": 8, "activation": "relu"}), ("Dense", {"units": 1}),
+                      ("Reshape", {"target_shape": ()})], input_shape=(4,))
+    model = KerasTrainable(net, Optimizer("Adam", learning_rate=1e-2),
+                           Loss("BinaryCrossentropy", from_logits=True),
+                           TrainSpec(epochs=3, seed=0))
+    try:
+        model.train(NumpyDataset((x, y), supervised=True))
+        p = model.predict(x[:6])
+        alone = model.predict(x[:1])
+        logits = np.asarray(model.keras_model(x[:6]))
+    finally:
+        shutdown_workers()
+    assert p.shape == (6, 2)
+    np.testing.assert_allclose(p[:, 1], _sigmoid(logits), rtol=1e-5)
+    np.testing.assert_allclose(alone[0], p[0], rtol=1e-6)
+
+
+@pytest.mark.parametrize(("last", "loss"), [
+    (("Dense", {"units": 1, "activation": "sigmoid"}), "BinaryCrossentropy"),
+    (("Dense", {"units": 2, "activation": "softmax"}), "SparseCategoricalCrossentropy"),
+])
+def test_a_final_activation_with_a_from_logits_loss_is_not_applied_twice(
+        last: Any, loss: str) -> None:
+    """Found by review: Keras trains such a model on the logits before the activation (and
+    only warns), so the network's outputs are the probabilities; predict applied the
+    sigmoid or softmax again (every probability in [0.27, 0.73])."""
+    x, y = _binary()
+    net = Sequential([("Dense", {"units": 16, "activation": "relu"}), last], input_shape=(4,))
+    model = KerasTrainable(net, Optimizer("Adam", learning_rate=0.05),
+                           Loss(loss, from_logits=True), TrainSpec(epochs=5, seed=0))
+    try:
+        model.train(NumpyDataset((x, y), supervised=True))
+        p = model.predict(x)
+        out = np.asarray(model.keras_model(x)).astype(np.float64)
+    finally:
+        shutdown_workers()
+    expected = np.concatenate([1 - out, out], axis=1) if out.shape[1] == 1 else out
+    np.testing.assert_allclose(p, expected, rtol=1e-5, atol=1e-7)
+
+
+def test_accuracy_of_a_binary_loss_taking_logits_thresholds_the_logits_at_zero() -> None:
+    """Found by review: Keras' "accuracy" became BinaryAccuracy(threshold=0.5) on logits, so
+    the history's val_accuracy (and early stopping on it) counted logit > 0.5."""
+    x, y = _binary()
+    net = Sequential([("Dense", {"units": 1})], input_shape=(4,))
+    spec = TrainSpec(epochs=2, seed=0, validation_split=0.3)
+    model = KerasTrainable(net, Optimizer("Adam", learning_rate=1e-3),
+                           Loss("BinaryCrossentropy", from_logits=True), spec)
+    try:
+        model.train(NumpyDataset((x, y), supervised=True))
+        logged = model.train_state.history[-1]["val_accuracy"]
+        (_, _), (x_valid, y_valid) = split_validation(x, y, 0.3, spec.seed_for(model))
+        logits = np.asarray(model.keras_model(x_valid))[:, 0]
+    finally:
+        shutdown_workers()
+    assert logged == pytest.approx(float(np.mean((logits > 0) == (y_valid > 0.5))), abs=1e-6)
+
+
+def test_mixed_precision_logits_give_float32_probabilities() -> None:
+    """Found by review: the softmax ran in float16 (eps ~1e-3), and log_loss came out 6%
+    higher than on a float32 softmax of the same logits."""
+    x, _ = _binary()
+    y = (x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 0.5)
+    net = Sequential([("Dense", {"units": 8, "activation": "relu", "dtype": "mixed_float16"}),
+                      ("Dense", {"units": 3, "dtype": "mixed_float16"})], input_shape=(4,))
+    model = KerasTrainable(net, Optimizer("Adam", learning_rate=0.05), None,
+                           TrainSpec(epochs=2, seed=0))
+    try:
+        model.train(NumpyDataset((x, y), supervised=True))
+        p = model.predict(x)
+        z = np.asarray(model.keras_model(x)).astype(np.float32)
+    finally:
+        shutdown_workers()
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    assert p.dtype == np.float32
+    np.testing.assert_allclose(p, e / e.sum(axis=1, keepdims=True), rtol=1e-6, atol=1e-7)

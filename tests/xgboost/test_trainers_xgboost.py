@@ -207,3 +207,33 @@ def test_patience_zero_stops_at_the_first_round_without_improvement() -> None:
         model.train(classification_data())
         rounds.append(model.train_state.progress["rounds"])
     assert rounds[0] == rounds[1] > 2
+
+
+def test_a_classifier_objective_that_gives_no_probabilities_is_refused() -> None:
+    """Found by review: objective='binary:logitraw' trained, and its margins (-4.8 to 5.8)
+    were scored as probabilities, log_loss and all."""
+    with pytest.raises(ConfigurationError, match="must give class probabilities"):
+        XGBoostTrainable("classifier", objective="binary:logitraw")
+    XGBoostTrainable("classifier", objective="binary:logistic")
+    XGBoostTrainable("regressor", objective="reg:squarederror")
+
+
+def test_early_stopping_uses_a_validation_dataset_passed_to_train() -> None:
+    """Found by review: TrainSpec refused early stopping without validation_split, though the
+    docs (and the trainables) take a validation Dataset passed to train()."""
+    from dryml.context import shutdown_workers
+    from dryml.data import NumpyDataset
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 3)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    spec = TrainSpec(early_stopping=EarlyStopping(patience=2), seed=0)
+    model = XGBoostTrainable("classifier", spec, n_estimators=60)
+    with pytest.raises(ConfigurationError, match="pass a validation Dataset"):
+        model.train(NumpyDataset((x, y), supervised=True))
+    try:
+        model.train(NumpyDataset((x[:300], y[:300]), supervised=True),
+                    NumpyDataset((x[300:], y[300:]), supervised=True))
+    finally:
+        shutdown_workers()
+    assert model.trained and "val_loss" in model.train_state.history[-1]

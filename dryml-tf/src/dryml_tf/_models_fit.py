@@ -159,14 +159,26 @@ class Recorder(keras.callbacks.Callback):  # type: ignore[misc]
 
 
 def _compile(trainable: KerasTrainable) -> keras.Model:
-    from dryml_tf.models import Metric
-
     model = _build_network(trainable.model)
     model.compile(optimizer=trainable.procedure.build_optimizer(trainable),
                   loss=trainable.loss.build(),
-                  metrics=[m.build() if isinstance(m, Metric) else m
-                           for m in trainable.metrics])
+                  metrics=[_metric(m, trainable) for m in trainable.metrics])
     return model
+
+
+def _metric(metric: Any, trainable: KerasTrainable) -> Any:
+    """A metric for ``compile``: ``"accuracy"`` with a binary loss taking logits thresholds
+    the logits at 0 (found by review: Keras' BinaryAccuracy thresholds at 0.5, the right
+    cut for probabilities, so the history's accuracy, and early stopping on it, were wrong)."""
+    from dryml_tf.models import Metric
+
+    if isinstance(metric, Metric):
+        return metric.build()
+    loss = trainable.loss
+    if (metric in ("accuracy", "acc") and loss.from_logits
+            and loss.name.lower().replace("_", "").startswith("binary")):
+        return keras.metrics.BinaryAccuracy(name=metric, threshold=0.0)
+    return metric
 
 
 def rng_variables(model: keras.Model) -> list[Any]:
@@ -290,11 +302,31 @@ def _softmax(z: np.ndarray) -> np.ndarray:
 
 def predict(trainable: KerasTrainable, x: Any) -> np.ndarray:
     """Class probabilities (classifier) or values (regressor) for one numpy batch."""
-    out = np.asarray(keras.ops.convert_to_numpy(trainable._keras(np.asarray(x),
-                                                                 training=False)))
+    model = trainable._keras
+    out = np.asarray(keras.ops.convert_to_numpy(model(np.asarray(x), training=False)))
+    if out.dtype.name in ("float16", "bfloat16"):  # mixed precision: score in float32
+        out = out.astype(np.float32)
     if trainable.task == "regressor":
         return out.squeeze(-1) if out.ndim > 1 and out.shape[-1] == 1 else out
+    # found by review: a 1-d output (one logit per row) got a softmax over the batch, and a
+    # network ending in a sigmoid or softmax got it twice with a from_logits loss (Keras
+    # trains such a model on the logits before that activation, and only warns)
+    logits = trainable.loss.from_logits and not _ends_in_probabilities(model)
+    if out.ndim == 1:
+        out = out[:, None]
     if out.shape[-1] == 1:  # one output: a binary problem's P(class 1)
-        p = 1.0 / (1.0 + np.exp(-out)) if trainable.loss.from_logits else out
+        p = 1.0 / (1.0 + np.exp(-out)) if logits else out
         return np.concatenate([1 - p, p], axis=-1)
-    return _softmax(out) if trainable.loss.from_logits else out
+    return _softmax(out) if logits else out
+
+
+def _ends_in_probabilities(model: Any) -> bool:
+    """Whether the model's last layer applies a sigmoid or a softmax."""
+    layers = getattr(model, "layers", None)
+    if not layers:
+        return False
+    last = layers[-1]
+    if isinstance(last, keras.layers.Softmax):
+        return True
+    activation = getattr(last, "activation", None)
+    return activation in (keras.activations.sigmoid, keras.activations.softmax)

@@ -36,6 +36,10 @@ _RESERVED = {"early_stopping_rounds": "spec=TrainSpec(early_stopping=EarlyStoppi
              "callbacks": "nothing (the trainable adds its progress bar and early stopping)"}
 
 
+#: The objectives whose ``predict_proba`` gives class probabilities.
+_PROBABILITIES = ("binary:logistic", "multi:softprob", "multi:softmax")
+
+
 class XGBoostTrainable(Trainable):
     """An ``XGBClassifier`` / ``XGBRegressor`` trained with early stopping.
 
@@ -69,6 +73,13 @@ class XGBoostTrainable(Trainable):
         for name, instead in _RESERVED.items():
             if name in xgb_params:
                 raise ConfigurationError(f"XGBoostTrainable sets {name!r} itself; pass {instead}")
+        objective = xgb_params.get("objective")
+        if task == "classifier" and objective is not None and objective not in _PROBABILITIES:
+            # found by review: binary:logitraw's margins were scored as probabilities
+            raise ConfigurationError(
+                f"a classifier's objective must give class probabilities "
+                f"({', '.join(_PROBABILITIES)}), got {objective!r}; leave it unset for the "
+                "default")
         self.spec, self.xgb_params = spec, xgb_params
         self.task = task  # type: ignore[misc]  # per-instance value of Trainable.task
         self.model: Any = None

@@ -101,9 +101,6 @@ class TrainSpec(Object):
                 f"its dry_id) or a whole number in [0, 2**32), got {seed!r}")
         if not isinstance(shuffle, bool):
             raise ConfigurationError(f"TrainSpec shuffle must be True or False, got {shuffle!r}")
-        if early_stopping is not None and validation_split == 0.0:
-            raise ConfigurationError(
-                "early stopping needs validation data: set validation_split > 0")
         self.epochs, self.batch_size = epochs, batch_size
         self.validation_split, self.early_stopping = validation_split, early_stopping
         #: True under ``seed="auto"``: :meth:`seed_for` derives the seed from the trained id.

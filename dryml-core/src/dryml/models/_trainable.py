@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import attrs
 
 from dryml._object import Object
-from dryml.errors import ContextIncompatibilityError, NotTrainedError
+from dryml.errors import ConfigurationError, ContextIncompatibilityError, NotTrainedError
 from dryml.models._spec import TrainSpec, derived_seed
 
 if TYPE_CHECKING:
@@ -111,6 +111,14 @@ class Trainable(Object):
         worker (default ``{framework: {}}``: one CPU, no GPU), e.g.
         ``{"torch": {"num_gpus": 1}}`` or ``{"tf": {"gpu/0": 0.5}}``.
         """
+        spec = getattr(self, "spec", None)
+        if (valid is None and getattr(spec, "early_stopping", None) is not None
+                and getattr(spec, "validation_split", 0.0) == 0.0):
+            # here, not in TrainSpec: a validation Dataset passed to train() is enough (found
+            # by review: TrainSpec refused early stopping without validation_split)
+            raise ConfigurationError(
+                "early stopping needs validation data: pass a validation Dataset, "
+                "train(data, valid), or set TrainSpec(validation_split=...) > 0")
         if self._dispatch():
             from dryml.models._remote import remote_train
 
