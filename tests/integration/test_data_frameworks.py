@@ -6,6 +6,8 @@ from __future__ import annotations
 import doctest
 import importlib
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -86,3 +88,16 @@ def test_torch_to_tf_and_back_keeps_values_dtypes_and_structure() -> None:
         assert bx.dtype == ox.dtype and by.dtype == oy.dtype
         assert torch.equal(bx, ox) and torch.equal(by, oy)
     assert [int(b[1].shape[0]) for b in as_tf.numpy()] == [2, 2, 1]
+
+
+def test_tf_string_tensors_reach_torch_as_numpy_without_killing_the_process() -> None:
+    """Found by review: a tf.string leaf went to torch.from_dlpack, and TensorFlow's DLPack
+    export aborted the process (SIGABRT, no Python exception)."""
+    code = ("import numpy as np\nfrom dryml.data import NumpyDataset\n"
+            "ds = NumpyDataset((np.ones((2, 2), np.float32), np.array(['cat', 'dog'])), "
+            "supervised=True)\nx, y = ds.tf().torch().peek()\nprint(type(x).__name__, "
+            "list(y))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[0] == "Tensor [b'cat', b'dog']"

@@ -133,3 +133,29 @@ def test_a_generator_whose_dtypes_change_is_not_cast_silently() -> None:
     widened = [(np.array([1.0]), np.int64(1)), (np.array([2.0]), np.int32(2))]
     assert [int(y) for _, y in NumpyDataset(lambda: iter(widened), supervised=True).tf()] == \
         [1, 2]  # a cast that loses nothing is fine
+
+
+def test_map_and_apply_x_on_namedtuple_elements_keep_the_namedtuple() -> None:
+    """Found by review: tf.data unpacks plain tuples only; map wrapped a namedtuple element
+    in a 1-tuple, and apply_x failed with an IndexError."""
+    from typing import NamedTuple
+
+    class Pair(NamedTuple):
+        x: np.ndarray
+        y: np.ndarray
+
+    data = NumpyDataset([Pair(np.float64(0), np.int64(0)), Pair(np.float64(1), np.int64(1))])
+    mapped = list(data.tf().map(lambda e: e).numpy())
+    assert [type(e).__name__ for e in mapped] == ["Pair", "Pair"]
+    assert [float(e.x) for e in mapped] == [0.0, 1.0]
+    pairs = NumpyDataset([(Pair(np.float64(i), np.int64(i)), np.int64(i)) for i in range(2)],
+                         supervised=True)
+    doubled = list(pairs.tf().apply_x(lambda x: Pair(x.x * 2, x.y)).numpy())
+    assert [(type(x).__name__, float(x.x)) for x, _ in doubled] == [("Pair", 0.0),
+                                                                    ("Pair", 2.0)]
+
+
+def test_an_empty_list_dataset_is_a_clear_error_converting_to_tf() -> None:
+    """Found by review: NumpyDataset([]).tf() was a bare IndexError."""
+    with pytest.raises(DatasetError, match="empty dataset"):
+        NumpyDataset([]).tf()

@@ -221,3 +221,31 @@ def test_device_tensors_move_to_the_cpu_only_for_numpy() -> None:
     assert ds.torch().peek()[0].device.type == "cuda"
     back = ds.numpy().peek()[0]
     assert isinstance(back, np.ndarray) and back.tolist() == [[0.0, 1.0], [2.0, 3.0]]
+
+
+def test_string_leaves_batch_map_and_shuffle_in_a_torch_dataset() -> None:
+    """Found by review: batch/map/shuffle of string leaves raised 'ragged elements'."""
+    rows = [(np.float32(1), "cat"), (np.float32(2), "dog"), (np.float32(3), "cat")]
+    batched = list(NumpyDataset(rows).torch().batch(2))
+    assert [list(labels) for _, labels in batched] == [["cat", "dog"], ["cat"]]
+    assert batched[0][0].tolist() == [1.0, 2.0]
+    shuffled = NumpyDataset(rows).torch().batch(3).shuffle(seed=0)
+    assert sorted(next(iter(shuffled))[1]) == ["cat", "cat", "dog"]
+
+
+@pytest.mark.parametrize("array", [np.arange(8.0).reshape(2, 4)[:, ::-1],
+                                   np.arange(4.0, dtype=">f4")])
+def test_numeric_arrays_torch_cannot_share_are_copied_not_refused(array: np.ndarray) -> None:
+    """Found by review: x[::-1] views and big-endian data raised ValueError in .torch()."""
+    for data in (NumpyDataset(array), NumpyDataset(array).batch(2)):
+        got = np.concatenate([np.atleast_1d(t.numpy()) for t in data.torch()])
+        np.testing.assert_array_equal(got.reshape(-1), np.asarray(array).reshape(-1))
+
+
+def test_bfloat16_tensors_read_back_as_float32() -> None:
+    """Found by review: .numpy() and in_memory() (what train/eval use) raised TypeError."""
+    from dryml_torch.data import TorchDataset
+
+    data = TorchDataset([torch.tensor([1.5, -2.0], dtype=torch.bfloat16)])
+    (got,) = data.in_memory()
+    assert got.dtype == np.float32 and got.tolist() == [1.5, -2.0]

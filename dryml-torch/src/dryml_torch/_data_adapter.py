@@ -13,18 +13,35 @@ from dryml_torch.data import TorchDataset
 __all__ = ["ADAPTER", "TorchAdapter", "to_torch_leaf"]
 
 
+def _from_numpy(array: np.ndarray) -> Any:
+    """``torch.from_numpy`` (no copy), after a copy for the numeric arrays it refuses (found
+    by review: ``x[::-1]``, ``np.flip`` views and big-endian ``>f4`` data raised)."""
+    if not array.dtype.isnative or any(step < 0 for step in array.strides):
+        array = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("="))
+    return torch.from_numpy(array)
+
+
+def _numeric(dtype: Any) -> bool:
+    """Whether a tensor dtype (numpy's, or another framework's) holds numbers DLPack can
+    share: a TensorFlow string tensor through DLPack aborted the process (found by review)."""
+    if isinstance(dtype, np.dtype):
+        return dtype.kind in "biufc"
+    return getattr(dtype, "name", str(dtype)) not in ("string", "variant", "resource")
+
+
 def _to_torch_leaf(leaf: Any) -> Any:
     if type(leaf) is np.ndarray:
-        try:
-            return torch.from_numpy(leaf)
-        except TypeError:  # strings, objects: torch has no such dtype
-            return leaf
+        if leaf.dtype.kind in "biufc":
+            return _from_numpy(leaf)
+        return leaf  # strings, objects: torch has no such dtype
     if isinstance(leaf, torch.Tensor):
         return leaf
     if isinstance(leaf, np.generic):
         return torch.from_numpy(np.asarray(leaf)) if leaf.dtype.kind in "biufc" else leaf
     if hasattr(leaf, "__dlpack__"):
-        return torch.from_dlpack(leaf)
+        if _numeric(getattr(leaf, "dtype", None)):
+            return torch.from_dlpack(leaf)
+        return np.asarray(leaf.numpy() if hasattr(leaf, "numpy") else leaf)
     if isinstance(leaf, (bool, int, float, complex)):
         return torch.as_tensor(leaf)
     return leaf
@@ -32,7 +49,8 @@ def _to_torch_leaf(leaf: Any) -> Any:
 
 def _for_column(column: Any) -> Any:
     """Slices of a numeric array column go straight to ``torch.from_numpy``."""
-    if type(column) is np.ndarray and column.dtype.kind in "biufc":
+    if (type(column) is np.ndarray and column.dtype.kind in "biufc" and column.dtype.isnative
+            and all(step >= 0 for step in column.strides)):
         return torch.from_numpy
     return _to_torch_leaf
 

@@ -88,9 +88,13 @@ def _length(source: Any) -> int | None:
 
 
 def to_numpy_leaf(leaf: Any) -> Any:
-    """A tensor as a numpy array: no copy for CPU tensors, a copy to the CPU otherwise."""
+    """A tensor as a numpy array: no copy for CPU tensors, a copy to the CPU otherwise;
+    bfloat16 (which numpy lacks) as float32, exactly."""
     if isinstance(leaf, torch.Tensor):
-        return leaf.detach().cpu().resolve_conj().resolve_neg().numpy()
+        leaf = leaf.detach().cpu().resolve_conj().resolve_neg()
+        if leaf.dtype == torch.bfloat16:  # numpy has none: float32 holds each value exactly
+            leaf = leaf.float()  # (found by review: .numpy() raised, so in_memory() did)
+        return leaf.numpy()
     return np.asarray(leaf)
 
 
@@ -159,7 +163,10 @@ class TorchDataset(Dataset, IterableDataset):  # type: ignore[misc]
     def _stack(self, items: list[Any]) -> Any:
         if all(isinstance(t, torch.Tensor) for t in items):
             return torch.stack(items)
-        return torch.as_tensor(np.stack([np.asarray(t) for t in items]))
+        if all(isinstance(t, (str, bytes)) for t in items):
+            return list(items)  # as a DataLoader collates strings (found by review)
+        stacked = np.stack([np.asarray(t) for t in items])
+        return torch.as_tensor(stacked) if stacked.dtype.kind in "biufc" else stacked
 
     def _rows(self, leaf: Any) -> Iterable[Any]:
         return leaf.unbind(0) if isinstance(leaf, torch.Tensor) else iter(leaf)
