@@ -60,7 +60,9 @@ class TFAdapter:
         if isinstance(ds, TFDataset):
             return ds
         m = ds._meta
-        arrays = ds._arrays() if isinstance(ds, NumpyDataset) and ds._table.columns else None
+        # a table without columns (NumpyDataset([])) has no dtypes: the generator path says so
+        table = ds._table if isinstance(ds, NumpyDataset) else None
+        arrays = ds._arrays() if table is not None and table.columns else None
         if arrays is not None:
             tf_ds = tf.data.Dataset.from_tensor_slices(arrays)
             if m.batch_size is not None:
