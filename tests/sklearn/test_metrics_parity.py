@@ -143,3 +143,16 @@ def test_a_class_missing_from_the_training_data_keeps_every_column_in_place() ->
     assert got["accuracy"] == pytest.approx(metrics.accuracy_score(y[test], direct))
     assert got["macro_f1"] == pytest.approx(
         metrics.f1_score(y[test], direct, average="macro"))
+
+
+def test_log_loss_of_values_outside_0_to_1_is_a_metric_error() -> None:
+    """Found by review: margins (an XGBoost binary:logitraw) were scored as probabilities.
+    roc_auc ranks any scores, as scikit-learn's does, so it takes them."""
+    from dryml.errors import MetricError
+
+    y, prob = _classification(3, 50, 2, ties=False)
+    for bad in (np.log(prob), prob * 2):
+        with pytest.raises(MetricError, match="look like logits or margins"):
+            F.log_loss(y, bad)
+    margins = np.log(prob[:, 1] / prob[:, 0])
+    assert F.roc_auc(y, margins) == pytest.approx(metrics.roc_auc_score(y, margins))

@@ -149,6 +149,13 @@ def log_loss(y_true: Any, y_prob: Any) -> float:
     given = np.asarray(y_prob)
     dtype = given.dtype if np.issubdtype(given.dtype, np.floating) else np.float64
     t, prob = _probabilities(np.asarray(y_true), y_prob)
+    if prob.size and (prob.min() < 0 or prob.max() > 1 + 1e-6):
+        # found by review: an XGBoost binary:logitraw's margins (-4.8 to 5.8) were scored
+        # (roc_auc takes any scores: it ranks them)
+        raise MetricError(
+            f"log_loss needs probabilities in [0, 1], got values from {prob.min():.4g} to "
+            f"{prob.max():.4g}: these look like logits or margins (apply a softmax or "
+            "sigmoid first)")
     eps = np.finfo(dtype).eps
     prob = np.clip(prob, eps, 1 - eps)
     return float(-np.mean(np.log(prob[np.arange(len(t)), t])))
