@@ -304,6 +304,15 @@ def test_a_one_dimensional_logit_output_is_one_sigmoid_per_row() -> None:
     np.testing.assert_allclose(alone[0], p[0], rtol=1e-6)
 
 
+def _trained_outputs(model: Any, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``model`` trained on (x, y): its predictions for x, and the network's raw outputs."""
+    try:
+        model.train(NumpyDataset((x, y), supervised=True))
+        return model.predict(x), np.asarray(model.keras_model(x))
+    finally:
+        shutdown_workers()
+
+
 @pytest.mark.parametrize(("last", "loss"), [
     (("Dense", {"units": 1, "activation": "sigmoid"}), "BinaryCrossentropy"),
     (("Dense", {"units": 2, "activation": "softmax"}), "SparseCategoricalCrossentropy"),
@@ -317,12 +326,8 @@ def test_a_final_activation_with_a_from_logits_loss_is_not_applied_twice(
     net = Sequential([("Dense", {"units": 16, "activation": "relu"}), last], input_shape=(4,))
     model = KerasTrainable(net, Optimizer("Adam", learning_rate=0.05),
                            Loss(loss, from_logits=True), TrainSpec(epochs=5, seed=0))
-    try:
-        model.train(NumpyDataset((x, y), supervised=True))
-        p = model.predict(x)
-        out = np.asarray(model.keras_model(x)).astype(np.float64)
-    finally:
-        shutdown_workers()
+    p, out = _trained_outputs(model, x, y)
+    out = out.astype(np.float64)
     expected = np.concatenate([1 - out, out], axis=1) if out.shape[1] == 1 else out
     np.testing.assert_allclose(p, expected, rtol=1e-5, atol=1e-7)
 
@@ -354,12 +359,8 @@ def test_mixed_precision_logits_give_float32_probabilities() -> None:
                       ("Dense", {"units": 3, "dtype": "mixed_float16"})], input_shape=(4,))
     model = KerasTrainable(net, Optimizer("Adam", learning_rate=0.05), None,
                            TrainSpec(epochs=2, seed=0))
-    try:
-        model.train(NumpyDataset((x, y), supervised=True))
-        p = model.predict(x)
-        z = np.asarray(model.keras_model(x)).astype(np.float32)
-    finally:
-        shutdown_workers()
+    p, z = _trained_outputs(model, x, y)
+    z = z.astype(np.float32)
     e = np.exp(z - z.max(axis=1, keepdims=True))
     assert p.dtype == np.float32
     np.testing.assert_allclose(p, e / e.sum(axis=1, keepdims=True), rtol=1e-6, atol=1e-7)
