@@ -39,7 +39,7 @@ from dryml.errors import (
     FormatError,
     SerializationError,
 )
-from dryml_xgboost._validate import check_config, check_model
+from dryml_xgboost._validate import check_model_and_config
 
 __all__ = ["BOOSTER", "SKLEARN_MODEL"]
 
@@ -125,12 +125,10 @@ def _checked_model(meta: dict[str, Any], reader: Any) -> tuple[bytes, str | None
     if not isinstance(raw, bytes | bytearray | memoryview):
         raise FormatError("the XGBoost model member must hold bytes")
     raw = bytes(raw)
-    doc = check_model(raw)
     config = meta.get("config")
-    if config is not None:
-        if not isinstance(config, str):
-            raise FormatError("an XGBoost entry's config must be a JSON string")
-        check_config(config, doc)
+    if config is not None and not isinstance(config, str):
+        raise FormatError("an XGBoost entry's config must be a JSON string")
+    check_model_and_config(raw, config)
     return raw, config
 
 
