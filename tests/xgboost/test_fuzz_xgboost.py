@@ -221,6 +221,62 @@ def test_a_config_checked_with_a_remembered_model_is_still_checked_when_it_chang
     assert load_object(io.BytesIO(good)).model is not None
 
 
+def test_configs_remembered_for_one_model_never_pass_for_another_with_its_digest(
+        files: dict[str, bytes], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A member whose digest equals a remembered one's (xxh3 is not a cryptographic hash: a
+    crafted file can collide) gets no memo hit, so the classifier's configuration is checked
+    against the regressor's model, and refused, on every load."""
+    import io
+
+    from dryml import load_object
+    from dryml.errors import FormatError
+    from dryml_xgboost import _validate
+
+    monkeypatch.setattr(_validate, "_CHECKED", _validate._Checked())
+    monkeypatch.setattr(_validate._Checked, "key", staticmethod(lambda data: (0, b"same")))
+    classifier = files["classifier_binary"]
+    assert load_object(io.BytesIO(classifier)).model is not None  # model and config kept
+    mixed = xgbfuzz.with_model(classifier, xgbfuzz.model_member(files["regressor"]))
+    for _ in range(2):
+        with pytest.raises(FormatError, match="config"):
+            load_object(io.BytesIO(mixed))
+
+
+def test_the_memo_counts_configuration_text_in_its_bound(
+        files: dict[str, bytes], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Remembered configurations count toward the memo's bound, eight at most per model:
+    loading one model with many configurations does not grow memory without end."""
+    import io
+
+    from dryml import load_object
+    from dryml_xgboost import _validate
+
+    memo = _validate._Checked()
+    monkeypatch.setattr(_validate, "_CHECKED", memo)
+    good = files["regressor"]
+
+    def with_seed(seed: int) -> bytes:
+        def edit(manifest: dict[str, Any]) -> None:
+            entry = xgbfuzz._entry(manifest)
+            config = json.loads(entry["config"])
+            config["learner"]["generic_param"]["seed"] = str(seed)
+            entry["config"] = json.dumps(config)
+        return xgbfuzz.with_manifest(good, edit)
+
+    for seed in range(20):
+        assert load_object(io.BytesIO(with_seed(seed))).model is not None
+        (entry,) = memo.entries.values()
+        assert len(entry.configs) <= memo.CONFIGS
+        assert memo.size == entry.size() <= memo.LIMIT
+    assert len(entry.configs) == memo.CONFIGS
+    # past the bound, the least recent model goes with its configurations
+    monkeypatch.setattr(memo, "LIMIT", memo.size + 10)
+    assert load_object(io.BytesIO(files["booster_linear"])).model is not None
+    assert [e.data for e in memo.entries.values()] == [
+        xgbfuzz.model_member(files["booster_linear"])]
+    assert memo.size == sum(e.size() for e in memo.entries.values()) <= memo.LIMIT
+
+
 def _node_rules_hold(trees: Any, num_feature: int) -> bool:
     """XGBoost's node rules, tree by tree in plain Python (the reference the vectorised
     checks must agree with): children in range and named once, parents that agree, deleted

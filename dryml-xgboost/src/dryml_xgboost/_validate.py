@@ -474,54 +474,87 @@ def _check_booster(learner: dict[str, Any], model: _Model, size: int) -> None:
         model.iterations = rounds
 
 
+class _Entry:
+    """One remembered member: its bytes, its checked document and the configuration texts
+    checked against it (the :data:`_Checked.CONFIGS` most recent)."""
+
+    __slots__ = ("configs", "data", "doc")
+
+    def __init__(self, data: bytes, doc: Any) -> None:
+        self.data = data
+        self.doc = doc
+        self.configs: list[str] = []
+
+    def size(self) -> int:
+        return len(self.data) + sum(len(c) for c in self.configs)
+
+
 class _Checked:
     """Model members checked in this process, kept (bytes and all) so that loading the same
     bytes again skips the checks: a hit needs the same length, the same xxh3-128 digest
     and then equal bytes (compared in full), so only what was checked is ever let through.
     Each entry also keeps the training configurations checked against that model (a config
-    is text compared whole, so a hit is exactly what was checked). Bounded: the most recent
-    members up to 64 MB in all, and :data:`CONFIGS` configurations per member."""
+    is text compared whole, so a hit is exactly what was checked, with exactly that model).
+    Bounded: the most recent members and their configurations up to 64 MB in all, and
+    :data:`CONFIGS` configurations per member."""
 
     LIMIT = 64 * 2**20
     CONFIGS = 8
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.entries: collections.OrderedDict[
-            tuple[int, bytes], tuple[bytes, Any, list[str]]] = collections.OrderedDict()
+        self.entries: collections.OrderedDict[tuple[int, bytes], _Entry] = (
+            collections.OrderedDict())
         self.size = 0
 
-    def get(self, data: bytes) -> tuple[tuple[int, bytes], Any]:
-        key = (len(data), xxhash.xxh3_128_digest(data))
+    @staticmethod
+    def key(data: bytes) -> tuple[int, bytes]:
+        return len(data), xxhash.xxh3_128_digest(data)
+
+    def get(self, key: tuple[int, bytes], data: bytes) -> _Entry | None:
+        """The entry of exactly these bytes, or None."""
         with self.lock:
             entry = self.entries.get(key)
-            if entry is not None and entry[0] == data:
+            if entry is not None and entry.data == data:
                 self.entries.move_to_end(key)
-                return key, entry[1]
-        return key, None
+                return entry
+        return None
 
-    def put(self, key: tuple[int, bytes], data: bytes, doc: Any) -> None:
+    def put(self, key: tuple[int, bytes], data: bytes, doc: Any) -> _Entry | None:
+        """Remember checked bytes; returns their entry (None when not kept: too large, or
+        another member with the same digest is there)."""
         if len(data) > self.LIMIT // 4:
-            return
+            return None
         with self.lock:
             if key in self.entries:
+                return None
+            entry = self.entries[key] = _Entry(data, doc)
+            self._grow(len(data))
+            return entry
+
+    def has_config(self, entry: _Entry, config: str) -> bool:
+        with self.lock:
+            return config in entry.configs
+
+    def put_config(self, entry: _Entry, config: str) -> None:
+        if len(config) > self.LIMIT // 64:
+            return
+        with self.lock:
+            if config in entry.configs:
                 return
-            self.entries[key] = (data, doc, [])
-            self.size += len(data)
-            while self.size > self.LIMIT:
-                self.size -= len(self.entries.popitem(last=False)[1][0])
+            entry.configs.append(config)
+            grown = len(config)
+            while len(entry.configs) > self.CONFIGS:
+                grown -= len(entry.configs.pop(0))
+            if any(e is entry for e in self.entries.values()):  # not dropped meanwhile
+                self._grow(grown)
 
-    def has_config(self, key: tuple[int, bytes], config: str) -> bool:
-        with self.lock:
-            entry = self.entries.get(key)
-            return entry is not None and config in entry[2]
-
-    def put_config(self, key: tuple[int, bytes], config: str) -> None:
-        with self.lock:
-            entry = self.entries.get(key)
-            if entry is not None and len(config) <= 2**20 and config not in entry[2]:
-                entry[2].append(config)
-                del entry[2][:-self.CONFIGS]
+    def _grow(self, change: int) -> None:
+        """Count ``change`` bytes in and drop the least recent entries past the limit (lock
+        held): a member's bytes and its configurations' text both count."""
+        self.size += change
+        while self.size > self.LIMIT:
+            self.size -= self.entries.popitem(last=False)[1].size()
 
 
 _CHECKED = _Checked()
@@ -543,19 +576,21 @@ def check_model_and_config(data: bytes, config: str | None) -> dict[str, Any]:
 
 def _check_remembered(data: bytes, config: str | None, *, by_columns: bool = True,
                       cache: bool = True) -> dict[str, Any]:
-    if not cache or type(data) is not bytes:
+    cache = cache and type(data) is bytes
+    key = _CHECKED.key(data) if cache else None
+    entry = None if key is None else _CHECKED.get(key, data)
+    if entry is None:
         doc = _check_model(data, by_columns=by_columns)
-        if config is not None:
-            check_config(config, doc)
-        return doc
-    key, doc = _CHECKED.get(data)
-    if doc is None:
-        doc = _check_model(data, by_columns=by_columns)
-        _CHECKED.put(key, data, doc)
-    if config is not None and not _CHECKED.has_config(key, config):
-        check_config(config, doc)
-        _CHECKED.put_config(key, config)
-    return doc  # type: ignore[no-any-return]
+        if key is not None:
+            entry = _CHECKED.put(key, data, doc)
+        if entry is None:  # not remembered (too large, or a digest taken): check it all
+            if config is not None:
+                check_config(config, doc)
+            return doc
+    if config is not None and not _CHECKED.has_config(entry, config):
+        check_config(config, entry.doc)
+        _CHECKED.put_config(entry, config)
+    return entry.doc  # type: ignore[no-any-return]
 
 
 def _check_model(data: bytes, *, by_columns: bool = True) -> dict[str, Any]:
