@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,8 +15,8 @@ if TYPE_CHECKING:
 
 __all__ = ["BEST_COLOR", "BOUNDS", "COLOR", "EXTRA", "axis_range", "direction_of",
            "direction_text", "entry_label", "entry_value", "finish", "framework_of", "is_better",
-           "label_best", "lookup", "new_figure", "no_values_error", "repo_entries",
-           "short_class"]
+           "label_best", "lookup", "new_figure", "no_values_error", "number",
+           "repo_entries", "short_class"]
 
 EXTRA = "dryml-core[plot]"
 COLOR = "#8da0cb"  #: every bar or point
@@ -84,8 +85,9 @@ def is_better(a: float, b: float, direction: str | None) -> bool:
 def axis_range(values: Sequence[float], metric: str, *, room: float = 0.1,
                below: float = 0.8) -> tuple[float, float]:
     """Limits that make the spread of ``values`` visible: zero is kept when it is near
-    (relative to the spread), the metric's bounds are never crossed (accuracy never runs past
-    1), ``room`` (a fraction of the spread) is left beyond the largest value and ``below``
+    (relative to the spread), the metric's bounds are not crossed where the values respect
+    them (accuracy never runs past 1, but accuracy in percent or a negative loss is shown),
+    ``room`` (a fraction of the spread) is left beyond the largest value and ``below``
     under the smallest (bars need length there; points do not)."""
     finite = [v for v in values if math.isfinite(v)]
     if not finite:
@@ -96,9 +98,9 @@ def axis_range(values: Sequence[float], metric: str, *, room: float = 0.1,
                                 (None, None))
     lo = 0.0 if 0 <= low <= spread else low - below * spread
     hi = high + room * spread
-    if floor is not None:
+    if floor is not None and low >= floor:
         lo = max(lo, floor)
-    if ceiling is not None:
+    if ceiling is not None and high <= ceiling:
         hi = min(hi, ceiling)
     if hi <= lo:
         hi = lo + spread
@@ -115,15 +117,22 @@ def lookup(metadata: Mapping[str, Any], key: str) -> Any:
     return value
 
 
-def entry_value(entry: Mapping[str, Any], key: str) -> float | None:
-    """A Repo entry's number at metadata key ``key``, else at ``metrics.<key>``."""
-    meta = entry.get("metadata", {})
-    value = lookup(meta, key)
-    if value is None and not key.startswith("metrics."):
-        value = lookup(meta, f"metrics.{key}")
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+def number(value: Any) -> float | None:
+    """``value`` as a float when it is a real number (not a bool: True is no score), else
+    None: a missing value (None, text such as ``"nan"``, a list) is not a number."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         return None
     return float(value)
+
+
+def entry_value(entry: Mapping[str, Any], key: str) -> float | None:
+    """A Repo entry's number at metadata key ``key``, else at ``metrics.<key>`` (also when
+    ``key`` holds something else than a number, e.g. ``loss: "huber"`` naming the loss)."""
+    meta = entry.get("metadata", {})
+    value = number(lookup(meta, key))
+    if value is None and not key.startswith("metrics."):
+        value = number(lookup(meta, f"metrics.{key}"))
+    return value
 
 
 def short_class(cls_path: str) -> str:

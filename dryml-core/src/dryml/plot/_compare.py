@@ -21,8 +21,10 @@ from dryml.plot._base import (
     finish,
     is_better,
     label_best,
+    lookup,
     new_figure,
     no_values_error,
+    number,
     repo_entries,
 )
 
@@ -38,6 +40,7 @@ class _Row:
     label: str
     scores: dict[str, float]
     seconds: float | None
+    ranked: float | None = None  #: the number at ``best_by`` (when given)
 
 
 def compare(results: Any, metrics: Sequence[str] | None = None, *, target: Any = None,
@@ -52,22 +55,31 @@ def compare(results: Any, metrics: Sequence[str] | None = None, *, target: Any =
     ``results``: a :class:`~dryml.repo.Repo` (``target``/``where`` select, as in
     ``Repo.entries``), a list of Repo entries, or a mapping ``{model label: {metric: value}}``.
     Entries are named by their metadata key ``label`` (else class and short id) and scored at
-    ``metrics.<metric>``; ``metrics`` defaults to every metric of the first model.
+    ``metrics.<metric>``; ``metrics`` defaults to every numeric metric of any model, in order
+    of first appearance. A value that is not a number (None, text such as ``"nan"``) is
+    missing: that model has no bar in that panel.
     ``seconds``: the metadata (or score) key holding training seconds, or a mapping
     ``{label: seconds}``; None leaves the time panel out.
 
     Each panel says whether higher or lower is better (from the metric's name, or
     ``directions={"metric": "maximize" | "minimize"}``) and zooms to the values' spread within
     the metric's range (accuracy never past 1). The best model by ``best_by`` (default: the
-    first metric) is drawn in orange with a bold name in every panel. ``title`` heads the
+    first metric; any metric or metadata key, e.g. ``train_seconds``) is drawn in orange with
+    a bold name in every panel; only a finite value can be best. ``title`` heads the
     figure (name the data set and task); ``note`` is a smaller line under it (e.g. how the
     target was scaled). Returns the matplotlib Figure; ``path`` also saves it (PNG, SVG, PDF by
     suffix). Needs ``dryml-core[plot]``.
     """
-    rows = _rows(results, target, where, label, seconds, metrics)
+    rows = _rows(results, target, where, label, seconds, metrics, best_by)
     if not rows:
         raise ConfigurationError("nothing to compare: the source holds no models")
-    names = list(metrics) if metrics is not None else list(rows[0].scores)
+    names = list(metrics) if metrics is not None else list(
+        dict.fromkeys(k for r in rows for k in r.scores))
+    if not names:
+        why = "metrics=[] names none" if metrics is not None else "no model has a numeric metric"
+        raise ConfigurationError(f"no metric to compare: {why}; pass metrics=[...] naming what "
+                                 "to draw, or store numeric metrics (metadata 'metrics': "
+                                 "{'accuracy': 0.9})")
     missing = [m for m in names if all(m not in r.scores for r in rows)]
     if missing and not isinstance(results, Mapping):
         raise no_values_error(missing[0], repo_entries(results, target, where))
@@ -76,10 +88,13 @@ def compare(results: Any, metrics: Sequence[str] | None = None, *, target: Any =
                                  f"{sorted({k for r in rows for k in r.scores})}")
     key = best_by or names[0]
     key_dir = direction_of(key, directions)
-    scored = [i for i, r in enumerate(rows) if key in r.scores]
-    best = scored[0] if scored else -1
-    for i in scored:
-        if is_better(rows[i].scores[key], rows[best].scores[key], key_dir):
+    ranks = [r.ranked if best_by else r.scores.get(key) for r in rows]
+    ranked = {i: v for i, v in enumerate(ranks) if v is not None and math.isfinite(v)}
+    if best_by and not ranked:
+        raise _no_best(best_by, results, target, where, rows)
+    best = next(iter(ranked), -1)
+    for i, v in ranked.items():
+        if is_better(v, ranked[best], key_dir):
             best = i
     timed = [r.seconds for r in rows if r.seconds is not None]
     panels = len(names) + (1 if timed else 0)
@@ -145,10 +160,22 @@ def _scale(ax: Axes, value: float) -> float:
     return math.log10(value) if ax.get_xscale() == "log" else value
 
 
+def _no_best(best_by: str, results: Any, target: Any, where: dict[str, Any] | None,
+             rows: Sequence[_Row]) -> ConfigurationError:
+    """The error for a ``best_by`` no model has a finite number at."""
+    if not isinstance(results, Mapping):
+        found = no_values_error(best_by, repo_entries(results, target, where))
+        return ConfigurationError(f"best_by={best_by!r}: {found}")
+    keys = sorted({k for r in rows for k in r.scores})
+    return ConfigurationError(f"best_by={best_by!r}: no model has a finite number there; "
+                              f"pass best_by= one of the scores given: {keys}")
+
+
 def _rows(results: Any, target: Any, where: dict[str, Any] | None, label: str,
-          seconds: str | Mapping[str, float] | None, wanted: Sequence[str] | None
-          ) -> list[_Row]:
-    """The models to draw, from a Repo, its entries or a mapping of scores."""
+          seconds: str | Mapping[str, float] | None, wanted: Sequence[str] | None,
+          best_by: str | None) -> list[_Row]:
+    """The models to draw, from a Repo, its entries or a mapping of scores (only numbers:
+    None or text is a missing value, as the Repo stores a NaN)."""
     taken: float | None
     if isinstance(results, Mapping):
         if target is not None or where is not None:
@@ -156,18 +183,20 @@ def _rows(results: Any, target: Any, where: dict[str, Any] | None, label: str,
                                      "mapping of scores")
         rows = []
         for name, scores in results.items():
-            values = {k: float(v) for k, v in dict(scores).items()}
+            given = dict(scores)
+            values = {k: n for k, v in given.items() if (n := number(v)) is not None}
             taken = values.pop(seconds, None) if isinstance(seconds, str) else None
             if isinstance(seconds, Mapping):
-                taken = seconds.get(name)
-            rows.append(_Row(str(name), values, None if taken is None else float(taken)))
+                taken = number(seconds.get(name))
+            ranked = number(given.get(best_by)) if best_by else None
+            rows.append(_Row(str(name), values, taken, ranked))
         return rows
     rows = []
     for entry in repo_entries(results, target, where):
         name = entry_label(entry, label)
-        metrics = entry.get("metadata", {}).get("metrics", {})
-        values = {k: float(v) for k, v in metrics.items()
-                  if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        metrics = lookup(entry.get("metadata", {}), "metrics")
+        values = {k: n for k, v in (metrics if isinstance(metrics, Mapping) else {}).items()
+                  if (n := number(v)) is not None}
         for key in wanted or ():  # a metric kept elsewhere in the metadata
             found = entry_value(entry, key)
             if key not in values and found is not None:
@@ -176,6 +205,9 @@ def _rows(results: Any, target: Any, where: dict[str, Any] | None, label: str,
         if isinstance(seconds, str):
             taken = entry_value(entry, seconds)
         elif isinstance(seconds, Mapping):
-            taken = seconds.get(name)
-        rows.append(_Row(name, values, taken))
+            taken = number(seconds.get(name))
+        ranked = None
+        if best_by:
+            ranked = values[best_by] if best_by in values else entry_value(entry, best_by)
+        rows.append(_Row(name, values, taken, ranked))
     return rows

@@ -1,0 +1,140 @@
+"""``dryml.plot`` on awkward values: NaN, None or text scores, values outside a metric's
+range, models that lack a metric, many models, many groups.
+
+As in ``test_plot.py``, the assertions read what a reader of the chart sees: bar colours,
+tick labels, line data, legend texts, axis limits, and the error a user gets.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from dryml.errors import ConfigurationError
+
+ORANGE = "#e6550d"  # the best model's colour (dryml.plot._base.BEST_COLOR)
+BLUE = "#8da0cb"  # every other bar (dryml.plot._base.COLOR)
+NAN = float("nan")
+
+pytest.importorskip("matplotlib")
+
+
+def _hex(rgba: Any) -> str:
+    from matplotlib.colors import to_hex
+
+    return str(to_hex(rgba))
+
+
+def _colors(ax: Any) -> list[str]:
+    return [_hex(p.get_facecolor()) for p in ax.patches]
+
+
+def _bold(ax: Any) -> list[str]:
+    return [t.get_text() for t in ax.get_yticklabels() if t.get_fontweight() == "bold"]
+
+
+def _entry(name: str, cls: str = "m:A", **metadata: Any) -> dict[str, Any]:
+    return {"class": cls, "dry_id": f"{name:0>12}"[:12], "metadata": {"name": name, **metadata}}
+
+
+# -- compare ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("diverged", [NAN, "nan"])
+def test_compare_a_nan_score_is_never_the_best(diverged: Any) -> None:
+    from dryml import plot
+
+    fig = plot.compare({"diverged": {"accuracy": diverged}, "good": {"accuracy": 0.90},
+                        "bad": {"accuracy": 0.50}}, seconds=None)
+    (ax,) = fig.axes
+    assert _colors(ax) == [BLUE, ORANGE, BLUE]
+    assert _bold(ax) == ["good"]
+    assert ax.get_ylabel() == "orange: best by accuracy"
+
+
+def test_compare_metrics_default_to_every_model_s_metrics() -> None:
+    from dryml import plot
+
+    # as Repo.entries() gives them: a model not scored yet, a NaN stored as "nan"
+    entries = [_entry("baseline, not scored yet"), _entry("a", metrics={"accuracy": 0.9}),
+               _entry("b", metrics={"accuracy": "nan", "macro_f1": 0.8})]
+    fig = plot.compare(entries, seconds=None)
+    assert [ax.get_title().split("\n")[0] for ax in fig.axes] == ["accuracy", "macro_f1"]
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == [
+        "baseline, not scored yet", "a", "b"]
+    assert _colors(fig.axes[0]) == [BLUE, ORANGE, BLUE]
+    with pytest.raises(ConfigurationError, match=r"metrics=\[\] names none; pass "
+                                                 r"metrics=\[\.\.\.\]"):
+        plot.compare({"a": {"accuracy": 0.9}}, [])
+    with pytest.raises(ConfigurationError, match=r"no model has a numeric metric; pass "
+                                                 r"metrics=\[\.\.\.\].*or store numeric"):
+        plot.compare([_entry("x"), _entry("y", metrics={"accuracy": None})])
+
+
+def test_compare_best_by_any_metadata_key_or_a_clear_error() -> None:
+    from dryml import plot
+
+    entries = [_entry("slow", train_seconds=3.0, metrics={"accuracy": 0.9}),
+               _entry("fast", train_seconds=1.0, metrics={"accuracy": 0.8})]
+    fig = plot.compare(entries, ["accuracy"], best_by="train_seconds")
+    accuracy, seconds = fig.axes
+    assert _colors(accuracy) == [BLUE, ORANGE] and _colors(seconds) == [BLUE, ORANGE]
+    assert _bold(accuracy) == ["fast"]
+    assert accuracy.get_ylabel() == "orange: best by train_seconds"
+    with pytest.raises(ConfigurationError, match=r"best_by='acuracy': no entry has a number "
+                                                 r"at 'acuracy'.*keys: metrics.accuracy, "
+                                                 r"train_seconds"):
+        plot.compare(entries, ["accuracy"], best_by="acuracy")
+    with pytest.raises(ConfigurationError, match=r"best_by='f1': no model has a finite "
+                                                 r"number.*\['accuracy', 'f1'\]"):
+        plot.compare({"a": {"accuracy": 0.9}, "b": {"accuracy": 0.8, "f1": NAN}},
+                     best_by="f1")
+
+
+def test_compare_none_or_text_scores_of_a_mapping_are_missing() -> None:
+    from dryml import plot
+
+    fig = plot.compare({"a": {"accuracy": 0.9, "log_loss": None, "ok": True},
+                        "b": {"accuracy": 0.8, "log_loss": "n/a"},
+                        "c": {"accuracy": 0.7, "log_loss": 0.3}}, seconds=None)
+    accuracy, log_loss = fig.axes  # no panel for a bool: True is no score
+    assert log_loss.get_title() == "log_loss\n(lower is better)"
+    widths = [p.get_width() for p in log_loss.patches]
+    assert widths[:2] == [0.0, 0.0] and widths[2] > 0  # a and b have no bar
+    assert [t.get_text().strip() for t in log_loss.texts] == ["0.3000"]
+    assert _colors(accuracy) == [ORANGE, BLUE, BLUE]
+
+
+# -- axis ranges and metadata values ----------------------------------------------------------
+
+def test_axes_show_values_outside_a_metric_s_usual_range() -> None:
+    from dryml import plot
+
+    # a negative loss (Keras' CosineSimilarity, a Gaussian NLL) and accuracy in percent
+    fig = plot.compare({"a": {"loss": -0.9}, "b": {"loss": -0.6}}, seconds=None)
+    lo, hi = fig.axes[0].get_xlim()
+    assert lo < -0.9 and hi > -0.6
+    ends = [p.get_x() + p.get_width() for p in fig.axes[0].patches]
+    assert ends == pytest.approx([-0.9, -0.6])
+    fig = plot.compare({"a": {"accuracy": 97.8}, "b": {"accuracy": 96.7}}, seconds=None)
+    lo, hi = fig.axes[0].get_xlim()
+    assert lo < 96.7 and hi > 97.8
+    entries = [_entry("a", metrics={"loss": -0.9}), _entry("b", metrics={"loss": -0.6})]
+    lo, hi = plot.metric_by_group(entries, "loss").axes[0].get_ylim()
+    assert lo < -0.9 and hi > -0.6
+    # values within the range still keep to it
+    fig = plot.compare({"a": {"accuracy": 0.99}, "b": {"accuracy": 0.98}}, seconds=None)
+    assert fig.axes[0].get_xlim()[1] <= 1.0
+
+
+def test_a_text_value_at_the_top_level_falls_back_to_metrics() -> None:
+    from dryml import plot
+
+    entries = [_entry("h", "m:Huber", loss="huber", metrics={"loss": 0.2}),
+               _entry("p", "m:Plain", metrics={"loss": 0.5})]
+    fig = plot.metric_by_group(entries, "loss")
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == [
+        "Huber\n(n=1)", "Plain\n(n=1)"]
+    assert fig._suptitle.get_text() == "loss by class (2 models)"
+    points = sorted(float(v) for c in fig.axes[0].collections for v in c.get_offsets()[:, 1])
+    assert points == [0.2, 0.5]
