@@ -138,3 +138,36 @@ def test_a_text_value_at_the_top_level_falls_back_to_metrics() -> None:
     assert fig._suptitle.get_text() == "loss by class (2 models)"
     points = sorted(float(v) for c in fig.axes[0].collections for v in c.get_offsets()[:, 1])
     assert points == [0.2, 0.5]
+
+
+# -- metric_by_group --------------------------------------------------------------------------
+
+def _groups(fig: Any) -> list[str]:
+    return [t.get_text().split("\n")[0] for t in fig.axes[0].get_xticklabels()]
+
+
+def test_groups_are_in_natural_order() -> None:
+    from dryml import plot
+
+    entries = [_entry(f"forest {trees} trees", params={"trees": trees, "lr": lr},
+                      metrics={"accuracy": acc})
+               for trees, lr, acc in ((5, 0.1, 0.80), (100, 1e-05, 0.90), (20, 0.001, 0.85),
+                                      (50, 0.01, 0.88))]
+    assert _groups(plot.metric_by_group(entries, "accuracy", by="params.trees")) == [
+        "5", "20", "50", "100"]
+    assert _groups(plot.metric_by_group(entries, "accuracy", by="name")) == [
+        "forest 5 trees", "forest 20 trees", "forest 50 trees", "forest 100 trees"]
+    assert _groups(plot.metric_by_group(entries, "accuracy", by="params.lr")) == [
+        "1e-05", "0.001", "0.01", "0.1"]
+
+
+def test_classes_with_the_same_name_stay_apart() -> None:
+    from dryml import plot
+
+    entries = [_entry("a", "exp_cnn.models:Model", metrics={"accuracy": 0.8}),
+               _entry("b", "exp_mlp.models:Model", metrics={"accuracy": 0.9}),
+               _entry("c", "exp_mlp.models:Model", metrics={"accuracy": 0.7}),
+               _entry("d", "dryml_torch.models:TorchTrainable", metrics={"accuracy": 0.85})]
+    fig = plot.metric_by_group(entries, "accuracy")
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == [
+        "exp_cnn.models:Model\n(n=1)", "exp_mlp.models:Model\n(n=2)", "TorchTrainable\n(n=1)"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
 
 __all__ = ["BEST_COLOR", "BOUNDS", "COLOR", "EXTRA", "axis_range", "direction_of",
            "direction_text", "entry_label", "entry_value", "finish", "framework_of", "is_better",
-           "label_best", "lookup", "new_figure", "no_values_error", "number",
+           "label_best", "lookup", "natural_key", "new_figure", "no_values_error", "number",
            "repo_entries", "short_class"]
 
 EXTRA = "dryml-core[plot]"
@@ -123,6 +124,19 @@ def number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         return None
     return float(value)
+
+
+def natural_key(text: str) -> tuple[Any, ...]:
+    """Sorts numbers by value (``5 < 20 < 100``, ``1e-05 < 0.001``) before text, and text
+    naturally (``forest 5 trees`` before ``forest 20 trees``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isnan(value):
+        return (0, value, ())
+    parts = re.split(r"(\d+)", text.casefold())
+    return (1, 0.0, tuple(int(p) if i % 2 else p for i, p in enumerate(parts)), text)
 
 
 def entry_value(entry: Mapping[str, Any], key: str) -> float | None:

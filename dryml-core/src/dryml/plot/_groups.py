@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,9 +19,11 @@ from dryml.plot._base import (
     entry_label,
     entry_value,
     finish,
+    natural_key,
     new_figure,
     no_values_error,
     repo_entries,
+    short_class,
 )
 
 if TYPE_CHECKING:
@@ -39,9 +42,11 @@ def metric_by_group(source: Any, metric: str, by: str | Callable[[Mapping[str, A
     ``source``: a :class:`~dryml.repo.Repo` (``target`` and ``where`` select, as in
     ``Repo.entries``, e.g. a :class:`~dryml.repo.Selector`) or a list of Repo entries.
     ``metric``: a metadata key (``metrics.accuracy``, or ``accuracy`` for short).
-    ``by``: ``"class"`` (the model's class), ``"framework"`` (metadata ``framework``, else the
-    backend package of the class), any dotted metadata key (``params.model``), or a function
-    of the entry. Each group's label says how many models it holds; the axis says whether
+    ``by``: ``"class"`` (the model's class, by its short name unless two classes share it:
+    then ``module:Class``), ``"framework"`` (metadata ``framework``, else the backend package
+    of the class), any dotted metadata key (``params.model``), or a function of the entry.
+    Groups are in natural order (``5, 20, 100``; ``forest 5 trees`` before ``forest 20
+    trees``) and each group's label says how many models it holds; the axis says whether
     higher or lower is better (``direction=`` for a metric dryml does not know) and the best
     model's point is orange. Entries without the metric are left out. Returns the Figure;
     ``path`` also saves it. Needs ``dryml-core[plot]``.
@@ -53,13 +58,15 @@ def metric_by_group(source: Any, metric: str, by: str | Callable[[Mapping[str, A
     for entry in entries:
         value = entry_value(entry, metric)
         if value is not None:
-            groups.setdefault(entry_label(entry, by), []).append(value)
+            group = str(entry.get("class", "")) if by == "class" else entry_label(entry, by)
+            groups.setdefault(group, []).append(value)
     if not groups:
         if not entries:
             raise ConfigurationError("no models to plot: the selection is empty")
         raise no_values_error(metric, entries)
     resolved = direction_of(metric, {metric: direction} if direction else None)
-    names = sorted(groups)
+    shown = _class_names(groups) if by == "class" else {g: g for g in groups}
+    names = sorted(groups, key=lambda g: natural_key(shown[g]))
     fig = new_figure(max(4.5, 1.3 * len(names) + 2), 4.2)
     ax = fig.subplots()
     positions = np.arange(1, len(names) + 1)
@@ -75,7 +82,7 @@ def metric_by_group(source: Any, metric: str, by: str | Callable[[Mapping[str, A
         colors = [BEST_COLOR if v == best else COLOR for v in values]
         ax.scatter(xs, values, s=22, c=colors, edgecolors="0.25", linewidths=0.5, zorder=3,
                    clip_on=False)
-    ax.set_xticks(positions, [f"{n}\n(n={len(groups[n])})" for n in names])
+    ax.set_xticks(positions, [f"{shown[n]}\n(n={len(groups[n])})" for n in names])
     ax.set_ylim(*axis_range(every, metric, room=0.15, below=0.15))
     hint = direction_text(resolved)
     ax.set_ylabel(f"{metric} ({hint})" if hint else metric)
@@ -85,3 +92,11 @@ def metric_by_group(source: Any, metric: str, by: str | Callable[[Mapping[str, A
     ax.set_axisbelow(True)
     fig.suptitle(title or f"{metric} by {group_name} ({len(every)} models)", fontsize=12)
     return finish(fig, path)
+
+
+def _class_names(paths: Iterable[str]) -> dict[str, str]:
+    """Each class path's short name (``Model``), or the path (``module:Model``) where two
+    classes share a short name."""
+    short = {path: short_class(path) for path in paths}
+    count = Counter(short.values())
+    return {path: name if count[name] == 1 else path for path, name in short.items()}
