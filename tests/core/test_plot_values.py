@@ -7,6 +7,7 @@ tick labels, line data, legend texts, axis limits, and the error a user gets.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -171,3 +172,70 @@ def test_classes_with_the_same_name_stay_apart() -> None:
     fig = plot.metric_by_group(entries, "accuracy")
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == [
         "exp_cnn.models:Model\n(n=1)", "exp_mlp.models:Model\n(n=2)", "TorchTrainable\n(n=1)"]
+
+
+# -- histories --------------------------------------------------------------------------------
+
+def _lines(ax: Any) -> list[tuple[str, list[float], list[float]]]:
+    return [(line.get_linestyle(), [float(x) for x in line.get_xdata()],
+             [float(y) for y in line.get_ydata()]) for line in ax.get_lines()]
+
+
+def test_histories_legend_names_every_model_of_any_panel() -> None:
+    from dryml import plot
+
+    keras = [{"epoch": 1, "loss": 1.0, "accuracy": 0.6}, {"epoch": 2, "loss": 0.6,
+                                                         "accuracy": 0.7}]
+    xgb = [{"round": 1, "mlogloss": 1.2, "loss": 1.2}, {"round": 2, "mlogloss": 0.9,
+                                                         "loss": 0.9}]
+    fig = plot.histories({"keras": keras, "xgboost": xgb, "_base": keras},
+                         ["accuracy", "loss"])
+    accuracy, loss = fig.axes
+    legend = accuracy.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["keras", "xgboost", "_base"]
+    assert [_hex(h.get_color()) for h in legend.legend_handles] == [
+        _hex(line.get_color()) for line in loss.get_lines()]
+
+
+def test_histories_of_many_models_have_distinct_colours() -> None:
+    from dryml import plot
+
+    runs = {f"seed {i}": [{"epoch": 1, "loss": 1.0 + i}, {"epoch": 2, "loss": 0.5 + i}]
+            for i in range(11)}
+    (ax,) = plot.histories(runs, ["loss"]).axes
+    assert len({_hex(line.get_color()) for line in ax.get_lines()}) == 11
+    legend = ax.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == list(runs)
+    assert len({_hex(h.get_color()) for h in legend.legend_handles}) == 11
+
+
+def test_histories_with_none_text_or_missing_steps() -> None:
+    from dryml import plot
+
+    run = [{"epoch": 1, "loss": 1.0, "val_loss": None, "phase": "warmup", "best": True},
+           {"epoch": 2, "loss": 0.5, "val_loss": 0.7, "phase": "main", "best": False},
+           {"loss": 0.4, "val_loss": "n/a"}]  # no epoch: its position
+    fig = plot.histories({"run": run})
+    (ax,) = fig.axes  # no panel for the text or bool columns
+    assert ax.get_title() == "loss\n(lower is better)"
+    solid, dashed = _lines(ax)
+    assert solid == ("-", [1.0, 2.0, 3.0], [1.0, 0.5, 0.4])
+    assert dashed[0] == "--" and dashed[1] == [1.0, 2.0, 3.0]
+    assert math.isnan(dashed[2][0]) and dashed[2][1] == 0.7 and math.isnan(dashed[2][2])
+    with pytest.raises(ConfigurationError, match="no history holds numbers for 'phase'; "
+                                                 "they hold loss"):
+        plot.histories({"run": run}, ["phase"])
+
+
+def test_histories_directions_of_xgboost_and_your_own_metrics() -> None:
+    from dryml import plot
+
+    hist = [{"round": r, "mlogloss": 1.0 / r, "merror": 0.2 / r, "auc": 1 - 0.1 / r,
+             "error@0.7": 0.1 / r, "score": 3.0 * r} for r in (1, 2)]
+    fig = plot.histories({"xgboost": hist}, directions={"score": "minimize"})
+    assert [ax.get_title() for ax in fig.axes if ax.get_visible()] == [
+        "auc\n(higher is better)", "error@0.7\n(lower is better)",
+        "merror\n(lower is better)", "mlogloss\n(lower is better)",
+        "score\n(lower is better)"]
+    with pytest.raises(ConfigurationError, match="direction of 'score' is 'down'"):
+        plot.histories({"xgboost": hist}, directions={"score": "down"})

@@ -29,7 +29,12 @@ BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "mae": (0.0, None), "seconds": (0.0, None), "train_seconds": (0.0, None),
     "loss": (0.0, None),
 }
-_LOWER = ("seconds", "train_seconds", "loss", "val_loss")
+_LOWER = ("seconds", "train_seconds", "loss", "val_loss",
+          # XGBoost's eval metrics (its training history's keys)
+          "rmse", "rmsle", "mape", "mphe", "logloss", "mlogloss", "error", "merror",
+          "poisson-nloglik", "gamma-nloglik", "gamma-deviance", "tweedie-nloglik",
+          "cox-nloglik", "aft-nloglik")
+_HIGHER = ("auc", "aucpr")
 
 
 def new_figure(width: float, height: float) -> Figure:
@@ -55,7 +60,8 @@ def finish(fig: Figure, path: str | Path | None, dpi: int = 120) -> Figure:
 
 def direction_of(metric: str, given: Mapping[str, str] | None = None) -> str | None:
     """"maximize", "minimize" or None (unknown) for a metric name (``metrics.`` and ``val_``
-    prefixes ignored); ``given`` (name -> direction) wins."""
+    prefixes and an XGBoost ``@threshold`` suffix ignored); ``given`` (name -> direction)
+    wins."""
     from dryml.search._trial import MAXIMIZE, MINIMIZE
 
     if given and metric in given:
@@ -64,8 +70,8 @@ def direction_of(metric: str, given: Mapping[str, str] | None = None) -> str | N
             raise ConfigurationError(f"direction of {metric!r} is {found!r}; give 'maximize' "
                                      "or 'minimize'")
         return found
-    name = metric.removeprefix("metrics.").removeprefix("val_")
-    if name in MAXIMIZE:
+    name = metric.removeprefix("metrics.").removeprefix("val_").partition("@")[0]
+    if name in MAXIMIZE or name in _HIGHER:
         return "maximize"
     if name in MINIMIZE or name in _LOWER:
         return "minimize"

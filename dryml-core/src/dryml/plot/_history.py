@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,10 +14,12 @@ from dryml.plot._base import (
     entry_label,
     finish,
     new_figure,
+    number,
 )
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
 
 __all__ = ["histories"]
 
@@ -24,18 +27,21 @@ _STEPS = ("epoch", "round", "step")
 
 
 def histories(models: Any, metrics: Sequence[str] | None = None, *, target: Any = None,
-              label: str = "name", title: str | None = None,
-              path: str | Path | None = None) -> Figure:
-    """Training curves: one panel per metric (``loss`` first), one colour per model, the
-    training value solid and the validation value (``val_<metric>``) dashed.
+              label: str = "name", directions: Mapping[str, str] | None = None,
+              title: str | None = None, path: str | Path | None = None) -> Figure:
+    """Training curves: one panel per metric (``loss`` first), one colour per model (more than
+    ten models: colours spread over a colormap), the training value solid and the validation
+    value (``val_<metric>``) dashed; the first panel's legend names every model.
 
     ``models``: a trained :class:`~dryml.models.Trainable`, a list of them, a mapping
     ``{label: Trainable or history}`` (a history is ``train_state.history``: one dict per
     epoch), or a :class:`~dryml.repo.Repo` with ``target`` selecting the models (named by their
     metadata key ``label``; loading them needs their backends). ``metrics`` defaults to every
-    metric the histories hold. The x axis is the epoch (XGBoost: the boosting round); each
-    panel says whether lower or higher is better. Returns the Figure; ``path`` also saves it.
-    Needs ``dryml-core[plot]``.
+    metric the histories hold numbers for; a value that is not a number (None, text) is a gap
+    in its curve. The x axis is the epoch (XGBoost: the boosting round; a row without it: its
+    position); each panel says whether lower or higher is better (from the metric's name, or
+    ``directions={"metric": "maximize" | "minimize"}``). Returns the Figure; ``path`` also
+    saves it. Needs ``dryml-core[plot]``.
     """
     curves = _curves(models, target, label)
     if not curves:
@@ -44,13 +50,13 @@ def histories(models: Any, metrics: Sequence[str] | None = None, *, target: Any 
     if empty:
         raise ConfigurationError(f"no training history for {', '.join(empty)}: train the "
                                  "model first (its train_state.history is empty)")
-    found = {k.removeprefix("val_") for rows in curves.values() for row in rows for k in row
-             if k not in _STEPS}
+    found = {k.removeprefix("val_") for rows in curves.values() for row in rows
+             for k, v in row.items() if k not in _STEPS and number(v) is not None}
     names = list(metrics) if metrics is not None else sorted(
         found, key=lambda k: (k != "loss", k))
     unknown = [m for m in names if m not in found]
     if unknown:
-        raise ConfigurationError(f"no history holds {unknown[0]!r}; they hold "
+        raise ConfigurationError(f"no history holds numbers for {unknown[0]!r}; they hold "
                                  f"{', '.join(sorted(found))}")
     cols = min(3, len(names))
     rows_n = -(-len(names) // cols)
@@ -60,24 +66,50 @@ def histories(models: Any, metrics: Sequence[str] | None = None, *, target: Any 
     for ax in axes[len(names):]:
         ax.set_visible(False)
     steps: set[str] = set()
+    colors = _colors(len(curves))
+    handles: dict[str, Line2D] = {}  # each model's first line, for the legend
     for ax, name in zip(axes, names, strict=False):
-        for n, (model, rows) in enumerate(curves.items()):
-            step = next((s for s in _STEPS if s in rows[0]), None)
+        for (model, rows), color in zip(curves.items(), colors, strict=True):
+            step = next((s for s in _STEPS if any(s in r for r in rows)), None)
             steps.add(step or "epoch")
             for key, style in ((name, "-"), (f"val_{name}", "--")):
-                points = [(float(r[step]) if step else i + 1, float(r[key]))
+                points = [(_step(r, step, i), _value(r[key]))
                           for i, r in enumerate(rows) if key in r]
-                if points:  # the legend names each model once
-                    named = not any(line.get_label() == model for line in ax.get_lines())
-                    ax.plot(*zip(*points, strict=True), style, color=f"C{n % 10}",
-                            label=model if named else "_")
-        hint = direction_text(direction_of(name))
+                if any(math.isfinite(y) for _, y in points):
+                    (line,) = ax.plot(*zip(*points, strict=True), style, color=color,
+                                      label=model)
+                    handles.setdefault(model, line)
+        hint = direction_text(direction_of(name, directions))
         ax.set_title(f"{name}\n({hint})" if hint else name, fontsize=10)
         ax.set_xlabel(" / ".join(sorted(steps)))
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
+    named = [m for m in curves if m in handles]
+    axes[0].legend([handles[m] for m in named], named, fontsize=7)
     fig.suptitle(title or "training history (solid: train, dashed: validation)", fontsize=12)
     return finish(fig, path)
+
+
+def _colors(n: int) -> list[str]:
+    """A colour per model: matplotlib's ten (C0-C9), or for more models as many distinct
+    colours spread over the turbo colormap."""
+    if n <= 10:
+        return [f"C{i}" for i in range(n)]
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    return [to_hex(colormaps["turbo"](i / (n - 1))) for i in range(n)]
+
+
+def _step(row: Mapping[str, Any], step: str | None, index: int) -> float:
+    """Where a history row goes on the x axis: its step (epoch, round), else its position."""
+    found = number(row.get(step)) if step else None
+    return index + 1 if found is None else found
+
+
+def _value(value: Any) -> float:
+    """A history value as a float; NaN (a gap in the curve) when it is not a number."""
+    found = number(value)
+    return math.nan if found is None else found
 
 
 def _curves(models: Any, target: Any, label: str) -> dict[str, list[dict[str, Any]]]:
