@@ -8,6 +8,7 @@ tick labels, line data, legend texts, axis limits, and the error a user gets.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -239,3 +240,32 @@ def test_histories_directions_of_xgboost_and_your_own_metrics() -> None:
         "score\n(lower is better)"]
     with pytest.raises(ConfigurationError, match="direction of 'score' is 'down'"):
         plot.histories({"xgboost": hist}, directions={"score": "down"})
+
+
+# -- search_history ---------------------------------------------------------------------------
+
+def test_search_history_of_a_choice_mixing_numbers_with_none_or_text(tmp_path: Path) -> None:
+    from dryml.search import SearchResult
+
+    def trial(number: int, value: float, **params: Any) -> dict[str, Any]:
+        return {"number": number, "params": params, "values": [value], "status": "complete",
+                "metrics": {}, "seconds": 1.0, "dry_id": f"{number:012d}", "error": None}
+
+    trials = [trial(0, 0.61, depth=None, act="relu", lr=1e-3),
+              trial(1, 0.58, depth=8, act="tanh", lr=1e-1),
+              trial(2, 0.55, depth=2, act="relu", lr=1e-2),
+              trial(3, 0.57, depth="auto", act="relu", lr=1e-4)]
+    result = SearchResult(None, "s", trials, ["minimize"], ["log_loss"])
+    assert result.plot(tmp_path / "history.png").read_bytes()[:4] == b"\x89PNG"
+    from dryml import plot
+
+    history, act, depth, lr = plot.search_history(result).axes
+    assert history.get_ylabel() == "log_loss (lower is better)"
+    assert [ax.get_xlabel() for ax in (act, depth, lr)] == ["act", "depth", "lr"]
+    assert [t.get_text() for t in depth.get_xticklabels()] == ["2", "8", "auto", "None"]
+    assert [list(map(float, p)) for p in depth.collections[0].get_offsets()] == [
+        [3.0, 0.61], [1.0, 0.58], [0.0, 0.55], [2.0, 0.57]]
+    colors = [_hex(c) for c in depth.collections[0].get_facecolors()]
+    assert colors == [BLUE, BLUE, ORANGE, BLUE]  # depth=2 won
+    assert [t.get_text() for t in act.get_xticklabels()] == ["relu", "tanh"]
+    assert lr.get_xscale() == "log"

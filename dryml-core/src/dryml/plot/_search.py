@@ -11,7 +11,9 @@ from dryml.plot._base import (
     axis_range,
     direction_text,
     finish,
+    natural_key,
     new_figure,
+    number,
 )
 
 if TYPE_CHECKING:
@@ -21,17 +23,20 @@ __all__ = ["search_history"]
 
 
 def search_history(result: Any, path: str | Path | None = None) -> Figure:
-    """The value of each complete trial with the best so far, then one scatter per numeric
-    parameter (value against the parameter; a log axis when it spans more than 20x). The
-    best trial is orange and every panel says whether higher or lower is better.
+    """The value of each complete trial with the best so far, then one scatter per parameter
+    (value against the parameter): a numeric one (every value a number) on a number axis, a
+    log axis when it spans more than 20x; any other (text, None, bools, or a mix) with one
+    column per value, in natural order. The best trial is orange and every panel says
+    whether higher or lower is better.
 
     ``result``: a :class:`~dryml.search.SearchResult` (``SearchResult.plot`` calls this).
     Returns the Figure; ``path`` also saves it. Needs ``dryml-core[plot]``.
     """
     done = [t for t in result.trials if t["status"] == "complete" and t["values"]]
-    numeric = sorted({k for t in done for k, v in t["params"].items()
-                      if isinstance(v, (int, float)) and not isinstance(v, bool)})
-    panels = 1 + len(numeric)
+    params = sorted({k for t in done for k in t["params"]})
+    numeric = {k for k in params
+               if all(number(t["params"][k]) is not None for t in done if k in t["params"])}
+    panels = 1 + len(params)
     cols = min(4, panels)
     rows = -(-panels // cols)
     fig = new_figure(4.5 * cols, 3.6 * rows + 0.4)
@@ -57,12 +62,18 @@ def search_history(result: Any, path: str | Path | None = None) -> Figure:
     ax.set_ylabel(ylabel)
     ax.set_title("optimization history")
     ax.legend(fontsize=8)
-    for ax, name in zip(axes[1:panels], numeric, strict=True):
+    for ax, name in zip(axes[1:panels], params, strict=True):
         points = [(t["params"][name], t["values"][0]) for t in done if name in t["params"]]
-        xs = [p[0] for p in points]
+        if name in numeric:
+            xs = [float(p[0]) for p in points]
+        else:  # categorical: a column per value
+            kinds = sorted({str(p[0]) for p in points}, key=natural_key)
+            xs = [float(kinds.index(str(p[0]))) for p in points]
+            ax.set_xticks(range(len(kinds)), kinds)
+            ax.set_xlim(-0.5, len(kinds) - 0.5)
         ax.scatter(xs, [p[1] for p in points], s=16, zorder=3, edgecolors="0.25",
                    linewidths=0.5, c=[BEST_COLOR if p[1] == winner else COLOR for p in points])
-        if xs and min(xs) > 0 and max(xs) / min(xs) > 20:
+        if name in numeric and xs and min(xs) > 0 and max(xs) / min(xs) > 20:
             ax.set_xscale("log")
         ax.set_xlabel(name)
         ax.set_ylabel(ylabel)

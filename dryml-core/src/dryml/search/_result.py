@@ -123,7 +123,7 @@ class SearchResult:
 
     def plot(self, path: str | Path) -> Path:
         """Write a PNG: the optimization history (value per trial, best so far) and the value
-        against each numeric parameter (:func:`dryml.plot.search_history`). Needs
+        against each parameter (:func:`dryml.plot.search_history`). Needs
         ``dryml-core[plot]``."""
         from dryml.plot import search_history
 
