@@ -69,7 +69,8 @@ def search_history(result: Any, path: str | Path | None = None) -> Figure:
         else:  # categorical: a column per value
             kinds = sorted({str(p[0]) for p in points}, key=natural_key)
             xs = [float(kinds.index(str(p[0]))) for p in points]
-            ax.set_xticks(range(len(kinds)), kinds)
+            ax.set_xticks(range(len(kinds)), [k if len(k) <= 24 else f"{k[:23]}\u2026"
+                                              for k in kinds])  # long reprs: cut
             ax.set_xlim(-0.5, len(kinds) - 0.5)
         ax.scatter(xs, [p[1] for p in points], s=16, zorder=3, edgecolors="0.25",
                    linewidths=0.5, c=[BEST_COLOR if p[1] == winner else COLOR for p in points])
