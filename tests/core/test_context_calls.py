@@ -272,6 +272,18 @@ def test_a_request_that_can_be_met_later_waits_and_can_time_out(tmp_path: Any) -
     assert where(call_context_reqs={"default": {"gpu/0": 0.5, "cpu/1": 0.1}})["cuda"]
 
 
+def test_a_whole_cpu_is_granted_again_after_shares_with_many_decimals_came_and_went() -> None:
+    """Found by review: shares were accounted as floats rounded to 9 digits, so once these two
+    shares of cpu/0 had been granted and released 0.999999998 of it was free and a call for the
+    whole CPU waited forever. Shares are now whole millionths: they add back up exactly."""
+    for share in (0.0018989995, 0.3603387795):
+        assert where(call_context_reqs={"default": {"cpu/0": share}})["shares"] == {
+            "default": {"cpu/0": share}}
+    # both idle workers are stopped to make room, and their grants give back what they took
+    seen = where(call_context_reqs={"default": {"cpu/0": 1.0}}, call_resource_timeout=10)
+    assert seen["shares"] == {"default": {"cpu/0": 1.0}}
+
+
 def test_concurrent_calls_never_overcommit_a_gpu(tmp_path: Any) -> None:
     log = tmp_path / "log"
 

@@ -299,3 +299,73 @@ def test_nvml_gpus_become_resources_in_visible_order(monkeypatch: pytest.MonkeyP
     (only,) = NvmlProvider().resources()
     assert (only.index, only.info["nvml_index"], only.info["model"]) == (0, 1, "NVIDIA H200")
     assert nvml.shutdowns == 2  # NVML is shut down after each look
+
+
+# -- shares are accounted in whole millionths: they always add back up -----------------------
+
+@pytest.mark.parametrize("kind", ["cpu", "gpu"])
+def test_every_device_is_whole_again_once_shares_with_many_decimals_are_released(
+        kind: str) -> None:
+    """Found by review: grants subtracted raw floats and rounded, releases added amounts rounded
+    to 9 digits and fits allowed 1e-9, so after shares like these came and went a device stayed
+    short of 1.0 and a whole one was refused forever (``cpu/N`` and ``gpu/N`` alike)."""
+    import random
+
+    rng = random.Random(1)
+    s = scheduler(gpus=1)
+    other = "gpu/0" if kind == "cpu" else "cpu/1"
+    for _ in range(200):
+        held = []
+        for _ in range(12):
+            share = rng.choice([rng.random(), 1 / 3, 1 / 7, rng.randint(1, 10**10 - 1) / 10**10])
+            grant = s.try_acquire(req({"torch": {f"{kind}/0": max(share, 1e-6),
+                                                 other: 0.001}}))
+            if grant is not None:
+                held.append(grant)
+            if held and rng.random() < 0.5:
+                s.release(held.pop(rng.randrange(len(held))))
+        for grant in held:
+            s.release(grant)
+        assert s.free()[f"{kind}/0"] == 1.0
+    whole = s.try_acquire(req({"torch": {f"{kind}/0": 1.0, other: 0.001}}))
+    assert whole is not None and whole.shares["torch"][f"{kind}/0"] == 1.0
+    s.release(whole)
+    count = s.try_acquire(req({"torch": {"num_gpus": 1, "num_cpus": 8}}))
+    assert count is not None
+
+
+def test_the_shares_reviewers_found_leave_a_whole_gpu_for_num_gpus() -> None:
+    s = scheduler(gpus=1)
+    grants = [s.try_acquire(req({"torch": {"gpu/0": share, "cpu/0": 0.1}}))
+              for share in (0.0018989995, 0.3603387795)]
+    for grant in grants:
+        assert grant is not None
+        s.release(grant)
+    assert s.free()["gpu/0"] == 1.0
+    s.check_possible(req({"torch": {"num_gpus": 1}}))
+    assert s.try_acquire(req({"torch": {"num_gpus": 1}})) is not None
+
+
+def test_shares_granted_are_the_amounts_asked_and_add_up_to_no_more_than_one() -> None:
+    s = scheduler(gpus=1)
+    thirds = [s.try_acquire(req({"tf": {"gpu/0": 1 / 3}, "torch": {"gpu/0": 1 / 3}})),
+              s.try_acquire(req({"torch": {"gpu/0": 1 / 3}}))]
+    assert all(g is not None for g in thirds)
+    assert thirds[0].shares["tf"]["gpu/0"] == 1 / 3  # type: ignore[union-attr]
+    assert s.free()["gpu/0"] == pytest.approx(1e-6)  # three of 333333 millionths each
+    assert s.try_acquire(req({"torch": {"gpu/0": 2e-6}})) is None
+    assert s.try_acquire(req({"torch": {"gpu/0": 1e-6}})) is not None
+    assert s.free()["gpu/0"] == 0.0
+
+
+@pytest.mark.parametrize("spec", [{"gpu/0": 1e-10}, {"num_gpus": 5e-10}, {"cpu/2": 9.9e-7}])
+def test_a_share_below_one_millionth_is_refused_saying_what_to_ask(spec: dict) -> None:
+    """Found by review: a share below the 1e-9 tolerance was granted on a GPU that another
+    worker held whole, and both saw it. The smallest share is now 1e-06 of a device."""
+    s = scheduler(gpus=1)
+    holder = s.try_acquire(req({"torch": {"num_gpus": 1, "cpu/0": 0.5}}))
+    assert holder is not None
+    with pytest.raises(ContextIncompatibilityError, match=r"below the smallest share .*1e-06"):
+        s.try_acquire(req({"tf": {**spec, "cpu/1": 0.5}}))
+    assert s.try_acquire(req({"tf": {"gpu/0": 1e-6, "cpu/1": 0.5}})) is None  # held whole
+    assert s.try_acquire(req({"tf": {"cpu/1": 1e-6}})) is not None

@@ -36,7 +36,7 @@ from pathlib import Path
 import attrs
 
 from dryml._process import process_alive, process_command, start_time
-from dryml.context._resources import Resource
+from dryml.context._resources import Resource, share_units
 from dryml.errors import ConfigurationError, ResourcesUnavailableError
 
 __all__ = ["Holding", "Ledger", "ledger_dir", "ledger_enabled", "ledger_key", "open_ledger"]
@@ -187,11 +187,12 @@ class Transaction:
                 for pid, pstart, command, resource, name, amount, since in rows
                 if not (others_only and pid == self.pid and pstart == self.pstart)]
 
-    def used_by_others(self) -> dict[str, float]:
-        """Total amount of each ledger resource that other processes hold."""
-        used: dict[str, float] = {}
+    def used_by_others(self) -> dict[str, int]:
+        """Millionths of each ledger resource that other processes hold (whole numbers add up
+        exactly; see :func:`~dryml.context._resources.share_units`)."""
+        used: dict[str, int] = {}
         for holding in self.holdings():
-            used[holding.resource] = round(used.get(holding.resource, 0.0) + holding.amount, 9)
+            used[holding.resource] = used.get(holding.resource, 0) + share_units(holding.amount)
         return used
 
     def record(self, grant_id: int, amounts: Mapping[str, tuple[str, float]]) -> None:

@@ -4,6 +4,10 @@ A resource is one device with capacity 1.0 (``cpu/3``, ``gpu/0``); requests may 
 of it. A requirement names frameworks: ``{'torch': {'gpu/0': 0.5, 'num_cpus': 2}}``.
 ``num_gpus`` may also be a fraction in (0, 1): a share of whichever one GPU is free enough
 (``{'torch': {'num_gpus': 0.5}}``: two such calls share one GPU).
+
+Shares are accounted in whole millionths of a device (:data:`SHARE_UNIT`, :func:`share_units`),
+so that shares granted and released in any order always add back up to exactly one device;
+a share below :data:`MIN_SHARE` is refused.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import attrs
 from dryml.errors import ContextIncompatibilityError
 
 __all__ = [
+    "MIN_SHARE",
+    "SHARE_UNIT",
     "CpuProvider",
     "Request",
     "Requirement",
@@ -27,11 +33,26 @@ __all__ = [
     "normalize_requirement",
     "parse_request",
     "requirement_of_objects",
+    "share_units",
 ]
 
 Requirement = Mapping[str, Mapping[str, float]]
 _KEY = re.compile(r"^(cpu|gpu)/(\d+)$")
 _COUNT_KEYS = {"num_cpus": "cpu", "num_gpus": "gpu"}
+
+SHARE_UNIT = 10**6
+"""The parts one device is accounted in: shares are whole millionths of a device."""
+MIN_SHARE = 1 / SHARE_UNIT
+"""The smallest share of a device granted (one :data:`SHARE_UNIT`th); a smaller one is refused."""
+
+
+def share_units(amount: float) -> int:
+    """``amount`` of one device in whole millionths, the unit every grant is accounted in.
+
+    Whole numbers add and subtract exactly: a float running total drifts, and after many shares
+    came and went a whole device was refused although nothing held it (found by review).
+    """
+    return round(amount * SHARE_UNIT)
 
 
 def _as_dict(value: Mapping[str, Any]) -> dict[str, Any]:
@@ -116,7 +137,7 @@ def parse_request(framework: str, spec: Mapping[str, Any]) -> Request:
     gpu_share = 0.0
     for key, amount in spec.items():
         if key == "num_gpus" and _is_fraction(amount):
-            gpu_share = float(amount)
+            gpu_share = _share(framework, key, float(amount))
             continue
         if key in _COUNT_KEYS:
             if isinstance(amount, float) and amount.is_integer():
@@ -135,13 +156,23 @@ def parse_request(framework: str, spec: Mapping[str, Any]) -> Request:
                 or not math.isfinite(amount) or not 0 < amount <= 1):
             raise ContextIncompatibilityError(
                 f"{framework}: {key} must be a fraction in (0, 1], got {amount!r}")
-        specific[key] = float(amount)
+        specific[key] = _share(framework, key, float(amount))
     if gpu_share and any(k.startswith("gpu/") for k in specific):
         raise ContextIncompatibilityError(
             f"{framework}: a fractional num_gpus ({gpu_share}) cannot be combined with a named "
             "GPU; ask for 'gpu/N': share instead")
     return Request(tuple(sorted(specific.items())), counts["cpu"], counts["gpu"],
                    gpu_share=gpu_share)
+
+
+def _share(framework: str, key: str, amount: float) -> float:
+    """``amount`` if dryml can account it, else ContextIncompatibilityError (below MIN_SHARE)."""
+    if amount < MIN_SHARE:
+        raise ContextIncompatibilityError(
+            f"{framework}: {key}={amount!r} is below the smallest share dryml grants, "
+            f"{MIN_SHARE:g} of a device (shares are accounted in millionths); ask for at least "
+            f"{MIN_SHARE:g}, or leave {key!r} out")
+    return amount
 
 
 def _is_fraction(amount: Any) -> bool:

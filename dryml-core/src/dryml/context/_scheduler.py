@@ -6,6 +6,10 @@ the CPUs a requirement names are also checked against, and recorded in, the mach
 (:mod:`dryml.context._ledger`), so independent processes never grant more than 1.0 of a GPU or
 a CPU between them. The one CPU a requirement that names none gets by default is accounted here
 only.
+
+Amounts are accounted in whole millionths of a device (:func:`share_units`), with no tolerance:
+what is released adds back exactly what was granted, so once nothing is held every device is
+whole again, however many shares came and went.
 """
 
 from __future__ import annotations
@@ -19,12 +23,11 @@ from typing import Any
 import attrs
 
 from dryml.context._ledger import Holding, Ledger, ledger_key, open_ledger
-from dryml.context._resources import Request, Resource, ResourceProvider
+from dryml.context._resources import SHARE_UNIT, Request, Resource, ResourceProvider, share_units
 from dryml.errors import ResourcesUnavailableError
 
 __all__ = ["Grant", "Scheduler", "describe_resources"]
 
-_EPS = 1e-9
 _ids = itertools.count(1)
 #: How often a request waiting on another process's grant looks at the ledger again (s).
 LEDGER_POLL = 0.25
@@ -40,11 +43,15 @@ class Grant:
     resources: Mapping[str, Resource]
 
     def totals(self) -> dict[str, float]:
-        """Amount of each resource over all frameworks."""
-        out: dict[str, float] = {}
+        """Amount of each resource over all frameworks (as accounted: whole millionths)."""
+        return {name: units / SHARE_UNIT for name, units in self.units().items()}
+
+    def units(self) -> dict[str, int]:
+        """Millionths of each resource over all frameworks: what the scheduler accounts."""
+        out: dict[str, int] = {}
         for share in self.shares.values():
             for name, amount in share.items():
-                out[name] = round(out.get(name, 0.0) + amount, 9)
+                out[name] = out.get(name, 0) + share_units(amount)
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -76,9 +83,10 @@ def describe_resources(resources: Iterable[Resource]) -> str:
     return " and ".join(parts)
 
 
-def _fit(request: Mapping[str, Request], free: dict[str, float],
+def _fit(request: Mapping[str, Request], free: dict[str, int],
          kinds: Mapping[str, list[str]]) -> dict[str, dict[str, float]] | None:
-    """Shares per framework if ``request`` fits in ``free`` (which is updated), else None.
+    """Shares per framework if ``request`` fits in ``free`` (millionths of each device, updated),
+    else None.
 
     Every framework's named devices are placed first, then whole devices, then GPU shares,
     so that one framework's count never takes the device another one names (found by
@@ -87,30 +95,31 @@ def _fit(request: Mapping[str, Request], free: dict[str, float],
     shares: dict[str, dict[str, float]] = {fw: {} for fw in request}
     for fw, req in request.items():
         for name, amount in req.specific:
-            if free.get(name, 0.0) + _EPS < amount:
+            units = share_units(amount)
+            if free.get(name, 0) < units:
                 return None
-            free[name] = round(free[name] - amount, 9)
+            free[name] -= units
             shares[fw][name] = amount
     for fw, req in request.items():
         share = shares[fw]
         for kind, count in (("cpu", req.num_cpus), ("gpu", req.num_gpus)):
-            whole = [n for n in kinds.get(kind, []) if n not in share and free[n] >= 1 - _EPS]
+            whole = [n for n in kinds.get(kind, []) if n not in share and free[n] == SHARE_UNIT]
             if len(whole) < count:
                 return None
             for name in whole[:count]:
-                free[name] = 0.0
+                free[name] = 0
                 share[name] = 1.0
     for fw, req in request.items():
         share = shares[fw]
         if req.gpu_share:
             # best fit: the GPU with the least room that still holds the share, so that
             # fractional calls fill one GPU before they start on the next
-            room = [n for n in kinds.get("gpu", [])
-                    if n not in share and free[n] + _EPS >= req.gpu_share]
+            units = share_units(req.gpu_share)
+            room = [n for n in kinds.get("gpu", []) if n not in share and free[n] >= units]
             if not room:
                 return None
             name = min(room, key=lambda n: (free[n], n))
-            free[name] = round(free[name] - req.gpu_share, 9)
+            free[name] -= units
             share[name] = req.gpu_share
     return shares
 
@@ -121,14 +130,14 @@ class Scheduler:
     def __init__(self, providers: Iterable[ResourceProvider] | None = None) -> None:
         self._providers = None if providers is None else list(providers)
         self._resources: dict[str, Resource] | None = None
-        self._free: dict[str, float] = {}
+        self._free: dict[str, int] = {}  # millionths of each device not granted
         self._kinds: dict[str, list[str]] = {}
         self.cond = threading.Condition(threading.RLock())
         self.generation = 0
         self._ledger: Ledger | None = None
         self._keys: dict[str, str] = {}  # resource name -> ledger key, for ledger resources
         self._blockers: list[Holding] = []
-        self._others: dict[str, float] = {}  # what other processes held at the last look
+        self._others: dict[str, int] = {}  # millionths other processes held at the last look
         self._recorded: set[int] = set()  # ids of grants this process wrote to the ledger
         self._blocked_at: float | None = None
         self._poller: threading.Thread | None = None
@@ -148,7 +157,7 @@ class Scheduler:
                     for res in provider.resources():
                         found[res.name] = res
                 self._resources = found
-                self._free = {name: 1.0 for name in found}
+                self._free = {name: SHARE_UNIT for name in found}
                 self._ledger = open_ledger()
                 self._keys = {}
                 if self._ledger is not None:
@@ -165,7 +174,7 @@ class Scheduler:
         """Unclaimed amount of each resource."""
         with self.cond:
             self.resources()
-            return dict(self._free)
+            return {name: units / SHARE_UNIT for name, units in self._free.items()}
 
     # -- granting ---------------------------------------------------------------------------
     def check_possible(self, request: Mapping[str, Request],
@@ -182,10 +191,10 @@ class Scheduler:
                     raise ResourcesUnavailableError(
                         f"{name} does not exist; this machine has "
                         f"{describe_resources(resources.values())}")
-        full = {name: 1.0 for name in resources}
+        full = {name: SHARE_UNIT for name in resources}
         for grant in held:
-            for name, amount in grant.totals().items():
-                full[name] = round(full[name] - amount, 9)
+            for name, units in grant.units().items():
+                full[name] -= units
         if _fit(request, full, self._kinds) is None:
             wanted = {fw: r.as_dict() for fw, r in request.items()}
             extra = " while the calling contexts hold their own" if held else ""
@@ -228,8 +237,8 @@ class Scheduler:
                 tx.record(grant.id, {self._keys[n]: (n, a) for n, a in grant.totals().items()
                                      if n in self._keys and _kind(n) in kinds})
                 self._recorded.add(grant.id)
-            for name, amount in grant.totals().items():
-                self._free[name] = round(self._free[name] - amount, 9)
+            for name, units in grant.units().items():
+                self._free[name] -= units
             return grant
 
     def _grant(self, request: Mapping[str, Request],
@@ -296,26 +305,26 @@ class Scheduler:
         with self.cond:
             free = dict(self._free)
             for grant in grants:
-                for name, amount in grant.totals().items():
-                    free[name] = min(1.0, round(free[name] + amount, 9))
+                for name, units in grant.units().items():
+                    free[name] = min(SHARE_UNIT, free[name] + units)
             kinds = self._ledger_kinds(request)
             if kinds:
                 free = self._minus_others(free, kinds)
             return _fit(request, free, self._kinds) is not None
 
-    def _minus_others(self, free: dict[str, float], kinds: set[str]) -> dict[str, float]:
+    def _minus_others(self, free: dict[str, int], kinds: set[str]) -> dict[str, int]:
         """``free`` less what other processes held of ``kinds`` at the last look at the
         ledger."""
         for name, key in self._keys.items():
             if _kind(name) in kinds:
-                free[name] = max(0.0, round(free[name] - self._others.get(key, 0.0), 9))
+                free[name] = max(0, free[name] - self._others.get(key, 0))
         return free
 
     def release(self, grant: Grant) -> None:
         """Give a grant's resources back and wake whoever waits."""
         with self.cond:
-            for name, amount in grant.totals().items():
-                self._free[name] = min(1.0, round(self._free[name] + amount, 9))
+            for name, units in grant.units().items():
+                self._free[name] = min(SHARE_UNIT, self._free[name] + units)
             if self._ledger is not None and grant.id in self._recorded:
                 self._recorded.discard(grant.id)
                 self._ledger.release(grant.id)
