@@ -88,3 +88,55 @@ def test_the_docs_show_the_same_example() -> None:
         "return tf.constant([1, 2, 3]).numpy().sum()",
         "return int(tf.constant([1, 2, 3]).numpy().sum())")
     assert ">>> import dryml\n" + runnable in page
+
+
+PREPARE = """
+import json, sys
+import tensorflow as tf
+from dryml.context._state import ComputeContext
+from dryml_tf._context import CONTEXT
+
+calls = []
+real = tf.config.set_visible_devices
+def spy(devices, device_type=None):
+    calls.append([list(devices), device_type])
+    return real(devices, device_type)
+tf.config.set_visible_devices = spy
+CONTEXT.prepare(ComputeContext.from_grant(json.loads(sys.argv[1])))
+print(json.dumps({"calls": calls, "visible": len(tf.config.get_visible_devices("GPU")),
+                  "sum": int(tf.constant([1, 2, 3]).numpy().sum())}))
+"""
+
+
+def _prepared(reqs: dict[str, dict[str, float]]) -> tuple[str, dict[str, Any]]:
+    """Prepare real TensorFlow (CPU build) for the worker of ``reqs``, as the pool starts it, in
+    a fresh interpreter; what ``tf.config.set_visible_devices`` was called with."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from dryml.context._pool import worker_env
+    from dryml.context._resources import normalize_requirement
+    from dryml.context._scheduler import Scheduler
+
+    grant = Scheduler([FakeCpus(), FakeGpuProvider(2)]).try_acquire(normalize_requirement(reqs))
+    assert grant is not None
+    env = {**os.environ, **worker_env(grant, {}), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    out = subprocess.run([sys.executable, "-c", PREPARE, json.dumps(grant.to_dict())], env=env,
+                         capture_output=True, text=True, check=True).stdout
+    return env["CUDA_VISIBLE_DEVICES"], json.loads(out.splitlines()[-1])
+
+
+def test_tf_granted_no_gpu_is_hidden_the_gpus_of_its_worker() -> None:
+    """Found by review: in a worker for ``{'torch': {'num_gpus': 1}, 'tf': {}}`` TensorFlow
+    configured nothing although it saw torch's GPU, so it would map nearly all of its memory.
+
+    The GPU is simulated (CI has none): CUDA_VISIBLE_DEVICES names a fake GPU, so the test
+    checks what dryml_tf asked of real TensorFlow (which then still runs)."""
+    cuda, facts = _prepared({"torch": {"num_gpus": 1}, "tf": {}})
+    assert cuda == "GPU-fake-0000"  # torch's GPU is visible in the worker
+    assert facts == {"calls": [[[], "GPU"]], "visible": 0, "sum": 6}
+    cuda, facts = _prepared({"tf": {}})  # nothing visible: TF's devices are left alone
+    assert cuda == ""
+    assert facts == {"calls": [], "visible": 0, "sum": 6}

@@ -2,9 +2,10 @@
 
 The caller has already set ``CUDA_VISIBLE_DEVICES`` to the GPUs granted and the thread
 variables to the CPUs granted. Here, before TensorFlow initialises its devices: only this
-framework's GPUs visible, a logical-device memory limit for a fractional GPU (TensorFlow never
-gives memory back, so the limit is the only cap), memory growth for a whole one, and thread
-pools sized to the CPUs.
+framework's GPUs visible (none when TensorFlow was granted none, although the worker may see
+GPUs granted to another of its frameworks), a logical-device memory limit for a fractional GPU
+(TensorFlow never gives memory back, so the limit is the only cap), memory growth for a whole
+one, and thread pools sized to the CPUs.
 
 TensorFlow's C++ start-up lines stay out of the user's terminal: ``TF_CPP_MIN_LOG_LEVEL``
 defaults to 2 in the worker (the user's own value wins), and the lines that no log level hides
@@ -67,8 +68,12 @@ class TFContext:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
         granted = ctx.local_gpus("tf")
-        if not granted:  # CUDA_VISIBLE_DEVICES is empty: no device enumeration at start-up
-            return
+        if not granted:
+            if os.environ.get("CUDA_VISIBLE_DEVICES") != "":
+                # the worker may see GPUs granted to another framework in it (torch's), or
+                # every GPU (no CUDA_VISIBLE_DEVICES): TF would map nearly all their memory
+                tf.config.set_visible_devices([], "GPU")
+            return  # none visible at all: no device enumeration at start-up
         physical = tf.config.list_physical_devices("GPU")
         mine = [g for g in granted if g["ordinal"] < len(physical)]
         tf.config.set_visible_devices([physical[g["ordinal"]] for g in mine], "GPU")
