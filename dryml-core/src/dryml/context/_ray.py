@@ -1,9 +1,10 @@
 """The ``ray`` executor: compute-context calls in warm Ray actors across a cluster.
 
 A requirement ``{framework: {...}}`` becomes one actor's Ray resources (:func:`ray_resources`):
-CPUs and GPUs summed over its frameworks, ``'cpu/N'``/``'gpu/N'`` fractions as shares of one
-device (Ray chooses the node and the device), ``num_cpus``/``num_gpus`` as whole devices and a
-fractional ``num_gpus`` as Ray's fractional ``num_gpus`` (a share of one GPU). Actors
+CPUs summed over its frameworks, ``'cpu/N'``/``'gpu/N'`` fractions as shares of one device (Ray
+chooses the node and the device), ``num_cpus``/``num_gpus`` as whole devices and a fractional
+``num_gpus`` as Ray's fractional ``num_gpus`` (a share of one GPU); shares of several different
+GPUs ask Ray for that many whole GPUs, since Ray gives a fractional ``num_gpus`` one GPU. Actors
 are kept warm per requirement and reused; an idle actor is stopped when a new one waits for the
 resources it holds. Ray is imported only here, when this executor is chosen.
 """
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import os
 import pickle
 import threading
@@ -23,7 +23,7 @@ from typing import Any
 import attrs
 
 from dryml.context._pool import WorkerInfo, context_plugins
-from dryml.context._resources import Request, normalize_requirement
+from dryml.context._resources import SHARE_UNIT, Request, normalize_requirement, share_units
 from dryml.errors import BackendUnavailableError, ResourcesUnavailableError, WorkerCrashedError
 
 __all__ = ["RayExecutor", "ray_resources"]
@@ -44,31 +44,54 @@ def ray_resources(request: dict[str, Request]) -> tuple[float, float,
     """``(num_cpus, num_gpus, shares)`` of one actor for a normalized request.
 
     ``shares`` is the context the actor runs in: the devices the request names, plus
-    ``cpu/i``/``gpu/i`` entries of 1.0 for whole counts, so that ``context_check`` and nested
-    calls see the same context as in a local worker.
+    ``cpu/i``/``gpu/i`` entries of 1.0 for whole counts (devices no framework of the request
+    names or takes already, as the local scheduler places them), and a fractional ``num_gpus``
+    on a GPU of the request with room left, else on a new one; so ``context_check`` and nested
+    calls see the same context as in a local worker. ``num_gpus`` is the number of distinct GPUs
+    in ``shares`` when there are several (Ray gives a fractional ``num_gpus`` one GPU only), the
+    total share of the one GPU otherwise.
     """
-    cpus = gpus = 0.0
-    shares: dict[str, dict[str, float]] = {}
+    shares: dict[str, dict[str, float]] = {fw: dict(req.specific) for fw, req in request.items()}
+    used: dict[str, int] = {}  # millionths of each device over all frameworks
+    for share in shares.values():
+        for name, amount in share.items():
+            used[name] = used.get(name, 0) + share_units(amount)
     for framework, req in request.items():
-        share = dict(req.specific)
+        share = shares[framework]
         for kind, count in (("cpu", req.num_cpus), ("gpu", req.num_gpus)):
-            taken = {int(n.split("/")[1]) for n in share if n.startswith(kind + "/")}
             index = 0
             for _ in range(count):
-                while index in taken:
+                while f"{kind}/{index}" in used:
                     index += 1
                 share[f"{kind}/{index}"] = 1.0
-                taken.add(index)
+                used[f"{kind}/{index}"] = SHARE_UNIT
+    for framework, req in request.items():
         if req.gpu_share:  # Ray's fractional num_gpus: a share of one GPU on the chosen node
-            taken = {int(n.split("/")[1]) for n in share if n.startswith("gpu/")}
-            index = min(set(range(len(taken) + 1)) - taken)
-            share[f"gpu/{index}"] = req.gpu_share
-        cpus += sum(a for n, a in share.items() if n.startswith("cpu/"))
-        gpus += sum(a for n, a in share.items() if n.startswith("gpu/"))
-        shares[framework] = share
-    if gpus > 1 and abs(gpus - round(gpus)) > 1e-9:
-        gpus = math.ceil(gpus)  # Ray takes a fraction of one GPU or whole GPUs
-    return round(cpus, 6), round(gpus, 6), shares
+            share, units = shares[framework], share_units(req.gpu_share)
+            room = [n for n in _gpus(used) if n not in share and used[n] + units <= SHARE_UNIT]
+            name = room[0] if room else f"gpu/{min(set(range(len(used) + 1)) - _indices(used))}"
+            share[name] = req.gpu_share
+            used[name] = used.get(name, 0) + units
+    over = [n for n in _gpus(used) if used[n] > SHARE_UNIT]
+    if over:
+        raise ResourcesUnavailableError(
+            f"the request {({fw: r.as_dict() for fw, r in request.items()})} asks for more than "
+            f"one whole {over[0]} over its frameworks ({used[over[0]] / SHARE_UNIT:g}); ask for "
+            "at most 1.0 of each GPU in total")
+    gpus = _gpus(used)
+    cpus = sum(a for share in shares.values() for n, a in share.items() if n.startswith("cpu/"))
+    num_gpus = float(len(gpus)) if len(gpus) > 1 else sum(used[n] for n in gpus) / SHARE_UNIT
+    return round(cpus, 6), num_gpus, shares
+
+
+def _gpus(used: dict[str, int]) -> list[str]:
+    """The ``gpu/i`` names among ``used``, in index order."""
+    return sorted((n for n in used if n.startswith("gpu/")), key=lambda n: int(n[4:]))
+
+
+def _indices(used: dict[str, int]) -> set[int]:
+    """The GPU indices among ``used``."""
+    return {int(n[4:]) for n in _gpus(used)}
 
 
 @attrs.define(eq=False)
