@@ -140,3 +140,58 @@ def test_tf_granted_no_gpu_is_hidden_the_gpus_of_its_worker() -> None:
     cuda, facts = _prepared({"tf": {}})  # nothing visible: TF's devices are left alone
     assert cuda == ""
     assert facts == {"calls": [], "visible": 0, "sum": 6}
+
+
+ACTOR = """
+import json, sys, types
+
+class StandInNvml(types.ModuleType):
+    # NVML as a driver with two GPUs answers it (simulated: CI has no GPU)
+    def nvmlInit(self): pass
+    def nvmlShutdown(self): pass
+    def nvmlDeviceGetCount(self): return 2
+    def nvmlDeviceGetHandleByIndex(self, i): return i
+    def nvmlDeviceGetUUID(self, h): return f"GPU-{h}1234"
+    def nvmlDeviceGetName(self, h): return "NVIDIA H100"
+    def nvmlDeviceGetMemoryInfo(self, h): return types.SimpleNamespace(total=(h + 1) << 30)
+
+# "none": no nvidia-ml-py (an import of pynvml fails)
+sys.modules["pynvml"] = StandInNvml("pynvml") if sys.argv[2] == "nvml" else None
+from dryml.context import current_context
+from dryml.context._ray_actor import DrymlActor
+
+actor = DrymlActor(json.loads(sys.argv[1]))
+print(json.dumps({"failure": actor.failure, "gpus": current_context().local_gpus("tf")}))
+"""
+
+
+@pytest.mark.parametrize("nvml", ["nvml", "none"])
+def test_a_ray_actors_fractional_tf_gpu_knows_its_memory_for_the_limit(nvml: str) -> None:
+    """Found by review: the Ray actor's GPUs carried no ``memory_total``, so a fractional TF
+    GPU got memory growth instead of its memory limit. The actor (built from the executor's
+    own setup, prepared by the real dryml_tf) now reads the facts of the GPU Ray made visible
+    from NVML; without NVML it keeps memory growth, as docs/cluster.md says.
+
+    NVML and the GPU are simulated (CI has none); Ray itself is not needed to build the actor.
+    """
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from dryml.context._ray import actor_setup, ray_resources
+    from dryml.context._resources import normalize_requirement
+
+    request = normalize_requirement({"tf": {"num_gpus": 0.5}})
+    cpus, gpus, shares = ray_resources(request)
+    assert gpus == 0.5
+    setup = actor_setup(request, shares, cpus)
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "1",  # Ray sets the GPU it granted
+           "TF_CPP_MIN_LOG_LEVEL": "3"}
+    out = subprocess.run([sys.executable, "-c", ACTOR, json.dumps(setup), nvml], env=env,
+                         capture_output=True, text=True, check=True).stdout
+    facts = json.loads(out.splitlines()[-1])
+    assert facts["failure"] is None
+    memory, uuid = (2 << 30, "GPU-11234") if nvml == "nvml" else (None, None)
+    assert facts["gpus"] == [{"ordinal": 0, "fraction": 0.5, "memory_total": memory,
+                              "uuid": uuid, "fake": False}]

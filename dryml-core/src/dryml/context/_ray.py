@@ -26,7 +26,7 @@ from dryml.context._pool import WorkerInfo, context_plugins
 from dryml.context._resources import SHARE_UNIT, Request, normalize_requirement, share_units
 from dryml.errors import BackendUnavailableError, ResourcesUnavailableError, WorkerCrashedError
 
-__all__ = ["RayExecutor", "ray_resources"]
+__all__ = ["RayExecutor", "actor_setup", "ray_resources"]
 
 BY_REF_MIN = 1 << 20
 """Bytes from which an argument's array buffer or ``.dry`` blob goes through Ray's object store
@@ -92,6 +92,21 @@ def _gpus(used: dict[str, int]) -> list[str]:
 def _indices(used: dict[str, int]) -> set[int]:
     """The GPU indices among ``used``."""
     return {int(n[4:]) for n in _gpus(used)}
+
+
+def actor_setup(request: dict[str, Request], shares: dict[str, dict[str, float]],
+                cpus: float) -> dict[str, Any]:
+    """What a new actor is built from (:class:`~dryml.context._ray_actor.DrymlActor`).
+
+    Its resources carry no device facts: a GPU's ``memory_total`` and ``uuid`` are only known
+    on the node Ray picks, so the actor reads them there from NVML
+    (:func:`~dryml.context._ray_actor.gpu_facts`).
+    """
+    return {"shares": shares,
+            "resources": {n: {"kind": n.split("/")[0], "index": int(n.split("/")[1]), "info": {}}
+                          for share in shares.values() for n in share},
+            "plugins": context_plugins(list(request)), "env": _env(), "cpus": cpus,
+            "sys_path": list(__import__("sys").path)}
 
 
 @attrs.define(eq=False)
@@ -221,12 +236,7 @@ class RayExecutor:
         cpus, gpus, shares = ray_resources(request)
         wanted = str({fw: r.as_dict() for fw, r in request.items()})
         self._check_possible(cpus, gpus, wanted)
-        plugins = context_plugins(list(request))
-        setup = {"shares": shares, "resources": {n: {"kind": n.split("/")[0],
-                                                     "index": int(n.split("/")[1]), "info": {}}
-                                                 for s in shares.values() for n in s},
-                 "plugins": plugins, "env": _env(), "cpus": cpus,
-                 "sys_path": list(__import__("sys").path)}
+        setup = actor_setup(request, shares, cpus)
         handle = self.remote_cls.options(num_cpus=cpus, num_gpus=gpus).remote(setup)
         ready = handle.ready.remote()
         start = time.monotonic()

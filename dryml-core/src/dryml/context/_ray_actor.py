@@ -15,7 +15,7 @@ import sys
 import traceback
 from typing import Any
 
-__all__ = ["DrymlActor"]
+__all__ = ["DrymlActor", "gpu_facts"]
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                 "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
@@ -32,6 +32,26 @@ def _forward_nested(msg: dict[str, Any], reqs: Any, options: dict[str, Any]) -> 
         return reply
     except Exception as exc:  # noqa: BLE001 - the nested caller gets it as its own error
         return error_reply(exc)
+
+
+def gpu_facts(resources: dict[str, Any]) -> dict[str, Any]:
+    """``resources`` with each GPU's NVML facts (``memory_total``, ``uuid``, ``model``) filled in.
+
+    The context's i-th GPU (in index order, as :meth:`ComputeContext.local_gpus` counts them) is
+    the i-th GPU Ray made visible to this actor (``CUDA_VISIBLE_DEVICES``). Without those facts
+    a fractional TensorFlow GPU got memory growth instead of its memory limit (found by review).
+    Where NVML reports no GPU (no driver, no ``nvidia-ml-py``) ``resources`` are unchanged.
+    """
+    names = sorted((n for n, r in resources.items() if r["kind"] == "gpu"),
+                   key=lambda n: int(resources[n]["index"]))
+    if not names:
+        return resources
+    from dryml.context._gpu import NvmlProvider
+
+    out = dict(resources)
+    for name, gpu in zip(names, NvmlProvider().resources(), strict=False):
+        out[name] = {**resources[name], "info": {**resources[name]["info"], **gpu.info}}
+    return out
 
 
 class DrymlActor:
@@ -55,7 +75,7 @@ class DrymlActor:
         for var in _THREAD_VARS:
             os.environ[var] = threads
         sys.path[:] = [*setup["sys_path"], *(p for p in sys.path if p not in setup["sys_path"])]
-        ctx = ComputeContext(setup["shares"], setup["resources"])
+        ctx = ComputeContext(setup["shares"], gpu_facts(setup["resources"]))
         plugins = [load_ref(setup["plugins"][fw]) for fw in ctx.frameworks
                    if fw in setup["plugins"]]
         # Ray copies this process's stderr to the driver: the frameworks' start-up noise stays
