@@ -6,8 +6,10 @@ import subprocess
 import sys
 import threading
 import types
+import warnings
 from typing import Any
 
+import pynvml as _pynvml  # the real one: stand-ins below raise its errors
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,7 +17,7 @@ from hypothesis import strategies as st
 from dryml.context import FakeGpuProvider, NvmlProvider, Resource, ResourcesUnavailableError
 from dryml.context._resources import normalize_requirement
 from dryml.context._scheduler import Scheduler
-from dryml.errors import ContextIncompatibilityError
+from dryml.errors import ContextIncompatibilityError, DrymlWarning
 
 
 class FakeCpus:
@@ -369,3 +371,110 @@ def test_a_share_below_one_millionth_is_refused_saying_what_to_ask(spec: dict) -
         s.try_acquire(req({"tf": {**spec, "cpu/1": 0.5}}))
     assert s.try_acquire(req({"tf": {"gpu/0": 1e-6, "cpu/1": 0.5}})) is None  # held whole
     assert s.try_acquire(req({"tf": {"cpu/1": 1e-6}})) is not None
+
+
+# -- NVML faults are warned about; CUDA_VISIBLE_DEVICES is read as CUDA reads it --------------
+
+class _FaultyNvml(_StandInNvml):
+    """The stand-in NVML with faults a real driver shows: ``nvmlInit`` failing with
+    ``init_error``, GPU ``lost`` that can no longer be queried, ``models`` per GPU."""
+
+    def __init__(self, init_error: int | None = None, lost: int | None = None,
+                 models: tuple[str, str] = ("NVIDIA H200", "NVIDIA H200")) -> None:
+        super().__init__()
+        self.NVMLError, self.gpu_is_lost = _pynvml.NVMLError, _pynvml.NVML_ERROR_GPU_IS_LOST
+        self.init_error, self.lost, self.models = init_error, lost, models
+
+    def nvmlInit(self) -> None:
+        if self.init_error is not None:
+            raise self.NVMLError(self.init_error)
+
+    def nvmlDeviceGetHandleByIndex(self, i: int) -> int:
+        if i == self.lost:
+            raise self.NVMLError(self.gpu_is_lost)
+        return i
+
+    def nvmlDeviceGetName(self, h: int) -> str:
+        return self.models[h]
+
+
+def _nvml_gpus(monkeypatch: pytest.MonkeyPatch, nvml: _FaultyNvml,
+               cuda: str | None = None) -> list[str]:
+    """The uuids NvmlProvider reports, in ordinal order, under ``CUDA_VISIBLE_DEVICES=cuda``."""
+    monkeypatch.setitem(sys.modules, "pynvml", nvml)
+    if cuda is None:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", cuda)
+    return [g.info["uuid"] for g in NvmlProvider().resources()]
+
+
+def test_a_gpu_nvml_cannot_query_is_left_out_with_a_warning_and_the_others_stay(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: one GPU NVML could not query (fallen off the bus) made every GPU
+    disappear, silently. The GPUs are simulated (CI has none): a stand-in pynvml answers."""
+    with pytest.warns(DrymlWarning, match=r"cannot query GPU 1 .*GPU is lost.*uses the others"):
+        assert _nvml_gpus(monkeypatch, _FaultyNvml(lost=1)) == ["GPU-01234"]
+    s = Scheduler([FakeCpus(), NvmlProvider()])
+    with pytest.warns(DrymlWarning):
+        s.check_possible(req({"torch": {"gpu/0": 1.0}}))
+
+
+def test_nvml_failing_to_start_warns_unless_there_is_no_driver(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: a driver/library version mismatch (after a driver upgrade) meant zero
+    GPUs without a word. No library or no driver loaded stays silent: a machine without GPUs.
+    NVML is simulated (CI has no GPU)."""
+    with pytest.warns(DrymlWarning, match=r"NVML could not start .*version mismatch.*driver"):
+        assert _nvml_gpus(monkeypatch, _FaultyNvml(_pynvml.NVML_ERROR_LIB_RM_VERSION_MISMATCH)) == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for silent in (_pynvml.NVML_ERROR_LIBRARY_NOT_FOUND, _pynvml.NVML_ERROR_DRIVER_NOT_LOADED):
+            assert _nvml_gpus(monkeypatch, _FaultyNvml(silent)) == []
+        monkeypatch.setitem(sys.modules, "pynvml", None)  # no nvidia-ml-py installed
+        assert NvmlProvider().resources() == []
+
+
+def test_a_cuda_visible_devices_entry_naming_no_gpu_warns_and_ends_the_list(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: a MIG instance (or a mistyped entry) ended the list silently, so a
+    machine with GPUs was taken for one without. The GPUs are simulated (CI has none)."""
+    mig = "MIG-4f0c5a3e-1b2d-5e6f-8a9b-0c1d2e3f4a5b"
+    with pytest.warns(DrymlWarning, match=r"'MIG-4f0c.*names no GPU .*MIG instance"):
+        assert _nvml_gpus(monkeypatch, _FaultyNvml(), mig) == []
+    with pytest.warns(DrymlWarning, match=r"'7' names no GPU .*listed before it \(1\)"):
+        assert _nvml_gpus(monkeypatch, _FaultyNvml(), "1,7,0") == ["GPU-11234"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _nvml_gpus(monkeypatch, _FaultyNvml(), "") == []  # no GPU, as asked
+        assert _nvml_gpus(monkeypatch, _FaultyNvml(), "1,GPU-0") == ["GPU-11234", "GPU-01234"]
+
+
+@pytest.mark.parametrize("cuda", ["1,1", "GPU-1,1"])
+def test_a_gpu_named_twice_in_cuda_visible_devices_leaves_none_with_a_warning(
+        monkeypatch: pytest.MonkeyPatch, cuda: str) -> None:
+    """Found by review: ``1,1`` made one GPU two, and two workers were each granted the same
+    GPU whole. CUDA shows no device then; so does dryml, and it says why. The GPUs are
+    simulated (CI has none)."""
+    with pytest.warns(DrymlWarning, match=r"names GPU GPU-11234 twice.*no GPU at all"):
+        assert _nvml_gpus(monkeypatch, _FaultyNvml(), cuda) == []
+    with pytest.warns(DrymlWarning), pytest.raises(ResourcesUnavailableError, match="no GPUs"):
+        Scheduler([FakeCpus(), NvmlProvider()]).check_possible(req({"torch": {"num_gpus": 1}}))
+
+
+def test_numbered_gpus_of_different_models_warn_to_set_the_pci_bus_order(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """CUDA numbers GPUs fastest first unless CUDA_DEVICE_ORDER=PCI_BUS_ID, NVML in PCI bus
+    order: with different models ``CUDA_VISIBLE_DEVICES=1`` may name another GPU for CUDA
+    than for dryml. The GPUs are simulated (CI has none)."""
+    mixed = ("NVIDIA A100-SXM4-40GB", "NVIDIA H100 80GB HBM3")
+    monkeypatch.delenv("CUDA_DEVICE_ORDER", raising=False)
+    with pytest.warns(DrymlWarning, match=r"by number.*A100.*H100.*CUDA_DEVICE_ORDER=PCI_BUS_ID"):
+        assert _nvml_gpus(monkeypatch, _FaultyNvml(models=mixed), "1") == ["GPU-11234"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _nvml_gpus(monkeypatch, _FaultyNvml(models=mixed), "GPU-1") == ["GPU-11234"]
+        assert _nvml_gpus(monkeypatch, _FaultyNvml(models=mixed)) == ["GPU-01234", "GPU-11234"]
+        assert _nvml_gpus(monkeypatch, _FaultyNvml(), "1") == ["GPU-11234"]  # one model
+        monkeypatch.setenv("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+        assert _nvml_gpus(monkeypatch, _FaultyNvml(models=mixed), "1") == ["GPU-11234"]
