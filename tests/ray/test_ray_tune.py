@@ -77,3 +77,26 @@ def test_tune_trains_a_pipe_of_sklearn_steps(cluster: RayCluster, tmp_path: Path
     best = max(Repo(tmp_path / "repo").entries(where={"search": "piped"}),
                key=lambda e: e["metadata"]["values"][0])
     assert best["metadata"]["values"][0] > 0.8
+
+
+def test_tune_samples_only_values_of_the_dryml_space() -> None:
+    """A stepped range is dryml's grid, ``low + k * step``: Tune's qrandint/quniform rounded
+    to multiples of the step instead (Int(1, 10, step=3) sampled 3, 6, 9, which build_def
+    accepted silently) and refused Float(0.05, 0.95, step=0.1) with its own ValueError."""
+    from dryml import Object
+    from dryml.search import Int
+    from dryml.search._space import Space
+
+    class Stepped(Object):
+        def __init__(self, n: int = 1, m: int = 1, f: float = 0.05, g: float = 0.0,
+                     k: int = 1) -> None:
+            self.n, self.m, self.f, self.g, self.k = n, m, f, g, k
+
+    space = Space(ObjectDef(Stepped, n=Int(1, 10, step=3), m=Int(1, 100, step=10),
+                            f=Float(0.05, 0.95, step=0.1), g=Float(0.0, 1.0, step=0.25),
+                            k=Int(2, 5)))
+    params = tune_search(space, None, None)[1]
+    grid = {p.name: p.spec.grid_values(p.name) for p in space.params}
+    for name in ("n", "m", "f", "g", "k"):
+        sampled = set(params[name].sample(size=2000))
+        assert sampled == set(grid[name]), (name, sorted(sampled), grid[name])

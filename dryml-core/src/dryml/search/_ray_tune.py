@@ -41,14 +41,15 @@ def param_space(space: Any) -> dict[str, Any]:
         spec = param.spec
         if isinstance(spec, ChoiceSpec):
             out[param.name] = tune.choice(list(spec.labels))
+        elif spec.step is not None and not (spec.kind == "int" and spec.step == 1):
+            # exactly dryml's grid (low + k * step): Tune's qrandint/quniform round to
+            # multiples of the step, which sampled values outside the space (Int(1, 10,
+            # step=3) gave 3, 6, 9) or refused a low that is not a multiple of it
+            out[param.name] = tune.choice(spec.grid_values(param.name))
         elif spec.kind == "int":
-            step = int(spec.step or 1)
             high = int(spec.high) + 1  # Tune's integer ranges exclude the upper bound
-            out[param.name] = (tune.lograndint(int(spec.low), high) if spec.log and step == 1
-                               else tune.randint(int(spec.low), high) if step == 1
-                               else tune.qrandint(int(spec.low), int(spec.high), step))
-        elif spec.step is not None:
-            out[param.name] = tune.quniform(spec.low, spec.high, spec.step)
+            out[param.name] = (tune.lograndint if spec.log else tune.randint)(int(spec.low),
+                                                                              high)
         else:
             out[param.name] = (tune.loguniform if spec.log else tune.uniform)(spec.low,
                                                                             spec.high)
