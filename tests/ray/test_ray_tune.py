@@ -4,6 +4,7 @@ driving it on the cluster, and every finished trial in a Repo."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import ray
@@ -77,6 +78,45 @@ def test_tune_trains_a_pipe_of_sklearn_steps(cluster: RayCluster, tmp_path: Path
     best = max(Repo(tmp_path / "repo").entries(where={"search": "piped"}),
                key=lambda e: e["metadata"]["values"][0])
     assert best["metadata"]["values"][0] > 0.8
+
+
+def test_asha_drives_a_trainable_that_trains_by_epochs(cluster: RayCluster,
+                                                       tmp_path: Path) -> None:
+    """docs/cluster.md's recipe (metric="accuracy", ASHA) with a Trainable that trains by
+    epochs, as torch and Keras ones do: each epoch's report lacked "accuracy", so Tune refused
+    it and every trial failed; and train() got no validation data, so no val_* was logged."""
+    import toys
+    from ray import cloudpickle
+
+    if not ray.is_initialized():
+        ray.init(address=cluster.address)
+    # Tune's trial processes cannot import tests/ray/toys.py: its classes travel by value
+    cloudpickle.register_pickle_by_value(toys)
+    try:
+        run_epochs_under_asha(toys, tmp_path)
+    finally:
+        cloudpickle.unregister_pickle_by_value(toys)
+
+
+def run_epochs_under_asha(toys: Any, tmp_path: Path) -> None:
+    ValidToy, blobs = toys.ValidToy, toys.blobs  # noqa: N806 - a class
+    # shifts too small to change a prediction: the same val_accuracy every epoch of both
+    # trials, so ASHA (which stops a trial below its rung's cutoff) lets both finish
+    space = ObjectDef(ValidToy, shift=Float(0.0, 1e-6), epochs=3)
+    trainable, params = tune_search(space, blobs(), blobs(seed=1), metric="accuracy")
+    results = tune.Tuner(
+        trainable, param_space=params,
+        tune_config=tune.TuneConfig(metric="accuracy", mode="max", num_samples=2,
+                                    scheduler=tune.schedulers.ASHAScheduler()),
+        run_config=tune.RunConfig(storage_path=str(tmp_path / "tune"), verbose=0)).fit()
+    assert not results.errors, [str(r.error)[-500:] for r in results if r.error]
+    for result in results:
+        history = result.metrics_dataframe
+        # three epochs (their val_accuracy under the metric's name for ASHA), then the score
+        assert list(history["epoch"].iloc[:3]) == [1, 2, 3], history
+        assert list(history["accuracy"].iloc[:3]) == list(history["val_accuracy"].iloc[:3])
+        assert len(history) == 4 and history["accuracy"].notna().all()
+    assert collect_tune(results, tmp_path / "repo", "epochs") == 2
 
 
 def test_tune_samples_only_values_of_the_dryml_space() -> None:

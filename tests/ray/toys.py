@@ -152,6 +152,22 @@ class Toy(Trainable):
         self.centers = store.get("centers", None)
 
 
+
+class ValidToy(Toy):
+    """A Toy whose epochs log ``val_accuracy`` only when train() is given validation data, as
+    torch and Keras Trainables do (and no ``accuracy``: the metric is scored after training)."""
+
+    def fit(self, data: Any, valid: Any) -> None:
+        x, y = supervised_arrays(data)
+        self.centers = np.stack([x[y == c].mean(axis=0) for c in np.unique(y)]) + self.shift
+        for epoch in range(1, self.epochs + 1):
+            logs: dict[str, float] = {"epoch": epoch, "loss": self.shift}
+            if valid is not None:
+                xv, yv = supervised_arrays(valid)
+                logs["val_accuracy"] = float((self.predict(xv).argmax(1) == yv).mean())
+            self.train_state.history.append(logs)
+            self.on_epoch_end(dict(logs))
+
 def blobs(n: int = 300, seed: int = 0) -> NumpyDataset:
     rng = np.random.default_rng(seed)
     y = rng.integers(0, 3, n)

@@ -10,10 +10,11 @@ definitions::
     collect_tune(results, repo, name="tuned")   # every finished trial lands in the Repo
 
 Each trial builds the definition for Tune's config, trains it in the Tune trial's process
-(prepared for its framework like a dryml worker), reports every epoch's logs (so ASHA can stop
-it) and finally the metrics, with the trained model saved as a ``.dry`` file in the trial's
-checkpoint. :func:`collect_tune` runs on the driver and writes those models into the Repo with the
-same metadata as ``Search`` trials. Needs ``dryml-core[ray]`` with Ray Tune (``ray[tune]``).
+(prepared for its framework like a dryml worker) with the validation data, reports every
+epoch that logs ``monitor`` under the metric's name (so ASHA can stop it) and finally the
+metrics, with the trained model saved as a ``.dry`` file in the trial's checkpoint.
+:func:`collect_tune` runs on the driver and writes those models into the Repo with the same
+metadata as ``Search`` trials. Needs ``dryml-core[ray]`` with Ray Tune (``ray[tune]``).
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from typing import Any
 
 from dryml.search._markers import ChoiceSpec
 from dryml.search._space import Space
-from dryml.search._trial import resolve_metrics
+from dryml.search._trial import Metric, resolve_metrics
 
 __all__ = ["collect_tune", "param_space", "tune_search"]
 
@@ -80,20 +82,26 @@ def _enter_context(frameworks: set[str]) -> None:
 
 
 def tune_search(space: Any, train: Any, valid: Any, *, metric: Any = "accuracy",
-                direction: Any = None) -> tuple[Callable[[dict[str, Any]], None],
-                                                dict[str, Any]]:
+                direction: Any = None, monitor: str | None = None
+                ) -> tuple[Callable[[dict[str, Any]], None], dict[str, Any]]:
     """``(trainable, param_space)`` for ``tune.Tuner`` from a dryml space.
 
-    The trainable reports each epoch's logs and then the metrics (by name) with the trained
-    model in its checkpoint; give the Tuner the first metric's name and mode.
+    Each trial trains on ``train`` with ``valid`` as its validation data (so a torch or Keras
+    Trainable logs ``val_*`` every epoch) and scores on ``valid``. Every epoch that logs
+    ``monitor`` (default ``val_<metric>``, e.g. ``val_accuracy``; it must rise and fall with
+    the metric) is reported to Tune under the first metric's name, which is what a scheduler
+    such as ASHA compares; epochs that do not log it are not reported (Tune refuses a result
+    without the metric). The last report holds the metrics (by name) with the trained model
+    in its checkpoint; give the Tuner the first metric's name and mode.
     """
     space = space if isinstance(space, Space) else Space(space)
     metrics, _ = resolve_metrics(metric, direction)
+    first = metrics[0][0]
+    watched = monitor or f"val_{first}"
 
     def trainable(config: dict[str, Any]) -> None:
         from dryml._io import save_object
         from dryml.models._trainable import frameworks_of
-        from dryml.search._trial import _train_and_score
 
         tune = _tune()
         model = space.build_def(config).build()
@@ -103,12 +111,16 @@ def tune_search(space: Any, train: Any, valid: Any, *, metric: Any = "accuracy",
         if original is not None:
             def on_epoch_end(logs: dict[str, float]) -> None:
                 original(logs)
-                tune.report({k: float(v) for k, v in logs.items()
-                             if isinstance(v, (int, float))})
+                if isinstance(logs.get(watched), (int, float)):
+                    tune.report({**{k: float(v) for k, v in logs.items()
+                                    if isinstance(v, (int, float))},
+                                 first: float(logs[watched])})
 
             model.__dict__["on_epoch_end"] = on_epoch_end
-        out = _train_and_score(model, train, valid, metrics, None)
-        model.__dict__.pop("on_epoch_end", None)
+        try:
+            out = _train_and_score(model, train, valid, metrics)
+        finally:
+            model.__dict__.pop("on_epoch_end", None)
         folder = tempfile.mkdtemp(prefix="dryml-tune-")
         save_object(model, os.path.join(folder, MODEL_FILE))
         try:
@@ -118,6 +130,16 @@ def tune_search(space: Any, train: Any, valid: Any, *, metric: Any = "accuracy",
             shutil.rmtree(folder, ignore_errors=True)  # Tune has copied it to its storage
 
     return trainable, param_space(space)
+
+
+def _train_and_score(model: Any, train: Any, valid: Any, metrics: list[Metric]
+                     ) -> dict[str, Any]:
+    """Train with ``valid`` as validation data (the epochs' ``val_*`` logs), then score."""
+    from dryml.search._trial import _score
+
+    start = time.perf_counter()
+    model.train(train, valid)
+    return {"metrics": _score(model, valid, metrics), "seconds": time.perf_counter() - start}
 
 
 def collect_tune(results: Any, repo: Any, name: str, *, metric: Any = "accuracy",
