@@ -3,6 +3,8 @@ driving it on the cluster, and every finished trial in a Repo."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +46,7 @@ def test_tune_drives_a_dryml_space_and_its_trials_land_in_a_repo(cluster: RayClu
                                     scheduler=tune.schedulers.ASHAScheduler()),
         run_config=tune.RunConfig(storage_path=str(tmp_path / "tune"), verbose=0)).fit()
     assert not results.errors
-    assert collect_tune(results, tmp_path / "repo", "tuned") == 4
+    assert collect_tune(results, tmp_path / "repo", "tuned", space=space) == 4
     repo = Repo(tmp_path / "repo")
     entries = repo.entries(where={"search": "tuned", "status": "complete"})
     assert len(entries) == 4
@@ -52,6 +54,19 @@ def test_tune_drives_a_dryml_space_and_its_trials_land_in_a_repo(cluster: RayClu
     model = repo.load(best["dry_id"])
     assert model.trained and best["metadata"]["values"][0] > 0.8
     assert 1e-3 <= best["metadata"]["params"]["estimator.C"] <= 1e2
+    # as docs/cluster.md says: the collected search is a search (collect_tune wrote no
+    # settings, and `dryml search show` answered "no search named 'tuned'")
+    shown = dryml_cli("search", "show", str(tmp_path / "repo"), "tuned")
+    assert shown.returncode == 0, shown.stderr
+    assert "accuracy" in shown.stdout and f"best: trial {best['metadata']['trial']}" in (
+        shown.stdout)
+    listed = dryml_cli("search", "ls", str(tmp_path / "repo"))
+    assert "tuned: sampler ray-tune, metrics accuracy, 4 trials (4 complete)" in listed.stdout
+
+
+def dryml_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "dryml.cli", *args], capture_output=True,
+                          text=True, timeout=300)
 
 
 def test_tune_trains_a_pipe_of_sklearn_steps(cluster: RayCluster, tmp_path: Path) -> None:

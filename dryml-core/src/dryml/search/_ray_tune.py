@@ -14,7 +14,8 @@ Each trial builds the definition for Tune's config, trains it in the Tune trial'
 epoch that logs ``monitor`` under the metric's name (so ASHA can stop it) and finally the
 metrics, with the trained model saved as a ``.dry`` file in the trial's checkpoint.
 :func:`collect_tune` runs on the driver and writes those models into the Repo with the same
-metadata as ``Search`` trials. Needs ``dryml-core[ray]`` with Ray Tune (``ray[tune]``).
+metadata as ``Search`` trials, and the search's settings beside them. Needs
+``dryml-core[ray]`` with Ray Tune (``ray[tune]``).
 """
 
 from __future__ import annotations
@@ -143,17 +144,28 @@ def _train_and_score(model: Any, train: Any, valid: Any, metrics: list[Metric]
 
 
 def collect_tune(results: Any, repo: Any, name: str, *, metric: Any = "accuracy",
-            trust: tuple[str, ...] = ()) -> int:
+                 direction: Any = None, space: Any = None,
+                 trust: tuple[str, ...] = ()) -> int:
     """Write every finished trial of a Tune ``ResultGrid`` into ``repo`` (on the driver);
     returns how many. Metadata as ``Search`` trials: ``search``, ``trial``, ``params``,
-    ``metrics``, ``values``, ``status``."""
+    ``metrics``, ``values``, ``status``; the search's settings (sampler ``ray-tune``, the
+    metrics and their directions, and ``space`` when given) go where ``Search`` keeps its
+    own, so ``dryml search ls``/``show`` and the leaderboard know the search."""
     from pathlib import Path
 
     from dryml._io import load_object
     from dryml.repo import Repo
+    from dryml.search._store import state_dir, write_settings
 
     repo = repo if isinstance(repo, Repo) else Repo(Path(repo), create=True)
-    names = [n for n, _ in resolve_metrics(metric, None)[0]]
+    resolved, directions = resolve_metrics(metric, direction)
+    names = [n for n, _ in resolved]
+    if space is not None:
+        space = space if isinstance(space, Space) else Space(space)
+    write_settings(state_dir(repo.directory), name, {
+        "space": None if space is None else space.to_dict(), "sampler": "ray-tune",
+        "metrics": names, "directions": directions, "seed": None, "folds": None,
+        "n_trials": len(results), "storage": None})
     count = 0
     for number, result in enumerate(results):
         if result.error is not None or result.checkpoint is None:
@@ -164,7 +176,7 @@ def collect_tune(results: Any, repo: Any, name: str, *, metric: Any = "accuracy"
         repo.add_object(model, metadata={
             "search": name, "trial": number, "params": dict(result.config),
             "framework": type(model).dry_framework, "metrics": metrics,
-            "values": [metrics[n] for n in names], "status": "complete", "kept": True,
+            "values": [metrics.get(n) for n in names], "status": "complete", "kept": True,
             "seconds": result.metrics.get("dryml_seconds"), "error": None,
             "runner": "ray-tune"})
         count += 1
