@@ -7,13 +7,17 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import toys
 from cluster import RAY_ENV, RayCluster
 from toys import Toy, blobs
 
+import dryml.context as dc
 from dryml import ObjectDef
 from dryml.context._executor import get_executor
 from dryml.repo import Repo
@@ -112,3 +116,37 @@ def test_a_pruner_gets_the_epochs_of_trials_on_the_cluster_through_the_drivers_m
     reports = ray.get(relay.count.remote())
     ran = sum(t["metrics"]["epoch"] if t["status"] == "pruned" else 4 for t in result.trials)
     assert reports == ran, (reports, ran)
+
+
+def test_a_search_naming_the_configured_executor_runs_in_its_warm_actors(
+        cluster: RayCluster, tmp_path: Path) -> None:
+    """configure(executor="ray", address=...) (the session's), then Search(executor="ray"):
+    the search made a second executor (it passes no address), which could not stop the first
+    one's idle actors holding every CPU, so its trial waited for ever."""
+    (tmp_path / "meet").mkdir()
+    with ThreadPoolExecutor(2) as pool:  # one CPU per node: two idle actors hold them all
+        list(pool.map(lambda _: toys.meet(str(tmp_path / "meet"), 2), range(2)))
+    warm = {w.pid for w in dc.workers()}
+    assert len(warm) == 2
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["result"] = Search(ObjectDef(Toy, shift=Float(0.0, 4.0)),
+                                   repo=tmp_path / "repo", name="c", sampler="random",
+                                   n_trials=2, seed=0, executor="ray",
+                                   progress=False).run(blobs())
+        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+            box["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(240)  # bounded: on the old code the trial never started
+    try:
+        assert not thread.is_alive(), "the search's trial is still waiting for a CPU"
+        assert "error" not in box, box
+        assert [t["status"] for t in box["result"].trials] == ["complete"] * 2
+        assert {w.pid for w in dc.workers()} == warm  # the trials ran in the warm actors
+    finally:
+        dc.shutdown_workers()  # ends a trial that still waits (old code)
+        thread.join(120)

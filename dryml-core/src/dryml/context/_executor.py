@@ -126,10 +126,18 @@ def using_executor(name: str | None, **options: Any) -> Iterator[None]:
 
 
 def get_executor(name: str, options: dict[str, Any] | None = None) -> Any:
-    """The executor ``name`` with ``options`` (created once, then reused)."""
+    """The executor ``name`` with ``options`` (created once, then reused).
+
+    Without options, the executor that ``configure`` chose is used with its own options when
+    ``name`` is that one: ``Search(executor="ray")`` after ``configure(executor="ray",
+    address=...)`` runs in the configured executor's actors (a second executor beside it could
+    never stop its idle actors, and its calls waited for their resources for ever).
+    """
     from dryml.context._runtime import check_not_shut_down
 
     options = {k: v for k, v in (options or {}).items() if v is not None}
+    if not options and name == _default["name"]:
+        options = {k: v for k, v in _default["options"].items() if v is not None}
     key = (name, tuple(sorted(options.items())))
     with _lock:
         check_not_shut_down()  # a call begun before shutdown_workers() gets no new executor
