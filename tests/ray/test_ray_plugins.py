@@ -89,3 +89,37 @@ print("ok", os.environ.get("RAY_ADDRESS", "")[:3] != "")
                          env={**env, **RAY_ENV, "DRYML_EXECUTOR": "ray"}, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.split()[-2:] == ["ok", "True"]  # and subprocesses would join it
+
+
+def test_after_ray_shutdown_dryml_starts_a_fresh_local_instance() -> None:
+    """No address: dryml starts Ray itself and exports RAY_ADDRESS for it. After the user's
+    ray.shutdown() that instance is gone, and the next call waited for ever in ray.init to
+    connect to the address dryml itself had exported."""
+    code = """
+import os
+import ray
+import dryml.context as dc
+
+@dc.compute_context({"default": {"cpu/0": 0.5}})
+def where():
+    return os.getpid()
+
+dc.configure(executor="ray")
+first, address = where(), os.environ["RAY_ADDRESS"]
+dc.shutdown_workers()
+ray.shutdown()
+dc.configure(executor="ray")
+second = where()
+assert os.getpid() not in (first, second)
+print("ok", os.environ["RAY_ADDRESS"] != address)
+dc.shutdown_workers()
+ray.shutdown()
+"""
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "DRYML_EXECUTOR")}
+    try:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env={**env, **RAY_ENV}, timeout=300)
+    except subprocess.TimeoutExpired as exc:  # the old code: the second call never returned
+        raise AssertionError(f"the call after ray.shutdown() hung:\n{exc.stderr!r}") from None
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split()[-2:] == ["ok", "True"]  # a new instance, at its own address

@@ -135,13 +135,14 @@ class RayExecutor:
         ray: Any = importlib.import_module("ray")  # typed as Any: the extra may be absent
         self.ray = ray
         if not ray.is_initialized():
+            _forget_exported_address()
             address = address or os.environ.get("RAY_ADDRESS") or None
             extra: dict[str, Any] = {} if address else {"include_dashboard": False}
             started = _init(ray, address=address, logging_level=logging.WARNING, **extra)
             if not address:  # processes this one starts join this Ray instance, not new ones
                 gcs = getattr(started, "address_info", {}).get("gcs_address")
                 if gcs:
-                    os.environ["RAY_ADDRESS"] = gcs
+                    os.environ["RAY_ADDRESS"] = _EXPORTED["address"] = gcs
         self.remote_cls: Any = ray.remote(max_restarts=0, max_task_retries=0)(
             _actor_class())
         self.cond = threading.Condition()
@@ -370,6 +371,19 @@ class RayExecutor:
                 self.ray.kill(handle)
             except Exception:  # noqa: BLE001,S110 - an actor already gone is fine
                 pass
+
+
+_EXPORTED: dict[str, str | None] = {"address": None}
+"""The ``RAY_ADDRESS`` this process exported for a Ray instance it started itself."""
+
+
+def _forget_exported_address() -> None:
+    """Drop ``RAY_ADDRESS`` when it still names the instance dryml started, now that Ray is
+    not initialised: that instance ended with ``ray.shutdown()``, and ``ray.init`` would wait
+    for ever to connect to it. The next executor then starts a fresh local instance."""
+    exported, _EXPORTED["address"] = _EXPORTED["address"], None
+    if exported is not None and os.environ.get("RAY_ADDRESS") == exported:
+        del os.environ["RAY_ADDRESS"]
 
 
 def _init(ray: Any, **kwargs: Any) -> Any:
