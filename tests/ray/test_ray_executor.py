@@ -207,3 +207,38 @@ def test_a_call_still_encoding_when_the_workers_stop_starts_no_executor(
     assert "while this call was being prepared" in str(errors[0])
     assert dc.workers() == []
     assert toys.doubled_sum(np.ones(3)) == 6.0  # a call begun after it starts afresh
+
+
+def test_a_call_waiting_for_a_gpu_stops_no_idle_actor_that_holds_none(
+        cluster: RayCluster, tmp_path: Path) -> None:
+    """An idle actor is stopped only when another call waits for what it holds: a call
+    waiting for a GPU (held by a busy actor) stopped every idle actor, GPU or not."""
+    from dryml.context._ray import EVICT_AFTER
+
+    warm = toys.pid()  # idle now, holding a quarter of a CPU and no GPU
+    errors: list[BaseException] = []
+
+    def call(fn: Callable[..., Any], *args: Any) -> threading.Thread:
+        def run() -> None:
+            try:
+                fn(*args)
+            except BaseException as exc:  # noqa: BLE001 - the test inspects it
+                errors.append(exc)
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
+
+    holder = call(toys.hold_gpus, str(tmp_path))  # busy, holding both of the head's GPUs
+    deadline = time.monotonic() + 300
+    while not (tmp_path / "running").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    waiter = call(toys.one_gpu)  # waits for a GPU
+    time.sleep(EVICT_AFTER + 3)  # past the moment the old code stopped every idle actor
+    still = {w.pid for w in dc.workers() if not w.busy}
+    (tmp_path / "go").touch()
+    holder.join(300)
+    waiter.join(300)
+    assert not errors, errors
+    assert warm in still, (warm, dc.workers())  # the CPU-only idle actor was left alone...
+    assert toys.pid() == warm  # ...and still serves its context

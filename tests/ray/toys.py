@@ -101,6 +101,28 @@ def hang(pid_file: str) -> None:
     time.sleep(300)
 
 
+@dc.compute_context({"default": {"cpu/0": 0.25}})
+def pid() -> int:
+    """The actor's pid (a CPU-only context that holds no GPU)."""
+    return os.getpid()
+
+
+@dc.compute_context({"default": {"num_gpus": 2, "cpu/0": 0.25}})
+def hold_gpus(folder: str) -> int:
+    """Hold both of the head's GPUs until ``folder/go`` exists (``folder/running`` says it
+    runs)."""
+    Path(folder, "running").touch()
+    deadline = time.monotonic() + WAIT
+    while not Path(folder, "go").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return os.getpid()
+
+
+@dc.compute_context({"default": {"num_gpus": 1, "cpu/0": 0.1}})
+def one_gpu() -> int:
+    return os.getpid()
+
+
 @dc.compute_context({"default": {"cpu/0": 0.5}})
 def outer() -> tuple[int, dict[str, Any]]:
     """Runs a call this context cannot (it wants a GPU): a nested call from the actor."""

@@ -35,7 +35,8 @@ reference, so calls that share data (a search's trials) do not send it again."""
 STORE_CACHE = 4 << 30
 """Bytes of object-store entries the driver keeps referenced (least recently used go first)."""
 EVICT_AFTER = 2.0
-"""Seconds a new actor may wait for resources before an idle actor of another context goes."""
+"""Seconds a new actor may wait for resources before an idle actor of another context that
+holds what it waits for goes."""
 _POLL = 0.1
 
 
@@ -119,6 +120,12 @@ class _Actor:
     gpus: list[str] = attrs.field(factory=list)
     busy: bool = True
     last_used: float = attrs.field(factory=time.monotonic)
+
+
+def _held(actor: _Actor, kind: str) -> float:
+    """How much of ``kind`` ("cpu" or "gpu") ``actor`` holds on its node."""
+    return sum(amount for share in actor.shares.values() for name, amount in share.items()
+               if name.startswith(kind + "/"))
 
 
 def _env() -> dict[str, str]:
@@ -250,10 +257,8 @@ class RayExecutor:
                 closed = self._shut_down()
                 found = None if closed else self._take_idle(key)
                 if found is None and time.monotonic() - start > EVICT_AFTER:
-                    idle = sorted((a for a in self.actors if not a.busy),
-                                  key=lambda a: a.last_used)
-                    if idle:
-                        victim = idle[0]
+                    victim = self._idle_holding_short(cpus, gpus)
+                    if victim is not None:
                         self.actors.remove(victim)
             if closed:  # shut down (Ctrl-C) while this call waited for room on the cluster
                 self.ray.kill(handle)
@@ -269,6 +274,32 @@ class RayExecutor:
                 raise ResourcesUnavailableError(
                     f"waited {timeout}s for a Ray actor with {wanted} (num_cpus={cpus}, "
                     f"num_gpus={gpus}); the cluster has {self.ray.available_resources()} free")
+
+    def _idle_holding_short(self, cpus: float, gpus: float) -> _Actor | None:
+        """The least recently used idle actor that holds a kind of resource (CPU, GPU) that
+        its node has too little of free for a new actor of ``cpus``/``gpus``; None when some
+        node has room for it (Ray places it there, or already did: it is starting) or no idle
+        actor holds what is short (stopping one would not help)."""
+        idle = sorted((a for a in self.actors if not a.busy), key=lambda a: a.last_used)
+        if not idle:
+            return None
+        lacking: dict[str, set[str]] = {}
+        for node, free in self._free_per_node().items():
+            lacking[node] = {kind for kind, wanted in (("cpu", cpus), ("gpu", gpus))
+                             if wanted > 0 and free.get(kind.upper(), 0.0) + 1e-9 < wanted}
+            if not lacking[node]:
+                return None
+        for actor in idle:
+            if any(_held(actor, kind) > 0 for kind in lacking.get(actor.node, ())):
+                return actor
+        return None
+
+    def _free_per_node(self) -> dict[str, dict[str, float]]:
+        """Each live node's free resources, by node id (Ray's developer API)."""
+        import importlib
+
+        state: Any = importlib.import_module("ray._private.state")
+        return dict(state.available_resources_per_node())
 
     def _started(self, handle: Any, ready: Any, key: tuple[Any, ...],
                  shares: dict[str, dict[str, float]], wanted: str) -> _Actor:
