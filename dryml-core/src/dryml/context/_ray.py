@@ -283,8 +283,12 @@ class RayExecutor:
         idle = sorted((a for a in self.actors if not a.busy), key=lambda a: a.last_used)
         if not idle:
             return None
+        try:
+            nodes = self._free_per_node()
+        except Exception:  # noqa: BLE001 - a private Ray API: gone, stop the least recent
+            return idle[0]
         lacking: dict[str, set[str]] = {}
-        for node, free in self._free_per_node().items():
+        for node, free in nodes.items():
             lacking[node] = {kind for kind, wanted in (("cpu", cpus), ("gpu", gpus))
                              if wanted > 0 and free.get(kind.upper(), 0.0) + 1e-9 < wanted}
             if not lacking[node]:
@@ -295,7 +299,8 @@ class RayExecutor:
         return None
 
     def _free_per_node(self) -> dict[str, dict[str, float]]:
-        """Each live node's free resources, by node id (Ray's developer API)."""
+        """Each live node's free resources, by node id (Ray's developer API; should a Ray
+        release move it, a waiting call stops the least recently used idle actor, as before)."""
         import importlib
 
         state: Any = importlib.import_module("ray._private.state")
