@@ -378,3 +378,35 @@ def test_a_journal_that_is_not_a_regular_file_does_not_hang_an_open(
         capture_output=True, text=True, timeout=120)
     assert opening.stdout.strip() == "4", opening.stderr[-2000:]
     assert not os.path.lexists(repo.directory / name)
+
+
+class _Spec(Object):
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.spec = spec
+
+
+def test_indexing_a_file_imports_nothing_its_class_paths_name(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dict argument with a "cls" key reads as a class path. Indexing it (reindex, or `dryml
+    repo init`) looked the path up with getattr on an imported module, whose PEP 562
+    __getattr__ imported the submodule the file named (numpy.testing, dryml.testing; found by
+    review). The lookup now reads only the module's own namespace."""
+    import types
+
+    asked: list[str] = []
+    lazy = types.ModuleType("lazy_pkg_for_test")
+
+    def on_demand(name: str) -> Any:  # what numpy's and dryml's __getattr__ do
+        asked.append(name)
+        raise AttributeError(name)
+
+    lazy.__getattr__ = on_demand  # type: ignore[method-assign]
+    monkeypatch.setitem(sys.modules, "lazy_pkg_for_test", lazy)
+    folder = tmp_path / "r"
+    folder.mkdir()
+    save_object(_Spec({"a": {"cls": "lazy_pkg_for_test:testing.Thing"},
+                       "b": {"cls": "lazy_pkg_for_test:Thing"}}), folder / "x.dry")
+    with Repo(folder, create=True) as repo:  # indexes the file found in the folder
+        assert len(repo.ids(_Spec)) == 1
+        repo.reindex()
+    assert asked == []

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 import attrs
@@ -55,7 +57,15 @@ def known_mro(path: str) -> list[str] | None:
         module, _, qualname = path.partition(":")
         cls = sys.modules.get(module)
         for part in qualname.split(".") if cls is not None else ():
-            cls = getattr(cls, part, None)
+            # read from the namespaces themselves, never getattr: the path comes from a file
+            # or an index, and a module's __getattr__ (PEP 562, as in numpy and dryml)
+            # imports submodules on demand, a property or metaclass hook runs code
+            if part.startswith("__"):
+                return None
+            cls = (vars(cls).get(part) if isinstance(cls, ModuleType)
+                   else inspect.getattr_static(cls, part, None))
+            if cls is None or isinstance(cls, ModuleType):
+                return None
     if isinstance(cls, type):
         return [class_path(k) for k in cls.__mro__ if k is not object]
     return None
