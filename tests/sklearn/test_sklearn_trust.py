@@ -326,3 +326,37 @@ def test_crafted_names_are_refused_whatever_the_module_trust(
     assert [f.name for f in findings] == [f"{node['__module__']}.{node['__class__']}"]
     assert why in findings[0].why
     assert not {m for m in set(sys.modules) - before if ".tests" in m or m == "__main__"}
+
+
+@pytest.mark.parametrize("path", ["dryml.cli.__main__:X",
+                                  "sklearn.linear_model.tests.test_logistic:X"])
+def test_an_estimator_path_from_a_file_imports_no_entry_point_or_test_module(
+        path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Training a loaded Estimator looks its class path up: the path only had to start with a
+    trusted prefix, so 'dryml.cli.__main__' ran dryml's CLI and a scikit-learn test module
+    imported pytest (found by review). The trust rules of every other class path apply."""
+    from dryml_sklearn._models_util import estimator_class
+
+    module = path.split(":")[0]
+    monkeypatch.delitem(sys.modules, module, raising=False)
+    with pytest.raises(UntrustedClassError, match="entry point or test code"):
+        estimator_class(path)
+    assert module not in sys.modules
+
+
+def test_a_name_in_a_file_never_reaches_an_excluded_module_through_its_package(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stored class named 'experimental.x' of module 'sklearn' was looked up with getattr,
+    and scikit-learn's __getattr__ imported sklearn.experimental, a part dryml never imports
+    for a file (found by review); the name now resolves to nothing, importing nothing."""
+    import sklearn
+
+    from dryml_sklearn._trust import _excluded, _resolve
+
+    assert _excluded("sklearn.experimental")
+    if "experimental" in vars(sklearn):  # hasattr would itself import it
+        monkeypatch.delattr(sklearn, "experimental")
+    monkeypatch.delitem(sys.modules, "sklearn.experimental", raising=False)
+    assert _resolve("sklearn", "experimental.enable_iterative_imputer") is None
+    assert "sklearn.experimental" not in sys.modules
+    assert _resolve("sklearn.linear_model", "LogisticRegression") is linear_model.LogisticRegression

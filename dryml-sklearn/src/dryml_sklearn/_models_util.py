@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import importlib
+import inspect
 import sys
+from types import ModuleType
 from typing import Any
 
+from dryml.backend import TrustPolicy
 from dryml.errors import ConfigurationError, UntrustedClassError
 
 __all__ = ["estimator_class"]
-
-def _trusted_prefixes() -> tuple[str, ...]:
-    """Module prefixes the installed plugins trust (scikit-learn's estimator families,
-    ``xgboost.sklearn``...), from the ``dryml_trusted_modules`` hook."""
-    from dryml.plugins import get_plugin_manager
-
-    return tuple(str(entry) for _, entry in
-                 get_plugin_manager().records("dryml_trusted_modules"))
-
 
 def _split_path(path: str) -> tuple[str, str]:
     """``"module:Qual"`` or ``"package.module.Class"`` -> (module, qualname)."""
@@ -42,19 +35,25 @@ def estimator_class(path: str) -> type:
     from sklearn.base import BaseEstimator
 
     module, name = _split_path(path)
-    if module not in sys.modules and not any(
-            module == p or module.startswith(p + ".") for p in _trusted_prefixes()):
+    policy = TrustPolicy()
+    if module not in sys.modules and not policy.module_trusted(module):
         raise UntrustedClassError(
             f"estimator class {path!r}: module {module!r} is not trusted by any dryml plugin "
             "and is not imported; use a class from scikit-learn's estimator modules (e.g. "
             "'sklearn.linear_model.LogisticRegression', 'xgboost.sklearn.XGBClassifier'), or "
             "import your module before training")
-    try:
-        obj: Any = importlib.import_module(module)
-        for part in name.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigurationError(f"estimator class {path!r} cannot be found: {exc}") from None
+    # The path may come from a file: the module is imported only under the trust rules (a
+    # declared family's own module, never a test module or an entry point such as
+    # 'dryml.cli.__main__', found by review), and the class is read from the namespaces
+    # themselves, since getattr would run a module's __getattr__ (which imports on demand)
+    obj: Any = policy.import_named(module)
+    for part in name.split("."):
+        found = (vars(obj).get(part, None) if isinstance(obj, ModuleType)
+                 else inspect.getattr_static(obj, part, None))
+        if part.startswith("__") or found is None or isinstance(found, ModuleType):
+            raise ConfigurationError(f"estimator class {path!r} cannot be found: module "
+                                     f"{module!r} defines no {name!r}")
+        obj = found
     if not (isinstance(obj, type) and issubclass(obj, BaseEstimator)):
         raise ConfigurationError(
             f"{path!r} is not a scikit-learn estimator class (a BaseEstimator subclass)")
