@@ -261,6 +261,11 @@ def test_search_ls_says_when_there_are_no_searches(
 @pytest.mark.parametrize(("content", "message"), [
     ("{not json", "are not JSON"),
     ("{}", "metrics and directions are missing"),
+    # found by review: ranking took any direction but "maximize" for "minimize", so these
+    # showed the worst trial as the best
+    ('{"metrics": ["accuracy"], "directions": ["Maximize"]}', "'maximize' or 'minimize'"),
+    ('{"metrics": ["accuracy"], "directions": []}', "each metric needs one direction"),
+    ('{"metrics": [], "directions": []}', "each metric needs one direction"),
 ])
 def test_damaged_search_settings_are_an_error_line(
         repo_dir: Path, capsys: pytest.CaptureFixture[str], content: str, message: str) -> None:

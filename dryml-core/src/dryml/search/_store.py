@@ -78,6 +78,17 @@ def _read(path: Path, name: str) -> dict[str, Any]:
         raise ConfigurationError(f"the settings of search {name!r} ({path}) are not a search's "
                                  "settings (metrics and directions are missing): restore the "
                                  "file, or delete it to make the search anew under that name")
+    metrics, directions = data["metrics"], data["directions"]
+    # Ranking takes any direction other than "maximize" for "minimize": an edited or damaged
+    # file ("Maximize", or no directions) silently showed the worst trial as the best (found
+    # by review), so the settings are held to what a Search writes.
+    if not (metrics and len(directions) == len(metrics)
+            and all(isinstance(m, str) for m in metrics)
+            and all(d in ("maximize", "minimize") for d in directions)):
+        raise ConfigurationError(
+            f"the settings of search {name!r} ({path}) name metrics {metrics!r} with "
+            f"directions {directions!r}: each metric needs one direction, 'maximize' or "
+            "'minimize'. Restore the file, or delete it to make the search anew under that name")
     return data
 
 
