@@ -410,3 +410,29 @@ def test_indexing_a_file_imports_nothing_its_class_paths_name(
         assert len(repo.ids(_Spec)) == 1
         repo.reindex()
     assert asked == []
+
+
+def test_an_index_definition_edited_by_hand_fails_check_and_reindex_restores_it(
+        repo: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    """The file keeps its digest while the index's copy of its definition (which queries
+    match) says other arguments: check said ok and a query for layers=5 returned the object
+    of layers=1 (found by review). check now compares the two."""
+    index = repo.directory / ".dryml-index.sqlite"
+    repo.close()
+    db = sqlite3.connect(index)
+    (definition,) = db.execute("SELECT definition FROM objects WHERE id = 'net'").fetchone()
+    edited = json.loads(definition)
+    assert edited["dry_args"] == [1]
+    edited["dry_args"] = [5]
+    db.execute("UPDATE objects SET definition = ? WHERE id = 'net'", (json.dumps(edited),))
+    db.execute("UPDATE kv SET value = 5 WHERE id = 'net' AND key = 'a.0'")
+    db.commit()
+    db.close()
+    status, out, _ = _cli(capsys, "repo", "check", str(repo.directory))
+    assert status == 1
+    assert "MISMATCH" in out and "net.dry" in out and "the index's copy of the definition" in out
+    assert _cli(capsys, "repo", "reindex", str(repo.directory))[0] == 0
+    with Repo(repo.directory) as again:
+        assert again.check().ok
+        assert again.ids(Selector(Net, args=[5])) == []
+        assert again.ids(Selector(Net, args=[1])) == ["net"]

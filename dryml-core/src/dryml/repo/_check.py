@@ -193,6 +193,14 @@ def _check_file(path: Path, dry_id: str, size: int, mtime: int | None, digest: s
                 if stamp.size != size:
                     return "mismatched", (f"the index says {size} bytes, the file has "
                                           f"{stamp.size}"), None
+                # the file is the one indexed; is the index's copy of its definition, which
+                # queries match, still the file's? (found by review: an index edited by hand
+                # to other arguments passed check while queries returned the wrong objects)
+                indexed = json.loads(definition)
+                found = file_definition(reader, manifest)
+                if _canonical(found) != _canonical(indexed):
+                    return "mismatched", ("the index's copy of the definition was changed: "
+                                          + describe_change(indexed, found)), None
                 if stamp.mtime != mtime:  # rewritten or copied: are the members intact too?
                     for name, info in reader.members.items():
                         reader._verify_stored(name, info)
@@ -200,6 +208,11 @@ def _check_file(path: Path, dry_id: str, size: int, mtime: int | None, digest: s
     except Exception as exc:  # noqa: BLE001 - every failure to read the file is reported
         return "unreadable", describe_error(exc), None
     return None, "", None
+
+
+def _canonical(definition: object) -> str:
+    """A definition as comparable text (NaN equals NaN, key order does not count)."""
+    return json.dumps(definition, sort_keys=True)
 
 
 def _record(index: Index, stamps: list[tuple[str, Stamp, str | None]]) -> int:
