@@ -210,3 +210,59 @@ def test_a_pruner_watching_a_key_the_model_never_logs_fails_the_trial_saying_so(
            "epoch, val_accuracy); pass Search(..., monitor=NAME)" in result.trials[0]["error"]
     assert result.stopped is not None and result.stopped.startswith(
         "stopped: the pruner watches 'val_auc'")
+
+
+class LossToy(Toy):
+    """Toy whose epochs also log a loss: ``val_loss`` rises as ``val_accuracy`` falls."""
+
+    def on_epoch_end(self, logs: dict[str, float]) -> None:
+        logs["val_loss"] = -logs["val_accuracy"]
+
+
+def _pruned(result: Any) -> list[tuple[int, float]]:
+    return [(t["number"], t["params"]["shift"]) for t in result.trials
+            if t["status"] == "pruned"]
+
+
+def test_a_loss_monitor_prunes_the_trials_an_accuracy_monitor_prunes(tmp_path: Path) -> None:
+    """Found by review: the pruner ranks reports in the study's direction (accuracy: higher is
+    better), so a val_loss monitor made it stop the trials with the lowest loss, the best
+    ones. A monitor that improves the other way is now reported negated: watching val_loss
+    prunes exactly what watching val_accuracy does."""
+    def search(monitor: str, name: str) -> Any:
+        return Search(ObjectDef(LossToy, shift=Float(0.0, 4.0), epochs=4),
+                      repo=tmp_path / name, name="p", sampler="tpe", n_trials=12, seed=0,
+                      monitor=monitor, pruner=optuna.pruners.MedianPruner(n_startup_trials=3)
+                      ).run(blobs())
+
+    by_accuracy = _pruned(search("val_accuracy", "acc"))
+    assert by_accuracy  # the comparison means something
+    assert _pruned(search("val_loss", "loss")) == by_accuracy
+
+
+def test_the_chosen_pruner_decides(tmp_path: Path) -> None:
+    """Found by review: each trial's worker opened the study without the search's pruner, so
+    Optuna's default MedianPruner pruned trials of pruner="none" or of a pruner whose own
+    settings would not prune."""
+    for i, pruner in enumerate(["none", optuna.pruners.MedianPruner(n_startup_trials=100)]):
+        result = Search(ObjectDef(Toy, shift=Float(0.0, 4.0), epochs=4),
+                        repo=tmp_path / f"r{i}", name="p", sampler="tpe", n_trials=12, seed=0,
+                        pruner=pruner).run(blobs())
+        assert [t["status"] for t in result.trials] == ["complete"] * 12
+
+
+def test_a_pruner_needs_one_metric_and_a_monitor_direction_it_can_tell(tmp_path: Path) -> None:
+    from dryml.errors import ConfigurationError
+
+    space = ObjectDef(Toy, shift=Float(0.0, 4.0), epochs=3)
+    with pytest.raises(ConfigurationError, match="Optuna does not prune a search of 2"):
+        Search(space, metric=["accuracy", "log_loss"], repo=tmp_path / "r", name="p",
+               sampler="tpe", n_trials=2, pruner="median")
+    with pytest.raises(ConfigurationError, match="monitor_direction='minimize' or 'maximize'"):
+        Search(space, repo=tmp_path / "r", name="p", sampler="tpe", n_trials=2,
+               pruner="median", monitor="val_wer")
+    made = Search(space, repo=tmp_path / "r", name="p", sampler="tpe", n_trials=2,
+                  pruner="median", monitor="val_wer", monitor_direction="minimize")
+    assert made.monitor_direction == "minimize"
+    assert Search(space, repo=tmp_path / "r", name="p", sampler="tpe", n_trials=2,
+                  pruner="median", monitor="val_logloss").monitor_direction == "minimize"

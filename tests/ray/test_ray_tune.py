@@ -155,3 +155,40 @@ def test_tune_samples_only_values_of_the_dryml_space() -> None:
     for name in ("n", "m", "f", "g", "k"):
         sampled = set(params[name].sample(size=2000))
         assert sampled == set(grid[name]), (name, sorted(sampled), grid[name])
+
+
+def test_a_loss_monitor_is_reported_negated_and_only_chosen_params_are_recorded(
+        cluster: RayCluster, tmp_path: Path) -> None:
+    """Found by review: a monitor that falls as the metric rises (a loss for accuracy) was
+    reported as it is under the metric's name, so a scheduler in mode "max" kept the worst
+    trials; and collect_tune recorded the markers of Choice options a trial did not choose
+    (Tune samples every entry of param_space)."""
+    import toys
+    from ray import cloudpickle
+
+    from dryml.search import Choice
+
+    if not ray.is_initialized():
+        ray.init(address=cluster.address)
+    cloudpickle.register_pickle_by_value(toys)
+    try:
+        space = Choice(ObjectDef(toys.ValidToy, shift=Float(0.0, 1e-6), epochs=2),
+                       ObjectDef(toys.ValidToy, shift=0.0, epochs=2), labels=["tuned", "fixed"])
+        trainable, params = tune_search(space, toys.blobs(), toys.blobs(seed=1),
+                                        metric="accuracy", monitor="loss")
+        (choice,) = [key for key in params if "." not in key]
+        params[choice] = tune.grid_search(["tuned", "fixed"])
+        results = tune.Tuner(
+            trainable, param_space=params,
+            tune_config=tune.TuneConfig(metric="accuracy", mode="max", num_samples=1),
+            run_config=tune.RunConfig(storage_path=str(tmp_path / "tune"), verbose=0)).fit()
+        assert not results.errors, [str(r.error)[-500:] for r in results if r.error]
+        for result in results:
+            history = result.metrics_dataframe
+            assert list(history["accuracy"].iloc[:2]) == list(-history["loss"].iloc[:2])
+        assert collect_tune(results, tmp_path / "repo", "chosen", space=space) == 2
+    finally:
+        cloudpickle.unregister_pickle_by_value(toys)
+    recorded = {e["metadata"]["params"][choice]: set(e["metadata"]["params"])
+                for e in Repo(tmp_path / "repo").entries(where={"search": "chosen"})}
+    assert recorded == {"fixed": {choice}, "tuned": {choice, "tuned.shift"}}

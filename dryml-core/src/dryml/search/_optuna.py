@@ -149,13 +149,18 @@ class OptunaSampler:
         if self.pruner is None:
             return None
         return {"storage": self.storage_kind, "dir": str(self.state_dir),
-                "study": self.study.study_name, "trial_id": asked.handle._trial_id}
+                "study": self.study.study_name, "trial_id": asked.handle._trial_id,
+                "pruner": self.pruner}
 
 
-def worker_reporter(args: dict[str, Any], monitor: str) -> Any:
-    """In the worker: a reporter that sends ``logs[monitor]`` to the Optuna trial."""
+def worker_reporter(args: dict[str, Any], monitor: str, negate: bool = False) -> Any:
+    """In the worker: a reporter that sends ``logs[monitor]`` (negated with ``negate``, for a
+    monitor that improves the other way than the study) to the Optuna trial, whose
+    ``should_prune`` asks the search's own pruner."""
     optuna = import_optuna()
-    study = optuna.load_study(study_name=args["study"],
+    # the search's pruner: load_study without one gave Optuna's default MedianPruner, which
+    # pruned trials of pruner="none" or of a pruner's own settings (found by review)
+    study = optuna.load_study(study_name=args["study"], pruner=args.get("pruner"),
                               storage=open_storage(args["storage"], Path(args["dir"])))
     trial = optuna.trial.Trial(study, args["trial_id"])
 
@@ -165,7 +170,8 @@ def worker_reporter(args: dict[str, Any], monitor: str) -> Any:
                 f"the pruner watches {monitor!r}, which this model's epochs do not log (they "
                 f"log {', '.join(sorted(logs)) or 'nothing'}); pass Search(..., monitor=NAME) "
                 "with one of them")
-        trial.report(float(logs[monitor]), step)
+        value = float(logs[monitor])
+        trial.report(-value if negate else value, step)
         return bool(trial.should_prune())
 
     return report

@@ -20,6 +20,7 @@ metadata as ``Search`` trials, and the search's settings beside them. Needs
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -83,22 +84,32 @@ def _enter_context(frameworks: set[str]) -> None:
 
 
 def tune_search(space: Any, train: Any, valid: Any, *, metric: Any = "accuracy",
-                direction: Any = None, monitor: str | None = None
+                direction: Any = None, monitor: str | None = None,
+                monitor_direction: str | None = None
                 ) -> tuple[Callable[[dict[str, Any]], None], dict[str, Any]]:
     """``(trainable, param_space)`` for ``tune.Tuner`` from a dryml space.
 
     Each trial trains on ``train`` with ``valid`` as its validation data (so a torch or Keras
     Trainable logs ``val_*`` every epoch) and scores on ``valid``. Every epoch that logs
-    ``monitor`` (default ``val_<metric>``, e.g. ``val_accuracy``; it must rise and fall with
-    the metric) is reported to Tune under the first metric's name, which is what a scheduler
-    such as ASHA compares; epochs that do not log it are not reported (Tune refuses a result
-    without the metric). The last report holds the metrics (by name) with the trained model
-    in its checkpoint; give the Tuner the first metric's name and mode.
+    ``monitor`` (default ``val_<metric>``, e.g. ``val_accuracy``) is reported to Tune under
+    the first metric's name, which is what a scheduler such as ASHA compares, negated when it
+    improves the other way (``val_loss`` for accuracy; ``monitor_direction`` says which way a
+    name dryml does not know improves, as for :class:`dryml.search.Search`); epochs that do
+    not log it are not reported (Tune refuses a result without the metric). The last report
+    holds the metrics (by name) with the trained model in its checkpoint; give the Tuner the
+    first metric's name and mode.
     """
     space = space if isinstance(space, Space) else Space(space)
-    metrics, _ = resolve_metrics(metric, direction)
+    from dryml.search._search import _monitor_direction
+
+    metrics, directions = resolve_metrics(metric, direction)
     first = metrics[0][0]
     watched = monitor or f"val_{first}"
+    # a scheduler compares the reports in the Tuner's mode, the first metric's: a monitor
+    # that goes the other way is negated (val_loss reported as accuracy made ASHA stop the
+    # best trials)
+    sign = -1.0 if _monitor_direction(watched, monitor_direction, first, directions[0],
+                                      needed=monitor is not None) != directions[0] else 1.0
 
     def trainable(config: dict[str, Any]) -> None:
         from dryml._io import save_object
@@ -115,7 +126,7 @@ def tune_search(space: Any, train: Any, valid: Any, *, metric: Any = "accuracy",
                 if isinstance(logs.get(watched), (int, float)):
                     tune.report({**{k: float(v) for k, v in logs.items()
                                     if isinstance(v, (int, float))},
-                                 first: float(logs[watched])})
+                                 first: sign * float(logs[watched])})
 
             model.__dict__["on_epoch_end"] = on_epoch_end
         try:
@@ -173,8 +184,14 @@ def collect_tune(results: Any, repo: Any, name: str, *, metric: Any = "accuracy"
         with result.checkpoint.as_directory() as folder:
             model = load_object(os.path.join(folder, MODEL_FILE), trust=trust)
         metrics = {k: v for k, v in result.metrics.items() if k in names}
+        config = dict(result.config)
+        if space is not None:
+            # only what the trial used: Tune samples the markers of every Choice option,
+            # chosen or not (found by review: unchosen options' values were recorded)
+            with contextlib.suppress(KeyError):
+                config = space.sample(lambda key, _spec, given=config: given[key])[1]
         repo.add_object(model, metadata={
-            "search": name, "trial": number, "params": dict(result.config),
+            "search": name, "trial": number, "params": config,
             "framework": type(model).dry_framework, "metrics": metrics,
             "values": [metrics.get(n) for n in names], "status": "complete", "kept": True,
             "seconds": result.metrics.get("dryml_seconds"), "error": None,

@@ -55,8 +55,10 @@ class Search:
     that many failed trials in one run. ``context_reqs`` gives each framework's trials their
     resources, e.g. ``{"torch": {"gpu/0": 0.5}}`` (two torch trials share GPU 0). With a
     ``pruner`` ("median", "hyperband", "asha" or an Optuna pruner), each epoch's ``monitor``
-    value (default ``val_<metric>``, in the first metric's direction) is reported and
-    unpromising trials stop early. ``storage``: where an Optuna study is kept in the repo
+    value (default ``val_<metric>``) is reported and unpromising trials stop early;
+    ``monitor_direction`` ("maximize"/"minimize") says which way the monitor improves, where
+    its name does not (``val_loss``, ``val_logloss``, ``val_rmse``... minimize; ``val_<metric>``
+    goes the first metric's way). ``storage``: where an Optuna study is kept in the repo
     directory, "journal" (Optuna's journal file, default) or "sqlite". ``executor``: where
     trials train, "local" (this machine's workers) or "ray" (a Ray cluster, see
     docs/cluster.md); default: the process's executor (``dryml.context.configure``,
@@ -74,7 +76,7 @@ class Search:
                  keep: str = "all", max_failures: int | None = None,
                  progress: bool | None = None, context_reqs: dict[str, Any] | None = None,
                  monitor: str | None = None, storage: str = "journal",
-                 executor: str | None = None) -> None:
+                 executor: str | None = None, monitor_direction: str | None = None) -> None:
         from dryml.models import Trainable
         from dryml.repo import Repo
 
@@ -88,6 +90,9 @@ class Search:
                                      f"got {name!r}")
         self.metrics, self.directions = resolve_metrics(metric, direction)
         self.monitor = monitor or f"val_{self.metrics[0][0]}"
+        self.monitor_direction = _monitor_direction(
+            self.monitor, monitor_direction, self.metrics[0][0], self.directions[0],
+            needed=pruner is not None)
         self.sampler_name, self.sampler = get_sampler(sampler, seed)
         if hasattr(self.sampler, "storage_kind"):
             if storage not in ("journal", "sqlite"):
@@ -96,6 +101,10 @@ class Search:
         if pruner is not None:
             if not hasattr(self.sampler, "set_pruner"):
                 raise ConfigurationError("pruners need an Optuna sampler (tpe, cmaes, ...)")
+            if len(self.directions) > 1:  # else every trial failed in Optuna's report
+                raise ConfigurationError(
+                    "pruners stop trials on one metric: Optuna does not prune a search of "
+                    f"{len(self.directions)} metrics; leave pruner out, or search one metric")
             self.sampler.set_pruner(pruner)
         if self.sampler_name == "grid":
             self.space.check_grid()
@@ -265,7 +274,11 @@ class Search:
         optuna = args(asked) if args is not None else None
         if optuna is None:
             return None
-        report: dict[str, Any] = {"optuna": optuna, "monitor": self.monitor}
+        # the pruner ranks reports in the study's direction (the first metric's): a monitor
+        # that goes the other way (val_loss for accuracy) is reported negated, else the
+        # pruner stopped the best trials (found by review)
+        report: dict[str, Any] = {"optuna": optuna, "monitor": self.monitor,
+                                  "negate": self.monitor_direction != self.directions[0]}
         with using_executor(self.executor):
             name, options = chosen_executor()
         relay = getattr(get_executor(name, options), "report_relay", None)
@@ -445,3 +458,34 @@ def search_names(repo: Any) -> Iterable[str]:
 
 
 _ = DrymlError  # re-exported through errors users catch
+
+
+#: Epoch log names (after ``val_``) whose direction is known (XGBoost's, Keras', torch's).
+_LOWER_IS_BETTER = frozenset({"loss", "logloss", "mlogloss", "log_loss", "error", "merror",
+                              "rmse", "mse", "mae", "mape", "rmsle", "mphe"})
+_HIGHER_IS_BETTER = frozenset({"accuracy", "auc", "aucpr", "balanced_accuracy", "macro_f1",
+                               "roc_auc", "r2", "map", "ndcg"})
+
+
+def _monitor_direction(monitor: str, given: str | None, metric: str, direction: str, *,
+                       needed: bool) -> str:
+    """Which way ``monitor`` improves: ``given``, else from its name, else (a pruner needs
+    it) an error that asks for it."""
+    if given is not None:
+        if given not in ("maximize", "minimize"):
+            raise ConfigurationError(
+                f"monitor_direction is 'maximize' or 'minimize', got {given!r}")
+        return given
+    base = monitor.removeprefix("val_")
+    if base == metric:
+        return direction
+    if base in _LOWER_IS_BETTER:
+        return "minimize"
+    if base in _HIGHER_IS_BETTER:
+        return "maximize"
+    if needed:
+        raise ConfigurationError(
+            f"say which way {monitor!r} improves: Search(..., monitor={monitor!r}, "
+            "monitor_direction='minimize' or 'maximize'); the pruner stops the trials whose "
+            "monitor is worst")
+    return direction

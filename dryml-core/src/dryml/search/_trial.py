@@ -98,7 +98,7 @@ def make_reporter(report: dict[str, Any]) -> Any:
     files beside the Repo) and it says whether the trial should stop."""
     from dryml.search._optuna import worker_reporter
 
-    return worker_reporter(report["optuna"], report["monitor"])
+    return worker_reporter(report["optuna"], report["monitor"], bool(report.get("negate")))
 
 
 def _train_and_score(model: Any, train: Any, valid: Any, metrics: list[Metric],
