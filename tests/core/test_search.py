@@ -498,3 +498,38 @@ def test_a_nan_or_infinite_metric_fails_its_trial_and_the_search_goes_on(tmp_pat
     assert -1 <= result.best_value <= 0
     repo = Repo(tmp_path / "repo")
     assert len(repo.ids(where={"search": "nan", "status": "failed"})) == len(failed)
+
+
+def test_a_grid_point_that_fails_is_tried_again_only_after_the_rest_of_the_grid(
+        tmp_path: Path) -> None:
+    """Found by review: a failed point was asked again at once, so one that always fails used
+    up max_failures and the points after it were never tried (the best came from part of the
+    grid)."""
+    space = ObjectDef(Toy, crash=Choice("raise", "no", "fine"))
+    result = Search(space, repo=tmp_path / "repo", name="g", sampler="grid", max_failures=2,
+                    progress=False).run(blobs())
+    tried = [(t["params"]["crash"], t["status"]) for t in result.trials]
+    assert tried == [("raise", "failed"), ("no", "complete"), ("fine", "complete"),
+                     ("raise", "failed")]
+    assert "max_failures" in (result.stopped or "")
+
+
+def test_a_search_whose_settings_were_deleted_is_not_started_anew_over_its_trials(
+        tmp_path: Path) -> None:
+    """Found by review: deleting a search's settings file (as the error for a damaged one
+    said) and running a search of that name again resumed the old trials under the new space:
+    no new trial ran and the best params were an old trial's, outside the new space."""
+    old = Search(ObjectDef(Toy, shift=Choice(0.0, 1.0)), repo=tmp_path / "repo", name="s",
+                 sampler="grid", progress=False)
+    assert len(old.run(blobs()).trials) == 2
+    (tmp_path / "repo" / ".dryml-search" / "s.json").unlink()
+    new = Search(ObjectDef(Toy, shift=Choice(2.0, 3.0)), repo=tmp_path / "repo", name="s",
+                 sampler="grid", progress=False)
+    with pytest.raises(ConfigurationError, match=r"holds 2 trial\(s\) of a search named 's' "
+                                                 r"but not its settings"):
+        new.run(blobs())
+    repo = Repo(tmp_path / "repo")
+    for dry_id in repo.ids(where={"search": "s"}):
+        repo.delete(dry_id)
+    result = new.run(blobs())
+    assert sorted(t["params"]["shift"] for t in result.trials) == [2.0, 3.0]

@@ -68,7 +68,10 @@ def _key(params: dict[str, Any]) -> str:
 
 class GridSampler:
     """Every combination of the space's values, in order (Floats need a ``step``); a resumed
-    search skips the combinations already finished, and failed ones are tried again."""
+    search skips the combinations already finished. A combination whose trial failed is tried
+    again only after every combination not tried yet (found by review: retried at once, one
+    that always failed, a NaN score say, used up ``max_failures`` before the rest of the grid
+    was ever tried)."""
 
     def __init__(self, seed: int | None = None) -> None:
         self.seed = seed
@@ -78,20 +81,26 @@ class GridSampler:
         space.check_grid()
         self.space, self.points = space, space.grid()
         self.taken = {_key(t.params) for t in history if t.status in FINISHED}
+        self.failed = {_key(t.params) for t in history if t.status not in FINISHED}
+        self.failed -= self.taken
         self.next_number = max((t.number for t in history), default=-1) + 1
 
     def ask(self) -> Asked | None:
-        for params in self.points:
-            key = _key(params)
-            if key not in self.taken:
-                self.taken.add(key)
-                number, self.next_number = self.next_number, self.next_number + 1
-                return Asked(number, params, self.space.build_def(params))
+        for retry in (False, True):
+            for params in self.points:
+                key = _key(params)
+                if key not in self.taken and (retry or key not in self.failed):
+                    self.taken.add(key)
+                    self.failed.discard(key)
+                    number, self.next_number = self.next_number, self.next_number + 1
+                    return Asked(number, params, self.space.build_def(params))
         return None
 
     def tell(self, asked: Asked, status: str, values: list[float] | None) -> None:
         if status not in FINISHED:
-            self.taken.discard(_key(asked.params))
+            key = _key(asked.params)
+            self.taken.discard(key)
+            self.failed.add(key)
 
 
 def _draw(rng: np.random.Generator, spec: NumberSpec | ChoiceSpec) -> Any:

@@ -150,6 +150,8 @@ class Search:
         from dryml.search._data import make_folds, split_for_scoring
 
         state = _store.state_dir(self.repo.directory)
+        if not (state / f"{self.name}.json").exists():
+            _store.existing_trials_without_settings(self.repo, self.name)
         _store.write_settings(state, self.name, self._settings())
         rows = self.trials()
         _store.mark_running_failed(self.repo, rows)

@@ -65,6 +65,24 @@ def read_settings(repo_dir: Path, name: str) -> dict[str, Any] | None:
     return _read(path, name)
 
 
+_TRIALS_TOO = (" (after removing the search's trials from the repository, which 'dryml repo "
+               "ls {repo} --where search={name}' lists: else they join the new search)")
+
+
+def existing_trials_without_settings(repo: Any, name: str) -> None:
+    """Refuse to start search ``name`` anew while the repository holds trials of a search of
+    that name whose settings file is gone (found by review: deleting a damaged settings file,
+    as its error said, made a new search resume the old one's trials, reporting an old
+    trial's params, outside the new space, as the best)."""
+    count = len(repo.ids(where={"search": name}))
+    if count:
+        raise ConfigurationError(
+            f"the repository holds {count} trial(s) of a search named {name!r} but not its "
+            f"settings ({STATE_DIR}/{name}.json): restore that file to resume the search, run "
+            "this one under another name, or remove the old trials first ('dryml repo ls "
+            f"{repo.directory} --where search={name}' lists them)")
+
+
 def _read(path: Path, name: str) -> dict[str, Any]:
     """A settings file, or a ConfigurationError saying what is wrong with it."""
     try:
@@ -77,7 +95,8 @@ def _read(path: Path, name: str) -> dict[str, Any]:
             and isinstance(data.get("directions"), list)):
         raise ConfigurationError(f"the settings of search {name!r} ({path}) are not a search's "
                                  "settings (metrics and directions are missing): restore the "
-                                 "file, or delete it to make the search anew under that name")
+                                 "file, or delete it to make the search anew under that name"
+                                 + _TRIALS_TOO.format(name=name, repo=path.parent.parent))
     metrics, directions = data["metrics"], data["directions"]
     # Ranking takes any direction other than "maximize" for "minimize": an edited or damaged
     # file ("Maximize", or no directions) silently showed the worst trial as the best (found
@@ -88,7 +107,8 @@ def _read(path: Path, name: str) -> dict[str, Any]:
         raise ConfigurationError(
             f"the settings of search {name!r} ({path}) name metrics {metrics!r} with "
             f"directions {directions!r}: each metric needs one direction, 'maximize' or "
-            "'minimize'. Restore the file, or delete it to make the search anew under that name")
+            "'minimize'. Restore the file, or delete it to make the search anew under that name"
+            + _TRIALS_TOO.format(name=name, repo=path.parent.parent))
     return data
 
 
