@@ -266,3 +266,13 @@ def test_a_pruner_needs_one_metric_and_a_monitor_direction_it_can_tell(tmp_path:
     assert made.monitor_direction == "minimize"
     assert Search(space, repo=tmp_path / "r", name="p", sampler="tpe", n_trials=2,
                   pruner="median", monitor="val_logloss").monitor_direction == "minimize"
+
+
+def test_optunas_grid_sampler_ends_the_search_when_its_grid_is_used_up(tmp_path: Path) -> None:
+    """Found by review: Optuna's GridSampler calls study.stop() once its grid is used up,
+    which outside study.optimize raised a RuntimeError out of Search.run."""
+    result = Search(ObjectDef(Toy, shift=Choice(0.0, 1.0)), repo=tmp_path / "repo", name="g",
+                    sampler=optuna.samplers.GridSampler({"shift": [0.0, 1.0]}), n_trials=5,
+                    progress=False).run(blobs())
+    assert sorted((t["params"]["shift"], t["status"]) for t in result.trials) == [
+        (0.0, "complete"), (1.0, "complete")]

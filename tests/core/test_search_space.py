@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -155,3 +156,18 @@ def test_equal_markers_with_one_name_are_one_parameter() -> None:
     with pytest.raises(ConfigurationError, match="several markers are named 'width'"):
         Space(ObjectDef(Net, [ObjectDef(Layer, width), ObjectDef(Layer, Int(8, 32,
                                                                             name="width"))]))
+
+
+def test_a_tiny_float_step_keeps_every_grid_value_apart() -> None:
+    """Found by review: values were rounded at 12 decimals whatever the step, so
+    Float(0, 4e-12, step=5e-13) gave the grid 0, 0, 1e-12, 2e-12, 2e-12, ..."""
+    from dryml.search._samplers import RandomSampler
+
+    space = Space(ObjectDef(Opt, "sgd", lr=Float(0.0, 4e-12, step=5e-13)))
+    expected = [k * 5e-13 for k in range(9)]
+    assert [p["lr"] for p in space.grid()] == pytest.approx(expected, rel=1e-9, abs=0)
+    assert len({p["lr"] for p in space.grid()}) == 9
+    sampler = RandomSampler(seed=0)
+    sampler.start(space, ["maximize"], "t", Path("."), [])
+    drawn = {sampler.ask().params["lr"] for _ in range(300)}
+    assert drawn == {p["lr"] for p in space.grid()}

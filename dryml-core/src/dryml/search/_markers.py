@@ -42,7 +42,15 @@ class NumberSpec:
         count = math.floor((self.high - self.low) / self.step + 1e-9) + 1
         # floats, as Optuna gives them: Float(1, 3, step=1) gave the ints 1, 2, 3 here, and
         # an int and a float mean different models to scikit-learn (max_features=1 vs 1.0)
-        return [float(round(self.low + i * self.step, 12)) for i in range(count)]
+        return [stepped(self.low, self.step, i) for i in range(count)]
+
+
+def stepped(low: float, step: float, k: int) -> float:
+    """``low + k * step`` without float noise: rounded at 12 digits below the step's first
+    (a fixed 12 decimals made Float(0, 4e-12, step=5e-13) give 0, 0, 1e-12, 2e-12, 2e-12...,
+    found by review)."""
+    digits = 12 - min(0, math.floor(math.log10(abs(step)))) if step else 12
+    return float(round(low + k * step, digits))
 
 
 @attrs.frozen

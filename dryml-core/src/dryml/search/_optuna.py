@@ -86,6 +86,8 @@ class OptunaSampler:
         self.optuna_sampler = sampler
         self.pruner: Any = None
         self.storage_kind = "journal"
+        #: the sampler stopped the study (it has nothing left to suggest)
+        self.exhausted = False
         #: makes the sampler again from a seed, for a resume of a seeded search (see start)
         self.reseed = reseed
 
@@ -98,6 +100,7 @@ class OptunaSampler:
         optuna = import_optuna()
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.space, self.state_dir = space, Path(state_dir)
+        self.exhausted = False
         self.study = optuna.create_study(
             storage=open_storage(self.storage_kind, self.state_dir), study_name=name,
             directions=directions,
@@ -131,6 +134,8 @@ class OptunaSampler:
                 self.study.tell(frozen.number, state=optuna.trial.TrialState.FAIL)
 
     def ask(self) -> Asked | None:
+        if self.exhausted:
+            return None
         trial = self.study.ask()
         definition, params = self.space.sample(lambda name, spec: suggest(trial, name, spec))
         return Asked(trial.number, params, definition, trial)
@@ -138,11 +143,19 @@ class OptunaSampler:
     def tell(self, asked: Asked, status: str, values: list[float] | None) -> None:
         optuna = import_optuna()
         states = optuna.trial.TrialState
-        if status == "complete" and values is not None:
-            self.study.tell(asked.handle, values)
-        else:
-            self.study.tell(asked.handle, state=states.PRUNED if status == "pruned"
-                            else states.FAIL)
+        try:
+            if status == "complete" and values is not None:
+                self.study.tell(asked.handle, values)
+            else:
+                self.study.tell(asked.handle, state=states.PRUNED if status == "pruned"
+                                else states.FAIL)
+        except RuntimeError as exc:
+            # A sampler that has nothing left to suggest (Optuna's GridSampler, its grid used
+            # up) calls study.stop(), which outside study.optimize raises this after the
+            # trial's state was stored: the search has ended (found by review: a traceback)
+            if "Study.stop" not in str(exc):
+                raise
+            self.exhausted = True
 
     def reporter_args(self, asked: Asked) -> dict[str, Any] | None:
         """What a worker needs to report epochs of this trial to the study (None: no pruner)."""

@@ -18,7 +18,7 @@ import numpy as np
 
 from dryml._objectdef import ObjectDef
 from dryml.errors import BackendUnavailableError, ConfigurationError
-from dryml.search._markers import ChoiceSpec, NumberSpec
+from dryml.search._markers import ChoiceSpec, NumberSpec, stepped
 from dryml.search._space import Space
 
 __all__ = ["Asked", "GridSampler", "RandomSampler", "Sampler", "TrialInfo", "get_sampler",
@@ -117,7 +117,7 @@ def _draw(rng: np.random.Generator, spec: NumberSpec | ChoiceSpec) -> Any:
         return float(math.exp(rng.uniform(math.log(low), math.log(high))))
     if spec.step is not None:
         count = math.floor((high - low) / spec.step + 1e-9)
-        return float(round(low + spec.step * int(rng.integers(count + 1)), 12))
+        return stepped(low, spec.step, int(rng.integers(count + 1)))
     return float(rng.uniform(low, high))
 
 
