@@ -491,3 +491,41 @@ def test_a_quantizer_torch_never_builds_is_refused_at_load(tmp_path: Any) -> Non
     outcomes = json.loads(lines[-1]) if lines else {}
     assert out.returncode == 0, (out.returncode, outcomes, out.stderr[-2000:])
     assert outcomes == {"good": "used", **dict.fromkeys(HOSTILE_QUANTIZERS, "FormatError")}
+
+
+def test_a_conjugate_or_negated_view_beside_its_base_keeps_its_sign() -> None:
+    """Found by review: the key that finds tied weights ignored conj/neg views, so a state
+    dict holding z and z.conj() (or z.imag and z.conj().imag) loaded the second as the
+    first, with the wrong sign, and no error."""
+    z = torch.tensor([1 + 2j, 3 - 4j], dtype=torch.complex64)
+    module = torch.nn.Module()
+    for name, value in {"z": z, "conj": z.conj(), "im": z.imag,
+                        "conj_im": z.conj().imag}.items():
+        module.register_buffer(name, value)
+    obj = Holder()
+    obj.state["m"] = module
+    state = round_trip(obj).state["m"]
+    assert state["conj"].resolve_conj().tolist() == [1 - 2j, 3 + 4j]
+    assert state["conj_im"].resolve_neg().tolist() == [-2.0, 4.0]
+    assert state["z"].tolist() == z.tolist() and state["im"].tolist() == [2.0, -4.0]
+
+
+class Doubling(torch.Tensor):
+    """A tensor subclass that computes differently from a plain tensor."""
+
+    def sum(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        return 2 * super().sum(*args, **kwargs)
+
+
+def test_a_tensor_subclass_is_refused_not_loaded_as_a_plain_tensor() -> None:
+    """Found by review: a torch.Tensor subclass saved with store.put or as an argument loaded
+    as a plain Tensor, which then computed differently, silently."""
+    value = torch.ones(3).as_subclass(Doubling)
+    with pytest.raises(ArgumentError, match="as_subclass"):
+        Holder(value)
+    obj = Holder()
+    obj.state["t"] = value
+    with pytest.raises(SerializationError, match=r"Doubling \(a torch.Tensor subclass\)"):
+        save_object(obj, io.BytesIO())
+    obj.state["t"] = value.as_subclass(torch.Tensor)
+    assert round_trip(obj).state["t"].sum().item() == 3.0

@@ -59,8 +59,10 @@ def _storage_key(t: torch.Tensor) -> tuple[Any, ...] | None:
         return None
     if storage.nbytes() == 0:
         return None
+    # a conjugate or negated view has the same bytes as its base and other values (found by
+    # review: z.conj() in a state dict with z was saved as z)
     return (t.device, storage.data_ptr(), t.storage_offset(), tuple(t.shape), t.stride(),
-            t.dtype)
+            t.dtype, t.is_conj(), t.is_neg())
 
 
 def _region(t: torch.Tensor) -> tuple[Any, int, int] | None:
