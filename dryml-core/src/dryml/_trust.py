@@ -36,7 +36,7 @@ from dryml.errors import ClassNotFoundError, UntrustedClassError
 if TYPE_CHECKING:
     from dryml._object import Object
 
-__all__ = ["CORE_MODULES", "TrustPolicy", "class_path"]
+__all__ = ["CORE_MODULES", "TrustPolicy", "class_path", "static_attribute"]
 
 _PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.<>]*$")
 _MODULE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
@@ -50,6 +50,27 @@ _HOW = (
     "If you trust this file, pass trust=[{module!r}] to load_object (or install the plugin "
     "that trusts it)."
 )
+
+
+def static_attribute(value: Any, qualname: str) -> Any | None:
+    """``value.<qualname>`` (dotted) read without running any code, or None when a part is
+    missing, a module, or a special attribute (``__name``) of anything but a module (whose
+    namespace may define such names: ``builtins.__import__``). Attributes come from the
+    namespaces themselves (``vars`` of a module, ``inspect.getattr_static`` of anything else):
+    a module's ``__getattr__`` (PEP 562, as in ``dryml``, ``numpy``, ``torch`` and
+    scikit-learn) imports submodules on demand, and a property or metaclass hook runs code of
+    its own. Use it for every name a file, an index or a stored definition supplies; a name
+    never walks into a module (a class path names its module: ``package.module:Class``)."""
+    for part in qualname.split("."):
+        if isinstance(value, ModuleType):
+            value = vars(value).get(part)
+        elif part.startswith("__"):
+            return None
+        else:
+            value = inspect.getattr_static(value, part, None)
+        if value is None or isinstance(value, ModuleType):
+            return None
+    return value
 
 
 def class_path(cls: type) -> str:

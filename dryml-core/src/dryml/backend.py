@@ -38,7 +38,7 @@ import pkgutil
 import warnings
 from typing import Any
 
-from dryml._trust import TrustPolicy
+from dryml._trust import TrustPolicy, static_attribute
 from dryml.errors import DrymlPluginWarning
 from dryml.hookspecs import hookimpl
 from dryml.records import (
@@ -49,7 +49,7 @@ from dryml.records import (
     TrainerRecord,
 )
 
-__all__ = ["BackendPlugin", "TrustPolicy"]
+__all__ = ["BackendPlugin", "TrustPolicy", "static_attribute"]
 
 #: The records modules a backend may have and the names each one defines.
 RECORDS: dict[str, tuple[str, ...]] = {

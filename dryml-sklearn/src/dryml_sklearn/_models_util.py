@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import inspect
 import sys
-from types import ModuleType
 from typing import Any
 
-from dryml.backend import TrustPolicy
+from dryml.backend import TrustPolicy, static_attribute
 from dryml.errors import ConfigurationError, UntrustedClassError
 
 __all__ = ["estimator_class"]
@@ -44,16 +42,11 @@ def estimator_class(path: str) -> type:
             "import your module before training")
     # The path may come from a file: the module is imported only under the trust rules (a
     # declared family's own module, never a test module or an entry point such as
-    # 'dryml.cli.__main__', found by review), and the class is read from the namespaces
-    # themselves, since getattr would run a module's __getattr__ (which imports on demand)
-    obj: Any = policy.import_named(module)
-    for part in name.split("."):
-        found = (vars(obj).get(part, None) if isinstance(obj, ModuleType)
-                 else inspect.getattr_static(obj, part, None))
-        if part.startswith("__") or found is None or isinstance(found, ModuleType):
-            raise ConfigurationError(f"estimator class {path!r} cannot be found: module "
-                                     f"{module!r} defines no {name!r}")
-        obj = found
+    # 'dryml.cli.__main__', found by review), and the class is looked up without running code
+    obj: Any = static_attribute(policy.import_named(module), name)
+    if obj is None:
+        raise ConfigurationError(f"estimator class {path!r} cannot be found: module "
+                                 f"{module!r} defines no {name!r}")
     if not (isinstance(obj, type) and issubclass(obj, BaseEstimator)):
         raise ConfigurationError(
             f"{path!r} is not a scikit-learn estimator class (a BaseEstimator subclass)")

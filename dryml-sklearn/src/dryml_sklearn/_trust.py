@@ -53,6 +53,7 @@ from typing import Any
 
 import numpy as np
 
+from dryml.backend import static_attribute
 from dryml_sklearn import _checks
 
 __all__ = ["Finding", "untrusted"]
@@ -126,21 +127,7 @@ def _resolve(module: str, qualname: str) -> Any:
             return None
         if module not in sys.modules:
             return None
-    return _named(sys.modules[module], qualname)
-
-
-def _named(value: Any, qualname: str) -> Any:
-    """``value.qualname``, or None. A module's attributes are read from its namespace, never
-    with getattr: a package's ``__getattr__`` (PEP 562, as in scikit-learn and numpy) imports
-    submodules on demand, which let a name reach an excluded module (found by review:
-    ``sklearn:experimental.x`` imported ``sklearn.experimental``); a name never walks into a
-    module, whose own name is what the exclusions check."""
-    for part in qualname.split("."):
-        value = (vars(value).get(part) if isinstance(value, types.ModuleType)
-                 else getattr(value, part, None))
-        if value is None or isinstance(value, types.ModuleType):
-            return None
-    return value
+    return static_attribute(sys.modules[module], qualname)
 
 
 def _defined_in(obj: Any, root: str) -> bool:
@@ -325,6 +312,6 @@ def _resolve_for_caller(module: str, qualname: str) -> Any:
             part.startswith("__") for part in qualname.split(".")[1:]):
         return None
     try:
-        return _named(importlib.import_module(module), qualname)
+        return static_attribute(importlib.import_module(module), qualname)
     except ImportError:
         return None

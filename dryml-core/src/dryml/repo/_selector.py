@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import inspect
 import re
 from collections.abc import Callable
-from types import ModuleType
 from typing import Any
 
 import attrs
@@ -13,7 +11,7 @@ import attrs
 from dryml._encoding import TAG, Decoder
 from dryml._object import Object
 from dryml._objectdef import ObjectDef
-from dryml._trust import TrustPolicy, class_path
+from dryml._trust import TrustPolicy, class_path, static_attribute
 from dryml.repo._defjson import category_digest, class_mros
 from dryml.repo._match import MatchContext, Matcher, to_matcher
 
@@ -56,16 +54,8 @@ def known_mro(path: str) -> list[str] | None:
     if cls is None:
         module, _, qualname = path.partition(":")
         cls = sys.modules.get(module)
-        for part in qualname.split(".") if cls is not None else ():
-            # read from the namespaces themselves, never getattr: the path comes from a file
-            # or an index, and a module's __getattr__ (PEP 562, as in numpy and dryml)
-            # imports submodules on demand, a property or metaclass hook runs code
-            if part.startswith("__"):
-                return None
-            cls = (vars(cls).get(part) if isinstance(cls, ModuleType)
-                   else inspect.getattr_static(cls, part, None))
-            if cls is None or isinstance(cls, ModuleType):
-                return None
+        # the path comes from a file or an index: looked up without running any code
+        cls = static_attribute(cls, qualname) if cls is not None else None
     if isinstance(cls, type):
         return [class_path(k) for k in cls.__mro__ if k is not object]
     return None

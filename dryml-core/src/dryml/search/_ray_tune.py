@@ -30,7 +30,7 @@ from typing import Any
 
 from dryml.search._markers import ChoiceSpec
 from dryml.search._space import Space
-from dryml.search._trial import Metric, resolve_metrics
+from dryml.search._trial import Metric, monitor_direction_of, resolve_metrics
 
 __all__ = ["collect_tune", "param_space", "tune_search"]
 
@@ -100,16 +100,14 @@ def tune_search(space: Any, train: Any, valid: Any, *, metric: Any = "accuracy",
     first metric's name and mode.
     """
     space = space if isinstance(space, Space) else Space(space)
-    from dryml.search._search import _monitor_direction
-
     metrics, directions = resolve_metrics(metric, direction)
     first = metrics[0][0]
     watched = monitor or f"val_{first}"
     # a scheduler compares the reports in the Tuner's mode, the first metric's: a monitor
     # that goes the other way is negated (val_loss reported as accuracy made ASHA stop the
     # best trials)
-    sign = -1.0 if _monitor_direction(watched, monitor_direction, first, directions[0],
-                                      needed=monitor is not None) != directions[0] else 1.0
+    sign = -1.0 if monitor_direction_of(watched, monitor_direction, first, directions[0],
+                                        needed=monitor is not None) != directions[0] else 1.0
 
     def trainable(config: dict[str, Any]) -> None:
         from dryml._io import save_object

@@ -22,7 +22,7 @@ from dryml.search import _store
 from dryml.search._result import SearchResult, rank_key
 from dryml.search._samplers import FINISHED, Asked, TrialInfo, get_sampler
 from dryml.search._space import Space
-from dryml.search._trial import resolve_metrics, train_and_score
+from dryml.search._trial import monitor_direction_of, resolve_metrics, train_and_score
 
 __all__ = ["Search"]
 
@@ -90,7 +90,7 @@ class Search:
                                      f"got {name!r}")
         self.metrics, self.directions = resolve_metrics(metric, direction)
         self.monitor = monitor or f"val_{self.metrics[0][0]}"
-        self.monitor_direction = _monitor_direction(
+        self.monitor_direction = monitor_direction_of(
             self.monitor, monitor_direction, self.metrics[0][0], self.directions[0],
             needed=pruner is not None)
         self.sampler_name, self.sampler = get_sampler(sampler, seed)
@@ -461,33 +461,3 @@ def search_names(repo: Any) -> Iterable[str]:
 
 _ = DrymlError  # re-exported through errors users catch
 
-
-#: Epoch log names (after ``val_``) whose direction is known (XGBoost's, Keras', torch's).
-_LOWER_IS_BETTER = frozenset({"loss", "logloss", "mlogloss", "log_loss", "error", "merror",
-                              "rmse", "mse", "mae", "mape", "rmsle", "mphe"})
-_HIGHER_IS_BETTER = frozenset({"accuracy", "auc", "aucpr", "balanced_accuracy", "macro_f1",
-                               "roc_auc", "r2", "map", "ndcg"})
-
-
-def _monitor_direction(monitor: str, given: str | None, metric: str, direction: str, *,
-                       needed: bool) -> str:
-    """Which way ``monitor`` improves: ``given``, else from its name, else (a pruner needs
-    it) an error that asks for it."""
-    if given is not None:
-        if given not in ("maximize", "minimize"):
-            raise ConfigurationError(
-                f"monitor_direction is 'maximize' or 'minimize', got {given!r}")
-        return given
-    base = monitor.removeprefix("val_")
-    if base == metric:
-        return direction
-    if base in _LOWER_IS_BETTER:
-        return "minimize"
-    if base in _HIGHER_IS_BETTER:
-        return "maximize"
-    if needed:
-        raise ConfigurationError(
-            f"say which way {monitor!r} improves: Search(..., monitor={monitor!r}, "
-            "monitor_direction='minimize' or 'maximize'); the pruner stops the trials whose "
-            "monitor is worst")
-    return direction

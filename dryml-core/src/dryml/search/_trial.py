@@ -9,7 +9,7 @@ from typing import Any
 from dryml.context import compute_context
 from dryml.errors import ConfigurationError, MetricError
 
-__all__ = ["MAXIMIZE", "MINIMIZE", "resolve_metrics", "train_and_score"]
+__all__ = ["MAXIMIZE", "MINIMIZE", "monitor_direction_of", "resolve_metrics", "train_and_score"]
 
 MAXIMIZE = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "r2")
 MINIMIZE = ("log_loss", "mse", "mae")
@@ -55,6 +55,38 @@ def resolve_metrics(metric: Any, direction: Any) -> tuple[list[Metric], list[str
     if len(set(names)) != len(names):
         raise ConfigurationError(f"metric names repeat: {names}")
     return resolved, directions
+
+
+#: Epoch log names (after ``val_``) whose direction is known: the metrics' own, and the losses
+#: and scores Keras, torch and XGBoost log.
+_LOWER_IS_BETTER = frozenset(MINIMIZE) | {"loss", "logloss", "mlogloss", "error", "merror",
+                                          "rmse", "mape", "rmsle", "mphe"}
+_HIGHER_IS_BETTER = frozenset(MAXIMIZE) | {"auc", "aucpr", "map", "ndcg"}
+
+
+def monitor_direction_of(monitor: str, given: str | None, metric: str, direction: str, *,
+                         needed: bool) -> str:
+    """Which way ``monitor`` improves: ``given``, else from its name (``val_<metric>`` goes
+    the metric's ``direction``), else (``needed``: a pruner or scheduler ranks by it) an error
+    that asks for it."""
+    if given is not None:
+        if given not in ("maximize", "minimize"):
+            raise ConfigurationError(
+                f"monitor_direction is 'maximize' or 'minimize', got {given!r}")
+        return given
+    base = monitor.removeprefix("val_")
+    if base == metric:
+        return direction
+    if base in _LOWER_IS_BETTER:
+        return "minimize"
+    if base in _HIGHER_IS_BETTER:
+        return "maximize"
+    if needed:
+        raise ConfigurationError(
+            f"say which way {monitor!r} improves: Search(..., monitor={monitor!r}, "
+            "monitor_direction='minimize' or 'maximize'); the pruner stops the trials whose "
+            "monitor is worst")
+    return direction
 
 
 def _score(model: Any, valid: Any, metrics: list[Metric]) -> dict[str, float]:
