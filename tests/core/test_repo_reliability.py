@@ -288,6 +288,34 @@ def test_adds_reach_the_database_file_while_the_repo_stays_open_and_close_ends_t
         assert not thread.is_alive()
 
 
+def test_the_background_checkpoint_syncs_the_index_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After each checkpoint the thread syncs the index file itself (SQLite syncs it only at a
+    checkpoint that reaches the log's end, which in a burst of adds is the one inside some
+    caller's COMMIT: that add then waited for every page of the burst to reach the disk)."""
+    from repo_items import Item
+
+    from dryml.repo import _index
+
+    synced: list[str] = []
+    real = _index._datasync
+
+    def spy(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(_index, "_datasync", spy)
+    directory = tmp_path / "repo"
+    repo = Repo(directory, create=True)
+    for i in range(CHECKPOINT_EVERY):
+        repo.add_object(Item("s", i, dry_id=f"s-{i}"))
+    deadline = time.monotonic() + 30
+    while not synced and time.monotonic() < deadline:
+        time.sleep(0.02)
+    repo.close()
+    assert synced and set(synced) == {str((directory / INDEX_NAME).resolve())}
+
+
 DELETE = "import sys; from dryml.repo import Repo; print(Repo(sys.argv[1]).delete(sys.argv[2]))"
 
 

@@ -50,11 +50,7 @@ class Encoder:
         self.writer = writer
         self.on_object = on_object
 
-    def encode(self, value: Any) -> Any:  # noqa: PLR0911 - one branch per kind
-        from dryml._object import Object
-        from dryml._objectdef import ObjectDef
-        from dryml._trust import class_path
-
+    def encode(self, value: Any) -> Any:
         tp = type(value)
         if value is None or tp is bool or tp is int or tp is str:
             return value
@@ -71,6 +67,15 @@ class Encoder:
                 return {k: self.encode(v) for k, v in value.items()}
             return {TAG: "dict", "items": [[self.encode(k), self.encode(v)]
                                            for k, v in value.items()]}
+        # The imports (cycles at module level) only past the plain JSON values above: they
+        # cost about a microsecond each, and this runs once per argument value of every save.
+        return self._encode_other(value, tp)
+
+    def _encode_other(self, value: Any, tp: type) -> Any:
+        from dryml._object import Object
+        from dryml._objectdef import ObjectDef
+        from dryml._trust import class_path
+
         if tp is bytes:
             if self.writer is not None and len(value) > INLINE_BYTES:
                 return {TAG: "bytes", "member": self.writer.add_bytes(value)}

@@ -93,7 +93,8 @@ def write_temp(obj: Object, directory: Path, name: str, durable: bool,
     """Write ``obj`` to a temporary file beside ``directory/name`` (named after this process,
     see :func:`dryml.format._stale.make_temp`); returns its path and the stamp the file will
     have once renamed (a rename keeps the mtime). ``durable`` fsyncs it."""
-    fd, tmp = make_temp(directory / name)  # drops dead writers' temps (now and then)
+    # drops dead writers' temps (now and then)
+    fd, tmp = make_temp(os.path.join(directory, name))
     try:
         with open(fd, "wb", buffering=0) as stream:  # the writer gathers its own writes
             writer = _write(obj, stream, True, metadata, created)
