@@ -436,3 +436,34 @@ def test_an_index_definition_edited_by_hand_fails_check_and_reindex_restores_it(
         assert again.check().ok
         assert again.ids(Selector(Net, args=[5])) == []
         assert again.ids(Selector(Net, args=[1])) == ["net"]
+
+
+@pytest.mark.parametrize(("edit", "said"), [
+    ("UPDATE kv SET value = 5 WHERE id = 'net' AND key = 'a.0'",
+     "key/value entries (what queries match) differ from its definition at a.0"),
+    ("DELETE FROM kv WHERE id = 'net' AND key = 'a.0'", "differ from its definition at a.0"),
+    ("UPDATE objects SET cls = 'test_repo_tamper:Other' WHERE id = 'net'",
+     "the index's class column says 'test_repo_tamper:Other'"),
+    ("UPDATE objects SET cat = (SELECT cat FROM objects WHERE id = 'other0') WHERE id = 'net'",
+     "configuration digest was changed"),
+])
+def test_query_columns_edited_by_hand_fail_check_and_reindex_restores_them(
+        repo: Repo, capsys: pytest.CaptureFixture[str], edit: str, said: str) -> None:
+    """What queries match besides the definition (the key/value entries, the class and
+    configuration digest columns) must say what the index's definition says: a kv value edited
+    to 5 made a query for layers=5 return the object of layers=1 while check said ok (found by
+    review)."""
+    index = repo.directory / ".dryml-index.sqlite"
+    repo.close()
+    db = sqlite3.connect(index)
+    db.execute(edit)
+    db.commit()
+    db.close()
+    status, out, _ = _cli(capsys, "repo", "check", str(repo.directory))
+    assert status == 1
+    assert "MISMATCH" in out and "net.dry" in out and said in out
+    assert _cli(capsys, "repo", "reindex", str(repo.directory))[0] == 0
+    with Repo(repo.directory) as again:
+        assert again.check().ok
+        assert again.ids(Selector(Net, args=[5])) == []
+        assert again.ids(Selector(Net, args=[1])) == ["net"]

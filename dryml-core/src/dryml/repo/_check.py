@@ -17,6 +17,7 @@ import attrs
 
 from dryml._io import open_container
 from dryml.format._stale import stale_temps, temp_target
+from dryml.repo._defjson import category_digest, scalar_entries
 from dryml.repo._files import Stamp, describe_error, read_stamp, temp_files
 from dryml.repo._index import Index
 from dryml.repo._maintenance import Duplicate, object_files, recover
@@ -96,7 +97,8 @@ def check(index: Index, directory: Path) -> CheckReport:
     if problem is not None:
         raise index.damaged(problem)
     report = CheckReport(recovered=recover(index, directory), directory=str(directory))
-    rows = index.query("SELECT id, file, size, mtime, digest, definition FROM objects")
+    rows = index.query("SELECT id, file, size, mtime, digest, definition, cls, cat, metadata "
+                       "FROM objects")
     live = {r[0]: r for r in index.query(
         "SELECT file, host, pid, pstart FROM intents WHERE op != 'session'")}
     report.in_progress = sorted(live)
@@ -105,7 +107,8 @@ def check(index: Index, directory: Path) -> CheckReport:
     on_disk = set(names)
     indexed: dict[str, tuple[str, str | None]] = {}  # id -> (file, digest)
     stamps: list[tuple[str, Stamp, str | None]] = []
-    for dry_id, name, size, mtime, digest, definition in rows:
+    derived = _derived_columns(index, rows)
+    for dry_id, name, size, mtime, digest, definition, *_ in rows:
         indexed[dry_id] = (name, digest)
         if name not in on_disk:
             if name not in live:
@@ -119,6 +122,8 @@ def check(index: Index, directory: Path) -> CheckReport:
             report.unreadable.append((name, why))
         elif kind == "mismatched":
             report.mismatched.append((name, why))
+        elif dry_id in derived:  # the file is as indexed; what queries match is not
+            report.mismatched.append((name, derived[dry_id]))
         elif stamp is not None:
             stamps.append((dry_id, stamp, digest))
     indexed_files = {name for name, _ in indexed.values()}
@@ -208,6 +213,36 @@ def _check_file(path: Path, dry_id: str, size: int, mtime: int | None, digest: s
     except Exception as exc:  # noqa: BLE001 - every failure to read the file is reported
         return "unreadable", describe_error(exc), None
     return None, "", None
+
+
+def _derived_columns(index: Index, rows: list[tuple[object, ...]]) -> dict[str, str]:
+    """Objects whose class, configuration digest or key/value entries (what queries match)
+    are not what the index's own definition and metadata give, with what differs. Found by
+    review: a kv value edited by hand made a query return an object whose definition said
+    otherwise, and check compared only the definition."""
+    entries: dict[str, set[tuple[object, ...]]] = {}
+    for dry_id, key, kind, value in index.query("SELECT id, key, t, value FROM kv"):
+        entries.setdefault(dry_id, set()).add((key, kind, value))
+    found: dict[str, str] = {}
+    for dry_id, *_, definition, cls, cat, metadata in rows:
+        try:
+            data, meta = json.loads(str(definition)), json.loads(str(metadata))
+            want = set(scalar_entries(data, meta))
+        except (ValueError, TypeError, AttributeError) as exc:
+            found[str(dry_id)] = f"the index's row cannot be read: {type(exc).__name__}: {exc}"
+            continue
+        if cls != data.get("cls"):
+            found[str(dry_id)] = (f"the index's class column says {cls!r}, its definition "
+                                  f"{data.get('cls')!r}")
+        elif cat != category_digest(data):
+            found[str(dry_id)] = "the index's configuration digest was changed"
+        else:
+            have = entries.get(str(dry_id), set())
+            if have != want:
+                odd = sorted(str(e[0]) for e in have ^ want)
+                found[str(dry_id)] = ("the index's key/value entries (what queries match) "
+                                      f"differ from its definition at {', '.join(odd[:3])}")
+    return found
 
 
 def _canonical(definition: object) -> str:
