@@ -96,3 +96,54 @@ def test_metrics_read_tf_and_torch_datasets_whole() -> None:
         element = converted.peek()
         assert isinstance(element[0], (tf.Tensor, torch.Tensor))
         assert metrics.score(converted, metrics=list(expected)) == expected
+
+
+def test_an_xgboost_estimator_inside_a_scikit_learn_object_is_refused_before_fitting() -> None:
+    """A Pipeline (or a Bagging ensemble) of an XGBoost estimator trained "successfully" and
+    could then never predict: skops wrote the XGBoost model as data the load refuses (found by
+    review). Training now refuses it before fitting, saving one made by hand refuses it too,
+    and both say what to do instead."""
+    import io
+
+    import pytest
+    from sklearn.ensemble import BaggingClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from xgboost import XGBClassifier
+
+    from dryml import Object, save_object
+    from dryml.data import NumpyDataset
+    from dryml.errors import ConfigurationError, SerializationError
+    from dryml.models import TrainSpec
+    from dryml_sklearn.models import Estimator, SklearnTrainable
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    data = NumpyDataset((x, y), supervised=True)
+    xgb = Estimator("xgboost.sklearn.XGBClassifier", n_estimators=5, max_depth=2)
+    for estimator, where in (
+            (Estimator("sklearn.pipeline.Pipeline", steps=[
+                ("s", Estimator("sklearn.preprocessing.StandardScaler")), ("x", xgb)]),
+             "steps[1][1] (xgboost.sklearn.XGBClassifier)"),
+            (Estimator("sklearn.ensemble.BaggingClassifier", estimator=xgb, n_estimators=2),
+             "estimator (xgboost.sklearn.XGBClassifier)")):
+        model = SklearnTrainable(estimator, spec=TrainSpec(seed=0))
+        with pytest.raises(ConfigurationError, match="holds an XGBoost estimator") as caught:
+            model.train(data)
+        assert where in str(caught.value) and "XGBoostTrainable" in str(caught.value)
+        assert not model.trained
+
+    class Holder(Object):
+        def __init__(self) -> None:
+            self.value: object = None
+
+        def save_object_imp(self, store: object) -> None:
+            store.put("value", self.value)  # type: ignore[attr-defined]
+
+    for fitted in (make_pipeline(StandardScaler(), XGBClassifier(n_estimators=5)).fit(x, y),
+                   BaggingClassifier(XGBClassifier(n_estimators=5), n_estimators=2).fit(x, y)):
+        holder = Holder()
+        holder.value = fitted
+        with pytest.raises(SerializationError, match="holds an XGBoost model at"):
+            save_object(holder, io.BytesIO())

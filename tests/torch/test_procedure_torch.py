@@ -18,6 +18,7 @@ if not os.environ.get("DRYML_REQUIRE_BACKENDS"):
     pytest.importorskip("torch")
 
 from dryml import ObjectDef, load_object, save_object
+from dryml.context import compute_context
 from dryml.errors import ConfigurationError
 from dryml.models import EarlyStopping, TrainingProcedure, TrainSpec
 from dryml.repo import Repo, Selector
@@ -261,3 +262,62 @@ def test_a_definition_with_a_procedure_is_json_and_imports_no_torch() -> None:
         assert "torch" not in sys.modules, "building a definition imported torch"
     """)
     subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+
+
+STOP_AT: dict[str, int | None] = {"step": None, "seen": 0}
+
+
+class FailsAtStep(TorchProcedure):
+    """torch's own steps, but raises when the step count reaches ``STOP_AT["step"]`` (as a
+    KeyboardInterrupt, an out-of-memory error or a NaN check would, part-way through an
+    epoch)."""
+
+    def train_step(self, ctx: EpochContext, x: Any, y: Any) -> Any:
+        STOP_AT["seen"] = int(STOP_AT["seen"] or 0) + 1
+        if STOP_AT["step"] is not None and STOP_AT["seen"] >= STOP_AT["step"]:
+            raise RuntimeError("simulated interruption")
+        return super().train_step(ctx, x, y)
+
+
+@compute_context({"torch": {}})
+def interrupted_mid_epoch_then_trained_again() -> dict[str, Any]:
+    """In place (in this torch worker): 8 steps per epoch, stopped at the 21st step (in epoch
+    3), saved, trained again in place and from the file; and the uninterrupted training."""
+    import io
+    import warnings
+
+    data = classification_data(n=320)
+    reference = model(FailsAtStep(), epochs=5)
+    reference.train(data)
+    interrupted = model(FailsAtStep(), epochs=5)
+    STOP_AT.update(step=21, seen=0)
+    with pytest.raises(RuntimeError, match="simulated interruption"):
+        interrupted.train(data)
+    STOP_AT["step"] = None
+    progress = dict(interrupted.train_state.progress)
+    buffer = io.BytesIO()
+    save_object(interrupted, buffer)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        interrupted.train(data)
+    from_file = load_object(io.BytesIO(buffer.getvalue()), trust=[__name__])
+    from_file.train(data)
+    return {"progress": progress, "warnings": [str(w.message) for w in caught],
+            "reference": (predictions(reference), reference.train_state.history),
+            "in_place": (predictions(interrupted), interrupted.train_state.history),
+            "from_file": (predictions(from_file), from_file.train_state.history)}
+
+
+def test_a_training_that_raised_mid_epoch_starts_over_instead_of_resuming_wrong() -> None:
+    """Its weights and optimizer state were from the middle of epoch 3 while its progress said
+    epoch 2: trained again (in place or from a file saved after the error) it ran part of
+    epoch 3 twice and reported success with other numbers (found by review, in Keras; torch
+    did the same). It now starts over, says so, and ends as the uninterrupted training."""
+    out = interrupted_mid_epoch_then_trained_again()
+    assert out["progress"] == {"epoch": 2, "interrupted": True}
+    assert any("starts over from epoch 0" in w for w in out["warnings"])
+    expected, history = out["reference"]
+    for name in ("in_place", "from_file"):
+        got, got_history = out[name]
+        assert np.array_equal(got, expected), name
+        assert got_history == history, name

@@ -98,6 +98,21 @@ def test_early_stopping_on_a_named_metric_to_maximize() -> None:
     assert model.eval(binary).peek()[0].shape == (600, 2)
 
 
+def test_val_loss_is_the_metric_early_stopping_watched_not_the_last_one() -> None:
+    """With ``eval_metric=["logloss", "error"]`` and ``monitor="val_logloss"``, ``val_loss``
+    held ``val_error`` (the last metric) in every round, so its best round was not the one
+    early stopping chose (found by review)."""
+    binary = classification_data().map_batches(lambda b: (b[0], (b[1] > 0).astype(np.int64)))
+    spec = stopping_spec(patience=5, monitor="val_logloss")
+    model = XGBoostTrainable("classifier", spec, n_estimators=300, learning_rate=0.3,
+                             max_depth=3, eval_metric=["logloss", "error"])
+    model.train(binary)
+    history = model.train_state.history
+    assert all(h["val_loss"] == h["val_logloss"] and h["loss"] == h["logloss"] for h in history)
+    assert any(h["val_loss"] != h["val_error"] for h in history)
+    assert int(np.argmin([h["val_loss"] for h in history])) == model.best_iteration
+
+
 def test_same_seed_same_predictions_other_seed_differs() -> None:
     test = regression_data(seed=1)
     preds = []

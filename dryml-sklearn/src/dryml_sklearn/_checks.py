@@ -10,13 +10,14 @@ after loading, before the model is handed to the caller (:func:`check_loaded`).
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
 
 from dryml.errors import FormatError
 
-__all__ = ["EXTRA_TRUSTED", "check_loaded"]
+__all__ = ["EXTRA_TRUSTED", "check_loaded", "nested_xgboost"]
 
 _METRICS = "sklearn.metrics._dist_metrics"
 #: Types trusted on top of skops' defaults (checked by :func:`check_loaded` where needed).
@@ -232,3 +233,44 @@ def check_loaded(value: Any) -> None:
             stack.extend((item, inner) for item in vars(obj).values())
             # pushed last so visited first: a member is checked with the width it is given
             stack.extend(_ensemble_members(obj))
+
+
+#: What to do instead of an XGBoost model inside a scikit-learn object (refusal messages).
+XGBOOST_INSTEAD = (
+    "dryml keeps XGBoost models only in XGBoost's own format, checked before XGBoost reads "
+    "it, which a scikit-learn object's skops data cannot hold (saved that way, it could never "
+    "be loaded again). Save the XGBoost model on its own (store.put), or chain the steps: "
+    "Pipe(SklearnTrainable(Estimator(...), task='transformer'), XGBoostTrainable(...)) from "
+    "dryml.models and dryml_xgboost.models")
+_LEAVES = (np.ndarray, np.generic, str, bytes, int, float, complex, type(None))
+
+
+def nested_xgboost(value: Any) -> str | None:
+    """Where inside ``value`` (not ``value`` itself) an XGBoost object sits, e.g.
+    ``"steps[1][1] (xgboost.sklearn.XGBClassifier)"``, or None. Costs nothing when XGBoost is
+    not imported: nothing can hold one then."""
+    if "xgboost" not in sys.modules:
+        return None
+    seen = {id(value)}
+    stack = list(_children(value, ""))
+    while stack:
+        obj, path = stack.pop()
+        if id(obj) in seen or isinstance(obj, _LEAVES):
+            continue
+        seen.add(id(obj))
+        module = type(obj).__module__ or ""
+        if module == "xgboost" or module.startswith("xgboost."):
+            return f"{path.lstrip('.')} ({module}.{type(obj).__qualname__})"
+        stack.extend(_children(obj, path))
+    return None
+
+
+def _children(obj: Any, path: str) -> list[tuple[Any, str]]:
+    if isinstance(obj, dict):
+        return [(v, f"{path}[{k!r}]") for k, v in obj.items()]
+    if isinstance(obj, (list, tuple)):
+        return [(v, f"{path}[{i}]") for i, v in enumerate(obj)]
+    attributes = getattr(obj, "__dict__", None)
+    if isinstance(attributes, dict):
+        return [(v, f"{path}.{k}") for k, v in attributes.items()]
+    return []

@@ -24,7 +24,12 @@ from typing import Any
 import sklearn
 import skops
 
-from dryml.errors import DrymlVersionWarning, FormatError, UntrustedClassError
+from dryml.errors import (
+    DrymlVersionWarning,
+    FormatError,
+    SerializationError,
+    UntrustedClassError,
+)
 from dryml_sklearn import _checks, _skops_arrays, _trust
 
 __all__ = ["ESTIMATOR", "EstimatorSerializer", "load_estimator", "record_versions"]
@@ -79,6 +84,10 @@ class EstimatorSerializer:
 
     def dump(self, value: Any, writer: Any) -> dict[str, Any]:
         """Write the estimator: skops' schema as one member, big arrays as ``.npy`` members."""
+        inside = _checks.nested_xgboost(value)
+        if inside is not None:  # skops would write it as data no load could accept
+            raise SerializationError(f"this {type(value).__qualname__} holds an XGBoost model "
+                                     f"at {inside}: {_checks.XGBOOST_INSTEAD}")
         record_versions(writer)
         data, _ = _skops_arrays.dumps(value, writer)
         return {"skops": writer.add_bytes(data),

@@ -149,6 +149,7 @@ class SklearnTrainable(Trainable):
         """Build the estimator (seeded) and fit it on every example of ``data``."""
         from dryml import progress
         from dryml.models import split_validation, supervised_arrays
+        from dryml_sklearn import _checks
 
         spec = self.spec if self.spec is not None else TrainSpec()
         x, y = supervised_arrays(data)
@@ -164,6 +165,10 @@ class SklearnTrainable(Trainable):
                 f"{self.estimator.cls} has no predict_proba with these parameters, and a "
                 "classifier's eval gives class probabilities: use e.g. SVC(probability=True), "
                 "wrap it in sklearn.calibration.CalibratedClassifierCV, or use task='regressor'")
+        inside = _checks.nested_xgboost(model)
+        if inside is not None:  # refused before fitting, not when the fitted model is saved
+            raise ConfigurationError(f"{self.estimator.cls} holds an XGBoost estimator at "
+                                     f"{inside}: {_checks.XGBOOST_INSTEAD}")
         if self.task == "transformer" and not hasattr(model, "transform"):
             raise ConfigurationError(
                 f"{self.estimator.cls} has no transform(); task='transformer' is for "

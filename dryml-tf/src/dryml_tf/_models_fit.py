@@ -14,7 +14,7 @@ import tensorflow as tf
 from dryml import progress
 from dryml._objectdef import ObjectDef
 from dryml.errors import ConfigurationError, FormatError
-from dryml.models import split_validation, supervised_arrays
+from dryml.models import split_validation, starts_over, supervised_arrays
 from dryml_tf._procedure import StepContext
 
 if TYPE_CHECKING:
@@ -237,13 +237,15 @@ def run_fit(trainable: KerasTrainable, data: Dataset, valid: Dataset | None) -> 
     elif spec.validation_split > 0:  # the split every backend makes with this seed
         (x, y), validation = split_validation(x, y, spec.validation_split, seed)
     state = trainable.train_state
-    first = int(state.progress.get("epoch", 0)) if trainable._keras is not None else 0
+    resumable = trainable._keras is not None and not starts_over(state)
+    first = int(state.progress.get("epoch", 0)) if resumable else 0
     # Seeds the initial weights and dropout (batch order is seeded in _stream); op determinism
     # makes the kernels reproducible too (a process-wide switch: the worker keeps it on).
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
     if first == 0:
         trainable._keras = _compile(trainable)
+        trainable._best_weights = None
         state.history, state.progress = [], {"epoch": 0}
     model = trainable._keras
     stopping = spec.early_stopping if validation is not None else None
@@ -260,7 +262,11 @@ def run_fit(trainable: KerasTrainable, data: Dataset, valid: Dataset | None) -> 
     callbacks = [ProgressBar(spec.epochs, trainable, initial=first),
                  *([early] if early is not None else []), Recorder(trainable, early)]
     if first >= spec.epochs or "stopped_epoch" in state.progress:
-        # saved after its last epoch: only what fit's end would have done is left
+        # saved after its last epoch: only what fit's end would have done is left, in
+        # Keras' order: the optimizer's final values (an EMA optimizer's averages), then
+        # early stopping's best weights (found by review: the averages were skipped)
+        if isinstance(model.optimizer, keras.optimizers.Optimizer) and spec.epochs > 0:
+            model.optimizer.finalize_variable_values(model.trainable_weights)
         if trainable._best_weights is not None:
             model.set_weights(trainable._best_weights)
     else:

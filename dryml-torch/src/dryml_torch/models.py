@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from dryml._object import Object
 from dryml._objectdef import ObjectDef
 from dryml.errors import ConfigurationError, FormatError
-from dryml.models import Trainable, TrainSpec
+from dryml.models import Trainable, TrainSpec, starts_over
 from dryml_torch._procedure import (
     EpochContext,
     GradientAccumulation,
@@ -357,6 +357,10 @@ class TorchTrainable(Trainable):
     def fit(self, data: Dataset, valid: Dataset | None) -> None:
         from dryml_torch._models_loop import context_device, run_training
 
+        if starts_over(self.train_state):  # raised part-way: weights from mid-epoch
+            self._net = self._opt = self._best = None
+            self._stored = {}
+            self.train_state.history, self.train_state.progress = [], {}
         device = context_device()
         net = self._place(device, optimizer=True)
         run_training(self, net, device, data, valid)

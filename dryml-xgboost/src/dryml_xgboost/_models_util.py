@@ -67,18 +67,20 @@ class ProgressBar(xgboost.callback.TrainingCallback):
         return model
 
 
-def history_of(evals_result: dict[str, dict[str, list[float]]]) -> list[dict[str, float]]:
+def history_of(evals_result: dict[str, dict[str, list[float]]],
+               watched: str | None = None) -> list[dict[str, float]]:
     """One dict per boosting round: every metric by name (``val_`` for validation), and
-    ``loss`` / ``val_loss``: the last metric of each, the one XGBoost's early stopping watches."""
+    ``loss`` / ``val_loss``: the metric early stopping watches, ``watched`` when it names one
+    of them, else the last (XGBoost's own choice)."""
     rows: list[dict[str, float]] = []
     for data_name, prefix in (("validation_0", ""), ("validation_1", "val_")):
         metrics = evals_result.get(data_name, {})
-        last = len(metrics) - 1
-        for k, (name, values) in enumerate(metrics.items()):
+        loss = watched if watched in metrics else next(reversed(metrics), None)
+        for name, values in metrics.items():
             for i, value in enumerate(values):
                 while len(rows) <= i:
                     rows.append({"round": float(len(rows) + 1)})
                 rows[i][prefix + name] = float(value)
-                if k == last:
+                if name == loss:
                     rows[i][prefix + "loss"] = float(value)
     return rows

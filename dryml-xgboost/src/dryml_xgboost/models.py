@@ -112,7 +112,7 @@ class XGBoostTrainable(Trainable):
         rounds = int(params.get("n_estimators") or 100)
         callbacks: list[Any] = [util.ProgressBar(rounds, self,
                                                  on_round=self.on_epoch_end)]
-        stopping = spec.early_stopping
+        stopping, metric = spec.early_stopping, None
         if stopping is not None and x_valid is not None:
             metric = _monitored_metric(stopping.monitor, params)
             callbacks.append(xgboost.callback.EarlyStopping(
@@ -130,7 +130,8 @@ class XGBoostTrainable(Trainable):
         if user_jobs is not None:
             model.get_booster().set_param("nthread", user_jobs)
         self.model = model
-        history = util.history_of(model.evals_result())
+        # loss / val_loss: the metric early stopping watched, wherever it is in eval_metric
+        history = util.history_of(model.evals_result(), metric)
         self.train_state.history = history
         self.train_state.progress = {"rounds": len(history)}
         best = _best_iteration(model)

@@ -13,9 +13,16 @@ from dryml.models._arrays import split_validation, supervised_arrays
 from dryml.models._pipe import Pipe
 from dryml.models._procedure import TrainingProcedure
 from dryml.models._spec import EarlyStopping, TrainSpec
-from dryml.models._trainable import Trainable, TrainState, predictions_like
+from dryml.models._trainable import (
+    INTERRUPTED,
+    Trainable,
+    TrainState,
+    predictions_like,
+    starts_over,
+)
 
 __all__ = [
+    "INTERRUPTED",
     "EarlyStopping",
     "Pipe",
     "TrainSpec",
@@ -24,5 +31,6 @@ __all__ = [
     "TrainingProcedure",
     "predictions_like",
     "split_validation",
+    "starts_over",
     "supervised_arrays",
 ]

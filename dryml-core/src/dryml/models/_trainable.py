@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
@@ -14,9 +15,28 @@ if TYPE_CHECKING:
     from dryml.data import Dataset
     from dryml.format import LoadStore, SaveStore
 
-__all__ = ["TrainState", "Trainable", "frameworks_of"]
+__all__ = ["INTERRUPTED", "TrainState", "Trainable", "frameworks_of", "starts_over"]
 
 EVAL_BATCH = 1024
+
+
+#: ``progress`` key set when ``fit`` raised: the live state is not at an epoch's end, so the
+#: next ``train()`` starts over (with a warning from :func:`starts_over`) instead of resuming.
+INTERRUPTED = "interrupted"
+
+
+def starts_over(state: TrainState, unit: str = "epoch") -> bool:
+    """Whether ``state`` is of a training that raised part-way (``progress[INTERRUPTED]``);
+    warns that it starts over. A backend calls this before it resumes from ``progress``."""
+    if not state.progress.get(INTERRUPTED):
+        return False
+    done = state.progress.get(unit, 0)
+    warnings.warn(
+        f"this training raised part-way, after {done} whole {unit}(s): its weights and "
+        f"optimizer state are not those of a {unit}'s end, so it starts over from {unit} 0 (a "
+        "checkpoint saved by on_epoch_end resumes from its own epoch)", UserWarning,
+        stacklevel=4)
+    return True
 
 
 @attrs.define
@@ -128,7 +148,17 @@ class Trainable(Object):
             return
         self.train_state.status = "training"
         self.prep_train()
-        self.fit(data, valid)
+        try:
+            self.fit(data, valid)
+        except BaseException:
+            # Its weights, optimizer and random state may be from the middle of an epoch
+            # while its progress names the last whole one: resuming from them would run part
+            # of that epoch twice (found by review: 5 extra optimizer steps, other numbers,
+            # reported as a success). A backend starts such a training over (see
+            # INTERRUPTED); a checkpoint saved at an epoch's end still resumes from there.
+            self.train_state.progress[INTERRUPTED] = True
+            raise
+        self.train_state.progress.pop(INTERRUPTED, None)
         self.train_state.status = "trained"
 
     def eval(self, data: Dataset, *, context_reqs: dict[str, Any] | None = None) -> Dataset:
