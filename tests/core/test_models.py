@@ -139,6 +139,31 @@ def test_pipe_trains_steps_in_order_and_resumes_after_finished_steps() -> None:
                                   pipe.eval(blobs(seed=3)).peek()[0])
 
 
+def test_a_pipe_refuses_a_trained_step_after_one_it_must_train() -> None:
+    """A Pipe whose first step was replaced by an untrained one kept the later step trained on
+    the old step's outputs, and reported itself trained with wrong scores (found by review).
+    It is refused before anything trains; a fresh copy of the later step trains."""
+    clf = Nearest(TrainSpec(epochs=1))
+    Pipe(Centering(), clf).train(blobs())
+    replaced = Pipe(Centering(), clf)
+    with pytest.raises(ConfigurationError, match="step 1 .Nearest. of this Pipe is trained but "
+                                                 "step 0 .Centering."):
+        replaced.train(blobs())
+    assert not replaced.steps[0].trained
+    fresh = Pipe(Centering(), clf.definition().without_id().build())
+    fresh.train(blobs())
+    assert fresh.trained and metrics.accuracy(fresh, blobs(seed=3)) > 0.9
+
+
+def test_a_pipe_refuses_the_same_step_twice() -> None:
+    """``Pipe(c, c)`` trained ``c`` once and then applied it twice (found by review)."""
+    center = Centering()
+    with pytest.raises(ConfigurationError, match="the same step appears more than once"):
+        Pipe(center, center, Nearest(TrainSpec(epochs=1)))
+    copy = center.definition().without_id().build()
+    assert Pipe(center, copy, Nearest(TrainSpec(epochs=1))).steps[1] is copy
+
+
 def test_components_are_part_of_the_definition_and_selectable() -> None:
     spec = TrainSpec(epochs=5, batch_size=16, validation_split=0.2,
                      early_stopping=EarlyStopping(patience=2), seed=3)

@@ -66,3 +66,42 @@ def test_torch_state_loads_with_mmap(tmp_path: Path) -> None:
     before = (tmp_path / "t.dry").read_bytes()
     weight.add_(1)
     assert (tmp_path / "t.dry").read_bytes() == before
+
+
+MAPPED_BATCHES = """
+import sys
+import numpy as np
+from dryml import load_object
+from dryml.data import NumpyDataset
+sys.path.insert(0, sys.argv[2])  # this test's module, for its StateHolder
+mapped = load_object(sys.argv[1], mmap=True, trust=["test_torch_mmap"]).state
+x = mapped["x"]
+assert isinstance(x, np.memmap) and not x.flags.writeable
+data = NumpyDataset((x, mapped["y"]), supervised=True)
+for source in (data, data.batch(32)):
+    first = next(iter(source.torch()))[0]
+    first.mul_(2.0)  # in place, as a user's augmentation might
+print("survived", float(x[0, 0]))
+"""
+
+
+def test_batches_of_mapped_arrays_are_writable_copies(tmp_path: Path) -> None:
+    """A Dataset of arrays loaded with ``mmap=True`` gave torch tensors over the read-only
+    pages (DLPack for an np.memmap; torch ignores the flag), and an in-place op on a batch
+    killed the process with SIGSEGV (found by review). Read-only arrays are copied now."""
+    import subprocess
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    holder = StateHolder()
+    holder.state = {"x": rng.normal(size=(2000, 8)).astype(np.float32),
+                    "y": rng.integers(0, 3, 2000)}
+    path = tmp_path / "data.dry"
+    save_object(holder, path)
+    done = subprocess.run([sys.executable, "-c", MAPPED_BATCHES, str(path),
+                           str(Path(__file__).parent)],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert done.stdout.split() == ["survived", str(float(holder.state["x"][0, 0]))]
+    np.testing.assert_array_equal(load_object(path).state["x"], holder.state["x"])

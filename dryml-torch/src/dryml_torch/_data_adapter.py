@@ -15,9 +15,13 @@ __all__ = ["ADAPTER", "TorchAdapter", "to_torch_leaf"]
 
 def _from_numpy(array: np.ndarray) -> Any:
     """``torch.from_numpy`` (no copy), after a copy for the numeric arrays it refuses (found
-    by review: ``x[::-1]``, ``np.flip`` views and big-endian ``>f4`` data raised)."""
+    by review: ``x[::-1]``, ``np.flip`` views and big-endian ``>f4`` data raised) and for
+    read-only ones: torch ignores the flag, so an in-place op on a batch of an array loaded
+    with ``mmap=True`` wrote to read-only pages and killed the process (found by review)."""
     if not array.dtype.isnative or any(step < 0 for step in array.strides):
         array = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("="))
+    elif not array.flags.writeable:
+        array = np.array(array)  # a plain, writable copy (np.memmap too)
     return torch.from_numpy(array)
 
 
@@ -30,7 +34,7 @@ def _numeric(dtype: Any) -> bool:
 
 
 def _to_torch_leaf(leaf: Any) -> Any:
-    if type(leaf) is np.ndarray:
+    if isinstance(leaf, np.ndarray):  # np.memmap too (through DLPack it kept its pages)
         if leaf.dtype.kind in "biufc":
             return _from_numpy(leaf)
         return leaf  # strings, objects: torch has no such dtype
@@ -48,9 +52,9 @@ def _to_torch_leaf(leaf: Any) -> Any:
 
 
 def _for_column(column: Any) -> Any:
-    """Slices of a numeric array column go straight to ``torch.from_numpy``."""
+    """Slices of a writable numeric array column go straight to ``torch.from_numpy``."""
     if (type(column) is np.ndarray and column.dtype.kind in "biufc" and column.dtype.isnative
-            and all(step >= 0 for step in column.strides)):
+            and column.flags.writeable and all(step >= 0 for step in column.strides)):
         return torch.from_numpy
     return _to_torch_leaf
 

@@ -602,19 +602,39 @@ class ContainerReader:
 
     def map_arrays(self, verify: bool = True, mode: str = "r") -> None:
         """Return raw ``.npy`` members as ``np.memmap`` arrays backed by the file (when the
-        stream is a real file; other streams are read as usual): read-only with ``mode="r"``,
+        stream is a file opened with ``open()``; other streams, compressed ones included, are
+        read as usual): read-only with ``mode="r"``,
         copy-on-write with ``mode="c"`` (writable; a write makes a private copy of that page
         and never reaches the file). ``verify``: stream each mapped member's checksum
         through the mapping when it is read (no copy); without it only the member's bounds
         and ``.npy`` header are checked (see ``dryml.format.verify``)."""
         if mode not in ("r", "c"):
             raise ValueError(f"mmap mode {mode!r}: use 'r' (read-only) or 'c' (copy-on-write)")
-        try:
-            self.stream.fileno()
-        except (AttributeError, OSError, ValueError):
+        if not self._plain_file():
             return
         self.mapped = mode
         self.verify_mapped = verify
+
+    def _plain_file(self) -> bool:
+        """Whether the stream reads the bytes of the file its descriptor names, as they are:
+        a file opened with ``open()`` (buffered or not). A gzip, bz2 or lzma stream has a
+        descriptor too, of its compressed file: mapped, that gave other bytes than the stream
+        read, returned as arrays with no error (found by review)."""
+        stream = self.stream
+        raw = stream if isinstance(stream, io.FileIO) else getattr(stream, "raw", None)
+        if not isinstance(raw, io.FileIO):
+            return False
+        try:
+            fd = raw.fileno()
+            if os.fstat(fd).st_size != self.size:
+                return False
+            if hasattr(os, "pread"):  # the very bytes this reader read through the stream
+                end = self.size - _TRAILER.size
+                return bool(os.pread(fd, _TRAILER.size, end) == self._read_at(end, _TRAILER.size)
+                            and os.pread(fd, HEADER_SIZE, 0) == self._read_at(0, HEADER_SIZE))
+        except (OSError, ValueError):
+            return False
+        return True
 
     def _read_at(self, offset: int, size: int) -> bytes:
         self.stream.seek(offset)

@@ -21,13 +21,20 @@ class Pipe(Trainable):
 
     Training walks the steps: a step that is already trained is skipped (so an interrupted
     training resumes after the last finished step), the others are trained on the output of
-    the steps before them, each in its own framework's context. ``eval`` chains the steps'
-    ``eval``. The task (classifier/regressor) is the last step's.
+    the steps before them, each in its own framework's context. A trained step after one that
+    is not is refused (it learned from outputs that the retrained step may no longer give).
+    ``eval`` chains the steps' ``eval``. The task (classifier/regressor) is the last step's.
     """
 
     def __init__(self, *steps: Trainable) -> None:
         if not steps or not all(isinstance(s, Trainable) for s in steps):
             raise ConfigurationError("Pipe needs one or more Trainables as its steps")
+        ids = [step.dry_id for step in steps]
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        if twice:  # trained once, it would then be applied twice (found by review)
+            raise ConfigurationError(
+                f"the same step appears more than once in this Pipe ({', '.join(twice)}): give "
+                "each place its own step (a copy: step.definition().without_id().build())")
         self.steps = steps
 
     @property
@@ -43,6 +50,7 @@ class Pipe(Trainable):
         """Train the steps in order; ``context_reqs`` gives each step's worker the request
         for its framework (``{"torch": {"num_gpus": 1}}`` reaches the torch steps)."""
         self._check_reqs(context_reqs)
+        self._check_stale()
         self.train_state.status = "training"
         for i, step in enumerate(self.steps):
             reqs = _step_reqs(step, context_reqs)
@@ -52,6 +60,23 @@ class Pipe(Trainable):
                 data = step.eval(data, context_reqs=reqs)
                 valid = step.eval(valid, context_reqs=reqs) if valid is not None else None
         self.train_state.status = "trained"
+
+    def _check_stale(self) -> None:
+        """Refuse a trained step after an untrained one: training the earlier step anew may
+        change what it gives the later one, which would keep what it learned from the old
+        outputs (found by review: a Pipe whose scaler was replaced reported itself trained
+        and scored 0.35 where a fresh one scored 1.0)."""
+        first = next((i for i, s in enumerate(self.steps) if not s.trained), None)
+        if first is None:
+            return
+        stale = [i for i in range(first + 1, len(self.steps)) if self.steps[i].trained]
+        if stale:
+            raise ConfigurationError(
+                f"step {stale[0]} ({type(self.steps[stale[0]]).__name__}) of this Pipe is "
+                f"trained but step {first} ({type(self.steps[first]).__name__}) before it is "
+                "not: training that step may change the inputs the later one learned from. "
+                "Give the Pipe an untrained copy of each later step "
+                "(step.definition().without_id().build()), or train the steps one by one")
 
     def eval(self, data: Dataset, *, context_reqs: dict[str, Any] | None = None) -> Dataset:
         """Chain the steps' ``eval`` (``context_reqs`` as for :meth:`train`)."""
