@@ -29,6 +29,13 @@ class Val(Object):
         self.value = value
 
 
+class Other(Object):
+    """Another class, for class targets."""
+
+    def __init__(self, value: Any = None) -> None:
+        self.value = value
+
+
 VALUES = {"zero": 0, "half": 0.5, "one": 1, "neg0": -0.0, "inf": INF, "ninf": -INF,
           "nan": float("nan"), "big": 2**64, "bigneg": -(2**64), "big1": 2**64 + 1,
           "str": "1", "none": None, "true": True}
@@ -277,3 +284,130 @@ def test_the_metadata_of_an_unknown_id_is_object_not_found(tmp_path: Path) -> No
     repo = Repo(tmp_path / "r", create=True)
     with pytest.raises(ObjectNotFoundError, match="no object 'nope'"):
         repo.metadata("nope")  # found by review: a bare IndexError
+
+
+def test_a_class_as_a_target_means_selector_of_it_and_deletes_only_its_objects(
+        tmp_path: Path) -> None:
+    """A class is callable, so it was taken for a predicate: ``repo.ids(Other)`` gave every
+    object (building an ``Other`` per row) and ``repo.delete(Other)`` deleted the whole
+    repository (found by review). It now means ``Selector(Other)``."""
+    repo = Repo(tmp_path / "r", create=True)
+    repo.add_objects([Val(1, dry_id="v1"), Val(2, dry_id="v2"), Other(3, dry_id="o")])
+    assert repo.ids(Other) == repo.ids(Selector(Other)) == ["o"]
+    assert [type(o).__qualname__ for o in repo.get(Other)] == ["Other"]
+    assert sorted(repo.ids([Other, "v1"])) == ["o", "v1"]
+    assert repo.delete(Other) == 1
+    assert sorted(repo.ids()) == ["v1", "v2"]
+
+
+def test_where_values_are_compared_as_the_plain_json_metadata_is_kept(tmp_path: Path) -> None:
+    """``where=`` values were encoded as constructor arguments: the value given to
+    ``add_object`` ((3, 4), {5: "x"}), numpy scalars and a dict read back from metadata that
+    holds "__dry__" matched nothing, and ``Not(np.int64(3))`` matched everything (found by
+    review). They are compared as metadata is kept now."""
+    import numpy as np
+
+    repo = Repo(tmp_path / "r", create=True)
+    config = ObjectDef(Val, ObjectDef(Val, 2)).to_dict()
+    repo.add_object(Val(dry_id="a"), metadata={"shape": (3, 4), "counts": {5: "x"},
+                                                "acc": 0.75, "epochs": 3, "config": config})
+    repo.add_object(Val(dry_id="b"), metadata={"acc": 0.5, "epochs": 4})
+    for _ in range(2):
+        stored = repo.metadata("a")
+        for key, value in [("shape", (3, 4)), ("shape", [3, 4]), ("counts", {5: "x"}),
+                           ("acc", np.float64(0.75)), ("epochs", np.int64(3)),
+                           ("epochs", In(np.int64(3))), ("config", config),
+                           ("config", stored["config"]), ("acc", Range(np.float64(0.6), None))]:
+            assert repo.ids(where={key: value}) == ["a"], (key, value)
+        assert repo.ids(where={"epochs": Not(np.int64(3))}) == ["b"]
+        assert sorted(repo.ids(where={"epochs": Range(np.int64(3), None)})) == ["a", "b"]
+        repo.reindex()
+
+
+def test_a_metadata_dict_that_holds_dry_tags_is_a_dict_not_a_number(tmp_path: Path) -> None:
+    """Metadata is plain JSON: ``{"__dry__": "float", "value": "inf"}`` there was indexed as
+    infinity, so it fell in ``Range(0, None)`` and sorted first as the best score, and a
+    predicate got infinity instead of the dict (found by review)."""
+    repo = Repo(tmp_path / "r", create=True)
+    tagged = {"__dry__": "float", "value": "inf"}
+    repo.add_object(Val(dry_id="tagged"), metadata={"clip": tagged})
+    repo.add_object(Val(dry_id="ten"), metadata={"clip": 10.0})
+    seen: list[Any] = []
+    assert repo.ids(where={"clip": Range(0, None)}) == ["ten"]
+    assert repo.ids(where={"clip": tagged}) == ["tagged"]
+    assert repo.ids(order_by="clip", descending=True, limit=1) == ["ten"]
+    assert sorted(repo.ids(where={"clip": lambda v: seen.append(v) or True})) == ["tagged",
+                                                                                   "ten"]
+    assert sorted(map(str, seen)) == sorted([str(tagged), "10.0"])
+
+
+def test_an_index_that_read_metadata_tags_as_numbers_is_brought_up_to_date(
+        tmp_path: Path) -> None:
+    """An index of values version 2 held such a metadata dict as infinity: opening it
+    indexes that metadata again."""
+    repo = Repo(tmp_path / "r", create=True)
+    repo.add_object(Val(dry_id="tagged"), metadata={"clip": {"__dry__": "float",
+                                                             "value": "inf"}})
+    path = repo.directory / INDEX_NAME
+    repo.close()
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("UPDATE kv SET t = 'f', value = 9e999 WHERE key = 'm.clip'")
+        conn.execute("UPDATE info SET value = '2' WHERE key = 'values'")
+    conn.close()
+    assert Repo(repo.directory).ids(where={"clip": Range(0, None)}) == []
+
+
+def test_a_predicate_on_a_class_the_repository_does_not_trust_says_so(tmp_path: Path) -> None:
+    """A predicate target (or a predicate on a nested object) in a process that had not
+    imported the class matched nothing, silently (found by review). It is an error that names
+    ``trust=``; with the module trusted it matches."""
+    import subprocess
+    import sys
+    import textwrap
+
+    module = tmp_path / "predmod.py"
+    module.write_text(textwrap.dedent("""
+        from dryml import Object
+
+        class Part(Object):
+            def __init__(self, n):
+                self.n = n
+
+        class Whole(Object):
+            def __init__(self, part, k):
+                self.part, self.k = part, k
+    """))
+    code = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(tmp_path)!r})
+        from dryml.errors import UntrustedClassError
+        from dryml.repo import Repo, Selector
+        if sys.argv[1] == "fill":
+            from predmod import Part, Whole
+            repo = Repo({str(tmp_path / "r")!r}, create=True)
+            repo.add_object(Part(1), metadata={{}})
+            repo.add_object(Whole(Part(2), 7))
+            sys.exit()
+        queries = (lambda d: d.args[0] == 1, Selector("Whole", args=(lambda p: True,)))
+        for query in queries:  # before anything imports predmod
+            try:
+                print(len(Repo({str(tmp_path / "r")!r}).ids(query)))
+            except UntrustedClassError as exc:
+                print("refused", "trust=" in str(exc))
+        for query in queries:
+            print(len(Repo({str(tmp_path / "r")!r}, trust=["predmod"]).ids(query)))
+    """)
+    for step in ("fill", "query"):
+        done = subprocess.run([sys.executable, "-c", code, step], capture_output=True,
+                              text=True, timeout=120, check=False)
+        assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[:4] == ["refused True", "refused True", "1", "1"]
+
+
+def test_ordering_by_a_key_whose_values_are_lists_says_why_it_cannot(tmp_path: Path) -> None:
+    """It said that no object had the key, which every object had (found by review)."""
+    repo = Repo(tmp_path / "r", create=True)
+    repo.add_object(Val(1), metadata={"shape": [3, 4]})
+    with pytest.raises(RepoError, match="its values are lists or dicts, which have no order"):
+        repo.ids(order_by="shape")

@@ -89,8 +89,10 @@ def category_digest(definition: dict[str, Any]) -> str:
     return hashlib.sha256(canon.encode()).hexdigest()[:32]
 
 
-def _kind(value: Any) -> tuple[str, Any] | None:
-    """The index's (type code, value) for a JSON scalar, or None for anything else."""
+def _kind(value: Any, tagged: bool = True) -> tuple[str, Any] | None:
+    """The index's (type code, value) for a JSON scalar, or None for anything else.
+    ``tagged``: a definition's ``{"__dry__": "float", ...}`` is the number it stands for;
+    metadata is plain JSON, where such a dict is only a dict (``tagged=False``)."""
     if value is None:
         return "n", None
     if value is True or value is False:
@@ -103,7 +105,7 @@ def _kind(value: Any) -> tuple[str, Any] | None:
         return ("f", value) if value == value else None  # SQLite holds +-inf, not NaN
     if type(value) is str:
         return "s", value
-    if type(value) is dict and value.get(TAG) == "float" and len(value) == 2:
+    if tagged and type(value) is dict and value.get(TAG) == "float" and len(value) == 2:
         infinity = _INFINITIES.get(str(value.get("value")))  # how definitions write +-inf
         return None if infinity is None else ("f", infinity)
     return None
@@ -123,7 +125,8 @@ def scalar_entries(definition: dict[str, Any], metadata: dict[str, Any]
         kind = _kind(value)
         yield (f"k.{name}", *kind) if kind else (f"k.{name}", "x", None)
     for key, value in flatten_metadata(metadata):
-        kind = _kind(value)
+        kind = _kind(value, tagged=False)  # plain JSON (found by review: a metadata dict
+        # {"__dry__": "float", "value": "inf"} was indexed, ranged and sorted as infinity)
         yield (f"m.{key}", *kind) if kind else (f"m.{key}", "x", None)
 
 

@@ -44,8 +44,9 @@ SCHEMA_VERSION = 1
 #: How values are indexed (``info`` key ``values``). 2: +-infinity as REAL (type ``f``, also
 #: when a definition writes it as a tagged value), integers beyond 64 bits as their nearest
 #: double (type ``I``), and configuration digests that ignore the sign of zero and the order
-#: of a dict with non-string keys. An index from before is brought up to date on open.
-VALUES_VERSION = "2"
+#: of a dict with non-string keys. 3: metadata is plain JSON (a dict holding ``"__dry__"`` is
+#: no tagged number there). An index from before is brought up to date on open.
+VALUES_VERSION = "3"
 # SQLite's automatic checkpoint copies the write-ahead log into the database file (with fsyncs)
 # inside whichever commit crosses its threshold, so one add in about forty paid for the pages of
 # the forty before it (measured: the median commit 67 us, the mean 278 us). A background thread
@@ -338,11 +339,12 @@ class Index:
 def _update_values(conn: sqlite3.Connection) -> None:
     """Index anew, in the current form, the values an older dryml indexed differently: the
     key/value rows of objects that have an unindexed (``x``) value, and the configuration
-    digest of definitions with a zero or a dict with non-string keys in them."""
+    digest of definitions with a zero or a dict with non-string keys in them, and the entries
+    of metadata that holds a "__dry__" key (plain JSON since values version 3)."""
     stale = conn.execute(
         "SELECT id, definition, metadata FROM objects WHERE id IN "
         "(SELECT DISTINCT id FROM kv WHERE t = 'x') OR definition LIKE '%-0.0%' "
-        "OR definition LIKE '%\"dict\"%'").fetchall()
+        "OR definition LIKE '%\"dict\"%' OR metadata LIKE '%__dry__%'").fetchall()
     for dry_id, definition, metadata in stale:
         data = json.loads(definition)
         conn.execute("UPDATE objects SET cat = ? WHERE id = ?", (category_digest(data), dry_id))

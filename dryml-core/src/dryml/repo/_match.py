@@ -12,6 +12,8 @@ import operator
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
+import numpy as np
+
 from dryml._encoding import TAG, Encoder
 from dryml._trust import class_path
 
@@ -41,6 +43,11 @@ class Matcher:
         """An exact SQL condition on a ``kv`` row (``t``, ``value``), or None."""
         return None
 
+    def for_metadata(self) -> Matcher:
+        """This matcher for metadata values, which are plain JSON (as ``json.loads`` gives
+        them), not definition JSON: no tagged values, tuples as lists, no decoding."""
+        return self
+
     def __call__(self, value: Any) -> bool:
         """Test a live Python value (plain values, Objects and ObjectDefs)."""
         from dryml.repo._selector import LiveContext
@@ -57,10 +64,29 @@ class Anything(Matcher):
         return True
 
 
-def _scalar(value: Any) -> tuple[str, Any] | None:
+def _scalar(value: Any, tagged: bool = True) -> tuple[str, Any] | None:
     from dryml.repo._defjson import _kind
 
-    return _kind(value)
+    return _kind(value, tagged)
+
+
+def plain_json(value: Any) -> Any:
+    """``value`` as metadata keeps it: what ``json.loads(json.dumps(value))`` gives, numpy
+    scalars as Python numbers (found by review: ``where={"shape": (3, 4)}``, ``{5: "x"}``,
+    ``np.float64(0.75)`` and a value read back from metadata holding ``"__dry__"`` were
+    encoded as constructor arguments and matched nothing)."""
+    import json
+
+    def scalar(item: Any) -> Any:
+        if isinstance(item, (np.generic, np.ndarray)):
+            return item.tolist()
+        raise TypeError(f"{type(item).__name__} is not plain JSON")
+
+    try:
+        return json.loads(json.dumps(value, default=scalar))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"where= values are compared with metadata, which is plain JSON: "
+                         f"{value!r} is not ({exc})") from None
 
 
 def json_equal(a: Any, b: Any) -> bool:
@@ -97,16 +123,37 @@ class _Eq(Matcher):
     def match(self, value: Any, ctx: MatchContext) -> bool:
         return json_equal(value, self.encoded)
 
+    def scalar(self) -> tuple[str, Any] | None:
+        """The index's (type code, value) of the value, or None when it is no scalar."""
+        return _scalar(self.encoded)
+
     def kv_sql(self) -> SQL | None:
-        kind = _scalar(self.encoded)
+        kind = self.scalar()
         if kind is None or kind[0] == "I":  # an integer beyond 64 bits: equal in Python only
             return None
         if kind[0] == "n":
             return "t = 'n'", []
         return "(t = ? AND value = ?)", list(kind)
 
+    def for_metadata(self) -> Matcher:
+        return _PlainEq(self.raw)
+
     def __repr__(self) -> str:
         return repr(self.raw)
+
+
+class _PlainEq(_Eq):
+    """Equality with a metadata value: plain JSON on both sides."""
+
+    def __init__(self, value: Any) -> None:  # not _Eq's: encoded as metadata is kept
+        self.raw = value
+        self.encoded = plain_json(value)
+
+    def scalar(self) -> tuple[str, Any] | None:
+        return _scalar(self.encoded, tagged=False)
+
+    def for_metadata(self) -> Matcher:
+        return self
 
 
 class _IsClass(Matcher):
@@ -128,17 +175,26 @@ class _IsClass(Matcher):
 
 
 class _Pred(Matcher):
-    def __init__(self, fn: Callable[[Any], Any]) -> None:
-        self.fn = fn
+    def __init__(self, fn: Callable[[Any], Any], plain: bool = False) -> None:
+        self.fn, self.plain = fn, plain
 
     def match(self, value: Any, ctx: MatchContext) -> bool:
-        from dryml.errors import DrymlError
+        from dryml.errors import DrymlError, UntrustedClassError
 
+        if self.plain:  # a metadata value: given as it is kept
+            return bool(self.fn(value))
         try:
             decoded = ctx.decode(value)
+        except UntrustedClassError as exc:  # found by review: it matched nothing, silently
+            raise UntrustedClassError(
+                f"{exc} (a predicate is called with the decoded value, which resolves its "
+                "classes: pass trust=[...] to Repo(...), or match it with a Selector)") from None
         except DrymlError:
             return False
         return bool(self.fn(decoded))
+
+    def for_metadata(self) -> Matcher:
+        return _Pred(self.fn, plain=True)
 
     def __repr__(self) -> str:
         return getattr(self.fn, "__name__", repr(self.fn))
@@ -158,6 +214,11 @@ class _Seq(Matcher):
             return False
         return all(m.match(v, ctx) for m, v in zip(self.items, value, strict=False))
 
+    def for_metadata(self) -> Matcher:
+        plain = _Seq([])
+        plain.items = [m.for_metadata() for m in self.items]  # a tuple is a list there
+        return plain
+
     def __repr__(self) -> str:
         inner = ", ".join(map(repr, self.items))
         return f"({inner},)" if self.is_tuple else f"[{inner}]"
@@ -171,6 +232,11 @@ class _Map(Matcher):
         if not isinstance(value, dict) or TAG in value or value.keys() != self.items.keys():
             return False
         return all(m.match(value[k], ctx) for k, m in self.items.items())
+
+    def for_metadata(self) -> Matcher:
+        plain = _Map({})
+        plain.items = {k: m.for_metadata() for k, m in self.items.items()}
+        return plain
 
     def __repr__(self) -> str:
         return repr(self.items)
@@ -192,7 +258,7 @@ class In(Matcher):
         return any(m.match(value, ctx) for m in self.options)
 
     def kv_sql(self) -> SQL | None:
-        scalars = [_scalar(m.encoded) if type(m) is _Eq else None for m in self.options]
+        scalars = [m.scalar() if isinstance(m, _Eq) else None for m in self.options]
         if self.options and all(k is not None and k[0] != "I" for k in scalars):
             # value IN (...) per type code, so that the (key, value) index is used.
             groups: dict[str, list[Any]] = {}
@@ -210,6 +276,11 @@ class In(Matcher):
             return None
         return ("(" + " OR ".join(p[0] for p in parts) + ")",  # type: ignore[index]
                 [x for p in parts for x in p[1]])  # type: ignore[index]
+
+    def for_metadata(self) -> Matcher:
+        plain = In()
+        plain.options = [m.for_metadata() for m in self.options]
+        return plain
 
     def __repr__(self) -> str:
         return f"In({', '.join(map(repr, self.options))})"
@@ -234,6 +305,7 @@ class Range(Matcher):
         self.lo_op, self.hi_op = _INCLUSIVE[inclusive]
         if lo is None and hi is None:
             raise ValueError("Range needs lo, hi or both")
+        lo, hi = (b.item() if isinstance(b, np.generic) else b for b in (lo, hi))
         for bound in (lo, hi):
             if bound is not None and (isinstance(bound, bool) or not isinstance(
                     bound, (int, float, str))):
@@ -245,9 +317,15 @@ class Range(Matcher):
                              "strings")
         self.lo, self.hi = lo, hi
         self.text = isinstance(lo, str) or isinstance(hi, str)
+        self.plain = False
+
+    def for_metadata(self) -> Matcher:
+        plain = Range(self.lo, self.hi, inclusive=self.inclusive)
+        plain.plain = True  # a tagged float there is a dict, not a number
+        return plain
 
     def match(self, value: Any, ctx: MatchContext) -> bool:
-        if isinstance(value, dict) and value.get(TAG) == "float":
+        if not self.plain and isinstance(value, dict) and value.get(TAG) == "float":
             from dryml.repo._defjson import _INFINITIES
 
             value = _INFINITIES.get(str(value.get("value")))
@@ -308,6 +386,9 @@ class Not(Matcher):
         inner = self.inner.kv_sql()
         return None if inner is None else (f"NOT {inner[0]}", inner[1])
 
+    def for_metadata(self) -> Matcher:
+        return Not(self.inner.for_metadata())
+
     def __repr__(self) -> str:
         return f"Not({self.inner!r})"
 
@@ -328,6 +409,9 @@ class AllOf(Matcher):
             return None
         return ("(" + " AND ".join(p[0] for p in parts) + ")",  # type: ignore[index]
                 [x for p in parts for x in p[1]])  # type: ignore[index]
+
+    def for_metadata(self) -> Matcher:
+        return AllOf(*(m.for_metadata() for m in self.parts))
 
     def __repr__(self) -> str:
         return f"AllOf({', '.join(map(repr, self.parts))})"

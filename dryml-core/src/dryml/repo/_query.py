@@ -71,7 +71,7 @@ def plan_query(selector: Selector | None, where: dict[str, Any] | None, order_by
     py_where: list[tuple[str, Matcher]] = []
     order_cond: SQL | None = None
     for key, wanted in (where or {}).items():
-        matcher = to_matcher(wanted)
+        matcher = to_matcher(wanted).for_metadata()  # where= is about metadata: plain JSON
         if key == order_by and order_by not in COLUMN_KEYS and _positive(matcher):
             # Filter on the sort key inside the sorted walk of the kv index (m.t, m.value).
             order_cond = matcher.kv_sql()
@@ -131,11 +131,11 @@ _NUMBERS = "('i', 'f', 'I')"
 
 def _positive(matcher: Matcher) -> bool:
     """Matchers that only ever match scalars (so never a row lacking the key)."""
-    from dryml.repo._match import In, Range, _Eq
+    from dryml.repo._match import In, Range, _Eq, _PlainEq
 
     if isinstance(matcher, In):
-        return all(type(m) is _Eq for m in matcher.options)
-    return type(matcher) in (Range, _Eq)
+        return all(type(m) in (_Eq, _PlainEq) for m in matcher.options)
+    return type(matcher) in (Range, _Eq, _PlainEq)
 
 
 def _limit(limit: int | None) -> str:

@@ -689,6 +689,10 @@ class Repo:
             return
         if not self._index.query("SELECT 1 FROM objects LIMIT 1"):
             return  # an empty repository: nothing to sort, nothing to suggest
+        if self._index.query("SELECT 1 FROM kv WHERE key = ? LIMIT 1", [f"m.{key}"]):
+            raise RepoError(f"cannot order by {key!r}: its values are lists or dicts, which "
+                            "have no order; order by one of their entries (a dotted key such "
+                            f"as '{key}.<name>') or a number or text beside them")
         keys = self.metadata_keys()
         known = ", ".join(keys[:30]) + (", ..." if len(keys) > 30 else "") or "none"
         raise RepoError(f"cannot order by {key!r}: no object in {self.directory} has that "

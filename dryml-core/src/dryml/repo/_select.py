@@ -12,8 +12,8 @@ from dryml.repo._selector import Cond, Selector, _Combined
 
 __all__ = ["Target", "as_selector", "target_ids"]
 
-Target = (None | str | Object | ObjectDef | Selector | Callable[[ObjectDef], Any] | list[Any]
-          | tuple[Any, ...])
+Target = (None | str | Object | ObjectDef | Selector | type | Callable[[ObjectDef], Any]
+          | list[Any] | tuple[Any, ...])
 
 
 class _IdSelector(Selector):
@@ -44,19 +44,33 @@ class _FnSelector(Selector):
         self.fn, self.trust = fn, trust
 
     def match_definition(self, data: dict[str, Any], ctx: MatchContext) -> bool:
-        from dryml.errors import DrymlError
-
-        try:
-            definition = ObjectDef.from_dict(data, trust=self.trust)
-        except DrymlError:
-            return False
-        return bool(self.fn(definition))
+        definition = definition_for_predicate(data, self.trust)
+        return definition is not None and bool(self.fn(definition))
 
     def conds(self) -> tuple[list[Cond], bool]:
         return [], False
 
     def __repr__(self) -> str:
         return getattr(self.fn, "__name__", repr(self.fn))
+
+
+def definition_for_predicate(data: dict[str, Any], trust: tuple[str, ...]) -> ObjectDef | None:
+    """The ObjectDef a predicate target is called with; None for a definition that cannot be
+    built here (its class gone from its module, or the index's copy damaged: ``repo check``
+    reports it). A class the repository does not trust is an error that says so: it had made
+    the predicate silently match nothing in a process that had not imported the class (found
+    by review)."""
+    from dryml.errors import DrymlError, UntrustedClassError
+
+    try:
+        return ObjectDef.from_dict(data, trust=trust)
+    except UntrustedClassError as exc:
+        raise UntrustedClassError(
+            f"{exc} (a predicate target is called with ObjectDefs, which resolve their "
+            "classes: pass trust=[...] to Repo(...), or select with a Selector, which imports "
+            "nothing)") from None
+    except DrymlError:
+        return None
 
 
 def as_selector(target: Target, trust: tuple[str, ...]) -> Selector | None:
@@ -73,6 +87,11 @@ def as_selector(target: Target, trust: tuple[str, ...]) -> Selector | None:
         if target.dry_id is not None:
             return _IdSelector([target.dry_id])
         return Selector.from_def(target)
+    if isinstance(target, type):
+        # a class is callable: taken for a predicate, Model(definition) built an object per
+        # row and selected them all, so repo.delete(C) deleted the whole repository (found
+        # by review). It means what Selector(C) means: C and its subclasses.
+        return Selector(target)
     if isinstance(target, (list, tuple)):
         if not target:
             return _IdSelector([])  # nothing
@@ -83,7 +102,7 @@ def as_selector(target: Target, trust: tuple[str, ...]) -> Selector | None:
     if callable(target):
         return _FnSelector(target, trust)
     raise TypeError(f"cannot select objects with {target!r}: use a dry_id, an Object, an "
-                    "ObjectDef, a Selector, a predicate, or a list of these")
+                    "ObjectDef, a Selector, a class, a predicate, or a list of these")
 
 
 def target_ids(target: Target) -> list[str] | None:
