@@ -422,3 +422,29 @@ def test_ctrl_c_while_the_pool_stops_a_worker_releases_what_it_held(tmp_path: Pa
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split("\n")[:2] == ["interrupted", "got both CPUs"]
+
+
+@compute_context(GPU)
+def returns_a_lock() -> Any:
+    return threading.Lock()
+
+
+@compute_context(GPU)
+def takes(value: Any, *, other: Any = None) -> int:
+    return os.getpid()
+
+
+def test_values_that_cannot_cross_to_or_from_a_worker_are_serialization_errors() -> None:
+    """A result that could not be pickled came back as a bare TypeError, read as the
+    function's own error although it had run; an argument that could not be was a TypeError
+    naming no argument (found by review). Both are SerializationErrors that say what and
+    where; the worker goes on serving calls."""
+    with pytest.raises(dryml.errors.SerializationError,
+                       match=r"the call ran in the worker, but its result \(_thread.lock\) "
+                             "cannot be sent back to the caller"):
+        returns_a_lock()
+    with pytest.raises(dryml.errors.SerializationError,
+                       match="argument 'other' cannot be sent to the worker") as caught:
+        takes(1, other=(x for x in range(3)))
+    assert "the call ran" not in str(caught.value)
+    assert isinstance(takes(1), int)

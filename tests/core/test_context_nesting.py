@@ -101,3 +101,43 @@ def test_a_nested_call_within_the_callers_time_is_untouched() -> None:
     assert waits_on_a_sleeper(0.1, call_timeout=120) == "slept"
 
 
+
+
+
+@compute_context({"default": {"cpu/0": 0.3, "cpu/1": 0.5}})
+def nested_call() -> str:
+    return "nested ran"
+
+
+@compute_context({"default": {"cpu/0": 0.6}})
+def holds_and_nests(cpu: int) -> str:
+    time.sleep(0.5)  # both callers hold their share before either nests
+    other = 1 - cpu
+    return nested_call(call_context_reqs={"default": {f"cpu/{cpu}": 0.3,
+                                                      f"cpu/{other}": 0.5}})
+
+
+def test_nested_calls_of_two_threads_that_wait_on_each_other_fail_one_and_finish_the_other(
+        ) -> None:
+    """Each thread's caller held 0.6 of one CPU and its nested call needed 0.5 of the other
+    one, which the other thread's caller held: each fits beside its own callers, not beside
+    both, and the two waited on each other forever with no error (found by review). One now
+    fails at once saying why; the other completes once it has."""
+    results: dict[int, str] = {}
+
+    def run(cpu: int) -> None:
+        try:
+            results[cpu] = holds_and_nests(cpu, call_context_reqs={"default": {f"cpu/{cpu}":
+                                                                              0.6}})
+        except ResourcesUnavailableError as exc:
+            results[cpu] = f"refused: {exc}"
+
+    threads = [threading.Thread(target=run, args=(cpu,), daemon=True) for cpu in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not any(thread.is_alive() for thread in threads), "the two threads hung"
+    outcomes = sorted(results.values())
+    assert outcomes[0] == "nested ran", outcomes
+    assert outcomes[1].startswith("refused: this nested call would wait forever"), outcomes

@@ -258,3 +258,25 @@ def test_per_process_cpu_accounting_when_asked(start) -> None:
     second = start(every, DRYML_LEDGER="process")
     assert first.request(30).startswith("granted")
     assert second.request(30).startswith("granted")
+
+
+@pytest.mark.skipif(not hasattr(os, "getuid"), reason="the per-user folder of POSIX systems")
+def test_the_ledger_is_found_in_one_place_whatever_the_environment(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """It followed XDG_RUNTIME_DIR, then TMPDIR: two programs run from a login shell and from
+    cron (or two batch jobs with their own TMPDIR) kept two ledgers and each got 0.7 of one
+    GPU (found by review). Only DRYML_LEDGER_DIR moves it."""
+    from dryml.context._ledger import ledger_dir
+
+    monkeypatch.delenv("DRYML_LEDGER_DIR", raising=False)
+    seen = set()
+    for runtime, tmp in ((None, None), (str(tmp_path), None), (None, str(tmp_path / "t"))):
+        for name, value in (("XDG_RUNTIME_DIR", runtime), ("TMPDIR", tmp)):
+            if value is None:
+                monkeypatch.delenv(name, raising=False)
+            else:
+                monkeypatch.setenv(name, value)
+        seen.add(ledger_dir())
+    assert len(seen) == 1 and next(iter(seen)).name == f"dryml-{os.getuid()}"
+    monkeypatch.setenv("DRYML_LEDGER_DIR", str(tmp_path / "mine"))
+    assert ledger_dir() == tmp_path / "mine"

@@ -42,13 +42,35 @@ def encode_call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str,
     the message's ``buffers`` (an executor that ships them its own way, e.g. Ray's object store).
     """
     buffers: list[Any] | None = [] if out_of_band is not None else None
-    data, blobs, trust = _protocol.dumps((args, kwargs), buffers, out_of_band or 0)
+    try:
+        data, blobs, trust = _protocol.dumps((args, kwargs), buffers, out_of_band or 0)
+    except Exception as exc:  # noqa: BLE001 - pickle raises many kinds: say which argument
+        named = [*((f"argument {i}", v) for i, v in enumerate(args)),
+                 *((f"argument {k!r}", v) for k, v in kwargs.items())]
+        bad = next((name for name, value in named if not _sendable(value)), "an argument")
+        raise _unsendable(bad, "to the worker", exc, ran=False) from None
     msg = {"fn": _protocol.function_payload(fn), "cwd": os.getcwd(), "sys_path": sys.path,
            "classes": _protocol.local_classes([args, kwargs]) if blobs else [],
            "args": data, "blobs": blobs, "trust": trust, "update_objs": update_objs}
     if buffers:
         msg["buffers"] = buffers
     return msg
+
+
+def _sendable(value: Any) -> bool:
+    try:
+        _protocol.dumps(value)
+    except Exception:  # noqa: BLE001
+        return False
+    return True
+
+
+def _unsendable(what: str, where: str, exc: BaseException, ran: bool = True) -> DrymlError:
+    """The error for a value that cannot cross to or from a worker."""
+    done = "the call ran in the worker, but " if ran else ""
+    return SerializationError(
+        f"{done}{what} cannot be sent {where}: {type(exc).__name__}: {exc}. Pass and return "
+        "plain data, arrays or dryml Objects (not locks, generators, open files or sockets)")
 
 
 _fn_cache: dict[Any, Callable[..., Any]] = {}
@@ -83,10 +105,20 @@ def run_call(msg: dict[str, Any]) -> dict[str, Any]:
             result = fn(*args, **kwargs)
         finally:
             leave_compute(entered)
-        data, blobs, trust = _protocol.dumps(result)
+        # found by review: a result that could not be pickled came back as a bare TypeError,
+        # read as the function's own error although the call had run
+        try:
+            data, blobs, trust = _protocol.dumps(result)
+        except Exception as exc:  # noqa: BLE001 - pickle raises many kinds
+            raise _unsendable(f"its result ({type(result).__module__}."
+                              f"{type(result).__qualname__})", "back to the caller", exc) from None
         reply: dict[str, Any] = {"ok": True, "result": data, "blobs": blobs, "trust": trust}
         if msg["update_objs"]:
-            reply["updated"] = _protocol.dumps(list(iter_objects([args, kwargs])))
+            try:
+                reply["updated"] = _protocol.dumps(list(iter_objects([args, kwargs])))
+            except Exception as exc:  # noqa: BLE001
+                raise _unsendable("the Objects it was given", "back to the caller",
+                                  exc) from None
         return reply
     except SystemExit:
         raise  # sys.exit() ends the worker, as it would a process: WorkerCrashedError

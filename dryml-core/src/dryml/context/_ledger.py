@@ -3,8 +3,8 @@
 Each process's :class:`~dryml.context._scheduler.Scheduler` grants its own workers; the ledger
 lets independent processes (two notebooks, a notebook and a script) see each other's grants,
 so that together they never give out more than 1.0 of a GPU or of a CPU. It is a small SQLite
-database in a per-user runtime directory (``$DRYML_LEDGER_DIR``, else
-``$XDG_RUNTIME_DIR/dryml``, else ``<tempdir>/dryml-<uid>``, created with mode 0700). A row
+database in a per-user directory (``$DRYML_LEDGER_DIR``, else ``/dev/shm/dryml-<uid>``, else
+``/tmp/dryml-<uid>``, whatever ``TMPDIR`` or ``XDG_RUNTIME_DIR`` say, created with mode 0700). A row
 names the process holding a grant by pid *and* kernel start time, so the grants of a process
 that died (SIGKILL included) are dropped by the next process that looks, and a reused pid is
 never taken for the holder.
@@ -84,11 +84,14 @@ def ledger_dir() -> Path:
     explicit = os.environ.get("DRYML_LEDGER_DIR")
     if explicit:
         return Path(explicit)
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime and os.path.isdir(runtime) and os.access(runtime, os.W_OK):
-        return Path(runtime) / "dryml"
-    uid = os.getuid() if hasattr(os, "getuid") else 0
-    return Path(tempfile.gettempdir()) / f"dryml-{uid}"
+    if not hasattr(os, "getuid"):  # Windows: the temporary folder is the user's own
+        return Path(tempfile.gettempdir()) / "dryml"
+    # One place for every process of this user whatever its environment (found by review:
+    # it followed XDG_RUNTIME_DIR, then TMPDIR, which differ between a login shell, cron, su,
+    # a service and a batch job, and two programs that saw different ones each got 0.7 of one
+    # GPU). /dev/shm is shared even with services that have a /tmp of their own.
+    shared = "/dev/shm" if os.path.isdir("/dev/shm") else "/tmp"  # noqa: S108 - made 0700
+    return Path(shared) / f"dryml-{os.getuid()}"
 
 
 def ledger_key(resource: Resource) -> str | None:

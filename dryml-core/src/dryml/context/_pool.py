@@ -83,6 +83,8 @@ class Pool:
         self.idle_timeout = idle_timeout
         self.cond = scheduler.cond
         self.workers: list[WorkerHandle] = []
+        #: The caller grants of each nested call waiting now (see _never_frees).
+        self._nested_waits: dict[object, tuple[Grant, ...]] = {}
         self._starting = 0
         self._closed = False
         self._reaper = threading.Thread(target=self._reap, name="dryml-pool-reaper",
@@ -102,6 +104,17 @@ class Pool:
         self.scheduler.check_possible(request, held)
         plugins = context_plugins(list(request))
         deadline = None if timeout is None else time.monotonic() + timeout
+        token = object()
+        try:
+            return self._checkout(request, held, plugins, deadline, timeout, token)
+        finally:
+            if held:
+                with self.cond:
+                    self._nested_waits.pop(token, None)
+
+    def _checkout(self, request: dict[str, Request], held: tuple[Grant, ...],
+                  plugins: dict[str, str], deadline: float | None, timeout: float | None,
+                  token: object) -> WorkerHandle:
         while True:
             victim = None
             with self.cond:
@@ -136,6 +149,9 @@ class Pool:
                             raise ResourcesUnavailableError(
                                 f"waited {timeout}s for {self._wanted(request)}; busy workers "
                                 f"still hold {self._held()}{self.scheduler.blockers()}")
+                        if held:
+                            self._nested_waits[token] = held
+                            self._never_frees(request)
                         self.cond.wait(remaining)
                         continue
                     self.workers.remove(victim)
@@ -146,6 +162,22 @@ class Pool:
             worker = self._start(grant, plugins)
             worker.callers_hold = held
             return worker
+
+    def _never_frees(self, request: dict[str, Request]) -> None:
+        """Raise when what a waiting nested call needs is held only by workers whose own
+        callers wait on nested calls too (lock held). Found by review: two threads whose
+        calls each held one of two CPUs and each made a nested call waited on each other
+        forever; one of them now fails at once, and the other goes on when it has."""
+        blocked = {id(g): g for waits in self._nested_waits.values() for g in waits}
+        try:
+            self.scheduler.check_possible(request, tuple(blocked.values()))
+        except ResourcesUnavailableError as exc:
+            raise ResourcesUnavailableError(
+                f"this nested call would wait forever: what it needs is held by workers whose "
+                f"callers are all waiting on nested calls too ({len(self._nested_waits)} at "
+                "once, e.g. threads of one search that each call another framework). Give "
+                "the outer calls less, run fewer at once (e.g. a search with n_jobs=1), or "
+                f"let the nested call use its caller's context. ({exc})") from None
 
     def _start(self, grant: Grant, plugins: dict[str, str]) -> WorkerHandle:
         try:
