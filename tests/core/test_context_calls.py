@@ -571,3 +571,35 @@ def test_a_module_reloaded_in_the_caller_is_reloaded_in_its_warm_worker(tmp_path
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.splitlines() == ["v1", "v2, longer"]
+
+
+def test_a_failed_release_of_an_idle_worker_does_not_stop_retiring_the_others() -> None:
+    """One release that raised (a ledger that was locked too long, or deleted) ended the
+    thread that retires idle workers, so none was ever retired again (found by review)."""
+    import threading
+    import time
+    import warnings
+
+    from dryml.context import _runtime
+
+    ctx.configure(providers=[FakeCpus()], idle_timeout=0.3)
+    where()  # the pool starts with its first call
+    pool = _runtime._pool
+    assert pool is not None
+    real, calls = pool.scheduler.release, []
+
+    def fails_once(grant: Any) -> None:
+        calls.append(grant)
+        real(grant)
+        if len(calls) == 1:
+            raise RuntimeError("database is locked")
+
+    pool.scheduler.release = fails_once  # type: ignore[method-assign]
+    with warnings.catch_warnings(record=True) as caught:  # the reaper thread's warning
+        warnings.simplefilter("always")
+        assert _wait_until(lambda: len(calls) == 1 and not ctx.workers())
+        time.sleep(0.1)
+    assert any("could not retire an idle worker" in str(w.message) for w in caught)
+    assert any(t.name == "dryml-pool-reaper" and t.is_alive() for t in threading.enumerate())
+    where(call_context_reqs={"default": {"cpu/1": 0.5}})
+    assert _wait_until(lambda: len(calls) == 2 and not ctx.workers())

@@ -12,6 +12,7 @@ import math
 import os
 import threading
 import time
+import warnings
 from collections.abc import Mapping
 
 import attrs
@@ -261,7 +262,13 @@ class Pool:
                     wait = (min(idle) + self.idle_timeout - now) if idle else None
                     self.cond.wait(wait)
             for worker in expired:
-                self._retire(worker)
+                try:
+                    self._retire(worker)
+                except Exception as exc:  # noqa: BLE001 - found by review: one failed release
+                    # (a ledger that was locked, or deleted) ended this thread for good, and
+                    # idle workers were never retired again
+                    warnings.warn(f"dryml could not retire an idle worker cleanly: {exc}",
+                                  RuntimeWarning, stacklevel=1)
 
     def info(self) -> list[WorkerInfo]:
         """Every worker now alive."""
@@ -275,12 +282,23 @@ class Pool:
             self._closed = True
             workers, self.workers = self.workers, []
             self.cond.notify_all()
-        for worker in workers:
-            if worker.busy:
-                worker.ended_by = ("this process, which shut its workers down "
-                                   "(dryml.context.shutdown_workers, configure, or its exit)")
-                worker.kill()
-            else:
-                worker.stop(wait=0.5)
-            self.scheduler.release(worker.grant)
+        failed: Exception | None = None
+        for worker in workers:  # every one, whatever one of them raises
+            try:
+                if worker.busy:
+                    worker.ended_by = ("this process, which shut its workers down "
+                                       "(dryml.context.shutdown_workers, configure, or its "
+                                       "exit)")
+                    worker.kill()
+                else:
+                    worker.stop(wait=0.5)
+            except Exception as exc:  # noqa: BLE001 - raised below, after the others
+                failed = failed or exc
+            finally:
+                try:
+                    self.scheduler.release(worker.grant)
+                except Exception as exc:  # noqa: BLE001
+                    failed = failed or exc
         atexit.unregister(self.shutdown)
+        if failed is not None:
+            raise failed
