@@ -20,3 +20,27 @@ def test_plugin_is_active_from_its_distribution() -> None:
 def test_import_and_listing_plugins_import_no_framework() -> None:
     require_backend(NAME)
     assert_listing_imports_no_framework(["core", NAME])
+
+
+def _native_threads(set_to: int | None = None) -> list[int]:
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    import dryml.context
+
+    granted = dryml.context.current_context().cpu_threads("sklearn")  # type: ignore[union-attr]
+    seen = sorted({pool["num_threads"] for pool in threadpool_info()} | {granted})
+    if set_to is not None:
+        threadpool_limits(limits=set_to)  # left in place, as library code may leave it
+    return seen
+
+
+def test_each_call_starts_with_the_native_threads_granted() -> None:
+    """A call's ``threadpool_limits(limits=4)`` left in place in a one-CPU worker stayed for
+    every later call on that warm worker (found by review)."""
+    import numpy  # noqa: F401 - its BLAS is one of the pools
+
+    from dryml.context import compute_context
+
+    call = compute_context({"sklearn": {}})(_native_threads)
+    assert call(set_to=4) == [1]
+    assert call() == [1]

@@ -147,6 +147,23 @@ def test_torch_threads_follow_the_cpus_granted() -> None:
     assert facts["cuda_visible"] == ""
 
 
+@compute_context({"torch": {"num_cpus": 2}})
+def torch_threads(set_to: int | None = None) -> int:
+    import torch
+
+    threads = torch.get_num_threads()
+    if set_to is not None:
+        torch.set_num_threads(set_to)
+    return threads
+
+
+def test_each_call_starts_with_the_threads_granted_whatever_the_last_one_set() -> None:
+    """A call's ``torch.set_num_threads(4)`` in a two-CPU worker stayed for every later call
+    on that warm worker, other code's included (found by review)."""
+    assert torch_threads(set_to=4) == 2
+    assert torch_threads() == 2
+
+
 def test_a_fractional_fake_gpu_is_the_only_one_torch_sees() -> None:
     facts = torch_worker_facts(call_context_reqs={"torch": {"gpu/1": 0.5, "cpu/0": 1.0}})
     assert facts["cuda_visible"] == "GPU-fake-0001"

@@ -19,6 +19,7 @@ class SklearnContext:
     """The ``sklearn`` compute context."""
 
     _limits: Any = None
+    _controller: Any = None
 
     def environment(self, ctx: ComputeContext) -> dict[str, str]:
         """Variables the worker starts with."""
@@ -27,10 +28,18 @@ class SklearnContext:
     def prepare(self, ctx: ComputeContext) -> None:
         """Import scikit-learn and cap native thread pools at the CPUs granted."""
         import sklearn  # noqa: F401 - warm the import
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import ThreadpoolController
 
+        # Found once (the costly part), then read and set cheaply before every call.
+        type(self)._controller = ThreadpoolController()
         # Kept for the worker's life: the limits last while this object exists.
-        type(self)._limits = threadpool_limits(limits=ctx.cpu_threads("sklearn"))
+        type(self)._limits = self._controller.limit(limits=ctx.cpu_threads("sklearn"))
 
+    def before_call(self, ctx: ComputeContext) -> None:
+        """The granted limits again, should the last call have changed them (its own
+        ``threadpool_limits(...)`` left in place); a few microseconds when nothing changed."""
+        threads = ctx.cpu_threads("sklearn")
+        if any(lib.num_threads != threads for lib in self._controller.lib_controllers):
+            type(self)._limits = self._controller.limit(limits=threads)
 
 CONTEXT = SklearnContext()

@@ -20,6 +20,8 @@ __all__ = ["CONTEXT", "TorchContext"]
 class TorchContext:
     """The ``torch`` compute context."""
 
+    _threads = 0
+
     def environment(self, ctx: ComputeContext) -> dict[str, str]:
         """Variables the worker starts with (read by torch when it loads)."""
         # Fewer, larger cached blocks make the memory cap below a tighter bound.
@@ -35,11 +37,19 @@ class TorchContext:
         # Only allowed once, before any parallel work: a second prepare must not fail.
         with contextlib.suppress(RuntimeError):
             torch.set_num_interop_threads(max(1, min(threads, 4)))
+        type(self)._threads = threads
         gpus = ctx.local_gpus("torch")
         if gpus and torch.cuda.is_available():
             for gpu in gpus:
                 if gpu["fraction"] < 1:
                     torch.cuda.set_per_process_memory_fraction(gpu["fraction"], gpu["ordinal"])
+
+    def before_call(self, ctx: ComputeContext) -> None:
+        """The granted threads again, should the last call have changed them."""
+        import torch
+
+        if self._threads and torch.get_num_threads() != self._threads:
+            torch.set_num_threads(self._threads)
 
 
 CONTEXT = TorchContext()

@@ -9,6 +9,7 @@ pool sends (Objects inside as ``.dry`` bytes) and run through :func:`run_call`.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
@@ -85,6 +86,8 @@ class DrymlActor:
             os.environ.update(plugin.environment(ctx))
         for plugin in plugins:
             plugin.prepare(ctx)
+        self.ctx = ctx
+        self.again = [p for p in plugins if callable(getattr(p, "before_call", None))]
         set_current_context(ctx)
         _nested.set_forwarder(_forward_nested)
 
@@ -105,6 +108,9 @@ class DrymlActor:
             msg = {**msg, "cwd": os.getcwd()}
         if msg.get("buffers") or any(not isinstance(b, bytes) for b in msg["blobs"]):
             msg = _resolved(msg)
+        for plugin in self.again:  # each call with the limits granted, as in a local worker
+            with contextlib.suppress(Exception):
+                plugin.before_call(self.ctx)
         return run_call(msg)
 
 

@@ -22,7 +22,9 @@ from dryml.context import _keeper
 __all__ = ["main"]
 
 
-def _prepare(setup: dict[str, Any]) -> Any:
+def _prepare(setup: dict[str, Any]) -> tuple[Any, list[Any]]:
+    """The worker's context, after each framework's plugin prepared it, and the plugins that
+    want to set their limits again before each call (``before_call``)."""
     from dryml.context._state import ComputeContext, set_current_context
     from dryml.records import load_ref
 
@@ -34,12 +36,16 @@ def _prepare(setup: dict[str, Any]) -> Any:
     if cpus and os.environ.get("DRYML_PIN_CPUS") == "1" and hasattr(os, "sched_setaffinity"):
         with contextlib.suppress(OSError):
             os.sched_setaffinity(0, cpus)  # the worker runs on the CPUs it was granted
+    again = []
     for framework in ctx.frameworks:
         ref = setup["plugins"].get(framework)
         if ref is not None:
-            load_ref(ref).prepare(ctx)
+            plugin = load_ref(ref)
+            plugin.prepare(ctx)
+            if callable(getattr(plugin, "before_call", None)):
+                again.append(plugin)
     set_current_context(ctx)
-    return ctx
+    return ctx, again
 
 
 def main(argv: list[str]) -> int:
@@ -55,7 +61,7 @@ def main(argv: list[str]) -> int:
     setup = pickle.loads(channel.recv_bytes())
     sys.path[:] = setup["sys_path"]
     try:
-        _prepare(setup)
+        ctx, again = _prepare(setup)
     except BaseException as exc:  # noqa: BLE001 - report why this worker cannot serve
         channel.send_bytes(pickle.dumps(
             ("failed", (isinstance(exc, ImportError), traceback.format_exc()))))
@@ -75,6 +81,10 @@ def main(argv: list[str]) -> int:
             return 0
         if kind == "stop":
             return 0
+        for plugin in again:  # found by review: a call's torch.set_num_threads(2) in a
+            # one-CPU worker stayed for every later call
+            with contextlib.suppress(Exception):
+                plugin.before_call(ctx)
         reply = pickle.dumps(("reply", run_call(msg)), protocol=5)
         try:
             # Threads the call left running may still send progress events: a reply larger
