@@ -172,6 +172,22 @@ def test_a_worker_killed_while_idle_is_replaced_without_bothering_the_next_call(
     assert pid() != before
 
 
+def test_a_worker_killed_while_idle_gives_back_its_grant_at_once() -> None:
+    """An idle worker killed from outside (the OOM killer) kept its grant, a whole fake GPU
+    here, until its idle timeout (300 s) or the next call's look (found by review: another
+    program waited for that GPU meanwhile). It is let go within seconds now."""
+    before = pid()
+    os.kill(before, signal.SIGKILL)
+    assert gone(before)
+    from dryml.context._pool import DEATH_CHECK
+
+    deadline = time.monotonic() + 3 * DEATH_CHECK + 5
+    while ctx.workers() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert ctx.workers() == []
+    assert ctx.resources()["gpu/0"] == 1.0  # free again
+
+
 FORKER = textwrap.dedent("""
     import os, sys
     import dryml.context as ctx

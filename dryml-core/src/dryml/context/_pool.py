@@ -22,7 +22,10 @@ from dryml.context._resources import Request
 from dryml.context._scheduler import Grant, Scheduler
 from dryml.errors import BackendUnavailableError, ResourcesUnavailableError
 
-__all__ = ["Pool", "WorkerInfo"]
+__all__ = ["DEATH_CHECK", "Pool", "WorkerInfo"]
+
+#: Seconds between looks at whether an idle worker was killed from outside.
+DEATH_CHECK = 2.0
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                 "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
@@ -254,12 +257,17 @@ class Pool:
                     return
                 now = time.monotonic()
                 for worker in list(self.workers):
-                    if not worker.busy and now - worker.last_used >= self.idle_timeout:
+                    # an idle worker killed from outside (the OOM killer) is let go now, not
+                    # after idle_timeout: its grant held a GPU share that other programs
+                    # waited for (found by review)
+                    if not worker.busy and (now - worker.last_used >= self.idle_timeout
+                                            or worker.exited()):
                         self.workers.remove(worker)
                         expired.append(worker)
                 if not expired:
                     idle = [w.last_used for w in self.workers if not w.busy]
-                    wait = (min(idle) + self.idle_timeout - now) if idle else None
+                    wait = (min(min(idle) + self.idle_timeout - now, DEATH_CHECK)
+                            if idle else None)
                     self.cond.wait(wait)
             for worker in expired:
                 try:
