@@ -280,3 +280,44 @@ def test_the_ledger_is_found_in_one_place_whatever_the_environment(
     assert len(seen) == 1 and next(iter(seen)).name == f"dryml-{os.getuid()}"
     monkeypatch.setenv("DRYML_LEDGER_DIR", str(tmp_path / "mine"))
     assert ledger_dir() == tmp_path / "mine"
+
+
+def test_a_grant_whose_ledger_row_could_not_be_deleted_is_deleted_by_the_next_transaction(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A release whose ledger delete failed (another process kept the ledger locked past the
+    30 s wait) forgot the grant: its row, 0.7 of a GPU, outlived it until the process exited
+    and blocked every other program (found by review). It is deleted by the next transaction
+    now; and the wait happens outside the scheduler's lock."""
+    from dryml.context import CpuProvider, Resource, ResourcesUnavailableError
+    from dryml.context._ledger import Ledger
+    from dryml.context._resources import normalize_requirement
+    from dryml.context._scheduler import Scheduler
+
+    class SharedGpu:
+        def resources(self) -> list[Resource]:
+            return [Resource("gpu", 0, {"uuid": "GPU-ledger-retry", "fake": True,
+                                        "ledger": True})]
+
+    monkeypatch.setenv("DRYML_LEDGER_DIR", str(tmp_path / "ledger"))
+    monkeypatch.delenv("DRYML_LEDGER", raising=False)
+    scheduler = Scheduler([CpuProvider(), SharedGpu()])
+    grant = scheduler.try_acquire(normalize_requirement({"default": {"gpu/0": 0.7}}))
+    assert grant is not None
+    ledger = Ledger(tmp_path / "ledger")
+    assert [h.amount for h in ledger.holdings()] == [0.7]
+    real = Ledger.release
+
+    def locked(self: Ledger, grant_id: int) -> None:
+        assert not scheduler.cond._is_owned()  # type: ignore[attr-defined]
+        raise ResourcesUnavailableError("database is locked")
+
+    monkeypatch.setattr(Ledger, "release", locked)
+    with pytest.raises(ResourcesUnavailableError, match="locked"):
+        scheduler.release(grant)
+    monkeypatch.setattr(Ledger, "release", real)
+    assert [h.amount for h in ledger.holdings()] == [0.7]  # still there, remembered
+    again = scheduler.try_acquire(normalize_requirement({"default": {"gpu/0": 0.2}}))
+    assert again is not None
+    assert [h.amount for h in ledger.holdings()] == [0.2]  # the stale row is gone
+    scheduler.release(again)
+    assert ledger.holdings() == []

@@ -139,6 +139,7 @@ class Scheduler:
         self._blockers: list[Holding] = []
         self._others: dict[str, int] = {}  # millionths other processes held at the last look
         self._recorded: set[int] = set()  # ids of grants this process wrote to the ledger
+        self._unreleased: set[int] = set()  # released here, their ledger rows not yet deleted
         self._blocked_at: float | None = None
         self._poller: threading.Thread | None = None
 
@@ -223,6 +224,7 @@ class Scheduler:
                 self._free = free
                 return self._grant(request, shares)
             with self._ledger.transaction() as tx:
+                self._release_stale(tx)
                 self._others = tx.used_by_others()
                 free = self._minus_others(dict(self._free), kinds)
                 shares = _fit(request, free, self._kinds)
@@ -240,6 +242,12 @@ class Scheduler:
             for name, units in grant.units().items():
                 self._free[name] -= units
             return grant
+
+    def _release_stale(self, tx: Any) -> None:
+        """Delete the rows of grants released here whose own delete failed (lock held)."""
+        for grant_id in list(self._unreleased):
+            tx.release(grant_id)
+            self._unreleased.discard(grant_id)
 
     def _grant(self, request: Mapping[str, Request],
                shares: dict[str, dict[str, float]]) -> Grant:
@@ -321,15 +329,27 @@ class Scheduler:
         return free
 
     def release(self, grant: Grant) -> None:
-        """Give a grant's resources back and wake whoever waits."""
+        """Give a grant's resources back and wake whoever waits.
+
+        The ledger's row goes in a transaction of its own, outside the lock, and stays in
+        ``_recorded`` until it is gone (found by review: a ledger another process kept locked
+        froze every call of this process for 30 s, and the row it failed to delete outlived
+        its grant until the process exited). A failed delete raises, and is tried again in
+        this process's next ledger transaction."""
         with self.cond:
             for name, units in grant.units().items():
                 self._free[name] = min(SHARE_UNIT, self._free[name] + units)
-            if self._ledger is not None and grant.id in self._recorded:
+            recorded = self._ledger is not None and grant.id in self._recorded
+            if recorded:
                 self._recorded.discard(grant.id)
-                self._ledger.release(grant.id)
+                self._unreleased.add(grant.id)
             self.generation += 1
             self.cond.notify_all()
+        if recorded:
+            assert self._ledger is not None
+            self._ledger.release(grant.id)
+            with self.cond:
+                self._unreleased.discard(grant.id)
 
     def notify(self) -> None:
         """Wake waiters after a change they may care about (a worker became idle)."""

@@ -27,10 +27,13 @@ INTERRUPTED = "interrupted"
 
 def starts_over(state: TrainState, unit: str = "epoch") -> bool:
     """Whether ``state`` is of a training that raised part-way (``progress[INTERRUPTED]``);
-    warns that it starts over. A backend calls this before it resumes from ``progress``."""
+    warns that it starts over when whole epochs are lost. A backend calls this before it
+    resumes from ``progress``."""
     if not state.progress.get(INTERRUPTED):
         return False
     done = state.progress.get(unit, 0)
+    if not done:  # it raised in its first epoch: starting over loses nothing, say nothing
+        return True
     warnings.warn(
         f"this training raised part-way, after {done} whole {unit}(s): its weights and "
         f"optimizer state are not those of a {unit}'s end, so it starts over from {unit} 0 (a "
