@@ -321,3 +321,36 @@ def test_a_grant_whose_ledger_row_could_not_be_deleted_is_deleted_by_the_next_tr
     assert [h.amount for h in ledger.holdings()] == [0.2]  # the stale row is gone
     scheduler.release(again)
     assert ledger.holdings() == []
+
+
+def test_a_ledger_deleted_under_a_live_process_gets_its_grants_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tmp cleaner (or a logout) removed the ledger's folder under a live process: its grants
+    then counted for nothing, and its own next grant failed with a raw sqlite error until it
+    restarted (found by review). Its next ledger transaction makes the ledger anew and writes
+    its live grants into it again."""
+    import shutil
+
+    from dryml.context import CpuProvider, Resource
+    from dryml.context._ledger import Ledger
+    from dryml.context._resources import normalize_requirement
+    from dryml.context._scheduler import Scheduler
+
+    class SharedGpu:
+        def resources(self) -> list[Resource]:
+            return [Resource("gpu", 0, {"uuid": "GPU-ledger-deleted", "fake": True,
+                                        "ledger": True})]
+
+    folder = tmp_path / "ledger"
+    monkeypatch.setenv("DRYML_LEDGER_DIR", str(folder))
+    monkeypatch.delenv("DRYML_LEDGER", raising=False)
+    scheduler = Scheduler([CpuProvider(), SharedGpu()])
+    held = scheduler.try_acquire(normalize_requirement({"default": {"gpu/0": 0.7}}))
+    assert held is not None
+    shutil.rmtree(folder)
+    second = scheduler.try_acquire(normalize_requirement({"default": {"gpu/0": 0.2}}))
+    assert second is not None
+    assert sorted(h.amount for h in Ledger(folder).holdings()) == [0.2, 0.7]
+    scheduler.release(held)
+    scheduler.release(second)
+    assert Ledger(folder).holdings() == []

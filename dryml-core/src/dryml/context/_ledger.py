@@ -119,40 +119,74 @@ class Ledger:
         self._conn: sqlite3.Connection | None = None
         self._pid = -1
         self._me: tuple[int, str, str] | None = None
+        self._file: tuple[int, int] | None = None  # (device, inode) of the file opened
+        #: This process's rows, by grant id: written again into a ledger file that replaced
+        #: the one they were recorded in.
+        self.mine: dict[int, dict[str, tuple[str, float]]] = {}
 
-    def _connect(self) -> sqlite3.Connection:
-        if self._conn is None or self._pid != os.getpid():  # reopened after a fork
-            _private_dir(self.directory)
-            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None,
-                                   check_same_thread=False)
-            conn.execute("PRAGMA busy_timeout = 30000")
-            conn.execute(_SCHEMA)
-            self._conn, self._pid = conn, os.getpid()
-            pid = os.getpid()
-            self._me = (pid, start_time(pid), process_command(pid) or " ".join(sys.argv))
-        return self._conn
+    def _connect(self) -> tuple[sqlite3.Connection, bool]:
+        """The connection, and whether it was opened on a file that does not hold this
+        process's rows yet (a first open, or a file deleted and made anew: found by review,
+        a tmp cleaner or a logout removed the folder under a live process, whose grants then
+        counted for nothing while it got raw sqlite errors)."""
+        if self._conn is not None and self._pid == os.getpid() and self._same_file():
+            return self._conn, False
+        if self._conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
+            self._conn = None
+        if self._pid != os.getpid():  # a forked child holds none of its parent's grants
+            self.mine = {}
+        _private_dir(self.directory)
+        conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None,
+                               check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 30000")
+        conn.execute(_SCHEMA)
+        info = os.stat(self.path)
+        self._conn, self._pid, self._file = conn, os.getpid(), (info.st_dev, info.st_ino)
+        pid = os.getpid()
+        self._me = (pid, start_time(pid), process_command(pid) or " ".join(sys.argv))
+        return conn, True
+
+    def _same_file(self) -> bool:
+        try:
+            info = os.stat(self.path)
+        except OSError:
+            return False
+        return (info.st_dev, info.st_ino) == self._file
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Transaction]:
         """An exclusive transaction (other processes wait), with dead holders dropped."""
         with self._lock:
             try:
-                conn = self._connect()
+                conn, fresh = self._connect()
                 conn.execute("BEGIN IMMEDIATE")
             except (sqlite3.Error, OSError) as exc:
-                raise ResourcesUnavailableError(
-                    f"the machine-wide resource ledger {self.path} cannot be used ({exc}); "
-                    "fix or remove it, point DRYML_LEDGER_DIR elsewhere, or set "
-                    "DRYML_LEDGER=process for per-process accounting") from exc
+                raise self._unusable(exc) from exc
             assert self._me is not None
+            before = dict(self.mine)
             try:
-                tx = Transaction(conn, self._me)
+                tx = Transaction(conn, self._me, self.mine)
+                if fresh:
+                    tx.record_again()
                 tx.drop_dead()
                 yield tx
-            except BaseException:
-                conn.execute("ROLLBACK")
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                self.mine.clear()  # as the file is again
+                self.mine.update(before)
+                if isinstance(exc, sqlite3.Error):
+                    raise self._unusable(exc) from exc
                 raise
-            conn.execute("COMMIT")
+
+    def _unusable(self, exc: BaseException) -> ResourcesUnavailableError:
+        return ResourcesUnavailableError(
+            f"the machine-wide resource ledger {self.path} cannot be used ({exc}); fix or "
+            "remove it, point DRYML_LEDGER_DIR elsewhere, or set DRYML_LEDGER=process for "
+            "per-process accounting")
 
     def release(self, grant_id: int) -> None:
         """Forget this process's rows of grant ``grant_id``."""
@@ -168,9 +202,19 @@ class Ledger:
 class Transaction:
     """What a process may do with the ledger while it holds the write lock."""
 
-    def __init__(self, conn: sqlite3.Connection, me: tuple[int, str, str]) -> None:
+    def __init__(self, conn: sqlite3.Connection, me: tuple[int, str, str],
+                 mine: dict[int, dict[str, tuple[str, float]]] | None = None) -> None:
         self.conn = conn
         self.pid, self.pstart, self.command = me
+        self.mine = {} if mine is None else mine
+
+    def record_again(self) -> None:
+        """Write this process's rows that a ledger file lacks (one made anew) into it."""
+        for grant_id, amounts in self.mine.items():
+            if not self.conn.execute(
+                    "SELECT 1 FROM grants WHERE pid = ? AND pstart = ? AND grant_id = ?",
+                    (self.pid, self.pstart, grant_id)).fetchone():
+                self._insert(grant_id, amounts)
 
     def drop_dead(self) -> None:
         """Delete the rows of processes that have ended (or whose pid was reused)."""
@@ -200,6 +244,10 @@ class Transaction:
 
     def record(self, grant_id: int, amounts: Mapping[str, tuple[str, float]]) -> None:
         """Record ``{ledger key: (name, amount)}`` as held by this process for ``grant_id``."""
+        self._insert(grant_id, amounts)
+        self.mine[grant_id] = dict(amounts)
+
+    def _insert(self, grant_id: int, amounts: Mapping[str, tuple[str, float]]) -> None:
         now = time.time()
         self.conn.executemany(
             "INSERT INTO grants (pid, pstart, command, grant_id, resource, name, amount, since) "
@@ -211,6 +259,7 @@ class Transaction:
         """Delete this process's rows of ``grant_id``."""
         self.conn.execute("DELETE FROM grants WHERE pid = ? AND pstart = ? AND grant_id = ?",
                           (self.pid, self.pstart, grant_id))
+        self.mine.pop(grant_id, None)
 
 
 def _private_dir(directory: Path) -> None:
