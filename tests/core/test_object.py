@@ -94,6 +94,48 @@ def test_caller_containers_are_copied_at_construction() -> None:
     assert obj.dry_args == ([1, {"a": [2]}],)
 
 
+class Scales(Object):
+    """Scales its argument array in place in ``__init__`` (as code that normalizes may)."""
+
+    def __init__(self, weights: np.ndarray) -> None:
+        weights *= 2
+        self.weights = weights
+
+
+def test_array_arguments_are_recorded_as_the_caller_passed_them() -> None:
+    """Arrays were recorded by reference: ``__init__``'s in-place change, or the caller's
+    later one, rewrote the recorded call, the definition and the saved file, and a loaded
+    object (whose ``__init__`` ran again on the changed array) differed from the live one
+    (found by review). They are recorded as copies now."""
+    import io
+
+    from dryml import load_object, save_object
+
+    given = np.ones(3)
+    obj = Scales(given)
+    given += 100  # the caller changes its own array afterwards
+    np.testing.assert_array_equal(obj.dry_args[0], np.ones(3))
+    np.testing.assert_array_equal(obj.definition().args[0], np.ones(3))
+    buffer = io.BytesIO()
+    save_object(obj, buffer)
+    loaded = load_object(io.BytesIO(buffer.getvalue()))
+    np.testing.assert_array_equal(loaded.weights, np.full(3, 2.0))
+    fortran = np.asfortranarray(np.arange(6.0).reshape(2, 3))
+    assert NoSuper(fortran).dry_args[0].flags.f_contiguous  # the layout as given
+    definition_array = np.zeros(2)
+    definition = ObjectDef(NoSuper, definition_array)
+    definition_array[:] = 7
+    np.testing.assert_array_equal(definition.args[0], np.zeros(2))
+
+
+def test_an_int_too_long_for_json_is_refused_at_construction() -> None:
+    """An int of more than 4300 digits was accepted, then failed to save with a bare
+    ValueError (found by review)."""
+    with pytest.raises(ArgumentError, match=r"dry_args\[0\]: an int of about 5001 digits"):
+        NoSuper(10**5000)
+    assert NoSuper(10**3000).dry_args == (10**3000,)
+
+
 @pytest.mark.parametrize(
     ("args", "kwargs", "where"),
     [
@@ -152,3 +194,25 @@ def test_repr_is_the_definition_dict_form() -> None:
     )
     assert repr(obj).replace("tests.core.", "") == expected
     assert repr(obj.definition()) == repr(obj)
+
+
+class Stores(Object):
+    def save_object_imp(self, store: Any) -> None:
+        store.put("base", 1)
+
+
+class ChainsSuper(Stores):
+    def save_object_imp(self, store: Any) -> None:
+        super().save_object_imp(store)  # dryml calls Stores' hook itself
+        store.put("mine", 2)
+
+
+def test_a_hook_that_calls_super_is_told_why_its_names_clash() -> None:
+    """The error blamed the store name; the cause is the ``super()`` call (found by review)."""
+    import io
+
+    from dryml import save_object
+    from dryml.errors import SerializationError
+
+    with pytest.raises(SerializationError, match=r"one that calls super\(\).save_object_imp"):
+        save_object(ChainsSuper(), io.BytesIO())

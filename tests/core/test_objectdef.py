@@ -53,6 +53,32 @@ def test_nested_defs_with_one_id_build_one_shared_instance() -> None:
     assert fresh.left is not fresh.right
 
 
+def test_nested_defs_with_one_id_and_other_arguments_are_refused() -> None:
+    """The second definition's arguments were ignored, silently (found by review)."""
+    with pytest.raises(ArgumentError, match="two definitions in this one have the dry_id 'p'"):
+        ObjectDef(Pair, ObjectDef(Part, 1, dry_id="p"), ObjectDef(Part, 9, dry_id="p")).build()
+
+
+def test_two_objects_with_one_id_in_one_graph_are_refused_when_saved() -> None:
+    """A file holds one object per id: a retrained copy saved beside its original (or two
+    builds of one ObjectDef with an id) lost the second one's arguments and state, and both
+    slots loaded as one object (found by review). A shared object is still saved once."""
+    import io
+
+    from dryml import load_object, save_object
+    from dryml.errors import SerializationError
+
+    fixed = ObjectDef(Part, 1, dry_id="same")
+    with pytest.raises(SerializationError, match="two different objects in this graph have "
+                                                 "the dry_id 'same'"):
+        save_object(Pair(fixed.build(), fixed.build()), io.BytesIO())
+    shared = fixed.build()
+    buffer = io.BytesIO()
+    save_object(Pair(shared, [shared]), buffer)
+    loaded = load_object(io.BytesIO(buffer.getvalue()))
+    assert loaded.left is loaded.right[0]
+
+
 def test_build_does_not_alias_definition_values() -> None:
     d = ObjectDef(Part, [1, 2])
     obj = d.build()

@@ -49,6 +49,7 @@ class SaveSession:
         self.nodes: list[dict[str, Any]] = []
         self.done: set[str] = set()
         self.active: set[str] = set()
+        self.by_id: dict[str, Object] = {}
         self.plugins: dict[str, str] = {}
         self.frameworks: dict[str, str] = {}
         self.classes: dict[str, list[str]] = {}
@@ -85,6 +86,16 @@ class SaveSession:
     # graph
     def add_object(self, obj: Object) -> str:
         dry_id = obj.dry_id
+        seen = self.by_id.setdefault(dry_id, obj)
+        if seen is not obj:
+            # found by review: a file holds one object per id, and the second object (a
+            # retrained copy beside its original, or two builds of one ObjectDef with an id)
+            # was dropped without a word, its arguments and state with it
+            raise SerializationError(
+                f"two different objects in this graph have the dry_id {dry_id!r} "
+                f"({type(seen).__qualname__} and {type(obj).__qualname__}); a file holds one "
+                "object per id, so one would be lost. Give one of them an id of its own (a "
+                "copy: obj.definition().without_id().build())")
         if dry_id in self.done:
             return dry_id
         if dry_id in self.active:

@@ -129,7 +129,7 @@ class ArrayCodec:
         return np.frombuffer(bytearray(raw), dtype=dtype).reshape(tuple(shape))
 
     def copy(self, value: np.ndarray) -> np.ndarray:
-        return value.copy()
+        return value.copy(order="K")  # the layout as given (a Fortran array stays one)
 
     def equal(self, a: np.ndarray, b: np.ndarray) -> bool:
         return a.dtype == b.dtype and a.shape == b.shape and bool(

@@ -176,7 +176,17 @@ def _name(value: Object | ObjectDef) -> str:
 def _build(definition: ObjectDef, memo: dict[str, Object]) -> Object:
     dry_id = definition.dry_id
     if dry_id is not None and dry_id in memo:
-        return memo[dry_id]
+        built = memo[dry_id]
+        if not values_equal(built.definition().args, definition.args) or not values_equal(
+                {k: v for k, v in built.definition().kwargs.items() if k != "dry_id"},
+                {k: v for k, v in definition.kwargs.items() if k != "dry_id"}) or (
+                type(built) is not definition.cls):
+            # found by review: the second definition's arguments were ignored, silently
+            raise ArgumentError(
+                f"two definitions in this one have the dry_id {dry_id!r} but differ "
+                f"({built.definition()!r} and {definition!r}); the id names one object: give "
+                "one of them another id, or none")
+        return built
 
     def on_object(value: Any) -> Any:
         return _build(value, memo) if isinstance(value, ObjectDef) else value

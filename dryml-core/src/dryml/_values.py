@@ -50,12 +50,22 @@ def check_class(value: type) -> None:
 
 
 def capture(value: Any) -> Any:
-    """Check ``value`` and return an independent copy of its containers.
+    """Check ``value`` and return an independent copy of it.
 
     Objects and ObjectDefs are kept by reference (that is what lets shared children stay
-    shared); arrays and codec values are kept by reference too.
+    shared), and so is a ``numpy.memmap`` (a file's data). Other arrays and codec values are
+    copied (found by review: kept by reference,
+    an array that ``__init__``, training or the caller changed in place later rewrote the
+    recorded call, the definition and the saved file, and a loaded object differed from the
+    live one).
     """
     tp = type(value)
+    if tp is int and abs(value) >= _MAX_INT:
+        # found by review: accepted here, it then failed to save with a bare ValueError
+        # (Python converts ints of more than 4300 digits to text only when asked to)
+        digits = int(value.bit_length() * 0.30103) + 1  # str() itself fails for such ints
+        raise BadValue(f"an int of about {digits} digits is too large to record as JSON; "
+                       "pass it as a str, or keep it as state")
     if tp in ATOMS:
         return value
     if tp is list:
@@ -88,7 +98,20 @@ def capture(value: Any) -> Any:
         codec.impl.check(value)
     except ValueError as exc:
         raise BadValue(str(exc)) from None
-    return value
+    if _file_backed(value):  # a file's data, perhaps larger than memory: saved streaming
+        return value
+    return codec.impl.copy(value)
+
+
+def _file_backed(value: Any) -> bool:
+    import numpy as np
+
+    return isinstance(value, np.memmap)
+
+
+#: Ints from this size on are refused: JSON holds them as text, and Python's default limit on
+#: int-to-text conversion is 4300 digits (10**4000 leaves room for any setting of it).
+_MAX_INT = 10**4000
 
 
 def _capture_item(value: Any, key: Any) -> Any:

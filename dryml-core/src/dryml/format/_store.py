@@ -37,7 +37,9 @@ class SaveStore:
         if name in self._state:
             raise SerializationError(
                 f"{self._owner}: the name {name!r} was already put by this object (a base "
-                "class's save_object_imp may use it too); choose another name")
+                "class's save_object_imp may use it too; choose another name). dryml calls "
+                "every class's save_object_imp itself, base class first: one that calls "
+                "super().save_object_imp() puts the base's names twice")
         self._state[name] = self._session.encode_state(value, f"{self._owner}: store[{name!r}]")
 
     def __contains__(self, name: object) -> bool:
