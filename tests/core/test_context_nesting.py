@@ -101,9 +101,6 @@ def test_a_nested_call_within_the_callers_time_is_untouched() -> None:
     assert waits_on_a_sleeper(0.1, call_timeout=120) == "slept"
 
 
-
-
-
 @compute_context({"default": {"cpu/0": 0.3, "cpu/1": 0.5}})
 def nested_call() -> str:
     return "nested ran"
@@ -141,3 +138,41 @@ def test_nested_calls_of_two_threads_that_wait_on_each_other_fail_one_and_finish
     outcomes = sorted(results.values())
     assert outcomes[0] == "nested ran", outcomes
     assert outcomes[1].startswith("refused: this nested call would wait forever"), outcomes
+
+
+def test_a_nested_call_that_can_go_on_once_another_does_is_not_refused(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The deadlock check refused a nested call whose needs another waiting nested call's
+    caller would free once that call ran, which an ordinary call's end lets it do (found by
+    review). It refuses only when no waiting nested call can ever go on."""
+    from dryml.context import _pool
+    from dryml.context._resources import normalize_requirement as req
+    from dryml.context._scheduler import Scheduler
+
+    class Machine:
+        def resources(self) -> list[Resource]:
+            return [Resource("cpu", i) for i in range(3)] + [Resource("gpu", 0, {"fake": True})]
+
+    monkeypatch.setenv("DRYML_LEDGER", "process")
+    scheduler = Scheduler([Machine()])
+    pool = _pool.Pool(scheduler, max_workers=4)
+    try:
+        a_caller = scheduler.try_acquire(req({"default": {"cpu/0": 1.0}}))
+        b_caller = scheduler.try_acquire(req({"default": {"cpu/1": 1.0}}))
+        ordinary = scheduler.try_acquire(req({"default": {"gpu/0": 1.0, "cpu/2": 1.0}}))
+        assert a_caller and b_caller and ordinary
+        a_needs = req({"default": {"gpu/0": 1.0, "cpu/2": 0.5}})  # once `ordinary` ends
+        b_needs = req({"default": {"cpu/0": 0.5}})  # once A's call ran and its caller ended
+        with pool.cond:
+            pool._nested_waits[object()] = ((a_caller,), a_needs)
+            pool._never_frees(a_needs)
+            pool._nested_waits[object()] = ((b_caller,), b_needs)
+            pool._never_frees(b_needs)  # no error: A can go on
+            # each needs what only the other's caller holds: neither can ever go on
+            pool._nested_waits.clear()
+            pool._nested_waits[object()] = ((a_caller,), req({"default": {"cpu/1": 0.5}}))
+            pool._nested_waits[object()] = ((b_caller,), b_needs)
+            with pytest.raises(ResourcesUnavailableError, match="would wait forever"):
+                pool._never_frees(b_needs)
+    finally:
+        pool.shutdown()

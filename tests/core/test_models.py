@@ -150,9 +150,10 @@ def test_a_pipe_refuses_a_trained_step_after_one_it_must_train() -> None:
                                                  "step 0 .Centering."):
         replaced.train(blobs())
     assert not replaced.steps[0].trained
-    fresh = Pipe(Centering(), clf.definition().without_id().build())
+    fresh = Pipe(Centering(), clf.definition().fresh_ids().build())
     fresh.train(blobs())
     assert fresh.trained and metrics.accuracy(fresh, blobs(seed=3)) > 0.9
+    save_object(Pipe(replaced.steps[0], clf), io.BytesIO())  # what the error advises saves
 
 
 def test_a_pipe_refuses_the_same_step_twice() -> None:
@@ -160,8 +161,10 @@ def test_a_pipe_refuses_the_same_step_twice() -> None:
     center = Centering()
     with pytest.raises(ConfigurationError, match="the same step appears more than once"):
         Pipe(center, center, Nearest(TrainSpec(epochs=1)))
-    copy = center.definition().without_id().build()
-    assert Pipe(center, copy, Nearest(TrainSpec(epochs=1))).steps[1] is copy
+    copy = center.definition().fresh_ids().build()
+    pipe = Pipe(center, copy, Nearest(TrainSpec(epochs=1)))
+    assert pipe.steps[1] is copy
+    save_object(pipe, io.BytesIO())  # the copy saves beside the original
 
 
 def test_components_are_part_of_the_definition_and_selectable() -> None:

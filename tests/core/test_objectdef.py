@@ -26,6 +26,13 @@ class Pair(Object):
         self.left, self.right = left, right
 
 
+class Trained(Object):
+    dry_mut = True  # its state changes after construction
+
+    def __init__(self, value: Any = None) -> None:
+        self.value = value
+
+
 def test_accessors_and_build() -> None:
     d = ObjectDef(Part, 3, child=None)
     assert (d.cls, d.args, d.kwargs, d.dry_id, d.dry_mut) == (Part, (3,), {"child": None},
@@ -68,15 +75,45 @@ def test_two_objects_with_one_id_in_one_graph_are_refused_when_saved() -> None:
     from dryml import load_object, save_object
     from dryml.errors import SerializationError
 
-    fixed = ObjectDef(Part, 1, dry_id="same")
-    with pytest.raises(SerializationError, match="two different objects in this graph have "
-                                                 "the dry_id 'same'"):
-        save_object(Pair(fixed.build(), fixed.build()), io.BytesIO())
-    shared = fixed.build()
+    for left, right in ((Part(1, dry_id="same"), Part(2, dry_id="same")),
+                        (Trained(1, dry_id="same"), Trained(1, dry_id="same"))):
+        with pytest.raises(SerializationError, match="two different objects in this graph "
+                                                     "have the dry_id 'same'"):
+            save_object(Pair(left, right), io.BytesIO())
+    shared = ObjectDef(Part, 1, dry_id="same").build()
     buffer = io.BytesIO()
     save_object(Pair(shared, [shared]), buffer)
     loaded = load_object(io.BytesIO(buffer.getvalue()))
     assert loaded.left is loaded.right[0]
+
+
+def test_fresh_ids_gives_every_nested_id_a_new_one_and_keeps_sharing() -> None:
+    """``without_id()`` drops only the top-level id: copies of an object made with it kept
+    their nested objects' ids, so saving a copy beside its original was refused (found by
+    review). ``fresh_ids()`` renames them all, one new id per old one."""
+    import io
+
+    from dryml import save_object
+
+    shared = ObjectDef(Part, 1, dry_id="s")
+    original = ObjectDef(Pair, shared, [shared], dry_id="o").build()
+    copy = original.definition().fresh_ids().build()
+    assert copy.dry_id != original.dry_id and copy.left.dry_id not in ("s", None)
+    assert copy.left is copy.right[0]  # shared within the copy, as in the original
+    save_object(Pair(original, copy), io.BytesIO())
+
+
+def test_equal_immutable_objects_with_one_id_are_saved_once() -> None:
+    """Two loads of one object that never changes are one object to a file."""
+    import io
+
+    from dryml import load_object, save_object
+
+    fixed = ObjectDef(Part, 1, dry_id="same")
+    buffer = io.BytesIO()
+    save_object(Pair(fixed.build(), fixed.build()), buffer)
+    loaded = load_object(io.BytesIO(buffer.getvalue()))
+    assert loaded.left is loaded.right
 
 
 def test_build_does_not_alias_definition_values() -> None:

@@ -288,6 +288,7 @@ def test_adds_reach_the_database_file_while_the_repo_stays_open_and_close_ends_t
         assert not thread.is_alive()
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/fd")
 def test_the_background_checkpoint_syncs_the_index_file(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """After each checkpoint the thread syncs the index file itself (SQLite syncs it only at a

@@ -36,6 +36,14 @@ __all__ = ["LoadSession", "SaveSession", "load_object", "open_container", "save_
 Source = str | os.PathLike[str] | IO[bytes]
 
 
+def _interchangeable(a: Object, b: Object) -> bool:
+    """Whether two objects with one id are one object as far as a file can tell: built from
+    equal definitions, of a class whose objects do not change after construction (for
+    ``dry_mut`` classes the state may differ)."""
+    return (type(a) is type(b) and not type(a).dry_mut
+            and a.definition() == b.definition())
+
+
 def _hook_chain(cls: type, name: str) -> list[Any]:
     """Every definition of hook ``name`` in ``cls``'s MRO, base class first."""
     return [klass.__dict__[name] for klass in reversed(cls.__mro__) if name in klass.__dict__]
@@ -87,15 +95,15 @@ class SaveSession:
     def add_object(self, obj: Object) -> str:
         dry_id = obj.dry_id
         seen = self.by_id.setdefault(dry_id, obj)
-        if seen is not obj:
+        if seen is not obj and not _interchangeable(seen, obj):
             # found by review: a file holds one object per id, and the second object (a
             # retrained copy beside its original, or two builds of one ObjectDef with an id)
             # was dropped without a word, its arguments and state with it
             raise SerializationError(
                 f"two different objects in this graph have the dry_id {dry_id!r} "
                 f"({type(seen).__qualname__} and {type(obj).__qualname__}); a file holds one "
-                "object per id, so one would be lost. Give one of them an id of its own (a "
-                "copy: obj.definition().without_id().build())")
+                "object per id, so one would be lost. Give one of them ids of its own (a "
+                "copy: obj.definition().fresh_ids().build())")
         if dry_id in self.done:
             return dry_id
         if dry_id in self.active:
@@ -135,7 +143,7 @@ class SaveSession:
             from dryml._values import BadValue, capture
 
             try:
-                capture(value)
+                capture(value, copy=False)  # a check: encoded right away
             except BadValue as exc:
                 raise SerializationError(f"{where}{''.join(exc.path)}: {exc.reason}") from None
             return {"value": self._encode(value, where)}

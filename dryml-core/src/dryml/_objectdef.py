@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -94,6 +95,34 @@ class ObjectDef:
         new._kwargs.pop("dry_id", None)
         return new
 
+    def fresh_ids(self) -> ObjectDef:
+        """A copy whose every ``dry_id``, nested ones included, is new (one nested id used in
+        several places gets one new id, so what the definition shares stays shared), with no
+        top-level id. Build it to get a copy of an object that can be saved beside the
+        original: ``obj.definition().fresh_ids().build()`` (call it once per copy).
+        :meth:`without_id` drops only the top-level id, so such copies' nested objects keep
+        the original's ids."""
+        new = self.without_id()
+        renamed: dict[str, str] = {}
+
+        def walk(value: Any) -> None:
+            if isinstance(value, ObjectDef):
+                old = value._kwargs.get("dry_id")
+                if isinstance(old, str):
+                    value._kwargs["dry_id"] = renamed.setdefault(old, str(uuid.uuid4()))
+                walk(value._args)
+                walk(value._kwargs)
+            elif isinstance(value, (list, tuple)):
+                for item in value:
+                    walk(item)
+            elif isinstance(value, dict):
+                for item in value.values():
+                    walk(item)
+
+        walk(new._args)
+        walk(new._kwargs)
+        return new
+
     def build(self) -> Object:
         """Build a new Object from this definition."""
         return _build(self, {})
@@ -173,19 +202,16 @@ def _name(value: Object | ObjectDef) -> str:
     return f"{type(value).__qualname__} {value.dry_id!r}"
 
 
-def _build(definition: ObjectDef, memo: dict[str, Object]) -> Object:
+def _build(definition: ObjectDef, memo: dict[str, tuple[ObjectDef, Object]]) -> Object:
     dry_id = definition.dry_id
     if dry_id is not None and dry_id in memo:
-        built = memo[dry_id]
-        if not values_equal(built.definition().args, definition.args) or not values_equal(
-                {k: v for k, v in built.definition().kwargs.items() if k != "dry_id"},
-                {k: v for k, v in definition.kwargs.items() if k != "dry_id"}) or (
-                type(built) is not definition.cls):
+        first, built = memo[dry_id]
+        if first is not definition and first != definition:
             # found by review: the second definition's arguments were ignored, silently
             raise ArgumentError(
-                f"two definitions in this one have the dry_id {dry_id!r} but differ "
-                f"({built.definition()!r} and {definition!r}); the id names one object: give "
-                "one of them another id, or none")
+                f"two definitions in this one have the dry_id {dry_id!r} but differ ({first!r} "
+                f"and {definition!r}); the id names one object: give one of them another id, "
+                "or none")
         return built
 
     def on_object(value: Any) -> Any:
@@ -195,5 +221,5 @@ def _build(definition: ObjectDef, memo: dict[str, Object]) -> Object:
     kwargs = copy_value(definition.kwargs, on_object)
     obj = definition.cls(*args, **kwargs)
     if dry_id is not None:
-        memo[dry_id] = obj
+        memo[dry_id] = (definition, obj)
     return obj

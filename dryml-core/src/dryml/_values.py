@@ -49,18 +49,19 @@ def check_class(value: type) -> None:
         )
 
 
-def capture(value: Any) -> Any:
+def capture(value: Any, copy: bool = True) -> Any:
     """Check ``value`` and return an independent copy of it.
 
     Objects and ObjectDefs are kept by reference (that is what lets shared children stay
-    shared), and so is a ``numpy.memmap`` (a file's data). Other arrays and codec values are
-    copied (found by review: kept by reference,
-    an array that ``__init__``, training or the caller changed in place later rewrote the
+    shared). numpy arrays are copied, in their layout (found by review: kept by reference, an
+    array that ``__init__``, training or the caller changed in place later rewrote the
     recorded call, the definition and the saved file, and a loaded object differed from the
-    live one).
+    live one), except a ``numpy.memmap`` (a file's data, saved streaming). Other codec values
+    (a backend's tensors) are kept by reference, their layout as given. ``copy=False`` only
+    checks (a value put in a store is encoded at once).
     """
     tp = type(value)
-    if tp is int and abs(value) >= _MAX_INT:
+    if tp is int and _too_long(value):
         # found by review: accepted here, it then failed to save with a bare ValueError
         # (Python converts ints of more than 4300 digits to text only when asked to)
         digits = int(value.bit_length() * 0.30103) + 1  # str() itself fails for such ints
@@ -69,18 +70,18 @@ def capture(value: Any) -> Any:
     if tp in ATOMS:
         return value
     if tp is list:
-        return [_capture_item(v, i) for i, v in enumerate(value)]
+        return [_capture_item(v, i, copy) for i, v in enumerate(value)]
     if tp is tuple:
-        return tuple([_capture_item(v, i) for i, v in enumerate(value)])
+        return tuple([_capture_item(v, i, copy) for i, v in enumerate(value)])
     if tp is dict:
         out = {}
         for key, item in value.items():
             try:
-                key = capture(key)
+                key = capture(key, copy)
                 hash(key)
             except (BadValue, TypeError) as exc:
                 raise BadValue(f"the dict key {key!r} is not allowed: {exc}") from None
-            out[key] = _capture_item(item, key)
+            out[key] = _capture_item(item, key, copy)
         return out
     if isinstance(value, type):
         check_class(value)
@@ -98,25 +99,29 @@ def capture(value: Any) -> Any:
         codec.impl.check(value)
     except ValueError as exc:
         raise BadValue(str(exc)) from None
-    if _file_backed(value):  # a file's data, perhaps larger than memory: saved streaming
-        return value
-    return codec.impl.copy(value)
+    return codec.impl.copy(value) if copy and _copied(value) else value
 
 
-def _file_backed(value: Any) -> bool:
+def _copied(value: Any) -> bool:
+    """Whether a codec value is recorded as a copy: a numpy array that is not a memmap (a
+    file's data, perhaps larger than memory, which saves streaming from the file)."""
     import numpy as np
 
-    return isinstance(value, np.memmap)
+    return isinstance(value, np.ndarray) and not isinstance(value, np.memmap)
 
 
-#: Ints from this size on are refused: JSON holds them as text, and Python's default limit on
-#: int-to-text conversion is 4300 digits (10**4000 leaves room for any setting of it).
-_MAX_INT = 10**4000
+def _too_long(value: int) -> bool:
+    """Whether Python refuses to write ``value`` as text (JSON holds ints as text): more
+    digits than ``sys.get_int_max_str_digits()`` (4300 by default; 0 is no limit)."""
+    import sys
+
+    limit = getattr(sys, "get_int_max_str_digits", lambda: 0)()
+    return bool(limit) and value.bit_length() > 3.32 * limit - 4 and abs(value) >= 10**limit
 
 
-def _capture_item(value: Any, key: Any) -> Any:
+def _capture_item(value: Any, key: Any, copy: bool = True) -> Any:
     try:
-        return capture(value)
+        return capture(value, copy)
     except BadValue as exc:
         exc.path.insert(0, f"[{key!r}]")
         raise

@@ -381,25 +381,6 @@ def check_versions(reader: Any) -> None:
 
 # -- argument codecs ---------------------------------------------------------------------------
 
-def _strided_clone(value: torch.Tensor) -> torch.Tensor:
-    """A copy with the same strides: an argument is recorded as a copy (dryml-core copies
-    every argument value when an Object is made), and a column, a transposed view or an
-    expanded tensor comes back from a file with its strides, so its copy keeps them too
-    (``clone()`` makes views dense). Dimensions of stride 0 are copied once and expanded."""
-    if value.layout != torch.strided or value.is_nested or value.numel() == 0:
-        return value.clone()
-    size, stride = list(value.shape), list(value.stride())
-    compact = value.as_strided([1 if st == 0 else n for n, st in zip(size, stride, strict=True)],
-                               stride, value.storage_offset())
-    out = torch.empty_strided(compact.shape, compact.stride(), dtype=value.dtype,
-                              device=value.device)
-    try:
-        out.copy_(compact)
-    except RuntimeError:  # strides that overlap otherwise: a dense copy
-        return value.clone()
-    return out.expand(size) if out.shape != value.shape else out
-
-
 class TensorCodec:
     """``torch.Tensor`` (and ``nn.Parameter``) arguments; dtype, shape, requires_grad kept."""
 
@@ -417,7 +398,7 @@ class TensorCodec:
     def copy(self, value: torch.Tensor) -> torch.Tensor:
         if value.is_quantized:
             return copy_quantized(value)
-        clone = _strided_clone(value.detach())
+        clone = value.detach().clone()
         if isinstance(value, torch.nn.Parameter):
             return torch.nn.Parameter(clone, requires_grad=value.requires_grad)
         return clone.requires_grad_(value.requires_grad)

@@ -44,11 +44,13 @@ def encode_call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str,
     buffers: list[Any] | None = [] if out_of_band is not None else None
     try:
         data, blobs, trust = _protocol.dumps((args, kwargs), buffers, out_of_band or 0)
+    except DrymlError:
+        raise  # an Object that cannot be saved says why itself
     except Exception as exc:  # noqa: BLE001 - pickle raises many kinds: say which argument
         named = [*((f"argument {i}", v) for i, v in enumerate(args)),
                  *((f"argument {k!r}", v) for k, v in kwargs.items())]
         bad = next((name for name, value in named if not _sendable(value)), "an argument")
-        raise _unsendable(bad, "to the worker", exc, ran=False) from None
+        raise _unsendable(bad, "to the worker", exc, ran=False) from exc
     msg = {"fn": _protocol.function_payload(fn), "cwd": os.getcwd(), "sys_path": sys.path,
            "classes": _protocol.local_classes([args, kwargs]) if blobs else [],
            "args": data, "blobs": blobs, "trust": trust, "update_objs": update_objs}
@@ -109,16 +111,20 @@ def run_call(msg: dict[str, Any]) -> dict[str, Any]:
         # read as the function's own error although the call had run
         try:
             data, blobs, trust = _protocol.dumps(result)
+        except DrymlError:
+            raise  # an Object that cannot be saved says why itself
         except Exception as exc:  # noqa: BLE001 - pickle raises many kinds
             raise _unsendable(f"its result ({type(result).__module__}."
-                              f"{type(result).__qualname__})", "back to the caller", exc) from None
+                              f"{type(result).__qualname__})", "back to the caller", exc) from exc
         reply: dict[str, Any] = {"ok": True, "result": data, "blobs": blobs, "trust": trust}
         if msg["update_objs"]:
             try:
                 reply["updated"] = _protocol.dumps(list(iter_objects([args, kwargs])))
+            except DrymlError:
+                raise
             except Exception as exc:  # noqa: BLE001
                 raise _unsendable("the Objects it was given", "back to the caller",
-                                  exc) from None
+                                  exc) from exc
         return reply
     except SystemExit:
         raise  # sys.exit() ends the worker, as it would a process: WorkerCrashedError

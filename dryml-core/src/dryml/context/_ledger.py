@@ -90,7 +90,9 @@ def ledger_dir() -> Path:
     # it followed XDG_RUNTIME_DIR, then TMPDIR, which differ between a login shell, cron, su,
     # a service and a batch job, and two programs that saw different ones each got 0.7 of one
     # GPU). /dev/shm is shared even with services that have a /tmp of their own.
-    shared = "/dev/shm" if os.path.isdir("/dev/shm") else "/tmp"  # noqa: S108 - made 0700
+    shm = "/dev/shm"  # noqa: S108 - the folder below is made 0700 and checked
+    usable = os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK)  # not under confinement
+    shared = shm if usable else "/tmp"  # noqa: S108
     return Path(shared) / f"dryml-{os.getuid()}"
 
 

@@ -88,7 +88,7 @@ class Pool:
         self.cond = scheduler.cond
         self.workers: list[WorkerHandle] = []
         #: The caller grants of each nested call waiting now (see _never_frees).
-        self._nested_waits: dict[object, tuple[Grant, ...]] = {}
+        self._nested_waits: dict[object, tuple[tuple[Grant, ...], dict[str, Request]]] = {}
         self._starting = 0
         self._closed = False
         self._reaper = threading.Thread(target=self._reap, name="dryml-pool-reaper",
@@ -131,6 +131,7 @@ class Pool:
                         if worker.alive():
                             worker.busy = True
                             worker.callers_hold = held
+                            self._nested_waits.pop(token, None)  # no longer waiting
                             return worker
                         dead.append(worker)  # being torn down after a kill
                 if dead:  # died while idle (killed from outside): forget, free, look again
@@ -145,6 +146,7 @@ class Pool:
                     grant = self.scheduler.try_acquire(request)
                 if grant is not None:
                     self._starting += 1
+                    self._nested_waits.pop(token, None)  # no longer waiting
                 else:
                     victim = self._victim(request)
                     if victim is None:
@@ -154,7 +156,7 @@ class Pool:
                                 f"waited {timeout}s for {self._wanted(request)}; busy workers "
                                 f"still hold {self._held()}{self.scheduler.blockers()}")
                         if held:
-                            self._nested_waits[token] = held
+                            self._nested_waits[token] = (held, request)
                             self._never_frees(request)
                         self.cond.wait(remaining)
                         continue
@@ -172,16 +174,24 @@ class Pool:
         callers wait on nested calls too (lock held). Found by review: two threads whose
         calls each held one of two CPUs and each made a nested call waited on each other
         forever; one of them now fails at once, and the other goes on when it has."""
-        blocked = {id(g): g for waits in self._nested_waits.values() for g in waits}
-        try:
-            self.scheduler.check_possible(request, tuple(blocked.values()))
-        except ResourcesUnavailableError as exc:
+        blocked = tuple({id(g): g for held, _ in self._nested_waits.values()
+                         for g in held}.values())
+        refusal: ResourcesUnavailableError | None = None
+        for _, wanted in self._nested_waits.values():
+            try:
+                self.scheduler.check_possible(wanted, blocked)
+            except ResourcesUnavailableError as why:
+                if wanted is request:
+                    refusal = why
+                continue
+            return  # some waiting call fits once the callers that do not wait are done
+        if refusal is not None:
             raise ResourcesUnavailableError(
                 f"this nested call would wait forever: what it needs is held by workers whose "
                 f"callers are all waiting on nested calls too ({len(self._nested_waits)} at "
                 "once, e.g. threads of one search that each call another framework). Give "
                 "the outer calls less, run fewer at once (e.g. a search with n_jobs=1), or "
-                f"let the nested call use its caller's context. ({exc})") from None
+                f"let the nested call use its caller's context. ({refusal})") from None
 
     def _start(self, grant: Grant, plugins: dict[str, str]) -> WorkerHandle:
         try:

@@ -223,31 +223,38 @@ class Scheduler:
                     return None
                 self._free = free
                 return self._grant(request, shares)
-            with self._ledger.transaction() as tx:
-                self._release_stale(tx)
-                self._others = tx.used_by_others()
-                free = self._minus_others(dict(self._free), kinds)
-                shares = _fit(request, free, self._kinds)
-                if shares is None:
-                    if _fit(request, dict(self._free), self._kinds) is not None:
-                        self._blocked(tx.holdings(), request, kinds)
-                    else:
-                        self._blockers = []
-                    return None
-                self._blockers = []
-                grant = self._grant(request, shares)
-                tx.record(grant.id, {self._keys[n]: (n, a) for n, a in grant.totals().items()
-                                     if n in self._keys and _kind(n) in kinds})
-                self._recorded.add(grant.id)
-            for name, units in grant.units().items():
-                self._free[name] -= units
-            return grant
+            stale = list(self._unreleased)
+            try:
+                return self._acquire_recorded(request, kinds, stale)
+            except BaseException:
+                self._unreleased.update(stale)  # rolled back: their rows are still there
+                raise
 
-    def _release_stale(self, tx: Any) -> None:
-        """Delete the rows of grants released here whose own delete failed (lock held)."""
-        for grant_id in list(self._unreleased):
-            tx.release(grant_id)
-            self._unreleased.discard(grant_id)
+    def _acquire_recorded(self, request: Mapping[str, Request], kinds: set[str],
+                          stale: list[int]) -> Grant | None:
+        """try_acquire through the ledger (lock held), deleting the rows of ``stale``."""
+        assert self._ledger is not None
+        with self._ledger.transaction() as tx:
+            for grant_id in stale:
+                tx.release(grant_id)
+            self._unreleased.difference_update(stale)
+            self._others = tx.used_by_others()
+            free = self._minus_others(dict(self._free), kinds)
+            shares = _fit(request, free, self._kinds)
+            if shares is None:
+                if _fit(request, dict(self._free), self._kinds) is not None:
+                    self._blocked(tx.holdings(), request, kinds)
+                else:
+                    self._blockers = []
+                return None
+            self._blockers = []
+            grant = self._grant(request, shares)
+            tx.record(grant.id, {self._keys[n]: (n, a) for n, a in grant.totals().items()
+                                 if n in self._keys and _kind(n) in kinds})
+            self._recorded.add(grant.id)
+        for name, units in grant.units().items():
+            self._free[name] -= units
+        return grant
 
     def _grant(self, request: Mapping[str, Request],
                shares: dict[str, dict[str, float]]) -> Grant:
@@ -331,11 +338,11 @@ class Scheduler:
     def release(self, grant: Grant) -> None:
         """Give a grant's resources back and wake whoever waits.
 
-        The ledger's row goes in a transaction of its own, outside the lock, and stays in
-        ``_recorded`` until it is gone (found by review: a ledger another process kept locked
-        froze every call of this process for 30 s, and the row it failed to delete outlived
-        its grant until the process exited). A failed delete raises, and is tried again in
-        this process's next ledger transaction."""
+        The ledger's row goes in a transaction of its own, outside the lock, and the grant's
+        id stays in ``_unreleased`` until the row is gone (a ledger another process kept
+        locked had frozen every call of this process for 30 s, and a row it failed to delete
+        outlived its grant until the process exited). A failed delete raises, and is tried
+        again in this process's next ledger transaction."""
         with self.cond:
             for name, units in grant.units().items():
                 self._free[name] = min(SHARE_UNIT, self._free[name] + units)

@@ -34,7 +34,7 @@ class Pipe(Trainable):
         if twice:  # trained once, it would then be applied twice (found by review)
             raise ConfigurationError(
                 f"the same step appears more than once in this Pipe ({', '.join(twice)}): give "
-                "each place its own step (a copy: step.definition().without_id().build())")
+                "each place its own step (a copy: step.definition().fresh_ids().build())")
         self.steps = steps
 
     @property
@@ -76,7 +76,7 @@ class Pipe(Trainable):
                 f"trained but step {first} ({type(self.steps[first]).__name__}) before it is "
                 "not: training that step may change the inputs the later one learned from. "
                 "Give the Pipe an untrained copy of each later step "
-                "(step.definition().without_id().build()), or train the steps one by one")
+                "(step.definition().fresh_ids().build()), or train the steps one by one")
 
     def eval(self, data: Dataset, *, context_reqs: dict[str, Any] | None = None) -> Dataset:
         """Chain the steps' ``eval`` (``context_reqs`` as for :meth:`train`)."""

@@ -131,11 +131,11 @@ _NUMBERS = "('i', 'f', 'I')"
 
 def _positive(matcher: Matcher) -> bool:
     """Matchers that only ever match scalars (so never a row lacking the key)."""
-    from dryml.repo._match import In, Range, _Eq, _PlainEq
+    from dryml.repo._match import In, Range, _Eq
 
     if isinstance(matcher, In):
-        return all(type(m) in (_Eq, _PlainEq) for m in matcher.options)
-    return type(matcher) in (Range, _Eq, _PlainEq)
+        return all(isinstance(m, _Eq) for m in matcher.options)  # _PlainEq too
+    return isinstance(matcher, (Range, _Eq))
 
 
 def _limit(limit: int | None) -> str:

@@ -259,8 +259,8 @@ def key_cond(key: str, matcher: Matcher) -> Cond | None:
     cond = matcher.kv_sql()
     if cond is None:
         return None
-    positive = type(matcher) is _Eq or (
-        isinstance(matcher, In) and all(type(m) is _Eq for m in matcher.options))
+    positive = isinstance(matcher, _Eq) or (
+        isinstance(matcher, In) and all(isinstance(m, _Eq) for m in matcher.options))
     rank = 0 if positive else 1 if isinstance(matcher, Range) else 2
     return _kv_cond(key, cond[0], cond[1], rank)
 
