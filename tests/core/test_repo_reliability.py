@@ -290,7 +290,7 @@ def test_adds_reach_the_database_file_while_the_repo_stays_open_and_close_ends_t
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/fd")
 def test_the_background_checkpoint_syncs_the_index_file(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
     """After each checkpoint the thread syncs the index file itself (SQLite syncs it only at a
     checkpoint that reaches the log's end, which in a burst of adds is the one inside some
     caller's COMMIT: that add then waited for every page of the burst to reach the disk)."""
