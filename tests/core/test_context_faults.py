@@ -464,3 +464,49 @@ def test_values_that_cannot_cross_to_or_from_a_worker_are_serialization_errors()
         takes(1, other=(x for x in range(3)))
     assert "the call ran" not in str(caught.value)
     assert isinstance(takes(1), int)
+
+
+class BrokenBeforeCall:
+    """A context plugin whose ``before_call`` raises."""
+
+    def environment(self, context: Any) -> dict[str, str]:
+        return {}
+
+    def prepare(self, context: Any) -> None:
+        pass
+
+    def before_call(self, context: Any) -> None:
+        raise RuntimeError("cannot set the thread count again")
+
+
+BROKEN = BrokenBeforeCall()
+
+
+def test_a_failing_before_call_hook_is_reported_once_and_the_calls_run(
+        capfd: pytest.CaptureFixture[str]) -> None:
+    """A plugin's before_call that raises was swallowed without a word; now its worker warns
+    once, in the stderr that reaches the caller, and every call still runs."""
+    from dryml.plugins import get_plugin_manager
+    from dryml.records import ContextRecord
+
+    class Plugin:
+        @dryml.hookimpl
+        def dryml_contexts(self) -> list[ContextRecord]:
+            return [ContextRecord("brokenhook", impl=f"{__name__}:BROKEN",
+                                  package="dryml-brokenhook")]
+
+    manager = get_plugin_manager()
+    manager.register(Plugin(), "brokenhook-plugin")
+    try:
+        @compute_context({"brokenhook": {}})
+        def worker_pid() -> int:
+            return os.getpid()
+
+        first, second = worker_pid(), worker_pid()
+        assert first == second != os.getpid()  # both ran, in one warm worker
+        ctx.shutdown_workers()  # its stderr is read to the end
+        err = capfd.readouterr().err
+        assert err.count("BrokenBeforeCall.before_call failed (RuntimeError: cannot set the "
+                         "thread count again)") == 1, err
+    finally:
+        manager.unregister("brokenhook-plugin")

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from dryml import Object, ObjectDef
-from dryml.errors import RepoError
+from dryml.errors import ArgumentError, RepoError
 from dryml.format import read_manifest
 from dryml.repo import In, Not, Range, Repo, Selector
 from dryml.repo._index import INDEX_NAME
@@ -323,6 +323,22 @@ def test_where_values_are_compared_as_the_plain_json_metadata_is_kept(tmp_path: 
         assert sorted(repo.ids(where={"epochs": Range(np.int64(3), None)})) == ["a", "b"]
         repo.reindex()
 
+
+
+def test_a_query_value_that_no_object_or_metadata_can_hold_is_an_argument_error(
+        tmp_path: Path) -> None:
+    """A set, a complex or an object() as a query value was a FormatError (a file's error)
+    and bytes in where= a bare ValueError; both say now what is wrong with the query."""
+    repo = Repo(tmp_path / "r", create=True)
+    repo.add_object(Val(1, dry_id="a"), metadata={"acc": 0.5})
+    for value in ({1, 2}, 1 + 2j, object()):
+        with pytest.raises(ArgumentError, match="cannot be a query value: no argument codec"):
+            repo.ids(Selector(Val, args=[value]))
+        with pytest.raises(ArgumentError, match="cannot be a query value"):
+            repo.ids(where={"acc": value})
+    with pytest.raises(ArgumentError, match="metadata, which is plain JSON: b'x' is not"):
+        repo.ids(where={"acc": b"x"})
+    assert repo.ids(where={"acc": 0.5}) == ["a"]
 
 def test_a_metadata_dict_that_holds_dry_tags_is_a_dict_not_a_number(tmp_path: Path) -> None:
     """Metadata is plain JSON: ``{"__dry__": "float", "value": "inf"}`` there was indexed as

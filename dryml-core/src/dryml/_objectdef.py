@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from dryml._values import capture_call, copy_value, shared_repr, values_equal
@@ -12,7 +12,7 @@ from dryml.errors import ArgumentError, DefinitionTooLargeError
 if TYPE_CHECKING:
     from dryml._object import Object
 
-__all__ = ["MAX_DEFINITION_NODES", "ObjectDef"]
+__all__ = ["MAX_DEFINITION_NODES", "ObjectDef", "iter_defs"]
 
 #: The most nested definitions that ``obj.definition()`` or ``ObjectDef.copy()`` makes,
 #: counting a shared object once for every place it is used (a definition is a tree: each
@@ -104,23 +104,10 @@ class ObjectDef:
         the original's ids."""
         new = self.without_id()
         renamed: dict[str, str] = {}
-
-        def walk(value: Any) -> None:
-            if isinstance(value, ObjectDef):
-                old = value._kwargs.get("dry_id")
-                if isinstance(old, str):
-                    value._kwargs["dry_id"] = renamed.setdefault(old, str(uuid.uuid4()))
-                walk(value._args)
-                walk(value._kwargs)
-            elif isinstance(value, (list, tuple)):
-                for item in value:
-                    walk(item)
-            elif isinstance(value, dict):
-                for item in value.values():
-                    walk(item)
-
-        walk(new._args)
-        walk(new._kwargs)
+        for nested in iter_defs(new):
+            old = nested._kwargs.get("dry_id")
+            if isinstance(old, str):
+                nested._kwargs["dry_id"] = renamed.setdefault(old, str(uuid.uuid4()))
         return new
 
     def build(self) -> Object:
@@ -167,6 +154,21 @@ class ObjectDef:
             {"cls": self._cls, "dry_mut": self._mut, "dry_args": self._args,
              "dry_kwargs": self._kwargs}
         ), lambda: f"<ObjectDef {self._cls.__qualname__}, as above>")
+
+
+def iter_defs(value: Any) -> Iterator[ObjectDef]:
+    """Every ObjectDef in ``value``, itself included, and nested in definitions' arguments,
+    lists, tuples and dict values: each before what it holds, in argument order."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, ObjectDef):
+            yield item
+            stack.extend(reversed([*item._args, *item._kwargs.values()]))
+        elif isinstance(item, (list, tuple)):
+            stack.extend(reversed(item))
+        elif isinstance(item, dict):
+            stack.extend(reversed(list(item.values())))
 
 
 class _Copier:

@@ -9,7 +9,6 @@ pool sends (Objects inside as ``.dry`` bytes) and run through :func:`run_call`.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import sys
@@ -67,7 +66,7 @@ class DrymlActor:
 
     def _prepare(self, setup: dict[str, Any]) -> None:
         from dryml.context import _nested
-        from dryml.context._state import ComputeContext, set_current_context
+        from dryml.context._state import BeforeCall, ComputeContext, set_current_context
         from dryml.context._stderr import filter_own_stderr, noise_pattern
         from dryml.records import load_ref
 
@@ -86,8 +85,7 @@ class DrymlActor:
             os.environ.update(plugin.environment(ctx))
         for plugin in plugins:
             plugin.prepare(ctx)
-        self.ctx = ctx
-        self.again = [p for p in plugins if callable(getattr(p, "before_call", None))]
+        self.before_call = BeforeCall(plugins, ctx)
         set_current_context(ctx)
         _nested.set_forwarder(_forward_nested)
 
@@ -108,9 +106,7 @@ class DrymlActor:
             msg = {**msg, "cwd": os.getcwd()}
         if msg.get("buffers") or any(not isinstance(b, bytes) for b in msg["blobs"]):
             msg = _resolved(msg)
-        for plugin in self.again:  # each call with the limits granted, as in a local worker
-            with contextlib.suppress(Exception):
-                plugin.before_call(self.ctx)
+        self.before_call.run()  # each call with the limits granted, as in a local worker
         return run_call(msg)
 
 

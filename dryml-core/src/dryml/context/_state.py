@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Mapping
+import warnings
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -12,7 +13,8 @@ import attrs
 from dryml.context._resources import Request, Requirement, parse_request
 from dryml.errors import ContextIncompatibilityError, NoContextError
 
-__all__ = ["ComputeContext", "context_check", "current_context", "set_current_context"]
+__all__ = ["BeforeCall", "ComputeContext", "context_check", "current_context",
+           "set_current_context"]
 
 
 @attrs.frozen
@@ -131,3 +133,28 @@ def context_check(reqs: Requirement) -> None:
             "this code through a function decorated with dryml.context.compute_context")
     if not ctx.satisfies(reqs):
         raise ContextIncompatibilityError(f"Context doesn't satisfy requirements {reqs!r}")
+
+
+class BeforeCall:
+    """The context plugins' optional ``before_call(ctx)`` hooks, which a worker (local, or a
+    Ray actor) runs before each call: dryml-torch and dryml-sklearn set the granted thread
+    counts again there, should the last call have changed them. A hook that raises is
+    reported once, as a ``RuntimeWarning`` in the worker's stderr (which reaches the caller),
+    and not run again in that worker; the call itself goes on."""
+
+    def __init__(self, plugins: Iterable[Any], ctx: ComputeContext) -> None:
+        self.ctx = ctx
+        self.hooks = [p for p in plugins if callable(getattr(p, "before_call", None))]
+
+    def run(self) -> None:
+        """Run every hook that has not failed yet."""
+        for plugin in list(self.hooks):
+            try:
+                plugin.before_call(self.ctx)
+            except Exception as exc:  # noqa: BLE001 - reported, then the call runs anyway
+                self.hooks.remove(plugin)
+                warnings.warn(
+                    f"{type(plugin).__qualname__}.before_call failed ({type(exc).__name__}: "
+                    f"{exc}); it is not run again in this worker, so a thread count or other "
+                    "limit that a call changes stays changed for the later calls",
+                    RuntimeWarning, stacklevel=1)

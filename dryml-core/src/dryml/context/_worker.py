@@ -22,10 +22,10 @@ from dryml.context import _keeper
 __all__ = ["main"]
 
 
-def _prepare(setup: dict[str, Any]) -> tuple[Any, list[Any]]:
-    """The worker's context, after each framework's plugin prepared it, and the plugins that
-    want to set their limits again before each call (``before_call``)."""
-    from dryml.context._state import ComputeContext, set_current_context
+def _prepare(setup: dict[str, Any]) -> Any:
+    """The worker's context, after each framework's plugin prepared it, with the plugins'
+    hooks to run before each call (a :class:`dryml.context._state.BeforeCall`)."""
+    from dryml.context._state import BeforeCall, ComputeContext, set_current_context
     from dryml.records import load_ref
 
     ctx = ComputeContext(setup["shares"], setup["resources"])
@@ -36,16 +36,15 @@ def _prepare(setup: dict[str, Any]) -> tuple[Any, list[Any]]:
     if cpus and os.environ.get("DRYML_PIN_CPUS") == "1" and hasattr(os, "sched_setaffinity"):
         with contextlib.suppress(OSError):
             os.sched_setaffinity(0, cpus)  # the worker runs on the CPUs it was granted
-    again = []
+    plugins = []
     for framework in ctx.frameworks:
         ref = setup["plugins"].get(framework)
         if ref is not None:
             plugin = load_ref(ref)
             plugin.prepare(ctx)
-            if callable(getattr(plugin, "before_call", None)):
-                again.append(plugin)
+            plugins.append(plugin)
     set_current_context(ctx)
-    return ctx, again
+    return BeforeCall(plugins, ctx)
 
 
 def main(argv: list[str]) -> int:
@@ -61,7 +60,7 @@ def main(argv: list[str]) -> int:
     setup = pickle.loads(channel.recv_bytes())
     sys.path[:] = setup["sys_path"]
     try:
-        ctx, again = _prepare(setup)
+        before_call = _prepare(setup)
     except BaseException as exc:  # noqa: BLE001 - report why this worker cannot serve
         channel.send_bytes(pickle.dumps(
             ("failed", (isinstance(exc, ImportError), traceback.format_exc()))))
@@ -81,10 +80,7 @@ def main(argv: list[str]) -> int:
             return 0
         if kind == "stop":
             return 0
-        for plugin in again:  # found by review: a call's torch.set_num_threads(2) in a
-            # one-CPU worker stayed for every later call
-            with contextlib.suppress(Exception):
-                plugin.before_call(ctx)
+        before_call.run()  # a call's torch.set_num_threads(2) must not stay for the next
         reply = pickle.dumps(("reply", run_call(msg)), protocol=5)
         try:
             # Threads the call left running may still send progress events: a reply larger

@@ -16,6 +16,7 @@ import numpy as np
 
 from dryml._encoding import TAG, Encoder
 from dryml._trust import class_path
+from dryml.errors import ArgumentError, FormatError
 
 __all__ = ["AllOf", "In", "MatchContext", "Matcher", "Not", "Range", "to_matcher"]
 
@@ -84,9 +85,9 @@ def plain_json(value: Any) -> Any:
 
     try:
         return json.loads(json.dumps(value, default=scalar))
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"where= values are compared with metadata, which is plain JSON: "
-                         f"{value!r} is not ({exc})") from None
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise ArgumentError(f"where= values are compared with metadata, which is plain JSON: "
+                            f"{value!r} is not ({exc})") from None
 
 
 def json_equal(a: Any, b: Any) -> bool:
@@ -115,10 +116,34 @@ def _pairs_equal(a: Any, b: Any) -> bool:
     return True
 
 
+_UNREADABLE = object()
+
+
+def decoded_for_predicate(decode: Callable[[], Any], what: str) -> Any:
+    """What ``decode()`` gives a predicate, or ``_UNREADABLE`` when it cannot be decoded here
+    (its class gone from its module, a damaged index copy: ``repo check`` reports those). A
+    class the repository does not trust is an error that says what to do: the predicate had
+    silently matched nothing in a process that had not imported the class."""
+    from dryml.errors import DrymlError, UntrustedClassError
+
+    try:
+        return decode()
+    except UntrustedClassError as exc:
+        raise UntrustedClassError(
+            f"{exc} (a predicate is called with {what}, which resolves its classes: pass "
+            "trust=[...] to Repo(...), or match it with a Selector, which imports nothing)"
+        ) from None
+    except DrymlError:
+        return _UNREADABLE
+
+
 class _Eq(Matcher):
     def __init__(self, value: Any) -> None:
         self.raw = value
-        self.encoded = Encoder().encode(value)
+        try:
+            self.encoded = Encoder().encode(value)
+        except FormatError as exc:  # no codec: no object can have been built with it
+            raise ArgumentError(f"{value!r} cannot be a query value: {exc}") from None
 
     def match(self, value: Any, ctx: MatchContext) -> bool:
         return json_equal(value, self.encoded)
@@ -179,19 +204,10 @@ class _Pred(Matcher):
         self.fn, self.plain = fn, plain
 
     def match(self, value: Any, ctx: MatchContext) -> bool:
-        from dryml.errors import DrymlError, UntrustedClassError
-
         if self.plain:  # a metadata value: given as it is kept
             return bool(self.fn(value))
-        try:
-            decoded = ctx.decode(value)
-        except UntrustedClassError as exc:  # found by review: it matched nothing, silently
-            raise UntrustedClassError(
-                f"{exc} (a predicate is called with the decoded value, which resolves its "
-                "classes: pass trust=[...] to Repo(...), or match it with a Selector)") from None
-        except DrymlError:
-            return False
-        return bool(self.fn(decoded))
+        decoded = decoded_for_predicate(lambda: ctx.decode(value), "the decoded value")
+        return decoded is not _UNREADABLE and bool(self.fn(decoded))
 
     def for_metadata(self) -> Matcher:
         return _Pred(self.fn, plain=True)

@@ -7,7 +7,7 @@ from typing import Any
 
 from dryml._object import Object
 from dryml._objectdef import ObjectDef
-from dryml.repo._match import MatchContext
+from dryml.repo._match import _UNREADABLE, MatchContext, decoded_for_predicate
 from dryml.repo._selector import Cond, Selector, _Combined
 
 __all__ = ["Target", "as_selector", "target_ids"]
@@ -56,21 +56,9 @@ class _FnSelector(Selector):
 
 def definition_for_predicate(data: dict[str, Any], trust: tuple[str, ...]) -> ObjectDef | None:
     """The ObjectDef a predicate target is called with; None for a definition that cannot be
-    built here (its class gone from its module, or the index's copy damaged: ``repo check``
-    reports it). A class the repository does not trust is an error that says so: it had made
-    the predicate silently match nothing in a process that had not imported the class (found
-    by review)."""
-    from dryml.errors import DrymlError, UntrustedClassError
-
-    try:
-        return ObjectDef.from_dict(data, trust=trust)
-    except UntrustedClassError as exc:
-        raise UntrustedClassError(
-            f"{exc} (a predicate target is called with ObjectDefs, which resolve their "
-            "classes: pass trust=[...] to Repo(...), or select with a Selector, which imports "
-            "nothing)") from None
-    except DrymlError:
-        return None
+    built here (see :func:`dryml.repo._match.decoded_for_predicate`)."""
+    found = decoded_for_predicate(lambda: ObjectDef.from_dict(data, trust=trust), "ObjectDefs")
+    return None if found is _UNREADABLE else found
 
 
 def as_selector(target: Target, trust: tuple[str, ...]) -> Selector | None:

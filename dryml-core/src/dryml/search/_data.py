@@ -28,27 +28,11 @@ def _argument(definition: Any, name: str) -> Any:
 
 def _validation_split(space: Space) -> float:
     """The largest ``validation_split`` of a TrainSpec anywhere in the space (0 if none)."""
-    from dryml._objectdef import ObjectDef
+    from dryml._objectdef import iter_defs
     from dryml.models import TrainSpec
 
-    found: list[float] = []
-
-    def walk(value: Any) -> None:
-        if isinstance(value, ObjectDef):
-            if issubclass(value.cls, TrainSpec):
-                split = _argument(value, "validation_split")
-                if isinstance(split, float):
-                    found.append(split)
-            for v in (*value.args, *value.kwargs.values()):
-                walk(v)
-        elif isinstance(value, (list, tuple)):
-            for v in value:
-                walk(v)
-        elif isinstance(value, dict):
-            for v in value.values():
-                walk(v)
-
-    walk(space.definition)
+    found = [split for d in iter_defs(space.definition) if issubclass(d.cls, TrainSpec)
+             and isinstance(split := _argument(d, "validation_split"), float)]
     return max(found, default=0.0)
 
 
