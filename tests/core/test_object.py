@@ -216,3 +216,24 @@ def test_a_hook_that_calls_super_is_told_why_its_names_clash() -> None:
 
     with pytest.raises(SerializationError, match=r"one that calls super\(\).save_object_imp"):
         save_object(ChainsSuper(), io.BytesIO())
+
+
+def test_an_init_parameter_named_dry_id_is_refused_when_the_class_is_defined() -> None:
+    """dryml takes ``dry_id`` out of the call and never passes it on, so an ``__init__``
+    parameter of that name silently got its default; the class is refused at once now."""
+    with pytest.raises(ArgumentError, match="takes a parameter named dry_id, which dryml "
+                                            "reserves"):
+        class Named(Object):
+            def __init__(self, x: int, dry_id: str | None = None) -> None:
+                self.own_id = dry_id
+
+    with pytest.raises(ArgumentError, match="reserves"):
+        class KeywordOnly(Object):
+            def __init__(self, *, dry_id: str = "") -> None:
+                pass
+
+    class Fine(Object):
+        def __init__(self, x: int, **kwargs: Any) -> None:
+            self.x = x
+
+    assert Fine(1, dry_id="f").dry_id == "f"

@@ -195,3 +195,24 @@ def test_hypothesis_save_load_round_trip(a: Any, b: Any) -> None:
     loaded = load_object(buf)
     assert loaded.definition() == obj.definition()
     assert type(loaded) is Pair
+
+
+def test_numpy_scalars_and_arrays_with_nat_nan_or_signed_zero_compare_alike() -> None:
+    """A definition holding an array with NaT was not equal to its own copy, and numpy scalars
+    compared by their bytes (np.float64(-0.0) != np.float64(0.0)) where arrays compare by value;
+    both now compare as arrays do: -0.0 equals 0.0, NaN NaN, NaT NaT, dtypes must match."""
+    import numpy as np
+
+    class Holds(Object):
+        def __init__(self, value: Any) -> None:
+            self.value = value
+
+    dates = np.array(["NaT", "2020-01-01"], dtype="datetime64[D]")
+    spans = np.array([1, "NaT"], dtype="timedelta64[s]")
+    for value in (dates, spans, dates[0], np.float64("nan"), np.array([np.nan, 1.0])):
+        assert ObjectDef(Holds, value) == ObjectDef(Holds, value.copy()), value
+    assert ObjectDef(Holds, np.float64(-0.0)) == ObjectDef(Holds, np.float64(0.0))
+    assert ObjectDef(Holds, np.float32(1)) != ObjectDef(Holds, np.float64(1))
+    assert ObjectDef(Holds, np.datetime64("2020-01-01")) != ObjectDef(Holds, np.datetime64("NaT"))
+    built = Holds(dates, dry_id="h")
+    assert built.definition() == built.definition().copy() == ObjectDef(Holds, dates, dry_id="h")

@@ -132,8 +132,9 @@ class ArrayCodec:
         return value.copy(order="K")  # the layout as given (a Fortran array stays one)
 
     def equal(self, a: np.ndarray, b: np.ndarray) -> bool:
+        # NaN equals NaN, and NaT equals NaT (a definition equals its own copy)
         return a.dtype == b.dtype and a.shape == b.shape and bool(
-            np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"))
+            np.array_equal(a, b, equal_nan=a.dtype.kind in "fcmM"))
 
 
 class ScalarCodec:
@@ -160,7 +161,8 @@ class ScalarCodec:
         return value
 
     def equal(self, a: np.generic, b: np.generic) -> bool:
-        return a.dtype == b.dtype and a.tobytes() == b.tobytes()
+        # as arrays compare (ArrayCodec.equal): -0.0 equals 0.0, NaN NaN and NaT NaT
+        return ARRAY.equal(np.asarray(a), np.asarray(b))
 
 
 ARRAY = ArrayCodec()

@@ -34,6 +34,14 @@ class ObjectMeta(abc.ABCMeta):
 
     def __init__(cls, name: str, bases: tuple[type, ...], namespace: dict[str, Any]) -> None:
         super().__init__(name, bases, namespace)
+        init = namespace.get("__init__")
+        code = getattr(init, "__code__", None)
+        if code is not None and "dry_id" in code.co_varnames[:code.co_argcount
+                                                             + code.co_kwonlyargcount]:
+            raise ArgumentError(
+                f"{cls.__qualname__}.__init__ takes a parameter named dry_id, which dryml "
+                "reserves: it gives every object its id itself (read it as self.dry_id) and "
+                "never passes dry_id to __init__; rename the parameter")
         with _classes_lock:
             _classes[f"{cls.__module__}:{cls.__qualname__}"] = cls  # type: ignore[assignment]
 
