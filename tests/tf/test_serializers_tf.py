@@ -359,3 +359,45 @@ def test_allow_code_reaches_a_lambda_model_decoded_later() -> None:
     allowed = load_object(buf, allow_code=True)
     x, _ = make_data()
     assert np.asarray(allowed.model(x)).tobytes() == np.asarray(obj.model(x)).tobytes()
+
+
+def _savedmodel_models(tmp_path: Path) -> KerasModels:
+    """A Keras model whose TFSMLayer reads a SavedModel from ``tmp_path``."""
+    import keras
+    import tensorflow as tf
+
+    class Doubles(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 5], tf.float32)])
+        def serve(self, x: Any) -> Any:
+            return x * 2.0
+
+    module = Doubles()
+    tf.saved_model.save(module, str(tmp_path / "sm"), signatures={"serve": module.serve})
+    obj = build_models(train=False)
+    obj.models = {"sm": keras.Sequential([keras.Input((5,)), keras.layers.TFSMLayer(
+        str(tmp_path / "sm"), call_endpoint="serve", name="reader")])}
+    return obj
+
+
+def test_a_model_that_reads_a_savedmodel_from_disk_is_refused_at_save_and_at_load(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A TFSMLayer reads a SavedModel from a path on the saving machine, which a .dry file
+    does not hold. Saving it gave a file that later failed with "the file contains Python
+    code (a Keras Lambda layer), pass allow_code=True" (found by the hostile-file audit): it
+    holds none, and allow_code would have let the file make Keras read that path. Saving is
+    refused now, and a file that holds one (an older dryml-tf wrote them) is refused at load,
+    allow_code or not."""
+    from dryml.errors import SerializationError
+    from dryml_tf import _serializers
+
+    obj = _savedmodel_models(tmp_path)
+    with pytest.raises(SerializationError, match=r"reads a SavedModel from disk \(TFSMLayer "
+                                                 r"'reader' \(filepath '.*sm'\)\)"):
+        save_object(obj, io.BytesIO())
+    with monkeypatch.context() as patched:  # what an older dryml-tf wrote
+        patched.setattr(_serializers, "file_layers", lambda config: [])
+        save_object(obj, tmp_path / "old.dry")
+    for allow_code in (False, True):
+        with pytest.raises(FormatError, match="would read a SavedModel from disk .*nothing "
+                                              "was read"):
+            load_object(tmp_path / "old.dry", allow_code=allow_code)

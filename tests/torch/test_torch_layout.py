@@ -205,3 +205,52 @@ def test_a_view_that_does_not_fit_its_region_is_a_format_error(edit: Any) -> Non
 
     with pytest.raises(FormatError):
         load_object(io.BytesIO(rewrite_manifest(_views_file(), change)))
+
+
+def _file_of(obj: Object) -> bytes:
+    buf = io.BytesIO()
+    save_object(obj, buf)
+    return buf.getvalue()
+
+
+def _small_file(value: torch.Tensor, as_argument: bool) -> bytes:
+    obj = Holder(value) if as_argument else Holder()
+    if not as_argument:
+        obj.state["t"] = value
+    return _file_of(obj)
+
+
+@pytest.mark.parametrize("as_argument", [True, False], ids=["argument", "store.put"])
+def test_strides_that_repeat_a_few_stored_bytes_into_gigabytes_are_a_format_error(
+        as_argument: bool) -> None:
+    """A 1.5 KB file whose tensor claimed 2**29 elements with stride 0 over 8 stored bytes
+    loaded; the first copy (an optimizer's load_state_dict casting its state, .definition())
+    then allocated 4 GB (found by the hostile-file audit). Refused at load now."""
+    def edit(manifest: dict[str, Any]) -> None:
+        node = manifest["objects"][0]
+        data = node["args"][0]["data"] if as_argument else node["state"]["t"]["meta"]
+        data.update(shape=[2**29], stride=[0], b64="AAAAAAAAAAA=", dtype="float64")
+
+    expanded = torch.randn(8).expand(4, 8)  # stride 0: a layout dryml writes itself
+    with pytest.raises(FormatError, match=r"stands for 4294967296 bytes over the 8 that the "
+                                          "file holds"):
+        load_object(io.BytesIO(rewrite_manifest(_small_file(expanded, as_argument), edit)))
+
+
+def test_an_expand_that_stands_for_far_more_than_it_stores_is_saved_as_its_elements() -> None:
+    """A reader refuses a layout that repeats stored bytes past the container's expansion
+    limits, so the writer stores such a tensor (and such a view of a shared storage) as its
+    plain elements: every file dryml writes loads. A smaller expand keeps its stride 0."""
+    row = torch.randn(1000)
+    base = torch.randn(1000)
+    obj = Holder()
+    obj.state["huge"] = row.expand(5000, 1000)  # 20 MB from 4 KB: over 16 MB and 200x
+    obj.state["small"] = row.expand(1000, 1000)  # 4 MB: kept as one stored row
+    obj.state["m"] = {"base": base, "view": base[:1].expand(5_000_000)}  # 20 MB from 4 KB
+    loaded = load_object(io.BytesIO(_file_of(obj))).state
+    assert torch.equal(loaded["huge"], obj.state["huge"])
+    assert loaded["huge"].is_contiguous() and loaded["huge"].untyped_storage().nbytes() == 20e6
+    same(obj.state["small"], loaded["small"])
+    assert loaded["small"].untyped_storage().nbytes() == 4000
+    assert torch.equal(loaded["m"]["base"], base)
+    assert torch.equal(loaded["m"]["view"], base[:1].expand(5_000_000))

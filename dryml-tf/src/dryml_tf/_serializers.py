@@ -21,6 +21,7 @@ import contextlib
 import json
 import sys
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import keras
@@ -67,6 +68,12 @@ class KerasModelSerializer:
         with warnings.catch_warnings():  # Keras' lambda warning advises safe_mode=False
             warnings.filterwarnings("ignore", message=".*lambda.*", category=UserWarning)
             config = keras.saving.serialize_keras_object(value)
+        reads = file_layers(config)
+        if reads:
+            raise SerializationError(
+                f"the Keras model reads a SavedModel from disk ({', '.join(reads)}): a .dry "
+                "file holds the whole model and cannot hold that one; build those layers in "
+                "Keras (or load the SavedModel with keras.layers.TFSMLayer after load_object)")
         code = code_layers(config)
         if code:
             warnings.warn(
@@ -97,6 +104,12 @@ class KerasModelSerializer:
             config = json.loads(reader.get_bytes(meta["config"]))
         except (ValueError, RecursionError) as exc:
             raise FormatError(f"the Keras config is not valid JSON ({exc})") from None
+        reads = file_layers(config)
+        if reads:  # allow_code or not: the file would make Keras read a path on this machine
+            raise FormatError(
+                f"the Keras model would read a SavedModel from disk ({', '.join(reads)}); "
+                "dryml never writes such a model (the file was altered): refused, nothing "
+                "was read")
         code = code_layers(config)
         allow_code = getattr(getattr(reader, "trust", None), "allow_code", False) is True
         if code and not allow_code:
@@ -149,24 +162,35 @@ def _legacy_load(model: Any, meta: dict[str, Any], reader: Any) -> None:
     finalize_layers(model)
 
 
-def code_layers(config: Any) -> list[str]:
-    """Names of the layers (or objects) in a Keras config that carry Python code: Keras writes
-    a lambda as ``{"class_name": "__lambda__", ...}`` (marshalled bytecode)."""
-    found: list[str] = []
+def _layer_nodes(config: Any) -> Iterator[tuple[dict[str, Any], str]]:
+    """Every object in a Keras config, with the layer (or object) it belongs to."""
     stack: list[tuple[Any, str]] = [(config, "the model")]
     while stack:
         node, owner = stack.pop()
         if isinstance(node, dict):
-            if node.get("class_name") == "__lambda__":
-                found.append(owner)
-                continue
-            inner = node.get("config")
-            if isinstance(node.get("class_name"), str) and isinstance(inner, dict):
-                owner = f"{node['class_name']} {inner.get('name', '')!r}"
+            inner, name = node.get("config"), node.get("class_name")
+            if isinstance(name, str) and name != "__lambda__" and isinstance(inner, dict):
+                owner = f"{name} {inner.get('name', '')!r}"  # a lambda belongs to its layer
+            yield node, owner
             stack.extend((child, owner) for child in reversed(node.values()))
         elif isinstance(node, list):
             stack.extend((child, owner) for child in reversed(node))
-    return list(dict.fromkeys(found))
+
+
+def code_layers(config: Any) -> list[str]:
+    """Names of the layers (or objects) in a Keras config that carry Python code: Keras writes
+    a lambda as ``{"class_name": "__lambda__", ...}`` (marshalled bytecode)."""
+    return list(dict.fromkeys(owner for node, owner in _layer_nodes(config)
+                              if node.get("class_name") == "__lambda__"))
+
+
+def file_layers(config: Any) -> list[str]:
+    """The layers in a Keras config that read a model from a path on this machine
+    (``TFSMLayer``: a SavedModel), which a ``.dry`` file cannot hold."""
+    return list(dict.fromkeys(
+        f"{owner} (filepath {node['config'].get('filepath')!r})"
+        for node, owner in _layer_nodes(config)
+        if node.get("class_name") == "TFSMLayer" and isinstance(node.get("config"), dict)))
 
 
 def _check_modules(config: Any) -> None:

@@ -36,6 +36,7 @@ except ImportError as _exc:  # the backend is installed without its framework
     ) from _exc
 
 from dryml.errors import DrymlVersionWarning, FormatError
+from dryml.format import Limits
 from dryml_torch._quantized import (
     QUANTIZED,
     copy_quantized,
@@ -54,6 +55,7 @@ __all__ = [
     "decode_tensor",
     "decode_view",
     "encode_tensor",
+    "expands_too_far",
     "extent",
     "note_versions",
     "tensor_problem",
@@ -83,6 +85,31 @@ _DEVICE_TYPES = frozenset({"cpu", "cuda", "mps", "xpu", "meta", "hpu", "xla", "m
                            "lazy", "maia", "hip", "ve", "vulkan", "mkldnn", "opengl", "opencl",
                            "ideep", "fpga", "privateuseone"})
 _MAX_DIM = 2**62  # a larger size or stride cannot describe memory
+# A tensor whose strides repeat elements (an expand's stride 0) stands for more elements than
+# the file holds; anything that copies it (an optimizer's load_state_dict casting its state, a
+# definition, .contiguous()) allocates them all. A reader accepts that only as far as a
+# compressed member may expand (dryml.format.Limits' default ratio), and a writer stores a
+# tensor that would stand for more as its plain elements, so that every file it writes loads.
+_LIMITS = Limits()
+
+
+def expands_too_far(numel: int, itemsize: int, stored_bytes: int) -> bool:
+    """Whether ``numel`` elements of ``itemsize`` bytes over ``stored_bytes`` stored ones are
+    more than a reader accepts."""
+    return numel * itemsize > _LIMITS.allowed_raw(stored_bytes, _LIMITS.max_member_bytes)
+
+
+def _check_expansion(shape: list[int], stride: list[int], itemsize: int,
+                     stored_bytes: int) -> None:
+    """FormatError when a tensor of ``shape`` and ``stride`` stands for far more bytes than
+    the ``stored_bytes`` it lies over (see ``_LIMITS``)."""
+    numel = math.prod(shape)
+    if expands_too_far(numel, itemsize, stored_bytes):
+        raise FormatError(
+            f"a torch tensor of shape {shape} and strides {stride} stands for "
+            f"{numel * itemsize} bytes over the {stored_bytes} that the file holds for it; "
+            "dryml never writes such a tensor (its copies would exhaust memory): the file was "
+            "altered")
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -171,9 +198,11 @@ def _layout(value: torch.Tensor) -> tuple[list[int] | None, np.ndarray]:
     if t.is_conj() or t.is_neg():
         t = t.resolve_conj().resolve_neg()
     stride = list(t.stride())
-    if stride == row_major(t.shape):
+    span = extent(t.shape, stride)
+    size = t.element_size()
+    if stride == row_major(t.shape) or expands_too_far(t.numel(), size, span * size):
         return None, _to_numpy(t)
-    region = torch.as_strided(t, (extent(t.shape, stride),), (1,), t.storage_offset())
+    region = torch.as_strided(t, (span,), (1,), t.storage_offset())
     if region.device.type != "cpu":
         region = region.cpu()
     return stride, _carried(region.contiguous())
@@ -193,6 +222,9 @@ def encode_tensor(value: torch.Tensor, writer: Any | None, inline: int = INLINE_
     if isinstance(value, torch.nn.Parameter):
         meta["parameter"] = True
     if value.is_quantized:
+        if expands_too_far(value.numel(), value.element_size(),
+                            value.untyped_storage().nbytes()):
+            value = value.contiguous()
         array = encode_quantized(value, meta, lambda t: encode_tensor(t, writer, inline))
         meta["nbytes"] = array.nbytes
     else:
@@ -261,9 +293,15 @@ def _shape(meta: Any) -> list[int]:
     return shape
 
 
+def _itemsize(dtype: torch.dtype) -> int:
+    return torch.empty(0, dtype=dtype).element_size()
+
+
 def _over(base: torch.Tensor, dtype: torch.dtype, offset: int, shape: list[int],
           stride: list[int]) -> torch.Tensor:
-    """A tensor over ``base``'s memory with this layout; FormatError if it does not fit."""
+    """A tensor over ``base``'s memory with this layout; FormatError if it does not fit, or
+    if it stands for far more elements than ``base`` holds."""
+    _check_expansion(shape, stride, base.element_size(), base.untyped_storage().nbytes())
     try:
         return torch.empty(0, dtype=dtype).set_(base.untyped_storage(), offset, shape, stride)
     except (RuntimeError, ValueError, OverflowError) as exc:
@@ -291,6 +329,7 @@ def decode_tensor(meta: Any, reader: Any | None) -> torch.Tensor:
         nbytes = meta.get("nbytes")
         if type(nbytes) is not int or not 0 <= nbytes < _MAX_DIM:
             raise FormatError(f"bad quantized tensor size {nbytes!r}")
+        _check_expansion(shape, stride or row_major(shape), _itemsize(dtype), nbytes)
         data = _stored_array(meta, reader, torch.uint8, [nbytes])
         return decode_quantized(meta, dtype, shape, stride, data,
                                 lambda entry: _decode_plain(entry, reader))

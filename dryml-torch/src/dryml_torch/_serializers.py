@@ -40,6 +40,7 @@ from dryml_torch._codecs import (
     decode_tensor,
     decode_view,
     encode_tensor,
+    expands_too_far,
     extent,
     note_versions,
     tensor_problem,
@@ -153,7 +154,10 @@ class _TreeWriter:
                 torch.as_strided(anchor, (stop - first,), (1,), first), self.writer))
             for i in group:
                 t = self.pending[i]
-                metas[i] = view_meta(t, len(bases) - 1, t.storage_offset() - first)
+                if not expands_too_far(t.numel(), t.element_size(),
+                                       (stop - first) * t.element_size()):
+                    metas[i] = view_meta(t, len(bases) - 1, t.storage_offset() - first)
+                # else stored on its own, as its plain elements (a reader refuses the view)
         tensors = [meta if meta is not None else encode_tensor(t, self.writer)
                    for t, meta in zip(self.pending, metas, strict=True)]
         return {"tensors": tensors, **({"bases": bases} if bases else {})}
