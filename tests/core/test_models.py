@@ -236,6 +236,26 @@ def test_probabilities_of_one_class_are_not_taken_for_labels(shape: tuple[int, .
         == 0.75  # whole numbers in a float array are labels
 
 
+
+def test_multi_hot_targets_are_refused_and_one_hot_or_smoothed_rows_are_labels() -> None:
+    """A multilabel target's rows were scored by their argmax, the first of their classes:
+    accuracy 1.0 where scikit-learn's subset accuracy is 0.75 (found by the metrics audit)."""
+    one_hot = np.eye(3)[[0, 2, 1, 2]]
+    pred = np.array([[0.8, 0.1, 0.1], [0.1, 0.2, 0.7], [0.3, 0.4, 0.3], [0.6, 0.2, 0.2]])
+    smoothed = one_hot * 0.9 + 0.1 / 3
+    for targets in (one_hot, smoothed, np.array([0, 2, 1, 2])):
+        assert arrays.accuracy(targets, pred) == 0.75
+        assert arrays.log_loss(targets, pred) == pytest.approx(
+            -np.mean(np.log([0.8, 0.7, 0.4, 0.2])))
+    multi_hot = one_hot.copy()
+    multi_hot[1, 0] = 1
+    for metric in (arrays.accuracy, arrays.macro_f1, arrays.log_loss, arrays.roc_auc):
+        with pytest.raises(MetricError, match=r"target row 1 \(\[1.0, 0.0, 1.0\]\) does not "
+                                              "name one class: a multilabel"):
+            metric(multi_hot, pred)
+    with pytest.raises(MetricError, match="target row 0"):
+        arrays.accuracy(np.zeros((4, 3)), pred)  # no class at all
+
 # -- the trainer conformance suite, run on a core-only trainable ------------------------------
 
 from dryml.testing.trainers import TrainerCase, TrainerConformance  # noqa: E402
@@ -262,3 +282,26 @@ def test_predictions_scored_against_an_unseeded_shuffle_are_refused() -> None:
                 metrics.accuracy(perfect, shuffled)
         else:
             assert metrics.accuracy(perfect, shuffled) == expected
+
+
+def test_a_nested_x_or_y_is_a_dataset_error_that_says_to_combine_it() -> None:
+    """A dict x failed in every trainer and metric with numpy's "zero-dimensional arrays
+    cannot be concatenated"; a tuple y with "2 targets but 20 predictions" (found by the
+    dataset audit)."""
+    from dryml.errors import DatasetError
+    from dryml.models import supervised_arrays
+
+    x = {"a": np.zeros((20, 2)), "b": np.ones((20, 3))}
+    y = np.arange(20) % 2
+    for data in (NumpyDataset((x, y), supervised=True),
+                 NumpyDataset((x, y), supervised=True).unbatch().batch(7)):
+        with pytest.raises(DatasetError, match=r"the training data's x is a nested structure, "
+                                               r"\{'a': x, 'b': x\}, and dryml's trainers"):
+            supervised_arrays(data)
+        with pytest.raises(MetricError, match=r"cannot score: the scored data's x is a nested"):
+            metrics.accuracy(y, data)
+    with pytest.raises(MetricError, match=r"y is a nested structure, \(x, x\)"):
+        metrics.accuracy(y, NumpyDataset((x["a"], (y, y)), supervised=True))
+    combined = NumpyDataset((x, y), supervised=True).map(  # as the error advises
+        lambda e: (np.concatenate([e[0]["a"], e[0]["b"]], axis=-1), e[1]))
+    assert supervised_arrays(combined)[0].shape == (20, 5)

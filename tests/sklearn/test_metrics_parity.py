@@ -145,6 +145,47 @@ def test_a_class_missing_from_the_training_data_keeps_every_column_in_place() ->
         metrics.f1_score(y[test], direct, average="macro"))
 
 
+
+def test_labels_from_1_are_scored_right_on_a_split_without_the_top_label() -> None:
+    """predict_proba put labels 1, 2, 3 in columns 0, 1, 2, while the metrics read integer
+    labels below the column count as column numbers: a perfect model scored accuracy 0.0
+    (log loss 6.6) on a test split of labels 1 and 2 only (found by the metrics audit).
+    Column i is label i now, as in every backend; huge labels are refused before fitting."""
+    from sklearn.linear_model import LogisticRegression
+
+    from dryml import metrics as dm
+    from dryml.context import shutdown_workers
+    from dryml.data import NumpyDataset
+    from dryml.errors import ConfigurationError
+    from dryml_sklearn.models import Estimator, SklearnTrainable
+
+    rng = np.random.default_rng(0)
+    centers = np.array([[0, 0], [0, 0], [4, 0], [0, 4]], dtype=float)  # labels 1, 2, 3
+    y = rng.choice([1, 2, 3], 300)
+    x = centers[y] + rng.normal(0, 0.3, (300, 2))
+    y_test = np.array([1, 2] * 20)
+    x_test = centers[y_test] + rng.normal(0, 0.3, (40, 2))
+    model = SklearnTrainable(Estimator("sklearn.linear_model.LogisticRegression",
+                                       max_iter=500))
+    try:
+        model.train(NumpyDataset((x, y), supervised=True))
+        test = NumpyDataset((x_test, y_test), supervised=True)
+        prob = np.concatenate([p for p, _ in model.eval(test)])
+        got = dm.score(model, test, metrics=["accuracy", "log_loss", "macro_f1"])
+        with pytest.raises(ConfigurationError, match="number the classes 0..k-1 first"):
+            SklearnTrainable(Estimator("sklearn.linear_model.LogisticRegression")).train(
+                NumpyDataset((x, y * 10_000), supervised=True))
+    finally:
+        shutdown_workers()
+    assert prob.shape == (40, 4) and not prob[:, 0].any()  # no label 0: a column of zeros
+    direct = LogisticRegression(max_iter=500, random_state=model.train_seed).fit(x, y)
+    assert got["accuracy"] == pytest.approx(metrics.accuracy_score(
+        y_test, direct.predict(x_test))) == 1.0
+    assert got["log_loss"] == pytest.approx(metrics.log_loss(
+        y_test, direct.predict_proba(x_test), labels=[1, 2, 3]))
+    assert got["macro_f1"] == pytest.approx(metrics.f1_score(
+        y_test, direct.predict(x_test), average="macro"))
+
 def test_log_loss_of_values_outside_0_to_1_is_a_metric_error() -> None:
     """Found by review: margins (an XGBoost binary:logitraw) were scored as probabilities.
     roc_auc ranks any scores, as scikit-learn's does, so it takes them."""

@@ -249,3 +249,17 @@ def test_bfloat16_tensors_read_back_as_float32() -> None:
     data = TorchDataset([torch.tensor([1.5, -2.0], dtype=torch.bfloat16)])
     (got,) = data.in_memory()
     assert got.dtype == np.float32 and got.tolist() == [1.5, -2.0]
+
+
+def test_python_numbers_in_elements_keep_numpy_s_dtypes_in_torch() -> None:
+    """A Python float became a float32 tensor in .torch() (16777217.0 came back 16777216)
+    while the same data in numpy is float64 (found by the dataset audit)."""
+    from dryml.models import supervised_arrays
+
+    values = [16777217.0, 0.1, 123456789.123]
+    data = NumpyDataset(lambda: iter([(np.zeros(2), v) for v in values]), supervised=True)
+    for converted in (data.torch(), data.torch().in_memory()):
+        y = supervised_arrays(converted)[1]
+        assert y.dtype == np.float64 and y.tolist() == values
+    x, label = next(iter(NumpyDataset(lambda: iter([(7, True)]), supervised=True).torch()))
+    assert (x.dtype, label.dtype) == (torch.int64, torch.bool)

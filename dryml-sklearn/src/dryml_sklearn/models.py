@@ -95,28 +95,49 @@ def _build_value(value: Any, seed: int | None) -> Any:
     return value
 
 
-def class_columns(prob: Any, classes: Any) -> Any:
-    """``predict_proba``'s columns placed at their integer labels 0..max: scikit-learn leaves
-    out a class the training data lacked, which shifted every later column against the
-    labels (found by review: digits without a 3 in training scored accuracy 0.33 instead of
-    0.90). Labels that are not integers from 0 keep scikit-learn's order."""
-    labels = np.asarray(classes) if classes is not None else None
-    if labels is None or labels.dtype.kind not in "iu" or not len(labels) or labels.min() != 0:
-        return prob
+#: The most probability columns integer labels may make (label i is column i).
+MAX_LABEL_COLUMNS = 10_000
+
+
+def _label_width(classes: Any) -> int | None:
+    """The number of columns non-negative integer labels make (the largest plus one), or
+    None for other labels (strings, negative or float labels: scikit-learn's sorted order).
+    A ConfigurationError when that is more than :data:`MAX_LABEL_COLUMNS`."""
+    labels = np.asarray(classes)
+    if labels.dtype.kind not in "iu" or not labels.size or labels.min() < 0:
+        return None
     width = int(labels.max()) + 1
-    if width == prob.shape[1]:
+    if width > MAX_LABEL_COLUMNS:
+        raise ConfigurationError(
+            f"class labels up to {width - 1} would make {width} probability columns (column i "
+            "is label i); number the classes 0..k-1 first, e.g. "
+            "labels, y = np.unique(y, return_inverse=True)")
+    return width
+
+
+def class_columns(prob: Any, classes: Any) -> Any:
+    """``predict_proba``'s columns placed at their integer labels: column i is label i, with a
+    column of zeros for a label the training data lacked. scikit-learn leaves such a label out
+    and orders the rest, which shifted every later column against the labels (found by
+    review: digits without a 3 in training scored accuracy 0.33 instead of 0.90), and with
+    labels 1..k put label 1 in column 0, while dryml's metrics read integer labels below the
+    column count as column numbers (found by the metrics audit: a perfect model scored
+    accuracy 0.0 on a test split without the top label). Other labels (strings, negative
+    numbers) keep scikit-learn's sorted order."""
+    width = None if classes is None else _label_width(classes)
+    if width is None or width == prob.shape[1]:
         return prob
     out = np.zeros((len(prob), width), dtype=prob.dtype)
-    out[:, labels] = prob
+    out[:, np.asarray(classes)] = prob
     return out
 
 
 class SklearnTrainable(Trainable):
     """Trains an :class:`Estimator` with one ``fit`` in a ``sklearn`` compute context.
 
-    ``task`` is ``"classifier"`` (eval gives ``predict_proba``, one column per label 0..n-1:
-    a label the training data lacked gets a column of zeros; labels that are not 0..n-1,
-    strings for one, keep scikit-learn's sorted order), ``"regressor"`` (eval gives
+    ``task`` is ``"classifier"`` (eval gives ``predict_proba``; for integer labels from 0 up,
+    column i is label i, and a label the training data lacked gets a column of zeros; other
+    labels, strings for one, keep scikit-learn's sorted order), ``"regressor"`` (eval gives
     ``predict``) or ``"transformer"`` (eval gives ``transform``: the step of a
     :class:`~dryml.models.Pipe` that prepares the next step's inputs).
 
@@ -165,6 +186,8 @@ class SklearnTrainable(Trainable):
                 f"{self.estimator.cls} has no predict_proba with these parameters, and a "
                 "classifier's eval gives class probabilities: use e.g. SVC(probability=True), "
                 "wrap it in sklearn.calibration.CalibratedClassifierCV, or use task='regressor'")
+        if self.task == "classifier":
+            _label_width(np.unique(y) if np.asarray(y).ndim == 1 else [])  # before fitting
         inside = _checks.nested_xgboost(model)
         if inside is not None:  # refused before fitting, not when the fitted model is saved
             raise ConfigurationError(f"{self.estimator.cls} holds an XGBoost estimator at "

@@ -19,7 +19,7 @@ def _columns(data: Any) -> tuple[np.ndarray, np.ndarray]:
     try:
         return supervised_arrays(data, "scored")
     except DatasetError as exc:
-        raise MetricError(f"metrics need {exc}") from None
+        raise MetricError(f"cannot score: {exc}") from None
 
 
 def targets_and_predictions(model_or_predictions: Any, data: Any = None

@@ -6,7 +6,11 @@ checks each against scikit-learn where it is installed).
 
 Classification predictions may be labels (1-D) or scores/probabilities (2-D, one column per
 class, or 1-D probabilities of the positive class for the probabilistic metrics); targets may
-be labels or one-hot rows.
+be labels or one-hot rows (one class per example: multi-hot rows are refused). For integer
+labels from 0 up, column ``i`` holds label ``i``, as every dryml backend gives them (a
+scikit-learn ``predict_proba`` of labels ``1..k`` is not in that order: place its columns at
+``classes_`` first); other labels (strings) name the columns in their sorted order, which
+then needs every class among the targets.
 """
 
 from __future__ import annotations
@@ -59,6 +63,26 @@ def labels_of(values: Any) -> np.ndarray:
     return array
 
 
+def target_labels(values: Any) -> np.ndarray:
+    """Class labels of the true targets: labels (1-D, or (n, 1)) or rows that name one class
+    (one-hot, or smoothed: the largest value). A row whose largest value is there more than
+    once (multi-hot: a multilabel problem, or no class at all) is a MetricError: these
+    metrics score one class per example, and the argmax of a multi-hot row kept only its
+    first class (found by the metrics audit: accuracy 1.0 where scikit-learn's subset
+    accuracy is 0.75)."""
+    array = np.asarray(values)
+    if array.ndim == 2 and array.shape[1] > 1 and array.shape[0]:
+        _finite(array)
+        tied = np.flatnonzero((array == array.max(axis=1, keepdims=True)).sum(axis=1) > 1)
+        if len(tied):
+            raise MetricError(
+                f"target row {int(tied[0])} ({array[tied[0]].tolist()[:8]}) does not name one "
+                "class: a multilabel (multi-hot) target? These metrics score one class per "
+                "example; score each label as its own binary problem, e.g. "
+                "accuracy(y[:, j], p[:, j] > 0.5)")
+    return labels_of(array)
+
+
 def _finite(scores: np.ndarray) -> None:
     """Scores or probabilities with a NaN or an infinity are a MetricError (found by review:
     a diverged model's NaN rows scored as class 0, and all-NaN ones as an ordinary 0.5)."""
@@ -89,7 +113,7 @@ def _label_pairs(y_true: Any, y_pred: Any) -> tuple[np.ndarray, np.ndarray]:
     """True and predicted labels, comparable: a prediction of scores (n, k) is its argmax
     column, and the targets the columns they name (:func:`_columns`)."""
     scores = np.asarray(y_pred)
-    t, p = labels_of(y_true), labels_of(y_pred)
+    t, p = target_labels(y_true), labels_of(y_pred)
     if scores.ndim == 2 and scores.shape[1] > 1:
         t = _columns(t, scores.shape[1])
     _n(t, p)
@@ -137,7 +161,7 @@ def _probabilities(y_true: np.ndarray, y_prob: Any) -> tuple[np.ndarray, np.ndar
     if prob.ndim != 2:
         raise MetricError(f"probabilities must be (n,) or (n, classes), got {prob.shape}")
     _finite(prob)
-    t = _columns(labels_of(y_true), prob.shape[1])
+    t = _columns(target_labels(y_true), prob.shape[1])
     _n(t, prob)
     return t, prob
 

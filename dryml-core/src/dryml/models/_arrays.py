@@ -32,11 +32,28 @@ def supervised_arrays(data: Any, what: str = "training") -> tuple[np.ndarray, np
     xs: list[np.ndarray] = []
     ys: list[np.ndarray] = []
     for x, y in ds:
+        if not xs:
+            _one_array(x, "x", what)
+            _one_array(y, "y", what)
         xs.append(np.asarray(x))
         ys.append(np.asarray(y))
     if not xs:
         raise DatasetError(f"the {what} data has no examples")
     return np.concatenate(xs), np.concatenate(ys)
+
+
+def _one_array(value: Any, name: str, what: str) -> None:
+    """A DatasetError when ``value`` (a batch's x or y) nests through tuples or dicts: the
+    trainers, the search and the metrics take each as one array (a dict x failed with numpy's
+    "zero-dimensional arrays cannot be concatenated", found by the dataset audit)."""
+    from dryml.data._nest import structure_of
+
+    if isinstance(value, (tuple, dict)):
+        raise DatasetError(
+            f"the {what} data's {name} is a nested structure, {structure_of(value).describe()}, "
+            f"and dryml's trainers, search and metrics take {name} as one array: combine it "
+            "first with data.map, e.g. for a dict of inputs: data.map(lambda e: "
+            "(np.concatenate([e[0]['a'], e[0]['b']], axis=-1), e[1]))")
 
 
 def split_validation(x: np.ndarray, y: np.ndarray, fraction: float, seed: int

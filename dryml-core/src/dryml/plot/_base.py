@@ -85,7 +85,10 @@ def direction_text(direction: str | None) -> str:
 
 
 def is_better(a: float, b: float, direction: str | None) -> bool:
-    """Whether ``a`` beats ``b`` (higher wins when the direction is unknown)."""
+    """Whether ``a`` beats ``b``; never when the direction is unknown (nothing is marked best:
+    higher won, and the worst of a metric dryml did not know the direction of was marked)."""
+    if direction is None:
+        return False
     return a < b if direction == "minimize" else a > b
 
 

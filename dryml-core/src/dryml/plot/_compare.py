@@ -65,10 +65,11 @@ def compare(results: Any, metrics: Sequence[str] | None = None, *, target: Any =
     ``directions={"metric": "maximize" | "minimize"}``) and zooms to the values' spread within
     the metric's range (accuracy never past 1). The best model by ``best_by`` (default: the
     first metric; any metric or metadata key, e.g. ``train_seconds``) is drawn in orange with
-    a bold name in every panel; only a finite value can be best. ``title`` heads the
-    figure (name the data set and task); ``note`` is a smaller line under it (e.g. how the
-    target was scaled). Returns the matplotlib Figure; ``path`` also saves it (PNG, SVG, PDF by
-    suffix). Needs ``dryml-core[plot]``.
+    a bold name in every panel; only a finite value can be best, and none is marked for a
+    metric whose direction is neither known from its name nor given in ``directions``.
+    ``title`` heads the figure (name the data set and task); ``note`` is a smaller line under
+    it (e.g. how the target was scaled). Returns the matplotlib Figure; ``path`` also saves it
+    (PNG, SVG, PDF by suffix). Needs ``dryml-core[plot]``.
     """
     rows = _rows(results, target, where, label, seconds, metrics, best_by)
     if not rows:
@@ -92,9 +93,9 @@ def compare(results: Any, metrics: Sequence[str] | None = None, *, target: Any =
     ranked = {i: v for i, v in enumerate(ranks) if v is not None and math.isfinite(v)}
     if best_by and not ranked:
         raise _no_best(best_by, results, target, where, rows)
-    best = next(iter(ranked), -1)
+    best = next(iter(ranked), -1) if key_dir is not None else -1
     for i, v in ranked.items():
-        if is_better(v, ranked[best], key_dir):
+        if best >= 0 and is_better(v, ranked[best], key_dir):
             best = i
     timed = [r.seconds for r in rows if r.seconds is not None]
     panels = len(names) + (1 if timed else 0)
@@ -112,6 +113,9 @@ def compare(results: Any, metrics: Sequence[str] | None = None, *, target: Any =
     label_best(axes[0].get_yticklabels(), best)
     if best >= 0:
         axes[0].set_ylabel(f"orange: best by {key}")
+    elif key_dir is None:
+        axes[0].set_ylabel(f"no best marked: is {key} better higher or lower? "
+                           f"(directions={{{key!r}: 'maximize'}})")
     fig.suptitle("\n".join(t for t in (title or f"{len(rows)} models compared", note) if t),
                  fontsize=12)
     return finish(fig, path)

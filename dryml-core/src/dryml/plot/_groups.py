@@ -74,7 +74,7 @@ def metric_by_group(source: Any, metric: str, by: str | Callable[[Mapping[str, A
         ax.boxplot([groups[n] for n in names], positions=positions, widths=0.5,
                    showfliers=False, medianprops={"color": "black"})
     every = [v for n in names for v in groups[n]]
-    best = (min if resolved == "minimize" else max)(every)
+    best = None if resolved is None else (min if resolved == "minimize" else max)(every)
     jitter = np.random.default_rng(0)  # the same picture every time
     for pos, name in zip(positions, names, strict=True):
         values = np.asarray(groups[name])

@@ -12,7 +12,9 @@ from dryml.errors import ConfigurationError, MetricError
 __all__ = ["MAXIMIZE", "MINIMIZE", "monitor_direction_of", "resolve_metrics", "train_and_score"]
 
 MAXIMIZE = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "r2")
-MINIMIZE = ("log_loss", "mse", "mae")
+# with the names of dryml.metrics' functions (mean_squared_error.__name__), which a callable
+# metric and a Repo entry scored by one are known by
+MINIMIZE = ("log_loss", "mse", "mae", "mean_squared_error", "mean_absolute_error")
 
 Metric = tuple[str, Callable[..., float]]
 
