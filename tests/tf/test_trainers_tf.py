@@ -364,3 +364,20 @@ def test_mixed_precision_logits_give_float32_probabilities() -> None:
     e = np.exp(z - z.max(axis=1, keepdims=True))
     assert p.dtype == np.float32
     np.testing.assert_allclose(p, e / e.sum(axis=1, keepdims=True), rtol=1e-6, atol=1e-7)
+
+
+def test_a_multilabel_network_with_a_binary_loss_gives_each_output_its_sigmoid() -> None:
+    """With BinaryCrossentropy(from_logits=True) and several outputs (multi-hot targets),
+    predict took a softmax over the outputs (found by the metrics audit): two labels both
+    present could not both pass 0.5. Each output gets its own sigmoid now."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 4)).astype(np.float32)
+    y = np.stack([x[:, 0] > 0, x[:, 1] > 0], axis=1).astype(np.float32)
+    net = Sequential([("Dense", {"units": 2})], input_shape=(4,))
+    model = KerasTrainable(net, Optimizer("Adam", learning_rate=0.05),
+                           Loss("BinaryCrossentropy", from_logits=True),
+                           TrainSpec(epochs=10, seed=0))
+    p, logits = _trained_outputs(model, x, y)
+    np.testing.assert_allclose(p, _sigmoid(logits), rtol=1e-5)
+    both = y.all(axis=1)
+    assert ((p[both] > 0.5).all(axis=1)).mean() > 0.9

@@ -459,3 +459,30 @@ def test_a_classifier_with_a_loss_that_takes_probabilities_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="use Loss\\('BCEWithLogitsLoss'\\)"):
         TorchTrainable(net, loss=Loss("BCELoss"))
     TorchTrainable(net, loss=Loss("BCELoss"), task="regressor")  # probabilities as values
+
+
+def test_a_multilabel_network_gives_each_output_its_sigmoid() -> None:
+    """With BCEWithLogitsLoss and several outputs (multi-hot targets), predict took a softmax
+    over the outputs, as for one class per example (found by the metrics audit): two labels
+    both present came out near 0.5 each. Each output gets its own sigmoid now."""
+    import torch
+
+    from dryml.context import shutdown_workers
+    from dryml.data import NumpyDataset
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(600, 2)).astype(np.float32)
+    y = np.stack([x[:, 0] > 0, x[:, 1] > 0], axis=1).astype(np.float32)  # often both
+    net = Sequential([("Linear", {"in_features": 2, "out_features": 2})])
+    model = TorchTrainable(net, Optimizer("Adam", lr=5e-2), Loss("BCEWithLogitsLoss"),
+                           TrainSpec(epochs=15, batch_size=32, seed=0))
+    try:
+        model.train(NumpyDataset((x, y), supervised=True))
+        prob = model.eval(NumpyDataset((x, y), supervised=True)).peek()[0]
+    finally:
+        shutdown_workers()
+    with torch.no_grad():
+        logits = model._ensure_net()(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(prob, 1 / (1 + np.exp(-logits)), rtol=1e-5)
+    both = y.all(axis=1)
+    assert ((prob[both] > 0.5).all(axis=1)).mean() > 0.9  # a softmax cannot give two > 0.5

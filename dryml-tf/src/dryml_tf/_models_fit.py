@@ -323,6 +323,8 @@ def predict(trainable: KerasTrainable, x: Any) -> np.ndarray:
     if out.shape[-1] == 1:  # one output: a binary problem's P(class 1)
         p = 1.0 / (1.0 + np.exp(-out)) if logits else out
         return np.concatenate([1 - p, p], axis=-1)
+    if logits and trainable.loss.independent:  # multilabel: each output its own sigmoid
+        return 1.0 / (1.0 + np.exp(-out))  # type: ignore[no-any-return]
     return _softmax(out) if logits else out
 
 

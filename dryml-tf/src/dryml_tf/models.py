@@ -162,8 +162,9 @@ class Loss(Object):
     ``Loss("SparseCategoricalCrossentropy", from_logits=True)`` or ``Loss("mse")``.
 
     A classifier whose loss takes logits (``from_logits=True``) predicts the softmax of the
-    network's outputs (the sigmoid for a single output); otherwise the network's outputs are
-    the probabilities (end it with a softmax).
+    network's outputs (the sigmoid for a single output, and of each output with a binary
+    cross-entropy: a multilabel network); otherwise the network's outputs are the
+    probabilities (end it with a softmax, or a sigmoid for multilabel).
     """
 
     def __init__(self, name: str, **kwargs: Any) -> None:
@@ -174,6 +175,13 @@ class Loss(Object):
     def from_logits(self) -> bool:
         """Whether the loss takes logits."""
         return bool(self.kwargs.get("from_logits", False))
+
+    @property
+    def independent(self) -> bool:
+        """Whether the loss scores each output on its own (a binary cross-entropy: several
+        outputs are a multilabel problem's, each with its own sigmoid, not a softmax)."""
+        return self.name.replace("_", "").lower() in ("binarycrossentropy",
+                                                      "binaryfocalcrossentropy")
 
     def build(self) -> Any:
         """The loss object (a class instance, or the Keras function for a function name)."""

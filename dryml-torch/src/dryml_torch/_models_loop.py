@@ -60,16 +60,19 @@ def model_inputs(net: torch.nn.Module, x: Any, on_device: bool = True) -> torch.
     return t
 
 
-def probabilities(logits: torch.Tensor) -> torch.Tensor:
+def probabilities(logits: torch.Tensor, independent: bool = False) -> torch.Tensor:
     """Class probabilities: softmax over classes; one logit (a column, or a 1-d output of one
     per row, as ``.squeeze(-1)`` gives) is a binary problem's sigmoid (found by review: a 1-d
-    output got a softmax over the whole batch)."""
+    output got a softmax over the whole batch). ``independent`` (a network trained with
+    ``BCEWithLogitsLoss``: each output its own yes/no, a multilabel problem) gives each of
+    several outputs its sigmoid, which a softmax over them was not (found by the metrics
+    audit)."""
     if logits.ndim == 1:
         logits = logits.unsqueeze(-1)
     if logits.shape[-1] == 1:
         p = torch.sigmoid(logits)
         return torch.cat([1 - p, p], dim=-1)
-    return torch.softmax(logits, dim=-1)
+    return torch.sigmoid(logits) if independent else torch.softmax(logits, dim=-1)
 
 
 def loss_inputs(out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -160,8 +160,9 @@ _TAKE_PROBABILITIES = ("BCELoss",)
 class Loss(Object):
     """A ``torch.nn`` loss by class name, e.g. ``Loss("CrossEntropyLoss", label_smoothing=0.1)``.
 
-    A classifier's loss takes the network's logits; ``predict`` applies the softmax (or the
-    sigmoid for a single output, e.g. with ``"BCEWithLogitsLoss"``).
+    A classifier's loss takes the network's logits; ``predict`` applies the softmax, or the
+    sigmoid for a single output, or with ``"BCEWithLogitsLoss"`` and several outputs (a
+    multilabel network: each output its own yes/no) the sigmoid of each output.
     """
 
     def __init__(self, name: str, **kwargs: Any) -> None:
@@ -380,7 +381,7 @@ class TorchTrainable(Trainable):
         with torch.no_grad():
             out = net(model_inputs(net, x))
         if self.task == "classifier":
-            out = probabilities(out)
+            out = probabilities(out, getattr(self.loss, "name", None) == "BCEWithLogitsLoss")
         elif out.ndim > 1 and out.shape[-1] == 1:
             out = out.squeeze(-1)
         return out.detach().cpu().numpy()
