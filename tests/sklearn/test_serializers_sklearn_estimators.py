@@ -179,8 +179,20 @@ def test_big_arrays_are_npy_members_and_skops_keeps_only_the_structure(tmp_path:
     {"count": 1, "kind": "object", "shape": None, "args": None,
      "state": {"keys": ["a"], "constant": {}, "plain": {},
                "arrays": {"a": {"empty": "O", "tail": [], "lengths": [0]}}}},
+    # found by the hostile-file audit: 30 million objects from a 23 KB file, 2**40 empty rows
+    # of a nested batch, and a shape whose product overflowed numpy's int64 to 0
+    {"count": 5000, "kind": "object", "shape": None, "args": None,
+     "state": {"keys": [], "constant": {}, "plain": {}, "scalars": {}, "arrays": {},
+               "batches": {}, "nodes": {}}},
+    {"count": 0, "kind": "object", "shape": [2**40, 0], "nested": True, "args": None,
+     "state": {"keys": [], "constant": {}, "plain": {}, "scalars": {}, "arrays": {},
+               "batches": {}, "nodes": {}}},
+    {"count": 0, "kind": "object", "shape": [2**32, 2**32], "args": None,
+     "state": {"keys": [], "constant": {}, "plain": {}, "scalars": {}, "arrays": {},
+               "batches": {}, "nodes": {}}},
 ], ids=["short-column", "missing-column", "non-plain-constant", "unknown-kind", "bad-shape",
-        "calls-an-estimator-class", "object-dtype"])
+        "calls-an-estimator-class", "object-dtype", "more-objects-than-bytes",
+        "nested-empty-rows", "overflowing-shape"])
 def test_a_malformed_batch_of_estimators_is_a_format_error(state: dict[str, Any]) -> None:
     from skops.io._utils import LoadContext
 

@@ -310,7 +310,7 @@ def _crafted(node: dict[str, Any]) -> bytes:
      ["__main__"], "cannot be found"),
     ({"__class__": "open", "__module__": "builtins", "__loader__": "ConstructorFromReduceNode",
       "content": {"__class__": "list", "__module__": "builtins", "__loader__": "ListNode",
-                  "content": []}}, ["builtins"], "not a class"),
+                  "content": []}}, ["builtins"], "called with arguments from the file"),
     ({"__class__": "check_array", "__module__": "sklearn.utils.validation",
       "__loader__": "FunctionNode"}, ["sklearn.utils"], "function called"),
 ], ids=["sklearn-tests", "main", "builtin-function-as-constructor", "module-trusts-no-function"])
@@ -360,3 +360,84 @@ def test_a_name_in_a_file_never_reaches_an_excluded_module_through_its_package(
     assert _resolve("sklearn", "experimental.enable_iterative_imputer") is None
     assert "sklearn.experimental" not in sys.modules
     assert _resolve("sklearn.linear_model", "LogisticRegression") is linear_model.LogisticRegression
+
+
+def _rewritten(data: bytes, edit: Any = None, compression: int = zipfile.ZIP_STORED) -> bytes:
+    """A skops zip with ``edit(name, bytes) -> bytes`` applied to each entry."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as source, \
+            zipfile.ZipFile(out, "w", compression=compression) as target:
+        for name in source.namelist():
+            content = source.read(name)
+            target.writestr(name, edit(name, content) if edit else content)
+    return out.getvalue()
+
+
+def test_skops_entries_that_could_expand_or_that_claim_more_than_they_hold_are_refused(
+        ) -> None:
+    """A 1.9 MB file whose deflated .npy entry expanded to a 2 GB array loaded, and a header
+    may claim more elements than the entry holds (numpy allocates them before it reads);
+    found by the hostile-file audit."""
+    from dryml.errors import FormatError
+    from dryml_sklearn import _skops_arrays
+
+    model = linear_model.LogisticRegression(max_iter=500).fit(*load_iris(return_X_y=True))
+    data, _ = _skops_arrays.dumps(model, None)  # small arrays stay in the zip as .npy
+    assert any(n.endswith(".npy") for n in zipfile.ZipFile(io.BytesIO(data)).namelist())
+    _skops_arrays.load_tree(data)
+    with pytest.raises(FormatError, match="is compressed; dryml writes every entry stored"):
+        _skops_arrays.load_tree(_rewritten(data, compression=zipfile.ZIP_DEFLATED))
+
+    def claim_more(name: str, content: bytes) -> bytes:
+        if not name.endswith(".npy"):
+            return content
+        array = np.load(io.BytesIO(content))
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(header, {
+            "descr": np.lib.format.dtype_to_descr(array.dtype), "fortran_order": False,
+            "shape": (250_000_000,)})
+        return b"\x93NUMPY\x01\x00" + header.getvalue()[8:] + array.tobytes()
+
+    with pytest.raises(FormatError, match=r"declares \(250000000,\) of .* but holds"):
+        _skops_arrays.load_tree(_rewritten(data, claim_more))
+
+
+@pytest.mark.parametrize(("cls", "module", "args"), [
+    ("bytearray", "builtins", [3_000_000_000]),
+    ("ndarray", "numpy", [[40000, 40000]]),
+    ("csr_matrix", "scipy.sparse._csr", [[3_000_000_000, 1]]),
+])
+def test_builtins_numpy_and_scipy_classes_called_with_arguments_from_a_file_are_refused(
+        cls: str, module: str, args: list[Any]) -> None:
+    """skops' ConstructorFromReduceNode calls a class with the file's arguments: an 8.7 KB
+    file made bytearray(3_000_000_000), and others ndarray((40000, 40000)) or a 3e9-row
+    sparse matrix (found by the hostile-file audit). Refused, whatever the caller trusts."""
+    from dryml_sklearn import _skops_arrays, _trust
+
+    content = {"__class__": "list", "__module__": "builtins", "__loader__": "JsonNode",
+               "content": json.dumps(args), "is_json": True}
+    node = {"__class__": cls, "__module__": module, "__loader__": "ConstructorFromReduceNode",
+            "content": content}
+    for trust in ([], [module.split(".")[0]]):
+        findings = _trust.untrusted(_skops_arrays.load_tree(_crafted(node)), trust)
+        assert [(f.name, f.why.split(",")[0]) for f in findings] == [
+            (f"{module}.{cls}", "called with arguments from the file")]
+
+
+def test_a_seed_sequence_numpy_would_spend_minutes_on_is_a_format_error() -> None:
+    """An 11 KB file whose Generator's SeedSequence asked for pool_size=750000000 ran for
+    minutes at load (found by the hostile-file audit)."""
+    from dryml.errors import FormatError
+    from dryml_sklearn import _skops_arrays
+    from dryml_sklearn._serializers import load_estimator
+
+    data, _ = _skops_arrays.dumps(np.random.default_rng(0), None)
+    assert load_estimator(data, None).random() == np.random.default_rng(0).random()
+
+    def inflate(name: str, content: bytes) -> bytes:
+        schema = json.loads(content)
+        schema["content"]["seed_seq"]["content"]["pool_size"]["content"] = "30000"  # 2 s
+        return json.dumps(schema).encode()
+
+    with pytest.raises(FormatError, match="seed sequence .* not one numpy writes"):
+        load_estimator(_rewritten(data, inflate), None)

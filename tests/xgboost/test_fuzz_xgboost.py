@@ -357,3 +357,25 @@ def test_node_checks_agree_with_a_plain_walk_of_each_tree(files: dict[str, bytes
             verdicts.append((expected, False))
     assert [i for i, (want, got) in enumerate(verdicts) if want != got] == []
     assert 60 < sum(not got for _, got in verdicts) < 300  # both verdicts are exercised
+
+
+def test_a_trained_linear_model_without_features_is_a_format_error(
+        files: dict[str, bytes]) -> None:
+    """A gblinear model claiming no features (its configuration, which would disagree, left
+    out of the entry) loaded, and its predict raised XGBoost's own error (found by the
+    hostile-file audit)."""
+    import io
+
+    from dryml import load_object
+    from dryml.errors import FormatError
+
+    def no_features(doc: dict[str, Any]) -> None:
+        params = doc["learner"]["learner_model_param"]
+        params["num_feature"] = "0"
+        model = doc["learner"]["gradient_booster"]["model"]
+        model["weights"] = list(model["weights"])[-max(int(params["num_class"]), 1):]
+
+    crafted = xgbfuzz.with_manifest(_crafted(files, "booster_linear", no_features),
+                                    lambda manifest: xgbfuzz._entry(manifest).pop("config"))
+    with pytest.raises(FormatError, match="num_feature: a trained linear model has features"):
+        load_object(io.BytesIO(crafted))

@@ -113,6 +113,7 @@ def load_estimator(data: bytes, reader: Any | None) -> Any:
     bad = _trust.untrusted(tree, _caller_trust(reader))
     if bad:
         raise UntrustedClassError(_untrusted_message(bad))
+    _trust.check_seed_sequences(tree)
     with _skops_arrays.reading(reader):
         value = tree.construct()
     _checks.check_loaded(value)

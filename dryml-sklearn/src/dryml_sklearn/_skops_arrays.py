@@ -16,6 +16,7 @@ import contextlib
 import contextvars
 import io
 import json
+import math
 import zipfile
 from collections.abc import Iterator
 from typing import Any
@@ -178,11 +179,44 @@ def load_tree(data: bytes) -> Node:
 
     The first half of ``skops.io.loads``: the caller audits the tree
     (:func:`dryml_sklearn._trust.untrusted`) and then calls ``construct()`` inside
-    :func:`reading`. skops' own default lists are not consulted.
+    :func:`reading`. skops' own default lists are not consulted. The zip's entries are
+    checked first (:func:`_check_entries`).
     """
     with zipfile.ZipFile(io.BytesIO(data)) as zip_file, defaults_unused():
+        _check_entries(zip_file)
         schema, context = read_schema(zip_file)
         return get_tree(schema, context, trusted=[])
+
+
+def _check_entries(zip_file: zipfile.ZipFile) -> None:
+    """Every entry stored, not compressed (as :func:`dumps` and skops write them), and every
+    ``.npy`` entry exactly as large as its header says: a 1.9 MB file whose deflated entry
+    expanded into a 2 GB array loaded, and a header may claim more than the entry holds,
+    which numpy allocates before it reads (found by the hostile-file audit)."""
+    for info in zip_file.infolist():
+        if info.compress_type != zipfile.ZIP_STORED or info.file_size != info.compress_size:
+            raise FormatError(f"the scikit-learn data's zip entry {info.filename!r} is "
+                              "compressed; dryml writes every entry stored (a compressed one "
+                              "could expand without bound): the file was altered")
+        if info.filename.endswith(".npy"):
+            with zip_file.open(info) as entry:
+                _check_npy(entry, info)
+
+
+def _check_npy(entry: Any, info: zipfile.ZipInfo) -> None:
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(entry)
+        shape, _, dtype = (fmt.read_array_header_1_0 if version == (1, 0)
+                           else fmt.read_array_header_2_0)(entry, max_header_size=10_000)
+    except (ValueError, TypeError, SyntaxError) as exc:
+        raise FormatError(f"the scikit-learn array {info.filename!r} has a bad header: "
+                          f"{exc}") from None
+    declared = math.prod(shape) * dtype.itemsize
+    if dtype.hasobject or declared != info.file_size - entry.tell():
+        raise FormatError(f"the scikit-learn array {info.filename!r} declares {shape} of "
+                          f"{dtype} but holds {info.file_size - entry.tell()} bytes: the file "
+                          "was altered")
 
 
 def _install() -> None:

@@ -21,6 +21,8 @@ dryml save is running.
 
 from __future__ import annotations
 
+import math
+import weakref
 from typing import Any
 
 import numpy as np
@@ -260,6 +262,20 @@ class _Columns:
         return out
 
 
+_BUDGETS: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+
+
+def _budget(load_context: LoadContext) -> int:
+    """The most objects a batch of this zip may hold: as many as the zip has bytes (each
+    object's column values take at least one byte of its schema), at least 4096."""
+    src = load_context.src
+    if src is None:  # no zip (a node built on its own)
+        return 4096
+    if src not in _BUDGETS:
+        _BUDGETS[src] = max(4096, sum(info.file_size for info in src.infolist()))
+    return _BUDGETS[src]
+
+
 class DrymlBatchNode(Node):
     """Rebuilds a list (or object array) of same-type objects written by :func:`batch_state`."""
 
@@ -269,12 +285,20 @@ class DrymlBatchNode(Node):
         self.trusted = self._get_trusted(trusted, [])  # dryml_sklearn._trust audits
         count, shape, kind = state.get("count"), state.get("shape"), state.get("kind")
         nested = state.get("nested", False)
-        if type(count) is not int or count < 0 or kind not in ("object", "reduce") or (
+        if type(count) is not int or count < 1 or kind not in ("object", "reduce") or (
                 type(nested) is not bool or (nested and (shape is None or len(shape) != 2))):
             raise FormatError("a batch of scikit-learn objects is malformed")
+        # each dimension at least 1, so no dimension exceeds the count; math.prod is exact (a
+        # shape of [2**32, 2**32] overflowed numpy's product to 0)
         if shape is not None and not (isinstance(shape, list) and all(
-                type(n) is int and n >= 0 for n in shape) and int(np.prod(shape)) == count):
+                type(n) is int and n >= 1 for n in shape) and math.prod(shape) == count):
             raise FormatError("a batch of scikit-learn objects has a bad shape")
+        budget = _budget(load_context)
+        if count > budget:
+            # found by the hostile-file audit: a 23 KB file asked for 30 million trees (and a
+            # nested shape of 2**40 empty rows), each built before anything could fail
+            raise FormatError(f"a batch of {count} scikit-learn objects in {budget} bytes of "
+                              "scikit-learn data: the file was altered")
         if kind == "reduce" and f"{self.module_name}.{self.class_name}" != _TREE:
             # only the class skops itself rebuilds by calling it (its TreeNode)
             raise FormatError(f"a batch may only rebuild {_TREE} by calling its class")

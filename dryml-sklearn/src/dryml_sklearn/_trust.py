@@ -56,7 +56,7 @@ import numpy as np
 from dryml.backend import static_attribute
 from dryml_sklearn import _checks
 
-__all__ = ["Finding", "untrusted"]
+__all__ = ["Finding", "check_seed_sequences", "untrusted"]
 
 _ROOTS = ("sklearn", "numpy", "scipy")
 #: Module name parts never imported or trusted.
@@ -199,10 +199,14 @@ def _caller_trusts(name: str, kind: str, trust: tuple[str, ...]) -> bool:
 
 def _walk(root: Any) -> Iterable[tuple[Any, str]]:
     """(node, kind) for every node of a skops tree, kind ``"object"`` or ``"callable"``."""
+    from skops.io import _general
     from skops.io._audit import Node
     from skops.io._general import FunctionNode, MethodNode, OperatorFuncNode, TypeNode
     from skops.io._sklearn import ReduceNode
 
+    # a class skops calls with arguments from the file (its own loader for objects whose
+    # __reduce__ is a call of their class; absent from older skops)
+    from_reduce = getattr(_general, "ConstructorFromReduceNode", ())
     seen: set[int] = set()
     stack: list[tuple[Any, str]] = [(root, "object")]
     while stack:
@@ -213,7 +217,9 @@ def _walk(root: Any) -> Iterable[tuple[Any, str]]:
         called = isinstance(node, TypeNode) and kind != "constructor"
         if called or isinstance(node, (FunctionNode, MethodNode, OperatorFuncNode)):
             kind = "callable"
-        yield node, ("object" if kind == "constructor" else kind)
+        elif from_reduce and isinstance(node, from_reduce):
+            kind = "constructor"
+        yield node, kind
         children = getattr(node, "children", {}) or {}
         for key, child in children.items():
             items = child if isinstance(child, list) else (
@@ -270,6 +276,16 @@ def untrusted(tree: Any, trust: Iterable[str] = ()) -> list[Finding]:
         name, module, qualname = _name(node)
         if name in findings:
             continue
+        if kind == "constructor":
+            if module.split(".")[0] in ("builtins", "numpy", "scipy"):
+                # found by the hostile-file audit: bytearray(3_000_000_000), ndarray((40000,
+                # 40000)) and csr_matrix((3e9, 1)) built from a few bytes of arguments;
+                # skops never writes these classes as calls (they have loaders of their own)
+                findings[name] = Finding(name, "object", "called with arguments from the "
+                                         "file, which skops never does for builtins, numpy or "
+                                         "scipy (bytearray(3_000_000_000) allocates 3 GB)")
+                continue
+            kind = "object"
         if isinstance(node, (MethodNode, OperatorFuncNode)):
             if not _caller_trusts(name, "callable", caller):
                 findings[name] = Finding(name, kind, "a bound method or operator getter")
@@ -315,3 +331,48 @@ def _resolve_for_caller(module: str, qualname: str) -> Any:
         return static_attribute(importlib.import_module(module), qualname)
     except ImportError:
         return None
+
+
+def check_seed_sequences(tree: Any) -> None:
+    """FormatError unless every numpy Generator's stored SeedSequence state is one numpy
+    writes: its ``pool_size`` drives work that grows with its square (an 11 KB file asking
+    for 750 million ran for minutes: found by the hostile-file audit). Call after
+    :func:`untrusted` found nothing: the state is built (plain values only) to be checked."""
+    from skops.io._numpy import RandomGeneratorNode
+
+    from dryml.errors import FormatError
+
+    for node, _ in _walk(tree):
+        if not isinstance(node, RandomGeneratorNode):
+            continue
+        state = node.seed_seq_state.construct()
+        if not (isinstance(state, dict) and set(state) <= _SEED_SEQUENCE_KEYS
+                and _small_int(state.get("pool_size", 4), 4, 256)
+                and _small_int(state.get("n_children_spawned", 0), 0, 2**63)
+                and _entropy_ok(state.get("entropy"))
+                and isinstance(spawn := state.get("spawn_key", ()), (tuple, list))
+                and len(spawn) <= 64 and all(_small_int(k, 0, 2**64) for k in spawn)):
+            raise FormatError("a numpy random generator's seed sequence in the scikit-learn "
+                              f"data is not one numpy writes ({str(state)[:200]}): the file "
+                              "was altered")
+
+
+_SEED_SEQUENCE_KEYS = frozenset({"entropy", "spawn_key", "pool_size", "n_children_spawned"})
+
+
+def _small_int(value: Any, low: int, high: int) -> bool:
+    """An int (Python or numpy) in ``[low, high)``."""
+    if isinstance(value, np.integer):
+        value = int(value)
+    return type(value) is int and low <= value < high
+
+
+def _entropy_ok(value: Any) -> bool:
+    """None, an int of at most a few thousand bits, or a short sequence (or integer array) of
+    them, as ``SeedSequence(entropy)`` takes."""
+    if value is None:
+        return True
+    if isinstance(value, np.ndarray):
+        return value.dtype.kind in "iu" and value.size <= 256 and bool((value >= 0).all())
+    values = value if isinstance(value, (list, tuple)) else [value]
+    return len(values) <= 256 and all(_small_int(v, 0, 2**8192) for v in values)

@@ -471,6 +471,8 @@ def _check_booster(learner: dict[str, Any], model: _Model, size: int) -> None:
         rounds = body.get("boosted_rounds", 0)
         if type(rounds) is not int or not 0 <= rounds <= 2**31 - 1:
             raise _fail("gblinear.boosted_rounds", "expected a non-negative integer")
+        if rounds and not model.num_feature:  # XGBoost trains none: its predict then raises
+            raise _fail("learner_model_param.num_feature", "a trained linear model has features")
         model.iterations = rounds
 
 
