@@ -149,7 +149,6 @@ def test_no_worker_nor_its_child_outlives_a_killed_caller(tmp_path: Path) -> Non
     assert all(gone(w) for w in workers)
 
 
-
 def test_an_interrupted_call_never_leaves_its_worker_to_answer_the_next(tmp_path: Path) -> None:
     import threading
 
@@ -483,9 +482,11 @@ BROKEN = BrokenBeforeCall()
 
 
 def test_a_failing_before_call_hook_is_reported_once_and_the_calls_run(
-        capfd: pytest.CaptureFixture[str]) -> None:
+        capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """A plugin's before_call that raises was swallowed without a word; now its worker warns
-    once, in the stderr that reaches the caller, and every call still runs."""
+    once, in the stderr that reaches the caller, and every call still runs, also where
+    warnings are errors (PYTHONWARNINGS=error crashed the worker, found by review)."""
+    monkeypatch.setenv("PYTHONWARNINGS", "error")
     from dryml.plugins import get_plugin_manager
     from dryml.records import ContextRecord
 

@@ -236,7 +236,6 @@ def test_probabilities_of_one_class_are_not_taken_for_labels(shape: tuple[int, .
         == 0.75  # whole numbers in a float array are labels
 
 
-
 def test_multi_hot_targets_are_refused_and_one_hot_or_smoothed_rows_are_labels() -> None:
     """A multilabel target's rows were scored by their argmax, the first of their classes:
     accuracy 1.0 where scikit-learn's subset accuracy is 0.75 (found by the metrics audit)."""

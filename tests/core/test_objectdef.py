@@ -212,6 +212,9 @@ def test_numpy_scalars_and_arrays_with_nat_nan_or_signed_zero_compare_alike() ->
     for value in (dates, spans, dates[0], np.float64("nan"), np.array([np.nan, 1.0])):
         assert ObjectDef(Holds, value) == ObjectDef(Holds, value.copy()), value
     assert ObjectDef(Holds, np.float64(-0.0)) == ObjectDef(Holds, np.float64(0.0))
+    record = np.array([(np.nan, 1)], dtype=[("x", "f8"), ("n", "i4")])  # found by review
+    for value in (record, record[0]):
+        assert ObjectDef(Holds, value) == ObjectDef(Holds, value.copy())
     assert ObjectDef(Holds, np.float32(1)) != ObjectDef(Holds, np.float64(1))
     assert ObjectDef(Holds, np.datetime64("2020-01-01")) != ObjectDef(Holds, np.datetime64("NaT"))
     built = Holds(dates, dry_id="h")

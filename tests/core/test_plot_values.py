@@ -54,7 +54,6 @@ def test_compare_a_nan_score_is_never_the_best(diverged: Any) -> None:
     assert ax.get_ylabel() == "orange: best by accuracy"
 
 
-
 def test_compare_knows_dryml_s_metric_names_and_marks_no_best_when_it_cannot_tell() -> None:
     """Results keyed by mean_squared_error (dryml.metrics.mean_squared_error.__name__) marked
     the worst model best, since an unknown direction counted as higher-is-better (found by
@@ -67,11 +66,13 @@ def test_compare_knows_dryml_s_metric_names_and_marks_no_best_when_it_cannot_tel
     assert ax.get_title() == "mean_squared_error\n(lower is better)"
     (ax,) = plot.compare({"a": {"speedup": 1.5}, "b": {"speedup": 3.0}}, seconds=None).axes
     assert _colors(ax) == [BLUE, BLUE] and _bold(ax) == []
+    assert [t.get_fontweight() for t in ax.texts] == ["normal", "normal"]  # no value bold
     assert ax.get_ylabel() == ("no best marked: is speedup better higher or lower? "
                                "(directions={'speedup': 'maximize'})")
     (ax,) = plot.compare({"a": {"speedup": 1.5}, "b": {"speedup": 3.0}}, seconds=None,
                          directions={"speedup": "maximize"}).axes
     assert _colors(ax) == [BLUE, ORANGE]
+
 
 def test_compare_metrics_default_to_every_model_s_metrics() -> None:
     from dryml import plot

@@ -324,7 +324,6 @@ def test_where_values_are_compared_as_the_plain_json_metadata_is_kept(tmp_path: 
         repo.reindex()
 
 
-
 def test_a_query_value_that_no_object_or_metadata_can_hold_is_an_argument_error(
         tmp_path: Path) -> None:
     """A set, a complex or an object() as a query value was a FormatError (a file's error)
@@ -339,6 +338,7 @@ def test_a_query_value_that_no_object_or_metadata_can_hold_is_an_argument_error(
     with pytest.raises(ArgumentError, match="metadata, which is plain JSON: b'x' is not"):
         repo.ids(where={"acc": b"x"})
     assert repo.ids(where={"acc": 0.5}) == ["a"]
+
 
 def test_a_metadata_dict_that_holds_dry_tags_is_a_dict_not_a_number(tmp_path: Path) -> None:
     """Metadata is plain JSON: ``{"__dry__": "float", "value": "inf"}`` there was indexed as

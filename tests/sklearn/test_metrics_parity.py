@@ -145,12 +145,14 @@ def test_a_class_missing_from_the_training_data_keeps_every_column_in_place() ->
         metrics.f1_score(y[test], direct, average="macro"))
 
 
-
 def test_labels_from_1_are_scored_right_on_a_split_without_the_top_label() -> None:
     """predict_proba put labels 1, 2, 3 in columns 0, 1, 2, while the metrics read integer
     labels below the column count as column numbers: a perfect model scored accuracy 0.0
     (log loss 6.6) on a test split of labels 1 and 2 only (found by the metrics audit).
-    Column i is label i now, as in every backend; huge labels are refused before fitting."""
+    Column i is label i now, as in every backend; roc_auc averages over the classes the
+    targets hold (the zero column of label 0 has nothing to rank). Labels too far apart to pad
+    keep scikit-learn's order, and are refused before fitting when the metrics would read some
+    of them as column numbers."""
     from sklearn.linear_model import LogisticRegression
 
     from dryml import metrics as dm
@@ -171,10 +173,18 @@ def test_labels_from_1_are_scored_right_on_a_split_without_the_top_label() -> No
         model.train(NumpyDataset((x, y), supervised=True))
         test = NumpyDataset((x_test, y_test), supervised=True)
         prob = np.concatenate([p for p, _ in model.eval(test)])
-        got = dm.score(model, test, metrics=["accuracy", "log_loss", "macro_f1"])
-        with pytest.raises(ConfigurationError, match="number the classes 0..k-1 first"):
+        got = dm.score(model, test, metrics=["accuracy", "log_loss", "macro_f1", "roc_auc"])
+        with pytest.raises(ConfigurationError, match=r"labels 1, 2, 300 are too far apart.*"
+                                                     "number the classes 0..k-1 first"):
             SklearnTrainable(Estimator("sklearn.linear_model.LogisticRegression")).train(
-                NumpyDataset((x, y * 10_000), supervised=True))
+                NumpyDataset((x, np.where(y == 3, 300, y)), supervised=True))
+        sparse = SklearnTrainable(Estimator("sklearn.linear_model.LogisticRegression",
+                                            max_iter=500))
+        codes = np.array([0, 200, 404, 500])
+        sparse.train(NumpyDataset((x, codes[y]), supervised=True))
+        sparse_test = NumpyDataset((x, codes[y]), supervised=True)
+        sparse_prob = np.concatenate([p for p, _ in sparse.eval(sparse_test)])
+        sparse_auc = dm.roc_auc(sparse, sparse_test)
     finally:
         shutdown_workers()
     assert prob.shape == (40, 4) and not prob[:, 0].any()  # no label 0: a column of zeros
@@ -185,6 +195,14 @@ def test_labels_from_1_are_scored_right_on_a_split_without_the_top_label() -> No
         y_test, direct.predict_proba(x_test), labels=[1, 2, 3]))
     assert got["macro_f1"] == pytest.approx(metrics.f1_score(
         y_test, direct.predict(x_test), average="macro"))
+    assert got["roc_auc"] == pytest.approx(metrics.roc_auc_score(
+        y_test, direct.predict_proba(x_test)[:, 1]))  # labels 1 and 2: binary, 2 positive
+    assert sparse_prob.shape == (300, 3)  # scikit-learn's order, not 501 columns
+    sparse_direct = LogisticRegression(max_iter=500, random_state=sparse.train_seed).fit(
+        x, codes[y])
+    assert sparse_auc == pytest.approx(metrics.roc_auc_score(
+        codes[y], sparse_direct.predict_proba(x), multi_class="ovr"))
+
 
 def test_log_loss_of_values_outside_0_to_1_is_a_metric_error() -> None:
     """Found by review: margins (an XGBoost binary:logitraw) were scored as probabilities.

@@ -291,7 +291,6 @@ def test_a_compiled_class_holding_unchecked_arrays_is_refused(tmp_path: Path) ->
     assert loaded.predict(X).tobytes() == model.predict(X).tobytes()
 
 
-
 def _crafted(node: dict[str, Any]) -> bytes:
     """A skops zip whose schema is ``node`` (as a hostile file would hold)."""
     from skops.io._protocol import PROTOCOL
@@ -310,7 +309,7 @@ def _crafted(node: dict[str, Any]) -> bytes:
      ["__main__"], "cannot be found"),
     ({"__class__": "open", "__module__": "builtins", "__loader__": "ConstructorFromReduceNode",
       "content": {"__class__": "list", "__module__": "builtins", "__loader__": "ListNode",
-                  "content": []}}, ["builtins"], "called with arguments from the file"),
+                  "content": []}}, ["builtins"], "not a class"),
     ({"__class__": "check_array", "__module__": "sklearn.utils.validation",
       "__loader__": "FunctionNode"}, ["sklearn.utils"], "function called"),
 ], ids=["sklearn-tests", "main", "builtin-function-as-constructor", "module-trusts-no-function"])
@@ -401,6 +400,24 @@ def test_skops_entries_that_could_expand_or_that_claim_more_than_they_hold_are_r
     with pytest.raises(FormatError, match=r"declares \(250000000,\) of .* but holds"):
         _skops_arrays.load_tree(_rewritten(data, claim_more))
 
+    # a sparse matrix is an .npz, a zip of its own that scipy deflates (found by review)
+    import scipy.sparse
+
+    sparse = linear_model.LogisticRegression(max_iter=500).fit(
+        *load_iris(return_X_y=True)).sparsify()
+    data, _ = _skops_arrays.dumps(sparse, None)
+    _skops_arrays.load_tree(data)
+    n = 2**23
+    zeros = scipy.sparse.csr_matrix((np.zeros(n), np.zeros(n, dtype=np.int32),
+                                     np.array([0, n], dtype=np.int32)), shape=(1, 4))
+    packed = io.BytesIO()
+    scipy.sparse.save_npz(packed, zeros, compressed=True)
+    with pytest.raises(FormatError, match=r"sparse matrix .* would expand from \d+ to "
+                                          r"\d+ bytes, past the limits"):
+        _skops_arrays.load_tree(_rewritten(
+            data, lambda name, content: packed.getvalue() if name.endswith(".npz")
+            else content))
+
 
 @pytest.mark.parametrize(("cls", "module", "args"), [
     ("bytearray", "builtins", [3_000_000_000]),
@@ -411,17 +428,33 @@ def test_builtins_numpy_and_scipy_classes_called_with_arguments_from_a_file_are_
         cls: str, module: str, args: list[Any]) -> None:
     """skops' ConstructorFromReduceNode calls a class with the file's arguments: an 8.7 KB
     file made bytearray(3_000_000_000), and others ndarray((40000, 40000)) or a 3e9-row
-    sparse matrix (found by the hostile-file audit). Refused, whatever the caller trusts."""
+    sparse matrix (found by the hostile-file audit). Refused unless the caller trusts that
+    class."""
     from dryml_sklearn import _skops_arrays, _trust
 
     content = {"__class__": "list", "__module__": "builtins", "__loader__": "JsonNode",
                "content": json.dumps(args), "is_json": True}
     node = {"__class__": cls, "__module__": module, "__loader__": "ConstructorFromReduceNode",
             "content": content}
-    for trust in ([], [module.split(".")[0]]):
-        findings = _trust.untrusted(_skops_arrays.load_tree(_crafted(node)), trust)
-        assert [(f.name, f.why.split(",")[0]) for f in findings] == [
-            (f"{module}.{cls}", "called with arguments from the file")]
+    tree = _skops_arrays.load_tree(_crafted(node))
+    findings = _trust.untrusted(tree)
+    assert [(f.name, f.why.split(",")[0]) for f in findings] == [
+        (f"{module}.{cls}", "called with arguments from the file")]
+    assert _trust.untrusted(tree, [f"{module}.{cls}"]) == []  # the caller's choice
+
+
+def test_plain_types_skops_writes_as_calls_load_as_before(tmp_path: Path) -> None:
+    """skops writes a range (a grid search's parameter grid) as a call of its class with its
+    stored values: refusing every builtin called so (as the fix above first did) refused
+    it even when trusted (found by review)."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    x, y = load_iris(return_X_y=True)
+    search = model_selection.GridSearchCV(KNeighborsClassifier(),
+                                          {"n_neighbors": range(1, 4)}, cv=3).fit(x, y)
+    loaded = _round_trip(search, tmp_path / "grid.dry", trust=["builtins.range"])
+    assert loaded.param_grid == {"n_neighbors": range(1, 4)}
+    assert loaded.predict(x).tobytes() == search.predict(x).tobytes()
 
 
 def test_a_seed_sequence_numpy_would_spend_minutes_on_is_a_format_error() -> None:

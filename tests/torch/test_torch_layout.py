@@ -254,3 +254,23 @@ def test_an_expand_that_stands_for_far_more_than_it_stores_is_saved_as_its_eleme
     assert loaded["small"].untyped_storage().nbytes() == 4000
     assert torch.equal(loaded["m"]["base"], base)
     assert torch.equal(loaded["m"]["view"], base[:1].expand(5_000_000))
+
+
+def test_an_expanded_tensor_an_older_writer_stored_as_one_row_loads_with_raised_limits(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An older dryml-torch stored any expand as the row it repeats: such a file over the
+    limits is refused with the way to load it (found by review: the error said only that the
+    file was altered), and loads with load_object(limits=...)."""
+    from dryml.format import Limits
+    from dryml_torch import _codecs
+
+    obj = Holder()
+    obj.state["mask"] = torch.ones(1, 4096).expand(4096, 4096)  # 64 MiB from 16 KiB
+    with monkeypatch.context() as old_writer:
+        old_writer.setattr(_codecs, "expands_too_far", lambda *args: False)
+        data = _file_of(obj)
+    with pytest.raises(FormatError, match=r"an older one wrote an expanded tensor as the row it "
+                                          r"repeats.*load_object\(path, limits=Limits"):
+        load_object(io.BytesIO(data))
+    loaded = load_object(io.BytesIO(data), limits=Limits(max_ratio=5000))
+    same(obj.state["mask"], loaded.state["mask"])

@@ -178,6 +178,12 @@ class LoadSession:
         self._names: dict[str, str] = {}
         self._shared: SharedReader | None = None
 
+    @property
+    def limits(self) -> Limits:
+        """The bounds of this load (``load_object(limits=...)``), which a serializer follows
+        where its data may stand for more than the bytes it holds."""
+        return self.reader.limits
+
     def get_array(self, name: str) -> Any:
         return self.reader.read_array(self._names.get(name, name))
 
@@ -214,7 +220,8 @@ class LoadSession:
                               else self.reader.read_bytes(names[original]))
                    for original, info in infos.items()}
         if self._shared is None:
-            self._shared = SharedReader(self.manifest.frameworks, self.trust)
+            self._shared = SharedReader(self.manifest.frameworks, self.trust,
+                                        self.reader.limits)
         return StoredValue(entry, members, self._shared, where, compressed=frozenset(
             original for original, info in infos.items() if info.compression != "none"))
 

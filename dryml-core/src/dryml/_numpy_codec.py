@@ -132,9 +132,11 @@ class ArrayCodec:
         return value.copy(order="K")  # the layout as given (a Fortran array stays one)
 
     def equal(self, a: np.ndarray, b: np.ndarray) -> bool:
-        # NaN equals NaN, and NaT equals NaT (a definition equals its own copy)
+        # NaN equals NaN, and NaT equals NaT; the same bytes are equal whatever they hold (a
+        # record holding NaN): a definition equals its own copy
         return a.dtype == b.dtype and a.shape == b.shape and bool(
-            np.array_equal(a, b, equal_nan=a.dtype.kind in "fcmM"))
+            np.array_equal(a, b, equal_nan=a.dtype.kind in "fcmM")
+            or a.tobytes() == b.tobytes())
 
 
 class ScalarCodec:

@@ -249,6 +249,20 @@ def _name(node: Any) -> tuple[str, str, str]:
     return f"{module}.{qualname}", module, qualname
 
 
+def _allocates(module: str, qualname: str) -> bool:
+    """Whether calling this class with small arguments can allocate without bound: bytes and
+    bytearray (of a length), numpy arrays (of a shape) and scipy's classes (a sparse matrix of
+    a shape). skops calls other plain types (range, frozenset...) with their stored values."""
+    if module == "builtins":
+        return qualname in ("bytes", "bytearray")
+    return module.split(".")[0] in ("numpy", "scipy") and not _numpy_scalar(module, qualname)
+
+
+def _numpy_scalar(module: str, qualname: str) -> bool:
+    value = _resolve(module, qualname) if module.split(".")[0] == "numpy" else None
+    return isinstance(value, type) and issubclass(value, (np.generic, np.dtype))
+
+
 def _defaults_of(classes: list[Any]) -> set[int]:
     """ids of the callables scikit-learn estimators among ``classes`` use as defaults."""
     out: set[int] = set()
@@ -277,15 +291,14 @@ def untrusted(tree: Any, trust: Iterable[str] = ()) -> list[Finding]:
         if name in findings:
             continue
         if kind == "constructor":
-            if module.split(".")[0] in ("builtins", "numpy", "scipy"):
-                # found by the hostile-file audit: bytearray(3_000_000_000), ndarray((40000,
-                # 40000)) and csr_matrix((3e9, 1)) built from a few bytes of arguments;
-                # skops never writes these classes as calls (they have loaders of their own)
-                findings[name] = Finding(name, "object", "called with arguments from the "
-                                         "file, which skops never does for builtins, numpy or "
-                                         "scipy (bytearray(3_000_000_000) allocates 3 GB)")
-                continue
             kind = "object"
+            if _allocates(module, qualname) and not _caller_trusts(name, kind, caller):
+                # found by the hostile-file audit: bytearray(3_000_000_000), ndarray((40000,
+                # 40000)) and csr_matrix((3e9, 1)) built from a few bytes of arguments (skops
+                # writes these with loaders of their own, never as such calls)
+                findings[name] = Finding(name, kind, "called with arguments from the file, "
+                                         "which can make it allocate any amount of memory")
+                continue
         if isinstance(node, (MethodNode, OperatorFuncNode)):
             if not _caller_trusts(name, "callable", caller):
                 findings[name] = Finding(name, kind, "a bound method or operator getter")

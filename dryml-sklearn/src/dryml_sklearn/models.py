@@ -95,24 +95,41 @@ def _build_value(value: Any, seed: int | None) -> Any:
     return value
 
 
-#: The most probability columns integer labels may make (label i is column i).
-MAX_LABEL_COLUMNS = 10_000
+#: Integer labels from 0 up get a column each at their own place (column i holds label i)
+#: while the largest is below this, or below twice the number of classes.
+PADDED_WIDTH = 256
 
 
 def _label_width(classes: Any) -> int | None:
-    """The number of columns non-negative integer labels make (the largest plus one), or
-    None for other labels (strings, negative or float labels: scikit-learn's sorted order).
-    A ConfigurationError when that is more than :data:`MAX_LABEL_COLUMNS`."""
+    """The number of columns non-negative integer labels make (the largest plus one), or None
+    for labels that keep scikit-learn's sorted order: strings, negative or float labels, and
+    labels too far apart to pad (see :data:`PADDED_WIDTH`)."""
     labels = np.asarray(classes)
     if labels.dtype.kind not in "iu" or not labels.size or labels.min() < 0:
         return None
     width = int(labels.max()) + 1
-    if width > MAX_LABEL_COLUMNS:
+    return width if width <= max(PADDED_WIDTH, 2 * labels.size) else None
+
+
+def check_labels(y: Any) -> None:
+    """ConfigurationError, before fitting, for integer labels that would keep scikit-learn's
+    sorted order (too far apart to pad) although some are below the number of classes: the
+    metrics read those as column numbers, so they would be scored against the wrong
+    columns."""
+    values = np.asarray(y)
+    if values.ndim == 2 and values.shape[1] == 1:
+        values = values[:, 0]
+    if values.ndim != 1:
+        return
+    labels = np.unique(values)
+    if (labels.dtype.kind in "iu" and labels.size and labels.min() >= 0
+            and _label_width(labels) is None and labels.min() < labels.size):
+        shown = ", ".join(str(v) for v in labels[:5]) + (", ..." if labels.size > 5 else "")
         raise ConfigurationError(
-            f"class labels up to {width - 1} would make {width} probability columns (column i "
-            "is label i); number the classes 0..k-1 first, e.g. "
-            "labels, y = np.unique(y, return_inverse=True)")
-    return width
+            f"class labels {shown} are too far apart for a probability column each (column i "
+            f"holds label i up to {max(PADDED_WIDTH, 2 * labels.size) - 1}), and some are "
+            "below the number of classes, which dryml.metrics reads as column numbers; "
+            "number the classes 0..k-1 first: labels, y = np.unique(y, return_inverse=True)")
 
 
 def class_columns(prob: Any, classes: Any) -> Any:
@@ -123,7 +140,7 @@ def class_columns(prob: Any, classes: Any) -> Any:
     labels 1..k put label 1 in column 0, while dryml's metrics read integer labels below the
     column count as column numbers (found by the metrics audit: a perfect model scored
     accuracy 0.0 on a test split without the top label). Other labels (strings, negative
-    numbers) keep scikit-learn's sorted order."""
+    numbers, integers too far apart: :func:`_label_width`) keep scikit-learn's sorted order."""
     width = None if classes is None else _label_width(classes)
     if width is None or width == prob.shape[1]:
         return prob
@@ -137,9 +154,9 @@ class SklearnTrainable(Trainable):
 
     ``task`` is ``"classifier"`` (eval gives ``predict_proba``; for integer labels from 0 up,
     column i is label i, and a label the training data lacked gets a column of zeros; other
-    labels, strings for one, keep scikit-learn's sorted order), ``"regressor"`` (eval gives
-    ``predict``) or ``"transformer"`` (eval gives ``transform``: the step of a
-    :class:`~dryml.models.Pipe` that prepares the next step's inputs).
+    labels, strings for one, keep scikit-learn's sorted order: see :func:`class_columns`),
+    ``"regressor"`` (eval gives ``predict``) or ``"transformer"`` (eval gives ``transform``:
+    the step of a :class:`~dryml.models.Pipe` that prepares the next step's inputs).
 
     ``spec`` (optional, a :class:`~dryml.models.TrainSpec`) gives the seed (default
     ``"auto"``: ``train_seed``, derived from this trainable's ``dry_id``; estimators with a
@@ -187,7 +204,7 @@ class SklearnTrainable(Trainable):
                 "classifier's eval gives class probabilities: use e.g. SVC(probability=True), "
                 "wrap it in sklearn.calibration.CalibratedClassifierCV, or use task='regressor'")
         if self.task == "classifier":
-            _label_width(np.unique(y) if np.asarray(y).ndim == 1 else [])  # before fitting
+            check_labels(y)
         inside = _checks.nested_xgboost(model)
         if inside is not None:  # refused before fitting, not when the fitted model is saved
             raise ConfigurationError(f"{self.estimator.cls} holds an XGBoost estimator at "

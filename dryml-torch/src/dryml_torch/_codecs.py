@@ -57,6 +57,7 @@ __all__ = [
     "encode_tensor",
     "expands_too_far",
     "extent",
+    "limits_of",
     "note_versions",
     "tensor_problem",
     "view_meta",
@@ -93,23 +94,34 @@ _MAX_DIM = 2**62  # a larger size or stride cannot describe memory
 _LIMITS = Limits()
 
 
-def expands_too_far(numel: int, itemsize: int, stored_bytes: int) -> bool:
+def expands_too_far(numel: int, itemsize: int, stored_bytes: int,
+                    limits: Limits = _LIMITS) -> bool:
     """Whether ``numel`` elements of ``itemsize`` bytes over ``stored_bytes`` stored ones are
-    more than a reader accepts."""
-    return numel * itemsize > _LIMITS.allowed_raw(stored_bytes, _LIMITS.max_member_bytes)
+    more than a reader with ``limits`` accepts."""
+    return numel * itemsize > limits.allowed_raw(stored_bytes, limits.max_member_bytes)
+
+
+def limits_of(reader: Any) -> Limits:
+    """The Limits of the load ``reader`` serves (``load_object(limits=...)``), else the
+    defaults."""
+    found = getattr(reader, "limits", None)
+    return found if isinstance(found, Limits) else _LIMITS
 
 
 def _check_expansion(shape: list[int], stride: list[int], itemsize: int,
-                     stored_bytes: int) -> None:
+                     stored_bytes: int, limits: Limits) -> None:
     """FormatError when a tensor of ``shape`` and ``stride`` stands for far more bytes than
     the ``stored_bytes`` it lies over (see ``_LIMITS``)."""
     numel = math.prod(shape)
-    if expands_too_far(numel, itemsize, stored_bytes):
+    if expands_too_far(numel, itemsize, stored_bytes, limits):
         raise FormatError(
             f"a torch tensor of shape {shape} and strides {stride} stands for "
-            f"{numel * itemsize} bytes over the {stored_bytes} that the file holds for it; "
-            "dryml never writes such a tensor (its copies would exhaust memory): the file was "
-            "altered")
+            f"{numel * itemsize} bytes over the {stored_bytes} that the file holds for it, "
+            "past the limits of dryml.format.Limits (its first copy would allocate it all). "
+            "dryml-torch now writes such a tensor as its elements, but an older one wrote an "
+            "expanded tensor as the row it repeats: if you trust the file, load it with "
+            "load_object(path, limits=Limits(max_ratio=..., ratio_floor=...)) and save it "
+            "again")
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -298,10 +310,11 @@ def _itemsize(dtype: torch.dtype) -> int:
 
 
 def _over(base: torch.Tensor, dtype: torch.dtype, offset: int, shape: list[int],
-          stride: list[int]) -> torch.Tensor:
+          stride: list[int], limits: Limits) -> torch.Tensor:
     """A tensor over ``base``'s memory with this layout; FormatError if it does not fit, or
     if it stands for far more elements than ``base`` holds."""
-    _check_expansion(shape, stride, base.element_size(), base.untyped_storage().nbytes())
+    _check_expansion(shape, stride, base.element_size(), base.untyped_storage().nbytes(),
+                     limits)
     try:
         return torch.empty(0, dtype=dtype).set_(base.untyped_storage(), offset, shape, stride)
     except (RuntimeError, ValueError, OverflowError) as exc:
@@ -329,7 +342,8 @@ def decode_tensor(meta: Any, reader: Any | None) -> torch.Tensor:
         nbytes = meta.get("nbytes")
         if type(nbytes) is not int or not 0 <= nbytes < _MAX_DIM:
             raise FormatError(f"bad quantized tensor size {nbytes!r}")
-        _check_expansion(shape, stride or row_major(shape), _itemsize(dtype), nbytes)
+        _check_expansion(shape, stride or row_major(shape), _itemsize(dtype), nbytes,
+                         limits_of(reader))
         data = _stored_array(meta, reader, torch.uint8, [nbytes])
         return decode_quantized(meta, dtype, shape, stride, data,
                                 lambda entry: _decode_plain(entry, reader))
@@ -338,7 +352,7 @@ def decode_tensor(meta: Any, reader: Any | None) -> torch.Tensor:
     if tensor.dtype != dtype:
         tensor = tensor.view(dtype)
     if stride is not None:
-        tensor = _over(tensor, dtype, 0, shape, stride)
+        tensor = _over(tensor, dtype, 0, shape, stride, limits_of(reader))
     return _finish(meta, tensor)
 
 
@@ -361,7 +375,8 @@ def view_meta(value: torch.Tensor, base: int, offset: int) -> dict[str, Any]:
     return meta
 
 
-def decode_view(meta: Any, bases: list[torch.Tensor]) -> torch.Tensor:
+def decode_view(meta: Any, bases: list[torch.Tensor], limits: Limits = _LIMITS
+                ) -> torch.Tensor:
     """A tensor :func:`view_meta` described, over its decoded region in ``bases``."""
     shape = _shape(meta)
     dtype = dtype_from_name(meta.get("dtype"))
@@ -371,7 +386,7 @@ def decode_view(meta: Any, bases: list[torch.Tensor]) -> torch.Tensor:
             and bases[base].dtype == dtype):
         raise FormatError(f"bad shared torch tensor entry (base {base!r}, offset {offset!r}, "
                           f"dtype {meta.get('dtype')!r})")
-    return _finish(meta, _over(bases[base], dtype, offset, shape, stride))
+    return _finish(meta, _over(bases[base], dtype, offset, shape, stride, limits))
 
 
 # -- framework versions ------------------------------------------------------------------------

@@ -46,11 +46,13 @@ def _to_torch_leaf(leaf: Any) -> Any:
         if _numeric(getattr(leaf, "dtype", None)):
             return torch.from_dlpack(leaf)
         return np.asarray(leaf.numpy() if hasattr(leaf, "numpy") else leaf)
-    if isinstance(leaf, (bool, int, float, complex)):
-        # numpy's dtypes, as a numpy Dataset gives them (torch.as_tensor made a Python float
+    if isinstance(leaf, (float, complex)):
+        # double precision, as a numpy Dataset gives them (torch.as_tensor made a Python float
         # float32: 16777217.0 came back as 16777216, found by the dataset audit)
-        array = np.asarray(leaf)
-        return torch.from_numpy(array) if array.dtype.kind in "biufc" else torch.as_tensor(leaf)
+        return torch.as_tensor(leaf, dtype=torch.float64 if isinstance(leaf, float)
+                               else torch.complex128)
+    if isinstance(leaf, (bool, int)):
+        return torch.as_tensor(leaf)  # bool, int64
     return leaf
 
 

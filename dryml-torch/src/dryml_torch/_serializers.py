@@ -42,6 +42,7 @@ from dryml_torch._codecs import (
     encode_tensor,
     expands_too_far,
     extent,
+    limits_of,
     note_versions,
     tensor_problem,
     view_meta,
@@ -213,7 +214,7 @@ def _load_tree(meta: Any, reader: Any) -> Any:
     bases = [decode_tensor(m, reader) for m in meta.get("bases", [])]
     if any(b.dim() != 1 or b.is_quantized for b in bases):
         raise FormatError("a shared torch storage region must be a flat tensor")
-    tensors = [decode_view(m, bases) if isinstance(m, dict) and "base" in m
+    tensors = [decode_view(m, bases, limits_of(reader)) if isinstance(m, dict) and "base" in m
                else decode_tensor(m, reader) for m in meta["tensors"]]
     return _TreeReader(tensors).decode(meta.get("tree"))
 

@@ -153,8 +153,10 @@ class BeforeCall:
                 plugin.before_call(self.ctx)
             except Exception as exc:  # noqa: BLE001 - reported, then the call runs anyway
                 self.hooks.remove(plugin)
-                warnings.warn(
-                    f"{type(plugin).__qualname__}.before_call failed ({type(exc).__name__}: "
-                    f"{exc}); it is not run again in this worker, so a thread count or other "
-                    "limit that a call changes stays changed for the later calls",
-                    RuntimeWarning, stacklevel=1)
+                with warnings.catch_warnings():  # shown, never raised (-W error): the call runs
+                    warnings.simplefilter("always", RuntimeWarning)
+                    warnings.warn(
+                        f"{type(plugin).__qualname__}.before_call failed ({type(exc).__name__}"
+                        f": {exc}); it is not run again in this worker, so a thread count or "
+                        "other limit that a call changes stays changed for the later calls",
+                        RuntimeWarning, stacklevel=1)

@@ -180,11 +180,14 @@ class SharedReader:
     reader) stay once per file; :meth:`serving` says whose members it serves.
     """
 
-    def __init__(self, frameworks: Mapping[str, str], trust: Any = None) -> None:
+    def __init__(self, frameworks: Mapping[str, str], trust: Any = None,
+                 limits: Any = None) -> None:
         self.frameworks = dict(frameworks)
         #: the loading call's trust policy (``load_object(trust=...)``), which serializers
         #: that resolve types themselves (skops) consult when the value is decoded later
         self.trust = trust
+        #: the loading call's :class:`~dryml.format.Limits` (None: the defaults)
+        self.limits = limits
         self._current: list[StoredValue] = []
 
     @contextlib.contextmanager

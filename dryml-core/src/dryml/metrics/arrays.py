@@ -202,11 +202,13 @@ def _binary_auc(positive: np.ndarray, score: np.ndarray) -> float:
 
 
 def roc_auc(y_true: Any, y_prob: Any) -> float:
-    """Binary ROC AUC, or the unweighted one-vs-rest mean over classes for more than two."""
+    """Binary ROC AUC, or for more than two columns the unweighted one-vs-rest mean over the
+    classes present in the targets (a column of a class they lack, such as the column of
+    zeros dryml-sklearn gives label 0 of labels 1..k, has no positives to rank)."""
     t, prob = _probabilities(np.asarray(y_true), y_prob)
     if prob.shape[1] == 2:
         return _binary_auc(t == 1, prob[:, 1])
-    return float(np.mean([_binary_auc(t == c, prob[:, c]) for c in range(prob.shape[1])]))
+    return float(np.mean([_binary_auc(t == c, prob[:, c]) for c in np.unique(t)]))
 
 
 def _regression(y_true: Any, y_pred: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -148,7 +148,7 @@ def _panel(ax: Axes, labels: list[str], values: list[float], name: str,
                              ha="left" if short else "right", va="center", fontsize=8))
     # this panel's best value in bold (the orange bar is the best model by ``best_by``)
     shown = [v for v in values if v == v]
-    top = shown[0] if shown else None
+    top = shown[0] if shown and direction is not None else None  # unknown: none bold
     for v in shown:
         if top is not None and is_better(v, top, direction):
             top = v

@@ -18,7 +18,8 @@ from dryml._encoding import TAG, Encoder
 from dryml._trust import class_path
 from dryml.errors import ArgumentError, FormatError
 
-__all__ = ["AllOf", "In", "MatchContext", "Matcher", "Not", "Range", "to_matcher"]
+__all__ = ["UNREADABLE", "AllOf", "In", "MatchContext", "Matcher", "Not", "Range",
+           "decoded_for_predicate", "to_matcher"]
 
 SQL = tuple[str, list[Any]]
 
@@ -116,11 +117,12 @@ def _pairs_equal(a: Any, b: Any) -> bool:
     return True
 
 
-_UNREADABLE = object()
+#: What :func:`decoded_for_predicate` gives for a value it cannot decode here.
+UNREADABLE = object()
 
 
 def decoded_for_predicate(decode: Callable[[], Any], what: str) -> Any:
-    """What ``decode()`` gives a predicate, or ``_UNREADABLE`` when it cannot be decoded here
+    """What ``decode()`` gives a predicate, or ``UNREADABLE`` when it cannot be decoded here
     (its class gone from its module, a damaged index copy: ``repo check`` reports those). A
     class the repository does not trust is an error that says what to do: the predicate had
     silently matched nothing in a process that had not imported the class."""
@@ -134,7 +136,7 @@ def decoded_for_predicate(decode: Callable[[], Any], what: str) -> Any:
             "trust=[...] to Repo(...), or match it with a Selector, which imports nothing)"
         ) from None
     except DrymlError:
-        return _UNREADABLE
+        return UNREADABLE
 
 
 class _Eq(Matcher):
@@ -207,7 +209,7 @@ class _Pred(Matcher):
         if self.plain:  # a metadata value: given as it is kept
             return bool(self.fn(value))
         decoded = decoded_for_predicate(lambda: ctx.decode(value), "the decoded value")
-        return decoded is not _UNREADABLE and bool(self.fn(decoded))
+        return decoded is not UNREADABLE and bool(self.fn(decoded))
 
     def for_metadata(self) -> Matcher:
         return _Pred(self.fn, plain=True)

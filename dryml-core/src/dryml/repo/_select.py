@@ -7,7 +7,7 @@ from typing import Any
 
 from dryml._object import Object
 from dryml._objectdef import ObjectDef
-from dryml.repo._match import _UNREADABLE, MatchContext, decoded_for_predicate
+from dryml.repo._match import UNREADABLE, MatchContext, decoded_for_predicate
 from dryml.repo._selector import Cond, Selector, _Combined
 
 __all__ = ["Target", "as_selector", "target_ids"]
@@ -58,7 +58,7 @@ def definition_for_predicate(data: dict[str, Any], trust: tuple[str, ...]) -> Ob
     """The ObjectDef a predicate target is called with; None for a definition that cannot be
     built here (see :func:`dryml.repo._match.decoded_for_predicate`)."""
     found = decoded_for_predicate(lambda: ObjectDef.from_dict(data, trust=trust), "ObjectDefs")
-    return None if found is _UNREADABLE else found
+    return None if found is UNREADABLE else found
 
 
 def as_selector(target: Target, trust: tuple[str, ...]) -> Selector | None:
