@@ -7,6 +7,7 @@ import datetime
 import functools
 import io
 import os
+import stat
 import struct
 import time
 import weakref
@@ -373,6 +374,25 @@ def fsync_directory(directory: str | os.PathLike[str]) -> None:
             os.close(dir_fd)
 
 
+def open_regular(path: str | os.PathLike[str]) -> IO[bytes]:
+    """``open(path, "rb")`` of a regular file; a FormatError for anything else, found before
+    anything is read (a FIFO put in place of a ``.dry`` file blocked every load, found by the
+    repository audit; a device would be read without end)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise FormatError(f"{os.fspath(path)!r} is not a regular file (a pipe, a device or "
+                              "a socket), so not a .dry file")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        stream = open(fd, "rb")  # noqa: SIM115 - the caller closes it
+        stream.raw.name = os.fspath(path)  # type: ignore[attr-defined]  # as open(path) names it
+        return stream
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 @contextlib.contextmanager
 def open_container(source: Source, limits: Limits | None) -> Iterator[
     tuple[ContainerReader, Manifest]
@@ -383,7 +403,7 @@ def open_container(source: Source, limits: Limits | None) -> Iterator[
             raise FormatError(f"{os.fspath(source)!r} is a directory, not a .dry file (a folder "
                               "of .dry files is opened with dryml.Repo)")
         try:
-            stream: IO[bytes] = open(source, "rb")  # noqa: SIM115 - closed below
+            stream: IO[bytes] = open_regular(source)
         except FileNotFoundError:
             raise FileNotFoundError(f"no .dry file at {os.fspath(source)!r}") from None
     elif hasattr(source, "seek") and getattr(source, "seekable", lambda: True)():

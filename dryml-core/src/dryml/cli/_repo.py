@@ -14,7 +14,7 @@ import json
 import sys
 from typing import Any
 
-from dryml.cli._text import count
+from dryml.cli._text import count, one_line
 
 __all__ = ["open_repository", "parse_where", "register", "run_check", "run_init", "run_ls",
            "run_reindex", "run_show"]
@@ -246,10 +246,15 @@ def run_show(args: argparse.Namespace) -> int:
         json.dump(entry, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
-    created = datetime.datetime.fromtimestamp(entry["created"], datetime.UTC)
-    out = [f"dry_id:     {entry['dry_id']}", f"class:      {entry['class']}",
-           f"file:       {entry['file']} ({entry['size']} bytes, manifest {entry['digest']})",
-           f"created:    {created.isoformat(timespec='seconds')}",
+    try:
+        created = datetime.datetime.fromtimestamp(entry["created"], datetime.UTC).isoformat(
+            timespec="seconds")
+    except (TypeError, ValueError, OverflowError, OSError):  # an index edited by hand
+        created = f"{entry['created']!r} (not a date)"
+    out = [f"dry_id:     {one_line(entry['dry_id'])}", f"class:      {one_line(entry['class'])}",
+           f"file:       {one_line(entry['file'])} ({entry['size']} bytes, manifest "
+           f"{entry['digest']})",
+           f"created:    {created}",
            "metadata:   " + json.dumps(entry["metadata"], indent=2).replace("\n", "\n            "),
            "definition: " + json.dumps(entry["definition"], indent=2).replace(
                "\n", "\n            ")]
@@ -283,11 +288,12 @@ def run_reindex(args: argparse.Namespace) -> int:
                          f"(metadata recovered from it for {report.salvaged} object(s))\n")
     sys.stdout.write(f"indexed {report.indexed} object(s)\n")
     for dry_id in report.changed:
-        sys.stdout.write(f"changed: {dry_id}: its file changed after it was indexed; its "
-                         "metadata is now the file's own (the index's described the old "
-                         "file)\n")
+        sys.stdout.write(f"changed: {one_line(dry_id)}: its file changed after it was "
+                         "indexed; its metadata is now the file's own (the index's described "
+                         "the old file)\n")
     for dup in report.duplicates:
-        sys.stdout.write(f"duplicate: {dup.summary()}\n  {dup.advice(str(repo.directory))}\n")
+        sys.stdout.write(f"duplicate: {one_line(dup.summary())}\n  "
+                         f"{one_line(dup.advice(str(repo.directory)))}\n")
     for name, why in report.skipped:
-        sys.stdout.write(f"skipped {name}: {why}\n")
+        sys.stdout.write(f"skipped {one_line(name)}: {one_line(why)}\n")
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-__all__ = ["SafeText", "human_size", "table", "terminal_safe"]
+__all__ = ["SafeText", "human_size", "one_line", "table", "terminal_safe"]
 
 # C0 and C1 control characters (but newline and tab) and the bidirectional overrides: what a
 # file could use to move the cursor, recolour or rewrite a terminal, or reorder a line.
@@ -15,6 +15,13 @@ _UNSAFE = {
                  *range(0x2066, 0x206A))
     if code not in (0x0A, 0x09)
 }
+
+
+def one_line(text: str) -> str:
+    """``text`` for a one-line field (an id, a file name, a table cell): newlines and tabs
+    escaped as well, so that a name cannot forge lines of a report (a file named "x\nOK: the
+    index matches the files" did, found by the repository audit)."""
+    return str(text).replace("\n", "\\n").replace("\t", "\\t")
 
 
 def terminal_safe(text: str) -> str:
@@ -49,6 +56,7 @@ def human_size(size: int) -> str:
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]], indent: str = "") -> str:
     """Left-aligned columns separated by two spaces; the last column is not padded."""
+    rows = [[one_line(c) for c in r] for r in rows]
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
 
     def line(cells: Sequence[str]) -> str:

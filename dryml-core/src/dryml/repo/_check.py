@@ -15,7 +15,7 @@ from pathlib import Path
 
 import attrs
 
-from dryml._io import open_container
+from dryml._io import open_container, open_regular
 from dryml.format._stale import stale_temps, temp_target
 from dryml.repo._defjson import category_digest, scalar_entries
 from dryml.repo._files import Stamp, describe_error, read_stamp, temp_files
@@ -24,6 +24,12 @@ from dryml.repo._maintenance import Duplicate, object_files, recover
 from dryml.repo._verify import describe_change, file_definition
 
 __all__ = ["CheckReport", "check"]
+
+
+def _one(text: object) -> str:
+    """A name or reason on one line of the report: a file named "x\nOK: the index matches
+    the files" forged a line (found by the repository audit)."""
+    return str(text).replace("\n", "\\n")
 
 
 @attrs.define
@@ -58,17 +64,18 @@ class CheckReport:
     def format(self) -> str:
         """A readable summary, one problem per line, ending with what to do."""
         lines = [f"{self.objects} objects indexed, {self.files} object files"]
-        lines += [f"MISSING FILE  {n} (indexed, file gone)" for n in self.missing]
-        lines += [f"NOT INDEXED   {n} (run 'dryml repo reindex')" for n in self.unindexed]
-        lines += [f"MISMATCH      {n}: {why}" for n, why in self.mismatched]
-        lines += [f"UNREADABLE    {n}: {why}" for n, why in self.unreadable]
+        lines += [f"MISSING FILE  {_one(n)} (indexed, file gone)" for n in self.missing]
+        lines += [f"NOT INDEXED   {_one(n)} (run 'dryml repo reindex')" for n in self.unindexed]
+        lines += [f"MISMATCH      {_one(n)}: {_one(why)}" for n, why in self.mismatched]
+        lines += [f"UNREADABLE    {_one(n)}: {_one(why)}" for n, why in self.unreadable]
         for dup in self.duplicates:
-            lines += [f"DUPLICATE     {dup.summary()}",
-                      f"              {dup.advice(self.directory)}"]
-        lines += [f"skipped       {n}: {why}" for n, why in self.skipped]
-        lines += [f"in progress   {n} (another process is writing it)" for n in self.in_progress]
-        lines += [f"STALE TEMP    {n} ({why}): the next save into this folder removes it, or "
-                  "delete it" for n, why in self.stale_temps]
+            lines += [f"DUPLICATE     {_one(dup.summary())}",
+                      f"              {_one(dup.advice(self.directory))}"]
+        lines += [f"skipped       {_one(n)}: {_one(why)}" for n, why in self.skipped]
+        lines += [f"in progress   {_one(n)} (another process is writing it)"
+                  for n in self.in_progress]
+        lines += [f"STALE TEMP    {_one(n)} ({_one(why)}): the next save into this folder "
+                  "removes it, or delete it" for n, why in self.stale_temps]
         if self.recovered:
             lines.append(f"recovered {self.recovered} interrupted write(s)")
         if self.stamped:
@@ -180,7 +187,7 @@ def _check_file(path: Path, dry_id: str, size: int, mtime: int | None, digest: s
                 definition: str) -> tuple[str | None, str, Stamp | None]:
     """(problem kind or None, why, a stamp to record or None) for one indexed file."""
     try:
-        with open(path, "rb") as stream:
+        with open_regular(path) as stream:
             stamp = read_stamp(stream)
             with open_container(stream, None) as (reader, manifest):
                 if manifest.root != dry_id:

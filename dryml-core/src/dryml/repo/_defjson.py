@@ -23,10 +23,14 @@ if TYPE_CHECKING:
     from dryml.format._container import ContainerReader
 
 __all__ = [
+    "MAX_METADATA_DEPTH",
+    "MAX_METADATA_ENTRIES",
+    "MAX_METADATA_PATH_CHARS",
     "category_digest",
     "class_mros",
     "flatten_metadata",
     "manifest_definition",
+    "metadata_problem",
     "scalar_entries",
 ]
 
@@ -128,6 +132,36 @@ def scalar_entries(definition: dict[str, Any], metadata: dict[str, Any]
         kind = _kind(value, tagged=False)  # plain JSON (found by review: a metadata dict
         # {"__dry__": "float", "value": "inf"} was indexed, ranged and sorted as infinity)
         yield (f"m.{key}", *kind) if kind else (f"m.{key}", "x", None)
+
+
+#: The most nested levels, key/value entries and characters of dotted key paths that an
+#: object's metadata may give the index (each entry's path repeats its parents' keys, so a
+#: 3 KB file of deep dicts with long keys made gigabytes of paths: found by the repository
+#: audit). Far above what a run's metrics and settings need.
+MAX_METADATA_DEPTH = 64
+MAX_METADATA_ENTRIES = 100_000
+MAX_METADATA_PATH_CHARS = 4_000_000
+
+
+def metadata_problem(metadata: dict[str, Any]) -> str | None:
+    """Why ``metadata`` would give the index too much (see :data:`MAX_METADATA_DEPTH`), or
+    None; measured without building the paths."""
+    entries = chars = 0
+    stack: list[tuple[dict[str, Any], int, int]] = [(metadata, 0, 0)]
+    while stack:
+        node, depth, prefix = stack.pop()
+        if depth >= MAX_METADATA_DEPTH:
+            return f"metadata nests more than {MAX_METADATA_DEPTH} levels"
+        for key, value in node.items():
+            length = prefix + len(str(key))
+            entries += 1
+            chars += length
+            if entries > MAX_METADATA_ENTRIES or chars > MAX_METADATA_PATH_CHARS:
+                return (f"metadata gives more than {MAX_METADATA_ENTRIES:,} entries or "
+                        f"{MAX_METADATA_PATH_CHARS:,} characters of key paths to index")
+            if isinstance(value, dict):
+                stack.append((value, depth + 1, length + 1))
+    return None
 
 
 def flatten_metadata(metadata: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:

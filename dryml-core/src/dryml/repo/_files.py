@@ -22,12 +22,12 @@ from typing import IO, Any
 
 import attrs
 
-from dryml._io import _write, fsync_directory, open_container
+from dryml._io import _write, fsync_directory, open_container, open_regular
 from dryml._object import Object
 from dryml.errors import DrymlError, FormatError
 from dryml.format._container import _TRAILER, HEADER_SIZE, TRAILER_MAGIC
 from dryml.format._stale import make_temp, temp_target
-from dryml.repo._defjson import category_digest, manifest_definition
+from dryml.repo._defjson import category_digest, manifest_definition, metadata_problem
 from dryml.repo._index import INDEX_NAME, Row
 from dryml.repo._selector import known_mro
 
@@ -136,7 +136,7 @@ def row_from_file(path: Path, metadata: dict[str, Any] | None = None
 
     Raises DrymlError (or OSError) when the file is not a readable ``.dry`` file.
     """
-    with open(path, "rb") as stream:
+    with open_regular(path) as stream:
         stamp = read_stamp(stream)
         with open_container(stream, None) as (reader, manifest):
             raw = reader.manifest
@@ -145,6 +145,9 @@ def row_from_file(path: Path, metadata: dict[str, Any] | None = None
             if metadata is None:
                 stored = raw.get("metadata")
                 metadata = stored if isinstance(stored, dict) else {}
+                problem = metadata_problem(metadata)
+                if problem is not None:
+                    raise FormatError(f"its {problem}")
             created = _created(manifest.created, path)
     row = {"id": manifest.root, "cls": definition["cls"], "cat": category_digest(definition),
            "definition": json.dumps(definition), "metadata": json.dumps(metadata),
@@ -157,18 +160,19 @@ def row_from_file(path: Path, metadata: dict[str, Any] | None = None
 
 def _file_mros(raw: dict[str, Any], definition: dict[str, Any]
                ) -> tuple[dict[str, list[str]], bool]:
-    """Class MROs from the manifest's optional ``classes`` table, else from classes this
-    process already has (nothing is imported), else just the class itself."""
+    """Class MROs of the classes a definition names: of a class this process already has,
+    its own (a file claiming other bases for it made subclass queries return objects of
+    another class, found by the repository audit); else from the manifest's optional
+    ``classes`` table; else just the class itself. Nothing is imported."""
     stored = raw.get("classes")
     paths = set(_class_paths(definition))
     mros: dict[str, list[str]] = {}
     known = True
     for path in paths:
-        entry = stored.get(path) if isinstance(stored, dict) else None
-        if isinstance(entry, list) and all(isinstance(p, str) for p in entry):
-            mros[path] = list(entry)
-            continue
         mro = known_mro(path)
+        entry = stored.get(path) if isinstance(stored, dict) else None
+        if mro is None and isinstance(entry, list) and all(isinstance(p, str) for p in entry):
+            mro = list(entry)
         known = known and mro is not None
         mros[path] = mro or [path]
     return mros, known
@@ -191,9 +195,14 @@ def _class_paths(value: Any) -> list[str]:
 
 
 def _created(stamp: str, path: Path) -> float:
+    """The file's creation time, as a timestamp that converts back to a date (a valid stamp
+    of "9999-12-31T23:59:59-23:59" is past year 9999 in UTC, and crashed 'repo show', found
+    by the repository audit); else the file's mtime."""
     try:
-        return datetime.datetime.fromisoformat(stamp).timestamp()
-    except (TypeError, ValueError):
+        created = datetime.datetime.fromisoformat(stamp).timestamp()
+        datetime.datetime.fromtimestamp(created, datetime.UTC)
+        return created
+    except (TypeError, ValueError, OverflowError, OSError):
         with contextlib.suppress(OSError):
             return path.stat().st_mtime
         return time.time()

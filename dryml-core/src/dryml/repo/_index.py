@@ -23,6 +23,7 @@ import json
 import os
 import socket
 import sqlite3
+import stat
 import threading
 import time
 import weakref
@@ -33,8 +34,9 @@ from dryml._forksafe import ForkSafeLock
 from dryml.errors import RepoError
 from dryml.repo._defjson import category_digest, scalar_entries
 
-__all__ = ["CLASSES_GENERATION", "INDEX_NAME", "Index", "IndexDamagedError", "Row", "is_damage",
-           "owner_alive", "process_identity"]
+__all__ = ["CLASSES_GENERATION", "FOREIGN_WRITE_TIMEOUT", "INDEX_NAME", "Index",
+           "IndexDamagedError", "Row",
+           "file_problem", "is_damage", "owner_alive", "process_identity", "schema_problem"]
 
 INDEX_NAME = ".dryml-index.sqlite"
 #: ``info`` key of a token that ``reindex`` renews whenever it rebuilds the class tables: a
@@ -100,6 +102,44 @@ class IndexDamagedError(RepoError):
         self.reason = reason
 
 
+#: The index file and the companions SQLite keeps beside it.
+_COMPANIONS = ("", "-wal", "-shm", "-journal")
+#: What the index may hold besides dryml's tables and indexes: nothing (a view or trigger put
+#: in place of a table hung queries, found by the repository audit).
+_OURS = frozenset(("info", "objects", "kv", "classes", "class_bases", "intents"))
+
+
+def file_problem(path: str) -> str | None:
+    """Why the index file at ``path`` (or one of its companions) is not a regular file of its
+    own, or None. SQLite follows a symbolic link: a link planted in a shared folder made
+    dryml write its tables into a database elsewhere, and reindex wipe another repository's
+    index (found by the repository audit)."""
+    for suffix in _COMPANIONS:
+        try:
+            info = os.lstat(path + suffix)
+        except FileNotFoundError:
+            continue
+        name = os.path.basename(path + suffix)
+        if stat.S_ISLNK(info.st_mode):
+            return f"{name} is a symbolic link"
+        if not stat.S_ISREG(info.st_mode):
+            return f"{name} is not a regular file"
+        if info.st_nlink > 1:
+            return f"{name} has other names (hard links)"
+    return None
+
+
+def schema_problem(conn: sqlite3.Connection) -> str | None:
+    """Why the index's schema is not dryml's (a view or trigger, a table of its name that is
+    something else), or None."""
+    for name, kind, table in conn.execute("SELECT name, type, tbl_name FROM sqlite_master"):
+        if kind in ("view", "trigger") or (name in _OURS and kind != "table"):
+            return f"it holds a {kind} {name!r}, which dryml never makes"
+        if kind == "index" and table not in _OURS:
+            return f"it holds an index {name!r} of {table!r}, which dryml never makes"
+    return None
+
+
 def is_damage(exc: BaseException) -> bool:
     """Whether an SQLite error says the database file itself is damaged."""
     if not isinstance(exc, sqlite3.DatabaseError):
@@ -130,10 +170,20 @@ def process_identity() -> tuple[str, int, str]:
     return _identity
 
 
-def owner_alive(host: str, pid: int, pstart: str) -> bool:
-    """Whether the process that recorded an intent may still be running."""
+#: Seconds after which a replace or delete that another machine started counts as
+#: abandoned (its process cannot be asked; a year-old one hid a swapped file from 'repo check'
+#: and blocked deleting the object, found by the repository audit).
+FOREIGN_WRITE_TIMEOUT = 24 * 3600.0
+
+
+def owner_alive(host: str, pid: int, pstart: str, started: Any = None) -> bool:
+    """Whether the process that recorded an intent may still be running. Another machine's
+    cannot be asked: it counts as running, unless ``started`` (the time a replace or delete
+    began; None for a session, which lasts as long as its process) is older than
+    :data:`FOREIGN_WRITE_TIMEOUT`."""
     if host != socket.gethostname():
-        return True  # another machine's process: we cannot tell, so assume it is alive
+        return not (isinstance(started, (int, float))
+                    and time.time() - started > FOREIGN_WRITE_TIMEOUT)
     if type(pid) is not int or not 0 < pid < 2**31:
         return False  # an index edited by hand: no process has that id
     if pid == os.getpid():
@@ -163,6 +213,9 @@ class Index:
     def conn(self) -> sqlite3.Connection:
         """The connection of this process (a fresh one after a fork)."""
         if self._conn is None or self._pid != os.getpid():
+            problem = file_problem(self.path)
+            if problem is not None:  # never opened: SQLite would follow it
+                raise self.damaged(problem)
             try:
                 conn = sqlite3.connect(self.path, timeout=120, isolation_level=None,
                                        check_same_thread=False)
@@ -254,6 +307,9 @@ class Index:
     def ensure_schema(self) -> bool:
         """Create the tables when missing; returns whether the index was already built."""
         with self.write() as conn:
+            problem = schema_problem(conn)
+            if problem is not None:
+                raise self.damaged(problem)
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
@@ -277,13 +333,21 @@ class Index:
             return conn.execute("SELECT 1 FROM info WHERE key = 'built'").fetchone() is not None
 
     def integrity_problem(self) -> str | None:
-        """What SQLite's ``quick_check`` finds wrong with the index file, or None."""
+        """What is wrong with the index file: not a regular file of its own
+        (:func:`file_problem`), what SQLite's ``quick_check`` finds, or a schema that is not
+        dryml's (:func:`schema_problem`); None when nothing is."""
+        problem = file_problem(self.path)
+        if problem is not None:
+            return problem
         try:
             found = self.query("PRAGMA quick_check")
+            lines = [str(r[0]) for r in found]
+            if lines != ["ok"]:
+                return "; ".join(lines[:3])
+            with self._lock, self._translated():
+                return schema_problem(self.conn())
         except IndexDamagedError as exc:
             return exc.reason
-        lines = [str(r[0]) for r in found]
-        return None if lines == ["ok"] else "; ".join(lines[:3])
 
     # -- rows ---------------------------------------------------------------------------------
     @staticmethod

@@ -16,8 +16,15 @@ from typing import Any
 
 import attrs
 
+from dryml.repo._defjson import metadata_problem
 from dryml.repo._files import describe_error, file_name, is_repo_file, row_from_file, temp_files
-from dryml.repo._index import CLASSES_GENERATION, Index, owner_alive
+from dryml.repo._index import (
+    CLASSES_GENERATION,
+    Index,
+    file_problem,
+    owner_alive,
+    schema_problem,
+)
 from dryml.repo._journal import finish_add, is_object_name, recover_session
 
 __all__ = ["Duplicate", "ReindexReport", "object_files", "recover", "recover_intent",
@@ -81,8 +88,9 @@ class ReindexReport:
 
 def recover(index: Index, directory: Path) -> int:
     """Finish or undo the adds and deletes of processes that died midway; returns how many."""
-    rows = index.query("SELECT token, host, pid, pstart FROM intents")
-    dead = [r[0] for r in rows if not owner_alive(r[1], r[2], r[3])]
+    rows = index.query("SELECT token, host, pid, pstart, op, started FROM intents")
+    dead = [r[0] for r in rows
+            if not owner_alive(r[1], r[2], r[3], None if r[4] == "session" else r[5])]
     if not dead:
         return 0
     done = 0
@@ -132,9 +140,11 @@ def _json_dict(text: Any) -> dict[str, Any] | None:
     else: the file's own metadata is used then)."""
     try:
         value = json.loads(text) if isinstance(text, str) else None
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
-    return value if isinstance(value, dict) else None
+    if not isinstance(value, dict) or metadata_problem(value) is not None:
+        return None  # too much to index (an index edited by hand): the file's is used
+    return value
 
 
 def object_files(directory: Path) -> tuple[list[str], list[tuple[str, str]]]:
@@ -235,11 +245,12 @@ def set_aside(index: Index) -> tuple[str, dict[str, str]]:
     """Move a damaged index file (and its WAL companions) aside; returns where it went and
     the metadata (id -> JSON) still readable from it. A new, empty index replaces it."""
     index.close()
+    foreign = file_problem(index.path) is not None  # a link: its target is not ours to read
     kept = f"{index.path}.damaged-{time.strftime('%Y%m%dT%H%M%S')}"
-    for suffix in ("", "-wal", "-shm"):
+    for suffix in ("", "-wal", "-shm", "-journal"):
         with contextlib.suppress(FileNotFoundError):
-            os.replace(index.path + suffix, kept + suffix)
-    return kept, _salvage(kept)
+            os.replace(index.path + suffix, kept + suffix)  # a link is moved, not its target
+    return kept, {} if foreign else _salvage(kept)
 
 
 def _salvage(path: str) -> dict[str, str]:
@@ -251,6 +262,8 @@ def _salvage(path: str) -> dict[str, str]:
     except sqlite3.Error:
         return found
     try:
+        if schema_problem(conn) is not None:  # a view in its place could run without end
+            return found
         for dry_id, metadata in conn.execute("SELECT id, metadata FROM objects"):
             if isinstance(dry_id, str) and _is_json_dict(metadata):
                 found[dry_id] = metadata

@@ -24,7 +24,7 @@ from dryml.errors import (
     UntrustedClassError,
 )
 from dryml.repo import _check, _maintenance
-from dryml.repo._defjson import category_digest, class_mros, flatten_metadata
+from dryml.repo._defjson import category_digest, class_mros, flatten_metadata, metadata_problem
 from dryml.repo._files import file_name, spare_file_name, write_file, write_temp
 from dryml.repo._index import (
     CLASSES_GENERATION,
@@ -60,6 +60,9 @@ def checked_metadata(metadata: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         raise RepoError(f"metadata must be plain JSON (dicts, lists, str, numbers, bool, "
                         f"None): {why}") from None
     plain: dict[str, Any] = json.loads(text)
+    problem = metadata_problem(plain)
+    if problem is not None:
+        raise RepoError(f"{problem}: keep bulky values in the object's state (store.put)")
     seen: set[str] = set()
     for path, _ in flatten_metadata(plain):
         if path in seen:
@@ -293,7 +296,7 @@ class Repo:
     def _check_busy(conn: Any, dry_id: str) -> None:
         """Raise when another process is replacing or deleting ``dry_id`` (_DeadWriter when
         that process died midway: recover, then try again)."""
-        for busy in conn.execute("SELECT host, pid, pstart FROM intents WHERE id = ?",
+        for busy in conn.execute("SELECT host, pid, pstart, started FROM intents WHERE id = ?",
                                  (dry_id,)).fetchall():
             if not owner_alive(*busy):
                 raise _DeadWriter

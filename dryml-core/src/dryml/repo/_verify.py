@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from dryml._io import load_object, open_container
+from dryml._io import load_object, open_container, open_regular
 from dryml.errors import ObjectNotFoundError, RepoError
 from dryml.repo._defjson import manifest_definition
 from dryml.repo._files import Stamp, read_stamp
@@ -79,7 +79,7 @@ def load_checked(index: Index, directory: Path, dry_id: str, trust: tuple[str, .
                                 "a .dry file of this folder")
         path = directory / name
         try:
-            stream = open(path, "rb")  # noqa: SIM115 - closed below
+            stream = open_regular(path)
         except FileNotFoundError:
             raise RepoError(f"the file of object {dry_id!r} ({path}) is gone; run 'dryml repo "
                             f"check {directory}' on the repository") from None
@@ -100,7 +100,8 @@ def load_checked(index: Index, directory: Path, dry_id: str, trust: tuple[str, .
 
 def _being_replaced(index: Index, dry_id: str, row: tuple[Any, ...]) -> bool:
     """Whether a live writer is replacing ``dry_id`` or just did (the row changed)."""
-    busy = index.query("SELECT host, pid, pstart FROM intents WHERE id = ?", [dry_id])
+    busy = index.query("SELECT host, pid, pstart, started FROM intents WHERE id = ?",
+                       [dry_id])
     if any(owner_alive(*b) for b in busy):
         return True
     return index.query(_ROW, [dry_id])[:1] != [row]
