@@ -77,8 +77,9 @@ def test_a_linked_index_is_never_written_through_and_reindex_sets_the_link_aside
     target = Path(str(_index(directory)) + companion)
     target.unlink(missing_ok=True)
     target.symlink_to(outside)
-    with pytest.raises(IndexDamagedError, match=f"{INDEX_NAME}{companion} is a symbolic link.*"
-                                                "Run 'dryml repo reindex"):
+    with pytest.raises(IndexDamagedError, match=f"{INDEX_NAME}{companion} is a symbolic link, "
+                                                "which dryml does not follow.*Run 'dryml repo "
+                                                "reindex"):
         Repo(directory)
     with pytest.warns(UserWarning, match="symbolic link"):
         repo = Repo(directory, repair=True)
@@ -109,11 +110,30 @@ def test_a_view_or_trigger_in_the_index_is_damage_that_reindex_repairs(tmp_path:
     _sql(_index(directory), "DROP TABLE class_bases",
          "CREATE VIEW class_bases AS WITH RECURSIVE n(base, path) AS (SELECT 'a', 'b' UNION "
          "ALL SELECT base, path FROM n) SELECT * FROM n")
-    with pytest.raises(IndexDamagedError, match="it holds a view 'class_bases'"):
+    with pytest.raises(IndexDamagedError, match="its 'class_bases' is a view, not the table"):
         Repo(directory)
     done = _in_process("import sys; from dryml.repo import Repo\n"
                        "print(sorted(Repo(sys.argv[1], repair=True).ids()))", str(directory))
     assert done.stdout.strip() == "['p0', 'p1']", done.stderr[-2000:]
+
+
+def test_a_view_of_ones_own_and_a_folder_name_with_uri_characters_are_fine(
+        tmp_path: Path) -> None:
+    """A user's own view beside dryml's tables stopped the repository from opening, and the
+    repair read no metadata from an index in a folder named "run?1" (the URI lost its
+    read-only flag, and SQLite created a file "run" beside the repository); found by
+    review."""
+    directory = _repo(tmp_path / "run?1")
+    repo = Repo(directory)
+    repo.set_metadata("p1", {"acc": 0.99})  # only in the index: the repair must read it back
+    repo.close()
+    _sql(_index(directory), "CREATE VIEW runs AS SELECT id, metadata FROM objects")
+    assert sorted(Repo(directory).ids()) == ["p0", "p1"]
+    _sql(_index(directory), "CREATE TRIGGER t AFTER INSERT ON objects BEGIN SELECT 1; END")
+    with pytest.warns(UserWarning, match="trigger 't' on 'objects'"):
+        repo = Repo(directory, repair=True)
+    assert repo.metadata("p1") == {"acc": 0.99}
+    assert sorted(p.name for p in (tmp_path / "run?1").iterdir()) == ["repo"]
 
 
 def test_metadata_that_would_give_the_index_gigabytes_is_refused_or_skipped(
@@ -123,11 +143,11 @@ def test_metadata_that_would_give_the_index_gigabytes_is_refused_or_skipped(
     from dryml import save_object
     from dryml.repo._defjson import MAX_METADATA_DEPTH
 
-    deep: dict[str, Any] = {}
+    deep: dict[str, Any] = {}  # 60 levels of 60,000-character keys: 110 M characters
     node = deep
-    for _ in range(200):
-        node["k" * 20_000] = {}
-        node = node["k" * 20_000]
+    for _ in range(60):
+        node["k" * 60_000] = {}
+        node = node["k" * 60_000]
     directory = _repo(tmp_path)
     repo = Repo(directory)
     with pytest.raises(RepoError, match="characters of key paths to index.*store.put"):
@@ -141,9 +161,12 @@ def test_metadata_that_would_give_the_index_gigabytes_is_refused_or_skipped(
     repo.close()
     save_object(Part(9, dry_id="dropped"), directory / "dropped.dry", metadata=deep)
     assert (directory / "dropped.dry").stat().st_size < 10_000
-    report = Repo(directory).reindex()
-    assert report.skipped == [("dropped.dry", "its metadata gives more than 100,000 entries "
-                                              "or 4,000,000 characters of key paths to index")]
+    repo = Repo(directory)
+    with pytest.warns(UserWarning, match="dropped.dry: its metadata gives more than .* it is "
+                                         "indexed without its metadata"):
+        report = repo.reindex()
+    assert report.skipped == [] and repo.metadata("dropped") == {}
+    assert sorted(repo.ids()) == ["dropped", "p0", "p1"]
 
 
 def test_a_creation_time_past_year_9999_in_utc_is_indexed_and_shown(
@@ -184,8 +207,10 @@ def test_a_name_cannot_forge_lines_of_the_command_line_reports(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     directory = _repo(tmp_path)
     (directory / "notes\nOK: the index matches the files").write_text("x")
+    (directory / "more\u2028OK: the index matches the files").write_text("x")  # a line break
     status, out, _ = _cli(capsys, "repo", "check", str(directory))
     assert "notes\\nOK: the index matches the files" in out
+    assert "more\\u2028OK: the index matches the files" in out
     assert [line for line in out.splitlines() if line.startswith("OK:")] == [
         "OK: the index matches the files"]  # the real one only: the name's is escaped
     repo = Repo(directory)

@@ -378,12 +378,14 @@ def open_regular(path: str | os.PathLike[str]) -> IO[bytes]:
     """``open(path, "rb")`` of a regular file; a FormatError for anything else, found before
     anything is read (a FIFO put in place of a ``.dry`` file blocked every load, found by the
     repository audit; a device would be read without end)."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    nonblocking = getattr(os, "O_NONBLOCK", 0)  # POSIX: a pipe's open would wait for a writer
+    fd = os.open(path, os.O_RDONLY | nonblocking | getattr(os, "O_CLOEXEC", 0)
+                 | getattr(os, "O_BINARY", 0))
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise FormatError(f"{os.fspath(path)!r} is not a regular file (a pipe, a device or "
                               "a socket), so not a .dry file")
-        if hasattr(os, "set_blocking"):
+        if nonblocking:
             os.set_blocking(fd, True)
         stream = open(fd, "rb")  # noqa: SIM115 - the caller closes it
         stream.raw.name = os.fspath(path)  # type: ignore[attr-defined]  # as open(path) names it

@@ -11,8 +11,8 @@ __all__ = ["SafeText", "human_size", "one_line", "table", "terminal_safe"]
 # file could use to move the cursor, recolour or rewrite a terminal, or reorder a line.
 _UNSAFE = {
     code: f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-    for code in (*range(0x00, 0x20), *range(0x7F, 0xA0), *range(0x202A, 0x202F),
-                 *range(0x2066, 0x206A))
+    for code in (*range(0x00, 0x20), *range(0x7F, 0xA0), 0x2028, 0x2029,  # line separators
+                 *range(0x202A, 0x202F), *range(0x2066, 0x206A))
     if code not in (0x0A, 0x09)
 }
 

@@ -29,7 +29,8 @@ __all__ = ["CheckReport", "check"]
 def _one(text: object) -> str:
     """A name or reason on one line of the report: a file named "x\nOK: the index matches
     the files" forged a line (found by the repository audit)."""
-    return str(text).replace("\n", "\\n")
+    return (str(text).replace("\n", "\\n").replace("\t", "\\t")
+            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
 
 
 @attrs.define

@@ -17,6 +17,7 @@ import json
 import os
 import re
 import time
+import warnings
 from pathlib import Path
 from typing import IO, Any
 
@@ -24,7 +25,7 @@ import attrs
 
 from dryml._io import _write, fsync_directory, open_container, open_regular
 from dryml._object import Object
-from dryml.errors import DrymlError, FormatError
+from dryml.errors import DrymlError, DrymlWarning, FormatError
 from dryml.format._container import _TRAILER, HEADER_SIZE, TRAILER_MAGIC
 from dryml.format._stale import make_temp, temp_target
 from dryml.repo._defjson import category_digest, manifest_definition, metadata_problem
@@ -146,8 +147,10 @@ def row_from_file(path: Path, metadata: dict[str, Any] | None = None
                 stored = raw.get("metadata")
                 metadata = stored if isinstance(stored, dict) else {}
                 problem = metadata_problem(metadata)
-                if problem is not None:
-                    raise FormatError(f"its {problem}")
+                if problem is not None:  # the object is still indexed, and found
+                    warnings.warn(f"{path.name}: its {problem}; it is indexed without its "
+                                  "metadata", DrymlWarning, stacklevel=2)
+                    metadata = {}
             created = _created(manifest.created, path)
     row = {"id": manifest.root, "cls": definition["cls"], "cat": category_digest(definition),
            "definition": json.dumps(definition), "metadata": json.dumps(metadata),

@@ -117,26 +117,28 @@ def file_problem(path: str) -> str | None:
     for suffix in _COMPANIONS:
         try:
             info = os.lstat(path + suffix)
-        except FileNotFoundError:
+        except OSError:  # absent, or not to be examined: SQLite says what it finds
             continue
         name = os.path.basename(path + suffix)
         if stat.S_ISLNK(info.st_mode):
-            return f"{name} is a symbolic link"
+            return (f"{name} is a symbolic link, which dryml does not follow (SQLite would "
+                    "write through it); reindex moves the link aside and leaves its target "
+                    "alone")
         if not stat.S_ISREG(info.st_mode):
             return f"{name} is not a regular file"
-        if info.st_nlink > 1:
-            return f"{name} has other names (hard links)"
     return None
 
 
 def schema_problem(conn: sqlite3.Connection) -> str | None:
-    """Why the index's schema is not dryml's (a view or trigger, a table of its name that is
-    something else), or None."""
+    """Why the index's schema is not dryml's, or None: one of its tables that is something
+    else (a view over an endless query hung every query), or a trigger on one of them (it
+    would run on dryml's writes). A view or table of a user's own, beside dryml's, is left
+    alone."""
     for name, kind, table in conn.execute("SELECT name, type, tbl_name FROM sqlite_master"):
-        if kind in ("view", "trigger") or (name in _OURS and kind != "table"):
-            return f"it holds a {kind} {name!r}, which dryml never makes"
-        if kind == "index" and table not in _OURS:
-            return f"it holds an index {name!r} of {table!r}, which dryml never makes"
+        if name in _OURS and kind != "table":
+            return f"its {name!r} is a {kind}, not the table dryml makes"
+        if kind == "trigger" and table in _OURS:
+            return f"it holds a trigger {name!r} on {table!r}, which dryml never makes"
     return None
 
 
@@ -452,6 +454,8 @@ class _Checkpointer:
                     return
                 with contextlib.suppress(sqlite3.Error, OSError):
                     if conn is None:
+                        if file_problem(self._path) is not None:
+                            continue  # the Repo's own connection reports it
                         conn = sqlite3.connect(self._path, timeout=0, isolation_level=None,
                                                check_same_thread=False)
                     done = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()

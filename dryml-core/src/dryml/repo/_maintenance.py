@@ -21,9 +21,7 @@ from dryml.repo._files import describe_error, file_name, is_repo_file, row_from_
 from dryml.repo._index import (
     CLASSES_GENERATION,
     Index,
-    file_problem,
     owner_alive,
-    schema_problem,
 )
 from dryml.repo._journal import finish_add, is_object_name, recover_session
 
@@ -245,24 +243,29 @@ def set_aside(index: Index) -> tuple[str, dict[str, str]]:
     """Move a damaged index file (and its WAL companions) aside; returns where it went and
     the metadata (id -> JSON) still readable from it. A new, empty index replaces it."""
     index.close()
-    foreign = file_problem(index.path) is not None  # a link: its target is not ours to read
     kept = f"{index.path}.damaged-{time.strftime('%Y%m%dT%H%M%S')}"
     for suffix in ("", "-wal", "-shm", "-journal"):
         with contextlib.suppress(FileNotFoundError):
             os.replace(index.path + suffix, kept + suffix)  # a link is moved, not its target
-    return kept, {} if foreign else _salvage(kept)
+    # read-only (a link's target too: only reading it, as the metadata of this folder's ids)
+    return kept, _salvage(kept)
 
 
 def _salvage(path: str) -> dict[str, str]:
     """Whatever ``id -> metadata`` rows can still be read from a damaged index (best effort:
     reading stops at the first damaged page)."""
     found: dict[str, str] = {}
+    if not os.path.isfile(path):
+        return found
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        # as a URI, quoted: a folder named "run?1" lost "?mode=ro", and SQLite created a file
+        # "run" beside the repository (found by review)
+        conn = sqlite3.connect(Path(path).absolute().as_uri() + "?mode=ro", uri=True)
     except sqlite3.Error:
         return found
     try:
-        if schema_problem(conn) is not None:  # a view in its place could run without end
+        kind = conn.execute("SELECT type FROM sqlite_master WHERE name = 'objects'").fetchone()
+        if kind != ("table",):  # a view in its place could run without end
             return found
         for dry_id, metadata in conn.execute("SELECT id, metadata FROM objects"):
             if isinstance(dry_id, str) and _is_json_dict(metadata):
