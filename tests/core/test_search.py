@@ -533,3 +533,93 @@ def test_a_search_whose_settings_were_deleted_is_not_started_anew_over_its_trial
         repo.delete(dry_id)
     result = new.run(blobs())
     assert sorted(t["params"]["shift"] for t in result.trials) == [2.0, 3.0]
+
+
+class Noisy(Toy):
+    """Toy whose means move by noise drawn from its training seed; records its training rows."""
+
+    def __init__(self, shift: float = 0.0, noise: float = 1.5, part: Any = None,
+                 again: Any = None) -> None:
+        super().__init__(shift)
+        self.noise, self.part, self.again = noise, part, again
+        self.rows = 0
+
+    def fit(self, data: Any, valid: Any) -> None:
+        super().fit(data, valid)
+        self.rows = len(supervised_arrays(data)[0])
+        rng = np.random.default_rng(self.train_seed)
+        self.centers = self.centers + self.noise * rng.normal(size=self.centers.shape)
+
+    def save_object_imp(self, store: Any) -> None:
+        store.put("rows", self.rows)
+
+    def load_object_imp(self, store: Any) -> None:
+        self.rows = store.get("rows", 0)
+
+
+class Part(Trainable):
+    def __init__(self, width: float = 1.0) -> None:
+        self.width = width
+
+
+def test_a_seeded_search_scores_the_same_parameters_the_same_in_every_run(
+        tmp_path: Path) -> None:
+    """Each trial's model got a random id, and TrainSpec(seed="auto") seeds training from the
+    id: two runs of one seeded search scored the same parameters differently and could pick
+    another best (found by the search audit)."""
+    def run(where: str) -> list[Any]:
+        result = Search(ObjectDef(Noisy, shift=Float(0.0, 0.5)), metric="accuracy",
+                        repo=tmp_path / where, name="s", sampler="random", n_trials=3,
+                        seed=0, folds=2).run(blobs(120))
+        return [(t["number"], t["params"], t["values"]) for t in result.trials]
+
+    first = run("a")
+    assert run("b") == first
+    assert len({tuple(values) for _, _, values in first}) > 1  # noise changes scores
+
+
+def test_folds_keep_a_model_trained_on_all_the_data_and_refuse_a_validation_set(
+        tmp_path: Path) -> None:
+    """The kept model was the last fold's, trained on (k-1)/k of the data, while its score is
+    the folds' mean; a valid Dataset given with folds was dropped without a word (found by the
+    search audit)."""
+    search = Search(ObjectDef(Noisy, shift=Float(0.0, 0.5)), metric="accuracy",
+                    repo=tmp_path / "r", name="f", sampler="random", n_trials=2, seed=0,
+                    folds=4)
+    with pytest.raises(ConfigurationError, match="pass either folds or valid"):
+        search.run(blobs(200), blobs(50, seed=1))
+    result = search.run(blobs(200))
+    assert result.best.rows == 200
+
+
+def test_a_shared_definition_with_markers_needs_them_named(tmp_path: Path) -> None:
+    """Markers inside a definition used in two places were sampled per place, and every trial
+    failed to build, blaming the ids (found by the search audit)."""
+    shared = ObjectDef(Part, width=Float(0.0, 1.0), dry_id="shared")
+    with pytest.raises(ConfigurationError, match=r"'shared' \(Part\) is used in 2 places and "
+                                                 r"holds unnamed markers \(width\)"):
+        Search(ObjectDef(Noisy, part=shared, again=shared), metric="accuracy",
+               repo=tmp_path / "r", name="x", n_trials=1)
+    named = ObjectDef(Part, width=Float(0.0, 1.0, name="width"), dry_id="shared")
+    result = Search(ObjectDef(Noisy, part=named, again=named), metric="accuracy",
+                    repo=tmp_path / "r", name="y", sampler="random", n_trials=2,
+                    seed=0).run(blobs(120))
+    assert [t["status"] for t in result.trials] == ["complete", "complete"]
+    assert result.best.part is result.best.again
+
+
+def test_early_stopping_reads_the_direction_from_the_monitor_and_skips_nan() -> None:
+    """mode defaulted to "min" whatever the monitor: monitor="val_accuracy" kept the worst
+    epoch's weights; and a first epoch of NaN became a best nothing could beat (found by the
+    search audit)."""
+    from dryml.models import EarlyStopping
+
+    assert EarlyStopping(monitor="val_accuracy").mode == "max"
+    assert EarlyStopping(monitor="val_auc").mode == "max"
+    assert EarlyStopping().mode == EarlyStopping(monitor="val_mse").mode == "min"
+    assert EarlyStopping(monitor="val_accuracy", mode="min").mode == "min"
+    rising = EarlyStopping(monitor="val_accuracy")
+    assert rising.improved(0.7, 0.6) and not rising.improved(0.5, 0.6)
+    assert not rising.improved(float("nan"), None) and rising.improved(0.1, None)
+    with pytest.raises(ConfigurationError, match="'auto', 'min' or 'max'"):
+        EarlyStopping(mode="up")

@@ -32,17 +32,32 @@ def derived_seed(dry_id: str) -> int:
     return int.from_bytes(digest, "big") >> 33
 
 
+#: Metric names (without ``val_``) for which higher is better; any other monitor is a loss or
+#: an error, lower is better.
+HIGHER_IS_BETTER = frozenset({"accuracy", "acc", "balanced_accuracy", "macro_f1", "f1",
+                              "roc_auc", "auc", "aucpr", "r2", "map", "ndcg", "precision",
+                              "recall", "binary_accuracy", "categorical_accuracy",
+                              "sparse_categorical_accuracy"})
+
+
 class EarlyStopping(Object):
-    """Stop when ``monitor`` (a validation metric, lower is better unless ``mode='max'``) has not
-    improved by ``min_delta`` for ``patience`` epochs; the best weights are kept.
+    """Stop when ``monitor`` (a validation metric) has not improved by ``min_delta`` for
+    ``patience`` epochs; the best weights are kept. ``mode`` says which way is better:
+    ``"auto"`` (the default) reads it from the name, as Keras does (``val_accuracy``,
+    ``val_auc``, ``val_r2``... higher; losses and errors lower), else ``"min"`` or ``"max"``.
     ``patience=0`` stops at the first epoch without improvement, as 1 does (and as Keras
-    does), in every backend."""
+    does), in every backend. An epoch whose monitor is NaN is no improvement."""
 
     def __init__(self, patience: int = 5, monitor: str = "val_loss", min_delta: float = 0.0,
-                 mode: str = "min") -> None:
-        if mode not in ("min", "max"):
-            raise ConfigurationError(f"EarlyStopping mode is 'min' or 'max', got {mode!r}")
-        self.patience, self.monitor, self.min_delta, self.mode = patience, monitor, min_delta, mode
+                 mode: str = "auto") -> None:
+        if mode not in ("auto", "min", "max"):
+            raise ConfigurationError(
+                f"EarlyStopping mode is 'auto', 'min' or 'max', got {mode!r}")
+        self.patience, self.monitor, self.min_delta = patience, monitor, min_delta
+        # found by the search audit: the default was "min" whatever the monitor, so
+        # monitor="val_accuracy" kept the worst epoch's weights
+        self.mode = mode if mode != "auto" else (
+            "max" if str(monitor).removeprefix("val_") in HIGHER_IS_BETTER else "min")
 
     @property
     def rounds(self) -> int:
@@ -51,7 +66,10 @@ class EarlyStopping(Object):
         return max(int(self.patience), 1)
 
     def improved(self, value: float, best: float | None) -> bool:
-        """Whether ``value`` beats ``best`` by more than ``min_delta``."""
+        """Whether ``value`` beats ``best`` by more than ``min_delta`` (never when it is NaN: a
+        first NaN taken as the best froze early stopping on it)."""
+        if value != value:
+            return False
         if best is None:
             return True
         if self.mode == "min":

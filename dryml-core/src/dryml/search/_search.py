@@ -10,11 +10,12 @@ import signal
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from dryml._objectdef import ObjectDef
+from dryml._objectdef import ObjectDef, iter_defs
 from dryml.context._executor import chosen_executor, executor_names, get_executor, using_executor
 from dryml.errors import ConfigurationError, DrymlError
 from dryml.models._trainable import frameworks_of
@@ -153,10 +154,14 @@ class Search:
         if not (state / f"{self.name}.json").exists():
             _store.existing_trials_without_settings(self.repo, self.name)
         _store.write_settings(state, self.name, self._settings())
+        if self.folds and valid is not None:  # found by the search audit: dropped silently
+            raise ConfigurationError(
+                f"folds={self.folds} scores each trial on its own folds of the training data, "
+                "so a validation Dataset would go unused: pass either folds or valid")
         rows = self.trials()
         _store.mark_running_failed(self.repo, rows)
         if self.folds:
-            folds, valid = make_folds(train, self.folds, self.seed or 0), None
+            folds = make_folds(train, self.folds, self.seed or 0)
         else:
             folds = None
             if valid is None:
@@ -301,10 +306,26 @@ class Search:
                 "metrics": {}, "values": None, "seconds": None, "error": None,
                 "kept": False, **fields}
 
+    def _trial_definition(self, asked: Asked) -> Any:
+        """The trial's definition; in a seeded search its objects get ids derived from the
+        search's name, seed and trial number, so that ``TrainSpec(seed="auto")`` (a seed from
+        the trained object's id) trains them the same way in every run of the search (found
+        by the search audit: two runs of one seeded search scored the same parameters
+        differently). Ids the space gives are kept: they share objects."""
+        definition = asked.definition
+        if self.seed is None:
+            return definition
+        definition = definition.copy()
+        key = f"dryml-search:{self.name}:{self.seed}:{asked.number}"
+        for i, nested in enumerate(iter_defs(definition)):
+            if nested.dry_id is None:
+                nested.kwargs["dry_id"] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{key}:{i}"))
+        return definition
+
     def _begin(self, asked: Asked) -> Any:
         """Build the trial's model and record it as running (None when it cannot be built)."""
         try:
-            model = asked.definition.build()
+            model = self._trial_definition(asked).build()
         except Exception as exc:  # noqa: BLE001 - a bad sampled value fails the trial only
             record = _store.TrialRecord(self.name, asked.number)
             error = f"building the model failed: {type(exc).__name__}: {exc}"

@@ -97,6 +97,18 @@ def _option_path(path: str, label: Any) -> str:
     return _join(path, str(label))
 
 
+def _unnamed_markers(value: Any) -> list[str]:
+    """The paths of the markers in ``value`` that have no name."""
+    found: list[str] = []
+
+    def note(spec: Any, name: str, path: str) -> None:
+        if spec.name is None:
+            found.append(path or "top")
+
+    _Walker(note).walk(value, "")
+    return found
+
+
 def _contains_marker(value: Any) -> bool:
     found: list[bool] = []
 
@@ -203,7 +215,32 @@ class Space:
 
     def __init__(self, space: Any) -> None:
         self.definition = _normalize(space)
+        self._check_shared()
         self.params = self._collect()
+
+    def _check_shared(self) -> None:
+        """A definition with an id used in several places shares one object in each trial;
+        an unnamed marker inside it would be sampled once per place, and the places would no
+        longer be one object (every trial failed to build, blaming the ids: found by the
+        search audit). Name such markers, which ties the places to one value."""
+        from dryml._objectdef import iter_defs
+
+        seen: dict[str, int] = {}
+        for nested in iter_defs(self.definition):
+            if nested.dry_id is not None:
+                seen[nested.dry_id] = seen.get(nested.dry_id, 0) + 1
+        for nested in iter_defs(self.definition):
+            if seen.get(nested.dry_id or "", 0) < 2:
+                continue
+            unnamed = _unnamed_markers(nested)
+            if unnamed:
+                raise ConfigurationError(
+                    f"the definition {nested.dry_id!r} ({nested.cls.__qualname__}) is used in "
+                    f"{seen[nested.dry_id or '']} places and holds unnamed markers "
+                    f"({', '.join(unnamed)}): each place would be sampled on its own, and they "
+                    "could no longer share one object. Name each marker (Float(..., "
+                    "name='...'), Int(..., name=...), Choice(..., name=...)) so that every "
+                    "place takes one value")
 
     # -- static view ------------------------------------------------------------------------
     def _collect(self) -> list[Param]:

@@ -8,6 +8,7 @@ from typing import Any
 
 from dryml.context import compute_context
 from dryml.errors import ConfigurationError, MetricError
+from dryml.models._spec import HIGHER_IS_BETTER
 
 __all__ = ["MAXIMIZE", "MINIMIZE", "monitor_direction_of", "resolve_metrics", "train_and_score"]
 
@@ -63,7 +64,7 @@ def resolve_metrics(metric: Any, direction: Any) -> tuple[list[Metric], list[str
 #: and scores Keras, torch and XGBoost log.
 _LOWER_IS_BETTER = frozenset(MINIMIZE) | {"loss", "logloss", "mlogloss", "error", "merror",
                                           "rmse", "mape", "rmsle", "mphe"}
-_HIGHER_IS_BETTER = frozenset(MAXIMIZE) | {"auc", "aucpr", "map", "ndcg"}
+_HIGHER_IS_BETTER = frozenset(MAXIMIZE) | HIGHER_IS_BETTER
 
 
 def monitor_direction_of(monitor: str, given: str | None, metric: str, direction: str, *,
@@ -168,12 +169,20 @@ def _run(model: Any, train: Any, valid: Any, metrics: list[Metric],
          folds: list[tuple[Any, Any]] | None, start: float) -> dict[str, Any]:
     if folds:
         scores: list[dict[str, float]] = []
-        definition = model.definition().without_id()
+        definition = model.definition()
         for i, (fold_train, fold_valid) in enumerate(folds):
-            fold_model = model if i == len(folds) - 1 else definition.build()
+            # an id of its own, derived from the trial model's (a seeded search's fold models
+            # train the same in every run)
+            fold = definition.copy()
+            fold.kwargs["dry_id"] = f"{model.dry_id}-fold{i}"
+            fold_model = fold.build()
             fold_model.train(fold_train)
             scores.append(_score(fold_model, fold_valid, metrics))
         result = {name: sum(s[name] for s in scores) / len(scores) for name, _ in metrics}
+        # the kept model learns from all the training data, as scikit-learn's refit (it was
+        # the last fold's model, which the folds' mean score does not describe: found by the
+        # search audit)
+        model.train(train)
     else:
         model.train(train)
         result = _score(model, valid, metrics)
