@@ -588,7 +588,12 @@ def test_folds_keep_a_model_trained_on_all_the_data_and_refuse_a_validation_set(
                     folds=4)
     with pytest.raises(ConfigurationError, match="pass either folds or valid"):
         search.run(blobs(200), blobs(50, seed=1))
-    result = search.run(blobs(200))
+    # refused before anything was recorded: the name is free for the corrected call
+    Search(ObjectDef(Noisy, shift=Float(0.0, 0.5)), metric="accuracy", repo=tmp_path / "r",
+           name="f", sampler="random", n_trials=1, seed=0).run(blobs(200), blobs(50, seed=1))
+    result = Search(ObjectDef(Noisy, shift=Float(0.0, 0.5)), metric="accuracy",
+                    repo=tmp_path / "r2", name="f", sampler="random", n_trials=2, seed=0,
+                    folds=4).run(blobs(200))
     assert result.best.rows == 200
 
 
@@ -606,6 +611,18 @@ def test_a_shared_definition_with_markers_needs_them_named(tmp_path: Path) -> No
                     seed=0).run(blobs(120))
     assert [t["status"] for t in result.trials] == ["complete", "complete"]
     assert result.best.part is result.best.again
+    # a definition inside the shared one gets the same derived id in both places (found by
+    # review: they differed, and every trial of a seeded search failed to build)
+    inner = ObjectDef(Part, width=ObjectDef(TrainSpec, epochs=2), dry_id="inner")
+    result = Search(ObjectDef(Noisy, shift=Float(0.0, 0.5), part=inner, again=inner),
+                    metric="accuracy", repo=tmp_path / "r", name="z", sampler="random",
+                    n_trials=2, seed=0).run(blobs(120))
+    assert [t["status"] for t in result.trials] == ["complete", "complete"]
+    # one id in two options of a Choice: only one is built, so its markers need no name
+    options = Choice(ObjectDef(Noisy, part=shared), ObjectDef(Noisy, noise=0.5, part=shared))
+    result = Search(options, metric="accuracy", repo=tmp_path / "r", name="c",
+                    sampler="random", n_trials=2, seed=0).run(blobs(120))
+    assert [t["status"] for t in result.trials] == ["complete", "complete"]
 
 
 def test_early_stopping_reads_the_direction_from_the_monitor_and_skips_nan() -> None:
@@ -618,6 +635,11 @@ def test_early_stopping_reads_the_direction_from_the_monitor_and_skips_nan() -> 
     assert EarlyStopping(monitor="val_auc").mode == "max"
     assert EarlyStopping().mode == EarlyStopping(monitor="val_mse").mode == "min"
     assert EarlyStopping(monitor="val_accuracy", mode="min").mode == "min"
+    for name in ("val_f1_score", "val_r2_score", "val_top_k_categorical_accuracy", "val_auc_1",
+                 "val_AUC", "val_mean_io_u", "val_map@3", "val_ndcg@5", "val_pre@5"):
+        assert EarlyStopping(monitor=name).mode == "max", name  # Keras' and XGBoost's names
+    for name in ("val_mape", "val_mae", "val_error", "val_merror", "val_logloss", "val_rmse"):
+        assert EarlyStopping(monitor=name).mode == "min", name
     rising = EarlyStopping(monitor="val_accuracy")
     assert rising.improved(0.7, 0.6) and not rising.improved(0.5, 0.6)
     assert not rising.improved(float("nan"), None) and rising.improved(0.1, None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import math
 import numbers
+import re
 from typing import Literal
 
 from dryml._object import Object
@@ -40,6 +41,23 @@ HIGHER_IS_BETTER = frozenset({"accuracy", "acc", "balanced_accuracy", "macro_f1"
                               "sparse_categorical_accuracy"})
 
 
+#: Words of metric names for which higher is better (Keras' f1_score, top_k_categorical_
+#: accuracy, auc_1, mean_io_u; XGBoost's map@3, ndcg@5, pre@5).
+_HIGHER_WORDS = frozenset({"accuracy", "acc", "auc", "aucpr", "f1", "r2", "precision",
+                           "recall", "iou", "map", "ndcg", "pre", "fbeta"})
+
+
+def higher_is_better(monitor: str) -> bool:
+    """Whether a metric named ``monitor`` (``val_`` and an ``@n`` or ``_<n>`` suffix aside,
+    any case) is better higher, as Keras' ``mode="auto"`` reads names; else it is a loss or
+    an error, better lower."""
+    name = monitor.lower().removeprefix("val_").split("@")[0]
+    name = re.sub(r"_\d+$", "", name)
+    words = set(name.split("_")) | {name.replace("_", "")}
+    return (name in HIGHER_IS_BETTER or bool(words & _HIGHER_WORDS)
+            or "iou" in name.replace("_", ""))  # mean_io_u
+
+
 class EarlyStopping(Object):
     """Stop when ``monitor`` (a validation metric) has not improved by ``min_delta`` for
     ``patience`` epochs; the best weights are kept. ``mode`` says which way is better:
@@ -57,7 +75,7 @@ class EarlyStopping(Object):
         # found by the search audit: the default was "min" whatever the monitor, so
         # monitor="val_accuracy" kept the worst epoch's weights
         self.mode = mode if mode != "auto" else (
-            "max" if str(monitor).removeprefix("val_") in HIGHER_IS_BETTER else "min")
+            "max" if higher_is_better(str(monitor)) else "min")
 
     @property
     def rounds(self) -> int:

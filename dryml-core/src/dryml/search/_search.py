@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from dryml._objectdef import ObjectDef, iter_defs
+from dryml._objectdef import ObjectDef
 from dryml.context._executor import chosen_executor, executor_names, get_executor, using_executor
 from dryml.errors import ConfigurationError, DrymlError
 from dryml.models._trainable import frameworks_of
@@ -150,14 +150,14 @@ class Search:
         ``validation_split`` of the definition's TrainSpec, else a 20% split)."""
         from dryml.search._data import make_folds, split_for_scoring
 
-        state = _store.state_dir(self.repo.directory)
-        if not (state / f"{self.name}.json").exists():
-            _store.existing_trials_without_settings(self.repo, self.name)
-        _store.write_settings(state, self.name, self._settings())
         if self.folds and valid is not None:  # found by the search audit: dropped silently
             raise ConfigurationError(
                 f"folds={self.folds} scores each trial on its own folds of the training data, "
                 "so a validation Dataset would go unused: pass either folds or valid")
+        state = _store.state_dir(self.repo.directory)
+        if not (state / f"{self.name}.json").exists():
+            _store.existing_trials_without_settings(self.repo, self.name)
+        _store.write_settings(state, self.name, self._settings())
         rows = self.trials()
         _store.mark_running_failed(self.repo, rows)
         if self.folds:
@@ -213,7 +213,7 @@ class Search:
                     # the running record is written while the worker trains (a trial killed
                     # before it exists has nothing to resume: its sampler slot is failed)
                     running = self._meta(asked, model, status="running")
-                    record = _untrained(asked.definition, model.dry_id)
+                    record = _untrained(model.definition(), model.dry_id)
                     with _interrupt_deferred():  # a trial in flight is in both or neither
                         future = pool.submit(self._train, model, train, valid, self.metrics,
                                              folds, self._report_args(asked),
@@ -316,10 +316,7 @@ class Search:
         if self.seed is None:
             return definition
         definition = definition.copy()
-        key = f"dryml-search:{self.name}:{self.seed}:{asked.number}"
-        for i, nested in enumerate(iter_defs(definition)):
-            if nested.dry_id is None:
-                nested.kwargs["dry_id"] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{key}:{i}"))
+        _derive_ids(definition, f"dryml-search:{self.name}:{self.seed}:{asked.number}", [0])
         return definition
 
     def _begin(self, asked: Asked) -> Any:
@@ -459,6 +456,29 @@ def _json_safe(metrics: dict[str, Any]) -> dict[str, Any]:
     """Metrics as metadata (plain JSON): a NaN or infinite value is kept as its name."""
     return {k: repr(v) if isinstance(v, float) and not math.isfinite(v) else v
             for k, v in metrics.items()}
+
+
+def _derive_ids(value: Any, scope: str, counter: list[int]) -> None:
+    """Give each definition in ``value`` without an id one derived from ``scope`` and its
+    place; inside a definition with an id of its own (one object in several places) the
+    places count from that id, so every copy of it gets the same ids and stays one object
+    (found by review: its nested definitions differed, and every trial failed to build)."""
+    if isinstance(value, ObjectDef):
+        fixed = value.dry_id
+        if fixed is None:
+            value.kwargs["dry_id"] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{scope}:{counter[0]}"))
+            counter[0] += 1
+            inner_scope, inner = scope, counter
+        else:
+            inner_scope, inner = f"{scope}:{fixed}", [0]
+        for item in (*value.args, *value.kwargs.values()):
+            _derive_ids(item, inner_scope, inner)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _derive_ids(item, scope, counter)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _derive_ids(item, scope, counter)
 
 
 def _untrained(definition: ObjectDef, dry_id: str) -> Any:

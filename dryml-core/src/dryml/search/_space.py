@@ -97,6 +97,23 @@ def _option_path(path: str, label: Any) -> str:
     return _join(path, str(label))
 
 
+def _defs_outside_markers(value: Any) -> Any:
+    """The definitions in ``value`` that every trial builds: not those inside a marker (an
+    option of a Choice is built only when chosen, so two options may use one id)."""
+    if isinstance(value, ObjectDef):
+        if marker_spec(value) is not None:
+            return
+        yield value
+        for item in (*value.args, *value.kwargs.values()):
+            yield from _defs_outside_markers(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _defs_outside_markers(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _defs_outside_markers(item)
+
+
 def _unnamed_markers(value: Any) -> list[str]:
     """The paths of the markers in ``value`` that have no name."""
     found: list[str] = []
@@ -223,13 +240,12 @@ class Space:
         an unnamed marker inside it would be sampled once per place, and the places would no
         longer be one object (every trial failed to build, blaming the ids: found by the
         search audit). Name such markers, which ties the places to one value."""
-        from dryml._objectdef import iter_defs
-
+        found = list(_defs_outside_markers(self.definition))
         seen: dict[str, int] = {}
-        for nested in iter_defs(self.definition):
+        for nested in found:
             if nested.dry_id is not None:
                 seen[nested.dry_id] = seen.get(nested.dry_id, 0) + 1
-        for nested in iter_defs(self.definition):
+        for nested in found:
             if seen.get(nested.dry_id or "", 0) < 2:
                 continue
             unnamed = _unnamed_markers(nested)
