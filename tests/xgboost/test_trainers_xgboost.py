@@ -252,3 +252,15 @@ def test_early_stopping_uses_a_validation_dataset_passed_to_train() -> None:
     finally:
         shutdown_workers()
     assert model.trained and "val_loss" in model.train_state.history[-1]
+
+
+def test_val_loss_standing_for_a_metric_to_maximize_keeps_its_best_round() -> None:
+    """monitor="val_loss" watches the last eval_metric; with "auc" early stopping minimized
+    it, and kept the worst round (found by review)."""
+    binary = classification_data().map_batches(lambda b: (b[0], (b[1] > 0).astype(np.int64)))
+    model = XGBoostTrainable("classifier", stopping_spec(patience=5), n_estimators=300,
+                             learning_rate=0.3, max_depth=3, eval_metric="auc")
+    model.train(binary)
+    history = model.train_state.history
+    best = model.best_iteration
+    assert best is not None and history[best]["val_loss"] == max(h["val_loss"] for h in history)

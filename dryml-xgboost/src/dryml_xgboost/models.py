@@ -115,8 +115,11 @@ class XGBoostTrainable(Trainable):
         stopping, metric = spec.early_stopping, None
         if stopping is not None and x_valid is not None:
             metric = _monitored_metric(stopping.monitor, params)
+            # auto: XGBoost reads the direction from the metric it watches (val_loss stands
+            # for the last eval_metric: with "auc" it was minimized, keeping the worst round)
+            maximize = None if stopping.auto and metric is None else stopping.mode == "max"
             callbacks.append(xgboost.callback.EarlyStopping(
-                rounds=stopping.rounds, metric_name=metric, maximize=stopping.mode == "max",
+                rounds=stopping.rounds, metric_name=metric, maximize=maximize,
                 min_delta=stopping.min_delta, save_best=False))
         cls = xgboost.XGBClassifier if self.task == "classifier" else xgboost.XGBRegressor
         model = cls(**params, callbacks=callbacks)

@@ -72,6 +72,9 @@ class EarlyStopping(Object):
             raise ConfigurationError(
                 f"EarlyStopping mode is 'auto', 'min' or 'max', got {mode!r}")
         self.patience, self.monitor, self.min_delta = patience, monitor, min_delta
+        #: whether the direction was read from the name (a backend that knows better which
+        #: metric ``val_loss`` stands for, XGBoost's last ``eval_metric``, decides itself)
+        self.auto = mode == "auto"
         # found by the search audit: the default was "min" whatever the monitor, so
         # monitor="val_accuracy" kept the worst epoch's weights
         self.mode = mode if mode != "auto" else (
