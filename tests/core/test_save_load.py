@@ -472,3 +472,51 @@ def test_a_file_from_another_0x_minor_version_of_a_plugin_warns(recorded: str,
     assert bool(skew) == warns, [str(w.message) for w in caught]
     if warns:
         assert f"written with dryml-core {recorded}" in str(skew[0].message)
+
+
+def test_streams_load_through_one_forward_copy_and_a_pipe_of_something_else_fails_at_once(
+        tmp_path: Path) -> None:
+    """A gzip stream's seeks decompress again from its start, so a load took time growing with
+    the square of its members; a pipe was read whole into memory before its first bytes were
+    checked (found by the load-paths audit). Streams other than files and BytesIO are copied
+    once, forward, after their header is checked."""
+    import gzip
+    import threading
+
+    from dryml.errors import FormatError
+
+    obj = Holder(Leaf(1), Leaf(2), scale=2.0)
+    save_object(obj, tmp_path / "h.dry")
+    data = (tmp_path / "h.dry").read_bytes()
+    with gzip.open(tmp_path / "h.dry.gz", "wb") as packed:
+        packed.write(data)
+    with gzip.open(tmp_path / "h.dry.gz", "rb") as stream:
+        assert np.array_equal(load_object(stream).weights, obj.weights)
+
+    written = [0]
+
+    def through_pipe(payload: bytes, size: int) -> Any:
+        read, write = os.pipe()
+        written[0] = 0
+
+        def feed() -> None:
+            try:
+                with os.fdopen(write, "wb") as out:
+                    for _ in range(max(1, size // len(payload))):
+                        out.write(payload)
+                        written[0] += len(payload)
+            except BrokenPipeError:
+                pass
+
+        feeder = threading.Thread(target=feed)
+        feeder.start()
+        try:
+            with os.fdopen(read, "rb") as stream:
+                return load_object(stream)
+        finally:
+            feeder.join(30)
+
+    assert np.array_equal(through_pipe(data, len(data)).weights, obj.weights)
+    with pytest.raises(FormatError, match="the stream is not a .dry file"):
+        through_pipe(b"NOT A DRY FILE " * 4096, 2 << 30)  # 2 GB offered
+    assert written[0] < 64 << 20  # refused after its first bytes, not read whole

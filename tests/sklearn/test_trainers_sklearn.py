@@ -304,3 +304,34 @@ def test_a_pipes_context_reqs_reach_its_steps() -> None:
     assert trained.trained and metrics.accuracy(trained, data) > 0.9
     with pytest.raises(ResourcesUnavailableError):
         trained.eval(data, context_reqs={"sklearn": {"num_cpus": 4096}})
+
+
+@pytest.mark.parametrize("value", [5, {"predict_proba": 1},
+                                   {"__dry__": "class",
+                                    "path": "sklearn.linear_model:LogisticRegression"}],
+                         ids=["int", "dict", "class"])
+def test_a_plain_value_in_place_of_the_fitted_model_is_a_format_error(value: Any) -> None:
+    """A file could hold a plain value where the fitted estimator is kept: it loaded, and the
+    first predict failed with a raw AttributeError or TypeError (found by the load-paths
+    audit)."""
+    from dryml.errors import FormatError
+    from dryml.testing.serializers import rewrite_manifest
+
+    model = build_forest_classifier()
+    try:
+        model.train(classification_data())
+    finally:
+        from dryml.context import shutdown_workers
+
+        shutdown_workers()
+    buffer = io.BytesIO()
+    save_object(model, buffer)
+
+    def edit(manifest: dict[str, Any]) -> None:
+        manifest["objects"][-1]["state"]["model"] = {"value": value}
+        manifest["members"] = {}
+
+    loaded = load_object(io.BytesIO(rewrite_manifest(buffer.getvalue(), edit)))
+    with pytest.raises(FormatError, match="stored 'model' of this SklearnTrainable is a .*, not "
+                                          "a fitted scikit-learn estimator"):
+        _ = loaded.model

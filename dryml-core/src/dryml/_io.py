@@ -374,6 +374,44 @@ def fsync_directory(directory: str | os.PathLike[str]) -> None:
             os.close(dir_fd)
 
 
+#: Streams are copied once into a temporary file that stays in memory up to this size.
+_SPOOL_IN_MEMORY = 64 << 20
+
+
+def _real_file(source: Any) -> bool:
+    """Whether ``source`` is an open regular file (seeks are cheap)."""
+    try:
+        return stat.S_ISREG(os.fstat(source.fileno()).st_mode) and bool(source.seekable())
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def _spooled(source: Any) -> IO[bytes]:
+    """``source`` copied once, forward, into a temporary file (in memory up to
+    :data:`_SPOOL_IN_MEMORY`): a reader seeks back and forth, which a gzip, bz2 or lzma stream
+    does by decompressing again from the start (a load took time growing with the square of
+    its members), and a pipe cannot do at all (it was read whole into memory, before even
+    its first bytes were checked; found by the load-paths audit)."""
+    import tempfile
+
+    from dryml.format._container import MAGIC
+
+    head = source.read(len(MAGIC))
+    if head != MAGIC:
+        raise FormatError("the stream is not a .dry file (it does not start with the .dry "
+                          "header)")
+    copy = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)  # noqa: SIM115 - returned
+    try:
+        copy.write(head)
+        while chunk := source.read(1 << 20):
+            copy.write(chunk)
+        copy.seek(0)
+    except BaseException:
+        copy.close()
+        raise
+    return copy
+
+
 def open_regular(path: str | os.PathLike[str]) -> IO[bytes]:
     """``open(path, "rb")`` of a regular file; a FormatError for anything else, found before
     anything is read (a FIFO put in place of a ``.dry`` file blocked every load, found by the
@@ -408,10 +446,10 @@ def open_container(source: Source, limits: Limits | None) -> Iterator[
             stream: IO[bytes] = open_regular(source)
         except FileNotFoundError:
             raise FileNotFoundError(f"no .dry file at {os.fspath(source)!r}") from None
-    elif hasattr(source, "seek") and getattr(source, "seekable", lambda: True)():
+    elif isinstance(source, io.BytesIO) or _real_file(source):
         stream = source
     else:
-        stream = io.BytesIO(source.read())
+        stream = _spooled(source)  # a pipe, a socket, gzip/bz2/lzma (their seeks decompress)
     try:
         reader = ContainerReader(stream, limits)
         manifest = parse_manifest(reader.manifest)

@@ -132,6 +132,12 @@ def check_labels(y: Any) -> None:
             "number the classes 0..k-1 first: labels, y = np.unique(y, return_inverse=True)")
 
 
+def _is_estimator(value: Any) -> bool:
+    from sklearn.base import BaseEstimator
+
+    return isinstance(value, BaseEstimator)
+
+
 def class_columns(prob: Any, classes: Any) -> Any:
     """``predict_proba``'s columns placed at their integer labels: column i is label i, with a
     column of zeros for a label the training data lacked. scikit-learn leaves such a label out
@@ -169,7 +175,7 @@ class SklearnTrainable(Trainable):
     dry_framework = "sklearn"
     #: The fitted model. Loaded from a file it stays encoded until first used, so a process
     #: that only holds, saves or forwards the trainable never imports the framework.
-    model = Deferred()
+    model = Deferred(lambda value: _is_estimator(value), "a fitted scikit-learn estimator")
 
     def __init__(self, estimator: Estimator, task: str = "classifier",
                  spec: TrainSpec | None = None) -> None:

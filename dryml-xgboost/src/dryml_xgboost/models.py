@@ -62,7 +62,7 @@ class XGBoostTrainable(Trainable):
     dry_framework = "xgboost"
     #: The fitted model. Loaded from a file it stays encoded until first used, so a process
     #: that only holds, saves or forwards the trainable never imports the framework.
-    model = Deferred()
+    model = Deferred(lambda value: _is_xgboost_model(value), "an XGBoost model")
 
     def __init__(self, task: str = "classifier", spec: TrainSpec | None = None,
                  **xgb_params: Any) -> None:
@@ -172,6 +172,12 @@ def _context_threads() -> int | None:
 
     ctx = current_context()
     return None if ctx is None else ctx.cpu_threads("xgboost")
+
+
+def _is_xgboost_model(value: Any) -> bool:
+    import xgboost
+
+    return isinstance(value, (xgboost.XGBModel, xgboost.Booster))
 
 
 def _monitored_metric(monitor: str, params: dict[str, Any]) -> str | None:

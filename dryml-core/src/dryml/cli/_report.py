@@ -317,8 +317,7 @@ def build_report(file: str, stream: IO[bytes], manifest: Manifest, file_size: in
                 classes[path, used_as] = ClassReport(path, used_as,
                                                      *_class_trust(policy, path, used_as))
         for member, where in scan.members:
-            if where not in used_by[member]:
-                used_by[member].append(where)
+            used_by[member].append(where)
         trusted, reason = classes[node.cls, "Object"].trusted, classes[node.cls, "Object"].reason
         nodes.setdefault(node.id, NodeReport(
             node.id, node.cls, node.dry_mut, trusted, reason, args, kwargs, state,
@@ -327,7 +326,8 @@ def build_report(file: str, stream: IO[bytes], manifest: Manifest, file_size: in
     order = _tree_order(manifest.root, {k: v.children for k, v in nodes.items()})
     members = [MemberReport(name, info.kind, described[name], info.size, info.raw_size,
                             info.compression, info.checksum,
-                            _verify(stream, info) if verify else None, used_by[name])
+                            _verify(stream, info) if verify else None,
+                            list(dict.fromkeys(used_by[name])))  # (a list scan was quadratic)
                for name, info in manifest.members.items()]
     return FileReport(
         file, file_size, manifest.format_version, manifest.dryml_version, manifest.created,

@@ -16,7 +16,7 @@ Member names: a serializer refers to its members by the names it was given when 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -115,6 +115,12 @@ class Deferred:
     ...         Model.fitted.load(self, store)   # decoded when self.fitted is first read
     """
 
+    def __init__(self, expect: Callable[[Any], bool] | None = None, what: str = "") -> None:
+        #: ``expect(value)`` checks a decoded value (``what`` names what it must be): a file
+        #: could hold a plain value in its place, which loaded and then failed at first use
+        #: with a raw AttributeError (found by the load-paths audit)
+        self._expect, self._what = expect, what
+
     def __set_name__(self, owner: type, name: str) -> None:
         self._name = name
         self._slot = f"_dry_deferred_{name}"
@@ -124,7 +130,12 @@ class Deferred:
             return self
         value = obj.__dict__.get(self._slot)
         if isinstance(value, StoredValue):
-            value = obj.__dict__[self._slot] = value.load()
+            decoded = value.load()
+            if self._expect is not None and decoded is not None and not self._expect(decoded):
+                raise FormatError(f"the stored {self._name!r} of this "
+                                  f"{type(obj).__qualname__} is a {type(decoded).__name__}, "
+                                  f"not {self._what or 'what it saves'}: the file was altered")
+            value = obj.__dict__[self._slot] = decoded
         return value
 
     def __set__(self, obj: Any, value: Any) -> None:
