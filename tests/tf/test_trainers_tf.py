@@ -381,3 +381,29 @@ def test_a_multilabel_network_with_a_binary_loss_gives_each_output_its_sigmoid()
     np.testing.assert_allclose(p, _sigmoid(logits), rtol=1e-5)
     both = y.all(axis=1)
     assert ((p[both] > 0.5).all(axis=1)).mean() > 0.9
+
+
+def test_a_plain_value_in_place_of_the_keras_model_is_a_format_error() -> None:
+    """A file could hold a plain value where the Keras model is kept: it loaded, and the first
+    predict failed with a raw error (found by the load-paths audit)."""
+    import io
+
+    from dryml.errors import FormatError
+    from dryml.testing.serializers import rewrite_manifest
+
+    model = build_classifier()
+    x, y = _binary()
+    try:
+        model.train(NumpyDataset((x, y), supervised=True))
+    finally:
+        shutdown_workers()
+    buffer = io.BytesIO()
+    save_object(model, buffer)
+
+    def edit(manifest: dict[str, Any]) -> None:
+        manifest["objects"][-1]["state"]["model"] = {"value": 5}
+
+    loaded = load_object(io.BytesIO(rewrite_manifest(buffer.getvalue(), edit)))
+    with pytest.raises(FormatError, match="stored 'model' of this KerasTrainable is a int, not "
+                                          "a Keras model"):
+        loaded.predict(x[:2])

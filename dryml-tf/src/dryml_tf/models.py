@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from dryml._object import Object
 from dryml._objectdef import ObjectDef
-from dryml.errors import ConfigurationError
+from dryml.errors import ConfigurationError, FormatError
 from dryml.models import Trainable, TrainSpec
 from dryml_tf._procedure import (
     GradientAccumulation,
@@ -298,7 +298,15 @@ class KerasTrainable(Trainable):
         """Decode the stored model (and what a resumable training needs)."""
         stored, self._stored = self._stored, {}
         loaded = {name: value.load() for name, value in stored.items()}
-        self._keras_model = loaded.get("model")
+        model = loaded.get("model")
+        if model is not None:
+            import keras
+
+            if not isinstance(model, keras.Model):  # a plain value a file put in its place
+                raise FormatError(f"the stored 'model' of this KerasTrainable is a "
+                                  f"{type(model).__name__}, not a Keras model: the file was "
+                                  "altered")
+        self._keras_model = model
         if self._keras_model is not None and "rng" in loaded:
             from dryml_tf._models_fit import load_training
 
