@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -517,6 +518,27 @@ def test_streams_load_through_one_forward_copy_and_a_pipe_of_something_else_fail
             feeder.join(30)
 
     assert np.array_equal(through_pipe(data, len(data)).weights, obj.weights)
+    # found by review of the fix: gzip.open(path) has its compressed file's descriptor, and was
+    # still read directly; an unbuffered socket gave fewer than 8 bytes to the header check; a
+    # stream left past its start (a save into it, not rewound) failed the header check
+    from dryml._io import _real_file
+
+    with gzip.open(tmp_path / "h.dry.gz", "rb") as stream, open(tmp_path / "h.dry", "rb") as f:
+        assert not _real_file(stream) and _real_file(f)
+    import socket
+
+    left, right = socket.socketpair()
+    with left, right:
+        right.sendall(data[:4])
+        sender = threading.Thread(target=lambda: (time.sleep(0.2), right.sendall(data[4:]),
+                                                  right.shutdown(socket.SHUT_WR)))
+        sender.start()
+        with left.makefile("rb", buffering=0) as stream:
+            assert np.array_equal(load_object(stream).weights, obj.weights)
+        sender.join(30)
+    rewound = io.BufferedRandom(io.BytesIO())  # type: ignore[arg-type]
+    save_object(obj, rewound)
+    assert np.array_equal(load_object(rewound).weights, obj.weights)
     with pytest.raises(FormatError, match="the stream is not a .dry file"):
         through_pipe(b"NOT A DRY FILE " * 4096, 2 << 30)  # 2 GB offered
     assert written[0] < 64 << 20  # refused after its first bytes, not read whole

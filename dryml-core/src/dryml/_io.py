@@ -379,10 +379,16 @@ _SPOOL_IN_MEMORY = 64 << 20
 
 
 def _real_file(source: Any) -> bool:
-    """Whether ``source`` is an open regular file (seeks are cheap)."""
+    """Whether ``source`` reads an open regular file as it is (seeks are cheap): a file
+    opened with ``open()``, buffered or not. A gzip, bz2 or lzma stream has the descriptor of
+    its compressed file (found by review: ``gzip.open(path)`` was read directly, its seeks
+    decompressing again), and a SpooledTemporaryFile would be moved to disk by ``fileno()``."""
+    raw = source if isinstance(source, io.FileIO) else getattr(source, "raw", None)
+    if not isinstance(raw, io.FileIO):
+        return False
     try:
-        return stat.S_ISREG(os.fstat(source.fileno()).st_mode) and bool(source.seekable())
-    except (AttributeError, OSError, ValueError):
+        return stat.S_ISREG(os.fstat(raw.fileno()).st_mode) and bool(source.seekable())
+    except (OSError, ValueError):
         return False
 
 
@@ -396,7 +402,15 @@ def _spooled(source: Any) -> IO[bytes]:
 
     from dryml.format._container import MAGIC
 
-    head = source.read(len(MAGIC))
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        if source.seekable():  # a file is read from its start, as a path or a BytesIO is
+            source.seek(0)
+    head = b""
+    while len(head) < len(MAGIC):  # an unbuffered pipe or socket may give fewer at a time
+        more = source.read(len(MAGIC) - len(head))
+        if not more:
+            break
+        head += more
     if head != MAGIC:
         raise FormatError("the stream is not a .dry file (it does not start with the .dry "
                           "header)")

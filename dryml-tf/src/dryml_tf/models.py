@@ -296,16 +296,17 @@ class KerasTrainable(Trainable):
 
     def _restore(self) -> None:
         """Decode the stored model (and what a resumable training needs)."""
-        stored, self._stored = self._stored, {}
-        loaded = {name: value.load() for name, value in stored.items()}
+        loaded = {name: value.load() for name, value in self._stored.items()}
         model = loaded.get("model")
         if model is not None:
             import keras
 
             if not isinstance(model, keras.Model):  # a plain value a file put in its place
+                # raised again on the next use: the stored state stays (found by review)
                 raise FormatError(f"the stored 'model' of this KerasTrainable is a "
                                   f"{type(model).__name__}, not a Keras model: the file was "
                                   "altered")
+        self._stored = {}
         self._keras_model = model
         if self._keras_model is not None and "rng" in loaded:
             from dryml_tf._models_fit import load_training
