@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from dryml._values import capture_call, copy_value, shared_repr, values_equal
@@ -156,13 +156,17 @@ class ObjectDef:
         ), lambda: f"<ObjectDef {self._cls.__qualname__}, as above>")
 
 
-def iter_defs(value: Any) -> Iterator[ObjectDef]:
+def iter_defs(value: Any, skip: Callable[[ObjectDef], bool] | None = None
+              ) -> Iterator[ObjectDef]:
     """Every ObjectDef in ``value``, itself included, and nested in definitions' arguments,
-    lists, tuples and dict values: each before what it holds, in argument order."""
+    lists, tuples and dict values: each before what it holds, in argument order. A definition
+    for which ``skip`` is true is left out, with everything it holds."""
     stack = [value]
     while stack:
         item = stack.pop()
         if isinstance(item, ObjectDef):
+            if skip is not None and skip(item):
+                continue
             yield item
             stack.extend(reversed([*item._args, *item._kwargs.values()]))
         elif isinstance(item, (list, tuple)):

@@ -175,7 +175,7 @@ class SklearnTrainable(Trainable):
     dry_framework = "sklearn"
     #: The fitted model. Loaded from a file it stays encoded until first used, so a process
     #: that only holds, saves or forwards the trainable never imports the framework.
-    model = Deferred(lambda value: _is_estimator(value), "a fitted scikit-learn estimator")
+    model = Deferred(_is_estimator, "a fitted scikit-learn estimator")
 
     def __init__(self, estimator: Estimator, task: str = "classifier",
                  spec: TrainSpec | None = None) -> None:

@@ -198,22 +198,16 @@ def _check_modules(config: Any) -> None:
     class; a file must not make it import anything. Every module named must already be
     imported: Keras' own are once Keras is, and a registered class's module is where it was
     registered."""
-    stack = [config]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            module = node.get("module")
-            if "class_name" in node and module is not None and (
-                    not isinstance(module, str) or module not in sys.modules):
-                raise UntrustedClassError(
-                    f"the Keras config names module {module!r} (class "
-                    f"{node.get('class_name')!r}), which is not imported; nothing was "
-                    "imported. If you trust the file, import the module that defines the "
-                    "class (registered with keras.saving.register_keras_serializable) "
-                    "before load_object.")
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
+    for node, _ in _layer_nodes(config):
+        module = node.get("module")
+        if "class_name" in node and module is not None and (
+                not isinstance(module, str) or module not in sys.modules):
+            raise UntrustedClassError(
+                f"the Keras config names module {module!r} (class "
+                f"{node.get('class_name')!r}), which is not imported; nothing was "
+                "imported. If you trust the file, import the module that defines the "
+                "class (registered with keras.saving.register_keras_serializable) "
+                "before load_object.")
 
 
 def _describe(code: list[str]) -> str:

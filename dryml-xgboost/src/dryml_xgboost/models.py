@@ -40,6 +40,12 @@ _RESERVED = {"early_stopping_rounds": "spec=TrainSpec(early_stopping=EarlyStoppi
 _PROBABILITIES = ("binary:logistic", "multi:softprob", "multi:softmax")
 
 
+def _is_xgboost_model(value: Any) -> bool:
+    import xgboost
+
+    return isinstance(value, (xgboost.XGBModel, xgboost.Booster))
+
+
 class XGBoostTrainable(Trainable):
     """An ``XGBClassifier`` / ``XGBRegressor`` trained with early stopping.
 
@@ -62,7 +68,7 @@ class XGBoostTrainable(Trainable):
     dry_framework = "xgboost"
     #: The fitted model. Loaded from a file it stays encoded until first used, so a process
     #: that only holds, saves or forwards the trainable never imports the framework.
-    model = Deferred(lambda value: _is_xgboost_model(value), "an XGBoost model")
+    model = Deferred(_is_xgboost_model, "an XGBoost model")
 
     def __init__(self, task: str = "classifier", spec: TrainSpec | None = None,
                  **xgb_params: Any) -> None:
@@ -172,12 +178,6 @@ def _context_threads() -> int | None:
 
     ctx = current_context()
     return None if ctx is None else ctx.cpu_threads("xgboost")
-
-
-def _is_xgboost_model(value: Any) -> bool:
-    import xgboost
-
-    return isinstance(value, (xgboost.XGBModel, xgboost.Booster))
 
 
 def _monitored_metric(monitor: str, params: dict[str, Any]) -> str | None:

@@ -34,7 +34,6 @@ _LOWER = ("seconds", "train_seconds", "loss", "val_loss",
           "rmse", "rmsle", "mape", "mphe", "logloss", "mlogloss", "error", "merror",
           "poisson-nloglik", "gamma-nloglik", "gamma-deviance", "tweedie-nloglik",
           "cox-nloglik", "aft-nloglik")
-_HIGHER = ("auc", "aucpr")
 
 
 def new_figure(width: float, height: float) -> Figure:
@@ -62,6 +61,7 @@ def direction_of(metric: str, given: Mapping[str, str] | None = None) -> str | N
     """"maximize", "minimize" or None (unknown) for a metric name (``metrics.`` and ``val_``
     prefixes and an XGBoost ``@threshold`` suffix ignored); ``given`` (name -> direction)
     wins."""
+    from dryml.models._spec import higher_is_better
     from dryml.search._trial import MAXIMIZE, MINIMIZE
 
     if given and metric in given:
@@ -71,7 +71,7 @@ def direction_of(metric: str, given: Mapping[str, str] | None = None) -> str | N
                                      "or 'minimize'")
         return found
     name = metric.removeprefix("metrics.").removeprefix("val_").partition("@")[0]
-    if name in MAXIMIZE or name in _HIGHER:
+    if name in MAXIMIZE or higher_is_better(name):  # the rule EarlyStopping uses
         return "maximize"
     if name in MINIMIZE or name in _LOWER:
         return "minimize"

@@ -97,23 +97,6 @@ def _option_path(path: str, label: Any) -> str:
     return _join(path, str(label))
 
 
-def _defs_outside_markers(value: Any) -> Any:
-    """The definitions in ``value`` that every trial builds: not those inside a marker (an
-    option of a Choice is built only when chosen, so two options may use one id)."""
-    if isinstance(value, ObjectDef):
-        if marker_spec(value) is not None:
-            return
-        yield value
-        for item in (*value.args, *value.kwargs.values()):
-            yield from _defs_outside_markers(item)
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            yield from _defs_outside_markers(item)
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _defs_outside_markers(item)
-
-
 def _unnamed_markers(value: Any) -> list[str]:
     """The paths of the markers in ``value`` that have no name."""
     found: list[str] = []
@@ -240,7 +223,11 @@ class Space:
         an unnamed marker inside it would be sampled once per place, and the places would no
         longer be one object (every trial failed to build, blaming the ids: found by the
         search audit). Name such markers, which ties the places to one value."""
-        found = list(_defs_outside_markers(self.definition))
+        from dryml._objectdef import iter_defs
+
+        # not inside a marker: an option of a Choice is built only when chosen, so two
+        # options may use one id
+        found = list(iter_defs(self.definition, skip=lambda d: marker_spec(d) is not None))
         seen: dict[str, int] = {}
         for nested in found:
             if nested.dry_id is not None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from dryml.context import compute_context
 from dryml.errors import ConfigurationError, MetricError
-from dryml.models._spec import HIGHER_IS_BETTER
+from dryml.models._spec import higher_is_better
 
 __all__ = ["MAXIMIZE", "MINIMIZE", "monitor_direction_of", "resolve_metrics", "train_and_score"]
 
@@ -64,7 +64,6 @@ def resolve_metrics(metric: Any, direction: Any) -> tuple[list[Metric], list[str
 #: and scores Keras, torch and XGBoost log.
 _LOWER_IS_BETTER = frozenset(MINIMIZE) | {"loss", "logloss", "mlogloss", "error", "merror",
                                           "rmse", "mape", "rmsle", "mphe"}
-_HIGHER_IS_BETTER = frozenset(MAXIMIZE) | HIGHER_IS_BETTER
 
 
 def monitor_direction_of(monitor: str, given: str | None, metric: str, direction: str, *,
@@ -82,7 +81,7 @@ def monitor_direction_of(monitor: str, given: str | None, metric: str, direction
         return direction
     if base in _LOWER_IS_BETTER:
         return "minimize"
-    if base in _HIGHER_IS_BETTER:
+    if base in MAXIMIZE or higher_is_better(base):
         return "maximize"
     if needed:
         raise ConfigurationError(
