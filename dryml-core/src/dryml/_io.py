@@ -26,7 +26,13 @@ from dryml.errors import (
     SerializationError,
     UntrustedClassError,
 )
-from dryml.format._container import FORMAT_VERSION, ContainerReader, ContainerWriter, Limits
+from dryml.format._container import (
+    FORMAT_VERSION,
+    ContainerReader,
+    ContainerWriter,
+    Limits,
+    file_of,
+)
 from dryml.format._manifest import Manifest, NodeRecord, parse_manifest
 from dryml.format._stale import make_temp
 from dryml.format._store import LoadStore, SaveStore
@@ -380,11 +386,11 @@ _SPOOL_IN_MEMORY = 64 << 20
 
 def _real_file(source: Any) -> bool:
     """Whether ``source`` reads an open regular file as it is (seeks are cheap): a file
-    opened with ``open()``, buffered or not. A gzip, bz2 or lzma stream has the descriptor of
-    its compressed file (found by review: ``gzip.open(path)`` was read directly, its seeks
-    decompressing again), and a SpooledTemporaryFile would be moved to disk by ``fileno()``."""
-    raw = source if isinstance(source, io.FileIO) else getattr(source, "raw", None)
-    if not isinstance(raw, io.FileIO):
+    opened with ``open()`` (:func:`~dryml.format._container.file_of`; found by review:
+    ``gzip.open(path)``, with its compressed file's descriptor, was read directly, its seeks
+    decompressing again)."""
+    raw = file_of(source)
+    if raw is None:
         return False
     try:
         return stat.S_ISREG(os.fstat(raw.fileno()).st_mode) and bool(source.seekable())

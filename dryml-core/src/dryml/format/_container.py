@@ -438,6 +438,14 @@ class ContainerWriter:
 _JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
+def file_of(stream: Any) -> io.FileIO | None:
+    """The file object under ``stream`` when it reads a file opened with ``open()`` (buffered
+    or not), else None: a gzip, bz2 or lzma stream has a descriptor too, of its compressed
+    file, and other streams have none (or, as a SpooledTemporaryFile, make one on asking)."""
+    raw = stream if isinstance(stream, io.FileIO) else getattr(stream, "raw", None)
+    return raw if isinstance(raw, io.FileIO) else None
+
+
 def _decompress(data: bytes, raw_size: int, what: str) -> bytearray:
     """Decompress exactly ``raw_size`` bytes into one buffer (no chunk list, no join, so the
     peak is the result itself); one byte more, or fewer, is an error."""
@@ -620,9 +628,8 @@ class ContainerReader:
         a file opened with ``open()`` (buffered or not). A gzip, bz2 or lzma stream has a
         descriptor too, of its compressed file: mapped, that gave other bytes than the stream
         read, returned as arrays with no error (found by review)."""
-        stream = self.stream
-        raw = stream if isinstance(stream, io.FileIO) else getattr(stream, "raw", None)
-        if not isinstance(raw, io.FileIO):
+        raw = file_of(self.stream)
+        if raw is None:
             return False
         try:
             fd = raw.fileno()

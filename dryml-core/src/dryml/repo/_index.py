@@ -35,8 +35,8 @@ from dryml.errors import RepoError
 from dryml.repo._defjson import category_digest, scalar_entries
 
 __all__ = ["CLASSES_GENERATION", "FOREIGN_WRITE_TIMEOUT", "INDEX_NAME", "Index",
-           "IndexDamagedError", "Row",
-           "file_problem", "is_damage", "owner_alive", "process_identity", "schema_problem"]
+           "IndexDamagedError", "Row", "file_problem", "is_damage", "owner_alive",
+           "process_identity", "schema_problem"]
 
 INDEX_NAME = ".dryml-index.sqlite"
 #: ``info`` key of a token that ``reindex`` renews whenever it rebuilds the class tables: a
@@ -104,8 +104,8 @@ class IndexDamagedError(RepoError):
 
 #: The index file and the companions SQLite keeps beside it.
 _COMPANIONS = ("", "-wal", "-shm", "-journal")
-#: What the index may hold besides dryml's tables and indexes: nothing (a view or trigger put
-#: in place of a table hung queries, found by the repository audit).
+#: dryml's tables: none may be anything else, nor carry a trigger (a view put in place of a
+#: table hung queries, found by the repository audit); a user's own may sit beside them.
 _OURS = frozenset(("info", "objects", "kv", "classes", "class_bases", "intents"))
 
 

@@ -18,11 +18,7 @@ import attrs
 
 from dryml.repo._defjson import metadata_problem
 from dryml.repo._files import describe_error, file_name, is_repo_file, row_from_file, temp_files
-from dryml.repo._index import (
-    CLASSES_GENERATION,
-    Index,
-    owner_alive,
-)
+from dryml.repo._index import CLASSES_GENERATION, Index, owner_alive
 from dryml.repo._journal import finish_add, is_object_name, recover_session
 
 __all__ = ["Duplicate", "ReindexReport", "object_files", "recover", "recover_intent",
