@@ -220,6 +220,19 @@ def test_a_name_cannot_forge_lines_of_the_command_line_reports(
     assert status == 0 and "evil\\nfake-row" in out and "\nfake-row" not in out
 
 
+def test_no_line_break_in_a_name_forges_lines_of_the_python_report(tmp_path: Path) -> None:
+    """``CheckReport.format()`` (what ``print(repo.check())`` users read) escaped only newline,
+    tab and U+2028/9: a carriage return, a form feed or U+0085 broke its lines too."""
+    directory = _repo(tmp_path)
+    for brk in "\r\v\f\x1c\x85":
+        (directory / f"n{ord(brk)}{brk}OK: the index matches the files").write_text("x")
+    text = Repo(directory).check().format()
+    assert [line for line in text.splitlines() if line.startswith("OK:")] == [
+        "OK: the index matches the files"]
+    assert "n13\\rOK: the index matches the files" in text
+    assert "n133\\x85OK: the index matches the files" in text
+
+
 def test_a_file_cannot_give_a_class_this_process_has_other_bases(tmp_path: Path) -> None:
     """A dropped file's class table claimed Part is a subclass of Other: after reindex,
     Selector(Other) returned every Part, although this process has both classes."""

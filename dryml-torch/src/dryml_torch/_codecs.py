@@ -306,7 +306,10 @@ def _shape(meta: Any) -> list[int]:
 
 
 def _itemsize(dtype: torch.dtype) -> int:
-    return torch.empty(0, dtype=dtype).element_size()
+    """Bytes per element. ``dtype.itemsize`` (torch 2.1+) makes no tensor: an empty quantized
+    tensor warns that quantized creation is deprecated, on every load of a quantized model."""
+    size = getattr(dtype, "itemsize", None)
+    return int(size) if size else torch.empty(0, dtype=dtype).element_size()
 
 
 def _over(base: torch.Tensor, dtype: torch.dtype, offset: int, shape: list[int],

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from dryml._text import one_line
+
 __all__ = ["SafeText", "human_size", "one_line", "table", "terminal_safe"]
 
 # C0 and C1 control characters (but newline and tab) and the bidirectional overrides: what a
@@ -15,13 +17,6 @@ _UNSAFE = {
                  *range(0x202A, 0x202F), *range(0x2066, 0x206A))
     if code not in (0x0A, 0x09)
 }
-
-
-def one_line(text: str) -> str:
-    """``text`` for a one-line field (an id, a file name, a table cell): newlines and tabs
-    escaped as well, so that a name cannot forge lines of a report (a file named "x\nOK: the
-    index matches the files" did, found by the repository audit)."""
-    return str(text).replace("\n", "\\n").replace("\t", "\\t")
 
 
 def terminal_safe(text: str) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 import attrs
 
 from dryml._io import open_container, open_regular
+from dryml._text import one_line
 from dryml.format._stale import stale_temps, temp_target
 from dryml.repo._defjson import category_digest, scalar_entries
 from dryml.repo._files import Stamp, describe_error, read_stamp, temp_files
@@ -24,13 +25,6 @@ from dryml.repo._maintenance import Duplicate, object_files, recover
 from dryml.repo._verify import describe_change, file_definition
 
 __all__ = ["CheckReport", "check"]
-
-
-def _one(text: object) -> str:
-    """A name or reason on one line of the report: a file named "x\nOK: the index matches
-    the files" forged a line (found by the repository audit)."""
-    return (str(text).replace("\n", "\\n").replace("\t", "\\t")
-            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
 
 
 @attrs.define
@@ -65,17 +59,17 @@ class CheckReport:
     def format(self) -> str:
         """A readable summary, one problem per line, ending with what to do."""
         lines = [f"{self.objects} objects indexed, {self.files} object files"]
-        lines += [f"MISSING FILE  {_one(n)} (indexed, file gone)" for n in self.missing]
-        lines += [f"NOT INDEXED   {_one(n)} (run 'dryml repo reindex')" for n in self.unindexed]
-        lines += [f"MISMATCH      {_one(n)}: {_one(why)}" for n, why in self.mismatched]
-        lines += [f"UNREADABLE    {_one(n)}: {_one(why)}" for n, why in self.unreadable]
+        lines += [f"MISSING FILE  {one_line(n)} (indexed, file gone)" for n in self.missing]
+        lines += [f"NOT INDEXED   {one_line(n)} (run 'dryml repo reindex')" for n in self.unindexed]
+        lines += [f"MISMATCH      {one_line(n)}: {one_line(why)}" for n, why in self.mismatched]
+        lines += [f"UNREADABLE    {one_line(n)}: {one_line(why)}" for n, why in self.unreadable]
         for dup in self.duplicates:
-            lines += [f"DUPLICATE     {_one(dup.summary())}",
-                      f"              {_one(dup.advice(self.directory))}"]
-        lines += [f"skipped       {_one(n)}: {_one(why)}" for n, why in self.skipped]
-        lines += [f"in progress   {_one(n)} (another process is writing it)"
+            lines += [f"DUPLICATE     {one_line(dup.summary())}",
+                      f"              {one_line(dup.advice(self.directory))}"]
+        lines += [f"skipped       {one_line(n)}: {one_line(why)}" for n, why in self.skipped]
+        lines += [f"in progress   {one_line(n)} (another process is writing it)"
                   for n in self.in_progress]
-        lines += [f"STALE TEMP    {_one(n)} ({_one(why)}): the next save into this folder "
+        lines += [f"STALE TEMP    {one_line(n)} ({one_line(why)}): the next save into this folder "
                   "removes it, or delete it" for n, why in self.stale_temps]
         if self.recovered:
             lines.append(f"recovered {self.recovered} interrupted write(s)")
