@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import doctest
+import io
 import uuid
 from typing import Any
 
@@ -221,8 +222,8 @@ def test_a_hook_that_calls_super_is_told_why_its_names_clash() -> None:
 def test_an_init_parameter_named_dry_id_is_refused_when_the_class_is_defined() -> None:
     """dryml takes ``dry_id`` out of the call and never passes it on, so an ``__init__``
     parameter of that name silently got its default; the class is refused at once now."""
-    with pytest.raises(ArgumentError, match="takes a parameter named dry_id, which dryml "
-                                            "reserves"):
+    with pytest.raises(ArgumentError, match="takes a parameter named dry_id, which "
+                                            "dryml reserves"):
         class Named(Object):
             def __init__(self, x: int, dry_id: str | None = None) -> None:
                 self.own_id = dry_id
@@ -237,3 +238,34 @@ def test_an_init_parameter_named_dry_id_is_refused_when_the_class_is_defined() -
             self.x = x
 
     assert Fine(1, dry_id="f").dry_id == "f"
+
+
+def test_parameters_named_cls_or_dry_mut_are_handled() -> None:
+    """An ``__init__`` parameter named ``cls`` failed with Python's "got multiple values for
+    argument 'cls'" (the metaclass's own name), in a call and in an ObjectDef; one named
+    ``dry_mut`` was taken by ObjectDef as its flag, so the built object never got it, and a
+    saved one could not be rebuilt from the repository."""
+    from dryml import ObjectDef, load_object, save_object
+
+    class Wrapper(Object):
+        def __init__(self, cls: str = "", **kwargs: Any) -> None:
+            self.est = cls
+            self.kw = kwargs
+
+    w = Wrapper(cls="tree", other=3)
+    assert (w.est, w.kw) == ("tree", {"other": 3})
+    assert w.dry_kwargs == {"cls": "tree", "other": 3, "dry_id": w.dry_id}
+    built = ObjectDef(Wrapper, cls="forest").build()
+    assert (built.est, built.kw) == ("forest", {})
+    buf = io.BytesIO()
+    save_object(w, buf)
+    buf.seek(0)
+    assert load_object(buf).definition() == w.definition()
+
+    with pytest.raises(ArgumentError, match="named dry_mut, which dryml reserves"):
+        class Layer(Object):
+            def __init__(self, width: int, dry_mut: bool = False) -> None:
+                pass
+
+    with pytest.raises(ArgumentError, match="dry_mut is not an argument of objects"):
+        Wrapper(dry_mut=True)

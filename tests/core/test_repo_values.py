@@ -169,6 +169,38 @@ def test_metadata_is_kept_and_queried_as_the_json_it_is_stored_as(tmp_path: Path
         repo.reindex()
 
 
+def test_numpy_numbers_in_metadata_are_their_numbers(tmp_path: Path) -> None:
+    """``np.float64`` was taken (it is a float) but ``np.int64`` and ``np.bool_``, what
+    counting metrics give, were refused as not JSON."""
+    import numpy as np
+
+    repo = Repo(tmp_path / "r", create=True)
+    obj = Val(1)
+    repo.add_object(obj, metadata={"n": np.int64(3), "ok": np.bool_(True),
+                                   "per_class": np.array([0.5, 0.25])})
+    repo.set_metadata(obj, {"epochs": np.int32(7)})
+    assert repo.metadata(obj) == {"n": 3, "ok": True, "per_class": [0.5, 0.25], "epochs": 7}
+    assert repo.ids(where={"n": Range(2, 4), "ok": True, "epochs": 7}) == [obj.dry_id]
+
+
+@pytest.mark.parametrize("meta", [{"recall": {1: 0.91, "1": 0.55}},
+                                  {"runs": [{True: "a", "true": "b"}]}, {None: 1, "null": 2}],
+                         ids=["int-str", "in-list", "none"])
+def test_keys_that_become_one_json_key_are_refused(tmp_path: Path, meta: dict[Any, Any]
+                                                   ) -> None:
+    """``{1: 0.91, "1": 0.55}`` was stored as ``{"1": 0.55}``: JSON keeps the last of two
+    equal keys, and the other value was lost without a word."""
+    repo = Repo(tmp_path / "r", create=True)
+    obj = Val(1)
+    with pytest.raises(RepoError, match="of one dict are one key in JSON"):
+        repo.add_object(obj, metadata=meta)
+    repo.add_object(obj, metadata={"recall": {"1": 0.5}})
+    with pytest.raises(RepoError, match="of one dict are one key in JSON"):
+        repo.set_metadata(obj, meta)
+    repo.set_metadata(obj, {"recall": {1: 0.9}})  # merged into the top level: replaces it
+    assert repo.metadata(obj) == {"recall": {"1": 0.9}}
+
+
 @pytest.mark.parametrize("bad", [float("nan"), INF])
 def test_nan_or_infinite_metadata_is_refused_at_once(tmp_path: Path, bad: float) -> None:
     """set_metadata took NaN, and the next save of that object failed with a bare

@@ -59,6 +59,24 @@ def test_args_match_positionally_and_kwargs_as_a_subset() -> None:
     assert Selector(Leaf, kwargs={"dry_id": obj.dry_id})(obj)
 
 
+@pytest.mark.parametrize(("args", "kwargs", "says"), [
+    ("adam", None, r"tuple or list .* got 'adam' \(for one argument write \('adam',\)\)"),
+    ({"opt": "adam"}, None, "tuple or list of the positional arguments, got {'opt'"),
+    (3, None, "tuple or list"),
+    (None, [("lr", 0.1)], "kwargs must be a dict"),
+], ids=["string", "dict", "number", "kwargs-list"])
+def test_args_and_kwargs_of_the_wrong_kind_are_an_argument_error(
+        args: Any, kwargs: Any, says: str) -> None:
+    """``args=("adam")`` (a string: the comma forgotten) matched the letters and selected
+    nothing; a dict matched its keys; ``args=3`` and a list of pairs as kwargs raised bare
+    TypeError and AttributeError."""
+    from dryml.errors import ArgumentError
+
+    with pytest.raises(ArgumentError, match=says):
+        Selector(Leaf, args=args, kwargs=kwargs)
+    assert Selector(Leaf, args=["adam"])(Leaf("adam")) and Selector(Leaf, args=[])(Leaf())
+
+
 def test_equality_tells_types_apart_like_objectdef() -> None:
     assert not Selector(Leaf, args=(1.0,))(Leaf(1))
     assert not Selector(Leaf, args=(True,))(Leaf(1))

@@ -29,6 +29,15 @@ def class_registry() -> weakref.WeakValueDictionary[str, type[Object]]:
     return _classes
 
 
+#: ``__init__`` parameter names dryml keeps for itself, and why.
+_RESERVED = {
+    "dry_id": "it gives every object its id itself, read it as self.dry_id, and never passes "
+              "dry_id to __init__",
+    "dry_mut": "ObjectDef(..., dry_mut=...) says whether built objects are mutable, so the "
+               "argument could never reach __init__ through a definition",
+}
+
+
 class ObjectMeta(abc.ABCMeta):
     """Captures constructor arguments before ``__init__`` runs; users never call it."""
 
@@ -36,16 +45,21 @@ class ObjectMeta(abc.ABCMeta):
         super().__init__(name, bases, namespace)
         init = namespace.get("__init__")
         code = getattr(init, "__code__", None)
-        if code is not None and "dry_id" in code.co_varnames[:code.co_argcount
-                                                             + code.co_kwonlyargcount]:
-            raise ArgumentError(
-                f"{cls.__qualname__}.__init__ takes a parameter named dry_id, which dryml "
-                "reserves: it gives every object its id itself (read it as self.dry_id) and "
-                "never passes dry_id to __init__; rename the parameter")
+        names = code.co_varnames[:code.co_argcount + code.co_kwonlyargcount] if code else ()
+        for reserved in _RESERVED:
+            if reserved in names:
+                raise ArgumentError(
+                    f"{cls.__qualname__}.__init__ takes a parameter named {reserved}, which "
+                    f"dryml reserves ({_RESERVED[reserved]}); rename the parameter")
         with _classes_lock:
             _classes[f"{cls.__module__}:{cls.__qualname__}"] = cls  # type: ignore[assignment]
 
-    def __call__(cls, *args: Any, dry_id: str | None = None, **kwargs: Any) -> Any:
+    def __call__(cls, /, *args: Any, dry_id: str | None = None, **kwargs: Any) -> Any:
+        if "dry_mut" in kwargs:
+            raise ArgumentError(
+                f"{cls.__qualname__}: dry_mut is not an argument of objects: it is a class "
+                "attribute (dry_mut = True in the class body), or ObjectDef(..., dry_mut=True) "
+                "for one definition")
         if dry_id is None:
             dry_id = str(uuid.uuid4())
         elif type(dry_id) is not str or not dry_id:

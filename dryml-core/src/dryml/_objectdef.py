@@ -42,7 +42,7 @@ class ObjectDef:
     __slots__ = ("_args", "_cls", "_kwargs", "_mut")
     __hash__ = None  # type: ignore[assignment]  # mutable, structural equality
 
-    def __init__(self, cls: type[Object], *args: Any, dry_mut: bool | None = None,
+    def __init__(self, cls: type[Object], /, *args: Any, dry_mut: bool | None = None,
                  **kwargs: Any) -> None:
         from dryml._object import Object
 

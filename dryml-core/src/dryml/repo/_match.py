@@ -72,6 +72,14 @@ def _scalar(value: Any, tagged: bool = True) -> tuple[str, Any] | None:
     return _kind(value, tagged)
 
 
+def numpy_as_json(item: Any) -> Any:
+    """``json.dumps``'s ``default=`` for metadata and where-values: numpy scalars and arrays
+    are their numbers (``np.int64(3)`` is ``3``); anything else is not plain JSON."""
+    if isinstance(item, (np.generic, np.ndarray)):
+        return item.tolist()
+    raise TypeError(f"Object of type {type(item).__name__} is not JSON serializable")
+
+
 def plain_json(value: Any) -> Any:
     """``value`` as metadata keeps it: what ``json.loads(json.dumps(value))`` gives, numpy
     scalars as Python numbers (found by review: ``where={"shape": (3, 4)}``, ``{5: "x"}``,
@@ -79,13 +87,8 @@ def plain_json(value: Any) -> Any:
     encoded as constructor arguments and matched nothing)."""
     import json
 
-    def scalar(item: Any) -> Any:
-        if isinstance(item, (np.generic, np.ndarray)):
-            return item.tolist()
-        raise TypeError(f"{type(item).__name__} is not plain JSON")
-
     try:
-        return json.loads(json.dumps(value, default=scalar))
+        return json.loads(json.dumps(value, default=numpy_as_json))
     except (TypeError, ValueError, RecursionError) as exc:
         raise ArgumentError(f"where= values are compared with metadata, which is plain JSON: "
                             f"{value!r} is not ({exc})") from None

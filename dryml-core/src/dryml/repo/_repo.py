@@ -35,6 +35,7 @@ from dryml.repo._index import (
 )
 from dryml.repo._journal import Journal, is_object_name
 from dryml.repo._lazy import LazyState, is_loaded, load_now, make_lazy
+from dryml.repo._match import numpy_as_json
 from dryml.repo._query import COLUMN_KEYS, plan_query
 from dryml.repo._query import FULL_COLUMNS as _FULL
 from dryml.repo._query import IndexContext as _IndexContext
@@ -53,7 +54,9 @@ def checked_metadata(metadata: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     if not isinstance(metadata, dict):
         raise RepoError(f"metadata must be a dict, got {type(metadata).__name__}")
     try:
-        text = json.dumps(metadata, allow_nan=False)
+        text = json.dumps(metadata, allow_nan=False, default=numpy_as_json)
+    except RecursionError:
+        raise RepoError("metadata nests too deeply to be JSON") from None
     except (TypeError, ValueError) as exc:
         why = ("NaN and infinity are not JSON: store None, or a string such as 'nan'"
                if "Out of range float" in str(exc) else str(exc))
@@ -63,6 +66,7 @@ def checked_metadata(metadata: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     problem = metadata_problem(plain)
     if problem is not None:
         raise RepoError(f"{problem}: keep bulky values in the object's state (store.put)")
+    _refuse_merged_keys(metadata, plain)
     seen: set[str] = set()
     for path, _ in flatten_metadata(plain):
         if path in seen:
@@ -70,6 +74,26 @@ def checked_metadata(metadata: dict[str, Any]) -> tuple[str, dict[str, Any]]:
                             "dicts): queries on it could not tell them apart; rename one")
         seen.add(path)
     return text, plain
+
+
+def _refuse_merged_keys(given: Any, plain: Any) -> None:
+    """RepoError when two keys of one dict become one JSON key (``1`` and ``"1"``, ``True``
+    and ``"true"``): JSON keeps the last, and the other value would be lost without a word.
+    ``plain`` is ``given`` read back from JSON: the same shape, but for lost keys."""
+    stack = [(given, plain)]
+    while stack:
+        a, b = stack.pop()
+        if isinstance(a, dict):
+            if len(a) != len(b):
+                named: dict[str, list[str]] = {}
+                for key in a:
+                    named.setdefault(json.dumps({key: 0})[2:-4], []).append(repr(key))
+                keys = next(k for k in named.values() if len(k) > 1)
+                raise RepoError(f"metadata keys {' and '.join(keys)} of one dict are one key "
+                                "in JSON, which keeps only the last value: rename one")
+            stack.extend(zip(a.values(), b.values(), strict=True))
+        elif isinstance(a, (list, tuple)):
+            stack.extend(zip(a, b, strict=True))
 
 
 class Repo:
@@ -442,7 +466,8 @@ class Repo:
             found = conn.execute("SELECT metadata FROM objects WHERE id = ?", (dry_id,)).fetchone()
             if found is None:
                 raise ObjectNotFoundError(f"no object {dry_id!r} in {self.directory}")
-            new = {**json.loads(found[0]), **metadata} if merge else dict(metadata)
+            given = checked_metadata(metadata)[1]
+            new = {**json.loads(found[0]), **given} if merge else given
             Index.put_metadata(conn, dry_id, checked_metadata(new)[1])
 
     # -- reading ------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from dryml._encoding import TAG, Decoder
 from dryml._object import Object
 from dryml._objectdef import ObjectDef
 from dryml._trust import TrustPolicy, class_path, static_attribute
+from dryml.errors import ArgumentError
 from dryml.repo._defjson import category_digest, class_mros
 from dryml.repo._match import MatchContext, Matcher, to_matcher
 
@@ -90,7 +91,17 @@ class Selector(Matcher):
     def __init__(self, cls: type | str | Callable[[type], Any] | None = None, args: Any = None,
                  kwargs: dict[str, Any] | None = None) -> None:
         if cls is not None and not isinstance(cls, (type, str)) and not callable(cls):
-            raise TypeError(f"Selector cls must be a class, a class name or None, got {cls!r}")
+            raise ArgumentError(
+                f"Selector cls must be a class, a class name or None, got {cls!r}")
+        if args is not None and not isinstance(args, (list, tuple)):
+            # ("adam") is a string, not a tuple: its letters would be the arguments
+            raise ArgumentError(
+                f"Selector args must be a tuple or list of the positional arguments, got "
+                f"{args!r}" + (f" (for one argument write ({args!r},))"
+                               if not isinstance(args, dict) else ""))
+        if kwargs is not None and not isinstance(kwargs, dict):
+            raise ArgumentError(f"Selector kwargs must be a dict of keyword arguments, got "
+                                f"{kwargs!r}")
         self.cls = cls
         self.args = [to_matcher(v) for v in (args or ())]
         self.kwargs = {k: to_matcher(v) for k, v in (kwargs or {}).items()}
