@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from typing import Any
@@ -12,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from dryml import Object, ObjectDef
-from dryml.errors import ArgumentError, UntrustedClassError
+from dryml import Object, ObjectDef, save_object
+from dryml.errors import ArgumentError, SerializationError, UntrustedClassError
 
 
 class Part(Object):
@@ -129,6 +130,19 @@ def test_structural_equality() -> None:
     assert ObjectDef(Part, (1,)) != ObjectDef(Part, [1])
     assert ObjectDef(Part, 1) != ObjectDef(Pair, 1, 2)
     assert ObjectDef(Part, math.nan) == ObjectDef(Part, math.nan)
+
+
+def test_dict_keys_are_compared_as_values_too() -> None:
+    """``{True: "x"}`` and ``{1: "x"}`` have equal Python keys, so definitions holding them
+    were equal: two immutable objects with one id, one of each, saved as one, and the file
+    gave the other's key back."""
+    assert ObjectDef(Part, {True: "x"}) != ObjectDef(Part, {1: "x"})
+    assert ObjectDef(Part, {1.0: "x"}) != ObjectDef(Part, {1: "x"})
+    assert ObjectDef(Part, {(1, True): 0}) != ObjectDef(Part, {(1, 1): 0})
+    assert ObjectDef(Part, {1: "x", "a": [True]}) == ObjectDef(Part, {"a": [True], 1: "x"})
+    with pytest.raises(SerializationError, match="two different objects in this graph"):
+        save_object(Pair(Part({1: "x"}, dry_id="p"), Part({True: "x"}, dry_id="p")),
+                    io.BytesIO())
 
 
 def test_non_object_class_is_refused() -> None:

@@ -406,6 +406,40 @@ def test_an_index_that_read_metadata_tags_as_numbers_is_brought_up_to_date(
     assert Repo(repo.directory).ids(where={"clip": Range(0, None)}) == []
 
 
+def test_ranges_find_numpy_number_arguments(tmp_path: Path) -> None:
+    """Runs built in a loop over ``np.logspace`` have ``np.float64`` arguments, which ranges
+    never matched (live or in the repository): 1 of 5 found. An index of values version 3
+    (where they were not indexed as numbers) is brought up to date on open."""
+    import numpy as np
+
+    rates = [*np.logspace(-4, -1, 4), 0.5]  # four np.float64 and one float
+    objs = [Val(lr, dry_id=f"lr{i}") for i, lr in enumerate(rates)]
+    objs += [Val(np.int64(3), dry_id="i64"), Val(np.uint64(2**64 - 1), dry_id="u64"),
+             Val(np.float32(np.nan), dry_id="nan"), Val(np.bool_(True), dry_id="bool"),
+             Val(np.complex128(1), dry_id="complex")]
+    repo = Repo(tmp_path / "r", create=True)
+    repo.add_objects(objs)
+    cases = {Range(1e-5, 1.0): ["lr0", "lr1", "lr2", "lr3", "lr4"],
+             Range(1e-3, 0.01, inclusive="left"): ["lr1"], Range(2, 3): ["i64"],
+             Range(lo=2**63): ["u64"], Not(Range(lo=0)): ["bool", "complex", "nan"],
+             In(3, np.int64(3)): ["i64"], np.float32(0.001): []}
+    for index_values in ("4", "3"):
+        for query, want in cases.items():
+            sel = Selector(Val, args=(query,))
+            assert sorted(o.dry_id for o in objs if sel(o)) == want, (query, index_values)
+            assert sorted(repo.ids(sel)) == want, (query, index_values)
+        assert repo.ids(Selector(Val, args=(rates[1],))) == ["lr1"]
+        assert repo.ids(Selector(Val, args=(float(rates[1]),))) == []
+        path = repo.directory / INDEX_NAME
+        repo.close()
+        conn = sqlite3.connect(path)
+        with conn:  # what values version 3 held: numpy numbers were not indexed as numbers
+            conn.execute("UPDATE kv SET t = 'x', value = NULL WHERE t = 'N'")
+            conn.execute("UPDATE info SET value = '3' WHERE key = 'values'")
+        conn.close()
+        repo = Repo(repo.directory)
+
+
 def test_a_predicate_on_a_class_the_repository_does_not_trust_says_so(tmp_path: Path) -> None:
     """A predicate target (or a predicate on a nested object) in a process that had not
     imported the class matched nothing, silently (found by review). It is an error that names

@@ -196,6 +196,20 @@ def test_repo_from_def_agrees(filled: Repo) -> None:
         assert obj.dry_id in filled.ids(sel)
 
 
+def test_from_def_tells_a_mutable_definition_from_an_immutable_one(tmp_path: Path) -> None:
+    """``Selector.from_def(ObjectDef(C, 1, dry_mut=True))`` selected ``C(1)`` live, while the
+    repository (whose digest holds dry_mut) and ``ObjectDef ==`` did not."""
+    repo = Repo(tmp_path / "r", create=True)
+    plain = Leaf(1)
+    repo.add_object(plain)
+    for definition, want in ((ObjectDef(Leaf, 1, dry_mut=True), []),
+                             (ObjectDef(Leaf, 1), [plain.dry_id])):
+        sel = Selector.from_def(definition)
+        assert [o.dry_id for o in (plain,) if sel(o)] == want
+        assert repo.ids(sel) == repo.ids(definition) == want
+        assert (definition == plain.definition().without_id()) is bool(want)
+
+
 def test_repo_class_names_need_no_import(filled: Repo, tmp_path: Path) -> None:
     assert sorted(filled.ids(Selector("Mid"))) == sorted(
         o.dry_id for o in OBJECTS if isinstance(o, Mid))

@@ -33,8 +33,9 @@ def class_registry() -> weakref.WeakValueDictionary[str, type[Object]]:
 _RESERVED = {
     "dry_id": "it gives every object its id itself, read it as self.dry_id, and never passes "
               "dry_id to __init__",
-    "dry_mut": "ObjectDef(..., dry_mut=...) says whether built objects are mutable, so the "
-               "argument could never reach __init__ through a definition",
+    "dry_mut": "a class attribute that says whether objects hold state beyond their "
+               "arguments; ObjectDef(..., dry_mut=...) takes it as its own flag, so the argument "
+               "could never reach __init__ through a definition",
 }
 
 
@@ -57,9 +58,9 @@ class ObjectMeta(abc.ABCMeta):
     def __call__(cls, /, *args: Any, dry_id: str | None = None, **kwargs: Any) -> Any:
         if "dry_mut" in kwargs:
             raise ArgumentError(
-                f"{cls.__qualname__}: dry_mut is not an argument of objects: it is a class "
-                "attribute (dry_mut = True in the class body), or ObjectDef(..., dry_mut=True) "
-                "for one definition")
+                f"{cls.__qualname__}: dry_mut is not an argument of objects but a class "
+                "attribute (dry_mut = True in the class body of classes whose objects hold "
+                "state beyond their arguments)")
         if dry_id is None:
             dry_id = str(uuid.uuid4())
         elif type(dry_id) is not str or not dry_id:

@@ -169,7 +169,11 @@ def values_equal(a: Any, b: Any) -> bool:
     if ta is list or ta is tuple:
         return len(a) == len(b) and all(values_equal(x, y) for x, y in zip(a, b, strict=True))
     if ta is dict:
-        return a.keys() == b.keys() and all(values_equal(a[k], b[k]) for k in a)
+        if a.keys() != b.keys():
+            return False
+        # keys equal as Python keys may still differ as values: {True: 1} and {1: 1}
+        b_keys = {k: k for k in b}
+        return all(values_equal(k, b_keys[k]) and values_equal(a[k], b[k]) for k in a)
     codec = _registry.arg_codec_for(ta)
     if codec is not None:
         return bool(codec.impl.equal(a, b))

@@ -11,8 +11,11 @@ import base64
 import hashlib
 import json
 import math
+import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from dryml._encoding import TAG
 from dryml._objectdef import ObjectDef
@@ -112,10 +115,45 @@ def _kind(value: Any, tagged: bool = True) -> tuple[str, Any] | None:
     if tagged and type(value) is dict and value.get(TAG) == "float" and len(value) == 2:
         infinity = _INFINITIES.get(str(value.get("value")))  # how definitions write +-inf
         return None if infinity is None else ("f", infinity)
+    if tagged:
+        # a numpy number: typed 'N' (ranges see it among the numbers; equality, which tells
+        # np.float32 from np.float64 and both from float, is decided in Python)
+        number = numpy_number(value)
+        if number is not None:
+            return "N", float(number) if abs(number) >= 2**63 else number
     return None
 
 
 _INFINITIES = {"inf": math.inf, "-inf": -math.inf}
+_NUMPY_NUMBER = re.compile(r"[<>|=]?[iuf]\d{1,2}")
+
+
+def numpy_number(value: Any) -> int | float | None:
+    """The number a definition's numpy integer or float scalar (``np.float64(0.01)``, as the
+    numpy scalar codec writes it) stands for, so that ranges find it as they find ``0.01``;
+    None for anything else (booleans, complex, dates, NaN, a malformed entry). Never raises:
+    the entry may come from any file."""
+    if type(value) is not dict or value.get(TAG) != "codec" or value.get(
+            "codec") != "numpy.scalar":
+        return None
+    data = value.get("data")
+    if type(data) is not dict:
+        return None
+    descr = data.get("dtype")
+    if type(descr) is not str or not _NUMPY_NUMBER.fullmatch(descr):
+        return None
+    try:
+        dtype = np.dtype(descr)
+        raw = base64.b64decode(str(data.get("b64")), validate=True)
+        if dtype.kind not in "iuf" or len(raw) != dtype.itemsize:
+            return None
+        number = np.frombuffer(raw, dtype=dtype)[0]
+    except (TypeError, ValueError):
+        return None
+    if dtype.kind == "f":
+        result = float(number)
+        return result if result == result else None
+    return int(number)
 
 
 def scalar_entries(definition: dict[str, Any], metadata: dict[str, Any]

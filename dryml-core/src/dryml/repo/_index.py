@@ -47,8 +47,9 @@ SCHEMA_VERSION = 1
 #: when a definition writes it as a tagged value), integers beyond 64 bits as their nearest
 #: double (type ``I``), and configuration digests that ignore the sign of zero and the order
 #: of a dict with non-string keys. 3: metadata is plain JSON (a dict holding ``"__dry__"`` is
-#: no tagged number there). An index from before is brought up to date on open.
-VALUES_VERSION = "3"
+#: no tagged number there). 4: numpy integer and float arguments as their numbers (type
+#: ``N``), which ranges find. An index from before is brought up to date on open.
+VALUES_VERSION = "4"
 # SQLite's automatic checkpoint copies the write-ahead log into the database file (with fsyncs)
 # inside whichever commit crosses its threshold, so one add in about forty paid for the pages of
 # the forty before it (measured: the median commit 67 us, the mean 278 us). A background thread

@@ -154,8 +154,10 @@ class _Eq(Matcher):
         return json_equal(value, self.encoded)
 
     def scalar(self) -> tuple[str, Any] | None:
-        """The index's (type code, value) of the value, or None when it is no scalar."""
-        return _scalar(self.encoded)
+        """The index's (type code, value) of the value, or None when it is no scalar or one
+        the index cannot compare exactly (a numpy number: its dtype is compared in Python)."""
+        kind = _scalar(self.encoded)
+        return None if kind is not None and kind[0] == "N" else kind
 
     def kv_sql(self) -> SQL | None:
         kind = self.scalar()
@@ -310,7 +312,8 @@ class In(Matcher):
 class Range(Matcher):
     """Matches numbers (or strings) in the closed interval ``[lo, hi]``; None leaves a side
     open. ``inclusive`` says which bounds belong to it, as in pandas' ``between``: "both"
-    (the default), "left" (``lo``), "right" (``hi``) or "neither". Booleans never match.
+    (the default), "left" (``lo``), "right" (``hi``) or "neither". Booleans never match;
+    numpy integers and floats (``np.float64(0.01)``) are numbers.
 
     >>> Range(0.5, 1.0)(0.75), Range(lo=10)(3), Range(hi=10)(3)
     (True, False, True)
@@ -346,10 +349,11 @@ class Range(Matcher):
         return plain
 
     def match(self, value: Any, ctx: MatchContext) -> bool:
-        if not self.plain and isinstance(value, dict) and value.get(TAG) == "float":
-            from dryml.repo._defjson import _INFINITIES
+        if not self.plain and isinstance(value, dict):
+            from dryml.repo._defjson import _INFINITIES, numpy_number
 
-            value = _INFINITIES.get(str(value.get("value")))
+            value = (_INFINITIES.get(str(value.get("value"))) if value.get(TAG) == "float"
+                     else numpy_number(value))
         if value is None or isinstance(value, bool):
             return False
         if self.text != isinstance(value, str) or not isinstance(value, (int, float, str)):
@@ -360,7 +364,7 @@ class Range(Matcher):
     def kv_sql(self) -> SQL | None:
         if not all(_exact_bound(b) for b in (self.lo, self.hi)):
             return None  # compared in Python (SQLite holds 64-bit integers at most)
-        conds = ["t = 's'" if self.text else "t IN ('i', 'f', 'I')"]
+        conds = ["t = 's'" if self.text else "t IN ('i', 'f', 'I', 'N')"]
         params: list[Any] = []
         if self.lo is not None:
             conds.append(f"value {self.lo_op} ?")

@@ -106,6 +106,7 @@ class Selector(Matcher):
         self.args = [to_matcher(v) for v in (args or ())]
         self.kwargs = {k: to_matcher(v) for k, v in (kwargs or {}).items()}
         self._exact = False
+        self._mut = False  # from_def only: the definition's dry_mut, which must match too
         self._digest: str | None = None
 
     # -- construction -------------------------------------------------------------------------
@@ -128,6 +129,7 @@ class Selector(Matcher):
         sel.kwargs = {k: _def_value_matcher(v) for k, v in data.get("dry_kwargs", {}).items()
                       if k != "dry_id"}
         sel._exact = True
+        sel._mut = data.get("dry_mut") is True
         sel._digest = category_digest(data)
         return sel
 
@@ -156,7 +158,8 @@ class Selector(Matcher):
             return False
         if len(args) < len(self.args) or (self._exact and len(args) != len(self.args)):
             return False
-        if self._exact and set(kwargs) - {"dry_id"} != set(self.kwargs):
+        if self._exact and (set(kwargs) - {"dry_id"} != set(self.kwargs)
+                            or (data.get("dry_mut") is True) != self._mut):
             return False
         if not all(m.match(v, ctx) for m, v in zip(self.args, args, strict=False)):
             return False
@@ -363,7 +366,7 @@ class _Combined(Selector):
         self.op = op
         self.parts = parts
         self.cls, self.args, self.kwargs = None, [], {}
-        self._exact, self._digest = False, None
+        self._exact, self._mut, self._digest = False, False, None
 
     def match_definition(self, data: dict[str, Any], ctx: MatchContext) -> bool:
         test = any if self.op == "or" else all
