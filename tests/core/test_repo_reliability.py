@@ -10,6 +10,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -372,6 +373,72 @@ def test_an_object_deleted_while_another_process_saves_it_is_not_indexed_without
             repo.add_object(item, replace=True)
         monkeypatch.undo()
         assert len(_assert_consistent(directory)) == 0
+
+
+REINDEX = "import sys; from dryml.repo import Repo; Repo(sys.argv[1]).reindex()"
+
+
+def test_a_reindex_during_a_delete_does_not_bring_the_object_back(
+        tmp_path: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A delete removes the rows, then the files. Another process's reindex between the two
+    indexed the file again: the index listed an object whose file was gone the moment after
+    (check failed, loading it said it is gone)."""
+    from repo_items import Item
+
+    directory = tmp_path / "repo"
+    repo = Repo(directory, create=True)
+    repo.add_objects([Item("w", 0, dry_id="victim"), Item("w", 1, dry_id="keep")])
+    real_unlink = Path.unlink
+    reindexed: list[subprocess.CompletedProcess[str]] = []
+
+    def reindex_then_unlink(self: Path, *args: object, **kwargs: object) -> None:
+        if self.name == "victim.dry":  # the rows are gone, the file not yet
+            reindexed.append(subprocess.run([sys.executable, "-c", REINDEX, str(directory)],
+                                            env=env, capture_output=True, text=True,
+                                            timeout=120))
+        real_unlink(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "unlink", reindex_then_unlink)
+    assert repo.delete("victim") == 1
+    monkeypatch.undo()
+    assert reindexed and reindexed[0].returncode == 0, reindexed[0].stderr
+    assert _assert_consistent(directory).ids() == ["keep"]
+
+
+REPLACE = textwrap.dedent("""
+    import sys
+    from repo_items import Item
+    from dryml.repo import Repo
+    item = Item("w", int(sys.argv[2]), dry_id="x")
+    item.payload = item.payload[:3] * 0
+    Repo(sys.argv[1]).add_object(item, replace=True)
+""")
+
+
+def test_an_object_replaced_after_a_query_is_not_loaded_with_other_arguments(
+        tmp_path: Path, env: dict[str, str]) -> None:
+    """A query selected ``Item("w", 0)``; another process then replaced the object by
+    ``Item("w", 7)`` with the same id, and the first use of the selected object loaded that
+    one: an object whose arguments were not what the query matched. A replace that keeps the
+    arguments (new state) loads."""
+    directory = tmp_path / "repo"
+    Repo(directory, create=True).add_object(_item("w", 0))
+    for number, loads in ((0, True), (7, False)):
+        hit = Repo(directory).get(Selector("Item", args=("w", 0)))[0]
+        subprocess.run([sys.executable, "-c", REPLACE, str(directory), str(number)], env=env,
+                       check=True, timeout=120)
+        if loads:
+            assert hit.payload.tolist() == [0.0, 0.0, 0.0] and hit.dry_args == ("w", 0)
+        else:
+            with pytest.raises(RepoError, match=r"'x' .* was replaced after it was selected, "
+                               r"by one with other arguments \(now args=\[\"w\", 7\]"):
+                hit.payload  # noqa: B018 - the first use loads it
+
+
+def _item(worker: str, i: int) -> Any:
+    from repo_items import Item
+
+    return Item(worker, i, dry_id="x")
 
 
 SET_METADATA = ("import sys; from dryml.repo import Repo; "

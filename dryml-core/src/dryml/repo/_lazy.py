@@ -38,6 +38,9 @@ class LazyState:
     trust: tuple[str, ...]
     definition: dict[str, Any] | None = None
     repo: Any = None
+    #: the configuration digest of the row a query selected (when it did not read the
+    #: definition): a first use refuses an object replaced since by other arguments
+    cat: str | None = None
 
 
 def _lazy_meta(meta: type) -> type:
@@ -151,7 +154,7 @@ def load_now(obj: Any) -> Object:
         real_cls = getattr(type(obj), "_dry_real_class", type(obj))
         try:
             if state.repo is not None:  # checks that the file is still the one indexed
-                loaded = state.repo._load_file(state.dry_id)
+                loaded = state.repo._load_file(state.dry_id, state)
             else:
                 loaded = load_object(state.path, trust=state.trust)
         except FileNotFoundError:

@@ -192,6 +192,10 @@ def reindex(index: Index, directory: Path) -> ReindexReport:
                            if isinstance(c, (int, float)) and not isinstance(c, bool)}
             old_digest = {i: d for i, _, _, d in old_rows}
         names, report.skipped = object_files(directory)
+        # a delete in flight (its process alive: recover() finished dead ones) has removed
+        # its rows and is about to remove its files: indexing them would bring them back
+        deleting = {f for (f,) in conn.execute("SELECT file FROM intents WHERE op = 'delete'")}
+        names = [n for n in names if n not in deleting]
         conn.execute("DELETE FROM objects")
         conn.execute("DELETE FROM kv")
         # class hierarchies come from the files again (a class's bases may have changed)

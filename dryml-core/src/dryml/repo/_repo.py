@@ -697,7 +697,7 @@ class Repo:
         if exact_ids is not None and where is None and order_by is None and not full:
             return self._by_ids(exact_ids, limit)
         plan = plan_query(selector, where, order_by, descending, limit,
-                          _FULL if full else "o.id, o.cls, o.file", _FULL)
+                          _FULL if full else "o.id, o.cls, o.file, o.cat", _FULL)
         rows: list[tuple[Any, ...]] = []
         for n, (sql, params) in enumerate(plan.queries):
             if (n and plan.last_fills and plan.python is None and plan.limit is not None
@@ -745,9 +745,11 @@ class Repo:
             if missing is not None:
                 raise missing from exc
             raise
-        definition = json.loads(row[3]) if len(row) > 3 else None
+        # what the query matched: the definition (a full row) or its configuration digest
+        definition = json.loads(row[3]) if len(row) > 4 else None
+        cat = row[3] if len(row) == 4 else None
         obj = make_lazy(cls, LazyState(dry_id, str(self._object_file(name)), cls_path,
-                                       self.trust, definition, self))
+                                       self.trust, definition, self, cat))
         self._cache(dry_id, obj)
         return obj
 
@@ -780,9 +782,10 @@ class Repo:
             return None
         return missing_backend([cls_path], plugins)
 
-    def _load_file(self, dry_id: str) -> Object:
-        """Load ``dry_id`` from its file, refusing a file that changed since it was indexed."""
-        return load_checked(self._index, self.directory, dry_id, self.trust)
+    def _load_file(self, dry_id: str, selected: LazyState | None = None) -> Object:
+        """Load ``dry_id`` from its file, refusing a file that changed since it was indexed
+        and, for an object a query selected, one replaced since by other arguments."""
+        return load_checked(self._index, self.directory, dry_id, self.trust, selected)
 
     def _definition_json(self, dry_id: str) -> dict[str, Any] | None:
         rows = self._index.query("SELECT definition FROM objects WHERE id = ?", [dry_id])

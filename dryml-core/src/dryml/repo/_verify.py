@@ -20,15 +20,17 @@ from dryml.repo._defjson import manifest_definition
 from dryml.repo._files import Stamp, read_stamp
 from dryml.repo._index import Index, owner_alive
 from dryml.repo._journal import is_object_name
+from dryml.repo._match import json_equal
 
 if TYPE_CHECKING:
     from dryml._object import Object
     from dryml.format import Manifest
     from dryml.format._container import ContainerReader
+    from dryml.repo._lazy import LazyState
 
 __all__ = ["describe_change", "file_definition", "load_checked", "record_stamp"]
 
-_ROW = "SELECT file, size, digest, definition FROM objects WHERE id = ?"
+_ROW = "SELECT file, size, digest, definition, cat FROM objects WHERE id = ?"
 
 
 def file_definition(reader: ContainerReader, manifest: Manifest) -> dict[str, Any]:
@@ -38,7 +40,7 @@ def file_definition(reader: ContainerReader, manifest: Manifest) -> dict[str, An
 
 def describe_change(indexed: dict[str, Any], found: dict[str, Any]) -> str:
     """How a file's root definition differs from the index's, in one phrase."""
-    if indexed == found:
+    if json_equal(indexed, found):
         return ("its class and arguments are as indexed, but the rest of its manifest differs "
                 "(its saved state or metadata)")
     if indexed.get("cls") != found.get("cls"):
@@ -62,18 +64,26 @@ def record_stamp(index: Index, dry_id: str, stamp: Stamp, old_digest: str | None
                      (stamp.size, stamp.mtime, stamp.digest, dry_id, old_digest))
 
 
-def load_checked(index: Index, directory: Path, dry_id: str, trust: tuple[str, ...]) -> Object:
+def load_checked(index: Index, directory: Path, dry_id: str, trust: tuple[str, ...],
+                 selected: LazyState | None = None) -> Object:
     """Load object ``dry_id`` from its file after checking that the file is the one indexed.
 
     Raises RepoError when the file changed behind the repository's back (run
-    ``dryml repo check``), ObjectNotFoundError when the object left the index.
+    ``dryml repo check``) or, for an object a query ``selected`` (its definition or
+    configuration digest then), when it was replaced since by one with other arguments;
+    ObjectNotFoundError when the object left the index.
     """
     for attempt in range(12):
         rows = index.query(_ROW, [dry_id])
         if not rows:
             raise ObjectNotFoundError(f"object {dry_id!r} is no longer in {directory} (it was "
                                       "deleted after it was selected)")
-        name, size, digest, definition = rows[0]
+        name, size, digest, definition, cat = rows[0]
+        if selected is not None and _replaced(selected, definition, cat):
+            raise RepoError(
+                f"object {dry_id!r} in {directory} was replaced after it was selected, by one "
+                f"with other arguments (now {_arguments(json.loads(definition))}); select it "
+                "again")
         if not is_object_name(name):  # an index edited by hand: never read outside the folder
             raise index.damaged(f"it names {name!r} as the file of {dry_id!r}, which is not "
                                 "a .dry file of this folder")
@@ -96,6 +106,14 @@ def load_checked(index: Index, directory: Path, dry_id: str, trust: tuple[str, .
             stream.seek(0)
             return load_object(stream, trust=trust)
     raise _changed(path, dry_id, directory, size, digest, stamp)
+
+
+def _replaced(selected: LazyState, definition: str, cat: str) -> bool:
+    """Whether the row of a selected object holds other arguments than the query saw."""
+    if selected.cat is not None:
+        return cat != selected.cat
+    return selected.definition is not None and not json_equal(json.loads(definition),
+                                                              selected.definition)
 
 
 def _being_replaced(index: Index, dry_id: str, row: tuple[Any, ...]) -> bool:
