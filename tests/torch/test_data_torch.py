@@ -242,13 +242,17 @@ def test_numeric_arrays_torch_cannot_share_are_copied_not_refused(array: np.ndar
         np.testing.assert_array_equal(got.reshape(-1), np.asarray(array).reshape(-1))
 
 
-def test_bfloat16_tensors_read_back_as_float32() -> None:
+@pytest.mark.filterwarnings("ignore:ComplexHalf support is experimental")
+@pytest.mark.parametrize(("dtype", "expected"), [
+    ("bfloat16", np.float32), ("float8_e4m3fn", np.float32), ("float8_e5m2", np.float32),
+    ("complex32", np.complex64)])
+def test_tensors_of_dtypes_numpy_lacks_read_back_widened(dtype: str, expected: type) -> None:
     """Found by review: .numpy() and in_memory() (what train/eval use) raised TypeError."""
     from dryml_torch.data import TorchDataset
 
-    data = TorchDataset([torch.tensor([1.5, -2.0], dtype=torch.bfloat16)])
+    data = TorchDataset([torch.tensor([1.5, -2.0]).to(getattr(torch, dtype))])
     (got,) = data.in_memory()
-    assert got.dtype == np.float32 and got.tolist() == [1.5, -2.0]
+    assert got.dtype == expected and got.tolist() == [1.5, -2.0]
 
 
 def test_python_numbers_in_elements_keep_numpy_s_dtypes_in_torch() -> None:

@@ -136,21 +136,37 @@ def test_shipped_procedures_learn_and_differ_from_the_default() -> None:
 
 
 @pytest.mark.parametrize("rows", [480, 460], ids=["whole-groups", "short-last-batch"])
-def test_gradient_accumulation_is_a_larger_batch(rows: int) -> None:
-    # 4 accumulated batches of 30 rows (same order) step SGD as one batch of 120 rows would,
-    # also when the epoch's last batch is short (460 rows: the last group is 30+30+30+10, the
-    # last large batch 100; found by review: each batch of a group weighed a quarter of it
-    # whatever its rows, and predictions differed by 0.02)
-    sgd = Optimizer("SGD", lr=0.1)
+@pytest.mark.parametrize("optimizer", [Optimizer("SGD", lr=0.1),
+                                       Optimizer("LBFGS", lr=0.5, max_iter=3)],
+                         ids=["sgd", "lbfgs"])
+def test_gradient_accumulation_is_a_larger_batch(rows: int, optimizer: Optimizer) -> None:
+    # 4 accumulated batches of 30 rows (same order) step the optimizer as one batch of 120
+    # rows would, also when the epoch's last batch is short (460 rows: the last group is
+    # 30+30+30+10, the last large batch 100; found by review: each batch of a group weighed a
+    # quarter of it whatever its rows, and predictions differed by 0.02); LBFGS evaluates
+    # the loss several times a step, each time over the whole group
     accumulated = model(GradientAccumulation(steps=4), epochs=3, batch_size=30, split=0.0,
-                        optimizer=sgd)
-    large = model(None, epochs=3, batch_size=120, split=0.0, optimizer=sgd)
-    small = model(None, epochs=3, batch_size=30, split=0.0, optimizer=sgd)
+                        optimizer=optimizer)
+    large = model(None, epochs=3, batch_size=120, split=0.0, optimizer=optimizer)
+    small = model(None, epochs=3, batch_size=30, split=0.0, optimizer=optimizer)
     for trained in (accumulated, large, small):
         trained.train(classification_data(n=rows))
     np.testing.assert_allclose(predictions(accumulated), predictions(large), rtol=1e-4,
                                atol=1e-6)
     assert not np.allclose(predictions(accumulated), predictions(small), atol=1e-3)
+
+
+@pytest.mark.parametrize("procedure", [None, MixupProcedure(alpha=0.2),
+                                       GradientAccumulation(steps=2)],
+                         ids=["default", "mixup", "accumulation"])
+def test_an_optimizer_that_evaluates_the_loss_again_trains_with_every_procedure(
+        procedure: Any) -> None:
+    # LBFGS.step(closure) calls the closure several times; step() without one is a TypeError
+    trained = model(procedure, epochs=3,
+                    optimizer=Optimizer("LBFGS", max_iter=4, line_search_fn="strong_wolfe"))
+    trained.train(classification_data())
+    assert [h["epoch"] for h in trained.train_state.history] == [1, 2, 3]
+    assert trained.train_state.history[-1]["val_accuracy"] > 0.9
 
 
 def test_save_load_keeps_the_procedure_and_resumes_identically(tmp_path: Path) -> None:

@@ -529,3 +529,78 @@ def test_a_tensor_subclass_is_refused_not_loaded_as_a_plain_tensor() -> None:
         save_object(obj, io.BytesIO())
     obj.state["t"] = value.as_subclass(torch.Tensor)
     assert round_trip(obj).state["t"].sum().item() == 3.0
+
+
+def _edit_entries(data: bytes, match: Any, edit: Any) -> bytes:
+    """Rewrite every manifest dict that ``match`` accepts (keeping a valid checksum)."""
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if match(node):
+                edit(node)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    return rewrite_manifest(data, walk)
+
+
+def test_numpy_scalar_hyperparameters_in_state_dicts_come_back_as_they_were() -> None:
+    # e.g. a learning rate from np.logspace, as a mid-training checkpoint stores it
+    opt = torch.optim.Adam(torch.nn.Linear(2, 1).parameters(), lr=np.float64(0.01))
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=np.int64(2), gamma=np.float32(0.5))
+    obj = Holder()
+    obj.state.update(opt=opt, sched=sched)
+    loaded = round_trip(obj).state
+    lr = loaded["opt"]["param_groups"][0]["lr"]
+    assert type(lr) is np.float64 and lr == 0.01
+    step_size, gamma = loaded["sched"]["step_size"], loaded["sched"]["gamma"]
+    assert (type(step_size), step_size, type(gamma), gamma) == (np.int64, 2, np.float32, 0.5)
+    fresh = torch.optim.Adam(torch.nn.Linear(2, 1).parameters(), lr=0.5)
+    fresh.load_state_dict(loaded["opt"])
+    assert fresh.param_groups[0]["lr"] == 0.01
+
+
+@pytest.mark.parametrize("edit", [
+    lambda d: d["value"].update(dtype="|O"),
+    lambda d: d["value"].update(b64="not base64!"),
+    lambda d: d["value"].update(b64="AAAA"),
+    lambda d: d.update(value="3"),
+], ids=["object-dtype", "base64", "size", "not-a-dict"])
+def test_malformed_numpy_scalars_in_a_state_dict_are_a_format_error(edit: Any) -> None:
+    obj = Holder()
+    obj.state["opt"] = torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=np.float64(0.1))
+    buf = io.BytesIO()
+    save_object(obj, buf)
+    changed = _edit_entries(buf.getvalue(), lambda d: d.get("~") == "numpy", edit)
+    with pytest.raises(FormatError):
+        load_object(io.BytesIO(changed))
+
+
+def test_dict_entries_of_a_modules_metadata_are_kept() -> None:
+    # torch's spectral_norm records {"spectral_norm": {"weight.version": 1}} there
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        net = torch.nn.utils.spectral_norm(torch.nn.Linear(3, 2))
+    obj = Holder()
+    obj.state["m"] = net
+    state = round_trip(obj).state["m"]
+    assert state._metadata == net.state_dict()._metadata
+    assert state._metadata[""]["spectral_norm"] == {"weight.version": 1}
+
+
+@pytest.mark.parametrize("value", [[[[[[1]]]]], {"a": {"b": {"c": {"d": {"e": 1}}}}}],
+                         ids=["deep-list", "deep-dict"])
+def test_module_metadata_nested_past_the_limit_is_a_format_error(value: Any) -> None:
+    obj = Holder()
+    obj.state["m"] = torch.nn.Linear(3, 2)
+    buf = io.BytesIO()
+    save_object(obj, buf)
+
+    def nest(meta: dict[str, Any]) -> None:
+        meta["metadata"][""]["extra"] = value
+
+    changed = _edit_entries(buf.getvalue(), lambda d: "module" in d and "metadata" in d, nest)
+    with pytest.raises(FormatError, match="metadata"):
+        load_object(io.BytesIO(changed))

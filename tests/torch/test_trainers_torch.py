@@ -140,10 +140,17 @@ class Checkpointing(TorchTrainable):
             raise RuntimeError("simulated crash")
 
 
-def test_training_resumes_from_a_mid_training_checkpoint(tmp_path: Path) -> None:
+@pytest.mark.parametrize("optimizer", [
+    Optimizer("Adam", lr=2e-2),
+    Optimizer("Adam", lr=np.logspace(-3, -1, 3)[1]),  # a numpy float64 in the optimizer state
+    Optimizer("LBFGS", lr=0.5, max_iter=4, history_size=5),  # its step() needs a closure
+    Optimizer("Adafactor", lr=2e-2),  # defined in torch.optim itself, not a submodule
+], ids=["adam", "numpy-lr", "lbfgs", "adafactor"])
+def test_training_resumes_from_a_mid_training_checkpoint(tmp_path: Path,
+                                                         optimizer: Optimizer) -> None:
     spec = TrainSpec(epochs=5, batch_size=32, validation_split=0.25,
                      early_stopping=EarlyStopping(patience=10), seed=1)
-    parts = (mlp(), Optimizer("Adam", lr=2e-2), Loss("CrossEntropyLoss"), spec)
+    parts = (mlp(), optimizer, Loss("CrossEntropyLoss"), spec)
     reference = TorchTrainable(*parts)
     reference.train(classification_data())
 
@@ -159,6 +166,44 @@ def test_training_resumes_from_a_mid_training_checkpoint(tmp_path: Path) -> None
     assert [h["epoch"] for h in resumed.train_state.history] == [1, 2, 3, 4, 5]
     assert resumed.train_state.history == reference.train_state.history
     assert np.array_equal(predictions(resumed), predictions(reference))
+
+
+def test_muon_trains_a_network_of_matrices_and_says_what_it_cannot_optimize() -> None:
+    layers = [("Linear", {"in_features": 4, "out_features": 16, "bias": False}), ("ReLU", {}),
+              ("Linear", {"in_features": 16, "out_features": 3, "bias": False})]
+    model = TorchTrainable(Sequential(layers), Optimizer("Muon", lr=2e-2),
+                           spec=TrainSpec(epochs=5, seed=0))
+    model.train(classification_data())
+    assert model.train_state.history[-1]["loss"] < model.train_state.history[0]["loss"]
+    with_biases = TorchTrainable(mlp(), Optimizer("Muon", lr=2e-2), spec=TrainSpec(epochs=1))
+    with pytest.raises(ConfigurationError, match=r"Optimizer\('Muon'\).*2D parameters"):
+        with_biases.train(classification_data(n=50))
+
+
+class HalfPrecision(Network):
+    """An MLP whose weights are of ``dtype`` (a name such as ``"bfloat16"``)."""
+
+    def __init__(self, dtype: str) -> None:
+        self.dtype = dtype
+
+    def build(self) -> Any:
+        import torch
+
+        return mlp().build().to(getattr(torch, self.dtype))
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_a_half_precision_network_predicts_numpy_values(dtype: str) -> None:
+    # numpy has no bfloat16: predictions come as float32, each value exactly
+    model = TorchTrainable(HalfPrecision(dtype), Optimizer("SGD", lr=0.1),
+                           spec=TrainSpec(epochs=3, seed=0))
+    model.train(classification_data())
+    probs = predictions(model)
+    assert probs.dtype == (np.float32 if dtype == "bfloat16" else np.float16)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=2e-2)
+    from dryml import metrics
+
+    assert metrics.accuracy(model, classification_data(seed=1)) > 0.8
 
 
 def test_progress_bar_shows_epochs_loss_and_validation_metric(tmp_path: Path) -> None:

@@ -59,6 +59,7 @@ __all__ = [
     "extent",
     "limits_of",
     "note_versions",
+    "numpy_of",
     "tensor_problem",
     "view_meta",
 ]
@@ -169,6 +170,16 @@ def _carried(t: torch.Tensor) -> np.ndarray:
     carrier = _CARRIED.get(_NAME[t.dtype])
     if carrier is not None:
         t = t.view(getattr(torch, carrier))
+    return t.numpy()
+
+
+def numpy_of(value: torch.Tensor) -> np.ndarray:
+    """A tensor's values as a numpy array (a CPU copy of a device tensor, no copy of a CPU
+    one); dtypes numpy lacks are widened exactly: bfloat16 and float8 to float32, complex32
+    to complex64."""
+    t = value.detach().cpu().resolve_conj().resolve_neg()
+    if (t.is_floating_point() or t.is_complex()) and _NAME.get(t.dtype) not in _NATIVE:
+        t = t.to(torch.complex64 if t.is_complex() else torch.float32)
     return t.numpy()
 
 
@@ -438,6 +449,20 @@ def check_versions(reader: Any) -> None:
 
 # -- argument codecs ---------------------------------------------------------------------------
 
+def _values(value: torch.Tensor) -> np.ndarray | None:
+    """The values of a floating or complex tensor as numpy compares them (dtypes numpy lacks
+    widened exactly: bfloat16 and float8 to float32, complex32 to complex64; float4's packed
+    pairs as codes with -0 read as 0); None for other dtypes, whose bits are their values."""
+    t = value.detach()
+    if t.dtype == getattr(torch, "float4_e2m1fn_x2", None):
+        codes = _to_numpy(t)
+        pair = np.stack([codes & 0x0F, codes >> 4])
+        return np.where(pair == 0x08, 0, pair)
+    if not (t.is_floating_point() or t.is_complex()):
+        return None
+    return numpy_of(t)
+
+
 class TensorCodec:
     """``torch.Tensor`` (and ``nn.Parameter``) arguments; dtype, shape, requires_grad kept."""
 
@@ -466,11 +491,13 @@ class TensorCodec:
         if a.is_quantized:
             return bool(a.qscheme() == b.qscheme() and torch.equal(a.int_repr(), b.int_repr())
                         and torch.equal(a.dequantize(), b.dequantize()))
-        left, right = _to_numpy(a), _to_numpy(b)
-        return left.tobytes() == right.tobytes() or bool(
-            (a.is_floating_point() or a.is_complex())
-            and torch.equal(torch.isnan(a.detach()), torch.isnan(b.detach()))
-            and torch.equal(torch.nan_to_num(a.detach()), torch.nan_to_num(b.detach())))
+        if _to_numpy(a).tobytes() == _to_numpy(b).tobytes():
+            return True
+        # as numpy arrays compare (dryml's ArrayCodec.equal): NaN equals NaN, -0.0 equals 0.0,
+        # and every other value (inf included) only itself
+        left, right = _values(a), _values(b)
+        return left is not None and right is not None and bool(
+            np.array_equal(left, right, equal_nan=left.dtype.kind in "fc"))
 
 
 class DtypeCodec:

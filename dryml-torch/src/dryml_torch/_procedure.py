@@ -8,7 +8,7 @@ for every procedure.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -68,10 +68,33 @@ class EpochContext:
 
     def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """``(x, y)`` batches in this epoch's order, on :attr:`device`."""
-        x, y, order, device, size = self.x, self.y, self.order, self.device, self.batch_size
-        for start in range(0, len(order), size):
-            idx = order[start:start + size]
-            yield x[idx].to(device, non_blocking=True), y[idx].to(device, non_blocking=True)
+        for i in range(self.num_batches):
+            yield self.batch(i)
+
+    def batch(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``i``-th ``(x, y)`` batch of :meth:`batches`, on :attr:`device`."""
+        idx = self.order[i * self.batch_size:(i + 1) * self.batch_size]
+        return (self.x[idx].to(self.device, non_blocking=True),
+                self.y[idx].to(self.device, non_blocking=True))
+
+    def step(self, closure: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """One optimizer step; returns the loss ``closure`` computed first (before the step).
+
+        ``closure`` zeroes the gradients, computes the loss, calls ``backward()`` on it and
+        returns it: ``optimizer.step(closure)``, as torch's optimizers take it. Most call it
+        once; those that search along the gradient (``LBFGS``) call it again at other
+        weights, so it must compute everything it needs (e.g. the forward pass) itself.
+        """
+        first: list[torch.Tensor] = []
+
+        def evaluate() -> Any:  # torch annotates the closure as returning a float
+            loss = closure()
+            if not first:
+                first.append(loss)
+            return loss
+
+        self.optimizer.step(evaluate)
+        return first[0]
 
     def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The loss of outputs ``out`` for targets ``y`` (aligned as dryml's loop does: class
@@ -131,12 +154,14 @@ class TorchProcedure(TrainingProcedure):
 
     def train_step(self, ctx: EpochContext, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Train on one batch; return its (mean) loss tensor."""
-        opt = ctx.optimizer
-        opt.zero_grad(set_to_none=True)
-        loss = ctx.loss(ctx.net(x), y)
-        loss.backward()
-        opt.step()
-        return loss
+
+        def closure() -> torch.Tensor:
+            ctx.optimizer.zero_grad(set_to_none=True)
+            loss = ctx.loss(ctx.net(x), y)
+            loss.backward()
+            return loss
+
+        return ctx.step(closure)
 
 
 class MixupProcedure(TorchProcedure):
@@ -162,13 +187,15 @@ class MixupProcedure(TorchProcedure):
                                      f"point; these are {x.dtype}")
         lam = float(ctx.rng.beta(self.alpha, self.alpha))
         perm = torch.randperm(len(x), generator=ctx.generator).to(x.device)
-        opt = ctx.optimizer
-        opt.zero_grad(set_to_none=True)
-        out = ctx.net(lam * x + (1.0 - lam) * x[perm])
-        loss = lam * ctx.loss(out, y) + (1.0 - lam) * ctx.loss(out, y[perm])
-        loss.backward()
-        opt.step()
-        return loss
+
+        def closure() -> torch.Tensor:
+            ctx.optimizer.zero_grad(set_to_none=True)
+            out = ctx.net(lam * x + (1.0 - lam) * x[perm])
+            loss = lam * ctx.loss(out, y) + (1.0 - lam) * ctx.loss(out, y[perm])
+            loss.backward()
+            return loss
+
+        return ctx.step(closure)
 
 
 class GradientAccumulation(TorchProcedure):
@@ -189,21 +216,36 @@ class GradientAccumulation(TorchProcedure):
         """The epoch, stepping the optimizer after every ``steps`` batches."""
         import torch
 
-        net, opt, n = ctx.net, ctx.optimizer, ctx.num_batches
-        net.train()
+        ctx.net.train()
         total = torch.zeros((), dtype=torch.float64, device=ctx.device)
-        opt.zero_grad(set_to_none=True)
-        size, rows = ctx.batch_size, ctx.num_examples
-        for i, (xb, yb) in enumerate(ctx.batches()):
-            start = (i // self.steps) * self.steps
-            # each batch weighs by its rows, as in one larger batch: the epoch's last batch
-            # may be short, and weighing it like a full one did not match a batch `steps`
-            # times larger (SGD, 300 rows in batches of 32: predictions differed by 0.02)
-            group_rows = min(rows, (start + self.steps) * size) - start * size
-            loss = ctx.loss(net(xb), yb)
-            (loss * (len(xb) / group_rows)).backward()
-            total += loss.detach() * len(xb)
-            if (i + 1) % self.steps == 0 or i + 1 == n:
-                opt.step()
-                opt.zero_grad(set_to_none=True)
+        for start in range(0, ctx.num_batches, self.steps):
+            group = range(start, min(start + self.steps, ctx.num_batches))
+            losses: list[list[torch.Tensor]] = []  # each evaluation's row-weighted losses
+            ctx.step(self._group_closure(ctx, group, losses))
+            for loss in losses[0]:
+                total += loss
         return {"loss": float(total) / ctx.num_examples}
+
+    @staticmethod
+    def _group_closure(ctx: EpochContext, group: range, losses: list[list[torch.Tensor]]
+                       ) -> Callable[[], torch.Tensor]:
+        """The closure of one step: the gradients of the batches in ``group`` (batches
+        are moved to the device one at a time), as one batch of all their rows would give."""
+        import torch
+
+        rows = min(ctx.num_examples, group.stop * ctx.batch_size) - group.start * ctx.batch_size
+
+        def closure() -> torch.Tensor:
+            ctx.optimizer.zero_grad(set_to_none=True)
+            weighted: list[torch.Tensor] = []
+            for i in group:
+                xb, yb = ctx.batch(i)
+                # each batch weighs by its rows, as in one larger batch: the epoch's last
+                # batch may be short
+                loss = ctx.loss(ctx.net(xb), yb)
+                (loss * (len(xb) / rows)).backward()
+                weighted.append(loss.detach() * len(xb))
+            losses.append(weighted)
+            return torch.stack(weighted).sum() / rows
+
+        return closure

@@ -25,6 +25,8 @@ import math
 from collections import OrderedDict
 from typing import Any
 
+import numpy as np
+
 try:
     import torch
 except ImportError as _exc:  # the backend is installed without its framework
@@ -34,6 +36,7 @@ except ImportError as _exc:  # the backend is installed without its framework
         f"dryml-torch needs torch, which cannot be imported ({_exc}): pip install torch"
     ) from _exc
 
+from dryml._numpy_codec import SCALAR
 from dryml.errors import FormatError, SerializationError
 from dryml_torch._codecs import (
     check_versions,
@@ -113,6 +116,9 @@ class _TreeWriter:
             return value if math.isfinite(value) else {_TAG: "float", "value": repr(value)}
         if isinstance(value, torch.Tensor):
             return {_TAG: "tensor", "index": self._tensor(value, path)}
+        if isinstance(value, np.generic) and not value.dtype.hasobject:
+            # a hyperparameter such as np.float64(0.01): dtype and bytes, as dryml stores it
+            return {_TAG: "numpy", "value": SCALAR.encode(value, None)}
         if tp is list:
             return [self.encode(v, f"{path}[{i}]") for i, v in enumerate(value)]
         if tp is tuple:
@@ -126,8 +132,8 @@ class _TreeWriter:
             return {_TAG: "dict", "items": items}
         raise SerializationError(
             f"{path}: a {tp.__module__}.{tp.__qualname__} in a torch state dict cannot be "
-            "saved safely (only tensors, numbers, str, None, lists, tuples and dicts); "
-            "store it separately with store.put")
+            "saved safely (only tensors, numbers, numpy scalars, str, None, lists, tuples "
+            "and dicts); store it separately with store.put")
 
     def _tensor(self, t: torch.Tensor, path: str) -> int:
         key = _storage_key(t)
@@ -183,6 +189,11 @@ class _TreeReader:
             return {k: self.decode(v) for k, v in data.items()}
         if kind == "float" and data.get("value") in ("nan", "inf", "-inf"):
             return float(data["value"])
+        if kind == "numpy":
+            try:
+                return SCALAR.decode(data.get("value"), None)
+            except ValueError as exc:  # bad base64
+                raise FormatError(f"bad numpy scalar in a torch state dict: {exc}") from None
         if kind == "tensor" and type(data.get("index")) is int and 0 <= data["index"] < len(
                 self.tensors):
             return self.tensors[data["index"]]
@@ -254,19 +265,42 @@ class ModuleSerializer:
         metadata = meta.get("metadata")
         if metadata is not None:
             if not isinstance(metadata, dict) or not all(
-                    isinstance(v, dict) for v in metadata.values()):
-                raise FormatError("a module state dict's metadata must map str to objects")
+                    isinstance(entry, dict) and all(_plain_json(v) for v in entry.values())
+                    for entry in metadata.values()):
+                raise FormatError("a module state dict's metadata must map str to objects of "
+                                  f"plain JSON values, nested at most {_METADATA_DEPTH} deep")
             state._metadata = OrderedDict(metadata)  # type: ignore[attr-defined]
         return state
 
 
+#: How deeply a ``_metadata`` value may nest dicts and lists (old ``spectral_norm`` keeps
+#: ``{"spectral_norm": {"weight.version": 1}}``: one level).
+_METADATA_DEPTH = 4
+
+
+def _plain_json(value: Any, depth: int = _METADATA_DEPTH) -> bool:
+    """Whether ``value`` is plain JSON (None, bool, int, finite float, str, and lists and
+    str-keyed dicts of them nested at most ``depth`` deep)."""
+    tp = type(value)
+    if value is None or tp in (bool, int, str):
+        return True
+    if tp is float:
+        return math.isfinite(value)
+    if depth == 0:
+        return False
+    if tp is list:
+        return all(_plain_json(v, depth - 1) for v in value)
+    return tp is dict and all(type(k) is str and _plain_json(v, depth - 1)
+                              for k, v in value.items())
+
+
 def _metadata_json(metadata: Any) -> dict[str, Any] | None:
+    """A state dict's ``_metadata`` as JSON: the plain JSON values of each entry."""
     if metadata is None:
         return None
     out: dict[str, Any] = {}
     for prefix, entry in metadata.items():
-        out[str(prefix)] = {str(k): v for k, v in dict(entry).items()
-                            if v is None or type(v) in (bool, int, str)}
+        out[str(prefix)] = {str(k): v for k, v in dict(entry).items() if _plain_json(v)}
     return out
 
 

@@ -17,6 +17,7 @@ from dryml.data import Dataset
 from dryml.data._base import check_count
 from dryml.data._gen import Meta, shared_shuffle_seeds
 from dryml.errors import DatasetError
+from dryml_torch._codecs import numpy_of
 
 __all__ = ["TorchDataset"]
 
@@ -89,12 +90,9 @@ def _length(source: Any) -> int | None:
 
 def to_numpy_leaf(leaf: Any) -> Any:
     """A tensor as a numpy array: no copy for CPU tensors, a copy to the CPU otherwise;
-    bfloat16 (which numpy lacks) as float32, exactly."""
+    dtypes numpy lacks (bfloat16, float8, complex32) widened exactly (float32, complex64)."""
     if isinstance(leaf, torch.Tensor):
-        leaf = leaf.detach().cpu().resolve_conj().resolve_neg()
-        if leaf.dtype == torch.bfloat16:  # numpy has none: float32 holds each value exactly
-            leaf = leaf.float()  # (found by review: .numpy() raised, so in_memory() did)
-        return leaf.numpy()
+        return numpy_of(leaf)
     return np.asarray(leaf)
 
 

@@ -72,7 +72,7 @@ def _torch_class(what: str, name: str) -> Any:
         cls = TrustPolicy().resolve_named_class(f"{namespace}:{name}", base=base)
     except (UntrustedClassError, ClassNotFoundError) as exc:
         raise ConfigurationError(f"{hint} ({exc})") from None
-    if not cls.__module__.startswith(namespace + "."):
+    if cls.__module__ != namespace and not cls.__module__.startswith(namespace + "."):
         raise ConfigurationError(f"{hint} (it is defined in {cls.__module__})")
     return cls
 
@@ -140,7 +140,13 @@ class Sequential(Network):
 
 
 class Optimizer(Object):
-    """A ``torch.optim`` optimizer by class name, e.g. ``Optimizer("Adam", lr=1e-3)``."""
+    """A ``torch.optim`` optimizer by class name, e.g. ``Optimizer("Adam", lr=1e-3)``.
+
+    Any optimizer class of ``torch.optim`` (``"SGD"``, ``"AdamW"``, ``"Adafactor"``,
+    ``"LBFGS"``...): the shipped procedures step through :meth:`EpochContext.step`, so an
+    optimizer that evaluates the loss several times a step (``LBFGS``) trains too. Arguments
+    the optimizer refuses are a ConfigurationError when it is built.
+    """
 
     def __init__(self, name: str = "Adam", **kwargs: Any) -> None:
         if not isinstance(name, str):
@@ -150,7 +156,11 @@ class Optimizer(Object):
     def build(self, params: Any) -> torch.optim.Optimizer:
         """The optimizer over ``params``."""
         cls = _torch_class("optimizer", self.name)
-        return cls(params, **self.kwargs)  # type: ignore[no-any-return]
+        try:
+            return cls(params, **self.kwargs)  # type: ignore[no-any-return]
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(f"Optimizer({self.name!r}) with {self.kwargs!r} cannot be "
+                                     f"built over the network's parameters: {exc}") from None
 
 
 #: Losses that take probabilities, not logits: refused for a classifier (see TorchTrainable).
@@ -226,7 +236,8 @@ class TorchTrainable(Trainable):
       ``CrossEntropyLoss`` for classifiers, ``MSELoss`` for regressors), ``spec`` (a
       :class:`~dryml.models.TrainSpec`: epochs, batch size, validation split, early stopping,
       seed, shuffle).
-    * ``task``: ``"classifier"`` (``predict`` gives class probabilities) or ``"regressor"``.
+    * ``task``: ``"classifier"`` (``predict`` gives class probabilities) or ``"regressor"``;
+      a network of a dtype numpy lacks (``bfloat16``, ``float8``) predicts ``float32``.
     * ``procedure``: how each epoch trains, a :class:`TorchProcedure` (the default: one
       optimizer step per minibatch), e.g. :class:`MixupProcedure` or
       :class:`GradientAccumulation`, or your own subclass. dryml's epoch loop around it does
@@ -374,6 +385,7 @@ class TorchTrainable(Trainable):
     def predict(self, x: Any) -> Any:
         import torch
 
+        from dryml_torch._codecs import numpy_of
         from dryml_torch._models_loop import context_device, model_inputs, probabilities
 
         net = self._place(context_device(), optimizer=False)
@@ -384,4 +396,4 @@ class TorchTrainable(Trainable):
             out = probabilities(out, getattr(self.loss, "name", None) == "BCEWithLogitsLoss")
         elif out.ndim > 1 and out.shape[-1] == 1:
             out = out.squeeze(-1)
-        return out.detach().cpu().numpy()
+        return numpy_of(out)
