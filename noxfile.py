@@ -181,8 +181,9 @@ def require_env(names: list[str]) -> dict[str, str]:
 def tests(session: nox.Session, package: str) -> None:
     """Test one package in a venv holding only it and dryml-core: undeclared deps fail."""
     search = SEARCH_REQUIREMENTS if package == "core" else ()
-    # pandas: XGBoost's string-category encoder is tested through a DataFrame
-    more = ("pandas",) if package == "xgboost" else ()
+    # pandas: XGBoost's string-category encoder is tested through a DataFrame, and
+    # scikit-learn's column transformers over DataFrames (pandas is no dependency of either)
+    more = ("pandas",) if package in ("xgboost", "sklearn") else ()
     install(session, [package], *TEST_TOOLS, *search, *more)
     env = {**require_env([package]), **(SEARCH_ENV if package == "core" else {})}
     session.run("pytest", PACKAGES[package].tests, *session.posargs, env=env)

@@ -190,9 +190,13 @@ def test_big_arrays_are_npy_members_and_skops_keeps_only_the_structure(tmp_path:
     {"count": 0, "kind": "object", "shape": [2**32, 2**32], "args": None,
      "state": {"keys": [], "constant": {}, "plain": {}, "scalars": {}, "arrays": {},
                "batches": {}, "nodes": {}}},
+    *({"count": 2, "kind": "object", "shape": None, "args": None, "ids": ids,
+       "state": {"keys": [], "constant": {}, "plain": {}, "scalars": {}, "arrays": {},
+                 "batches": {}, "nodes": {}}} for ids in ([7], [7, 7], ["7", "8"], {"0": 7})),
 ], ids=["short-column", "missing-column", "non-plain-constant", "unknown-kind", "bad-shape",
         "calls-an-estimator-class", "object-dtype", "more-objects-than-bytes",
-        "nested-empty-rows", "overflowing-shape"])
+        "nested-empty-rows", "overflowing-shape", "ids-short", "ids-repeated", "ids-not-ints",
+        "ids-not-a-list"])
 def test_a_malformed_batch_of_estimators_is_a_format_error(state: dict[str, Any]) -> None:
     from skops.io._utils import LoadContext
 
@@ -392,6 +396,87 @@ def test_boosting_batches_keep_shared_objects_shared(tmp_path: Path) -> None:
     loaded = _round_trip(hist, tmp_path / "hgb.dry")
     assert [len(row) for row in loaded._predictors] == [len(row) for row in hist._predictors]
     assert loaded.predict_proba(X).tobytes() == hist.predict_proba(X).tobytes()
+
+
+def _voting(count: int) -> Any:
+    return ensemble.VotingClassifier([(f"lr{i}", linear_model.LogisticRegression(C=0.1 * (i + 1)))
+                                      for i in range(count)], voting="soft").fit(X, Y)
+
+
+def _stacking(count: int) -> Any:
+    return ensemble.StackingRegressor([(f"r{i}", linear_model.Ridge(alpha=i + 1.0))
+                                       for i in range(count)],
+                                      final_estimator=linear_model.Ridge()).fit(XR, YR)
+
+
+@pytest.mark.parametrize("count", [7, 8, 12])
+@pytest.mark.parametrize("build", [_voting, _stacking], ids=["voting", "stacking"])
+def test_ensemble_members_are_one_object_by_index_and_by_name(
+        build: Any, count: int, tmp_path: Path) -> None:
+    model = build(count)
+    loaded = _round_trip(model, tmp_path / "ensemble.dry")
+    names = list(loaded.named_estimators_)
+    assert all(loaded.named_estimators_[n] is loaded.estimators_[i] for i, n in enumerate(names))
+    x = X if isinstance(model, ensemble.VotingClassifier) else XR
+    method = "predict_proba" if isinstance(model, ensemble.VotingClassifier) else "predict"
+    for ensemble_ in (model, loaded):  # a member edited through its name changes the ensemble
+        ensemble_.named_estimators_[names[0]].intercept_ += 5.0
+    assert getattr(loaded, method)(x).tobytes() == getattr(model, method)(x).tobytes()
+
+
+def test_members_written_before_their_batch_load_as_the_same_objects(tmp_path: Path) -> None:
+    model = _voting(8)
+    # the by-name mapping first: the batch of members then refers to objects already read
+    model.__dict__ = {"named_estimators_": model.named_estimators_,
+                      **{k: v for k, v in vars(model).items() if k != "named_estimators_"}}
+    loaded = _round_trip(model, tmp_path / "voting.dry")
+    assert all(loaded.named_estimators_[f"lr{i}"] is loaded.estimators_[i] for i in range(8))
+    assert loaded.predict_proba(X).tobytes() == model.predict_proba(X).tobytes()
+
+
+def test_a_batch_written_without_ids_still_loads(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+
+    model = _voting(8)
+    path = tmp_path / "voting.dry"
+    _save_with_batches_edited(model, path, monkeypatch, lambda state: state.pop("ids"))
+    loaded = load_object(path).model
+    assert loaded.predict_proba(X).tobytes() == model.predict_proba(X).tobytes()
+
+
+def _save_with_batches_edited(model: Any, path: Path, monkeypatch: pytest.MonkeyPatch,
+                              edit: Any) -> None:
+    """Save ``model`` with ``edit`` applied to each column-wise batch's state."""
+    from dryml_sklearn import _skops_batch
+
+    batch_state = _skops_batch.batch_state
+
+    def edited(*args: Any, **kwargs: Any) -> Any:
+        state = batch_state(*args, **kwargs)
+        if state is not None:
+            edit(state)
+        return state
+
+    with monkeypatch.context() as patch:
+        patch.setattr(_skops_batch, "batch_state", edited)
+        holder = Holder()
+        holder.model = model
+        save_object(holder, path)
+
+
+@pytest.mark.parametrize("target,message", [
+    (lambda model: model, "contains itself"),
+    (lambda model: model.le_, "refers to a LabelEncoder"),
+], ids=["its-own-ensemble", "another-object"])
+def test_a_batch_item_that_is_another_object_of_the_file_is_a_format_error(
+        target: Any, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+
+    model = _voting(8)
+    path = tmp_path / "voting.dry"
+    _save_with_batches_edited(model, path, monkeypatch,
+                              lambda state: state["ids"].__setitem__(0, id(target(model))))
+    with pytest.raises(FormatError, match=message):
+        load_object(path)
 
 
 # --- members that claim another width than the ensemble gives them ------------------------

@@ -457,6 +457,40 @@ def test_plain_types_skops_writes_as_calls_load_as_before(tmp_path: Path) -> Non
     assert loaded.predict(x).tobytes() == search.predict(x).tobytes()
 
 
+@pytest.mark.parametrize(("make", "path", "value"), [
+    (lambda: np.random.RandomState(0), ("state", "pos"), "1000000"),
+    (lambda: np.random.RandomState(0), ("has_gauss",), "7"),
+    (lambda: np.random.Generator(np.random.MT19937(0)), ("state", "pos"), "1000000"),
+    (lambda: np.random.Generator(np.random.Philox(0)), ("buffer_pos",), "100"),
+], ids=["RandomState-position", "RandomState-flag", "MT19937-position", "Philox-buffer"])
+def test_a_random_state_numpy_would_read_past_its_memory_is_a_format_error(
+        make: Any, path: tuple[str, ...], value: str) -> None:
+    """numpy trusts a generator's position: a RandomState whose MT19937 position was set to
+    10**6 in the file crashed the process (segmentation fault) at its first draw."""
+    from dryml.errors import FormatError
+    from dryml_sklearn import _skops_arrays
+    from dryml_sklearn._serializers import load_estimator
+
+    data, _ = _skops_arrays.dumps(make(), None)
+    legacy = isinstance(make(), np.random.RandomState)
+    draw = (lambda g: g.random_sample()) if legacy else (lambda g: g.random())
+    assert draw(load_estimator(data, None)) == draw(make())  # an honest file loads
+
+    def craft(name: str, raw: bytes) -> bytes:
+        if name != "schema.json":
+            return raw
+        schema = json.loads(raw)
+        node = schema["content"] if legacy else schema["content"]["bit_generator"]
+        for key in path:
+            node = node["content"][key]
+        node["content"] = value
+        return json.dumps(schema).encode()
+
+    with pytest.raises(FormatError, match="random generator state in the file is not one "
+                                          "numpy writes"):
+        load_estimator(_rewritten(data, craft), None)
+
+
 def test_a_seed_sequence_numpy_would_spend_minutes_on_is_a_format_error() -> None:
     """An 11 KB file whose Generator's SeedSequence asked for pool_size=750000000 ran for
     minutes at load (found by the hostile-file audit)."""

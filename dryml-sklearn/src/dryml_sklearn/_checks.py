@@ -17,7 +17,7 @@ import numpy as np
 
 from dryml.errors import FormatError
 
-__all__ = ["EXTRA_TRUSTED", "check_loaded", "nested_xgboost"]
+__all__ = ["EXTRA_TRUSTED", "check_loaded", "nested_xgboost", "path_to"]
 
 _METRICS = "sklearn.metrics._dist_metrics"
 #: Types trusted on top of skops' defaults (checked by :func:`check_loaded` where needed).
@@ -251,21 +251,44 @@ def nested_xgboost(value: Any) -> str | None:
     not imported: nothing can hold one then."""
     if "xgboost" not in sys.modules:
         return None
+
+    def is_xgboost(obj: Any) -> bool:
+        module = type(obj).__module__ or ""
+        return module == "xgboost" or module.startswith("xgboost.")
+
+    found = _find(value, is_xgboost)
+    if found is None:
+        return None
+    obj, path = found
+    return f"{path} ({type(obj).__module__}.{type(obj).__qualname__})"
+
+
+def path_to(value: Any, target: Any) -> str | None:
+    """Where inside ``value`` the object ``target`` sits (object arrays searched too), e.g.
+    ``"steps[0][1].missing_values"``, or None."""
+    found = _find(value, lambda obj: obj is target, arrays=True)
+    return None if found is None else found[1]
+
+
+def _find(value: Any, match: Any, arrays: bool = False) -> tuple[Any, str] | None:
+    """The first object below ``value`` that ``match`` accepts, with its path."""
     seen = {id(value)}
-    stack = list(_children(value, ""))
+    stack = list(_children(value, "", arrays))
     while stack:
         obj, path = stack.pop()
-        if id(obj) in seen or isinstance(obj, _LEAVES):
+        if id(obj) in seen or (isinstance(obj, _LEAVES) and not (
+                arrays and isinstance(obj, np.ndarray) and obj.dtype.hasobject)):
             continue
         seen.add(id(obj))
-        module = type(obj).__module__ or ""
-        if module == "xgboost" or module.startswith("xgboost."):
-            return f"{path.lstrip('.')} ({module}.{type(obj).__qualname__})"
-        stack.extend(_children(obj, path))
+        if match(obj):
+            return obj, path.lstrip(".")
+        stack.extend(_children(obj, path, arrays))
     return None
 
 
-def _children(obj: Any, path: str) -> list[tuple[Any, str]]:
+def _children(obj: Any, path: str, arrays: bool = False) -> list[tuple[Any, str]]:
+    if arrays and isinstance(obj, np.ndarray):
+        return [(v, f"{path}[{', '.join(map(str, i))}]") for i, v in np.ndenumerate(obj)]
     if isinstance(obj, dict):
         return [(v, f"{path}[{k!r}]") for k, v in obj.items()]
     if isinstance(obj, (list, tuple)):

@@ -113,8 +113,8 @@ def load_estimator(data: bytes, reader: Any | None) -> Any:
     bad = _trust.untrusted(tree, _caller_trust(reader))
     if bad:
         raise UntrustedClassError(_untrusted_message(bad))
-    _trust.check_seed_sequences(tree)
-    with _skops_arrays.reading(reader):
+    with _skops_arrays.reading(reader):  # a RandomState's key is an array member
+        _trust.check_random_states(tree)
         value = tree.construct()
     _checks.check_loaded(value)
     return value
@@ -122,12 +122,15 @@ def load_estimator(data: bytes, reader: Any | None) -> Any:
 
 def _untrusted_message(findings: list[_trust.Finding]) -> str:
     listed = "; ".join(f"{f.kind} {f.name!r} ({f.why})" for f in findings)
-    return (
+    message = (
         f"the file holds scikit-learn content that dryml-sklearn does not trust: {listed}; "
-        "nothing was loaded (a type or function is code that runs at load and predict time). "
-        f"If you trust this file, pass trust=[{findings[0].name!r}, ...] to load_object "
-        "(objects: their exact class or its module; callables: their exact name only)."
-    )
+        "nothing was loaded (a type or function is code that runs at load and predict time).")
+    trustable = [f for f in findings if f.trustable]
+    if len(trustable) < len(findings):
+        return message  # each finding that trust= cannot fix says what to do instead
+    return (f"{message} If you trust this file, pass trust=[{trustable[0].name!r}, ...] to "
+            "load_object (objects: their exact class or its module; callables: their exact "
+            "name only).")
 
 
 ESTIMATOR = EstimatorSerializer()

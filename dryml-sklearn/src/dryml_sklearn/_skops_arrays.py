@@ -40,11 +40,11 @@ from skops.io._utils import (  # noqa: E402 - after import_skops()
     read_schema,
 )
 
-from dryml.errors import FormatError  # noqa: E402 - after import_skops()
+from dryml.errors import FormatError, SerializationError  # noqa: E402 - after import_skops()
 from dryml.format import Limits  # noqa: E402 - after import_skops()
 
 __all__ = ["LOADER", "MIN_MEMBER_BYTES", "DrymlArrayNode", "current_reader", "current_writer",
-           "dumps", "load_tree", "reading", "writing", "zero_padding"]
+           "dumps", "load_tree", "reading", "saving", "writing", "zero_padding"]
 
 LOADER = "DrymlArrayNode"
 #: Arrays at least this big become their own member; smaller ones stay in skops' zip, where a
@@ -55,6 +55,8 @@ _writer: contextvars.ContextVar[tuple[Any, dict[int, str]] | None] = contextvars
     "dryml_sklearn_writer", default=None)
 _reader: contextvars.ContextVar[Any] = contextvars.ContextVar("dryml_sklearn_reader",
                                                              default=None)
+_saving: contextvars.ContextVar[bool] = contextvars.ContextVar("dryml_sklearn_saving",
+                                                              default=False)
 
 
 @contextlib.contextmanager
@@ -63,10 +65,17 @@ def writing(writer: Any) -> Iterator[dict[int, str]]:
     yields id -> member."""
     members: dict[int, str] = {}
     token = _writer.set(None if writer is None else (writer, members))
+    saving_token = _saving.set(True)
     try:
         yield members
     finally:
+        _saving.reset(saving_token)
         _writer.reset(token)
+
+
+def saving() -> bool:
+    """Whether a dryml save (with or without a writer) is running in this context."""
+    return _saving.get()
 
 
 @contextlib.contextmanager
@@ -164,10 +173,18 @@ def dumps(value: Any, writer: Any) -> tuple[bytes, int]:
     indents it, which makes ``json`` fall back to its pure-Python encoder (the single biggest
     cost of saving a large forest).
     """
+    from dryml_sklearn import _checks, _skops_pandas
+
+    _skops_pandas.install()
     buffer = io.BytesIO()
     with writing(writer) as members, zipfile.ZipFile(buffer, "w") as zip_file:
         context = SaveContext(zip_file=zip_file)
-        state = get_state(value, context)
+        try:
+            state = get_state(value, context)
+        except _skops_pandas.Refused as exc:
+            where = _checks.path_to(value, exc.value)
+            raise SerializationError(f"{type(value).__qualname__}"
+                                     f"{'.' + where if where else ''}: {exc.why}") from None
         context.clear_memo()
         state["protocol"] = context.protocol
         state["_skops_version"] = skops.__version__

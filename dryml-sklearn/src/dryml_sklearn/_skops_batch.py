@@ -12,6 +12,10 @@ bookkeeping costs more than the data. Here such a list is written column-wise:
   one object that every item refers to (boosting's ``RandomState``) is written once;
 * anything else stays an ordinary skops node per item.
 
+Each item's ``id`` is recorded as skops records an object's (``__id__``), so an item that the
+file also holds elsewhere (a voting ensemble's ``named_estimators_`` beside its
+``estimators_``) loads as one object, as it does through skops' own nodes.
+
 Loading mirrors skops: estimators are rebuilt like its ``ObjectNode`` (``cls.__new__`` then
 ``__setstate__``) and decision-tree storage like its ``TreeNode`` (``Tree(*args)`` then
 ``__setstate__``), only after skops' audit has checked each item class and every child node
@@ -125,6 +129,9 @@ def batch_state(items: list[Any], save_context: SaveContext, shape: tuple[int, .
     writer = current_writer()
     if writer is None or len(items) < min_items:
         return None
+    ids = [id(item) for item in items]
+    if len(set(ids)) != len(ids):  # one object listed twice: skops' nodes keep it one object
+        return None
     cls = type(items[0])
     if any(type(item) is not cls for item in items):
         return None
@@ -141,7 +148,7 @@ def batch_state(items: list[Any], save_context: SaveContext, shape: tuple[int, .
         save_context.memoize(item)  # keep ids unique while this dump runs
     return {"__class__": cls.__name__, "__module__": get_module(cls), "__loader__": LOADER,
             "kind": kind, "count": len(items), "shape": None if shape is None else list(shape),
-            "nested": nested, "args": args, "state": state}
+            "nested": nested, "args": args, "state": state, "ids": ids}
 
 
 def list_state(obj: list[Any], save_context: SaveContext) -> dict[str, Any]:
@@ -306,10 +313,45 @@ class DrymlBatchNode(Node):
         self.args = _Columns(state.get("args"), count, load_context, trusted) \
             if kind == "reduce" else None
         self.state = _Columns(state.get("state"), count, load_context, trusted)
+        self.known = self._register(state.get("ids"), load_context)
         args_children = self.args.children() if self.args is not None else []
-        self.children = {"items": [*args_children, *self.state.children()]}
+        self.children = {"items": [*args_children, *self.state.children(),
+                                   *self.known.values()]}
+        self._items: list[Any] | None = None
+        self._building = False
 
-    def _construct(self) -> Any:
+    def _register(self, ids: Any, load_context: LoadContext) -> dict[int, Node]:
+        """Put each item in skops' memo under its saved id, so that the file's other
+        references to it load as the same object; returns the nodes (by item index) that
+        the memo already held for an item written before this batch."""
+        if ids is None:  # written before items' ids were recorded: items are copies
+            return {}
+        if not (isinstance(ids, list) and len(ids) == self.count and all(
+                type(i) is int for i in ids) and len(set(ids)) == self.count):
+            raise FormatError("a batch of scikit-learn objects has malformed ids")
+        known: dict[int, Node] = {}
+        for index, item_id in enumerate(ids):
+            node = load_context.get_object(item_id)
+            if node is not None:
+                known[index] = node
+            else:
+                load_context.memoize(_ItemNode(self, index, load_context), item_id)
+        return known
+
+    def items(self) -> list[Any]:
+        """The items, in order (built once)."""
+        if self._items is None:
+            if self._building:  # an item or a reference in it leads back to this batch
+                raise FormatError("a batch of scikit-learn objects contains itself: the file "
+                                  "was altered")
+            self._building = True
+            try:
+                self._items = self._build()
+            finally:
+                self._building = False
+        return self._items
+
+    def _build(self) -> list[Any]:
         from dryml_sklearn._skops_arrays import current_reader
 
         reader = current_reader()
@@ -329,6 +371,15 @@ class DrymlBatchNode(Node):
                 else:
                     item.__dict__.update(attrs)
                 items.append(item)
+        for index, node in self.known.items():
+            items[index] = node.construct()
+            if type(items[index]) is not cls:
+                raise FormatError(f"a batch of {self.class_name} objects refers to a "
+                                  f"{type(items[index]).__name__}: the file was altered")
+        return items
+
+    def _construct(self) -> Any:
+        items = self.items()
         if self.shape is None:
             return items
         if self.nested:
@@ -337,6 +388,19 @@ class DrymlBatchNode(Node):
         out = np.empty(self.count, dtype=object)
         out[:] = items
         return out.reshape(self.shape)
+
+
+class _ItemNode(Node):
+    """One item of a :class:`DrymlBatchNode`, where the file refers to it again."""
+
+    def __init__(self, batch: DrymlBatchNode, index: int, load_context: LoadContext) -> None:
+        state = {"__class__": batch.class_name, "__module__": batch.module_name}
+        super().__init__(state, load_context, memoize=False)
+        self.trusted = batch.trusted
+        self.batch, self.index = batch, index
+
+    def _construct(self) -> Any:
+        return self.batch.items()[self.index]
 
 
 def install() -> None:

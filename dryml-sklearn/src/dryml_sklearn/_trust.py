@@ -56,7 +56,7 @@ import numpy as np
 from dryml.backend import static_attribute
 from dryml_sklearn import _checks
 
-__all__ = ["Finding", "check_seed_sequences", "untrusted"]
+__all__ = ["Finding", "check_random_states", "untrusted"]
 
 _ROOTS = ("sklearn", "numpy", "scipy")
 #: Module name parts never imported or trusted.
@@ -81,14 +81,18 @@ _PLAIN_BUILTINS = frozenset({
     "collections.OrderedDict", "collections.defaultdict",
 })
 _CONTAINERS = frozenset({"functools.partial"})
+#: What skops writes as an object but cannot rebuild, whatever the trust (pandas' NA singleton).
+_UNLOADABLE = {"NAType": "pandas.NA, which no file can rebuild, trusted or not: fit with "
+                         "missing_values=np.nan instead and save again"}
 _COMPILED = "a compiled scikit-learn class holding arrays that dryml-sklearn does not check"
 
 
 class Finding:
-    """One untrusted name and why (``kind`` is ``"object"`` or ``"callable"``)."""
+    """One untrusted name and why (``kind`` is ``"object"`` or ``"callable"``); ``trustable``
+    is False for what no ``trust=`` can make loadable."""
 
-    def __init__(self, name: str, kind: str, why: str) -> None:
-        self.name, self.kind, self.why = name, kind, why
+    def __init__(self, name: str, kind: str, why: str, trustable: bool = True) -> None:
+        self.name, self.kind, self.why, self.trustable = name, kind, why, trustable
 
     def __repr__(self) -> str:
         return f"Finding({self.name!r}, {self.kind!r}, {self.why!r})"
@@ -305,6 +309,9 @@ def untrusted(tree: Any, trust: Iterable[str] = ()) -> list[Finding]:
             continue
         if kind == "object" and (name in _PLAIN_BUILTINS or name in _CONTAINERS):
             continue
+        if qualname in _UNLOADABLE and module.split(".")[0] == "pandas":
+            findings[name] = Finding(name, kind, _UNLOADABLE[qualname], trustable=False)
+            continue
         if _caller_trusts(name, kind, caller):
             value = _resolve_for_caller(module, qualname)
             if value is None:
@@ -346,18 +353,25 @@ def _resolve_for_caller(module: str, qualname: str) -> Any:
         return None
 
 
-def check_seed_sequences(tree: Any) -> None:
-    """FormatError unless every numpy Generator's stored SeedSequence state is one numpy
-    writes: its ``pool_size`` drives work that grows with its square (an 11 KB file asking
-    for 750 million ran for minutes: found by the hostile-file audit). Call after
-    :func:`untrusted` found nothing: the state is built (plain values only) to be checked."""
-    from skops.io._numpy import RandomGeneratorNode
+def check_random_states(tree: Any) -> None:
+    """FormatError unless every numpy ``RandomState`` and ``Generator`` state the tree holds
+    is one numpy writes: numpy trusts them (an ``MT19937`` position past its key crashed the
+    process at the first draw), and a Generator's SeedSequence ``pool_size`` drives work
+    that grows with its square (an 11 KB file asking for 750 million ran for minutes). Call
+    after :func:`untrusted` found nothing: the states are built (plain values only) to be
+    checked."""
+    from skops.io._numpy import RandomGeneratorNode, RandomStateNode
 
+    from dryml._random_states import check_bit_generator_state
     from dryml.errors import FormatError
 
     for node, _ in _walk(tree):
+        if isinstance(node, RandomStateNode):
+            check_bit_generator_state(node.content.construct(), legacy=True)
+            continue
         if not isinstance(node, RandomGeneratorNode):
             continue
+        check_bit_generator_state(node.bit_generator_state.construct())
         state = node.seed_seq_state.construct()
         if not (isinstance(state, dict) and set(state) <= _SEED_SEQUENCE_KEYS
                 and _small_int(state.get("pool_size", 4), 4, 256)

@@ -4,15 +4,18 @@ Trees go into the file as XGBoost's own UBJSON model (``Booster.save_raw("ubj")`
 binary member, which carries the best iteration and score and the feature names; the
 booster's training configuration (``save_config``) and, for ``XGBClassifier`` /
 ``XGBRegressor`` and the other ``XGBModel`` classes, the constructor parameters
-(``get_params()``) and ``evals_result_`` are JSON in the manifest. ``store.get`` returns a
-new, equivalent object whose predictions are bit-identical. Nothing is pickled, and no byte
-of a file reaches XGBoost's parsers before :mod:`dryml_xgboost._validate` has checked the
-model and configuration (XGBoost's loader trusts every index it reads).
+(``get_params()``; a numpy generator ``random_state`` as its state:
+:mod:`dryml_xgboost._generators`) and ``evals_result_`` are JSON in the manifest.
+``store.get`` returns a new, equivalent object whose predictions are bit-identical. Nothing
+is pickled, and no byte of a file reaches XGBoost's parsers before
+:mod:`dryml_xgboost._validate` has checked the model and configuration (XGBoost's loader
+trusts every index it reads).
 """
 
 from __future__ import annotations
 
 import base64
+import copy
 import ctypes
 import functools
 import importlib.metadata
@@ -39,6 +42,7 @@ from dryml.errors import (
     FormatError,
     SerializationError,
 )
+from dryml_xgboost import _generators
 from dryml_xgboost._validate import check_model_and_config
 
 __all__ = ["BOOSTER", "SKLEARN_MODEL"]
@@ -200,7 +204,7 @@ class SklearnModelSerializer:
         _note_versions(writer)
         meta: dict[str, Any] = {
             "class": f"{type(value).__module__}:{type(value).__qualname__}",
-            "params": _encode(value.get_params(deep=False), "params"),
+            "params": _encode(_params(value), "params"),
             "fitted": bool(value.__sklearn_is_fitted__()),
         }
         if meta["fitted"]:
@@ -237,6 +241,20 @@ class SklearnModelSerializer:
         return model
 
 
+def _params(value: xgboost.XGBModel) -> dict[str, Any]:
+    """``value.get_params(deep=False)`` with a numpy generator ``random_state`` as it is:
+    XGBoost's get_params draws an int from it in its place (advancing the caller's
+    generator), so the parameters are read from a shallow copy holding none."""
+    random_state = getattr(value, "random_state", None)
+    if not isinstance(random_state, np.random.RandomState | np.random.Generator):
+        return value.get_params(deep=False)
+    shallow = copy.copy(value)
+    shallow.random_state = None
+    params: dict[str, Any] = shallow.get_params(deep=False)
+    params["random_state"] = random_state
+    return params
+
+
 def _encode(value: Any, path: str) -> Any:  # noqa: PLR0911 - one branch per kind
     """Parameters as JSON; callables and other objects are refused with the reason."""
     tp = type(value)
@@ -252,6 +270,9 @@ def _encode(value: Any, path: str) -> Any:  # noqa: PLR0911 - one branch per kin
                 "b64": base64.b64encode(data.tobytes()).decode("ascii")}
     if tp is list:
         return [_encode(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, np.random.RandomState | np.random.Generator):
+        tag, state = _generators.state_of(value, path)
+        return {_TAG: tag, "state": _encode(state, path)}
     if tp is tuple:
         return {_TAG: "tuple", "items": [_encode(v, f"{path}[{i}]") for i, v in enumerate(value)]}
     if isinstance(value, dict):
@@ -286,6 +307,8 @@ def _decode(data: Any) -> Any:  # noqa: PLR0911 - one branch per kind
         return {_decode(k): _decode(v) for k, v in data["items"]}
     if kind == "ndarray":
         return _decode_array(data)
+    if kind in _generators.GENERATORS:
+        return _generators.generator_from(kind, _decode(data.get("state")))
     raise FormatError(f"malformed {kind!r} entry in XGBoost parameters")
 
 
