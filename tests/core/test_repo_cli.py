@@ -300,3 +300,23 @@ def test_where_on_a_later_argument_keeps_objects_whose_earlier_one_cannot_be_imp
                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert sorted(e["dry_id"] for e in json.loads(done.stdout)) == ["cls", "nested", "plain"]
+
+
+def test_small_mistakes_get_one_line_errors_and_text_reads_as_written(
+        repo_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``repo init`` on a file said "File exists"; ``--where =3`` (no key) silently matched
+    nothing; names and metadata in other scripts were shown as ``\\u00fc`` escapes."""
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x")
+    status, _, err = _run(capsys, "repo", "init", str(a_file))
+    assert status != 0 and "it is a file, not a directory" in err
+    for where in ("=3", "kwargs.=1", ">=0.5"):
+        status, _, err = _run(capsys, "repo", "ls", str(repo_dir), "--where", where)
+        assert status != 0 and "the key before" in err and "is missing" in err, where
+    repo = Repo(repo_dir)
+    repo.add_object(Net(1, dry_id="über"), metadata={"note": "naïve"})
+    repo.close()
+    status, out, _ = _run(capsys, "repo", "ls", str(repo_dir), "--where", "note=naïve")
+    assert status == 0 and "über" in out and '"naïve"' in out and "\\u00" not in out
+    status, out, _ = _run(capsys, "repo", "show", str(repo_dir), "über")
+    assert status == 0 and '"note": "naïve"' in out

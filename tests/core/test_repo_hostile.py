@@ -256,3 +256,85 @@ def test_a_file_cannot_give_a_class_this_process_has_other_bases(tmp_path: Path)
     assert repo.ids(Selector(Other)) == []
     assert sorted(repo.ids(Selector(Part))) == ["p0", "p1", "p2", "zz"]
     assert not [o for o in repo.get(Selector(Part)) if not isinstance(o, Part)]
+
+
+
+def _as_user(uid: int, action: Any) -> str:
+    """Run ``action()`` in a child process as user ``uid`` (when root: else as this user);
+    returns "opened" or what it raised."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report the outcome through the pipe, never return to pytest
+        try:
+            os.close(read)
+            if os.geteuid() == 0:
+                os.setgroups([])
+                os.setgid(uid)
+                os.setuid(uid)
+            try:
+                action()
+                outcome = "opened"
+            except BaseException as exc:  # noqa: BLE001 - reported to the parent
+                outcome = f"{type(exc).__name__}: {exc}"
+            os.write(write, outcome.encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        outcome = pipe.read().decode()
+    os.waitpid(pid, 0)
+    return outcome
+
+
+NOBODY, OWNER = 65534, 1000
+posix_users = pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX users and permissions")
+
+
+@pytest.fixture
+def shared_path() -> Any:
+    """A folder other users can reach (pytest's own temporary folders are private)."""
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="dryml-shared-"))
+    os.chmod(path, 0o755)
+    yield path
+    shutil.rmtree(path)
+
+
+@posix_users
+def test_a_user_who_cannot_write_the_index_is_told_so_and_leaves_nothing_behind(
+        shared_path: Path) -> None:
+    """Another user listing a repository they may not write got SQLite's "attempt to write a
+    readonly database" as a traceback; in a folder anyone may write to, that left a log and
+    a shared-memory file of theirs beside the index, and the owner's own repository then
+    failed to open (list, check and reindex alike)."""
+    directory = _repo(shared_path)
+    os.chmod(directory, 0o777)  # a shared folder
+    if os.geteuid() != 0:
+        os.chmod(_index(directory), 0o444)
+    before = sorted(p.name for p in directory.iterdir())
+    outcome = _as_user(NOBODY, lambda: Repo(directory).ids())
+    assert outcome.startswith("RepoError: the repository") and (
+        ".dryml-index.sqlite belongs to user" in outcome and "is not writable by this user"
+        in outcome), outcome
+    assert sorted(p.name for p in directory.iterdir()) == before  # no file of theirs
+    os.chmod(_index(directory), 0o644)
+    assert sorted(Repo(directory).ids()) == ["p0", "p1"]  # the owner's repository works
+
+
+@pytest.mark.skipif(not hasattr(os, "fork") or os.geteuid() != 0,
+                    reason="needs root to give files to other users")
+def test_a_log_file_another_user_left_says_what_to_remove(shared_path: Path) -> None:
+    directory = _repo(shared_path)
+    for path in [directory, *directory.iterdir()]:
+        os.chown(path, OWNER, OWNER)
+    wal = directory / f"{INDEX_NAME}-wal"
+    wal.unlink(missing_ok=True)
+    wal.touch()
+    os.chown(wal, NOBODY, NOBODY)  # what another user's open left before
+    outcome = _as_user(OWNER, lambda: Repo(directory).ids())
+    assert "-wal, SQLite's log of the index, belongs to user" in outcome, outcome
+    assert "remove .dryml-index.sqlite-wal (SQLite makes it anew)" in outcome
+    wal.unlink()
+    assert _as_user(OWNER, lambda: Repo(directory).ids()) == "opened"

@@ -123,9 +123,13 @@ def run_init(args: argparse.Namespace) -> int:
     """Make a repository (or say that it already is one)."""
     from pathlib import Path
 
+    from dryml.errors import RepoError
     from dryml.repo import Repo
     from dryml.repo._index import INDEX_NAME
 
+    if Path(args.directory).exists() and not Path(args.directory).is_dir():
+        raise RepoError(f"cannot make {args.directory!r} a repository: it is a file, not a "
+                        "directory (a repository is a directory of .dry files)")
     existed = (Path(args.directory) / INDEX_NAME).is_file()
     repo = Repo(args.directory, create=True)
     if existed:
@@ -150,6 +154,9 @@ def parse_where(items: list[str]) -> tuple[dict[str, Any], dict[str, Any], dict[
         if op is None:
             raise RepoError(f"--where {item!r}: expected KEY=VALUE (or != >= <= > <)")
         key, text = item[:at].strip(), item[at + len(op):].strip()
+        if not key or key in ("kwargs.", "args."):
+            raise RepoError(f"--where {item!r}: the key before {op!r} is missing (a metadata "
+                            "key such as metrics.accuracy, kwargs.NAME or args.N)")
         try:
             matcher = _matcher(op, _value(text))
         except ValueError as exc:
@@ -213,7 +220,8 @@ def run_ls(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
         return 0
     rows = [[e["dry_id"], e["class"].rpartition(":")[2], _arguments(e["definition"]),
-             human_size(e["size"]), json.dumps(e["metadata"]) if e["metadata"] else ""]
+             human_size(e["size"]),
+             json.dumps(e["metadata"], ensure_ascii=False) if e["metadata"] else ""]
             for e in entries]
     sys.stdout.write(table(["DRY_ID", "CLASS", "ARGUMENTS", "SIZE", "METADATA"], rows) + "\n")
     sys.stdout.write(f"{len(entries)} object(s)\n")
@@ -233,7 +241,7 @@ def _short(value: Any) -> str:
         return str(value.get("cls", "?")).rpartition(":")[2] + "(...)"
     if isinstance(value, dict) and value.get("__dry__") == "class":
         return str(value.get("path", "?")).rpartition(":")[2]
-    return json.dumps(value)
+    return json.dumps(value, ensure_ascii=False)
 
 
 def run_show(args: argparse.Namespace) -> int:
@@ -255,8 +263,9 @@ def run_show(args: argparse.Namespace) -> int:
            f"file:       {one_line(entry['file'])} ({entry['size']} bytes, manifest "
            f"{entry['digest']})",
            f"created:    {created}",
-           "metadata:   " + json.dumps(entry["metadata"], indent=2).replace("\n", "\n            "),
-           "definition: " + json.dumps(entry["definition"], indent=2).replace(
+           "metadata:   " + json.dumps(entry["metadata"], indent=2, ensure_ascii=False).replace(
+               "\n", "\n            "),
+           "definition: " + json.dumps(entry["definition"], indent=2, ensure_ascii=False).replace(
                "\n", "\n            ")]
     sys.stdout.write("\n".join(out) + "\n")
     return 0

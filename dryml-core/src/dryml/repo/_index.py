@@ -130,6 +130,47 @@ def file_problem(path: str) -> str | None:
     return None
 
 
+def access_problem(path: str) -> str | None:
+    """Why this user cannot open the index at ``path`` for writing, or None. Every open
+    writes (the schema check, SQLite's write-ahead log and its shared-memory file beside the
+    index): a user without write access got SQLite's "attempt to write a readonly database"
+    as a traceback, and in a folder others may write to, left a log and shared-memory file
+    of their own beside the index that then refused its owner."""
+    directory = os.path.dirname(path) or "."
+    for suffix in _COMPANIONS:
+        name = path + suffix
+        if os.path.lexists(name) and not os.access(name, os.W_OK):
+            what = os.path.basename(name)
+            if not suffix:
+                return (f"{what} belongs to {_owner(name)} and is not writable by this user: "
+                        "dryml writes to a repository's index whenever it opens it, to list "
+                        "it too. Ask for write access to the folder and its files (a shared "
+                        "group with g+w), or work on a copy")
+            return (f"{what}, SQLite's {'log' if suffix == '-wal' else 'lock file'} of the "
+                    f"index, belongs to {_owner(name)} and is not writable by this user (a "
+                    "user without write access to the index left it): once no process has "
+                    f"the repository open, remove {what} (SQLite makes it anew)")
+    if os.path.isdir(directory) and not os.access(directory, os.W_OK | os.X_OK):
+        return ("its folder is not writable by this user: dryml writes the index's log "
+                "beside it whenever it opens a repository, to list it too. Ask for write "
+                "access to the folder and its files, or work on a copy")
+    return None
+
+
+def _owner(path: str) -> str:
+    """The name of the user who owns ``path`` (else its uid)."""
+    try:
+        uid = os.stat(path).st_uid
+    except OSError:
+        return "another user"
+    try:
+        import pwd
+
+        return f"user {pwd.getpwuid(uid).pw_name}"
+    except (ImportError, KeyError):
+        return f"user {uid}"
+
+
 def schema_problem(conn: sqlite3.Connection) -> str | None:
     """Why the index's schema is not dryml's, or None: one of its tables that is something
     else (a view over an endless query hung every query), or a trigger on one of them (it
@@ -219,6 +260,10 @@ class Index:
             problem = file_problem(self.path)
             if problem is not None:  # never opened: SQLite would follow it
                 raise self.damaged(problem)
+            problem = access_problem(self.path)
+            if problem is not None:  # never opened: SQLite would leave files of this user
+                raise RepoError(f"the repository {os.path.dirname(self.path)!r} cannot be "
+                                f"opened: {problem}")
             try:
                 conn = sqlite3.connect(self.path, timeout=120, isolation_level=None,
                                        check_same_thread=False)
