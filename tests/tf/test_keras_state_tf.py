@@ -65,11 +65,18 @@ def test_an_adapted_vocabulary_layer_round_trips_in_int_and_tf_idf_modes(layer: 
         _same(model, _round_trip(model), kind)
 
 
-def _saved_lookup(tmp_path: Path) -> tuple[Any, Path]:
+def _saved_lookup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Path]:
+    """A StringLookup model saved with its vocabulary as Keras' asset file, as dryml-tf wrote
+    it before vocabularies were stored apart (the asset checks hold for any layer's asset
+    files)."""
+    from dryml_tf import _keras_state
+
     build, _ = keras_zoo.cases()["StringLookup-int"]
     model = build()
     path = tmp_path / "lookup.dry"
-    save_object(_holder(model), path)
+    with monkeypatch.context() as patch:
+        patch.setattr(_keras_state, "_lookup_layers", lambda model: [])
+        save_object(_holder(model), path)
     return model, path
 
 
@@ -77,22 +84,92 @@ def _model_meta(manifest: dict[str, Any]) -> dict[str, Any]:
     return manifest["objects"][0]["state"]["model"]["meta"]  # type: ignore[no-any-return]
 
 
-def test_the_vocabulary_is_a_member_of_the_file(tmp_path: Path) -> None:
+def test_the_vocabulary_is_a_json_member_of_the_file(tmp_path: Path) -> None:
     from dryml._io import open_container
 
-    model, path = _saved_lookup(tmp_path)
+    build, _ = keras_zoo.cases()["StringLookup-int"]
+    model = build()
+    path = tmp_path / "lookup.dry"
+    save_object(_holder(model), path)
+    meta = read_manifest(path).objects[0].state["model"]["meta"]
+    assert meta["assets"] == []
+    [entry] = meta["vocabularies"]
+    with open_container(path, None) as (reader, _):
+        tokens = json.loads(reader.read_bytes(entry["member"]))
+    assert tokens == model.layers[0].get_vocabulary(include_special_tokens=True)
+
+
+def test_a_file_with_the_vocabulary_as_an_asset_file_loads_identically(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model, path = _saved_lookup(tmp_path, monkeypatch)
     assets = read_manifest(path).objects[0].state["model"]["meta"]["assets"]
     assert [a["path"] for a in assets] == ["layers/string_lookup/vocabulary.txt"]
-    with open_container(path, None) as (reader, _):
-        text = reader.read_bytes(assets[0]["member"]).decode()
-    assert text.splitlines() == model.layers[0].get_vocabulary(include_special_tokens=True)
+    _same(model, load_object(path).model, "str")
+
+
+def _lookup(layer: str, tokens: list[str], **kwargs: Any) -> Any:
+    import keras
+
+    lookup = getattr(keras.layers, layer)(**kwargs)
+    lookup.adapt(np.array(tokens, dtype=object))
+    return keras.Sequential([keras.Input((1,), dtype="string"), lookup])
+
+
+@pytest.mark.parametrize(("layer", "tokens", "kwargs"), [
+    ("StringLookup", ["red", "red", "blue", "blue", ""], {}),
+    ("StringLookup", ["a\nb", "a", "b", "c", "c"], {}),
+    ("StringLookup", ["a\rb", "\r", "c", "c"], {"output_mode": "tf_idf"}),
+    ("TextVectorization", ["x\u2028y", "z", "z", "x"], {"split": None, "standardize": None}),
+])
+def test_a_vocabulary_with_an_empty_token_or_a_line_break_maps_every_token_identically(
+        layer: str, tokens: list[str], kwargs: dict[str, Any]) -> None:
+    """Keras writes a vocabulary as lines of text and splits them again: '' was lost and a
+    token holding a line break came back as two tokens, so ids changed without a word."""
+    model = _lookup(layer, tokens, **kwargs)
+    loaded = _round_trip(model)
+    want = model.layers[0].get_vocabulary(include_special_tokens=True)
+    assert loaded.layers[0].get_vocabulary(include_special_tokens=True) == want
+    inputs = np.array([[t] for t in dict.fromkeys(tokens)] + [["unseen"]], dtype=object)
+    assert np.asarray(model(inputs)).tobytes() == np.asarray(loaded(inputs)).tobytes()
+
+
+def test_a_vocabulary_entry_for_another_layer_class_is_a_format_error(tmp_path: Path) -> None:
+    path = tmp_path / "lookup.dry"
+    save_object(_holder(_lookup("StringLookup", ["a", "b"])), path)
+
+    def edit(manifest: dict[str, Any]) -> None:
+        _model_meta(manifest)["vocabularies"][0]["class"] = "IntegerLookup"
+
+    with pytest.raises(FormatError, match="vocabulary entry must name its member and the "
+                                          "layer's class \\(StringLookup\\)"):
+        load_object(io.BytesIO(rewrite_manifest(path.read_bytes(), edit)))
+
+
+def test_dropout_state_is_kept_so_training_goes_on_as_it_would_have() -> None:
+    """Keras does not save seed generators: a loaded model's dropout masks (training=True,
+    Monte Carlo dropout, further training) differed from the original's."""
+    import keras
+
+    x = np.random.default_rng(0).normal(size=(32, 4)).astype("float32")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8),
+                              keras.layers.Dropout(0.5, seed=7), keras.layers.Dropout(0.3),
+                              keras.layers.Dense(1)])
+    model.compile(optimizer="adam", loss="mse")
+    model.fit(x, x[:, :1], epochs=2, batch_size=8, verbose=0, shuffle=False)
+    loaded = _round_trip(model)
+    assert (np.asarray(model(x, training=True)).tobytes()
+            == np.asarray(loaded(x, training=True)).tobytes())
+    for m in (model, loaded):
+        m.fit(x, x[:, :1], epochs=1, batch_size=8, verbose=0, shuffle=False)
+    assert np.asarray(model(x)).tobytes() == np.asarray(loaded(x)).tobytes()
 
 
 @pytest.mark.parametrize("bad", ["../escaped.txt", "/tmp/escaped.txt", "a/../../escaped.txt",
                                  "layers\\x.txt", "", "a//b.txt"])
-def test_an_asset_path_outside_the_asset_folder_is_a_format_error(tmp_path: Path,
-                                                                  bad: str) -> None:
-    _, path = _saved_lookup(tmp_path)
+def test_an_asset_path_outside_the_asset_folder_is_a_format_error(
+        tmp_path: Path, bad: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, path = _saved_lookup(tmp_path, monkeypatch)
 
     def edit(manifest: dict[str, Any]) -> None:
         _model_meta(manifest)["assets"][0]["path"] = bad
@@ -103,8 +180,9 @@ def test_an_asset_path_outside_the_asset_folder_is_a_format_error(tmp_path: Path
     assert not (tmp_path.parent / "escaped.txt").exists()
 
 
-def test_an_asset_listed_twice_is_a_format_error(tmp_path: Path) -> None:
-    _, path = _saved_lookup(tmp_path)
+def test_an_asset_listed_twice_is_a_format_error(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    _, path = _saved_lookup(tmp_path, monkeypatch)
 
     def edit(manifest: dict[str, Any]) -> None:
         assets = _model_meta(manifest)["assets"]
@@ -120,7 +198,8 @@ def test_assets_beyond_the_bounds_are_refused_on_save_and_on_load(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from dryml_tf import _keras_state
 
-    model, path = _saved_lookup(tmp_path)
+    model, path = _saved_lookup(tmp_path, monkeypatch)
+    monkeypatch.setattr(_keras_state, "_lookup_layers", lambda model: [])
     monkeypatch.setattr(_keras_state, "MAX_ASSET_BYTES", 8)
     with pytest.raises(FormatError, match="exceed 8 bytes"):
         load_object(path)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -87,7 +88,9 @@ def rebuild(config: Any, deserialize: Callable[[Any], Any], budget: int) -> Any:
     ``budget`` + :data:`SLACK_BYTES`: the optimizer Keras makes while compiling creates its
     step counter from a constant, which a deferring scope refuses, so compiling cannot
     happen inside one; the optimizer is made first and the rest of the compile config
-    deferred. What this does is what ``compile_from_config`` does, with the metrics bounded.
+    deferred. What this does is what ``compile_from_config`` does, with the metrics bounded,
+    except that the optimizer is left unbuilt: the caller builds it when the file holds a
+    built one's state (an untrained model's optimizer was saved unbuilt).
     """
     if _registry() is None or not isinstance(config, dict):
         return deserialize(config)
@@ -100,15 +103,15 @@ def rebuild(config: Any, deserialize: Callable[[Any], Any], budget: int) -> Any:
     if not compile_config:
         return model
     if not isinstance(compile_config, dict) or type(model).compile is not keras.Model.compile:
-        model.compile_from_config(compile_config)  # a custom compile: Keras warns, skips it
+        with warnings.catch_warnings():  # a custom compile: Keras skips it (the caller says)
+            warnings.filterwarnings("ignore", message=".*compile.*", category=UserWarning)
+            model.compile_from_config(compile_config)
         return model
     optimizer = deserialize(compile_config.get("optimizer"))
     rest = _bounded(lambda: deserialize({k: v for k, v in compile_config.items()
                                          if k != "optimizer"}), budget,
                     "the Keras model's compile config")
     model.compile(optimizer=optimizer, **rest)
-    if model.built and getattr(model, "optimizer", None) is not None:
-        model.optimizer.build(model.trainable_variables)
     return model
 
 

@@ -10,27 +10,38 @@ directory becomes a member of the ``.dry`` file (never pickle). On load the asse
 written back into a fresh temporary directory (checked relative paths, bounded count and
 size) for ``load_assets``, and every layer with restored variables is finalized
 (``finalize_state()``), as Keras' loaders do.
+
+Two things are kept beyond what Keras' walk keeps. A vocabulary layer's vocabulary is stored
+exactly, as a JSON list, and restored with ``set_vocabulary``: Keras writes it as lines of
+text and splits them again, which drops an empty token and splits one holding a line break.
+The model's random state (dropout's seed generators), which Keras does not save, is stored
+too, so that ``model(x, training=True)`` and further training go on as they would have.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import json
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
+from keras.src.layers.preprocessing.index_lookup import IndexLookup
 from keras.src.saving import saving_lib
 
 from dryml.errors import FormatError, SerializationError
 from dryml_tf._codecs import array_from_json, array_to_json
 
-__all__ = ["MAX_ASSET_BYTES", "MAX_ASSET_FILES", "finalize_layers", "load_state", "save_state"]
+__all__ = ["MAX_ASSET_BYTES", "MAX_ASSET_FILES", "finalize_layers", "load_state", "restore_rng",
+           "rng_variables", "save_state"]
 
-#: At most this many asset files per model (Keras' lookup layers write one each).
+#: At most this many asset files per model (a layer that writes assets writes a few).
 MAX_ASSET_FILES = 10_000
 #: At most this many bytes of asset files per model, written and read.
 MAX_ASSET_BYTES = 2 * 2**30
@@ -76,11 +87,14 @@ def _array(value: Any) -> tuple[np.ndarray, tf.DType]:
 
 
 def save_state(model: Any, writer: Any) -> dict[str, Any]:
-    """Run Keras' save walk; ``{"state": [...], "assets": [...]}`` for the entry's meta."""
+    """Run Keras' save walk; ``{"state": [...], "assets": [...]}`` for the entry's meta, with
+    ``"vocabularies"`` and ``"rng"`` when the model has vocabulary layers or random state."""
     store = _VariableStore()
     assets = saving_lib.DiskIOStore("assets", mode="w")
+    lookups = _lookup_layers(model)
     try:
-        saving_lib._save_state(model, store, assets, "", set())
+        with _vocabularies_kept_apart(lookups):
+            saving_lib._save_state(model, store, assets, "", set())
         state = []
         for path, values in store.contents.items():
             if not values:
@@ -90,9 +104,93 @@ def save_state(model: Any, writer: Any) -> dict[str, Any]:
                 array, dtype = _array(value)
                 arrays[str(key)] = array_to_json(array, dtype, writer, member=True)
             state.append({"path": path, "vars": arrays})
-        return {"state": state, "assets": _assets_out(Path(assets.working_dir), writer)}
+        out: dict[str, Any] = {"state": state,
+                               "assets": _assets_out(Path(assets.working_dir), writer)}
     finally:
         assets.close()
+    if lookups:
+        out["vocabularies"] = [_vocabulary_out(layer, writer) for layer in lookups]
+    rng = [array_to_json(*_array(v), writer) for v in rng_variables(model)]
+    if rng:
+        out["rng"] = rng
+    return out
+
+
+def rng_variables(model: Any) -> list[Any]:
+    """The model's random state beyond its weights (dropout's seed generators), in a fixed
+    order."""
+    weights = {id(v) for v in model.weights}
+    return [v for v in model.variables if id(v) not in weights]
+
+
+def restore_rng(model: Any, arrays: Any) -> None:
+    """Set the model's :func:`rng_variables` to ``arrays`` (numpy arrays, in their order)."""
+    variables = rng_variables(model)
+    if not isinstance(arrays, list) or len(arrays) != len(variables):
+        got = len(arrays) if isinstance(arrays, list) else "no"
+        raise FormatError(f"the file holds {got} random-state arrays; the model has "
+                          f"{len(variables)} (was the model's class changed since it was "
+                          "saved?)")
+    for var, array in zip(variables, arrays, strict=True):
+        if tuple(np.shape(array)) != tuple(var.shape):
+            raise FormatError(f"random state {var.path!r}: the file holds shape "
+                              f"{np.shape(array)}, the model has {tuple(var.shape)}")
+        var.assign(array)
+
+
+def _lookup_layers(model: Any) -> list[Any]:
+    """The model's vocabulary layers (``StringLookup``, ``IntegerLookup``, a
+    ``TextVectorization``'s lookup) whose vocabulary Keras keeps as an asset file (adapted
+    or set, not given in the config), in a fixed order."""
+    return [layer for layer in _layers(model)
+            if isinstance(layer, IndexLookup) and layer.input_vocabulary is None]
+
+
+@contextlib.contextmanager
+def _vocabularies_kept_apart(layers: list[Any]) -> Iterator[None]:
+    """While Keras' walk runs, ``layers`` look to it as if their vocabulary came with their
+    config (it then neither writes nor reads their asset file): dryml stores it itself."""
+    for layer in layers:
+        layer.input_vocabulary = "kept by dryml"
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.input_vocabulary = None
+
+
+def _strings(layer: Any) -> bool:
+    return bool(tf.as_dtype(layer.vocabulary_dtype) == tf.string)
+
+
+def _vocabulary_out(layer: Any, writer: Any) -> dict[str, Any]:
+    tokens = layer.get_vocabulary(include_special_tokens=True)
+    values = [str(t) for t in tokens] if _strings(layer) else [int(t) for t in tokens]
+    return {"class": type(layer).__name__,
+            "member": writer.add_bytes(json.dumps(values).encode())}
+
+
+def _vocabulary_in(layer: Any, entry: Any, reader: Any) -> None:
+    """Set ``layer``'s vocabulary (and a tf-idf layer's idf weights, restored with its
+    variables) from the entry :func:`_vocabulary_out` wrote, as ``load_assets`` does."""
+    name = type(layer).__name__
+    if not (isinstance(entry, dict) and entry.get("class") == name
+            and isinstance(entry.get("member"), str)):
+        raise FormatError(f"a Keras vocabulary entry must name its member and the layer's "
+                          f"class ({name})")
+    try:
+        tokens = json.loads(reader.get_bytes(entry["member"]))
+    except (ValueError, RecursionError) as exc:
+        raise FormatError(f"the vocabulary of {layer.name!r} is not a JSON list ({exc})") from None
+    kind = str if _strings(layer) else int
+    if not isinstance(tokens, list) or not all(type(t) is kind for t in tokens):
+        raise FormatError(f"the vocabulary of {layer.name!r} must be a list of "
+                          f"{kind.__name__} tokens")
+    idf = layer.idf_weights_const.numpy() if layer.output_mode == "tf_idf" else None
+    try:
+        layer.set_vocabulary(tokens, idf_weights=idf)
+    except (ValueError, TypeError, OverflowError, tf.errors.OpError) as exc:
+        raise FormatError(f"Keras refused the vocabulary of {layer.name!r}: {exc}") from None
 
 
 def _assets_out(root: Path, writer: Any) -> list[dict[str, Any]]:
@@ -172,8 +270,16 @@ def _state_loader(entries: Any, reader: Any) -> Any:
 
 
 def load_state(model: Any, meta: dict[str, Any], reader: Any) -> None:
-    """Run Keras' load walk over the recorded state and assets, then finalize layers."""
+    """Run Keras' load walk over the recorded state and assets, set the vocabularies and the
+    random state, then finalize layers."""
     by_path, load = _state_loader(meta.get("state"), reader)
+    vocabularies = meta.get("vocabularies")
+    lookups = _lookup_layers(model) if vocabularies is not None else []
+    if vocabularies is not None and (not isinstance(vocabularies, list)
+                                     or len(vocabularies) != len(lookups)):
+        got = len(vocabularies) if isinstance(vocabularies, list) else "no"
+        raise FormatError(f"the file holds {got} vocabularies; the rebuilt model has "
+                          f"{len(lookups)} vocabulary layers")
     store = _VariableStore(load)
     failed: set[int] = set()
     errors: dict[int, Any] = {}
@@ -186,7 +292,8 @@ def load_state(model: Any, meta: dict[str, Any], reader: Any) -> None:
             _write_assets(meta["assets"], reader, Path(tmp))
             assets = saving_lib.DiskIOStore(tmp, mode="r")
         try:
-            saving_lib._load_state(model, store, assets, "", False, set(), **extra)
+            with _vocabularies_kept_apart(lookups):
+                saving_lib._load_state(model, store, assets, "", False, set(), **extra)
         except (ValueError, TypeError, KeyError, OSError, tf.errors.OpError) as exc:
             raise FormatError(f"Keras could not restore the model's state: {exc}") from None
     if errors:
@@ -197,6 +304,12 @@ def load_state(model: Any, meta: dict[str, Any], reader: Any) -> None:
     if missing:
         raise FormatError(f"the file holds Keras state for {missing} that the rebuilt model "
                           "does not have (was the model's class changed since it was saved?)")
+    for layer, entry in zip(lookups, vocabularies or [], strict=True):
+        _vocabulary_in(layer, entry, reader)
+    if "rng" in meta:
+        entries = meta["rng"]
+        restore_rng(model, [array_from_json(e, reader)[0] for e in entries]
+                    if isinstance(entries, list) else entries)
     finalize_layers(model)
 
 
@@ -204,8 +317,12 @@ def finalize_layers(model: Any) -> None:
     """``finalize_state()`` on every layer (nested models too) that holds variables, as Keras'
     loaders do after restoring them (an adapted ``Normalization`` derives its mean and
     variance there)."""
-    flatten = getattr(model, "_flatten_layers", None)
-    layers = list(flatten(include_self=True, recursive=True)) if flatten else [model]
-    for layer in layers:
+    for layer in _layers(model):
         if callable(getattr(layer, "finalize_state", None)) and layer.weights:
             layer.finalize_state()
+
+
+def _layers(model: Any) -> list[Any]:
+    """The model and every layer in it (nested models too), each once, in a fixed order."""
+    flatten = getattr(model, "_flatten_layers", None)
+    return list(flatten(include_self=True, recursive=True)) if flatten else [model]

@@ -13,8 +13,9 @@ import tensorflow as tf
 
 from dryml import progress
 from dryml._objectdef import ObjectDef
-from dryml.errors import ConfigurationError, FormatError
+from dryml.errors import ConfigurationError
 from dryml.models import split_validation, starts_over, supervised_arrays
+from dryml_tf._keras_state import restore_rng
 from dryml_tf._procedure import StepContext
 
 if TYPE_CHECKING:
@@ -181,12 +182,6 @@ def _metric(metric: Any, trainable: KerasTrainable) -> Any:
     return metric
 
 
-def rng_variables(model: keras.Model) -> list[Any]:
-    """The model's random state beyond its weights (dropout's seed generators)."""
-    weights = {id(v) for v in model.weights}
-    return [v for v in model.variables if id(v) not in weights]
-
-
 def _stream(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, shuffle: bool,
             first: int, last: int) -> Any:
     """Training batches of epochs ``first..last-1``; each epoch's order depends only on
@@ -281,22 +276,18 @@ def run_fit(trainable: KerasTrainable, data: Dataset, valid: Dataset | None) -> 
 
 
 def save_training(trainable: KerasTrainable, store: SaveStore) -> None:
-    """What a training saved mid-way needs to resume exactly: dropout's random state and
-    early stopping's best weights."""
-    store.put("rng", [np.asarray(v.numpy()) for v in rng_variables(trainable._keras)])
+    """What a training saved mid-way needs beyond the model (whose file keeps its weights,
+    optimizer and random state) to resume exactly: early stopping's best weights."""
     if trainable._best_weights is not None:
         store.put("best_weights", [np.asarray(w) for w in trainable._best_weights])
 
 
 def load_training(trainable: KerasTrainable, store: LoadStore) -> None:
-    """The mirror of :func:`save_training`."""
-    variables = rng_variables(trainable._keras)
-    arrays = store.get("rng")
-    if not isinstance(arrays, list) or len(arrays) != len(variables):
-        raise FormatError(f"the file holds {len(arrays)} random-state arrays; the model has "
-                          f"{len(variables)}")
-    for var, array in zip(variables, arrays, strict=True):
-        var.assign(array)
+    """The mirror of :func:`save_training`; a file written before the model kept its random
+    state holds that state as ``rng``."""
+    arrays = store.get("rng", None)
+    if arrays is not None:
+        restore_rng(trainable._keras, arrays)
     weights = store.get("best_weights", None)
     trainable._best_weights = None if weights is None else list(weights)
 

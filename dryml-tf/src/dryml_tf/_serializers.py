@@ -4,8 +4,9 @@ A model is written the way Keras' own ``.keras`` format describes it, minus the 
 the architecture (with build and compile config) is Keras' JSON config from
 ``keras.saving.serialize_keras_object``; the state is what Keras' own save walk produces
 (every saveable's variables as ``.npy`` members, the optimizer's included, and the files
-layers write as assets, such as lookup vocabularies, as members: see
-:mod:`dryml_tf._keras_state`). Loading rebuilds the model with
+layers write as assets as members), plus what that walk loses: lookup vocabularies exactly
+and the random state (see :mod:`dryml_tf._keras_state`). Two entries of one file that share
+layers are refused (each would load as a model of its own). Loading rebuilds the model with
 ``keras.saving.deserialize_keras_object`` in Keras' safe mode (only built-in Keras classes and
 classes registered with ``keras.saving.register_keras_serializable`` in this process), then
 runs Keras' load walk and finalizes every layer.
@@ -21,6 +22,7 @@ import contextlib
 import json
 import sys
 import warnings
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -44,6 +46,12 @@ __all__ = ["KERAS_MODEL", "TF_VALUE", "KerasModelSerializer", "TFValueSerializer
 #: The refusal when a file holds code and the caller did not pass ``allow_code=True``.
 CODE_REFUSED = ("the file contains Python code (a Keras Lambda layer), pass allow_code=True to "
                 "load_object if you trust it")
+
+#: Per file being written: the variables of the Keras models written to it, by id, each with
+#: a reference to itself (the id is still that variable's), to its model and its model's name.
+_written: weakref.WeakKeyDictionary[
+    Any, dict[int, tuple[weakref.ref[Any], weakref.ref[Any], str]]] = weakref.WeakKeyDictionary()
+
 
 def _arrays_in(variables: list[Any], entries: Any, reader: Any, what: str) -> None:
     if not isinstance(entries, list) or len(entries) != len(variables):
@@ -85,7 +93,16 @@ class KerasModelSerializer:
             config_bytes = json.dumps(config).encode()
         except (TypeError, ValueError) as exc:
             raise SerializationError(f"the Keras model's config is not JSON ({exc})") from None
+        _check_not_shared(value, writer)
         optimizer = getattr(value, "optimizer", None)
+        if optimizer is not None and not _compiles_on_load(value):
+            warnings.warn(
+                f"the Keras model {value.name!r} ({type(value).__qualname__}) overrides "
+                "compile() but not compile_from_config(), so Keras will not compile it when "
+                "it is loaded: it will load uncompiled, without its optimizer state (step "
+                "count, moments). Call compile() again after load_object (training then "
+                "starts with a fresh optimizer), or override get_compile_config() and "
+                "compile_from_config()", DrymlWarning, stacklevel=4)
         return {
             "class": config.get("class_name"),
             "config": writer.add_bytes(config_bytes),
@@ -118,6 +135,9 @@ class KerasModelSerializer:
         stored = stored_bytes([meta.get(key) for key in ("state", "weights", "optimizer")],
                               reader)
         model = rebuild(config, lambda part: _deserialize(part, allow_code=allow_code), stored)
+        if (isinstance(config, dict) and config.get("compile_config")
+                and not getattr(model, "compiled", True)):
+            meta = _without_optimizer(model, meta)
         optimizer = _loss_scaled(model, meta.get("state"))
         if "state" not in meta:  # written by dryml-tf 0.1.0: model.weights in order
             _legacy_load(model, meta, reader)
@@ -130,6 +150,39 @@ class KerasModelSerializer:
                 optimizer.build(model.trainable_variables)
         load_state(model, meta, reader)
         return model
+
+
+def _compiles_on_load(model: Any) -> bool:
+    """Whether Keras compiles ``model`` again from its compile config when it is loaded: not
+    when its class overrides ``compile()`` without ``compile_from_config()`` (GAN and VAE
+    examples do; Keras then warns and leaves the model uncompiled)."""
+    cls = type(model)
+    return (cls.compile is keras.Model.compile
+            or cls.compile_from_config is not keras.Model.compile_from_config)
+
+
+def _without_optimizer(model: Any, meta: dict[str, Any]) -> dict[str, Any]:
+    """``meta`` without the optimizer's state, which the model, saved compiled but not
+    compiled again by Keras (a custom ``compile()``), has no optimizer to take; warns."""
+    state = meta.get("state")
+    entries = state if isinstance(state, list) else []
+    kept = [e for e in entries if not (isinstance(e, dict) and isinstance(e.get("path"), str)
+                                       and (e["path"] + "/").startswith("optimizer/"))]
+    held = len(kept) < len(entries) or "optimizer" in meta
+    warnings.warn(
+        f"the Keras model {getattr(model, 'name', '')!r} ({type(model).__qualname__}) was "
+        "saved compiled, but "
+        "its class overrides compile() and not compile_from_config(), so Keras did not "
+        "compile it: it is loaded uncompiled"
+        + (", and the optimizer state in the file (step count, moments) was skipped"
+           if held else "")
+        + ". Call compile() before training it (training then starts with a fresh "
+        "optimizer), or override get_compile_config() and compile_from_config()",
+        DrymlWarning, stacklevel=6)
+    out = {k: v for k, v in meta.items() if k not in ("optimizer", "optimizer_built")}
+    if isinstance(state, list):
+        out["state"] = kept
+    return out
 
 
 def _loss_scaled(model: Any, state: Any) -> Any:
@@ -160,6 +213,34 @@ def _legacy_load(model: Any, meta: dict[str, Any], reader: Any) -> None:
             optimizer.build(model.trainable_variables)
         _arrays_in(optimizer.variables, meta["optimizer"], reader, "optimizer variable")
     finalize_layers(model)
+
+
+def _check_not_shared(model: Any, writer: Any) -> None:
+    """Refuse a model that shares variables with another Keras model already written to this
+    file: each entry loads as a model of its own, so the two would no longer share them. (One
+    model written twice is not refused: a KerasTrainable's network Object holds the model the
+    trainable trains, and both store it.)"""
+    try:
+        seen = _written.setdefault(writer, {})
+    except TypeError:  # a writer that cannot be weakly referenced: nothing to compare with
+        return
+    variables = list(model.variables)
+    shared = {id(v) for v in variables if id(v) in seen and seen[id(v)][0]() is v
+              and seen[id(v)][1]() is not model}
+    if shared:
+        other = seen[next(iter(shared))][2]
+        parts = [layer.name for layer in getattr(model, "layers", [])
+                 if any(id(v) in shared for v in layer.variables)]
+        what = ("is part of" if len(shared) == len(variables)
+                else f"shares layers ({', '.join(map(repr, parts))}) with")
+        raise SerializationError(
+            f"the Keras model {model.name!r} {what} the Keras model {other!r}, stored "
+            "earlier in this file: each entry loads as a model of its own, so after loading "
+            "they would no longer share those layers (training one would not change the "
+            "other). Store only the model that contains the other and get the part from it "
+            "after loading (e.g. model.get_layer(name))")
+    for v in variables:
+        seen.setdefault(id(v), (weakref.ref(v), weakref.ref(model), model.name))
 
 
 def _layer_nodes(config: Any) -> Iterator[tuple[dict[str, Any], str]]:

@@ -308,7 +308,7 @@ class KerasTrainable(Trainable):
                                   "altered")
         self._stored = {}
         self._keras_model = model
-        if self._keras_model is not None and "rng" in loaded:
+        if self._keras_model is not None and ("rng" in loaded or "best_weights" in loaded):
             from dryml_tf._models_fit import load_training
 
             load_training(self, loaded)  # type: ignore[arg-type]  # a dict reads as a store
