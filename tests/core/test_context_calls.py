@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -603,3 +604,116 @@ def test_a_failed_release_of_an_idle_worker_does_not_stop_retiring_the_others() 
     assert any(t.name == "dryml-pool-reaper" and t.is_alive() for t in threading.enumerate())
     where(call_context_reqs={"default": {"cpu/1": 0.5}})
     assert _wait_until(lambda: len(calls) == 2 and not ctx.workers())
+
+
+@compute_context(update_objs=True)
+def bump_and_return_inside(c: Counter) -> tuple[Any, ...]:
+    c.count += 1
+    return (c, "history"), [c], {"counter": c}, Holder(c)
+
+
+def test_arguments_returned_inside_containers_or_new_objects_are_the_callers_own() -> None:
+    """Only a bare ``return c`` gave back the caller's object: inside a tuple, a list, a dict
+    or a new Object came a stale copy, whose later changes never reached ``c``."""
+    c = Counter(1)
+    pair, listed, mapped, holder = bump_and_return_inside(c)
+    assert c.count == 2
+    assert pair[0] is c and pair[1] == "history"
+    assert listed[0] is c and mapped["counter"] is c
+    assert holder.inner is c and holder.dry_args[0] is c
+    pair[0].count += 100
+    assert c.count == 102
+
+
+class ShapeError(ValueError):
+    """Formats its own message: pickle's default ``cls(*args)`` would format it twice."""
+
+    def __init__(self, expected: tuple[int, ...]) -> None:
+        super().__init__(f"expected shape {expected}")
+        self.expected = expected
+
+
+@compute_context()
+def check_shape() -> None:
+    raise ShapeError((3, 4))
+
+
+def test_an_exception_whose_init_formats_its_message_comes_back_as_it_was_raised() -> None:
+    with pytest.raises(ShapeError) as info:
+        check_shape()
+    assert str(info.value) == "expected shape (3, 4)"
+    assert info.value.args == ("expected shape (3, 4)",)
+    assert info.value.expected == (3, 4)
+    assert "raise ShapeError" in str(info.value.__cause__)
+
+
+class HoldsALock(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.lock = threading.Lock()
+
+
+@compute_context()
+def fail_holding_a_lock() -> None:
+    raise HoldsALock("locked out")
+
+
+def test_an_exception_that_cannot_travel_says_how_to_make_it_travel() -> None:
+    with pytest.raises(DrymlError, match="HoldsALock: locked out") as info:
+        fail_holding_a_lock()
+    message = str(info.value)
+    assert "could not be sent back: TypeError: cannot pickle '_thread.lock'" in message
+    assert "keep only values that pickle in its args and attributes" in message
+    assert "__reduce__" in message
+
+
+@pytest.mark.parametrize(("option", "value", "error", "says"), [
+    ("call_timeout", "5", TypeError, "call_timeout must be a number of seconds > 0"),
+    ("call_timeout", -1, ValueError, "call_timeout must be a number of seconds > 0"),
+    ("call_timeout", 0, ValueError, "call_timeout must be a number of seconds > 0"),
+    ("call_timeout", float("nan"), ValueError, "or None for no limit; got nan"),
+    ("call_timeout", True, TypeError, "got True"),
+    ("call_resource_timeout", "x", TypeError, "seconds >= 0, or None for no limit"),
+    ("call_resource_timeout", float("inf"), ValueError, "seconds >= 0 (at most "),
+    ("call_timeout", 1e300, ValueError, "or None for no limit; got 1e+300"),
+    ("call_update_objs", "no", TypeError, "call_update_objs must be True or False, got 'no'"),
+])
+def test_malformed_call_options_are_refused_before_the_call_runs(
+        tmp_path: Any, option: str, value: Any, error: type[Exception], says: str) -> None:
+    marker = tmp_path / "ran"
+
+    @compute_context()
+    def touch(path: str) -> None:
+        with open(path, "w") as f:
+            f.write("ran")
+
+    with pytest.raises(error, match=re.escape(says)) as info:
+        touch(str(marker), **{option: value})
+    assert isinstance(info.value, DrymlError)
+    assert not marker.exists()
+    assert ctx.workers() == []  # nothing was started for it
+
+
+def test_malformed_decorator_options_are_refused_when_decorating() -> None:
+    with pytest.raises(ValueError, match="call_timeout must be a number of seconds > 0"):
+        compute_context(call_timeout=-5)
+    with pytest.raises(TypeError, match="update_objs must be True or False"):
+        compute_context(update_objs="yes")  # type: ignore[arg-type]
+
+
+@compute_context()
+def set_thread_variables() -> None:
+    os.environ["OMP_NUM_THREADS"] = "7"
+    os.environ.pop("MKL_NUM_THREADS")
+
+
+@compute_context()
+def thread_variables() -> tuple[int, dict[str, str | None]]:
+    return os.getpid(), {v: os.environ.get(v) for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+
+
+def test_thread_variables_a_call_changes_are_set_back_for_the_next_call() -> None:
+    first_pid, before = thread_variables()
+    assert before == {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # one CPU granted
+    set_thread_variables()
+    assert thread_variables() == (first_pid, before)  # the same warm worker

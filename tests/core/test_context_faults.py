@@ -511,3 +511,46 @@ def test_a_failing_before_call_hook_is_reported_once_and_the_calls_run(
                          "thread count again)") == 1, err
     finally:
         manager.unregister("brokenhook-plugin")
+
+
+class HangingPreparation:
+    """A context whose ``prepare`` hangs (a GPU driver that never answers)."""
+
+    def environment(self, ctx: Any) -> dict[str, str]:
+        return {}
+
+    def prepare(self, ctx: Any) -> None:
+        time.sleep(30)
+
+
+HANGING = HangingPreparation()
+
+
+def test_call_timeout_bounds_a_worker_that_hangs_while_starting() -> None:
+    """call_timeout covered only the call: a worker whose preparation hung kept its caller
+    waiting (forever, for a preparation that never returns)."""
+    from dryml.plugins import get_plugin_manager
+    from dryml.records import ContextRecord
+
+    class Plugin:
+        @dryml.hookimpl
+        def dryml_contexts(self) -> list[ContextRecord]:
+            return [ContextRecord("hanging", impl=f"{__name__}:HANGING",
+                                  package="dryml-hanging")]
+
+    manager = get_plugin_manager()
+    manager.register(Plugin(), "hanging-plugin")
+    try:
+        free = ctx.resources()
+
+        @compute_context({"hanging": {"cpu/2": 0.5}})
+        def never_runs() -> str:
+            return "ran"
+
+        with pytest.raises(TimeoutError, match="call_timeout=2s while starting"):
+            never_runs(call_timeout=2)
+        assert ctx.workers() == []  # stopped, and its grant given back
+        assert ctx.resources() == free
+        assert all(gone(child) for child in _children())  # no keeper (with its worker) runs on
+    finally:
+        manager.unregister("hanging-plugin")

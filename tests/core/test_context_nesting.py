@@ -176,3 +176,81 @@ def test_a_nested_call_that_can_go_on_once_another_does_is_not_refused(
                 pool._never_frees(b_needs)
     finally:
         pool.shutdown()
+
+
+@compute_context({"default": {"cpu/1": 0.5}})
+def calls_a_sleeper_with_its_own_timeout() -> str:
+    try:
+        return sleeps(30, call_timeout=1)  # this context satisfies sleeps' requirement
+    except TimeoutError as exc:
+        return f"TimeoutError: {exc}"
+
+
+def test_a_nested_call_with_its_own_call_timeout_is_stopped_by_it() -> None:
+    """A nested call that its worker's context satisfies ran inline, where nothing stops it,
+    and its own call_timeout was ignored: it is forwarded, and stopped in a worker of its own."""
+    outcome = calls_a_sleeper_with_its_own_timeout(call_timeout=120)
+    assert outcome.startswith("TimeoutError: the call took longer than call_timeout=1s"), outcome
+
+
+@compute_context({"default": {"cpu/1": 0.5}})
+def echo_pid() -> int:
+    import os
+
+    return os.getpid()
+
+
+@compute_context({"default": {"cpu/1": 0.5}})
+def nests_inline() -> tuple[int, int]:
+    import os
+
+    return os.getpid(), echo_pid()
+
+
+def test_a_nested_call_without_a_call_timeout_still_runs_inline() -> None:
+    me, nested = nests_inline()
+    assert me == nested
+
+
+_LEFT_RUNNING: list[threading.Thread] = []
+_OUTCOMES: list[str] = []
+
+
+def _nests_later() -> None:
+    time.sleep(1)  # after the call that started this thread has returned
+    try:
+        _OUTCOMES.append(inner())
+    except Exception as exc:  # noqa: BLE001 - what the thread saw is the test's result
+        _OUTCOMES.append(f"{type(exc).__name__}: {exc}")
+
+
+@compute_context({"default": {"cpu/1": 0.5}})
+def leaves_a_thread_running() -> int:
+    import os
+
+    thread = threading.Thread(target=_nests_later, daemon=True)
+    thread.start()
+    _LEFT_RUNNING.append(thread)
+    return os.getpid()
+
+
+@compute_context({"default": {"cpu/1": 0.5}})
+def what_the_thread_saw() -> tuple[int, list[str]]:
+    import os
+
+    for thread in _LEFT_RUNNING:
+        thread.join(30)
+    return os.getpid(), list(_OUTCOMES)
+
+
+def test_a_nested_call_from_a_thread_a_call_left_running_fails_and_the_worker_goes_on() -> None:
+    """Made while the worker waited for its next call, such a nested call read and wrote the
+    pipe that the worker's own loop used, and corrupted it (now and then)."""
+    worker = leaves_a_thread_running()
+    time.sleep(3)  # the thread makes its nested call while no call runs
+    served_by, outcomes = what_the_thread_saw(call_timeout=60)
+    assert served_by == worker  # the worker goes on serving calls
+    assert len(outcomes) == 1
+    assert outcomes[0].startswith("DrymlError: a nested call was made while no call runs in "
+                                  "this worker"), outcomes
+    assert "join the threads that make them before the call returns" in outcomes[0]

@@ -44,7 +44,8 @@ class DrymlError(Exception):
 
 
 class ArgumentError(DrymlError, TypeError):
-    """A constructor argument has a type dryml cannot record (raised at construction)."""
+    """An argument of a type dryml cannot take: a constructor argument it cannot record
+    (raised at construction), a query value, or an option of a call of the wrong type."""
 
 
 class DefinitionTooLargeError(DrymlError, ValueError):

@@ -1,16 +1,18 @@
 """Prepares a worker process for scikit-learn: thread counts from the CPUs granted.
 
 ``OMP_NUM_THREADS`` and the BLAS variables are set by the caller; joblib's ``n_jobs=-1`` is
-bounded by ``LOKY_MAX_CPU_COUNT``; threadpoolctl caps native pools already loaded. Estimators
-can read ``dryml.context.current_context().cpu_threads('sklearn')`` for an explicit ``n_jobs``.
+bounded by ``LOKY_MAX_CPU_COUNT``; threadpoolctl caps native pools already loaded, and sets
+them again before each call that follows one that changed them. Estimators can read
+``dryml.context.current_context().cpu_threads('sklearn')`` for an explicit ``n_jobs``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from dryml.context import ComputeContext
+    from dryml.context._threads import NativeThreadLimits
 
 __all__ = ["CONTEXT", "SklearnContext"]
 
@@ -18,8 +20,7 @@ __all__ = ["CONTEXT", "SklearnContext"]
 class SklearnContext:
     """The ``sklearn`` compute context."""
 
-    _limits: Any = None
-    _controller: Any = None
+    _limits: NativeThreadLimits | None = None
 
     def environment(self, ctx: ComputeContext) -> dict[str, str]:
         """Variables the worker starts with."""
@@ -28,18 +29,16 @@ class SklearnContext:
     def prepare(self, ctx: ComputeContext) -> None:
         """Import scikit-learn and cap native thread pools at the CPUs granted."""
         import sklearn  # noqa: F401 - warm the import
-        from threadpoolctl import ThreadpoolController
 
-        # Found once (the costly part), then read and set cheaply before every call.
-        type(self)._controller = ThreadpoolController()
-        # Kept for the worker's life: the limits last while this object exists.
-        type(self)._limits = self._controller.limit(limits=ctx.cpu_threads("sklearn"))
+        from dryml.context._threads import NativeThreadLimits
+
+        type(self)._limits = NativeThreadLimits(ctx.cpu_threads("sklearn"))
 
     def before_call(self, ctx: ComputeContext) -> None:
         """The granted limits again, should the last call have changed them (its own
         ``threadpool_limits(...)`` left in place); a few microseconds when nothing changed."""
-        threads = ctx.cpu_threads("sklearn")
-        if any(lib.num_threads != threads for lib in self._controller.lib_controllers):
-            type(self)._limits = self._controller.limit(limits=threads)
+        if self._limits is not None:
+            self._limits.restore()
+
 
 CONTEXT = SklearnContext()

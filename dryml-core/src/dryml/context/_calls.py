@@ -7,7 +7,6 @@ worker cannot run itself is forwarded to the caller's scheduler untouched.
 from __future__ import annotations
 
 import os
-import pickle
 import sys
 import traceback
 from collections.abc import Callable
@@ -135,14 +134,42 @@ def run_call(msg: dict[str, Any]) -> dict[str, Any]:
 def error_reply(exc: BaseException) -> dict[str, Any]:
     """A reply carrying ``exc`` (pickled when it can be rebuilt) and its traceback text."""
     text = "".join(traceback.format_exception(exc))
-    try:
-        data, blobs, trust = _protocol.dumps(exc)
-        pickle.loads(data) if not blobs else None  # the caller must be able to rebuild it
-    except Exception:  # noqa: BLE001
-        data, blobs, trust = b"", [], []
+    data, blobs, trust, why = _exception_payload(exc)
     return {"ok": False, "exc": data, "blobs": blobs, "trust": trust,
             "type": f"{type(exc).__module__}.{type(exc).__qualname__}", "message": str(exc),
-            "module": type(exc).__module__, "traceback": text}
+            "module": type(exc).__module__, "traceback": text, "unsent": why}
+
+
+def _exception_payload(exc: BaseException) -> tuple[bytes, list[bytes], list[str], str]:
+    """``exc`` pickled so that the caller rebuilds it with its type, args and message, and
+    why not (empty when it can be): by its own pickling where that gives it back as it is,
+    else as class, args and attributes, without running its ``__init__`` again."""
+    why = ""
+    for by_state in (False, True):
+        try:
+            data, blobs, trust = _protocol.dumps(exc, exceptions_by_state=by_state)
+            back = _protocol.loads(data, blobs, trust)
+        except Exception as error:  # noqa: BLE001 - any failure: try the next way, then say
+            why = f"{type(error).__name__}: {error}"
+            continue
+        if _same_exception(exc, back):
+            return data, blobs, trust, ""
+        why = f"rebuilt, it reads {type(back).__qualname__}: {back}"
+    return b"", [], [], why
+
+
+def _same_exception(exc: BaseException, back: Any) -> bool:
+    if type(back) is not type(exc):
+        return False
+    try:
+        if str(back) != str(exc):
+            return False
+        try:
+            return bool(back.args == exc.args)
+        except Exception:  # noqa: BLE001 - e.g. arrays among the args
+            return repr(back.args) == repr(exc.args)
+    except Exception:  # noqa: BLE001 - a __str__ that fails
+        return False
 
 
 def _rebuild_error(reply: dict[str, Any]) -> BaseException:
@@ -165,8 +192,12 @@ def _rebuild_error(reply: dict[str, Any]) -> BaseException:
         except Exception:  # noqa: BLE001
             exc = None
     if not isinstance(exc, BaseException):
-        exc = DrymlError(f"the call raised {reply['type']}: {reply['message']} (the exception "
-                         "could not be sent back; its traceback follows)")
+        why = f": {reply['unsent']}" if reply.get("unsent") else ""
+        exc = DrymlError(
+            f"the call raised {reply['type']}: {reply['message']} (the exception could not be "
+            f"sent back{why}; to get it back as itself, keep only values that pickle in its "
+            "args and attributes, or give its class a __reduce__ that rebuilds it; its "
+            "traceback follows)")
     exc.__cause__ = RemoteTraceback(reply["traceback"])
     return exc
 
@@ -194,9 +225,43 @@ def apply_reply(reply: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, 
             f"the call ran, but its result could not be rebuilt in the calling process "
             f"({type(exc).__name__}: {exc}): return plain values, numpy arrays or dryml "
             "Objects, or a type whose __reduce__ rebuilds it") from exc
-    if originals and isinstance(result, Object) and result.dry_id in originals:
-        return originals[result.dry_id]
+    if originals and reply["blobs"]:  # blobs: the result holds Objects
+        return _callers_own(result, originals)
     return result
+
+
+def _callers_own(result: Any, originals: dict[str, Object]) -> Any:
+    """``result`` with every Object that is one of the call's arguments (same ``dry_id`` and
+    class) replaced by the caller's own object, in containers and in new Objects alike."""
+    memo: dict[int, tuple[Any, Any]] = {}  # id -> (value, what it became): ids stay taken
+
+    def own(value: Any) -> Any:
+        if id(value) in memo:
+            return memo[id(value)][1]
+        found = value
+        if isinstance(value, Object):
+            mine = originals.get(value.dry_id)
+            if mine is not None and type(mine) is type(value):
+                value = mine
+            else:  # a new Object: it may hold arguments
+                memo[id(found)] = (found, value)
+                for name, attr in list(value.__dict__.items()):
+                    value.__dict__[name] = own(attr)
+        elif isinstance(value, list):
+            memo[id(found)] = (found, value)
+            value[:] = [own(v) for v in value]
+        elif isinstance(value, dict):
+            memo[id(found)] = (found, value)
+            for k, v in list(value.items()):
+                value[k] = own(v)
+        elif type(value) is tuple or (isinstance(value, tuple) and hasattr(value, "_fields")):
+            parts = [own(v) for v in value]
+            if any(new is not old for new, old in zip(parts, value, strict=True)):
+                value = tuple(parts) if type(value) is tuple else type(value)(*parts)
+        memo[id(found)] = (found, value)
+        return value
+
+    return own(result)
 
 
 def _swap(value: Any, replaced: dict[int, Object]) -> Any:

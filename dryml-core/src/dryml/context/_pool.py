@@ -20,15 +20,13 @@ import attrs
 from dryml.context._handle import WorkerHandle
 from dryml.context._resources import Request
 from dryml.context._scheduler import Grant, Scheduler
+from dryml.context._threads import THREAD_VARS
 from dryml.errors import BackendUnavailableError, ResourcesUnavailableError
 
 __all__ = ["DEATH_CHECK", "Pool", "WorkerInfo"]
 
 #: Seconds between looks at whether an idle worker was killed from outside.
 DEATH_CHECK = 2.0
-
-_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
 @attrs.frozen
@@ -69,7 +67,7 @@ def worker_env(grant: Grant, plugins: Mapping[str, str]) -> dict[str, str]:
     env.setdefault("PYTHONUNBUFFERED", "1")  # a worker's prints show when they happen
     env["CUDA_VISIBLE_DEVICES"] = ",".join(str(r.info.get("uuid", r.index)) for r in gpus)
     cpus = sum(a for n, a in grant.totals().items() if n.startswith("cpu/"))
-    for var in _THREAD_VARS:
+    for var in THREAD_VARS:
         env[var] = str(max(1, math.ceil(cpus - 1e-9)))
     ctx = ComputeContext.from_grant(grant.to_dict())
     for ref in plugins.values():
@@ -98,8 +96,12 @@ class Pool:
 
     # -- checkout / checkin -------------------------------------------------------------------
     def checkout(self, request: dict[str, Request], timeout: float | None = None,
-                 held: tuple[Grant, ...] = ()) -> WorkerHandle:
+                 held: tuple[Grant, ...] = (), startup_timeout: float | None = None
+                 ) -> WorkerHandle:
         """A worker for ``request``: an idle warm one, or a new one once resources allow.
+
+        ``timeout``: seconds to wait for resources; ``startup_timeout``: seconds a new worker
+        may take to start (TimeoutError, and it is killed); see :class:`WorkerHandle`.
 
         ``held``: the grants of the workers waiting on this call (a nested call's callers,
         every level up). Their resources never free up while it waits, and a nested call may
@@ -110,7 +112,8 @@ class Pool:
         deadline = None if timeout is None else time.monotonic() + timeout
         token = object()
         try:
-            return self._checkout(request, held, plugins, deadline, timeout, token)
+            return self._checkout(request, held, plugins, deadline, timeout, token,
+                                  startup_timeout)
         finally:
             if held:
                 with self.cond:
@@ -118,7 +121,7 @@ class Pool:
 
     def _checkout(self, request: dict[str, Request], held: tuple[Grant, ...],
                   plugins: dict[str, str], deadline: float | None, timeout: float | None,
-                  token: object) -> WorkerHandle:
+                  token: object, startup_timeout: float | None) -> WorkerHandle:
         while True:
             victim = None
             with self.cond:
@@ -165,7 +168,7 @@ class Pool:
                 self._retire(victim)
                 continue
             assert grant is not None
-            worker = self._start(grant, plugins)
+            worker = self._start(grant, plugins, startup_timeout)
             worker.callers_hold = held
             return worker
 
@@ -193,9 +196,10 @@ class Pool:
                 "the outer calls less, run fewer at once (e.g. a search with n_jobs=1), or "
                 f"let the nested call use its caller's context. ({refusal})") from None
 
-    def _start(self, grant: Grant, plugins: dict[str, str]) -> WorkerHandle:
+    def _start(self, grant: Grant, plugins: dict[str, str],
+               startup_timeout: float | None) -> WorkerHandle:
         try:
-            worker = WorkerHandle(grant, plugins, worker_env(grant, plugins))
+            worker = WorkerHandle(grant, plugins, worker_env(grant, plugins), startup_timeout)
         except BaseException:
             with self.cond:
                 self._starting -= 1

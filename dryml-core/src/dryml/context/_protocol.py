@@ -27,6 +27,7 @@ __all__ = [
     "ChannelClosed",
     "classes_in",
     "dumps",
+    "exception_from_state",
     "function_payload",
     "load_function",
     "loads",
@@ -109,12 +110,29 @@ class _Bundle(Object):
         pass
 
 
+def exception_from_state(cls: type[BaseException], args: tuple[Any, ...]) -> BaseException:
+    """An exception of class ``cls`` with ``args``, built without calling its ``__init__``
+    (pickle then sets its attributes): one whose ``__init__`` formats its message would
+    otherwise format it twice."""
+    exc = cls.__new__(cls, *args)
+    exc.args = args
+    return exc
+
+
 class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
     def __init__(self, file: io.BytesIO,
-                 buffer_callback: Callable[[pickle.PickleBuffer], bool] | None = None) -> None:
+                 buffer_callback: Callable[[pickle.PickleBuffer], bool] | None = None,
+                 exceptions_by_state: bool = False) -> None:
         super().__init__(file, protocol=PROTOCOL, buffer_callback=buffer_callback)
         self.objects: list[Object] = []
         self.seen: dict[int, int] = {}
+        self.exceptions_by_state = exceptions_by_state
+
+    def reducer_override(self, obj: Any) -> Any:  # noqa: D102
+        if (self.exceptions_by_state and isinstance(obj, BaseException)
+                and type(obj).__reduce__ is BaseException.__reduce__):  # not its own pickling
+            return exception_from_state, (type(obj), obj.args), obj.__dict__ or None
+        return super().reducer_override(obj)
 
     def persistent_id(self, obj: Any) -> Any:  # noqa: D102
         if isinstance(obj, Object):
@@ -149,12 +167,15 @@ class _Unpickler(pickle.Unpickler):
 
 
 def dumps(value: Any, buffers: list[pickle.PickleBuffer] | None = None,
-          min_size: int = 0) -> tuple[bytes, list[bytes], list[str]]:
+          min_size: int = 0, exceptions_by_state: bool = False
+          ) -> tuple[bytes, list[bytes], list[str]]:
     """``(pickle, dry blobs, modules to trust)`` of a value whose Objects travel as .dry.
 
     With ``buffers`` (a list to fill), buffers of at least ``min_size`` bytes that support
     pickle protocol 5 (contiguous numpy arrays) travel out of band: they are appended to
     ``buffers`` instead of being copied into the pickle (see :func:`loads`).
+    ``exceptions_by_state``: exceptions that use the default pickling travel as class, args
+    and attributes (see :func:`exception_from_state`).
     """
     buf = io.BytesIO()
     callback = None
@@ -164,7 +185,7 @@ def dumps(value: Any, buffers: list[pickle.PickleBuffer] | None = None,
                 return True  # small: in band
             buffers.append(pb)
             return False
-    pickler = _Pickler(buf, callback)
+    pickler = _Pickler(buf, callback, exceptions_by_state)
     pickler.dump(value)
     if not pickler.objects:
         return buf.getvalue(), [], []

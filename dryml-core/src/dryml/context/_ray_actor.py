@@ -15,10 +15,9 @@ import sys
 import traceback
 from typing import Any
 
-__all__ = ["DrymlActor", "gpu_facts"]
+from dryml.context._threads import THREAD_VARS
 
-_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+__all__ = ["DrymlActor", "gpu_facts"]
 
 
 def _forward_nested(msg: dict[str, Any], reqs: Any, options: dict[str, Any]) -> dict[str, Any]:
@@ -72,7 +71,7 @@ class DrymlActor:
 
         os.environ.update(setup["env"])
         threads = str(max(1, math.ceil(setup["cpus"] - 1e-9)))
-        for var in _THREAD_VARS:
+        for var in THREAD_VARS:
             os.environ[var] = threads
         sys.path[:] = [*setup["sys_path"], *(p for p in sys.path if p not in setup["sys_path"])]
         ctx = ComputeContext(setup["shares"], gpu_facts(setup["resources"]))

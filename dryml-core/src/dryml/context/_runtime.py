@@ -178,10 +178,13 @@ def out_of_band() -> int | None:
 def execute_local(reqs: Requirement | None, msg: dict[str, Any], *,
                   call_timeout: float | None, resource_timeout: float | None,
                   held: tuple[Grant, ...] = ()) -> dict[str, Any]:
-    """Run a call message in a local worker that meets ``reqs``; returns the worker's reply."""
+    """Run a call message in a local worker that meets ``reqs``; returns the worker's reply.
+
+    ``call_timeout`` bounds starting a new worker and the call together; ``resource_timeout``
+    the wait for resources before that."""
     pool = get_pool()
     request = normalize_requirement(reqs)
-    worker = pool.checkout(request, resource_timeout, held)
+    worker = pool.checkout(request, resource_timeout, held, startup_timeout=call_timeout)
     try:
         return worker.call(msg, call_timeout, _on_nested)
     finally:

@@ -136,18 +136,24 @@ def context_check(reqs: Requirement) -> None:
 
 
 class BeforeCall:
-    """The context plugins' optional ``before_call(ctx)`` hooks, which a worker (local, or a
-    Ray actor) runs before each call: dryml-torch and dryml-sklearn set the granted thread
-    counts again there, should the last call have changed them. A hook that raises is
-    reported once, as a ``RuntimeWarning`` in the worker's stderr (which reaches the caller),
-    and not run again in that worker; the call itself goes on."""
+    """What a worker (local, or a Ray actor) runs before each call, once its plugins prepared
+    it: the thread variables (``OMP_NUM_THREADS``, ...) are set back to their values now, and
+    the context plugins' optional ``before_call(ctx)`` hooks run (dryml-torch and
+    dryml-sklearn set the granted thread counts again there), should the last call have
+    changed them. A hook that raises is reported once, as a ``RuntimeWarning`` in the worker's
+    stderr (which reaches the caller), and not run again in that worker; the call itself goes
+    on."""
 
     def __init__(self, plugins: Iterable[Any], ctx: ComputeContext) -> None:
+        from dryml.context._threads import ThreadVariables
+
         self.ctx = ctx
         self.hooks = [p for p in plugins if callable(getattr(p, "before_call", None))]
+        self.variables = ThreadVariables()
 
     def run(self) -> None:
-        """Run every hook that has not failed yet."""
+        """Set the thread variables back, then run every hook that has not failed yet."""
+        self.variables.restore()
         for plugin in list(self.hooks):
             try:
                 plugin.before_call(self.ctx)

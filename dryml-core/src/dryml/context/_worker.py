@@ -81,12 +81,10 @@ def main(argv: list[str]) -> int:
         if kind == "stop":
             return 0
         before_call.run()  # a call's torch.set_num_threads(2) must not stay for the next
+        _nested.begin_call()
         reply = pickle.dumps(("reply", run_call(msg)), protocol=5)
         try:
-            # Threads the call left running may still send progress events: a reply larger
-            # than the pipe goes out in pieces, and an event between two would corrupt it.
-            with _nested._lock:
-                channel.send_bytes(reply)
+            _nested.send_reply(reply)
         except ChannelClosed:
             return 0
 
