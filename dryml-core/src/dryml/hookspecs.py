@@ -36,6 +36,9 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 def dryml_serializers() -> list[SerializerRecord]:
     """Serializers for values put into a ``.dry`` store with ``store.put(name, value)``.
 
+    Types of numpy and dryml and the builtins core saves are core's; a type or name two
+    plugins claim is used by neither (docs/plugins.md, "Who handles a type").
+
     Example::
 
         @hookimpl
@@ -49,6 +52,8 @@ def dryml_serializers() -> list[SerializerRecord]:
 @hookspec
 def dryml_arg_codecs() -> list[ArgCodecRecord]:
     """Codecs that let extra types be Object constructor arguments.
+
+    The same rules as for :func:`dryml_serializers` decide which codec handles a type.
 
     Example::
 

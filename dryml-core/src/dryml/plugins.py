@@ -2,7 +2,8 @@
 
 The manager is created on first use (never at import). A plugin that fails to import, whose
 hook implementations are invalid, or whose hooks raise or return something other than records
-is recorded as *unavailable* with its reason and a :class:`DrymlPluginWarning`, and the rest
+(anything it raises but ``KeyboardInterrupt``, a ``SystemExit`` included) is recorded as
+*unavailable* with its reason and a :class:`DrymlPluginWarning`, and the rest
 keep working; ``DRYML_STRICT_PLUGINS=1`` turns that into a :class:`PluginError`. Two
 distributions declaring the same entry-point name is always a :class:`PluginError` naming both.
 
@@ -25,6 +26,8 @@ Environment switches (read when the manager is created):
 
 Records are collected per hook in plugin registration order (core first, then entry points
 sorted by name, then in-process plugins), each plugin's records in the order it returned them.
+Which serializer or codec handles a type does not depend on that order (see
+:mod:`dryml._registry`).
 """
 
 from __future__ import annotations
@@ -98,6 +101,11 @@ class PluginInfo:
     hooks: tuple[str, ...] = ()
 
 
+#: What a plugin may raise without being isolated: an interrupt. Anything else, a SystemExit
+#: included, makes only that plugin unavailable instead of ending every dryml command.
+_NOT_ISOLATED = (KeyboardInterrupt, GeneratorExit)
+
+
 def _env_list(name: str) -> list[str]:
     return [part.strip() for part in os.environ.get(name, "").split(",") if part.strip()]
 
@@ -165,7 +173,9 @@ class PluginManager:
             try:
                 self.pm.register(plugin, name=name)
                 problem = self._invalid_hooks(plugin)
-            except Exception as exc:  # noqa: BLE001 - pluggy reads arbitrary attributes
+            except BaseException as exc:  # noqa: BLE001 - pluggy reads arbitrary attributes
+                if isinstance(exc, _NOT_ISOLATED):
+                    raise
                 problem = f"invalid hooks: {type(exc).__name__}: {exc}"
             if problem is not None:
                 return self._mark_unavailable(name, distribution, version, problem)
@@ -277,7 +287,9 @@ class PluginManager:
                 "with DRYML_DISABLED_PLUGINS")
         try:
             plugin = ep.load()
-        except Exception as exc:  # noqa: BLE001 - isolate any failure of a plugin
+        except BaseException as exc:  # noqa: BLE001 - isolate any failure of a plugin
+            if isinstance(exc, _NOT_ISOLATED):
+                raise
             self._mark_unavailable(name, dist, version,
                                    f"importing {ep.value} failed: {type(exc).__name__}: {exc}")
             return None
@@ -289,7 +301,9 @@ class PluginManager:
             return self._block(module_name, None, None, "listed in DRYML_DISABLED_PLUGINS")
         try:
             module = importlib.import_module(module_name)
-        except Exception as exc:  # noqa: BLE001
+        except BaseException as exc:  # noqa: BLE001
+            if isinstance(exc, _NOT_ISOLATED):
+                raise
             self._mark_unavailable(module_name, None, None, f"DRYML_LOAD_PLUGINS names "
                                    f"{module_name!r}, which is no entry point and cannot be "
                                    f"imported: {type(exc).__name__}: {exc}")
@@ -341,7 +355,9 @@ class PluginManager:
             try:
                 result = impl.function()
                 problem = _check_result(result, expected)
-            except Exception as exc:  # noqa: BLE001 - isolate any failure of a plugin
+            except BaseException as exc:  # noqa: BLE001 - isolate any failure of a plugin
+                if isinstance(exc, _NOT_ISOLATED):
+                    raise
                 result, problem = None, f"raised {type(exc).__name__}: {exc}"
             if problem is not None:
                 info = self._infos.get(impl.plugin_name)
@@ -373,11 +389,16 @@ class PluginManager:
     def warn_claimed(self, hook_name: str, first: str, second: str, what: str) -> None:
         """Warn that plugins ``first`` and ``second`` both claim ``what`` in a hook, and that
         ``first`` (registered earlier) keeps it."""
+        warnings.warn(self.claimed_message(hook_name, first, second, what),
+                      DrymlPluginWarning, stacklevel=3)
+
+    def claimed_message(self, hook_name: str, first: str, second: str, what: str) -> str:
+        """What :meth:`warn_claimed` says: ``first`` keeps ``what``, ``second``'s record is not
+        used, and how to uninstall or disable ``second``."""
         keeps, other = self.distribution_of(first), self.distribution_of(second)
-        warnings.warn(
-            f"{hook_name}: {what} is claimed by both {keeps} and {other}; {keeps} keeps it "
-            f"and this record of {other} is not used. Uninstall or disable one of them "
-            "(DRYML_DISABLED_PLUGINS)", DrymlPluginWarning, stacklevel=3)
+        return (f"{hook_name}: {what} is claimed by both {keeps} and {other}; {keeps} keeps it "
+                f"and this record of {other} is not used. Uninstall {other} or disable its "
+                f"plugin (DRYML_DISABLED_PLUGINS={second})" + _SEE_TABLE)
 
 
 def _check_result(result: Any, expected: type) -> str | None:

@@ -2,6 +2,8 @@
 
 Records name their implementations lazily as ``"module:attr"`` strings and name the types they
 handle as ``"module:QualName"`` strings, so that listing plugins never imports a framework.
+Every field is checked when a record is made: a malformed one is a ``ValueError``, so the
+plugin returning it shows as unavailable in ``dryml plugins``, saying why.
 """
 
 from __future__ import annotations
@@ -33,6 +35,38 @@ def load_ref(ref: str) -> Any:
     return obj
 
 
+def _text(instance: Any, attribute: Any, value: Any) -> None:
+    """A non-empty string; anything else (a list, None) would fail only where the record is
+    used, in an error that names no plugin."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{type(instance).__name__}.{attribute.name} must be a non-empty "
+                         f"string, not {value!r}")
+
+
+def _optional_text(instance: Any, attribute: Any, value: Any) -> None:
+    if value is not None:
+        _text(instance, attribute, value)
+
+
+def _dotted(name: str) -> bool:
+    return bool(name) and all(part.isidentifier() for part in name.split("."))
+
+
+def _ref(instance: Any, attribute: Any, value: Any) -> None:
+    """A ``"module:attr"`` reference (what :func:`load_ref` imports)."""
+    module, sep, attr = value.partition(":") if isinstance(value, str) else ("", "", "")
+    if not (sep and _dotted(module) and _dotted(attr)):
+        raise ValueError(f"{type(instance).__name__}.{attribute.name} must be a 'module:attr' "
+                         f"reference (e.g. 'mypkg._impl:CODEC'), not {value!r}")
+
+
+def _module_name(instance: Any, attribute: Any, value: Any) -> None:
+    """None or an absolute module name (``"ray"``, ``"mypkg.sub"``), as ``import`` takes it."""
+    if value is not None and not (isinstance(value, str) and _dotted(value)):
+        raise ValueError(f"{type(instance).__name__}.{attribute.name} must be an absolute "
+                         f"module name (e.g. 'ray'), not {value!r}")
+
+
 def _type_paths(value: tuple[str, ...] | list[str] | str) -> tuple[str, ...]:
     """Type paths, each checked to be ``"module:QualName"``: a path in another form (a dotted
     ``"pkg.Model"``) matched no type, so the record was silently never used."""
@@ -55,10 +89,10 @@ class SerializerRecord:
     named in errors when a file needs it and it is missing.
     """
 
-    name: str
+    name: str = attrs.field(validator=_text)
     types: tuple[str, ...] = attrs.field(converter=_type_paths)
-    impl: str
-    package: str = "dryml-core"
+    impl: str = attrs.field(validator=_ref)
+    package: str = attrs.field(default="dryml-core", validator=_text)
 
 
 @attrs.frozen
@@ -69,47 +103,47 @@ class ArgCodecRecord:
     and ``copy(value)``; see :class:`dryml.format.ArgCodec`.
     """
 
-    name: str
+    name: str = attrs.field(validator=_text)
     types: tuple[str, ...] = attrs.field(converter=_type_paths)
-    impl: str
-    package: str = "dryml-core"
+    impl: str = attrs.field(validator=_ref)
+    package: str = attrs.field(default="dryml-core", validator=_text)
 
 
 @attrs.frozen
 class DatasetAdapterRecord:
     """Converts dryml Datasets to and from one framework's data pipeline (``ds.tf()``...)."""
 
-    framework: str
-    impl: str
-    package: str
+    framework: str = attrs.field(validator=_text)
+    impl: str = attrs.field(validator=_ref)
+    package: str = attrs.field(validator=_text)
 
 
 @attrs.frozen
 class TrainerRecord:
     """A trainable or component a backend offers (``name`` is how users refer to it)."""
 
-    name: str
-    framework: str
-    impl: str
-    package: str
+    name: str = attrs.field(validator=_text)
+    framework: str = attrs.field(validator=_text)
+    impl: str = attrs.field(validator=_ref)
+    package: str = attrs.field(validator=_text)
 
 
 @attrs.frozen
 class ResourceProviderRecord:
     """Reports resources that exist on this machine (``cpu``, ``gpu``...)."""
 
-    name: str
-    impl: str
-    package: str = "dryml-core"
+    name: str = attrs.field(validator=_text)
+    impl: str = attrs.field(validator=_ref)
+    package: str = attrs.field(default="dryml-core", validator=_text)
 
 
 @attrs.frozen
 class ContextRecord:
     """Prepares a worker process for one framework before the framework is imported."""
 
-    framework: str
-    impl: str
-    package: str
+    framework: str = attrs.field(validator=_text)
+    impl: str = attrs.field(validator=_ref)
+    package: str = attrs.field(validator=_text)
 
 
 @attrs.frozen
@@ -121,10 +155,10 @@ class SamplerRecord:
     then. ``extra`` is the pip extra that installs what it needs (``"dryml-core[optuna]"``).
     """
 
-    name: str
-    impl: str
-    package: str = "dryml-core"
-    extra: str | None = None
+    name: str = attrs.field(validator=_text)
+    impl: str = attrs.field(validator=_ref)
+    package: str = attrs.field(default="dryml-core", validator=_text)
+    extra: str | None = attrs.field(default=None, validator=_optional_text)
 
 
 @attrs.frozen
@@ -137,8 +171,8 @@ class ExecutorRecord:
     it needs (``"dryml-core[ray]"``), ``requires`` the module that extra provides.
     """
 
-    name: str
-    impl: str
-    package: str = "dryml-core"
-    extra: str | None = None
-    requires: str | None = None
+    name: str = attrs.field(validator=_text)
+    impl: str = attrs.field(validator=_ref)
+    package: str = attrs.field(default="dryml-core", validator=_text)
+    extra: str | None = attrs.field(default=None, validator=_optional_text)
+    requires: str | None = attrs.field(default=None, validator=_module_name)
