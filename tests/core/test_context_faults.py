@@ -526,11 +526,53 @@ class HangingPreparation:
 HANGING = HangingPreparation()
 
 
-def test_call_timeout_bounds_a_worker_that_hangs_while_starting() -> None:
-    """call_timeout covered only the call: a worker whose preparation hung kept its caller
-    waiting (forever, for a preparation that never returns)."""
+class SlowPreparation(HangingPreparation):
+    """A context whose ``prepare`` takes longer than a short call (a framework's import)."""
+
+    def prepare(self, ctx: Any) -> None:
+        time.sleep(2)
+
+
+SLOW = SlowPreparation()
+
+
+def test_a_call_timeout_shorter_than_a_workers_start_up_still_runs_and_warms_it() -> None:
+    """Start-up counted against call_timeout: with a timeout shorter than the framework's
+    import, every call started a worker, killed it and failed."""
     from dryml.plugins import get_plugin_manager
     from dryml.records import ContextRecord
+
+    class Plugin:
+        @dryml.hookimpl
+        def dryml_contexts(self) -> list[ContextRecord]:
+            return [ContextRecord("slow", impl=f"{__name__}:SLOW", package="dryml-slow")]
+
+    manager = get_plugin_manager()
+    manager.register(Plugin(), "slow-plugin")
+    try:
+        @compute_context({"slow": {"cpu/2": 0.5}})
+        def pid() -> int:
+            import os
+
+            return os.getpid()
+
+        first = pid(call_timeout=0.5)
+        assert pid(call_timeout=0.5) == first  # the warm worker, not a new one each time
+    finally:
+        ctx.shutdown_workers()
+        manager.unregister("slow-plugin")
+
+
+def test_call_timeout_bounds_a_worker_that_hangs_while_starting(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """call_timeout covered only the call: a worker whose preparation hung kept its caller
+    waiting (forever, for a preparation that never returns). Start-up is bounded by the
+    longer of STARTUP_TIMEOUT (lowered here) and the call_timeout."""
+    from dryml.context import _runtime
+    from dryml.plugins import get_plugin_manager
+    from dryml.records import ContextRecord
+
+    monkeypatch.setattr(_runtime, "STARTUP_TIMEOUT", 2.0)
 
     class Plugin:
         @dryml.hookimpl
@@ -547,8 +589,8 @@ def test_call_timeout_bounds_a_worker_that_hangs_while_starting() -> None:
         def never_runs() -> str:
             return "ran"
 
-        with pytest.raises(TimeoutError, match="call_timeout=2s while starting"):
-            never_runs(call_timeout=2)
+        with pytest.raises(TimeoutError, match="took longer than 2s to start"):
+            never_runs(call_timeout=1)
         assert ctx.workers() == []  # stopped, and its grant given back
         assert ctx.resources() == free
         assert all(gone(child) for child in _children())  # no keeper (with its worker) runs on

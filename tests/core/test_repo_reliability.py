@@ -424,7 +424,8 @@ def test_an_object_replaced_after_a_query_is_not_loaded_with_other_arguments(
     directory = tmp_path / "repo"
     Repo(directory, create=True).add_object(_item("w", 0))
     for number, loads in ((0, True), (7, False)):
-        hit = Repo(directory).get(Selector("Item", args=("w", 0)))[0]
+        hit_repo = Repo(directory)
+        hit = hit_repo.get(Selector("Item", args=("w", 0)))[0]
         subprocess.run([sys.executable, "-c", REPLACE, str(directory), str(number)], env=env,
                        check=True, timeout=120)
         if loads:
@@ -433,6 +434,8 @@ def test_an_object_replaced_after_a_query_is_not_loaded_with_other_arguments(
             with pytest.raises(RepoError, match=r"'x' .* was replaced after it was selected, "
                                r"by one with other arguments \(now args=\[\"w\", 7\]"):
                 hit.payload  # noqa: B018 - the first use loads it
+            again = hit_repo.get(Selector("Item", args=("w", 7)))  # selected again: it loads
+            assert again[0] is not hit and again[0].dry_args == ("w", 7)
 
 
 def _item(worker: str, i: int) -> Any:

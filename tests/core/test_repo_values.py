@@ -493,3 +493,21 @@ def test_ordering_by_a_key_whose_values_are_lists_says_why_it_cannot(tmp_path: P
     repo.add_object(Val(1), metadata={"shape": [3, 4]})
     with pytest.raises(RepoError, match="its values are lists or dicts, which have no order"):
         repo.ids(order_by="shape")
+
+
+def test_an_index_a_newer_dryml_brought_up_to_date_is_left_as_it_is(tmp_path: Path) -> None:
+    """The values version was compared with ``!=``: a process of an older dryml and one of a
+    newer rewrote each other's index entries on every open."""
+    repo = Repo(tmp_path / "r", create=True)
+    repo.add_object(Val(1.5, dry_id="v"))
+    path = repo.directory / INDEX_NAME
+    repo.close()
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("UPDATE info SET value = '99' WHERE key = 'values'")
+        conn.execute("UPDATE kv SET value = 2.5 WHERE key = 'a.0'")  # as that dryml keeps it
+    conn.close()
+    assert Repo(repo.directory).ids(Selector(Val, args=(Range(2, 3),))) == ["v"]
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT value FROM info WHERE key = 'values'").fetchone() == ("99",)
+    conn.close()

@@ -12,15 +12,12 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from dryml.context import ComputeContext
-    from dryml.context._threads import NativeThreadLimits
 
 __all__ = ["CONTEXT", "SklearnContext"]
 
 
 class SklearnContext:
     """The ``sklearn`` compute context."""
-
-    _limits: NativeThreadLimits | None = None
 
     def environment(self, ctx: ComputeContext) -> dict[str, str]:
         """Variables the worker starts with."""
@@ -30,15 +27,16 @@ class SklearnContext:
         """Import scikit-learn and cap native thread pools at the CPUs granted."""
         import sklearn  # noqa: F401 - warm the import
 
-        from dryml.context._threads import NativeThreadLimits
+        from dryml.context import NativeThreadLimits
 
-        type(self)._limits = NativeThreadLimits(ctx.cpu_threads("sklearn"))
+        NativeThreadLimits.shared(ctx.cpu_threads("sklearn"))
 
     def before_call(self, ctx: ComputeContext) -> None:
         """The granted limits again, should the last call have changed them (its own
         ``threadpool_limits(...)`` left in place); a few microseconds when nothing changed."""
-        if self._limits is not None:
-            self._limits.restore()
+        from dryml.context import NativeThreadLimits
+
+        NativeThreadLimits.restore_shared()
 
 
 CONTEXT = SklearnContext()

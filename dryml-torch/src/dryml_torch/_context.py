@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from dryml.context import ComputeContext
-    from dryml.context._threads import NativeThreadLimits
 
 __all__ = ["CONTEXT", "TorchContext"]
 
@@ -23,7 +22,6 @@ class TorchContext:
     """The ``torch`` compute context."""
 
     _threads = 0
-    _limits: NativeThreadLimits | None = None
 
     def environment(self, ctx: ComputeContext) -> dict[str, str]:
         """Variables the worker starts with (read by torch when it loads)."""
@@ -36,7 +34,7 @@ class TorchContext:
         granted fractions."""
         import torch
 
-        from dryml.context._threads import NativeThreadLimits
+        from dryml.context import NativeThreadLimits
 
         threads = ctx.cpu_threads("torch")
         torch.set_num_threads(threads)
@@ -44,7 +42,7 @@ class TorchContext:
         with contextlib.suppress(RuntimeError):
             torch.set_num_interop_threads(max(1, min(threads, 4)))
         type(self)._threads = threads
-        type(self)._limits = NativeThreadLimits(threads)  # torch's libraries are loaded now
+        NativeThreadLimits.shared(threads)  # torch's libraries are loaded now
         gpus = ctx.local_gpus("torch")
         if gpus and torch.cuda.is_available():
             for gpu in gpus:
@@ -56,8 +54,9 @@ class TorchContext:
         have changed them (``torch.set_num_threads``, ``threadpoolctl.threadpool_limits``)."""
         import torch
 
-        if self._limits is not None:
-            self._limits.restore()
+        from dryml.context import NativeThreadLimits
+
+        NativeThreadLimits.restore_shared()
         if self._threads and torch.get_num_threads() != self._threads:
             torch.set_num_threads(self._threads)
 

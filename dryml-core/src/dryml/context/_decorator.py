@@ -72,7 +72,7 @@ def compute_context(ctx_reqs: Requirement | None = None, *, update_objs: bool = 
             wait = resource_timeout if call_resource_timeout is _UNSET else _check_timeout(
                 "call_resource_timeout", call_resource_timeout, allow_zero=True)
             ctx = current_context()
-            if ctx is not None and timeout is None and ctx.satisfies(reqs):
+            if ctx is not None and ctx.satisfies(reqs):
                 entered = enter_compute([args, kwargs])
                 try:
                     return fn(*args, **kwargs)

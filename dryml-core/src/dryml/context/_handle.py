@@ -90,13 +90,11 @@ class WorkerHandle:
     """A running worker prepared for one context; used by one call at a time.
 
     Starting it takes at most ``startup_timeout`` seconds (else TimeoutError, and it is
-    killed); the time it took counts against the ``timeout`` of its first :meth:`call`, the
-    call it was started for.
+    killed).
     """
 
     def __init__(self, grant: Grant, plugins: Mapping[str, str], env: Mapping[str, str],
                  startup_timeout: float | None = None) -> None:
-        begun = time.monotonic()
         self.grant = grant
         self.key = grant.request
         #: the grants of the workers waiting on the call this one runs (nested calls)
@@ -104,7 +102,6 @@ class WorkerHandle:
         #: set when this process itself ended the worker during a call (the pool shut down)
         self.ended_by: str | None = None
         self.busy = True
-        self._startup_unbilled = 0.0
         self.last_used = time.monotonic()
         # kill() may come from another thread (a pool shut down by Ctrl-C) while a call waits
         # on this worker's descriptors: it ends the processes at once, and the descriptors are
@@ -150,7 +147,6 @@ class WorkerHandle:
             self.kill()
             raise
         if kind == "ready":
-            self._startup_unbilled = time.monotonic() - begun
             self.pid = int(info)
             # The worker's own end shows at once even while a process it forked still holds
             # its end of the channel (the keeper exits only after ending such processes).
@@ -221,6 +217,11 @@ class WorkerHandle:
                 continue
             if not events:
                 self.kill()
+                if doing == "starting":
+                    raise TimeoutError(
+                        f"the worker for {self.describe()} took longer than {timeout:.4g}s "
+                        "to start (the start-up limit of a call with a call_timeout: see "
+                        "docs/context.md); it was stopped, and the next call starts another")
                 raise TimeoutError(
                     f"the call took longer than call_timeout={limit or timeout:.4g}s while "
                     f"{doing}; its worker (pid {self.pid}) was stopped and will be replaced")
@@ -257,10 +258,8 @@ class WorkerHandle:
             raise WorkerCrashedError(
                 f"the worker (pid {self.pid}) for {self.describe()} was stopped before the "
                 "call reached it (the workers were shut down); the next call starts a new one")
-        spent, self._startup_unbilled = self._startup_unbilled, 0.0
-        budget = None if timeout is None else max(0.0, timeout - spent)
         try:
-            return self._call(msg, budget, on_nested, timeout)
+            return self._call(msg, timeout, on_nested)
         except BaseException:
             self.kill()
             raise
@@ -272,8 +271,8 @@ class WorkerHandle:
                 self.kill()
             progress.forget(self.pid)  # tracks the call left open (or its crash cut short)
 
-    def _call(self, msg: dict[str, Any], timeout: float | None, on_nested: NestedHandler,
-              limit: float | None) -> dict[str, Any]:
+    def _call(self, msg: dict[str, Any], timeout: float | None,
+              on_nested: NestedHandler) -> dict[str, Any]:
         try:
             self.channel.send_bytes(pickle.dumps(("call", msg), protocol=5))
         except ChannelClosed:
@@ -281,7 +280,7 @@ class WorkerHandle:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            kind, payload = self._receive(remaining, "running a call", limit)
+            kind, payload = self._receive(remaining, "running a call", timeout)
             if kind == "reply":
                 return payload  # type: ignore[no-any-return]
             if kind == "progress":  # drawn by this process's one display

@@ -175,16 +175,23 @@ def out_of_band() -> int | None:
     return size
 
 
+#: Seconds a new worker may take to start when its call has a ``call_timeout`` (at least).
+STARTUP_TIMEOUT = 300.0
+
+
 def execute_local(reqs: Requirement | None, msg: dict[str, Any], *,
                   call_timeout: float | None, resource_timeout: float | None,
                   held: tuple[Grant, ...] = ()) -> dict[str, Any]:
     """Run a call message in a local worker that meets ``reqs``; returns the worker's reply.
 
-    ``call_timeout`` bounds starting a new worker and the call together; ``resource_timeout``
-    the wait for resources before that."""
+    ``call_timeout`` bounds the call; with one, starting a new worker for it is bounded too,
+    by :data:`STARTUP_TIMEOUT` or ``call_timeout``, whichever is longer (a framework's import
+    may take longer than a short call, and a worker that never finishes starting would keep
+    the caller waiting forever); ``resource_timeout`` bounds the wait for resources."""
     pool = get_pool()
     request = normalize_requirement(reqs)
-    worker = pool.checkout(request, resource_timeout, held, startup_timeout=call_timeout)
+    startup = None if call_timeout is None else max(call_timeout, STARTUP_TIMEOUT)
+    worker = pool.checkout(request, resource_timeout, held, startup_timeout=startup)
     try:
         return worker.call(msg, call_timeout, _on_nested)
     finally:

@@ -39,9 +39,28 @@ class NativeThreadLimits:
     threadpoolctl: set on creation, and set again by :meth:`restore` where a call changed
     them. Without threadpoolctl installed it does nothing (and a call cannot have used it).
 
-    A backend's context creates one in ``prepare`` after importing its framework (so that its
-    libraries are found) and calls :meth:`restore` from ``before_call``.
+    A backend's context sets the process's one with :meth:`shared` in ``prepare``, after
+    importing its framework (so that its libraries are found), and calls
+    :meth:`restore_shared` from ``before_call``. One per process: in a worker of several
+    frameworks, each with its own limiter, each ``before_call`` would set the others' counts
+    back to its own.
     """
+
+    _shared: NativeThreadLimits | None = None
+
+    @classmethod
+    def shared(cls, threads: int) -> NativeThreadLimits:
+        """The process's limiter, at the largest count asked for so far (the libraries loaded
+        since are found again)."""
+        current = cls._shared
+        cls._shared = cls(max(threads, current.threads if current is not None else 0))
+        return cls._shared
+
+    @classmethod
+    def restore_shared(cls) -> None:
+        """:meth:`restore` the process's limiter, if one was set."""
+        if cls._shared is not None:
+            cls._shared.restore()
 
     def __init__(self, threads: int) -> None:
         self.threads = threads

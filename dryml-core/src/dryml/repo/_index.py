@@ -374,7 +374,9 @@ class Index:
                 if column not in present:
                     conn.execute(f"ALTER TABLE objects ADD COLUMN {column} {kind}")
             values = conn.execute("SELECT value FROM info WHERE key = 'values'").fetchone()
-            if values is None or values[0] != VALUES_VERSION:
+            if values is None or _older(values[0], VALUES_VERSION):
+                # a newer dryml's is left alone: an older process's adds are indexed as it
+                # indexes them, and the newer one's next open brings them up to date
                 _update_values(conn)
                 conn.execute("INSERT OR REPLACE INTO info VALUES ('values', ?)",
                              (VALUES_VERSION,))
@@ -446,6 +448,12 @@ class Index:
             conn.execute("DELETE FROM class_bases WHERE path = ?", (path,))
             conn.executemany("INSERT OR IGNORE INTO class_bases VALUES (?, ?)",
                              [(base, path) for base in {path, *mro}])
+
+
+def _older(found: Any, version: str) -> bool:
+    """Whether the values version ``found`` in an index is older than ``version`` (anything
+    that is not a version number is)."""
+    return not (isinstance(found, str) and found.isdigit()) or int(found) < int(version)
 
 
 def _update_values(conn: sqlite3.Connection) -> None:

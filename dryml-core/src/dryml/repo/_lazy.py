@@ -137,6 +137,12 @@ def make_lazy(cls: type[Object], state: LazyState) -> Object:
     return cast("Object", obj)
 
 
+def lazy_state(obj: Any) -> LazyState | None:
+    """The record of a lazy object not loaded yet, else None."""
+    state = obj.__dict__.get(_STATE)
+    return state if isinstance(state, LazyState) and not is_loaded(obj) else None
+
+
 def is_loaded(obj: Any) -> bool:
     """Whether ``obj`` is a real object (not a lazy stand-in waiting for its file)."""
     return _STATE not in getattr(obj, "__dict__", {})

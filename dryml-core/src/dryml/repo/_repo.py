@@ -34,7 +34,7 @@ from dryml.repo._index import (
     process_identity,
 )
 from dryml.repo._journal import Journal, is_object_name
-from dryml.repo._lazy import LazyState, is_loaded, load_now, make_lazy
+from dryml.repo._lazy import LazyState, is_loaded, lazy_state, load_now, make_lazy
 from dryml.repo._match import numpy_as_json
 from dryml.repo._query import COLUMN_KEYS, plan_query
 from dryml.repo._query import FULL_COLUMNS as _FULL
@@ -736,7 +736,7 @@ class Repo:
     def _object_for(self, row: tuple[Any, ...]) -> Object:
         dry_id, cls_path, name = row[0], row[1], row[2]
         found = self._live.get(dry_id)
-        if found is not None:
+        if found is not None and not _stale(found, row):
             return found
         try:
             cls = TrustPolicy(self.trust).resolve_object_class(cls_path)
@@ -793,6 +793,15 @@ class Repo:
 
     def _class_mros(self) -> dict[str, list[str]]:
         return {p: json.loads(m) for p, m in self._index.query("SELECT path, mro FROM classes")}
+
+
+def _stale(obj: Object, row: tuple[Any, ...]) -> bool:
+    """Whether ``obj``, a lazy object this Repo handed out, was selected as another
+    configuration than the row just selected (the object was replaced since by one with
+    other arguments: its first use raises, and a new query gets a new lazy object)."""
+    state = lazy_state(obj)
+    return state is not None and state.cat is not None and len(row) == 4 and (
+        state.cat != row[3])
 
 
 class _DeadWriter(Exception):
