@@ -8,6 +8,7 @@ that no call runs with another call's limits.
 
 from __future__ import annotations
 
+import importlib
 import os
 from typing import Any
 
@@ -66,11 +67,12 @@ class NativeThreadLimits:
         self.threads = threads
         self._controller: Any = None
         self._limits: Any = None  # the limits last while this object exists
-        try:
-            from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
+        try:  # an optional dependency (scikit-learn brings it), untyped: imported by name
+            threadpoolctl: Any = importlib.import_module("threadpoolctl")
         except ImportError:
             return
-        self._controller = ThreadpoolController()  # finds the libraries once: the costly part
+        # finds the libraries once: the costly part
+        self._controller = threadpoolctl.ThreadpoolController()
         self._limits = self._controller.limit(limits=threads)
 
     def restore(self) -> None:
