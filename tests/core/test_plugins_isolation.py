@@ -163,7 +163,7 @@ def test_a_serializer_whose_module_fails_names_the_serializer_and_its_plugin(
 STAMPS = '''
 import datetime
 from dryml import Object, hookimpl
-from dryml.records import SerializerRecord
+from dryml.records import ArgCodecRecord, SerializerRecord
 
 class Serializer:
     def dump(self, value, writer):
@@ -192,6 +192,31 @@ def dryml_trusted_modules():
 def dryml_serializers():
     return [SerializerRecord("dp.date", types=["datetime:date"], impl="dp_stamps:SER",
                              package="dp-stamps")]
+
+class Codec:
+    def check(self, value):
+        pass
+
+    def encode(self, value, writer):
+        return value.isoformat()
+
+    def decode(self, data, reader):
+        return datetime.time.fromisoformat(data)
+
+    def equal(self, a, b):
+        return a == b
+
+CODEC = Codec()
+
+class Timed(Object):
+    """An argument of the plugin's codec only: no store.put."""
+    def __init__(self, at):
+        self.day = at.isoformat()
+
+@hookimpl
+def dryml_arg_codecs():
+    return [ArgCodecRecord("dp.time", types=["datetime:time"], impl="dp_stamps:CODEC",
+                           package="dp-stamps")]
 '''
 
 
@@ -203,11 +228,14 @@ def test_a_disabled_plugin_looks_missing_to_a_file_that_needs_it(site: Path) -> 
         import sys
         from dryml import load_object, save_object
         if sys.argv[1] == "save":
+            import datetime
             import dp_stamps
             save_object(dp_stamps.Dated(), {str(site / "dated.dry")!r})
+            save_object(dp_stamps.Timed(datetime.time(12, 30)), {str(site / "timed.dry")!r})
         else:
+            name = "timed.dry" if sys.argv[2:] == ["timed"] else "dated.dry"
             try:
-                print(load_object({str(site / "dated.dry")!r}).day)
+                print(load_object({str(site)!r} + "/" + name).day)
             except Exception as exc:
                 print(type(exc).__name__, exc)
     ''')
@@ -220,6 +248,9 @@ def test_a_disabled_plugin_looks_missing_to_a_file_that_needs_it(site: Path) -> 
 
     run("save")
     assert run("load") == "2024-01-02"
+    assert run("load", "timed") == "12:30:00"  # a file that holds only a codec's value
+    assert run("load", "timed", DRYML_DISABLED_PLUGINS="stamps").startswith(
+        "BackendUnavailableError this file needs the package 'dp-stamps'")
     assert run("load", DRYML_DISABLED_PLUGINS="stamps") == (
         "BackendUnavailableError this file needs the package 'dp-stamps' (it holds "
         "'dp_stamps:Dated', written with dp-stamps 1.0), which is installed but its dryml "

@@ -93,6 +93,9 @@ class Encoder:
         codec = _registry.arg_codec_for(tp)
         if codec is None:
             raise FormatError(f"no argument codec for {tp.__module__}.{tp.__qualname__}")
+        record = getattr(self.writer, "record_version", None)
+        if record is not None:  # the file names the package it needs (see missing_backend)
+            record(codec.package)
         return {TAG: "codec", "codec": codec.name, "package": codec.package,
                 "data": codec.impl.encode(value, self.writer)}
 

@@ -93,7 +93,7 @@ class SaveSession:
 
     def record_version(self, package: str, version: str | None = None,
                        framework: tuple[str, str] | None = None) -> None:
-        if package != "dryml-core":
+        if package != "dryml-core" and (version is not None or package not in self.plugins):
             self.plugins[package] = version or _dist_version(package)
         if framework is not None:
             self.frameworks[framework[0]] = framework[1]
