@@ -196,7 +196,7 @@ def test_a_type_two_plugins_claim_is_saved_by_neither_and_the_error_says_what_to
             pytest.raises(PluginError) as caught:
         save_object(_Holder(), io.BytesIO())
     message = str(caught.value)
-    assert "values of type 'dp_fw:Model' cannot be saved" in message
+    assert "no serializer can be chosen for values of type 'dp_fw:Model'" in message
     assert "claimed by both dp-aaa (plugin 'aaa') and dp-fw-backend (plugin 'fw')" in message
     assert "DRYML_DISABLED_PLUGINS=aaa" in message and "DRYML_DISABLED_PLUGINS=fw" in message
 

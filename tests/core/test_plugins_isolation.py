@@ -249,10 +249,85 @@ def test_a_disabled_plugin_looks_missing_to_a_file_that_needs_it(site: Path) -> 
     run("save")
     assert run("load") == "2024-01-02"
     assert run("load", "timed") == "12:30:00"  # a file that holds only a codec's value
-    assert run("load", "timed", DRYML_DISABLED_PLUGINS="stamps").startswith(
-        "BackendUnavailableError this file needs the package 'dp-stamps'")
+    assert run("load", "timed", DRYML_DISABLED_PLUGINS="stamps") == (
+        "BackendUnavailableError this file needs the package 'dp-stamps' (it holds "
+        "'dp_stamps:Timed', written with dp-stamps 1.0), which is installed but its dryml "
+        "plugin 'stamps' is blocked here (listed in DRYML_DISABLED_PLUGINS): enable it to load "
+        "this file")
     assert run("load", DRYML_DISABLED_PLUGINS="stamps") == (
         "BackendUnavailableError this file needs the package 'dp-stamps' (it holds "
         "'dp_stamps:Dated', written with dp-stamps 1.0), which is installed but its dryml "
         "plugin 'stamps' is blocked here (listed in DRYML_DISABLED_PLUGINS): enable it to load "
         "this file")
+
+
+class _Thing:
+    """A type only the half-broken plugin below claims."""
+
+
+def _broken_codec_hook() -> list[Any]:
+    raise RuntimeError("broken codec hook")
+
+
+@pytest.mark.parametrize("first", ["serializer", "codec"])
+def test_a_plugin_broken_in_one_hook_is_unused_in_every_hook_whatever_is_looked_up_first(
+        first: str) -> None:
+    """A plugin whose serializers hook was fine but whose codecs hook raised kept its
+    serializer when a serializer was looked up first: the index was built from records read
+    before the other hook marked the plugin unavailable, and was cached so."""
+    from dryml import _registry
+
+    path = f"{_Thing.__module__}:{_Thing.__qualname__}"
+    plugin = {"dryml_serializers": lambda: [SerializerRecord(
+                  "half.thing", types=[path], impl="builtins:object", package="half")],
+              "dryml_arg_codecs": _broken_codec_hook}
+    with (fresh_plugin_manager() as manager,
+          pytest.warns(DrymlPluginWarning, match="broken codec hook"),
+          temporary_plugin(plugin, "half", manager=manager)):
+        if first == "codec":
+            _registry.arg_codec_for(int)
+        assert _registry.serializer_for(_Thing) is None
+        assert manager.info("half").status == "unavailable"  # type: ignore[union-attr]
+
+
+def test_a_file_needing_a_disabled_plugins_serializer_says_it_is_blocked(
+        site: Path) -> None:  # noqa: F811
+    """A file that names a blocked plugin's serializer said "not installed ... pip install"
+    (only files naming its classes said the plugin is blocked)."""
+    make_distribution(site, "dp-stamps", {"stamps": "dp_stamps"}, {"dp_stamps": STAMPS})
+    script = textwrap.dedent(f'''
+        import datetime, sys
+        from dryml import Object, load_object, save_object
+
+        class Plain(Object):  # a class of no plugin, holding a plugin's value
+            def __init__(self):
+                self.day = datetime.date(2024, 1, 2)
+
+            def save_object_imp(self, store):
+                store.put("day", self.day)
+
+            def load_object_imp(self, store):
+                self.day = store.get("day")
+
+        if sys.argv[1] == "save":
+            import dp_stamps  # noqa: F401
+            save_object(Plain(), {str(site / "plain.dry")!r})
+        else:
+            try:
+                print(load_object({str(site / "plain.dry")!r}, trust=["__main__"]).day)
+            except Exception as exc:
+                print(type(exc).__name__, exc)
+    ''')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRYML_")}
+    env["PYTHONPATH"] = str(site)
+
+    def run(*args: str, **extra: str) -> str:
+        return subprocess.run([sys.executable, "-c", script, *args], capture_output=True,
+                              text=True, env={**env, **extra}, check=True).stdout.strip()
+
+    run("save")
+    assert run("load") == "2024-01-02"
+    assert run("load", DRYML_DISABLED_PLUGINS="stamps") == (
+        "BackendUnavailableError this file needs the package 'dp-stamps' (for its serializer "
+        "'dp.date'), which is installed but its dryml plugin 'stamps' is blocked here (listed "
+        "in DRYML_DISABLED_PLUGINS): enable it to load this file")

@@ -423,19 +423,29 @@ def test_an_object_replaced_after_a_query_is_not_loaded_with_other_arguments(
     arguments (new state) loads."""
     directory = tmp_path / "repo"
     Repo(directory, create=True).add_object(_item("w", 0))
-    for number, loads in ((0, True), (7, False)):
-        hit_repo = Repo(directory)
-        hit = hit_repo.get(Selector("Item", args=("w", 0)))[0]
+
+    def replace_by(number: int) -> None:
         subprocess.run([sys.executable, "-c", REPLACE, str(directory), str(number)], env=env,
                        check=True, timeout=120)
-        if loads:
-            assert hit.payload.tolist() == [0.0, 0.0, 0.0] and hit.dry_args == ("w", 0)
-        else:
-            with pytest.raises(RepoError, match=r"'x' .* was replaced after it was selected, "
-                               r"by one with other arguments \(now args=\[\"w\", 7\]"):
-                hit.payload  # noqa: B018 - the first use loads it
-            again = hit_repo.get(Selector("Item", args=("w", 7)))  # selected again: it loads
-            assert again[0] is not hit and again[0].dry_args == ("w", 7)
+
+    hit_repo = Repo(directory)
+    hit = hit_repo.get(Selector("Item", args=("w", 0)))[0]
+    replace_by(0)
+    assert hit.payload.tolist() == [0.0, 0.0, 0.0] and hit.dry_args == ("w", 0)
+    # selected again, each way, while the stale object is still held: a new object, loaded
+    for select_again in (lambda r: r.get(Selector("Item", args=("w", 7)))[0],
+                         lambda r: r.get("x")[0], lambda r: r.get_one("x"),
+                         lambda r: next(iter(r)), lambda r: r.get(lambda d: True)[0]):
+        replace_by(0)
+        hit_repo = Repo(directory)
+        hit = hit_repo.get(Selector("Item", args=("w", 0)))[0]
+        replace_by(7)
+        with pytest.raises(RepoError, match=r"'x' .* was replaced after it was selected, "
+                           r"by one with other arguments \(now args=\[\"w\", 7\]"):
+            hit.payload  # noqa: B018 - the first use loads it
+        again = select_again(hit_repo)
+        assert again is not hit and again.dry_args == ("w", 7)
+        assert again.payload.tolist() == [0.0, 0.0, 0.0]
 
 
 def _item(worker: str, i: int) -> Any:

@@ -147,3 +147,28 @@ def test_an_xgboost_estimator_inside_a_scikit_learn_object_is_refused_before_fit
         holder.value = fitted
         with pytest.raises(SerializationError, match="holds an XGBoost model at"):
             save_object(holder, io.BytesIO())
+
+
+def test_an_xgboost_model_as_a_constructor_argument_is_refused_at_once() -> None:
+    """``Holder(XGBRegressor(...))`` saved (scikit-learn's argument codec took it, as a
+    scikit-learn estimator) and could never be loaded: skops' data cannot hold an XGBoost
+    model that dryml would let XGBoost read. It is refused when the object is made, saying
+    what to do; a scikit-learn estimator holding one is refused too."""
+    import pytest
+    from sklearn.ensemble import BaggingRegressor
+    from xgboost import XGBRegressor
+
+    from dryml import Object
+    from dryml.errors import ArgumentError
+
+    class Holder(Object):
+        def __init__(self, model: object) -> None:
+            self.model = model
+
+    for value, where in ((XGBRegressor(n_estimators=3), "the estimator"),
+                         (BaggingRegressor(XGBRegressor(n_estimators=3)),
+                          "estimator (xgboost.sklearn.XGBRegressor)")):
+        with pytest.raises(ArgumentError, match="an XGBoost model cannot be a constructor "
+                           "argument") as caught:
+            Holder(value)
+        assert where in str(caught.value) and "store.put" in str(caught.value)

@@ -102,14 +102,42 @@ def _top(path: str) -> str:
     return path.partition(":")[0].split(".")[0]
 
 
-@functools.cache
+#: Bumped by :func:`clear_caches`: a lookup built while plugins changed (a plugin found
+#: broken while its records of another hook were read) is built again, never cached.
+_generation = 0
+_built: dict[Any, Any] = {}
+
+
+def _once(key: Any, build: Any) -> Any:
+    """``build()``, cached under ``key`` unless the plugins changed while it ran."""
+    try:
+        return _built[key]
+    except KeyError:
+        pass
+    while True:
+        seen = _generation
+        value = build()
+        with _lock:
+            if seen == _generation:
+                _built[key] = value
+                return value
+
+
 def _core_types() -> frozenset[str]:
     """The type paths core's own records claim, in any hook."""
+    return _once("core-types", _read_core_types)  # type: ignore[no-any-return]
+
+
+def _read_core_types() -> frozenset[str]:
     from dryml.plugins import CORE_PLUGIN, get_plugin_manager
 
     manager = get_plugin_manager()
-    return frozenset(tp for hook in _TYPED_HOOKS for plugin, record in manager.records(hook)
-                     if plugin == CORE_PLUGIN for tp in record.types)
+    # every typed hook's records are read here, first: a plugin found broken while they are
+    # read is dropped from all hooks before any index is built
+    records = [(plugin, record) for hook in _TYPED_HOOKS
+               for plugin, record in manager.records(hook)]
+    return frozenset(tp for plugin, record in records if plugin == CORE_PLUGIN
+                     for tp in record.types)
 
 
 def _reserved(path: str) -> bool:
@@ -139,6 +167,7 @@ def _build(hook: str) -> _Index:
     """Every record of ``hook`` by name and by type, and the claims that are not used."""
     from dryml.plugins import CORE_PLUGIN, get_plugin_manager
 
+    _core_types()  # reads every typed hook first (see _read_core_types)
     manager = get_plugin_manager()
     found: list[Conflict] = []
     claims: dict[str, list[tuple[str, _Record]]] = {}
@@ -191,10 +220,8 @@ def _build(hook: str) -> _Index:
     return _Index(by_name, by_type, contested_names, contested_types, tuple(found))
 
 
-@functools.cache
 def _index(hook: str) -> _Index:
-    with _lock:
-        return _build(hook)
+    return _once(("index", hook), lambda: _build(hook))  # type: ignore[no-any-return]
 
 
 def conflicts() -> list[Conflict]:
@@ -238,8 +265,8 @@ def _for_type(hook: str, tp: type) -> Resolved | None:
     mro = [type_path(klass) for klass in tp.__mro__]
     for nearest in mro:
         if nearest in index.contested_types:
-            raise PluginError(f"values of type {type_path(tp)!r} cannot be saved: "
-                              + index.contested_types[nearest])
+            raise PluginError(f"no {_TYPED_HOOKS[hook]} can be chosen for values of type "
+                              f"{type_path(tp)!r}: " + index.contested_types[nearest])
         if nearest in index.by_type:
             break
         if nearest in _core_types():  # core handles it, through its records of another hook
@@ -289,6 +316,11 @@ def _require(hook: str, name: str, package: str, what: str) -> None:
         raise PluginError(f"this file's {what} {name!r} cannot be loaded: "
                           + index.contested_names[name])
     if name not in index.by_name:
+        inactive = _inactive([package])
+        if inactive:
+            raise BackendUnavailableError(
+                f"this file needs the package {package!r} (for its {what} {name!r}), which is "
+                f"installed but {inactive[package]}")
         raise BackendUnavailableError(
             f"this file needs the package {package!r} (for its {what} {name!r}), which is "
             f"not installed or not active here: pip install {package} (`dryml plugins` lists "
@@ -359,12 +391,19 @@ def _inactive(distributions: Iterable[str]) -> dict[str, str]:
 
 def _provides(distribution: str, top: str) -> bool:
     """Whether the installed (or named alike) ``distribution`` provides the module ``top``."""
-    import importlib.metadata
-
     if _normal(distribution) == _normal(top):
         return True
-    providers = importlib.metadata.packages_distributions().get(top, [])
+    providers = _module_providers().get(top, [])
     return any(_normal(p) == _normal(distribution) for p in providers)
+
+
+@functools.cache
+def _module_providers() -> Mapping[str, list[str]]:
+    """Top-level module -> the installed distributions providing it (reading every
+    distribution's file list takes a fifth of a second: once)."""
+    import importlib.metadata
+
+    return importlib.metadata.packages_distributions()
 
 
 @functools.cache
@@ -412,7 +451,11 @@ def trusted_modules() -> tuple[str, ...]:
 
 def clear_caches() -> None:
     """Forget every cached lookup (after plugins change)."""
-    for fn in (_index, _core_types, _load, trusted_modules):
+    global _generation
+    with _lock:
+        _generation += 1
+        _built.clear()
+    for fn in (_load, trusted_modules, _module_providers, _installed):
         fn.cache_clear()
     _codec_cache.clear()
     _serializer_cache.clear()

@@ -17,7 +17,7 @@ import numpy as np
 
 from dryml.errors import FormatError
 
-__all__ = ["EXTRA_TRUSTED", "check_loaded", "nested_xgboost", "path_to"]
+__all__ = ["EXTRA_TRUSTED", "check_loaded", "is_xgboost", "nested_xgboost", "path_to"]
 
 _METRICS = "sklearn.metrics._dist_metrics"
 #: Types trusted on top of skops' defaults (checked by :func:`check_loaded` where needed).
@@ -245,16 +245,19 @@ XGBOOST_INSTEAD = (
 _LEAVES = (np.ndarray, np.generic, str, bytes, int, float, complex, type(None))
 
 
+def is_xgboost(obj: Any) -> bool:
+    """Whether ``obj`` is an object of XGBoost's (its class comes from the ``xgboost``
+    package)."""
+    module = type(obj).__module__ or ""
+    return module == "xgboost" or module.startswith("xgboost.")
+
+
 def nested_xgboost(value: Any) -> str | None:
     """Where inside ``value`` (not ``value`` itself) an XGBoost object sits, e.g.
     ``"steps[1][1] (xgboost.sklearn.XGBClassifier)"``, or None. Costs nothing when XGBoost is
     not imported: nothing can hold one then."""
     if "xgboost" not in sys.modules:
         return None
-
-    def is_xgboost(obj: Any) -> bool:
-        module = type(obj).__module__ or ""
-        return module == "xgboost" or module.startswith("xgboost.")
 
     found = _find(value, is_xgboost)
     if found is None:

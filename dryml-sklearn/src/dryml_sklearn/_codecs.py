@@ -17,6 +17,7 @@ import numpy as np
 
 from dryml.errors import FormatError
 from dryml_sklearn import _skops_arrays
+from dryml_sklearn._checks import is_xgboost, nested_xgboost
 from dryml_sklearn._serializers import load_estimator, record_versions
 
 __all__ = ["ESTIMATOR_ARG", "EstimatorCodec"]
@@ -26,7 +27,16 @@ class EstimatorCodec:
     """A scikit-learn estimator (``sklearn.base.BaseEstimator``) as an argument."""
 
     def check(self, value: Any) -> None:
-        """Every estimator can be recorded (skops refuses what it cannot describe at save)."""
+        """Every estimator can be recorded (skops refuses what it cannot describe at save),
+        but XGBoost's: dryml keeps XGBoost models only in XGBoost's own format, checked before
+        XGBoost reads it, which skops' data cannot hold (written anyway, the argument could
+        never be loaded)."""
+        where = "the estimator" if is_xgboost(value) else nested_xgboost(value)
+        if where is not None:
+            raise ValueError(
+                f"an XGBoost model cannot be a constructor argument ({where}: dryml keeps "
+                "XGBoost models only in XGBoost's own format); pass its parameters (and build "
+                "it in __init__), or store the model with store.put in save_object_imp")
 
     def encode(self, value: Any, writer: Any | None) -> Any:
         """skops' description of the estimator: a member in a file, base64 outside one."""

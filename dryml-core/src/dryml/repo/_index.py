@@ -374,10 +374,13 @@ class Index:
                 if column not in present:
                     conn.execute(f"ALTER TABLE objects ADD COLUMN {column} {kind}")
             values = conn.execute("SELECT value FROM info WHERE key = 'values'").fetchone()
-            if values is None or _older(values[0], VALUES_VERSION):
-                # a newer dryml's is left alone: an older process's adds are indexed as it
-                # indexes them, and the newer one's next open brings them up to date
-                _update_values(conn)
+            if values is None or values[0] != VALUES_VERSION:
+                if values is None or _older(values[0], VALUES_VERSION):
+                    _update_values(conn)
+                # A newer dryml's index is not rewritten in this older form (the two would
+                # rewrite each other's at every open); its version is lowered to this one's,
+                # since this process indexes what it adds in its own form, and the newer
+                # dryml's next open brings those entries up to date.
                 conn.execute("INSERT OR REPLACE INTO info VALUES ('values', ?)",
                              (VALUES_VERSION,))
             return conn.execute("SELECT 1 FROM info WHERE key = 'built'").fetchone() is not None

@@ -730,7 +730,8 @@ class Repo:
     def _by_ids(self, ids: list[str], limit: int | None) -> list[tuple[Any, ...]]:
         out = []
         for dry_id in dict.fromkeys(ids):
-            out += self._index.query("SELECT id, cls, file FROM objects WHERE id = ?", [dry_id])
+            out += self._index.query("SELECT id, cls, file, cat FROM objects WHERE id = ?",
+                                     [dry_id])
         return out if limit is None else out[:limit]
 
     def _object_for(self, row: tuple[Any, ...]) -> Object:
@@ -798,10 +799,15 @@ class Repo:
 def _stale(obj: Object, row: tuple[Any, ...]) -> bool:
     """Whether ``obj``, a lazy object this Repo handed out, was selected as another
     configuration than the row just selected (the object was replaced since by one with
-    other arguments: its first use raises, and a new query gets a new lazy object)."""
+    other arguments: its first use raises, and a new query gets a new lazy object). Rows
+    hold the configuration digest (``o.cat``) fourth, or the definition (full rows)."""
     state = lazy_state(obj)
-    return state is not None and state.cat is not None and len(row) == 4 and (
-        state.cat != row[3])
+    if state is None or len(row) < 4:
+        return False
+    selected = state.cat if state.cat is not None else (
+        None if state.definition is None else category_digest(state.definition))
+    now = row[3] if len(row) == 4 else category_digest(json.loads(row[3]))
+    return selected is not None and selected != now
 
 
 class _DeadWriter(Exception):
