@@ -220,6 +220,19 @@ def dryml_arg_codecs():
 '''
 
 
+def _script_runner(site: Path, script: str) -> Any:
+    """``run(*args, **environment)``: the stdout of ``script`` in a new Python that sees
+    ``site`` and no DRYML_ switch but those given."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRYML_")}
+    env["PYTHONPATH"] = str(site)
+
+    def run(*args: str, **extra: str) -> str:
+        return subprocess.run([sys.executable, "-c", script, *args], capture_output=True,
+                              text=True, env={**env, **extra}, check=True).stdout.strip()
+
+    return run
+
+
 def test_a_disabled_plugin_looks_missing_to_a_file_that_needs_it(site: Path) -> None:  # noqa: F811
     """What docs/plugins.md promises: DRYML_DISABLED_PLUGINS=mypkg shows what users without
     mypkg see, a BackendUnavailableError naming it."""
@@ -239,12 +252,7 @@ def test_a_disabled_plugin_looks_missing_to_a_file_that_needs_it(site: Path) -> 
             except Exception as exc:
                 print(type(exc).__name__, exc)
     ''')
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DRYML_")}
-    env["PYTHONPATH"] = str(site)
-
-    def run(*args: str, **extra: str) -> str:
-        return subprocess.run([sys.executable, "-c", script, *args], capture_output=True,
-                              text=True, env={**env, **extra}, check=True).stdout.strip()
+    run = _script_runner(site, script)
 
     run("save")
     assert run("load") == "2024-01-02"
@@ -318,12 +326,7 @@ def test_a_file_needing_a_disabled_plugins_serializer_says_it_is_blocked(
             except Exception as exc:
                 print(type(exc).__name__, exc)
     ''')
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DRYML_")}
-    env["PYTHONPATH"] = str(site)
-
-    def run(*args: str, **extra: str) -> str:
-        return subprocess.run([sys.executable, "-c", script, *args], capture_output=True,
-                              text=True, env={**env, **extra}, check=True).stdout.strip()
+    run = _script_runner(site, script)
 
     run("save")
     assert run("load") == "2024-01-02"
