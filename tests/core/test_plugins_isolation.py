@@ -220,11 +220,11 @@ def dryml_arg_codecs():
 '''
 
 
-def _script_runner(site: Path, script: str) -> Any:
+def _script_runner(folder: Path, script: str) -> Any:
     """``run(*args, **environment)``: the stdout of ``script`` in a new Python that sees
-    ``site`` and no DRYML_ switch but those given."""
+    ``folder`` and no DRYML_ switch but those given."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DRYML_")}
-    env["PYTHONPATH"] = str(site)
+    env["PYTHONPATH"] = str(folder)
 
     def run(*args: str, **extra: str) -> str:
         return subprocess.run([sys.executable, "-c", script, *args], capture_output=True,
