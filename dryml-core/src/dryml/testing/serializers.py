@@ -346,7 +346,9 @@ def check_fresh_process_load(case: SerializerCase, tmp: Path) -> None:
 
 
 def check_backend_missing(case: SerializerCase, tmp: Path) -> None:
-    """Without the backend, loading fails with BackendUnavailableError naming the package."""
+    """Without the backend, loading fails with BackendUnavailableError naming the package and
+    what to do: the backend is disabled here (``DRYML_DISABLED_PLUGINS``), so the error says
+    its plugin is blocked and to enable it, where an uninstalled one says ``pip install``."""
     obj, path = _saved(case, tmp)
     result = _run_child({"mode": "load", "file": str(path), "trust": case.trusted(obj),
                          "path": case.import_path()}, tmp,
@@ -357,7 +359,8 @@ def check_backend_missing(case: SerializerCase, tmp: Path) -> None:
         f"expected BackendUnavailableError, got {result['error']}: {result['message']}")
     assert case.package in result["message"], (
         f"the error must name the pip package {case.package!r}: {result['message']}")
-    assert "pip install" in result["message"], result["message"]
+    assert f"its dryml plugin {case.plugin!r} is blocked here" in result["message"] and (
+        "enable it to load this file" in result["message"]), result["message"]
 
 
 def _corrupt(data: bytes, offset: int) -> bytes:
