@@ -18,9 +18,9 @@ import dryml.context as ctx
 from dryml import Object
 from dryml.context import (
     ContextIncompatibilityError,
+    FakeCpuProvider,
     FakeGpuProvider,
     NoContextError,
-    Resource,
     ResourcesUnavailableError,
     compute_context,
     context_check,
@@ -28,16 +28,9 @@ from dryml.context import (
 from dryml.errors import DrymlError
 
 
-class FakeCpus:
-    """Eight pretend CPUs: scheduling tests do not depend on this machine's core count."""
-
-    def resources(self) -> list[Resource]:
-        return [Resource("cpu", i) for i in range(8)]
-
-
 @pytest.fixture(autouse=True)
 def fake_machine() -> Iterator[None]:
-    ctx.configure(providers=[FakeCpus(), FakeGpuProvider(4, memory_total=8 << 30)],
+    ctx.configure(providers=[FakeCpuProvider(8), FakeGpuProvider(4, memory_total=8 << 30)],
                   max_workers=4)
     yield
     ctx.configure()
@@ -455,14 +448,14 @@ def _wait_until(condition: Any, within: float = 20.0) -> bool:
 
 
 def test_idle_workers_stop_after_the_idle_timeout() -> None:
-    ctx.configure(providers=[FakeCpus()], idle_timeout=0.3)
+    ctx.configure(providers=[FakeCpuProvider(8)], idle_timeout=0.3)
     worker = where()["pid"]
     assert _wait_until(lambda: not ctx.workers())
     assert where()["pid"] != worker
 
 
 def test_the_pool_never_keeps_more_workers_than_its_cap() -> None:
-    ctx.configure(providers=[FakeCpus()], max_workers=2)
+    ctx.configure(providers=[FakeCpuProvider(8)], max_workers=2)
     pids = {where(call_context_reqs={"default": {f"cpu/{i}": 0.5}})["pid"] for i in range(4)}
     assert len(pids) == 4  # four different requirements: four workers over time...
     assert len(ctx.workers()) == 2  # ...but never more than two alive
@@ -583,7 +576,7 @@ def test_a_failed_release_of_an_idle_worker_does_not_stop_retiring_the_others() 
 
     from dryml.context import _runtime
 
-    ctx.configure(providers=[FakeCpus()], idle_timeout=0.3)
+    ctx.configure(providers=[FakeCpuProvider(8)], idle_timeout=0.3)
     where()  # the pool starts with its first call
     pool = _runtime._pool
     assert pool is not None

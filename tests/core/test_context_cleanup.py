@@ -21,20 +21,16 @@ from pathlib import Path
 import pytest
 
 import dryml.context as ctx
-from dryml.context import Resource, WorkerCrashedError, compute_context
+from dryml.context import FakeCpuProvider, WorkerCrashedError, compute_context
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="process lifetimes are checked through Linux /proc")
 
 
-class FakeCpus:
-    def resources(self) -> list[Resource]:
-        return [Resource("cpu", i) for i in range(4)]
-
 
 @pytest.fixture(autouse=True)
 def fake_machine() -> Iterator[None]:
-    ctx.configure(providers=[FakeCpus()], max_workers=2)
+    ctx.configure(providers=[FakeCpuProvider(4)], max_workers=2)
     yield
     ctx.configure()
 

@@ -18,17 +18,17 @@ import pytest
 
 import dryml.context as ctx
 import dryml.errors
-from dryml.context import FakeGpuProvider, Resource, WorkerCrashedError, compute_context
-
-
-class FakeCpus:
-    def resources(self) -> list[Resource]:
-        return [Resource("cpu", i) for i in range(4)]
+from dryml.context import (
+    FakeCpuProvider,
+    FakeGpuProvider,
+    WorkerCrashedError,
+    compute_context,
+)
 
 
 @pytest.fixture(autouse=True)
 def fake_machine() -> Iterator[None]:
-    ctx.configure(providers=[FakeCpus(), FakeGpuProvider(1)], max_workers=3)
+    ctx.configure(providers=[FakeCpuProvider(4), FakeGpuProvider(1)], max_workers=3)
     yield
     ctx.configure()
 

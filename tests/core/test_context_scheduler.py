@@ -14,21 +14,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dryml.context import FakeGpuProvider, NvmlProvider, Resource, ResourcesUnavailableError
+from dryml.context import (
+    FakeCpuProvider,
+    FakeGpuProvider,
+    NvmlProvider,
+    ResourcesUnavailableError,
+)
 from dryml.context._resources import normalize_requirement
 from dryml.context._scheduler import Scheduler
 from dryml.errors import ContextIncompatibilityError, DrymlWarning
 
 
-class FakeCpus:
-    """Eight pretend CPUs (no affinity pinning: they name no OS cpu)."""
-
-    def resources(self) -> list[Resource]:
-        return [Resource("cpu", i) for i in range(8)]
-
-
 def scheduler(gpus: int = 4) -> Scheduler:
-    return Scheduler([FakeCpus(), FakeGpuProvider(gpus, memory_total=8 << 30)])
+    return Scheduler([FakeCpuProvider(8), FakeGpuProvider(gpus, memory_total=8 << 30)])
 
 
 def req(reqs: dict) -> dict:
@@ -415,7 +413,7 @@ def test_a_gpu_nvml_cannot_query_is_left_out_with_a_warning_and_the_others_stay(
     disappear, silently. The GPUs are simulated (CI has none): a stand-in pynvml answers."""
     with pytest.warns(DrymlWarning, match=r"cannot query GPU 1 .*GPU is lost.*uses the others"):
         assert _nvml_gpus(monkeypatch, _FaultyNvml(lost=1)) == ["GPU-01234"]
-    s = Scheduler([FakeCpus(), NvmlProvider()])
+    s = Scheduler([FakeCpuProvider(8), NvmlProvider()])
     with pytest.warns(DrymlWarning):
         s.check_possible(req({"torch": {"gpu/0": 1.0}}))
 
@@ -459,7 +457,7 @@ def test_a_gpu_named_twice_in_cuda_visible_devices_leaves_none_with_a_warning(
     with pytest.warns(DrymlWarning, match=r"names GPU GPU-11234 twice.*no GPU at all"):
         assert _nvml_gpus(monkeypatch, _FaultyNvml(), cuda) == []
     with pytest.warns(DrymlWarning), pytest.raises(ResourcesUnavailableError, match="no GPUs"):
-        Scheduler([FakeCpus(), NvmlProvider()]).check_possible(req({"torch": {"num_gpus": 1}}))
+        Scheduler([FakeCpuProvider(8), NvmlProvider()]).check_possible(req({"torch": {"num_gpus": 1}}))
 
 
 def test_numbered_gpus_of_different_models_warn_to_set_the_pci_bus_order(

@@ -14,19 +14,14 @@ import pytest
 from backend_checks import require_backend
 
 import dryml.context as ctx
-from dryml.context import FakeGpuProvider, Resource, compute_context
-
-
-class FakeCpus:
-    def resources(self) -> list[Resource]:
-        return [Resource("cpu", i) for i in range(4)]
+from dryml.context import FakeCpuProvider, FakeGpuProvider, compute_context
 
 
 @pytest.fixture(scope="module", autouse=True)
 def fake_machine() -> Iterator[None]:
     require_backend("tf")
     require_backend("torch")
-    ctx.configure(providers=[FakeCpus(), FakeGpuProvider(1)], max_workers=4)
+    ctx.configure(providers=[FakeCpuProvider(4), FakeGpuProvider(1)], max_workers=4)
     yield
     ctx.configure()
 

@@ -10,17 +10,12 @@ import pytest
 from backend_checks import require_backend
 
 import dryml.context as ctx
-from dryml.context import Resource, compute_context
-
-
-class FakeCpus:
-    def resources(self) -> list[Resource]:
-        return [Resource("cpu", i) for i in range(4)]
+from dryml.context import FakeCpuProvider, compute_context
 
 
 @pytest.fixture(autouse=True)
 def fake_machine() -> Iterator[None]:
-    ctx.configure(providers=[FakeCpus()], max_workers=2)
+    ctx.configure(providers=[FakeCpuProvider(4)], max_workers=2)
     yield
     ctx.configure()
 

@@ -12,7 +12,7 @@ from backend_checks import require_backend
 
 import dryml
 import dryml.context as ctx
-from dryml.context import FakeGpuProvider, Resource, compute_context
+from dryml.context import FakeCpuProvider, FakeGpuProvider, compute_context
 
 EXAMPLE = """
 >>> def test_method():
@@ -30,15 +30,11 @@ dryml.context.ContextIncompatibilityError: Context doesn't satisfy requirements 
 """
 
 
-class FakeCpus:
-    def resources(self) -> list[Resource]:
-        return [Resource("cpu", i) for i in range(4)]
-
 
 @pytest.fixture(scope="module", autouse=True)
 def fake_machine() -> Iterator[None]:
     require_backend("tf")
-    ctx.configure(providers=[FakeCpus(), FakeGpuProvider(2)], max_workers=3)
+    ctx.configure(providers=[FakeCpuProvider(4), FakeGpuProvider(2)], max_workers=3)
     yield
     ctx.configure()
 
@@ -120,7 +116,7 @@ def _prepared(reqs: dict[str, dict[str, float]]) -> tuple[str, dict[str, Any]]:
     from dryml.context._resources import normalize_requirement
     from dryml.context._scheduler import Scheduler
 
-    grant = Scheduler([FakeCpus(), FakeGpuProvider(2)]).try_acquire(normalize_requirement(reqs))
+    grant = Scheduler([FakeCpuProvider(4), FakeGpuProvider(2)]).try_acquire(normalize_requirement(reqs))
     assert grant is not None
     env = {**os.environ, **worker_env(grant, {}), "TF_CPP_MIN_LOG_LEVEL": "3"}
     out = subprocess.run([sys.executable, "-c", PREPARE, json.dumps(grant.to_dict())], env=env,

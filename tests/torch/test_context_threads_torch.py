@@ -11,21 +11,17 @@ import pytest
 from backend_checks import require_backend
 
 import dryml.context as ctx
-from dryml.context import Resource, compute_context
+from dryml.context import FakeCpuProvider, compute_context
 
 pytestmark = pytest.mark.usefixtures("fake_machine")
 
-
-class FakeCpus:
-    def resources(self) -> list[Resource]:
-        return [Resource("cpu", i) for i in range(4)]
 
 
 @pytest.fixture(scope="module")
 def fake_machine() -> Iterator[None]:
     require_backend("torch")
     pytest.importorskip("threadpoolctl")
-    ctx.configure(providers=[FakeCpus()], max_workers=2)
+    ctx.configure(providers=[FakeCpuProvider(4)], max_workers=2)
     yield
     ctx.configure()
 

@@ -15,20 +15,16 @@ from backend_checks import require_backend
 
 import dryml.context as ctx
 from dryml import Object
-from dryml.context import FakeGpuProvider, Resource, compute_context
+from dryml.context import FakeCpuProvider, FakeGpuProvider, compute_context
 
 pytestmark = pytest.mark.usefixtures("fake_machine")
 
-
-class FakeCpus:
-    def resources(self) -> list[Resource]:
-        return [Resource("cpu", i) for i in range(4)]
 
 
 @pytest.fixture(scope="module")
 def fake_machine() -> Iterator[None]:
     require_backend("torch")
-    ctx.configure(providers=[FakeCpus(), FakeGpuProvider(2)], max_workers=3)
+    ctx.configure(providers=[FakeCpuProvider(4), FakeGpuProvider(2)], max_workers=3)
     yield
     ctx.configure()
 

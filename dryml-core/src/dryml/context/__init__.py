@@ -30,7 +30,12 @@ if TYPE_CHECKING:
     from dryml.context._gpu import FakeGpuProvider, NvmlProvider
     from dryml.context._lifecycle import enter_compute, in_compute_mode, leave_compute
     from dryml.context._pool import WorkerInfo
-    from dryml.context._resources import CpuProvider, Resource, ResourceProvider
+    from dryml.context._resources import (
+        CpuProvider,
+        FakeCpuProvider,
+        Resource,
+        ResourceProvider,
+    )
     from dryml.context._runtime import configure, resources, shutdown_workers, workers
     from dryml.context._state import ComputeContext, context_check, current_context
 
@@ -38,6 +43,7 @@ __all__ = [
     "ComputeContext",
     "ContextIncompatibilityError",
     "CpuProvider",
+    "FakeCpuProvider",
     "FakeGpuProvider",
     "NativeThreadLimits",
     "NoContextError",
@@ -68,7 +74,8 @@ _LAZY = {
     "FakeGpuProvider": "_gpu", "NvmlProvider": "_gpu",
     "enter_compute": "_lifecycle", "in_compute_mode": "_lifecycle", "leave_compute": "_lifecycle",
     "WorkerInfo": "_pool", "NativeThreadLimits": "_threads",
-    "CpuProvider": "_resources", "Resource": "_resources", "ResourceProvider": "_resources",
+    "CpuProvider": "_resources", "FakeCpuProvider": "_resources", "Resource": "_resources",
+    "ResourceProvider": "_resources",
     "configure": "_runtime", "resources": "_runtime", "shutdown_workers": "_runtime",
     "workers": "_runtime",
     "ComputeContext": "_state", "context_check": "_state", "current_context": "_state",

@@ -50,7 +50,7 @@ def share_units(amount: float) -> int:
     """``amount`` of one device in whole millionths, the unit every grant is accounted in.
 
     Whole numbers add and subtract exactly: a float running total drifts, and after many shares
-    came and went a whole device was refused although nothing held it (found by review).
+    came and went a whole device was refused although nothing held it.
     """
     return round(amount * SHARE_UNIT)
 
@@ -95,6 +95,19 @@ class CpuProvider:
         except AttributeError:  # not Linux
             cpus = list(range(os.cpu_count() or 1))
         return [Resource("cpu", i, {"os_cpu": cpu}) for i, cpu in enumerate(cpus)]
+
+
+class FakeCpuProvider:
+    """``count`` pretend CPUs, for tests and demos that must not depend on this machine's
+    cores: they name no operating-system CPU, so workers granted them are not pinned, and
+    their grants stay in this process (the machine-wide ledger counts real devices only)."""
+
+    def __init__(self, count: int = 4) -> None:
+        self.count = count
+
+    def resources(self) -> list[Resource]:
+        """``cpu/0`` ... ``cpu/{count-1}``."""
+        return [Resource("cpu", i) for i in range(self.count)]
 
 
 CPU = CpuProvider()
