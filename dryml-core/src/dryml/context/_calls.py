@@ -106,8 +106,8 @@ def run_call(msg: dict[str, Any]) -> dict[str, Any]:
             result = fn(*args, **kwargs)
         finally:
             leave_compute(entered)
-        # found by review: a result that could not be pickled came back as a bare TypeError,
-        # read as the function's own error although the call had run
+        # a result that cannot be pickled is said to be so: a bare TypeError would read as
+        # the function's own error although the call had run
         try:
             data, blobs, trust = _protocol.dumps(result)
         except DrymlError:
@@ -211,11 +211,10 @@ def apply_reply(reply: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, 
         mine = list(iter_objects([args, kwargs]))
         theirs = list(iter_objects(_protocol.loads(*reply["updated"])))
         originals = {o.dry_id: o for o in mine}
-        replaced = {id(new): originals.get(new.dry_id, new) for new in theirs}
         for new in theirs:
             old = originals.get(new.dry_id)
             if old is not None and type(old) is type(new):
-                _update(old, new, replaced)
+                _update(old, new, originals)
     try:
         result = _protocol.loads(reply["result"], reply["blobs"], reply["trust"])
     except DrymlError:
@@ -264,22 +263,12 @@ def _callers_own(result: Any, originals: dict[str, Object]) -> Any:
     return own(result)
 
 
-def _swap(value: Any, replaced: dict[int, Object]) -> Any:
-    if isinstance(value, Object):
-        return replaced.get(id(value), value)
-    if isinstance(value, list):
-        return [_swap(v, replaced) for v in value]
-    if isinstance(value, tuple) and type(value) is tuple:
-        return tuple(_swap(v, replaced) for v in value)
-    if isinstance(value, dict) and type(value) is dict:
-        return {k: _swap(v, replaced) for k, v in value.items()}
-    return value
-
-
-def _update(old: Object, new: Object, replaced: dict[int, Object]) -> None:
-    """Give ``old`` the state of ``new`` in place (the constructor arguments stay ``old``'s)."""
+def _update(old: Object, new: Object, originals: dict[str, Object]) -> None:
+    """Give ``old`` the state of ``new`` in place (the constructor arguments stay ``old``'s;
+    the call's arguments that the state holds are the caller's own objects)."""
     kept = {k: old.__dict__[k] for k in _KEEP_STATE if k in old.__dict__}
-    state = {k: _swap(v, replaced) for k, v in new.__dict__.items() if k not in _KEEP_STATE}
+    state = _callers_own({k: v for k, v in new.__dict__.items() if k not in _KEEP_STATE},
+                         originals)
     old.__dict__.clear()
     old.__dict__.update(state)
     old.__dict__.update(kept)
