@@ -103,9 +103,9 @@ class SaveSession:
         dry_id = obj.dry_id
         seen = self.by_id.setdefault(dry_id, obj)
         if seen is not obj and not _interchangeable(seen, obj):
-            # found by review: a file holds one object per id, and the second object (a
-            # retrained copy beside its original, or two builds of one ObjectDef with an id)
-            # was dropped without a word, its arguments and state with it
+            # a file holds one object per id: the second object (a retrained copy beside its
+            # original, or two builds of one ObjectDef with an id) would be dropped without a
+            # word, its arguments and state with it
             raise SerializationError(
                 f"two different objects in this graph have the dry_id {dry_id!r} "
                 f"({type(seen).__qualname__} and {type(obj).__qualname__}); a file holds one "
@@ -386,9 +386,8 @@ _SPOOL_IN_MEMORY = 64 << 20
 
 def _real_file(source: Any) -> bool:
     """Whether ``source`` reads an open regular file as it is (seeks are cheap): a file
-    opened with ``open()`` (:func:`~dryml.format._container.file_of`; found by review:
-    ``gzip.open(path)``, with its compressed file's descriptor, was read directly, its seeks
-    decompressing again)."""
+    opened with ``open()`` (:func:`~dryml.format._container.file_of`; ``gzip.open(path)``,
+    with its compressed file's descriptor, was read directly, its seeks decompressing again)."""
     raw = file_of(source)
     if raw is None:
         return False
@@ -403,7 +402,7 @@ def _spooled(source: Any) -> IO[bytes]:
     :data:`_SPOOL_IN_MEMORY`): a reader seeks back and forth, which a gzip, bz2 or lzma stream
     does by decompressing again from the start (a load took time growing with the square of
     its members), and a pipe cannot do at all (it was read whole into memory, before even
-    its first bytes were checked; found by the load-paths audit)."""
+    its first bytes were checked)."""
     import tempfile
 
     from dryml.format._container import MAGIC
@@ -434,8 +433,8 @@ def _spooled(source: Any) -> IO[bytes]:
 
 def open_regular(path: str | os.PathLike[str]) -> IO[bytes]:
     """``open(path, "rb")`` of a regular file; a FormatError for anything else, found before
-    anything is read (a FIFO put in place of a ``.dry`` file blocked every load, found by the
-    repository audit; a device would be read without end)."""
+    anything is read (a FIFO put in place of a ``.dry`` file blocked every load; a device
+    would be read without end)."""
     nonblocking = getattr(os, "O_NONBLOCK", 0)  # POSIX: a pipe's open would wait for a writer
     fd = os.open(path, os.O_RDONLY | nonblocking | getattr(os, "O_CLOEXEC", 0)
                  | getattr(os, "O_BINARY", 0))

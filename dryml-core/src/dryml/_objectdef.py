@@ -213,7 +213,7 @@ def _build(definition: ObjectDef, memo: dict[str, tuple[ObjectDef, Object]]) -> 
     if dry_id is not None and dry_id in memo:
         first, built = memo[dry_id]
         if first is not definition and first != definition:
-            # found by review: the second definition's arguments were ignored, silently
+            # otherwise the second definition's arguments would be ignored, silently
             raise ArgumentError(
                 f"two definitions in this one have the dry_id {dry_id!r} but differ ({first!r} "
                 f"and {definition!r}); the id names one object: give one of them another id, "

@@ -53,7 +53,7 @@ def capture(value: Any, copy: bool = True) -> Any:
     """Check ``value`` and return an independent copy of it.
 
     Objects and ObjectDefs are kept by reference (that is what lets shared children stay
-    shared). numpy arrays are copied, in their layout (found by review: kept by reference, an
+    shared). numpy arrays are copied, in their layout (kept by reference, an
     array that ``__init__``, training or the caller changed in place later rewrote the
     recorded call, the definition and the saved file, and a loaded object differed from the
     live one), except a ``numpy.memmap`` (a file's data, saved streaming). Other codec values
@@ -62,7 +62,7 @@ def capture(value: Any, copy: bool = True) -> Any:
     """
     tp = type(value)
     if tp is int and _too_long(value):
-        # found by review: accepted here, it then failed to save with a bare ValueError
+        # accepted here, it would then fail to save with a bare ValueError
         # (Python converts ints of more than 4300 digits to text only when asked to)
         digits = int(value.bit_length() * 0.30103) + 1  # str() itself fails for such ints
         raise BadValue(f"an int of about {digits} digits is too large to record as JSON; "

@@ -42,7 +42,7 @@ def estimator_class(path: str) -> type:
             "import your module before training")
     # The path may come from a file: the module is imported only under the trust rules (a
     # declared family's own module, never a test module or an entry point such as
-    # 'dryml.cli.__main__', found by review), and the class is looked up without running code
+    # 'dryml.cli.__main__'), and the class is looked up without running code
     obj: Any = static_attribute(policy.import_named(module), name)
     if obj is None:
         raise ConfigurationError(f"estimator class {path!r} cannot be found: module "

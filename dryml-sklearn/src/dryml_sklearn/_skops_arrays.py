@@ -210,7 +210,7 @@ def _check_entries(zip_file: zipfile.ZipFile) -> None:
     """Every entry stored, not compressed (as :func:`dumps` and skops write them), and every
     ``.npy`` entry exactly as large as its header says: a 1.9 MB file whose deflated entry
     expanded into a 2 GB array loaded, and a header may claim more than the entry holds,
-    which numpy allocates before it reads (found by the hostile-file audit)."""
+    which numpy allocates before it reads."""
     for info in zip_file.infolist():
         if info.compress_type != zipfile.ZIP_STORED or info.file_size != info.compress_size:
             raise FormatError(f"the scikit-learn data's zip entry {info.filename!r} is "
@@ -226,7 +226,7 @@ def _check_entries(zip_file: zipfile.ZipFile) -> None:
 
 def _check_npz(inner: zipfile.ZipFile, name: str) -> None:
     """A sparse matrix's ``.npz``: its deflated arrays may expand only as far as a compressed
-    member of the ``.dry`` file may (found by review: a 205 KB entry held 134 MB), and each
+    member of the ``.dry`` file may (a 205 KB entry held 134 MB), and each
     holds exactly what its header declares."""
     limits = Limits()
     infos = inner.infolist()

@@ -302,7 +302,7 @@ class DrymlBatchNode(Node):
             raise FormatError("a batch of scikit-learn objects has a bad shape")
         budget = _budget(load_context)
         if count > budget:
-            # found by the hostile-file audit: a 23 KB file asked for 30 million trees (and a
+            # a 23 KB file asked for 30 million trees (and a
             # nested shape of 2**40 empty rows), each built before anything could fail
             raise FormatError(f"a batch of {count} scikit-learn objects in {budget} bytes of "
                               "scikit-learn data: the file was altered")

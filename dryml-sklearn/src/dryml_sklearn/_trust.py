@@ -297,9 +297,9 @@ def untrusted(tree: Any, trust: Iterable[str] = ()) -> list[Finding]:
         if kind == "constructor":
             kind = "object"
             if _allocates(module, qualname) and not _caller_trusts(name, kind, caller):
-                # found by the hostile-file audit: bytearray(3_000_000_000), ndarray((40000,
-                # 40000)) and csr_matrix((3e9, 1)) built from a few bytes of arguments (skops
-                # writes these with loaders of their own, never as such calls)
+                # bytearray(3_000_000_000), ndarray((40000, 40000)) and csr_matrix((3e9, 1))
+                # can be built from a few bytes of arguments (skops writes these with loaders of
+                # their own, never as such calls)
                 findings[name] = Finding(name, kind, "called with arguments from the file, "
                                          "which can make it allocate any amount of memory")
                 continue

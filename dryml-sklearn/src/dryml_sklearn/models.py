@@ -141,12 +141,12 @@ def _is_estimator(value: Any) -> bool:
 def class_columns(prob: Any, classes: Any) -> Any:
     """``predict_proba``'s columns placed at their integer labels: column i is label i, with a
     column of zeros for a label the training data lacked. scikit-learn leaves such a label out
-    and orders the rest, which shifted every later column against the labels (found by
-    review: digits without a 3 in training scored accuracy 0.33 instead of 0.90), and with
-    labels 1..k put label 1 in column 0, while dryml's metrics read integer labels below the
-    column count as column numbers (found by the metrics audit: a perfect model scored
-    accuracy 0.0 on a test split without the top label). Other labels (strings, negative
-    numbers, integers too far apart: :func:`_label_width`) keep scikit-learn's sorted order."""
+    and orders the rest, which shifted every later column against the labels (digits without
+    a 3 in training scored accuracy 0.33 instead of 0.90), and with labels 1..k put label 1 in
+    column 0, while dryml's metrics read integer labels below the column count as column
+    numbers (a perfect model scored accuracy 0.0 on a test split without the top label).
+    Other labels (strings, negative numbers, integers too far apart: :func:`_label_width`)
+    keep scikit-learn's sorted order."""
     width = None if classes is None else _label_width(classes)
     if width is None or width == prob.shape[1]:
         return prob

@@ -169,8 +169,8 @@ def _compile(trainable: KerasTrainable) -> keras.Model:
 
 def _metric(metric: Any, trainable: KerasTrainable) -> Any:
     """A metric for ``compile``: ``"accuracy"`` with a binary loss taking logits thresholds
-    the logits at 0 (found by review: Keras' BinaryAccuracy thresholds at 0.5, the right
-    cut for probabilities, so the history's accuracy, and early stopping on it, were wrong)."""
+    the logits at 0 (Keras' BinaryAccuracy thresholds at 0.5, the right cut for
+    probabilities, so the history's accuracy, and early stopping on it, would be wrong)."""
     from dryml_tf.models import Metric
 
     if isinstance(metric, Metric):
@@ -259,7 +259,7 @@ def run_fit(trainable: KerasTrainable, data: Dataset, valid: Dataset | None) -> 
     if first >= spec.epochs or "stopped_epoch" in state.progress:
         # saved after its last epoch: only what fit's end would have done is left, in
         # Keras' order: the optimizer's final values (an EMA optimizer's averages), then
-        # early stopping's best weights (found by review: the averages were skipped)
+        # early stopping's best weights (the averages were skipped before)
         if isinstance(model.optimizer, keras.optimizers.Optimizer) and spec.epochs > 0:
             model.optimizer.finalize_variable_values(model.trainable_weights)
         if trainable._best_weights is not None:
@@ -305,9 +305,9 @@ def predict(trainable: KerasTrainable, x: Any) -> np.ndarray:
         out = out.astype(np.float32)
     if trainable.task == "regressor":
         return out.squeeze(-1) if out.ndim > 1 and out.shape[-1] == 1 else out
-    # found by review: a 1-d output (one logit per row) got a softmax over the batch, and a
-    # network ending in a sigmoid or softmax got it twice with a from_logits loss (Keras
-    # trains such a model on the logits before that activation, and only warns)
+    # otherwise a 1-d output (one logit per row) would get a softmax over the batch, and a
+    # network ending in a sigmoid or softmax would get it twice with a from_logits loss
+    # (Keras trains such a model on the logits before that activation, and only warns)
     logits = trainable.loss.from_logits and not _ends_in_probabilities(model)
     if out.ndim == 1:
         out = out[:, None]

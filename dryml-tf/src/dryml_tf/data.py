@@ -30,7 +30,7 @@ def _one_arg(fn: Callable[[Any], Any], spec: Any) -> Callable[..., Any]:
     the element is a tuple comes from ``spec`` (the dataset's ``element_spec``): one argument
     is also what tf.data passes for a 1-tuple ``(x,)``, which ``fn`` must get as ``(x,)`` (it
     got ``x``, so ``el[0]`` took x's first column). tf.data unpacks plain tuples only: a
-    namedtuple comes as one argument (found by review: map wrapped it in a 1-tuple)."""
+    namedtuple comes as one argument (otherwise map would wrap it in a 1-tuple)."""
     is_tuple = type(spec) is tuple
 
     def call(*args: Any) -> Any:

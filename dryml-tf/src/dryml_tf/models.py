@@ -302,7 +302,7 @@ class KerasTrainable(Trainable):
             import keras
 
             if not isinstance(model, keras.Model):  # a plain value a file put in its place
-                # raised again on the next use: the stored state stays (found by review)
+                # raised again on the next use: the stored state stays
                 raise FormatError(f"the stored 'model' of this KerasTrainable is a "
                                   f"{type(model).__name__}, not a Keras model: the file was "
                                   "altered")

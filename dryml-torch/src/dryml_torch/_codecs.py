@@ -147,7 +147,7 @@ def tensor_problem(value: torch.Tensor) -> str | None:
     """Why ``value`` cannot be saved, or None."""
     if type(value) not in (torch.Tensor, torch.nn.Parameter):
         # its data would load as a plain Tensor, and a subclass that computes differently
-        # would silently give other results (found by review)
+        # would silently give other results
         return (f"a {type(value).__qualname__} (a torch.Tensor subclass) would load as a plain "
                 "tensor; save value.as_subclass(torch.Tensor) if that is what you mean")
     if value.layout != torch.strided:

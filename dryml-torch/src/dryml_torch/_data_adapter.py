@@ -14,10 +14,10 @@ __all__ = ["ADAPTER", "TorchAdapter", "to_torch_leaf"]
 
 
 def _from_numpy(array: np.ndarray) -> Any:
-    """``torch.from_numpy`` (no copy), after a copy for the numeric arrays it refuses (found
-    by review: ``x[::-1]``, ``np.flip`` views and big-endian ``>f4`` data raised) and for
-    read-only ones: torch ignores the flag, so an in-place op on a batch of an array loaded
-    with ``mmap=True`` wrote to read-only pages and killed the process (found by review)."""
+    """``torch.from_numpy`` (no copy), after a copy for the numeric arrays it refuses
+    (``x[::-1]``, ``np.flip`` views and big-endian ``>f4`` data raised) and for read-only
+    ones: torch ignores the flag, so an in-place op on a batch of an array loaded with
+    ``mmap=True`` wrote to read-only pages and killed the process."""
     if not array.dtype.isnative or any(step < 0 for step in array.strides):
         array = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("="))
     elif not array.flags.writeable:
@@ -27,7 +27,7 @@ def _from_numpy(array: np.ndarray) -> Any:
 
 def _numeric(dtype: Any) -> bool:
     """Whether a tensor dtype (numpy's, or another framework's) holds numbers DLPack can
-    share: a TensorFlow string tensor through DLPack aborted the process (found by review)."""
+    share: a TensorFlow string tensor through DLPack aborted the process."""
     if isinstance(dtype, np.dtype):
         return dtype.kind in "biufc"
     return getattr(dtype, "name", str(dtype)) not in ("string", "variant", "resource")
@@ -48,7 +48,7 @@ def _to_torch_leaf(leaf: Any) -> Any:
         return np.asarray(leaf.numpy() if hasattr(leaf, "numpy") else leaf)
     if isinstance(leaf, (float, complex)):
         # double precision, as a numpy Dataset gives them (torch.as_tensor made a Python float
-        # float32: 16777217.0 came back as 16777216, found by the dataset audit)
+        # float32: 16777217.0 came back as 16777216)
         return torch.as_tensor(leaf, dtype=torch.float64 if isinstance(leaf, float)
                                else torch.complex128)
     if isinstance(leaf, (bool, int)):

@@ -62,11 +62,10 @@ def model_inputs(net: torch.nn.Module, x: Any, on_device: bool = True) -> torch.
 
 def probabilities(logits: torch.Tensor, independent: bool = False) -> torch.Tensor:
     """Class probabilities: softmax over classes; one logit (a column, or a 1-d output of one
-    per row, as ``.squeeze(-1)`` gives) is a binary problem's sigmoid (found by review: a 1-d
-    output got a softmax over the whole batch). ``independent`` (a network trained with
-    ``BCEWithLogitsLoss``: each output its own yes/no, a multilabel problem) gives each of
-    several outputs its sigmoid, which a softmax over them was not (found by the metrics
-    audit)."""
+    per row, as ``.squeeze(-1)`` gives) is a binary problem's sigmoid (not a softmax over the
+    whole batch). ``independent`` (a network trained with ``BCEWithLogitsLoss``: each output
+    its own yes/no, a multilabel problem) gives each of several outputs its sigmoid, which a
+    softmax over them was not."""
     if logits.ndim == 1:
         logits = logits.unsqueeze(-1)
     if logits.shape[-1] == 1:
@@ -77,8 +76,8 @@ def probabilities(logits: torch.Tensor, independent: bool = False) -> torch.Tens
 
 def loss_inputs(out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Align outputs and targets: class indices as int64; one output column for a 1-d target,
-    and a one-column target for a 1-d output (found by review: (n,) outputs against (n, 1)
-    targets broadcast to n x n in MSELoss, and the model learned the mean)."""
+    and a one-column target for a 1-d output (otherwise (n,) outputs against (n, 1)
+    targets would broadcast to n x n in MSELoss, and the model learn the mean)."""
     if not y.is_floating_point() and out.ndim == y.ndim + 1 and out.shape[-1] > 1:
         return out, y.long()
     if out.ndim == y.ndim + 1 and out.shape[-1] == 1:

@@ -64,8 +64,8 @@ def _storage_key(t: torch.Tensor) -> tuple[Any, ...] | None:
         return None
     if storage.nbytes() == 0:
         return None
-    # a conjugate or negated view has the same bytes as its base and other values (found by
-    # review: z.conj() in a state dict with z was saved as z)
+    # a conjugate or negated view has the same bytes as its base and other values (otherwise
+    # z.conj() in a state dict with z would be saved as z)
     return (t.device, storage.data_ptr(), t.storage_offset(), tuple(t.shape), t.stride(),
             t.dtype, t.is_conj(), t.is_neg())
 

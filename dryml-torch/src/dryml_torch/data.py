@@ -162,7 +162,7 @@ class TorchDataset(Dataset, IterableDataset):  # type: ignore[misc]
         if all(isinstance(t, torch.Tensor) for t in items):
             return torch.stack(items)
         if all(isinstance(t, (str, bytes)) for t in items):
-            return list(items)  # as a DataLoader collates strings (found by review)
+            return list(items)  # as a DataLoader collates strings
         stacked = np.stack([np.asarray(t) for t in items])
         return torch.as_tensor(stacked) if stacked.dtype.kind in "biufc" else stacked
 

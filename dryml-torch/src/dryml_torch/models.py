@@ -270,8 +270,8 @@ class TorchTrainable(Trainable):
         self.loss = loss if loss is not None else Loss(
             "CrossEntropyLoss" if task == "classifier" else "MSELoss")
         if task == "classifier" and getattr(self.loss, "name", None) in _TAKE_PROBABILITIES:
-            # found by review: predict applied the sigmoid a second time, so every
-            # probability lay in [0.5, 0.73] and the scores were wrong without a word
+            # otherwise predict would apply the sigmoid a second time, so every
+            # probability would lie in [0.5, 0.73] and the scores be wrong without a word
             raise ConfigurationError(
                 f"a classifier's loss takes the network's logits (predict applies the sigmoid "
                 f"or softmax), but {self.loss.name} takes probabilities: use "

@@ -81,7 +81,7 @@ class XGBoostTrainable(Trainable):
                 raise ConfigurationError(f"XGBoostTrainable sets {name!r} itself; pass {instead}")
         objective = xgb_params.get("objective")
         if task == "classifier" and objective is not None and objective not in _PROBABILITIES:
-            # found by review: binary:logitraw's margins were scored as probabilities
+            # otherwise binary:logitraw's margins would be scored as probabilities
             raise ConfigurationError(
                 f"a classifier's objective must give class probabilities "
                 f"({', '.join(_PROBABILITIES)}), got {objective!r}; leave it unset for the "

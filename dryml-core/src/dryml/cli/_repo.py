@@ -208,8 +208,8 @@ def run_ls(args: argparse.Namespace) -> int:
     selector = None
     if args.cls or kwargs or positional:
         count = max(positional) + 1 if positional else 0
-        # found by review: a predicate placeholder dropped objects whose earlier argument
-        # was an Object or class the CLI could not import to decode
+        # Anything(), not a predicate placeholder, which dropped objects whose earlier
+        # argument was an Object or class the CLI could not import to decode
         arg_list = [positional.get(i, Anything()) for i in range(count)]
         selector = Selector(args.cls, args=arg_list, kwargs=kwargs)
     repo = open_repository(args.directory)

@@ -86,10 +86,10 @@ def ledger_dir() -> Path:
         return Path(explicit)
     if not hasattr(os, "getuid"):  # Windows: the temporary folder is the user's own
         return Path(tempfile.gettempdir()) / "dryml"
-    # One place for every process of this user whatever its environment (found by review:
-    # it followed XDG_RUNTIME_DIR, then TMPDIR, which differ between a login shell, cron, su,
-    # a service and a batch job, and two programs that saw different ones each got 0.7 of one
-    # GPU). /dev/shm is shared even with services that have a /tmp of their own.
+    # One place for every process of this user whatever its environment (not XDG_RUNTIME_DIR,
+    # then TMPDIR, which differ between a login shell, cron, su, a service and a batch job:
+    # two programs that saw different ones each got 0.7 of one GPU). /dev/shm is shared even
+    # with services that have a /tmp of their own.
     shm = "/dev/shm"  # noqa: S108 - the folder below is made 0700 and checked
     usable = os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK)  # not under confinement
     shared = shm if usable else "/tmp"  # noqa: S108
@@ -128,9 +128,9 @@ class Ledger:
 
     def _connect(self) -> tuple[sqlite3.Connection, bool]:
         """The connection, and whether it was opened on a file that does not hold this
-        process's rows yet (a first open, or a file deleted and made anew: found by review,
-        a tmp cleaner or a logout removed the folder under a live process, whose grants then
-        counted for nothing while it got raw sqlite errors)."""
+        process's rows yet (a first open, or a file deleted and made anew: a tmp cleaner or a
+        logout removed the folder under a live process, whose grants then counted for nothing
+        while it got raw sqlite errors)."""
         if self._conn is not None and self._pid == os.getpid() and self._same_file():
             return self._conn, False
         if self._conn is not None:

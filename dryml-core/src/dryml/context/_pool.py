@@ -106,7 +106,7 @@ class Pool:
         ``held``: the grants of the workers waiting on this call (a nested call's callers,
         every level up). Their resources never free up while it waits, and a nested call may
         start a worker beyond ``max_workers``: its callers fill the slots, and would otherwise
-        wait on it forever (found by review: two levels of nesting hung a 2-worker pool)."""
+        wait on it forever (two levels of nesting hung a 2-worker pool)."""
         self.scheduler.check_possible(request, held)
         plugins = context_plugins(list(request))
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -174,9 +174,9 @@ class Pool:
 
     def _never_frees(self, request: dict[str, Request]) -> None:
         """Raise when what a waiting nested call needs is held only by workers whose own
-        callers wait on nested calls too (lock held). Found by review: two threads whose
-        calls each held one of two CPUs and each made a nested call waited on each other
-        forever; one of them now fails at once, and the other goes on when it has."""
+        callers wait on nested calls too (lock held). Two threads whose calls each held one of
+        two CPUs and each made a nested call waited on each other forever; one of them now
+        fails at once, and the other goes on when it has."""
         blocked = tuple({id(g): g for held, _ in self._nested_waits.values()
                          for g in held}.values())
         refusal: ResourcesUnavailableError | None = None
@@ -273,7 +273,7 @@ class Pool:
                 for worker in list(self.workers):
                     # an idle worker killed from outside (the OOM killer) is let go now, not
                     # after idle_timeout: its grant held a GPU share that other programs
-                    # waited for (found by review)
+                    # waited for
                     if not worker.busy and (now - worker.last_used >= self.idle_timeout
                                             or worker.exited()):
                         self.workers.remove(worker)
@@ -286,9 +286,9 @@ class Pool:
             for worker in expired:
                 try:
                     self._retire(worker)
-                except Exception as exc:  # noqa: BLE001 - found by review: one failed release
-                    # (a ledger that was locked, or deleted) ended this thread for good, and
-                    # idle workers were never retired again
+                except Exception as exc:  # noqa: BLE001 - one failed release
+                    # (a ledger that was locked, or deleted) would end this thread for good, and
+                    # idle workers would never be retired again
                     warnings.warn(f"dryml could not retire an idle worker cleanly: {exc}",
                                   RuntimeWarning, stacklevel=1)
 

@@ -255,7 +255,7 @@ def _unwrap(value: Any) -> Any:
 # How often each module a function was sent from by reference was reloaded in this process:
 # importlib.reload (and a notebook's %autoreload, which patches the old functions' code) gives
 # the module a new __spec__, and a warm worker, which imported the module once, would go on
-# running the old code (found by review: the caller's answer() said v2, the worker's v1).
+# running the old code (the caller's answer() said v2, the worker's v1).
 # module name -> (its __spec__ when last seen, generation)
 _sent: dict[str, tuple[Any, int]] = {}
 # In a worker: the generation of each module as the caller last sent it.

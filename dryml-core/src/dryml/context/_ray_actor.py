@@ -38,7 +38,7 @@ def gpu_facts(resources: dict[str, Any]) -> dict[str, Any]:
 
     The context's i-th GPU (in index order, as :meth:`ComputeContext.local_gpus` counts them) is
     the i-th GPU Ray made visible to this actor (``CUDA_VISIBLE_DEVICES``). Without those facts
-    a fractional TensorFlow GPU got memory growth instead of its memory limit (found by review).
+    a fractional TensorFlow GPU got memory growth instead of its memory limit.
     Where NVML reports no GPU (no driver, no ``nvidia-ml-py``) ``resources`` are unchanged.
     """
     names = sorted((n for n, r in resources.items() if r["kind"] == "gpu"),

@@ -201,7 +201,7 @@ def execute_local(reqs: Requirement | None, msg: dict[str, Any], *,
 def _on_nested(worker: WorkerHandle, payload: tuple[Any, Any, Any],
                remaining: float | None) -> dict[str, Any]:
     """Run a call a worker makes, while it waits: within the time its own call has left
-    (found by review: a 2 s call_timeout fired after a 15 s nested call), never counting on
+    (otherwise a 2 s call_timeout would fire after a 15 s nested call), never counting on
     the resources of the workers waiting on it."""
     from dryml.context._calls import error_reply
 

@@ -89,9 +89,9 @@ def _fit(request: Mapping[str, Request], free: dict[str, int],
     else None.
 
     Every framework's named devices are placed first, then whole devices, then GPU shares,
-    so that one framework's count never takes the device another one names (found by
-    review: ``{"tf": {"num_gpus": 1}, "torch": {"gpu/0": 0.5}}`` on two GPUs was refused as
-    impossible because tf, first by name, took gpu/0)."""
+    so that one framework's count never takes the device another one names (otherwise
+    ``{"tf": {"num_gpus": 1}, "torch": {"gpu/0": 0.5}}`` on two GPUs would be refused as
+    impossible because tf, first by name, would take gpu/0)."""
     shares: dict[str, dict[str, float]] = {fw: {} for fw in request}
     for fw, req in request.items():
         for name, amount in req.specific:

@@ -525,8 +525,8 @@ def _read_hashing(stream: IO[bytes], target: memoryview, hasher: Any) -> int:
 
 
 def _check_readable(raw: bytes, stored: bytes) -> None:
-    """Refuse to write a manifest that readers with the default limits would refuse (found by
-    review: 30 million zeros as JSON saved fine, into a file no default load would read)."""
+    """Refuse to write a manifest that readers with the default limits would refuse (30
+    million zeros as JSON saved fine, into a file no default load would read)."""
     advice = ("store large lists as numpy arrays (store.put, or writer.add_array in a "
               "serializer) rather than as JSON values")
     elements = _count_elements(raw)
@@ -627,7 +627,7 @@ class ContainerReader:
         """Whether the stream reads the bytes of the file its descriptor names, as they are:
         a file opened with ``open()`` (buffered or not). A gzip, bz2 or lzma stream has a
         descriptor too, of its compressed file: mapped, that gave other bytes than the stream
-        read, returned as arrays with no error (found by review)."""
+        read, returned as arrays with no error."""
         raw = file_of(self.stream)
         if raw is None:
             return False
@@ -777,8 +777,8 @@ class ContainerReader:
         for dim in shape:
             count *= dim
         if dtype.itemsize == 0 and count > MAX_EMPTY_ITEMS:
-            # found by review: 642 bytes loaded as 2**62 elements, whose first copy (in
-            # definition()) would have run for centuries
+            # otherwise 642 bytes would load as 2**62 elements, whose first copy (in
+            # definition()) would run for centuries
             raise FormatError(f"member {name!r} holds {count} elements of zero size, more "
                               f"than the {MAX_EMPTY_ITEMS} a writer stores: the file was altered")
         nbytes = count * dtype.itemsize
@@ -808,9 +808,9 @@ class ContainerReader:
         return array
 
     def _mapping(self) -> np.memmap[Any, Any]:
-        """The whole file, mapped once for all its members (found by review: a mapping, and
-        a descriptor, per member took every descriptor the process had: a 300-tensor model
-        loaded three times failed with 'Too many open files')."""
+        """The whole file, mapped once for all its members (a mapping, and a descriptor, per
+        member took every descriptor the process had: a 300-tensor model loaded three times
+        failed with 'Too many open files')."""
         if self._whole is None:
             size = os.fstat(self.stream.fileno()).st_size
             self._whole = np.memmap(self.stream, dtype=np.uint8, shape=(size,),

@@ -118,7 +118,7 @@ class Deferred:
     def __init__(self, expect: Callable[[Any], bool] | None = None, what: str = "") -> None:
         #: ``expect(value)`` checks a decoded value (``what`` names what it must be): a file
         #: could hold a plain value in its place, which loaded and then failed at first use
-        #: with a raw AttributeError (found by the load-paths audit)
+        #: with a raw AttributeError
         self._expect, self._what = expect, what
 
     def __set_name__(self, owner: type, name: str) -> None:

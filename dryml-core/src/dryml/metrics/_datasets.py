@@ -42,7 +42,7 @@ def targets_and_predictions(model_or_predictions: Any, data: Any = None
     _, y = _columns(data)
     _, again = _columns(data)
     if not _same(y, again):
-        # found by review: the targets were read in a pass of their own, in another order
+        # the targets are read in a pass of their own, which may give them in another order
         # than the predictions' (accuracy 0.31 for a perfect model)
         raise MetricError(
             "the Dataset gives its examples in another order on each pass (an unseeded "

@@ -68,8 +68,7 @@ def target_labels(values: Any) -> np.ndarray:
     (one-hot, or smoothed: the largest value). A row whose largest value is there more than
     once (multi-hot: a multilabel problem, or no class at all) is a MetricError: these
     metrics score one class per example, and the argmax of a multi-hot row kept only its
-    first class (found by the metrics audit: accuracy 1.0 where scikit-learn's subset
-    accuracy is 0.75)."""
+    first class (accuracy 1.0 where scikit-learn's subset accuracy is 0.75)."""
     array = np.asarray(values)
     if array.ndim == 2 and array.shape[1] > 1 and array.shape[0]:
         _finite(array)
@@ -84,8 +83,8 @@ def target_labels(values: Any) -> np.ndarray:
 
 
 def _finite(scores: np.ndarray) -> None:
-    """Scores or probabilities with a NaN or an infinity are a MetricError (found by review:
-    a diverged model's NaN rows scored as class 0, and all-NaN ones as an ordinary 0.5)."""
+    """Scores or probabilities with a NaN or an infinity are a MetricError (otherwise a
+    diverged model's NaN rows would score as class 0, and all-NaN ones as an ordinary 0.5)."""
     if np.issubdtype(scores.dtype, np.inexact) and not np.all(np.isfinite(scores)):
         row = int(np.argwhere(~np.isfinite(scores))[0][0])
         raise MetricError(f"the predictions hold NaN or infinity (row {row} first): the model "
@@ -95,9 +94,9 @@ def _finite(scores: np.ndarray) -> None:
 def _columns(t: np.ndarray, k: int) -> np.ndarray:
     """The column of (n, k) scores that each target label names: integer labels 0..k-1 name
     their own column; other labels (strings, or 1..k) the column of their place among the
-    sorted distinct labels, as scikit-learn orders ``classes_``. Every metric maps labels so
-    (found by review: accuracy compared the argmax column with the raw label while log_loss
-    used the sorted order, so labels 1, 2, 3 scored accuracy 0.0 next to a perfect log_loss)."""
+    sorted distinct labels, as scikit-learn orders ``classes_``. Every metric maps labels so:
+    were accuracy to compare the argmax column with the raw label while log_loss used the
+    sorted order, labels 1, 2, 3 would score accuracy 0.0 next to a perfect log_loss."""
     classes = np.unique(t)
     if np.issubdtype(t.dtype, np.integer) and (not len(classes) or (
             classes.min() >= 0 and classes.max() < k)):
@@ -174,7 +173,7 @@ def log_loss(y_true: Any, y_prob: Any) -> float:
     dtype = given.dtype if np.issubdtype(given.dtype, np.floating) else np.float64
     t, prob = _probabilities(np.asarray(y_true), y_prob)
     if prob.size and (prob.min() < 0 or prob.max() > 1 + 1e-6):
-        # found by review: an XGBoost binary:logitraw's margins (-4.8 to 5.8) were scored
+        # otherwise an XGBoost binary:logitraw's margins (-4.8 to 5.8) would be scored
         # (roc_auc takes any scores: it ranks them)
         raise MetricError(
             f"log_loss needs probabilities in [0, 1], got values from {prob.min():.4g} to "

@@ -45,7 +45,7 @@ def supervised_arrays(data: Any, what: str = "training") -> tuple[np.ndarray, np
 def _one_array(value: Any, name: str, what: str) -> None:
     """A DatasetError when ``value`` (a batch's x or y) nests through tuples or dicts: the
     trainers, the search and the metrics take each as one array (a dict x failed with numpy's
-    "zero-dimensional arrays cannot be concatenated", found by the dataset audit)."""
+    "zero-dimensional arrays cannot be concatenated")."""
     from dryml.data._nest import structure_of
 
     if isinstance(value, (tuple, dict)):

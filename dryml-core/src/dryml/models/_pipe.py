@@ -31,7 +31,7 @@ class Pipe(Trainable):
             raise ConfigurationError("Pipe needs one or more Trainables as its steps")
         ids = [step.dry_id for step in steps]
         twice = sorted({i for i in ids if ids.count(i) > 1})
-        if twice:  # trained once, it would then be applied twice (found by review)
+        if twice:  # trained once, it would then be applied twice
             raise ConfigurationError(
                 f"the same step appears more than once in this Pipe ({', '.join(twice)}): give "
                 "each place its own step (a copy: step.definition().fresh_ids().build())")
@@ -64,7 +64,7 @@ class Pipe(Trainable):
     def _check_stale(self) -> None:
         """Refuse a trained step after an untrained one: training the earlier step anew may
         change what it gives the later one, which would keep what it learned from the old
-        outputs (found by review: a Pipe whose scaler was replaced reported itself trained
+        outputs (a Pipe whose scaler was replaced reported itself trained
         and scored 0.35 where a fresh one scored 1.0)."""
         first = next((i for i, s in enumerate(self.steps) if not s.trained), None)
         if first is None:

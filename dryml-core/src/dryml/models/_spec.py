@@ -75,8 +75,8 @@ class EarlyStopping(Object):
         #: whether the direction was read from the name (a backend that knows better which
         #: metric ``val_loss`` stands for, XGBoost's last ``eval_metric``, decides itself)
         self.auto = mode == "auto"
-        # found by the search audit: the default was "min" whatever the monitor, so
-        # monitor="val_accuracy" kept the worst epoch's weights
+        # "auto" reads the direction from the monitor's name: a default of "min" whatever
+        # the monitor kept the worst epoch's weights for monitor="val_accuracy"
         self.mode = mode if mode != "auto" else (
             "max" if higher_is_better(str(monitor)) else "min")
 

@@ -137,8 +137,8 @@ class Trainable(Object):
         spec = getattr(self, "spec", None)
         if (valid is None and getattr(spec, "early_stopping", None) is not None
                 and getattr(spec, "validation_split", 0.0) == 0.0):
-            # here, not in TrainSpec: a validation Dataset passed to train() is enough (found
-            # by review: TrainSpec refused early stopping without validation_split)
+            # here, not in TrainSpec: a validation Dataset passed to train() is enough (a check
+            # in TrainSpec refused early stopping without validation_split)
             raise ConfigurationError(
                 "early stopping needs validation data: pass a validation Dataset, "
                 "train(data, valid), or set TrainSpec(validation_split=...) > 0")
@@ -156,7 +156,7 @@ class Trainable(Object):
         except BaseException:
             # Its weights, optimizer and random state may be from the middle of an epoch
             # while its progress names the last whole one: resuming from them would run part
-            # of that epoch twice (found by review: 5 extra optimizer steps, other numbers,
+            # of that epoch twice (5 extra optimizer steps, other numbers,
             # reported as a success). A backend starts such a training over (see
             # INTERRUPTED); a checkpoint saved at an epoch's end still resumes from there.
             self.train_state.progress[INTERRUPTED] = True

@@ -201,8 +201,8 @@ def _check_file(path: Path, dry_id: str, size: int, mtime: int | None, digest: s
                     return "mismatched", (f"the index says {size} bytes, the file has "
                                           f"{stamp.size}"), None
                 # the file is the one indexed; is the index's copy of its definition, which
-                # queries match, still the file's? (found by review: an index edited by hand
-                # to other arguments passed check while queries returned the wrong objects)
+                # queries match, still the file's? (an index edited by hand to other
+                # arguments passed check while queries returned the wrong objects)
                 indexed = json.loads(definition)
                 found = file_definition(reader, manifest)
                 if _canonical(found) != _canonical(indexed):
@@ -219,9 +219,9 @@ def _check_file(path: Path, dry_id: str, size: int, mtime: int | None, digest: s
 
 def _derived_columns(index: Index, rows: list[tuple[object, ...]]) -> dict[str, str]:
     """Objects whose class, configuration digest or key/value entries (what queries match)
-    are not what the index's own definition and metadata give, with what differs. Found by
-    review: a kv value edited by hand made a query return an object whose definition said
-    otherwise, and check compared only the definition."""
+    are not what the index's own definition and metadata give, with what differs (a kv value
+    edited by hand made a query return an object whose definition said otherwise, and a check
+    of the definition alone passed it)."""
     entries: dict[str, set[tuple[object, ...]]] = {}
     for dry_id, key, kind, value in index.query("SELECT id, key, t, value FROM kv"):
         entries.setdefault(dry_id, set()).add((key, kind, value))

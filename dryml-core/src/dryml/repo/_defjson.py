@@ -167,16 +167,16 @@ def scalar_entries(definition: dict[str, Any], metadata: dict[str, Any]
         kind = _kind(value)
         yield (f"k.{name}", *kind) if kind else (f"k.{name}", "x", None)
     for key, value in flatten_metadata(metadata):
-        kind = _kind(value, tagged=False)  # plain JSON (found by review: a metadata dict
-        # {"__dry__": "float", "value": "inf"} was indexed, ranged and sorted as infinity)
+        kind = _kind(value, tagged=False)  # plain JSON (otherwise a metadata dict
+        # {"__dry__": "float", "value": "inf"} would be indexed, ranged and sorted as infinity)
         yield (f"m.{key}", *kind) if kind else (f"m.{key}", "x", None)
 
 
 #: The most nested levels, key/value entries and characters of dotted key paths that an
 #: object's metadata may give the index (each entry's path repeats its parents' keys, so a
-#: 3 KB file of deep dicts with long keys made gigabytes of paths: found by the repository
-#: audit). Far above what a run's metrics and settings need (a classification report of
-#: 25,000 classes is 125,001 entries and 4 million characters).
+#: 3 KB file of deep dicts with long keys made gigabytes of paths). Far above what a run's
+#: metrics and settings need (a classification report of 25,000 classes is 125,001 entries
+#: and 4 million characters).
 MAX_METADATA_DEPTH = 64
 MAX_METADATA_ENTRIES = 2_000_000
 MAX_METADATA_PATH_CHARS = 64_000_000

@@ -165,8 +165,8 @@ def _file_mros(raw: dict[str, Any], definition: dict[str, Any]
                ) -> tuple[dict[str, list[str]], bool]:
     """Class MROs of the classes a definition names: of a class this process already has,
     its own (a file claiming other bases for it made subclass queries return objects of
-    another class, found by the repository audit); else from the manifest's optional
-    ``classes`` table; else just the class itself. Nothing is imported."""
+    another class); else from the manifest's optional ``classes`` table; else just the class
+    itself. Nothing is imported."""
     stored = raw.get("classes")
     paths = set(_class_paths(definition))
     mros: dict[str, list[str]] = {}
@@ -199,8 +199,8 @@ def _class_paths(value: Any) -> list[str]:
 
 def _created(stamp: str, path: Path) -> float:
     """The file's creation time, as a timestamp that converts back to a date (a valid stamp
-    of "9999-12-31T23:59:59-23:59" is past year 9999 in UTC, and crashed 'repo show', found
-    by the repository audit); else the file's mtime."""
+    of "9999-12-31T23:59:59-23:59" is past year 9999 in UTC, and crashed 'repo show'); else
+    the file's mtime."""
     try:
         created = datetime.datetime.fromisoformat(stamp).timestamp()
         datetime.datetime.fromtimestamp(created, datetime.UTC)

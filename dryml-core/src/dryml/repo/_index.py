@@ -106,7 +106,7 @@ class IndexDamagedError(RepoError):
 #: The index file and the companions SQLite keeps beside it.
 _COMPANIONS = ("", "-wal", "-shm", "-journal")
 #: dryml's tables: none may be anything else, nor carry a trigger (a view put in place of a
-#: table hung queries, found by the repository audit); a user's own may sit beside them.
+#: table hung queries); a user's own may sit beside them.
 _OURS = frozenset(("info", "objects", "kv", "classes", "class_bases", "intents"))
 
 
@@ -114,7 +114,7 @@ def file_problem(path: str) -> str | None:
     """Why the index file at ``path`` (or one of its companions) is not a regular file of its
     own, or None. SQLite follows a symbolic link: a link planted in a shared folder made
     dryml write its tables into a database elsewhere, and reindex wipe another repository's
-    index (found by the repository audit)."""
+    index."""
     for suffix in _COMPANIONS:
         try:
             info = os.lstat(path + suffix)
@@ -216,7 +216,7 @@ def process_identity() -> tuple[str, int, str]:
 
 #: Seconds after which a replace or delete that another machine started counts as
 #: abandoned (its process cannot be asked; a year-old one hid a swapped file from 'repo check'
-#: and blocked deleting the object, found by the repository audit).
+#: and blocked deleting the object).
 FOREIGN_WRITE_TIMEOUT = 24 * 3600.0
 
 

@@ -180,8 +180,8 @@ def recover_session(conn: sqlite3.Connection, directory: Path, name: str) -> int
 
 
 def _read_journal(path: Path) -> str:
-    """A dead session's journal, or "" when it cannot be read or is not a regular file (found
-    by review: a FIFO, or a link to /dev/zero, named as a journal hung every open)."""
+    """A dead session's journal, or "" when it cannot be read or is not a regular file (a FIFO,
+    or a link to /dev/zero, named as a journal hung every open)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:

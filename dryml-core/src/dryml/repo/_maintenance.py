@@ -185,8 +185,8 @@ def reindex(index: Index, directory: Path) -> ReindexReport:
         if old_meta is None:
             old_rows = conn.execute("SELECT id, metadata, created, digest FROM objects"
                                     ).fetchall()
-            # what an index edited by hand holds is kept only when it can be (found by review:
-            # metadata that was not a JSON object made reindex, the repair, fail)
+            # what an index edited by hand holds is kept only when it can be (metadata that
+            # was not a JSON object made reindex, the repair, fail)
             old_meta = {i: m for i, m, _, _ in old_rows if _is_json_dict(m)}
             old_created = {i: c for i, _, c, _ in old_rows
                            if isinstance(c, (int, float)) and not isinstance(c, bool)}
@@ -259,7 +259,7 @@ def _salvage(path: str) -> dict[str, str]:
         return found
     try:
         # as a URI, quoted: a folder named "run?1" lost "?mode=ro", and SQLite created a file
-        # "run" beside the repository (found by review)
+        # "run" beside the repository
         conn = sqlite3.connect(Path(path).absolute().as_uri() + "?mode=ro", uri=True)
     except sqlite3.Error:
         return found

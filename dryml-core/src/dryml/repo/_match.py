@@ -82,9 +82,9 @@ def numpy_as_json(item: Any) -> Any:
 
 def plain_json(value: Any) -> Any:
     """``value`` as metadata keeps it: what ``json.loads(json.dumps(value))`` gives, numpy
-    scalars as Python numbers (found by review: ``where={"shape": (3, 4)}``, ``{5: "x"}``,
-    ``np.float64(0.75)`` and a value read back from metadata holding ``"__dry__"`` were
-    encoded as constructor arguments and matched nothing)."""
+    scalars as Python numbers (otherwise ``where={"shape": (3, 4)}``, ``{5: "x"}``,
+    ``np.float64(0.75)`` and a value read back from metadata holding ``"__dry__"`` would be
+    encoded as constructor arguments and match nothing)."""
     import json
 
     try:

@@ -110,9 +110,9 @@ def plan_query(selector: Selector | None, where: dict[str, Any] | None, order_by
     on_m, m_params = order_cond if order_cond is not None else ("1", [])
     # CROSS JOIN keeps the join order: walk the sort key's index, stop at the limit.
     join = "kv m CROSS JOIN objects o" if walk else "objects o JOIN kv m"
-    # Numbers first, in either direction, then the key's other values (found by review: a
-    # failed run's None sorted first ascending, its 'nan' first descending, and True among
-    # the numbers), each part walking the index in order.
+    # Numbers first, in either direction, then the key's other values (otherwise a failed
+    # run's None would sort first ascending, its 'nan' first descending, and True among the
+    # numbers), each part walking the index in order.
     queries = [(f"SELECT {columns} FROM {join} ON o.id = m.id WHERE m.key = ? AND {types} AND "
                 f"{on_m} AND {where_sql} ORDER BY m.value {direction}, o.id{_limit(sql_limit)}",
                 [key, *m_params, *params])

@@ -451,7 +451,7 @@ class Repo:
         """The metadata of one object (by dry_id or object)."""
         dry_id = self._one_id(target)
         rows = self._index.query("SELECT metadata FROM objects WHERE id = ?", [dry_id])
-        if not rows:  # found by review: a bare IndexError
+        if not rows:  # not a bare IndexError
             raise ObjectNotFoundError(f"no object {dry_id!r} in {self.directory}")
         return json.loads(rows[0][0])  # type: ignore[no-any-return]
 
@@ -756,7 +756,7 @@ class Repo:
 
     def _entry(self, row: tuple[Any, ...]) -> dict[str, Any]:
         """A row as ``info`` gives it; a row edited by hand into what dryml never writes
-        makes the index damaged (found by review: a traceback in 'dryml repo ls')."""
+        makes the index damaged (not a traceback in 'dryml repo ls')."""
         try:
             return _entry(row)
         except ValueError as exc:

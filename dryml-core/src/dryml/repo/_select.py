@@ -77,8 +77,8 @@ def as_selector(target: Target, trust: tuple[str, ...]) -> Selector | None:
         return Selector.from_def(target)
     if isinstance(target, type):
         # a class is callable: taken for a predicate, Model(definition) built an object per
-        # row and selected them all, so repo.delete(C) deleted the whole repository (found
-        # by review). It means what Selector(C) means: C and its subclasses.
+        # row and selected them all, so repo.delete(C) deleted the whole repository. It means
+        # what Selector(C) means: C and its subclasses.
         return Selector(target)
     if isinstance(target, (list, tuple)):
         if not target:

@@ -47,8 +47,8 @@ class NumberSpec:
 
 def stepped(low: float, step: float, k: int) -> float:
     """``low + k * step`` without float noise: rounded at 12 digits below the step's first
-    (a fixed 12 decimals made Float(0, 4e-12, step=5e-13) give 0, 0, 1e-12, 2e-12, 2e-12...,
-    found by review)."""
+    (a fixed 12 decimals made Float(0, 4e-12, step=5e-13) give 0, 0, 1e-12, 2e-12,
+    2e-12...)."""
     digits = 12 - min(0, math.floor(math.log10(abs(step)))) if step else 12
     return float(round(low + k * step, digits))
 

@@ -152,7 +152,7 @@ class OptunaSampler:
         except RuntimeError as exc:
             # A sampler that has nothing left to suggest (Optuna's GridSampler, its grid used
             # up) calls study.stop(), which outside study.optimize raises this after the
-            # trial's state was stored: the search has ended (found by review: a traceback)
+            # trial's state was stored: the search has ended (otherwise a traceback)
             if "Study.stop" not in str(exc):
                 raise
             self.exhausted = True
@@ -172,7 +172,7 @@ def worker_reporter(args: dict[str, Any], monitor: str, negate: bool = False) ->
     ``should_prune`` asks the search's own pruner."""
     optuna = import_optuna()
     # the search's pruner: load_study without one gave Optuna's default MedianPruner, which
-    # pruned trials of pruner="none" or of a pruner's own settings (found by review)
+    # pruned trials of pruner="none" or of a pruner's own settings
     study = optuna.load_study(study_name=args["study"], pruner=args.get("pruner"),
                               storage=open_storage(args["storage"], Path(args["dir"])))
     trial = optuna.trial.Trial(study, args["trial_id"])

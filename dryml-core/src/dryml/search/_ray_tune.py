@@ -185,7 +185,7 @@ def collect_tune(results: Any, repo: Any, name: str, *, metric: Any = "accuracy"
         config = dict(result.config)
         if space is not None:
             # only what the trial used: Tune samples the markers of every Choice option,
-            # chosen or not (found by review: unchosen options' values were recorded)
+            # chosen or not (otherwise unchosen options' values would be recorded)
             with contextlib.suppress(KeyError):
                 config = space.sample(lambda key, _spec, given=config: given[key])[1]
         repo.add_object(model, metadata={

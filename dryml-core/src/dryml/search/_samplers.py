@@ -69,9 +69,9 @@ def _key(params: dict[str, Any]) -> str:
 class GridSampler:
     """Every combination of the space's values, in order (Floats need a ``step``); a resumed
     search skips the combinations already finished. A combination whose trial failed is tried
-    again only after every combination not tried yet (found by review: retried at once, one
-    that always failed, a NaN score say, used up ``max_failures`` before the rest of the grid
-    was ever tried)."""
+    again only after every combination not tried yet (retried at once, one that always
+    fails, a NaN score say, would use up ``max_failures`` before the rest of the grid was ever
+    tried)."""
 
     def __init__(self, seed: int | None = None) -> None:
         self.seed = seed

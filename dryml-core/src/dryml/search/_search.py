@@ -150,7 +150,7 @@ class Search:
         ``validation_split`` of the definition's TrainSpec, else a 20% split)."""
         from dryml.search._data import make_folds, split_for_scoring
 
-        if self.folds and valid is not None:  # found by the search audit: dropped silently
+        if self.folds and valid is not None:  # otherwise dropped silently
             raise ConfigurationError(
                 f"folds={self.folds} scores each trial on its own folds of the training data, "
                 "so a validation Dataset would go unused: pass either folds or valid")
@@ -283,7 +283,7 @@ class Search:
             return None
         # the pruner ranks reports in the study's direction (the first metric's): a monitor
         # that goes the other way (val_loss for accuracy) is reported negated, else the
-        # pruner stopped the best trials (found by review)
+        # pruner would stop the best trials
         report: dict[str, Any] = {"optuna": optuna, "monitor": self.monitor,
                                   "negate": self.monitor_direction != self.directions[0]}
         with using_executor(self.executor):
@@ -309,8 +309,8 @@ class Search:
     def _trial_definition(self, asked: Asked) -> Any:
         """The trial's definition; in a seeded search its objects get ids derived from the
         search's name, seed and trial number, so that ``TrainSpec(seed="auto")`` (a seed from
-        the trained object's id) trains them the same way in every run of the search (found
-        by the search audit: two runs of one seeded search scored the same parameters
+        the trained object's id) trains them the same way in every run of the search
+        (otherwise two runs of one seeded search would score the same parameters
         differently). Ids the space gives are kept: they share objects."""
         definition = asked.definition
         if self.seed is None:
@@ -462,7 +462,7 @@ def _derive_ids(value: Any, scope: str, counter: list[int]) -> None:
     """Give each definition in ``value`` without an id one derived from ``scope`` and its
     place; inside a definition with an id of its own (one object in several places) the
     places count from that id, so every copy of it gets the same ids and stays one object
-    (found by review: its nested definitions differed, and every trial failed to build)."""
+    (otherwise its nested definitions would differ, and every trial fail to build)."""
     if isinstance(value, ObjectDef):
         fixed = value.dry_id
         if fixed is None:

@@ -221,8 +221,8 @@ class Space:
     def _check_shared(self) -> None:
         """A definition with an id used in several places shares one object in each trial;
         an unnamed marker inside it would be sampled once per place, and the places would no
-        longer be one object (every trial failed to build, blaming the ids: found by the
-        search audit). Name such markers, which ties the places to one value."""
+        longer be one object (every trial would fail to build, blaming the ids). Name such
+        markers, which ties the places to one value."""
         from dryml._objectdef import iter_defs
 
         # not inside a marker: an option of a Choice is built only when chosen, so two

@@ -71,9 +71,9 @@ _TRIALS_TOO = (" (after removing the search's trials from the repository, which 
 
 def existing_trials_without_settings(repo: Any, name: str) -> None:
     """Refuse to start search ``name`` anew while the repository holds trials of a search of
-    that name whose settings file is gone (found by review: deleting a damaged settings file,
-    as its error said, made a new search resume the old one's trials, reporting an old
-    trial's params, outside the new space, as the best)."""
+    that name whose settings file is gone (deleting a damaged settings file, as its error
+    said, made a new search resume the old one's trials, reporting an old trial's params,
+    outside the new space, as the best)."""
     count = len(repo.ids(where={"search": name}))
     if count:
         raise ConfigurationError(
@@ -99,8 +99,8 @@ def _read(path: Path, name: str) -> dict[str, Any]:
                                  + _TRIALS_TOO.format(name=name, repo=path.parent.parent))
     metrics, directions = data["metrics"], data["directions"]
     # Ranking takes any direction other than "maximize" for "minimize": an edited or damaged
-    # file ("Maximize", or no directions) silently showed the worst trial as the best (found
-    # by review), so the settings are held to what a Search writes.
+    # file ("Maximize", or no directions) would silently show the worst trial as the best, so
+    # the settings are held to what a Search writes.
     if not (metrics and len(directions) == len(metrics)
             and all(isinstance(m, str) for m in metrics)
             and all(d in ("maximize", "minimize") for d in directions)):

@@ -179,8 +179,7 @@ def _run(model: Any, train: Any, valid: Any, metrics: list[Metric],
             scores.append(_score(fold_model, fold_valid, metrics))
         result = {name: sum(s[name] for s in scores) / len(scores) for name, _ in metrics}
         # the kept model learns from all the training data, as scikit-learn's refit (it was
-        # the last fold's model, which the folds' mean score does not describe: found by the
-        # search audit)
+        # the last fold's model, which the folds' mean score does not describe)
         model.train(train)
     else:
         model.train(train)
