@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import os
 import re
 import subprocess
@@ -616,6 +617,42 @@ def test_arguments_returned_inside_containers_or_new_objects_are_the_callers_own
     assert holder.inner is c and holder.dry_args[0] is c
     pair[0].count += 100
     assert c.count == 102
+
+
+Link = collections.namedtuple("Link", "counter note")
+
+
+class Linked(Object):
+    """Holds another object inside a namedtuple, rebuilt by its load hook."""
+
+    dry_mut = True
+
+    def __init__(self) -> None:
+        self.link: Link | None = None
+
+    def save_object_imp(self, store: Any) -> None:
+        if self.link is not None:
+            store.put("counter", self.link.counter)
+
+    def load_object_imp(self, store: Any) -> None:
+        if "counter" in store.names():
+            self.link = Link(store.get("counter"), "linked")
+
+
+@compute_context(update_objs=True)
+def link_to(linked: Linked, c: Counter) -> None:
+    c.count += 1
+    linked.link = Link(c, "linked")
+
+
+def test_an_updated_argument_holding_another_argument_in_a_namedtuple_holds_the_callers() -> None:
+    """The state an updated argument comes back with holds the caller's own objects, also
+    inside a namedtuple, so that later changes to one reach the other."""
+    c, linked = Counter(1), Linked()
+    link_to(linked, c)
+    assert c.count == 2
+    assert linked.link is not None and linked.link.note == "linked"
+    assert linked.link.counter is c
 
 
 class ShapeError(ValueError):
