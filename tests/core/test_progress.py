@@ -12,6 +12,7 @@ import pytest
 from dryml import progress
 from dryml._progress_board import Board
 from dryml.context import compute_context
+from dryml.errors import DrymlWarning
 
 CLOCK = r"\d+:\d\d"
 
@@ -70,6 +71,24 @@ def test_off_draws_no_track_but_keeps_status_lines(out: io.StringIO,
     progress.status("[dryml] done")
     assert out.getvalue().splitlines() == ["mlp · tf: early stopping after epoch 2",
                                            "[dryml] done"]
+
+
+@pytest.mark.parametrize("value", ["0", "false", "No"])
+def test_the_usual_words_for_off_turn_progress_off(out: io.StringIO, value: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DRYML_PROGRESS", value)
+    with progress.track("mlp", framework="tf", total=2) as bar:
+        bar.update(2)
+    assert out.getvalue() == ""
+
+
+def test_an_unknown_progress_setting_warns_and_is_taken_as_auto(
+        out: io.StringIO, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DRYML_PROGRESS", "quiet-please")
+    with pytest.warns(DrymlWarning, match=r"DRYML_PROGRESS='quiet-please' is not one of .*auto"):
+        with progress.track("mlp", framework="tf", total=2) as bar:
+            bar.update(2)
+    assert "mlp · tf: started" in out.getvalue()  # auto on a stream that is not a terminal
 
 
 def test_a_failing_training_says_so_on_its_last_line(out: io.StringIO) -> None:

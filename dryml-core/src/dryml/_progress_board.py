@@ -21,6 +21,9 @@ import attrs
 __all__ = ["Board", "TrackState", "board", "line_of"]
 
 MODES = ("auto", "live", "plain", "off")
+#: what people write for "off" in an environment variable
+_OFF = frozenset({"0", "false", "no", "none", "disable", "disabled"})
+_warned: set[str] = set()
 
 
 @attrs.define
@@ -132,7 +135,17 @@ class Board:
     def mode(self) -> str:
         """``live``, ``plain`` or ``off``, as settings and the stream decide."""
         mode = self._mode or os.environ.get("DRYML_PROGRESS", "auto").strip().lower() or "auto"
-        if mode not in MODES:
+        if mode in _OFF:
+            mode = "off"
+        elif mode not in MODES:
+            if mode not in _warned:
+                _warned.add(mode)
+                import warnings
+
+                from dryml.errors import DrymlWarning
+
+                warnings.warn(f"DRYML_PROGRESS={mode!r} is not one of {', '.join(MODES)}; "
+                              "using 'auto'", DrymlWarning, stacklevel=2)
             mode = "auto"
         if mode == "auto":
             isatty = getattr(self.stream, "isatty", None)
