@@ -11,11 +11,13 @@ import pytest
 
 if not os.environ.get("DRYML_REQUIRE_OPTUNA"):
     pytest.importorskip("optuna")
+import numpy as np
 import optuna
 from test_search import Toy, blobs, run_killed_then_resume
 
 from dryml import ObjectDef
-from dryml.errors import BackendUnavailableError
+from dryml.errors import BackendUnavailableError, DrymlWarning
+from dryml.models import supervised_arrays
 from dryml.search import Choice, Float, Int, Search
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -103,6 +105,33 @@ def test_a_median_pruner_stops_unpromising_trials_from_epoch_reports(tmp_path: P
     stored = optuna.load_study(study_name="prune", storage=journal(tmp_path / "repo"))
     assert sum(t.state == optuna.trial.TrialState.PRUNED for t in stored.trials) == \
         statuses.count("pruned")
+
+
+class Unreported(Toy):
+    """Trains in epochs but reports none of them (no on_epoch_end call)."""
+
+    def fit(self, data: Any, valid: Any) -> None:
+        x, y = supervised_arrays(data)
+        self.centers = np.stack([x[y == c].mean(axis=0) for c in np.unique(y)]) + self.shift
+
+
+def test_a_pruner_that_gets_no_epochs_says_how_a_trainable_reports_them(tmp_path: Path) -> None:
+    search = Search(ObjectDef(Unreported, shift=Float(0.0, 4.0)), repo=tmp_path / "r",
+                    name="quiet", sampler="tpe", n_trials=3, pruner="median")
+    with pytest.warns(DrymlWarning, match=r"pruner got no epochs from trial 0 \(Unreported\)"
+                      r".*on_epoch_end\(logs\), or dryml.search.report_epoch") as seen:
+        result = search.run(blobs())
+    assert [t["status"] for t in result.trials] == ["complete"] * 3
+    assert sum("pruner got no epochs" in str(w.message) for w in seen) == 1  # once a search
+
+
+def test_a_pruner_fed_epochs_gives_no_such_warning(tmp_path: Path) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DrymlWarning)
+        Search(ObjectDef(Toy, shift=Float(0.0, 4.0), epochs=2), repo=tmp_path / "r",
+               name="fed", sampler="tpe", n_trials=2, pruner="median").run(blobs())
 
 
 @pytest.mark.parametrize("pruner", ["median", "hyperband", "asha"])

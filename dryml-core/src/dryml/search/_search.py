@@ -11,13 +11,14 @@ import sys
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from dryml._objectdef import ObjectDef
 from dryml.context._executor import chosen_executor, executor_names, get_executor, using_executor
-from dryml.errors import ConfigurationError, DrymlError
+from dryml.errors import ConfigurationError, DrymlError, DrymlWarning
 from dryml.models._trainable import frameworks_of
 from dryml.search import _store
 from dryml.search._result import SearchResult, rank_key
@@ -107,6 +108,7 @@ class Search:
                     "pruners stop trials on one metric: Optuna does not prune a search of "
                     f"{len(self.directions)} metrics; leave pruner out, or search one metric")
             self.sampler.set_pruner(pruner)
+        self._unreported_warned = False
         if self.sampler_name == "grid":
             self.space.check_grid()
             n_trials = len(self.space.grid()) if n_trials is None else n_trials
@@ -374,6 +376,14 @@ class Search:
                 self.repo.set_metadata(model, meta)
             self.sampler.tell(asked, "failed", None)
             return False
+        if out.get("reported") == 0 and not self._unreported_warned:
+            self._unreported_warned = True
+            warnings.warn(
+                f"the pruner got no epochs from trial {asked.number} "
+                f"({type(model).__qualname__}): its training reports none, so the pruner "
+                "cannot stop it. A Trainable reports each epoch by calling its "
+                "on_epoch_end(logs), or dryml.search.report_epoch(epoch, logs), after each "
+                "epoch (docs/search.md)", DrymlWarning, stacklevel=2)
         meta = self._meta(asked, model, status="complete", metrics=out["metrics"],
                           values=values, **_timing(out))
         best = self._best is None or self._better(values, asked.number, self._best)

@@ -153,15 +153,28 @@ def _train_and_score(model: Any, train: Any, valid: Any, metrics: list[Metric],
             reporter = relay_reporter(report["relay"], REPORTER_FACTORY, args)
         else:
             reporter = make_reporter(args)
+    reported = 0
+    active = reporter
+    if reporter is not None:
+        inner = reporter
+
+        def counted(step: int, logs: dict[str, float]) -> bool:
+            nonlocal reported
+            reported += 1
+            return bool(inner(step, logs))
+
+        active = counted
     hook = _EpochHook(model)
     try:
-        with reporting(reporter), hook:
+        with reporting(active), hook:
             out = _run(model, train, valid, metrics, folds, start)
     except TrialPruned:
         history = model.train_state.history
         last = {k: float(v) for k, v in (history[-1] if history else hook.last).items()}
         out = {"pruned": True, "metrics": last, "seconds": time.perf_counter() - start}
-    return {**out, "started": started, "finished": time.time()}
+    # how many epochs reached the pruner (a Trainable that reports none cannot be pruned)
+    return {**out, "started": started, "finished": time.time(),
+            **({"reported": reported} if reporter is not None else {})}
 
 
 def _run(model: Any, train: Any, valid: Any, metrics: list[Metric],
