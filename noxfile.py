@@ -169,6 +169,15 @@ def can_isolate() -> bool:
         return False
 
 
+def isolation(session: nox.Session, what: str) -> Callable[..., tuple[str, ...]]:
+    """`isolated` where this machine allows it; elsewhere commands run as they are, with a
+    warning that `what` then runs on this machine's network."""
+    if can_isolate():
+        return isolated
+    session.warn(f"`unshare --net` is not allowed here: {what} on this machine's network")
+    return lambda *command: command
+
+
 def require_env(names: list[str]) -> dict[str, str]:
     """Environment for test runs: strict plugins, and the named backends must not skip."""
     backends = [backend for name in names if (backend := PACKAGES[name].backend)]
@@ -279,9 +288,11 @@ def bench(session: nox.Session) -> None:
     """Run every benchmarks/bench_*.py script (prints tables; never part of CI)."""
     # safetensors and Ray Tune: the comparison rows of bench_speed.py and bench_search.py
     install(session, list(PACKAGES), *SEARCH_REQUIREMENTS, "safetensors", "ray[tune]>=2.9")
+    # isolated: bench_ray.py's cluster then listens on loopback only (see `isolated`)
+    wrap = isolation(session, "the benchmarks run (bench_ray.py's Ray listens on every "
+                              "interface)")
     for script in sorted((ROOT / "benchmarks").glob("bench_*.py")):
-        # isolated: bench_ray.py's cluster then listens on loopback only (see `isolated`)
-        session.run(*isolated("python", str(script), *session.posargs), env=STRICT_ENV,
+        session.run(*wrap("python", str(script), *session.posargs), env=STRICT_ENV,
                     external=True)
 
 
@@ -297,10 +308,8 @@ def docs(session: nox.Session) -> None:
     scripts = sorted((ROOT / "docs" / "examples").glob("*.py"))
     if not scripts:
         session.error("no scripts in docs/examples")
-    wrap = isolated if can_isolate() else (lambda *command: command)
-    if not can_isolate():
-        session.warn("`unshare --net` is not allowed here: the examples run on this machine's "
-                     "network (cluster_ray.py's Ray listens on every interface)")
+    wrap = isolation(session, "the examples run (cluster_ray.py's Ray listens on every "
+                              "interface)")
     for script in scripts:
         session.log(f"example: {script.relative_to(ROOT)}")
         # coreutils' timeout: a hung example fails the session (exit 124) instead of CI.
