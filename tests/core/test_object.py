@@ -137,6 +137,21 @@ def test_an_int_too_long_for_json_is_refused_at_construction() -> None:
     assert NoSuper(10**3000).dry_args == (10**3000,)
 
 
+def test_a_process_that_lifted_pythons_int_limit_still_writes_files_others_can_read() -> None:
+    """Python's limit on int digits is per process: with it lifted, a 5,000-digit int was
+    saved, and a process with the default limit could not read the file's manifest."""
+    import sys
+
+    before = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(0)
+    try:
+        with pytest.raises(ArgumentError, match=r"an int of about 5001 digits"):
+            NoSuper(10**5000)
+        assert NoSuper(10**4299).dry_args == (10**4299,)
+    finally:
+        sys.set_int_max_str_digits(before)
+
+
 @pytest.mark.parametrize(
     ("args", "kwargs", "where"),
     [

@@ -85,9 +85,9 @@ def test_the_usual_words_for_off_turn_progress_off(out: io.StringIO, value: str,
 def test_an_unknown_progress_setting_warns_and_is_taken_as_auto(
         out: io.StringIO, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DRYML_PROGRESS", "quiet-please")
-    with pytest.warns(DrymlWarning, match=r"DRYML_PROGRESS='quiet-please' is not one of .*auto"):
-        with progress.track("mlp", framework="tf", total=2) as bar:
-            bar.update(2)
+    with (pytest.warns(DrymlWarning, match=r"DRYML_PROGRESS='quiet-please' is not one of .*auto"),
+          progress.track("mlp", framework="tf", total=2) as bar):
+        bar.update(2)
     assert "mlp · tf: started" in out.getvalue()  # auto on a stream that is not a terminal
 
 

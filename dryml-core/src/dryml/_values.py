@@ -110,13 +110,20 @@ def _copied(value: Any) -> bool:
     return isinstance(value, np.ndarray) and not isinstance(value, np.memmap)
 
 
+#: Python's default ``sys.get_int_max_str_digits()``: a reader with the default settings
+#: cannot read a longer int from a file's JSON
+MAX_INT_DIGITS = 4300
+
+
 def _too_long(value: int) -> bool:
-    """Whether Python refuses to write ``value`` as text (JSON holds ints as text): more
-    digits than ``sys.get_int_max_str_digits()`` (4300 by default; 0 is no limit)."""
+    """Whether ``value`` has more digits than a file may hold (JSON holds ints as text):
+    :data:`MAX_INT_DIGITS`, or fewer where this process lowered its own limit. A process that
+    raised it (or set no limit) still writes files that every default reader can read."""
     import sys
 
-    limit = getattr(sys, "get_int_max_str_digits", lambda: 0)()
-    return bool(limit) and value.bit_length() > 3.32 * limit - 4 and abs(value) >= 10**limit
+    limit = getattr(sys, "get_int_max_str_digits", lambda: 0)() or MAX_INT_DIGITS
+    limit = min(limit, MAX_INT_DIGITS)
+    return value.bit_length() > 3.32 * limit - 4 and abs(value) >= 10**limit
 
 
 def _capture_item(value: Any, key: Any, copy: bool = True) -> Any:
