@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 from backend_checks import (
     assert_listing_imports_no_framework,
     assert_plugin_active,
@@ -44,3 +49,32 @@ def test_each_call_starts_with_the_native_threads_granted() -> None:
     call = compute_context({"sklearn": {}})(_native_threads)
     assert call(set_to=4) == [1]
     assert call() == [1]
+
+
+LOAD_DISABLED = """
+import sys
+from dryml import load_object
+try:
+    load_object(sys.argv[1])
+except Exception as exc:
+    print(type(exc).__name__, exc)
+"""
+
+
+def test_a_file_of_the_backends_classes_alone_names_the_package_it_needs(tmp_path: Path) -> None:
+    """An untrained trainable holds no value a dryml-sklearn serializer writes: its file named
+    no package, and a process without the backend got only 'not imported and not trusted'."""
+    require_backend(NAME)
+    from dryml import save_object
+    from dryml.format import read_manifest
+    from dryml_sklearn.models import Estimator, SklearnTrainable
+
+    path = tmp_path / "untrained.dry"
+    save_object(SklearnTrainable(Estimator("sklearn.linear_model.LogisticRegression")), path)
+    assert "dryml-sklearn" in read_manifest(path).plugins
+    done = subprocess.run([sys.executable, "-c", LOAD_DISABLED, str(path)], capture_output=True,
+                          text=True, timeout=120,
+                          env={**os.environ, "DRYML_DISABLED_PLUGINS": NAME})
+    assert done.stdout.startswith("BackendUnavailableError this file needs the package "
+                                  "'dryml-sklearn'"), done.stdout + done.stderr
+    assert "its dryml plugin 'sklearn' is blocked here" in done.stdout

@@ -127,6 +127,9 @@ class SaveSession:
         for hook in _hook_chain(type(obj), "save_object_imp"):
             _call_user(hook, obj, store, f"{owner}: save_object_imp", SerializationError)
         _add_classes(self.classes, [type(obj), obj.dry_args, obj._dry_kwargs])
+        package = _registry.plugin_package(type(obj).__module__)
+        if package is not None:
+            self.record_version(package)
         self.nodes.append({"id": dry_id, "cls": class_path(type(obj)),
                            "dry_mut": type(obj).dry_mut, "args": args, "kwargs": kwargs,
                            "state": state})

@@ -123,6 +123,39 @@ def _once(key: Any, build: Any) -> Any:
                 return value
 
 
+def plugin_package(module: str) -> str | None:
+    """The distribution of the active plugin whose own top-level package holds ``module``
+    (``dryml_sklearn.models`` -> ``dryml-sklearn``), or None (core, the caller's modules): a
+    file holding a plugin's classes names the package to install, also when none of the
+    plugin's serializers wrote into it."""
+    packages: dict[str, str] = _once("plugin-packages", _read_plugin_packages)
+    return packages.get(module.partition(".")[0])
+
+
+def _read_plugin_packages() -> dict[str, str]:
+    import types
+
+    from dryml.backend import BackendPlugin
+    from dryml.plugins import CORE_PLUGIN, get_plugin_manager
+
+    manager = get_plugin_manager()
+    out: dict[str, str] = {}
+    for name, plugin in manager.pm.list_name_plugin():
+        info = manager.info(name)
+        if name == CORE_PLUGIN or info is None or not info.distribution:
+            continue
+        if isinstance(plugin, BackendPlugin):  # core's class, for the backend's package
+            module = plugin.package
+        elif isinstance(plugin, types.ModuleType):
+            module = plugin.__name__
+        else:
+            module = type(plugin).__module__
+        top = module.partition(".")[0]
+        if top != "dryml":
+            out.setdefault(top, info.distribution)
+    return out
+
+
 def _core_types() -> frozenset[str]:
     """The type paths core's own records claim, in any hook."""
     return _once("core-types", _read_core_types)  # type: ignore[no-any-return]
