@@ -531,3 +531,63 @@ def test_a_multilabel_network_gives_each_output_its_sigmoid() -> None:
     np.testing.assert_allclose(prob, 1 / (1 + np.exp(-logits)), rtol=1e-5)
     both = y.all(axis=1)
     assert ((prob[both] > 0.5).all(axis=1)).mean() > 0.9  # a softmax cannot give two > 0.5
+
+
+def _labelled(y: np.ndarray, n: int = 321) -> Any:
+    from dryml.data import NumpyDataset
+
+    x, labels = classification_data(n=n).numpy().peek()
+    return NumpyDataset((x, y(labels)), supervised=True)
+
+
+def test_a_one_output_network_with_a_per_class_loss_is_refused() -> None:
+    """CrossEntropyLoss over one output per row took the whole batch as one example over as
+    many classes as rows: it trained, and scored plausibly, without an error."""
+    model = TorchTrainable(mlp(outputs=1), spec=TrainSpec(epochs=1, seed=0))
+    with pytest.raises(ConfigurationError, match=r"CrossEntropyLoss needs one output per class"
+                       r".*Loss\('BCEWithLogitsLoss'\)"):
+        model.train(classification_data())
+
+
+def test_a_classifier_network_ending_in_softmax_is_refused() -> None:
+    """predict applies the softmax: a network ending in one gave probabilities squashed a
+    second time, towards uniform (log_loss 0.61 where Keras' same network gave 0.14)."""
+    net = Sequential([*mlp().layers, ("Softmax", {"dim": -1})])
+    with pytest.raises(ConfigurationError, match="ends in Softmax.*drop the last layer"):
+        TorchTrainable(net, spec=TrainSpec(epochs=1, seed=0)).train(classification_data())
+
+
+@pytest.mark.parametrize("form", ["float", "column"])
+def test_labels_as_whole_floats_or_one_column_train_as_class_indices(form: str) -> None:
+    """The other backends take these; torch raised its own dtype or shape error."""
+    reshape = {"float": lambda y: y.astype(np.float32), "column": lambda y: y[:, None]}[form]
+    base = build_classifier()
+    base.train(_labelled(lambda y: y))
+    other = build_classifier()
+    other.train(_labelled(reshape))
+    test = classification_data(seed=1)
+    np.testing.assert_array_equal(predictions(other, test), predictions(base, test))
+    assert other.train_state.history == base.train_state.history  # val accuracy too
+
+
+def test_a_last_training_batch_of_one_row_joins_the_one_before_when_batch_norm_trains() -> None:
+    """321 rows in batches of 32 left one row for the last batch, and BatchNorm1d raises on a
+    training batch of one row."""
+    import torch
+
+    from dryml_torch._procedure import EpochContext
+
+    bn = Sequential([("Linear", {"in_features": 4, "out_features": 8}),
+                     ("BatchNorm1d", {"num_features": 8}), ("ReLU", {}),
+                     ("Linear", {"in_features": 8, "out_features": 3})])
+    model = TorchTrainable(bn, spec=TrainSpec(epochs=2, batch_size=32, seed=0))
+    model.train(_labelled(lambda y: y))
+    assert [h["epoch"] for h in model.train_state.history] == [1, 2]
+
+    def sizes(net: Any) -> list[int]:
+        ctx = EpochContext(None, net, None, None, torch.device("cpu"), torch.zeros(321, 4),
+                           torch.zeros(321), torch.arange(321), 32, 0, 0)  # type: ignore[arg-type]
+        return [len(x) for x, _ in ctx.batches()]
+
+    assert sizes(bn.build()) == [32] * 9 + [33]
+    assert sizes(mlp().build()) == [32] * 10 + [1]  # without batch norm: as before

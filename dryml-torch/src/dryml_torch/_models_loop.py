@@ -74,12 +74,29 @@ def probabilities(logits: torch.Tensor, independent: bool = False) -> torch.Tens
     return torch.sigmoid(logits) if independent else torch.softmax(logits, dim=-1)
 
 
+def _class_indices(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
+    """``y`` as int64 class indices when ``out`` has a column per class and ``y`` holds one
+    label per row: ``(n,)`` or ``(n, 1)``, integers or whole-number floats (as the other
+    backends take them); else None."""
+    if out.ndim < 2 or out.shape[-1] < 2:
+        return None
+    if y.ndim == out.ndim and y.shape[-1] == 1:
+        y = y.squeeze(-1)
+    if y.ndim + 1 != out.ndim:
+        return None
+    if y.is_floating_point() and not bool(torch.all(y == torch.round(y))):
+        return None
+    return y.long()
+
+
 def loss_inputs(out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Align outputs and targets: class indices as int64; one output column for a 1-d target,
-    and a one-column target for a 1-d output (otherwise (n,) outputs against (n, 1)
-    targets would broadcast to n x n in MSELoss, and the model learn the mean)."""
-    if not y.is_floating_point() and out.ndim == y.ndim + 1 and out.shape[-1] > 1:
-        return out, y.long()
+    """Align outputs and targets: class labels as int64 indices (``(n,)`` or ``(n, 1)``,
+    integers or whole-number floats); one output column for a 1-d target, and a one-column
+    target for a 1-d output (otherwise (n,) outputs against (n, 1) targets would broadcast to
+    n x n in MSELoss, and the model learn the mean)."""
+    labels = _class_indices(out, y)
+    if labels is not None:
+        return out, labels
     if out.ndim == y.ndim + 1 and out.shape[-1] == 1:
         out = out.squeeze(-1)
     elif y.ndim == out.ndim + 1 and y.shape[-1] == 1:
@@ -91,13 +108,45 @@ def loss_inputs(out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch
 
 def _correct(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """How many rows the logits classify right."""
-    if out.ndim == y.ndim + 1 and out.shape[-1] > 1:
-        pred, true = out.argmax(-1), y.long()
+    labels = _class_indices(out, y)
+    if labels is not None:
+        pred, true = out.argmax(-1), labels
     elif out.ndim == y.ndim + 1 or out.ndim == 1:  # one logit per row
         pred, true = (out.reshape(len(out)) > 0).long(), y.reshape(len(y)).long()
     else:  # one-hot or probability targets
         pred, true = out.argmax(-1), y.argmax(-1)
     return (pred == true).sum()
+
+
+#: losses that take one logit per class (a column each) and class indices
+_PER_CLASS_LOSSES = (torch.nn.CrossEntropyLoss, torch.nn.NLLLoss)
+
+
+def checked_loss_inputs(loss_fn: Any, out: torch.Tensor, y: torch.Tensor
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`loss_inputs`, refusing a per-class loss over one output per row: aligned to a
+    1-d target, ``CrossEntropyLoss`` would take the whole batch as one example over as many
+    classes as rows, and train on that without an error."""
+    if isinstance(loss_fn, _PER_CLASS_LOSSES) and (out.ndim < 2 or out.shape[-1] == 1):
+        raise ConfigurationError(
+            f"{type(loss_fn).__name__} needs one output per class, but the network gives one "
+            f"output per row (shape {tuple(out.shape)}): for a binary problem with one output "
+            "use Loss('BCEWithLogitsLoss'), or give the last layer one output per class")
+    return loss_inputs(out, y)
+
+
+def check_classifier_network(net: torch.nn.Module) -> None:
+    """Refuse a classifier network whose last layer is a ``Softmax`` or ``Sigmoid``: the loss
+    takes logits and ``predict`` applies the softmax or sigmoid itself, so the probabilities
+    would be squashed a second time (flattened towards uniform), silently."""
+    last: torch.nn.Module = net
+    while isinstance(last, torch.nn.Sequential) and len(last):
+        last = last[-1]
+    if isinstance(last, (torch.nn.Softmax, torch.nn.Sigmoid)):
+        raise ConfigurationError(
+            f"a classifier network ends in logits, but this one ends in {type(last).__name__}: "
+            "the loss (CrossEntropyLoss, BCEWithLogitsLoss) applies it itself, and predict "
+            "gives probabilities; drop the last layer")
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -114,7 +163,7 @@ def _validate(net: torch.nn.Module, loss_fn: Any, x: torch.Tensor, y: torch.Tens
         for start in range(0, len(x), _CHUNK):
             xb, yb = x[start:start + _CHUNK].to(device), y[start:start + _CHUNK].to(device)
             out = net(xb)
-            total += loss_fn(*loss_inputs(out, yb)).double() * len(xb)
+            total += loss_fn(*checked_loss_inputs(loss_fn, out, yb)).double() * len(xb)
             if classifier:
                 correct += _correct(out, yb)
     net.train()
@@ -176,6 +225,8 @@ def run_training(model: TorchTrainable, net: torch.nn.Module, device: torch.devi
     stopper = spec.early_stopping
     loss_fn = model.loss.build().to(device)
     classifier = model.task == "classifier"
+    if classifier:
+        check_classifier_network(net)
     procedure = model.procedure
     state = model.train_state
     progress = state.progress

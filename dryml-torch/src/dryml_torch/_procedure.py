@@ -26,6 +26,15 @@ if TYPE_CHECKING:
 __all__ = ["EpochContext", "GradientAccumulation", "MixupProcedure", "TorchProcedure"]
 
 
+def has_batch_norm(net: Any) -> bool:
+    """Whether ``net`` holds a batch-norm layer, which raises on a training batch of one row."""
+    from torch import nn
+
+    kinds = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm,
+             nn.LazyBatchNorm1d, nn.LazyBatchNorm2d, nn.LazyBatchNorm3d)
+    return any(isinstance(m, kinds) for m in net.modules())
+
+
 @attrs.define(eq=False)
 class EpochContext:
     """What a procedure's epoch works with (built by dryml for each epoch).
@@ -55,11 +64,21 @@ class EpochContext:
     seed: int
     _generator: Any = None
     _rng: Any = None
+    _merge_last: bool | None = None
 
     @property
     def num_batches(self) -> int:
-        """How many batches :meth:`batches` yields."""
-        return -(-len(self.order) // self.batch_size)
+        """How many batches :meth:`batches` yields: ``batch_size`` rows each, the last one
+        fewer; a last batch of a single row joins the one before when the network has
+        batch-norm layers (they cannot train on one row)."""
+        return -(-len(self.order) // self.batch_size) - self._merges()
+
+    def _merges(self) -> int:
+        if self._merge_last is None:
+            self._merge_last = (len(self.order) > self.batch_size
+                                and len(self.order) % self.batch_size == 1
+                                and has_batch_norm(self.net))
+        return int(self._merge_last)
 
     @property
     def num_examples(self) -> int:
@@ -73,7 +92,8 @@ class EpochContext:
 
     def batch(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The ``i``-th ``(x, y)`` batch of :meth:`batches`, on :attr:`device`."""
-        idx = self.order[i * self.batch_size:(i + 1) * self.batch_size]
+        end = len(self.order) if i == self.num_batches - 1 else (i + 1) * self.batch_size
+        idx = self.order[i * self.batch_size:end]
         return (self.x[idx].to(self.device, non_blocking=True),
                 self.y[idx].to(self.device, non_blocking=True))
 
@@ -99,9 +119,9 @@ class EpochContext:
     def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The loss of outputs ``out`` for targets ``y`` (aligned as dryml's loop does: class
         indices as int64, one output column squeezed for a 1-d target)."""
-        from dryml_torch._models_loop import loss_inputs
+        from dryml_torch._models_loop import checked_loss_inputs
 
-        return self.loss_fn(*loss_inputs(out, y))  # type: ignore[no-any-return]
+        return self.loss_fn(*checked_loss_inputs(self.loss_fn, out, y))  # type: ignore[no-any-return]
 
     @property
     def generator(self) -> torch.Generator:

@@ -386,9 +386,16 @@ class TorchTrainable(Trainable):
         import torch
 
         from dryml_torch._codecs import numpy_of
-        from dryml_torch._models_loop import context_device, model_inputs, probabilities
+        from dryml_torch._models_loop import (
+            check_classifier_network,
+            context_device,
+            model_inputs,
+            probabilities,
+        )
 
         net = self._place(context_device(), optimizer=False)
+        if self.task == "classifier":
+            check_classifier_network(net)
         net.eval()
         with torch.no_grad():
             out = net(model_inputs(net, x))
