@@ -167,7 +167,7 @@ class SklearnTrainable(Trainable):
     ``spec`` (optional, a :class:`~dryml.models.TrainSpec`) gives the seed (default
     ``"auto"``: ``train_seed``, derived from this trainable's ``dry_id``; estimators with a
     ``random_state`` left unset get it) and a ``validation_split``: that
-    fraction of the training data (chosen with the seed) is held out when no validation
+    fraction of the training data (chosen with ``spec.split_seed``) is held out when no validation
     Dataset is passed, and its scores go into the train state's history (a transformer fits
     on all the data). Epochs, batch size and early stopping do not apply to a single ``fit``.
     """
@@ -202,7 +202,7 @@ class SklearnTrainable(Trainable):
             x_valid, y_valid = supervised_arrays(valid, "validation")
         elif spec.validation_split > 0 and self.task != "transformer":
             (x, y), (x_valid, y_valid) = split_validation(x, y, spec.validation_split,
-                                                          self.train_seed)
+                                                          spec.split_seed)
         model = self.estimator.build(seed=self.train_seed)
         if self.task == "classifier" and not hasattr(model, "predict_proba"):
             raise ConfigurationError(

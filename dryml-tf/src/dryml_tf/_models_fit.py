@@ -230,7 +230,7 @@ def run_fit(trainable: KerasTrainable, data: Dataset, valid: Dataset | None) -> 
     if valid is not None:
         validation = supervised_arrays(valid, "validation")
     elif spec.validation_split > 0:  # the split every backend makes with this seed
-        (x, y), validation = split_validation(x, y, spec.validation_split, seed)
+        (x, y), validation = split_validation(x, y, spec.validation_split, spec.split_seed)
     state = trainable.train_state
     resumable = trainable._keras is not None and not starts_over(state)
     first = int(state.progress.get("epoch", 0)) if resumable else 0

@@ -219,7 +219,7 @@ def run_training(model: TorchTrainable, net: torch.nn.Module, device: torch.devi
     if valid is not None:
         valid_xy = supervised_arrays(valid, "validation")
     elif spec.validation_split > 0:
-        (x, y), valid_xy = split_validation(x, y, spec.validation_split, model.train_seed)
+        (x, y), valid_xy = split_validation(x, y, spec.validation_split, spec.split_seed)
     tx, ty = _as_tensors(net, x, y)
     valid_t = _as_tensors(net, *valid_xy) if valid_xy is not None else None
     stopper = spec.early_stopping

@@ -52,10 +52,10 @@ class XGBoostTrainable(Trainable):
     ``xgb_params`` are the scikit-learn wrapper's parameters (``n_estimators`` is the most
     boosting rounds, default 100; ``learning_rate``, ``max_depth``...). From ``spec`` (default
     ``TrainSpec()``): the seed (``train_seed``) becomes ``random_state`` unless given;
-    ``validation_split``
-    holds out that fraction of the training data (chosen with the seed) when no validation
-    Dataset is passed to ``train``; ``early_stopping`` stops after ``patience`` rounds without
-    improvement of the validation metric (``monitor="val_loss"``: the last of ``eval_metric``,
+    ``validation_split`` holds out that fraction of the training data (chosen with
+    ``spec.split_seed``) when no validation Dataset is passed to ``train``;
+    ``early_stopping`` stops after ``patience`` rounds without improvement of the validation
+    metric (``monitor="val_loss"``: the last of ``eval_metric``,
     else the objective's default; ``"val_<name>"``: XGBoost metric ``<name>``, e.g.
     ``"val_auc"`` with ``mode="max"``), and prediction then uses the best round only.
     Epochs, batch size and shuffling do not apply to boosting.
@@ -109,7 +109,7 @@ class XGBoostTrainable(Trainable):
             x_valid, y_valid = supervised_arrays(valid, "validation")
         elif spec.validation_split > 0:
             (x, y), (x_valid, y_valid) = split_validation(x, y, spec.validation_split,
-                                                          self.train_seed)
+                                                          spec.split_seed)
         params = dict(self.xgb_params)
         params.setdefault("random_state", self.train_seed)
         user_jobs = params.get("n_jobs")

@@ -1,7 +1,7 @@
 """Datasets as arrays for the backends' trainers: gathering and the validation split.
 
-Every backend holds out the *same* rows for a given seed, so models of different frameworks
-trained with one TrainSpec are validated on the same examples.
+Every backend holds out the *same* rows for a given seed (``TrainSpec.split_seed``), so models
+of different frameworks trained with one TrainSpec are validated on the same examples.
 """
 
 from __future__ import annotations

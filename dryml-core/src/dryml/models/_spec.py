@@ -154,6 +154,14 @@ class TrainSpec(Object):
         under ``"auto"`` the one derived from ``trained.dry_id``."""
         return derived_seed(trained.dry_id) if self.auto_seed else self.seed
 
+    @property
+    def split_seed(self) -> int:
+        """The seed of the validation split: the explicit seed, or under ``"auto"`` one
+        derived from this spec's own ``dry_id``. Trainables of any framework that share one
+        TrainSpec hold out the same rows, while their weights, seeded by their own ids,
+        differ (the trained object's seed made each hold out other rows)."""
+        return derived_seed(self.dry_id) if self.auto_seed else self.seed
+
 
 def _is_int(value: object) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
