@@ -255,6 +255,34 @@ def test_multi_hot_targets_are_refused_and_one_hot_or_smoothed_rows_are_labels()
     with pytest.raises(MetricError, match="target row 0"):
         arrays.accuracy(np.zeros((4, 3)), pred)  # no class at all
 
+
+def test_labels_names_the_label_of_each_column() -> None:
+    """Probabilities in scikit-learn's classes_ order for labels 1..3, scored on a test set
+    without label 3: read as column numbers, labels 1 and 2 named the wrong columns (accuracy
+    0.0 for a perfect model). labels= says which label each column stands for."""
+    y = np.array([1, 2, 2, 1])
+    prob = np.array([[0.9, 0.05, 0.05], [0.1, 0.8, 0.1], [0.2, 0.7, 0.1], [0.6, 0.3, 0.1]])
+    classes = np.array([1, 2, 3])
+    assert arrays.accuracy(y, prob) == 0.0  # the documented reading without labels
+    assert arrays.accuracy(y, prob, labels=classes) == 1.0
+    assert arrays.balanced_accuracy(y, prob, labels=classes) == 1.0
+    assert arrays.macro_f1(y, prob, labels=classes) == 1.0
+    assert arrays.log_loss(y, prob, labels=classes) == pytest.approx(
+        -np.mean(np.log([0.9, 0.8, 0.7, 0.6])))
+    assert arrays.roc_auc(np.array([1, 2, 2, 1]), prob[:, :2] / prob[:, :2].sum(1, keepdims=True),
+                          labels=[1, 2]) == 1.0
+    data = NumpyDataset((np.zeros((4, 1)), y), supervised=True)
+    assert metrics.accuracy(prob, data, labels=classes) == 1.0  # the Dataset metrics too
+    strings = np.array(["cat", "dog", "dog", "cat"])
+    assert arrays.accuracy(strings, prob, labels=["cat", "dog", "emu"]) == 1.0
+    with pytest.raises(MetricError, match="labels names 2 labels but the predictions have 3"):
+        arrays.accuracy(y, prob, labels=[1, 2])
+    with pytest.raises(MetricError, match="the target label 4 is not among labels"):
+        arrays.log_loss(np.array([1, 4, 2, 1]), prob, labels=classes)
+    with pytest.raises(MetricError, match="names a label twice"):
+        arrays.accuracy(y, prob, labels=[1, 1, 2])
+
+
 # -- the trainer conformance suite, run on a core-only trainable ------------------------------
 
 from dryml.testing.trainers import TrainerCase, TrainerConformance  # noqa: E402

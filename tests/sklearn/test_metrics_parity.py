@@ -43,6 +43,21 @@ def test_classification_metrics_match_sklearn(seed: int, n: int, k: int, ties: b
     assert F.roc_auc(y, prob) == pytest.approx(expected, abs=1e-9)
 
 
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(10, 300), k=st.integers(3, 6))
+def test_labels_of_the_columns_match_sklearns_labels(seed: int, n: int, k: int) -> None:
+    """Labels 1..k with probabilities in that order, scored where label k is missing."""
+    y, prob = _classification(seed, n, k, ties=False)
+    classes = np.arange(1, k + 1)
+    kept = y != k - 1
+    y, prob = classes[y[kept]], prob[kept]
+    predicted = classes[prob.argmax(axis=1)]
+    assert F.accuracy(y, prob, labels=classes) == pytest.approx(
+        metrics.accuracy_score(y, predicted), abs=1e-9)
+    assert F.log_loss(y, prob, labels=classes) == pytest.approx(
+        metrics.log_loss(y, prob, labels=classes), abs=1e-9)
+
+
 @settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), n=st.integers(2, 300), outputs=st.integers(1, 3))
 def test_regression_metrics_match_sklearn(seed: int, n: int, outputs: int) -> None:

@@ -35,10 +35,10 @@ __all__ = [
 ]
 
 
-def _dataset_metric(fn: Callable[[Any, Any], float]) -> Callable[..., float]:
-    def metric(model_or_predictions: Any, data: Any = None) -> float:
+def _dataset_metric(fn: Callable[..., float]) -> Callable[..., float]:
+    def metric(model_or_predictions: Any, data: Any = None, **options: Any) -> float:
         y_true, y_pred = targets_and_predictions(model_or_predictions, data)
-        return fn(y_true, y_pred)
+        return fn(y_true, y_pred, **options)
 
     metric.__name__ = metric.__qualname__ = fn.__name__
     metric.__doc__ = (f"{(fn.__doc__ or '').strip()}\n\nTakes a Trainable and a Dataset, an "

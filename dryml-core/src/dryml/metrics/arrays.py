@@ -7,10 +7,12 @@ checks each against scikit-learn where it is installed).
 Classification predictions may be labels (1-D) or scores/probabilities (2-D, one column per
 class, or 1-D probabilities of the positive class for the probabilistic metrics); targets may
 be labels or one-hot rows (one class per example: multi-hot rows are refused). For integer
-labels from 0 up, column ``i`` holds label ``i``, as every dryml backend gives them (a
-scikit-learn ``predict_proba`` of labels ``1..k`` is not in that order: place its columns at
-``classes_`` first); other labels (strings) name the columns in their sorted order, which
-then needs every class among the targets.
+labels from 0 up, column ``i`` holds label ``i``, as every dryml backend gives them; other
+labels (strings) name the columns in their sorted order, which then needs every class among
+the targets. ``labels=`` names the label of each column instead: a scikit-learn
+``predict_proba`` of labels ``1..k`` is in ``classes_`` order, so score it with
+``labels=model.classes_`` (read as column numbers, labels ``1..k-1`` of a test set that lacks
+label ``k`` would name the wrong columns).
 """
 
 from __future__ import annotations
@@ -91,12 +93,35 @@ def _finite(scores: np.ndarray) -> None:
                           "diverged, or its outputs overflowed; there is nothing to score")
 
 
-def _columns(t: np.ndarray, k: int) -> np.ndarray:
+def _given_columns(t: np.ndarray, k: int, labels: Any) -> np.ndarray:
+    """The column of each target label when ``labels`` names the label of every column."""
+    named = np.asarray(labels)
+    if named.ndim != 1 or len(named) != k:
+        raise MetricError(f"labels names {named.size} labels but the predictions have {k} "
+                          "columns; give the label of every column, in order")
+    if len(np.unique(named)) != k:
+        raise MetricError("labels names a label twice; give each column's label once")
+    order = np.argsort(named, kind="stable")
+    try:
+        at = np.clip(np.searchsorted(named[order], t), 0, k - 1)
+        known = named[order][at] == t
+    except TypeError:  # labels of one kind, targets of another (strings against numbers)
+        known = np.zeros(len(t), dtype=bool)
+        at = np.zeros(len(t), dtype=np.int64)
+    if not np.all(known):
+        raise MetricError(f"the target label {t[~known][0].tolist()!r} is not among labels "
+                          f"{named.tolist()!r}")
+    return order[at].astype(np.int64)
+
+
+def _columns(t: np.ndarray, k: int, labels: Any = None) -> np.ndarray:
     """The column of (n, k) scores that each target label names: integer labels 0..k-1 name
     their own column; other labels (strings, or 1..k) the column of their place among the
     sorted distinct labels, as scikit-learn orders ``classes_``. Every metric maps labels so:
     were accuracy to compare the argmax column with the raw label while log_loss used the
     sorted order, labels 1, 2, 3 would score accuracy 0.0 next to a perfect log_loss."""
+    if labels is not None:
+        return _given_columns(t, k, labels)
     classes = np.unique(t)
     if np.issubdtype(t.dtype, np.integer) and (not len(classes) or (
             classes.min() >= 0 and classes.max() < k)):
@@ -108,20 +133,21 @@ def _columns(t: np.ndarray, k: int) -> np.ndarray:
     return np.searchsorted(classes, t).astype(np.int64)
 
 
-def _label_pairs(y_true: Any, y_pred: Any) -> tuple[np.ndarray, np.ndarray]:
+def _label_pairs(y_true: Any, y_pred: Any, labels: Any = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """True and predicted labels, comparable: a prediction of scores (n, k) is its argmax
     column, and the targets the columns they name (:func:`_columns`)."""
     scores = np.asarray(y_pred)
     t, p = target_labels(y_true), labels_of(y_pred)
     if scores.ndim == 2 and scores.shape[1] > 1:
-        t = _columns(t, scores.shape[1])
+        t = _columns(t, scores.shape[1], labels)
     _n(t, p)
     return t, p
 
 
-def accuracy(y_true: Any, y_pred: Any) -> float:
+def accuracy(y_true: Any, y_pred: Any, *, labels: Any = None) -> float:
     """Fraction of examples whose predicted label equals the true label."""
-    t, p = _label_pairs(y_true, y_pred)
+    t, p = _label_pairs(y_true, y_pred, labels)
     return float(np.mean(t == p))
 
 
@@ -133,18 +159,18 @@ def _confusion(t: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return classes, matrix
 
 
-def balanced_accuracy(y_true: Any, y_pred: Any) -> float:
+def balanced_accuracy(y_true: Any, y_pred: Any, *, labels: Any = None) -> float:
     """Mean recall over the classes present in the targets."""
-    t, p = _label_pairs(y_true, y_pred)
+    t, p = _label_pairs(y_true, y_pred, labels)
     _, matrix = _confusion(t, p)
     support = matrix.sum(axis=1)
     present = support > 0
     return float(np.mean(np.diag(matrix)[present] / support[present]))
 
 
-def macro_f1(y_true: Any, y_pred: Any) -> float:
+def macro_f1(y_true: Any, y_pred: Any, *, labels: Any = None) -> float:
     """Unweighted mean F1 over every label seen in targets or predictions (0 where undefined)."""
-    t, p = _label_pairs(y_true, y_pred)
+    t, p = _label_pairs(y_true, y_pred, labels)
     _, matrix = _confusion(t, p)
     tp = np.diag(matrix).astype(np.float64)
     denominator = matrix.sum(axis=0) + matrix.sum(axis=1)
@@ -152,7 +178,8 @@ def macro_f1(y_true: Any, y_pred: Any) -> float:
     return float(np.mean(f1))
 
 
-def _probabilities(y_true: np.ndarray, y_prob: Any) -> tuple[np.ndarray, np.ndarray]:
+def _probabilities(y_true: np.ndarray, y_prob: Any, labels: Any = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """Targets as class indices and probabilities as an (n, classes) float array."""
     prob = np.asarray(y_prob, dtype=np.float64)
     if prob.ndim == 1:
@@ -160,18 +187,18 @@ def _probabilities(y_true: np.ndarray, y_prob: Any) -> tuple[np.ndarray, np.ndar
     if prob.ndim != 2:
         raise MetricError(f"probabilities must be (n,) or (n, classes), got {prob.shape}")
     _finite(prob)
-    t = _columns(target_labels(y_true), prob.shape[1])
+    t = _columns(target_labels(y_true), prob.shape[1], labels)
     _n(t, prob)
     return t, prob
 
 
-def log_loss(y_true: Any, y_prob: Any) -> float:
+def log_loss(y_true: Any, y_prob: Any, *, labels: Any = None) -> float:
     """Mean negative log-likelihood of the true class; probabilities clipped to [eps, 1-eps]."""
     # clipped at the input's own precision, as scikit-learn does: float32 probabilities (a
     # torch softmax) with exact 0s were clipped at float64's eps and scored 9.0 for 3.99
     given = np.asarray(y_prob)
     dtype = given.dtype if np.issubdtype(given.dtype, np.floating) else np.float64
-    t, prob = _probabilities(np.asarray(y_true), y_prob)
+    t, prob = _probabilities(np.asarray(y_true), y_prob, labels)
     if prob.size and (prob.min() < 0 or prob.max() > 1 + 1e-6):
         # otherwise an XGBoost binary:logitraw's margins (-4.8 to 5.8) would be scored
         # (roc_auc takes any scores: it ranks them)
@@ -200,11 +227,11 @@ def _binary_auc(positive: np.ndarray, score: np.ndarray) -> float:
     return float(u / (n_pos * n_neg))
 
 
-def roc_auc(y_true: Any, y_prob: Any) -> float:
+def roc_auc(y_true: Any, y_prob: Any, *, labels: Any = None) -> float:
     """Binary ROC AUC, or for more than two columns the unweighted one-vs-rest mean over the
     classes present in the targets (a column of a class they lack, such as the column of
     zeros dryml-sklearn gives label 0 of labels 1..k, has no positives to rank)."""
-    t, prob = _probabilities(np.asarray(y_true), y_prob)
+    t, prob = _probabilities(np.asarray(y_true), y_prob, labels)
     if prob.shape[1] == 2:
         return _binary_auc(t == 1, prob[:, 1])
     return float(np.mean([_binary_auc(t == c, prob[:, c]) for c in np.unique(t)]))
