@@ -591,3 +591,53 @@ def test_a_last_training_batch_of_one_row_joins_the_one_before_when_batch_norm_t
 
     assert sizes(bn.build()) == [32] * 9 + [33]
     assert sizes(mlp().build()) == [32] * 10 + [1]  # without batch norm: as before
+
+
+def test_a_network_trained_with_a_final_softmax_before_it_was_refused_predicts_its_own_outputs(
+) -> None:
+    """Models trained so before the refusal still predict: their outputs are probabilities
+    already, and are no longer squashed a second time."""
+    import torch
+
+    logits_model = build_classifier()
+    logits_model.train(classification_data())
+    with_softmax = TorchTrainable(Sequential([*mlp().layers, ("Softmax", {"dim": -1})]),
+                                  Optimizer("Adam", lr=1e-2), Loss("CrossEntropyLoss"),
+                                  TrainSpec(epochs=8, batch_size=32, seed=0))
+    net = with_softmax.network.build()
+    logits_model._place(torch.device("cpu"), optimizer=False)
+    net.load_state_dict(logits_model._net.state_dict())  # the weights such a training left
+    with_softmax._net = net
+    with_softmax.train_state.status = "trained"
+    test = classification_data(seed=1)
+    np.testing.assert_allclose(predictions(with_softmax, test), predictions(logits_model, test),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_gradient_accumulation_weighs_a_merged_last_batch_by_its_rows() -> None:
+    """With batch norm, 9 rows in batches of 4 are batches of 4 and 5; the group's loss was
+    divided by 8 rows, not 9 (1.125 for a loss of 1.0 on every row)."""
+    import torch
+
+    from dryml_torch._procedure import EpochContext
+    from dryml_torch.models import GradientAccumulation
+
+    net = Sequential([("Linear", {"in_features": 2, "out_features": 2}),
+                      ("BatchNorm1d", {"num_features": 2})]).build()
+    ctx = EpochContext(None, net, torch.optim.SGD(net.parameters(), lr=0.0),  # type: ignore[arg-type]
+                       lambda out, y: out.sum() * 0 + 1.0, torch.device("cpu"),
+                       torch.zeros(9, 2), torch.zeros(9), torch.arange(9), 4, 0, 0)
+    assert [ctx.batch_rows(i) for i in range(ctx.num_batches)] == [4, 5]
+    closure = GradientAccumulation._group_closure(ctx, range(2), [])
+    assert float(ctx.step(closure)) == pytest.approx(1.0)
+
+
+def test_val_accuracy_of_one_logit_per_row_against_a_column_of_labels() -> None:
+    """(n, 1) outputs against (n, 1) targets were read as one-hot rows: every row correct."""
+    import torch
+
+    from dryml_torch._models_loop import _correct
+
+    out = torch.tensor([[2.0], [-1.0], [0.5], [-3.0]])
+    y = torch.tensor([[1.0], [1.0], [0.0], [0.0]])
+    assert int(_correct(out, y)) == int(_correct(out[:, 0], y[:, 0])) == 2

@@ -60,17 +60,22 @@ def model_inputs(net: torch.nn.Module, x: Any, on_device: bool = True) -> torch.
     return t
 
 
-def probabilities(logits: torch.Tensor, independent: bool = False) -> torch.Tensor:
+def probabilities(logits: torch.Tensor, independent: bool = False,
+                  applied: str | None = None) -> torch.Tensor:
     """Class probabilities: softmax over classes; one logit (a column, or a 1-d output of one
     per row, as ``.squeeze(-1)`` gives) is a binary problem's sigmoid (not a softmax over the
     whole batch). ``independent`` (a network trained with ``BCEWithLogitsLoss``: each output
     its own yes/no, a multilabel problem) gives each of several outputs its sigmoid, which a
-    softmax over them was not."""
+    softmax over them was not. ``applied`` (the network's own last layer, ``"Softmax"`` or
+    ``"Sigmoid"``: :func:`final_activation`) means the outputs are probabilities already and
+    are not squashed again."""
     if logits.ndim == 1:
         logits = logits.unsqueeze(-1)
     if logits.shape[-1] == 1:
-        p = torch.sigmoid(logits)
+        p = logits if applied is not None else torch.sigmoid(logits)
         return torch.cat([1 - p, p], dim=-1)
+    if applied is not None:
+        return logits
     return torch.sigmoid(logits) if independent else torch.softmax(logits, dim=-1)
 
 
@@ -111,7 +116,7 @@ def _correct(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     labels = _class_indices(out, y)
     if labels is not None:
         pred, true = out.argmax(-1), labels
-    elif out.ndim == y.ndim + 1 or out.ndim == 1:  # one logit per row
+    elif out.ndim == y.ndim + 1 or out.ndim == 1 or out.shape[-1] == 1:  # one logit per row
         pred, true = (out.reshape(len(out)) > 0).long(), y.reshape(len(y)).long()
     else:  # one-hot or probability targets
         pred, true = out.argmax(-1), y.argmax(-1)
@@ -135,18 +140,25 @@ def checked_loss_inputs(loss_fn: Any, out: torch.Tensor, y: torch.Tensor
     return loss_inputs(out, y)
 
 
-def check_classifier_network(net: torch.nn.Module) -> None:
-    """Refuse a classifier network whose last layer is a ``Softmax`` or ``Sigmoid``: the loss
-    takes logits and ``predict`` applies the softmax or sigmoid itself, so the probabilities
-    would be squashed a second time (flattened towards uniform), silently."""
+def final_activation(net: torch.nn.Module) -> str | None:
+    """``"Softmax"`` or ``"Sigmoid"`` when the last layer of ``net`` (through nested
+    ``Sequential``s) is one, else None."""
     last: torch.nn.Module = net
     while isinstance(last, torch.nn.Sequential) and len(last):
         last = last[-1]
-    if isinstance(last, (torch.nn.Softmax, torch.nn.Sigmoid)):
+    return type(last).__name__ if isinstance(last, (torch.nn.Softmax, torch.nn.Sigmoid)) else None
+
+
+def check_classifier_network(net: torch.nn.Module) -> None:
+    """Refuse to train a classifier network whose last layer is a ``Softmax`` or ``Sigmoid``:
+    the loss takes logits, and applies the softmax or sigmoid itself (a network trained so
+    before is predicted from its own outputs: see :func:`probabilities`)."""
+    last = final_activation(net)
+    if last is not None:
         raise ConfigurationError(
-            f"a classifier network ends in logits, but this one ends in {type(last).__name__}: "
-            "the loss (CrossEntropyLoss, BCEWithLogitsLoss) applies it itself, and predict "
-            "gives probabilities; drop the last layer")
+            f"a classifier network ends in logits, but this one ends in {last}: the loss "
+            "(CrossEntropyLoss, BCEWithLogitsLoss) applies it itself, and predict gives "
+            "probabilities; drop the last layer")
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:

@@ -90,10 +90,23 @@ class EpochContext:
         for i in range(self.num_batches):
             yield self.batch(i)
 
+    def _bounds(self, i: int) -> tuple[int, int]:
+        if not 0 <= i < self.num_batches:
+            raise IndexError(f"batch {i} of an epoch of {self.num_batches} batches")
+        end = len(self.order) if i == self.num_batches - 1 else (i + 1) * self.batch_size
+        return i * self.batch_size, end
+
+    def batch_rows(self, i: int) -> int:
+        """How many rows the ``i``-th batch holds (index batches through :meth:`batch` and
+        :attr:`num_batches`, never by slicing :attr:`order`: the last batch may hold one row
+        more than ``batch_size``)."""
+        start, end = self._bounds(i)
+        return end - start
+
     def batch(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The ``i``-th ``(x, y)`` batch of :meth:`batches`, on :attr:`device`."""
-        end = len(self.order) if i == self.num_batches - 1 else (i + 1) * self.batch_size
-        idx = self.order[i * self.batch_size:end]
+        start, end = self._bounds(i)
+        idx = self.order[start:end]
         return (self.x[idx].to(self.device, non_blocking=True),
                 self.y[idx].to(self.device, non_blocking=True))
 
@@ -253,7 +266,7 @@ class GradientAccumulation(TorchProcedure):
         are moved to the device one at a time), as one batch of all their rows would give."""
         import torch
 
-        rows = min(ctx.num_examples, group.stop * ctx.batch_size) - group.start * ctx.batch_size
+        rows = sum(ctx.batch_rows(i) for i in group)
 
         def closure() -> torch.Tensor:
             ctx.optimizer.zero_grad(set_to_none=True)

@@ -387,20 +387,19 @@ class TorchTrainable(Trainable):
 
         from dryml_torch._codecs import numpy_of
         from dryml_torch._models_loop import (
-            check_classifier_network,
             context_device,
+            final_activation,
             model_inputs,
             probabilities,
         )
 
         net = self._place(context_device(), optimizer=False)
-        if self.task == "classifier":
-            check_classifier_network(net)
         net.eval()
         with torch.no_grad():
             out = net(model_inputs(net, x))
         if self.task == "classifier":
-            out = probabilities(out, getattr(self.loss, "name", None) == "BCEWithLogitsLoss")
+            out = probabilities(out, getattr(self.loss, "name", None) == "BCEWithLogitsLoss",
+                                final_activation(net))
         elif out.ndim > 1 and out.shape[-1] == 1:
             out = out.squeeze(-1)
         return numpy_of(out)
