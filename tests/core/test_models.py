@@ -281,6 +281,11 @@ def test_labels_names_the_label_of_each_column() -> None:
         arrays.log_loss(np.array([1, 4, 2, 1]), prob, labels=classes)
     with pytest.raises(MetricError, match="names a label twice"):
         arrays.accuracy(y, prob, labels=[1, 1, 2])
+    with pytest.raises(MetricError, match=r"labels must be a flat sequence.*\(1, 3\)"):
+        arrays.accuracy(y, prob, labels=[[1, 2, 3]])
+    one_hot = np.eye(3)[[0, 1, 1, 0]]  # one-hot rows name their columns: labels change nothing
+    assert arrays.accuracy(one_hot, prob, labels=classes) == 1.0
+    assert arrays.log_loss(one_hot, prob, labels=[3, 1, 2]) == arrays.log_loss(one_hot, prob)
 
 
 # -- the trainer conformance suite, run on a core-only trainable ------------------------------

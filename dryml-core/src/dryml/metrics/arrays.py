@@ -93,12 +93,33 @@ def _finite(scores: np.ndarray) -> None:
                           "diverged, or its outputs overflowed; there is nothing to score")
 
 
+def _column_labels(labels: Any, k: int) -> np.ndarray:
+    """``labels`` checked: one label per column of (n, k) scores."""
+    named = np.asarray(labels)
+    if named.ndim != 1:
+        raise MetricError(f"labels must be a flat sequence, one label per column, got shape "
+                          f"{named.shape}")
+    if len(named) != k:
+        raise MetricError(f"labels names {len(named)} labels but the predictions have {k} "
+                          "columns; give the label of every column, in order")
+    return named
+
+
+def _target_columns(y_true: Any, k: int, labels: Any) -> np.ndarray:
+    """The column each target names: one-hot rows name theirs (``labels`` is only checked),
+    labels as :func:`_columns` maps them."""
+    given = np.asarray(y_true)
+    t = target_labels(given)
+    if given.ndim == 2 and given.shape[1] > 1:
+        if labels is not None:
+            _column_labels(labels, k)
+        labels = None
+    return _columns(t, k, labels)
+
+
 def _given_columns(t: np.ndarray, k: int, labels: Any) -> np.ndarray:
     """The column of each target label when ``labels`` names the label of every column."""
-    named = np.asarray(labels)
-    if named.ndim != 1 or len(named) != k:
-        raise MetricError(f"labels names {named.size} labels but the predictions have {k} "
-                          "columns; give the label of every column, in order")
+    named = _column_labels(labels, k)
     if len(np.unique(named)) != k:
         raise MetricError("labels names a label twice; give each column's label once")
     order = np.argsort(named, kind="stable")
@@ -138,9 +159,9 @@ def _label_pairs(y_true: Any, y_pred: Any, labels: Any = None
     """True and predicted labels, comparable: a prediction of scores (n, k) is its argmax
     column, and the targets the columns they name (:func:`_columns`)."""
     scores = np.asarray(y_pred)
-    t, p = target_labels(y_true), labels_of(y_pred)
-    if scores.ndim == 2 and scores.shape[1] > 1:
-        t = _columns(t, scores.shape[1], labels)
+    p = labels_of(y_pred)
+    t = (_target_columns(y_true, scores.shape[1], labels)
+         if scores.ndim == 2 and scores.shape[1] > 1 else target_labels(y_true))
     _n(t, p)
     return t, p
 
@@ -187,7 +208,7 @@ def _probabilities(y_true: np.ndarray, y_prob: Any, labels: Any = None
     if prob.ndim != 2:
         raise MetricError(f"probabilities must be (n,) or (n, classes), got {prob.shape}")
     _finite(prob)
-    t = _columns(target_labels(y_true), prob.shape[1], labels)
+    t = _target_columns(y_true, prob.shape[1], labels)
     _n(t, prob)
     return t, prob
 
