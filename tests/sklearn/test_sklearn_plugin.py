@@ -78,3 +78,24 @@ def test_a_file_of_the_backends_classes_alone_names_the_package_it_needs(tmp_pat
     assert done.stdout.startswith("BackendUnavailableError this file needs the package "
                                   "'dryml-sklearn'"), done.stdout + done.stderr
     assert "its dryml plugin 'sklearn' is blocked here" in done.stdout
+
+
+SAVE_DISABLED = """
+import sys
+from dryml import save_object
+from dryml_sklearn.models import Estimator, SklearnTrainable
+save_object(SklearnTrainable(Estimator("sklearn.linear_model.LogisticRegression")), sys.argv[1])
+"""
+
+
+def test_a_process_that_blocks_the_backend_still_names_it_in_the_files_it_saves(
+        tmp_path: Path) -> None:
+    require_backend(NAME)
+    from dryml.format import read_manifest
+
+    path = tmp_path / "saved-while-blocked.dry"
+    done = subprocess.run([sys.executable, "-c", SAVE_DISABLED, str(path)], capture_output=True,
+                          text=True, timeout=120,
+                          env={**os.environ, "DRYML_DISABLED_PLUGINS": NAME})
+    assert done.returncode == 0, done.stderr
+    assert "dryml-sklearn" in read_manifest(path).plugins

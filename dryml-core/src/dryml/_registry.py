@@ -124,35 +124,26 @@ def _once(key: Any, build: Any) -> Any:
 
 
 def plugin_package(module: str) -> str | None:
-    """The distribution of the active plugin whose own top-level package holds ``module``
-    (``dryml_sklearn.models`` -> ``dryml-sklearn``), or None (core, the caller's modules): a
-    file holding a plugin's classes names the package to install, also when none of the
-    plugin's serializers wrote into it."""
+    """The distribution whose dryml plugin (entry point) lives in the top-level package of
+    ``module`` (``dryml_sklearn.models`` -> ``dryml-sklearn``), or None (core, the caller's
+    modules): a file holding a plugin's classes names the package to install, also when none
+    of the plugin's serializers wrote into it, and when this process blocks the plugin."""
     packages: dict[str, str] = _once("plugin-packages", _read_plugin_packages)
     return packages.get(module.partition(".")[0])
 
 
 def _read_plugin_packages() -> dict[str, str]:
-    import types
+    """Top-level package -> distribution of every ``dryml`` entry point, read from the
+    installed metadata: no plugin is imported, blocked and broken ones count too."""
+    import importlib.metadata as md
 
-    from dryml.backend import BackendPlugin
-    from dryml.plugins import CORE_PLUGIN, get_plugin_manager
+    from dryml.hookspecs import PROJECT_NAME
 
-    manager = get_plugin_manager()
     out: dict[str, str] = {}
-    for name, plugin in manager.pm.list_name_plugin():
-        info = manager.info(name)
-        if name == CORE_PLUGIN or info is None or not info.distribution:
-            continue
-        if isinstance(plugin, BackendPlugin):  # core's class, for the backend's package
-            module = plugin.package
-        elif isinstance(plugin, types.ModuleType):
-            module = plugin.__name__
-        else:
-            module = type(plugin).__module__
-        top = module.partition(".")[0]
-        if top != "dryml":
-            out.setdefault(top, info.distribution)
+    for ep in md.entry_points(group=PROJECT_NAME):
+        top = ep.module.partition(".")[0]
+        if ep.dist is not None and top != "dryml":
+            out.setdefault(top, ep.dist.name)
     return out
 
 
