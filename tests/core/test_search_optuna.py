@@ -119,7 +119,7 @@ def test_a_pruner_that_gets_no_epochs_says_how_a_trainable_reports_them(tmp_path
     search = Search(ObjectDef(Unreported, shift=Float(0.0, 4.0)), repo=tmp_path / "r",
                     name="quiet", sampler="tpe", n_trials=3, pruner="median")
     with pytest.warns(DrymlWarning, match=r"pruner got no epochs from trial 0 \(Unreported\)"
-                      r".*on_epoch_end\(logs\), or dryml.search.report_epoch") as seen:
+                      r".*its on_epoch_end\(logs\), or dryml.search.report_epoch") as seen:
         result = search.run(blobs())
     assert [t["status"] for t in result.trials] == ["complete"] * 3
     assert sum("pruner got no epochs" in str(w.message) for w in seen) == 1  # once a search

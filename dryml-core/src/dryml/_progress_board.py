@@ -122,6 +122,7 @@ class Board:
         with self.lock:
             self._stop_live()
             self._mode = self._stream = self._interval = None
+            _warned.clear()  # a wrong DRYML_PROGRESS warns again
 
     @property
     def stream(self) -> IO[str]:

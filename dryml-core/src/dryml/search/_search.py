@@ -381,9 +381,10 @@ class Search:
             warnings.warn(
                 f"the pruner got no epochs from trial {asked.number} "
                 f"({type(model).__qualname__}): its training reports none, so the pruner "
-                "cannot stop it. A Trainable reports each epoch by calling its "
-                "on_epoch_end(logs), or dryml.search.report_epoch(epoch, logs), after each "
-                "epoch (docs/search.md)", DrymlWarning, stacklevel=2)
+                "cannot stop it (a model trained in one fit, as scikit-learn's, has no epochs "
+                "to report). A Trainable that trains in epochs reports each one by calling "
+                "its on_epoch_end(logs), or dryml.search.report_epoch(epoch, logs) "
+                "(docs/search.md)", DrymlWarning, stacklevel=2)
         meta = self._meta(asked, model, status="complete", metrics=out["metrics"],
                           values=values, **_timing(out))
         best = self._best is None or self._better(values, asked.number, self._best)
