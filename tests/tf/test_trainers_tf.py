@@ -408,3 +408,77 @@ def test_a_plain_value_in_place_of_the_keras_model_is_a_format_error() -> None:
         with pytest.raises(FormatError, match="stored 'model' of this KerasTrainable is a int, "
                                               "not a Keras model"):
             loaded.predict(x[:2])
+
+
+def _three_classes(n: int = 300) -> tuple[np.ndarray, np.ndarray]:
+    data = classification_data(n=n)
+    x, y = (np.asarray(a) for a in data.numpy().peek())
+    return x, y
+
+
+class NestedHead(Network):
+    """A body and a classification head ending in a softmax, as two sub-models (the usual
+    transfer-learning layout)."""
+
+    def build(self) -> Any:
+        import keras
+
+        body = keras.Sequential([keras.Input((4,)), keras.layers.Dense(16, activation="relu")])
+        head = keras.Sequential([keras.Input((16,)), keras.layers.Dense(3, activation="softmax")])
+        return keras.Sequential([keras.Input((4,)), body, head])
+
+
+def test_a_softmax_inside_a_nested_model_is_not_applied_twice() -> None:
+    """predict looked at the last layer only: the head's softmax got a second one, its
+    probabilities flattened."""
+    x, y = _three_classes()
+    model = KerasTrainable(NestedHead(), Optimizer("Adam", learning_rate=0.05),
+                           Loss("SparseCategoricalCrossentropy", from_logits=True),
+                           TrainSpec(epochs=3, seed=0))
+    p, out = _trained_outputs(model, x, y)
+    np.testing.assert_allclose(p, out, rtol=1e-5, atol=1e-7)
+
+
+def test_several_sigmoids_with_a_categorical_loss_predict_the_softmax_keras_trained() -> None:
+    """Keras trains a categorical cross-entropy on the logits under the sigmoids; predict
+    gave the sigmoids, rows that do not sum to 1 (and a log_loss better than the model's)."""
+    x, y = _three_classes()
+    net = mlp(outputs=3)
+    net_sigmoid = Sequential([*net.layers[:-1], ("Dense", {"units": 3, "activation": "sigmoid"})],
+                             input_shape=(4,))
+    model = KerasTrainable(net_sigmoid, Optimizer("Adam", learning_rate=0.05),
+                           Loss("SparseCategoricalCrossentropy"), TrainSpec(epochs=3, seed=0))
+    logits = KerasTrainable(net, Optimizer("Adam", learning_rate=0.05),
+                            Loss("SparseCategoricalCrossentropy", from_logits=True),
+                            TrainSpec(epochs=3, seed=0))
+    p, _ = _trained_outputs(model, x, y)
+    reference, _ = _trained_outputs(logits, x, y)  # the same training, on plain logits
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(p, reference, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize(("units", "loss", "labels", "message"), [
+    (3, Loss("SparseCategoricalCrossentropy"), None,
+     r"takes probabilities \(from_logits=False\), but the network's outputs are not"),
+    (1, Loss("BinaryCrossentropy"), "binary",
+     r"takes probabilities \(from_logits=False\), but the network's outputs are not"),
+    (1, Loss("SparseCategoricalCrossentropy", from_logits=True), "binary",
+     r"needs one output per class.*Loss\('BinaryCrossentropy', from_logits=True\)"),
+    (3, Loss("SparseCategoricalCrossentropy", from_logits=True), "1..3",
+     r"takes class indices 0..2 .*values from 1 to 3: number the classes from 0"),
+    (1, Loss("BinaryCrossentropy", from_logits=True), "-1/+1",
+     r"takes targets in \[0, 1\] .*values from -1 to 1: map them to 0 and 1"),
+])
+def test_a_classifier_whose_loss_cannot_read_its_outputs_or_labels_is_refused(
+        units: int, loss: Loss, labels: str | None, message: str) -> None:
+    """Each trained without an error: linear outputs read as probabilities, one output with
+    a per-class loss, labels 1..k, or -1/+1 labels on a negative loss."""
+    x, y = _three_classes()
+    y = {None: y, "binary": (y > 0).astype(np.int64), "1..3": y + 1,
+         "-1/+1": np.where(y > 0, 1, -1)}[labels]
+    model = KerasTrainable(mlp(outputs=units), loss=loss, spec=TrainSpec(epochs=1, seed=0))
+    try:
+        with pytest.raises(ConfigurationError, match=message):
+            model.train(NumpyDataset((x, y), supervised=True))
+    finally:
+        shutdown_workers()

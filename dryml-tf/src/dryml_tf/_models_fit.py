@@ -243,6 +243,8 @@ def run_fit(trainable: KerasTrainable, data: Dataset, valid: Dataset | None) -> 
         trainable._best_weights = None
         state.history, state.progress = [], {"epoch": 0}
     model = trainable._keras
+    if trainable.task == "classifier" and len(x):
+        _check_classifier(trainable, model, x, y)
     stopping = spec.early_stopping if validation is not None else None
     early: ResumableEarlyStopping | None = None
     if stopping is not None:
@@ -297,18 +299,97 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)  # type: ignore[no-any-return]
 
 
+#: Keras' cross-entropies by kind (names as ``Loss`` takes them, without "_", lower case)
+_CATEGORICAL = ("sparsecategoricalcrossentropy", "categoricalcrossentropy",
+                "categoricalfocalcrossentropy")
+_BINARY = ("binarycrossentropy", "binaryfocalcrossentropy")
+
+
+def _loss_kind(name: str) -> str | None:
+    """``"categorical"``, ``"binary"`` or None (not one of Keras' cross-entropies)."""
+    flat = name.replace("_", "").lower()
+    return "categorical" if flat in _CATEGORICAL else "binary" if flat in _BINARY else None
+
+
+def _numpy(tensor: Any) -> np.ndarray:
+    out = np.asarray(keras.ops.convert_to_numpy(tensor))
+    if out.dtype.name in ("float16", "bfloat16"):  # mixed precision: score in float32
+        out = out.astype(np.float32)
+    return out
+
+
+def _check_classifier(trainable: KerasTrainable, model: keras.Model, x: np.ndarray,
+                      y: np.ndarray) -> None:
+    """Refuse, before training, a classifier whose cross-entropy cannot mean what it says:
+    Keras trains on such setups without an error, and the probabilities come out wrong.
+
+    * one output with a categorical loss (one output per class is what it scores);
+    * a loss taking probabilities (``from_logits=False``) over outputs that are not (a
+      network ending without a softmax or sigmoid);
+    * labels the loss cannot read: class indices outside ``0..outputs-1`` for a sparse
+      loss, targets outside [0, 1] for a binary one (-1/+1 trained on a negative loss).
+    """
+    loss = trainable.loss
+    kind = _loss_kind(loss.name)
+    if kind is None:
+        return
+    out_t = model(x[:64], training=False)
+    out = _numpy(out_t).astype(np.float64)
+    width = out.shape[-1] if out.ndim > 1 else 1
+    if kind == "categorical" and width == 1:
+        raise ConfigurationError(
+            f"{loss.name} needs one output per class, but the network gives one output per "
+            "row: for a binary problem with one output use Loss('BinaryCrossentropy', "
+            "from_logits=True), or give the last layer one unit per class")
+    if not loss.from_logits and not hasattr(out_t, "_keras_logits"):
+        # (outputs of a Keras softmax or sigmoid carry their logits, which the loss uses)
+        rows = np.abs(out.sum(axis=-1) - 1).max() if kind == "categorical" else 0.0
+        if out.min() < 0 or out.max() > 1 or rows > 1e-2:
+            summing = f", rows summing to {1 + rows:.3g}" if rows > 1e-2 else ""
+            raise ConfigurationError(
+                f"{loss.name} takes probabilities (from_logits=False), but the network's "
+                f"outputs are not (values from {out.min():.3g} to {out.max():.3g}{summing}): "
+                "end the network in a softmax (a sigmoid for a binary cross-entropy), or use "
+                f"Loss({loss.name!r}, from_logits=True)")
+    labels = np.asarray(y)
+    if labels.dtype == bool:
+        labels = labels.astype(np.int64)
+    if not np.issubdtype(labels.dtype, np.number):
+        return  # strings: Keras' own error names them
+    low, high = float(labels.min()), float(labels.max())
+    if kind == "categorical" and "sparse" in loss.name.lower() and (
+            low < 0 or high >= width or not np.all(np.mod(labels, 1) == 0)):
+        raise ConfigurationError(
+            f"{loss.name} takes class indices 0..{width - 1} (the network has {width} "
+            f"outputs), but the labels hold values from {low:g} to {high:g}: number the "
+            "classes from 0")
+    if kind == "binary" and (low < 0 or high > 1):
+        raise ConfigurationError(
+            f"{loss.name} takes targets in [0, 1] (labels 0 and 1), but they hold values from "
+            f"{low:g} to {high:g}: map them to 0 and 1 first")
+
+
 def predict(trainable: KerasTrainable, x: Any) -> np.ndarray:
     """Class probabilities (classifier) or values (regressor) for one numpy batch."""
     model = trainable._keras
-    out = np.asarray(keras.ops.convert_to_numpy(model(np.asarray(x), training=False)))
-    if out.dtype.name in ("float16", "bfloat16"):  # mixed precision: score in float32
-        out = out.astype(np.float32)
+    out_t = model(np.asarray(x), training=False)
+    out = _numpy(out_t)
     if trainable.task == "regressor":
         return out.squeeze(-1) if out.ndim > 1 and out.shape[-1] == 1 else out
+    raw = getattr(out_t, "_keras_logits", None)
+    if (raw is not None and _loss_kind(trainable.loss.name) == "categorical" and out.ndim > 1
+            and out.shape[-1] > 1 and np.abs(out.sum(axis=-1) - 1).max() > 1e-3):
+        # a categorical cross-entropy finds the logits under the network's last activation
+        # and trains their softmax, whatever that activation was (several sigmoids): so are
+        # the probabilities
+        return _softmax(_numpy(raw))
     # otherwise a 1-d output (one logit per row) would get a softmax over the batch, and a
     # network ending in a sigmoid or softmax would get it twice with a from_logits loss
-    # (Keras trains such a model on the logits before that activation, and only warns)
-    logits = trainable.loss.from_logits and not _ends_in_probabilities(model)
+    # (Keras trains such a model on the logits before that activation, and only warns);
+    # a Keras softmax or sigmoid marks its output, also inside a nested model or under a
+    # layer that passes it on (Dropout at inference)
+    logits = trainable.loss.from_logits and not (raw is not None
+                                                 or _ends_in_probabilities(model))
     if out.ndim == 1:
         out = out[:, None]
     if out.shape[-1] == 1:  # one output: a binary problem's P(class 1)
