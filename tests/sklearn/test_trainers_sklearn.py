@@ -136,6 +136,56 @@ def test_classifier_without_probabilities_is_refused_with_the_fix() -> None:
     assert not model.trained
 
 
+def test_a_model_that_is_no_classifier_is_refused_as_one() -> None:
+    """A mixture model has predict_proba, of its clusters: they were scored as the classes
+    (accuracy 0.0 on iris)."""
+    model = SklearnTrainable(Estimator("sklearn.mixture.GaussianMixture", n_components=3))
+    with pytest.raises(ConfigurationError, match="is not a classifier .*task='regressor'"):
+        model.train(classification_data(n=60))
+
+
+def _rare_class(kind: str, spec: TrainSpec) -> Any:
+    """Labels 0..3 whose rare class 3 the validation split of ``spec`` leaves out, as
+    ``kind``."""
+    from dryml.data import NumpyDataset
+    from dryml.models import split_validation
+
+    x, y = _arrays(classification_data())
+    rows = np.arange(len(y))
+    _, (held, _) = split_validation(rows, rows, spec.validation_split, spec.split_seed)
+    y = y.copy()
+    y[np.setdiff1d(rows, held)[:8]] = 3
+    given = {"int": y, "str": np.array(list("abcd"))[y], "float": y.astype(np.float64),
+             "negative": y - 1}[kind]
+    return NumpyDataset((x, given), supervised=True)
+
+
+@pytest.mark.parametrize("kind", ["str", "float", "negative"])
+def test_validation_scores_of_labels_that_keep_sklearns_order(kind: str) -> None:
+    """The validation rows lacked the rare class, and scoring them (strings, floats or
+    negative labels) raised after the fit: the trained model was lost."""
+    spec = TrainSpec(validation_split=0.25, seed=2)
+    reference = SklearnTrainable(scaled_logreg(), spec=spec)
+    reference.fit(_rare_class("int", spec), None)
+    model = SklearnTrainable(scaled_logreg(), spec=spec)
+    model.fit(_rare_class(kind, spec), None)
+    assert model.train_state.history == reference.train_state.history != []
+
+
+def test_a_validation_label_the_training_rows_lack_leaves_no_scores_and_keeps_the_model() -> None:
+    from dryml.data import NumpyDataset
+    from dryml.errors import DrymlWarning
+
+    x, y = _arrays(classification_data())
+    model = SklearnTrainable(scaled_logreg())
+    valid = NumpyDataset((x[:20], np.full(20, 7)), supervised=True)
+    with pytest.warns(DrymlWarning, match="was trained, but its validation data cannot be "
+                                          "scored: the target label 7 is not among labels"):
+        model.fit(NumpyDataset((x, y), supervised=True), valid)
+    assert model.train_state.history == []
+    assert model.predict(x[:3]).shape == (3, 3)
+
+
 def test_estimator_classes_must_come_from_trusted_or_imported_modules() -> None:
     with pytest.raises(UntrustedClassError, match="not trusted"):
         Estimator("some_unknown_module.Model").build()

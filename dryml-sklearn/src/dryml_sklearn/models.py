@@ -132,6 +132,12 @@ def check_labels(y: Any) -> None:
             "number the classes 0..k-1 first: labels, y = np.unique(y, return_inverse=True)")
 
 
+def _is_classifier(model: Any) -> bool:
+    from sklearn.base import is_classifier
+
+    return bool(is_classifier(model))
+
+
 def _is_estimator(value: Any) -> bool:
     from sklearn.base import BaseEstimator
 
@@ -204,6 +210,11 @@ class SklearnTrainable(Trainable):
             (x, y), (x_valid, y_valid) = split_validation(x, y, spec.validation_split,
                                                           spec.split_seed)
         model = self.estimator.build(seed=self.train_seed)
+        if self.task == "classifier" and not _is_classifier(model):
+            raise ConfigurationError(
+                f"{self.estimator.cls} is not a classifier (scikit-learn's is_classifier), so "
+                "its predict_proba does not score classes of y (a mixture model's are its "
+                "clusters): use a classifier, or task='regressor' or 'transformer'")
         if self.task == "classifier" and not hasattr(model, "predict_proba"):
             raise ConfigurationError(
                 f"{self.estimator.cls} has no predict_proba with these parameters, and a "
@@ -226,18 +237,33 @@ class SklearnTrainable(Trainable):
             self.model = model
             self.train_state.progress = {"fitted": True, "examples": len(x)}
             if x_valid is not None and y_valid is not None and self.task != "transformer":
-                self.train_state.history = [self._scores(x_valid, y_valid)]
+                scores = self._scores(x_valid, y_valid)
+                self.train_state.history = [scores] if scores else []
             bar.update(1, self.train_state.history[-1] if self.train_state.history else None)
 
     def _scores(self, x: Any, y: Any) -> dict[str, float]:
-        """Validation scores, named like other backends' (``val_`` prefix)."""
+        """Validation scores, named like other backends' (``val_`` prefix); none, with a
+        warning, when the validation labels cannot be scored (one the training rows lack):
+        the fitted model is kept either way."""
+        import warnings
+
+        from dryml.errors import DrymlWarning, MetricError
         from dryml.metrics import arrays
 
         pred = self.predict(x)
-        if self.task == "classifier":
-            return {"val_accuracy": arrays.accuracy(y, pred),
-                    "val_loss": arrays.log_loss(y, pred)}
-        return {"val_loss": arrays.mean_squared_error(y, pred), "val_r2": arrays.r2(y, pred)}
+        if self.task != "classifier":
+            return {"val_loss": arrays.mean_squared_error(y, pred), "val_r2": arrays.r2(y, pred)}
+        classes = np.asarray(self.model.classes_)
+        width = _label_width(classes)
+        labels = np.arange(width) if width is not None else classes  # as class_columns puts them
+        try:
+            return {"val_accuracy": arrays.accuracy(y, pred, labels=labels),
+                    "val_loss": arrays.log_loss(y, pred, labels=labels)}
+        except MetricError as exc:
+            warnings.warn(f"{type(self).__name__} {self.dry_id!r} was trained, but its "
+                          f"validation data cannot be scored: {exc}", DrymlWarning,
+                          stacklevel=2)
+            return {}
 
     def predict(self, x: Any) -> Any:
         """Class probabilities (classifier), values (regressor) or transformed inputs
