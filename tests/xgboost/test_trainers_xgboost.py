@@ -113,6 +113,48 @@ def test_val_loss_is_the_metric_early_stopping_watched_not_the_last_one() -> Non
     assert int(np.argmin([h["val_loss"] for h in history])) == model.best_iteration
 
 
+@pytest.mark.parametrize("labels", [3, 2])
+def test_early_stopping_on_val_accuracy_watches_xgboosts_error(labels: int) -> None:
+    """A TrainSpec shared with Keras and torch monitors val_accuracy: XGBoost failed with
+    "Unknown metric function accuracy" deep in its traceback."""
+    data = classification_data().map_batches(lambda b: (b[0], b[1] % labels))
+    spec = stopping_spec(patience=3, monitor="val_accuracy")
+    model = XGBoostTrainable("classifier", spec, n_estimators=200, learning_rate=0.5)
+    model.train(data)
+    history = model.train_state.history
+    error = "val_merror" if labels == 3 else "val_error"
+    assert all(h["val_accuracy"] == pytest.approx(1 - h[error]) for h in history)
+    best = model.best_iteration
+    assert best is not None and len(history) < 200
+    assert history[best]["val_accuracy"] == max(h["val_accuracy"] for h in history)
+
+
+def test_labels_the_training_rows_lack_and_a_wrong_num_class_are_refused_with_the_fix() -> None:
+    """XGBoost's own errors ("label must be in [0, num_class)", "Check failed:
+    info.labels.Size() == preds.Size()") named neither the split nor the fix."""
+    from dryml.data import NumpyDataset
+
+    x, y = (np.asarray(a) for a in classification_data().numpy().peek())
+    valid = NumpyDataset((x[:10], np.full(10, 3)), supervised=True)
+    model = XGBoostTrainable("classifier", n_estimators=2)
+    with pytest.raises(ConfigurationError, match=r"holds the label\(s\) \[3\] that the "
+                                                 "training rows lack"):
+        model.train(NumpyDataset((x, y), supervised=True), valid)
+    wrong = XGBoostTrainable("classifier", n_estimators=2, num_class=5)
+    with pytest.raises(ConfigurationError, match="num_class=5, but the training labels hold 3"):
+        wrong.train(NumpyDataset((x, y), supervised=True))
+
+
+def test_a_multiclass_objective_on_two_classes_trains() -> None:
+    """multi:softprob on binary labels failed: "value 0 for Parameter num_class"."""
+    binary = classification_data().map_batches(lambda b: (b[0], (b[1] > 0).astype(np.int64)))
+    model = XGBoostTrainable("classifier", n_estimators=5, objective="multi:softprob")
+    model.train(binary)
+    probs = np.asarray(model.eval(binary).peek()[0])
+    assert probs.shape == (600, 2)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-6)
+
+
 def test_same_seed_same_predictions_other_seed_differs() -> None:
     test = regression_data(seed=1)
     preds = []

@@ -12,6 +12,19 @@ from dryml import progress
 __all__ = ["ProgressBar", "history_of"]
 
 
+#: XGBoost's classification errors, whose complement the logs show as ``accuracy`` too (the
+#: name the other backends log, and a TrainSpec shared with them monitors)
+ERRORS = ("error", "merror")
+
+
+def _with_accuracy(logs: dict[str, float], prefix: str) -> dict[str, float]:
+    """``logs`` and, where an error of :data:`ERRORS` is in them, ``accuracy`` = 1 - error."""
+    for name in ERRORS:
+        if prefix + name in logs and prefix + "accuracy" not in logs:
+            logs[prefix + "accuracy"] = 1.0 - logs[prefix + name]
+    return logs
+
+
 def _last(log: dict[str, Any], data_name: str) -> dict[str, float]:
     return {name: float(values[-1]) for name, values in log.get(data_name, {}).items() if values}
 
@@ -46,6 +59,7 @@ class ProgressBar(xgboost.callback.TrainingCallback):
         for data_name, prefix in (("validation_0", ""), ("validation_1", "val_")):
             for name, value in _last(evals_log, data_name).items():
                 logs[prefix + name] = float(value)
+            _with_accuracy(logs, prefix)
         self.done = epoch + 1
         if self.track is not None:
             self.track.update(self.done, logs)
@@ -59,9 +73,11 @@ class ProgressBar(xgboost.callback.TrainingCallback):
             best = model.attr("best_iteration") if hasattr(model, "attr") else None
             if best is not None and self.done < self.total:
                 score = model.attr("best_score")
+                value = None if score is None else float(score)
+                if value is not None and (self.monitor or "").removeprefix("val_") == "accuracy":
+                    value = 1.0 - value  # watched as XGBoost's error
                 self.track.status(progress.early_stopping_message(
-                    "round", self.done, self.monitor or "val_loss",
-                    None if score is None else float(score), int(best) + 1))
+                    "round", self.done, self.monitor or "val_loss", value, int(best) + 1))
             self.track.close()
             self.track = None
         return model
@@ -83,4 +99,6 @@ def history_of(evals_result: dict[str, dict[str, list[float]]],
                 rows[i][prefix + name] = float(value)
                 if name == loss:
                     rows[i][prefix + "loss"] = float(value)
+        for row in rows:
+            _with_accuracy(row, prefix)
     return rows

@@ -111,6 +111,9 @@ class XGBoostTrainable(Trainable):
             (x, y), (x_valid, y_valid) = split_validation(x, y, spec.validation_split,
                                                           spec.split_seed)
         params = dict(self.xgb_params)
+        classes = None
+        if self.task == "classifier":
+            classes = _check_classes(y, y_valid, params, valid is None)
         params.setdefault("random_state", self.train_seed)
         user_jobs = params.get("n_jobs")
         if user_jobs is None:
@@ -120,10 +123,13 @@ class XGBoostTrainable(Trainable):
                                                  on_round=self.on_epoch_end)]
         stopping, metric = spec.early_stopping, None
         if stopping is not None and x_valid is not None:
-            metric = _monitored_metric(stopping.monitor, params)
+            metric = _monitored_metric(stopping.monitor, params, classes)
             # auto: XGBoost reads the direction from the metric it watches (val_loss stands
-            # for the last eval_metric: with "auc" it was minimized, keeping the worst round)
-            maximize = None if stopping.auto and metric is None else stopping.mode == "max"
+            # for the last eval_metric: with "auc" it was minimized, keeping the worst round);
+            # accuracy is watched as XGBoost's error, 1 - accuracy, which goes down
+            maximize = (False if metric in util.ERRORS
+                        else None if stopping.auto and metric is None
+                        else stopping.mode == "max")
             callbacks.append(xgboost.callback.EarlyStopping(
                 rounds=stopping.rounds, metric_name=metric, maximize=maximize,
                 min_delta=stopping.min_delta, save_best=False))
@@ -180,12 +186,47 @@ def _context_threads() -> int | None:
     return None if ctx is None else ctx.cpu_threads("xgboost")
 
 
-def _monitored_metric(monitor: str, params: dict[str, Any]) -> str | None:
+def _check_classes(y: Any, y_valid: Any, params: dict[str, Any], split: bool) -> int:
+    """The number of classes of a classifier's training labels, checked before XGBoost sees
+    them (its own errors name neither the split nor the fix): validation labels the training
+    rows lack are refused, and a ``multi:`` objective gets its ``num_class``."""
+    import numpy as np
+
+    found = np.unique(np.asarray(y))
+    if y_valid is not None:
+        extra = np.setdiff1d(np.unique(np.asarray(y_valid)), found)
+        if extra.size:
+            how = ("the validation split held out every row of them" if split
+                   else "the validation Dataset holds them")
+            raise ConfigurationError(
+                f"the validation data holds the label(s) {extra[:5].tolist()} that the "
+                f"training rows lack ({how}); XGBoost scores only the classes it trains on: "
+                "hold out fewer rows, or pass validation data of the trained classes")
+    count = len(found)
+    given = params.get("num_class")
+    if given is not None and given != count:
+        raise ConfigurationError(
+            f"num_class={given!r}, but the training labels hold {count} classes; leave "
+            "num_class out (it is set from the labels)")
+    if str(params.get("objective", "")).startswith("multi:"):
+        params["num_class"] = count  # XGBClassifier sets it for more than two classes only
+    return count
+
+
+def _monitored_metric(monitor: str, params: dict[str, Any],
+                      classes: int | None = None) -> str | None:
     """The XGBoost metric early stopping watches (None: XGBoost's default, the last one);
-    a named metric is added to ``params['eval_metric']`` when missing."""
+    a named metric is added to ``params['eval_metric']`` when missing. ``val_accuracy`` (the
+    name other backends log) is XGBoost's ``error`` (``merror`` for more than two classes):
+    1 - accuracy, which the history shows as ``val_accuracy`` too."""
     if monitor in ("val_loss", "loss"):
         return None
     name = monitor.removeprefix("val_")
+    if name == "accuracy":
+        if classes is None:
+            raise ConfigurationError("early stopping on 'val_accuracy' is for classifiers; "
+                                     "a regressor monitors e.g. 'val_rmse'")
+        name = "merror" if classes > 2 else "error"
     current = params.get("eval_metric")
     if current is None:
         params["eval_metric"] = name
