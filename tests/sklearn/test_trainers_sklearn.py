@@ -33,6 +33,8 @@ if not os.environ.get("DRYML_REQUIRE_BACKENDS"):
     pytest.importorskip("sklearn")
     pytest.importorskip("skops")
 
+from sklearn.base import BaseEstimator  # noqa: E402
+
 from dryml_sklearn.models import Estimator, SklearnTrainable  # noqa: E402
 
 LOGREG = "sklearn.linear_model.LogisticRegression"
@@ -140,8 +142,34 @@ def test_a_model_that_is_no_classifier_is_refused_as_one() -> None:
     """A mixture model has predict_proba, of its clusters: they were scored as the classes
     (accuracy 0.0 on iris)."""
     model = SklearnTrainable(Estimator("sklearn.mixture.GaussianMixture", n_components=3))
-    with pytest.raises(ConfigurationError, match="is not a classifier .*task='regressor'"):
+    with pytest.raises(ConfigurationError, match="is a density_estimator, not a classifier.*"
+                                                 "task='regressor'"):
         model.train(classification_data(n=60))
+
+
+class OldStyleClassifier(BaseEstimator):
+    """A classifier of the older convention: no ClassifierMixin, ``_estimator_type`` only, and
+    no ``classes_``."""
+
+    _estimator_type = "classifier"
+
+    def __init__(self, bias: float = 0.0) -> None:
+        self.bias = bias
+
+    def fit(self, x: Any, y: Any) -> OldStyleClassifier:
+        self.k_ = int(np.max(y)) + 1
+        return self
+
+    def predict_proba(self, x: Any) -> np.ndarray:
+        return np.full((len(x), self.k_), 1.0 / self.k_)
+
+
+def test_a_classifier_of_the_older_convention_trains_and_is_scored() -> None:
+    model = SklearnTrainable(Estimator(f"{__name__}.OldStyleClassifier"),
+                             spec=TrainSpec(validation_split=0.25, seed=2))
+    model.fit(classification_data(), None)
+    (scores,) = model.train_state.history
+    assert scores["val_loss"] == pytest.approx(np.log(3))
 
 
 def _rare_class(kind: str, spec: TrainSpec) -> Any:

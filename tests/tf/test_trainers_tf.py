@@ -482,3 +482,16 @@ def test_a_classifier_whose_loss_cannot_read_its_outputs_or_labels_is_refused(
             model.train(NumpyDataset((x, y), supervised=True))
     finally:
         shutdown_workers()
+
+
+def test_labels_a_sparse_loss_ignores_are_not_refused() -> None:
+    x, y = _three_classes()
+    y = y.copy()
+    y[:20] = -1  # padding the loss skips
+    model = KerasTrainable(mlp(), loss=Loss("SparseCategoricalCrossentropy", from_logits=True,
+                                            ignore_class=-1), spec=TrainSpec(epochs=1, seed=0))
+    try:
+        model.train(NumpyDataset((x, y), supervised=True))
+    finally:
+        shutdown_workers()
+    assert model.trained

@@ -140,16 +140,20 @@ def test_labels_the_training_rows_lack_and_a_wrong_num_class_are_refused_with_th
     with pytest.raises(ConfigurationError, match=r"holds the label\(s\) \[3\] that the "
                                                  "training rows lack"):
         model.train(NumpyDataset((x, y), supervised=True), valid)
-    wrong = XGBoostTrainable("classifier", n_estimators=2, num_class=5)
-    with pytest.raises(ConfigurationError, match="num_class=5, but the training labels hold 3"):
-        wrong.train(NumpyDataset((x, y), supervised=True))
+    wrong = XGBoostTrainable("classifier", n_estimators=2, num_class=2)
+    with pytest.raises(ConfigurationError, match="num_class=2 with two classes.*leave num_class "
+                                                 "out, or use objective='multi:softprob'"):
+        wrong.train(NumpyDataset((x, y % 2), supervised=True))
 
 
 def test_a_multiclass_objective_on_two_classes_trains() -> None:
-    """multi:softprob on binary labels failed: "value 0 for Parameter num_class"."""
+    """multi:softprob on binary labels failed: "value 0 for Parameter num_class"; with
+    early stopping on val_accuracy it must watch merror (two scores a row)."""
     binary = classification_data().map_batches(lambda b: (b[0], (b[1] > 0).astype(np.int64)))
-    model = XGBoostTrainable("classifier", n_estimators=5, objective="multi:softprob")
+    model = XGBoostTrainable("classifier", stopping_spec(monitor="val_accuracy"),
+                             n_estimators=5, objective="multi:softprob")
     model.train(binary)
+    assert "val_merror" in model.train_state.history[0]
     probs = np.asarray(model.eval(binary).peek()[0])
     assert probs.shape == (600, 2)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-6)

@@ -132,10 +132,17 @@ def check_labels(y: Any) -> None:
             "number the classes 0..k-1 first: labels, y = np.unique(y, return_inverse=True)")
 
 
-def _is_classifier(model: Any) -> bool:
-    from sklearn.base import is_classifier
+def _estimator_type(model: Any) -> str | None:
+    """What scikit-learn's tags say ``model`` is ("classifier", "regressor", "clusterer",
+    "density_estimator"...), or None when they say nothing (a class that only sets
+    ``_estimator_type``, an older convention, is read by that)."""
+    try:
+        from sklearn.utils import get_tags
 
-    return bool(is_classifier(model))
+        kind = get_tags(model).estimator_type
+    except Exception:  # noqa: BLE001 - an older scikit-learn, or tags a class got wrong
+        kind = None
+    return kind if kind is not None else getattr(model, "_estimator_type", None)
 
 
 def _is_estimator(value: Any) -> bool:
@@ -210,11 +217,12 @@ class SklearnTrainable(Trainable):
             (x, y), (x_valid, y_valid) = split_validation(x, y, spec.validation_split,
                                                           spec.split_seed)
         model = self.estimator.build(seed=self.train_seed)
-        if self.task == "classifier" and not _is_classifier(model):
+        kind = _estimator_type(model)
+        if self.task == "classifier" and kind not in (None, "classifier"):
             raise ConfigurationError(
-                f"{self.estimator.cls} is not a classifier (scikit-learn's is_classifier), so "
-                "its predict_proba does not score classes of y (a mixture model's are its "
-                "clusters): use a classifier, or task='regressor' or 'transformer'")
+                f"{self.estimator.cls} is a {kind}, not a classifier, so its predict_proba does "
+                "not score the classes of y (a mixture model's are its clusters): use a "
+                "classifier, or task='regressor' or 'transformer'")
         if self.task == "classifier" and not hasattr(model, "predict_proba"):
             raise ConfigurationError(
                 f"{self.estimator.cls} has no predict_proba with these parameters, and a "
@@ -253,9 +261,11 @@ class SklearnTrainable(Trainable):
         pred = self.predict(x)
         if self.task != "classifier":
             return {"val_loss": arrays.mean_squared_error(y, pred), "val_r2": arrays.r2(y, pred)}
-        classes = np.asarray(self.model.classes_)
-        width = _label_width(classes)
-        labels = np.arange(width) if width is not None else classes  # as class_columns puts them
+        classes = getattr(self.model, "classes_", None)
+        width = None if classes is None else _label_width(classes)
+        # as class_columns puts them (no classes_: the columns are as the model gives them)
+        labels = (None if classes is None else np.arange(width) if width is not None
+                  else np.asarray(classes))
         try:
             return {"val_accuracy": arrays.accuracy(y, pred, labels=labels),
                     "val_loss": arrays.log_loss(y, pred, labels=labels)}

@@ -244,7 +244,7 @@ def run_fit(trainable: KerasTrainable, data: Dataset, valid: Dataset | None) -> 
         state.history, state.progress = [], {"epoch": 0}
     model = trainable._keras
     if trainable.task == "classifier" and len(x):
-        _check_classifier(trainable, model, x, y)
+        _check_classifier(trainable, model, x[:min(64, spec.batch_size)], y)
     stopping = spec.early_stopping if validation is not None else None
     early: ResumableEarlyStopping | None = None
     if stopping is not None:
@@ -318,6 +318,12 @@ def _numpy(tensor: Any) -> np.ndarray:
     return out
 
 
+def _layers(model: Any) -> list[Any]:
+    """Every layer of ``model``, nested models' included."""
+    found = getattr(model, "_flatten_layers", None)
+    return list(found(include_self=False)) if found is not None else []
+
+
 def _check_classifier(trainable: KerasTrainable, model: keras.Model, x: np.ndarray,
                       y: np.ndarray) -> None:
     """Refuse, before training, a classifier whose cross-entropy cannot mean what it says:
@@ -331,9 +337,9 @@ def _check_classifier(trainable: KerasTrainable, model: keras.Model, x: np.ndarr
     """
     loss = trainable.loss
     kind = _loss_kind(loss.name)
-    if kind is None:
-        return
-    out_t = model(x[:64], training=False)
+    if kind is None or any(getattr(layer, "stateful", False) for layer in _layers(model)):
+        return  # (a stateful layer's state would move on, and its batch size is fixed)
+    out_t = model(x, training=False)
     out = _numpy(out_t).astype(np.float64)
     width = out.shape[-1] if out.ndim > 1 else 1
     if kind == "categorical" and width == 1:
@@ -356,6 +362,11 @@ def _check_classifier(trainable: KerasTrainable, model: keras.Model, x: np.ndarr
         labels = labels.astype(np.int64)
     if not np.issubdtype(labels.dtype, np.number):
         return  # strings: Keras' own error names them
+    ignored = loss.kwargs.get("ignore_class")
+    if ignored is not None:  # padding, say: a value the loss skips
+        labels = labels[labels != ignored]
+    if not labels.size:
+        return
     low, high = float(labels.min()), float(labels.max())
     if kind == "categorical" and "sparse" in loss.name.lower() and (
             low < 0 or high >= width or not np.all(np.mod(labels, 1) == 0)):
@@ -373,6 +384,7 @@ def predict(trainable: KerasTrainable, x: Any) -> np.ndarray:
     """Class probabilities (classifier) or values (regressor) for one numpy batch."""
     model = trainable._keras
     out_t = model(np.asarray(x), training=False)
+    half = np.asarray(keras.ops.convert_to_numpy(out_t)).dtype.itemsize < 4
     out = _numpy(out_t)
     if trainable.task == "regressor":
         return out.squeeze(-1) if out.ndim > 1 and out.shape[-1] == 1 else out
@@ -381,7 +393,10 @@ def predict(trainable: KerasTrainable, x: Any) -> np.ndarray:
             and out.shape[-1] > 1 and np.abs(out.sum(axis=-1) - 1).max() > 1e-3):
         # a categorical cross-entropy finds the logits under the network's last activation
         # and trains their softmax, whatever that activation was (several sigmoids): so are
-        # the probabilities
+        # the probabilities. Under mixed precision the loss casts the float16 outputs first,
+        # which loses the logits, and reads the outputs scaled to sum to 1.
+        if half:
+            return out / out.sum(axis=-1, keepdims=True)  # type: ignore[no-any-return]
         return _softmax(_numpy(raw))
     # otherwise a 1-d output (one logit per row) would get a softmax over the batch, and a
     # network ending in a sigmoid or softmax would get it twice with a from_logits loss

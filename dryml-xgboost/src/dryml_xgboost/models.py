@@ -203,13 +203,13 @@ def _check_classes(y: Any, y_valid: Any, params: dict[str, Any], split: bool) ->
                 f"training rows lack ({how}); XGBoost scores only the classes it trains on: "
                 "hold out fewer rows, or pass validation data of the trained classes")
     count = len(found)
-    given = params.get("num_class")
-    if given is not None and given != count:
-        raise ConfigurationError(
-            f"num_class={given!r}, but the training labels hold {count} classes; leave "
-            "num_class out (it is set from the labels)")
     if str(params.get("objective", "")).startswith("multi:"):
         params["num_class"] = count  # XGBClassifier sets it for more than two classes only
+    elif count == 2 and params.get("num_class") not in (None, 1):
+        raise ConfigurationError(
+            f"num_class={params['num_class']!r} with two classes: XGBoost then boosts one "
+            "score per row for the binary objective and one per class for num_class; leave "
+            "num_class out, or use objective='multi:softprob'")
     return count
 
 
@@ -226,7 +226,8 @@ def _monitored_metric(monitor: str, params: dict[str, Any],
         if classes is None:
             raise ConfigurationError("early stopping on 'val_accuracy' is for classifiers; "
                                      "a regressor monitors e.g. 'val_rmse'")
-        name = "merror" if classes > 2 else "error"
+        multi = classes > 2 or str(params.get("objective", "")).startswith("multi:")
+        name = "merror" if multi else "error"
     current = params.get("eval_metric")
     if current is None:
         params["eval_metric"] = name
