@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -52,8 +53,15 @@ DATA_SETS = {
     "classification": "handwritten digits (scikit-learn load_digits: 8x8 images, 10 classes)",
     "regression": "diabetes progression (scikit-learn load_diabetes: 10 features)",
 }
-STANDARDIZED = ("the target is standardized (zero mean, unit variance): mse and mae are in "
-                "units of the target's standard deviation; r2 is unchanged")
+STANDARDIZED = ("the target is standardized with the training rows' mean and standard "
+                "deviation: mae is in target standard deviations, mse in target variances; r2 "
+                "is unchanged")
+#: Which way each metric improves (the leaderboard sorts on all of them, in order: ties of
+#: the first are broken by the next, never by the models' random ids).
+HIGHER_IS_BETTER = {"accuracy": True, "macro_f1": True, "log_loss": False, "r2": True,
+                    "mse": False, "mae": False}
+TIMES = ("train s: wall time of train() in a freshly started worker, two models training at "
+         "a time on this machine's cores (first-call costs included): not a speed benchmark")
 
 
 # -- 1. data ----------------------------------------------------------------------------------
@@ -61,16 +69,16 @@ def load_data(task: str, seed: int = 0) -> tuple[NumpyDataset, NumpyDataset, int
     """Train and test Datasets (80/20, fixed seed) and the number of features."""
     from sklearn.datasets import load_diabetes, load_digits
 
-    if task == "classification":
-        x, y = load_digits(return_X_y=True)
-        x, y = (x / 16.0).astype(np.float32), y.astype(np.int64)
-    else:
-        x, y = load_diabetes(return_X_y=True)
-        x = ((x - x.mean(axis=0)) / x.std(axis=0)).astype(np.float32)
-        y = ((y - y.mean()) / y.std()).astype(np.float32)  # standardized target, R^2 unchanged
+    loader = load_digits if task == "classification" else load_diabetes
+    x, y = loader(return_X_y=True)
     order = np.random.default_rng(seed).permutation(len(x))
     cut = int(0.8 * len(x))
     train, test = order[:cut], order[cut:]
+    if task == "classification":
+        x, y = (x / 16.0).astype(np.float32), y.astype(np.int64)  # pixels 0..16: a fixed scale
+    else:  # standardized with the training rows' statistics only (the test rows stay unseen)
+        x = ((x - x[train].mean(axis=0)) / x[train].std(axis=0)).astype(np.float32)
+        y = ((y - y[train].mean()) / y[train].std()).astype(np.float32)  # R^2 unchanged
     return (NumpyDataset((x[train], y[train]), supervised=True),
             NumpyDataset((x[test], y[test]), supervised=True), x.shape[1])
 
@@ -106,9 +114,9 @@ def define_models(task: str, n_features: int, quick: bool) -> dict[str, Trainabl
         forest = Estimator("sklearn.ensemble.RandomForestRegressor", n_estimators=trees,
                            random_state=0)
         torch_loss, keras_loss = torch.Loss("MSELoss"), keras.Loss("MeanSquaredError")
-    return {
-        "sklearn linear": SklearnTrainable(linear, task=kind),
-        "sklearn random forest": SklearnTrainable(forest, task=kind),
+    return {  # every model gets the spec: it holds out the same validation rows for each
+        "sklearn linear": SklearnTrainable(linear, task=kind, spec=spec),
+        "sklearn random forest": SklearnTrainable(forest, task=kind, spec=spec),
         "xgboost": XGBoostTrainable(task=kind, spec=spec, n_estimators=trees, max_depth=4,
                                     learning_rate=0.1),
         "torch mlp": torch.TorchTrainable(torch.Sequential(torch_layers),
@@ -129,14 +137,16 @@ def train_score_store(model: Trainable, train: NumpyDataset, test: NumpyDataset,
     """Runs in a worker for the model's framework; returns scores and test predictions."""
     start = time.perf_counter()
     model.train(train)
-    seconds = time.perf_counter() - start
-    out = model.eval(test)
-    scores = metrics.score(out, metrics=list(names))
+    seconds = round(time.perf_counter() - start, 1)  # as stored, printed and drawn
+    predictions = np.asarray(model.eval(test).peek()[0])
+    # scored in float64 for every framework: log_loss clips a zero probability at the
+    # predictions' own precision, which would cost a float64 model more than a float32 one
+    scores = metrics.score(predictions.astype(np.float64), test, metrics=list(names))
     Repo(repo_dir).add_object(model, metadata={
         "name": name, "framework": type(model).dry_framework, "metrics": scores,
-        "train_seconds": round(seconds, 2), "run": run})
+        "train_seconds": seconds, "run": run})
     return {"id": model.dry_id, "scores": scores, "seconds": seconds,
-            "predictions": np.asarray(out.peek()[0])}
+            "predictions": predictions}
 
 
 def train_all(models: dict[str, Trainable], train: NumpyDataset, test: NumpyDataset,
@@ -165,11 +175,12 @@ def train_all(models: dict[str, Trainable], train: NumpyDataset, test: NumpyData
 
 
 # -- 6. leaderboard and chart -----------------------------------------------------------------
-def leaderboard(repo: Repo, key: str, descending: bool, names: tuple[str, ...], run: str
-                ) -> list[dict[str, Any]]:
-    """This run's rows of the leaderboard, straight from a Repo query on the metadata."""
-    entries = repo.entries(Selector(Trainable), where={"run": run}, order_by=f"metrics.{key}",
-                           descending=descending)
+def leaderboard(repo: Repo, names: tuple[str, ...], run: str) -> list[dict[str, Any]]:
+    """This run's rows of the leaderboard, from a Repo query on the metadata, best first:
+    by the first metric, ties broken by the next ones (each in its own direction)."""
+    entries = repo.entries(Selector(Trainable), where={"run": run})
+    entries.sort(key=lambda e: [e["metadata"]["metrics"][n] * (-1 if HIGHER_IS_BETTER[n] else 1)
+                                for n in names] + [e["metadata"]["name"]])
     print(f"\n{'rank':<5}{'model':<24}{'framework':<10}" + "".join(f"{n:>11}" for n in names)
           + f"{'train s':>9}")
     for rank, entry in enumerate(entries, 1):
@@ -177,6 +188,7 @@ def leaderboard(repo: Repo, key: str, descending: bool, names: tuple[str, ...], 
         print(f"{rank:<5}{meta['name']:<24}{meta['framework']:<10}"
               + "".join(f"{meta['metrics'][n]:>11.4f}" for n in names)
               + f"{meta['train_seconds']:>9.1f}")
+    print(TIMES)
     return entries
 
 
@@ -184,8 +196,8 @@ def chart(entries: list[dict[str, Any]], names: tuple[str, ...], task: str, n_te
           path: Path) -> None:
     """A PNG with one bar chart per metric and one of training time, the best model marked."""
     plot.compare(entries, names, title=f"{DATA_SETS[task]}: {task}, scored on {n_test} "
-                 "held-out test examples", note=STANDARDIZED if task == "regression" else None,
-                 path=path)
+                 "held-out test examples",
+                 note=f"{STANDARDIZED}; {TIMES}" if task == "regression" else TIMES, path=path)
 
 
 def where_to_look(repo_dir: Path, run: str, key: str, runs: int) -> None:
@@ -254,7 +266,7 @@ def search_space(task: str, n_features: int, quick: bool) -> Any:
     keras_loss = ObjectDef(keras.Loss, "SparseCategoricalCrossentropy" if classify
                            else "MeanSquaredError")
     return Choice(
-        ObjectDef(SklearnTrainable, linear, task=kind),
+        ObjectDef(SklearnTrainable, linear, task=kind, spec=spec),
         ObjectDef(XGBoostTrainable, task=kind, spec=spec,
                   n_estimators=Int(20, 60) if quick else Int(50, 400, log=True),
                   max_depth=Int(2, 8), learning_rate=Float(0.02, 0.3, log=True)),
@@ -297,8 +309,9 @@ def run_search(args: argparse.Namespace) -> int:
                 best_per[framework] = trial
         print(f"\n{'framework':<10}{'trial':>6}{'valid ' + names[0]:>16}"
               f"{'test ' + names[0]:>15}  params")
+        sign = -1 if result.directions[0] == "maximize" else 1
         for framework, trial in sorted(best_per.items(),
-                                       key=lambda kv: -kv[1]["values"][0]):
+                                       key=lambda kv: sign * kv[1]["values"][0]):
             model = result.repo.load(trial["dry_id"])
             test_score = metrics.METRICS[names[0]](model, test)
             params = ", ".join(f"{k.split('.', 1)[-1]}={v:.4g}" if isinstance(v, float)
@@ -333,7 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     # one Repo per task, kept across runs; each run's models carry their run in the metadata
     repo_dir = (args.out / f"repo-{args.task}").absolute()
     repo = Repo(repo_dir, create=True)
-    run = time.strftime("%Y%m%d-%H%M%S") + ("-quick" if args.quick else "")
+    # to the second, and the process: two runs started together keep their models apart
+    run = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}" + ("-quick" if args.quick else "")
     names = CLASSIFICATION if args.task == "classification" else REGRESSION
     train, test, n_features = load_data(args.task)
     n_test = len(test.peek()[0])
@@ -350,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         print("no model finished training", file=sys.stderr)
         return 1
     key = names[0]
-    entries = leaderboard(repo, key, descending=True, names=names, run=run)
+    entries = leaderboard(repo, names, run)
     chart(entries, names, args.task, n_test, args.out / f"metrics-{args.task}.png")
     print(f"\nchart: {args.out / f'metrics-{args.task}.png'}")
     runs = {e["metadata"].get("run") for e in repo.entries(Selector(Trainable))}

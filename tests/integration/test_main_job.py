@@ -49,3 +49,33 @@ def test_main_job_quick(tmp_path: Path, task: str, metrics: list[str]) -> None:
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.rstrip().endswith("5 object(s)")
     assert all(f'"name": "{name}"' in shown.stdout for name in MODELS)
+
+
+def _main_job_module() -> object:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("compare_frameworks_under_test", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_main_job_compares_on_equal_terms() -> None:
+    """Every model holds out the same validation rows (one TrainSpec), and the regression
+    data is standardized with the training rows' statistics alone."""
+    import numpy as np
+
+    job: object = _main_job_module()
+    train, test, n_features = job.load_data("regression")  # type: ignore[attr-defined]
+    x_train, y_train = (np.asarray(a, dtype=np.float64) for a in train.peek())
+    x_test = np.asarray(test.peek()[0], dtype=np.float64)
+    np.testing.assert_allclose(x_train.mean(axis=0), 0.0, atol=1e-5)
+    np.testing.assert_allclose(x_train.std(axis=0), 1.0, atol=1e-5)
+    np.testing.assert_allclose([y_train.mean(), y_train.std()], [0.0, 1.0], atol=1e-5)
+    assert np.abs(x_test.mean(axis=0)).max() > 1e-3  # the test rows did not set the scale
+    for task in ("classification", "regression"):
+        models = job.define_models(task, n_features, quick=True)  # type: ignore[attr-defined]
+        specs = {name: model.spec for name, model in models.items()}
+        assert set(specs) == MODELS
+        assert len({spec.dry_id for spec in specs.values()}) == 1, specs
