@@ -230,3 +230,90 @@ def test_log_loss_of_values_outside_0_to_1_is_a_metric_error() -> None:
             F.log_loss(y, bad)
     margins = np.log(prob[:, 1] / prob[:, 0])
     assert F.roc_auc(y, margins) == pytest.approx(metrics.roc_auc_score(y, margins))
+
+
+def test_roc_auc_of_logits_ranks_as_of_their_probabilities() -> None:
+    """Two columns of logits were ranked by column 1 alone, a row's own shift included
+    (0.73 where the probabilities give 0.83); more than two columns of raw scores are refused,
+    as scikit-learn refuses them (one-vs-rest on them ranks each row's shift)."""
+    from dryml.errors import MetricError
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400)
+    logits = rng.normal(size=(400, 2)) + np.stack([np.zeros(400), y * 0.8], axis=1)
+    logits += rng.normal(0, 2, (400, 1))  # a per-row shift, which a softmax removes
+    prob = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    expected = metrics.roc_auc_score(y, prob[:, 1])
+    assert F.roc_auc(y, logits) == pytest.approx(expected, abs=1e-9)
+    assert F.roc_auc(y, prob) == pytest.approx(expected, abs=1e-9)
+    y3 = rng.integers(0, 3, 400)
+    with pytest.raises(MetricError, match="needs probabilities, rows summing to 1.*softmax"):
+        F.roc_auc(y3, rng.normal(size=(400, 3)))
+
+
+def test_hard_indicator_predictions_naming_no_class_or_several_are_refused() -> None:
+    """An all-zero 0/1 row was read as class 0 and a multi-hot one as its first class:
+    accuracy 1.0 where scikit-learn's is 0.25."""
+    from dryml.errors import MetricError
+
+    y = np.array([0, 1, 0, 2])
+    hard = np.array([[0, 0, 0], [1, 1, 0], [1, 0, 0], [0, 0, 1]])
+    for metric in (F.accuracy, F.macro_f1, F.balanced_accuracy):
+        with pytest.raises(MetricError, match="prediction row 0 .*naming no class or several"):
+            metric(y, hard)
+        with pytest.raises(MetricError, match="naming no class or several"):
+            metric(y, hard.astype(np.float32))
+    one_each = np.eye(3, dtype=np.int64)[y]
+    assert F.accuracy(y, one_each) == 1.0
+    assert F.accuracy(y, np.full((4, 3), 1 / 3)) == 0.5  # tied probabilities: column 0
+
+
+def test_regression_metrics_refuse_nan_and_infinity() -> None:
+    """r2 of a NaN or infinite target fell into the constant-target branch: a plausible 0.0
+    (0.5 with two outputs); scikit-learn raises."""
+    from dryml.errors import MetricError
+
+    y, p = np.arange(5.0), np.arange(5.0) + 0.1
+    for metric in (F.r2, F.mean_squared_error, F.mean_absolute_error):
+        for bad in (np.nan, np.inf):
+            t = y.copy()
+            t[2] = bad
+            with pytest.raises(MetricError, match="targets hold NaN or infinity \\(row 2"):
+                metric(t, p)
+            q = p.copy()
+            q[3] = bad
+            with pytest.raises(MetricError, match="predictions hold NaN or infinity \\(row 3"):
+                metric(y, q)
+
+
+def test_one_sigmoid_column_is_the_positive_class() -> None:
+    """(n, 1) probabilities (a Keras or torch sigmoid unit) were read as class 0's column:
+    log_loss 1.51 where scikit-learn gives 0.30, or a MetricError on mixed targets."""
+    y = np.array([0, 0, 1, 1, 0, 1])
+    p = np.array([0.1, 0.2, 0.7, 0.6, 0.4, 0.9])
+    assert F.log_loss(y, p[:, None]) == pytest.approx(metrics.log_loss(y, p), abs=1e-9)
+    assert F.roc_auc(y, p[:, None]) == pytest.approx(metrics.roc_auc_score(y, p), abs=1e-9)
+    zeros = np.zeros(4, dtype=np.int64)
+    assert F.log_loss(zeros, p[:4, None]) == pytest.approx(
+        metrics.log_loss(zeros, p[:4], labels=[0, 1]), abs=1e-9)
+
+
+def test_mismatched_label_kinds_and_widths_are_refused() -> None:
+    """One-hot targets wider than the predictions were renumbered (accuracy 0.75), string
+    targets against numbers scored 0.0, and labels= with label predictions went unchecked."""
+    from dryml.errors import MetricError
+
+    onehot = np.eye(4)[[1, 2, 3, 1]]
+    prob = np.full((4, 3), 0.1) + np.eye(3)[[0, 1, 2, 0]] * 0.7
+    with pytest.raises(MetricError, match="one-hot targets have 4 columns but the predictions "
+                                          "have 3"):
+        F.accuracy(onehot, prob)
+    with pytest.raises(MetricError, match="one-hot targets have 4 columns"):
+        F.log_loss(onehot, prob)
+    with pytest.raises(MetricError, match="targets are strings but the predictions are numbers"):
+        F.accuracy(np.array(["a", "b"]), np.array([0, 1]))
+    with pytest.raises(MetricError, match="prediction label 2 is not among labels \\[0, 1\\]"):
+        F.macro_f1(np.array([0, 1, 1]), np.array([0, 1, 2]), labels=[0, 1])
+    with pytest.raises(MetricError, match="target label 'x' is not among"):
+        F.accuracy(np.array(["x", "y"]), np.array(["y", "y"]), labels=["y", "z"])
+    assert F.macro_f1(np.array([0, 1]), np.array([0, 1]), labels=[0, 1, 2]) == 1.0

@@ -259,14 +259,15 @@ class SklearnTrainable(Trainable):
         from dryml.metrics import arrays
 
         pred = self.predict(x)
-        if self.task != "classifier":
-            return {"val_loss": arrays.mean_squared_error(y, pred), "val_r2": arrays.r2(y, pred)}
         classes = getattr(self.model, "classes_", None)
         width = None if classes is None else _label_width(classes)
         # as class_columns puts them (no classes_: the columns are as the model gives them)
         labels = (None if classes is None else np.arange(width) if width is not None
                   else np.asarray(classes))
         try:
+            if self.task != "classifier":  # NaN targets or predictions: a MetricError
+                return {"val_loss": arrays.mean_squared_error(y, pred),
+                        "val_r2": arrays.r2(y, pred)}
             return {"val_accuracy": arrays.accuracy(y, pred, labels=labels),
                     "val_loss": arrays.log_loss(y, pred, labels=labels)}
         except MetricError as exc:

@@ -1,8 +1,8 @@
 """Metrics over numpy arrays: the same definitions as scikit-learn, without depending on it.
 
 Each function takes the true targets and the predictions of every example (nothing dropped)
-and matches scikit-learn's value for the same inputs to 1e-9 (``tests/core/test_metrics.py``
-checks each against scikit-learn where it is installed).
+and matches scikit-learn's value for the same inputs to 1e-9
+(``tests/sklearn/test_metrics_parity.py`` checks each against scikit-learn).
 
 Classification predictions may be labels (1-D) or scores/probabilities (2-D, one column per
 class, or 1-D probabilities of the positive class for the probabilistic metrics); targets may
@@ -54,6 +54,7 @@ def labels_of(values: Any) -> np.ndarray:
         array = array[:, 0]
     elif array.ndim == 2:
         _finite(array)
+        _one_per_row(array)
         return np.asarray(np.argmax(array, axis=1))
     if array.ndim != 1:
         raise MetricError(f"expected labels (n,) or scores (n, classes), got shape {array.shape}")
@@ -63,6 +64,23 @@ def labels_of(values: Any) -> np.ndarray:
             "scores of one class?): threshold them, e.g. (p > 0.5).astype(int), or pass one "
             "column per class (n, classes)")
     return array
+
+
+def _one_per_row(array: np.ndarray) -> None:
+    """Hard 0/1 predictions (n, k) name one class per row: an all-zero row or a multi-hot one
+    is a MetricError (its argmax, column 0 or the first class set, scored as a prediction:
+    accuracy 1.0 where scikit-learn's is 0.25). Scores and probabilities may tie."""
+    hard = array.dtype == np.bool_ or np.issubdtype(array.dtype, np.integer) or (
+        array.size and bool(np.all((array == 0) | (array == 1))))
+    if not hard or not array.shape[0]:
+        return
+    tied = np.flatnonzero((array == array.max(axis=1, keepdims=True)).sum(axis=1) > 1)
+    if len(tied):
+        raise MetricError(
+            f"prediction row {int(tied[0])} ({array[tied[0]].tolist()[:8]}) is 0/1 indicators "
+            "naming no class or several: these metrics score one class per example; give "
+            "probabilities or scores (n, classes), labels (n,), or score each label as its own "
+            "binary problem, e.g. accuracy(y[:, j], p[:, j])")
 
 
 def target_labels(values: Any) -> np.ndarray:
@@ -84,11 +102,15 @@ def target_labels(values: Any) -> np.ndarray:
     return labels_of(array)
 
 
-def _finite(scores: np.ndarray) -> None:
-    """Scores or probabilities with a NaN or an infinity are a MetricError (otherwise a
-    diverged model's NaN rows would score as class 0, and all-NaN ones as an ordinary 0.5)."""
+def _finite(scores: np.ndarray, targets: bool = False) -> None:
+    """Scores, probabilities or regression values with a NaN or an infinity are a MetricError
+    (otherwise a diverged model's NaN rows would score as class 0, all-NaN ones as an ordinary
+    0.5, and r2 of a NaN target as 0.0)."""
     if np.issubdtype(scores.dtype, np.inexact) and not np.all(np.isfinite(scores)):
         row = int(np.argwhere(~np.isfinite(scores))[0][0])
+        if targets:
+            raise MetricError(f"the targets hold NaN or infinity (row {row} first): drop or "
+                              "fill those examples before scoring")
         raise MetricError(f"the predictions hold NaN or infinity (row {row} first): the model "
                           "diverged, or its outputs overflowed; there is nothing to score")
 
@@ -111,6 +133,9 @@ def _target_columns(y_true: Any, k: int, labels: Any) -> np.ndarray:
     given = np.asarray(y_true)
     t = target_labels(given)
     if given.ndim == 2 and given.shape[1] > 1:
+        if given.shape[1] != k:  # its columns 1..k would be renumbered 0..k-1 by _columns
+            raise MetricError(f"one-hot targets have {given.shape[1]} columns but the "
+                              f"predictions have {k}; both need one column per class")
         if labels is not None:
             _column_labels(labels, k)
         labels = None
@@ -160,10 +185,43 @@ def _label_pairs(y_true: Any, y_pred: Any, labels: Any = None
     column, and the targets the columns they name (:func:`_columns`)."""
     scores = np.asarray(y_pred)
     p = labels_of(y_pred)
-    t = (_target_columns(y_true, scores.shape[1], labels)
-         if scores.ndim == 2 and scores.shape[1] > 1 else target_labels(y_true))
+    if scores.ndim == 2 and scores.shape[1] > 1:
+        t = _target_columns(y_true, scores.shape[1], labels)
+    else:
+        t = target_labels(y_true)
+        _same_kind(t, p)
+        if labels is not None:  # it names score columns; label predictions have none
+            _among(labels, t, p)
     _n(t, p)
     return t, p
+
+
+def _same_kind(t: np.ndarray, p: np.ndarray) -> None:
+    """String labels against numbers never compare equal: a MetricError, not a score of 0.0
+    (argmax column numbers compared with string targets)."""
+    if (t.dtype.kind in "US") != (p.dtype.kind in "US") and len(t) and len(p):
+        raise MetricError(
+            f"the targets are {'strings' if t.dtype.kind in 'US' else 'numbers'} but the "
+            f"predictions are {'strings' if p.dtype.kind in 'US' else 'numbers'}: they never "
+            "compare equal; map one to the other (column numbers to labels: "
+            "np.asarray(classes)[columns])")
+
+
+def _among(labels: Any, t: np.ndarray, p: np.ndarray) -> None:
+    """With label predictions (n,), ``labels`` is only checked: every target and prediction
+    must be among them. It names score columns; unlike scikit-learn's ``labels=``, it adds no
+    class to macro_f1's average."""
+    named = np.asarray(labels)
+    if named.ndim != 1:
+        raise MetricError(f"labels must be a flat sequence, got shape {named.shape}")
+    for what, values in (("target", t), ("prediction", p)):
+        try:
+            outside = values[~np.isin(values, named)]
+        except TypeError:
+            outside = values
+        if len(outside):
+            raise MetricError(f"the {what} label {outside[0].tolist()!r} is not among labels "
+                              f"{named.tolist()!r}")
 
 
 def accuracy(y_true: Any, y_pred: Any, *, labels: Any = None) -> float:
@@ -203,6 +261,8 @@ def _probabilities(y_true: np.ndarray, y_prob: Any, labels: Any = None
                    ) -> tuple[np.ndarray, np.ndarray]:
     """Targets as class indices and probabilities as an (n, classes) float array."""
     prob = np.asarray(y_prob, dtype=np.float64)
+    if prob.ndim == 2 and prob.shape[1] == 1:  # one sigmoid unit: the positive class
+        prob = prob[:, 0]
     if prob.ndim == 1:
         prob = np.stack([1 - prob, prob], axis=1)
     if prob.ndim != 2:
@@ -251,10 +311,22 @@ def _binary_auc(positive: np.ndarray, score: np.ndarray) -> float:
 def roc_auc(y_true: Any, y_prob: Any, *, labels: Any = None) -> float:
     """Binary ROC AUC, or for more than two columns the unweighted one-vs-rest mean over the
     classes present in the targets (a column of a class they lack, such as the column of
-    zeros dryml-sklearn gives label 0 of labels 1..k, has no positives to rank)."""
+    zeros dryml-sklearn gives label 0 of labels 1..k, has no positives to rank).
+
+    Binary scores may be one column (the positive class) or two, probabilities or logits: two
+    columns rank by their difference (a row's logits carry a shift of their own, which ranking
+    column 1 alone counted: 0.73 for 0.83). More than two columns must be probabilities (rows
+    summing to 1), as in scikit-learn: one-vs-rest on raw scores ranks each row's shift."""
     t, prob = _probabilities(np.asarray(y_true), y_prob, labels)
-    if prob.shape[1] == 2:
-        return _binary_auc(t == 1, prob[:, 1])
+    sums = prob.sum(axis=1)
+    probabilities = bool(np.allclose(sums, 1.0, rtol=0, atol=1e-4))
+    if prob.shape[1] == 2:  # probabilities rank by column 1 alone, as scikit-learn's do
+        return _binary_auc(t == 1, prob[:, 1] if probabilities else prob[:, 1] - prob[:, 0])
+    if not probabilities:
+        row = int(np.argmax(np.abs(sums - 1.0)))
+        raise MetricError(
+            f"multi-class roc_auc needs probabilities, rows summing to 1 (row {row} sums to "
+            f"{sums[row]:.4g}): these look like logits or scores; apply a softmax first")
     return float(np.mean([_binary_auc(t == c, prob[:, c]) for c in np.unique(t)]))
 
 
@@ -268,6 +340,8 @@ def _regression(y_true: Any, y_pred: Any) -> tuple[np.ndarray, np.ndarray]:
     if t.shape != p.shape:
         raise MetricError(f"targets {t.shape} and predictions {p.shape} differ in shape")
     _n(t, p)
+    _finite(t, targets=True)
+    _finite(p)
     return t.reshape(len(t), -1), p.reshape(len(p), -1)
 
 
