@@ -337,3 +337,28 @@ def test_a_nested_x_or_y_is_a_dataset_error_that_says_to_combine_it() -> None:
     combined = NumpyDataset((x, y), supervised=True).map(  # as the error advises
         lambda e: (np.concatenate([e[0]["a"], e[0]["b"]], axis=-1), e[1]))
     assert supervised_arrays(combined)[0].shape == (20, 5)
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"min_delta": -0.5}, "min_delta is the least improvement"),
+    ({"min_delta": float("nan")}, "min_delta"),
+    ({"patience": 1.5}, "patience is a whole number"),
+    ({"patience": -1}, "patience is a whole number"),
+    ({"patience": True}, "patience is a whole number"),
+])
+def test_early_stopping_refuses_what_each_backend_reads_its_own_way(
+        kwargs: dict[str, Any], match: str) -> None:
+    """A negative min_delta counted a worse value as an improvement in torch, was made
+    positive by Keras and raised in XGBoost; patience 1.5 was 1 epoch in torch, 2 in Keras."""
+    with pytest.raises(ConfigurationError, match=match):
+        EarlyStopping(**kwargs)
+    assert EarlyStopping(patience=np.int64(3), min_delta=np.float32(0.5)).rounds == 3
+    assert EarlyStopping(patience=2.0).rounds == 2
+
+
+@pytest.mark.parametrize("monitor", ["val_cosine_similarity", "val_pearson_correlation",
+                                     "val_concordance_correlation",
+                                     "val_sensitivity_at_specificity",
+                                     "val_specificity_at_sensitivity"])
+def test_early_stopping_reads_kerass_higher_is_better_metrics_as_such(monitor: str) -> None:
+    assert EarlyStopping(monitor=monitor).mode == "max"

@@ -495,3 +495,50 @@ def test_labels_a_sparse_loss_ignores_are_not_refused() -> None:
     finally:
         shutdown_workers()
     assert model.trained
+
+
+def test_early_stopping_auto_takes_the_direction_keras_knows_for_a_metric() -> None:
+    """A CosineSimilarity metric (better higher) was taken for a loss by dryml's name rule:
+    the model kept its worst epoch (0.61 where 0.9999 was reached). Keras' own direction for
+    the compiled metric decides now, dryml's name rule where Keras has none."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 4)).astype(np.float32)
+    y = (x @ rng.normal(size=(4, 2))).astype(np.float32)
+    for name in ("cosine_similarity",):
+        spec = TrainSpec(epochs=8, batch_size=32, validation_split=0.25, seed=0,
+                         early_stopping=EarlyStopping(patience=50, monitor=f"val_{name}"))
+        model = KerasTrainable(Sequential([("Dense", {"units": 2})], input_shape=(4,)),
+                               Optimizer("Adam", learning_rate=0.05), spec=spec,
+                               task="regressor",
+                               metrics=[Metric("CosineSimilarity", axis=-1)])
+        model.train(NumpyDataset((x, y), supervised=True))
+        seen = [h[f"val_{name}"] for h in model.train_state.history]
+        assert seen[-1] > seen[0]  # it improves: the best epoch is a late one
+        assert model.train_state.progress["best"] == pytest.approx(max(seen))
+
+
+def test_a_training_that_raises_ends_its_progress_line_saying_so() -> None:
+    """Keras skips on_train_end when a callback raises: the line said "ended at epoch 1/6"
+    where torch says "failed: RuntimeError at epoch 3/6"."""
+    script = textwrap.dedent("""
+        from dryml.models import TrainSpec
+        from dryml.testing.trainers import classification_data
+        from dryml_tf.models import KerasTrainable, Sequential
+
+        class Crashes(KerasTrainable):
+            def on_epoch_end(self, logs):
+                if logs["epoch"] == 3:
+                    raise RuntimeError("simulated crash")
+
+        net = Sequential([("Dense", {"units": 3})], input_shape=(4,))
+        model = Crashes(net, spec=TrainSpec(epochs=6, validation_split=0.2))
+        try:
+            model.train(classification_data(n=200))
+        except RuntimeError as exc:
+            print("raised", exc)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "TQDM_DISABLE": ""})
+    assert "raised simulated crash" in done.stdout, done.stderr
+    lines = [line for line in done.stderr.splitlines() if " · tf: " in line]
+    assert lines and "failed: RuntimeError at epoch 3/6" in lines[-1], lines

@@ -337,3 +337,31 @@ def test_a_training_that_raised_mid_epoch_starts_over_instead_of_resuming_wrong(
         got, got_history = out[name]
         assert np.array_equal(got, expected), name
         assert got_history == history, name
+
+
+class ModeSeen(TorchProcedure):
+    """Records whether the network was in training mode when its epoch began."""
+
+    def train_epoch(self, ctx: EpochContext) -> dict[str, float]:
+        training = float(ctx.net.training)
+        return {**super().train_epoch(ctx), "net_training": training}
+
+
+class PredictsEachEpoch(TorchTrainable):
+    """Logs a prediction after every epoch, as on_epoch_end invites (predict sets eval mode)."""
+
+    def on_epoch_end(self, logs: dict[str, float]) -> None:
+        self.predict(np.zeros((1, 4), np.float32))
+
+
+@pytest.mark.parametrize("split", [0.0, 0.25])
+def test_every_epoch_of_a_users_procedure_trains_in_training_mode(split: float) -> None:
+    """A predict in on_epoch_end left the network in eval mode, and a procedure of one's own
+    trained every epoch after the first with dropout off and batch norm frozen."""
+    net = Sequential([("Linear", {"in_features": 4, "out_features": 16}), ("ReLU", {}),
+                      ("Dropout", {"p": 0.5}), ("Linear", {"in_features": 16,
+                                                           "out_features": 3})])
+    trained = PredictsEachEpoch(net, Optimizer("Adam", lr=1e-2), procedure=ModeSeen(),
+                                spec=TrainSpec(epochs=4, seed=0, validation_split=split))
+    trained.train(classification_data(n=120))
+    assert [h["net_training"] for h in trained.train_state.history] == [1.0] * 4

@@ -310,3 +310,19 @@ def test_val_loss_standing_for_a_metric_to_maximize_keeps_its_best_round() -> No
     history = model.train_state.history
     best = model.best_iteration
     assert best is not None and history[best]["val_loss"] == max(h["val_loss"] for h in history)
+
+
+def test_early_stopping_monitors_only_what_xgboost_can_watch() -> None:
+    """monitor="loss" (the training loss in Keras and torch) silently watched the validation
+    metric, and an unknown name (val_f1) raised XGBoost's C++ error with its stack trace."""
+    for monitor in ("loss", "accuracy"):
+        model = XGBoostTrainable("classifier", stopping_spec(monitor=monitor), n_estimators=20)
+        with pytest.raises(ConfigurationError, match=f"monitor='{monitor}' .*has no meaning "
+                                                     "here: monitor 'val_loss'"):
+            model.train(classification_data(n=200))
+    for monitor in ("val_f1", "val_acc"):
+        model = XGBoostTrainable("classifier", stopping_spec(monitor=monitor), n_estimators=20)
+        with pytest.raises(ConfigurationError, match=f"XGBoost has no metric .*monitor="
+                                                     f"'{monitor}'.*val_accuracy") as info:
+            model.train(classification_data(n=200))
+        assert "Stack trace" not in str(info.value)

@@ -113,14 +113,36 @@ class ProgressBar(keras.callbacks.Callback):  # type: ignore[misc]
         self.track.close()
         self.track = None
 
+    def failed(self, exc: BaseException) -> None:
+        """Close the track saying so: Keras skips ``on_train_end`` when fit raises, and the
+        line showed an earlier epoch as where training ended."""
+        if self.track is not None:
+            self.track.close(f"failed: {type(exc).__name__}")
+            self.track = None
+
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):  # type: ignore[misc]
     """Keras' EarlyStopping whose state (best value and epoch, epochs waited, best weights)
     can be set when a saved training resumes."""
 
-    def __init__(self, resume: dict[str, Any] | None, **kwargs: Any) -> None:
+    def __init__(self, resume: dict[str, Any] | None, fallback: str | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.resume = resume
+        #: the direction of dryml's name rule, for mode="auto" where Keras cannot tell
+        self.fallback = fallback
+
+    def _set_monitor_op(self) -> None:
+        """``mode="auto"`` as Keras reads it: the compiled metric's own direction (a
+        CosineSimilarity under any name is better higher; dryml's name rule took it for a loss
+        and kept the worst epoch), and dryml's name rule for a metric Keras cannot place."""
+        try:
+            super()._set_monitor_op()
+        except ValueError:
+            if self.fallback is None:
+                raise
+            self.mode = self.fallback
+            super()._set_monitor_op()
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         """Reset, then take the saved state when resuming."""
@@ -202,6 +224,16 @@ def _stream(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, shuffle: b
 
 
 @contextlib.contextmanager
+def _closing_on_failure(bar: ProgressBar) -> Iterator[None]:
+    """Close the progress line with "failed" when ``fit`` raises (a callback's error too)."""
+    try:
+        yield
+    except BaseException as exc:
+        bar.failed(exc)
+        raise
+
+
+@contextlib.contextmanager
 def _procedure_step(trainable: KerasTrainable, model: keras.Model, seed: int) -> Iterator[None]:
     """While fitting, the model's ``train_step`` is the procedure's (when it has its own)."""
     procedure = trainable.procedure
@@ -255,9 +287,10 @@ def run_fit(trainable: KerasTrainable, data: Dataset, valid: Dataset | None) -> 
                       "best_weights": trainable._best_weights}
         early = ResumableEarlyStopping(
             resume, monitor=stopping.monitor, patience=stopping.patience,
-            min_delta=stopping.min_delta, mode=stopping.mode, restore_best_weights=True)
-    callbacks = [ProgressBar(spec.epochs, trainable, initial=first),
-                 *([early] if early is not None else []), Recorder(trainable, early)]
+            min_delta=stopping.min_delta, mode="auto" if stopping.auto else stopping.mode,
+            fallback=stopping.mode, restore_best_weights=True)
+    bar = ProgressBar(spec.epochs, trainable, initial=first)
+    callbacks = [bar, *([early] if early is not None else []), Recorder(trainable, early)]
     if first >= spec.epochs or "stopped_epoch" in state.progress:
         # saved after its last epoch: only what fit's end would have done is left, in
         # Keras' order: the optimizer's final values (an EMA optimizer's averages), then
@@ -267,7 +300,7 @@ def run_fit(trainable: KerasTrainable, data: Dataset, valid: Dataset | None) -> 
         if trainable._best_weights is not None:
             model.set_weights(trainable._best_weights)
     else:
-        with _procedure_step(trainable, model, seed):
+        with _procedure_step(trainable, model, seed), _closing_on_failure(bar):
             model.fit(_stream(x, y, spec.batch_size, seed, spec.shuffle, first, spec.epochs),
                       epochs=spec.epochs, initial_epoch=first, verbose=0, shuffle=False,
                       steps_per_epoch=-(-len(x) // spec.batch_size),

@@ -260,6 +260,9 @@ def run_training(model: TorchTrainable, net: torch.nn.Module, device: torch.devi
                      if spec.shuffle else torch.arange(len(tx)))
             ctx = EpochContext(model, net, model._opt, loss_fn, device, tx, ty, order,
                                spec.batch_size, epoch, seed)
+            # in training mode whatever ran last (a predict in on_epoch_end sets eval mode):
+            # a procedure of one's own would otherwise train with dropout off
+            net.train()
             logs = {"epoch": epoch + 1, **_epoch_logs(procedure, procedure.train_epoch(ctx))}
             if valid_t is not None:
                 logs.update(_validate(net, loss_fn, *valid_t, classifier, device))

@@ -136,7 +136,18 @@ class XGBoostTrainable(Trainable):
         cls = xgboost.XGBClassifier if self.task == "classifier" else xgboost.XGBRegressor
         model = cls(**params, callbacks=callbacks)
         eval_set = [(x, y)] if x_valid is None else [(x, y), (x_valid, y_valid)]
-        model.fit(x, y, eval_set=eval_set, verbose=False)
+        try:
+            model.fit(x, y, eval_set=eval_set, verbose=False)
+        except xgboost.core.XGBoostError as exc:
+            if "Unknown metric function" not in str(exc):
+                raise
+            wanted = params.get("eval_metric")
+            raise ConfigurationError(
+                f"XGBoost has no metric among eval_metric={wanted!r}"
+                + (f" (early stopping's monitor={stopping.monitor!r} added {metric!r})"
+                   if stopping is not None and metric is not None else "")
+                + ": use XGBoost's names (logloss, mlogloss, error, merror, auc, aucpr, rmse, "
+                "mae, ...), or monitor='val_accuracy' for accuracy") from None
         # callbacks are code (not saved); the thread count was this worker's. Set as
         # attributes: set_params on a fitted model pushes every parameter into the booster
         # again, and a list eval_metric arrived there as the string "['mlogloss', 'merror']",
@@ -219,8 +230,13 @@ def _monitored_metric(monitor: str, params: dict[str, Any],
     a named metric is added to ``params['eval_metric']`` when missing. ``val_accuracy`` (the
     name other backends log) is XGBoost's ``error`` (``merror`` for more than two classes):
     1 - accuracy, which the history shows as ``val_accuracy`` too."""
-    if monitor in ("val_loss", "loss"):
+    if monitor == "val_loss":
         return None
+    if not monitor.startswith("val_"):  # "loss" watched the validation metric, unlike torch's
+        raise ConfigurationError(
+            f"XGBoost's early stopping watches the validation data, so monitor={monitor!r} "
+            "(a training metric in Keras and torch) has no meaning here: monitor 'val_loss' "
+            "or 'val_<xgboost metric>' (e.g. 'val_accuracy', 'val_auc')")
     name = monitor.removeprefix("val_")
     if name == "accuracy":
         if classes is None:

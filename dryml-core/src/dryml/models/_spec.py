@@ -44,7 +44,10 @@ HIGHER_IS_BETTER = frozenset({"accuracy", "acc", "balanced_accuracy", "macro_f1"
 #: Words of metric names for which higher is better (Keras' f1_score, top_k_categorical_
 #: accuracy, auc_1, mean_io_u; XGBoost's map@3, ndcg@5, pre@5).
 _HIGHER_WORDS = frozenset({"accuracy", "acc", "auc", "aucpr", "f1", "r2", "precision",
-                           "recall", "iou", "map", "ndcg", "pre", "fbeta"})
+                           "recall", "iou", "map", "ndcg", "pre", "fbeta", "similarity",
+                           "correlation", "sensitivity", "specificity"})
+# the last four: Keras' cosine_similarity, pearson_correlation, concordance_correlation,
+# sensitivity_at_specificity and specificity_at_sensitivity metrics, all better higher
 
 
 def higher_is_better(monitor: str) -> bool:
@@ -56,6 +59,13 @@ def higher_is_better(monitor: str) -> bool:
     words = set(name.split("_")) | {name.replace("_", "")}
     return (name in HIGHER_IS_BETTER or bool(words & _HIGHER_WORDS)
             or "iou" in name.replace("_", ""))  # mean_io_u
+
+
+def _real_at_least_0(value: object) -> bool:
+    """A number (numpy's too, not a bool) that is >= 0 (not NaN)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return False
+    return float(value) >= 0
 
 
 class EarlyStopping(Object):
@@ -71,6 +81,15 @@ class EarlyStopping(Object):
         if mode not in ("auto", "min", "max"):
             raise ConfigurationError(
                 f"EarlyStopping mode is 'auto', 'min' or 'max', got {mode!r}")
+        # each backend read a negative min_delta or a fractional patience its own way (torch
+        # took a worse value as an improvement, Keras its absolute value, XGBoost raised)
+        if not _real_at_least_0(patience) or not float(patience).is_integer():
+            raise ConfigurationError(
+                f"EarlyStopping patience is a whole number of epochs >= 0, got {patience!r}")
+        if not _real_at_least_0(min_delta):
+            raise ConfigurationError(
+                f"EarlyStopping min_delta is the least improvement that counts, >= 0 whichever "
+                f"way the monitor improves (mode says that), got {min_delta!r}")
         self.patience, self.monitor, self.min_delta = patience, monitor, min_delta
         #: whether the direction was read from the name (a backend that knows better which
         #: metric ``val_loss`` stands for, XGBoost's last ``eval_metric``, decides itself)
