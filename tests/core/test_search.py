@@ -645,3 +645,77 @@ def test_early_stopping_reads_the_direction_from_the_monitor_and_skips_nan() -> 
     assert not rising.improved(float("nan"), None) and rising.improved(0.1, None)
     with pytest.raises(ConfigurationError, match="'auto', 'min' or 'max'"):
         EarlyStopping(mode="up")
+
+
+def test_unseeded_random_searches_draw_different_params(tmp_path: Path) -> None:
+    """seed=None drew exactly seed 0's params: two "independent" searches repeated each
+    other."""
+    drawn = []
+    for seed, name in ((None, "a"), (None, "b"), (0, "c")):
+        result = Search(space(), repo=tmp_path / name, name=name, n_trials=3, seed=seed,
+                        sampler="random", progress=False).run(blobs())
+        drawn.append([t["params"]["shift"] for t in result.trials])
+    assert drawn[0] != drawn[1] and drawn[0] != drawn[2] and drawn[1] != drawn[2]
+
+
+def test_a_grid_point_that_always_fails_is_retried_once_and_the_grid_ends(
+        tmp_path: Path) -> None:
+    """The retry pass asked the first failed point again and again until max_failures: one
+    bad point in a grid of 21 cost 21 failed trainings and the run was reported stopped."""
+    space = ObjectDef(Toy, crash=Choice("raise", "no"), shift=Choice(0.0, 0.5, 1.0, 1.5))
+    result = Search(space, repo=tmp_path / "repo", name="g", sampler="grid",
+                    progress=False).run(blobs())
+    statuses = [t["status"] for t in result.trials]
+    assert statuses.count("complete") == 4 and statuses.count("failed") == 8
+    assert result.stopped is None
+
+
+def test_to_frame_gives_diverged_metrics_as_floats(tmp_path: Path) -> None:
+    pd = pytest.importorskip("pandas")
+
+    def diverges(model: Any, data: Any) -> float:
+        return float("nan") if model.shift > 2 else -float(model.shift)
+
+    result = Search(space(), metric=diverges, direction="maximize", repo=tmp_path / "repo",
+                    name="f", sampler="random", n_trials=4, seed=0, max_failures=50,
+                    progress=False).run(blobs())
+    frame = result.to_frame()
+    assert frame["metrics.diverges"].dtype == float
+    assert frame["metrics.diverges"].isna().any()
+    assert isinstance(frame.sort_values("metrics.diverges"), pd.DataFrame)
+
+
+class SeesRows(WithSpec):
+    """Records how many rows it trained on and which validation data it was given."""
+
+    def fit(self, data: Any, valid: Any) -> None:
+        super().fit(data, valid)
+        self.seen = (len(supervised_arrays(data)[1]),
+                     None if valid is None else len(supervised_arrays(valid)[1]))
+
+
+def test_the_held_out_rows_are_the_trial_models_validation_data(tmp_path: Path) -> None:
+    """The search held out the TrainSpec's validation_split for scoring and trained the
+    model on the rest without validation data, so a backend took its validation_split out
+    a second time (trained on 84 of 150 rows for 0.25)."""
+    def rows_seen(model: Any, data: Any) -> float:  # runs in the trial's worker
+        trained, validated = model.seen
+        return trained * 1000.0 + (-1 if validated is None else validated)
+
+    result = Search(ObjectDef(SeesRows, ObjectDef(TrainSpec, validation_split=0.25),
+                              shift=Float(0.0, 1.0)), metric=rows_seen, direction="maximize",
+                    repo=tmp_path / "repo", name="v", n_trials=1, sampler="random",
+                    progress=False).run(blobs(200))
+    assert result.trials[0]["values"] == [150 * 1000.0 + 50]
+
+
+def test_a_log_scale_float_never_leaves_its_bounds() -> None:
+    """exp(log(0.1)) is 0.10000000000000002: above a bound such as subsample's 1.0."""
+    from dryml.search._markers import NumberSpec
+    from dryml.search._samplers import _draw
+
+    rng = np.random.default_rng(0)
+    for low, high in ((0.1, 0.1), (0.3, 1.0), (1e-5, 1.0)):
+        spec = NumberSpec("float", low, high, True, None, None)
+        values = [_draw(rng, spec) for _ in range(5000)]
+        assert low <= min(values) and max(values) <= high

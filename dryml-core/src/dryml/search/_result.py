@@ -62,6 +62,13 @@ def _short(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+def _number(value: Any) -> Any:
+    """A metric as a number: the Repo's JSON keeps NaN and infinities as text."""
+    if isinstance(value, str) and value in ("nan", "inf", "-inf"):
+        return float(value)
+    return value
+
+
 class SearchResult:
     """The outcome of a search, read from its Repo.
 
@@ -108,12 +115,14 @@ class SearchResult:
         return pareto_front(self.trials, self.directions)
 
     def to_frame(self) -> Any:
-        """The trials as a pandas DataFrame (one column per param and per metric)."""
+        """The trials as a pandas DataFrame (one column per param and per metric; a diverged
+        trial's metric, kept as the text ``"nan"`` or ``"inf"`` in the Repo's JSON, is the
+        float again, so the columns sort and compare)."""
         import pandas as pd  # type: ignore[import-untyped,unused-ignore]
 
         rows = [{"number": t["number"], "status": t["status"], "seconds": t["seconds"],
                  **{f"params.{k}": v for k, v in t["params"].items()},
-                 **{f"metrics.{k}": v for k, v in t["metrics"].items()},
+                 **{f"metrics.{k}": _number(v) for k, v in t["metrics"].items()},
                  "dry_id": t["dry_id"], "error": t["error"]} for t in self.trials]
         return pd.DataFrame(rows)
 

@@ -69,9 +69,9 @@ def _key(params: dict[str, Any]) -> str:
 class GridSampler:
     """Every combination of the space's values, in order (Floats need a ``step``); a resumed
     search skips the combinations already finished. A combination whose trial failed is tried
-    again only after every combination not tried yet (retried at once, one that always
-    fails, a NaN score say, would use up ``max_failures`` before the rest of the grid was ever
-    tried)."""
+    once more, after every combination not tried yet (retried at once, one that always fails,
+    a NaN score say, would use up ``max_failures`` before the rest of the grid was ever tried;
+    retried without end, one bad combination cost as many trainings as the grid has)."""
 
     def __init__(self, seed: int | None = None) -> None:
         self.seed = seed
@@ -83,17 +83,21 @@ class GridSampler:
         self.taken = {_key(t.params) for t in history if t.status in FINISHED}
         self.failed = {_key(t.params) for t in history if t.status not in FINISHED}
         self.failed -= self.taken
+        self.retried: set[str] = set()  # failed combinations asked again by this process
         self.next_number = max((t.number for t in history), default=-1) + 1
 
     def ask(self) -> Asked | None:
         for retry in (False, True):
             for params in self.points:
                 key = _key(params)
-                if key not in self.taken and (retry or key not in self.failed):
-                    self.taken.add(key)
-                    self.failed.discard(key)
-                    number, self.next_number = self.next_number, self.next_number + 1
-                    return Asked(number, params, self.space.build_def(params))
+                if key in self.taken or (key in self.failed) != retry or key in self.retried:
+                    continue
+                if retry:
+                    self.retried.add(key)
+                self.taken.add(key)
+                self.failed.discard(key)
+                number, self.next_number = self.next_number, self.next_number + 1
+                return Asked(number, params, self.space.build_def(params))
         return None
 
     def tell(self, asked: Asked, status: str, values: list[float] | None) -> None:
@@ -113,8 +117,8 @@ def _draw(rng: np.random.Generator, spec: NumberSpec | ChoiceSpec) -> Any:
             value = math.exp(rng.uniform(math.log(low - 0.5), math.log(high + 0.5)))
             return int(min(max(round(value), low), high))
         return int(low + step * int(rng.integers((int(high) - int(low)) // step + 1)))
-    if spec.log:
-        return float(math.exp(rng.uniform(math.log(low), math.log(high))))
+    if spec.log:  # exp(log(x)) may round past a bound (0.1 gave 0.10000000000000002)
+        return float(min(max(math.exp(rng.uniform(math.log(low), math.log(high))), low), high))
     if spec.step is not None:
         count = math.floor((high - low) / spec.step + 1e-9)
         return stepped(low, spec.step, int(rng.integers(count + 1)))
@@ -123,11 +127,14 @@ def _draw(rng: np.random.Generator, spec: NumberSpec | ChoiceSpec) -> Any:
 
 class RandomSampler:
     """Independent uniform draws (log-uniform on a log scale). Trial ``n`` of a search with
-    ``seed`` always gets the same params, so a seeded search is reproducible and a resumed one
-    draws what an uninterrupted one would have."""
+    ``seed`` always gets the same params, so a seeded search is reproducible, and a resumed one
+    goes on with the draws an uninterrupted one would have made after its last trial (a trial
+    killed mid-run is not drawn again: its params are in its failed record). ``seed=None``
+    draws a fresh seed (it drew seed 0's params, so two unseeded searches repeated each
+    other)."""
 
     def __init__(self, seed: int | None = None) -> None:
-        self.seed = 0 if seed is None else seed
+        self.seed = int(np.random.default_rng().integers(2**63)) if seed is None else seed
 
     def start(self, space: Space, directions: list[str], name: str, state_dir: Path,
               history: list[TrialInfo]) -> None:

@@ -195,7 +195,10 @@ def _run(model: Any, train: Any, valid: Any, metrics: list[Metric],
         # the last fold's model, which the folds' mean score does not describe)
         model.train(train)
     else:
-        model.train(train)
+        # the held-out rows are the model's validation data too (its early stopping and val_
+        # logs, as under Ray Tune): trained on train alone, its own validation_split was
+        # taken out again, and it learned from (1 - f)^2 of the data
+        model.train(train, valid)
         result = _score(model, valid, metrics)
     return {"metrics": result, "seconds": time.perf_counter() - start}
 
