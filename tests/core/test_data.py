@@ -291,3 +291,73 @@ def test_empty_datasets_iterate_and_stay_empty_in_memory() -> None:
     assert list(NumpyDataset([], supervised=True)) == []
     empty = NumpyDataset(lambda: iter([]), batch_size=3).in_memory()
     assert list(empty) == [] and len(empty) == 0 and empty.batch_size == 3
+
+
+def test_dict_elements_keep_the_order_their_keys_were_given_in() -> None:
+    """Keys came back sorted: np.concatenate(list(e.values())) put the feature columns in
+    another order than the user's (and than a TFDataset's). Leaves still flatten sorted."""
+    from dryml.data._nest import leaves, structure_of
+
+    d = {"price": np.full((6, 1), 100.0), "age": np.full((6, 1), 7.0),
+         "nested": {"z": np.zeros((6, 1)), "a": np.ones((6, 1))}}
+    ds = NumpyDataset(d)
+    views = [ds.peek(), next(iter(ds.unbatch().batch(4))), next(iter(ds.unbatch())),
+             next(iter(ds.unbatch().shuffle(seed=0).batch(2))),
+             next(iter(ds.map_batches(lambda e: e))), next(iter(ds.unbatch().take(2)))]
+    for element in views:
+        assert list(element) == ["price", "age", "nested"]
+        assert list(element["nested"]) == ["z", "a"]
+        assert np.concatenate([element["price"], element["age"]], axis=-1).ravel()[:2].tolist() \
+            == [100.0, 7.0]
+    assert structure_of(d) == structure_of(dict(sorted(d.items())))  # same structure
+    assert [leaf[0, 0] for leaf in leaves(d)] == [7.0, 1.0, 0.0, 100.0]  # flattened sorted
+
+
+def test_apply_x_and_apply_y_refuse_bodies_that_are_no_pair() -> None:
+    """A generator of (x, y, w) rows taken as supervised lost w in apply_y, silently."""
+    rows = [(np.ones(2), 1, 0.5), (np.zeros(2), 0, 2.0)]
+    ds = NumpyDataset(lambda: iter(rows), supervised=True)
+    with pytest.raises(DatasetError, match="apply_y\\(\\) of supervised elements must be "
+                                           "2-tuples, got a 3-tuple"):
+        list(ds.apply_y(lambda y: y + 1))
+    with pytest.raises(DatasetError, match="apply_x\\(\\) of supervised elements must be "
+                                           "2-tuples, got a 3-tuple"):
+        list(ds.apply_x(lambda x: x))
+    good = NumpyDataset(lambda: iter([(np.ones(2), 1)]), supervised=True)
+    assert [int(y) for _, y in good.apply_y(lambda y: y + 1)] == [2]
+
+
+def test_splitting_data_shuffled_without_a_seed_warns() -> None:
+    """take/skip of an unseeded shuffle overlap (14 of 100 rows in both parts): each pass
+    draws its own order."""
+    import warnings
+
+    from dryml.errors import DrymlWarning
+
+    data = NumpyDataset((np.arange(100.0), np.arange(100)), supervised=True)
+    for shuffled in (data.shuffle().batch(10), data.unbatch().shuffle(),
+                     NumpyDataset(lambda: iter([(1.0, 1), (2.0, 2)]), supervised=True)
+                     .shuffle().batch(1)):
+        with pytest.warns(DrymlWarning, match="shuffled without a seed.*shuffle\\(seed=0\\)"):
+            shuffled.skip(1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data.shuffle(seed=0).batch(10).skip(8)
+        data.batch(10).skip(8)
+
+
+def test_predictions_of_one_pass_of_an_unseeded_shuffle_are_refused_whatever_the_labels(
+        ) -> None:
+    """The guard compared two passes' targets: with repeated labels they often matched, and
+    a perfect model scored 0.25 or 0.5 (always, here: every label is 0)."""
+    from dryml import metrics
+    from dryml.errors import MetricError
+
+    data = NumpyDataset((np.arange(8.0), np.zeros(8, dtype=np.int64)),
+                        supervised=True).unbatch().shuffle()
+    predictions = np.zeros(8, dtype=np.int64)
+    with pytest.raises(MetricError, match="another order on each pass"):
+        metrics.accuracy(predictions, data)
+    seeded = NumpyDataset((np.arange(8.0), np.zeros(8, dtype=np.int64)),
+                          supervised=True).unbatch().shuffle(seed=1)
+    assert metrics.accuracy(predictions, seeded) == 1.0

@@ -362,3 +362,16 @@ def test_early_stopping_refuses_what_each_backend_reads_its_own_way(
                                      "val_specificity_at_sensitivity"])
 def test_early_stopping_reads_kerass_higher_is_better_metrics_as_such(monitor: str) -> None:
     assert EarlyStopping(monitor=monitor).mode == "max"
+
+
+def test_eval_of_an_empty_dataset_gives_an_empty_output_of_the_same_form() -> None:
+    """A supervised or indexed Dataset without examples raised numpy's "need at least one
+    array to concatenate"."""
+    model = Nearest(TrainSpec(epochs=1))
+    model.train(blobs())
+    data = blobs()
+    for empty in (data.batch(4).take(0), data.unbatch().as_indexed().take(0),
+                  data.as_not_supervised().batch(4).take(0)):
+        out = model.eval(empty)
+        assert (out.supervised, out.indexed) == (empty.supervised, empty.indexed)
+        assert list(out.unbatch() if out.batched else out) == []

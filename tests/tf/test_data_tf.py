@@ -159,3 +159,32 @@ def test_an_empty_list_dataset_is_a_clear_error_converting_to_tf() -> None:
     """Found by review: NumpyDataset([]).tf() was a bare IndexError."""
     with pytest.raises(DatasetError, match="empty dataset"):
         NumpyDataset([]).tf()
+
+
+def test_int64_after_a_float64_first_element_is_not_rounded_silently() -> None:
+    """numpy calls int64 -> float64 a safe cast: 9007199254740993 came out ...992."""
+    rows = [(np.array([0.0]),), (np.array([9007199254740993]),)]
+    with pytest.raises(Exception, match="element 1 holds int64 where the first element held "
+                                        "float64"):
+        list(NumpyDataset(lambda: iter(rows)).tf())
+    small = [(np.array([0.0]),), (np.array([7], dtype=np.int32),)]
+    assert [float(x[0]) for (x,) in NumpyDataset(lambda: iter(small)).tf()] == [0.0, 7.0]
+
+
+def test_dict_elements_keep_their_key_order_in_tf_and_back() -> None:
+    d = {"price": np.full((3, 1), 100.0), "age": np.full((3, 1), 7.0)}
+    as_tf = NumpyDataset(d).tf()
+    assert list(as_tf.peek()) == ["price", "age"]
+    assert list(as_tf.numpy().peek()) == ["price", "age"]
+    native = NumpyDataset(d).tf().numpy()
+    assert list(next(iter(native))) == ["price", "age"]
+
+
+def test_shuffle_of_batches_of_a_known_count_needs_no_buffer_size() -> None:
+    """TFDataset(tf_ds.batch(3), batch_size=3).shuffle() said its size was unknown."""
+    source = tf.data.Dataset.from_tensor_slices(np.arange(12)).batch(3)
+    from dryml.data.tf import TFDataset
+
+    shuffled = TFDataset(source, batch_size=3).shuffle(seed=0)
+    values = sorted(int(v) for batch in shuffled for v in batch.numpy())
+    assert values == list(range(12))

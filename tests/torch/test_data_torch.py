@@ -267,3 +267,21 @@ def test_python_numbers_in_elements_keep_numpy_s_dtypes_in_torch() -> None:
         assert y.dtype == np.float64 and y.tolist() == values
     x, label = next(iter(NumpyDataset(lambda: iter([(7, True)]), supervised=True).torch()))
     assert (x.dtype, label.dtype) == (torch.int64, torch.bool)
+
+
+def test_map_style_data_is_checked_against_its_flags() -> None:
+    """TorchDataset took any flags: (x, y) said to be indexed gave y as x, and a third
+    field (x, y, w) was dropped by apply_y."""
+    from dryml_torch.data import TorchDataset
+
+    x, y = torch.arange(6.0).reshape(3, 2), torch.arange(3)
+    with pytest.raises(DatasetError, match="supervised=True needs the elements of the form "
+                                           "\\(x, y\\), got x\\."):  # y read as (i, x)'s x
+        TorchDataset(TensorDataset(x, y), supervised=True, indexed=True)
+    with pytest.raises(DatasetError, match="supervised=True needs the elements of the form "
+                                           "\\(x, y\\), got \\(x, x, x\\)"):
+        TorchDataset(TensorDataset(x, y, y.float()), supervised=True)
+    with pytest.raises(DatasetError, match="supervised=True"):
+        TorchDataset(TensorDataset(x), supervised=True)
+    pairs = TorchDataset(TensorDataset(x, y), supervised=True)
+    assert [int(b) for _, b in pairs.apply_y(lambda b: b + 1)] == [1, 2, 3]

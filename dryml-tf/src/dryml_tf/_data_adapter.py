@@ -23,6 +23,16 @@ def _spec(leaf: Any, batched: bool) -> tf.TensorSpec:
     return tf.TensorSpec(shape, tf.as_dtype(arr.dtype))
 
 
+def _lossless(got: np.dtype[Any], want: np.dtype[Any]) -> bool:
+    """Whether every value of ``got`` survives a cast to ``want``: numpy's "safe" casts,
+    less int64 into float64 (numpy calls it safe; 9007199254740993 becomes ...992)."""
+    if not np.can_cast(got, want, "safe"):
+        return False
+    if np.issubdtype(got, np.integer) and np.issubdtype(want, np.floating):
+        return bool(np.iinfo(got).bits <= np.finfo(want).nmant + 1)
+    return True
+
+
 def _same_dtypes(src: Any, spec: Any) -> Any:
     """The elements of ``src``, each checked against the dtypes of the first (``spec``):
     ``from_generator`` casts a later element to them silently (labels 0, 0.5, 1.7 came out
@@ -31,7 +41,7 @@ def _same_dtypes(src: Any, spec: Any) -> Any:
     for k, element in enumerate(src):
         for leaf, want in zip(leaves(element), wanted, strict=False):
             got = np.asarray(leaf).dtype
-            if got != want and not np.can_cast(got, want, "safe"):
+            if got != want and not _lossless(got, want):
                 raise DatasetError(
                     f"element {k} holds {got} where the first element held {want}: "
                     f"converting to tf would cast it to {want}, changing its values. Give "

@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from dryml.data import Dataset, NumpyDataset
-from dryml.data._base import check_callable, check_count
+from dryml.data._base import check_callable, check_count, warn_if_reshuffled
 from dryml.data._gen import Meta
 from dryml.errors import DatasetError
 
@@ -138,6 +138,7 @@ class TFDataset(Dataset):
     def skip(self, n: int) -> Dataset:
         """Everything after the first ``n`` top-level elements."""
         n = check_count(n, "skip(n)", minimum=0)
+        warn_if_reshuffled(self._meta)
         return self._wrap(self.tf_data.skip(n), self._meta.skipped(n))
 
     def shuffle(self, buffer_size: int | None = None, seed: int | None = None) -> Dataset:
@@ -146,12 +147,17 @@ class TFDataset(Dataset):
         src = self.unbatch()
         assert isinstance(src, TFDataset)
         if buffer_size is None:
-            if src._meta.length is None:
+            known = src._meta.length
+            if known is None and self._meta.length is not None and self._meta.batch_size:
+                # batches of a known count: at most count x size examples (a full shuffle)
+                known = self._meta.length * self._meta.batch_size
+            if known is None:
                 raise DatasetError("shuffle() of a TFDataset of unknown size needs a buffer_size.")
-            buffer_size = max(src._meta.length, 1)
+            buffer_size = max(known, 1)
         buf = check_count(buffer_size, "shuffle(buffer_size)", minimum=1)
         shuffled = src.tf_data.shuffle(buf, seed=seed, reshuffle_each_iteration=seed is None)
-        out = self._wrap(shuffled, src._meta)
+        out = self._wrap(shuffled, attrs.evolve(src._meta, reshuffled=src._meta.reshuffled
+                                                or seed is None))
         m = self._meta
         return out.batch(m.batch_size, m.drop_remainder) if m.batch_size else out
 

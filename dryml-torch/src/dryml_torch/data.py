@@ -14,8 +14,9 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from dryml.data import Dataset
-from dryml.data._base import check_count
+from dryml.data._base import check_count, check_flags
 from dryml.data._gen import Meta, shared_shuffle_seeds
+from dryml.data._nest import structure_of
 from dryml.errors import DatasetError
 from dryml_torch._codecs import numpy_of
 
@@ -123,6 +124,11 @@ class TorchDataset(Dataset, IterableDataset):  # type: ignore[misc]
         elif not isinstance(data, IterableDataset) and hasattr(data, "__getitem__") \
                 and _length(data) is not None:
             factory = lambda: (data[i] for i in range(len(data)))  # noqa: E731
+            if len(data) and batch_size is None and (supervised or indexed):
+                # as NumpyDataset checks its flags: (x, y) taken for (i, x) gave y as x, and a
+                # third field (x, y, w) was lost by apply_y
+                check_flags(structure_of(_tuplify(data[0], False)), indexed, supervised,
+                            "the elements")
         elif hasattr(data, "__iter__"):
             factory = data.__iter__
         else:

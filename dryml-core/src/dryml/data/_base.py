@@ -13,7 +13,7 @@ import numpy as np
 
 from dryml.data import _gen
 from dryml.data._gen import Meta
-from dryml.data._nest import leaves, map_structure
+from dryml.data._nest import TreeDef, leaves, map_structure
 from dryml.errors import DatasetError, NotSupervisedError, UnknownLengthError
 
 __all__ = ["Dataset"]
@@ -39,6 +39,34 @@ def _pair(value: Any, what: str) -> tuple[Any, Any]:
         desc = f"a {len(value)}-tuple" if isinstance(value, tuple) else type(value).__name__
         raise DatasetError(f"{what} elements must be 2-tuples, got {desc}.")
     return value
+
+
+def check_flags(td: TreeDef, indexed: bool, supervised: bool, what: str) -> None:
+    """Raise :class:`DatasetError` unless elements of structure ``td`` fit the flags:
+    ``(i, x)`` when ``indexed``, an ``(x, y)`` body when ``supervised``."""
+    body = td
+    if indexed:
+        if td.kind != "tuple" or len(td.children) != 2:
+            raise DatasetError(f"indexed=True needs {what} of the form (i, x), got "
+                               f"{td.describe()}.")
+        body = td.children[1]
+    if supervised and (body.kind != "tuple" or len(body.children) != 2):
+        raise DatasetError(f"supervised=True needs {what} of the form (x, y), got "
+                           f"{body.describe()}.")
+
+
+def warn_if_reshuffled(meta: Meta) -> None:
+    """A take/skip split of data shuffled without a seed overlaps: each pass draws its own
+    order (14 of 100 rows were in both parts, 14 in neither)."""
+    if meta.reshuffled:
+        import warnings
+
+        from dryml.errors import DrymlWarning
+
+        warnings.warn(
+            "skip() of a Dataset shuffled without a seed: every pass gives another order, so "
+            "a take()/skip() split of it overlaps and changes each epoch; shuffle with a seed, "
+            "ds.shuffle(seed=0), before splitting", DrymlWarning, stacklevel=3)
 
 
 class Dataset(abc.ABC):
@@ -184,17 +212,20 @@ class Dataset(abc.ABC):
     def apply_x(self, fn: Callable[[Any], Any]) -> Dataset:
         """Apply ``fn`` to ``x`` of every top-level element (a batch of ``x`` when batched)."""
         check_callable(fn, "apply_x()")
-        return self._map_body(lambda b: (fn(b[0]), b[1]) if self.supervised else fn(b))
+        if not self.supervised:
+            return self._map_body(fn)
+        return self._map_body(lambda b: (fn(_pair(b, "apply_x() of supervised")[0]), b[1]))
 
     def apply_y(self, fn: Callable[[Any], Any]) -> Dataset:
         """Apply ``fn`` to ``y`` of every top-level element (a batch of ``y`` when batched)."""
         check_callable(fn, "apply_y()")
         self._need_supervised("apply_y()")
-        return self._map_body(lambda b: (b[0], fn(b[1])))
+        # a body of another length (x, y, w) lost its extra fields
+        return self._map_body(lambda b: (_pair(b, "apply_y() of supervised")[0], fn(b[1])))
 
     def _map_body(self, fn: Callable[[Any], Any], meta: Meta | None = None) -> Dataset:
         if self.indexed:
-            return self._map_top(lambda el: (el[0], fn(el[1])), meta)
+            return self._map_top(lambda el: (_pair(el, "indexed")[0], fn(el[1])), meta)
         return self._map_top(fn, meta)
 
     def _need_supervised(self, what: str) -> None:
@@ -214,6 +245,7 @@ class Dataset(abc.ABC):
     def skip(self, n: int) -> Dataset:
         """Everything after the first ``n`` top-level elements (batches when batched)."""
         n = check_count(n, "skip(n)", minimum=0)
+        warn_if_reshuffled(self._meta)
         return self._derive(lambda: islice(self, n, None), self._meta.skipped(n))
 
     def shuffle(self, buffer_size: int | None = None, seed: int | None = None) -> Dataset:
@@ -229,7 +261,8 @@ class Dataset(abc.ABC):
         def factory() -> Iterator[Any]:
             return _gen.buffer_shuffle(src, buf, _gen.shuffle_rng(seed))
 
-        out = self._derive(factory, src._meta)
+        out = self._derive(factory, attrs.evolve(src._meta, reshuffled=src._meta.reshuffled
+                                                  or seed is None))
         m = self._meta
         return out.batch(m.batch_size, m.drop_remainder) if m.batch_size else out
 

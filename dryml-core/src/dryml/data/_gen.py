@@ -34,6 +34,10 @@ class Meta:
     drop_remainder: bool = False
     length: int | None = None
     examples: int | None = None
+    #: an unseeded shuffle is upstream: every pass gives the examples in another order (a
+    #: take/skip split of it overlaps, and predictions of one pass cannot meet the targets
+    #: of another)
+    reshuffled: bool = False
 
     def batched(self, n: int, drop: bool) -> Meta:
         """The meta of this (unbatched) data grouped in batches of ``n``."""

@@ -27,13 +27,20 @@ __all__ = [
 
 @attrs.frozen
 class TreeDef:
-    """The shape of a nested element: ``kind`` is ``"leaf"``, ``"tuple"`` or ``"dict"``."""
+    """The shape of a nested element: ``kind`` is ``"leaf"``, ``"tuple"`` or ``"dict"``.
+
+    A dict's leaves are in sorted key order (``keys``, as ``tf.nest`` flattens), and it is
+    rebuilt in the order its keys were given (``order``; empty when that is the sorted one):
+    rebuilt sorted, ``np.concatenate(list(e.values()))`` put a NumpyDataset's feature columns
+    in another order than the user's, and than a TFDataset's. Two elements whose keys differ
+    only in order have the same structure."""
 
     kind: str
     node_type: type | None = None
     keys: tuple[Any, ...] = ()
     children: tuple[TreeDef, ...] = ()
     num_leaves: int = 1
+    order: tuple[Any, ...] = attrs.field(default=(), eq=False)
 
     def describe(self) -> str:
         """A short human-readable form, used in error messages."""
@@ -64,7 +71,9 @@ def structure_of(value: Any) -> TreeDef:
     if isinstance(value, dict):
         keys = _sorted_keys(value)
         children = tuple(structure_of(value[k]) for k in keys)
-        return TreeDef("dict", type(value), keys, children, sum(c.num_leaves for c in children))
+        given = tuple(value)
+        return TreeDef("dict", type(value), keys, children, sum(c.num_leaves for c in children),
+                       () if given == keys else given)
     return LEAF
 
 
@@ -95,12 +104,14 @@ def _expr(td: TreeDef, leaf_expr: Callable[[int], str], ns: dict[str, Any], pos:
         return leaf_expr(i)
     parts = [_expr(c, leaf_expr, ns, pos) for c in td.children]
     if td.kind == "dict":
-        key_names = []
+        key_names = {}
         for k in td.keys:
             name = f"K{len(ns)}"
             ns[name] = k
-            key_names.append(name)
-        body = "{" + ", ".join(f"{k}: {p}" for k, p in zip(key_names, parts, strict=True)) + "}"
+            key_names[k] = name
+        part_of = dict(zip(td.keys, parts, strict=True))
+        pairs = (f"{key_names[k]}: {part_of[k]}" for k in td.order or td.keys)
+        body = "{" + ", ".join(pairs) + "}"
         if td.node_type is dict:
             return body
         name = f"T{len(ns)}"
@@ -137,8 +148,9 @@ def map_structure(fn: Callable[[Any], Any], value: Any) -> Any:
     if isinstance(value, tuple):
         items = [map_structure(fn, v) for v in value]
         return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
-    if isinstance(value, dict):
-        return type(value)((k, map_structure(fn, value[k])) for k in _sorted_keys(value))
+    if isinstance(value, dict):  # fn meets the leaves in flatten's order; the keys keep theirs
+        mapped = {k: map_structure(fn, value[k]) for k in _sorted_keys(value)}
+        return type(value)((k, mapped[k]) for k in value)
     return fn(value)
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import attrs
 import numpy as np
 
-from dryml.data._base import Dataset, check_count
+from dryml.data._base import Dataset, check_count, check_flags, warn_if_reshuffled
 from dryml.data._gen import Meta
 from dryml.data._nest import LEAF, TreeDef, check_same, flatten
 from dryml.data._table import ShuffleOp, SliceOp, Table
@@ -27,18 +28,6 @@ def _column(value: Any, where: str) -> np.ndarray:
     if arr.dtype == object and isinstance(value, list):
         raise DatasetError(f"ragged data: {where} holds sequences of different lengths.")
     return arr
-
-
-def _check_flags(td: TreeDef, indexed: bool, supervised: bool, what: str) -> None:
-    body = td
-    if indexed:
-        if td.kind != "tuple" or len(td.children) != 2:
-            raise DatasetError(f"indexed=True needs {what} of the form (i, x), got "
-                               f"{td.describe()}.")
-        body = td.children[1]
-    if supervised and (body.kind != "tuple" or len(body.children) != 2):
-        raise DatasetError(f"supervised=True needs {what} of the form (x, y), got "
-                           f"{body.describe()}.")
 
 
 def _batch_table(data: Any) -> Table:
@@ -144,14 +133,14 @@ class NumpyDataset(Dataset):
             raise DatasetError("NumpyDataset(data) got a Dataset; use ds.numpy() instead.")
         if isinstance(data, (np.ndarray, tuple, dict)) or hasattr(data, "__array__"):
             self._table = _batch_table(data)
-            _check_flags(self._table.td, indexed, supervised, "the data")
+            check_flags(self._table.td, indexed, supervised, "the data")
             n = self._table.n
             meta = Meta(indexed, supervised, None, False, n, n)
             self._meta = meta.batched(batch_size or max(n, 1), False)
         elif isinstance(data, list):
             self._table = _list_table(data) if data else Table(0, (), LEAF)
             if data:
-                _check_flags(self._table.td, indexed, supervised, "the elements")
+                check_flags(self._table.td, indexed, supervised, "the elements")
             meta = Meta(indexed, supervised, None, False, len(data), len(data))
             self._meta = meta.batched(batch_size, False) if batch_size else meta
         elif isinstance(data, Iterator) or hasattr(data, "__next__"):
@@ -246,6 +235,7 @@ class NumpyDataset(Dataset):
         if self._table is None:
             return super().skip(n)
         n = check_count(n, "skip(n)", minimum=0)
+        warn_if_reshuffled(self._meta)
         table = self._table.with_op(SliceOp(self._rows_of(n), self._table.n))
         return self._of_table(table, self._meta.skipped(n))
 
@@ -265,6 +255,8 @@ class NumpyDataset(Dataset):
         m = self._meta
         meta = m.unbatched()
         meta = meta.batched(m.batch_size, m.drop_remainder) if m.batch_size else meta
+        if seed is None:
+            meta = attrs.evolve(meta, reshuffled=True)
         return self._of_table(table.with_op(ShuffleOp(buffer_size, seed)), meta)
 
     def as_indexed(self, start: int = 0) -> Dataset:
@@ -303,7 +295,7 @@ class NumpyDataset(Dataset):
         if self._table is None or self.supervised:
             return super().as_supervised()
         body = self._table.td.children[1] if self.indexed else self._table.td
-        _check_flags(body, False, True, "as_supervised() elements")
+        check_flags(body, False, True, "as_supervised() elements")
         return self._of_table(self._table, self._with(supervised=True))
 
     def as_not_supervised(self) -> Dataset:

@@ -221,7 +221,11 @@ def predictions_like(data: Dataset, predict: Any) -> Dataset:
         else:
             x = body
         xs.append(np.asarray(predict(x)))
-    preds = np.concatenate(xs) if xs else np.empty((0,))
+    if not xs:  # no examples: an empty output of the same form, not numpy's concatenate error
+        empty = np.empty((0,))
+        preds, ys, idx = empty, [empty], [np.empty((0,), dtype=np.int64)]
+    else:
+        preds = np.concatenate(xs)
     body_out: Any = (preds, np.concatenate(ys)) if source.supervised else preds
     out: Any = (np.concatenate(idx), body_out) if source.indexed else body_out
     result = NumpyDataset(out, supervised=source.supervised, indexed=source.indexed,
