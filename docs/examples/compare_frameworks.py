@@ -94,7 +94,7 @@ def define_models(task: str, n_features: int, quick: bool) -> dict[str, Trainabl
     classify = task == "classification"
     kind = "classifier" if classify else "regressor"
     outputs = 10 if classify else 1
-    # one training procedure, shared by the torch, Keras and XGBoost models
+    # one training procedure, shared by all five models (the same validation rows for each)
     spec = TrainSpec(epochs=3 if quick else 60, batch_size=32, validation_split=0.1,
                      early_stopping=EarlyStopping(patience=5), seed=0)
     torch_layers = [("Linear", {"in_features": n_features, "out_features": 128}),

@@ -340,20 +340,46 @@ def test_a_nested_x_or_y_is_a_dataset_error_that_says_to_combine_it() -> None:
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
-    ({"min_delta": -0.5}, "min_delta is the least improvement"),
-    ({"min_delta": float("nan")}, "min_delta"),
-    ({"patience": 1.5}, "patience is a whole number"),
+    ({"min_delta": float("nan")}, "min_delta is the least improvement"),
+    ({"min_delta": "0.1"}, "min_delta is the least improvement"),
+    ({"min_delta": True}, "min_delta is the least improvement"),
     ({"patience": -1}, "patience is a whole number"),
     ({"patience": True}, "patience is a whole number"),
+    ({"patience": float("inf")}, "patience is a whole number"),
 ])
-def test_early_stopping_refuses_what_each_backend_reads_its_own_way(
-        kwargs: dict[str, Any], match: str) -> None:
-    """A negative min_delta counted a worse value as an improvement in torch, was made
-    positive by Keras and raised in XGBoost; patience 1.5 was 1 epoch in torch, 2 in Keras."""
+def test_early_stopping_refuses_what_no_backend_can_read(kwargs: dict[str, Any],
+                                                        match: str) -> None:
     with pytest.raises(ConfigurationError, match=match):
         EarlyStopping(**kwargs)
     assert EarlyStopping(patience=np.int64(3), min_delta=np.float32(0.5)).rounds == 3
     assert EarlyStopping(patience=2.0).rounds == 2
+
+
+def test_early_stopping_reads_what_each_backend_read_its_own_way_as_keras_did() -> None:
+    """A negative min_delta counted a worse value as an improvement in torch, was made
+    positive by Keras and raised in XGBoost; patience 1.5 was 1 epoch in torch, 2 in Keras.
+    Every backend reads them as Keras did, with a warning (a saved file still loads)."""
+    from dryml.errors import DrymlWarning
+
+    with pytest.warns(DrymlWarning, match="min_delta=-0.5 is read as 0.5"):
+        stopping = EarlyStopping(min_delta=-0.5)
+    assert stopping.min_delta == 0.5 and not stopping.improved(0.9, best=0.5)
+    assert stopping.improved(0.1, best=0.7) and not stopping.improved(0.3, best=0.7)
+    with pytest.warns(DrymlWarning, match="patience=1.5 is read as 2 epochs"):
+        assert EarlyStopping(patience=1.5).rounds == 2
+    with pytest.warns(DrymlWarning, match="min_delta=-0.5"):
+        loaded = load_object(io.BytesIO(_saved(EarlyStopping, min_delta=-0.5)))
+    assert loaded.min_delta == 0.5
+
+
+def _saved(cls: type, **kwargs: Any) -> bytes:
+    import warnings
+
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        save_object(cls(**kwargs), buffer)
+    return buffer.getvalue()
 
 
 @pytest.mark.parametrize("monitor", ["val_cosine_similarity", "val_pearson_correlation",

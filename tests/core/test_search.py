@@ -707,6 +707,12 @@ def test_the_held_out_rows_are_the_trial_models_validation_data(tmp_path: Path) 
                     repo=tmp_path / "repo", name="v", n_trials=1, sampler="random",
                     progress=False).run(blobs(200))
     assert result.trials[0]["values"] == [150 * 1000.0 + 50]
+    # a model without a split of its own trains on train alone, as before (XGBoost refuses
+    # validation labels its training rows lack)
+    result = Search(ObjectDef(SeesRows, ObjectDef(TrainSpec), shift=Float(0.0, 1.0)),
+                    metric=rows_seen, direction="maximize", repo=tmp_path / "repo2", name="v",
+                    n_trials=1, sampler="random", progress=False).run(blobs(200), blobs(40, 1))
+    assert result.trials[0]["values"] == [200 * 1000.0 - 1]
 
 
 def test_a_log_scale_float_never_leaves_its_bounds() -> None:

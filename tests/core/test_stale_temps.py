@@ -31,8 +31,9 @@ CHILD = textwrap.dedent("""
 
     directory, name, how = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
 
-    def pause():
-        temps = sorted(p.name for p in directory.glob(f".{name[:100]}*.tmp"))
+    def pause():  # this process's own temporary (pids 999 and 1001 sort the other way)
+        temps = [p.name for p in directory.glob(f".{name[:100]}*.tmp")
+                 if f"-{os.getpid()}-" in p.name]
         print(temps[-1] if temps else "none", flush=True)
         time.sleep(600)
 

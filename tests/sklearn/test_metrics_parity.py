@@ -249,6 +249,12 @@ def test_roc_auc_of_logits_ranks_as_of_their_probabilities() -> None:
     y3 = rng.integers(0, 3, 400)
     with pytest.raises(MetricError, match="needs probabilities, rows summing to 1.*softmax"):
         F.roc_auc(y3, rng.normal(size=(400, 3)))
+    # a float16 softmax (mixed precision) sums to 1 only within ~5e-4: still probabilities
+    logits3 = rng.normal(size=(400, 3)).astype(np.float16)
+    half = np.exp(logits3) / np.exp(logits3).sum(axis=1, keepdims=True)
+    assert F.roc_auc(y3, half.astype(np.float32)) == pytest.approx(
+        metrics.roc_auc_score(y3, half.astype(np.float64) / half.astype(np.float64).sum(
+            axis=1, keepdims=True), multi_class="ovr"), abs=1e-3)
 
 
 def test_hard_indicator_predictions_naming_no_class_or_several_are_refused() -> None:
@@ -265,6 +271,8 @@ def test_hard_indicator_predictions_naming_no_class_or_several_are_refused() -> 
             metric(y, hard.astype(np.float32))
     one_each = np.eye(3, dtype=np.int64)[y]
     assert F.accuracy(y, one_each) == 1.0
+    votes = np.array([[3, 2, 0], [2, 2, 1], [3, 0, 0], [0, 1, 4]])  # counts may tie as scores
+    assert F.accuracy(y, votes) == 0.75
     assert F.accuracy(y, np.full((4, 3), 1 / 3)) == 0.5  # tied probabilities: column 0
 
 
@@ -312,6 +320,8 @@ def test_mismatched_label_kinds_and_widths_are_refused() -> None:
         F.log_loss(onehot, prob)
     with pytest.raises(MetricError, match="targets are strings but the predictions are numbers"):
         F.accuracy(np.array(["a", "b"]), np.array([0, 1]))
+    as_objects = np.array(["a", "b", "b"], dtype=object)  # a pandas column of strings
+    assert F.accuracy(as_objects, np.array(["a", "b", "a"])) == pytest.approx(2 / 3)
     with pytest.raises(MetricError, match="prediction label 2 is not among labels \\[0, 1\\]"):
         F.macro_f1(np.array([0, 1, 1]), np.array([0, 1, 2]), labels=[0, 1])
     with pytest.raises(MetricError, match="target label 'x' is not among"):

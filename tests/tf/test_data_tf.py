@@ -167,8 +167,8 @@ def test_int64_after_a_float64_first_element_is_not_rounded_silently() -> None:
     with pytest.raises(Exception, match="element 1 holds int64 where the first element held "
                                         "float64"):
         list(NumpyDataset(lambda: iter(rows)).tf())
-    small = [(np.array([0.0]),), (np.array([7], dtype=np.int32),)]
-    assert [float(x[0]) for (x,) in NumpyDataset(lambda: iter(small)).tf()] == [0.0, 7.0]
+    small = [(np.array([0.0]),), (np.array([7], dtype=np.int32),), (np.array([1]),)]
+    assert [float(x[0]) for (x,) in NumpyDataset(lambda: iter(small)).tf()] == [0.0, 7.0, 1.0]
 
 
 def test_dict_elements_keep_their_key_order_in_tf_and_back() -> None:

@@ -285,3 +285,21 @@ def test_map_style_data_is_checked_against_its_flags() -> None:
         TorchDataset(TensorDataset(x), supervised=True)
     pairs = TorchDataset(TensorDataset(x, y), supervised=True)
     assert [int(b) for _, b in pairs.apply_y(lambda b: b + 1)] == [1, 2, 3]
+
+
+def test_a_shuffling_dataloader_is_known_to_reorder_on_every_pass() -> None:
+    """DataLoader(shuffle=True) wrapped in a TorchDataset: skip() did not warn and a perfect
+    model's predictions of one pass scored 0.5 against the next."""
+    from dryml import metrics
+    from dryml.errors import DrymlWarning, MetricError
+    from dryml_torch.data import TorchDataset
+
+    x, y = torch.arange(8.0), torch.zeros(8, dtype=torch.int64)
+    shuffled = TorchDataset(DataLoader(TensorDataset(x, y), batch_size=2, shuffle=True),
+                            supervised=True)
+    with pytest.warns(DrymlWarning, match="shuffled without a seed"):
+        shuffled.skip(1)
+    with pytest.raises(MetricError, match="another order on each pass"):
+        metrics.accuracy(np.zeros(8, dtype=np.int64), shuffled)
+    in_order = TorchDataset(DataLoader(TensorDataset(x, y), batch_size=2), supervised=True)
+    assert metrics.accuracy(np.zeros(8, dtype=np.int64), in_order) == 1.0

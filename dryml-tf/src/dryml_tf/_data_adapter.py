@@ -23,13 +23,18 @@ def _spec(leaf: Any, batched: bool) -> tf.TensorSpec:
     return tf.TensorSpec(shape, tf.as_dtype(arr.dtype))
 
 
-def _lossless(got: np.dtype[Any], want: np.dtype[Any]) -> bool:
-    """Whether every value of ``got`` survives a cast to ``want``: numpy's "safe" casts,
-    less int64 into float64 (numpy calls it safe; 9007199254740993 becomes ...992)."""
+def _lossless(values: np.ndarray, want: np.dtype[Any]) -> bool:
+    """Whether ``values`` survive a cast to ``want``: numpy's "safe" casts, and int64 into
+    float64 (numpy calls it safe; 9007199254740993 becomes ...992) when these values do."""
+    got = values.dtype
     if not np.can_cast(got, want, "safe"):
         return False
-    if np.issubdtype(got, np.integer) and np.issubdtype(want, np.floating):
-        return bool(np.iinfo(got).bits <= np.finfo(want).nmant + 1)
+    if np.issubdtype(got, np.integer) and np.issubdtype(want, np.floating) \
+            and np.iinfo(got).bits > np.finfo(want).nmant + 1:
+        with np.errstate(all="ignore"):
+            back = values.astype(want)
+            return bool(np.all(np.abs(back) < 2.0 ** 63)
+                        and np.array_equal(back.astype(got), values))
     return True
 
 
@@ -40,8 +45,9 @@ def _same_dtypes(src: Any, spec: Any) -> Any:
     wanted = [np.dtype(s.dtype.as_numpy_dtype) for s in leaves(spec)]
     for k, element in enumerate(src):
         for leaf, want in zip(leaves(element), wanted, strict=False):
-            got = np.asarray(leaf).dtype
-            if got != want and not _lossless(got, want):
+            values = np.asarray(leaf)
+            got = values.dtype
+            if got != want and not _lossless(values, want):
                 raise DatasetError(
                     f"element {k} holds {got} where the first element held {want}: "
                     f"converting to tf would cast it to {want}, changing its values. Give "

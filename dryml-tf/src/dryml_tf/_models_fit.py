@@ -286,7 +286,7 @@ def run_fit(trainable: KerasTrainable, data: Dataset, valid: Dataset | None) -> 
                       "best_epoch": state.progress["best_epoch"] - 1,
                       "best_weights": trainable._best_weights}
         early = ResumableEarlyStopping(
-            resume, monitor=stopping.monitor, patience=stopping.patience,
+            resume, monitor=stopping.monitor, patience=stopping.rounds,
             min_delta=stopping.min_delta, mode="auto" if stopping.auto else stopping.mode,
             fallback=stopping.mode, restore_best_weights=True)
     bar = ProgressBar(spec.epochs, trainable, initial=first)

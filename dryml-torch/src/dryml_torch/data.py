@@ -97,6 +97,17 @@ def to_numpy_leaf(leaf: Any) -> Any:
     return np.asarray(leaf)
 
 
+def _shuffles(data: Any) -> bool:
+    """Whether a DataLoader draws another order on every pass (``shuffle=True``: a
+    RandomSampler, seeded generator or not, moves on each epoch)."""
+    from torch.utils.data import RandomSampler
+
+    if not isinstance(data, DataLoader):
+        return False
+    sampler = getattr(getattr(data, "batch_sampler", None), "sampler", None) or data.sampler
+    return isinstance(sampler, RandomSampler)
+
+
 class TorchDataset(Dataset, IterableDataset):  # type: ignore[misc]
     """A Dataset of torch tensors.
 
@@ -136,7 +147,8 @@ class TorchDataset(Dataset, IterableDataset):  # type: ignore[misc]
                                "Dataset, IterableDataset or DataLoader.")
         length = _length(data)
         meta = Meta(indexed, supervised, batch_size, False, length,
-                    length if batch_size is None else None)
+                    length if batch_size is None else None,
+                    reshuffled=_shuffles(data))
         batched = batch_size is not None
         self._factory: Callable[[], Iterator[Any]] = lambda: (
             _tuplify(el, batched) for el in factory())

@@ -70,9 +70,8 @@ def _one_per_row(array: np.ndarray) -> None:
     """Hard 0/1 predictions (n, k) name one class per row: an all-zero row or a multi-hot one
     is a MetricError (its argmax, column 0 or the first class set, scored as a prediction:
     accuracy 1.0 where scikit-learn's is 0.25). Scores and probabilities may tie."""
-    hard = array.dtype == np.bool_ or np.issubdtype(array.dtype, np.integer) or (
-        array.size and bool(np.all((array == 0) | (array == 1))))
-    if not hard or not array.shape[0]:
+    # 0/1 values only, whatever the dtype: integer vote counts may tie like scores
+    if not array.shape[0] or not np.all((array == 0) | (array == 1)):
         return
     tied = np.flatnonzero((array == array.max(axis=1, keepdims=True)).sum(axis=1) > 1)
     if len(tied):
@@ -199,12 +198,19 @@ def _label_pairs(y_true: Any, y_pred: Any, labels: Any = None
 def _same_kind(t: np.ndarray, p: np.ndarray) -> None:
     """String labels against numbers never compare equal: a MetricError, not a score of 0.0
     (argmax column numbers compared with string targets)."""
-    if (t.dtype.kind in "US") != (p.dtype.kind in "US") and len(t) and len(p):
-        raise MetricError(
-            f"the targets are {'strings' if t.dtype.kind in 'US' else 'numbers'} but the "
-            f"predictions are {'strings' if p.dtype.kind in 'US' else 'numbers'}: they never "
-            "compare equal; map one to the other (column numbers to labels: "
-            "np.asarray(classes)[columns])")
+    if not len(t) or not len(p) or _text(t) == _text(p):
+        return
+    raise MetricError(
+        f"the targets are {'strings' if _text(t) else 'numbers'} but the predictions are "
+        f"{'strings' if _text(p) else 'numbers'}: they never compare equal; map one to the "
+        "other (column numbers to labels: np.asarray(classes)[columns])")
+
+
+def _text(labels: np.ndarray) -> bool:
+    """Whether labels are strings: a numpy string array, or objects (a pandas column)."""
+    if labels.dtype.kind in "US":
+        return True
+    return labels.dtype.kind == "O" and isinstance(labels.flat[0], (str, bytes))
 
 
 def _among(labels: Any, t: np.ndarray, p: np.ndarray) -> None:
@@ -319,7 +325,8 @@ def roc_auc(y_true: Any, y_prob: Any, *, labels: Any = None) -> float:
     summing to 1), as in scikit-learn: one-vs-rest on raw scores ranks each row's shift."""
     t, prob = _probabilities(np.asarray(y_true), y_prob, labels)
     sums = prob.sum(axis=1)
-    probabilities = bool(np.allclose(sums, 1.0, rtol=0, atol=1e-4))
+    # within 1e-2: a float16 softmax (Keras' mixed precision) sums to 1 +- 5e-4
+    probabilities = bool(np.allclose(sums, 1.0, rtol=0, atol=1e-2))
     if prob.shape[1] == 2:  # probabilities rank by column 1 alone, as scikit-learn's do
         return _binary_auc(t == 1, prob[:, 1] if probabilities else prob[:, 1] - prob[:, 0])
     if not probabilities:

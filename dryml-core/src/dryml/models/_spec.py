@@ -61,11 +61,19 @@ def higher_is_better(monitor: str) -> bool:
             or "iou" in name.replace("_", ""))  # mean_io_u
 
 
-def _real_at_least_0(value: object) -> bool:
-    """A number (numpy's too, not a bool) that is >= 0 (not NaN)."""
+def _warn(message: str) -> None:
+    import warnings
+
+    from dryml.errors import DrymlWarning
+
+    warnings.warn(message, DrymlWarning, stacklevel=3)
+
+
+def _number(value: object) -> bool:
+    """A number (numpy's too), not a bool, not NaN."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         return False
-    return float(value) >= 0
+    return not math.isnan(float(value))
 
 
 class EarlyStopping(Object):
@@ -82,15 +90,24 @@ class EarlyStopping(Object):
             raise ConfigurationError(
                 f"EarlyStopping mode is 'auto', 'min' or 'max', got {mode!r}")
         # each backend read a negative min_delta or a fractional patience its own way (torch
-        # took a worse value as an improvement, Keras its absolute value, XGBoost raised)
-        if not _real_at_least_0(patience) or not float(patience).is_integer():
+        # took a worse value as an improvement, Keras its absolute value, XGBoost raised;
+        # patience 1.5 was 1 epoch in torch, 2 in Keras): every backend reads them as Keras
+        # did, with a warning (a file saved with one still loads)
+        if not _number(patience) or not 0 <= float(patience) < math.inf:
             raise ConfigurationError(
                 f"EarlyStopping patience is a whole number of epochs >= 0, got {patience!r}")
-        if not _real_at_least_0(min_delta):
+        if not _number(min_delta):
             raise ConfigurationError(
-                f"EarlyStopping min_delta is the least improvement that counts, >= 0 whichever "
-                f"way the monitor improves (mode says that), got {min_delta!r}")
-        self.patience, self.monitor, self.min_delta = patience, monitor, min_delta
+                f"EarlyStopping min_delta is the least improvement that counts, a number >= 0 "
+                f"whichever way the monitor improves (mode says that), got {min_delta!r}")
+        if not float(patience).is_integer():
+            _warn(f"EarlyStopping patience={patience!r} is read as {math.ceil(patience)} "
+                  "epochs, as Keras reads it; give a whole number")
+        if min_delta < 0:
+            _warn(f"EarlyStopping min_delta={min_delta!r} is read as {abs(min_delta)!r}, the "
+                  "least improvement that counts whichever way the monitor improves (mode "
+                  "says that), as Keras reads it; give it >= 0")
+        self.patience, self.monitor, self.min_delta = patience, monitor, abs(min_delta)
         #: whether the direction was read from the name (a backend that knows better which
         #: metric ``val_loss`` stands for, XGBoost's last ``eval_metric``, decides itself)
         self.auto = mode == "auto"
@@ -103,7 +120,7 @@ class EarlyStopping(Object):
     def rounds(self) -> int:
         """Epochs without improvement that stop training: ``patience``, at least 1 (0 acts as
         1 in every backend, as in Keras; torch ran no epoch and XGBoost stopped after one)."""
-        return max(int(self.patience), 1)
+        return max(math.ceil(self.patience), 1)
 
     def improved(self, value: float, best: float | None) -> bool:
         """Whether ``value`` beats ``best`` by more than ``min_delta`` (never when it is NaN: a

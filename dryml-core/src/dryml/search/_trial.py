@@ -195,10 +195,13 @@ def _run(model: Any, train: Any, valid: Any, metrics: list[Metric],
         # the last fold's model, which the folds' mean score does not describe)
         model.train(train)
     else:
-        # the held-out rows are the model's validation data too (its early stopping and val_
-        # logs, as under Ray Tune): trained on train alone, its own validation_split was
-        # taken out again, and it learned from (1 - f)^2 of the data
-        model.train(train, valid)
+        # a model that holds out a validation_split gets the scored rows as its validation
+        # data (early stopping and val_ logs, as under Ray Tune): trained on train alone, it
+        # took its split out again and learned from (1 - f)^2 of the data. Others train on
+        # train alone, as before (XGBoost refuses validation labels its training rows lack)
+        spec = getattr(model, "spec", None)
+        split = getattr(spec, "validation_split", 0) or 0
+        model.train(train, valid if split > 0 else None)
         result = _score(model, valid, metrics)
     return {"metrics": result, "seconds": time.perf_counter() - start}
 
