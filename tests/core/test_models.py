@@ -146,8 +146,8 @@ def test_a_pipe_refuses_a_trained_step_after_one_it_must_train() -> None:
     clf = Nearest(TrainSpec(epochs=1))
     Pipe(Centering(), clf).train(blobs())
     replaced = Pipe(Centering(), clf)
-    with pytest.raises(ConfigurationError, match="step 1 .Nearest. of this Pipe is trained but "
-                                                 "step 0 .Centering."):
+    with pytest.raises(ConfigurationError, match="step 1 .Nearest. of this Pipe has trained "
+                                                 ".or begun to. but step 0 .Centering."):
         replaced.train(blobs())
     assert not replaced.steps[0].trained
     fresh = Pipe(Centering(), clf.definition().fresh_ids().build())
@@ -401,3 +401,19 @@ def test_eval_of_an_empty_dataset_gives_an_empty_output_of_the_same_form() -> No
         out = model.eval(empty)
         assert (out.supervised, out.indexed) == (empty.supervised, empty.indexed)
         assert list(out.unbatch() if out.batched else out) == []
+
+
+def test_a_pipe_refuses_a_later_step_that_began_training_and_a_step_nested_twice() -> None:
+    """A later step checkpointed mid-training resumed on a replaced earlier step's outputs
+    (accuracy 0.92 where a fresh one gave 0.98); Pipe(Pipe(sc, other), sc) applied sc twice."""
+    clf = Nearest(TrainSpec(epochs=4), fail_at_epoch=2)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        Pipe(Centering(), clf).train(blobs())
+    assert clf.train_state.status == "training"
+    clf.fail_at_epoch = None
+    with pytest.raises(ConfigurationError, match="step 1 .Nearest. of this Pipe has trained "
+                                                 ".or begun to."):
+        Pipe(Centering(), clf).train(blobs())
+    center = Centering()
+    with pytest.raises(ConfigurationError, match="the same step appears more than once"):
+        Pipe(Pipe(center, Centering()), center, Nearest(TrainSpec(epochs=1)))

@@ -725,3 +725,24 @@ def test_a_log_scale_float_never_leaves_its_bounds() -> None:
         spec = NumberSpec("float", low, high, True, None, None)
         values = [_draw(rng, spec) for _ in range(5000)]
         assert low <= min(values) and max(values) <= high
+
+
+def test_a_pipes_step_with_a_split_validates_on_the_scored_rows_and_reports_its_epochs(
+        tmp_path: Path) -> None:
+    """Inside a Pipe, the model step took its validation_split out of the training rows
+    again (a Pipe has no spec of its own), and its epochs never reached the trial."""
+    from dryml.models import Pipe
+
+    def rows_seen(model: Any, data: Any) -> float:
+        trained, validated = model.steps[-1].seen
+        return trained * 1000.0 + (-1 if validated is None else validated)
+
+    space = ObjectDef(Pipe, ObjectDef(Toy), ObjectDef(SeesRows, ObjectDef(
+        TrainSpec, validation_split=0.25), shift=Float(0.0, 1.0)))
+    result = Search(space, metric=rows_seen, direction="maximize", repo=tmp_path / "repo",
+                    name="p", n_trials=1, sampler="random", progress=False).run(blobs(200))
+    assert result.trials[0]["values"] == [150 * 1000.0 + 50]
+    from dryml.search._trial import reporting_step
+
+    pipe = space.build()
+    assert reporting_step(pipe) is pipe.steps[-1]

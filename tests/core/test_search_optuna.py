@@ -134,6 +134,22 @@ def test_a_pruner_fed_epochs_gives_no_such_warning(tmp_path: Path) -> None:
                name="fed", sampler="tpe", n_trials=2, pruner="median").run(blobs())
 
 
+def test_a_pipes_last_step_feeds_the_pruner_its_epochs(tmp_path: Path) -> None:
+    """The epochs were hooked on the Pipe, which has none of its own: the pruner got none of
+    its network's and warned that the trial reports none."""
+    import warnings
+
+    from dryml.models import Pipe
+
+    space = ObjectDef(Pipe, ObjectDef(Toy), ObjectDef(Toy, shift=Float(0.0, 4.0), epochs=2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DrymlWarning)
+        Search(space, repo=tmp_path / "r", name="piped", sampler="tpe", n_trials=2,
+               pruner="median").run(blobs())
+    stored = optuna.load_study(study_name="piped", storage=journal(tmp_path / "r"))
+    assert all(len(t.intermediate_values) == 2 for t in stored.trials)
+
+
 @pytest.mark.parametrize("pruner", ["median", "hyperband", "asha"])
 def test_pruners_by_name(tmp_path: Path, pruner: str) -> None:
     search = Search(ObjectDef(Toy, shift=Float(0.0, 4.0), epochs=3), repo=tmp_path / "r",

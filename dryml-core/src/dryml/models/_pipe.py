@@ -13,6 +13,23 @@ if TYPE_CHECKING:
 __all__ = ["Pipe"]
 
 
+def _step_ids(steps: tuple[Any, ...]) -> list[str]:
+    """The ids of ``steps`` and of the steps of the Pipes among them, in order."""
+    ids: list[str] = []
+    for step in steps:
+        inner = getattr(step, "steps", None)
+        if isinstance(inner, tuple):
+            ids.extend(_step_ids(inner))
+        ids.append(step.dry_id)
+    return ids
+
+
+def _started(step: Any) -> bool:
+    """Whether a step is trained or has begun training (its state holds progress)."""
+    state = step.train_state
+    return bool(step.trained or state.status == "training" or state.progress)
+
+
 class Pipe(Trainable):
     """Steps applied in order; each is trained on the previous steps' output.
 
@@ -29,7 +46,7 @@ class Pipe(Trainable):
     def __init__(self, *steps: Trainable) -> None:
         if not steps or not all(isinstance(s, Trainable) for s in steps):
             raise ConfigurationError("Pipe needs one or more Trainables as its steps")
-        ids = [step.dry_id for step in steps]
+        ids = _step_ids(steps)  # in nested Pipes too: Pipe(Pipe(sc, norm), sc) used sc twice
         twice = sorted({i for i in ids if ids.count(i) > 1})
         if twice:  # trained once, it would then be applied twice
             raise ConfigurationError(
@@ -69,12 +86,15 @@ class Pipe(Trainable):
         first = next((i for i, s in enumerate(self.steps) if not s.trained), None)
         if first is None:
             return
-        stale = [i for i in range(first + 1, len(self.steps)) if self.steps[i].trained]
+        # a later step that has started (a checkpoint saved mid-training) learned from the old
+        # outputs as much as a trained one: resumed, it kept two epochs of them
+        stale = [i for i in range(first + 1, len(self.steps)) if _started(self.steps[i])]
         if stale:
             raise ConfigurationError(
-                f"step {stale[0]} ({type(self.steps[stale[0]]).__name__}) of this Pipe is "
-                f"trained but step {first} ({type(self.steps[first]).__name__}) before it is "
-                "not: training that step may change the inputs the later one learned from. "
+                f"step {stale[0]} ({type(self.steps[stale[0]]).__name__}) of this Pipe has "
+                f"trained (or begun to) but step {first} "
+                f"({type(self.steps[first]).__name__}) before it is not: training that step "
+                "may change the inputs the later one learned from. "
                 "Give the Pipe an untrained copy of each later step "
                 "(step.definition().fresh_ids().build()), or train the steps one by one")
 

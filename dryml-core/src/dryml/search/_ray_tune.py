@@ -117,7 +117,10 @@ def tune_search(space: Any, train: Any, valid: Any, *, metric: Any = "accuracy",
         model = space.build_def(config).build()
         # every framework of the Trainables in it (a Pipe of scikit-learn steps: 'sklearn')
         _enter_context(frameworks_of(model) or {type(model).dry_framework})
-        original = getattr(model, "on_epoch_end", None)
+        from dryml.search._trial import reporting_step
+
+        step = reporting_step(model)  # a Pipe's epochs are its last step's
+        original = getattr(step, "on_epoch_end", None)
         if original is not None:
             def on_epoch_end(logs: dict[str, float]) -> None:
                 original(logs)
@@ -126,11 +129,11 @@ def tune_search(space: Any, train: Any, valid: Any, *, metric: Any = "accuracy",
                                     if isinstance(v, (int, float))},
                                  first: sign * float(logs[watched])})
 
-            model.__dict__["on_epoch_end"] = on_epoch_end
+            step.__dict__["on_epoch_end"] = on_epoch_end
         try:
             out = _train_and_score(model, train, valid, metrics)
         finally:
-            model.__dict__.pop("on_epoch_end", None)
+            step.__dict__.pop("on_epoch_end", None)
         folder = tempfile.mkdtemp(prefix="dryml-tune-")
         save_object(model, os.path.join(folder, MODEL_FILE))
         try:

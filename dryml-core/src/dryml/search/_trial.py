@@ -95,11 +95,32 @@ def _score(model: Any, valid: Any, metrics: list[Metric]) -> dict[str, float]:
     return {name: float(fn(model, valid)) for name, fn in metrics}
 
 
+def reporting_step(model: Any) -> Any:
+    """The Trainable whose epochs a trial reports: the model, or the last step of a Pipe
+    (nested ones too), where the network that trains by epochs sits (hooked on the Pipe, a
+    pruner got none of its epochs)."""
+    steps = getattr(model, "steps", None)
+    while isinstance(steps, tuple) and steps:
+        model = steps[-1]
+        steps = getattr(model, "steps", None)
+    return model
+
+
+def wants_validation(model: Any) -> bool:
+    """Whether a Trainable in ``model`` (a Pipe's steps too) holds out a validation_split:
+    it is given the scored rows as its validation data instead of splitting them off again."""
+    from dryml.context._lifecycle import iter_objects
+
+    return any((getattr(getattr(o, "spec", None), "validation_split", 0) or 0) > 0
+               for o in iter_objects([model]))
+
+
 class _EpochHook:
-    """Reports every epoch a Trainable's ``on_epoch_end`` sees (torch, Keras) while active."""
+    """Reports every epoch a Trainable's ``on_epoch_end`` sees (torch, Keras) while active
+    (a Pipe's: its last step's)."""
 
     def __init__(self, model: Any) -> None:
-        self.model = model
+        self.model = reporting_step(model)
         #: the last epoch's logs (XGBoost fills its history only once boosting ends)
         self.last: dict[str, float] = {}
 
@@ -199,9 +220,7 @@ def _run(model: Any, train: Any, valid: Any, metrics: list[Metric],
         # data (early stopping and val_ logs, as under Ray Tune): trained on train alone, it
         # took its split out again and learned from (1 - f)^2 of the data. Others train on
         # train alone, as before (XGBoost refuses validation labels its training rows lack)
-        spec = getattr(model, "spec", None)
-        split = getattr(spec, "validation_split", 0) or 0
-        model.train(train, valid if split > 0 else None)
+        model.train(train, valid if wants_validation(model) else None)
         result = _score(model, valid, metrics)
     return {"metrics": result, "seconds": time.perf_counter() - start}
 
