@@ -141,3 +141,42 @@ def test_a_compiled_model_never_trained_loads_without_warnings() -> None:
     for m in (model, loaded):
         m.fit(X, X[:, :2], epochs=1, batch_size=8, verbose=0, shuffle=False)
     assert np.asarray(model(X)).tobytes() == np.asarray(loaded(X)).tobytes()
+
+
+@functools.cache
+def _own_compile_from_config_class() -> type:
+    """A subclassed model whose compile_from_config sets what the optimizer's config omits."""
+    import keras
+
+    @keras.saving.register_keras_serializable(package="dryml_tests_entries")
+    class OwnCompileFromConfig(keras.Model):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.dense = keras.layers.Dense(1)
+
+        def call(self, x: Any) -> Any:
+            return self.dense(x)
+
+        def compile_from_config(self, config: Any) -> None:
+            super().compile_from_config(config)
+            self.optimizer.exclude_from_weight_decay(var_names=["bias"])
+
+    return OwnCompileFromConfig
+
+
+def test_a_models_own_compile_from_config_runs_on_load_as_in_keras() -> None:
+    """dryml compiled such a model itself, so the AdamW exclusion it sets was lost and
+    training on after a load differed from training on without one (by 0.01)."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = _own_compile_from_config_class()()
+    model(X[:1])
+    optimizer = keras.optimizers.AdamW(0.05, weight_decay=0.5)
+    optimizer.exclude_from_weight_decay(var_names=["bias"])
+    model.compile(optimizer=optimizer, loss="mse")
+    model.fit(X, X[:, :1], epochs=1, batch_size=8, verbose=0, shuffle=False)
+    loaded = _round_trip(model=model)["model"]
+    for m in (model, loaded):
+        m.fit(X, X[:, :1], epochs=1, batch_size=8, verbose=0, shuffle=False)
+    assert np.asarray(model(X)).tobytes() == np.asarray(loaded(X)).tobytes()

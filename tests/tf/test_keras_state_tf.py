@@ -306,3 +306,65 @@ def test_a_mixed_precision_model_loads_and_trains_on_in_a_fresh_process(tmp_path
         assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.split("RESULT")[-1])
     assert result == {"optimizer": "LossScaleOptimizer", "same": True, "next": 0.0}
+
+
+@pytest.mark.parametrize(("layer", "given", "replaced", "inputs"), [
+    ("StringLookup", ["a", "b", "c"], ["x", "y", "z", "w"], [["x"], ["w"], ["a"]]),
+    ("IntegerLookup", [1, 2, 3], [7, 8, 9, 10], [[7], [10], [1]]),
+])
+def test_a_vocabulary_replaced_after_the_constructor_comes_back_replaced(
+        layer: str, given: list[Any], replaced: list[Any], inputs: list[Any]) -> None:
+    """set_vocabulary() after vocabulary=... came back with the constructor's vocabulary (Keras
+    never updates the config): ids 1 4 0 became 0 0 1, silently."""
+    import keras
+
+    lookup = getattr(keras.layers, layer)(vocabulary=given)
+    lookup.set_vocabulary(replaced)
+    dtype = "string" if layer == "StringLookup" else "int64"
+    model = keras.Sequential([keras.Input((1,), dtype=dtype), lookup])
+    loaded = _round_trip(model)
+    x = np.array(inputs, dtype=object if dtype == "string" else np.int64)
+    assert np.asarray(loaded(x)).tolist() == np.asarray(model(x)).tolist()
+    assert loaded.layers[0].get_vocabulary() == model.layers[0].get_vocabulary()
+
+
+def test_a_file_that_stored_only_adapted_vocabularies_still_loads(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files written before every vocabulary was stored hold those of adapted layers only."""
+    import keras
+
+    from dryml_tf import _keras_state
+
+    adapted = keras.layers.StringLookup()
+    adapted.adapt(np.array(["p", "q", "q"], dtype=object))
+    given = keras.layers.StringLookup(vocabulary=["a", "b"])
+    inputs = keras.Input((1,), dtype="string")
+    model = keras.Model(inputs, keras.layers.Concatenate()([adapted(inputs), given(inputs)]))
+    original = _keras_state._lookup_layers
+    path = tmp_path / "older.dry"
+    with monkeypatch.context() as patch:
+        patch.setattr(_keras_state, "_lookup_layers",
+                      lambda model, every=True: original(model, every=False))
+        save_object(_holder(model), path)
+    assert len(_model_meta_of(path)["vocabularies"]) == 1
+    x = np.array([["q"], ["b"], ["zz"]], dtype=object)
+    assert np.asarray(load_object(path).model(x)).tolist() == np.asarray(model(x)).tolist()
+
+
+def _model_meta_of(path: Path) -> dict[str, Any]:
+    return read_manifest(path).objects[0].state["model"]["meta"]  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("mode", ["int", "tf_idf"])
+def test_a_latin1_vocabulary_keeps_every_tokens_id(mode: str) -> None:
+    """get_vocabulary() decodes a latin-1 layer's tokens and set_vocabulary() encoded them as
+    UTF-8: "été" fell out of the vocabulary after a load (ids 1 3 1 2 became 0 3 0 2)."""
+    import keras
+
+    x = np.array([["\u00e9t\u00e9".encode("latin-1")], [b"abc"], ["\u00e9t\u00e9".encode(
+        "latin-1")], [b"x"], [b""]], dtype=object)
+    lookup = keras.layers.StringLookup(encoding="latin-1", output_mode=mode, mask_token="")
+    lookup.adapt(x)
+    model = keras.Sequential([keras.Input((1,), dtype="string"), lookup])
+    loaded = _round_trip(model)
+    assert np.asarray(loaded(x)).tobytes() == np.asarray(model(x)).tobytes()

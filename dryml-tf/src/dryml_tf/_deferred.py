@@ -102,7 +102,16 @@ def rebuild(config: Any, deserialize: Callable[[Any], Any], budget: int) -> Any:
         model = _rebuild_stateful(architecture, deserialize, budget)
     if not compile_config:
         return model
-    if not isinstance(compile_config, dict) or type(model).compile is not keras.Model.compile:
+    own = (type(model).compile is not keras.Model.compile
+           or type(model).compile_from_config is not keras.Model.compile_from_config)
+    if not isinstance(compile_config, dict) or own:
+        # a model's own compile or compile_from_config runs, as Keras' loader runs it (done
+        # here, one that set AdamW's exclude_from_weight_decay was skipped and training on
+        # after a load differed); its metrics are bounded first, on a copy never allocated
+        if isinstance(compile_config, dict):
+            _bounded(lambda: deserialize({k: v for k, v in compile_config.items()
+                                          if k != "optimizer"}), budget,
+                     "the Keras model's compile config", keep=False)
         with warnings.catch_warnings():  # a custom compile: Keras skips it (the caller says)
             warnings.filterwarnings("ignore", message=".*compile.*", category=UserWarning)
             model.compile_from_config(compile_config)

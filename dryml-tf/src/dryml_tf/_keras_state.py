@@ -20,6 +20,7 @@ too, so that ``model(x, training=True)`` and further training go on as they woul
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import inspect
 import json
@@ -138,24 +139,28 @@ def restore_rng(model: Any, arrays: Any) -> None:
         var.assign(array)
 
 
-def _lookup_layers(model: Any) -> list[Any]:
+def _lookup_layers(model: Any, every: bool = True) -> list[Any]:
     """The model's vocabulary layers (``StringLookup``, ``IntegerLookup``, a
-    ``TextVectorization``'s lookup) whose vocabulary Keras keeps as an asset file (adapted
-    or set, not given in the config), in a fixed order."""
-    return [layer for layer in _layers(model)
-            if isinstance(layer, IndexLookup) and layer.input_vocabulary is None]
+    ``TextVectorization``'s lookup), in a fixed order: every one (dryml stores each one's
+    vocabulary: one given to the constructor and then replaced by ``set_vocabulary`` came back
+    with the constructor's, its config never being updated), or, ``every=False``, those whose
+    vocabulary Keras keeps as an asset file (adapted or set, none given in the config), which
+    is what files written before stored."""
+    return [layer for layer in _layers(model) if isinstance(layer, IndexLookup)
+            and (every or layer.input_vocabulary is None)]
 
 
 @contextlib.contextmanager
 def _vocabularies_kept_apart(layers: list[Any]) -> Iterator[None]:
     """While Keras' walk runs, ``layers`` look to it as if their vocabulary came with their
     config (it then neither writes nor reads their asset file): dryml stores it itself."""
-    for layer in layers:
+    kept = [layer for layer in layers if layer.input_vocabulary is None]
+    for layer in kept:
         layer.input_vocabulary = "kept by dryml"
     try:
         yield
     finally:
-        for layer in layers:
+        for layer in kept:
             layer.input_vocabulary = None
 
 
@@ -168,6 +173,23 @@ def _vocabulary_out(layer: Any, writer: Any) -> dict[str, Any]:
     values = [str(t) for t in tokens] if _strings(layer) else [int(t) for t in tokens]
     return {"class": type(layer).__name__,
             "member": writer.add_bytes(json.dumps(values).encode())}
+
+
+def _in_encoding(layer: Any, tokens: list[Any]) -> Any:
+    """The tokens as the layer compares them: ``get_vocabulary`` decodes them with the
+    layer's ``encoding`` and ``set_vocabulary`` encodes text as UTF-8, so a latin-1 layer's
+    "été" was looked up as other bytes and fell out of the vocabulary: given as bytes in the
+    layer's own encoding, every token keeps its id."""
+    encoding = getattr(layer, "encoding", "utf-8") if _strings(layer) else "utf-8"
+    try:
+        if codecs.lookup(encoding).name == "utf-8":
+            return tokens
+        specials = {getattr(layer, "oov_token", None), getattr(layer, "mask_token", None)}
+        return np.array([t if t in specials else t.encode(encoding) for t in tokens],
+                        dtype=object)  # the special tokens as text, as Keras finds them
+    except (LookupError, UnicodeError) as exc:
+        raise FormatError(f"the vocabulary of {layer.name!r} cannot be encoded as its "
+                          f"encoding {encoding!r} ({exc})") from None
 
 
 def _vocabulary_in(layer: Any, entry: Any, reader: Any) -> None:
@@ -188,7 +210,7 @@ def _vocabulary_in(layer: Any, entry: Any, reader: Any) -> None:
                           f"{kind.__name__} tokens")
     idf = layer.idf_weights_const.numpy() if layer.output_mode == "tf_idf" else None
     try:
-        layer.set_vocabulary(tokens, idf_weights=idf)
+        layer.set_vocabulary(_in_encoding(layer, tokens), idf_weights=idf)
     except (ValueError, TypeError, OverflowError, tf.errors.OpError) as exc:
         raise FormatError(f"Keras refused the vocabulary of {layer.name!r}: {exc}") from None
 
@@ -275,6 +297,8 @@ def load_state(model: Any, meta: dict[str, Any], reader: Any) -> None:
     by_path, load = _state_loader(meta.get("state"), reader)
     vocabularies = meta.get("vocabularies")
     lookups = _lookup_layers(model) if vocabularies is not None else []
+    if isinstance(vocabularies, list) and len(vocabularies) != len(lookups):
+        lookups = _lookup_layers(model, every=False)  # a file written before: adapted ones
     if vocabularies is not None and (not isinstance(vocabularies, list)
                                      or len(vocabularies) != len(lookups)):
         got = len(vocabularies) if isinstance(vocabularies, list) else "no"
