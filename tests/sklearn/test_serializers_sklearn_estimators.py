@@ -571,3 +571,42 @@ def test_a_member_wider_than_its_ensemble_is_refused_at_load(
     assert outcomes["good"]["outcome"] == "predicted"
     assert outcomes["bad"]["outcome"] == "FormatError", outcomes["bad"]
     assert "features" in outcomes["bad"]["message"] or "column" in outcomes["bad"]["message"]
+
+
+def test_dicts_whose_keys_skops_cannot_give_back_are_refused(tmp_path: Path) -> None:
+    """skops rebuilds a key by calling its type on its text: bool('false') is True, so a
+    class_weight over boolean labels or a DictVectorizer's vocabulary lost entries silently
+    ([[5. 7.]] became [[0.]])."""
+    from sklearn.feature_extraction import DictVectorizer
+    from sklearn.linear_model import SGDClassifier
+
+    from dryml.errors import SerializationError
+
+    x = np.random.default_rng(0).normal(size=(40, 3))
+    y = x[:, 0] > 0
+    cases = [DictVectorizer(sparse=False).fit([{True: 1.0, False: 2.0}, {False: 3.0}]),
+             SGDClassifier(class_weight={False: 5.0, True: 1.0}, max_iter=5, tol=None).fit(x, y),
+             SGDClassifier(class_weight={np.False_: 5.0, np.True_: 1.0}, max_iter=5,
+                           tol=None).fit(x, y)]
+    for model in cases:
+        with pytest.raises(SerializationError, match="cannot be saved exactly .*use int keys"):
+            _round_trip(model, tmp_path / "m.dry")
+    weighted = SGDClassifier(class_weight={0: 5.0, 1: 1.0}, max_iter=5, tol=None,
+                             random_state=0).fit(x, y.astype(int))
+    loaded = _round_trip(weighted, tmp_path / "ok.dry")
+    assert loaded.get_params()["class_weight"] == {0: 5.0, 1: 1.0}
+
+
+def test_numpy_strings_of_several_lengths_in_a_list_of_estimators_keep_their_length(
+        tmp_path: Path) -> None:
+    """Eight Ridge(solver=np.str_) in a VotingRegressor: 'saga' came back 'sag' and 'lsqr'
+    'lsq' (the column took the first item's dtype, <U3)."""
+    from sklearn.ensemble import VotingRegressor
+    from sklearn.linear_model import Ridge
+
+    x, y = make_regression(n_samples=40, n_features=3, random_state=0)
+    solvers = np.array(["sag", "saga", "svd", "saga", "lsqr", "saga", "auto", "saga"])
+    model = VotingRegressor([(f"r{i}", Ridge(solver=s, random_state=0))
+                             for i, s in enumerate(solvers)]).fit(x, y)
+    loaded = _round_trip(model, tmp_path / "v.dry")
+    assert [e.solver for e in loaded.estimators_] == solvers.tolist()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -140,3 +141,20 @@ class TestXGBoostConformance(SerializerConformance):
         _case("classifier", build_classifier, classifier_output),
         _case("regressor", build_regressor, regressor_output),
     )
+
+
+def test_a_classifier_fitted_on_one_class_keeps_its_classes(tmp_path: Path) -> None:
+    """load_model reads n_classes_ from the booster, where one class reads as two: classes_
+    came back [0, 1] for [0]."""
+
+    from dryml import load_object, save_object
+
+    x = np.random.default_rng(0).normal(size=(20, 3))
+    holder = SklearnModel("XGBClassifier", n_estimators=3)
+    holder.model.fit(x, np.zeros(20, dtype=int))
+    model = holder.model
+    save_object(holder, tmp_path / "one.dry")
+    loaded = load_object(tmp_path / "one.dry").model
+    assert loaded.n_classes_ == model.n_classes_ == 1
+    assert loaded.classes_.tolist() == model.classes_.tolist() == [0]
+    assert np.array_equal(loaded.predict_proba(x), model.predict_proba(x))

@@ -260,12 +260,13 @@ def _check_npy(entry: Any, info: zipfile.ZipInfo) -> None:
 
 
 def _install() -> None:
-    from dryml_sklearn import _birch, _skops_batch
+    from dryml_sklearn import _birch, _skops_batch, _skops_dicts
 
     _get_state.register(np.ndarray)(ndarray_get_state)
     NODE_TYPE_MAPPING[(LOADER, PROTOCOL)] = DrymlArrayNode
     _skops_batch.install()
     _birch.install()
+    _skops_dicts.install()
 
 
 _install()

@@ -109,7 +109,8 @@ def _columns(dicts: list[dict[str, Any]], save_context: SaveContext, writer: Any
         elif all(v is first for v in values):  # one object (e.g. boosting's RandomState)
             out["shared"][key] = get_state(first, save_context)
         elif isinstance(first, np.generic) and not first.dtype.hasobject and all(
-                type(v) is type(first) for v in values):
+                type(v) is type(first) and v.dtype == first.dtype for v in values):
+            # one dtype, not only one type: np.str_ 'saga' in a '<U3' column came back 'sag'
             out["scalars"][key] = writer.add_array(np.array(values, dtype=first.dtype))
         elif (column := _array_column(values, writer)) is not None:
             out["arrays"][key] = column

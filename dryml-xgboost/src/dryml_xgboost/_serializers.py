@@ -209,6 +209,9 @@ class SklearnModelSerializer:
         }
         if meta["fitted"]:
             meta.update(_dump_booster(value.get_booster(), writer))
+            if isinstance(getattr(value, "n_classes_", None), (int, np.integer)):
+                # load_model reads it from the booster, where one class reads as two
+                meta["n_classes"] = int(value.n_classes_)
             if getattr(value, "evals_result_", None) is not None:
                 meta["evals_result"] = _encode(value.evals_result_, "evals_result_")
         return meta
@@ -238,6 +241,13 @@ class SklearnModelSerializer:
                     setattr(model, key, params[key])
             if "evals_result" in meta:
                 model.evals_result_ = _decode(meta["evals_result"])
+            classes = meta.get("n_classes")
+            if classes is not None:
+                if type(classes) is not int or not 1 <= classes <= 2 ** 31:
+                    raise FormatError(f"an XGBoost model entry's n_classes must be a positive "
+                                      f"int, got {classes!r}")
+                if classes == 1 and getattr(model, "n_classes_", None) == 2:
+                    model.n_classes_ = 1  # fitted on one class: classes_ is [0], not [0, 1]
         return model
 
 
