@@ -746,3 +746,26 @@ def test_a_pipes_step_with_a_split_validates_on_the_scored_rows_and_reports_its_
 
     pipe = space.build()
     assert reporting_step(pipe) is pipe.steps[-1]
+
+
+class HasSteps(Toy):
+    """A Trainable of one's own with a tuple attribute named steps: no Pipe."""
+
+    def __init__(self, shift: float = 0.0) -> None:
+        super().__init__(shift=shift, epochs=2)
+        self.steps = (100, 200)
+
+
+def test_a_trainable_with_a_steps_attribute_is_not_taken_for_a_pipe(tmp_path: Path) -> None:
+    from dryml.models import Pipe
+    from dryml.search._trial import reporting_step, wants_validation
+
+    model = HasSteps()
+    assert reporting_step(model) is model
+    assert isinstance(Pipe(model, Toy()), Pipe)
+    result = Search(ObjectDef(HasSteps, shift=Float(0.0, 1.0)), repo=tmp_path / "r", name="s",
+                    n_trials=2, sampler="random", progress=False).run(blobs())
+    assert [t["status"] for t in result.trials] == ["complete", "complete"]
+    transformer = WithSpec(ObjectDef(TrainSpec, validation_split=0.2).build())
+    transformer.task = "transformer"
+    assert not wants_validation(transformer)

@@ -180,3 +180,40 @@ def test_a_models_own_compile_from_config_runs_on_load_as_in_keras() -> None:
     for m in (model, loaded):
         m.fit(X, X[:, :1], epochs=1, batch_size=8, verbose=0, shuffle=False)
     assert np.asarray(model(X)).tobytes() == np.asarray(loaded(X)).tobytes()
+
+
+def _mean_square(y: Any, p: Any) -> Any:
+    import keras
+
+    return keras.ops.mean((y - p) ** 2)
+
+
+@functools.cache
+def _own_compile_with_a_plain_loss_class() -> type:
+    import keras
+
+    @keras.saving.register_keras_serializable(package="dryml_tests_entries")
+    class OwnCompilePlainLoss(keras.Model):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.dense = keras.layers.Dense(1)
+
+        def call(self, x: Any) -> Any:
+            return self.dense(x)
+
+        def compile(self, **kwargs: Any) -> None:
+            super().compile(optimizer="adam", loss=_mean_square)
+
+    return OwnCompilePlainLoss
+
+
+def test_a_model_with_its_own_compile_and_an_unregistered_loss_still_loads() -> None:
+    """Keras skips compiling such a model when loading it, so its compile config (naming a
+    loss no registry knows) is never read; dryml read it to bound its metrics and failed."""
+    model = _own_compile_with_a_plain_loss_class()()
+    model(X)
+    model.compile()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DrymlWarning)
+        loaded = _round_trip(model=model)["model"]
+    assert np.asarray(loaded(X)).tobytes() == np.asarray(model(X)).tobytes()

@@ -108,7 +108,8 @@ def rebuild(config: Any, deserialize: Callable[[Any], Any], budget: int) -> Any:
         # a model's own compile or compile_from_config runs, as Keras' loader runs it (done
         # here, one that set AdamW's exclude_from_weight_decay was skipped and training on
         # after a load differed); its metrics are bounded first, on a copy never allocated
-        if isinstance(compile_config, dict):
+        if isinstance(compile_config, dict) and \
+                type(model).compile_from_config is not keras.Model.compile_from_config:
             _bounded(lambda: deserialize({k: v for k, v in compile_config.items()
                                           if k != "optimizer"}), budget,
                      "the Keras model's compile config", keep=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from dryml.errors import ConfigurationError
-from dryml.models._trainable import Trainable, frameworks_of
+from dryml.models._trainable import INTERRUPTED, Trainable, frameworks_of
 
 if TYPE_CHECKING:
     from dryml.data import Dataset
@@ -17,17 +17,21 @@ def _step_ids(steps: tuple[Any, ...]) -> list[str]:
     """The ids of ``steps`` and of the steps of the Pipes among them, in order."""
     ids: list[str] = []
     for step in steps:
-        inner = getattr(step, "steps", None)
-        if isinstance(inner, tuple):
-            ids.extend(_step_ids(inner))
+        if isinstance(step, Pipe):
+            ids.extend(_step_ids(step.steps))
         ids.append(step.dry_id)
     return ids
 
 
 def _started(step: Any) -> bool:
-    """Whether a step is trained or has begun training (its state holds progress)."""
+    """Whether a step is trained or will resume a training it began (a checkpoint saved at
+    an epoch's end); one whose training raised starts over, learning nothing old."""
     state = step.train_state
-    return bool(step.trained or state.status == "training" or state.progress)
+    if step.trained:
+        return True
+    if state.progress.get(INTERRUPTED):
+        return False
+    return bool(state.status == "training" or state.progress)
 
 
 class Pipe(Trainable):

@@ -99,10 +99,10 @@ def reporting_step(model: Any) -> Any:
     """The Trainable whose epochs a trial reports: the model, or the last step of a Pipe
     (nested ones too), where the network that trains by epochs sits (hooked on the Pipe, a
     pruner got none of its epochs)."""
-    steps = getattr(model, "steps", None)
-    while isinstance(steps, tuple) and steps:
-        model = steps[-1]
-        steps = getattr(model, "steps", None)
+    from dryml.models import Pipe
+
+    while isinstance(model, Pipe):
+        model = model.steps[-1]
     return model
 
 
@@ -110,8 +110,11 @@ def wants_validation(model: Any) -> bool:
     """Whether a Trainable in ``model`` (a Pipe's steps too) holds out a validation_split:
     it is given the scored rows as its validation data instead of splitting them off again."""
     from dryml.context._lifecycle import iter_objects
+    from dryml.models import Trainable
 
-    return any((getattr(getattr(o, "spec", None), "validation_split", 0) or 0) > 0
+    # a transformer step's split is unused (scikit-learn transformers fit on all the rows)
+    return any(isinstance(o, Trainable) and getattr(o, "task", None) != "transformer"
+               and (getattr(getattr(o, "spec", None), "validation_split", 0) or 0) > 0
                for o in iter_objects([model]))
 
 
