@@ -1,4 +1,5 @@
-"""Checks every backend's tests and the integration tests share: discovery and import hygiene.
+"""Checks every backend's tests and the integration tests share: discovery and import hygiene,
+and importing a script or test file by its path.
 
 Importable from any test module because pytest puts ``tests/`` on ``sys.path`` when it loads
 ``tests/conftest.py`` (the default ``prepend`` import mode).
@@ -12,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+from types import ModuleType
 
 import pytest
 
@@ -23,8 +25,19 @@ __all__ = [
     "FRAMEWORK_MODULES",
     "assert_listing_imports_no_framework",
     "assert_plugin_active",
+    "import_file",
     "require_backend",
 ]
+
+def import_file(name: str, path: os.PathLike[str] | str) -> ModuleType:
+    """The Python file at ``path`` imported as a module called ``name`` (not put in
+    ``sys.modules``): a script or a test file that is not on the import path."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None, f"cannot import {path}"
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 
 #: entry-point name -> distribution that must provide it
 BACKENDS = {

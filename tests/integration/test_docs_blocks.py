@@ -4,12 +4,11 @@ page (the harness and the rules: ``tests/core/test_docs_blocks.py``)."""
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import os
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from backend_checks import import_file
 
 CORE_TEST = Path(__file__).resolve().parents[1] / "core" / "test_docs_blocks.py"
 
@@ -28,15 +27,7 @@ _need("dryml_torch", "torch.utils.data", "dryml_tf", "tensorflow", "dryml_sklear
       "dryml_xgboost", "xgboost")
 
 
-def _harness() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("docs_blocks_harness", CORE_TEST)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-HARNESS = _harness()
+HARNESS = import_file("docs_blocks_harness", CORE_TEST)
 
 
 @pytest.mark.parametrize("name", sorted(HARNESS.BACKEND_PAGES))

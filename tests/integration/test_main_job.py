@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from backend_checks import import_file
 
 SCRIPT = Path(__file__).resolve().parents[2] / "docs" / "examples" / "compare_frameworks.py"
 MODELS = {"sklearn linear", "sklearn random forest", "xgboost", "torch mlp", "keras mlp"}
@@ -51,23 +52,13 @@ def test_main_job_quick(tmp_path: Path, task: str, metrics: list[str]) -> None:
     assert all(f'"name": "{name}"' in shown.stdout for name in MODELS)
 
 
-def _main_job_module() -> object:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("compare_frameworks_under_test", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_main_job_compares_on_equal_terms() -> None:
     """Every model holds out the same validation rows (one TrainSpec), and the regression
     data is standardized with the training rows' statistics alone."""
     import numpy as np
 
-    job: object = _main_job_module()
-    train, test, n_features = job.load_data("regression")  # type: ignore[attr-defined]
+    job = import_file("compare_frameworks_under_test", SCRIPT)
+    train, test, n_features = job.load_data("regression")
     x_train, y_train = (np.asarray(a, dtype=np.float64) for a in train.peek())
     x_test = np.asarray(test.peek()[0], dtype=np.float64)
     np.testing.assert_allclose(x_train.mean(axis=0), 0.0, atol=1e-5)
@@ -75,7 +66,7 @@ def test_main_job_compares_on_equal_terms() -> None:
     np.testing.assert_allclose([y_train.mean(), y_train.std()], [0.0, 1.0], atol=1e-5)
     assert np.abs(x_test.mean(axis=0)).max() > 1e-3  # the test rows did not set the scale
     for task in ("classification", "regression"):
-        models = job.define_models(task, n_features, quick=True)  # type: ignore[attr-defined]
+        models = job.define_models(task, n_features, quick=True)
         specs = {name: model.spec for name, model in models.items()}
         assert set(specs) == MODELS
         assert len({spec.dry_id for spec in specs.values()}) == 1, specs

@@ -294,6 +294,18 @@ def test_regression_metrics_refuse_nan_and_infinity() -> None:
                 metric(y, q)
 
 
+def test_a_nan_in_one_hot_targets_is_said_to_be_in_the_targets() -> None:
+    """A NaN in one-hot targets was reported as one in the predictions ("the model
+    diverged"), sending the user to look at the wrong array."""
+    from dryml.errors import MetricError
+
+    y = np.eye(3)[[0, 1, 2, 1]]
+    y[1, 0] = np.nan
+    p = np.eye(3)[[0, 1, 2, 2]]
+    with pytest.raises(MetricError, match="targets hold NaN or infinity \\(row 1"):
+        F.accuracy(y, p)
+
+
 def test_one_sigmoid_column_is_the_positive_class() -> None:
     """(n, 1) probabilities (a Keras or torch sigmoid unit) were read as class 0's column:
     log_loss 1.51 where scikit-learn gives 0.30, or a MetricError on mixed targets."""

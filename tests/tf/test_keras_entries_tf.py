@@ -80,13 +80,12 @@ def test_one_model_in_two_entries_saves() -> None:
 
 
 @functools.cache
-def _custom_compile_class() -> type:
-    """A subclassed model with its own ``compile()``, as Keras' GAN and VAE examples have
-    (defined on first use: importing this module does not import TensorFlow)."""
+def _one_dense_model() -> type:
+    """The base of the subclassed models below: one Dense unit (defined on first use:
+    importing this module does not import TensorFlow)."""
     import keras
 
-    @keras.saving.register_keras_serializable(package="dryml_tests_entries")
-    class OwnCompile(keras.Model):
+    class OneDense(keras.Model):
         def __init__(self, **kwargs: Any) -> None:
             super().__init__(**kwargs)
             self.dense = keras.layers.Dense(1)
@@ -94,6 +93,16 @@ def _custom_compile_class() -> type:
         def call(self, x: Any) -> Any:
             return self.dense(x)
 
+    return OneDense
+
+
+@functools.cache
+def _custom_compile_class() -> type:
+    """A subclassed model with its own ``compile()``, as Keras' GAN and VAE examples have."""
+    import keras
+
+    @keras.saving.register_keras_serializable(package="dryml_tests_entries")
+    class OwnCompile(_one_dense_model()):  # type: ignore[misc]
         def compile(self, optimizer: Any = "adam", **kwargs: Any) -> None:
             super().compile(optimizer=optimizer, loss="mse", **kwargs)
 
@@ -149,14 +158,7 @@ def _own_compile_from_config_class() -> type:
     import keras
 
     @keras.saving.register_keras_serializable(package="dryml_tests_entries")
-    class OwnCompileFromConfig(keras.Model):
-        def __init__(self, **kwargs: Any) -> None:
-            super().__init__(**kwargs)
-            self.dense = keras.layers.Dense(1)
-
-        def call(self, x: Any) -> Any:
-            return self.dense(x)
-
+    class OwnCompileFromConfig(_one_dense_model()):  # type: ignore[misc]
         def compile_from_config(self, config: Any) -> None:
             super().compile_from_config(config)
             self.optimizer.exclude_from_weight_decay(var_names=["bias"])
@@ -193,14 +195,7 @@ def _own_compile_with_a_plain_loss_class() -> type:
     import keras
 
     @keras.saving.register_keras_serializable(package="dryml_tests_entries")
-    class OwnCompilePlainLoss(keras.Model):
-        def __init__(self, **kwargs: Any) -> None:
-            super().__init__(**kwargs)
-            self.dense = keras.layers.Dense(1)
-
-        def call(self, x: Any) -> Any:
-            return self.dense(x)
-
+    class OwnCompilePlainLoss(_one_dense_model()):  # type: ignore[misc]
         def compile(self, **kwargs: Any) -> None:
             super().compile(optimizer="adam", loss=_mean_square)
 

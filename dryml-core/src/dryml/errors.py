@@ -36,6 +36,7 @@ __all__ = [
     "UnknownLengthError",
     "UntrustedClassError",
     "WorkerCrashedError",
+    "warn",
 ]
 
 
@@ -143,6 +144,15 @@ class ObjectNotFoundError(RepoError, KeyError):
 
 class DrymlWarning(UserWarning):
     """Root of every warning dryml emits."""
+
+
+def warn(message: str, stacklevel: int = 2) -> None:
+    """Emit ``message`` as a :class:`DrymlWarning`; ``stacklevel`` counts from the caller, as
+    :func:`warnings.warn` does (2, the default, points at the caller's caller: the user's line
+    that called the function which warns)."""
+    import warnings
+
+    warnings.warn(message, DrymlWarning, stacklevel=stacklevel + 1)
 
 
 class DrymlPluginWarning(DrymlWarning):

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import warnings
 from typing import Any
 
 from dryml.context._resources import Resource
-from dryml.errors import DrymlWarning
+from dryml.errors import warn
 
 __all__ = ["FakeGpuProvider", "NvmlProvider"]
 
@@ -27,10 +26,6 @@ _NO_DRIVER = {12, 9}
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _warn(message: str) -> None:
-    warnings.warn(message, DrymlWarning, stacklevel=3)
 
 
 class NvmlProvider:
@@ -46,9 +41,9 @@ class NvmlProvider:
             pynvml.nvmlInit()
         except Exception as exc:  # noqa: BLE001 - NVMLError, or a stand-in's own error
             if getattr(exc, "value", None) not in _NO_DRIVER:
-                _warn(f"NVML could not start ({type(exc).__name__}: {exc}), so dryml sees no "
-                      "GPU on this machine; check the NVIDIA driver (nvidia-smi shows the same "
-                      "error; after a driver upgrade, reboot)")
+                warn(f"NVML could not start ({type(exc).__name__}: {exc}), so dryml sees no "
+                     "GPU on this machine; check the NVIDIA driver (nvidia-smi shows the same "
+                     "error; after a driver upgrade, reboot)")
             return []
         try:
             found = _query(pynvml)
@@ -63,8 +58,8 @@ def _query(pynvml: Any) -> list[dict[str, Any]]:
     try:
         count = int(pynvml.nvmlDeviceGetCount())
     except Exception as exc:  # noqa: BLE001
-        _warn(f"NVML could not count the GPUs ({type(exc).__name__}: {exc}), so dryml sees no "
-              "GPU on this machine; check the NVIDIA driver (nvidia-smi)")
+        warn(f"NVML could not count the GPUs ({type(exc).__name__}: {exc}), so dryml sees no "
+             "GPU on this machine; check the NVIDIA driver (nvidia-smi)")
         return []
     found = []
     for i in range(count):
@@ -77,8 +72,8 @@ def _query(pynvml: Any) -> list[dict[str, Any]]:
                 "memory_total": int(pynvml.nvmlDeviceGetMemoryInfo(handle).total),
             })
         except Exception as exc:  # noqa: BLE001 - that GPU only: the others still work
-            _warn(f"NVML cannot query GPU {i} (NVML index; {type(exc).__name__}: {exc}), so "
-                  "dryml leaves it out and uses the others; see nvidia-smi for that GPU")
+            warn(f"NVML cannot query GPU {i} (NVML index; {type(exc).__name__}: {exc}), so "
+                 "dryml leaves it out and uses the others; see nvidia-smi for that GPU")
     return found
 
 
@@ -100,13 +95,13 @@ def _visible(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if not match:  # CUDA stops at the first invalid entry too
             extra = (" (a MIG instance: dryml accounts whole GPUs only)"
                      if item.startswith("MIG-") else "")
-            _warn(f"CUDA_VISIBLE_DEVICES={setting!r}: {item!r} names no GPU NVML reports"
-                  f"{extra}, so CUDA and dryml see only the GPUs listed before it "
-                  f"({len(out)}); NVML reports {_listing(found)}")
+            warn(f"CUDA_VISIBLE_DEVICES={setting!r}: {item!r} names no GPU NVML reports"
+                 f"{extra}, so CUDA and dryml see only the GPUs listed before it "
+                 f"({len(out)}); NVML reports {_listing(found)}")
             break
         if match[0] in out:
-            _warn(f"CUDA_VISIBLE_DEVICES={setting!r} names GPU {match[0]['uuid']} twice, so "
-                  "CUDA shows no GPU at all and dryml uses none; name each GPU once")
+            warn(f"CUDA_VISIBLE_DEVICES={setting!r} names GPU {match[0]['uuid']} twice, so "
+                 "CUDA shows no GPU at all and dryml uses none; name each GPU once")
             return []
         out.append(match[0])
     if any(part.strip().isdigit() for part in setting.split(",")):
@@ -124,10 +119,10 @@ def _check_order(setting: str, found: list[dict[str, Any]]) -> None:
         return
     models = sorted({str(g.get("model")) for g in found})
     if len(models) > 1:
-        _warn(f"CUDA_VISIBLE_DEVICES={setting!r} names GPUs by number: CUDA counts them fastest "
-              "first but dryml (NVML) in PCI bus order, and this machine has different GPUs "
-              f"({', '.join(models)}), so a number may name another GPU for CUDA than for "
-              "dryml; set CUDA_DEVICE_ORDER=PCI_BUS_ID (or name GPUs by uuid)")
+        warn(f"CUDA_VISIBLE_DEVICES={setting!r} names GPUs by number: CUDA counts them fastest "
+             "first but dryml (NVML) in PCI bus order, and this machine has different GPUs "
+             f"({', '.join(models)}), so a number may name another GPU for CUDA than for "
+             "dryml; set CUDA_DEVICE_ORDER=PCI_BUS_ID (or name GPUs by uuid)")
 
 
 def _listing(found: list[dict[str, Any]]) -> str:

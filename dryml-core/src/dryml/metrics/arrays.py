@@ -73,13 +73,18 @@ def _one_per_row(array: np.ndarray) -> None:
     # 0/1 values only, whatever the dtype: integer vote counts may tie like scores
     if not array.shape[0] or not np.all((array == 0) | (array == 1)):
         return
-    tied = np.flatnonzero((array == array.max(axis=1, keepdims=True)).sum(axis=1) > 1)
+    tied = _tied_rows(array)
     if len(tied):
         raise MetricError(
             f"prediction row {int(tied[0])} ({array[tied[0]].tolist()[:8]}) is 0/1 indicators "
             "naming no class or several: these metrics score one class per example; give "
             "probabilities or scores (n, classes), labels (n,), or score each label as its own "
             "binary problem, e.g. accuracy(y[:, j], p[:, j])")
+
+
+def _tied_rows(array: np.ndarray) -> np.ndarray:
+    """Indices of the rows of (n, k) ``array`` whose largest value is there more than once."""
+    return np.flatnonzero((array == array.max(axis=1, keepdims=True)).sum(axis=1) > 1)
 
 
 def target_labels(values: Any) -> np.ndarray:
@@ -90,8 +95,8 @@ def target_labels(values: Any) -> np.ndarray:
     first class (accuracy 1.0 where scikit-learn's subset accuracy is 0.75)."""
     array = np.asarray(values)
     if array.ndim == 2 and array.shape[1] > 1 and array.shape[0]:
-        _finite(array)
-        tied = np.flatnonzero((array == array.max(axis=1, keepdims=True)).sum(axis=1) > 1)
+        _finite(array, "targets")
+        tied = _tied_rows(array)
         if len(tied):
             raise MetricError(
                 f"target row {int(tied[0])} ({array[tied[0]].tolist()[:8]}) does not name one "
@@ -101,17 +106,20 @@ def target_labels(values: Any) -> np.ndarray:
     return labels_of(array)
 
 
-def _finite(scores: np.ndarray, targets: bool = False) -> None:
+_NOT_FINITE = {
+    "targets": "drop or fill those examples before scoring",
+    "predictions": "the model diverged, or its outputs overflowed; there is nothing to score",
+}
+
+
+def _finite(values: np.ndarray, what: str = "predictions") -> None:
     """Scores, probabilities or regression values with a NaN or an infinity are a MetricError
     (otherwise a diverged model's NaN rows would score as class 0, all-NaN ones as an ordinary
-    0.5, and r2 of a NaN target as 0.0)."""
-    if np.issubdtype(scores.dtype, np.inexact) and not np.all(np.isfinite(scores)):
-        row = int(np.argwhere(~np.isfinite(scores))[0][0])
-        if targets:
-            raise MetricError(f"the targets hold NaN or infinity (row {row} first): drop or "
-                              "fill those examples before scoring")
-        raise MetricError(f"the predictions hold NaN or infinity (row {row} first): the model "
-                          "diverged, or its outputs overflowed; there is nothing to score")
+    0.5, and r2 of a NaN target as 0.0). ``what`` names them: "predictions" or "targets"."""
+    if np.issubdtype(values.dtype, np.inexact) and not np.all(np.isfinite(values)):
+        row = int(np.argwhere(~np.isfinite(values))[0][0])
+        raise MetricError(f"the {what} hold NaN or infinity (row {row} first): "
+                          f"{_NOT_FINITE[what]}")
 
 
 def _column_labels(labels: Any, k: int) -> np.ndarray:
@@ -347,7 +355,7 @@ def _regression(y_true: Any, y_pred: Any) -> tuple[np.ndarray, np.ndarray]:
     if t.shape != p.shape:
         raise MetricError(f"targets {t.shape} and predictions {p.shape} differ in shape")
     _n(t, p)
-    _finite(t, targets=True)
+    _finite(t, "targets")
     _finite(p)
     return t.reshape(len(t), -1), p.reshape(len(p), -1)
 

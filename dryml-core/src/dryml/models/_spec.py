@@ -9,7 +9,7 @@ import re
 from typing import Literal
 
 from dryml._object import Object
-from dryml.errors import ConfigurationError
+from dryml.errors import ConfigurationError, warn
 
 __all__ = ["AUTO_SEED", "EarlyStopping", "TrainSpec", "derived_seed"]
 
@@ -61,14 +61,6 @@ def higher_is_better(monitor: str) -> bool:
             or "iou" in name.replace("_", ""))  # mean_io_u
 
 
-def _warn(message: str) -> None:
-    import warnings
-
-    from dryml.errors import DrymlWarning
-
-    warnings.warn(message, DrymlWarning, stacklevel=3)
-
-
 def _number(value: object) -> bool:
     """A number (numpy's too), not a bool, not NaN."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -101,12 +93,12 @@ class EarlyStopping(Object):
                 f"EarlyStopping min_delta is the least improvement that counts, a number >= 0 "
                 f"whichever way the monitor improves (mode says that), got {min_delta!r}")
         if not float(patience).is_integer():
-            _warn(f"EarlyStopping patience={patience!r} is read as {math.ceil(patience)} "
-                  "epochs, as Keras reads it; give a whole number")
+            warn(f"EarlyStopping patience={patience!r} is read as {math.ceil(patience)} "
+                 "epochs, as Keras reads it; give a whole number")
         if min_delta < 0:
-            _warn(f"EarlyStopping min_delta={min_delta!r} is read as {abs(min_delta)!r}, the "
-                  "least improvement that counts whichever way the monitor improves (mode "
-                  "says that), as Keras reads it; give it >= 0")
+            warn(f"EarlyStopping min_delta={min_delta!r} is read as {abs(min_delta)!r}, the "
+                 "least improvement that counts whichever way the monitor improves (mode "
+                 "says that), as Keras reads it; give it >= 0")
         self.patience, self.monitor, self.min_delta = patience, monitor, abs(min_delta)
         #: whether the direction was read from the name (a backend that knows better which
         #: metric ``val_loss`` stands for, XGBoost's last ``eval_metric``, decides itself)
