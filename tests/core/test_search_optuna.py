@@ -257,6 +257,37 @@ def test_a_pruner_watching_a_key_the_model_never_logs_fails_the_trial_saying_so(
         "stopped: the pruner watches 'val_auc'")
 
 
+class ValidatedToy(Toy):
+    """Logs ``val_accuracy`` only when given validation data, as the torch and Keras
+    Trainables do (without a validation_split of their own they validate on nothing)."""
+
+    def fit(self, data: Any, valid: Any) -> None:
+        x, y = supervised_arrays(data)
+        centers = np.stack([x[y == c].mean(axis=0) for c in np.unique(y)])
+        for epoch in range(self.epochs):
+            self.centers = centers + self.shift * (self.epochs - epoch) / self.epochs
+            logs = {"epoch": epoch + 1, "loss": self.shift}
+            if valid is not None:
+                logs["val_accuracy"] = -self.shift
+            self.train_state.history.append(logs)
+            self.on_epoch_end(dict(logs))
+
+
+def test_a_pruner_gets_validation_epochs_from_a_model_without_a_split(tmp_path: Path) -> None:
+    """Search trained such a model on the training rows alone, so its epochs logged no
+    ``val_accuracy`` and every trial failed ("the pruner watches 'val_accuracy'"); it now
+    validates on the scored rows, as under Ray Tune."""
+    result = Search(ObjectDef(ValidatedToy, shift=Float(0.0, 4.0), epochs=4),
+                    repo=tmp_path / "repo", name="p", sampler="tpe", n_trials=8, seed=0,
+                    pruner=optuna.pruners.MedianPruner(n_startup_trials=3)).run(blobs())
+    statuses = [t["status"] for t in result.trials]
+    assert "failed" not in statuses and "pruned" in statuses, result.trials
+    # without a pruner it still trains on the training rows alone
+    plain = Search(ObjectDef(ValidatedToy, shift=Float(0.0, 4.0), epochs=2),
+                   repo=tmp_path / "repo", name="q", n_trials=1).run(blobs())
+    assert "val_accuracy" not in plain.best.train_state.history[-1]
+
+
 class LossToy(Toy):
     """Toy whose epochs also log a loss: ``val_loss`` rises as ``val_accuracy`` falls."""
 

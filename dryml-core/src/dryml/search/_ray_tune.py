@@ -147,11 +147,12 @@ def tune_search(space: Any, train: Any, valid: Any, *, metric: Any = "accuracy",
 
 def _train_and_score(model: Any, train: Any, valid: Any, metrics: list[Metric]
                      ) -> dict[str, Any]:
-    """Train with ``valid`` as validation data (the epochs' ``val_*`` logs), then score."""
-    from dryml.search._trial import _score
+    """Train with ``valid`` as validation data (the epochs' ``val_*`` logs, which Tune's
+    schedulers read), then score."""
+    from dryml.search._trial import _score, trial_validation
 
     start = time.perf_counter()
-    model.train(train, valid)
+    model.train(train, trial_validation(model, valid, watched=True))
     return {"metrics": _score(model, valid, metrics), "seconds": time.perf_counter() - start}
 
 

@@ -106,6 +106,16 @@ def reporting_step(model: Any) -> Any:
     return model
 
 
+def trial_validation(model: Any, valid: Any, watched: bool) -> Any:
+    """The validation data a trial's ``model`` trains with (``Search`` and Ray Tune): the
+    scored rows ``valid`` when a Trainable in it holds out a validation_split (it does not
+    split them off again) or when its epochs are ``watched`` (a pruner or a Tune scheduler
+    reads their ``val_`` logs, which a model trained without validation data has none of);
+    otherwise None, and it trains on ``train`` alone (XGBoost refuses validation labels its
+    training rows lack)."""
+    return valid if watched or wants_validation(model) else None
+
+
 def wants_validation(model: Any) -> bool:
     """Whether a Trainable in ``model`` (a Pipe's steps too) holds out a validation_split:
     it is given the scored rows as its validation data instead of splitting them off again."""
@@ -191,7 +201,7 @@ def _train_and_score(model: Any, train: Any, valid: Any, metrics: list[Metric],
     hook = _EpochHook(model)
     try:
         with reporting(active), hook:
-            out = _run(model, train, valid, metrics, folds, start)
+            out = _run(model, train, valid, metrics, folds, start, watched=reporter is not None)
     except TrialPruned:
         history = model.train_state.history
         last = {k: float(v) for k, v in (history[-1] if history else hook.last).items()}
@@ -202,7 +212,8 @@ def _train_and_score(model: Any, train: Any, valid: Any, metrics: list[Metric],
 
 
 def _run(model: Any, train: Any, valid: Any, metrics: list[Metric],
-         folds: list[tuple[Any, Any]] | None, start: float) -> dict[str, Any]:
+         folds: list[tuple[Any, Any]] | None, start: float, watched: bool
+         ) -> dict[str, Any]:
     if folds:
         scores: list[dict[str, float]] = []
         definition = model.definition()
@@ -219,11 +230,10 @@ def _run(model: Any, train: Any, valid: Any, metrics: list[Metric],
         # the last fold's model, which the folds' mean score does not describe)
         model.train(train)
     else:
-        # a model that holds out a validation_split gets the scored rows as its validation
-        # data (early stopping and val_ logs, as under Ray Tune): trained on train alone, it
-        # took its split out again and learned from (1 - f)^2 of the data. Others train on
-        # train alone, as before (XGBoost refuses validation labels its training rows lack)
-        model.train(train, valid if wants_validation(model) else None)
+        # trained on train alone, a model with a validation_split took it out again and
+        # learned from (1 - f)^2 of the data, and one without logged no val_ epochs for the
+        # pruner (every trial failed: "the pruner watches 'val_accuracy'")
+        model.train(train, trial_validation(model, valid, watched))
         result = _score(model, valid, metrics)
     return {"metrics": result, "seconds": time.perf_counter() - start}
 
