@@ -99,6 +99,16 @@ def test_a_failing_training_says_so_on_its_last_line(out: io.StringIO) -> None:
         "mlp · tf: failed: ValueError at epoch 1/4 in ")
 
 
+def test_a_trial_the_pruner_stopped_says_pruned_not_failed(out: io.StringIO) -> None:
+    """Its line said "failed: TrialPruned", though the search records it as pruned."""
+    from dryml.search._report import TrialPruned
+
+    with pytest.raises(TrialPruned), progress.track("mlp", framework="torch", total=4) as bar:
+        bar.update(1)
+        raise TrialPruned("pruned at epoch 1")
+    assert out.getvalue().splitlines()[-1].startswith("mlp · torch: pruned at epoch 1/4 in ")
+
+
 def test_a_terminal_gets_the_live_display_unless_plain_is_forced(
         monkeypatch: pytest.MonkeyPatch) -> None:
     leader, follower = os.openpty()

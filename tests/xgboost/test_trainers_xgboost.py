@@ -190,6 +190,32 @@ def test_progress_bar_shows_rounds_and_metrics_on_stderr() -> None:
     assert "finished at round 7/7" in lines[-1] and "val_mlogloss=" in lines[-1], lines
 
 
+def test_a_training_that_raises_ends_its_progress_line_saying_so() -> None:
+    """XGBoost skips after_training when a callback raises: the line said "ended at round
+    3/7", as if training had stopped there on its own."""
+    script = """
+from dryml.models import TrainSpec
+from dryml.testing.trainers import classification_data
+from dryml_xgboost.models import XGBoostTrainable
+
+class Crashes(XGBoostTrainable):
+    def on_epoch_end(self, logs):
+        if logs["round"] == 3:
+            raise RuntimeError("simulated crash")
+
+try:
+    Crashes("classifier", TrainSpec(validation_split=0.2), n_estimators=7).train(
+        classification_data(n=200))
+except RuntimeError as exc:
+    print("raised", exc)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          check=True, timeout=300)
+    assert "raised simulated crash" in done.stdout, done.stderr
+    lines = [line for line in done.stderr.splitlines() if " · xgboost: " in line]
+    assert lines and "failed: RuntimeError at round 3/7" in lines[-1], lines
+
+
 def test_parameters_the_trainable_sets_itself_are_refused() -> None:
     with pytest.raises(ConfigurationError, match="EarlyStopping"):
         XGBoostTrainable(early_stopping_rounds=5)

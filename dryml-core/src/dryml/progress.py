@@ -29,8 +29,8 @@ from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import IO, Any
 
-__all__ = ["Track", "configure", "deliver", "early_stopping_message", "forget", "label_of",
-           "reset", "set_sender", "status", "track"]
+__all__ = ["Track", "configure", "deliver", "early_stopping_message", "ended_by", "forget",
+           "label_of", "reset", "set_sender", "status", "track"]
 
 Event = dict[str, Any]
 
@@ -98,7 +98,14 @@ class Track:
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        self.close(None if kind is None else f"failed: {kind.__name__}")
+        self.close(None if kind is None else ended_by(kind))
+
+
+def ended_by(kind: type[BaseException]) -> str:
+    """What a track that ended by an exception of class ``kind`` says: ``"failed: Name"``, or
+    the class's own ``progress_summary`` (a trial a search's pruner stopped: ``"pruned"``)."""
+    own = getattr(kind, "progress_summary", None)
+    return own if isinstance(own, str) else f"failed: {kind.__name__}"
 
 
 def track(label: str, *, framework: str, total: int | None, unit: str = "epoch",

@@ -117,7 +117,7 @@ class ProgressBar(keras.callbacks.Callback):  # type: ignore[misc]
         """Close the track saying so: Keras skips ``on_train_end`` when fit raises, and the
         line showed an earlier epoch as where training ended."""
         if self.track is not None:
-            self.track.close(f"failed: {type(exc).__name__}")
+            self.track.close(progress.ended_by(type(exc)))
             self.track = None
 
 

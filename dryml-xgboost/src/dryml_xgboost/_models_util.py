@@ -82,6 +82,13 @@ class ProgressBar(xgboost.callback.TrainingCallback):
             self.track = None
         return model
 
+    def failed(self, exc: BaseException) -> None:
+        """Close the track saying how training ended (``failed: Name``, or ``pruned``): the
+        line said "ended" at the last round, as if training had stopped there on its own."""
+        if self.track is not None:
+            self.track.close(progress.ended_by(type(exc)))
+            self.track = None
+
 
 def history_of(evals_result: dict[str, dict[str, list[float]]],
                watched: str | None = None) -> list[dict[str, float]]:

@@ -46,6 +46,25 @@ def _is_xgboost_model(value: Any) -> bool:
     return isinstance(value, (xgboost.XGBModel, xgboost.Booster))
 
 
+def _fit(model: Any, x: Any, y: Any, eval_set: list[Any], params: dict[str, Any],
+         stopping: Any, metric: str | None) -> None:
+    """``model.fit``, an unknown metric name said in dryml's words."""
+    import xgboost
+
+    try:
+        model.fit(x, y, eval_set=eval_set, verbose=False)
+    except xgboost.core.XGBoostError as exc:
+        if "Unknown metric function" not in str(exc):
+            raise
+        wanted = params.get("eval_metric")
+        raise ConfigurationError(
+            f"XGBoost has no metric among eval_metric={wanted!r}"
+            + (f" (early stopping's monitor={stopping.monitor!r} added {metric!r})"
+               if stopping is not None and metric is not None else "")
+            + ": use XGBoost's names (logloss, mlogloss, error, merror, auc, aucpr, rmse, "
+            "mae, ...), or monitor='val_accuracy' for accuracy") from None
+
+
 class XGBoostTrainable(Trainable):
     """An ``XGBClassifier`` / ``XGBRegressor`` trained with early stopping.
 
@@ -119,8 +138,8 @@ class XGBoostTrainable(Trainable):
         if user_jobs is None:
             params["n_jobs"] = _context_threads()
         rounds = int(params.get("n_estimators") or 100)
-        callbacks: list[Any] = [util.ProgressBar(rounds, self,
-                                                 on_round=self.on_epoch_end)]
+        bar = util.ProgressBar(rounds, self, on_round=self.on_epoch_end)
+        callbacks: list[Any] = [bar]
         stopping, metric = spec.early_stopping, None
         if stopping is not None and x_valid is not None:
             metric = _monitored_metric(stopping.monitor, params, classes)
@@ -137,17 +156,10 @@ class XGBoostTrainable(Trainable):
         model = cls(**params, callbacks=callbacks)
         eval_set = [(x, y)] if x_valid is None else [(x, y), (x_valid, y_valid)]
         try:
-            model.fit(x, y, eval_set=eval_set, verbose=False)
-        except xgboost.core.XGBoostError as exc:
-            if "Unknown metric function" not in str(exc):
-                raise
-            wanted = params.get("eval_metric")
-            raise ConfigurationError(
-                f"XGBoost has no metric among eval_metric={wanted!r}"
-                + (f" (early stopping's monitor={stopping.monitor!r} added {metric!r})"
-                   if stopping is not None and metric is not None else "")
-                + ": use XGBoost's names (logloss, mlogloss, error, merror, auc, aucpr, rmse, "
-                "mae, ...), or monitor='val_accuracy' for accuracy") from None
+            _fit(model, x, y, eval_set, params, stopping, metric)
+        except BaseException as exc:
+            bar.failed(exc)  # XGBoost skips after_training when fit raises
+            raise
         # callbacks are code (not saved); the thread count was this worker's. Set as
         # attributes: set_params on a fitted model pushes every parameter into the booster
         # again, and a list eval_metric arrived there as the string "['mlogloss', 'merror']",

@@ -25,6 +25,9 @@ Reporter = Callable[[int, dict[str, float]], bool]
 class TrialPruned(DrymlError):  # noqa: N818 - the name Optuna users know
     """A search's pruner stopped this trial early (not an error: the trial is 'pruned')."""
 
+    #: what a model's progress line ends with (not "failed: TrialPruned")
+    progress_summary = "pruned"
+
 
 class MonitorMissingError(ConfigurationError):
     """The pruner's ``monitor`` is not in the epochs' logs: every trial would fail alike, so
