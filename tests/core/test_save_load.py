@@ -193,6 +193,43 @@ def test_array_layouts_and_dtypes_survive(order: str) -> None:
         np.testing.assert_array_equal(loaded[key], value)
 
 
+def test_numpy_values_that_saved_but_never_loaded_or_came_back_changed() -> None:
+    """A titled record field saved and then failed to load ("bad numpy dtype field"), inline
+    or as a member; np.str_("") and np.bytes_(b"") saved and failed to load; np.bytes_(b"ab\0")
+    came back b"ab" (dtype S2); a record dtype's definition failed ObjectDef.from_dict(to_dict())
+    and a Repo query by it found nothing."""
+    import json
+
+    from dryml import ObjectDef
+    from dryml.repo import Repo, Selector
+
+    titled = np.zeros(3, dtype=[(("Height in cm", "h"), "<i4"), ("w", "<f8")])
+    titled["h"] = [1, 2, 3]
+    big = np.zeros(3000, dtype=titled.dtype)
+    big["w"] = np.arange(3000)
+    scalars = [np.str_(""), np.bytes_(b""), np.void(b""), np.bytes_(b"ab\0"),
+               np.str_("\u00e9t\u00e9\0"), np.void(b"a\0")]
+    obj = Leaf([titled, big, *scalars])
+    buf = io.BytesIO()
+    save_object(obj, buf)
+    loaded = load_object(io.BytesIO(buf.getvalue())).value
+    for got, want in zip(loaded[:2], [titled, big], strict=True):
+        assert got.dtype == want.dtype and got.tobytes() == want.tobytes()
+    for got, want in zip(loaded[2:], scalars, strict=True):
+        assert (type(got), got.dtype, got.tobytes()) == (type(want), want.dtype, want.tobytes())
+    assert len(loaded[5]) == 3 and loaded[6] == "\u00e9t\u00e9\0"
+
+    record = np.zeros(2, dtype=[("x", "<i4"), ("y", "<f8")])
+    definition = ObjectDef(Leaf, record)
+    assert ObjectDef.from_dict(definition.to_dict()) == definition
+    assert ObjectDef.from_dict(json.loads(json.dumps(definition.to_dict()))) == definition
+    with tempfile.TemporaryDirectory() as folder:
+        repo = Repo(Path(folder) / "repo", create=True)
+        stored = Leaf(record)
+        repo.add_object(stored)
+        assert repo.ids(Selector(Leaf, args=(record,))) == [stored.dry_id]
+
+
 MAIN_SCRIPT = """
 import sys
 from dryml import Object, load_object, save_object

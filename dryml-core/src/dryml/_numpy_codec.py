@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import math
+import sys
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -20,7 +21,8 @@ INLINE_BYTES = 4096
 
 
 def _as_tuples(descr: Any, depth: int = 0) -> Any:
-    """A structured dtype's descr read from JSON (lists) as numpy wants it (tuples)."""
+    """A structured dtype's descr read from JSON (lists) as numpy wants it (tuples). A field's
+    name is a str, or a ``[title, name]`` pair (a titled field)."""
     if depth > 16:
         raise FormatError("a numpy dtype is nested too deeply")
     if isinstance(descr, str):
@@ -29,22 +31,37 @@ def _as_tuples(descr: Any, depth: int = 0) -> Any:
         raise FormatError(f"bad numpy dtype description {descr!r:.80}")
     fields = []
     for field in descr:
-        if not (isinstance(field, list) and len(field) in (2, 3) and isinstance(field[0], str)):
+        if not (isinstance(field, list) and len(field) in (2, 3) and _field_name(field[0])):
             raise FormatError(f"bad numpy dtype field {field!r:.80}")
         shape = () if len(field) == 2 else field[2]
         if not (isinstance(shape, list | tuple) and all(type(d) is int and 0 <= d < 2**31
                                                          for d in shape)):
             raise FormatError(f"bad numpy dtype field shape {shape!r:.80}")
-        fields.append((field[0], _as_tuples(field[1], depth + 1), tuple(shape)))
+        name = field[0] if isinstance(field[0], str) else tuple(field[0])
+        fields.append((name, _as_tuples(field[1], depth + 1), tuple(shape)))
     return fields
 
 
+def _field_name(name: Any) -> bool:
+    return isinstance(name, str) or (isinstance(name, list) and len(name) == 2
+                                     and all(isinstance(part, str) for part in name))
+
+
+def _as_lists(descr: Any) -> Any:
+    """numpy's descr (tuples) as plain JSON (lists): a definition's ``to_dict()`` is then
+    the JSON a Repo stores and compares (tuples there made ``from_dict`` refuse it and Repo
+    queries miss the object)."""
+    if isinstance(descr, (list, tuple)):
+        return [_as_lists(part) for part in descr]
+    return descr
+
+
 def _descr(dtype: np.dtype[Any]) -> Any:
-    """JSON form of a dtype: its ``str``, or for records the full description (field names,
-    offsets and padding), which ``dtype.str`` (``|V24``) would lose."""
+    """JSON form of a dtype: its ``str``, or for records the full description (field names and
+    titles, offsets and padding), which ``dtype.str`` (``|V24``) would lose."""
     if dtype.fields is None and dtype.subdtype is None:
         return dtype.str
-    return np.lib.format.dtype_to_descr(dtype)
+    return _as_lists(np.lib.format.dtype_to_descr(dtype))
 
 
 def _dtype(descr: Any) -> np.dtype[Any]:
@@ -147,8 +164,9 @@ class ScalarCodec:
             raise ValueError("numpy object scalars need pickle")
 
     def encode(self, value: np.generic, writer: MemberWriter | None) -> Any:
-        data = zero_padding(np.asarray(value))
-        return {"dtype": _descr(value.dtype), "b64": base64.b64encode(data.tobytes()).decode()}
+        # np.str_("") is <U0 but np.asarray makes it <U1: the scalar's own size is written
+        raw = zero_padding(np.asarray(value)).tobytes()[:value.dtype.itemsize]
+        return {"dtype": _descr(value.dtype), "b64": base64.b64encode(raw).decode()}
 
     def decode(self, data: Any, reader: MemberReader | None) -> np.generic:
         if not isinstance(data, dict):
@@ -157,6 +175,19 @@ class ScalarCodec:
         raw = base64.b64decode(str(data.get("b64", "")), validate=True)
         if len(raw) != dtype.itemsize:
             raise FormatError(f"numpy scalar of {dtype} needs {dtype.itemsize} bytes")
+        if dtype.itemsize == 0:  # np.str_(""), np.bytes_(b""), np.void(b""): numpy cannot
+            return np.zeros((), dtype)[()]  # type: ignore[no-any-return]  # view no bytes
+        # built whole: an element taken out of an array loses trailing NULs (b"ab\0", dtype
+        # S3, came back b"ab", S2)
+        if dtype.kind == "S":
+            return np.bytes_(raw)
+        if dtype.kind == "U":
+            big = dtype.byteorder == ">" or (dtype.byteorder == "=" and sys.byteorder == "big")
+            try:
+                return np.str_(raw.decode("utf-32-be" if big else "utf-32-le",
+                                          "surrogatepass"))
+            except UnicodeDecodeError as exc:
+                raise FormatError(f"a numpy {dtype} scalar holds no text: {exc}") from None
         return np.frombuffer(raw, dtype=dtype)[0]  # type: ignore[no-any-return]
 
     def copy(self, value: np.generic) -> np.generic:
