@@ -176,7 +176,8 @@ class ScalarCodec:
         if len(raw) != dtype.itemsize:
             raise FormatError(f"numpy scalar of {dtype} needs {dtype.itemsize} bytes")
         if dtype.itemsize == 0:  # np.str_(""), np.bytes_(b""), np.void(b""): numpy cannot
-            return np.zeros((), dtype)[()]  # type: ignore[no-any-return]  # view no bytes
+            empty: np.generic = np.zeros(1, dtype)[0]  # view no bytes
+            return empty
         # built whole: an element taken out of an array loses trailing NULs (b"ab\0", dtype
         # S3, came back b"ab", S2)
         if dtype.kind == "S":
