@@ -137,6 +137,41 @@ def test_an_int_too_long_for_json_is_refused_at_construction() -> None:
     assert NoSuper(10**3000).dry_args == (10**3000,)
 
 
+def test_arguments_that_saved_altered_or_never_loaded_are_refused_at_construction() -> None:
+    """A kwarg named "__dry__" loaded as an encoded value (a different call, or a file that
+    never loaded); an Object as a dict key came back as another key (its definition differed
+    from the original's); a list nested 1000 deep raised a bare RecursionError, and 330 deep
+    saved and then failed to load."""
+    from dryml import load_object, save_object
+
+    class Kw(Object):
+        def __init__(self, **kwargs: Any) -> None:
+            self.kwargs = kwargs
+
+    with pytest.raises(ArgumentError, match="named '__dry__', the file format's own tag"):
+        Kw(**{"__dry__": "dict", "items": [["a", 1]]})
+    inner = Kw(a=1)
+    for key in (inner, ("name", inner)):
+        with pytest.raises(ArgumentError, match=r"dry_kwargs\['m'\]: a dict key .* holds an "
+                                                "Object or ObjectDef"):
+            Kw(m={key: "v"})
+    with pytest.raises(ArgumentError, match=r"nested more than 100 deep"):
+        Kw(deep=_nested(101))
+    ok = Kw(deep=_nested(100))  # as deep as allowed: saves and loads
+    buf = io.BytesIO()
+    save_object(ok, buf)
+    assert load_object(io.BytesIO(buf.getvalue())).definition() == ok.definition()
+    assert Kw(d={"__dry__": 1}).kwargs == {"d": {"__dry__": 1}}  # as a dict's key it is fine
+
+
+def _nested(depth: int) -> list[Any]:
+    """Lists ``depth`` deep: [[[...]]]."""
+    out: list[Any] = []
+    for _ in range(depth - 1):
+        out = [out]
+    return out
+
+
 def test_a_process_that_lifted_pythons_int_limit_still_writes_files_others_can_read() -> None:
     """Python's limit on int digits is per process: with it lifted, a 5,000-digit int was
     saved, and a process with the default limit could not read the file's manifest."""

@@ -150,6 +150,23 @@ def test_unstorable_value_names_where_it_is() -> None:
         save_object(Bad(), io.BytesIO())
 
 
+def test_save_object_checks_metadata_as_a_repo_does() -> None:
+    """{2: "int", "2": "str"} was stored as {"2": "str"} without a word, np.float32(0.9)
+    raised a bare TypeError and NaN a bare ValueError; Repo.add_object refused or converted
+    the same values."""
+    from dryml.format import read_manifest
+
+    for bad, said in (({"k": {2: "int", "2": "str"}}, "keys 2 and '2' of one dict are one key"),
+                      ({"loss": float("nan")}, "NaN and infinity are not JSON"),
+                      ({"model": Leaf()}, "must be plain JSON")):
+        with pytest.raises(SerializationError, match=said):
+            save_object(Leaf(), io.BytesIO(), metadata=bad)
+    buf = io.BytesIO()
+    save_object(Leaf(), buf, metadata={"acc": np.float32(0.5), "epochs": np.int64(3), 1: "a"})
+    assert read_manifest(io.BytesIO(buf.getvalue())).metadata == {
+        "acc": 0.5, "epochs": 3, "1": "a"}
+
+
 def test_cycle_through_stored_state_is_refused() -> None:
     class Loop(Object):
         def save_object_imp(self, store: Any) -> None:

@@ -16,6 +16,7 @@ from typing import IO, Any
 
 from dryml import _registry
 from dryml._encoding import Decoder, Encoder
+from dryml._metadata import plain_metadata
 from dryml._object import Object
 from dryml._trust import TrustPolicy, class_path
 from dryml._version import __version__
@@ -346,13 +347,15 @@ def save_object(obj: Object, dest: Source, *, compress: bool = True, durable: bo
     a crash never leaves a half-written file there. ``durable=False`` skips the two ``fsync``
     calls: the rename still protects against a crashed or killed process, but not against
     power loss or a kernel crash (it saves about 30 ms per 100 MB on a typical disk).
-    ``compress=False`` skips zstd for every member. ``metadata`` (plain JSON) is kept in the
-    manifest, where a Repo's index is rebuilt from.
+    ``compress=False`` skips zstd for every member. ``metadata`` (plain JSON; numpy numbers
+    are stored as Python ones, non-string keys as strings) is kept in the manifest, where a
+    Repo's index is rebuilt from; a value JSON cannot hold (NaN, an object) or two keys that
+    JSON would make one (``2`` and ``"2"``) are a SerializationError.
     """
     if not isinstance(obj, Object):
         raise SerializationError(f"save_object saves dryml Objects, got {type(obj).__name__}")
-    if metadata is not None and not isinstance(metadata, dict):
-        raise SerializationError(f"metadata must be a dict, got {type(metadata).__name__}")
+    if metadata is not None:  # stored as a Repo's index would store it, or refused
+        metadata = plain_metadata(metadata, SerializationError)[1]
     if not isinstance(dest, (str, os.PathLike)):
         _write(obj, dest, compress, metadata)
         return True

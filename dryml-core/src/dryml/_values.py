@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dryml import _registry
+from dryml._encoding import TAG
 from dryml.errors import ArgumentError
 
 __all__ = ["ATOMS", "BadValue", "capture", "copy_value", "shared_repr", "values_equal"]
@@ -49,7 +50,17 @@ def check_class(value: type) -> None:
         )
 
 
-def capture(value: Any, copy: bool = True) -> Any:
+#: lists, tuples and dicts nested deeper than this in one argument are refused: a reader
+#: rebuilding one needs several Python frames a level, and about 330 levels already exceeded
+#: the default recursion limit, so such a file saved but could not be loaded
+MAX_DEPTH = 100
+
+
+def _holds_object(key: Any) -> bool:
+    return _is_object(key) or (type(key) is tuple and any(_holds_object(k) for k in key))
+
+
+def capture(value: Any, copy: bool = True, depth: int = 0) -> Any:
     """Check ``value`` and return an independent copy of it.
 
     Objects and ObjectDefs are kept by reference (that is what lets shared children stay
@@ -69,19 +80,27 @@ def capture(value: Any, copy: bool = True) -> Any:
                        "pass it as a str, or keep it as state")
     if tp in ATOMS:
         return value
+    if tp in (list, tuple, dict) and depth >= MAX_DEPTH:
+        raise BadValue(f"lists, tuples and dicts are nested more than {MAX_DEPTH} deep here; "
+                       "a file holding them could not be read back: keep such data as state "
+                       "(save_object_imp) or flatten it")
     if tp is list:
-        return [_capture_item(v, i, copy) for i, v in enumerate(value)]
+        return [_capture_item(v, i, copy, depth + 1) for i, v in enumerate(value)]
     if tp is tuple:
-        return tuple([_capture_item(v, i, copy) for i, v in enumerate(value)])
+        return tuple([_capture_item(v, i, copy, depth + 1) for i, v in enumerate(value)])
     if tp is dict:
         out = {}
         for key, item in value.items():
+            if _holds_object(key):
+                raise BadValue(f"a dict key ({type(key).__name__}) holds an Object or "
+                               "ObjectDef, which would not come back as the same key (a "
+                               "loaded file builds a new one); key by its dry_id or a name")
             try:
-                key = capture(key, copy)
+                key = capture(key, copy, depth + 1)
                 hash(key)
             except (BadValue, TypeError) as exc:
                 raise BadValue(f"the dict key {key!r} is not allowed: {exc}") from None
-            out[key] = _capture_item(item, key, copy)
+            out[key] = _capture_item(item, key, copy, depth + 1)
         return out
     if isinstance(value, type):
         check_class(value)
@@ -126,9 +145,9 @@ def _too_long(value: int) -> bool:
     return value.bit_length() > 3.32 * limit - 4 and abs(value) >= 10**limit
 
 
-def _capture_item(value: Any, key: Any, copy: bool = True) -> Any:
+def _capture_item(value: Any, key: Any, copy: bool = True, depth: int = 0) -> Any:
     try:
-        return capture(value, copy)
+        return capture(value, copy, depth)
     except BadValue as exc:
         exc.path.insert(0, f"[{key!r}]")
         raise
@@ -138,6 +157,9 @@ def capture_call(args: tuple[Any, ...], kwargs: dict[str, Any], where: str) -> t
     tuple[Any, ...], dict[str, Any]
 ]:
     """Capture constructor arguments; ArgumentError names the bad one (``dry_args[1]['x']``)."""
+    if TAG in kwargs:  # the kwargs are written as a JSON object, where the tag is the format's
+        raise ArgumentError(f"{where}: a keyword argument cannot be named {TAG!r}, the file "
+                            "format's own tag (it would load as an encoded value)")
     try:
         captured_args = tuple([_capture_item(v, i) for i, v in enumerate(args)])
     except BadValue as exc:

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from dryml._encoding import TAG, Encoder
+from dryml._metadata import numpy_as_json
 from dryml._trust import class_path
 from dryml.errors import ArgumentError, FormatError
 
@@ -70,14 +71,6 @@ def _scalar(value: Any, tagged: bool = True) -> tuple[str, Any] | None:
     from dryml.repo._defjson import _kind
 
     return _kind(value, tagged)
-
-
-def numpy_as_json(item: Any) -> Any:
-    """``json.dumps``'s ``default=`` for metadata and where-values: numpy scalars and arrays
-    are their numbers (``np.int64(3)`` is ``3``); anything else is not plain JSON."""
-    if isinstance(item, (np.generic, np.ndarray)):
-        return item.tolist()
-    raise TypeError(f"Object of type {type(item).__name__} is not JSON serializable")
 
 
 def plain_json(value: Any) -> Any:

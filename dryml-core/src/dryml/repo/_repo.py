@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from dryml._io import fsync_directory
+from dryml._metadata import plain_metadata
 from dryml._object import Object
 from dryml._trust import TrustPolicy
 from dryml.errors import (
@@ -35,7 +36,6 @@ from dryml.repo._index import (
 )
 from dryml.repo._journal import Journal, is_object_name
 from dryml.repo._lazy import LazyState, is_loaded, lazy_state, load_now, make_lazy
-from dryml.repo._match import numpy_as_json
 from dryml.repo._query import COLUMN_KEYS, plan_query
 from dryml.repo._query import FULL_COLUMNS as _FULL
 from dryml.repo._query import IndexContext as _IndexContext
@@ -49,24 +49,13 @@ __all__ = ["Repo"]
 def checked_metadata(metadata: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """``metadata`` as the JSON text the index keeps and the dict that text reads back as
     (what the file and the index hold: non-string keys become strings). RepoError when it is
-    not plain JSON, or when two of its keys name one query path (``{"a.b": 1}`` beside
-    ``{"a": {"b": 2}}``: ``where={"a.b": ...}`` could not tell them apart)."""
-    if not isinstance(metadata, dict):
-        raise RepoError(f"metadata must be a dict, got {type(metadata).__name__}")
-    try:
-        text = json.dumps(metadata, allow_nan=False, default=numpy_as_json)
-    except RecursionError:
-        raise RepoError("metadata nests too deeply to be JSON") from None
-    except (TypeError, ValueError) as exc:
-        why = ("NaN and infinity are not JSON: store None, or a string such as 'nan'"
-               if "Out of range float" in str(exc) else str(exc))
-        raise RepoError(f"metadata must be plain JSON (dicts, lists, str, numbers, bool, "
-                        f"None): {why}") from None
-    plain: dict[str, Any] = json.loads(text)
+    not plain JSON (:func:`dryml._metadata.plain_metadata`), or when two of its keys name one
+    query path (``{"a.b": 1}`` beside ``{"a": {"b": 2}}``: ``where={"a.b": ...}`` could not
+    tell them apart)."""
+    text, plain = plain_metadata(metadata, RepoError)
     problem = metadata_problem(plain)
     if problem is not None:
         raise RepoError(f"{problem}: keep bulky values in the object's state (store.put)")
-    _refuse_merged_keys(metadata, plain)
     seen: set[str] = set()
     for path, _ in flatten_metadata(plain):
         if path in seen:
@@ -74,26 +63,6 @@ def checked_metadata(metadata: dict[str, Any]) -> tuple[str, dict[str, Any]]:
                             "dicts): queries on it could not tell them apart; rename one")
         seen.add(path)
     return text, plain
-
-
-def _refuse_merged_keys(given: Any, plain: Any) -> None:
-    """RepoError when two keys of one dict become one JSON key (``1`` and ``"1"``, ``True``
-    and ``"true"``): JSON keeps the last, and the other value would be lost without a word.
-    ``plain`` is ``given`` read back from JSON: the same shape, but for lost keys."""
-    stack = [(given, plain)]
-    while stack:
-        a, b = stack.pop()
-        if isinstance(a, dict):
-            if len(a) != len(b):
-                named: dict[str, list[str]] = {}
-                for key in a:
-                    named.setdefault(json.dumps({key: 0})[2:-4], []).append(repr(key))
-                keys = next(k for k in named.values() if len(k) > 1)
-                raise RepoError(f"metadata keys {' and '.join(keys)} of one dict are one key "
-                                "in JSON, which keeps only the last value: rename one")
-            stack.extend(zip(a.values(), b.values(), strict=True))
-        elif isinstance(a, (list, tuple)):
-            stack.extend(zip(a, b, strict=True))
 
 
 class Repo:
