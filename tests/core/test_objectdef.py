@@ -167,6 +167,18 @@ def test_from_dict_applies_trust_rules() -> None:
         ObjectDef.from_dict(data)
 
 
+def test_from_dict_refuses_a_dry_mut_that_is_not_a_bool() -> None:
+    """"dry_mut": "false" (a hand-written or YAML-converted definition) read as True."""
+    from dryml.errors import FormatError
+
+    data = ObjectDef(Part, 1).to_dict()
+    assert data["dry_mut"] is False
+    for bad in ("false", 0, None):
+        with pytest.raises(FormatError, match="dry_mut must be true or false"):
+            ObjectDef.from_dict({**data, "dry_mut": bad})
+    assert ObjectDef.from_dict({**data, "dry_mut": True}).dry_mut is True
+
+
 # -- hypothesis: nested argument structures round-trip ---------------------------------------
 
 atoms = (

@@ -161,7 +161,11 @@ class Decoder:
         kwargs = self.decode(_dict(data.get("dry_kwargs", {})), f"{path}.dry_kwargs")
         if not all(isinstance(k, str) for k in kwargs):
             raise FormatError(f"dry_kwargs keys must be str at {path or 'top level'}")
-        return ObjectDef(cls, *args, dry_mut=bool(data.get("dry_mut", False)), **kwargs)
+        mut = data.get("dry_mut", False)
+        if type(mut) is not bool:  # bool("false") is True
+            raise FormatError(f"dry_mut must be true or false at {path or 'top level'}, got "
+                              f"{mut!r:.40}")
+        return ObjectDef(cls, *args, dry_mut=mut, **kwargs)
 
     def _decode_object(self, data: dict[str, Any], path: str) -> Any:
         if self.objects is None:
