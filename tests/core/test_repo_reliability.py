@@ -448,6 +448,49 @@ def test_an_object_replaced_after_a_query_is_not_loaded_with_other_arguments(
         assert again.payload.tolist() == [0.0, 0.0, 0.0]
 
 
+def test_a_loaded_object_another_process_replaced_is_not_returned_nor_saved_over_it(
+        tmp_path: Path, env: dict[str, str]) -> None:
+    """This process added (or loaded) Item("w", 0); another process replaced it by
+    Item("w", 7). A query for ("w", 7) returned the held ("w", 0) object, and save() then
+    wrote it over the other process's, whose object was lost without a word. A replace with
+    the same arguments (new state) was hidden the same way."""
+    import numpy as np
+    from repo_items import Item
+
+    directory = tmp_path / "repo"
+    repo = Repo(directory, create=True)
+    held = _item("w", 0)
+    repo.add_object(held)
+
+    def replace_by(number: int) -> None:
+        subprocess.run([sys.executable, "-c", REPLACE, str(directory), str(number)], env=env,
+                       check=True, timeout=120)
+
+    replace_by(7)
+    with pytest.raises(RepoError, match=r"'x' .* was replaced by another writer .* nothing "
+                                        r"was saved"):
+        repo.save()
+    found = repo.get(Selector("Item", args=("w", 7)))
+    assert [o.dry_args for o in found] == [("w", 7)] and found[0] is not held
+    assert repo.get_one("x").payload.tolist() == [0.0, 0.0, 0.0]
+    assert Repo(directory).get_one("x").dry_args == ("w", 7)  # the newer one is kept
+
+    loaded = repo.get_one("x")
+    loaded.payload = loaded.payload + 1  # changed in memory, then replaced with new state
+    retrained = Item("w", 7, dry_id="x")
+    retrained.payload = np.full(3, 5.0)
+    Repo(directory).add_object(retrained, replace=True)  # another Repo: another writer
+    with pytest.raises(RepoError, match="was replaced by another writer"):
+        repo.save(loaded)
+    assert repo.get_one("x") is not loaded
+    assert repo.get_one("x").payload.tolist() == [5.0, 5.0, 5.0]
+    mine = repo.get_one("x")
+    mine.payload = mine.payload + 2
+    assert repo.save() == 1  # nobody replaced it since: saved, and found again as is
+    assert repo.get_one("x") is mine
+    assert Repo(directory).get_one("x").payload.tolist() == [7.0, 7.0, 7.0]
+
+
 def _item(worker: str, i: int) -> Any:
     from repo_items import Item
 

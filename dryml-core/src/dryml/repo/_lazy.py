@@ -160,7 +160,7 @@ def load_now(obj: Any) -> Object:
         real_cls = getattr(type(obj), "_dry_real_class", type(obj))
         try:
             if state.repo is not None:  # checks that the file is still the one indexed
-                loaded = state.repo._load_file(state.dry_id, state)
+                loaded = state.repo._load_file(state.dry_id, state, obj)
             else:
                 loaded = load_object(state.path, trust=state.trust)
         except FileNotFoundError:

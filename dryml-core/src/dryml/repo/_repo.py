@@ -45,6 +45,10 @@ from dryml.repo._verify import load_checked
 
 __all__ = ["Repo"]
 
+#: the columns of a query's rows (the full ones: :data:`_FULL`)
+_SHORT = "o.id, o.cls, o.file, o.cat, o.digest"
+_SHORT_LEN = 5
+
 
 def checked_metadata(metadata: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """``metadata`` as the JSON text the index keeps and the dict that text reads back as
@@ -98,6 +102,9 @@ class Repo:
         # A Repo dropped without close() ends its session when collected (or at exit).
         weakref.finalize(self, self._journal.close)
         self._live: weakref.WeakValueDictionary[str, Object] = weakref.WeakValueDictionary()
+        # dry_id -> (id() of the live object, manifest digest of the file it was loaded from
+        # or written to): a row with another digest was replaced since by another writer
+        self._versions: dict[str, tuple[int, str | None]] = {}
         # class path -> the MRO this process last recorded for it in the index, valid while
         # the index's class tables are of generation _class_generation (reindex rebuilds them)
         self._known_classes: dict[str, tuple[str, ...]] = {}
@@ -184,7 +191,7 @@ class Repo:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
         for row, obj in prepared:
-            self._cache(row["id"], obj)
+            self._cache(row["id"], obj, row["digest"])
 
     def _commit_new(self, prepared: list[tuple[dict[str, Any], Object]],
                     temps: list[str]) -> None:
@@ -312,13 +319,15 @@ class Repo:
         return row, obj
 
     def _write(self, prepared: list[tuple[dict[str, Any], Object]], replace: bool,
-               keep_metadata: bool) -> None:
+               keep_metadata: bool, unchanged: bool = False) -> None:
+        """Write objects over their files (``replace``) or as new ones; ``unchanged``: refuse
+        one whose file another writer replaced since this process loaded or wrote it."""
         token = uuid.uuid4().hex
         try:
-            self._begin_writes(prepared, token, replace, keep_metadata)
+            self._begin_writes(prepared, token, replace, keep_metadata, unchanged)
         except _DeadWriter:  # a dead process left a write of one of these ids: finish it
             _maintenance.recover(self._index, self.directory)
-            self._begin_writes(prepared, token, replace, keep_metadata)
+            self._begin_writes(prepared, token, replace, keep_metadata, unchanged)
         done = 0
         try:
             for row, obj in prepared:
@@ -336,7 +345,7 @@ class Repo:
                 "(the index was left as that process made it; 'dryml repo check DIR' shows "
                 "whether it matches the files)")
         for row, obj in prepared:
-            self._cache(row["id"], obj)
+            self._cache(row["id"], obj, row["digest"])
 
     def _end_writes(self, prepared: list[tuple[dict[str, Any], Object]], token: str,
                     done: int) -> list[str]:
@@ -377,16 +386,23 @@ class Repo:
                                                 (row["id"],)).fetchone() is not None
 
     def _begin_writes(self, prepared: list[tuple[dict[str, Any], Object]], token: str,
-                      replace: bool, keep_metadata: bool) -> None:
+                      replace: bool, keep_metadata: bool, unchanged: bool = False) -> None:
         """Check the ids and record the intents (one transaction)."""
         host, pid, pstart = process_identity()
         with self._index.write() as conn:
             generation = self._class_tables(conn)
-            for i, (row, _) in enumerate(prepared):
-                old = conn.execute("SELECT file, metadata, created FROM objects WHERE id = ?",
-                                   (row["id"],)).fetchone()
+            for i, (row, obj) in enumerate(prepared):
+                old = conn.execute("SELECT file, metadata, created, digest FROM objects "
+                                   "WHERE id = ?", (row["id"],)).fetchone()
                 if old is not None and not replace:
                     raise self._already_there(row["id"])
+                if old is not None and unchanged and self._replaced_since(obj, old[3]):
+                    raise RepoError(
+                        f"object {row['id']!r} in {self.directory} was replaced by another "
+                        "writer (a process, or another Repo) after this process loaded or "
+                        "saved it, so save() would overwrite that newer version with this "
+                        f"one; nothing was saved. repo.get({row['id']!r}) gives the newer "
+                        "one; repo.add_object(obj, replace=True) overwrites it with this")
                 self._check_busy(conn, row["id"])
                 row["new"] = old is None
                 # Kept metadata is the index's: read again when the write ends (another
@@ -411,9 +427,22 @@ class Repo:
         # only now: a transaction rolled back (a dead writer's intent) recorded nothing
         self._remember_classes([row["mros"] for row, _ in prepared], generation)
 
-    def _cache(self, dry_id: str, obj: Object) -> None:
+    def _cache(self, dry_id: str, obj: Object, digest: str | None = None) -> None:
+        """Keep ``obj`` as this process's object ``dry_id``; ``digest``: the manifest digest
+        of the file it was written to (None: a lazy object, whose load records it)."""
         with contextlib.suppress(TypeError):  # not weak-referenceable: simply not cached
             self._live[dry_id] = obj
+        if digest is None:
+            self._versions.pop(dry_id, None)
+        else:
+            self._versions[dry_id] = (id(obj), digest)
+
+    def _replaced_since(self, obj: Object, digest: str | None) -> bool:
+        """Whether the row of ``obj`` (manifest ``digest``) is another version of it than
+        the one this process loaded or wrote: another writer replaced it since."""
+        known = self._versions.get(obj.dry_id)
+        return (digest is not None and known is not None and known[0] == id(obj)
+                and known[1] != digest)
 
     # -- metadata -----------------------------------------------------------------------------
     def metadata(self, target: str | Object) -> dict[str, Any]:
@@ -569,7 +598,8 @@ class Repo:
         if missing:
             raise ObjectNotFoundError(f"not in {self.directory}: {missing[:5]}; use add_object")
         if objs:
-            self._write([self._prepare(o, None) for o in objs], True, keep_metadata=True)
+            self._write([self._prepare(o, None) for o in objs], True, keep_metadata=True,
+                        unchanged=True)
         return len(objs)
 
     def delete(self, target: Target) -> int:
@@ -666,7 +696,7 @@ class Repo:
         if exact_ids is not None and where is None and order_by is None and not full:
             return self._by_ids(exact_ids, limit)
         plan = plan_query(selector, where, order_by, descending, limit,
-                          _FULL if full else "o.id, o.cls, o.file, o.cat", _FULL)
+                          _FULL if full else _SHORT, _FULL)
         rows: list[tuple[Any, ...]] = []
         for n, (sql, params) in enumerate(plan.queries):
             if (n and plan.last_fills and plan.python is None and plan.limit is not None
@@ -699,14 +729,18 @@ class Repo:
     def _by_ids(self, ids: list[str], limit: int | None) -> list[tuple[Any, ...]]:
         out = []
         for dry_id in dict.fromkeys(ids):
-            out += self._index.query("SELECT id, cls, file, cat FROM objects WHERE id = ?",
-                                     [dry_id])
+            out += self._index.query(f"SELECT {_SHORT.replace('o.', '')} FROM objects "
+                                     "WHERE id = ?", [dry_id])
         return out if limit is None else out[:limit]
 
     def _object_for(self, row: tuple[Any, ...]) -> Object:
         dry_id, cls_path, name = row[0], row[1], row[2]
+        full = len(row) > _SHORT_LEN
         found = self._live.get(dry_id)
-        if found is not None and not _stale(found, row):
+        # a loaded object that another writer replaced since is not the one the row holds:
+        # the query matched the row (other arguments, or other state), so it gets that
+        if found is not None and not _stale(found, row) and not self._replaced_since(
+                found, row[7] if full else row[4]):
             return found
         try:
             cls = TrustPolicy(self.trust).resolve_object_class(cls_path)
@@ -716,8 +750,8 @@ class Repo:
                 raise missing from exc
             raise
         # what the query matched: the definition (a full row) or its configuration digest
-        definition = json.loads(row[3]) if len(row) > 4 else None
-        cat = row[3] if len(row) == 4 else None
+        definition = json.loads(row[3]) if full else None
+        cat = None if full else row[3]
         obj = make_lazy(cls, LazyState(dry_id, str(self._object_file(name)), cls_path,
                                        self.trust, definition, self, cat))
         self._cache(dry_id, obj)
@@ -752,10 +786,15 @@ class Repo:
             return None
         return missing_backend([cls_path], plugins)
 
-    def _load_file(self, dry_id: str, selected: LazyState | None = None) -> Object:
+    def _load_file(self, dry_id: str, selected: LazyState | None = None,
+                   into: Object | None = None) -> Object:
         """Load ``dry_id`` from its file, refusing a file that changed since it was indexed
-        and, for an object a query selected, one replaced since by other arguments."""
-        return load_checked(self._index, self.directory, dry_id, self.trust, selected)
+        and, for an object a query selected, one replaced since by other arguments. ``into``:
+        the lazy object the state goes into (the version this process then holds)."""
+        obj, digest = load_checked(self._index, self.directory, dry_id, self.trust, selected)
+        if into is not None and self._live.get(dry_id) is into:
+            self._versions[dry_id] = (id(into), digest)
+        return obj
 
     def _definition_json(self, dry_id: str) -> dict[str, Any] | None:
         rows = self._index.query("SELECT definition FROM objects WHERE id = ?", [dry_id])
@@ -775,7 +814,7 @@ def _stale(obj: Object, row: tuple[Any, ...]) -> bool:
         return False
     selected = state.cat if state.cat is not None else (
         None if state.definition is None else category_digest(state.definition))
-    now = row[3] if len(row) == 4 else category_digest(json.loads(row[3]))
+    now = row[3] if len(row) == _SHORT_LEN else category_digest(json.loads(row[3]))
     return selected is not None and selected != now
 
 

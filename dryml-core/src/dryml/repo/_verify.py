@@ -65,8 +65,9 @@ def record_stamp(index: Index, dry_id: str, stamp: Stamp, old_digest: str | None
 
 
 def load_checked(index: Index, directory: Path, dry_id: str, trust: tuple[str, ...],
-                 selected: LazyState | None = None) -> Object:
-    """Load object ``dry_id`` from its file after checking that the file is the one indexed.
+                 selected: LazyState | None = None) -> tuple[Object, str]:
+    """Load object ``dry_id`` from its file after checking that the file is the one indexed;
+    returns it and its file's manifest digest.
 
     Raises RepoError when the file changed behind the repository's back (run
     ``dryml repo check``) or, for an object a query ``selected`` (its definition or
@@ -104,7 +105,7 @@ def load_checked(index: Index, directory: Path, dry_id: str, trust: tuple[str, .
                     continue
                 raise _changed(path, dry_id, directory, size, digest, stamp)
             stream.seek(0)
-            return load_object(stream, trust=trust)
+            return load_object(stream, trust=trust), stamp.digest
     raise _changed(path, dry_id, directory, size, digest, stamp)
 
 
