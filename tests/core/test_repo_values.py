@@ -252,6 +252,20 @@ def test_an_empty_list_selects_nothing(tmp_path: Path) -> None:
     assert len(repo) == 1
 
 
+def test_mistaken_query_arguments_are_dryml_errors_saying_what_to_pass(tmp_path: Path) -> None:
+    """where=[("acc", 1)] raised a bare AttributeError from the query planner; Range(1j, 2)
+    a bare ValueError and repo.get(5) a bare TypeError (outside dryml's error family)."""
+    from dryml.errors import ConfigurationError
+
+    repo = Repo(tmp_path / "repo", create=True)
+    with pytest.raises(ArgumentError, match="where= is a dict of metadata keys"):
+        repo.ids(where=[("acc", 1)])  # type: ignore[arg-type]
+    with pytest.raises(ArgumentError, match="cannot select objects with 5"):
+        repo.get(5)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="Range bounds are numbers or strings"):
+        Range(1j, 2)
+
+
 def test_range_bounds_that_cannot_compare_are_refused() -> None:
     with pytest.raises(ValueError, match="both numbers or both strings"):
         Range(1, "z")

@@ -17,7 +17,7 @@ import numpy as np
 from dryml._encoding import TAG, Encoder
 from dryml._metadata import numpy_as_json
 from dryml._trust import class_path
-from dryml.errors import ArgumentError, FormatError
+from dryml.errors import ArgumentError, ConfigurationError, FormatError
 
 __all__ = ["UNREADABLE", "AllOf", "In", "MatchContext", "Matcher", "Not", "Range",
            "decoded_for_predicate", "to_matcher"]
@@ -316,22 +316,24 @@ class Range(Matcher):
 
     def __init__(self, lo: Any = None, hi: Any = None, *, inclusive: str = "both") -> None:
         if inclusive not in _INCLUSIVE:
-            raise ValueError(f"Range inclusive= is one of {', '.join(map(repr, _INCLUSIVE))}, "
-                             f"got {inclusive!r}")
+            raise ConfigurationError(f"Range inclusive= is one of "
+                                     f"{', '.join(map(repr, _INCLUSIVE))}, got {inclusive!r}")
         self.inclusive = inclusive
         self.lo_op, self.hi_op = _INCLUSIVE[inclusive]
         if lo is None and hi is None:
-            raise ValueError("Range needs lo, hi or both")
+            raise ConfigurationError("Range needs lo, hi or both")
         lo, hi = (b.item() if isinstance(b, np.generic) else b for b in (lo, hi))
         for bound in (lo, hi):
             if bound is not None and (isinstance(bound, bool) or not isinstance(
                     bound, (int, float, str))):
-                raise ValueError(f"Range bounds are numbers or strings, got {bound!r}")
+                raise ConfigurationError(f"Range bounds are numbers or strings, got "
+                                         f"{bound!r}")
             if isinstance(bound, float) and bound != bound:
-                raise ValueError("a Range bound cannot be NaN (nothing compares with it)")
+                raise ConfigurationError("a Range bound cannot be NaN (nothing compares with "
+                                         "it)")
         if lo is not None and hi is not None and isinstance(lo, str) != isinstance(hi, str):
-            raise ValueError(f"Range({lo!r}, {hi!r}): the bounds must be both numbers or both "
-                             "strings")
+            raise ConfigurationError(f"Range({lo!r}, {hi!r}): the bounds must be both numbers "
+                                     "or both strings")
         self.lo, self.hi = lo, hi
         self.text = isinstance(lo, str) or isinstance(hi, str)
         self.plain = False

@@ -9,6 +9,7 @@ from typing import Any
 import attrs
 
 from dryml._trust import TrustPolicy
+from dryml.errors import ArgumentError
 from dryml.repo._match import SQL, MatchContext, Matcher, to_matcher
 from dryml.repo._selector import Cond, Selector, key_cond
 
@@ -69,6 +70,9 @@ def plan_query(selector: Selector | None, where: dict[str, Any] | None, order_by
     if selector is not None:
         conds, exact = selector.conds()
     py_where: list[tuple[str, Matcher]] = []
+    if where is not None and not isinstance(where, dict):
+        raise ArgumentError(f"where= is a dict of metadata keys and wanted values, e.g. "
+                            f"{{'metrics.accuracy': Range(0.9, None)}}, got {where!r:.60}")
     order_cond: SQL | None = None
     for key, wanted in (where or {}).items():
         matcher = to_matcher(wanted).for_metadata()  # where= is about metadata: plain JSON

@@ -7,6 +7,7 @@ from typing import Any
 
 from dryml._object import Object
 from dryml._objectdef import ObjectDef
+from dryml.errors import ArgumentError
 from dryml.repo._match import UNREADABLE, MatchContext, decoded_for_predicate
 from dryml.repo._selector import Cond, Selector, _Combined
 
@@ -89,8 +90,8 @@ def as_selector(target: Target, trust: tuple[str, ...]) -> Selector | None:
         return _Combined("or", parts)  # type: ignore[arg-type]
     if callable(target):
         return _FnSelector(target, trust)
-    raise TypeError(f"cannot select objects with {target!r}: use a dry_id, an Object, an "
-                    "ObjectDef, a Selector, a class, a predicate, or a list of these")
+    raise ArgumentError(f"cannot select objects with {target!r}: use a dry_id, an Object, an "
+                        "ObjectDef, a Selector, a class, a predicate, or a list of these")
 
 
 def target_ids(target: Target) -> list[str] | None:

@@ -118,7 +118,8 @@ class Selector(Matcher):
         if isinstance(definition, Object):
             definition = definition.definition()
         if not isinstance(definition, ObjectDef):
-            raise TypeError(f"Selector.from_def needs an ObjectDef or Object, got {definition!r}")
+            raise ArgumentError(f"Selector.from_def needs an ObjectDef or Object, got "
+                                f"{definition!r}")
         return cls._from_json(definition.to_dict(), definition.cls)
 
     @classmethod
@@ -355,7 +356,7 @@ class _JsonPairs(Matcher):
 
 def _check_selector(other: Any) -> Selector:
     if not isinstance(other, Selector):
-        raise TypeError(f"a Selector combines only with another Selector, got {other!r}")
+        raise ArgumentError(f"a Selector combines only with another Selector, got {other!r}")
     return other
 
 
