@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import os
 import re
 import subprocess
@@ -26,7 +27,7 @@ from dryml.context import (
     compute_context,
     context_check,
 )
-from dryml.errors import DrymlError
+from dryml.errors import DrymlError, DrymlWarning
 
 
 @pytest.fixture(autouse=True)
@@ -156,6 +157,74 @@ def test_nested_objects_are_updated_and_keep_their_identity() -> None:
 
     grow(holder)
     assert holder.inner is inner and inner.count == 40
+
+
+@dataclasses.dataclass
+class Box:
+    """A plain holder of an Object (an experiment record, say)."""
+
+    counter: Counter
+    label: str = "box"
+
+
+def test_objects_held_by_a_dataclass_are_updated_too() -> None:
+    """An Object in a dataclass (or any other instance) reached the worker, but its changes
+    were not sent back: the caller's counter stayed at 0 without a word."""
+    box = Box(Counter(0))
+    held = box.counter
+
+    @compute_context(update_objs=True)
+    def grow(b: Box) -> str:
+        b.counter.count += 5
+        return b.label
+
+    assert grow(box) == "box"
+    assert box.counter is held and held.count == 5
+
+
+def test_attributes_set_outside_the_saved_state_are_dropped_saying_so() -> None:
+    """An attribute the caller set on an Object (model.experiment = "run-42") was gone after
+    a call that updated it (train() in a worker), without a word."""
+    c = Counter(1)
+    c.experiment = "run-42"  # type: ignore[attr-defined]
+    c._cache = "stale"  # type: ignore[attr-defined]  # private: dropped quietly
+    with pytest.warns(DrymlWarning, match=r"Counter '.*' came back from the worker without "
+                      r"experiment: attributes set on an object outside its saved state"):
+        c.bump()
+    assert c.count == 2 and not hasattr(c, "experiment") and not hasattr(c, "_cache")
+
+
+class Reading:
+    """A plain object, as an exception's argument (it compares by identity)."""
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+
+@compute_context()
+def raise_wrapped(kind: str) -> None:
+    if kind == "wrapped":
+        try:
+            int("x")
+        except ValueError as exc:
+            raise RuntimeError(exc) from exc
+    if kind == "group":
+        raise ExceptionGroup("several", [ValueError("a"), KeyError("b")])
+    raise ValueError(Reading(0.5))
+
+
+def test_exceptions_holding_exceptions_or_plain_objects_come_back_as_themselves() -> None:
+    """They were judged unsendable (their args compare by identity, their messages show
+    addresses) and came back as a DrymlError, so `except RuntimeError` missed them."""
+    with pytest.raises(RuntimeError, match="invalid literal for int") as wrapped:
+        raise_wrapped("wrapped")
+    assert type(wrapped.value.args[0]) is ValueError
+    with pytest.raises(ExceptionGroup) as group:
+        raise_wrapped("group")
+    assert [type(e) for e in group.value.exceptions] == [ValueError, KeyError]
+    with pytest.raises(ValueError) as plain:
+        raise_wrapped("plain")
+    assert isinstance(plain.value.args[0], Reading) and plain.value.args[0].value == 0.5
 
 
 def test_exceptions_come_back_with_the_remote_traceback() -> None:

@@ -6,16 +6,19 @@ worker cannot run itself is forwarded to the caller's scheduler untouched.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pickle
 import sys
 import traceback
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 from dryml._object import Object
 from dryml.context import _protocol
 from dryml.context._lifecycle import enter_compute, iter_objects, leave_compute
-from dryml.errors import DrymlError, SerializationError
+from dryml.errors import DrymlError, DrymlWarning, SerializationError
 
 __all__ = ["RemoteTraceback", "apply_reply", "encode_call", "run_call"]
 
@@ -34,15 +37,18 @@ class RemoteTraceback(Exception):
 
 
 def encode_call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
-                update_objs: bool, out_of_band: int | None = None) -> dict[str, Any]:
+                update_objs: bool, out_of_band: int | None = None,
+                found: list[Object] | None = None) -> dict[str, Any]:
     """The message that runs ``fn(*args, **kwargs)`` in a worker.
 
     ``out_of_band``: array buffers of at least this many bytes are left out of the pickle, in
     the message's ``buffers`` (an executor that ships them its own way, e.g. Ray's object store).
+    ``found`` (a list to fill): the Objects the arguments hold, for :func:`apply_reply`.
     """
     buffers: list[Any] | None = [] if out_of_band is not None else None
     try:
-        data, blobs, trust = _protocol.dumps((args, kwargs), buffers, out_of_band or 0)
+        data, blobs, trust = _protocol.dumps((args, kwargs), buffers, out_of_band or 0,
+                                             found=found)
     except DrymlError:
         raise  # an Object that cannot be saved says why itself
     except Exception as exc:  # noqa: BLE001 - pickle raises many kinds: say which argument
@@ -99,9 +105,12 @@ def run_call(msg: dict[str, Any]) -> dict[str, Any]:
         # After the function: unpickling a function by value may define a throwaway copy of a
         # class it uses, and that copy replaces the registry entry (held weakly) until it dies.
         _protocol.register_classes(msg["classes"])
+        # the Objects the arguments hold, also those in a dataclass or another instance,
+        # which iter_objects does not look into (their changes were not sent back)
+        carried: list[Object] = []
         args, kwargs = _protocol.loads(msg["args"], msg["blobs"], msg["trust"],
-                                       msg.get("buffers"))
-        entered = enter_compute([args, kwargs])
+                                       msg.get("buffers"), found=carried)
+        entered = enter_compute([args, kwargs, carried])
         try:
             result = fn(*args, **kwargs)
         finally:
@@ -118,7 +127,8 @@ def run_call(msg: dict[str, Any]) -> dict[str, Any]:
         reply: dict[str, Any] = {"ok": True, "result": data, "blobs": blobs, "trust": trust}
         if msg["update_objs"]:
             try:
-                reply["updated"] = _protocol.dumps(list(iter_objects([args, kwargs])))
+                reply["updated"] = _protocol.dumps(list(iter_objects([args, kwargs,
+                                                                      carried])))
             except DrymlError:
                 raise
             except Exception as exc:  # noqa: BLE001
@@ -159,17 +169,34 @@ def _exception_payload(exc: BaseException) -> tuple[bytes, list[bytes], list[str
 
 
 def _same_exception(exc: BaseException, back: Any) -> bool:
+    """Whether ``back``, ``exc`` pickled and rebuilt, is the same exception: its type, and
+    its args and attributes compared by value (an exception or a plain object among them
+    compares by identity, and its repr in the message holds its address: a RuntimeError
+    wrapping a ValueError was judged unsendable and came back as a DrymlError)."""
     if type(back) is not type(exc):
         return False
     try:
-        if str(back) != str(exc):
-            return False
-        try:
-            return bool(back.args == exc.args)
-        except Exception:  # noqa: BLE001 - e.g. arrays among the args
-            return repr(back.args) == repr(exc.args)
-    except Exception:  # noqa: BLE001 - a __str__ that fails
+        return _same_value(exc, back)
+    except Exception:  # noqa: BLE001 - a __str__, __eq__ or pickling that fails
         return False
+
+
+def _same_value(a: Any, b: Any, depth: int = 0) -> bool:
+    if type(a) is not type(b) or depth > 20:
+        return False
+    if isinstance(a, BaseException):
+        return (_same_value(a.args, b.args, depth + 1)
+                and _same_value(vars(a), vars(b), depth + 1))
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_same_value(x, y, depth + 1)
+                                        for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same_value(a[k], b[k], depth + 1) for k in a)
+    with contextlib.suppress(Exception):
+        if (a == b) is True:
+            return True
+    # no equality of its own (identity), or an array's: the same pickle is the same value
+    return bool(pickle.dumps(a, protocol=5) == pickle.dumps(b, protocol=5))
 
 
 def _rebuild_error(reply: dict[str, Any]) -> BaseException:
@@ -202,13 +229,15 @@ def _rebuild_error(reply: dict[str, Any]) -> BaseException:
     return exc
 
 
-def apply_reply(reply: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """The call's return value, or raise its exception; apply object updates in place."""
+def apply_reply(reply: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+                carried: list[Object] | None = None) -> Any:
+    """The call's return value, or raise its exception; apply object updates in place.
+    ``carried``: the Objects :func:`encode_call` found in the arguments."""
     if not reply["ok"]:
         raise _rebuild_error(reply)
     originals: dict[str, Object] = {}
     if "updated" in reply:
-        mine = list(iter_objects([args, kwargs]))
+        mine = list(iter_objects([args, kwargs, carried or []]))
         theirs = list(iter_objects(_protocol.loads(*reply["updated"])))
         originals = {o.dry_id: o for o in mine}
         for new in theirs:
@@ -269,6 +298,18 @@ def _update(old: Object, new: Object, originals: dict[str, Object]) -> None:
     kept = {k: old.__dict__[k] for k in _KEEP_STATE if k in old.__dict__}
     state = _callers_own({k: v for k, v in new.__dict__.items() if k not in _KEEP_STATE},
                          originals)
+    # Dropped, not kept: an attribute the state lacks may be a cache of the old state (a
+    # traced network of the weights before training), which kept would answer with those.
+    # Said, as a user's own attributes (model.experiment = "run-42") went without a word.
+    dropped = sorted(k for k in old.__dict__
+                     if k not in new.__dict__ and k not in _KEEP_STATE and not k.startswith("_"))
+    if dropped:
+        warnings.warn(
+            f"{type(old).__qualname__} {old.dry_id!r} came back from the worker without "
+            f"{', '.join(dropped)}: attributes set on an object outside its saved state (its "
+            "constructor and save_object_imp) do not survive a call that updates it (train() "
+            "in a worker is one); keep such values in Repo metadata, or save them in "
+            "save_object_imp", DrymlWarning, stacklevel=4)
     old.__dict__.clear()
     old.__dict__.update(state)
     old.__dict__.update(kept)

@@ -7,7 +7,7 @@ import math
 import numbers
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from dryml.context import _nested
 from dryml.context._calls import apply_reply, encode_call
@@ -16,6 +16,9 @@ from dryml.context._resources import Requirement, normalize_requirement, require
 from dryml.context._runtime import call_begun, execute, out_of_band
 from dryml.context._state import current_context
 from dryml.errors import ArgumentError, ConfigurationError
+
+if TYPE_CHECKING:
+    from dryml._object import Object
 
 __all__ = ["compute", "compute_context"]
 
@@ -78,15 +81,16 @@ def compute_context(ctx_reqs: Requirement | None = None, *, update_objs: bool = 
                     return fn(*args, **kwargs)
                 finally:
                     leave_compute(entered)
+            carried: list[Object] = []
             if ctx is not None:  # in a worker: the caller's scheduler finds one
-                msg = encode_call(fn, args, kwargs, update)
+                msg = encode_call(fn, args, kwargs, update, found=carried)
                 reply = _nested.forward(msg, reqs, {"call_timeout": timeout,
                                                     "resource_timeout": wait})
             else:
                 with call_begun():
-                    msg = encode_call(fn, args, kwargs, update, out_of_band())
+                    msg = encode_call(fn, args, kwargs, update, out_of_band(), found=carried)
                     reply = execute(reqs, msg, call_timeout=timeout, resource_timeout=wait)
-            return apply_reply(reply, args, kwargs)  # type: ignore[no-any-return]
+            return apply_reply(reply, args, kwargs, carried)  # type: ignore[no-any-return]
 
         wrapper.__dry_context_wrapped__ = True  # type: ignore[attr-defined]
         return wrapper

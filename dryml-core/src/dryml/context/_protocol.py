@@ -167,15 +167,16 @@ class _Unpickler(pickle.Unpickler):
 
 
 def dumps(value: Any, buffers: list[pickle.PickleBuffer] | None = None,
-          min_size: int = 0, exceptions_by_state: bool = False
-          ) -> tuple[bytes, list[bytes], list[str]]:
+          min_size: int = 0, exceptions_by_state: bool = False,
+          found: list[Object] | None = None) -> tuple[bytes, list[bytes], list[str]]:
     """``(pickle, dry blobs, modules to trust)`` of a value whose Objects travel as .dry.
 
     With ``buffers`` (a list to fill), buffers of at least ``min_size`` bytes that support
     pickle protocol 5 (contiguous numpy arrays) travel out of band: they are appended to
     ``buffers`` instead of being copied into the pickle (see :func:`loads`).
     ``exceptions_by_state``: exceptions that use the default pickling travel as class, args
-    and attributes (see :func:`exception_from_state`).
+    and attributes (see :func:`exception_from_state`). ``found`` (a list to fill): the
+    Objects the value holds, wherever (in a dataclass or any other pickled instance too).
     """
     buf = io.BytesIO()
     callback = None
@@ -187,6 +188,8 @@ def dumps(value: Any, buffers: list[pickle.PickleBuffer] | None = None,
             return False
     pickler = _Pickler(buf, callback, exceptions_by_state)
     pickler.dump(value)
+    if found is not None:
+        found.extend(pickler.objects)
     if not pickler.objects:
         return buf.getvalue(), [], []
     from dryml._io import save_object  # only here: a worker's cold start skips the format
@@ -228,10 +231,15 @@ def classes_in(values: Iterable[Any]) -> list[type]:
 
 
 def loads(data: bytes, blobs: list[bytes], trust: Iterable[str],
-          buffers: Iterable[Any] | None = None) -> Any:
+          buffers: Iterable[Any] | None = None, found: list[Object] | None = None) -> Any:
     """Inverse of :func:`dumps`; ``buffers``: the out-of-band buffers, in order (writable
-    ones, such as ``bytearray``, give writable arrays)."""
-    return _Unpickler(io.BytesIO(data), blobs, trust, buffers).load()
+    ones, such as ``bytearray``, give writable arrays); ``found`` (a list to fill): the
+    Objects the value holds, as :func:`dumps` gives them."""
+    unpickler = _Unpickler(io.BytesIO(data), blobs, trust, buffers)
+    value = unpickler.load()
+    if found is not None:
+        found.extend(unpickler.objects or ())
+    return value
 
 
 def _importable(module: str) -> bool:
