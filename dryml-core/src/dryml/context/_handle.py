@@ -119,7 +119,9 @@ class WorkerHandle:
                 [sys.executable, "-m", "dryml.context._worker", *map(str, passed),
                  str(os.getpid())],
                 pass_fds=passed, env=dict(env), stdin=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,  # forwarded by this process, without framework noise
+                # both forwarded by this process (stderr without framework noise) to its
+                # sys.stdout and sys.stderr: a notebook shows a worker's prints in its cell
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 start_new_session=True)  # Ctrl-C reaches the caller only; it stops workers
         except BaseException:
             for fd in (*passed, from_worker_r, to_worker_w, self._lifeline):
@@ -132,6 +134,9 @@ class WorkerHandle:
         self.pid = self.proc.pid  # the keeper's until the worker says which it is
         assert self.proc.stderr is not None
         self._stderr = StderrForwarder(self.proc.stderr, noise, f"dryml-stderr-{self.pid}")
+        assert self.proc.stdout is not None
+        self._stdout = StderrForwarder(self.proc.stdout, None, f"dryml-stdout-{self.pid}",
+                                       stream="stdout")
         self.channel = Channel(from_worker_r, to_worker_w)
         self._pidfd = _pidfd(self.proc.pid)  # the keeper's
         self._worker_pidfd: int | None = None
@@ -339,6 +344,7 @@ class WorkerHandle:
             if self._caller is not None and self._caller != threading.get_ident():
                 return
             self._stderr.join(1.0)  # its last lines (a crash's) show before the caller goes on
+            self._stdout.join(1.0)
             with contextlib.suppress(OSError, ValueError, RuntimeError):
                 self._selector.close()
             self.channel.close()

@@ -46,13 +46,15 @@ def noise_pattern(impls: Iterable[object]) -> re.Pattern[str] | None:
 
 
 class StderrForwarder:
-    """A daemon thread copying a worker's stderr pipe to ``sys.stderr`` until end-of-file."""
+    """A daemon thread copying a worker's stderr pipe to ``sys.stderr`` until end-of-file
+    (``stream="stdout"``: its stdout pipe to ``sys.stdout``)."""
 
     def __init__(self, pipe: IO[bytes], noise: re.Pattern[str] | None, name: str,
-                 out: IO[str] | None = None) -> None:
+                 out: IO[str] | None = None, stream: str = "stderr") -> None:
         self._pipe = pipe
         self._noise = noise
-        self._out = out  # None: sys.stderr as it is at each write
+        self._out = out  # None: sys.stderr (sys.stdout) as it is at each write
+        self._stream = stream
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -70,7 +72,7 @@ class StderrForwarder:
         try:
             while True:
                 if pending and not poller.poll(_PARTIAL_WAIT_MS):
-                    _write(pending, self._out)
+                    _write(pending, self._out, self._stream)
                     pending = ""
                     continue
                 chunk = os.read(fd, 65536)
@@ -80,9 +82,9 @@ class StderrForwarder:
                 cut = max(pending.rfind("\n"), pending.rfind("\r")) + 1
                 if cut:
                     _write("".join(line for line in _LINE.findall(pending[:cut])
-                                   if not self._is_noise(line)), self._out)
+                                   if not self._is_noise(line)), self._out, self._stream)
                     pending = pending[cut:]
-            _write(pending + decoder.decode(b"", final=True), self._out)
+            _write(pending + decoder.decode(b"", final=True), self._out, self._stream)
         except OSError:
             pass
         finally:
@@ -108,8 +110,8 @@ def filter_own_stderr(noise: re.Pattern[str] | None) -> StderrForwarder | None:
     return StderrForwarder(os.fdopen(read_end, "rb"), noise, "dryml-own-stderr", original)
 
 
-def _write(text: str, out: IO[str] | None = None) -> None:
-    stream = out if out is not None else sys.stderr
+def _write(text: str, out: IO[str] | None = None, name: str = "stderr") -> None:
+    stream = out if out is not None else getattr(sys, name)
     if not text or stream is None:
         return
     with contextlib.suppress(OSError, ValueError):

@@ -54,6 +54,9 @@ def main(argv: list[str]) -> int:
     # Fork before anything else runs (one thread, no framework): the parent stays the keeper.
     _keeper.watch_keeper(_keeper.start(lifeline_fd, caller, (read_fd, write_fd)))
     faulthandler.enable()
+    # stdout is a pipe the caller reads: each line goes when printed, not when a block fills
+    with contextlib.suppress(AttributeError, ValueError):
+        sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     from dryml.context._protocol import Channel, ChannelClosed
 
     channel = Channel(read_fd, write_fd)
