@@ -497,6 +497,32 @@ def test_relative_paths_follow_the_callers_working_directory(
     assert read("note.txt") == "here"
 
 
+@compute_context()
+def warn_then(kind: str) -> int:
+    import warnings
+
+    warnings.warn("a warning from the worker", DrymlWarning if kind != "user" else UserWarning)
+    if kind == "raise":
+        raise ValueError("and then an error")
+    return os.getpid()
+
+
+def test_a_workers_warnings_are_warnings_in_the_caller() -> None:
+    """They were printed on stderr in the worker, so pytest.warns, catch_warnings and
+    -W error in the caller never saw them."""
+    import warnings
+
+    with pytest.warns(DrymlWarning, match="a warning from the worker"):
+        assert warn_then("dryml") != os.getpid()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(UserWarning, match="a warning from the worker"):
+            warn_then("user")
+    with pytest.warns(DrymlWarning, match="from the worker"), \
+            pytest.raises(ValueError, match="and then an error"):
+        warn_then("raise")
+
+
 def test_worker_output_reaches_the_callers_sys_stdout(
         capsys: pytest.CaptureFixture[str]) -> None:
     """A worker's prints went to the caller's file descriptor 1, past its sys.stdout: a

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dryml._object import Object
-from dryml.context import _protocol
+from dryml.context import _protocol, _warnings
 from dryml.context._lifecycle import enter_compute, iter_objects, leave_compute
 from dryml.errors import DrymlError, DrymlWarning, SerializationError
 
@@ -95,7 +95,17 @@ def _function(payload: tuple[str, Any]) -> Callable[..., Any]:
 
 
 def run_call(msg: dict[str, Any]) -> dict[str, Any]:
-    """Run a call message here (in a worker); the reply never raises."""
+    """Run a call message here (in a worker); the reply never raises. The warnings the call
+    raised go with it (see :mod:`dryml.context._warnings`)."""
+    raised: list[tuple[str, str, str, str, int]] = []
+    reply = _run_call(msg, raised)
+    if raised:
+        reply["warnings"] = raised
+    return reply
+
+
+def _run_call(msg: dict[str, Any], raised: list[tuple[str, str, str, str, int]]
+              ) -> dict[str, Any]:
     try:
         if msg["cwd"] != os.getcwd():  # relative paths mean what they mean in the caller
             os.chdir(msg["cwd"])
@@ -110,11 +120,12 @@ def run_call(msg: dict[str, Any]) -> dict[str, Any]:
         carried: list[Object] = []
         args, kwargs = _protocol.loads(msg["args"], msg["blobs"], msg["trust"],
                                        msg.get("buffers"), found=carried)
-        entered = enter_compute([args, kwargs, carried])
-        try:
-            result = fn(*args, **kwargs)
-        finally:
-            leave_compute(entered)
+        with _warnings.recorded(raised):
+            entered = enter_compute([args, kwargs, carried])
+            try:
+                result = fn(*args, **kwargs)
+            finally:
+                leave_compute(entered)
         # a result that cannot be pickled is said to be so: a bare TypeError would read as
         # the function's own error although the call had run
         try:
@@ -232,7 +243,9 @@ def _rebuild_error(reply: dict[str, Any]) -> BaseException:
 def apply_reply(reply: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any],
                 carried: list[Object] | None = None) -> Any:
     """The call's return value, or raise its exception; apply object updates in place.
-    ``carried``: the Objects :func:`encode_call` found in the arguments."""
+    ``carried``: the Objects :func:`encode_call` found in the arguments. The call's warnings
+    are issued here first (a filter that makes them errors raises before any update)."""
+    _warnings.emit(reply.get("warnings", ()))
     if not reply["ok"]:
         raise _rebuild_error(reply)
     originals: dict[str, Object] = {}
