@@ -501,7 +501,8 @@ def test_relative_paths_follow_the_callers_working_directory(
 def warn_then(kind: str) -> int:
     import warnings
 
-    warnings.warn("a warning from the worker", DrymlWarning if kind != "user" else UserWarning)
+    warnings.warn("a warning from the worker", DrymlWarning if kind != "user" else UserWarning,
+                  stacklevel=1)
     if kind == "raise":
         raise ValueError("and then an error")
     return os.getpid()

@@ -188,6 +188,25 @@ def _rare_class(kind: str, spec: TrainSpec) -> Any:
     return NumpyDataset((x, given), supervised=True)
 
 
+def test_labels_of_several_columns_are_refused_before_fitting() -> None:
+    """One-hot rows (what a Keras model of the same Dataset takes) made scikit-learn fit a
+    multi-output model whose predict_proba is a list: eval failed with a bare AttributeError
+    ('list' object has no attribute 'shape') after the fit."""
+    from dryml.data import NumpyDataset
+
+    data = classification_data(n=60)
+    x, y = (np.asarray(a) for a in data.peek())
+    one_hot = NumpyDataset((x, np.eye(3)[y.astype(int) % 3]), supervised=True)
+    model = SklearnTrainable(Estimator("sklearn.ensemble.RandomForestClassifier",
+                                       n_estimators=3), task="classifier")
+    with pytest.raises(ConfigurationError, match=r"y has 3 columns, .*\(one-hot rows: "
+                                                 r"data.apply_y\(lambda y: np.argmax"):
+        model.fit(one_hot, None)
+    labels = one_hot.apply_y(lambda row: np.argmax(row, axis=-1))
+    model.fit(labels, None)
+    assert np.asarray(model.predict(x)).shape == (60, 3)
+
+
 @pytest.mark.parametrize("kind", ["str", "float", "negative"])
 def test_validation_scores_of_labels_that_keep_sklearns_order(kind: str) -> None:
     """The validation rows lacked the rare class, and scoring them (strings, floats or

@@ -112,13 +112,22 @@ def _label_width(classes: Any) -> int | None:
 
 
 def check_labels(y: Any) -> None:
-    """ConfigurationError, before fitting, for integer labels that would keep scikit-learn's
+    """ConfigurationError, before fitting, for labels of several columns (one-hot rows, or a
+    multi-output problem), and for integer labels that would keep scikit-learn's
     sorted order (too far apart to pad) although some are below the number of classes: the
     metrics read those as column numbers, so they would be scored against the wrong
     columns."""
     values = np.asarray(y)
     if values.ndim == 2 and values.shape[1] == 1:
         values = values[:, 0]
+    if values.ndim == 2:
+        # fitted, scikit-learn makes it a multi-output model whose predict_proba is a list
+        # (one array per column), and eval failed with a bare AttributeError
+        raise ConfigurationError(
+            f"y has {values.shape[1]} columns, but a classifier's eval gives one row of class "
+            "probabilities per example: pass one label per example (one-hot rows: "
+            "data.apply_y(lambda y: np.argmax(y, axis=-1))); for several outputs, train one "
+            "model per output column")
     if values.ndim != 1:
         return
     labels = np.unique(values)
