@@ -590,6 +590,24 @@ def test_dict_entries_of_a_modules_metadata_are_kept() -> None:
     assert state._metadata[""]["spectral_norm"] == {"weight.version": 1}
 
 
+def test_module_metadata_that_is_not_json_is_said_to_be_dropped() -> None:
+    """A value JSON cannot hold (a tuple a module's own hook writes) was dropped without a
+    word, and a load_state_dict hook that reads it then took the state for an old one."""
+    from dryml.errors import DrymlWarning
+
+    class Versioned(torch.nn.Linear):
+        def _save_to_state_dict(self, destination: Any, prefix: str, keep_vars: bool) -> None:
+            super()._save_to_state_dict(destination, prefix, keep_vars)
+            destination._metadata[prefix.rstrip(".")]["layout"] = (2, "packed")
+
+    obj = Holder()
+    obj.state["m"] = Versioned(3, 2)
+    with pytest.warns(DrymlWarning, match=r"not plain JSON, which are not saved: "
+                                          r"<root>\.layout; a load_state_dict hook"):
+        state = round_trip(obj).state["m"]
+    assert "layout" not in state._metadata[""] and state._metadata[""]["version"] == 1
+
+
 @pytest.mark.parametrize("value", [[[[[[1]]]]], {"a": {"b": {"c": {"d": {"e": 1}}}}}],
                          ids=["deep-list", "deep-dict"])
 def test_module_metadata_nested_past_the_limit_is_a_format_error(value: Any) -> None:

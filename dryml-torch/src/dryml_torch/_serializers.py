@@ -299,8 +299,20 @@ def _metadata_json(metadata: Any) -> dict[str, Any] | None:
     if metadata is None:
         return None
     out: dict[str, Any] = {}
+    dropped: list[str] = []
     for prefix, entry in metadata.items():
         out[str(prefix)] = {str(k): v for k, v in dict(entry).items() if _plain_json(v)}
+        dropped += [f"{prefix or '<root>'}.{k}" for k, v in dict(entry).items()
+                    if not _plain_json(v)]
+    if dropped:  # load_state_dict's hooks read these (a version): said, not dropped silently
+        import warnings
+
+        from dryml.errors import DrymlWarning
+
+        warnings.warn(f"a module's state dict metadata holds values that are not plain JSON, "
+                      f"which are not saved: {', '.join(dropped[:5])}"
+                      f"{' ...' if len(dropped) > 5 else ''}; a load_state_dict hook that "
+                      "reads them will not find them", DrymlWarning, stacklevel=2)
     return out
 
 
