@@ -769,3 +769,26 @@ def test_a_trainable_with_a_steps_attribute_is_not_taken_for_a_pipe(tmp_path: Pa
     transformer = WithSpec(ObjectDef(TrainSpec, validation_split=0.2).build())
     transformer.task = "transformer"
     assert not wants_validation(transformer)
+
+
+def test_the_leaderboard_keeps_long_names_apart_and_close_values_distinct() -> None:
+    """Metric names over 13 characters ran into each other and off their columns, values
+    ranked apart printed alike ('0.9' for 0.9 and 0.90000000001), and a trial without
+    seconds showed 0.00."""
+    from dryml.search._result import leaderboard_text
+
+    trials = [{"number": n, "params": {"w": float(n)}, "values": values, "status": "complete",
+               "seconds": seconds, "metrics": {}}
+              for n, values, seconds in ((0, [0.9, 0.125], 1.5), (1, [0.90000000001, 0.5], None),
+                                         (2, [0.5, 0.25], 0.25))]
+    text = leaderboard_text("s", trials, ["maximize", "minimize"],
+                            ["balanced_accuracy", "mean_absolute_error"])
+    head, first, second, third = text.splitlines()[1:]
+    assert head.split() == ["rank", "trial", "balanced_accuracy", "mean_absolute_error",
+                            "seconds", "params"]
+    # each value ends where its name ends
+    for row, value in ((first, "0.90000000001"), (second, "0.9"), (third, "0.5")):
+        assert row.index(value) + len(value) == head.index("balanced_accuracy") + len(
+            "balanced_accuracy"), (row, head)
+    assert first.split()[:5] == ["1", "1", "0.90000000001", "0.5", "-"]
+    assert second.split()[:5] == ["2", "0", "0.9", "0.125", "1.50"]

@@ -100,8 +100,8 @@ def test_a_median_pruner_stops_unpromising_trials_from_epoch_reports(tmp_path: P
     assert len(result.trials) == 12 and "pruned" in statuses
     for t in result.trials:
         if t["status"] == "pruned":
-            assert t["metrics"]["val_accuracy"] == pytest.approx(-t["params"]["shift"])
-            assert t["metrics"]["epoch"] < 4
+            assert t["last_epoch"]["val_accuracy"] == pytest.approx(-t["params"]["shift"])
+            assert t["last_epoch"]["epoch"] < 4 and t["metrics"] == {}
     stored = optuna.load_study(study_name="prune", storage=journal(tmp_path / "repo"))
     assert sum(t.state == optuna.trial.TrialState.PRUNED for t in stored.trials) == \
         statuses.count("pruned")
@@ -286,6 +286,40 @@ def test_a_pruner_gets_validation_epochs_from_a_model_without_a_split(tmp_path: 
     plain = Search(ObjectDef(ValidatedToy, shift=Float(0.0, 4.0), epochs=2),
                    repo=tmp_path / "repo", name="q", n_trials=1).run(blobs())
     assert "val_accuracy" not in plain.best.train_state.history[-1]
+
+
+class TrainingAccuracyToy(Toy):
+    """Logs a training ``accuracy`` (0.99) each epoch, as a Keras model does."""
+
+    def fit(self, data: Any, valid: Any) -> None:
+        x, y = supervised_arrays(data)
+        centers = np.stack([x[y == c].mean(axis=0) for c in np.unique(y)])
+        for epoch in range(self.epochs):
+            self.centers = centers + self.shift * (self.epochs - epoch) / self.epochs
+            logs = {"epoch": epoch + 1, "accuracy": 0.99, "val_accuracy": -self.shift}
+            self.train_state.history.append(logs)
+            self.on_epoch_end(dict(logs))
+
+
+def test_a_pruned_trials_epoch_logs_are_not_read_as_its_score(tmp_path: Path) -> None:
+    """A pruned trial kept its last epoch's logs as its metrics, where a Keras model's
+    training accuracy (0.99) read as the search's accuracy: `repo ls --order-by
+    metrics.accuracy`, to_frame and plot.compare put pruned trials above the best one."""
+    from dryml.repo import Repo
+
+    result = Search(ObjectDef(TrainingAccuracyToy, shift=Float(0.0, 4.0), epochs=4),
+                    repo=tmp_path / "repo", name="p", sampler="tpe", n_trials=10, seed=0,
+                    pruner=optuna.pruners.MedianPruner(n_startup_trials=3)).run(blobs())
+    pruned = [t for t in result.trials if t["status"] == "pruned"]
+    assert pruned and all(t["metrics"] == {} and t["last_epoch"]["accuracy"] == 0.99
+                          for t in pruned)
+    top = Repo(tmp_path / "repo").entries(where={"search": "p"},
+                                          order_by="metrics.accuracy", descending=True)[0]
+    assert top["metadata"]["status"] == "complete"
+    assert top["metadata"]["metrics"]["accuracy"] == result.best_value
+    frame = result.to_frame()
+    assert frame["metrics.accuracy"].max() == result.best_value
+    assert set(frame[frame["status"] == "pruned"]["last_epoch.accuracy"]) == {0.99}
 
 
 class LossToy(Toy):

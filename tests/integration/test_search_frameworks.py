@@ -103,7 +103,8 @@ def test_a_pruner_stops_torch_trials_from_their_epoch_reports(tmp_path: Path) ->
                     ).run(train, test)
     pruned = [t for t in result.trials if t["status"] == "pruned"]
     assert pruned, [t["metrics"] for t in result.trials]
-    assert all(t["metrics"]["epoch"] < 6 and "val_accuracy" in t["metrics"] for t in pruned)
+    assert all(t["last_epoch"]["epoch"] < 6 and "val_accuracy" in t["last_epoch"]
+               and t["metrics"] == {} for t in pruned)
 
 
 def test_a_pruner_stops_xgboost_trials_from_their_round_reports(tmp_path: Path) -> None:
@@ -122,4 +123,5 @@ def test_a_pruner_stops_xgboost_trials_from_their_round_reports(tmp_path: Path) 
                     pruner=optuna.pruners.MedianPruner(n_startup_trials=2)).run(train, test)
     pruned = [t for t in result.trials if t["status"] == "pruned"]
     assert pruned, [t["metrics"] for t in result.trials]
-    assert all("val_mlogloss" in t["metrics"] and t["metrics"]["round"] < 30 for t in pruned), pruned
+    assert all("val_mlogloss" in t["last_epoch"] and t["last_epoch"]["round"] < 30
+               for t in pruned), pruned

@@ -106,15 +106,16 @@ def test_a_pruner_gets_the_epochs_of_trials_on_the_cluster_through_the_drivers_m
         if t["status"] == "pruned":
             # stopped at the report of some epoch: the last one too, when the pruner only
             # then judged it worse than the median (trials run two at a time, in any order)
-            assert 1 <= t["metrics"]["epoch"] <= 4
-            assert t["metrics"]["val_accuracy"] == -t["params"]["shift"]
+            assert 1 <= t["last_epoch"]["epoch"] <= 4
+            assert t["last_epoch"]["val_accuracy"] == -t["params"]["shift"]
     # every epoch report went through the relay on the driver's node, which alone opened the
     # study's files beside the Repo
     where = get_executor("ray").report_relay()
     relay = ray.get_actor(where["name"], namespace=where["namespace"])
     assert ray.get(relay.ready.remote()) == ray.get_runtime_context().get_node_id()
     reports = ray.get(relay.count.remote())
-    ran = sum(t["metrics"]["epoch"] if t["status"] == "pruned" else 4 for t in result.trials)
+    ran = sum(t["last_epoch"]["epoch"] if t["status"] == "pruned" else 4
+              for t in result.trials)
     assert reports == ran, (reports, ran)
 
 

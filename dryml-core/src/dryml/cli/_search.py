@@ -61,7 +61,7 @@ def run_ls(args: argparse.Namespace) -> int:
 def run_show(args: argparse.Namespace) -> int:
     """Print every trial and the best one (or JSON)."""
     from dryml.errors import ObjectNotFoundError
-    from dryml.search._result import leaderboard_text, ranked
+    from dryml.search._result import leaderboard_text, metric_columns, ranked, trial_row
     from dryml.search._store import load_trials, read_settings
 
     repo = _open(args.directory)
@@ -77,15 +77,15 @@ def run_show(args: argparse.Namespace) -> int:
                                                           if k != "space"},
                           "trials": trials, "best": best[0] if best else None}, indent=1))
         return 0
-    print(f"{'trial':>6}  {'status':<11}" + "".join(f"{m:>14}" for m in metrics)
-          + f"{'seconds':>9}  params")
+    head, widths = metric_columns(metrics)
+    print(f"{'trial':>6}  {'status':<11}{head}{'seconds':>9}  params")
     for t in trials:
-        values = t["values"] or [t["metrics"].get(m) for m in metrics]
-        shown = "".join(f"{v:>14.6g}" if isinstance(v, (int, float)) else f"{'-':>14}"
-                        for v in values)
-        params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                           for k, v in t["params"].items())
-        print(f"{t['number']:>6}  {t['status']:<11}{shown}{t['seconds'] or 0:>9.2f}  {params}")
+        # a pruned trial has no score: '-' (its epoch logs are its last_epoch; a search
+        # recorded before kept them as its metrics, where 'accuracy' is a training score)
+        values = t["values"] or [None if t["status"] == "pruned" else t["metrics"].get(m)
+                                 for m in metrics]
+        row = trial_row(t, values, widths)
+        print(f"{row[:6]}  {t['status']:<11}{row[6:]}")
     print()
     print(leaderboard_text(args.name, trials, directions, metrics, top=args.top))
     if best:

@@ -7,7 +7,8 @@ from typing import Any
 
 from dryml.errors import ObjectNotFoundError, RepoError
 
-__all__ = ["SearchResult", "leaderboard_text", "pareto_front"]
+__all__ = ["SearchResult", "leaderboard_text", "metric_columns", "pareto_front", "seconds_cell",
+           "trial_row"]
 
 
 def _dominates(a: list[float], b: list[float], directions: list[str]) -> bool:
@@ -48,14 +49,44 @@ def leaderboard_text(name: str, trials: list[dict[str, Any]], directions: list[s
     lines = [f"search {name!r}: {len(trials)} trials ({summary or 'none'})"]
     if not rows:
         return "\n".join(lines)
-    head = f"{'rank':<5}{'trial':>6}" + "".join(f"{m:>14}" for m in metric_names)
-    lines.append(head + f"{'seconds':>9}  params")
+    head, widths = metric_columns(metric_names)
+    lines.append(f"{'rank':<5}{'trial':>6}{head}{'seconds':>9}  params")
     for rank, t in enumerate(rows, 1):
-        params = ", ".join(f"{k}={_short(v)}" for k, v in t["params"].items())
-        lines.append(f"{rank:<5}{t['number']:>6}"
-                     + "".join(f"{v:>14.6g}" for v in t["values"])
-                     + f"{t['seconds'] or 0:>9.2f}  {params}")
+        lines.append(f"{rank:<5}{trial_row(t, t['values'], widths)}")
     return "\n".join(lines)
+
+
+def metric_columns(names: list[str]) -> tuple[str, list[int]]:
+    """The header of the metric columns and their widths: each at least 14 and wide enough
+    for its name and a space (longer names ran into each other: 'balanced_accuracymean_...')."""
+    widths = [max(14, len(name) + 2) for name in names]
+    return "".join(f"{name:>{w}}" for name, w in zip(names, widths, strict=True)), widths
+
+
+def trial_row(trial: dict[str, Any], values: list[Any], widths: list[int]) -> str:
+    """A trial's number, metric values, seconds and params as a table row."""
+    shown = "".join(_value_cell(v, w) for v, w in zip(values, widths, strict=True))
+    params = ", ".join(f"{k}={_short(v)}" for k, v in trial["params"].items())
+    return f"{trial['number']:>6}{shown}{seconds_cell(trial['seconds'])}  {params}"
+
+
+def _value_cell(value: Any, width: int) -> str:
+    """A metric value in full where it fits (0.9 and 0.90000000001 rank apart, and shown
+    with 6 digits they read the same), else with 6 significant digits; '-' for none."""
+    value = _number(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"{'-':>{width}}"
+    text = repr(float(value)) if isinstance(value, float) else str(value)
+    if len(text) >= width:
+        text = f"{value:.6g}"
+    return f"{text:>{width}}"
+
+
+def seconds_cell(seconds: Any) -> str:
+    """A trial's seconds, '-' when it has none (a trial that failed before it ran)."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        return f"{'-':>9}"
+    return f"{seconds:>9.2f}"
 
 
 def _short(value: Any) -> str:
@@ -115,7 +146,8 @@ class SearchResult:
         return pareto_front(self.trials, self.directions)
 
     def to_frame(self) -> Any:
-        """The trials as a pandas DataFrame (one column per param and per metric; a diverged
+        """The trials as a pandas DataFrame (one column per param and per metric, and per entry
+        of a pruned or failed trial's ``last_epoch`` logs; a diverged
         trial's metric, kept as the text ``"nan"`` or ``"inf"`` in the Repo's JSON, is the
         float again, so the columns sort and compare)."""
         import pandas as pd  # type: ignore[import-untyped,unused-ignore]
@@ -123,6 +155,8 @@ class SearchResult:
         rows = [{"number": t["number"], "status": t["status"], "seconds": t["seconds"],
                  **{f"params.{k}": v for k, v in t["params"].items()},
                  **{f"metrics.{k}": _number(v) for k, v in t["metrics"].items()},
+                 **{f"last_epoch.{k}": _number(v)
+                    for k, v in (t.get("last_epoch") or {}).items()},
                  "dry_id": t["dry_id"], "error": t["error"]} for t in self.trials]
         return pd.DataFrame(rows)
 

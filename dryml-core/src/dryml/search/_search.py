@@ -348,13 +348,17 @@ class Search:
                 self._halt = str(exc)  # every trial would fail alike: start no more
             history = getattr(model, "train_state", None)
             last = dict(history.history[-1]) if history and history.history else {}
-            with self._lock:
+            with self._lock:  # no score: its last epoch's logs are kept apart (see below)
                 self.repo.set_metadata(model, {"status": status, "error": error,
-                                               "metrics": _json_safe(last)})
+                                               "metrics": {}, "last_epoch": _json_safe(last)})
             self.sampler.tell(asked, status, None)
             return status == "pruned"
         if out.get("pruned"):
-            meta = self._meta(asked, model, status="pruned", metrics=_json_safe(out["metrics"]),
+            # A pruned trial has no score. Its last epoch's logs go under last_epoch: kept as
+            # its metrics, a Keras model's training "accuracy" (0.99) read as the search's
+            # accuracy in repo ls --order-by metrics.accuracy, to_frame and plot.compare
+            meta = self._meta(asked, model, status="pruned",
+                              last_epoch=_json_safe(out["metrics"]),
                               kept=self.keep == "all", **_timing(out))
             with self._lock:
                 if self.keep == "all":

@@ -121,6 +121,7 @@ def load_trials(repo: Any, name: str) -> list[dict[str, Any]]:
             continue
         row = {"number": meta["trial"], "params": meta.get("params", {}),
                "metrics": meta.get("metrics", {}), "values": meta.get("values"),
+               "last_epoch": meta.get("last_epoch", {}),
                "status": meta.get("status"), "seconds": meta.get("seconds"),
                "dry_id": entry["dry_id"], "kept": meta.get("kept", False),
                "error": meta.get("error"), "framework": meta.get("framework"),
