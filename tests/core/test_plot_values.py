@@ -289,3 +289,40 @@ def test_search_history_of_a_choice_mixing_numbers_with_none_or_text(tmp_path: P
     assert colors == [BLUE, BLUE, ORANGE, BLUE]  # depth=2 won
     assert [t.get_text() for t in act.get_xticklabels()] == ["relu", "tanh"]
     assert lr.get_xscale() == "log"
+
+
+def test_search_history_marks_the_best_trial_alone(tmp_path: Path) -> None:
+    """Every trial whose first value equalled the best was orange: a tie, and a trial the
+    best one dominates on the second metric (best_trial is trial 2)."""
+    from dryml import plot
+    from dryml.search import SearchResult
+
+    trials = [{"number": n, "params": {"w": float(n)}, "values": values, "status": "complete",
+               "metrics": {}, "seconds": 1.0, "dry_id": f"{n:012d}", "error": None}
+              for n, values in ((0, [0.5, 1.0]), (1, [0.9, 3.0]), (2, [0.9, 1.0]))]
+    result = SearchResult(None, "s", trials, ["maximize", "minimize"], ["accuracy", "loss"])
+    assert result.best_trial["number"] == 2
+    history, w = plot.search_history(result).axes
+    assert [_hex(c) for c in history.collections[0].get_facecolors()] == [BLUE, BLUE, ORANGE]
+    assert [_hex(c) for c in w.collections[0].get_facecolors()] == [BLUE, BLUE, ORANGE]
+
+
+def test_compare_writes_small_and_close_values_apart_and_numbers_repeated_names() -> None:
+    """Values were written with 4 decimals: errors of 4e-5, 1e-5 and 2.5e-5 all read 0.0000
+    (the best one in bold too), and 0.99991 and 0.99994 alike; times under 0.05 s read
+    0.0 s. Two models of one name had the same label."""
+    from dryml import plot
+
+    fig = plot.compare({"a": {"mse": 4e-5}, "b": {"mse": 1e-5}, "c": {"mse": 2.5e-5}},
+                       seconds={"a": 0.04, "b": 0.02, "c": 1.0})
+    mse, seconds = fig.axes
+    assert [t.get_text().strip() for t in mse.texts] == ["0.000040", "0.000010", "0.000025"]
+    assert [t.get_text().strip() for t in seconds.texts] == ["0.04 s", "0.02 s", "1.00 s"]
+    close = plot.compare([_entry("mlp", metrics={"accuracy": 0.99991}),
+                          _entry("mlp", metrics={"accuracy": 0.99994})], seconds=None)
+    (accuracy,) = close.axes
+    assert [t.get_text().strip() for t in accuracy.texts] == ["0.99991", "0.99994"]
+    assert [t.get_text() for t in accuracy.get_yticklabels()] == ["mlp", "mlp #2"]
+    assert [t.get_text().strip() for t in plot.compare(
+        {"a": {"accuracy": 0.9778}, "b": {"accuracy": 0.09}}, seconds=None).axes[0].texts] == [
+        "0.9778", "0.0900"]

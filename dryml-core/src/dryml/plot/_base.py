@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 __all__ = ["BEST_COLOR", "BOUNDS", "COLOR", "EXTRA", "axis_range", "direction_of",
            "direction_text", "entry_label", "entry_value", "finish", "framework_of", "is_better",
            "label_best", "lookup", "natural_key", "new_figure", "no_values_error", "number",
-           "repo_entries", "short_class"]
+           "repo_entries", "short_class", "unique_names"]
 
 EXTRA = "dryml-core[plot]"
 COLOR = "#8da0cb"  #: every bar or point
@@ -228,3 +228,16 @@ def label_best(texts: Iterable[Any], best: int) -> None:
     for i, text in enumerate(texts):
         if i == best:
             text.set_fontweight("bold")
+
+
+def unique_names(names: list[str]) -> list[str]:
+    """``names`` with a repeated one numbered (``mlp``, ``mlp #2``): two models of one name
+    had the same label, and which bar or line was which could not be told."""
+    out: list[str] = []
+    for name in names:
+        key, n = name, 1
+        while key in out:
+            n += 1
+            key = f"{name} #{n}"
+        out.append(key)
+    return out

@@ -26,6 +26,7 @@ from dryml.plot._base import (
     no_values_error,
     number,
     repo_entries,
+    unique_names,
 )
 
 if TYPE_CHECKING:
@@ -72,6 +73,8 @@ def compare(results: Any, metrics: Sequence[str] | None = None, *, target: Any =
     (PNG, SVG, PDF by suffix). Needs ``dryml-core[plot]``.
     """
     rows = _rows(results, target, where, label, seconds, metrics, best_by)
+    rows = [attrs.evolve(r, label=name)
+            for r, name in zip(rows, unique_names([r.label for r in rows]), strict=True)]
     if not rows:
         raise ConfigurationError("nothing to compare: the source holds no models")
     names = list(metrics) if metrics is not None else list(
@@ -104,10 +107,12 @@ def compare(results: Any, metrics: Sequence[str] | None = None, *, target: Any =
     labels = [r.label for r in rows]
     for ax, name in zip(axes, names, strict=False):
         values = [r.scores.get(name, float("nan")) for r in rows]
-        _panel(ax, labels, values, name, direction_of(name, directions), best, "{:.4f}")
+        _panel(ax, labels, values, name, direction_of(name, directions), best,
+               f"{{:.{_decimals(values, 4, 2)}f}}")
     if timed:
         values = [float("nan") if r.seconds is None else r.seconds for r in rows]
-        _panel(axes[-1], labels, values, "training time (s)", "minimize", best, "{:.1f} s",
+        _panel(axes[-1], labels, values, "training time (s)", "minimize", best,
+               f"{{:.{_decimals(values, 1, 1)}f}} s",
                log=min(timed) > 0 and max(timed) / min(timed) > 30)
     axes[0].invert_yaxis()
     label_best(axes[0].get_yticklabels(), best)
@@ -119,6 +124,19 @@ def compare(results: Any, metrics: Sequence[str] | None = None, *, target: Any =
     fig.suptitle("\n".join(t for t in (title or f"{len(rows)} models compared", note) if t),
                  fontsize=12)
     return finish(fig, path)
+
+
+def _decimals(values: list[float], least: int, digits: int, most: int = 10) -> int:
+    """Decimals, ``least`` to ``most``, that write each value with ``digits`` significant
+    digits at least and different values differently (a fixed 4 wrote errors of 4e-5 and
+    1e-5 both as 0.0000, and accuracies 0.99991 and 0.99994 alike)."""
+    finite = [v for v in values if v == v and math.isfinite(v)]
+    places = least
+    while places < most and (
+            any(0 < abs(v) < 10 ** (digits - 1 - places) for v in finite)
+            or len({f"{v:.{places}f}" for v in finite}) < len(set(finite))):
+        places += 1
+    return places
 
 
 def _panel(ax: Axes, labels: list[str], values: list[float], name: str,

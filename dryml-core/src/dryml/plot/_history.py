@@ -15,6 +15,7 @@ from dryml.plot._base import (
     finish,
     new_figure,
     number,
+    unique_names,
 )
 
 if TYPE_CHECKING:
@@ -135,14 +136,8 @@ def _curves(models: Any, target: Any, label: str) -> dict[str, list[dict[str, An
             pairs = [(_name(m), _history(m)) for m in models]
     else:
         raise ConfigurationError(f"expected Trainables, histories or a Repo, got {models!r:.80}")
-    out: dict[str, list[dict[str, Any]]] = {}
-    for name, rows in pairs:
-        key, n = name, 1
-        while key in out:
-            n += 1
-            key = f"{name} #{n}"
-        out[key] = rows
-    return out
+    keys = unique_names([name for name, _ in pairs])
+    return {key: rows for key, (_, rows) in zip(keys, pairs, strict=True)}
 
 
 def _name(model: Any) -> str:

@@ -51,8 +51,10 @@ def search_history(result: Any, path: str | Path | None = None) -> Figure:
     best: list[float] = []
     for v in values:
         best.append(v if not best else (max if maximize else min)(best[-1], v))
-    winner = best[-1] if best else None
-    colors = [BEST_COLOR if v == winner else COLOR for v in values]
+    # the best trial alone (as result.best_trial ranks: ties by trial number, then by the
+    # next metrics): coloured by its value, a tie and a dominated trial were orange too
+    winner = result.best_trial["number"] if done else None
+    colors = [BEST_COLOR if n == winner else COLOR for n in numbers]
     limits = axis_range(values, metric, room=0.15, below=0.15) if values else None
     ax = axes[0]
     ax.scatter(numbers, values, s=16, c=colors, edgecolors="0.25", linewidths=0.5,
@@ -63,7 +65,8 @@ def search_history(result: Any, path: str | Path | None = None) -> Figure:
     ax.set_title("optimization history")
     ax.legend(fontsize=8)
     for ax, name in zip(axes[1:panels], params, strict=True):
-        points = [(t["params"][name], t["values"][0]) for t in done if name in t["params"]]
+        points = [(t["params"][name], t["values"][0], t["number"]) for t in done
+                  if name in t["params"]]
         if name in numeric:
             xs = [float(p[0]) for p in points]
         else:  # categorical: a column per value
@@ -73,7 +76,7 @@ def search_history(result: Any, path: str | Path | None = None) -> Figure:
                                               for k in kinds])  # long reprs: cut
             ax.set_xlim(-0.5, len(kinds) - 0.5)
         ax.scatter(xs, [p[1] for p in points], s=16, zorder=3, edgecolors="0.25",
-                   linewidths=0.5, c=[BEST_COLOR if p[1] == winner else COLOR for p in points])
+                   linewidths=0.5, c=[BEST_COLOR if p[2] == winner else COLOR for p in points])
         if name in numeric and xs and min(xs) > 0 and max(xs) / min(xs) > 20:
             ax.set_xscale("log")
         ax.set_xlabel(name)
