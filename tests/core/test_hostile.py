@@ -204,6 +204,49 @@ def test_a_member_declaring_gigabytes_is_refused_before_allocating(tmp_path: Pat
     assert result["peak_mib"] < 400
 
 
+def test_many_small_members_at_the_ratio_floor_are_refused_together(tmp_path: Path) -> None:
+    """The 16 MiB floor applied to each member: a 97 KB file of 150 members of 600 bytes,
+    each declaring 16 MiB, took 2 GB to load (N members, N x 16 MiB, no upper bound)."""
+    manifest, members = _sample_parts()
+    npy = io.BytesIO()
+    np.save(npy, np.zeros(2**24 - 128, np.uint8))
+    raw = npy.getvalue()
+    stored = zstd(raw)
+    names = [f"m{i:04d}.npy" for i in range(40)]
+    members.update({n: (stored, len(raw), "zstd", "npy") for n in names})
+    manifest["objects"][-1]["args"] = [
+        {"__dry__": "codec", "codec": "numpy.ndarray", "package": "dryml-core",
+         "data": {"member": n}} for n in names]
+    data = build_file(manifest, members)
+    assert len(data) < 64 * 1024
+    result = load_hostile(data, tmp_path)
+    assert result["outcome"] == "LimitExceededError", result
+    assert "Limits.max_beyond_ratio" in result["message"]
+    assert result["peak_mib"] < 400
+
+
+def test_the_writer_keeps_its_files_within_the_whole_file_allowance(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writer counts what its compressed members take of max_beyond_ratio: past it, a
+    member is stored raw, so readers with the same limits load the file."""
+    from dryfiles import Holder
+
+    from dryml import save_object
+    from dryml.format import Limits, _container
+
+    small = Limits(max_beyond_ratio=6 * 2**20)
+    monkeypatch.setattr(_container, "_DEFAULT", small)
+    obj = Holder()
+    obj.weights = [np.zeros(2**20, dtype=np.float32) for _ in range(4)]  # 4 MiB of zeros each
+    buf = io.BytesIO()
+    save_object(obj, buf)
+    kinds = [compression for _, raw_size, compression, _ in explode(buf.getvalue())[1].values()
+             if raw_size >= 2**22]
+    assert kinds.count("zstd") == 1 and kinds.count("none") == 3, kinds
+    loaded = load_object(io.BytesIO(buf.getvalue()), limits=small)
+    assert [w.shape for w in loaded.weights] == [(2**20,)] * 4
+
+
 def test_a_raw_member_cannot_claim_more_than_its_bytes() -> None:
     import zstandard
 

@@ -99,8 +99,11 @@ class Limits:
     a raw member is exactly as large as its stored bytes; a compressed member (or the manifest)
     may decompress to at most ``max_ratio`` times its stored size, or to ``ratio_floor`` bytes
     whatever its ratio, and never to more than ``max_member_bytes`` (``max_manifest_bytes``); the
-    manifest may hold at most ``max_manifest_elements`` JSON values. Writers never produce a file
-    these defaults refuse (a member that would compress beyond ``max_ratio`` is stored raw).
+    floor is an allowance of the whole file: all compressed members together may expand past
+    ``max_ratio`` times their stored bytes by ``max_beyond_ratio`` bytes at most (a 97 KB file
+    of 150 members of 600 bytes, each at the floor, stood for 2.4 GB); the manifest may hold
+    at most ``max_manifest_elements`` JSON values. Writers never produce a file these defaults
+    refuse (a member that would compress beyond what is left is stored raw).
     Raise them for a legitimately larger file: ``load_object(path, limits=Limits(...))``.
     """
 
@@ -111,10 +114,16 @@ class Limits:
     max_manifest_elements: int = 2_000_000
     max_ratio: int = 200
     ratio_floor: int = 16 * 2**20
+    max_beyond_ratio: int = 256 * 2**20
 
     def allowed_raw(self, stored: int, cap: int) -> int:
         """The most bytes ``stored`` compressed bytes may decompress to."""
         return min(cap, max(self.ratio_floor, self.max_ratio * stored))
+
+    def beyond_ratio(self, stored: int, raw: int) -> int:
+        """How far ``raw`` decompressed bytes go past ``max_ratio`` times ``stored``: what a
+        member takes of the file's ``max_beyond_ratio``."""
+        return max(0, raw - self.max_ratio * stored)
 
 
 _DEFAULT = Limits()
@@ -247,6 +256,8 @@ class ContainerWriter:
         self.stream = stream
         self.compress = compress
         self.members: dict[str, MemberInfo] = {}
+        #: what the compressed members so far take of Limits.max_beyond_ratio
+        self._beyond = 0
         self._fd = -1
         try:
             fd = stream.fileno()
@@ -308,7 +319,7 @@ class ContainerWriter:
                     return
             else:  # small members: one try, no sample
                 payload = _compressor(_LEVEL).compress(b"".join(chunks))
-                if _pays(len(payload), raw_size):
+                if self._keeps(len(payload), raw_size):
                     self._write(payload)
                     self.members[name] = MemberInfo(offset, len(payload), raw_size, "zstd",
                                                     _checksum(payload), kind)
@@ -334,6 +345,15 @@ class ContainerWriter:
             for chunk in chunks:
                 self._write(chunk)
         self.members[name] = MemberInfo(offset, raw_size, raw_size, "none", checksum, kind)
+
+    def _keeps(self, stored: int, raw_size: int) -> bool:
+        """Whether a member compressed to ``stored`` bytes is kept so (else it is written
+        raw): it pays, and readers' default limits accept it, the file's other members too."""
+        beyond = _DEFAULT.beyond_ratio(stored, raw_size)
+        if not _pays(stored, raw_size) or self._beyond + beyond > _DEFAULT.max_beyond_ratio:
+            return False
+        self._beyond += beyond
+        return True
 
     def _compress_streaming(self, name: str, chunks: list[bytes | memoryview], raw_size: int,
                             kind: str, offset: int) -> bool:
@@ -361,7 +381,7 @@ class ContainerWriter:
                 break
         else:
             emit(compressor.flush())
-            if _pays(written, raw_size):
+            if self._keeps(written, raw_size):
                 self.members[name] = MemberInfo(offset, written, raw_size, "zstd",
                                                 _hexdigest(hasher), kind)
                 return True
@@ -678,6 +698,17 @@ class ContainerReader:
                 raise FormatError(f"members {last!r} and {name!r} overlap: the file was altered")
             if info.size:
                 end, last = info.offset + info.size, name
+        # after the overlap check (a file altered so is said to be that)
+        beyond = sum(self.limits.beyond_ratio(info.size, info.raw_size)
+                     for info in members.values() if info.compression == "zstd")
+        if beyond > self.limits.max_beyond_ratio:
+            raise LimitExceededError(
+                f"the file's compressed members together decompress to {beyond} bytes more "
+                f"than {self.limits.max_ratio} times their stored size, over the limit of "
+                f"{self.limits.max_beyond_ratio} (Limits.max_beyond_ratio): a compression bomb "
+                "of many members, or a file written by an older dryml; if you trust it, load "
+                "it with load_object(path, limits=Limits(max_beyond_ratio=...)) and save it "
+                "again")
         self.members = members
         # Reading is bounded by what the members hold: a writer refers to each member once, so
         # a file that makes the loader read one member again and again (each read a fresh
