@@ -578,6 +578,34 @@ def test_malformed_numpy_scalars_in_a_state_dict_are_a_format_error(edit: Any) -
         load_object(io.BytesIO(changed))
 
 
+def test_a_repeating_view_referred_to_again_and_again_is_a_format_error() -> None:
+    """Each reference to one tensor was checked alone: a 16 MiB stride-0 view of 8 stored
+    bytes, named by 400 optimizer state entries, made load_state_dict copy it 400 times
+    (1.7 GB from a 1.9 KB file). Tied weights (one tensor named twice) still load."""
+    import base64
+
+    linear = torch.nn.Linear(2, 2)
+    obj = Holder()
+    obj.state["opt"] = torch.optim.SGD(linear.parameters(), lr=0.1)
+    obj.state["tied"] = {"a": linear.weight.detach(), "b": linear.weight.detach()}
+    buf = io.BytesIO()
+    save_object(obj, buf)
+    tied = load_object(io.BytesIO(buf.getvalue())).state["tied"]
+    assert torch.equal(tied["a"], tied["b"])
+
+    def bomb(meta: dict[str, Any]) -> None:
+        meta["bases"] = [{"dtype": "float64", "shape": [1],
+                          "b64": base64.b64encode(np.float64(1).tobytes()).decode()}]
+        meta["tensors"] = [{"dtype": "float64", "shape": [2 * 2**20], "stride": [0],
+                            "base": 0, "offset": 0}]
+        meta["tree"]["state"] = {"~": "dict", "items": [
+            [0, {f"k{i}": {"~": "tensor", "index": 0} for i in range(3)}]]}
+
+    changed = _edit_entries(buf.getvalue(), lambda d: "class" in d and "tree" in d, bomb)
+    with pytest.raises(FormatError, match="refers to tensors whose strides repeat"):
+        load_object(io.BytesIO(changed))
+
+
 def test_dict_entries_of_a_modules_metadata_are_kept() -> None:
     # torch's spectral_norm records {"spectral_norm": {"weight.version": 1}} there
     with warnings.catch_warnings():
