@@ -163,6 +163,19 @@ def test_arguments_that_saved_altered_or_never_loaded_are_refused_at_constructio
     assert load_object(io.BytesIO(buf.getvalue())).definition() == ok.definition()
     assert Kw(d={"__dry__": 1}).kwargs == {"d": {"__dry__": 1}}  # as a dict's key it is fine
 
+    # a file an earlier dryml wrote (deeper lists, an Object as a key) still loads: found by
+    # review, the checks ran when the file's objects were rebuilt too
+    from dryml._values import rebuilding
+
+    with rebuilding():  # as the earlier dryml constructed them
+        old = Kw(deep=_nested(150), m={inner: "v"})
+    buf = io.BytesIO()
+    save_object(old, buf)
+    again = load_object(io.BytesIO(buf.getvalue()))
+    assert again.definition().kwargs["deep"] == _nested(150)
+    with pytest.raises(ArgumentError, match=r"dry_kwargs\['deep'\]\[0\].*more\)"):
+        Kw(deep=_nested(101))  # the path shown without its middle
+
 
 def _nested(depth: int) -> list[Any]:
     """Lists ``depth`` deep: [[[...]]]."""

@@ -177,6 +177,14 @@ def test_from_dict_refuses_a_dry_mut_that_is_not_a_bool() -> None:
         with pytest.raises(FormatError, match="dry_mut must be true or false"):
             ObjectDef.from_dict({**data, "dry_mut": bad})
     assert ObjectDef.from_dict({**data, "dry_mut": True}).dry_mut is True
+    # nor does a Repo index it from a file's manifest (found by review)
+    from dryml.repo._defjson import manifest_definition
+
+    node = {"id": "p", "cls": data["cls"], "dry_mut": "false", "args": [1], "kwargs": {}}
+    with pytest.raises(FormatError, match="dry_mut must be true or false"):
+        manifest_definition({"root": "p", "objects": [node]}, None)
+    assert manifest_definition({"root": "p", "objects": [{**node, "dry_mut": False}]},
+                               None)["dry_mut"] is False
 
 
 # -- hypothesis: nested argument structures round-trip ---------------------------------------

@@ -19,6 +19,7 @@ from dryml._encoding import Decoder, Encoder
 from dryml._metadata import plain_metadata
 from dryml._object import Object
 from dryml._trust import TrustPolicy, class_path
+from dryml._values import rebuilding
 from dryml._version import __version__
 from dryml.errors import (
     DrymlError,
@@ -266,8 +267,9 @@ class LoadSession:
         kwargs = self._decode(node.kwargs, f"{owner}: dry_kwargs")
         if "dry_id" in kwargs:
             raise FormatError(f"{owner}: dry_id belongs to the node, not to its kwargs")
-        obj = _call_user(lambda: cls(*args, dry_id=node.id, **kwargs), None, None,
-                         f"{owner}: rebuilding from the file", SerializationError)
+        with rebuilding():
+            obj = _call_user(lambda: cls(*args, dry_id=node.id, **kwargs), None, None,
+                             f"{owner}: rebuilding from the file", SerializationError)
         store = LoadStore(self, node.state, owner)
         for hook in _hook_chain(cls, "load_object_imp"):
             _call_user(hook, obj, store, f"{owner}: load_object_imp", SerializationError)

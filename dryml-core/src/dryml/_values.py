@@ -8,8 +8,9 @@ the offending value, e.g. ``dry_kwargs['opt'][2]``.
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from dryml import _registry
@@ -55,6 +56,25 @@ def check_class(value: type) -> None:
 #: the default recursion limit, so such a file saved but could not be loaded
 MAX_DEPTH = 100
 
+_state = threading.local()
+
+
+@contextlib.contextmanager
+def rebuilding() -> Iterator[None]:
+    """Objects constructed inside the block are rebuilt from a file: the checks that only
+    guard what a new file will hold (nesting depth, Objects as dict keys) are skipped, so a
+    file an earlier dryml wrote loads as it did."""
+    before = getattr(_state, "rebuilding", False)
+    _state.rebuilding = True
+    try:
+        yield
+    finally:
+        _state.rebuilding = before
+
+
+def _strict() -> bool:
+    return not getattr(_state, "rebuilding", False)
+
 
 def _holds_object(key: Any) -> bool:
     return _is_object(key) or (type(key) is tuple and any(_holds_object(k) for k in key))
@@ -80,7 +100,7 @@ def capture(value: Any, copy: bool = True, depth: int = 0) -> Any:
                        "pass it as a str, or keep it as state")
     if tp in ATOMS:
         return value
-    if tp in (list, tuple, dict) and depth >= MAX_DEPTH:
+    if tp in (list, tuple, dict) and depth >= MAX_DEPTH and _strict():
         raise BadValue(f"lists, tuples and dicts are nested more than {MAX_DEPTH} deep here; "
                        "a file holding them could not be read back: keep such data as state "
                        "(save_object_imp) or flatten it")
@@ -91,7 +111,7 @@ def capture(value: Any, copy: bool = True, depth: int = 0) -> Any:
     if tp is dict:
         out = {}
         for key, item in value.items():
-            if _holds_object(key):
+            if _holds_object(key) and _strict():
                 raise BadValue(f"a dict key ({type(key).__name__}) holds an Object or "
                                "ObjectDef, which would not come back as the same key (a "
                                "loaded file builds a new one); key by its dry_id or a name")
@@ -163,12 +183,19 @@ def capture_call(args: tuple[Any, ...], kwargs: dict[str, Any], where: str) -> t
     try:
         captured_args = tuple([_capture_item(v, i) for i, v in enumerate(args)])
     except BadValue as exc:
-        raise ArgumentError(f"{where}: dry_args{''.join(exc.path)}: {exc.reason}") from None
+        raise ArgumentError(f"{where}: dry_args{_path(exc.path)}: {exc.reason}") from None
     try:
         captured_kwargs = {k: _capture_item(v, k) for k, v in kwargs.items()}
     except BadValue as exc:
-        raise ArgumentError(f"{where}: dry_kwargs{''.join(exc.path)}: {exc.reason}") from None
+        raise ArgumentError(f"{where}: dry_kwargs{_path(exc.path)}: {exc.reason}") from None
     return captured_args, captured_kwargs
+
+
+def _path(parts: list[str]) -> str:
+    """``[0]['x']``; a long one (a value nested 100 deep) with its middle left out."""
+    if len(parts) <= 12:
+        return "".join(parts)
+    return f"{''.join(parts[:6])}...({len(parts) - 9} more)...{''.join(parts[-3:])}"
 
 
 def copy_value(value: Any, on_object: Any) -> Any:

@@ -253,7 +253,11 @@ def manifest_definition(raw: dict[str, Any], reader: ContainerReader | None) -> 
         weight = [_NODE_WEIGHT]
         kwargs = {k: value(v, depth, weight) for k, v in dict(node.get("kwargs", {})).items()}
         kwargs["dry_id"] = dry_id
-        definition = {"cls": node.get("cls"), "dry_mut": bool(node.get("dry_mut", False)),
+        mut = node.get("dry_mut", False)
+        if type(mut) is not bool:  # bool("false") is True
+            raise FormatError(f"object {dry_id!r}: dry_mut must be true or false, got "
+                              f"{mut!r:.40}")
+        definition = {"cls": node.get("cls"), "dry_mut": mut,
                       "dry_args": [value(v, depth, weight) for v in list(node.get("args", []))],
                       "dry_kwargs": kwargs}
         built[dry_id] = (definition, weight[0])
