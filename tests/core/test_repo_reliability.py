@@ -472,6 +472,8 @@ def test_a_loaded_object_another_process_replaced_is_not_returned_nor_saved_over
         repo.save()
     found = repo.get(Selector("Item", args=("w", 7)))
     assert [o.dry_args for o in found] == [("w", 7)] and found[0] is not held
+    with pytest.raises(RepoError, match="was replaced by another writer"):
+        repo.save(held)  # found by review: the query above had dropped held's version
     assert repo.get_one("x").payload.tolist() == [0.0, 0.0, 0.0]
     assert Repo(directory).get_one("x").dry_args == ("w", 7)  # the newer one is kept
 

@@ -102,9 +102,11 @@ class Repo:
         # A Repo dropped without close() ends its session when collected (or at exit).
         weakref.finalize(self, self._journal.close)
         self._live: weakref.WeakValueDictionary[str, Object] = weakref.WeakValueDictionary()
-        # dry_id -> (id() of the live object, manifest digest of the file it was loaded from
-        # or written to): a row with another digest was replaced since by another writer
-        self._versions: dict[str, tuple[int, str | None]] = {}
+        # object -> manifest digest of the file it was loaded from or written to: a row with
+        # another digest was replaced since by another writer. Kept per object (weakly), not
+        # per id: a query that hands out a new object for a replaced row leaves the old
+        # object's version as it was, so save(old) is still refused
+        self._versions: weakref.WeakKeyDictionary[Object, str] = weakref.WeakKeyDictionary()
         # class path -> the MRO this process last recorded for it in the index, valid while
         # the index's class tables are of generation _class_generation (reindex rebuilds them)
         self._known_classes: dict[str, tuple[str, ...]] = {}
@@ -432,17 +434,17 @@ class Repo:
         of the file it was written to (None: a lazy object, whose load records it)."""
         with contextlib.suppress(TypeError):  # not weak-referenceable: simply not cached
             self._live[dry_id] = obj
-        if digest is None:
-            self._versions.pop(dry_id, None)
-        else:
-            self._versions[dry_id] = (id(obj), digest)
+            if digest is not None:
+                self._versions[obj] = digest
 
     def _replaced_since(self, obj: Object, digest: str | None) -> bool:
         """Whether the row of ``obj`` (manifest ``digest``) is another version of it than
         the one this process loaded or wrote: another writer replaced it since."""
-        known = self._versions.get(obj.dry_id)
-        return (digest is not None and known is not None and known[0] == id(obj)
-                and known[1] != digest)
+        try:
+            known = self._versions.get(obj)
+        except TypeError:  # not hashable (a class with __eq__ and no __hash__): not tracked
+            return False
+        return digest is not None and known is not None and known != digest
 
     # -- metadata -----------------------------------------------------------------------------
     def metadata(self, target: str | Object) -> dict[str, Any]:
@@ -792,8 +794,9 @@ class Repo:
         and, for an object a query selected, one replaced since by other arguments. ``into``:
         the lazy object the state goes into (the version this process then holds)."""
         obj, digest = load_checked(self._index, self.directory, dry_id, self.trust, selected)
-        if into is not None and self._live.get(dry_id) is into:
-            self._versions[dry_id] = (id(into), digest)
+        if into is not None:
+            with contextlib.suppress(TypeError):
+                self._versions[into] = digest
         return obj
 
     def _definition_json(self, dry_id: str) -> dict[str, Any] | None:
