@@ -188,10 +188,28 @@ def test_attributes_set_outside_the_saved_state_are_dropped_saying_so() -> None:
     c = Counter(1)
     c.experiment = "run-42"  # type: ignore[attr-defined]
     c._cache = "stale"  # type: ignore[attr-defined]  # private: dropped quietly
-    with pytest.warns(DrymlWarning, match=r"Counter '.*' came back from the worker without "
-                      r"experiment: attributes set on an object outside its saved state"):
+    with pytest.warns(DrymlWarning, match=r"Counter '.*': experiment came back from the worker "
+                      r"without these attributes: attributes set on an object outside its "
+                      r"saved state") as seen:
         c.bump()
     assert c.count == 2 and not hasattr(c, "experiment") and not hasattr(c, "_cache")
+    assert seen[0].filename == __file__  # the user's line, not dryml's (found by review)
+    # made an error by a filter, it is raised once every object is updated (found by review)
+    import warnings
+
+    holder = Holder(Counter(0))
+    holder.inner.note = "x"  # type: ignore[attr-defined]
+
+    @compute_context(update_objs=True)
+    def grow(h: Holder) -> int:
+        h.inner.count = 9
+        return 1
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DrymlWarning)
+        with pytest.raises(DrymlWarning, match="note came back"):
+            grow(holder)
+    assert holder.inner.count == 9
 
 
 class Reading:
@@ -522,6 +540,16 @@ def test_a_workers_warnings_are_warnings_in_the_caller() -> None:
     with pytest.warns(DrymlWarning, match="from the worker"), \
             pytest.raises(ValueError, match="and then an error"):
         warn_then("raise")
+    with warnings.catch_warnings():  # an error-level filter does not hide the call's error
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="and then an error") as raised:
+            warn_then("raise")
+    assert any("the call also warned: DrymlWarning: a warning from the worker" in note
+               for note in raised.value.__notes__)
+    with warnings.catch_warnings():  # a filter naming the module the warning came from
+        warnings.filterwarnings("error", category=UserWarning, module=__name__)
+        with pytest.raises(UserWarning, match="a warning from the worker"):
+            warn_then("user")
 
 
 def test_worker_output_reaches_the_callers_sys_stdout(
@@ -533,15 +561,11 @@ def test_worker_output_reaches_the_callers_sys_stdout(
     def shout() -> None:
         print("hello from the worker")  # no flush: the worker's stdout is line-buffered
 
-    shout()
-    seen = ""
-
-    def arrived() -> bool:
-        nonlocal seen
-        seen += capsys.readouterr().out
-        return "hello from the worker\n" in seen
-
-    assert _wait_until(arrived, within=10), seen
+    for i in range(20):  # in order with the caller's own lines (found by review)
+        shout()
+        print(f"caller {i}")
+    assert capsys.readouterr().out == "".join(f"hello from the worker\ncaller {i}\n"
+                                              for i in range(20))
 
 
 def _wait_until(condition: Any, within: float = 20.0) -> bool:

@@ -97,14 +97,14 @@ def _function(payload: tuple[str, Any]) -> Callable[..., Any]:
 def run_call(msg: dict[str, Any]) -> dict[str, Any]:
     """Run a call message here (in a worker); the reply never raises. The warnings the call
     raised go with it (see :mod:`dryml.context._warnings`)."""
-    raised: list[tuple[str, str, str, str, int]] = []
+    raised: list[tuple[str, str, str, str, int, str | None]] = []
     reply = _run_call(msg, raised)
     if raised:
         reply["warnings"] = raised
     return reply
 
 
-def _run_call(msg: dict[str, Any], raised: list[tuple[str, str, str, str, int]]
+def _run_call(msg: dict[str, Any], raised: list[tuple[str, str, str, str, int, str | None]]
               ) -> dict[str, Any]:
     try:
         if msg["cwd"] != os.getcwd():  # relative paths mean what they mean in the caller
@@ -244,11 +244,18 @@ def apply_reply(reply: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, 
                 carried: list[Object] | None = None) -> Any:
     """The call's return value, or raise its exception; apply object updates in place.
     ``carried``: the Objects :func:`encode_call` found in the arguments. The call's warnings
-    are issued here first (a filter that makes them errors raises before any update)."""
-    _warnings.emit(reply.get("warnings", ()))
+    are issued here first (a filter that makes them errors raises before any update; for a
+    call that raised, its own exception is raised, noting such a warning)."""
     if not reply["ok"]:
-        raise _rebuild_error(reply)
+        exc = _rebuild_error(reply)
+        try:
+            _warnings.emit(reply.get("warnings", ()))
+        except Warning as warning:  # a filter made it an error: the call's error comes first
+            exc.add_note(f"the call also warned: {type(warning).__name__}: {warning}")
+        raise exc
+    _warnings.emit(reply.get("warnings", ()))
     originals: dict[str, Object] = {}
+    dropped: list[str] = []
     if "updated" in reply:
         mine = list(iter_objects([args, kwargs, carried or []]))
         theirs = list(iter_objects(_protocol.loads(*reply["updated"])))
@@ -256,7 +263,14 @@ def apply_reply(reply: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, 
         for new in theirs:
             old = originals.get(new.dry_id)
             if old is not None and type(old) is type(new):
-                _update(old, new, originals)
+                dropped += _update(old, new, originals)
+    if dropped:  # said once every update is made (a filter may make it an error)
+        warnings.warn(
+            f"{'; '.join(dropped)} came back from the worker without these attributes: "
+            "attributes set on an object outside its saved state (its constructor and "
+            "save_object_imp) do not survive a call that updates it (train() in a worker is "
+            "one); keep such values in Repo metadata, or save them in save_object_imp",
+            DrymlWarning, stacklevel=_warnings.user_stacklevel())
     try:
         result = _protocol.loads(reply["result"], reply["blobs"], reply["trust"])
     except DrymlError:
@@ -305,9 +319,10 @@ def _callers_own(result: Any, originals: dict[str, Object]) -> Any:
     return own(result)
 
 
-def _update(old: Object, new: Object, originals: dict[str, Object]) -> None:
+def _update(old: Object, new: Object, originals: dict[str, Object]) -> list[str]:
     """Give ``old`` the state of ``new`` in place (the constructor arguments stay ``old``'s;
-    the call's arguments that the state holds are the caller's own objects)."""
+    the call's arguments that the state holds are the caller's own objects); returns what
+    it dropped (``"Counter 'c1': experiment"``), or nothing."""
     kept = {k: old.__dict__[k] for k in _KEEP_STATE if k in old.__dict__}
     state = _callers_own({k: v for k, v in new.__dict__.items() if k not in _KEEP_STATE},
                          originals)
@@ -316,13 +331,7 @@ def _update(old: Object, new: Object, originals: dict[str, Object]) -> None:
     # Said, as a user's own attributes (model.experiment = "run-42") went without a word.
     dropped = sorted(k for k in old.__dict__
                      if k not in new.__dict__ and k not in _KEEP_STATE and not k.startswith("_"))
-    if dropped:
-        warnings.warn(
-            f"{type(old).__qualname__} {old.dry_id!r} came back from the worker without "
-            f"{', '.join(dropped)}: attributes set on an object outside its saved state (its "
-            "constructor and save_object_imp) do not survive a call that updates it (train() "
-            "in a worker is one); keep such values in Repo metadata, or save them in "
-            "save_object_imp", DrymlWarning, stacklevel=4)
     old.__dict__.clear()
     old.__dict__.update(state)
     old.__dict__.update(kept)
+    return [f"{type(old).__qualname__} {old.dry_id!r}: {', '.join(dropped)}"] if dropped else []

@@ -287,6 +287,8 @@ class WorkerHandle:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             kind, payload = self._receive(remaining, "running a call", timeout)
             if kind == "reply":
+                self._stdout.settle()  # the call's prints show before the caller's next ones
+                self._stderr.settle()
                 return payload  # type: ignore[no-any-return]
             if kind == "progress":  # drawn by this process's one display
                 progress.deliver(payload, self.pid)

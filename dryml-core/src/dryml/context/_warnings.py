@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["emit", "recorded"]
+__all__ = ["emit", "recorded", "user_stacklevel"]
 
 #: at most this many warnings of one call travel back (a warning in a loop of a million)
 MAX_WARNINGS = 100
@@ -26,27 +26,40 @@ _REGISTRIES: dict[str, dict[Any, Any]] = {}
 
 
 @contextlib.contextmanager
-def recorded(into: list[tuple[str, str, str, str, int]]) -> Iterator[None]:
+def recorded(into: list[tuple[str, str, str, str, int, str | None]]) -> Iterator[None]:
     """Record the warnings raised inside the block into ``into`` as (text, category module,
-    category name, file, line), instead of printing them."""
+    category name, file, line, module), instead of printing them."""
     with warnings.catch_warnings(record=True) as caught:
         try:
             yield
         finally:
+            modules: dict[str, str] = {}
             for w in caught[:MAX_WARNINGS]:
                 category = w.category
                 into.append((str(w.message), category.__module__, category.__qualname__,
-                             str(w.filename), int(w.lineno or 0)))
+                             str(w.filename), int(w.lineno or 0),
+                             _module_of(str(w.filename), modules)))
 
 
-def emit(records: list[tuple[str, str, str, str, int]]) -> None:
+def _module_of(filename: str, found: dict[str, str]) -> str | None:
+    """The name of the imported module whose file is ``filename`` (a filter may name it:
+    ``-W error::UserWarning:mypkg.mod``), or None."""
+    if not found:
+        found.update({str(f): name for name, m in list(sys.modules.items())
+                      if isinstance(f := getattr(m, "__file__", None), str)})
+    return found.get(filename)
+
+
+def emit(records: list[tuple[Any, ...]]) -> None:
     """Issue recorded warnings here, each with its own category where this process has
-    imported its module (else as a UserWarning naming it: never an import for a warning)."""
-    for text, module, name, filename, lineno in records:
+    imported its module (else as a UserWarning naming it: never an import for a warning),
+    from its module for the filters that name one."""
+    for text, module, name, filename, lineno, *rest in records:
         category = _category(module, name)
         if category is UserWarning and (module, name) != ("builtins", "UserWarning"):
             text = f"{module}.{name}: {text}"
         warnings.warn_explicit(text, category, filename, lineno,
+                               module=rest[0] if rest and rest[0] else None,
                                registry=_REGISTRIES.setdefault(filename, {}))
 
 
@@ -57,3 +70,13 @@ def _category(module: str, name: str) -> type[Warning]:
     if isinstance(found, type) and issubclass(found, Warning):
         return found
     return UserWarning
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` that makes a ``warnings.warn`` in the caller of this function point
+    at the first frame outside dryml and its backends: the user's line (``model.train()``),
+    not dryml's own code between them."""
+    level, frame = 1, sys._getframe(1)
+    while frame is not None and str(frame.f_globals.get("__name__", "")).startswith("dryml"):
+        frame, level = frame.f_back, level + 1  # type: ignore[assignment]
+    return level

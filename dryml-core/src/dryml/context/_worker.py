@@ -86,6 +86,9 @@ def main(argv: list[str]) -> int:
         before_call.run()  # a call's torch.set_num_threads(2) must not stay for the next
         _nested.begin_call()
         reply = pickle.dumps(("reply", run_call(msg)), protocol=5)
+        for stream in (sys.stdout, sys.stderr):  # in the pipes before the reply is
+            with contextlib.suppress(Exception):
+                stream.flush()
         try:
             _nested.send_reply(reply)
         except ChannelClosed:
