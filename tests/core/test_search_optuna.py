@@ -320,6 +320,15 @@ def test_a_pruned_trials_epoch_logs_are_not_read_as_its_score(tmp_path: Path) ->
     frame = result.to_frame()
     assert frame["metrics.accuracy"].max() == result.best_value
     assert set(frame[frame["status"] == "pruned"]["last_epoch.accuracy"]) == {0.99}
+    # a search an earlier dryml recorded (epoch logs as a pruned trial's metrics) reads so too
+    from dryml.search._store import load_trials
+
+    repo = Repo(tmp_path / "repo")
+    for t in pruned:
+        meta = {k: v for k, v in repo.metadata(t["dry_id"]).items() if k != "last_epoch"}
+        repo.set_metadata(t["dry_id"], {**meta, "metrics": t["last_epoch"]}, merge=False)
+    assert all(t["metrics"] == {} and t["last_epoch"]["accuracy"] == 0.99
+               for t in load_trials(repo, "p") if t["status"] == "pruned")
 
 
 class LossToy(Toy):

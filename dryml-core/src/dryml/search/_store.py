@@ -119,9 +119,13 @@ def load_trials(repo: Any, name: str) -> list[dict[str, Any]]:
         meta = entry["metadata"]
         if not isinstance(meta.get("trial"), int):
             continue
+        metrics, last_epoch = meta.get("metrics", {}), meta.get("last_epoch", {})
+        if meta.get("status") == "pruned" and "last_epoch" not in meta:
+            # recorded by an earlier dryml, which kept a pruned trial's epoch logs as its
+            # metrics (a Keras model's training accuracy read as the search's score)
+            metrics, last_epoch = {}, metrics
         row = {"number": meta["trial"], "params": meta.get("params", {}),
-               "metrics": meta.get("metrics", {}), "values": meta.get("values"),
-               "last_epoch": meta.get("last_epoch", {}),
+               "metrics": metrics, "values": meta.get("values"), "last_epoch": last_epoch,
                "status": meta.get("status"), "seconds": meta.get("seconds"),
                "dry_id": entry["dry_id"], "kept": meta.get("kept", False),
                "error": meta.get("error"), "framework": meta.get("framework"),
