@@ -358,9 +358,11 @@ def test_a_whole_cpu_is_granted_again_after_shares_with_many_decimals_came_and_w
     """Found by review: shares were accounted as floats rounded to 9 digits, so once these two
     shares of cpu/0 had been granted and released 0.999999998 of it was free and a call for the
     whole CPU waited forever. Shares are now whole millionths: they add back up exactly."""
-    for share in (0.0018989995, 0.3603387795):
+    for share, counted in ((0.0018989995, 0.001899), (0.3603387795, 0.360339)):
+        # the worker is told what was counted (found by an audit: told what was asked,
+        # shares of one device could add up to more than 1.0)
         assert where(call_context_reqs={"default": {"cpu/0": share}})["shares"] == {
-            "default": {"cpu/0": share}}
+            "default": {"cpu/0": counted}}
     # both idle workers are stopped to make room, and their grants give back what they took
     seen = where(call_context_reqs={"default": {"cpu/0": 1.0}}, call_resource_timeout=10)
     assert seen["shares"] == {"default": {"cpu/0": 1.0}}

@@ -346,16 +346,23 @@ def test_the_shares_reviewers_found_leave_a_whole_gpu_for_num_gpus() -> None:
     assert s.try_acquire(req({"torch": {"num_gpus": 1}})) is not None
 
 
-def test_shares_granted_are_the_amounts_asked_and_add_up_to_no_more_than_one() -> None:
+def test_shares_granted_are_the_amounts_counted_and_add_up_to_no_more_than_one() -> None:
+    """A worker is told the share it was counted for, in whole millionths: told what was
+    asked, three shares of 0.3333334 (counted 0.333333 each) told the workers 1.0000002 of
+    one GPU (found by an audit)."""
     s = scheduler(gpus=1)
     thirds = [s.try_acquire(req({"tf": {"gpu/0": 1 / 3}, "torch": {"gpu/0": 1 / 3}})),
-              s.try_acquire(req({"torch": {"gpu/0": 1 / 3}}))]
+              s.try_acquire(req({"torch": {"gpu/0": 0.3333334}}))]
     assert all(g is not None for g in thirds)
-    assert thirds[0].shares["tf"]["gpu/0"] == 1 / 3  # type: ignore[union-attr]
+    assert thirds[0].shares["tf"]["gpu/0"] == 0.333333  # type: ignore[union-attr]
+    assert thirds[1].shares["torch"]["gpu/0"] == 0.333333  # type: ignore[union-attr]
     assert s.free()["gpu/0"] == pytest.approx(1e-6)  # three of 333333 millionths each
     assert s.try_acquire(req({"torch": {"gpu/0": 2e-6}})) is None
-    assert s.try_acquire(req({"torch": {"gpu/0": 1e-6}})) is not None
-    assert s.free()["gpu/0"] == 0.0
+    last = s.try_acquire(req({"torch": {"gpu/0": 1e-6}}))
+    assert last is not None and s.free()["gpu/0"] == 0.0
+    told = [g.shares[f]["gpu/0"] for g in [*thirds, last]  # type: ignore[union-attr]
+            for f in g.shares]  # type: ignore[union-attr]
+    assert round(sum(told) * 10**6) == 10**6
 
 
 @pytest.mark.parametrize("spec", [{"gpu/0": 1e-10}, {"num_gpus": 5e-10}, {"cpu/2": 9.9e-7}])

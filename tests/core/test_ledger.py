@@ -177,6 +177,13 @@ def test_an_unusable_ledger_says_what_to_do(tmp_path: Path,
     assert Scheduler([CpuProvider(), SharedGpu()]).try_acquire(request) is not None
 
 
+def test_dryml_resources_help_names_where_the_ledger_is() -> None:
+    """It named $XDG_RUNTIME_DIR/dryml, which the code does not follow (found by an audit)."""
+    shown = subprocess.run([sys.executable, "-m", "dryml.cli", "resources", "--help"],
+                           capture_output=True, text=True, timeout=60, check=True).stdout
+    assert "/dev/shm/dryml-<uid>, else /tmp/dryml-<uid>" in " ".join(shown.split())
+
+
 def test_a_reused_pid_is_not_taken_for_the_holder(tmp_path: Path) -> None:
     from dryml._process import start_time
     from dryml.context._ledger import Ledger
@@ -185,10 +192,62 @@ def test_a_reused_pid_is_not_taken_for_the_holder(tmp_path: Path) -> None:
     parent = os.getppid()  # alive; rows name it with its real start time or another one
     with ledger.transaction() as tx:
         for pstart in (start_time(parent), "1"):
-            tx.conn.execute("INSERT INTO grants VALUES (?, ?, 'x', 1, 'GPU-a', 'gpu/0', 0.25, 0)",
-                            (parent, pstart))
+            tx.conn.execute(ROW, (parent, pstart, "GPU-a", 0.25, None))
     holdings = ledger.holdings()  # the row whose start time does not match is dropped
     assert [(h.pid, h.amount) for h in holdings] == [(parent, 0.25)]
+
+
+#: a grant row as a writer inserts it (an older dryml's rows have no place: None)
+ROW = ("INSERT INTO grants (pid, pstart, command, grant_id, resource, name, amount, since, "
+       "place) VALUES (?, ?, 'x', 1, ?, 'gpu/0', ?, 0, ?)")
+
+
+def test_rows_of_another_pid_namespace_or_machine_are_not_taken_for_dead(tmp_path: Path) -> None:
+    """A process of another PID namespace (a container sharing /dev/shm) was checked by its
+    pid here, found dead, and its 0.7 of a GPU given out again (found by an audit)."""
+    from dryml.context._ledger import Ledger, _namespace
+
+    ledger = Ledger(tmp_path / "ledger")
+    gone = 2**22 + 12345  # no such pid here
+    with ledger.transaction() as tx:
+        for place, resource in (("a1b2c3d4-4026531836", "GPU-other"),
+                                (_namespace(), "GPU-here"), (None, "GPU-older")):
+            tx.conn.execute(ROW, (gone, "17", resource, 0.7, place))
+    assert [h.resource for h in ledger.holdings()] == ["GPU-other"]
+
+
+def test_a_ledger_truncated_in_place_gets_this_processs_grants_back(tmp_path: Path) -> None:
+    """Emptied in place (same inode), the file lost this process's rows for good: another
+    process then got 0.7 of a GPU this one held 0.7 of (found by an audit)."""
+    from dryml.context._ledger import Ledger
+
+    mine = Ledger(tmp_path / "ledger")
+    with mine.transaction() as tx:
+        tx.record(1, {"GPU-a": ("gpu/0", 0.7)})
+    mine.path.write_bytes(b"")
+    with mine.transaction():  # any transaction of this process
+        pass
+    assert [(h.resource, h.amount) for h in Ledger(tmp_path / "ledger").holdings()] == [
+        ("GPU-a", 0.7)]
+
+
+@pytest.mark.parametrize("amount", ["'x'", "-1.0", "2.5"])
+def test_a_row_edited_by_hand_makes_the_ledger_unusable_saying_what_to_do(
+        tmp_path: Path, amount: str) -> None:
+    """A text amount raised bare TypeErrors in every call and in `dryml resources`; a negative
+    one was trusted, and more than a whole GPU was given out (found by an audit)."""
+    from dryml._process import start_time
+    from dryml.context._ledger import Ledger
+    from dryml.errors import ResourcesUnavailableError
+
+    ledger = Ledger(tmp_path / "ledger")
+    parent = os.getppid()  # alive: its row is not dropped as a dead holder's
+    with ledger.transaction() as tx:
+        tx.conn.execute(ROW.replace("?, 0, ?)", f"{amount}, 0, ?)"),
+                        (parent, start_time(parent), "GPU-a", None))
+    with pytest.raises(ResourcesUnavailableError, match="a grant row that dryml did not write"
+                                                        ".*fix or remove it"):
+        ledger.holdings()
 
 
 def test_a_holders_command_keeps_the_script_name_however_deep_its_folder() -> None:

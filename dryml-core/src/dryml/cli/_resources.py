@@ -15,8 +15,8 @@ List the grants in this machine's resource ledger: which dryml process (pid and 
 how much of which GPU or CPU, and since when. CPUs appear when a requirement names them
 (num_cpus, cpu/N); the one CPU a worker gets by default is accounted in its own process only.
 Grants of processes that have ended (killed ones included) are dropped before listing. The
-ledger lives in $DRYML_LEDGER_DIR, else $XDG_RUNTIME_DIR/dryml, else <tempdir>/dryml-<uid>;
-DRYML_LEDGER=process turns it off."""
+ledger lives in $DRYML_LEDGER_DIR, else /dev/shm/dryml-<uid>, else /tmp/dryml-<uid> (TMPDIR and
+XDG_RUNTIME_DIR are not followed); DRYML_LEDGER=process turns it off."""
 
 
 def register(subparsers: Any) -> None:

@@ -24,6 +24,7 @@ workers.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sqlite3
 import sys
@@ -35,7 +36,7 @@ from pathlib import Path
 
 import attrs
 
-from dryml._process import process_alive, process_command, start_time
+from dryml._process import host_tag, process_alive, process_command, start_time
 from dryml.context._resources import Resource, share_units
 from dryml.errors import ConfigurationError, ResourcesUnavailableError
 
@@ -143,7 +144,7 @@ class Ledger:
         conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None,
                                check_same_thread=False)
         conn.execute("PRAGMA busy_timeout = 30000")
-        conn.execute(_SCHEMA)
+        _schema(conn)
         info = os.stat(self.path)
         self._conn, self._pid, self._file = conn, os.getpid(), (info.st_dev, info.st_ino)
         pid = os.getpid()
@@ -170,7 +171,11 @@ class Ledger:
             before = dict(self.mine)
             try:
                 tx = Transaction(conn, self._me, self.mine)
-                if fresh:
+                if fresh or self.mine:
+                    # also a file truncated in place (same inode): its rows are gone, and
+                    # this process's grants would count for nothing
+                    if not fresh:
+                        _schema(conn)
                     tx.record_again()
                 tx.drop_dead()
                 yield tx
@@ -219,19 +224,29 @@ class Transaction:
                 self._insert(grant_id, amounts)
 
     def drop_dead(self) -> None:
-        """Delete the rows of processes that have ended (or whose pid was reused)."""
-        owners = self.conn.execute("SELECT DISTINCT pid, pstart FROM grants").fetchall()
-        for pid, pstart in owners:
-            mine = pid == self.pid and pstart == self.pstart
-            if not mine and not process_alive(pid, pstart):
-                self.conn.execute("DELETE FROM grants WHERE pid = ? AND pstart = ?",
-                                  (pid, pstart))
+        """Delete the rows of processes that have ended (or whose pid was reused). A row of
+        another PID namespace or machine (a container sharing ``/dev/shm``, a ledger on a
+        shared file system) cannot be checked: its pid means another process here, and
+        taking it for dead gave its GPU share out twice. It stays until a process that can
+        check it looks (``dryml resources`` shows it)."""
+        owners = self.conn.execute("SELECT DISTINCT pid, pstart, place FROM grants").fetchall()
+        here = _namespace()
+        for pid, pstart, place in owners:
+            _check_row(pid, pstart)
+            mine = pid == self.pid and pstart == self.pstart and place == here
+            if mine or (place is not None and place != here):  # None: an older dryml's row
+                continue
+            if not process_alive(pid, pstart):
+                self.conn.execute("DELETE FROM grants WHERE pid = ? AND pstart = ? AND "
+                                  "place IS ?", (pid, pstart, place))
 
     def holdings(self, others_only: bool = True) -> list[Holding]:
         """Rows of other processes (or of every process)."""
         rows = self.conn.execute(
             "SELECT pid, pstart, command, resource, name, amount, since FROM grants "
             "ORDER BY since, pid").fetchall()
+        for pid, pstart, command, resource, name, amount, since in rows:
+            _check_row(pid, pstart, amount, command, resource, name, since)
         return [Holding(pid, command, resource, name, amount, since)
                 for pid, pstart, command, resource, name, amount, since in rows
                 if not (others_only and pid == self.pid and pstart == self.pstart)]
@@ -251,10 +266,11 @@ class Transaction:
 
     def _insert(self, grant_id: int, amounts: Mapping[str, tuple[str, float]]) -> None:
         now = time.time()
+        place = _namespace()
         self.conn.executemany(
-            "INSERT INTO grants (pid, pstart, command, grant_id, resource, name, amount, since) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [(self.pid, self.pstart, self.command, grant_id, key, name, amount, now)
+            "INSERT INTO grants (pid, pstart, command, grant_id, resource, name, amount, since, "
+            "place) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(self.pid, self.pstart, self.command, grant_id, key, name, amount, now, place)
              for key, (name, amount) in amounts.items()])
 
     def release(self, grant_id: int) -> None:
@@ -262,6 +278,35 @@ class Transaction:
         self.conn.execute("DELETE FROM grants WHERE pid = ? AND pstart = ? AND grant_id = ?",
                           (self.pid, self.pstart, grant_id))
         self.mine.pop(grant_id, None)
+
+
+@functools.cache
+def _namespace() -> str:
+    """This machine and PID namespace (``host-inode``): a pid means a process only there."""
+    try:
+        return f"{host_tag()}-{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:  # not Linux: the machine alone
+        return host_tag()
+
+
+def _schema(conn: sqlite3.Connection) -> None:
+    """The grants table, with the ``place`` column (machine and PID namespace of the row's
+    process) that a ledger an older dryml made lacks (its rows have none: NULL)."""
+    conn.execute(_SCHEMA)
+    if "place" not in {row[1] for row in conn.execute("PRAGMA table_info(grants)")}:
+        with contextlib.suppress(sqlite3.OperationalError):  # another process added it
+            conn.execute("ALTER TABLE grants ADD COLUMN place TEXT")
+
+
+def _check_row(pid: object, pstart: object, amount: object = 0.5, *text: object) -> None:
+    """A row as dryml writes it, else sqlite3.DataError (the ledger is then said to be
+    unusable, with the fix): edited by hand, a text amount raised bare TypeErrors in every
+    call and a negative one was trusted, so more than a whole GPU was given out."""
+    if not (type(pid) is int and pid > 0 and isinstance(pstart, str)
+            and type(amount) in (int, float) and 0 < amount <= 1  # type: ignore[operator]
+            and all(isinstance(t, (str, int, float)) for t in text)):
+        raise sqlite3.DataError(f"a grant row that dryml did not write (pid {pid!r}, "
+                                f"amount {amount!r})")
 
 
 def _private_dir(directory: Path) -> None:

@@ -179,13 +179,15 @@ def parse_request(framework: str, spec: Mapping[str, Any]) -> Request:
 
 
 def _share(framework: str, key: str, amount: float) -> float:
-    """``amount`` if dryml can account it, else ContextIncompatibilityError (below MIN_SHARE)."""
+    """``amount`` as dryml accounts it, in whole millionths (else ContextIncompatibilityError,
+    below MIN_SHARE): what the worker is told is what was counted (three shares of 0.3333334,
+    counted as 0.333333 each, told the workers 1.0000002 of one GPU)."""
     if amount < MIN_SHARE:
         raise ContextIncompatibilityError(
             f"{framework}: {key}={amount!r} is below the smallest share dryml grants, "
             f"{MIN_SHARE:g} of a device (shares are accounted in millionths); ask for at least "
             f"{MIN_SHARE:g}, or leave {key!r} out")
-    return amount
+    return share_units(amount) / SHARE_UNIT
 
 
 def _is_fraction(amount: Any) -> bool:
