@@ -56,8 +56,8 @@ class StderrForwarder:
         self._noise = noise
         self._out = out  # None: sys.stderr (sys.stdout) as it is at each write
         self._stream = stream
-        #: whether read text waits to be written (a line without its end yet, or a chunk)
-        self._holding = False
+        #: whether text read from the pipe is being written out
+        self._writing = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -66,16 +66,18 @@ class StderrForwarder:
         if self._thread is not threading.current_thread():
             self._thread.join(timeout)
 
-    def settle(self, timeout: float = 0.5) -> None:
-        """Wait, at most ``timeout`` seconds, until what the pipe holds now is written out: a
-        call's output shows before the caller goes on (the worker flushes it before its
-        reply), in the order it was printed around the caller's own lines."""
+    def settle(self, timeout: float = 0.02) -> None:
+        """Wait, at most ``timeout`` seconds, until the pipe is empty and the lines read from
+        it are written: a call's output shows before the caller goes on (the worker flushes
+        it before its reply), in order with the caller's own lines. A line without its end
+        is not waited for (it shows when it ends, or 0.1 s later), and a worker that keeps
+        writing (a thread's log) delays a call by ``timeout`` at most."""
         deadline = time.monotonic() + timeout
         try:
             fd = self._pipe.fileno()
             while time.monotonic() < deadline and self._thread.is_alive() and (
-                    self._holding or select.select([fd], [], [], 0)[0]):
-                time.sleep(0.001)
+                    self._writing or select.select([fd], [], [], 0)[0]):
+                time.sleep(0.0005)
         except (OSError, ValueError):  # the pipe closed: everything was written
             return
 
@@ -90,20 +92,18 @@ class StderrForwarder:
                 if pending and not poller.poll(_PARTIAL_WAIT_MS):
                     _write(pending, self._out, self._stream)
                     pending = ""
-                    self._holding = False
                     continue
-                self._holding = bool(pending)
                 chunk = os.read(fd, 65536)
                 if not chunk:
                     break
-                self._holding = True
+                self._writing = True
                 pending += decoder.decode(chunk)
                 cut = max(pending.rfind("\n"), pending.rfind("\r")) + 1
                 if cut:
                     _write("".join(line for line in _LINE.findall(pending[:cut])
                                    if not self._is_noise(line)), self._out, self._stream)
                     pending = pending[cut:]
-                self._holding = bool(pending)
+                self._writing = False
             _write(pending + decoder.decode(b"", final=True), self._out, self._stream)
         except OSError:
             pass
