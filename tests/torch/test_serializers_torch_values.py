@@ -606,6 +606,51 @@ def test_a_repeating_view_referred_to_again_and_again_is_a_format_error() -> Non
         load_object(io.BytesIO(changed))
 
 
+def test_an_expand_named_by_many_references_is_written_so_its_reader_takes_it() -> None:
+    """Found by review: a buffer and its expand, in a module that 40 blocks share, were
+    written as views, and the per-entry budget of the reader then refused dryml's own file."""
+    class Shared(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_buffer("inv", torch.arange(512.0))
+            self.register_buffer("wide", self.inv.expand(256, 512))
+
+    class Blocks(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            shared = Shared()
+            self.blocks = torch.nn.ModuleList(torch.nn.Sequential(shared) for _ in range(40))
+
+    net = Blocks()
+    obj = Holder()
+    obj.state["m"] = net
+    state = round_trip(obj).state["m"]
+    assert torch.equal(state["blocks.39.0.wide"], net.blocks[39][0].wide)
+    assert torch.equal(state["blocks.0.0.inv"], net.blocks[0][0].inv)
+
+
+def test_a_stored_tensor_that_repeats_its_row_is_charged_per_reference_too() -> None:
+    """Found by review: only views were charged; a tensor stored with its own stride-0
+    strides (one row of 8 bytes standing for 16 MiB), named 20 times, loaded, and each
+    reference became a copy of its own."""
+    import base64
+
+    obj = Holder()
+    obj.state["opt"] = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=0.1)
+    buf = io.BytesIO()
+    save_object(obj, buf)
+
+    def bomb(meta: dict[str, Any]) -> None:
+        meta["tensors"] = [{"dtype": "float64", "shape": [2 * 2**20], "stride": [0],
+                            "b64": base64.b64encode(np.float64(1).tobytes()).decode()}]
+        meta["tree"]["state"] = {"~": "dict", "items": [
+            [0, {f"k{i}": {"~": "tensor", "index": 0} for i in range(20)}]]}
+
+    changed = _edit_entries(buf.getvalue(), lambda d: "class" in d and "tree" in d, bomb)
+    with pytest.raises(FormatError, match="refers to tensors whose strides repeat"):
+        load_object(io.BytesIO(changed))
+
+
 def test_dict_entries_of_a_modules_metadata_are_kept() -> None:
     # torch's spectral_norm records {"spectral_norm": {"weight.version": 1}} there
     with warnings.catch_warnings():

@@ -39,6 +39,7 @@ except ImportError as _exc:  # the backend is installed without its framework
 from dryml._numpy_codec import SCALAR
 from dryml.errors import FormatError, SerializationError
 from dryml_torch._codecs import (
+    _LIMITS,
     check_versions,
     decode_tensor,
     decode_view,
@@ -47,6 +48,7 @@ from dryml_torch._codecs import (
     extent,
     limits_of,
     note_versions,
+    row_major,
     tensor_problem,
     view_meta,
 )
@@ -107,6 +109,8 @@ class _TreeWriter:
         self.writer = writer
         self.seen: dict[tuple[Any, ...], int] = {}
         self.pending: list[torch.Tensor] = []
+        #: how often the tree names each pending tensor (tied weights: more than once)
+        self.refs: list[int] = []
 
     def encode(self, value: Any, path: str) -> Any:  # noqa: PLR0911 - one branch per kind
         tp = type(value)
@@ -138,11 +142,13 @@ class _TreeWriter:
     def _tensor(self, t: torch.Tensor, path: str) -> int:
         key = _storage_key(t)
         if key is not None and key in self.seen:
+            self.refs[self.seen[key]] += 1
             return self.seen[key]
         problem = tensor_problem(t)
         if problem is not None:
             raise SerializationError(f"{path}: {problem}")
         self.pending.append(t)
+        self.refs.append(1)
         index = len(self.pending) - 1
         if key is not None:
             self.seen[key] = index
@@ -152,11 +158,13 @@ class _TreeWriter:
         """Write the tensors: overlapping views as views of one stored region each."""
         metas: list[dict[str, Any] | None] = [None] * len(self.pending)
         bases: list[dict[str, Any]] = []
+        base_bytes = 0
         for group in _shared_groups(self.pending):
             regions = [_region(self.pending[i]) for i in group]
             first = min(r[1] for r in regions if r is not None)
             stop = max(r[2] for r in regions if r is not None)
             anchor = self.pending[group[0]].detach()
+            base_bytes += (stop - first) * anchor.element_size()
             bases.append(encode_tensor(
                 torch.as_strided(anchor, (stop - first,), (1,), first), self.writer))
             for i in group:
@@ -165,9 +173,34 @@ class _TreeWriter:
                                        (stop - first) * t.element_size()):
                     metas[i] = view_meta(t, len(bases) - 1, t.storage_offset() - first)
                 # else stored on its own, as its plain elements (a reader refuses the view)
-        tensors = [meta if meta is not None else encode_tensor(t, self.writer)
-                   for t, meta in zip(self.pending, metas, strict=True)]
+        plain = self._within_budget(metas, base_bytes)
+        tensors = [meta if meta is not None else encode_tensor(
+                       t.contiguous() if i in plain else t, self.writer)
+                   for i, (t, meta) in enumerate(zip(self.pending, metas, strict=True))]
         return {"tensors": tensors, **({"bases": bases} if bases else {})}
+
+    def _within_budget(self, metas: list[dict[str, Any] | None], held: int) -> set[int]:
+        """The tensors to store as plain elements so that the tree's references to tensors
+        whose strides repeat their bytes stay within what a reader allows one entry (see
+        :class:`_TreeReader`): a buffer and its expand, held by a module that 40 blocks
+        share, was written as views that the reader then refused."""
+        extra: dict[int, int] = {}
+        for i, t in enumerate(self.pending):
+            kept = metas[i] is not None or _keeps_strides(t)
+            if kept:
+                extra[i] = repeated_bytes(t)
+            held += 0 if metas[i] is not None else (
+                _span_bytes(t) if kept else t.numel() * t.element_size())
+        budget = _LIMITS.allowed_raw(held, _LIMITS.max_member_bytes)
+        spent = sum(extra[i] * self.refs[i] for i in extra)
+        plain: set[int] = set()
+        for i in sorted(extra, key=lambda i: -extra[i] * self.refs[i]):
+            if spent <= budget or not extra[i]:
+                break
+            plain.add(i)
+            metas[i] = None
+            spent -= extra[i] * self.refs[i]
+        return plain
 
 
 class _TreeReader:
@@ -248,12 +281,35 @@ def _load_tree(meta: Any, reader: Any) -> Any:
     views = [isinstance(m, dict) and "base" in m for m in meta["tensors"]]
     tensors = [decode_view(m, bases, limits) if view else decode_tensor(m, reader)
                for m, view in zip(meta["tensors"], views, strict=True)]
-    # what a view stands for beyond the bytes of its base (only views can repeat bytes)
-    extra = [max(0, t.numel() * t.element_size() - t.untyped_storage().nbytes()) if view else 0
-             for t, view in zip(tensors, views, strict=True)]
-    held = sum(b.untyped_storage().nbytes() for b in bases)
+    # what each tensor stands for beyond the elements its strides span (a view, or a tensor
+    # stored with its strides, that repeats one row), and what the entry holds
+    extra = [repeated_bytes(t) for t in tensors]
+    held = sum(b.numel() * b.element_size() for b in bases) + sum(
+        0 if view else _span_bytes(t) for t, view in zip(tensors, views, strict=True))
     return _TreeReader(tensors, extra, limits.allowed_raw(held, limits.max_member_bytes)
                        ).decode(meta.get("tree"))
+
+
+def repeated_bytes(t: torch.Tensor) -> int:
+    """The bytes ``t`` stands for beyond the storage elements its strides span (an expanded
+    row repeated); 0 for a dense tensor, a slice, a quantized one."""
+    if t.is_quantized:
+        return 0
+    return max(0, t.numel() - extent(t.shape, t.stride())) * t.element_size()
+
+
+def _span_bytes(t: torch.Tensor) -> int:
+    """The bytes of the storage region ``t``'s elements span (what a file stores for it)."""
+    if t.is_quantized:
+        return int(t.numel() * t.element_size())
+    return extent(t.shape, t.stride()) * t.element_size()
+
+
+def _keeps_strides(t: torch.Tensor) -> bool:
+    """Whether :func:`encode_tensor` stores ``t`` with its strides (see ``_layout``)."""
+    if t.is_quantized or list(t.stride()) == row_major(t.shape):
+        return False
+    return not expands_too_far(t.numel(), t.element_size(), _span_bytes(t))
 
 
 class TensorSerializer:
