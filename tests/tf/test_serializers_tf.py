@@ -401,3 +401,98 @@ def test_a_model_that_reads_a_savedmodel_from_disk_is_refused_at_save_and_at_loa
         with pytest.raises(FormatError, match="would read a SavedModel from disk .*nothing "
                                               "was read"):
             load_object(tmp_path / "old.dry", allow_code=allow_code)
+
+
+def _with_config_edited(obj: Object, edit: Any) -> bytes:
+    """``obj`` saved, with its Keras config member edited (valid checksums: what a crafted
+    file holds reaches the checks behind them)."""
+    import json
+
+    import zstandard
+    from backend_checks import import_file
+
+    dryfiles = import_file("dryfiles_for_tf", Path(__file__).parents[1] / "core" / "dryfiles.py")
+    buf = io.BytesIO()
+    save_object(obj, buf)
+    manifest, members = dryfiles.explode(buf.getvalue())
+    for name, (stored, raw_size, compression, kind) in list(members.items()):
+        raw = (zstandard.ZstdDecompressor().decompress(stored, max_output_size=raw_size)
+               if compression == "zstd" else stored)
+        if raw[:1] == b"{" and b'"class_name"' in raw:
+            config = json.loads(raw)
+            edit(config)
+            new = json.dumps(config).encode()
+            members[name] = (new, len(new), "none", kind)
+    return dryfiles.build_file(manifest, members)  # type: ignore[no-any-return]
+
+
+def _one_dense() -> KerasModels:
+    import keras
+
+    obj = build_models(train=False)
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3)])
+    model.compile(optimizer="adam", loss="mse")
+    obj.models = {"m": model}
+    return obj
+
+
+def test_a_config_naming_a_keras_function_outside_its_modelling_ones_is_refused(
+        tmp_path: Path) -> None:
+    """Found by an audit: Keras' safe mode lets a config name any public Keras function, so
+    a Lambda of keras.visualization.plot_image_gallery wrote a file the config named when
+    the model ran, and a learning rate of keras.datasets.cifar10.load_data downloaded the
+    data set at each training step. Functions of Keras' activations, losses, metrics and
+    ops still load (a loss given as keras.losses.mean_squared_error)."""
+    target = tmp_path / "written.png"
+
+    def lam(config: dict[str, Any]) -> None:
+        config["config"]["layers"].append({
+            "module": "keras.layers", "class_name": "Lambda", "registered_name": None,
+            "config": {"name": "lam", "trainable": True, "dtype": "float32",
+                       "function": {"class_name": "function", "module": "keras.visualization",
+                                    "config": "plot_image_gallery"},
+                       "arguments": {"path": str(target), "value_range": [0, 1]}}})
+
+    def rate(config: dict[str, Any]) -> None:
+        config["compile_config"]["optimizer"]["config"]["learning_rate"] = {
+            "class_name": "function", "module": "keras.datasets.cifar10", "config": "load_data"}
+
+    for edit, where in ((lam, "Lambda 'lam'"), (rate, "Adam")):
+        data = _with_config_edited(_one_dense(), edit)
+        with pytest.raises(UntrustedClassError, match=f"names the function keras.*in {where}.*"
+                                                      "not one of Keras' activations, losses, "
+                                                      "metrics or ops"):
+            load_object(io.BytesIO(data))
+    assert not target.exists()
+
+    import keras
+
+    obj = build_models(train=False)
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3, activation="gelu")])
+    model.compile(optimizer="adam", loss=keras.losses.mean_squared_error,
+                  metrics=[keras.metrics.mean_absolute_error])
+    obj.models = {"m": model}
+    assert _save_load(obj).models["m"].count_params() == model.count_params()
+
+
+def test_a_config_spelling_out_a_huge_array_or_an_aliased_savedmodel_layer_is_refused() -> None:
+    """Found by an audit: a __numpy__ value of dtype (16000,16000)f8 in a 4 KB file's loss
+    allocated 1.9 GB; a TFSMLayer named "layers.TFSMLayer" under module "keras" (the class
+    Keras finds) passed the SavedModel refusal and, with allow_code, ran the SavedModel's
+    graph from a path the file named."""
+    def numpy(config: dict[str, Any]) -> None:
+        config["compile_config"]["loss"] = {"class_name": "__numpy__", "config": {
+            "value": 0, "dtype": "(16000,16000)f8"}}
+
+    with pytest.raises(FormatError, match=r"spells out an array of dtype '\(16000,16000\)f8'"):
+        load_object(io.BytesIO(_with_config_edited(_one_dense(), numpy)))
+
+    def alias(config: dict[str, Any]) -> None:
+        config["config"]["layers"].append({
+            "module": "keras", "class_name": "layers.TFSMLayer", "registered_name": None,
+            "config": {"name": "r", "filepath": "/nonexistent/sm", "call_endpoint": "serve"}})
+
+    data = _with_config_edited(_one_dense(), alias)
+    for allow_code in (False, True):
+        with pytest.raises(FormatError, match="would read a SavedModel from disk"):
+            load_object(io.BytesIO(data), allow_code=allow_code)

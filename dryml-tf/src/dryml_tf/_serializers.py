@@ -131,6 +131,9 @@ class KerasModelSerializer:
         allow_code = getattr(getattr(reader, "trust", None), "allow_code", False) is True
         if code and not allow_code:
             raise UntrustedClassError(f"{CODE_REFUSED} ({_describe(code)}); nothing was run")
+        if not allow_code:
+            _check_functions(config)
+        _check_values(config)
         _check_modules(config)
         stored = stored_bytes([meta.get(key) for key in ("state", "weights", "optimizer")],
                               reader)
@@ -271,7 +274,60 @@ def file_layers(config: Any) -> list[str]:
     return list(dict.fromkeys(
         f"{owner} (filepath {node['config'].get('filepath')!r})"
         for node, owner in _layer_nodes(config)
-        if node.get("class_name") == "TFSMLayer" and isinstance(node.get("config"), dict)))
+        # by the class Keras would find: "layers.TFSMLayer" under module "keras" is it too
+        if isinstance(node.get("class_name"), str)
+        and node["class_name"].rpartition(".")[2] == "TFSMLayer"
+        and isinstance(node.get("config"), dict)))
+
+
+#: Where the functions a Keras config may name live: Keras' activations, losses, metrics and
+#: tensor ops ("builtins" is Keras' name for its own registered functions). Any other public
+#: Keras function is refused: a Lambda of keras.visualization.plot_image_gallery wrote a file
+#: the config named when the model ran, and a learning rate of keras.datasets.*.load_data
+#: downloaded a data set at each training step.
+_FUNCTION_MODULES = ("builtins", "keras.activations", "keras.losses", "keras.metrics",
+                     "keras.ops", "keras.src.activations", "keras.src.losses",
+                     "keras.src.metrics", "keras.src.ops")
+
+
+def _check_functions(config: Any) -> None:
+    """UntrustedClassError for a function a Keras config names outside
+    :data:`_FUNCTION_MODULES` (``load_object(path, allow_code=True)`` lets the file choose)."""
+    for node, owner in _layer_nodes(config):
+        if node.get("class_name") != "function":
+            continue
+        module = node.get("module")
+        if not (isinstance(module, str) and any(
+                module == allowed or module.startswith(allowed + ".")
+                for allowed in _FUNCTION_MODULES)):
+            raise UntrustedClassError(
+                f"the Keras config names the function {module}.{node.get('config')} (in "
+                f"{owner}), which is not one of Keras' activations, losses, metrics or ops: "
+                "a file could name any Keras function (one that writes or downloads files). "
+                "Refused, nothing was run; if you trust the file, load it with "
+                "allow_code=True")
+
+
+def _check_values(config: Any) -> None:
+    """FormatError for an array a Keras config spells out (``__numpy__``/``__tensor__``) in a
+    dtype other than plain numbers: a dtype such as ``(16000,16000)f8`` or ``S1800000000``
+    made a 4 KB file allocate gigabytes per entry, in a loss or a learning rate."""
+    import numpy as np
+
+    for node, _ in _layer_nodes(config):
+        if node.get("class_name") not in ("__numpy__", "__tensor__"):
+            continue
+        inner = node.get("config")
+        dtype = inner.get("dtype") if isinstance(inner, dict) else None
+        try:
+            plain = np.dtype(dtype).kind in "biufc" and np.dtype(dtype).shape == ()
+        except (TypeError, ValueError, SyntaxError):
+            plain = dtype is None or (isinstance(dtype, str) and dtype.replace(
+                "float", "").replace("int", "").replace("uint", "").replace(
+                "bfloat", "").isdigit())
+        if not plain:
+            raise FormatError(f"the Keras config spells out an array of dtype {dtype!r}: "
+                              "only numbers are; the file was altered")
 
 
 def _check_modules(config: Any) -> None:
