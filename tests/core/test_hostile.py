@@ -212,13 +212,13 @@ def test_many_small_members_at_the_ratio_floor_are_refused_together(tmp_path: Pa
     np.save(npy, np.zeros(2**24 - 128, np.uint8))
     raw = npy.getvalue()
     stored = zstd(raw)
-    names = [f"m{i:04d}.npy" for i in range(40)]
+    names = [f"m{i:04d}.npy" for i in range(80)]  # 80 x 16 MiB, past the 1 GiB allowance
     members.update({n: (stored, len(raw), "zstd", "npy") for n in names})
     manifest["objects"][-1]["args"] = [
         {"__dry__": "codec", "codec": "numpy.ndarray", "package": "dryml-core",
          "data": {"member": n}} for n in names]
     data = build_file(manifest, members)
-    assert len(data) < 64 * 1024
+    assert len(data) < 128 * 1024  # for 1.3 GB
     result = load_hostile(data, tmp_path)
     assert result["outcome"] == "LimitExceededError", result
     assert "Limits.max_beyond_ratio" in result["message"]

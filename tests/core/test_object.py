@@ -168,7 +168,7 @@ def test_arguments_that_saved_altered_or_never_loaded_are_refused_at_constructio
     from dryml._values import rebuilding
 
     with rebuilding():  # as the earlier dryml constructed them
-        old = Kw(deep=_nested(150), m={inner: "v"})
+        old = Kw(deep=_nested(150), m={inner: "v"}, spec=ObjectDef(Kw, deep=_nested(105)))
     buf = io.BytesIO()
     save_object(old, buf)
     again = load_object(io.BytesIO(buf.getvalue()))

@@ -263,11 +263,11 @@ class LoadSession:
             raise FormatError(f"the object id {node.id!r} appears twice in the file")
         cls = self.trust.resolve_object_class(node.cls)
         owner = f"{cls.__qualname__} {node.id!r}"
-        args = self._decode(node.args, f"{owner}: dry_args")
-        kwargs = self._decode(node.kwargs, f"{owner}: dry_kwargs")
-        if "dry_id" in kwargs:
-            raise FormatError(f"{owner}: dry_id belongs to the node, not to its kwargs")
-        with rebuilding():
+        with rebuilding():  # the file's ObjectDefs and Objects, as an earlier dryml made them
+            args = self._decode(node.args, f"{owner}: dry_args")
+            kwargs = self._decode(node.kwargs, f"{owner}: dry_kwargs")
+            if "dry_id" in kwargs:
+                raise FormatError(f"{owner}: dry_id belongs to the node, not to its kwargs")
             obj = _call_user(lambda: cls(*args, dry_id=node.id, **kwargs), None, None,
                              f"{owner}: rebuilding from the file", SerializationError)
         store = LoadStore(self, node.state, owner)

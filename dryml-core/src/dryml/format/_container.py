@@ -101,7 +101,8 @@ class Limits:
     whatever its ratio, and never to more than ``max_member_bytes`` (``max_manifest_bytes``); the
     floor is an allowance of the whole file: all compressed members together may expand past
     ``max_ratio`` times their stored bytes by ``max_beyond_ratio`` bytes at most (a 97 KB file
-    of 150 members of 600 bytes, each at the floor, stood for 2.4 GB); the manifest may hold
+    of 150 members of 600 bytes, each at the floor, stood for 2.4 GB; 1 GiB lets files an
+    earlier writer made with many all-zero members load); the manifest may hold
     at most ``max_manifest_elements`` JSON values. Writers never produce a file these defaults
     refuse (a member that would compress beyond what is left is stored raw).
     Raise them for a legitimately larger file: ``load_object(path, limits=Limits(...))``.
@@ -114,7 +115,7 @@ class Limits:
     max_manifest_elements: int = 2_000_000
     max_ratio: int = 200
     ratio_floor: int = 16 * 2**20
-    max_beyond_ratio: int = 256 * 2**20
+    max_beyond_ratio: int = 2**30
 
     def allowed_raw(self, stored: int, cap: int) -> int:
         """The most bytes ``stored`` compressed bytes may decompress to."""
