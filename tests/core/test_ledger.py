@@ -213,7 +213,15 @@ def test_rows_of_another_pid_namespace_or_machine_are_not_taken_for_dead(tmp_pat
         for place, resource in (("a1b2c3d4-4026531836", "GPU-other"),
                                 (_namespace(), "GPU-here"), (None, "GPU-older")):
             tx.conn.execute(ROW, (gone, "17", resource, 0.7, place))
-    assert [h.resource for h in ledger.holdings()] == ["GPU-other"]
+    assert [(h.resource, h.elsewhere) for h in ledger.holdings()] == [("GPU-other", True)]
+    env = {**os.environ, "DRYML_LEDGER_DIR": str(tmp_path / "ledger")}
+    env.pop("DRYML_LEDGER", None)
+    shown = cli_resources(env)
+    assert f"{gone}*" in shown and "dryml resources --forget PID" in shown
+    forgot = subprocess.run([sys.executable, "-m", "dryml.cli", "resources", "--forget",
+                             str(gone)], env=env, capture_output=True, text=True, check=True)
+    assert forgot.stdout.strip() == f"dropped 1 grant row(s) of pid {gone}"
+    assert ledger.holdings() == []
 
 
 def test_a_ledger_truncated_in_place_gets_this_processs_grants_back(tmp_path: Path) -> None:

@@ -25,6 +25,9 @@ def register(subparsers: Any) -> None:
         "resources", help="list the GPU shares and CPUs dryml processes hold on this machine",
         description=_DESCRIPTION)
     parser.add_argument("--json", action="store_true", help="print JSON for machines")
+    parser.add_argument("--forget", type=int, metavar="PID",
+                        help="drop the grants of process PID: one of another PID namespace "
+                             "(a container) that is gone, which no process here can check")
     parser.set_defaults(run=run)
 
 
@@ -42,6 +45,10 @@ def run(args: argparse.Namespace) -> int:
                          "accounts only for its own workers\n")
         return 0
     directory = ledger_dir()
+    if args.forget is not None:
+        gone = Ledger(directory).forget(args.forget)
+        sys.stdout.write(f"dropped {gone} grant row(s) of pid {args.forget}\n")
+        return 0
     holdings = Ledger(directory).holdings() if (directory / "ledger.sqlite").exists() else []
     if args.json:
         json.dump([attrs.asdict(h) for h in holdings], sys.stdout, indent=2)
@@ -51,9 +58,14 @@ def run(args: argparse.Namespace) -> int:
     if not holdings:
         sys.stdout.write("no grants: no dryml process on this machine holds a GPU share or a CPU\n")
         return 0
-    rows = [(str(h.pid), h.name, f"{h.amount:g}", h.resource,
+    rows = [(f"{h.pid}{'*' if h.elsewhere else ''}", h.name, f"{h.amount:g}", h.resource,
              datetime.datetime.fromtimestamp(h.since).isoformat(sep=" ", timespec="seconds"),
              h.command) for h in holdings]
     sys.stdout.write(table(("PID", "RESOURCE", "AMOUNT", "DEVICE", "SINCE", "COMMAND"), rows)
                      + "\n")
+    if any(h.elsewhere for h in holdings):
+        sys.stdout.write("* held by a process of another PID namespace or machine (a container "
+                         "sharing this ledger): it cannot be checked from here, so it stays "
+                         "until a process there drops it; if that container is gone for "
+                         "good, run dryml resources --forget PID\n")
     return 0

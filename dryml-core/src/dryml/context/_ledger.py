@@ -63,6 +63,8 @@ class Holding:
     name: str
     amount: float
     since: float
+    #: held by a process of another PID namespace or machine: it cannot be checked from here
+    elsewhere: bool = False
 
     def describe(self) -> str:
         """``"0.7 of gpu/0 (GPU-...) held by pid 123 (python train.py)"``."""
@@ -205,6 +207,13 @@ class Ledger:
         with self.transaction() as tx:
             return tx.holdings(others_only=False)
 
+    def forget(self, pid: int) -> int:
+        """Drop the grants of process ``pid`` (``dryml resources --forget``): for a holder
+        of another PID namespace that is gone for good (a container), whose grants no
+        process here can check. Returns how many rows there were."""
+        with self.transaction() as tx:
+            return tx.forget(pid)
+
 
 class Transaction:
     """What a process may do with the ledger while it holds the write lock."""
@@ -243,13 +252,19 @@ class Transaction:
     def holdings(self, others_only: bool = True) -> list[Holding]:
         """Rows of other processes (or of every process)."""
         rows = self.conn.execute(
-            "SELECT pid, pstart, command, resource, name, amount, since FROM grants "
+            "SELECT pid, pstart, command, resource, name, amount, since, place FROM grants "
             "ORDER BY since, pid").fetchall()
-        for pid, pstart, command, resource, name, amount, since in rows:
+        here = _namespace()
+        for pid, pstart, command, resource, name, amount, since, _ in rows:
             _check_row(pid, pstart, amount, command, resource, name, since)
-        return [Holding(pid, command, resource, name, amount, since)
-                for pid, pstart, command, resource, name, amount, since in rows
+        return [Holding(pid, command, resource, name, amount, since,
+                        place is not None and place != here)
+                for pid, pstart, command, resource, name, amount, since, place in rows
                 if not (others_only and pid == self.pid and pstart == self.pstart)]
+
+    def forget(self, pid: int) -> int:
+        """Delete every row of process ``pid``, wherever it ran; how many there were."""
+        return int(self.conn.execute("DELETE FROM grants WHERE pid = ?", (pid,)).rowcount)
 
     def used_by_others(self) -> dict[str, int]:
         """Millionths of each ledger resource that other processes hold (whole numbers add up
@@ -282,9 +297,13 @@ class Transaction:
 
 @functools.cache
 def _namespace() -> str:
-    """This machine and PID namespace (``host-inode``): a pid means a process only there."""
+    """This boot of this machine and this PID namespace (``boot-inode``): a pid means a
+    process only there. The boot id, not the host name: a renamed host is the same machine,
+    and containers share their host's boot id."""
     try:
-        return f"{host_tag()}-{os.stat('/proc/self/ns/pid').st_ino}"
+        with open("/proc/sys/kernel/random/boot_id") as boot:
+            machine = boot.read().strip()
+        return f"{machine}-{os.stat('/proc/self/ns/pid').st_ino}"
     except OSError:  # not Linux: the machine alone
         return host_tag()
 
