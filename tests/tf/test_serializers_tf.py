@@ -457,7 +457,16 @@ def test_a_config_naming_a_keras_function_outside_its_modelling_ones_is_refused(
         config["compile_config"]["optimizer"]["config"]["learning_rate"] = {
             "class_name": "function", "module": "keras.datasets.cifar10", "config": "load_data"}
 
-    for edit, where in ((lam, "Lambda 'lam'"), (rate, "Adam")):
+    def lam_as(module: str, name: str) -> Any:
+        def edit(config: dict[str, Any]) -> None:  # the function named as a class (review)
+            lam(config)
+            config["config"]["layers"][-1]["config"]["function"] = {
+                "class_name": name, "module": module, "config": {}}
+        return edit
+
+    for edit, where in ((lam, "Lambda 'lam'"), (rate, "Adam"),
+                        (lam_as("keras.visualization", "plot_image_gallery"), ""),
+                        (lam_as("keras", "visualization.plot_image_gallery"), "")):
         data = _with_config_edited(_one_dense(), edit)
         with pytest.raises(UntrustedClassError, match=f"names the function keras.*in {where}.*"
                                                       "not one of Keras' activations, losses, "
@@ -471,6 +480,13 @@ def test_a_config_naming_a_keras_function_outside_its_modelling_ones_is_refused(
     model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3, activation="gelu")])
     model.compile(optimizer="adam", loss=keras.losses.mean_squared_error,
                   metrics=[keras.metrics.mean_absolute_error])
+    obj.models = {"m": model}
+    assert _save_load(obj).models["m"].count_params() == model.count_params()
+    # arrays of Keras' own dtype names load (review: bfloat16 was taken for an altered file)
+    import ml_dtypes
+
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(
+        3, bias_initializer=keras.initializers.Constant(np.ones(3, ml_dtypes.bfloat16)))])
     obj.models = {"m": model}
     assert _save_load(obj).models["m"].count_params() == model.count_params()
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sys
 import warnings
 import weakref
@@ -294,9 +295,16 @@ def _check_functions(config: Any) -> None:
     """UntrustedClassError for a function a Keras config names outside
     :data:`_FUNCTION_MODULES` (``load_object(path, allow_code=True)`` lets the file choose)."""
     for node, owner in _layer_nodes(config):
-        if node.get("class_name") != "function":
-            continue
-        module = node.get("module")
+        name, module = node.get("class_name"), node.get("module")
+        if name != "function":
+            # a class node whose name Keras resolves to a function is one too: Keras joins
+            # module and name ("keras" + "visualization.plot_image_gallery") and takes what
+            # it finds, class or not (found by review)
+            found = _keras_symbol(module, name)
+            if found is None or isinstance(found, type):
+                continue
+            module = getattr(found, "__module__", module)
+            node = {"config": getattr(found, "__name__", name)}
         if not (isinstance(module, str) and any(
                 module == allowed or module.startswith(allowed + ".")
                 for allowed in _FUNCTION_MODULES)):
@@ -308,23 +316,37 @@ def _check_functions(config: Any) -> None:
                 "allow_code=True")
 
 
+def _keras_symbol(module: Any, name: Any) -> Any:
+    """What ``module.name`` is, looked up among modules already imported (None when it is
+    not there): how Keras finds the class or function a config node names."""
+    if not (isinstance(module, str) and isinstance(name, str)) or not (
+            module == "keras" or module.startswith("keras.")):
+        return None
+    found: Any = sys.modules.get(module)
+    for part in name.split("."):
+        found = getattr(found, part, None)
+        if found is None:
+            return None
+    return found
+
+
+_NUMBER_DTYPES = re.compile(r"(bool|u?int\d+|b?float\d+|float8_\w+|complex\d+|string)")
+
+
 def _check_values(config: Any) -> None:
     """FormatError for an array a Keras config spells out (``__numpy__``/``__tensor__``) in a
     dtype other than plain numbers: a dtype such as ``(16000,16000)f8`` or ``S1800000000``
     made a 4 KB file allocate gigabytes per entry, in a loss or a learning rate."""
-    import numpy as np
 
     for node, _ in _layer_nodes(config):
         if node.get("class_name") not in ("__numpy__", "__tensor__"):
             continue
         inner = node.get("config")
         dtype = inner.get("dtype") if isinstance(inner, dict) else None
-        try:
-            plain = np.dtype(dtype).kind in "biufc" and np.dtype(dtype).shape == ()
-        except (TypeError, ValueError, SyntaxError):
-            plain = dtype is None or (isinstance(dtype, str) and dtype.replace(
-                "float", "").replace("int", "").replace("uint", "").replace(
-                "bfloat", "").isdigit())
+        # Keras writes its own dtype names (bfloat16, float8_e4m3fn, string): those, or
+        # numpy's for plain numbers; never a sub-array or a sized str/bytes/void dtype
+        plain = dtype is None or (isinstance(dtype, str)
+                                  and _NUMBER_DTYPES.fullmatch(dtype) is not None)
         if not plain:
             raise FormatError(f"the Keras config spells out an array of dtype {dtype!r}: "
                               "only numbers are; the file was altered")
