@@ -22,6 +22,7 @@ transpose of a weight) are stored as one region that each is a view of. Nothing 
 from __future__ import annotations
 
 import math
+import weakref
 from collections import OrderedDict
 from typing import Any
 
@@ -158,13 +159,11 @@ class _TreeWriter:
         """Write the tensors: overlapping views as views of one stored region each."""
         metas: list[dict[str, Any] | None] = [None] * len(self.pending)
         bases: list[dict[str, Any]] = []
-        base_bytes = 0
         for group in _shared_groups(self.pending):
             regions = [_region(self.pending[i]) for i in group]
             first = min(r[1] for r in regions if r is not None)
             stop = max(r[2] for r in regions if r is not None)
             anchor = self.pending[group[0]].detach()
-            base_bytes += (stop - first) * anchor.element_size()
             bases.append(encode_tensor(
                 torch.as_strided(anchor, (stop - first,), (1,), first), self.writer))
             for i in group:
@@ -173,51 +172,48 @@ class _TreeWriter:
                                        (stop - first) * t.element_size()):
                     metas[i] = view_meta(t, len(bases) - 1, t.storage_offset() - first)
                 # else stored on its own, as its plain elements (a reader refuses the view)
-        plain = self._within_budget(metas, base_bytes)
+        plain = self._within_budget(metas)
         tensors = [meta if meta is not None else encode_tensor(
                        t.contiguous() if i in plain else t, self.writer)
                    for i, (t, meta) in enumerate(zip(self.pending, metas, strict=True))]
         return {"tensors": tensors, **({"bases": bases} if bases else {})}
 
-    def _within_budget(self, metas: list[dict[str, Any] | None], held: int) -> set[int]:
-        """The tensors to store as plain elements so that the tree's references to tensors
-        whose strides repeat their bytes stay within what a reader allows one entry (see
+    def _within_budget(self, metas: list[dict[str, Any] | None]) -> set[int]:
+        """The tensors to store as plain elements so that the file's references to tensors
+        whose strides repeat their bytes stay within what a reader allows (see
         :class:`_TreeReader`): a buffer and its expand, held by a module that 40 blocks
         share, was written as views that the reader then refused."""
-        extra: dict[int, int] = {}
-        for i, t in enumerate(self.pending):
-            kept = metas[i] is not None or _keeps_strides(t)
-            if kept:
-                extra[i] = repeated_bytes(t)
-            held += 0 if metas[i] is not None else (
-                _span_bytes(t) if kept else t.numel() * t.element_size())
-        budget = _LIMITS.allowed_raw(held, _LIMITS.max_member_bytes)
+        extra = {i: repeated_bytes(t) for i, t in enumerate(self.pending)
+                 if metas[i] is not None or _keeps_strides(t)}
+        left = _budget(self.writer, _LIMITS)
         spent = sum(extra[i] * self.refs[i] for i in extra)
         plain: set[int] = set()
         for i in sorted(extra, key=lambda i: -extra[i] * self.refs[i]):
-            if spent <= budget or not extra[i]:
+            if spent <= left[0] or not extra[i]:
                 break
             plain.add(i)
             metas[i] = None
             spent -= extra[i] * self.refs[i]
+        left[0] -= spent
         return plain
 
 
 class _TreeReader:
     """Reads what :class:`_TreeWriter` wrote; malformed data raises FormatError.
 
-    ``extra``: for each tensor, the bytes it stands for beyond the storage under it (a view
-    whose strides repeat its base); every reference to it in the tree spends that much of
-    ``budget``. A writer refers to one tensor several times (tied weights, no extra), but a
-    file that named a 16 MiB view of 8 stored bytes in 400 optimizer state entries made
-    ``load_state_dict`` copy each: 1.7 GB from 1.9 KB.
+    ``extra``: for each tensor, the bytes it stands for beyond the storage elements its
+    strides span (a row repeated); every reference to it in the tree spends that much of
+    ``left``, the file's :attr:`~dryml.format.Limits.max_beyond_ratio` (shared by its entries,
+    as by its compressed members). A writer refers to one tensor several times (tied
+    weights, no extra), but a file that named a 16 MiB view of 8 stored bytes in 400
+    optimizer state entries made ``load_state_dict`` copy each: 1.7 GB from 1.9 KB.
     """
 
     def __init__(self, tensors: list[torch.Tensor], extra: list[int] | None = None,
-                 budget: int = 0) -> None:
+                 left: list[int] | None = None) -> None:
         self.tensors = tensors
         self.extra = extra or [0] * len(tensors)
-        self.budget = budget
+        self.left = left if left is not None else [0]
 
     def decode(self, data: Any) -> Any:
         tp = type(data)
@@ -241,13 +237,13 @@ class _TreeReader:
                 self.tensors):
             extra = self.extra[data["index"]]
             if extra:
-                self.budget -= extra
-                if self.budget < 0:
+                self.left[0] -= extra
+                if self.left[0] < 0:
                     raise FormatError(
                         "the torch state refers to tensors whose strides repeat their stored "
-                        "bytes more often than dryml.format.Limits allows for one entry (each "
-                        "reference would become a copy of its own): the file was altered, or "
-                        "load it with load_object(path, limits=Limits(ratio_floor=...))")
+                        "bytes more than dryml.format.Limits allows a file (each reference "
+                        "would become a copy of its own when loaded): the file was altered, or "
+                        "load it with load_object(path, limits=Limits(max_beyond_ratio=...))")
             return self.tensors[data["index"]]
         if kind == "tuple" and type(data.get("items")) is list:
             return tuple(self.decode(v) for v in data["items"])
@@ -284,10 +280,20 @@ def _load_tree(meta: Any, reader: Any) -> Any:
     # what each tensor stands for beyond the elements its strides span (a view, or a tensor
     # stored with its strides, that repeats one row), and what the entry holds
     extra = [repeated_bytes(t) for t in tensors]
-    held = sum(b.numel() * b.element_size() for b in bases) + sum(
-        0 if view else _span_bytes(t) for t, view in zip(tensors, views, strict=True))
-    return _TreeReader(tensors, extra, limits.allowed_raw(held, limits.max_member_bytes)
-                       ).decode(meta.get("tree"))
+    return _TreeReader(tensors, extra, _budget(reader, limits)).decode(meta.get("tree"))
+
+
+#: what is left of Limits.max_beyond_ratio for repeated rows, per file being read or written
+_LEFT: weakref.WeakKeyDictionary[Any, list[int]] = weakref.WeakKeyDictionary()
+
+
+def _budget(handle: Any, limits: Any) -> list[int]:
+    """The one ``[bytes left]`` every torch entry of one file (its reader or writer) spends
+    from; an entry of its own where ``handle`` cannot be tracked."""
+    try:
+        return _LEFT.setdefault(handle, [int(limits.max_beyond_ratio)])
+    except TypeError:
+        return [int(limits.max_beyond_ratio)]
 
 
 def repeated_bytes(t: torch.Tensor) -> int:
