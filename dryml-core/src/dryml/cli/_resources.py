@@ -26,8 +26,8 @@ def register(subparsers: Any) -> None:
         description=_DESCRIPTION)
     parser.add_argument("--json", action="store_true", help="print JSON for machines")
     parser.add_argument("--forget", type=int, metavar="PID",
-                        help="drop the grants of process PID: one of another PID namespace "
-                             "(a container) that is gone, which no process here can check")
+                        help="drop the grants of process PID of another PID namespace (a "
+                             "container) that is gone, which no process here can check")
     parser.set_defaults(run=run)
 
 
@@ -46,8 +46,13 @@ def run(args: argparse.Namespace) -> int:
         return 0
     directory = ledger_dir()
     if args.forget is not None:
+        if not (directory / "ledger.sqlite").exists():
+            sys.stdout.write("no ledger: nothing to forget\n")
+            return 0
         gone = Ledger(directory).forget(args.forget)
-        sys.stdout.write(f"dropped {gone} grant row(s) of pid {args.forget}\n")
+        sys.stdout.write(f"dropped {gone} grant row(s) of pid {args.forget} of another PID "
+                         "namespace or machine (this machine's own are dropped when their "
+                         "process has ended)\n")
         return 0
     holdings = Ledger(directory).holdings() if (directory / "ledger.sqlite").exists() else []
     if args.json:

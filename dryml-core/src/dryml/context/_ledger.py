@@ -263,8 +263,11 @@ class Transaction:
                 if not (others_only and pid == self.pid and pstart == self.pstart)]
 
     def forget(self, pid: int) -> int:
-        """Delete every row of process ``pid``, wherever it ran; how many there were."""
-        return int(self.conn.execute("DELETE FROM grants WHERE pid = ?", (pid,)).rowcount)
+        """Delete the rows of process ``pid`` of another PID namespace or machine (never a
+        row this process can check: a pid there is another process); how many there were."""
+        return int(self.conn.execute(
+            "DELETE FROM grants WHERE pid = ? AND place IS NOT NULL AND place != ?",
+            (pid, _namespace())).rowcount)
 
     def used_by_others(self) -> dict[str, int]:
         """Millionths of each ledger resource that other processes hold (whole numbers add up
@@ -297,15 +300,17 @@ class Transaction:
 
 @functools.cache
 def _namespace() -> str:
-    """This boot of this machine and this PID namespace (``boot-inode``): a pid means a
-    process only there. The boot id, not the host name: a renamed host is the same machine,
-    and containers share their host's boot id."""
+    """This machine and PID namespace (``machine-inode``): a pid means a process only there.
+    The machine by its ``/etc/machine-id`` where it has one (a renamed host is the same
+    machine, and so is one rebooted: its own dead grants are then checked and dropped), else
+    its host name."""
+    machine = host_tag()
+    with contextlib.suppress(OSError), open("/etc/machine-id") as found:
+        machine = found.read().strip() or machine
     try:
-        with open("/proc/sys/kernel/random/boot_id") as boot:
-            machine = boot.read().strip()
         return f"{machine}-{os.stat('/proc/self/ns/pid').st_ino}"
     except OSError:  # not Linux: the machine alone
-        return host_tag()
+        return machine
 
 
 def _schema(conn: sqlite3.Connection) -> None:

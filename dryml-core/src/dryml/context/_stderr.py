@@ -74,9 +74,10 @@ class StderrForwarder:
         writing (a thread's log) delays a call by ``timeout`` at most."""
         deadline = time.monotonic() + timeout
         try:
-            fd = self._pipe.fileno()
+            poller = select.poll()  # not select(): a descriptor past 1024 is fine
+            poller.register(self._pipe.fileno(), select.POLLIN)
             while time.monotonic() < deadline and self._thread.is_alive() and (
-                    self._writing or select.select([fd], [], [], 0)[0]):
+                    self._writing or poller.poll(0)):
                 time.sleep(0.0005)
         except (OSError, ValueError):  # the pipe closed: everything was written
             return
@@ -93,10 +94,13 @@ class StderrForwarder:
                     _write(pending, self._out, self._stream)
                     pending = ""
                     continue
+                if not pending:
+                    poller.poll()  # until there is something to read
+                # said before the read: once the pipe is empty, settle() sees this instead
+                self._writing = True
                 chunk = os.read(fd, 65536)
                 if not chunk:
                     break
-                self._writing = True
                 pending += decoder.decode(chunk)
                 cut = max(pending.rfind("\n"), pending.rfind("\r")) + 1
                 if cut:
