@@ -578,31 +578,44 @@ def test_malformed_numpy_scalars_in_a_state_dict_are_a_format_error(edit: Any) -
         load_object(io.BytesIO(changed))
 
 
+def _repeated_rows_file(names: tuple[str, ...], references: int, *, view: bool) -> bytes:
+    """A saved Holder of an SGD optimizer per name, each entry's state edited to name one
+    tensor of 16 MiB repeated from a row of 8 stored bytes (``view``: a stride-0 view of a
+    one-element base; else a tensor stored with stride-0 strides) ``references`` times."""
+    import base64
+
+    obj = Holder()
+    for name in names:
+        obj.state[name] = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=0.1)
+    buf = io.BytesIO()
+    save_object(obj, buf)
+    row = base64.b64encode(np.float64(1).tobytes()).decode()
+    repeated = {"dtype": "float64", "shape": [2 * 2**20], "stride": [0]}
+
+    def bomb(meta: dict[str, Any]) -> None:
+        if view:
+            meta["bases"] = [{"dtype": "float64", "shape": [1], "b64": row}]
+            meta["tensors"] = [{**repeated, "base": 0, "offset": 0}]
+        else:
+            meta["tensors"] = [{**repeated, "b64": row}]
+        meta["tree"]["state"] = {"~": "dict", "items": [
+            [0, {f"k{i}": {"~": "tensor", "index": 0} for i in range(references)}]]}
+
+    return _edit_entries(buf.getvalue(), lambda d: "class" in d and "tree" in d, bomb)
+
+
 def test_a_repeating_view_referred_to_again_and_again_is_a_format_error() -> None:
     """Each reference to one tensor was checked alone: a 16 MiB stride-0 view of 8 stored
     bytes, named by 400 optimizer state entries, made load_state_dict copy it 400 times
     (1.7 GB from a 1.9 KB file). Now every reference spends the file's max_beyond_ratio
     (1 GiB). Tied weights (one tensor named twice) still load."""
-    import base64
-
     linear = torch.nn.Linear(2, 2)
     obj = Holder()
-    obj.state["opt"] = torch.optim.SGD(linear.parameters(), lr=0.1)
     obj.state["tied"] = {"a": linear.weight.detach(), "b": linear.weight.detach()}
-    buf = io.BytesIO()
-    save_object(obj, buf)
-    tied = load_object(io.BytesIO(buf.getvalue())).state["tied"]
+    tied = round_trip(obj).state["tied"]
     assert torch.equal(tied["a"], tied["b"])
 
-    def bomb(meta: dict[str, Any]) -> None:
-        meta["bases"] = [{"dtype": "float64", "shape": [1],
-                          "b64": base64.b64encode(np.float64(1).tobytes()).decode()}]
-        meta["tensors"] = [{"dtype": "float64", "shape": [2 * 2**20], "stride": [0],
-                            "base": 0, "offset": 0}]
-        meta["tree"]["state"] = {"~": "dict", "items": [
-            [0, {f"k{i}": {"~": "tensor", "index": 0} for i in range(80)}]]}  # 1.3 GB
-
-    changed = _edit_entries(buf.getvalue(), lambda d: "class" in d and "tree" in d, bomb)
+    changed = _repeated_rows_file(("opt",), 80, view=True)  # 1.3 GB
     with pytest.raises(FormatError, match="refers to tensors whose strides repeat"):
         load_object(io.BytesIO(changed))
 
@@ -634,41 +647,14 @@ def test_a_stored_tensor_that_repeats_its_row_is_charged_per_reference_too() -> 
     """Found by review: only views were charged; a tensor stored with its own stride-0
     strides (one row of 8 bytes standing for 16 MiB), named again and again, loaded, and
     each reference became a copy of its own."""
-    import base64
-
-    obj = Holder()
-    obj.state["opt"] = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=0.1)
-    buf = io.BytesIO()
-    save_object(obj, buf)
-
-    def bomb(meta: dict[str, Any]) -> None:
-        meta["tensors"] = [{"dtype": "float64", "shape": [2 * 2**20], "stride": [0],
-                            "b64": base64.b64encode(np.float64(1).tobytes()).decode()}]
-        meta["tree"]["state"] = {"~": "dict", "items": [
-            [0, {f"k{i}": {"~": "tensor", "index": 0} for i in range(80)}]]}  # 1.3 GB
-
-    changed = _edit_entries(buf.getvalue(), lambda d: "class" in d and "tree" in d, bomb)
+    changed = _repeated_rows_file(("opt",), 80, view=False)  # 1.3 GB
     with pytest.raises(FormatError, match="refers to tensors whose strides repeat"):
         load_object(io.BytesIO(changed))
 
 
 def test_the_allowance_for_repeated_rows_is_the_files_not_each_entrys() -> None:
     """Two entries of 640 MiB of repeated rows each: within 1 GiB one by one, not together."""
-    import base64
-
-    obj = Holder()
-    for name in ("opt1", "opt2"):
-        obj.state[name] = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=0.1)
-    buf = io.BytesIO()
-    save_object(obj, buf)
-
-    def bomb(meta: dict[str, Any]) -> None:
-        meta["tensors"] = [{"dtype": "float64", "shape": [2 * 2**20], "stride": [0],
-                            "b64": base64.b64encode(np.float64(1).tobytes()).decode()}]
-        meta["tree"]["state"] = {"~": "dict", "items": [
-            [0, {f"k{i}": {"~": "tensor", "index": 0} for i in range(40)}]]}
-
-    changed = _edit_entries(buf.getvalue(), lambda d: "class" in d and "tree" in d, bomb)
+    changed = _repeated_rows_file(("opt1", "opt2"), 40, view=False)
     with pytest.raises(FormatError, match="more than dryml.format.Limits allows a file"):
         load_object(io.BytesIO(changed))
 
