@@ -182,6 +182,32 @@ def test_objects_held_by_a_dataclass_are_updated_too() -> None:
     assert box.counter is held and held.count == 5
 
 
+class Entering(Object):
+    """Says whether it is in compute mode (its prepare hook ran and its cleanup did not)."""
+
+    def compute_prepare_imp(self) -> None:
+        self.entered = True
+
+    def compute_cleanup_imp(self) -> None:
+        self.entered = False
+
+
+def test_objects_held_by_a_dataclass_enter_compute_mode_in_a_context_that_runs_the_call() -> None:
+    """In a worker whose context satisfies a nested call, the call ran in place and only the
+    arguments' own Objects entered compute mode: one in a dataclass did not (nor its
+    framework's requirement was counted)."""
+    @compute_context()
+    def inner(b: Box) -> bool:
+        return getattr(b.counter, "entered", False)
+
+    @compute_context()
+    def outer() -> tuple[bool, bool]:
+        box = Box(Entering())  # type: ignore[arg-type]
+        return inner(box), box.counter.entered  # type: ignore[attr-defined]
+
+    assert outer() == (True, False)
+
+
 def test_attributes_set_outside_the_saved_state_are_dropped_saying_so() -> None:
     """An attribute the caller set on an Object (model.experiment = "run-42") was gone after
     a call that updated it (train() in a worker), without a word."""

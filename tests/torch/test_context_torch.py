@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -134,6 +135,26 @@ def test_the_requirement_comes_from_the_objects_framework() -> None:
         return ctx.current_context().frameworks  # type: ignore[union-attr]
 
     assert frameworks(Linear(2, 2)) == ("torch",)
+
+
+@dataclasses.dataclass
+class Experiment:
+    """A plain record holding a model, as a user's pipeline might."""
+
+    model: Linear
+    note: str = "run-1"
+
+
+def test_a_model_held_by_a_dataclass_runs_in_its_frameworks_context() -> None:
+    """The requirement came from the arguments' own Objects only: a torch model in a dataclass
+    ran in the framework-free context (no torch share; on a GPU machine, no GPU) and never
+    entered compute mode."""
+    @compute_context()
+    def seen(run: Experiment) -> tuple[tuple[str, ...], bool]:
+        return (ctx.current_context().frameworks,  # type: ignore[union-attr]
+                hasattr(run.model, "module"))
+
+    assert seen(Experiment(Linear(2, 2))) == (("torch",), True)
 
 
 def test_torch_threads_follow_the_cpus_granted() -> None:

@@ -9,8 +9,12 @@ the Objects holding them and leave after them.
 
 from __future__ import annotations
 
+import types
+import weakref
 from collections.abc import Iterable, Iterator
 from typing import Any
+
+import numpy as np
 
 from dryml._object import Object
 
@@ -30,21 +34,57 @@ def _children(value: Any) -> Iterator[Any]:
         yield from value.values()
     elif isinstance(value, (list, tuple, set, frozenset)):
         yield from value
+    else:
+        yield from _attributes(value)
+
+
+#: Values whose attributes are never looked into: what pickle sends by name (classes,
+#: modules, functions), atoms, weak references (which pickle refuses), and numpy's arrays and
+#: numbers (a list of a million numpy floats is walked as fast as one of floats).
+_OPAQUE = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType,
+           types.MethodType, str, bytes, bytearray, int, float, complex, bool, type(None),
+           weakref.ref, *weakref.ProxyTypes, np.ndarray, np.generic)
+
+
+def _attributes(value: Any) -> Iterator[Any]:
+    """The attribute values of a plain instance (a dataclass, an experiment record): what
+    pickle sends of it, so that an Object it holds is found here as a worker finds it."""
+    found: list[Any] = []
+    try:  # any object may be passed: a dead weakref.proxy raises ReferenceError here
+        attrs = getattr(value, "__dict__", None)
+        if type(attrs) is dict:
+            found += attrs.values()
+        for cls in type(value).__mro__:
+            slots = cls.__dict__.get("__slots__", ())
+            for name in (slots,) if isinstance(slots, str) else slots:
+                if name not in ("__dict__", "__weakref__"):
+                    item = getattr(value, name, _UNSET)
+                    if item is not _UNSET:
+                        found.append(item)
+    except Exception:  # noqa: BLE001 - what cannot be looked into holds nothing found here
+        return iter(())
+    return iter(found)
+
+
+_UNSET = object()
 
 
 def iter_objects(values: Iterable[Any]) -> Iterator[Object]:
-    """Every Object in ``values`` and in their arguments, contained ones first, each once."""
+    """Every Object in ``values`` and in their arguments, contained ones first, each once.
+    Objects held by other instances (a dataclass, a record of an experiment) are found too, as
+    a worker finds them when the call's arguments reach it: a model in a dataclass was left
+    out of the call's requirement (a torch model ran in the framework-free context) and of
+    compute mode."""
     seen: set[int] = set()
 
     def walk(value: Any) -> Iterator[Object]:
-        if id(value) in seen:
+        if id(value) in seen or issubclass(type(value), _OPAQUE):  # type(): a dead proxy
             return
-        if isinstance(value, (Object, dict, list, tuple, set, frozenset)):
-            seen.add(id(value))
-            for child in _children(value):
-                yield from walk(child)
-            if isinstance(value, Object):
-                yield value
+        seen.add(id(value))
+        for child in _children(value):
+            yield from walk(child)
+        if isinstance(value, Object):
+            yield value
 
     for value in values:
         yield from walk(value)
