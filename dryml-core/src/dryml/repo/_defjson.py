@@ -29,6 +29,7 @@ __all__ = [
     "MAX_METADATA_DEPTH",
     "MAX_METADATA_ENTRIES",
     "MAX_METADATA_PATH_CHARS",
+    "canonical_numpy",
     "category_digest",
     "class_mros",
     "flatten_metadata",
@@ -70,14 +71,16 @@ def class_mros(definition: ObjectDef) -> dict[str, list[str]]:
 
 def _strip_ids(node: Any) -> Any:
     """A copy of a definition JSON with every definition's ``dry_id`` removed, in the form
-    that ``ObjectDef ==`` cannot tell apart: ``-0.0`` as ``0.0``, and the items of a dict
-    with non-string keys in a fixed order."""
+    that ``ObjectDef ==`` cannot tell apart: ``-0.0`` as ``0.0`` (numpy's too, whose NaNs are
+    one NaN), and the items of a dict with non-string keys in a fixed order."""
     if isinstance(node, list):
         return [_strip_ids(v) for v in node]
     if type(node) is float and node == 0:
         return 0.0
     if not isinstance(node, dict):
         return node
+    if node.get(TAG) == "codec" and node.get("codec") in _NUMPY_CODECS:
+        return canonical_numpy(node)
     if node.get(TAG) == "dict" and isinstance(node.get("items"), list):
         items = [_strip_ids(item) for item in node["items"]]
         items.sort(key=lambda item: json.dumps(item, sort_keys=True))
@@ -94,6 +97,37 @@ def category_digest(definition: dict[str, Any]) -> str:
     canon = json.dumps(_strip_ids(definition), sort_keys=True, separators=(",", ":"),
                        ensure_ascii=True)
     return hashlib.sha256(canon.encode()).hexdigest()[:32]
+
+
+_NUMPY_CODECS = ("numpy.scalar", "numpy.ndarray")
+_NUMPY_FLOATS = re.compile(r"[<>|=]?[fc]\d{1,2}")
+
+
+def canonical_numpy(node: dict[str, Any]) -> dict[str, Any]:
+    """A numpy scalar's or inline array's entry of a definition (``{"__dry__": "codec",
+    "codec": "numpy.scalar", "data": {...}}``) with its floats as ``ObjectDef ==`` compares
+    them: ``-0.0`` as ``0.0`` and every NaN as one NaN (a complex number with a NaN part as
+    one), so that a query for ``np.float64(0.0)`` finds an object built with
+    ``np.float64(-0.0)``, as it does for Python floats. Anything else (other dtypes, an entry
+    this cannot read) is returned as it is. Never raises: the entry may come from any file."""
+    data = node.get("data")
+    descr = data.get("dtype") if type(data) is dict else None
+    if type(descr) is not str or not _NUMPY_FLOATS.fullmatch(descr):
+        return node
+    try:
+        dtype = np.dtype(descr)
+        raw = base64.b64decode(str(data.get("b64")), validate=True)  # type: ignore[union-attr]
+        if dtype.itemsize == 0 or len(raw) % dtype.itemsize:
+            return node
+        values = np.frombuffer(raw, dtype=dtype).copy()
+    except (TypeError, ValueError):
+        return node
+    with np.errstate(all="ignore"):
+        values += 0  # -0.0 + 0.0 is 0.0 (each part of a complex number)
+        values[np.isnan(values)] = np.nan
+    b64 = base64.b64encode(values.tobytes()).decode("ascii")
+    return node if b64 == data["b64"] else {  # type: ignore[index]
+        **node, "data": {**data, "b64": b64}}  # type: ignore[dict-item]
 
 
 def _kind(value: Any, tagged: bool = True) -> tuple[str, Any] | None:

@@ -48,8 +48,9 @@ SCHEMA_VERSION = 1
 #: double (type ``I``), and configuration digests that ignore the sign of zero and the order
 #: of a dict with non-string keys. 3: metadata is plain JSON (a dict holding ``"__dry__"`` is
 #: no tagged number there). 4: numpy integer and float arguments as their numbers (type
-#: ``N``), which ranges find. An index from before is brought up to date on open.
-VALUES_VERSION = "4"
+#: ``N``), which ranges find. 5: configuration digests that ignore the sign of a numpy zero
+#: and the bits of a numpy NaN. An index from before is brought up to date on open.
+VALUES_VERSION = "5"
 # SQLite's automatic checkpoint copies the write-ahead log into the database file (with fsyncs)
 # inside whichever commit crosses its threshold, so one add in about forty paid for the pages of
 # the forty before it (measured: the median commit 67 us, the mean 278 us). A background thread
@@ -462,12 +463,14 @@ def _older(found: Any, version: str) -> bool:
 def _update_values(conn: sqlite3.Connection) -> None:
     """Index anew, in the current form, the values an older dryml indexed differently: the
     key/value rows of objects that have an unindexed (``x``) value, and the configuration
-    digest of definitions with a zero or a dict with non-string keys in them, and the entries
-    of metadata that holds a "__dry__" key (plain JSON since values version 3)."""
+    digest of definitions with a zero, a numpy value or a dict with non-string keys in them,
+    and the entries of metadata that holds a "__dry__" key (plain JSON since values version
+    3)."""
     stale = conn.execute(
         "SELECT id, definition, metadata FROM objects WHERE id IN "
         "(SELECT DISTINCT id FROM kv WHERE t = 'x') OR definition LIKE '%-0.0%' "
-        "OR definition LIKE '%\"dict\"%' OR metadata LIKE '%__dry__%'").fetchall()
+        "OR definition LIKE '%\"dict\"%' OR definition LIKE '%\"numpy.%' "
+        "OR metadata LIKE '%__dry__%'").fetchall()
     for dry_id, definition, metadata in stale:
         data = json.loads(definition)
         conn.execute("UPDATE objects SET cat = ? WHERE id = ?", (category_digest(data), dry_id))

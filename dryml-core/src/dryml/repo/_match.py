@@ -96,6 +96,10 @@ def json_equal(a: Any, b: Any) -> bool:
     if isinstance(a, dict):
         if a.get(TAG) == "dict" and b.get(TAG) == "dict" and a.keys() == b.keys():
             return _pairs_equal(a.get("items"), b.get("items"))
+        if a.get(TAG) == "codec" and b.get(TAG) == "codec":
+            from dryml.repo._defjson import canonical_numpy  # (-0.0 and NaNs as ObjectDef ==)
+
+            a, b = canonical_numpy(a), canonical_numpy(b)
         return a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
     return bool(a == b)
 
