@@ -151,8 +151,12 @@ def test_gradient_accumulation_is_a_larger_batch(rows: int, optimizer: Optimizer
     small = model(None, epochs=3, batch_size=30, split=0.0, optimizer=optimizer)
     for trained in (accumulated, large, small):
         trained.train(classification_data(n=rows))
-    np.testing.assert_allclose(predictions(accumulated), predictions(large), rtol=1e-4,
-                               atol=1e-6)
+    # float32 sums of 4x30 rows and of 120 differ in their last bits; LBFGS's curvature
+    # estimates grow that, by CPU (AVX-512 kernels: 7e-5 after 3 epochs): within 1e-3, still a
+    # fiftieth of what weighing each batch a quarter did
+    tight = optimizer.dry_args[0] == "SGD"
+    np.testing.assert_allclose(predictions(accumulated), predictions(large),
+                               rtol=1e-4 if tight else 1e-3, atol=1e-6 if tight else 1e-3)
     assert not np.allclose(predictions(accumulated), predictions(small), atol=1e-3)
 
 
