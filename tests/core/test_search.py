@@ -792,3 +792,83 @@ def test_the_leaderboard_keeps_long_names_apart_and_close_values_distinct() -> N
             "balanced_accuracy"), (row, head)
     assert first.split()[:5] == ["1", "1", "0.90000000001", "0.5", "-"]
     assert second.split()[:5] == ["2", "0", "0.9", "0.125", "1.50"]
+
+
+def test_a_space_that_differs_only_in_value_types_is_another_search(tmp_path: Path) -> None:
+    """Found by audit: the settings were compared with Python's ==, where 1 == 1.0 == True, so
+    a search of Choice(1.0, 2.0) resumed one of Choice(1, 2) under its name: its first trials
+    built ints, the rest floats, ranked as one search."""
+    first = Search(ObjectDef(Toy, shift=Choice(1, 2)), repo=tmp_path / "repo", name="s",
+                   sampler="grid", progress=False)
+    assert len(first.run(blobs()).trials) == 2
+    for changed in (Choice(1.0, 2.0), Choice(True, 2)):
+        again = Search(ObjectDef(Toy, shift=changed), repo=tmp_path / "repo", name="s",
+                       sampler="grid", progress=False)
+        with pytest.raises(ConfigurationError, match="already exists in this repo with "
+                                                     "another space"):
+            again.run(blobs())
+    same = Search(ObjectDef(Toy, shift=Choice(1, 2)), repo=tmp_path / "repo", name="s",
+                  sampler="grid", progress=False)
+    assert [t["params"]["shift"] for t in same.run(blobs()).trials] == [1, 2]  # resumed
+
+
+class _Checkpoint:
+    """What collect_tune reads of a Tune checkpoint: a folder holding the trial's model."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def as_directory(self) -> Any:
+        import contextlib
+
+        return contextlib.nullcontext(str(self.folder))
+
+
+def _tune_results(tmp_path: Path, runs: list[tuple[float, dict[str, Any]]]) -> list[Any]:
+    """A ResultGrid as collect_tune reads it (Tune itself runs in the ray session's tests):
+    each result's config, metrics, checkpoint folder (with model.dry) and error."""
+    import types
+
+    from dryml import save_object
+
+    results = []
+    for shift, metrics in runs:
+        folder = Path(tmp_path) / f"trial-{len(list(tmp_path.iterdir()))}"
+        folder.mkdir()
+        save_object(Toy(shift), folder / "model.dry")
+        results.append(types.SimpleNamespace(config={"shift": shift}, metrics=metrics,
+                                             checkpoint=_Checkpoint(folder), error=None))
+    return results
+
+
+def test_collected_tune_trials_without_a_value_are_failed_and_runs_do_not_mix(
+        tmp_path: Path) -> None:
+    """Found by audit: a Tune result without the metric was recorded as complete with no
+    value, and the leaderboard then raised a bare TypeError; a NaN one was refused midway,
+    its trials before it written. A second Tune run collected under the same name was
+    numbered from 0 again and hidden behind the first's trials (its better trial never the
+    best)."""
+    from dryml.search import collect_tune
+    from dryml.search._result import SearchResult
+    from dryml.search._store import load_trials
+
+    results = _tune_results(tmp_path, [(0.1, {"accuracy": 0.7}), (0.2, {"loss": 1.0}),
+                                       (0.3, {"accuracy": float("nan")}),
+                                       (0.4, {"accuracy": 0.8})])
+    repo = Repo(tmp_path / "repo", create=True)
+    assert collect_tune(results, repo, "tuned", metric="accuracy") == 4
+    trials = load_trials(repo, "tuned")
+    assert [(t["number"], t["status"]) for t in trials] == [
+        (0, "complete"), (1, "failed"), (2, "failed"), (3, "complete")]
+    assert "reported no metric 'accuracy'" in trials[1]["error"]
+    assert "NaN or infinite" in trials[2]["error"]
+    result = SearchResult(repo, "tuned", trials, ["maximize"], ["accuracy"])
+    assert result.best_trial["number"] == 3 and result.best_value == 0.8
+    assert "0.8" in str(result.leaderboard())
+    second = _tune_results(tmp_path, [(0.5, {"accuracy": 0.95})])
+    with pytest.raises(ConfigurationError, match=r"already holds 4 trial\(s\) of a search "
+                                                 r"named 'tuned'; collect these results "
+                                                 "under another name"):
+        collect_tune(second, repo, "tuned", metric="accuracy")
+    assert len(load_trials(repo, "tuned")) == 4
+    assert collect_tune(second, repo, "tuned-2", metric="accuracy") == 1

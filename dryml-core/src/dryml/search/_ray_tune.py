@@ -21,6 +21,8 @@ metadata as ``Search`` trials, and the search's settings beside them. Needs
 from __future__ import annotations
 
 import contextlib
+import math
+import numbers
 import os
 import shutil
 import tempfile
@@ -28,6 +30,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from dryml.errors import ConfigurationError
 from dryml.search._markers import ChoiceSpec
 from dryml.search._space import Space
 from dryml.search._trial import Metric, monitor_direction_of, resolve_metrics
@@ -175,6 +178,12 @@ def collect_tune(results: Any, repo: Any, name: str, *, metric: Any = "accuracy"
     names = [n for n, _ in resolved]
     if space is not None:
         space = space if isinstance(space, Space) else Space(space)
+    held = len(repo.ids(where={"search": name}))
+    if held:  # Tune numbers each run's trials from 0: the new ones would hide behind the old
+        raise ConfigurationError(
+            f"{repo.directory} already holds {held} trial(s) of a search named {name!r}; "
+            "collect these results under another name (each Tune run numbers its trials from "
+            "0, so trials of two runs under one name would be taken for one another)")
     write_settings(state_dir(repo.directory), name, {
         "space": None if space is None else space.to_dict(), "sampler": "ray-tune",
         "metrics": names, "directions": directions, "seed": None, "folds": None,
@@ -186,17 +195,33 @@ def collect_tune(results: Any, repo: Any, name: str, *, metric: Any = "accuracy"
         with result.checkpoint.as_directory() as folder:
             model = load_object(os.path.join(folder, MODEL_FILE), trust=trust)
         metrics = {k: v for k, v in result.metrics.items() if k in names}
+        values = [metrics.get(n) for n in names]
+        bad = next((n for n, v in zip(names, values, strict=True) if not _finite(v)), None)
         config = dict(result.config)
         if space is not None:
             # only what the trial used: Tune samples the markers of every Choice option,
             # chosen or not (otherwise unchosen options' values would be recorded)
             with contextlib.suppress(KeyError):
                 config = space.sample(lambda key, _spec, given=config: given[key])[1]
+        # a trial that reported no value (or NaN: a diverged model) has nothing to rank it
+        # by: failed, as Search records it (a complete one without values broke the table)
+        error = None if bad is None else (
+            f"the metric {bad!r} is {metrics[bad]!r} (NaN or infinite: did the model "
+            "diverge?)" if bad in metrics else f"the trial reported no metric {bad!r}")
         repo.add_object(model, metadata={
             "search": name, "trial": number, "params": config,
-            "framework": type(model).dry_framework, "metrics": metrics,
-            "values": [metrics.get(n) for n in names], "status": "complete", "kept": True,
-            "seconds": result.metrics.get("dryml_seconds"), "error": None,
+            "framework": type(model).dry_framework,
+            "metrics": {k: v if _finite(v) else repr(v) for k, v in metrics.items()},
+            "values": values if error is None else None,
+            "status": "complete" if error is None else "failed", "kept": True,
+            "seconds": result.metrics.get("dryml_seconds"), "error": error,
             "runner": "ray-tune"})
         count += 1
     return count
+
+
+def _finite(value: Any) -> bool:
+    """Whether ``value`` is a finite number (a trial's value to rank it by)."""
+    if type(value) is bool or not isinstance(value, numbers.Real):
+        return False
+    return math.isfinite(float(value))

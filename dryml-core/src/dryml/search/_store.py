@@ -17,6 +17,7 @@ from typing import Any
 
 from dryml._object import Object
 from dryml.errors import ConfigurationError
+from dryml.repo._match import json_equal
 
 __all__ = ["TrialRecord", "load_trials", "mark_running_failed", "state_dir", "write_settings"]
 
@@ -44,7 +45,11 @@ def write_settings(directory: Path, name: str, settings: dict[str, Any]) -> None
         old = _read(path, name)
         if "storage" not in old:  # written before the storage was recorded: Optuna's default
             old["storage"] = "journal" if settings.get("storage") is not None else None
-        changed = sorted(k for k in settings if k != "n_trials" and old.get(k) != settings[k])
+        # as JSON holds them, compared as ObjectDef == compares: a space of Choice(1.0, 2.0)
+        # is not the search of Choice(1, 2) (Python's == took it for one, and trials of both
+        # were mixed in one search)
+        new = json.loads(json.dumps(settings))
+        changed = sorted(k for k in new if k != "n_trials" and not json_equal(old.get(k), new[k]))
         if changed:
             raise ConfigurationError(
                 f"a search named {name!r} already exists in this repo with another "
