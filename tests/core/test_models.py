@@ -339,6 +339,27 @@ def test_a_nested_x_or_y_is_a_dataset_error_that_says_to_combine_it() -> None:
     assert supervised_arrays(combined)[0].shape == (20, 5)
 
 
+def test_x_and_y_of_other_row_counts_are_a_dataset_error() -> None:
+    """Found by the dataset audit: an ``apply_x(lambda x: x.reshape(-1, 8))`` of the wrong
+    width gave batches of 4 rows of x for 8 labels; in a compute context every trainer took
+    them (rows of x paired with other rows' labels, a validation split of mismatched rows)
+    without an error."""
+    from dryml.errors import DatasetError
+    from dryml.models import split_validation, supervised_arrays
+
+    x = np.arange(64 * 4, dtype=np.float32).reshape(64, 4)
+    y = np.arange(64) % 2
+    bad = NumpyDataset((x, y), supervised=True).batch(8).apply_x(lambda b: b.reshape(-1, 8))
+    with pytest.raises(DatasetError, match=r"a batch of the training data holds 4 row\(s\) "
+                                           r"of x and 8 row\(s\) of y; x and y need one row"):
+        supervised_arrays(bad)
+    with pytest.raises(DatasetError, match=r"the data to split for validation holds 32 "
+                                           r"row\(s\) of x and 64 row\(s\) of y"):
+        split_validation(x.reshape(-1, 8), y, 0.25, seed=0)
+    assert supervised_arrays(NumpyDataset((x, y), supervised=True).batch(8))[0].shape == (
+        64, 4)
+
+
 @pytest.mark.parametrize(("kwargs", "match"), [
     ({"min_delta": float("nan")}, "min_delta is the least improvement"),
     ({"min_delta": "0.1"}, "min_delta is the least improvement"),

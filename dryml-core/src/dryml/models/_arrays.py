@@ -37,9 +37,25 @@ def supervised_arrays(data: Any, what: str = "training") -> tuple[np.ndarray, np
             _one_array(y, "y", what)
         xs.append(np.asarray(x))
         ys.append(np.asarray(y))
+        _same_rows(xs[-1], ys[-1], f"a batch of the {what} data")
     if not xs:
         raise DatasetError(f"the {what} data has no examples")
     return np.concatenate(xs), np.concatenate(ys)
+
+
+def _same_rows(x: np.ndarray, y: np.ndarray, where: str) -> None:
+    """A DatasetError unless ``x`` and ``y`` have one row per example each: rows of x paired
+    with other rows of y trained and scored without an error (a ``.apply_x(lambda x:
+    x.reshape(-1, 8))`` of the wrong width gave 32 rows of x for 64 labels)."""
+    if x.ndim == 0 or y.ndim == 0 or len(x) != len(y):
+        raise DatasetError(
+            f"{where} holds {_rows(x)} of x and {_rows(y)} of y; x and y need one row per "
+            "example each (did a map or apply_x change the rows of x, e.g. a reshape(-1, k) "
+            "with the wrong k?)")
+
+
+def _rows(a: np.ndarray) -> str:
+    return "a scalar" if a.ndim == 0 else f"{len(a)} row(s)"
 
 
 def _one_array(value: Any, name: str, what: str) -> None:
@@ -60,6 +76,7 @@ def split_validation(x: np.ndarray, y: np.ndarray, fraction: float, seed: int
                      ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """``((x_train, y_train), (x_valid, y_valid))``: a random ``fraction`` of the rows, chosen
     with ``seed``, for validation; both parts keep the original row order."""
+    _same_rows(x, y, "the data to split for validation")
     n = len(x)
     n_valid = round(n * fraction)
     if not 0 < n_valid < n:
