@@ -542,3 +542,25 @@ def test_a_training_that_raises_ends_its_progress_line_saying_so() -> None:
     assert "raised simulated crash" in done.stdout, done.stderr
     lines = [line for line in done.stderr.splitlines() if " · tf: " in line]
     assert lines and "failed: RuntimeError at epoch 3/6" in lines[-1], lines
+
+
+def test_early_stopping_takes_a_first_nan_epoch_for_no_improvement() -> None:
+    """Found by the metrics audit: Keras took a first epoch's NaN monitor for the best, never
+    improved on it, stopped after `patience` epochs and restored that epoch's weights, where
+    dryml's EarlyStopping (and the torch backend) says a NaN epoch is no improvement."""
+    import math
+
+    import keras
+
+    from dryml_tf._models_fit import ResumableEarlyStopping
+
+    net = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    stopper = ResumableEarlyStopping(None, monitor="val_loss", patience=2, mode="auto",
+                                     fallback="min", restore_best_weights=True)
+    stopper.set_model(net)
+    net.stop_training = False
+    stopper.on_train_begin()
+    for epoch, value in enumerate([math.nan, 1.0, 0.5, math.nan, 0.4]):
+        stopper.on_epoch_end(epoch, {"val_loss": value})
+        assert not net.stop_training, epoch
+    assert (stopper.best, stopper.best_epoch) == (0.4, 4)

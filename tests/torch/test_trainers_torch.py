@@ -533,6 +533,48 @@ def test_a_multilabel_network_gives_each_output_its_sigmoid() -> None:
     assert ((prob[both] > 0.5).all(axis=1)).mean() > 0.9  # a softmax cannot give two > 0.5
 
 
+def test_a_multilabel_networks_val_accuracy_counts_each_label() -> None:
+    """Found by the metrics audit: with several independent labels a row (BCEWithLogitsLoss),
+    val_accuracy asked whether the row's top output was its first label set (0.62 where 0.99
+    of the labels were right; Keras logs 0.99), and early stopping on it followed that."""
+    from dryml.data import NumpyDataset
+    from dryml.models import split_validation
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 4)).astype(np.float32)
+    y = (x[:, :3] > 0).astype(np.float32)  # three labels, often several at once
+    spec = TrainSpec(epochs=20, validation_split=0.3, seed=0)
+    model = TorchTrainable(Sequential([("Linear", {"in_features": 4, "out_features": 3})]),
+                           Optimizer("Adam", lr=5e-2), Loss("BCEWithLogitsLoss"), spec)
+    model.train(NumpyDataset((x, y), supervised=True))
+    (_, _), (x_valid, y_valid) = split_validation(x, y, 0.3, spec.split_seed)
+    prob = predictions(model, NumpyDataset((x_valid, y_valid), supervised=True))
+    per_label = ((prob > 0.5) == (y_valid > 0.5)).mean()
+    assert per_label > 0.95
+    assert model.train_state.history[-1]["val_accuracy"] == pytest.approx(per_label)
+
+
+def test_early_stopping_on_a_monitor_nan_in_every_epoch_says_so(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by the metrics audit: a validation row with a missing value made val_loss NaN in
+    every epoch; no epoch improved, and training ended in a bare KeyError 'best' (the model
+    trained in the worker lost)."""
+    from dryml.data import NumpyDataset
+
+    x, y = classification_data(n=200).numpy().peek()
+    x_valid = x[150:].copy()
+    x_valid[0, 0] = np.nan
+    model = TorchTrainable(mlp(), Optimizer("Adam", lr=1e-2), Loss("CrossEntropyLoss"),
+                           TrainSpec(epochs=10, seed=0, early_stopping=EarlyStopping(patience=3)))
+    model.train(NumpyDataset((x[:150], y[:150]), supervised=True),
+                NumpyDataset((x_valid, y[150:]), supervised=True))
+    assert model.train_state.progress["stopped_epoch"] == 3
+    assert "best" not in model.train_state.progress
+    assert "early stopping after epoch 3: val_loss was NaN in every epoch" in (
+        capsys.readouterr().err)
+    assert predictions(model).shape[0] > 0
+
+
 def _labelled(y: np.ndarray, n: int = 321) -> Any:
     from dryml.data import NumpyDataset
 
@@ -640,4 +682,4 @@ def test_val_accuracy_of_one_logit_per_row_against_a_column_of_labels() -> None:
 
     out = torch.tensor([[2.0], [-1.0], [0.5], [-3.0]])
     y = torch.tensor([[1.0], [1.0], [0.0], [0.0]])
-    assert int(_correct(out, y)) == int(_correct(out[:, 0], y[:, 0])) == 2
+    assert int(_correct(out, y, None)) == int(_correct(out[:, 0], y[:, 0], None)) == 2

@@ -352,3 +352,25 @@ def test_early_stopping_monitors_only_what_xgboost_can_watch() -> None:
                                                      f"'{monitor}'.*val_accuracy") as info:
             model.train(classification_data(n=200))
         assert "Stack trace" not in str(info.value)
+
+
+def test_early_stopping_takes_a_first_nan_round_for_no_improvement() -> None:
+    """Found by the metrics audit: XGBoost took a first round's NaN score for the best, never
+    improved on it, stopped after `rounds` and predicted with round 0, where dryml's
+    EarlyStopping says a NaN round is no improvement."""
+    import math
+
+    import xgboost
+
+    from dryml_xgboost._models_util import EarlyStopping as XGBoostEarlyStopping
+
+    booster = xgboost.Booster()
+    stopper = XGBoostEarlyStopping(rounds=2, metric_name="rmse", maximize=False,
+                                   save_best=False)
+    log: dict[str, dict[str, list[float]]] = {"validation_0": {"rmse": []},
+                                              "validation_1": {"rmse": []}}
+    for round_, value in enumerate([math.nan, 1.0, 0.5, math.nan, 0.4]):
+        log["validation_0"]["rmse"].append(1.0)
+        log["validation_1"]["rmse"].append(value)
+        assert not stopper.after_iteration(booster, round_, log), round_
+    assert (booster.attr("best_score"), booster.attr("best_iteration")) == ("0.4", "4")

@@ -138,9 +138,12 @@ def label_of(model: Any) -> str:
 
 
 def early_stopping_message(unit: str, stopped: int, monitor: str, best: float | None,
-                           best_at: int) -> str:
+                           best_at: int | None) -> str:
     """What every backend says when early stopping ends a training, e.g.
-    ``early stopping after epoch 9: best val_loss=0.3121 at epoch 4``."""
+    ``early stopping after epoch 9: best val_loss=0.3121 at epoch 4``; ``best_at`` None: no
+    epoch gave the monitor a number (NaN in every one)."""
+    if best_at is None:
+        return f"early stopping after {unit} {stopped}: {monitor} was NaN in every {unit}"
     value = "" if best is None else f"={best:.6g}"
     return f"early stopping after {unit} {stopped}: best {monitor}{value} at {unit} {best_at}"
 

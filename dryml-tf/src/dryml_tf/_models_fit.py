@@ -4,6 +4,7 @@ in a ``tf`` worker)."""
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -143,6 +144,16 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):  # type: ignore[mis
                 raise
             self.mode = self.fallback
             super()._set_monitor_op()
+
+    def _is_improvement(self, monitor_value: Any, reference_value: Any) -> bool:
+        """As dryml's :class:`~dryml.models.EarlyStopping`: an epoch whose monitor is NaN is
+        no improvement, and any number improves on a NaN best (Keras took a first epoch's NaN
+        for the best, never improved on it, stopped and restored that epoch's weights)."""
+        if monitor_value is None or math.isnan(float(monitor_value)):
+            return False
+        if reference_value is None or math.isnan(float(reference_value)):
+            return True
+        return bool(super()._is_improvement(monitor_value, reference_value))
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         """Reset, then take the saved state when resuming."""

@@ -111,20 +111,27 @@ def loss_inputs(out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch
     return out, y
 
 
-def _correct(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """How many rows the logits classify right."""
+def _correct(out: torch.Tensor, y: torch.Tensor, loss_fn: Any) -> torch.Tensor:
+    """How many rows the logits classify right; with several independent labels a row (a
+    loss of a sigmoid per output), the fraction of its labels right, as Keras' accuracy
+    counts them (the row's top output against its first label meant nothing)."""
     labels = _class_indices(out, y)
     if labels is not None:
         pred, true = out.argmax(-1), labels
     elif out.ndim == y.ndim + 1 or out.ndim == 1 or out.shape[-1] == 1:  # one logit per row
         pred, true = (out.reshape(len(out)) > 0).long(), y.reshape(len(y)).long()
+    elif isinstance(loss_fn, _PER_LABEL_LOSSES) and out.shape == y.shape:
+        right = (out > 0) == (y > 0.5)
+        return right.reshape(len(out), -1).double().mean(-1).sum()
     else:  # one-hot or probability targets
         pred, true = out.argmax(-1), y.argmax(-1)
-    return (pred == true).sum()
+    return (pred == true).sum().double()
 
 
 #: losses that take one logit per class (a column each) and class indices
 _PER_CLASS_LOSSES = (torch.nn.CrossEntropyLoss, torch.nn.NLLLoss)
+#: losses of independent labels, a logit each (multi-label classification)
+_PER_LABEL_LOSSES = (torch.nn.BCEWithLogitsLoss, torch.nn.MultiLabelSoftMarginLoss)
 
 
 def checked_loss_inputs(loss_fn: Any, out: torch.Tensor, y: torch.Tensor
@@ -170,18 +177,18 @@ def _validate(net: torch.nn.Module, loss_fn: Any, x: torch.Tensor, y: torch.Tens
               classifier: bool, device: torch.device) -> dict[str, float]:
     net.eval()
     total = torch.zeros((), dtype=torch.float64, device=device)
-    correct = torch.zeros((), dtype=torch.int64, device=device)
+    correct = torch.zeros((), dtype=torch.float64, device=device)
     with torch.no_grad():
         for start in range(0, len(x), _CHUNK):
             xb, yb = x[start:start + _CHUNK].to(device), y[start:start + _CHUNK].to(device)
             out = net(xb)
             total += loss_fn(*checked_loss_inputs(loss_fn, out, yb)).double() * len(xb)
             if classifier:
-                correct += _correct(out, yb)
+                correct += _correct(out, yb, loss_fn)
     net.train()
     logs = {"val_loss": float(total) / len(x)}
     if classifier:
-        logs["val_accuracy"] = int(correct) / len(x)
+        logs["val_accuracy"] = float(correct) / len(x)
     return logs
 
 
@@ -273,9 +280,10 @@ def run_training(model: TorchTrainable, net: torch.nn.Module, device: torch.devi
             model.on_epoch_end(dict(logs))
             if stop and stopper is not None:
                 progress["stopped_epoch"] = epoch + 1
+                best = progress.get("best")  # none when the monitor was NaN in every epoch
                 bar.status(dryml_progress.early_stopping_message(
-                    "epoch", epoch + 1, stopper.monitor, float(progress["best"]),
-                    int(progress["best_epoch"])))
+                    "epoch", epoch + 1, stopper.monitor, None if best is None else float(best),
+                    None if best is None else int(progress["best_epoch"])))
                 break
     if model._best is not None:  # end with the best weights seen
         net.load_state_dict(model._best.state_dict())

@@ -90,6 +90,29 @@ class ProgressBar(xgboost.callback.TrainingCallback):
             self.track = None
 
 
+class EarlyStopping(xgboost.callback.EarlyStopping):  # type: ignore[misc]
+    """XGBoost's early stopping, where a round whose score is NaN is no improvement and any
+    number improves on a NaN best, as dryml's :class:`~dryml.models.EarlyStopping` says
+    (XGBoost took a first round's NaN for the best and never improved on it: it stopped after
+    ``rounds`` and predicted with round 0)."""
+
+    def _update_rounds(self, *, score: Any, name: str, metric: str, model: Any,
+                       epoch: int) -> bool:
+        best = (self.best_scores.get(name) or {}).get(metric)
+        if best and _nan(best[-1]) and not _nan(score):
+            # as XGBoost's own first round: this one is the best (and patience starts over)
+            self.stopping_history.clear()
+            self.best_scores.clear()
+        return bool(super()._update_rounds(score=score, name=name, metric=metric, model=model,
+                                           epoch=epoch))
+
+
+def _nan(score: Any) -> bool:
+    """Whether an XGBoost score (a number, or a cross-validation (mean, std)) is NaN."""
+    value = float(score[0] if isinstance(score, tuple) else score)
+    return value != value
+
+
 def history_of(evals_result: dict[str, dict[str, list[float]]],
                watched: str | None = None) -> list[dict[str, float]]:
     """One dict per boosting round: every metric by name (``val_`` for validation), and

@@ -149,7 +149,7 @@ class XGBoostTrainable(Trainable):
             maximize = (False if metric in util.ERRORS
                         else None if stopping.auto and metric is None
                         else stopping.mode == "max")
-            callbacks.append(xgboost.callback.EarlyStopping(
+            callbacks.append(util.EarlyStopping(
                 rounds=stopping.rounds, metric_name=metric, maximize=maximize,
                 min_delta=stopping.min_delta, save_best=False))
         cls = xgboost.XGBClassifier if self.task == "classifier" else xgboost.XGBRegressor
