@@ -256,6 +256,36 @@ def test_multi_hot_targets_are_refused_and_one_hot_or_smoothed_rows_are_labels()
         arrays.accuracy(np.zeros((4, 3)), pred)  # no class at all
 
 
+def test_targets_of_several_columns_must_be_class_rows_and_name_the_predictions() -> None:
+    """Found by the metrics audit: one-hot targets scored against label predictions 1 and 2
+    (a perfect model) gave accuracy 0.0, their labels being the column numbers 0 and 1; two
+    label columns [[3, 1], [0, 2]] or two regression outputs were read as smoothed one-hot
+    rows (accuracy 1.0). scikit-learn refuses both; so do dryml's metrics, saying why."""
+    y = np.array([1, 2, 2, 1])
+    one_hot = np.eye(2)[y - 1]
+    for metric in (arrays.accuracy, arrays.macro_f1):
+        with pytest.raises(MetricError, match=r"the targets are one-hot rows of 2 columns, "
+                                              r"whose labels are the column numbers 0..1, "
+                                              r"but a prediction is 2"):
+            metric(one_hot, y)
+    assert arrays.accuracy(one_hot, y - 1) == 1.0
+    for targets in (np.array([[3, 1], [0, 2], [1, 0], [0, 1]]),
+                    np.array([[0.3, -1.2], [0.5, 0.4], [1.0, 0.0], [0.0, 1.0]])):
+        with pytest.raises(MetricError, match=r"target row 0 .* is no one-hot row \(values "
+                                              r"in \[0, 1\] summing to 1\)"):
+            arrays.accuracy(targets, np.array([0, 1, 0, 1]))
+    assert arrays.accuracy(one_hot * 0.9 + 0.05, y - 1) == 1.0  # smoothed rows are classes
+
+
+def test_whole_number_float_labels_name_their_columns_as_integers_do() -> None:
+    """Found by the metrics audit: the torch backend trains on labels 0., 1., 2.; scored on a
+    test split without class 2 they were refused ("targets hold 2 classes but the predictions
+    have 3 columns") where the same integer labels scored."""
+    prob = np.array([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.7, 0.2, 0.1]])
+    assert arrays.accuracy(np.array([0.0, 1.0, 0.0]), prob) == arrays.accuracy(
+        np.array([0, 1, 0]), prob) == 1.0
+
+
 def test_labels_names_the_label_of_each_column() -> None:
     """Probabilities in scikit-learn's classes_ order for labels 1..3, scored on a test set
     without label 3: read as column numbers, labels 1 and 2 named the wrong columns (accuracy

@@ -103,7 +103,43 @@ def target_labels(values: Any) -> np.ndarray:
                 "class: a multilabel (multi-hot) target? These metrics score one class per "
                 "example; score each label as its own binary problem, e.g. "
                 "accuracy(y[:, j], p[:, j] > 0.5)")
+        _class_rows(array)
     return labels_of(array)
+
+
+def _class_rows(array: np.ndarray) -> None:
+    """Target rows (n, k) are one-hot, smoothed or probability rows: values in [0, 1] that sum
+    to 1. Anything else (two label columns [[3, 1], [0, 2]], regression values of two outputs)
+    is a MetricError: its argmax was taken for the class (accuracy 1.0 where scikit-learn
+    refuses such targets)."""
+    if array.dtype.kind not in "biuf":
+        raise MetricError(f"targets of shape {array.shape} and dtype {array.dtype} are no "
+                          "one-hot rows; give one label per example (n,)")
+    with np.errstate(all="ignore"):
+        sums = array.sum(axis=1, dtype=np.float64)
+        bad = np.flatnonzero((array < 0).any(axis=1) | (array > 1).any(axis=1)
+                             | (np.abs(sums - 1) > 1e-3))
+    if len(bad):
+        row = int(bad[0])
+        raise MetricError(
+            f"target row {row} ({array[row].tolist()[:8]}) is no one-hot row (values in "
+            "[0, 1] summing to 1): targets of several columns must name one class a row; "
+            "for labels give one per example (n,), for several outputs score each on its own")
+
+
+def _columns_named(p: np.ndarray, k: int) -> None:
+    """Label predictions (n,) scored against one-hot targets of ``k`` columns, whose labels are
+    their column numbers 0..k-1: another label never matched them (a perfect model of labels
+    {1, 2} scored 0.0)."""
+    if not len(p) or _text(p):
+        return  # strings against column numbers: _same_kind says so
+    whole = np.issubdtype(p.dtype, np.number) and bool(np.all(np.mod(p, 1) == 0))
+    outside = p[(p < 0) | (p >= k)] if whole else p
+    if len(outside):
+        raise MetricError(
+            f"the targets are one-hot rows of {k} columns, whose labels are the column numbers "
+            f"0..{k - 1}, but a prediction is {outside[0].tolist()!r}: map the predictions to "
+            "column numbers, or the targets to labels (np.asarray(classes)[y.argmax(1)])")
 
 
 _NOT_FINITE = {
@@ -168,16 +204,20 @@ def _given_columns(t: np.ndarray, k: int, labels: Any) -> np.ndarray:
 
 
 def _columns(t: np.ndarray, k: int, labels: Any = None) -> np.ndarray:
-    """The column of (n, k) scores that each target label names: integer labels 0..k-1 name
-    their own column; other labels (strings, or 1..k) the column of their place among the
-    sorted distinct labels, as scikit-learn orders ``classes_``. Every metric maps labels so:
-    were accuracy to compare the argmax column with the raw label while log_loss used the
-    sorted order, labels 1, 2, 3 would score accuracy 0.0 next to a perfect log_loss."""
+    """The column of (n, k) scores that each target label names: integer labels 0..k-1 (or
+    whole-number floats) name their own column; other labels (strings, or 1..k) the column
+    of their place among the sorted distinct labels, as scikit-learn orders ``classes_``.
+    Every metric maps labels so: were accuracy to compare the argmax column with the raw
+    label while log_loss used the sorted order, labels 1, 2, 3 would score accuracy 0.0 next
+    to a perfect log_loss."""
     if labels is not None:
         return _given_columns(t, k, labels)
     classes = np.unique(t)
-    if np.issubdtype(t.dtype, np.integer) and (not len(classes) or (
-            classes.min() >= 0 and classes.max() < k)):
+    # whole-number floats too (labels_of refuses others), as the torch backend trains on
+    # them: a test split missing a class was refused ("targets hold 2 classes but ... 3")
+    whole = np.issubdtype(t.dtype, np.integer) or (
+        np.issubdtype(t.dtype, np.floating) and bool(np.all(np.mod(t, 1) == 0)))
+    if whole and (not len(classes) or (classes.min() >= 0 and classes.max() < k)):
         return t.astype(np.int64)
     if len(classes) != k:
         raise MetricError(
@@ -195,8 +235,11 @@ def _label_pairs(y_true: Any, y_pred: Any, labels: Any = None
     if scores.ndim == 2 and scores.shape[1] > 1:
         t = _target_columns(y_true, scores.shape[1], labels)
     else:
-        t = target_labels(y_true)
+        given = np.asarray(y_true)
+        t = target_labels(given)
         _same_kind(t, p)
+        if given.ndim == 2 and given.shape[1] > 1:
+            _columns_named(p, given.shape[1])
         if labels is not None:  # it names score columns; label predictions have none
             _among(labels, t, p)
     _n(t, p)
