@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from typing import Any
 
 import numpy as np
 import pytest
@@ -303,3 +304,56 @@ def test_a_shuffling_dataloader_is_known_to_reorder_on_every_pass() -> None:
         metrics.accuracy(np.zeros(8, dtype=np.int64), shuffled)
     in_order = TorchDataset(DataLoader(TensorDataset(x, y), batch_size=2), supervised=True)
     assert metrics.accuracy(np.zeros(8, dtype=np.int64), in_order) == 1.0
+
+
+class _SplitsItself(IterableDataset):  # type: ignore[misc]
+    """An IterableDataset that splits itself among DataLoader workers, as torch's docs show."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __iter__(self) -> Any:
+        info = torch.utils.data.get_worker_info()
+        per = -(-self.n // (info.num_workers if info else 1))
+        start = info.id * per if info else 0
+        for i in range(start, min(start + per, self.n) if info else self.n):
+            yield torch.tensor([float(i)]), torch.tensor(i)
+
+
+def test_sources_read_in_several_workers_give_every_example_once() -> None:
+    """Found by the dataset audit: an IterableDataset that splits itself among workers was
+    split again (10 of 20 examples arrived), and a wrapped DataLoader(shuffle=True) drew its
+    own order in each worker (20 rows, 16 distinct)."""
+    from dryml_torch.data import TorchDataset
+
+    splits = TorchDataset(_SplitsItself(20), supervised=True)
+    data = TensorDataset(torch.arange(20.0)[:, None], torch.arange(20))
+    shuffled = TorchDataset(DataLoader(data, batch_size=4, shuffle=True), supervised=True)
+    for ds, batched in ((splits, False), (splits.batch(4), True), (shuffled, True)):
+        epochs = []
+        for _ in range(2):
+            got = []
+            for _x, y in DataLoader(ds, batch_size=None, num_workers=2):
+                got += y.tolist() if batched else [int(y)]
+            assert sorted(got) == list(range(20)), ds
+            epochs.append(got)
+        if ds is shuffled:
+            assert epochs[0] != epochs[1]  # still a new order each epoch
+
+
+@pytest.mark.parametrize("sampler", ["subset", "weighted"])
+def test_a_dataloader_of_any_random_sampler_is_known_to_reorder(sampler: str) -> None:
+    """Found by the dataset audit: only shuffle=True (a RandomSampler) was known to draw
+    another order each pass; a take()/skip() split of a DataLoader with a SubsetRandomSampler
+    or WeightedRandomSampler overlapped (validation rows trained on) without a warning."""
+    from torch.utils.data import SubsetRandomSampler, WeightedRandomSampler
+
+    from dryml.errors import DrymlWarning
+    from dryml_torch.data import TorchDataset
+
+    draws = (SubsetRandomSampler(range(10)) if sampler == "subset"
+             else WeightedRandomSampler([1.0] * 10, 10, replacement=False))
+    data = TensorDataset(torch.arange(10.0)[:, None], torch.arange(10))
+    ds = TorchDataset(DataLoader(data, batch_size=4, sampler=draws), supervised=True)
+    with pytest.warns(DrymlWarning, match="shuffled without a seed"):
+        ds.skip(2)

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 from collections.abc import Callable, Iterable, Iterator
 from itertools import count
@@ -50,10 +51,11 @@ def _shard(factory: Callable[[], Iterator[Any]], worker: int, workers: int,
     one per epoch, shared by the workers), so the workers' shares make up the whole."""
     it: Iterator[Any] | None = None
     seeds: Any = epoch_seed
+    shared = int(np.random.SeedSequence(list(epoch_seed)).generate_state(1, np.uint64)[0] >> 1)
     for k in count():
         token = _sharding.set(True)
         try:
-            with shared_shuffle_seeds(seeds) as seeds:
+            with shared_shuffle_seeds(seeds) as seeds, _whole_pass(shared if k == 0 else None):
                 if it is None:
                     it = iter(factory())
                 element = next(it, _END)
@@ -66,6 +68,31 @@ def _shard(factory: Callable[[], Iterator[Any]], worker: int, workers: int,
 
 
 _END = object()
+
+
+@contextlib.contextmanager
+def _whole_pass(seed: int | None) -> Iterator[None]:
+    """Read the wrapped source in a DataLoader worker as one process would, so that the
+    workers' shares of it make up the whole: the source is told it is in no worker (an
+    IterableDataset that splits itself among workers, as torch's docs show, was split again
+    by _shard: 10 of 20 examples arrived), and with ``seed`` (on a pass's first read, where
+    a wrapped DataLoader's sampler draws its order) torch's random numbers are the epoch's,
+    shared by the workers (each worker's own order of a shuffle=True DataLoader lost and
+    repeated examples), this process's own stream coming back after."""
+    # torch keeps a worker's info in this module variable (get_worker_info returns it)
+    from torch.utils.data._utils import worker as torch_worker
+
+    saved = getattr(torch_worker, "_worker_info", None)
+    torch_worker._worker_info = None
+    try:
+        if seed is None:
+            yield
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                yield
+    finally:
+        torch_worker._worker_info = saved
 
 
 def _loader_batch_size(loader: DataLoader) -> int | None:
@@ -99,13 +126,21 @@ def to_numpy_leaf(leaf: Any) -> Any:
 
 def _shuffles(data: Any) -> bool:
     """Whether a DataLoader draws another order on every pass (``shuffle=True``: a
-    RandomSampler, seeded generator or not, moves on each epoch)."""
-    from torch.utils.data import RandomSampler
+    RandomSampler, seeded generator or not, moves on each epoch; so do a SubsetRandomSampler,
+    a WeightedRandomSampler and a shuffling DistributedSampler)."""
+    from torch.utils.data import (
+        DistributedSampler,
+        RandomSampler,
+        SubsetRandomSampler,
+        WeightedRandomSampler,
+    )
 
     if not isinstance(data, DataLoader):
         return False
     sampler = getattr(getattr(data, "batch_sampler", None), "sampler", None) or data.sampler
-    return isinstance(sampler, RandomSampler)
+    if isinstance(sampler, DistributedSampler):
+        return bool(getattr(sampler, "shuffle", False))
+    return isinstance(sampler, (RandomSampler, SubsetRandomSampler, WeightedRandomSampler))
 
 
 class TorchDataset(Dataset, IterableDataset):  # type: ignore[misc]
