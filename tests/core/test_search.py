@@ -282,6 +282,15 @@ def test_keep_best_keeps_the_best_trial_when_a_tied_later_trial_finished_first(
     ({"n_trials": None}, ConfigurationError, "n_trials"),
     ({"metric": len}, ConfigurationError, "maximize or minimize"),
     ({"name": "a b"}, ConfigurationError, "search name"),
+    # found by audit: a bad seed raised numpy's ValueError in run(), after the settings were
+    # written, so the corrected search was refused as one "with another seed"
+    ({"seed": -1}, ConfigurationError, "seed must be >= 0"),
+    ({"seed": 1.5}, ConfigurationError, "seed must be a whole number"),
+    ({"seed": 2**32, "sampler": "tpe"}, ConfigurationError, "below 4294967296"),
+    ({"n_trials": 2.5}, ConfigurationError, "n_trials must be a whole number"),
+    ({"max_failures": 0}, ConfigurationError, "max_failures must be >= 1"),
+    ({"parallel": 0}, ConfigurationError, "parallel must be >= 1"),
+    ({"folds": 1}, ConfigurationError, "folds must be >= 2"),
 ])
 def test_bad_settings_fail_before_any_trial(tmp_path: Path, kwargs: dict[str, Any],
                                             error: type[Exception], message: str) -> None:
@@ -872,3 +881,15 @@ def test_collected_tune_trials_without_a_value_are_failed_and_runs_do_not_mix(
         collect_tune(second, repo, "tuned", metric="accuracy")
     assert len(load_trials(repo, "tuned")) == 4
     assert collect_tune(second, repo, "tuned-2", metric="accuracy") == 1
+
+
+def test_a_numpy_seed_is_a_seed_and_a_refused_seed_leaves_the_name_free(tmp_path: Path) -> None:
+    """Found by audit: seed=np.int64(3) failed to write the settings (not JSON), leaving a
+    temporary file behind; a refused seed must not lock the name for the corrected search."""
+    with pytest.raises(ConfigurationError, match="seed must be >= 0"):
+        Search(space(), repo=tmp_path / "repo", name="s", n_trials=2, seed=-1)
+    result = Search(space(), repo=tmp_path / "repo", name="s", n_trials=2, seed=np.int64(3),
+                    progress=False).run(blobs())
+    assert len(result.trials) == 2
+    assert sorted(p.name for p in (tmp_path / "repo" / ".dryml-search").iterdir()
+                  if p.name.startswith(".")) == []

@@ -122,6 +122,16 @@ def test_markers_may_be_given_as_objects_and_choices_of_definitions_at_the_top()
     (lambda: Int(1, 5, step=0), "step must be a positive number"),
     (lambda: Choice(1, 1), "not all different"),
     (lambda: Float("a", 1.0), "low must be a number"),
+    # found by audit: accepted when made, then a bare OverflowError or ValueError at sampling
+    (lambda: Float(float("nan"), 1.0), "low must be a finite number"),
+    (lambda: Float(0.0, float("inf")), "high must be a finite number"),
+    (lambda: Float(-1e308, 1e308), "wider than a float holds"),
+    (lambda: Float(0.0, 1.0, step=float("nan")), "step must be a positive number"),
+    (lambda: Float(0.0, 1.0, step=float("inf")), "step must be a positive number"),
+    (lambda: Int(0, 2**63), "must fit in 64 bits"),
+    # found by audit: the first trial drawing it failed to save its params (JSON has no inf)
+    (lambda: Choice(float("inf"), 0.5), r"the option inf cannot be a parameter's value"),
+    (lambda: Choice(float("nan"), float("nan")), r"the option nan cannot be"),
 ])
 def test_bad_markers_fail_when_made(make: object, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
@@ -171,3 +181,22 @@ def test_a_tiny_float_step_keeps_every_grid_value_apart() -> None:
     sampler.start(space, ["maximize"], "t", Path("."), [])
     drawn = {sampler.ask().params["lr"] for _ in range(300)}
     assert drawn == {p["lr"] for p in space.grid()}
+
+
+def test_stepped_float_values_never_pass_their_bounds() -> None:
+    """Found by audit: values rounded at 12 digits went past bounds with more digits:
+    Float(pi/8, pi, step=pi/8) gave 3.1415926535898 > pi and a first value below pi/8, in
+    the grid and in random draws alike."""
+    import math
+
+    from dryml.search._samplers import RandomSampler
+
+    for low, high, step in ((math.pi / 8, math.pi, math.pi / 8), (0.0, 2 / 3, 1 / 3)):
+        space = Space(ObjectDef(Opt, "sgd", lr=Float(low, high, step=step)))
+        grid = [p["lr"] for p in space.grid()]
+        assert grid[0] == low and grid[-1] == high and len(grid) == round((high - low) / step) + 1
+        sampler = RandomSampler(seed=0)
+        sampler.start(space, ["maximize"], "t", Path("."), [])
+        drawn = {sampler.ask().params["lr"] for _ in range(200)}
+        assert drawn == set(grid)
+    assert Choice(float("inf"), 0.5, labels=["inf", "half"]).options.options[0] == math.inf

@@ -42,15 +42,16 @@ class NumberSpec:
         count = math.floor((self.high - self.low) / self.step + 1e-9) + 1
         # floats, as Optuna gives them: Float(1, 3, step=1) gave the ints 1, 2, 3 here, and
         # an int and a float mean different models to scikit-learn (max_features=1 vs 1.0)
-        return [stepped(self.low, self.step, i) for i in range(count)]
+        return [stepped(self.low, self.high, self.step, i) for i in range(count)]
 
 
-def stepped(low: float, step: float, k: int) -> float:
+def stepped(low: float, high: float, step: float, k: int) -> float:
     """``low + k * step`` without float noise: rounded at 12 digits below the step's first
     (a fixed 12 decimals made Float(0, 4e-12, step=5e-13) give 0, 0, 1e-12, 2e-12,
-    2e-12...)."""
+    2e-12...), and never past a bound (rounding took Float(pi/8, pi, step=pi/8) to
+    3.141592653590, above pi, and its first value below pi/8)."""
     digits = 12 - min(0, math.floor(math.log10(abs(step)))) if step else 12
-    return float(round(low + k * step, digits))
+    return float(min(max(round(low + k * step, digits), low), high))
 
 
 @attrs.frozen
@@ -78,13 +79,21 @@ def _number(kind: str, low: Any, high: Any, log: bool, step: Any, name: Any) -> 
         if isinstance(value, bool) or not isinstance(value, numeric):
             raise ConfigurationError(f"{marker}: {label} must be a number"
                                      f"{' (an int)' if kind == 'int' else ''}, got {value!r}")
+        # checked here, not when a sampler first draws (a bare OverflowError mid-search)
+        if not math.isfinite(value):
+            raise ConfigurationError(f"{marker}: {label} must be a finite number, got {value!r}")
+        if kind == "int" and not -(2**63) <= value < 2**63:
+            raise ConfigurationError(f"Int: {label} must fit in 64 bits (as the samplers draw "
+                                     f"integers), got {value}")
+    if kind == "float" and not math.isfinite(high - low):
+        raise ConfigurationError(f"Float({low}, {high}): the range is wider than a float holds")
     if low > high:
         raise ConfigurationError(f"{marker}({low}, {high}): low is greater than high")
     if log and low <= 0:
         raise ConfigurationError(
             f"{marker}({low}, {high}, log=True): a log scale needs low > 0")
     if step is not None and (isinstance(step, bool) or not isinstance(step, numeric)
-                             or step <= 0):
+                             or not step > 0 or not math.isfinite(step)):
         raise ConfigurationError(f"{marker}: step must be a positive number, got {step!r}")
     if kind == "float" and log and step is not None:
         raise ConfigurationError("Float: log=True and step cannot be used together")
@@ -168,6 +177,12 @@ def _choice(options: tuple[Any, ...], labels: Any, name: Any) -> ChoiceSpec:
         if len(made) != len(options) or not all(isinstance(lab, str) and lab for lab in made):
             raise ConfigurationError(
                 f"Choice: labels must be {len(options)} non-empty strs, one per option")
+    odd = next((lab for lab in made if type(lab) is float and not math.isfinite(lab)), None)
+    if odd is not None:  # params are JSON metadata: the first trial drawing it failed to save
+        raise ConfigurationError(
+            f"Choice: the option {odd!r} cannot be a parameter's value (a Repo's metadata is "
+            f"JSON, which has no NaN or infinity); name the options: Choice({odd!r}, ..., "
+            f"labels=['{odd!r}', ...])")
     if len({(type(lab), lab) for lab in made}) != len(made):
         raise ConfigurationError(f"Choice: the options {made} are not all different")
     if len(set(made)) != len(made):  # 1 == 1.0 == True: one value to Optuna and to lookups

@@ -121,7 +121,7 @@ def _draw(rng: np.random.Generator, spec: NumberSpec | ChoiceSpec) -> Any:
         return float(min(max(math.exp(rng.uniform(math.log(low), math.log(high))), low), high))
     if spec.step is not None:
         count = math.floor((high - low) / spec.step + 1e-9)
-        return stepped(low, spec.step, int(rng.integers(count + 1)))
+        return stepped(low, high, spec.step, int(rng.integers(count + 1)))
     return float(rng.uniform(low, high))
 
 

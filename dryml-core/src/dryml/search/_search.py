@@ -16,6 +16,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from dryml._objectdef import ObjectDef
 from dryml.context._executor import chosen_executor, executor_names, get_executor, using_executor
 from dryml.errors import ConfigurationError, DrymlError, DrymlWarning
@@ -90,6 +92,13 @@ class Search:
         if not name or not set(name) <= _NAME_OK:
             raise ConfigurationError(f"a search name is letters, digits, '-', '_' and '.', "
                                      f"got {name!r}")
+        # checked before anything runs: a bad seed failed in run() after the settings were
+        # written under the name, so the fixed search was refused as "another seed"
+        seed = _whole("seed", seed, 0, 2**63 if sampler in ("random", "grid") else 2**32)
+        n_trials = _whole("n_trials", n_trials, 1)
+        max_failures = _whole("max_failures", max_failures, 1)
+        parallel = _whole("parallel", parallel, 1, none=False)
+        folds = _whole("folds", folds, 2)
         self.metrics, self.directions = resolve_metrics(metric, direction)
         self.monitor = monitor or f"val_{self.metrics[0][0]}"
         self.monitor_direction = monitor_direction_of(
@@ -116,8 +125,6 @@ class Search:
             raise ConfigurationError("give n_trials (or a timeout) for a search")
         if keep not in ("all", "best", "none"):
             raise ConfigurationError(f"keep is 'all', 'best' or 'none', got {keep!r}")
-        if parallel < 1 or (folds is not None and folds < 2):
-            raise ConfigurationError("parallel must be >= 1 and folds >= 2")
         self.repo = repo if isinstance(repo, Repo) else Repo(Path(repo), create=True)
         self.name, self.n_trials, self.timeout = name, n_trials, timeout
         self.parallel, self.seed, self.folds, self.keep = parallel, seed, folds, keep
@@ -465,6 +472,20 @@ def _timing(out: dict[str, Any]) -> dict[str, Any]:
     """When a trial ran, from its worker's report, as its metadata records it."""
     return {"seconds": round(out["seconds"], 4), "started": out["started"],
             "finished": out["finished"]}
+
+
+def _whole(what: str, value: Any, minimum: int, limit: int | None = None, *,
+           none: bool = True) -> Any:
+    """``value`` as an int in ``[minimum, limit)`` (a numpy integer too), or None when
+    ``none`` allows it; else a ConfigurationError naming ``what``."""
+    if value is None and none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ConfigurationError(f"{what} must be a whole number, got {value!r}")
+    if value < minimum or (limit is not None and value >= limit):
+        bound = f" and below {limit}" if limit is not None else ""
+        raise ConfigurationError(f"{what} must be >= {minimum}{bound}, got {value}")
+    return int(value)
 
 
 def _json_safe(metrics: dict[str, Any]) -> dict[str, Any]:
