@@ -361,3 +361,22 @@ def test_predictions_of_one_pass_of_an_unseeded_shuffle_are_refused_whatever_the
     seeded = NumpyDataset((np.arange(8.0), np.zeros(8, dtype=np.int64)),
                           supervised=True).unbatch().shuffle(seed=1)
     assert metrics.accuracy(predictions, seeded) == 1.0
+
+
+def test_mistakes_found_by_the_dataset_audit_are_dataset_errors_that_say_what_to_do() -> None:
+    """Each raised a bare Python error from deep inside, or one that did not say the fix."""
+    from dryml.models import supervised_arrays
+
+    x, y = np.arange(12.0).reshape(6, 2), np.arange(6)
+    gen = NumpyDataset(lambda: iter(x))
+    for seed in (1.5, "a", -1):  # the in-memory shuffle checked its seed; a generator's not
+        with pytest.raises(DatasetError, match=r"shuffle\(seed\) must be"):
+            list(gen.shuffle(seed=seed))  # type: ignore[arg-type]
+    with pytest.raises(DatasetError, match=r"an element is no \(x, y\) pair: a map that "
+                                           r"returned something else"):  # ValueError: unpack
+        supervised_arrays(NumpyDataset((x, y), supervised=True).unbatch().map(lambda e: e[0]))
+    with pytest.raises(DatasetError, match=r"a batch_size= given for a source of single"):
+        supervised_arrays(NumpyDataset(lambda: zip(x, y, strict=True), supervised=True, batch_size=2))
+    empty = NumpyDataset([], supervised=True)  # IndexError
+    assert len(empty.as_not_supervised()) == 0 and not empty.as_not_supervised().supervised
+

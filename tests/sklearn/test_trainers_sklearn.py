@@ -432,3 +432,15 @@ def test_a_plain_value_in_place_of_the_fitted_model_is_a_format_error(value: Any
     with pytest.raises(FormatError, match="stored 'model' of this SklearnTrainable is a .*, not "
                                           "a fitted scikit-learn estimator"):
         _ = loaded.model
+
+
+def test_a_sparse_matrix_is_said_to_need_toarray() -> None:
+    """A scipy sparse x (as scikit-learn's vectorizers give) was "a scalar" with no hint
+    (found by the dataset audit)."""
+    from scipy import sparse
+
+    from dryml.data import NumpyDataset
+    from dryml.errors import DatasetError
+
+    with pytest.raises(DatasetError, match=r"It is a sparse matrix: pass x.toarray\(\)"):
+        NumpyDataset((sparse.csr_matrix(np.eye(3)), np.arange(3)), supervised=True)

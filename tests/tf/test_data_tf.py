@@ -188,3 +188,10 @@ def test_shuffle_of_batches_of_a_known_count_needs_no_buffer_size() -> None:
     shuffled = TFDataset(source, batch_size=3).shuffle(seed=0)
     values = sorted(int(v) for batch in shuffled for v in batch.numpy())
     assert values == list(range(12))
+
+
+def test_a_seed_that_is_no_count_is_a_dataset_error() -> None:
+    """It was TensorFlow's TypeError "Cannot convert 1.5 to EagerTensor" (dataset audit)."""
+    for seed in (1.5, -1):
+        with pytest.raises(DatasetError, match=r"shuffle\(seed\) must be"):
+            NumpyDataset(np.arange(6.0)).tf().shuffle(seed=seed)  # type: ignore[arg-type]

@@ -144,6 +144,7 @@ class TFDataset(Dataset):
     def shuffle(self, buffer_size: int | None = None, seed: int | None = None) -> Dataset:
         """Shuffle the examples with ``tf.data`` (a seed fixes the order of every iteration;
         ``buffer_size=None`` shuffles everything and needs a known size)."""
+        seed = None if seed is None else check_count(seed, "shuffle(seed)", minimum=0)
         src = self.unbatch()
         assert isinstance(src, TFDataset)
         if buffer_size is None:

@@ -256,6 +256,8 @@ class Dataset(abc.ABC):
         """
         buf = None if buffer_size is None else check_count(buffer_size, "shuffle(buffer_size)",
                                                            minimum=1)
+        # as the in-memory shuffle checks it (numpy's bare TypeError of a generator's pass)
+        seed = None if seed is None else check_count(seed, "shuffle(seed)", minimum=0)
         src = self.unbatch()
 
         def factory() -> Iterator[Any]:

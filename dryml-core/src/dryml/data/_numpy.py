@@ -35,8 +35,11 @@ def _batch_table(data: Any) -> Table:
     cols = [_column(leaf, f"leaf {j} of {td.describe()}") for j, leaf in enumerate(flat)]
     for j, col in enumerate(cols):
         if col.ndim == 0:
-            raise DatasetError(f"leaf {j} of {td.describe()} is a scalar; a batch needs arrays "
-                               "with a first (example) dimension.")
+            sparse = hasattr(flat[j], "toarray")  # a scipy sparse matrix is no array to numpy
+            raise DatasetError(
+                f"leaf {j} of {td.describe()} is a scalar; a batch needs arrays with a first "
+                "(example) dimension." + (" It is a sparse matrix: pass x.toarray() (dryml "
+                                          "Datasets hold dense arrays)." if sparse else ""))
     sizes = [len(col) for col in cols]
     if len(set(sizes)) > 1:
         raise DatasetError(f"mismatched lengths: the leaves of {td.describe()} have "
@@ -271,6 +274,8 @@ class NumpyDataset(Dataset):
         """Keep the body (``None``) or one part of an ``(a, b)`` body, dropping any index."""
         assert self._table is not None
         td, offset = self._table.td, 0
+        if not td.children and not self._table.n:  # no element: no parts to pick from
+            return self._of_table(self._table, self._with(**changes))
         if self.indexed:
             offset, td = td.children[0].num_leaves, td.children[1]
         if body_part is not None:

@@ -31,7 +31,13 @@ def supervised_arrays(data: Any, what: str = "training") -> tuple[np.ndarray, np
         ds = ds.batch(CHUNK)
     xs: list[np.ndarray] = []
     ys: list[np.ndarray] = []
-    for x, y in ds:
+    for element in ds:
+        if not (isinstance(element, tuple) and len(element) == 2):
+            raise DatasetError(
+                f"the {what} data is marked supervised but an element is no (x, y) pair: a "
+                "map that returned something else? Return (x, y) from it, or drop the mark "
+                "with .as_not_supervised()")
+        x, y = element
         if not xs:
             _one_array(x, "x", what)
             _one_array(y, "y", what)
@@ -48,10 +54,11 @@ def _same_rows(x: np.ndarray, y: np.ndarray, where: str) -> None:
     with other rows of y trained and scored without an error (a ``.apply_x(lambda x:
     x.reshape(-1, 8))`` of the wrong width gave 32 rows of x for 64 labels)."""
     if x.ndim == 0 or y.ndim == 0 or len(x) != len(y):
-        raise DatasetError(
-            f"{where} holds {_rows(x)} of x and {_rows(y)} of y; x and y need one row per "
-            "example each (did a map or apply_x change the rows of x, e.g. a reshape(-1, k) "
-            "with the wrong k?)")
+        hint = ("a batch_size= given for a source of single examples?" if x.ndim == 0
+                or y.ndim == 0 else "did a map or apply_x change the rows of x, e.g. a "
+                "reshape(-1, k) with the wrong k?")
+        raise DatasetError(f"{where} holds {_rows(x)} of x and {_rows(y)} of y; x and y need "
+                           f"one row per example each ({hint})")
 
 
 def _rows(a: np.ndarray) -> str:
