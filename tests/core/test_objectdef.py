@@ -183,6 +183,11 @@ def test_from_dict_refuses_a_dry_mut_that_is_not_a_bool() -> None:
     node = {"id": "p", "cls": data["cls"], "dry_mut": "false", "args": [1], "kwargs": {}}
     with pytest.raises(FormatError, match="dry_mut must be true or false"):
         manifest_definition({"root": "p", "objects": [node]}, None)
+    # nor the constructor (found by audit): ObjectDef(Part, 1, dry_mut="false") was mutable
+    for bad in ("false", 0, 1):
+        with pytest.raises(ArgumentError, match="dry_mut must be True, False or None"):
+            ObjectDef(Part, 1, dry_mut=bad)  # type: ignore[arg-type]
+    assert ObjectDef(Part, 1, dry_mut=False).dry_mut is False
     assert manifest_definition({"root": "p", "objects": [{**node, "dry_mut": False}]},
                                None)["dry_mut"] is False
 

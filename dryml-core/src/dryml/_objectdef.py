@@ -48,9 +48,12 @@ class ObjectDef:
 
         if not (isinstance(cls, type) and issubclass(cls, Object)):
             raise ArgumentError(f"ObjectDef needs a dryml.Object subclass, got {cls!r}")
+        if dry_mut is not None and type(dry_mut) is not bool:  # bool("false") is True
+            raise ArgumentError(f"ObjectDef({cls.__qualname__}): dry_mut must be True, False "
+                                f"or None (the class's), got {dry_mut!r}")
         self._cls = cls
         self._args, self._kwargs = capture_call(args, kwargs, f"ObjectDef({cls.__qualname__})")
-        self._mut = cls.dry_mut if dry_mut is None else bool(dry_mut)
+        self._mut = cls.dry_mut if dry_mut is None else dry_mut
 
     # -- accessors ----------------------------------------------------------------------------
     @property

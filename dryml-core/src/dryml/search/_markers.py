@@ -170,8 +170,11 @@ def _choice(options: tuple[Any, ...], labels: Any, name: Any) -> ChoiceSpec:
     if labels is None:
         made = [_label(o, i) for i, o in enumerate(options)]
         counts = {lab: made.count(lab) for lab in made if type(lab) is str}
-        made = [f"{lab}#{i}" if type(lab) is str and counts[lab] > 1 else lab
-                for i, lab in enumerate(made)]
+        # a plain value is its own label (Choice("Enc", ObjectDef(Enc)) recorded "Enc#0" for
+        # the str); a definition's shared label gets its place
+        made = [f"{lab}#{i}" if type(lab) is str and counts[lab] > 1
+                and type(option) not in _ATOMS else lab
+                for i, (lab, option) in enumerate(zip(made, options, strict=True))]
     else:
         made = list(labels)
         if len(made) != len(options) or not all(isinstance(lab, str) and lab for lab in made):
@@ -184,7 +187,10 @@ def _choice(options: tuple[Any, ...], labels: Any, name: Any) -> ChoiceSpec:
             f"JSON, which has no NaN or infinity); name the options: Choice({odd!r}, ..., "
             f"labels=['{odd!r}', ...])")
     if len({(type(lab), lab) for lab in made}) != len(made):
-        raise ConfigurationError(f"Choice: the options {made} are not all different")
+        raise ConfigurationError(
+            f"Choice: the options {made} are not all different"
+            + ("" if labels is not None else "; if they are, name them: Choice(..., "
+               "labels=['a', 'b', ...])"))
     if len(set(made)) != len(made):  # 1 == 1.0 == True: one value to Optuna and to lookups
         raise ConfigurationError(
             f"Choice: the options {made} hold values Python counts as equal (1 == 1.0 == "
