@@ -472,3 +472,14 @@ def test_a_pipe_refuses_a_later_step_that_began_training_and_a_step_nested_twice
     center = Centering()
     with pytest.raises(ConfigurationError, match="the same step appears more than once"):
         Pipe(Pipe(center, Centering()), center, Nearest(TrainSpec(epochs=1)))
+
+
+def test_r2_of_one_example_and_labels_holding_nan_are_said_to_be_so() -> None:
+    """Found by the metrics audit: r2 of one example was 0.0 (1.0 when right), where it is
+    undefined (scikit-learn: NaN); a NaN label was "a column of non-integer numbers
+    (probabilities or scores of one class?)"."""
+    with pytest.raises(MetricError, match="r2 needs at least two examples"):
+        arrays.r2([1.0], [2.0])
+    assert arrays.r2([1.0, 2.0], [1.0, 2.0]) == 1.0
+    with pytest.raises(MetricError, match=r"the labels hold NaN or infinity \(row 1 first\)"):
+        arrays.accuracy(np.array([0.0, np.nan, 1.0]), np.array([0, 1, 1]))

@@ -254,6 +254,11 @@ def test_bad_components_are_refused_with_a_fix() -> None:
     model = TorchTrainable(Sequential([("NoSuchLayer", {})]))
     with pytest.raises(ConfigurationError, match="NoSuchLayer"):
         model.train(classification_data(n=50))
+    # found by the metrics audit: with reduction="sum" the logged loss (a mean of batch sums)
+    # and val_loss (a sum over the validation rows) differed by the batch size
+    model = TorchTrainable(mlp(), Optimizer("Adam"), Loss("CrossEntropyLoss", reduction="sum"))
+    with pytest.raises(ConfigurationError, match=r"takes the default reduction='mean'"):
+        model.train(classification_data(n=50))
 
 
 class Custom(Network):

@@ -58,6 +58,10 @@ def labels_of(values: Any) -> np.ndarray:
         return np.asarray(np.argmax(array, axis=1))
     if array.ndim != 1:
         raise MetricError(f"expected labels (n,) or scores (n, classes), got shape {array.shape}")
+    if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
+        row = int(np.argwhere(~np.isfinite(array))[0][0])
+        raise MetricError(f"the labels hold NaN or infinity (row {row} first): drop or fill "
+                          "those examples before scoring")
     if np.issubdtype(array.dtype, np.floating) and not np.all(np.mod(array, 1) == 0):
         raise MetricError(
             "expected class labels but got a column of non-integer numbers (probabilities or "
@@ -416,8 +420,12 @@ def mean_absolute_error(y_true: Any, y_pred: Any) -> float:
 
 
 def r2(y_true: Any, y_pred: Any) -> float:
-    """Coefficient of determination, averaged over outputs (1.0 / 0.0 for constant targets)."""
+    """Coefficient of determination, averaged over outputs (1.0 / 0.0 for constant targets);
+    one example is a MetricError (its R^2 is undefined: scikit-learn gives NaN)."""
     t, p = _regression(y_true, y_pred)
+    if len(t) < 2:
+        raise MetricError(f"r2 needs at least two examples (it compares the errors with the "
+                          f"targets' spread), got {len(t)}")
     ss_res = ((t - p) ** 2).sum(axis=0)
     ss_tot = ((t - t.mean(axis=0)) ** 2).sum(axis=0)
     scores = np.where(ss_tot > 0, 1 - ss_res / np.where(ss_tot > 0, ss_tot, 1),
