@@ -201,6 +201,9 @@ def test_one_shot_iterators_are_refused() -> None:
     ds.collect()
     with pytest.raises(DatasetError, match="same iterator twice"):
         ds.collect()
+    rows = [(np.float32(i), i) for i in range(4)]  # the same list is read again (audit)
+    again = NumpyDataset(lambda: rows, supervised=True)
+    assert len(list(again)) == len(list(again)) == 4
 
 
 @pytest.mark.parametrize("call, match", [

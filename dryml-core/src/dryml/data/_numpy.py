@@ -96,7 +96,7 @@ def _batches_table(batches: Iterator[Any]) -> Table:
 
 class _Reiterable:
     """Calls a user factory for every iteration and refuses one that hands back the same
-    exhausted iterator."""
+    exhausted iterator (the same re-iterable, a list, is read again)."""
 
     def __init__(self, factory: Callable[[], Any]) -> None:
         self.factory = factory
@@ -104,7 +104,7 @@ class _Reiterable:
 
     def __call__(self) -> Iterator[Any]:
         it = self.factory()
-        if it is self.last and it is not None:
+        if it is self.last and isinstance(it, Iterator):
             raise DatasetError("the callable given to NumpyDataset returned the same iterator "
                                "twice; it must return a fresh iterator on every call.")
         self.last = it
