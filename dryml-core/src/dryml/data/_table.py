@@ -47,6 +47,10 @@ class ShuffleOp:
     seed: int | None
 
 
+#: Rows taken (and converted) at a time when a table is iterated example by example.
+_ROW_BLOCK = 1024
+
+
 def _for_column(convert: Callable[[Any], Any], column: Any) -> Callable[[Any], Any]:
     """The converter for slices of one column: ``convert.for_column(column)`` when the
     converter offers one (e.g. ``torch.from_numpy`` itself for numeric arrays), else it."""
@@ -178,7 +182,13 @@ class Table:
     def _iterate_rows(
         self, sel: Selection, cols: list[Any], convert: Callable[[Any], Any] | None
     ) -> Iterator[Any]:
-        picked = [col[sel] for col in cols]
-        if convert is not None:
-            picked = [convert(col) for col in picked]
-        return self._assemble([iter(col) for col in picked])
+        """Examples one by one, taken and converted a block of rows at a time: the whole
+        column at once copied every column of a shuffled table (+390 MB for a 400 MB memmap)
+        and made a tensor per row before the first (+1.2 GB for 1M rows in torch)."""
+        leaf_iters: list[Iterator[Any]] = []
+        for col in cols:
+            blocks: Iterator[Any] = map(col.__getitem__, _picks(sel, self.rows, _ROW_BLOCK))
+            if convert is not None:
+                blocks = map(_for_column(convert, col), blocks)
+            leaf_iters.append(chain.from_iterable(blocks))
+        return self._assemble(leaf_iters)
