@@ -232,6 +232,24 @@ def test_rows_of_another_pid_namespace_or_machine_are_not_taken_for_dead(tmp_pat
     assert [h.resource for h in ledger.holdings()] == ["GPU-here"]
 
 
+def test_a_row_of_another_namespace_with_this_pid_and_start_is_anothers(tmp_path: Path) -> None:
+    """This process's rows were matched by pid and start time alone: a process of another
+    PID namespace with the same pid (started in the same tick) had its rows taken for this
+    one's, left out of what others hold (its GPU share given out again) and written over."""
+    from dryml._process import start_time
+    from dryml.context._ledger import Ledger
+
+    ledger = Ledger(tmp_path / "ledger")
+    with ledger.transaction() as tx:
+        tx.conn.execute(ROW, (os.getpid(), start_time(os.getpid()), "GPU-a", 0.7,
+                              "a1b2c3d4-4026531836"))
+        assert tx.used_by_others() == {"GPU-a": 700000}
+        tx.record(1, {"GPU-a": ("gpu/0", 0.2)})
+        tx.release(1)  # drops this process's row only
+    assert [(h.resource, h.amount, h.elsewhere) for h in ledger.holdings()] == [
+        ("GPU-a", 0.7, True)]
+
+
 def test_a_ledger_truncated_in_place_gets_this_processs_grants_back(tmp_path: Path) -> None:
     """Emptied in place (same inode), the file lost this process's rows for good: another
     process then got 0.7 of a GPU this one held 0.7 of (found by an audit)."""

@@ -228,8 +228,8 @@ class Transaction:
         """Write this process's rows that a ledger file lacks (one made anew) into it."""
         for grant_id, amounts in self.mine.items():
             if not self.conn.execute(
-                    "SELECT 1 FROM grants WHERE pid = ? AND pstart = ? AND grant_id = ?",
-                    (self.pid, self.pstart, grant_id)).fetchone():
+                    "SELECT 1 FROM grants WHERE pid = ? AND pstart = ? AND grant_id = ? AND "
+                    "place IS ?", (self.pid, self.pstart, grant_id, _namespace())).fetchone():
                 self._insert(grant_id, amounts)
 
     def drop_dead(self) -> None:
@@ -257,10 +257,14 @@ class Transaction:
         here = _namespace()
         for pid, pstart, command, resource, name, amount, since, _ in rows:
             _check_row(pid, pstart, amount, command, resource, name, since)
+        # this process's rows are those of its pid, start time and place: a process of
+        # another PID namespace may have the same pid (and, started in the same tick, the
+        # same start time)
         return [Holding(pid, command, resource, name, amount, since,
                         place is not None and place != here)
                 for pid, pstart, command, resource, name, amount, since, place in rows
-                if not (others_only and pid == self.pid and pstart == self.pstart)]
+                if not (others_only and pid == self.pid and pstart == self.pstart
+                        and place == here)]
 
     def forget(self, pid: int) -> int:
         """Delete the rows of process ``pid`` of another PID namespace or machine (never a
@@ -293,8 +297,8 @@ class Transaction:
 
     def release(self, grant_id: int) -> None:
         """Delete this process's rows of ``grant_id``."""
-        self.conn.execute("DELETE FROM grants WHERE pid = ? AND pstart = ? AND grant_id = ?",
-                          (self.pid, self.pstart, grant_id))
+        self.conn.execute("DELETE FROM grants WHERE pid = ? AND pstart = ? AND grant_id = ? "
+                          "AND place IS ?", (self.pid, self.pstart, grant_id, _namespace()))
         self.mine.pop(grant_id, None)
 
 
