@@ -182,6 +182,10 @@ class Repo:
                 temps.append(tmp)
                 row.update(size=stamp.size, mtime=stamp.mtime, digest=stamp.digest,
                            metadata=row["metadata"] or "{}", new=True)
+            # before the commit: another thread's query of a new row gets this object (after
+            # it, a query in between made a second object of the id); an add that fails
+            # leaves a version no row has, which no query returns
+            self._cache_all(prepared)
             try:
                 self._commit_new(prepared, temps)
             except _DeadWriter:  # a dead process left a write of one of these ids: finish it
@@ -192,8 +196,6 @@ class Repo:
             for tmp in temps:  # not renamed: the add failed
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
-        for row, obj in prepared:
-            self._cache(row["id"], obj, row["digest"])
 
     def _commit_new(self, prepared: list[tuple[dict[str, Any], Object]],
                     temps: list[str]) -> None:
@@ -338,6 +340,7 @@ class Repo:
                                    row["created"])
                 row.update(size=stamp.size, mtime=stamp.mtime, digest=stamp.digest)
                 done += 1
+            self._cache_all(prepared)  # before the commit, as _add_new does
         finally:
             lost = self._end_writes(prepared, token, done)
         if lost:
@@ -346,8 +349,6 @@ class Repo:
                 "ended by another process, while this process wrote them: they were not saved "
                 "(the index was left as that process made it; 'dryml repo check DIR' shows "
                 "whether it matches the files)")
-        for row, obj in prepared:
-            self._cache(row["id"], obj, row["digest"])
 
     def _end_writes(self, prepared: list[tuple[dict[str, Any], Object]], token: str,
                     done: int) -> list[str]:
@@ -428,6 +429,10 @@ class Repo:
                               time.time(), json.dumps({"metadata": recorded})))
         # only now: a transaction rolled back (a dead writer's intent) recorded nothing
         self._remember_classes([row["mros"] for row, _ in prepared], generation)
+
+    def _cache_all(self, prepared: list[tuple[dict[str, Any], Object]]) -> None:
+        for row, obj in prepared:
+            self._cache(row["id"], obj, row["digest"])
 
     def _cache(self, dry_id: str, obj: Object, digest: str | None = None) -> None:
         """Keep ``obj`` as this process's object ``dry_id``; ``digest``: the manifest digest
