@@ -97,15 +97,14 @@ def _function(payload: tuple[str, Any]) -> Callable[..., Any]:
 def run_call(msg: dict[str, Any]) -> dict[str, Any]:
     """Run a call message here (in a worker); the reply never raises. The warnings the call
     raised go with it (see :mod:`dryml.context._warnings`)."""
-    raised: list[tuple[str, str, str, str, int, str | None]] = []
+    raised: list[_warnings.Recorded] = []
     reply = _run_call(msg, raised)
     if raised:
         reply["warnings"] = raised
     return reply
 
 
-def _run_call(msg: dict[str, Any], raised: list[tuple[str, str, str, str, int, str | None]]
-              ) -> dict[str, Any]:
+def _run_call(msg: dict[str, Any], raised: list[_warnings.Recorded]) -> dict[str, Any]:
     try:
         if msg["cwd"] != os.getcwd():  # relative paths mean what they mean in the caller
             os.chdir(msg["cwd"])

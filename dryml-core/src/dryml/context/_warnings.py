@@ -15,7 +15,10 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["emit", "recorded", "user_stacklevel"]
+__all__ = ["Recorded", "emit", "recorded", "user_stacklevel"]
+
+#: One warning as it travels back: (text, category module, category name, file, line, module).
+Recorded = tuple[str, str, str, str, int, "str | None"]
 
 #: at most this many warnings of one call travel back (a warning in a loop of a million)
 MAX_WARNINGS = 100
@@ -26,9 +29,9 @@ _REGISTRIES: dict[str, dict[Any, Any]] = {}
 
 
 @contextlib.contextmanager
-def recorded(into: list[tuple[str, str, str, str, int, str | None]]) -> Iterator[None]:
-    """Record the warnings raised inside the block into ``into`` as (text, category module,
-    category name, file, line, module), instead of printing them."""
+def recorded(into: list[Recorded]) -> Iterator[None]:
+    """Record the warnings raised inside the block into ``into`` (see :data:`Recorded`),
+    instead of printing them."""
     with warnings.catch_warnings(record=True) as caught:
         try:
             yield
