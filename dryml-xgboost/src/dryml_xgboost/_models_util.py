@@ -96,15 +96,18 @@ class EarlyStopping(xgboost.callback.EarlyStopping):  # type: ignore[misc]
     (XGBoost took a first round's NaN for the best and never improved on it: it stopped after
     ``rounds`` and predicted with round 0)."""
 
-    def _update_rounds(self, *, score: Any, name: str, metric: str, model: Any,
-                       epoch: int) -> bool:
-        best = (self.best_scores.get(name) or {}).get(metric)
-        if best and _nan(best[-1]) and not _nan(score):
-            # as XGBoost's own first round: this one is the best (and patience starts over)
-            self.stopping_history.clear()
-            self.best_scores.clear()
-        return bool(super()._update_rounds(score=score, name=name, metric=metric, model=model,
-                                           epoch=epoch))
+    def _update_rounds(self, *args: Any, **kwargs: Any) -> Any:
+        # XGBoost's own hook (3.x: keywords score, name, metric, model, epoch); called in
+        # another way, by another release, it is left as XGBoost has it
+        score, name, metric = kwargs.get("score"), kwargs.get("name"), kwargs.get("metric")
+        scores = getattr(self, "best_scores", None)
+        if score is not None and isinstance(scores, dict):
+            best = (scores.get(name) or {}).get(metric)
+            if best and _nan(best[-1]) and not _nan(score):
+                # as XGBoost's own first round: this one is the best (patience starts over)
+                self.stopping_history.clear()
+                scores.clear()
+        return super()._update_rounds(*args, **kwargs)
 
 
 def _nan(score: Any) -> bool:
