@@ -85,11 +85,16 @@ def _whole_pass(seed: int | None) -> Iterator[None]:
     a wrapped DataLoader's sampler draws its order) torch's random numbers are the epoch's,
     shared by the workers (each worker's own order of a shuffle=True DataLoader lost and
     repeated examples), this process's own stream coming back after."""
-    # torch keeps a worker's info in this module variable (get_worker_info returns it)
-    from torch.utils.data._utils import worker as torch_worker
-
-    saved = getattr(torch_worker, "_worker_info", None)
-    torch_worker._worker_info = None
+    # torch keeps a worker's info in this module variable (get_worker_info returns it); a
+    # release that keeps it elsewhere leaves the source told it is a worker, as before
+    try:
+        from torch.utils.data._utils import worker as torch_worker
+    except ImportError:
+        torch_worker = None
+    hides = torch_worker is not None and hasattr(torch_worker, "_worker_info")
+    saved = torch_worker._worker_info if hides else None
+    if hides:
+        torch_worker._worker_info = None
     try:
         if seed is None:
             yield
@@ -98,7 +103,8 @@ def _whole_pass(seed: int | None) -> Iterator[None]:
                 torch.manual_seed(seed)
                 yield
     finally:
-        torch_worker._worker_info = saved
+        if hides:
+            torch_worker._worker_info = saved
 
 
 def _loader_batch_size(loader: DataLoader) -> int | None:
