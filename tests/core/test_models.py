@@ -483,3 +483,13 @@ def test_r2_of_one_example_and_labels_holding_nan_are_said_to_be_so() -> None:
     assert arrays.r2([1.0, 2.0], [1.0, 2.0]) == 1.0
     with pytest.raises(MetricError, match=r"the labels hold NaN or infinity \(row 1 first\)"):
         arrays.accuracy(np.array([0.0, np.nan, 1.0]), np.array([0, 1, 1]))
+
+
+def test_log_loss_of_rows_that_are_no_distribution_is_refused() -> None:
+    """Found by the metrics audit: rows of independent sigmoids (summing to 1.6) were scored
+    as one class's probabilities (scikit-learn warns); roc_auc already refused such rows."""
+    prob = np.array([[0.9, 0.7], [0.2, 0.8], [0.6, 0.3]])
+    with pytest.raises(MetricError, match=r"row 0 sums to 1.6\): a sigmoid per column"):
+        arrays.log_loss(np.array([0, 1, 0]), prob)
+    softmax = prob / prob.sum(axis=1, keepdims=True)
+    assert arrays.log_loss(np.array([0, 1, 0]), softmax.astype(np.float16)) > 0

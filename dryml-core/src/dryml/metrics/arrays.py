@@ -348,6 +348,13 @@ def log_loss(y_true: Any, y_prob: Any, *, labels: Any = None) -> float:
             f"log_loss needs probabilities in [0, 1], got values from {prob.min():.4g} to "
             f"{prob.max():.4g}: these look like logits or margins (apply a softmax or "
             "sigmoid first)")
+    sums = prob.sum(axis=1)
+    if prob.size and not np.allclose(sums, 1.0, rtol=0, atol=1e-2):  # as roc_auc's rows
+        row = int(np.argmax(np.abs(sums - 1.0)))
+        raise MetricError(
+            f"log_loss needs rows of probabilities summing to 1 (row {row} sums to "
+            f"{sums[row]:.4g}): a sigmoid per column (a multilabel network)? Score each "
+            "label's column on its own, log_loss(y[:, j], p[:, j])")
     eps = np.finfo(dtype).eps
     prob = np.clip(prob, eps, 1 - eps)
     return float(-np.mean(np.log(prob[np.arange(len(t)), t])))
