@@ -588,21 +588,19 @@ def test_an_index_of_a_newer_dryml_is_not_rewritten_but_marked_for_it(tmp_path: 
     conn.close()
 
 
-@pytest.mark.parametrize("how", ["add", "save"])
-def test_a_query_from_another_thread_as_a_write_commits_gets_the_written_object(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
-    """The written object was cached only after the index transaction: another thread's query
-    in between found the new row, made a second object of its id, and kept it."""
+def test_a_query_from_another_thread_as_an_add_commits_gets_the_added_object(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The added object was cached only after the index transaction: another thread's query
+    in between found the new row, made a second object of its id, and kept it. A refused add
+    leaves the object held before in its place (found by review)."""
     import threading
+
+    from dryml.errors import DuplicateObjectError
 
     repo = Repo(tmp_path / "r", create=True)
     obj = Val(1, dry_id="v")
-    if how == "save":
-        repo.add_object(obj)
-        repo._live.clear()  # as if another Repo had added it: this process holds none
     seen: list[Any] = []
-    method = "_commit_new" if how == "add" else "_end_writes"
-    committed = getattr(Repo, method)
+    committed = Repo._commit_new
 
     def commit_then_query(self: Repo, *args: Any, **kwargs: Any) -> Any:
         out = committed(self, *args, **kwargs)
@@ -611,9 +609,15 @@ def test_a_query_from_another_thread_as_a_write_commits_gets_the_written_object(
         other.join()
         return out
 
-    monkeypatch.setattr(Repo, method, commit_then_query)
-    if how == "add":
-        repo.add_object(obj)
-    else:
-        repo.save(obj)
+    monkeypatch.setattr(Repo, "_commit_new", commit_then_query)
+    repo.add_object(obj)
     assert seen[0] is obj and repo.get_one("v") is obj
+    monkeypatch.setattr(Repo, "_commit_new", committed)
+    with pytest.raises(DuplicateObjectError):
+        repo.add_object(Val(2, dry_id="v"))
+    assert repo.get_one("v") is obj
+    fresh = Repo(repo.directory)
+    fresh.get_one("v")  # this process holds one: a refused add of another keeps it
+    with pytest.raises(DuplicateObjectError):
+        fresh.add_object(Val(3, dry_id="v"))
+    assert fresh.get_one("v").definition() == obj.definition()
