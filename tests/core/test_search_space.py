@@ -202,12 +202,13 @@ def test_stepped_float_values_never_pass_their_bounds() -> None:
     assert Choice(float("inf"), 0.5, labels=["inf", "half"]).options.options[0] == math.inf
 
 
-def test_a_plain_option_is_its_own_label_beside_a_definition_of_that_name() -> None:
-    """Found by audit: Choice("Opt", ObjectDef(Opt, ...)) recorded the str option as "Opt#0"
-    in params, not the value docs/search.md says; labels that still clash say to name them."""
+def test_options_of_one_label_get_their_place_and_clashes_say_to_name_them() -> None:
+    """A str option and a definition of that name share a label: both get their place, as
+    docs/search.md says (searches recorded with these labels resume by them; found by
+    review). Labels that still clash say to name them (found by audit)."""
     choice = Choice("Opt", ObjectDef(Opt, "sgd"), ObjectDef(Opt, "adam"))
     assert choice.options.labels == ("Opt", "sgd", "adam")
     choice = Choice("Opt", ObjectDef(Opt, lr=1), ObjectDef(Opt, lr=2))
-    assert choice.options.labels == ("Opt", "Opt#1", "Opt#2")
+    assert choice.options.labels == ("Opt#0", "Opt#1", "Opt#2")
     with pytest.raises(ConfigurationError, match=r"not all different; if they are, name them"):
         Choice("Opt#1", ObjectDef(Opt, lr=1), ObjectDef(Opt, lr=2))

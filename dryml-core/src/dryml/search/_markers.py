@@ -170,11 +170,10 @@ def _choice(options: tuple[Any, ...], labels: Any, name: Any) -> ChoiceSpec:
     if labels is None:
         made = [_label(o, i) for i, o in enumerate(options)]
         counts = {lab: made.count(lab) for lab in made if type(lab) is str}
-        # a plain value is its own label (Choice("Enc", ObjectDef(Enc)) recorded "Enc#0" for
-        # the str); a definition's shared label gets its place
-        made = [f"{lab}#{i}" if type(lab) is str and counts[lab] > 1
-                and type(option) not in _ATOMS else lab
-                for i, (lab, option) in enumerate(zip(made, options, strict=True))]
+        # every option of a shared label gets its place (a str option too: searches run
+        # with these labels resume by them)
+        made = [f"{lab}#{i}" if type(lab) is str and counts[lab] > 1 else lab
+                for i, lab in enumerate(made)]
     else:
         made = list(labels)
         if len(made) != len(options) or not all(isinstance(lab, str) and lab for lab in made):
