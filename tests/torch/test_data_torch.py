@@ -395,20 +395,3 @@ def test_the_first_example_of_a_large_batch_takes_no_memory_of_its_size(chain: s
     assert done.returncode == 0, done.stderr[-2000:]
     grown_mb = int(done.stdout.split()[-1])
     assert grown_mb < 20, f"{chain}: +{grown_mb} MB for the first example (the data is 38 MB)"
-
-
-def test_a_list_of_numbers_in_an_element_is_one_array_as_in_numpy() -> None:
-    """Found by the dataset audit: the same list of elements gave x as an array in a
-    NumpyDataset but a tuple of three scalars in a TorchDataset, which every trainer refused
-    as a nested structure. Lists that a DataLoader collates (of tensors) stay structures."""
-    from dryml.models import supervised_arrays
-    from dryml_torch.data import TorchDataset
-
-    rows = [([1.0, 2.0, 3.0], 0), ([4.0, 5.0, 6.0], 1)]
-    x, y = supervised_arrays(TorchDataset(rows, supervised=True))
-    expected_x, expected_y = supervised_arrays(NumpyDataset(rows, supervised=True))
-    np.testing.assert_array_equal(x, expected_x)
-    np.testing.assert_array_equal(y, expected_y)
-    pairs = TensorDataset(torch.zeros(4, 2), torch.arange(4))
-    x, y = next(iter(TorchDataset(DataLoader(pairs, batch_size=2), supervised=True)))
-    assert tuple(x.shape) == (2, 2) and y.tolist() == [0, 1]

@@ -27,11 +27,7 @@ __all__ = ["TorchDataset"]
 def _tuplify(value: Any, batched: bool = False) -> Any:
     """torch collates tuples into lists; dryml elements nest through tuples. In a batch, a
     sequence of strings (how torch collates a string field) is one leaf, a list: made a
-    structure, unbatching it cut each string into characters. A list of Python numbers (a
-    feature vector of a plain list of elements: torch collates numbers into tensors) is one
-    array, as NumpyDataset reads it (it became a tuple of scalars, which no trainer takes)."""
-    if type(value) is list and value and all(type(v) in (int, float, bool) for v in value):
-        return np.asarray(value)
+    structure, unbatching it cut each string into characters."""
     if type(value) is list or type(value) is tuple:
         if batched and value and all(isinstance(v, (str, bytes)) for v in value):
             return list(value)
@@ -161,8 +157,7 @@ class TorchDataset(Dataset, IterableDataset):  # type: ignore[misc]
     ``data`` is a torch ``DataLoader`` (batched with its ``batch_size`` unless ``batch_size``
     says otherwise), a map-style ``Dataset`` (read in index order), an ``IterableDataset`` or
     any re-iterable of elements. Lists in elements (as ``DataLoader`` collates them) become
-    tuples; a list of Python numbers is one array, as in ``NumpyDataset``. In a
-    ``DataLoader`` with several workers each worker reads every n-th element.
+    tuples. In a ``DataLoader`` with several workers each worker reads every n-th element.
     """
 
     def __init__(self, data: Any, supervised: bool = False, indexed: bool = False,
