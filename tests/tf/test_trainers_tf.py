@@ -564,3 +564,33 @@ def test_early_stopping_takes_a_first_nan_epoch_for_no_improvement() -> None:
         stopper.on_epoch_end(epoch, {"val_loss": value})
         assert not net.stop_training, epoch
     assert (stopper.best, stopper.best_epoch) == (0.4, 4)
+
+
+def test_a_monitor_nan_in_every_epoch_keeps_the_last_weights_and_says_so(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by review: with a validation set whose every epoch's val_loss is NaN, Keras
+    stopped after `patience` epochs without a word ("finished at epoch 3/10"), left no
+    stopped_epoch, and restored the first epoch's weights, where torch keeps the last."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 3)).astype(np.float32)
+    y = x.sum(axis=1, keepdims=True)
+    x_valid = x[:30].copy()
+    x_valid[0, 0] = np.nan
+    train = NumpyDataset((x, y), supervised=True)
+    valid = NumpyDataset((x_valid, y[:30]), supervised=True)
+
+    def build(epochs: int, early: EarlyStopping | None) -> KerasTrainable:
+        return KerasTrainable(Sequential([("Dense", {"units": 1})], input_shape=(3,)),
+                              Optimizer("Adam", learning_rate=0.05), Loss("MeanSquaredError"),
+                              spec=TrainSpec(epochs=epochs, seed=0, early_stopping=early),
+                              task="regressor", dry_id="same-weights")
+
+    stopped = build(10, EarlyStopping(patience=2))
+    stopped.train(train, valid)
+    assert stopped.train_state.progress["stopped_epoch"] == 2
+    assert "best_epoch" not in stopped.train_state.progress
+    assert "val_loss was NaN in every epoch" in capsys.readouterr().err
+    two = build(2, None)  # the same model trained for two epochs, as the stopped one was
+    two.train(train, valid)
+    test = NumpyDataset(x[30:60])
+    np.testing.assert_allclose(stopped.eval(test).peek(), two.eval(test).peek(), rtol=1e-6)

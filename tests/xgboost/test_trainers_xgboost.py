@@ -374,3 +374,26 @@ def test_early_stopping_takes_a_first_nan_round_for_no_improvement() -> None:
         log["validation_1"]["rmse"].append(value)
         assert not stopper.after_iteration(booster, round_, log), round_
     assert (booster.attr("best_score"), booster.attr("best_iteration")) == ("0.4", "4")
+
+
+def test_a_score_nan_in_every_round_leaves_no_best_round() -> None:
+    """Found by review: round 0 stayed the best of a score NaN in every round, and the model
+    predicted with round 0 alone; no round is best then, and every round predicts."""
+    import math
+
+    import xgboost
+
+    from dryml_xgboost._models_util import EarlyStopping as XGBoostEarlyStopping
+
+    booster = xgboost.Booster()
+    stopper = XGBoostEarlyStopping(rounds=2, metric_name="rmse", maximize=False,
+                                   save_best=False)
+    log: dict[str, dict[str, list[float]]] = {"validation_0": {"rmse": []},
+                                              "validation_1": {"rmse": []}}
+    for round_ in range(3):
+        log["validation_0"]["rmse"].append(1.0)
+        log["validation_1"]["rmse"].append(math.nan)
+        stopped = stopper.after_iteration(booster, round_, log)
+    assert stopped
+    stopper.after_training(booster)
+    assert booster.attr("best_iteration") is None and booster.attr("best_score") is None

@@ -107,10 +107,11 @@ class ProgressBar(keras.callbacks.Callback):  # type: ignore[misc]
             return
         state = getattr(getattr(self.trainable, "train_state", None), "progress", {})
         stopping = getattr(getattr(self.trainable, "spec", None), "early_stopping", None)
-        if "stopped_epoch" in state and "best_epoch" in state and stopping is not None:
+        if "stopped_epoch" in state and stopping is not None:
             self.track.status(progress.early_stopping_message(
                 "epoch", int(state["stopped_epoch"]), stopping.monitor,
-                float(state["best"]) if "best" in state else None, int(state["best_epoch"])))
+                float(state["best"]) if "best" in state else None,
+                int(state["best_epoch"]) if "best_epoch" in state else None))
         self.track.close()
         self.track = None
 
@@ -155,6 +156,13 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):  # type: ignore[mis
             return True
         return bool(super()._is_improvement(monitor_value, reference_value))
 
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        """A monitor NaN in every epoch left no best epoch: the last epoch's weights stay
+        (Keras restored the first's), as in the other backends."""
+        if self.best is None or self.best != self.best:
+            self.best_weights = None
+        super().on_train_end(logs)
+
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         """Reset, then take the saved state when resuming."""
         super().on_train_begin(logs)
@@ -187,8 +195,9 @@ class Recorder(keras.callbacks.Callback):  # type: ignore[misc]
             state.progress.update(best=float(early.best), best_epoch=int(early.best_epoch) + 1,
                                   wait=int(early.wait))
             self.trainable._best_weights = early.best_weights
-            if self.model.stop_training:
-                state.progress["stopped_epoch"] = epoch + 1
+        if early is not None and self.model.stop_training:
+            # also when no epoch was best (a monitor NaN in every epoch): training ended here
+            state.progress["stopped_epoch"] = epoch + 1
         self.trainable.on_epoch_end(dict(row))
 
 

@@ -76,8 +76,10 @@ class ProgressBar(xgboost.callback.TrainingCallback):
                 value = None if score is None else float(score)
                 if value is not None and (self.monitor or "").removeprefix("val_") == "accuracy":
                     value = 1.0 - value  # watched as XGBoost's error
+                nan = value is not None and value != value  # NaN in every round: no best
                 self.track.status(progress.early_stopping_message(
-                    "round", self.done, self.monitor or "val_loss", value, int(best) + 1))
+                    "round", self.done, self.monitor or "val_loss", value,
+                    None if nan else int(best) + 1))
             self.track.close()
             self.track = None
         return model
@@ -108,6 +110,16 @@ class EarlyStopping(xgboost.callback.EarlyStopping):  # type: ignore[misc]
                 self.stopping_history.clear()
                 scores.clear()
         return super()._update_rounds(*args, **kwargs)
+
+    def after_training(self, model: Any) -> Any:
+        """A score NaN in every round left round 0 as the best, and predictions used it
+        alone: no round is best then, and every round predicts (as torch keeps its last
+        epoch's weights)."""
+        model = super().after_training(model)
+        score = model.attr("best_score") if hasattr(model, "attr") else None
+        if score is not None and _nan(float(score)):
+            model.set_attr(best_score=None, best_iteration=None)
+        return model
 
 
 def _nan(score: Any) -> bool:
