@@ -259,6 +259,17 @@ def test_bad_components_are_refused_with_a_fix() -> None:
     model = TorchTrainable(mlp(), Optimizer("Adam"), Loss("CrossEntropyLoss", reduction="sum"))
     with pytest.raises(ConfigurationError, match=r"takes the default reduction='mean'"):
         model.train(classification_data(n=50))
+    # KLDivLoss' batchmean is a mean over each batch's examples: trained (found by review)
+    from dryml.data import NumpyDataset
+
+    x, labels = classification_data(n=60).numpy().peek()
+    target = np.eye(3, dtype=np.float32)[labels] * 0.9 + 0.1 / 3
+    kl = TorchTrainable(Sequential([("Linear", {"in_features": x.shape[1], "out_features": 3}),
+                                    ("LogSoftmax", {"dim": 1})]),
+                        Optimizer("Adam"), Loss("KLDivLoss", reduction="batchmean"),
+                        TrainSpec(epochs=1, seed=0), task="regressor")
+    kl.train(NumpyDataset((x, target), supervised=True))
+    assert kl.train_state.history[-1]["loss"] > 0
 
 
 class Custom(Network):

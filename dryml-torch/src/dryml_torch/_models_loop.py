@@ -243,14 +243,14 @@ def run_training(model: TorchTrainable, net: torch.nn.Module, device: torch.devi
     valid_t = _as_tensors(net, *valid_xy) if valid_xy is not None else None
     stopper = spec.early_stopping
     loss_fn = model.loss.build().to(device)
-    if getattr(loss_fn, "reduction", "mean") != "mean":
+    if getattr(loss_fn, "reduction", "mean") not in ("mean", "batchmean"):
         # the loop, its logs and the procedures weigh each batch by its rows, as for a mean:
         # with "sum" loss and val_loss were on scales that differ by the batch size
         raise ConfigurationError(
             f"{type(loss_fn).__name__}(reduction={loss_fn.reduction!r}): dryml's training "
             "averages the loss over each batch's examples, so it takes the default "
-            "reduction='mean' (for the gradients of a sum, scale the learning rate by the "
-            "batch size instead)")
+            "reduction='mean' (or KLDivLoss' 'batchmean'; for the gradients of a sum, scale "
+            "the learning rate by the batch size instead)")
     classifier = model.task == "classifier"
     if classifier:
         check_classifier_network(net)
