@@ -320,16 +320,36 @@ class _SplitsItself(IterableDataset):  # type: ignore[misc]
             yield torch.tensor([float(i)]), torch.tensor(i)
 
 
+class _ShufflesItself(IterableDataset):  # type: ignore[misc]
+    """An IterableDataset that shuffles with Python's or numpy's global generator."""
+
+    def __init__(self, how: str) -> None:
+        self.how = how
+
+    def __iter__(self) -> Any:
+        import random
+
+        if self.how == "python":
+            order = list(range(20))
+            random.shuffle(order)
+        else:
+            order = np.random.permutation(20).tolist()
+        return iter((torch.tensor([float(i)]), torch.tensor(i)) for i in order)
+
+
 def test_sources_read_in_several_workers_give_every_example_once() -> None:
     """Found by the dataset audit: an IterableDataset that splits itself among workers was
     split again (10 of 20 examples arrived), and a wrapped DataLoader(shuffle=True) drew its
-    own order in each worker (20 rows, 16 distinct)."""
+    own order in each worker (20 rows, 16 distinct); so did a source shuffling with Python's or
+    numpy's global generator (found by review)."""
     from dryml_torch.data import TorchDataset
 
     splits = TorchDataset(_SplitsItself(20), supervised=True)
     data = TensorDataset(torch.arange(20.0)[:, None], torch.arange(20))
     shuffled = TorchDataset(DataLoader(data, batch_size=4, shuffle=True), supervised=True)
-    for ds, batched in ((splits, False), (splits.batch(4), True), (shuffled, True)):
+    own = [TorchDataset(_ShufflesItself(how), supervised=True) for how in ("python", "numpy")]
+    for ds, batched in ((splits, False), (splits.batch(4), True), (shuffled, True),
+                        (own[0], False), (own[1], False)):
         epochs = []
         for _ in range(2):
             got = []

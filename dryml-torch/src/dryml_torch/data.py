@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import random
 from collections.abc import Callable, Iterable, Iterator
 from itertools import chain, count
 from typing import Any
@@ -78,9 +79,10 @@ def _whole_pass(seed: int | None) -> Iterator[None]:
     workers' shares of it make up the whole: the source is told it is in no worker (an
     IterableDataset that splits itself among workers, as torch's docs show, was split again
     by _shard: 10 of 20 examples arrived), and with ``seed`` (on a pass's first read, where
-    a wrapped DataLoader's sampler draws its order) torch's random numbers are the epoch's,
-    shared by the workers (each worker's own order of a shuffle=True DataLoader lost and
-    repeated examples), this process's own stream coming back after."""
+    a wrapped DataLoader's sampler draws its order) torch's, Python's and numpy's global
+    random numbers are the epoch's, shared by the workers (each worker's own order of a
+    shuffle=True DataLoader lost and repeated examples), this process's own streams coming
+    back after."""
     # torch keeps a worker's info in this module variable (get_worker_info returns it); a
     # release that keeps it elsewhere leaves the source told it is a worker, as before
     try:
@@ -95,9 +97,18 @@ def _whole_pass(seed: int | None) -> Iterator[None]:
         if seed is None:
             yield
         else:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                yield
+            # Python's and numpy's global generators too: a source that shuffles with
+            # random.shuffle or np.random.permutation lost and repeated examples so
+            saved_random, saved_numpy = random.getstate(), np.random.get_state()
+            random.seed(seed)
+            np.random.seed(seed % 2**32)
+            try:
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(seed)
+                    yield
+            finally:
+                random.setstate(saved_random)
+                np.random.set_state(saved_numpy)
     finally:
         if hides:
             torch_worker._worker_info = saved
