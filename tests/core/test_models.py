@@ -275,6 +275,7 @@ def test_targets_of_several_columns_must_be_class_rows_and_name_the_predictions(
                                               r"in \[0, 1\] summing to 1\)"):
             arrays.accuracy(targets, np.array([0, 1, 0, 1]))
     assert arrays.accuracy(one_hot * 0.9 + 0.05, y - 1) == 1.0  # smoothed rows are classes
+    assert arrays.accuracy(one_hot, (y - 1).astype(bool)) == 1.0  # booleans name 0 and 1
 
 
 def test_whole_number_float_labels_name_their_columns_as_integers_do() -> None:

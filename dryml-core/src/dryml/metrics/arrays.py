@@ -61,7 +61,8 @@ def labels_of(values: Any) -> np.ndarray:
     if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
         row = int(np.argwhere(~np.isfinite(array))[0][0])
         raise MetricError(f"the labels hold NaN or infinity (row {row} first): drop or fill "
-                          "those examples before scoring")
+                          "those examples before scoring (targets), or look at the model that "
+                          "gave them (predictions)")
     if np.issubdtype(array.dtype, np.floating) and not np.all(np.mod(array, 1) == 0):
         raise MetricError(
             "expected class labels but got a column of non-integer numbers (probabilities or "
@@ -137,6 +138,8 @@ def _columns_named(p: np.ndarray, k: int) -> None:
     {1, 2} scored 0.0)."""
     if not len(p) or _text(p):
         return  # strings against column numbers: _same_kind says so
+    if p.dtype.kind == "b":  # False and True name columns 0 and 1 (found by review)
+        p = p.astype(np.int64)
     whole = np.issubdtype(p.dtype, np.number) and bool(np.all(np.mod(p, 1) == 0))
     outside = p[(p < 0) | (p >= k)] if whole else p
     if len(outside):
