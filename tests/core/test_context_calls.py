@@ -208,6 +208,38 @@ def test_objects_held_by_a_dataclass_enter_compute_mode_in_a_context_that_runs_t
     assert outer() == (True, False)
 
 
+class _Link:
+    """One link of a chain of instances, each holding the next (a linked list)."""
+
+    def __init__(self, after: Any) -> None:
+        self.after = after
+
+
+class _Private:
+    __slots__ = ("__held",)
+
+    def __init__(self, held: Any) -> None:
+        self.__held = held
+
+
+def test_objects_are_found_however_deep_and_in_whatever_holds_them() -> None:
+    """Found by review: Objects in a functools.partial, a deque or a private slot were left
+    out, and a chain of a thousand instances made the walk a RecursionError."""
+    import functools
+
+    from dryml.context._lifecycle import iter_objects
+
+    inner = [Counter(i) for i in range(5)]
+    chain: Any = inner[0]
+    for _ in range(3000):
+        chain = _Link(chain)
+    holders = [chain, functools.partial(print, inner[1], end=inner[2]),
+               collections.deque([inner[3]]), _Private(inner[4])]
+    assert list(iter_objects(holders)) == inner
+    holder = Holder(inner[0])  # contained Objects first, each once
+    assert list(iter_objects([[holder, inner[0]], holder])) == [inner[0], holder]
+
+
 def test_attributes_set_outside_the_saved_state_are_dropped_saying_so() -> None:
     """An attribute the caller set on an Object (model.experiment = "run-42") was gone after
     a call that updated it (train() in a worker), without a word."""

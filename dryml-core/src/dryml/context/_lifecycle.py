@@ -9,9 +9,11 @@ the Objects holding them and leave after them.
 
 from __future__ import annotations
 
+import collections
+import functools
 import types
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -26,16 +28,19 @@ _ENTER = ("compute_prepare_imp", "load_compute_imp")
 _LEAVE = ("save_compute_imp", "compute_cleanup_imp")
 
 
-def _children(value: Any) -> Iterator[Any]:
+def _children(value: Any) -> Sequence[Any]:
+    """What ``value`` holds that may be or hold an Object, in order."""
     if isinstance(value, Object):
-        yield from value.dry_args
-        yield from value._dry_kwargs.values()
-    elif isinstance(value, dict):
-        yield from value.values()
-    elif isinstance(value, (list, tuple, set, frozenset)):
-        yield from value
-    else:
-        yield from _attributes(value)
+        return (*value.dry_args, *value._dry_kwargs.values())
+    if isinstance(value, (list, tuple, collections.deque)):
+        return value
+    if isinstance(value, dict):
+        return list(value.values())
+    if isinstance(value, (set, frozenset)):
+        return list(value)
+    if isinstance(value, functools.partial):
+        return (value.func, *value.args, *value.keywords.values())
+    return _attributes(value)
 
 
 #: Values whose attributes are never looked into: what pickle sends by name (classes,
@@ -46,7 +51,23 @@ _OPAQUE = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType
            weakref.ref, *weakref.ProxyTypes, np.ndarray, np.generic)
 
 
-def _attributes(value: Any) -> Iterator[Any]:
+@functools.lru_cache(maxsize=1024)
+def _slot_names(cls: type) -> tuple[str, ...]:
+    """The attribute names of ``cls``'s ``__slots__`` (its bases' too), private ones
+    mangled as Python stores them (``__m`` of class ``C``: ``_C__m``)."""
+    names = []
+    for klass in cls.__mro__:
+        slots = klass.__dict__.get("__slots__", ())
+        for name in (slots,) if isinstance(slots, str) else slots:
+            if name in ("__dict__", "__weakref__"):
+                continue
+            if name.startswith("__") and not name.endswith("__"):
+                name = f"_{klass.__name__.lstrip('_')}{name}"
+            names.append(name)
+    return tuple(names)
+
+
+def _attributes(value: Any) -> list[Any]:
     """The attribute values of a plain instance (a dataclass, an experiment record): what
     pickle sends of it, so that an Object it holds is found here as a worker finds it."""
     found: list[Any] = []
@@ -54,16 +75,13 @@ def _attributes(value: Any) -> Iterator[Any]:
         attrs = getattr(value, "__dict__", None)
         if type(attrs) is dict:
             found += attrs.values()
-        for cls in type(value).__mro__:
-            slots = cls.__dict__.get("__slots__", ())
-            for name in (slots,) if isinstance(slots, str) else slots:
-                if name not in ("__dict__", "__weakref__"):
-                    item = getattr(value, name, _UNSET)
-                    if item is not _UNSET:
-                        found.append(item)
+        for name in _slot_names(type(value)):  # type: ignore[arg-type]  # classes hash
+            item = getattr(value, name, _UNSET)
+            if item is not _UNSET:
+                found.append(item)
     except Exception:  # noqa: BLE001 - what cannot be looked into holds nothing found here
-        return iter(())
-    return iter(found)
+        return []
+    return found
 
 
 _UNSET = object()
@@ -74,20 +92,30 @@ def iter_objects(values: Iterable[Any]) -> Iterator[Object]:
     Objects held by other instances (a dataclass, a record of an experiment) are found too, as
     a worker finds them when the call's arguments reach it: a model in a dataclass was left
     out of the call's requirement (a torch model ran in the framework-free context) and of
-    compute mode."""
+    compute mode. Walked with a stack of its own: a chain of a thousand instances, each
+    holding the next, is no RecursionError."""
     seen: set[int] = set()
+    stack: list[Any] = list(values)[::-1]
+    while stack:
+        node = stack.pop()
+        if type(node) is _Done:  # every value an Object holds was walked: the Object next
+            yield node.obj
+            continue
+        if issubclass(type(node), _OPAQUE) or id(node) in seen:  # type(): a dead proxy
+            continue
+        seen.add(id(node))
+        if isinstance(node, Object):
+            stack.append(_Done(node))
+        stack.extend(reversed(_children(node)))
 
-    def walk(value: Any) -> Iterator[Object]:
-        if id(value) in seen or issubclass(type(value), _OPAQUE):  # type(): a dead proxy
-            return
-        seen.add(id(value))
-        for child in _children(value):
-            yield from walk(child)
-        if isinstance(value, Object):
-            yield value
 
-    for value in values:
-        yield from walk(value)
+class _Done:
+    """On :func:`iter_objects`' stack: the Object to give once what it holds is given."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: Object) -> None:
+        self.obj = obj
 
 
 def _hook_chain(cls: type, name: str) -> list[Any]:
