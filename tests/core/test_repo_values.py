@@ -471,11 +471,13 @@ def test_numpy_zeros_and_nans_are_found_as_objectdef_equality_has_them(tmp_path:
               "f32": np.float32(-0.0), "arr": np.array([-0.0, np.nan]),
               "arr2": np.array([0.0, nan(0x7FF8000000000001)]),
               "cplx": np.complex128(complex(-0.0, np.nan)), "cplx2": np.complex128(np.nan),
+              "rec": np.array([(-0.0, 1)], dtype=[("a", "<f8"), ("b", "<i4")]),
+              "rec2": np.array([(0.0, 1)], dtype=[("a", "<f8"), ("b", "<i4")]),
               "other": np.float64(1.0)}
     repo = Repo(tmp_path / "r", create=True)
     repo.add_objects([Val(v, dry_id=k) for k, v in values.items()])
     groups = [["neg", "pos"], ["nan", "payload", "signed"], ["f32"], ["arr", "arr2"],
-              ["cplx", "cplx2"], ["other"]]
+              ["cplx", "cplx2"], ["rec", "rec2"], ["other"]]
     for index_values in (VALUES_VERSION, "4"):
         for group in groups:
             for name in group:

@@ -110,24 +110,42 @@ def canonical_numpy(node: dict[str, Any]) -> dict[str, Any]:
     one), so that a query for ``np.float64(0.0)`` finds an object built with
     ``np.float64(-0.0)``, as it does for Python floats. Anything else (other dtypes, an entry
     this cannot read) is returned as it is. Never raises: the entry may come from any file."""
+    from dryml._numpy_codec import _dtype
+
     data = node.get("data")
     descr = data.get("dtype") if type(data) is dict else None
-    if type(descr) is not str or not _NUMPY_FLOATS.fullmatch(descr):
+    records = type(descr) is list  # a record dtype: its float fields
+    if not records and (type(descr) is not str or not _NUMPY_FLOATS.fullmatch(descr)):
         return node
     try:
-        dtype = np.dtype(descr)
+        dtype = _dtype(descr)
         raw = base64.b64decode(str(data.get("b64")), validate=True)  # type: ignore[union-attr]
         if dtype.itemsize == 0 or len(raw) % dtype.itemsize:
             return node
         values = np.frombuffer(raw, dtype=dtype).copy()
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, FormatError):
         return node
     with np.errstate(all="ignore"):
-        values += 0  # -0.0 + 0.0 is 0.0 (each part of a complex number)
-        values[np.isnan(values)] = np.nan
+        if records:
+            # records compare field by field (-0.0 == 0.0) or by their bytes (a NaN only
+            # equals its own bits): only their zeros are made one
+            _positive_zeros(values)
+        else:
+            values += 0  # -0.0 + 0.0 is 0.0 (each part of a complex number)
+            values[np.isnan(values)] = np.nan
     b64 = base64.b64encode(values.tobytes()).decode("ascii")
     return node if b64 == data["b64"] else {  # type: ignore[index]
         **node, "data": {**data, "b64": b64}}  # type: ignore[dict-item]
+
+
+def _positive_zeros(records: np.ndarray) -> None:
+    """Make every -0.0 of a record array's float fields (nested ones too) 0.0, in place."""
+    for name in records.dtype.names or ():
+        field = records[name]
+        if field.dtype.names:
+            _positive_zeros(field)
+        elif field.dtype.kind in "fc":
+            field += 0
 
 
 def _kind(value: Any, tagged: bool = True) -> tuple[str, Any] | None:
