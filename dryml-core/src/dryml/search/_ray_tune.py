@@ -183,7 +183,9 @@ def collect_tune(results: Any, repo: Any, name: str, *, metric: Any = "accuracy"
         raise ConfigurationError(
             f"{repo.directory} already holds {held} trial(s) of a search named {name!r}; "
             "collect these results under another name (each Tune run numbers its trials from "
-            "0, so trials of two runs under one name would be taken for one another)")
+            "0, so trials of two runs under one name would be taken for one another), or, to "
+            f"collect again, remove those first ('dryml repo ls {repo.directory} --where "
+            f"search={name}' lists them)")
     write_settings(state_dir(repo.directory), name, {
         "space": None if space is None else space.to_dict(), "sampler": "ray-tune",
         "metrics": names, "directions": directions, "seed": None, "folds": None,
