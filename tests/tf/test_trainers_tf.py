@@ -567,7 +567,7 @@ def test_early_stopping_takes_a_first_nan_epoch_for_no_improvement() -> None:
 
 
 def test_a_monitor_nan_in_every_epoch_keeps_the_last_weights_and_says_so(
-        capsys: pytest.CaptureFixture[str]) -> None:
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     """Found by review: with a validation set whose every epoch's val_loss is NaN, Keras
     stopped after `patience` epochs without a word ("finished at epoch 3/10"), left no
     stopped_epoch, and restored the first epoch's weights, where torch keeps the last."""
@@ -594,3 +594,16 @@ def test_a_monitor_nan_in_every_epoch_keeps_the_last_weights_and_says_so(
     two.train(train, valid)
     test = NumpyDataset(x[30:60])
     np.testing.assert_allclose(stopped.eval(test).peek(), two.eval(test).peek(), rtol=1e-6)
+    # resumed from a checkpoint of epoch 1, it stops where the uninterrupted run did (the
+    # epochs waited were not kept while no epoch was best: it ran to epoch 3; found by audit)
+    path = tmp_path / "ckpt.dry"
+    crashing = Checkpointing(Sequential([("Dense", {"units": 1})], input_shape=(3,)),
+                             Optimizer("Adam", learning_rate=0.05), Loss("MeanSquaredError"),
+                             TrainSpec(epochs=10, seed=0, early_stopping=EarlyStopping(patience=2)),
+                             task="regressor", path=str(path), crash_after=1)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        crashing.train(train, valid)
+    resumed = load_object(path)
+    resumed.train(train, valid)
+    assert resumed.train_state.progress["stopped_epoch"] == 2
+    assert len(resumed.train_state.history) == 2

@@ -191,9 +191,12 @@ class Recorder(keras.callbacks.Callback):  # type: ignore[misc]
         state = self.trainable.train_state
         state.history.append(row)
         state.progress["epoch"] = epoch + 1
+        if early is not None:
+            # the epochs waited also while no epoch was best (a monitor NaN so far): a
+            # checkpoint resumed counted them from 0 again and ran past the uninterrupted stop
+            state.progress["wait"] = int(early.wait)
         if early is not None and early.best is not None:
-            state.progress.update(best=float(early.best), best_epoch=int(early.best_epoch) + 1,
-                                  wait=int(early.wait))
+            state.progress.update(best=float(early.best), best_epoch=int(early.best_epoch) + 1)
             self.trainable._best_weights = early.best_weights
         if early is not None and self.model.stop_training:
             # also when no epoch was best (a monitor NaN in every epoch): training ended here
@@ -301,10 +304,11 @@ def run_fit(trainable: KerasTrainable, data: Dataset, valid: Dataset | None) -> 
     early: ResumableEarlyStopping | None = None
     if stopping is not None:
         resume = None
-        if first and "best" in state.progress:
-            resume = {"best": state.progress["best"], "wait": state.progress["wait"],
-                      "best_epoch": state.progress["best_epoch"] - 1,
-                      "best_weights": trainable._best_weights}
+        if first and "wait" in state.progress:
+            resume = {"best": state.progress.get("best"), "wait": state.progress["wait"],
+                      "best_epoch": state.progress.get("best_epoch", 1) - 1,
+                      "best_weights": trainable._best_weights
+                      if "best" in state.progress else None}
         early = ResumableEarlyStopping(
             resume, monitor=stopping.monitor, patience=stopping.rounds,
             min_delta=stopping.min_delta, mode="auto" if stopping.auto else stopping.mode,
