@@ -444,3 +444,17 @@ def test_a_sparse_matrix_is_said_to_need_toarray() -> None:
 
     with pytest.raises(DatasetError, match=r"It is a sparse matrix: pass x.toarray\(\)"):
         NumpyDataset((sparse.csr_matrix(np.eye(3)), np.arange(3)), supervised=True)
+
+
+def test_a_transformer_with_sparse_output_gives_dense_rows() -> None:
+    """OneHotEncoder's sparse output failed in numpy ("zero-dimensional arrays cannot be
+    concatenated"), after fitting (found by the resume and Pipe audit)."""
+    from dryml.data import NumpyDataset
+    from dryml_sklearn.models import Estimator, SklearnTrainable
+
+    x = np.array([[0], [1], [2], [1]])
+    encoder = SklearnTrainable(Estimator("sklearn.preprocessing.OneHotEncoder"),
+                               task="transformer")
+    encoder.train(NumpyDataset((x, np.zeros(4)), supervised=True))
+    out = np.asarray(encoder.eval(NumpyDataset(x)).peek())
+    np.testing.assert_array_equal(out, np.eye(3)[[0, 1, 2, 1]])

@@ -287,14 +287,18 @@ class SklearnTrainable(Trainable):
 
     def predict(self, x: Any) -> Any:
         """Class probabilities (classifier), values (regressor) or transformed inputs
-        (transformer) for a numpy batch."""
+        (transformer, as a dense array: a sparse output is made dense) for a numpy batch."""
         if self.model is None:
             raise NotTrainedError("SklearnTrainable.predict before training: call train() first")
         if self.task == "classifier":
             return class_columns(self.model.predict_proba(x), getattr(self.model, "classes_",
                                                                       None))
         if self.task == "transformer":
-            return self.model.transform(x)
+            out = self.model.transform(x)
+            # a sparse matrix (OneHotEncoder's, KBinsDiscretizer's by default) is no array:
+            # dryml's Datasets hold dense ones (it failed in numpy, "zero-dimensional arrays
+            # cannot be concatenated")
+            return out.toarray() if hasattr(out, "toarray") else out
         return self.model.predict(x)
 
     def save_object_imp(self, store: SaveStore) -> None:
