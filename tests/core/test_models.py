@@ -182,7 +182,8 @@ def test_components_are_part_of_the_definition_and_selectable() -> None:
 def test_train_spec_rejects_nonsense() -> None:
     # early stopping without validation_split is refused by train() when no validation
     # Dataset is passed (tests/xgboost/test_trainers_xgboost.py), not by TrainSpec
-    with pytest.raises(ConfigurationError, match="pass a validation Dataset"):
+    with pytest.raises(ConfigurationError, match=r"pass a validation Dataset.*in a Search, a "
+                                                 r"trial's model is given the scored rows"):
         Nearest(TrainSpec(early_stopping=EarlyStopping())).train(blobs())
     with pytest.raises(ConfigurationError, match="validation_split"):
         TrainSpec(validation_split=1.5)

@@ -141,7 +141,9 @@ class Trainable(Object):
             # in TrainSpec refused early stopping without validation_split)
             raise ConfigurationError(
                 "early stopping needs validation data: pass a validation Dataset, "
-                "train(data, valid), or set TrainSpec(validation_split=...) > 0")
+                "train(data, valid), or set TrainSpec(validation_split=...) > 0 (in a Search, "
+                "a trial's model is given the scored rows to validate on only with a pruner: "
+                "give its TrainSpec a validation_split)")
         if self._dispatch():
             from dryml.models._remote import remote_train
 
