@@ -699,3 +699,31 @@ def test_val_accuracy_of_one_logit_per_row_against_a_column_of_labels() -> None:
     out = torch.tensor([[2.0], [-1.0], [0.5], [-3.0]])
     y = torch.tensor([[1.0], [1.0], [0.0], [0.0]])
     assert int(_correct(out, y, None)) == int(_correct(out[:, 0], y[:, 0], None)) == 2
+
+
+class Widening(Network):
+    """A network whose code decides its width (WIDTH), as code edited between runs does."""
+
+    WIDTH = 8
+
+    def build(self) -> Any:
+        import torch
+
+        return torch.nn.Sequential(torch.nn.Linear(4, Widening.WIDTH),
+                                   torch.nn.Linear(Widening.WIDTH, 3))
+
+
+def test_weights_that_do_not_fit_edited_network_code_say_the_code_may_have_changed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Weights saved with one width and checked against the network after its code changed
+    were said to be a damaged or crafted file, nothing more (found by the resume and Pipe
+    audit)."""
+    from dryml.errors import FormatError
+    from dryml_torch.models import _check_stored_shapes
+
+    saved = Widening().build().state_dict()
+    monkeypatch.setattr(Widening, "WIDTH", 16)
+    with pytest.raises(FormatError, match=r"has shape \(8, 4\) where the network its arguments "
+                                          r"build has \(16, 4\); the file is damaged or was "
+                                          r"crafted, or the network's code"):
+        _check_stored_shapes(Widening(), saved)

@@ -202,6 +202,11 @@ def _build_network(network: Any) -> torch.nn.Module:
     return module
 
 
+#: why stored weights may not fit the network the arguments build: the file, or the code
+_CHANGED = ("; the file is damaged or was crafted, or the network's code (a Network "
+            "subclass's build) now builds other layers than when it was saved")
+
+
 def _check_stored_shapes(network: Any, state: Any) -> None:
     """FormatError unless ``state`` has the entries and shapes of the module ``network``
     builds, learned on the meta device (no memory for the weights) before the real build:
@@ -216,15 +221,14 @@ def _check_stored_shapes(network: Any, state: Any) -> None:
         return
     if not isinstance(state, Mapping) or set(state) != set(expected):
         raise FormatError("the file's stored weights do not name the parameters of the network "
-                          "its arguments build; the file is damaged or was crafted")
+                          f"its arguments build{_CHANGED}")
     for name, want in expected.items():
         have = state[name]
         if (isinstance(want, torch.Tensor) and not torch.nn.parameter.is_lazy(want)
                 and (not isinstance(have, torch.Tensor) or have.shape != want.shape)):
             got = tuple(have.shape) if isinstance(have, torch.Tensor) else type(have).__name__
             raise FormatError(f"the file's stored {name!r} has shape {got} where the network "
-                              f"its arguments build has {tuple(want.shape)}; the file is "
-                              "damaged or was crafted")
+                              f"its arguments build has {tuple(want.shape)}{_CHANGED}")
 
 
 class TorchTrainable(Trainable):
@@ -320,8 +324,7 @@ class TorchTrainable(Trainable):
                 best.load_state_dict(stored["best_model"])
         except (RuntimeError, ValueError, KeyError, TypeError) as exc:
             raise FormatError(f"the file's stored state does not fit the network its "
-                              f"arguments build ({exc}); the file is damaged or was "
-                              "crafted") from None
+                              f"arguments build ({exc}){_CHANGED}") from None
         self._opt, self._best = opt, best
 
     def _place(self, device: Any, optimizer: bool) -> Any:
