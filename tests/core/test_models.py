@@ -495,3 +495,22 @@ def test_log_loss_of_rows_that_are_no_distribution_is_refused() -> None:
         arrays.log_loss(np.array([0, 1, 0]), prob)
     softmax = prob / prob.sum(axis=1, keepdims=True)
     assert arrays.log_loss(np.array([0, 1, 0]), softmax.astype(np.float16)) > 0
+
+
+def test_a_component_set_after_construction_is_said_not_to_be_recorded() -> None:
+    """Found by the resume audit: model.spec = TrainSpec(epochs=2) on a model built with 6
+    trained 6 epochs in a worker and 2 in place, and a saved copy recorded 6, without a word."""
+    from dryml.errors import DrymlWarning
+
+    model = Nearest(TrainSpec(epochs=6))
+    model.spec = TrainSpec(epochs=2)
+    with pytest.warns(DrymlWarning, match=r"Nearest.spec holds another object than the 'spec' "
+                                          r"it was built with: a component set after "
+                                          r"construction is not recorded"):
+        model.train(blobs())
+    import warnings
+
+    built = Nearest(TrainSpec(epochs=2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        built.train(blobs())  # as built: no warning

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import warnings
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -134,6 +136,15 @@ class Trainable(Object):
         worker (default ``{framework: {}}``: one CPU, no GPU), e.g.
         ``{"torch": {"num_gpus": 1}}`` or ``{"tf": {"gpu/0": 0.5}}``.
         """
+        changed = reassigned_components(self)
+        if changed:
+            from dryml.errors import warn
+
+            warn(f"{type(self).__qualname__}.{changed[0]} holds another object than the "
+                 f"{changed[0]!r} it was built with: a component set after construction is "
+                 "not recorded, so training in a worker, and a saved copy, use the one it was "
+                 "built with; build a new model with it instead (e.g. ObjectDef(cls, ...) or "
+                 "model.definition() with the new argument)")
         spec = getattr(self, "spec", None)
         if (valid is None and getattr(spec, "early_stopping", None) is not None
                 and getattr(spec, "validation_split", 0.0) == 0.0):
@@ -241,3 +252,28 @@ def frameworks_of(obj: Object) -> set[str]:
     from dryml.context._lifecycle import iter_objects
 
     return {fw for o in iter_objects([obj]) if (fw := type(o).dry_framework) != "default"}
+
+
+def reassigned_components(obj: Object) -> list[str]:
+    """Names of constructor arguments that were given an Object (a component: a spec, an
+    optimizer, a network) whose attribute of the same name now holds another one: set after
+    construction, which the definition does not record (``model.spec = TrainSpec(epochs=2)``
+    trained 6 epochs in a worker, 2 in place, and was saved with 6)."""
+    names = _parameter_names(type(obj))
+    given = dict(zip(names, obj.dry_args, strict=False))
+    given.update({k: v for k, v in obj._dry_kwargs.items() if k != "dry_id"})
+    held = obj.__dict__
+    return [name for name, value in given.items()
+            if isinstance(value, Object) and name in held and held[name] is not value
+            and isinstance(held[name], Object)]
+
+
+@functools.lru_cache(maxsize=256)
+def _parameter_names(cls: type) -> tuple[str, ...]:
+    """The names of ``cls.__init__``'s positional parameters, in order (after ``self``)."""
+    try:
+        parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    except (TypeError, ValueError):
+        return ()
+    return tuple(p.name for p in parameters
+                 if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
