@@ -272,7 +272,8 @@ def reassigned_components(obj: Object) -> list[str]:
 def _parameter_names(cls: type) -> tuple[str, ...]:
     """The names of ``cls.__init__``'s positional parameters, in order (after ``self``)."""
     try:
-        parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]
+        init = cls.__init__  # type: ignore[misc]  # the class's own, not an instance's
+        parameters = list(inspect.signature(init).parameters.values())[1:]
     except (TypeError, ValueError):
         return ()
     return tuple(p.name for p in parameters
