@@ -588,38 +588,3 @@ def test_an_index_of_a_newer_dryml_is_not_rewritten_but_marked_for_it(tmp_path: 
     assert conn.execute("SELECT value FROM info WHERE key = 'values'").fetchone() == (
         VALUES_VERSION,)
     conn.close()
-
-
-def test_a_query_from_another_thread_as_an_add_commits_gets_the_added_object(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The added object was cached only after the index transaction: another thread's query
-    in between found the new row, made a second object of its id, and kept it. A refused add
-    leaves the object held before in its place (found by review)."""
-    import threading
-
-    from dryml.errors import DuplicateObjectError
-
-    repo = Repo(tmp_path / "r", create=True)
-    obj = Val(1, dry_id="v")
-    seen: list[Any] = []
-    committed = Repo._commit_new
-
-    def commit_then_query(self: Repo, *args: Any, **kwargs: Any) -> Any:
-        out = committed(self, *args, **kwargs)
-        other = threading.Thread(target=lambda: seen.append(repo.get_one("v")))
-        other.start()
-        other.join()
-        return out
-
-    monkeypatch.setattr(Repo, "_commit_new", commit_then_query)
-    repo.add_object(obj)
-    assert seen[0] is obj and repo.get_one("v") is obj
-    monkeypatch.setattr(Repo, "_commit_new", committed)
-    with pytest.raises(DuplicateObjectError):
-        repo.add_object(Val(2, dry_id="v"))
-    assert repo.get_one("v") is obj
-    fresh = Repo(repo.directory)
-    fresh.get_one("v")  # this process holds one: a refused add of another keeps it
-    with pytest.raises(DuplicateObjectError):
-        fresh.add_object(Val(3, dry_id="v"))
-    assert fresh.get_one("v").definition() == obj.definition()

@@ -93,16 +93,6 @@ class SaveSession:
         self._added.append(name)
         return name
 
-    @property
-    def beyond_left(self) -> int:
-        """What is left of the file's ``Limits.max_beyond_ratio`` (see
-        :meth:`ContainerWriter.beyond_left`)."""
-        return self.writer.beyond_left
-
-    def spend_beyond(self, nbytes: int) -> bool:
-        """Take ``nbytes`` of :attr:`beyond_left`; whether it was there."""
-        return self.writer.spend_beyond(nbytes)
-
     def record_version(self, package: str, version: str | None = None,
                        framework: tuple[str, str] | None = None) -> None:
         if package != "dryml-core" and (version is not None or package not in self.plugins):
@@ -215,11 +205,6 @@ class LoadSession:
     def member_size(self, name: str) -> int:
         return self.reader.info(self._names.get(name, name)).raw_size
 
-    def spend_beyond(self, nbytes: int) -> bool:
-        """Take ``nbytes`` of the file's ``Limits.max_beyond_ratio`` (what its compressed
-        members left); whether it was there. One allowance per file, for every serializer."""
-        return self.reader.spend_beyond(nbytes)
-
     def framework_version(self, framework: str) -> str | None:
         return self.manifest.frameworks.get(framework)
 
@@ -248,7 +233,7 @@ class LoadSession:
                    for original, info in infos.items()}
         if self._shared is None:
             self._shared = SharedReader(self.manifest.frameworks, self.trust,
-                                        self.reader.limits, self.reader.spend_beyond)
+                                        self.reader.limits)
         return StoredValue(entry, members, self._shared, where, compressed=frozenset(
             original for original, info in infos.items() if info.compression != "none"))
 

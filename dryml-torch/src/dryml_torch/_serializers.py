@@ -185,16 +185,16 @@ class _TreeWriter:
         share, was written as views that the reader then refused."""
         extra = {i: repeated_bytes(t) for i, t in enumerate(self.pending)
                  if metas[i] is not None or _keeps_strides(t)}
-        allowance = _allowance(self.writer, _LIMITS)
+        left = _budget(self.writer, _LIMITS)
         spent = sum(extra[i] * self.refs[i] for i in extra)
         plain: set[int] = set()
         for i in sorted(extra, key=lambda i: -extra[i] * self.refs[i]):
-            if spent <= allowance.left() or not extra[i]:
+            if spent <= left[0] or not extra[i]:
                 break
             plain.add(i)
             metas[i] = None
             spent -= extra[i] * self.refs[i]
-        allowance.spend(spent)
+        left[0] -= spent
         return plain
 
 
@@ -210,10 +210,10 @@ class _TreeReader:
     """
 
     def __init__(self, tensors: list[torch.Tensor], extra: list[int] | None = None,
-                 allowance: _Allowance | None = None) -> None:
+                 left: list[int] | None = None) -> None:
         self.tensors = tensors
         self.extra = extra or [0] * len(tensors)
-        self.allowance = allowance if allowance is not None else _Allowance([0])
+        self.left = left if left is not None else [0]
 
     def decode(self, data: Any) -> Any:
         tp = type(data)
@@ -236,12 +236,14 @@ class _TreeReader:
         if kind == "tensor" and type(data.get("index")) is int and 0 <= data["index"] < len(
                 self.tensors):
             extra = self.extra[data["index"]]
-            if extra and not self.allowance.spend(extra):
-                raise FormatError(
-                    "the torch state refers to tensors whose strides repeat their stored "
-                    "bytes more than dryml.format.Limits allows a file (each reference "
-                    "would become a copy of its own when loaded): the file was altered, or "
-                    "load it with load_object(path, limits=Limits(max_beyond_ratio=...))")
+            if extra:
+                self.left[0] -= extra
+                if self.left[0] < 0:
+                    raise FormatError(
+                        "the torch state refers to tensors whose strides repeat their stored "
+                        "bytes more than dryml.format.Limits allows a file (each reference "
+                        "would become a copy of its own when loaded): the file was altered, or "
+                        "load it with load_object(path, limits=Limits(max_beyond_ratio=...))")
             return self.tensors[data["index"]]
         if kind == "tuple" and type(data.get("items")) is list:
             return tuple(self.decode(v) for v in data["items"])
@@ -278,45 +280,20 @@ def _load_tree(meta: Any, reader: Any) -> Any:
     # what each tensor stands for beyond the elements its strides span (a view, or a tensor
     # stored with its strides, that repeats one row), and what the entry holds
     extra = [repeated_bytes(t) for t in tensors]
-    return _TreeReader(tensors, extra, _allowance(reader, limits)).decode(meta.get("tree"))
+    return _TreeReader(tensors, extra, _budget(reader, limits)).decode(meta.get("tree"))
 
 
-class _Allowance:
-    """The file's allowance of bytes beyond what it stores (``Limits.max_beyond_ratio``), as
-    its reader or writer keeps it: one per file, shared with its compressed members (two
-    allowances of 1 GiB, one for members and one for repeated rows, let a file spend 2).
-    ``left``: a list holding what is left, for a handle that keeps none itself."""
-
-    def __init__(self, left: list[int], handle: Any = None) -> None:
-        self._left, self._handle = left, handle
-
-    def left(self) -> int:
-        """What is left (a writer's)."""
-        found = getattr(self._handle, "beyond_left", None)
-        return int(found) if found is not None else self._left[0]
-
-    def spend(self, nbytes: int) -> bool:
-        """Take ``nbytes``; whether it was there."""
-        spend = getattr(self._handle, "spend_beyond", None)
-        if spend is not None:
-            return bool(spend(nbytes))
-        self._left[0] -= nbytes
-        return self._left[0] >= 0
-
-
-#: what is left of Limits.max_beyond_ratio, per reader or writer that keeps no allowance
+#: what is left of Limits.max_beyond_ratio for repeated rows, per file being read or written
 _LEFT: weakref.WeakKeyDictionary[Any, list[int]] = weakref.WeakKeyDictionary()
 
 
-def _allowance(handle: Any, limits: Any) -> _Allowance:
-    """The allowance every torch entry of one file (its reader or writer) spends from: the
-    file's own where its handle keeps one (``spend_beyond``), else one per handle."""
-    if callable(getattr(handle, "spend_beyond", None)):
-        return _Allowance([0], handle)
+def _budget(handle: Any, limits: Any) -> list[int]:
+    """The one ``[bytes left]`` every torch entry of one file (its reader or writer) spends
+    from; an entry of its own where ``handle`` cannot be tracked."""
     try:
-        return _Allowance(_LEFT.setdefault(handle, [int(limits.max_beyond_ratio)]))
+        return _LEFT.setdefault(handle, [int(limits.max_beyond_ratio)])
     except TypeError:
-        return _Allowance([int(limits.max_beyond_ratio)])
+        return [int(limits.max_beyond_ratio)]
 
 
 def repeated_bytes(t: torch.Tensor) -> int:

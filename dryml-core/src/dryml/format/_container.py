@@ -347,21 +347,6 @@ class ContainerWriter:
                 self._write(chunk)
         self.members[name] = MemberInfo(offset, raw_size, raw_size, "none", checksum, kind)
 
-    @property
-    def beyond_left(self) -> int:
-        """What is left of the file's ``Limits.max_beyond_ratio`` (the defaults', which readers
-        apply): bytes beyond what the file stores, shared by its compressed members and what
-        serializers make of its values (a torch tensor whose strides repeat a row)."""
-        return _DEFAULT.max_beyond_ratio - self._beyond
-
-    def spend_beyond(self, nbytes: int) -> bool:
-        """Take ``nbytes`` of :attr:`beyond_left`; whether it was there (else nothing is
-        taken and the caller writes its value so that it expands less)."""
-        if nbytes > self.beyond_left:
-            return False
-        self._beyond += max(0, nbytes)
-        return True
-
     def _keeps(self, stored: int, raw_size: int) -> bool:
         """Whether a member compressed to ``stored`` bytes is kept so (else it is written
         raw): it pays, and readers' default limits accept it, the file's other members too."""
@@ -588,7 +573,6 @@ class ContainerReader:
     def __init__(self, stream: IO[bytes], limits: Limits | None = None) -> None:
         self.stream = stream
         self.limits = limits or Limits()
-        self.beyond_left = self.limits.max_beyond_ratio
         self.size = stream.seek(0, io.SEEK_END)
         if self.size == 0:
             raise FormatError("the file is empty; it is not a .dry file")
@@ -727,19 +711,10 @@ class ContainerReader:
                 "it with load_object(path, limits=Limits(max_beyond_ratio=...)) and save it "
                 "again")
         self.members = members
-        #: what is left of Limits.max_beyond_ratio after the compressed members: what
-        #: serializers may still let the file's values stand for (one allowance per file)
-        self.beyond_left = self.limits.max_beyond_ratio - beyond
         # Reading is bounded by what the members hold: a writer refers to each member once, so
         # a file that makes the loader read one member again and again (each read a fresh
         # decompressed copy) is refused before it takes memory.
         self._unread = sum(info.raw_size for info in members.values())
-
-    def spend_beyond(self, nbytes: int) -> bool:
-        """Take ``nbytes`` of :attr:`beyond_left` for a value a serializer rebuilds (a torch
-        tensor whose strides repeat a row, named again and again); whether it was there."""
-        self.beyond_left -= max(0, nbytes)
-        return self.beyond_left >= 0
 
     def _charge(self, name: str, info: MemberInfo) -> None:
         self._unread -= info.raw_size

@@ -192,11 +192,8 @@ class SharedReader:
     """
 
     def __init__(self, frameworks: Mapping[str, str], trust: Any = None,
-                 limits: Any = None, spend_beyond: Callable[[int], bool] | None = None
-                 ) -> None:
+                 limits: Any = None) -> None:
         self.frameworks = dict(frameworks)
-        #: the file's allowance of bytes beyond what it stores (its container reader's)
-        self._spend_beyond = spend_beyond
         #: the loading call's trust policy (``load_object(trust=...)``), which serializers
         #: that resolve types themselves (skops) consult when the value is decoded later
         self.trust = trust
@@ -239,22 +236,3 @@ class SharedReader:
 
     def framework_version(self, framework: str) -> str | None:
         return self.frameworks.get(framework)
-
-    def spend_beyond(self, nbytes: int) -> bool:
-        """Take ``nbytes`` of the file's ``Limits.max_beyond_ratio`` (what its compressed
-        members left): whether it was there. One allowance per file, for every serializer."""
-        if self._spend_beyond is None:  # values not read from a file: the limit alone
-            limit = getattr(self.limits, "max_beyond_ratio", 2**30)
-            self._spend_beyond = _Allowance(int(limit)).spend
-        return self._spend_beyond(nbytes)
-
-
-class _Allowance:
-    """Bytes left to spend (``spend`` says whether a spending fit)."""
-
-    def __init__(self, left: int) -> None:
-        self.left = left
-
-    def spend(self, nbytes: int) -> bool:
-        self.left -= max(0, nbytes)
-        return self.left >= 0

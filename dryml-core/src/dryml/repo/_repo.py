@@ -182,26 +182,18 @@ class Repo:
                 temps.append(tmp)
                 row.update(size=stamp.size, mtime=stamp.mtime, digest=stamp.digest,
                            metadata=row["metadata"] or "{}", new=True)
-            # before the commit, for ids this process holds no object of: another thread's
-            # query of the new row then gets this object (after it, a query in between made a
-            # second object of the id); taken back if the add fails
-            early = self._cache_new(prepared)
             try:
-                try:
-                    self._commit_new(prepared, temps)
-                except _DeadWriter:  # a dead process left a write of one of these ids
-                    _maintenance.recover(self._index, self.directory)
-                    self._commit_new(prepared, temps)
-            except BaseException:
-                self._uncache(early)
-                raise
+                self._commit_new(prepared, temps)
+            except _DeadWriter:  # a dead process left a write of one of these ids: finish it
+                _maintenance.recover(self._index, self.directory)
+                self._commit_new(prepared, temps)
             temps = []
-            cached = {id(obj) for obj in early}
-            self._cache_all([(row, obj) for row, obj in prepared if id(obj) not in cached])
         finally:
             for tmp in temps:  # not renamed: the add failed
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
+        for row, obj in prepared:
+            self._cache(row["id"], obj, row["digest"])
 
     def _commit_new(self, prepared: list[tuple[dict[str, Any], Object]],
                     temps: list[str]) -> None:
@@ -354,7 +346,8 @@ class Repo:
                 "ended by another process, while this process wrote them: they were not saved "
                 "(the index was left as that process made it; 'dryml repo check DIR' shows "
                 "whether it matches the files)")
-        self._cache_all(prepared)
+        for row, obj in prepared:
+            self._cache(row["id"], obj, row["digest"])
 
     def _end_writes(self, prepared: list[tuple[dict[str, Any], Object]], token: str,
                     done: int) -> list[str]:
@@ -435,26 +428,6 @@ class Repo:
                               time.time(), json.dumps({"metadata": recorded})))
         # only now: a transaction rolled back (a dead writer's intent) recorded nothing
         self._remember_classes([row["mros"] for row, _ in prepared], generation)
-
-    def _cache_all(self, prepared: list[tuple[dict[str, Any], Object]]) -> None:
-        for row, obj in prepared:
-            self._cache(row["id"], obj, row["digest"])
-
-    def _cache_new(self, prepared: list[tuple[dict[str, Any], Object]]) -> list[Object]:
-        """Cache the objects of ids this process holds no object of (before their commit);
-        returns them. An id it holds one of keeps that one until the commit succeeds (a
-        refused add must not put its object in the place of the one there)."""
-        early = [(row, obj) for row, obj in prepared if self._live.get(row["id"]) is None]
-        self._cache_all(early)
-        return [obj for _, obj in early]
-
-    def _uncache(self, objs: list[Object]) -> None:
-        """Take back objects cached before a commit that failed."""
-        for obj in objs:
-            with contextlib.suppress(TypeError):
-                self._versions.pop(obj, None)
-            if self._live.get(obj.dry_id) is obj:
-                self._live.pop(obj.dry_id, None)
 
     def _cache(self, dry_id: str, obj: Object, digest: str | None = None) -> None:
         """Keep ``obj`` as this process's object ``dry_id``; ``digest``: the manifest digest
