@@ -588,3 +588,38 @@ def test_an_index_of_a_newer_dryml_is_not_rewritten_but_marked_for_it(tmp_path: 
     assert conn.execute("SELECT value FROM info WHERE key = 'values'").fetchone() == (
         VALUES_VERSION,)
     conn.close()
+
+
+@pytest.mark.parametrize("how", ["add", "save"])
+def test_a_query_from_another_thread_as_a_write_commits_gets_the_written_object(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    """The written object was cached only after the index transaction: another thread's query
+    in between found the new row, made a second object of its id, and kept it. The write now
+    holds the index until its objects are cached, so the query waits for them."""
+    import threading
+
+    repo = Repo(tmp_path / "r", create=True)
+    obj = Val(1, dry_id="v")
+    if how == "save":
+        repo.add_object(obj)
+    seen: list[Any] = []
+    method = "_commit_new" if how == "add" else "_end_writes"
+    committed = getattr(Repo, method)
+
+    def commit_then_query(self: Repo, *args: Any, **kwargs: Any) -> Any:
+        out = committed(self, *args, **kwargs)
+        other = threading.Thread(target=lambda: seen.append(repo.get_one("v")))
+        other.start()
+        other.join(0.5)  # the query waits for the index: it has not returned yet
+        seen.append(other)
+        return out
+
+    monkeypatch.setattr(Repo, method, commit_then_query)
+    if how == "add":
+        repo.add_object(obj)
+    else:
+        obj.n = 2  # type: ignore[attr-defined]
+        repo.add_object(obj, replace=True)
+    waiting = seen.pop(0)
+    waiting.join()
+    assert seen == [obj] and repo.get_one("v") is obj

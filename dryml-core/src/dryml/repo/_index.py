@@ -346,6 +346,11 @@ class Index:
             weakref.finalize(self, self._checkpointer.stop, wait=False)
         self._checkpointer.request()
 
+    def locked(self) -> Any:
+        """This process's lock of the index (reentrant), as a context manager: every read and
+        write of it waits while a caller holds it."""
+        return self._lock
+
     def query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a read query and return every row."""
         with self._lock, self._translated():

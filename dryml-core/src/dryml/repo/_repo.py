@@ -182,18 +182,21 @@ class Repo:
                 temps.append(tmp)
                 row.update(size=stamp.size, mtime=stamp.mtime, digest=stamp.digest,
                            metadata=row["metadata"] or "{}", new=True)
-            try:
-                self._commit_new(prepared, temps)
-            except _DeadWriter:  # a dead process left a write of one of these ids: finish it
-                _maintenance.recover(self._index, self.directory)
-                self._commit_new(prepared, temps)
-            temps = []
+            # the index's lock from the commit until the objects are cached: another thread's
+            # query (which reads the index under it) finds the new rows with their objects
+            # (in between, it made a second object of a new id)
+            with self._index.locked():
+                try:
+                    self._commit_new(prepared, temps)
+                except _DeadWriter:  # a dead process left a write of one of these ids
+                    _maintenance.recover(self._index, self.directory)
+                    self._commit_new(prepared, temps)
+                temps = []
+                self._cache_all(prepared)
         finally:
             for tmp in temps:  # not renamed: the add failed
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
-        for row, obj in prepared:
-            self._cache(row["id"], obj, row["digest"])
 
     def _commit_new(self, prepared: list[tuple[dict[str, Any], Object]],
                     temps: list[str]) -> None:
@@ -330,7 +333,7 @@ class Repo:
         except _DeadWriter:  # a dead process left a write of one of these ids: finish it
             _maintenance.recover(self._index, self.directory)
             self._begin_writes(prepared, token, replace, keep_metadata, unchanged)
-        done = 0
+        done, written = 0, False
         try:
             for row, obj in prepared:
                 meta = json.loads(row["metadata"]) if row.get("metadata") else None
@@ -338,16 +341,18 @@ class Repo:
                                    row["created"])
                 row.update(size=stamp.size, mtime=stamp.mtime, digest=stamp.digest)
                 done += 1
+            written = True
         finally:
-            lost = self._end_writes(prepared, token, done)
+            with self._index.locked():  # cached before a query sees the rows (as _add_new)
+                lost = self._end_writes(prepared, token, done)
+                if written and not lost:
+                    self._cache_all(prepared)
         if lost:
             raise RepoError(
                 f"object(s) {lost[:5]} in {self.directory} were deleted, or their write was "
                 "ended by another process, while this process wrote them: they were not saved "
                 "(the index was left as that process made it; 'dryml repo check DIR' shows "
                 "whether it matches the files)")
-        for row, obj in prepared:
-            self._cache(row["id"], obj, row["digest"])
 
     def _end_writes(self, prepared: list[tuple[dict[str, Any], Object]], token: str,
                     done: int) -> list[str]:
@@ -428,6 +433,10 @@ class Repo:
                               time.time(), json.dumps({"metadata": recorded})))
         # only now: a transaction rolled back (a dead writer's intent) recorded nothing
         self._remember_classes([row["mros"] for row, _ in prepared], generation)
+
+    def _cache_all(self, prepared: list[tuple[dict[str, Any], Object]]) -> None:
+        for row, obj in prepared:
+            self._cache(row["id"], obj, row["digest"])
 
     def _cache(self, dry_id: str, obj: Object, digest: str | None = None) -> None:
         """Keep ``obj`` as this process's object ``dry_id``; ``digest``: the manifest digest
