@@ -623,3 +623,24 @@ def test_a_query_from_another_thread_as_a_write_commits_gets_the_written_object(
     waiting = seen.pop(0)
     waiting.join()
     assert seen == [obj] and repo.get_one("v") is obj
+
+
+def test_get_one_of_an_object_deleted_meanwhile_is_object_not_found(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: a delete between get_one's reading of the ids and its get raised a
+    bare IndexError."""
+    from dryml.errors import ObjectNotFoundError
+
+    repo = Repo(tmp_path / "r", create=True)
+    repo.add_object(Val(1, dry_id="v"))
+    read_ids = Repo.ids
+
+    def ids_then_delete(self: Repo, *args: Any, **kwargs: Any) -> Any:
+        found = read_ids(self, *args, **kwargs)
+        monkeypatch.setattr(Repo, "ids", read_ids)  # once
+        repo.delete("v")
+        return found
+
+    monkeypatch.setattr(Repo, "ids", ids_then_delete)
+    with pytest.raises(ObjectNotFoundError, match="'v' was deleted just now"):
+        repo.get_one("v")

@@ -525,7 +525,11 @@ class Repo:
         if len(found) > 1:
             raise RepoError(f"more than one object in {self.directory} matches {target!r} "
                             f"(for example {found[0]!r} and {found[1]!r}); narrow the selector")
-        return self.get(found[0])[0]
+        got = self.get(found[0])
+        if not got:  # deleted (by another thread or process) since the ids were read
+            raise ObjectNotFoundError(f"no object in {self.directory} matches {target!r} "
+                                      f"({found[0]!r} was deleted just now)")
+        return got[0]
 
     def load(self, target: str | Object) -> Object:
         """The object with this dry_id, loaded now."""
