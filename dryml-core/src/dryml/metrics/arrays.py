@@ -58,11 +58,7 @@ def labels_of(values: Any) -> np.ndarray:
         return np.asarray(np.argmax(array, axis=1))
     if array.ndim != 1:
         raise MetricError(f"expected labels (n,) or scores (n, classes), got shape {array.shape}")
-    if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
-        row = int(np.argwhere(~np.isfinite(array))[0][0])
-        raise MetricError(f"the labels hold NaN or infinity (row {row} first): drop or fill "
-                          "those examples before scoring (targets), or look at the model that "
-                          "gave them (predictions)")
+    _finite(array, "labels")
     if np.issubdtype(array.dtype, np.floating) and not np.all(np.mod(array, 1) == 0):
         raise MetricError(
             "expected class labels but got a column of non-integer numbers (probabilities or "
@@ -132,6 +128,12 @@ def _class_rows(array: np.ndarray) -> None:
             "for labels give one per example (n,), for several outputs score each on its own")
 
 
+def _whole(labels: np.ndarray) -> bool:
+    """Whether ``labels`` are integers, or floats that are whole numbers."""
+    return bool(np.issubdtype(labels.dtype, np.integer) or (
+        np.issubdtype(labels.dtype, np.floating) and np.all(np.mod(labels, 1) == 0)))
+
+
 def _columns_named(p: np.ndarray, k: int) -> None:
     """Label predictions (n,) scored against one-hot targets of ``k`` columns, whose labels are
     their column numbers 0..k-1: another label never matched them (a perfect model of labels
@@ -140,8 +142,7 @@ def _columns_named(p: np.ndarray, k: int) -> None:
         return  # strings against column numbers: _same_kind says so
     if p.dtype.kind == "b":  # False and True name columns 0 and 1 (found by review)
         p = p.astype(np.int64)
-    whole = np.issubdtype(p.dtype, np.number) and bool(np.all(np.mod(p, 1) == 0))
-    outside = p[(p < 0) | (p >= k)] if whole else p
+    outside = p[(p < 0) | (p >= k)] if _whole(p) else p
     if len(outside):
         raise MetricError(
             f"the targets are one-hot rows of {k} columns, whose labels are the column numbers "
@@ -152,6 +153,8 @@ def _columns_named(p: np.ndarray, k: int) -> None:
 _NOT_FINITE = {
     "targets": "drop or fill those examples before scoring",
     "predictions": "the model diverged, or its outputs overflowed; there is nothing to score",
+    "labels": "drop or fill those examples before scoring (targets), or look at the model "
+              "that gave them (predictions)",
 }
 
 
@@ -222,9 +225,7 @@ def _columns(t: np.ndarray, k: int, labels: Any = None) -> np.ndarray:
     classes = np.unique(t)
     # whole-number floats too (labels_of refuses others), as the torch backend trains on
     # them: a test split missing a class was refused ("targets hold 2 classes but ... 3")
-    whole = np.issubdtype(t.dtype, np.integer) or (
-        np.issubdtype(t.dtype, np.floating) and bool(np.all(np.mod(t, 1) == 0)))
-    if whole and (not len(classes) or (classes.min() >= 0 and classes.max() < k)):
+    if _whole(t) and (not len(classes) or (classes.min() >= 0 and classes.max() < k)):
         return t.astype(np.int64)
     if len(classes) != k:
         raise MetricError(
@@ -351,16 +352,25 @@ def log_loss(y_true: Any, y_prob: Any, *, labels: Any = None) -> float:
             f"log_loss needs probabilities in [0, 1], got values from {prob.min():.4g} to "
             f"{prob.max():.4g}: these look like logits or margins (apply a softmax or "
             "sigmoid first)")
-    sums = prob.sum(axis=1)
-    if prob.size and not np.allclose(sums, 1.0, rtol=0, atol=1e-2):  # as roc_auc's rows
-        row = int(np.argmax(np.abs(sums - 1.0)))
+    row = _off_one(prob)
+    if prob.size and row is not None:
         raise MetricError(
             f"log_loss needs rows of probabilities summing to 1 (row {row} sums to "
-            f"{sums[row]:.4g}): a sigmoid per column (a multilabel network)? Score each "
+            f"{prob[row].sum():.4g}): a sigmoid per column (a multilabel network)? Score each "
             "label's column on its own, log_loss(y[:, j], p[:, j])")
     eps = np.finfo(dtype).eps
     prob = np.clip(prob, eps, 1 - eps)
     return float(-np.mean(np.log(prob[np.arange(len(t)), t])))
+
+
+def _off_one(prob: np.ndarray) -> int | None:
+    """The row of ``prob`` (n, k) whose sum is farthest from 1, when one is more than 1e-2
+    off (a float16 softmax, Keras' mixed precision, sums to 1 +- 5e-4); None when every row
+    is a distribution."""
+    sums = prob.sum(axis=1)
+    if np.allclose(sums, 1.0, rtol=0, atol=1e-2):
+        return None
+    return int(np.argmax(np.abs(sums - 1.0)))
 
 
 def _binary_auc(positive: np.ndarray, score: np.ndarray) -> float:
@@ -389,16 +399,13 @@ def roc_auc(y_true: Any, y_prob: Any, *, labels: Any = None) -> float:
     column 1 alone counted: 0.73 for 0.83). More than two columns must be probabilities (rows
     summing to 1), as in scikit-learn: one-vs-rest on raw scores ranks each row's shift."""
     t, prob = _probabilities(np.asarray(y_true), y_prob, labels)
-    sums = prob.sum(axis=1)
-    # within 1e-2: a float16 softmax (Keras' mixed precision) sums to 1 +- 5e-4
-    probabilities = bool(np.allclose(sums, 1.0, rtol=0, atol=1e-2))
+    row = _off_one(prob)
     if prob.shape[1] == 2:  # probabilities rank by column 1 alone, as scikit-learn's do
-        return _binary_auc(t == 1, prob[:, 1] if probabilities else prob[:, 1] - prob[:, 0])
-    if not probabilities:
-        row = int(np.argmax(np.abs(sums - 1.0)))
+        return _binary_auc(t == 1, prob[:, 1] if row is None else prob[:, 1] - prob[:, 0])
+    if row is not None:
         raise MetricError(
             f"multi-class roc_auc needs probabilities, rows summing to 1 (row {row} sums to "
-            f"{sums[row]:.4g}): these look like logits or scores; apply a softmax first")
+            f"{prob[row].sum():.4g}): these look like logits or scores; apply a softmax first")
     return float(np.mean([_binary_auc(t == c, prob[:, c]) for c in np.unique(t)]))
 
 
