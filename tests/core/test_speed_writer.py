@@ -5,12 +5,16 @@ thread while they are read."""
 from __future__ import annotations
 
 import io
+import os
+import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from dryfiles import Leaf
 
+import dryml.format._stale as stale
 from dryml import load_object, save_object
 from dryml.errors import ChecksumError
 from dryml.format import read_manifest
@@ -77,3 +81,72 @@ def test_a_large_member_read_with_its_checksum_alongside(tmp_path: Path) -> None
     path.write_bytes(bytes(data))
     with pytest.raises(ChecksumError, match="does not match its checksum"):
         load_object(path)
+
+
+def _old_and_new(tmp_path: Path) -> tuple[Path, Leaf, Leaf]:
+    path = tmp_path / "model.dry"
+    old, new = Leaf(np.zeros(50_000)), Leaf(np.arange(50_000.0))
+    save_object(old, path)
+    return path, old, new
+
+
+@pytest.mark.parametrize("durable", [False, True])
+def test_a_save_over_a_file_replaces_it_whole_and_leaves_no_temporary(
+        tmp_path: Path, durable: bool) -> None:
+    path, old, new = _old_and_new(tmp_path)
+    os.link(path, tmp_path / "link.dry")  # another name of the old file
+    mapped = load_object(path, mmap=True)  # and a process still reading it
+    with open(path, "rb") as reader:
+        save_object(new, path, durable=durable)
+        assert reader.read(8) == b"DRYML\x00\r\n"  # the old file, still whole
+    assert np.array_equal(load_object(path).value, new.value)
+    assert np.array_equal(mapped.value, old.value)
+    assert np.array_equal(load_object(tmp_path / "link.dry").value, old.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.dry", "model.dry"]
+
+
+def test_on_linux_a_save_over_a_file_swaps_the_names(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # the fast way: a plain rename over a file makes ext4 write the new data out first
+    path, _, new = _old_and_new(tmp_path)
+    swaps: list[bool] = []
+
+    def spy(tmp: str, target: Any) -> bool:
+        swaps.append(real(tmp, target))
+        return swaps[-1]
+
+    real = stale._exchange
+    monkeypatch.setattr(stale, "_exchange", spy)
+    save_object(new, path, durable=False)
+    save_object(new, tmp_path / "fresh.dry", durable=False)  # nothing there: a rename
+    assert swaps == ([True] if sys.platform.startswith("linux") else [False])
+    assert np.array_equal(load_object(path).value, new.value)
+
+
+def test_a_save_where_names_cannot_be_swapped_renames(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    path, _, new = _old_and_new(tmp_path)
+    monkeypatch.setattr(stale, "_exchange_works", False)  # as on a file system without it
+    save_object(new, path, durable=False)
+    assert np.array_equal(load_object(path).value, new.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.dry"]
+
+
+def test_a_save_over_a_link_or_a_folder_does_as_a_rename_does(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path, old, new = _old_and_new(tmp_path)
+    link = tmp_path / "link.dry"
+    link.symlink_to(path)
+    save_object(new, link, durable=False)  # the link is replaced, not the file it named
+    assert not link.is_symlink() and np.array_equal(load_object(link).value, new.value)
+    assert np.array_equal(load_object(path).value, old.value)
+    folder = tmp_path / "folder.dry"
+    (folder / "inside").mkdir(parents=True)
+    with pytest.raises(OSError):
+        save_object(new, folder, durable=False)
+    # a folder put there between the check and the swap: swapped back, then refused
+    monkeypatch.setattr(stale, "_regular", lambda path: True)
+    with pytest.raises(OSError):
+        save_object(new, folder, durable=False)
+    assert (folder / "inside").is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder.dry", "link.dry", "model.dry"]

@@ -204,3 +204,19 @@ def test_the_next_repo_save_removes_a_killed_writers_temp(
     repo.add_object(Small(3))
     assert not killed_temp.exists()
     assert repo.check().ok and len(repo) == 1
+
+
+def test_temporaries_taken_by_other_files_are_skipped_and_left_alone(tmp_path: Path) -> None:
+    fd, first = make_temp(tmp_path / "model.dry")
+    os.close(fd)
+    os.unlink(first)
+    # the names this process would try next, taken by files that are not its own
+    stem, tag = first[:-len("00000000.tmp")], int(first[-len("00000000.tmp"):-4], 16)
+    planted = [f"{stem}{(tag + n) & 0xFFFFFFFF:08x}.tmp" for n in range(1, 4)]
+    for n, name in enumerate(planted):
+        Path(name).write_text(f"not dryml's {n}")
+    fd, second = make_temp(tmp_path / "model.dry")
+    os.close(fd)
+    assert second not in planted and temp_target(Path(second).name) == "model.dry"
+    assert [Path(name).read_text() for name in planted] == [f"not dryml's {n}"
+                                                            for n in range(3)]
