@@ -48,13 +48,9 @@ WORKER = textwrap.dedent("""
     if crash != "none":
         # Kill this process with SIGKILL at an exact point of add_object / delete. A new
         # object's add writes a temporary (write_temp), then in one index transaction
-        # journals and renames it (os.replace) and commits; a replace puts its file in place
-        # (replace_file: the names swapped, then the old file removed) between its two
-        # transactions.
-        import dryml.format._stale as stale_module
-        import dryml.repo._files as files_module
+        # journals and renames it (os.replace) and commits; a replace renames through
+        # write_file between its two transactions.
         real_temp, real_replace = repo_module.write_temp, os.replace
-        real_put, real_swap = files_module.replace_file, stale_module._exchange
         def die():
             os.kill(os.getpid(), signal.SIGKILL)
         def temp_then_die(*args, **kwargs):
@@ -69,21 +65,11 @@ WORKER = textwrap.dedent("""
                 die()  # journaled, not renamed
             real_replace(src, dst)
             die()  # renamed, not committed
-        def put_then_die(src, dst):
-            real_put(src, dst)
-            die()  # in place, not committed
-        def swap_then_die(src, dst):
-            if real_swap(src, dst):
-                die()  # the names swapped, the old file not yet removed
-            return False
         repo_module.write_temp = temp_then_die
-        if crash in ("mid-write", "after-write"):
+        if crash in ("mid-write", "after-write", "replace-after-write"):
             os.replace = replace_then_die
         if crash == "replace-after-write":
-            files_module.replace_file = put_then_die
-        if crash == "replace-mid-swap":
-            stale_module._exchange = swap_then_die
-        replace = crash.startswith("replace-")
+            replace = True
         if crash == "delete":
             victim = repo.ids(Selector(Item))[0]
             repo_module.Path.unlink = lambda self, *a, **k: die()
@@ -160,7 +146,7 @@ def test_durable_mode_writers(tmp_path: Path, env: dict[str, str]) -> None:
 
 
 @pytest.mark.parametrize("point", ["before-write", "temp-written", "mid-write", "after-write",
-                                   "replace-after-write", "replace-mid-swap", "delete"])
+                                   "replace-after-write", "delete"])
 def test_sigkill_at_each_step_of_a_write(tmp_path: Path, env: dict[str, str], point: str) -> None:
     directory = tmp_path / "repo"
     Repo(directory, create=True)
@@ -170,9 +156,9 @@ def test_sigkill_at_each_step_of_a_write(tmp_path: Path, env: dict[str, str], po
     assert proc.wait(timeout=120) == -signal.SIGKILL
     repo = _assert_consistent(directory)
     expected = {"before-write": 3, "temp-written": 3, "mid-write": 3, "after-write": 4,
-                "replace-after-write": 3, "replace-mid-swap": 3, "delete": 2}[point]
+                "replace-after-write": 3, "delete": 2}[point]
     assert len(repo) == expected
-    if point.startswith("replace-"):  # the new file was in place: the replace is finished
+    if point == "replace-after-write":  # the new file was in place: the replace is finished
         assert repo.metadata("setup-0") == {"worker": "crash", "i": 0}
     if point == "after-write":  # the journal found the renamed file, with its metadata
         assert repo.metadata("crash-0") == {"worker": "crash", "i": 0}

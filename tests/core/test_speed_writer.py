@@ -4,6 +4,7 @@ thread while they are read."""
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import sys
@@ -105,31 +106,86 @@ def test_a_save_over_a_file_replaces_it_whole_and_leaves_no_temporary(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link.dry", "model.dry"]
 
 
-def test_on_linux_a_save_over_a_file_swaps_the_names(tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def _swaps_here(directory: Path) -> bool:
+    """Whether this system and file system swap two names in one step (renameat2)."""
+    fn = stale._renameat2()
+    a, b = directory / "probe-a", directory / "probe-b"
+    a.write_bytes(b"a")
+    b.write_bytes(b"b")
+    try:
+        return fn is not None and stale._swap(fn, str(a), b) == 0
+    finally:
+        a.unlink()
+        b.unlink()
+
+
+def _spy_swaps(monkeypatch: pytest.MonkeyPatch, before: Any = None) -> list[int]:
+    """Record what every name swap returns (running ``before(target)`` first)."""
+    calls: list[int] = []
+    real = stale._swap
+
+    def spy(fn: Any, tmp: str, target: Any) -> int:
+        if before is not None and not calls:
+            before(target)
+        calls.append(real(fn, tmp, target))
+        return calls[-1]
+
+    monkeypatch.setattr(stale, "_swap", spy)
+    return calls
+
+
+def test_without_durability_a_save_over_a_file_swaps_the_names(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # the fast way: a plain rename over a file makes ext4 write the new data out first
+    if not _swaps_here(tmp_path):
+        pytest.skip("this system or file system cannot swap names")
     path, _, new = _old_and_new(tmp_path)
-    swaps: list[bool] = []
-
-    def spy(tmp: str, target: Any) -> bool:
-        swaps.append(real(tmp, target))
-        return swaps[-1]
-
-    real = stale._exchange
-    monkeypatch.setattr(stale, "_exchange", spy)
+    swaps = _spy_swaps(monkeypatch)
     save_object(new, path, durable=False)
     save_object(new, tmp_path / "fresh.dry", durable=False)  # nothing there: a rename
-    assert swaps == ([True] if sys.platform.startswith("linux") else [False])
+    save_object(new, path)  # durable: a rename, which keeps ext4's guard
+    assert swaps == [0]
     assert np.array_equal(load_object(path).value, new.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fresh.dry", "model.dry"]
 
 
-def test_a_save_where_names_cannot_be_swapped_renames(tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def _failing(code: int, calls: list[int]) -> Any:
+    """A renameat2 that fails with errno ``code``."""
+    import ctypes
+
+    def fn(*args: Any) -> int:
+        calls.append(code)
+        ctypes.set_errno(code)
+        return -1
+
+    return fn
+
+
+@pytest.mark.parametrize(("code", "tries"), [(errno.EINVAL, 1), (errno.EOPNOTSUPP, 1),
+                                              (errno.EPERM, 3)])
+def test_where_names_cannot_be_swapped_a_save_renames(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int, tries: int) -> None:
     path, _, new = _old_and_new(tmp_path)
-    monkeypatch.setattr(stale, "_exchange_works", False)  # as on a file system without it
-    save_object(new, path, durable=False)
-    assert np.array_equal(load_object(path).value, new.value)
+    calls: list[int] = []
+    monkeypatch.setattr(stale, "_renameat2", lambda: _failing(code, calls))
+    monkeypatch.setattr(stale, "_no_swap", set())
+    for _ in range(3):
+        save_object(new, path, durable=False)
+        assert np.array_equal(load_object(path).value, new.value)
+    # a file system that cannot swap is asked once; a refusal (seccomp) every time
+    assert len(calls) == tries
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.dry"]
+
+
+def test_without_ctypes_a_save_renames(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path, _, new = _old_and_new(tmp_path)
+    stale._renameat2.cache_clear()
+    monkeypatch.setitem(sys.modules, "ctypes", None)  # a Python built without libffi
+    try:
+        save_object(new, path, durable=False)
+    finally:
+        stale._renameat2.cache_clear()
+    assert np.array_equal(load_object(path).value, new.value)
 
 
 def test_a_save_over_a_link_or_a_folder_does_as_a_rename_does(
@@ -142,11 +198,19 @@ def test_a_save_over_a_link_or_a_folder_does_as_a_rename_does(
     assert np.array_equal(load_object(path).value, old.value)
     folder = tmp_path / "folder.dry"
     (folder / "inside").mkdir(parents=True)
-    with pytest.raises(OSError):
-        save_object(new, folder, durable=False)
-    # a folder put there between the check and the swap: swapped back, then refused
-    monkeypatch.setattr(stale, "_regular", lambda path: True)
-    with pytest.raises(OSError):
+    with pytest.raises(IsADirectoryError):
         save_object(new, folder, durable=False)
     assert (folder / "inside").is_dir()
+
+    def folder_meanwhile(target: Any) -> None:  # between the save's look and its swap
+        Path(target).unlink()
+        (Path(target) / "inside").mkdir(parents=True)
+
+    if not _swaps_here(tmp_path):
+        pytest.skip("this system or file system cannot swap names")
+    swaps = _spy_swaps(monkeypatch, folder_meanwhile)
+    with pytest.raises(IsADirectoryError):
+        save_object(new, path, durable=False)
+    assert swaps == [0, 0]  # swapped, and swapped back
+    assert (path / "inside").is_dir()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["folder.dry", "link.dry", "model.dry"]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+import dryml.format._stale as stale
 from dryml import Object, save_object
 from dryml.format._stale import ABANDONED_AFTER, make_temp, temp_target
 
@@ -220,3 +221,49 @@ def test_temporaries_taken_by_other_files_are_skipped_and_left_alone(tmp_path: P
     assert second not in planted and temp_target(Path(second).name) == "model.dry"
     assert [Path(name).read_text() for name in planted] == [f"not dryml's {n}"
                                                             for n in range(3)]
+
+
+# Saves DIR/model.dry (value 2) over the one there (value 1) without durability, and is
+# killed right after swapping the new file in, before removing the old one.
+SWAP_CHILD = textwrap.dedent("""
+    import os, signal, sys
+    from pathlib import Path
+    from dryml import save_object
+    import dryml.format._stale as stale
+    from test_stale_temps import Small
+
+    real = stale._swap
+    def swap_then_die(fn, tmp, target):
+        if real(fn, tmp, target) == 0:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return 1
+    stale._swap = swap_then_die
+    save_object(Small(2), Path(sys.argv[1]) / "model.dry", durable=False)
+""")
+
+
+def test_a_writer_killed_between_swapping_a_file_in_and_removing_the_old_one(
+        tmp_path: Path) -> None:
+    from dryml import load_object
+
+    fn = stale._renameat2()
+    (tmp_path / "a").touch()
+    (tmp_path / "b").touch()
+    if fn is None or stale._swap(fn, str(tmp_path / "a"), tmp_path / "b"):
+        pytest.skip("this system or file system cannot swap names")
+    (tmp_path / "a").unlink()
+    (tmp_path / "b").unlink()
+    path = tmp_path / "model.dry"
+    (tmp_path / "first").mkdir()
+    save_object(Small(1), tmp_path / "first" / "model.dry")  # not a save into tmp_path yet
+    os.replace(tmp_path / "first" / "model.dry", path)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    child = subprocess.run([sys.executable, "-c", SWAP_CHILD, str(tmp_path)], env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    assert load_object(path).value == 2  # the new file is in place, whole
+    left = list(tmp_path.glob(".model.dry.*.tmp"))
+    assert len(left) == 1 and load_object(left[0]).value == 1  # the old one, as a temporary
+    run_next_save(tmp_path, "save_object")
+    assert not left[0].exists() and load_object(path).value == 2

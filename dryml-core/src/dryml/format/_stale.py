@@ -34,7 +34,7 @@ from dryml._forksafe import ForkSafeLock
 from dryml._process import host_tag, process_alive, start_time
 
 __all__ = ["ABANDONED_AFTER", "SWEEP_INTERVAL", "StaleTemp", "make_temp", "remove_stale_temps",
-           "replace_file", "stale_temps", "temp_target"]
+           "stale_temps", "swap_in", "temp_target"]
 
 #: Seconds without a write after which a temporary that names no writer (or a writer on
 #: another machine) counts as abandoned.
@@ -109,67 +109,66 @@ def _renameat2() -> Callable[..., int] | None:
     """glibc's ``renameat2`` (Linux 3.15+), or None where there is none."""
     if not sys.platform.startswith("linux"):
         return None
-    import ctypes  # only here: most processes never replace a file
-
     try:
+        import ctypes  # only here: most processes never swap a file in
+
         fn = ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError):  # not glibc 2.28+ (musl, old systems)
+    except (ImportError, OSError, AttributeError):  # no ctypes (no libffi); not glibc 2.28+
         return None
     fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
     fn.restype = ctypes.c_int
     return fn
 
 
-_exchange_works = True
+#: File systems (``st_dev``) that cannot swap names (NFS, SMB, FUSE...): renamed there.
+_no_swap: set[int] = set()
 
 
-def _exchange(tmp: str, path: str | os.PathLike[str]) -> bool:
-    """Swap the names ``tmp`` and ``path`` atomically; False where the system cannot (then
-    nothing changed)."""
-    global _exchange_works  # noqa: PLW0603 - off for good once the system says it cannot
-    fn = _renameat2() if _exchange_works else None
-    if fn is None:
-        return False
-    if fn(_AT_FDCWD, os.fsencode(tmp), _AT_FDCWD, os.fsencode(path), _RENAME_EXCHANGE) == 0:
-        return True
+def _swap(fn: Callable[..., int], a: str, b: str | os.PathLike[str]) -> int:
+    """Swap the names ``a`` and ``b`` atomically; 0, or the errno (then nothing changed)."""
+    if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return 0
     import ctypes
 
-    code = ctypes.get_errno()
-    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):  # this file system, this kernel
-        _exchange_works = False
-    return False
+    return ctypes.get_errno()
 
 
-def _regular(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` names a regular file (not a link, a folder, or nothing)."""
-    try:
-        return stat.S_ISREG(os.lstat(path).st_mode)
-    except OSError:
-        return False
-
-
-def replace_file(tmp: str, path: str | os.PathLike[str]) -> None:
-    """Put the complete file ``tmp`` at ``path`` in one atomic step, as ``os.replace`` does:
-    a reader, or a crash at any moment, finds the old file or the new one there.
+def swap_in(tmp: str, path: str | os.PathLike[str]) -> None:
+    """Put the complete file ``tmp`` at ``path`` in one atomic step, as ``os.replace`` does (a
+    reader, or a killed process at any moment, finds the old file or the new one there), for
+    a write that does not promise to survive a power cut (``save_object(durable=False)``).
 
     Where ``path`` already holds a regular file, Linux swaps the two names
     (``renameat2(RENAME_EXCHANGE)``) and then removes the old file, now at ``tmp``. A plain
-    rename over an existing file makes ext4 (``auto_da_alloc``) write the new file's data out
-    before it returns, which took 0.1-1 ms of a 1 MB save and was most of the gap to
-    ``np.save``; ``save_object(durable=True)`` flushes the data itself anyway, and
-    ``durable=False`` never promised to survive a power cut. A process killed between the
-    swap and the removal leaves the old file at ``tmp``, a temporary named after a dead writer
-    that the next sweep removes."""
-    if _regular(path) and _exchange(tmp, path):
-        try:
-            os.unlink(tmp)  # the old file
-        except IsADirectoryError:  # a folder was put at path meanwhile: give it back
-            _exchange(tmp, path)
-        except OSError:
-            return  # the new file is in place; the old one stays as a temporary
-        else:
-            return
-    os.replace(tmp, path)
+    rename over an existing file makes ext4 (``auto_da_alloc``) start writing the new file's
+    data out before the rename returns, which took 0.1-1 ms of a 1 MB save, most of the gap
+    to ``np.save``. That flush is also what makes a power cut on ext4 leave the old file or
+    the new one; after a swap it may leave an empty file (docs/format.md), which is why a
+    durable write renames. A process killed between the swap and the removal leaves the old
+    file at ``tmp``, a temporary named after a dead writer that the next sweep removes."""
+    fn = _renameat2()
+    try:
+        info = os.lstat(path)
+    except OSError:
+        info = None
+    if fn is None or info is None or not stat.S_ISREG(info.st_mode) or info.st_dev in _no_swap:
+        os.replace(tmp, path)
+        return
+    code = _swap(fn, tmp, path)
+    if code in (errno.EINVAL, errno.EOPNOTSUPP, errno.EXDEV):  # this file system cannot
+        _no_swap.add(info.st_dev)
+    if code:
+        os.replace(tmp, path)  # raises what a rename raises (ENOENT: gone meanwhile, ...)
+        return
+    try:
+        os.unlink(tmp)  # the old file
+    except IsADirectoryError:  # a folder was put at path meanwhile: give it its name back
+        if _swap(fn, tmp, path):
+            raise IsADirectoryError(errno.EISDIR, f"a folder was put at {os.fspath(path)!r} "
+                                    f"while saving; it is now at {tmp!r}") from None
+        os.replace(tmp, path)  # raises IsADirectoryError, as a rename over a folder does
+    except OSError:
+        pass  # the new file is in place; the old one stays as a temporary (swept later)
 
 
 def _sweep(directory: str) -> None:

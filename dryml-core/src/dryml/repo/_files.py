@@ -27,7 +27,7 @@ from dryml._io import _write, fsync_directory, open_container, open_regular
 from dryml._object import Object
 from dryml.errors import DrymlError, DrymlWarning, FormatError
 from dryml.format._container import _TRAILER, HEADER_SIZE, TRAILER_MAGIC
-from dryml.format._stale import make_temp, replace_file, temp_target
+from dryml.format._stale import make_temp, temp_target
 from dryml.repo._defjson import category_digest, manifest_definition, metadata_problem
 from dryml.repo._index import INDEX_NAME, Row
 from dryml.repo._selector import known_mro
@@ -120,7 +120,7 @@ def write_file(obj: Object, directory: Path, name: str, durable: bool,
     """
     tmp, stamp = write_temp(obj, directory, name, durable, metadata, created)
     try:
-        replace_file(tmp, directory / name)
+        os.replace(tmp, directory / name)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
