@@ -2,7 +2,8 @@
 
 * save/load of 1 MB, 100 MB and 1 GB of float32 (``--huge`` adds 4 GB where the disk allows)
   against ``np.save``/``np.load`` and safetensors (``save_file``/``load_file`` and
-  ``safe_open``), including ``load_object(path, mmap=True)`` with and without verification;
+  ``safe_open``), including ``load_object(path, mmap=True)`` with and without verification,
+  and at 1 MB saves over the file of the previous save as well as to new files;
 * time to first use of one tensor of a large file: ``mmap=True`` vs ``safe_open``;
 * XGBoost 500 trees: save vs ``save_model``, load vs ``load_model`` (once as a process
   loads the same model again, from the memo of checked members, once with the
@@ -151,6 +152,31 @@ def first_use(tmp: Path, arrays: dict[str, np.ndarray], repeat: int) -> None:
     (tmp / "first.st").unlink(missing_ok=True)
 
 
+def overwrite_table(tmp: Path, arrays: dict[str, np.ndarray], repeat: int) -> None:
+    """Saves over the file an earlier save left (a checkpoint saved again): ``np.save``
+    truncates its file, dryml swaps a new one in (``durable=False``) or renames over it."""
+    methods = [(label, save) for label, save, _ in file_methods(arrays)[:4]]
+    paths = {label: tmp / f"over-{i}" for i, (label, _) in enumerate(methods)}
+    times: dict[str, list[float]] = {label: [] for label, _ in methods}
+    rng = random.Random(0)
+    for label, save in methods:
+        save(paths[label])
+    for _ in range(repeat):
+        rng.shuffle(methods)
+        for label, save in methods:
+            os.sync()
+            start = time.perf_counter()
+            save(paths[label])
+            times[label].append(time.perf_counter() - start)
+    med = {label: statistics.median(values) for label, values in times.items()}
+    ref, sync = med["np.save / np.load"], med["np.save+fsync / np.load"]
+    print(f"\nSaved over the file of the previous save (median of {repeat}):\n")
+    print("| method | save ms | vs np.save | vs np.save+fsync |\n|---|---:|---:|---:|")
+    for label, value in med.items():
+        print(f"| {label.split(' / ')[0]} | {value * 1e3:.2f} | {value / ref:.2f}x | "
+              f"{value / sync:.2f}x |")
+
+
 def sizes_table(tmp: Path, sizes: list[int], repeat: int) -> None:
     if importlib.util.find_spec("safetensors") is None:
         print("(safetensors is not installed: pip install safetensors for its rows)")
@@ -174,6 +200,8 @@ def sizes_table(tmp: Path, sizes: list[int], repeat: int) -> None:
         for label, (save, load, *_) in rows.items():
             print(f"| {label} | {save * 1e3:.2f} | {load * 1e3:.2f} | {save / ref_save:.2f}x | "
                   f"{save / sync_save:.2f}x | {load / ref_load:.2f}x |")
+        if size <= MB:
+            overwrite_table(tmp, arrays, rounds)
         if size >= 100 * MB:
             print()
             first_use(tmp, arrays, 5)
