@@ -12,7 +12,7 @@ import pytest
 
 from dryml import Object, ObjectDef
 from dryml.data import NumpyDataset
-from dryml.errors import DuplicateObjectError, ObjectNotFoundError, RepoError
+from dryml.errors import DrymlError, DuplicateObjectError, ObjectNotFoundError, RepoError
 from dryml.models import Trainable as DryTrainable
 from dryml.repo import In, Not, Range, Repo, Selector, is_loaded
 
@@ -202,6 +202,23 @@ def test_save_writes_objects_changed_in_memory(repo: Repo) -> None:
     again = Repo(repo.directory).load(model.dry_id)
     assert again.weights.tolist() == [1.0, 1.0]
     assert repo.metadata(model) == {"epoch": 0}
+    assert repo.check().ok
+
+
+def test_a_save_that_failed_partway_can_be_done_again(repo: Repo) -> None:
+    models = [Model(n) for n in (1, 2, 3)]
+    repo.add_objects(models)
+    for model in models:
+        model.weights = np.full(model.layers, 2.0)
+    models[2].weights = np.array([None], dtype=object)  # cannot be saved: after the others
+    with pytest.raises(DrymlError, match="pickle"):
+        repo.save(Selector(Model))
+    models[2].weights = np.full(3, 2.0)
+    # the two written before the failure are this process's versions, not another writer's
+    assert repo.save(Selector(Model)) == 3
+    again = Repo(repo.directory)
+    assert [again.load(m.dry_id).weights.tolist() for m in models] == [
+        [2.0], [2.0, 2.0], [2.0, 2.0, 2.0]]
     assert repo.check().ok
 
 

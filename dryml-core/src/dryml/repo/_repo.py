@@ -333,7 +333,7 @@ class Repo:
         except _DeadWriter:  # a dead process left a write of one of these ids: finish it
             _maintenance.recover(self._index, self.directory)
             self._begin_writes(prepared, token, replace, keep_metadata, unchanged)
-        done, written = 0, False
+        done = 0
         try:
             for row, obj in prepared:
                 meta = json.loads(row["metadata"]) if row.get("metadata") else None
@@ -341,12 +341,13 @@ class Repo:
                                    row["created"])
                 row.update(size=stamp.size, mtime=stamp.mtime, digest=stamp.digest)
                 done += 1
-            written = True
         finally:
             with self._index.locked():  # cached before a query sees the rows (as _add_new)
                 lost = self._end_writes(prepared, token, done)
-                if written and not lost:
-                    self._cache_all(prepared)
+                # those written and indexed, also when a later one failed: they are this
+                # process's versions (uncached, saving one again was "replaced by another
+                # writer", and a query replaced it by a new object)
+                self._cache_all([p for p in prepared[:done] if p[0]["id"] not in lost])
         if lost:
             raise RepoError(
                 f"object(s) {lost[:5]} in {self.directory} were deleted, or their write was "
