@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -93,6 +94,26 @@ def test_seeded_shuffle_is_a_reproducible_permutation() -> None:
     assert sorted(order) == list(range(50)) and order != list(range(50))
     assert [int(v) for b in shuffled for v in b] == order
     assert [len(b) for b in shuffled][:2] == [8, 8]
+
+
+def test_a_batched_pipeline_wrapped_without_its_batch_size_warns() -> None:
+    from dryml.data.tf import TFDataset
+    from dryml.errors import DrymlWarning
+
+    pairs = tf.data.Dataset.from_tensor_slices((np.zeros((12, 3)), np.zeros(12)))
+    with pytest.warns(DrymlWarning, match=r"batches by 4 .*batches of batches.*batch_size=4"):
+        wrapped = TFDataset(pairs.batch(4).map(lambda x, y: (x * 2, y)).prefetch(2),
+                            supervised=True)
+    # what it warns of: each batch taken for one example, batched again
+    assert next(iter(wrapped.batch(3)))[0].shape == (3, 4, 3)
+    with pytest.warns(DrymlWarning, match=r"batch_size=5, which miscounts"):
+        TFDataset(pairs.batch(4), supervised=True, batch_size=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        told = TFDataset(pairs.batch(4), supervised=True, batch_size=4)
+        assert next(iter(told.batch(3)))[0].shape == (3, 3)  # rebatched by examples
+        TFDataset(pairs.batch(4).unbatch(), supervised=True)
+        TFDataset(pairs.shuffle(12, seed=0), supervised=True)
 
 
 def test_bad_input() -> None:

@@ -25,6 +25,57 @@ def _cardinality(tf_ds: tf.data.Dataset) -> int | None:
     return n if n >= 0 else None
 
 
+# tf.data's own classes (private: one this does not know reads as "not batched"): the batching
+# steps, and the steps after which a batched pipeline still yields batches, element by element
+_BATCHING = frozenset({"_BatchDataset", "_ParallelBatchDataset", "_PaddedBatchDataset"})
+_ELEMENTWISE = frozenset({
+    "_MapDataset", "_ParallelMapDataset", "_PrefetchDataset", "CacheDataset", "_OptionsDataset",
+    "_ShuffleDataset", "_RepeatDataset", "_TakeDataset", "_SkipDataset", "_FilterDataset",
+    "_ShardDataset", "_IgnoreErrorsDataset", "_TakeWhileDataset"})
+
+
+def batched_by(tf_ds: tf.data.Dataset) -> int | None:
+    """The batch size of a pipeline whose last batching step is ``batch`` (or
+    ``padded_batch``), maybe followed by element-wise steps (map, prefetch, shuffle...); 0 when
+    its size is not a constant, None when the pipeline is not known to be batched."""
+    ds: Any = tf_ds
+    for _ in range(1000):
+        name = type(ds).__name__
+        if name in _BATCHING:
+            try:
+                return int(ds._batch_size)
+            except (AttributeError, TypeError, ValueError):
+                return 0
+        if name not in _ELEMENTWISE:
+            return None
+        ds = getattr(ds, "_input_dataset", None)
+    return None
+
+
+def _check_batching(tf_ds: tf.data.Dataset, batch_size: int | None) -> None:
+    """Warn when ``batch_size=`` does not say what the pipeline's last ``batch`` does: each
+    batch read as one example is batched again into batches of batches (silently, when the
+    sizes divide evenly), and a wrong size miscounts examples."""
+    found = batched_by(tf_ds)
+    if found is None or found == batch_size or (found == 0 and batch_size is not None):
+        return
+    import warnings
+
+    from dryml.errors import DrymlWarning
+
+    size = found or "N"
+    if batch_size is None:
+        said = ("without batch_size=, so each batch counts as one example (batching it again "
+                "makes batches of batches)")
+        unless = (" If each of its elements really is one example (a window of a sequence), "
+                  "ignore this DrymlWarning.")
+    else:
+        said, unless = f"with batch_size={batch_size}, which miscounts its examples", ""
+    warnings.warn(f"the tf.data pipeline batches by {size} (.batch), but was wrapped {said}: "
+                  f"say TFDataset(tf_ds, batch_size={size}).{unless}", DrymlWarning,
+                  stacklevel=3)
+
+
 def _one_arg(fn: Callable[[Any], Any], spec: Any) -> Callable[..., Any]:
     """tf.data calls ``fn(*element)`` for tuples; dryml functions take the element. Whether
     the element is a tuple comes from ``spec`` (the dataset's ``element_spec``): one argument
@@ -65,6 +116,7 @@ class TFDataset(Dataset):
                                "use NumpyDataset(...).tf() for arrays.")
         if batch_size is not None:
             batch_size = check_count(batch_size, "batch_size", minimum=1)
+        _check_batching(tf_ds, batch_size)
         n = _cardinality(tf_ds)
         meta = Meta(indexed, supervised, batch_size, False, n, n if batch_size is None else None)
         self._init(tf_ds, meta)
