@@ -40,6 +40,7 @@ from sklearn import (  # noqa: E402 - after the skip
     preprocessing,
     tree,
 )
+from sklearn import pipeline as pipeline_module  # noqa: E402
 from sklearn.datasets import load_diabetes, load_iris  # noqa: E402
 
 HERE = Path(__file__).parent
@@ -135,6 +136,37 @@ def test_a_user_function_needs_its_exact_name(tmp_path: Path) -> None:
         load_object(path, trust=[__name__])
     loaded = load_object(path, trust=[f"{__name__}.double"]).model
     assert loaded.transform(X).tobytes() == (X * 2).tobytes()
+
+
+def _in_main() -> Any:
+    namespace: dict[str, Any] = {"__name__": "__main__"}  # a function of a script
+    exec("def shift(x):\n    return x + 1\n", namespace)  # noqa: S102 - the test's own code
+    return namespace["shift"]
+
+
+def _nested() -> Any:
+    def triple(x: Any) -> Any:
+        return x * 3
+
+    return triple
+
+
+@pytest.mark.parametrize(("make", "name", "why"), [
+    (lambda: lambda x: x * 2, "<lambda>", "a lambda"),
+    (_nested, "_nested.<locals>.triple", "a nested function"),
+    (_in_main, "__main__.shift", "never imported"),
+], ids=["lambda", "nested", "__main__"])
+def test_a_function_no_load_could_find_is_refused_when_saving(
+        tmp_path: Path, make: Any, name: str, why: str) -> None:
+    # saved, the file could never be loaded: the load error's trust= advice did not help
+    from dryml.errors import SerializationError
+
+    pipeline = pipeline_module.make_pipeline(preprocessing.FunctionTransformer(make()),
+                                             linear_model.LinearRegression()).fit(X, Y)
+    with pytest.raises(SerializationError, match=rf"{re.escape(name)} at steps\[0\]\[1\]"
+                       rf"\.func: .*{why}.*could never be loaded.*top level of a module"):
+        _round_trip(pipeline, tmp_path / "fn.dry")
+    assert not (tmp_path / "fn.dry").exists()
 
 
 @pytest.mark.parametrize("func", [np.save, np.loadtxt, os.system],

@@ -88,6 +88,12 @@ class EstimatorSerializer:
         if inside is not None:  # skops would write it as data no load could accept
             raise SerializationError(f"this {type(value).__qualname__} holds an XGBoost model "
                                      f"at {inside}: {_checks.XGBOOST_INSTEAD}")
+        unloadable = _trust.unloadable_function(value)
+        if unloadable is not None:
+            raise SerializationError(
+                f"this {type(value).__qualname__} holds {unloadable}, so the file could never "
+                "be loaded again. Define the function with def at the top level of a module "
+                "that can be imported (not __main__ or a test module)")
         record_versions(writer)
         data, _ = _skops_arrays.dumps(value, writer)
         return {"skops": writer.add_bytes(data),
