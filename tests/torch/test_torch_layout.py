@@ -184,6 +184,41 @@ def test_views_of_one_storage_come_back_as_views_of_one_storage() -> None:
     assert state["rows"][0, 0] == 123.0 and state["transposed"][0, 10] == 123.0
 
 
+class Retyped(torch.nn.Module):
+    """A buffer and another view of (part of) its bytes as another dtype."""
+
+    def __init__(self, other: Any) -> None:
+        super().__init__()
+        self.register_buffer("floats", torch.ones(8))
+        self.register_buffer("bits", other(self.floats))
+
+
+@pytest.mark.parametrize("other", [
+    lambda f: f.view(torch.int32),
+    lambda f: f[4:].view(torch.int16),
+    lambda f: f.view(torch.uint8)[4:12],
+], ids=["whole", "half", "bytes"])
+def test_views_of_one_memory_as_other_types_are_refused_as_torch_save_does(other: Any) -> None:
+    # stored as two copies, a write through one would no longer show in the other
+    from dryml.errors import SerializationError
+
+    obj = Holder()
+    obj.state["m"] = Retyped(other)
+    with pytest.raises(SerializationError, match=r"\['floats'\] \(torch.float32\) and "
+                       r"\['bits'\] \(torch.\w+\) view the same memory as different types"):
+        save_object(obj, io.BytesIO())
+    with pytest.raises(RuntimeError, match="different types"):
+        torch.save(obj.state["m"].state_dict(), io.BytesIO())
+    # other bytes of one storage, beside each other: saved
+    base = torch.arange(8, dtype=torch.float32)
+    obj.state["m"].floats, obj.state["m"].bits = base[:4], base[4:].view(torch.int32)
+    buf = io.BytesIO()
+    save_object(obj, buf)
+    state = load_object(io.BytesIO(buf.getvalue())).state["m"]
+    assert state["floats"].tolist() == [0.0, 1.0, 2.0, 3.0]
+    assert state["bits"].view(torch.float32).tolist() == [4.0, 5.0, 6.0, 7.0]
+
+
 def _views_file() -> bytes:
     obj = Holder()
     obj.state["m"] = Views()

@@ -21,6 +21,7 @@ transpose of a weight) are stored as one region that each is a view of. Nothing 
 
 from __future__ import annotations
 
+import itertools
 import math
 import weakref
 from collections import OrderedDict
@@ -83,6 +84,13 @@ def _region(t: torch.Tensor) -> tuple[Any, int, int] | None:
             first + extent(t.shape, t.stride()))
 
 
+def _overlap(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether the storage bytes two tensors of one storage span overlap."""
+    spans = [(r[1] * t.element_size(), r[2] * t.element_size())
+             for t in (a, b) if (r := _region(t)) is not None]
+    return len(spans) == 2 and spans[0][0] < spans[1][1] and spans[1][0] < spans[0][1]
+
+
 def _shared_groups(tensors: list[torch.Tensor]) -> list[list[int]]:
     """Positions of tensors whose memory overlaps (the same storage), grouped."""
     spans: dict[Any, list[tuple[int, int, int]]] = {}
@@ -90,6 +98,12 @@ def _shared_groups(tensors: list[torch.Tensor]) -> list[list[int]]:
         region = _region(t)
         if region is not None:
             spans.setdefault(region[0], []).append((region[1], region[2], i))
+    return _overlapping(spans)
+
+
+def _overlapping(spans: dict[Any, list[tuple[int, int, int]]]) -> list[list[int]]:
+    """Groups (of two or more) of the positions ``i`` whose ``[first, stop)`` spans of one
+    key overlap, directly or through others of the group."""
     groups: list[list[int]] = []
     for items in spans.values():
         items.sort()
@@ -112,6 +126,7 @@ class _TreeWriter:
         self.pending: list[torch.Tensor] = []
         #: how often the tree names each pending tensor (tied weights: more than once)
         self.refs: list[int] = []
+        self.paths: list[str] = []
 
     def encode(self, value: Any, path: str) -> Any:  # noqa: PLR0911 - one branch per kind
         tp = type(value)
@@ -149,6 +164,7 @@ class _TreeWriter:
         if problem is not None:
             raise SerializationError(f"{path}: {problem}")
         self.pending.append(t)
+        self.paths.append(path)
         self.refs.append(1)
         index = len(self.pending) - 1
         if key is not None:
@@ -157,6 +173,7 @@ class _TreeWriter:
 
     def finish(self) -> dict[str, Any]:
         """Write the tensors: overlapping views as views of one stored region each."""
+        self._check_one_type_per_memory()
         metas: list[dict[str, Any] | None] = [None] * len(self.pending)
         bases: list[dict[str, Any]] = []
         for group in _shared_groups(self.pending):
@@ -177,6 +194,30 @@ class _TreeWriter:
                        t.contiguous() if i in plain else t, self.writer)
                    for i, (t, meta) in enumerate(zip(self.pending, metas, strict=True))]
         return {"tensors": tensors, **({"bases": bases} if bases else {})}
+
+    def _check_one_type_per_memory(self) -> None:
+        """Refuse tensors that view the same bytes as different dtypes (``f`` and
+        ``f.view(torch.int32)``), as torch.save does: stored as two copies, a write through
+        one would no longer show in the other."""
+        spans: dict[Any, list[tuple[int, int, int]]] = {}
+        for i, t in enumerate(self.pending):
+            region = _region(t)
+            if region is not None:
+                size = t.element_size()
+                spans.setdefault(region[0][:2], []).append(
+                    (region[1] * size, region[2] * size, i))
+        for group in _overlapping(spans):
+            if len({self.pending[i].dtype for i in group}) < 2:
+                continue
+            # the group overlaps as one: as it holds two dtypes, two of them overlap
+            for i, j in itertools.combinations(group, 2):
+                a, b = self.pending[i], self.pending[j]
+                if a.dtype != b.dtype and _overlap(a, b):
+                    raise SerializationError(
+                        f"{self.paths[i]} ({a.dtype}) and {self.paths[j]} ({b.dtype}) view the "
+                        "same memory as different types, which a file cannot keep shared "
+                        "(torch.save refuses them too): store one and make the other from it "
+                        "in load_object_imp (t.view(dtype))")
 
     def _within_budget(self, metas: list[dict[str, Any] | None]) -> set[int]:
         """The tensors to store as plain elements so that the file's references to tensors
