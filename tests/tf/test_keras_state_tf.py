@@ -65,6 +65,27 @@ def test_an_adapted_vocabulary_layer_round_trips_in_int_and_tf_idf_modes(layer: 
         _same(model, _round_trip(model), kind)
 
 
+def test_a_vocabulary_layer_never_adapted_loads_never_adapted_and_adapts_alike() -> None:
+    # found by audit: it saved, and the load was a FormatError (Keras' own load fails too)
+    import keras
+
+    data = np.array([["a"], ["b"], ["a"], ["c"]])
+    layers = [keras.layers.StringLookup(), keras.layers.StringLookup(mask_token="",
+                                                                     num_oov_indices=2),
+              keras.layers.IntegerLookup(), keras.layers.TextVectorization()]
+    inputs = [keras.Input((1,), dtype="string"), keras.Input((1,), dtype="string"),
+              keras.Input((1,), dtype="int64"), keras.Input((1,), dtype="string")]
+    model = keras.Model(inputs, [layer(x) for layer, x in zip(layers, inputs, strict=True)])
+    loaded = _round_trip(model)
+    again = [layer for layer in loaded.layers if not isinstance(layer, keras.layers.InputLayer)]
+    for old, new in zip(layers, again, strict=True):
+        assert new.get_vocabulary() == old.get_vocabulary()  # special tokens only
+        sample = np.array([[1], [2], [1], [3]]) if "Integer" in type(old).__name__ else data
+        old.adapt(sample)
+        new.adapt(sample)
+        assert np.array_equal(new(sample), old(sample))
+
+
 def _saved_lookup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Path]:
     """A StringLookup model saved with its vocabulary as Keras' asset file, as dryml-tf wrote
     it before vocabularies were stored apart (the asset checks hold for any layer's asset

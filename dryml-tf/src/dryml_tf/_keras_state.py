@@ -208,6 +208,9 @@ def _vocabulary_in(layer: Any, entry: Any, reader: Any) -> None:
     if not isinstance(tokens, list) or not all(type(t) is kind for t in tokens):
         raise FormatError(f"the vocabulary of {layer.name!r} must be a list of "
                           f"{kind.__name__} tokens")
+    if not layer.get_vocabulary(include_special_tokens=False) and tokens == (
+            layer.get_vocabulary(include_special_tokens=True)):
+        return  # never adapted when saved, as rebuilt (Keras refuses an empty vocabulary)
     idf = layer.idf_weights_const.numpy() if layer.output_mode == "tf_idf" else None
     try:
         layer.set_vocabulary(_in_encoding(layer, tokens), idf_weights=idf)
