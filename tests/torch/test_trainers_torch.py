@@ -82,6 +82,33 @@ def test_predictions_are_probabilities_and_values() -> None:
     assert predictions(reg, regression_data(seed=1)).shape == (600,)
 
 
+def test_a_network_working_in_place_on_its_input_leaves_the_callers_arrays_alone() -> None:
+    # ReLU(inplace=True) first: predict wrote into the caller's array, a read-only one too
+    import warnings
+
+    from dryml.data import NumpyDataset
+
+    net = Sequential([("ReLU", {"inplace": True}),
+                      ("Linear", {"in_features": 4, "out_features": 3})])
+    model = TorchTrainable(net, Optimizer("Adam", lr=1e-2), Loss("CrossEntropyLoss"),
+                           TrainSpec(epochs=2, batch_size=32, seed=0))
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    model.train(NumpyDataset((x, y), supervised=True))
+    before = x.copy()
+    want = model.predict(x.copy())
+    assert np.array_equal(model.predict(x), want) and np.array_equal(x, before)
+    frozen = x.copy()
+    frozen.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns of a read-only array it would write
+        assert np.array_equal(model.predict(frozen), want)
+    assert np.array_equal(frozen, before)
+    list(model.eval(NumpyDataset((x, y), supervised=True)))
+    assert np.array_equal(x, before)
+
+
 def test_early_stopping_stops_early_and_restores_the_best_weights() -> None:
     model = with_validation(100, EarlyStopping(patience=2, min_delta=1e-3))
     model.train(classification_data())

@@ -10,6 +10,7 @@ uninterrupted one does.
 from __future__ import annotations
 
 import copy
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -48,15 +49,26 @@ def _param(net: torch.nn.Module) -> torch.Tensor | None:
     return next(iter(net.parameters()), None)
 
 
-def model_inputs(net: torch.nn.Module, x: Any, on_device: bool = True) -> torch.Tensor:
-    """``x`` as a tensor of the network's floating dtype (on its device if ``on_device``)."""
-    t = torch.as_tensor(np.ascontiguousarray(x))
+def model_inputs(net: torch.nn.Module, x: Any, on_device: bool = True,
+                 batched: bool = False) -> torch.Tensor:
+    """``x`` as a tensor of the network's floating dtype (on its device if ``on_device``),
+    never over the caller's memory unless ``batched`` (the network sees copied batches of
+    it): a network that works in place on its input (``ReLU(inplace=True)`` first) wrote
+    into the array given to ``predict``, a read-only one too (torch ignores the flag; over a
+    read-only memory map the process died)."""
+    array = np.ascontiguousarray(x)
     p = _param(net)
-    if p is not None:
-        if t.is_floating_point() and t.dtype != p.dtype:
-            t = t.to(p.dtype)
-        if on_device:
-            t = t.to(p.device)
+    dtype = p.dtype if p is not None and array.dtype.kind == "f" else None
+    if not batched and (array is x or array.base is not None or not array.flags.writeable):
+        t = torch.tensor(array, dtype=dtype)  # one copy, converting as it copies
+    else:  # a new array (x was a list, or not contiguous), or one only read from
+        with warnings.catch_warnings():  # read-only: batches are copied before use
+            warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+            t = torch.from_numpy(array)
+        if dtype is not None and t.dtype != dtype:
+            t = t.to(dtype)
+    if p is not None and on_device:
+        t = t.to(p.device)
     return t
 
 
@@ -225,7 +237,8 @@ def _epoch_logs(procedure: TorchProcedure, logs: Any) -> dict[str, float]:
 
 def _as_tensors(net: torch.nn.Module, x: np.ndarray, y: np.ndarray
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    tx = model_inputs(net, x, on_device=False)  # batches move to the device one at a time
+    # batches move to the device one at a time, copied (indexed with a tensor)
+    tx = model_inputs(net, x, on_device=False, batched=True)
     return tx, torch.as_tensor(np.ascontiguousarray(y))
 
 
