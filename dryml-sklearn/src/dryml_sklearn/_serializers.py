@@ -88,14 +88,17 @@ class EstimatorSerializer:
         if inside is not None:  # skops would write it as data no load could accept
             raise SerializationError(f"this {type(value).__qualname__} holds an XGBoost model "
                                      f"at {inside}: {_checks.XGBOOST_INSTEAD}")
-        unloadable = _trust.unloadable_function(value)
-        if unloadable is not None:
-            raise SerializationError(
-                f"this {type(value).__qualname__} holds {unloadable}, so the file could never "
-                "be loaded again. Define the function with def at the top level of a module "
-                "that can be imported (not __main__ or a test module)")
         record_versions(writer)
         data, _ = _skops_arrays.dumps(value, writer)
+        # what was written, as a load will read it (a function an object's __getstate__
+        # drops is not written; a decorated function is found under its __name__)
+        lost = _trust.unloadable(_skops_arrays.load_tree(data))
+        if lost is not None:
+            raise SerializationError(
+                f"this {type(value).__qualname__} holds {lost[0]}, which no load could find: "
+                f"{lost[1]}, so the file could never be loaded again. Define it at the top "
+                "level of a module that can be imported (not __main__, nor a module named "
+                "tests, testing, conftest or the like)")
         return {"skops": writer.add_bytes(data),
                 "type": f"{type(value).__module__}.{type(value).__qualname__}"}
 

@@ -56,7 +56,7 @@ import numpy as np
 from dryml.backend import static_attribute
 from dryml_sklearn import _checks
 
-__all__ = ["Finding", "check_random_states", "unloadable_function", "untrusted"]
+__all__ = ["Finding", "check_random_states", "unloadable", "untrusted"]
 
 _ROOTS = ("sklearn", "numpy", "scipy")
 #: Module name parts never imported or trusted.
@@ -102,29 +102,23 @@ def _excluded(module: str) -> bool:
     return any(part in _EXCLUDED_PARTS for part in module.split("."))
 
 
-def _unloadable(obj: Any) -> str | None:
-    """Why no load could ever find the function ``obj`` by its module and name, or None."""
-    if not isinstance(obj, types.FunctionType):
-        return None
-    if "<" in obj.__qualname__:  # <lambda>, <locals>
-        return "it has no name of its own in its module (a lambda or a nested function)"
-    module = obj.__module__ or ""
-    if _excluded(module):
-        return f"its module {module!r} is never imported by a load"
+def unloadable(tree: Any) -> tuple[str, str] | None:
+    """A name in the skops ``tree`` (as a save writes it) that no load could ever find, with
+    why: a function its module does not hold under its name (a lambda, a nested function), or
+    anything of ``__main__`` or a test module (loads never import those); None when there is
+    none."""
+    from skops.io._general import FunctionNode
+
+    for node, _ in _walk(tree):
+        if node.module_name is None or node.class_name is None:
+            continue
+        name, module, qualname = _name(node)
+        if _excluded(module):
+            return name, f"its module {module!r} is never imported by a load"
+        if isinstance(node, FunctionNode) and _resolve_for_caller(module, qualname) is None:
+            return name, ("its module holds no function of that name (a lambda or a nested "
+                          "function)")
     return None
-
-
-def unloadable_function(value: Any) -> str | None:
-    """What a file could never load back inside the estimator ``value``: a function without
-    a name of its own in its module, or of ``__main__`` or a test module (a file names a
-    function by module and name, and loads never import those), e.g.
-    ``"the function __main__.<lambda> at steps[0][1].func: ..."``; None when there is none."""
-    found = _checks._find(value, lambda obj: _unloadable(obj) is not None)
-    if found is None:
-        return None
-    obj, path = found
-    return (f"the function {obj.__module__}.{obj.__qualname__} at {path}: "
-            f"{_unloadable(obj)}")
 
 
 @cache
