@@ -101,7 +101,7 @@ def test_a_batched_pipeline_wrapped_without_its_batch_size_warns() -> None:
     from dryml.errors import DrymlWarning
 
     pairs = tf.data.Dataset.from_tensor_slices((np.zeros((12, 3)), np.zeros(12)))
-    with pytest.warns(DrymlWarning, match=r"batches by 4 .*batches of batches.*batch_size=4"):
+    with pytest.warns(DrymlWarning, match=r"batches by 4, .*batches of batches.*batch_size=4"):
         wrapped = TFDataset(pairs.batch(4).map(lambda x, y: (x * 2, y)).prefetch(2),
                             supervised=True)
     # what it warns of: each batch taken for one example, batched again
@@ -114,6 +114,13 @@ def test_a_batched_pipeline_wrapped_without_its_batch_size_warns() -> None:
         assert next(iter(told.batch(3)))[0].shape == (3, 3)  # rebatched by examples
         TFDataset(pairs.batch(4).unbatch(), supervised=True)
         TFDataset(pairs.shuffle(12, seed=0), supervised=True)
+        # a map after the batch that makes one example of it (a mean, a shifted window)
+        TFDataset(pairs.batch(4).map(lambda x, y: (tf.reduce_mean(x, 0), y[0])),
+                  supervised=True)
+        text = tf.data.Dataset.range(44).batch(11, drop_remainder=True)
+        TFDataset(text.map(lambda s: (s[:-1], s[1:])), supervised=True)
+    with pytest.warns(DrymlWarning, match="batches by 4"):  # whole batches, a fixed size
+        TFDataset(pairs.batch(4, drop_remainder=True), supervised=True)
 
 
 def test_bad_input() -> None:

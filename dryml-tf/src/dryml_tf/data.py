@@ -59,6 +59,11 @@ def _check_batching(tf_ds: tf.data.Dataset, batch_size: int | None) -> None:
     found = batched_by(tf_ds)
     if found is None or found == batch_size or (found == 0 and batch_size is not None):
         return
+    leaves = tf.nest.flatten(tf_ds.element_spec)
+    shapes = [getattr(leaf, "shape", None) for leaf in leaves]
+    if not all(shape is not None and shape.rank and shape[0] in (None, found or None)
+               for shape in shapes):
+        return  # a map after the batch made something else of it (a mean, a window)
     import warnings
 
     from dryml.errors import DrymlWarning
@@ -71,7 +76,7 @@ def _check_batching(tf_ds: tf.data.Dataset, batch_size: int | None) -> None:
                   "ignore this DrymlWarning.")
     else:
         said, unless = f"with batch_size={batch_size}, which miscounts its examples", ""
-    warnings.warn(f"the tf.data pipeline batches by {size} (.batch), but was wrapped {said}: "
+    warnings.warn(f"the tf.data pipeline batches by {size}, but was wrapped {said}: "
                   f"say TFDataset(tf_ds, batch_size={size}).{unless}", DrymlWarning,
                   stacklevel=3)
 
