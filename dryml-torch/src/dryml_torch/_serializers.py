@@ -21,7 +21,6 @@ transpose of a weight) are stored as one region that each is a view of. Nothing 
 
 from __future__ import annotations
 
-import itertools
 import math
 import weakref
 from collections import OrderedDict
@@ -82,13 +81,6 @@ def _region(t: torch.Tensor) -> tuple[Any, int, int] | None:
     first = t.storage_offset()
     return ((t.device, t.untyped_storage().data_ptr(), t.dtype), first,
             first + extent(t.shape, t.stride()))
-
-
-def _overlap(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """Whether the storage bytes two tensors of one storage span overlap."""
-    spans = [(r[1] * t.element_size(), r[2] * t.element_size())
-             for t in (a, b) if (r := _region(t)) is not None]
-    return len(spans) == 2 and spans[0][0] < spans[1][1] and spans[1][0] < spans[0][1]
 
 
 def _shared_groups(tensors: list[torch.Tensor]) -> list[list[int]]:
@@ -206,18 +198,22 @@ class _TreeWriter:
                 size = t.element_size()
                 spans.setdefault(region[0][:2], []).append(
                     (region[1] * size, region[2] * size, i))
-        for group in _overlapping(spans):
-            if len({self.pending[i].dtype for i in group}) < 2:
-                continue
-            # the group overlaps as one: as it holds two dtypes, two of them overlap
-            for i, j in itertools.combinations(group, 2):
-                a, b = self.pending[i], self.pending[j]
-                if a.dtype != b.dtype and _overlap(a, b):
+        for items in spans.values():
+            items.sort()
+            reach: dict[Any, tuple[int, int]] = {}  # dtype -> (furthest stop, whose)
+            for first, stop, j in items:
+                b = self.pending[j]
+                other = next(((end, i) for dtype, (end, i) in reach.items()
+                              if dtype != b.dtype and end > first), None)
+                if other is not None:
+                    i, a = other[1], self.pending[other[1]]
                     raise SerializationError(
                         f"{self.paths[i]} ({a.dtype}) and {self.paths[j]} ({b.dtype}) view the "
                         "same memory as different types, which a file cannot keep shared "
                         "(torch.save refuses them too): store one and make the other from it "
                         "in load_object_imp (t.view(dtype))")
+                if stop > reach.get(b.dtype, (-1, -1))[0]:
+                    reach[b.dtype] = (stop, j)
 
     def _within_budget(self, metas: list[dict[str, Any] | None]) -> set[int]:
         """The tensors to store as plain elements so that the file's references to tensors
