@@ -163,11 +163,14 @@ def overwrite_table(tmp: Path, arrays: dict[str, np.ndarray], repeat: int) -> No
         """As before the swap: the file system marked as one that cannot swap names."""
         from dryml.format import _stale
 
-        _stale._no_swap.add(os.stat(p.parent).st_dev)
+        device = os.stat(p.parent).st_dev
+        known = device in _stale._no_swap
+        _stale._no_swap.add(device)
         try:
             save_object(obj, p, durable=False)
         finally:
-            _stale._no_swap.clear()
+            if not known:
+                _stale._no_swap.discard(device)
 
     methods.append(("dryml durable=False, renamed over it / -", renamed))
     paths = {label: tmp / f"over-{i}" for i, (label, _) in enumerate(methods)}

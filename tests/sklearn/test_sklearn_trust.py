@@ -153,12 +153,25 @@ def _nested() -> Any:
     return triple
 
 
+def scale(x: Any) -> Any:
+    """A top-level function that a nested one of the same name would load as."""
+    return x
+
+
+def _shadowed() -> Any:
+    def scale(x: Any) -> Any:
+        return x * 10
+
+    return scale
+
+
 @pytest.mark.parametrize(("make", "name", "why"), [
     (lambda: lambda x: x * 2, "<lambda>", "a lambda"),
     (_nested, "triple", "a nested function"),
     (_in_main, "__main__.shift", "never imported"),
     (lambda: functools.partial(lambda x, k: x * k, k=3), "<lambda>", "a lambda"),
-], ids=["lambda", "nested", "__main__", "partial"])
+    (_shadowed, "scale", "holds another function of that name"),
+], ids=["lambda", "nested", "__main__", "partial", "shadowed"])
 def test_a_function_no_load_could_find_is_refused_when_saving(
         tmp_path: Path, make: Any, name: str, why: str) -> None:
     # saved, the file could never be loaded: the load error's trust= advice did not help

@@ -121,6 +121,9 @@ def test_a_batched_pipeline_wrapped_without_its_batch_size_warns() -> None:
         TFDataset(text.map(lambda s: (s[:-1], s[1:])), supervised=True)
     with pytest.warns(DrymlWarning, match="batches by 4"):  # whole batches, a fixed size
         TFDataset(pairs.batch(4, drop_remainder=True), supervised=True)
+    with pytest.warns(DrymlWarning, match="batches by 4"):  # x of unknown rank after it
+        TFDataset(pairs.batch(4).map(lambda x, y: (tf.py_function(
+            lambda v: v * 2, [x], tf.float64), y)), supervised=True)
 
 
 def test_bad_input() -> None:

@@ -107,6 +107,14 @@ def test_a_network_working_in_place_on_its_input_leaves_the_callers_arrays_alone
     assert np.array_equal(frozen, before)
     list(model.eval(NumpyDataset((x, y), supervised=True)))
     assert np.array_equal(x, before)
+    # nor the validation data from one epoch to the next (LeakyReLU scales the negatives)
+    leaky = Sequential([("LeakyReLU", {"inplace": True}),
+                        ("Linear", {"in_features": 4, "out_features": 3})])
+    still = TorchTrainable(leaky, Optimizer("SGD", lr=0.0), Loss("CrossEntropyLoss"),
+                           TrainSpec(epochs=3, batch_size=32, seed=0))
+    still.train(NumpyDataset((x, y), supervised=True),
+                NumpyDataset((x[:50], y[:50]), supervised=True))
+    assert len({h["val_loss"] for h in still.train_state.history}) == 1
 
 
 def test_early_stopping_stops_early_and_restores_the_best_weights() -> None:

@@ -92,7 +92,14 @@ class EstimatorSerializer:
         data, _ = _skops_arrays.dumps(value, writer)
         # what was written, as a load will read it (a function an object's __getstate__
         # drops is not written; a decorated function is found under its __name__)
-        lost = _trust.unloadable(_skops_arrays.load_tree(data))
+        try:
+            tree = _skops_arrays.load_tree(data)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise SerializationError(
+                f"this {type(value).__qualname__} was written in a form no load could read "
+                f"back ({exc}); a classmethod or another bound method as a parameter is such "
+                "a value: pass a plain function") from None
+        lost = _trust.unloadable(tree, value)
         if lost is not None:
             raise SerializationError(
                 f"this {type(value).__qualname__} holds {lost[0]}, which no load could find: "

@@ -59,11 +59,11 @@ def _check_batching(tf_ds: tf.data.Dataset, batch_size: int | None) -> None:
     found = batched_by(tf_ds)
     if found is None or found == batch_size or (found == 0 and batch_size is not None):
         return
-    leaves = tf.nest.flatten(tf_ds.element_spec)
-    shapes = [getattr(leaf, "shape", None) for leaf in leaves]
-    if not all(shape is not None and shape.rank and shape[0] in (None, found or None)
-               for shape in shapes):
-        return  # a map after the batch made something else of it (a mean, a window)
+    shapes = [getattr(leaf, "shape", None) for leaf in tf.nest.flatten(tf_ds.element_spec)]
+    if any(shape is not None and shape.rank is not None
+           and (shape.rank == 0 or shape[0] not in (None, found or None)) for shape in shapes):
+        return  # a map after the batch made something else of it (a mean, a window); a
+        # leaf of unknown rank (py_function) cannot tell
     import warnings
 
     from dryml.errors import DrymlWarning

@@ -59,7 +59,9 @@ def model_inputs(net: torch.nn.Module, x: Any, on_device: bool = True,
     array = np.ascontiguousarray(x)
     p = _param(net)
     dtype = p.dtype if p is not None and array.dtype.kind == "f" else None
-    if not batched and (array is x or array.base is not None or not array.flags.writeable):
+    # on a GPU the move to the device is the copy
+    owned = batched or (on_device and p is not None and p.device.type != "cpu")
+    if not owned and (array is x or array.base is not None or not array.flags.writeable):
         t = torch.tensor(array, dtype=dtype)  # one copy, converting as it copies
     else:  # a new array (x was a list, or not contiguous), or one only read from
         with warnings.catch_warnings():  # read-only: batches are copied before use
@@ -193,6 +195,10 @@ def _validate(net: torch.nn.Module, loss_fn: Any, x: torch.Tensor, y: torch.Tens
     with torch.no_grad():
         for start in range(0, len(x), _CHUNK):
             xb, yb = x[start:start + _CHUNK].to(device), y[start:start + _CHUNK].to(device)
+            if xb.untyped_storage().data_ptr() == x.untyped_storage().data_ptr():
+                # a view (on the CPU): a network working in place on its input changed
+                # the validation data of every later epoch
+                xb = xb.clone()
             out = net(xb)
             total += loss_fn(*checked_loss_inputs(loss_fn, out, yb)).double() * len(xb)
             if classifier:
