@@ -158,6 +158,11 @@ def scale(x: Any) -> Any:
     return x
 
 
+def _apply(x: Any, f: Any) -> Any:
+    """A top-level function given a function as an argument (through a partial)."""
+    return f(x)
+
+
 def _shadowed() -> Any:
     def scale(x: Any) -> Any:
         return x * 10
@@ -171,7 +176,8 @@ def _shadowed() -> Any:
     (_in_main, "__main__.shift", "never imported"),
     (lambda: functools.partial(lambda x, k: x * k, k=3), "<lambda>", "a lambda"),
     (_shadowed, "scale", "holds another function of that name"),
-], ids=["lambda", "nested", "__main__", "partial", "shadowed"])
+    (lambda: functools.partial(_apply, f=_shadowed()), "scale", "another function"),
+], ids=["lambda", "nested", "__main__", "partial", "shadowed", "partial-argument"])
 def test_a_function_no_load_could_find_is_refused_when_saving(
         tmp_path: Path, make: Any, name: str, why: str) -> None:
     # saved, the file could never be loaded: the load error's trust= advice did not help
@@ -179,10 +185,21 @@ def test_a_function_no_load_could_find_is_refused_when_saving(
 
     pipeline = pipeline_module.make_pipeline(preprocessing.FunctionTransformer(make()),
                                              linear_model.LinearRegression()).fit(X, Y)
-    with pytest.raises(SerializationError, match=rf"{re.escape(name)}, which no load could "
-                       rf"find: .*{why}.*could never be loaded"):
+    with pytest.raises(SerializationError, match=rf"{re.escape(name)}: .*{why}.*would not "
+                       "load it.*top level of a module"):
         _round_trip(pipeline, tmp_path / "fn.dry")
     assert not (tmp_path / "fn.dry").exists()
+
+
+def test_a_nested_function_beside_its_top_level_namesake_is_refused(tmp_path: Path) -> None:
+    # both were written as the top-level one, and a load used it for both
+    from dryml.errors import SerializationError
+
+    both = preprocessing.FunctionTransformer(func=scale, inverse_func=_shadowed(),
+                                             check_inverse=False).fit(X)
+    with pytest.raises(SerializationError, match=r"inverse_func: the function .*scale: its "
+                       "module holds another function of that name"):
+        _round_trip(both, tmp_path / "fn.dry")
 
 
 def _renamed(fn: Any) -> Any:

@@ -97,9 +97,9 @@ class EstimatorSerializer:
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise SerializationError(
                 f"this {type(value).__qualname__} was written in a form no load could read "
-                f"back ({exc}); a classmethod or another bound method as a parameter is such "
-                "a value: pass a plain function") from None
-        lost = _trust.unloadable(tree, value)
+                f"back ({exc}); a classmethod as a parameter is such a value: pass a plain "
+                "function") from None
+        lost = _trust.unloadable(tree)
         if lost is not None:
             raise SerializationError(
                 f"this {type(value).__qualname__} holds {lost[0]}, which no load could find: "

@@ -173,9 +173,10 @@ def dumps(value: Any, writer: Any) -> tuple[bytes, int]:
     indents it, which makes ``json`` fall back to its pure-Python encoder (the single biggest
     cost of saving a large forest).
     """
-    from dryml_sklearn import _checks, _skops_pandas
+    from dryml_sklearn import _checks, _skops_functions, _skops_pandas
 
     _skops_pandas.install()
+    _skops_functions.install()
     buffer = io.BytesIO()
     with writing(writer) as members, zipfile.ZipFile(buffer, "w") as zip_file:
         context = SaveContext(zip_file=zip_file)

@@ -41,7 +41,6 @@ must then be loaded. Anything else is reported untrusted, and nothing was constr
 
 from __future__ import annotations
 
-import functools
 import importlib
 import inspect
 import pkgutil
@@ -103,47 +102,17 @@ def _excluded(module: str) -> bool:
     return any(part in _EXCLUDED_PARTS for part in module.split("."))
 
 
-def unloadable(tree: Any, value: Any) -> tuple[str, str] | None:
-    """A name in the skops ``tree`` of ``value`` (as a save wrote it) that no load could find
-    as it was, with why: a function its module does not hold under its name (a lambda, a
-    nested function), or holds as another function (a nested ``scale`` beside a top-level
-    one: the load took the top-level one), or anything of ``__main__`` or a test module
-    (loads never import those); None when there is none."""
-    from skops.io._general import FunctionNode
-
-    held = _functions_in(value)
+def unloadable(tree: Any) -> tuple[str, str] | None:
+    """A name in the skops ``tree`` (as a save wrote it) that no load could find: anything of
+    ``__main__`` or a test module (loads never import those), with why; None when there is
+    none. (Functions are checked as they are written: :mod:`dryml_sklearn._skops_functions`.)"""
     for node, _ in _walk(tree):
         if node.module_name is None or node.class_name is None:
             continue
-        name, module, qualname = _name(node)
+        name, module, _ = _name(node)
         if _excluded(module):
             return name, f"its module {module!r} is never imported by a load"
-        if not isinstance(node, FunctionNode):
-            continue
-        found = _resolve_for_caller(module, qualname)
-        if found is None:
-            return name, ("its module holds no function of that name (a lambda or a nested "
-                          "function)")
-        saved = held.get((module, qualname), [])
-        if saved and not any(fn is found for fn in saved):
-            return name, ("its module holds another function of that name (this one is "
-                          "nested, or a method), which a load would take in its place")
     return None
-
-
-def _functions_in(value: Any) -> dict[tuple[str, str], list[Any]]:
-    """The Python functions ``value`` holds (through attributes, containers and
-    ``functools.partial``), by the (module, name) skops records them under."""
-    out: dict[tuple[str, str], list[Any]] = {}
-
-    def note(obj: Any) -> bool:
-        fn = obj.func if isinstance(obj, functools.partial) else obj
-        if isinstance(fn, types.FunctionType):
-            out.setdefault((fn.__module__, fn.__name__), []).append(fn)
-        return False  # walk everything
-
-    _checks._find(value, note)
-    return out
 
 
 @cache

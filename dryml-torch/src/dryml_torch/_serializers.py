@@ -90,12 +90,6 @@ def _shared_groups(tensors: list[torch.Tensor]) -> list[list[int]]:
         region = _region(t)
         if region is not None:
             spans.setdefault(region[0], []).append((region[1], region[2], i))
-    return _overlapping(spans)
-
-
-def _overlapping(spans: dict[Any, list[tuple[int, int, int]]]) -> list[list[int]]:
-    """Groups (of two or more) of the positions ``i`` whose ``[first, stop)`` spans of one
-    key overlap, directly or through others of the group."""
     groups: list[list[int]] = []
     for items in spans.values():
         items.sort()
