@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from dryml import load_object, save_object
+from dryml import Object, load_object, save_object
 from dryml.errors import UntrustedClassError
 from dryml.format import read_manifest
 
@@ -189,6 +189,23 @@ def test_a_function_no_load_could_find_is_refused_when_saving(
                        "load it.*top level of a module"):
         _round_trip(pipeline, tmp_path / "fn.dry")
     assert not (tmp_path / "fn.dry").exists()
+
+
+class Wraps(Object):
+    """Holds an estimator as a constructor argument."""
+
+    def __init__(self, estimator: Any) -> None:
+        self.estimator = estimator
+
+
+def test_a_function_no_load_could_find_in_an_argument_is_refused_only_for_a_file(
+        tmp_path: Path) -> None:
+    from dryml.errors import SerializationError
+
+    obj = Wraps(preprocessing.FunctionTransformer(_shadowed()))
+    assert obj.definition().to_dict()["cls"]  # a definition's JSON is no file
+    with pytest.raises(SerializationError, match="scale: its module holds another function"):
+        save_object(obj, tmp_path / "arg.dry")
 
 
 def test_a_nested_function_beside_its_top_level_namesake_is_refused(tmp_path: Path) -> None:

@@ -8,7 +8,8 @@ a nested function was saved into a file no load could read, and a nested functio
 a top-level one of its module loaded, when trusted, as that other function. A refusal is a
 :class:`dryml_sklearn._skops_pandas.Refused` naming the function;
 :func:`dryml_sklearn._skops_arrays.dumps` adds where the estimator holds it. Other users of
-skops in the process see skops' own behaviour.
+skops in the process, and dryml's descriptions of an estimator that go into no file (a
+definition's JSON), see skops' own behaviour.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ def unfindable(fn: FunctionType) -> str | None:
         return f"its module {module!r} is never imported by a load"
     found = _trust._resolve_for_caller(module, fn.__name__)
     if found is None:
-        return "its module holds no function of that name (a lambda or a nested function)"
+        return ("its module holds no function of that name (a lambda, a nested function or a "
+                "method)")
     if found is not fn:
         return ("its module holds another function of that name (this one is nested, or a "
                 "method), which a load would take in its place")
@@ -50,9 +52,10 @@ def install() -> None:
     skops_function = _get_state.dispatch(FunctionType)
 
     def function_state(obj: Any, save_context: SaveContext) -> dict[str, Any]:
-        from dryml_sklearn._skops_arrays import saving
+        from dryml_sklearn._skops_arrays import current_writer
 
-        why = unfindable(obj) if saving() else None
+        # only into a file: a definition's JSON (to_dict, a Repo query) is not loaded back
+        why = unfindable(obj) if current_writer() is not None else None
         if why is not None:
             raise Refused(obj, f"the function {get_module(obj)}.{obj.__name__}: {why}, so the "
                           "file would not load it. Define it at the top level of a module "
@@ -62,3 +65,6 @@ def install() -> None:
 
     _get_state.register(FunctionType)(function_state)
     _installed = True
+
+
+install()  # at import (under the import lock), not racing a dispatch in another thread
