@@ -59,7 +59,7 @@ def labels_of(values: Any) -> np.ndarray:
     if array.ndim != 1:
         raise MetricError(f"expected labels (n,) or scores (n, classes), got shape {array.shape}")
     _finite(array, "labels")
-    if np.issubdtype(array.dtype, np.floating) and not np.all(np.mod(array, 1) == 0):
+    if np.issubdtype(array.dtype, np.floating) and not _whole(array):
         raise MetricError(
             "expected class labels but got a column of non-integer numbers (probabilities or "
             "scores of one class?): threshold them, e.g. (p > 0.5).astype(int), or pass one "
