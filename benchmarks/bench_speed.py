@@ -284,28 +284,20 @@ def repo_table(tmp: Path, objects: int, adds: int) -> None:
     from bench_repo import make, populate
 
     from dryml.repo import Repo
-    from dryml.repo._index import COMMIT_WINDOW
 
     start = time.perf_counter()
     populate(tmp, objects).close()
     print(f"\n## Repo.add_object, one call each, {objects:,}-object repository "
           f"(filled in {time.perf_counter() - start:.0f} s)\n")
     rng = random.Random(11)
-    # group commit (the default) beside each add committing on its own, in the same rounds;
-    # the time includes the flush of the last group, so every add is visible to others
-    modes = {"durable=False (default)": (False, COMMIT_WINDOW),
-             "durable=False, commit_window=0": (False, 0.0),
-             "durable=True": (True, COMMIT_WINDOW),
-             "durable=True, commit_window=0": (True, 0.0)}
-    rates: dict[str, list[float]] = {label: [] for label in modes}
+    rates: dict[str, list[float]] = {"durable=False (default)": [], "durable=True": []}
     for _ in range(3):
-        for label, (durable, window) in modes.items():
-            repo = Repo(tmp, durable=durable, commit_window=window)
+        for label, durable in (("durable=False (default)", False), ("durable=True", True)):
+            repo = Repo(tmp, durable=durable)
             new = [make(2 * i, rng)[0] for i in range(adds)]
             begin = time.perf_counter()
             for obj in new:
                 repo.add_object(obj)
-            repo.flush()
             rates[label].append(adds / (time.perf_counter() - begin))
             repo.close()
     print(f"| mode | adds/s (median of 3 x {adds}) | target |\n|---|---:|---:|")

@@ -26,17 +26,15 @@ import sqlite3
 import stat
 import threading
 import time
-import warnings
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from dryml._forksafe import ForkSafeLock
-from dryml.errors import DrymlWarning, RepoError
+from dryml.errors import RepoError
 from dryml.repo._defjson import category_digest, scalar_entries
-from dryml.repo._flusher import GroupFlusher
 
-__all__ = ["CLASSES_GENERATION", "COMMIT_WINDOW", "FOREIGN_WRITE_TIMEOUT", "INDEX_NAME", "Index",
+__all__ = ["CLASSES_GENERATION", "FOREIGN_WRITE_TIMEOUT", "INDEX_NAME", "Index",
            "IndexDamagedError", "Row", "file_problem", "is_damage", "owner_alive",
            "process_identity", "schema_problem"]
 
@@ -62,12 +60,6 @@ VALUES_VERSION = "5"
 # burst of adds the thread never quite reaches the log's end, so that backstop is what starts
 # the log over (see _Checkpointer._run).
 CHECKPOINT_EVERY = 100
-#: Seconds the index transaction of an add stays open by default, for the adds that follow it
-#: to share its commit (group commit, :meth:`Index.write`): a commit writes every page the
-#: transaction changed to the log, and adds one call at a time spent ~40% of their time on
-#: their own. Others see an add at most this much later; a killed process loses nothing (its
-#: journal lists the add, see :mod:`dryml.repo._journal`).
-COMMIT_WINDOW = 0.005
 WAL_BACKSTOP_PAGES = 10_000
 
 _SCHEMA = """
@@ -253,24 +245,13 @@ def owner_alive(host: str, pid: int, pstart: str, started: Any = None) -> bool:
 class Index:
     """One connection per process (reopened after ``fork``), serialised by a lock."""
 
-    def __init__(self, path: str, durable: bool, window: float = COMMIT_WINDOW,
-                 finish: Callable[[sqlite3.Connection, list[Any]], object] | None = None
-                 ) -> None:
+    def __init__(self, path: str, durable: bool) -> None:
         self.path = path
         self.durable = durable
-        #: seconds a grouped write's transaction stays open (:meth:`write`); 0: none does
-        self.window = window
-        # indexes a failed group's adds anew from their files, inside a write
-        self._finish = finish or (lambda conn, lost: None)
-        self._open_since: float | None = None  # when the open group began (monotonic)
-        self._grouped: list[Any] = []  # the adds of the open group
-        self._lost: list[Any] = []  # the adds of a group whose commit failed
-        self._joined = False
-        self._flusher: GroupFlusher | None = None
         self._lock = ForkSafeLock(reentrant=True)
         self._conn: sqlite3.Connection | None = None
         self._pid = -1
-        self._writes = 0
+        self._commits = 0
         self._checkpointer: _Checkpointer | None = None
 
     # -- connection ---------------------------------------------------------------------------
@@ -298,10 +279,7 @@ class Index:
                                 "Run 'dryml repo reindex DIR' to rebuild it from the .dry "
                                 "files") from None
             self._conn, self._pid = conn, os.getpid()
-            self._checkpointer, self._writes = None, 0  # a parent's thread is not ours
-            # nor its open group (its adds are in its journal, which it commits or recovery
-            # finishes): this process starts none
-            self._flusher, self._open_since, self._grouped, self._lost = None, None, [], []
+            self._checkpointer, self._commits = None, 0  # a parent's thread is not ours
         return self._conn
 
     def damaged(self, exc: BaseException | str) -> IndexDamagedError:
@@ -326,161 +304,40 @@ class Index:
     def close(self) -> None:
         """Close this process's connection."""
         with self._lock:
-            mine = self._pid == os.getpid()
-            try:
-                if self._open_since is not None and mine:
-                    with self._translated():
-                        self._commit_group()
-            finally:
-                for thread in (self._checkpointer, self._flusher):
-                    if thread is not None and mine:
-                        thread.stop()
-                self._checkpointer = self._flusher = None
-                if self._conn is not None and mine:
-                    # No ANALYZE / PRAGMA optimize: the planner's defaults suit these
-                    # queries, and statistics made it scan a whole class instead of the
-                    # index (measured).
-                    self._conn.close()
-                self._conn = None
+            if self._checkpointer is not None and self._pid == os.getpid():
+                self._checkpointer.stop()
+            self._checkpointer = None
+            if self._conn is not None and self._pid == os.getpid():
+                # No ANALYZE / PRAGMA optimize: the planner's defaults suit these queries, and
+                # statistics made it scan a whole class instead of the index (measured).
+                self._conn.close()
+            self._conn = None
 
     @contextlib.contextmanager
-    def write(self, group: list[Any] | None = None) -> Iterator[sqlite3.Connection]:
-        """A write transaction (``BEGIN IMMEDIATE``: writers queue, readers go on).
-
-        ``group`` (the adds this write makes: entries for ``finish``) lets the transaction
-        stay open for :attr:`window` seconds, for the grouped writes that follow to share its
-        commit (each inside a savepoint: one that fails undoes only itself); a background
-        thread, or the next write that is not grouped, commits it. Only for writes whose
-        effects survive a killed process without the commit (an add is in its journal): the
-        rows reach other connections up to ``window`` seconds later."""
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction (``BEGIN IMMEDIATE``: writers queue, readers go on)."""
         with self._lock, self._translated():
             conn = self.conn()
-            if self._open_since is not None:
-                if group is not None:
-                    yield from self._join(conn, group)
-                    return
-                self._commit_group()
             _retry(lambda: conn.execute("BEGIN IMMEDIATE"))
             try:
-                if self._lost:  # adds whose group failed to commit ride with this write
-                    self._finish(conn, self._lost)
                 yield conn
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):  # a damaged file may refuse it too
                     conn.execute("ROLLBACK")
                 raise
-            if group is not None and self.window > 0:
-                self._open_since = time.monotonic()
-                self._grouped, self._lost = [*self._lost, *group], []
-                self._flusher_for().request()
-                self._count_write()
-                return
-            self._commit(conn)
-            self._lost = []
-            self._count_write()
-
-    def _join(self, conn: sqlite3.Connection, group: list[Any]) -> Iterator[sqlite3.Connection]:
-        """A grouped write inside the open group (see :meth:`write`)."""
-        conn.execute("SAVEPOINT dryml_add")
-        self._joined = True
-        try:
-            yield conn
-        except BaseException:
             try:
-                conn.execute("ROLLBACK TO dryml_add")
-                conn.execute("RELEASE dryml_add")
-            except sqlite3.Error:  # the group's state is unknown: undo it all, redo its adds
-                self._fail_group()
-            raise
-        finally:
-            self._joined = False
-        conn.execute("RELEASE dryml_add")
-        self._grouped += group
-        self._count_write()
-        if self._open_since is not None and time.monotonic() - self._open_since >= self.window:
-            self._commit_group()
-
-    def _commit(self, conn: sqlite3.Connection) -> None:
-        """COMMIT (undone when it fails)."""
-        try:
-            _retry(lambda: conn.execute("COMMIT"))
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):  # the connection stays usable
-                conn.execute("ROLLBACK")
-            raise
-
-    def _count_write(self) -> None:
-        """Ask for a checkpoint every CHECKPOINT_EVERY writes (a grouped one counts as one:
-        a group of many writes as many pages to the log)."""
-        self._writes += 1
-        if self._writes % CHECKPOINT_EVERY == 0:
-            # Committed or grouped: nothing after this may fail the caller's write, which
-            # would then undo the files of rows that are in the index (SQLite's own
-            # checkpoint remains should the thread not start).
-            with contextlib.suppress(Exception):
-                self._request_checkpoint()
-
-    def _commit_group(self) -> None:
-        """Commit the open group (under the lock). When that fails its adds are kept as
-        lost, for the next write to index from their files, and RepoError says so."""
-        conn = self._conn
-        assert conn is not None and self._open_since is not None
-        try:
-            self._commit(conn)
-        except Exception as exc:  # noqa: BLE001 - reported as what it means for the adds
-            count = self._fail_group()
-            raise RepoError(
-                f"the index of {os.path.dirname(self.path)!r} could not record the last "
-                f"{count} add(s) of this process ({exc}); their files are in place and listed "
-                "in its journal: the next write or flush() indexes them (else the first open "
-                "after this process ends)") from exc
-        self._open_since, self._grouped = None, []
-
-    def _fail_group(self) -> int:
-        """Undo the open group; its adds become lost (see :meth:`_commit_group`)."""
-        if self._conn is not None:
-            with contextlib.suppress(sqlite3.Error):
-                self._conn.execute("ROLLBACK")
-        self._lost += self._grouped
-        self._open_since, self._grouped = None, []
-        return len(self._lost)
-
-    def flush(self) -> None:
-        """Commit the open group, and index the adds of a group that failed to commit
-        (RepoError when that fails again)."""
-        with self._lock:
-            if self._pid == os.getpid() and (self._open_since is not None or self._lost):
-                with self.write():
-                    pass
-
-    def commit_due(self) -> float | None:
-        """For the background thread: commit the open group when it is ``window`` old;
-        returns how long until it will be (None when no group is open). A failure is a
-        warning (the adds are retried by the next write)."""
-        with self._lock:
-            if self._open_since is None or self._pid != os.getpid():
-                return None
-            left = self._open_since + self.window - time.monotonic()
-            if left > 0:
-                return left
-            try:
-                with self._translated():
-                    self._commit_group()
-            except Exception as exc:  # noqa: BLE001 - no caller to raise to
-                warnings.warn(str(exc), DrymlWarning, stacklevel=1)
-            return None
-
-    @property
-    def settled(self) -> bool:
-        """Whether every earlier write of this process has committed (none open in a
-        group around the current one, none lost)."""
-        return not self._joined and not self._lost
-
-    def _flusher_for(self) -> GroupFlusher:
-        if self._flusher is None:
-            self._flusher = GroupFlusher(self)
-            weakref.finalize(self, self._flusher.stop)
-        return self._flusher
+                _retry(lambda: conn.execute("COMMIT"))
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):  # the connection stays usable
+                    conn.execute("ROLLBACK")
+                raise
+            self._commits += 1
+            if self._commits % CHECKPOINT_EVERY == 0:
+                # Committed: nothing after this may fail the caller's write, which would
+                # then undo the files of rows that are in the index (SQLite's own checkpoint
+                # remains should the thread not start).
+                with contextlib.suppress(Exception):
+                    self._request_checkpoint()
 
     def _request_checkpoint(self) -> None:
         if self._checkpointer is None:

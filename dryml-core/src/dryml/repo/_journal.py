@@ -36,8 +36,7 @@ from dryml.format._stale import remove_stale_temps
 from dryml.repo._files import row_from_file
 from dryml.repo._index import INDEX_NAME, Index, process_identity
 
-__all__ = ["JOURNAL_PREFIX", "TRIM_AT", "Journal", "finish_add", "finish_adds",
-           "recover_session"]
+__all__ = ["JOURNAL_PREFIX", "TRIM_AT", "Journal", "finish_add", "recover_session"]
 
 JOURNAL_PREFIX = f"{INDEX_NAME}.adds-"
 TRIM_AT = 16 * 1024  # about 200 entries: what a crash recovery may have to look at
@@ -89,11 +88,10 @@ class Journal:
 
     def record(self, entries: list[tuple[str, str]], durable: bool) -> None:
         """Append ``(dry_id, file)`` entries; call inside the add's write transaction, before
-        its renames. A long journal is emptied first when every earlier add has committed
-        (none waits in an open group, see :meth:`Index.write`, nor was lost)."""
+        its renames (every earlier add has committed by then, so a long journal is emptied)."""
         if self._pid != os.getpid():
             raise RepoError("the repository was closed while an add was under way; add again")
-        if self._size > TRIM_AT and self._index.settled:
+        if self._size > TRIM_AT:
             os.ftruncate(self._fd, 0)
             self._size = 0
         data = "".join(json.dumps([i, n]) + "\n" for i, n in entries).encode()
@@ -106,18 +104,10 @@ class Journal:
 
     def close(self) -> None:
         """End the session: drop the journal, then its intent (a crash in between leaves an
-        intent without a journal, which recovery simply drops). Adds it lists that the index
-        cannot record (their group failed to commit, see :meth:`Index.write`) keep it, for
-        the first open after this process ends, and RepoError says so."""
+        intent without a journal, which recovery simply drops)."""
         if self._pid != os.getpid():
             self._pid = -1  # a parent's session: the parent ends it
             return
-        try:
-            self._index.flush()
-        except Exception:
-            if not self._index.settled:
-                self._drop_file(keep=True)
-                raise
         try:
             # in a write transaction: an add of another thread, which journals inside its
             # own, is never cut in half (nor writes to a closed, perhaps reused, descriptor)
@@ -127,15 +117,14 @@ class Journal:
         except Exception:  # noqa: BLE001 - at exit, or a damaged index: the next open recovers
             self._drop_file()
 
-    def _drop_file(self, keep: bool = False) -> None:
+    def _drop_file(self) -> None:
         if self._pid != os.getpid():
             return
         self._pid = -1
         with contextlib.suppress(OSError):
             os.close(self._fd)
-        if not keep:
-            with contextlib.suppress(OSError):
-                os.unlink(self._directory / self._name)
+        with contextlib.suppress(OSError):
+            os.unlink(self._directory / self._name)
 
 
 def finish_add(conn: sqlite3.Connection, directory: Path, dry_id: str, name: str,
@@ -164,14 +153,6 @@ def finish_add(conn: sqlite3.Connection, directory: Path, dry_id: str, name: str
     Index.put_classes(conn, mros, known)
     Index.put_row(conn, row)
     return True
-
-
-def finish_adds(conn: sqlite3.Connection, entries: list[tuple[str, str]], *,
-                directory: Path) -> None:
-    """Index anew, from their files, this process's adds ``(dry_id, file)`` whose group of
-    index writes failed to commit (:meth:`Index.write`; see :func:`finish_add`)."""
-    for dry_id, name in entries:
-        finish_add(conn, directory, dry_id, name)
 
 
 def recover_session(conn: sqlite3.Connection, directory: Path, name: str) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import os
 import time
@@ -30,13 +29,12 @@ from dryml.repo._defjson import category_digest, class_mros, flatten_metadata, m
 from dryml.repo._files import file_name, spare_file_name, write_file, write_temp
 from dryml.repo._index import (
     CLASSES_GENERATION,
-    COMMIT_WINDOW,
     INDEX_NAME,
     Index,
     owner_alive,
     process_identity,
 )
-from dryml.repo._journal import Journal, finish_adds, is_object_name
+from dryml.repo._journal import Journal, is_object_name
 from dryml.repo._lazy import LazyState, is_loaded, lazy_state, load_now, make_lazy
 from dryml.repo._query import COLUMN_KEYS, plan_query
 from dryml.repo._query import FULL_COLUMNS as _FULL
@@ -84,21 +82,13 @@ class Repo:
     ``dryml repo reindex``; ``repair=True`` moves it aside and rebuilds it from the files
     instead (``rebuilt`` then says what that did).
 
-    Adds made one call at a time share index commits: an add's index transaction stays open
-    ``commit_window`` seconds (default 0.005) for the adds after it, and a background thread
-    commits the last of a burst. An add is safe against a killed process (and with
-    ``durable=True`` against power loss) when the call returns, as before; other processes
-    see it up to ``commit_window`` seconds later, or at :meth:`flush` / :meth:`close`. This
-    Repo's own queries see it at once. ``commit_window=0`` commits each add on its own.
-
     Loading an object checks that its file still has the manifest digest recorded in the
     index: a file changed behind the repository's back is a RepoError, never an object whose
     arguments differ from what the query matched (see ``docs/repo.md``).
     """
 
     def __init__(self, directory: str | os.PathLike[str], create: bool = False, *,
-                 trust: Iterable[str] = (), durable: bool = False, repair: bool = False,
-                 commit_window: float = COMMIT_WINDOW) -> None:
+                 trust: Iterable[str] = (), durable: bool = False, repair: bool = False) -> None:
         self.directory = Path(directory).absolute()
         if not self.directory.is_dir():
             if not create:
@@ -107,12 +97,7 @@ class Repo:
             self.directory.mkdir(parents=True, exist_ok=True)
         self.trust = (trust,) if isinstance(trust, str) else tuple(trust)
         self.durable = durable
-        if (isinstance(commit_window, bool) or not isinstance(commit_window, (int, float))
-                or not 0 <= commit_window <= 60):
-            raise RepoError(f"commit_window must be a number of seconds from 0 to 60, got "
-                            f"{commit_window!r}")
-        self._index = Index(str(self.directory / INDEX_NAME), durable, float(commit_window),
-                            functools.partial(finish_adds, directory=self.directory))
+        self._index = Index(str(self.directory / INDEX_NAME), durable)
         self._journal = Journal(self._index, self.directory)
         # A Repo dropped without close() ends its session when collected (or at exit).
         weakref.finalize(self, self._journal.close)
@@ -218,15 +203,15 @@ class Repo:
         # Names as strings on this path: pathlib's joins cost microseconds per add.
         renamed: list[str] = []
         try:
-            entries = [(row["id"], row["file"]) for row, _ in prepared]
-            with self._index.write(group=entries) as conn:  # commits with the adds after it
+            with self._index.write() as conn:
                 generation = self._class_tables(conn)
                 for row, _ in prepared:
                     self._check_new(conn, row)
                     if self._new_classes(row["mros"]):
                         Index.put_classes(conn, row["mros"], known=True)
                     Index.put_row(conn, row)
-                self._journal.record(entries, self.durable)
+                self._journal.record([(row["id"], row["file"]) for row, _ in prepared],
+                                     self.durable)
                 for tmp, (row, _) in zip(temps, prepared, strict=True):
                     target = os.path.join(self.directory, row["file"])
                     os.replace(tmp, target)
@@ -692,21 +677,10 @@ class Repo:
         self._class_generation = None
         return _maintenance.reindex(self._index, self.directory)
 
-    def flush(self) -> None:
-        """Make every add of this Repo visible to other processes now. Adds one call at a
-        time share index commits (see ``commit_window``): the last of a burst is committed
-        ``commit_window`` seconds after it by a background thread, or by this, by ``close``,
-        and by any other write. Raises RepoError when the index cannot record them (their
-        files stay in place: the next flush, write or open indexes them)."""
-        self._index.flush()
-
     def close(self) -> None:
-        """Close the index connection (the repository can still be used: it reopens).
-        RepoError when the index cannot record adds of this Repo (see :meth:`flush`)."""
-        try:
-            self._journal.close()
-        finally:
-            self._index.close()
+        """Close the index connection (the repository can still be used: it reopens)."""
+        self._journal.close()
+        self._index.close()
 
     def __enter__(self) -> Repo:
         return self
