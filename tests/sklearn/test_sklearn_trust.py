@@ -417,6 +417,39 @@ def test_a_compiled_class_holding_unchecked_arrays_is_refused(tmp_path: Path) ->
     assert loaded.predict(X).tobytes() == model.predict(X).tobytes()
 
 
+@pytest.mark.parametrize(("algorithm", "params"), [
+    ("ball_tree", {"p": 3}), ("kd_tree", {"p": 4}), ("brute", {"p": 3}),
+    ("ball_tree", {"p": 1.5, "metric_params": {"w": np.array([1.0, 5.0, 0.1, 2.0])}}),
+    ("brute", {"p": 3, "metric_params": {"w": np.array([1.0, 5.0, 0.1, 2.0])}})])
+def test_neighbors_with_a_minkowski_exponent_or_weights_load_without_trust(
+        algorithm: str, params: dict[str, Any], tmp_path: Path) -> None:
+    from sklearn.neighbors import KNeighborsRegressor
+
+    model = KNeighborsRegressor(n_neighbors=3, algorithm=algorithm, **params).fit(X, Y + X[:, 0])
+    loaded = _round_trip(model, tmp_path / "knn.dry")
+    assert loaded.predict(X).tobytes() == model.predict(X).tobytes()
+    for before, after in zip(model.kneighbors(X[:30]), loaded.kneighbors(X[:30]), strict=True):
+        assert before.tobytes() == after.tobytes()  # the weights and exponent came back
+
+
+@pytest.mark.parametrize(("p", "weights", "why"), [
+    (3.0, np.ones(2), "its 2 weights do not match the 4 columns"),
+    (0.5, np.ones(4), "exponent p=0.5"), (float("nan"), np.empty(0), "exponent p=nan"),
+    (float("inf"), np.empty(0), "exponent p=inf")])
+def test_a_minkowski_distance_that_would_misread_its_weights_is_refused(
+        p: float, weights: np.ndarray, why: str, tmp_path: Path) -> None:
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from dryml.errors import FormatError
+
+    model = KNeighborsClassifier(algorithm="ball_tree", p=3,
+                                 metric_params={"w": np.ones(4)}).fit(X, Y)
+    metric = model._tree.__getstate__()[11]  # the tree's own metric object
+    metric.__setstate__((p, weights, metric.__getstate__()[2]))  # as a crafted file holds it
+    with pytest.raises(FormatError, match=f"Minkowski distance.*{re.escape(why)}"):
+        _round_trip(model, tmp_path / "knn.dry")
+
+
 def _crafted(node: dict[str, Any]) -> bytes:
     """A skops zip whose schema is ``node`` (as a hostile file would hold)."""
     from skops.io._protocol import PROTOCOL

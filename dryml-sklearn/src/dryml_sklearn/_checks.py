@@ -26,8 +26,10 @@ EXTRA_TRUSTED: tuple[str, ...] = (
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.neighbors._kd_tree.KDTree",
     "sklearn.neighbors._ball_tree.BallTree",
-    # parameter-free distance metrics only: weighted/matrix metrics index with their own sizes
-    *(f"{_METRICS}.{name}Distance{bits}" for name in ("Euclidean", "Manhattan", "Chebyshev")
+    # parameter-free distance metrics, and Minkowski's (checked: check_metric); metrics with
+    # a matrix (Mahalanobis, SEuclidean) index it with sizes of their own
+    *(f"{_METRICS}.{name}Distance{bits}" for name in ("Euclidean", "Manhattan", "Chebyshev",
+                                                       "Minkowski")
       for bits in ("64", "32")),
     # HistGradientBoosting's categorical preprocessing: skops audits a partial's function and
     # arguments on their own, and check_array only validates its input
@@ -107,6 +109,25 @@ def check_binary_tree(tree: Any) -> None:
     weights = state[12] if len(state) > 12 else None
     if weights is not None and np.asarray(weights).shape != (n,):
         raise _bad(what, "its sample weights do not match its data")
+    if len(state) > 11:
+        check_metric(state[11], data.shape[1])
+
+
+def check_metric(metric: Any, width: int | None) -> None:
+    """A Minkowski metric's exponent is a number from 1 up, and its weights are none or one
+    per column of the data it measures (``width``; compiled code reads one weight per
+    column: a metric outside a tree, whose width is unknown, may have none)."""
+    from sklearn.metrics._dist_metrics import MinkowskiDistance32, MinkowskiDistance64
+
+    if not isinstance(metric, (MinkowskiDistance64, MinkowskiDistance32)):
+        return
+    p, weights = metric.__getstate__()[:2]
+    if not (isinstance(p, (float, int)) and 1 <= p < np.inf):
+        raise _bad("Minkowski distance", f"its exponent p={p!r} is not a number from 1 up")
+    weights = np.asarray(weights)
+    if weights.ndim != 1 or (weights.size and weights.size != width):
+        raise _bad("Minkowski distance", f"its {weights.size} weights do not match the "
+                   f"{width if width is not None else 'unknown number of'} columns it measures")
 
 
 def check_spline(spline: Any) -> None:
@@ -216,6 +237,8 @@ def check_loaded(value: Any) -> None:
             check_binary_tree(obj)
         elif isinstance(obj, BSpline):
             check_spline(obj)
+        elif type(obj).__module__ == _METRICS:
+            check_metric(obj, None)  # in a tree, check_binary_tree checks it with its width
         elif isinstance(obj, np.ndarray):
             if obj.dtype.hasobject:
                 stack.extend((item, n_features) for item in obj.ravel())
