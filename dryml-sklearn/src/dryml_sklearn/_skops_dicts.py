@@ -4,8 +4,8 @@ skops writes a dict's keys as JSON text with their types and rebuilds each key b
 its type on the text: ``bool("false")`` is ``True``, so ``{False: 2.0, True: 1.0}`` (a
 ``class_weight`` over boolean labels, a ``DictVectorizer`` vocabulary) came back as
 ``{True: 1.0}``, and keys that read alike as text (``1`` and ``"1"``) merge. Such a dict is
-refused during a dryml save, naming the fix; other dicts keep skops' own getter, as does every
-other user of skops in the process.
+refused during a dryml save (:mod:`dryml_sklearn._skops_refuse`), naming the fix; other dicts
+keep skops' own getter, as does every other user of skops in the process.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dryml_sklearn._skops_import import import_skops
 
 import_skops()  # before any skops.io module: see dryml_sklearn._skops_import
 
-from skops.io._utils import SaveContext, _get_state  # noqa: E402 - after import_skops()
+from dryml_sklearn._skops_refuse import during_save, refuse_when  # noqa: E402
 
 __all__ = ["install"]
 
@@ -46,19 +46,8 @@ def _why(obj: dict[Any, Any]) -> str | None:
 
 
 def install() -> None:
-    """Register the dict getter, once."""
+    """Register the dict check, once."""
     global _installed
-    if _installed:
-        return
-    skops_dict = _get_state.dispatch(dict)
-
-    def dict_state(obj: Any, save_context: SaveContext) -> dict[str, Any]:
-        from dryml_sklearn._skops_arrays import saving
-        from dryml_sklearn._skops_pandas import Refused
-
-        if saving() and (why := _why(obj)) is not None:
-            raise Refused(obj, why)
-        return skops_dict(obj, save_context)  # type: ignore[no-any-return]
-
-    _get_state.register(dict)(dict_state)
-    _installed = True
+    if not _installed:
+        refuse_when(dict, _why, during_save)
+        _installed = True

@@ -6,7 +6,7 @@ what a load would find, wherever the estimator holds it (a parameter, a ``functo
 arguments, a set, an object array, the state an object's ``__getstate__`` returns): a lambda or
 a nested function was saved into a file no load could read, and a nested function named like
 a top-level one of its module loaded, when trusted, as that other function. A refusal is a
-:class:`dryml_sklearn._skops_pandas.Refused` naming the function;
+:class:`dryml_sklearn._skops_refuse.Refused` naming the function;
 :func:`dryml_sklearn._skops_arrays.dumps` adds where the estimator holds it. Other users of
 skops in the process, and dryml's descriptions of an estimator that go into no file (a
 definition's JSON), see skops' own behaviour.
@@ -15,16 +15,15 @@ definition's JSON), see skops' own behaviour.
 from __future__ import annotations
 
 from types import FunctionType
-from typing import Any
 
 from dryml_sklearn._skops_import import import_skops
 
 import_skops()  # before any skops.io module: see dryml_sklearn._skops_import
 
-from skops.io._utils import SaveContext, _get_state, get_module  # noqa: E402 - after import
+from skops.io._utils import get_module  # noqa: E402 - after import_skops()
 
 from dryml_sklearn import _trust  # noqa: E402
-from dryml_sklearn._skops_pandas import Refused  # noqa: E402
+from dryml_sklearn._skops_refuse import into_file, refuse_when  # noqa: E402
 
 _installed = False
 
@@ -44,27 +43,21 @@ def unfindable(fn: FunctionType) -> str | None:
     return None
 
 
+def _refusal(fn: FunctionType) -> str | None:
+    why = unfindable(fn)
+    if why is None:
+        return None
+    return (f"the function {get_module(fn)}.{fn.__name__}: {why}, so the file would not load "
+            "it. Define it at the top level of a module that can be imported (not __main__, "
+            "nor a module named tests, testing, conftest or the like)")
+
+
 def install() -> None:
-    """Register the checking getter, once."""
+    """Register the function check, once."""
     global _installed
-    if _installed:
-        return
-    skops_function = _get_state.dispatch(FunctionType)
-
-    def function_state(obj: Any, save_context: SaveContext) -> dict[str, Any]:
-        from dryml_sklearn._skops_arrays import current_writer
-
-        # only into a file: a definition's JSON (to_dict, a Repo query) is not loaded back
-        why = unfindable(obj) if current_writer() is not None else None
-        if why is not None:
-            raise Refused(obj, f"the function {get_module(obj)}.{obj.__name__}: {why}, so the "
-                          "file would not load it. Define it at the top level of a module "
-                          "that can be imported (not __main__, nor a module named tests, "
-                          "testing, conftest or the like)")
-        return skops_function(obj, save_context)  # type: ignore[no-any-return]
-
-    _get_state.register(FunctionType)(function_state)
-    _installed = True
+    if not _installed:
+        refuse_when(FunctionType, _refusal, into_file)
+        _installed = True
 
 
 install()  # at import (under the import lock), not racing a dispatch in another thread

@@ -10,10 +10,10 @@ skops has no node of its own for pandas objects. Two are common in estimators' p
 * ``pandas.NA`` (``SimpleImputer(missing_values=pd.NA)``), which skops writes as an object no
   load can rebuild, is refused.
 
-A refusal is a :class:`Refused` naming the value; :func:`dryml_sklearn._skops_arrays.dumps`
-adds where the estimator holds it. The getters are registered when a dryml save first meets
-pandas already imported (dryml never imports it) and act only during a dryml save: other users
-of skops in the process see skops' own behaviour.
+A refusal is a :class:`dryml_sklearn._skops_refuse.Refused` naming the value;
+:func:`dryml_sklearn._skops_arrays.dumps` adds where the estimator holds it. The getters are
+registered when a dryml save first meets pandas already imported (dryml never imports it) and
+act only during a dryml save: other users of skops in the process see skops' own behaviour.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ import_skops()  # before any skops.io module: see dryml_sklearn._skops_import
 from skops.io._general import list_get_state  # noqa: E402 - after import_skops()
 from skops.io._utils import SaveContext, _get_state  # noqa: E402 - after import_skops()
 
-from dryml.errors import SerializationError  # noqa: E402 - after import_skops()
+from dryml_sklearn._skops_refuse import Refused, during_save, refuse_when  # noqa: E402
 
-__all__ = ["Refused", "install"]
+__all__ = ["install"]
 
 _PLAIN = (str, int, float, bool)
 _NA_INSTEAD = (
@@ -40,14 +40,6 @@ _NA_INSTEAD = (
 _installed = False
 
 
-class Refused(SerializationError):
-    """A pandas value no file can hold; ``value`` is the object, ``why`` what to do."""
-
-    def __init__(self, value: Any, why: str) -> None:
-        super().__init__(why)
-        self.value, self.why = value, why
-
-
 def install() -> None:
     """Register the getters, once, if pandas is imported (see the module docstring)."""
     global _installed
@@ -55,12 +47,10 @@ def install() -> None:
     if _installed or pandas is None:
         return
     index_type, na_type = pandas.Index, type(pandas.NA)
-    skops_index, skops_na = _get_state.dispatch(index_type), _get_state.dispatch(na_type)
+    skops_index = _get_state.dispatch(index_type)
 
     def index_state(obj: Any, save_context: SaveContext) -> dict[str, Any]:
-        from dryml_sklearn._skops_arrays import saving
-
-        if not saving():
+        if not during_save():
             return skops_index(obj, save_context)  # type: ignore[no-any-return]
         labels = obj.tolist()
         if not all(type(label) in _PLAIN for label in labels):
@@ -68,13 +58,6 @@ def install() -> None:
                           "be saved; pass list(columns) instead")
         return list_get_state(labels, save_context)  # type: ignore[no-any-return]
 
-    def na_state(obj: Any, save_context: SaveContext) -> dict[str, Any]:
-        from dryml_sklearn._skops_arrays import saving
-
-        if not saving():
-            return skops_na(obj, save_context)  # type: ignore[no-any-return]
-        raise Refused(obj, _NA_INSTEAD)
-
     _get_state.register(index_type)(index_state)
-    _get_state.register(na_type)(na_state)
+    refuse_when(na_type, lambda _: _NA_INSTEAD, during_save)
     _installed = True
