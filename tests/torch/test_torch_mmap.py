@@ -105,3 +105,31 @@ def test_batches_of_mapped_arrays_are_writable_copies(tmp_path: Path) -> None:
     assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
     assert done.stdout.split() == ["survived", str(float(holder.state["x"][0, 0]))]
     np.testing.assert_array_equal(load_object(path).state["x"], holder.state["x"])
+
+
+def test_a_warning_filter_added_while_a_read_only_input_is_converted_is_kept(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Converting a read-only array (a memory-mapped dataset, batched) kept torch's warning
+    about it quiet with ``catch_warnings`` around every call, which swaps the process's
+    filters: a filter another thread added meanwhile was dropped when the call ended. torch
+    warns once per process, so only the first call is wrapped now."""
+    import numpy as np
+
+    from dryml_torch._models_loop import model_inputs
+
+    net = torch.nn.Linear(3, 1)
+    frozen = np.ones((4, 3), dtype=np.float32)
+    frozen.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and torch's warning never reaches the caller
+        assert model_inputs(net, frozen, batched=True).shape == (4, 3)
+        real = torch.from_numpy
+
+        def from_numpy(array: Any) -> torch.Tensor:  # another thread, during the conversion
+            warnings.filterwarnings("ignore", "added meanwhile")
+            return real(array)
+
+        monkeypatch.setattr(torch, "from_numpy", from_numpy)
+        model_inputs(net, frozen, batched=True)
+        assert any(f[1] is not None and f[1].pattern == "added meanwhile"
+                   for f in warnings.filters)

@@ -45,6 +45,25 @@ def context_device() -> torch.device:
     return torch.device("cpu")
 
 
+_quiet = False
+
+
+def _from_numpy(array: np.ndarray) -> torch.Tensor:
+    """``torch.from_numpy``, without torch's warning that a tensor over a read-only array
+    cannot protect it (such tensors are only read: the batches a network sees are copies).
+    torch gives that warning once per process, so the warnings filters are changed around
+    the first such call only: ``catch_warnings`` changes them for every thread while it runs
+    (a filter another thread added meanwhile is lost)."""
+    global _quiet  # noqa: PLW0603 - torch's own once-per-process state, mirrored
+    if _quiet or array.flags.writeable:
+        return torch.from_numpy(array)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+        tensor = torch.from_numpy(array)
+    _quiet = True
+    return tensor
+
+
 def _param(net: torch.nn.Module) -> torch.Tensor | None:
     return next(iter(net.parameters()), None)
 
@@ -64,9 +83,7 @@ def model_inputs(net: torch.nn.Module, x: Any, on_device: bool = True,
     if not owned and (array is x or array.base is not None or not array.flags.writeable):
         t = torch.tensor(array, dtype=dtype)  # one copy, converting as it copies
     else:  # a new array (x was a list, or not contiguous), or one only read from
-        with warnings.catch_warnings():  # read-only: batches are copied before use
-            warnings.filterwarnings("ignore", "The given NumPy array is not writable")
-            t = torch.from_numpy(array)
+        t = _from_numpy(array)
         if dtype is not None and t.dtype != dtype:
             t = t.to(dtype)
     if p is not None and on_device:
