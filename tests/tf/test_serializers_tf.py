@@ -512,3 +512,25 @@ def test_a_config_spelling_out_a_huge_array_or_an_aliased_savedmodel_layer_is_re
     for allow_code in (False, True):
         with pytest.raises(FormatError, match="would read a SavedModel from disk"):
             load_object(io.BytesIO(data), allow_code=allow_code)
+
+
+def test_a_bare_keras_layer_is_refused_saying_what_to_put_instead(tmp_path: Path) -> None:
+    import keras
+
+    from dryml.errors import SerializationError
+
+    obj = build_models(train=False)
+    layer = keras.layers.Dense(3, name="head")
+    layer.build((None, 4))
+    obj.models = {"layer": layer}
+    with pytest.raises(SerializationError, match=r"a Keras layer on its own \(Dense 'head'\).*"
+                                                  r"keras\.Sequential\(\[keras\.Input"):
+        save_object(obj, tmp_path / "layer.dry")
+    assert not (tmp_path / "layer.dry").exists()
+    obj.models = {"model": keras.Sequential([keras.Input((4,)), layer])}  # what it advises
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no plugin warning: one plugin claims Model and Layer
+        loaded = _save_load(obj)
+    x = np.ones((2, 4), dtype=np.float32)
+    assert np.asarray(loaded.models["model"](x)).tobytes() == np.asarray(
+        obj.models["model"](x)).tobytes()

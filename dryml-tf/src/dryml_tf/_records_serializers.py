@@ -11,6 +11,9 @@ _VARIABLE = "tensorflow.python.ops.variables:Variable"
 SERIALIZERS: list[SerializerRecord] = [
     SerializerRecord("keras.model", types=["keras.src.models.model:Model"],
                      impl="dryml_tf._serializers:KERAS_MODEL", package=_PKG),
+    # a layer that is not a model: refused with what to put instead (else "cannot be recorded")
+    SerializerRecord("keras.layer", types=["keras.src.layers.layer:Layer"],
+                     impl="dryml_tf._serializers:KERAS_LAYER", package=_PKG),
     SerializerRecord("tf.value", types=[_TENSOR, _VARIABLE],
                      impl="dryml_tf._serializers:TF_VALUE", package=_PKG),
 ]

@@ -42,7 +42,8 @@ from dryml_tf._codecs import array_from_json, array_to_json, check_versions, rec
 from dryml_tf._deferred import rebuild, stored_bytes
 from dryml_tf._keras_state import finalize_layers, load_state, save_state
 
-__all__ = ["KERAS_MODEL", "TF_VALUE", "KerasModelSerializer", "TFValueSerializer"]
+__all__ = ["KERAS_LAYER", "KERAS_MODEL", "TF_VALUE", "KerasLayerRefusal", "KerasModelSerializer",
+           "TFValueSerializer"]
 
 #: The refusal when a file holds code and the caller did not pass ``allow_code=True``.
 CODE_REFUSED = ("the file contains Python code (a Keras Lambda layer), pass allow_code=True to "
@@ -428,5 +429,24 @@ class TFValueSerializer:
         return tf.constant(array, dtype=dtype)
 
 
+class KerasLayerRefusal:
+    """``store.put(name, layer)`` of a Keras layer that is not a model: refused, saying how to
+    keep it (a layer on its own has no input shape to rebuild it with; a model has)."""
+
+    def dump(self, value: Any, writer: Any) -> dict[str, Any]:
+        """Raises SerializationError naming the layer and what to put instead."""
+        raise SerializationError(
+            f"a Keras layer on its own ({type(value).__qualname__} {value.name!r}) cannot be "
+            "saved: put a model that holds it instead, e.g. keras.Sequential([keras.Input("
+            "shape=...), layer]) (its weights, config and state come back with it), or "
+            "store its weights (layer.get_weights(), a list of numpy arrays)")
+
+    def load(self, meta: Any, reader: Any) -> Any:
+        """Never written, so never read: a file that claims it was crafted."""
+        raise FormatError("the file holds an entry of the Keras layer serializer, which never "
+                          "writes one; the file was crafted or damaged")
+
+
 KERAS_MODEL = KerasModelSerializer()
+KERAS_LAYER = KerasLayerRefusal()
 TF_VALUE = TFValueSerializer()
