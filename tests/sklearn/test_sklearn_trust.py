@@ -432,22 +432,87 @@ def test_neighbors_with_a_minkowski_exponent_or_weights_load_without_trust(
         assert before.tobytes() == after.tobytes()  # the weights and exponent came back
 
 
-@pytest.mark.parametrize(("p", "weights", "why"), [
-    (3.0, np.ones(2), "its 2 weights do not match the 4 columns"),
-    (0.5, np.ones(4), "exponent p=0.5"), (float("nan"), np.empty(0), "exponent p=nan"),
-    (float("inf"), np.empty(0), "exponent p=inf")])
+@pytest.mark.parametrize(("algorithm", "p", "weights", "why"), [
+    ("ball_tree", 3.0, np.ones(2), "its 2 weights do not match the 4 columns"),
+    ("ball_tree", 3.0, -np.ones(4), "a weight is negative or not finite"),
+    ("ball_tree", 3.0, np.full(4, np.nan), "a weight is negative or not finite"),
+    ("kd_tree", 3.0, np.ones(4), "weights do not match the unweighted metric"),
+    ("ball_tree", 0.0, np.ones(4), "exponent p=0.0"),
+    ("ball_tree", float("nan"), np.empty(0), "exponent p=nan"),
+    ("ball_tree", float("inf"), np.empty(0), "exponent p=inf")])
 def test_a_minkowski_distance_that_would_misread_its_weights_is_refused(
-        p: float, weights: np.ndarray, why: str, tmp_path: Path) -> None:
+        algorithm: str, p: float, weights: np.ndarray, why: str, tmp_path: Path) -> None:
     from sklearn.neighbors import KNeighborsClassifier
 
     from dryml.errors import FormatError
 
-    model = KNeighborsClassifier(algorithm="ball_tree", p=3,
-                                 metric_params={"w": np.ones(4)}).fit(X, Y)
+    model = KNeighborsClassifier(algorithm=algorithm, p=3).fit(X, Y)
     metric = model._tree.__getstate__()[11]  # the tree's own metric object
     metric.__setstate__((p, weights, metric.__getstate__()[2]))  # as a crafted file holds it
     with pytest.raises(FormatError, match=f"Minkowski distance.*{re.escape(why)}"):
         _round_trip(model, tmp_path / "knn.dry")
+
+
+def test_a_minkowski_exponent_below_one_loads_as_scikit_learn_fits_it(tmp_path: Path) -> None:
+    from sklearn.neighbors import KernelDensity
+
+    model = KernelDensity(metric="minkowski", metric_params={"p": 0.5}).fit(X)
+    loaded = _round_trip(model, tmp_path / "kde.dry")
+    assert loaded.score_samples(X[:5]).tobytes() == model.score_samples(X[:5]).tobytes()
+
+
+def _schema_nodes(node: Any, cls: str) -> list[dict[str, Any]]:
+    """The nodes of a skops schema whose class is ``cls``."""
+    found = []
+    if isinstance(node, dict):
+        found += [node] if node.get("__class__") == cls else []
+        for child in node.values():
+            found += _schema_nodes(child, cls)
+    elif isinstance(node, list):
+        for child in node:
+            found += _schema_nodes(child, cls)
+    return found
+
+
+@pytest.mark.parametrize(("target", "edit", "why"), [
+    ("MinkowskiDistance64", "short", "MinkowskiDistance64 in the scikit-learn data does not "
+                                     "hold the state scikit-learn writes (3 parts"),
+    ("EuclideanDistance64", "short", "EuclideanDistance64 in the scikit-learn data"),
+    ("BallTree", "short", "BallTree in the scikit-learn data does not hold the state "
+                          "scikit-learn writes (13 parts"),
+    ("BallTree", "no-metric", "its distance metric is a NoneType"),
+])
+def test_a_tree_or_metric_state_its_compiled_loader_would_misread_is_a_format_error(
+        target: str, edit: str, why: str) -> None:
+    """scikit-learn's compiled trees and metrics read their saved state without bounds
+    checks: a state tuple one part short crashed the process while loading, and a tree
+    whose metric was null loaded and crashed at predict (found by review)."""
+    from sklearn.neighbors import KNeighborsRegressor
+
+    from dryml.errors import FormatError
+    from dryml_sklearn import _skops_arrays
+    from dryml_sklearn._serializers import load_estimator
+
+    model = KNeighborsRegressor(algorithm="ball_tree", p=2 if "Euclid" in target else 3)
+    data, _ = _skops_arrays.dumps(model.fit(X, Y), None)
+    assert load_estimator(data, None).predict(X[:5]).tobytes() == model.predict(
+        X[:5]).tobytes()  # an honest file loads
+
+    def craft(name: str, raw: bytes) -> bytes:
+        if name != "schema.json":
+            return raw
+        schema = json.loads(raw)
+        (node,) = _schema_nodes(schema, target)
+        parts = node["content"]["content"]
+        if edit == "short":
+            del parts[-1]
+        else:
+            parts[11] = {"__class__": "NoneType", "__module__": "builtins",
+                         "__loader__": "JsonNode", "content": "null", "is_json": True}
+        return json.dumps(schema).encode()
+
+    with pytest.raises(FormatError, match=re.escape(why)):
+        load_estimator(_rewritten(data, craft), None)
 
 
 def _crafted(node: dict[str, Any]) -> bytes:

@@ -10,6 +10,7 @@ after loading, before the model is handed to the caller (:func:`check_loaded`).
 
 from __future__ import annotations
 
+import functools
 import sys
 from typing import Any
 
@@ -26,8 +27,9 @@ EXTRA_TRUSTED: tuple[str, ...] = (
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.neighbors._kd_tree.KDTree",
     "sklearn.neighbors._ball_tree.BallTree",
-    # parameter-free distance metrics, and Minkowski's (checked: check_metric); metrics with
-    # a matrix (Mahalanobis, SEuclidean) index it with sizes of their own
+    # parameter-free distance metrics, and Minkowski's (checked: check_metric; the states of
+    # all of them and of the trees: _trust.check_compiled_states); metrics with a matrix
+    # (Mahalanobis, SEuclidean) index it with sizes of their own
     *(f"{_METRICS}.{name}Distance{bits}" for name in ("Euclidean", "Manhattan", "Chebyshev",
                                                        "Minkowski")
       for bits in ("64", "32")),
@@ -88,7 +90,10 @@ def check_predictor(pred: Any, n_features: int | None) -> None:
 
 
 def check_binary_tree(tree: Any) -> None:
-    """Bounds of a ``KDTree`` / ``BallTree`` (KNeighbors*)."""
+    """Bounds of a ``KDTree`` / ``BallTree`` (KNeighbors*), and its distance metric."""
+    from sklearn.metrics._dist_metrics import DistanceMetric64
+    from sklearn.neighbors._kd_tree import KDTree
+
     state = tree.__getstate__()
     data, idx, node_data, bounds = (np.asarray(a) for a in state[:4])
     n_levels, n_nodes = int(state[5]), int(state[6])
@@ -109,25 +114,34 @@ def check_binary_tree(tree: Any) -> None:
     weights = state[12] if len(state) > 12 else None
     if weights is not None and np.asarray(weights).shape != (n,):
         raise _bad(what, "its sample weights do not match its data")
-    if len(state) > 11:
-        check_metric(state[11], data.shape[1])
+    metric = state[11] if len(state) > 11 else None
+    if not isinstance(metric, DistanceMetric64):  # compiled code calls it unchecked: a null
+        # one crashed the process (a metric a caller's trust= admits is theirs to vouch for)
+        raise _bad(what, f"its distance metric is a {type(metric).__name__}, not a "
+                         "64-bit scikit-learn distance metric")
+    check_metric(metric, data.shape[1], weighted=not isinstance(tree, KDTree))
 
 
-def check_metric(metric: Any, width: int | None) -> None:
-    """A Minkowski metric's exponent is a number from 1 up, and its weights are none or one
-    per column of the data it measures (``width``; compiled code reads one weight per
-    column: a metric outside a tree, whose width is unknown, may have none)."""
+def check_metric(metric: Any, width: int | None, weighted: bool = True) -> None:
+    """A Minkowski metric's exponent is a positive number, as its constructor takes, and its
+    weights are none, or (where ``weighted``) one per column of the data it measures
+    (``width``), finite and not negative: compiled code reads one weight per column
+    unchecked (a metric outside a tree, whose width is unknown, may have none; a KDTree's
+    bounds ignore weights, and scikit-learn builds none with them)."""
     from sklearn.metrics._dist_metrics import MinkowskiDistance32, MinkowskiDistance64
 
     if not isinstance(metric, (MinkowskiDistance64, MinkowskiDistance32)):
         return
     p, weights = metric.__getstate__()[:2]
-    if not (isinstance(p, (float, int)) and 1 <= p < np.inf):
-        raise _bad("Minkowski distance", f"its exponent p={p!r} is not a number from 1 up")
+    if not (isinstance(p, (float, int)) and 0 < p < np.inf):
+        raise _bad("Minkowski distance", f"its exponent p={p!r} is not a positive number")
     weights = np.asarray(weights)
-    if weights.ndim != 1 or (weights.size and weights.size != width):
-        raise _bad("Minkowski distance", f"its {weights.size} weights do not match the "
-                   f"{width if width is not None else 'unknown number of'} columns it measures")
+    if weights.ndim != 1 or (weights.size and (weights.size != width or not weighted)):
+        what = (f"the {width} columns it measures" if width is not None and weighted
+                else "the unweighted metric it must be here")
+        raise _bad("Minkowski distance", f"its {weights.size} weights do not match {what}")
+    if weights.size and not (np.isfinite(weights).all() and (weights >= 0).all()):
+        raise _bad("Minkowski distance", "a weight is negative or not finite")
 
 
 def check_spline(spline: Any) -> None:
@@ -319,6 +333,12 @@ def _children(obj: Any, path: str, arrays: bool = False) -> list[tuple[Any, str]
         return [(v, f"{path}[{k!r}]") for k, v in obj.items()]
     if isinstance(obj, (list, tuple)):
         return [(v, f"{path}[{i}]") for i, v in enumerate(obj)]
+    if isinstance(obj, (set, frozenset)):
+        return [(v, f"{path} (a member of the set)") for v in obj]
+    if isinstance(obj, functools.partial):  # skops writes its function and arguments
+        return [(obj.func, f"{path}.func"),
+                *((v, f"{path}.args[{i}]") for i, v in enumerate(obj.args)),
+                *((v, f"{path}.keywords[{k!r}]") for k, v in obj.keywords.items())]
     attributes = getattr(obj, "__dict__", None)
     if isinstance(attributes, dict):
         return [(v, f"{path}.{k}") for k, v in attributes.items()]

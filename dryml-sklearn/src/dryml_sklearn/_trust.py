@@ -41,6 +41,7 @@ must then be loaded. Anything else is reported untrusted, and nothing was constr
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import pkgutil
@@ -56,7 +57,7 @@ import numpy as np
 from dryml.backend import static_attribute
 from dryml_sklearn import _checks
 
-__all__ = ["Finding", "check_random_states", "unloadable", "untrusted"]
+__all__ = ["Finding", "check_compiled_states", "check_random_states", "unloadable", "untrusted"]
 
 _ROOTS = ("sklearn", "numpy", "scipy")
 #: Module name parts never imported or trusted.
@@ -395,6 +396,49 @@ def check_random_states(tree: Any) -> None:
             raise FormatError("a numpy random generator's seed sequence in the scikit-learn "
                               f"data is not one numpy writes ({str(state)[:200]}): the file "
                               "was altered")
+
+
+def check_compiled_states(tree: Any) -> None:
+    """FormatError unless each KDTree, BallTree and trusted distance metric in the tree has
+    the state tuple scikit-learn writes, with as many parts as its compiled ``__setstate__``
+    reads: it reads them without bounds checks, so a shorter one crashed the process while
+    loading, before any check after loading could run."""
+    from skops.io._general import ObjectNode, TupleNode
+
+    from dryml.errors import FormatError
+
+    lengths = _state_lengths()
+    for node, _ in _walk(tree):
+        if not isinstance(node, ObjectNode):
+            continue
+        want = lengths.get(f"{node.module_name}.{node.class_name}")
+        if want is None:
+            continue
+        attrs = node.children.get("attrs")
+        parts = attrs.children.get("content") if isinstance(attrs, TupleNode) else None
+        if not (isinstance(parts, list) and len(parts) == want):
+            raise FormatError(f"a {node.class_name} in the scikit-learn data does not hold the "
+                              f"state scikit-learn writes ({want} parts, which its compiled "
+                              "loader reads unchecked): the file was altered")
+
+
+@functools.cache
+def _state_lengths() -> dict[str, int]:
+    """How many parts the installed scikit-learn's trees and trusted metrics keep as state."""
+    from sklearn.metrics import _dist_metrics
+    from sklearn.neighbors import BallTree, KDTree
+
+    from dryml_sklearn._checks import EXTRA_TRUSTED
+
+    data = np.zeros((1, 1))
+    out = {f"{cls.__module__}.{cls.__qualname__}": len(cls(data).__getstate__())
+           for cls in (KDTree, BallTree)}
+    for name in EXTRA_TRUSTED:
+        module, _, cls_name = name.rpartition(".")
+        if module == _dist_metrics.__name__:
+            metric = getattr(_dist_metrics, cls_name)
+            out[name] = len(metric.__new__(metric).__getstate__())
+    return out
 
 
 _SEED_SEQUENCE_KEYS = frozenset({"entropy", "spawn_key", "pool_size", "n_children_spawned"})
