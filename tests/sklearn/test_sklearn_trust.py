@@ -191,6 +191,21 @@ def test_a_function_no_load_could_find_is_refused_when_saving(
     assert not (tmp_path / "fn.dry").exists()
 
 
+@pytest.mark.parametrize(("make", "where"), [
+    (lambda: functools.partial(_apply, f=_shadowed()), ".func.keywords['f']"),
+    (lambda: functools.partial(_apply, _shadowed()), ".func.args[0]"),
+], ids=["keyword", "argument"])
+def test_the_refusal_says_where_in_a_partial_the_function_sits(
+        tmp_path: Path, make: Any, where: str) -> None:
+    from dryml.errors import SerializationError
+
+    pipeline = pipeline_module.make_pipeline(preprocessing.FunctionTransformer(make()),
+                                             linear_model.LinearRegression())
+    with pytest.raises(SerializationError, match=re.escape(
+            f"Pipeline.steps[0][1]{where}: the function ")):
+        _round_trip(pipeline, tmp_path / "fn.dry")  # (unfitted: only its parameters)
+
+
 class Wraps(Object):
     """Holds an estimator as a constructor argument."""
 
