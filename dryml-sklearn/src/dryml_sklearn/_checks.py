@@ -28,7 +28,7 @@ EXTRA_TRUSTED: tuple[str, ...] = (
     "sklearn.neighbors._kd_tree.KDTree",
     "sklearn.neighbors._ball_tree.BallTree",
     # parameter-free distance metrics, and Minkowski's (checked: check_metric; the states of
-    # all of them and of the trees: _trust.check_compiled_states); metrics with a matrix
+    # all of them and of the trees: _trust.check_states); metrics with a matrix
     # (Mahalanobis, SEuclidean) index it with sizes of their own
     *(f"{_METRICS}.{name}Distance{bits}" for name in ("Euclidean", "Manhattan", "Chebyshev",
                                                        "Minkowski")

@@ -130,8 +130,7 @@ def load_estimator(data: bytes, reader: Any | None) -> Any:
     if bad:
         raise UntrustedClassError(_untrusted_message(bad))
     with _skops_arrays.reading(reader):  # a RandomState's key is an array member
-        _trust.check_random_states(tree)
-        _trust.check_compiled_states(tree)
+        _trust.check_states(tree)
         value = tree.construct()
     _checks.check_loaded(value)
     return value
