@@ -747,3 +747,68 @@ def test_a_seed_sequence_numpy_would_spend_minutes_on_is_a_format_error() -> Non
 
     with pytest.raises(FormatError, match="seed sequence .* not one numpy writes"):
         load_estimator(_rewritten(data, inflate), None)
+
+
+def _gb_stages_widened() -> Any:
+    model = ensemble.GradientBoostingRegressor(n_estimators=3, max_depth=2, init="zero")
+    model.fit(XR, YR)
+    model.estimators_ = np.repeat(model.estimators_, 8, axis=1)  # 8 trees, one column
+    return model
+
+
+def _tree_emptied() -> Any:
+    from sklearn.tree._tree import NODE_DTYPE, Tree
+
+    model = tree.DecisionTreeRegressor(max_depth=3).fit(XR, YR)
+    empty = Tree(XR.shape[1], np.array([1], dtype=np.intp), 1)
+    empty.__setstate__({"max_depth": 0, "node_count": 0, "nodes": np.zeros(0, NODE_DTYPE),
+                        "values": np.zeros((0, 1, 1))})
+    model.tree_ = empty
+    return model
+
+
+def _gb_values_removed() -> Any:
+    from sklearn.tree._tree import Tree
+
+    model = ensemble.GradientBoostingRegressor(n_estimators=2, max_depth=2, init="zero")
+    for member in model.fit(XR, YR).estimators_[:, 0]:
+        state = member.tree_.__getstate__()
+        hollow = Tree(XR.shape[1], np.array([0], dtype=np.intp), 1)
+        hollow.__setstate__({**state, "values": np.zeros((state["node_count"], 1, 0))})
+        member.tree_ = hollow
+    return model
+
+
+def _hgb_mapper_shortened() -> Any:
+    data = np.c_[XR[:, :3], np.arange(len(XR)) % 7]
+    model = ensemble.HistGradientBoostingRegressor(max_iter=3, categorical_features=[3])
+    model.fit(data, YR)
+    model._bin_mapper.is_categorical_ = np.zeros(1, dtype=bool)  # one entry for 4 features
+    model._bin_mapper.bin_thresholds_ = model._bin_mapper.bin_thresholds_[:1]
+    return model
+
+
+def _forest_depth_understated() -> Any:
+    model = ensemble.RandomForestClassifier(n_estimators=2, random_state=0).fit(X, Y)
+    for member in model.estimators_:
+        member.tree_.__setstate__({**member.tree_.__getstate__(), "max_depth": 0})
+    return model
+
+
+@pytest.mark.parametrize(("make", "why"), [
+    (_gb_stages_widened, "stages do not hold n_trees_per_iteration_ trees each"),
+    (_tree_emptied, "node count, outputs, classes and value array do not agree"),
+    (_gb_values_removed, "a stage's tree does not hold one value per node"),
+    (_hgb_mapper_shortened, "bin mapper does not describe each of its features"),
+    (_forest_depth_understated, "its max_depth is not its depth"),
+], ids=["gb-stage-width", "tree-without-nodes", "gb-tree-without-values", "hgb-bin-mapper",
+        "tree-max-depth"])
+def test_a_model_whose_compiled_predict_would_leave_its_arrays_is_refused(
+        make: Any, why: str, tmp_path: Path) -> None:
+    """Each passed every check and then, at predict (decision_path), wrote past an array and
+    aborted the process, looped forever reading past an empty one, or returned numbers read
+    from other memory (found by the hostile-file audit)."""
+    from dryml.errors import FormatError
+
+    with pytest.raises(FormatError, match=re.escape(why)):
+        _round_trip(make(), tmp_path / "model.dry")

@@ -70,8 +70,30 @@ def check_tree(tree: Any, n_features: int | None) -> None:
     feature = tree.feature[~leaf]
     if np.any((feature < 0) | (feature >= limit)):
         raise _bad("decision tree", "a split uses a feature index out of range")
-    if tree.value.shape[0] != tree.node_count:
-        raise _bad("decision tree", "its value array does not match its node count")
+    # predict reads one value row per leaf, n_outputs x max_n_classes of them: a tree without
+    # nodes (or values) read past an empty buffer, and looped forever
+    classes = np.asarray(tree.n_classes)
+    if (tree.node_count < 1 or tree.n_outputs < 1 or classes.shape != (tree.n_outputs,)
+            or np.any(classes < 1)
+            or tree.value.shape != (tree.node_count, tree.n_outputs, int(classes.max()))):
+        raise _bad("decision tree", "its node count, outputs, classes and value array do not "
+                                    "agree")
+    # decision_path sizes its output by max_depth and writes one entry per node on a path
+    if tree.max_depth != _depth(tree, left, right, leaf):
+        raise _bad("decision tree", "its max_depth is not its depth")
+
+
+def _depth(tree: Any, left: np.ndarray, right: np.ndarray, leaf: np.ndarray) -> int:
+    """The depth of a tree whose children point forward, after checking that its nodes form
+    one tree (every node but the root the child of exactly one node), from scikit-learn's
+    own compiled pass over the nodes (its root has depth 1)."""
+    n = len(left)
+    inner = np.flatnonzero(~leaf)
+    children = np.concatenate([left[inner], right[inner]]).astype(np.intp)
+    if len(children) != n - 1 or np.any(np.bincount(children, minlength=n) != (
+            np.arange(n) != 0)):  # (children are in range: _check_children)
+        raise _bad("decision tree", "its nodes do not form one tree")
+    return int(tree.compute_node_depths().max()) - 1
 
 
 def check_predictor(pred: Any, n_features: int | None) -> None:
@@ -210,6 +232,8 @@ def _ensemble_members(obj: Any) -> list[tuple[Any, int]]:
         raise _bad(what, "its n_features_in_ is missing or not an integer")
     if not isinstance(obj, BaseEnsemble):  # HistGradientBoosting: predictors get its width
         return []
+    if isinstance(obj, BaseGradientBoosting):
+        _check_boosting_stages(obj, fitted)
     if isinstance(fitted, np.ndarray) and fitted.dtype.hasobject:
         members = list(fitted.ravel())
     elif isinstance(fitted, list):
@@ -228,9 +252,62 @@ def _ensemble_members(obj: Any) -> list[tuple[Any, int]]:
     return list(zip(members, widths, strict=True))
 
 
+def _check_boosting_stages(obj: Any, fitted: Any) -> None:
+    """Gradient boosting's compiled predict writes column ``k`` of an output with
+    ``n_trees_per_iteration_`` columns for each tree ``k`` of a stage, and reads one value
+    per leaf: the stages must be a 2-D array with that many trees each (a file with 64 per
+    stage and one column corrupted the heap), one per class beyond two, and each tree must
+    hold one output of one value."""
+    from sklearn.base import is_classifier
+
+    what = type(obj).__name__
+    k = getattr(obj, "n_trees_per_iteration_", None)
+    if not (isinstance(k, (int, np.integer)) and not isinstance(k, bool) and k >= 1
+            and isinstance(fitted, np.ndarray) and fitted.ndim == 2 and fitted.shape[1] == k):
+        raise _bad(what, "its stages do not hold n_trees_per_iteration_ trees each")
+    if is_classifier(obj):
+        classes = getattr(obj, "n_classes_", None)
+        if not (isinstance(classes, (int, np.integer)) and classes >= 2
+                and k == (1 if classes == 2 else classes)):
+            raise _bad(what, "its trees per stage do not match its classes")
+    for member in fitted.ravel():
+        tree = getattr(member, "tree_", None)
+        if tree is not None and (tree.n_outputs != 1 or tree.max_n_classes != 1):
+            raise _bad(what, "a stage's tree does not hold one value per node")
+
+
+def _check_bin_mapper(obj: Any) -> None:
+    """HistGradientBoosting's compiled predict looks a categorical split's feature up in an
+    array as long as the features its bin mapper marks categorical, without bounds checks:
+    the mapper must describe every feature, and each categorical split must be on a feature
+    it marks categorical (a shortened mapper gave predictions read from other memory)."""
+    mapper, width = getattr(obj, "_bin_mapper", None), _width(obj)
+    predictors = getattr(obj, "_predictors", None)
+    if mapper is None or predictors is None:
+        return
+    what = type(obj).__name__
+    marked = getattr(mapper, "is_categorical_", None)
+    thresholds = getattr(mapper, "bin_thresholds_", None)
+    if width is None or not isinstance(thresholds, list) or len(thresholds) != width or (
+            marked is not None and not (isinstance(marked, np.ndarray)
+                                        and marked.dtype.kind in "bu"
+                                        and marked.shape == (width,))):
+        raise _bad(what, "its bin mapper does not describe each of its features")
+    for pred in (p for stage in predictors for p in stage):
+        nodes = getattr(pred, "nodes", None)
+        if nodes is None:
+            continue
+        split = nodes[(nodes["is_leaf"] == 0) & (nodes["is_categorical"] != 0)]
+        if len(split) and (marked is None or not marked[split["feature_idx"]].all()):
+            raise _bad(what, "a categorical split is on a feature not marked categorical")
+
+
 def check_loaded(value: Any) -> None:
     """Check every index-holding object reachable from a loaded estimator."""
     from scipy.interpolate import BSpline
+    from sklearn.ensemble._hist_gradient_boosting.gradient_boosting import (
+        BaseHistGradientBoosting,
+    )
     from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
     from sklearn.neighbors._ball_tree import BallTree
     from sklearn.neighbors._kd_tree import KDTree
@@ -265,6 +342,8 @@ def check_loaded(value: Any) -> None:
             if isinstance(tree, Tree) and _width(obj) != tree.n_features:
                 # predict checks X against n_features_in_ (not at all when it is missing)
                 raise _bad("decision tree", "its n_features_in_ does not match its tree")
+            if isinstance(obj, BaseHistGradientBoosting):
+                _check_bin_mapper(obj)
             own = _width(obj)
             inner = own if own is not None else n_features
             stack.extend((item, inner) for item in vars(obj).values())
