@@ -788,6 +788,19 @@ def _hgb_mapper_shortened() -> Any:
     return model
 
 
+def _hgb_split_out_of_range() -> Any:
+    categories = np.arange(len(XR)) % 7
+    data = np.c_[XR[:, :3], categories]
+    model = ensemble.HistGradientBoostingRegressor(max_iter=3, categorical_features=[3])
+    for stage in model.fit(data, categories % 3 * 10.0)._predictors:  # split on categories
+        nodes = stage[0].nodes
+        split = np.flatnonzero((nodes["is_leaf"] == 0) & (nodes["is_categorical"] != 0))
+        if len(split):
+            nodes["feature_idx"][split[0]] = 10**6  # (an IndexError, not a FormatError, before)
+            return model
+    raise AssertionError("no categorical split to alter")
+
+
 def _forest_depth_understated() -> Any:
     model = ensemble.RandomForestClassifier(n_estimators=2, random_state=0).fit(X, Y)
     for member in model.estimators_:
@@ -800,9 +813,10 @@ def _forest_depth_understated() -> Any:
     (_tree_emptied, "node count, outputs, classes and value array do not agree"),
     (_gb_values_removed, "a stage's tree does not hold one value per node"),
     (_hgb_mapper_shortened, "bin mapper does not describe each of its features"),
+    (_hgb_split_out_of_range, "a categorical split is on a feature not marked categorical"),
     (_forest_depth_understated, "its max_depth is not its depth"),
 ], ids=["gb-stage-width", "tree-without-nodes", "gb-tree-without-values", "hgb-bin-mapper",
-        "tree-max-depth"])
+        "hgb-split-feature", "tree-max-depth"])
 def test_a_model_whose_compiled_predict_would_leave_its_arrays_is_refused(
         make: Any, why: str, tmp_path: Path) -> None:
     """Each passed every check and then, at predict (decision_path), wrote past an array and

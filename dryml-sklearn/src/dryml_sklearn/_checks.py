@@ -293,12 +293,16 @@ def _check_bin_mapper(obj: Any) -> None:
                                         and marked.dtype.kind in "bu"
                                         and marked.shape == (width,))):
         raise _bad(what, "its bin mapper does not describe each of its features")
+    if not (isinstance(predictors, list) and all(isinstance(stage, list) for stage in predictors)):
+        raise _bad(what, "its predictors are not a list of stages")
     for pred in (p for stage in predictors for p in stage):
         nodes = getattr(pred, "nodes", None)
         if nodes is None:
             continue
         split = nodes[(nodes["is_leaf"] == 0) & (nodes["is_categorical"] != 0)]
-        if len(split) and (marked is None or not marked[split["feature_idx"]].all()):
+        features = split["feature_idx"]
+        if len(split) and (marked is None or np.any((features < 0) | (features >= width))
+                           or not marked[features].all()):
             raise _bad(what, "a categorical split is on a feature not marked categorical")
 
 
