@@ -184,12 +184,16 @@ def check_spline(spline: Any) -> None:
         raise _bad("B-spline", str(exc)) from None
 
 
+def _count(value: Any) -> int | None:
+    """``value`` when it is a plain non-negative integer (not a bool), else ``None``."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 0:
+        return int(value)
+    return None
+
+
 def _width(obj: Any) -> int | None:
     """``obj.n_features_in_`` when it is a plain non-negative integer, else ``None``."""
-    own = getattr(obj, "n_features_in_", None)
-    if isinstance(own, (int, np.integer)) and not isinstance(own, bool) and own >= 0:
-        return int(own)
-    return None
+    return _count(getattr(obj, "n_features_in_", None))
 
 
 def _bagged_widths(obj: Any, width: int, members: list[Any]) -> list[int]:
@@ -261,13 +265,13 @@ def _check_boosting_stages(obj: Any, fitted: Any) -> None:
     from sklearn.base import is_classifier
 
     what = type(obj).__name__
-    k = getattr(obj, "n_trees_per_iteration_", None)
-    if not (isinstance(k, (int, np.integer)) and not isinstance(k, bool) and k >= 1
-            and isinstance(fitted, np.ndarray) and fitted.ndim == 2 and fitted.shape[1] == k):
+    k = _count(getattr(obj, "n_trees_per_iteration_", None))
+    if not (k and isinstance(fitted, np.ndarray) and fitted.ndim == 2
+            and fitted.shape[1] == k):
         raise _bad(what, "its stages do not hold n_trees_per_iteration_ trees each")
     if is_classifier(obj):
-        classes = getattr(obj, "n_classes_", None)
-        if not (isinstance(classes, (int, np.integer)) and classes >= 2
+        classes = _count(getattr(obj, "n_classes_", None))
+        if not (classes is not None and classes >= 2
                 and k == (1 if classes == 2 else classes)):
             raise _bad(what, "its trees per stage do not match its classes")
     for member in fitted.ravel():

@@ -456,12 +456,10 @@ def _state_lengths() -> dict[str, int]:
     from sklearn.metrics import _dist_metrics
     from sklearn.neighbors import BallTree, KDTree
 
-    from dryml_sklearn._checks import EXTRA_TRUSTED
-
     data = np.zeros((1, 1))
     out = {f"{cls.__module__}.{cls.__qualname__}": len(cls(data).__getstate__())
            for cls in (KDTree, BallTree)}
-    for name in EXTRA_TRUSTED:
+    for name in _checks.EXTRA_TRUSTED:
         module, _, cls_name = name.rpartition(".")
         if module == _dist_metrics.__name__:
             metric = getattr(_dist_metrics, cls_name)
