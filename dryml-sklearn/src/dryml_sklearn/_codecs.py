@@ -17,7 +17,7 @@ import numpy as np
 
 from dryml.errors import FormatError
 from dryml_sklearn import _skops_arrays
-from dryml_sklearn._checks import is_xgboost, nested_xgboost
+from dryml_sklearn._paths import is_xgboost, nested_xgboost
 from dryml_sklearn._serializers import load_estimator, record_versions
 
 __all__ = ["ESTIMATOR_ARG", "EstimatorCodec"]

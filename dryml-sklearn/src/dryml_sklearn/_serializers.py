@@ -30,7 +30,7 @@ from dryml.errors import (
     SerializationError,
     UntrustedClassError,
 )
-from dryml_sklearn import _checks, _skops_arrays, _trust
+from dryml_sklearn import _checks, _paths, _skops_arrays, _states, _trust
 
 __all__ = ["ESTIMATOR", "EstimatorSerializer", "load_estimator", "record_versions"]
 
@@ -84,10 +84,10 @@ class EstimatorSerializer:
 
     def dump(self, value: Any, writer: Any) -> dict[str, Any]:
         """Write the estimator: skops' schema as one member, big arrays as ``.npy`` members."""
-        inside = _checks.nested_xgboost(value)
+        inside = _paths.nested_xgboost(value)
         if inside is not None:  # skops would write it as data no load could accept
             raise SerializationError(f"this {type(value).__qualname__} holds an XGBoost model "
-                                     f"at {inside}: {_checks.XGBOOST_INSTEAD}")
+                                     f"at {inside}: {_paths.XGBOOST_INSTEAD}")
         record_versions(writer)
         data, _ = _skops_arrays.dumps(value, writer)
         # what was written, as a load will read it (a function an object's __getstate__
@@ -130,7 +130,7 @@ def load_estimator(data: bytes, reader: Any | None) -> Any:
     if bad:
         raise UntrustedClassError(_untrusted_message(bad))
     with _skops_arrays.reading(reader):  # a RandomState's key is an array member
-        _trust.check_states(tree)
+        _states.check_states(tree)
         value = tree.construct()
     _checks.check_loaded(value)
     return value

@@ -173,7 +173,7 @@ def dumps(value: Any, writer: Any) -> tuple[bytes, int]:
     indents it, which makes ``json`` fall back to its pure-Python encoder (the single biggest
     cost of saving a large forest).
     """
-    from dryml_sklearn import _checks, _skops_functions, _skops_pandas, _skops_refuse
+    from dryml_sklearn import _paths, _skops_functions, _skops_pandas, _skops_refuse
 
     _skops_pandas.install()
     _skops_functions.install()
@@ -183,7 +183,7 @@ def dumps(value: Any, writer: Any) -> tuple[bytes, int]:
         try:
             state = get_state(value, context)
         except _skops_refuse.Refused as exc:
-            where = _checks.path_to(value, exc.value)
+            where = _paths.path_to(value, exc.value)
             raise SerializationError(f"{type(value).__qualname__}"
                                      f"{'.' + where if where else ''}: {exc.why}") from None
         context.clear_memo()

@@ -215,7 +215,7 @@ class SklearnTrainable(Trainable):
         """Build the estimator (seeded) and fit it on every example of ``data``."""
         from dryml import progress
         from dryml.models import split_validation, supervised_arrays
-        from dryml_sklearn import _checks
+        from dryml_sklearn import _paths
 
         spec = self.spec if self.spec is not None else TrainSpec()
         x, y = supervised_arrays(data)
@@ -239,10 +239,10 @@ class SklearnTrainable(Trainable):
                 "wrap it in sklearn.calibration.CalibratedClassifierCV, or use task='regressor'")
         if self.task == "classifier":
             check_labels(y)
-        inside = _checks.nested_xgboost(model)
+        inside = _paths.nested_xgboost(model)
         if inside is not None:  # refused before fitting, not when the fitted model is saved
             raise ConfigurationError(f"{self.estimator.cls} holds an XGBoost estimator at "
-                                     f"{inside}: {_checks.XGBOOST_INSTEAD}")
+                                     f"{inside}: {_paths.XGBOOST_INSTEAD}")
         if self.task == "transformer" and not hasattr(model, "transform"):
             raise ConfigurationError(
                 f"{self.estimator.cls} has no transform(); task='transformer' is for "
