@@ -194,7 +194,9 @@ def test_a_function_no_load_could_find_is_refused_when_saving(
 @pytest.mark.parametrize(("make", "where"), [
     (lambda: functools.partial(_apply, f=_shadowed()), ".func.keywords['f']"),
     (lambda: functools.partial(_apply, _shadowed()), ".func.args[0]"),
-], ids=["keyword", "argument"])
+    (lambda: functools.partial(_apply, f={_shadowed()}),
+     ".func.keywords['f'] (a member of the set)"),
+], ids=["keyword", "argument", "set-member"])
 def test_the_refusal_says_where_in_a_partial_the_function_sits(
         tmp_path: Path, make: Any, where: str) -> None:
     from dryml.errors import SerializationError
