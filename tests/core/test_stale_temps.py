@@ -267,3 +267,53 @@ def test_a_writer_killed_between_swapping_a_file_in_and_removing_the_old_one(
     assert len(left) == 1 and load_object(left[0]).value == 1  # the old one, as a temporary
     run_next_save(tmp_path, "save_object")
     assert not left[0].exists() and load_object(path).value == 2
+
+
+MOUNTED = textwrap.dedent("""
+    import sys
+    from dryml import Object, load_object, save_object
+
+    class Kept(Object):
+        def __init__(self, n):
+            pass
+
+    target = sys.argv[1]
+    for durable in (True, False):
+        try:
+            save_object(Kept(durable), target, durable=durable)
+        except OSError as exc:
+            print(exc.errno, exc, flush=True)
+    with open(target, "wb") as f:  # the way the error gives
+        save_object(Kept(7), f)
+    print(load_object(target).dry_args, flush=True)
+""")
+
+
+def test_saving_over_a_bind_mounted_file_says_why_it_cannot_and_what_to_do(
+        tmp_path: Path) -> None:
+    # docker's -v FILE:FILE: the rename over a mount point is EBUSY, which said only
+    # "Device or resource busy"; run in a mount namespace of its own (gone when it ends)
+    source, folder = tmp_path / "outside.dry", tmp_path / "models"
+    source.write_bytes(b"")
+    folder.mkdir()
+    (folder / "model.dry").write_bytes(b"")
+    probe = subprocess.run(["unshare", "-m", "mount", "--bind", str(source),
+                            str(folder / "model.dry")], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"no mount namespace with bind mounts here: {probe.stderr[:200]!r}")
+    script = tmp_path / "mounted.py"
+    script.write_text(MOUNTED)
+    done = subprocess.run(
+        ["unshare", "-m", "sh", "-c", 'mount --bind "$1" "$2" && exec "$3" "$4" "$2"', "sh",
+         str(source), str(folder / "model.dry"), sys.executable, str(script)],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(
+            Path(__file__).parent)})
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 3, done.stdout
+    for line in lines[:2]:  # durable (renamed) and not (swapped in): both explained
+        assert line.startswith("16 ") and "mount point" in line and "bind-mounted" in line
+        assert "with open(path, 'wb') as f: save_object(obj, f)" in line
+    assert lines[2] == "(7,)"  # the advice works
+    assert [p.name for p in folder.iterdir()] == ["model.dry"]  # no temporary left
+    assert source.stat().st_size > 0  # written through the mount

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import errno
 import functools
 import io
 import os
@@ -370,9 +371,7 @@ def save_object(obj: Object, dest: Source, *, compress: bool = True, durable: bo
             _write(obj, stream, compress, metadata)
             if durable:
                 os.fsync(fd)  # the data is on disk before the name points to it
-        # durable: renamed (the rename's flush is free after the fsync, and keeps ext4's
-        # guard); else swapped in, sparing ext4's flush of the new data (docs/format.md)
-        (os.replace if durable else swap_in)(tmp, path)
+        _put_in_place(tmp, path, durable)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -380,6 +379,25 @@ def save_object(obj: Object, dest: Source, *, compress: bool = True, durable: bo
     if durable:
         fsync_directory(os.path.dirname(path) or ".")  # and the name itself
     return True
+
+
+def _put_in_place(tmp: str, path: str, durable: bool) -> None:
+    """Put the complete temporary ``tmp`` at ``path``: durable, renamed (the rename's flush is
+    free after the fsync, and keeps ext4's guard); else swapped in, sparing ext4's flush of the
+    new data (docs/format.md). A path no rename can replace says what to do instead."""
+    try:
+        (os.replace if durable else swap_in)(tmp, path)
+    except OSError as exc:
+        if exc.errno not in (errno.EBUSY, errno.EXDEV):
+            raise
+        raise OSError(exc.errno, (
+            f"cannot put the saved file at {path!r}, which is a mount point or on another "
+            "mount than its folder (a file bind-mounted on its own, as docker's -v FILE:FILE "
+            "does): save_object renames a complete temporary file over the path, so that a "
+            "crash never leaves half a file there, and the kernel refuses that rename "
+            f"({os.strerror(exc.errno)}). Mount the folder instead, or write into the file "
+            "itself, without that guarantee: with open(path, 'wb') as f: save_object(obj, f)"
+        )) from None
 
 
 def fsync_directory(directory: str | os.PathLike[str]) -> None:
