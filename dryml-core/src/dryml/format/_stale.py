@@ -155,7 +155,7 @@ def swap_in(tmp: str, path: str | os.PathLike[str]) -> None:
         os.replace(tmp, path)
         return
     code = _swap(fn, tmp, path)
-    if code in (errno.EINVAL, errno.EOPNOTSUPP, errno.EXDEV):  # this file system cannot
+    if code in (errno.EINVAL, errno.EOPNOTSUPP, errno.EXDEV, errno.ENOSYS):  # cannot here
         _no_swap.add(info.st_dev)
     if code:
         os.replace(tmp, path)  # raises what a rename raises (ENOENT: gone meanwhile, ...)
