@@ -427,7 +427,7 @@ def test_a_compiled_class_holding_unchecked_arrays_is_refused(tmp_path: Path) ->
                                  metric_params={"VI": vi}).fit(X, Y)
     with pytest.raises(UntrustedClassError, match="MahalanobisDistance") as err:
         _round_trip(model, tmp_path / "knn.dry")
-    assert "compiled scikit-learn class holding arrays" in str(err.value)
+    assert "compiled scikit-learn class that dryml-sklearn does not check" in str(err.value)
     name = re.search(r"'(sklearn\.metrics\.[\w.]+MahalanobisDistance\w*)'", str(err.value))
     assert name is not None
     loaded = _round_trip(model, tmp_path / "knn.dry", trust=[name.group(1)])
@@ -530,6 +530,121 @@ def test_a_tree_or_metric_state_its_compiled_loader_would_misread_is_a_format_er
 
     with pytest.raises(FormatError, match=re.escape(why)):
         load_estimator(_rewritten(data, craft), None)
+
+
+def _json(value: Any, cls: str) -> dict[str, Any]:
+    return {"__class__": cls, "__module__": "builtins", "__loader__": "JsonNode",
+            "content": json.dumps(value), "is_json": True}
+
+
+_EMPTY_TUPLE = {"__class__": "tuple", "__module__": "builtins", "__loader__": "TupleNode",
+                "content": []}
+_METRICS_MODULE = "sklearn.metrics._dist_metrics"
+
+
+def _as_loss(cls: str, module: str, args: list[dict[str, Any]]) -> dict[str, Any]:
+    """A node skops rebuilds by calling ``cls(*args)`` (its LossNode)."""
+    return {"__class__": cls, "__module__": module, "__loader__": "LossNode",
+            "__reduce__": {"args": {**_EMPTY_TUPLE, "content": args}},
+            "content": {"__class__": "dict", "__module__": "builtins", "__loader__": "DictNode",
+                        "content": {}, "key_types": {
+                            "__class__": "list", "__module__": "builtins",
+                            "__loader__": "ListNode", "content": []}}}
+
+
+@pytest.mark.parametrize(("node", "name"), [
+    # a metric without state inside a BallTree: SIGSEGV at predict (Mahalanobis' buffer)
+    ({"__class__": "MahalanobisDistance64", "__module__": _METRICS_MODULE,
+      "__loader__": "ObjectNode"}, "MahalanobisDistance64"),
+    # a state of () anywhere: SIGSEGV while loading (~50 compiled classes)
+    ({"__class__": "HaversineDistance64", "__module__": _METRICS_MODULE,
+      "__loader__": "ObjectNode", "content": _EMPTY_TUPLE}, "HaversineDistance64"),
+    ({"__class__": "UnionFind", "__module__": "sklearn.cluster._hierarchical_fast",
+      "__loader__": "ObjectNode", "content": _EMPTY_TUPLE}, "UnionFind"),
+    # called with a file's number: UnionFind(125_000_000) took 5 GB from a 2 KB file
+    ({"__class__": "UnionFind", "__module__": "sklearn.cluster._hierarchical_fast",
+      "__loader__": "ConstructorFromReduceNode", "content": {
+          **_EMPTY_TUPLE, "content": [_json(125_000_000, "int")]}}, "UnionFind"),
+    # a checked class called, not rebuilt from its state
+    ({"__class__": "KDTree", "__module__": "sklearn.neighbors._kd_tree",
+      "__loader__": "ConstructorFromReduceNode", "content": _EMPTY_TUPLE}, "KDTree"),
+    # a tree criterion called as a loss: Gini read past an array given to it (SIGSEGV)
+    (_as_loss("Gini", "sklearn.tree._criterion", [_json(10**8, "int"), _json(2, "int")]),
+     "Gini"),
+    # a loss given an object, not its parameters
+    (_as_loss("CyPinballLoss", "sklearn._loss._loss", [{
+        "__class__": "LinearRegression", "__module__": "sklearn.linear_model._base",
+        "__loader__": "ObjectNode"}]), "CyPinballLoss"),
+], ids=["metric-without-state", "metric-empty-state", "union-find-empty-state",
+        "union-find-called", "kd-tree-called", "criterion-as-loss", "loss-of-an-object"])
+def test_a_compiled_class_is_trusted_only_as_scikit_learn_rebuilds_it(
+        node: dict[str, Any], name: str) -> None:
+    """Compiled scikit-learn classes read their state without bounds checks: each is trusted
+    by name and loader (found by the hostile-file audit: these loaded, then crashed the
+    process, some while loading, or took gigabytes)."""
+    from dryml_sklearn import _skops_arrays, _trust
+    from dryml_sklearn._serializers import load_estimator
+
+    model = linear_model.LogisticRegression(max_iter=500).fit(X, Y)
+    data, _ = _skops_arrays.dumps(model, None)
+
+    def craft(entry: str, raw: bytes) -> bytes:
+        if entry != "schema.json":
+            return raw
+        schema = json.loads(raw)
+        attrs = schema["content"]  # the estimator's attributes: one more, the crafted node
+        attrs["key_types"]["content"].append(attrs["key_types"]["content"][0])  # a str
+        attrs["content"]["crafted_"] = node
+        return json.dumps(schema).encode()
+
+    crafted = _rewritten(data, craft)
+    found = _trust.untrusted(_skops_arrays.load_tree(crafted))  # nothing built yet
+    assert [f.name.rsplit(".", 1)[1] for f in found] == [name]
+    assert "compiled scikit-learn class" in found[0].why
+    with pytest.raises(UntrustedClassError, match=name):
+        load_estimator(crafted, None)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: linear_model.SGDClassifier(loss="modified_huber", max_iter=5, tol=None).fit(X, Y),
+    lambda: linear_model.TweedieRegressor(power=1.5, link="identity").fit(XR, YR),
+    lambda: ensemble.HistGradientBoostingRegressor(loss="quantile", quantile=0.3,
+                                                   max_iter=5).fit(XR, YR),
+    lambda: ensemble.GradientBoostingRegressor(loss="huber", n_estimators=5).fit(XR, YR),
+    lambda: ensemble.HistGradientBoostingClassifier(max_iter=5).fit(X, Y),
+], ids=["sgd", "tweedie", "hgb-quantile", "gb-huber", "hgb-multiclass"])
+def test_models_holding_compiled_losses_load_without_trust(make: Any, tmp_path: Path) -> None:
+    model = make()
+    data = X if model.n_features_in_ == X.shape[1] else XR
+    loaded = _round_trip(model, tmp_path / "model.dry")
+    assert loaded.predict(data).tobytes() == model.predict(data).tobytes()
+
+
+def _glm_multinomial() -> Any:
+    from sklearn._loss.loss import HalfMultinomialLoss
+
+    model = linear_model.PoissonRegressor().fit(XR, np.round(YR / 50))
+    model._base_loss = HalfMultinomialLoss(n_classes=3)  # score read raw[i, y[i]] (SIGSEGV)
+    model.coef_, model.intercept_ = np.zeros((XR.shape[1], 3)), np.zeros(3)
+    return model
+
+
+def _hgb_binomial_for_three() -> Any:
+    from sklearn._loss.loss import HalfBinomialLoss
+
+    model = ensemble.HistGradientBoostingClassifier(max_iter=3).fit(X, Y)
+    model._loss = HalfBinomialLoss()
+    return model
+
+
+@pytest.mark.parametrize("make", [_glm_multinomial, _hgb_binomial_for_three],
+                         ids=["glm-multinomial", "hgb-loss-classes"])
+def test_a_loss_that_does_not_fit_the_models_predictions_is_refused(
+        make: Any, tmp_path: Path) -> None:
+    from dryml.errors import FormatError
+
+    with pytest.raises(FormatError, match="loss .* does not fit the predictions it makes"):
+        _round_trip(make(), tmp_path / "model.dry")
 
 
 def _crafted(node: dict[str, Any]) -> bytes:

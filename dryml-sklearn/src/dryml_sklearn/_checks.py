@@ -308,6 +308,26 @@ def _check_bin_mapper(obj: Any) -> None:
             raise _bad(what, "a categorical split is on a feature not marked categorical")
 
 
+def _check_loss(obj: Any) -> None:
+    """A multinomial loss (scikit-learn's compiled one) reads a model's raw predictions at
+    the column of each target's class without bounds checks: a generalized linear model,
+    whose targets are the caller's own numbers, never has one (a Poisson regressor holding
+    one crashed the process at ``score``), and a boosting model's loss has as many classes
+    as the model predicts columns (which continued training indexes by class)."""
+    for name in ("_base_loss", "_loss"):
+        loss = vars(obj).get(name)
+        if loss is None or not hasattr(loss, "is_multiclass"):
+            continue
+        columns = _count(getattr(loss, "n_classes", None)) if loss.is_multiclass else 1
+        if name == "_base_loss":  # the generalized linear models'
+            width = 1
+        else:
+            width = _count(vars(obj).get("n_trees_per_iteration_"))
+        if width is not None and columns != width:
+            raise _bad(type(obj).__name__, f"its loss ({type(loss).__name__}) does not fit "
+                       "the predictions it makes")
+
+
 def check_loaded(value: Any) -> None:
     """Check every index-holding object reachable from a loaded estimator."""
     from scipy.interpolate import BSpline
@@ -350,6 +370,7 @@ def check_loaded(value: Any) -> None:
                 raise _bad("decision tree", "its n_features_in_ does not match its tree")
             if isinstance(obj, BaseHistGradientBoosting):
                 _check_bin_mapper(obj)
+            _check_loss(obj)
             own = _width(obj)
             inner = own if own is not None else n_features
             stack.extend((item, inner) for item in vars(obj).values())

@@ -8,9 +8,10 @@ tree and sorts every name into one of three kinds, each with its own rule:
   rebuilt from their stored state, or by calling their class with stored arguments. Trusted by
   default when the class is a Python class defined by scikit-learn (outside its tests,
   ``externals``, ``experimental``, ``callback`` and build helpers); a compiled scikit-learn
-  class when its stored state holds no array (the Cython losses: a few parameters) or when
-  dryml-sklearn checks its content after loading (:data:`dryml_sklearn._checks.EXTRA_TRUSTED`:
-  decision trees, neighbour trees, parameter-free distance metrics); numpy's data types
+  class only by name and loader (:func:`_compiled_ok`): skops' losses through its
+  ``LossNode`` with plain parameters, and the classes dryml-sklearn checks after loading
+  (:data:`dryml_sklearn._checks.EXTRA_TRUSTED`: decision trees, neighbour trees,
+  parameter-free distance metrics) rebuilt from their state; numpy's data types
   (``dtype``, scalar types, ``ndarray``, masked arrays, random generators); scipy's sparse
   matrices and arrays and B-splines (checked after loading); Python's plain data types.
 * **callables** (a function or a class stored as a value, e.g. ``FunctionTransformer(func=...)``,
@@ -84,7 +85,8 @@ _CONTAINERS = frozenset({"functools.partial"})
 #: What skops writes as an object but cannot rebuild, whatever the trust (pandas' NA singleton).
 _UNLOADABLE = {"NAType": "pandas.NA, which no file can rebuild, trusted or not: fit with "
                          "missing_values=np.nan instead and save again"}
-_COMPILED = "a compiled scikit-learn class holding arrays that dryml-sklearn does not check"
+_COMPILED = ("a compiled scikit-learn class that dryml-sklearn does not check, or one rebuilt "
+             "in a way scikit-learn's own files never are")
 
 
 class Finding:
@@ -248,11 +250,43 @@ def walk(root: Any) -> Iterable[tuple[Any, str]]:
                     stack.append((item, nested))
 
 
-def _holds_arrays(node: Any) -> bool:
-    """Whether any node below ``node`` is an array (data a compiled class could index with)."""
-    return any(child is not node and (child.class_name in ("ndarray", "MaskedArray")
-                                      or "sparse" in str(child.module_name))
-               for child, _ in walk(node))
+#: How honest files rebuild the compiled scikit-learn classes dryml-sklearn checks
+#: (:data:`dryml_sklearn._checks.EXTRA_TRUSTED`): their state set on an instance made without
+#: arguments (skops' ObjectNode, dryml's batches and their items), or a decision tree by its
+#: own constructor call (skops' TreeNode, which calls Tree whatever the file names).
+_STATE_LOADERS = frozenset({"ObjectNode", "TreeNode", "DrymlBatchNode", "_ItemNode"})
+#: What a compiled loss's arguments and state may be made of: plain values (its parameters).
+_PARAMETER_NODES = frozenset({"JsonNode", "TupleNode", "ListNode", "DictNode"})
+
+
+@cache
+def _losses() -> frozenset[str]:
+    """The compiled losses skops rebuilds by calling them (its ``LossNode``): parameters
+    only, a float at most."""
+    from skops.io._sklearn import ALLOWED_LOSSES
+    from skops.io._utils import get_module
+
+    return frozenset(f"{get_module(cls)}.{cls.__name__}" for cls in ALLOWED_LOSSES)
+
+
+def _compiled_ok(node: Any, name: str, constructor: bool) -> bool:
+    """Whether a compiled scikit-learn class is rebuilt the way honest files rebuild it.
+
+    Compiled classes read their state without bounds checks, so each is trusted by name and
+    by loader: the checked ones (trees, neighbour trees, metrics) only with their state
+    loaders, skops' losses only through its ``LossNode`` with plain values; every other one
+    is refused. (A state of ``()`` crashed ~50 of them while loading, ``UnionFind(10**8)``
+    called with a file's number took gigabytes, and a ``Gini`` criterion read past an array
+    given to its constructor.)"""
+    loader = type(node).__name__
+    if constructor and loader == "TypeNode":
+        # the class a LossNode or TreeNode calls; the node itself is checked with its loader
+        return name in _checks.EXTRA_TRUSTED or name in _losses()
+    if name in _checks.EXTRA_TRUSTED:
+        return loader in _STATE_LOADERS
+    return name in _losses() and loader == "LossNode" and all(
+        child is node or child is node.children.get("constructor")
+        or type(child).__name__ in _PARAMETER_NODES for child, _ in walk(node))
 
 
 def _name(node: Any) -> tuple[str, str, str]:
@@ -307,7 +341,8 @@ def untrusted(tree: Any, trust: Iterable[str] = ()) -> list[Finding]:
         name, module, qualname = _name(node)
         if name in findings:
             continue
-        if kind == "constructor":
+        constructor = kind == "constructor"
+        if constructor:
             kind = "object"
             if _allocates(module, qualname) and not _caller_trusts(name, kind, caller):
                 # bytearray(3_000_000_000), ndarray((40000, 40000)) and csr_matrix((3e9, 1))
@@ -339,8 +374,9 @@ def untrusted(tree: Any, trust: Iterable[str] = ()) -> list[Finding]:
             continue
         if kind == "object":
             why = _object_ok(value, name)
-            if why == _COMPILED and not _holds_arrays(node):
-                why = None  # parameters only (a loss): nothing it could index with
+            if isinstance(value, type) and _defined_in(value, "sklearn") and _compiled(
+                    value) and why in (None, _COMPILED):
+                why = None if _compiled_ok(node, name, constructor) else _COMPILED
             if why is not None:
                 findings[name] = Finding(name, kind, why)
             elif isinstance(value, type) and _defined_in(value, "sklearn"):
