@@ -8,7 +8,7 @@ tree and sorts every name into one of three kinds, each with its own rule:
   rebuilt from their stored state, or by calling their class with stored arguments. Trusted by
   default when the class is a Python class defined by scikit-learn (outside its tests,
   ``externals``, ``experimental``, ``callback`` and build helpers); a compiled scikit-learn
-  class only by name and loader (:func:`_compiled_ok`): skops' losses through its
+  class only by name and loader (:func:`_rebuilt_as_saved`): skops' losses through its
   ``LossNode`` with plain parameters, and the classes dryml-sklearn checks after loading
   (:data:`dryml_sklearn._checks.EXTRA_TRUSTED`: decision trees, neighbour trees,
   parameter-free distance metrics) rebuilt from their state; numpy's data types
@@ -85,6 +85,8 @@ _CONTAINERS = frozenset({"functools.partial"})
 #: What skops writes as an object but cannot rebuild, whatever the trust (pandas' NA singleton).
 _UNLOADABLE = {"NAType": "pandas.NA, which no file can rebuild, trusted or not: fit with "
                          "missing_values=np.nan instead and save again"}
+_CALLED = ("a scikit-learn class rebuilt in a way scikit-learn's own files never are "
+           "(called with arguments from the file)")
 _COMPILED = ("a compiled scikit-learn class that dryml-sklearn does not check, or one rebuilt "
              "in a way scikit-learn's own files never are")
 
@@ -269,24 +271,28 @@ def _losses() -> frozenset[str]:
     return frozenset(f"{get_module(cls)}.{cls.__name__}" for cls in ALLOWED_LOSSES)
 
 
-def _compiled_ok(node: Any, name: str, constructor: bool) -> bool:
-    """Whether a compiled scikit-learn class is rebuilt the way honest files rebuild it.
+def _rebuilt_as_saved(node: Any, name: str, compiled: bool, constructor: bool) -> bool:
+    """Whether a scikit-learn class is rebuilt the way scikit-learn's own files rebuild it.
 
-    Compiled classes read their state without bounds checks, so each is trusted by name and
-    by loader: the checked ones (trees, neighbour trees, metrics) only with their state
-    loaders, skops' losses only through its ``LossNode`` with plain values; every other one
-    is refused. (A state of ``()`` crashed ~50 of them while loading, ``UnionFind(10**8)``
-    called with a file's number took gigabytes, and a ``Gini`` criterion read past an array
-    given to its constructor.)"""
+    skops lets a file choose how a class is rebuilt, by calling it with arguments from the
+    file included; scikit-learn's files call only its compiled losses (``LossNode``, with a
+    parameter) and decision-tree storage (``TreeNode``). Compiled classes read their state
+    without bounds checks, so each is trusted by name as well: the ones dryml-sklearn checks
+    (trees, neighbour trees, metrics) rebuilt from their state, skops' losses through its
+    ``LossNode`` with plain values; every other one is refused. (A state of ``()`` crashed ~50
+    of them while loading, ``UnionFind(10**8)`` called with a file's number took gigabytes,
+    and a ``Gini`` criterion called as a loss read past its array.)"""
     loader = type(node).__name__
     if constructor and loader == "TypeNode":
         # the class a LossNode or TreeNode calls; the node itself is checked with its loader
-        return name in _checks.EXTRA_TRUSTED or name in _losses()
-    if name in _checks.EXTRA_TRUSTED:
-        return loader in _STATE_LOADERS
-    return name in _losses() and loader == "LossNode" and all(
-        child is node or child is node.children.get("constructor")
-        or type(child).__name__ in _PARAMETER_NODES for child, _ in walk(node))
+        return not compiled or name in _checks.EXTRA_TRUSTED or name in _losses()
+    if loader == "LossNode":
+        return name in _losses() and all(
+            child is node or child is node.children.get("constructor")
+            or type(child).__name__ in _PARAMETER_NODES for child, _ in walk(node))
+    if loader == "ConstructorFromReduceNode":
+        return False
+    return not compiled or (name in _checks.EXTRA_TRUSTED and loader in _STATE_LOADERS)
 
 
 def _name(node: Any) -> tuple[str, str, str]:
@@ -374,9 +380,11 @@ def untrusted(tree: Any, trust: Iterable[str] = ()) -> list[Finding]:
             continue
         if kind == "object":
             why = _object_ok(value, name)
-            if isinstance(value, type) and _defined_in(value, "sklearn") and _compiled(
-                    value) and why in (None, _COMPILED):
-                why = None if _compiled_ok(node, name, constructor) else _COMPILED
+            if why in (None, _COMPILED) and isinstance(value, type) and _defined_in(
+                    value, "sklearn"):
+                compiled = _compiled(value)
+                why = None if _rebuilt_as_saved(node, name, compiled, constructor) else (
+                    _COMPILED if compiled else _CALLED)
             if why is not None:
                 findings[name] = Finding(name, kind, why)
             elif isinstance(value, type) and _defined_in(value, "sklearn"):
