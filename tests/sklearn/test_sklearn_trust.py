@@ -951,3 +951,33 @@ def test_a_model_whose_compiled_predict_would_leave_its_arrays_is_refused(
 
     with pytest.raises(FormatError, match=re.escape(why)):
         _round_trip(make(), tmp_path / "model.dry")
+
+
+def test_a_batch_rebuilds_no_compiled_class_but_decision_trees(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """dryml's batches (an ensemble's members, column-wise) hold compiled decision-tree
+    storage only: one naming another compiled class is refused before anything is built."""
+    from dryml_sklearn import _skops_arrays
+
+    model = ensemble.RandomForestRegressor(n_estimators=8, max_depth=2).fit(XR, YR)
+    honest = _round_trip(model, tmp_path / "honest.dry")
+    assert honest.predict(XR).tobytes() == model.predict(XR).tobytes()
+    dumps = _skops_arrays.dumps
+
+    def crafted_dumps(value: Any, writer: Any) -> Any:
+        data, count = dumps(value, writer)
+
+        def craft(entry: str, raw: bytes) -> bytes:
+            if entry != "schema.json":
+                return raw
+            schema = json.loads(raw)
+            (batch,) = [n for n in _schema_nodes(schema, "DecisionTreeRegressor")
+                        if n.get("__loader__") == "DrymlBatchNode"]
+            batch.update({"__class__": "KDTree", "__module__": "sklearn.neighbors._kd_tree"})
+            return json.dumps(schema).encode()
+
+        return _rewritten(data, craft), count
+
+    monkeypatch.setattr(_skops_arrays, "dumps", crafted_dumps)
+    with pytest.raises(UntrustedClassError, match=r"'sklearn\.neighbors\._kd_tree\.KDTree'"):
+        _round_trip(model, tmp_path / "crafted.dry")

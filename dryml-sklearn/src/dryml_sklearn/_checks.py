@@ -16,12 +16,14 @@ import numpy as np
 
 from dryml.errors import FormatError
 
-__all__ = ["EXTRA_TRUSTED", "check_loaded"]
+__all__ = ["EXTRA_TRUSTED", "TREE", "check_loaded"]
 
 _METRICS = "sklearn.metrics._dist_metrics"
+#: scikit-learn's decision-tree storage (compiled).
+TREE = "sklearn.tree._tree.Tree"
 #: Types trusted on top of skops' defaults (checked by :func:`check_loaded` where needed).
 EXTRA_TRUSTED: tuple[str, ...] = (
-    "sklearn.tree._tree.Tree",
+    TREE,
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.neighbors._kd_tree.KDTree",
     "sklearn.neighbors._ball_tree.BallTree",

@@ -50,6 +50,7 @@ from skops.io._utils import (  # noqa: E402 - after import_skops()
 )
 
 from dryml.errors import FormatError  # noqa: E402 - after import_skops()
+from dryml_sklearn._checks import TREE  # noqa: E402 - after import_skops()
 
 __all__ = ["LOADER", "MIN_ITEMS", "DrymlBatchNode", "batch_state", "install"]
 
@@ -57,7 +58,6 @@ LOADER = "DrymlBatchNode"
 #: Shorter lists are left to skops (the saving would not pay for the extra node kind).
 MIN_ITEMS = 8
 _PLAIN = (bool, int, float, str, type(None))
-_TREE = "sklearn.tree._tree.Tree"
 
 
 def _split(item: Any, cls: type) -> tuple[str, dict[str, Any], dict[str, Any]] | None:
@@ -307,9 +307,9 @@ class DrymlBatchNode(Node):
             # nested shape of 2**40 empty rows), each built before anything could fail
             raise FormatError(f"a batch of {count} scikit-learn objects in {budget} bytes of "
                               "scikit-learn data: the file was altered")
-        if kind == "reduce" and f"{self.module_name}.{self.class_name}" != _TREE:
+        if kind == "reduce" and f"{self.module_name}.{self.class_name}" != TREE:
             # only the class skops itself rebuilds by calling it (its TreeNode)
-            raise FormatError(f"a batch may only rebuild {_TREE} by calling its class")
+            raise FormatError(f"a batch may only rebuild {TREE} by calling its class")
         self.count, self.shape, self.kind, self.nested = count, shape, kind, nested
         self.args = _Columns(state.get("args"), count, load_context, trusted) \
             if kind == "reduce" else None

@@ -252,11 +252,10 @@ def walk(root: Any) -> Iterable[tuple[Any, str]]:
                     stack.append((item, nested))
 
 
-#: How honest files rebuild the compiled scikit-learn classes dryml-sklearn checks
-#: (:data:`dryml_sklearn._checks.EXTRA_TRUSTED`): their state set on an instance made without
-#: arguments (skops' ObjectNode, dryml's batches and their items), or a decision tree by its
-#: own constructor call (skops' TreeNode, which calls Tree whatever the file names).
-_STATE_LOADERS = frozenset({"ObjectNode", "TreeNode", "DrymlBatchNode", "_ItemNode"})
+#: The loaders that rebuild only decision-tree storage of the compiled classes: skops'
+#: TreeNode (which calls Tree whatever the file names) and dryml's batches (of an ensemble's
+#: trees) and their items.
+_TREE_LOADERS = frozenset({"TreeNode", "DrymlBatchNode", "_ItemNode"})
 #: What a compiled loss's arguments and state may be made of: plain values (its parameters).
 _PARAMETER_NODES = frozenset({"JsonNode", "TupleNode", "ListNode", "DictNode"})
 
@@ -278,7 +277,7 @@ def _rebuilt_as_saved(node: Any, name: str, compiled: bool, constructor: bool) -
     file included; scikit-learn's files call only its compiled losses (``LossNode``, with a
     parameter) and decision-tree storage (``TreeNode``). Compiled classes read their state
     without bounds checks, so each is trusted by name as well: the ones dryml-sklearn checks
-    (trees, neighbour trees, metrics) rebuilt from their state, skops' losses through its
+    (trees, neighbour trees, metrics) rebuilt as saved, skops' losses through its
     ``LossNode`` with plain values; every other one is refused. (A state of ``()`` crashed ~50
     of them while loading, ``UnionFind(10**8)`` called with a file's number took gigabytes,
     and a ``Gini`` criterion called as a loss read past its array.)"""
@@ -292,7 +291,11 @@ def _rebuilt_as_saved(node: Any, name: str, compiled: bool, constructor: bool) -
             or type(child).__name__ in _PARAMETER_NODES for child, _ in walk(node))
     if loader == "ConstructorFromReduceNode":
         return False
-    return not compiled or (name in _checks.EXTRA_TRUSTED and loader in _STATE_LOADERS)
+    if loader in _TREE_LOADERS:
+        return not compiled or name == _checks.TREE
+    # the other compiled classes dryml-sklearn checks: their state set on an instance made
+    # without arguments
+    return not compiled or (name in _checks.EXTRA_TRUSTED and loader == "ObjectNode")
 
 
 def _name(node: Any) -> tuple[str, str, str]:
