@@ -470,6 +470,38 @@ def test_a_minkowski_distance_that_would_misread_its_weights_is_refused(
         _round_trip(model, tmp_path / "knn.dry")
 
 
+_BOOLEAN = ("jaccard", "dice", "rogerstanimoto", "russellrao", "sokalsneath")
+
+
+@pytest.mark.parametrize("metric", ["haversine", "canberra", "braycurtis", "hamming",
+                                    *_BOOLEAN])
+def test_neighbors_with_a_parameter_free_metric_load_without_trust(
+        metric: str, tmp_path: Path) -> None:
+    from sklearn.neighbors import KNeighborsClassifier
+
+    data = X[:, :2] / 4 if metric == "haversine" else (
+        np.greater(X, X.mean(axis=0)) if metric in _BOOLEAN else X)
+    model = KNeighborsClassifier(algorithm="ball_tree", metric=metric).fit(data, Y)
+    loaded = _round_trip(model, tmp_path / "knn.dry")
+    assert loaded.predict(data).tobytes() == model.predict(data).tobytes()
+    assert loaded.kneighbors(data[:20])[0].tobytes() == model.kneighbors(data[:20])[0].tobytes()
+
+
+def test_a_haversine_metric_in_a_tree_of_other_than_two_columns_is_refused(
+        tmp_path: Path) -> None:
+    from sklearn.metrics import DistanceMetric
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from dryml.errors import FormatError
+
+    model = KNeighborsClassifier(algorithm="ball_tree").fit(X, Y)  # 4 columns
+    state = list(model._tree.__getstate__())
+    state[11] = DistanceMetric.get_metric("haversine")  # read 2 columns of each row, unchecked
+    model._tree.__setstate__(tuple(state))
+    with pytest.raises(FormatError, match="haversine distance.*it measures 2 columns, not 4"):
+        _round_trip(model, tmp_path / "knn.dry")
+
+
 def test_a_minkowski_exponent_below_one_loads_as_scikit_learn_fits_it(tmp_path: Path) -> None:
     from sklearn.neighbors import KernelDensity
 
@@ -557,8 +589,8 @@ def _as_loss(cls: str, module: str, args: list[dict[str, Any]]) -> dict[str, Any
     ({"__class__": "MahalanobisDistance64", "__module__": _METRICS_MODULE,
       "__loader__": "ObjectNode"}, "MahalanobisDistance64"),
     # a state of () anywhere: SIGSEGV while loading (~50 compiled classes)
-    ({"__class__": "HaversineDistance64", "__module__": _METRICS_MODULE,
-      "__loader__": "ObjectNode", "content": _EMPTY_TUPLE}, "HaversineDistance64"),
+    ({"__class__": "SEuclideanDistance64", "__module__": _METRICS_MODULE,
+      "__loader__": "ObjectNode", "content": _EMPTY_TUPLE}, "SEuclideanDistance64"),
     ({"__class__": "UnionFind", "__module__": "sklearn.cluster._hierarchical_fast",
       "__loader__": "ObjectNode", "content": _EMPTY_TUPLE}, "UnionFind"),
     # called with a file's number: UnionFind(125_000_000) took 5 GB from a 2 KB file

@@ -19,6 +19,11 @@ from dryml.errors import FormatError
 __all__ = ["EXTRA_TRUSTED", "TREE", "check_loaded"]
 
 _METRICS = "sklearn.metrics._dist_metrics"
+#: Distance metrics that read nothing but the columns they are given (Minkowski its exponent
+#: and weights too, Haversine two columns: check_metric), boolean ones included.
+_PLAIN_METRICS = ("Euclidean", "Manhattan", "Chebyshev", "Minkowski", "Canberra", "BrayCurtis",
+                  "Haversine", "Hamming", "Matching", "Jaccard", "Dice", "Kulsinski",
+                  "RogersTanimoto", "RussellRao", "SokalMichener", "SokalSneath")
 #: scikit-learn's decision-tree storage (compiled).
 TREE = "sklearn.tree._tree.Tree"
 #: Types trusted on top of skops' defaults (checked by :func:`check_loaded` where needed).
@@ -30,9 +35,7 @@ EXTRA_TRUSTED: tuple[str, ...] = (
     # parameter-free distance metrics, and Minkowski's (checked: check_metric; the states of
     # all of them and of the trees: _states.check_states); metrics with a matrix
     # (Mahalanobis, SEuclidean) index it with sizes of their own
-    *(f"{_METRICS}.{name}Distance{bits}" for name in ("Euclidean", "Manhattan", "Chebyshev",
-                                                       "Minkowski")
-      for bits in ("64", "32")),
+    *(f"{_METRICS}.{name}Distance{bits}" for name in _PLAIN_METRICS for bits in ("64", "32")),
     # HistGradientBoosting's categorical preprocessing: skops audits a partial's function and
     # arguments on their own, and check_array only validates its input
     "functools.partial",
@@ -145,13 +148,23 @@ def check_binary_tree(tree: Any) -> None:
 
 
 def check_metric(metric: Any, width: int | None, weighted: bool = True) -> None:
-    """A Minkowski metric's exponent is a positive number, as its constructor takes, and its
-    weights are none, or (where ``weighted``) one per column of the data it measures
-    (``width``), finite and not negative: compiled code reads one weight per column
+    """A haversine metric measures two columns of the data it is given (``width``), which
+    compiled code reads unchecked. A Minkowski metric's exponent is a positive number, as its
+    constructor takes, and its weights are none, or (where ``weighted``) one per column of the
+    data it measures, finite and not negative: compiled code reads one weight per column
     unchecked (a metric outside a tree, whose width is unknown, may have none; a KDTree's
     bounds ignore weights, and scikit-learn builds none with them)."""
-    from sklearn.metrics._dist_metrics import MinkowskiDistance32, MinkowskiDistance64
+    from sklearn.metrics._dist_metrics import (
+        HaversineDistance32,
+        HaversineDistance64,
+        MinkowskiDistance32,
+        MinkowskiDistance64,
+    )
 
+    if isinstance(metric, (HaversineDistance64, HaversineDistance32)):
+        if width not in (None, 2):  # it reads a latitude and a longitude, unchecked
+            raise _bad("haversine distance", f"it measures 2 columns, not {width}")
+        return
     if not isinstance(metric, (MinkowskiDistance64, MinkowskiDistance32)):
         return
     p, weights = metric.__getstate__()[:2]

@@ -111,7 +111,8 @@ def _state_lengths() -> dict[str, int]:
            for cls in (KDTree, BallTree)}
     for name in _checks.EXTRA_TRUSTED:
         module, _, cls_name = name.rpartition(".")
-        if module == _dist_metrics.__name__:
-            metric = getattr(_dist_metrics, cls_name)
+        metric = getattr(_dist_metrics, cls_name, None) if module == _dist_metrics.__name__ \
+            else None
+        if metric is not None:  # (a metric this scikit-learn does not have matches no file)
             out[name] = len(metric.__new__(metric).__getstate__())
     return out
