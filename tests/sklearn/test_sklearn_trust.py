@@ -584,44 +584,67 @@ def _as_loss(cls: str, module: str, args: list[dict[str, Any]]) -> dict[str, Any
                             "__loader__": "ListNode", "content": []}}}
 
 
-@pytest.mark.parametrize(("node", "name"), [
+_UNCHECKED = "compiled scikit-learn class that dryml-sklearn does not check"
+_NEVER = "as scikit-learn's own files never rebuild it"
+_ALLOCATES = "which can make it allocate any amount of memory"
+_LINEAR = {"__class__": "LinearRegression", "__module__": "sklearn.linear_model._base"}
+
+
+@pytest.mark.parametrize(("node", "name", "why"), [
     # a metric without state inside a BallTree: SIGSEGV at predict (Mahalanobis' buffer)
     ({"__class__": "MahalanobisDistance64", "__module__": _METRICS_MODULE,
-      "__loader__": "ObjectNode"}, "MahalanobisDistance64"),
+      "__loader__": "ObjectNode"}, "MahalanobisDistance64", _UNCHECKED),
     # a state of () anywhere: SIGSEGV while loading (~50 compiled classes)
     ({"__class__": "SEuclideanDistance64", "__module__": _METRICS_MODULE,
-      "__loader__": "ObjectNode", "content": _EMPTY_TUPLE}, "SEuclideanDistance64"),
+      "__loader__": "ObjectNode", "content": _EMPTY_TUPLE}, "SEuclideanDistance64", _UNCHECKED),
     ({"__class__": "UnionFind", "__module__": "sklearn.cluster._hierarchical_fast",
-      "__loader__": "ObjectNode", "content": _EMPTY_TUPLE}, "UnionFind"),
+      "__loader__": "ObjectNode", "content": _EMPTY_TUPLE}, "UnionFind", _UNCHECKED),
     # called with a file's number: UnionFind(125_000_000) took 5 GB from a 2 KB file
     ({"__class__": "UnionFind", "__module__": "sklearn.cluster._hierarchical_fast",
       "__loader__": "ConstructorFromReduceNode", "content": {
-          **_EMPTY_TUPLE, "content": [_json(125_000_000, "int")]}}, "UnionFind"),
+          **_EMPTY_TUPLE, "content": [_json(125_000_000, "int")]}}, "UnionFind", _UNCHECKED),
     # a checked class called, not rebuilt from its state
     ({"__class__": "KDTree", "__module__": "sklearn.neighbors._kd_tree",
-      "__loader__": "ConstructorFromReduceNode", "content": _EMPTY_TUPLE}, "KDTree"),
+      "__loader__": "ConstructorFromReduceNode", "content": _EMPTY_TUPLE}, "KDTree", _NEVER),
     # a tree criterion called as a loss: Gini read past an array given to it (SIGSEGV)
     (_as_loss("Gini", "sklearn.tree._criterion", [_json(10**8, "int"), _json(2, "int")]),
-     "Gini"),
-    # a loss given an object, not its parameters
-    (_as_loss("CyPinballLoss", "sklearn._loss._loss", [{
-        "__class__": "LinearRegression", "__module__": "sklearn.linear_model._base",
-        "__loader__": "ObjectNode"}]), "CyPinballLoss"),
+     "Gini", _UNCHECKED),
+    # a loss given an object, not its parameters (a list node that calls a class too)
+    (_as_loss("CyPinballLoss", "sklearn._loss._loss", [{**_LINEAR, "__loader__": "ObjectNode"}]),
+     "CyPinballLoss", _NEVER),
+    (_as_loss("CyPinballLoss", "sklearn._loss._loss", [
+        {**_LINEAR, "__loader__": "ListNode", "content": []}]), "CyPinballLoss", _NEVER),
     # a Python class called with a file's arguments, as scikit-learn's files never do
     ({"__class__": "AdamOptimizer",
       "__module__": "sklearn.neural_network._stochastic_optimizers",
       "__loader__": "ConstructorFromReduceNode", "content": {
           **_EMPTY_TUPLE, "content": [{**_EMPTY_TUPLE, "__class__": "list",
-                                       "__loader__": "ListNode"}]}}, "AdamOptimizer"),
-    (_as_loss("LinearRegression", "sklearn.linear_model._base", []), "LinearRegression"),
+                                       "__loader__": "ListNode"}]}}, "AdamOptimizer", _NEVER),
+    (_as_loss("LinearRegression", "sklearn.linear_model._base", []), "LinearRegression",
+     _NEVER),
+    # skops' decision-tree node named after another class (it builds a Tree all the same)
+    ({**_LINEAR, "__loader__": "TreeNode", "content": _json({}, "dict"), "__reduce__": {
+        "args": {**_EMPTY_TUPLE, "content": [_json(1, "int")] * 3}}}, "LinearRegression",
+     _NEVER),
+    # a scipy class named through a scikit-learn module that imports it: lil_array((10**7,
+    # 1)) took 3.3 GB from a 2 KB file
+    ({"__class__": "lil_array", "__module__": "sklearn.manifold._locally_linear",
+      "__loader__": "ConstructorFromReduceNode", "content": {**_EMPTY_TUPLE, "content": [
+          {**_EMPTY_TUPLE, "content": [_json(10**7, "int"), _json(1, "int")]}]}},
+     "lil_array", _ALLOCATES),
+    # a list node calls the class it names with its items: np.ndarray([30000, 30000])
+    ({"__class__": "ndarray", "__module__": "numpy", "__loader__": "ListNode",
+      "content": [_json(30000, "int"), _json(30000, "int")]}, "ndarray", _ALLOCATES),
 ], ids=["metric-without-state", "metric-empty-state", "union-find-empty-state",
         "union-find-called", "kd-tree-called", "criterion-as-loss", "loss-of-an-object",
-        "python-class-called", "python-class-as-loss"])
+        "loss-of-a-listed-class", "python-class-called", "python-class-as-loss",
+        "tree-node-of-another-class", "reexported-scipy-class", "array-from-a-list"])
 def test_a_scikit_learn_class_is_trusted_only_as_scikit_learn_rebuilds_it(
-        node: dict[str, Any], name: str) -> None:
+        node: dict[str, Any], name: str, why: str) -> None:
     """Compiled scikit-learn classes read their state without bounds checks: each is trusted
-    by name and loader (found by the hostile-file audit: these loaded, then crashed the
-    process, some while loading, or took gigabytes)."""
+    by name and loader, and no class is called with a file's arguments as scikit-learn's own
+    files never are (found by the hostile-file audit and its review: these loaded, then
+    crashed the process, some while loading, or took gigabytes)."""
     from dryml_sklearn import _skops_arrays, _trust
     from dryml_sklearn._serializers import load_estimator
 
@@ -640,7 +663,7 @@ def test_a_scikit_learn_class_is_trusted_only_as_scikit_learn_rebuilds_it(
     crafted = _rewritten(data, craft)
     found = _trust.untrusted(_skops_arrays.load_tree(crafted))  # nothing built yet
     assert [f.name.rsplit(".", 1)[1] for f in found] == [name]
-    assert "dryml-sklearn does not check" in found[0].why or "files never are" in found[0].why
+    assert why in found[0].why
     with pytest.raises(UntrustedClassError, match=name):
         load_estimator(crafted, None)
 
@@ -660,12 +683,23 @@ def test_models_holding_compiled_losses_load_without_trust(make: Any, tmp_path: 
     assert loaded.predict(data).tobytes() == model.predict(data).tobytes()
 
 
-def _glm_multinomial() -> Any:
+def _glm_multinomial(flag: bool | None = None) -> Any:
     from sklearn._loss.loss import HalfMultinomialLoss
 
     model = linear_model.PoissonRegressor().fit(XR, np.round(YR / 50))
     model._base_loss = HalfMultinomialLoss(n_classes=3)  # score read raw[i, y[i]] (SIGSEGV)
+    if flag is not None:
+        model._base_loss.is_multiclass = flag  # its own state says it is not multinomial
     model.coef_, model.intercept_ = np.zeros((XR.shape[1], 3)), np.zeros(3)
+    return model
+
+
+def _glm_compiled_loss_swapped() -> Any:
+    from sklearn._loss._loss import CyHalfMultinomialLoss
+
+    model = linear_model.PoissonRegressor().fit(XR, np.round(YR / 50))
+    model._base_loss.closs = CyHalfMultinomialLoss()
+    model.coef_ = np.zeros((XR.shape[1], 3))
     return model
 
 
@@ -677,13 +711,31 @@ def _hgb_binomial_for_three() -> Any:
     return model
 
 
-@pytest.mark.parametrize("make", [_glm_multinomial, _hgb_binomial_for_three],
-                         ids=["glm-multinomial", "hgb-loss-classes"])
+def _hgb_compiled_loss_swapped() -> Any:
+    from sklearn._loss._loss import CyHalfBinomialLoss
+
+    model = ensemble.HistGradientBoostingClassifier(max_iter=3).fit(X, Y)
+    model._loss.closs = CyHalfBinomialLoss()  # a multinomial loss computing a binomial one
+    return model
+
+
+_ONE_PER_ROW = "its coefficients do not make one prediction per row"
+_DOES_NOT_FIT = "loss .* does not fit the predictions it makes"
+
+
+@pytest.mark.parametrize(("make", "why"), [
+    (_glm_multinomial, _ONE_PER_ROW),
+    (lambda: _glm_multinomial(flag=False), _ONE_PER_ROW),
+    (_glm_compiled_loss_swapped, _ONE_PER_ROW),
+    (_hgb_binomial_for_three, _DOES_NOT_FIT),
+    (_hgb_compiled_loss_swapped, _DOES_NOT_FIT),
+], ids=["glm-multinomial", "glm-multinomial-said-not", "glm-compiled-loss-swapped",
+        "hgb-loss-classes", "hgb-compiled-loss-swapped"])
 def test_a_loss_that_does_not_fit_the_models_predictions_is_refused(
-        make: Any, tmp_path: Path) -> None:
+        make: Any, why: str, tmp_path: Path) -> None:
     from dryml.errors import FormatError
 
-    with pytest.raises(FormatError, match="loss .* does not fit the predictions it makes"):
+    with pytest.raises(FormatError, match=why):
         _round_trip(make(), tmp_path / "model.dry")
 
 

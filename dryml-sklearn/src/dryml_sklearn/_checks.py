@@ -324,23 +324,35 @@ def _check_bin_mapper(obj: Any) -> None:
 
 
 def _check_loss(obj: Any) -> None:
-    """A multinomial loss (scikit-learn's compiled one) reads a model's raw predictions at
-    the column of each target's class without bounds checks: a generalized linear model,
-    whose targets are the caller's own numbers, never has one (a Poisson regressor holding
-    one crashed the process at ``score``), and a boosting model's loss has as many classes
-    as the model predicts columns (which continued training indexes by class)."""
-    for name in ("_base_loss", "_loss"):
-        loss = vars(obj).get(name)
-        if loss is None or not hasattr(loss, "is_multiclass"):
-            continue
-        columns = _count(getattr(loss, "n_classes", None)) if loss.is_multiclass else 1
-        if name == "_base_loss":  # the generalized linear models'
-            width = 1
-        else:
-            width = _count(vars(obj).get("n_trees_per_iteration_"))
-        if width is not None and columns != width:
-            raise _bad(type(obj).__name__, f"its loss ({type(loss).__name__}) does not fit "
-                       "the predictions it makes")
+    """scikit-learn's compiled multinomial loss reads a model's raw predictions at the
+    column of each target's class without bounds checks. A generalized linear model's
+    predictions must be one number per row (one coefficient per feature, one intercept),
+    which that loss refuses (a Poisson regressor holding one with three columns of
+    coefficients crashed the process at ``score``: its targets are the caller's numbers). A
+    boosting model's loss is multinomial, by its compiled part and its class alike, exactly
+    when it predicts several columns, one per class (continued training indexes them)."""
+    from sklearn.linear_model._glm.glm import _GeneralizedLinearRegressor
+
+    what = type(obj).__name__
+    if isinstance(obj, _GeneralizedLinearRegressor):
+        coef, intercept = vars(obj).get("coef_"), vars(obj).get("intercept_", 0.0)
+        if coef is not None and not (isinstance(coef, np.ndarray) and coef.ndim == 1
+                                     and np.ndim(intercept) == 0):
+            raise _bad(what, "its coefficients do not make one prediction per row")
+        return
+    from sklearn._loss._loss import CyHalfMultinomialLoss
+
+    loss = vars(obj).get("_loss")
+    if loss is None or not hasattr(loss, "closs"):
+        return
+    multinomial = isinstance(loss.closs, CyHalfMultinomialLoss)
+    columns = _count(vars(obj).get("n_trees_per_iteration_"))
+    classes = vars(obj).get("classes_")
+    if multinomial != bool(type(loss).is_multiclass) or (
+            columns is not None and (multinomial != (columns > 1) or (
+                multinomial and classes is not None and len(classes) != columns))):
+        raise _bad(what, f"its loss ({type(loss).__name__}) does not fit the predictions "
+                   "it makes")
 
 
 def check_loaded(value: Any) -> None:

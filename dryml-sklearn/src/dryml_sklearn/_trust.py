@@ -85,10 +85,9 @@ _CONTAINERS = frozenset({"functools.partial"})
 #: What skops writes as an object but cannot rebuild, whatever the trust (pandas' NA singleton).
 _UNLOADABLE = {"NAType": "pandas.NA, which no file can rebuild, trusted or not: fit with "
                          "missing_values=np.nan instead and save again"}
-_CALLED = ("a scikit-learn class rebuilt in a way scikit-learn's own files never are "
-           "(called with arguments from the file)")
-_COMPILED = ("a compiled scikit-learn class that dryml-sklearn does not check, or one rebuilt "
-             "in a way scikit-learn's own files never are")
+_COMPILED = "a compiled scikit-learn class that dryml-sklearn does not check"
+_ALLOCATES = ("called with arguments from the file, which can make it allocate any amount of "
+              "memory")
 
 
 class Finding:
@@ -252,10 +251,11 @@ def walk(root: Any) -> Iterable[tuple[Any, str]]:
                     stack.append((item, nested))
 
 
-#: The loaders that rebuild only decision-tree storage of the compiled classes: skops'
-#: TreeNode (which calls Tree whatever the file names) and dryml's batches (of an ensemble's
-#: trees) and their items.
-_TREE_LOADERS = frozenset({"TreeNode", "DrymlBatchNode", "_ItemNode"})
+#: dryml's batches (an ensemble's members) and their items: of the compiled classes, they
+#: rebuild decision-tree storage only.
+_TREE_LOADERS = frozenset({"DrymlBatchNode", "_ItemNode"})
+#: skops loaders that call the class a file names with the node's content (``cls(items)``).
+_CALLING_LOADERS = frozenset({"ConstructorFromReduceNode", "ListNode", "SetNode", "TupleNode"})
 #: What a compiled loss's arguments and state may be made of: plain values (its parameters).
 _PARAMETER_NODES = frozenset({"JsonNode", "TupleNode", "ListNode", "DictNode"})
 
@@ -283,14 +283,17 @@ def _rebuilt_as_saved(node: Any, name: str, compiled: bool, constructor: bool) -
     and a ``Gini`` criterion called as a loss read past its array.)"""
     loader = type(node).__name__
     if constructor and loader == "TypeNode":
-        # the class a LossNode or TreeNode calls; the node itself is checked with its loader
-        return not compiled or name in _checks.EXTRA_TRUSTED or name in _losses()
+        # the class a TreeNode (Tree) or LossNode (the node's own, checked with it) calls
+        return name == _checks.TREE or name in _losses()
     if loader == "LossNode":
         return name in _losses() and all(
             child is node or child is node.children.get("constructor")
-            or type(child).__name__ in _PARAMETER_NODES for child, _ in walk(node))
+            or (type(child).__name__ in _PARAMETER_NODES and child.module_name == "builtins")
+            for child, _ in walk(node))
     if loader == "ConstructorFromReduceNode":
         return False
+    if loader == "TreeNode":  # it builds a Tree, whatever the file names
+        return name == _checks.TREE
     if loader in _TREE_LOADERS:
         return not compiled or name == _checks.TREE
     # the other compiled classes dryml-sklearn checks: their state set on an instance made
@@ -353,13 +356,13 @@ def untrusted(tree: Any, trust: Iterable[str] = ()) -> list[Finding]:
         constructor = kind == "constructor"
         if constructor:
             kind = "object"
-            if _allocates(module, qualname) and not _caller_trusts(name, kind, caller):
-                # bytearray(3_000_000_000), ndarray((40000, 40000)) and csr_matrix((3e9, 1))
-                # can be built from a few bytes of arguments (skops writes these with loaders of
-                # their own, never as such calls)
-                findings[name] = Finding(name, kind, "called with arguments from the file, "
-                                         "which can make it allocate any amount of memory")
-                continue
+        if (constructor or type(node).__name__ in _CALLING_LOADERS) and _allocates(
+                module, qualname) and not _caller_trusts(name, kind, caller):
+            # bytearray(3_000_000_000), ndarray((40000, 40000)) and csr_matrix((3e9, 1))
+            # can be built from a few bytes of arguments (skops writes these with loaders of
+            # their own, never as such calls)
+            findings[name] = Finding(name, kind, _ALLOCATES)
+            continue
         if isinstance(node, (MethodNode, OperatorFuncNode)):
             if not _caller_trusts(name, "callable", caller):
                 findings[name] = Finding(name, kind, "a bound method or operator getter")
@@ -381,13 +384,24 @@ def untrusted(tree: Any, trust: Iterable[str] = ()) -> list[Finding]:
         if value is None:
             findings[name] = Finding(name, kind, "not found without importing other modules")
             continue
+        if (constructor or type(node).__name__ in _CALLING_LOADERS) and isinstance(
+                value, type) and _allocates(value.__module__, value.__qualname__):
+            # the same, named through a module that imports it
+            # (sklearn.manifold._locally_linear.lil_array)
+            findings[name] = Finding(name, kind, _ALLOCATES)
+            continue
         if kind == "object":
             why = _object_ok(value, name)
             if why in (None, _COMPILED) and isinstance(value, type) and _defined_in(
                     value, "sklearn"):
                 compiled = _compiled(value)
-                why = None if _rebuilt_as_saved(node, name, compiled, constructor) else (
-                    _COMPILED if compiled else _CALLED)
+                if _rebuilt_as_saved(node, name, compiled, constructor):
+                    why = None
+                elif compiled and name not in _checks.EXTRA_TRUSTED and name not in _losses():
+                    why = _COMPILED
+                else:
+                    why = (f"rebuilt by skops' {type(node).__name__}, as scikit-learn's own "
+                           "files never rebuild it")
             if why is not None:
                 findings[name] = Finding(name, kind, why)
             elif isinstance(value, type) and _defined_in(value, "sklearn"):
