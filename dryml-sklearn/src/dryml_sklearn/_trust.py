@@ -356,8 +356,9 @@ def untrusted(tree: Any, trust: Iterable[str] = ()) -> list[Finding]:
         constructor = kind == "constructor"
         if constructor:
             kind = "object"
-        if (constructor or type(node).__name__ in _CALLING_LOADERS) and _allocates(
-                module, qualname) and not _caller_trusts(name, kind, caller):
+        # whether skops calls the class with the file's content
+        calls = constructor or type(node).__name__ in _CALLING_LOADERS
+        if calls and _allocates(module, qualname) and not _caller_trusts(name, kind, caller):
             # bytearray(3_000_000_000), ndarray((40000, 40000)) and csr_matrix((3e9, 1))
             # can be built from a few bytes of arguments (skops writes these with loaders of
             # their own, never as such calls)
@@ -384,8 +385,8 @@ def untrusted(tree: Any, trust: Iterable[str] = ()) -> list[Finding]:
         if value is None:
             findings[name] = Finding(name, kind, "not found without importing other modules")
             continue
-        if (constructor or type(node).__name__ in _CALLING_LOADERS) and isinstance(
-                value, type) and _allocates(value.__module__, value.__qualname__):
+        if calls and isinstance(value, type) and _allocates(value.__module__,
+                                                             value.__qualname__):
             # the same, named through a module that imports it
             # (sklearn.manifold._locally_linear.lil_array)
             findings[name] = Finding(name, kind, _ALLOCATES)
