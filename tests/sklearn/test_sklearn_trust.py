@@ -587,6 +587,7 @@ def _as_loss(cls: str, module: str, args: list[dict[str, Any]]) -> dict[str, Any
 _UNCHECKED = "compiled scikit-learn class that dryml-sklearn does not check"
 _NEVER = "as scikit-learn's own files never rebuild it"
 _ALLOCATES = "which can make it allocate any amount of memory"
+_NOT_CONTAINER = "calls it with the file's items, and it is not that container"
 _LINEAR = {"__class__": "LinearRegression", "__module__": "sklearn.linear_model._base"}
 
 
@@ -632,13 +633,17 @@ _LINEAR = {"__class__": "LinearRegression", "__module__": "sklearn.linear_model.
       "__loader__": "ConstructorFromReduceNode", "content": {**_EMPTY_TUPLE, "content": [
           {**_EMPTY_TUPLE, "content": [_json(10**7, "int"), _json(1, "int")]}]}},
      "lil_array", _ALLOCATES),
-    # a list node calls the class it names with its items: np.ndarray([30000, 30000])
+    # a list node calls the class it names with its items: np.ndarray([30000, 30000]), or
+    # str() of a list holding itself many times over (3.3 GB from a 2.2 KB file)
     ({"__class__": "ndarray", "__module__": "numpy", "__loader__": "ListNode",
-      "content": [_json(30000, "int"), _json(30000, "int")]}, "ndarray", _ALLOCATES),
+      "content": [_json(30000, "int"), _json(30000, "int")]}, "ndarray", _NOT_CONTAINER),
+    ({"__class__": "str", "__module__": "builtins", "__loader__": "ListNode",
+      "content": [_json(1, "int")]}, "str", _NOT_CONTAINER),
 ], ids=["metric-without-state", "metric-empty-state", "union-find-empty-state",
         "union-find-called", "kd-tree-called", "criterion-as-loss", "loss-of-an-object",
         "loss-of-a-listed-class", "python-class-called", "python-class-as-loss",
-        "tree-node-of-another-class", "reexported-scipy-class", "array-from-a-list"])
+        "tree-node-of-another-class", "reexported-scipy-class", "array-from-a-list",
+        "text-from-a-list"])
 def test_a_scikit_learn_class_is_trusted_only_as_scikit_learn_rebuilds_it(
         node: dict[str, Any], name: str, why: str) -> None:
     """Compiled scikit-learn classes read their state without bounds checks: each is trusted
@@ -662,8 +667,8 @@ def test_a_scikit_learn_class_is_trusted_only_as_scikit_learn_rebuilds_it(
 
     crafted = _rewritten(data, craft)
     found = _trust.untrusted(_skops_arrays.load_tree(crafted))  # nothing built yet
-    assert [f.name.rsplit(".", 1)[1] for f in found] == [name]
-    assert why in found[0].why
+    (finding,) = [f for f in found if f.name.rsplit(".", 1)[1] == name]
+    assert why in finding.why
     with pytest.raises(UntrustedClassError, match=name):
         load_estimator(crafted, None)
 
@@ -683,40 +688,43 @@ def test_models_holding_compiled_losses_load_without_trust(make: Any, tmp_path: 
     assert loaded.predict(data).tobytes() == model.predict(data).tobytes()
 
 
-def _glm_multinomial(flag: bool | None = None) -> Any:
+def _glm_multinomial() -> Any:
     from sklearn._loss.loss import HalfMultinomialLoss
 
     model = linear_model.PoissonRegressor().fit(XR, np.round(YR / 50))
     model._base_loss = HalfMultinomialLoss(n_classes=3)  # score read raw[i, y[i]] (SIGSEGV)
-    if flag is not None:
-        model._base_loss.is_multiclass = flag  # its own state says it is not multinomial
     model.coef_, model.intercept_ = np.zeros((XR.shape[1], 3)), np.zeros(3)
     return model
 
 
-def _glm_compiled_loss_swapped() -> Any:
-    from sklearn._loss._loss import CyHalfMultinomialLoss
-
-    model = linear_model.PoissonRegressor().fit(XR, np.round(YR / 50))
-    model._base_loss.closs = CyHalfMultinomialLoss()
-    model.coef_ = np.zeros((XR.shape[1], 3))
-    return model
-
-
-def _hgb_binomial_for_three() -> Any:
+def _gb_binomial_for_three() -> Any:
     from sklearn._loss.loss import HalfBinomialLoss
 
-    model = ensemble.HistGradientBoostingClassifier(max_iter=3).fit(X, Y)
-    model._loss = HalfBinomialLoss()
+    model = ensemble.GradientBoostingClassifier(n_estimators=2).fit(X, Y)
+    model._loss = HalfBinomialLoss()  # predict's initial predictions: one column, not three
     return model
 
 
-def _hgb_compiled_loss_swapped() -> Any:
-    from sklearn._loss._loss import CyHalfBinomialLoss
-
-    model = ensemble.HistGradientBoostingClassifier(max_iter=3).fit(X, Y)
-    model._loss.closs = CyHalfBinomialLoss()  # a multinomial loss computing a binomial one
+def _gb_loss_said_not_multinomial() -> Any:
+    model = ensemble.GradientBoostingClassifier(n_estimators=2).fit(X, Y)
+    model._loss.is_multiclass = False  # its own state: predict took one column (SIGABRT)
     return model
+
+
+def _gb_initial_estimator_narrow() -> Any:
+    from sklearn.dummy import DummyClassifier
+
+    model = ensemble.GradientBoostingClassifier(n_estimators=2).fit(X, Y)
+    model.init_ = DummyClassifier(strategy="prior").fit(X, np.zeros(len(X)))  # one class
+    return model
+
+
+def _hgb_loss_parameter_narrow() -> Any:
+    from sklearn._loss.loss import HalfMultinomialLoss
+
+    model = ensemble.HistGradientBoostingClassifier(max_iter=2, warm_start=True).fit(X, Y)
+    # continued training sizes its gradients from it (two columns for three: SIGABRT at fit)
+    return model.set_params(max_iter=4, loss=HalfMultinomialLoss(n_classes=2))
 
 
 _ONE_PER_ROW = "its coefficients do not make one prediction per row"
@@ -725,12 +733,12 @@ _DOES_NOT_FIT = "loss .* does not fit the predictions it makes"
 
 @pytest.mark.parametrize(("make", "why"), [
     (_glm_multinomial, _ONE_PER_ROW),
-    (lambda: _glm_multinomial(flag=False), _ONE_PER_ROW),
-    (_glm_compiled_loss_swapped, _ONE_PER_ROW),
-    (_hgb_binomial_for_three, _DOES_NOT_FIT),
-    (_hgb_compiled_loss_swapped, _DOES_NOT_FIT),
-], ids=["glm-multinomial", "glm-multinomial-said-not", "glm-compiled-loss-swapped",
-        "hgb-loss-classes", "hgb-compiled-loss-swapped"])
+    (_gb_binomial_for_three, _DOES_NOT_FIT),
+    (_gb_loss_said_not_multinomial, _DOES_NOT_FIT),
+    (_gb_initial_estimator_narrow, r"initial predictions .* one column per tree .*\(1, not 3\)"),
+    (_hgb_loss_parameter_narrow, _DOES_NOT_FIT),
+], ids=["glm-multinomial", "gb-loss-classes", "gb-loss-said-not-multinomial",
+        "gb-initial-estimator", "hgb-loss-parameter"])
 def test_a_loss_that_does_not_fit_the_models_predictions_is_refused(
         make: Any, why: str, tmp_path: Path) -> None:
     from dryml.errors import FormatError

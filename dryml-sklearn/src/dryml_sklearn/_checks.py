@@ -324,13 +324,22 @@ def _check_bin_mapper(obj: Any) -> None:
 
 
 def _check_loss(obj: Any) -> None:
-    """scikit-learn's compiled multinomial loss reads a model's raw predictions at the
-    column of each target's class without bounds checks. A generalized linear model's
-    predictions must be one number per row (one coefficient per feature, one intercept),
-    which that loss refuses (a Poisson regressor holding one with three columns of
-    coefficients crashed the process at ``score``: its targets are the caller's numbers). A
-    boosting model's loss is multinomial, by its compiled part and its class alike, exactly
-    when it predicts several columns, one per class (continued training indexes them)."""
+    """scikit-learn's compiled multinomial loss reads and writes a model's raw predictions at
+    the column of each class without bounds checks, and gradient boosting's compiled
+    ``predict`` writes one column per tree of a stage into the array its initial estimator's
+    predictions make:
+
+    * a generalized linear model must predict one number per row (one coefficient per
+      feature, one intercept): a Poisson regressor holding a multinomial loss and three
+      columns crashed the process at ``score``, its targets being the caller's numbers;
+    * a boosting model's loss (fitted, or given as its ``loss`` parameter, which continued
+      training uses) is multinomial, by its compiled part and its class alike, exactly when
+      the model predicts several columns, one per class (a 2-class loss on a 16-class model
+      corrupted the heap at ``fit``);
+    * gradient boosting's initial predictions have one column per tree of a stage (an
+      initial estimator of one class, or a loss whose own state said it was not multinomial,
+      corrupted the heap at ``predict_proba``)."""
+    from sklearn._loss._loss import CyHalfMultinomialLoss
     from sklearn.linear_model._glm.glm import _GeneralizedLinearRegressor
 
     what = type(obj).__name__
@@ -340,19 +349,30 @@ def _check_loss(obj: Any) -> None:
                                      and np.ndim(intercept) == 0):
             raise _bad(what, "its coefficients do not make one prediction per row")
         return
-    from sklearn._loss._loss import CyHalfMultinomialLoss
-
-    loss = vars(obj).get("_loss")
-    if loss is None or not hasattr(loss, "closs"):
-        return
-    multinomial = isinstance(loss.closs, CyHalfMultinomialLoss)
     columns = _count(vars(obj).get("n_trees_per_iteration_"))
     classes = vars(obj).get("classes_")
-    if multinomial != bool(type(loss).is_multiclass) or (
-            columns is not None and (multinomial != (columns > 1) or (
-                multinomial and classes is not None and len(classes) != columns))):
-        raise _bad(what, f"its loss ({type(loss).__name__}) does not fit the predictions "
-                   "it makes")
+    for name in ("_loss", "loss"):
+        loss = vars(obj).get(name)
+        if loss is None or not hasattr(loss, "closs"):
+            continue
+        multinomial = isinstance(loss.closs, CyHalfMultinomialLoss)
+        if "is_multiclass" in vars(loss) or multinomial != bool(type(loss).is_multiclass) or (
+                columns is not None and (multinomial != (columns > 1) or (multinomial and (
+                    _count(getattr(loss, "n_classes", None)) != columns
+                    or (classes is not None and len(classes) != columns))))):
+            raise _bad(what, f"its loss ({type(loss).__name__}) does not fit the predictions "
+                       "it makes")
+    width = _width(obj)
+    if vars(obj).get("init_") is None or columns is None or width is None or not hasattr(
+            obj, "_raw_predict_init"):
+        return
+    try:  # what predict starts from: the initial estimator's predictions, through the loss
+        start = obj._raw_predict_init(np.zeros((1, width)))
+    except Exception:  # noqa: BLE001 - it fails the same way at predict, in Python
+        return
+    if np.shape(start) != (1, columns):
+        raise _bad(what, "its initial predictions do not have one column per tree of a stage "
+                   f"({np.shape(start)[-1]}, not {columns})")
 
 
 def check_loaded(value: Any) -> None:

@@ -42,6 +42,7 @@ must then be loaded. Anything else is reported untrusted, and nothing was constr
 
 from __future__ import annotations
 
+import builtins
 import importlib
 import inspect
 import pkgutil
@@ -254,8 +255,11 @@ def walk(root: Any) -> Iterable[tuple[Any, str]]:
 #: dryml's batches (an ensemble's members) and their items: of the compiled classes, they
 #: rebuild decision-tree storage only.
 _TREE_LOADERS = frozenset({"DrymlBatchNode", "_ItemNode"})
-#: skops loaders that call the class a file names with the node's content (``cls(items)``).
-_CALLING_LOADERS = frozenset({"ConstructorFromReduceNode", "ListNode", "SetNode", "TupleNode"})
+#: skops loaders that call the class a file names with the node's items (``cls(items)``):
+#: the class must be the container the loader builds (a ``str`` of a list holding itself
+#: many times over took gigabytes; ``numpy.ndarray([30000, 30000])`` allocated its shape).
+_CONTAINER_LOADERS: dict[str, tuple[type, ...]] = {
+    "ListNode": (list,), "SetNode": (set, frozenset), "TupleNode": (tuple,)}
 #: What a compiled loss's arguments and state may be made of: plain values (its parameters).
 _PARAMETER_NODES = frozenset({"JsonNode", "TupleNode", "ListNode", "DictNode"})
 
@@ -356,9 +360,16 @@ def untrusted(tree: Any, trust: Iterable[str] = ()) -> list[Finding]:
         constructor = kind == "constructor"
         if constructor:
             kind = "object"
-        # whether skops calls the class with the file's content
-        calls = constructor or type(node).__name__ in _CALLING_LOADERS
-        if calls and _allocates(module, qualname) and not _caller_trusts(name, kind, caller):
+        container = _CONTAINER_LOADERS.get(type(node).__name__)
+        if container is not None:
+            cls = getattr(builtins, qualname, None) if module == "builtins" else _resolve(
+                module, qualname)
+            if not (isinstance(cls, type) and issubclass(cls, container)):
+                findings[name] = Finding(name, kind, f"a {type(node).__name__} calls it with "
+                                         "the file's items, and it is not that container")
+                continue
+        if constructor and _allocates(module, qualname) and not _caller_trusts(
+                name, kind, caller):
             # bytearray(3_000_000_000), ndarray((40000, 40000)) and csr_matrix((3e9, 1))
             # can be built from a few bytes of arguments (skops writes these with loaders of
             # their own, never as such calls)
@@ -385,8 +396,8 @@ def untrusted(tree: Any, trust: Iterable[str] = ()) -> list[Finding]:
         if value is None:
             findings[name] = Finding(name, kind, "not found without importing other modules")
             continue
-        if calls and isinstance(value, type) and _allocates(value.__module__,
-                                                             value.__qualname__):
+        if constructor and isinstance(value, type) and _allocates(value.__module__,
+                                                                   value.__qualname__):
             # the same, named through a module that imports it
             # (sklearn.manifold._locally_linear.lil_array)
             findings[name] = Finding(name, kind, _ALLOCATES)
