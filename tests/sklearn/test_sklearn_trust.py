@@ -1073,3 +1073,32 @@ def test_a_batch_rebuilds_no_compiled_class_but_decision_trees(
     monkeypatch.setattr(_skops_arrays, "dumps", crafted_dumps)
     with pytest.raises(UntrustedClassError, match=r"'sklearn\.neighbors\._kd_tree\.KDTree'"):
         _round_trip(model, tmp_path / "crafted.dry")
+
+
+def test_an_initial_estimator_is_checked_before_it_runs(tmp_path: Path) -> None:
+    """Gradient boosting's initial predictions are checked by running its initial estimator,
+    only once everything below the model is checked: an initial tree without nodes would
+    loop forever reading past its empty array (checked in a child process)."""
+    from sklearn.tree._tree import NODE_DTYPE, Tree
+
+    model = ensemble.GradientBoostingClassifier(
+        n_estimators=2, init=tree.DecisionTreeClassifier(max_depth=2)).fit(X, Y)
+    empty = Tree(X.shape[1], np.array([3], dtype=np.intp), 1)
+    empty.__setstate__({"max_depth": 0, "node_count": 0, "nodes": np.zeros(0, NODE_DTYPE),
+                        "values": np.zeros((0, 1, 3))})
+    model.init_.tree_ = empty
+    holder = Holder()
+    holder.model = model
+    save_object(holder, tmp_path / "gb.dry")
+    code = textwrap.dedent(f"""
+        from dryml import load_object
+        from dryml.errors import FormatError
+        try:
+            load_object({str(tmp_path / "gb.dry")!r}, trust=["sklearn_zoo"]).model
+        except FormatError as exc:
+            print(exc)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, cwd=Path(__file__).parent)
+    assert done.returncode == 0, done.stderr
+    assert "node count, outputs, classes and value array do not agree" in done.stdout

@@ -362,22 +362,29 @@ def _check_loss(obj: Any) -> None:
                     or (classes is not None and len(classes) != columns))))):
             raise _bad(what, f"its loss ({type(loss).__name__}) does not fit the predictions "
                        "it makes")
+
+
+def _check_initial_predictions(obj: Any) -> None:
+    """Gradient boosting's compiled ``predict`` writes one column per tree of a stage into
+    the array of its initial predictions (see :func:`_check_loss`). Run after everything
+    below ``obj`` is checked: this runs its initial estimator."""
+    columns = _count(vars(obj).get("n_trees_per_iteration_"))
     width = _width(obj)
-    if vars(obj).get("init_") is None or columns is None or width is None or not hasattr(
-            obj, "_raw_predict_init"):
+    if vars(obj).get("init_") is None or columns is None or width is None:
         return
     try:  # what predict starts from: the initial estimator's predictions, through the loss
         start = obj._raw_predict_init(np.zeros((1, width)))
     except Exception:  # noqa: BLE001 - it fails the same way at predict, in Python
         return
     if np.shape(start) != (1, columns):
-        raise _bad(what, "its initial predictions do not have one column per tree of a stage "
-                   f"({np.shape(start)[-1]}, not {columns})")
+        raise _bad(type(obj).__name__, "its initial predictions do not have one column per "
+                   f"tree of a stage ({np.shape(start)[-1]}, not {columns})")
 
 
 def check_loaded(value: Any) -> None:
     """Check every index-holding object reachable from a loaded estimator."""
     from scipy.interpolate import BSpline
+    from sklearn.ensemble._gb import BaseGradientBoosting
     from sklearn.ensemble._hist_gradient_boosting.gradient_boosting import (
         BaseHistGradientBoosting,
     )
@@ -387,6 +394,7 @@ def check_loaded(value: Any) -> None:
     from sklearn.tree._tree import Tree
 
     seen: set[int] = set()
+    boosting: list[Any] = []
     stack: list[tuple[Any, int | None]] = [(value, None)]
     while stack:
         obj, n_features = stack.pop()
@@ -418,8 +426,12 @@ def check_loaded(value: Any) -> None:
             if isinstance(obj, BaseHistGradientBoosting):
                 _check_bin_mapper(obj)
             _check_loss(obj)
+            if isinstance(obj, BaseGradientBoosting):
+                boosting.append(obj)
             own = _width(obj)
             inner = own if own is not None else n_features
             stack.extend((item, inner) for item in vars(obj).values())
             # pushed last so visited first: a member is checked with the width it is given
             stack.extend(_ensemble_members(obj))
+    for obj in boosting:  # everything checked: their initial estimators may run
+        _check_initial_predictions(obj)
