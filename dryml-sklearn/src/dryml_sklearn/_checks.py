@@ -323,51 +323,49 @@ def _check_bin_mapper(obj: Any) -> None:
             raise _bad(what, "a categorical split is on a feature not marked categorical")
 
 
-def _check_loss(obj: Any) -> None:
-    """scikit-learn's compiled multinomial loss reads and writes a model's raw predictions at
-    the column of each class without bounds checks, and gradient boosting's compiled
-    ``predict`` writes one column per tree of a stage into the array its initial estimator's
-    predictions make:
+def _check_glm(obj: Any) -> None:
+    """scikit-learn's compiled multinomial loss reads a model's raw predictions at the column
+    of each target's class without bounds checks: a generalized linear model, whose targets
+    are the caller's numbers, must predict one number per row (one coefficient per feature,
+    one intercept), which that loss refuses (a Poisson regressor holding one and three
+    columns of coefficients crashed the process at ``score``)."""
+    coef, intercept = vars(obj).get("coef_"), vars(obj).get("intercept_", 0.0)
+    if coef is not None and not (isinstance(coef, np.ndarray) and coef.ndim == 1
+                                 and np.ndim(intercept) == 0):
+        raise _bad(type(obj).__name__, "its coefficients do not make one prediction per row")
 
-    * a generalized linear model must predict one number per row (one coefficient per
-      feature, one intercept): a Poisson regressor holding a multinomial loss and three
-      columns crashed the process at ``score``, its targets being the caller's numbers;
-    * a boosting model's loss (fitted, or given as its ``loss`` parameter, which continued
-      training uses) is multinomial, by its compiled part and its class alike, exactly when
-      the model predicts several columns, one per class (a 2-class loss on a 16-class model
-      corrupted the heap at ``fit``);
-    * gradient boosting's initial predictions have one column per tree of a stage (an
-      initial estimator of one class, or a loss whose own state said it was not multinomial,
-      corrupted the heap at ``predict_proba``)."""
-    from sklearn._loss._loss import CyHalfMultinomialLoss
-    from sklearn.linear_model._glm.glm import _GeneralizedLinearRegressor
 
-    what = type(obj).__name__
-    if isinstance(obj, _GeneralizedLinearRegressor):
-        coef, intercept = vars(obj).get("coef_"), vars(obj).get("intercept_", 0.0)
-        if coef is not None and not (isinstance(coef, np.ndarray) and coef.ndim == 1
-                                     and np.ndim(intercept) == 0):
-            raise _bad(what, "its coefficients do not make one prediction per row")
-        return
+def _check_boosting_loss(obj: Any, multinomial_type: type) -> None:
+    """A boosting model's loss, fitted or given as its ``loss`` parameter (which continued
+    training uses), is multinomial, by its compiled part (``multinomial_type``) and its class
+    alike, exactly when the model predicts several columns, one per class: the compiled loss
+    reads and writes them by class without bounds checks (a 2-class loss on a 16-class
+    model corrupted the heap at ``fit``; one whose own state said it was not multinomial, at
+    ``predict_proba``)."""
     columns = _count(vars(obj).get("n_trees_per_iteration_"))
     classes = vars(obj).get("classes_")
     for name in ("_loss", "loss"):
         loss = vars(obj).get(name)
         if loss is None or not hasattr(loss, "closs"):
             continue
-        multinomial = isinstance(loss.closs, CyHalfMultinomialLoss)
-        if "is_multiclass" in vars(loss) or multinomial != bool(type(loss).is_multiclass) or (
-                columns is not None and (multinomial != (columns > 1) or (multinomial and (
-                    _count(getattr(loss, "n_classes", None)) != columns
-                    or (classes is not None and len(classes) != columns))))):
-            raise _bad(what, f"its loss ({type(loss).__name__}) does not fit the predictions "
-                       "it makes")
+        multinomial = isinstance(loss.closs, multinomial_type)
+        fits = "is_multiclass" not in vars(loss) and multinomial == bool(
+            type(loss).is_multiclass)
+        if fits and columns is not None:
+            fits = multinomial == (columns > 1)
+            if fits and multinomial:
+                fits = _count(getattr(loss, "n_classes", None)) == columns and (
+                    classes is None or len(classes) == columns)
+        if not fits:
+            raise _bad(type(obj).__name__, f"its loss ({type(loss).__name__}) does not fit "
+                       "the predictions it makes")
 
 
 def _check_initial_predictions(obj: Any) -> None:
     """Gradient boosting's compiled ``predict`` writes one column per tree of a stage into
-    the array of its initial predictions (see :func:`_check_loss`). Run after everything
-    below ``obj`` is checked: this runs its initial estimator."""
+    the array of its initial predictions (a one-class initial estimator corrupted the heap
+    at ``predict_proba``). Run after everything below ``obj`` is checked: this runs its
+    initial estimator."""
     columns = _count(vars(obj).get("n_trees_per_iteration_"))
     width = _width(obj)
     if vars(obj).get("init_") is None or columns is None or width is None:
@@ -384,11 +382,13 @@ def _check_initial_predictions(obj: Any) -> None:
 def check_loaded(value: Any) -> None:
     """Check every index-holding object reachable from a loaded estimator."""
     from scipy.interpolate import BSpline
+    from sklearn._loss._loss import CyHalfMultinomialLoss
     from sklearn.ensemble._gb import BaseGradientBoosting
     from sklearn.ensemble._hist_gradient_boosting.gradient_boosting import (
         BaseHistGradientBoosting,
     )
     from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
+    from sklearn.linear_model._glm.glm import _GeneralizedLinearRegressor
     from sklearn.neighbors._ball_tree import BallTree
     from sklearn.neighbors._kd_tree import KDTree
     from sklearn.tree._tree import Tree
@@ -423,11 +423,14 @@ def check_loaded(value: Any) -> None:
             if isinstance(tree, Tree) and _width(obj) != tree.n_features:
                 # predict checks X against n_features_in_ (not at all when it is missing)
                 raise _bad("decision tree", "its n_features_in_ does not match its tree")
-            if isinstance(obj, BaseHistGradientBoosting):
-                _check_bin_mapper(obj)
-            _check_loss(obj)
-            if isinstance(obj, BaseGradientBoosting):
-                boosting.append(obj)
+            if isinstance(obj, _GeneralizedLinearRegressor):
+                _check_glm(obj)
+            elif isinstance(obj, (BaseHistGradientBoosting, BaseGradientBoosting)):
+                if isinstance(obj, BaseHistGradientBoosting):
+                    _check_bin_mapper(obj)
+                else:
+                    boosting.append(obj)  # its initial predictions: after the walk
+                _check_boosting_loss(obj, CyHalfMultinomialLoss)
             own = _width(obj)
             inner = own if own is not None else n_features
             stack.extend((item, inner) for item in vars(obj).values())
